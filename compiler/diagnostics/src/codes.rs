@@ -1,0 +1,131 @@
+//! The registry of diagnostic codes. Every code the compiler can emit is
+//! listed here once, so documentation and tests can enumerate them.
+
+use serde::{Serialize, Serializer};
+
+use crate::Severity;
+
+/// A stable diagnostic code with its default severity and a short summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Code {
+    /// The code as printed, such as `E0202`.
+    pub id: &'static str,
+    /// A kebab-case name, such as `unknown-event`.
+    pub name: &'static str,
+    /// The severity diagnostics with this code get by default.
+    pub severity: Severity,
+    /// One sentence saying what the code is about.
+    pub summary: &'static str,
+}
+
+impl Serialize for Code {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.id)
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id)
+    }
+}
+
+macro_rules! codes {
+    ($($konst:ident = $id:literal $name:literal $sev:ident $summary:literal;)*) => {
+        $(
+            #[doc = $summary]
+            pub const $konst: Code = Code {
+                id: $id,
+                name: $name,
+                severity: Severity::$sev,
+                summary: $summary,
+            };
+        )*
+        /// Every code, in order.
+        pub const CODES: &[Code] = &[$($konst),*];
+    };
+}
+
+codes! {
+    // Syntax.
+    E0101 = "E0101" "invalid-character" Error "A character that cannot start any token.";
+    E0102 = "E0102" "unexpected-token" Error "The parser found a token where the grammar does not allow it.";
+    E0103 = "E0103" "unterminated-string" Error "A string literal or interpolation is not closed before the end of the line or file.";
+    E0104 = "E0104" "invalid-literal" Error "A literal is malformed: an impossible date or time, an integer that overflows, an unknown escape.";
+    E0105 = "E0105" "reserved-word" Error "A keyword is used where a name is expected.";
+    // Names.
+    E0201 = "E0201" "unknown-name" Error "A name that no declaration, parameter or local variable defines.";
+    E0202 = "E0202" "unknown-event" Error "An event name that neither the project nor the stdlib declares.";
+    E0203 = "E0203" "unknown-message" Error "A message that is not declared.";
+    E0204 = "E0204" "unknown-field" Error "A field that the record, event or profile does not have.";
+    E0205 = "E0205" "unknown-type" Error "A type name that is not built in or declared.";
+    E0206 = "E0206" "duplicate-definition" Error "Two declarations of the same kind share a name.";
+    E0207 = "E0207" "unknown-channel" Error "A channel other than email, sms, push, webhook or audience.";
+    E0208 = "E0208" "unknown-flow" Error "A flow name that is not declared.";
+    E0209 = "E0209" "unknown-function" Error "A call to a function that is not a stdlib builtin.";
+    // Types.
+    E0301 = "E0301" "type-mismatch" Error "A value of one type is used where another type is required.";
+    E0302 = "E0302" "possibly-missing" Error "An optional value is used as if it were always present.";
+    E0303 = "E0303" "wrong-arguments" Error "A message or function is called with missing, extra, misnamed or ill-typed arguments.";
+    E0304 = "E0304" "invalid-operands" Error "An operator is applied to types it does not support.";
+    E0305 = "E0305" "cyclic-definition" Error "A `let` or segment is defined in terms of itself.";
+    E0306 = "E0306" "non-positive-duration" Error "A wait, window or cap period that is zero or negative.";
+    E0307 = "E0307" "invalid-timezone" Error "A time zone name that is not in the IANA database.";
+    E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, or split arms that do not add up to 100%.";
+    // Flows, messages and tests.
+    E0401 = "E0401" "missing-trigger" Error "A flow without a trigger, or with more than one.";
+    E0402 = "E0402" "duplicate-clause" Error "A flow clause that may appear once appears twice.";
+    E0403 = "E0403" "unreachable-step" Error "A step after an unconditional `exit` can never run.";
+    E0404 = "E0404" "invalid-message-content" Error "A message without a channel, with content its channel does not take, or missing required content.";
+    E0405 = "E0405" "template-not-found" Error "A template file that cannot be read.";
+    E0406 = "E0406" "template-unknown-variable" Error "A template uses a variable that is not a message parameter or a known root.";
+    E0407 = "E0407" "template-syntax" Error "A template file that does not parse.";
+    E0408 = "E0408" "invalid-test" Error "A test statement that cannot be satisfied or refers to something that does not exist.";
+    // Domain lints.
+    W0001 = "W0001" "abandonment-without-purchase-exit" Warning "An abandonment flow (triggered by a cart, checkout or browse event) does not exit on a purchase.";
+    W0002 = "W0002" "sms-without-quiet-hours" Warning "A marketing SMS can be sent with no quiet hours in force.";
+    W0003 = "W0003" "wait-beyond-goal" Warning "The flow waits longer than its goal window, so later sends cannot convert.";
+    W0004 = "W0004" "exit-never-matches" Warning "An `exit on` rule whose condition can never hold.";
+    W0005 = "W0005" "unused-segment" Warning "A segment that nothing uses.";
+    W0006 = "W0006" "unused-message" Warning "A message that no flow sends.";
+    W0007 = "W0007" "unused-let" Warning "A top-level `let` that nothing uses.";
+}
+
+/// Finds a code by its id (`E0202`) or name (`unknown-event`).
+pub fn lookup(id_or_name: &str) -> Option<Code> {
+    CODES
+        .iter()
+        .copied()
+        .find(|c| c.id.eq_ignore_ascii_case(id_or_name) || c.name == id_or_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_names_are_unique_and_prefixed_by_severity() {
+        let mut ids: Vec<_> = CODES.iter().map(|c| c.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), CODES.len());
+        let mut names: Vec<_> = CODES.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CODES.len());
+        for c in CODES {
+            let prefix = match c.severity {
+                Severity::Error => 'E',
+                _ => 'W',
+            };
+            assert!(c.id.starts_with(prefix), "{} has the wrong prefix", c.id);
+        }
+    }
+
+    #[test]
+    fn lookup_by_id_or_name() {
+        assert_eq!(lookup("e0202"), Some(E0202));
+        assert_eq!(lookup("unknown-event"), Some(E0202));
+        assert_eq!(lookup("nope"), None);
+    }
+}

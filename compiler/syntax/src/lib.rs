@@ -1,0 +1,16 @@
+//! The syntax of the Nudge flow language: tokens, the syntax tree and the parser.
+//!
+//! Data flows one way: [`lex`] turns text into tokens (comments kept aside for
+//! the formatter), [`parse`] turns tokens into an [`ast::File`] with byte spans,
+//! recovering from errors so that a broken file still yields a tree for the rest.
+
+pub mod ast;
+mod lexer;
+mod parser;
+mod token;
+
+pub use lexer::{Comment, Lexed, lex};
+pub use parser::{Parsed, parse};
+pub use token::{KEYWORDS, Token, is_keyword};
+
+pub use nudge_diagnostics::{FileId, Span};
