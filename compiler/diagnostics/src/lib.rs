@@ -5,6 +5,7 @@
 
 pub mod codes;
 mod diagnostic;
+pub mod render;
 mod source;
 
 pub use codes::{CODES, Code, lookup};

@@ -137,6 +137,50 @@ impl SourceFile {
             col,
         }
     }
+
+    /// Zero-based line and UTF-16 column of a byte offset, as the Language
+    /// Server Protocol counts positions.
+    ///
+    /// Offsets past the end clamp to the end; offsets inside a multi-byte
+    /// character clamp to its start.
+    pub fn line_col_utf16(&self, offset: u32) -> (u32, u32) {
+        let offset = floor_char_boundary(&self.text, (offset as usize).min(self.text.len()));
+        let line = self.line_index(offset as u32);
+        let start = self.line_starts[line] as usize;
+        let col = self.text[start..offset].encode_utf16().count() as u32;
+        (line as u32, col)
+    }
+
+    /// Byte offset of a zero-based line and UTF-16 column; the inverse of
+    /// [`SourceFile::line_col_utf16`].
+    ///
+    /// A line past the last one gives the end of the file; a column past the
+    /// end of its line gives the end of the line (before `\n` or `\r\n`); a
+    /// column in the middle of a surrogate pair gives the start of that character.
+    pub fn offset_of_utf16(&self, line: u32, col_utf16: u32) -> u32 {
+        let Some(&start) = self.line_starts.get(line as usize) else {
+            return self.text.len() as u32;
+        };
+        let start = start as usize;
+        let mut end = self
+            .line_starts
+            .get(line as usize + 1)
+            .map_or(self.text.len(), |&next| next as usize - 1);
+        // The terminator is not part of the line an editor addresses.
+        if self.text[start..end].ends_with('\r') && end < self.text.len() {
+            end -= 1;
+        }
+        let mut remaining = col_utf16 as usize;
+        let mut offset = start;
+        for c in self.text[start..end].chars() {
+            if c.len_utf16() > remaining {
+                break;
+            }
+            remaining -= c.len_utf16();
+            offset += c.len_utf8();
+        }
+        offset as u32
+    }
 }
 
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {

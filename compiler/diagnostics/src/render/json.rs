@@ -1,0 +1,108 @@
+//! The JSON format: every field of every diagnostic, with byte spans and
+//! one-based line and character columns, for scripts and tools.
+
+use serde::Serialize;
+
+use super::{Resolved, resolve};
+use crate::{Diagnostic, LineCol, Severity, SourceMap, Span};
+
+/// Renders diagnostics as a pretty-printed JSON array with a trailing
+/// newline.
+pub fn json(sources: &SourceMap, diags: &[Diagnostic]) -> String {
+    let entries: Vec<Entry<'_>> = diags.iter().map(|d| Entry::new(sources, d)).collect();
+    // Serialising plain structs of strings and numbers cannot fail.
+    let mut text = serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".to_string());
+    text.push('\n');
+    text
+}
+
+/// One diagnostic as it appears in the JSON output.
+#[derive(Serialize)]
+struct Entry<'a> {
+    code: &'static str,
+    name: &'static str,
+    severity: Severity,
+    title: &'a str,
+    file: String,
+    span: Span,
+    start: LineCol,
+    end: LineCol,
+    primary_label: Option<&'a str>,
+    labels: Vec<LabelEntry<'a>>,
+    help: Option<&'a str>,
+    fix: Option<FixEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct LabelEntry<'a> {
+    file: String,
+    span: Span,
+    start: LineCol,
+    end: LineCol,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct FixEntry<'a> {
+    message: &'a str,
+    edits: Vec<EditEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct EditEntry<'a> {
+    file: String,
+    span: Span,
+    replacement: &'a str,
+}
+
+impl<'a> Entry<'a> {
+    fn new(sources: &SourceMap, d: &'a Diagnostic) -> Self {
+        let Resolved {
+            path,
+            span,
+            start,
+            end,
+        } = resolve(sources, d.primary);
+        Entry {
+            code: d.code.id,
+            name: d.code.name,
+            severity: d.severity,
+            title: &d.title,
+            file: path,
+            span,
+            start,
+            end,
+            primary_label: d.primary_label.as_deref(),
+            labels: d
+                .labels
+                .iter()
+                .map(|l| {
+                    let r = resolve(sources, l.at);
+                    LabelEntry {
+                        file: r.path,
+                        span: r.span,
+                        start: r.start,
+                        end: r.end,
+                        message: &l.message,
+                    }
+                })
+                .collect(),
+            help: d.help.as_deref(),
+            fix: d.fix.as_ref().map(|f| FixEntry {
+                message: &f.message,
+                edits: f
+                    .edits
+                    .iter()
+                    .map(|e| {
+                        let r = resolve(sources, e.at);
+                        EditEntry {
+                            file: r.path,
+                            span: r.span,
+                            replacement: &e.replacement,
+                        }
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
