@@ -27,9 +27,13 @@ pub struct Lexed<'s> {
 /// tokens plus diagnostics, so the parser can still recover around it.
 pub fn lex(file: FileId, src: &str) -> Lexed<'_> {
     let mut out = Lexed::default();
-    lex_range(file, src, 0, false, &mut out);
+    lex_range(file, src, 0, 0, &mut out);
     out
 }
+
+/// How deeply strings may nest inside interpolations. Real templates use one
+/// or two levels; the limit keeps the recursive scan off the stack's edge.
+const MAX_STRING_NESTING: usize = 16;
 
 /// Lexes `src[start..]` until its end or, when `in_interp` is set, until the
 /// `}` that closes the current interpolation. Returns the offset just past
@@ -39,9 +43,10 @@ fn lex_range<'s>(
     file: FileId,
     src: &'s str,
     start: usize,
-    in_interp: bool,
+    nesting: usize,
     out: &mut Lexed<'s>,
 ) -> (usize, bool) {
+    let in_interp = nesting > 0;
     let mut lexer = Token::lexer(&src[start..]);
     let mut depth = 0usize;
     let mut last_end = start;
@@ -61,7 +66,7 @@ fn lex_range<'s>(
             }
             Ok(Token::StrStart) => {
                 out.tokens.push((Token::StrStart, span));
-                let end = lex_string(file, src, span.end as usize, out);
+                let end = lex_string(file, src, span.end as usize, nesting, out);
                 lexer.bump(end - span.end as usize);
                 last_end = end;
                 continue;
@@ -104,8 +109,33 @@ fn lex_range<'s>(
 
 /// Lexes the inside of a string whose opening quote ends at `pos`, up to and
 /// including the closing quote. Returns the offset just past the string.
-fn lex_string<'s>(file: FileId, src: &'s str, pos: usize, out: &mut Lexed<'s>) -> usize {
+fn lex_string<'s>(
+    file: FileId,
+    src: &'s str,
+    pos: usize,
+    nesting: usize,
+    out: &mut Lexed<'s>,
+) -> usize {
     let bytes = src.as_bytes();
+    if nesting >= MAX_STRING_NESTING {
+        // Too deep to follow: take the rest of the line as text.
+        let end = src[pos..].find('\n').map_or(src.len(), |i| pos + i);
+        out.tokens
+            .push((Token::StrText(&src[pos..end]), Span::new(pos, end)));
+        out.tokens.push((Token::StrEnd, Span::new(end, end)));
+        out.diagnostics.push(
+            Diagnostic::new(
+                codes::E0103,
+                FileSpan::new(file, Span::new(pos - 1, end)),
+                "strings nested too deeply",
+            )
+            .with_primary_label(format!(
+                "more than {MAX_STRING_NESTING} strings inside each other's interpolations"
+            ))
+            .with_help("compute the inner parts with `let` first"),
+        );
+        return end;
+    }
     let mut i = pos;
     let mut text_start = pos;
     let flush = |out: &mut Lexed<'s>, from: usize, to: usize| {
@@ -126,7 +156,7 @@ fn lex_string<'s>(file: FileId, src: &'s str, pos: usize, out: &mut Lexed<'s>) -
             b'{' => {
                 flush(out, text_start, i);
                 out.tokens.push((Token::InterpOpen, Span::new(i, i + 1)));
-                let (end, closed) = lex_range(file, src, i + 1, true, out);
+                let (end, closed) = lex_range(file, src, i + 1, nesting + 1, out);
                 if !closed {
                     out.diagnostics
                         .push(unterminated(file, Span::new(i, end), true));
@@ -253,6 +283,17 @@ mod tests {
         assert_eq!(l.diagnostics.len(), 2);
         assert_eq!(l.diagnostics[0].code, codes::E0101);
         assert!(l.tokens.iter().any(|(t, _)| *t == Token::Error));
+    }
+
+    #[test]
+    fn deeply_nested_strings_are_cut_off_not_overflowed() {
+        let src = "\"{".repeat(5000);
+        let l = lex(FileId(0), &src);
+        assert!(
+            l.diagnostics
+                .iter()
+                .any(|d| d.title == "strings nested too deeply")
+        );
     }
 
     #[test]

@@ -1,7 +1,21 @@
-use nudge_diagnostics::{Diagnostic, FileId};
+//! The error-recovering parser: tokens in, a syntax tree and diagnostics out.
+//!
+//! The grammar lives in [`grammar`]; this module runs it and turns the
+//! parser's errors into [`Diagnostic`]s with stable codes.
+
+mod grammar;
+mod lit;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use chumsky::error::{Rich, RichPattern, RichReason};
+use chumsky::prelude::{Input, Parser, SimpleSpan};
+use nudge_diagnostics::{Diagnostic, FileId, FileSpan, Span, codes};
 
 use crate::Comment;
 use crate::ast::File;
+use crate::token::Token;
 
 /// The result of parsing one file: a tree (always), comments and diagnostics.
 #[derive(Clone, Debug)]
@@ -17,12 +31,268 @@ pub struct Parsed {
 /// Parses one file. Never fails: errors are reported and recovered from.
 pub fn parse(file: FileId, src: &str) -> Parsed {
     let lexed = crate::lex(file, src);
+    let tokens: Vec<(Token<'_>, SimpleSpan)> = lexed
+        .tokens
+        .iter()
+        .map(|&(tok, span)| (tok, SimpleSpan::from(span.range())))
+        .collect();
+    let eoi = SimpleSpan::from(src.len()..src.len());
+    let mut tokens = tokens;
+    let mut diagnostics = lexed.diagnostics;
+    let cut = too_deep(src, &lexed.tokens);
+    if let Some(at) = cut {
+        let span = lexed.tokens[at].1;
+        tokens.truncate(at);
+        diagnostics.push(
+            Diagnostic::new(codes::E0102, FileSpan::new(file, span), "too deeply nested")
+                .with_primary_label(format!(
+                    "more than {MAX_NESTING} levels of nesting; the rest of the file is skipped"
+                ))
+                .with_help("split the expression with `let`, or the block into smaller flows"),
+        );
+    }
+    let cut_at = cut.map_or(u32::MAX, |at| lexed.tokens[at].1.start);
+    let (pairs, unclosed) = pair_brackets(&lexed.tokens[..cut.unwrap_or(lexed.tokens.len())]);
+    let (tree, errors) = grammar::file(src, Rc::new(pairs))
+        .parse(tokens.as_slice().split_token_span(eoi))
+        .into_output_errors();
+
+    let mut reported: Vec<u32> = Vec::new();
+    for err in errors {
+        // What follows a cut is not worth reporting.
+        if err.span().start as u32 >= cut_at {
+            continue;
+        }
+        // An invalid character was already reported by the lexer.
+        if matches!(err.found(), Some(Token::Error)) {
+            continue;
+        }
+        let diag = to_diagnostic(file, &err, &unclosed);
+        if diag.code == codes::E0102 && reported.contains(&diag.primary.span.start) {
+            continue;
+        }
+        if diag.code == codes::E0102 {
+            reported.push(diag.primary.span.start);
+        }
+        diagnostics.push(diag);
+    }
+    diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
+
+    let file_span = Span::new(0, src.len());
     Parsed {
-        file: File {
+        file: tree.unwrap_or(File {
             items: Vec::new(),
-            span: crate::Span::new(0, src.len()),
-        },
+            span: file_span,
+        }),
         comments: lexed.comments,
-        diagnostics: lexed.diagnostics,
+        diagnostics,
+    }
+}
+
+/// How deep a syntax tree may nest. Every later stage walks the tree
+/// recursively (dropping it does too), so nesting is bounded before parsing.
+const MAX_NESTING: usize = 256;
+
+/// Finds the first token at which the tree could nest deeper than
+/// [`MAX_NESTING`]. The count is an upper bound on the depth of the node
+/// being built: every operator, `=>` and bracket adds a level; a closing
+/// bracket, a `,` or a keyword that starts a statement goes back to the
+/// level of the enclosing bracket, since what follows is a sibling.
+fn too_deep(src: &str, tokens: &[(Token<'_>, Span)]) -> Option<usize> {
+    let mut saved: Vec<usize> = Vec::new();
+    let mut level = 0usize;
+    let mut prev: Option<Token<'_>> = None;
+    for (i, &(tok, span)) in tokens.iter().enumerate() {
+        let sibling = |saved: &[usize]| saved.last().map_or(0, |l| l + 1);
+        let after_dot = matches!(prev, Some(Token::Dot | Token::QuestionDot));
+        match tok {
+            Token::LBrace | Token::LParen | Token::LBracket | Token::InterpOpen => {
+                saved.push(level);
+                level += 1;
+            }
+            Token::RBrace | Token::RParen | Token::RBracket | Token::InterpClose => {
+                level = saved.pop().unwrap_or(0);
+            }
+            Token::Comma => level = sibling(&saved),
+            Token::Keyword(
+                "and" | "or" | "not" | "in" | "true" | "false" | "none" | "event" | "trigger"
+                | "profile",
+            ) => {}
+            Token::Keyword(_) if !after_dot => level = sibling(&saved),
+            // Test statements start with plain words; `at +1h` is no sum.
+            Token::Ident("given" | "at" | "run" | "expect") if line_start(src, span.start) => {
+                level = sibling(&saved)
+            }
+            _ => {}
+        }
+        if is_operator(&tok) || matches!(tok, Token::Keyword("not") | Token::Arrow) {
+            level += 1;
+        }
+        if level > MAX_NESTING || saved.len() > MAX_NESTING {
+            return Some(i);
+        }
+        prev = Some(tok);
+    }
+    None
+}
+
+/// Whether the token starting at `at` is the first one on its line.
+fn line_start(src: &str, at: u32) -> bool {
+    let before = src.as_bytes().get(..at as usize).unwrap_or_default();
+    before
+        .iter()
+        .rev()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\x0c'))
+        .is_none_or(|&b| b == b'\n')
+}
+
+/// Pairs brackets, string quotes and interpolation braces over the whole
+/// token stream. Returns, for every opener that is closed, the start of its
+/// closer, and the openers that are never closed. A closer pops back to the
+/// nearest opener of its own kind; a closer with no such opener is stray.
+fn pair_brackets(tokens: &[(Token<'_>, Span)]) -> (HashMap<u32, u32>, Vec<(Token<'static>, Span)>) {
+    let mut pairs = HashMap::new();
+    let mut stack: Vec<(Token<'static>, Span)> = Vec::new();
+    let mut unclosed = Vec::new();
+    for &(tok, span) in tokens {
+        let (opener, want) = match tok {
+            Token::LBrace => (Some(Token::LBrace), None),
+            Token::LParen => (Some(Token::LParen), None),
+            Token::LBracket => (Some(Token::LBracket), None),
+            Token::StrStart => (Some(Token::StrStart), None),
+            Token::InterpOpen => (Some(Token::InterpOpen), None),
+            Token::RBrace => (None, Some(Token::LBrace)),
+            Token::RParen => (None, Some(Token::LParen)),
+            Token::RBracket => (None, Some(Token::LBracket)),
+            Token::StrEnd => (None, Some(Token::StrStart)),
+            Token::InterpClose => (None, Some(Token::InterpOpen)),
+            _ => continue,
+        };
+        if let Some(open) = opener {
+            stack.push((open, span));
+        } else if let Some(pos) = want.and_then(|w| stack.iter().rposition(|(t, _)| *t == w)) {
+            let mut popped = stack.drain(pos..);
+            if let Some((_, open)) = popped.next() {
+                pairs.insert(open.start, span.start);
+            }
+            unclosed.extend(popped);
+        }
+    }
+    unclosed.extend(stack);
+    unclosed.retain(|(t, _)| matches!(t, Token::LBrace | Token::LParen | Token::LBracket));
+    unclosed.sort_by_key(|(_, s)| s.start);
+    (pairs, unclosed)
+}
+
+fn to_diagnostic(
+    file: FileId,
+    err: &Rich<'_, Token<'_>, SimpleSpan>,
+    unclosed: &[(Token<'static>, Span)],
+) -> Diagnostic {
+    let span = Span::new(err.span().start, err.span().end);
+    if let RichReason::Custom(msg) = err.reason() {
+        let mut fields = msg.split(grammar::SEP);
+        let code = fields
+            .next()
+            .and_then(codes::lookup)
+            .unwrap_or(codes::E0102);
+        let title = fields.next().unwrap_or("syntax error");
+        let mut d = Diagnostic::new(code, FileSpan::new(file, span), title);
+        if let Some(label) = fields.next().filter(|l| !l.is_empty()) {
+            d = d.with_primary_label(label);
+        }
+        if let Some(help) = fields.next().filter(|h| !h.is_empty()) {
+            d = d.with_help(help);
+        }
+        return d;
+    }
+
+    let mut expected: Vec<String> = Vec::new();
+    let mut wants_closer = false;
+    for pattern in err.expected() {
+        let text = match pattern {
+            RichPattern::Token(tok) => {
+                let tok: &Token<'_> = tok;
+                wants_closer |= matches!(tok, Token::RBrace | Token::RParen | Token::RBracket);
+                match tok {
+                    t if is_operator(t) => "an operator".to_string(),
+                    Token::Keyword(w) | Token::Ident(w) => format!("`{w}`"),
+                    other => other.describe(),
+                }
+            }
+            RichPattern::Label(l) if l.is_empty() => continue,
+            RichPattern::Label(l) => l.to_string(),
+            RichPattern::Identifier(i) => format!("`{i}`"),
+            RichPattern::EndOfInput => "the end of the file".to_string(),
+            RichPattern::Any => "something".to_string(),
+            _ => continue,
+        };
+        if !expected.contains(&text) {
+            expected.push(text);
+        }
+    }
+    let found = match err.found() {
+        Some(tok) => tok.describe(),
+        None => "the end of the file".to_string(),
+    };
+    let title = if expected.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {}, found {found}", join_or(&expected))
+    };
+    let label = if err.found().is_some() {
+        "unexpected here".to_string()
+    } else {
+        "the file ends here".to_string()
+    };
+    let mut d =
+        Diagnostic::new(codes::E0102, FileSpan::new(file, span), title).with_primary_label(label);
+
+    let at_closer = matches!(
+        err.found(),
+        None | Some(Token::RBrace | Token::RParen | Token::RBracket)
+    );
+    let open = unclosed
+        .iter()
+        .rev()
+        .find(|(_, s)| s.start < span.start.max(1));
+    if let (true, Some((tok, open))) = (wants_closer || at_closer, open) {
+        d = d.with_label(
+            FileSpan::new(file, *open),
+            format!("this `{}` is never closed", tok.punct()),
+        );
+    }
+    d
+}
+
+/// Whether a token continues an expression; such tokens are listed as one
+/// "an operator" rather than one by one.
+fn is_operator(tok: &Token<'_>) -> bool {
+    matches!(
+        tok,
+        Token::Dot
+            | Token::QuestionDot
+            | Token::QuestionQuestion
+            | Token::EqEq
+            | Token::NotEq
+            | Token::Lt
+            | Token::LtEq
+            | Token::Gt
+            | Token::GtEq
+            | Token::Plus
+            | Token::Minus
+            | Token::Star
+            | Token::Slash
+            | Token::PercentSign
+            | Token::Keyword("and" | "or" | "in")
+    )
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }
