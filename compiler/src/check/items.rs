@@ -1,0 +1,694 @@
+//! Messages (content keys, templates), policies and test blocks.
+
+use std::collections::HashMap;
+
+use nudge_diagnostics::{Diagnostic, Edit, FileId, FileSpan, Span, codes};
+use nudge_syntax::ast::{
+    self, ContentValue, ExpectKind, ExprKind, Item, PolicyItemKind, Prop, StrLit, TestCall,
+    TestStmtKind,
+};
+
+use super::{Checker, Ctx, Local, TriggerCtx};
+use crate::analysis::SymbolKind;
+use crate::suggest::did_you_mean;
+use crate::types::{FieldDef, RecordDef, RecordId, RecordKind, Ty};
+
+/// Channels a message, quiet hours or a cap may name.
+pub(crate) const CHANNELS: &[&str] = &["email", "sms", "push", "webhook", "audience"];
+
+/// The content keys of a channel: `(key, required)`.
+pub(crate) fn channel_keys(channel: &str) -> &'static [(&'static str, bool)] {
+    match channel {
+        "email" => &[("subject", true), ("preheader", false), ("body", true)],
+        "sms" => &[("text", true)],
+        "push" => &[("title", false), ("text", false), ("url", false)],
+        "webhook" => &[("url", true), ("payload", false)],
+        _ => &[],
+    }
+}
+
+const OUTCOMES: &[&str] = &["sent", "deferred", "skipped", "suppressed", "blocked"];
+
+/// Names a template may use besides the message's parameters and top-level lets.
+const TEMPLATE_GLOBALS: &[&str] = &["profile", "range", "dict", "namespace", "debug", "loop"];
+
+impl<'a> Checker<'a> {
+    pub(crate) fn unknown_channel(&mut self, name: &ast::Ident, allow_marketing: bool) -> bool {
+        if CHANNELS.contains(&name.name.as_str()) || (allow_marketing && name.name == "marketing") {
+            return true;
+        }
+        let mut candidates = CHANNELS.to_vec();
+        if allow_marketing {
+            candidates.push("marketing");
+        }
+        let d = self
+            .unknown(
+                codes::E0207,
+                "channel",
+                &name.name,
+                self.at(name.span),
+                candidates.clone(),
+            )
+            .with_primary_label(format!(
+                "the channels are {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        self.report(d);
+        false
+    }
+
+    pub(crate) fn check_messages(&mut self) {
+        for idx in 0..self.messages.len() {
+            self.check_message(idx);
+        }
+    }
+
+    fn check_message(&mut self, idx: usize) {
+        let decl = self.messages[idx].decl;
+        let file = self.messages[idx].file;
+        let saved = self.save(file, Ctx::top("a message"));
+        for p in &self.messages[idx].params {
+            self.locals.push(Local {
+                name: p.name.clone(),
+                ty: p.ty.clone(),
+                symbol: p.symbol,
+            });
+        }
+        for (p, info_ty) in decl
+            .params
+            .iter()
+            .filter_map(|p| {
+                let info = self.messages[idx]
+                    .params
+                    .iter()
+                    .find(|q| q.name == p.name.name)?;
+                Some((p, info.ty.clone()))
+            })
+            .collect::<Vec<_>>()
+        {
+            if let Some(d) = &p.default {
+                self.expect(d, &info_ty);
+            }
+        }
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut channel: Option<&str> = None;
+        let mut channel_ok = false;
+        for c in &decl.content {
+            let key = c.key.name.as_str();
+            if let Some(&first) = seen.get(key) {
+                let d = Diagnostic::new(
+                    codes::E0404,
+                    self.at(c.key.span),
+                    format!("message `{}` sets `{key}` twice", decl.name.name),
+                )
+                .with_primary_label("set again here")
+                .with_label(self.at(first), "first set here")
+                .with_help(format!("keep one `{key}`"));
+                self.report(d);
+                continue;
+            }
+            seen.insert(key, c.key.span);
+            match key {
+                "channel" => match &c.value {
+                    ContentValue::Expr(e) if matches!(e.kind, ExprKind::Name(_)) => {
+                        let ExprKind::Name(n) = &e.kind else { continue };
+                        let ident = ast::Ident {
+                            name: n.clone(),
+                            span: e.span,
+                        };
+                        channel = Some(n.as_str());
+                        channel_ok = self.unknown_channel(&ident, false);
+                    }
+                    _ => {
+                        let d = Diagnostic::new(
+                            codes::E0404,
+                            self.at(c.span),
+                            "the channel must be a channel name",
+                        )
+                        .with_primary_label(
+                            "expected `email`, `sms`, `push`, `webhook` or `audience`",
+                        );
+                        self.report(d);
+                    }
+                },
+                "purpose" => {
+                    let ok = matches!(&c.value, ContentValue::Expr(e)
+                        if matches!(&e.kind, ExprKind::Name(n) if n == "marketing" || n == "transactional"));
+                    if !ok {
+                        let span = match &c.value {
+                            ContentValue::Expr(e) => e.span,
+                            ContentValue::Template(s) => s.span,
+                        };
+                        let written = self.text(span).to_string();
+                        let mut d = Diagnostic::new(
+                            codes::E0404,
+                            self.at(span),
+                            format!("unknown purpose `{written}`"),
+                        )
+                        .with_primary_label("the purpose is `marketing` or `transactional`");
+                        if let Some(s) = did_you_mean(&written, ["marketing", "transactional"]) {
+                            d = d.with_help(format!("did you mean `{s}`?")).with_fix(
+                                format!("replace with `{s}`"),
+                                vec![Edit {
+                                    at: self.at(span),
+                                    replacement: s.to_string(),
+                                }],
+                            );
+                        }
+                        self.report(d);
+                    }
+                }
+                _ => match &c.value {
+                    ContentValue::Expr(e) => {
+                        self.expect(e, &Ty::String);
+                    }
+                    ContentValue::Template(path) => self.check_template(idx, path),
+                },
+            }
+        }
+        // Content keys against the channel.
+        let name = &decl.name;
+        match channel {
+            None => {
+                let d = Diagnostic::new(
+                    codes::E0404,
+                    self.at(name.span),
+                    format!("message `{}` has no channel", name.name),
+                )
+                .with_primary_label("no `channel` line")
+                .with_help("add a line such as `channel email`");
+                self.report(d);
+            }
+            Some(ch) if channel_ok => {
+                let keys = channel_keys(ch);
+                for c in &decl.content {
+                    let key = c.key.name.as_str();
+                    if key == "channel" || key == "purpose" || keys.iter().any(|(k, _)| *k == key) {
+                        continue;
+                    }
+                    let allowed: Vec<&str> = keys.iter().map(|(k, _)| *k).collect();
+                    let list = if allowed.is_empty() {
+                        "no content".to_string()
+                    } else {
+                        allowed
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let mut d = Diagnostic::new(
+                        codes::E0404,
+                        self.at(c.key.span),
+                        format!("{ch} messages have no `{key}`"),
+                    )
+                    .with_primary_label(format!("not a content key of {ch} messages"));
+                    match did_you_mean(key, allowed.iter().copied()) {
+                        Some(s) => {
+                            d = d.with_help(format!("did you mean `{s}`?")).with_fix(
+                                format!("replace with `{s}`"),
+                                vec![Edit {
+                                    at: self.at(c.key.span),
+                                    replacement: s.to_string(),
+                                }],
+                            )
+                        }
+                        None => d = d.with_help(format!("{ch} messages take {list}")),
+                    }
+                    self.report(d);
+                }
+                let missing: Vec<&str> = keys
+                    .iter()
+                    .filter(|(k, req)| *req && !seen.contains_key(k))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in missing {
+                    let d = Diagnostic::new(
+                        codes::E0404,
+                        self.at(name.span),
+                        format!("{ch} message `{}` has no `{k}`", name.name),
+                    )
+                    .with_primary_label(format!("`{k}` is required for {ch} messages"))
+                    .with_help(format!("add a line `{k} \"…\"`"));
+                    self.report(d);
+                }
+                if ch == "push" && !seen.contains_key("title") && !seen.contains_key("text") {
+                    let d = Diagnostic::new(
+                        codes::E0404,
+                        self.at(name.span),
+                        format!(
+                            "push message `{}` has neither `title` nor `text`",
+                            name.name
+                        ),
+                    )
+                    .with_primary_label("a push message needs a title or a text")
+                    .with_help("add a line `title \"…\"` or `text \"…\"`");
+                    self.report(d);
+                }
+            }
+            Some(_) => {}
+        }
+        self.restore(saved);
+    }
+
+    fn check_template(&mut self, idx: usize, path: &StrLit) {
+        let at = self.at(path.span);
+        let file = self.file;
+        let result = self.project.template(file, &path.value).cloned();
+        let tid = match result {
+            Some(Ok(tid)) => tid,
+            other => {
+                let reason = match other {
+                    Some(Err(r)) => r,
+                    _ => "it was not found".to_string(),
+                };
+                let d = Diagnostic::new(
+                    codes::E0405,
+                    at,
+                    format!("template {:?} cannot be read", path.value),
+                )
+                .with_primary_label(reason)
+                .with_help("the path is relative to the directory of this .flow file");
+                self.report(d);
+                return;
+            }
+        };
+        let text: &'a str = &self.project.sources.get(tid).text;
+        let env = minijinja::Environment::new();
+        let tmpl = match env.template_from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let span = e
+                    .range()
+                    .map(|r| Span::new(r.start.min(text.len()), r.end.min(text.len())))
+                    .unwrap_or_else(|| Span::new(0, 0));
+                let detail = e.detail().unwrap_or("invalid syntax").to_string();
+                let d = Diagnostic::new(
+                    codes::E0407,
+                    FileSpan::new(tid, span),
+                    format!("template {:?} does not parse", path.value),
+                )
+                .with_primary_label(detail)
+                .with_label(at, "the template is used here")
+                .with_help("fix the template syntax (Jinja: `{{ value }}`, `{% if … %}`)");
+                self.report(d);
+                return;
+            }
+        };
+        let mut vars: Vec<String> = tmpl.undeclared_variables(false).into_iter().collect();
+        vars.sort();
+        let params: Vec<String> = self.messages[idx]
+            .params
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        for v in vars {
+            let occurrence = FileSpan::new(tid, find_variable(text, &v));
+            if params.contains(&v) || TEMPLATE_GLOBALS.contains(&v.as_str()) {
+                if let Some(p) = self.messages[idx].params.iter().find(|p| p.name == v) {
+                    let sym = p.symbol;
+                    self.use_symbol(occurrence, sym);
+                }
+                continue;
+            }
+            if let Some(super::Value::Let(i)) = self.values.get(v.as_str()).copied() {
+                let sym = self.lets[i].symbol;
+                self.use_symbol(occurrence, sym);
+                continue;
+            }
+            let mut candidates: Vec<&str> = params.iter().map(String::as_str).collect();
+            candidates.push("profile");
+            candidates.extend(
+                self.values
+                    .iter()
+                    .filter(|(_, v)| matches!(v, super::Value::Let(_)))
+                    .map(|(k, _)| *k),
+            );
+            candidates.sort_unstable();
+            let mut d = Diagnostic::new(
+                codes::E0406,
+                occurrence,
+                format!("template {:?} uses unknown variable `{v}`", path.value),
+            )
+            .with_primary_label("not a parameter of the message, `profile` or a top-level `let`")
+            .with_label(
+                at,
+                format!(
+                    "used by message `{}` here",
+                    self.messages[idx].decl.name.name
+                ),
+            );
+            d = match did_you_mean(&v, candidates) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")).with_fix(
+                    format!("replace with `{s}`"),
+                    vec![Edit {
+                        at: occurrence,
+                        replacement: s.to_string(),
+                    }],
+                ),
+                None => d.with_help(format!(
+                    "add a parameter `{v}` to the message, or remove it from the template"
+                )),
+            };
+            self.report(d);
+        }
+    }
+
+    pub(crate) fn check_policies(&mut self) {
+        let files = self.files;
+        for (file, parsed) in files {
+            self.file = *file;
+            for item in &parsed.file.items {
+                let Item::Policy(p) = item else { continue };
+                for it in &p.items {
+                    match &it.kind {
+                        PolicyItemKind::Timezone(s) => self.timezone_name(&s.value, s.span),
+                        PolicyItemKind::QuietHours(q) => {
+                            if let Some(c) = &q.channel {
+                                self.unknown_channel(c, false);
+                            }
+                        }
+                        PolicyItemKind::Cap(c) => self.check_cap(c),
+                        PolicyItemKind::SuppressList(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn check_cap(&mut self, c: &ast::Cap) {
+        self.unknown_channel(&c.scope, true);
+        self.positive_duration(&c.per, "a cap period");
+        if c.count.value <= 0 {
+            let d = Diagnostic::new(
+                codes::E0301,
+                self.at(c.count.span),
+                "a cap must allow at least one send",
+            )
+            .with_primary_label("this cap allows nothing")
+            .with_help("use a count of 1 or more, or `suppress if` to block sends");
+            self.report(d);
+        }
+    }
+
+    pub(crate) fn positive_duration(&mut self, d: &ast::DurationLit, what: &str) {
+        if d.seconds <= 0 {
+            let diag = Diagnostic::new(
+                codes::E0306,
+                self.at(d.span),
+                format!("{what} must be longer than zero"),
+            )
+            .with_primary_label("this duration is zero")
+            .with_help("use a positive duration such as `1h` or `7d`");
+            self.report(diag);
+        }
+    }
+
+    /// The record of an event named in a test: by flow name or wire name.
+    fn test_event(&mut self, r: &ast::EventRef) -> Option<RecordId> {
+        match r {
+            ast::EventRef::Name(n) => self.resolve_event(n),
+            ast::EventRef::Wire(s) => {
+                if let Some(&rid) = self.wire.get(s.value.as_str()) {
+                    if let Some(info) = self.events.get(self.an.types.record(rid).name.as_str()) {
+                        let sym = info.symbol;
+                        self.use_symbol(self.at(s.span), sym);
+                    }
+                    return Some(rid);
+                }
+                let mut names: Vec<&str> = self.wire.keys().copied().collect();
+                names.sort_unstable();
+                let mut d = Diagnostic::new(
+                    codes::E0202,
+                    self.at(s.span),
+                    format!("unknown event {:?}", s.value),
+                )
+                .with_primary_label("no event has this wire name");
+                if let Some(sug) = did_you_mean(&s.value, names) {
+                    d = d.with_help(format!("did you mean {sug:?}?")).with_fix(
+                        format!("replace with {sug:?}"),
+                        vec![Edit {
+                            at: self.at(s.span),
+                            replacement: format!("{sug:?}"),
+                        }],
+                    );
+                } else {
+                    d = d.with_help("declare it with `event name \"Wire Name\" { … }`");
+                }
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    fn props(&mut self, record: Option<RecordId>, props: &'a [Prop]) {
+        for p in props {
+            let Some(rid) = record else {
+                self.infer(&p.value);
+                continue;
+            };
+            let rec = self.an.types.record(rid);
+            match rec.field(&p.key.name) {
+                Some(f) => {
+                    let (ty, sym) = (f.ty.clone(), f.symbol);
+                    if let Some(sym) = sym {
+                        self.use_symbol(self.at(p.key.span), sym);
+                    }
+                    self.expect(&p.value, &ty);
+                }
+                None => {
+                    let rname = rec.name.clone();
+                    let decl = rec.at;
+                    let names: Vec<&str> = rec.fields.iter().map(|f| f.name.as_str()).collect();
+                    let mut d = self
+                        .unknown(
+                            codes::E0204,
+                            "field",
+                            &p.key.name,
+                            self.at(p.key.span),
+                            names,
+                        )
+                        .with_primary_label(format!("`{rname}` has no field `{}`", p.key.name));
+                    if let Some(decl) = decl {
+                        d = d.with_label(decl, format!("`{rname}` is declared here"));
+                    }
+                    self.report(d);
+                    self.infer(&p.value);
+                }
+            }
+        }
+    }
+
+    fn known_flow(&mut self, name: &ast::Ident) {
+        if let Some(&i) = self.flow_names.get(name.name.as_str()) {
+            let sym = self.flows[i].symbol;
+            self.use_symbol(self.at(name.span), sym);
+            return;
+        }
+        let mut names: Vec<&str> = self.flow_names.keys().copied().collect();
+        names.sort_unstable();
+        let d = self.unknown(codes::E0208, "flow", &name.name, self.at(name.span), names);
+        self.report(d);
+    }
+
+    fn known_message(&mut self, name: &ast::Ident) -> Option<usize> {
+        if let Some(&i) = self.message_names.get(name.name.as_str()) {
+            let sym = self.messages[i].symbol;
+            self.use_symbol(self.at(name.span), sym);
+            return Some(i);
+        }
+        let mut names: Vec<&str> = self.message_names.keys().copied().collect();
+        names.sort_unstable();
+        let d = self.unknown(
+            codes::E0203,
+            "message",
+            &name.name,
+            self.at(name.span),
+            names,
+        );
+        self.report(d);
+        None
+    }
+
+    /// A record of a message's content keys, for `expect send m where content.subject == …`.
+    fn content_record(&mut self, idx: usize) -> RecordId {
+        let decl = self.messages[idx].decl;
+        let mut rec = RecordDef::new(
+            format!("content of {}", decl.name.name),
+            RecordKind::Synthetic,
+            None,
+        );
+        for c in &decl.content {
+            let _ = rec.add_field(FieldDef {
+                name: c.key.name.clone(),
+                ty: Ty::String,
+                at: Some(FileSpan::new(self.messages[idx].file, c.key.span)),
+                symbol: None,
+            });
+        }
+        self.an.types.add_record(rec)
+    }
+
+    pub(crate) fn check_tests(&mut self) {
+        let files = self.files;
+        for (file, parsed) in files {
+            for item in &parsed.file.items {
+                let Item::Test(t) = item else { continue };
+                let ctx = Ctx {
+                    trigger: TriggerCtx::Unavailable("a test"),
+                    event: None,
+                    exit_on: false,
+                    lenient: true,
+                };
+                let saved = self.save(*file, ctx);
+                for stmt in &t.stmts {
+                    self.test_stmt(&stmt.kind, *file);
+                }
+                self.restore(saved);
+            }
+        }
+    }
+
+    fn test_stmt(&mut self, kind: &'a TestStmtKind, _file: FileId) {
+        let profile = self.profile;
+        match kind {
+            TestStmtKind::Given { props, .. } => self.props(Some(profile), props),
+            TestStmtKind::At { call, .. } => match call {
+                TestCall::Track { event, props, .. } => {
+                    let rid = self.test_event(event);
+                    self.props(rid, props);
+                }
+                TestCall::Identify { props, .. } => self.props(Some(profile), props),
+                TestCall::Page { props, .. } => {
+                    // A page call is a track of "Page Viewed" when the stdlib declares it.
+                    let rid = self.wire.get("Page Viewed").copied();
+                    self.props(rid, props)
+                }
+                TestCall::Alias { .. } => {}
+            },
+            TestStmtKind::Run(d) => self.positive_duration(d, "a test run"),
+            TestStmtKind::Expect(x) => match &x.kind {
+                ExpectKind::Send {
+                    message, predicate, ..
+                } => {
+                    let Some(idx) = self.known_message(message) else {
+                        return;
+                    };
+                    if !x.negated && !self.sent.contains(&message.name) {
+                        let decl = self.symbol_at_decl(self.messages[idx].symbol);
+                        let d = Diagnostic::new(
+                            codes::E0408,
+                            self.at(message.span),
+                            format!("`expect send {}` can never be satisfied", message.name),
+                        )
+                        .with_primary_label("no flow sends this message")
+                        .with_label(decl, format!("`{}` is declared here", message.name))
+                        .with_help(format!(
+                            "send it from a flow with `send {}(…)`, or expect `no send`",
+                            message.name
+                        ));
+                        self.report(d);
+                    }
+                    if let Some(p) = predicate {
+                        let rid = self.content_record(idx);
+                        let before = self.locals.len();
+                        let ident = ast::Ident {
+                            name: "content".into(),
+                            span: message.span,
+                        };
+                        self.push_local(&ident, Ty::Record(rid), SymbolKind::Local);
+                        self.condition(p);
+                        self.locals.truncate(before);
+                    }
+                }
+                ExpectKind::Exit { flow, .. } | ExpectKind::Conversion { flow } => {
+                    self.known_flow(flow)
+                }
+                ExpectKind::Decision {
+                    message, outcome, ..
+                } => {
+                    self.known_message(message);
+                    if !OUTCOMES.contains(&outcome.name.as_str()) {
+                        let d = self
+                            .unknown(codes::E0408, "outcome", &outcome.name, self.at(outcome.span), OUTCOMES.iter().copied())
+                            .with_primary_label(
+                                "the outcomes are `sent`, `deferred`, `skipped`, `suppressed` and `blocked`",
+                            );
+                        self.report(d);
+                    }
+                }
+                ExpectKind::Profile { field, value, .. } => match self.profile_field(field) {
+                    Some(ty) => {
+                        self.expect(value, &ty);
+                    }
+                    None => {
+                        self.infer(value);
+                    }
+                },
+                ExpectKind::Audience { .. } => {}
+            },
+            TestStmtKind::Error => {}
+        }
+    }
+}
+
+/// Where a template variable first appears inside a `{{ }}` or `{% %}` tag,
+/// so the diagnostic can point at it; the start of the file when not found.
+fn find_variable(text: &str, name: &str) -> Span {
+    let bytes = text.as_bytes();
+    let mut search = 0;
+    while let Some(open) = text[search..].find(['{']).map(|i| i + search) {
+        let kind = bytes.get(open + 1).copied();
+        let close = match kind {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            _ => {
+                search = open + 1;
+                continue;
+            }
+        };
+        let body_start = open + 2;
+        let end = text[body_start..]
+            .find(close)
+            .map(|i| i + body_start)
+            .unwrap_or(text.len());
+        let body = &text[body_start..end];
+        let mut from = 0;
+        while let Some(i) = body[from..].find(name).map(|i| i + from) {
+            let before = body[..i].chars().next_back();
+            let after = body[i + name.len()..].chars().next();
+            let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            let after_dot = before == Some('.');
+            if !is_word(before) && !is_word(after) && !after_dot {
+                let s = body_start + i;
+                return Span::new(s, s + name.len());
+            }
+            from = i + name.len();
+        }
+        search = end;
+        if search >= text.len() {
+            break;
+        }
+    }
+    Span::new(0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_variable;
+    use nudge_diagnostics::Span;
+
+    #[test]
+    fn finds_variables_inside_tags_only() {
+        let t = "Hello name, {{ user.name }} and {{ name }}";
+        assert_eq!(find_variable(t, "name"), Span::new(35, 39));
+        assert_eq!(
+            find_variable("{% for p in products %}", "products"),
+            Span::new(12, 20)
+        );
+        assert_eq!(find_variable("nothing", "x"), Span::new(0, 0));
+    }
+}
