@@ -1,1 +1,33 @@
-fn main() {}
+//! The `nudge` command: a thin shell over the compiler library.
+
+mod commands;
+mod workspace;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Code-first marketing automation: check, format and run `.flow` journeys.
+#[derive(Parser)]
+#[command(name = "nudge", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and type-check a project; report problems.
+    Check(commands::check::Args),
+    /// Rewrite `.flow` files in the canonical layout.
+    Fmt(commands::fmt::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Check(args) => commands::check::run(args),
+        Command::Fmt(args) => commands::fmt::run(args),
+    };
+    ExitCode::from(status as u8)
+}
