@@ -316,3 +316,36 @@ fn scattered_fixtures_format_to_the_same_tree() {
         assert_eq!(texts(&src), texts(&out), "{name}: comments changed");
     }
 }
+
+/// Every `.flow` file under `dir`, recursively, as (path, text).
+fn flow_files(dir: &Path, out: &mut Vec<(String, String)>) {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("readable directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            flow_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "flow") {
+            let text = fs::read_to_string(&path).expect("readable example");
+            out.push((path.display().to_string(), text));
+        }
+    }
+}
+
+#[test]
+fn every_example_and_stdlib_file_round_trips() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = Vec::new();
+    flow_files(&root.join("examples"), &mut files);
+    flow_files(&root.join("stdlib/flow"), &mut files);
+    assert!(files.len() >= 20, "expected the examples and the stdlib");
+    for (name, src) in files {
+        assert_parses_items(&name, &src);
+        let out = format_ok(&name, &src);
+        assert_eq!(out, src, "{name} is not in the canonical layout");
+        assert_eq!(tree(&src), tree(&out), "{name}: the tree changed");
+        assert_eq!(format_ok(&name, &out), out, "{name}: not idempotent");
+    }
+}
