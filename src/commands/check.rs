@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use nudge_compiler::Project;
 use nudge_diagnostics::{Severity, render};
 use serde_json::Value;
 
-use super::{Status, paths_or_cwd, use_color};
+use super::{Status, load_projects, use_color};
 
 /// How diagnostics are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,13 +35,9 @@ pub struct Args {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let paths = paths_or_cwd(args.paths);
-    let groups = match crate::workspace::projects(&paths) {
-        Ok(groups) => groups,
-        Err(err) => {
-            eprintln!("error: cannot read {}: {err}", display(&paths));
-            return Status::Failure;
-        }
+    let projects = match load_projects(args.paths) {
+        Ok(projects) => projects,
+        Err(status) => return status,
     };
     let color = use_color(&std::io::stdout());
     let mut all = Vec::new();
@@ -50,14 +45,7 @@ pub fn run(args: Args) -> Status {
     let mut json_entries = Vec::new();
     let mut sarif_runs = Vec::new();
     let mut sarif_log = None;
-    for group in groups {
-        let project = match Project::load(&group) {
-            Ok(project) => project,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return Status::Failure;
-            }
-        };
+    for project in projects {
         let analysis = nudge_compiler::check(&project);
         let diags = analysis.diagnostics;
         let sources = &project.sources;
@@ -117,12 +105,4 @@ fn as_array(text: String) -> Vec<Value> {
 
 fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
-}
-
-fn display(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

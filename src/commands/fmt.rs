@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use nudge_compiler::Project;
 use nudge_diagnostics::{FileId, SourceMap, render};
 
-use super::{Status, paths_or_cwd, use_color};
+use super::{Status, load_projects, use_color};
 
 /// Arguments of `nudge fmt`.
 #[derive(clap::Args, Debug)]
@@ -19,25 +19,14 @@ pub struct Args {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let paths = paths_or_cwd(args.paths);
-    let groups = match crate::workspace::projects(&paths) {
-        Ok(groups) => groups,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return Status::Failure;
-        }
+    let projects = match load_projects(args.paths) {
+        Ok(projects) => projects,
+        Err(status) => return status,
     };
     let mut status = Status::Ok;
     let mut unformatted = 0usize;
-    for group in groups {
-        let project = match Project::load(&group) {
-            Ok(project) => project,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return Status::Failure;
-            }
-        };
-        match format_project(&project, args.check, &mut unformatted) {
+    for project in &projects {
+        match format_project(project, args.check, &mut unformatted) {
             Status::Ok => {}
             Status::Problems => status = Status::Problems,
             Status::Failure => return Status::Failure,

@@ -17,13 +17,28 @@ pub enum Status {
     Failure = 2,
 }
 
-/// The paths to work on: those given, or the current directory.
-pub fn paths_or_cwd(paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    if paths.is_empty() {
+/// Loads the projects named by `paths` (the current directory when none),
+/// reporting on stderr and returning `Failure` when any cannot be read.
+pub fn load_projects(paths: Vec<PathBuf>) -> Result<Vec<nudge_compiler::Project>, Status> {
+    let paths = if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths
-    }
+    };
+    let groups = crate::workspace::projects(&paths).map_err(|err| {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("error: cannot read {}: {err}", shown.join(", "));
+        Status::Failure
+    })?;
+    groups
+        .iter()
+        .map(|group| {
+            nudge_compiler::Project::load(group).map_err(|err| {
+                eprintln!("error: {err}");
+                Status::Failure
+            })
+        })
+        .collect()
 }
 
 /// Whether to colour terminal output: only on a terminal, and never with NO_COLOR set.
