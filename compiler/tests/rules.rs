@@ -186,6 +186,14 @@ fn flow_structure() {
             ),
             &[],
         ),
+        // Variants are reported by name: two arms may not share one.
+        (
+            with_flow(
+                "  trigger order_completed\n  split {\n    50% a {\n      wait 1h\n    }\n    50% a {\n      wait 2h\n    }\n  }",
+                "",
+            ),
+            &["E0206"],
+        ),
     ];
     for (src, want) in cases {
         assert_eq!(codes(src), want.to_vec(), "{src}");

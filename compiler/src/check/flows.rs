@@ -565,6 +565,20 @@ impl<'a> Checker<'a> {
                 }
             }
             StepKind::Split(arms) => {
+                // Variants are reported by name, so two arms may not share one.
+                for (i, arm) in arms.iter().enumerate() {
+                    if let Some(first) = arms[..i].iter().find(|a| a.name.name == arm.name.name) {
+                        let d = Diagnostic::new(
+                            codes::E0206,
+                            self.at(arm.name.span),
+                            format!("two split arms are named `{}`", arm.name.name),
+                        )
+                        .with_primary_label("second arm with this name")
+                        .with_label(self.at(first.name.span), "first arm with this name")
+                        .with_help("give each arm its own name; reports count variants by name");
+                        self.report(d);
+                    }
+                }
                 let mut total = Decimal::ZERO;
                 for arm in arms {
                     self.percent(&arm.percent, "a split arm");
