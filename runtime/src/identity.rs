@@ -1,0 +1,339 @@
+//! Joining identities into customers.
+//!
+//! A customer is everything known to be one person: user ids, anonymous
+//! (device) ids and email addresses, joined by calls that carry two of them
+//! and by `alias`. Joins can arrive after the events they explain, so the
+//! caller gets told which customers merged and moves their state together.
+//!
+//! Two different user ids are never merged: a store's own ids are
+//! authoritative, and a shared email or a stray alias must not fuse two
+//! accounts.
+
+use std::collections::HashMap;
+
+use crate::segment::{Call, CallKind};
+
+/// A customer, stable until it is absorbed by a merge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomerId(pub u32);
+
+/// One identifier of a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Identity {
+    /// The store's user id.
+    User(String),
+    /// A device or browser id.
+    Anonymous(String),
+    /// An email address, lower-cased.
+    Email(String),
+}
+
+impl Identity {
+    /// An email identity, normalised so case and spacing do not split a customer.
+    pub fn email(address: &str) -> Identity {
+        Identity::Email(address.trim().to_lowercase())
+    }
+}
+
+/// What joining two identities did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Join {
+    /// They were already one customer.
+    Same(CustomerId),
+    /// Two customers became one; `absorbed` no longer exists.
+    Merged {
+        /// The customer that remains.
+        kept: CustomerId,
+        /// The customer folded into `kept`.
+        absorbed: CustomerId,
+    },
+    /// Not joined: each side has its own, different user id.
+    Refused {
+        /// The first side's customer.
+        left: CustomerId,
+        /// The second side's customer.
+        right: CustomerId,
+    },
+}
+
+/// The customer a call belongs to, and the merges it caused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// The customer the call is about.
+    pub customer: CustomerId,
+    /// Merges in the order they happened; state of `absorbed` moves to `kept`.
+    pub merges: Vec<(CustomerId, CustomerId)>,
+    /// Joins refused because both sides had different user ids.
+    pub refused: Vec<(CustomerId, CustomerId)>,
+}
+
+/// The identity graph: a union-find over identities.
+#[derive(Clone, Debug, Default)]
+pub struct Identities {
+    nodes: HashMap<Identity, u32>,
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    /// The user id of each root's set, if it has one.
+    user: Vec<Option<u32>>,
+    members: Vec<Identity>,
+}
+
+impl Identities {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The customer an identity belongs to, if it has been seen.
+    pub fn customer_of(&mut self, id: &Identity) -> Option<CustomerId> {
+        let node = *self.nodes.get(id)?;
+        Some(CustomerId(self.find(node)))
+    }
+
+    /// The customer of an identity, creating a new customer if it is new.
+    pub fn customer(&mut self, id: Identity) -> CustomerId {
+        let node = self.node(id);
+        CustomerId(self.find(node))
+    }
+
+    /// Every identity of a customer, sorted.
+    pub fn identities_of(&mut self, customer: CustomerId) -> Vec<Identity> {
+        let root = self.find(customer.0);
+        let nodes: Vec<u32> = (0..self.parent.len() as u32)
+            .filter(|&n| self.find(n) == root)
+            .collect();
+        let mut out: Vec<Identity> = nodes
+            .into_iter()
+            .map(|n| self.members[n as usize].clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The id to show for a customer: its user id, else its first identity.
+    pub fn display_id(&mut self, customer: CustomerId) -> String {
+        let root = self.find(customer.0);
+        let node = self.user[root as usize].unwrap_or(root);
+        match &self.members[node as usize] {
+            Identity::User(s) | Identity::Anonymous(s) | Identity::Email(s) => s.clone(),
+        }
+    }
+
+    /// Declares that two identities are one person.
+    pub fn join(&mut self, a: Identity, b: Identity) -> Join {
+        let (na, nb) = (self.node(a), self.node(b));
+        let (ra, rb) = (self.find(na), self.find(nb));
+        if ra == rb {
+            return Join::Same(CustomerId(ra));
+        }
+        if let (Some(ua), Some(ub)) = (self.user[ra as usize], self.user[rb as usize])
+            && ua != ub
+        {
+            return Join::Refused {
+                left: CustomerId(ra),
+                right: CustomerId(rb),
+            };
+        }
+        // Union by size keeps every find short; the customer with a user id is
+        // not favoured, since ids only need to be stable, not meaningful.
+        let (kept, absorbed) = if self.size[ra as usize] >= self.size[rb as usize] {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
+        self.parent[absorbed as usize] = kept;
+        self.size[kept as usize] += self.size[absorbed as usize];
+        if self.user[kept as usize].is_none() {
+            self.user[kept as usize] = self.user[absorbed as usize];
+        }
+        Join::Merged {
+            kept: CustomerId(kept),
+            absorbed: CustomerId(absorbed),
+        }
+    }
+
+    /// Applies the identities a call carries and returns its customer, or
+    /// None for a call that names nobody (which `parse_line` never yields).
+    ///
+    /// A call's user id and anonymous id are one person; `alias` joins its
+    /// previous id to its user id; an `identify` with an `email` trait joins
+    /// the address.
+    pub fn observe(&mut self, call: &Call) -> Option<Observed> {
+        let mut out = Observed {
+            customer: CustomerId(0),
+            merges: Vec::new(),
+            refused: Vec::new(),
+        };
+        let user = call.user_id.clone().map(Identity::User);
+        let anon = call.anonymous_id.clone().map(Identity::Anonymous);
+        let primary = user
+            .clone()
+            .or(anon.clone())
+            .expect("a parsed call names a customer");
+        out.customer = self.customer(primary.clone());
+        let mut extra: Vec<Identity> = Vec::new();
+        if let (Some(_), Some(a)) = (&user, anon) {
+            extra.push(a);
+        }
+        match &call.kind {
+            CallKind::Alias { previous_id } => {
+                // The previous id may be a user id or a device id.
+                let as_user = Identity::User(previous_id.clone());
+                if self.nodes.contains_key(&as_user) {
+                    extra.push(as_user);
+                } else {
+                    extra.push(Identity::Anonymous(previous_id.clone()));
+                }
+            }
+            CallKind::Identify { traits } => {
+                if let Some(email) = traits.get("email").and_then(|e| e.as_str())
+                    && !email.trim().is_empty()
+                {
+                    extra.push(Identity::email(email));
+                }
+            }
+            _ => {}
+        }
+        for id in extra {
+            match self.join(primary.clone(), id) {
+                Join::Same(_) => {}
+                Join::Merged { kept, absorbed } => out.merges.push((kept, absorbed)),
+                Join::Refused { left, right } => out.refused.push((left, right)),
+            }
+        }
+        out.customer = self.customer(primary);
+        Some(out)
+    }
+
+    fn node(&mut self, id: Identity) -> u32 {
+        if let Some(&n) = self.nodes.get(&id) {
+            return n;
+        }
+        let n = self.parent.len() as u32;
+        self.parent.push(n);
+        self.size.push(1);
+        self.user.push(matches!(id, Identity::User(_)).then_some(n));
+        self.members.push(id.clone());
+        self.nodes.insert(id, n);
+        n
+    }
+
+    fn find(&mut self, mut n: u32) -> u32 {
+        let mut root = n;
+        while self.parent[root as usize] != root {
+            root = self.parent[root as usize];
+        }
+        // Path compression: later finds on this chain take one step.
+        while self.parent[n as usize] != root {
+            let next = self.parent[n as usize];
+            self.parent[n as usize] = root;
+            n = next;
+        }
+        root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::parse_line;
+
+    fn call(json: &str) -> Call {
+        parse_line(json).expect("valid call")
+    }
+
+    fn observe(ids: &mut Identities, json: &str) -> Observed {
+        ids.observe(&call(json)).expect("the call names a customer")
+    }
+
+    #[test]
+    fn a_purchase_joined_later_reaches_the_cart_customer() {
+        let mut ids = Identities::new();
+        let cart = observe(
+            &mut ids,
+            r#"{"type":"track","event":"Checkout Started","anonymousId":"a9","timestamp":"2026-11-23T10:00:00Z"}"#,
+        );
+        let order = observe(
+            &mut ids,
+            r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-11-23T10:30:00Z"}"#,
+        );
+        assert_ne!(cart.customer, order.customer, "not joined yet");
+        let alias = observe(
+            &mut ids,
+            r#"{"type":"alias","previousId":"a9","userId":"u1","timestamp":"2026-11-23T10:45:00Z"}"#,
+        );
+        assert_eq!(alias.merges.len(), 1, "the alias merges the two customers");
+        let (kept, absorbed) = alias.merges[0];
+        assert!([cart.customer, order.customer].contains(&kept));
+        assert!([cart.customer, order.customer].contains(&absorbed));
+        assert_eq!(
+            ids.customer_of(&Identity::Anonymous("a9".into())),
+            ids.customer_of(&Identity::User("u1".into()))
+        );
+        assert_eq!(ids.display_id(kept), "u1");
+    }
+
+    #[test]
+    fn email_joins_devices_but_never_two_user_ids() {
+        let mut ids = Identities::new();
+        observe(
+            &mut ids,
+            r#"{"type":"identify","anonymousId":"phone","timestamp":"2026-11-23T10:00:00Z","traits":{"email":"Ana@Example.com "}}"#,
+        );
+        let laptop = observe(
+            &mut ids,
+            r#"{"type":"identify","anonymousId":"laptop","timestamp":"2026-11-23T10:01:00Z","traits":{"email":"ana@example.com"}}"#,
+        );
+        assert_eq!(laptop.merges.len(), 1);
+        assert_eq!(
+            ids.customer_of(&Identity::Anonymous("phone".into())),
+            ids.customer_of(&Identity::Anonymous("laptop".into()))
+        );
+
+        observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-11-23T10:02:00Z","traits":{"email":"shared@example.com"}}"#,
+        );
+        let second = observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u2","timestamp":"2026-11-23T10:03:00Z","traits":{"email":"shared@example.com"}}"#,
+        );
+        assert_eq!(second.refused.len(), 1);
+        assert_ne!(
+            ids.customer_of(&Identity::User("u1".into())),
+            ids.customer_of(&Identity::User("u2".into()))
+        );
+    }
+
+    #[test]
+    fn identities_of_lists_the_whole_customer() {
+        let mut ids = Identities::new();
+        let seen = observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u1","anonymousId":"a1","timestamp":"2026-11-23T10:00:00Z","traits":{"email":"x@y.z"}}"#,
+        );
+        assert_eq!(
+            ids.identities_of(seen.customer),
+            vec![
+                Identity::User("u1".into()),
+                Identity::Anonymous("a1".into()),
+                Identity::Email("x@y.z".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_chain_of_joins_stays_one_customer() {
+        let mut ids = Identities::new();
+        for i in 0..10_000 {
+            ids.join(
+                Identity::Anonymous(format!("d{i}")),
+                Identity::Anonymous(format!("d{}", i + 1)),
+            );
+        }
+        let first = ids.customer_of(&Identity::Anonymous("d0".into()));
+        let last = ids.customer_of(&Identity::Anonymous("d10000".into()));
+        assert!(first.is_some());
+        assert_eq!(first, last);
+    }
+}
