@@ -21,6 +21,10 @@ enum Command {
     Check(commands::check::Args),
     /// Rewrite `.flow` files in the canonical layout.
     Fmt(commands::fmt::Args),
+    /// Compile a project to a versioned bytecode bundle.
+    Build(commands::build::Args),
+    /// List a bytecode bundle with its source lines.
+    Disasm(commands::disasm::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,8 @@ fn main() -> ExitCode {
     let status = match cli.command {
         Command::Check(args) => commands::check::run(args),
         Command::Fmt(args) => commands::fmt::run(args),
+        Command::Build(args) => commands::build::run(args),
+        Command::Disasm(args) => commands::disasm::run(args),
     };
     ExitCode::from(status as u8)
 }

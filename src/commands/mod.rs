@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod build;
 pub mod check;
+pub mod disasm;
 pub mod fmt;
 
 use std::io::IsTerminal;

@@ -1,0 +1,118 @@
+//! End-to-end: `nudge build` writes a bundle and `nudge disasm` lists it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nudge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("nudge runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+#[test]
+fn build_then_disasm_the_cart_recovery_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cart.nudge");
+    let built = nudge(&["build", "examples/cart_recovery", "-o", path_str(&out)]);
+    assert_eq!(built.status.code(), Some(0), "{}", text(&built.stderr));
+    let stdout = text(&built.stdout);
+    assert!(stdout.contains("cart_recovery  "), "{stdout}");
+    assert!(stdout.contains("built 1 flow into"), "{stdout}");
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..6], b"NUDGE\0");
+
+    // The version printed is the one in the listing.
+    let version = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("cart_recovery"))
+        .map(str::trim)
+        .expect("a line for the flow")
+        .to_string();
+    assert_eq!(version.len(), 16, "{stdout}");
+
+    let listed = nudge(&["disasm", path_str(&out)]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let listing = text(&listed.stdout);
+    assert!(listing.starts_with("nudge bundle, format 1"), "{listing}");
+    assert!(
+        listing.contains(&format!("flow cart_recovery  version {version}")),
+        "{listing}"
+    );
+    assert!(listing.contains("  exit on order_completed"), "{listing}");
+    assert!(
+        listing.contains("; examples/cart_recovery/cart_recovery.flow:20  first_wait: wait 1h"),
+        "{listing}"
+    );
+
+    // A second build writes the same bytes.
+    let again = dir.path().join("again.nudge");
+    let rebuilt = nudge(&["build", "examples/cart_recovery", "-o", path_str(&again)]);
+    assert_eq!(rebuilt.status.code(), Some(0));
+    assert_eq!(std::fs::read(&again).unwrap(), bytes);
+}
+
+#[test]
+fn disasm_refuses_files_that_are_not_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.nudge");
+    std::fs::write(&junk, b"hello, world").unwrap();
+    let out = nudge(&["disasm", path_str(&junk)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a Nudge bundle (bad magic number)"));
+
+    let good = dir.path().join("good.nudge");
+    let built = nudge(&["build", "examples/win_back", "-o", path_str(&good)]);
+    assert_eq!(built.status.code(), Some(0), "{}", text(&built.stderr));
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.nudge");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = nudge(&["disasm", path_str(&cut)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("truncated at byte"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let missing = dir.path().join("missing.nudge");
+    let out = nudge(&["disasm", path_str(&missing)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn build_wants_exactly_one_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("all.nudge");
+    let out = nudge(&["build", "examples", "-o", path_str(&out_file)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("compiles one project"), "{err}");
+    assert!(err.contains("examples/cart_recovery"), "{err}");
+    assert!(!out_file.exists());
+}
+
+#[test]
+fn build_reports_errors_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("bad.flow");
+    std::fs::write(&src, "flow f {\n  trigger no_such_event\n}\n").unwrap();
+    let out_file = dir.path().join("bad.nudge");
+    let out = nudge(&["build", path_str(&src), "-o", path_str(&out_file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown event `no_such_event`"), "{err}");
+    assert!(err.contains("not built"), "{err}");
+    assert!(!out_file.exists());
+}
