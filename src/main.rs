@@ -25,6 +25,8 @@ enum Command {
     Build(commands::build::Args),
     /// List a bytecode bundle with its source lines.
     Disasm(commands::disasm::Args),
+    /// Run the language server on stdin and stdout (for editors).
+    Lsp(commands::lsp::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Fmt(args) => commands::fmt::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Disasm(args) => commands::disasm::run(args),
+        Command::Lsp(args) => commands::lsp::run(args),
     };
     ExitCode::from(status as u8)
 }

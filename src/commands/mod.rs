@@ -4,6 +4,7 @@ pub mod build;
 pub mod check;
 pub mod disasm;
 pub mod fmt;
+pub mod lsp;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

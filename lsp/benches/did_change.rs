@@ -1,0 +1,142 @@
+//! Latency of the language server: from a `didChange` on a 5,000-line project
+//! to its `publishDiagnostics`, through the server core in-process (no stdio).
+//! Run with `cargo bench -p nudge-lsp --bench did_change`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use lsp_server::{Message, Notification};
+use nudge_lsp::server::Server;
+use serde_json::json;
+
+/// One block of declarations; `{n}` is replaced by the block's number.
+const BLOCK: &str = r#"// Block {n}: a cart flow with the usual rules.
+let threshold_{n} = $50.00
+let cart_url_{n} = "https://shop.example/cart/{n}"
+
+segment loyal_{n} = profile.orders_count > 3 and profile.total_spent >= threshold_{n}
+
+message reminder_{n}(products: list<Product>, url: string) {
+  channel email
+  subject "{profile.first_name ?? "Hi"}, you left {len(products)} items behind"
+  body "Your cart is saved: {url}"
+}
+
+message nudge_sms_{n}(url: string) {
+  channel sms
+  text "Still thinking it over? {url}"
+}
+
+flow cart_{n} {
+  trigger checkout_started where event.value > $0
+  entry once per 7d
+  exit on order_completed
+  suppress if profile.total_spent > $10000
+  quiet hours 21:00 to 08:00
+  cap email 1 per 16h
+  goal order_completed within 5d
+
+  wait 1h
+  send reminder_{n}(trigger.products, cart_url_{n})
+  let bought = wait for order_completed where event.order_id != "" within 1d
+  if bought != none {
+    exit
+  }
+  if loyal_{n} and any(trigger.products, p => p.price > threshold_{n}) {
+    send nudge_sms_{n}(cart_url_{n})
+  } else {
+    wait 2h
+    send reminder_{n}(filter(trigger.products, p => p.quantity > 1), cart_url_{n})
+  }
+  on exit {
+    audience remove "cart_abandoners_{n}"
+  }
+}
+"#;
+
+/// A project of about `lines` lines in files of about 1,000 lines.
+fn generate(root: &std::path::Path, lines: usize) -> Vec<(PathBuf, String)> {
+    let block_lines = BLOCK.lines().count() + 1;
+    let blocks = lines.div_ceil(block_lines);
+    let per_file = 1000 / block_lines;
+    let mut files = Vec::new();
+    let mut text = String::new();
+    for n in 0..blocks {
+        text.push_str(&BLOCK.replace("{n}", &n.to_string()));
+        text.push('\n');
+        if (n + 1) % per_file == 0 || n + 1 == blocks {
+            files.push((
+                root.join(format!("file_{}.flow", files.len())),
+                std::mem::take(&mut text),
+            ));
+        }
+    }
+    files
+}
+
+fn bench_did_change(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files = generate(&root, 5_000);
+    let lines: usize = files.iter().map(|(_, t)| t.lines().count()).sum();
+    let (edited_path, clean) = files[0].clone();
+    // The edit a typist makes: one event name misspelled, then corrected.
+    let broken = clean.replacen("exit on order_completed", "exit on order_complted", 1);
+    let uri = nudge_lsp::uri::from_path(&edited_path);
+
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut server = Server::new(tx, PathBuf::from("/bench/stdlib"));
+    server.world.add_project_in_memory(root, files);
+    server.handle_notification(Notification::new(
+        "textDocument/didOpen".to_string(),
+        json!({ "textDocument": { "uri": uri.as_str(), "languageId": "nudge", "version": 1, "text": clean } }),
+    ));
+    server.refresh();
+    let errors = server
+        .world
+        .snapshots()
+        .flat_map(|s| s.analysis.diagnostics.iter())
+        .filter(|d| d.is_error())
+        .count();
+    assert_eq!(errors, 0, "the generated project must check cleanly");
+    while rx.try_recv().is_ok() {}
+    eprintln!("project: {lines} lines");
+
+    let mut version = 1;
+    c.bench_function("didChange to publishDiagnostics, 5,000-line project", |b| {
+        b.iter(|| {
+            version += 1;
+            let text = if version % 2 == 0 { &broken } else { &clean };
+            server.handle_notification(Notification::new(
+                "textDocument/didChange".to_string(),
+                json!({
+                    "textDocument": { "uri": uri.as_str(), "version": version },
+                    "contentChanges": [{ "text": text }]
+                }),
+            ));
+            server.refresh();
+            // The edited file's diagnostics are what the editor waits for.
+            loop {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(Message::Notification(n))
+                        if n.method == "textDocument/publishDiagnostics"
+                            && n.params["uri"] == uri.as_str() =>
+                    {
+                        let count = n.params["diagnostics"].as_array().map_or(0, Vec::len);
+                        assert_eq!(count, usize::from(version % 2 == 0));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(e) => panic!("no diagnostics published: {e}"),
+                }
+            }
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50);
+    targets = bench_did_change
+}
+criterion_main!(benches);

@@ -1,0 +1,25 @@
+//! The Nudge language server.
+//!
+//! The protocol-independent core works on byte offsets and plain data:
+//! [`world`] holds the projects, the open documents and their analyses, and
+//! one module per feature ([`completion`], [`hover`], [`navigate`],
+//! [`outline`], [`semantic`], [`actions`], [`inlay`]) answers questions about
+//! a file of an analysed project. [`server`] is the thin shell that speaks the
+//! Language Server Protocol and converts UTF-16 positions at the boundary.
+
+#![warn(missing_docs)]
+
+pub mod actions;
+pub mod completion;
+pub mod hover;
+pub mod inlay;
+pub mod lookup;
+pub mod navigate;
+pub mod outline;
+pub mod semantic;
+pub mod server;
+pub mod uri;
+pub mod world;
+
+pub use server::{run, run_stdio};
+pub use world::{Snapshot, World};

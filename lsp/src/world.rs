@@ -1,0 +1,521 @@
+//! The server's state, independent of the protocol: the projects of the
+//! workspace, the text of open documents, and the latest analysis of each
+//! project.
+//!
+//! Paths are absolute. Every `.flow` file below a project root is analysed
+//! together; an open document's text replaces the file's text on disk.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use nudge_compiler::{Analysis, Project};
+use nudge_diagnostics::{Diagnostic, FileId, SourceFile};
+use nudge_syntax::Parsed;
+
+/// The file that marks a project root (as for the `nudge` command).
+pub const MANIFEST: &str = "nudge.toml";
+
+/// The tree of an empty file, for file ids that are not in a snapshot.
+static EMPTY: OnceLock<Parsed> = OnceLock::new();
+
+/// How many directory entries a project scan looks at before it stops, so
+/// that opening a file in a huge directory (a home directory) stays fast.
+const MAX_SCAN_ENTRIES: usize = 20_000;
+
+/// One analysed project: its sources, the analysis, and the paths of its files.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The files as analysed (user files, then the stdlib, then templates).
+    pub project: Project,
+    /// Diagnostics and side tables.
+    pub analysis: Analysis,
+    by_path: HashMap<PathBuf, FileId>,
+    paths: Vec<PathBuf>,
+    /// Syntax trees, parsed again on first use by the features that need them.
+    trees: Vec<OnceCell<Parsed>>,
+}
+
+impl Snapshot {
+    /// Checks `files` (absolute path and text) as one project; stdlib files
+    /// get paths in `stdlib_dir`.
+    pub fn analyse(files: Vec<(PathBuf, String)>, stdlib_dir: &Path) -> Snapshot {
+        let sources = files
+            .into_iter()
+            .map(|(p, t)| (p.display().to_string(), t))
+            .collect();
+        let project = Project::from_sources(sources);
+        let analysis = nudge_compiler::check(&project);
+        let mut paths = Vec::with_capacity(project.sources.len());
+        for (id, file) in project.sources.iter() {
+            let path = if project.is_stdlib(id) {
+                let name = file.path.trim_start_matches("<stdlib>/");
+                stdlib_dir.join(name)
+            } else {
+                PathBuf::from(&file.path)
+            };
+            paths.push(path);
+        }
+        let by_path = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), FileId(i as u32)))
+            .collect();
+        let trees = paths.iter().map(|_| OnceCell::new()).collect();
+        Snapshot {
+            project,
+            analysis,
+            by_path,
+            paths,
+            trees,
+        }
+    }
+
+    /// The file with this path (a user file, a template or a stdlib copy).
+    pub fn file_id(&self, path: &Path) -> Option<FileId> {
+        self.by_path.get(path).copied()
+    }
+
+    /// The path of a file: on disk for user files and templates, in the
+    /// stdlib directory for the stdlib.
+    pub fn path(&self, file: FileId) -> Option<&Path> {
+        self.paths.get(file.0 as usize).map(PathBuf::as_path)
+    }
+
+    /// The text and line index of a file.
+    pub fn source(&self, file: FileId) -> Option<&SourceFile> {
+        (file.0 as usize)
+            .lt(&self.project.sources.len())
+            .then(|| self.project.sources.get(file))
+    }
+
+    /// The text of a file, or an empty text for an unknown id.
+    pub fn text(&self, file: FileId) -> &str {
+        self.source(file).map_or("", |f| f.text.as_str())
+    }
+
+    /// The syntax tree of a file, parsed on first use and kept with the snapshot.
+    pub fn parse(&self, file: FileId) -> &Parsed {
+        match self.trees.get(file.0 as usize) {
+            Some(cell) => cell.get_or_init(|| nudge_syntax::parse(file, self.text(file))),
+            // An id from elsewhere: an empty tree, never a panic.
+            None => EMPTY.get_or_init(|| nudge_syntax::parse(file, "")),
+        }
+    }
+
+    /// Whether a file is one of the user's `.flow` files.
+    pub fn is_user_file(&self, file: FileId) -> bool {
+        self.project.user_files().any(|f| f == file)
+    }
+
+    /// Diagnostics grouped by file path: every user file has an entry (empty
+    /// when clean), templates only when they have problems, never the stdlib.
+    pub fn diagnostics_by_path(&self) -> BTreeMap<PathBuf, Vec<&Diagnostic>> {
+        let mut out: BTreeMap<PathBuf, Vec<&Diagnostic>> = BTreeMap::new();
+        for file in self.project.user_files() {
+            if let Some(p) = self.path(file) {
+                out.entry(p.to_path_buf()).or_default();
+            }
+        }
+        for d in &self.analysis.diagnostics {
+            if self.project.is_stdlib(d.primary.file) {
+                continue;
+            }
+            if let Some(p) = self.path(d.primary.file) {
+                out.entry(p.to_path_buf()).or_default().push(d);
+            }
+        }
+        out
+    }
+}
+
+/// A project: a root directory, its files on disk and its latest analysis.
+#[derive(Debug)]
+pub struct ProjectState {
+    /// The directory whose `.flow` files make up the project.
+    pub root: PathBuf,
+    disk: BTreeMap<PathBuf, String>,
+    snapshot: Option<Snapshot>,
+    dirty: bool,
+}
+
+/// An open document: the editor's text replaces the file on disk.
+#[derive(Clone, Debug)]
+pub struct OpenDoc {
+    /// The current text.
+    pub text: String,
+    /// The editor's version number.
+    pub version: i32,
+}
+
+/// Every project of the workspace and the open documents.
+#[derive(Debug)]
+pub struct World {
+    stdlib_dir: PathBuf,
+    /// Workspace folders without projects below them: their files form one project.
+    folders: Vec<PathBuf>,
+    projects: Vec<ProjectState>,
+    open: HashMap<PathBuf, OpenDoc>,
+}
+
+/// Index of a project in a [`World`].
+pub type ProjectId = usize;
+
+impl World {
+    /// A world with no projects yet; stdlib declarations are linked in `stdlib_dir`.
+    pub fn new(stdlib_dir: PathBuf) -> World {
+        World {
+            stdlib_dir,
+            folders: Vec::new(),
+            projects: Vec::new(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Where the stdlib's `.flow` files are (or will be) written for navigation.
+    pub fn stdlib_dir(&self) -> &Path {
+        &self.stdlib_dir
+    }
+
+    /// Adds a workspace folder and loads every project in it.
+    ///
+    /// As for `nudge check DIR`: a folder inside a project means that
+    /// project; a folder with projects below it means those projects; any
+    /// other folder is one project of all its `.flow` files.
+    pub fn add_folder(&mut self, folder: PathBuf) {
+        if let Some(root) = manifest_root(&folder) {
+            self.project_for_root(root);
+            return;
+        }
+        let mut roots = Vec::new();
+        let mut budget = MAX_SCAN_ENTRIES;
+        find_roots(&folder, &mut roots, &mut budget);
+        if !roots.is_empty() {
+            for root in roots {
+                self.project_for_root(root);
+            }
+            return;
+        }
+        if !self.folders.contains(&folder) {
+            self.folders.push(folder.clone());
+        }
+        let existed = self.projects.iter().any(|p| p.root == folder);
+        let id = self.project_for_root(folder);
+        // Ids are positions, so only a project just added at the end may go.
+        if !existed && self.projects[id].disk.is_empty() {
+            self.projects.pop();
+        }
+    }
+
+    /// Adds a project made of in-memory files under `root`, without reading
+    /// the disk (used by tests and benchmarks).
+    pub fn add_project_in_memory(&mut self, root: PathBuf, files: Vec<(PathBuf, String)>) {
+        self.projects.push(ProjectState {
+            root,
+            disk: files.into_iter().collect(),
+            snapshot: None,
+            dirty: true,
+        });
+    }
+
+    fn project_for_root(&mut self, root: PathBuf) -> ProjectId {
+        if let Some(i) = self.projects.iter().position(|p| p.root == root) {
+            return i;
+        }
+        let mut disk = BTreeMap::new();
+        let mut budget = MAX_SCAN_ENTRIES;
+        let mut paths = Vec::new();
+        walk_flow_files(&root, true, &mut paths, &mut budget);
+        // The stdlib copies may sit inside a workspace; they are never user files.
+        paths.retain(|p| !self.is_stdlib_path(p));
+        for path in paths {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                disk.insert(path, text);
+            }
+        }
+        self.projects.push(ProjectState {
+            root,
+            disk,
+            snapshot: None,
+            dirty: true,
+        });
+        self.projects.len() - 1
+    }
+
+    /// The project a `.flow` file belongs to, created (and read from disk) on first use.
+    pub fn project_of(&mut self, path: &Path) -> ProjectId {
+        if let Some(id) = self.find_project(path) {
+            return id;
+        }
+        let root = path
+            .parent()
+            .and_then(manifest_root)
+            .or_else(|| {
+                self.folders
+                    .iter()
+                    .filter(|f| path.starts_with(f))
+                    .max_by_key(|f| f.components().count())
+                    .cloned()
+            })
+            .or_else(|| path.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        self.project_for_root(root)
+    }
+
+    /// The project that holds a file already, if any: the one with the
+    /// deepest root above it.
+    pub fn find_project(&self, path: &Path) -> Option<ProjectId> {
+        let holding = self.projects.iter().position(|p| {
+            p.disk.contains_key(path)
+                || p.snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.file_id(path).is_some())
+        });
+        if let Some(id) = holding.filter(|&i| self.projects[i].root != self.stdlib_dir) {
+            return Some(id);
+        }
+        // A file below a manifest belongs to that manifest's project only.
+        let manifest = path.parent().and_then(manifest_root);
+        self.projects
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| path.starts_with(&p.root) && !self.is_stdlib_path(path))
+            .filter(|(_, p)| manifest.as_ref().is_none_or(|r| *r == p.root))
+            .max_by_key(|(_, p)| p.root.components().count())
+            .map(|(i, _)| i)
+    }
+
+    /// Whether a path is one of the stdlib copies in the stdlib directory.
+    pub fn is_stdlib_path(&self, path: &Path) -> bool {
+        path.starts_with(&self.stdlib_dir)
+    }
+
+    /// Opens a document: its text now replaces the file on disk.
+    pub fn open(&mut self, path: PathBuf, text: String, version: i32) -> Option<ProjectId> {
+        if self.is_stdlib_path(&path) || path.extension().is_none_or(|e| e != "flow") {
+            return None;
+        }
+        let id = self.project_of(&path);
+        self.open.insert(path, OpenDoc { text, version });
+        self.projects[id].dirty = true;
+        Some(id)
+    }
+
+    /// Replaces an open document's text.
+    pub fn change(&mut self, path: &Path, text: String, version: i32) -> Option<ProjectId> {
+        let doc = self.open.get_mut(path)?;
+        doc.text = text;
+        doc.version = version;
+        let id = self.find_project(path)?;
+        self.projects[id].dirty = true;
+        Some(id)
+    }
+
+    /// Closes a document: the file's text on disk counts again.
+    pub fn close(&mut self, path: &Path) -> Option<ProjectId> {
+        self.open.remove(path)?;
+        let id = self.find_project(path)?;
+        self.reload(path);
+        Some(id)
+    }
+
+    /// Re-reads a file from disk after it changed there (or was deleted).
+    pub fn reload(&mut self, path: &Path) -> Option<ProjectId> {
+        if path.extension().is_none_or(|e| e != "flow") || self.is_stdlib_path(path) {
+            return None;
+        }
+        let id = self.project_of(path);
+        let project = &mut self.projects[id];
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                project.disk.insert(path.to_path_buf(), text);
+            }
+            Err(_) => {
+                project.disk.remove(path);
+            }
+        }
+        project.dirty = true;
+        Some(id)
+    }
+
+    /// An open document.
+    pub fn document(&self, path: &Path) -> Option<&OpenDoc> {
+        self.open.get(path)
+    }
+
+    /// Every project.
+    pub fn projects(&self) -> impl Iterator<Item = (ProjectId, &ProjectState)> {
+        self.projects.iter().enumerate()
+    }
+
+    /// Whether some project changed since it was last analysed.
+    pub fn is_dirty(&self) -> bool {
+        self.projects.iter().any(|p| p.dirty)
+    }
+
+    /// Analyses every project that changed; returns the ones analysed.
+    pub fn analyse_dirty(&mut self) -> Vec<ProjectId> {
+        let dirty: Vec<ProjectId> = (0..self.projects.len())
+            .filter(|&i| self.projects[i].dirty)
+            .collect();
+        for &id in &dirty {
+            self.analyse(id);
+        }
+        dirty
+    }
+
+    /// Analyses one project now, with open documents' text over the disk's.
+    pub fn analyse(&mut self, id: ProjectId) {
+        let Some(project) = self.projects.get(id) else {
+            return;
+        };
+        let mut files: BTreeMap<PathBuf, String> = project.disk.clone();
+        for (path, doc) in &self.open {
+            if self.find_project(path) == Some(id) {
+                files.insert(path.clone(), doc.text.clone());
+            }
+        }
+        let snapshot = Snapshot::analyse(files.into_iter().collect(), &self.stdlib_dir);
+        let project = &mut self.projects[id];
+        project.snapshot = Some(snapshot);
+        project.dirty = false;
+    }
+
+    /// The latest analysis of a project.
+    pub fn snapshot(&self, id: ProjectId) -> Option<&Snapshot> {
+        self.projects.get(id)?.snapshot.as_ref()
+    }
+
+    /// The analysis and file id for a path: its project's, or for a stdlib
+    /// copy, any project's (the stdlib is the same in all of them).
+    pub fn locate(&self, path: &Path) -> Option<(&Snapshot, FileId)> {
+        if self.is_stdlib_path(path) {
+            return self
+                .projects
+                .iter()
+                .filter_map(|p| p.snapshot.as_ref())
+                .find_map(|s| s.file_id(path).map(|f| (s, f)));
+        }
+        let snap = self.snapshot(self.find_project(path)?)?;
+        Some((snap, snap.file_id(path)?))
+    }
+
+    /// Every analysed project.
+    pub fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
+        self.projects.iter().filter_map(|p| p.snapshot.as_ref())
+    }
+
+    /// Writes the stdlib's `.flow` files to the stdlib directory (read-only),
+    /// so that "go to definition" can open them. Files already there with
+    /// the same text are left alone.
+    pub fn write_stdlib(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.stdlib_dir)?;
+        for f in nudge_stdlib::FILES {
+            let path = self.stdlib_dir.join(f.name);
+            if std::fs::read_to_string(&path).is_ok_and(|t| t == f.source) {
+                continue;
+            }
+            if let Ok(meta) = std::fs::metadata(&path) {
+                let mut perms = meta.permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perms.set_readonly(false);
+                let _ = std::fs::set_permissions(&path, perms);
+            }
+            std::fs::write(&path, f.source)?;
+            let mut perms = std::fs::metadata(&path)?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&path, perms)?;
+        }
+        Ok(())
+    }
+}
+
+/// The default directory for stdlib copies: the user's cache directory,
+/// keyed by a hash of the stdlib's text so that versions never mix.
+pub fn default_stdlib_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    // FNV-1a over every file: stable across runs, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in nudge_stdlib::FILES {
+        for b in f.name.bytes().chain(f.source.bytes()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    base.join("nudge").join(format!("stdlib-{hash:016x}"))
+}
+
+/// The nearest directory at or above `dir` that holds a manifest.
+pub fn manifest_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(MANIFEST).is_file())
+        .map(Path::to_path_buf)
+}
+
+fn find_roots(dir: &Path, out: &mut Vec<PathBuf>, budget: &mut usize) {
+    if dir.join(MANIFEST).is_file() {
+        out.push(dir.to_path_buf());
+        return;
+    }
+    for sub in subdirs(dir, budget) {
+        find_roots(&sub, out, budget);
+    }
+}
+
+fn subdirs(dir: &Path, budget: &mut usize) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        if *budget == 0 {
+            break;
+        }
+        *budget -= 1;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every `.flow` file below `dir`, skipping hidden directories, `target`,
+/// `node_modules` and nested projects (directories with their own manifest).
+fn walk_flow_files(dir: &Path, is_root: bool, out: &mut Vec<PathBuf>, budget: &mut usize) {
+    if !is_root && dir.join(MANIFEST).is_file() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if name.starts_with('.') || name == "target" || name == "node_modules" {
+                continue;
+            }
+            walk_flow_files(&path, false, out, budget);
+        } else if path.extension().is_some_and(|e| e == "flow") {
+            out.push(path);
+        }
+    }
+}

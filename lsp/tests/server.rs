@@ -1,0 +1,326 @@
+//! The protocol shell, driven in-process over an in-memory connection:
+//! project-wide diagnostics, UTF-16 positions and malformed requests.
+
+use std::path::Path;
+use std::time::Duration;
+
+use lsp_server::{Connection, Message, Notification, Request, RequestId, Response};
+use lsp_types::Uri;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Client {
+    conn: Connection,
+    next_id: i32,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Client {
+    fn start(root: &Path, stdlib: &Path) -> Client {
+        let (server, client) = Connection::memory();
+        let stdlib = stdlib.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            nudge_lsp::run(server, stdlib).expect("the server ends cleanly");
+        });
+        let mut c = Client {
+            conn: client,
+            next_id: 0,
+            thread: Some(thread),
+        };
+        let init = c.request(
+            "initialize",
+            json!({ "capabilities": {}, "rootUri": uri(root).as_str() }),
+        );
+        assert!(init["capabilities"]["completionProvider"].is_object());
+        c.notify("initialized", json!({}));
+        c
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.conn
+            .sender
+            .send(Notification::new(method.to_string(), params).into())
+            .unwrap();
+    }
+
+    fn request_raw(&mut self, method: &str, params: Value) -> Response {
+        self.next_id += 1;
+        let id = RequestId::from(self.next_id);
+        self.conn
+            .sender
+            .send(Request::new(id.clone(), method.to_string(), params).into())
+            .unwrap();
+        loop {
+            match self
+                .conn
+                .receiver
+                .recv_timeout(TIMEOUT)
+                .expect("a response in time")
+            {
+                Message::Response(r) if r.id == id => return r,
+                _ => {}
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let r = self.request_raw(method, params);
+        r.response_result.expect("a successful response")
+    }
+
+    /// The next diagnostics published for `file`, skipping other messages.
+    fn diagnostics_for(&self, file: &Path) -> Vec<Value> {
+        let want = uri(file);
+        loop {
+            let msg = self
+                .conn
+                .receiver
+                .recv_timeout(TIMEOUT)
+                .expect("diagnostics in time");
+            if let Message::Notification(n) = msg
+                && n.method == "textDocument/publishDiagnostics"
+                && n.params["uri"] == want.as_str()
+            {
+                return n.params["diagnostics"].as_array().unwrap().clone();
+            }
+        }
+    }
+
+    fn stop(mut self) {
+        self.request("shutdown", Value::Null);
+        self.notify("exit", Value::Null);
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn uri(path: &Path) -> Uri {
+    nudge_lsp::uri::from_path(path)
+}
+
+fn codes(diags: &[Value]) -> Vec<String> {
+    diags
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const FLOW: &str = "flow welcome {\n  trigger subscribed\n  send hello()\n}\n";
+const MESSAGE: &str =
+    "message hello() {\n  channel email\n  subject \"Hi\"\n  body \"Welcome\"\n}\n";
+
+#[test]
+fn an_edit_in_one_file_updates_the_diagnostics_of_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("welcome.flow");
+    let msgs = root.join("messages.flow");
+    std::fs::write(&flow, FLOW).unwrap();
+    std::fs::write(&msgs, MESSAGE).unwrap();
+    let c = Client::start(&root, &tmp.path().join("stdlib"));
+    // The whole project is analysed at start-up: both files are clean.
+    assert_eq!(c.diagnostics_for(&flow), Vec::<Value>::new());
+
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&msgs).as_str(), "languageId": "nudge", "version": 1, "text": MESSAGE } }),
+    );
+    assert!(c.diagnostics_for(&msgs).is_empty());
+    // Renaming the message in messages.flow breaks welcome.flow, which is not open.
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&msgs).as_str(), "version": 2 },
+            "contentChanges": [{ "range": { "start": { "line": 0, "character": 8 }, "end": { "line": 0, "character": 13 } }, "text": "hullo" }]
+        }),
+    );
+    let broken = c.diagnostics_for(&flow);
+    assert_eq!(codes(&broken), ["E0203"], "{broken:?}");
+    assert_eq!(
+        broken[0]["range"]["start"],
+        json!({ "line": 2, "character": 7 })
+    );
+    // Undoing it clears the other file.
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&msgs).as_str(), "version": 3 },
+            "contentChanges": [{ "text": MESSAGE }]
+        }),
+    );
+    assert!(c.diagnostics_for(&flow).is_empty());
+    c.stop();
+}
+
+#[test]
+fn positions_are_utf16_and_bad_requests_get_errors_not_crashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("a.flow");
+    // "é" is one UTF-16 unit and two bytes; "😀" is two units and four bytes.
+    let text = "// é😀\nlet x = \"😀\" + nudge\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow).as_str(), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    let diags = c.diagnostics_for(&flow);
+    let unknown = diags
+        .iter()
+        .find(|d| d["message"].as_str().unwrap().contains("nudge"))
+        .expect("unknown name");
+    // `nudge` starts after `let x = "😀" + `: 9 + 4 (quote, two units, quote) + 3.
+    assert_eq!(
+        unknown["range"]["start"],
+        json!({ "line": 1, "character": 15 })
+    );
+
+    let r = c.request_raw("textDocument/hover", json!({ "textDocument": 3 }));
+    assert_eq!(r.response_result.unwrap_err().code, -32602);
+    let r = c.request_raw("nudge/unknown", json!({}));
+    assert_eq!(r.response_result.unwrap_err().code, -32601);
+    // Positions past the end clamp instead of failing.
+    let far = json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 99, "character": 99 } });
+    assert!(
+        c.request_raw("textDocument/hover", far.clone())
+            .response_result
+            .is_ok()
+    );
+    assert!(
+        c.request_raw("textDocument/completion", far.clone())
+            .response_result
+            .is_ok()
+    );
+    assert!(
+        c.request_raw("textDocument/definition", far)
+            .response_result
+            .is_ok()
+    );
+    // A document of another scheme is not ours: an empty answer.
+    let other = json!({ "textDocument": { "uri": "untitled:Untitled-1" }, "position": { "line": 0, "character": 0 } });
+    assert_eq!(c.request("textDocument/hover", other), Value::Null);
+    c.stop();
+}
+
+#[test]
+fn definitions_in_the_stdlib_link_to_read_only_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let stdlib = root.join("cache").join("stdlib");
+    let flow = root.join("a.flow");
+    std::fs::write(&flow, FLOW).unwrap();
+    let mut c = Client::start(&root, &stdlib);
+    let def = c.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 1, "character": 12 } }),
+    );
+    assert_eq!(def["uri"], uri(&stdlib.join("events.flow")).as_str());
+    let copy = std::fs::read_to_string(stdlib.join("events.flow")).unwrap();
+    assert_eq!(copy, nudge_stdlib::file("events.flow").unwrap().source);
+    assert!(
+        std::fs::metadata(stdlib.join("events.flow"))
+            .unwrap()
+            .permissions()
+            .readonly()
+    );
+    let line = def["range"]["start"]["line"].as_u64().unwrap() as usize;
+    assert!(
+        copy.lines()
+            .nth(line)
+            .unwrap()
+            .starts_with("event subscribed ")
+    );
+    // Hover works inside the stdlib copy as well.
+    let h = c.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": def["uri"] }, "position": def["range"]["start"] }),
+    );
+    assert!(
+        h["contents"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("event subscribed")
+    );
+    c.stop();
+}
+
+#[test]
+fn outline_symbols_tokens_hints_and_refused_renames_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  wait 1d\n  wait 2h\n  send hello()\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    std::fs::write(root.join("messages.flow"), MESSAGE).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+
+    let outline = c.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": doc }),
+    );
+    assert_eq!(outline[0]["name"], "welcome");
+    let steps: Vec<&str> = outline[0]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["trigger subscribed", "wait 1d", "wait 2h", "send hello()"]
+    );
+
+    let found = c.request("workspace/symbol", json!({ "query": "hel" }));
+    assert_eq!(found[0]["name"], "hello");
+    assert_eq!(
+        found[0]["location"]["uri"],
+        uri(&root.join("messages.flow")).as_str()
+    );
+
+    let hints = c.request(
+        "textDocument/inlayHint",
+        json!({ "textDocument": doc, "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 9, "character": 0 } } }),
+    );
+    let labels: Vec<&str> = hints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["+1d", "+1d 2h"]);
+    assert_eq!(hints[1]["position"], json!({ "line": 3, "character": 9 }));
+
+    let tokens = c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    );
+    let data: Vec<u64> = tokens["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    // `flow` at 0:0 (keyword, 4 long), then `welcome` 5 further (a declared namespace).
+    assert_eq!(data[..10], [0, 0, 4, 0, 0, 0, 5, 7, 11, 1]);
+    // `subscribed` on the next line: an event from the stdlib.
+    assert_eq!(data[15..20], [0, 8, 10, 5, 4]);
+
+    let refused = c.request_raw(
+        "textDocument/prepareRename",
+        json!({ "textDocument": doc, "position": { "line": 1, "character": 12 } }),
+    );
+    let err = refused.response_result.unwrap_err();
+    assert!(err.message.contains("standard library"), "{}", err.message);
+    let keyword = c.request_raw(
+        "textDocument/rename",
+        json!({ "textDocument": doc, "position": { "line": 4, "character": 8 }, "newName": "send" }),
+    );
+    assert_eq!(
+        keyword.response_result.unwrap_err().message,
+        "`send` is a reserved word"
+    );
+    c.stop();
+}

@@ -1,0 +1,72 @@
+//! Finding projects on disk, and open documents overriding files.
+
+use std::path::PathBuf;
+
+use nudge_lsp::World;
+
+fn roots(world: &World) -> Vec<PathBuf> {
+    world.projects().map(|(_, p)| p.root.clone()).collect()
+}
+
+#[test]
+fn folders_split_into_projects_like_nudge_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    for dir in ["a/sub", "b", ".hidden", "stdlib"] {
+        std::fs::create_dir_all(base.join(dir)).unwrap();
+    }
+    std::fs::write(base.join("a/nudge.toml"), "").unwrap();
+    std::fs::write(base.join("b/nudge.toml"), "").unwrap();
+    std::fs::write(base.join("a/sub/x.flow"), "segment s = true\n").unwrap();
+    std::fs::write(base.join("b/y.flow"), "segment s = true\n").unwrap();
+    std::fs::write(base.join("loose.flow"), "segment s = true\n").unwrap();
+    std::fs::write(base.join(".hidden/h.flow"), "segment s = true\n").unwrap();
+
+    let mut world = World::new(base.join("stdlib"));
+    world.write_stdlib().unwrap();
+    world.add_folder(base.clone());
+    assert_eq!(roots(&world), [base.join("a"), base.join("b")]);
+    world.analyse_dirty();
+    // Each project sees its own files: the same segment name does not clash.
+    for snap in world.snapshots() {
+        assert!(
+            snap.analysis
+                .diagnostics
+                .iter()
+                .all(|d| d.code.id != "E0206")
+        );
+        assert_eq!(snap.project.user_files().count(), 1);
+    }
+
+    // A folder inside a project means that project.
+    let mut inner = World::new(base.join("stdlib"));
+    inner.add_folder(base.join("a/sub"));
+    assert_eq!(roots(&inner), [base.join("a")]);
+
+    // A loose file opened later gets a project of its directory, without
+    // the stdlib copies or hidden directories.
+    let id = world
+        .open(base.join("loose.flow"), "segment t = true\n".into(), 1)
+        .unwrap();
+    world.analyse_dirty();
+    let snap = world.snapshot(id).unwrap();
+    let files: Vec<String> = snap
+        .project
+        .user_files()
+        .map(|f| snap.project.sources.get(f).path.clone())
+        .collect();
+    assert_eq!(files, [base.join("loose.flow").display().to_string()]);
+    // The open document's text is what was analysed.
+    assert_eq!(
+        snap.text(snap.file_id(&base.join("loose.flow")).unwrap()),
+        "segment t = true\n"
+    );
+    // Closing it goes back to the disk's text.
+    world.close(&base.join("loose.flow"));
+    world.analyse_dirty();
+    let snap = world.snapshot(id).unwrap();
+    assert_eq!(
+        snap.text(snap.file_id(&base.join("loose.flow")).unwrap()),
+        "segment s = true\n"
+    );
+}
