@@ -145,7 +145,7 @@ pub struct Pos {
 }
 
 /// A delivery channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// Email.
     Email,

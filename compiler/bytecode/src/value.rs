@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 /// A runtime value. Every expression of a checked program evaluates to one.
 ///
 /// Strings, lists and records are reference-counted so that copying a value
 /// (onto the stack, into a local, into a message argument) never copies its
 /// contents.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// `none`: an optional value that is missing.
     None,
@@ -43,7 +44,7 @@ pub enum Value {
 }
 
 /// The fields of a record value, in the order of its schema's fields.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Index of the record's schema in [`crate::Bundle::schemas`].
     pub schema: u32,
