@@ -1,0 +1,288 @@
+//! The Nudge virtual machine: runs the code of a compiled [`Bundle`].
+//!
+//! The VM is pure computation. Everything it needs to know about the world
+//! (the customer's profile, the clock, the recipient's zone, the customer's
+//! past events) it asks of a [`Host`], which the runtime's engine provides.
+//! Steps that affect the world (sleeping, waiting for an event, sending,
+//! audience changes, exits) are handed back to the engine as a [`Yield`], so
+//! the engine decides what happens next and the VM never blocks.
+
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono_tz::Tz;
+use nudge_bytecode::{Bundle, Pos, Record, Value};
+
+mod builtins;
+mod exec;
+mod ops;
+mod render;
+
+use serde::{Deserialize, Serialize};
+
+/// What the VM asks of the engine while it runs code.
+pub trait Host {
+    /// The customer's profile: a record of the bundle's profile schema.
+    fn profile(&self) -> &Record;
+    /// Writes profile field `field` (`set profile.f = v`).
+    fn set_profile(&mut self, field: u16, value: Value);
+    /// The current instant in seconds since the Unix epoch (virtual or wall clock).
+    fn now(&self) -> i64;
+    /// The recipient's time zone (the profile's, else the policy's, else UTC).
+    fn timezone(&self) -> Tz;
+    /// Calls `f` with this customer's events of schema `schema` that happened at
+    /// or after `since`, oldest first, until `f` returns false.
+    fn for_each_event(&self, schema: u32, since: i64, f: &mut dyn FnMut(&Value) -> bool);
+    /// A stable key for the customer (their display id), for deterministic splits.
+    fn customer_key(&self) -> &str;
+}
+
+/// Which unit of the bundle a block belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitRef {
+    /// `Bundle::flows[n]`.
+    Flow(u32),
+    /// `Bundle::messages[n]`.
+    Message(u32),
+    /// `Bundle::lets[n]`.
+    Let(u32),
+    /// `Bundle::segments[n]`.
+    Segment(u32),
+}
+
+/// The names an expression block can see besides locals.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope<'a> {
+    /// The event that started the instance (`trigger`).
+    pub trigger: Option<&'a Value>,
+    /// The event being matched by a `where` predicate (`event`).
+    pub event: Option<&'a Value>,
+    /// When the instance started: `any_event` and friends see events from here on.
+    pub since: i64,
+}
+
+/// Where a flow instance is in its code: plain data, so it can be stored and resumed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The block being run (0: the steps; else the `on exit` block).
+    pub block: u32,
+    /// The next instruction to run.
+    pub pc: u32,
+    /// The local slots; only the flow's first `locals` slots survive a sleep.
+    pub locals: Vec<Value>,
+}
+
+/// Why `run_steps` handed control back to the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Yield {
+    /// Step `n` begins: the engine checks the standing `exit if` rules, then resumes.
+    Step(u16),
+    /// Sleep until this instant (`wait`, `wait until`), then resume.
+    Sleep(i64),
+    /// Wait as `Flow::waits[n]` says; before resuming, the engine stores the
+    /// match (or `none` on timeout) in the wait's bound slot, if any.
+    WaitFor(u16),
+    /// Send message `message` with its complete arguments in parameter order
+    /// (defaults already computed).
+    Send {
+        /// Index in `Bundle::messages`.
+        message: u32,
+        /// One value per parameter.
+        args: Vec<Value>,
+    },
+    /// Add the customer to, or remove them from, an audience.
+    Audience {
+        /// The audience's name.
+        name: Arc<str>,
+        /// True to add, false to remove.
+        add: bool,
+    },
+    /// Arm `arm` of `Flow::splits[split]` was chosen (and already jumped to).
+    Split {
+        /// Index in `Flow::splits`.
+        split: u16,
+        /// Index in that split's arms.
+        arm: u16,
+    },
+    /// `exit`: end the instance (the engine then runs its `on exit` block).
+    Exit,
+    /// The block's steps are done.
+    End,
+}
+
+/// The rendered content of a message, in the message's content order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// `(key, text)` pairs: `subject`, `body`, `text`, ...
+    pub content: Vec<(String, String)>,
+}
+
+/// What went wrong while running code.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VmErrorKind {
+    /// Integer overflow or a decimal out of range.
+    Overflow,
+    /// Division or remainder by zero.
+    DivisionByZero,
+    /// A value of the wrong shape for the instruction: a bundle the checker did not produce.
+    BadCode(String),
+    /// A template failed to render.
+    Template(String),
+}
+
+/// A runtime error of one instance, with the source position of the failing instruction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VmError {
+    /// What went wrong.
+    pub kind: VmErrorKind,
+    /// Where, when known.
+    pub pos: Option<Pos>,
+}
+
+impl VmError {
+    /// An error of this kind, its position to be filled in by the instruction that failed.
+    pub fn new(kind: VmErrorKind) -> Self {
+        VmError { kind, pos: None }
+    }
+
+    /// The error with its position shown as `file:line:col` using the bundle's file names.
+    pub fn display<'a>(&'a self, bundle: &'a Bundle) -> impl fmt::Display + 'a {
+        WithFiles { err: self, bundle }
+    }
+}
+
+/// Shorthand for a [`VmErrorKind::BadCode`] error.
+pub(crate) fn bad(msg: impl Into<String>) -> VmError {
+    VmError::new(VmErrorKind::BadCode(msg.into()))
+}
+
+impl fmt::Display for VmErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmErrorKind::Overflow => f.write_str("arithmetic overflow"),
+            VmErrorKind::DivisionByZero => f.write_str("division by zero"),
+            VmErrorKind::BadCode(m) => write!(f, "bad code: {m}"),
+            VmErrorKind::Template(m) => write!(f, "template error: {m}"),
+        }
+    }
+}
+
+impl fmt::Display for VmError {
+    /// Without the bundle the file is shown by its index; see [`VmError::display`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(p) = self.pos {
+            write!(f, " (file #{}:{}:{})", p.file, p.line, p.col)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for VmError {}
+
+struct WithFiles<'a> {
+    err: &'a VmError,
+    bundle: &'a Bundle,
+}
+
+impl fmt::Display for WithFiles<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.err.pos {
+            Some(p) => match self.bundle.files.get(p.file as usize) {
+                Some(file) => write!(f, "{} ({file}:{}:{})", self.err.kind, p.line, p.col),
+                None => write!(f, "{}", self.err),
+            },
+            None => write!(f, "{}", self.err.kind),
+        }
+    }
+}
+
+/// The virtual machine for one bundle. Cheap to share (also across threads); top-level `let`s are computed once.
+pub struct Vm<'b> {
+    bundle: &'b Bundle,
+    /// One cell per `Bundle::lets` entry: lets are constants, computed on first use.
+    lets: Vec<OnceLock<Value>>,
+    /// Compiled templates, added on first render.
+    templates: Mutex<minijinja::Environment<'b>>,
+}
+
+impl<'b> Vm<'b> {
+    /// A VM for this bundle.
+    pub fn new(bundle: &'b Bundle) -> Self {
+        Vm {
+            bundle,
+            lets: bundle.lets.iter().map(|_| OnceLock::new()).collect(),
+            templates: Mutex::new({
+                let mut env = minijinja::Environment::new();
+                env.set_formatter(render::formatter);
+                env
+            }),
+        }
+    }
+
+    /// The bundle it runs.
+    pub fn bundle(&self) -> &'b Bundle {
+        self.bundle
+    }
+
+    /// Runs an expression block (`BlockKind::Expr`) of `unit` and returns its result.
+    /// `locals` is grown to the unit's slot count when shorter.
+    pub fn eval(
+        &self,
+        unit: UnitRef,
+        block: u32,
+        locals: &mut Vec<Value>,
+        scope: &Scope,
+        host: &mut dyn Host,
+    ) -> Result<Value, VmError> {
+        self.eval_block(unit, block, locals, scope, host)
+    }
+
+    /// Whether the customer is in segment `n` now.
+    pub fn segment(&self, n: u32, host: &mut dyn Host) -> Result<bool, VmError> {
+        let mut locals = Vec::new();
+        match self.eval_block(UnitRef::Segment(n), 0, &mut locals, &Scope::default(), host)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(bad(format!("segment {n} gave {other}, not a bool"))),
+        }
+    }
+
+    /// Runs flow `flow`'s steps from `frame` until the next yield. Afterwards
+    /// `frame.pc` is the instruction to resume at; on `Sleep` and `WaitFor`
+    /// `frame.locals` is truncated to the flow's `locals`.
+    pub fn run_steps(
+        &self,
+        flow: u32,
+        frame: &mut Frame,
+        scope: &Scope,
+        host: &mut dyn Host,
+    ) -> Result<Yield, VmError> {
+        self.steps(flow, frame, scope, host)
+    }
+
+    /// Renders message `message`'s content with these arguments.
+    pub fn render(
+        &self,
+        message: u32,
+        args: &[Value],
+        host: &mut dyn Host,
+    ) -> Result<Rendered, VmError> {
+        self.render_message(message, args, host)
+    }
+}
+
+/// A stable bucket in `0..10_000` for a key and a salt, for splits and holdouts.
+pub fn bucket(key: &str, salt: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // The remainder is below 10_000, so it fits.
+    (u64::from_be_bytes(first) % 10_000) as u32
+}

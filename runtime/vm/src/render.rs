@@ -1,0 +1,169 @@
+//! Rendering message content: code blocks and Jinja templates.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::Value as Jv;
+use nudge_bytecode::{Bundle, ContentValue, Record, Template, Value};
+
+use crate::{Host, Rendered, Scope, UnitRef, Vm, VmError, VmErrorKind, bad};
+
+/// A value as templates see it.
+///
+/// Records become maps keyed by field name, lists sequences; strings, ints and
+/// bools stay themselves. Everything else becomes its text (`to_text`): money
+/// as `$12.50` so templates print it as shoppers read it, decimals and percents
+/// exactly rather than as floats, instants in RFC 3339.
+pub(crate) fn to_jinja(bundle: &Bundle, v: &Value) -> Jv {
+    match v {
+        Value::None => Jv::from(()),
+        Value::Bool(b) => Jv::from(*b),
+        Value::Int(i) => Jv::from(*i),
+        Value::Str(s) => Jv::from(s.to_string()),
+        Value::List(items) => Jv::from(
+            items
+                .iter()
+                .map(|x| to_jinja(bundle, x))
+                .collect::<Vec<_>>(),
+        ),
+        Value::Record(r) => record(bundle, r),
+        other => Jv::from(other.to_text()),
+    }
+}
+
+fn record(bundle: &Bundle, r: &Record) -> Jv {
+    let fields = bundle
+        .schemas
+        .get(r.schema as usize)
+        .map(|s| s.fields.as_slice())
+        .unwrap_or_default();
+    let mut map = BTreeMap::new();
+    for (f, v) in fields.iter().zip(&r.fields) {
+        // Unset fields with a default read as the default, as in flow code.
+        let v = match (v, &f.default) {
+            (Value::None, Some(d)) => d,
+            _ => v,
+        };
+        map.insert(f.name.clone(), to_jinja(bundle, v));
+    }
+    Jv::from(map)
+}
+
+/// How templates print values: `none` as nothing (as in string interpolation),
+/// and in HTML only `& < > " '` escaped, so links stay readable (`/` is left alone).
+pub(crate) fn formatter(
+    out: &mut minijinja::Output,
+    state: &minijinja::State,
+    value: &Jv,
+) -> Result<(), minijinja::Error> {
+    if value.is_none() || value.is_undefined() {
+        return Ok(());
+    }
+    let html = matches!(state.auto_escape(), minijinja::AutoEscape::Html);
+    if !html || value.is_safe() {
+        return minijinja::escape_formatter(out, state, value);
+    }
+    let text = value.to_string();
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#x27;"),
+            c => escaped.push(c),
+        }
+    }
+    out.write_str(&escaped)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
+fn template_error(t: &Template, e: &minijinja::Error) -> VmError {
+    // The plain message names the template and line; the alternate form adds source excerpts.
+    VmError::new(VmErrorKind::Template(format!("{}: {e}", t.path)))
+}
+
+impl Vm<'_> {
+    pub(crate) fn render_message(
+        &self,
+        message: u32,
+        args: &[Value],
+        host: &mut dyn Host,
+    ) -> Result<Rendered, VmError> {
+        let m = self
+            .bundle
+            .messages
+            .get(message as usize)
+            .ok_or_else(|| bad(format!("no message {message}")))?;
+        if args.len() != m.params.len() {
+            return Err(bad(format!(
+                "message `{}` takes {} arguments, given {}",
+                m.name,
+                m.params.len(),
+                args.len()
+            )));
+        }
+        let mut content = Vec::with_capacity(m.content.len());
+        for (i, c) in m.content.iter().enumerate() {
+            let text = match &c.value {
+                ContentValue::Code(block) => {
+                    let mut locals = args.to_vec();
+                    let v = self.eval_block(
+                        UnitRef::Message(message),
+                        *block,
+                        &mut locals,
+                        &Scope::default(),
+                        host,
+                    )?;
+                    v.to_text()
+                }
+                ContentValue::Template(t) => self.render_template(message, i, t, args, host)?,
+            };
+            content.push((c.key.clone(), text));
+        }
+        Ok(Rendered { content })
+    }
+
+    fn render_template(
+        &self,
+        message: u32,
+        index: usize,
+        t: &Template,
+        args: &[Value],
+        host: &mut dyn Host,
+    ) -> Result<String, VmError> {
+        let m = self
+            .bundle
+            .messages
+            .get(message as usize)
+            .ok_or_else(|| bad(format!("no message {message}")))?;
+        let mut ctx: BTreeMap<String, Jv> = BTreeMap::new();
+        let profile = Value::Record(Arc::new(host.profile().clone()));
+        ctx.insert("profile".into(), to_jinja(self.bundle, &profile));
+        for (name, n) in &t.lets {
+            let v = self.let_value(*n, host)?;
+            ctx.insert(name.clone(), to_jinja(self.bundle, &v));
+        }
+        // Parameters go last so they shadow a let of the same name.
+        for (p, v) in m.params.iter().zip(args) {
+            ctx.insert(p.name.clone(), to_jinja(self.bundle, v));
+        }
+        // Relative paths of different files may coincide, so the name is made
+        // unique per content field; it keeps the path's extension, which
+        // decides auto-escaping (HTML for `.html`).
+        let name = format!("{message}/{index}/{}", t.path);
+        // A panic elsewhere while holding the lock leaves the cache usable: it only adds templates.
+        let mut env = self
+            .templates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if env.get_template(&name).is_err() {
+            env.add_template_owned(name.clone(), t.source.clone())
+                .map_err(|e| template_error(t, &e))?;
+        }
+        let tmpl = env.get_template(&name).map_err(|e| template_error(t, &e))?;
+        tmpl.render(Jv::from(ctx))
+            .map_err(|e| template_error(t, &e))
+    }
+}

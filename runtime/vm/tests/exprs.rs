@@ -1,0 +1,493 @@
+//! Expressions: operators, errors with positions, `??`, `?.`, short-circuits, builtins.
+
+mod common;
+
+use common::*;
+use nudge_compiler::bytecode::{Bundle, Value};
+use nudge_vm::{Scope, UnitRef, Vm, VmError, VmErrorKind};
+
+/// A project with one message `probe(params, r: T = EXPR)`; `eval` computes `r`.
+struct Probe {
+    bundle: Bundle,
+}
+
+impl Probe {
+    fn new(decls: &str, params: &str, ty: &str, expr: &str) -> Probe {
+        let sep = if params.is_empty() { "" } else { ", " };
+        let src = format!(
+            "{decls}\nmessage probe({params}{sep}r: {ty} =\n    {expr}) {{\n  channel sms\n  text \"x\"\n}}\n"
+        );
+        Probe {
+            bundle: build(&[("probe.flow", &src)]),
+        }
+    }
+
+    fn eval_with(&self, host: &mut TestHost, args: &[Value]) -> Result<Value, VmError> {
+        let vm = Vm::new(&self.bundle);
+        let (mi, m) = self
+            .bundle
+            .messages
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.name == "probe")
+            .unwrap();
+        let block = m.params.last().unwrap().default.unwrap();
+        let mut locals = args.to_vec();
+        vm.eval(
+            UnitRef::Message(mi as u32),
+            block,
+            &mut locals,
+            &Scope::default(),
+            host,
+        )
+    }
+
+    fn eval(&self, args: &[Value]) -> Result<Value, VmError> {
+        let mut host = TestHost::new(&self.bundle);
+        self.eval_with(&mut host, args)
+    }
+}
+
+fn eval(params: &str, ty: &str, expr: &str, args: &[Value]) -> Result<Value, VmError> {
+    Probe::new("", params, ty, expr).eval(args)
+}
+
+fn ok(params: &str, ty: &str, expr: &str, args: &[Value]) -> Value {
+    eval(params, ty, expr, args).unwrap_or_else(|e| panic!("{expr}: {e}"))
+}
+
+#[test]
+fn integer_arithmetic_is_checked() {
+    let two = [Value::Int(7), Value::Int(2)];
+    assert_eq!(
+        ok("a: int, b: int", "int", "a * b - a % b", &two),
+        Value::Int(13)
+    );
+    assert_eq!(ok("a: int, b: int", "decimal", "a / b", &two), dec("3.5"));
+    let e = eval(
+        "a: int, b: int",
+        "int",
+        "a + b",
+        &[Value::Int(i64::MAX), Value::Int(1)],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, VmErrorKind::Overflow);
+    // The error points at the `+` expression on line 3 (after the empty declarations line), column 5.
+    let pos = e.pos.expect("a position");
+    assert_eq!((pos.line, pos.col), (3, 5));
+}
+
+#[test]
+fn division_by_zero_is_an_error_with_its_position() {
+    let p = Probe::new("", "a: int, b: int", "int", "a % b");
+    let e = p.eval(&[Value::Int(1), Value::Int(0)]).unwrap_err();
+    assert_eq!(e.kind, VmErrorKind::DivisionByZero);
+    assert_eq!(
+        e.display(&p.bundle).to_string(),
+        "division by zero (probe.flow:3:5)"
+    );
+    let e = eval(
+        "a: money, b: decimal",
+        "money",
+        "a / b",
+        &[money("1"), dec("0")],
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, VmErrorKind::DivisionByZero);
+}
+
+#[test]
+fn money_is_exact() {
+    let v = ok(
+        "a: money, b: money",
+        "bool",
+        "a + b == $0.30",
+        &[money("0.10"), money("0.20")],
+    );
+    assert_eq!(v, Value::Bool(true));
+    let v = ok("a: money", "money", "a * 15%", &[money("19.99")]);
+    assert_eq!(v, money("2.9985"));
+    assert_eq!(v.to_text(), "$3.00");
+    let v = ok(
+        "a: money, n: int",
+        "money",
+        "a * n",
+        &[money("0.1"), Value::Int(3)],
+    );
+    assert_eq!(v, money("0.3"));
+    let v = ok("a: money", "decimal", "a / $4", &[money("10")]);
+    assert_eq!(v, dec("2.5"));
+    // 1.0 == 1.00: decimals compare by value.
+    let v = ok("a: decimal", "bool", "a == 1.00", &[dec("1.0")]);
+    assert_eq!(v, Value::Bool(true));
+}
+
+#[test]
+fn time_and_date_arithmetic() {
+    let t = Value::Time(1_000_000);
+    assert_eq!(
+        ok("t: time", "time", "t + 1h", std::slice::from_ref(&t)),
+        Value::Time(1_003_600)
+    );
+    assert_eq!(
+        ok(
+            "t: time",
+            "duration",
+            "t - (t - 2d)",
+            std::slice::from_ref(&t)
+        ),
+        Value::Duration(172_800)
+    );
+    assert_eq!(
+        ok("d: date", "date", "d + 36h", &[Value::Date(100)]),
+        Value::Date(101)
+    );
+    assert_eq!(
+        ok("d: duration", "duration", "d / 2", &[Value::Duration(7)]),
+        Value::Duration(3)
+    );
+}
+
+#[test]
+fn default_operator_and_optional_fields() {
+    let decls = "type Box {\n  n: int?\n}\n";
+    let p = Probe::new(decls, "b: Box?", "int", "b?.n ?? 7");
+    assert_eq!(p.eval(&[Value::None]).unwrap(), Value::Int(7));
+    let with_none = record(&p.bundle, "Box", &[]);
+    assert_eq!(p.eval(&[with_none]).unwrap(), Value::Int(7));
+    let with_five = record(&p.bundle, "Box", &[("n", Value::Int(5))]);
+    assert_eq!(p.eval(&[with_five]).unwrap(), Value::Int(5));
+}
+
+#[test]
+fn and_or_short_circuit() {
+    // With b = 0 the right side would divide by zero; it must not run.
+    let zero = [Value::Int(1), Value::Int(0)];
+    assert_eq!(
+        ok("a: int, b: int", "bool", "b == 0 or a % b == 0", &zero),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        ok("a: int, b: int", "bool", "b != 0 and a % b == 0", &zero),
+        Value::Bool(false)
+    );
+    let e = eval("a: int, b: int", "bool", "b == 0 and a % b == 0", &zero).unwrap_err();
+    assert_eq!(e.kind, VmErrorKind::DivisionByZero);
+}
+
+#[test]
+fn list_builtins() {
+    let decls = "type Item {\n  price: money = $0\n  qty: int = 1\n  tag: string?\n}\n";
+    let p = |ty: &str, e: &str| Probe::new(decls, "xs: list<Item>", ty, e);
+    let b = Probe::new(decls, "", "int", "1").bundle;
+    let item = |price: &str, qty: i64, tag: Option<&str>| {
+        record(
+            &b,
+            "Item",
+            &[
+                ("price", money(price)),
+                ("qty", Value::Int(qty)),
+                ("tag", tag.map(Value::str).unwrap_or(Value::None)),
+            ],
+        )
+    };
+    let xs = Value::List(
+        vec![
+            item("2.50", 2, Some("a")),
+            item("10", 1, None),
+            item("1.25", 4, Some("b")),
+        ]
+        .into(),
+    );
+    let args = [xs.clone()];
+    let empty = [Value::List(Vec::new().into())];
+    let run = |ty: &str, e: &str, a: &[Value]| p(ty, e).eval(a).unwrap();
+    assert_eq!(
+        run("bool", "any(xs, x => x.qty > 3)", &args),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        run("bool", "any(xs, x => x.qty > 9)", &args),
+        Value::Bool(false)
+    );
+    assert_eq!(
+        run("bool", "all(xs, x => x.qty > 0)", &args),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        run("bool", "all(xs, x => x.qty > 1)", &args),
+        Value::Bool(false)
+    );
+    assert_eq!(
+        run("int", "count(xs, x => x.tag != none)", &args),
+        Value::Int(2)
+    );
+    assert_eq!(
+        run("string", "first(xs, x => x.qty == 4)?.tag ?? \"-\"", &args),
+        Value::str("b")
+    );
+    assert_eq!(
+        run("bool", "first(xs, x => x.qty == 9) == none", &args),
+        Value::Bool(true)
+    );
+    assert_eq!(
+        run("int", "len(filter(xs, x => x.price < $5))", &args),
+        Value::Int(2)
+    );
+    assert_eq!(
+        run("list<string>", "map(xs, x => x.tag ?? \"none\")", &args),
+        Value::List(vec![Value::str("a"), Value::str("none"), Value::str("b")].into())
+    );
+    assert_eq!(
+        run("money", "sum(xs, x => x.price * x.qty)", &args),
+        money("20")
+    );
+    assert_eq!(run("int", "sum(xs, x => x.qty)", &args), Value::Int(7));
+    assert_eq!(run("int", "len(xs)", &args), Value::Int(3));
+    // An empty sum is the zero of the lambda's result type.
+    assert_eq!(
+        run("money", "sum(xs, x => x.price * x.qty)", &empty),
+        money("0")
+    );
+    assert_eq!(run("money", "sum(xs, x => x.price)", &empty), money("0"));
+    assert_eq!(run("int", "sum(xs, x => x.qty)", &empty), Value::Int(0));
+    assert_eq!(
+        run("bool", "any(xs, x => x.qty > 0)", &empty),
+        Value::Bool(false)
+    );
+    assert_eq!(
+        run("bool", "all(xs, x => x.qty > 5)", &empty),
+        Value::Bool(true)
+    );
+}
+
+#[test]
+fn number_builtins() {
+    let two = [money("3"), money("5")];
+    assert_eq!(
+        ok("a: money, b: money", "money", "min(a, b)", &two),
+        money("3")
+    );
+    assert_eq!(
+        ok("a: money, b: money", "money", "max(a, b)", &two),
+        money("5")
+    );
+    assert_eq!(
+        ok("a: decimal", "decimal", "round(a, 1)", &[dec("2.25")]),
+        dec("2.3")
+    );
+    assert_eq!(
+        ok("a: decimal", "decimal", "round(a, 1)", &[dec("-2.25")]),
+        dec("-2.3")
+    );
+    assert_eq!(
+        ok("a: money", "money", "round(a / 3, 2)", &[money("10")]),
+        money("3.33")
+    );
+    assert_eq!(
+        ok("a: int", "int", "round(a, 0)", &[Value::Int(7)]),
+        Value::Int(7)
+    );
+}
+
+#[test]
+fn text_builtins() {
+    let s = [Value::str("  Hello World  ")];
+    let t = |ty: &str, e: &str| ok("s: string", ty, e, &s);
+    assert_eq!(t("bool", "contains(s, \"lo W\")"), Value::Bool(true));
+    assert_eq!(t("bool", "contains(s, \"lo w\")"), Value::Bool(false));
+    assert_eq!(
+        t("bool", "starts_with(trim(s), \"Hello\")"),
+        Value::Bool(true)
+    );
+    assert_eq!(t("bool", "ends_with(s, \"World\")"), Value::Bool(false));
+    assert_eq!(t("string", "lower(trim(s))"), Value::str("hello world"));
+    assert_eq!(t("string", "upper(trim(s))"), Value::str("HELLO WORLD"));
+    assert_eq!(
+        t("string", "url_encode(trim(s))"),
+        Value::str("Hello%20World")
+    );
+    assert_eq!(
+        ok("m: money", "string", "format_money(m)", &[money("12.5")]),
+        Value::str("$12.50")
+    );
+    assert_eq!(
+        ok(
+            "n: int, m: money",
+            "string",
+            "\"{n} for {m}\"",
+            &[Value::Int(2), money("3")]
+        ),
+        Value::str("2 for $3.00")
+    );
+}
+
+#[test]
+fn time_builtins() {
+    let p = Probe::new("", "t: time", "date", "date_of(t)");
+    let mut host = TestHost::new(&p.bundle);
+    // 2026-01-01T03:00:00Z: New Year's Day in UTC, still New Year's Eve in New York.
+    let t = Value::Time(1_767_236_400);
+    let utc = p.eval_with(&mut host, std::slice::from_ref(&t)).unwrap();
+    assert_eq!(utc.to_text(), "2026-01-01");
+    host.tz = chrono_tz::America::New_York;
+    let ny = p.eval_with(&mut host, std::slice::from_ref(&t)).unwrap();
+    assert_eq!(ny.to_text(), "2025-12-31");
+
+    let p = Probe::new("", "", "time", "now()");
+    let mut host = TestHost::new(&p.bundle);
+    host.now = 42;
+    assert_eq!(p.eval_with(&mut host, &[]).unwrap(), Value::Time(42));
+
+    let db = |a: i64, b: i64| {
+        ok(
+            "a: time, b: time",
+            "int",
+            "days_between(a, b)",
+            &[Value::Time(a), Value::Time(b)],
+        )
+    };
+    assert_eq!(db(0, 86_400 * 3 - 1), Value::Int(2));
+    assert_eq!(db(86_400 * 3 - 1, 0), Value::Int(-2));
+    assert_eq!(db(0, 86_400), Value::Int(1));
+}
+
+#[test]
+fn profile_fields_read_their_defaults() {
+    let p = Probe::new("", "", "int", "profile.orders_count + 1");
+    let mut host = TestHost::new(&p.bundle);
+    assert_eq!(p.eval_with(&mut host, &[]).unwrap(), Value::Int(1));
+    host.set(&p.bundle, "orders_count", Value::Int(4));
+    assert_eq!(p.eval_with(&mut host, &[]).unwrap(), Value::Int(5));
+}
+
+#[test]
+fn lets_and_segments() {
+    let decls =
+        "let base = $10\nlet doubled = base * 2\nsegment big = profile.total_spent > doubled\n";
+    let p = Probe::new(decls, "", "money", "doubled + $1");
+    assert_eq!(p.eval(&[]).unwrap(), money("21"));
+    let vm = Vm::new(&p.bundle);
+    let mut host = TestHost::new(&p.bundle);
+    let seg = p
+        .bundle
+        .segments
+        .iter()
+        .position(|s| s.name == "big")
+        .unwrap() as u32;
+    assert!(!vm.segment(seg, &mut host).unwrap());
+    host.set(&p.bundle, "total_spent", money("20.01"));
+    assert!(vm.segment(seg, &mut host).unwrap());
+}
+
+#[test]
+fn event_builtins_see_events_since_the_instance_started() {
+    let src = r#"
+flow f {
+  trigger order_completed
+  exit if any_event(order_refunded, r => r.order_id == trigger.order_id)
+  exit if count_events(order_refunded, r => r.total > $5) >= 2
+  exit if (last_event(order_refunded)?.order_id ?? "") == "o2"
+  wait 1d
+}
+"#;
+    let bundle = build(&[("f.flow", src)]);
+    let vm = Vm::new(&bundle);
+    let flow = &bundle.flows[0];
+    let refund = schema_index(&bundle, "order_refunded");
+    let trigger = record(
+        &bundle,
+        "order_completed",
+        &[("order_id", Value::str("o1"))],
+    );
+    let mut host = TestHost::new(&bundle);
+    let ev = |id: &str, total: &str| {
+        record(
+            &bundle,
+            "order_refunded",
+            &[("order_id", Value::str(id)), ("total", money(total))],
+        )
+    };
+    host.events.push((refund, 100, ev("o1", "10")));
+    host.events.push((refund, 200, ev("o2", "10")));
+    host.events.push((refund, 300, ev("o3", "1")));
+    let run = |host: &mut TestHost, rule: usize, since: i64| {
+        let scope = Scope {
+            trigger: Some(&trigger),
+            event: None,
+            since,
+        };
+        let mut locals = Vec::new();
+        vm.eval(
+            UnitRef::Flow(0),
+            flow.exit_if[rule],
+            &mut locals,
+            &scope,
+            host,
+        )
+        .unwrap()
+    };
+    assert_eq!(run(&mut host, 0, 0), Value::Bool(true));
+    assert_eq!(run(&mut host, 0, 150), Value::Bool(false), "o1 came before");
+    assert_eq!(run(&mut host, 1, 0), Value::Bool(true));
+    assert_eq!(run(&mut host, 1, 150), Value::Bool(false));
+    assert_eq!(run(&mut host, 2, 0), Value::Bool(false), "the last is o3");
+    host.events.pop();
+    assert_eq!(run(&mut host, 2, 0), Value::Bool(true));
+}
+
+#[test]
+fn a_missing_trigger_is_bad_code_not_a_panic() {
+    let src = "flow f {\n  trigger order_completed\n  exit if trigger.total > $1\n  wait 1d\n}\n";
+    let bundle = build(&[("f.flow", src)]);
+    let vm = Vm::new(&bundle);
+    let mut host = TestHost::new(&bundle);
+    let e = vm
+        .eval(
+            UnitRef::Flow(0),
+            bundle.flows[0].exit_if[0],
+            &mut Vec::new(),
+            &Scope::default(),
+            &mut host,
+        )
+        .unwrap_err();
+    assert!(matches!(e.kind, VmErrorKind::BadCode(_)), "{e}");
+    assert!(e.pos.is_some());
+}
+
+#[test]
+fn malformed_code_gives_bad_code() {
+    use nudge_compiler::bytecode::Instr;
+    let mut bundle = build(&[("l.flow", "let a = 1\n")]);
+    let a = bundle.lets.iter().position(|l| l.name == "a").unwrap();
+    let cases: Vec<Vec<Instr>> = vec![
+        vec![Instr::Pop, Instr::Return],
+        vec![Instr::LoadLet(a as u32), Instr::Return],
+        vec![Instr::Const(99), Instr::Return],
+        vec![
+            Instr::LoadLocal(0),
+            Instr::Const(0),
+            Instr::AddInt,
+            Instr::Return,
+        ],
+        vec![Instr::Jump(7)],
+        vec![Instr::Wait(5), Instr::Return],
+    ];
+    for code in cases {
+        let block = &mut bundle.lets[a].unit.blocks[0];
+        block.pos = vec![block.pos[0]; code.len()];
+        block.code = code.clone();
+        let vm = Vm::new(&bundle);
+        let mut host = TestHost::new(&bundle);
+        let e = vm
+            .eval(
+                UnitRef::Let(a as u32),
+                0,
+                &mut Vec::new(),
+                &Scope::default(),
+                &mut host,
+            )
+            .unwrap_err();
+        assert!(matches!(e.kind, VmErrorKind::BadCode(_)), "{code:?}: {e}");
+    }
+}
