@@ -1,0 +1,157 @@
+//! Channel plugins: where a rendered message goes once the send pipeline
+//! has decided to send it.
+//!
+//! The engine calls [`Plugin::deliver`] once per send, in order, and records
+//! failures itself; [`Plugin::flush`] makes everything delivered so far
+//! durable. Built-ins: [`OutboxFile`] (JSON lines in a file), [`Lines`]
+//! (the same lines to stdout or any writer) and [`Webhook`] (HTTP POST with
+//! retries). [`PluginSpec`] parses the command-line form of each.
+
+#![warn(missing_docs)]
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+mod lines;
+mod outbox;
+mod spec;
+mod webhook;
+
+pub use lines::Lines;
+pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
+pub use spec::{PluginSpec, SetupError, SpecError};
+pub use webhook::{RetryPolicy, Webhook, WebhookConfig, WebhookConfigError};
+
+// Compiles and runs the guide's Rust examples, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/plugins.md")]
+struct PluginsGuide;
+
+/// One message ready to go out; also one line of the outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// When it was sent, RFC 3339 in UTC.
+    pub at: String,
+    /// The flow that sent it.
+    pub flow: String,
+    /// That flow's version hash.
+    pub flow_version: String,
+    /// The message's name.
+    pub message: String,
+    /// The channel's name (`email`, `sms`, `push`, `webhook`, `audience`).
+    pub channel: String,
+    /// The customer's display id.
+    pub customer: String,
+    /// The address: an email, a phone number, a device token, ...
+    pub to: String,
+    /// One key per instance step (and retry), so no step sends twice.
+    pub idempotency_key: String,
+    /// The rendered content fields, in the message's order.
+    pub content: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Outgoing {
+    /// The message as one outbox line: compact JSON, no trailing newline.
+    pub fn to_json_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}
+
+/// A destination for messages the engine has decided to send.
+///
+/// Implementations are synchronous: `deliver` returns once the destination
+/// has accepted the message (or has definitely not). A plugin that retries
+/// does so inside `deliver`, and reports how many attempts it made.
+pub trait Plugin: Send {
+    /// A short name for reports ("outbox", "stdout", "webhook").
+    fn name(&self) -> &str;
+
+    /// Delivers one message; `Ok` once the destination has accepted it.
+    fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError>;
+
+    /// Makes everything delivered so far durable (flushes files and writers).
+    fn flush(&mut self) -> Result<(), DeliveryError>;
+}
+
+impl<P: Plugin + ?Sized> Plugin for Box<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError> {
+        (**self).deliver(msg)
+    }
+
+    fn flush(&mut self) -> Result<(), DeliveryError> {
+        (**self).flush()
+    }
+}
+
+/// Proof that a destination accepted a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// How many tries it took (1 when the first one succeeded).
+    pub attempts: u32,
+    /// What the destination said, when that is worth recording (e.g. "HTTP 202").
+    pub detail: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt for a message accepted on the first try, with nothing to add.
+    pub fn first_try() -> Self {
+        Receipt {
+            attempts: 1,
+            detail: None,
+        }
+    }
+}
+
+/// Why a message was not delivered (or a flush failed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryError {
+    /// How many tries were made before giving up (0 if none could be made).
+    pub attempts: u32,
+    /// The last failure, readable by a person: a status, an I/O error, a timeout.
+    pub reason: String,
+    /// Whether sending the same message again later might succeed
+    /// (true for outages and rate limits, false for rejected requests).
+    pub retryable: bool,
+}
+
+impl DeliveryError {
+    /// A failure that retrying will not fix.
+    pub fn permanent(attempts: u32, reason: impl Into<String>) -> Self {
+        DeliveryError {
+            attempts,
+            reason: reason.into(),
+            retryable: false,
+        }
+    }
+
+    /// A failure that may go away if the message is sent again later.
+    pub fn transient(attempts: u32, reason: impl Into<String>) -> Self {
+        DeliveryError {
+            attempts,
+            reason: reason.into(),
+            retryable: true,
+        }
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} (after {} attempt{plural}",
+            self.reason, self.attempts
+        )?;
+        if self.retryable {
+            write!(f, "; may succeed if retried later")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl std::error::Error for DeliveryError {}
