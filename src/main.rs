@@ -25,6 +25,8 @@ enum Command {
     Build(commands::build::Args),
     /// List a bytecode bundle with its source lines.
     Disasm(commands::disasm::Args),
+    /// Replay recorded events through a project on a virtual clock.
+    Run(commands::run::Args),
     /// Run the language server on stdin and stdout (for editors).
     Lsp(commands::lsp::Args),
 }
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Fmt(args) => commands::fmt::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Disasm(args) => commands::disasm::run(args),
+        Command::Run(args) => commands::run::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
     };
     ExitCode::from(status as u8)

@@ -1,8 +1,19 @@
-//! The Nudge runtime. Today it holds the event side: reading Segment calls
-//! (with a dead letter for every line it cannot use), joining identities into
-//! customers, and dropping repeated messages. The VM that executes compiled
-//! bundles builds on these.
+//! The Nudge runtime: runs compiled bundles against customer calls.
+//!
+//! Calls come in as Segment JSON lines ([`segment`]), are checked against
+//! the bundle's schemas ([`decode`]), joined into customers ([`identity`]),
+//! deduplicated ([`dedupe`]) and applied by the [`engine`], which runs flow
+//! code in the VM, keeps timers ([`timers`]) and decides every send.
+//! [`replay`] drives the engine over a file on a virtual clock.
 
+pub mod decode;
 pub mod dedupe;
+pub mod engine;
 pub mod identity;
+pub mod output;
+pub mod record;
+pub mod replay;
 pub mod segment;
+pub mod stats;
+pub mod timers;
+pub mod zone;

@@ -5,6 +5,7 @@ pub mod check;
 pub mod disasm;
 pub mod fmt;
 pub mod lsp;
+pub mod run;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -47,4 +48,29 @@ pub fn load_projects(paths: Vec<PathBuf>) -> Result<Vec<nudge_compiler::Project>
 /// Whether to colour terminal output: only on a terminal, and never with NO_COLOR set.
 pub fn use_color(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Loads, checks and lowers one project, reporting problems on stderr.
+/// Warnings are shown but do not stop it; errors do (`Problems`).
+pub fn compile(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, Status> {
+    let project = nudge_compiler::Project::load(group).map_err(|err| {
+        eprintln!("error: {err}");
+        Status::Failure
+    })?;
+    let analysis = nudge_compiler::check(&project);
+    if analysis.has_errors() {
+        let color = use_color(&std::io::stderr());
+        eprint!(
+            "{}",
+            nudge_diagnostics::render::human(&project.sources, &analysis.diagnostics, color)
+        );
+        if let Some(summary) = nudge_diagnostics::render::summary_line(&analysis.diagnostics) {
+            eprintln!("not run: {summary}");
+        }
+        return Err(Status::Problems);
+    }
+    nudge_compiler::lower(&project, &analysis).map_err(|e| {
+        eprintln!("error: {}", e.render(&project.sources));
+        Status::Problems
+    })
 }

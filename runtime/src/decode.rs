@@ -1,0 +1,359 @@
+//! Typed values from JSON: event properties and profile traits checked
+//! against the bundle's schemas.
+//!
+//! The checker has promised each flow that `event.total` is money and
+//! `event.order_id` a string; this is where the runtime keeps that promise.
+//! A property of the wrong type, or a required one missing, makes the whole
+//! call bad input (a dead letter), so a flow never sees a value its types do
+//! not allow. Properties the schema does not name are ignored.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Timelike};
+use nudge_bytecode::{Bundle, Record, Type, Value};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value as Json};
+
+/// Why a JSON value does not fit its declared type; `path` names the property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Where in the call: `properties.products[0].price`.
+    pub path: String,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.path, self.reason)
+    }
+}
+
+/// Nesting beyond this is refused, so hostile input cannot exhaust the stack.
+const MAX_DEPTH: usize = 32;
+
+/// Decodes a JSON object as a record of `schema`: every field present with its
+/// type, or its default, or `none` when optional.
+pub fn record(
+    bundle: &Bundle,
+    schema: u32,
+    obj: &Map<String, Json>,
+    path: &str,
+) -> Result<Value, DecodeError> {
+    record_at(bundle, schema, obj, path, 0)
+}
+
+fn record_at(
+    bundle: &Bundle,
+    schema: u32,
+    obj: &Map<String, Json>,
+    path: &str,
+    depth: usize,
+) -> Result<Value, DecodeError> {
+    let Some(s) = bundle.schemas.get(schema as usize) else {
+        return Err(err(path, format!("unknown schema #{schema}")));
+    };
+    let mut fields = Vec::with_capacity(s.fields.len());
+    for f in &s.fields {
+        let here = format!("{path}.{}", f.name);
+        let v = match obj.get(&f.name) {
+            Some(j) if !j.is_null() => value_at(bundle, &f.ty, j, &here, depth + 1)?,
+            _ => match (&f.default, f.ty.is_optional()) {
+                (Some(d), _) => d.clone(),
+                (None, true) => Value::None,
+                (None, false) => return Err(err(&here, "required but missing".into())),
+            },
+        };
+        fields.push(v);
+    }
+    Ok(Value::Record(Arc::new(Record { schema, fields })))
+}
+
+/// Decodes one JSON value as `ty`.
+pub fn value(bundle: &Bundle, ty: &Type, json: &Json, path: &str) -> Result<Value, DecodeError> {
+    value_at(bundle, ty, json, path, 0)
+}
+
+fn value_at(
+    bundle: &Bundle,
+    ty: &Type,
+    json: &Json,
+    path: &str,
+    depth: usize,
+) -> Result<Value, DecodeError> {
+    if depth > MAX_DEPTH {
+        return Err(err(path, format!("nested deeper than {MAX_DEPTH} levels")));
+    }
+    let wrong = |want: &str| err(path, format!("expected {want}, found {}", describe(json)));
+    Ok(match ty {
+        Type::Optional(inner) => {
+            if json.is_null() {
+                Value::None
+            } else {
+                value_at(bundle, inner, json, path, depth)?
+            }
+        }
+        Type::Bool => Value::Bool(json.as_bool().ok_or_else(|| wrong("a boolean"))?),
+        Type::Int => match json {
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => {
+                    // 2.0 is an integer written loosely; 2.5 is not.
+                    let d = number(json).ok_or_else(|| wrong("an integer"))?;
+                    if d.fract().is_zero() {
+                        Value::Int(i64::try_from(d).map_err(|_| wrong("an integer in range"))?)
+                    } else {
+                        return Err(wrong("an integer"));
+                    }
+                }
+            },
+            _ => return Err(wrong("an integer")),
+        },
+        Type::Decimal => Value::Decimal(number(json).ok_or_else(|| wrong("a number"))?),
+        Type::Money => Value::Money(number(json).ok_or_else(|| wrong("an amount (a number)"))?),
+        Type::Percent => Value::Percent(number(json).ok_or_else(|| wrong("a percentage"))?),
+        Type::String => Value::Str(Arc::from(json.as_str().ok_or_else(|| wrong("a string"))?)),
+        Type::Enum(e) => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            let allowed = bundle
+                .enums
+                .get(*e as usize)
+                .map(|e| e.values.as_slice())
+                .unwrap_or_default();
+            if !allowed.iter().any(|a| a == s) {
+                return Err(err(
+                    path,
+                    format!("{s:?} is not one of {}", quoted_list(allowed)),
+                ));
+            }
+            Value::str(s)
+        }
+        Type::Duration => match json.as_i64() {
+            Some(s) => Value::Duration(s),
+            None => return Err(wrong("a duration in whole seconds")),
+        },
+        Type::Time => {
+            let s = json
+                .as_str()
+                .ok_or_else(|| wrong("an RFC 3339 time string"))?;
+            Value::Time(
+                parse_time(s).ok_or_else(|| {
+                    err(path, format!("{s:?} is not an RFC 3339 time with a zone"))
+                })?,
+            )
+        }
+        Type::Date => {
+            let s = json.as_str().ok_or_else(|| wrong("a date string"))?;
+            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| err(path, format!("{s:?} is not a date like 2026-12-24")))?;
+            let days = d
+                .signed_duration_since(NaiveDate::default())
+                .num_days()
+                .try_into()
+                .map_err(|_| err(path, format!("{s:?} is out of range")))?;
+            Value::Date(days)
+        }
+        Type::TimeOfDay => {
+            let s = json.as_str().ok_or_else(|| wrong("a time of day string"))?;
+            let t = NaiveTime::parse_from_str(s, "%H:%M")
+                .map_err(|_| err(path, format!("{s:?} is not a time of day like 09:30")))?;
+            Value::TimeOfDay((t.hour() * 60 + t.minute()) as u16)
+        }
+        Type::Timezone => {
+            let s = json.as_str().ok_or_else(|| wrong("a time zone name"))?;
+            if chrono_tz::Tz::from_str(s).is_err() {
+                return Err(err(path, format!("{s:?} is not an IANA time zone")));
+            }
+            Value::Timezone(Arc::from(s))
+        }
+        Type::List(item) => {
+            let items = json.as_array().ok_or_else(|| wrong("a list"))?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, j) in items.iter().enumerate() {
+                out.push(value_at(
+                    bundle,
+                    item,
+                    j,
+                    &format!("{path}[{i}]"),
+                    depth + 1,
+                )?);
+            }
+            Value::List(out.into())
+        }
+        Type::Record(schema) => {
+            let obj = json.as_object().ok_or_else(|| wrong("an object"))?;
+            record_at(bundle, *schema, obj, path, depth)?
+        }
+    })
+}
+
+/// An RFC 3339 instant in whole seconds since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
+}
+
+/// A JSON number (or numeric string) as an exact decimal, read from its text so
+/// that `12.5` stays exactly 12.5.
+fn number(json: &Json) -> Option<Decimal> {
+    match json {
+        Json::Number(n) => {
+            let text = n.to_string();
+            Decimal::from_str(&text)
+                .ok()
+                .or_else(|| Decimal::from_scientific(&text).ok())
+        }
+        _ => None,
+    }
+}
+
+fn describe(json: &Json) -> String {
+    match json {
+        Json::Null => "null".into(),
+        Json::Bool(b) => format!("the boolean {b}"),
+        Json::Number(n) => format!("the number {n}"),
+        Json::String(s) if s.chars().count() > 40 => "a string".into(),
+        Json::String(s) => format!("the string {s:?}"),
+        Json::Array(_) => "a list".into(),
+        Json::Object(_) => "an object".into(),
+    }
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn err(path: &str, reason: String) -> DecodeError {
+    DecodeError {
+        path: path.to_string(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_bytecode::{FieldSchema, Schema, SchemaKind};
+    use serde_json::json;
+
+    fn bundle() -> Bundle {
+        let product = Schema {
+            name: "Product".into(),
+            kind: SchemaKind::Record,
+            wire: None,
+            fields: vec![
+                FieldSchema {
+                    name: "product_id".into(),
+                    ty: Type::String,
+                    default: None,
+                },
+                FieldSchema {
+                    name: "price".into(),
+                    ty: Type::Money,
+                    default: Some(Value::Money(Decimal::ZERO)),
+                },
+                FieldSchema {
+                    name: "quantity".into(),
+                    ty: Type::Int,
+                    default: Some(Value::Int(1)),
+                },
+            ],
+        };
+        let order = Schema {
+            name: "order_completed".into(),
+            kind: SchemaKind::Event,
+            wire: Some("Order Completed".into()),
+            fields: vec![
+                FieldSchema {
+                    name: "order_id".into(),
+                    ty: Type::String,
+                    default: None,
+                },
+                FieldSchema {
+                    name: "at".into(),
+                    ty: Type::Optional(Box::new(Type::Time)),
+                    default: None,
+                },
+                FieldSchema {
+                    name: "products".into(),
+                    ty: Type::List(Box::new(Type::Record(0))),
+                    default: Some(Value::List(Vec::new().into())),
+                },
+            ],
+        };
+        Bundle {
+            schemas: vec![product, order],
+            ..Bundle::default()
+        }
+    }
+
+    fn decode(j: Json) -> Result<Value, DecodeError> {
+        record(&bundle(), 1, j.as_object().unwrap(), "properties")
+    }
+
+    #[test]
+    fn money_is_exact_and_defaults_fill_gaps() {
+        let v =
+            decode(json!({"order_id": "o1", "products": [{"product_id": "p1", "price": 12.5}]}))
+                .unwrap();
+        let Value::Record(r) = v else { panic!() };
+        assert_eq!(r.fields[0], Value::str("o1"));
+        assert_eq!(r.fields[1], Value::None);
+        let Value::List(items) = &r.fields[2] else {
+            panic!()
+        };
+        let Value::Record(p) = &items[0] else {
+            panic!()
+        };
+        assert_eq!(p.fields[1], Value::Money(Decimal::new(125, 1)));
+        assert_eq!(p.fields[2], Value::Int(1));
+    }
+
+    #[test]
+    fn wrong_types_name_the_property() {
+        let e = decode(json!({"order_id": 7})).unwrap_err();
+        assert_eq!(e.path, "properties.order_id");
+        assert_eq!(e.reason, "expected a string, found the number 7");
+        let e = decode(json!({"order_id": "o", "products": [{"product_id": "p", "price": "x"}]}))
+            .unwrap_err();
+        assert_eq!(e.path, "properties.products[0].price");
+        let e = decode(json!({"order_id": "o", "at": "yesterday"})).unwrap_err();
+        assert!(e.reason.contains("RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn required_fields_must_be_present() {
+        let e = decode(json!({})).unwrap_err();
+        assert_eq!(e.to_string(), "`properties.order_id`: required but missing");
+    }
+
+    #[test]
+    fn loose_integers_are_accepted_but_fractions_are_not() {
+        let ok = record(
+            &bundle(),
+            0,
+            json!({"product_id": "p", "quantity": 2.0})
+                .as_object()
+                .unwrap(),
+            "p",
+        )
+        .unwrap();
+        let Value::Record(r) = ok else { panic!() };
+        assert_eq!(r.fields[2], Value::Int(2));
+        assert!(
+            record(
+                &bundle(),
+                0,
+                json!({"product_id": "p", "quantity": 2.5})
+                    .as_object()
+                    .unwrap(),
+                "p"
+            )
+            .is_err()
+        );
+    }
+}

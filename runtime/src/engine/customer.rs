@@ -1,0 +1,397 @@
+//! What the engine knows of one customer: profile, event history, live
+//! instances, sends and memberships; and how two customers become one.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use nudge_bytecode::{Bundle, Channel, Record, Type, Value};
+use nudge_vm::Host;
+use rust_decimal::Decimal;
+
+/// One event in a customer's history.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    /// When it happened.
+    pub at: i64,
+    /// Its arrival number, unique across the run.
+    pub seq: u64,
+    /// Its schema.
+    pub schema: u32,
+    /// Its properties.
+    pub value: Value,
+}
+
+/// A message that went out, for frequency caps.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    /// When.
+    pub at: i64,
+    /// On which channel.
+    pub channel: Channel,
+    /// Whether it was marketing (only marketing sends count toward caps).
+    pub marketing: bool,
+    /// Which flow sent it.
+    pub flow: u32,
+}
+
+/// Per customer and flow: what entry rules and triggers need to remember.
+#[derive(Clone, Debug, Default)]
+pub struct FlowMemory {
+    /// Instances started so far (the next instance's number is this plus one).
+    pub entries: u32,
+    /// When the latest instance started.
+    pub last_entry: Option<i64>,
+    /// Live instances.
+    pub live: u32,
+    /// For `trigger entering`: whether the customer was in the segment.
+    pub in_segment: bool,
+    /// For date and schedule triggers: bumped to cancel the armed timer.
+    pub generation: u32,
+    /// For date triggers: the field value the timer was armed for.
+    pub armed: Option<i64>,
+}
+
+/// A goal waiting to be reached.
+#[derive(Clone, Debug)]
+pub struct GoalWatch {
+    /// The flow.
+    pub flow: u32,
+    /// The instance's number.
+    pub instance: u32,
+    /// When it started; the goal's window counts from here.
+    pub entered: i64,
+    /// The trigger event, for goal predicates that correlate with it.
+    pub trigger: Value,
+    /// Whether the instance was held out.
+    pub holdout: bool,
+}
+
+/// Everything known about one customer.
+#[derive(Clone, Debug)]
+pub struct Customer {
+    /// The display id (a user id when known).
+    pub key: String,
+    /// Standard and custom traits, one value per profile field.
+    pub profile: Record,
+    /// Events, oldest first.
+    pub events: Vec<Seen>,
+    /// Live instance slots.
+    pub instances: Vec<u32>,
+    /// Per flow memory.
+    pub flows: HashMap<u32, FlowMemory>,
+    /// Sends, oldest first.
+    pub sends: Vec<Sent>,
+    /// Audiences the customer is in.
+    pub audiences: BTreeSet<Arc<str>>,
+    /// Goals not yet reached or expired.
+    pub goals: Vec<GoalWatch>,
+    /// Addresses that bounced hard: no message goes to them.
+    pub bounced: BTreeSet<String>,
+    /// Channels with a hard opt-out (an SMS STOP): not even transactional messages go.
+    pub opted_out: BTreeSet<&'static str>,
+}
+
+impl Customer {
+    /// A new customer with the profile's defaults.
+    pub fn new(bundle: &Bundle, key: String) -> Customer {
+        let schema = &bundle.schemas[bundle.profile as usize];
+        let fields = schema
+            .fields
+            .iter()
+            .map(|f| f.default.clone().unwrap_or(Value::None))
+            .collect();
+        Customer {
+            key,
+            profile: Record {
+                schema: bundle.profile,
+                fields,
+            },
+            events: Vec::new(),
+            instances: Vec::new(),
+            flows: HashMap::new(),
+            sends: Vec::new(),
+            audiences: BTreeSet::new(),
+            goals: Vec::new(),
+            bounced: BTreeSet::new(),
+            opted_out: BTreeSet::new(),
+        }
+    }
+
+    /// The memory for one flow.
+    pub fn flow(&mut self, flow: u32) -> &mut FlowMemory {
+        self.flows.entry(flow).or_default()
+    }
+
+    /// Folds `other` (a customer found to be the same person) into this one.
+    pub fn absorb(&mut self, other: Customer, traits: &Traits) {
+        for (i, theirs) in other.profile.fields.into_iter().enumerate() {
+            let i = i as u16;
+            let mine = self.profile.fields[i as usize].clone();
+            let merged = if Some(i) == traits.orders_count {
+                add_int(&mine, &theirs)
+            } else if Some(i) == traits.total_spent {
+                add_money(&mine, &theirs)
+            } else if Some(i) == traits.first_order_at || Some(i) == traits.created_at {
+                pick_time(&mine, &theirs, i64::min)
+            } else if Some(i) == traits.last_order_at || Some(i) == traits.last_seen_at {
+                pick_time(&mine, &theirs, i64::max)
+            } else if mine.is_none() {
+                theirs
+            } else {
+                mine
+            };
+            self.profile.fields[i as usize] = merged;
+        }
+        self.events.extend(other.events);
+        self.events.sort_by_key(|e| (e.at, e.seq));
+        self.instances.extend(other.instances);
+        for (flow, m) in other.flows {
+            let mine = self.flows.entry(flow).or_default();
+            mine.entries = mine.entries.max(m.entries);
+            mine.last_entry = mine.last_entry.max(m.last_entry);
+            mine.live += m.live;
+            mine.in_segment |= m.in_segment;
+            mine.generation = mine.generation.max(m.generation) + 1;
+        }
+        self.sends.extend(other.sends);
+        self.sends.sort_by_key(|s| s.at);
+        self.audiences.extend(other.audiences);
+        self.goals.extend(other.goals);
+        self.bounced.extend(other.bounced);
+        self.opted_out.extend(other.opted_out);
+    }
+}
+
+fn add_int(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Value::Int(x.saturating_add(*y)),
+        (Value::None, v) | (v, _) => v.clone(),
+    }
+}
+
+fn add_money(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Money(x), Value::Money(y)) => Value::Money(x.checked_add(*y).unwrap_or(*x)),
+        (Value::None, v) | (v, _) => v.clone(),
+    }
+}
+
+fn pick_time(a: &Value, b: &Value, pick: fn(i64, i64) -> i64) -> Value {
+    match (a, b) {
+        (Value::Time(x), Value::Time(y)) => Value::Time(pick(*x, *y)),
+        (Value::None, v) | (v, _) => v.clone(),
+    }
+}
+
+/// Where the standard traits sit in the profile record, found once per bundle.
+#[derive(Clone, Debug, Default)]
+pub struct Traits {
+    /// `email`
+    pub email: Option<u16>,
+    /// `phone`
+    pub phone: Option<u16>,
+    /// `timezone`
+    pub timezone: Option<u16>,
+    /// `consent`
+    pub consent: Option<u16>,
+    /// The `Consent` record's schema.
+    pub consent_schema: Option<u32>,
+    /// `orders_count`
+    pub orders_count: Option<u16>,
+    /// `total_spent`
+    pub total_spent: Option<u16>,
+    /// `first_order_at`
+    pub first_order_at: Option<u16>,
+    /// `last_order_at`
+    pub last_order_at: Option<u16>,
+    /// `last_seen_at`
+    pub last_seen_at: Option<u16>,
+    /// `created_at`
+    pub created_at: Option<u16>,
+    /// `subscribed`
+    pub subscribed: Option<u16>,
+}
+
+impl Traits {
+    /// Finds the standard traits in a bundle's profile.
+    pub fn of(bundle: &Bundle) -> Traits {
+        let schema = &bundle.schemas[bundle.profile as usize];
+        let find = |name: &str| {
+            schema
+                .fields
+                .iter()
+                .position(|f| f.name == name)
+                .map(|i| i as u16)
+        };
+        let consent = find("consent");
+        let consent_schema = consent.and_then(|i| match &schema.fields[i as usize].ty {
+            Type::Optional(t) => match **t {
+                Type::Record(s) => Some(s),
+                _ => None,
+            },
+            Type::Record(s) => Some(*s),
+            _ => None,
+        });
+        Traits {
+            email: find("email"),
+            phone: find("phone"),
+            timezone: find("timezone"),
+            consent,
+            consent_schema,
+            orders_count: find("orders_count"),
+            total_spent: find("total_spent"),
+            first_order_at: find("first_order_at"),
+            last_order_at: find("last_order_at"),
+            last_seen_at: find("last_seen_at"),
+            created_at: find("created_at"),
+            subscribed: find("subscribed"),
+        }
+    }
+
+    /// A profile field's value.
+    pub fn get<'a>(&self, profile: &'a Record, field: Option<u16>) -> Option<&'a Value> {
+        field.and_then(|f| profile.fields.get(f as usize))
+    }
+
+    /// A string trait, when set and not empty.
+    pub fn text<'a>(&self, profile: &'a Record, field: Option<u16>) -> Option<&'a str> {
+        match self.get(profile, field)? {
+            Value::Str(s) if !s.trim().is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The customer's consent for marketing on a channel: `Some(true)` granted,
+    /// `Some(false)` refused, `None` never said.
+    pub fn consent(&self, bundle: &Bundle, profile: &Record, channel: Channel) -> Option<bool> {
+        let Value::Record(c) = self.get(profile, self.consent)? else {
+            return None;
+        };
+        let schema = &bundle.schemas[c.schema as usize];
+        let i = schema
+            .fields
+            .iter()
+            .position(|f| f.name == channel.name())?;
+        match c.fields.get(i)? {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Sets marketing consent for a channel (from Subscribed, Unsubscribed, spam reports).
+    pub fn set_consent(&self, bundle: &Bundle, profile: &mut Record, channel: &str, on: bool) {
+        let (Some(field), Some(schema_ix)) = (self.consent, self.consent_schema) else {
+            return;
+        };
+        let schema = &bundle.schemas[schema_ix as usize];
+        let Some(i) = schema.fields.iter().position(|f| f.name == channel) else {
+            return;
+        };
+        let mut record = match &profile.fields[field as usize] {
+            Value::Record(r) => (**r).clone(),
+            _ => Record {
+                schema: schema_ix,
+                fields: vec![Value::None; schema.fields.len()],
+            },
+        };
+        record.fields[i] = Value::Bool(on);
+        let any = record.fields.contains(&Value::Bool(true));
+        profile.fields[field as usize] = Value::Record(Arc::new(record));
+        if let Some(s) = self.subscribed {
+            profile.fields[s as usize] = Value::Bool(any);
+        }
+    }
+
+    /// The recipient's zone: the profile's, else (for SMS) the phone's
+    /// country's, else the policy's.
+    pub fn zone(&self, profile: &Record, channel: Option<Channel>, policy: Tz) -> Tz {
+        if let Some(tz) = self
+            .text(profile, self.timezone)
+            .and_then(|z| Tz::from_str(z).ok())
+        {
+            return tz;
+        }
+        if channel == Some(Channel::Sms)
+            && let Some(tz) = self
+                .text(profile, self.phone)
+                .and_then(crate::zone::zone_of_phone)
+        {
+            return tz;
+        }
+        policy
+    }
+
+    /// Adds to an int trait.
+    pub fn bump(&self, profile: &mut Record, field: Option<u16>, by: i64) {
+        if let Some(f) = field {
+            let v = &mut profile.fields[f as usize];
+            *v = add_int(v, &Value::Int(by));
+        }
+    }
+
+    /// Adds to a money trait.
+    pub fn add(&self, profile: &mut Record, field: Option<u16>, by: Decimal) {
+        if let Some(f) = field {
+            let v = &mut profile.fields[f as usize];
+            *v = add_money(v, &Value::Money(by));
+        }
+    }
+
+    /// Sets a time trait, or only fills it when `only_if_unset`.
+    pub fn stamp(&self, profile: &mut Record, field: Option<u16>, at: i64, only_if_unset: bool) {
+        if let Some(f) = field {
+            let v = &mut profile.fields[f as usize];
+            if !only_if_unset || v.is_none() {
+                *v = Value::Time(at);
+            }
+        }
+    }
+}
+
+/// The VM's view of one customer at one moment.
+pub struct Ctx<'a> {
+    /// The customer.
+    pub customer: &'a mut Customer,
+    /// The clock.
+    pub now: i64,
+    /// The recipient's zone.
+    pub tz: Tz,
+    /// Whether code wrote the profile (segments and date triggers need a look).
+    pub changed: bool,
+}
+
+impl Host for Ctx<'_> {
+    fn profile(&self) -> &Record {
+        &self.customer.profile
+    }
+
+    fn set_profile(&mut self, field: u16, value: Value) {
+        if let Some(slot) = self.customer.profile.fields.get_mut(field as usize) {
+            *slot = value;
+            self.changed = true;
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    fn for_each_event(&self, schema: u32, since: i64, f: &mut dyn FnMut(&Value) -> bool) {
+        let start = self.customer.events.partition_point(|e| e.at < since);
+        for e in &self.customer.events[start..] {
+            if e.schema == schema && !f(&e.value) {
+                break;
+            }
+        }
+    }
+
+    fn customer_key(&self) -> &str {
+        &self.customer.key
+    }
+}

@@ -1,0 +1,635 @@
+//! Flow instances: their stored state and how they run, wait and end.
+
+use nudge_bytecode::{Trigger, Value};
+use nudge_vm::{Frame, Scope, UnitRef, Yield, bucket};
+use serde::{Deserialize, Serialize};
+
+use super::customer::{Ctx, GoalWatch, Seen};
+use super::{End, Engine, Sink};
+use crate::record::What;
+use crate::timers::Wake;
+
+/// One customer's journey through one flow: plain data, so it can be stored
+/// and resumed by another process running the same flow version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// The flow's index in the bundle.
+    pub flow: u32,
+    /// The flow's version hash when the instance started.
+    pub version: String,
+    /// The customer (the identity graph's root).
+    pub customer: u32,
+    /// This customer's instance number in this flow, from 1.
+    pub number: u32,
+    /// When it started.
+    pub started: i64,
+    /// The event that started it (`none` for schedule, date and segment triggers).
+    pub trigger: Value,
+    /// The trigger event's arrival number, so it never counts as its own exit.
+    pub trigger_seq: u64,
+    /// Where it is in its code.
+    pub frame: Frame,
+    /// The step it is on (idempotency keys name it).
+    pub step: u16,
+    /// What it waits for.
+    pub state: Waiting,
+    /// Bumped at each state change, so stale timers are ignored.
+    pub generation: u32,
+    /// Held out: the instance runs but nothing is sent.
+    pub holdout: bool,
+    /// Set while the `on exit` block runs: the reason it is ending.
+    pub exiting: Option<String>,
+}
+
+/// What a parked instance is waiting for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Waiting {
+    /// Nothing: it is running.
+    Running,
+    /// The clock (`wait`, `wait until`).
+    Sleep {
+        /// When it wakes.
+        until: i64,
+    },
+    /// An event (`wait for`), or the timeout.
+    Event {
+        /// Index in the flow's `waits`.
+        wait: u16,
+        /// When it gives up and binds `none`.
+        deadline: i64,
+    },
+    /// A deferred send, tried again at `until`.
+    Send {
+        /// The message.
+        message: u32,
+        /// Its arguments.
+        args: Vec<Value>,
+        /// When it is tried again.
+        until: i64,
+    },
+}
+
+/// Whether an instance should go on running after a wake-up.
+pub(super) enum Next {
+    Run,
+    Park,
+}
+
+impl<S: Sink> Engine<'_, S> {
+    /// Starts an instance of `f` for customer `c` if the entry rule allows.
+    pub(super) fn try_enter(
+        &mut self,
+        c: u32,
+        f: u32,
+        trigger: Value,
+        trigger_seq: u64,
+        why: String,
+    ) {
+        let bundle = self.bundle;
+        let flow = &bundle.flows[f as usize];
+        let now = self.now;
+        let mem = self.customers.get_mut(&c).expect("customer exists").flow(f);
+        let refused = match flow.entry {
+            nudge_bytecode::Entry::Always => None,
+            nudge_bytecode::Entry::Single => (mem.live > 0).then_some("already_active"),
+            nudge_bytecode::Entry::Once => (mem.entries > 0).then_some("entered_before"),
+            nudge_bytecode::Entry::OncePer(d) => {
+                if mem.live > 0 {
+                    Some("already_active")
+                } else if mem.last_entry.is_some_and(|t| now < t + d) {
+                    Some("entered_within_window")
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(reason) = refused {
+            self.stats.flow_mut(&flow.name).not_entered += 1;
+            self.record(
+                c,
+                What::NotEntered {
+                    flow: flow.name.clone(),
+                    reason: reason.into(),
+                },
+            );
+            return;
+        }
+        mem.entries += 1;
+        mem.live += 1;
+        mem.last_entry = Some(now);
+        let number = mem.entries;
+        let cust = &self.customers[&c];
+        let holdout = flow.holdout.is_some_and(|p| {
+            let share = (p * rust_decimal::Decimal::from(100)).trunc();
+            let share: u32 = share.try_into().unwrap_or(0);
+            bucket(&cust.key, &format!("{}/holdout", flow.name)) < share
+        });
+        if flow.goal.is_some() {
+            self.customers
+                .get_mut(&c)
+                .expect("customer exists")
+                .goals
+                .push(GoalWatch {
+                    flow: f,
+                    instance: number,
+                    entered: now,
+                    trigger: trigger.clone(),
+                    holdout,
+                });
+        }
+        let inst = Instance {
+            flow: f,
+            version: flow.version.clone(),
+            customer: c,
+            number,
+            started: now,
+            trigger,
+            trigger_seq,
+            frame: Frame {
+                block: 0,
+                pc: 0,
+                locals: Vec::new(),
+            },
+            step: 0,
+            state: Waiting::Running,
+            generation: self.next_generation(),
+            holdout,
+            exiting: None,
+        };
+        let stats = self.stats.flow_mut(&flow.name);
+        stats.entered += 1;
+        if holdout {
+            stats.held_out += 1;
+        }
+        self.record(
+            c,
+            What::Entered {
+                flow: flow.name.clone(),
+                version: flow.version.clone(),
+                instance: number,
+                trigger: why,
+                holdout,
+            },
+        );
+        let id = self.alloc(inst);
+        self.customers
+            .get_mut(&c)
+            .expect("customer exists")
+            .instances
+            .push(id);
+        self.run(id);
+    }
+
+    /// A timer for instance `id` went off.
+    pub(super) fn wake(&mut self, id: u32, generation: u32) {
+        let Some(inst) = self.instances[id as usize].as_mut() else {
+            return;
+        };
+        if inst.generation != generation {
+            return;
+        }
+        self.generations += 1;
+        inst.generation = self.generations;
+        match std::mem::replace(&mut inst.state, Waiting::Running) {
+            Waiting::Running | Waiting::Sleep { .. } => self.run(id),
+            Waiting::Event { wait, .. } => {
+                self.bind_wait(id, wait, Value::None);
+                self.run(id);
+            }
+            Waiting::Send { message, args, .. } => {
+                if let Next::Run = self.send(id, message, args) {
+                    self.run(id);
+                }
+            }
+        }
+    }
+
+    fn bind_wait(&mut self, id: u32, wait: u16, value: Value) {
+        let Some(inst) = self.instances[id as usize].as_mut() else {
+            return;
+        };
+        let flow = &self.bundle.flows[inst.flow as usize];
+        if let Some(slot) = flow.waits.get(wait as usize).and_then(|w| w.bind) {
+            let slot = slot as usize;
+            if inst.frame.locals.len() <= slot {
+                inst.frame.locals.resize(slot + 1, Value::None);
+            }
+            inst.frame.locals[slot] = value;
+        }
+    }
+
+    /// Whether `seen` satisfies the `wait for` instance `id` is parked in; if
+    /// so, binds it and runs the instance on.
+    pub(super) fn try_wait_match(&mut self, id: u32, seen: &Seen) -> bool {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return false;
+        };
+        let Waiting::Event { wait, .. } = inst.state else {
+            return false;
+        };
+        if seen.at < inst.started || seen.seq == inst.trigger_seq {
+            return false;
+        }
+        match self.wait_accepts(id, wait, seen) {
+            Ok(Some(value)) => {
+                let inst = self.instances[id as usize].as_mut().expect("checked");
+                self.generations += 1;
+                inst.generation = self.generations;
+                inst.state = Waiting::Running;
+                self.bind_wait(id, wait, value);
+                self.run(id);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                self.end(id, End::Error(e.to_string()));
+                true
+            }
+        }
+    }
+
+    /// The value a `wait for` binds for this event, if the event qualifies.
+    fn wait_accepts(
+        &mut self,
+        id: u32,
+        wait: u16,
+        seen: &Seen,
+    ) -> Result<Option<Value>, nudge_vm::VmError> {
+        let bundle = self.bundle;
+        let inst = self.instances[id as usize].as_ref().expect("live");
+        let flow = &bundle.flows[inst.flow as usize];
+        let Some(w) = flow.waits.get(wait as usize) else {
+            return Ok(None);
+        };
+        let Some(we) = w.events.iter().find(|e| e.event == seen.schema) else {
+            return Ok(None);
+        };
+        let value = match (&we.project, &seen.value) {
+            (Some(fields), Value::Record(r)) => {
+                Value::Record(std::sync::Arc::new(nudge_bytecode::Record {
+                    schema: w.schema,
+                    fields: fields
+                        .iter()
+                        .map(|&i| r.fields.get(i as usize).cloned().unwrap_or(Value::None))
+                        .collect(),
+                }))
+            }
+            _ => seen.value.clone(),
+        };
+        let Some(p) = w.predicate else {
+            return Ok(Some(value));
+        };
+        let (f, c, trigger, since) = (inst.flow, inst.customer, inst.trigger.clone(), inst.started);
+        let mut locals = inst.frame.locals.clone();
+        let ok = self.predicate(
+            c,
+            UnitRef::Flow(f),
+            p,
+            Some(&trigger),
+            Some(&value),
+            since,
+            &mut locals,
+        )?;
+        Ok(ok.then_some(value))
+    }
+
+    /// Runs instance `id` until it parks or ends.
+    pub(super) fn run(&mut self, id: u32) {
+        loop {
+            let Some(mut inst) = self.instances[id as usize].take() else {
+                return;
+            };
+            let c = inst.customer;
+            let tz = self.zone(c, None);
+            let cust = self.customers.get_mut(&c).expect("customer exists");
+            let mut host = Ctx {
+                customer: cust,
+                now: self.now,
+                tz,
+                changed: false,
+            };
+            let scope = Scope {
+                trigger: Some(&inst.trigger),
+                event: None,
+                since: inst.started,
+            };
+            let result = self
+                .vm
+                .run_steps(inst.flow, &mut inst.frame, &scope, &mut host);
+            if host.changed {
+                self.dirty.push(c);
+            }
+            let f = inst.flow;
+            let in_steps = inst.frame.block == 0;
+            self.instances[id as usize] = Some(inst);
+            let y = match result {
+                Ok(y) => y,
+                Err(e) => return self.end(id, End::Error(e.to_string())),
+            };
+            match y {
+                Yield::Step(n) => {
+                    self.inst_mut(id).step = n;
+                    if in_steps && self.standing_exit(id) {
+                        return;
+                    }
+                }
+                Yield::Sleep(until) => {
+                    if until > self.now {
+                        self.park(id, Waiting::Sleep { until }, until);
+                        return;
+                    }
+                }
+                Yield::WaitFor(w) => {
+                    if !self.lookback(id, w) {
+                        let within = self.bundle.flows[f as usize]
+                            .waits
+                            .get(w as usize)
+                            .map_or(0, |w| w.within);
+                        let deadline = self.now.saturating_add(within);
+                        self.park(id, Waiting::Event { wait: w, deadline }, deadline);
+                        return;
+                    }
+                }
+                Yield::Send { message, args } => {
+                    if let Next::Park = self.send(id, message, args) {
+                        return;
+                    }
+                }
+                Yield::Audience { name, add } => self.membership(c, f, &name, add),
+                Yield::Split { split, arm } => {
+                    let flow = &self.bundle.flows[f as usize];
+                    let variant = flow
+                        .splits
+                        .get(split as usize)
+                        .and_then(|s| s.arms.get(arm as usize))
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default();
+                    let number = self.inst_mut(id).number;
+                    self.stats
+                        .flow_mut(&flow.name)
+                        .variants
+                        .entry(variant.clone())
+                        .and_modify(|n| *n += 1)
+                        .or_insert(1);
+                    self.record(
+                        c,
+                        What::Variant {
+                            flow: flow.name.clone(),
+                            instance: number,
+                            variant,
+                        },
+                    );
+                }
+                Yield::Exit => {
+                    if in_steps {
+                        return self.end(id, End::Exited("exit".into()));
+                    }
+                    return self.finish(id);
+                }
+                Yield::End => {
+                    if in_steps {
+                        return self.end(id, End::Completed);
+                    }
+                    return self.finish(id);
+                }
+            }
+        }
+    }
+
+    fn inst_mut(&mut self, id: u32) -> &mut Instance {
+        self.instances[id as usize].as_mut().expect("live instance")
+    }
+
+    pub(super) fn park(&mut self, id: u32, state: Waiting, due: i64) {
+        let generation = self.next_generation();
+        let priority = {
+            let inst = self.inst_mut(id);
+            inst.state = state;
+            inst.generation = generation;
+            inst.flow
+        };
+        let inst = self.inst_mut(id);
+        let generation = inst.generation;
+        let priority = self.bundle.flows[priority as usize].priority;
+        self.timers
+            .set(due, priority, Wake::Instance { id, generation });
+    }
+
+    /// Checks the flow's standing `exit if` rules; ends the instance when one holds.
+    fn standing_exit(&mut self, id: u32) -> bool {
+        let inst = self.instances[id as usize].as_ref().expect("live");
+        let (f, c, trigger, since) = (inst.flow, inst.customer, inst.trigger.clone(), inst.started);
+        let mut locals = inst.frame.locals.clone();
+        for &p in &self.bundle.flows[f as usize].exit_if {
+            match self.predicate(
+                c,
+                UnitRef::Flow(f),
+                p,
+                Some(&trigger),
+                None,
+                since,
+                &mut locals,
+            ) {
+                Ok(true) => {
+                    self.end(id, End::Exited("exit_if".into()));
+                    return true;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.end(id, End::Error(e.to_string()));
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// A `wait for` also matches a qualifying event seen since the instance
+    /// started, so an event landing just before the wait is not missed.
+    fn lookback(&mut self, id: u32, wait: u16) -> bool {
+        let inst = self.instances[id as usize].as_ref().expect("live");
+        let (c, started, trigger_seq) = (inst.customer, inst.started, inst.trigger_seq);
+        let Some(w) = self.bundle.flows[inst.flow as usize]
+            .waits
+            .get(wait as usize)
+        else {
+            return false;
+        };
+        let cust = &self.customers[&c];
+        let start = cust.events.partition_point(|e| e.at < started);
+        let candidates: Vec<Seen> = cust.events[start..]
+            .iter()
+            .filter(|e| e.seq != trigger_seq && w.events.iter().any(|x| x.event == e.schema))
+            .cloned()
+            .collect();
+        for e in candidates {
+            match self.wait_accepts(id, wait, &e) {
+                Ok(Some(v)) => {
+                    self.bind_wait(id, wait, v);
+                    return true;
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    // Leave the error to surface when the instance runs on:
+                    // binding nothing is the safe reading of a failed predicate.
+                    let _ = err;
+                }
+            }
+        }
+        false
+    }
+
+    /// Ends instance `id`: runs its `on exit` block (if any) first.
+    pub(super) fn end(&mut self, id: u32, end: End) {
+        let Some(inst) = self.instances[id as usize].as_mut() else {
+            return;
+        };
+        if inst.exiting.is_some() {
+            return;
+        }
+        let reason = match &end {
+            End::Completed => String::new(),
+            End::Exited(r) => r.clone(),
+            End::Error(e) => format!("error: {e}"),
+        };
+        inst.exiting = Some(reason);
+        self.generations += 1;
+        inst.generation = self.generations;
+        inst.state = Waiting::Running;
+        let on_exit = self.bundle.flows[inst.flow as usize].on_exit;
+        match (on_exit, &end) {
+            // A failing instance does not run more of its code.
+            (Some(block), End::Completed | End::Exited(_)) => {
+                inst.frame.block = block;
+                inst.frame.pc = 0;
+                self.run(id);
+            }
+            _ => self.finish(id),
+        }
+    }
+
+    /// Removes a finished instance and records how it ended.
+    fn finish(&mut self, id: u32) {
+        let Some(inst) = self.instances[id as usize].take() else {
+            return;
+        };
+        self.free.push(id);
+        let flow = &self.bundle.flows[inst.flow as usize];
+        let c = inst.customer;
+        if let Some(cust) = self.customers.get_mut(&c) {
+            cust.instances.retain(|&x| x != id);
+            let mem = cust.flow(inst.flow);
+            mem.live = mem.live.saturating_sub(1);
+        }
+        let stats = self.stats.flow_mut(&flow.name);
+        let reason = inst.exiting.unwrap_or_default();
+        let what = if reason.is_empty() {
+            stats.completed += 1;
+            What::Completed {
+                flow: flow.name.clone(),
+                instance: inst.number,
+            }
+        } else if let Some(msg) = reason.strip_prefix("error: ") {
+            stats.errors += 1;
+            What::Error {
+                flow: flow.name.clone(),
+                instance: inst.number,
+                message: msg.to_string(),
+            }
+        } else {
+            *stats.exited.entry(reason.clone()).or_insert(0) += 1;
+            What::Exited {
+                flow: flow.name.clone(),
+                instance: inst.number,
+                reason,
+            }
+        };
+        self.record(c, what);
+    }
+
+    /// Credits goals this event reaches.
+    pub(super) fn check_goals(&mut self, c: u32, seen: &Seen) {
+        let Some(flows) = self.goals_by.get(&seen.schema).cloned() else {
+            return;
+        };
+        let now = self.now;
+        let bundle = self.bundle;
+        let watches = std::mem::take(&mut self.customers.get_mut(&c).expect("exists").goals);
+        let mut keep = Vec::with_capacity(watches.len());
+        for w in watches {
+            let Some(goal) = &bundle.flows[w.flow as usize].goal else {
+                continue;
+            };
+            if now > w.entered.saturating_add(goal.within) {
+                continue; // expired
+            }
+            if !flows.contains(&w.flow) || seen.at < w.entered {
+                keep.push(w);
+                continue;
+            }
+            let hit = match goal.rule.predicate {
+                None => true,
+                Some(p) => self
+                    .predicate(
+                        c,
+                        UnitRef::Flow(w.flow),
+                        p,
+                        Some(&w.trigger),
+                        Some(&seen.value),
+                        w.entered,
+                        &mut Vec::new(),
+                    )
+                    .unwrap_or(false),
+            };
+            if !hit {
+                keep.push(w);
+                continue;
+            }
+            let revenue = revenue_of(bundle, seen);
+            let flow = &bundle.flows[w.flow as usize];
+            let stats = self.stats.flow_mut(&flow.name);
+            if w.holdout {
+                stats.holdout_conversions += 1;
+            } else {
+                stats.conversions += 1;
+                if let Some(r) = revenue {
+                    stats.revenue += r;
+                }
+            }
+            self.record(
+                c,
+                What::Converted {
+                    flow: flow.name.clone(),
+                    instance: w.instance,
+                    event: bundle.schemas[seen.schema as usize].name.clone(),
+                    revenue: revenue.map(nudge_bytecode::format_money),
+                    holdout: w.holdout,
+                },
+            );
+        }
+        let cust = self.customers.get_mut(&c).expect("exists");
+        keep.extend(std::mem::take(&mut cust.goals));
+        cust.goals = keep;
+    }
+
+    /// The trigger kinds other than events: what happened and how to re-arm.
+    pub(super) fn trigger_of(&self, f: u32) -> &Trigger {
+        &self.bundle.flows[f as usize].trigger
+    }
+}
+
+/// The money a conversion brings: the event's `revenue`, else its `total`.
+fn revenue_of(bundle: &nudge_bytecode::Bundle, seen: &Seen) -> Option<rust_decimal::Decimal> {
+    let Value::Record(r) = &seen.value else {
+        return None;
+    };
+    let schema = &bundle.schemas[seen.schema as usize];
+    let get = |name: &str| {
+        let i = schema.fields.iter().position(|f| f.name == name)?;
+        match r.fields.get(i)? {
+            Value::Money(m) if !m.is_zero() => Some(*m),
+            _ => None,
+        }
+    };
+    get("revenue").or_else(|| get("total"))
+}

@@ -1,0 +1,758 @@
+//! The engine: applies customer calls and timers to flow instances.
+//!
+//! The engine owns the clock, the identity graph, every customer and every
+//! instance. It runs flow code through the VM, never source. Time moves only
+//! when the caller says so ([`Engine::advance_before`], [`Engine::advance_through`],
+//! [`Engine::drain`]), which is what makes the same engine serve replays on a
+//! virtual clock and tests alike.
+//!
+//! Work per event is bounded by the customer's own instances: exit rules,
+//! waits and goals are looked up through the customer, never by scanning
+//! all instances.
+
+mod customer;
+mod instance;
+mod pipeline;
+mod triggers;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use nudge_bytecode::{Bundle, Channel, Value, format_instant};
+use nudge_channels::Outgoing;
+use nudge_vm::{Scope, UnitRef, Vm};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::dedupe::Dedupe;
+use crate::identity::{CustomerId, Identities};
+use crate::record::{Membership, Outcome, Record, What};
+use crate::segment::{Call, CallKind, Rejection};
+use crate::stats::Stats;
+use crate::timers::{Timers, Wake};
+use crate::{decode, segment};
+
+pub use customer::{Customer, Seen, Traits};
+pub use instance::{Instance, Waiting};
+
+/// Where the engine's output goes.
+pub trait Sink {
+    /// Delivers a message that passed the send pipeline; `Err` is the failure reason.
+    fn deliver(&mut self, channel: Channel, message: &Outgoing) -> Result<(), String>;
+    /// Notes something that happened to a customer.
+    fn record(&mut self, record: Record);
+    /// Notes an audience membership change.
+    fn membership(&mut self, change: Membership);
+}
+
+/// A sink that keeps everything in memory, for tests and `nudge test`.
+#[derive(Clone, Debug, Default)]
+pub struct MemorySink {
+    /// Delivered messages, in order.
+    pub outbox: Vec<Outgoing>,
+    /// Records, in order.
+    pub records: Vec<Record>,
+    /// Membership changes, in order.
+    pub memberships: Vec<Membership>,
+}
+
+impl Sink for MemorySink {
+    fn deliver(&mut self, _: Channel, message: &Outgoing) -> Result<(), String> {
+        self.outbox.push(message.clone());
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    fn membership(&mut self, change: Membership) {
+        self.memberships.push(change);
+    }
+}
+
+/// Settings of a run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Sends held by quiet hours are released spread over this many seconds
+    /// after the window ends, not in one burst.
+    pub release_spread: i64,
+    /// Emails (lower-cased), phone numbers and customer ids never to message.
+    pub suppression: std::collections::HashSet<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            release_spread: 15 * 60,
+            suppression: Default::default(),
+        }
+    }
+}
+
+/// What became of one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// It was applied.
+    Applied,
+    /// Its `messageId` was seen before; nothing changed.
+    Duplicate,
+}
+
+/// The engine; see the module documentation.
+pub struct Engine<'b, S: Sink> {
+    bundle: &'b Bundle,
+    vm: Vm<'b>,
+    sink: S,
+    config: Config,
+    now: i64,
+    identities: Identities,
+    dedupe: Dedupe,
+    customers: HashMap<u32, Customer>,
+    instances: Vec<Option<Instance>>,
+    free: Vec<u32>,
+    timers: Timers,
+    traits: Traits,
+    policy_tz: Tz,
+    by_wire: HashMap<String, u32>,
+    /// Flows started by each event schema, highest priority first.
+    triggered_by: HashMap<u32, Vec<u32>>,
+    /// Flows whose goal is each event schema.
+    goals_by: HashMap<u32, Vec<u32>>,
+    seq: u64,
+    /// Instance generations are unique across slots, so a timer set for an
+    /// instance that ended can never wake the instance that reuses its slot.
+    generations: u32,
+    sent_keys: std::collections::HashSet<String>,
+    /// Customers whose profile changed since segments and date triggers were last looked at.
+    dirty: Vec<u32>,
+    stats: Stats,
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug)]
+enum End {
+    Completed,
+    Exited(String),
+    Error(String),
+}
+
+impl<'b, S: Sink> Engine<'b, S> {
+    /// An engine for a bundle, with the clock at `start`.
+    pub fn new(bundle: &'b Bundle, sink: S, config: Config, start: i64) -> Self {
+        let mut by_wire = HashMap::new();
+        for (i, s) in bundle.schemas.iter().enumerate() {
+            if let Some(w) = &s.wire {
+                by_wire.insert(w.clone(), i as u32);
+            }
+        }
+        let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut goals_by: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
+        // Higher priority first, so a cap that allows one send gives it to the
+        // flow that matters most; ties go by name, which keeps runs reproducible.
+        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
+        for &f in &order {
+            let flow = &bundle.flows[f as usize];
+            if let nudge_bytecode::Trigger::Event(rule) = &flow.trigger {
+                triggered_by.entry(rule.event).or_default().push(f);
+            }
+            if let Some(g) = &flow.goal {
+                goals_by.entry(g.rule.event).or_default().push(f);
+            }
+        }
+        let policy_tz = bundle
+            .policy
+            .timezone
+            .as_deref()
+            .and_then(|z| Tz::from_str(z).ok())
+            .unwrap_or(Tz::UTC);
+        Engine {
+            bundle,
+            vm: Vm::new(bundle),
+            sink,
+            config,
+            now: start,
+            identities: Identities::new(),
+            dedupe: Dedupe::new(),
+            customers: HashMap::new(),
+            instances: Vec::new(),
+            free: Vec::new(),
+            timers: Timers::new(),
+            traits: Traits::of(bundle),
+            policy_tz,
+            by_wire,
+            triggered_by,
+            goals_by,
+            seq: 0,
+            generations: 0,
+            sent_keys: Default::default(),
+            dirty: Vec::new(),
+            stats: Stats::new(bundle),
+        }
+    }
+
+    /// The clock.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// The counters so far; `active` counts are filled in.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.customers = self.customers.len() as u64;
+        for inst in self.instances.iter().flatten() {
+            s.flow_mut(&self.bundle.flows[inst.flow as usize].name)
+                .active += 1;
+        }
+        s
+    }
+
+    /// The sink, to read what was produced.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// Gives back the sink.
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    /// Live instances, for inspection and storage.
+    pub fn instances(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().flatten()
+    }
+
+    /// Notes a line that could not be used, so the counters include it.
+    pub fn count_dead_letter(&mut self) {
+        self.stats.dead_letters += 1;
+    }
+
+    /// Fires every timer due strictly before `t`, then sets the clock to `t`:
+    /// an event at `t` is applied before timers due at `t`.
+    pub fn advance_before(&mut self, t: i64) {
+        self.fire(t - 1);
+        self.now = self.now.max(t);
+    }
+
+    /// Fires every timer due at or before `t`, then sets the clock to `t`.
+    pub fn advance_through(&mut self, t: i64) {
+        self.fire(t);
+        self.now = self.now.max(t);
+    }
+
+    /// Fires timers until only recurring schedules remain.
+    pub fn drain(&mut self) {
+        while self.timers.has_one_shot() {
+            let Some(due) = self.timers.next_due() else {
+                break;
+            };
+            self.fire(due);
+        }
+    }
+
+    fn fire(&mut self, limit: i64) {
+        while let Some(timer) = self.timers.pop_until(limit) {
+            self.now = self.now.max(timer.due);
+            match timer.wake {
+                Wake::Instance { id, generation } => self.wake(id, generation),
+                Wake::DateTrigger {
+                    customer,
+                    flow,
+                    generation,
+                } => self.fire_date(customer, flow, generation),
+                Wake::Schedule {
+                    customer,
+                    flow,
+                    generation,
+                } => self.fire_schedule(customer, flow, generation),
+            }
+            self.settle();
+        }
+    }
+
+    /// Applies one call at the current clock (see [`Engine::advance_before`]).
+    /// A call whose properties or traits do not fit the schemas is refused
+    /// and changes nothing.
+    pub fn apply(&mut self, call: &Call) -> Result<Applied, Rejection> {
+        let at = call.timestamp.timestamp();
+        self.now = self.now.max(at);
+        let event = self.decode_event(call)?;
+        let traits = self.decode_traits(call)?;
+        if let Some(id) = &call.message_id
+            && !self.dedupe.first_time(id)
+        {
+            self.stats.duplicates += 1;
+            return Ok(Applied::Duplicate);
+        }
+        self.stats.events += 1;
+        let Some(observed) = self.identities.observe(call) else {
+            return Err(Rejection {
+                reason: "the call names no customer".into(),
+            });
+        };
+        let c = observed.customer.0;
+        self.ensure_customer(c);
+        for (kept, absorbed) in observed.merges {
+            self.merge(kept, absorbed);
+        }
+        // The display id may have changed (a user id joined an anonymous visitor).
+        let key = self.identities.display_id(CustomerId(c));
+        self.customers.get_mut(&c).expect("ensured").key = key;
+        self.update_profile(c, at, &event, &traits);
+        if let Some((schema, value)) = event {
+            self.seq += 1;
+            let seen = Seen {
+                at,
+                seq: self.seq,
+                schema,
+                value,
+            };
+            let cust = self.customers.get_mut(&c).expect("ensured");
+            let pos = cust
+                .events
+                .partition_point(|e| (e.at, e.seq) <= (at, seen.seq));
+            cust.events.insert(pos, seen.clone());
+            self.on_event(c, &seen);
+        }
+        self.settle();
+        Ok(Applied::Applied)
+    }
+
+    fn ensure_customer(&mut self, c: u32) {
+        if !self.customers.contains_key(&c) {
+            let key = self.identities.display_id(CustomerId(c));
+            self.customers.insert(c, Customer::new(self.bundle, key));
+            self.arm_schedules(c);
+        }
+    }
+
+    fn decode_event(&self, call: &Call) -> Result<Option<(u32, Value)>, Rejection> {
+        let (wire, props) = match &call.kind {
+            CallKind::Track { event, properties } => (event.as_str(), properties.clone()),
+            CallKind::Page { name, properties } => {
+                let mut props = properties.clone();
+                if let Some(n) = name {
+                    props
+                        .entry("name")
+                        .or_insert_with(|| serde_json::Value::String(n.clone()));
+                }
+                (segment::PAGE_EVENT, props)
+            }
+            _ => return Ok(None),
+        };
+        let Some(&schema) = self.by_wire.get(wire) else {
+            return Err(Rejection {
+                reason: format!(
+                    "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
+                ),
+            });
+        };
+        let value =
+            decode::record(self.bundle, schema, &props, "properties").map_err(|e| Rejection {
+                reason: format!("{wire:?}: {e}"),
+            })?;
+        Ok(Some((schema, value)))
+    }
+
+    fn decode_traits(&self, call: &Call) -> Result<Vec<(u16, Value)>, Rejection> {
+        let CallKind::Identify { traits } = &call.kind else {
+            return Ok(Vec::new());
+        };
+        let schema = &self.bundle.schemas[self.bundle.profile as usize];
+        let mut out = Vec::new();
+        for (i, f) in schema.fields.iter().enumerate() {
+            let Some(json) = traits.get(&f.name) else {
+                continue;
+            };
+            let v = decode::value(self.bundle, &f.ty, json, &format!("traits.{}", f.name))
+                .map_err(|e| Rejection {
+                    reason: e.to_string(),
+                })?;
+            out.push((i as u16, v));
+        }
+        Ok(out)
+    }
+
+    /// Standard traits follow the events; identify traits are written as given
+    /// (a partial `consent` object changes only the channels it names).
+    fn update_profile(
+        &mut self,
+        c: u32,
+        at: i64,
+        event: &Option<(u32, Value)>,
+        traits: &[(u16, Value)],
+    ) {
+        let t = &self.traits;
+        let bundle = self.bundle;
+        let cust = self.customers.get_mut(&c).expect("ensured");
+        let before = cust.profile.clone();
+        for (field, value) in traits {
+            let merged = match (&cust.profile.fields[*field as usize], value) {
+                (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
+                    let mut r = (**old).clone();
+                    for (i, v) in new.fields.iter().enumerate() {
+                        if !v.is_none() {
+                            r.fields[i] = v.clone();
+                        }
+                    }
+                    Value::Record(std::sync::Arc::new(r))
+                }
+                _ => value.clone(),
+            };
+            cust.profile.fields[*field as usize] = merged;
+            if Some(*field) == t.consent {
+                // `subscribed` follows consent, whichever way it was set.
+                let any = [Channel::Email, Channel::Sms, Channel::Push]
+                    .iter()
+                    .any(|ch| t.consent(bundle, &cust.profile, *ch) == Some(true));
+                if let Some(s) = t.subscribed {
+                    cust.profile.fields[s as usize] = Value::Bool(any);
+                }
+            }
+        }
+        t.stamp(&mut cust.profile, t.last_seen_at, at, false);
+        t.stamp(&mut cust.profile, t.created_at, at, true);
+        if let Some((schema, Value::Record(r))) = event {
+            let s = &bundle.schemas[*schema as usize];
+            let field = |name: &str| {
+                s.fields
+                    .iter()
+                    .position(|f| f.name == name)
+                    .and_then(|i| r.fields.get(i))
+            };
+            let money = |name: &str| match field(name) {
+                Some(Value::Money(m)) => *m,
+                _ => Decimal::ZERO,
+            };
+            let text = |name: &str| match field(name) {
+                Some(Value::Str(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            match s.wire.as_deref() {
+                Some("Order Completed") => {
+                    t.bump(&mut cust.profile, t.orders_count, 1);
+                    t.add(&mut cust.profile, t.total_spent, money("total"));
+                    t.stamp(&mut cust.profile, t.first_order_at, at, true);
+                    t.stamp(&mut cust.profile, t.last_order_at, at, false);
+                }
+                Some("Order Refunded") => {
+                    t.add(&mut cust.profile, t.total_spent, -money("total"));
+                }
+                Some("Subscribed") => {
+                    t.set_consent(bundle, &mut cust.profile, &text("channel"), true)
+                }
+                Some("Unsubscribed") => {
+                    t.set_consent(bundle, &mut cust.profile, &text("channel"), false)
+                }
+                Some("Marked As Spam") => t.set_consent(bundle, &mut cust.profile, "email", false),
+                Some("Message Bounced") => {
+                    let hard = !matches!(field("kind"), Some(Value::Str(k)) if &**k == "soft");
+                    let addr = match text("channel").as_str() {
+                        "sms" => t.text(&cust.profile, t.phone).map(str::to_string),
+                        _ => t
+                            .text(&cust.profile, t.email)
+                            .map(|e| e.trim().to_lowercase()),
+                    };
+                    if hard && let Some(a) = addr {
+                        cust.bounced.insert(a);
+                    }
+                }
+                Some("SMS Received") => {
+                    let word = text("text").trim().to_uppercase();
+                    if ["STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"].contains(&word.as_str()) {
+                        t.set_consent(bundle, &mut cust.profile, "sms", false);
+                        cust.opted_out.insert("sms");
+                    }
+                }
+                _ => {}
+            }
+        }
+        if cust.profile != before {
+            self.dirty.push(c);
+        }
+    }
+
+    fn merge(&mut self, kept: CustomerId, absorbed: CustomerId) {
+        let Some(other) = self.customers.remove(&absorbed.0) else {
+            return;
+        };
+        self.ensure_customer(kept.0);
+        for &id in &other.instances {
+            if let Some(inst) = self.instances[id as usize].as_mut() {
+                inst.customer = kept.0;
+            }
+        }
+        let absorbed_key = other.key.clone();
+        let key = self.identities.display_id(kept);
+        let cust = self.customers.get_mut(&kept.0).expect("ensured");
+        cust.absorb(other, &self.traits);
+        cust.key = key.clone();
+        self.sink.record(Record {
+            at: format_instant(self.now),
+            customer: key,
+            what: What::Joined {
+                identities: vec![absorbed_key],
+            },
+        });
+        self.dirty.push(kept.0);
+        self.arm_schedules(kept.0);
+        // A join can reveal that an exit event or an awaited event already
+        // happened under the other identity: look through the joined history.
+        let ids = self.customers[&kept.0].instances.clone();
+        for id in ids {
+            self.recheck_history(id);
+        }
+        // Likewise a goal may have been reached under the other identity.
+        let cust = &self.customers[&kept.0];
+        if let Some(first) = cust.goals.iter().map(|g| g.entered).min() {
+            let start = cust.events.partition_point(|e| e.at < first);
+            let events: Vec<Seen> = cust.events[start..]
+                .iter()
+                .filter(|e| self.goals_by.contains_key(&e.schema))
+                .cloned()
+                .collect();
+            for e in &events {
+                self.check_goals(kept.0, e);
+            }
+        }
+    }
+
+    fn recheck_history(&mut self, id: u32) {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return;
+        };
+        if inst.exiting.is_some() {
+            return;
+        }
+        let started = inst.started;
+        let trigger_seq = inst.trigger_seq;
+        let events: Vec<Seen> = {
+            let cust = &self.customers[&inst.customer];
+            let start = cust.events.partition_point(|e| e.at < started);
+            cust.events[start..]
+                .iter()
+                .filter(|e| e.seq != trigger_seq)
+                .cloned()
+                .collect()
+        };
+        for e in &events {
+            if self.instances[id as usize].is_none() {
+                return;
+            }
+            self.check_exit(id, e);
+        }
+        if let Some(inst) = self.instances[id as usize].as_ref()
+            && let Waiting::Event { .. } = inst.state
+        {
+            for e in &events {
+                if self.try_wait_match(id, e) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, c: u32, seen: &Seen) {
+        // Exit rules first: an event that ends an instance must not also feed its wait.
+        let ids = self.customers[&c].instances.clone();
+        for &id in &ids {
+            self.check_exit(id, seen);
+        }
+        let ids = self.customers[&c].instances.clone();
+        for &id in &ids {
+            self.try_wait_match(id, seen);
+        }
+        self.check_goals(c, seen);
+        let flows = self
+            .triggered_by
+            .get(&seen.schema)
+            .cloned()
+            .unwrap_or_default();
+        for f in flows {
+            let flow = &self.bundle.flows[f as usize];
+            let nudge_bytecode::Trigger::Event(rule) = &flow.trigger else {
+                continue;
+            };
+            if let Some(p) = rule.predicate {
+                match self.predicate(
+                    c,
+                    UnitRef::Flow(f),
+                    p,
+                    Some(&seen.value),
+                    Some(&seen.value),
+                    self.now,
+                    &mut Vec::new(),
+                ) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        self.record(
+                            c,
+                            What::Error {
+                                flow: flow.name.clone(),
+                                instance: 0,
+                                message: format!("trigger condition: {e}"),
+                            },
+                        );
+                        continue;
+                    }
+                }
+            }
+            let wire = self.bundle.schemas[seen.schema as usize]
+                .wire
+                .clone()
+                .unwrap_or_default();
+            self.try_enter(c, f, seen.value.clone(), seen.seq, wire);
+        }
+    }
+
+    /// Runs a predicate block for customer `c`.
+    #[allow(clippy::too_many_arguments)]
+    fn predicate(
+        &mut self,
+        c: u32,
+        unit: UnitRef,
+        block: u32,
+        trigger: Option<&Value>,
+        event: Option<&Value>,
+        since: i64,
+        locals: &mut Vec<Value>,
+    ) -> Result<bool, nudge_vm::VmError> {
+        let tz = self.zone(c, None);
+        let cust = self.customers.get_mut(&c).expect("customer exists");
+        let mut host = customer::Ctx {
+            customer: cust,
+            now: self.now,
+            tz,
+            changed: false,
+        };
+        let scope = Scope {
+            trigger,
+            event,
+            since,
+        };
+        let v = self.vm.eval(unit, block, locals, &scope, &mut host)?;
+        Ok(v == Value::Bool(true))
+    }
+
+    fn zone(&self, c: u32, channel: Option<Channel>) -> Tz {
+        match self.customers.get(&c) {
+            Some(cust) => self.traits.zone(&cust.profile, channel, self.policy_tz),
+            None => self.policy_tz,
+        }
+    }
+
+    fn check_exit(&mut self, id: u32, seen: &Seen) {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return;
+        };
+        if inst.exiting.is_some() || seen.seq == inst.trigger_seq || seen.at < inst.started {
+            return;
+        }
+        let (f, c, trigger) = (inst.flow, inst.customer, inst.trigger.clone());
+        let flow = &self.bundle.flows[f as usize];
+        for rule in &flow.exit_on {
+            if rule.event != seen.schema {
+                continue;
+            }
+            let hit = match rule.predicate {
+                None => Ok(true),
+                Some(p) => self.predicate(
+                    c,
+                    UnitRef::Flow(f),
+                    p,
+                    Some(&trigger),
+                    Some(&seen.value),
+                    self.now,
+                    &mut Vec::new(),
+                ),
+            };
+            match hit {
+                Ok(true) => {
+                    let reason = self.bundle.schemas[seen.schema as usize].name.clone();
+                    self.end(id, End::Exited(reason));
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.end(id, End::Error(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, c: u32, what: What) {
+        let customer = self
+            .customers
+            .get(&c)
+            .map(|x| x.key.clone())
+            .unwrap_or_default();
+        self.sink.record(Record {
+            at: format_instant(self.now),
+            customer,
+            what,
+        });
+    }
+
+    fn settle(&mut self) {
+        while let Some(c) = self.dirty.pop() {
+            if self.customers.contains_key(&c) {
+                self.profile_changed(c);
+            }
+        }
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.generations = self.generations.wrapping_add(1);
+        self.generations
+    }
+
+    fn alloc(&mut self, inst: Instance) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.instances[id as usize] = Some(inst);
+                id
+            }
+            None => {
+                self.instances.push(Some(inst));
+                (self.instances.len() - 1) as u32
+            }
+        }
+    }
+
+    fn membership(&mut self, c: u32, flow: u32, name: &str, add: bool) {
+        let cust = self.customers.get_mut(&c).expect("customer exists");
+        let changed = if add {
+            cust.audiences.insert(name.into())
+        } else {
+            cust.audiences.remove(name)
+        };
+        if !changed {
+            return;
+        }
+        let action = if add { "add" } else { "remove" }.to_string();
+        let customer = cust.key.clone();
+        self.sink.membership(Membership {
+            at: format_instant(self.now),
+            audience: name.to_string(),
+            customer,
+            action: action.clone(),
+        });
+        self.record(
+            c,
+            What::Audience {
+                flow: self.bundle.flows[flow as usize].name.clone(),
+                audience: name.to_string(),
+                action,
+            },
+        );
+    }
+
+    fn count(&mut self, flow: u32, outcome: Outcome, reason: Option<&str>) {
+        let name = &self.bundle.flows[flow as usize].name;
+        self.stats.flow_mut(name).decide(outcome, reason);
+    }
+}

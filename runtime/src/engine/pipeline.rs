@@ -1,0 +1,310 @@
+//! The send pipeline: every send decision, in one order, with its reason.
+//!
+//! The order is fixed: holdout, address and consent, suppression, caps,
+//! quiet hours, idempotency, then the channel plugin. A deferred send parks
+//! its instance and runs the whole pipeline again when it is due, so consent
+//! and exits are judged at the moment of sending, not when it was first asked.
+
+use nudge_bytecode::{Cap, CapAction, CapScope, Channel, Purpose, Value, format_instant};
+use nudge_channels::Outgoing;
+use nudge_vm::{UnitRef, bucket};
+
+use super::instance::{Next, Waiting};
+use super::{Engine, Sink};
+use crate::record::{Outcome, What};
+use crate::zone::window_end;
+
+/// The pipeline's answer for one send.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Verdict {
+    /// Go out now.
+    Send {
+        /// The address.
+        to: String,
+    },
+    /// Not now: try again at this instant.
+    Defer {
+        /// When.
+        until: i64,
+        /// Why (`quiet_hours`, a cap).
+        reason: String,
+    },
+    /// Not at all.
+    Stop {
+        /// The outcome.
+        outcome: Outcome,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl<S: Sink> Engine<'_, S> {
+    /// Runs the pipeline for a send of instance `id`; parks the instance when
+    /// the send is deferred.
+    pub(super) fn send(&mut self, id: u32, message: u32, args: Vec<Value>) -> Next {
+        let bundle = self.bundle;
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return Next::Park;
+        };
+        let (f, c, number, step) = (inst.flow, inst.customer, inst.number, inst.step);
+        let flow = &bundle.flows[f as usize];
+        let Some(msg) = bundle.messages.get(message as usize) else {
+            self.end(
+                id,
+                super::End::Error(format!("message #{message} is not in the bundle")),
+            );
+            return Next::Park;
+        };
+        let key = format!(
+            "{}/{}/{}/{}/send@{}",
+            flow.name, flow.version, self.customers[&c].key, number, step
+        );
+        let verdict = self.verdict(id, msg, &key);
+        let record = |outcome: Outcome, reason: Option<String>, until: Option<i64>| What::Send {
+            flow: flow.name.clone(),
+            instance: number,
+            step,
+            message: msg.name.clone(),
+            channel: msg.channel.name().to_string(),
+            outcome,
+            reason,
+            until: until.map(format_instant),
+            key: key.clone(),
+        };
+        match verdict {
+            Verdict::Stop { outcome, reason } => {
+                self.count(f, outcome, Some(&reason));
+                self.record(c, record(outcome, Some(reason), None));
+                Next::Run
+            }
+            Verdict::Defer { until, reason } => {
+                self.count(f, Outcome::Deferred, Some(&reason));
+                self.record(c, record(Outcome::Deferred, Some(reason), Some(until)));
+                self.park(
+                    id,
+                    Waiting::Send {
+                        message,
+                        args,
+                        until,
+                    },
+                    until,
+                );
+                Next::Park
+            }
+            Verdict::Send { to } => {
+                let rendered = {
+                    let tz = self.zone(c, Some(msg.channel));
+                    let cust = self.customers.get_mut(&c).expect("exists");
+                    let mut host = super::customer::Ctx {
+                        customer: cust,
+                        now: self.now,
+                        tz,
+                        changed: false,
+                    };
+                    self.vm.render(message, &args, &mut host)
+                };
+                let rendered = match rendered {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let reason = format!("rendering failed: {e}");
+                        self.count(f, Outcome::Failed, Some("rendering"));
+                        self.record(c, record(Outcome::Failed, Some(reason), None));
+                        return Next::Run;
+                    }
+                };
+                let out = Outgoing {
+                    at: format_instant(self.now),
+                    flow: flow.name.clone(),
+                    flow_version: flow.version.clone(),
+                    message: msg.name.clone(),
+                    channel: msg.channel.name().to_string(),
+                    customer: self.customers[&c].key.clone(),
+                    to,
+                    idempotency_key: key.clone(),
+                    content: rendered
+                        .content
+                        .into_iter()
+                        .map(|(k, v)| (k, serde_json::Value::String(v)))
+                        .collect(),
+                };
+                match self.sink.deliver(msg.channel, &out) {
+                    Ok(()) => {
+                        self.sent_keys.insert(key.clone());
+                        let cust = self.customers.get_mut(&c).expect("exists");
+                        cust.sends.push(super::customer::Sent {
+                            at: self.now,
+                            channel: msg.channel,
+                            marketing: msg.purpose == Purpose::Marketing,
+                            flow: f,
+                        });
+                        let stats = self.stats.flow_mut(&flow.name);
+                        *stats
+                            .sends
+                            .entry(msg.channel.name().to_string())
+                            .or_insert(0) += 1;
+                        self.count(f, Outcome::Sent, None);
+                        self.record(c, record(Outcome::Sent, None, None));
+                    }
+                    Err(reason) => {
+                        self.count(f, Outcome::Failed, Some("delivery"));
+                        self.record(c, record(Outcome::Failed, Some(reason), None));
+                    }
+                }
+                Next::Run
+            }
+        }
+    }
+
+    fn verdict(&mut self, id: u32, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
+        let bundle = self.bundle;
+        let inst = self.instances[id as usize].as_ref().expect("live");
+        let (f, c, holdout) = (inst.flow, inst.customer, inst.holdout);
+        let trigger = inst.trigger.clone();
+        let since = inst.started;
+        let flow = &bundle.flows[f as usize];
+        let marketing = msg.purpose == Purpose::Marketing;
+        let stop = |outcome, reason: &str| Verdict::Stop {
+            outcome,
+            reason: reason.to_string(),
+        };
+        if holdout {
+            return stop(Outcome::HeldOut, "holdout");
+        }
+        let cust = &self.customers[&c];
+        let t = &self.traits;
+        let to = match msg.channel {
+            Channel::Email => t.text(&cust.profile, t.email).map(|e| e.trim().to_string()),
+            Channel::Sms => t.text(&cust.profile, t.phone).map(|p| p.trim().to_string()),
+            Channel::Push | Channel::Webhook | Channel::Audience => Some(cust.key.clone()),
+        };
+        let Some(to) = to else {
+            return stop(Outcome::Blocked, "no_address");
+        };
+        if cust.bounced.contains(&to.to_lowercase()) {
+            return stop(Outcome::Blocked, "undeliverable");
+        }
+        if cust.opted_out.contains(msg.channel.name()) {
+            return stop(Outcome::Blocked, "opted_out");
+        }
+        if marketing
+            && matches!(msg.channel, Channel::Email | Channel::Sms | Channel::Push)
+            && t.consent(bundle, &cust.profile, msg.channel) != Some(true)
+        {
+            return stop(Outcome::Blocked, "consent");
+        }
+        for &p in &flow.suppress {
+            match self.predicate(
+                c,
+                UnitRef::Flow(f),
+                p,
+                Some(&trigger),
+                None,
+                since,
+                &mut Vec::new(),
+            ) {
+                Ok(false) => {}
+                Ok(true) => return stop(Outcome::Suppressed, "suppress_if"),
+                Err(e) => return stop(Outcome::Suppressed, &format!("suppress_if failed: {e}")),
+            }
+        }
+        let cust = &self.customers[&c];
+        let listed = [Some(to.to_lowercase()), Some(cust.key.clone())]
+            .into_iter()
+            .flatten()
+            .any(|x| self.config.suppression.contains(&x));
+        if listed {
+            return stop(Outcome::Suppressed, "suppression_list");
+        }
+        if marketing {
+            let caps = bundle
+                .policy
+                .caps
+                .iter()
+                .map(|c| (c, None))
+                .chain(flow.caps.iter().map(|c| (c, Some(f))));
+            for (cap, only_flow) in caps {
+                if let Some(oldest) = self.cap_full(c, cap, msg.channel, only_flow) {
+                    let reason = cap_name(cap, only_flow.is_some());
+                    return match cap.then {
+                        CapAction::Skip => Verdict::Stop {
+                            outcome: Outcome::Capped,
+                            reason,
+                        },
+                        CapAction::Defer => Verdict::Defer {
+                            until: oldest + cap.per,
+                            reason,
+                        },
+                    };
+                }
+            }
+            let tz = self.zone(c, Some(msg.channel));
+            let windows = bundle.policy.quiet.iter().chain(flow.quiet.iter());
+            let mut end: Option<i64> = None;
+            for w in windows {
+                if w.channel.is_some_and(|ch| ch != msg.channel) {
+                    continue;
+                }
+                if let Some(e) = window_end(self.now, tz, w.from, w.to) {
+                    end = Some(end.map_or(e, |x| x.max(e)));
+                }
+            }
+            if let Some(end) = end {
+                // Spread releases so a whole time zone is not sent at the same second.
+                let spread = self.config.release_spread.max(0);
+                let offset = if spread == 0 {
+                    0
+                } else {
+                    i64::from(bucket(key, "release")) * spread / 10_000
+                };
+                return Verdict::Defer {
+                    until: end + offset,
+                    reason: "quiet_hours".into(),
+                };
+            }
+        }
+        if self.sent_keys.contains(key) {
+            return stop(Outcome::Duplicate, "idempotency_key");
+        }
+        Verdict::Send { to }
+    }
+
+    /// When a cap is full: the time of the send whose ageing out frees a place.
+    fn cap_full(&self, c: u32, cap: &Cap, channel: Channel, only_flow: Option<u32>) -> Option<i64> {
+        if let CapScope::Channel(ch) = cap.scope
+            && ch != channel
+        {
+            return None;
+        }
+        let from = self.now - cap.per;
+        let cust = &self.customers[&c];
+        let counted: Vec<i64> = cust
+            .sends
+            .iter()
+            .filter(|s| s.marketing && s.at > from)
+            .filter(|s| only_flow.is_none_or(|f| s.flow == f))
+            .filter(|s| match cap.scope {
+                CapScope::Channel(ch) => s.channel == ch,
+                CapScope::Marketing => true,
+            })
+            .map(|s| s.at)
+            .collect();
+        let n = counted.len();
+        let limit = cap.count as usize;
+        (n >= limit && limit > 0).then(|| counted[n - limit])
+    }
+}
+
+/// A cap as written, for reasons: `cap marketing 3 per 7d` (policy) or
+/// `flow cap email 1 per 16h`.
+fn cap_name(cap: &Cap, flow: bool) -> String {
+    let scope = match cap.scope {
+        CapScope::Channel(ch) => ch.name(),
+        CapScope::Marketing => "marketing",
+    };
+    format!(
+        "{}cap {scope} {} per {}",
+        if flow { "flow " } else { "" },
+        cap.count,
+        nudge_bytecode::format_duration(cap.per)
+    )
+}

@@ -1,0 +1,201 @@
+//! Triggers that are not events: schedules, profile dates and segment entry.
+
+use chrono::{Datelike, Duration, NaiveDate};
+use nudge_bytecode::{Cadence, Trigger, Value};
+
+use super::{Engine, Sink};
+use crate::timers::Wake;
+use crate::zone::{instant_of, local_date};
+
+impl<S: Sink> Engine<'_, S> {
+    /// Arms every schedule trigger for customer `c` at its next occurrence.
+    pub(super) fn arm_schedules(&mut self, c: u32) {
+        for f in 0..self.bundle.flows.len() as u32 {
+            if let Trigger::Schedule { .. } = self.trigger_of(f) {
+                self.arm_schedule(c, f);
+            }
+        }
+    }
+
+    fn arm_schedule(&mut self, c: u32, f: u32) {
+        let Trigger::Schedule {
+            cadence, at, local, ..
+        } = *self.trigger_of(f)
+        else {
+            return;
+        };
+        let tz = if local {
+            self.zone(c, None)
+        } else {
+            self.policy_tz
+        };
+        let Some(due) = next_occurrence(self.now, tz, cadence, at) else {
+            return;
+        };
+        let priority = self.bundle.flows[f as usize].priority;
+        let mem = self.customers.get_mut(&c).expect("exists").flow(f);
+        mem.generation += 1;
+        let generation = mem.generation;
+        self.timers.set(
+            due,
+            priority,
+            Wake::Schedule {
+                customer: c,
+                flow: f,
+                generation,
+            },
+        );
+    }
+
+    pub(super) fn fire_schedule(&mut self, c: u32, f: u32, generation: u32) {
+        let Some(cust) = self.customers.get_mut(&c) else {
+            return; // merged away; the kept customer has its own timer
+        };
+        if cust.flow(f).generation != generation {
+            return;
+        }
+        let Trigger::Schedule { segment, .. } = *self.trigger_of(f) else {
+            return;
+        };
+        let member = match segment {
+            None => true,
+            Some(s) => {
+                let tz = self.zone(c, None);
+                let cust = self.customers.get_mut(&c).expect("exists");
+                let mut host = super::customer::Ctx {
+                    customer: cust,
+                    now: self.now,
+                    tz,
+                    changed: false,
+                };
+                self.vm.segment(s, &mut host).unwrap_or(false)
+            }
+        };
+        // Arm the next occurrence first: the instance may run for longer.
+        self.arm_schedule(c, f);
+        if member {
+            self.try_enter(c, f, Value::None, 0, "schedule".into());
+        }
+    }
+
+    pub(super) fn fire_date(&mut self, c: u32, f: u32, generation: u32) {
+        let Some(cust) = self.customers.get_mut(&c) else {
+            return;
+        };
+        if cust.flow(f).generation != generation {
+            return;
+        }
+        self.try_enter(c, f, Value::None, 0, "date".into());
+    }
+
+    /// Looks at a customer whose profile changed: segment entries and date triggers.
+    pub(super) fn profile_changed(&mut self, c: u32) {
+        for f in 0..self.bundle.flows.len() as u32 {
+            match *self.trigger_of(f) {
+                Trigger::Entering { segment } => {
+                    let tz = self.zone(c, None);
+                    let cust = self.customers.get_mut(&c).expect("exists");
+                    let mut host = super::customer::Ctx {
+                        customer: cust,
+                        now: self.now,
+                        tz,
+                        changed: false,
+                    };
+                    let inside = self.vm.segment(segment, &mut host).unwrap_or(false);
+                    let mem = self.customers.get_mut(&c).expect("exists").flow(f);
+                    let was = std::mem::replace(&mut mem.in_segment, inside);
+                    if inside && !was {
+                        self.try_enter(c, f, Value::None, 0, "segment".into());
+                    }
+                }
+                Trigger::DateProperty { offset, field } => {
+                    let cust = self.customers.get_mut(&c).expect("exists");
+                    let value = match cust.profile.fields.get(field as usize) {
+                        Some(Value::Time(t)) => Some(*t),
+                        _ => None,
+                    };
+                    let mem = cust.flow(f);
+                    if mem.armed == value {
+                        continue;
+                    }
+                    // Re-arm: the old timer is cancelled by the generation bump.
+                    mem.armed = value;
+                    mem.generation += 1;
+                    let generation = mem.generation;
+                    if let Some(t) = value {
+                        let due = t.saturating_add(offset);
+                        // A date already behind us when it is learned does not fire:
+                        // replaying an old trait must not send a burst of late messages.
+                        if due > self.now {
+                            let priority = self.bundle.flows[f as usize].priority;
+                            self.timers.set(
+                                due,
+                                priority,
+                                Wake::DateTrigger {
+                                    customer: c,
+                                    flow: f,
+                                    generation,
+                                },
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The next instant strictly after `now` at which a schedule fires in `tz`.
+pub(crate) fn next_occurrence(
+    now: i64,
+    tz: chrono_tz::Tz,
+    cadence: Cadence,
+    at: u16,
+) -> Option<i64> {
+    let mut day: NaiveDate = local_date(now, tz);
+    // A monthly cadence recurs within 31 days; look a little further to be safe.
+    for _ in 0..40 {
+        let matches = match cadence {
+            Cadence::Day => true,
+            Cadence::Weekday(d) => day.weekday().num_days_from_monday() == u32::from(d),
+            Cadence::Month(d) => day.day() == u32::from(d),
+        };
+        if matches {
+            let local = day.and_hms_opt(u32::from(at / 60), u32::from(at % 60), 0)?;
+            let due = instant_of(local, tz);
+            if due > now {
+                return Some(due);
+            }
+        }
+        day = day.checked_add_signed(Duration::days(1))?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::parse_time;
+    use chrono_tz::Tz;
+
+    #[test]
+    fn weekly_schedules_land_on_the_local_weekday() {
+        // 2026-11-23 is a Monday; 09:00 in Berlin has passed at 10:00 UTC.
+        let now = parse_time("2026-11-23T10:00:00Z").unwrap();
+        let due = next_occurrence(now, Tz::Europe__Berlin, Cadence::Weekday(0), 9 * 60).unwrap();
+        assert_eq!(due, parse_time("2026-11-30T08:00:00Z").unwrap());
+        // In Los Angeles it is still 02:00 on Monday.
+        let due = next_occurrence(now, Tz::America__Los_Angeles, Cadence::Weekday(0), 540).unwrap();
+        assert_eq!(due, parse_time("2026-11-23T17:00:00Z").unwrap());
+    }
+
+    #[test]
+    fn monthly_and_daily_schedules() {
+        let now = parse_time("2026-11-23T10:00:00Z").unwrap();
+        let due = next_occurrence(now, Tz::UTC, Cadence::Month(1), 0).unwrap();
+        assert_eq!(due, parse_time("2026-12-01T00:00:00Z").unwrap());
+        let due = next_occurrence(now, Tz::UTC, Cadence::Day, 10 * 60).unwrap();
+        assert_eq!(due, parse_time("2026-11-24T10:00:00Z").unwrap());
+    }
+}

@@ -1,0 +1,158 @@
+//! Files a run writes: messages through channel plugins (the outbox file by
+//! default), the decision trace, and one membership feed per audience.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use nudge_bytecode::Channel;
+use nudge_channels::{OutboxFile, Outgoing, Plugin};
+
+use crate::engine::Sink;
+use crate::record::{Membership, Record};
+
+/// A sink writing to files and plugins. Write errors are kept, not lost:
+/// the first one is returned by [`FileSink::finish`].
+pub struct FileSink {
+    default: Box<dyn Plugin>,
+    routes: HashMap<Channel, Box<dyn Plugin>>,
+    trace: Option<BufWriter<File>>,
+    audiences_dir: PathBuf,
+    audiences: HashMap<String, BufWriter<File>>,
+    error: Option<String>,
+}
+
+impl FileSink {
+    /// Messages go to an outbox file at `outbox` (truncated), the trace to
+    /// `trace` when given, and audience feeds into `audiences_dir`.
+    pub fn new(outbox: &Path, trace: Option<&Path>, audiences_dir: &Path) -> Result<Self, String> {
+        let default = OutboxFile::create(outbox)
+            .map_err(|e| format!("cannot create the outbox {}: {e}", outbox.display()))?;
+        let trace = match trace {
+            Some(p) => Some(BufWriter::new(create(p)?)),
+            None => None,
+        };
+        // Feeds from an earlier run would mix with this one's.
+        if audiences_dir.is_dir() {
+            for entry in std::fs::read_dir(audiences_dir)
+                .map_err(|e| format!("cannot read {}: {e}", audiences_dir.display()))?
+                .flatten()
+            {
+                if entry.path().extension().is_some_and(|x| x == "jsonl") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(FileSink {
+            default: Box::new(default),
+            routes: HashMap::new(),
+            trace,
+            audiences_dir: audiences_dir.to_path_buf(),
+            audiences: HashMap::new(),
+            error: None,
+        })
+    }
+
+    /// Sends one channel's messages to `plugin` instead of the outbox.
+    pub fn route(&mut self, channel: Channel, plugin: Box<dyn Plugin>) {
+        self.routes.insert(channel, plugin);
+    }
+
+    /// Flushes everything; the first write error of the run, if any.
+    pub fn finish(mut self) -> Result<(), String> {
+        if let Err(e) = self.default.flush() {
+            self.keep_error(format!("outbox: {e}"));
+        }
+        for (ch, p) in &mut self.routes {
+            if let Err(e) = p.flush() {
+                let msg = format!("{} plugin: {e}", ch.name());
+                self.error.get_or_insert(msg);
+            }
+        }
+        if let Some(t) = &mut self.trace
+            && let Err(e) = t.flush()
+        {
+            self.error.get_or_insert(format!("trace: {e}"));
+        }
+        for (name, f) in &mut self.audiences {
+            if let Err(e) = f.flush() {
+                self.error.get_or_insert(format!("audience {name}: {e}"));
+            }
+        }
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn keep_error(&mut self, e: String) {
+        self.error.get_or_insert(e);
+    }
+}
+
+fn create(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// A file name for an audience: its name with anything but letters, digits,
+/// `-` and `_` replaced, so no audience name can escape the directory.
+pub fn audience_file(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.jsonl")
+}
+
+impl Sink for FileSink {
+    fn deliver(&mut self, channel: Channel, message: &Outgoing) -> Result<(), String> {
+        let plugin = match self.routes.get_mut(&channel) {
+            Some(p) => p,
+            None => &mut self.default,
+        };
+        plugin
+            .deliver(message)
+            .map(|_| ())
+            .map_err(|e| format!("{}: {e}", plugin.name()))
+    }
+
+    fn record(&mut self, record: Record) {
+        let Some(t) = &mut self.trace else {
+            return;
+        };
+        let line = serde_json::to_string(&record).map_err(|e| e.to_string());
+        let res = line.and_then(|l| writeln!(t, "{l}").map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            self.keep_error(format!("trace: {e}"));
+        }
+    }
+
+    fn membership(&mut self, change: Membership) {
+        let res = (|| -> Result<(), String> {
+            if !self.audiences.contains_key(&change.audience) {
+                let path = self.audiences_dir.join(audience_file(&change.audience));
+                self.audiences
+                    .insert(change.audience.clone(), BufWriter::new(create(&path)?));
+            }
+            let f = self.audiences.get_mut(&change.audience).expect("inserted");
+            let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
+            writeln!(f, "{line}").map_err(|e| e.to_string())
+        })();
+        if let Err(e) = res {
+            self.keep_error(format!("audience {}: {e}", change.audience));
+        }
+    }
+}

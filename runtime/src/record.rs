@@ -1,0 +1,199 @@
+//! What the engine reports as it runs: one [`Record`] per thing that happened
+//! to a customer, so that any decision can be explained afterwards.
+
+use serde::{Deserialize, Serialize};
+
+/// One thing that happened to one customer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// The customer's display id at that moment.
+    pub customer: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// The kinds of happening.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum What {
+    /// Two customers turned out to be one person.
+    Joined {
+        /// The identities of the absorbed customer, now this customer's too.
+        identities: Vec<String>,
+    },
+    /// An instance started.
+    Entered {
+        /// The flow.
+        flow: String,
+        /// Its version hash.
+        version: String,
+        /// The instance's number for this customer and flow, from 1.
+        instance: u32,
+        /// What started it: an event's wire name, `schedule`, `date` or `segment`.
+        trigger: String,
+        /// Whether the customer is in the holdout group (nothing will be sent).
+        holdout: bool,
+    },
+    /// A trigger fired but the entry rule kept the customer out.
+    NotEntered {
+        /// The flow.
+        flow: String,
+        /// Why: `already_active`, `entered_before`, `entered_within_window`.
+        reason: String,
+    },
+    /// A split chose a variant.
+    Variant {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// The variant's name.
+        variant: String,
+    },
+    /// A send decision.
+    Send {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// The step's index in the flow.
+        step: u16,
+        /// The message.
+        message: String,
+        /// Its channel.
+        channel: String,
+        /// What was decided.
+        outcome: Outcome,
+        /// Why, in a word or two (`consent`, `quiet_hours`, `cap marketing 3 per 7d`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        reason: Option<String>,
+        /// For a deferral: when the send will be tried again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        until: Option<String>,
+        /// The send's idempotency key.
+        key: String,
+    },
+    /// Audience membership changed.
+    Audience {
+        /// The flow that changed it.
+        flow: String,
+        /// The audience.
+        audience: String,
+        /// `add` or `remove`.
+        action: String,
+    },
+    /// A step wrote a profile field.
+    Profile {
+        /// The flow.
+        flow: String,
+        /// The field.
+        field: String,
+        /// The new value, as a flow literal.
+        value: String,
+    },
+    /// An instance ended before its last step.
+    Exited {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// Why: the `exit on` event's name, `exit_if`, `exit` or `error`.
+        reason: String,
+    },
+    /// An instance ran its last step.
+    Completed {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+    },
+    /// A goal was reached within its window.
+    Converted {
+        /// The flow credited.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// The goal event.
+        event: String,
+        /// The revenue, when the event carries it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        revenue: Option<String>,
+        /// Whether the instance was in the holdout group.
+        holdout: bool,
+    },
+    /// Code failed at run time; the instance ended.
+    Error {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// The error with its source position.
+        message: String,
+    },
+}
+
+/// What became of one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Handed to the channel plugin, which accepted it.
+    Sent,
+    /// Held back until a later time (quiet hours, a deferring cap).
+    Deferred,
+    /// Dropped by a frequency cap.
+    Capped,
+    /// Not allowed: no consent, no address, an opt-out.
+    Blocked,
+    /// A `suppress if` rule or a suppression list held it.
+    Suppressed,
+    /// The customer is in the flow's holdout group.
+    HeldOut,
+    /// The same idempotency key was already sent.
+    Duplicate,
+    /// The plugin failed to deliver it.
+    Failed,
+}
+
+impl Outcome {
+    /// Every outcome, in report order.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Sent,
+        Outcome::Deferred,
+        Outcome::Capped,
+        Outcome::Blocked,
+        Outcome::Suppressed,
+        Outcome::HeldOut,
+        Outcome::Duplicate,
+        Outcome::Failed,
+    ];
+
+    /// The outcome's name in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Deferred => "deferred",
+            Outcome::Capped => "capped",
+            Outcome::Blocked => "blocked",
+            Outcome::Suppressed => "suppressed",
+            Outcome::HeldOut => "held_out",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// One change of audience membership: a line of the audience's feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Membership {
+    /// When, RFC 3339 in UTC.
+    pub at: String,
+    /// The audience.
+    pub audience: String,
+    /// The customer's display id.
+    pub customer: String,
+    /// `add` or `remove`.
+    pub action: String,
+}

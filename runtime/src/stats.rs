@@ -1,0 +1,174 @@
+//! Counters of a run and the summary table printed at its end.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use nudge_bytecode::Bundle;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::record::Outcome;
+
+/// Counters for one flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FlowStats {
+    /// Instances started.
+    pub entered: u64,
+    /// Triggers refused by the entry rule.
+    pub not_entered: u64,
+    /// Instances still live at the end.
+    pub active: u64,
+    /// Instances that ran their last step.
+    pub completed: u64,
+    /// Instances that ended early, by reason.
+    pub exited: BTreeMap<String, u64>,
+    /// Instances ended by a run-time error.
+    pub errors: u64,
+    /// Instances in the holdout group.
+    pub held_out: u64,
+    /// Messages sent, by channel.
+    pub sends: BTreeMap<String, u64>,
+    /// Send decisions by outcome and reason (`blocked: consent`).
+    pub decisions: BTreeMap<String, u64>,
+    /// Split variants chosen.
+    pub variants: BTreeMap<String, u64>,
+    /// Goals reached by treated instances.
+    pub conversions: u64,
+    /// Revenue of those conversions.
+    pub revenue: Decimal,
+    /// Goals reached by held-out instances.
+    pub holdout_conversions: u64,
+}
+
+impl FlowStats {
+    /// Counts one send decision.
+    pub fn decide(&mut self, outcome: Outcome, reason: Option<&str>) {
+        let key = match reason {
+            Some(r) => format!("{}: {r}", outcome.name()),
+            None => outcome.name().to_string(),
+        };
+        *self.decisions.entry(key).or_insert(0) += 1;
+    }
+}
+
+/// Counters for a whole run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Calls applied.
+    pub events: u64,
+    /// Calls dropped as repeats of a `messageId`.
+    pub duplicates: u64,
+    /// Lines refused as bad input.
+    pub dead_letters: u64,
+    /// Distinct customers.
+    pub customers: u64,
+    /// Per flow, by name.
+    pub flows: BTreeMap<String, FlowStats>,
+}
+
+impl Stats {
+    /// Zero counters for every flow of a bundle.
+    pub fn new(bundle: &Bundle) -> Stats {
+        Stats {
+            flows: bundle
+                .flows
+                .iter()
+                .map(|f| (f.name.clone(), FlowStats::default()))
+                .collect(),
+            ..Stats::default()
+        }
+    }
+
+    /// The counters of one flow.
+    pub fn flow_mut(&mut self, name: &str) -> &mut FlowStats {
+        self.flows.entry(name.to_string()).or_default()
+    }
+
+    /// The summary table people read at the end of a run.
+    pub fn table(&self) -> String {
+        let header = [
+            "flow",
+            "entered",
+            "active",
+            "completed",
+            "exited",
+            "sends",
+            "conversions",
+        ];
+        let mut rows: Vec<[String; 7]> = Vec::new();
+        for (name, f) in &self.flows {
+            rows.push([
+                name.clone(),
+                f.entered.to_string(),
+                f.active.to_string(),
+                f.completed.to_string(),
+                join_counts(&f.exited, f.errors),
+                join_counts(&f.sends, 0),
+                if f.revenue.is_zero() {
+                    f.conversions.to_string()
+                } else {
+                    format!(
+                        "{} ({})",
+                        f.conversions,
+                        nudge_bytecode::format_money(f.revenue)
+                    )
+                },
+            ]);
+        }
+        let mut widths = header.map(str::len);
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &[&str]| {
+            let mut s = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i == 0 {
+                    let _ = write!(s, "{cell:<w$}");
+                } else {
+                    let _ = write!(s, "  {cell:>w$}");
+                }
+            }
+            out.push_str(s.trim_end());
+            out.push('\n');
+        };
+        line(&mut out, &header);
+        for r in &rows {
+            let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+            line(&mut out, &cells);
+        }
+        let _ = writeln!(
+            out,
+            "{} events applied, {} duplicates dropped, {} dead letters, {} customers",
+            self.events, self.duplicates, self.dead_letters, self.customers
+        );
+        let held: Vec<String> = self
+            .flows
+            .iter()
+            .flat_map(|(name, f)| {
+                f.decisions
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("sent"))
+                    .map(move |(k, n)| format!("{name}: {k} ×{n}"))
+            })
+            .collect();
+        if !held.is_empty() {
+            let _ = writeln!(out, "not sent at once: {}", held.join("; "));
+        }
+        out
+    }
+}
+
+fn join_counts(m: &BTreeMap<String, u64>, errors: u64) -> String {
+    let mut parts: Vec<String> = m.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if errors > 0 {
+        parts.push(format!("error {errors}"));
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join(", ")
+    }
+}
