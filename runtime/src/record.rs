@@ -70,9 +70,17 @@ pub enum What {
         /// Why, in a word or two (`consent`, `quiet_hours`, `cap marketing 3 per 7d`).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
-        /// For a deferral: when the send will be tried again.
+        /// For a deferral: when the holding rule ends (the quiet-hours window's
+        /// end, the moment a cap frees a place).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         until: Option<String>,
+        /// For a deferral: when the send will be tried again (`until`, plus the
+        /// spread that keeps released sends from going out in one burst).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_at: Option<String>,
+        /// For quiet hours: the recipient's zone the window was read in.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        zone: Option<String>,
         /// The send's idempotency key.
         key: String,
     },
@@ -123,6 +131,19 @@ pub enum What {
         revenue: Option<String>,
         /// Whether the instance was in the holdout group.
         holdout: bool,
+    },
+    /// A channel provider reported back on a message (from the customer's events).
+    Feedback {
+        /// `bounced`, `clicked` or `spam`.
+        feedback: String,
+        /// The channel.
+        channel: String,
+        /// The message, when the event names it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        message: Option<String>,
+        /// The flow, when the event names it.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        flow: Option<String>,
     },
     /// Code failed at run time; the instance ended.
     Error {

@@ -388,6 +388,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         let bundle = self.bundle;
         let cust = self.customers.get_mut(&c).expect("ensured");
         let before = cust.profile.clone();
+        let mut feedback_record = None;
         for (field, value) in traits {
             let merged = match (&cust.profile.fields[*field as usize], value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
@@ -430,6 +431,22 @@ impl<'b, S: Sink> Engine<'b, S> {
                 Some(Value::Str(s)) => s.to_string(),
                 _ => String::new(),
             };
+            if let Some(w @ ("Message Clicked" | "Message Bounced" | "Marked As Spam")) =
+                s.wire.as_deref()
+            {
+                let feedback = match w {
+                    "Message Clicked" => "clicked",
+                    "Message Bounced" => "bounced",
+                    _ => "spam",
+                };
+                let opt = |name: &str| Some(text(name)).filter(|s| !s.is_empty());
+                feedback_record = Some(What::Feedback {
+                    feedback: feedback.into(),
+                    channel: text("channel"),
+                    message: opt("message"),
+                    flow: opt("flow"),
+                });
+            }
             match s.wire.as_deref() {
                 Some("Order Completed") => {
                     t.bump(&mut cust.profile, t.orders_count, 1);
@@ -471,6 +488,9 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
         if cust.profile != before {
             self.dirty.push(c);
+        }
+        if let Some(what) = feedback_record {
+            self.record(c, what);
         }
     }
 

@@ -22,10 +22,14 @@ pub(super) enum Verdict {
         /// The address.
         to: String,
     },
-    /// Not now: try again at this instant.
+    /// Not now: try again at `retry_at`.
     Defer {
-        /// When.
+        /// When the holding rule ends.
         until: i64,
+        /// When to try again.
+        retry_at: i64,
+        /// The zone quiet hours were read in.
+        zone: Option<String>,
         /// Why (`quiet_hours`, a cap).
         reason: String,
     },
@@ -60,34 +64,51 @@ impl<S: Sink> Engine<'_, S> {
             flow.name, flow.version, self.customers[&c].key, number, step
         );
         let verdict = self.verdict(id, msg, &key);
-        let record = |outcome: Outcome, reason: Option<String>, until: Option<i64>| What::Send {
-            flow: flow.name.clone(),
-            instance: number,
-            step,
-            message: msg.name.clone(),
-            channel: msg.channel.name().to_string(),
-            outcome,
-            reason,
-            until: until.map(format_instant),
-            key: key.clone(),
-        };
+        let record =
+            |outcome: Outcome,
+             reason: Option<String>,
+             deferral: Option<(i64, i64, Option<String>)>| What::Send {
+                flow: flow.name.clone(),
+                instance: number,
+                step,
+                message: msg.name.clone(),
+                channel: msg.channel.name().to_string(),
+                outcome,
+                reason,
+                until: deferral.as_ref().map(|d| format_instant(d.0)),
+                retry_at: deferral.as_ref().map(|d| format_instant(d.1)),
+                zone: deferral.and_then(|d| d.2),
+                key: key.clone(),
+            };
         match verdict {
             Verdict::Stop { outcome, reason } => {
                 self.count(f, outcome, Some(&reason));
                 self.record(c, record(outcome, Some(reason), None));
                 Next::Run
             }
-            Verdict::Defer { until, reason } => {
+            Verdict::Defer {
+                until,
+                retry_at,
+                zone,
+                reason,
+            } => {
                 self.count(f, Outcome::Deferred, Some(&reason));
-                self.record(c, record(Outcome::Deferred, Some(reason), Some(until)));
+                self.record(
+                    c,
+                    record(
+                        Outcome::Deferred,
+                        Some(reason),
+                        Some((until, retry_at, zone)),
+                    ),
+                );
                 self.park(
                     id,
                     Waiting::Send {
                         message,
                         args,
-                        until,
+                        until: retry_at,
                     },
-                    until,
+                    retry_at,
                 );
                 Next::Park
             }
@@ -232,6 +253,8 @@ impl<S: Sink> Engine<'_, S> {
                         },
                         CapAction::Defer => Verdict::Defer {
                             until: oldest + cap.per,
+                            retry_at: oldest + cap.per,
+                            zone: None,
                             reason,
                         },
                     };
@@ -257,7 +280,9 @@ impl<S: Sink> Engine<'_, S> {
                     i64::from(bucket(key, "release")) * spread / 10_000
                 };
                 return Verdict::Defer {
-                    until: end + offset,
+                    until: end,
+                    retry_at: end + offset,
+                    zone: Some(tz.name().to_string()),
                     reason: "quiet_hours".into(),
                 };
             }
