@@ -33,6 +33,26 @@ impl std::fmt::Display for DecodeError {
 /// Nesting beyond this is refused, so hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 32;
 
+/// Where a value sits, built up as decoding descends and turned into text
+/// only when something is wrong: most calls are fine, and formatting a path
+/// for every property would cost more than decoding it.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'a str),
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        match self {
+            Path::Root(s) => s.to_string(),
+            Path::Field(p, f) => format!("{}.{f}", p.render()),
+            Path::Index(p, i) => format!("{}[{i}]", p.render()),
+        }
+    }
+}
+
 /// Decodes a JSON object as a record of `schema`: every field present with its
 /// type, or its default, or `none` when optional.
 pub fn record(
@@ -41,14 +61,14 @@ pub fn record(
     obj: &Map<String, Json>,
     path: &str,
 ) -> Result<Value, DecodeError> {
-    record_at(bundle, schema, obj, path, 0)
+    record_at(bundle, schema, obj, &Path::Root(path), 0)
 }
 
 fn record_at(
     bundle: &Bundle,
     schema: u32,
     obj: &Map<String, Json>,
-    path: &str,
+    path: &Path,
     depth: usize,
 ) -> Result<Value, DecodeError> {
     let Some(s) = bundle.schemas.get(schema as usize) else {
@@ -56,7 +76,7 @@ fn record_at(
     };
     let mut fields = Vec::with_capacity(s.fields.len());
     for f in &s.fields {
-        let here = format!("{path}.{}", f.name);
+        let here = Path::Field(path, &f.name);
         let v = match obj.get(&f.name) {
             Some(j) if !j.is_null() => value_at(bundle, &f.ty, j, &here, depth + 1)?,
             _ => match (&f.default, f.ty.is_optional()) {
@@ -72,14 +92,14 @@ fn record_at(
 
 /// Decodes one JSON value as `ty`.
 pub fn value(bundle: &Bundle, ty: &Type, json: &Json, path: &str) -> Result<Value, DecodeError> {
-    value_at(bundle, ty, json, path, 0)
+    value_at(bundle, ty, json, &Path::Root(path), 0)
 }
 
 fn value_at(
     bundle: &Bundle,
     ty: &Type,
     json: &Json,
-    path: &str,
+    path: &Path,
     depth: usize,
 ) -> Result<Value, DecodeError> {
     if depth > MAX_DEPTH {
@@ -171,13 +191,7 @@ fn value_at(
             let items = json.as_array().ok_or_else(|| wrong("a list"))?;
             let mut out = Vec::with_capacity(items.len());
             for (i, j) in items.iter().enumerate() {
-                out.push(value_at(
-                    bundle,
-                    item,
-                    j,
-                    &format!("{path}[{i}]"),
-                    depth + 1,
-                )?);
+                out.push(value_at(bundle, item, j, &Path::Index(path, i), depth + 1)?);
             }
             Value::List(out.into())
         }
@@ -227,9 +241,9 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
-fn err(path: &str, reason: String) -> DecodeError {
+fn err(path: &Path, reason: String) -> DecodeError {
     DecodeError {
-        path: path.to_string(),
+        path: path.render(),
         reason,
     }
 }

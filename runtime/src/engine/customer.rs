@@ -91,6 +91,8 @@ pub struct Customer {
     pub bounced: BTreeSet<String>,
     /// Channels with a hard opt-out (an SMS STOP): not even transactional messages go.
     pub opted_out: BTreeSet<&'static str>,
+    /// The zone schedules were armed in; a new zone re-arms them.
+    pub schedule_zone: Option<Tz>,
 }
 
 impl Customer {
@@ -116,6 +118,7 @@ impl Customer {
             goals: Vec::new(),
             bounced: BTreeSet::new(),
             opted_out: BTreeSet::new(),
+            schedule_zone: None,
         }
     }
 

@@ -219,6 +219,21 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.sink
     }
 
+    /// The current profile of the customer known by this user id (or, failing
+    /// that, anonymous id), following joins made by aliases.
+    pub fn profile_of(&mut self, customer_id: &str) -> Option<&nudge_bytecode::Record> {
+        let c = self
+            .identities
+            .customer_of(&crate::identity::Identity::User(customer_id.to_string()))
+            .or_else(|| {
+                self.identities
+                    .customer_of(&crate::identity::Identity::Anonymous(
+                        customer_id.to_string(),
+                    ))
+            })?;
+        self.customers.get(&c.0).map(|cust| &cust.profile)
+    }
+
     /// Live instances, for inspection and storage.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.iter().flatten()
@@ -294,12 +309,15 @@ impl<'b, S: Sink> Engine<'b, S> {
         };
         let c = observed.customer.0;
         self.ensure_customer(c);
+        let joined = !observed.merges.is_empty();
         for (kept, absorbed) in observed.merges {
             self.merge(kept, absorbed);
         }
-        // The display id may have changed (a user id joined an anonymous visitor).
-        let key = self.identities.display_id(CustomerId(c));
-        self.customers.get_mut(&c).expect("ensured").key = key;
+        if joined {
+            // The display id may have changed (a user id joined an anonymous visitor).
+            let key = self.identities.display_id(CustomerId(c));
+            self.customers.get_mut(&c).expect("ensured").key = key;
+        }
         self.update_profile(c, at, &event, &traits);
         if let Some((schema, value)) = event {
             self.seq += 1;
@@ -330,7 +348,9 @@ impl<'b, S: Sink> Engine<'b, S> {
 
     fn decode_event(&self, call: &Call) -> Result<Option<(u32, Value)>, Rejection> {
         let (wire, props) = match &call.kind {
-            CallKind::Track { event, properties } => (event.as_str(), properties.clone()),
+            CallKind::Track { event, properties } => {
+                (event.as_str(), std::borrow::Cow::Borrowed(properties))
+            }
             CallKind::Page { name, properties } => {
                 let mut props = properties.clone();
                 if let Some(n) = name {
@@ -338,7 +358,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                         .entry("name")
                         .or_insert_with(|| serde_json::Value::String(n.clone()));
                 }
-                (segment::PAGE_EVENT, props)
+                (segment::PAGE_EVENT, std::borrow::Cow::Owned(props))
             }
             _ => return Ok(None),
         };
@@ -387,7 +407,9 @@ impl<'b, S: Sink> Engine<'b, S> {
         let t = &self.traits;
         let bundle = self.bundle;
         let cust = self.customers.get_mut(&c).expect("ensured");
-        let before = cust.profile.clone();
+        // Tracked as we go rather than by comparing copies of the profile:
+        // this runs for every call.
+        let mut changed = false;
         let mut feedback_record = None;
         for (field, value) in traits {
             let merged = match (&cust.profile.fields[*field as usize], value) {
@@ -402,7 +424,10 @@ impl<'b, S: Sink> Engine<'b, S> {
                 }
                 _ => value.clone(),
             };
-            cust.profile.fields[*field as usize] = merged;
+            if cust.profile.fields[*field as usize] != merged {
+                changed = true;
+                cust.profile.fields[*field as usize] = merged;
+            }
             if Some(*field) == t.consent {
                 // `subscribed` follows consent, whichever way it was set.
                 let any = [Channel::Email, Channel::Sms, Channel::Push]
@@ -413,8 +438,11 @@ impl<'b, S: Sink> Engine<'b, S> {
                 }
             }
         }
-        t.stamp(&mut cust.profile, t.last_seen_at, at, false);
-        t.stamp(&mut cust.profile, t.created_at, at, true);
+        for (field, only_if_unset) in [(t.last_seen_at, false), (t.created_at, true)] {
+            let before = t.get(&cust.profile, field).cloned();
+            t.stamp(&mut cust.profile, field, at, only_if_unset);
+            changed |= before.as_ref() != t.get(&cust.profile, field);
+        }
         if let Some((schema, Value::Record(r))) = event {
             let s = &bundle.schemas[*schema as usize];
             let field = |name: &str| {
@@ -447,6 +475,19 @@ impl<'b, S: Sink> Engine<'b, S> {
                     flow: opt("flow"),
                 });
             }
+            // Every event below writes a trait (bounces only when hard, STOP
+            // only for the opt-out words; counting those as changes is harmless).
+            changed |= matches!(
+                s.wire.as_deref(),
+                Some(
+                    "Order Completed"
+                        | "Order Refunded"
+                        | "Subscribed"
+                        | "Unsubscribed"
+                        | "Marked As Spam"
+                        | "SMS Received"
+                )
+            );
             match s.wire.as_deref() {
                 Some("Order Completed") => {
                     t.bump(&mut cust.profile, t.orders_count, 1);
@@ -486,7 +527,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 _ => {}
             }
         }
-        if cust.profile != before {
+        if changed {
             self.dirty.push(c);
         }
         if let Some(what) = feedback_record {

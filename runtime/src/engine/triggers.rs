@@ -10,6 +10,15 @@ use crate::zone::{instant_of, local_date};
 impl<S: Sink> Engine<'_, S> {
     /// Arms every schedule trigger for customer `c` at its next occurrence.
     pub(super) fn arm_schedules(&mut self, c: u32) {
+        if !(0..self.bundle.flows.len() as u32)
+            .any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }))
+        {
+            return;
+        }
+        let zone = self.zone(c, None);
+        if let Some(cust) = self.customers.get_mut(&c) {
+            cust.schedule_zone = Some(zone);
+        }
         for f in 0..self.bundle.flows.len() as u32 {
             if let Trigger::Schedule { .. } = self.trigger_of(f) {
                 self.arm_schedule(c, f);
@@ -90,6 +99,11 @@ impl<S: Sink> Engine<'_, S> {
 
     /// Looks at a customer whose profile changed: segment entries and date triggers.
     pub(super) fn profile_changed(&mut self, c: u32) {
+        let has_schedules = (0..self.bundle.flows.len() as u32)
+            .any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }));
+        if has_schedules && self.customers[&c].schedule_zone != Some(self.zone(c, None)) {
+            self.arm_schedules(c);
+        }
         for f in 0..self.bundle.flows.len() as u32 {
             match *self.trigger_of(f) {
                 Trigger::Entering { segment } => {

@@ -1,0 +1,58 @@
+//! Shared helpers: compile inline sources and replay JSON lines in memory.
+
+#![allow(dead_code)]
+
+use nudge_bytecode::Bundle;
+use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::replay::{self, DeadLetter, Options};
+
+/// Compiles one `.flow` source; panics with the diagnostics when it does not check.
+pub fn bundle(source: &str) -> Bundle {
+    let project = nudge_compiler::Project::from_sources(vec![("test.flow".into(), source.into())]);
+    let analysis = nudge_compiler::check(&project);
+    assert!(
+        !analysis.has_errors(),
+        "{}",
+        nudge_diagnostics::render::short(&project.sources, &analysis.diagnostics)
+    );
+    nudge_compiler::lower(&project, &analysis).expect("lowers")
+}
+
+/// Replays JSON lines through a bundle, draining timers at the end.
+pub fn replay(bundle: &Bundle, lines: &str) -> (MemorySink, Vec<DeadLetter>) {
+    replay_with(
+        bundle,
+        lines,
+        Options {
+            until: None,
+            drain: true,
+        },
+    )
+}
+
+/// Replays with explicit options.
+pub fn replay_with(
+    bundle: &Bundle,
+    lines: &str,
+    options: Options,
+) -> (MemorySink, Vec<DeadLetter>) {
+    let config = Config {
+        release_spread: 0,
+        ..Config::default()
+    };
+    let mut engine = Engine::new(bundle, MemorySink::default(), config, i64::MIN);
+    let mut dead = Vec::new();
+    replay::replay(&mut engine, lines.as_bytes(), options, &mut |d| {
+        dead.push(d)
+    })
+    .unwrap();
+    (engine.into_sink(), dead)
+}
+
+/// The sends as `time customer message` lines, for compact assertions.
+pub fn sends(sink: &MemorySink) -> Vec<String> {
+    sink.outbox
+        .iter()
+        .map(|m| format!("{} {} {}", m.at, m.customer, m.message))
+        .collect()
+}

@@ -1,0 +1,477 @@
+//! One focused test per runtime rule: the clock, exits, waits, identities,
+//! deduplication, dead letters and the non-event triggers.
+
+mod common;
+
+use common::{bundle, replay, replay_with, sends};
+use nudge_runtime::record::{Outcome, What};
+use nudge_runtime::replay::Options;
+
+/// Messages and a consenting customer `u1` shared by most tests.
+const MESSAGES: &str = r#"
+message reminder() {
+  channel email
+  subject "Your cart is waiting"
+  body "Come back"
+}
+message apology() {
+  channel email
+  subject "Sorry for the delay"
+  body "Your parcel is late"
+}
+message review() {
+  channel email
+  subject "How was it?"
+  body "Tell us"
+}
+"#;
+
+fn identify(id: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{id}","timestamp":"{at}","traits":{{"email":"{id}@example.com","timezone":"UTC","consent":{{"email":true}}}}}}"#
+    )
+}
+
+fn track(who: &str, event: &str, at: &str, props: &str) -> String {
+    format!(r#"{{"type":"track","event":"{event}",{who},"timestamp":"{at}","properties":{props}}}"#)
+}
+
+fn lines(parts: &[String]) -> String {
+    parts.join("\n")
+}
+
+const CART: &str = r#"
+flow cart {
+  trigger checkout_started
+  exit on order_completed
+  wait 1h
+  send reminder()
+}
+"#;
+
+#[test]
+fn an_event_at_a_timers_second_is_applied_first() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    let purchase_at = |t: &str| {
+        lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                t,
+                r#"{"order_id":"o1"}"#,
+            ),
+        ])
+    };
+    // The purchase at the reminder's very second wins.
+    let (sink, _) = replay(&b, &purchase_at("2026-01-05T11:00:00Z"));
+    assert_eq!(sends(&sink), Vec::<String>::new());
+    // One second later, the reminder has gone.
+    let (sink, _) = replay(&b, &purchase_at("2026-01-05T11:00:01Z"));
+    assert_eq!(sends(&sink), vec!["2026-01-05T11:00:00Z u1 reminder"]);
+}
+
+#[test]
+fn an_exit_event_preempts_a_long_wait_and_runs_on_exit() {
+    let src = format!(
+        r#"{MESSAGES}
+flow long {{
+  trigger checkout_started
+  exit on order_completed
+  on exit {{
+    audience remove "shoppers"
+  }}
+  audience add "shoppers"
+  wait 30d
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-15T10:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+        ]),
+    );
+    assert!(sink.outbox.is_empty());
+    let exit = sink
+        .records
+        .iter()
+        .find(|r| matches!(r.what, What::Exited { .. }))
+        .expect("an exit");
+    assert_eq!(exit.at, "2026-01-15T10:00:00Z");
+    assert!(matches!(&exit.what, What::Exited { reason, .. } if reason == "order_completed"));
+    let actions: Vec<(String, String)> = sink
+        .memberships
+        .iter()
+        .map(|m| (m.at.clone(), m.action.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("2026-01-05T10:00:00Z".to_string(), "add".to_string()),
+            ("2026-01-15T10:00:00Z".to_string(), "remove".to_string())
+        ]
+    );
+}
+
+const DELIVERY: &str = r#"
+flow delivery {
+  trigger order_completed
+  wait 1d
+  let delivered = wait for order_delivered where event.order_id == trigger.order_id within 14d
+  if delivered == none {
+    send apology()
+    exit
+  }
+  send review()
+}
+"#;
+
+#[test]
+fn wait_for_looks_back_to_the_instance_start() {
+    let b = bundle(&format!("{MESSAGES}{DELIVERY}"));
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+            // Delivered before the wait for begins, and a delivery of another order.
+            track(
+                r#""userId":"u1""#,
+                "Order Delivered",
+                "2026-01-05T12:00:00Z",
+                r#"{"order_id":"o0"}"#,
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Delivered",
+                "2026-01-05T14:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+        ]),
+    );
+    assert_eq!(sends(&sink), vec!["2026-01-06T10:00:00Z u1 review"]);
+}
+
+#[test]
+fn wait_for_binds_none_on_timeout() {
+    let b = bundle(&format!("{MESSAGES}{DELIVERY}"));
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Delivered",
+                "2026-01-08T12:00:00Z",
+                r#"{"order_id":"o2"}"#,
+            ),
+        ]),
+    );
+    assert_eq!(sends(&sink), vec!["2026-01-20T10:00:00Z u1 apology"]);
+}
+
+#[test]
+fn a_purchase_joined_to_the_cart_later_still_stops_the_reminder() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    let (sink, dead) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(r#""anonymousId":"a9""#, "Checkout Started", "2026-01-05T10:00:00Z", "{}"),
+            track(r#""userId":"u1""#, "Order Completed", "2026-01-05T10:30:00Z", r#"{"order_id":"o1"}"#),
+            r#"{"type":"alias","previousId":"a9","userId":"u1","timestamp":"2026-01-05T10:45:00Z"}"#.into(),
+        ]),
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    assert!(sink.outbox.is_empty(), "{:?}", sends(&sink));
+    let exits: Vec<(&str, &str)> = sink
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Exited { reason, .. } => Some((r.at.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exits, vec![("2026-01-05T10:45:00Z", "order_completed")]);
+}
+
+#[test]
+fn a_repeated_message_id_is_applied_once() {
+    let src = format!(
+        r#"{MESSAGES}
+flow every_time {{
+  trigger checkout_started
+  entry always
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let dup = r#"{"type":"track","event":"Checkout Started","userId":"u1","timestamp":"2026-01-05T10:00:00Z","messageId":"m-1","properties":{}}"#;
+    let other = dup.replace("m-1", "m-2");
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            dup.into(),
+            dup.into(),
+            other,
+        ]),
+    );
+    assert_eq!(sink.outbox.len(), 2);
+}
+
+#[test]
+fn bad_lines_become_dead_letters_and_the_run_goes_on() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    let input = lines(&[
+        identify("u1", "2026-01-05T09:00:00Z"),
+        "{not json".into(),
+        r#"{"type":"screen","userId":"u1","timestamp":"2026-01-05T09:10:00Z"}"#.into(),
+        track(
+            r#""userId":"u1""#,
+            "Cart Exploded",
+            "2026-01-05T09:20:00Z",
+            "{}",
+        ),
+        track(
+            r#""userId":"u1""#,
+            "Checkout Started",
+            "2026-01-05T09:30:00Z",
+            r#"{"value":"lots"}"#,
+        ),
+        track(
+            r#""userId":"u1""#,
+            "Order Completed",
+            "2026-01-05T09:40:00Z",
+            "{}",
+        ),
+        track(
+            r#""userId":"u1""#,
+            "Checkout Started",
+            "2026-01-05T10:00:00Z",
+            r#"{"value":12.5}"#,
+        ),
+    ]);
+    let (sink, dead) = replay(&b, &input);
+    let got: Vec<(usize, &str)> = dead.iter().map(|d| (d.line, d.reason.as_str())).collect();
+    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got[0].0, 2);
+    assert!(got[0].1.starts_with("malformed JSON"), "{}", got[0].1);
+    assert_eq!(got[1].0, 3);
+    assert!(got[1].1.contains("screen"), "{}", got[1].1);
+    assert_eq!(got[2].0, 4);
+    assert!(
+        got[2].1.contains("unknown event \"Cart Exploded\""),
+        "{}",
+        got[2].1
+    );
+    assert_eq!(got[3].0, 5);
+    assert!(got[3].1.contains("properties.value"), "{}", got[3].1);
+    assert_eq!(got[4].0, 6);
+    assert!(got[4].1.contains("properties.order_id"), "{}", got[4].1);
+    assert!(dead[3].input.contains("lots"));
+    // The good checkout after the bad lines still runs its course.
+    assert_eq!(sends(&sink), vec!["2026-01-05T11:00:00Z u1 reminder"]);
+}
+
+#[test]
+fn a_date_trigger_is_rearmed_when_the_date_changes() {
+    let src = format!(
+        r#"{MESSAGES}
+flow lapsed {{
+  trigger 30d after profile.last_order_at
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-15T10:00:00Z",
+                r#"{"order_id":"o2"}"#,
+            ),
+        ]),
+    );
+    assert_eq!(sends(&sink), vec!["2026-02-14T10:00:00Z u1 reminder"]);
+}
+
+#[test]
+fn entering_a_segment_triggers_once_per_entry() {
+    let src = format!(
+        r#"{MESSAGES}
+segment big_spender = profile.total_spent >= $100
+flow vip {{
+  trigger entering big_spender
+  entry always
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let order = |at: &str, id: &str, total: &str| {
+        track(
+            r#""userId":"u1""#,
+            "Order Completed",
+            at,
+            &format!(r#"{{"order_id":"{id}","total":{total}}}"#),
+        )
+    };
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            order("2026-01-05T10:00:00Z", "o1", "60"),
+            order("2026-01-06T10:00:00Z", "o2", "60"),
+            order("2026-01-07T10:00:00Z", "o3", "60"),
+        ]),
+    );
+    assert_eq!(sends(&sink), vec!["2026-01-06T10:00:00Z u1 reminder"]);
+}
+
+#[test]
+fn weekly_schedules_fire_at_each_recipients_local_time() {
+    let src = format!(
+        r#"{MESSAGES}
+segment subscribers = profile.subscribed
+flow weekly {{
+  trigger every monday at 09:00 local for subscribers
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let person = |id: &str, tz: &str| {
+        format!(
+            r#"{{"type":"identify","userId":"{id}","timestamp":"2026-01-04T12:00:00Z","traits":{{"email":"{id}@example.com","timezone":"{tz}","consent":{{"email":true}}}}}}"#
+        )
+    };
+    let (sink, _) = replay_with(
+        &b,
+        &lines(&[
+            person("ber", "Europe/Berlin"),
+            person("nyc", "America/New_York"),
+        ]),
+        Options {
+            until: Some(nudge_runtime::decode::parse_time("2026-01-06T00:00:00Z").unwrap()),
+            drain: false,
+        },
+    );
+    assert_eq!(
+        sends(&sink),
+        vec![
+            "2026-01-05T08:00:00Z ber reminder",
+            "2026-01-05T14:00:00Z nyc reminder"
+        ]
+    );
+}
+
+#[test]
+fn marketing_without_consent_is_blocked_and_recorded() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    let no_consent = r#"{"type":"identify","userId":"u2","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u2@example.com"}}"#;
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            no_consent.into(),
+            track(
+                r#""userId":"u2""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+        ]),
+    );
+    assert!(sink.outbox.is_empty());
+    let decision = sink
+        .records
+        .iter()
+        .find_map(|r| match &r.what {
+            What::Send {
+                outcome, reason, ..
+            } => Some((*outcome, reason.clone())),
+            _ => None,
+        })
+        .expect("a decision");
+    assert_eq!(decision, (Outcome::Blocked, Some("consent".into())));
+}
+
+#[test]
+fn sleeping_instances_are_plain_data() {
+    let b = bundle(&format!("{MESSAGES}{DELIVERY}"));
+    let mut engine = nudge_runtime::engine::Engine::new(
+        &b,
+        nudge_runtime::engine::MemorySink::default(),
+        Default::default(),
+        i64::MIN,
+    );
+    let input = lines(&[
+        identify("u1", "2026-01-05T09:00:00Z"),
+        track(
+            r#""userId":"u1""#,
+            "Order Completed",
+            "2026-01-05T10:00:00Z",
+            r#"{"order_id":"o1","total":12.5}"#,
+        ),
+    ]);
+    nudge_runtime::replay::replay(
+        &mut engine,
+        input.as_bytes(),
+        Options::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let live: Vec<_> = engine.instances().cloned().collect();
+    assert_eq!(live.len(), 1);
+    let json = serde_json::to_string(&live[0]).unwrap();
+    let back: nudge_runtime::engine::Instance = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, live[0]);
+    assert!(json.contains("\"Sleep\""), "{json}");
+    assert!(
+        json.contains("\"12.5\""),
+        "money stays an exact string: {json}"
+    );
+}
