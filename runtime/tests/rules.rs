@@ -475,3 +475,46 @@ fn sleeping_instances_are_plain_data() {
         "money stays an exact string: {json}"
     );
 }
+
+#[test]
+fn set_profile_is_recorded_and_can_start_a_segment_flow() {
+    let src = format!(
+        r#"{MESSAGES}
+profile {{
+  tier: string = "none"
+}}
+segment gold = profile.tier == "gold"
+flow promote {{
+  trigger order_completed
+  set profile.tier = "gold"
+}}
+flow welcome_gold {{
+  trigger entering gold
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:00:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+        ]),
+    );
+    assert_eq!(sends(&sink), vec!["2026-01-05T10:00:00Z u1 reminder"]);
+    let write = sink
+        .records
+        .iter()
+        .find_map(|r| match &r.what {
+            What::Profile { field, value, .. } => Some((field.as_str(), value.as_str())),
+            _ => None,
+        })
+        .expect("the write is recorded");
+    assert_eq!(write, ("tier", "\"gold\""));
+}

@@ -361,8 +361,9 @@ pub struct Ctx<'a> {
     pub now: i64,
     /// The recipient's zone.
     pub tz: Tz,
-    /// Whether code wrote the profile (segments and date triggers need a look).
-    pub changed: bool,
+    /// Profile fields code wrote, in order (segments and date triggers need a
+    /// look, and the trace records each write).
+    pub writes: Vec<(u16, Value)>,
 }
 
 impl Host for Ctx<'_> {
@@ -372,8 +373,8 @@ impl Host for Ctx<'_> {
 
     fn set_profile(&mut self, field: u16, value: Value) {
         if let Some(slot) = self.customer.profile.fields.get_mut(field as usize) {
-            *slot = value;
-            self.changed = true;
+            *slot = value.clone();
+            self.writes.push((field, value));
         }
     }
 

@@ -306,7 +306,7 @@ impl<S: Sink> Engine<'_, S> {
                 customer: cust,
                 now: self.now,
                 tz,
-                changed: false,
+                writes: Vec::new(),
             };
             let scope = Scope {
                 trigger: Some(&inst.trigger),
@@ -316,10 +316,27 @@ impl<S: Sink> Engine<'_, S> {
             let result = self
                 .vm
                 .run_steps(inst.flow, &mut inst.frame, &scope, &mut host);
-            if host.changed {
-                self.dirty.push(c);
-            }
+            let writes = std::mem::take(&mut host.writes);
             let f = inst.flow;
+            if !writes.is_empty() {
+                self.dirty.push(c);
+                let bundle = self.bundle;
+                let schema = &bundle.schemas[bundle.profile as usize];
+                for (field, value) in writes {
+                    let name = schema
+                        .fields
+                        .get(field as usize)
+                        .map_or_else(|| format!("#{field}"), |f| f.name.clone());
+                    self.record(
+                        c,
+                        What::Profile {
+                            flow: bundle.flows[f as usize].name.clone(),
+                            field: name,
+                            value: value.to_string(),
+                        },
+                    );
+                }
+            }
             let in_steps = inst.frame.block == 0;
             self.instances[id as usize] = Some(inst);
             let y = match result {

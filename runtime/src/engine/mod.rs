@@ -687,7 +687,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             customer: cust,
             now: self.now,
             tz,
-            changed: false,
+            writes: Vec::new(),
         };
         let scope = Scope {
             trigger,

@@ -120,7 +120,7 @@ impl<S: Sink> Engine<'_, S> {
                         customer: cust,
                         now: self.now,
                         tz,
-                        changed: false,
+                        writes: Vec::new(),
                     };
                     self.vm.render(message, &args, &mut host)
                 };

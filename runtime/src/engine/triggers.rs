@@ -75,7 +75,7 @@ impl<S: Sink> Engine<'_, S> {
                     customer: cust,
                     now: self.now,
                     tz,
-                    changed: false,
+                    writes: Vec::new(),
                 };
                 self.vm.segment(s, &mut host).unwrap_or(false)
             }
@@ -113,7 +113,7 @@ impl<S: Sink> Engine<'_, S> {
                         customer: cust,
                         now: self.now,
                         tz,
-                        changed: false,
+                        writes: Vec::new(),
                     };
                     let inside = self.vm.segment(segment, &mut host).unwrap_or(false);
                     let mem = self.customers.get_mut(&c).expect("exists").flow(f);

@@ -1,0 +1,441 @@
+//! `nudge explain`: everything that happened to one customer, in order and
+//! in plain words, including what happened under identities later joined
+//! into them.
+
+use std::fmt;
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use nudge_runtime::record::{Outcome, Record, What};
+
+use crate::identity::Identities;
+use crate::trace::{Entry, Trace, parse_time};
+
+/// How many known ids an unknown-customer error lists.
+const SHOWN_IDS: usize = 8;
+
+/// Why a timeline could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnknownCustomer {
+    /// Nobody by that id appears in the trace.
+    Customer {
+        /// The id asked for.
+        customer: String,
+        /// Ids the trace does hold, sorted.
+        known: Vec<String>,
+    },
+    /// No record of the trace names that flow.
+    Flow {
+        /// The flow asked for.
+        flow: String,
+        /// Flows the trace does name, sorted.
+        known: Vec<String>,
+    },
+}
+
+impl fmt::Display for UnknownCustomer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, name, known) = match self {
+            UnknownCustomer::Customer { customer, known } => ("customer", customer, known),
+            UnknownCustomer::Flow { flow, known } => ("flow", flow, known),
+        };
+        write!(f, "no {what} {name:?} in the trace")?;
+        if known.is_empty() {
+            return write!(f, "; the trace is empty");
+        }
+        let shown: Vec<&str> = known.iter().take(SHOWN_IDS).map(String::as_str).collect();
+        write!(f, "; known {what}s: {}", shown.join(", "))?;
+        if known.len() > SHOWN_IDS {
+            write!(f, " and {} more", known.len() - SHOWN_IDS)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownCustomer {}
+
+/// One customer's records, in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeline {
+    /// The id asked about.
+    pub customer: String,
+    /// Every id whose records are included: the customer and those joined into them.
+    pub identities: Vec<String>,
+    /// The customer the asked id was itself later joined into, if any.
+    pub joined_into: Option<String>,
+    /// The flow the timeline is limited to, if any.
+    pub flow: Option<String>,
+    /// The selected records, by time, then by trace line.
+    pub entries: Vec<Entry>,
+}
+
+impl Timeline {
+    /// Selects a customer's records, following joins, optionally for one flow.
+    pub fn build(
+        trace: &Trace,
+        customer: &str,
+        flow: Option<&str>,
+    ) -> Result<Timeline, UnknownCustomer> {
+        let ids = Identities::of(trace);
+        let members = ids.members(customer);
+        let known = trace.customers();
+        let mentioned = known.iter().any(|k| k == customer) || ids.joined_into(customer).is_some();
+        if !mentioned {
+            return Err(UnknownCustomer::Customer {
+                customer: customer.to_string(),
+                known,
+            });
+        }
+        if let Some(flow) = flow {
+            let mut flows: Vec<String> = trace
+                .entries
+                .iter()
+                .filter_map(|e| flow_of(&e.record.what))
+                .map(str::to_string)
+                .collect();
+            flows.sort();
+            flows.dedup();
+            if !flows.iter().any(|f| f == flow) {
+                return Err(UnknownCustomer::Flow {
+                    flow: flow.to_string(),
+                    known: flows,
+                });
+            }
+        }
+        let mut entries: Vec<Entry> = trace
+            .entries
+            .iter()
+            .filter(|e| members.contains(&e.record.customer))
+            .filter(|e| match flow {
+                None => true,
+                // Joins say who the other records belong to, so they stay.
+                Some(f) => {
+                    matches!(e.record.what, What::Joined { .. })
+                        || flow_of(&e.record.what) == Some(f)
+                }
+            })
+            .cloned()
+            .collect();
+        entries.sort_by_key(|e| (e.at, e.line));
+        let root = ids.root(customer);
+        Ok(Timeline {
+            customer: customer.to_string(),
+            identities: members.into_iter().collect(),
+            joined_into: (root != customer).then(|| root.to_string()),
+            flow: flow.map(str::to_string),
+            entries,
+        })
+    }
+
+    /// The timeline for people: a header, then one line per record.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = write!(out, "{}", self.customer);
+        let others: Vec<&str> = self
+            .identities
+            .iter()
+            .filter(|i| **i != self.customer)
+            .map(String::as_str)
+            .collect();
+        if !others.is_empty() {
+            let _ = write!(out, " (with {}, joined in)", others.join(", "));
+        }
+        if let Some(flow) = &self.flow {
+            let _ = write!(out, " in {flow}");
+        }
+        let n = self.entries.len();
+        let _ = writeln!(out, ": {n} record{}", if n == 1 { "" } else { "s" });
+        let rows: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let mut text = describe(&e.record);
+                if e.record.customer != self.customer {
+                    // One bracket of context per line: add the identity to the flow's, if any.
+                    let tag = format!("as {}", e.record.customer);
+                    match text.strip_suffix(']') {
+                        Some(head) => text = format!("{head}, {tag}]"),
+                        None => text = format!("{text} [{tag}]"),
+                    }
+                }
+                (when(e), text)
+            })
+            .collect();
+        let width = rows
+            .iter()
+            .map(|(w, _)| w.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (w, text) in rows {
+            let _ = writeln!(out, "  {w:<width$}  {text}");
+        }
+        if let Some(root) = &self.joined_into {
+            let _ = writeln!(
+                out,
+                "note: {} was later joined into {root}; `nudge explain {root}` tells the whole story",
+                self.customer
+            );
+        }
+        out
+    }
+
+    /// The selected records as a JSON array, each as the trace wrote it.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::Value::Array(
+            self.entries
+                .iter()
+                .map(|e| serde_json::to_value(&e.record).unwrap_or(serde_json::Value::Null))
+                .collect(),
+        )
+    }
+}
+
+/// The flow a record belongs to, if it names one.
+pub fn flow_of(what: &What) -> Option<&str> {
+    match what {
+        What::Joined { .. } => None,
+        What::Feedback { flow, .. } => flow.as_deref(),
+        What::Entered { flow, .. }
+        | What::NotEntered { flow, .. }
+        | What::Variant { flow, .. }
+        | What::Send { flow, .. }
+        | What::Audience { flow, .. }
+        | What::Profile { flow, .. }
+        | What::Exited { flow, .. }
+        | What::Completed { flow, .. }
+        | What::Converted { flow, .. }
+        | What::Error { flow, .. } => Some(flow),
+    }
+}
+
+/// The time column: UTC, and for a record read in the recipient's zone, their local time too.
+fn when(e: &Entry) -> String {
+    let utc = e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    match &e.record.what {
+        What::Send {
+            zone: Some(zone), ..
+        } => match zone.parse::<Tz>() {
+            Ok(tz) => format!("{utc} ({} {zone})", e.at.with_timezone(&tz).format("%H:%M")),
+            Err(_) => utc,
+        },
+        _ => utc,
+    }
+}
+
+/// One record in plain words.
+pub fn describe(record: &Record) -> String {
+    match &record.what {
+        What::Joined { identities } => format!(
+            "joined: {} now known as {}",
+            identities.join(", "),
+            record.customer
+        ),
+        What::Entered {
+            flow,
+            instance,
+            trigger,
+            holdout,
+            ..
+        } => {
+            let mut s = format!("entered {flow} (instance {instance}) on {trigger}");
+            if *holdout {
+                s.push_str(", in the holdout group (nothing will be sent)");
+            }
+            s
+        }
+        What::NotEntered { flow, reason } => {
+            let why = match reason.as_str() {
+                "already_active" => "already in it",
+                "entered_before" => "entered it before",
+                "entered_within_window" => "entered it too recently",
+                other => other,
+            };
+            format!("not entered into {flow}: {why}")
+        }
+        What::Variant {
+            flow,
+            instance,
+            variant,
+        } => format!("split chose variant {variant} [{flow} #{instance}]"),
+        What::Send {
+            flow,
+            instance,
+            step,
+            message,
+            channel,
+            outcome,
+            reason,
+            until,
+            retry_at,
+            zone,
+            ..
+        } => {
+            let reason = reason.as_deref();
+            let verdict = match outcome {
+                Outcome::Sent => "sent".to_string(),
+                Outcome::Deferred => deferral(
+                    reason,
+                    until.as_deref(),
+                    retry_at.as_deref(),
+                    zone.as_deref(),
+                    &record.at,
+                ),
+                Outcome::Capped => format!("skipped by {}", reason.unwrap_or("a cap")),
+                Outcome::Blocked => format!("blocked ({})", blocked(reason, channel)),
+                Outcome::Suppressed => match reason {
+                    Some("suppression_list") => "suppressed by the suppression list".into(),
+                    Some(r) if r.starts_with("suppress_if failed") => format!("suppressed: {r}"),
+                    Some(r) => format!("suppressed by rule {r}"),
+                    None => "suppressed".into(),
+                },
+                Outcome::HeldOut => "held out (holdout group)".into(),
+                Outcome::Duplicate => "not sent again (same idempotency key)".into(),
+                Outcome::Failed => format!("failed ({})", reason.unwrap_or("no reason given")),
+            };
+            format!("{message} by {channel}: {verdict} [{flow} #{instance} step {step}]")
+        }
+        What::Audience {
+            flow,
+            audience,
+            action,
+        } => match action.as_str() {
+            "add" => format!("added to audience {audience} [{flow}]"),
+            "remove" => format!("removed from audience {audience} [{flow}]"),
+            other => format!("audience {audience}: {other} [{flow}]"),
+        },
+        What::Profile { flow, field, value } => {
+            format!("profile.{field} set to {value} [{flow}]")
+        }
+        What::Exited {
+            flow,
+            instance,
+            reason,
+        } => format!("exited {flow}: {reason} [#{instance}]"),
+        What::Completed { flow, instance } => format!("completed {flow} [#{instance}]"),
+        What::Converted {
+            flow,
+            instance,
+            event,
+            revenue,
+            holdout,
+        } => {
+            let mut s = format!("converted: {event}");
+            if let Some(r) = revenue {
+                s.push_str(&format!(", {r}"));
+            }
+            if *holdout {
+                s.push_str(" (holdout group)");
+            }
+            format!("{s} [{flow} #{instance}]")
+        }
+        What::Feedback {
+            feedback,
+            channel,
+            message,
+            flow,
+        } => {
+            let what = message.as_deref().unwrap_or("a message");
+            let mut s = match feedback.as_str() {
+                "clicked" => format!("clicked {what} ({channel})"),
+                "bounced" => format!("{what} by {channel} bounced"),
+                "spam" => format!("marked {what} ({channel}) as spam"),
+                other => format!("{other}: {what} ({channel})"),
+            };
+            if let Some(f) = flow {
+                s.push_str(&format!(" [{f}]"));
+            }
+            s
+        }
+        What::Error {
+            flow,
+            instance,
+            message,
+        } => format!("error in {flow}: {message} [#{instance}]"),
+    }
+}
+
+fn blocked(reason: Option<&str>, channel: &str) -> String {
+    let ch = if channel == "sms" { "SMS" } else { channel };
+    match reason {
+        Some("consent") => format!("no {ch} consent"),
+        Some("no_address") => match channel {
+            "sms" => "no phone number".into(),
+            "email" => "no email address".into(),
+            _ => "no address".into(),
+        },
+        Some("undeliverable") => "the address bounced before".into(),
+        Some("opted_out") => format!("opted out of {ch}"),
+        Some(other) => other.to_string(),
+        None => "no reason given".into(),
+    }
+}
+
+/// A deferral in words: which rule, until when, released when; local times for quiet hours.
+fn deferral(
+    reason: Option<&str>,
+    until: Option<&str>,
+    retry_at: Option<&str>,
+    zone: Option<&str>,
+    at: &str,
+) -> String {
+    let rule = match reason {
+        Some("quiet_hours") => "quiet hours".to_string(),
+        Some(r) => r.to_string(),
+        None => "a rule".to_string(),
+    };
+    let mut s = format!("deferred by {rule}");
+    let tz: Option<Tz> = zone.and_then(|z| z.parse().ok());
+    let at = parse_time(at);
+    let until = until.and_then(parse_time);
+    let retry = retry_at.and_then(parse_time);
+    if let Some(u) = until {
+        // A quiet-hours window ends within a day, so its hour is enough; a cap may free up days later.
+        let near = tz.is_some() && at.is_some_and(|a| u - a <= chrono::Duration::hours(24));
+        let _ = write!(s, " until {}", local(u, tz, zone, near));
+        if let Some(r) = retry
+            && r != u
+        {
+            let same_day = in_zone(r, tz).0 == in_zone(u, tz).0;
+            let shown = if same_day {
+                in_zone(r, tz).1
+            } else {
+                format!("{} {}", in_zone(r, tz).0, in_zone(r, tz).1)
+            };
+            let _ = write!(s, " (released {shown})");
+        }
+    } else if let Some(r) = retry {
+        let _ = write!(s, " (released {})", local(r, tz, zone, false));
+    }
+    s
+}
+
+/// A time in the zone (UTC without one): `08:00 America/New_York`, `2026-11-25 08:00 UTC`.
+fn local(t: DateTime<Utc>, tz: Option<Tz>, zone: Option<&str>, time_only: bool) -> String {
+    let (date, time) = in_zone(t, tz);
+    let name = match (tz, zone) {
+        (Some(_), Some(z)) => z,
+        _ => "UTC",
+    };
+    if time_only {
+        format!("{time} {name}")
+    } else {
+        format!("{date} {time} {name}")
+    }
+}
+
+fn in_zone(t: DateTime<Utc>, tz: Option<Tz>) -> (String, String) {
+    match tz {
+        Some(tz) => {
+            let l = t.with_timezone(&tz);
+            (
+                l.format("%Y-%m-%d").to_string(),
+                l.format("%H:%M").to_string(),
+            )
+        }
+        None => (
+            t.format("%Y-%m-%d").to_string(),
+            t.format("%H:%M").to_string(),
+        ),
+    }
+}

@@ -1,0 +1,184 @@
+//! Reading a trace file, keeping each record's line so that problems can be
+//! pointed at.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use nudge_runtime::record::{Record, What};
+
+/// One record of a trace with where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The 1-based line of the trace file.
+    pub line: usize,
+    /// The record's `at`, parsed.
+    pub at: DateTime<Utc>,
+    /// The record as written.
+    pub record: Record,
+}
+
+/// A whole trace, in file order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Trace {
+    /// The records, in the order the engine wrote them.
+    pub entries: Vec<Entry>,
+}
+
+/// Why a trace could not be read.
+#[derive(Debug)]
+pub enum TraceError {
+    /// There is no trace file at all.
+    Missing(PathBuf),
+    /// The file exists but could not be read.
+    Io(PathBuf, std::io::Error),
+    /// A line is not a record.
+    Parse {
+        /// The file (or `<input>` for text given directly).
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceError::Missing(p) => write!(f, "no trace at {}", p.display()),
+            TraceError::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            TraceError::Parse {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+impl Trace {
+    /// Reads a trace file.
+    pub fn read(path: &Path) -> Result<Trace, TraceError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                TraceError::Missing(path.to_path_buf())
+            } else {
+                TraceError::Io(path.to_path_buf(), e)
+            }
+        })?;
+        Trace::parse(&text, path)
+    }
+
+    /// Parses trace text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let err = |message: String| TraceError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message,
+            };
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let record: Record =
+                serde_json::from_str(raw).map_err(|e| err(format!("not a trace record: {e}")))?;
+            let at = parse_time(&record.at)
+                .ok_or_else(|| err(format!("`at` {:?} is not an RFC 3339 time", record.at)))?;
+            // Checked here so that rendering never meets a bad time later.
+            if let What::Send {
+                until, retry_at, ..
+            } = &record.what
+            {
+                for (name, value) in [("until", until), ("retry_at", retry_at)] {
+                    if let Some(v) = value
+                        && parse_time(v).is_none()
+                    {
+                        return Err(err(format!("`{name}` {v:?} is not an RFC 3339 time")));
+                    }
+                }
+            }
+            entries.push(Entry { line, at, record });
+        }
+        Ok(Trace { entries })
+    }
+
+    /// Every display id that appears in the trace, sorted, without repeats.
+    pub fn customers(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| e.record.customer.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Parses an RFC 3339 time into UTC.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        let text = concat!(
+            r#"{"at":"2026-11-23T10:00:00Z","customer":"u1","kind":"completed","flow":"f","instance":1}"#,
+            "\n\n",
+            r#"{"at":"2026-11-23T10:00:00Z","customer":"u1","kind":"nonsense"}"#,
+            "\n"
+        );
+        let err = Trace::parse(text, Path::new("t.jsonl")).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with("t.jsonl:3: not a trace record"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_times_are_errors_with_lines() {
+        let text =
+            r#"{"at":"yesterday","customer":"u1","kind":"completed","flow":"f","instance":1}"#;
+        let err = Trace::parse(text, Path::new("t.jsonl")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"t.jsonl:1: `at` "yesterday" is not an RFC 3339 time"#
+        );
+        let text = r#"{"at":"2026-11-23T10:00:00Z","customer":"u1","kind":"send","flow":"f","instance":1,"step":0,"message":"m","channel":"sms","outcome":"deferred","reason":"quiet_hours","until":"soon","key":"k"}"#;
+        let err = Trace::parse(text, Path::new("t.jsonl")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"t.jsonl:1: `until` "soon" is not an RFC 3339 time"#
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_told_apart() {
+        let err = Trace::read(Path::new("/nonexistent/trace.jsonl")).unwrap_err();
+        assert!(matches!(err, TraceError::Missing(_)));
+    }
+
+    #[test]
+    fn lines_are_kept() {
+        let text = concat!(
+            "\n",
+            r#"{"at":"2026-11-23T10:00:00+01:00","customer":"u1","kind":"completed","flow":"f","instance":1}"#,
+        );
+        let t = Trace::parse(text, Path::new("t")).unwrap();
+        assert_eq!(t.entries.len(), 1);
+        assert_eq!(t.entries[0].line, 2);
+        assert_eq!(t.entries[0].at.to_rfc3339(), "2026-11-23T09:00:00+00:00");
+    }
+}

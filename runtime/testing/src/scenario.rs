@@ -1,0 +1,261 @@
+//! Turning a `test` block into timed Segment calls and expectations.
+
+use chrono::{DateTime, Utc};
+use nudge_bytecode::{Bundle, SchemaKind};
+use nudge_diagnostics::SourceFile;
+use nudge_runtime::segment::{Call, CallKind};
+use nudge_syntax::Span;
+use nudge_syntax::ast::{EventRef, ExpectKind, Prop, TestCall, TestDecl, TestStmtKind, TestTime};
+use serde_json::{Map, Value as Json};
+
+use crate::Failure;
+use crate::eval::to_json;
+
+/// When a test starts if it names no absolute instant: Monday 2026-01-05,
+/// 00:00 UTC, in seconds since the epoch.
+pub const DEFAULT_START: i64 = 1_767_571_200;
+
+const DAY: i64 = 86_400;
+
+/// A test ready to run.
+pub(crate) struct Scenario<'a> {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub start: i64,
+    /// The clock runs through this instant before expectations are checked.
+    pub end: i64,
+    /// In the order they happen.
+    pub calls: Vec<Step>,
+    pub expects: Vec<Expect<'a>>,
+    /// Statements that could not be turned into calls.
+    pub problems: Vec<Failure>,
+    /// `alias FROM to TO` pairs: FROM's records belong to TO.
+    pub aliases: Vec<(String, String)>,
+}
+
+/// One call at its time.
+pub(crate) struct Step {
+    pub at: i64,
+    pub call: Call,
+    /// The statement as written.
+    pub text: String,
+    pub line: usize,
+    /// The customer ids the call names.
+    pub customers: Vec<String>,
+}
+
+/// One expectation with where it was written.
+pub(crate) struct Expect<'a> {
+    pub negated: bool,
+    pub kind: &'a ExpectKind,
+    pub text: String,
+    pub line: usize,
+}
+
+/// Reads a test block; statements that cannot be run become problems.
+pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> Scenario<'a> {
+    let start = start_of(t);
+    let text = |span: Span| src.text[span.range()].trim().to_string();
+    let line = |span: Span| src.line_col(span.start).line as usize;
+    let mut sc = Scenario {
+        name: t.name.value.clone(),
+        file: src.path.clone(),
+        line: line(t.span),
+        start,
+        end: start,
+        calls: Vec::new(),
+        expects: Vec::new(),
+        problems: Vec::new(),
+        aliases: Vec::new(),
+    };
+    let mut run: Option<i64> = None;
+    for stmt in &t.stmts {
+        let problem = |reason: String| Failure {
+            expected: text(stmt.span),
+            line: line(stmt.span),
+            actual: vec![reason],
+            timelines: Vec::new(),
+        };
+        match &stmt.kind {
+            TestStmtKind::Given { customer, props } => match object(props) {
+                Ok(traits) => sc.calls.push(Step {
+                    at: start,
+                    call: call(
+                        CallKind::Identify { traits },
+                        false,
+                        &customer.value,
+                        start,
+                    ),
+                    text: text(stmt.span),
+                    line: line(stmt.span),
+                    customers: vec![customer.value.clone()],
+                }),
+                Err(e) => sc.problems.push(problem(e)),
+            },
+            TestStmtKind::At { at, call: c } => {
+                let at = instant(at, start);
+                match make_call(c, at, bundle) {
+                    Ok((call, customers)) => {
+                        if let TestCall::Alias { from, to } = c {
+                            sc.aliases.push((from.value.clone(), to.value.clone()));
+                        }
+                        sc.calls.push(Step {
+                            at,
+                            call,
+                            text: text(stmt.span),
+                            line: line(stmt.span),
+                            customers,
+                        })
+                    }
+                    Err(e) => sc.problems.push(problem(e)),
+                }
+            }
+            TestStmtKind::Run(d) => run = Some(run.unwrap_or(0).max(d.seconds)),
+            TestStmtKind::Expect(x) => sc.expects.push(Expect {
+                negated: x.negated,
+                kind: &x.kind,
+                text: text(stmt.span),
+                line: line(stmt.span),
+            }),
+            TestStmtKind::Error => sc.problems.push(problem(
+                "this statement could not be read; `nudge check` explains why".into(),
+            )),
+        }
+    }
+    // Given profiles come first at the start; other calls keep their order
+    // within the same second, as a replay does.
+    sc.calls.sort_by_key(|s| s.at);
+    let last = sc.calls.last().map_or(start, |s| s.at);
+    sc.end = match run {
+        Some(d) => (start + d).max(last),
+        None => last,
+    };
+    sc
+}
+
+/// Midnight UTC of the earliest absolute instant a call names, else the default.
+fn start_of(t: &TestDecl) -> i64 {
+    t.stmts
+        .iter()
+        .filter_map(|s| match &s.kind {
+            TestStmtKind::At {
+                at: TestTime::Instant(i),
+                ..
+            } => Some(i.unix_seconds),
+            _ => None,
+        })
+        .min()
+        .map_or(DEFAULT_START, |t| t.div_euclid(DAY) * DAY)
+}
+
+/// The instant a test time stands for.
+pub(crate) fn instant(at: &TestTime, start: i64) -> i64 {
+    match at {
+        TestTime::TimeOfDay(t) => start + i64::from(t.hour) * 3600 + i64::from(t.minute) * 60,
+        TestTime::Instant(i) => i.unix_seconds,
+        TestTime::Offset(d) => start + d.seconds,
+    }
+}
+
+fn call(kind: CallKind, anonymous: bool, id: &str, at: i64) -> Call {
+    let (user_id, anonymous_id) = if anonymous {
+        (None, Some(id.to_string()))
+    } else {
+        (Some(id.to_string()), None)
+    };
+    Call {
+        kind,
+        user_id,
+        anonymous_id,
+        timestamp: DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default(),
+        message_id: None,
+    }
+}
+
+fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(Call, Vec<String>), String> {
+    Ok(match c {
+        TestCall::Track {
+            anonymous,
+            customer,
+            event,
+            props,
+        } => {
+            let event = match event {
+                EventRef::Wire(w) => w.value.clone(),
+                EventRef::Name(n) => bundle
+                    .schemas
+                    .iter()
+                    .find(|s| s.kind == SchemaKind::Event && s.name == n.name)
+                    .and_then(|s| s.wire.clone())
+                    .ok_or_else(|| format!("there is no event `{}`", n.name))?,
+            };
+            let kind = CallKind::Track {
+                event,
+                properties: object(props)?,
+            };
+            (
+                call(kind, *anonymous, &customer.value, at),
+                vec![customer.value.clone()],
+            )
+        }
+        TestCall::Identify {
+            anonymous,
+            customer,
+            props,
+        } => {
+            let kind = CallKind::Identify {
+                traits: object(props)?,
+            };
+            (
+                call(kind, *anonymous, &customer.value, at),
+                vec![customer.value.clone()],
+            )
+        }
+        TestCall::Alias { from, to } => {
+            let kind = CallKind::Alias {
+                previous_id: from.value.clone(),
+            };
+            (
+                call(kind, false, &to.value, at),
+                vec![from.value.clone(), to.value.clone()],
+            )
+        }
+        TestCall::Page {
+            anonymous,
+            customer,
+            name,
+            props,
+        } => {
+            let kind = CallKind::Page {
+                name: name.as_ref().map(|n| n.value.clone()),
+                properties: object(props)?,
+            };
+            (
+                call(kind, *anonymous, &customer.value, at),
+                vec![customer.value.clone()],
+            )
+        }
+    })
+}
+
+/// A props block as a JSON object, the way Segment would carry it.
+fn object(props: &[Prop]) -> Result<Map<String, Json>, String> {
+    let mut m = Map::new();
+    for p in props {
+        m.insert(p.key.name.clone(), to_json(&p.value)?);
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_start_is_a_monday_at_midnight_utc() {
+        let t = DateTime::<Utc>::from_timestamp(DEFAULT_START, 0).expect("in range");
+        assert_eq!(t.to_rfc3339(), "2026-01-05T00:00:00+00:00");
+        assert_eq!(t.format("%A").to_string(), "Monday");
+    }
+}
