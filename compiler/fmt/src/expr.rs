@@ -154,6 +154,15 @@ fn bare(src: &Source, e: &Expr) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        ExprKind::Record(fields) if fields.is_empty() => "{}".to_string(),
+        ExprKind::Record(fields) => format!(
+            "{{ {} }}",
+            fields
+                .iter()
+                .map(|p| format!("{}: {}", p.key.name, expr(src, &p.value)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         ExprKind::Error => src.lit(e.span, String::new),
     }
 }

@@ -287,12 +287,42 @@ impl<'a> Checker<'a> {
                 }
                 Ty::List(Box::new(elem.unwrap_or(Ty::Error)))
             }
+            ExprKind::Record(fields) => {
+                // Only a test's props hold record literals, and there the
+                // field's type is known (see `expect`); anywhere else it is wrong.
+                self.props(None, fields);
+                let d = Diagnostic::new(
+                    codes::E0301,
+                    self.at(e.span),
+                    "a record literal is not allowed here",
+                )
+                .with_primary_label("no record type is expected here")
+                .with_help("record literals set record-typed fields in a test, such as `consent: { email: true }`");
+                self.report(d);
+                Ty::Error
+            }
         }
     }
 
     /// Checks an expression against a required type; reports E0301/E0302.
     pub(crate) fn expect(&mut self, e: &'a Expr, expected: &Ty) -> Ty {
         let target = expected.strip_optional();
+        if let (ExprKind::Record(fields), Ty::Record(rid)) = (&e.kind, target) {
+            let t = Ty::Record(*rid);
+            self.props(Some(*rid), fields);
+            self.an.expr_types.insert(self.at(e.span), t.clone());
+            return t;
+        }
+        if let (ExprKind::List(items), Ty::List(elem)) = (&e.kind, target)
+            && items.iter().any(|i| matches!(i.kind, ExprKind::Record(_)))
+        {
+            for i in items {
+                self.expect(i, elem);
+            }
+            let t = Ty::List(elem.clone());
+            self.an.expr_types.insert(self.at(e.span), t.clone());
+            return t;
+        }
         if let Some(s) = plain_string(e) {
             match target {
                 Ty::Enum(id) => {

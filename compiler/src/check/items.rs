@@ -27,7 +27,14 @@ pub(crate) fn channel_keys(channel: &str) -> &'static [(&'static str, bool)] {
     }
 }
 
-const OUTCOMES: &[&str] = &["sent", "deferred", "skipped", "suppressed", "blocked"];
+const OUTCOMES: &[&str] = &[
+    "sent",
+    "deferred",
+    "skipped",
+    "capped",
+    "suppressed",
+    "blocked",
+];
 
 /// Names a template may use besides the message's parameters and top-level lets.
 const TEMPLATE_GLOBALS: &[&str] = &["profile", "range", "dict", "namespace", "debug", "loop"];
@@ -444,7 +451,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn props(&mut self, record: Option<RecordId>, props: &'a [Prop]) {
+    pub(crate) fn props(&mut self, record: Option<RecordId>, props: &'a [Prop]) {
         for p in props {
             let Some(rid) = record else {
                 self.infer(&p.value);
@@ -615,7 +622,7 @@ impl<'a> Checker<'a> {
                         let d = self
                             .unknown(codes::E0408, "outcome", &outcome.name, self.at(outcome.span), OUTCOMES.iter().copied())
                             .with_primary_label(
-                                "the outcomes are `sent`, `deferred`, `skipped`, `suppressed` and `blocked`",
+                                "the outcomes are `sent`, `deferred`, `skipped` (or `capped`), `suppressed` and `blocked`",
                             );
                         self.report(d);
                     }

@@ -263,6 +263,12 @@ impl<'l, 'a> Gen<'l, 'a> {
                     "an expression that did not parse",
                 ));
             }
+            ExprKind::Record(_) => {
+                return Err(LowerError::new(
+                    Some(self.at(e.span)),
+                    "a record literal outside a test",
+                ));
+            }
         }
         Ok(())
     }

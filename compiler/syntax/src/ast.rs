@@ -837,6 +837,8 @@ pub enum ExprKind {
     },
     /// `[a, b]`
     List(Vec<Expr>),
+    /// `{ key: value }`: a record literal, written only as a value in a test's props.
+    Record(Vec<Prop>),
     /// An expression that failed to parse.
     Error,
 }

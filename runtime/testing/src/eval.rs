@@ -117,9 +117,9 @@ fn eval(e: &Expr, content: &Map<String, Json>) -> Result<V, String> {
                 .collect::<Result<_, _>>()?,
         ),
         ExprKind::Field { base, field, .. } => match &base.kind {
-            ExprKind::Name(n) if n == "content" => content
-                .get(&field.name)
-                .map_or(V::None, V::from_json),
+            ExprKind::Name(n) if n == "content" => {
+                content.get(&field.name).map_or(V::None, V::from_json)
+            }
             _ => return Err("a condition on a send can only read `content.FIELD`".into()),
         },
         ExprKind::Unary {

@@ -60,7 +60,11 @@ impl<'s> World<'s> {
     }
 
     /// `None` when the expectation holds, else what went wrong.
-    pub(crate) fn check(&self, x: &crate::scenario::Expect<'_>, bundle: &Bundle) -> Option<Failure> {
+    pub(crate) fn check(
+        &self,
+        x: &crate::scenario::Expect<'_>,
+        bundle: &Bundle,
+    ) -> Option<Failure> {
         let (ok, actual, customers) = match x.kind {
             ExpectKind::Send {
                 message,
@@ -196,7 +200,10 @@ impl<'s> World<'s> {
                     && m == message
                     && to.as_ref().is_none_or(|t| self.names.of(&r.customer) == *t)
                 {
-                    let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                    let why = reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default();
                     facts.push(format!(
                         "{message} to {} was {}{why} at {}",
                         self.names.of(&r.customer),
@@ -222,7 +229,11 @@ impl<'s> World<'s> {
         for r in &self.sink.records {
             let who = self.names.of(&r.customer);
             match &r.what {
-                What::Exited { flow: f, reason: why, .. } if f == flow => {
+                What::Exited {
+                    flow: f,
+                    reason: why,
+                    ..
+                } if f == flow => {
                     ok |= reason.is_none_or(|x| x == why);
                     facts.push(format!("{who} exited {flow} at {} ({why})", r.at));
                     customers.push(who);
@@ -231,7 +242,9 @@ impl<'s> World<'s> {
                     facts.push(format!("{who} completed {flow} at {}", r.at));
                     customers.push(who);
                 }
-                What::Error { flow: f, message, .. } if f == flow => {
+                What::Error {
+                    flow: f, message, ..
+                } if f == flow => {
                     facts.push(format!("{flow} failed for {who} at {}: {message}", r.at));
                     customers.push(who);
                 }
@@ -255,7 +268,12 @@ impl<'s> World<'s> {
         (ok, facts, customers)
     }
 
-    fn audience(&self, name: &str, customer: &str, negated: bool) -> (bool, Vec<String>, Vec<String>) {
+    fn audience(
+        &self,
+        name: &str,
+        customer: &str,
+        negated: bool,
+    ) -> (bool, Vec<String>, Vec<String>) {
         let who = self.names.of(customer);
         let mut member = false;
         let mut facts = Vec::new();
@@ -297,7 +315,11 @@ impl<'s> World<'s> {
             nudge_runtime::decode::value(bundle, &schema.fields[i].ty, &j, field)
                 .map_err(|e| e.to_string())
         });
-        let actual = profile.fields.get(i).cloned().unwrap_or(nudge_bytecode::Value::None);
+        let actual = profile
+            .fields
+            .get(i)
+            .cloned()
+            .unwrap_or(nudge_bytecode::Value::None);
         match expected {
             Ok(e) if e == actual => (true, Vec::new(), Vec::new()),
             Ok(_) => fail(format!("{customer}.{field} is {actual}")),
@@ -333,7 +355,11 @@ impl<'s> World<'s> {
         reason: Option<&str>,
     ) -> (bool, Vec<String>, Vec<String>) {
         let Some(want) = outcome(word) else {
-            return (false, vec![format!("`{word}` is not an outcome")], Vec::new());
+            return (
+                false,
+                vec![format!("`{word}` is not an outcome")],
+                Vec::new(),
+            );
         };
         let mut ok = false;
         let mut facts = Vec::new();
@@ -349,8 +375,15 @@ impl<'s> World<'s> {
             {
                 ok |= *outcome == want && reason.is_none_or(|x| why.as_deref() == Some(x));
                 let who = self.names.of(&r.customer);
-                let why = why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
-                facts.push(format!("{message} to {who} was {}{why} at {}", outcome.name(), r.at));
+                let why = why
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default();
+                facts.push(format!(
+                    "{message} to {who} was {}{why} at {}",
+                    outcome.name(),
+                    r.at
+                ));
                 customers.insert(who, ());
             }
         }

@@ -8,9 +8,10 @@
 //!
 //! Time in a test: the test starts at midnight UTC of the day of its earliest
 //! absolute `at` instant, or at [`DEFAULT_START`] (Monday 2026-01-05) when it
-//! names none. `at 10:00` is that first day at 10:00 UTC, `at +2d` is two
-//! days after the start, and `run 3d` fires every timer due up to three days
-//! after the start. Expectations are checked once the clock has run.
+//! names none. `at 10:00` is that first day at 10:00 UTC and `at +2d` is two
+//! days after the start. `run 3d` moves the clock three days past the
+//! latest call written before it (or past the previous `run`), firing every
+//! timer due. Expectations are checked once the clock has run.
 
 mod eval;
 mod expect;

@@ -38,14 +38,20 @@ pub fn failure_text(r: &TestResult) -> String {
             let head = if i == 0 { "+ actual:  " } else { "           " };
             let _ = writeln!(out, "  {head} {a}");
         }
-        for (customer, lines) in &f.timelines {
-            let _ = writeln!(out, "    timeline of {customer}:");
-            if lines.is_empty() {
-                let _ = writeln!(out, "      (nothing happened)");
-            }
-            for l in lines {
-                let _ = writeln!(out, "      {l}");
-            }
+    }
+    // Several expectations often concern one customer: show each timeline once.
+    let mut shown: Vec<&str> = Vec::new();
+    for (customer, lines) in r.failures.iter().flat_map(|f| &f.timelines) {
+        if shown.contains(&customer.as_str()) {
+            continue;
+        }
+        shown.push(customer);
+        let _ = writeln!(out, "  timeline of {customer}:");
+        if lines.is_empty() {
+            let _ = writeln!(out, "    (nothing happened)");
+        }
+        for l in lines {
+            let _ = writeln!(out, "    {l}");
         }
     }
     out
@@ -157,7 +163,9 @@ mod tests {
                         actual: vec!["cart_reminder was sent to u1 at 2026-01-05T11:00:00Z".into()],
                         timelines: vec![(
                             "u1".into(),
-                            vec!["2026-01-05T10:00:00Z  > at 10:00 track u1 checkout_started".into()],
+                            vec![
+                                "2026-01-05T10:00:00Z  > at 10:00 track u1 checkout_started".into(),
+                            ],
                         )],
                     }],
                 },

@@ -69,7 +69,8 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
         problems: Vec::new(),
         aliases: Vec::new(),
     };
-    let mut run: Option<i64> = None;
+    // The clock as the statements so far leave it: `run` counts from here.
+    let mut clock = start;
     for stmt in &t.stmts {
         let problem = |reason: String| Failure {
             expected: text(stmt.span),
@@ -81,12 +82,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
             TestStmtKind::Given { customer, props } => match object(props) {
                 Ok(traits) => sc.calls.push(Step {
                     at: start,
-                    call: call(
-                        CallKind::Identify { traits },
-                        false,
-                        &customer.value,
-                        start,
-                    ),
+                    call: call(CallKind::Identify { traits }, false, &customer.value, start),
                     text: text(stmt.span),
                     line: line(stmt.span),
                     customers: vec![customer.value.clone()],
@@ -95,6 +91,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
             },
             TestStmtKind::At { at, call: c } => {
                 let at = instant(at, start);
+                clock = clock.max(at);
                 match make_call(c, at, bundle) {
                     Ok((call, customers)) => {
                         if let TestCall::Alias { from, to } = c {
@@ -111,7 +108,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
                     Err(e) => sc.problems.push(problem(e)),
                 }
             }
-            TestStmtKind::Run(d) => run = Some(run.unwrap_or(0).max(d.seconds)),
+            TestStmtKind::Run(d) => clock += d.seconds.max(0),
             TestStmtKind::Expect(x) => sc.expects.push(Expect {
                 negated: x.negated,
                 kind: &x.kind,
@@ -126,11 +123,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
     // Given profiles come first at the start; other calls keep their order
     // within the same second, as a replay does.
     sc.calls.sort_by_key(|s| s.at);
-    let last = sc.calls.last().map_or(start, |s| s.at);
-    sc.end = match run {
-        Some(d) => (start + d).max(last),
-        None => last,
-    };
+    sc.end = clock;
     sc
 }
 

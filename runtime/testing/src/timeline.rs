@@ -50,7 +50,11 @@ pub(crate) fn describe(what: &What) -> String {
             ..
         } => format!(
             "entered {flow} (on {trigger}){}",
-            if *holdout { ", in the holdout group" } else { "" }
+            if *holdout {
+                ", in the holdout group"
+            } else {
+                ""
+            }
         ),
         What::NotEntered { flow, reason } => format!("did not enter {flow}: {reason}"),
         What::Variant { flow, variant, .. } => format!("{flow} chose variant {variant}"),

@@ -1485,11 +1485,43 @@ fn test_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
         .labelled("a customer id")
         .boxed();
 
+    // A prop's value may be a record literal (`consent: { email: true }`);
+    // only here, so that a `{` after an expression elsewhere still opens a block.
+    let value = recursive(|value| {
+        let record = kit
+            .field
+            .clone()
+            .then_ignore(t(Token::Colon))
+            .then(value)
+            .then_ignore(t(Token::Comma).or_not())
+            .map(|(key, value)| Prop { key, value })
+            .repeated()
+            .collect::<Vec<_>>()
+            .delimited_by(t(Token::LBrace), t(Token::RBrace))
+            .map_with(|fields, e| Expr {
+                kind: ExprKind::Record(fields),
+                span: espan(e),
+            });
+        // A list of records (`products: [{ ... }]`) needs the same leniency.
+        let records = record
+            .clone()
+            .separated_by(t(Token::Comma))
+            .allow_trailing()
+            .at_least(1)
+            .collect::<Vec<_>>()
+            .delimited_by(t(Token::LBracket), t(Token::RBracket))
+            .map_with(|items, e| Expr {
+                kind: ExprKind::List(items),
+                span: espan(e),
+            });
+        record.or(records).or(kit.expr.clone())
+    })
+    .boxed();
     let prop = kit
         .field
         .clone()
         .then_ignore(t(Token::Colon))
-        .then(kit.expr.clone())
+        .then(value)
         .then_ignore(t(Token::Comma).or_not())
         .map(|(key, value)| Prop { key, value });
     let props = prop

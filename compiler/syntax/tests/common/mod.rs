@@ -722,6 +722,11 @@ impl Dumper {
                 }
                 self.w("]");
             }
+            ExprKind::Record(fields) => {
+                self.w("(record");
+                self.props(fields);
+                self.w(")");
+            }
             ExprKind::Error => {
                 let _ = write!(self.out, "(error-expr {}..{})", e.span.start, e.span.end);
             }

@@ -1,0 +1,68 @@
+//! Running test blocks of a small in-memory project through the engine.
+
+use nudge_compiler::Project;
+
+const FLOWS: &str = r#"message thanks(order: order_completed) {
+  channel email
+  purpose transactional
+  subject "Thanks for order {order.order_id}"
+  body "We got it."
+}
+
+flow thank_you {
+  trigger order_completed
+  wait 1h
+  send thanks(trigger)
+}
+
+test "buyers are thanked an hour later" {
+  given profile u1 { email: "ana@example.com", consent: { email: true } }
+  at 10:00 track u1 order_completed { order_id: "o1", total: $12.50 }
+  run 2h
+  expect send thanks to u1 where contains(content.subject, "o1") at 11:00
+  expect profile u1.orders_count == 1
+}
+
+test "a wrong expectation fails" {
+  at 10:00 track u2 order_completed { order_id: "o2" }
+  run 30m
+  expect send thanks to u2
+}
+"#;
+
+#[test]
+fn passing_and_failing_tests_are_told_apart() {
+    let project = Project::from_sources(vec![("main.flow".into(), FLOWS.into())]);
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+    let results = nudge_testing::run_tests(&project, &bundle, None);
+    assert_eq!(results.len(), 2);
+    assert!(results[0].passed(), "{:?}", results[0].failures);
+    let failed = &results[1];
+    assert!(!failed.passed());
+    assert_eq!(failed.failures.len(), 1);
+    let f = &failed.failures[0];
+    assert_eq!(f.expected, "expect send thanks to u2");
+    assert_eq!(f.line, 25);
+    assert_eq!(f.actual, vec!["thanks was never sent to u2".to_string()]);
+    assert_eq!(f.timelines[0].0, "u2");
+    assert!(
+        f.timelines[0]
+            .1
+            .iter()
+            .any(|l| l == "2026-01-05T10:00:00Z  entered thank_you (on Order Completed)"),
+        "{:?}",
+        f.timelines
+    );
+}
+
+#[test]
+fn filter_selects_by_name_ignoring_case() {
+    let project = Project::from_sources(vec![("main.flow".into(), FLOWS.into())]);
+    let analysis = nudge_compiler::check(&project);
+    let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+    let results = nudge_testing::run_tests(&project, &bundle, Some("WRONG"));
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].name, "a wrong expectation fails");
+}
