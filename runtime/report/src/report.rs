@@ -404,7 +404,8 @@ impl Report {
 
     /// The report as CSV, one row per flow, step and metric:
     /// `flow,step,message,channel,metric,value`. Flow-wide rows leave the
-    /// step, message and channel empty; unknown values are empty.
+    /// step, message and channel empty, the flow's send totals have step
+    /// `all`, and unknown values are empty.
     pub fn csv(&self) -> String {
         let mut out = String::from("flow,step,message,channel,metric,value\n");
         let mut row =
@@ -424,9 +425,9 @@ impl Report {
                 ("exited", n(f.exited)),
                 ("errors", n(f.errors)),
                 ("conversions", n(f.conversions)),
-                ("revenue", f.revenue.to_string()),
+                ("revenue", money_text(f.revenue)),
                 ("holdout_conversions", n(f.holdout_conversions)),
-                ("holdout_revenue", f.holdout_revenue.to_string()),
+                ("holdout_revenue", money_text(f.holdout_revenue)),
                 ("treated_rate", opt_rate(f.treated_rate)),
                 ("holdout_rate", opt_rate(f.holdout_rate)),
                 ("lift", opt_rate(f.lift)),
@@ -445,7 +446,7 @@ impl Report {
                         &s.counts,
                     )
                 })
-                .chain(std::iter::once((String::new(), "", "", &f.total)));
+                .chain(std::iter::once(("all".to_string(), "", "", &f.total)));
             for (step, message, channel, c) in steps {
                 let mut metrics = vec![
                     ("sent".to_string(), n(c.sent)),
@@ -513,10 +514,15 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-fn decimal_str<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    let mut d = *d;
+/// Money for tools: a plain decimal with at least two places (`45.00`).
+fn money_text(d: Decimal) -> String {
+    let mut d = d;
     d.rescale(d.scale().max(2));
-    s.serialize_str(&d.to_string())
+    d.to_string()
+}
+
+fn decimal_str<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&money_text(*d))
 }
 
 fn rate_str<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {

@@ -100,6 +100,8 @@ fn json_and_csv_carry_the_same_numbers() {
     assert!(csv.contains("\ncart_recovery,,,,revenue,12.70\n"));
     assert!(csv.contains("\ncart_recovery,7,cart_sms,sms,capped: cap marketing 3 per 7d,1\n"));
     assert!(csv.contains("\nwelcome,,,,lift,\n"));
+    assert!(csv.contains("\ncart_recovery,all,,,sent,2\n"));
+    assert!(csv.contains("\ncart_recovery,,,,holdout_revenue,0.10\n"));
     for line in csv.lines() {
         assert_eq!(line.split(',').count(), 6, "{line}");
     }
