@@ -27,6 +27,14 @@ enum Command {
     Disasm(commands::disasm::Args),
     /// Replay recorded events through a project on a virtual clock.
     Run(commands::run::Args),
+    /// Run the project's `test` blocks on the virtual clock.
+    Test(commands::test::Args),
+    /// Show everything that happened to one customer, from the run's trace.
+    Explain(commands::explain::Args),
+    /// Per-flow funnel, send outcomes by reason, conversions, revenue and lift.
+    Report(commands::report::Args),
+    /// Write a realistic, deterministic stream of Segment calls.
+    Gen(commands::r#gen::Args),
     /// Run the language server on stdin and stdout (for editors).
     Lsp(commands::lsp::Args),
 }
@@ -39,6 +47,10 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(args),
         Command::Disasm(args) => commands::disasm::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Test(args) => commands::test::run(args),
+        Command::Explain(args) => commands::explain::run(args),
+        Command::Report(args) => commands::report::run(args),
+        Command::Gen(args) => commands::r#gen::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
     };
     ExitCode::from(status as u8)

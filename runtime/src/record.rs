@@ -78,7 +78,7 @@ pub enum What {
         /// spread that keeps released sends from going out in one burst).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         retry_at: Option<String>,
-        /// For quiet hours: the recipient's zone the window was read in.
+        /// The recipient's zone (for quiet hours: the zone the window was read in).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         zone: Option<String>,
         /// The send's idempotency key.

@@ -518,3 +518,38 @@ flow welcome_gold {{
         .expect("the write is recorded");
     assert_eq!(write, ("tier", "\"gold\""));
 }
+
+#[test]
+fn a_suppression_list_holds_every_channel() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    let config = nudge_runtime::engine::Config {
+        release_spread: 0,
+        suppression: ["u1@example.com".to_string()].into_iter().collect(),
+    };
+    let mut engine = nudge_runtime::engine::Engine::new(
+        &b,
+        nudge_runtime::engine::MemorySink::default(),
+        config,
+        i64::MIN,
+    );
+    let input = lines(&[
+        identify("u1", "2026-01-05T09:00:00Z"),
+        track(
+            r#""userId":"u1""#,
+            "Checkout Started",
+            "2026-01-05T10:00:00Z",
+            "{}",
+        ),
+    ]);
+    let options = Options {
+        until: None,
+        drain: true,
+    };
+    nudge_runtime::replay::replay(&mut engine, input.as_bytes(), options, &mut |_| {}).unwrap();
+    let sink = engine.into_sink();
+    assert!(sink.outbox.is_empty());
+    assert!(sink.records.iter().any(|r| matches!(
+        &r.what,
+        What::Send { outcome: Outcome::Suppressed, reason: Some(reason), .. } if reason == "suppression_list"
+    )));
+}

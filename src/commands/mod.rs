@@ -3,9 +3,13 @@
 pub mod build;
 pub mod check;
 pub mod disasm;
+pub mod explain;
 pub mod fmt;
+pub mod r#gen;
 pub mod lsp;
+pub mod report;
 pub mod run;
+pub mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,9 +54,30 @@ pub fn use_color(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Groups `paths` (the current directory when none) into projects, reporting
+/// on stderr and returning `Failure` when they cannot be read.
+pub fn project_groups(paths: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, Status> {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    crate::workspace::projects(&paths).map_err(|e| {
+        eprintln!("error: cannot read the project: {e}");
+        Status::Failure
+    })
+}
+
 /// Loads, checks and lowers one project, reporting problems on stderr.
 /// Warnings are shown but do not stop it; errors do (`Problems`).
 pub fn compile(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, Status> {
+    compile_project(group).map(|(_, bundle)| bundle)
+}
+
+/// Like [`compile`], also giving back the checked project.
+pub fn compile_project(
+    group: &[PathBuf],
+) -> Result<(nudge_compiler::Project, nudge_compiler::bytecode::Bundle), Status> {
     let project = nudge_compiler::Project::load(group).map_err(|err| {
         eprintln!("error: {err}");
         Status::Failure
@@ -69,8 +94,9 @@ pub fn compile(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, St
         }
         return Err(Status::Problems);
     }
-    nudge_compiler::lower(&project, &analysis).map_err(|e| {
+    let bundle = nudge_compiler::lower(&project, &analysis).map_err(|e| {
         eprintln!("error: {}", e.render(&project.sources));
         Status::Problems
-    })
+    })?;
+    Ok((project, bundle))
 }

@@ -44,6 +44,10 @@ pub struct Args {
     /// Seconds over which sends held by quiet hours are spread when released.
     #[arg(long, value_name = "SECONDS", default_value_t = 900)]
     pub release_spread: i64,
+    /// A suppression list: one email, phone number or customer id per line,
+    /// never messaged (added to the lists the policy names).
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Vec<PathBuf>,
     /// The summary as a table for people or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -60,17 +64,9 @@ pub enum Format {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
-        args.paths.clone()
-    };
-    let groups = match crate::workspace::projects(&paths) {
+    let groups = match super::project_groups(&args.paths) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: cannot read the project: {e}");
-            return Status::Failure;
-        }
+        Err(status) => return status,
     };
     if groups.len() > 1
         && (args.events.is_some()
@@ -180,9 +176,23 @@ fn run_project(
             dead_error.get_or_insert(e);
         }
     };
+    let mut lists: Vec<PathBuf> = bundle
+        .policy
+        .suppress_lists
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    lists.extend(args.suppress.iter().cloned());
+    let suppression = match read_suppression(&lists) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Status::Failure;
+        }
+    };
     let config = Config {
         release_spread: args.release_spread,
-        ..Config::default()
+        suppression,
     };
     let mut engine = Engine::new(&bundle, sink, config, i64::MIN);
     let options = Options {
@@ -268,4 +278,21 @@ fn parse_route(text: &str) -> Result<(Channel, PluginSpec), String> {
     })?;
     let spec: PluginSpec = spec.parse().map_err(|e| format!("{e}"))?;
     Ok((channel, spec))
+}
+
+/// Reads suppression lists: one entry per line; blank lines and `#` comments
+/// are skipped; entries are compared lower-cased.
+fn read_suppression(paths: &[PathBuf]) -> Result<std::collections::HashSet<String>, String> {
+    let mut out = std::collections::HashSet::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read the suppression list {}: {e}", p.display()))?;
+        for line in text.lines() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if !entry.is_empty() {
+                out.insert(entry.to_lowercase());
+            }
+        }
+    }
+    Ok(out)
 }

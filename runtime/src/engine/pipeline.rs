@@ -64,6 +64,8 @@ impl<S: Sink> Engine<'_, S> {
             flow.name, flow.version, self.customers[&c].key, number, step
         );
         let verdict = self.verdict(id, msg, &key);
+        // Every decision names the recipient's zone, so a timeline can show local times.
+        let recipient_zone = self.zone(c, Some(msg.channel)).name().to_string();
         let record =
             |outcome: Outcome,
              reason: Option<String>,
@@ -77,7 +79,9 @@ impl<S: Sink> Engine<'_, S> {
                 reason,
                 until: deferral.as_ref().map(|d| format_instant(d.0)),
                 retry_at: deferral.as_ref().map(|d| format_instant(d.1)),
-                zone: deferral.and_then(|d| d.2),
+                zone: deferral
+                    .and_then(|d| d.2)
+                    .or_else(|| Some(recipient_zone.clone())),
                 key: key.clone(),
             };
         match verdict {
@@ -229,10 +233,18 @@ impl<S: Sink> Engine<'_, S> {
             }
         }
         let cust = &self.customers[&c];
-        let listed = [Some(to.to_lowercase()), Some(cust.key.clone())]
+        let t = &self.traits;
+        // Any of the customer's identifiers on a list suppresses every channel.
+        let listed = !self.config.suppression.is_empty()
+            && [
+                Some(to.as_str()),
+                Some(cust.key.as_str()),
+                t.text(&cust.profile, t.email),
+                t.text(&cust.profile, t.phone),
+            ]
             .into_iter()
             .flatten()
-            .any(|x| self.config.suppression.contains(&x));
+            .any(|x| self.config.suppression.contains(&x.trim().to_lowercase()));
         if listed {
             return stop(Outcome::Suppressed, "suppression_list");
         }
