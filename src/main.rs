@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Replays allocate a small value per property of every event; mimalloc
+// makes those allocations markedly cheaper than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Code-first marketing automation: check, format and run `.flow` journeys.
 #[derive(Parser)]
 #[command(name = "nudge", version, about, propagate_version = true)]

@@ -11,7 +11,7 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Sink};
-use crate::segment::{Call, parse_line};
+use crate::segment::{self, parse_line};
 
 /// A line that could not be used: one line of the dead-letter file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,34 +38,82 @@ pub struct Options {
 /// error on the input stops it.
 pub fn replay<S: Sink>(
     engine: &mut Engine<'_, S>,
-    input: impl BufRead,
+    mut input: impl BufRead,
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<()> {
-    let mut calls: Vec<(usize, Call, String)> = Vec::new();
-    let mut rejected: Vec<DeadLetter> = Vec::new();
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes)?;
+    replay_bytes(engine, &bytes, options, dead);
+    Ok(())
+}
+
+/// Applies the calls in `input` (JSON lines) in timestamp order.
+///
+/// A first pass reads only each line's time; lines are then parsed in full
+/// one at a time, in time order (file order for equal times), and dropped
+/// once applied. So memory does not grow with the stream, and a sorted
+/// stream (the usual case) is applied in one sweep. Lines that are not
+/// UTF-8 or whose time cannot be read are refused by the full parse with
+/// its reason.
+pub fn replay_bytes<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    input: &[u8],
+    options: Options,
+    dead: &mut dyn FnMut(DeadLetter),
+) {
+    // (time, start, end, line number) of each non-blank line.
+    let mut lines: Vec<(i64, usize, usize, usize)> = Vec::new();
+    let mut sorted = true;
+    let mut last = i64::MIN;
+    let mut start = 0;
+    for (i, raw) in input.split(|&b| b == b'\n').enumerate() {
+        let end = start + raw.len();
+        let (s, e) = (start, end);
+        start = end + 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match parse_line(&line) {
-            Ok(call) => calls.push((i + 1, call, line)),
-            Err(r) => rejected.push(DeadLetter {
-                line: i + 1,
-                reason: r.reason,
-                input: line,
-            }),
+        // A line whose time cannot be read keeps its place in the file.
+        let t = std::str::from_utf8(raw)
+            .ok()
+            .and_then(segment::time_of)
+            .unwrap_or(last);
+        if t < last {
+            sorted = false;
         }
+        last = last.max(t);
+        lines.push((t, s, e, i + 1));
     }
-    calls.sort_by_key(|(_, c, _)| c.timestamp);
-    for (line, call, text) in calls {
-        engine.advance_before(call.timestamp.timestamp());
-        if let Err(r) = engine.apply(&call) {
+    if !sorted {
+        lines.sort_by_key(|l| l.0);
+    }
+    let mut rejected: Vec<DeadLetter> = Vec::new();
+    for (_, s, e, number) in lines {
+        let raw = &input[s..e];
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t.trim_end_matches('\r'),
+            Err(err) => {
+                rejected.push(DeadLetter {
+                    line: number,
+                    reason: format!("not UTF-8 text: {err}"),
+                    input: String::from_utf8_lossy(raw).into_owned(),
+                });
+                continue;
+            }
+        };
+        let refused = match parse_line(text) {
+            Ok(call) => {
+                engine.advance_before(call.timestamp.timestamp());
+                engine.apply(&call).err().map(|r| r.reason)
+            }
+            Err(r) => Some(r.reason),
+        };
+        if let Some(reason) = refused {
             rejected.push(DeadLetter {
-                line,
-                reason: r.reason,
-                input: text,
+                line: number,
+                reason,
+                input: text.to_string(),
             });
         }
     }
@@ -80,5 +128,4 @@ pub fn replay<S: Sink>(
         engine.count_dead_letter();
         dead(d);
     }
-    Ok(())
 }

@@ -553,3 +553,34 @@ fn a_suppression_list_holds_every_channel() {
         What::Send { outcome: Outcome::Suppressed, reason: Some(reason), .. } if reason == "suppression_list"
     )));
 }
+
+#[test]
+fn lines_out_of_time_order_are_applied_in_time_order() {
+    let b = bundle(&format!("{MESSAGES}{CART}"));
+    // The purchase is written first but happens after the checkout.
+    let (sink, dead) = replay(
+        &b,
+        &lines(&[
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:30:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+            "   ".into(),
+            track(
+                r#""userId":"u1""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+            identify("u1", "2026-01-05T09:00:00Z"),
+        ]),
+    );
+    assert!(dead.is_empty(), "{dead:?}");
+    assert!(sink.outbox.is_empty(), "{:?}", sends(&sink));
+    assert!(sink.records.iter().any(|r| matches!(
+        &r.what,
+        What::Exited { reason, .. } if reason == "order_completed"
+    )));
+}

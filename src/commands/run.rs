@@ -2,7 +2,7 @@
 //! a virtual clock.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
@@ -124,8 +124,8 @@ fn run_project(
         .events
         .clone()
         .unwrap_or_else(|| root.join("events.jsonl"));
-    let input = match File::open(&events) {
-        Ok(f) => BufReader::new(f),
+    let input = match std::fs::read(&events) {
+        Ok(bytes) => bytes,
         Err(e) => {
             eprintln!("error: cannot read events from {}: {e}", events.display());
             if args.events.is_none() {
@@ -199,10 +199,8 @@ fn run_project(
         until,
         drain: args.drain,
     };
-    if let Err(e) = replay::replay(&mut engine, input, options, &mut write_dead) {
-        eprintln!("error: reading {}: {e}", events.display());
-        return Status::Failure;
-    }
+    replay::replay_bytes(&mut engine, &input, options, &mut write_dead);
+    drop(input);
     let stats = engine.stats();
     let flushed = engine.into_sink().finish();
     let dead_flushed = dead_file.flush();

@@ -120,6 +120,10 @@ pub struct Engine<'b, S: Sink> {
     triggered_by: HashMap<u32, Vec<u32>>,
     /// Flows whose goal is each event schema.
     goals_by: HashMap<u32, Vec<u32>>,
+    /// Event schemas some code looks back at (exit rules, waits, goals,
+    /// `any_event` and friends); only these are kept in histories, which
+    /// keeps memory to what can still matter.
+    remembered: std::collections::HashSet<u32>,
     seq: u64,
     /// Instance generations are unique across slots, so a timer set for an
     /// instance that ended can never wake the instance that reuses its slot.
@@ -162,6 +166,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 goals_by.entry(g.rule.event).or_default().push(f);
             }
         }
+        let remembered = remembered_schemas(bundle);
         let policy_tz = bundle
             .policy
             .timezone
@@ -185,6 +190,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             by_wire,
             triggered_by,
             goals_by,
+            remembered,
             seq: 0,
             generations: 0,
             sent_keys: Default::default(),
@@ -327,11 +333,13 @@ impl<'b, S: Sink> Engine<'b, S> {
                 schema,
                 value,
             };
-            let cust = self.customers.get_mut(&c).expect("ensured");
-            let pos = cust
-                .events
-                .partition_point(|e| (e.at, e.seq) <= (at, seen.seq));
-            cust.events.insert(pos, seen.clone());
+            if self.remembered.contains(&schema) {
+                let cust = self.customers.get_mut(&c).expect("ensured");
+                let pos = cust
+                    .events
+                    .partition_point(|e| (e.at, e.seq) <= (at, seen.seq));
+                cust.events.insert(pos, seen.clone());
+            }
             self.on_event(c, &seen);
         }
         self.settle();
@@ -816,4 +824,35 @@ impl<'b, S: Sink> Engine<'b, S> {
         let name = &self.bundle.flows[flow as usize].name;
         self.stats.flow_mut(name).decide(outcome, reason);
     }
+}
+
+/// The event schemas any code of the bundle looks back at.
+fn remembered_schemas(bundle: &Bundle) -> std::collections::HashSet<u32> {
+    let mut out = std::collections::HashSet::new();
+    for flow in &bundle.flows {
+        out.extend(flow.exit_on.iter().map(|r| r.event));
+        out.extend(
+            flow.waits
+                .iter()
+                .flat_map(|w| w.events.iter().map(|e| e.event)),
+        );
+        out.extend(flow.goal.iter().map(|g| g.rule.event));
+    }
+    let units = bundle
+        .flows
+        .iter()
+        .map(|f| &f.unit)
+        .chain(bundle.messages.iter().map(|m| &m.unit))
+        .chain(bundle.lets.iter().map(|l| &l.unit))
+        .chain(bundle.segments.iter().map(|s| &s.unit));
+    for unit in units {
+        for block in &unit.blocks {
+            for instr in &block.code {
+                if let nudge_bytecode::Instr::CallEvent { event, .. } = instr {
+                    out.insert(*event);
+                }
+            }
+        }
+    }
+    out
 }
