@@ -131,6 +131,10 @@ pub enum What {
         revenue: Option<String>,
         /// Whether the instance was in the holdout group.
         holdout: bool,
+        /// The flow's last message sent to the customer before the conversion
+        /// (since the instance started), which the conversion is credited to.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        message: Option<String>,
     },
     /// A channel provider reported back on a message (from the customer's events).
     Feedback {

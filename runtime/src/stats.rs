@@ -38,6 +38,8 @@ pub struct FlowStats {
     pub revenue: Decimal,
     /// Goals reached by held-out instances.
     pub holdout_conversions: u64,
+    /// Treated conversions by the last message sent before them.
+    pub attributed: BTreeMap<String, u64>,
 }
 
 impl FlowStats {

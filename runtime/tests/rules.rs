@@ -584,3 +584,52 @@ fn lines_out_of_time_order_are_applied_in_time_order() {
         What::Exited { reason, .. } if reason == "order_completed"
     )));
 }
+
+#[test]
+fn a_conversion_is_credited_to_the_flows_last_message() {
+    let src = format!(
+        r#"{MESSAGES}
+flow cart {{
+  trigger checkout_started
+  goal order_completed within 5d
+  wait 1h
+  send reminder()
+  wait 1d
+  send review()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T12:00:00Z",
+                r#"{"order_id":"o1","total":30,"revenue":25.5}"#,
+            ),
+        ]),
+    );
+    let converted = sink
+        .records
+        .iter()
+        .find_map(|r| match &r.what {
+            What::Converted {
+                message, revenue, ..
+            } => Some((message.clone(), revenue.clone())),
+            _ => None,
+        })
+        .expect("a conversion");
+    assert_eq!(
+        converted,
+        (Some("reminder".to_string()), Some("$25.50".to_string()))
+    );
+}

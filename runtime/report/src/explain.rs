@@ -319,10 +319,14 @@ pub fn describe(record: &Record) -> String {
             event,
             revenue,
             holdout,
+            message,
         } => {
             let mut s = format!("converted: {event}");
             if let Some(r) = revenue {
                 s.push_str(&format!(", {r}"));
+            }
+            if let Some(m) = message {
+                s.push_str(&format!(", after {m}"));
             }
             if *holdout {
                 s.push_str(" (holdout group)");

@@ -34,6 +34,8 @@ pub struct Sent {
     pub marketing: bool,
     /// Which flow sent it.
     pub flow: u32,
+    /// Which message it was (conversions are credited to the last one).
+    pub message: u32,
 }
 
 /// Per customer and flow: what entry rules and triggers need to remember.

@@ -604,6 +604,12 @@ impl<S: Sink> Engine<'_, S> {
             }
             let revenue = revenue_of(bundle, seen);
             let flow = &bundle.flows[w.flow as usize];
+            let last = self.customers[&c]
+                .sends
+                .iter()
+                .rev()
+                .find(|s| s.flow == w.flow && s.at >= w.entered && s.at <= seen.at)
+                .map(|s| bundle.messages[s.message as usize].name.clone());
             let stats = self.stats.flow_mut(&flow.name);
             if w.holdout {
                 stats.holdout_conversions += 1;
@@ -611,6 +617,9 @@ impl<S: Sink> Engine<'_, S> {
                 stats.conversions += 1;
                 if let Some(r) = revenue {
                     stats.revenue += r;
+                }
+                if let Some(m) = &last {
+                    *stats.attributed.entry(m.clone()).or_insert(0) += 1;
                 }
             }
             self.record(
@@ -621,6 +630,7 @@ impl<S: Sink> Engine<'_, S> {
                     event: bundle.schemas[seen.schema as usize].name.clone(),
                     revenue: revenue.map(nudge_bytecode::format_money),
                     holdout: w.holdout,
+                    message: last,
                 },
             );
         }

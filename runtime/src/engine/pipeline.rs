@@ -161,6 +161,7 @@ impl<S: Sink> Engine<'_, S> {
                             channel: msg.channel,
                             marketing: msg.purpose == Purpose::Marketing,
                             flow: f,
+                            message,
                         });
                         let stats = self.stats.flow_mut(&flow.name);
                         *stats
