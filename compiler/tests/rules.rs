@@ -280,6 +280,10 @@ fn test_blocks() {
         ("expect send m where content.subjet == \"Hi x\"", &["E0204"]),
         ("expect send mm", &["E0203"]),
         ("expect no send m", &[]),
+        ("expect send m between 10:00 and +2h", &[]),
+        // No flow adds anyone to this audience: expecting a member cannot hold.
+        ("expect audience \"vip\" has u1", &["E0408"]),
+        ("expect no audience \"vip\" has u1", &[]),
         ("expect exit f reason \"order_completed\"", &[]),
         ("expect exit ff", &["E0208"]),
         ("expect conversion f", &[]),

@@ -793,6 +793,7 @@ impl<'s> Printer<'s> {
                         to,
                         predicate,
                         at,
+                        window,
                     } => {
                         let to = to
                             .as_ref()
@@ -806,7 +807,13 @@ impl<'s> Printer<'s> {
                             .as_ref()
                             .map(|t| format!(" at {}", src.test_time(t)))
                             .unwrap_or_default();
-                        format!("send {}{to}{predicate}{at}", message.name)
+                        let window = window
+                            .as_ref()
+                            .map(|(a, b)| {
+                                format!(" between {} and {}", src.test_time(a), src.test_time(b))
+                            })
+                            .unwrap_or_default();
+                        format!("send {}{to}{predicate}{at}{window}", message.name)
                     }
                     ExpectKind::Exit { flow, reason: r } => {
                         format!("exit {}{}", flow.name, reason(r))

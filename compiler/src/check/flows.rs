@@ -620,7 +620,12 @@ impl<'a> Checker<'a> {
                     self.infer(value);
                 }
             },
-            StepKind::Audience { .. } | StepKind::Exit | StepKind::Error => {}
+            StepKind::Audience { op, name } => {
+                if *op == nudge_syntax::ast::AudienceOp::Add {
+                    self.audiences_added.insert(name.value.clone());
+                }
+            }
+            StepKind::Exit | StepKind::Error => {}
             StepKind::Let { name, value } => {
                 let ty = self.infer(value);
                 self.push_local(name, ty, SymbolKind::Local);

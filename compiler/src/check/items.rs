@@ -635,7 +635,21 @@ impl<'a> Checker<'a> {
                         self.infer(value);
                     }
                 },
-                ExpectKind::Audience { .. } => {}
+                ExpectKind::Audience { name, .. } => {
+                    if !x.negated && !self.audiences_added.contains(&name.value) {
+                        let d = Diagnostic::new(
+                            codes::E0408,
+                            self.at(name.span),
+                            format!("`expect audience {:?}` can never be satisfied", name.value),
+                        )
+                        .with_primary_label("no flow adds customers to this audience")
+                        .with_help(format!(
+                            "add them from a flow with `audience add {:?}`, or expect `no audience`",
+                            name.value
+                        ));
+                        self.report(d);
+                    }
+                }
             },
             TestStmtKind::Error => {}
         }

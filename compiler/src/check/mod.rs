@@ -170,6 +170,8 @@ pub(crate) struct Checker<'a> {
     flow_names: HashMap<&'a str, usize>,
     /// Messages some flow sends.
     sent: HashSet<String>,
+    /// Audiences some flow adds customers to.
+    audiences_added: HashSet<String>,
     /// Channels covered by the policy's quiet hours (`None`: all channels).
     policy_quiet: Vec<Option<String>>,
 
@@ -214,6 +216,7 @@ impl<'a> Checker<'a> {
             message_names: HashMap::new(),
             flow_names: HashMap::new(),
             sent: HashSet::new(),
+            audiences_added: HashSet::new(),
             policy_quiet: Vec::new(),
             file: FileId(0),
             locals: Vec::new(),

@@ -663,7 +663,7 @@ pub struct Expectation {
 /// The kinds of expectation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum ExpectKind {
-    /// `send MESSAGE (to ID)? (where PRED)? (at TIME)?`
+    /// `send MESSAGE (to ID)? (where PRED)? (at TIME | between TIME and TIME)?`
     Send {
         /// The message.
         message: Ident,
@@ -673,6 +673,8 @@ pub enum ExpectKind {
         predicate: Option<Expr>,
         /// When it must have been sent.
         at: Option<TestTime>,
+        /// The window it must have been sent in, both ends included.
+        window: Option<(TestTime, TestTime)>,
     },
     /// `exit FLOW (reason "...")?`
     Exit {

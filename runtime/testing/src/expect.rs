@@ -71,11 +71,13 @@ impl<'s> World<'s> {
                 to,
                 predicate,
                 at,
+                window,
             } => self.send(
                 &message.name,
                 to.as_ref().map(|t| t.value.as_str()),
                 predicate.as_ref(),
                 at.as_ref(),
+                window.as_ref(),
                 x.negated,
             ),
             ExpectKind::Exit { flow, reason } => {
@@ -138,10 +140,18 @@ impl<'s> World<'s> {
         to: Option<&str>,
         predicate: Option<&nudge_syntax::ast::Expr>,
         at: Option<&TestTime>,
+        window: Option<&(TestTime, TestTime)>,
         negated: bool,
     ) -> (bool, Vec<String>, Vec<String>) {
         let to = to.map(|t| self.names.of(t));
         let at = at.map(|t| format_instant(instant(t, self.sc.start)));
+        // RFC 3339 UTC strings of one shape compare like the instants they name.
+        let window = window.map(|(a, b)| {
+            (
+                format_instant(instant(a, self.sc.start)),
+                format_instant(instant(b, self.sc.start)),
+            )
+        });
         let sent: Vec<_> = self
             .sink
             .outbox
@@ -158,6 +168,11 @@ impl<'s> World<'s> {
                 && o.at != *a
             {
                 misses.push(format!("not at {a}"));
+            }
+            if let Some((from, to)) = &window
+                && (o.at < *from || o.at > *to)
+            {
+                misses.push(format!("not between {from} and {to}"));
             }
             if let Some(p) = predicate {
                 match holds(p, &o.content) {

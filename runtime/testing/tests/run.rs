@@ -66,3 +66,43 @@ fn filter_selects_by_name_ignoring_case() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].name, "a wrong expectation fails");
 }
+
+#[test]
+fn a_send_window_includes_both_ends_and_reports_a_miss() {
+    let src = FLOWS.to_string()
+        + r#"
+test "windows" {
+  given profile u3 { email: "chloe@example.com" }
+  at 10:00 track u3 order_completed { order_id: "o3" }
+  run 2h
+  expect send thanks to u3 between 10:30 and 11:00
+  expect send thanks to u3 between +11h and +12h
+}
+
+test "a missed window" {
+  given profile u4 { email: "dan@example.com" }
+  at 10:00 track u4 order_completed { order_id: "o4" }
+  run 2h
+  expect send thanks to u4 between 10:00 and 10:59
+}
+"#;
+    let project = Project::from_sources(vec![("main.flow".into(), src)]);
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+    let results = nudge_testing::run_tests(&project, &bundle, Some("window"));
+    assert_eq!(results.len(), 2);
+    assert!(results[0].passed(), "{:?}", results[0].failures);
+    let f = &results[1].failures[0];
+    assert_eq!(
+        f.expected,
+        "expect send thanks to u4 between 10:00 and 10:59"
+    );
+    assert_eq!(
+        f.actual,
+        vec![
+            "thanks was sent to u4 at 2026-01-05T11:00:00Z, not between 2026-01-05T10:00:00Z and 2026-01-05T10:59:00Z"
+                .to_string()
+        ]
+    );
+}

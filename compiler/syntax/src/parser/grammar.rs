@@ -1599,13 +1599,23 @@ fn test_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             word("at")
                 .ignore_then(at_time.clone())
                 .then_ignore(call_word.not())
+                .map(|t| (Some(t), None))
+                .or(word("between")
+                    .ignore_then(at_time.clone())
+                    .then_ignore(kw("and"))
+                    .then(at_time.clone())
+                    .map(|w| (None, Some(w))))
                 .or_not(),
         )
-        .map(|(((message, to), predicate), at)| ExpectKind::Send {
-            message,
-            to,
-            predicate,
-            at,
+        .map(|(((message, to), predicate), when)| {
+            let (at, window) = when.unwrap_or((None, None));
+            ExpectKind::Send {
+                message,
+                to,
+                predicate,
+                at,
+                window,
+            }
         });
     let audience = kw("audience")
         .ignore_then(kit.strlit.clone())

@@ -569,12 +569,18 @@ impl Dumper {
                         to,
                         predicate,
                         at,
+                        window,
                     } => {
                         self.w("send ");
                         self.ident(message);
                         self.opt("to", to, |d, t| d.strlit(t));
                         self.opt("where", predicate, |d, p| d.expr(p));
                         self.opt("at", at, |d, t| d.test_time(t));
+                        self.opt("between", window, |d, (a, b)| {
+                            d.test_time(a);
+                            d.w(" and ");
+                            d.test_time(b);
+                        });
                     }
                     ExpectKind::Exit { flow, reason } => {
                         self.w("exit ");
