@@ -241,7 +241,7 @@ fn declarations_and_duplicates() {
 
 #[test]
 fn test_blocks() {
-    let base = with_flow("  trigger order_completed", "");
+    let base = with_flow("  trigger checkout_started\n  exit on order_completed", "");
     let cases: &[(&str, &[&str])] = &[
         (
             "given profile u1 { email: \"a@b.c\", orders_count: 2 }",
@@ -286,6 +286,8 @@ fn test_blocks() {
         ("expect no audience \"vip\" has u1", &[]),
         ("expect exit f reason \"order_completed\"", &[]),
         ("expect exit ff", &["E0208"]),
+        ("expect exit f reason \"exit\"", &[]),
+        ("expect exit f reason \"order_complete\"", &["E0408"]),
         ("expect conversion f", &[]),
         ("expect decision m suppressed", &[]),
         ("expect decision m lost", &["E0408"]),

@@ -489,6 +489,44 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An expected exit reason must be one the flow can give: one of its
+    /// `exit on` events, `exit_if` or `exit`.
+    fn exit_reason(&mut self, flow: &ast::Ident, reason: &ast::StrLit) {
+        let Some(&i) = self.flow_names.get(flow.name.as_str()) else {
+            return;
+        };
+        let mut possible: Vec<&str> = vec!["exit_if", "exit"];
+        for item in &self.flows[i].decl.items {
+            if let ast::FlowItem::Clause(c) = item
+                && let ast::ClauseKind::ExitOn(f) = &c.kind
+            {
+                possible.push(f.event.name.as_str());
+            }
+        }
+        if possible.contains(&reason.value.as_str()) {
+            return;
+        }
+        let listed: Vec<String> = possible.iter().map(|p| format!("`{p}`")).collect();
+        let help = match crate::suggest::did_you_mean(&reason.value, possible.iter().copied()) {
+            Some(s) => format!(
+                "did you mean \"{s}\"? Its exit reasons are {}",
+                listed.join(", ")
+            ),
+            None => format!("its exit reasons are {}", listed.join(", ")),
+        };
+        let d = Diagnostic::new(
+            codes::E0408,
+            self.at(reason.span),
+            format!(
+                "`{}` can never exit with reason {:?}",
+                flow.name, reason.value
+            ),
+        )
+        .with_primary_label("not a reason this flow can exit with")
+        .with_help(help);
+        self.report(d);
+    }
+
     fn known_flow(&mut self, name: &ast::Ident) {
         if let Some(&i) = self.flow_names.get(name.name.as_str()) {
             let sym = self.flows[i].symbol;
@@ -611,9 +649,13 @@ impl<'a> Checker<'a> {
                         self.locals.truncate(before);
                     }
                 }
-                ExpectKind::Exit { flow, .. } | ExpectKind::Conversion { flow } => {
-                    self.known_flow(flow)
+                ExpectKind::Exit { flow, reason } => {
+                    self.known_flow(flow);
+                    if let Some(reason) = reason {
+                        self.exit_reason(flow, reason);
+                    }
                 }
+                ExpectKind::Conversion { flow } => self.known_flow(flow),
                 ExpectKind::Decision {
                     message, outcome, ..
                 } => {
