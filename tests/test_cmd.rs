@@ -23,12 +23,13 @@ fn broken_cart_recovery() -> tempfile::TempDir {
     copy_dir(&src, dir.path());
     let flow = dir.path().join("cart_recovery.flow");
     let text = std::fs::read_to_string(&flow).expect("read flow");
-    let broken: String = text
-        .lines()
-        .filter(|l| l.trim() != "exit on order_completed")
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(broken, text, "the exit line was removed");
+    // A plausible slip: the stop-on-purchase rule only matches big orders,
+    // so the small purchase in the test no longer stops the reminder.
+    let broken = text.replace(
+        "exit on order_completed\n",
+        "exit on order_completed where event.total > $1000\n",
+    );
+    assert_ne!(broken, text, "the exit rule was changed");
     std::fs::write(&flow, broken).expect("write flow");
     dir
 }
@@ -152,4 +153,21 @@ fn a_project_that_does_not_check_is_not_run() {
         .code(1)
         .stdout(predicate::str::contains("not run"))
         .stderr(predicate::str::contains("no_such_event"));
+}
+
+#[test]
+fn an_expectation_the_flow_can_no_longer_meet_is_a_check_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&examples().join("cart_recovery"), dir.path());
+    let flow = dir.path().join("cart_recovery.flow");
+    let text = std::fs::read_to_string(&flow).expect("read flow");
+    std::fs::write(&flow, text.replace("  exit on order_completed\n", "")).expect("write flow");
+    nudge()
+        .arg("test")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "`cart_recovery` can never exit with reason \"order_completed\"",
+        ));
 }
