@@ -1,7 +1,7 @@
 //! What the engine knows of one customer: profile, event history, live
 //! instances, sends and memberships; and how two customers become one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -81,8 +81,10 @@ pub struct Customer {
     pub events: Vec<Seen>,
     /// Live instance slots.
     pub instances: Vec<u32>,
-    /// Per flow memory.
-    pub flows: HashMap<u32, FlowMemory>,
+    /// Per flow memory, for the flows the customer has met. A short vector,
+    /// not a map: most customers meet one or two flows, and a map's table
+    /// would cost more than everything else the customer holds.
+    pub flows: Vec<(u32, FlowMemory)>,
     /// Sends, oldest first.
     pub sends: Vec<Sent>,
     /// Audiences the customer is in.
@@ -114,7 +116,7 @@ impl Customer {
             },
             events: Vec::new(),
             instances: Vec::new(),
-            flows: HashMap::new(),
+            flows: Vec::new(),
             sends: Vec::new(),
             audiences: BTreeSet::new(),
             goals: Vec::new(),
@@ -126,7 +128,16 @@ impl Customer {
 
     /// The memory for one flow.
     pub fn flow(&mut self, flow: u32) -> &mut FlowMemory {
-        self.flows.entry(flow).or_default()
+        let i = match self.flows.iter().position(|(f, _)| *f == flow) {
+            Some(i) => i,
+            None => {
+                // Exactly one more: the default growth would reserve four.
+                self.flows.reserve_exact(1);
+                self.flows.push((flow, FlowMemory::default()));
+                self.flows.len() - 1
+            }
+        };
+        &mut self.flows[i].1
     }
 
     /// Folds `other` (a customer found to be the same person) into this one.
@@ -153,7 +164,7 @@ impl Customer {
         self.events.sort_by_key(|e| (e.at, e.seq));
         self.instances.extend(other.instances);
         for (flow, m) in other.flows {
-            let mine = self.flows.entry(flow).or_default();
+            let mine = self.flow(flow);
             mine.entries = mine.entries.max(m.entries);
             mine.last_entry = mine.last_entry.max(m.last_entry);
             mine.live += m.live;

@@ -15,8 +15,9 @@ use crate::timers::Wake;
 pub struct Instance {
     /// The flow's index in the bundle.
     pub flow: u32,
-    /// The flow's version hash when the instance started.
-    pub version: String,
+    /// The flow's version hash when the instance started (shared with every
+    /// instance of that version, so it costs no memory per instance).
+    pub version: std::sync::Arc<str>,
     /// The customer (the identity graph's root).
     pub customer: u32,
     /// This customer's instance number in this flow, from 1.
@@ -139,7 +140,7 @@ impl<S: Sink> Engine<'_, S> {
         }
         let inst = Instance {
             flow: f,
-            version: flow.version.clone(),
+            version: self.versions[f as usize].clone(),
             customer: c,
             number,
             started: now,

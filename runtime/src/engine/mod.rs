@@ -120,6 +120,8 @@ pub struct Engine<'b, S: Sink> {
     triggered_by: HashMap<u32, Vec<u32>>,
     /// Flows whose goal is each event schema.
     goals_by: HashMap<u32, Vec<u32>>,
+    /// Each flow's version hash, shared by its instances.
+    versions: Vec<std::sync::Arc<str>>,
     /// Event schemas some code looks back at (exit rules, waits, goals,
     /// `any_event` and friends); only these are kept in histories, which
     /// keeps memory to what can still matter.
@@ -191,6 +193,11 @@ impl<'b, S: Sink> Engine<'b, S> {
             triggered_by,
             goals_by,
             remembered,
+            versions: bundle
+                .flows
+                .iter()
+                .map(|f| f.version.as_str().into())
+                .collect(),
             seq: 0,
             generations: 0,
             sent_keys: Default::default(),

@@ -1,0 +1,154 @@
+//! Memory per sleeping instance, and the cost of exit-rule checks as the
+//! number of waiting instances grows.
+//!
+//! `cargo bench --bench instances` (set NUDGE_BENCH_INSTANCES to a comma list
+//! of counts; default 1000,100000,1000000).
+//!
+//! Memory is counted by a global allocator that tracks live bytes, so the
+//! figure is exact rather than read from the process size. Each count runs
+//! twice with the same customers: once with a flow whose trigger never
+//! fires (customers only) and once with every customer asleep in a 30-day
+//! wait; the difference divided by the count is the cost of one sleeping
+//! instance (instance record, timer, the customer's index entry, and its
+//! share of the slot table).
+//!
+//! The exit cost is the time to apply 100,000 purchases that each end one
+//! waiting instance, per purchase.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
+
+use nudge_bytecode::Bundle;
+use nudge_bytecode::Channel;
+use nudge_channels::Outgoing;
+use nudge_runtime::engine::{Config, Engine, Sink};
+use nudge_runtime::record::{Membership, Record};
+use nudge_runtime::segment::parse_line;
+
+/// Counts live heap bytes.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as for `realloc` on the system allocator.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const MESSAGES: &str = r#"
+message reminder() {
+  channel email
+  subject "Your cart"
+  body "Come back"
+}
+"#;
+
+fn bundle(trigger: &str) -> Bundle {
+    let src = format!(
+        "{MESSAGES}\nflow cart {{\n  trigger {trigger}\n  exit on order_completed\n  wait 30d\n  send reminder()\n}}\n"
+    );
+    let project = nudge_compiler::Project::from_sources(vec![("bench.flow".into(), src)]);
+    let analysis = nudge_compiler::check(&project);
+    nudge_compiler::lower(&project, &analysis).expect("the bench flow compiles")
+}
+
+fn checkout(i: usize) -> String {
+    format!(
+        r#"{{"type":"track","event":"Checkout Started","userId":"u{i}","timestamp":"2026-01-05T10:00:00Z","properties":{{"value":10}}}}"#
+    )
+}
+
+fn purchase(i: usize) -> String {
+    format!(
+        r#"{{"type":"track","event":"Order Completed","userId":"u{i}","timestamp":"2026-01-06T10:00:00Z","properties":{{"order_id":"o{i}"}}}}"#
+    )
+}
+
+/// Drops what the engine reports: the trace is the sink's memory, not the
+/// instances'.
+struct Discard;
+
+impl Sink for Discard {
+    fn deliver(&mut self, _: Channel, _: &Outgoing) -> Result<(), String> {
+        Ok(())
+    }
+    fn record(&mut self, _: Record) {}
+    fn membership(&mut self, _: Membership) {}
+}
+
+/// Live bytes after applying one checkout per customer.
+fn load(bundle: &Bundle, n: usize) -> (isize, Engine<'_, Discard>) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut engine = Engine::new(bundle, Discard, Config::default(), i64::MIN);
+    for i in 0..n {
+        let call = parse_line(&checkout(i)).expect("valid");
+        engine.advance_before(call.timestamp.timestamp());
+        engine.apply(&call).expect("applies");
+    }
+    (LIVE.load(Ordering::Relaxed) - before, engine)
+}
+
+fn main() {
+    let counts: Vec<usize> = std::env::var("NUDGE_BENCH_INSTANCES")
+        .unwrap_or_else(|_| "1000,100000,1000000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let sleeping = bundle("checkout_started");
+    // Same customers and events, but the flow never starts.
+    let idle = bundle("order_cancelled");
+    println!(
+        "size of an instance record: {} bytes",
+        std::mem::size_of::<Option<nudge_runtime::engine::Instance>>()
+    );
+    println!(
+        "{:>10} {:>16} {:>16} {:>18}",
+        "instances", "bytes/instance", "exit ns/event", "instances alive"
+    );
+    for n in counts {
+        let (base, engine) = load(&idle, n);
+        drop(engine);
+        let (with, mut engine) = load(&sleeping, n);
+        let live = engine.instances().count();
+        assert_eq!(live, n, "every customer is asleep");
+        let per_instance = (with - base) as f64 / n as f64;
+
+        // Purchases by the first 100,000 customers (or all, when fewer).
+        let m = n.min(100_000);
+        let calls: Vec<_> = (0..m)
+            .map(|i| parse_line(&purchase(i)).expect("valid"))
+            .collect();
+        let t = Instant::now();
+        for call in &calls {
+            engine.advance_before(call.timestamp.timestamp());
+            engine.apply(call).expect("applies");
+        }
+        let per_event = t.elapsed().as_nanos() as f64 / m as f64;
+        assert_eq!(
+            engine.instances().count(),
+            n - m,
+            "each purchase ended one instance"
+        );
+        println!("{n:>10} {per_instance:>16.0} {per_event:>16.0} {live:>18}");
+    }
+}
