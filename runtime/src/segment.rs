@@ -218,6 +218,9 @@ fn timestamp(obj: &Map<String, Value>) -> Result<DateTime<Utc>, Rejection> {
 /// replay orders lines by this before parsing each one in full, once.
 /// Gives `None` for a line `parse_line` would refuse for its time or its JSON.
 pub fn time_of(line: &str) -> Option<i64> {
+    if let Some(t) = time_of_fast(line) {
+        return Some(t);
+    }
     #[derive(serde::Deserialize)]
     struct Envelope<'a> {
         #[serde(borrow, default)]
@@ -228,6 +231,30 @@ pub fn time_of(line: &str) -> Option<i64> {
     let e: Envelope = serde_json::from_str(line).ok()?;
     let text = e.timestamp.or(e.original)?;
     DateTime::parse_from_rfc3339(&text)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+/// The common case without a JSON parser: the line names `"timestamp"` exactly
+/// once, as a key followed by a plain string, and has no `originalTimestamp`.
+/// Then that key is the envelope's (a nested one would leave the call without
+/// a time, which the full parse refuses anyway). Anything else: `None`, and
+/// the caller parses properly.
+fn time_of_fast(line: &str) -> Option<i64> {
+    const KEY: &str = "\"timestamp\"";
+    let at = line.find(KEY)?;
+    let rest = &line[at + KEY.len()..];
+    if rest.contains(KEY) || line.contains("\"originalTimestamp\"") {
+        return None;
+    }
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let text = &rest[..end];
+    if text.contains('\\') {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(text)
         .ok()
         .map(|t| t.timestamp())
 }
@@ -340,5 +367,18 @@ mod tests {
         assert_eq!(time_of(original), Some(1_767_603_600));
         assert_eq!(time_of("{broken"), None);
         assert_eq!(time_of(r#"{"timestamp":"yesterday"}"#), None);
+        // The fast path and the parser agree, and the fast path steps aside
+        // when the key could be ambiguous.
+        for line in [
+            r#"{"type":"track","timestamp" : "2026-01-05T10:00:00Z","userId":"u"}"#,
+            r#"{"event":"timestamp","timestamp":"2026-01-05T10:00:00Z"}"#,
+            r#"{"properties":{"timestamp":"2020-01-01T00:00:00Z"},"timestamp":"2026-01-05T10:00:00Z"}"#,
+        ] {
+            assert_eq!(time_of(line), Some(1_767_607_200), "{line}");
+        }
+        assert_eq!(
+            time_of_fast(r#"{"event":"timestamp","timestamp":"2026-01-05T10:00:00Z"}"#),
+            None
+        );
     }
 }
