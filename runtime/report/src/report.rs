@@ -84,6 +84,9 @@ pub struct StepReport {
     /// What became of its sends.
     #[serde(flatten)]
     pub counts: SendCounts,
+    /// Treated conversions credited to this step: its message was the flow's
+    /// last one sent to the customer before they converted.
+    pub conversions: u64,
 }
 
 /// What became of a set of send decisions.
@@ -219,8 +222,19 @@ impl Report {
                     flow: f,
                     revenue,
                     holdout,
+                    message,
                     ..
                 } => {
+                    if !*holdout
+                        && let Some(m) = message
+                        && let Some(s) = sent_to
+                            .get(&person)
+                            .and_then(|l| l.iter().rev().find(|s| s.flow == *f && s.message == *m))
+                        && let Some(step) =
+                            steps.get_mut(&(s.flow.clone(), s.step, s.message.clone()))
+                    {
+                        step.conversions += 1;
+                    }
                     let r = flow_mut(&mut flows, f);
                     let amount = revenue
                         .as_deref()
@@ -338,9 +352,10 @@ impl Report {
                 "delivered",
                 "bounced",
                 "clicked",
+                "converted",
                 "held by reason",
             ];
-            let row = |step: String, message: &str, channel: &str, c: &SendCounts| {
+            let row = |step: String, message: &str, channel: &str, c: &SendCounts, conv: u64| {
                 [
                     step,
                     message.to_string(),
@@ -349,15 +364,24 @@ impl Report {
                     c.delivered.map_or("-".into(), |d| d.to_string()),
                     c.bounced.to_string(),
                     c.clicked.to_string(),
+                    conv.to_string(),
                     held_text(&c.held),
                 ]
             };
-            let mut rows: Vec<[String; 8]> = f
+            let mut rows: Vec<[String; 9]> = f
                 .steps
                 .iter()
-                .map(|s| row(s.step.to_string(), &s.message, &s.channel, &s.counts))
+                .map(|s| {
+                    row(
+                        s.step.to_string(),
+                        &s.message,
+                        &s.channel,
+                        &s.counts,
+                        s.conversions,
+                    )
+                })
                 .collect();
-            rows.push(row("all".into(), "", "", &f.total));
+            rows.push(row("all".into(), "", "", &f.total, f.conversions));
             let mut widths = header.map(str::len);
             for r in &rows {
                 for (w, cell) in widths.iter_mut().zip(r) {
@@ -369,7 +393,7 @@ impl Report {
                 let mut s = String::new();
                 for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
                     // Names and reasons read left to right; numbers line up on the right.
-                    if matches!(i, 1 | 2 | 7) {
+                    if matches!(i, 1 | 2 | 8) {
                         let _ = write!(s, "  {cell:<w$}");
                     } else {
                         let _ = write!(s, "  {cell:>w$}");
@@ -444,10 +468,17 @@ impl Report {
                         s.message.as_str(),
                         s.channel.as_str(),
                         &s.counts,
+                        s.conversions,
                     )
                 })
-                .chain(std::iter::once(("all".to_string(), "", "", &f.total)));
-            for (step, message, channel, c) in steps {
+                .chain(std::iter::once((
+                    "all".to_string(),
+                    "",
+                    "",
+                    &f.total,
+                    f.conversions,
+                )));
+            for (step, message, channel, c, conversions) in steps {
                 let mut metrics = vec![
                     ("sent".to_string(), n(c.sent)),
                     (
@@ -457,6 +488,7 @@ impl Report {
                     ("bounced".to_string(), n(c.bounced)),
                     ("clicked".to_string(), n(c.clicked)),
                     ("spam".to_string(), n(c.spam)),
+                    ("conversions".to_string(), n(conversions)),
                 ];
                 metrics.extend(c.held.iter().map(|(k, v)| (k.clone(), n(*v))));
                 for (metric, value) in metrics {

@@ -38,6 +38,10 @@ fn flows_and_steps_are_counted() {
     assert_eq!((reminder.bounced, reminder.clicked), (1, 1));
     assert_eq!(reminder.delivered, Some(1));
     assert_eq!(reminder.held["deferred: quiet_hours"], 1);
+    // u1's purchase is credited to the reminder sent to a9 before the join;
+    // u5's conversion names no message, so no step gets it.
+    assert_eq!(cart.steps[0].conversions, 1);
+    assert_eq!(cart.steps[1].conversions + cart.steps[2].conversions, 0);
     assert_eq!(reminder.held["held_out: holdout"], 2);
     assert_eq!(reminder.held["suppressed: suppress_if"], 1);
     assert_eq!(
