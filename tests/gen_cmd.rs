@@ -60,6 +60,8 @@ fn generated_events_replay_through_cart_recovery_without_dead_letters() {
         path_str(&dead),
         "--trace",
         path_str(&trace),
+        // A throwaway run: no store inside the repository's example.
+        "--in-memory",
     ]);
     assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
     let dead_letters = std::fs::read_to_string(&dead).unwrap_or_default();

@@ -1,15 +1,19 @@
 //! `nudge run`: compile a project, then replay recorded calls through it on
 //! a virtual clock.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{OutboxMode, PluginSpec};
-use nudge_runtime::engine::{Config, Engine};
-use nudge_runtime::output::FileSink;
+use nudge_channels::{OutboxFile, OutboxMode, PluginSpec};
+use nudge_runtime::engine::{Config, Engine, Sink};
+use nudge_runtime::output::{FileSink, audience_file};
+use nudge_runtime::record::{Membership, Record};
 use nudge_runtime::replay::{self, DeadLetter, Options};
+use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
+use nudge_store::{Store, StoreError};
 
 use super::{Status, compile};
 
@@ -51,6 +55,20 @@ pub struct Args {
     /// The summary as a table for people or JSON for tools.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// The durable store: what was applied and sent, so a later run goes on
+    /// from there; `.nudge/state.db` in the project by default.
+    #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
+    pub store: Option<PathBuf>,
+    /// Keep no store: replay the whole file from scratch and forget it.
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Discard the store's history first and start over.
+    #[arg(long, conflicts_with = "in_memory")]
+    pub reset: bool,
+    /// Lines applied per store transaction (tests use small batches to
+    /// have many commits to crash between).
+    #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
+    pub batch_lines: usize,
 }
 
 /// How the summary is printed.
@@ -72,10 +90,11 @@ pub fn run(args: Args) -> Status {
         && (args.events.is_some()
             || args.outbox.is_some()
             || args.dead_letters.is_some()
-            || args.trace.is_some())
+            || args.trace.is_some()
+            || args.store.is_some())
     {
         eprintln!(
-            "error: --events, --outbox, --dead-letters and --trace name files of one project, but these paths hold {} projects",
+            "error: --events, --outbox, --dead-letters, --trace and --store name files of one project, but these paths hold {} projects",
             groups.len()
         );
         eprintln!("help: run each project on its own, or leave the files to their defaults");
@@ -108,6 +127,15 @@ pub fn run(args: Args) -> Status {
     worst
 }
 
+/// The files of one project's run.
+struct Paths {
+    root: PathBuf,
+    state: PathBuf,
+    outbox: PathBuf,
+    dead: PathBuf,
+    trace: PathBuf,
+}
+
 fn run_project(
     group: &[PathBuf],
     args: &Args,
@@ -134,47 +162,21 @@ fn run_project(
             return Status::Failure;
         }
     };
-    let outbox = args
-        .outbox
-        .clone()
-        .unwrap_or_else(|| state.join("outbox.jsonl"));
-    let dead_path = args
-        .dead_letters
-        .clone()
-        .unwrap_or_else(|| state.join("dead_letters.jsonl"));
-    let trace = args
-        .trace
-        .clone()
-        .unwrap_or_else(|| state.join("trace.jsonl"));
-    let mut sink = match FileSink::new(&outbox, Some(&trace), &state.join("audiences")) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    for (channel, spec) in routes {
-        match spec.build(&outbox, OutboxMode::Append) {
-            Ok(p) => sink.route(*channel, p),
-            Err(e) => {
-                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
-                return Status::Failure;
-            }
-        }
-    }
-    let mut dead_file = match create_file(&dead_path) {
-        Ok(f) => BufWriter::new(f),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    let mut dead_error: Option<std::io::Error> = None;
-    let mut write_dead = |d: DeadLetter| {
-        let line = serde_json::to_string(&d).expect("a dead letter serializes");
-        if let Err(e) = writeln!(dead_file, "{line}") {
-            dead_error.get_or_insert(e);
-        }
+    let paths = Paths {
+        outbox: args
+            .outbox
+            .clone()
+            .unwrap_or_else(|| state.join("outbox.jsonl")),
+        dead: args
+            .dead_letters
+            .clone()
+            .unwrap_or_else(|| state.join("dead_letters.jsonl")),
+        trace: args
+            .trace
+            .clone()
+            .unwrap_or_else(|| state.join("trace.jsonl")),
+        root,
+        state,
     };
     let mut lists: Vec<PathBuf> = bundle
         .policy
@@ -194,48 +196,369 @@ fn run_project(
         release_spread: args.release_spread,
         suppression,
     };
-    let mut engine = Engine::new(&bundle, sink, config, i64::MIN);
+    if args.in_memory {
+        run_in_memory(&bundle, &input, &paths, args, until, routes, config)
+    } else {
+        run_durable(
+            &bundle, &events, &input, &paths, args, until, routes, config,
+        )
+    }
+}
+
+/// The whole file from scratch on a fresh engine, nothing kept.
+fn run_in_memory(
+    bundle: &nudge_bytecode::Bundle,
+    input: &[u8],
+    paths: &Paths,
+    args: &Args,
+    until: Option<i64>,
+    routes: &[(Channel, PluginSpec)],
+    config: Config,
+) -> Status {
+    let mut sink = match FileSink::new(
+        &paths.outbox,
+        Some(&paths.trace),
+        &paths.state.join("audiences"),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Status::Failure;
+        }
+    };
+    for (channel, spec) in routes {
+        match spec.build(&paths.outbox, OutboxMode::Append) {
+            Ok(p) => sink.route(*channel, p),
+            Err(e) => {
+                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
+                return Status::Failure;
+            }
+        }
+    }
+    let mut dead_file = match create_file(&paths.dead) {
+        Ok(f) => BufWriter::new(f),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Status::Failure;
+        }
+    };
+    let mut dead_error: Option<std::io::Error> = None;
+    let mut write_dead = |d: DeadLetter| {
+        let line = serde_json::to_string(&d).expect("a dead letter serializes");
+        if let Err(e) = writeln!(dead_file, "{line}") {
+            dead_error.get_or_insert(e);
+        }
+    };
+    let mut engine = Engine::new(bundle, sink, config, i64::MIN);
     let options = Options {
         until,
         drain: args.drain,
     };
-    replay::replay_bytes(&mut engine, &input, options, &mut write_dead);
-    drop(input);
+    replay::replay_bytes(&mut engine, input, options, &mut write_dead);
     let stats = engine.stats();
     let flushed = engine.into_sink().finish();
     let dead_flushed = dead_file.flush();
-    match args.format {
-        Format::Table => {
-            println!("{}", root.display());
-            print!("{}", stats.table());
-            println!(
-                "outbox: {}; dead letters: {}; trace: {}",
-                outbox.display(),
-                dead_path.display(),
-                trace.display()
-            );
-            println!();
-        }
-        Format::Json => {
-            let out = serde_json::json!({
-                "project": root.display().to_string(),
-                "outbox": outbox.display().to_string(),
-                "dead_letters": dead_path.display().to_string(),
-                "trace": trace.display().to_string(),
-                "stats": stats,
-            });
-            println!("{out}");
-        }
-    }
+    summary(args.format, paths, &stats, None);
     if let Err(e) = flushed {
         eprintln!("error: {e}");
         return Status::Failure;
     }
     if let Some(e) = dead_error.or(dead_flushed.err()) {
-        eprintln!("error: writing {}: {e}", dead_path.display());
+        eprintln!("error: writing {}: {e}", paths.dead.display());
         return Status::Failure;
     }
     Status::Ok
+}
+
+/// Rebuilds from the store, then applies only what the store has not seen.
+#[allow(clippy::too_many_arguments)]
+fn run_durable(
+    bundle: &nudge_bytecode::Bundle,
+    events: &Path,
+    input: &[u8],
+    paths: &Paths,
+    args: &Args,
+    until: Option<i64>,
+    routes: &[(Channel, PluginSpec)],
+    config: Config,
+) -> Status {
+    let store_path = args
+        .store
+        .clone()
+        .unwrap_or_else(|| paths.state.join("state.db"));
+    let fail = |e: &StoreError| {
+        eprintln!("error: {e}");
+        if let Some(h) = e.hint() {
+            eprintln!("help: {h}");
+        }
+        Status::Failure
+    };
+    if args.reset {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = store_path.clone().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    eprintln!("error: cannot remove {}: {e}", Path::new(&p).display());
+                    return Status::Failure;
+                }
+            }
+        }
+    }
+    let mut store = match Store::open(&store_path) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let mut listed: Vec<String> = config.suppression.iter().cloned().collect();
+    listed.sort();
+    let fingerprint = nudge_store::fingerprint(bundle, config.release_spread, &listed);
+    if let Err(e) = store.claim(&fingerprint) {
+        return fail(&e);
+    }
+    let fresh = match store.is_fresh() {
+        Ok(f) => f,
+        Err(e) => return fail(&e),
+    };
+    // A fresh store starts a fresh outbox; otherwise the outbox holds every
+    // message sent so far and only grows. A crash can leave half a line at
+    // its end, of a message the ledger still has pending: cut it, the
+    // message is written again whole.
+    let mode = if fresh {
+        OutboxMode::Truncate
+    } else {
+        if let Err(e) = nudge_store::outbox::repair(&paths.outbox) {
+            eprintln!(
+                "error: cannot repair the outbox {}: {e}",
+                paths.outbox.display()
+            );
+            return Status::Failure;
+        }
+        OutboxMode::Append
+    };
+    let default = match OutboxFile::open(&paths.outbox, mode) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the outbox {}: {e}",
+                paths.outbox.display()
+            );
+            return Status::Failure;
+        }
+    };
+    let mut router = Router::new(Box::new(default), Some(paths.outbox.clone()));
+    for (channel, spec) in routes {
+        match spec.build(&paths.outbox, OutboxMode::Append) {
+            Ok(p) => router.route(*channel, p),
+            Err(e) => {
+                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
+                return Status::Failure;
+            }
+        }
+    }
+    let feeds = match Feeds::new(&paths.trace, &paths.state.join("audiences")) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Status::Failure;
+        }
+    };
+    let (sink, captured) = LedgerSink::new(feeds);
+    let mut engine = Engine::new(bundle, sink, config, i64::MIN);
+    let name = std::fs::canonicalize(events)
+        .unwrap_or_else(|_| events.to_path_buf())
+        .display()
+        .to_string();
+    let settings = Settings {
+        until,
+        drain: args.drain,
+        // 10,000 by default: the commit's fsync is paid once per many calls,
+        // and a batch's sends still go out within a fraction of a second.
+        batch_lines: args.batch_lines,
+    };
+    let source = Input {
+        name: &name,
+        bytes: input,
+    };
+    let (report, dead) = match durable::run(
+        &mut store,
+        &mut engine,
+        &captured,
+        &mut router,
+        source,
+        settings,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let stats = engine.stats();
+    let feeds = engine.into_sink().into_feeds().finish();
+    let dead_written = write_dead_letters(&paths.dead, &dead);
+    summary(args.format, paths, &stats, Some((&store_path, &report)));
+    if report.diverged {
+        eprintln!(
+            "warning: rebuilding from {} gave a different number of sends than its ledger holds; the history may have been applied under other settings",
+            store_path.display()
+        );
+    }
+    if let Some(f) = &report.first_failure {
+        eprintln!(
+            "warning: {} deliveries failed in this run; first: {f}",
+            report.failed
+        );
+    }
+    if let Err(e) = feeds.and(dead_written) {
+        eprintln!("error: {e}");
+        return Status::Failure;
+    }
+    Status::Ok
+}
+
+fn summary(
+    format: Format,
+    paths: &Paths,
+    stats: &nudge_runtime::stats::Stats,
+    store: Option<(&Path, &durable::Report)>,
+) {
+    match format {
+        Format::Table => {
+            println!("{}", paths.root.display());
+            print!("{}", stats.table());
+            println!(
+                "outbox: {}; dead letters: {}; trace: {}",
+                paths.outbox.display(),
+                paths.dead.display(),
+                paths.trace.display()
+            );
+            if let Some((path, r)) = store {
+                let late = if r.late > 0 {
+                    format!(
+                        " ({} dated before the clock already reached, applied at it)",
+                        r.late
+                    )
+                } else {
+                    String::new()
+                };
+                println!(
+                    "store: {}; {} calls replayed from it, {} new lines applied{late}",
+                    path.display(),
+                    r.rebuilt,
+                    r.applied
+                );
+                println!(
+                    "sends: {} delivered now, {} retried from an earlier run, {} failed; ledger: {} done, {} pending, {} failed",
+                    r.delivered,
+                    r.retried,
+                    r.failed,
+                    r.ledger.done,
+                    r.ledger.pending,
+                    r.ledger.failed
+                );
+            }
+            println!();
+        }
+        Format::Json => {
+            let mut out = serde_json::json!({
+                "project": paths.root.display().to_string(),
+                "outbox": paths.outbox.display().to_string(),
+                "dead_letters": paths.dead.display().to_string(),
+                "trace": paths.trace.display().to_string(),
+                "stats": stats,
+            });
+            if let Some((path, r)) = store {
+                let mut s = serde_json::to_value(r).unwrap_or_default();
+                s["path"] = serde_json::Value::String(path.display().to_string());
+                out["store"] = s;
+            }
+            println!("{out}");
+        }
+    }
+}
+
+/// Rewrites the dead-letter file with every refused line of the history.
+fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(), String> {
+    let mut f = BufWriter::new(create_file(path)?);
+    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    for d in dead {
+        let line = serde_json::to_string(d).map_err(|e| e.to_string())?;
+        writeln!(f, "{line}").map_err(err)?;
+    }
+    f.flush().map_err(err)
+}
+
+/// The trace and audience feeds of a durable run. They are derived output:
+/// rebuilding replays the whole history, so they are rewritten in full each run.
+struct Feeds {
+    trace: BufWriter<File>,
+    audiences_dir: PathBuf,
+    audiences: HashMap<String, BufWriter<File>>,
+    error: Option<String>,
+}
+
+impl Feeds {
+    fn new(trace: &Path, audiences_dir: &Path) -> Result<Feeds, String> {
+        let trace = BufWriter::new(create_file(trace)?);
+        // Feeds from an earlier run would be written again after them.
+        if let Ok(entries) = std::fs::read_dir(audiences_dir) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|x| x == "jsonl") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(Feeds {
+            trace,
+            audiences_dir: audiences_dir.to_path_buf(),
+            audiences: HashMap::new(),
+            error: None,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        if let Err(e) = self.trace.flush() {
+            self.error.get_or_insert(format!("trace: {e}"));
+        }
+        for (name, f) in &mut self.audiences {
+            if let Err(e) = f.flush() {
+                self.error.get_or_insert(format!("audience {name}: {e}"));
+            }
+        }
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+impl Sink for Feeds {
+    /// Never called: the ledger sink in front keeps sends for the ledger.
+    fn deliver(&mut self, _: Channel, _: &nudge_channels::Outgoing) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record) {
+        let res = serde_json::to_string(&record)
+            .map_err(|e| e.to_string())
+            .and_then(|l| writeln!(self.trace, "{l}").map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            self.error.get_or_insert(format!("trace: {e}"));
+        }
+    }
+
+    fn membership(&mut self, change: Membership) {
+        let res = (|| -> Result<(), String> {
+            if !self.audiences.contains_key(&change.audience) {
+                let path = self.audiences_dir.join(audience_file(&change.audience));
+                self.audiences
+                    .insert(change.audience.clone(), BufWriter::new(create_file(&path)?));
+            }
+            let f = self.audiences.get_mut(&change.audience).expect("inserted");
+            let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
+            writeln!(f, "{line}").map_err(|e| e.to_string())
+        })();
+        if let Err(e) = res {
+            self.error
+                .get_or_insert(format!("audience {}: {e}", change.audience));
+        }
+    }
 }
 
 /// The directory a project's state goes in: its root, or the directory of its first path.

@@ -1,0 +1,519 @@
+//! A durable replay: rebuild the engine from the store, deliver what was
+//! left pending, then apply the rest of the events file in batches, each
+//! committed (calls, send intents, read position) before its sends go out.
+//!
+//! Ordering: a run applies the lines it reads in time order, like the
+//! in-memory replay (file order when the file is sorted, a stable sort of
+//! this run's lines otherwise). Lines already applied are never applied
+//! again; lines earlier than the clock a previous run reached are applied at
+//! that clock and counted as `late`.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use nudge_bytecode::Channel;
+use nudge_channels::{DeliveryError, Outgoing, Plugin, Receipt};
+use nudge_runtime::engine::{Engine, Sink};
+use nudge_runtime::record::{Membership, Record};
+use nudge_runtime::replay::DeadLetter;
+use nudge_runtime::segment;
+
+use crate::{
+    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, tail_hash,
+};
+
+/// Sends the engine made since they were last taken, shared with the
+/// [`LedgerSink`] that collects them.
+#[derive(Clone, Default)]
+pub struct Captured(Rc<RefCell<Vec<Outgoing>>>);
+
+impl Captured {
+    fn take(&self) -> Vec<Outgoing> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
+/// A sink that holds sends back until they are in the ledger; records and
+/// audience changes go straight to `feeds`, which are rewritten each run.
+pub struct LedgerSink<S> {
+    feeds: S,
+    captured: Captured,
+}
+
+impl<S> LedgerSink<S> {
+    /// A ledger sink over `feeds`, and the handle its sends are taken from.
+    pub fn new(feeds: S) -> (Self, Captured) {
+        let captured = Captured::default();
+        (
+            LedgerSink {
+                feeds,
+                captured: captured.clone(),
+            },
+            captured,
+        )
+    }
+
+    /// Gives back the feeds.
+    pub fn into_feeds(self) -> S {
+        self.feeds
+    }
+}
+
+impl<S: Sink> Sink for LedgerSink<S> {
+    /// Accepts the send as an intent: the engine counts it as sent, and the
+    /// ledger sees it delivered (or failed) after the batch commits.
+    fn deliver(&mut self, _: Channel, message: &Outgoing) -> Result<(), String> {
+        self.captured.0.borrow_mut().push(message.clone());
+        Ok(())
+    }
+
+    fn record(&mut self, record: Record) {
+        self.feeds.record(record);
+    }
+
+    fn membership(&mut self, change: Membership) {
+        self.feeds.membership(change);
+    }
+}
+
+/// Where each channel's messages are delivered.
+pub struct Router {
+    default: Box<dyn Plugin>,
+    outbox: Option<PathBuf>,
+    routes: HashMap<String, Box<dyn Plugin>>,
+}
+
+impl Router {
+    /// Every channel goes to `default`; `outbox` names the file it writes,
+    /// so messages already there after a crash are not written twice.
+    pub fn new(default: Box<dyn Plugin>, outbox: Option<PathBuf>) -> Self {
+        Router {
+            default,
+            outbox,
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Sends one channel to `plugin` instead.
+    pub fn route(&mut self, channel: Channel, plugin: Box<dyn Plugin>) {
+        self.routes.insert(channel.name().to_string(), plugin);
+    }
+
+    fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError> {
+        match self.routes.get_mut(&msg.channel) {
+            Some(p) => p.deliver(msg),
+            None => self.default.deliver(msg),
+        }
+    }
+
+    /// Makes every delivery so far durable.
+    pub fn flush(&mut self) -> Result<(), DeliveryError> {
+        self.default.flush()?;
+        for p in self.routes.values_mut() {
+            p.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// How the run goes on after the input.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Fire timers due up to this instant after the input.
+    pub until: Option<i64>,
+    /// Fire timers until only schedules remain after the input.
+    pub drain: bool,
+    /// Lines per transaction.
+    pub batch_lines: usize,
+}
+
+/// The events file of this run.
+pub struct Input<'a> {
+    /// Its name in the store (a canonical path).
+    pub name: &'a str,
+    /// Its content.
+    pub bytes: &'a [u8],
+}
+
+/// What a durable run did, beyond the engine's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Stored calls replayed to rebuild the state.
+    pub rebuilt: u64,
+    /// New lines applied by this run.
+    pub applied: u64,
+    /// New lines dated before the clock an earlier run reached (applied at that clock).
+    pub late: u64,
+    /// Pending intents of an earlier run delivered (or found already delivered).
+    pub retried: u64,
+    /// New messages delivered by this run.
+    pub delivered: u64,
+    /// Deliveries the plugins refused in this run.
+    pub failed: u64,
+    /// The first refusal's reason.
+    pub first_failure: Option<String>,
+    /// The ledger's counts after the run.
+    pub ledger: LedgerCounts,
+    /// True when rebuilding produced a different number of sends than the
+    /// ledger holds: the history was not replayed as it was first applied.
+    pub diverged: bool,
+}
+
+/// Rebuilds `engine` (fresh, over a [`LedgerSink`]) from `store`, delivers
+/// pending intents, applies the unread part of `input`, then runs the clock
+/// as `settings` say. Returns the report and every refused line of the
+/// history, in line order.
+pub fn run<S: Sink>(
+    store: &mut Store,
+    engine: &mut Engine<'_, LedgerSink<S>>,
+    captured: &Captured,
+    router: &mut Router,
+    input: Input<'_>,
+    settings: Settings,
+) -> Result<(Report, Vec<DeadLetter>), StoreError> {
+    let mut report = Report::default();
+    let mut dead = Vec::new();
+    let source = store.source(input.name)?;
+    check_source(&source, &input)?;
+
+    // Rebuild. Lines of this file applied past the read position (only an
+    // unsorted run leaves any) are skipped below.
+    let mut beyond: HashSet<u64> = HashSet::new();
+    let mut rebuilt_sends = 0u64;
+    store.for_each_call(|call| {
+        match call {
+            Stored::Line {
+                source: s,
+                line,
+                body,
+            } => {
+                if s == source.id && line > source.line {
+                    beyond.insert(line);
+                }
+                apply_line(engine, body, line, &mut dead);
+            }
+            Stored::Until(t) => engine.advance_through(t),
+            Stored::Drain => engine.drain(),
+        }
+        rebuilt_sends += captured.take().len() as u64;
+        report.rebuilt += 1;
+        Ok(())
+    })?;
+    let before = store.counts()?;
+    report.diverged = rebuilt_sends != before.done + before.pending + before.failed;
+
+    // Intents committed but not known delivered when the last run stopped.
+    let mut batch = Batch::default();
+    let pending = store.pending()?;
+    if !pending.is_empty() {
+        let already = already_in_outbox(router, &pending).map_err(|e| StoreError::Open {
+            path: store.path().to_path_buf(),
+            reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
+        })?;
+        let (done, todo): (Vec<Intent>, Vec<Intent>) = pending
+            .into_iter()
+            .partition(|i| already.contains(&i.message.idempotency_key));
+        report.retried += (done.len() + todo.len()) as u64;
+        batch.marks.extend(done.into_iter().map(|i| Mark::Done {
+            key: i.message.idempotency_key,
+            attempts: 0,
+        }));
+        // Counted as retried, not as this run's new deliveries.
+        let delivered = report.delivered;
+        dispatch(router, &todo, &mut batch.marks, &mut report);
+        report.delivered = delivered;
+    }
+
+    // New input, in batches.
+    let start = source.position as usize;
+    let text = &input.bytes[start..];
+    // (time, start, end, line number) of each unapplied non-blank line, in file order.
+    let mut lines: Vec<(i64, usize, usize, u64)> = Vec::new();
+    let mut sorted = true;
+    let mut last = i64::MIN;
+    let clock = engine.now();
+    let mut offset = start;
+    let mut end_line = source.line;
+    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let (s, e) = (offset, offset + raw.len());
+        offset = e + 1;
+        let number = source.line + i as u64 + 1;
+        if !raw.is_empty() {
+            end_line = number;
+        }
+        if raw.iter().all(u8::is_ascii_whitespace) || beyond.contains(&number) {
+            continue;
+        }
+        let t = std::str::from_utf8(raw).ok().and_then(segment::time_of);
+        if t.is_some_and(|t| t < clock) {
+            report.late += 1;
+        }
+        let t = t.unwrap_or(last);
+        if t < last {
+            sorted = false;
+        }
+        last = last.max(t);
+        lines.push((t, s, e, number));
+    }
+    // Line numbers count every newline, so a run that consumed a final line
+    // without one leaves the next run numbering from after it.
+    let end_line = if text.ends_with(b"\n") {
+        source.line + text.iter().filter(|&&b| b == b'\n').count() as u64
+    } else {
+        end_line
+    };
+    let mut order: Vec<u32> = (0..lines.len() as u32).collect();
+    if !sorted {
+        order.sort_by_key(|&i| lines[i as usize].0);
+    }
+    // Group commit on a second thread: while the writer commits batch k,
+    // this thread applies batch k + 1; batch k's sends go out only once the
+    // writer has acknowledged its commit.
+    let mut marks = std::mem::take(&mut batch.marks);
+    let bytes = input.bytes;
+    std::thread::scope(|scope| -> Result<(), StoreError> {
+        let (to_writer, inbox) = std::sync::mpsc::sync_channel::<Batch<'_>>(1);
+        let (ack, acks) = std::sync::mpsc::channel::<Result<Vec<Intent>, StoreError>>();
+        let writer = &mut *store;
+        scope.spawn(move || {
+            for mut b in inbox {
+                let r = writer.commit(&mut b).map(|()| b.intents);
+                let failed = r.is_err();
+                if ack.send(r).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut in_flight = 0usize;
+        let mut applied = vec![false; lines.len()];
+        let mut cursor = 0;
+        for chunk in order.chunks(settings.batch_lines.max(1)) {
+            let mut next = Batch::default();
+            for &i in chunk {
+                let (_, s, e, number) = lines[i as usize];
+                let body = &bytes[s..e];
+                apply_line(engine, body, number, &mut dead);
+                next.calls.push(NewCall::Line {
+                    source: source.id,
+                    line: number,
+                    body,
+                });
+                applied[i as usize] = true;
+            }
+            report.applied += chunk.len() as u64;
+            while cursor < lines.len() && applied[cursor] {
+                cursor += 1;
+            }
+            // Everything before the position is applied; later lines applied
+            // out of file order are found through their line numbers.
+            let (position, line) = match lines.get(cursor) {
+                Some(&(_, s, _, number)) => (s, number - 1),
+                None => (bytes.len(), end_line),
+            };
+            next.source = Some(SourcePos {
+                id: source.id,
+                position: position as u64,
+                line,
+                tail_hash: tail_hash(&bytes[..position]),
+            });
+            next.intents = captured
+                .take()
+                .into_iter()
+                .map(|message| Intent { message })
+                .collect();
+            next.marks = std::mem::take(&mut marks);
+            next.meta.push(("clock", engine.now().to_string()));
+            if to_writer.send(next).is_err() {
+                break; // The writer stopped on an error; its ack says which.
+            }
+            in_flight += 1;
+            if in_flight > 1 {
+                let intents = acks.recv().map_err(|_| writer_gone())??;
+                in_flight -= 1;
+                dispatch(router, &intents, &mut marks, &mut report);
+            }
+        }
+        drop(to_writer);
+        for _ in 0..in_flight {
+            let intents = acks.recv().map_err(|_| writer_gone())??;
+            dispatch(router, &intents, &mut marks, &mut report);
+        }
+        Ok(())
+    })?;
+    batch.marks = marks;
+    if lines.is_empty() && input.bytes.len() as u64 != source.position {
+        // Only blank lines were added: still move past them.
+        batch.source = Some(SourcePos {
+            id: source.id,
+            position: input.bytes.len() as u64,
+            line: end_line,
+            tail_hash: tail_hash(input.bytes),
+        });
+    }
+
+    if let Some(t) = settings.until {
+        engine.advance_through(t);
+        batch.calls.push(NewCall::Until(t));
+        step(store, engine, captured, router, &mut batch, &mut report)?;
+    }
+    if settings.drain {
+        engine.drain();
+        batch.calls.push(NewCall::Drain);
+        step(store, engine, captured, router, &mut batch, &mut report)?;
+    }
+    // The last delivery results, the clock and the counters.
+    batch.meta.push(("clock", engine.now().to_string()));
+    batch.meta.push((
+        "stats",
+        serde_json::to_string(&engine.stats()).unwrap_or_default(),
+    ));
+    store.commit(&mut batch)?;
+    report.ledger = store.counts()?;
+    dead.sort_by_key(|d: &DeadLetter| d.line);
+    Ok((report, dead))
+}
+
+/// Commits the batch with the sends it made, then delivers them; their
+/// results ride on the next commit.
+fn step<S: Sink>(
+    store: &mut Store,
+    engine: &Engine<'_, LedgerSink<S>>,
+    captured: &Captured,
+    router: &mut Router,
+    batch: &mut Batch,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    batch.intents = captured
+        .take()
+        .into_iter()
+        .map(|message| Intent { message })
+        .collect();
+    batch.meta.push(("clock", engine.now().to_string()));
+    store.commit(batch)?;
+    let intents = std::mem::take(&mut batch.intents);
+    dispatch(router, &intents, &mut batch.marks, report);
+    Ok(())
+}
+
+fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, report: &mut Report) {
+    if intents.is_empty() {
+        return;
+    }
+    let first = marks.len();
+    for i in intents {
+        let key = i.message.idempotency_key.clone();
+        match router.deliver(&i.message) {
+            Ok(r) => {
+                report.delivered += 1;
+                marks.push(Mark::Done {
+                    key,
+                    attempts: r.attempts,
+                });
+            }
+            Err(e) => {
+                report.failed += 1;
+                report.first_failure.get_or_insert_with(|| e.to_string());
+                marks.push(Mark::Failed {
+                    key,
+                    attempts: e.attempts,
+                    reason: e.reason,
+                    retryable: e.retryable,
+                });
+            }
+        }
+    }
+    // Nothing is done until it is durable at the destination; if that
+    // fails, the messages stay pending and the next run tries them again.
+    if let Err(e) = router.flush() {
+        report.first_failure.get_or_insert_with(|| e.to_string());
+        for m in &mut marks[first..] {
+            if let Mark::Done { key, attempts } = m {
+                report.delivered -= 1;
+                report.failed += 1;
+                *m = Mark::Failed {
+                    key: std::mem::take(key),
+                    attempts: *attempts,
+                    reason: e.reason.clone(),
+                    retryable: true,
+                };
+            }
+        }
+    }
+}
+
+fn already_in_outbox(router: &Router, pending: &[Intent]) -> std::io::Result<HashSet<String>> {
+    let Some(path) = &router.outbox else {
+        return Ok(HashSet::new());
+    };
+    let wanted: HashSet<String> = pending
+        .iter()
+        .filter(|i| !router.routes.contains_key(&i.message.channel))
+        .map(|i| i.message.idempotency_key.clone())
+        .collect();
+    crate::outbox::keys_present(path, &wanted)
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Open {
+        path: PathBuf::from("state.db"),
+        reason: "the store's writer thread stopped".into(),
+    }
+}
+
+fn check_source(source: &SourcePos, input: &Input<'_>) -> Result<(), StoreError> {
+    let changed = |reason: String| StoreError::SourceChanged {
+        path: PathBuf::from(input.name),
+        reason,
+    };
+    let pos = source.position as usize;
+    if input.bytes.len() < pos {
+        return Err(changed(format!(
+            "it has {} bytes, but {pos} were already applied",
+            input.bytes.len()
+        )));
+    }
+    if tail_hash(&input.bytes[..pos]) != source.tail_hash {
+        return Err(changed(format!(
+            "its first {pos} bytes are not the ones applied before"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies one line as the in-memory replay does; a refused line becomes a
+/// dead letter.
+fn apply_line<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    raw: &[u8],
+    line: u64,
+    dead: &mut Vec<DeadLetter>,
+) {
+    let (reason, input) = match std::str::from_utf8(raw) {
+        Err(err) => (
+            format!("not UTF-8 text: {err}"),
+            String::from_utf8_lossy(raw).into_owned(),
+        ),
+        Ok(text) => {
+            let text = text.trim_end_matches('\r');
+            let refused = match segment::parse_line(text) {
+                Ok(call) => {
+                    engine.advance_before(call.timestamp.timestamp());
+                    engine.apply(&call).err().map(|r| r.reason)
+                }
+                Err(r) => Some(r.reason),
+            };
+            match refused {
+                None => return,
+                Some(reason) => (reason, text.to_string()),
+            }
+        }
+    };
+    engine.count_dead_letter();
+    dead.push(DeadLetter {
+        line: line as usize,
+        reason,
+        input,
+    });
+}

@@ -1,0 +1,54 @@
+//! Stable hashes: the same bytes give the same hash on every build and
+//! machine, which `std`'s hasher does not promise.
+
+use nudge_bytecode::Bundle;
+
+/// How many bytes before the read position [`tail_hash`] covers: enough to
+/// notice a rewritten file, cheap enough to check on every run.
+const TAIL: usize = 64 * 1024;
+
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A hash of the last 64 KiB of `prefix` and its length: compared on every
+/// run to notice an events file that was rewritten rather than appended to.
+pub fn tail_hash(prefix: &[u8]) -> String {
+    let start = prefix.len().saturating_sub(TAIL);
+    let h = fnv1a(SEED, &prefix[start..]);
+    format!(
+        "{:016x}:{}",
+        fnv1a(h, &(prefix.len() as u64).to_le_bytes()),
+        prefix.len()
+    )
+}
+
+/// Identifies what the stored history was applied under: the compiled
+/// bundle and the run settings that change decisions. Source paths are
+/// reduced to file names, so running the project from another directory
+/// does not count as a change.
+pub fn fingerprint(bundle: &Bundle, release_spread: i64, suppression: &[String]) -> String {
+    let mut b = bundle.clone();
+    for f in &mut b.files {
+        let name = std::path::Path::new(f.as_str())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        *f = name;
+    }
+    let mut h = fnv1a(SEED, &b.encode());
+    h = fnv1a(h, &release_spread.to_le_bytes());
+    let mut list: Vec<&String> = suppression.iter().collect();
+    list.sort();
+    for s in list {
+        h = fnv1a(h, s.as_bytes());
+        h = fnv1a(h, b"\n");
+    }
+    format!("{h:016x}")
+}

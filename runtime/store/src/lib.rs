@@ -1,0 +1,714 @@
+//! The durable store of `nudge run`: an SQLite database (WAL mode) holding
+//! the accepted input and the send ledger.
+//!
+//! The engine is deterministic, so the store keeps what went in rather than
+//! every internal structure: the calls in the order they were applied (with
+//! the clock marks of `--until` and `--drain`), how far each events file was
+//! read, and one row per send intent with its delivery state. Profiles,
+//! instances, timers and counters are rebuilt by feeding the stored calls to
+//! a fresh engine (see [`durable`]).
+
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use nudge_channels::Outgoing;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+pub mod durable;
+mod hash;
+pub mod outbox;
+
+pub use hash::{fingerprint, tail_hash};
+
+/// Each migration brings the schema from its index to the next version;
+/// append only, never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE sources(
+         id INTEGER PRIMARY KEY,
+         path TEXT NOT NULL UNIQUE,
+         position INTEGER NOT NULL,
+         line INTEGER NOT NULL,
+         tail_hash TEXT NOT NULL);
+     CREATE TABLE calls(
+         seq INTEGER PRIMARY KEY,
+         kind INTEGER NOT NULL,
+         source INTEGER,
+         line INTEGER,
+         at INTEGER,
+         body BLOB);
+     CREATE TABLE sends(
+         key TEXT PRIMARY KEY,
+         call INTEGER NOT NULL,
+         channel TEXT NOT NULL,
+         message TEXT NOT NULL,
+         state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+         attempts INTEGER NOT NULL DEFAULT 0,
+         last_error TEXT);
+     CREATE INDEX sends_pending ON sends(state) WHERE state = 'pending';",
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const KIND_LINE: i64 = 0;
+const KIND_UNTIL: i64 = 1;
+const KIND_DRAIN: i64 = 2;
+
+/// Why the store could not be used.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    Open {
+        /// The store's path.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The file is not a Nudge store, or is damaged.
+    NotAStore {
+        /// The store's path.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// The store was written by a newer Nudge.
+    TooNew {
+        /// The store's path.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+    },
+    /// Another process holds the store.
+    InUse {
+        /// The store's path.
+        path: PathBuf,
+    },
+    /// The project (or its settings) changed since the stored calls were applied.
+    ProjectChanged {
+        /// The store's path.
+        path: PathBuf,
+    },
+    /// The events file no longer starts with what was already applied.
+    SourceChanged {
+        /// The events file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// A database error while reading or writing.
+    Sql {
+        /// The store's path.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Open { path, reason } => {
+                write!(f, "cannot open the store {}: {reason}", path.display())
+            }
+            StoreError::NotAStore { path, reason } => {
+                write!(
+                    f,
+                    "{} is not a usable Nudge store: {reason}",
+                    path.display()
+                )
+            }
+            StoreError::TooNew { path, found } => write!(
+                f,
+                "the store {} has schema version {found}, newer than this nudge reads ({SCHEMA_VERSION})",
+                path.display()
+            ),
+            StoreError::InUse { path } => write!(
+                f,
+                "the store {} is in use by another process",
+                path.display()
+            ),
+            StoreError::ProjectChanged { path } => write!(
+                f,
+                "the project or its run settings (suppression lists, --release-spread) changed since the store {} was written; its history cannot be replayed under the new code",
+                path.display()
+            ),
+            StoreError::SourceChanged { path, reason } => write!(
+                f,
+                "the events file {} does not continue what was applied: {reason}",
+                path.display()
+            ),
+            StoreError::Sql { path, source } => {
+                write!(f, "store {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// What the person can do about it, when there is something.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            StoreError::NotAStore { .. } | StoreError::ProjectChanged { .. } => Some(
+                "start over with --reset (the history is discarded), name another file with --store PATH, or use --in-memory",
+            ),
+            StoreError::SourceChanged { .. } => Some(
+                "append new calls to the end of the events file; to replay a different history, use --reset or --store PATH",
+            ),
+            StoreError::TooNew { .. } => Some("use the nudge that wrote it, or --store PATH"),
+            StoreError::InUse { .. } => Some("wait for the other `nudge run` to finish"),
+            _ => None,
+        }
+    }
+}
+
+/// How far an events file was applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourcePos {
+    /// The source's id in the store.
+    pub id: i64,
+    /// Bytes applied: every line before this offset.
+    pub position: u64,
+    /// Lines before `position`, so the next line is numbered `line + 1`.
+    pub line: u64,
+    /// [`tail_hash`] of the bytes before `position`.
+    pub tail_hash: String,
+}
+
+/// One stored entry of the history, in the order it was applied.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stored<'a> {
+    /// A line of an events file.
+    Line {
+        /// The source it came from.
+        source: i64,
+        /// Its line number in that file, from 1.
+        line: u64,
+        /// The line as read.
+        body: &'a [u8],
+    },
+    /// `--until`: timers due up to this instant fired.
+    Until(i64),
+    /// `--drain`: timers fired until only schedules remained.
+    Drain,
+}
+
+/// A new entry for the history; lines are borrowed from the input, which
+/// outlives the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NewCall<'a> {
+    /// A line of an events file.
+    Line {
+        /// The source it came from.
+        source: i64,
+        /// Its line number, from 1.
+        line: u64,
+        /// The line as read.
+        body: &'a [u8],
+    },
+    /// `--until`.
+    Until(i64),
+    /// `--drain`.
+    Drain,
+}
+
+/// A message the engine decided to send, not yet known to be delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Intent {
+    /// The message, whose idempotency key names the intent.
+    pub message: Outgoing,
+}
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// The plugin accepted it.
+    Done {
+        /// The idempotency key.
+        key: String,
+        /// Tries the plugin made.
+        attempts: u32,
+    },
+    /// The plugin refused it; retryable failures stay pending for the next run.
+    Failed {
+        /// The idempotency key.
+        key: String,
+        /// Tries the plugin made.
+        attempts: u32,
+        /// Why.
+        reason: String,
+        /// Whether a later run should try again.
+        retryable: bool,
+    },
+}
+
+/// Everything one transaction writes.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Calls applied, in order.
+    pub calls: Vec<NewCall<'a>>,
+    /// Send intents they created; after [`Store::commit`], only the ones the
+    /// ledger did not already hold (the ones to deliver).
+    pub intents: Vec<Intent>,
+    /// Delivery results of earlier intents.
+    pub marks: Vec<Mark>,
+    /// The new read position of a source.
+    pub source: Option<SourcePos>,
+    /// Values to keep in `meta` (clock, counters).
+    pub meta: Vec<(&'static str, String)>,
+}
+
+/// The ledger's counts by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerCounts {
+    /// Delivered.
+    pub done: u64,
+    /// Not yet delivered (or failed in a way worth retrying).
+    pub pending: u64,
+    /// Refused for good.
+    pub failed: u64,
+}
+
+/// An open store; holds an exclusive lock on the file while it lives.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                reason: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Store::setup(conn, path)
+    }
+
+    /// A store in memory, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = Path::new(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Store::setup(conn, path)
+    }
+
+    fn setup(conn: Connection, path: &Path) -> Result<Store, StoreError> {
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let err = |e| store_err(path, e);
+        // One writer at a time: a second `nudge run` on the same store fails
+        // at once instead of interleaving histories. The lock dies with the process.
+        store
+            .conn
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE;")
+            .map_err(err)?;
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if mode != "wal" && mode != "memory" {
+            return Err(StoreError::Open {
+                path: path.to_path_buf(),
+                reason: format!("cannot use write-ahead logging (journal mode {mode})"),
+            });
+        }
+        // FULL syncs the log at every commit. Commits are per batch of
+        // thousands of calls, so the cost is one fsync per batch, and it makes
+        // "the intent is durable before the send" hold across power loss too,
+        // not only across a killed process.
+        store
+            .conn
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
+            .map_err(err)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| store_err(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+            .map_err(err)?;
+        let tables: Vec<String> = {
+            let mut st = tx
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .map_err(err)?;
+            st.query_map([], |r| r.get(0))
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        };
+        let version: i64 = if tables.iter().any(|t| t == "schema_version") {
+            tx.query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+                .optional()
+                .map_err(err)?
+                .ok_or_else(|| StoreError::NotAStore {
+                    path: path.clone(),
+                    reason: "its schema_version table is empty".into(),
+                })?
+        } else if tables.is_empty() {
+            tx.execute_batch(
+                "CREATE TABLE schema_version(version INTEGER NOT NULL);
+                 INSERT INTO schema_version VALUES (0);",
+            )
+            .map_err(err)?;
+            0
+        } else {
+            return Err(StoreError::NotAStore {
+                path: path.clone(),
+                reason: format!(
+                    "it is an SQLite database with other tables ({})",
+                    tables.join(", ")
+                ),
+            });
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.clone(),
+                found: version,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(err)?;
+            tx.execute("UPDATE schema_version SET version = ?1", [i as i64 + 1])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// The store's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open store.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        store_err(&self.path, e)
+    }
+
+    /// True when nothing was ever committed: no calls and no sends.
+    pub fn is_fresh(&self) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM calls) + (SELECT count(*) FROM sends)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 0)
+    }
+
+    /// A value kept in `meta`.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ties the store to one compiled project and its settings: a fresh store
+    /// takes `fingerprint`; a store with history must already have it.
+    pub fn claim(&mut self, fingerprint: &str) -> Result<(), StoreError> {
+        let fresh = self.is_fresh()?;
+        match self.meta("fingerprint")? {
+            Some(f) if f == fingerprint => Ok(()),
+            Some(_) if !fresh => Err(StoreError::ProjectChanged {
+                path: self.path.clone(),
+            }),
+            _ => self
+                .conn
+                .execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('fingerprint', ?1)",
+                    [fingerprint],
+                )
+                .map(|_| ())
+                .map_err(|e| self.err(e)),
+        }
+    }
+
+    /// How far the events file `path` was applied; a new source starts at 0.
+    pub fn source(&mut self, path: &str) -> Result<SourcePos, StoreError> {
+        let found = self
+            .conn
+            .query_row(
+                "SELECT id, position, line, tail_hash FROM sources WHERE path = ?1",
+                [path],
+                |r| {
+                    Ok(SourcePos {
+                        id: r.get(0)?,
+                        position: r.get::<_, i64>(1)? as u64,
+                        line: r.get::<_, i64>(2)? as u64,
+                        tail_hash: r.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if let Some(s) = found {
+            return Ok(s);
+        }
+        let empty = tail_hash(&[]);
+        self.conn
+            .execute(
+                "INSERT INTO sources(path, position, line, tail_hash) VALUES (?1, 0, 0, ?2)",
+                params![path, empty],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(SourcePos {
+            id: self.conn.last_insert_rowid(),
+            position: 0,
+            line: 0,
+            tail_hash: empty,
+        })
+    }
+
+    /// Calls `f` with every stored call, in the order they were applied.
+    pub fn for_each_call(
+        &self,
+        mut f: impl FnMut(Stored<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT kind, source, line, at, body FROM calls ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let kind: i64 = row.get(0).map_err(|e| self.err(e))?;
+            let stored = match kind {
+                KIND_LINE => {
+                    let source: i64 = row.get(1).map_err(|e| self.err(e))?;
+                    let line: i64 = row.get(2).map_err(|e| self.err(e))?;
+                    let body = row
+                        .get_ref(4)
+                        .and_then(|v| v.as_blob().map_err(Into::into))
+                        .map_err(|e| self.err(e))?;
+                    Stored::Line {
+                        source,
+                        line: line as u64,
+                        body,
+                    }
+                }
+                KIND_UNTIL => Stored::Until(row.get(3).map_err(|e| self.err(e))?),
+                KIND_DRAIN => Stored::Drain,
+                other => {
+                    return Err(StoreError::NotAStore {
+                        path: self.path.clone(),
+                        reason: format!("a stored call has unknown kind {other}"),
+                    });
+                }
+            };
+            f(stored)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a batch in one transaction; on return it is durable. Intents
+    /// whose key the ledger already holds are dropped from `batch.intents`,
+    /// so no message is delivered twice.
+    pub fn commit(&mut self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |e| store_err(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut call = tx
+                .prepare_cached(
+                    "INSERT INTO calls(kind, source, line, at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let mut last = 0;
+            for c in &batch.calls {
+                match c {
+                    NewCall::Line { source, line, body } => {
+                        call.execute(params![KIND_LINE, source, *line as i64, None::<i64>, body])
+                    }
+                    NewCall::Until(t) => call.execute(params![
+                        KIND_UNTIL,
+                        None::<i64>,
+                        None::<i64>,
+                        t,
+                        None::<&[u8]>
+                    ]),
+                    NewCall::Drain => call.execute(params![
+                        KIND_DRAIN,
+                        None::<i64>,
+                        None::<i64>,
+                        None::<i64>,
+                        None::<&[u8]>
+                    ]),
+                }
+                .map_err(err)?;
+                last = tx.last_insert_rowid();
+            }
+            let mut send = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO sends(key, call, channel, message, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
+                )
+                .map_err(err)?;
+            let mut kept = Vec::with_capacity(batch.intents.len());
+            for i in batch.intents.drain(..) {
+                let json = i.message.to_json_line().map_err(|e| StoreError::Open {
+                    path: path.clone(),
+                    reason: format!("a message cannot be written as JSON: {e}"),
+                })?;
+                let n = send
+                    .execute(params![
+                        i.message.idempotency_key,
+                        last,
+                        i.message.channel,
+                        json
+                    ])
+                    .map_err(err)?;
+                if n == 1 {
+                    kept.push(i);
+                }
+            }
+            batch.intents = kept;
+            let mut done = tx
+                .prepare_cached(
+                    "UPDATE sends SET state = 'done', attempts = attempts + ?2, last_error = NULL WHERE key = ?1",
+                )
+                .map_err(err)?;
+            let mut failed = tx
+                .prepare_cached(
+                    "UPDATE sends SET state = ?2, attempts = attempts + ?3, last_error = ?4 WHERE key = ?1",
+                )
+                .map_err(err)?;
+            for m in batch.marks.drain(..) {
+                match m {
+                    Mark::Done { key, attempts } => done.execute(params![key, attempts]),
+                    Mark::Failed {
+                        key,
+                        attempts,
+                        reason,
+                        retryable,
+                    } => {
+                        let state = if retryable { "pending" } else { "failed" };
+                        failed.execute(params![key, state, attempts, reason])
+                    }
+                }
+                .map_err(err)?;
+            }
+            if let Some(s) = &batch.source {
+                tx.execute(
+                    "UPDATE sources SET position = ?2, line = ?3, tail_hash = ?4 WHERE id = ?1",
+                    params![s.id, s.position as i64, s.line as i64, s.tail_hash],
+                )
+                .map_err(err)?;
+            }
+            for (k, v) in batch.meta.drain(..) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+                    params![k, v],
+                )
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        batch.calls.clear();
+        batch.source = None;
+        Ok(())
+    }
+
+    /// Intents not yet delivered, oldest first.
+    pub fn pending(&self) -> Result<Vec<Intent>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT message FROM sends WHERE state = 'pending' ORDER BY call, rowid")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for json in rows {
+            let json = json.map_err(|e| self.err(e))?;
+            let message = serde_json::from_str(&json).map_err(|e| StoreError::NotAStore {
+                path: self.path.clone(),
+                reason: format!("a stored message is not valid: {e}"),
+            })?;
+            out.push(Intent { message });
+        }
+        Ok(out)
+    }
+
+    /// How many intents are in each state.
+    pub fn counts(&self) -> Result<LedgerCounts, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT state, count(*) FROM sends GROUP BY state")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        let mut c = LedgerCounts::default();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let state: String = row.get(0).map_err(|e| self.err(e))?;
+            let n: i64 = row.get(1).map_err(|e| self.err(e))?;
+            match state.as_str() {
+                "done" => c.done = n as u64,
+                "pending" => c.pending = n as u64,
+                _ => c.failed = n as u64,
+            }
+        }
+        Ok(c)
+    }
+
+    /// The state of one intent (`pending`, `done` or `failed`), if the ledger holds it.
+    pub fn send_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT state FROM sends WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many calls the history holds.
+    pub fn call_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM calls", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn store_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => StoreError::NotAStore {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::InUse {
+            path: path.to_path_buf(),
+        },
+        _ => StoreError::Sql {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

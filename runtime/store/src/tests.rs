@@ -1,0 +1,195 @@
+use super::*;
+
+fn message(key: &str) -> Outgoing {
+    Outgoing {
+        at: "2026-01-05T00:00:00Z".into(),
+        flow: "f".into(),
+        flow_version: "v".into(),
+        message: "m".into(),
+        channel: "email".into(),
+        customer: "c".into(),
+        to: "c@example.com".into(),
+        idempotency_key: key.into(),
+        content: Default::default(),
+    }
+}
+
+#[test]
+fn migrations_run_once_and_reopening_keeps_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        let mut b = Batch {
+            calls: vec![NewCall::Drain],
+            ..Batch::default()
+        };
+        s.commit(&mut b).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.call_count().unwrap(), 1);
+    assert!(!s.is_fresh().unwrap());
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(
+        &path,
+        b"this is not a database, not even close; ".repeat(200),
+    )
+    .unwrap();
+    let err = Store::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+
+    let foreign = dir.path().join("other.db");
+    let conn = Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE customers(id TEXT)")
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&foreign).err().expect("refused");
+    assert!(err.to_string().contains("customers"), "{err}");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("UPDATE schema_version SET version = 99", [])
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+}
+
+#[test]
+fn the_ledger_keeps_each_key_once_and_tracks_its_state() {
+    let mut s = Store::in_memory().unwrap();
+    let mut b = Batch {
+        intents: vec![
+            Intent {
+                message: message("a"),
+            },
+            Intent {
+                message: message("b"),
+            },
+        ],
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    assert_eq!(b.intents.len(), 2);
+    assert_eq!(s.pending().unwrap().len(), 2);
+    // The same key again is not a new intent, so it is not delivered again.
+    let mut again = Batch {
+        intents: vec![Intent {
+            message: message("a"),
+        }],
+        marks: vec![
+            Mark::Done {
+                key: "a".into(),
+                attempts: 1,
+            },
+            Mark::Failed {
+                key: "b".into(),
+                attempts: 3,
+                reason: "HTTP 503".into(),
+                retryable: true,
+            },
+        ],
+        ..Batch::default()
+    };
+    s.commit(&mut again).unwrap();
+    assert!(again.intents.is_empty());
+    assert_eq!(s.send_state("a").unwrap().as_deref(), Some("done"));
+    assert_eq!(s.send_state("b").unwrap().as_deref(), Some("pending"));
+    let mut permanent = Batch {
+        marks: vec![Mark::Failed {
+            key: "b".into(),
+            attempts: 1,
+            reason: "HTTP 400".into(),
+            retryable: false,
+        }],
+        ..Batch::default()
+    };
+    s.commit(&mut permanent).unwrap();
+    assert_eq!(
+        s.counts().unwrap(),
+        LedgerCounts {
+            done: 1,
+            pending: 0,
+            failed: 1
+        }
+    );
+}
+
+#[test]
+fn calls_come_back_in_order_and_sources_keep_their_position() {
+    let mut s = Store::in_memory().unwrap();
+    let src = s.source("/x/events.jsonl").unwrap();
+    assert_eq!(src.position, 0);
+    let mut b = Batch {
+        calls: vec![
+            NewCall::Line {
+                source: src.id,
+                line: 1,
+                body: b"{}",
+            },
+            NewCall::Until(42),
+            NewCall::Drain,
+        ],
+        source: Some(SourcePos {
+            position: 3,
+            line: 1,
+            tail_hash: tail_hash(b"{}\n"),
+            ..src.clone()
+        }),
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    let mut seen = Vec::new();
+    s.for_each_call(|c| {
+        seen.push(format!("{c:?}"));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[0].contains("line: 1"));
+    assert_eq!(seen[1], "Until(42)");
+    assert_eq!(seen[2], "Drain");
+    let again = s.source("/x/events.jsonl").unwrap();
+    assert_eq!((again.id, again.position, again.line), (src.id, 3, 1));
+}
+
+#[test]
+fn a_changed_project_is_refused_once_there_is_history() {
+    let mut s = Store::in_memory().unwrap();
+    s.claim("aaaa").unwrap();
+    // Nothing applied yet: a new project may take the store over.
+    s.claim("bbbb").unwrap();
+    let mut b = Batch {
+        calls: vec![NewCall::Drain],
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    s.claim("bbbb").unwrap();
+    assert!(matches!(
+        s.claim("cccc"),
+        Err(StoreError::ProjectChanged { .. })
+    ));
+}
+
+#[test]
+fn repairing_the_outbox_cuts_only_a_partial_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.jsonl");
+    std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
+    assert_eq!(outbox::repair(&path).unwrap(), 5);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
+    assert_eq!(outbox::repair(&path).unwrap(), 0);
+    assert_eq!(outbox::repair(&dir.path().join("missing")).unwrap(), 0);
+}

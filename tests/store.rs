@@ -1,0 +1,189 @@
+//! End-to-end: `nudge run` keeps its place in a durable store, so a second
+//! run applies only what the first did not.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nudge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("nudge runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// A copy of an example in a temporary directory, so runs write their
+/// `.nudge/` files there and not into the repository.
+fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join(name);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name),
+        &to,
+    );
+    (tmp, to)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// The outbox as idempotency key → how many lines carry it.
+fn outbox_keys(dir: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for l in std::fs::read_to_string(dir.join(".nudge/outbox.jsonl"))
+        .unwrap()
+        .lines()
+    {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        *out.entry(v["idempotency_key"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// Runs and returns the JSON summary.
+fn run_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", s(dir), "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = nudge(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_str(text(&out.stdout).trim()).unwrap()
+}
+
+fn generate(path: &Path, events: usize, seed: u64) {
+    let n = events.to_string();
+    let seed = seed.to_string();
+    let out = nudge(&["gen", "--events", &n, "--seed", &seed, "-o", s(path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_second_run_over_the_same_file_applies_and_sends_nothing() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let first = run_json(&dir, &["--drain"]);
+    assert!(dir.join(".nudge/state.db").is_file());
+    assert_eq!(first["store"]["applied"], 21);
+    assert_eq!(first["store"]["delivered"], 4);
+    let sent = std::fs::read_to_string(dir.join(".nudge/outbox.jsonl")).unwrap();
+
+    let second = run_json(&dir, &["--drain"]);
+    assert_eq!(second["store"]["applied"], 0);
+    assert_eq!(second["store"]["delivered"], 0);
+    assert_eq!(second["store"]["ledger"]["done"], 4);
+    assert_eq!(second["store"]["diverged"], false);
+    // The state was rebuilt: the same counters, and the outbox untouched.
+    assert_eq!(second["stats"], first["stats"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".nudge/outbox.jsonl")).unwrap(),
+        sent
+    );
+}
+
+#[test]
+fn a_longer_file_continues_where_the_last_run_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    generate(&all, 3000, 11);
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+
+    // Reference: the whole file in one durable run.
+    let (_a, whole) = copy_example("cart_recovery");
+    std::fs::copy(&all, whole.join("events.jsonl")).unwrap();
+    let reference = run_json(&whole, &["--drain"]);
+
+    // The same file in two steps: the first half, then the file grown to all of it.
+    let (_b, steps) = copy_example("cart_recovery");
+    let events = steps.join("events.jsonl");
+    std::fs::write(&events, lines[..1700].concat()).unwrap();
+    let first = run_json(&steps, &[]);
+    assert_eq!(first["store"]["applied"], 1700);
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&steps, &["--drain"]);
+    assert_eq!(second["store"]["applied"], 1300);
+    assert_eq!(second["store"]["rebuilt"], 1700);
+    assert_eq!(second["store"]["late"], 0);
+
+    assert_eq!(second["stats"], reference["stats"]);
+    let keys = outbox_keys(&steps);
+    assert!(!keys.is_empty());
+    assert!(keys.values().all(|&n| n == 1), "a message sent twice");
+    assert_eq!(keys, outbox_keys(&whole));
+    // And the same as the in-memory replay.
+    let memory = run_json(&whole, &["--drain", "--in-memory"]);
+    assert_eq!(memory["stats"], reference["stats"]);
+}
+
+#[test]
+fn in_memory_runs_keep_no_store() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let out = run_json(&dir, &["--drain", "--in-memory"]);
+    assert!(out.get("store").is_none());
+    assert!(!dir.join(".nudge/state.db").exists());
+    assert_eq!(outbox_keys(&dir).len(), 4);
+}
+
+#[test]
+fn a_file_that_is_not_a_store_is_refused_with_a_way_out() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    std::fs::create_dir_all(dir.join(".nudge")).unwrap();
+    let db = dir.join(".nudge/state.db");
+    std::fs::write(&db, "garbage, not SQLite\n".repeat(100)).unwrap();
+    let out = nudge(&["run", s(&dir), "--drain"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("is not a usable Nudge store"), "{err}");
+    assert!(err.contains("help: start over with --reset"), "{err}");
+
+    // The garbage is still there: nothing was overwritten behind the user's back.
+    assert!(std::fs::read_to_string(&db).unwrap().starts_with("garbage"));
+
+    let out = nudge(&["run", s(&dir), "--drain", "--reset"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(outbox_keys(&dir).len(), 4);
+}
+
+#[test]
+fn changed_settings_or_a_rewritten_file_are_refused() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    run_json(&dir, &[]);
+    let out = nudge(&["run", s(&dir), "--release-spread", "60"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("changed since the store"));
+
+    let events = dir.join("events.jsonl");
+    let all = std::fs::read_to_string(&events).unwrap();
+    std::fs::write(&events, &all[..all.len() / 2]).unwrap();
+    let out = nudge(&["run", s(&dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("does not continue what was applied"), "{err}");
+    assert!(err.contains("help: append new calls"), "{err}");
+}
