@@ -470,10 +470,15 @@ fn sleeping_instances_are_plain_data() {
     let back: nudge_runtime::engine::Instance = serde_json::from_str(&json).unwrap();
     assert_eq!(back, live[0]);
     assert!(json.contains("\"Sleep\""), "{json}");
+    // The flow reads only `trigger.order_id`: that is all the instance keeps.
+    assert!(json.contains("\"o1\""), "{json}");
     assert!(
-        json.contains("\"12.5\""),
-        "money stays an exact string: {json}"
+        !json.contains("12.5"),
+        "unread trigger fields are dropped: {json}"
     );
+    let money =
+        serde_json::to_string(&nudge_bytecode::Value::Money("12.5".parse().unwrap())).unwrap();
+    assert_eq!(money, r#"{"Money":"12.5"}"#, "money stays an exact string");
 }
 
 #[test]

@@ -70,6 +70,53 @@ pub enum Waiting {
     },
 }
 
+/// How much of its trigger event a flow's code reads.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum TriggerUse {
+    /// Never `trigger` at all.
+    Nothing,
+    /// Only these fields (by index in the trigger's schema).
+    Fields(Vec<bool>),
+    /// The whole record (passed on, compared, or read in a way not followed).
+    Whole,
+}
+
+impl TriggerUse {
+    /// Reads a flow's code: every `load_trigger` followed by a field load
+    /// marks that field; any other use needs the whole record.
+    pub(super) fn of(flow: &nudge_bytecode::Flow, bundle: &nudge_bytecode::Bundle) -> TriggerUse {
+        let width = match &flow.trigger {
+            Trigger::Event(rule) => bundle
+                .schemas
+                .get(rule.event as usize)
+                .map_or(0, |s| s.fields.len()),
+            _ => 0,
+        };
+        let mut used = vec![false; width];
+        let mut any = false;
+        for block in &flow.unit.blocks {
+            for (i, instr) in block.code.iter().enumerate() {
+                if *instr != nudge_bytecode::Instr::LoadTrigger {
+                    continue;
+                }
+                any = true;
+                match block.code.get(i + 1) {
+                    Some(
+                        nudge_bytecode::Instr::LoadField { field, .. }
+                        | nudge_bytecode::Instr::LoadFieldOpt { field, .. },
+                    ) if (*field as usize) < width => used[*field as usize] = true,
+                    _ => return TriggerUse::Whole,
+                }
+            }
+        }
+        if any {
+            TriggerUse::Fields(used)
+        } else {
+            TriggerUse::Nothing
+        }
+    }
+}
+
 /// Whether an instance should go on running after a wake-up.
 pub(super) enum Next {
     Run,
@@ -103,6 +150,24 @@ impl<S: Sink> Engine<'_, S> {
                     None
                 }
             }
+        };
+        // Keep only what the flow's code reads of its trigger: a sleeping
+        // instance should not carry a whole product list it never looks at.
+        let trigger = match &self.trigger_use[f as usize] {
+            TriggerUse::Nothing => Value::None,
+            TriggerUse::Fields(used) => match trigger {
+                Value::Record(r) => Value::Record(std::sync::Arc::new(nudge_bytecode::Record {
+                    schema: r.schema,
+                    fields: r
+                        .fields
+                        .iter()
+                        .zip(used)
+                        .map(|(v, &keep)| if keep { v.clone() } else { Value::None })
+                        .collect(),
+                })),
+                other => other,
+            },
+            TriggerUse::Whole => trigger,
         };
         if let Some(reason) = refused {
             self.stats.flow_mut(&flow.name).not_entered += 1;

@@ -120,6 +120,8 @@ pub struct Engine<'b, S: Sink> {
     triggered_by: HashMap<u32, Vec<u32>>,
     /// Flows whose goal is each event schema.
     goals_by: HashMap<u32, Vec<u32>>,
+    /// What each flow reads of its trigger event.
+    trigger_use: Vec<instance::TriggerUse>,
     /// Each flow's version hash, shared by its instances.
     versions: Vec<std::sync::Arc<str>>,
     /// Event schemas some code looks back at (exit rules, waits, goals,
@@ -197,6 +199,11 @@ impl<'b, S: Sink> Engine<'b, S> {
                 .flows
                 .iter()
                 .map(|f| f.version.as_str().into())
+                .collect(),
+            trigger_use: bundle
+                .flows
+                .iter()
+                .map(|f| instance::TriggerUse::of(f, bundle))
                 .collect(),
             seq: 0,
             generations: 0,
