@@ -32,6 +32,8 @@ enum Command {
     Disasm(commands::disasm::Args),
     /// Replay recorded events through a project on a virtual clock.
     Run(commands::run::Args),
+    /// Ingest Segment calls over HTTP (or stdin) into the durable engine, on the wall clock.
+    Serve(commands::serve::Args),
     /// Run the project's `test` blocks on the virtual clock.
     Test(commands::test::Args),
     /// Show everything that happened to one customer, from the run's trace.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(args),
         Command::Disasm(args) => commands::disasm::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Report(args) => commands::report::run(args),

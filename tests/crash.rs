@@ -3,6 +3,9 @@
 //! was never interrupted: no call lost or applied twice, no send lost or
 //! duplicated.
 
+mod common;
+use common::{copy_dir, s};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,25 +14,6 @@ use std::time::{Duration, Instant};
 /// Kills per test run: enough to land in every phase (rebuild, batches,
 /// delivery, drain), few enough for CI.
 const KILLS: usize = 15;
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to.join(&name));
-        } else {
-            std::fs::copy(entry.path(), to.join(&name)).unwrap();
-        }
-    }
-}
 
 fn project(root: &Path, name: &str, events: &Path) -> PathBuf {
     let dir = root.join(name);

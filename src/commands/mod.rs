@@ -9,6 +9,7 @@ pub mod r#gen;
 pub mod lsp;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod test;
 
 use std::io::IsTerminal;

@@ -178,23 +178,9 @@ fn run_project(
         root,
         state,
     };
-    let mut lists: Vec<PathBuf> = bundle
-        .policy
-        .suppress_lists
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    lists.extend(args.suppress.iter().cloned());
-    let suppression = match read_suppression(&lists) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    let config = Config {
-        release_spread: args.release_spread,
-        suppression,
+    let config = match engine_config(&bundle, &args.suppress, args.release_spread) {
+        Ok(c) => c,
+        Err(status) => return status,
     };
     if args.in_memory {
         run_in_memory(&bundle, &input, &paths, args, until, routes, config)
@@ -202,6 +188,31 @@ fn run_project(
         run_durable(
             &bundle, &events, &input, &paths, args, until, routes, config,
         )
+    }
+}
+
+/// The engine settings: the policy's suppression lists plus `suppress`.
+pub(super) fn engine_config(
+    bundle: &nudge_bytecode::Bundle,
+    suppress: &[PathBuf],
+    release_spread: i64,
+) -> Result<Config, Status> {
+    let mut lists: Vec<PathBuf> = bundle
+        .policy
+        .suppress_lists
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    lists.extend(suppress.iter().cloned());
+    match read_suppression(&lists) {
+        Ok(suppression) => Ok(Config {
+            release_spread,
+            suppression,
+        }),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(Status::Failure)
+        }
     }
 }
 
@@ -286,77 +297,17 @@ fn run_durable(
         .store
         .clone()
         .unwrap_or_else(|| paths.state.join("state.db"));
-    let fail = |e: &StoreError| {
-        eprintln!("error: {e}");
-        if let Some(h) = e.hint() {
-            eprintln!("help: {h}");
-        }
-        Status::Failure
-    };
-    if args.reset {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = store_path.clone().into_os_string();
-            p.push(suffix);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    eprintln!("error: cannot remove {}: {e}", Path::new(&p).display());
-                    return Status::Failure;
-                }
-            }
-        }
-    }
-    let mut store = match Store::open(&store_path) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
-    let mut listed: Vec<String> = config.suppression.iter().cloned().collect();
-    listed.sort();
-    let fingerprint = nudge_store::fingerprint(bundle, config.release_spread, &listed);
-    if let Err(e) = store.claim(&fingerprint) {
-        return fail(&e);
-    }
-    let fresh = match store.is_fresh() {
-        Ok(f) => f,
-        Err(e) => return fail(&e),
-    };
-    // A fresh store starts a fresh outbox; otherwise the outbox holds every
-    // message sent so far and only grows. A crash can leave half a line at
-    // its end, of a message the ledger still has pending: cut it, the
-    // message is written again whole.
-    let mode = if fresh {
-        OutboxMode::Truncate
-    } else {
-        if let Err(e) = nudge_store::outbox::repair(&paths.outbox) {
-            eprintln!(
-                "error: cannot repair the outbox {}: {e}",
-                paths.outbox.display()
-            );
-            return Status::Failure;
-        }
-        OutboxMode::Append
-    };
-    let default = match OutboxFile::open(&paths.outbox, mode) {
+    let (mut store, mut router) = match open_store(
+        &store_path,
+        args.reset,
+        bundle,
+        &config,
+        &paths.outbox,
+        routes,
+    ) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open the outbox {}: {e}",
-                paths.outbox.display()
-            );
-            return Status::Failure;
-        }
+        Err(status) => return status,
     };
-    let mut router = Router::new(Box::new(default), Some(paths.outbox.clone()));
-    for (channel, spec) in routes {
-        match spec.build(&paths.outbox, OutboxMode::Append) {
-            Ok(p) => router.route(*channel, p),
-            Err(e) => {
-                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
-                return Status::Failure;
-            }
-        }
-    }
     let feeds = match Feeds::new(&paths.trace, &paths.state.join("audiences")) {
         Ok(f) => f,
         Err(e) => {
@@ -413,6 +364,86 @@ fn run_durable(
         return Status::Failure;
     }
     Status::Ok
+}
+
+/// Opens (or with `reset`, recreates) the store, ties it to the project and
+/// sets up the outbox and plugins the ledger delivers through.
+pub(super) fn open_store(
+    store_path: &Path,
+    reset: bool,
+    bundle: &nudge_bytecode::Bundle,
+    config: &Config,
+    outbox: &Path,
+    routes: &[(Channel, PluginSpec)],
+) -> Result<(Store, Router), Status> {
+    if reset {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = store_path.to_path_buf().into_os_string();
+            p.push(suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    eprintln!("error: cannot remove {}: {e}", Path::new(&p).display());
+                    return Err(Status::Failure);
+                }
+            }
+        }
+    }
+    let mut store = match Store::open(store_path) {
+        Ok(s) => s,
+        Err(e) => return Err(fail(&e)),
+    };
+    let mut listed: Vec<String> = config.suppression.iter().cloned().collect();
+    listed.sort();
+    let fingerprint = nudge_store::fingerprint(bundle, config.release_spread, &listed);
+    if let Err(e) = store.claim(&fingerprint) {
+        return Err(fail(&e));
+    }
+    let fresh = match store.is_fresh() {
+        Ok(f) => f,
+        Err(e) => return Err(fail(&e)),
+    };
+    // A fresh store starts a fresh outbox; otherwise the outbox holds every
+    // message sent so far and only grows. A crash can leave half a line at
+    // its end, of a message the ledger still has pending: cut it, the
+    // message is written again whole.
+    let mode = if fresh {
+        OutboxMode::Truncate
+    } else {
+        if let Err(e) = nudge_store::outbox::repair(outbox) {
+            eprintln!("error: cannot repair the outbox {}: {e}", outbox.display());
+            return Err(Status::Failure);
+        }
+        OutboxMode::Append
+    };
+    let default = match OutboxFile::open(outbox, mode) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: cannot open the outbox {}: {e}", outbox.display());
+            return Err(Status::Failure);
+        }
+    };
+    let mut router = Router::new(Box::new(default), Some(outbox.to_path_buf()));
+    for (channel, spec) in routes {
+        match spec.build(outbox, OutboxMode::Append) {
+            Ok(p) => router.route(*channel, p),
+            Err(e) => {
+                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
+                return Err(Status::Failure);
+            }
+        }
+    }
+    Ok((store, router))
+}
+
+/// Reports a store error with its hint.
+pub(super) fn fail(e: &StoreError) -> Status {
+    eprintln!("error: {e}");
+    if let Some(h) = e.hint() {
+        eprintln!("help: {h}");
+    }
+    Status::Failure
 }
 
 fn summary(
@@ -477,7 +508,7 @@ fn summary(
 }
 
 /// Rewrites the dead-letter file with every refused line of the history.
-fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(), String> {
+pub(super) fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(), String> {
     let mut f = BufWriter::new(create_file(path)?);
     let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
     for d in dead {
@@ -489,7 +520,7 @@ fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(), String> {
 
 /// The trace and audience feeds of a durable run. They are derived output:
 /// rebuilding replays the whole history, so they are rewritten in full each run.
-struct Feeds {
+pub(super) struct Feeds {
     trace: BufWriter<File>,
     audiences_dir: PathBuf,
     audiences: HashMap<String, BufWriter<File>>,
@@ -497,7 +528,7 @@ struct Feeds {
 }
 
 impl Feeds {
-    fn new(trace: &Path, audiences_dir: &Path) -> Result<Feeds, String> {
+    pub(super) fn new(trace: &Path, audiences_dir: &Path) -> Result<Feeds, String> {
         let trace = BufWriter::new(create_file(trace)?);
         // Feeds from an earlier run would be written again after them.
         if let Ok(entries) = std::fs::read_dir(audiences_dir) {
@@ -515,7 +546,7 @@ impl Feeds {
         })
     }
 
-    fn finish(mut self) -> Result<(), String> {
+    pub(super) fn finish(mut self) -> Result<(), String> {
         if let Err(e) = self.trace.flush() {
             self.error.get_or_insert(format!("trace: {e}"));
         }
@@ -562,7 +593,7 @@ impl Sink for Feeds {
 }
 
 /// The directory a project's state goes in: its root, or the directory of its first path.
-fn project_root(group: &[PathBuf]) -> PathBuf {
+pub(super) fn project_root(group: &[PathBuf]) -> PathBuf {
     let first = group.first().cloned().unwrap_or_else(|| PathBuf::from("."));
     if first.is_dir() {
         first
@@ -574,7 +605,7 @@ fn project_root(group: &[PathBuf]) -> PathBuf {
     }
 }
 
-fn create_file(path: &Path) -> Result<File, String> {
+pub(super) fn create_file(path: &Path) -> Result<File, String> {
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
@@ -590,7 +621,7 @@ fn parse_until(text: &str) -> Result<i64, String> {
     })
 }
 
-fn parse_route(text: &str) -> Result<(Channel, PluginSpec), String> {
+pub(super) fn parse_route(text: &str) -> Result<(Channel, PluginSpec), String> {
     let (channel, spec) = text
         .split_once('=')
         .ok_or("expected CHANNEL=PLUGIN, such as sms=stdout")?;

@@ -30,6 +30,11 @@ use crate::{
 pub struct Captured(Rc<RefCell<Vec<Outgoing>>>);
 
 impl Captured {
+    /// True when the engine made no send since they were last taken.
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+
     fn take(&self) -> Vec<Outgoing> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
@@ -177,54 +182,17 @@ pub fn run<S: Sink>(
     let mut dead = Vec::new();
     let source = store.source(input.name)?;
     check_source(&source, &input)?;
-
-    // Rebuild. Lines of this file applied past the read position (only an
-    // unsorted run leaves any) are skipped below.
-    let mut beyond: HashSet<u64> = HashSet::new();
-    let mut rebuilt_sends = 0u64;
-    store.for_each_call(|call| {
-        match call {
-            Stored::Line {
-                source: s,
-                line,
-                body,
-            } => {
-                if s == source.id && line > source.line {
-                    beyond.insert(line);
-                }
-                apply_line(engine, body, line, &mut dead);
-            }
-            Stored::Until(t) => engine.advance_through(t),
-            Stored::Drain => engine.drain(),
-        }
-        rebuilt_sends += captured.take().len() as u64;
-        report.rebuilt += 1;
-        Ok(())
-    })?;
-    let before = store.counts()?;
-    report.diverged = rebuilt_sends != before.done + before.pending + before.failed;
-
-    // Intents committed but not known delivered when the last run stopped.
     let mut batch = Batch::default();
-    let pending = store.pending()?;
-    if !pending.is_empty() {
-        let already = already_in_outbox(router, &pending).map_err(|e| StoreError::Open {
-            path: store.path().to_path_buf(),
-            reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
-        })?;
-        let (done, todo): (Vec<Intent>, Vec<Intent>) = pending
-            .into_iter()
-            .partition(|i| already.contains(&i.message.idempotency_key));
-        report.retried += (done.len() + todo.len()) as u64;
-        batch.marks.extend(done.into_iter().map(|i| Mark::Done {
-            key: i.message.idempotency_key,
-            attempts: 0,
-        }));
-        // Counted as retried, not as this run's new deliveries.
-        let delivered = report.delivered;
-        dispatch(router, &todo, &mut batch.marks, &mut report);
-        report.delivered = delivered;
-    }
+    let beyond = resume(
+        store,
+        engine,
+        captured,
+        router,
+        &source,
+        &mut report,
+        &mut dead,
+        &mut batch.marks,
+    )?;
 
     // New input, in batches.
     let start = source.position as usize;
@@ -375,6 +343,71 @@ pub fn run<S: Sink>(
     Ok((report, dead))
 }
 
+/// Rebuilds `engine` (fresh, over a [`LedgerSink`]) from every call in
+/// `store`, then delivers the intents an earlier run left pending, pushing
+/// their results onto `marks` for the next commit. Refused lines of the
+/// history go to `dead`. Returns the lines of `source` applied past its read
+/// position (only an unsorted run leaves any), which must not be applied again.
+#[allow(clippy::too_many_arguments)]
+pub fn resume<S: Sink>(
+    store: &mut Store,
+    engine: &mut Engine<'_, LedgerSink<S>>,
+    captured: &Captured,
+    router: &mut Router,
+    source: &SourcePos,
+    report: &mut Report,
+    dead: &mut Vec<DeadLetter>,
+    marks: &mut Vec<Mark>,
+) -> Result<HashSet<u64>, StoreError> {
+    // Rebuild. Lines of this file applied past the read position (only an
+    // unsorted run leaves any) are skipped below.
+    let mut beyond: HashSet<u64> = HashSet::new();
+    let mut rebuilt_sends = 0u64;
+    store.for_each_call(|call| {
+        match call {
+            Stored::Line {
+                source: s,
+                line,
+                body,
+            } => {
+                if s == source.id && line > source.line {
+                    beyond.insert(line);
+                }
+                apply_line(engine, body, line, dead);
+            }
+            Stored::Until(t) => engine.advance_through(t),
+            Stored::Drain => engine.drain(),
+        }
+        rebuilt_sends += captured.take().len() as u64;
+        report.rebuilt += 1;
+        Ok(())
+    })?;
+    let before = store.counts()?;
+    report.diverged = rebuilt_sends != before.done + before.pending + before.failed;
+
+    // Intents committed but not known delivered when the last run stopped.
+    let pending = store.pending()?;
+    if !pending.is_empty() {
+        let already = already_in_outbox(router, &pending).map_err(|e| StoreError::Open {
+            path: store.path().to_path_buf(),
+            reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
+        })?;
+        let (done, todo): (Vec<Intent>, Vec<Intent>) = pending
+            .into_iter()
+            .partition(|i| already.contains(&i.message.idempotency_key));
+        report.retried += (done.len() + todo.len()) as u64;
+        marks.extend(done.into_iter().map(|i| Mark::Done {
+            key: i.message.idempotency_key,
+            attempts: 0,
+        }));
+        // Counted as retried, not as this run's new deliveries.
+        let delivered = report.delivered;
+        dispatch(router, &todo, marks, report);
+        report.delivered = delivered;
+    }
+    Ok(beyond)
+}
+
 /// Commits the batch with the sends it made, then delivers them; their
 /// results ride on the next commit.
 fn step<S: Sink>(
@@ -385,16 +418,36 @@ fn step<S: Sink>(
     batch: &mut Batch,
     report: &mut Report,
 ) -> Result<(), StoreError> {
-    batch.intents = captured
-        .take()
-        .into_iter()
-        .map(|message| Intent { message })
-        .collect();
     batch.meta.push(("clock", engine.now().to_string()));
+    commit_and_deliver(store, captured, router, batch, report).map(drop)
+}
+
+/// Commits `batch` with the sends the engine made since they were last
+/// taken, then delivers the ones the ledger did not already hold; their
+/// results are left in `batch.marks` to ride on the next commit. Returns
+/// each delivered message's channel and whether the plugin took it.
+pub fn commit_and_deliver(
+    store: &mut Store,
+    captured: &Captured,
+    router: &mut Router,
+    batch: &mut Batch,
+    report: &mut Report,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    batch.intents.extend(
+        captured
+            .take()
+            .into_iter()
+            .map(|message| Intent { message }),
+    );
     store.commit(batch)?;
     let intents = std::mem::take(&mut batch.intents);
+    let first = batch.marks.len();
     dispatch(router, &intents, &mut batch.marks, report);
-    Ok(())
+    Ok(intents
+        .iter()
+        .zip(&batch.marks[first..])
+        .map(|(i, m)| (i.message.channel.clone(), matches!(m, Mark::Done { .. })))
+        .collect())
 }
 
 fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, report: &mut Report) {
@@ -484,7 +537,7 @@ fn check_source(source: &SourcePos, input: &Input<'_>) -> Result<(), StoreError>
 
 /// Applies one line as the in-memory replay does; a refused line becomes a
 /// dead letter.
-fn apply_line<S: Sink>(
+pub fn apply_line<S: Sink>(
     engine: &mut Engine<'_, S>,
     raw: &[u8],
     line: u64,

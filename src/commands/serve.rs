@@ -1,0 +1,781 @@
+//! `nudge serve`: Segment-compatible HTTP ingest (or JSON lines on stdin)
+//! into the durable engine of `nudge run`, on the wall clock.
+//!
+//! The engine is single-threaded, so it lives on one thread that owns the
+//! store, the engine and the plugins. HTTP handlers (on a small tokio
+//! runtime) only validate bodies and turn them into JSON lines; the engine
+//! thread applies each request's lines, commits them with their send intents
+//! in one transaction, answers the request, then delivers — the same ledger
+//! path as `nudge run`, so a 200 means the calls are durable.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nudge_runtime::engine::Engine;
+use nudge_runtime::replay::DeadLetter;
+use nudge_runtime::segment;
+use nudge_store::durable::{self, Captured, LedgerSink, Report};
+use nudge_store::{Batch, Mark, NewCall, SourcePos, Store, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::Status;
+use super::run::{Feeds, engine_config, fail, open_store, parse_route, project_root};
+
+/// Segment's limits: a request body of 512 KB and one call of 32 KB.
+const MAX_BODY: usize = 512 * 1024;
+const MAX_CALL: usize = 32 * 1024;
+/// The store's name for calls that came through `nudge serve`.
+const SOURCE: &str = "nudge serve";
+/// Lines per transaction when reading stdin.
+const STDIN_BATCH: usize = 1_000;
+
+/// Arguments of `nudge serve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The project to serve; the current directory by default.
+    pub paths: Vec<PathBuf>,
+    /// The address to listen on; port 0 picks a free one. The bound address
+    /// is printed on the first line of stdout.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: String,
+    /// The write key clients send as the Basic-auth user name; `NUDGE_WRITE_KEY` by default.
+    #[arg(long, value_name = "KEY")]
+    pub write_key: Option<String>,
+    /// Accept requests without credentials (for local testing only).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Read JSON lines from stdin instead of listening; exit at its end.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
+    #[arg(long, value_name = "FILE")]
+    pub outbox: Option<PathBuf>,
+    /// Send one channel through a plugin instead of the outbox, as in `nudge run`.
+    #[arg(long, value_name = "CHANNEL=PLUGIN")]
+    pub deliver: Vec<String>,
+    /// Seconds over which sends held by quiet hours are spread when released.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub release_spread: i64,
+    /// A suppression list, as in `nudge run`.
+    #[arg(long, value_name = "FILE")]
+    pub suppress: Vec<PathBuf>,
+    /// The durable store; `.nudge/state.db` in the project by default.
+    #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
+    pub store: Option<PathBuf>,
+    /// Keep no store: state is lost when the server stops.
+    #[arg(long)]
+    pub in_memory: bool,
+}
+
+/// Runs the command and returns its exit status.
+pub fn run(args: Args) -> Status {
+    let key = args
+        .write_key
+        .clone()
+        .or_else(|| std::env::var("NUDGE_WRITE_KEY").ok())
+        .filter(|k| !k.is_empty());
+    if key.is_none() && !args.no_auth && !args.stdin {
+        eprintln!("error: no write key: pass --write-key KEY or set NUDGE_WRITE_KEY");
+        eprintln!("help: --no-auth accepts requests without credentials");
+        return Status::Failure;
+    }
+    let groups = match super::project_groups(&args.paths) {
+        Ok(g) => g,
+        Err(status) => return status,
+    };
+    let [group] = groups.as_slice() else {
+        eprintln!(
+            "error: nudge serve runs one project, but these paths hold {}",
+            groups.len()
+        );
+        return Status::Failure;
+    };
+    let bundle = match super::compile(group) {
+        Ok(b) => b,
+        Err(status) => return status,
+    };
+    let root = project_root(group);
+    if args.stdin {
+        return serve_stdin(&bundle, &root, &args);
+    }
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = mpsc::channel::<Msg>();
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Status>>();
+        let engine_metrics = metrics.clone();
+        let (bundle, root, args) = (&bundle, &root, &args);
+        let engine = scope.spawn(move || {
+            let mut live = match Live::open(bundle, root, args, engine_metrics) {
+                Ok(l) => l,
+                Err(status) => {
+                    let _ = ready_tx.send(Err(status));
+                    return status;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            engine_loop(&mut live, &rx);
+            live.finish()
+        });
+        if !matches!(ready_rx.recv(), Ok(Ok(()))) {
+            return status_of(engine.join());
+        }
+        let app = App {
+            tx: tx.clone(),
+            key: key.map(Arc::from),
+            metrics,
+        };
+        let served = serve_http(&args.listen, app);
+        // Every request has been answered: the engine stops after what is queued.
+        let _ = tx.send(Msg::Stop);
+        let status = status_of(engine.join());
+        match served {
+            Ok(()) => status,
+            Err(e) => {
+                eprintln!("error: {e}");
+                Status::Failure
+            }
+        }
+    })
+}
+
+fn status_of(joined: std::thread::Result<Status>) -> Status {
+    joined.unwrap_or(Status::Failure)
+}
+
+/// Applies stdin's lines in batches, then stops.
+fn serve_stdin(bundle: &nudge_bytecode::Bundle, root: &Path, args: &Args) -> Status {
+    let mut live = match Live::open(bundle, root, args, Arc::new(Metrics::default())) {
+        Ok(l) => l,
+        Err(status) => return status,
+    };
+    let mut lines = Vec::with_capacity(STDIN_BATCH);
+    let mut input = std::io::stdin().lock();
+    loop {
+        let mut line = String::new();
+        let read = match input.read_line(&mut line) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("error: reading stdin: {e}");
+                let _ = live.finish();
+                return Status::Failure;
+            }
+        };
+        let text = line.trim_end_matches(['\n', '\r']);
+        if !text.trim().is_empty() {
+            lines.push(text.to_string());
+        }
+        if (read == 0 || lines.len() >= STDIN_BATCH)
+            && !lines.is_empty()
+            && let Err(e) = live.ingest(&lines)
+        {
+            let _ = live.finish();
+            return fail(&e);
+        }
+        if lines.len() >= STDIN_BATCH {
+            lines.clear();
+        }
+        if read == 0 {
+            return live.finish();
+        }
+    }
+}
+
+/// A request to the engine thread.
+enum Msg {
+    /// Validated calls as JSON lines, and where to say whether they are durable.
+    Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// No more requests will come.
+    Stop,
+}
+
+/// Applies requests in arrival order and moves the clock with the wall clock.
+fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
+    const TICK: Duration = Duration::from_secs(1);
+    let mut next_tick = Instant::now();
+    loop {
+        if Instant::now() >= next_tick {
+            if let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
+                live.broken(&e);
+            }
+            next_tick = Instant::now() + TICK;
+        }
+        match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            Ok(Msg::Lines(lines, reply)) => {
+                let result = if live.metrics.broken.load(Ordering::Relaxed) {
+                    Err("the store failed earlier; restart the server".to_string())
+                } else {
+                    live.ingest(&lines).map_err(|e| {
+                        live.broken(&e);
+                        e.to_string()
+                    })
+                };
+                let _ = reply.send(result);
+            }
+            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+/// The engine with its store, plugins and feeds.
+struct Live<'b> {
+    store: Store,
+    engine: Engine<'b, LedgerSink<Feeds>>,
+    captured: Captured,
+    router: durable::Router,
+    source: SourcePos,
+    /// Delivery results waiting for the next commit.
+    marks: Vec<Mark>,
+    /// A wall-clock advance not yet in the history: stored before the next
+    /// lines, so a rebuild applies them at the same clock.
+    until: Option<i64>,
+    report: Report,
+    dead: BufWriter<File>,
+    dead_path: PathBuf,
+    metrics: Arc<Metrics>,
+}
+
+impl<'b> Live<'b> {
+    fn open(
+        bundle: &'b nudge_bytecode::Bundle,
+        root: &Path,
+        args: &Args,
+        metrics: Arc<Metrics>,
+    ) -> Result<Live<'b>, Status> {
+        let state = root.join(".nudge");
+        let outbox = args
+            .outbox
+            .clone()
+            .unwrap_or_else(|| state.join("outbox.jsonl"));
+        let mut routes = Vec::new();
+        for d in &args.deliver {
+            match parse_route(d) {
+                Ok(r) => routes.push(r),
+                Err(e) => {
+                    eprintln!("error: --deliver {d}: {e}");
+                    return Err(Status::Failure);
+                }
+            }
+        }
+        let config = engine_config(bundle, &args.suppress, args.release_spread)?;
+        let store_path = if args.in_memory {
+            PathBuf::from(":memory:")
+        } else {
+            args.store.clone().unwrap_or_else(|| state.join("state.db"))
+        };
+        let (mut store, mut router) =
+            open_store(&store_path, false, bundle, &config, &outbox, &routes)?;
+        let feeds =
+            Feeds::new(&state.join("trace.jsonl"), &state.join("audiences")).map_err(|e| {
+                eprintln!("error: {e}");
+                Status::Failure
+            })?;
+        let (sink, captured) = LedgerSink::new(feeds);
+        let mut engine = Engine::new(bundle, sink, config, i64::MIN);
+        let source = store.source(SOURCE).map_err(|e| fail(&e))?;
+        let mut report = Report::default();
+        let mut history = Vec::new();
+        let mut marks = Vec::new();
+        durable::resume(
+            &mut store,
+            &mut engine,
+            &captured,
+            &mut router,
+            &source,
+            &mut report,
+            &mut history,
+            &mut marks,
+        )
+        .map_err(|e| fail(&e))?;
+        let dead_path = state.join("dead_letters.jsonl");
+        let dead = super::run::write_dead_letters(&dead_path, &history)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(&dead_path)
+                    .map_err(|e| format!("cannot open {}: {e}", dead_path.display()))
+            })
+            .map_err(|e| {
+                eprintln!("error: {e}");
+                Status::Failure
+            })?;
+        Ok(Live {
+            store,
+            engine,
+            captured,
+            router,
+            source,
+            marks,
+            until: None,
+            report,
+            dead: BufWriter::new(dead),
+            dead_path,
+            metrics,
+        })
+    }
+
+    /// Applies `lines`, commits them with their sends, then delivers.
+    fn ingest(&mut self, lines: &[String]) -> Result<(), StoreError> {
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        if let Some(t) = self.until.take() {
+            batch.calls.push(NewCall::Until(t));
+        }
+        let mut dead = Vec::new();
+        for line in lines {
+            self.source.line += 1;
+            durable::apply_line(
+                &mut self.engine,
+                line.as_bytes(),
+                self.source.line,
+                &mut dead,
+            );
+            batch.calls.push(NewCall::Line {
+                source: self.source.id,
+                line: self.source.line,
+                body: line.as_bytes(),
+            });
+        }
+        batch.source = Some(self.source.clone());
+        self.commit(&mut batch)?;
+        self.metrics
+            .events
+            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        self.write_dead(&dead);
+        Ok(())
+    }
+
+    /// Moves the clock to `now`, firing due timers; their sends are made
+    /// durable (with the clock mark) before they are delivered.
+    fn tick(&mut self, now: i64) -> Result<(), StoreError> {
+        let lag = now.saturating_sub(self.engine.now()).max(0);
+        self.metrics.lag.store(lag, Ordering::Relaxed);
+        if now <= self.engine.now() {
+            return Ok(());
+        }
+        self.engine.advance_through(now);
+        self.until = Some(now);
+        if self.captured.is_empty() && self.marks.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        self.commit(&mut batch)
+    }
+
+    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        batch.meta.push(("clock", self.engine.now().to_string()));
+        let started = Instant::now();
+        let sent = durable::commit_and_deliver(
+            &mut self.store,
+            &self.captured,
+            &mut self.router,
+            batch,
+            &mut self.report,
+        )?;
+        self.metrics.commit(started.elapsed());
+        self.marks = std::mem::take(&mut batch.marks);
+        if let Ok(mut sends) = self.metrics.sends.lock() {
+            for (channel, ok) in sent {
+                let outcome = if ok { "delivered" } else { "failed" };
+                *sends.entry((channel, outcome)).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_dead(&mut self, dead: &[DeadLetter]) {
+        for d in dead {
+            self.metrics.dead.fetch_add(1, Ordering::Relaxed);
+            let written = serde_json::to_string(d)
+                .map_err(std::io::Error::other)
+                .and_then(|l| writeln!(self.dead, "{l}"));
+            if let Err(e) = written {
+                eprintln!("warning: writing {}: {e}", self.dead_path.display());
+            }
+        }
+        let _ = self.dead.flush();
+    }
+
+    fn broken(&self, e: &StoreError) {
+        eprintln!("error: {e}");
+        self.metrics.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Stores the last delivery results, the clock and the counters.
+    fn finish(mut self) -> Status {
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        batch.meta.push((
+            "stats",
+            serde_json::to_string(&self.engine.stats()).unwrap_or_default(),
+        ));
+        let mut status = Status::Ok;
+        if !self.metrics.broken.load(Ordering::Relaxed)
+            && let Err(e) = self.commit(&mut batch)
+        {
+            status = fail(&e);
+        }
+        if let Some(f) = &self.report.first_failure {
+            eprintln!(
+                "warning: {} deliveries failed; first: {f}",
+                self.report.failed
+            );
+        }
+        let flushed = self.dead.flush();
+        if let Err(e) = self.engine.into_sink().into_feeds().finish() {
+            eprintln!("error: {e}");
+            status = Status::Failure;
+        }
+        if let Err(e) = flushed {
+            eprintln!("error: writing {}: {e}", self.dead_path.display());
+            status = Status::Failure;
+        }
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            status = Status::Failure;
+        }
+        status
+    }
+}
+
+/// Counters for `GET /metrics`, written by the engine thread.
+#[derive(Default)]
+struct Metrics {
+    events: AtomicU64,
+    dead: AtomicU64,
+    sends: Mutex<BTreeMap<(String, &'static str), u64>>,
+    lag: AtomicI64,
+    commit_micros: AtomicU64,
+    commits: AtomicU64,
+    /// A commit failed: the engine is ahead of the store, so nothing more is accepted.
+    broken: AtomicBool,
+}
+
+impl Metrics {
+    fn commit(&self, took: Duration) {
+        self.commit_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition format.
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for l in lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        };
+        let events = self.events.load(Ordering::Relaxed);
+        metric(
+            "nudge_events_total",
+            "counter",
+            "Calls accepted and committed since the server started.",
+            vec![format!("nudge_events_total {events}")],
+        );
+        let dead = self.dead.load(Ordering::Relaxed);
+        metric(
+            "nudge_dead_letters_total",
+            "counter",
+            "Accepted calls the engine refused (they are in the dead-letter file).",
+            vec![format!("nudge_dead_letters_total {dead}")],
+        );
+        let sends = self
+            .sends
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|((channel, outcome), n)| {
+                        format!(
+                            "nudge_sends_total{{channel=\"{channel}\",outcome=\"{outcome}\"}} {n}"
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_sends_total",
+            "counter",
+            "Messages handed to plugins, by channel and outcome.",
+            sends,
+        );
+        let lag = self.lag.load(Ordering::Relaxed);
+        metric(
+            "nudge_timer_lag_seconds",
+            "gauge",
+            "How far the engine clock was behind the wall clock at the last tick.",
+            vec![format!("nudge_timer_lag_seconds {lag}")],
+        );
+        let sum = self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let count = self.commits.load(Ordering::Relaxed);
+        metric(
+            "nudge_commit_seconds",
+            "summary",
+            "Time to commit a batch and deliver its sends.",
+            vec![
+                format!("nudge_commit_seconds_sum {sum}"),
+                format!("nudge_commit_seconds_count {count}"),
+            ],
+        );
+        out
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct App {
+    tx: mpsc::Sender<Msg>,
+    key: Option<Arc<str>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+fn serve_http(listen: &str, app: App) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        println!("listening on {addr}");
+        let _ = std::io::stdout().flush();
+        let router = Router::new()
+            .route("/v1/{kind}", post(ingest))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
+            .method_not_allowed_fallback(|| async {
+                error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed here",
+                    None,
+                )
+            })
+            .with_state(app);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| format!("serving: {e}"))
+    })
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
+    let mut body = json!({ "error": message });
+    if let Some(i) = index {
+        body["index"] = json!(i);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    if app.metrics.broken.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "store failed\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn ingest(
+    State(app): State<App>,
+    UrlPath(kind): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let single = match kind.as_str() {
+        "track" | "identify" | "alias" | "page" => true,
+        "batch" | "import" => false,
+        "screen" | "group" => {
+            let msg =
+                format!("unsupported call type `{kind}`: expected track, identify, alias or page");
+            return error(StatusCode::BAD_REQUEST, &msg, None);
+        }
+        _ => return error(StatusCode::NOT_FOUND, "no such endpoint", None),
+    };
+    if let Some(key) = &app.key
+        && !authorized(&headers, key)
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing write key: send it as the Basic-auth user name",
+            None,
+        );
+    }
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than 512 KB",
+            None,
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return too_large(),
+        Err(e) => {
+            let msg = format!("cannot read the request body: {e}");
+            return error(StatusCode::BAD_REQUEST, &msg, None);
+        }
+    };
+    let lines = match to_lines(single.then_some(kind.as_str()), &bytes) {
+        Ok(l) => l,
+        Err(response) => return *response,
+    };
+    if lines.is_empty() {
+        return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
+    }
+    let (reply, answer) = oneshot::channel();
+    if app.tx.send(Msg::Lines(lines, reply)).is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    }
+    match answer.await {
+        Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e, None),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.to_string().contains("length limit") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Segment's convention: the write key is the user name, the password empty.
+fn authorized(headers: &HeaderMap, key: &str) -> bool {
+    use base64::Engine as _;
+    let Some(encoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
+        return false;
+    };
+    let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
+    user == key.as_bytes()
+}
+
+/// The body's calls as JSON lines, each checked as `nudge run` would read it.
+/// `kind` is the call type of a single-call endpoint; `None` is `/v1/batch`.
+fn to_lines(kind: Option<&str>, body: &[u8]) -> Result<Vec<String>, Box<Response>> {
+    let bad =
+        |msg: &str, index: Option<usize>| Box::new(error(StatusCode::BAD_REQUEST, msg, index));
+    let text = std::str::from_utf8(body).map_err(|e| bad(&format!("not UTF-8: {e}"), None))?;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        // The reader of `nudge run` words JSON errors the same way.
+        Err(_) => {
+            let reason = segment::parse_line(text)
+                .err()
+                .map_or_else(|| "malformed JSON".to_string(), |r| r.reason);
+            return Err(bad(&reason, None));
+        }
+    };
+    let items = match (kind, value) {
+        (Some(kind), Value::Object(mut call)) => {
+            call.insert("type".into(), Value::String(kind.into()));
+            vec![Value::Object(call)]
+        }
+        (None, Value::Object(mut body)) => match body.remove("batch") {
+            Some(Value::Array(items)) => items,
+            _ => return Err(bad("expected `batch`: an array of calls", None)),
+        },
+        _ => return Err(bad("expected a JSON object", None)),
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, mut item) in items.into_iter().enumerate() {
+        // Segment stamps calls sent without a time with the time received.
+        if let Value::Object(call) = &mut item
+            && !call.contains_key("timestamp")
+            && !call.contains_key("originalTimestamp")
+        {
+            call.insert("timestamp".into(), Value::String(now.clone()));
+        }
+        let line = serde_json::to_string(&item).map_err(|e| bad(&e.to_string(), Some(i)))?;
+        if line.len() > MAX_CALL {
+            return Err(Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a call is larger than 32 KB",
+                Some(i),
+            )));
+        }
+        if let Err(r) = segment::parse_line(&line) {
+            return Err(bad(&r.reason, Some(i)));
+        }
+        lines.push(line);
+    }
+    Ok(lines)
+}
