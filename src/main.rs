@@ -1,6 +1,7 @@
 //! The `nudge` command: a thin shell over the compiler library.
 
 mod commands;
+mod config;
 mod workspace;
 
 use std::process::ExitCode;

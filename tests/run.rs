@@ -268,3 +268,102 @@ fn a_suppression_list_from_the_command_line_is_honoured() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read the suppression list"));
 }
+
+#[test]
+fn nudge_toml_sets_the_store_and_channel_plugins_with_secrets_from_the_environment() {
+    let (tmp, dir) = copy_example("cart_recovery");
+    let plain = tmp.path().join("plain.jsonl");
+    assert!(
+        nudge(&["run", s(&dir), "--in-memory", "--outbox", s(&plain)])
+            .status
+            .success()
+    );
+    let emails = std::fs::read_to_string(&plain)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"channel\":\"email\""))
+        .count();
+    assert!(emails > 0);
+    // A webhook that records what it is sent; the header's secret comes
+    // from the environment through `${NAME}`.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    std::fs::write(
+        dir.join("nudge.toml"),
+        format!(
+            "[store]\npath = \"db/journeys.sqlite\"\n\n[channels.email]\nplugin = \"webhook\"\nurl = \"http://{addr}/email\"\nheaders = {{ Authorization = \"Bearer ${{EMAIL_TOKEN}}\" }}\nmax_attempts = 1\n"
+        ),
+    )
+    .unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut heads = Vec::new();
+        for stream in server.incoming().take(emails) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            heads.push(head);
+        }
+        heads
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["run", s(&dir)])
+        .env("EMAIL_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        dir.join("db/journeys.sqlite").exists(),
+        "the store is where nudge.toml says"
+    );
+    assert!(!dir.join(".nudge/state.db").exists());
+    // Every email went to the webhook, none to the outbox.
+    assert!(outbox(&dir).iter().all(|m| m["channel"] != "email"));
+    let heads = seen.join().unwrap();
+    assert_eq!(heads.len(), emails);
+    for head in heads {
+        assert!(head.starts_with("POST /email "), "{head}");
+        assert!(head.contains("Bearer s3cret"), "{head}");
+    }
+
+    // Without the variable, the run stops before doing anything and says why.
+    std::fs::remove_dir_all(dir.join("db")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["run", s(&dir)])
+        .env_remove("EMAIL_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("nudge.toml: `channels.email.headers.Authorization` uses the environment variable EMAIL_TOKEN, which is not set"),
+        "{err}"
+    );
+    assert!(!dir.join("db").exists());
+
+    // A typo is reported with its line.
+    std::fs::write(dir.join("nudge.toml"), "[store]\npaht = \"x\"\n").unwrap();
+    let out = nudge(&["run", s(&dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("unknown field `paht`"),
+        "{err}"
+    );
+}

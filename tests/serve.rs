@@ -32,9 +32,16 @@ struct Server {
 }
 
 fn start(project: &Path) -> Server {
+    start_with(project, &["--write-key", "k"], &[])
+}
+
+/// Starts `nudge serve` on a free port with extra arguments and environment.
+fn start_with(project: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["serve", project.to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0", "--write-key", "k"])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -59,6 +66,15 @@ fn start(project: &Path) -> Server {
         std::thread::sleep(Duration::from_millis(50));
     }
     server
+}
+
+impl Drop for Server {
+    /// A failing test must not leave its server running (it would hold the
+    /// test harness's output open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn stop(mut server: Server) {
@@ -161,8 +177,18 @@ fn http_ingest_is_durable_authenticated_and_validated() {
         "x".repeat(40 * 1024)
     );
     assert_eq!(post(&server, "/v1/batch", Some(GOOD), &huge_call).0, 413);
-    let huge_body = batch_body(&vec!["{}".to_string(); 300_000]);
-    assert_eq!(post(&server, "/v1/batch", Some(GOOD), &huge_body).0, 413);
+    // A body declared too large is refused before it is read, so the client
+    // sends only the head (a client still writing the body may see the
+    // connection close instead of the answer).
+    let mut raw = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    write!(
+        raw,
+        "POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {GOOD}\r\nContent-Type: application/json\r\nContent-Length: 600000\r\n\r\n"
+    )
+    .unwrap();
+    let mut status_line = String::new();
+    BufReader::new(&raw).read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
 
     assert_eq!(post(&server, "/v1/nope", Some(GOOD), "{}").0, 404);
     assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
@@ -251,5 +277,46 @@ fn stdin_matches_an_in_memory_run() {
     assert!(
         project.join(".nudge/state.db").exists(),
         "stdin mode is durable"
+    );
+}
+
+#[test]
+fn write_keys_come_from_nudge_toml_with_secrets_from_the_environment() {
+    let (_tmp, project) = copy_example("cart_recovery");
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[serve]\nwrite_keys = [\"${SHOP_KEY}\", \"k\"]\n",
+    )
+    .unwrap();
+    let server = start_with(
+        &project,
+        &[],
+        &[("SHOP_KEY", "x"), ("NUDGE_WRITE_KEY", "ignored")],
+    );
+    let call = r#"{"userId":"u9","traits":{"email":"u9@example.com"}}"#;
+    // "x" (from the environment) and "k" are both accepted.
+    assert_eq!(post(&server, "/v1/identify", Some(WRONG), call).0, 200);
+    assert_eq!(post(&server, "/v1/identify", Some(GOOD), call).0, 200);
+    // The file's keys replace NUDGE_WRITE_KEY.
+    let ignored = "Basic aWdub3JlZDo="; // "ignored:"
+    assert_eq!(post(&server, "/v1/identify", Some(ignored), call).0, 401);
+    stop(server);
+
+    // A variable the file needs but the environment lacks stops the start.
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args([
+            "serve",
+            project.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("SHOP_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`serve.write_keys[0]` uses the environment variable SHOP_KEY"),
+        "{err}"
     );
 }

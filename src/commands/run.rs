@@ -16,6 +16,7 @@ use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
 
 use super::{Status, compile};
+use crate::config::Config as ProjectConfig;
 
 /// Arguments of `nudge run`.
 #[derive(clap::Args, Debug)]
@@ -131,6 +132,7 @@ pub fn run(args: Args) -> Status {
 struct Paths {
     root: PathBuf,
     state: PathBuf,
+    store: PathBuf,
     outbox: PathBuf,
     dead: PathBuf,
     trace: PathBuf,
@@ -147,6 +149,15 @@ fn run_project(
         Ok(b) => b,
         Err(status) => return status,
     };
+    let settings = match project_config(&root) {
+        Ok(c) => c,
+        Err(status) => return status,
+    };
+    let routes = match merge_routes(&settings, routes) {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    let routes = routes.as_slice();
     let state = root.join(".nudge");
     let events = args
         .events
@@ -175,6 +186,11 @@ fn run_project(
             .trace
             .clone()
             .unwrap_or_else(|| state.join("trace.jsonl")),
+        store: args
+            .store
+            .clone()
+            .or_else(|| settings.store_path(&root))
+            .unwrap_or_else(|| state.join("state.db")),
         root,
         state,
     };
@@ -293,10 +309,7 @@ fn run_durable(
     routes: &[(Channel, PluginSpec)],
     config: Config,
 ) -> Status {
-    let store_path = args
-        .store
-        .clone()
-        .unwrap_or_else(|| paths.state.join("state.db"));
+    let store_path = paths.store.clone();
     let (mut store, mut router) = match open_store(
         &store_path,
         args.reset,
@@ -619,6 +632,29 @@ fn parse_until(text: &str) -> Result<i64, String> {
     nudge_runtime::decode::parse_time(text).ok_or_else(|| {
         format!("--until {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z")
     })
+}
+
+/// The project's `nudge.toml`, or the exit status after saying what is wrong.
+pub(super) fn project_config(root: &Path) -> Result<ProjectConfig, Status> {
+    ProjectConfig::load(root).map_err(|e| {
+        eprintln!("error: {e}");
+        Status::Failure
+    })
+}
+
+/// The channel plugins of `nudge.toml`, each replaced by a `--deliver` for
+/// the same channel.
+pub(super) fn merge_routes(
+    config: &ProjectConfig,
+    cli: &[(Channel, PluginSpec)],
+) -> Result<Vec<(Channel, PluginSpec)>, Status> {
+    let mut routes = config.routes().map_err(|e| {
+        eprintln!("error: {}: {e}", crate::workspace::MANIFEST);
+        Status::Failure
+    })?;
+    routes.retain(|(channel, _)| cli.iter().all(|(c, _)| c != channel));
+    routes.extend(cli.iter().cloned());
+    Ok(routes)
 }
 
 pub(super) fn parse_route(text: &str) -> Result<(Channel, PluginSpec), String> {

@@ -32,7 +32,10 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::Status;
-use super::run::{Feeds, engine_config, fail, open_store, parse_route, project_root};
+use super::run::{
+    Feeds, engine_config, fail, merge_routes, open_store, parse_route, project_config, project_root,
+};
+use crate::config::Config as ProjectConfig;
 
 /// Segment's limits: a request body of 512 KB and one call of 32 KB.
 const MAX_BODY: usize = 512 * 1024;
@@ -47,11 +50,13 @@ const STDIN_BATCH: usize = 1_000;
 pub struct Args {
     /// The project to serve; the current directory by default.
     pub paths: Vec<PathBuf>,
-    /// The address to listen on; port 0 picks a free one. The bound address
-    /// is printed on the first line of stdout.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
-    pub listen: String,
-    /// The write key clients send as the Basic-auth user name; `NUDGE_WRITE_KEY` by default.
+    /// The address to listen on (`serve.listen` in nudge.toml, else
+    /// 127.0.0.1:8787); port 0 picks a free one. The bound address is printed
+    /// on the first line of stdout.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The write key clients send as the Basic-auth user name; else
+    /// `serve.write_keys` in nudge.toml, else `NUDGE_WRITE_KEY`.
     #[arg(long, value_name = "KEY")]
     pub write_key: Option<String>,
     /// Accept requests without credentials (for local testing only).
@@ -72,7 +77,7 @@ pub struct Args {
     /// A suppression list, as in `nudge run`.
     #[arg(long, value_name = "FILE")]
     pub suppress: Vec<PathBuf>,
-    /// The durable store; `.nudge/state.db` in the project by default.
+    /// The durable store; `store.path` in nudge.toml, else `.nudge/state.db`.
     #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
     pub store: Option<PathBuf>,
     /// Keep no store: state is lost when the server stops.
@@ -82,16 +87,6 @@ pub struct Args {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let key = args
-        .write_key
-        .clone()
-        .or_else(|| std::env::var("NUDGE_WRITE_KEY").ok())
-        .filter(|k| !k.is_empty());
-    if key.is_none() && !args.no_auth && !args.stdin {
-        eprintln!("error: no write key: pass --write-key KEY or set NUDGE_WRITE_KEY");
-        eprintln!("help: --no-auth accepts requests without credentials");
-        return Status::Failure;
-    }
     let groups = match super::project_groups(&args.paths) {
         Ok(g) => g,
         Err(status) => return status,
@@ -103,22 +98,58 @@ pub fn run(args: Args) -> Status {
         );
         return Status::Failure;
     };
+    let root = project_root(group);
+    let settings = match project_config(&root) {
+        Ok(c) => c,
+        Err(status) => return status,
+    };
+    let keys: Vec<Arc<str>> = match &args.write_key {
+        Some(k) => vec![k.as_str().into()],
+        None if !settings.serve.write_keys.is_empty() => settings
+            .serve
+            .write_keys
+            .iter()
+            .map(|k| k.as_str().into())
+            .collect(),
+        None => std::env::var("NUDGE_WRITE_KEY")
+            .ok()
+            .map(|k| k.into())
+            .into_iter()
+            .collect(),
+    };
+    let keys: Vec<Arc<str>> = keys.into_iter().filter(|k| !k.is_empty()).collect();
+    if keys.is_empty() && !args.no_auth && !args.stdin {
+        eprintln!(
+            "error: no write key: pass --write-key KEY, list `write_keys` under [serve] in nudge.toml, or set NUDGE_WRITE_KEY"
+        );
+        eprintln!("help: --no-auth accepts requests without credentials");
+        return Status::Failure;
+    }
     let bundle = match super::compile(group) {
         Ok(b) => b,
         Err(status) => return status,
     };
-    let root = project_root(group);
+    let live = Setup {
+        root: &root,
+        args: &args,
+        settings: &settings,
+    };
     if args.stdin {
-        return serve_stdin(&bundle, &root, &args);
+        return serve_stdin(&bundle, &live);
     }
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| settings.serve.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8787".to_string());
     let metrics = Arc::new(Metrics::default());
     let (tx, rx) = mpsc::channel::<Msg>();
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Status>>();
         let engine_metrics = metrics.clone();
-        let (bundle, root, args) = (&bundle, &root, &args);
+        let (bundle, setup) = (&bundle, &live);
         let engine = scope.spawn(move || {
-            let mut live = match Live::open(bundle, root, args, engine_metrics) {
+            let mut live = match Live::open(bundle, setup, engine_metrics) {
                 Ok(l) => l,
                 Err(status) => {
                     let _ = ready_tx.send(Err(status));
@@ -134,10 +165,10 @@ pub fn run(args: Args) -> Status {
         }
         let app = App {
             tx: tx.clone(),
-            key: key.map(Arc::from),
+            keys: keys.into(),
             metrics,
         };
-        let served = serve_http(&args.listen, app);
+        let served = serve_http(&listen, app);
         // Every request has been answered: the engine stops after what is queued.
         let _ = tx.send(Msg::Stop);
         let status = status_of(engine.join());
@@ -156,8 +187,8 @@ fn status_of(joined: std::thread::Result<Status>) -> Status {
 }
 
 /// Applies stdin's lines in batches, then stops.
-fn serve_stdin(bundle: &nudge_bytecode::Bundle, root: &Path, args: &Args) -> Status {
-    let mut live = match Live::open(bundle, root, args, Arc::new(Metrics::default())) {
+fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
+    let mut live = match Live::open(bundle, setup, Arc::new(Metrics::default())) {
         Ok(l) => l,
         Err(status) => return status,
     };
@@ -191,6 +222,14 @@ fn serve_stdin(bundle: &nudge_bytecode::Bundle, root: &Path, args: &Args) -> Sta
             return live.finish();
         }
     }
+}
+
+/// What the engine thread needs to open the project's state.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    root: &'a Path,
+    args: &'a Args,
+    settings: &'a ProjectConfig,
 }
 
 /// A request to the engine thread.
@@ -251,10 +290,14 @@ struct Live<'b> {
 impl<'b> Live<'b> {
     fn open(
         bundle: &'b nudge_bytecode::Bundle,
-        root: &Path,
-        args: &Args,
+        setup: &Setup<'_>,
         metrics: Arc<Metrics>,
     ) -> Result<Live<'b>, Status> {
+        let Setup {
+            root,
+            args,
+            settings,
+        } = *setup;
         let state = root.join(".nudge");
         let outbox = args
             .outbox
@@ -270,11 +313,15 @@ impl<'b> Live<'b> {
                 }
             }
         }
+        let routes = merge_routes(settings, &routes)?;
         let config = engine_config(bundle, &args.suppress, args.release_spread)?;
         let store_path = if args.in_memory {
             PathBuf::from(":memory:")
         } else {
-            args.store.clone().unwrap_or_else(|| state.join("state.db"))
+            args.store
+                .clone()
+                .or_else(|| settings.store_path(root))
+                .unwrap_or_else(|| state.join("state.db"))
         };
         let (mut store, mut router) =
             open_store(&store_path, false, bundle, &config, &outbox, &routes)?;
@@ -548,7 +595,8 @@ impl Metrics {
 #[derive(Clone)]
 struct App {
     tx: mpsc::Sender<Msg>,
-    key: Option<Arc<str>>,
+    /// Accepted write keys; empty with `--no-auth`.
+    keys: Arc<[Arc<str>]>,
     metrics: Arc<Metrics>,
 }
 
@@ -640,6 +688,13 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if !app.keys.is_empty() && !authorized(&headers, &app.keys) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing write key: send it as the Basic-auth user name",
+            None,
+        );
+    }
     let single = match kind.as_str() {
         "track" | "identify" | "alias" | "page" => true,
         "batch" | "import" => false,
@@ -650,15 +705,6 @@ async fn ingest(
         }
         _ => return error(StatusCode::NOT_FOUND, "no such endpoint", None),
     };
-    if let Some(key) = &app.key
-        && !authorized(&headers, key)
-    {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing write key: send it as the Basic-auth user name",
-            None,
-        );
-    }
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -711,7 +757,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
 }
 
 /// Segment's convention: the write key is the user name, the password empty.
-fn authorized(headers: &HeaderMap, key: &str) -> bool {
+fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
     use base64::Engine as _;
     let Some(encoded) = headers
         .get(header::AUTHORIZATION)
@@ -724,7 +770,7 @@ fn authorized(headers: &HeaderMap, key: &str) -> bool {
         return false;
     };
     let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
-    user == key.as_bytes()
+    keys.iter().any(|k| user == k.as_bytes())
 }
 
 /// The body's calls as JSON lines, each checked as `nudge run` would read it.
