@@ -320,3 +320,151 @@ fn write_keys_come_from_nudge_toml_with_secrets_from_the_environment() {
         "{err}"
     );
 }
+
+/// Posts to `/admin/reload` with a bearer token.
+fn reload(server: &Server, token: &str) -> (u16, serde_json::Value) {
+    let mut resp = agent()
+        .post(format!("{}/admin/reload", server.base))
+        .header("Authorization", &format!("Bearer {token}"))
+        .send("")
+        .expect("the request completes");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+/// A customer with a UTC zone checking out at `at` (no quiet hours at noon).
+fn checkout(user: &str, at: &str) -> String {
+    format!(
+        r#"{{"batch":[
+          {{"type":"identify","userId":"{user}","timestamp":"{at}","traits":{{"email":"{user}@example.com","first_name":"{user}","timezone":"UTC","consent":{{"email":true}}}}}},
+          {{"type":"track","event":"Checkout Started","userId":"{user}","timestamp":"{at}","messageId":"co-{user}","properties":{{"value":20.0,"products":[{{"product_id":"p1","name":"Mug","price":20.0,"quantity":1}}]}}}}
+        ]}}"#
+    )
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// Subjects in the outbox by customer.
+fn subjects(project: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["customer"].as_str().unwrap().to_string(),
+                v["content"]["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reload_deploys_new_code_and_carries_instances_by_step_label() {
+    let (_tmp, project) = copy_example("cart_recovery");
+    let flow = project.join("cart_recovery.flow");
+    let messages = project.join("messages.flow");
+    let token = [("NUDGE_ADMIN_TOKEN", "adm")];
+    let server = start_with(&project, &["--write-key", "k"], &token);
+
+    // Nothing changed: nothing is deployed. A wrong token is refused.
+    assert_eq!(reload(&server, "nope").0, 401);
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(
+        (status, &json["deployed"]),
+        (200, &serde_json::json!(false))
+    );
+
+    // Ana sleeps at `first_wait` when the reminder's subject changes: her
+    // step keeps its label, so she is carried to the new version.
+    let body = checkout("ana", "2030-01-07T12:00:00Z");
+    assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
+    edit(
+        &messages,
+        "you left something behind",
+        "your cart misses you",
+    );
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 200, "{json}");
+    let flows = json["report"]["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "{json}");
+    assert_eq!(flows[0]["flow"], "cart_recovery");
+    let steps = flows[0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{json}");
+    assert_eq!(steps[0]["step"], "first_wait");
+    assert_eq!(steps[0]["instances"], 1);
+    assert_eq!(
+        steps[0]["fate"],
+        serde_json::json!({"kind": "carried", "to_step": "first_wait"})
+    );
+
+    // Ben (started on the new code) and Ana sleep at `first_wait` when it is
+    // renamed: both stay on the code they run, and the answer says why.
+    let body = checkout("ben", "2030-01-07T12:10:00Z");
+    assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
+    edit(&flow, "first_wait: wait 1h", "pause: wait 1h");
+    edit(
+        &messages,
+        "your cart misses you",
+        "last chance for your cart",
+    );
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 200, "{json}");
+    let steps = &json["report"]["flows"][0]["steps"];
+    assert_eq!(steps.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(steps[0]["instances"], 2, "{json}");
+    assert_eq!(steps[0]["fate"]["kind"], "stays", "{json}");
+    assert!(
+        steps[0]["fate"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("first_wait"),
+        "{json}"
+    );
+
+    // A project that does not compile is refused; the server keeps going.
+    edit(&flow, "pause: wait 1h", "pause: wait 1h nonsense");
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 422, "{json}");
+    assert!(
+        json["problems"]
+            .as_str()
+            .unwrap()
+            .contains("cart_recovery.flow")
+    );
+    edit(&flow, "pause: wait 1h nonsense", "pause: wait 1h");
+
+    // Carol starts after both deploys: she runs the newest code.
+    let body = checkout("carol", "2030-01-07T12:20:00Z");
+    assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
+
+    // Kill the server without warning: the deploys are in the store's
+    // history, so a restart rebuilds every release (and the unchanged
+    // project deploys nothing new).
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    let later =
+        r#"{"userId":"zed","timestamp":"2030-01-07T14:00:00Z","traits":{"timezone":"UTC"}}"#;
+    assert_eq!(post(&server, "/v1/identify", Some(GOOD), later).0, 200);
+    stop(server);
+
+    let mut got = subjects(&project);
+    got.sort();
+    let want = |who: &str, subject: &str| (who.to_string(), format!("{who}, {subject}"));
+    assert_eq!(
+        got,
+        [
+            want("ana", "your cart misses you"),
+            want("ben", "your cart misses you"),
+            want("carol", "last chance for your cart"),
+        ]
+    );
+}

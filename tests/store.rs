@@ -157,3 +157,69 @@ fn changed_settings_or_a_rewritten_file_are_refused() {
     assert!(err.contains("does not continue what was applied"), "{err}");
     assert!(err.contains("help: append new calls"), "{err}");
 }
+
+#[test]
+fn a_changed_project_is_deployed_over_the_history_unless_its_schemas_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    generate(&all, 3_000, 11);
+    let stream = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<&str> = stream.split_inclusive('\n').collect();
+
+    let (_a, dir) = copy_example("cart_recovery");
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, lines[..1500].concat()).unwrap();
+    let first = run_json(&dir, &[]);
+    assert!(first["store"]["deployed"].is_null());
+    let before = outbox_keys(&dir);
+
+    // New copy for the reminder: the next run deploys it before applying
+    // the rest of the file, and says what became of the instances in flight.
+    let messages = dir.join("messages.flow");
+    let source = std::fs::read_to_string(&messages).unwrap();
+    std::fs::write(
+        &messages,
+        source.replace("you left something behind", "your cart misses you"),
+    )
+    .unwrap();
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&dir, &["--drain"]);
+    let report = second["store"]["deployed"].as_str().unwrap();
+    assert!(report.contains("cart_recovery"), "{report}");
+    let sent: Vec<serde_json::Value> = std::fs::read_to_string(dir.join(".nudge/outbox.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let subject =
+        |m: &serde_json::Value| m["content"]["subject"].as_str().unwrap_or("").to_string();
+    assert!(
+        sent.iter()
+            .any(|m| subject(m).ends_with("you left something behind"))
+    );
+    assert!(
+        sent.iter()
+            .any(|m| subject(m).ends_with("your cart misses you"))
+    );
+    let after = outbox_keys(&dir);
+    assert!(after.values().all(|&n| n == 1), "no message twice");
+    assert!(before.keys().all(|k| after.contains_key(k)));
+
+    // The same project again: the history ends on it, nothing is deployed.
+    let third = run_json(&dir, &[]);
+    assert!(third["store"]["deployed"].is_null());
+    assert_eq!(third["store"]["applied"], 0);
+
+    // A new event schema cannot be deployed over records of the old ones.
+    std::fs::write(
+        dir.join("gifts.flow"),
+        "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n",
+    )
+    .unwrap();
+    let out = nudge(&["run", s(&dir)]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot be deployed over the history"), "{err}");
+    assert!(err.contains("gift_card_bought"), "{err}");
+    assert!(err.contains("--reset"), "{err}");
+}

@@ -164,6 +164,13 @@ fn a_small_project_lowers_to_the_expected_listing() {
     }
     assert_eq!(wait.bind, Some(0));
     assert_eq!(cart.locals, 1, "only `got` outlives a wait");
+    assert_eq!(
+        cart.local_names,
+        vec![nudge_compiler::bytecode::LocalName {
+            name: "got".into(),
+            step: 2
+        }]
+    );
     // Split arms jump to their own steps.
     let arms = &cart.splits[0].arms;
     let code = &cart.unit.blocks[0].code;
@@ -181,6 +188,70 @@ fn a_small_project_lowers_to_the_expected_listing() {
     // Only the project's own part: the stdlib tables are long and covered elsewhere.
     let start = listing.find("\nlet ").expect("lets are listed");
     insta::assert_snapshot!(&listing[start + 1..]);
+}
+
+#[test]
+fn persistent_locals_are_named_with_the_step_that_declares_them() {
+    let source = r#"
+message m(n: int) {
+  channel push
+  text "{n}"
+}
+
+flow f {
+  trigger signed_up
+  let a = 1
+  if a > 0 {
+    wait 1h
+    let b = 2
+  } else {
+    let reply = wait for order_completed within 1d
+  }
+  split {
+    50% x { let c = 3 }
+    50% y { send m(a) }
+  }
+  let d = 4
+  on exit {
+    let e = 5
+    send m(e)
+  }
+}
+"#;
+    let bundle = build_sources(&[("f.flow", source)]);
+    let f = bundle.flow("f").expect("the flow");
+    let named: Vec<(&str, &str)> = f
+        .local_names
+        .iter()
+        .map(|l| (l.name.as_str(), f.steps[usize::from(l.step)].what.as_str()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("a", "let a"),
+            ("b", "let b"),
+            ("reply", "wait for order_completed"),
+            ("c", "let c"),
+            ("d", "let d"),
+            ("e", "let e"),
+        ]
+    );
+    assert_eq!(usize::from(f.locals), f.local_names.len());
+    // Each declaring step's own code writes its slot.
+    for (slot, l) in f.local_names.iter().enumerate() {
+        let info = &f.steps[usize::from(l.step)];
+        let code = &f.unit.blocks[info.block as usize].code[info.pc as usize + 1..];
+        let end = code
+            .iter()
+            .position(|i| matches!(i, Instr::Step(_) | Instr::End))
+            .unwrap_or(code.len());
+        let writes = code[..end].iter().any(|i| match i {
+            Instr::StoreLocal(s) => usize::from(*s) == slot,
+            Instr::WaitFor(w) => f.waits[usize::from(*w)].bind == Some(slot as u16),
+            _ => false,
+        });
+        assert!(writes, "step {} does not write `{}`", l.step, l.name);
+    }
 }
 
 fn versions(b: &Bundle) -> Vec<(String, String)> {

@@ -75,6 +75,22 @@ pub fn compile(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, St
     compile_project(group).map(|(_, bundle)| bundle)
 }
 
+/// Compiles a project without printing: the bundle, or what is wrong as
+/// plain text (for a reload's answer).
+pub fn compile_to_text(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, String> {
+    let project = nudge_compiler::Project::load(group).map_err(|e| e.to_string())?;
+    let analysis = nudge_compiler::check(&project);
+    if analysis.has_errors() {
+        let mut text =
+            nudge_diagnostics::render::human(&project.sources, &analysis.diagnostics, false);
+        if let Some(summary) = nudge_diagnostics::render::summary_line(&analysis.diagnostics) {
+            text.push_str(&summary);
+        }
+        return Err(text);
+    }
+    nudge_compiler::lower(&project, &analysis).map_err(|e| e.render(&project.sources))
+}
+
 /// Like [`compile`], also giving back the checked project.
 pub fn compile_project(
     group: &[PathBuf],

@@ -310,17 +310,11 @@ fn run_durable(
     config: Config,
 ) -> Status {
     let store_path = paths.store.clone();
-    let (mut store, mut router) = match open_store(
-        &store_path,
-        args.reset,
-        bundle,
-        &config,
-        &paths.outbox,
-        routes,
-    ) {
-        Ok(o) => o,
-        Err(status) => return status,
-    };
+    let (mut store, mut router) =
+        match open_store(&store_path, args.reset, &config, &paths.outbox, routes) {
+            Ok(o) => o,
+            Err(status) => return status,
+        };
     let feeds = match Feeds::new(&paths.trace, &paths.state.join("audiences")) {
         Ok(f) => f,
         Err(e) => {
@@ -328,8 +322,17 @@ fn run_durable(
             return Status::Failure;
         }
     };
+    let bundles = durable::Bundles::new();
+    let code = durable::Code {
+        current: bundle,
+        bundles: &bundles,
+    };
+    let initial = match code.initial(&store) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
     let (sink, captured) = LedgerSink::new(feeds);
-    let mut engine = Engine::new(bundle, sink, config, i64::MIN);
+    let mut engine = Engine::new(initial, sink, config, i64::MIN);
     let name = std::fs::canonicalize(events)
         .unwrap_or_else(|_| events.to_path_buf())
         .display()
@@ -348,6 +351,7 @@ fn run_durable(
     let (report, dead) = match durable::run(
         &mut store,
         &mut engine,
+        code,
         &captured,
         &mut router,
         source,
@@ -356,6 +360,12 @@ fn run_durable(
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
+    if let Some(d) = &report.deployed {
+        eprintln!(
+            "note: the project changed since {} was last run; deployed it:\n{d}",
+            store_path.display()
+        );
+    }
     let stats = engine.stats();
     let feeds = engine.into_sink().into_feeds().finish();
     let dead_written = write_dead_letters(&paths.dead, &dead);
@@ -384,7 +394,6 @@ fn run_durable(
 pub(super) fn open_store(
     store_path: &Path,
     reset: bool,
-    bundle: &nudge_bytecode::Bundle,
     config: &Config,
     outbox: &Path,
     routes: &[(Channel, PluginSpec)],
@@ -409,7 +418,7 @@ pub(super) fn open_store(
     };
     let mut listed: Vec<String> = config.suppression.iter().cloned().collect();
     listed.sort();
-    let fingerprint = nudge_store::fingerprint(bundle, config.release_spread, &listed);
+    let fingerprint = nudge_store::fingerprint(config.release_spread, &listed);
     if let Err(e) = store.claim(&fingerprint) {
         return Err(fail(&e));
     }

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use nudge_runtime::engine::Engine;
 use nudge_runtime::replay::DeadLetter;
 use nudge_runtime::segment;
-use nudge_store::durable::{self, Captured, LedgerSink, Report};
+use nudge_store::durable::{self, Bundles, Captured, Code, LedgerSink, Report};
 use nudge_store::{Batch, Mark, NewCall, SourcePos, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -130,6 +130,7 @@ pub fn run(args: Args) -> Status {
         Err(status) => return status,
     };
     let live = Setup {
+        group,
         root: &root,
         args: &args,
         settings: &settings,
@@ -149,7 +150,8 @@ pub fn run(args: Args) -> Status {
         let engine_metrics = metrics.clone();
         let (bundle, setup) = (&bundle, &live);
         let engine = scope.spawn(move || {
-            let mut live = match Live::open(bundle, setup, engine_metrics) {
+            let bundles = Bundles::new();
+            let mut live = match Live::open(bundle, &bundles, setup, engine_metrics) {
                 Ok(l) => l,
                 Err(status) => {
                     let _ = ready_tx.send(Err(status));
@@ -163,9 +165,17 @@ pub fn run(args: Args) -> Status {
         if !matches!(ready_rx.recv(), Ok(Ok(()))) {
             return status_of(engine.join());
         }
+        let admin = settings
+            .serve
+            .admin_token
+            .clone()
+            .or_else(|| std::env::var("NUDGE_ADMIN_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+            .map(Arc::from);
         let app = App {
             tx: tx.clone(),
             keys: keys.into(),
+            admin,
             metrics,
         };
         let served = serve_http(&listen, app);
@@ -188,7 +198,8 @@ fn status_of(joined: std::thread::Result<Status>) -> Status {
 
 /// Applies stdin's lines in batches, then stops.
 fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
-    let mut live = match Live::open(bundle, setup, Arc::new(Metrics::default())) {
+    let bundles = Bundles::new();
+    let mut live = match Live::open(bundle, &bundles, setup, Arc::new(Metrics::default())) {
         Ok(l) => l,
         Err(status) => return status,
     };
@@ -227,6 +238,7 @@ fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
 /// What the engine thread needs to open the project's state.
 #[derive(Clone, Copy)]
 struct Setup<'a> {
+    group: &'a [PathBuf],
     root: &'a Path,
     args: &'a Args,
     settings: &'a ProjectConfig,
@@ -236,9 +248,14 @@ struct Setup<'a> {
 enum Msg {
     /// Validated calls as JSON lines, and where to say whether they are durable.
     Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
+    Reload(oneshot::Sender<Reloaded>),
     /// No more requests will come.
     Stop,
 }
+
+/// A reload's answer: an HTTP status and a JSON body.
+type Reloaded = (StatusCode, Value);
 
 /// Applies requests in arrival order and moves the clock with the wall clock.
 fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
@@ -263,6 +280,17 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
                 };
                 let _ = reply.send(result);
             }
+            Ok(Msg::Reload(reply)) => {
+                let answer = if live.metrics.broken.load(Ordering::Relaxed) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({"error": "the store failed earlier; restart the server"}),
+                    )
+                } else {
+                    live.reload()
+                };
+                let _ = reply.send(answer);
+            }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -273,6 +301,10 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
 struct Live<'b> {
     store: Store,
     engine: Engine<'b, LedgerSink<Feeds>>,
+    /// The code served now, and where reloaded bundles are kept.
+    code: Code<'b>,
+    /// The project's paths, compiled again on reload.
+    group: Vec<PathBuf>,
     captured: Captured,
     router: durable::Router,
     source: SourcePos,
@@ -290,6 +322,7 @@ struct Live<'b> {
 impl<'b> Live<'b> {
     fn open(
         bundle: &'b nudge_bytecode::Bundle,
+        bundles: &'b Bundles,
         setup: &Setup<'_>,
         metrics: Arc<Metrics>,
     ) -> Result<Live<'b>, Status> {
@@ -297,6 +330,7 @@ impl<'b> Live<'b> {
             root,
             args,
             settings,
+            ..
         } = *setup;
         let state = root.join(".nudge");
         let outbox = args
@@ -323,30 +357,45 @@ impl<'b> Live<'b> {
                 .or_else(|| settings.store_path(root))
                 .unwrap_or_else(|| state.join("state.db"))
         };
-        let (mut store, mut router) =
-            open_store(&store_path, false, bundle, &config, &outbox, &routes)?;
+        let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
         let feeds =
             Feeds::new(&state.join("trace.jsonl"), &state.join("audiences")).map_err(|e| {
                 eprintln!("error: {e}");
                 Status::Failure
             })?;
+        let code = Code {
+            current: bundle,
+            bundles,
+        };
+        let initial = code.initial(&store).map_err(|e| fail(&e))?;
         let (sink, captured) = LedgerSink::new(feeds);
-        let mut engine = Engine::new(bundle, sink, config, i64::MIN);
+        let mut engine = Engine::new(initial, sink, config, i64::MIN);
         let source = store.source(SOURCE).map_err(|e| fail(&e))?;
         let mut report = Report::default();
         let mut history = Vec::new();
-        let mut marks = Vec::new();
-        durable::resume(
+        let mut batch = Batch::default();
+        let resumed = durable::resume(
             &mut store,
             &mut engine,
+            code,
             &captured,
             &mut router,
             &source,
             &mut report,
             &mut history,
-            &mut marks,
+            &mut batch,
         )
         .map_err(|e| fail(&e))?;
+        if let Some(d) = &resumed.deployed {
+            eprintln!(
+                "note: the project changed since the store was last served; deployed it:\n{d}"
+            );
+        }
+        // The deploy (if any) and the delivery results of pending sends are
+        // stored before anything else happens.
+        batch.meta.push(("clock", engine.now().to_string()));
+        store.commit(&mut batch).map_err(|e| fail(&e))?;
+        let marks = std::mem::take(&mut batch.marks);
         let dead_path = state.join("dead_letters.jsonl");
         let dead = super::run::write_dead_letters(&dead_path, &history)
             .and_then(|()| {
@@ -362,6 +411,8 @@ impl<'b> Live<'b> {
         Ok(Live {
             store,
             engine,
+            code,
+            group: setup.group.to_vec(),
             captured,
             router,
             source,
@@ -405,6 +456,60 @@ impl<'b> Live<'b> {
             .fetch_add(lines.len() as u64, Ordering::Relaxed);
         self.write_dead(&dead);
         Ok(())
+    }
+
+    /// Compiles the project again and deploys it: new instances start on the
+    /// new code, in-flight ones stay on theirs unless carried by step label.
+    /// The deploy is durable before the answer.
+    fn reload(&mut self) -> Reloaded {
+        let bundle = match super::compile_to_text(&self.group) {
+            Ok(b) => b,
+            Err(problems) => {
+                eprintln!("reload refused: the project does not compile:\n{problems}");
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"error": "the project does not compile; still serving the code deployed before", "problems": problems}),
+                );
+            }
+        };
+        let bytes = nudge_store::portable(&bundle);
+        if bytes == nudge_store::portable(self.code.current) {
+            return (
+                StatusCode::OK,
+                json!({"deployed": false, "reason": "the project did not change"}),
+            );
+        }
+        let bundle: &'b nudge_bytecode::Bundle = self.code.bundles.alloc(bundle);
+        let deployed = match self.engine.deploy(bundle) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("reload refused: {e}");
+                return (
+                    StatusCode::CONFLICT,
+                    json!({"error": e.to_string(), "help": "a change of event schemas needs a new store (or a restart with --reset)"}),
+                );
+            }
+        };
+        self.code.current = bundle;
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        batch.calls.push(NewCall::Deploy(bytes));
+        if let Err(e) = self.commit(&mut batch) {
+            // The engine runs code the store does not know of: stop taking calls.
+            self.broken(&e);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": format!("the deploy could not be stored: {e}")}),
+            );
+        }
+        eprintln!("deployed release {}:\n{deployed}", deployed.release);
+        (
+            StatusCode::OK,
+            json!({"deployed": true, "report": deployed}),
+        )
     }
 
     /// Moves the clock to `now`, firing due timers; their sends are made
@@ -597,6 +702,8 @@ struct App {
     tx: mpsc::Sender<Msg>,
     /// Accepted write keys; empty with `--no-auth`.
     keys: Arc<[Arc<str>]>,
+    /// The bearer token of `POST /admin/reload`; without one it is off.
+    admin: Option<Arc<str>>,
     metrics: Arc<Metrics>,
 }
 
@@ -619,6 +726,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
         let router = Router::new()
             .route("/v1/{kind}", post(ingest))
             .route("/healthz", get(healthz))
+            .route("/admin/reload", post(reload))
             .route("/metrics", get(metrics))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
             .method_not_allowed_fallback(|| async {
@@ -628,7 +736,9 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
                     None,
                 )
             })
-            .with_state(app);
+            .with_state(app.clone());
+        #[cfg(unix)]
+        tokio::spawn(reload_on_sighup(app.tx.clone()));
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown())
             .await
@@ -663,6 +773,58 @@ fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
     if let Some(i) = index {
         body["index"] = json!(i);
     }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Asks the engine thread to reload and waits for its answer.
+async fn ask_reload(tx: &mpsc::Sender<Msg>) -> Reloaded {
+    let (reply, answer) = oneshot::channel();
+    let gone = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "shutting down"}),
+        )
+    };
+    if tx.send(Msg::Reload(reply)).is_err() {
+        return gone();
+    }
+    answer.await.unwrap_or_else(|_| gone())
+}
+
+/// `SIGHUP` reloads, as `POST /admin/reload` does; the engine thread logs
+/// the outcome.
+#[cfg(unix)]
+async fn reload_on_sighup(tx: mpsc::Sender<Msg>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        eprintln!("warning: cannot listen for SIGHUP; reload with POST /admin/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        ask_reload(&tx).await;
+    }
+}
+
+async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
+    let Some(token) = &app.admin else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "reloading over HTTP is off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN (SIGHUP also reloads)",
+            None,
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.map(str::trim) != Some(&**token) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
+            None,
+        );
+    }
+    let (status, body) = ask_reload(&app.tx).await;
     (status, axum::Json(body)).into_response()
 }
 

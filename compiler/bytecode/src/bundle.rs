@@ -283,6 +283,9 @@ pub struct Flow {
     pub on_exit: Option<u32>,
     /// Local slots kept while an instance sleeps: slots `0..locals`.
     pub locals: u16,
+    /// The name of each persistent local, slot by slot (`locals` entries),
+    /// so a deploy can carry a sleeping instance's values to a new version.
+    pub local_names: Vec<LocalName>,
     /// `WaitFor` operands.
     pub waits: Vec<WaitFor>,
     /// `Split` operands.
@@ -291,6 +294,15 @@ pub struct Flow {
     pub steps: Vec<StepInfo>,
     /// The code; block 0 is the flow's steps.
     pub unit: Unit,
+}
+
+/// A persistent local of a flow: what deploys map old slots to new ones by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalName {
+    /// The name bound by `let` or `let x = wait for`.
+    pub name: String,
+    /// The step that declares it: before this step runs the slot is unset.
+    pub step: u16,
 }
 
 /// An event with an optional predicate.

@@ -273,6 +273,9 @@ impl Disasm<'_> {
             self.line(format!("  on exit block {b}"));
         }
         self.line(format!("  locals {} (frame {})", f.locals, f.unit.slots));
+        for (slot, l) in f.local_names.iter().enumerate() {
+            self.line(format!("  local {slot}: {} from step {}", l.name, l.step));
+        }
         for (i, w) in f.waits.iter().enumerate() {
             let events: Vec<String> = w.events.iter().map(|e| self.schema_name(e.event)).collect();
             let mut s = format!(

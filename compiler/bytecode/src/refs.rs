@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::*;
 use crate::instr::Instr;
 use crate::value::{Type, Value};
-use crate::wire::encode_part;
+use crate::wire::{encode_flow_for_hash, encode_part};
 
 /// What a bundle-level index refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -170,7 +170,12 @@ impl Bundle {
         visit_flow(&mut flow, &mut |k, i| link.remap(k, i));
         let mut h = Sha256::new();
         h.update(b"nudge flow version 1\0");
-        let body = encode_part(&flow);
+        // Local names are left out: renaming a local leaves the code, and so
+        // what every sleeping instance's frame means, exactly as it was. A
+        // rename then changes no idempotency key and forces no carry-over at
+        // a deploy (the instances simply keep running the same code). It also
+        // keeps every version the same as before format 2 added the names.
+        let body = encode_flow_for_hash(&flow);
         h.update((body.len() as u64).to_le_bytes());
         h.update(&body);
         let mut next = 0;
@@ -462,6 +467,16 @@ impl Check<'_> {
         }
         if fl.locals > u.slots {
             return Err("more persistent locals than slots".into());
+        }
+        if fl.local_names.len() != usize::from(fl.locals) {
+            return Err(format!(
+                "{} local names for {} persistent locals",
+                fl.local_names.len(),
+                fl.locals
+            ));
+        }
+        for l in &fl.local_names {
+            within("declaring step", u32::from(l.step), fl.steps.len())?;
         }
         match &fl.trigger {
             Trigger::Event(r) => self.rule(u, r)?,

@@ -24,8 +24,8 @@ use crate::value::{Record, Type, Value};
 /// The first bytes of every bundle file.
 pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
-/// The bundle format this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The bundle format this crate writes and reads (2 added `Flow::local_names`).
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Values and types nest at most this deep; deeper input is refused rather
 /// than risking the decoder's stack.
@@ -800,26 +800,63 @@ wire_struct!(Message {
 wire_struct!(Param { name, ty, default });
 wire_struct!(Content { key, value });
 wire_struct!(Template { path, source, lets });
-wire_struct!(Flow {
-    name,
-    version,
-    trigger,
-    entry,
-    exit_on,
-    exit_if,
-    suppress,
-    quiet,
-    caps,
-    goal,
-    holdout,
-    priority,
-    on_exit,
-    locals,
-    waits,
-    splits,
-    steps,
-    unit
-});
+impl Flow {
+    /// Writes the flow; without `names`, [`Flow::local_names`] is left out
+    /// entirely (version hashes do not cover it: see `Bundle::flow_version`).
+    fn put_fields(&self, w: &mut Writer, names: bool) {
+        self.name.put(w);
+        self.version.put(w);
+        self.trigger.put(w);
+        self.entry.put(w);
+        self.exit_on.put(w);
+        self.exit_if.put(w);
+        self.suppress.put(w);
+        self.quiet.put(w);
+        self.caps.put(w);
+        self.goal.put(w);
+        self.holdout.put(w);
+        self.priority.put(w);
+        self.on_exit.put(w);
+        self.locals.put(w);
+        if names {
+            self.local_names.put(w);
+        }
+        self.waits.put(w);
+        self.splits.put(w);
+        self.steps.put(w);
+        self.unit.put(w);
+    }
+}
+
+impl Wire for Flow {
+    fn put(&self, w: &mut Writer) {
+        self.put_fields(w, true);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Flow {
+            name: Wire::get(r)?,
+            version: Wire::get(r)?,
+            trigger: Wire::get(r)?,
+            entry: Wire::get(r)?,
+            exit_on: Wire::get(r)?,
+            exit_if: Wire::get(r)?,
+            suppress: Wire::get(r)?,
+            quiet: Wire::get(r)?,
+            caps: Wire::get(r)?,
+            goal: Wire::get(r)?,
+            holdout: Wire::get(r)?,
+            priority: Wire::get(r)?,
+            on_exit: Wire::get(r)?,
+            locals: Wire::get(r)?,
+            local_names: Wire::get(r)?,
+            waits: Wire::get(r)?,
+            splits: Wire::get(r)?,
+            steps: Wire::get(r)?,
+            unit: Wire::get(r)?,
+        })
+    }
+}
+wire_struct!(LocalName { name, step });
 wire_struct!(EventRule { event, predicate });
 wire_struct!(QuietHours { channel, from, to });
 wire_struct!(Cap {
@@ -980,6 +1017,13 @@ impl Wire for Trigger {
 pub(crate) fn encode_part<T: Wire>(x: &T) -> Vec<u8> {
     let mut w = Writer::default();
     x.put(&mut w);
+    w.buf
+}
+
+/// Encodes a flow for its version hash: as in the bundle, less its local names.
+pub(crate) fn encode_flow_for_hash(flow: &Flow) -> Vec<u8> {
+    let mut w = Writer::default();
+    flow.put_fields(&mut w, false);
     w.buf
 }
 

@@ -111,13 +111,13 @@ fn sample() -> Bundle {
     let mut lambda = block(
         BlockKind::Lambda,
         vec![
-            Instr::LoadLocal(0),
+            Instr::LoadLocal(1),
             Instr::Const(6),
             Instr::Eq,
             Instr::Return,
         ],
     );
-    lambda.params = vec![0];
+    lambda.params = vec![1];
     let flow = Flow {
         name: "welcome".into(),
         version: String::new(),
@@ -147,7 +147,11 @@ fn sample() -> Bundle {
         holdout: Some(Decimal::new(10, 0)),
         priority: -3,
         on_exit: None,
-        locals: 0,
+        locals: 1,
+        local_names: vec![LocalName {
+            name: "seen".into(),
+            step: 1,
+        }],
         waits: vec![],
         splits: vec![],
         steps: vec![
@@ -167,7 +171,7 @@ fn sample() -> Bundle {
         unit: Unit {
             consts,
             blocks: vec![steps, pred, lambda],
-            slots: 1,
+            slots: 2,
         },
     };
     let message = Message {
@@ -253,6 +257,45 @@ fn versions_are_sixteen_hex_digits_and_ignore_positions() {
     let mut msg = b.clone();
     msg.messages[0].unit.consts[0] = Value::str("Hello");
     assert_ne!(msg.flow_version(0).as_ref(), Some(v));
+    // Renaming a local leaves the code as it was, and so the version.
+    let mut renamed = b.clone();
+    renamed.flows[0].local_names[0].name = "looked".into();
+    assert_eq!(renamed.flow_version(0).as_ref(), Some(v));
+    assert_ne!(
+        renamed.encode(),
+        b.encode(),
+        "the name is still in the bundle"
+    );
+}
+
+#[test]
+fn local_names_round_trip_and_must_match_the_locals() {
+    let b = sample();
+    let back = Bundle::decode(&b.encode()).expect("decodes");
+    assert_eq!(
+        back.flows[0].local_names,
+        vec![LocalName {
+            name: "seen".into(),
+            step: 1
+        }]
+    );
+
+    let mut missing = sample();
+    missing.flows[0].local_names.clear();
+    let err = Bundle::decode(&missing.encode()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("0 local names for 1 persistent locals"),
+        "{err}"
+    );
+
+    let mut stray = sample();
+    stray.flows[0].local_names[0].step = 9;
+    let err = Bundle::decode(&stray.encode()).unwrap_err();
+    assert!(
+        err.to_string().contains("declaring step 9 out of range"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -283,8 +326,19 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 2")
+            .contains("unsupported bundle format version 3 (this nudge reads version 2)"),
+        "{err}"
     );
+    // Format 1 had no local names: its flows cannot be read as format 2.
+    let mut bytes = sample().encode();
+    bytes[6..8].copy_from_slice(&1u16.to_le_bytes());
+    assert!(matches!(
+        Bundle::decode(&bytes),
+        Err(DecodeError::UnsupportedVersion {
+            found: 1,
+            supported: 2
+        })
+    ));
 }
 
 #[test]
@@ -377,8 +431,12 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 1\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 2\n"), "{listing}");
     assert!(listing.contains("step 0 first: wait 1h"), "{listing}");
+    assert!(
+        listing.contains("  local 0: seen from step 1\n"),
+        "{listing}"
+    );
     assert!(listing.contains("; shop.flow:2  line two"), "{listing}");
     assert!(
         listing.contains("cap marketing 3 per 7d then defer"),

@@ -58,6 +58,11 @@ pub(super) struct Gen<'l, 'a> {
     /// Blocks being written around the current one (a lambda inside a predicate).
     stack: Vec<(BlockBuf, u32, Pos)>,
     pub(super) tables: FlowTables,
+    /// The names of the persistent locals, slot by slot, with their steps.
+    pub(super) local_names: Vec<bc::LocalName>,
+    /// Steps counted by `declare_bindings`, which walks them in the order
+    /// `step` numbers them; the flow checks the two counts agree.
+    pub(super) bindings_walked: u32,
 }
 
 fn too_many(what: &str) -> LowerError {
@@ -85,6 +90,8 @@ impl<'l, 'a> Gen<'l, 'a> {
             pos: Pos::default(),
             stack: Vec::new(),
             tables: FlowTables::default(),
+            local_names: Vec::new(),
+            bindings_walked: 0,
         }
     }
 
@@ -594,19 +601,23 @@ impl<'l, 'a> Gen<'l, 'a> {
     // ---------------------------------------------------------------- steps
 
     /// Gives every local a flow binds (`let`, `let x = wait for`) a
-    /// persistent slot, before any lambda takes a scratch slot.
+    /// persistent slot, before any lambda takes a scratch slot, and notes
+    /// its name and the number its step will get. Steps are walked in the
+    /// order `step` numbers them: each step, then the steps nested in it.
     pub(super) fn declare_bindings<'s>(
         &mut self,
         steps: impl IntoIterator<Item = &'s Step>,
     ) -> R<()> {
         for s in steps {
+            let step = u16::try_from(self.bindings_walked).map_err(|_| too_many("steps"))?;
+            self.bindings_walked += 1;
             match &s.kind {
                 StepKind::Let { name, .. } => {
-                    self.declare(name)?;
+                    self.declare_persistent(name, step)?;
                 }
                 StepKind::WaitFor(w) => {
                     if let Some(b) = &w.binding {
-                        self.declare(b)?;
+                        self.declare_persistent(b, step)?;
                     }
                 }
                 StepKind::If(i) => {
@@ -625,6 +636,15 @@ impl<'l, 'a> Gen<'l, 'a> {
                 _ => {}
             }
         }
+        Ok(())
+    }
+
+    fn declare_persistent(&mut self, name: &Ident, step: u16) -> R<()> {
+        self.declare(name)?;
+        self.local_names.push(bc::LocalName {
+            name: name.name.clone(),
+            step,
+        });
         Ok(())
     }
 

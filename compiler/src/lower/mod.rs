@@ -792,6 +792,13 @@ impl<'a> Lower<'a> {
             let end = on_exit.last().map_or(decl.span, |b| b.span);
             Some(g.steps_block(&all, closing(end))?)
         };
+        if g.bindings_walked as usize != g.tables.steps.len() {
+            return Err(LowerError::new(
+                Some(FileSpan::new(file, decl.name.span)),
+                "the steps were numbered differently from their locals",
+            ));
+        }
+        let local_names = std::mem::take(&mut g.local_names);
         let (unit, tables) = g.finish()?;
         Ok(bc::Flow {
             name: decl.name.name.clone(),
@@ -808,6 +815,7 @@ impl<'a> Lower<'a> {
             priority,
             on_exit,
             locals,
+            local_names,
             waits: tables.waits,
             splits: tables.splits,
             steps: tables.steps,

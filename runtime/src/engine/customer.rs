@@ -32,13 +32,15 @@ pub struct Sent {
     pub channel: Channel,
     /// Whether it was marketing (only marketing sends count toward caps).
     pub marketing: bool,
-    /// Which flow sent it.
+    /// Which flow sent it, by flow key (the engine's number for the flow's
+    /// name, the same in every release), so flow caps count across deploys.
     pub flow: u32,
-    /// Which message it was (conversions are credited to the last one).
+    /// Which message it was, by message key (conversions are credited to the last one).
     pub message: u32,
 }
 
 /// Per customer and flow: what entry rules and triggers need to remember.
+/// Kept by flow key, so it follows the flow's name across deploys.
 #[derive(Clone, Debug, Default)]
 pub struct FlowMemory {
     /// Instances started so far (the next instance's number is this plus one).
@@ -58,7 +60,9 @@ pub struct FlowMemory {
 /// A goal waiting to be reached.
 #[derive(Clone, Debug)]
 pub struct GoalWatch {
-    /// The flow.
+    /// The release the instance started on: its goal rule is the one watched.
+    pub release: u32,
+    /// The flow's index in that release.
     pub flow: u32,
     /// The instance's number.
     pub instance: u32,
@@ -81,9 +85,9 @@ pub struct Customer {
     pub events: Vec<Seen>,
     /// Live instance slots.
     pub instances: Vec<u32>,
-    /// Per flow memory, for the flows the customer has met. A short vector,
-    /// not a map: most customers meet one or two flows, and a map's table
-    /// would cost more than everything else the customer holds.
+    /// Per flow memory (by flow key), for the flows the customer has met. A
+    /// short vector, not a map: most customers meet one or two flows, and a
+    /// map's table would cost more than everything else the customer holds.
     pub flows: Vec<(u32, FlowMemory)>,
     /// Sends, oldest first.
     pub sends: Vec<Sent>,
@@ -126,7 +130,7 @@ impl Customer {
         }
     }
 
-    /// The memory for one flow.
+    /// The memory for one flow, by flow key.
     pub fn flow(&mut self, flow: u32) -> &mut FlowMemory {
         let i = match self.flows.iter().position(|(f, _)| *f == flow) {
             Some(i) => i,

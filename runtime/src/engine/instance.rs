@@ -13,10 +13,15 @@ use crate::timers::Wake;
 /// and resumed by another process running the same flow version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
-    /// The flow's index in the bundle.
+    /// The release whose bundle runs it: 0 is the bundle the engine was made
+    /// with, then one per deploy (see [`Engine::deploy`]).
+    #[serde(default)]
+    pub release: u32,
+    /// The flow's index in its release's bundle.
     pub flow: u32,
-    /// The flow's version hash when the instance started (shared with every
-    /// instance of that version, so it costs no memory per instance).
+    /// The flow's version hash (shared with every instance of that version,
+    /// so it costs no memory per instance): the version it started on, or the
+    /// one a deploy carried it to.
     pub version: std::sync::Arc<str>,
     /// The customer (the identity graph's root).
     pub customer: u32,
@@ -28,7 +33,7 @@ pub struct Instance {
     pub trigger: Value,
     /// The trigger event's arrival number, so it never counts as its own exit.
     pub trigger_seq: u64,
-    /// Where it is in its code.
+    /// Where it is in its release's code.
     pub frame: Frame,
     /// The step it is on (idempotency keys name it).
     pub step: u16,
@@ -124,7 +129,8 @@ pub(super) enum Next {
 }
 
 impl<S: Sink> Engine<'_, S> {
-    /// Starts an instance of `f` for customer `c` if the entry rule allows.
+    /// Starts an instance of the newest release's flow `f` for customer `c`
+    /// if the entry rule allows.
     pub(super) fn try_enter(
         &mut self,
         c: u32,
@@ -133,10 +139,17 @@ impl<S: Sink> Engine<'_, S> {
         trigger_seq: u64,
         why: String,
     ) {
-        let bundle = self.bundle;
+        let r = self.current();
+        let bundle = self.bundle_of(r);
         let flow = &bundle.flows[f as usize];
         let now = self.now;
-        let mem = self.customers.get_mut(&c).expect("customer exists").flow(f);
+        // Entry rules count by flow key: instances of every release of the flow.
+        let key = self.key_of(r, f);
+        let mem = self
+            .customers
+            .get_mut(&c)
+            .expect("customer exists")
+            .flow(key);
         let refused = match flow.entry {
             nudge_bytecode::Entry::Always => None,
             nudge_bytecode::Entry::Single => (mem.live > 0).then_some("already_active"),
@@ -153,7 +166,7 @@ impl<S: Sink> Engine<'_, S> {
         };
         // Keep only what the flow's code reads of its trigger: a sleeping
         // instance should not carry a whole product list it never looks at.
-        let trigger = match &self.trigger_use[f as usize] {
+        let trigger = match &super::rel(&self.releases, r).trigger_use[f as usize] {
             TriggerUse::Nothing => Value::None,
             TriggerUse::Fields(used) => match trigger {
                 Value::Record(r) => Value::Record(std::sync::Arc::new(nudge_bytecode::Record {
@@ -196,6 +209,7 @@ impl<S: Sink> Engine<'_, S> {
                 .expect("customer exists")
                 .goals
                 .push(GoalWatch {
+                    release: r,
                     flow: f,
                     instance: number,
                     entered: now,
@@ -204,8 +218,9 @@ impl<S: Sink> Engine<'_, S> {
                 });
         }
         let inst = Instance {
+            release: r,
             flow: f,
-            version: self.versions[f as usize].clone(),
+            version: super::rel(&self.releases, r).versions[f as usize].clone(),
             customer: c,
             number,
             started: now,
@@ -271,10 +286,11 @@ impl<S: Sink> Engine<'_, S> {
     }
 
     fn bind_wait(&mut self, id: u32, wait: u16, value: Value) {
-        let Some(inst) = self.instances[id as usize].as_mut() else {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
             return;
         };
-        let flow = &self.bundle.flows[inst.flow as usize];
+        let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+        let inst = self.instances[id as usize].as_mut().expect("checked");
         if let Some(slot) = flow.waits.get(wait as usize).and_then(|w| w.bind) {
             let slot = slot as usize;
             if inst.frame.locals.len() <= slot {
@@ -321,9 +337,9 @@ impl<S: Sink> Engine<'_, S> {
         wait: u16,
         seen: &Seen,
     ) -> Result<Option<Value>, nudge_vm::VmError> {
-        let bundle = self.bundle;
         let inst = self.instances[id as usize].as_ref().expect("live");
-        let flow = &bundle.flows[inst.flow as usize];
+        let r = inst.release;
+        let flow = &self.bundle_of(r).flows[inst.flow as usize];
         let Some(w) = flow.waits.get(wait as usize) else {
             return Ok(None);
         };
@@ -349,6 +365,7 @@ impl<S: Sink> Engine<'_, S> {
         let mut locals = inst.frame.locals.clone();
         let ok = self.predicate(
             c,
+            r,
             UnitRef::Flow(f),
             p,
             Some(&trigger),
@@ -379,14 +396,18 @@ impl<S: Sink> Engine<'_, S> {
                 event: None,
                 since: inst.started,
             };
-            let result = self
-                .vm
-                .run_steps(inst.flow, &mut inst.frame, &scope, &mut host);
+            let r = inst.release;
+            let result = super::rel(&self.releases, r).vm.run_steps(
+                inst.flow,
+                &mut inst.frame,
+                &scope,
+                &mut host,
+            );
             let writes = std::mem::take(&mut host.writes);
             let f = inst.flow;
+            let bundle = self.bundle_of(r);
             if !writes.is_empty() {
                 self.dirty.push(c);
-                let bundle = self.bundle;
                 let schema = &bundle.schemas[bundle.profile as usize];
                 for (field, value) in writes {
                     let name = schema
@@ -424,7 +445,7 @@ impl<S: Sink> Engine<'_, S> {
                 }
                 Yield::WaitFor(w) => {
                     if !self.lookback(id, w) {
-                        let within = self.bundle.flows[f as usize]
+                        let within = bundle.flows[f as usize]
                             .waits
                             .get(w as usize)
                             .map_or(0, |w| w.within);
@@ -438,9 +459,11 @@ impl<S: Sink> Engine<'_, S> {
                         return;
                     }
                 }
-                Yield::Audience { name, add } => self.membership(c, f, &name, add),
+                Yield::Audience { name, add } => {
+                    self.membership(c, &bundle.flows[f as usize].name, &name, add)
+                }
                 Yield::Split { split, arm } => {
-                    let flow = &self.bundle.flows[f as usize];
+                    let flow = &bundle.flows[f as usize];
                     let variant = flow
                         .splits
                         .get(split as usize)
@@ -485,15 +508,13 @@ impl<S: Sink> Engine<'_, S> {
 
     pub(super) fn park(&mut self, id: u32, state: Waiting, due: i64) {
         let generation = self.next_generation();
-        let priority = {
+        let (r, f) = {
             let inst = self.inst_mut(id);
             inst.state = state;
             inst.generation = generation;
-            inst.flow
+            (inst.release, inst.flow)
         };
-        let inst = self.inst_mut(id);
-        let generation = inst.generation;
-        let priority = self.bundle.flows[priority as usize].priority;
+        let priority = self.bundle_of(r).flows[f as usize].priority;
         self.timers
             .set(due, priority, Wake::Instance { id, generation });
     }
@@ -501,11 +522,13 @@ impl<S: Sink> Engine<'_, S> {
     /// Checks the flow's standing `exit if` rules; ends the instance when one holds.
     fn standing_exit(&mut self, id: u32) -> bool {
         let inst = self.instances[id as usize].as_ref().expect("live");
-        let (f, c, trigger, since) = (inst.flow, inst.customer, inst.trigger.clone(), inst.started);
+        let (r, f, c) = (inst.release, inst.flow, inst.customer);
+        let (trigger, since) = (inst.trigger.clone(), inst.started);
         let mut locals = inst.frame.locals.clone();
-        for &p in &self.bundle.flows[f as usize].exit_if {
+        for &p in &self.bundle_of(r).flows[f as usize].exit_if {
             match self.predicate(
                 c,
+                r,
                 UnitRef::Flow(f),
                 p,
                 Some(&trigger),
@@ -532,7 +555,7 @@ impl<S: Sink> Engine<'_, S> {
     fn lookback(&mut self, id: u32, wait: u16) -> bool {
         let inst = self.instances[id as usize].as_ref().expect("live");
         let (c, started, trigger_seq) = (inst.customer, inst.started, inst.trigger_seq);
-        let Some(w) = self.bundle.flows[inst.flow as usize]
+        let Some(w) = self.bundle_of(inst.release).flows[inst.flow as usize]
             .waits
             .get(wait as usize)
         else {
@@ -564,9 +587,11 @@ impl<S: Sink> Engine<'_, S> {
 
     /// Ends instance `id`: runs its `on exit` block (if any) first.
     pub(super) fn end(&mut self, id: u32, end: End) {
-        let Some(inst) = self.instances[id as usize].as_mut() else {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
             return;
         };
+        let on_exit = self.bundle_of(inst.release).flows[inst.flow as usize].on_exit;
+        let inst = self.instances[id as usize].as_mut().expect("checked");
         if inst.exiting.is_some() {
             return;
         }
@@ -579,7 +604,6 @@ impl<S: Sink> Engine<'_, S> {
         self.generations += 1;
         inst.generation = self.generations;
         inst.state = Waiting::Running;
-        let on_exit = self.bundle.flows[inst.flow as usize].on_exit;
         match (on_exit, &end) {
             // A failing instance does not run more of its code.
             (Some(block), End::Completed | End::Exited(_)) => {
@@ -597,11 +621,12 @@ impl<S: Sink> Engine<'_, S> {
             return;
         };
         self.free.push(id);
-        let flow = &self.bundle.flows[inst.flow as usize];
+        let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+        let key = self.key_of(inst.release, inst.flow);
         let c = inst.customer;
         if let Some(cust) = self.customers.get_mut(&c) {
             cust.instances.retain(|&x| x != id);
-            let mem = cust.flow(inst.flow);
+            let mem = cust.flow(key);
             mem.live = mem.live.saturating_sub(1);
         }
         let stats = self.stats.flow_mut(&flow.name);
@@ -632,21 +657,22 @@ impl<S: Sink> Engine<'_, S> {
 
     /// Credits goals this event reaches.
     pub(super) fn check_goals(&mut self, c: u32, seen: &Seen) {
-        let Some(flows) = self.goals_by.get(&seen.schema).cloned() else {
+        if !self.goal_events.contains(&seen.schema) {
             return;
-        };
+        }
         let now = self.now;
-        let bundle = self.bundle;
         let watches = std::mem::take(&mut self.customers.get_mut(&c).expect("exists").goals);
         let mut keep = Vec::with_capacity(watches.len());
         for w in watches {
+            // The goal as the instance's own release states it.
+            let bundle = self.bundle_of(w.release);
             let Some(goal) = &bundle.flows[w.flow as usize].goal else {
                 continue;
             };
             if now > w.entered.saturating_add(goal.within) {
                 continue; // expired
             }
-            if !flows.contains(&w.flow) || seen.at < w.entered {
+            if goal.rule.event != seen.schema || seen.at < w.entered {
                 keep.push(w);
                 continue;
             }
@@ -655,6 +681,7 @@ impl<S: Sink> Engine<'_, S> {
                 Some(p) => self
                     .predicate(
                         c,
+                        w.release,
                         UnitRef::Flow(w.flow),
                         p,
                         Some(&w.trigger),
@@ -670,12 +697,14 @@ impl<S: Sink> Engine<'_, S> {
             }
             let revenue = revenue_of(bundle, seen);
             let flow = &bundle.flows[w.flow as usize];
+            let key = self.key_of(w.release, w.flow);
             let last = self.customers[&c]
                 .sends
                 .iter()
                 .rev()
-                .find(|s| s.flow == w.flow && s.at >= w.entered && s.at <= seen.at)
-                .map(|s| bundle.messages[s.message as usize].name.clone());
+                .find(|s| s.flow == key && s.at >= w.entered && s.at <= seen.at)
+                .and_then(|s| self.message_names.get(s.message as usize))
+                .map(|m| m.to_string());
             let stats = self.stats.flow_mut(&flow.name);
             if w.holdout {
                 stats.holdout_conversions += 1;
@@ -705,9 +734,9 @@ impl<S: Sink> Engine<'_, S> {
         cust.goals = keep;
     }
 
-    /// The trigger kinds other than events: what happened and how to re-arm.
+    /// The trigger of the newest release's flow `f`.
     pub(super) fn trigger_of(&self, f: u32) -> &Trigger {
-        &self.bundle.flows[f as usize].trigger
+        &self.bundle().flows[f as usize].trigger
     }
 }
 

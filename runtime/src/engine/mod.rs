@@ -9,14 +9,21 @@
 //! Work per event is bounded by the customer's own instances: exit rules,
 //! waits and goals are looked up through the customer, never by scanning
 //! all instances.
+//!
+//! The engine runs one or more *releases* of the project: the bundle it was
+//! made with, then one per [`Engine::deploy`]. Everything new starts on the
+//! newest; an instance runs to its end on the release it started on unless a
+//! deploy carries it over (see the `deploy` module).
 
 mod customer;
+mod deploy;
 mod instance;
 mod pipeline;
 mod triggers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 use nudge_bytecode::{Bundle, Channel, Value, format_instant};
@@ -34,6 +41,7 @@ use crate::timers::{Timers, Wake};
 use crate::{decode, segment};
 
 pub use customer::{Customer, Seen, Traits};
+pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, StepReport};
 pub use instance::{Instance, Waiting};
 
 /// Where the engine's output goes.
@@ -100,10 +108,43 @@ pub enum Applied {
     Duplicate,
 }
 
-/// The engine; see the module documentation.
-pub struct Engine<'b, S: Sink> {
+/// One bundle the engine runs, with what it needs to run it. Indexes here
+/// are the bundle's own: flow and message numbers differ between releases.
+struct Release<'b> {
     bundle: &'b Bundle,
     vm: Vm<'b>,
+    /// Each flow's key in `Engine::flow_names`.
+    keys: Vec<u32>,
+    /// Each message's key in `Engine::message_names`.
+    message_keys: Vec<u32>,
+    /// Flows started by each event schema, highest priority first.
+    triggered_by: HashMap<u32, Vec<u32>>,
+    /// What each flow reads of its trigger event.
+    trigger_use: Vec<instance::TriggerUse>,
+    /// Each flow's version hash, shared by its instances.
+    versions: Vec<Arc<str>>,
+}
+
+/// The release `r` (releases are never removed, so every recorded number stays valid).
+fn rel<'a, 'b>(releases: &'a [Release<'b>], r: u32) -> &'a Release<'b> {
+    &releases[r as usize]
+}
+
+/// The engine; see the module documentation.
+pub struct Engine<'b, S: Sink> {
+    /// Oldest first; the last is the newest, on which everything new starts.
+    releases: Vec<Release<'b>>,
+    /// Flow names by key. Per-customer and per-flow state is kept by key, so
+    /// that it follows a flow by name across deploys that renumber flows.
+    flow_names: Vec<Arc<str>>,
+    flow_keys: HashMap<Arc<str>, u32>,
+    /// For each flow key, the flow's index in the newest release, if it has one.
+    newest: Vec<Option<u32>>,
+    /// Message names by key (sends remember a message by key, for attribution).
+    message_names: Vec<Arc<str>>,
+    message_keys: HashMap<Arc<str>, u32>,
+    /// Event schemas some release's flows have as their goal.
+    goal_events: HashSet<u32>,
     sink: S,
     config: Config,
     now: i64,
@@ -116,18 +157,10 @@ pub struct Engine<'b, S: Sink> {
     traits: Traits,
     policy_tz: Tz,
     by_wire: HashMap<String, u32>,
-    /// Flows started by each event schema, highest priority first.
-    triggered_by: HashMap<u32, Vec<u32>>,
-    /// Flows whose goal is each event schema.
-    goals_by: HashMap<u32, Vec<u32>>,
-    /// What each flow reads of its trigger event.
-    trigger_use: Vec<instance::TriggerUse>,
-    /// Each flow's version hash, shared by its instances.
-    versions: Vec<std::sync::Arc<str>>,
-    /// Event schemas some code looks back at (exit rules, waits, goals,
-    /// `any_event` and friends); only these are kept in histories, which
-    /// keeps memory to what can still matter.
-    remembered: std::collections::HashSet<u32>,
+    /// Event schemas some code of any release looks back at (exit rules,
+    /// waits, goals, `any_event` and friends); only these are kept in
+    /// histories, which keeps memory to what can still matter.
+    remembered: HashSet<u32>,
     seq: u64,
     /// Instance generations are unique across slots, so a timer set for an
     /// instance that ended can never wake the instance that reuses its slot.
@@ -155,31 +188,14 @@ impl<'b, S: Sink> Engine<'b, S> {
                 by_wire.insert(w.clone(), i as u32);
             }
         }
-        let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
-        let mut goals_by: HashMap<u32, Vec<u32>> = HashMap::new();
-        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
-        // Higher priority first, so a cap that allows one send gives it to the
-        // flow that matters most; ties go by name, which keeps runs reproducible.
-        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
-        for &f in &order {
-            let flow = &bundle.flows[f as usize];
-            if let nudge_bytecode::Trigger::Event(rule) = &flow.trigger {
-                triggered_by.entry(rule.event).or_default().push(f);
-            }
-            if let Some(g) = &flow.goal {
-                goals_by.entry(g.rule.event).or_default().push(f);
-            }
-        }
-        let remembered = remembered_schemas(bundle);
-        let policy_tz = bundle
-            .policy
-            .timezone
-            .as_deref()
-            .and_then(|z| Tz::from_str(z).ok())
-            .unwrap_or(Tz::UTC);
-        Engine {
-            bundle,
-            vm: Vm::new(bundle),
+        let mut engine = Engine {
+            releases: Vec::new(),
+            flow_names: Vec::new(),
+            flow_keys: HashMap::new(),
+            newest: Vec::new(),
+            message_names: Vec::new(),
+            message_keys: HashMap::new(),
+            goal_events: HashSet::new(),
             sink,
             config,
             now: start,
@@ -190,11 +206,64 @@ impl<'b, S: Sink> Engine<'b, S> {
             free: Vec::new(),
             timers: Timers::new(),
             traits: Traits::of(bundle),
-            policy_tz,
+            policy_tz: Tz::UTC,
             by_wire,
+            remembered: HashSet::new(),
+            seq: 0,
+            generations: 0,
+            sent_keys: Default::default(),
+            dirty: Vec::new(),
+            stats: Stats::new(bundle),
+        };
+        engine.add_release(bundle);
+        engine
+    }
+
+    /// Makes `bundle` the newest release and returns its number.
+    fn add_release(&mut self, bundle: &'b Bundle) -> u32 {
+        let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
+        // Higher priority first, so a cap that allows one send gives it to the
+        // flow that matters most; ties go by name, which keeps runs reproducible.
+        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
+        for &f in &order {
+            let flow = &bundle.flows[f as usize];
+            if let nudge_bytecode::Trigger::Event(rule) = &flow.trigger {
+                triggered_by.entry(rule.event).or_default().push(f);
+            }
+            if let Some(g) = &flow.goal {
+                self.goal_events.insert(g.rule.event);
+            }
+        }
+        self.remembered.extend(remembered_schemas(bundle));
+        self.policy_tz = bundle
+            .policy
+            .timezone
+            .as_deref()
+            .and_then(|z| Tz::from_str(z).ok())
+            .unwrap_or(Tz::UTC);
+        let keys: Vec<u32> = bundle
+            .flows
+            .iter()
+            .map(|f| intern(&mut self.flow_names, &mut self.flow_keys, &f.name))
+            .collect();
+        let message_keys = bundle
+            .messages
+            .iter()
+            .map(|m| intern(&mut self.message_names, &mut self.message_keys, &m.name))
+            .collect();
+        self.newest = vec![None; self.flow_names.len()];
+        for (f, &k) in keys.iter().enumerate() {
+            self.newest[k as usize] = Some(f as u32);
+            // New flows show in the counters from the start, at zero.
+            self.stats.flow_mut(&bundle.flows[f].name);
+        }
+        self.releases.push(Release {
+            bundle,
+            vm: Vm::new(bundle),
+            keys,
+            message_keys,
             triggered_by,
-            goals_by,
-            remembered,
             versions: bundle
                 .flows
                 .iter()
@@ -205,12 +274,33 @@ impl<'b, S: Sink> Engine<'b, S> {
                 .iter()
                 .map(|f| instance::TriggerUse::of(f, bundle))
                 .collect(),
-            seq: 0,
-            generations: 0,
-            sent_keys: Default::default(),
-            dirty: Vec::new(),
-            stats: Stats::new(bundle),
-        }
+        });
+        (self.releases.len() - 1) as u32
+    }
+
+    /// The number of the newest release.
+    fn current(&self) -> u32 {
+        (self.releases.len() - 1) as u32
+    }
+
+    /// The newest release's bundle: triggers, the policy and schemas come from it.
+    fn bundle(&self) -> &'b Bundle {
+        rel(&self.releases, self.current()).bundle
+    }
+
+    /// Release `r`'s bundle.
+    fn bundle_of(&self, r: u32) -> &'b Bundle {
+        rel(&self.releases, r).bundle
+    }
+
+    /// The key of flow `f` of release `r`.
+    fn key_of(&self, r: u32, f: u32) -> u32 {
+        rel(&self.releases, r).keys[f as usize]
+    }
+
+    /// The bundle the engine started with, then one per successful deploy, oldest first.
+    pub fn releases(&self) -> impl Iterator<Item = &'b Bundle> + '_ {
+        self.releases.iter().map(|r| r.bundle)
     }
 
     /// The clock.
@@ -223,7 +313,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         let mut s = self.stats.clone();
         s.customers = self.customers.len() as u64;
         for inst in self.instances.iter().flatten() {
-            s.flow_mut(&self.bundle.flows[inst.flow as usize].name)
+            s.flow_mut(&self.bundle_of(inst.release).flows[inst.flow as usize].name)
                 .active += 1;
         }
         s
@@ -363,7 +453,7 @@ impl<'b, S: Sink> Engine<'b, S> {
     fn ensure_customer(&mut self, c: u32) {
         if !self.customers.contains_key(&c) {
             let key = self.identities.display_id(CustomerId(c));
-            self.customers.insert(c, Customer::new(self.bundle, key));
+            self.customers.insert(c, Customer::new(self.bundle(), key));
             self.arm_schedules(c);
         }
     }
@@ -392,7 +482,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             });
         };
         let value =
-            decode::record(self.bundle, schema, &props, "properties").map_err(|e| Rejection {
+            decode::record(self.bundle(), schema, &props, "properties").map_err(|e| Rejection {
                 reason: format!("{wire:?}: {e}"),
             })?;
         Ok(Some((schema, value)))
@@ -402,15 +492,18 @@ impl<'b, S: Sink> Engine<'b, S> {
         let CallKind::Identify { traits } = &call.kind else {
             return Ok(Vec::new());
         };
-        let schema = &self.bundle.schemas[self.bundle.profile as usize];
+        let bundle = self.bundle();
+        let schema = &bundle.schemas[bundle.profile as usize];
         let mut out = Vec::new();
         for (i, f) in schema.fields.iter().enumerate() {
             let Some(json) = traits.get(&f.name) else {
                 continue;
             };
-            let v = decode::value(self.bundle, &f.ty, json, &format!("traits.{}", f.name))
-                .map_err(|e| Rejection {
-                    reason: e.to_string(),
+            let v =
+                decode::value(bundle, &f.ty, json, &format!("traits.{}", f.name)).map_err(|e| {
+                    Rejection {
+                        reason: e.to_string(),
+                    }
                 })?;
             out.push((i as u16, v));
         }
@@ -426,8 +519,8 @@ impl<'b, S: Sink> Engine<'b, S> {
         event: &Option<(u32, Value)>,
         traits: &[(u16, Value)],
     ) {
+        let bundle = self.bundle();
         let t = &self.traits;
-        let bundle = self.bundle;
         let cust = self.customers.get_mut(&c).expect("ensured");
         // Tracked as we go rather than by comparing copies of the profile:
         // this runs for every call.
@@ -593,7 +686,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             let start = cust.events.partition_point(|e| e.at < first);
             let events: Vec<Seen> = cust.events[start..]
                 .iter()
-                .filter(|e| self.goals_by.contains_key(&e.schema))
+                .filter(|e| self.goal_events.contains(&e.schema))
                 .cloned()
                 .collect();
             for e in &events {
@@ -648,19 +741,23 @@ impl<'b, S: Sink> Engine<'b, S> {
             self.try_wait_match(id, seen);
         }
         self.check_goals(c, seen);
-        let flows = self
+        // New instances start on the newest release.
+        let r = self.current();
+        let bundle = self.bundle();
+        let flows = rel(&self.releases, r)
             .triggered_by
             .get(&seen.schema)
             .cloned()
             .unwrap_or_default();
         for f in flows {
-            let flow = &self.bundle.flows[f as usize];
+            let flow = &bundle.flows[f as usize];
             let nudge_bytecode::Trigger::Event(rule) = &flow.trigger else {
                 continue;
             };
             if let Some(p) = rule.predicate {
                 match self.predicate(
                     c,
+                    r,
                     UnitRef::Flow(f),
                     p,
                     Some(&seen.value),
@@ -683,7 +780,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                     }
                 }
             }
-            let wire = self.bundle.schemas[seen.schema as usize]
+            let wire = bundle.schemas[seen.schema as usize]
                 .wire
                 .clone()
                 .unwrap_or_default();
@@ -691,11 +788,12 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
     }
 
-    /// Runs a predicate block for customer `c`.
+    /// Runs a predicate block of release `r` for customer `c`.
     #[allow(clippy::too_many_arguments)]
     fn predicate(
         &mut self,
         c: u32,
+        r: u32,
         unit: UnitRef,
         block: u32,
         trigger: Option<&Value>,
@@ -716,7 +814,9 @@ impl<'b, S: Sink> Engine<'b, S> {
             event,
             since,
         };
-        let v = self.vm.eval(unit, block, locals, &scope, &mut host)?;
+        let v = rel(&self.releases, r)
+            .vm
+            .eval(unit, block, locals, &scope, &mut host)?;
         Ok(v == Value::Bool(true))
     }
 
@@ -734,8 +834,9 @@ impl<'b, S: Sink> Engine<'b, S> {
         if inst.exiting.is_some() || seen.seq == inst.trigger_seq || seen.at < inst.started {
             return;
         }
-        let (f, c, trigger) = (inst.flow, inst.customer, inst.trigger.clone());
-        let flow = &self.bundle.flows[f as usize];
+        let (r, f, c, trigger) = (inst.release, inst.flow, inst.customer, inst.trigger.clone());
+        let bundle = self.bundle_of(r);
+        let flow = &bundle.flows[f as usize];
         for rule in &flow.exit_on {
             if rule.event != seen.schema {
                 continue;
@@ -744,6 +845,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 None => Ok(true),
                 Some(p) => self.predicate(
                     c,
+                    r,
                     UnitRef::Flow(f),
                     p,
                     Some(&trigger),
@@ -754,7 +856,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             };
             match hit {
                 Ok(true) => {
-                    let reason = self.bundle.schemas[seen.schema as usize].name.clone();
+                    let reason = bundle.schemas[seen.schema as usize].name.clone();
                     self.end(id, End::Exited(reason));
                     return;
                 }
@@ -806,7 +908,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
     }
 
-    fn membership(&mut self, c: u32, flow: u32, name: &str, add: bool) {
+    fn membership(&mut self, c: u32, flow: &str, name: &str, add: bool) {
         let cust = self.customers.get_mut(&c).expect("customer exists");
         let changed = if add {
             cust.audiences.insert(name.into())
@@ -827,22 +929,34 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.record(
             c,
             What::Audience {
-                flow: self.bundle.flows[flow as usize].name.clone(),
+                flow: flow.to_string(),
                 audience: name.to_string(),
                 action,
             },
         );
     }
 
-    fn count(&mut self, flow: u32, outcome: Outcome, reason: Option<&str>) {
-        let name = &self.bundle.flows[flow as usize].name;
+    fn count(&mut self, r: u32, flow: u32, outcome: Outcome, reason: Option<&str>) {
+        let name = &self.bundle_of(r).flows[flow as usize].name;
         self.stats.flow_mut(name).decide(outcome, reason);
     }
 }
 
+/// The key of `name` in a table of names, added when new.
+fn intern(names: &mut Vec<Arc<str>>, keys: &mut HashMap<Arc<str>, u32>, name: &str) -> u32 {
+    if let Some(&k) = keys.get(name) {
+        return k;
+    }
+    let k = names.len() as u32;
+    let name: Arc<str> = name.into();
+    names.push(name.clone());
+    keys.insert(name, k);
+    k
+}
+
 /// The event schemas any code of the bundle looks back at.
-fn remembered_schemas(bundle: &Bundle) -> std::collections::HashSet<u32> {
-    let mut out = std::collections::HashSet::new();
+fn remembered_schemas(bundle: &Bundle) -> HashSet<u32> {
+    let mut out = HashSet::new();
     for flow in &bundle.flows {
         out.extend(flow.exit_on.iter().map(|r| r.event));
         out.extend(

@@ -46,11 +46,18 @@ impl<S: Sink> Engine<'_, S> {
     /// Runs the pipeline for a send of instance `id`; parks the instance when
     /// the send is deferred.
     pub(super) fn send(&mut self, id: u32, message: u32, args: Vec<Value>) -> Next {
-        let bundle = self.bundle;
         let Some(inst) = self.instances[id as usize].as_ref() else {
             return Next::Park;
         };
-        let (f, c, number, step) = (inst.flow, inst.customer, inst.number, inst.step);
+        let (r, f, c, number, step) = (
+            inst.release,
+            inst.flow,
+            inst.customer,
+            inst.number,
+            inst.step,
+        );
+        // The message, like the flow's own rules, comes from the instance's release.
+        let bundle = self.bundle_of(r);
         let flow = &bundle.flows[f as usize];
         let Some(msg) = bundle.messages.get(message as usize) else {
             self.end(
@@ -86,7 +93,7 @@ impl<S: Sink> Engine<'_, S> {
             };
         match verdict {
             Verdict::Stop { outcome, reason } => {
-                self.count(f, outcome, Some(&reason));
+                self.count(r, f, outcome, Some(&reason));
                 self.record(c, record(outcome, Some(reason), None));
                 Next::Run
             }
@@ -96,7 +103,7 @@ impl<S: Sink> Engine<'_, S> {
                 zone,
                 reason,
             } => {
-                self.count(f, Outcome::Deferred, Some(&reason));
+                self.count(r, f, Outcome::Deferred, Some(&reason));
                 self.record(
                     c,
                     record(
@@ -126,13 +133,15 @@ impl<S: Sink> Engine<'_, S> {
                         tz,
                         writes: Vec::new(),
                     };
-                    self.vm.render(message, &args, &mut host)
+                    super::rel(&self.releases, r)
+                        .vm
+                        .render(message, &args, &mut host)
                 };
                 let rendered = match rendered {
                     Ok(r) => r,
                     Err(e) => {
                         let reason = format!("rendering failed: {e}");
-                        self.count(f, Outcome::Failed, Some("rendering"));
+                        self.count(r, f, Outcome::Failed, Some("rendering"));
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                         return Next::Run;
                     }
@@ -155,24 +164,29 @@ impl<S: Sink> Engine<'_, S> {
                 match self.sink.deliver(msg.channel, &out) {
                     Ok(()) => {
                         self.sent_keys.insert(key.clone());
+                        let release = super::rel(&self.releases, r);
+                        let (flow_key, message_key) = (
+                            release.keys[f as usize],
+                            release.message_keys[message as usize],
+                        );
                         let cust = self.customers.get_mut(&c).expect("exists");
                         cust.sends.push(super::customer::Sent {
                             at: self.now,
                             channel: msg.channel,
                             marketing: msg.purpose == Purpose::Marketing,
-                            flow: f,
-                            message,
+                            flow: flow_key,
+                            message: message_key,
                         });
                         let stats = self.stats.flow_mut(&flow.name);
                         *stats
                             .sends
                             .entry(msg.channel.name().to_string())
                             .or_insert(0) += 1;
-                        self.count(f, Outcome::Sent, None);
+                        self.count(r, f, Outcome::Sent, None);
                         self.record(c, record(Outcome::Sent, None, None));
                     }
                     Err(reason) => {
-                        self.count(f, Outcome::Failed, Some("delivery"));
+                        self.count(r, f, Outcome::Failed, Some("delivery"));
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                     }
                 }
@@ -182,12 +196,16 @@ impl<S: Sink> Engine<'_, S> {
     }
 
     fn verdict(&mut self, id: u32, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
-        let bundle = self.bundle;
         let inst = self.instances[id as usize].as_ref().expect("live");
-        let (f, c, holdout) = (inst.flow, inst.customer, inst.holdout);
+        let (r, f, c, holdout) = (inst.release, inst.flow, inst.customer, inst.holdout);
         let trigger = inst.trigger.clone();
         let since = inst.started;
+        // The flow's rules come from the instance's release, the policy from
+        // the newest: a policy change applies to every send from now on.
+        let bundle = self.bundle_of(r);
+        let policy = &self.bundle().policy;
         let flow = &bundle.flows[f as usize];
+        let flow_key = self.key_of(r, f);
         let marketing = msg.purpose == Purpose::Marketing;
         let stop = |outcome, reason: &str| Verdict::Stop {
             outcome,
@@ -221,6 +239,7 @@ impl<S: Sink> Engine<'_, S> {
         for &p in &flow.suppress {
             match self.predicate(
                 c,
+                r,
                 UnitRef::Flow(f),
                 p,
                 Some(&trigger),
@@ -250,12 +269,11 @@ impl<S: Sink> Engine<'_, S> {
             return stop(Outcome::Suppressed, "suppression_list");
         }
         if marketing {
-            let caps = bundle
-                .policy
+            let caps = policy
                 .caps
                 .iter()
                 .map(|c| (c, None))
-                .chain(flow.caps.iter().map(|c| (c, Some(f))));
+                .chain(flow.caps.iter().map(|c| (c, Some(flow_key))));
             for (cap, only_flow) in caps {
                 if let Some(oldest) = self.cap_full(c, cap, msg.channel, only_flow) {
                     let reason = cap_name(cap, only_flow.is_some());
@@ -274,7 +292,7 @@ impl<S: Sink> Engine<'_, S> {
                 }
             }
             let tz = self.zone(c, Some(msg.channel));
-            let windows = bundle.policy.quiet.iter().chain(flow.quiet.iter());
+            let windows = policy.quiet.iter().chain(flow.quiet.iter());
             let mut end: Option<i64> = None;
             for w in windows {
                 if w.channel.is_some_and(|ch| ch != msg.channel) {
@@ -306,7 +324,8 @@ impl<S: Sink> Engine<'_, S> {
         Verdict::Send { to }
     }
 
-    /// When a cap is full: the time of the send whose ageing out frees a place.
+    /// When a cap is full: the time of the send whose ageing out frees a
+    /// place. `only_flow` is a flow key: a flow cap counts every release's sends.
     fn cap_full(&self, c: u32, cap: &Cap, channel: Channel, only_flow: Option<u32>) -> Option<i64> {
         if let CapScope::Channel(ch) = cap.scope
             && ch != channel

@@ -1,4 +1,9 @@
 //! Triggers that are not events: schedules, profile dates and segment entry.
+//!
+//! All of them start instances on the newest release. Their timers name the
+//! flow by key, so a deploy that renumbers flows leaves them valid; a timer
+//! for a flow the newest release no longer has (or no longer triggers that
+//! way) does nothing when it fires.
 
 use chrono::{Datelike, Duration, NaiveDate};
 use nudge_bytecode::{Cadence, Trigger, Value};
@@ -10,23 +15,24 @@ use crate::zone::{instant_of, local_date};
 impl<S: Sink> Engine<'_, S> {
     /// Arms every schedule trigger for customer `c` at its next occurrence.
     pub(super) fn arm_schedules(&mut self, c: u32) {
-        if !(0..self.bundle.flows.len() as u32)
-            .any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }))
-        {
+        let flows = self.bundle().flows.len() as u32;
+        if !(0..flows).any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. })) {
             return;
         }
         let zone = self.zone(c, None);
         if let Some(cust) = self.customers.get_mut(&c) {
             cust.schedule_zone = Some(zone);
         }
-        for f in 0..self.bundle.flows.len() as u32 {
+        for f in 0..flows {
             if let Trigger::Schedule { .. } = self.trigger_of(f) {
                 self.arm_schedule(c, f);
             }
         }
     }
 
-    fn arm_schedule(&mut self, c: u32, f: u32) {
+    /// Arms the newest release's schedule flow `f` for customer `c`,
+    /// cancelling the timer armed before.
+    pub(super) fn arm_schedule(&mut self, c: u32, f: u32) {
         let Trigger::Schedule {
             cadence, at, local, ..
         } = *self.trigger_of(f)
@@ -41,8 +47,9 @@ impl<S: Sink> Engine<'_, S> {
         let Some(due) = next_occurrence(self.now, tz, cadence, at) else {
             return;
         };
-        let priority = self.bundle.flows[f as usize].priority;
-        let mem = self.customers.get_mut(&c).expect("exists").flow(f);
+        let priority = self.bundle().flows[f as usize].priority;
+        let key = self.key_of(self.current(), f);
+        let mem = self.customers.get_mut(&c).expect("exists").flow(key);
         mem.generation += 1;
         let generation = mem.generation;
         self.timers.set(
@@ -50,17 +57,21 @@ impl<S: Sink> Engine<'_, S> {
             priority,
             Wake::Schedule {
                 customer: c,
-                flow: f,
+                flow: key,
                 generation,
             },
         );
     }
 
-    pub(super) fn fire_schedule(&mut self, c: u32, f: u32, generation: u32) {
+    /// A schedule timer went off; `key` is the flow's key.
+    pub(super) fn fire_schedule(&mut self, c: u32, key: u32, generation: u32) {
+        let Some(f) = self.newest.get(key as usize).copied().flatten() else {
+            return; // the flow was removed by a deploy
+        };
         let Some(cust) = self.customers.get_mut(&c) else {
             return; // merged away; the kept customer has its own timer
         };
-        if cust.flow(f).generation != generation {
+        if cust.flow(key).generation != generation {
             return;
         }
         let Trigger::Schedule { segment, .. } = *self.trigger_of(f) else {
@@ -68,17 +79,7 @@ impl<S: Sink> Engine<'_, S> {
         };
         let member = match segment {
             None => true,
-            Some(s) => {
-                let tz = self.zone(c, None);
-                let cust = self.customers.get_mut(&c).expect("exists");
-                let mut host = super::customer::Ctx {
-                    customer: cust,
-                    now: self.now,
-                    tz,
-                    writes: Vec::new(),
-                };
-                self.vm.segment(s, &mut host).unwrap_or(false)
-            }
+            Some(s) => self.in_segment(c, s),
         };
         // Arm the next occurrence first: the instance may run for longer.
         self.arm_schedule(c, f);
@@ -87,11 +88,18 @@ impl<S: Sink> Engine<'_, S> {
         }
     }
 
-    pub(super) fn fire_date(&mut self, c: u32, f: u32, generation: u32) {
+    /// A date trigger's timer went off; `key` is the flow's key.
+    pub(super) fn fire_date(&mut self, c: u32, key: u32, generation: u32) {
+        let Some(f) = self.newest.get(key as usize).copied().flatten() else {
+            return; // the flow was removed by a deploy
+        };
+        if !matches!(self.trigger_of(f), Trigger::DateProperty { .. }) {
+            return; // a deploy gave the flow another trigger
+        }
         let Some(cust) = self.customers.get_mut(&c) else {
             return;
         };
-        if cust.flow(f).generation != generation {
+        if cust.flow(key).generation != generation {
             return;
         }
         self.try_enter(c, f, Value::None, 0, "date".into());
@@ -99,62 +107,82 @@ impl<S: Sink> Engine<'_, S> {
 
     /// Looks at a customer whose profile changed: segment entries and date triggers.
     pub(super) fn profile_changed(&mut self, c: u32) {
-        let has_schedules = (0..self.bundle.flows.len() as u32)
-            .any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }));
+        let flows = self.bundle().flows.len() as u32;
+        let has_schedules =
+            (0..flows).any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }));
         if has_schedules && self.customers[&c].schedule_zone != Some(self.zone(c, None)) {
             self.arm_schedules(c);
         }
-        for f in 0..self.bundle.flows.len() as u32 {
+        for f in 0..flows {
             match *self.trigger_of(f) {
                 Trigger::Entering { segment } => {
-                    let tz = self.zone(c, None);
-                    let cust = self.customers.get_mut(&c).expect("exists");
-                    let mut host = super::customer::Ctx {
-                        customer: cust,
-                        now: self.now,
-                        tz,
-                        writes: Vec::new(),
-                    };
-                    let inside = self.vm.segment(segment, &mut host).unwrap_or(false);
-                    let mem = self.customers.get_mut(&c).expect("exists").flow(f);
+                    let inside = self.in_segment(c, segment);
+                    let key = self.key_of(self.current(), f);
+                    let mem = self.customers.get_mut(&c).expect("exists").flow(key);
                     let was = std::mem::replace(&mut mem.in_segment, inside);
                     if inside && !was {
                         self.try_enter(c, f, Value::None, 0, "segment".into());
                     }
                 }
-                Trigger::DateProperty { offset, field } => {
-                    let cust = self.customers.get_mut(&c).expect("exists");
-                    let value = match cust.profile.fields.get(field as usize) {
-                        Some(Value::Time(t)) => Some(*t),
-                        _ => None,
-                    };
-                    let mem = cust.flow(f);
-                    if mem.armed == value {
-                        continue;
-                    }
-                    // Re-arm: the old timer is cancelled by the generation bump.
-                    mem.armed = value;
-                    mem.generation += 1;
-                    let generation = mem.generation;
-                    if let Some(t) = value {
-                        let due = t.saturating_add(offset);
-                        // A date already behind us when it is learned does not fire:
-                        // replaying an old trait must not send a burst of late messages.
-                        if due > self.now {
-                            let priority = self.bundle.flows[f as usize].priority;
-                            self.timers.set(
-                                due,
-                                priority,
-                                Wake::DateTrigger {
-                                    customer: c,
-                                    flow: f,
-                                    generation,
-                                },
-                            );
-                        }
-                    }
-                }
+                Trigger::DateProperty { .. } => self.arm_date(c, f, false),
                 _ => {}
+            }
+        }
+    }
+
+    /// Whether customer `c` is in the newest release's segment `segment` now.
+    pub(super) fn in_segment(&mut self, c: u32, segment: u32) -> bool {
+        let r = self.current();
+        let tz = self.zone(c, None);
+        let cust = self.customers.get_mut(&c).expect("exists");
+        let mut host = super::customer::Ctx {
+            customer: cust,
+            now: self.now,
+            tz,
+            writes: Vec::new(),
+        };
+        super::rel(&self.releases, r)
+            .vm
+            .segment(segment, &mut host)
+            .unwrap_or(false)
+    }
+
+    /// Arms the newest release's date flow `f` for customer `c` when the
+    /// profile date changed since it was last armed, or always with `force`
+    /// (a deploy that added the flow or changed its trigger).
+    pub(super) fn arm_date(&mut self, c: u32, f: u32, force: bool) {
+        let Trigger::DateProperty { offset, field } = *self.trigger_of(f) else {
+            return;
+        };
+        let priority = self.bundle().flows[f as usize].priority;
+        let key = self.key_of(self.current(), f);
+        let cust = self.customers.get_mut(&c).expect("exists");
+        let value = match cust.profile.fields.get(field as usize) {
+            Some(Value::Time(t)) => Some(*t),
+            _ => None,
+        };
+        let mem = cust.flow(key);
+        if mem.armed == value && !force {
+            return;
+        }
+        // Re-arm: the old timer is cancelled by the generation bump.
+        mem.armed = value;
+        mem.generation += 1;
+        let generation = mem.generation;
+        if let Some(t) = value {
+            let due = t.saturating_add(offset);
+            // A date already behind us when it is learned does not fire:
+            // replaying an old trait must not send a burst of late messages.
+            if due > self.now {
+                self.timers.set(
+                    due,
+                    priority,
+                    Wake::DateTrigger {
+                        customer: c,
+                        flow: key,
+                        generation,
+                    },
+                );
             }
         }
     }

@@ -13,16 +13,63 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use nudge_bytecode::Channel;
+use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::{DeliveryError, Outgoing, Plugin, Receipt};
-use nudge_runtime::engine::{Engine, Sink};
+use nudge_runtime::engine::{Deployed, Engine, Sink};
 use nudge_runtime::record::{Membership, Record};
 use nudge_runtime::replay::DeadLetter;
 use nudge_runtime::segment;
 
 use crate::{
-    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, tail_hash,
+    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, portable,
+    tail_hash,
 };
+
+/// Bundles decoded from a history's deploys: they live as long as the engine
+/// whose older releases run them.
+pub type Bundles = typed_arena::Arena<Bundle>;
+
+/// The code a store's history runs under.
+#[derive(Clone, Copy)]
+pub struct Code<'b> {
+    /// The project as compiled now: deployed if the history ends on other code.
+    pub current: &'b Bundle,
+    /// Where bundles of earlier deploys are decoded to.
+    pub bundles: &'b Bundles,
+}
+
+impl<'b> Code<'b> {
+    /// The bundle an engine over `store` must be made with: the history's
+    /// first deploy, or the current bundle for a store with no history.
+    pub fn initial(&self, store: &Store) -> Result<&'b Bundle, StoreError> {
+        match store.first_deploy()? {
+            Some(bytes) => self.bundle(store, &bytes),
+            None => Ok(self.current),
+        }
+    }
+
+    /// The bundle of a stored deploy; the current one when it is the same code.
+    fn bundle(&self, store: &Store, bytes: &[u8]) -> Result<&'b Bundle, StoreError> {
+        if bytes == portable(self.current).as_slice() {
+            return Ok(self.current);
+        }
+        let bundle = Bundle::decode(bytes).map_err(|e| StoreError::NotAStore {
+            path: store.path().to_path_buf(),
+            reason: format!("a deployed bundle in the history cannot be read: {e}"),
+        })?;
+        Ok(self.bundles.alloc(bundle))
+    }
+}
+
+/// What [`resume`] found.
+pub struct Resumed {
+    /// Lines of the source applied past its read position (only an unsorted
+    /// run leaves any), which must not be applied again.
+    pub beyond: HashSet<u64>,
+    /// The project's code differed from the history's last deploy and was
+    /// deployed: what became of the instances in flight.
+    pub deployed: Option<Deployed>,
+}
 
 /// Sends the engine made since they were last taken, shared with the
 /// [`LedgerSink`] that collects them.
@@ -164,15 +211,19 @@ pub struct Report {
     /// True when rebuilding produced a different number of sends than the
     /// ledger holds: the history was not replayed as it was first applied.
     pub diverged: bool,
+    /// The project's code changed since the history's last deploy and was
+    /// deployed before the new input: what became of instances in flight.
+    pub deployed: Option<String>,
 }
 
 /// Rebuilds `engine` (fresh, over a [`LedgerSink`]) from `store`, delivers
 /// pending intents, applies the unread part of `input`, then runs the clock
 /// as `settings` say. Returns the report and every refused line of the
 /// history, in line order.
-pub fn run<S: Sink>(
+pub fn run<'b, S: Sink>(
     store: &mut Store,
-    engine: &mut Engine<'_, LedgerSink<S>>,
+    engine: &mut Engine<'b, LedgerSink<S>>,
+    code: Code<'b>,
     captured: &Captured,
     router: &mut Router,
     input: Input<'_>,
@@ -183,16 +234,20 @@ pub fn run<S: Sink>(
     let source = store.source(input.name)?;
     check_source(&source, &input)?;
     let mut batch = Batch::default();
-    let beyond = resume(
+    let Resumed { beyond, deployed } = resume(
         store,
         engine,
+        code,
         captured,
         router,
         &source,
         &mut report,
         &mut dead,
-        &mut batch.marks,
+        &mut batch,
     )?;
+    report.deployed = deployed.map(|d| d.to_string());
+    // A deploy is stored before any line applied after it.
+    let mut first = std::mem::take(&mut batch.calls);
 
     // New input, in batches.
     let start = source.position as usize;
@@ -259,6 +314,7 @@ pub fn run<S: Sink>(
         let mut cursor = 0;
         for chunk in order.chunks(settings.batch_lines.max(1)) {
             let mut next = Batch::default();
+            next.calls.append(&mut first);
             for &i in chunk {
                 let (_, s, e, number) = lines[i as usize];
                 let body = &bytes[s..e];
@@ -311,6 +367,7 @@ pub fn run<S: Sink>(
         Ok(())
     })?;
     batch.marks = marks;
+    batch.calls.extend(first);
     if lines.is_empty() && input.bytes.len() as u64 != source.position {
         // Only blank lines were added: still move past them.
         batch.source = Some(SourcePos {
@@ -343,27 +400,31 @@ pub fn run<S: Sink>(
     Ok((report, dead))
 }
 
-/// Rebuilds `engine` (fresh, over a [`LedgerSink`]) from every call in
-/// `store`, then delivers the intents an earlier run left pending, pushing
-/// their results onto `marks` for the next commit. Refused lines of the
-/// history go to `dead`. Returns the lines of `source` applied past its read
-/// position (only an unsorted run leaves any), which must not be applied again.
+/// Rebuilds `engine` (fresh, over a [`LedgerSink`], made with
+/// [`Code::initial`]) from every call in `store`, deploys the current code if
+/// the history ends on other code, then delivers the intents an earlier run
+/// left pending. The deploy call and the delivery results go into `batch`,
+/// to be committed before anything else. Refused lines of the history go to
+/// `dead`.
 #[allow(clippy::too_many_arguments)]
-pub fn resume<S: Sink>(
+pub fn resume<'b, S: Sink>(
     store: &mut Store,
-    engine: &mut Engine<'_, LedgerSink<S>>,
+    engine: &mut Engine<'b, LedgerSink<S>>,
+    code: Code<'b>,
     captured: &Captured,
     router: &mut Router,
     source: &SourcePos,
     report: &mut Report,
     dead: &mut Vec<DeadLetter>,
-    marks: &mut Vec<Mark>,
-) -> Result<HashSet<u64>, StoreError> {
+    batch: &mut Batch<'_>,
+) -> Result<Resumed, StoreError> {
     // Rebuild. Lines of this file applied past the read position (only an
     // unsorted run leaves any) are skipped below.
     let mut beyond: HashSet<u64> = HashSet::new();
     let mut rebuilt_sends = 0u64;
-    store.for_each_call(|call| {
+    let mut last_deploy: Option<Vec<u8>> = None;
+    let reader = &*store;
+    reader.for_each_call(|call| {
         match call {
             Stored::Line {
                 source: s,
@@ -377,6 +438,19 @@ pub fn resume<S: Sink>(
             }
             Stored::Until(t) => engine.advance_through(t),
             Stored::Drain => engine.drain(),
+            Stored::Deploy(bytes) => {
+                // The first deploy is the code the engine was made with.
+                if last_deploy.is_some() {
+                    let bundle = code.bundle(reader, bytes)?;
+                    engine.deploy(bundle).map_err(|e| StoreError::Deploy {
+                        path: reader.path().to_path_buf(),
+                        reason: format!("replaying a deploy of the history: {e}"),
+                    })?;
+                }
+                last_deploy = Some(bytes.to_vec());
+                // Code, not a call: `rebuilt` counts calls.
+                return Ok(());
+            }
         }
         rebuilt_sends += captured.take().len() as u64;
         report.rebuilt += 1;
@@ -384,6 +458,25 @@ pub fn resume<S: Sink>(
     })?;
     let before = store.counts()?;
     report.diverged = rebuilt_sends != before.done + before.pending + before.failed;
+
+    let now = portable(code.current);
+    let mut deployed = None;
+    match last_deploy {
+        Some(last) if last == now => {}
+        Some(_) => {
+            let d = engine
+                .deploy(code.current)
+                .map_err(|e| StoreError::Deploy {
+                    path: store.path().to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+            deployed = Some(d);
+            batch.calls.push(NewCall::Deploy(now));
+        }
+        // A new history starts with the code it is applied under.
+        None => batch.calls.push(NewCall::Deploy(now)),
+    }
+    let marks = &mut batch.marks;
 
     // Intents committed but not known delivered when the last run stopped.
     let pending = store.pending()?;
@@ -405,7 +498,7 @@ pub fn resume<S: Sink>(
         dispatch(router, &todo, marks, report);
         report.delivered = delivered;
     }
-    Ok(beyond)
+    Ok(Resumed { beyond, deployed })
 }
 
 /// Commits the batch with the sends it made, then delivers them; their

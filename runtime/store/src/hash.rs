@@ -29,11 +29,10 @@ pub fn tail_hash(prefix: &[u8]) -> String {
     )
 }
 
-/// Identifies what the stored history was applied under: the compiled
-/// bundle and the run settings that change decisions. Source paths are
-/// reduced to file names, so running the project from another directory
-/// does not count as a change.
-pub fn fingerprint(bundle: &Bundle, release_spread: i64, suppression: &[String]) -> String {
+/// The bundle's wire encoding with source paths reduced to file names, as
+/// the store keeps it: running the project from another directory is not a
+/// new deploy.
+pub fn portable(bundle: &Bundle) -> Vec<u8> {
     let mut b = bundle.clone();
     for f in &mut b.files {
         let name = std::path::Path::new(f.as_str())
@@ -42,7 +41,14 @@ pub fn fingerprint(bundle: &Bundle, release_spread: i64, suppression: &[String])
             .unwrap_or_default();
         *f = name;
     }
-    let mut h = fnv1a(SEED, &b.encode());
+    b.encode()
+}
+
+/// Identifies the run settings that change decisions but are not part of
+/// the bundle: a history cannot be replayed under others. (Bundles are kept
+/// in the history itself, as deploys.)
+pub fn fingerprint(release_spread: i64, suppression: &[String]) -> String {
+    let mut h = fnv1a(SEED, b"settings\n");
     h = fnv1a(h, &release_spread.to_le_bytes());
     let mut list: Vec<&String> = suppression.iter().collect();
     list.sort();

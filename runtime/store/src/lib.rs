@@ -20,7 +20,7 @@ pub mod durable;
 mod hash;
 pub mod outbox;
 
-pub use hash::{fingerprint, tail_hash};
+pub use hash::{fingerprint, portable, tail_hash};
 
 /// Each migration brings the schema from its index to the next version;
 /// append only, never edit one that has shipped.
@@ -57,6 +57,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const KIND_LINE: i64 = 0;
 const KIND_UNTIL: i64 = 1;
 const KIND_DRAIN: i64 = 2;
+const KIND_DEPLOY: i64 = 3;
 
 /// Why the store could not be used.
 #[derive(Debug)]
@@ -91,6 +92,13 @@ pub enum StoreError {
     ProjectChanged {
         /// The store's path.
         path: PathBuf,
+    },
+    /// The project cannot take over from the code the history was applied under.
+    Deploy {
+        /// The store's path.
+        path: PathBuf,
+        /// Why, from the engine.
+        reason: String,
     },
     /// The events file no longer starts with what was already applied.
     SourceChanged {
@@ -133,7 +141,12 @@ impl fmt::Display for StoreError {
             ),
             StoreError::ProjectChanged { path } => write!(
                 f,
-                "the project or its run settings (suppression lists, --release-spread) changed since the store {} was written; its history cannot be replayed under the new code",
+                "the run settings (suppression lists, --release-spread) changed since the store {} was written, or an older nudge wrote it; its history cannot be replayed under them",
+                path.display()
+            ),
+            StoreError::Deploy { path, reason } => write!(
+                f,
+                "the project cannot be deployed over the history in {}: {reason}",
                 path.display()
             ),
             StoreError::SourceChanged { path, reason } => write!(
@@ -154,7 +167,9 @@ impl StoreError {
     /// What the person can do about it, when there is something.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            StoreError::NotAStore { .. } | StoreError::ProjectChanged { .. } => Some(
+            StoreError::NotAStore { .. }
+            | StoreError::ProjectChanged { .. }
+            | StoreError::Deploy { .. } => Some(
                 "start over with --reset (the history is discarded), name another file with --store PATH, or use --in-memory",
             ),
             StoreError::SourceChanged { .. } => Some(
@@ -196,6 +211,9 @@ pub enum Stored<'a> {
     Until(i64),
     /// `--drain`: timers fired until only schedules remained.
     Drain,
+    /// A compiled bundle (its wire encoding) took over from here on; the
+    /// first one is the bundle the history started with.
+    Deploy(&'a [u8]),
 }
 
 /// A new entry for the history; lines are borrowed from the input, which
@@ -215,6 +233,8 @@ pub enum NewCall<'a> {
     Until(i64),
     /// `--drain`.
     Drain,
+    /// A bundle deployed from here on, in its wire encoding.
+    Deploy(Vec<u8>),
 }
 
 /// A message the engine decided to send, not yet known to be delivered.
@@ -435,7 +455,15 @@ impl Store {
     /// takes `fingerprint`; a store with history must already have it.
     pub fn claim(&mut self, fingerprint: &str) -> Result<(), StoreError> {
         let fresh = self.is_fresh()?;
-        match self.meta("fingerprint")? {
+        // `fingerprint` named the bundle too before histories kept their
+        // deploys; such a history cannot say which code it was applied under.
+        let legacy = self.meta("fingerprint")?.is_some() && self.meta("settings")?.is_none();
+        if legacy && !fresh {
+            return Err(StoreError::ProjectChanged {
+                path: self.path.clone(),
+            });
+        }
+        match self.meta("settings")? {
             Some(f) if f == fingerprint => Ok(()),
             Some(_) if !fresh => Err(StoreError::ProjectChanged {
                 path: self.path.clone(),
@@ -443,7 +471,7 @@ impl Store {
             _ => self
                 .conn
                 .execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('fingerprint', ?1)",
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES ('settings', ?1)",
                     [fingerprint],
                 )
                 .map(|_| ())
@@ -487,6 +515,18 @@ impl Store {
         })
     }
 
+    /// The first bundle deployed in the history (its wire encoding), if any.
+    pub fn first_deploy(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM calls WHERE kind = ?1 ORDER BY seq LIMIT 1",
+                [KIND_DEPLOY],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Calls `f` with every stored call, in the order they were applied.
     pub fn for_each_call(
         &self,
@@ -515,6 +555,11 @@ impl Store {
                 }
                 KIND_UNTIL => Stored::Until(row.get(3).map_err(|e| self.err(e))?),
                 KIND_DRAIN => Stored::Drain,
+                KIND_DEPLOY => Stored::Deploy(
+                    row.get_ref(4)
+                        .and_then(|v| v.as_blob().map_err(Into::into))
+                        .map_err(|e| self.err(e))?,
+                ),
                 other => {
                     return Err(StoreError::NotAStore {
                         path: self.path.clone(),
@@ -559,6 +604,13 @@ impl Store {
                         None::<i64>,
                         None::<i64>,
                         None::<&[u8]>
+                    ]),
+                    NewCall::Deploy(bundle) => call.execute(params![
+                        KIND_DEPLOY,
+                        None::<i64>,
+                        None::<i64>,
+                        None::<i64>,
+                        bundle.as_slice()
                     ]),
                 }
                 .map_err(err)?;

@@ -1,0 +1,698 @@
+//! Live deploys: switching the engine to a new bundle while instances are in flight.
+//!
+//! A deploy adds a *release*. Everything new starts on the newest release;
+//! each instance keeps running the code of the release it is on. An instance
+//! of a flow whose version changed moves to the new version only where that
+//! is unambiguous: parked in a labelled wait that the new version also has,
+//! with every local the new code needs available by name. See
+//! `docs/runtime.md`, "Deploying new versions".
+//!
+//! A deploy is a pure function of the engine's state and the bundle (it
+//! walks instances in slot order and customers in id order), so replaying
+//! the same calls and deploys rebuilds the same state.
+
+use std::fmt;
+
+use nudge_bytecode::{Bundle, Flow, Instr, Trigger, Type, Value};
+use nudge_vm::{Frame, Vm};
+use serde::Serialize;
+
+use super::instance::{Instance, TriggerUse, Waiting};
+use super::{Engine, Sink, rel};
+
+/// Why a bundle cannot be deployed; the engine is left exactly as it was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum DeployError {
+    /// Histories, profiles and sleeping instances hold records by schema
+    /// number, so a deploy needs the same schemas, enums and profile. Names
+    /// are of schemas and enums alike, in declaration order.
+    SchemasChanged {
+        /// Declared only by the new bundle.
+        added: Vec<String>,
+        /// Declared only by the current bundle.
+        removed: Vec<String>,
+        /// Declared by both with other fields (or, when nothing else
+        /// differs, at another position).
+        changed: Vec<String>,
+    },
+}
+
+impl fmt::Display for DeployError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeployError::SchemasChanged {
+                added,
+                removed,
+                changed,
+            } => {
+                f.write_str(
+                    "the new bundle changes the event, record or profile schemas that customer \
+                     histories and live instances are stored in",
+                )?;
+                for (what, names) in [("added", added), ("removed", removed), ("changed", changed)]
+                {
+                    if !names.is_empty() {
+                        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                        write!(f, "; {what} {}", names.join(", "))?;
+                    }
+                }
+                f.write_str("; such a bundle needs a fresh engine (a new store)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DeployError {}
+
+/// What a deploy did, for people ([`fmt::Display`]) and tools (JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Deployed {
+    /// The number of the new release (0 is the bundle the engine was made with).
+    pub release: u32,
+    /// Every flow of the release replaced, and every other flow version
+    /// with instances in flight: what became of its instances.
+    pub flows: Vec<FlowReport>,
+    /// Flows the replaced release did not have.
+    pub added: Vec<AddedFlow>,
+}
+
+/// One flow version's instances at a deploy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FlowReport {
+    /// The flow's name.
+    pub flow: String,
+    /// The version the instances were on.
+    pub from: String,
+    /// The new release's version of the flow; `None` when it was removed.
+    pub to: Option<String>,
+    /// Where the instances were parked, in step order.
+    pub steps: Vec<StepReport>,
+}
+
+/// The instances parked at one step, and their fate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// The step's label, or `step N (what)` when it has none.
+    pub step: String,
+    /// The step's number in the version the instances were on.
+    pub index: u16,
+    /// How many instances.
+    pub instances: u64,
+    /// What became of them.
+    pub fate: Fate,
+}
+
+/// What a deploy did with an in-flight instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fate {
+    /// The flow's version did not change: the instance runs the same code on its release.
+    Unchanged,
+    /// Moved to the new version, to resume after this step's wait.
+    Carried {
+        /// The label of the step in the new version.
+        to_step: String,
+    },
+    /// Left to finish on its own release.
+    Stays {
+        /// Why it could not be carried.
+        reason: String,
+    },
+}
+
+/// A flow the new release adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AddedFlow {
+    /// Its name.
+    pub flow: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl fmt::Display for Deployed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "release {}", self.release)?;
+        for fl in &self.flows {
+            match &fl.to {
+                Some(to) if *to == fl.from => writeln!(f, "{} {} unchanged", fl.flow, fl.from)?,
+                Some(to) => writeln!(f, "{} {} -> {to}", fl.flow, fl.from)?,
+                None => writeln!(f, "{} {} removed", fl.flow, fl.from)?,
+            }
+            for s in &fl.steps {
+                let n = s.instances;
+                let plural = if n == 1 { "instance" } else { "instances" };
+                write!(f, "  {}: {n} {plural} ", s.step)?;
+                match &s.fate {
+                    Fate::Unchanged => writeln!(f, "unchanged")?,
+                    Fate::Carried { to_step } => writeln!(f, "carried to {to_step}")?,
+                    Fate::Stays { reason } => {
+                        let verb = if n == 1 { "stays" } else { "stay" };
+                        writeln!(f, "{verb}: {reason}")?
+                    }
+                }
+            }
+        }
+        for a in &self.added {
+            writeln!(f, "added {} {}", a.flow, a.version)?;
+        }
+        Ok(())
+    }
+}
+
+/// How a carried instance continues in the new version.
+struct Carry {
+    flow: u32,
+    step: u16,
+    pc: u32,
+    /// For a `wait for`: the new version's wait operand.
+    wait: Option<u16>,
+    locals: Vec<Value>,
+}
+
+/// What a parked instance's wait instruction does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Park {
+    Sleep,
+    WaitFor(u16),
+}
+
+impl Park {
+    fn what(self) -> &'static str {
+        match self {
+            Park::Sleep => "sleeps",
+            Park::WaitFor(_) => "waits for an event",
+        }
+    }
+}
+
+impl<'b, S: Sink> Engine<'b, S> {
+    /// Switches to `bundle` for everything new; in-flight instances stay on
+    /// their own release unless carried over by step label.
+    ///
+    /// The new bundle must have the current one's schemas, enums and profile,
+    /// else [`DeployError::SchemasChanged`] is returned and nothing changes.
+    /// New instances, triggers and the policy then come from `bundle`;
+    /// entry rules, instance numbers, caps and counters continue by flow
+    /// name. An instance of a changed flow moves to the new version when it
+    /// sleeps or waits at a labelled step of the main steps that the new
+    /// version also has, with the same kind of wait, and every local the new
+    /// code needs before that step has a same-named value; it keeps its
+    /// number, trigger, start, holdout and wake time or deadline. Every other
+    /// instance finishes on its release. The report says what happened to
+    /// each, step by step.
+    pub fn deploy(&mut self, bundle: &'b Bundle) -> Result<Deployed, DeployError> {
+        let prev = self.current();
+        let old = self.bundle_of(prev);
+        schema_changes(old, bundle)?;
+        let r = self.add_release(bundle);
+        // Only the newest release starts instances.
+        rel_mut(&mut self.releases, prev).triggered_by.clear();
+
+        let mut report = Deployed {
+            release: r,
+            ..Deployed::default()
+        };
+        for flow in &old.flows {
+            report.flows.push(FlowReport {
+                flow: flow.name.clone(),
+                from: flow.version.clone(),
+                to: bundle.flow(&flow.name).map(|n| n.version.clone()),
+                steps: Vec::new(),
+            });
+        }
+        for flow in &bundle.flows {
+            if old.flow(&flow.name).is_none() {
+                report.added.push(AddedFlow {
+                    flow: flow.name.clone(),
+                    version: flow.version.clone(),
+                });
+            }
+        }
+
+        for id in 0..self.instances.len() {
+            let Some(inst) = self.instances[id].as_ref() else {
+                continue;
+            };
+            let ir = inst.release;
+            let from = &self.bundle_of(ir).flows[inst.flow as usize];
+            let key = self.key_of(ir, inst.flow);
+            let target = self.newest.get(key as usize).copied().flatten();
+            let (fate, carry) = match target {
+                None => (
+                    Fate::Stays {
+                        reason: "flow removed".into(),
+                    },
+                    None,
+                ),
+                Some(nf) if bundle.flows[nf as usize].version == from.version => {
+                    (Fate::Unchanged, None)
+                }
+                Some(nf) => {
+                    let uses = (
+                        &rel(&self.releases, ir).trigger_use[inst.flow as usize],
+                        &rel(&self.releases, r).trigger_use[nf as usize],
+                    );
+                    match plan(bundle, from, nf, inst, uses) {
+                        Ok(c) => (
+                            Fate::Carried {
+                                to_step: step_name(&bundle.flows[nf as usize], c.step),
+                            },
+                            Some(c),
+                        ),
+                        Err(reason) => (Fate::Stays { reason }, None),
+                    }
+                }
+            };
+            note(
+                &mut report.flows,
+                from,
+                target.map(|nf| &bundle.flows[nf as usize]),
+                inst.step,
+                fate,
+            );
+            if let Some(c) = carry {
+                let version = rel(&self.releases, r).versions[c.flow as usize].clone();
+                let inst = self.instances[id].as_mut().expect("checked above");
+                inst.release = r;
+                inst.flow = c.flow;
+                inst.version = version;
+                inst.step = c.step;
+                inst.frame = Frame {
+                    block: 0,
+                    pc: c.pc,
+                    locals: c.locals,
+                };
+                if let (Waiting::Event { wait, .. }, Some(n)) = (&mut inst.state, c.wait) {
+                    *wait = n;
+                }
+                // The generation is kept, so the timer already set (the wake
+                // time or the deadline, both unchanged) still wakes it.
+            }
+        }
+        for f in &mut report.flows {
+            f.steps.sort_by_key(|s| s.index);
+        }
+        // Flows with several versions in flight list the replaced release's first.
+        report.flows.sort_by(|a, b| a.flow.cmp(&b.flow));
+
+        self.arm_new_triggers(prev, r);
+        self.drop_idle_caches();
+        Ok(report)
+    }
+
+    /// Arms triggers that the new release adds or changes, for every
+    /// customer already known: new schedules and profile dates get their
+    /// timers, and new `entering` flows learn who is already inside, so that
+    /// only customers entering from now on start an instance.
+    fn arm_new_triggers(&mut self, prev: u32, r: u32) {
+        let old = self.bundle_of(prev);
+        let new = self.bundle_of(r);
+        // Schedules read in the policy's zone move with it.
+        let zone_moved = old.policy.timezone != new.policy.timezone;
+        let (mut schedules, mut dates, mut entering) = (Vec::new(), Vec::new(), Vec::new());
+        for (f, flow) in new.flows.iter().enumerate() {
+            let f = f as u32;
+            let before = old.flow(&flow.name).map(|o| &o.trigger);
+            match &flow.trigger {
+                Trigger::Schedule {
+                    cadence, at, local, ..
+                } => {
+                    let same = matches!(before, Some(Trigger::Schedule { cadence: c, at: a, local: l, .. })
+                        if c == cadence && a == at && l == local)
+                        && (*local || !zone_moved);
+                    if !same {
+                        schedules.push(f);
+                    }
+                }
+                Trigger::DateProperty { .. } => {
+                    if before != Some(&flow.trigger) {
+                        dates.push(f);
+                    }
+                }
+                Trigger::Entering { segment } => {
+                    let name = new.segments.get(*segment as usize).map(|s| &s.name);
+                    let same = matches!(before, Some(Trigger::Entering { segment: s })
+                        if old.segments.get(*s as usize).map(|o| &o.name) == name);
+                    if !same {
+                        entering.push((f, *segment));
+                    }
+                }
+                Trigger::Event(_) => {}
+            }
+        }
+        if schedules.is_empty() && dates.is_empty() && entering.is_empty() {
+            return;
+        }
+        // In id order: timers set in the same order get the same tie-breaks.
+        let mut customers: Vec<u32> = self.customers.keys().copied().collect();
+        customers.sort_unstable();
+        for c in customers {
+            if !schedules.is_empty() {
+                let zone = self.zone(c, None);
+                self.customers.get_mut(&c).expect("listed").schedule_zone = Some(zone);
+            }
+            for &f in &schedules {
+                self.arm_schedule(c, f);
+            }
+            for &f in &dates {
+                self.arm_date(c, f, true);
+            }
+            for &(f, segment) in &entering {
+                let inside = self.in_segment(c, segment);
+                let key = self.key_of(r, f);
+                self.customers
+                    .get_mut(&c)
+                    .expect("listed")
+                    .flow(key)
+                    .in_segment = inside;
+            }
+        }
+    }
+
+    /// Releases no instance and no goal uses any more never run code again:
+    /// drop what their VMs have cached (computed lets, compiled templates).
+    fn drop_idle_caches(&mut self) {
+        let mut used = vec![false; self.releases.len()];
+        if let Some(last) = used.last_mut() {
+            *last = true;
+        }
+        for inst in self.instances.iter().flatten() {
+            used[inst.release as usize] = true;
+        }
+        for cust in self.customers.values() {
+            for g in &cust.goals {
+                used[g.release as usize] = true;
+            }
+        }
+        for (release, used) in self.releases.iter_mut().zip(used) {
+            if !used {
+                release.vm = Vm::new(release.bundle);
+            }
+        }
+    }
+}
+
+fn rel_mut<'a, 'b>(releases: &'a mut [super::Release<'b>], r: u32) -> &'a mut super::Release<'b> {
+    &mut releases[r as usize]
+}
+
+/// Checks that `new` has the same schemas, enums and profile as `old`.
+fn schema_changes(old: &Bundle, new: &Bundle) -> Result<(), DeployError> {
+    if old.schemas == new.schemas && old.enums == new.enums && old.profile == new.profile {
+        return Ok(());
+    }
+    // Compared by name, with references to other schemas written by name,
+    // so that one added event does not report every schema after it.
+    let defs = |b: &Bundle| -> Vec<(String, String)> {
+        let schemas = b.schemas.iter().map(|s| {
+            let fields: Vec<String> = s
+                .fields
+                .iter()
+                .map(|f| format!("{}: {} = {:?}", f.name, type_text(b, &f.ty), f.default))
+                .collect();
+            (
+                s.name.clone(),
+                format!("{:?} {:?} {}", s.kind, s.wire, fields.join(", ")),
+            )
+        });
+        let enums = b
+            .enums
+            .iter()
+            .map(|e| (e.name.clone(), format!("enum {:?}", e.values)));
+        schemas.chain(enums).collect()
+    };
+    let (mine, theirs) = (defs(old), defs(new));
+    let removed: Vec<String> = mine
+        .iter()
+        .filter(|(n, _)| !theirs.iter().any(|(m, _)| m == n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let added: Vec<String> = theirs
+        .iter()
+        .filter(|(n, _)| !mine.iter().any(|(m, _)| m == n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut changed: Vec<String> = mine
+        .iter()
+        .filter(|(n, d)| theirs.iter().any(|(m, e)| m == n && e != d))
+        .map(|(n, _)| n.clone())
+        .collect();
+    if added.is_empty() && removed.is_empty() && changed.is_empty() {
+        // The same definitions in another order: name those that moved.
+        changed = mine
+            .iter()
+            .zip(&theirs)
+            .filter(|(a, b)| a.0 != b.0)
+            .map(|(a, _)| a.0.clone())
+            .collect();
+        if changed.is_empty() {
+            changed.push("profile".into());
+        }
+    }
+    Err(DeployError::SchemasChanged {
+        added,
+        removed,
+        changed,
+    })
+}
+
+/// A type as the language writes it, naming records and enums.
+fn type_text(b: &Bundle, t: &Type) -> String {
+    match t {
+        Type::List(t) => format!("list<{}>", type_text(b, t)),
+        Type::Optional(t) => format!("{}?", type_text(b, t)),
+        Type::Record(i) => b
+            .schemas
+            .get(*i as usize)
+            .map_or_else(|| format!("record #{i}"), |s| s.name.clone()),
+        Type::Enum(i) => b
+            .enums
+            .get(*i as usize)
+            .map_or_else(|| format!("enum #{i}"), |e| e.name.clone()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Counts an instance at `step` of `from` in the report.
+fn note(flows: &mut Vec<FlowReport>, from: &Flow, to: Option<&Flow>, step: u16, fate: Fate) {
+    let i = match flows
+        .iter()
+        .position(|f| f.flow == from.name && f.from == from.version)
+    {
+        Some(i) => i,
+        None => {
+            flows.push(FlowReport {
+                flow: from.name.clone(),
+                from: from.version.clone(),
+                to: to.map(|t| t.version.clone()),
+                steps: Vec::new(),
+            });
+            flows.len() - 1
+        }
+    };
+    let steps = &mut flows[i].steps;
+    match steps.iter_mut().find(|s| s.index == step && s.fate == fate) {
+        Some(s) => s.instances += 1,
+        None => steps.push(StepReport {
+            step: step_name(from, step),
+            index: step,
+            instances: 1,
+            fate,
+        }),
+    }
+}
+
+/// A step as reports name it: its label, or `step N (what)`.
+fn step_name(flow: &Flow, step: u16) -> String {
+    match flow.steps.get(usize::from(step)) {
+        Some(s) => match &s.label {
+            Some(l) => l.clone(),
+            None => format!("step {step} ({})", s.what),
+        },
+        None => format!("step {step}"),
+    }
+}
+
+/// A step as reasons name it: its label in backquotes, or `step N (what)`.
+fn step_quoted(flow: &Flow, step: u16) -> String {
+    match flow
+        .steps
+        .get(usize::from(step))
+        .and_then(|s| s.label.as_ref())
+    {
+        Some(l) => format!("`{l}`"),
+        None => step_name(flow, step),
+    }
+}
+
+/// The first waiting instruction of step `step` of block 0 (before the next
+/// step starts), with its index.
+fn first_wait(flow: &Flow, step: usize) -> Option<(u32, Park)> {
+    let info = flow.steps.get(step)?;
+    if info.block != 0 {
+        return None;
+    }
+    let code = &flow.unit.blocks.first()?.code;
+    let start = info.pc as usize + 1;
+    for (pc, instr) in code.iter().enumerate().skip(start) {
+        match instr {
+            Instr::Step(_) | Instr::End => return None,
+            Instr::Wait(_) | Instr::WaitUntil => return Some((pc as u32, Park::Sleep)),
+            Instr::WaitFor(n) => return Some((pc as u32, Park::WaitFor(*n))),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// How instance `inst` of `from` continues as flow `nf` of `new`, or why it cannot.
+fn plan(
+    new: &Bundle,
+    from: &Flow,
+    nf: u32,
+    inst: &Instance,
+    (old_use, new_use): (&TriggerUse, &TriggerUse),
+) -> Result<Carry, String> {
+    let to = &new.flows[nf as usize];
+    let here = step_quoted(from, inst.step);
+    if inst.exiting.is_some() {
+        return Err("it is running its `on exit` block".into());
+    }
+    let parked = match inst.state {
+        Waiting::Sleep { .. } => Park::Sleep,
+        Waiting::Event { wait, .. } => Park::WaitFor(wait),
+        Waiting::Send { .. } => return Err(format!("it waits to retry a deferred send at {here}")),
+        Waiting::Running => return Err("it is running".into()),
+    };
+    let Some(info) = from.steps.get(usize::from(inst.step)) else {
+        return Err(format!("its step {} is not in its flow", inst.step));
+    };
+    let Some(label) = &info.label else {
+        return Err(format!("{here} has no label"));
+    };
+    match first_wait(from, usize::from(inst.step)) {
+        Some((pc, kind)) if inst.frame.block == 0 && inst.frame.pc == pc + 1 && kind == parked => {}
+        _ => return Err(format!("it is not parked at {here}'s wait")),
+    }
+    let Some(step) = to
+        .steps
+        .iter()
+        .position(|s| s.block == 0 && s.label.as_ref() == Some(label))
+    else {
+        return Err(format!("the new version has no step `{label}`"));
+    };
+    let Some((pc, kind)) = first_wait(to, step) else {
+        return Err(format!("the new version's `{label}` does not wait"));
+    };
+    let same_kind = matches!(
+        (kind, parked),
+        (Park::Sleep, Park::Sleep) | (Park::WaitFor(_), Park::WaitFor(_))
+    );
+    if !same_kind {
+        return Err(format!(
+            "the new version's `{label}` {}, this one {}",
+            kind.what(),
+            parked.what()
+        ));
+    }
+    let step = u16::try_from(step).map_err(|_| "too many steps".to_string())?;
+    trigger_fits(new, from, to, old_use, new_use)?;
+    let mut locals = Vec::with_capacity(to.local_names.len());
+    for l in &to.local_names {
+        // Declared at or after the step: unset there in a fresh run too.
+        if l.step >= step {
+            locals.push(Value::None);
+            continue;
+        }
+        // Only a local the old version had bound before its own labelled step has a value.
+        let mut same = from
+            .local_names
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.name == l.name && o.step < inst.step);
+        match (same.next(), same.next()) {
+            (Some((slot, _)), None) => {
+                locals.push(inst.frame.locals.get(slot).cloned().unwrap_or(Value::None))
+            }
+            (None, _) => {
+                return Err(format!(
+                    "the new version needs `{}` bound before `{label}`",
+                    l.name
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "the old version has several locals named `{}`",
+                    l.name
+                ));
+            }
+        }
+    }
+    Ok(Carry {
+        flow: nf,
+        step,
+        pc: pc + 1,
+        wait: match kind {
+            Park::WaitFor(n) => Some(n),
+            Park::Sleep => None,
+        },
+        locals,
+    })
+}
+
+/// Whether the new version's code finds in the instance's trigger what it
+/// reads there: instances keep only the trigger fields their version reads.
+fn trigger_fits(
+    new: &Bundle,
+    from: &Flow,
+    to: &Flow,
+    old_use: &TriggerUse,
+    new_use: &TriggerUse,
+) -> Result<(), String> {
+    if *new_use == TriggerUse::Nothing {
+        return Ok(());
+    }
+    let (Trigger::Event(a), Trigger::Event(b)) = (&from.trigger, &to.trigger) else {
+        // No trigger event was kept, and none is needed unless the new
+        // version is started by an event.
+        return match to.trigger {
+            Trigger::Event(_) => {
+                Err("the new version reads a trigger event this instance does not have".into())
+            }
+            _ => Ok(()),
+        };
+    };
+    if a.event != b.event {
+        return Err("the new version is triggered by another event, and reads it".into());
+    }
+    let kept = |i: usize| match old_use {
+        TriggerUse::Whole => true,
+        TriggerUse::Fields(k) => k.get(i).copied().unwrap_or(false),
+        TriggerUse::Nothing => false,
+    };
+    // `Some(Some(i))`: field `i` is missing; `Some(None)`: the whole record.
+    let missing = match new_use {
+        TriggerUse::Nothing => None,
+        TriggerUse::Whole => (*old_use != TriggerUse::Whole).then_some(None),
+        TriggerUse::Fields(needed) => needed
+            .iter()
+            .enumerate()
+            .position(|(i, &need)| need && !kept(i))
+            .map(Some),
+    };
+    match missing {
+        None => Ok(()),
+        Some(i) => {
+            let field = i
+                .and_then(|i| new.schemas.get(b.event as usize)?.fields.get(i))
+                .map_or_else(
+                    || "the whole trigger event".to_string(),
+                    |f| format!("`trigger.{}`", f.name),
+                );
+            Err(format!(
+                "the new version reads {field}, which this instance did not keep"
+            ))
+        }
+    }
+}
