@@ -38,3 +38,134 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The write key the servers of these tests accept.
+pub const WRITE_KEY: &str = "test-write-key";
+
+/// A running `nudge serve` and the base URL it listens on.
+pub struct Server {
+    /// The server process.
+    pub child: std::process::Child,
+    /// `http://ADDR`, from the server's first line of output.
+    pub base: String,
+    /// Kept open: the server's stdout must not turn into a broken pipe.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+/// Spawns `nudge serve PROJECT` on a free port with [`WRITE_KEY`]; its
+/// stdout is piped, for the address it prints first.
+pub fn spawn_server(project: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", s(project), "--listen", "127.0.0.1:0"])
+        .args(["--write-key", WRITE_KEY])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("nudge serve starts")
+}
+
+/// Starts `nudge serve PROJECT` as [`spawn_server`] does and waits until it
+/// answers `/healthz`.
+pub fn start_server(project: &Path) -> Server {
+    use std::io::BufRead;
+    let mut child = spawn_server(project);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let Some(addr) = first.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("nudge serve printed {first:?} and ended with {status:?}");
+    };
+    let server = Server {
+        base: format!("http://{addr}"),
+        child,
+        _stdout: stdout,
+    };
+    // The address is printed once the store is open and rebuilt; /healthz
+    // confirms the HTTP side is up too. A generous deadline for slow CI.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let healthy = http_agent()
+            .get(format!("{}/healthz", server.base))
+            .call()
+            .is_ok_and(|r| r.status() == 200);
+        if healthy {
+            return server;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never became healthy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Server {
+    /// Stops the server with SIGTERM and checks that it exits 0, as a
+    /// graceful shutdown must.
+    pub fn terminate(mut self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let exit = self.child.wait().unwrap();
+        assert_eq!(exit.code(), Some(0), "graceful shutdown exits 0");
+    }
+
+    /// Kills the server with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL on Unix
+        self.child.wait().unwrap();
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub fn metrics(&self) -> String {
+        http_agent()
+            .get(format!("{}/metrics", self.base))
+            .call()
+            .expect("GET /metrics")
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+}
+
+/// An HTTP client that reports error statuses as responses, not errors, and
+/// gives up on a request that hangs.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// Basic auth for [`WRITE_KEY`]: the key as user name, an empty password.
+pub fn basic_auth() -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"));
+    format!("Basic {encoded}")
+}
+
+/// The outbox at `path` as idempotency key → every line carrying it; a
+/// partial or unreadable line fails the test.
+pub fn outbox_by_key(path: &Path) -> std::collections::BTreeMap<String, Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "a partial last line in {}",
+        path.display()
+    );
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("bad outbox line {l:?}: {e}"));
+        let key = v["idempotency_key"].as_str().unwrap().to_string();
+        out.entry(key).or_default().push(l.to_string());
+    }
+    out
+}
