@@ -468,3 +468,44 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
         ]
     );
 }
+
+#[test]
+fn gzipped_batches_are_inflated_and_bombs_refused() {
+    use flate2::{Compression, write::GzEncoder};
+    let gzip = |bytes: &[u8]| {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    };
+    let (_tmp, project) = copy_example("cart_recovery");
+    let lines = event_lines(&project);
+    let server = start(&project);
+    let send = |body: Vec<u8>, encoding: &str| {
+        let mut resp = agent()
+            .post(format!("{}/v1/batch", server.base))
+            .header("Authorization", GOOD)
+            .header("Content-Encoding", encoding)
+            .send(&body[..])
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        (resp.status().as_u16(), json)
+    };
+    let (status, json) = send(gzip(batch_body(&lines).as_bytes()), "gzip");
+    assert_eq!((status, json), (200, serde_json::json!({"success": true})));
+    // 1 MB of spaces inflates past the 512 KB limit from a few KB.
+    let bomb = gzip(&vec![b' '; 1 << 20]);
+    assert!(bomb.len() < 8 * 1024);
+    assert_eq!(send(bomb, "gzip").0, 413);
+    let (status, json) = send(b"not gzip".to_vec(), "gzip");
+    assert_eq!(status, 400);
+    assert_eq!(json["code"], "bad_request");
+    assert!(json["message"].as_str().unwrap().contains("not valid gzip"));
+    assert_eq!(send(b"{}".to_vec(), "br").0, 415);
+    let metrics = get(&server, "/metrics").1;
+    assert!(
+        metrics.contains(&format!("\nnudge_events_total {}\n", lines.len())),
+        "{metrics}"
+    );
+    stop(server);
+}

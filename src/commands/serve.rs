@@ -27,7 +27,7 @@ use nudge_runtime::engine::Engine;
 use nudge_runtime::replay::DeadLetter;
 use nudge_runtime::segment;
 use nudge_store::durable::{self, Bundles, Captured, Code, LedgerSink, Report};
-use nudge_store::{Batch, Mark, NewCall, SourcePos, Store, StoreError};
+use nudge_store::{Batch, Intent, Mark, NewCall, SourcePos, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -226,6 +226,7 @@ fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
             let _ = live.finish();
             return fail(&e);
         }
+        live.deliver();
         if lines.len() >= STDIN_BATCH {
             lines.clear();
         }
@@ -266,6 +267,7 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
             if let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
                 live.broken(&e);
             }
+            live.deliver();
             next_tick = Instant::now() + TICK;
         }
         match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
@@ -278,7 +280,9 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
                         e.to_string()
                     })
                 };
+                // Answered once durable; the sends go out after.
                 let _ = reply.send(result);
+                live.deliver();
             }
             Ok(Msg::Reload(reply)) => {
                 let answer = if live.metrics.broken.load(Ordering::Relaxed) {
@@ -310,6 +314,8 @@ struct Live<'b> {
     source: SourcePos,
     /// Delivery results waiting for the next commit.
     marks: Vec<Mark>,
+    /// Committed sends not yet handed to their plugins.
+    to_deliver: Vec<Intent>,
     /// A wall-clock advance not yet in the history: stored before the next
     /// lines, so a rebuild applies them at the same clock.
     until: Option<i64>,
@@ -417,6 +423,7 @@ impl<'b> Live<'b> {
             router,
             source,
             marks,
+            to_deliver: Vec::new(),
             until: None,
             report,
             dead: BufWriter::new(dead),
@@ -505,6 +512,7 @@ impl<'b> Live<'b> {
                 json!({"error": format!("the deploy could not be stored: {e}")}),
             );
         }
+        self.deliver();
         eprintln!("deployed release {}:\n{deployed}", deployed.release);
         (
             StatusCode::OK,
@@ -533,25 +541,38 @@ impl<'b> Live<'b> {
         self.commit(&mut batch)
     }
 
+    /// Commits `batch` with the engine's new sends; they wait in
+    /// `to_deliver` until [`Live::deliver`], so a request can be answered
+    /// as soon as its calls are durable.
     fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
-        let sent = durable::commit_and_deliver(
-            &mut self.store,
-            &self.captured,
-            &mut self.router,
-            batch,
-            &mut self.report,
-        )?;
+        let intents = durable::commit_captured(&mut self.store, &self.captured, batch)?;
         self.metrics.commit(started.elapsed());
-        self.marks = std::mem::take(&mut batch.marks);
+        self.marks.append(&mut batch.marks);
+        self.to_deliver.extend(intents);
+        Ok(())
+    }
+
+    /// Delivers what the last commits made durable; the results ride on the
+    /// next commit.
+    fn deliver(&mut self) {
+        if self.to_deliver.is_empty() {
+            return;
+        }
+        let intents = std::mem::take(&mut self.to_deliver);
+        let sent = durable::deliver(
+            &mut self.router,
+            &intents,
+            &mut self.marks,
+            &mut self.report,
+        );
         if let Ok(mut sends) = self.metrics.sends.lock() {
             for (channel, ok) in sent {
                 let outcome = if ok { "delivered" } else { "failed" };
                 *sends.entry((channel, outcome)).or_default() += 1;
             }
         }
-        Ok(())
     }
 
     fn write_dead(&mut self, dead: &[DeadLetter]) {
@@ -574,6 +595,7 @@ impl<'b> Live<'b> {
 
     /// Stores the last delivery results, the clock and the counters.
     fn finish(mut self) -> Status {
+        self.deliver();
         let mut batch = Batch {
             marks: std::mem::take(&mut self.marks),
             ..Batch::default()
@@ -584,10 +606,21 @@ impl<'b> Live<'b> {
             serde_json::to_string(&self.engine.stats()).unwrap_or_default(),
         ));
         let mut status = Status::Ok;
-        if !self.metrics.broken.load(Ordering::Relaxed)
-            && let Err(e) = self.commit(&mut batch)
-        {
-            status = fail(&e);
+        if !self.metrics.broken.load(Ordering::Relaxed) {
+            // Nothing new is sent here; should a commit still hand back
+            // sends, deliver them and store their results too.
+            let mut committed = self.commit(&mut batch);
+            if committed.is_ok() && !self.to_deliver.is_empty() {
+                self.deliver();
+                let mut last = Batch {
+                    marks: std::mem::take(&mut self.marks),
+                    ..Batch::default()
+                };
+                committed = self.commit(&mut last);
+            }
+            if let Err(e) = committed {
+                status = fail(&e);
+            }
         }
         if let Some(f) = &self.report.first_failure {
             eprintln!(
@@ -769,7 +802,13 @@ async fn shutdown() {
 }
 
 fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
-    let mut body = json!({ "error": message });
+    // `code` and `message` are the fields Segment's own libraries log.
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace(' ', "_");
+    let mut body = json!({ "error": message, "code": code, "message": message });
     if let Some(i) = index {
         body["index"] = json!(i);
     }
@@ -889,6 +928,21 @@ async fn ingest(
             return error(StatusCode::BAD_REQUEST, &msg, None);
         }
     };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let bytes = match encoding.as_deref() {
+        None | Some("identity") => bytes.to_vec(),
+        Some("gzip") => match gunzip(&bytes) {
+            Ok(b) => b,
+            Err(response) => return *response,
+        },
+        Some(other) => {
+            let msg = format!("unsupported Content-Encoding `{other}`: send gzip or nothing");
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, None);
+        }
+    };
     let lines = match to_lines(single.then_some(kind.as_str()), &bytes) {
         Ok(l) => l,
         Err(response) => return *response,
@@ -916,6 +970,30 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Inflates a gzipped body, holding the inflated size to the body limit so a
+/// small bomb cannot take the server's memory.
+fn gunzip(body: &[u8]) -> Result<Vec<u8>, Box<Response>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    let limit = MAX_BODY as u64 + 1;
+    match flate2::read::GzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut out)
+    {
+        Ok(_) if out.len() > MAX_BODY => Err(Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than 512 KB once inflated",
+            None,
+        ))),
+        Ok(_) => Ok(out),
+        Err(e) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is not valid gzip: {e}"),
+            None,
+        ))),
+    }
 }
 
 /// Segment's convention: the write key is the user name, the password empty.

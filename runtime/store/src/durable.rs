@@ -526,6 +526,18 @@ pub fn commit_and_deliver(
     batch: &mut Batch,
     report: &mut Report,
 ) -> Result<Vec<(String, bool)>, StoreError> {
+    let intents = commit_captured(store, captured, batch)?;
+    Ok(deliver(router, &intents, &mut batch.marks, report))
+}
+
+/// Commits `batch` with the sends the engine made since they were last
+/// taken; returns the intents the ledger did not already hold, to deliver
+/// (see [`deliver`]) once the commit is acknowledged.
+pub fn commit_captured(
+    store: &mut Store,
+    captured: &Captured,
+    batch: &mut Batch,
+) -> Result<Vec<Intent>, StoreError> {
     batch.intents.extend(
         captured
             .take()
@@ -533,14 +545,25 @@ pub fn commit_and_deliver(
             .map(|message| Intent { message }),
     );
     store.commit(batch)?;
-    let intents = std::mem::take(&mut batch.intents);
-    let first = batch.marks.len();
-    dispatch(router, &intents, &mut batch.marks, report);
-    Ok(intents
+    Ok(std::mem::take(&mut batch.intents))
+}
+
+/// Hands committed intents to their plugins, pushing each result onto
+/// `marks` for the next commit. Returns each message's channel and whether
+/// the plugin took it.
+pub fn deliver(
+    router: &mut Router,
+    intents: &[Intent],
+    marks: &mut Vec<Mark>,
+    report: &mut Report,
+) -> Vec<(String, bool)> {
+    let first = marks.len();
+    dispatch(router, intents, marks, report);
+    intents
         .iter()
-        .zip(&batch.marks[first..])
+        .zip(&marks[first..])
         .map(|(i, m)| (i.message.channel.clone(), matches!(m, Mark::Done { .. })))
-        .collect())
+        .collect()
 }
 
 fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, report: &mut Report) {
