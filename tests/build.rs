@@ -1,5 +1,8 @@
 //! End-to-end: `nudge build` writes a bundle and `nudge disasm` lists it.
 
+mod common;
+use common::copy_example;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -115,4 +118,71 @@ fn build_reports_errors_and_writes_nothing() {
     assert!(err.contains("unknown event `no_such_event`"), "{err}");
     assert!(err.contains("not built"), "{err}");
     assert!(!out_file.exists());
+}
+
+#[test]
+fn build_against_a_store_reports_instances_that_would_be_stranded() {
+    let (tmp, dir) = copy_example("cart_recovery");
+    // Two shoppers asleep at `first_wait` when the history ends.
+    let events = tmp.path().join("events.jsonl");
+    let mut calls = String::new();
+    for (user, at) in [
+        ("u1", "2026-11-02T12:00:00Z"),
+        ("u2", "2026-11-02T12:05:00Z"),
+    ] {
+        calls.push_str(&format!(
+            "{{\"type\":\"identify\",\"userId\":\"{user}\",\"timestamp\":\"{at}\",\"traits\":{{\"email\":\"{user}@example.com\"}}}}\n\
+             {{\"type\":\"track\",\"event\":\"Checkout Started\",\"userId\":\"{user}\",\"timestamp\":\"{at}\",\"properties\":{{\"value\":20.0}}}}\n"
+        ));
+    }
+    std::fs::write(&events, calls).unwrap();
+    let ran = nudge(&["run", path_str(&dir), "--events", path_str(&events)]);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let store = dir.join(".nudge/state.db");
+    let bundle = tmp.path().join("b.nudge");
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", path_str(&dir), "-o", path_str(&bundle)];
+        args.extend_from_slice(&["--against", path_str(&store)]);
+        args.extend_from_slice(extra);
+        nudge(&args)
+    };
+
+    let same = build(&[]);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    assert!(text(&same.stdout).contains("already runs this code"));
+
+    // Renaming the step they sleep at strands them on the old version.
+    let flow = dir.join("cart_recovery.flow");
+    let source = std::fs::read_to_string(&flow).unwrap();
+    std::fs::write(
+        &flow,
+        source.replace("first_wait: wait 1h", "hold: wait 1h"),
+    )
+    .unwrap();
+    let renamed = build(&["--deny-stranded"]);
+    let out = text(&renamed.stdout);
+    assert_eq!(
+        renamed.status.code(),
+        Some(1),
+        "{out}{}",
+        text(&renamed.stderr)
+    );
+    assert!(out.contains("first_wait: 2 instances stay"), "{out}");
+    assert!(out.contains("2 instances in flight would stay"), "{out}");
+    // Without --deny-stranded it is a report, not a failure.
+    assert_eq!(build(&[]).status.code(), Some(0));
+
+    // Keeping the label carries them; the dry run changed nothing.
+    std::fs::write(&flow, source.replace("wait 1h", "wait 2h")).unwrap();
+    let kept = build(&["--deny-stranded"]);
+    let out = text(&kept.stdout);
+    assert_eq!(kept.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("first_wait: 2 instances carried to first_wait"),
+        "{out}"
+    );
+    assert!(
+        text(&build(&[]).stdout).contains("would be"),
+        "the store was not deployed to"
+    );
 }

@@ -1,8 +1,14 @@
 //! `nudge build`: check a project and write its bytecode bundle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use nudge_bytecode::{Bundle, Channel};
+use nudge_channels::Outgoing;
 use nudge_diagnostics::render;
+use nudge_runtime::engine::{Config, Engine, Fate, Sink};
+use nudge_runtime::record::{Membership, Record};
+use nudge_store::durable::{Bundles, Code, replay_history};
+use nudge_store::{Store, StoreError};
 
 use super::{Status, load_projects, use_color};
 
@@ -14,6 +20,14 @@ pub struct Args {
     /// Where to write the bundle.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// A durable store (such as `.nudge/state.db`) this bundle would be
+    /// deployed over: report what becomes of its instances in flight.
+    #[arg(long, value_name = "STORE")]
+    pub against: Option<PathBuf>,
+    /// With `--against`: exit 1 when some instances in flight would stay on
+    /// their old version (a stranded step), for CI.
+    #[arg(long, requires = "against")]
+    pub deny_stranded: bool,
 }
 
 /// Runs the command and returns its exit status.
@@ -86,7 +100,106 @@ pub fn run(args: Args) -> Status {
         args.output.display(),
         bytes.len()
     );
-    Status::Ok
+    match &args.against {
+        Some(store) => deploy_report(&bundle, store, args.deny_stranded),
+        None => Status::Ok,
+    }
+}
+
+/// A sink that keeps nothing: the dry run only looks at instances.
+struct Discard;
+
+impl Sink for Discard {
+    fn deliver(&mut self, _: Channel, _: &Outgoing) -> Result<(), String> {
+        Ok(())
+    }
+    fn record(&mut self, _: Record) {}
+    fn membership(&mut self, _: Membership) {}
+}
+
+/// Rebuilds the store's engine in memory (nothing is sent or written) and
+/// deploys `bundle` over it, printing what becomes of the instances in flight.
+fn deploy_report(bundle: &Bundle, path: &Path, deny_stranded: bool) -> Status {
+    let fail = |e: &StoreError| {
+        eprintln!("error: {e}");
+        if let Some(h) = e.hint() {
+            eprintln!("help: {h}");
+        }
+        Status::Failure
+    };
+    if !path.is_file() {
+        eprintln!("error: there is no store at {}", path.display());
+        eprintln!(
+            "help: a project's store is `.nudge/state.db` once `nudge run` or `nudge serve` has run"
+        );
+        return Status::Failure;
+    }
+    let store = match Store::open(path) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let bundles = Bundles::new();
+    let code = Code {
+        current: bundle,
+        bundles: &bundles,
+    };
+    let initial = match code.initial(&store) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
+    let mut engine = Engine::new(initial, Discard, Config::default(), i64::MIN);
+    let mut dead = Vec::new();
+    let last = match replay_history(&store, &mut engine, code, &mut dead, |_| {}) {
+        Ok(last) => last,
+        Err(e) => return fail(&e),
+    };
+    match last {
+        None => {
+            println!("{} has no history: nothing is in flight", path.display());
+            return Status::Ok;
+        }
+        Some(last) if last == nudge_store::portable(bundle) => {
+            println!(
+                "{} already runs this code: nothing to deploy",
+                path.display()
+            );
+            return Status::Ok;
+        }
+        Some(_) => {}
+    }
+    let deployed = match engine.deploy(bundle) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "error: this bundle cannot be deployed over {}: {e}",
+                path.display()
+            );
+            eprintln!("help: a change of event schemas needs a new store");
+            return Status::Problems;
+        }
+    };
+    println!("deployed over {} it would be:\n{deployed}", path.display());
+    let stranded: u64 = deployed
+        .flows
+        .iter()
+        .flat_map(|f| &f.steps)
+        .filter(|s| matches!(s.fate, Fate::Stays { .. }))
+        .map(|s| s.instances)
+        .sum();
+    if stranded == 0 {
+        println!("no instance in flight would be stranded on an old version");
+        return Status::Ok;
+    }
+    println!(
+        "{stranded} instance{} in flight would stay on {} old version (stranded steps above)",
+        if stranded == 1 { "" } else { "s" },
+        if stranded == 1 { "its" } else { "their" }
+    );
+    if deny_stranded {
+        Status::Problems
+    } else {
+        Status::Ok
+    }
 }
 
 /// The project roots below `paths`, for the message about several projects.

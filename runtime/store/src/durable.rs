@@ -400,6 +400,43 @@ pub fn run<'b, S: Sink>(
     Ok((report, dead))
 }
 
+/// Feeds every call of `store`'s history to `engine` (fresh, made with
+/// [`Code::initial`]), deploying its bundles where they were deployed;
+/// `after` sees each call once it is applied (deploys are code, not calls,
+/// and are not shown). Refused lines go to `dead`. Returns the history's
+/// last deployed bundle, in its stored encoding.
+pub fn replay_history<'b, S: Sink>(
+    store: &Store,
+    engine: &mut Engine<'b, S>,
+    code: Code<'b>,
+    dead: &mut Vec<DeadLetter>,
+    mut after: impl FnMut(&Stored<'_>),
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut last_deploy: Option<Vec<u8>> = None;
+    store.for_each_call(|call| {
+        match &call {
+            Stored::Line { line, body, .. } => apply_line(engine, body, *line, dead),
+            Stored::Until(t) => engine.advance_through(*t),
+            Stored::Drain => engine.drain(),
+            Stored::Deploy(bytes) => {
+                // The first deploy is the code the engine was made with.
+                if last_deploy.is_some() {
+                    let bundle = code.bundle(store, bytes)?;
+                    engine.deploy(bundle).map_err(|e| StoreError::Deploy {
+                        path: store.path().to_path_buf(),
+                        reason: format!("replaying a deploy of the history: {e}"),
+                    })?;
+                }
+                last_deploy = Some(bytes.to_vec());
+                return Ok(());
+            }
+        }
+        after(&call);
+        Ok(())
+    })?;
+    Ok(last_deploy)
+}
+
 /// Rebuilds `engine` (fresh, over a [`LedgerSink`], made with
 /// [`Code::initial`]) from every call in `store`, deploys the current code if
 /// the history ends on other code, then delivers the intents an earlier run
@@ -422,39 +459,17 @@ pub fn resume<'b, S: Sink>(
     // unsorted run leaves any) are skipped below.
     let mut beyond: HashSet<u64> = HashSet::new();
     let mut rebuilt_sends = 0u64;
-    let mut last_deploy: Option<Vec<u8>> = None;
-    let reader = &*store;
-    reader.for_each_call(|call| {
-        match call {
-            Stored::Line {
-                source: s,
-                line,
-                body,
-            } => {
-                if s == source.id && line > source.line {
-                    beyond.insert(line);
-                }
-                apply_line(engine, body, line, dead);
-            }
-            Stored::Until(t) => engine.advance_through(t),
-            Stored::Drain => engine.drain(),
-            Stored::Deploy(bytes) => {
-                // The first deploy is the code the engine was made with.
-                if last_deploy.is_some() {
-                    let bundle = code.bundle(reader, bytes)?;
-                    engine.deploy(bundle).map_err(|e| StoreError::Deploy {
-                        path: reader.path().to_path_buf(),
-                        reason: format!("replaying a deploy of the history: {e}"),
-                    })?;
-                }
-                last_deploy = Some(bytes.to_vec());
-                // Code, not a call: `rebuilt` counts calls.
-                return Ok(());
-            }
+    let last_deploy = replay_history(store, engine, code, dead, |call| {
+        if let Stored::Line {
+            source: s, line, ..
+        } = call
+            && *s == source.id
+            && *line > source.line
+        {
+            beyond.insert(*line);
         }
         rebuilt_sends += captured.take().len() as u64;
         report.rebuilt += 1;
-        Ok(())
     })?;
     let before = store.counts()?;
     report.diverged = rebuilt_sends != before.done + before.pending + before.failed;
