@@ -2,15 +2,17 @@
 //! JSON lines with serde_json.
 //!
 //! `cargo bench --bench replay` generates a stream with `nudge gen`'s
-//! library (1,000,000 events by default; set NUDGE_BENCH_EVENTS), then for
-//! each example project times (a) parsing every line into a
-//! `serde_json::Value` and (b) a full replay on the virtual clock with an
-//! in-memory sink, and prints events per second and the ratio b / a.
+//! library (1,000,000 events by default; set NUDGE_BENCH_EVENTS), times
+//! (a) parsing every line into a `serde_json::Value`, then for each example
+//! project (c) decoding every line into the typed call the engine applies
+//! (the one-pass decoder alone) and (b) a full replay on the virtual clock
+//! with an in-memory sink, and prints events per second and the ratio b / a.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::ingest::Decoded;
 use nudge_runtime::replay::{self, Options};
 
 // The same allocator as the `nudge` binary, so the figures match it.
@@ -56,8 +58,8 @@ fn main() {
         .collect();
     names.sort();
     println!(
-        "{:<20} {:>9} {:>13} {:>7} {:>9} {:>6}",
-        "example", "seconds", "events/s", "ratio", "sends", "dead"
+        "{:<20} {:>11} {:>9} {:>13} {:>7} {:>9} {:>6}",
+        "example", "decode/s", "seconds", "events/s", "ratio", "sends", "dead"
     );
     for name in names {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
@@ -68,6 +70,15 @@ fn main() {
         let analysis = nudge_compiler::check(&project);
         let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
         let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let t = Instant::now();
+        let mut calls = 0u64;
+        for line in text.lines() {
+            let decoded = engine.decoder().decode(line);
+            calls += u64::from(matches!(decoded, Decoded::Call(_)));
+            drop(std::hint::black_box(decoded));
+        }
+        let decode = t.elapsed().as_secs_f64();
+        assert!(calls > 0, "{name}: some lines decode");
         let mut dead = 0u64;
         let t = Instant::now();
         replay::replay_bytes(
@@ -79,8 +90,9 @@ fn main() {
         let secs = t.elapsed().as_secs_f64();
         let sends = engine.sink().outbox.len();
         println!(
-            "{:<20} {:>9.2} {:>13.0} {:>7.2} {:>9} {:>6}",
+            "{:<20} {:>11.0} {:>9.2} {:>13.0} {:>7.2} {:>9} {:>6}",
             name,
+            events as f64 / decode,
             secs,
             events as f64 / secs,
             secs / parse,

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Timelike};
-use nudge_bytecode::{Bundle, Record, Type, Value};
+use nudge_bytecode::{Bundle, FieldSchema, Record, Type, Value};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value as Json};
 
@@ -31,7 +31,7 @@ impl std::fmt::Display for DecodeError {
 }
 
 /// Nesting beyond this is refused, so hostile input cannot exhaust the stack.
-const MAX_DEPTH: usize = 32;
+pub(crate) const MAX_DEPTH: usize = 32;
 
 /// Where a value sits, built up as decoding descends and turned into text
 /// only when something is wrong: most calls are fine, and formatting a path
@@ -79,15 +79,21 @@ fn record_at(
         let here = Path::Field(path, &f.name);
         let v = match obj.get(&f.name) {
             Some(j) if !j.is_null() => value_at(bundle, &f.ty, j, &here, depth + 1)?,
-            _ => match (&f.default, f.ty.is_optional()) {
-                (Some(d), _) => d.clone(),
-                (None, true) => Value::None,
-                (None, false) => return Err(err(&here, "required but missing".into())),
-            },
+            _ => missing(f).map_err(|reason| err(&here, reason))?,
         };
         fields.push(v);
     }
     Ok(Value::Record(Arc::new(Record { schema, fields })))
+}
+
+/// The value of a record field the data leaves out (or sets to null): its
+/// default, else `none` when optional; `Err` is the reason when required.
+pub(crate) fn missing(f: &FieldSchema) -> Result<Value, String> {
+    match (&f.default, f.ty.is_optional()) {
+        (Some(d), _) => Ok(d.clone()),
+        (None, true) => Ok(Value::None),
+        (None, false) => Err("required but missing".into()),
+    }
 }
 
 /// Decodes one JSON value as `ty`.
@@ -103,24 +109,90 @@ fn value_at(
     depth: usize,
 ) -> Result<Value, DecodeError> {
     if depth > MAX_DEPTH {
-        return Err(err(path, format!("nested deeper than {MAX_DEPTH} levels")));
+        return Err(err(path, too_deep()));
     }
-    let wrong = |want: &str| err(path, format!("expected {want}, found {}", describe(json)));
-    Ok(match ty {
-        Type::Optional(inner) => {
-            if json.is_null() {
-                Value::None
-            } else {
-                value_at(bundle, inner, json, path, depth)?
+    match (ty, json) {
+        (Type::Optional(_), Json::Null) => Ok(Value::None),
+        (Type::Optional(inner), _) => value_at(bundle, inner, json, path, depth),
+        (Type::List(item), Json::Array(items)) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, j) in items.iter().enumerate() {
+                out.push(value_at(bundle, item, j, &Path::Index(path, i), depth + 1)?);
             }
+            Ok(Value::List(out.into()))
         }
-        Type::Bool => Value::Bool(json.as_bool().ok_or_else(|| wrong("a boolean"))?),
+        (Type::Record(schema), Json::Object(obj)) => record_at(bundle, *schema, obj, path, depth),
+        _ => scalar(bundle, ty, Shape::of(json)).map_err(|reason| err(path, reason)),
+    }
+}
+
+/// The reason given for a value nested beyond [`MAX_DEPTH`].
+pub(crate) fn too_deep() -> String {
+    format!("nested deeper than {MAX_DEPTH} levels")
+}
+
+/// What decoding needs to know of a JSON value: scalars in full, lists and
+/// objects only by kind. Both the tree decoder here and the one-pass
+/// decoder (`crate::ingest`) check scalars through [`scalar`], so the two
+/// cannot drift apart in what they accept or in what they say.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Shape<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a serde_json::Number),
+    Str(&'a str),
+    List,
+    Object,
+}
+
+impl<'a> Shape<'a> {
+    fn of(json: &'a Json) -> Shape<'a> {
+        match json {
+            Json::Null => Shape::Null,
+            Json::Bool(b) => Shape::Bool(*b),
+            Json::Number(n) => Shape::Number(n),
+            Json::String(s) => Shape::Str(s),
+            Json::Array(_) => Shape::List,
+            Json::Object(_) => Shape::Object,
+        }
+    }
+}
+
+/// Decodes a value as `ty` where no descent is needed: any value of a
+/// scalar type, or a value of the wrong kind for an optional, list or
+/// record type. `Err` is the reason, without the path.
+pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Value, String> {
+    // Through any `?` first: null is `none`, anything else is read as the
+    // inner type (a loop rather than a call: most properties are optional).
+    let mut ty = ty;
+    while let Type::Optional(inner) = ty {
+        if let Shape::Null = json {
+            return Ok(Value::None);
+        }
+        ty = inner;
+    }
+    let wrong = |want: &str| format!("expected {want}, found {}", describe(json));
+    let text = |want: &str| match json {
+        Shape::Str(s) => Ok(s),
+        _ => Err(wrong(want)),
+    };
+    let num = |want: &str| match json {
+        Shape::Number(n) => number(n).ok_or_else(|| wrong(want)),
+        _ => Err(wrong(want)),
+    };
+    Ok(match ty {
+        // Unwrapped above; kept correct all the same.
+        Type::Optional(inner) => scalar(bundle, inner, json)?,
+        Type::Bool => match json {
+            Shape::Bool(b) => Value::Bool(b),
+            _ => return Err(wrong("a boolean")),
+        },
         Type::Int => match json {
-            Json::Number(n) => match n.as_i64() {
+            Shape::Number(n) => match n.as_i64() {
                 Some(i) => Value::Int(i),
                 None => {
                     // 2.0 is an integer written loosely; 2.5 is not.
-                    let d = number(json).ok_or_else(|| wrong("an integer"))?;
+                    let d = number(n).ok_or_else(|| wrong("an integer"))?;
                     if d.fract().is_zero() {
                         Value::Int(i64::try_from(d).map_err(|_| wrong("an integer in range"))?)
                     } else {
@@ -130,75 +202,62 @@ fn value_at(
             },
             _ => return Err(wrong("an integer")),
         },
-        Type::Decimal => Value::Decimal(number(json).ok_or_else(|| wrong("a number"))?),
-        Type::Money => Value::Money(number(json).ok_or_else(|| wrong("an amount (a number)"))?),
-        Type::Percent => Value::Percent(number(json).ok_or_else(|| wrong("a percentage"))?),
-        Type::String => Value::Str(Arc::from(json.as_str().ok_or_else(|| wrong("a string"))?)),
+        Type::Decimal => Value::Decimal(num("a number")?),
+        Type::Money => Value::Money(num("an amount (a number)")?),
+        Type::Percent => Value::Percent(num("a percentage")?),
+        Type::String => Value::Str(Arc::from(text("a string")?)),
         Type::Enum(e) => {
-            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            let s = text("a string")?;
             let allowed = bundle
                 .enums
                 .get(*e as usize)
                 .map(|e| e.values.as_slice())
                 .unwrap_or_default();
             if !allowed.iter().any(|a| a == s) {
-                return Err(err(
-                    path,
-                    format!("{s:?} is not one of {}", quoted_list(allowed)),
-                ));
+                return Err(format!("{s:?} is not one of {}", quoted_list(allowed)));
             }
             Value::str(s)
         }
-        Type::Duration => match json.as_i64() {
-            Some(s) => Value::Duration(s),
-            None => return Err(wrong("a duration in whole seconds")),
+        Type::Duration => match json {
+            Shape::Number(n) => match n.as_i64() {
+                Some(s) => Value::Duration(s),
+                None => return Err(wrong("a duration in whole seconds")),
+            },
+            _ => return Err(wrong("a duration in whole seconds")),
         },
         Type::Time => {
-            let s = json
-                .as_str()
-                .ok_or_else(|| wrong("an RFC 3339 time string"))?;
+            let s = text("an RFC 3339 time string")?;
             Value::Time(
-                parse_time(s).ok_or_else(|| {
-                    err(path, format!("{s:?} is not an RFC 3339 time with a zone"))
-                })?,
+                parse_time(s)
+                    .ok_or_else(|| format!("{s:?} is not an RFC 3339 time with a zone"))?,
             )
         }
         Type::Date => {
-            let s = json.as_str().ok_or_else(|| wrong("a date string"))?;
+            let s = text("a date string")?;
             let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map_err(|_| err(path, format!("{s:?} is not a date like 2026-12-24")))?;
+                .map_err(|_| format!("{s:?} is not a date like 2026-12-24"))?;
             let days = d
                 .signed_duration_since(NaiveDate::default())
                 .num_days()
                 .try_into()
-                .map_err(|_| err(path, format!("{s:?} is out of range")))?;
+                .map_err(|_| format!("{s:?} is out of range"))?;
             Value::Date(days)
         }
         Type::TimeOfDay => {
-            let s = json.as_str().ok_or_else(|| wrong("a time of day string"))?;
+            let s = text("a time of day string")?;
             let t = NaiveTime::parse_from_str(s, "%H:%M")
-                .map_err(|_| err(path, format!("{s:?} is not a time of day like 09:30")))?;
+                .map_err(|_| format!("{s:?} is not a time of day like 09:30"))?;
             Value::TimeOfDay((t.hour() * 60 + t.minute()) as u16)
         }
         Type::Timezone => {
-            let s = json.as_str().ok_or_else(|| wrong("a time zone name"))?;
+            let s = text("a time zone name")?;
             if chrono_tz::Tz::from_str(s).is_err() {
-                return Err(err(path, format!("{s:?} is not an IANA time zone")));
+                return Err(format!("{s:?} is not an IANA time zone"));
             }
             Value::Timezone(Arc::from(s))
         }
-        Type::List(item) => {
-            let items = json.as_array().ok_or_else(|| wrong("a list"))?;
-            let mut out = Vec::with_capacity(items.len());
-            for (i, j) in items.iter().enumerate() {
-                out.push(value_at(bundle, item, j, &Path::Index(path, i), depth + 1)?);
-            }
-            Value::List(out.into())
-        }
-        Type::Record(schema) => {
-            let obj = json.as_object().ok_or_else(|| wrong("an object"))?;
-            record_at(bundle, *schema, obj, path, depth)?
-        }
+        Type::List(_) => return Err(wrong("a list")),
+        Type::Record(_) => return Err(wrong("an object")),
     })
 }
 
@@ -207,29 +266,62 @@ pub fn parse_time(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
 
-/// A JSON number (or numeric string) as an exact decimal, read from its text so
-/// that `12.5` stays exactly 12.5.
-fn number(json: &Json) -> Option<Decimal> {
-    match json {
-        Json::Number(n) => {
-            let text = n.to_string();
-            Decimal::from_str(&text)
-                .ok()
-                .or_else(|| Decimal::from_scientific(&text).ok())
+/// A JSON number as an exact decimal, read from the number's text (the
+/// shortest text that reads back as the same number) so that `12.5` stays
+/// exactly 12.5.
+fn number(n: &serde_json::Number) -> Option<Decimal> {
+    // Formatted on the stack: this runs for every amount of every event.
+    let mut buf = NumberText::default();
+    std::fmt::Write::write_fmt(&mut buf, format_args!("{n}")).ok()?;
+    let text = buf.as_str();
+    Decimal::from_str(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
+}
+
+/// A fixed buffer for a number's text; serde_json writes at most 24 bytes
+/// for a float and 20 for an integer.
+struct NumberText {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for NumberText {
+    fn default() -> Self {
+        NumberText {
+            bytes: [0; 40],
+            len: 0,
         }
-        _ => None,
     }
 }
 
-fn describe(json: &Json) -> String {
+impl NumberText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for NumberText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn describe(json: Shape<'_>) -> String {
     match json {
-        Json::Null => "null".into(),
-        Json::Bool(b) => format!("the boolean {b}"),
-        Json::Number(n) => format!("the number {n}"),
-        Json::String(s) if s.chars().count() > 40 => "a string".into(),
-        Json::String(s) => format!("the string {s:?}"),
-        Json::Array(_) => "a list".into(),
-        Json::Object(_) => "an object".into(),
+        Shape::Null => "null".into(),
+        Shape::Bool(b) => format!("the boolean {b}"),
+        Shape::Number(n) => format!("the number {n}"),
+        Shape::Str(s) if s.chars().count() > 40 => "a string".into(),
+        Shape::Str(s) => format!("the string {s:?}"),
+        Shape::List => "a list".into(),
+        Shape::Object => "an object".into(),
     }
 }
 
@@ -251,7 +343,7 @@ fn err(path: &Path, reason: String) -> DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nudge_bytecode::{FieldSchema, Schema, SchemaKind};
+    use nudge_bytecode::{Schema, SchemaKind};
     use serde_json::json;
 
     fn bundle() -> Bundle {

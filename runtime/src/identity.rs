@@ -31,8 +31,12 @@ pub enum Identity {
 impl Identity {
     /// An email identity, normalised so case and spacing do not split a customer.
     pub fn email(address: &str) -> Identity {
-        Identity::Email(address.trim().to_lowercase())
+        Identity::Email(normal_email(address))
     }
+}
+
+fn normal_email(address: &str) -> String {
+    address.trim().to_lowercase()
 }
 
 /// What joining two identities did.
@@ -67,10 +71,62 @@ pub struct Observed {
     pub refused: Vec<(CustomerId, CustomerId)>,
 }
 
+/// The identifiers one call carries, as [`Identities::observe_names`] reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Names<'a> {
+    /// The call's `userId`.
+    pub user_id: Option<&'a str>,
+    /// The call's `anonymousId`.
+    pub anonymous_id: Option<&'a str>,
+    /// An alias call's `previousId`.
+    pub previous_id: Option<&'a str>,
+    /// An identify call's `email` trait, when it is a string.
+    pub email: Option<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    /// The identifiers of a parsed call.
+    pub fn of(call: &'a Call) -> Names<'a> {
+        let (previous_id, email) = match &call.kind {
+            CallKind::Alias { previous_id } => (Some(previous_id.as_str()), None),
+            CallKind::Identify { traits } => (None, traits.get("email").and_then(|e| e.as_str())),
+            _ => (None, None),
+        };
+        Names {
+            user_id: call.user_id.as_deref(),
+            anonymous_id: call.anonymous_id.as_deref(),
+            previous_id,
+            email,
+        }
+    }
+}
+
+/// The kind of an [`Identity`], without its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    User,
+    Anonymous,
+    Email,
+}
+
+impl Kind {
+    fn of(id: &Identity) -> (Kind, &str) {
+        match id {
+            Identity::User(s) => (Kind::User, s),
+            Identity::Anonymous(s) => (Kind::Anonymous, s),
+            Identity::Email(s) => (Kind::Email, s),
+        }
+    }
+}
+
 /// The identity graph: a union-find over identities.
 #[derive(Clone, Debug, Default)]
 pub struct Identities {
-    nodes: HashMap<Identity, u32>,
+    /// Nodes by kind and text, looked up by `&str` so that a call naming a
+    /// known customer allocates nothing (that is almost every call).
+    users: HashMap<Box<str>, u32>,
+    anonymous: HashMap<Box<str>, u32>,
+    emails: HashMap<Box<str>, u32>,
     parent: Vec<u32>,
     size: Vec<u32>,
     /// The user id of each root's set, if it has one.
@@ -86,7 +142,8 @@ impl Identities {
 
     /// The customer an identity belongs to, if it has been seen.
     pub fn customer_of(&mut self, id: &Identity) -> Option<CustomerId> {
-        let node = *self.nodes.get(id)?;
+        let (kind, text) = Kind::of(id);
+        let node = *self.nodes(kind).get(text)?;
         Some(CustomerId(self.find(node)))
     }
 
@@ -122,6 +179,10 @@ impl Identities {
     /// Declares that two identities are one person.
     pub fn join(&mut self, a: Identity, b: Identity) -> Join {
         let (na, nb) = (self.node(a), self.node(b));
+        self.join_nodes(na, nb)
+    }
+
+    fn join_nodes(&mut self, na: u32, nb: u32) -> Join {
         let (ra, rb) = (self.find(na), self.find(nb));
         if ra == rb {
             return Join::Same(CustomerId(ra));
@@ -159,62 +220,90 @@ impl Identities {
     /// previous id to its user id; an `identify` with an `email` trait joins
     /// the address.
     pub fn observe(&mut self, call: &Call) -> Option<Observed> {
+        self.observe_names(&Names::of(call))
+    }
+
+    /// [`Identities::observe`] for a call already taken apart.
+    pub fn observe_names(&mut self, call: &Names<'_>) -> Option<Observed> {
         let mut out = Observed {
             customer: CustomerId(0),
             merges: Vec::new(),
             refused: Vec::new(),
         };
-        let user = call.user_id.clone().map(Identity::User);
-        let anon = call.anonymous_id.clone().map(Identity::Anonymous);
-        let primary = user
-            .clone()
-            .or(anon.clone())
-            .expect("a parsed call names a customer");
-        out.customer = self.customer(primary.clone());
-        let mut extra: Vec<Identity> = Vec::new();
-        if let (Some(_), Some(a)) = (&user, anon) {
-            extra.push(a);
+        let primary = match (call.user_id, call.anonymous_id) {
+            (Some(u), _) => self.node_of(Kind::User, u),
+            (None, Some(a)) => self.node_of(Kind::Anonymous, a),
+            (None, None) => return None,
+        };
+        // Nodes are made in the same order as ever (the call's own first,
+        // then each joined one as it is joined), so customer numbers do not
+        // change.
+        if let (Some(_), Some(a)) = (call.user_id, call.anonymous_id) {
+            let other = self.node_of(Kind::Anonymous, a);
+            self.join_into(&mut out, primary, other);
         }
-        match &call.kind {
-            CallKind::Alias { previous_id } => {
-                // The previous id may be a user id or a device id.
-                let as_user = Identity::User(previous_id.clone());
-                if self.nodes.contains_key(&as_user) {
-                    extra.push(as_user);
-                } else {
-                    extra.push(Identity::Anonymous(previous_id.clone()));
-                }
-            }
-            CallKind::Identify { traits } => {
-                if let Some(email) = traits.get("email").and_then(|e| e.as_str())
-                    && !email.trim().is_empty()
-                {
-                    extra.push(Identity::email(email));
-                }
-            }
-            _ => {}
+        if let Some(previous_id) = call.previous_id {
+            // The previous id may be a user id or a device id.
+            let kind = if self.users.contains_key(previous_id) {
+                Kind::User
+            } else {
+                Kind::Anonymous
+            };
+            let other = self.node_of(kind, previous_id);
+            self.join_into(&mut out, primary, other);
         }
-        for id in extra {
-            match self.join(primary.clone(), id) {
-                Join::Same(_) => {}
-                Join::Merged { kept, absorbed } => out.merges.push((kept, absorbed)),
-                Join::Refused { left, right } => out.refused.push((left, right)),
-            }
+        if let Some(email) = call.email
+            && !email.trim().is_empty()
+        {
+            let other = self.node_of(Kind::Email, &normal_email(email));
+            self.join_into(&mut out, primary, other);
         }
-        out.customer = self.customer(primary);
+        out.customer = CustomerId(self.find(primary));
         Some(out)
     }
 
+    fn join_into(&mut self, out: &mut Observed, a: u32, b: u32) {
+        match self.join_nodes(a, b) {
+            Join::Same(_) => {}
+            Join::Merged { kept, absorbed } => out.merges.push((kept, absorbed)),
+            Join::Refused { left, right } => out.refused.push((left, right)),
+        }
+    }
+
+    fn nodes(&self, kind: Kind) -> &HashMap<Box<str>, u32> {
+        match kind {
+            Kind::User => &self.users,
+            Kind::Anonymous => &self.anonymous,
+            Kind::Email => &self.emails,
+        }
+    }
+
     fn node(&mut self, id: Identity) -> u32 {
-        if let Some(&n) = self.nodes.get(&id) {
+        let (kind, text) = Kind::of(&id);
+        self.node_of(kind, text)
+    }
+
+    /// The node of an identity, made when new.
+    fn node_of(&mut self, kind: Kind, text: &str) -> u32 {
+        if let Some(&n) = self.nodes(kind).get(text) {
             return n;
         }
         let n = self.parent.len() as u32;
         self.parent.push(n);
         self.size.push(1);
-        self.user.push(matches!(id, Identity::User(_)).then_some(n));
-        self.members.push(id.clone());
-        self.nodes.insert(id, n);
+        self.user.push((kind == Kind::User).then_some(n));
+        let text = text.to_string();
+        self.members.push(match kind {
+            Kind::User => Identity::User(text.clone()),
+            Kind::Anonymous => Identity::Anonymous(text.clone()),
+            Kind::Email => Identity::Email(text.clone()),
+        });
+        let nodes = match kind {
+            Kind::User => &mut self.users,
+            Kind::Anonymous => &mut self.anonymous,
+            Kind::Email => &mut self.emails,
+        };
+        nodes.insert(text.into_boxed_str(), n);
         n
     }
 

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod dedupe;
 pub mod engine;
 pub mod identity;
+pub mod ingest;
 pub mod output;
 pub mod record;
 pub mod replay;

@@ -11,7 +11,8 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Sink};
-use crate::segment::{self, parse_line};
+use crate::ingest;
+use crate::segment;
 
 /// A line that could not be used: one line of the dead-letter file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,11 +51,12 @@ pub fn replay<S: Sink>(
 
 /// Applies the calls in `input` (JSON lines) in timestamp order.
 ///
-/// A first pass reads only each line's time; lines are then parsed in full
-/// one at a time, in time order (file order for equal times), and dropped
+/// A first pass reads only each line's time; lines are then decoded in
+/// full one at a time (in one pass, straight into typed calls: see
+/// [`ingest`]), in time order (file order for equal times), and dropped
 /// once applied. So memory does not grow with the stream, and a sorted
 /// stream (the usual case) is applied in one sweep. Lines that are not
-/// UTF-8 or whose time cannot be read are refused by the full parse with
+/// UTF-8 or whose time cannot be read are refused by the full decode with
 /// its reason.
 pub fn replay_bytes<S: Sink>(
     engine: &mut Engine<'_, S>,
@@ -62,20 +64,27 @@ pub fn replay_bytes<S: Sink>(
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) {
+    // Valid as a whole (the usual case) means every line is valid: one
+    // check here instead of two per line.
+    let whole = std::str::from_utf8(input).ok();
+    let text_of = |s: usize, e: usize| match whole.and_then(|text| text.get(s..e)) {
+        Some(line) => Ok(line),
+        None => std::str::from_utf8(&input[s..e]),
+    };
     // (time, start, end, line number) of each non-blank line.
     let mut lines: Vec<(i64, usize, usize, usize)> = Vec::new();
     let mut sorted = true;
     let mut last = i64::MIN;
     let mut start = 0;
-    for (i, raw) in input.split(|&b| b == b'\n').enumerate() {
-        let end = start + raw.len();
+    let breaks = memchr::memchr_iter(b'\n', input).chain([input.len()]);
+    for (i, end) in breaks.enumerate() {
         let (s, e) = (start, end);
         start = end + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        if input[s..e].iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         // A line whose time cannot be read keeps its place in the file.
-        let t = std::str::from_utf8(raw)
+        let t = text_of(s, e)
             .ok()
             .and_then(segment::time_of)
             .unwrap_or(last);
@@ -90,26 +99,18 @@ pub fn replay_bytes<S: Sink>(
     }
     let mut rejected: Vec<DeadLetter> = Vec::new();
     for (_, s, e, number) in lines {
-        let raw = &input[s..e];
-        let text = match std::str::from_utf8(raw) {
+        let text = match text_of(s, e) {
             Ok(t) => t.trim_end_matches('\r'),
             Err(err) => {
                 rejected.push(DeadLetter {
                     line: number,
                     reason: format!("not UTF-8 text: {err}"),
-                    input: String::from_utf8_lossy(raw).into_owned(),
+                    input: String::from_utf8_lossy(&input[s..e]).into_owned(),
                 });
                 continue;
             }
         };
-        let refused = match parse_line(text) {
-            Ok(call) => {
-                engine.advance_before(call.timestamp.timestamp());
-                engine.apply(&call).err().map(|r| r.reason)
-            }
-            Err(r) => Some(r.reason),
-        };
-        if let Some(reason) = refused {
+        if let Err(reason) = ingest::apply_line(engine, text) {
             rejected.push(DeadLetter {
                 line: number,
                 reason,

@@ -4,7 +4,11 @@
 //! properties are validated against the project's event schemas later, when
 //! the compiled bundle says what each event carries.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
+use memchr::memmem;
 use serde_json::{Map, Value};
 
 /// A Segment call the runtime understands.
@@ -73,7 +77,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
         Rejection {
             reason: reason.into(),
         }
@@ -88,67 +92,67 @@ impl std::fmt::Display for Rejection {
 
 /// Reads one line of JSON as a Segment call.
 pub fn parse_line(line: &str) -> Result<Call, Rejection> {
-    let value: Value = serde_json::from_str(line).map_err(|e| {
-        Rejection::new(format!(
-            "malformed JSON at column {}: {}",
-            e.column(),
-            strip_position(&e.to_string())
-        ))
-    })?;
+    let value: Value = serde_json::from_str(line).map_err(|e| malformed(&e))?;
     let Value::Object(mut obj) = value else {
-        return Err(Rejection::new(format!(
-            "expected a JSON object, found {}",
-            kind_of(&value)
-        )));
+        return Err(not_an_object(kind_of(&value)));
     };
-    let call_type = string_field(&obj, "type")?.ok_or_else(|| Rejection::new("missing `type`"))?;
-    let user_id = id_field(&obj, "userId")?;
-    let anonymous_id = id_field(&obj, "anonymousId")?;
-    let message_id = string_field(&obj, "messageId")?;
-    let timestamp = timestamp(&obj)?;
-    let kind = match call_type.as_str() {
-        "track" => {
-            let event = string_field(&obj, "event")?
-                .filter(|e| !e.trim().is_empty())
-                .ok_or_else(|| Rejection::new("a track call needs a non-empty `event`"))?;
-            CallKind::Track {
-                event,
-                properties: object_field(&mut obj, "properties")?,
-            }
-        }
-        "page" => CallKind::Page {
-            name: string_field(&obj, "name")?,
-            properties: object_field(&mut obj, "properties")?,
-        },
-        "identify" => CallKind::Identify {
-            traits: object_field(&mut obj, "traits")?,
-        },
-        "alias" => {
-            let previous_id = id_field(&obj, "previousId")?
-                .ok_or_else(|| Rejection::new("an alias call needs `previousId`"))?;
-            if user_id.is_none() {
-                return Err(Rejection::new("an alias call needs `userId`"));
-            }
-            CallKind::Alias { previous_id }
-        }
-        other => {
-            return Err(Rejection::new(format!(
-                "unsupported call type `{other}`: expected track, identify, alias or page"
-            )));
-        }
+    let field = |key: &str| Field::of(obj.get(key));
+    let envelope = Envelope {
+        call_type: field("type"),
+        user_id: field("userId"),
+        anonymous_id: field("anonymousId"),
+        message_id: field("messageId"),
+        timestamp: field("timestamp"),
+        original_timestamp: field("originalTimestamp"),
+        event: field("event"),
+        name: field("name"),
+        previous_id: field("previousId"),
+        properties: field("properties"),
+        traits: field("traits"),
     };
-    if user_id.is_none() && anonymous_id.is_none() {
-        return Err(Rejection::new(
-            "the call names no customer: give `userId` or `anonymousId`",
-        ));
-    }
+    let checked = envelope.check()?.into_owned();
+    let mut take = |key: &str| match obj.remove(key) {
+        Some(Value::Object(m)) => m,
+        // The checks let only an object, null or nothing through.
+        _ => Map::new(),
+    };
+    let kind = match checked.kind {
+        Kind::Track { event } => CallKind::Track {
+            event: event.into_owned(),
+            properties: take("properties"),
+        },
+        Kind::Page { name } => CallKind::Page {
+            name: name.map(Cow::into_owned),
+            properties: take("properties"),
+        },
+        Kind::Identify => CallKind::Identify {
+            traits: take("traits"),
+        },
+        Kind::Alias { previous_id } => CallKind::Alias {
+            previous_id: previous_id.into_owned(),
+        },
+    };
     Ok(Call {
         kind,
-        user_id,
-        anonymous_id,
-        timestamp,
-        message_id,
+        user_id: checked.user_id.map(Cow::into_owned),
+        anonymous_id: checked.anonymous_id.map(Cow::into_owned),
+        timestamp: checked.timestamp,
+        message_id: checked.message_id.map(Cow::into_owned),
     })
+}
+
+/// The reason for a line that is not JSON.
+pub(crate) fn malformed(e: &serde_json::Error) -> Rejection {
+    Rejection::new(format!(
+        "malformed JSON at column {}: {}",
+        e.column(),
+        strip_position(&e.to_string())
+    ))
+}
+
+/// The reason for a line that is JSON but not an object.
+pub(crate) fn not_an_object(kind: &str) -> Rejection {
+    Rejection::new(format!("expected a JSON object, found {kind}"))
 }
 
 /// serde_json appends "at line L column C"; the dead letter has its own line.
@@ -170,48 +174,272 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn string_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Rejection::new(format!(
-            "`{key}` must be a string, found {}",
-            kind_of(other)
-        ))),
+/// One envelope field as the checks see it: strings and numbers in full,
+/// anything else by kind. Both `parse_line` and the one-pass decoder
+/// (`crate::ingest`) check envelopes through [`Envelope::check`], so they
+/// accept the same calls and refuse the others with the same reasons.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Field<'a> {
+    /// The key is not there.
+    #[default]
+    Absent,
+    Null,
+    Str(Cow<'a, str>),
+    Number(serde_json::Number),
+    Object,
+    /// Any other value, by its kind as [`kind_of`] names it.
+    Other(&'static str),
+}
+
+impl<'a> Field<'a> {
+    fn of(value: Option<&'a Value>) -> Field<'a> {
+        match value {
+            None => Field::Absent,
+            Some(Value::Null) => Field::Null,
+            Some(Value::String(s)) => Field::Str(Cow::Borrowed(s)),
+            Some(Value::Number(n)) => Field::Number(n.clone()),
+            Some(Value::Object(_)) => Field::Object,
+            Some(other) => Field::Other(kind_of(other)),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Field::Absent | Field::Null => "null",
+            Field::Str(_) => "a string",
+            Field::Number(_) => "a number",
+            Field::Object => "an object",
+            Field::Other(kind) => kind,
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+        match self {
+            Field::Absent | Field::Null => Ok(None),
+            Field::Str(s) => Ok(Some(s.clone())),
+            other => Err(Rejection::new(format!(
+                "`{key}` must be a string, found {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Ids may arrive as numbers from some SDKs; they are kept as their text.
+    fn id(&self, key: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+        match self {
+            Field::Number(n) => Ok(Some(Cow::Owned(n.to_string()))),
+            _ => Ok(self.string(key)?.filter(|s| !s.is_empty())),
+        }
+    }
+
+    /// Properties and traits: an object, or nothing (null counts as nothing).
+    fn object(&self, key: &str) -> Result<(), Rejection> {
+        match self {
+            Field::Absent | Field::Null | Field::Object => Ok(()),
+            other => Err(Rejection::new(format!(
+                "`{key}` must be an object, found {}",
+                other.kind()
+            ))),
+        }
     }
 }
 
-/// Ids may arrive as numbers from some SDKs; they are kept as their text.
-fn id_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Rejection> {
-    match obj.get(key) {
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        _ => Ok(string_field(obj, key)?.filter(|s| !s.is_empty())),
+/// The envelope fields of a call, one per key the checks read.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Envelope<'a> {
+    pub call_type: Field<'a>,
+    pub user_id: Field<'a>,
+    pub anonymous_id: Field<'a>,
+    pub message_id: Field<'a>,
+    pub timestamp: Field<'a>,
+    pub original_timestamp: Field<'a>,
+    pub event: Field<'a>,
+    pub name: Field<'a>,
+    pub previous_id: Field<'a>,
+    pub properties: Field<'a>,
+    pub traits: Field<'a>,
+}
+
+/// A call whose envelope passed the checks; properties and traits are the caller's.
+#[derive(Clone, Debug)]
+pub(crate) struct Checked<'a> {
+    pub kind: Kind<'a>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub anonymous_id: Option<Cow<'a, str>>,
+    pub message_id: Option<Cow<'a, str>>,
+    pub timestamp: DateTime<Utc>,
+}
+
+/// The kind of a checked call, with its kind's own envelope fields.
+#[derive(Clone, Debug)]
+pub(crate) enum Kind<'a> {
+    Track { event: Cow<'a, str> },
+    Page { name: Option<Cow<'a, str>> },
+    Identify,
+    Alias { previous_id: Cow<'a, str> },
+}
+
+impl<'a> Checked<'a> {
+    fn into_owned(self) -> Checked<'static> {
+        let own = |s: Cow<'a, str>| Cow::Owned(s.into_owned());
+        Checked {
+            kind: match self.kind {
+                Kind::Track { event } => Kind::Track { event: own(event) },
+                Kind::Page { name } => Kind::Page {
+                    name: name.map(own),
+                },
+                Kind::Identify => Kind::Identify,
+                Kind::Alias { previous_id } => Kind::Alias {
+                    previous_id: own(previous_id),
+                },
+            },
+            user_id: self.user_id.map(own),
+            anonymous_id: self.anonymous_id.map(own),
+            message_id: self.message_id.map(own),
+            timestamp: self.timestamp,
+        }
     }
 }
 
-fn object_field(obj: &mut Map<String, Value>, key: &str) -> Result<Map<String, Value>, Rejection> {
-    match obj.remove(key) {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(other) => Err(Rejection::new(format!(
-            "`{key}` must be an object, found {}",
-            kind_of(&other)
-        ))),
+impl<'a> Envelope<'a> {
+    /// Checks the envelope, in a fixed order so that a call with several
+    /// faults always gets the same reason.
+    pub(crate) fn check(&self) -> Result<Checked<'a>, Rejection> {
+        let call_type = self
+            .call_type
+            .string("type")?
+            .ok_or_else(|| Rejection::new("missing `type`"))?;
+        let user_id = self.user_id.id("userId")?;
+        let anonymous_id = self.anonymous_id.id("anonymousId")?;
+        let message_id = self.message_id.string("messageId")?;
+        let timestamp = self.time()?;
+        let kind = match &*call_type {
+            "track" => {
+                let event = self
+                    .event
+                    .string("event")?
+                    .filter(|e| !e.trim().is_empty())
+                    .ok_or_else(|| Rejection::new("a track call needs a non-empty `event`"))?;
+                self.properties.object("properties")?;
+                Kind::Track { event }
+            }
+            "page" => {
+                let name = self.name.string("name")?;
+                self.properties.object("properties")?;
+                Kind::Page { name }
+            }
+            "identify" => {
+                self.traits.object("traits")?;
+                Kind::Identify
+            }
+            "alias" => {
+                let previous_id = self
+                    .previous_id
+                    .id("previousId")?
+                    .ok_or_else(|| Rejection::new("an alias call needs `previousId`"))?;
+                if user_id.is_none() {
+                    return Err(Rejection::new("an alias call needs `userId`"));
+                }
+                Kind::Alias { previous_id }
+            }
+            other => {
+                return Err(Rejection::new(format!(
+                    "unsupported call type `{other}`: expected track, identify, alias or page"
+                )));
+            }
+        };
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(Rejection::new(
+                "the call names no customer: give `userId` or `anonymousId`",
+            ));
+        }
+        Ok(Checked {
+            kind,
+            user_id,
+            anonymous_id,
+            message_id,
+            timestamp,
+        })
+    }
+
+    /// The call's time: `timestamp`, else `originalTimestamp` (as analytics.js sends it).
+    fn time(&self) -> Result<DateTime<Utc>, Rejection> {
+        let (key, text) = match self.timestamp.string("timestamp")? {
+            Some(t) => ("timestamp", t),
+            None => match self.original_timestamp.string("originalTimestamp")? {
+                Some(t) => ("originalTimestamp", t),
+                None => return Err(Rejection::new("missing `timestamp`")),
+            },
+        };
+        rfc3339(&text)
+            .map_err(|e| Rejection::new(format!("`{key}` is not an RFC 3339 time ({text:?}): {e}")))
     }
 }
 
-/// The call's time: `timestamp`, else `originalTimestamp` (as analytics.js sends it).
-fn timestamp(obj: &Map<String, Value>) -> Result<DateTime<Utc>, Rejection> {
-    let (key, text) = match string_field(obj, "timestamp")? {
-        Some(t) => ("timestamp", t),
-        None => match string_field(obj, "originalTimestamp")? {
-            Some(t) => ("originalTimestamp", t),
-            None => return Err(Rejection::new("missing `timestamp`")),
-        },
+/// An RFC 3339 instant, as `DateTime::parse_from_rfc3339` reads it.
+pub(crate) fn rfc3339(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match rfc3339_fast(text) {
+        Some(t) => Ok(t),
+        None => DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)),
+    }
+}
+
+/// The usual shape of an RFC 3339 instant, `2026-01-05T10:00:00Z`, with an
+/// optional fraction of one to nine digits and `Z` or a `±HH:MM` offset,
+/// read without chrono's general parser (which costs more than the rest of
+/// ordering a line). Anything else, including what chrono also accepts
+/// (lower case, a space for the `T`, leap seconds), gives `None`, and
+/// chrono decides; so every instant read here is the one chrono reads.
+fn rfc3339_fast(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    let digits = |from: usize, n: usize| -> Option<u32> {
+        let mut v = 0u32;
+        for &c in b.get(from..from + n)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        Some(v)
     };
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| Rejection::new(format!("`{key}` is not an RFC 3339 time ({text:?}): {e}")))
+    let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if !punctuation.iter().all(|&(i, c)| b.get(i) == Some(&c)) {
+        return None;
+    }
+    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
+    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let mut i = 19;
+    let mut nanos = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let n = i - start;
+        if !(1..=9).contains(&n) {
+            return None;
+        }
+        nanos = digits(start, n)? * 10u32.pow(9 - n as u32);
+    }
+    let offset = match *b.get(i)? {
+        b'Z' if b.len() == i + 1 => 0,
+        sign @ (b'+' | b'-') if b.len() == i + 6 && b[i + 3] == b':' => {
+            let (h, m) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = i64::from(h * 3600 + m * 60);
+            if sign == b'+' { secs } else { -secs }
+        }
+        _ => return None,
+    };
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let local = chrono::NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?
+        .and_hms_opt(hour, minute, second)?;
+    DateTime::from_timestamp(local.and_utc().timestamp() - offset, nanos)
 }
 
 /// Just the time of a call, read without building the rest of it: the
@@ -230,9 +458,7 @@ pub fn time_of(line: &str) -> Option<i64> {
     }
     let e: Envelope = serde_json::from_str(line).ok()?;
     let text = e.timestamp.or(e.original)?;
-    DateTime::parse_from_rfc3339(&text)
-        .ok()
-        .map(|t| t.timestamp())
+    rfc3339(&text).ok().map(|t| t.timestamp())
 }
 
 /// The common case without a JSON parser: the line names `"timestamp"` exactly
@@ -241,12 +467,16 @@ pub fn time_of(line: &str) -> Option<i64> {
 /// a time, which the full parse refuses anyway). Anything else: `None`, and
 /// the caller parses properly.
 fn time_of_fast(line: &str) -> Option<i64> {
-    const KEY: &str = "\"timestamp\"";
-    let at = line.find(KEY)?;
-    let rest = &line[at + KEY.len()..];
-    if rest.contains(KEY) || line.contains("\"originalTimestamp\"") {
+    // One scan for the tail the two keys share, instead of one per key:
+    // exactly one hit, and that one `"timestamp"`.
+    static TAIL: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new("imestamp\""));
+    let mut hits = TAIL.find_iter(line.as_bytes());
+    let at = hits.next()?.checked_sub(2)?;
+    if hits.next().is_some() || line.get(at..at + 2) != Some("\"t") {
         return None;
     }
+    let rest = &line[at + "\"timestamp\"".len()..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
     let rest = rest.strip_prefix('"')?;
     let end = rest.find('"')?;
@@ -254,9 +484,7 @@ fn time_of_fast(line: &str) -> Option<i64> {
     if text.contains('\\') {
         return None;
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp())
+    rfc3339(text).ok().map(|t| t.timestamp())
 }
 
 #[cfg(test)]
@@ -358,6 +586,63 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn fast_instants_are_chronos_instants(
+            text in "[0-9]{4}-[0-1][0-9]-[0-3][0-9][T ][0-2][0-9]:[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,11})?(Z|z|[+-][0-2][0-9]:[0-6][0-9]|[+-][0-9]{4})?"
+        ) {
+            let chrono = DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).ok();
+            if let Some(fast) = rfc3339_fast(&text) {
+                proptest::prop_assert_eq!(Some(fast), chrono, "{}", text);
+            }
+            proptest::prop_assert_eq!(rfc3339(&text).ok(), chrono);
+        }
+    }
+
+    #[test]
+    fn fast_instants_cover_the_usual_shapes() {
+        for (text, secs, nanos) in [
+            ("2026-01-05T10:00:00Z", 1_767_607_200, 0),
+            ("2026-01-05T10:00:00.5Z", 1_767_607_200, 500_000_000),
+            (
+                "2026-01-05T10:00:00.123456789+01:00",
+                1_767_603_600,
+                123_456_789,
+            ),
+            ("2026-01-05T10:00:00-05:30", 1_767_627_000, 0),
+            ("2024-02-29T23:59:59Z", 1_709_251_199, 0),
+            ("1969-12-31T23:59:59Z", -1, 0),
+        ] {
+            let t = rfc3339_fast(text).expect(text);
+            assert_eq!(
+                (t.timestamp(), t.timestamp_subsec_nanos()),
+                (secs, nanos),
+                "{text}"
+            );
+            assert_eq!(
+                Ok(t),
+                DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
+            );
+        }
+        for text in [
+            "2026-02-29T10:00:00Z",
+            "2026-01-05t10:00:00Z",
+            "2026-01-05 10:00:00Z",
+            "2026-01-05T10:00:60Z",
+            "2026-01-05T10:00:00",
+            "2026-01-05T10:00:00.Z",
+            "2026-01-05T10:00:00.1234567890Z",
+            "2026-01-05T10:00:00+24:00",
+            "2026-01-05T10:00:00Zjunk",
+            "2026-1-05T10:00:00Z",
+            "٢٠٢٦-01-05T10:00:00Z",
+        ] {
+            assert_eq!(rfc3339_fast(text), None, "{text}");
+        }
+    }
+
     #[test]
     fn time_of_reads_only_the_envelope_time() {
         let line = r#"{"type":"track","event":"X","userId":"u","timestamp":"2026-01-05T10:00:00Z","properties":{"timestamp":"nope"}}"#;
@@ -380,5 +665,15 @@ mod tests {
             time_of_fast(r#"{"event":"timestamp","timestamp":"2026-01-05T10:00:00Z"}"#),
             None
         );
+        for line in [
+            r#"{"timestamp":"2026-01-05T10:00:00Z","originalTimestamp":"2020-01-01T00:00:00Z"}"#,
+            r#"{"originalTimestamp":"2026-01-05T10:00:00Z"}"#,
+            r#"{"xtimestamp":"2026-01-05T10:00:00Z"}"#,
+            r#"{"timestamp":"2026-01-05T10:00:00\u005a"}"#,
+            r#"{"timestamp":5}"#,
+            r#"imestamp""#,
+        ] {
+            assert_eq!(time_of_fast(line), None, "{line}");
+        }
     }
 }

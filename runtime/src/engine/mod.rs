@@ -33,7 +33,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::dedupe::Dedupe;
-use crate::identity::{CustomerId, Identities};
+use crate::identity::{CustomerId, Identities, Names};
+use crate::ingest::{Decoder, TypedCall};
 use crate::record::{Membership, Outcome, Record, What};
 use crate::segment::{Call, CallKind, Rejection};
 use crate::stats::Stats;
@@ -405,14 +406,40 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.now = self.now.max(at);
         let event = self.decode_event(call)?;
         let traits = self.decode_traits(call)?;
-        if let Some(id) = &call.message_id
+        self.apply_typed(TypedCall {
+            at,
+            names: Names::of(call),
+            message_id: call.message_id.as_deref(),
+            event,
+            traits,
+        })
+    }
+
+    /// A decoder that reads call lines straight into typed calls for
+    /// [`Engine::apply_typed`], against the newest release's schemas.
+    pub fn decoder(&self) -> Decoder<'_> {
+        Decoder::new(self.bundle(), &self.by_wire)
+    }
+
+    /// Applies a call already decoded against the schemas (see
+    /// [`Engine::decoder`]); otherwise the same as [`Engine::apply`].
+    pub fn apply_typed(&mut self, call: TypedCall<'_>) -> Result<Applied, Rejection> {
+        let TypedCall {
+            at,
+            names,
+            message_id,
+            event,
+            traits,
+        } = call;
+        self.now = self.now.max(at);
+        if let Some(id) = message_id
             && !self.dedupe.first_time(id)
         {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
         }
         self.stats.events += 1;
-        let Some(observed) = self.identities.observe(call) else {
+        let Some(observed) = self.identities.observe_names(&names) else {
             return Err(Rejection {
                 reason: "the call names no customer".into(),
             });

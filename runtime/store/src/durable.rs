@@ -681,16 +681,9 @@ pub fn apply_line<S: Sink>(
         ),
         Ok(text) => {
             let text = text.trim_end_matches('\r');
-            let refused = match segment::parse_line(text) {
-                Ok(call) => {
-                    engine.advance_before(call.timestamp.timestamp());
-                    engine.apply(&call).err().map(|r| r.reason)
-                }
-                Err(r) => Some(r.reason),
-            };
-            match refused {
-                None => return,
-                Some(reason) => (reason, text.to_string()),
+            match nudge_runtime::ingest::apply_line(engine, text) {
+                Ok(()) => return,
+                Err(reason) => (reason, text.to_string()),
             }
         }
     };

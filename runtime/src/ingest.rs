@@ -1,0 +1,1116 @@
+//! One-pass decoding of Segment call lines into what the engine consumes.
+//!
+//! [`crate::segment::parse_line`] builds a `serde_json::Value` tree (with
+//! order-preserving maps, which the outbox needs elsewhere in the process)
+//! and [`crate::decode`] then walks it to build the schema-typed record.
+//! Here a serde [`DeserializeSeed`] driven by the bundle's schemas reads the
+//! line once and builds the typed record directly: properties the schema
+//! does not name are skipped without being built, strings are borrowed from
+//! the line, and no map is ever made.
+//!
+//! The result is the same as `parse_line` followed by [`Engine::apply`]'s
+//! decoding, reasons included. The envelope goes through the same
+//! `segment::Envelope::check` and scalars through the same `decode::scalar`; what
+//! this module adds is the order of reporting that a tree gives for free:
+//! the whole line is read before anything is judged, so broken JSON anywhere
+//! wins over a wrong type, an envelope fault over a property fault, and the
+//! first field in schema order (not in line order) names the fault; a key
+//! given twice counts with its last value. Lines whose keys come in an order
+//! one pass cannot follow (properties before the call's `type` or `event`)
+//! are handed to the tree path.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use nudge_bytecode::{Bundle, FieldSchema, Record, Type, Value};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::decode::{self, MAX_DEPTH, Shape};
+use crate::engine::{Engine, Sink};
+use crate::identity::Names;
+use crate::segment::{self, Checked, Envelope, Field, Kind, PAGE_EVENT, Rejection};
+
+/// A call decoded against the schemas, ready for [`Engine::apply_typed`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypedCall<'a> {
+    /// When the call happened, in seconds since the epoch.
+    pub at: i64,
+    /// The identifiers it carries.
+    pub names: Names<'a>,
+    /// The sender's unique id for the call, used to drop repeats.
+    pub message_id: Option<&'a str>,
+    /// For track and page calls, the event's schema and its record.
+    pub event: Option<(u32, Value)>,
+    /// For identify calls, the profile fields given, in schema order.
+    pub traits: Vec<(u16, Value)>,
+}
+
+/// Decodes call lines against one release's schemas; see the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct Decoder<'e> {
+    bundle: &'e Bundle,
+    by_wire: &'e HashMap<String, u32>,
+}
+
+/// What became of one line.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    /// A call to apply.
+    Call(Parts<'a>),
+    /// The envelope is sound, so the call has a time, but its properties
+    /// or traits are not: the clock still moves to `at`, as it does when
+    /// the engine refuses a call.
+    Refused {
+        /// The call's time.
+        at: i64,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// Not a usable call: no time to move the clock to.
+    Bad(Rejection),
+    /// Keys in an order one pass cannot follow; parse the line as a tree.
+    Fallback,
+}
+
+/// A decoded call, owning what [`TypedCall`] borrows.
+#[derive(Debug)]
+pub struct Parts<'a> {
+    checked: Checked<'a>,
+    email: Option<Cow<'a, str>>,
+    event: Option<(u32, Value)>,
+    traits: Vec<(u16, Value)>,
+}
+
+impl<'a> Parts<'a> {
+    /// The call's time, in seconds since the epoch.
+    pub fn at(&self) -> i64 {
+        self.checked.timestamp.timestamp()
+    }
+
+    /// The call in the form the engine applies.
+    pub fn typed(&mut self) -> TypedCall<'_> {
+        let c = &self.checked;
+        let previous_id = match &c.kind {
+            Kind::Alias { previous_id } => Some(&**previous_id),
+            _ => None,
+        };
+        TypedCall {
+            at: c.timestamp.timestamp(),
+            names: Names {
+                user_id: c.user_id.as_deref(),
+                anonymous_id: c.anonymous_id.as_deref(),
+                previous_id,
+                email: self.email.as_deref(),
+            },
+            message_id: c.message_id.as_deref(),
+            event: self.event.take(),
+            traits: std::mem::take(&mut self.traits),
+        }
+    }
+}
+
+/// Applies one line (without its line break) to the engine as
+/// `parse_line` then [`Engine::apply`] would, moving the clock to the
+/// call's time first; `Err` is the reason it was refused.
+pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(), String> {
+    let decoded = engine.decoder().decode(text);
+    match decoded {
+        Decoded::Call(mut parts) => {
+            engine.advance_before(parts.at());
+            engine
+                .apply_typed(parts.typed())
+                .map(drop)
+                .map_err(|r| r.reason)
+        }
+        Decoded::Refused { at, reason } => {
+            engine.advance_before(at);
+            Err(reason)
+        }
+        Decoded::Bad(r) => Err(r.reason),
+        Decoded::Fallback => {
+            let call = segment::parse_line(text).map_err(|r| r.reason)?;
+            engine.advance_before(call.timestamp.timestamp());
+            engine.apply(&call).map(drop).map_err(|r| r.reason)
+        }
+    }
+}
+
+impl<'e> Decoder<'e> {
+    /// A decoder for `bundle`'s schemas, with event schemas found by wire name in `by_wire`.
+    pub fn new(bundle: &'e Bundle, by_wire: &'e HashMap<String, u32>) -> Self {
+        Decoder { bundle, by_wire }
+    }
+
+    /// Decodes one line (without its line break).
+    pub fn decode<'a>(&self, line: &'a str) -> Decoded<'a> {
+        let mut de = serde_json::Deserializer::from_str(line);
+        let top = match de
+            .deserialize_any(TopVisitor { dec: *self })
+            .and_then(|top| de.end().map(|()| top))
+        {
+            Ok(top) => top,
+            Err(e) => return Decoded::Bad(segment::malformed(&e)),
+        };
+        let body = match top {
+            Top::NotObject(kind) => return Decoded::Bad(segment::not_an_object(kind)),
+            Top::Fallback => return Decoded::Fallback,
+            Top::Object(body) => body,
+        };
+        let checked = match body.envelope.check() {
+            Ok(c) => c,
+            Err(r) => return Decoded::Bad(r),
+        };
+        let at = checked.timestamp.timestamp();
+        match self.finish(&checked, body) {
+            Ok((event, traits, email)) => Decoded::Call(Parts {
+                checked,
+                email,
+                event,
+                traits,
+            }),
+            Err(reason) => Decoded::Refused { at, reason },
+        }
+    }
+
+    /// The typed event or traits of a call whose envelope passed, with the
+    /// engine's reasons when they do not fit the schemas.
+    #[allow(clippy::type_complexity)]
+    fn finish<'a>(
+        &self,
+        checked: &Checked<'a>,
+        body: Body<'a>,
+    ) -> Result<
+        (
+            Option<(u32, Value)>,
+            Vec<(u16, Value)>,
+            Option<Cow<'a, str>>,
+        ),
+        String,
+    > {
+        let (wire, page_name) = match &checked.kind {
+            Kind::Track { event } => (&**event, None),
+            Kind::Page { name } => (PAGE_EVENT, name.as_deref()),
+            Kind::Identify => {
+                let (traits, email) = match body.content {
+                    Content::Traits { fields, email } => (self.traits(fields)?, email),
+                    // No traits given (or null): nothing to set.
+                    _ => (Vec::new(), None),
+                };
+                return Ok((None, traits, email));
+            }
+            Kind::Alias { .. } => return Ok((None, Vec::new(), None)),
+        };
+        let Some(&schema) = self.by_wire.get(wire) else {
+            return Err(format!(
+                "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
+            ));
+        };
+        let mut given = match body.content {
+            Content::Record { fields } => fields,
+            // No properties (or null): every field from its default.
+            _ => Fields::new(self.fields(schema).map_or(0, <[_]>::len)),
+        };
+        // A page's `name` fills the `name` property when the properties do
+        // not have one (not even null).
+        if let Some(name) = page_name
+            && let Some(fields) = self.fields(schema)
+            && let Some(i) = fields.iter().position(|f| f.name == "name")
+            && !given.has(i)
+        {
+            let typed =
+                decode::scalar(self.bundle, &fields[i].ty, Shape::Str(name)).map_err(Mismatch::new);
+            given.set(i, typed);
+        }
+        match self.record(schema, given) {
+            Ok(value) => Ok((Some((schema, value)), Vec::new(), None)),
+            Err(m) => Err(format!("{wire:?}: {}", m.render("properties"))),
+        }
+    }
+
+    fn fields(&self, schema: u32) -> Option<&'e [FieldSchema]> {
+        self.bundle
+            .schemas
+            .get(schema as usize)
+            .map(|s| s.fields.as_slice())
+    }
+
+    /// Builds a record from the fields given; the first fault in schema
+    /// order is the one reported, as the tree decoder reports it.
+    fn record(&self, schema: u32, given: Fields) -> Typed {
+        let Some(fields) = self.fields(schema) else {
+            return Err(Mismatch::new(format!("unknown schema #{schema}")));
+        };
+        let Fields {
+            mut values,
+            given,
+            bad,
+        } = given;
+        // The first fault: a value that does not fit, or a required field
+        // not given, whichever comes first in the schema.
+        let mut fault = bad.into_iter().min_by_key(|(i, _)| *i);
+        for i in given.missing(fields.len()) {
+            if fault.as_ref().is_some_and(|(j, _)| *j < i) {
+                break;
+            }
+            match decode::missing(&fields[i]) {
+                Ok(v) => values[i] = v,
+                Err(reason) => fault = Some((i, Mismatch::new(reason))),
+            }
+        }
+        match fault {
+            Some((i, m)) => Err(m.at(Step::Field(fields[i].name.clone()))),
+            None => Ok(Value::Record(Arc::new(Record {
+                schema,
+                fields: values,
+            }))),
+        }
+    }
+
+    /// The profile fields an identify call gives, in schema order.
+    fn traits(&self, given: Fields) -> Result<Vec<(u16, Value)>, String> {
+        let fields = self.profile_fields();
+        if let Some((i, m)) = given.bad.into_iter().min_by_key(|(i, _)| *i) {
+            let m = m.at(Step::Field(fields[i].name.clone()));
+            return Err(m.render("traits").to_string());
+        }
+        Ok(given
+            .values
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| given.given.has(*i))
+            .map(|(i, v)| (i as u16, v))
+            .collect())
+    }
+
+    fn profile_fields(&self) -> &'e [FieldSchema] {
+        self.fields(self.bundle.profile).unwrap_or_default()
+    }
+
+    /// The record schema for a track or page call's properties, when the
+    /// envelope read so far says which; `None` to skip them.
+    fn properties_plan(&self, env: &Envelope<'_>) -> Plan {
+        match &env.call_type {
+            Field::Str(t) if t == "track" => match &env.event {
+                Field::Str(e) => match self.by_wire.get(&**e) {
+                    Some(&s) => Plan::Record(s),
+                    // Refused as unknown later; only the shape matters.
+                    None => Plan::Skip,
+                },
+                Field::Absent => Plan::Fallback,
+                // A bad `event` is refused anyway.
+                _ => Plan::Skip,
+            },
+            Field::Str(t) if t == "page" => match self.by_wire.get(PAGE_EVENT) {
+                Some(&s) => Plan::Record(s),
+                None => Plan::Skip,
+            },
+            // Other calls do not read properties at all.
+            Field::Str(_) => Plan::Skip,
+            Field::Absent => Plan::Fallback,
+            // A bad `type` is refused anyway.
+            _ => Plan::Skip,
+        }
+    }
+
+    fn traits_plan(&self, env: &Envelope<'_>) -> Plan {
+        match &env.call_type {
+            Field::Str(t) if t == "identify" => Plan::Traits,
+            Field::Absent => Plan::Fallback,
+            _ => Plan::Skip,
+        }
+    }
+}
+
+/// How to read a call's properties or traits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// As a record of this schema.
+    Record(u32),
+    /// As the profile's fields.
+    Traits,
+    /// For their shape only.
+    Skip,
+    /// Not yet known: hand the line to the tree path.
+    Fallback,
+}
+
+/// What the top-level object held.
+// Made once per line and consumed at once: boxing the large variant would
+// cost an allocation per line and save nothing.
+#[allow(clippy::large_enum_variant)]
+enum Top<'a> {
+    Object(Body<'a>),
+    NotObject(&'static str),
+    Fallback,
+}
+
+struct Body<'a> {
+    envelope: Envelope<'a>,
+    content: Content<'a>,
+}
+
+/// The decoded properties or traits.
+enum Content<'a> {
+    None,
+    Record {
+        fields: Fields,
+    },
+    Traits {
+        fields: Fields,
+        email: Option<Cow<'a, str>>,
+    },
+}
+
+/// A value decoded as its type, or why it does not fit.
+type Typed = Result<Value, Box<Mismatch>>;
+
+/// The fields of a record (or the traits) read so far, one place per
+/// schema field. A field given twice counts with its last value, fault or not.
+#[derive(Debug)]
+struct Fields {
+    /// The values given that fit; `none` elsewhere until the record is built.
+    values: Vec<Value>,
+    /// Which fields the data gave, fitting or not.
+    given: Bits,
+    /// Fields whose value does not fit, by index; almost always empty.
+    bad: Vec<(usize, Box<Mismatch>)>,
+}
+
+impl Fields {
+    fn new(n: usize) -> Fields {
+        Fields {
+            values: vec![Value::None; n],
+            given: Bits::default(),
+            bad: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, i: usize, typed: Typed) {
+        if self.given.has(i) {
+            // Given before: the last value counts.
+            self.bad.retain(|(j, _)| *j != i);
+        }
+        self.given.insert(i);
+        match typed {
+            Ok(v) => self.values[i] = v,
+            Err(m) => {
+                self.values[i] = Value::None;
+                self.bad.push((i, m));
+            }
+        }
+    }
+
+    /// Whether the data gave field `i`, fitting or not.
+    fn has(&self, i: usize) -> bool {
+        self.given.has(i)
+    }
+}
+
+/// A set of field numbers; without allocating up to 64 fields.
+#[derive(Debug, Default)]
+struct Bits {
+    low: u64,
+    high: Vec<u64>,
+}
+
+impl Bits {
+    fn has(&self, i: usize) -> bool {
+        match i.checked_sub(64) {
+            None => self.low & (1 << i) != 0,
+            Some(j) => self
+                .high
+                .get(j / 64)
+                .is_some_and(|w| w & (1 << (j % 64)) != 0),
+        }
+    }
+
+    fn insert(&mut self, i: usize) {
+        match i.checked_sub(64) {
+            None => self.low |= 1 << i,
+            Some(j) => {
+                if self.high.len() <= j / 64 {
+                    self.high.resize(j / 64 + 1, 0);
+                }
+                self.high[j / 64] |= 1 << (j % 64);
+            }
+        }
+    }
+
+    /// The numbers below `n` not in the set, in order.
+    fn missing(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        // Word by word, so a record with every field given costs one test.
+        (0..n.div_ceil(64)).flat_map(move |w| {
+            let word = if w == 0 {
+                self.low
+            } else {
+                self.high.get(w - 1).copied().unwrap_or(0)
+            };
+            let mut gaps = !word;
+            std::iter::from_fn(move || {
+                let bit = gaps.trailing_zeros() as usize;
+                let i = w * 64 + bit;
+                if bit == 64 || i >= n {
+                    return None;
+                }
+                gaps &= gaps - 1;
+                Some(i)
+            })
+        })
+    }
+}
+
+/// A value that does not fit its type, with where it sits, innermost step
+/// first; turned into text only when the call is refused.
+#[derive(Debug)]
+struct Mismatch {
+    reason: String,
+    steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+enum Step {
+    Field(String),
+    Index(usize),
+}
+
+impl Mismatch {
+    fn new(reason: String) -> Box<Mismatch> {
+        Box::new(Mismatch {
+            reason,
+            steps: Vec::new(),
+        })
+    }
+
+    /// The same fault seen one step further out.
+    fn at(mut self: Box<Self>, step: Step) -> Box<Self> {
+        self.steps.push(step);
+        self
+    }
+
+    /// The fault with its path from `root`, as the tree decoder gives it.
+    fn render(&self, root: &str) -> decode::DecodeError {
+        let mut path = root.to_string();
+        for step in self.steps.iter().rev() {
+            match step {
+                Step::Field(f) => {
+                    path.push('.');
+                    path.push_str(f);
+                }
+                Step::Index(i) => path.push_str(&format!("[{i}]")),
+            }
+        }
+        decode::DecodeError {
+            path,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// Reads a map key without copying it when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        // As serde_json's own `Value` reads keys, so errors are the same.
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(s))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(s.to_string()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(s))
+    }
+}
+
+/// Reads a value and keeps nothing. It goes through `deserialize_any`,
+/// like serde_json's `Value`, not `deserialize_ignored_any`: that one
+/// checks less (numbers out of range, nesting depth) and would let through
+/// lines the tree path refuses as malformed.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Key)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+}
+
+/// The top-level value of a line.
+struct TopVisitor<'e> {
+    dec: Decoder<'e>,
+}
+
+impl<'de> Visitor<'de> for TopVisitor<'_> {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Segment call")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("a string"))
+    }
+
+    fn visit_unit<E>(self) -> Result<Top<'de>, E> {
+        Ok(Top::NotObject("null"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
+        SkipVisitor.visit_seq(seq)?;
+        Ok(Top::NotObject("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+        let dec = self.dec;
+        let mut env = Envelope::default();
+        let mut content = Content::None;
+        // Whether properties or traits were read (or skipped): a later
+        // `type` or `event` could change how they should have been read.
+        let mut seen_body = false;
+        let mut fallback = false;
+        while let Some(key) = map.next_key_seed(Key)? {
+            if fallback {
+                map.next_value_seed(Skip)?;
+                continue;
+            }
+            let slot = match &*key {
+                "type" | "event" if seen_body => {
+                    fallback = true;
+                    map.next_value_seed(Skip)?;
+                    continue;
+                }
+                "type" => &mut env.call_type,
+                "event" => &mut env.event,
+                "userId" => &mut env.user_id,
+                "anonymousId" => &mut env.anonymous_id,
+                "messageId" => &mut env.message_id,
+                "timestamp" => &mut env.timestamp,
+                "originalTimestamp" => &mut env.original_timestamp,
+                "name" => &mut env.name,
+                "previousId" => &mut env.previous_id,
+                "properties" | "traits" => {
+                    let plan = if &*key == "properties" {
+                        dec.properties_plan(&env)
+                    } else {
+                        dec.traits_plan(&env)
+                    };
+                    if plan == Plan::Fallback {
+                        fallback = true;
+                        map.next_value_seed(Skip)?;
+                        continue;
+                    }
+                    seen_body = true;
+                    let (shape, got) = map.next_value_seed(BodySeed { dec, plan })?;
+                    if plan != Plan::Skip {
+                        // Given twice, the last one counts, as in a map.
+                        content = got;
+                    }
+                    if &*key == "properties" {
+                        env.properties = shape;
+                    } else {
+                        env.traits = shape;
+                    }
+                    continue;
+                }
+                _ => {
+                    map.next_value_seed(Skip)?;
+                    continue;
+                }
+            };
+            *slot = map.next_value_seed(FieldSeed)?;
+        }
+        Ok(if fallback {
+            Top::Fallback
+        } else {
+            Top::Object(Body {
+                envelope: env,
+                content,
+            })
+        })
+    }
+}
+
+/// An envelope field, as [`Field`].
+struct FieldSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = Field<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed {
+    type Value = Field<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Field::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Field::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Field::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // serde_json's `Value` turns a number it cannot hold into null.
+        Ok(serde_json::Number::from_f64(v).map_or(Field::Null, Field::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Field::Str(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor.visit_seq(seq)?;
+        Ok(Field::Other("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor.visit_map(map)?;
+        Ok(Field::Object)
+    }
+}
+
+/// A call's properties or traits: their shape for the envelope checks, and
+/// their typed content when they are an object to read.
+struct BodySeed<'e> {
+    dec: Decoder<'e>,
+    plan: Plan,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = (Field<'de>, Content<'de>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = (Field<'de>, Content<'de>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok((Field::Other("a boolean"), Content::None))
+    }
+
+    // Only the kind matters here: these are refused as not an object.
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok((Field::Other("a number"), Content::None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok((Field::Other("a number"), Content::None))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // serde_json's `Value` turns a number it cannot hold into null.
+        let shape = if v.is_finite() {
+            Field::Other("a number")
+        } else {
+            Field::Null
+        };
+        Ok((shape, Content::None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok((Field::Other("a string"), Content::None))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok((Field::Null, Content::None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor.visit_seq(seq)?;
+        Ok((Field::Other("an array"), Content::None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let content = match self.plan {
+            Plan::Record(schema) => Content::Record {
+                fields: read_fields(self.dec, schema, 0, &mut map)?,
+            },
+            Plan::Traits => {
+                let (fields, email) = read_traits(self.dec, &mut map)?;
+                Content::Traits { fields, email }
+            }
+            Plan::Skip | Plan::Fallback => {
+                SkipVisitor.visit_map(map)?;
+                Content::None
+            }
+        };
+        Ok((Field::Object, content))
+    }
+}
+
+/// Reads an object's entries into one slot per field of `schema`, the
+/// record being at `depth` (its fields one deeper); keys the schema does
+/// not name are skipped. With no such schema the entries are skipped and
+/// the record is refused when built.
+fn read_fields<'de, A: MapAccess<'de>>(
+    dec: Decoder<'_>,
+    schema: u32,
+    depth: usize,
+    map: &mut A,
+) -> Result<Fields, A::Error> {
+    let fields = dec.fields(schema).unwrap_or_default();
+    let mut given = Fields::new(fields.len());
+    let mut cursor = 0;
+    while let Some(key) = map.next_key_seed(Key)? {
+        match find_field(fields, &key, &mut cursor) {
+            Some(i) => {
+                let typed = map.next_value_seed(ValueSeed {
+                    dec,
+                    ty: &fields[i].ty,
+                    depth: depth + 1,
+                    null_is: Some(&fields[i]),
+                })?;
+                given.set(i, typed);
+            }
+            None => map.next_value_seed(Skip)?,
+        }
+    }
+    Ok(given)
+}
+
+/// The field named `key`. Senders mostly write fields in the schema's
+/// order, so the search starts after the field found last (`cursor`) and
+/// usually ends at its first comparison.
+fn find_field(fields: &[FieldSchema], key: &str, cursor: &mut usize) -> Option<usize> {
+    let n = fields.len();
+    for k in 0..n {
+        let mut i = *cursor + k;
+        if i >= n {
+            i -= n;
+        }
+        if fields[i].name == key {
+            *cursor = i + 1;
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Reads an identify call's traits into one slot per profile field, and
+/// the `email` trait as given when it is a string (the identity graph
+/// joins by it whether or not the profile declares it).
+fn read_traits<'de, A: MapAccess<'de>>(
+    dec: Decoder<'_>,
+    map: &mut A,
+) -> Result<(Fields, Option<Cow<'de, str>>), A::Error> {
+    let fields = dec.profile_fields();
+    let mut given = Fields::new(fields.len());
+    let mut email = None;
+    let mut cursor = 0;
+    while let Some(key) = map.next_key_seed(Key)? {
+        let field = find_field(fields, &key, &mut cursor);
+        let seed = field.map(|i| ValueSeed {
+            dec,
+            ty: &fields[i].ty,
+            depth: 0,
+            null_is: None,
+        });
+        if key == "email" {
+            let (typed, text) = map.next_value_seed(Capture(seed))?;
+            email = text;
+            if let (Some(i), Some(typed)) = (field, typed) {
+                given.set(i, typed);
+            }
+        } else if let (Some(i), Some(seed)) = (field, seed) {
+            given.set(i, map.next_value_seed(seed)?);
+        } else {
+            map.next_value_seed(Skip)?;
+        }
+    }
+    Ok((given, email))
+}
+
+/// Reads a value as a schema type.
+#[derive(Clone, Copy)]
+struct ValueSeed<'e, 't> {
+    dec: Decoder<'e>,
+    ty: &'t Type,
+    depth: usize,
+    /// For a record's field, the field: there null means "not given", and
+    /// the field's default applies (the tree decoder looks at null before
+    /// depth, so this does too).
+    null_is: Option<&'t FieldSchema>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
+    type Value = Typed;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Typed, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ValueSeed<'_, '_> {
+    fn too_deep(&self) -> bool {
+        self.depth > MAX_DEPTH
+    }
+
+    fn scalar(&self, json: Shape<'_>) -> Typed {
+        if self.too_deep() {
+            return Err(Mismatch::new(decode::too_deep()));
+        }
+        decode::scalar(self.dec.bundle, self.ty, json).map_err(Mismatch::new)
+    }
+
+    fn number(&self, n: Option<serde_json::Number>) -> Typed {
+        match n {
+            Some(n) => self.scalar(Shape::Number(&n)),
+            // serde_json's `Value` turns a number it cannot hold into null.
+            None => self.null(),
+        }
+    }
+
+    fn null(&self) -> Typed {
+        match self.null_is {
+            Some(field) => decode::missing(field).map_err(Mismatch::new),
+            None => self.scalar(Shape::Null),
+        }
+    }
+
+    /// The type under any `?`: lists and records are read through them.
+    fn inner(&self) -> &Type {
+        let mut ty = self.ty;
+        while let Type::Optional(inner) = ty {
+            ty = inner;
+        }
+        ty
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
+    type Value = Typed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Typed, E> {
+        Ok(self.scalar(Shape::Bool(v)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Typed, E> {
+        Ok(self.number(Some(v.into())))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Typed, E> {
+        Ok(self.number(Some(v.into())))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Typed, E> {
+        Ok(self.number(serde_json::Number::from_f64(v)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Typed, E> {
+        Ok(self.scalar(Shape::Str(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Typed, E> {
+        Ok(self.null())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Typed, A::Error> {
+        let (Type::List(item), false) = (self.inner(), self.too_deep()) else {
+            SkipVisitor.visit_seq(seq)?;
+            return Ok(self.scalar(Shape::List));
+        };
+        let seed = ValueSeed {
+            dec: self.dec,
+            ty: item,
+            depth: self.depth + 1,
+            null_is: None,
+        };
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(typed) = seq.next_element_seed(seed)? {
+            match typed {
+                Ok(v) => out.push(v),
+                Err(m) => {
+                    // The rest is read only to find broken JSON.
+                    SkipVisitor.visit_seq(seq)?;
+                    return Ok(Err(m.at(Step::Index(out.len()))));
+                }
+            }
+        }
+        Ok(Ok(Value::List(out.into())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Typed, A::Error> {
+        let (&Type::Record(schema), false) = (self.inner(), self.too_deep()) else {
+            SkipVisitor.visit_map(map)?;
+            return Ok(self.scalar(Shape::Object));
+        };
+        let given = read_fields(self.dec, schema, self.depth, &mut map)?;
+        Ok(self.dec.record(schema, given))
+    }
+}
+
+/// Reads a value as a trait (or skips it when the profile has no such
+/// field) and keeps its text when it is a string.
+struct Capture<'e, 't>(Option<ValueSeed<'e, 't>>);
+
+impl<'de> DeserializeSeed<'de> for Capture<'_, '_> {
+    type Value = (Option<Typed>, Option<Cow<'de, str>>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capture<'_, '_> {
+    type Value = (Option<Typed>, Option<Cow<'de, str>>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok((self.0.map(|s| s.scalar(Shape::Bool(v))), None))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok((self.0.map(|s| s.number(Some(v.into()))), None))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok((self.0.map(|s| s.number(Some(v.into()))), None))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        let n = serde_json::Number::from_f64(v);
+        Ok((self.0.map(|s| s.number(n)), None))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        let typed = self.0.map(|s| s.scalar(Shape::Str(v)));
+        Ok((typed, Some(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        let typed = self.0.map(|s| s.scalar(Shape::Str(v)));
+        Ok((typed, Some(Cow::Owned(v.to_string()))))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok((self.0.map(|s| s.null()), None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        match self.0 {
+            Some(s) => Ok((Some(s.visit_seq(seq)?), None)),
+            None => SkipVisitor.visit_seq(seq).map(|()| (None, None)),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        match self.0 {
+            Some(s) => Ok((Some(s.visit_map(map)?), None)),
+            None => SkipVisitor.visit_map(map).map(|()| (None, None)),
+        }
+    }
+}

@@ -1,0 +1,573 @@
+//! The one-pass decoder (`ingest`) against the tree path it replaces
+//! (`segment::parse_line`, then the engine's decoding with `decode`): the
+//! same typed calls and the same refusals, word for word, on the example
+//! events, on generated streams with and without bad lines, on hand-made
+//! faults and on random damage to good lines.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use nudge_bytecode::{Bundle, Value};
+use nudge_runtime::decode;
+use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::identity::Names;
+use nudge_runtime::ingest::{self, Decoded, TypedCall};
+use nudge_runtime::segment::{self, CallKind, PAGE_EVENT};
+use proptest::prelude::*;
+
+fn example_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(examples_root())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("nudge.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn examples_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn example_bundle(name: &str) -> Bundle {
+    let root = examples_root().join(name);
+    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{name} does not check");
+    nudge_compiler::lower(&project, &analysis).unwrap()
+}
+
+fn example_events(name: &str) -> String {
+    std::fs::read_to_string(examples_root().join(name).join("events.jsonl")).unwrap()
+}
+
+fn generated(events: u64, bad_rate: f64, seed: u64) -> String {
+    let mut config = nudge_gen::GenConfig::new(events);
+    config.bad_rate = bad_rate;
+    config.seed = seed;
+    let mut out = Vec::new();
+    nudge_gen::generate(&config, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// Event schemas by wire name, as the engine finds them.
+fn by_wire(bundle: &Bundle) -> HashMap<String, u32> {
+    bundle
+        .schemas
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.wire.clone().map(|w| (w, i as u32)))
+        .collect()
+}
+
+/// What the tree path makes of a line: `parse_line`, then the decoding
+/// `Engine::apply` does before anything else (same steps, same messages).
+fn tree(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> String {
+    let call = match segment::parse_line(line) {
+        Ok(call) => call,
+        Err(r) => return format!("bad: {}", r.reason),
+    };
+    let at = call.timestamp.timestamp();
+    let refused = |reason: String| format!("refused at {at}: {reason}");
+    let mut event = None;
+    let mut traits = Vec::new();
+    let track = match &call.kind {
+        CallKind::Track { event, properties } => Some((event.as_str(), properties.clone())),
+        CallKind::Page { name, properties } => {
+            let mut props = properties.clone();
+            if let Some(n) = name {
+                props
+                    .entry("name")
+                    .or_insert_with(|| serde_json::Value::String(n.clone()));
+            }
+            Some((PAGE_EVENT, props))
+        }
+        _ => None,
+    };
+    if let Some((wire, props)) = track {
+        let Some(&schema) = by_wire.get(wire) else {
+            return refused(format!(
+                "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
+            ));
+        };
+        match decode::record(bundle, schema, &props, "properties") {
+            Ok(v) => event = Some((schema, v)),
+            Err(e) => return refused(format!("{wire:?}: {e}")),
+        }
+    }
+    if let CallKind::Identify { traits: given } = &call.kind {
+        let schema = &bundle.schemas[bundle.profile as usize];
+        for (i, f) in schema.fields.iter().enumerate() {
+            let Some(json) = given.get(&f.name) else {
+                continue;
+            };
+            match decode::value(bundle, &f.ty, json, &format!("traits.{}", f.name)) {
+                Ok(v) => traits.push((i as u16, v)),
+                Err(e) => return refused(e.to_string()),
+            }
+        }
+    }
+    show(&TypedCall {
+        at,
+        names: Names::of(&call),
+        message_id: call.message_id.as_deref(),
+        event,
+        traits,
+    })
+}
+
+/// What the one-pass decoder makes of a line, in the same words; `None`
+/// when it hands the line to the tree path.
+fn one_pass(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> Option<String> {
+    Some(match ingest::Decoder::new(bundle, by_wire).decode(line) {
+        Decoded::Call(mut parts) => show(&parts.typed()),
+        Decoded::Refused { at, reason } => format!("refused at {at}: {reason}"),
+        Decoded::Bad(r) => format!("bad: {}", r.reason),
+        Decoded::Fallback => return None,
+    })
+}
+
+/// A typed call as text. `Debug` shows decimals with their scale, so
+/// `45.0` and `45` differ here although they are equal numbers.
+fn show(call: &TypedCall<'_>) -> String {
+    format!("{call:?}")
+}
+
+/// Checks every line; returns how many went to the tree path.
+fn assert_same(bundle: &Bundle, text: &str, what: &str) -> usize {
+    let wires = by_wire(bundle);
+    let mut fallbacks = 0;
+    for (i, line) in text.lines().enumerate() {
+        let want = tree(bundle, &wires, line);
+        match one_pass(bundle, &wires, line) {
+            Some(got) => assert_eq!(got, want, "{what} line {}: {line}", i + 1),
+            None => fallbacks += 1,
+        }
+    }
+    fallbacks
+}
+
+#[test]
+fn every_example_event_decodes_as_the_tree_path_decodes_it() {
+    for name in example_names() {
+        let bundle = example_bundle(&name);
+        let fallbacks = assert_same(&bundle, &example_events(&name), &name);
+        assert_eq!(fallbacks, 0, "{name}: no line needs the tree path");
+    }
+}
+
+#[test]
+fn generated_streams_decode_as_the_tree_path_decodes_them() {
+    // Every example, since each declares its own events; bad lines are
+    // half broken JSON, half wrong property types.
+    for (k, name) in example_names().iter().enumerate() {
+        let bundle = example_bundle(name);
+        let clean = generated(4_000, 0.0, 11 + k as u64);
+        assert_eq!(assert_same(&bundle, &clean, name), 0, "{name}");
+        let dirty = generated(4_000, 0.2, 31 + k as u64);
+        assert_eq!(assert_same(&bundle, &dirty, name), 0, "{name}");
+    }
+}
+
+/// Lines that probe each rule of the tree path, good and bad.
+const PROBES: &[&str] = &[
+    // Broken JSON anywhere wins over everything, with serde_json's column.
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":"x"}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":1}} x"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":1,}}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":1e400}}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{"x":1e999}}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":"\ud800"}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":"a	b"}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":"\x"}"#,
+    "",
+    "   ",
+    "{",
+    "nul",
+    // Not an object.
+    "[1,2]",
+    "null",
+    "true",
+    "12.5",
+    r#""text""#,
+    // Envelope faults, each behind the one before it.
+    r#"{}"#,
+    r#"{"type":7}"#,
+    r#"{"type":"track","userId":true}"#,
+    r#"{"type":"track","userId":"u1","anonymousId":[1]}"#,
+    r#"{"type":"track","userId":"u1","messageId":5}"#,
+    r#"{"type":"track","userId":"u1"}"#,
+    r#"{"type":"track","userId":"u1","timestamp":5}"#,
+    r#"{"type":"track","userId":"u1","timestamp":null,"originalTimestamp":"2026-01-05T10:00:00+01:00","event":"Order Completed","properties":{"order_id":"o","total":5}}"#,
+    r#"{"type":"track","userId":"u1","originalTimestamp":{}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"yesterday"}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"  "}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":3,"properties":{"total":"x"}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":[{"total":"x"}]}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":"x"}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":7}"#,
+    r#"{"type":"track","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"total":"x"}}"#,
+    r#"{"type":"track","userId":"","anonymousId":"","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed"}"#,
+    r#"{"type":"group","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":5}"#,
+    r#"{"type":"alias","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"alias","previousId":"a1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"alias","previousId":"a1","anonymousId":"a2","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"alias","previousId":17,"userId":18,"timestamp":"2026-01-05T10:00:00Z","properties":5,"traits":[]}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":"x"}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":null,"properties":"ignored"}"#,
+    // Numeric ids keep their text.
+    r#"{"type":"identify","userId":42,"anonymousId":-3,"messageId":"m","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"identify","userId":4.50,"anonymousId":1e3,"timestamp":"2026-01-05T10:00:00Z"}"#,
+    // Unknown events are refused after the envelope, with the clock moved.
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":{"a":1}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":[]}"#,
+    // Properties: wrong types name the first field in schema order.
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"total":"x","order_id":7}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":12.50,"products":[{"product_id":"p","price":1},{"product_id":"p","price":"2"},{"price":true}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":{"product_id":"p"}}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":[null]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":[{"product_id":null,"quantity":2.0}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":[{"product_id":"p","quantity":2.5}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":[{"product_id":"p","quantity":18446744073709551615}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":[{"product_id":"p","quantity":1e20}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":123456789012345678901234567890}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":0.1000000000000000055511151231257827}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":-0.0,"revenue":1E2,"tax":5e-3}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"a very long order id that goes past forty characters","total":[]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"order_id":null}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":7,"total":5,"order_id":"o"}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5},"properties":{"total":5}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5},"properties":null}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"\u00e9\"o\"","total":5,"currency":"\ud83d\ude00"}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}"#,
+    // Keys in any order, as long as the type and event come before the properties.
+    r#"{"timestamp":"2026-01-05T10:00:00Z","userId":"u1","event":"Order Completed","type":"track","properties":{"order_id":"o","total":5}}"#,
+    r#"{"type":"track","type":"page","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"path":"/"}}"#,
+    // Pages: the call's name fills a missing `name` property.
+    r#"{"type":"page","userId":"u1","name":"Home","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"page","userId":"u1","name":"Home","timestamp":"2026-01-05T10:00:00Z","properties":{"path":"/","name":"Other"}}"#,
+    r#"{"type":"page","userId":"u1","name":"Home","timestamp":"2026-01-05T10:00:00Z","properties":{"path":"/","name":null}}"#,
+    r#"{"type":"page","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"path":"/"},"name":"After"}"#,
+    r#"{"type":"page","userId":"u1","name":5,"timestamp":"2026-01-05T10:00:00Z","properties":{"path":"/"}}"#,
+    r#"{"type":"page","userId":"u1","name":null,"timestamp":"2026-01-05T10:00:00Z","properties":null}"#,
+    r#"{"type":"page","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"path":5}}"#,
+    // Traits: null is a value, unknown traits are ignored, email joins.
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":"Ana@Example.com ","first_name":"Ana","unknown":{"deep":[1,2]},"consent":{"email":true}}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":null}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":5}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":"a@b.c","email":null}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"first_name":null,"timezone":"Mars/Base"}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"timezone":"Europe/Paris","first_name":3}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"consent":{"email":"yes"}}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"consent":[true]}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"created_at":"2026-01-01","birthday":"1990-02-30"}}"#,
+];
+
+/// Lines one pass cannot follow: properties or traits before the `type`
+/// or `event` that says how to read them.
+const OUT_OF_ORDER: &[&str] = &[
+    r#"{"properties":{"order_id":"o","total":5},"event":"Order Completed","type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"track","properties":{"order_id":"o","total":5},"event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"track","event":"Order Completed","properties":{"order_id":"o","total":5},"event":"Product Added","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"traits":{"email":"x@y.z"},"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    // A `type` or `event` after properties or traits that were skipped for
+    // the type or event given before it.
+    r#"{"type":"track","event":null,"properties":{"order_id":"o","total":5},"event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"track","event":"Nope","properties":{"order_id":"o","total":5},"event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"identify","properties":{"order_id":"o","total":5},"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":null,"traits":{"email":"x@y.z"},"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+];
+
+#[test]
+fn probes_get_the_same_call_or_the_same_reason() {
+    for name in example_names() {
+        let bundle = example_bundle(&name);
+        let wires = by_wire(&bundle);
+        for line in PROBES {
+            let want = tree(&bundle, &wires, line);
+            if let Some(got) = one_pass(&bundle, &wires, line) {
+                assert_eq!(got, want, "{name}: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn only_keys_out_of_order_go_to_the_tree_path() {
+    let bundle = example_bundle("cart_recovery");
+    let wires = by_wire(&bundle);
+    for line in PROBES {
+        assert!(one_pass(&bundle, &wires, line).is_some(), "{line}");
+    }
+    for line in OUT_OF_ORDER {
+        assert!(one_pass(&bundle, &wires, line).is_none(), "{line}");
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_the_same_way() {
+    let bundle = example_bundle("cart_recovery");
+    let wires = by_wire(&bundle);
+    for depth in [31, 32, 33, 127, 128, 129, 500] {
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        for line in [
+            format!(
+                r#"{{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{{"order_id":"o","total":5,"x":{nested}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{{"order_id":"o","total":5,"products":{nested}}}}}"#
+            ),
+        ] {
+            let want = tree(&bundle, &wires, &line);
+            assert_eq!(
+                one_pass(&bundle, &wires, &line),
+                Some(want),
+                "depth {depth}"
+            );
+        }
+    }
+}
+
+/// Replays `text` line by line through two engines, one per path, and
+/// checks that each line is refused alike and that everything they do is
+/// the same.
+fn assert_same_run(bundle: &Bundle, text: &str) {
+    let config = Config {
+        release_spread: 0,
+        ..Config::default()
+    };
+    let mut old = Engine::new(bundle, MemorySink::default(), config.clone(), i64::MIN);
+    let mut new = Engine::new(bundle, MemorySink::default(), config, i64::MIN);
+    for (i, line) in text.lines().enumerate() {
+        let want = match segment::parse_line(line) {
+            Ok(call) => {
+                old.advance_before(call.timestamp.timestamp());
+                old.apply(&call).map(drop).map_err(|r| r.reason)
+            }
+            Err(r) => Err(r.reason),
+        };
+        let got = ingest::apply_line(&mut new, line);
+        assert_eq!(got, want, "line {}: {line}", i + 1);
+    }
+    old.drain();
+    new.drain();
+    assert_eq!(new.stats(), old.stats());
+    let (old, new) = (old.into_sink(), new.into_sink());
+    assert_eq!(new.outbox, old.outbox);
+    assert_eq!(new.records, old.records);
+    assert_eq!(new.memberships, old.memberships);
+}
+
+#[test]
+fn replays_through_either_path_do_the_same() {
+    for name in example_names() {
+        let bundle = example_bundle(&name);
+        assert_same_run(&bundle, &example_events(&name));
+    }
+    let bundle = example_bundle("cart_recovery");
+    assert_same_run(&bundle, &generated(3_000, 0.1, 5));
+    assert_same_run(&bundle, &PROBES.join("\n"));
+    assert_same_run(&bundle, &OUT_OF_ORDER.join("\n"));
+}
+
+/// One way of damaging a good line.
+#[derive(Clone, Debug)]
+enum Damage {
+    Cut(usize),
+    Replace(usize, char),
+    Insert(usize, &'static str),
+    Remove(usize, usize),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let snippets = prop::sample::select(vec![
+        "\"",
+        ",",
+        "}",
+        "]",
+        "{",
+        "[",
+        ":",
+        "null",
+        "1",
+        "-1.5e3",
+        "\"x\"",
+        "true",
+        "\\",
+        "\\u0041",
+        "\\ud800",
+        " ",
+        "\"name\":",
+        "\"properties\":",
+        "\"type\":\"page\",",
+        "\"event\":\"Order Completed\",",
+        "\"timestamp\":\"2026-01-05T10:00:00Z\",",
+        "\"total\":\"x\",",
+        "\"products\":[{}],",
+        "\"email\":\"a@b.c\",",
+    ]);
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(|i| Damage::Cut(i.index(1 << 20))),
+        (any::<prop::sample::Index>(), any::<char>())
+            .prop_map(|(i, c)| Damage::Replace(i.index(1 << 20), c)),
+        (any::<prop::sample::Index>(), snippets)
+            .prop_map(|(i, s)| Damage::Insert(i.index(1 << 20), s)),
+        (any::<prop::sample::Index>(), 1usize..12)
+            .prop_map(|(i, n)| Damage::Remove(i.index(1 << 20), n)),
+    ]
+}
+
+fn apply_damage(line: &str, damage: &[Damage]) -> String {
+    let mut chars: Vec<char> = line.chars().collect();
+    for d in damage {
+        let len = chars.len().max(1);
+        match *d {
+            Damage::Cut(i) => chars.truncate(i % len),
+            Damage::Replace(i, c) => {
+                if !chars.is_empty() {
+                    chars[i % len] = c;
+                }
+            }
+            Damage::Insert(i, s) => {
+                let at = i % (chars.len() + 1);
+                chars.splice(at..at, s.chars());
+            }
+            Damage::Remove(i, n) => {
+                let at = i % len;
+                let end = (at + n).min(chars.len());
+                if at < end {
+                    chars.drain(at..end);
+                }
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    #[test]
+    fn damaged_lines_get_the_same_reason(
+        pick in any::<prop::sample::Index>(),
+        damage in prop::collection::vec(damage(), 1..4),
+    ) {
+        thread_local! {
+            static SETUP: (Bundle, HashMap<String, u32>, Vec<String>) = {
+                let bundle = example_bundle("cart_recovery");
+                let wires = by_wire(&bundle);
+                let mut lines: Vec<String> =
+                    example_events("cart_recovery").lines().map(str::to_string).collect();
+                lines.extend(generated(400, 0.0, 3).lines().map(str::to_string));
+                lines.extend(PROBES.iter().chain(OUT_OF_ORDER).map(|s| s.to_string()));
+                (bundle, wires, lines)
+            };
+        }
+        SETUP.with(|(bundle, wires, lines)| {
+            let line = apply_damage(&lines[pick.index(lines.len())], &damage);
+            let want = tree(bundle, wires, &line);
+            if let Some(got) = one_pass(bundle, wires, &line) {
+                prop_assert_eq!(got, want, "{}", line);
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn keys_in_any_order_and_repeated_change_nothing(
+        pick in any::<prop::sample::Index>(),
+        order in any::<prop::sample::Index>(),
+        extra in prop::collection::vec(
+            (any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+            0..3,
+        ),
+    ) {
+        thread_local! {
+            static SETUP: (Bundle, HashMap<String, u32>, Vec<String>) = {
+                let bundle = example_bundle("cart_recovery");
+                let wires = by_wire(&bundle);
+                let mut lines: Vec<String> =
+                    example_events("cart_recovery").lines().map(str::to_string).collect();
+                lines.extend(generated(300, 0.1, 9).lines().map(str::to_string));
+                (bundle, wires, lines)
+            };
+        }
+        const KEYS: &[&str] = &[
+            "type", "event", "properties", "traits", "name", "userId", "anonymousId",
+            "previousId", "timestamp", "messageId",
+        ];
+        const VALUES: &[&str] = &[
+            "null", "5", "\"track\"", "\"page\"", "\"identify\"", "\"alias\"",
+            "\"Order Completed\"", "\"Product Added\"", "\"Nope\"", "{}", "[]",
+            "{\"order_id\":\"o\",\"total\":5}", "{\"email\":\"a@b.c\",\"first_name\":1}",
+            "\"2026-01-05T10:00:00Z\"", "\"u9\"",
+        ];
+        SETUP.with(|(bundle, wires, lines)| {
+            let line = &lines[pick.index(lines.len())];
+            let Ok(serde_json::Value::Object(map)) = serde_json::from_str(line) else {
+                return Ok(());
+            };
+            // Entries as text, rotated, with a few keys given again.
+            let mut entries: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+                .collect();
+            let n = entries.len();
+            entries.rotate_left(order.index(n.max(1)));
+            for (at, key, value) in &extra {
+                let entry = format!("\"{}\":{}", key.get(KEYS), value.get(VALUES));
+                entries.insert(at.index(entries.len() + 1), entry);
+            }
+            let line = format!("{{{}}}", entries.join(","));
+            let want = tree(bundle, wires, &line);
+            if let Some(got) = one_pass(bundle, wires, &line) {
+                prop_assert_eq!(got, want, "{}", line);
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn any_text_is_refused_without_a_panic(line in ".*") {
+        thread_local! {
+            static SETUP: (Bundle, HashMap<String, u32>) = {
+                let bundle = example_bundle("cart_recovery");
+                let wires = by_wire(&bundle);
+                (bundle, wires)
+            };
+        }
+        SETUP.with(|(bundle, wires)| {
+            let want = tree(bundle, wires, &line);
+            if let Some(got) = one_pass(bundle, wires, &line) {
+                prop_assert_eq!(got, want);
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[test]
+fn money_keeps_the_numbers_own_digits() {
+    let bundle = example_bundle("cart_recovery");
+    let wires = by_wire(&bundle);
+    let line = r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":45.0,"revenue":0.1,"tax":3}}"#;
+    let Decoded::Call(mut parts) = ingest::Decoder::new(&bundle, &wires).decode(line) else {
+        panic!("decodes")
+    };
+    let Some((schema, Value::Record(r))) = parts.typed().event else {
+        panic!("an event")
+    };
+    let field = |name: &str| {
+        let i = bundle.schemas[schema as usize]
+            .fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap();
+        format!("{:?}", r.fields[i])
+    };
+    assert_eq!(field("total"), "Money(45.0)");
+    assert_eq!(field("revenue"), "Money(0.1)");
+    assert_eq!(field("tax"), "Money(3)");
+}
