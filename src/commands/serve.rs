@@ -719,7 +719,7 @@ impl Metrics {
         metric(
             "nudge_commit_seconds",
             "summary",
-            "Time to commit a batch and deliver its sends.",
+            "Time to commit a batch of calls with its send intents.",
             vec![
                 format!("nudge_commit_seconds_sum {sum}"),
                 format!("nudge_commit_seconds_count {count}"),
