@@ -9,13 +9,13 @@
 //! twice with the same customers: once with a flow whose trigger never
 //! fires (customers only) and once with every customer asleep in a 30-day
 //! wait; the difference divided by the count is the cost of one sleeping
-//! instance (instance record, timer, the customer's index entry, and its
-//! share of the slot table).
+//! instance (instance record and its share of the slot table, timer, and the
+//! customer's per-flow entry and instance index).
 //!
 //! The exit cost is the time to apply 100,000 purchases that each end one
 //! waiting instance, per purchase.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
@@ -31,24 +31,29 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+/// What `nudge` allocates with (see `src/main.rs`), so that timings are the
+/// binary's: with the system allocator they depend on the free lists the
+/// previous engine left behind more than on the engine's own work.
+static MI: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+// SAFETY: forwards to mimalloc unchanged; only counts sizes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
         // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(layout) }
+        unsafe { MI.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
         // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MI.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as for `realloc` on the system allocator.
-        unsafe { System.realloc(ptr, layout, new) }
+        // SAFETY: as for `realloc` on the wrapped allocator.
+        unsafe { MI.realloc(ptr, layout, new) }
     }
 }
 
@@ -108,15 +113,18 @@ fn load(bundle: &Bundle, n: usize) -> (isize, Engine<'_, Discard>) {
     (LIVE.load(Ordering::Relaxed) - before, engine)
 }
 
+/// Set in the child process that measures one count.
+const ONE: &str = "NUDGE_BENCH_ONE_COUNT";
+
 fn main() {
+    if let Some(n) = std::env::var(ONE).ok().and_then(|n| n.parse().ok()) {
+        return measure(n);
+    }
     let counts: Vec<usize> = std::env::var("NUDGE_BENCH_INSTANCES")
         .unwrap_or_else(|_| "1000,100000,1000000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let sleeping = bundle("checkout_started");
-    // Same customers and events, but the flow never starts.
-    let idle = bundle("order_cancelled");
     println!(
         "size of an instance record: {} bytes",
         std::mem::size_of::<Option<nudge_runtime::engine::Instance>>()
@@ -125,30 +133,55 @@ fn main() {
         "{:>10} {:>16} {:>16} {:>18}",
         "instances", "bytes/instance", "exit ns/event", "instances alive"
     );
+    // Each count in a process of its own: timings taken in a heap that
+    // earlier engines had grown and freed swung by half from run to run,
+    // with whether the allocator had handed that memory back to the system
+    // (most of the time went to page faults).
+    let me = std::env::current_exe().expect("the bench knows its path");
     for n in counts {
-        let (base, engine) = load(&idle, n);
-        drop(engine);
-        let (with, mut engine) = load(&sleeping, n);
-        let live = engine.instances().count();
-        assert_eq!(live, n, "every customer is asleep");
-        let per_instance = (with - base) as f64 / n as f64;
-
-        // Purchases by the first 100,000 customers (or all, when fewer).
-        let m = n.min(100_000);
-        let calls: Vec<_> = (0..m)
-            .map(|i| parse_line(&purchase(i)).expect("valid"))
-            .collect();
-        let t = Instant::now();
-        for call in &calls {
-            engine.advance_before(call.timestamp.timestamp());
-            engine.apply(call).expect("applies");
-        }
-        let per_event = t.elapsed().as_nanos() as f64 / m as f64;
-        assert_eq!(
-            engine.instances().count(),
-            n - m,
-            "each purchase ended one instance"
-        );
-        println!("{n:>10} {per_instance:>16.0} {per_event:>16.0} {live:>18}");
+        let status = std::process::Command::new(&me)
+            .env(ONE, n.to_string())
+            .status()
+            .expect("the bench runs itself");
+        assert!(status.success(), "measuring {n} instances failed");
     }
+}
+
+/// Measures `n` sleeping instances and prints one row.
+fn measure(n: usize) {
+    let sleeping = bundle("checkout_started");
+    // Same customers and events, but the flow never starts.
+    let idle = bundle("order_cancelled");
+    // Statics some code fills on first use would otherwise count against
+    // the first engine loaded.
+    drop(load(&sleeping, 10));
+    drop(load(&idle, 10));
+
+    // The timed engine first, in a fresh heap.
+    let (with, mut engine) = load(&sleeping, n);
+    let live = engine.instances().count();
+    assert_eq!(live, n, "every customer is asleep");
+
+    // Purchases by the first 100,000 customers (or all, when fewer).
+    let m = n.min(100_000);
+    let calls: Vec<_> = (0..m)
+        .map(|i| parse_line(&purchase(i)).expect("valid"))
+        .collect();
+    let t = Instant::now();
+    for call in &calls {
+        engine.advance_before(call.timestamp.timestamp());
+        engine.apply(call).expect("applies");
+    }
+    let per_event = t.elapsed().as_nanos() as f64 / m as f64;
+    assert_eq!(
+        engine.instances().count(),
+        n - m,
+        "each purchase ended one instance"
+    );
+    drop(engine);
+
+    let (base, engine) = load(&idle, n);
+    drop(engine);
+    let per_instance = (with - base) as f64 / n as f64;
+    println!("{n:>10} {per_instance:>16.0} {per_event:>16.0} {live:>18}");
 }

@@ -1,10 +1,17 @@
-//! The timer queue: what is due when, in a binary heap.
+//! The timer queue: what is due when, in binary heaps.
 //!
 //! Every operation costs O(log n) in the number of pending timers, so a
 //! million sleeping instances cost no more per event than a thousand.
 //! Cancelling is lazy: a timer carries the generation of what it wakes, and
 //! a woken owner whose generation has moved on ignores it. That keeps
 //! cancellation O(1) at the price of stale entries, which pop in due course.
+//!
+//! Nearly every timer wakes an instance, and there is one per sleeping
+//! instance, so those are kept packed in 24 bytes (the due time, the
+//! priority and insertion number in one word, the slot and generation);
+//! the others (and instance timers of an extreme priority) keep the full
+//! form in a second heap. Popping takes the earlier of the two heads, so the
+//! order is exactly that of one queue.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -59,12 +66,71 @@ pub struct Timer {
     pub wake: Wake,
 }
 
+/// An instance timer, packed: `tie` holds the order (biased to be
+/// unsigned) above the insertion number, so comparing it compares both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Packed {
+    due: i64,
+    tie: u64,
+    id: u32,
+    generation: u32,
+}
+
+/// Bits of `Packed::tie` holding the insertion number; the order takes the rest.
+const SEQ_BITS: u32 = 48;
+/// Added to the order to make it unsigned: orders in `-BIAS..BIAS` pack.
+const BIAS: i64 = 1 << (63 - SEQ_BITS);
+
+impl Packed {
+    /// The packed form, when the order and insertion number fit.
+    fn of(t: &Timer) -> Option<Packed> {
+        let Wake::Instance { id, generation } = t.wake else {
+            return None;
+        };
+        let order = u64::try_from(t.order.checked_add(BIAS)?).ok()?;
+        if order >= 1 << (64 - SEQ_BITS) || t.seq >= 1 << SEQ_BITS {
+            return None;
+        }
+        Some(Packed {
+            due: t.due,
+            tie: order << SEQ_BITS | t.seq,
+            id,
+            generation,
+        })
+    }
+
+    fn unpack(self) -> Timer {
+        Timer {
+            due: self.due,
+            order: (self.tie >> SEQ_BITS) as i64 - BIAS,
+            seq: self.tie & ((1 << SEQ_BITS) - 1),
+            wake: Wake::Instance {
+                id: self.id,
+                generation: self.generation,
+            },
+        }
+    }
+}
+
 /// The queue.
 #[derive(Clone, Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
+    /// Instance timers, packed.
+    packed: BinaryHeap<Reverse<Packed>>,
+    /// Every other timer.
+    wide: BinaryHeap<Reverse<Timer>>,
     seq: u64,
     one_shot: usize,
+}
+
+/// Pushes onto a heap that grows by an eighth when full rather than
+/// doubling, so at most a ninth of its memory sits unused instead of up to
+/// half (growth stays amortized O(1); the heap is only copied more often).
+fn push<T: Ord>(heap: &mut BinaryHeap<T>, item: T) {
+    if heap.len() == heap.capacity() {
+        heap.reserve_exact((heap.len() / 8).max(16));
+    }
+    heap.push(item);
 }
 
 impl Timers {
@@ -79,25 +145,50 @@ impl Timers {
         if !wake.recurring() {
             self.one_shot += 1;
         }
-        self.heap.push(Reverse(Timer {
+        let timer = Timer {
             due,
             order: priority.saturating_neg(),
             seq: self.seq,
             wake,
-        }));
+        };
+        match Packed::of(&timer) {
+            Some(p) => push(&mut self.packed, Reverse(p)),
+            None => push(&mut self.wide, Reverse(timer)),
+        }
+    }
+
+    /// The next timer, and whether it is the packed heap's.
+    fn peek(&self) -> Option<(Timer, bool)> {
+        let packed = self.packed.peek().map(|p| p.0.unpack());
+        let wide = self.wide.peek().map(|t| t.0);
+        match (packed, wide) {
+            (Some(p), Some(w)) if w < p => Some((w, false)),
+            (Some(p), _) => Some((p, true)),
+            (None, w) => w.map(|w| (w, false)),
+        }
     }
 
     /// When the next timer is due.
     pub fn next_due(&self) -> Option<i64> {
-        self.heap.peek().map(|t| t.0.due)
+        let packed = self.packed.peek().map(|p| p.0.due);
+        let wide = self.wide.peek().map(|t| t.0.due);
+        match (packed, wide) {
+            (Some(p), Some(w)) => Some(p.min(w)),
+            (p, w) => p.or(w),
+        }
     }
 
     /// Removes and returns the next timer if it is due at or before `limit`.
     pub fn pop_until(&mut self, limit: i64) -> Option<Timer> {
-        if self.next_due()? > limit {
+        let (t, packed) = self.peek()?;
+        if t.due > limit {
             return None;
         }
-        let t = self.heap.pop()?.0;
+        if packed {
+            self.packed.pop();
+        } else {
+            self.wide.pop();
+        }
         if !t.wake.recurring() {
             self.one_shot -= 1;
         }
@@ -106,12 +197,12 @@ impl Timers {
 
     /// How many timers are pending (including stale ones not yet popped).
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.packed.len() + self.wide.len()
     }
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.packed.is_empty() && self.wide.is_empty()
     }
 
     /// Whether any pending timer is not a recurring schedule.
@@ -159,5 +250,50 @@ mod tests {
         t.pop_until(5);
         t.pop_until(6);
         assert!(!t.has_one_shot());
+    }
+
+    #[test]
+    fn packed_and_wide_timers_pop_in_one_order() {
+        let mut t = Timers::new();
+        let date = |customer| Wake::DateTrigger {
+            customer,
+            flow: 0,
+            generation: 0,
+        };
+        t.set(20, 0, inst(1));
+        t.set(20, 0, date(7));
+        t.set(20, i64::MAX, inst(2)); // too high a priority to pack
+        t.set(20, 3, inst(3));
+        t.set(10, i64::MIN, inst(4));
+        t.set(20, 0, inst(5));
+        assert_eq!(std::mem::size_of::<Packed>(), 24);
+        assert_eq!(t.len(), 6);
+        let order: Vec<Wake> = std::iter::from_fn(|| t.pop_until(100).map(|x| x.wake)).collect();
+        assert_eq!(
+            order,
+            vec![inst(4), inst(2), inst(3), inst(1), date(7), inst(5)]
+        );
+    }
+
+    #[test]
+    fn packing_keeps_the_order_and_insertion_number() {
+        for order in [-BIAS, -1, 0, 1, BIAS - 1] {
+            let t = Timer {
+                due: -5,
+                order,
+                seq: (1 << SEQ_BITS) - 1,
+                wake: inst(9),
+            };
+            assert_eq!(Packed::of(&t).map(Packed::unpack), Some(t));
+        }
+        for (order, seq) in [(BIAS, 1), (-BIAS - 1, 1), (0, 1 << SEQ_BITS)] {
+            let t = Timer {
+                due: 0,
+                order,
+                seq,
+                wake: inst(9),
+            };
+            assert_eq!(Packed::of(&t), None);
+        }
     }
 }

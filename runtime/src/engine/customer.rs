@@ -41,20 +41,117 @@ pub struct Sent {
 
 /// Per customer and flow: what entry rules and triggers need to remember.
 /// Kept by flow key, so it follows the flow's name across deploys.
+///
+/// Every customer who enters a flow has one, so it is packed into 40 bytes:
+/// the two optional instants share one byte of flags instead of a tag each.
 #[derive(Clone, Debug, Default)]
 pub struct FlowMemory {
+    /// The flow key.
+    pub key: u32,
     /// Instances started so far (the next instance's number is this plus one).
     pub entries: u32,
-    /// When the latest instance started.
-    pub last_entry: Option<i64>,
     /// Live instances.
     pub live: u32,
-    /// For `trigger entering`: whether the customer was in the segment.
-    pub in_segment: bool,
     /// For date and schedule triggers: bumped to cancel the armed timer.
     pub generation: u32,
+    /// For `trigger entering`: whether the customer was in the segment.
+    pub in_segment: bool,
+    /// Which of `last_entry` and `armed` are set.
+    set: u8,
+    /// See [`FlowMemory::last_entry`].
+    last_entry: i64,
+    /// See [`FlowMemory::armed`].
+    armed: i64,
+}
+
+/// `FlowMemory::set`: `last_entry` holds a value.
+const LAST_ENTRY: u8 = 1;
+/// `FlowMemory::set`: `armed` holds a value.
+const ARMED: u8 = 2;
+
+impl FlowMemory {
+    /// When the latest instance started.
+    pub fn last_entry(&self) -> Option<i64> {
+        (self.set & LAST_ENTRY != 0).then_some(self.last_entry)
+    }
+
+    /// Sets when the latest instance started.
+    pub fn set_last_entry(&mut self, at: Option<i64>) {
+        self.last_entry = at.unwrap_or(0);
+        self.set = (self.set & !LAST_ENTRY) | if at.is_some() { LAST_ENTRY } else { 0 };
+    }
+
     /// For date triggers: the field value the timer was armed for.
-    pub armed: Option<i64>,
+    pub fn armed(&self) -> Option<i64> {
+        (self.set & ARMED != 0).then_some(self.armed)
+    }
+
+    /// Sets the field value the date trigger's timer was armed for.
+    pub fn set_armed(&mut self, at: Option<i64>) {
+        self.armed = at.unwrap_or(0);
+        self.set = (self.set & !ARMED) | if at.is_some() { ARMED } else { 0 };
+    }
+}
+
+/// A customer's live instance slots, oldest first: the first inline (most
+/// customers have at most one at a time, and it then costs no allocation),
+/// the rest out of line. 16 bytes, where a vector takes 24 and a heap block.
+#[derive(Clone, Debug)]
+pub struct InstanceIds {
+    /// The first slot, or [`InstanceIds::NONE`].
+    first: u32,
+    /// The others, when there are any. Boxed so that the common case
+    /// costs 8 bytes here rather than an empty vector's 24.
+    #[allow(clippy::box_collection)]
+    rest: Option<Box<Vec<u32>>>,
+}
+
+impl Default for InstanceIds {
+    fn default() -> Self {
+        InstanceIds {
+            first: Self::NONE,
+            rest: None,
+        }
+    }
+}
+
+impl InstanceIds {
+    /// No slot: slots are numbered from 0 and never reach it.
+    const NONE: u32 = u32::MAX;
+
+    /// Adds a slot at the end.
+    pub fn push(&mut self, id: u32) {
+        if self.first == Self::NONE {
+            self.first = id;
+        } else {
+            self.rest.get_or_insert_default().push(id);
+        }
+    }
+
+    /// Removes a slot, keeping the others in order.
+    pub fn remove(&mut self, id: u32) {
+        if let Some(rest) = &mut self.rest {
+            rest.retain(|&x| x != id);
+            if self.first == id && !rest.is_empty() {
+                self.first = rest.remove(0);
+            } else if self.first == id {
+                self.first = Self::NONE;
+            }
+            if rest.is_empty() {
+                self.rest = None;
+            }
+        } else if self.first == id {
+            self.first = Self::NONE;
+        }
+    }
+
+    /// The slots, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (self.first != Self::NONE)
+            .then_some(self.first)
+            .into_iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter().copied()))
+    }
 }
 
 /// A goal waiting to be reached.
@@ -84,11 +181,11 @@ pub struct Customer {
     /// Events, oldest first.
     pub events: Vec<Seen>,
     /// Live instance slots.
-    pub instances: Vec<u32>,
+    pub instances: InstanceIds,
     /// Per flow memory (by flow key), for the flows the customer has met. A
     /// short vector, not a map: most customers meet one or two flows, and a
     /// map's table would cost more than everything else the customer holds.
-    pub flows: Vec<(u32, FlowMemory)>,
+    pub flows: Vec<FlowMemory>,
     /// Sends, oldest first.
     pub sends: Vec<Sent>,
     /// Audiences the customer is in.
@@ -119,7 +216,7 @@ impl Customer {
                 fields,
             },
             events: Vec::new(),
-            instances: Vec::new(),
+            instances: InstanceIds::default(),
             flows: Vec::new(),
             sends: Vec::new(),
             audiences: BTreeSet::new(),
@@ -132,16 +229,19 @@ impl Customer {
 
     /// The memory for one flow, by flow key.
     pub fn flow(&mut self, flow: u32) -> &mut FlowMemory {
-        let i = match self.flows.iter().position(|(f, _)| *f == flow) {
+        let i = match self.flows.iter().position(|m| m.key == flow) {
             Some(i) => i,
             None => {
                 // Exactly one more: the default growth would reserve four.
                 self.flows.reserve_exact(1);
-                self.flows.push((flow, FlowMemory::default()));
+                self.flows.push(FlowMemory {
+                    key: flow,
+                    ..FlowMemory::default()
+                });
                 self.flows.len() - 1
             }
         };
-        &mut self.flows[i].1
+        &mut self.flows[i]
     }
 
     /// Folds `other` (a customer found to be the same person) into this one.
@@ -166,11 +266,13 @@ impl Customer {
         }
         self.events.extend(other.events);
         self.events.sort_by_key(|e| (e.at, e.seq));
-        self.instances.extend(other.instances);
-        for (flow, m) in other.flows {
-            let mine = self.flow(flow);
+        for id in other.instances.iter() {
+            self.instances.push(id);
+        }
+        for m in other.flows {
+            let mine = self.flow(m.key);
             mine.entries = mine.entries.max(m.entries);
-            mine.last_entry = mine.last_entry.max(m.last_entry);
+            mine.set_last_entry(mine.last_entry().max(m.last_entry()));
             mine.live += m.live;
             mine.in_segment |= m.in_segment;
             mine.generation = mine.generation.max(m.generation) + 1;
@@ -414,5 +516,43 @@ impl Host for Ctx<'_> {
 
     fn customer_key(&self) -> &str {
         &self.customer.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_keep_their_order_as_they_come_and_go() {
+        let mut ids = InstanceIds::default();
+        let all = |ids: &InstanceIds| ids.iter().collect::<Vec<_>>();
+        ids.push(4);
+        assert!(ids.rest.is_none(), "one slot is kept inline");
+        for id in [7, 1, 9] {
+            ids.push(id);
+        }
+        ids.remove(7);
+        assert_eq!(all(&ids), [4, 1, 9]);
+        ids.remove(4);
+        assert_eq!(all(&ids), [1, 9]);
+        ids.remove(9);
+        assert_eq!(all(&ids), [1]);
+        assert!(ids.rest.is_none(), "an emptied vector is freed");
+        ids.remove(3);
+        ids.remove(1);
+        assert_eq!(all(&ids), [] as [u32; 0]);
+    }
+
+    #[test]
+    fn flow_memory_keeps_its_optional_instants_apart() {
+        let mut m = FlowMemory::default();
+        assert_eq!((m.last_entry(), m.armed()), (None, None));
+        m.set_armed(Some(-5));
+        m.set_last_entry(Some(0));
+        assert_eq!((m.last_entry(), m.armed()), (Some(0), Some(-5)));
+        m.set_armed(None);
+        assert_eq!((m.last_entry(), m.armed()), (Some(0), None));
+        assert_eq!(std::mem::size_of::<FlowMemory>(), 40);
     }
 }

@@ -278,13 +278,13 @@ impl<'b, S: Sink> Engine<'b, S> {
                 inst.flow = c.flow;
                 inst.version = version;
                 inst.step = c.step;
-                inst.frame = Frame {
+                inst.resume(Frame {
                     block: 0,
                     pc: c.pc,
                     locals: c.locals,
-                };
-                if let (Waiting::Event { wait, .. }, Some(n)) = (&mut inst.state, c.wait) {
-                    *wait = n;
+                });
+                if let Some(n) = c.wait {
+                    inst.set_event_wait(n);
                 }
                 // The generation is kept, so the timer already set (the wake
                 // time or the deadline, both unchanged) still wakes it.
@@ -556,10 +556,10 @@ fn plan(
 ) -> Result<Carry, String> {
     let to = &new.flows[nf as usize];
     let here = step_quoted(from, inst.step);
-    if inst.exiting.is_some() {
+    if inst.exiting().is_some() {
         return Err("it is running its `on exit` block".into());
     }
-    let parked = match inst.state {
+    let parked = match inst.state() {
         Waiting::Sleep { .. } => Park::Sleep,
         Waiting::Event { wait, .. } => Park::WaitFor(wait),
         Waiting::Send { .. } => return Err(format!("it waits to retry a deferred send at {here}")),
@@ -572,7 +572,7 @@ fn plan(
         return Err(format!("{here} has no label"));
     };
     match first_wait(from, usize::from(inst.step)) {
-        Some((pc, kind)) if inst.frame.block == 0 && inst.frame.pc == pc + 1 && kind == parked => {}
+        Some((pc, kind)) if inst.block() == 0 && inst.pc() == pc + 1 && kind == parked => {}
         _ => return Err(format!("it is not parked at {here}'s wait")),
     }
     let Some(step) = to
@@ -613,7 +613,7 @@ fn plan(
             .filter(|(_, o)| o.name == l.name && o.step < inst.step);
         match (same.next(), same.next()) {
             (Some((slot, _)), None) => {
-                locals.push(inst.frame.locals.get(slot).cloned().unwrap_or(Value::None))
+                locals.push(inst.locals().get(slot).cloned().unwrap_or(Value::None))
             }
             (None, _) => {
                 return Err(format!(

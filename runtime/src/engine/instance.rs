@@ -1,6 +1,8 @@
 //! Flow instances: their stored state and how they run, wait and end.
 
-use nudge_bytecode::{Trigger, Value};
+use std::sync::Arc;
+
+use nudge_bytecode::{Record, Trigger, Value};
 use nudge_vm::{Frame, Scope, UnitRef, Yield, bucket};
 use serde::{Deserialize, Serialize};
 
@@ -11,40 +13,385 @@ use crate::timers::Wake;
 
 /// One customer's journey through one flow: plain data, so it can be stored
 /// and resumed by another process running the same flow version.
+///
+/// A million of these may sleep at once, so the record is packed into 96
+/// bytes: the wait is kept as a kind, an operand and an instant, the locals
+/// in an exactly sized slice, and what few instances need (a deferred
+/// send's arguments, the exit reason, a block other than the steps) in a
+/// side box. Stored, it has the plain shape ([`Waiting`] and a [`Frame`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stored", from = "Stored")]
 pub struct Instance {
     /// The release whose bundle runs it: 0 is the bundle the engine was made
     /// with, then one per deploy (see [`Engine::deploy`]).
-    #[serde(default)]
     pub release: u32,
     /// The flow's index in its release's bundle.
     pub flow: u32,
     /// The flow's version hash (shared with every instance of that version,
-    /// so it costs no memory per instance): the version it started on, or the
-    /// one a deploy carried it to.
-    pub version: std::sync::Arc<str>,
+    /// so it costs one pointer per instance): the version it started on, or
+    /// the one a deploy carried it to.
+    pub version: Version,
     /// The customer (the identity graph's root).
     pub customer: u32,
     /// This customer's instance number in this flow, from 1.
     pub number: u32,
     /// When it started.
     pub started: i64,
-    /// The event that started it (`none` for schedule, date and segment triggers).
-    pub trigger: Value,
+    /// The event that started it when a record (every event is); `none`
+    /// for schedule, date and segment triggers. See [`Instance::trigger`].
+    trigger: Option<Arc<Record>>,
     /// The trigger event's arrival number, so it never counts as its own exit.
     pub trigger_seq: u64,
-    /// Where it is in its release's code.
-    pub frame: Frame,
+    /// The next instruction to run in [`Instance::block`].
+    pc: u32,
+    /// The local slots that survive a sleep, without the spare capacity a
+    /// growing vector keeps.
+    locals: Box<[Value]>,
     /// The step it is on (idempotency keys name it).
     pub step: u16,
-    /// What it waits for.
-    pub state: Waiting,
+    /// What it waits for; with `operand` and `due`, a [`Waiting`] unpacked.
+    wait: Kind,
+    /// The awaited `wait for`'s index, or the deferred message.
+    operand: u32,
+    /// When the sleep ends, the `wait for` gives up or the send is retried.
+    due: i64,
     /// Bumped at each state change, so stale timers are ignored.
     pub generation: u32,
     /// Held out: the instance runs but nothing is sent.
     pub holdout: bool,
+    /// What few instances need; `None` when all of it is unset.
+    extra: Option<Box<Extra>>,
+}
+
+/// The kind of [`Waiting`], stored in a byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Running,
+    Sleep,
+    Event,
+    Send,
+}
+
+/// The rarely set part of an instance, out of line.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Extra {
+    /// The block being run when not the steps (the `on exit` block).
+    block: u32,
     /// Set while the `on exit` block runs: the reason it is ending.
-    pub exiting: Option<String>,
+    exiting: Option<String>,
+    /// A deferred send's arguments.
+    args: Vec<Value>,
+    /// A trigger that is neither `none` nor a record.
+    trigger: Option<Value>,
+}
+
+/// A flow version's hash, shared by every instance on that version: a thin
+/// pointer, which halves what the shared string costs each instance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Version(Arc<String>);
+
+impl std::ops::Deref for Version {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl From<&str> for Version {
+    fn from(s: &str) -> Version {
+        Version(Arc::new(s.to_string()))
+    }
+}
+
+/// How an instance is stored: the plain shape, field for field what
+/// [`Instance`] held before it was packed, so stored instances read back.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    #[serde(default)]
+    release: u32,
+    flow: u32,
+    version: String,
+    customer: u32,
+    number: u32,
+    started: i64,
+    trigger: Value,
+    trigger_seq: u64,
+    frame: Frame,
+    step: u16,
+    state: Waiting,
+    generation: u32,
+    holdout: bool,
+    exiting: Option<String>,
+}
+
+impl From<Instance> for Stored {
+    fn from(i: Instance) -> Stored {
+        Stored {
+            release: i.release,
+            flow: i.flow,
+            version: i.version.to_string(),
+            customer: i.customer,
+            number: i.number,
+            started: i.started,
+            trigger: i.trigger(),
+            trigger_seq: i.trigger_seq,
+            frame: i.frame(),
+            step: i.step,
+            state: i.state(),
+            generation: i.generation,
+            holdout: i.holdout,
+            exiting: i.exiting().map(str::to_string),
+        }
+    }
+}
+
+impl From<Stored> for Instance {
+    fn from(s: Stored) -> Instance {
+        let mut i = Instance::new(
+            s.release,
+            s.flow,
+            Version(Arc::new(s.version)),
+            s.customer,
+            s.number,
+            s.started,
+            s.trigger,
+            s.trigger_seq,
+            s.generation,
+            s.holdout,
+        );
+        i.resume(s.frame);
+        i.step = s.step;
+        i.set_state(s.state);
+        if let Some(reason) = s.exiting {
+            i.extra_mut().exiting = Some(reason);
+        }
+        i
+    }
+}
+
+impl Instance {
+    /// A new instance at the start of its flow's steps, running.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        release: u32,
+        flow: u32,
+        version: Version,
+        customer: u32,
+        number: u32,
+        started: i64,
+        trigger: Value,
+        trigger_seq: u64,
+        generation: u32,
+        holdout: bool,
+    ) -> Instance {
+        let mut i = Instance {
+            release,
+            flow,
+            version,
+            customer,
+            number,
+            started,
+            trigger: None,
+            trigger_seq,
+            pc: 0,
+            locals: Box::default(),
+            step: 0,
+            wait: Kind::Running,
+            operand: 0,
+            due: 0,
+            generation,
+            holdout,
+            extra: None,
+        };
+        match trigger {
+            Value::None => {}
+            Value::Record(r) => i.trigger = Some(r),
+            other => i.extra_mut().trigger = Some(other),
+        }
+        i
+    }
+
+    /// The event that started it (`none` for schedule, date and segment triggers).
+    pub fn trigger(&self) -> Value {
+        match (&self.trigger, &self.extra) {
+            (Some(r), _) => Value::Record(r.clone()),
+            (None, Some(e)) => e.trigger.clone().unwrap_or(Value::None),
+            (None, None) => Value::None,
+        }
+    }
+
+    /// What it waits for.
+    pub fn state(&self) -> Waiting {
+        match self.wait {
+            Kind::Running => Waiting::Running,
+            Kind::Sleep => Waiting::Sleep { until: self.due },
+            Kind::Event => Waiting::Event {
+                wait: self.operand as u16,
+                deadline: self.due,
+            },
+            Kind::Send => Waiting::Send {
+                message: self.operand,
+                args: self
+                    .extra
+                    .as_ref()
+                    .map(|e| e.args.clone())
+                    .unwrap_or_default(),
+                until: self.due,
+            },
+        }
+    }
+
+    /// Where it is in its release's code.
+    pub fn frame(&self) -> Frame {
+        Frame {
+            block: self.block(),
+            pc: self.pc,
+            locals: self.locals.to_vec(),
+        }
+    }
+
+    /// Set while the `on exit` block runs: the reason it is ending (empty
+    /// when it completed).
+    pub fn exiting(&self) -> Option<&str> {
+        self.extra.as_ref()?.exiting.as_deref()
+    }
+
+    /// The block being run: 0 for the steps, else the `on exit` block.
+    pub(super) fn block(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |e| e.block)
+    }
+
+    /// The next instruction to run.
+    pub(super) fn pc(&self) -> u32 {
+        self.pc
+    }
+
+    /// The local slots that survive a sleep.
+    pub(super) fn locals(&self) -> &[Value] {
+        &self.locals
+    }
+
+    /// The `wait for` it is parked in, if any.
+    pub(super) fn event_wait(&self) -> Option<u16> {
+        (self.wait == Kind::Event).then_some(self.operand as u16)
+    }
+
+    /// Points a parked `wait for` at another wait (a deploy renumbered it).
+    pub(super) fn set_event_wait(&mut self, wait: u16) {
+        if self.wait == Kind::Event {
+            self.operand = u32::from(wait);
+        }
+    }
+
+    /// Parks it (or marks it running).
+    pub(super) fn set_state(&mut self, state: Waiting) {
+        let args = match state {
+            Waiting::Running => {
+                (self.wait, self.operand, self.due) = (Kind::Running, 0, 0);
+                Vec::new()
+            }
+            Waiting::Sleep { until } => {
+                (self.wait, self.operand, self.due) = (Kind::Sleep, 0, until);
+                Vec::new()
+            }
+            Waiting::Event { wait, deadline } => {
+                (self.wait, self.operand, self.due) = (Kind::Event, u32::from(wait), deadline);
+                Vec::new()
+            }
+            Waiting::Send {
+                message,
+                args,
+                until,
+            } => {
+                (self.wait, self.operand, self.due) = (Kind::Send, message, until);
+                args
+            }
+        };
+        if !args.is_empty() {
+            self.extra_mut().args = args;
+        } else if let Some(e) = &mut self.extra {
+            e.args = Vec::new();
+            self.tidy();
+        }
+    }
+
+    /// What it waited for, leaving it running.
+    pub(super) fn take_state(&mut self) -> Waiting {
+        let args = match &mut self.extra {
+            Some(e) if self.wait == Kind::Send => std::mem::take(&mut e.args),
+            _ => Vec::new(),
+        };
+        let state = match self.wait {
+            Kind::Send => Waiting::Send {
+                message: self.operand,
+                args,
+                until: self.due,
+            },
+            _ => self.state(),
+        };
+        self.set_state(Waiting::Running);
+        state
+    }
+
+    /// Moves its frame out for the VM to run; [`Instance::resume`] puts it back.
+    pub(super) fn take_frame(&mut self) -> Frame {
+        Frame {
+            block: self.block(),
+            pc: self.pc,
+            locals: std::mem::take(&mut self.locals).into_vec(),
+        }
+    }
+
+    /// Sets where it resumes; the locals are stored without spare capacity.
+    pub(super) fn resume(&mut self, frame: Frame) {
+        self.pc = frame.pc;
+        self.locals = frame.locals.into_boxed_slice();
+        if frame.block != self.block() {
+            self.extra_mut().block = frame.block;
+            self.tidy();
+        }
+    }
+
+    /// Stores `value` in local slot `slot`, growing the locals to reach it.
+    pub(super) fn set_local(&mut self, slot: usize, value: Value) {
+        if self.locals.len() <= slot {
+            let mut locals = std::mem::take(&mut self.locals).into_vec();
+            locals.resize(slot + 1, Value::None);
+            self.locals = locals.into_boxed_slice();
+        }
+        self.locals[slot] = value;
+    }
+
+    /// Marks it ending for `reason`.
+    pub(super) fn set_exiting(&mut self, reason: String) {
+        self.extra_mut().exiting = Some(reason);
+    }
+
+    /// The side box, made when first needed.
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the side box when nothing in it is set, so that equal
+    /// instances compare equal whatever they went through.
+    fn tidy(&mut self) {
+        if self.extra.as_deref() == Some(&Extra::default()) {
+            self.extra = None;
+        }
+    }
 }
 
 /// What a parked instance is waiting for.
@@ -73,6 +420,59 @@ pub enum Waiting {
         /// When it is tried again.
         until: i64,
     },
+}
+
+/// Instance slots in fixed-size pages. The table grows a page at a time, so
+/// it never holds more than one page of unused slots, where a growing
+/// vector keeps up to as many spare slots as used ones (and copies them all
+/// to grow).
+#[derive(Default)]
+pub(super) struct Slots {
+    pages: Vec<Box<[Option<Instance>]>>,
+    len: usize,
+}
+
+/// Slots per page: 24 KiB pages, small enough that a few instances do not
+/// pay for many empty slots.
+const PAGE: usize = 256;
+
+impl Slots {
+    /// How many slots there are (live or free).
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds a slot holding `inst`; returns its number.
+    pub(super) fn push(&mut self, inst: Instance) -> u32 {
+        if self.len == self.pages.len() * PAGE {
+            self.pages.push((0..PAGE).map(|_| None).collect());
+        }
+        let id = self.len;
+        self.len += 1;
+        self[id] = Some(inst);
+        id as u32
+    }
+
+    /// Every slot, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Option<Instance>> {
+        self.pages.iter().flat_map(|p| p.iter()).take(self.len)
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Option<Instance>;
+
+    fn index(&self, id: usize) -> &Option<Instance> {
+        debug_assert!(id < self.len, "slot {id} of {}", self.len);
+        &self.pages[id / PAGE][id % PAGE]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, id: usize) -> &mut Option<Instance> {
+        debug_assert!(id < self.len, "slot {id} of {}", self.len);
+        &mut self.pages[id / PAGE][id % PAGE]
+    }
 }
 
 /// How much of its trigger event a flow's code reads.
@@ -157,7 +557,7 @@ impl<S: Sink> Engine<'_, S> {
             nudge_bytecode::Entry::OncePer(d) => {
                 if mem.live > 0 {
                     Some("already_active")
-                } else if mem.last_entry.is_some_and(|t| now < t + d) {
+                } else if mem.last_entry().is_some_and(|t| now < t + d) {
                     Some("entered_within_window")
                 } else {
                     None
@@ -195,7 +595,7 @@ impl<S: Sink> Engine<'_, S> {
         }
         mem.entries += 1;
         mem.live += 1;
-        mem.last_entry = Some(now);
+        mem.set_last_entry(Some(now));
         let number = mem.entries;
         let cust = &self.customers[&c];
         let holdout = flow.holdout.is_some_and(|p| {
@@ -217,26 +617,18 @@ impl<S: Sink> Engine<'_, S> {
                     holdout,
                 });
         }
-        let inst = Instance {
-            release: r,
-            flow: f,
-            version: super::rel(&self.releases, r).versions[f as usize].clone(),
-            customer: c,
+        let inst = Instance::new(
+            r,
+            f,
+            super::rel(&self.releases, r).versions[f as usize].clone(),
+            c,
             number,
-            started: now,
+            now,
             trigger,
             trigger_seq,
-            frame: Frame {
-                block: 0,
-                pc: 0,
-                locals: Vec::new(),
-            },
-            step: 0,
-            state: Waiting::Running,
-            generation: self.next_generation(),
+            self.next_generation(),
             holdout,
-            exiting: None,
-        };
+        );
         let stats = self.stats.flow_mut(&flow.name);
         stats.entered += 1;
         if holdout {
@@ -271,7 +663,7 @@ impl<S: Sink> Engine<'_, S> {
         }
         self.generations += 1;
         inst.generation = self.generations;
-        match std::mem::replace(&mut inst.state, Waiting::Running) {
+        match inst.take_state() {
             Waiting::Running | Waiting::Sleep { .. } => self.run(id),
             Waiting::Event { wait, .. } => {
                 self.bind_wait(id, wait, Value::None);
@@ -292,11 +684,7 @@ impl<S: Sink> Engine<'_, S> {
         let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
         let inst = self.instances[id as usize].as_mut().expect("checked");
         if let Some(slot) = flow.waits.get(wait as usize).and_then(|w| w.bind) {
-            let slot = slot as usize;
-            if inst.frame.locals.len() <= slot {
-                inst.frame.locals.resize(slot + 1, Value::None);
-            }
-            inst.frame.locals[slot] = value;
+            inst.set_local(slot as usize, value);
         }
     }
 
@@ -306,7 +694,7 @@ impl<S: Sink> Engine<'_, S> {
         let Some(inst) = self.instances[id as usize].as_ref() else {
             return false;
         };
-        let Waiting::Event { wait, .. } = inst.state else {
+        let Some(wait) = inst.event_wait() else {
             return false;
         };
         if seen.at < inst.started || seen.seq == inst.trigger_seq {
@@ -317,7 +705,7 @@ impl<S: Sink> Engine<'_, S> {
                 let inst = self.instances[id as usize].as_mut().expect("checked");
                 self.generations += 1;
                 inst.generation = self.generations;
-                inst.state = Waiting::Running;
+                inst.set_state(Waiting::Running);
                 self.bind_wait(id, wait, value);
                 self.run(id);
                 true
@@ -361,8 +749,8 @@ impl<S: Sink> Engine<'_, S> {
         let Some(p) = w.predicate else {
             return Ok(Some(value));
         };
-        let (f, c, trigger, since) = (inst.flow, inst.customer, inst.trigger.clone(), inst.started);
-        let mut locals = inst.frame.locals.clone();
+        let (f, c, trigger, since) = (inst.flow, inst.customer, inst.trigger(), inst.started);
+        let mut locals = inst.locals().to_vec();
         let ok = self.predicate(
             c,
             r,
@@ -391,18 +779,19 @@ impl<S: Sink> Engine<'_, S> {
                 tz,
                 writes: Vec::new(),
             };
+            let trigger = inst.trigger();
             let scope = Scope {
-                trigger: Some(&inst.trigger),
+                trigger: Some(&trigger),
                 event: None,
                 since: inst.started,
             };
             let r = inst.release;
-            let result = super::rel(&self.releases, r).vm.run_steps(
-                inst.flow,
-                &mut inst.frame,
-                &scope,
-                &mut host,
-            );
+            let mut frame = inst.take_frame();
+            let result = super::rel(&self.releases, r)
+                .vm
+                .run_steps(inst.flow, &mut frame, &scope, &mut host);
+            let in_steps = frame.block == 0;
+            inst.resume(frame);
             let writes = std::mem::take(&mut host.writes);
             let f = inst.flow;
             let bundle = self.bundle_of(r);
@@ -424,7 +813,6 @@ impl<S: Sink> Engine<'_, S> {
                     );
                 }
             }
-            let in_steps = inst.frame.block == 0;
             self.instances[id as usize] = Some(inst);
             let y = match result {
                 Ok(y) => y,
@@ -510,7 +898,7 @@ impl<S: Sink> Engine<'_, S> {
         let generation = self.next_generation();
         let (r, f) = {
             let inst = self.inst_mut(id);
-            inst.state = state;
+            inst.set_state(state);
             inst.generation = generation;
             (inst.release, inst.flow)
         };
@@ -523,8 +911,8 @@ impl<S: Sink> Engine<'_, S> {
     fn standing_exit(&mut self, id: u32) -> bool {
         let inst = self.instances[id as usize].as_ref().expect("live");
         let (r, f, c) = (inst.release, inst.flow, inst.customer);
-        let (trigger, since) = (inst.trigger.clone(), inst.started);
-        let mut locals = inst.frame.locals.clone();
+        let (trigger, since) = (inst.trigger(), inst.started);
+        let mut locals = inst.locals().to_vec();
         for &p in &self.bundle_of(r).flows[f as usize].exit_if {
             match self.predicate(
                 c,
@@ -592,7 +980,7 @@ impl<S: Sink> Engine<'_, S> {
         };
         let on_exit = self.bundle_of(inst.release).flows[inst.flow as usize].on_exit;
         let inst = self.instances[id as usize].as_mut().expect("checked");
-        if inst.exiting.is_some() {
+        if inst.exiting().is_some() {
             return;
         }
         let reason = match &end {
@@ -600,23 +988,32 @@ impl<S: Sink> Engine<'_, S> {
             End::Exited(r) => r.clone(),
             End::Error(e) => format!("error: {e}"),
         };
-        inst.exiting = Some(reason);
         self.generations += 1;
         inst.generation = self.generations;
-        inst.state = Waiting::Running;
+        inst.set_state(Waiting::Running);
         match (on_exit, &end) {
             // A failing instance does not run more of its code.
             (Some(block), End::Completed | End::Exited(_)) => {
-                inst.frame.block = block;
-                inst.frame.pc = 0;
+                inst.set_exiting(reason);
+                let mut frame = inst.take_frame();
+                (frame.block, frame.pc) = (block, 0);
+                inst.resume(frame);
                 self.run(id);
             }
-            _ => self.finish(id),
+            // Ends at once: the reason goes straight to `finish`, not
+            // through the instance's side box (one allocation less per exit).
+            _ => self.finish_for(id, Some(reason)),
         }
     }
 
     /// Removes a finished instance and records how it ended.
     fn finish(&mut self, id: u32) {
+        self.finish_for(id, None);
+    }
+
+    /// Removes a finished instance and records how it ended: for `reason`,
+    /// else the reason its `on exit` block runs for (none: it completed).
+    fn finish_for(&mut self, id: u32, reason: Option<String>) {
         let Some(inst) = self.instances[id as usize].take() else {
             return;
         };
@@ -625,12 +1022,14 @@ impl<S: Sink> Engine<'_, S> {
         let key = self.key_of(inst.release, inst.flow);
         let c = inst.customer;
         if let Some(cust) = self.customers.get_mut(&c) {
-            cust.instances.retain(|&x| x != id);
+            cust.instances.remove(id);
             let mem = cust.flow(key);
             mem.live = mem.live.saturating_sub(1);
         }
         let stats = self.stats.flow_mut(&flow.name);
-        let reason = inst.exiting.unwrap_or_default();
+        let reason = reason
+            .or_else(|| inst.extra.and_then(|e| e.exiting))
+            .unwrap_or_default();
         let what = if reason.is_empty() {
             stats.completed += 1;
             What::Completed {
@@ -754,4 +1153,70 @@ fn revenue_of(bundle: &nudge_bytecode::Bundle, seen: &Seen) -> Option<rust_decim
         }
     };
     get("revenue").or_else(|| get("total"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper() -> Instance {
+        let mut i = Instance::new(1, 2, "abc".into(), 3, 4, 100, Value::None, 7, 9, false);
+        i.set_state(Waiting::Sleep { until: 500 });
+        i
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_sleeping_instance_takes_96_bytes() {
+        assert_eq!(std::mem::size_of::<Option<Instance>>(), 96);
+    }
+
+    #[test]
+    fn the_rare_parts_round_trip_through_the_plain_shape() {
+        let mut i = sleeper();
+        i.resume(Frame {
+            block: 3,
+            pc: 8,
+            locals: vec![Value::Int(1), Value::None],
+        });
+        i.set_state(Waiting::Send {
+            message: 5,
+            args: vec![Value::Int(2)],
+            until: 600,
+        });
+        i.set_exiting("exit_if".into());
+        let mut odd = Instance::new(0, 0, "v".into(), 0, 1, 0, Value::Int(42), 0, 0, true);
+        odd.set_state(Waiting::Event {
+            wait: 2,
+            deadline: 700,
+        });
+        for inst in [i, odd, sleeper()] {
+            let json = serde_json::to_value(&inst).unwrap();
+            for key in ["frame", "state", "trigger", "exiting", "version"] {
+                assert!(json.get(key).is_some(), "{key} in {json}");
+            }
+            let back: Instance = serde_json::from_value(json).unwrap();
+            assert_eq!(back, inst);
+        }
+    }
+
+    #[test]
+    fn taking_a_deferred_send_leaves_nothing_out_of_line() {
+        let mut i = sleeper();
+        i.set_state(Waiting::Send {
+            message: 5,
+            args: vec![Value::Int(2)],
+            until: 600,
+        });
+        assert!(i.extra.is_some());
+        let args = match i.take_state() {
+            Waiting::Send { args, .. } => args,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(args, vec![Value::Int(2)]);
+        assert_eq!(i.state(), Waiting::Running);
+        assert!(i.extra.is_none());
+        i.set_state(Waiting::Sleep { until: 500 });
+        assert_eq!(i, sleeper());
+    }
 }

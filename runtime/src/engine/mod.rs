@@ -43,7 +43,7 @@ use crate::{decode, segment};
 
 pub use customer::{Customer, Seen, Traits};
 pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, StepReport};
-pub use instance::{Instance, Waiting};
+pub use instance::{Instance, Version, Waiting};
 
 /// Where the engine's output goes.
 pub trait Sink {
@@ -123,7 +123,7 @@ struct Release<'b> {
     /// What each flow reads of its trigger event.
     trigger_use: Vec<instance::TriggerUse>,
     /// Each flow's version hash, shared by its instances.
-    versions: Vec<Arc<str>>,
+    versions: Vec<instance::Version>,
 }
 
 /// The release `r` (releases are never removed, so every recorded number stays valid).
@@ -152,7 +152,7 @@ pub struct Engine<'b, S: Sink> {
     identities: Identities,
     dedupe: Dedupe,
     customers: HashMap<u32, Customer>,
-    instances: Vec<Option<Instance>>,
+    instances: instance::Slots,
     free: Vec<u32>,
     timers: Timers,
     traits: Traits,
@@ -203,7 +203,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             identities: Identities::new(),
             dedupe: Dedupe::new(),
             customers: HashMap::new(),
-            instances: Vec::new(),
+            instances: instance::Slots::default(),
             free: Vec::new(),
             timers: Timers::new(),
             traits: Traits::of(bundle),
@@ -682,7 +682,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             return;
         };
         self.ensure_customer(kept.0);
-        for &id in &other.instances {
+        for id in other.instances.iter() {
             if let Some(inst) = self.instances[id as usize].as_mut() {
                 inst.customer = kept.0;
             }
@@ -704,7 +704,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         // A join can reveal that an exit event or an awaited event already
         // happened under the other identity: look through the joined history.
         let ids = self.customers[&kept.0].instances.clone();
-        for id in ids {
+        for id in ids.iter() {
             self.recheck_history(id);
         }
         // Likewise a goal may have been reached under the other identity.
@@ -726,7 +726,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         let Some(inst) = self.instances[id as usize].as_ref() else {
             return;
         };
-        if inst.exiting.is_some() {
+        if inst.exiting().is_some() {
             return;
         }
         let started = inst.started;
@@ -747,7 +747,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             self.check_exit(id, e);
         }
         if let Some(inst) = self.instances[id as usize].as_ref()
-            && let Waiting::Event { .. } = inst.state
+            && inst.event_wait().is_some()
         {
             for e in &events {
                 if self.try_wait_match(id, e) {
@@ -760,11 +760,11 @@ impl<'b, S: Sink> Engine<'b, S> {
     fn on_event(&mut self, c: u32, seen: &Seen) {
         // Exit rules first: an event that ends an instance must not also feed its wait.
         let ids = self.customers[&c].instances.clone();
-        for &id in &ids {
+        for id in ids.iter() {
             self.check_exit(id, seen);
         }
         let ids = self.customers[&c].instances.clone();
-        for &id in &ids {
+        for id in ids.iter() {
             self.try_wait_match(id, seen);
         }
         self.check_goals(c, seen);
@@ -858,10 +858,10 @@ impl<'b, S: Sink> Engine<'b, S> {
         let Some(inst) = self.instances[id as usize].as_ref() else {
             return;
         };
-        if inst.exiting.is_some() || seen.seq == inst.trigger_seq || seen.at < inst.started {
+        if inst.exiting().is_some() || seen.seq == inst.trigger_seq || seen.at < inst.started {
             return;
         }
-        let (r, f, c, trigger) = (inst.release, inst.flow, inst.customer, inst.trigger.clone());
+        let (r, f, c, trigger) = (inst.release, inst.flow, inst.customer, inst.trigger());
         let bundle = self.bundle_of(r);
         let flow = &bundle.flows[f as usize];
         for rule in &flow.exit_on {
@@ -928,10 +928,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 self.instances[id as usize] = Some(inst);
                 id
             }
-            None => {
-                self.instances.push(Some(inst));
-                (self.instances.len() - 1) as u32
-            }
+            None => self.instances.push(inst),
         }
     }
 

@@ -198,7 +198,7 @@ impl<S: Sink> Engine<'_, S> {
     fn verdict(&mut self, id: u32, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
         let inst = self.instances[id as usize].as_ref().expect("live");
         let (r, f, c, holdout) = (inst.release, inst.flow, inst.customer, inst.holdout);
-        let trigger = inst.trigger.clone();
+        let trigger = inst.trigger();
         let since = inst.started;
         // The flow's rules come from the instance's release, the policy from
         // the newest: a policy change applies to every send from now on.

@@ -162,11 +162,11 @@ impl<S: Sink> Engine<'_, S> {
             _ => None,
         };
         let mem = cust.flow(key);
-        if mem.armed == value && !force {
+        if mem.armed() == value && !force {
             return;
         }
         // Re-arm: the old timer is cancelled by the generation bump.
-        mem.armed = value;
+        mem.set_armed(value);
         mem.generation += 1;
         let generation = mem.generation;
         if let Some(t) = value {
