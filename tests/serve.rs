@@ -1,13 +1,12 @@
 //! End-to-end: `nudge serve` over HTTP (Segment's tracking API) and `--stdin`.
 
 mod common;
-use common::copy_example;
+use common::{Server, copy_example, http_agent, start_server_with as start_with};
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// Basic auth for write key `k` with an empty password, and for `x`.
 const GOOD: &str = "Basic azo=";
@@ -26,83 +25,20 @@ fn batch_body(lines: &[String]) -> String {
     format!("{{\"batch\":[{}]}}", lines.join(","))
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
 fn start(project: &Path) -> Server {
     start_with(project, &["--write-key", "k"], &[])
 }
 
-/// Starts `nudge serve` on a free port with extra arguments and environment.
-fn start_with(project: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", project.to_str().unwrap()])
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("nudge serve starts");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-        .to_string();
-    let server = Server {
-        child,
-        base: format!("http://{addr}"),
-    };
-    // Readiness: poll until /healthz answers, with a generous deadline.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&server, "/healthz").0 != 200 {
-        assert!(Instant::now() < deadline, "the server never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-impl Drop for Server {
-    /// A failing test must not leave its server running (it would hold the
-    /// test harness's output open).
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn stop(mut server: Server) {
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
-    assert_eq!(exit.code(), Some(0), "graceful shutdown exits 0");
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
+fn stop(server: Server) {
+    server.terminate();
 }
 
 fn get(server: &Server, path: &str) -> (u16, String) {
-    match agent().get(format!("{}{path}", server.base)).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
-        Err(_) => (0, String::new()),
-    }
+    server.get(path)
 }
 
 fn post(server: &Server, path: &str, auth: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-    let mut req = agent().post(format!("{}{path}", server.base));
+    let mut req = http_agent().post(format!("{}{path}", server.base));
     if let Some(a) = auth {
         req = req.header("Authorization", a);
     }
@@ -323,7 +259,7 @@ fn write_keys_come_from_nudge_toml_with_secrets_from_the_environment() {
 
 /// Posts to `/admin/reload` with a bearer token.
 fn reload(server: &Server, token: &str) -> (u16, serde_json::Value) {
-    let mut resp = agent()
+    let mut resp = http_agent()
         .post(format!("{}/admin/reload", server.base))
         .header("Authorization", &format!("Bearer {token}"))
         .send("")
@@ -481,7 +417,7 @@ fn gzipped_batches_are_inflated_and_bombs_refused() {
     let lines = event_lines(&project);
     let server = start(&project);
     let send = |body: Vec<u8>, encoding: &str| {
-        let mut resp = agent()
+        let mut resp = http_agent()
             .post(format!("{}/v1/batch", server.base))
             .header("Authorization", GOOD)
             .header("Content-Encoding", encoding)
@@ -508,4 +444,67 @@ fn gzipped_batches_are_inflated_and_bombs_refused() {
         "{metrics}"
     );
     stop(server);
+}
+
+/// Requests that arrive together share a commit; each must still be
+/// answered, counted and acted on exactly once.
+#[test]
+fn concurrent_requests_are_each_committed_once() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 30;
+    let (_tmp, project) = copy_example("shipping_delay_sms");
+    let server = start(&project);
+    let batch_for = |n: usize| {
+        let user = format!("c{n}");
+        batch_body(&[
+            format!(
+                r#"{{"type":"identify","userId":"{user}","timestamp":"2026-11-20T15:00:00Z","traits":{{"email":"{user}@example.com","consent":{{"email":true}}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"track","event":"Shipment Delayed","userId":"{user}","timestamp":"2026-11-20T15:00:01Z","properties":{{"order_id":"o-{n}","new_eta":"Friday"}}}}"#
+            ),
+        ])
+    };
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (server, batch_for) = (&server, &batch_for);
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let n = t * PER_THREAD + i;
+                    let (status, body) = post(server, "/v1/batch", Some(GOOD), &batch_for(n));
+                    assert_eq!(status, 200, "customer {n}: {body}");
+                }
+            });
+        }
+    });
+    let total = THREADS * PER_THREAD;
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(&format!("\nnudge_events_total {}\n", 2 * total)),
+        "{metrics}"
+    );
+    stop(server);
+
+    let outbox = std::fs::read_to_string(project.join(".nudge/outbox.jsonl")).unwrap();
+    let mut orders: Vec<(String, String)> = outbox
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| {
+            v["message"] == "delay_email" && v["customer"].as_str().unwrap().starts_with('c')
+        })
+        .map(|v| {
+            let customer = v["customer"].as_str().unwrap().to_string();
+            let subject = v["content"]["subject"].as_str().unwrap().to_string();
+            (customer, subject)
+        })
+        .collect();
+    orders.sort();
+    let mut expected: Vec<(String, String)> = (0..total)
+        .map(|n| (format!("c{n}"), format!("Order o-{n} is running late")))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        orders, expected,
+        "one delay email per customer, for their own order"
+    );
 }

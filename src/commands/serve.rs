@@ -5,8 +5,9 @@
 //! store, the engine and the plugins. HTTP handlers (on a small tokio
 //! runtime) only validate bodies and turn them into JSON lines; the engine
 //! thread applies each request's lines, commits them with their send intents
-//! in one transaction, answers the request, then delivers — the same ledger
-//! path as `nudge run`, so a 200 means the calls are durable.
+//! in one transaction (requests that queued meanwhile share it), answers,
+//! then delivers — the same ledger path as `nudge run`, so a 200 means the
+//! calls are durable.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -258,10 +259,17 @@ enum Msg {
 /// A reload's answer: an HTTP status and a JSON body.
 type Reloaded = (StatusCode, Value);
 
+/// At most this many calls share one commit: enough to take what piles up
+/// while a commit runs, few enough that the first request is not kept
+/// waiting long.
+const GROUP_CALLS: usize = 5_000;
+
 /// Applies requests in arrival order and moves the clock with the wall clock.
 fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
     const TICK: Duration = Duration::from_secs(1);
     let mut next_tick = Instant::now();
+    // A message taken off the queue while grouping, handled next.
+    let mut held = None;
     loop {
         if Instant::now() >= next_tick {
             if let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
@@ -270,18 +278,42 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
             live.deliver();
             next_tick = Instant::now() + TICK;
         }
-        match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+        let msg = match held.take() {
+            Some(msg) => Ok(msg),
+            None => rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
+        };
+        match msg {
             Ok(Msg::Lines(lines, reply)) => {
+                // Requests that queued while the last commit ran share the
+                // next one: one transaction (and one sync) for all of them.
+                let mut group = vec![(lines, reply)];
+                let mut calls = group[0].0.len();
+                while calls < GROUP_CALLS {
+                    match rx.try_recv() {
+                        Ok(Msg::Lines(lines, reply)) => {
+                            calls += lines.len();
+                            group.push((lines, reply));
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let result = if live.metrics.broken.load(Ordering::Relaxed) {
                     Err("the store failed earlier; restart the server".to_string())
                 } else {
-                    live.ingest(&lines).map_err(|e| {
-                        live.broken(&e);
-                        e.to_string()
-                    })
+                    live.ingest(group.iter().flat_map(|(lines, _)| lines))
+                        .map_err(|e| {
+                            live.broken(&e);
+                            e.to_string()
+                        })
                 };
                 // Answered once durable; the sends go out after.
-                let _ = reply.send(result);
+                for (_, reply) in group {
+                    let _ = reply.send(result.clone());
+                }
                 live.deliver();
             }
             Ok(Msg::Reload(reply)) => {
@@ -432,8 +464,12 @@ impl<'b> Live<'b> {
         })
     }
 
-    /// Applies `lines`, commits them with their sends, then delivers.
-    fn ingest(&mut self, lines: &[String]) -> Result<(), StoreError> {
+    /// Applies `lines` and commits them with their sends in one
+    /// transaction; [`Live::deliver`] sends them after.
+    fn ingest<'l>(
+        &mut self,
+        lines: impl IntoIterator<Item = &'l String>,
+    ) -> Result<(), StoreError> {
         let mut batch = Batch {
             marks: std::mem::take(&mut self.marks),
             ..Batch::default()
@@ -442,7 +478,9 @@ impl<'b> Live<'b> {
             batch.calls.push(NewCall::Until(t));
         }
         let mut dead = Vec::new();
+        let mut count = 0;
         for line in lines {
+            count += 1;
             self.source.line += 1;
             durable::apply_line(
                 &mut self.engine,
@@ -458,9 +496,7 @@ impl<'b> Live<'b> {
         }
         batch.source = Some(self.source.clone());
         self.commit(&mut batch)?;
-        self.metrics
-            .events
-            .fetch_add(lines.len() as u64, Ordering::Relaxed);
+        self.metrics.events.fetch_add(count, Ordering::Relaxed);
         self.write_dead(&dead);
         Ok(())
     }

@@ -55,9 +55,20 @@ pub struct Server {
 /// Spawns `nudge serve PROJECT` on a free port with [`WRITE_KEY`]; its
 /// stdout is piped, for the address it prints first.
 pub fn spawn_server(project: &Path) -> std::process::Child {
+    spawn_server_with(project, &["--write-key", WRITE_KEY], &[])
+}
+
+/// Spawns `nudge serve PROJECT` on a free port with extra arguments and
+/// environment variables.
+pub fn spawn_server_with(
+    project: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["serve", s(project), "--listen", "127.0.0.1:0"])
-        .args(["--write-key", WRITE_KEY])
+        .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -68,8 +79,14 @@ pub fn spawn_server(project: &Path) -> std::process::Child {
 /// Starts `nudge serve PROJECT` as [`spawn_server`] does and waits until it
 /// answers `/healthz`.
 pub fn start_server(project: &Path) -> Server {
+    start_server_with(project, &["--write-key", WRITE_KEY], &[])
+}
+
+/// Starts `nudge serve PROJECT` as [`spawn_server_with`] does and waits
+/// until it answers `/healthz`.
+pub fn start_server_with(project: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     use std::io::BufRead;
-    let mut child = spawn_server(project);
+    let mut child = spawn_server_with(project, args, env);
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
@@ -102,6 +119,15 @@ pub fn start_server(project: &Path) -> Server {
     }
 }
 
+impl Drop for Server {
+    /// A failing test must not leave its server running (it would hold the
+    /// test harness's output open).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     /// Stops the server with SIGTERM and checks that it exits 0, as a
     /// graceful shutdown must.
@@ -119,6 +145,14 @@ impl Server {
     pub fn kill(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();
+    }
+
+    /// `GET PATH`: the status and body, or status 0 when the request fails.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match http_agent().get(format!("{}{path}", self.base)).call() {
+            Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap()),
+            Err(_) => (0, String::new()),
+        }
     }
 
     /// `GET /metrics`: the Prometheus text.
