@@ -2,7 +2,7 @@
 //! letters, trace and summary.
 
 mod common;
-use common::{copy_example, s};
+use common::{copy_example, receipt_bodies, receipt_project, s};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -365,5 +365,30 @@ fn nudge_toml_sets_the_store_and_channel_plugins_with_secrets_from_the_environme
     assert!(
         err.contains("line 2") && err.contains("unknown field `paht`"),
         "{err}"
+    );
+}
+
+/// Amounts are exact decimals from the event's text to the message: more
+/// digits than a binary float holds survive, whatever the order of keys.
+#[test]
+fn amounts_arrive_with_every_digit() {
+    let (_tmp, project) = receipt_project();
+    let events = [
+        r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":"a@example.com"}}"#,
+        r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:01:00Z","properties":{"order_id":"o1","total":12345678901234567.89}}"#,
+        // Properties before the `type` and `event` that say how to read them.
+        r#"{"properties":{"order_id":"o2","total":-9007199254740993.25},"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:02:00Z"}"#,
+        r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:03:00Z","properties":{"order_id":"o3","total":0.30000000000000001}}"#,
+    ];
+    std::fs::write(project.join("events.jsonl"), events.join("\n")).unwrap();
+    let out = nudge(&["run", s(&project), "--in-memory", "--drain"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        receipt_bodies(&project.join(".nudge/outbox.jsonl")),
+        [
+            "You paid $12345678901234567.89.",
+            "You paid -$9007199254740993.25.",
+            "You paid $0.30.",
+        ]
     );
 }

@@ -1,7 +1,10 @@
 //! End-to-end: `nudge serve` over HTTP (Segment's tracking API) and `--stdin`.
 
 mod common;
-use common::{Server, copy_example, http_agent, start_server_with as start_with};
+use common::{
+    Server, copy_example, http_agent, receipt_bodies, receipt_project,
+    start_server_with as start_with,
+};
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -506,5 +509,47 @@ fn concurrent_requests_are_each_committed_once() {
     assert_eq!(
         orders, expected,
         "one delay email per customer, for their own order"
+    );
+}
+
+/// An amount sent over HTTP keeps every digit, even in a pretty-printed
+/// body whose calls span several lines.
+#[test]
+fn amounts_sent_over_http_keep_every_digit() {
+    let (_tmp, project) = receipt_project();
+    let server = start(&project);
+    let body = r#"{
+  "batch": [
+    {
+      "type": "identify",
+      "userId": "u1",
+      "timestamp": "2026-01-05T10:00:00Z",
+      "traits": {"email": "a@example.com"}
+    },
+    {
+      "properties": {"order_id": "o1", "total": 12345678901234567.89},
+      "type": "track",
+      "event": "Order Completed",
+      "userId": "u1",
+      "timestamp": "2026-01-05T10:01:00Z"
+    }
+  ]
+}"#;
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), body);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(
+        &server,
+        "/v1/track",
+        Some(GOOD),
+        r#"{"event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:02:00Z","properties":{"order_id":"o2","total":98765432109876543.21}}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    stop(server);
+    assert_eq!(
+        receipt_bodies(&project.join(".nudge/outbox.jsonl")),
+        [
+            "You paid $12345678901234567.89.",
+            "You paid $98765432109876543.21.",
+        ]
     );
 }

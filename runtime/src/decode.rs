@@ -140,6 +140,10 @@ pub(crate) enum Shape<'a> {
     Null,
     Bool(bool),
     Number(&'a serde_json::Number),
+    /// A number as the sender wrote it, for the decimal types: read from
+    /// its own digits it is exact, where a `serde_json::Number` has been
+    /// through a binary float.
+    Digits(&'a str),
     Str(&'a str),
     List,
     Object,
@@ -171,6 +175,15 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
         }
         ty = inner;
     }
+    if let Shape::Digits(text) = json
+        && !matches!(ty, Type::Decimal | Type::Money | Type::Percent)
+    {
+        // Other types read the number's value, as the tree decoder does.
+        return match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) => scalar(bundle, ty, Shape::Number(&n)),
+            Err(_) => Err(format!("the number {text} is out of range")),
+        };
+    }
     let wrong = |want: &str| format!("expected {want}, found {}", describe(json));
     let text = |want: &str| match json {
         Shape::Str(s) => Ok(s),
@@ -178,6 +191,7 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
     };
     let num = |want: &str| match json {
         Shape::Number(n) => number(n).ok_or_else(|| wrong(want)),
+        Shape::Digits(text) => digits(text).ok_or_else(|| wrong(want)),
         _ => Err(wrong(want)),
     };
     Ok(match ty {
@@ -279,6 +293,62 @@ fn number(n: &serde_json::Number) -> Option<Decimal> {
         .or_else(|| Decimal::from_scientific(text).ok())
 }
 
+/// A JSON number's text as an exact decimal (rounded only past the 28
+/// digits a decimal holds); `None` when it is out of a decimal's range.
+fn digits(text: &str) -> Option<Decimal> {
+    if let Some(d) = plain(text) {
+        return Some(d);
+    }
+    let exact = if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()?
+    } else {
+        Decimal::from_str(text).ok()?
+    };
+    // Where a binary float holds the number exactly, read it as [`number`]
+    // does, scale included (`12.50` is 12.5, `-0.0` keeps its sign): the
+    // scale shows in outputs, and both decoders must agree.
+    let float = serde_json::from_str::<serde_json::Number>(text)
+        .ok()
+        .and_then(|n| number(&n));
+    Some(float.filter(|f| *f == exact).unwrap_or(exact))
+}
+
+/// The common case (every price) without a float: a number written
+/// without an exponent, with at most 15 digits after any leading zeros and
+/// at most 22 after the point. serde_json reads such a number into the
+/// nearest float (an integer below 2^53 over an exact power of ten), whose
+/// shortest text has the same digits, so this is what [`number`] makes of
+/// it: an integer as written; a fraction without its trailing zeros but
+/// with one decimal place kept, as a float prints (`32.00` is 32.0).
+fn plain(text: &str) -> Option<Decimal> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    if !unsigned.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let Some((whole, fraction)) = unsigned.split_once('.') else {
+        // Up to 18 digits fit an `i64`, which the tree decoder keeps as is
+        // (but `-0` is a float to it).
+        let negative_zero = text.starts_with('-') && unsigned.bytes().all(|b| b == b'0');
+        return (unsigned.len() <= 18 && !negative_zero)
+            .then(|| Decimal::from_str(text).ok())
+            .flatten();
+    };
+    let digits = whole.len() + fraction.len();
+    let leading = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .take_while(|&b| b == b'0')
+        .count();
+    if digits == leading || digits - leading > 15 || fraction.len() > 22 {
+        return None;
+    }
+    let mut d = Decimal::from_str(text).ok()?.normalize();
+    if d.scale() == 0 {
+        d.rescale(1);
+    }
+    Some(d)
+}
+
 /// A fixed buffer for a number's text; serde_json writes at most 24 bytes
 /// for a float and 20 for an integer.
 struct NumberText {
@@ -318,6 +388,11 @@ fn describe(json: Shape<'_>) -> String {
         Shape::Null => "null".into(),
         Shape::Bool(b) => format!("the boolean {b}"),
         Shape::Number(n) => format!("the number {n}"),
+        // In the tree decoder's words where a float holds it.
+        Shape::Digits(text) => match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) => format!("the number {n}"),
+            Err(_) => format!("the number {text}"),
+        },
         Shape::Str(s) if s.chars().count() > 40 => "a string".into(),
         Shape::Str(s) => format!("the string {s:?}"),
         Shape::List => "a list".into(),
@@ -399,6 +474,36 @@ mod tests {
 
     fn decode(j: Json) -> Result<Value, DecodeError> {
         record(&bundle(), 1, j.as_object().unwrap(), "properties")
+    }
+
+    #[test]
+    fn plain_prices_skip_the_float() {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        for (text, want) in [
+            ("12.50", "12.5"),
+            ("32.00", "32.0"),
+            ("-0.5", "-0.5"),
+            ("0.000001", "0.000001"),
+            ("123456789012345", "123456789012345"),
+            ("123456789012345678", "123456789012345678"),
+            ("12345678901234.5", "12345678901234.5"),
+        ] {
+            let got = plain(text).unwrap_or_else(|| panic!("{text} is plain"));
+            assert_eq!((got, got.scale()), (d(want), d(want).scale()), "{text}");
+            assert_eq!(digits(text), Some(got), "{text}");
+        }
+        for text in [
+            "1e2",
+            "-0",
+            "0.0",
+            "1234567890123456.7",
+            "0.0000000000000000000000012",
+            "1234567890123456789",
+        ] {
+            assert_eq!(plain(text), None, "{text}");
+        }
+        // Past what a float holds: every digit.
+        assert_eq!(digits("1234567890123456.7"), Some(d("1234567890123456.7")));
     }
 
     #[test]

@@ -25,7 +25,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use nudge_bytecode::{Bundle, FieldSchema, Record, Type, Value};
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::decode::{self, MAX_DEPTH, Shape};
 use crate::engine::{Engine, Sink};
@@ -70,7 +72,8 @@ pub enum Decoded<'a> {
     },
     /// Not a usable call: no time to move the clock to.
     Bad(Rejection),
-    /// Keys in an order one pass cannot follow; parse the line as a tree.
+    /// The call has no usable `type` or `event` to say how to read its
+    /// properties or traits; parse the line as a tree.
     Fallback,
 }
 
@@ -145,18 +148,18 @@ impl<'e> Decoder<'e> {
 
     /// Decodes one line (without its line break).
     pub fn decode<'a>(&self, line: &'a str) -> Decoded<'a> {
-        let mut de = serde_json::Deserializer::from_str(line);
-        let top = match de
-            .deserialize_any(TopVisitor { dec: *self })
-            .and_then(|top| de.end().map(|()| top))
-        {
-            Ok(top) => top,
-            Err(e) => return Decoded::Bad(segment::malformed(&e)),
-        };
-        let body = match top {
-            Top::NotObject(kind) => return Decoded::Bad(segment::not_an_object(kind)),
-            Top::Fallback => return Decoded::Fallback,
-            Top::Object(body) => body,
+        let body = match self.top(line, None) {
+            Ok(Top::Object(body)) => body,
+            // Properties or traits came before the `type` or `event` that
+            // says how to read them: read the line again knowing both.
+            Ok(Top::Fallback(known)) => match self.top(line, Some(known)) {
+                Ok(Top::Object(body)) => body,
+                Ok(Top::Fallback(_)) => return Decoded::Fallback,
+                Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
+                Err(e) => return Decoded::Bad(malformed(line, &e)),
+            },
+            Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
+            Err(e) => return Decoded::Bad(malformed(line, &e)),
         };
         let checked = match body.envelope.check() {
             Ok(c) => c,
@@ -172,6 +175,15 @@ impl<'e> Decoder<'e> {
             }),
             Err(reason) => Decoded::Refused { at, reason },
         }
+    }
+
+    /// One pass over `line`; `known` is what an earlier pass found of the
+    /// call's `type` and `event`.
+    fn top<'a>(&self, line: &'a str, known: Option<Known<'a>>) -> serde_json::Result<Top<'a>> {
+        let mut de = serde_json::Deserializer::from_str(line);
+        let top = de.deserialize_any(TopVisitor { dec: *self, known })?;
+        de.end()?;
+        Ok(top)
     }
 
     /// The typed event or traits of a call whose envelope passed, with the
@@ -343,7 +355,25 @@ enum Plan {
 enum Top<'a> {
     Object(Body<'a>),
     NotObject(&'static str),
-    Fallback,
+    /// Properties or traits came before the keys that say how to read them.
+    Fallback(Known<'a>),
+}
+
+/// Why `line` is not JSON, in the words (and at the column) the tree parser
+/// uses. Decimals are read as their text, and scanning a number stops at
+/// other faults than parsing it does, so the line is parsed again to say
+/// why; broken lines are rare.
+fn malformed(line: &str, e: &serde_json::Error) -> Rejection {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Err(tree) => segment::malformed(&tree),
+        Ok(_) => segment::malformed(e),
+    }
+}
+
+/// The call's `type` and `event`, as a first pass over the line found them.
+struct Known<'a> {
+    call_type: Field<'a>,
+    event: Field<'a>,
 }
 
 struct Body<'a> {
@@ -601,11 +631,13 @@ impl<'de> Visitor<'de> for SkipVisitor {
 }
 
 /// The top-level value of a line.
-struct TopVisitor<'e> {
+struct TopVisitor<'e, 'de> {
     dec: Decoder<'e>,
+    /// Set on a second pass: the `type` and `event` the first one found.
+    known: Option<Known<'de>>,
 }
 
-impl<'de> Visitor<'de> for TopVisitor<'_> {
+impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
     type Value = Top<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -644,6 +676,13 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
         let dec = self.dec;
         let mut env = Envelope::default();
+        // A second pass reads the body as the call's final `type` and
+        // `event` say (the same keys read again below agree with them).
+        let second = self.known.is_some();
+        if let Some(known) = self.known {
+            env.call_type = known.call_type;
+            env.event = known.event;
+        }
         let mut content = Content::None;
         // Whether properties or traits were read (or skipped): a later
         // `type` or `event` could change how they should have been read.
@@ -651,13 +690,27 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
         let mut fallback = false;
         while let Some(key) = map.next_key_seed(Key)? {
             if fallback {
-                map.next_value_seed(Skip)?;
+                // Only what a second pass needs.
+                match &*key {
+                    "type" => env.call_type = map.next_value_seed(FieldSeed)?,
+                    "event" => env.event = map.next_value_seed(FieldSeed)?,
+                    _ => map.next_value_seed(Skip)?,
+                }
                 continue;
             }
             let slot = match &*key {
+                // Known already: the last of each, as a map keeps.
+                "type" | "event" if second => {
+                    map.next_value_seed(Skip)?;
+                    continue;
+                }
                 "type" | "event" if seen_body => {
                     fallback = true;
-                    map.next_value_seed(Skip)?;
+                    if &*key == "type" {
+                        env.call_type = map.next_value_seed(FieldSeed)?;
+                    } else {
+                        env.event = map.next_value_seed(FieldSeed)?;
+                    }
                     continue;
                 }
                 "type" => &mut env.call_type,
@@ -701,7 +754,10 @@ impl<'de> Visitor<'de> for TopVisitor<'_> {
             *slot = map.next_value_seed(FieldSeed)?;
         }
         Ok(if fallback {
-            Top::Fallback
+            Top::Fallback(Known {
+                call_type: env.call_type,
+                event: env.event,
+            })
         } else {
             Top::Object(Body {
                 envelope: env,
@@ -943,11 +999,38 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = Typed;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Typed, D::Error> {
+        if matches!(self.inner(), Type::Decimal | Type::Money | Type::Percent) {
+            // The value's text, so that a number is read from its own
+            // digits rather than from the nearest binary float.
+            let text = <&'de RawValue>::deserialize(d)?.get();
+            if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                // Refused as a malformed line, as parsing it as a tree
+                // would; `Decoder::decode` words the reason the same way.
+                return Err(serde::de::Error::custom("number out of range"));
+            }
+            return Ok(self.raw(text));
+        }
         d.deserialize_any(self)
     }
 }
 
 impl ValueSeed<'_, '_> {
+    /// Reads a value of a decimal type from its JSON text.
+    fn raw(&self, text: &str) -> Typed {
+        match text.as_bytes().first() {
+            Some(b'-' | b'0'..=b'9') => self.scalar(Shape::Digits(text)),
+            Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
+                Ok(s) => self.scalar(Shape::Str(&s)),
+                Err(e) => Err(Mismatch::new(e.to_string())),
+            },
+            Some(b't') => self.scalar(Shape::Bool(true)),
+            Some(b'f') => self.scalar(Shape::Bool(false)),
+            Some(b'[') => self.scalar(Shape::List),
+            Some(b'{') => self.scalar(Shape::Object),
+            _ => self.null(),
+        }
+    }
+
     fn too_deep(&self) -> bool {
         self.depth > MAX_DEPTH
     }

@@ -9,6 +9,8 @@
 //! then delivers — the same ledger path as `nudge run`, so a 200 means the
 //! calls are durable.
 
+mod body;
+
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufWriter, Write};
@@ -26,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nudge_runtime::engine::Engine;
 use nudge_runtime::replay::DeadLetter;
-use nudge_runtime::segment;
 use nudge_store::durable::{self, Bundles, Captured, Code, LedgerSink, Report};
 use nudge_store::{Batch, Intent, Mark, NewCall, SourcePos, Store, StoreError};
 use serde_json::{Value, json};
@@ -1049,55 +1050,21 @@ fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
     keys.iter().any(|k| user == k.as_bytes())
 }
 
-/// The body's calls as JSON lines, each checked as `nudge run` would read it.
-/// `kind` is the call type of a single-call endpoint; `None` is `/v1/batch`.
+/// The calls of a body as JSON lines, or the error response.
 fn to_lines(kind: Option<&str>, body: &[u8]) -> Result<Vec<String>, Box<Response>> {
-    let bad =
-        |msg: &str, index: Option<usize>| Box::new(error(StatusCode::BAD_REQUEST, msg, index));
-    let text = std::str::from_utf8(body).map_err(|e| bad(&format!("not UTF-8: {e}"), None))?;
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        // The reader of `nudge run` words JSON errors the same way.
-        Err(_) => {
-            let reason = segment::parse_line(text)
-                .err()
-                .map_or_else(|| "malformed JSON".to_string(), |r| r.reason);
-            return Err(bad(&reason, None));
-        }
-    };
-    let items = match (kind, value) {
-        (Some(kind), Value::Object(mut call)) => {
-            call.insert("type".into(), Value::String(kind.into()));
-            vec![Value::Object(call)]
-        }
-        (None, Value::Object(mut body)) => match body.remove("batch") {
-            Some(Value::Array(items)) => items,
-            _ => return Err(bad("expected `batch`: an array of calls", None)),
-        },
-        _ => return Err(bad("expected a JSON object", None)),
-    };
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let msg = format!("not UTF-8: {e}");
+        Box::new(error(StatusCode::BAD_REQUEST, &msg, None))
+    })?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut lines = Vec::with_capacity(items.len());
-    for (i, mut item) in items.into_iter().enumerate() {
-        // Segment stamps calls sent without a time with the time received.
-        if let Value::Object(call) = &mut item
-            && !call.contains_key("timestamp")
-            && !call.contains_key("originalTimestamp")
-        {
-            call.insert("timestamp".into(), Value::String(now.clone()));
-        }
-        let line = serde_json::to_string(&item).map_err(|e| bad(&e.to_string(), Some(i)))?;
-        if line.len() > MAX_CALL {
-            return Err(Box::new(error(
+    body::to_lines(kind, text, &now, MAX_CALL).map_err(|refusal| {
+        Box::new(match refusal {
+            body::Refusal::Bad(msg, index) => error(StatusCode::BAD_REQUEST, &msg, index),
+            body::Refusal::TooLarge(i) => error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "a call is larger than 32 KB",
                 Some(i),
-            )));
-        }
-        if let Err(r) = segment::parse_line(&line) {
-            return Err(bad(&r.reason, Some(i)));
-        }
-        lines.push(line);
-    }
-    Ok(lines)
+            ),
+        })
+    })
 }

@@ -203,3 +203,41 @@ pub fn outbox_by_key(path: &Path) -> std::collections::BTreeMap<String, Vec<Stri
     }
     out
 }
+
+/// A project of one flow that sends a receipt showing the order's total,
+/// for checking that amounts arrive with every digit.
+pub fn receipt_project() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("receipt");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("receipt.flow"),
+        r#"message receipt(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order"
+  body "You paid {total}."
+}
+
+flow receipt {
+  trigger order_completed
+  entry always
+  send receipt(trigger.total)
+}
+"#,
+    )
+    .unwrap();
+    (tmp, project)
+}
+
+/// The bodies of the receipts in an outbox, in order.
+pub fn receipt_bodies(outbox: &Path) -> Vec<String> {
+    std::fs::read_to_string(outbox)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["content"]["body"].as_str().unwrap().to_string()
+        })
+        .collect()
+}

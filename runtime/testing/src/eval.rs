@@ -5,6 +5,8 @@
 //! over a sent message's content are evaluated here against the rendered
 //! content, which is all text.
 
+use std::str::FromStr;
+
 use nudge_bytecode::{civil_from_days, format_instant};
 use nudge_syntax::ast::{BinaryOp, Expr, ExprKind, StrPart, UnaryOp};
 use rust_decimal::Decimal;
@@ -51,8 +53,21 @@ fn not_literal() -> String {
     "a test can only use literal values here (numbers, money, text, times, lists, records)".into()
 }
 
+/// A decimal as a JSON number. A JSON number here is a binary float, so a
+/// literal with more digits than one holds is refused rather than rounded.
 fn number(d: Decimal) -> Result<Json, String> {
-    serde_json::from_str(&d.normalize().to_string()).map_err(|_| format!("{d} is not a number"))
+    let text = d.normalize().to_string();
+    let json: Json = serde_json::from_str(&text).map_err(|_| format!("{d} is not a number"))?;
+    let back = json
+        .as_f64()
+        .and_then(|f| Decimal::from_str(&Json::from(f).to_string()).ok());
+    match (json.is_f64(), back) {
+        (false, _) => Ok(json),
+        (true, Some(b)) if b == d => Ok(json),
+        _ => Err(format!(
+            "{d} has more digits than a test event can carry: write at most 15 significant digits"
+        )),
+    }
 }
 
 fn text(parts: &[StrPart]) -> Result<String, String> {
@@ -232,6 +247,18 @@ mod tests {
     fn literals_become_segment_json() {
         assert_eq!(to_json(&value("$12.50")), Ok(serde_json::json!(12.5)));
         assert_eq!(to_json(&value("-3")), Ok(serde_json::json!(-3)));
+        assert_eq!(
+            to_json(&value("$1234567890123.45")),
+            Ok(serde_json::json!(1234567890123.45))
+        );
+        assert_eq!(
+            to_json(&value("$12345678901234567.89")),
+            Err(
+                "12345678901234567.89 has more digits than a test event can carry: \
+                 write at most 15 significant digits"
+                    .into()
+            )
+        );
         assert_eq!(to_json(&value("2h")), Ok(serde_json::json!(7200)));
         assert_eq!(
             to_json(&value("2026-01-05T10:00:00Z")),
