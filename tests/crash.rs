@@ -4,9 +4,8 @@
 //! duplicated.
 
 mod common;
-use common::{copy_dir, s};
+use common::{Lcg, copy_dir, outbox_by_key, s};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,36 +41,6 @@ fn command(dir: &Path) -> Command {
     c
 }
 
-/// The outbox as idempotency key → every line carrying it.
-fn outbox(dir: &Path) -> BTreeMap<String, Vec<String>> {
-    let text = std::fs::read_to_string(dir.join(".nudge/outbox.jsonl")).unwrap();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "a partial last line"
-    );
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for l in text.lines().filter(|l| !l.is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("bad outbox line {l:?}: {e}"));
-        let key = v["idempotency_key"].as_str().unwrap().to_string();
-        out.entry(key).or_default().push(l.to_string());
-    }
-    out
-}
-
-/// A small seeded generator, so a failure can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
-
 #[test]
 fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -92,7 +61,7 @@ fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let reference_outbox = outbox(&reference_dir);
+    let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
     assert!(reference_outbox.len() > 50, "the stream should send plenty");
 
     let dir = project(tmp.path(), "crashy", &events);
@@ -129,7 +98,7 @@ fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
     );
     assert_eq!(summary["store"]["ledger"], reference["store"]["ledger"]);
     assert_eq!(summary["store"]["diverged"], false);
-    let got = outbox(&dir);
+    let got = outbox_by_key(&dir.join(".nudge/outbox.jsonl"));
     let duplicated: Vec<&String> = got
         .iter()
         .filter(|(_, v)| v.len() > 1)

@@ -7,7 +7,7 @@
 //! once, and the engine's counters must agree with that run's.
 
 mod common;
-use common::{basic_auth, copy_dir, http_agent, outbox_by_key, s, spawn_server, start_server};
+use common::{Lcg, basic_auth, copy_dir, http_agent, outbox_by_key, s, spawn_server, start_server};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,20 +23,6 @@ const BATCH: usize = 50;
 /// The client's pause between batches: a steady stream rather than one
 /// burst, so the kills fall while it is under way.
 const PACE: Duration = Duration::from_millis(5);
-
-/// A small seeded generator, so a failure can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    /// The next number, in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n.max(1)
-    }
-}
 
 /// A copy of cart_recovery, the project `nudge gen` writes streams for.
 fn project(root: &Path, name: &str) -> PathBuf {
