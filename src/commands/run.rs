@@ -24,12 +24,12 @@ pub struct Args {
     /// Projects to run; the current directory by default. Each project
     /// replays its own `events.jsonl` unless `--events` names a file.
     pub paths: Vec<PathBuf>,
+    /// Where sends go and what the engine keeps.
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The calls to replay: Segment JSON lines (one project only).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
-    #[arg(long, value_name = "FILE")]
-    pub outbox: Option<PathBuf>,
     /// Where refused lines go; `.nudge/dead_letters.jsonl` by default.
     #[arg(long, value_name = "FILE")]
     pub dead_letters: Option<PathBuf>,
@@ -42,6 +42,25 @@ pub struct Args {
     /// After the last call, run the clock until nothing is pending but schedules.
     #[arg(long)]
     pub drain: bool,
+    /// The summary as a table for people or JSON for tools.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Discard the store's history first and start over.
+    #[arg(long, conflicts_with = "in_memory")]
+    pub reset: bool,
+    /// Lines applied per store transaction (tests use small batches to
+    /// have many commits to crash between).
+    #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
+    pub batch_lines: usize,
+}
+
+/// The options `nudge run` and `nudge serve` share: where sends go and
+/// what the engine keeps.
+#[derive(clap::Args, Debug)]
+pub struct EngineArgs {
+    /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
+    #[arg(long, value_name = "FILE")]
+    pub outbox: Option<PathBuf>,
     /// Send one channel through a plugin instead of the outbox:
     /// `sms=webhook=http://127.0.0.1:9000/sms`, `email=stdout`.
     #[arg(long, value_name = "CHANNEL=PLUGIN")]
@@ -53,23 +72,37 @@ pub struct Args {
     /// never messaged (added to the lists the policy names).
     #[arg(long, value_name = "FILE")]
     pub suppress: Vec<PathBuf>,
-    /// The summary as a table for people or JSON for tools.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// The durable store: what was applied and sent, so a later run goes on
-    /// from there; `.nudge/state.db` in the project by default.
+    /// The durable store: what was applied and sent, so a later start goes
+    /// on from there; `store.path` in nudge.toml, else `.nudge/state.db` in
+    /// the project.
     #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
     pub store: Option<PathBuf>,
-    /// Keep no store: replay the whole file from scratch and forget it.
+    /// Keep no store: start from scratch and forget everything at the end.
     #[arg(long)]
     pub in_memory: bool,
-    /// Discard the store's history first and start over.
-    #[arg(long, conflicts_with = "in_memory")]
-    pub reset: bool,
-    /// Lines applied per store transaction (tests use small batches to
-    /// have many commits to crash between).
-    #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
-    pub batch_lines: usize,
+}
+
+impl EngineArgs {
+    /// The `--deliver` routes; a bad one is reported and fails the command.
+    pub(super) fn routes(&self) -> Result<Vec<(Channel, PluginSpec)>, Status> {
+        self.deliver
+            .iter()
+            .map(|d| {
+                parse_route(d).map_err(|e| {
+                    eprintln!("error: --deliver {d}: {e}");
+                    Status::Failure
+                })
+            })
+            .collect()
+    }
+
+    /// The store file of the project at `root`.
+    pub(super) fn store_path(&self, settings: &ProjectConfig, root: &Path) -> PathBuf {
+        self.store
+            .clone()
+            .or_else(|| settings.store_path(root))
+            .unwrap_or_else(|| root.join(".nudge/state.db"))
+    }
 }
 
 /// How the summary is printed.
@@ -89,10 +122,10 @@ pub fn run(args: Args) -> Status {
     };
     if groups.len() > 1
         && (args.events.is_some()
-            || args.outbox.is_some()
+            || args.engine.outbox.is_some()
             || args.dead_letters.is_some()
             || args.trace.is_some()
-            || args.store.is_some())
+            || args.engine.store.is_some())
     {
         eprintln!(
             "error: --events, --outbox, --dead-letters, --trace and --store name files of one project, but these paths hold {} projects",
@@ -108,16 +141,10 @@ pub fn run(args: Args) -> Status {
             return Status::Failure;
         }
     };
-    let mut routes = Vec::new();
-    for d in &args.deliver {
-        match parse_route(d) {
-            Ok(r) => routes.push(r),
-            Err(e) => {
-                eprintln!("error: --deliver {d}: {e}");
-                return Status::Failure;
-            }
-        }
-    }
+    let routes = match args.engine.routes() {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
     let mut worst = Status::Ok;
     for group in &groups {
         let status = run_project(group, &args, until, &routes);
@@ -175,6 +202,7 @@ fn run_project(
     };
     let paths = Paths {
         outbox: args
+            .engine
             .outbox
             .clone()
             .unwrap_or_else(|| state.join("outbox.jsonl")),
@@ -186,19 +214,15 @@ fn run_project(
             .trace
             .clone()
             .unwrap_or_else(|| state.join("trace.jsonl")),
-        store: args
-            .store
-            .clone()
-            .or_else(|| settings.store_path(&root))
-            .unwrap_or_else(|| state.join("state.db")),
+        store: args.engine.store_path(&settings, &root),
         root,
         state,
     };
-    let config = match engine_config(&bundle, &args.suppress, args.release_spread) {
+    let config = match engine_config(&bundle, &args.engine.suppress, args.engine.release_spread) {
         Ok(c) => c,
         Err(status) => return status,
     };
-    if args.in_memory {
+    if args.engine.in_memory {
         run_in_memory(&bundle, &input, &paths, args, until, routes, config)
     } else {
         run_durable(

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 
 use super::Status;
 use super::run::{
-    Feeds, engine_config, fail, merge_routes, open_store, parse_route, project_config, project_root,
+    EngineArgs, Feeds, engine_config, fail, merge_routes, open_store, project_config, project_root,
 };
 use crate::config::Config as ProjectConfig;
 
@@ -67,24 +67,9 @@ pub struct Args {
     /// Read JSON lines from stdin instead of listening; exit at its end.
     #[arg(long)]
     pub stdin: bool,
-    /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
-    #[arg(long, value_name = "FILE")]
-    pub outbox: Option<PathBuf>,
-    /// Send one channel through a plugin instead of the outbox, as in `nudge run`.
-    #[arg(long, value_name = "CHANNEL=PLUGIN")]
-    pub deliver: Vec<String>,
-    /// Seconds over which sends held by quiet hours are spread when released.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-    pub release_spread: i64,
-    /// A suppression list, as in `nudge run`.
-    #[arg(long, value_name = "FILE")]
-    pub suppress: Vec<PathBuf>,
-    /// The durable store; `store.path` in nudge.toml, else `.nudge/state.db`.
-    #[arg(long, value_name = "PATH", conflicts_with = "in_memory")]
-    pub store: Option<PathBuf>,
-    /// Keep no store: state is lost when the server stops.
-    #[arg(long)]
-    pub in_memory: bool,
+    /// Where sends go and what the engine keeps, as in `nudge run`.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Runs the command and returns its exit status.
@@ -372,29 +357,17 @@ impl<'b> Live<'b> {
             ..
         } = *setup;
         let state = root.join(".nudge");
-        let outbox = args
+        let engine = &args.engine;
+        let outbox = engine
             .outbox
             .clone()
             .unwrap_or_else(|| state.join("outbox.jsonl"));
-        let mut routes = Vec::new();
-        for d in &args.deliver {
-            match parse_route(d) {
-                Ok(r) => routes.push(r),
-                Err(e) => {
-                    eprintln!("error: --deliver {d}: {e}");
-                    return Err(Status::Failure);
-                }
-            }
-        }
-        let routes = merge_routes(settings, &routes)?;
-        let config = engine_config(bundle, &args.suppress, args.release_spread)?;
-        let store_path = if args.in_memory {
+        let routes = merge_routes(settings, &engine.routes()?)?;
+        let config = engine_config(bundle, &engine.suppress, engine.release_spread)?;
+        let store_path = if engine.in_memory {
             PathBuf::from(":memory:")
         } else {
-            args.store
-                .clone()
-                .or_else(|| settings.store_path(root))
-                .unwrap_or_else(|| state.join("state.db"))
+            engine.store_path(settings, root)
         };
         let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
         let feeds =
