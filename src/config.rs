@@ -28,6 +28,18 @@ pub struct Config {
     /// How each channel delivers, by channel name.
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelSection>,
+    /// How the engine treats time.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[runtime]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// How late a trigger may arrive and still start an instance, as a
+    /// duration (`30m`, `24h`, `2d`).
+    pub max_lateness: Option<String>,
 }
 
 /// `[store]`.
@@ -142,9 +154,22 @@ impl Config {
         Ok(())
     }
 
-    /// Checks what serde cannot: channel names and plugin settings.
+    /// Checks what serde cannot: channel names, plugin settings, durations.
     fn check(&self) -> Result<(), String> {
+        self.max_lateness()?;
         self.routes().map(drop)
+    }
+
+    /// `[runtime] max_lateness` in seconds, when set.
+    pub fn max_lateness(&self) -> Result<Option<i64>, String> {
+        self.runtime
+            .max_lateness
+            .as_deref()
+            .map(|text| {
+                parse_duration(text)
+                    .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
+            })
+            .transpose()
     }
 
     /// The store path, resolved against the project root.
@@ -169,6 +194,24 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,
+/// `1w`), in seconds.
+fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 impl ChannelSection {
@@ -269,6 +312,18 @@ mod tests {
             "KEY" => Some("secret".to_string()),
             "TOKEN" => Some("t0k".to_string()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn the_lateness_bound_is_a_duration() {
+        let c = Config::parse("[runtime]\nmax_lateness = \"90m\"\n", env).unwrap();
+        assert_eq!(c.max_lateness(), Ok(Some(5400)));
+        assert_eq!(Config::parse("", env).unwrap().max_lateness(), Ok(None));
+        for bad in ["\"soon\"", "\"5 h\"", "\"h\"", "\"99999999999999999999d\""] {
+            let err = Config::parse(&format!("[runtime]\nmax_lateness = {bad}\n"), env)
+                .unwrap_err();
+            assert!(err.contains("max_lateness"), "{bad}: {err}");
         }
     }
 

@@ -8,7 +8,7 @@
 //! the library is installed into a cache under the target directory.
 
 mod common;
-use common::{WRITE_KEY, copy_example, outbox_by_key, s, start_server};
+use common::{WRITE_KEY, copy_example, outbox_by_key, s, start_server_with};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -105,7 +105,13 @@ fn the_official_python_library_talks_to_nudge_serve() {
     let (_served_tmp, served) = copy_example("cart_recovery");
     let (reference_tmp, reference) = copy_example("cart_recovery");
 
-    let server = start_server(&served);
+    // Recorded calls, served on their own clock so that the outbox can be
+    // compared with `nudge run`'s (the wall clock would take them as late).
+    let server = start_server_with(
+        &served,
+        &["--write-key", WRITE_KEY, "--clock", "events"],
+        &[],
+    );
     let sent = Command::new("python3")
         .arg(fixtures().join("send.py"))
         .args([&server.base, WRITE_KEY, s(&calls())])

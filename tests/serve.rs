@@ -2,8 +2,8 @@
 
 mod common;
 use common::{
-    Server, copy_example, http_agent, receipt_bodies, receipt_project,
-    start_server_with as start_with,
+    Server, afternoon_zone, ago, copy_example, http_agent, receipt_bodies, receipt_project,
+    start_server_with as start_with, wait_for_metric,
 };
 
 use std::collections::HashSet;
@@ -22,6 +22,23 @@ fn event_lines(project: &Path) -> Vec<String> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// A shopper who started checkout 65 minutes ago, in a zone where it is
+/// afternoon: the cart reminder (due an hour after the checkout) is due
+/// now, whatever the day and hour the test runs at.
+fn live_cart_lines() -> Vec<String> {
+    vec![
+        format!(
+            r#"{{"type":"identify","userId":"u9","timestamp":"{}","traits":{{"email":"ivy@example.com","first_name":"Ivy","timezone":"{}","consent":{{"email":true}}}}}}"#,
+            ago(7200),
+            afternoon_zone()
+        ),
+        format!(
+            r#"{{"type":"track","event":"Checkout Started","userId":"u9","timestamp":"{}","messageId":"live-1","properties":{{"value":20.0,"revenue":20.0,"products":[{{"product_id":"p1","name":"Enamel Mug","price":20.0,"quantity":1,"category":"Mugs","url":"https://shop.example/p/mug"}}]}}}}"#,
+            ago(3900)
+        ),
+    ]
 }
 
 fn batch_body(lines: &[String]) -> String {
@@ -71,7 +88,7 @@ fn outbox_keys(project: &Path) -> Vec<String> {
 #[test]
 fn http_ingest_is_durable_authenticated_and_validated() {
     let (_tmp, project) = copy_example("cart_recovery");
-    let lines = event_lines(&project);
+    let lines = live_cart_lines();
     let body = batch_body(&lines);
     let server = start(&project);
 
@@ -131,12 +148,15 @@ fn http_ingest_is_durable_authenticated_and_validated() {
 
     assert_eq!(post(&server, "/v1/nope", Some(GOOD), "{}").0, 404);
     assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
-    let metrics = get(&server, "/metrics").1;
+    // The reminder fell due while the checkout was on its way: it goes out
+    // at the next tick.
+    let delivered = "nudge_sends_total{channel=\"email\",outcome=\"delivered\"}";
+    let metrics = wait_for_metric(&server, delivered);
     assert!(
         metrics.contains(&format!("\nnudge_events_total {}\n", lines.len())),
         "{metrics}"
     );
-    assert!(metrics.contains("nudge_sends_total{channel=\"email\",outcome=\"delivered\"}"));
+    assert!(metrics.contains(delivered), "{metrics}");
     assert!(metrics.contains("nudge_commit_seconds_count"));
     stop(server);
 
@@ -272,11 +292,13 @@ fn reload(server: &Server, token: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(&text).unwrap())
 }
 
-/// A customer with a UTC zone checking out at `at` (no quiet hours at noon).
+/// A customer in a zone where it is afternoon (no quiet hours) checking
+/// out at `at`.
 fn checkout(user: &str, at: &str) -> String {
+    let zone = afternoon_zone();
     format!(
         r#"{{"batch":[
-          {{"type":"identify","userId":"{user}","timestamp":"{at}","traits":{{"email":"{user}@example.com","first_name":"{user}","timezone":"UTC","consent":{{"email":true}}}}}},
+          {{"type":"identify","userId":"{user}","timestamp":"{at}","traits":{{"email":"{user}@example.com","first_name":"{user}","timezone":"{zone}","consent":{{"email":true}}}}}},
           {{"type":"track","event":"Checkout Started","userId":"{user}","timestamp":"{at}","messageId":"co-{user}","properties":{{"value":20.0,"products":[{{"product_id":"p1","name":"Mug","price":20.0,"quantity":1}}]}}}}
         ]}}"#
     )
@@ -319,9 +341,19 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
         (200, &serde_json::json!(false))
     );
 
+    // Every checkout is stamped so that its reminder (an hour later) falls
+    // due 15 seconds after the first request: long after the deploys below,
+    // soon enough for the test to wait for it on the wall clock.
+    let due = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let stamp = || {
+        ago(3600
+            - due
+                .saturating_duration_since(std::time::Instant::now())
+                .as_secs() as i64)
+    };
     // Ana sleeps at `first_wait` when the reminder's subject changes: her
     // step keeps its label, so she is carried to the new version.
-    let body = checkout("ana", "2030-01-07T12:00:00Z");
+    let body = checkout("ana", &stamp());
     assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
     edit(
         &messages,
@@ -344,7 +376,7 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
 
     // Ben (started on the new code) and Ana sleep at `first_wait` when it is
     // renamed: both stay on the code they run, and the answer says why.
-    let body = checkout("ben", "2030-01-07T12:10:00Z");
+    let body = checkout("ben", &stamp());
     assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
     edit(&flow, "first_wait: wait 1h", "pause: wait 1h");
     edit(
@@ -379,7 +411,7 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
     edit(&flow, "pause: wait 1h nonsense", "pause: wait 1h");
 
     // Carol starts after both deploys: she runs the newest code.
-    let body = checkout("carol", "2030-01-07T12:20:00Z");
+    let body = checkout("carol", &stamp());
     assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
 
     // Kill the server without warning: the deploys are in the store's
@@ -390,9 +422,10 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
     server.child.wait().unwrap();
     drop(server);
     let server = start_with(&project, &["--write-key", "k"], &token);
-    let later =
-        r#"{"userId":"zed","timestamp":"2030-01-07T14:00:00Z","traits":{"timezone":"UTC"}}"#;
-    assert_eq!(post(&server, "/v1/identify", Some(GOOD), later).0, 200);
+    let give_up = due + std::time::Duration::from_secs(20);
+    while subjects(&project).len() < 3 && std::time::Instant::now() < give_up {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     stop(server);
 
     let mut got = subjects(&project);
@@ -461,10 +494,12 @@ fn concurrent_requests_are_each_committed_once() {
         let user = format!("c{n}");
         batch_body(&[
             format!(
-                r#"{{"type":"identify","userId":"{user}","timestamp":"2026-11-20T15:00:00Z","traits":{{"email":"{user}@example.com","consent":{{"email":true}}}}}}"#
+                r#"{{"type":"identify","userId":"{user}","timestamp":"{}","traits":{{"email":"{user}@example.com","consent":{{"email":true}}}}}}"#,
+                ago(10)
             ),
             format!(
-                r#"{{"type":"track","event":"Shipment Delayed","userId":"{user}","timestamp":"2026-11-20T15:00:01Z","properties":{{"order_id":"o-{n}","new_eta":"Friday"}}}}"#
+                r#"{{"type":"track","event":"Shipment Delayed","userId":"{user}","timestamp":"{}","properties":{{"order_id":"o-{n}","new_eta":"Friday"}}}}"#,
+                ago(9)
             ),
         ])
     };
@@ -523,7 +558,7 @@ fn amounts_sent_over_http_keep_every_digit() {
     {
       "type": "identify",
       "userId": "u1",
-      "timestamp": "2026-01-05T10:00:00Z",
+      "timestamp": "T0",
       "traits": {"email": "a@example.com"}
     },
     {
@@ -531,17 +566,20 @@ fn amounts_sent_over_http_keep_every_digit() {
       "type": "track",
       "event": "Order Completed",
       "userId": "u1",
-      "timestamp": "2026-01-05T10:01:00Z"
+      "timestamp": "T1"
     }
   ]
-}"#;
-    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), body);
+}"#
+    .replace("T0", &ago(120))
+    .replace("T1", &ago(60));
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &body);
     assert_eq!(status, 200, "{answer}");
     let (status, answer) = post(
         &server,
         "/v1/track",
         Some(GOOD),
-        r#"{"event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:02:00Z","properties":{"order_id":"o2","total":98765432109876543.21}}"#,
+        &r#"{"event":"Order Completed","userId":"u1","timestamp":"T2","properties":{"order_id":"o2","total":98765432109876543.21}}"#
+            .replace("T2", &ago(1)),
     );
     assert_eq!(status, 200, "{answer}");
     stop(server);

@@ -7,7 +7,13 @@
 //! once, and the engine's counters must agree with that run's.
 
 mod common;
-use common::{Lcg, basic_auth, copy_dir, http_agent, outbox_by_key, s, spawn_server, start_server};
+use common::{
+    Lcg, WRITE_KEY, basic_auth, copy_dir, http_agent, outbox_by_key, s, spawn_server_with,
+    start_server_with,
+};
+
+/// The server replays the stream on the events' clock, as `nudge run` does.
+const EVENT_CLOCK: [&str; 4] = ["--write-key", WRITE_KEY, "--clock", "events"];
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,9 +40,9 @@ fn project(root: &Path, name: &str) -> PathBuf {
     dir
 }
 
-/// A generated stream in time order. It starts in 2030 so the server's
-/// wall clock never overtakes it: only the calls move the clock, as in
-/// `nudge run`, and both apply the same calls at the same times.
+/// A generated stream in time order. The server runs on the events' clock
+/// (`--clock events`): only the calls move it, as in `nudge run`, and both
+/// apply the same calls at the same times.
 fn stream(dir: &Path) -> Vec<String> {
     let generated = dir.join("generated.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
@@ -164,7 +170,7 @@ fn killed_and_restarted_server_sends_every_message_exactly_once() {
     let requests = batches.len();
     let served = project(tmp.path(), "served");
     let started = Instant::now();
-    let mut server = start_server(&served);
+    let mut server = start_server_with(&served, &EVENT_CLOCK, &[]);
     let startup = started.elapsed();
     let shared = Arc::new(Shared::default());
     *shared.base.lock().unwrap() = Some(server.base.clone());
@@ -210,14 +216,14 @@ fn killed_and_restarted_server_sends_every_message_exactly_once() {
         // rebuilding from the store, reconciling pending sends with the
         // outbox and delivering the rest.
         if rng.below(3) == 0 {
-            let mut child = spawn_server(&served);
+            let mut child = spawn_server_with(&served, &EVENT_CLOCK, &[]);
             let wait = rng.below(startup.as_micros() as u64);
             std::thread::sleep(Duration::from_micros(wait));
             child.kill().unwrap();
             child.wait().unwrap();
             startup_kills += 1;
         }
-        server = start_server(&served);
+        server = start_server_with(&served, &EVENT_CLOCK, &[]);
         *shared.base.lock().unwrap() = Some(server.base.clone());
     }
     sender.join().expect("the client thread");

@@ -720,6 +720,8 @@ impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
                 "messageId" => &mut env.message_id,
                 "timestamp" => &mut env.timestamp,
                 "originalTimestamp" => &mut env.original_timestamp,
+                "sentAt" => &mut env.sent_at,
+                "receivedAt" => &mut env.received_at,
                 "name" => &mut env.name,
                 "previousId" => &mut env.previous_id,
                 "properties" | "traits" => {

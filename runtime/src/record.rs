@@ -41,8 +41,12 @@ pub enum What {
     NotEntered {
         /// The flow.
         flow: String,
-        /// Why: `already_active`, `entered_before`, `entered_within_window`.
+        /// Why: `already_active`, `entered_before`, `entered_within_window`,
+        /// or `late` (the trigger arrived later than the lateness bound).
         reason: String,
+        /// For `late`: how long after it happened the trigger arrived.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        late_by: Option<String>,
     },
     /// A split chose a variant.
     Variant {
@@ -110,6 +114,22 @@ pub enum What {
         instance: u32,
         /// Why: the `exit on` event's name, `exit_if`, `exit` or `error`.
         reason: String,
+    },
+    /// A stopping event arrived after the instance had already sent
+    /// messages it would have prevented: the sends stand, and this says so.
+    ExitedLate {
+        /// The flow.
+        flow: String,
+        /// The instance's number.
+        instance: u32,
+        /// The stopping event's name.
+        event: String,
+        /// When the stopping event happened (it arrived at the record's `at`).
+        happened: String,
+        /// How long after it happened it arrived.
+        late_by: String,
+        /// The messages sent between the event and its arrival, oldest first.
+        messages: Vec<String>,
     },
     /// An instance ran its last step.
     Completed {

@@ -104,6 +104,8 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
         message_id: field("messageId"),
         timestamp: field("timestamp"),
         original_timestamp: field("originalTimestamp"),
+        sent_at: field("sentAt"),
+        received_at: field("receivedAt"),
         event: field("event"),
         name: field("name"),
         previous_id: field("previousId"),
@@ -253,6 +255,8 @@ pub(crate) struct Envelope<'a> {
     pub message_id: Field<'a>,
     pub timestamp: Field<'a>,
     pub original_timestamp: Field<'a>,
+    pub sent_at: Field<'a>,
+    pub received_at: Field<'a>,
     pub event: Field<'a>,
     pub name: Field<'a>,
     pub previous_id: Field<'a>,
@@ -362,18 +366,57 @@ impl<'a> Envelope<'a> {
         })
     }
 
-    /// The call's time: `timestamp`, else `originalTimestamp` (as analytics.js sends it).
+    /// The call's time: `timestamp`, else `originalTimestamp` (as analytics.js
+    /// sends it), corrected for the sender's clock as Segment does (see
+    /// [`corrected_time`]) when the call says when it was received.
     fn time(&self) -> Result<DateTime<Utc>, Rejection> {
-        let (key, text) = match self.timestamp.string("timestamp")? {
-            Some(t) => ("timestamp", t),
-            None => match self.original_timestamp.string("originalTimestamp")? {
-                Some(t) => ("originalTimestamp", t),
-                None => return Err(Rejection::new("missing `timestamp`")),
-            },
+        let timestamp = self.timestamp.string("timestamp")?;
+        let original = self.original_timestamp.string("originalTimestamp")?;
+        let (key, text) = match (&timestamp, &original) {
+            (Some(t), _) => ("timestamp", t),
+            (None, Some(t)) => ("originalTimestamp", t),
+            (None, None) => return Err(Rejection::new("missing `timestamp`")),
         };
-        rfc3339(&text)
-            .map_err(|e| Rejection::new(format!("`{key}` is not an RFC 3339 time ({text:?}): {e}")))
+        let parse = |key: &str, text: &str| {
+            rfc3339(text).map_err(|e| {
+                Rejection::new(format!("`{key}` is not an RFC 3339 time ({text:?}): {e}"))
+            })
+        };
+        let at = parse(key, text)?;
+        let Some(received) = self.received_at.string("receivedAt")? else {
+            return Ok(at);
+        };
+        let received = parse("receivedAt", &received)?;
+        let sent = match self.sent_at.string("sentAt")? {
+            Some(s) => Some(parse("sentAt", &s)?),
+            None => None,
+        };
+        // With both times given, `timestamp` is Segment's corrected one.
+        let corrected = timestamp.is_some() && original.is_some();
+        Ok(corrected_time(at, sent, received, corrected))
     }
+}
+
+/// A call's time on the receiver's clock, as Segment computes it: a device
+/// whose clock is off by some amount stamps both `timestamp` and `sentAt`
+/// with that error, so `receivedAt - (sentAt - timestamp)` removes it. The
+/// result is never later than the receipt: a call cannot have happened
+/// after it arrived, and a clock far ahead must not fire anyone's timers.
+/// `corrected` says the time was already corrected upstream (a Segment
+/// export carries `originalTimestamp` beside the corrected `timestamp`).
+pub fn corrected_time(
+    at: DateTime<Utc>,
+    sent: Option<DateTime<Utc>>,
+    received: DateTime<Utc>,
+    corrected: bool,
+) -> DateTime<Utc> {
+    let at = match sent {
+        Some(sent) if !corrected => received
+            .checked_sub_signed(sent.signed_duration_since(at))
+            .unwrap_or(at),
+        _ => at,
+    };
+    at.min(received)
 }
 
 /// An RFC 3339 instant, as `DateTime::parse_from_rfc3339` reads it.
@@ -455,10 +498,24 @@ pub fn time_of(line: &str) -> Option<i64> {
         timestamp: Option<std::borrow::Cow<'a, str>>,
         #[serde(borrow, default, rename = "originalTimestamp")]
         original: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default, rename = "sentAt")]
+        sent: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default, rename = "receivedAt")]
+        received: Option<std::borrow::Cow<'a, str>>,
     }
     let e: Envelope = serde_json::from_str(line).ok()?;
+    let corrected = e.timestamp.is_some() && e.original.is_some();
     let text = e.timestamp.or(e.original)?;
-    rfc3339(&text).ok().map(|t| t.timestamp())
+    let at = rfc3339(&text).ok()?;
+    let Some(received) = e.received else {
+        return Some(at.timestamp());
+    };
+    let received = rfc3339(&received).ok()?;
+    let sent = match e.sent {
+        Some(s) => Some(rfc3339(&s).ok()?),
+        None => None,
+    };
+    Some(corrected_time(at, sent, received, corrected).timestamp())
 }
 
 /// The common case without a JSON parser: the line names `"timestamp"` exactly
@@ -471,6 +528,11 @@ fn time_of_fast(line: &str) -> Option<i64> {
     // exactly one hit, and that one `"timestamp"`.
     static TAIL: LazyLock<memmem::Finder<'static>> =
         LazyLock::new(|| memmem::Finder::new("imestamp\""));
+    static RECEIVED: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new("\"receivedAt\""));
+    if RECEIVED.find(line.as_bytes()).is_some() {
+        return None; // the time is corrected against the receipt: parse properly
+    }
     let mut hits = TAIL.find_iter(line.as_bytes());
     let at = hits.next()?.checked_sub(2)?;
     if hits.next().is_some() || line.get(at..at + 2) != Some("\"t") {

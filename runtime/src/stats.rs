@@ -40,6 +40,15 @@ pub struct FlowStats {
     pub holdout_conversions: u64,
     /// Treated conversions by the last message sent before them.
     pub attributed: BTreeMap<String, u64>,
+    /// Messages sent after a stopping event had happened but before it
+    /// arrived: what a marketer watches to tune waits against late data.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sent_before_stop: u64,
+}
+
+/// Whether a counter is zero (left out of the JSON summary then).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FlowStats {

@@ -353,7 +353,7 @@ fn new_instances_start_on_the_new_version_and_entry_rules_carry_over() {
             .records
             .iter()
             .filter_map(|r| match &r.what {
-                What::NotEntered { flow, reason } => Some((r.customer.as_str(), flow.as_str()))
+                What::NotEntered { flow, reason, .. } => Some((r.customer.as_str(), flow.as_str()))
                     .filter(|_| reason == "entered_before"),
                 _ => None,
             })

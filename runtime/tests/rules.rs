@@ -530,6 +530,7 @@ fn a_suppression_list_holds_every_channel() {
     let config = nudge_runtime::engine::Config {
         release_spread: 0,
         suppression: ["u1@example.com".to_string()].into_iter().collect(),
+        ..Default::default()
     };
     let mut engine = nudge_runtime::engine::Engine::new(
         &b,

@@ -218,7 +218,12 @@ fn run_project(
         root,
         state,
     };
-    let config = match engine_config(&bundle, &args.engine.suppress, args.engine.release_spread) {
+    let config = match engine_config(
+        &bundle,
+        &settings,
+        &args.engine.suppress,
+        args.engine.release_spread,
+    ) {
         Ok(c) => c,
         Err(status) => return status,
     };
@@ -234,9 +239,16 @@ fn run_project(
 /// The engine settings: the policy's suppression lists plus `suppress`.
 pub(super) fn engine_config(
     bundle: &nudge_bytecode::Bundle,
+    settings: &crate::config::Config,
     suppress: &[PathBuf],
     release_spread: i64,
 ) -> Result<Config, Status> {
+    // Checked when the file was read; the default stands otherwise.
+    let max_lateness = settings
+        .max_lateness()
+        .ok()
+        .flatten()
+        .unwrap_or(nudge_runtime::engine::DEFAULT_MAX_LATENESS);
     let mut lists: Vec<PathBuf> = bundle
         .policy
         .suppress_lists
@@ -248,6 +260,7 @@ pub(super) fn engine_config(
         Ok(suppression) => Ok(Config {
             release_spread,
             suppression,
+            max_lateness,
         }),
         Err(e) => {
             eprintln!("error: {e}");
@@ -511,7 +524,7 @@ fn summary(
             if let Some((path, r)) = store {
                 let late = if r.late > 0 {
                     format!(
-                        " ({} dated before the clock already reached, applied at it)",
+                        " ({} late: dated before the clock, judged by when they happened)",
                         r.late
                     )
                 } else {

@@ -67,9 +67,25 @@ pub struct Args {
     /// Read JSON lines from stdin instead of listening; exit at its end.
     #[arg(long)]
     pub stdin: bool,
+    /// What moves the engine's clock: `wall` (production: the wall clock;
+    /// each call's time is corrected for its sender's clock and never later
+    /// than its receipt) or `events` (the calls' own times, as `nudge run`
+    /// replays them: for serving recorded traffic to a staging server).
+    /// `--stdin` always runs on the events' clock.
+    #[arg(long, value_enum, default_value_t = Clock::Wall)]
+    pub clock: Clock,
     /// Where sends go and what the engine keeps, as in `nudge run`.
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// What moves the clock of `nudge serve`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock.
+    Wall,
+    /// The calls' own times.
+    Events,
 }
 
 /// Runs the command and returns its exit status.
@@ -146,7 +162,7 @@ pub fn run(args: Args) -> Status {
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            engine_loop(&mut live, &rx);
+            engine_loop(&mut live, &rx, setup.args.clock);
             live.finish()
         });
         if !matches!(ready_rx.recv(), Ok(Ok(()))) {
@@ -164,6 +180,7 @@ pub fn run(args: Args) -> Status {
             keys: keys.into(),
             admin,
             metrics,
+            receipt: args.clock == Clock::Wall,
         };
         let served = serve_http(&listen, app);
         // Every request has been answered: the engine stops after what is queued.
@@ -251,14 +268,15 @@ type Reloaded = (StatusCode, Value);
 const GROUP_CALLS: usize = 5_000;
 
 /// Applies requests in arrival order and moves the clock with the wall clock.
-fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
+fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
     const TICK: Duration = Duration::from_secs(1);
+    let wall = clock == Clock::Wall;
     let mut next_tick = Instant::now();
     // A message taken off the queue while grouping, handled next.
     let mut held = None;
     loop {
         if Instant::now() >= next_tick {
-            if let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
+            if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
                 live.broken(&e);
             }
             live.deliver();
@@ -286,6 +304,17 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>) {
                         }
                         Err(_) => break,
                     }
+                }
+                // The clock reaches the wall clock before the calls are
+                // applied: every call is then at or before it (its time is
+                // never later than its receipt), so none moves it, and a
+                // late call's overdue timers wait for the next tick, after
+                // the calls that came with it (one may be its purchase).
+                if wall
+                    && !live.metrics.broken.load(Ordering::Relaxed)
+                    && let Err(e) = live.tick(chrono::Utc::now().timestamp())
+                {
+                    live.broken(&e);
                 }
                 let result = if live.metrics.broken.load(Ordering::Relaxed) {
                     Err("the store failed earlier; restart the server".to_string())
@@ -363,7 +392,7 @@ impl<'b> Live<'b> {
             .clone()
             .unwrap_or_else(|| state.join("outbox.jsonl"));
         let routes = merge_routes(settings, &engine.routes()?)?;
-        let config = engine_config(bundle, &engine.suppress, engine.release_spread)?;
+        let config = engine_config(bundle, settings, &engine.suppress, engine.release_spread)?;
         let store_path = if engine.in_memory {
             PathBuf::from(":memory:")
         } else {
@@ -748,6 +777,9 @@ struct App {
     /// The bearer token of `POST /admin/reload`; without one it is off.
     admin: Option<Arc<str>>,
     metrics: Arc<Metrics>,
+    /// Stamp calls with their receipt (on the wall clock only: on the
+    /// events' clock, calls keep the times they carry).
+    receipt: bool,
 }
 
 /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
@@ -953,7 +985,7 @@ async fn ingest(
             return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, None);
         }
     };
-    let lines = match to_lines(single.then_some(kind.as_str()), &bytes) {
+    let lines = match to_lines(single.then_some(kind.as_str()), &bytes, app.receipt) {
         Ok(l) => l,
         Err(response) => return *response,
     };
@@ -1024,13 +1056,13 @@ fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
 }
 
 /// The calls of a body as JSON lines, or the error response.
-fn to_lines(kind: Option<&str>, body: &[u8]) -> Result<Vec<String>, Box<Response>> {
+fn to_lines(kind: Option<&str>, body: &[u8], receipt: bool) -> Result<Vec<String>, Box<Response>> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let msg = format!("not UTF-8: {e}");
         Box::new(error(StatusCode::BAD_REQUEST, &msg, None))
     })?;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    body::to_lines(kind, text, &now, MAX_CALL).map_err(|refusal| {
+    body::to_lines(kind, text, &now, receipt, MAX_CALL).map_err(|refusal| {
         Box::new(match refusal {
             body::Refusal::Bad(msg, index) => error(StatusCode::BAD_REQUEST, &msg, index),
             body::Refusal::TooLarge(i) => error(

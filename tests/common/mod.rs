@@ -255,3 +255,40 @@ impl Lcg {
         (self.0 >> 33) % n.max(1)
     }
 }
+
+/// The wall-clock instant `secs` seconds ago, as a Segment timestamp: live
+/// tests stamp their calls relative to now, never with a fixed date, so they
+/// pass on whatever day they run.
+#[allow(dead_code)]
+pub fn ago(secs: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A fixed-offset zone in which it is early afternoon now, so that quiet
+/// hours never hold a live test's message, whatever the hour it runs at.
+#[allow(dead_code)]
+pub fn afternoon_zone() -> String {
+    use chrono::Timelike;
+    let offset = (13 - chrono::Utc::now().hour() as i32 + 36) % 24 - 12;
+    // POSIX-style names: `Etc/GMT-3` is three hours ahead of UTC.
+    match offset {
+        0 => "Etc/GMT".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
+/// Polls `/metrics` until it contains `needle` (the engine acts on overdue
+/// timers at its next tick, a second at most after a request).
+#[allow(dead_code)]
+pub fn wait_for_metric(server: &Server, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let metrics = server.metrics();
+        if metrics.contains(needle) || std::time::Instant::now() > deadline {
+            return metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -203,6 +203,7 @@ pub fn flow_of(what: &What) -> Option<&str> {
         | What::Audience { flow, .. }
         | What::Profile { flow, .. }
         | What::Exited { flow, .. }
+        | What::ExitedLate { flow, .. }
         | What::Completed { flow, .. }
         | What::Converted { flow, .. }
         | What::Error { flow, .. } => Some(flow),
@@ -244,15 +245,33 @@ pub fn describe(record: &Record) -> String {
             }
             s
         }
-        What::NotEntered { flow, reason } => {
-            let why = match reason.as_str() {
-                "already_active" => "already in it",
-                "entered_before" => "entered it before",
-                "entered_within_window" => "entered it too recently",
-                other => other,
+        What::NotEntered {
+            flow,
+            reason,
+            late_by,
+        } => {
+            let why = match (reason.as_str(), late_by) {
+                ("already_active", _) => "already in it".to_string(),
+                ("entered_before", _) => "entered it before".to_string(),
+                ("entered_within_window", _) => "entered it too recently".to_string(),
+                ("late", Some(by)) => {
+                    format!("the trigger arrived {by} after it happened, past the lateness bound")
+                }
+                (other, _) => other.to_string(),
             };
             format!("not entered into {flow}: {why}")
         }
+        What::ExitedLate {
+            flow,
+            instance,
+            event,
+            happened,
+            late_by,
+            messages,
+        } => format!(
+            "{event} happened at {happened} but arrived {late_by} late: already sent {} [{flow} #{instance}]",
+            messages.join(", ")
+        ),
         What::Variant {
             flow,
             instance,

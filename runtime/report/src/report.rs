@@ -47,6 +47,11 @@ pub struct FlowReport {
     pub exited: u64,
     /// Instances ended by a run-time error.
     pub errors: u64,
+    /// Messages that went out after a stopping event (a purchase) had
+    /// happened but before it arrived: the figure to watch when tuning
+    /// waits against late data.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sent_before_stop: u64,
     /// All steps together.
     pub total: SendCounts,
     /// Per send step, by step index.
@@ -212,6 +217,11 @@ impl Report {
                 What::Exited { flow: f, .. } => {
                     flow_mut(&mut flows, f).exited += 1;
                 }
+                What::ExitedLate {
+                    flow: f, messages, ..
+                } => {
+                    flow_mut(&mut flows, f).sent_before_stop += messages.len() as u64;
+                }
                 What::Completed { flow: f, .. } => {
                     flow_mut(&mut flows, f).completed += 1;
                 }
@@ -329,6 +339,13 @@ impl Report {
                 f.exited,
                 f.errors
             );
+            if f.sent_before_stop > 0 {
+                let _ = writeln!(
+                    out,
+                    "  sent before a stopping event was known: {}",
+                    f.sent_before_stop
+                );
+            }
             let _ = writeln!(
                 out,
                 "  conversions {} ({}), rate {}; holdout conversions {} ({}), rate {}; lift {}",
@@ -459,6 +476,16 @@ impl Report {
             for (metric, value) in flow_rows {
                 row(&f.flow, "", "", "", metric, value);
             }
+            if f.sent_before_stop > 0 {
+                row(
+                    &f.flow,
+                    "",
+                    "",
+                    "",
+                    "sent_before_stop",
+                    n(f.sent_before_stop),
+                );
+            }
             let steps = f
                 .steps
                 .iter()
@@ -562,4 +589,9 @@ fn rate_str<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error>
         Some(d) => s.serialize_str(&d.round_dp(RATE_DIGITS).normalize().to_string()),
         None => s.serialize_none(),
     }
+}
+
+/// Whether a counter is zero (such counters are left out of the JSON).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

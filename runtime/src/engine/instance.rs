@@ -538,11 +538,15 @@ impl<S: Sink> Engine<'_, S> {
         trigger: Value,
         trigger_seq: u64,
         why: String,
+        start: i64,
     ) {
         let r = self.current();
         let bundle = self.bundle_of(r);
         let flow = &bundle.flows[f as usize];
-        let now = self.now;
+        // Event time: an instance lives on its trigger's clock, so a trigger
+        // that arrives late still counts its waits and its exits from when
+        // it happened, not from when it was heard of.
+        let now = start;
         // Entry rules count by flow key: instances of every release of the flow.
         let key = self.key_of(r, f);
         let mem = self
@@ -589,6 +593,7 @@ impl<S: Sink> Engine<'_, S> {
                 What::NotEntered {
                     flow: flow.name.clone(),
                     reason: reason.into(),
+                    late_by: None,
                 },
             );
             return;
@@ -650,11 +655,19 @@ impl<S: Sink> Engine<'_, S> {
             .expect("customer exists")
             .instances
             .push(id);
-        self.run(id);
+        if start < self.now {
+            // Events stamped since the late trigger may already be here (a
+            // purchase that overtook its checkout): they end it at once.
+            self.recheck_exits(id);
+            if self.instances[id as usize].is_none() {
+                return;
+            }
+        }
+        self.run(id, start);
     }
 
-    /// A timer for instance `id` went off.
-    pub(super) fn wake(&mut self, id: u32, generation: u32) {
+    /// A timer for instance `id`, due at `due`, went off.
+    pub(super) fn wake(&mut self, id: u32, generation: u32, due: i64) {
         let Some(inst) = self.instances[id as usize].as_mut() else {
             return;
         };
@@ -664,14 +677,14 @@ impl<S: Sink> Engine<'_, S> {
         self.generations += 1;
         inst.generation = self.generations;
         match inst.take_state() {
-            Waiting::Running | Waiting::Sleep { .. } => self.run(id),
+            Waiting::Running | Waiting::Sleep { .. } => self.run(id, due),
             Waiting::Event { wait, .. } => {
                 self.bind_wait(id, wait, Value::None);
-                self.run(id);
+                self.run(id, due);
             }
             Waiting::Send { message, args, .. } => {
                 if let Next::Run = self.send(id, message, args) {
-                    self.run(id);
+                    self.run(id, due);
                 }
             }
         }
@@ -707,7 +720,7 @@ impl<S: Sink> Engine<'_, S> {
                 inst.generation = self.generations;
                 inst.set_state(Waiting::Running);
                 self.bind_wait(id, wait, value);
-                self.run(id);
+                self.run(id, seen.at);
                 true
             }
             Ok(None) => false,
@@ -764,8 +777,13 @@ impl<S: Sink> Engine<'_, S> {
         Ok(ok.then_some(value))
     }
 
-    /// Runs instance `id` until it parks or ends.
-    pub(super) fn run(&mut self, id: u32) {
+    /// Runs instance `id` until it parks or ends. `clock` is the instance's
+    /// own time: when what it resumes for happened (its trigger, the end of
+    /// its wait, the awaited event). It equals the engine's clock unless
+    /// that happened before it arrived; waits count from it, so they end at
+    /// the same instant however late their start was heard of.
+    pub(super) fn run(&mut self, id: u32, clock: i64) {
+        let clock = clock.min(self.now);
         loop {
             let Some(mut inst) = self.instances[id as usize].take() else {
                 return;
@@ -775,7 +793,7 @@ impl<S: Sink> Engine<'_, S> {
             let cust = self.customers.get_mut(&c).expect("customer exists");
             let mut host = Ctx {
                 customer: cust,
-                now: self.now,
+                now: clock,
                 tz,
                 writes: Vec::new(),
             };
@@ -826,7 +844,11 @@ impl<S: Sink> Engine<'_, S> {
                     }
                 }
                 Yield::Sleep(until) => {
-                    if until > self.now {
+                    // A wait whose end has passed by the engine's clock
+                    // still parks: it fires at the next advance, after the
+                    // calls that arrived with its late start (one of them
+                    // may be the purchase that ends it).
+                    if until > clock {
                         self.park(id, Waiting::Sleep { until }, until);
                         return;
                     }
@@ -837,7 +859,7 @@ impl<S: Sink> Engine<'_, S> {
                             .waits
                             .get(w as usize)
                             .map_or(0, |w| w.within);
-                        let deadline = self.now.saturating_add(within);
+                        let deadline = clock.saturating_add(within);
                         self.park(id, Waiting::Event { wait: w, deadline }, deadline);
                         return;
                     }
@@ -998,7 +1020,7 @@ impl<S: Sink> Engine<'_, S> {
                 let mut frame = inst.take_frame();
                 (frame.block, frame.pc) = (block, 0);
                 inst.resume(frame);
-                self.run(id);
+                self.run(id, self.now);
             }
             // Ends at once: the reason goes straight to `finish`, not
             // through the instance's side box (one allocation less per exit).

@@ -89,13 +89,21 @@ pub struct Config {
     pub release_spread: i64,
     /// Emails (lower-cased), phone numbers and customer ids never to message.
     pub suppression: std::collections::HashSet<String>,
+    /// A trigger that arrives more than this many seconds after it happened
+    /// starts no instance (it still updates the profile and the history).
+    pub max_lateness: i64,
 }
+
+/// The default lateness bound: a day covers a phone that was offline
+/// overnight, and a reminder for a cart older than that would be noise.
+pub const DEFAULT_MAX_LATENESS: i64 = 24 * 3600;
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             release_spread: 15 * 60,
             suppression: Default::default(),
+            max_lateness: DEFAULT_MAX_LATENESS,
         }
     }
 }
@@ -356,8 +364,14 @@ impl<'b, S: Sink> Engine<'b, S> {
     }
 
     /// Fires every timer due strictly before `t`, then sets the clock to `t`:
-    /// an event at `t` is applied before timers due at `t`.
+    /// an event at `t` is applied before timers due at `t`. A `t` at or
+    /// before the clock (a late call) fires nothing, so the late calls that
+    /// arrive together are all applied before any timer their late start
+    /// left overdue: one of them may be the purchase that ends it.
     pub fn advance_before(&mut self, t: i64) {
+        if t <= self.now {
+            return;
+        }
         self.fire(t - 1);
         self.now = self.now.max(t);
     }
@@ -382,7 +396,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         while let Some(timer) = self.timers.pop_until(limit) {
             self.now = self.now.max(timer.due);
             match timer.wake {
-                Wake::Instance { id, generation } => self.wake(id, generation),
+                Wake::Instance { id, generation } => self.wake(id, generation, timer.due),
                 Wake::DateTrigger {
                     customer,
                     flow,
@@ -811,7 +825,22 @@ impl<'b, S: Sink> Engine<'b, S> {
                 .wire
                 .clone()
                 .unwrap_or_default();
-            self.try_enter(c, f, seen.value.clone(), seen.seq, wire);
+            let late = self.now.saturating_sub(seen.at);
+            if late > self.config.max_lateness {
+                // Too old to act on: it still counts in the profile and
+                // the history, but a reminder for it would come far too late.
+                self.stats.flow_mut(&flow.name).not_entered += 1;
+                self.record(
+                    c,
+                    What::NotEntered {
+                        flow: flow.name.clone(),
+                        reason: "late".into(),
+                        late_by: Some(nudge_bytecode::format_duration(late)),
+                    },
+                );
+                continue;
+            }
+            self.try_enter(c, f, seen.value.clone(), seen.seq, wire, seen.at);
         }
     }
 
@@ -884,6 +913,9 @@ impl<'b, S: Sink> Engine<'b, S> {
             match hit {
                 Ok(true) => {
                     let reason = bundle.schemas[seen.schema as usize].name.clone();
+                    if seen.at < self.now {
+                        self.note_late_exit(id, seen, &reason);
+                    }
                     self.end(id, End::Exited(reason));
                     return;
                 }
@@ -893,6 +925,71 @@ impl<'b, S: Sink> Engine<'b, S> {
                     return;
                 }
             }
+        }
+    }
+
+    /// Records the sends instance `id` made after `seen` happened and before
+    /// it arrived: they cannot be taken back, but a marketer tuning waits
+    /// needs to see them.
+    fn note_late_exit(&mut self, id: u32, seen: &Seen, event: &str) {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return;
+        };
+        let (r, f, c, number, started) = (
+            inst.release,
+            inst.flow,
+            inst.customer,
+            inst.number,
+            inst.started,
+        );
+        let key = self.key_of(r, f);
+        let since = seen.at.max(started);
+        let messages: Vec<String> = self.customers[&c]
+            .sends
+            .iter()
+            .filter(|s| s.flow == key && s.at >= since)
+            .map(|s| self.message_names[s.message as usize].to_string())
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        let flow = self.bundle_of(r).flows[f as usize].name.clone();
+        self.stats.flow_mut(&flow).sent_before_stop += messages.len() as u64;
+        let late_by = nudge_bytecode::format_duration(self.now - seen.at);
+        self.record(
+            c,
+            What::ExitedLate {
+                flow,
+                instance: number,
+                event: event.to_string(),
+                happened: format_instant(seen.at),
+                late_by,
+                messages,
+            },
+        );
+    }
+
+    /// Checks instance `id`'s exit rules against the events already seen
+    /// since it started (a late trigger may be overtaken by its stop).
+    fn recheck_exits(&mut self, id: u32) {
+        let Some(inst) = self.instances[id as usize].as_ref() else {
+            return;
+        };
+        let (started, trigger_seq) = (inst.started, inst.trigger_seq);
+        let events: Vec<Seen> = {
+            let cust = &self.customers[&inst.customer];
+            let start = cust.events.partition_point(|e| e.at < started);
+            cust.events[start..]
+                .iter()
+                .filter(|e| e.seq != trigger_seq)
+                .cloned()
+                .collect()
+        };
+        for e in &events {
+            if self.instances[id as usize].is_none() {
+                return;
+            }
+            self.check_exit(id, e);
         }
     }
 

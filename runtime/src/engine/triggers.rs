@@ -84,7 +84,7 @@ impl<S: Sink> Engine<'_, S> {
         // Arm the next occurrence first: the instance may run for longer.
         self.arm_schedule(c, f);
         if member {
-            self.try_enter(c, f, Value::None, 0, "schedule".into());
+            self.try_enter(c, f, Value::None, 0, "schedule".into(), self.now);
         }
     }
 
@@ -102,7 +102,7 @@ impl<S: Sink> Engine<'_, S> {
         if cust.flow(key).generation != generation {
             return;
         }
-        self.try_enter(c, f, Value::None, 0, "date".into());
+        self.try_enter(c, f, Value::None, 0, "date".into(), self.now);
     }
 
     /// Looks at a customer whose profile changed: segment entries and date triggers.
@@ -121,7 +121,7 @@ impl<S: Sink> Engine<'_, S> {
                     let mem = self.customers.get_mut(&c).expect("exists").flow(key);
                     let was = std::mem::replace(&mut mem.in_segment, inside);
                     if inside && !was {
-                        self.try_enter(c, f, Value::None, 0, "segment".into());
+                        self.try_enter(c, f, Value::None, 0, "segment".into(), self.now);
                     }
                 }
                 Trigger::DateProperty { .. } => self.arm_date(c, f, false),

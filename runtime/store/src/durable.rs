@@ -196,7 +196,7 @@ pub struct Report {
     pub rebuilt: u64,
     /// New lines applied by this run.
     pub applied: u64,
-    /// New lines dated before the clock an earlier run reached (applied at that clock).
+    /// New lines dated before the clock an earlier run reached: late, judged by when they happened.
     pub late: u64,
     /// Pending intents of an earlier run delivered (or found already delivered).
     pub retried: u64,

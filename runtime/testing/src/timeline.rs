@@ -56,7 +56,7 @@ pub(crate) fn describe(what: &What) -> String {
                 ""
             }
         ),
-        What::NotEntered { flow, reason } => format!("did not enter {flow}: {reason}"),
+        What::NotEntered { flow, reason, .. } => format!("did not enter {flow}: {reason}"),
         What::Variant { flow, variant, .. } => format!("{flow} chose variant {variant}"),
         What::Send {
             message,
@@ -83,6 +83,16 @@ pub(crate) fn describe(what: &What) -> String {
         },
         What::Profile { field, value, .. } => format!("profile.{field} set to {value}"),
         What::Exited { flow, reason, .. } => format!("exited {flow}: {reason}"),
+        What::ExitedLate {
+            flow,
+            event,
+            late_by,
+            messages,
+            ..
+        } => format!(
+            "{event} arrived {late_by} late for {flow}: already sent {}",
+            messages.join(", ")
+        ),
         What::Completed { flow, .. } => format!("completed {flow}"),
         What::Converted {
             flow,

@@ -22,12 +22,15 @@ pub(super) enum Refusal {
 
 /// The calls of a body as JSON lines: one call for a single-call endpoint
 /// (`kind` is its type), else the body's `batch`. A call without a time is
-/// stamped with `now`, as Segment stamps calls it receives; a call longer
-/// than `max_call` bytes, or one `nudge run` would refuse, refuses the body.
+/// stamped with `now`, as Segment stamps calls it receives; with `receipt`,
+/// every call gets `receivedAt: now` (and the batch's `sentAt` when it has
+/// none), which the decoder corrects its time against. A call longer than
+/// `max_call` bytes, or one `nudge run` would refuse, refuses the body.
 pub(super) fn to_lines(
     kind: Option<&str>,
     text: &str,
     now: &str,
+    receipt: bool,
     max_call: usize,
 ) -> Result<Vec<String>, Refusal> {
     let bad = |msg: &str, index: Option<usize>| Refusal::Bad(msg.to_string(), index);
@@ -44,16 +47,19 @@ pub(super) fn to_lines(
     if !body.get().starts_with('{') {
         return Err(bad("expected a JSON object", None));
     }
-    let calls: Vec<&RawValue> = match kind {
-        Some(_) => vec![body],
+    let (calls, batch_sent): (Vec<&RawValue>, _) = match kind {
+        Some(_) => (vec![body], None),
         None => {
             let batch = || bad("expected `batch`: an array of calls", None);
-            let BatchBody { batch: items } =
-                serde_json::from_str(body.get()).map_err(|_| batch())?;
+            let BatchBody {
+                batch: items,
+                sent_at,
+            } = serde_json::from_str(body.get()).map_err(|_| batch())?;
             match items {
-                Some(items) if items.get().starts_with('[') => {
-                    serde_json::from_str(items.get()).map_err(|_| batch())?
-                }
+                Some(items) if items.get().starts_with('[') => (
+                    serde_json::from_str(items.get()).map_err(|_| batch())?,
+                    sent_at.filter(|s| is_plain(s)),
+                ),
                 _ => return Err(batch()),
             }
         }
@@ -66,8 +72,19 @@ pub(super) fn to_lines(
             if let Some(kind) = kind {
                 append(&mut line, "type", kind);
             }
-            if !has_time(&line) {
+            let keys = keys_of(&line);
+            if !keys.time {
                 append(&mut line, "timestamp", now);
+            }
+            if receipt {
+                if !keys.sent_at
+                    && let Some(sent) = &batch_sent
+                {
+                    append(&mut line, "sentAt", sent);
+                }
+                // The receipt, as Segment stamps it: the call's time is
+                // corrected against it and never later than it.
+                append(&mut line, "receivedAt", now);
             }
         }
         if line.len() > max_call {
@@ -81,11 +98,15 @@ pub(super) fn to_lines(
     Ok(lines)
 }
 
-/// A batch body: only `batch` is read.
+/// A batch body: only `batch` and `sentAt` are read.
 #[derive(Deserialize)]
 struct BatchBody<'a> {
     #[serde(borrow)]
     batch: Option<&'a RawValue>,
+    /// When the client sent the batch, on its own clock; calls without a
+    /// `sentAt` of their own take it, for the clock-skew correction.
+    #[serde(borrow, rename = "sentAt", default)]
+    sent_at: Option<Cow<'a, str>>,
 }
 
 /// `json` (valid JSON) without the whitespace between its tokens, so that
@@ -124,42 +145,72 @@ fn append(call: &mut String, key: &str, value: &str) {
     call.push_str(&format!("\"{key}\":\"{value}\"}}"));
 }
 
-/// Whether the object `call` has a `timestamp` or `originalTimestamp` key.
-fn has_time(call: &str) -> bool {
-    serde_json::Deserializer::from_str(call)
-        .deserialize_map(TimeKeys)
-        .unwrap_or(false)
+/// Whether a text can be written into a JSON string as it is.
+fn is_plain(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
-/// Looks through an object's keys for a time.
-struct TimeKeys;
+/// Which of the envelope's time keys an object has.
+#[derive(Default)]
+struct TimeKeys {
+    /// `timestamp` or `originalTimestamp`.
+    time: bool,
+    /// `sentAt`.
+    sent_at: bool,
+}
 
-impl<'de> Visitor<'de> for TimeKeys {
-    type Value = bool;
+/// The time keys of the object `call`.
+fn keys_of(call: &str) -> TimeKeys {
+    serde_json::Deserializer::from_str(call)
+        .deserialize_map(TimeKeysVisitor)
+        .unwrap_or_default()
+}
+
+/// Looks through an object's keys for times.
+struct TimeKeysVisitor;
+
+impl<'de> Visitor<'de> for TimeKeysVisitor {
+    type Value = TimeKeys;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        let mut found = false;
-        while let Some(is_time) = map.next_key_seed(IsTime)? {
-            found |= is_time;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TimeKeys, A::Error> {
+        let mut found = TimeKeys::default();
+        while let Some(key) = map.next_key_seed(KeyName)? {
+            match key {
+                Some(Key::Time) => found.time = true,
+                Some(Key::SentAt) => found.sent_at = true,
+                None => {}
+            }
             map.next_value::<IgnoredAny>()?;
         }
         Ok(found)
     }
 }
 
-/// Whether a key names a time.
-struct IsTime;
+/// A key [`TimeKeysVisitor`] looks for.
+enum Key {
+    Time,
+    SentAt,
+}
 
-impl<'de> DeserializeSeed<'de> for IsTime {
-    type Value = bool;
+/// Reads a key as one of the time keys, or `None`.
+struct KeyName;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+impl<'de> DeserializeSeed<'de> for KeyName {
+    type Value = Option<Key>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Key>, D::Error> {
         let key = Cow::<'de, str>::deserialize(d)?;
-        Ok(key == "timestamp" || key == "originalTimestamp")
+        Ok(match &*key {
+            "timestamp" | "originalTimestamp" => Some(Key::Time),
+            "sentAt" => Some(Key::SentAt),
+            _ => None,
+        })
     }
 }
 
@@ -170,7 +221,26 @@ mod tests {
     const NOW: &str = "2026-01-05T10:00:00.000Z";
 
     fn lines(kind: Option<&str>, body: &str) -> Result<Vec<String>, Refusal> {
-        to_lines(kind, body, NOW, 32 * 1024)
+        to_lines(kind, body, NOW, false, 32 * 1024)
+    }
+
+    #[test]
+    fn a_received_call_is_stamped_with_its_receipt_and_the_batch_sent_at() {
+        let body = r#"{"sentAt":"2026-01-05T10:00:05.000Z","batch":[
+            {"type":"track","event":"A","userId":"u","timestamp":"2026-01-05T10:00:04Z"},
+            {"type":"track","event":"B","userId":"u","timestamp":"2026-01-05T09:00:00Z","sentAt":"2026-01-05T09:00:01Z"}
+        ]}"#;
+        assert_eq!(
+            to_lines(None, body, NOW, true, 32 * 1024).unwrap(),
+            [
+                format!(
+                    r#"{{"type":"track","event":"A","userId":"u","timestamp":"2026-01-05T10:00:04Z","sentAt":"2026-01-05T10:00:05.000Z","receivedAt":"{NOW}"}}"#
+                ),
+                format!(
+                    r#"{{"type":"track","event":"B","userId":"u","timestamp":"2026-01-05T09:00:00Z","sentAt":"2026-01-05T09:00:01Z","receivedAt":"{NOW}"}}"#
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,309 @@
+//! End-to-end: event time. Calls that arrive late (appended before a
+//! resumed `nudge run`, or flushed late to `nudge serve`) are judged by when
+//! they happened, so a purchase stops its reminder however late it arrives.
+
+mod common;
+use common::{
+    WRITE_KEY, afternoon_zone, ago, basic_auth, copy_example, http_agent, s, start_server_with,
+};
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn nudge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nudge runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (customer, message) of every outbox line.
+fn sent(project: &Path) -> Vec<(String, String)> {
+    jsonl(&project.join(".nudge/outbox.jsonl"))
+        .iter()
+        .map(|m| {
+            (
+                m["customer"].as_str().unwrap().to_string(),
+                m["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn identify(user: &str, at: &str, zone: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{user}","timestamp":"{at}","traits":{{"email":"{user}@example.com","first_name":"{user}","timezone":"{zone}","consent":{{"email":true}}}}}}"#
+    )
+}
+
+fn checkout(user: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Checkout Started","userId":"{user}","timestamp":"{at}","messageId":"co-{user}","properties":{{"value":20.0,"products":[{{"product_id":"p1","name":"Mug","price":20.0,"quantity":1}}]}}}}"#
+    )
+}
+
+fn order(user: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Order Completed","userId":"{user}","timestamp":"{at}","messageId":"o-{user}","properties":{{"order_id":"o-{user}","total":20.0}}}}"#
+    )
+}
+
+fn write_lines(path: &Path, lines: &[String], append: bool) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+#[test]
+fn late_lines_appended_before_a_resumed_run_are_judged_by_when_they_happened() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let events = dir.join("events.jsonl");
+    // On time: dan checks out at 10:00 and gets his reminder at 11:00; the
+    // last call moves the clock to 12:00.
+    write_lines(
+        &events,
+        &[
+            identify("ana", "2026-11-23T08:00:00Z", "UTC"),
+            identify("ben", "2026-11-23T08:00:00Z", "UTC"),
+            identify("cat", "2026-11-23T08:00:00Z", "UTC"),
+            identify("dan", "2026-11-23T08:00:00Z", "UTC"),
+            checkout("dan", "2026-11-23T10:00:00Z"),
+            identify("zed", "2026-11-23T12:00:00Z", "UTC"),
+        ],
+        false,
+    );
+    let first = nudge(&["run", s(&dir)]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(sent(&dir), [("dan".into(), "cart_reminder".into())]);
+
+    // Then lines that happened earlier arrive.
+    write_lines(
+        &events,
+        &[
+            // Ana checked out at 10:00 and bought at 10:40: no reminder.
+            checkout("ana", "2026-11-23T10:00:00Z"),
+            order("ana", "2026-11-23T10:40:00Z"),
+            // Ben checked out at 10:05 and did not buy: his reminder fell
+            // due at 11:05, while his checkout was on its way; it goes now.
+            checkout("ben", "2026-11-23T10:05:00Z"),
+            // Cat's checkout is two days old: past the lateness bound.
+            checkout("cat", "2026-11-21T10:00:00Z"),
+            // Dan bought at 10:30, before the reminder he was already sent.
+            order("dan", "2026-11-23T10:30:00Z"),
+        ],
+        true,
+    );
+    let second = nudge(&["run", s(&dir), "--drain"]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert!(
+        text(&second.stdout).contains("5 new lines applied (5 late"),
+        "{}",
+        text(&second.stdout)
+    );
+    let outbox = jsonl(&dir.join(".nudge/outbox.jsonl"));
+    let to = |who: &str| -> Vec<&serde_json::Value> {
+        outbox.iter().filter(|m| m["customer"] == who).collect()
+    };
+    assert!(to("ana").is_empty(), "{outbox:?}");
+    assert!(to("cat").is_empty(), "{outbox:?}");
+    let ben = to("ben");
+    assert_eq!(
+        ben.len(),
+        2,
+        "reminder and discount (no phone, no SMS): {ben:?}"
+    );
+    assert_eq!(ben[0]["message"], "cart_reminder");
+    // Sent when the clock could act on it (the first advance after the
+    // late lines), not an hour after the checkout arrived.
+    assert_eq!(ben[0]["at"], "2026-11-23T12:00:00Z");
+    // Counted from the checkout: 10:05 + 1h + 23h.
+    assert_eq!(ben[1]["message"], "cart_discount");
+    assert_eq!(ben[1]["at"], "2026-11-24T10:05:00Z");
+
+    let trace = jsonl(&dir.join(".nudge/trace.jsonl"));
+    let of = |who: &str, kind: &str| -> Vec<&serde_json::Value> {
+        trace
+            .iter()
+            .filter(|r| r["customer"] == who && r["kind"] == kind)
+            .collect()
+    };
+    assert_eq!(of("ana", "exited")[0]["reason"], "order_completed");
+    let cat = of("cat", "not_entered");
+    assert_eq!(cat[0]["reason"], "late", "{cat:?}");
+    assert_eq!(cat[0]["late_by"], "2d 2h");
+    let dan = of("dan", "exited_late");
+    assert_eq!(dan.len(), 1, "{trace:?}");
+    assert_eq!(dan[0]["messages"], serde_json::json!(["cart_reminder"]));
+    assert_eq!(dan[0]["happened"], "2026-11-23T10:30:00Z");
+    assert_eq!(dan[0]["late_by"], "1h 30m");
+
+    // The report counts what went out before the purchase was known, and
+    // explain tells the story.
+    let report = nudge(&["report", s(&dir)]);
+    assert!(
+        text(&report.stdout).contains("sent before a stopping event was known: 1"),
+        "{}",
+        text(&report.stdout)
+    );
+    let explain = nudge(&["explain", "dan", s(&dir)]);
+    assert!(
+        text(&explain.stdout).contains("arrived 1h 30m late: already sent cart_reminder"),
+        "{}",
+        text(&explain.stdout)
+    );
+}
+
+#[test]
+fn the_events_own_times_decide_even_within_a_second() {
+    // A call for another customer a tenth of a second later reaches the
+    // engine first; x's checkout and purchase still count in their order.
+    let (tmp, dir) = copy_example("cart_recovery");
+    let lines = [
+        identify("x", "2026-11-23T09:00:00Z", "UTC"),
+        identify("y", "2026-11-23T09:00:00Z", "UTC"),
+        identify("other", "2026-11-23T10:00:01.000Z", "UTC"),
+        checkout("x", "2026-11-23T10:00:00.900Z"),
+        order("x", "2026-11-23T10:00:00.918Z"),
+        checkout("y", "2026-11-23T10:00:00.900Z"),
+        identify("other", "2026-11-23T12:00:00Z", "UTC"),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", s(&dir), "--stdin", "--in-memory"])
+        .args(["--outbox", s(&tmp.path().join("out.jsonl"))])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for l in &lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let outbox = jsonl(&tmp.path().join("out.jsonl"));
+    let to: Vec<&str> = outbox
+        .iter()
+        .map(|m| m["customer"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["y"], "{outbox:?}");
+}
+
+/// Posts a batch; panics unless it is taken.
+fn post_batch(base: &str, lines: &[String]) {
+    let body = format!("{{\"batch\":[{}]}}", lines.join(","));
+    let resp = http_agent()
+        .post(format!("{base}/v1/batch"))
+        .header("Authorization", &basic_auth())
+        .send(body.as_str())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+/// Waits until `done` holds or `limit` passes.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !done() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_late_batch_holding_a_checkout_and_its_purchase_sends_no_reminder() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let server = start_server_with(&dir, &["--write-key", WRITE_KEY], &[]);
+    let zone = afternoon_zone();
+    // A phone flushes calls made 63 minutes ago: the reminder would have
+    // been due three minutes ago. Ana bought; Ben did not.
+    post_batch(
+        &server.base,
+        &[
+            identify("ana", &ago(4000), &zone),
+            identify("ben", &ago(4000), &zone),
+            checkout("ana", &ago(3780)),
+            order("ana", &ago(3700)),
+            checkout("ben", &ago(3780)),
+        ],
+    );
+    wait_until(Duration::from_secs(15), || !sent(&dir).is_empty());
+    // Another tick for anything else that might be overdue.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.terminate();
+    assert_eq!(sent(&dir), [("ben".into(), "cart_reminder".into())]);
+}
+
+#[test]
+fn a_call_stamped_in_the_future_fires_nobody_elses_timers() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let server = start_server_with(&dir, &["--write-key", WRITE_KEY], &[]);
+    let zone = afternoon_zone();
+    // Ana's reminder falls due six seconds from now.
+    post_batch(
+        &server.base,
+        &[
+            identify("ana", &ago(4000), &zone),
+            checkout("ana", &ago(3594)),
+        ],
+    );
+    // A phone whose clock is two days ahead (and a client that sends no
+    // `sentAt` to correct it by).
+    let ahead = (chrono::Utc::now() + chrono::Duration::days(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    post_batch(&server.base, &[identify("zed", &ahead, &zone)]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(sent(&dir).is_empty(), "sent early: {:?}", sent(&dir));
+    wait_until(Duration::from_secs(15), || !sent(&dir).is_empty());
+    server.terminate();
+    let outbox = jsonl(&dir.join(".nudge/outbox.jsonl"));
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    let at = chrono::DateTime::parse_from_rfc3339(outbox[0]["at"].as_str().unwrap()).unwrap();
+    let off = (chrono::Utc::now() - at.with_timezone(&chrono::Utc)).num_seconds();
+    assert!((0..60).contains(&off), "sent at {at}, {off}s from now");
+}
+
+#[test]
+fn a_skewed_client_clock_is_corrected_by_its_sent_at() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let server = start_server_with(&dir, &["--write-key", WRITE_KEY], &[]);
+    let zone = afternoon_zone();
+    // The phone's clock is a day behind: it stamped the checkout "a day and
+    // 63 minutes ago" and sent it "a day ago". Corrected, the checkout was
+    // 63 minutes ago (within the lateness bound) and its reminder is due.
+    let behind = |secs: i64| ago(86_400 + secs);
+    let body = format!(
+        "{{\"sentAt\":\"{}\",\"batch\":[{},{}]}}",
+        behind(0),
+        identify("ana", &behind(4000), &zone),
+        checkout("ana", &behind(3780)),
+    );
+    let resp = http_agent()
+        .post(format!("{}/v1/batch", server.base))
+        .header("Authorization", &basic_auth())
+        .send(body.as_str())
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_until(Duration::from_secs(15), || !sent(&dir).is_empty());
+    server.terminate();
+    assert_eq!(sent(&dir), [("ana".into(), "cart_reminder".into())]);
+}
