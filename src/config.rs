@@ -321,8 +321,8 @@ mod tests {
         assert_eq!(c.max_lateness(), Ok(Some(5400)));
         assert_eq!(Config::parse("", env).unwrap().max_lateness(), Ok(None));
         for bad in ["\"soon\"", "\"5 h\"", "\"h\"", "\"99999999999999999999d\""] {
-            let err = Config::parse(&format!("[runtime]\nmax_lateness = {bad}\n"), env)
-                .unwrap_err();
+            let err =
+                Config::parse(&format!("[runtime]\nmax_lateness = {bad}\n"), env).unwrap_err();
             assert!(err.contains("max_lateness"), "{bad}: {err}");
         }
     }

@@ -271,7 +271,9 @@ impl Customer {
         }
         for m in other.flows {
             let mine = self.flow(m.key);
-            mine.entries = mine.entries.max(m.entries);
+            // Summed, so numbers given after the merge exceed every number
+            // either side ever gave: instance identities stay unique.
+            mine.entries = mine.entries.saturating_add(m.entries);
             mine.set_last_entry(mine.last_entry().max(m.last_entry()));
             mine.live += m.live;
             mine.in_segment |= m.in_segment;

@@ -83,6 +83,10 @@ struct Extra {
     args: Vec<Value>,
     /// A trigger that is neither `none` nor a record.
     trigger: Option<Value>,
+    /// The customer's display id when the instance started, kept once a
+    /// merge gave the customer another: idempotency keys name it, so they
+    /// never change and never collide with the merged identity's.
+    origin: Option<Arc<str>>,
 }
 
 /// A flow version's hash, shared by every instance on that version: a thin
@@ -135,6 +139,8 @@ struct Stored {
     generation: u32,
     holdout: bool,
     exiting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
 }
 
 impl From<Instance> for Stored {
@@ -154,6 +160,7 @@ impl From<Instance> for Stored {
             generation: i.generation,
             holdout: i.holdout,
             exiting: i.exiting().map(str::to_string),
+            origin: i.origin().map(str::to_string),
         }
     }
 }
@@ -177,6 +184,9 @@ impl From<Stored> for Instance {
         i.set_state(s.state);
         if let Some(reason) = s.exiting {
             i.extra_mut().exiting = Some(reason);
+        }
+        if let Some(origin) = s.origin {
+            i.extra_mut().origin = Some(origin.into());
         }
         i
     }
@@ -378,6 +388,20 @@ impl Instance {
     /// Marks it ending for `reason`.
     pub(super) fn set_exiting(&mut self, reason: String) {
         self.extra_mut().exiting = Some(reason);
+    }
+
+    /// The display id its idempotency keys name, when a merge changed the
+    /// customer's (else the customer's own).
+    pub fn origin(&self) -> Option<&str> {
+        self.extra.as_ref()?.origin.as_deref()
+    }
+
+    /// Keeps `key` as the id its idempotency keys name, unless one is kept already.
+    pub(super) fn pin_origin(&mut self, key: &str) {
+        let extra = self.extra_mut();
+        if extra.origin.is_none() {
+            extra.origin = Some(key.into());
+        }
     }
 
     /// The side box, made when first needed.

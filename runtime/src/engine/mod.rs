@@ -696,13 +696,24 @@ impl<'b, S: Sink> Engine<'b, S> {
             return;
         };
         self.ensure_customer(kept.0);
-        for id in other.instances.iter() {
-            if let Some(inst) = self.instances[id as usize].as_mut() {
-                inst.customer = kept.0;
-            }
-        }
         let absorbed_key = other.key.clone();
         let key = self.identities.display_id(kept);
+        // Idempotency keys name the customer: an instance whose customer is
+        // now shown by another id keeps the one it started with.
+        let kept_key = self.customers[&kept.0].key.clone();
+        for (ids, was) in [
+            (&other.instances, &absorbed_key),
+            (&self.customers[&kept.0].instances, &kept_key),
+        ] {
+            for id in ids.iter() {
+                if let Some(inst) = self.instances[id as usize].as_mut() {
+                    inst.customer = kept.0;
+                    if *was != key {
+                        inst.pin_origin(was);
+                    }
+                }
+            }
+        }
         let cust = self.customers.get_mut(&kept.0).expect("ensured");
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
@@ -714,6 +725,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             },
         });
         self.dirty.push(kept.0);
+        self.end_merged_duplicates(kept.0);
         self.arm_schedules(kept.0);
         // A join can reveal that an exit event or an awaited event already
         // happened under the other identity: look through the joined history.
@@ -733,6 +745,37 @@ impl<'b, S: Sink> Engine<'b, S> {
             for e in &events {
                 self.check_goals(kept.0, e);
             }
+        }
+    }
+
+    /// After a merge, one person may have more live instances of a flow
+    /// than its entry rule allows (a cart started on a laptop and another on
+    /// a phone): the earliest goes on, the later end as `merged`.
+    fn end_merged_duplicates(&mut self, c: u32) {
+        let mut live: Vec<(u32, i64, u32, u32)> = self.customers[&c]
+            .instances
+            .iter()
+            .filter_map(|id| {
+                let inst = self.instances[id as usize].as_ref()?;
+                if inst.exiting().is_some() {
+                    return None;
+                }
+                let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+                let single = !matches!(flow.entry, nudge_bytecode::Entry::Always);
+                single.then(|| {
+                    let key = self.key_of(inst.release, inst.flow);
+                    (key, inst.started, inst.number, id)
+                })
+            })
+            .collect();
+        live.sort_unstable();
+        let later: Vec<u32> = live
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .map(|w| w[1].3)
+            .collect();
+        for id in later {
+            self.end(id, End::Exited("merged".into()));
         }
     }
 

@@ -66,9 +66,10 @@ impl<S: Sink> Engine<'_, S> {
             );
             return Next::Park;
         };
+        let who = inst.origin().unwrap_or(&self.customers[&c].key);
         let key = format!(
             "{}/{}/{}/{}/send@{}",
-            flow.name, flow.version, self.customers[&c].key, number, step
+            flow.name, flow.version, who, number, step
         );
         let verdict = self.verdict(id, msg, &key);
         // Every decision names the recipient's zone, so a timeline can show local times.

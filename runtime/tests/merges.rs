@@ -1,0 +1,112 @@
+//! Identity merges: instance identities (and so idempotency keys) stay
+//! unique and stable, and the merged person's entry rules hold.
+
+mod common;
+
+use common::{bundle, replay, sends};
+use nudge_runtime::record::What;
+
+const SOURCE: &str = r#"
+message reminder() {
+  channel email
+  subject "Your cart is waiting"
+  body "Come back"
+}
+
+flow cart {
+  trigger checkout_started
+  exit on order_completed
+  wait 1h
+  send reminder()
+}
+"#;
+
+fn identify(id: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{id}","timestamp":"{at}","traits":{{"email":"{id}@example.com","timezone":"UTC","consent":{{"email":true}}}}}}"#
+    )
+}
+
+fn checkout(who: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Checkout Started",{who},"timestamp":"{at}","properties":{{}}}}"#
+    )
+}
+
+fn alias(anonymous: &str, user: &str, at: &str) -> String {
+    format!(r#"{{"type":"alias","previousId":"{anonymous}","userId":"{user}","timestamp":"{at}"}}"#)
+}
+
+fn keys(sink: &nudge_runtime::engine::MemorySink) -> Vec<String> {
+    sink.outbox
+        .iter()
+        .map(|m| m.idempotency_key.clone())
+        .collect()
+}
+
+#[test]
+fn two_live_instances_of_one_person_become_one_after_the_merge() {
+    let b = bundle(SOURCE);
+    let (sink, _) = replay(
+        &b,
+        &[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            // The laptop, anonymous, then the phone, signed in.
+            checkout(r#""anonymousId":"a1""#, "2026-01-05T10:00:00Z"),
+            checkout(r#""userId":"u1""#, "2026-01-05T10:10:00Z"),
+            alias("a1", "u1", "2026-01-05T10:20:00Z"),
+        ]
+        .join("\n"),
+    );
+    // One reminder, from the earlier instance.
+    assert_eq!(sends(&sink), ["2026-01-05T11:00:00Z u1 reminder"]);
+    let merged: Vec<_> = sink
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Exited {
+                reason, instance, ..
+            } if reason == "merged" => Some((r.at.as_str(), *instance)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(merged, [("2026-01-05T10:20:00Z", 1)]);
+}
+
+#[test]
+fn a_merge_keeps_idempotency_keys_unique_and_unchanged() {
+    let b = bundle(SOURCE);
+    let (sink, _) = replay(
+        &b,
+        &[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            // A week's first cart: u1's instance 1, reminded.
+            checkout(r#""userId":"u1""#, "2026-01-05T10:00:00Z"),
+            // A week later on another device: a1's instance 1, joined to
+            // u1 while it waits.
+            checkout(r#""anonymousId":"a1""#, "2026-01-12T10:00:00Z"),
+            alias("a1", "u1", "2026-01-12T10:10:00Z"),
+            // After the merge: a number neither side gave before.
+            checkout(r#""userId":"u1""#, "2026-01-19T10:00:00Z"),
+        ]
+        .join("\n"),
+    );
+    assert_eq!(
+        sends(&sink),
+        [
+            "2026-01-05T11:00:00Z u1 reminder",
+            "2026-01-12T11:00:00Z u1 reminder",
+            "2026-01-19T11:00:00Z u1 reminder",
+        ]
+    );
+    let v = &b.flows[0].version;
+    assert_eq!(
+        keys(&sink),
+        [
+            format!("cart/{v}/u1/1/send@1"),
+            // Started as a1: its key names a1, as it would have unmerged.
+            format!("cart/{v}/a1/1/send@1"),
+            format!("cart/{v}/u1/3/send@1"),
+        ]
+    );
+}
