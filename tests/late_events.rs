@@ -307,3 +307,57 @@ fn a_skewed_client_clock_is_corrected_by_its_sent_at() {
     server.terminate();
     assert_eq!(sent(&dir), [("ana".into(), "cart_reminder".into())]);
 }
+
+/// The wall-clock instant `ms` milliseconds ago.
+fn ago_ms(ms: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::milliseconds(ms))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn under_concurrent_batched_load_no_buyer_gets_a_reminder() {
+    const THREADS: usize = 4;
+    const PER_THREAD: usize = 25;
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let server = start_server_with(&dir, &["--write-key", WRITE_KEY], &[]);
+    let zone = afternoon_zone();
+    // Each request holds one shopper's checkout and, for four in five, the
+    // purchase 18 ms later; the checkouts are an hour and a minute old, so
+    // a reminder that wrongly survived its purchase is due at once.
+    let batch = |n: usize| {
+        let user = format!("c{n}");
+        let checkout_ms = 3_660_000 + (n as i64 * 37) % 1000;
+        let mut lines = vec![
+            identify(&user, &ago(4000), &zone),
+            checkout(&user, &ago_ms(checkout_ms)),
+        ];
+        if n % 5 != 0 {
+            lines.push(order(&user, &ago_ms(checkout_ms - 18)));
+        }
+        lines
+    };
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let (base, batch) = (&server.base, &batch);
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    post_batch(base, &batch(t * PER_THREAD + i));
+                }
+            });
+        }
+    });
+    let total = THREADS * PER_THREAD;
+    let shoppers = total / 5;
+    wait_until(Duration::from_secs(20), || sent(&dir).len() >= shoppers);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.terminate();
+    let mut got: Vec<String> = sent(&dir)
+        .into_iter()
+        .filter(|(_, m)| m == "cart_reminder")
+        .map(|(c, _)| c)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..total).step_by(5).map(|n| format!("c{n}")).collect();
+    want.sort();
+    assert_eq!(got, want, "reminders only to the shoppers who did not buy");
+}
