@@ -331,7 +331,7 @@ fn under_concurrent_batched_load_no_buyer_gets_a_reminder() {
             identify(&user, &ago(4000), &zone),
             checkout(&user, &ago_ms(checkout_ms)),
         ];
-        if n % 5 != 0 {
+        if !n.is_multiple_of(5) {
             lines.push(order(&user, &ago_ms(checkout_ms - 18)));
         }
         lines
