@@ -239,10 +239,8 @@ mod tests {
 
     #[test]
     fn a_batch_passes_on_every_item_for_the_engine_to_judge() {
-        let body = format!(
-            r#"{{"batch":[{{"type":"screen","userId":"u1","name":"Home"}},{{"type":"track","userId":"u1"}},5,{{"type":"identify","userId":"u1"}}]}}"#
-        );
-        let got = lines(None, &body).unwrap();
+        let body = r#"{"batch":[{"type":"screen","userId":"u1","name":"Home"},{"type":"track","userId":"u1"},5,{"type":"identify","userId":"u1"}]}"#;
+        let got = lines(None, body).unwrap();
         assert_eq!(got.len(), 4, "{got:?}");
         assert!(got[0].starts_with(r#"{"type":"screen","userId":"u1","name":"Home""#));
         // The bad items reach the engine as written, and it refuses them
