@@ -284,3 +284,78 @@ fn reserved_traits_and_the_context_fill_the_profile() {
     );
     assert_eq!(outbox(&dir)[0]["customer"], "4500123");
 }
+
+/// A project adds `utm_source` to the standard Order Completed by
+/// declaring the event again under its own names; the property is checked
+/// like any other.
+fn extending_project(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("extending");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("nudge.toml"), "").unwrap();
+    std::fs::write(
+        project.join("flows.flow"),
+        format!(
+            r#"event order_completed "Order Completed" {{
+  utm_source: string?
+  {extra}
+}}
+
+message seen(what: string) {{
+  channel email
+  purpose transactional
+  subject "{{what}}"
+  body "{{what}}"
+}}
+
+flow on_order {{
+  trigger order_completed where event.utm_source != none
+  entry always
+  send seen("order {{trigger.order_id}} from {{trigger.utm_source ?? "?"}}, {{format_money(trigger.total)}}")
+}}
+"#
+        ),
+    )
+    .unwrap();
+    (tmp, project)
+}
+
+#[test]
+fn a_project_extends_a_standard_event_with_its_own_properties() {
+    let (_tmp, dir) = extending_project("");
+    let order = |id: &str, utm: &str| {
+        format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-11-23T10:0{id}:00Z","properties":{{"order_id":"o{id}","total":12.5,"utm_source":{utm}}}}}"#
+        )
+    };
+    let summary = run(
+        &dir,
+        &[
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-11-23T09:00:00Z","traits":{"email":"a@example.com"}}"#,
+            &order("1", r#""newsletter""#),
+            &order("2", "42"),
+            // Checked like any other property: dropped, so the flow's condition fails.
+            &order("3", r#"{"x":1}"#),
+        ],
+    );
+    assert!(summary.contains("1 properties dropped"), "{summary}");
+    assert_eq!(
+        subjects(&dir),
+        [
+            "order o1 from newsletter, $12.50",
+            "order o2 from 42, $12.50"
+        ]
+    );
+    let dropped = trace(&dir, "dropped");
+    assert_eq!(dropped[0]["path"], "properties.utm_source");
+
+    // A property the standard event has already cannot be declared again.
+    let (_tmp, dir) = extending_project("total: money?");
+    let out = nudge(&["check", s(&dir)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stdout) + &text(&out.stderr);
+    assert!(
+        stderr.contains("property `total` is already a standard property of `order_completed`"),
+        "{stderr}"
+    );
+}

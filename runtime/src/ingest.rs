@@ -9,18 +9,18 @@
 //! the line, and no map is ever made.
 //!
 //! The result is the same as `parse_line` followed by [`Engine::apply`]'s
-//! decoding, reasons and dropped properties included (but for numbers
-//! kept as text, which here keep the digits as written). The envelope goes through the same
-//! `segment::Envelope::check` and scalars through the same `decode::scalar`; what
-//! this module adds is the order of reporting that a tree gives for free:
-//! the whole line is read before anything is judged, so broken JSON anywhere
-//! wins over a wrong type, an envelope fault over a property fault, and the
-//! first field in schema order (not in line order) names the fault; a key
-//! given twice counts with its last value. Only the envelope refuses a
-//! call: a property that does not fit is dropped and reported (see
-//! [`crate::decode`]). Lines whose keys come in an order
-//! one pass cannot follow (properties before the call's `type` or `event`)
-//! are handed to the tree path.
+//! decoding, dropped properties included, but for numbers kept as text
+//! (ids), which here keep their digits as written where the tree has only
+//! the parsed number. The envelope goes through the same
+//! `segment::Envelope::check` and scalars through the same
+//! `decode::scalar`; what this module adds is what a tree gives for free:
+//! the whole line is read before anything is judged, so broken JSON
+//! anywhere wins over everything else; what was dropped is listed in path
+//! order whatever the order of the keys; a key given twice counts with its
+//! last value. Only the envelope refuses a call: a property that does not
+//! fit is dropped and reported (see [`crate::decode`]). Lines whose keys
+//! come in an order one pass cannot follow (properties before the call's
+//! `type` or `event`) are handed to the tree path.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
