@@ -676,6 +676,41 @@ mod tests {
     }
 
     #[test]
+    fn screens_groups_and_the_context_are_read() {
+        let screen = parse_line(
+            r#"{"type":"screen","userId":"u1","name":"Cart","timestamp":"2026-11-23T10:00:00Z","context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4"}}"#,
+        )
+        .unwrap();
+        assert_eq!(screen.event_name(), Some(SCREEN_EVENT));
+        let CallKind::Screen { name, .. } = &screen.kind else {
+            panic!("not a screen: {screen:?}")
+        };
+        assert_eq!(name.as_deref(), Some("Cart"));
+        assert_eq!(
+            screen.context,
+            Context {
+                timezone: Some("Europe/Paris".into()),
+                locale: Some("fr-FR".into()),
+            }
+        );
+        let group = parse_line(
+            r#"{"type":"group","userId":"u1","groupId":12,"timestamp":"2026-11-23T10:00:00Z","traits":{"name":"Acme"},"context":"not an object"}"#,
+        )
+        .unwrap();
+        let CallKind::Group { group_id, traits } = &group.kind else {
+            panic!("not a group: {group:?}")
+        };
+        assert_eq!(group_id.as_deref(), Some("12"));
+        assert_eq!(traits["name"], "Acme");
+        assert_eq!(group.context, Context::default());
+        let e = parse_line(
+            r#"{"type":"group","userId":"u1","timestamp":"2026-11-23T10:00:00Z","traits":[1]}"#,
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("`traits` must be an object"), "{e}");
+    }
+
+    #[test]
     fn numeric_ids_are_kept_as_text() {
         let call =
             parse_line(r#"{"type":"identify","userId":42,"timestamp":"2026-11-23T10:00:00Z"}"#)

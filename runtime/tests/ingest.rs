@@ -685,3 +685,43 @@ fn money_keeps_the_numbers_own_digits() {
     assert_eq!(field("revenue"), "Money(0.1)");
     assert_eq!(field("tax"), "Money(3)");
 }
+
+/// Ids and string properties sent as numbers: the one-pass decoder (the
+/// one `nudge run` and `nudge serve` use) keeps the digits as written,
+/// where the tree path has only the parsed number.
+#[test]
+fn numbers_kept_as_text_keep_their_digits() {
+    let bundle = example_bundle("cart_recovery");
+    let wires = by_wire(&bundle);
+    let line = r#"{"type":"track","userId":4.50,"anonymousId":1e3,"timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":123456789012345678901234567,"total":"150.00","products":[{"product_id":-0,"price":"9.90"}]}}"#;
+    let Decoded::Call(mut parts) = ingest::Decoder::new(&bundle, &wires).decode(line) else {
+        panic!("decodes")
+    };
+    assert!(parts.dropped().is_empty(), "{:?}", parts.dropped());
+    let (call, _) = parts.split();
+    assert_eq!(call.names.user_id, Some("4.50"));
+    assert_eq!(call.names.anonymous_id, Some("1e3"));
+    let Some((schema, Value::Record(r))) = call.event else {
+        panic!("an event")
+    };
+    let field = |name: &str| {
+        let i = bundle.schemas[schema as usize]
+            .fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap();
+        r.fields[i].clone()
+    };
+    assert_eq!(field("order_id"), Value::str("123456789012345678901234567"));
+    assert_eq!(format!("{:?}", field("total")), "Money(150.0)");
+    let Value::List(products) = field("products") else {
+        panic!("a list")
+    };
+    let Value::Record(p) = &products[0] else {
+        panic!("a product")
+    };
+    assert_eq!(p.fields[0], Value::str("-0"));
+    // The tree path reads the same call, with numbers in their shortest form.
+    let tree = tree(&bundle, &wires, line);
+    assert!(tree.contains(r#"user_id: Some("4.5")"#), "{tree}");
+}
