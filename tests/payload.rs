@@ -135,6 +135,16 @@ fn an_order_without_an_order_id_is_applied_and_the_drop_is_traced() {
     assert!(dropped.iter().all(|r| r["event"] == "Order Completed"
         && r["customer"] == "u5"
         && r["at"] == "2026-11-23T10:20:00Z"));
+    // `nudge explain` tells the customer's story with the drops in it.
+    let out = nudge(&["explain", "u5", s(&dir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let story = text(&out.stdout);
+    assert!(
+        story.contains(
+            "dropped `properties.order_id` of Order Completed: required but missing (used \"\")"
+        ),
+        "{story}"
+    );
 }
 
 #[test]
