@@ -117,16 +117,17 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert_eq!(json["index"], 0);
 
-    let unknown = r#"{"batch":[{"type":"identify","userId":"a"},{"type":"screen","userId":"a"}]}"#;
-    let (status, json) = post(&server, "/v1/batch", Some(GOOD), unknown);
+    // A batch judges each item on its own (see the tests at the end); a
+    // single call that `nudge run` would refuse is still refused.
+    let (status, json) = post(&server, "/v1/screen", Some(GOOD), r#"{"name":"Home"}"#);
     assert_eq!(status, 400);
     assert!(
         json["error"]
             .as_str()
             .unwrap()
-            .contains("unsupported call type")
+            .contains("names no customer")
     );
-    assert_eq!(json["index"], 1);
+    assert_eq!(json["index"], 0);
 
     let huge_call = format!(
         r#"{{"batch":[{{"type":"identify","userId":"a","traits":{{"note":"{}"}}}}]}}"#,
@@ -589,5 +590,108 @@ fn amounts_sent_over_http_keep_every_digit() {
             "You paid $12345678901234567.89.",
             "You paid $98765432109876543.21.",
         ]
+    );
+}
+
+/// A project that emails a receipt for every order and a note for every
+/// screen view, so what a batch applied shows in the outbox.
+fn answering_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("answering");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("flows.flow"),
+        r#"message seen(what: string) {
+  channel email
+  purpose transactional
+  subject "{what}"
+  body "{what}"
+}
+
+flow on_screen {
+  trigger screen_viewed
+  entry always
+  send seen("screen {trigger.name ?? "?"}")
+}
+
+flow on_order {
+  trigger order_completed
+  entry always
+  send seen("order {trigger.order_id}: {format_money(trigger.total)} for {profile.first_name ?? "?"}")
+}
+"#,
+    )
+    .unwrap();
+    (tmp, project)
+}
+
+/// A batch holding a `screen`, bad items and valid calls: the batch is
+/// taken, every valid call is applied, and only the bad items go to the
+/// dead letters and their metric. The calls carry no timestamp, so the
+/// server stamps them on receipt and the test does not depend on the date.
+#[test]
+fn a_batch_with_a_screen_and_bad_items_loses_no_valid_call() {
+    let (_tmp, project) = answering_project();
+    let server = start(&project);
+    let body = r#"{"batch":[
+        {"type":"identify","userId":"u1","traits":{"email":"a@example.com","firstName":"Ana"}},
+        {"type":"screen","userId":"u1","name":"Cart"},
+        {"type":"track","event":"Order Completed","properties":{"order_id":"o-lost"}},
+        "not a call",
+        {"type":"track","event":"Wishlist Shared","userId":"u1"},
+        {"type":"group","userId":"u1","groupId":7},
+        {"type":"track","event":"Order Completed","userId":"u1","properties":{"order_id":4500123,"total":"150.00"}}
+    ]}"#;
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), body);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(
+        &server,
+        "/v1/screen",
+        Some(GOOD),
+        r#"{"userId":"u1","name":"Home"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("\nnudge_dead_letters_total 2\n"),
+        "{metrics}"
+    );
+    stop(server);
+    let mut subjects: Vec<String> = std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["content"]["subject"].as_str().unwrap().to_string()
+        })
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        [
+            "order 4500123: $150.00 for Ana",
+            "screen Cart",
+            "screen Home"
+        ]
+    );
+    let dead: Vec<serde_json::Value> =
+        std::fs::read_to_string(project.join(".nudge/dead_letters.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(dead.len(), 2, "{dead:#?}");
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("names no customer")
+    );
+    assert!(dead[0]["input"].as_str().unwrap().contains("o-lost"));
+    assert!(
+        dead[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON object")
     );
 }

@@ -3,9 +3,17 @@
 //!
 //! The checker has promised each flow that `event.total` is money and
 //! `event.order_id` a string; this is where the runtime keeps that promise.
-//! A property of the wrong type, or a required one missing, makes the whole
-//! call bad input (a dead letter), so a flow never sees a value its types do
-//! not allow. Properties the schema does not name are ignored.
+//! A property that does not fit its type is dropped, never the call: it is
+//! read as if it were absent (its default, else `none` when optional, else
+//! the empty value of its type: see [`empty`]), and a [`Dropped`] says what
+//! was dropped and why, so the engine can record it. A flow never sees a
+//! value its types do not allow. Properties the schema does not name are
+//! ignored.
+//!
+//! What stores send is read the way Segment's own pipeline reads it: a
+//! `string` property (an `order_id`, a `product_id`) takes a JSON number as
+//! its text, and amounts, decimals and percents take numeric strings
+//! (`"150.00"`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -28,6 +36,18 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "`{}`: {}", self.path, self.reason)
     }
+}
+
+/// A property or trait left out of a call that was applied all the same.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dropped {
+    /// Where in the call: `properties.products[0].price`, `traits.firstName`.
+    pub path: String,
+    /// What was wrong there.
+    pub reason: String,
+    /// What the flow sees instead; `None` when nothing took its place (a
+    /// trait left as it was, a list item left out).
+    pub used: Option<Value>,
 }
 
 /// Nesting beyond this is refused, so hostile input cannot exhaust the stack.
@@ -53,15 +73,26 @@ impl Path<'_> {
     }
 }
 
-/// Decodes a JSON object as a record of `schema`: every field present with its
-/// type, or its default, or `none` when optional.
+/// Decodes a JSON object as a record of `schema`: every field with its
+/// type, else as [`absent`] says; what had to be dropped is added to
+/// `dropped`, in path order.
 pub fn record(
     bundle: &Bundle,
     schema: u32,
     obj: &Map<String, Json>,
     path: &str,
-) -> Result<Value, DecodeError> {
-    record_at(bundle, schema, obj, &Path::Root(path), 0)
+    dropped: &mut Vec<Dropped>,
+) -> Value {
+    let start = dropped.len();
+    let v = record_at(bundle, schema, obj, &Path::Root(path), 0, dropped);
+    sort_dropped(&mut dropped[start..]);
+    v
+}
+
+/// Both decoders give what they dropped in this order, so they agree
+/// whatever order the sender wrote the keys in.
+pub(crate) fn sort_dropped(dropped: &mut [Dropped]) {
+    dropped.sort_by(|a, b| a.path.cmp(&b.path));
 }
 
 fn record_at(
@@ -70,20 +101,43 @@ fn record_at(
     obj: &Map<String, Json>,
     path: &Path,
     depth: usize,
-) -> Result<Value, DecodeError> {
+    dropped: &mut Vec<Dropped>,
+) -> Value {
     let Some(s) = bundle.schemas.get(schema as usize) else {
-        return Err(err(path, format!("unknown schema #{schema}")));
+        dropped.push(Dropped {
+            path: path.render(),
+            reason: format!("unknown schema #{schema}"),
+            used: Some(Value::None),
+        });
+        return Value::None;
     };
     let mut fields = Vec::with_capacity(s.fields.len());
     for f in &s.fields {
         let here = Path::Field(path, &f.name);
-        let v = match obj.get(&f.name) {
-            Some(j) if !j.is_null() => value_at(bundle, &f.ty, j, &here, depth + 1)?,
-            _ => missing(f).map_err(|reason| err(&here, reason))?,
+        let given = obj.get(&f.name).filter(|j| !j.is_null());
+        let fault = match given.map(|j| value_at(bundle, &f.ty, j, &here, depth + 1, dropped)) {
+            Some(Ok(v)) => {
+                fields.push(v);
+                continue;
+            }
+            Some(Err(reason)) => reason,
+            None => match missing(f) {
+                Ok(v) => {
+                    fields.push(v);
+                    continue;
+                }
+                Err(reason) => reason,
+            },
         };
-        fields.push(v);
+        let used = absent(bundle, f);
+        dropped.push(Dropped {
+            path: here.render(),
+            reason: fault,
+            used: Some(used.clone()),
+        });
+        fields.push(used);
     }
-    Ok(Value::Record(Arc::new(Record { schema, fields })))
+    Value::Record(Arc::new(Record { schema, fields }))
 }
 
 /// The value of a record field the data leaves out (or sets to null): its
@@ -96,33 +150,185 @@ pub(crate) fn missing(f: &FieldSchema) -> Result<Value, String> {
     }
 }
 
-/// Decodes one JSON value as `ty`.
-pub fn value(bundle: &Bundle, ty: &Type, json: &Json, path: &str) -> Result<Value, DecodeError> {
-    value_at(bundle, ty, json, &Path::Root(path), 0)
+/// What a field that is missing or dropped holds: its default, else `none`
+/// when optional, else the empty value of its type.
+pub fn absent(bundle: &Bundle, f: &FieldSchema) -> Value {
+    missing(f).unwrap_or_else(|_| empty(bundle, &f.ty))
 }
 
+/// The empty value of a type, for a required field the data does not give
+/// (or gives wrongly): `""`, `0`, `$0`, `0%`, `false`, `0s`, `[]`, a record
+/// of its fields' own [`absent`] values. Types without an empty value (an
+/// instant, a date, a time of day, a zone, an enum) are `none`: a flow
+/// that uses such a field stops there with a run-time error, recorded
+/// against the instance, rather than act on an invented value.
+pub fn empty(bundle: &Bundle, ty: &Type) -> Value {
+    empty_at(bundle, ty, 0)
+}
+
+fn empty_at(bundle: &Bundle, ty: &Type, depth: usize) -> Value {
+    match ty {
+        Type::String => Value::str(""),
+        Type::Int => Value::Int(0),
+        Type::Decimal => Value::Decimal(Decimal::ZERO),
+        Type::Money => Value::Money(Decimal::ZERO),
+        Type::Percent => Value::Percent(Decimal::ZERO),
+        Type::Bool => Value::Bool(false),
+        Type::Duration => Value::Duration(0),
+        Type::List(_) => Value::List(Vec::new().into()),
+        Type::Record(schema) if depth < MAX_DEPTH => match bundle.schemas.get(*schema as usize) {
+            Some(s) => Value::Record(Arc::new(Record {
+                schema: *schema,
+                fields: s
+                    .fields
+                    .iter()
+                    .map(|f| missing(f).unwrap_or_else(|_| empty_at(bundle, &f.ty, depth + 1)))
+                    .collect(),
+            })),
+            None => Value::None,
+        },
+        _ => Value::None,
+    }
+}
+
+/// Decodes one JSON value as `ty`, strictly: anything that would be
+/// dropped is an error (for expectations written in tests, which must say
+/// exactly what they mean).
+pub fn value(bundle: &Bundle, ty: &Type, json: &Json, path: &str) -> Result<Value, DecodeError> {
+    let mut dropped = Vec::new();
+    let v = value_at(bundle, ty, json, &Path::Root(path), 0, &mut dropped).map_err(|reason| {
+        DecodeError {
+            path: path.to_string(),
+            reason,
+        }
+    })?;
+    match dropped.into_iter().next() {
+        Some(d) => Err(DecodeError {
+            path: d.path,
+            reason: d.reason,
+        }),
+        None => Ok(v),
+    }
+}
+
+/// The profile fields an identify call's traits give, in schema order,
+/// read as Segment's reserved traits are: a field's own name first, else
+/// the camelCase form Segment's spec uses (`firstName` for `first_name`,
+/// `createdAt` for `created_at`), else inside `address` (`address.country`
+/// for `country`, `address.postalCode` for `postal_code`). A trait that
+/// does not fit its type is dropped (the profile keeps what it had).
+pub fn traits(
+    bundle: &Bundle,
+    given: &Map<String, Json>,
+    dropped: &mut Vec<Dropped>,
+) -> Vec<(u16, Value)> {
+    let fields = bundle
+        .schemas
+        .get(bundle.profile as usize)
+        .map(|s| s.fields.as_slice())
+        .unwrap_or_default();
+    // Per field: the value chosen, where it came from, and whether by its own name.
+    let mut chosen: Vec<Option<(&Json, String, bool)>> = vec![None; fields.len()];
+    let find = |name: &str| fields.iter().position(|f| f.name == name);
+    for (key, json) in given {
+        if let Some(i) = find(key) {
+            chosen[i] = Some((json, format!("traits.{key}"), true));
+            continue;
+        }
+        let mut alias = |i: usize, path: String, json| {
+            if !chosen[i].as_ref().is_some_and(|c| c.2) {
+                chosen[i] = Some((json, path, false));
+            }
+        };
+        if key == "address"
+            && let Json::Object(address) = json
+        {
+            for (part, json) in address {
+                if let Some(i) = snake_case(part)
+                    .and_then(|n| find(&n))
+                    .or_else(|| find(part))
+                {
+                    alias(i, format!("traits.address.{part}"), json);
+                }
+            }
+        } else if let Some(i) = snake_case(key).and_then(|n| find(&n)) {
+            alias(i, format!("traits.{key}"), json);
+        }
+    }
+    let start = dropped.len();
+    let mut out = Vec::new();
+    for (i, c) in chosen.into_iter().enumerate() {
+        let Some((json, path, _)) = c else { continue };
+        let here = Path::Root(&path);
+        match value_at(bundle, &fields[i].ty, json, &here, 0, dropped) {
+            Ok(v) => out.push((i as u16, v)),
+            Err(reason) => dropped.push(Dropped {
+                path,
+                reason,
+                used: None,
+            }),
+        }
+    }
+    sort_dropped(&mut dropped[start..]);
+    out
+}
+
+/// The snake_case of a camelCase key (`firstName` is `first_name`); `None`
+/// when the key has no capital to split at.
+pub(crate) fn snake_case(key: &str) -> Option<String> {
+    if !key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut out = String::with_capacity(key.len() + 4);
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+/// Decodes `json` as `ty`; `Err` is why the value itself does not fit (the
+/// caller drops it). What is dropped inside it (a field of a record, an
+/// item of a list) goes to `dropped`.
 fn value_at(
     bundle: &Bundle,
     ty: &Type,
     json: &Json,
     path: &Path,
     depth: usize,
-) -> Result<Value, DecodeError> {
+    dropped: &mut Vec<Dropped>,
+) -> Result<Value, String> {
     if depth > MAX_DEPTH {
-        return Err(err(path, too_deep()));
+        return Err(too_deep());
     }
     match (ty, json) {
         (Type::Optional(_), Json::Null) => Ok(Value::None),
-        (Type::Optional(inner), _) => value_at(bundle, inner, json, path, depth),
+        (Type::Optional(inner), _) => value_at(bundle, inner, json, path, depth, dropped),
         (Type::List(item), Json::Array(items)) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, j) in items.iter().enumerate() {
-                out.push(value_at(bundle, item, j, &Path::Index(path, i), depth + 1)?);
+                let here = Path::Index(path, i);
+                match value_at(bundle, item, j, &here, depth + 1, dropped) {
+                    Ok(v) => out.push(v),
+                    Err(reason) => dropped.push(Dropped {
+                        path: here.render(),
+                        reason,
+                        used: None,
+                    }),
+                }
             }
             Ok(Value::List(out.into()))
         }
-        (Type::Record(schema), Json::Object(obj)) => record_at(bundle, *schema, obj, path, depth),
-        _ => scalar(bundle, ty, Shape::of(json)).map_err(|reason| err(path, reason)),
+        (Type::Record(schema), Json::Object(obj)) => {
+            Ok(record_at(bundle, *schema, obj, path, depth, dropped))
+        }
+        _ => scalar(bundle, ty, Shape::of(json)),
     }
 }
 
@@ -176,7 +382,10 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
         ty = inner;
     }
     if let Shape::Digits(text) = json
-        && !matches!(ty, Type::Decimal | Type::Money | Type::Percent)
+        && !matches!(
+            ty,
+            Type::Decimal | Type::Money | Type::Percent | Type::String
+        )
     {
         // Other types read the number's value, as the tree decoder does.
         return match serde_json::from_str::<serde_json::Number>(text) {
@@ -192,6 +401,8 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
     let num = |want: &str| match json {
         Shape::Number(n) => number(n).ok_or_else(|| wrong(want)),
         Shape::Digits(text) => digits(text).ok_or_else(|| wrong(want)),
+        // Tag managers send amounts as text: read as the number written.
+        Shape::Str(s) => numeric(s).ok_or_else(|| wrong(want)),
         _ => Err(wrong(want)),
     };
     Ok(match ty {
@@ -219,7 +430,13 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
         Type::Decimal => Value::Decimal(num("a number")?),
         Type::Money => Value::Money(num("an amount (a number)")?),
         Type::Percent => Value::Percent(num("a percentage")?),
-        Type::String => Value::Str(Arc::from(text("a string")?)),
+        Type::String => match json {
+            // An id sent as a number keeps its text: as written when the
+            // one-pass decoder has it, else the number's shortest form.
+            Shape::Digits(t) => Value::Str(Arc::from(t)),
+            Shape::Number(n) => Value::Str(Arc::from(n.to_string())),
+            _ => Value::Str(Arc::from(text("a string")?)),
+        },
         Type::Enum(e) => {
             let s = text("a string")?;
             let allowed = bundle
@@ -291,6 +508,18 @@ fn number(n: &serde_json::Number) -> Option<Decimal> {
     Decimal::from_str(text)
         .ok()
         .or_else(|| Decimal::from_scientific(text).ok())
+}
+
+/// A numeric string (`"150.00"`, `" -3.5 "`) as the decimal the same
+/// number written as JSON would be; `None` unless the trimmed text is a
+/// JSON number a decimal holds.
+fn numeric(s: &str) -> Option<Decimal> {
+    let t = s.trim();
+    if !t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Number>(t).ok()?;
+    digits(t)
 }
 
 /// A JSON number's text as an exact decimal (rounded only past the 28
@@ -408,13 +637,6 @@ fn quoted_list(items: &[String]) -> String {
         .join(", ")
 }
 
-fn err(path: &Path, reason: String) -> DecodeError {
-    DecodeError {
-        path: path.render(),
-        reason,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,8 +694,23 @@ mod tests {
         }
     }
 
-    fn decode(j: Json) -> Result<Value, DecodeError> {
-        record(&bundle(), 1, j.as_object().unwrap(), "properties")
+    fn decode(j: Json) -> (Value, Vec<Dropped>) {
+        let mut dropped = Vec::new();
+        let v = record(
+            &bundle(),
+            1,
+            j.as_object().unwrap(),
+            "properties",
+            &mut dropped,
+        );
+        (v, dropped)
+    }
+
+    fn fields(v: &Value) -> &[Value] {
+        let Value::Record(r) = v else {
+            panic!("not a record: {v:?}")
+        };
+        &r.fields
     }
 
     #[test]
@@ -508,63 +745,193 @@ mod tests {
 
     #[test]
     fn money_is_exact_and_defaults_fill_gaps() {
-        let v =
-            decode(json!({"order_id": "o1", "products": [{"product_id": "p1", "price": 12.5}]}))
-                .unwrap();
-        let Value::Record(r) = v else { panic!() };
-        assert_eq!(r.fields[0], Value::str("o1"));
-        assert_eq!(r.fields[1], Value::None);
-        let Value::List(items) = &r.fields[2] else {
-            panic!()
-        };
-        let Value::Record(p) = &items[0] else {
-            panic!()
-        };
-        assert_eq!(p.fields[1], Value::Money(Decimal::new(125, 1)));
-        assert_eq!(p.fields[2], Value::Int(1));
+        let (v, dropped) =
+            decode(json!({"order_id": "o1", "products": [{"product_id": "p1", "price": 12.5}]}));
+        assert!(dropped.is_empty(), "{dropped:?}");
+        let r = fields(&v);
+        assert_eq!(r[0], Value::str("o1"));
+        assert_eq!(r[1], Value::None);
+        let Value::List(items) = &r[2] else { panic!() };
+        let p = fields(&items[0]);
+        assert_eq!(p[1], Value::Money(Decimal::new(125, 1)));
+        assert_eq!(p[2], Value::Int(1));
     }
 
     #[test]
-    fn wrong_types_name_the_property() {
-        let e = decode(json!({"order_id": 7})).unwrap_err();
-        assert_eq!(e.path, "properties.order_id");
-        assert_eq!(e.reason, "expected a string, found the number 7");
-        let e = decode(json!({"order_id": "o", "products": [{"product_id": "p", "price": "x"}]}))
-            .unwrap_err();
-        assert_eq!(e.path, "properties.products[0].price");
-        let e = decode(json!({"order_id": "o", "at": "yesterday"})).unwrap_err();
-        assert!(e.reason.contains("RFC 3339"), "{e}");
+    fn numeric_ids_keep_their_text() {
+        let (v, dropped) = decode(json!({"order_id": 4500123, "products": [{"product_id": 77}]}));
+        assert!(dropped.is_empty(), "{dropped:?}");
+        assert_eq!(fields(&v)[0], Value::str("4500123"));
+        let Value::List(items) = &fields(&v)[2] else {
+            panic!()
+        };
+        assert_eq!(fields(&items[0])[0], Value::str("77"));
+        // The one-pass decoder hands over the digits as written.
+        let b = bundle();
+        assert_eq!(
+            scalar(&b, &Type::String, Shape::Digits("4.50")),
+            Ok(Value::str("4.50"))
+        );
     }
 
     #[test]
-    fn required_fields_must_be_present() {
-        let e = decode(json!({})).unwrap_err();
-        assert_eq!(e.to_string(), "`properties.order_id`: required but missing");
+    fn amounts_take_numeric_strings() {
+        let b = bundle();
+        for (text, want) in [("150.00", "150.0"), (" 12.5 ", "12.5"), ("-3", "-3")] {
+            let got = scalar(&b, &Type::Money, Shape::Str(text)).unwrap();
+            assert_eq!(
+                got,
+                Value::Money(Decimal::from_str(want).unwrap()),
+                "{text}"
+            );
+        }
+        // The same value as the number written as JSON.
+        assert_eq!(
+            scalar(&b, &Type::Money, Shape::Str("150.00")),
+            scalar(&b, &Type::Money, Shape::Digits("150.00"))
+        );
+        assert_eq!(
+            scalar(&b, &Type::Percent, Shape::Str("7.5")),
+            Ok(Value::Percent(Decimal::new(75, 1)))
+        );
+        for text in ["ten", "", "1e400", "0x10", "$5", "1,5", "NaN"] {
+            let e = scalar(&b, &Type::Money, Shape::Str(text)).unwrap_err();
+            assert!(e.starts_with("expected an amount"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_are_dropped_with_their_path() {
+        let (v, dropped) = decode(json!({"order_id": true}));
+        assert_eq!(fields(&v)[0], Value::str(""), "required: the empty string");
+        assert_eq!(
+            dropped,
+            [Dropped {
+                path: "properties.order_id".into(),
+                reason: "expected a string, found the boolean true".into(),
+                used: Some(Value::str("")),
+            }]
+        );
+        let (v, dropped) = decode(json!({"order_id": "o", "products": [
+            {"product_id": "p", "price": "x"}, 5, {"product_id": "q"}
+        ]}));
+        let Value::List(items) = &fields(&v)[2] else {
+            panic!()
+        };
+        assert_eq!(items.len(), 2, "the item that is not a product is left out");
+        assert_eq!(
+            fields(&items[0])[1],
+            Value::Money(Decimal::ZERO),
+            "price: its default"
+        );
+        let paths: Vec<_> = dropped
+            .iter()
+            .map(|d| (d.path.as_str(), d.used.clone()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    "properties.products[0].price",
+                    Some(Value::Money(Decimal::ZERO))
+                ),
+                ("properties.products[1]", None),
+            ]
+        );
+        let (v, dropped) = decode(json!({"order_id": "o", "at": "yesterday"}));
+        assert_eq!(fields(&v)[1], Value::None, "optional: none");
+        assert!(dropped[0].reason.contains("RFC 3339"), "{dropped:?}");
+    }
+
+    #[test]
+    fn required_fields_missing_are_empty() {
+        let (v, dropped) = decode(json!({}));
+        assert_eq!(fields(&v)[0], Value::str(""));
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].path, "properties.order_id");
+        assert_eq!(dropped[0].reason, "required but missing");
+        let b = bundle();
+        assert_eq!(empty(&b, &Type::Money), Value::Money(Decimal::ZERO));
+        assert_eq!(empty(&b, &Type::Time), Value::None);
+        assert_eq!(
+            empty(&b, &Type::Record(0)),
+            Value::Record(Arc::new(Record {
+                schema: 0,
+                fields: vec![Value::str(""), Value::Money(Decimal::ZERO), Value::Int(1)],
+            }))
+        );
+    }
+
+    #[test]
+    fn strict_values_refuse_what_would_be_dropped() {
+        let given = json!({"product_id": "p", "price": "x"});
+        let e = value(&bundle(), &Type::Record(0), &given, "p").unwrap_err();
+        assert_eq!(e.path, "p.price");
+    }
+
+    #[test]
+    fn reserved_traits_map_onto_profile_fields() {
+        let mut b = bundle();
+        b.schemas.push(Schema {
+            name: "profile".into(),
+            kind: SchemaKind::Profile,
+            wire: None,
+            fields: ["first_name", "country", "postal_code", "created_at"]
+                .iter()
+                .map(|n| FieldSchema {
+                    name: n.to_string(),
+                    ty: Type::Optional(Box::new(Type::String)),
+                    default: None,
+                })
+                .collect(),
+        });
+        b.profile = 2;
+        let given = json!({
+            "firstName": "Ana", "first_name": "Anna", "createdAt": 5,
+            "address": {"country": "DE", "postalCode": 10115}, "lastName": "ignored"
+        });
+        let mut dropped = Vec::new();
+        let got = traits(&b, given.as_object().unwrap(), &mut dropped);
+        assert_eq!(
+            got,
+            [
+                (0, Value::str("Anna")),
+                (1, Value::str("DE")),
+                (2, Value::str("10115")),
+                (3, Value::str("5")),
+            ],
+            "the field's own name wins over the camelCase one"
+        );
+        assert!(dropped.is_empty());
+        assert_eq!(snake_case("postalCode").as_deref(), Some("postal_code"));
+        assert_eq!(snake_case("email"), None);
     }
 
     #[test]
     fn loose_integers_are_accepted_but_fractions_are_not() {
+        let b = bundle();
+        let mut dropped = Vec::new();
         let ok = record(
-            &bundle(),
+            &b,
             0,
             json!({"product_id": "p", "quantity": 2.0})
                 .as_object()
                 .unwrap(),
             "p",
-        )
-        .unwrap();
-        let Value::Record(r) = ok else { panic!() };
-        assert_eq!(r.fields[2], Value::Int(2));
-        assert!(
-            record(
-                &bundle(),
-                0,
-                json!({"product_id": "p", "quantity": 2.5})
-                    .as_object()
-                    .unwrap(),
-                "p"
-            )
-            .is_err()
+            &mut dropped,
         );
+        assert_eq!(fields(&ok)[2], Value::Int(2));
+        assert!(dropped.is_empty());
+        let half = record(
+            &b,
+            0,
+            json!({"product_id": "p", "quantity": 2.5})
+                .as_object()
+                .unwrap(),
+            "p",
+            &mut dropped,
+        );
+        assert_eq!(fields(&half)[2], Value::Int(1), "dropped to its default");
+        assert_eq!(dropped[0].path, "p.quantity");
     }
 }

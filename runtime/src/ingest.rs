@@ -9,15 +9,18 @@
 //! the line, and no map is ever made.
 //!
 //! The result is the same as `parse_line` followed by [`Engine::apply`]'s
-//! decoding, reasons included. The envelope goes through the same
-//! `segment::Envelope::check` and scalars through the same `decode::scalar`; what
-//! this module adds is the order of reporting that a tree gives for free:
-//! the whole line is read before anything is judged, so broken JSON anywhere
-//! wins over a wrong type, an envelope fault over a property fault, and the
-//! first field in schema order (not in line order) names the fault; a key
-//! given twice counts with its last value. Lines whose keys come in an order
-//! one pass cannot follow (properties before the call's `type` or `event`)
-//! are handed to the tree path.
+//! decoding, dropped properties included, but for numbers kept as text
+//! (ids), which here keep their digits as written where the tree has only
+//! the parsed number. The envelope goes through the same
+//! `segment::Envelope::check` and scalars through the same
+//! `decode::scalar`; what this module adds is what a tree gives for free:
+//! the whole line is read before anything is judged, so broken JSON
+//! anywhere wins over everything else; what was dropped is listed in path
+//! order whatever the order of the keys; a key given twice counts with its
+//! last value. Only the envelope refuses a call: a property that does not
+//! fit is dropped and reported (see [`crate::decode`]). Lines whose keys
+//! come in an order one pass cannot follow (properties before the call's
+//! `type` or `event`) are handed to the tree path.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,10 +32,13 @@ use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::decode::{self, MAX_DEPTH, Shape};
+use crate::decode::{self, Dropped, MAX_DEPTH, Shape};
 use crate::engine::{Engine, Sink};
 use crate::identity::Names;
-use crate::segment::{self, Checked, Envelope, Field, Kind, PAGE_EVENT, Rejection};
+use crate::segment::{
+    self, Checked, ContextText, Envelope, Field, GROUP_EVENT, Kind, PAGE_EVENT, Rejection,
+    SCREEN_EVENT,
+};
 
 /// A call decoded against the schemas, ready for [`Engine::apply_typed`].
 #[derive(Clone, Debug, PartialEq)]
@@ -56,21 +62,44 @@ pub struct Decoder<'e> {
     by_wire: &'e HashMap<String, u32>,
 }
 
+/// What the engine notes about a call besides applying it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Notes<'a> {
+    /// The wire name of the event the call amounts to, when it has one.
+    pub event: Option<&'a str>,
+    /// What was dropped from the call's properties or traits, in path order.
+    pub dropped: Vec<Dropped>,
+    /// What kind of call it was, for the counters.
+    pub kind: Note,
+    /// `context.timezone`: fills the profile's `timezone` when it has none.
+    pub timezone: Option<&'a str>,
+    /// `context.locale`: fills the profile's `locale` when it has none.
+    pub locale: Option<&'a str>,
+}
+
+/// Calls counted apart from the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Note {
+    /// Anything else.
+    #[default]
+    Plain,
+    /// A track of an event the project does not declare: accepted, counted,
+    /// and otherwise only a sign of life from the customer.
+    Undeclared,
+    /// A `group` call.
+    Group,
+}
+
 /// What became of one line.
+// Made once per line and consumed at once: boxing the call would cost an
+// allocation per line and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decoded<'a> {
     /// A call to apply.
     Call(Parts<'a>),
-    /// The envelope is sound, so the call has a time, but its properties
-    /// or traits are not: the clock still moves to `at`, as it does when
-    /// the engine refuses a call.
-    Refused {
-        /// The call's time.
-        at: i64,
-        /// Why it was refused.
-        reason: String,
-    },
-    /// Not a usable call: no time to move the clock to.
+    /// Not a usable call (a dead letter): broken JSON, or an envelope
+    /// without a type, a customer or a time.
     Bad(Rejection),
     /// The call has no usable `type` or `event` to say how to read its
     /// properties or traits; parse the line as a tree.
@@ -84,12 +113,54 @@ pub struct Parts<'a> {
     email: Option<Cow<'a, str>>,
     event: Option<(u32, Value)>,
     traits: Vec<(u16, Value)>,
+    dropped: Vec<Dropped>,
+    note: Note,
 }
 
 impl<'a> Parts<'a> {
     /// The call's time, in seconds since the epoch.
     pub fn at(&self) -> i64 {
         self.checked.timestamp.timestamp()
+    }
+
+    /// What was dropped from the call, in path order.
+    pub fn dropped(&self) -> &[Dropped] {
+        &self.dropped
+    }
+
+    /// The call in the form the engine applies, with what the engine notes about it.
+    pub fn split(&mut self) -> (TypedCall<'_>, Notes<'_>) {
+        let notes = Notes {
+            event: match &self.checked.kind {
+                Kind::Track { event } => Some(&**event),
+                Kind::Page { .. } => Some(PAGE_EVENT),
+                Kind::Screen { .. } => Some(SCREEN_EVENT),
+                Kind::Group { .. } => Some(GROUP_EVENT),
+                _ => None,
+            },
+            dropped: std::mem::take(&mut self.dropped),
+            kind: self.note,
+            timezone: self.checked.context.timezone.as_deref(),
+            locale: self.checked.context.locale.as_deref(),
+        };
+        let c = &self.checked;
+        let previous_id = match &c.kind {
+            Kind::Alias { previous_id } => Some(&**previous_id),
+            _ => None,
+        };
+        let call = TypedCall {
+            at: c.timestamp.timestamp(),
+            names: Names {
+                user_id: c.user_id.as_deref(),
+                anonymous_id: c.anonymous_id.as_deref(),
+                previous_id,
+                email: self.email.as_deref(),
+            },
+            message_id: c.message_id.as_deref(),
+            event: self.event.take(),
+            traits: std::mem::take(&mut self.traits),
+        };
+        (call, notes)
     }
 
     /// The call in the form the engine applies.
@@ -122,14 +193,11 @@ pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(),
     match decoded {
         Decoded::Call(mut parts) => {
             engine.advance_before(parts.at());
+            let (call, notes) = parts.split();
             engine
-                .apply_typed(parts.typed())
+                .apply_noted(call, notes)
                 .map(drop)
                 .map_err(|r| r.reason)
-        }
-        Decoded::Refused { at, reason } => {
-            engine.advance_before(at);
-            Err(reason)
         }
         Decoded::Bad(r) => Err(r.reason),
         Decoded::Fallback => {
@@ -165,16 +233,22 @@ impl<'e> Decoder<'e> {
             Ok(c) => c,
             Err(r) => return Decoded::Bad(r),
         };
-        let at = checked.timestamp.timestamp();
-        match self.finish(&checked, body) {
-            Ok((event, traits, email)) => Decoded::Call(Parts {
-                checked,
-                email,
-                event,
-                traits,
-            }),
-            Err(reason) => Decoded::Refused { at, reason },
-        }
+        let Lowered {
+            event,
+            traits,
+            email,
+            mut dropped,
+            note,
+        } = self.finish(&checked, body);
+        decode::sort_dropped(&mut dropped);
+        Decoded::Call(Parts {
+            checked,
+            email,
+            event,
+            traits,
+            dropped,
+            note,
+        })
     }
 
     /// One pass over `line`; `known` is what an earlier pass found of the
@@ -186,58 +260,64 @@ impl<'e> Decoder<'e> {
         Ok(top)
     }
 
-    /// The typed event or traits of a call whose envelope passed, with the
-    /// engine's reasons when they do not fit the schemas.
-    #[allow(clippy::type_complexity)]
-    fn finish<'a>(
-        &self,
-        checked: &Checked<'a>,
-        body: Body<'a>,
-    ) -> Result<
-        (
-            Option<(u32, Value)>,
-            Vec<(u16, Value)>,
-            Option<Cow<'a, str>>,
-        ),
-        String,
-    > {
-        let (wire, page_name) = match &checked.kind {
+    /// The typed event or traits of a call whose envelope passed, with
+    /// what did not fit its schema dropped.
+    fn finish<'a>(&self, checked: &Checked<'a>, body: Body<'a>) -> Lowered<'a> {
+        let (wire, named) = match &checked.kind {
             Kind::Track { event } => (&**event, None),
-            Kind::Page { name } => (PAGE_EVENT, name.as_deref()),
+            Kind::Page { name } => (PAGE_EVENT, name.as_deref().map(|n| ("name", n))),
+            Kind::Screen { name } => (SCREEN_EVENT, name.as_deref().map(|n| ("name", n))),
+            Kind::Group { group_id } => (GROUP_EVENT, group_id.as_deref().map(|g| ("group_id", g))),
             Kind::Identify => {
-                let (traits, email) = match body.content {
-                    Content::Traits { fields, email } => (self.traits(fields)?, email),
+                return match body.content {
+                    Content::Traits {
+                        fields,
+                        email,
+                        aliases,
+                    } => {
+                        let (traits, dropped) = self.traits(fields, aliases);
+                        Lowered {
+                            traits,
+                            email,
+                            dropped,
+                            ..Lowered::default()
+                        }
+                    }
                     // No traits given (or null): nothing to set.
-                    _ => (Vec::new(), None),
+                    _ => Lowered::default(),
                 };
-                return Ok((None, traits, email));
             }
-            Kind::Alias { .. } => return Ok((None, Vec::new(), None)),
+            Kind::Alias { .. } => return Lowered::default(),
         };
+        let group = matches!(checked.kind, Kind::Group { .. });
         let Some(&schema) = self.by_wire.get(wire) else {
-            return Err(format!(
-                "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
-            ));
+            return Lowered {
+                note: if group { Note::Group } else { Note::Undeclared },
+                ..Lowered::default()
+            };
         };
         let mut given = match body.content {
             Content::Record { fields } => fields,
             // No properties (or null): every field from its default.
             _ => Fields::new(self.fields(schema).map_or(0, <[_]>::len)),
         };
-        // A page's `name` fills the `name` property when the properties do
-        // not have one (not even null).
-        if let Some(name) = page_name
+        // A page's or screen's `name` (a group's `groupId`) fills the
+        // property of that name when the properties do not have it (not
+        // even as null).
+        if let Some((key, text)) = named
             && let Some(fields) = self.fields(schema)
-            && let Some(i) = fields.iter().position(|f| f.name == "name")
+            && let Some(i) = fields.iter().position(|f| f.name == key)
             && !given.has(i)
         {
-            let typed =
-                decode::scalar(self.bundle, &fields[i].ty, Shape::Str(name)).map_err(Mismatch::new);
-            given.set(i, typed);
+            let typed = decode::scalar(self.bundle, &fields[i].ty, Shape::Str(text));
+            given.set(i, Typed::of(typed));
         }
-        match self.record(schema, given) {
-            Ok(value) => Ok((Some((schema, value)), Vec::new(), None)),
-            Err(m) => Err(format!("{wire:?}: {}", m.render("properties"))),
+        let typed = self.record(schema, given);
+        Lowered {
+            event: typed.value.ok().map(|v| (schema, v)),
+            dropped: render(typed.inner, "properties"),
+            note: if group { Note::Group } else { Note::Plain },
+            ..Lowered::default()
         }
     }
 
@@ -248,52 +328,77 @@ impl<'e> Decoder<'e> {
             .map(|s| s.fields.as_slice())
     }
 
-    /// Builds a record from the fields given; the first fault in schema
-    /// order is the one reported, as the tree decoder reports it.
+    /// Builds a record from the fields given: a value that does not fit,
+    /// or a required field not given, is dropped (see [`decode::absent`]).
     fn record(&self, schema: u32, given: Fields) -> Typed {
         let Some(fields) = self.fields(schema) else {
-            return Err(Mismatch::new(format!("unknown schema #{schema}")));
+            return Typed::of(Err(format!("unknown schema #{schema}")));
         };
         let Fields {
             mut values,
             given,
             bad,
+            inner,
         } = given;
-        // The first fault: a value that does not fit, or a required field
-        // not given, whichever comes first in the schema.
-        let mut fault = bad.into_iter().min_by_key(|(i, _)| *i);
+        let mut dropped = Vec::new();
+        let at = |i: usize| Step::Field(fields[i].name.clone());
+        for (i, nested) in inner {
+            dropped.extend(nested.into_iter().map(|m| m.at(at(i))));
+        }
+        let mut drop = |i: usize, reason: String, values: &mut Vec<Value>| {
+            let used = decode::absent(self.bundle, &fields[i]);
+            values[i] = used.clone();
+            dropped.push(Mismatch::new(reason).used(Some(used)).at(at(i)));
+        };
+        for (i, reason) in bad {
+            drop(i, reason, &mut values);
+        }
         for i in given.missing(fields.len()) {
-            if fault.as_ref().is_some_and(|(j, _)| *j < i) {
-                break;
-            }
             match decode::missing(&fields[i]) {
                 Ok(v) => values[i] = v,
-                Err(reason) => fault = Some((i, Mismatch::new(reason))),
+                Err(reason) => drop(i, reason, &mut values),
             }
         }
-        match fault {
-            Some((i, m)) => Err(m.at(Step::Field(fields[i].name.clone()))),
-            None => Ok(Value::Record(Arc::new(Record {
+        Typed {
+            value: Ok(Value::Record(Arc::new(Record {
                 schema,
                 fields: values,
             }))),
+            inner: dropped,
         }
     }
 
-    /// The profile fields an identify call gives, in schema order.
-    fn traits(&self, given: Fields) -> Result<Vec<(u16, Value)>, String> {
+    /// The profile fields an identify call gives, in schema order, and
+    /// what was dropped; a trait that does not fit is left unchanged.
+    fn traits(
+        &self,
+        given: Fields,
+        aliases: Vec<(usize, String)>,
+    ) -> (Vec<(u16, Value)>, Vec<Dropped>) {
         let fields = self.profile_fields();
-        if let Some((i, m)) = given.bad.into_iter().min_by_key(|(i, _)| *i) {
-            let m = m.at(Step::Field(fields[i].name.clone()));
-            return Err(m.render("traits").to_string());
+        // Where each trait came from: the key as sent.
+        let key = |i: usize| {
+            aliases
+                .iter()
+                .rev()
+                .find(|(j, _)| *j == i)
+                .map_or_else(|| fields[i].name.clone(), |(_, k)| k.clone())
+        };
+        let mut dropped = Vec::new();
+        for (i, nested) in given.inner {
+            dropped.extend(nested.into_iter().map(|m| m.at(Step::Field(key(i)))));
         }
-        Ok(given
+        for (i, reason) in &given.bad {
+            dropped.push(Mismatch::new(reason.clone()).at(Step::Field(key(*i))));
+        }
+        let traits = given
             .values
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| given.given.has(*i))
+            .filter(|(i, _)| given.given.has(*i) && !given.bad.iter().any(|(j, _)| j == i))
             .map(|(i, v)| (i as u16, v))
-            .collect())
+            .collect();
+        (traits, render(dropped, "traits"))
     }
 
     fn profile_fields(&self) -> &'e [FieldSchema] {
@@ -314,10 +419,17 @@ impl<'e> Decoder<'e> {
                 // A bad `event` is refused anyway.
                 _ => Plan::Skip,
             },
-            Field::Str(t) if t == "page" => match self.by_wire.get(PAGE_EVENT) {
-                Some(&s) => Plan::Record(s),
-                None => Plan::Skip,
-            },
+            Field::Str(t) if t == "page" || t == "screen" => {
+                let wire = if t == "page" {
+                    PAGE_EVENT
+                } else {
+                    SCREEN_EVENT
+                };
+                match self.by_wire.get(wire) {
+                    Some(&s) => Plan::Record(s),
+                    None => Plan::Skip,
+                }
+            }
             // Other calls do not read properties at all.
             Field::Str(_) => Plan::Skip,
             Field::Absent => Plan::Fallback,
@@ -329,6 +441,11 @@ impl<'e> Decoder<'e> {
     fn traits_plan(&self, env: &Envelope<'_>) -> Plan {
         match &env.call_type {
             Field::Str(t) if t == "identify" => Plan::Traits,
+            // A group's traits are the properties of "Group", when declared.
+            Field::Str(t) if t == "group" => match self.by_wire.get(GROUP_EVENT) {
+                Some(&s) => Plan::Record(s),
+                None => Plan::Skip,
+            },
             Field::Absent => Plan::Fallback,
             _ => Plan::Skip,
         }
@@ -390,11 +507,43 @@ enum Content<'a> {
     Traits {
         fields: Fields,
         email: Option<Cow<'a, str>>,
+        /// Fields given under another key (`firstName`, `address.country`),
+        /// with that key; the last for a field counts.
+        aliases: Vec<(usize, String)>,
     },
 }
 
-/// A value decoded as its type, or why it does not fit.
-type Typed = Result<Value, Box<Mismatch>>;
+/// What a call whose envelope passed carries.
+#[derive(Default)]
+struct Lowered<'a> {
+    event: Option<(u32, Value)>,
+    traits: Vec<(u16, Value)>,
+    email: Option<Cow<'a, str>>,
+    dropped: Vec<Dropped>,
+    note: Note,
+}
+
+/// What was dropped, with paths from `root`.
+fn render(dropped: Vec<Mismatch>, root: &str) -> Vec<Dropped> {
+    dropped.into_iter().map(|m| m.render(root)).collect()
+}
+
+/// A value decoded as its type (or why the value itself does not fit),
+/// with what was dropped inside it (fields of a record, items of a list).
+#[derive(Debug)]
+struct Typed {
+    value: Result<Value, String>,
+    inner: Vec<Mismatch>,
+}
+
+impl Typed {
+    fn of(value: Result<Value, String>) -> Typed {
+        Typed {
+            value,
+            inner: Vec::new(),
+        }
+    }
+}
 
 /// The fields of a record (or the traits) read so far, one place per
 /// schema field. A field given twice counts with its last value, fault or not.
@@ -404,8 +553,10 @@ struct Fields {
     values: Vec<Value>,
     /// Which fields the data gave, fitting or not.
     given: Bits,
-    /// Fields whose value does not fit, by index; almost always empty.
-    bad: Vec<(usize, Box<Mismatch>)>,
+    /// Fields whose value does not fit, by index, with the reason; almost always empty.
+    bad: Vec<(usize, String)>,
+    /// What was dropped inside fields that fit, by index; almost always empty.
+    inner: Vec<(usize, Vec<Mismatch>)>,
 }
 
 impl Fields {
@@ -414,6 +565,7 @@ impl Fields {
             values: vec![Value::None; n],
             given: Bits::default(),
             bad: Vec::new(),
+            inner: Vec::new(),
         }
     }
 
@@ -421,13 +573,17 @@ impl Fields {
         if self.given.has(i) {
             // Given before: the last value counts.
             self.bad.retain(|(j, _)| *j != i);
+            self.inner.retain(|(j, _)| *j != i);
         }
         self.given.insert(i);
-        match typed {
+        if !typed.inner.is_empty() {
+            self.inner.push((i, typed.inner));
+        }
+        match typed.value {
             Ok(v) => self.values[i] = v,
-            Err(m) => {
+            Err(reason) => {
                 self.values[i] = Value::None;
-                self.bad.push((i, m));
+                self.bad.push((i, reason));
             }
         }
     }
@@ -491,12 +647,14 @@ impl Bits {
     }
 }
 
-/// A value that does not fit its type, with where it sits, innermost step
-/// first; turned into text only when the call is refused.
+/// A value dropped for not fitting its type, with where it sits, innermost
+/// step first, and what took its place; its path is made text only once
+/// the call is read.
 #[derive(Debug)]
 struct Mismatch {
     reason: String,
     steps: Vec<Step>,
+    used: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -506,21 +664,28 @@ enum Step {
 }
 
 impl Mismatch {
-    fn new(reason: String) -> Box<Mismatch> {
-        Box::new(Mismatch {
+    fn new(reason: String) -> Mismatch {
+        Mismatch {
             reason,
             steps: Vec::new(),
-        })
+            used: None,
+        }
+    }
+
+    /// The same, with what took the value's place.
+    fn used(mut self, used: Option<Value>) -> Self {
+        self.used = used;
+        self
     }
 
     /// The same fault seen one step further out.
-    fn at(mut self: Box<Self>, step: Step) -> Box<Self> {
+    fn at(mut self, step: Step) -> Self {
         self.steps.push(step);
         self
     }
 
-    /// The fault with its path from `root`, as the tree decoder gives it.
-    fn render(&self, root: &str) -> decode::DecodeError {
+    /// What was dropped, with its path from `root`, as the tree decoder gives it.
+    fn render(self, root: &str) -> Dropped {
         let mut path = root.to_string();
         for step in self.steps.iter().rev() {
             match step {
@@ -531,9 +696,10 @@ impl Mismatch {
                 Step::Index(i) => path.push_str(&format!("[{i}]")),
             }
         }
-        decode::DecodeError {
+        Dropped {
             path,
-            reason: self.reason.clone(),
+            reason: self.reason,
+            used: self.used,
         }
     }
 }
@@ -715,15 +881,26 @@ impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
                 }
                 "type" => &mut env.call_type,
                 "event" => &mut env.event,
-                "userId" => &mut env.user_id,
-                "anonymousId" => &mut env.anonymous_id,
+                "userId" | "anonymousId" | "previousId" | "groupId" => {
+                    let id = map.next_value_seed(IdSeed)?;
+                    match &*key {
+                        "userId" => env.user_id = id,
+                        "anonymousId" => env.anonymous_id = id,
+                        "previousId" => env.previous_id = id,
+                        _ => env.group_id = id,
+                    }
+                    continue;
+                }
+                "context" => {
+                    env.context = map.next_value_seed(ContextSeed)?;
+                    continue;
+                }
                 "messageId" => &mut env.message_id,
                 "timestamp" => &mut env.timestamp,
                 "originalTimestamp" => &mut env.original_timestamp,
                 "sentAt" => &mut env.sent_at,
                 "receivedAt" => &mut env.received_at,
                 "name" => &mut env.name,
-                "previousId" => &mut env.previous_id,
                 "properties" | "traits" => {
                     let plan = if &*key == "properties" {
                         dec.properties_plan(&env)
@@ -827,6 +1004,98 @@ impl<'de> Visitor<'de> for FieldSeed {
     }
 }
 
+/// An id (`userId`, `anonymousId`, `previousId`, `groupId`): a number
+/// keeps its digits as written, as Segment keeps them.
+struct IdSeed;
+
+impl<'de> DeserializeSeed<'de> for IdSeed {
+    type Value = Field<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let text = <&'de RawValue>::deserialize(d)?.get();
+        if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            if text.parse::<f64>().is_ok_and(f64::is_infinite) {
+                // Malformed to the tree parser too.
+                return Err(serde::de::Error::custom("number out of range"));
+            }
+            return Ok(Field::Digits(Cow::Borrowed(text)));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        FieldSeed
+            .deserialize(&mut de)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A call's `context`: only `timezone` and `locale`, when they are
+/// strings; anything else in it, or a `context` that is not an object, is
+/// read only to find broken JSON.
+struct ContextSeed;
+
+impl<'de> DeserializeSeed<'de> for ContextSeed {
+    type Value = ContextText<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContextSeed {
+    type Value = ContextText<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(ContextText::default())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor.visit_seq(seq)?;
+        Ok(ContextText::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = ContextText::default();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let slot = match &*key {
+                "timezone" => &mut out.timezone,
+                "locale" => &mut out.locale,
+                _ => {
+                    map.next_value_seed(Skip)?;
+                    continue;
+                }
+            };
+            *slot = match map.next_value_seed(FieldSeed)? {
+                Field::Str(s) if !s.trim().is_empty() => Some(s),
+                _ => None,
+            };
+        }
+        Ok(out)
+    }
+}
+
 /// A call's properties or traits: their shape for the envelope checks, and
 /// their typed content when they are an object to read.
 struct BodySeed<'e> {
@@ -891,8 +1160,13 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 fields: read_fields(self.dec, schema, 0, &mut map)?,
             },
             Plan::Traits => {
-                let (fields, email) = read_traits(self.dec, &mut map)?;
-                Content::Traits { fields, email }
+                let mut traits = Traits::new(self.dec);
+                traits.read(&mut map, false)?;
+                Content::Traits {
+                    fields: traits.given,
+                    email: traits.email,
+                    aliases: traits.aliases,
+                }
             }
             Plan::Skip | Plan::Fallback => {
                 SkipVisitor.visit_map(map)?;
@@ -951,38 +1225,146 @@ fn find_field(fields: &[FieldSchema], key: &str, cursor: &mut usize) -> Option<u
     None
 }
 
-/// Reads an identify call's traits into one slot per profile field, and
-/// the `email` trait as given when it is a string (the identity graph
-/// joins by it whether or not the profile declares it).
-fn read_traits<'de, A: MapAccess<'de>>(
-    dec: Decoder<'_>,
-    map: &mut A,
-) -> Result<(Fields, Option<Cow<'de, str>>), A::Error> {
-    let fields = dec.profile_fields();
-    let mut given = Fields::new(fields.len());
-    let mut email = None;
-    let mut cursor = 0;
-    while let Some(key) = map.next_key_seed(Key)? {
-        let field = find_field(fields, &key, &mut cursor);
-        let seed = field.map(|i| ValueSeed {
+/// An identify call's traits, read into one slot per profile field under
+/// the field's own name, else Segment's camelCase name for it
+/// (`firstName`), else inside `address`; a field's own name wins whatever
+/// the order. The `email` trait is kept as given when it is a string (the
+/// identity graph joins by it whether or not the profile declares it).
+struct Traits<'e, 'de> {
+    dec: Decoder<'e>,
+    fields: &'e [FieldSchema],
+    given: Fields,
+    /// Fields given under their own name.
+    exact: Bits,
+    aliases: Vec<(usize, String)>,
+    email: Option<Cow<'de, str>>,
+}
+
+impl<'e, 'de> Traits<'e, 'de> {
+    fn new(dec: Decoder<'e>) -> Self {
+        let fields = dec.profile_fields();
+        Traits {
             dec,
-            ty: &fields[i].ty,
-            depth: 0,
-            null_is: None,
-        });
-        if key == "email" {
-            let (typed, text) = map.next_value_seed(Capture(seed))?;
-            email = text;
-            if let (Some(i), Some(typed)) = (field, typed) {
-                given.set(i, typed);
-            }
-        } else if let (Some(i), Some(seed)) = (field, seed) {
-            given.set(i, map.next_value_seed(seed)?);
-        } else {
-            map.next_value_seed(Skip)?;
+            fields,
+            given: Fields::new(fields.len()),
+            exact: Bits::default(),
+            aliases: Vec::new(),
+            email: None,
         }
     }
-    Ok((given, email))
+
+    /// Reads the entries of the traits object, or of its `address` when `address`.
+    fn read<A: MapAccess<'de>>(&mut self, map: &mut A, address: bool) -> Result<(), A::Error> {
+        let mut cursor = 0;
+        while let Some(key) = map.next_key_seed(Key)? {
+            let own = if address {
+                None
+            } else {
+                find_field(self.fields, &key, &mut cursor)
+            };
+            if !address && key == "email" {
+                let seed = own.map(|i| self.seed(i));
+                let (typed, text) = map.next_value_seed(Capture(seed))?;
+                self.email = text;
+                if let (Some(i), Some(typed)) = (own, typed) {
+                    self.exact.insert(i);
+                    self.given.set(i, typed);
+                }
+                continue;
+            }
+            if let Some(i) = own {
+                self.exact.insert(i);
+                let typed = map.next_value_seed(self.seed(i))?;
+                self.given.set(i, typed);
+                continue;
+            }
+            if !address && key == "address" {
+                map.next_value_seed(AddressSeed(self))?;
+                continue;
+            }
+            let name = decode::snake_case(&key);
+            let alias = match (&name, address) {
+                (Some(n), _) => self.fields.iter().position(|f| &f.name == n),
+                (None, true) => self.fields.iter().position(|f| f.name == *key),
+                (None, false) => None,
+            };
+            match alias {
+                Some(i) if !self.exact.has(i) => {
+                    let typed = map.next_value_seed(self.seed(i))?;
+                    self.given.set(i, typed);
+                    let path = if address {
+                        format!("address.{key}")
+                    } else {
+                        key.into_owned()
+                    };
+                    self.aliases.push((i, path));
+                }
+                _ => map.next_value_seed(Skip)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn seed(&self, i: usize) -> ValueSeed<'e, 'e> {
+        ValueSeed {
+            dec: self.dec,
+            ty: &self.fields[i].ty,
+            depth: 0,
+            null_is: None,
+        }
+    }
+}
+
+/// The `address` trait: its parts fill profile fields of their names
+/// (`country`, `postal_code`); anything but an object is skipped.
+struct AddressSeed<'t, 'e, 'de>(&'t mut Traits<'e, 'de>);
+
+impl<'de> DeserializeSeed<'de> for AddressSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AddressSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        SkipVisitor.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.read(&mut map, true)
+    }
 }
 
 /// Reads a value as a schema type.
@@ -1001,6 +1383,25 @@ impl<'de> DeserializeSeed<'de> for ValueSeed<'_, '_> {
     type Value = Typed;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Typed, D::Error> {
+        if matches!(self.inner(), Type::String) {
+            // The value's text, so that an id sent as a number keeps its
+            // digits as written.
+            let text = <&'de RawValue>::deserialize(d)?.get();
+            return match text.as_bytes().first() {
+                Some(b'"') if !text.contains('\\') => {
+                    Ok(self.scalar(Shape::Str(&text[1..text.len() - 1])))
+                }
+                Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
+                    Ok(s) => Ok(self.scalar(Shape::Str(&s))),
+                    // A lone surrogate: the tree parser refuses the line.
+                    Err(e) => Err(serde::de::Error::custom(e)),
+                },
+                Some(b'-' | b'0'..=b'9') if text.parse::<f64>().is_ok_and(f64::is_infinite) => {
+                    Err(serde::de::Error::custom("number out of range"))
+                }
+                _ => Ok(self.raw(text)),
+            };
+        }
         if matches!(self.inner(), Type::Decimal | Type::Money | Type::Percent) {
             // The value's text, so that a number is read from its own
             // digits rather than from the nearest binary float.
@@ -1023,7 +1424,7 @@ impl ValueSeed<'_, '_> {
             Some(b'-' | b'0'..=b'9') => self.scalar(Shape::Digits(text)),
             Some(b'"') => match serde_json::from_str::<Cow<'_, str>>(text) {
                 Ok(s) => self.scalar(Shape::Str(&s)),
-                Err(e) => Err(Mismatch::new(e.to_string())),
+                Err(e) => Typed::of(Err(e.to_string())),
             },
             Some(b't') => self.scalar(Shape::Bool(true)),
             Some(b'f') => self.scalar(Shape::Bool(false)),
@@ -1039,9 +1440,9 @@ impl ValueSeed<'_, '_> {
 
     fn scalar(&self, json: Shape<'_>) -> Typed {
         if self.too_deep() {
-            return Err(Mismatch::new(decode::too_deep()));
+            return Typed::of(Err(decode::too_deep()));
         }
-        decode::scalar(self.dec.bundle, self.ty, json).map_err(Mismatch::new)
+        Typed::of(decode::scalar(self.dec.bundle, self.ty, json))
     }
 
     fn number(&self, n: Option<serde_json::Number>) -> Typed {
@@ -1054,7 +1455,7 @@ impl ValueSeed<'_, '_> {
 
     fn null(&self) -> Typed {
         match self.null_is {
-            Some(field) => decode::missing(field).map_err(Mismatch::new),
+            Some(field) => Typed::of(decode::missing(field)),
             None => self.scalar(Shape::Null),
         }
     }
@@ -1112,17 +1513,21 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
             null_is: None,
         };
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut dropped = Vec::new();
+        let mut k = 0;
         while let Some(typed) = seq.next_element_seed(seed)? {
-            match typed {
+            dropped.extend(typed.inner.into_iter().map(|m| m.at(Step::Index(k))));
+            match typed.value {
                 Ok(v) => out.push(v),
-                Err(m) => {
-                    // The rest is read only to find broken JSON.
-                    SkipVisitor.visit_seq(seq)?;
-                    return Ok(Err(m.at(Step::Index(out.len()))));
-                }
+                // An item that does not fit is left out of the list.
+                Err(reason) => dropped.push(Mismatch::new(reason).at(Step::Index(k))),
             }
+            k += 1;
         }
-        Ok(Ok(Value::List(out.into())))
+        Ok(Typed {
+            value: Ok(Value::List(out.into())),
+            inner: dropped,
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Typed, A::Error> {

@@ -169,6 +169,22 @@ pub enum What {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         flow: Option<String>,
     },
+    /// A property or trait of a call did not fit its type and was dropped;
+    /// the call was applied without it.
+    Dropped {
+        /// The event's wire name, for track, page, screen and group calls.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        event: Option<String>,
+        /// Where in the call: `properties.order_id`, `traits.firstName`.
+        path: String,
+        /// What was wrong with it.
+        reason: String,
+        /// What the flows saw instead, as a flow literal (its default,
+        /// `none`, or its type's empty value); absent when nothing took its
+        /// place (a trait left as it was, a list item left out).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        used: Option<String>,
+    },
     /// Code failed at run time; the instance ended.
     Error {
         /// The flow.

@@ -24,6 +24,18 @@ pub struct Call {
     pub timestamp: DateTime<Utc>,
     /// The sender's unique id for the call, used to drop repeats.
     pub message_id: Option<String>,
+    /// What the sender's library said of the device, as far as the profile uses it.
+    pub context: Context,
+}
+
+/// The parts of a call's `context` the runtime uses: they fill the
+/// profile's `timezone` and `locale` when it has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// `context.timezone`, an IANA zone name as Segment's libraries send it.
+    pub timezone: Option<String>,
+    /// `context.locale`, a language tag such as `de-DE`.
+    pub locale: Option<String>,
 }
 
 /// The kinds of call.
@@ -53,6 +65,21 @@ pub enum CallKind {
         /// The page's properties.
         properties: Map<String, Value>,
     },
+    /// `screen`: a mobile app's screen view, handled as a track of "Screen Viewed".
+    Screen {
+        /// The screen's name, when given.
+        name: Option<String>,
+        /// The screen's properties.
+        properties: Map<String, Value>,
+    },
+    /// `group`: the customer belongs to a company or account; recorded,
+    /// and applied as a track of "Group" only when the project declares it.
+    Group {
+        /// The group's id.
+        group_id: Option<String>,
+        /// The group's traits.
+        traits: Map<String, Value>,
+    },
 }
 
 impl Call {
@@ -61,6 +88,8 @@ impl Call {
         match &self.kind {
             CallKind::Track { event, .. } => Some(event),
             CallKind::Page { .. } => Some(PAGE_EVENT),
+            CallKind::Screen { .. } => Some(SCREEN_EVENT),
+            CallKind::Group { .. } => Some(GROUP_EVENT),
             _ => None,
         }
     }
@@ -68,6 +97,12 @@ impl Call {
 
 /// The event a `page` call becomes.
 pub const PAGE_EVENT: &str = "Page Viewed";
+
+/// The event a `screen` call becomes.
+pub const SCREEN_EVENT: &str = "Screen Viewed";
+
+/// The event a `group` call becomes when a project declares it.
+pub const GROUP_EVENT: &str = "Group";
 
 /// Why a line could not be used; written to the dead-letter file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +144,10 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
         event: field("event"),
         name: field("name"),
         previous_id: field("previousId"),
+        group_id: field("groupId"),
         properties: field("properties"),
         traits: field("traits"),
+        context: ContextText::of(obj.get("context")),
     };
     let checked = envelope.check()?.into_owned();
     let mut take = |key: &str| match obj.remove(key) {
@@ -127,6 +164,14 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
             name: name.map(Cow::into_owned),
             properties: take("properties"),
         },
+        Kind::Screen { name } => CallKind::Screen {
+            name: name.map(Cow::into_owned),
+            properties: take("properties"),
+        },
+        Kind::Group { group_id } => CallKind::Group {
+            group_id: group_id.map(Cow::into_owned),
+            traits: take("traits"),
+        },
         Kind::Identify => CallKind::Identify {
             traits: take("traits"),
         },
@@ -140,6 +185,10 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
         anonymous_id: checked.anonymous_id.map(Cow::into_owned),
         timestamp: checked.timestamp,
         message_id: checked.message_id.map(Cow::into_owned),
+        context: Context {
+            timezone: checked.context.timezone.map(Cow::into_owned),
+            locale: checked.context.locale.map(Cow::into_owned),
+        },
     })
 }
 
@@ -188,6 +237,8 @@ pub(crate) enum Field<'a> {
     Null,
     Str(Cow<'a, str>),
     Number(serde_json::Number),
+    /// A number as the sender wrote it (the one-pass decoder keeps ids so).
+    Digits(Cow<'a, str>),
     Object,
     /// Any other value, by its kind as [`kind_of`] names it.
     Other(&'static str),
@@ -209,7 +260,7 @@ impl<'a> Field<'a> {
         match self {
             Field::Absent | Field::Null => "null",
             Field::Str(_) => "a string",
-            Field::Number(_) => "a number",
+            Field::Number(_) | Field::Digits(_) => "a number",
             Field::Object => "an object",
             Field::Other(kind) => kind,
         }
@@ -230,6 +281,7 @@ impl<'a> Field<'a> {
     fn id(&self, key: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
         match self {
             Field::Number(n) => Ok(Some(Cow::Owned(n.to_string()))),
+            Field::Digits(text) => Ok(Some(text.clone())),
             _ => Ok(self.string(key)?.filter(|s| !s.is_empty())),
         }
     }
@@ -260,8 +312,39 @@ pub(crate) struct Envelope<'a> {
     pub event: Field<'a>,
     pub name: Field<'a>,
     pub previous_id: Field<'a>,
+    pub group_id: Field<'a>,
     pub properties: Field<'a>,
     pub traits: Field<'a>,
+    pub context: ContextText<'a>,
+}
+
+/// `context.timezone` and `context.locale` when they are strings; the rest
+/// of `context` (and a `context` that is not an object) is not the
+/// runtime's business and never refuses a call.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ContextText<'a> {
+    pub timezone: Option<Cow<'a, str>>,
+    pub locale: Option<Cow<'a, str>>,
+}
+
+impl<'a> ContextText<'a> {
+    fn of(value: Option<&'a Value>) -> ContextText<'a> {
+        let text = |key: &str| match value.and_then(|v| v.get(key)) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(Cow::Borrowed(s.as_str())),
+            _ => None,
+        };
+        ContextText {
+            timezone: text("timezone"),
+            locale: text("locale"),
+        }
+    }
+
+    fn into_owned(self) -> ContextText<'static> {
+        ContextText {
+            timezone: self.timezone.map(|s| Cow::Owned(s.into_owned())),
+            locale: self.locale.map(|s| Cow::Owned(s.into_owned())),
+        }
+    }
 }
 
 /// A call whose envelope passed the checks; properties and traits are the caller's.
@@ -272,6 +355,7 @@ pub(crate) struct Checked<'a> {
     pub anonymous_id: Option<Cow<'a, str>>,
     pub message_id: Option<Cow<'a, str>>,
     pub timestamp: DateTime<Utc>,
+    pub context: ContextText<'a>,
 }
 
 /// The kind of a checked call, with its kind's own envelope fields.
@@ -279,6 +363,8 @@ pub(crate) struct Checked<'a> {
 pub(crate) enum Kind<'a> {
     Track { event: Cow<'a, str> },
     Page { name: Option<Cow<'a, str>> },
+    Screen { name: Option<Cow<'a, str>> },
+    Group { group_id: Option<Cow<'a, str>> },
     Identify,
     Alias { previous_id: Cow<'a, str> },
 }
@@ -292,6 +378,12 @@ impl<'a> Checked<'a> {
                 Kind::Page { name } => Kind::Page {
                     name: name.map(own),
                 },
+                Kind::Screen { name } => Kind::Screen {
+                    name: name.map(own),
+                },
+                Kind::Group { group_id } => Kind::Group {
+                    group_id: group_id.map(own),
+                },
                 Kind::Identify => Kind::Identify,
                 Kind::Alias { previous_id } => Kind::Alias {
                     previous_id: own(previous_id),
@@ -301,6 +393,7 @@ impl<'a> Checked<'a> {
             anonymous_id: self.anonymous_id.map(own),
             message_id: self.message_id.map(own),
             timestamp: self.timestamp,
+            context: self.context.into_owned(),
         }
     }
 }
@@ -332,6 +425,16 @@ impl<'a> Envelope<'a> {
                 self.properties.object("properties")?;
                 Kind::Page { name }
             }
+            "screen" => {
+                let name = self.name.string("name")?;
+                self.properties.object("properties")?;
+                Kind::Screen { name }
+            }
+            "group" => {
+                let group_id = self.group_id.id("groupId")?;
+                self.traits.object("traits")?;
+                Kind::Group { group_id }
+            }
             "identify" => {
                 self.traits.object("traits")?;
                 Kind::Identify
@@ -348,7 +451,7 @@ impl<'a> Envelope<'a> {
             }
             other => {
                 return Err(Rejection::new(format!(
-                    "unsupported call type `{other}`: expected track, identify, alias or page"
+                    "unsupported call type `{other}`: expected track, identify, alias, page, screen or group"
                 )));
             }
         };
@@ -363,6 +466,7 @@ impl<'a> Envelope<'a> {
             anonymous_id,
             message_id,
             timestamp,
+            context: self.context.clone(),
         })
     }
 
@@ -599,8 +703,8 @@ mod tests {
                 "missing `type`",
             ),
             (
-                r#"{"type":"group","userId":"u1","timestamp":"2026-11-23T10:00:00Z"}"#,
-                "unsupported call type `group`",
+                r#"{"type":"screem","userId":"u1","timestamp":"2026-11-23T10:00:00Z"}"#,
+                "unsupported call type `screem`",
             ),
             (
                 r#"{"type":"track","userId":"u1","timestamp":"2026-11-23T10:00:00Z"}"#,
@@ -631,6 +735,41 @@ mod tests {
             let err = parse_line(line).expect_err(line);
             assert!(err.reason.contains(want), "{line}: {}", err.reason);
         }
+    }
+
+    #[test]
+    fn screens_groups_and_the_context_are_read() {
+        let screen = parse_line(
+            r#"{"type":"screen","userId":"u1","name":"Cart","timestamp":"2026-11-23T10:00:00Z","context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4"}}"#,
+        )
+        .unwrap();
+        assert_eq!(screen.event_name(), Some(SCREEN_EVENT));
+        let CallKind::Screen { name, .. } = &screen.kind else {
+            panic!("not a screen: {screen:?}")
+        };
+        assert_eq!(name.as_deref(), Some("Cart"));
+        assert_eq!(
+            screen.context,
+            Context {
+                timezone: Some("Europe/Paris".into()),
+                locale: Some("fr-FR".into()),
+            }
+        );
+        let group = parse_line(
+            r#"{"type":"group","userId":"u1","groupId":12,"timestamp":"2026-11-23T10:00:00Z","traits":{"name":"Acme"},"context":"not an object"}"#,
+        )
+        .unwrap();
+        let CallKind::Group { group_id, traits } = &group.kind else {
+            panic!("not a group: {group:?}")
+        };
+        assert_eq!(group_id.as_deref(), Some("12"));
+        assert_eq!(traits["name"], "Acme");
+        assert_eq!(group.context, Context::default());
+        let e = parse_line(
+            r#"{"type":"group","userId":"u1","timestamp":"2026-11-23T10:00:00Z","traits":[1]}"#,
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("`traits` must be an object"), "{e}");
     }
 
     #[test]

@@ -71,6 +71,14 @@ pub struct Stats {
     pub duplicates: u64,
     /// Lines refused as bad input.
     pub dead_letters: u64,
+    /// Properties and traits dropped for not fitting their types (their
+    /// calls were applied without them).
+    pub dropped: u64,
+    /// Track calls of events the project does not declare: accepted,
+    /// otherwise ignored.
+    pub undeclared: u64,
+    /// Group calls.
+    pub groups: u64,
     /// Distinct customers.
     pub customers: u64,
     /// Per flow, by name.
@@ -155,6 +163,19 @@ impl Stats {
             "{} events applied, {} duplicates dropped, {} dead letters, {} customers",
             self.events, self.duplicates, self.dead_letters, self.customers
         );
+        // Only when there is something to say, so clean runs read as before.
+        let noted: Vec<String> = [
+            (self.dropped, "properties dropped"),
+            (self.undeclared, "undeclared events"),
+            (self.groups, "group calls"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if !noted.is_empty() {
+            let _ = writeln!(out, "accepted with notes: {}", noted.join(", "));
+        }
         let held: Vec<String> = self
             .flows
             .iter()

@@ -11,8 +11,8 @@ use nudge_bytecode::{Bundle, Value};
 use nudge_runtime::decode;
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::identity::Names;
-use nudge_runtime::ingest::{self, Decoded, TypedCall};
-use nudge_runtime::segment::{self, CallKind, PAGE_EVENT};
+use nudge_runtime::ingest::{self, Decoded, Note, Notes, TypedCall};
+use nudge_runtime::segment::{self, CallKind, GROUP_EVENT, PAGE_EVENT, SCREEN_EVENT};
 use proptest::prelude::*;
 
 fn example_names() -> Vec<String> {
@@ -68,70 +68,111 @@ fn tree(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> String {
         Ok(call) => call,
         Err(r) => return format!("bad: {}", r.reason),
     };
-    let at = call.timestamp.timestamp();
-    let refused = |reason: String| format!("refused at {at}: {reason}");
+    let mut dropped = Vec::new();
     let mut event = None;
-    let mut traits = Vec::new();
-    let track = match &call.kind {
-        CallKind::Track { event, properties } => Some((event.as_str(), properties.clone())),
-        CallKind::Page { name, properties } => {
-            let mut props = properties.clone();
-            if let Some(n) = name {
+    let mut note = Note::Plain;
+    let named =
+        |props: &serde_json::Map<String, serde_json::Value>, key: &str, text: &Option<String>| {
+            let mut props = props.clone();
+            if let Some(n) = text {
                 props
-                    .entry("name")
+                    .entry(key)
                     .or_insert_with(|| serde_json::Value::String(n.clone()));
             }
-            Some((PAGE_EVENT, props))
+            props
+        };
+    let track = match &call.kind {
+        CallKind::Track { event, properties } => Some((event.as_str(), properties.clone())),
+        CallKind::Page { name, properties } => Some((PAGE_EVENT, named(properties, "name", name))),
+        CallKind::Screen { name, properties } => {
+            Some((SCREEN_EVENT, named(properties, "name", name)))
+        }
+        CallKind::Group { group_id, traits } => {
+            note = Note::Group;
+            Some((GROUP_EVENT, named(traits, "group_id", group_id)))
         }
         _ => None,
     };
     if let Some((wire, props)) = track {
-        let Some(&schema) = by_wire.get(wire) else {
-            return refused(format!(
-                "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
-            ));
-        };
-        match decode::record(bundle, schema, &props, "properties") {
-            Ok(v) => event = Some((schema, v)),
-            Err(e) => return refused(format!("{wire:?}: {e}")),
-        }
-    }
-    if let CallKind::Identify { traits: given } = &call.kind {
-        let schema = &bundle.schemas[bundle.profile as usize];
-        for (i, f) in schema.fields.iter().enumerate() {
-            let Some(json) = given.get(&f.name) else {
-                continue;
-            };
-            match decode::value(bundle, &f.ty, json, &format!("traits.{}", f.name)) {
-                Ok(v) => traits.push((i as u16, v)),
-                Err(e) => return refused(e.to_string()),
+        match by_wire.get(wire) {
+            Some(&schema) => {
+                let v = decode::record(bundle, schema, &props, "properties", &mut dropped);
+                event = Some((schema, v));
             }
+            None if note == Note::Group => {}
+            None => note = Note::Undeclared,
         }
     }
-    show(&TypedCall {
-        at,
+    let traits = match &call.kind {
+        CallKind::Identify { traits } => decode::traits(bundle, traits, &mut dropped),
+        _ => Vec::new(),
+    };
+    let typed = TypedCall {
+        at: call.timestamp.timestamp(),
         names: Names::of(&call),
         message_id: call.message_id.as_deref(),
         event,
         traits,
-    })
+    };
+    let notes = Notes {
+        event: call.event_name(),
+        dropped,
+        kind: note,
+        timezone: call.context.timezone.as_deref(),
+        locale: call.context.locale.as_deref(),
+    };
+    show(&typed, &notes)
 }
 
 /// What the one-pass decoder makes of a line, in the same words; `None`
 /// when it hands the line to the tree path.
 fn one_pass(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> Option<String> {
     Some(match ingest::Decoder::new(bundle, by_wire).decode(line) {
-        Decoded::Call(mut parts) => show(&parts.typed()),
-        Decoded::Refused { at, reason } => format!("refused at {at}: {reason}"),
+        Decoded::Call(mut parts) => {
+            let (call, notes) = parts.split();
+            show(&call, &notes)
+        }
         Decoded::Bad(r) => format!("bad: {}", r.reason),
         Decoded::Fallback => return None,
     })
 }
 
-/// A typed call as text. `Debug` shows decimals with their scale, so
-/// `45.0` and `45` differ here although they are equal numbers.
-fn show(call: &TypedCall<'_>) -> String {
-    format!("{call:?}")
+/// A typed call and its notes as text. `Debug` shows decimals with their
+/// scale, so `45.0` and `45` differ here although they are equal numbers.
+/// A number kept as text (an id sent as a number) is shown in its shortest
+/// form: the one-pass decoder keeps the digits as written, the tree path
+/// has only the parsed number (`4.50` is `4.5` to it), and that is the one
+/// difference allowed between them (`numbers_kept_as_text_keep_their_digits`).
+fn show(call: &TypedCall<'_>, notes: &Notes<'_>) -> String {
+    shortest_numbers(&format!("{call:?} {notes:?}"))
+}
+
+/// Every quoted string of a `Debug` text that is a JSON number, in the
+/// number's shortest form.
+fn shortest_numbers(debug: &str) -> String {
+    let mut out = String::with_capacity(debug.len());
+    let mut rest = debug;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let mut end = 0;
+        let bytes = rest.as_bytes();
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = end.min(rest.len());
+        let text = &rest[..end];
+        match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(n) if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
+                out.push_str(&n.to_string())
+            }
+            _ => out.push_str(text),
+        }
+        out.push_str(rest.get(end..(end + 1).min(rest.len())).unwrap_or_default());
+        rest = rest.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks every line; returns how many went to the tree path.
@@ -220,10 +261,20 @@ const PROBES: &[&str] = &[
     // Numeric ids keep their text.
     r#"{"type":"identify","userId":42,"anonymousId":-3,"messageId":"m","timestamp":"2026-01-05T10:00:00Z"}"#,
     r#"{"type":"identify","userId":4.50,"anonymousId":1e3,"timestamp":"2026-01-05T10:00:00Z"}"#,
-    // Unknown events are refused after the envelope, with the clock moved.
+    // Screens and groups; a context's zone and locale.
+    r#"{"type":"screen","userId":"u1","name":"Home","timestamp":"2026-01-05T10:00:00Z","properties":{"category":"Tabs"}}"#,
+    r#"{"type":"screen","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"name":5}}"#,
+    r#"{"type":"group","userId":"u1","groupId":1234,"timestamp":"2026-01-05T10:00:00Z","traits":{"name":"Acme"}}"#,
+    r#"{"type":"group","userId":"u1","groupId":[1],"timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o"},"context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4"}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{"timezone":5,"locale":""},"traits":{"locale":"de-DE"}}"#,
+    // Unknown events are accepted, counted apart, and carry no event.
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":{"a":1}}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":[]}"#,
-    // Properties: wrong types name the first field in schema order.
+    // Properties: what does not fit is dropped, with its path; ids sent as
+    // numbers keep their text; amounts sent as text are read as numbers.
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":4500123,"total":"150.00","products":[{"product_id":77,"price":"9.90","quantity":"2"}]}}"#,
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"total":"ten","products":[5,{"price":true},null]}}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"total":"x","order_id":7}}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":12.50,"products":[{"product_id":"p","price":1},{"product_id":"p","price":"2"},{"price":true}]}}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o","total":5,"products":{"product_id":"p"}}}"#,
@@ -264,6 +315,9 @@ const PROBES: &[&str] = &[
     r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"consent":{"email":"yes"}}}"#,
     r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"consent":[true]}}"#,
     r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"created_at":"2026-01-01","birthday":"1990-02-30"}}"#,
+    // Segment's reserved traits: camelCase names and the address.
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"firstName":"Ana","lastName":7,"first_name":"Anna","createdAt":"2025-03-01T10:00:00Z","address":{"country":"DE","city":"Berlin"},"phone":15555550100}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"first_name":"Anna","firstName":"Ana","address":[1],"createdAt":"soon"}}"#,
 ];
 
 /// Lines one pass cannot follow: properties or traits before the `type`
@@ -630,4 +684,44 @@ fn money_keeps_the_numbers_own_digits() {
     assert_eq!(field("total"), "Money(45.0)");
     assert_eq!(field("revenue"), "Money(0.1)");
     assert_eq!(field("tax"), "Money(3)");
+}
+
+/// Ids and string properties sent as numbers: the one-pass decoder (the
+/// one `nudge run` and `nudge serve` use) keeps the digits as written,
+/// where the tree path has only the parsed number.
+#[test]
+fn numbers_kept_as_text_keep_their_digits() {
+    let bundle = example_bundle("cart_recovery");
+    let wires = by_wire(&bundle);
+    let line = r#"{"type":"track","userId":4.50,"anonymousId":1e3,"timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":123456789012345678901234567,"total":"150.00","products":[{"product_id":-0,"price":"9.90"}]}}"#;
+    let Decoded::Call(mut parts) = ingest::Decoder::new(&bundle, &wires).decode(line) else {
+        panic!("decodes")
+    };
+    assert!(parts.dropped().is_empty(), "{:?}", parts.dropped());
+    let (call, _) = parts.split();
+    assert_eq!(call.names.user_id, Some("4.50"));
+    assert_eq!(call.names.anonymous_id, Some("1e3"));
+    let Some((schema, Value::Record(r))) = call.event else {
+        panic!("an event")
+    };
+    let field = |name: &str| {
+        let i = bundle.schemas[schema as usize]
+            .fields
+            .iter()
+            .position(|f| f.name == name)
+            .unwrap();
+        r.fields[i].clone()
+    };
+    assert_eq!(field("order_id"), Value::str("123456789012345678901234567"));
+    assert_eq!(format!("{:?}", field("total")), "Money(150.0)");
+    let Value::List(products) = field("products") else {
+        panic!("a list")
+    };
+    let Value::Record(p) = &products[0] else {
+        panic!("a product")
+    };
+    assert_eq!(p.fields[0], Value::str("-0"));
+    // The tree path reads the same call, with numbers in their shortest form.
+    let tree = tree(&bundle, &wires, line);
+    assert!(tree.contains(r#"user_id: Some("4.5")"#), "{tree}");
 }

@@ -254,7 +254,7 @@ flow every_time {{
 }
 
 #[test]
-fn bad_lines_become_dead_letters_and_the_run_goes_on() {
+fn only_unreadable_envelopes_are_dead_letters_and_bad_properties_are_dropped() {
     let b = bundle(&format!("{MESSAGES}{CART}"));
     let input = lines(&[
         identify("u1", "2026-01-05T09:00:00Z"),
@@ -284,26 +284,47 @@ fn bad_lines_become_dead_letters_and_the_run_goes_on() {
             "2026-01-05T10:00:00Z",
             r#"{"value":12.5}"#,
         ),
+        r#"{"type":"track","event":"Checkout Started","timestamp":"2026-01-05T10:05:00Z"}"#.into(),
     ]);
     let (sink, dead) = replay(&b, &input);
     let got: Vec<(usize, &str)> = dead.iter().map(|d| (d.line, d.reason.as_str())).collect();
-    assert_eq!(got.len(), 5, "{got:#?}");
+    assert_eq!(got.len(), 2, "{got:#?}");
     assert_eq!(got[0].0, 2);
     assert!(got[0].1.starts_with("malformed JSON"), "{}", got[0].1);
-    assert_eq!(got[1].0, 3);
-    assert!(got[1].1.contains("screen"), "{}", got[1].1);
-    assert_eq!(got[2].0, 4);
-    assert!(
-        got[2].1.contains("unknown event \"Cart Exploded\""),
-        "{}",
-        got[2].1
+    assert_eq!(got[1].0, 8);
+    assert!(got[1].1.contains("names no customer"), "{}", got[1].1);
+    // The checkout with a bad value still started the flow, and the order
+    // without an `order_id` still ended it: no reminder for it.
+    let dropped: Vec<(&str, &str, Option<&str>)> = sink
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Dropped {
+                path, reason, used, ..
+            } => Some((path.as_str(), reason.as_str(), used.as_deref())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        dropped,
+        [
+            (
+                "properties.value",
+                "expected an amount (a number), found the string \"lots\"",
+                Some("$0"),
+            ),
+            ("properties.order_id", "required but missing", Some("\"\"")),
+        ]
     );
-    assert_eq!(got[3].0, 5);
-    assert!(got[3].1.contains("properties.value"), "{}", got[3].1);
-    assert_eq!(got[4].0, 6);
-    assert!(got[4].1.contains("properties.order_id"), "{}", got[4].1);
-    assert!(dead[3].input.contains("lots"));
-    // The good checkout after the bad lines still runs its course.
+    let exits = sink
+        .records
+        .iter()
+        .filter(|r| matches!(&r.what, What::Exited { reason, .. } if reason == "order_completed"))
+        .count();
+    assert_eq!(
+        exits, 1,
+        "the order without an id ended the first checkout's instance"
+    );
     assert_eq!(sends(&sink), vec!["2026-01-05T11:00:00Z u1 reminder"]);
 }
 

@@ -939,13 +939,8 @@ async fn ingest(
         );
     }
     let single = match kind.as_str() {
-        "track" | "identify" | "alias" | "page" => true,
+        "track" | "identify" | "alias" | "page" | "screen" | "group" => true,
         "batch" | "import" => false,
-        "screen" | "group" => {
-            let msg =
-                format!("unsupported call type `{kind}`: expected track, identify, alias or page");
-            return error(StatusCode::BAD_REQUEST, &msg, None);
-        }
         _ => return error(StatusCode::NOT_FOUND, "no such endpoint", None),
     };
     let too_large = || {

@@ -87,7 +87,7 @@ fn every_file_parses_without_diagnostics_or_error_nodes() {
 #[test]
 fn events_flow_declares_only_events_named_after_their_wire_names() {
     let tree = parsed("events.flow");
-    assert_eq!(events(&tree).len(), 39);
+    assert_eq!(events(&tree).len(), 40);
     assert_eq!(events(&tree).len(), tree.items.len(), "only events");
     for e in events(&tree) {
         assert_eq!(e.name.name, common::snake_case(&e.wire.value));

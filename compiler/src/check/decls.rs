@@ -33,10 +33,20 @@ impl<'a> Checker<'a> {
             crate::types::RecordId,
             SymbolId,
         )> = Vec::new();
+        // Project events that extend a standard event: added to its record
+        // once the standard fields are in.
+        let mut extensions: Vec<(FileId, &'a ast::EventDecl, SymbolId)> = Vec::new();
         for (file, parsed) in files {
             self.file = *file;
             for item in &parsed.file.items {
                 match item {
+                    Item::Event(d) if self.extends_standard(*file, d) => {
+                        let at = self.at(d.name.span);
+                        let detail = format!("event {} {:?} (extended)", d.name.name, d.wire.value);
+                        let sym =
+                            self.add_symbol(SymbolKind::Event, &d.name.name, at, detail, None);
+                        extensions.push((*file, d, sym));
+                    }
                     Item::Event(d) => {
                         let at = self.at(d.name.span);
                         let detail = format!("event {} {:?}", d.name.name, d.wire.value);
@@ -222,6 +232,35 @@ impl<'a> Checker<'a> {
             }
         }
 
+        // A project's own properties of standard events, after the standard ones.
+        for (file, d, parent) in extensions {
+            self.file = file;
+            let Some(info) = self.events.get(d.name.name.as_str()) else {
+                continue;
+            };
+            let rid = info.record;
+            for f in &d.fields {
+                if let Some(first) = self.an.types.record(rid).field(&f.name.name)
+                    && let Some(first_at) = first.at
+                {
+                    let diag = Diagnostic::new(
+                        codes::E0206,
+                        self.at(f.name.span),
+                        format!(
+                            "property `{}` is already a standard property of `{}`",
+                            f.name.name, d.name.name
+                        ),
+                    )
+                    .with_primary_label("declared again here")
+                    .with_label(first_at, "the standard library declares it here")
+                    .with_help("use the standard property as it is, or choose another name");
+                    self.report(diag);
+                    continue;
+                }
+                self.add_record_field(rid, f, Some(parent), None);
+            }
+        }
+
         // Profile traits: the stdlib's first, so a project trait that repeats one is the duplicate.
         let project = self.project;
         let stdlib_first = files
@@ -333,6 +372,21 @@ impl<'a> Checker<'a> {
             at: Some(at),
             symbol: Some(sym),
         });
+    }
+
+    /// Whether `d`, in a project file, extends a standard event: it has
+    /// the flow name and the wire name of one, and adds properties to it.
+    fn extends_standard(&self, file: FileId, d: &ast::EventDecl) -> bool {
+        !self.is_stdlib(file)
+            && self
+                .files
+                .iter()
+                .filter(|(id, _)| self.is_stdlib(*id))
+                .flat_map(|(_, parsed)| &parsed.file.items)
+                .any(|item| {
+                    matches!(item, Item::Event(e)
+                        if e.name.name == d.name.name && e.wire.value == d.wire.value)
+                })
     }
 
     fn type_or_event_decl(&self, name: &str) -> Option<FileSpan> {

@@ -109,8 +109,10 @@ impl<'a> Obj<'a> {
     /// A text field.
     pub fn str(&mut self, k: &str, v: &str) {
         self.key(k);
+        // A list where text belongs: a bare number would be taken as an
+        // id's text, as stores that send numeric ids need.
         if self.take_spoil() {
-            self.buf.push_str("404");
+            self.buf.push_str("[404]");
         } else {
             string(self.buf, v);
         }
@@ -120,7 +122,7 @@ impl<'a> Obj<'a> {
     pub fn fmt(&mut self, k: &str, v: std::fmt::Arguments<'_>) {
         self.key(k);
         if self.take_spoil() {
-            self.buf.push_str("404");
+            self.buf.push_str("[404]");
         } else {
             // Only ids and URLs made of safe characters come through here.
             self.buf.push('"');
@@ -238,6 +240,6 @@ mod tests {
         o.str("order_id", "o-1");
         o.money("total", 1250);
         o.close();
-        assert_eq!(s, r#"{"order_id":404,"total":12.5}"#);
+        assert_eq!(s, r#"{"order_id":[404],"total":12.5}"#);
     }
 }

@@ -194,7 +194,7 @@ impl Timeline {
 /// The flow a record belongs to, if it names one.
 pub fn flow_of(what: &What) -> Option<&str> {
     match what {
-        What::Joined { .. } => None,
+        What::Joined { .. } | What::Dropped { .. } => None,
         What::Feedback { flow, .. } => flow.as_deref(),
         What::Entered { flow, .. }
         | What::NotEntered { flow, .. }
@@ -375,6 +375,22 @@ pub fn describe(record: &Record) -> String {
             instance,
             message,
         } => format!("error in {flow}: {message} [#{instance}]"),
+        What::Dropped {
+            event,
+            path,
+            reason,
+            used,
+        } => {
+            let mut s = format!("dropped `{path}`");
+            if let Some(e) = event {
+                s.push_str(&format!(" of {e}"));
+            }
+            s.push_str(&format!(": {reason}"));
+            if let Some(u) = used {
+                s.push_str(&format!(" (used {u})"));
+            }
+            s
+        }
     }
 }
 

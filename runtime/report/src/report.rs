@@ -160,7 +160,7 @@ impl Report {
         for e in order {
             let person = ids.root(&e.record.customer).to_string();
             match &e.record.what {
-                What::Joined { .. } => {}
+                What::Joined { .. } | What::Dropped { .. } => {}
                 What::Entered {
                     flow: f, holdout, ..
                 } => {

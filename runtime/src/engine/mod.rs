@@ -17,6 +17,7 @@
 
 mod customer;
 mod deploy;
+mod input;
 mod instance;
 mod pipeline;
 mod triggers;
@@ -32,6 +33,7 @@ use nudge_vm::{Scope, UnitRef, Vm};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::decode;
 use crate::dedupe::Dedupe;
 use crate::identity::{CustomerId, Identities, Names};
 use crate::ingest::{Decoder, TypedCall};
@@ -39,7 +41,6 @@ use crate::record::{Membership, Outcome, Record, What};
 use crate::segment::{Call, CallKind, Rejection};
 use crate::stats::Stats;
 use crate::timers::{Timers, Wake};
-use crate::{decode, segment};
 
 pub use customer::{Customer, Seen, Traits};
 pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, StepReport};
@@ -413,20 +414,31 @@ impl<'b, S: Sink> Engine<'b, S> {
     }
 
     /// Applies one call at the current clock (see [`Engine::advance_before`]).
-    /// A call whose properties or traits do not fit the schemas is refused
-    /// and changes nothing.
+    /// Properties or traits that do not fit the schemas are dropped and
+    /// recorded (see [`Engine::apply_noted`]); the call is applied.
     pub fn apply(&mut self, call: &Call) -> Result<Applied, Rejection> {
         let at = call.timestamp.timestamp();
         self.now = self.now.max(at);
-        let event = self.decode_event(call)?;
-        let traits = self.decode_traits(call)?;
-        self.apply_typed(TypedCall {
-            at,
-            names: Names::of(call),
-            message_id: call.message_id.as_deref(),
-            event,
-            traits,
-        })
+        let mut dropped = Vec::new();
+        let (event, kind) = self.decode_event(call, &mut dropped);
+        let traits = self.decode_traits(call, &mut dropped);
+        decode::sort_dropped(&mut dropped);
+        self.apply_noted(
+            TypedCall {
+                at,
+                names: Names::of(call),
+                message_id: call.message_id.as_deref(),
+                event,
+                traits,
+            },
+            crate::ingest::Notes {
+                event: call.event_name(),
+                dropped,
+                kind,
+                timezone: call.context.timezone.as_deref(),
+                locale: call.context.locale.as_deref(),
+            },
+        )
     }
 
     /// A decoder that reads call lines straight into typed calls for
@@ -499,56 +511,56 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
     }
 
-    fn decode_event(&self, call: &Call) -> Result<Option<(u32, Value)>, Rejection> {
-        let (wire, props) = match &call.kind {
-            CallKind::Track { event, properties } => {
-                (event.as_str(), std::borrow::Cow::Borrowed(properties))
+    /// The event a call amounts to, typed, and how it is counted; an
+    /// undeclared event is none.
+    fn decode_event(
+        &self,
+        call: &Call,
+        dropped: &mut Vec<decode::Dropped>,
+    ) -> (Option<(u32, Value)>, crate::ingest::Note) {
+        use crate::ingest::Note;
+        let (props, named) = match &call.kind {
+            CallKind::Track { properties, .. } => (properties, None),
+            CallKind::Page { name, properties } | CallKind::Screen { name, properties } => {
+                (properties, name.as_deref().map(|n| ("name", n)))
             }
-            CallKind::Page { name, properties } => {
-                let mut props = properties.clone();
-                if let Some(n) = name {
-                    props
-                        .entry("name")
-                        .or_insert_with(|| serde_json::Value::String(n.clone()));
-                }
-                (segment::PAGE_EVENT, std::borrow::Cow::Owned(props))
+            CallKind::Group { group_id, traits } => {
+                (traits, group_id.as_deref().map(|g| ("group_id", g)))
             }
-            _ => return Ok(None),
+            _ => return (None, Note::Plain),
         };
+        let note = match call.kind {
+            CallKind::Group { .. } => Note::Group,
+            _ => Note::Plain,
+        };
+        let wire = call.event_name().unwrap_or_default();
         let Some(&schema) = self.by_wire.get(wire) else {
-            return Err(Rejection {
-                reason: format!(
-                    "unknown event {wire:?}: declare it with `event name {wire:?} {{ ... }}`"
-                ),
-            });
+            let note = if note == Note::Group {
+                note
+            } else {
+                Note::Undeclared
+            };
+            return (None, note);
         };
-        let value =
-            decode::record(self.bundle(), schema, &props, "properties").map_err(|e| Rejection {
-                reason: format!("{wire:?}: {e}"),
-            })?;
-        Ok(Some((schema, value)))
+        // A page's or screen's name (a group's id) fills the property of
+        // that name when the properties leave it out.
+        let props = match named {
+            Some((key, text)) if !props.contains_key(key) => {
+                let mut props = props.clone();
+                props.insert(key.into(), serde_json::Value::String(text.into()));
+                std::borrow::Cow::Owned(props)
+            }
+            _ => std::borrow::Cow::Borrowed(props),
+        };
+        let value = decode::record(self.bundle(), schema, &props, "properties", dropped);
+        (Some((schema, value)), note)
     }
 
-    fn decode_traits(&self, call: &Call) -> Result<Vec<(u16, Value)>, Rejection> {
+    fn decode_traits(&self, call: &Call, dropped: &mut Vec<decode::Dropped>) -> Vec<(u16, Value)> {
         let CallKind::Identify { traits } = &call.kind else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
-        let bundle = self.bundle();
-        let schema = &bundle.schemas[bundle.profile as usize];
-        let mut out = Vec::new();
-        for (i, f) in schema.fields.iter().enumerate() {
-            let Some(json) = traits.get(&f.name) else {
-                continue;
-            };
-            let v =
-                decode::value(bundle, &f.ty, json, &format!("traits.{}", f.name)).map_err(|e| {
-                    Rejection {
-                        reason: e.to_string(),
-                    }
-                })?;
-            out.push((i as u16, v));
-        }
-        Ok(out)
+        decode::traits(self.bundle(), traits, dropped)
     }
 
     /// Standard traits follow the events; identify traits are written as given

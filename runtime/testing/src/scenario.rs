@@ -163,6 +163,7 @@ fn call(kind: CallKind, anonymous: bool, id: &str, at: i64) -> Call {
         anonymous_id,
         timestamp: DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default(),
         message_id: None,
+        context: Default::default(),
     }
 }
 

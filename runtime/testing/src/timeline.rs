@@ -107,6 +107,7 @@ pub(crate) fn describe(what: &What) -> String {
             feedback, channel, ..
         } => format!("{feedback} ({channel})"),
         What::Error { flow, message, .. } => format!("error in {flow}: {message}"),
+        What::Dropped { path, reason, .. } => format!("dropped {path}: {reason}"),
     }
 }
 

@@ -25,7 +25,10 @@ pub(super) enum Refusal {
 /// stamped with `now`, as Segment stamps calls it receives; with `receipt`,
 /// every call gets `receivedAt: now` (and the batch's `sentAt` when it has
 /// none), which the decoder corrects its time against. A call longer than
-/// `max_call` bytes, or one `nudge run` would refuse, refuses the body.
+/// `max_call` bytes refuses the body. A single call that `nudge run` would
+/// refuse refuses the body; a batch item is judged on its own: it is passed
+/// on all the same, and the engine writes it to the dead letters (and counts
+/// it), so its valid neighbours are not lost with it.
 pub(super) fn to_lines(
     kind: Option<&str>,
     text: &str,
@@ -90,7 +93,9 @@ pub(super) fn to_lines(
         if line.len() > max_call {
             return Err(Refusal::TooLarge(i));
         }
-        if let Err(r) = segment::parse_line(&line) {
+        if kind.is_some()
+            && let Err(r) = segment::parse_line(&line)
+        {
             return Err(Refusal::Bad(r.reason, Some(i)));
         }
         lines.push(line);
@@ -291,10 +296,8 @@ mod tests {
             reason.starts_with("malformed JSON at column 11"),
             "{reason}"
         );
-        let body =
-            r#"{"batch":[{"type":"identify","userId":"u1"},{"type":"track","userId":"u1"}]}"#;
-        let Err(Refusal::Bad(reason, Some(1))) = lines(None, body) else {
-            panic!("the second call is refused");
+        let Err(Refusal::Bad(reason, Some(0))) = lines(Some("track"), r#"{"userId":"u1"}"#) else {
+            panic!("a single call nudge run would refuse is refused");
         };
         assert!(reason.contains("event"), "{reason}");
         let big = format!(
@@ -302,5 +305,18 @@ mod tests {
             "y".repeat(40_000)
         );
         assert_eq!(lines(None, &big), Err(Refusal::TooLarge(0)));
+    }
+
+    #[test]
+    fn a_batch_passes_on_every_item_for_the_engine_to_judge() {
+        let body = r#"{"batch":[{"type":"screen","userId":"u1","name":"Home"},{"type":"track","userId":"u1"},5,{"type":"identify","userId":"u1"}]}"#;
+        let got = lines(None, body).unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[0].starts_with(r#"{"type":"screen","userId":"u1","name":"Home""#));
+        // The bad items reach the engine as written, and it refuses them
+        // alone, with `nudge run`'s reasons.
+        assert!(segment::parse_line(&got[1]).is_err());
+        assert_eq!(got[2], "5");
+        assert!(segment::parse_line(&got[3]).is_ok());
     }
 }

@@ -162,6 +162,7 @@ pub const LIFECYCLE: &[&str] = &[
     "Marked As Spam",
     "SMS Received",
     "Page Viewed",
+    "Screen Viewed",
     "Signed Up",
 ];
 
