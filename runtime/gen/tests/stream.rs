@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use nudge_gen::{ConfigError, GenConfig, GenStats, generate};
-use nudge_runtime::record::What;
 use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::record::What;
 use nudge_runtime::replay::{self, DeadLetter, Options};
 use serde_json::Value;
 
