@@ -109,6 +109,81 @@ fn templates_are_loaded_relative_to_the_flow_file() {
     assert!(check(&p).diagnostics.iter().any(|d| d.code.id == "E0405"));
 }
 
+/// The error codes `check` reports for a message whose body is `template "PATH"`,
+/// in a project at `root` with the flow file in `root/flows`.
+fn template_codes(root: &std::path::Path, path: &str) -> Vec<&'static str> {
+    let flow = MSG.replace("mail/hello.html", path);
+    fs::write(root.join("flows/a.flow"), flow).unwrap();
+    let p = Project::load(&[root.to_path_buf()]).unwrap();
+    let a = check(&p);
+    // A refused template is never read, so its text cannot reach a bundle.
+    for (_, f) in p.sources.iter() {
+        assert!(!f.text.contains("hunter2"), "the secret was loaded");
+    }
+    a.diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id)
+        .collect()
+}
+
+#[test]
+fn templates_outside_the_project_are_refused_with_e0409() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shop");
+    fs::create_dir_all(root.join("flows")).unwrap();
+    fs::create_dir_all(root.join("mail")).unwrap();
+    fs::write(root.join("nudge.toml"), "").unwrap();
+    fs::write(root.join("mail/hello.html"), "Hi {{ name }}").unwrap();
+    // A secret beside the project, which no template may reach.
+    fs::write(dir.path().join("secret.txt"), "ADMIN_TOKEN=hunter2").unwrap();
+
+    // Inside the project, `..` back up to the project's root is fine.
+    assert_eq!(template_codes(&root, "../mail/hello.html"), [] as [&str; 0]);
+    // An absolute path, even to a file inside the project.
+    let absolute = root.join("mail/hello.html").display().to_string();
+    assert_eq!(template_codes(&root, &absolute), ["E0409"]);
+    assert_eq!(template_codes(&root, "/etc/hostname"), ["E0409"]);
+    assert_eq!(template_codes(&root, "/proc/self/environ"), ["E0409"]);
+    // `..` escapes, existing or not.
+    assert_eq!(template_codes(&root, "../../secret.txt"), ["E0409"]);
+    assert_eq!(
+        template_codes(&root, "../../../../../../../../etc/passwd"),
+        ["E0409"]
+    );
+    assert_eq!(
+        template_codes(&root, "./../mail/../../secret.txt"),
+        ["E0409"]
+    );
+    // A symlink inside the project that leads outside it: to a file, or
+    // through a linked directory.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("mail/leak.html"))
+            .unwrap();
+        assert_eq!(template_codes(&root, "../mail/leak.html"), ["E0409"]);
+        std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+        assert_eq!(template_codes(&root, "../up/secret.txt"), ["E0409"]);
+        // A symlink that stays inside the project is fine.
+        std::os::unix::fs::symlink(root.join("mail/hello.html"), root.join("mail/alias.html"))
+            .unwrap();
+        assert_eq!(template_codes(&root, "../mail/alias.html"), [] as [&str; 0]);
+    }
+    // A missing file inside the project is still E0405.
+    assert_eq!(template_codes(&root, "../mail/nope.html"), ["E0405"]);
+}
+
+#[test]
+fn without_a_nudge_toml_the_flow_files_directory_is_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("loose");
+    fs::create_dir_all(root.join("flows")).unwrap();
+    fs::create_dir_all(root.join("mail")).unwrap();
+    fs::write(root.join("mail/hello.html"), "Hi {{ name }}").unwrap();
+    // No nudge.toml: `flows/` alone is the project, so `../mail` is outside.
+    assert_eq!(template_codes(&root, "../mail/hello.html"), ["E0409"]);
+}
+
 const EDITOR: &str = "// Customers who spent a lot.\n// Used for perks.\nsegment big = profile.total_spent > $500\nmessage hi(name: string) {\n  channel email\n  subject \"Hi {name}\"\n  body \"x\"\n}\nflow f {\n  trigger order_completed\n  if big {\n    send hi(trigger.order_id)\n  }\n}\n";
 
 #[test]
