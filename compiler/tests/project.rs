@@ -184,6 +184,62 @@ fn without_a_nudge_toml_the_flow_files_directory_is_the_project() {
     assert_eq!(template_codes(&root, "../mail/hello.html"), ["E0409"]);
 }
 
+/// The diagnostics (code and help) of a project whose one message renders
+/// `template` as its body, with an order parameter and a top-level let.
+fn template_findings(template: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("nudge.toml"), "").unwrap();
+    fs::write(root.join("body.html"), template).unwrap();
+    fs::write(
+        root.join("a.flow"),
+        "let shop = \"The Shop\"\nmessage m(order: order_completed, name: string) {\n  channel email\n  subject \"Hi\"\n  body template \"body.html\"\n}\nflow f {\n  trigger order_completed\n  send m(trigger, \"x\")\n}\n",
+    )
+    .unwrap();
+    let p = Project::load(&[root.to_path_buf()]).unwrap();
+    check(&p)
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.code.id.to_string(), d.help.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn template_paths_are_checked_against_parameters_profile_records_and_loops() {
+    let clean = "{{ shop }}: {{ profile.first_name | default(name) | title }} \
+                 {{ order.order_id }} {{ order.total }} {{ name.upper() }} \
+                 {% for p in order.products %}{{ p.name or p.product_id }} \
+                 {{ loop.index }}{% endfor %} {{ 'profile.nope' }}";
+    assert_eq!(template_findings(clean), []);
+    let finding = |code: &str, help: &str| vec![(code.to_string(), help.to_string())];
+    assert_eq!(
+        template_findings("{{ profile.frist_name }}"),
+        finding("E0410", "did you mean `first_name`?")
+    );
+    assert_eq!(
+        template_findings("{{ order.totl }}"),
+        finding("E0410", "did you mean `total`?")
+    );
+    assert_eq!(
+        template_findings("{% for p in order.products %}{{ p.nmae }}{% endfor %}"),
+        finding("E0410", "did you mean `name`?")
+    );
+    assert_eq!(
+        template_findings("{{ order.order_id.first }}"),
+        finding("E0410", "remove it from the template, or declare the field")
+    );
+    assert_eq!(
+        template_findings("{{ name | uper }}"),
+        finding("E0411", "did you mean `upper`?")
+    );
+    // Once the loop ends, its variable is out of scope again.
+    assert_eq!(
+        template_findings("{% for p in order.products %}{% endfor %}{{ p.x }}")[0].0,
+        "E0406"
+    );
+}
+
 const EDITOR: &str = "// Customers who spent a lot.\n// Used for perks.\nsegment big = profile.total_spent > $500\nmessage hi(name: string) {\n  channel email\n  subject \"Hi {name}\"\n  body \"x\"\n}\nflow f {\n  trigger order_completed\n  if big {\n    send hi(trigger.order_id)\n  }\n}\n";
 
 #[test]

@@ -377,6 +377,7 @@ impl<'a> Checker<'a> {
             };
             self.report(d);
         }
+        self.check_template_uses(idx, tid, path, at);
     }
 
     pub(crate) fn check_policies(&mut self) {
