@@ -193,11 +193,14 @@ pub fn zone_of_phone(phone: &str) -> Option<Tz> {
 /// When the windows cover every hour somewhere in the zones (a country so
 /// wide that it is always night in one of them), only the first zone is
 /// kept, so messages are not held forever.
-pub fn quiet_until(at: i64, zones: &[Tz], windows: &[(u16, u16)]) -> Option<(i64, Tz)> {
+pub fn quiet_until<W>(at: i64, zones: &[Tz], windows: W) -> Option<(i64, Tz)>
+where
+    W: IntoIterator<Item = (u16, u16)> + Clone,
+{
     let latest_end = |t: i64, zones: &[Tz]| {
         let mut best: Option<(i64, Tz)> = None;
         for &tz in zones {
-            for &(from, to) in windows {
+            for (from, to) in windows.clone() {
                 if let Some(e) = window_end(t, tz, from, to)
                     && best.is_none_or(|(b, _)| e > b)
                 {
@@ -210,7 +213,7 @@ pub fn quiet_until(at: i64, zones: &[Tz], windows: &[(u16, u16)]) -> Option<(i64
     let mut found = latest_end(at, zones)?;
     // Each round moves past a window's end; a day holds at most two windows
     // per zone and window, so a few dozen rounds always reach a free instant.
-    let rounds = 4 * zones.len() * windows.len() + 4;
+    let rounds = 4 * zones.len() * windows.clone().into_iter().count() + 4;
     for _ in 0..rounds {
         match latest_end(found.0, zones) {
             None => return Some(found),
@@ -315,18 +318,18 @@ mod tests {
         let night = [(21 * 60, 8 * 60)];
         // 13:06 UTC on 24 Nov 2026: 08:06 in New York, 05:06 in Los Angeles.
         let at = t("2026-11-24T13:06:00Z");
-        assert_eq!(quiet_until(at, &[America__New_York], &night), None);
-        let (end, tz) = quiet_until(at, zones_of_phone("+15555550100"), &night).unwrap();
+        assert_eq!(quiet_until(at, &[America__New_York], night), None);
+        let (end, tz) = quiet_until(at, zones_of_phone("+15555550100"), night).unwrap();
         // Honolulu (UTC-10) is the last to reach 08:00, at 18:00 UTC.
         assert_eq!((end, tz), (t("2026-11-24T18:00:00Z"), Pacific__Honolulu));
-        let (end, tz) = quiet_until(at, zones_of_phone("+13105550100"), &night).unwrap();
+        let (end, tz) = quiet_until(at, zones_of_phone("+13105550100"), night).unwrap();
         assert_eq!((end, tz), (t("2026-11-24T16:00:00Z"), America__Los_Angeles));
         // At 20:30 in New York it is quiet nowhere yet.
         assert_eq!(
             quiet_until(
                 t("2026-11-25T01:30:00Z"),
                 zones_of_phone("+15555550100"),
-                &night
+                night
             ),
             Some((t("2026-11-25T18:00:00Z"), Pacific__Honolulu)),
             "St John's is already at 22:00"
@@ -339,11 +342,11 @@ mod tests {
         let night = [(18 * 60, 9 * 60)];
         let zones = zones_of_phone("+79161234567");
         let at = t("2026-11-24T20:00:00Z"); // 23:00 in Moscow
-        let (end, tz) = quiet_until(at, zones, &night).unwrap();
+        let (end, tz) = quiet_until(at, zones, night).unwrap();
         assert_eq!(tz, Europe__Moscow);
         assert_eq!(end, t("2026-11-25T06:00:00Z"));
         // 12 hours still leave two free hours: 08:00 in Kaliningrad to 20:00 in Kamchatka.
-        let (end, _) = quiet_until(at, zones, &[(20 * 60, 8 * 60)]).unwrap();
+        let (end, _) = quiet_until(at, zones, [(20 * 60, 8 * 60)]).unwrap();
         assert_eq!(end, t("2026-11-25T06:00:00Z"));
     }
 

@@ -348,6 +348,26 @@ pub fn sms_keyword(text: &str) -> Option<SmsKeyword> {
     }
 }
 
+/// The zones a recipient's quiet hours are read in, without allocating on
+/// the send path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuietZones {
+    /// One zone: the profile's or the policy's.
+    One(Tz),
+    /// Every zone a phone number may be in.
+    Many(&'static [Tz]),
+}
+
+impl QuietZones {
+    /// The zones, most likely first.
+    pub fn as_slice(&self) -> &[Tz] {
+        match self {
+            QuietZones::One(tz) => std::slice::from_ref(tz),
+            QuietZones::Many(zones) => zones,
+        }
+    }
+}
+
 /// Where the standard traits sit in the profile record, found once per bundle.
 #[derive(Clone, Debug, Default)]
 pub struct Traits {
@@ -505,22 +525,22 @@ impl Traits {
 
     /// The zones quiet hours are read in: the profile's zone, else (for SMS)
     /// every zone the phone number may be in, else the policy's.
-    pub fn quiet_zones(&self, profile: &Record, channel: Channel, policy: Tz) -> Vec<Tz> {
+    pub fn quiet_zones(&self, profile: &Record, channel: Channel, policy: Tz) -> QuietZones {
         if let Some(tz) = self
             .text(profile, self.timezone)
             .and_then(|z| Tz::from_str(z).ok())
         {
-            return vec![tz];
+            return QuietZones::One(tz);
         }
         if channel == Channel::Sms
             && let Some(phone) = self.text(profile, self.phone)
         {
             let zones = crate::zone::zones_of_phone(phone);
             if !zones.is_empty() {
-                return zones.to_vec();
+                return QuietZones::Many(zones);
             }
         }
-        vec![policy]
+        QuietZones::One(policy)
     }
 
     /// Adds to an int trait.

@@ -268,15 +268,14 @@ impl<S: Sink> Engine<'_, S> {
             let zones = self
                 .traits
                 .quiet_zones(&cust.profile, msg.channel, self.policy_tz);
-            let windows: Vec<(u16, u16)> = policy
+            let windows = policy
                 .quiet
                 .iter()
                 .chain(flow.quiet.iter())
                 .filter(|w| w.channel.is_none_or(|ch| ch == msg.channel))
-                .map(|w| (w.from, w.to))
-                .collect();
+                .map(|w| (w.from, w.to));
             // Quiet while it is night in any zone the recipient may be in.
-            if let Some((end, tz)) = quiet_until(self.now, &zones, &windows) {
+            if let Some((end, tz)) = quiet_until(self.now, zones.as_slice(), windows) {
                 // Spread releases so a whole time zone is not sent at the same second.
                 let spread = self.config.release_spread.max(0);
                 let offset = if spread == 0 {
