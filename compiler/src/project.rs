@@ -7,8 +7,18 @@ use std::path::{Path, PathBuf};
 
 use nudge_diagnostics::{FileId, SourceMap};
 
+/// A template's file in the source map, or why it is not there.
+pub(crate) type TemplateResult = Result<FileId, TemplateError>;
+
 /// Why a template file is not in the source map.
-pub(crate) type TemplateResult = Result<FileId, String>;
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TemplateError {
+    /// The file cannot be read (missing, unreadable, not UTF-8).
+    Unreadable(String),
+    /// The path leads outside the project: absolute, a `..` escape, or a
+    /// symlink to elsewhere. It is never read, so nothing outside leaks.
+    Outside(String),
+}
 
 /// A set of source files checked together: the user's files, the stdlib and templates.
 #[derive(Clone, Debug, Default)]
@@ -143,22 +153,30 @@ impl Project {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
+        let root = project_root(&dir);
         let mut by_path: HashMap<PathBuf, FileId> = HashMap::new();
         for rel in refs {
             if self.templates.contains_key(&(file, rel.clone())) {
                 continue;
             }
             let full = dir.join(&rel);
-            let result = if let Some(&id) = by_path.get(&full) {
+            let result = if let Err(why) = confined(&root, &dir, &rel) {
+                Err(TemplateError::Outside(why))
+            } else if let Some(&id) = by_path.get(&full) {
                 Ok(id)
             } else {
                 match std::fs::read(&full) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Err(format!("there is no file {}", full.display()))
-                    }
-                    Err(e) => Err(format!("{}: {e}", full.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(
+                        TemplateError::Unreadable(format!("there is no file {}", full.display())),
+                    ),
+                    Err(e) => Err(TemplateError::Unreadable(format!(
+                        "{}: {e}",
+                        full.display()
+                    ))),
                     Ok(bytes) => match String::from_utf8(bytes) {
-                        Err(_) => Err("it is not valid UTF-8 text".to_string()),
+                        Err(_) => Err(TemplateError::Unreadable(
+                            "it is not valid UTF-8 text".to_string(),
+                        )),
                         Ok(text) => {
                             let id = self.sources.add(full.display().to_string(), text);
                             by_path.insert(full, id);
@@ -189,6 +207,71 @@ impl Project {
     /// The template `path` referred to from `file`: its id, or why it could not be read.
     pub(crate) fn template(&self, file: FileId, path: &str) -> Option<&TemplateResult> {
         self.templates.get(&(file, path.to_string()))
+    }
+}
+
+/// The project a `.flow` file in `dir` belongs to: the nearest directory
+/// holding a `nudge.toml`, else `dir` itself.
+fn project_root(dir: &Path) -> PathBuf {
+    let start = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    start
+        .ancestors()
+        .find(|d| d.join("nudge.toml").is_file())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .unwrap_or(start)
+        .to_path_buf()
+}
+
+/// Whether the template path `rel`, written in a `.flow` file in `dir`,
+/// stays inside the project `root`; else why not. The check is on the text
+/// first (absolute paths, `..` above the root), then on the file system,
+/// so that a symlink inside the project cannot point outside it.
+fn confined(root: &Path, dir: &Path, rel: &str) -> Result<(), String> {
+    use std::path::Component;
+    let path = Path::new(rel);
+    // `/etc/passwd`, `C:\x` and `\\server\share` are absolute on some system.
+    if path.has_root()
+        || path.is_absolute()
+        || rel.starts_with(['/', '\\'])
+        || rel.get(1..2) == Some(":")
+    {
+        return Err("an absolute path leads outside the project".into());
+    }
+    let inside = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let mut depth: usize = inside.components().count();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| "`..` leads outside the project".to_string())?;
+            }
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("an absolute path leads outside the project".into());
+            }
+        }
+    }
+    // A file that exists is resolved, symlinks and all; one that does not
+    // is reported as missing by the caller.
+    let (Ok(root), Ok(real)) = (root.canonicalize(), dir.join(path).canonicalize()) else {
+        return Ok(());
+    };
+    if real.starts_with(&root) {
+        Ok(())
+    } else {
+        Err("a symlink leads outside the project".into())
     }
 }
 

@@ -109,6 +109,137 @@ fn templates_are_loaded_relative_to_the_flow_file() {
     assert!(check(&p).diagnostics.iter().any(|d| d.code.id == "E0405"));
 }
 
+/// The error codes `check` reports for a message whose body is `template "PATH"`,
+/// in a project at `root` with the flow file in `root/flows`.
+fn template_codes(root: &std::path::Path, path: &str) -> Vec<&'static str> {
+    let flow = MSG.replace("mail/hello.html", path);
+    fs::write(root.join("flows/a.flow"), flow).unwrap();
+    let p = Project::load(&[root.to_path_buf()]).unwrap();
+    let a = check(&p);
+    // A refused template is never read, so its text cannot reach a bundle.
+    for (_, f) in p.sources.iter() {
+        assert!(!f.text.contains("hunter2"), "the secret was loaded");
+    }
+    a.diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id)
+        .collect()
+}
+
+#[test]
+fn templates_outside_the_project_are_refused_with_e0409() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shop");
+    fs::create_dir_all(root.join("flows")).unwrap();
+    fs::create_dir_all(root.join("mail")).unwrap();
+    fs::write(root.join("nudge.toml"), "").unwrap();
+    fs::write(root.join("mail/hello.html"), "Hi {{ name }}").unwrap();
+    // A secret beside the project, which no template may reach.
+    fs::write(dir.path().join("secret.txt"), "ADMIN_TOKEN=hunter2").unwrap();
+
+    // Inside the project, `..` back up to the project's root is fine.
+    assert_eq!(template_codes(&root, "../mail/hello.html"), [] as [&str; 0]);
+    // An absolute path, even to a file inside the project.
+    let absolute = root.join("mail/hello.html").display().to_string();
+    assert_eq!(template_codes(&root, &absolute), ["E0409"]);
+    assert_eq!(template_codes(&root, "/etc/hostname"), ["E0409"]);
+    assert_eq!(template_codes(&root, "/proc/self/environ"), ["E0409"]);
+    // `..` escapes, existing or not.
+    assert_eq!(template_codes(&root, "../../secret.txt"), ["E0409"]);
+    assert_eq!(
+        template_codes(&root, "../../../../../../../../etc/passwd"),
+        ["E0409"]
+    );
+    assert_eq!(
+        template_codes(&root, "./../mail/../../secret.txt"),
+        ["E0409"]
+    );
+    // A symlink inside the project that leads outside it: to a file, or
+    // through a linked directory.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("mail/leak.html"))
+            .unwrap();
+        assert_eq!(template_codes(&root, "../mail/leak.html"), ["E0409"]);
+        std::os::unix::fs::symlink(dir.path(), root.join("up")).unwrap();
+        assert_eq!(template_codes(&root, "../up/secret.txt"), ["E0409"]);
+        // A symlink that stays inside the project is fine.
+        std::os::unix::fs::symlink(root.join("mail/hello.html"), root.join("mail/alias.html"))
+            .unwrap();
+        assert_eq!(template_codes(&root, "../mail/alias.html"), [] as [&str; 0]);
+    }
+    // A missing file inside the project is still E0405.
+    assert_eq!(template_codes(&root, "../mail/nope.html"), ["E0405"]);
+}
+
+#[test]
+fn without_a_nudge_toml_the_flow_files_directory_is_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("loose");
+    fs::create_dir_all(root.join("flows")).unwrap();
+    fs::create_dir_all(root.join("mail")).unwrap();
+    fs::write(root.join("mail/hello.html"), "Hi {{ name }}").unwrap();
+    // No nudge.toml: `flows/` alone is the project, so `../mail` is outside.
+    assert_eq!(template_codes(&root, "../mail/hello.html"), ["E0409"]);
+}
+
+/// The diagnostics (code and help) of a project whose one message renders
+/// `template` as its body, with an order parameter and a top-level let.
+fn template_findings(template: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("nudge.toml"), "").unwrap();
+    fs::write(root.join("body.html"), template).unwrap();
+    fs::write(
+        root.join("a.flow"),
+        "let shop = \"The Shop\"\nmessage m(order: order_completed, name: string) {\n  channel email\n  subject \"Hi\"\n  body template \"body.html\"\n}\nflow f {\n  trigger order_completed\n  send m(trigger, \"x\")\n}\n",
+    )
+    .unwrap();
+    let p = Project::load(&[root.to_path_buf()]).unwrap();
+    check(&p)
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| (d.code.id.to_string(), d.help.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn template_paths_are_checked_against_parameters_profile_records_and_loops() {
+    let clean = "{{ shop }}: {{ profile.first_name | default(name) | title }} \
+                 {{ order.order_id }} {{ order.total }} {{ name.upper() }} \
+                 {% for p in order.products %}{{ p.name or p.product_id }} \
+                 {{ loop.index }}{% endfor %} {{ 'profile.nope' }}";
+    assert_eq!(template_findings(clean), []);
+    let finding = |code: &str, help: &str| vec![(code.to_string(), help.to_string())];
+    assert_eq!(
+        template_findings("{{ profile.frist_name }}"),
+        finding("E0410", "did you mean `first_name`?")
+    );
+    assert_eq!(
+        template_findings("{{ order.totl }}"),
+        finding("E0410", "did you mean `total`?")
+    );
+    assert_eq!(
+        template_findings("{% for p in order.products %}{{ p.nmae }}{% endfor %}"),
+        finding("E0410", "did you mean `name`?")
+    );
+    assert_eq!(
+        template_findings("{{ order.order_id.first }}"),
+        finding("E0410", "remove it from the template, or declare the field")
+    );
+    assert_eq!(
+        template_findings("{{ name | uper }}"),
+        finding("E0411", "did you mean `upper`?")
+    );
+    // Once the loop ends, its variable is out of scope again.
+    assert_eq!(
+        template_findings("{% for p in order.products %}{% endfor %}{{ p.x }}")[0].0,
+        "E0406"
+    );
+}
+
 const EDITOR: &str = "// Customers who spent a lot.\n// Used for perks.\nsegment big = profile.total_spent > $500\nmessage hi(name: string) {\n  channel email\n  subject \"Hi {name}\"\n  body \"x\"\n}\nflow f {\n  trigger order_completed\n  if big {\n    send hi(trigger.order_id)\n  }\n}\n";
 
 #[test]

@@ -394,9 +394,14 @@ impl Stream {
                     s.email = email.or(s.email);
                     s.sms = sms.or(s.sms);
                     s.zone = zone.unwrap_or(s.zone);
+                    // An explicit `consent.sms: true` lifts a STOP.
+                    s.stopped &= *sms != Some(true);
                 }
                 Kind::Subscribed(Ch::Email) => s.email = Some(true),
-                Kind::Subscribed(Ch::Sms) => s.sms = Some(true),
+                Kind::Subscribed(Ch::Sms) => {
+                    s.sms = Some(true);
+                    s.stopped = false;
+                }
                 Kind::Unsubscribed(Ch::Email) => s.email = Some(false),
                 Kind::Unsubscribed(Ch::Sms) => s.sms = Some(false),
                 Kind::Stop => {

@@ -16,6 +16,7 @@
 
 mod bundle;
 mod disasm;
+mod escape;
 mod instr;
 mod refs;
 mod value;
@@ -23,6 +24,7 @@ mod wire;
 
 pub use bundle::*;
 pub use disasm::disassemble;
+pub use escape::Escape;
 pub use instr::Instr;
 pub use value::{
     Record, Type, Value, civil_from_days, format_duration, format_instant, format_money,

@@ -81,6 +81,9 @@ codes! {
     E0406 = "E0406" "template-unknown-variable" Error "A template uses a variable that is not a message parameter or a known root.";
     E0407 = "E0407" "template-syntax" Error "A template file that does not parse.";
     E0408 = "E0408" "invalid-test" Error "A test statement that cannot be satisfied or refers to something that does not exist.";
+    E0409 = "E0409" "template-outside-project" Error "A template path that leads outside the project: absolute, a `..` escape or a symlink to elsewhere.";
+    E0410 = "E0410" "template-unknown-field" Error "A template reads a field that its parameter, the profile or the record type does not have.";
+    E0411 = "E0411" "template-unknown-filter" Error "A template uses a filter that templates do not have.";
     // Domain lints.
     W0001 = "W0001" "abandonment-without-purchase-exit" Warning "An abandonment flow (triggered by a cart, checkout or browse event) does not exit on a purchase.";
     W0002 = "W0002" "sms-without-quiet-hours" Warning "A marketing SMS can be sent with no quiet hours in force.";

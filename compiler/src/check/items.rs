@@ -10,6 +10,7 @@ use nudge_syntax::ast::{
 
 use super::{Checker, Ctx, Local, TriggerCtx};
 use crate::analysis::SymbolKind;
+use crate::project::TemplateError;
 use crate::suggest::did_you_mean;
 use crate::types::{FieldDef, RecordDef, RecordId, RecordKind, Ty};
 
@@ -267,9 +268,23 @@ impl<'a> Checker<'a> {
         let result = self.project.template(file, &path.value).cloned();
         let tid = match result {
             Some(Ok(tid)) => tid,
+            Some(Err(TemplateError::Outside(why))) => {
+                let d = Diagnostic::new(
+                    codes::E0409,
+                    at,
+                    format!("template {:?} is outside the project", path.value),
+                )
+                .with_primary_label(why)
+                .with_help(
+                    "keep templates inside the project directory (the one holding nudge.toml) \
+                     and refer to them by a relative path",
+                );
+                self.report(d);
+                return;
+            }
             other => {
                 let reason = match other {
-                    Some(Err(r)) => r,
+                    Some(Err(TemplateError::Unreadable(r))) => r,
                     _ => "it was not found".to_string(),
                 };
                 let d = Diagnostic::new(
@@ -362,6 +377,7 @@ impl<'a> Checker<'a> {
             };
             self.report(d);
         }
+        self.check_template_uses(idx, tid, path, at);
     }
 
     pub(crate) fn check_policies(&mut self) {

@@ -6,6 +6,7 @@ mod expr;
 mod flows;
 mod items;
 mod lints;
+mod templates;
 
 use std::collections::{HashMap, HashSet};
 

@@ -57,6 +57,10 @@ pub(super) struct Gen<'l, 'a> {
     pos: Pos,
     /// Blocks being written around the current one (a lambda inside a predicate).
     stack: Vec<(BlockBuf, u32, Pos)>,
+    /// While lowering message content: the escaping its interpolated values
+    /// get. Taken by the first string that sees it, so values interpolated
+    /// in a nested string are not escaped twice.
+    escape: Option<bc::Escape>,
     pub(super) tables: FlowTables,
     /// The names of the persistent locals, slot by slot, with their steps.
     pub(super) local_names: Vec<bc::LocalName>,
@@ -89,6 +93,7 @@ impl<'l, 'a> Gen<'l, 'a> {
             locals: HashMap::new(),
             pos: Pos::default(),
             stack: Vec::new(),
+            escape: None,
             tables: FlowTables::default(),
             local_names: Vec::new(),
             bindings_walked: 0,
@@ -290,13 +295,20 @@ impl<'l, 'a> Gen<'l, 'a> {
             self.push_const(v);
             return Ok(());
         }
+        let escape = self.escape.take();
         for p in parts {
             match p {
                 StrPart::Text(t, span) => {
                     self.set_pos(*span);
                     self.push_const(Value::str(t));
                 }
-                StrPart::Interp(x) => self.expr(x)?,
+                StrPart::Interp(x) => {
+                    self.expr(x)?;
+                    if let Some(esc) = escape {
+                        self.set_pos(x.span);
+                        self.emit_escape(esc)?;
+                    }
+                }
             }
         }
         self.set_pos(e.span);
@@ -566,6 +578,33 @@ impl<'l, 'a> Gen<'l, 'a> {
         self.emit(Instr::Return);
         self.end_block(index);
         Ok(index)
+    }
+
+    /// Writes a message content value as a block, escaping every value that
+    /// lands in it for `escape`: each part interpolated into a string, or the
+    /// whole value when it is not a string literal.
+    pub(super) fn content_block(&mut self, e: &Expr, escape: bc::Escape) -> R<u32> {
+        let index = self.begin_block(BlockKind::Expr);
+        if let ExprKind::Str(_) = &e.kind {
+            self.escape = Some(escape);
+            self.expr(e)?;
+            self.escape = None;
+        } else {
+            self.expr(e)?;
+            self.set_pos(e.span);
+            self.emit_escape(escape.whole())?;
+        }
+        self.set_pos(e.span);
+        self.emit(Instr::Return);
+        self.end_block(index);
+        Ok(index)
+    }
+
+    /// Calls the internal builtin that escapes the top of the stack.
+    fn emit_escape(&mut self, escape: bc::Escape) -> R<()> {
+        let builtin = self.l.escape_builtin(escape)?;
+        self.emit(Instr::Call { builtin, argc: 1 });
+        Ok(())
     }
 
     /// Writes block 0 as an expression block (lets, segments).

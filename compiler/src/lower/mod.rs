@@ -178,9 +178,12 @@ impl<'a> Lower<'a> {
             }
         }
         let profile = profile.ok_or_else(|| LowerError::new(None, "no profile record"))?;
+        // The stdlib's builtins, then the internal ones that escape message
+        // content (not callable from flows: their names have a colon).
         let builtin_names = nudge_stdlib::BUILTINS
             .iter()
             .map(|b| b.name.to_string())
+            .chain(bc::Escape::ALL.iter().map(|e| e.builtin().to_string()))
             .collect();
         Ok(Lower {
             project,
@@ -289,6 +292,15 @@ impl<'a> Lower<'a> {
             .fields
             .get(usize::from(idx))
             .map_or(Ty::Error, |f| f.ty.clone())
+    }
+
+    /// The index of the internal builtin escaping values for `escape`.
+    fn escape_builtin(&self, escape: bc::Escape) -> R<u16> {
+        self.builtin_names
+            .iter()
+            .position(|n| n == escape.builtin())
+            .and_then(|i| u16::try_from(i).ok())
+            .ok_or_else(|| LowerError::new(None, format!("no builtin `{}`", escape.builtin())))
     }
 
     fn builtin(&self, name: &str, at: FileSpan) -> R<(u16, Signature)> {
@@ -611,27 +623,36 @@ impl<'a> Lower<'a> {
                 default,
             });
         }
-        let mut channel = None;
+        let name_value = |c: &ast::ContentField| match &c.value {
+            ContentValue::Expr(Expr {
+                kind: ExprKind::Name(n),
+                ..
+            }) => Some(n.clone()),
+            _ => None,
+        };
+        // The channel first: it decides how each content value is escaped.
+        let channel = decl
+            .content
+            .iter()
+            .filter(|c| c.key.name == "channel")
+            .find_map(|c| name_value(c).and_then(|n| bc::Channel::from_name(&n)));
         let mut purpose = bc::Purpose::Marketing;
         let mut content = Vec::new();
         for c in &decl.content {
-            let name_value = match &c.value {
-                ContentValue::Expr(Expr {
-                    kind: ExprKind::Name(n),
-                    ..
-                }) => Some(n.as_str()),
-                _ => None,
-            };
             match c.key.name.as_str() {
-                "channel" => channel = name_value.and_then(bc::Channel::from_name),
+                "channel" => {}
                 "purpose" => {
-                    if name_value == Some("transactional") {
+                    if name_value(c).as_deref() == Some("transactional") {
                         purpose = bc::Purpose::Transactional;
                     }
                 }
                 key => {
                     let value = match &c.value {
-                        ContentValue::Expr(e) => bc::ContentValue::Code(g.expr_block(e, None)?),
+                        ContentValue::Expr(e) => {
+                            let escape =
+                                channel.map_or(bc::Escape::Line, |ch| bc::Escape::of(ch, key));
+                            bc::ContentValue::Code(g.content_block(e, escape)?)
+                        }
                         ContentValue::Template(path) => {
                             bc::ContentValue::Template(self.template(d.file, path, &params)?)
                         }

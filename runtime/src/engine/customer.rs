@@ -309,6 +309,67 @@ fn pick_time(a: &Value, b: &Value, pick: fn(i64, i64) -> i64) -> Value {
     }
 }
 
+/// What an inbound SMS asks for, by the carriers' standard keywords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmsKeyword {
+    /// Stop all messages on the channel, transactional included.
+    OptOut,
+    /// Lift an earlier opt-out and consent again.
+    OptIn,
+}
+
+/// The industry opt-out words (CTIA and carrier guidance).
+const SMS_OPT_OUT: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+];
+
+/// The industry opt-in words.
+const SMS_OPT_IN: &[&str] = &["START", "UNSTOP", "YES"];
+
+/// The keyword an inbound SMS is, if any. Carriers match the whole message
+/// as one word, ignoring case, surrounding blanks and trailing punctuation
+/// (`Stop.`, `stop!`), so a sentence that merely contains "stop" is not one.
+pub fn sms_keyword(text: &str) -> Option<SmsKeyword> {
+    let word = text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_punctuation())
+        .to_ascii_uppercase();
+    if SMS_OPT_OUT.contains(&word.as_str()) {
+        Some(SmsKeyword::OptOut)
+    } else if SMS_OPT_IN.contains(&word.as_str()) {
+        Some(SmsKeyword::OptIn)
+    } else {
+        None
+    }
+}
+
+/// The zones a recipient's quiet hours are read in, without allocating on
+/// the send path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuietZones {
+    /// One zone: the profile's or the policy's.
+    One(Tz),
+    /// Every zone a phone number may be in.
+    Many(&'static [Tz]),
+}
+
+impl QuietZones {
+    /// The zones, most likely first.
+    pub fn as_slice(&self) -> &[Tz] {
+        match self {
+            QuietZones::One(tz) => std::slice::from_ref(tz),
+            QuietZones::Many(zones) => zones,
+        }
+    }
+}
+
 /// Where the standard traits sit in the profile record, found once per bundle.
 #[derive(Clone, Debug, Default)]
 pub struct Traits {
@@ -404,6 +465,23 @@ impl Traits {
         }
     }
 
+    /// Whether a `consent` value (whole or partial, as an identify sends it)
+    /// grants `channel` explicitly.
+    pub fn grants(&self, bundle: &Bundle, consent: &Value, channel: &str) -> bool {
+        let Value::Record(c) = consent else {
+            return false;
+        };
+        let Some(schema) = bundle.schemas.get(c.schema as usize) else {
+            return false;
+        };
+        schema
+            .fields
+            .iter()
+            .position(|f| f.name == channel)
+            .and_then(|i| c.fields.get(i))
+            == Some(&Value::Bool(true))
+    }
+
     /// Sets marketing consent for a channel (from Subscribed, Unsubscribed, spam reports).
     pub fn set_consent(&self, bundle: &Bundle, profile: &mut Record, channel: &str, on: bool) {
         let (Some(field), Some(schema_ix)) = (self.consent, self.consent_schema) else {
@@ -445,6 +523,26 @@ impl Traits {
             return tz;
         }
         policy
+    }
+
+    /// The zones quiet hours are read in: the profile's zone, else (for SMS)
+    /// every zone the phone number may be in, else the policy's.
+    pub fn quiet_zones(&self, profile: &Record, channel: Channel, policy: Tz) -> QuietZones {
+        if let Some(tz) = self
+            .text(profile, self.timezone)
+            .and_then(|z| Tz::from_str(z).ok())
+        {
+            return QuietZones::One(tz);
+        }
+        if channel == Channel::Sms
+            && let Some(phone) = self.text(profile, self.phone)
+        {
+            let zones = crate::zone::zones_of_phone(phone);
+            if !zones.is_empty() {
+                return QuietZones::Many(zones);
+            }
+        }
+        QuietZones::One(policy)
     }
 
     /// Adds to an int trait.

@@ -597,6 +597,9 @@ impl<'b, S: Sink> Engine<'b, S> {
                 cust.profile.fields[*field as usize] = merged;
             }
             if Some(*field) == t.consent {
+                // An identify granting a channel (`consent.sms: true`) is an
+                // explicit re-consent: it lifts a hard opt-out on that channel.
+                cust.opted_out.retain(|ch| !t.grants(bundle, value, ch));
                 // `subscribed` follows consent, whichever way it was set.
                 let any = [Channel::Email, Channel::Sms, Channel::Push]
                     .iter()
@@ -667,7 +670,10 @@ impl<'b, S: Sink> Engine<'b, S> {
                     t.add(&mut cust.profile, t.total_spent, -money("total"));
                 }
                 Some("Subscribed") => {
-                    t.set_consent(bundle, &mut cust.profile, &text("channel"), true)
+                    let channel = text("channel");
+                    t.set_consent(bundle, &mut cust.profile, &channel, true);
+                    // An explicit re-consent lifts an earlier hard opt-out.
+                    cust.opted_out.remove(channel.as_str());
                 }
                 Some("Unsubscribed") => {
                     t.set_consent(bundle, &mut cust.profile, &text("channel"), false)
@@ -685,13 +691,17 @@ impl<'b, S: Sink> Engine<'b, S> {
                         cust.bounced.insert(a);
                     }
                 }
-                Some("SMS Received") => {
-                    let word = text("text").trim().to_uppercase();
-                    if ["STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"].contains(&word.as_str()) {
+                Some("SMS Received") => match customer::sms_keyword(&text("text")) {
+                    Some(customer::SmsKeyword::OptOut) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", false);
                         cust.opted_out.insert("sms");
                     }
-                }
+                    Some(customer::SmsKeyword::OptIn) => {
+                        t.set_consent(bundle, &mut cust.profile, "sms", true);
+                        cust.opted_out.remove("sms");
+                    }
+                    None => {}
+                },
                 _ => {}
             }
         }

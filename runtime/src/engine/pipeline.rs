@@ -12,7 +12,7 @@ use nudge_vm::{UnitRef, bucket};
 use super::instance::{Next, Waiting};
 use super::{Engine, Sink};
 use crate::record::{Outcome, What};
-use crate::zone::window_end;
+use crate::zone::quiet_until;
 
 /// The pipeline's answer for one send.
 #[derive(Clone, Debug, PartialEq)]
@@ -237,39 +237,12 @@ impl<S: Sink> Engine<'_, S> {
         {
             return stop(Outcome::Blocked, "consent");
         }
-        for &p in &flow.suppress {
-            match self.predicate(
-                c,
-                r,
-                UnitRef::Flow(f),
-                p,
-                Some(&trigger),
-                None,
-                since,
-                &mut Vec::new(),
-            ) {
-                Ok(false) => {}
-                Ok(true) => return stop(Outcome::Suppressed, "suppress_if"),
-                Err(e) => return stop(Outcome::Suppressed, &format!("suppress_if failed: {e}")),
-            }
-        }
-        let cust = &self.customers[&c];
-        let t = &self.traits;
-        // Any of the customer's identifiers on a list suppresses every channel.
-        let listed = !self.config.suppression.is_empty()
-            && [
-                Some(to.as_str()),
-                Some(cust.key.as_str()),
-                t.text(&cust.profile, t.email),
-                t.text(&cust.profile, t.phone),
-            ]
-            .into_iter()
-            .flatten()
-            .any(|x| self.config.suppression.contains(&x.trim().to_lowercase()));
-        if listed {
-            return stop(Outcome::Suppressed, "suppression_list");
-        }
+        // Suppression is a marketing rule: an order confirmation still goes to
+        // a listed customer. Hard opt-outs and bounces (above) block everything.
         if marketing {
+            if let Some(v) = self.suppressed(c, r, f, &trigger, since, &to) {
+                return v;
+            }
             let caps = policy
                 .caps
                 .iter()
@@ -292,18 +265,18 @@ impl<S: Sink> Engine<'_, S> {
                     };
                 }
             }
-            let tz = self.zone(c, Some(msg.channel));
-            let windows = policy.quiet.iter().chain(flow.quiet.iter());
-            let mut end: Option<i64> = None;
-            for w in windows {
-                if w.channel.is_some_and(|ch| ch != msg.channel) {
-                    continue;
-                }
-                if let Some(e) = window_end(self.now, tz, w.from, w.to) {
-                    end = Some(end.map_or(e, |x| x.max(e)));
-                }
-            }
-            if let Some(end) = end {
+            let cust = &self.customers[&c];
+            let zones = self
+                .traits
+                .quiet_zones(&cust.profile, msg.channel, self.policy_tz);
+            let windows = policy
+                .quiet
+                .iter()
+                .chain(flow.quiet.iter())
+                .filter(|w| w.channel.is_none_or(|ch| ch == msg.channel))
+                .map(|w| (w.from, w.to));
+            // Quiet while it is night in any zone the recipient may be in.
+            if let Some((end, tz)) = quiet_until(self.now, zones.as_slice(), windows) {
                 // Spread releases so a whole time zone is not sent at the same second.
                 let spread = self.config.release_spread.max(0);
                 let offset = if spread == 0 {
@@ -323,6 +296,60 @@ impl<S: Sink> Engine<'_, S> {
             return stop(Outcome::Duplicate, "idempotency_key");
         }
         Verdict::Send { to }
+    }
+
+    /// The suppression verdict for a marketing send, if `suppress if` or a
+    /// suppression list holds.
+    #[allow(clippy::too_many_arguments)]
+    fn suppressed(
+        &mut self,
+        c: u32,
+        r: u32,
+        f: u32,
+        trigger: &Value,
+        since: i64,
+        to: &str,
+    ) -> Option<Verdict> {
+        let stop = |reason: &str| {
+            Some(Verdict::Stop {
+                outcome: Outcome::Suppressed,
+                reason: reason.to_string(),
+            })
+        };
+        let suppress = self.bundle_of(r).flows[f as usize].suppress.clone();
+        for p in suppress {
+            match self.predicate(
+                c,
+                r,
+                UnitRef::Flow(f),
+                p,
+                Some(trigger),
+                None,
+                since,
+                &mut Vec::new(),
+            ) {
+                Ok(false) => {}
+                Ok(true) => return stop("suppress_if"),
+                Err(e) => return stop(&format!("suppress_if failed: {e}")),
+            }
+        }
+        let cust = &self.customers[&c];
+        let t = &self.traits;
+        // Any of the customer's identifiers on a list suppresses every channel.
+        let listed = !self.config.suppression.is_empty()
+            && [
+                Some(to),
+                Some(cust.key.as_str()),
+                t.text(&cust.profile, t.email),
+                t.text(&cust.profile, t.phone),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|x| self.config.suppression.contains(&x.trim().to_lowercase()));
+        if listed {
+            return stop("suppression_list");
+        }
+        None
     }
 
     /// When a cap is full: the time of the send whose ageing out frees a

@@ -312,7 +312,14 @@ impl Vm<'_> {
                 // Integer division truncates toward zero: whole 24-hour periods.
                 Ok(Value::Int(secs / DAY))
             }
-            other => Err(bad(format!("unknown builtin `{other}`"))),
+            // Escaping of values landing in message content, chosen by the compiler.
+            other => match nudge_bytecode::Escape::of_builtin(other) {
+                Some(escape) => {
+                    arity(1)?;
+                    Ok(Value::str(&escape.apply(&args[0].to_text())))
+                }
+                None => Err(bad(format!("unknown builtin `{other}`"))),
+            },
         }
     }
 

@@ -217,6 +217,7 @@ impl<'b> Vm<'b> {
             templates: Mutex::new({
                 let mut env = minijinja::Environment::new();
                 env.set_formatter(render::formatter);
+                env.set_auto_escape_callback(render::auto_escape);
                 env
             }),
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::Value as Jv;
-use nudge_bytecode::{Bundle, ContentValue, Record, Template, Value};
+use nudge_bytecode::{Bundle, ContentValue, Escape, Record, Template, Value};
 
 use crate::{Host, Rendered, Scope, UnitRef, Vm, VmError, VmErrorKind, bad};
 
@@ -49,8 +49,10 @@ fn record(bundle: &Bundle, r: &Record) -> Jv {
     Jv::from(map)
 }
 
-/// How templates print values: `none` as nothing (as in string interpolation),
-/// and in HTML only `& < > " '` escaped, so links stay readable (`/` is left alone).
+/// How templates print values: `none` as nothing (as in string
+/// interpolation), and every other value escaped for the context the
+/// template lands in (see [`auto_escape`]), unless marked `|safe`. In HTML
+/// only `& < > " '` are escaped, so links stay readable (`/` is left alone).
 pub(crate) fn formatter(
     out: &mut minijinja::Output,
     state: &minijinja::State,
@@ -59,24 +61,26 @@ pub(crate) fn formatter(
     if value.is_none() || value.is_undefined() {
         return Ok(());
     }
-    let html = matches!(state.auto_escape(), minijinja::AutoEscape::Html);
-    if !html || value.is_safe() {
+    let escape = match state.auto_escape() {
+        minijinja::AutoEscape::Html => Some(Escape::Html),
+        minijinja::AutoEscape::Custom(name) => Escape::from_name(name),
+        _ => None,
+    };
+    let Some(escape) = escape.filter(|_| !value.is_safe()) else {
         return minijinja::escape_formatter(out, state, value);
-    }
-    let text = value.to_string();
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#x27;"),
-            c => escaped.push(c),
-        }
-    }
-    out.write_str(&escaped)
+    };
+    out.write_str(&escape.apply(&value.to_string()))
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+}
+
+/// The auto-escape setting of a template, from the context prefix of the
+/// name it is registered under (`html:3/0/templates/x.html`).
+pub(crate) fn auto_escape(name: &str) -> minijinja::AutoEscape {
+    match name.split_once(':').and_then(|(p, _)| Escape::from_name(p)) {
+        Some(Escape::Html) => minijinja::AutoEscape::Html,
+        Some(e) => minijinja::AutoEscape::Custom(e.name()),
+        None => minijinja::AutoEscape::None,
+    }
 }
 
 fn template_error(t: &Template, e: &minijinja::Error) -> VmError {
@@ -150,9 +154,14 @@ impl Vm<'_> {
             ctx.insert(p.name.clone(), to_jinja(self.bundle, v));
         }
         // Relative paths of different files may coincide, so the name is made
-        // unique per content field; it keeps the path's extension, which
-        // decides auto-escaping (HTML for `.html`).
-        let name = format!("{message}/{index}/{}", t.path);
+        // unique per content field. Its prefix is the escaping the content's
+        // place calls for (HTML for an email body, whatever the file's
+        // extension; JSON for a webhook payload; ...).
+        let escape = m
+            .content
+            .get(index)
+            .map_or(Escape::Line, |c| Escape::of(m.channel, &c.key));
+        let name = format!("{}:{message}/{index}/{}", escape.name(), t.path);
         // A panic elsewhere while holding the lock leaves the cache usable: it only adds templates.
         let mut env = self
             .templates
