@@ -316,6 +316,7 @@ fn suppressing(list: &[&str]) -> Config {
     Config {
         release_spread: 0,
         suppression: list.iter().map(|s| s.to_string()).collect(),
+        ..Config::default()
     }
 }
 
