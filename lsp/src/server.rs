@@ -113,12 +113,27 @@ pub const MAX_DIAGNOSTICS: usize = 200;
 const MAX_DRAIN: usize = 10_000;
 
 /// Runs the server over stdin and stdout until the client says `exit`.
+///
+/// The loop runs on a thread with a large stack: the compiler recurses on
+/// nested expressions, and a long generated one must not overflow the
+/// stack and abort the server. The memory is reserved, not used.
 pub fn run_stdio() -> Result<Ending, Box<dyn Error + Sync + Send>> {
     let (connection, io) = crate::transport::stdio();
-    let ending = run(connection, crate::world::default_stdlib_dir())?;
+    let server = std::thread::Builder::new()
+        .name("nudge-lsp".into())
+        .stack_size(SERVER_STACK)
+        .spawn(move || {
+            run(connection, crate::world::default_stdlib_dir()).map_err(|e| e.to_string())
+        })?;
+    let ending = server
+        .join()
+        .map_err(|_| "the server thread panicked".to_string())??;
     io.join()?;
     Ok(ending)
 }
+
+/// The stack of the thread that analyses.
+const SERVER_STACK: usize = 1 << 30;
 
 /// Runs the server on a connection: the handshake, then the message loop.
 ///
