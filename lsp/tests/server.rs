@@ -324,3 +324,28 @@ fn outline_symbols_tokens_hints_and_refused_renames_over_the_protocol() {
     );
     c.stop();
 }
+
+#[test]
+fn a_file_with_lone_carriage_returns_gets_diagnostics_on_the_right_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("a.flow");
+    // Old Mac line ends: the protocol counts a lone `\r` as a line break.
+    let text = "flow a {\r  trigger nope\r  exit on order_complted\r}\r";
+    std::fs::write(&flow, text).unwrap();
+    let c = Client::start(&root, &tmp.path().join("stdlib"));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow).as_str(), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    let diags = c.diagnostics_for(&flow);
+    let starts: Vec<&Value> = diags.iter().map(|d| &d["range"]["start"]).collect();
+    assert_eq!(
+        starts,
+        [
+            &json!({ "line": 1, "character": 10 }),
+            &json!({ "line": 2, "character": 10 })
+        ]
+    );
+    c.stop();
+}
