@@ -19,6 +19,7 @@ pub mod navigate;
 pub mod outline;
 pub mod semantic;
 pub mod server;
+pub mod structure;
 pub mod transport;
 pub mod uri;
 pub mod world;

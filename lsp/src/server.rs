@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
-use crate::{actions, completion, hover, inlay, navigate, outline, semantic, uri};
+use crate::{actions, completion, hover, inlay, navigate, outline, semantic, structure, uri};
 
 /// The capabilities the server announces.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -71,6 +71,13 @@ pub fn capabilities() -> lsp::ServerCapabilities {
             },
         )),
         inlay_hint_provider: Some(OneOf::Left(true)),
+        folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        selection_range_provider: Some(SelectionRangeProviderCapability::Simple(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
+        document_link_provider: Some(DocumentLinkOptions {
+            resolve_provider: Some(false),
+            work_done_progress_options: Default::default(),
+        }),
         ..Default::default()
     }
 }
@@ -851,6 +858,101 @@ impl Server {
                     )
                 });
                 json(hints.unwrap_or_default())
+            }
+            "textDocument/foldingRange" => {
+                let p: lsp::FoldingRangeParams = params(req.params)?;
+                let folds = self.file(&p.text_document.uri, |snap, file, src| {
+                    let folds = structure::folding_ranges(snap, file);
+                    Some(
+                        folds
+                            .into_iter()
+                            .filter_map(|f| {
+                                let start = to_position(src, f.span.start).line;
+                                let end = to_position(src, f.span.end).line;
+                                (end > start).then(|| lsp::FoldingRange {
+                                    start_line: start,
+                                    end_line: end,
+                                    kind: Some(if f.comment {
+                                        lsp::FoldingRangeKind::Comment
+                                    } else {
+                                        lsp::FoldingRangeKind::Region
+                                    }),
+                                    ..Default::default()
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(folds.unwrap_or_default())
+            }
+            "textDocument/selectionRange" => {
+                let p: lsp::SelectionRangeParams = params(req.params)?;
+                let ranges = self.file(&p.text_document.uri, |snap, file, src| {
+                    let out: Vec<lsp::SelectionRange> = p
+                        .positions
+                        .iter()
+                        .map(|pos| {
+                            let chain =
+                                structure::selection_ranges(snap, file, to_offset(src, *pos));
+                            // Outermost first, each becoming the parent of the next.
+                            let mut range: Option<lsp::SelectionRange> = None;
+                            for span in chain.into_iter().rev() {
+                                range = Some(lsp::SelectionRange {
+                                    range: to_range(src, span),
+                                    parent: range.map(Box::new),
+                                });
+                            }
+                            range.unwrap_or(lsp::SelectionRange {
+                                range: lsp::Range::new(*pos, *pos),
+                                parent: None,
+                            })
+                        })
+                        .collect();
+                    Some(out)
+                });
+                json(ranges.unwrap_or_default())
+            }
+            "textDocument/documentHighlight" => {
+                let p: lsp::DocumentHighlightParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let found = self.at(
+                    &pos.text_document.uri,
+                    pos.position,
+                    |snap, file, src, off| {
+                        let hs = structure::document_highlights(snap, file, off);
+                        Some(
+                            hs.into_iter()
+                                .map(|h| lsp::DocumentHighlight {
+                                    range: to_range(src, h.span),
+                                    kind: Some(if h.declaration {
+                                        lsp::DocumentHighlightKind::WRITE
+                                    } else {
+                                        lsp::DocumentHighlightKind::READ
+                                    }),
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    },
+                );
+                json(found.unwrap_or_default())
+            }
+            "textDocument/documentLink" => {
+                let p: lsp::DocumentLinkParams = params(req.params)?;
+                let links = self.file(&p.text_document.uri, |snap, file, src| {
+                    let links = structure::template_links(snap, file);
+                    Some(
+                        links
+                            .into_iter()
+                            .map(|l| lsp::DocumentLink {
+                                range: to_range(src, l.span),
+                                target: Some(uri::from_path(&l.target)),
+                                tooltip: Some("open the template".to_string()),
+                                data: None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(links.unwrap_or_default())
             }
             _ => Err((
                 ErrorCode::MethodNotFound,

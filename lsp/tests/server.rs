@@ -349,3 +349,59 @@ fn a_file_with_lone_carriage_returns_gets_diagnostics_on_the_right_lines() {
     );
     c.stop();
 }
+
+#[test]
+fn folding_selection_highlight_and_links_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  send hello()\n  send hello()\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let msgs =
+        "message hello() {\n  channel email\n  subject \"Hi\"\n  body template \"hello.html\"\n}\n";
+    std::fs::write(root.join("messages.flow"), msgs).unwrap();
+    std::fs::write(root.join("hello.html"), "<p>Hi</p>").unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+
+    let folds = c.request("textDocument/foldingRange", json!({ "textDocument": doc }));
+    assert_eq!(folds[0]["startLine"], 0);
+    assert_eq!(folds[0]["endLine"], 4);
+    assert_eq!(folds[0]["kind"], "region");
+
+    let sel = c.request(
+        "textDocument/selectionRange",
+        json!({ "textDocument": doc, "positions": [{ "line": 2, "character": 9 }] }),
+    );
+    assert_eq!(
+        sel[0]["range"],
+        json!({ "start": { "line": 2, "character": 7 }, "end": { "line": 2, "character": 12 } })
+    );
+    assert_eq!(
+        sel[0]["parent"]["range"]["start"],
+        json!({ "line": 2, "character": 2 })
+    );
+
+    let hs = c.request(
+        "textDocument/documentHighlight",
+        json!({ "textDocument": doc, "position": { "line": 2, "character": 9 } }),
+    );
+    let lines: Vec<u64> = hs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3]);
+
+    let links = c.request(
+        "textDocument/documentLink",
+        json!({ "textDocument": { "uri": uri(&root.join("messages.flow")).as_str() } }),
+    );
+    assert_eq!(links[0]["target"], uri(&root.join("hello.html")).as_str());
+    assert_eq!(
+        links[0]["range"]["start"],
+        json!({ "line": 3, "character": 17 })
+    );
+    c.stop();
+}
