@@ -266,6 +266,8 @@ pub struct Server {
     dynamic_watchers: bool,
     /// How many project analyses the server has run.
     analyses: u64,
+    /// Whether the client's completion inserts snippets (tab stops).
+    snippets: bool,
 }
 
 impl Server {
@@ -281,6 +283,7 @@ impl Server {
             trace: lsp::TraceValue::Off,
             dynamic_watchers: false,
             analyses: 0,
+            snippets: false,
         }
     }
 
@@ -293,6 +296,14 @@ impl Server {
             .as_ref()
             .and_then(|w| w.did_change_watched_files.as_ref())
             .and_then(|w| w.dynamic_registration)
+            .unwrap_or(false);
+        self.snippets = init
+            .capabilities
+            .text_document
+            .as_ref()
+            .and_then(|t| t.completion.as_ref())
+            .and_then(|c| c.completion_item.as_ref())
+            .and_then(|i| i.snippet_support)
             .unwrap_or(false);
     }
 
@@ -670,8 +681,13 @@ impl Server {
                         |snap, file, _, off| Some(completion::complete(snap, file, off)),
                     )
                     .unwrap_or_default();
+                let snippets = self.snippets;
                 json(lsp::CompletionResponse::Array(
-                    items.into_iter().map(to_completion_item).collect(),
+                    items
+                        .into_iter()
+                        .filter(|i| snippets || i.snippet.is_none())
+                        .map(to_completion_item)
+                        .collect(),
                 ))
             }
             "textDocument/definition" => {
@@ -1160,7 +1176,9 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::Variable => lsp::CompletionItemKind::VARIABLE,
         K::Type => lsp::CompletionItemKind::CLASS,
+        K::Snippet => lsp::CompletionItemKind::SNIPPET,
     };
+    let snippet = i.snippet.is_some();
     lsp::CompletionItem {
         label: i.label,
         kind: Some(kind),
@@ -1172,6 +1190,8 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
             })
         }),
         sort_text: i.sort,
+        insert_text: i.snippet,
+        insert_text_format: snippet.then_some(lsp::InsertTextFormat::SNIPPET),
         ..Default::default()
     }
 }

@@ -405,3 +405,22 @@ fn folding_selection_highlight_and_links_over_the_protocol() {
     );
     c.stop();
 }
+
+#[test]
+fn snippets_go_only_to_clients_that_insert_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  \n}\n";
+    std::fs::write(&flow, text).unwrap();
+    // This client announces no snippet support.
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let items = c.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 2, "character": 2 } }),
+    );
+    let items = items.as_array().unwrap();
+    assert!(items.iter().any(|i| i["label"] == "wait"));
+    assert!(items.iter().all(|i| i.get("insertTextFormat").is_none()));
+    c.stop();
+}
