@@ -19,6 +19,7 @@ pub mod navigate;
 pub mod outline;
 pub mod semantic;
 pub mod server;
+pub mod signature;
 pub mod structure;
 pub mod transport;
 pub mod uri;

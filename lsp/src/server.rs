@@ -20,7 +20,9 @@ use serde_json::Value;
 
 use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
-use crate::{actions, completion, hover, inlay, navigate, outline, semantic, structure, uri};
+use crate::{
+    actions, completion, hover, inlay, navigate, outline, semantic, signature, structure, uri,
+};
 
 /// The capabilities the server announces.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -72,6 +74,11 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         )),
         inlay_hint_provider: Some(OneOf::Left(true)),
         folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        signature_help_provider: Some(SignatureHelpOptions {
+            trigger_characters: Some(vec!["(".to_string(), ",".to_string()]),
+            retrigger_characters: None,
+            work_done_progress_options: Default::default(),
+        }),
         selection_range_provider: Some(SelectionRangeProviderCapability::Simple(true)),
         document_highlight_provider: Some(OneOf::Left(true)),
         document_link_provider: Some(DocumentLinkOptions {
@@ -875,6 +882,16 @@ impl Server {
                 });
                 json(hints.unwrap_or_default())
             }
+            "textDocument/signatureHelp" => {
+                let p: lsp::SignatureHelpParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let help = self.at(
+                    &pos.text_document.uri,
+                    pos.position,
+                    |snap, file, _, off| signature::signature_help(snap, file, off),
+                );
+                json(help.map(to_signature_help))
+            }
             "textDocument/foldingRange" => {
                 let p: lsp::FoldingRangeParams = params(req.params)?;
                 let folds = self.file(&p.text_document.uri, |snap, file, src| {
@@ -1193,6 +1210,34 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
         insert_text: i.snippet,
         insert_text_format: snippet.then_some(lsp::InsertTextFormat::SNIPPET),
         ..Default::default()
+    }
+}
+
+fn to_signature_help(sig: signature::Signature) -> lsp::SignatureHelp {
+    // Offsets into the label count UTF-16 units, like positions.
+    let units = |byte: u32| sig.label[..byte as usize].encode_utf16().count() as u32;
+    let parameters = sig
+        .params
+        .iter()
+        .map(|&(a, b)| lsp::ParameterInformation {
+            label: lsp::ParameterLabel::LabelOffsets([units(a), units(b)]),
+            documentation: None,
+        })
+        .collect();
+    lsp::SignatureHelp {
+        signatures: vec![lsp::SignatureInformation {
+            label: sig.label.clone(),
+            documentation: sig.documentation.map(|value| {
+                lsp::Documentation::MarkupContent(lsp::MarkupContent {
+                    kind: lsp::MarkupKind::Markdown,
+                    value,
+                })
+            }),
+            parameters: Some(parameters),
+            active_parameter: sig.active,
+        }],
+        active_signature: Some(0),
+        active_parameter: sig.active,
     }
 }
 

@@ -424,3 +424,32 @@ fn snippets_go_only_to_clients_that_insert_them() {
     assert!(items.iter().all(|i| i.get("insertTextFormat").is_none()));
     c.stop();
 }
+
+#[test]
+fn signature_help_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  send hello(\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    std::fs::write(
+        root.join("messages.flow"),
+        "message hello(name: string, url: string) {\n  channel email\n  subject \"Hi {name}\"\n  body \"{url}\"\n}\n",
+    )
+    .unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let help = c.request(
+        "textDocument/signatureHelp",
+        json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 2, "character": 13 } }),
+    );
+    assert_eq!(
+        help["signatures"][0]["label"],
+        "hello(name: string, url: string)"
+    );
+    assert_eq!(
+        help["signatures"][0]["parameters"][1]["label"],
+        json!([20, 31])
+    );
+    assert_eq!(help["activeParameter"], 0);
+    c.stop();
+}
