@@ -419,13 +419,12 @@ fn a_burst_of_fifty_edits_is_analysed_once_or_twice() {
     let symbols = loop {
         let msg = s.next();
         match msg["method"].as_str() {
-            Some("$/logTrace") => {
+            Some("$/logTrace")
                 if msg["params"]["message"]
                     .as_str()
-                    .is_some_and(|m| m.starts_with("analysed "))
-                {
-                    analyses += 1;
-                }
+                    .is_some_and(|m| m.starts_with("analysed ")) =>
+            {
+                analyses += 1;
             }
             Some("textDocument/publishDiagnostics") => {
                 versions.push(msg["params"]["version"].clone())
