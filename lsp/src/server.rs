@@ -68,7 +68,7 @@ pub fn capabilities() -> lsp::ServerCapabilities {
                         .collect(),
                 },
                 full: Some(SemanticTokensFullOptions::Bool(true)),
-                range: None,
+                range: Some(true),
                 work_done_progress_options: Default::default(),
             },
         )),
@@ -810,6 +810,27 @@ impl Server {
                 });
                 json(tokens.map(|data| {
                     lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
+                        result_id: None,
+                        data,
+                    })
+                }))
+            }
+            "textDocument/semanticTokens/range" => {
+                // The visible part of a long file, so the editor colours it first.
+                let p: lsp::SemanticTokensRangeParams = params(req.params)?;
+                let tokens = self.file(&p.text_document.uri, |snap, file, src| {
+                    let range = Span {
+                        start: to_offset(src, p.range.start),
+                        end: to_offset(src, p.range.end),
+                    };
+                    let tokens: Vec<semantic::SemToken> = semantic::semantic_tokens(snap, file)
+                        .into_iter()
+                        .filter(|t| t.span.end > range.start && t.span.start < range.end)
+                        .collect();
+                    Some(encode_tokens(src, &tokens))
+                });
+                json(tokens.map(|data| {
+                    lsp::SemanticTokensRangeResult::Tokens(lsp::SemanticTokens {
                         result_id: None,
                         data,
                     })

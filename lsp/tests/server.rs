@@ -453,3 +453,40 @@ fn signature_help_over_the_protocol() {
     assert_eq!(help["activeParameter"], 0);
     c.stop();
 }
+
+#[test]
+fn semantic_tokens_of_a_range_are_those_of_the_full_file_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  wait 1d\n  wait 2h\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let numbers = |v: &Value| -> Vec<u64> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let full = numbers(&c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    ));
+    let range = numbers(&c.request(
+        "textDocument/semanticTokens/range",
+        json!({ "textDocument": doc, "range": { "start": { "line": 2, "character": 0 }, "end": { "line": 3, "character": 0 } } }),
+    ));
+    // `wait` and `1d` on line 2: the first is relative to the start of the
+    // file, so its line delta is 2; the rest match the full answer.
+    assert_eq!(range.len(), 10, "{range:?}");
+    assert_eq!(range[..5], [2, 2, 4, 0, 0]);
+    let at = full
+        .chunks(5)
+        .position(|t| t[..3] == [1, 2, 4])
+        .expect("`wait` in the full answer");
+    assert_eq!(range[5..10], full[(at + 1) * 5..(at + 2) * 5]);
+    c.stop();
+}
