@@ -52,7 +52,10 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         workspace_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
-            code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+            code_action_kinds: Some(vec![
+                CodeActionKind::QUICKFIX,
+                CodeActionKind::SOURCE_FIX_ALL,
+            ]),
             ..Default::default()
         })),
         semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
@@ -873,6 +876,38 @@ impl Server {
                         })
                     })
                     .collect();
+                // Kinds are hierarchical: asking for `source` includes `source.fixAll`.
+                let wants = |kind: &lsp::CodeActionKind| {
+                    p.context.only.as_ref().is_none_or(|only| {
+                        only.iter().any(|o| {
+                            kind.as_str() == o.as_str()
+                                || kind.as_str().starts_with(&format!("{}.", o.as_str()))
+                        })
+                    })
+                };
+                let mut out: Vec<lsp::CodeActionOrCommand> =
+                    if wants(&lsp::CodeActionKind::QUICKFIX) {
+                        out
+                    } else {
+                        Vec::new()
+                    };
+                if wants(&lsp::CodeActionKind::SOURCE_FIX_ALL)
+                    && let Some(path) = uri::to_path(&p.text_document.uri)
+                    && let Some((snap, file)) = self.world.locate(&path)
+                {
+                    let (count, edits) = actions::fix_all(snap, file);
+                    if count > 0 {
+                        out.push(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+                            title: format!(
+                                "Fix all problems in this file ({count} fix{})",
+                                if count == 1 { "" } else { "es" }
+                            ),
+                            kind: Some(lsp::CodeActionKind::SOURCE_FIX_ALL),
+                            edit: Some(self.workspace_edit(edits)),
+                            ..Default::default()
+                        }));
+                    }
+                }
                 json(out)
             }
             "textDocument/inlayHint" => {

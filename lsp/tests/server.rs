@@ -490,3 +490,54 @@ fn semantic_tokens_of_a_range_are_those_of_the_full_file_in_it() {
     assert_eq!(range[5..10], full[(at + 1) * 5..(at + 2) * 5]);
     c.stop();
 }
+
+#[test]
+fn fix_all_applies_every_fix_of_the_file_as_one_source_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("cart.flow");
+    let text = "flow cart {\n  trigger subscribd\n  exit on order_complted\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let whole =
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 4, "character": 0 } });
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["source.fixAll"] } }),
+    );
+    let actions = actions.as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["kind"], "source.fixAll");
+    assert_eq!(
+        actions[0]["title"],
+        "Fix all problems in this file (2 fixes)"
+    );
+    let edits = actions[0]["edit"]["changes"][uri(&flow).as_str()]
+        .as_array()
+        .unwrap();
+    let new: Vec<&str> = edits
+        .iter()
+        .map(|e| e["newText"].as_str().unwrap())
+        .collect();
+    assert_eq!(new, ["subscribed", "order_completed"]);
+    // Asking for quick fixes only leaves it out; asking for `source` includes it.
+    let quick = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["quickfix"] } }),
+    );
+    assert!(
+        quick
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] == "quickfix")
+    );
+    assert_eq!(quick.as_array().unwrap().len(), 2);
+    let source = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["source"] } }),
+    );
+    assert_eq!(source.as_array().unwrap().len(), 1);
+    c.stop();
+}
