@@ -80,3 +80,36 @@ fn an_absurd_length_is_refused_before_allocating() {
     // Refused at once; the claimed body swallows the rest of the input.
     assert_eq!(codes(input, nudge_lsp::transport::MAX_MESSAGE), [-32700]);
 }
+
+#[test]
+fn random_bytes_never_panic_or_hang_the_reader() {
+    // A fixed linear congruential generator: the same bytes on every run.
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as u8
+    };
+    for round in 0..200 {
+        let mut input = Vec::new();
+        for _ in 0..(round % 7 + 1) {
+            // Fragments that look like frames, mixed with noise.
+            match next() % 4 {
+                0 => input.extend(frame(PING)),
+                1 => input.extend(format!("Content-Length: {}\r\n\r\n", next() % 40).bytes()),
+                2 => input.extend(b"\r\n"),
+                _ => input.extend((0..next() % 60).map(|_| next())),
+            }
+        }
+        let mut reader = FrameReader::new(Cursor::new(input), 1 << 10);
+        let mut frames = 0;
+        loop {
+            match reader.next_frame().expect("no I/O error") {
+                Frame::Eof => break,
+                _ => frames += 1,
+            }
+            assert!(frames <= 10_000, "the reader does not advance");
+        }
+    }
+}
