@@ -69,9 +69,49 @@ impl Session {
     }
 
     fn write(&mut self, msg: Value) {
-        let body = serde_json::to_string(&msg).unwrap();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.write_bytes(&frame(&msg));
+    }
+
+    /// Writes bytes as they are, in one write, so that they arrive together.
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// The next response (skipping notifications and server requests).
+    fn next_response(&self) -> Value {
+        loop {
+            let msg = self.next();
+            if msg.get("method").is_none() {
+                return msg;
+            }
+        }
+    }
+
+    /// Starts with `initialize` and `initialized`.
+    fn initialize(&mut self, root: &Path, trace: &str) {
+        let init = self.request(
+            "initialize",
+            json!({ "processId": null, "rootUri": file_uri(root), "capabilities": {}, "trace": trace }),
+        );
+        assert_eq!(init["serverInfo"]["name"], "nudge");
+        self.notify("initialized", json!({}));
+    }
+
+    /// Closes stdin and waits for the process's exit code.
+    fn exit_code(mut self) -> Option<i32> {
+        drop(self.stdin);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("nudge lsp did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn notify(&mut self, method: &str, params: Value) {
@@ -105,6 +145,18 @@ impl Session {
             }
         }
     }
+}
+
+/// A message framed with its `Content-Length` header.
+fn frame(msg: &Value) -> Vec<u8> {
+    let body = serde_json::to_string(msg).unwrap();
+    format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+}
+
+fn raw_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 fn file_uri(path: &Path) -> String {
@@ -241,4 +293,182 @@ fn a_whole_editing_session_over_stdio() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn flow_named(name: &str) -> String {
+    format!("flow {name} {{\n  trigger subscribed\n  exit on order_completed\n}}\n")
+}
+
+/// A project with one flow, its directory and the flow's URI.
+fn one_flow_project(root: &Path) -> (std::path::PathBuf, String) {
+    let project = root.join("shop");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("nudge.toml"), "").unwrap();
+    std::fs::write(project.join("a.flow"), flow_named("a")).unwrap();
+    let uri = file_uri(&project.join("a.flow"));
+    (project, uri)
+}
+
+#[test]
+fn malformed_frames_are_answered_and_the_server_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let (project, uri) = one_flow_project(&root);
+    let mut s = Session::start(&root.join("cache"));
+    s.initialize(&project, "off");
+
+    let bad: [(&[u8], i64); 4] = [
+        (&raw_frame(b"{ \"jsonrpc\": \"2.0\", "), -32700),
+        (
+            &raw_frame(b"[{\"jsonrpc\":\"2.0\",\"method\":\"initialized\"}]"),
+            -32600,
+        ),
+        (b"Content-Type: application/vscode-jsonrpc\r\n\r\n", -32700),
+        (
+            &raw_frame(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"\xff\xfe\"}"),
+            -32700,
+        ),
+    ];
+    for (bytes, code) in bad {
+        s.write_bytes(bytes);
+        let answer = s.next_response();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert_eq!(answer["id"], Value::Null);
+    }
+    // A request with an id and a bad method is answered with its id.
+    s.write_bytes(&raw_frame(br#"{"jsonrpc":"2.0","id":77,"method":[]}"#));
+    let answer = s.next_response();
+    assert_eq!(answer["id"], 77);
+    assert_eq!(answer["error"]["code"], -32600);
+
+    // Still serving.
+    let symbols = s.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri } }),
+    );
+    assert_eq!(symbols[0]["name"], "a");
+
+    // A length no one can allocate is refused at once, without aborting.
+    s.write_bytes(b"Content-Length: 4611686018427387904\r\n\r\n{}");
+    let answer = s.next_response();
+    assert_eq!(answer["error"]["code"], -32700);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(s.child.try_wait().unwrap().is_none(), "the server stopped");
+    // The claimed body swallows the rest of the input; at its end the
+    // server stops as a client that went away without `shutdown`.
+    assert_eq!(s.exit_code(), Some(1));
+}
+
+#[test]
+fn the_shutdown_and_exit_sequence_follows_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let (project, _) = one_flow_project(&root);
+
+    let mut s = Session::start(&root.join("cache"));
+    s.initialize(&project, "off");
+    assert_eq!(s.request("shutdown", Value::Null), Value::Null);
+    s.next_id += 1;
+    let id = s.next_id;
+    s.write(json!({ "jsonrpc": "2.0", "id": id, "method": "workspace/symbol", "params": { "query": "" } }));
+    let answer = s.next_response();
+    assert_eq!(answer["id"], id);
+    assert_eq!(answer["error"]["code"], -32600);
+    s.notify("exit", Value::Null);
+    assert_eq!(s.exit_code(), Some(0));
+
+    // `exit` without `shutdown`: exit code 1.
+    let mut s = Session::start(&root.join("cache"));
+    s.initialize(&project, "off");
+    s.notify("exit", Value::Null);
+    assert_eq!(s.exit_code(), Some(1));
+}
+
+#[test]
+fn a_burst_of_fifty_edits_is_analysed_once_or_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let (project, uri) = one_flow_project(&root);
+    let mut s = Session::start(&root.join("cache"));
+    // Analyses are reported as `$/logTrace` when traces are on.
+    s.initialize(&project, "messages");
+    s.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "nudge", "version": 1, "text": flow_named("a") } }),
+    );
+    s.diagnostics_for(&uri);
+
+    let mut burst = Vec::new();
+    for v in 2..52 {
+        burst.extend(frame(&json!({
+            "jsonrpc": "2.0",
+            "method": "textDocument/didChange",
+            "params": {
+                "textDocument": { "uri": uri, "version": v },
+                "contentChanges": [{ "text": flow_named(&format!("f{v}")) }]
+            }
+        })));
+    }
+    burst.extend(frame(&json!({
+        "jsonrpc": "2.0", "id": 1000, "method": "textDocument/documentSymbol",
+        "params": { "textDocument": { "uri": uri } }
+    })));
+    s.write_bytes(&burst);
+    let mut analyses = 0;
+    let mut versions = Vec::new();
+    let symbols = loop {
+        let msg = s.next();
+        match msg["method"].as_str() {
+            Some("$/logTrace")
+                if msg["params"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("analysed ")) =>
+            {
+                analyses += 1;
+            }
+            Some("textDocument/publishDiagnostics") => {
+                versions.push(msg["params"]["version"].clone())
+            }
+            _ if msg["id"] == 1000 => break msg["result"].clone(),
+            _ => {}
+        }
+    };
+    // The reader may hand the first edit over before the rest has arrived;
+    // never one analysis per edit.
+    assert!((1..=3).contains(&analyses), "{analyses} analyses");
+    assert_eq!(symbols[0]["name"], "f51");
+    assert_eq!(versions.last(), Some(&json!(51)));
+
+    // A request cancelled in the same write as it is answered with
+    // RequestCanceled. The reader may hand the request over alone, before
+    // the cancel is read, so this tries a few times and wants one.
+    let mut cancelled = 0;
+    for round in 0..10 {
+        let id = 3000 + round;
+        let mut bytes = frame(&json!({
+            "jsonrpc": "2.0", "id": id, "method": "textDocument/documentSymbol",
+            "params": { "textDocument": { "uri": uri } }
+        }));
+        bytes.extend(frame(&json!({
+            "jsonrpc": "2.0", "method": "$/cancelRequest", "params": { "id": id }
+        })));
+        s.write_bytes(&bytes);
+        let answer = loop {
+            let msg = s.next_response();
+            if msg["id"] == id {
+                break msg;
+            }
+        };
+        match answer.get("error") {
+            Some(e) => {
+                assert_eq!(e["code"], -32800);
+                cancelled += 1;
+            }
+            None => assert_eq!(answer["result"][0]["name"], "f51"),
+        }
+    }
+    assert!(cancelled > 0, "no request was cancelled");
+    assert_eq!(s.request("shutdown", Value::Null), Value::Null);
+    s.notify("exit", Value::Null);
+    assert_eq!(s.exit_code(), Some(0));
 }

@@ -10,11 +10,9 @@ function activate(context) {
   const command = vscode.workspace.getConfiguration("nudge").get("server.path", "nudge");
   const serverOptions = { command, args: ["lsp"] };
   const clientOptions = {
+    // Files changed outside the editor are reported through the watchers
+    // the server registers itself (flows, nudge.toml, templates).
     documentSelector: [{ scheme: "file", language: "nudge" }],
-    synchronize: {
-      // Files edited outside the editor (git checkout, generators) are re-read.
-      fileEvents: vscode.workspace.createFileSystemWatcher("**/*.flow"),
-    },
   };
   client = new LanguageClient("nudge", "Nudge", serverOptions, clientOptions);
   context.subscriptions.push(client);

@@ -1,5 +1,6 @@
 //! Latency of the language server: from a `didChange` on a 5,000-line project
-//! to its `publishDiagnostics`, through the server core in-process (no stdio).
+//! to its `publishDiagnostics`, and from a burst of 50 keystrokes to the
+//! diagnostics of the last one, through the server core in-process (no stdio).
 //! Run with `cargo bench -p nudge-lsp --bench did_change`.
 
 use std::path::PathBuf;
@@ -134,9 +135,70 @@ fn bench_did_change(c: &mut Criterion) {
     });
 }
 
+/// 50 keystrokes that arrive together, as the message loop takes them: each
+/// applied on arrival, then one analysis, until the edited file's diagnostics.
+fn bench_burst(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files = generate(&root, 5_000);
+    let (edited_path, clean) = files[0].clone();
+    let uri = nudge_lsp::uri::from_path(&edited_path);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut server = Server::new(tx, PathBuf::from("/bench/stdlib"));
+    server.world.add_project_in_memory(root, files);
+    server.accept(
+        Notification::new(
+            "textDocument/didOpen".to_string(),
+            json!({ "textDocument": { "uri": uri.as_str(), "languageId": "nudge", "version": 1, "text": clean } }),
+        )
+        .into(),
+    );
+    server.flush();
+    while rx.try_recv().is_ok() {}
+
+    let mut version = 1;
+    c.bench_function(
+        "50 keystrokes at once to publishDiagnostics, 5,000-line project",
+        |b| {
+            b.iter(|| {
+                // Typing into the first line's comment, one character at a time.
+                for _ in 0..50 {
+                    version += 1;
+                    server.accept(
+                        Notification::new(
+                            "textDocument/didChange".to_string(),
+                            json!({
+                                "textDocument": { "uri": uri.as_str(), "version": version },
+                                "contentChanges": [{
+                                    "range": { "start": { "line": 0, "character": 2 }, "end": { "line": 0, "character": 2 } },
+                                    "text": "x"
+                                }]
+                            }),
+                        )
+                        .into(),
+                    );
+                }
+                server.flush();
+                loop {
+                    match rx.recv_timeout(Duration::from_secs(10)) {
+                        Ok(Message::Notification(n))
+                            if n.method == "textDocument/publishDiagnostics"
+                                && n.params["uri"] == uri.as_str() =>
+                        {
+                            assert_eq!(n.params["version"], version);
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("no diagnostics published: {e}"),
+                    }
+                }
+            })
+        },
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench_did_change
+    targets = bench_did_change, bench_burst
 }
 criterion_main!(benches);

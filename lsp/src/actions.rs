@@ -60,3 +60,33 @@ pub fn format(text: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// Every fix of a file's diagnostics at once, for the "fix all" source
+/// action: how many fixes were taken and their edits by file. A fix whose
+/// edits overlap those of a fix already taken is left for a second run.
+pub fn fix_all(snap: &Snapshot, file: FileId) -> (usize, BTreeMap<PathBuf, Vec<(Span, String)>>) {
+    let text_len = snap.text(file).len();
+    let mut taken: BTreeMap<PathBuf, Vec<(Span, String)>> = BTreeMap::new();
+    let mut count = 0;
+    for fix in quick_fixes(snap, file, Span::new(0, text_len)) {
+        let overlaps = fix.edits.iter().any(|(path, edits)| {
+            taken.get(path).is_some_and(|done| {
+                edits.iter().any(|(s, _)| {
+                    done.iter()
+                        .any(|(d, _)| (s.start < d.end && d.start < s.end) || s.start == d.start)
+                })
+            })
+        });
+        if overlaps {
+            continue;
+        }
+        for (path, edits) in fix.edits {
+            taken.entry(path).or_default().extend(edits);
+        }
+        count += 1;
+    }
+    for edits in taken.values_mut() {
+        edits.sort_by_key(|(s, _)| (s.start, s.end));
+    }
+    (count, taken)
+}

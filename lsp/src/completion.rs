@@ -31,6 +31,8 @@ pub enum ItemKind {
     Variable,
     /// A type name.
     Type,
+    /// A statement template with placeholders.
+    Snippet,
 }
 
 /// One completion candidate.
@@ -46,6 +48,9 @@ pub struct Item {
     pub documentation: Option<String>,
     /// Sort key, so that fields keep their declaration order.
     pub sort: Option<String>,
+    /// For a snippet: the text to insert, with `${1:placeholder}` tab stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
 }
 
 impl Item {
@@ -56,7 +61,14 @@ impl Item {
             detail: None,
             documentation: None,
             sort: None,
+            snippet: None,
         }
+    }
+
+    fn snippet(label: &str, body: &str, detail: &str) -> Item {
+        let mut item = Item::new(label, ItemKind::Snippet).detail(detail);
+        item.snippet = Some(body.to_string());
+        item
     }
 
     fn detail(mut self, d: impl Into<String>) -> Item {
@@ -732,18 +744,28 @@ fn statement_items(block: Block, prev: Option<Token>) -> Vec<Item> {
                 "priority",
                 "on exit",
             ];
-            words.extend(STEPS);
+            // `exit if` is both a standing rule and a step: offered once.
+            words.extend(STEPS.iter().filter(|w| **w != "exit if"));
             if prev == Some(Token::RBrace) {
                 words.push("else");
             }
-            keywords(&words)
+            let mut items = keywords(&words);
+            items.push(Item::snippet(
+                "goal … within",
+                "goal ${1:order_completed} within ${2:7d}",
+                "a conversion goal",
+            ));
+            items.extend(step_snippets());
+            items
         }
         Block::Nested => {
             let mut words: Vec<&str> = STEPS.to_vec();
             if prev == Some(Token::RBrace) {
                 words.push("else");
             }
-            keywords(&words)
+            let mut items = keywords(&words);
+            items.extend(step_snippets());
+            items
         }
         Block::Message => keywords(&[
             "channel",
@@ -760,4 +782,31 @@ fn statement_items(block: Block, prev: Option<Token>) -> Vec<Item> {
         Block::Test => keywords(&["given profile", "at", "run", "expect"]),
         Block::Fields | Block::Other => Vec::new(),
     }
+}
+
+/// Whole statements with placeholders for the steps that take several words.
+fn step_snippets() -> Vec<Item> {
+    vec![
+        Item::snippet(
+            "wait for … within",
+            "wait for ${1:order_completed} within ${2:1d}",
+            "wait for an event, with a time limit",
+        ),
+        Item::snippet(
+            "let … = wait for … within",
+            "let ${1:name} = wait for ${2:order_completed} within ${3:1d}",
+            "wait for an event and keep it (none on timeout)",
+        ),
+        Item::snippet("if { … }", "if ${1:condition} {\n\t$0\n}", "a branch"),
+        Item::snippet(
+            "if { … } else { … }",
+            "if ${1:condition} {\n\t$2\n} else {\n\t$0\n}",
+            "a branch with an alternative",
+        ),
+        Item::snippet(
+            "split { … }",
+            "split {\n\t${1:50}% ${2:first} {\n\t\t$3\n\t}\n\t${4:50}% ${5:second} {\n\t\t$0\n\t}\n}",
+            "an A/B split; the percentages add up to 100%",
+        ),
+    ]
 }

@@ -13,11 +13,15 @@ pub mod actions;
 pub mod completion;
 pub mod hover;
 pub mod inlay;
+pub mod lines;
 pub mod lookup;
 pub mod navigate;
 pub mod outline;
 pub mod semantic;
 pub mod server;
+pub mod signature;
+pub mod structure;
+pub mod transport;
 pub mod uri;
 pub mod world;
 

@@ -13,13 +13,16 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use crossbeam_channel::{Sender, TryRecvError};
-use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
+use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
 use lsp_types as lsp;
-use nudge_diagnostics::{FileId, Severity, SourceFile, Span};
+use nudge_diagnostics::{FileId, Severity, Span};
 use serde_json::Value;
 
+use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
-use crate::{actions, completion, hover, inlay, navigate, outline, semantic, uri};
+use crate::{
+    actions, completion, hover, inlay, navigate, outline, semantic, signature, structure, uri,
+};
 
 /// The capabilities the server announces.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -49,7 +52,10 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         workspace_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
-            code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+            code_action_kinds: Some(vec![
+                CodeActionKind::QUICKFIX,
+                CodeActionKind::SOURCE_FIX_ALL,
+            ]),
             ..Default::default()
         })),
         semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
@@ -65,38 +71,116 @@ pub fn capabilities() -> lsp::ServerCapabilities {
                         .collect(),
                 },
                 full: Some(SemanticTokensFullOptions::Bool(true)),
-                range: None,
+                range: Some(true),
                 work_done_progress_options: Default::default(),
             },
         )),
         inlay_hint_provider: Some(OneOf::Left(true)),
+        folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        signature_help_provider: Some(SignatureHelpOptions {
+            trigger_characters: Some(vec!["(".to_string(), ",".to_string()]),
+            retrigger_characters: None,
+            work_done_progress_options: Default::default(),
+        }),
+        selection_range_provider: Some(SelectionRangeProviderCapability::Simple(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
+        document_link_provider: Some(DocumentLinkOptions {
+            resolve_provider: Some(false),
+            work_done_progress_options: Default::default(),
+        }),
         ..Default::default()
     }
 }
 
-/// Runs the server over stdin and stdout until the client says `exit`.
-pub fn run_stdio() -> Result<(), Box<dyn Error + Sync + Send>> {
-    let (connection, io) = Connection::stdio();
-    run(connection, crate::world::default_stdlib_dir())?;
-    io.join()?;
-    Ok(())
+/// How the server ended, which decides the process's exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// `exit` (or the end of the input) after `shutdown`: exit code 0.
+    Clean,
+    /// `exit` or the end of the input without `shutdown`: exit code 1, as the
+    /// protocol says.
+    WithoutShutdown,
 }
 
+impl Ending {
+    /// The process exit code for this ending.
+    pub fn code(self) -> i32 {
+        match self {
+            Ending::Clean => 0,
+            Ending::WithoutShutdown => 1,
+        }
+    }
+}
+
+/// The files whose changes on disk the server wants to hear about: flows,
+/// manifests, and templates (any file below a `templates` folder, and the
+/// usual template extensions elsewhere).
+pub const WATCHED: &[&str] = &[
+    "**/*.flow",
+    "**/nudge.toml",
+    "**/templates/**",
+    "**/*.{html,htm,txt,json,md,mjml,j2,jinja}",
+];
+
+/// The most diagnostics published for one file; the rest are summed up in one more.
+pub const MAX_DIAGNOSTICS: usize = 200;
+
+/// At most this many messages are taken from the connection before the
+/// pending work is done, so a client that never pauses still gets answers.
+const MAX_DRAIN: usize = 10_000;
+
+/// Runs the server over stdin and stdout until the client says `exit`.
+///
+/// The loop runs on a thread with a large stack: the compiler recurses on
+/// nested expressions, and a long generated one must not overflow the
+/// stack and abort the server. The memory is reserved, not used.
+pub fn run_stdio() -> Result<Ending, Box<dyn Error + Sync + Send>> {
+    let (connection, io) = crate::transport::stdio();
+    let server = std::thread::Builder::new()
+        .name("nudge-lsp".into())
+        .stack_size(SERVER_STACK)
+        .spawn(move || {
+            run(connection, crate::world::default_stdlib_dir()).map_err(|e| e.to_string())
+        })?;
+    let ending = server
+        .join()
+        .map_err(|_| "the server thread panicked".to_string())??;
+    io.join()?;
+    Ok(ending)
+}
+
+/// The stack of the thread that analyses.
+const SERVER_STACK: usize = 1 << 30;
+
 /// Runs the server on a connection: the handshake, then the message loop.
+///
+/// Scheduling follows rust-analyzer's main loop: every message waiting on
+/// the connection is taken before any analysis, so a burst of edits is
+/// applied as a whole and analysed once; requests wait in a queue until the
+/// connection is drained, `$/cancelRequest` removes a queued request
+/// (answered with `RequestCanceled`), and the queued requests are answered
+/// from the analysis of the latest text.
 pub fn run(
     connection: Connection,
     stdlib_dir: PathBuf,
-) -> Result<(), Box<dyn Error + Sync + Send>> {
-    let (id, params) = connection.initialize_start()?;
+) -> Result<Ending, Box<dyn Error + Sync + Send>> {
+    let Some((id, params)) = initialize_start(&connection) else {
+        return Ok(Ending::WithoutShutdown);
+    };
     // A client that sends odd initialize params still gets a working server.
     let init: lsp::InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let result = serde_json::json!({
         "capabilities": capabilities(),
         "serverInfo": { "name": "nudge", "version": env!("CARGO_PKG_VERSION") },
     });
-    connection.initialize_finish(id, result)?;
+    // Sent here rather than by `initialize_finish`, which would also take
+    // the `initialized` notification that registers the file watchers.
+    connection
+        .sender
+        .send(Response::new_ok(id, result).into())?;
 
     let mut server = Server::new(connection.sender.clone(), stdlib_dir);
+    server.configure(&init);
     if let Err(e) = server.world.write_stdlib() {
         eprintln!(
             "nudge lsp: cannot write the stdlib to {}: {e}",
@@ -107,38 +191,56 @@ pub fn run(
         server.world.add_folder(folder);
     }
     loop {
-        let msg = if server.world.is_dirty() {
-            match connection.receiver.try_recv() {
-                Ok(msg) => msg,
-                Err(TryRecvError::Empty) => {
-                    server.refresh();
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        } else {
+        if server.queue.is_empty() && !server.world.is_dirty() {
             match connection.receiver.recv() {
-                Ok(msg) => msg,
-                Err(_) => break,
+                Ok(msg) => {
+                    if let Some(ending) = server.accept(msg) {
+                        return Ok(ending);
+                    }
+                }
+                Err(_) => return Ok(server.ending()),
             }
-        };
-        match msg {
+        }
+        for _ in 0..MAX_DRAIN {
+            match connection.receiver.try_recv() {
+                Ok(msg) => {
+                    if let Some(ending) = server.accept(msg) {
+                        return Ok(ending);
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    server.flush();
+                    return Ok(server.ending());
+                }
+            }
+        }
+        server.flush();
+    }
+}
+
+/// Waits for `initialize`, answering other requests with `ServerNotInitialized`;
+/// `None` when the client exits or goes away first.
+fn initialize_start(connection: &Connection) -> Option<(RequestId, Value)> {
+    loop {
+        match connection.receiver.recv().ok()? {
+            Message::Request(req) if req.method == "initialize" => {
+                return Some((req.id, req.params));
+            }
             Message::Request(req) => {
-                if connection.handle_shutdown(&req)? {
-                    return Ok(());
-                }
-                server.handle_request(req);
+                let _ = connection.sender.send(
+                    Response::new_err(
+                        req.id,
+                        ErrorCode::ServerNotInitialized as i32,
+                        "the server is not initialized yet".to_string(),
+                    )
+                    .into(),
+                );
             }
-            Message::Notification(n) => {
-                if n.method == "exit" {
-                    break;
-                }
-                server.handle_notification(n);
-            }
-            Message::Response(_) => {}
+            Message::Notification(n) if n.method == "exit" => return None,
+            Message::Notification(_) | Message::Response(_) => {}
         }
     }
-    Ok(())
 }
 
 #[allow(deprecated)]
@@ -164,6 +266,18 @@ pub struct Server {
     published: HashMap<PathBuf, (ProjectId, Vec<lsp::Diagnostic>)>,
     /// Files whose diagnostics are published after the next analysis even if unchanged.
     force: HashSet<PathBuf>,
+    /// Requests received and not yet answered, in order of arrival.
+    queue: Vec<Request>,
+    /// Whether `shutdown` was answered: requests are refused from then on.
+    shut_down: bool,
+    /// How much the client wants to read in `$/logTrace` notifications.
+    trace: lsp::TraceValue,
+    /// Whether the client lets the server register file watchers itself.
+    dynamic_watchers: bool,
+    /// How many project analyses the server has run.
+    analyses: u64,
+    /// Whether the client's completion inserts snippets (tab stops).
+    snippets: bool,
 }
 
 impl Server {
@@ -174,7 +288,152 @@ impl Server {
             sender,
             published: HashMap::new(),
             force: HashSet::new(),
+            queue: Vec::new(),
+            shut_down: false,
+            trace: lsp::TraceValue::Off,
+            dynamic_watchers: false,
+            analyses: 0,
+            snippets: false,
         }
+    }
+
+    /// Takes what the server needs from the client's `initialize` params.
+    pub fn configure(&mut self, init: &lsp::InitializeParams) {
+        self.trace = init.trace.unwrap_or(lsp::TraceValue::Off);
+        self.dynamic_watchers = init
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|w| w.dynamic_registration)
+            .unwrap_or(false);
+        self.snippets = init
+            .capabilities
+            .text_document
+            .as_ref()
+            .and_then(|t| t.completion.as_ref())
+            .and_then(|c| c.completion_item.as_ref())
+            .and_then(|i| i.snippet_support)
+            .unwrap_or(false);
+    }
+
+    /// How many project analyses have run since the server started.
+    pub fn analyses(&self) -> u64 {
+        self.analyses
+    }
+
+    /// How the server ends if the client goes away now.
+    pub fn ending(&self) -> Ending {
+        if self.shut_down {
+            Ending::Clean
+        } else {
+            Ending::WithoutShutdown
+        }
+    }
+
+    /// Takes one message from the connection: notifications are applied at
+    /// once, requests are queued until [`Server::flush`]. Returns how the
+    /// server ends when the message was `exit`.
+    pub fn accept(&mut self, msg: Message) -> Option<Ending> {
+        match msg {
+            Message::Request(req) => {
+                if self.shut_down {
+                    self.send(Response::new_err(
+                        req.id,
+                        ErrorCode::InvalidRequest as i32,
+                        "the server is shutting down".to_string(),
+                    ));
+                } else if req.method == "shutdown" {
+                    // Everything asked before `shutdown` is answered first.
+                    self.flush();
+                    self.shut_down = true;
+                    self.send(Response::new_ok(req.id, Value::Null));
+                } else {
+                    self.queue.push(req);
+                }
+            }
+            Message::Notification(n) => match n.method.as_str() {
+                "exit" => return Some(self.ending()),
+                "$/cancelRequest" => self.cancel(n.params),
+                _ if self.shut_down => {}
+                _ => self.handle_notification(n),
+            },
+            // Answers to the server's own requests (watcher registration).
+            Message::Response(_) => {}
+        }
+        None
+    }
+
+    /// Removes a queued request and answers it with `RequestCanceled`; a
+    /// request already answered (or unknown) is left alone.
+    fn cancel(&mut self, params: Value) {
+        let Ok(p) = serde_json::from_value::<lsp::CancelParams>(params) else {
+            return;
+        };
+        let id = match p.id {
+            lsp::NumberOrString::Number(n) => RequestId::from(n),
+            lsp::NumberOrString::String(s) => RequestId::from(s),
+        };
+        if let Some(i) = self.queue.iter().position(|r| r.id == id) {
+            let req = self.queue.remove(i);
+            self.send(Response::new_err(
+                req.id,
+                ErrorCode::RequestCanceled as i32,
+                "canceled by the client".to_string(),
+            ));
+        }
+    }
+
+    /// Analyses what changed, then answers every queued request from that analysis.
+    pub fn flush(&mut self) {
+        if self.world.is_dirty() {
+            self.refresh();
+        }
+        for req in std::mem::take(&mut self.queue) {
+            self.handle_request(req);
+        }
+    }
+
+    /// Sends a `$/logTrace` notification when the client asked for traces.
+    fn log_trace(&self, message: String) {
+        if self.trace == lsp::TraceValue::Off {
+            return;
+        }
+        self.send(Notification::new(
+            "$/logTrace".to_string(),
+            lsp::LogTraceParams {
+                message,
+                verbose: None,
+            },
+        ));
+    }
+
+    /// Asks the client to report changes to `.flow` files, manifests and
+    /// templates, when it lets the server register watchers.
+    fn register_watchers(&self) {
+        if !self.dynamic_watchers {
+            return;
+        }
+        let watchers = WATCHED
+            .iter()
+            .map(|glob| lsp::FileSystemWatcher {
+                glob_pattern: lsp::GlobPattern::String(glob.to_string()),
+                kind: None,
+            })
+            .collect();
+        let options = lsp::DidChangeWatchedFilesRegistrationOptions { watchers };
+        let params = lsp::RegistrationParams {
+            registrations: vec![lsp::Registration {
+                id: "nudge-watched-files".to_string(),
+                method: "workspace/didChangeWatchedFiles".to_string(),
+                register_options: serde_json::to_value(options).ok(),
+            }],
+        };
+        self.send(Request::new(
+            RequestId::from("nudge/register-watchers".to_string()),
+            "client/registerCapability".to_string(),
+            params,
+        ));
     }
 
     fn send(&self, msg: impl Into<Message>) {
@@ -184,11 +443,48 @@ impl Server {
 
     /// Analyses every changed project and publishes the diagnostics that changed.
     pub fn refresh(&mut self) {
-        let analysed = self.world.analyse_dirty();
-        for id in analysed {
+        for id in self.world.dirty_projects() {
+            let started = std::time::Instant::now();
+            self.world.analyse(id);
+            self.analyses += 1;
+            if let Some(p) = self.world.project(id) {
+                self.log_trace(format!(
+                    "analysed {} in {} ms",
+                    p.root.display(),
+                    started.elapsed().as_millis()
+                ));
+            }
             self.publish(id);
         }
+        self.clear_orphans();
         self.force.clear();
+    }
+
+    /// Clears the diagnostics of files that no project holds any more (a
+    /// project that was rebuilt after a manifest changed).
+    fn clear_orphans(&mut self) {
+        let orphans: Vec<PathBuf> = self
+            .published
+            .iter()
+            .filter(|(path, (owner, _))| {
+                self.world
+                    .snapshot(*owner)
+                    .is_none_or(|s| s.file_id(path).is_none())
+                    && self.world.locate(path).is_none()
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in orphans {
+            self.published.remove(&path);
+            self.send(Notification::new(
+                "textDocument/publishDiagnostics".to_string(),
+                lsp::PublishDiagnosticsParams {
+                    uri: uri::from_path(&path),
+                    diagnostics: Vec::new(),
+                    version: None,
+                },
+            ));
+        }
     }
 
     fn publish(&mut self, id: ProjectId) {
@@ -201,13 +497,11 @@ impl Server {
             let Some(file) = snap.file_id(&path) else {
                 continue;
             };
-            let Some(src) = snap.source(file) else {
+            if snap.source(file).is_none() {
                 continue;
-            };
-            let lsp_diags: Vec<lsp::Diagnostic> = diags
-                .iter()
-                .map(|d| to_lsp_diagnostic(snap, src, d))
-                .collect();
+            }
+            let src = snap.lines(file);
+            let lsp_diags = capped_diagnostics(snap, src, diags);
             seen.insert(path.clone());
             let unchanged = self
                 .published
@@ -290,12 +584,46 @@ impl Server {
                 else {
                     return;
                 };
+                let mut manifest_changed = false;
                 for change in p.changes {
-                    if let Some(path) = uri::to_path(&change.uri)
-                        && self.world.document(&path).is_none()
+                    let Some(path) = uri::to_path(&change.uri) else {
+                        continue;
+                    };
+                    if path
+                        .file_name()
+                        .is_some_and(|n| n == crate::world::MANIFEST)
                     {
-                        self.world.reload(&path);
+                        manifest_changed = true;
+                    } else if path.extension().is_some_and(|e| e == "flow") {
+                        // An open document's text is the editor's, not the disk's.
+                        if self.world.document(&path).is_none() {
+                            self.world.reload(&path);
+                        }
+                    } else {
+                        // A template: read again by the next analysis.
+                        self.world.touch(&path);
                     }
+                }
+                if manifest_changed {
+                    // Project roots may have moved: find them again.
+                    self.world.rebuild();
+                    self.force.extend(self.published.keys().cloned());
+                }
+            }
+            "textDocument/didSave" => {
+                // Templates are read again when their flow is saved.
+                let Ok(p) = serde_json::from_value::<lsp::DidSaveTextDocumentParams>(n.params)
+                else {
+                    return;
+                };
+                if let Some(path) = uri::to_path(&p.text_document.uri) {
+                    self.world.touch(&path);
+                }
+            }
+            "initialized" => self.register_watchers(),
+            "$/setTrace" => {
+                if let Ok(p) = serde_json::from_value::<lsp::SetTraceParams>(n.params) {
+                    self.trace = p.value;
                 }
             }
             "workspace/didChangeWorkspaceFolders" => {
@@ -363,8 +691,13 @@ impl Server {
                         |snap, file, _, off| Some(completion::complete(snap, file, off)),
                     )
                     .unwrap_or_default();
+                let snippets = self.snippets;
                 json(lsp::CompletionResponse::Array(
-                    items.into_iter().map(to_completion_item).collect(),
+                    items
+                        .into_iter()
+                        .filter(|i| snippets || i.snippet.is_none())
+                        .map(to_completion_item)
+                        .collect(),
                 ))
             }
             "textDocument/definition" => {
@@ -463,10 +796,11 @@ impl Server {
             }
             "textDocument/formatting" => {
                 let p: lsp::DocumentFormattingParams = params(req.params)?;
-                let edits = self.file(&p.text_document.uri, |_, _, src| {
-                    let formatted = actions::format(&src.text)?;
+                let edits = self.file(&p.text_document.uri, |snap, file, src| {
+                    let text = snap.text(file);
+                    let formatted = actions::format(text)?;
                     Some(vec![lsp::TextEdit {
-                        range: to_range(src, Span::new(0, src.text.len())),
+                        range: to_range(src, Span::new(0, text.len())),
                         new_text: formatted,
                     }])
                 });
@@ -479,6 +813,27 @@ impl Server {
                 });
                 json(tokens.map(|data| {
                     lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
+                        result_id: None,
+                        data,
+                    })
+                }))
+            }
+            "textDocument/semanticTokens/range" => {
+                // The visible part of a long file, so the editor colours it first.
+                let p: lsp::SemanticTokensRangeParams = params(req.params)?;
+                let tokens = self.file(&p.text_document.uri, |snap, file, src| {
+                    let range = Span {
+                        start: to_offset(src, p.range.start),
+                        end: to_offset(src, p.range.end),
+                    };
+                    let tokens: Vec<semantic::SemToken> = semantic::semantic_tokens(snap, file)
+                        .into_iter()
+                        .filter(|t| t.span.end > range.start && t.span.start < range.end)
+                        .collect();
+                    Some(encode_tokens(src, &tokens))
+                });
+                json(tokens.map(|data| {
+                    lsp::SemanticTokensRangeResult::Tokens(lsp::SemanticTokens {
                         result_id: None,
                         data,
                     })
@@ -521,6 +876,38 @@ impl Server {
                         })
                     })
                     .collect();
+                // Kinds are hierarchical: asking for `source` includes `source.fixAll`.
+                let wants = |kind: &lsp::CodeActionKind| {
+                    p.context.only.as_ref().is_none_or(|only| {
+                        only.iter().any(|o| {
+                            kind.as_str() == o.as_str()
+                                || kind.as_str().starts_with(&format!("{}.", o.as_str()))
+                        })
+                    })
+                };
+                let mut out: Vec<lsp::CodeActionOrCommand> =
+                    if wants(&lsp::CodeActionKind::QUICKFIX) {
+                        out
+                    } else {
+                        Vec::new()
+                    };
+                if wants(&lsp::CodeActionKind::SOURCE_FIX_ALL)
+                    && let Some(path) = uri::to_path(&p.text_document.uri)
+                    && let Some((snap, file)) = self.world.locate(&path)
+                {
+                    let (count, edits) = actions::fix_all(snap, file);
+                    if count > 0 {
+                        out.push(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+                            title: format!(
+                                "Fix all problems in this file ({count} fix{})",
+                                if count == 1 { "" } else { "es" }
+                            ),
+                            kind: Some(lsp::CodeActionKind::SOURCE_FIX_ALL),
+                            edit: Some(self.workspace_edit(edits)),
+                            ..Default::default()
+                        }));
+                    }
+                }
                 json(out)
             }
             "textDocument/inlayHint" => {
@@ -551,6 +938,111 @@ impl Server {
                 });
                 json(hints.unwrap_or_default())
             }
+            "textDocument/signatureHelp" => {
+                let p: lsp::SignatureHelpParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let help = self.at(
+                    &pos.text_document.uri,
+                    pos.position,
+                    |snap, file, _, off| signature::signature_help(snap, file, off),
+                );
+                json(help.map(to_signature_help))
+            }
+            "textDocument/foldingRange" => {
+                let p: lsp::FoldingRangeParams = params(req.params)?;
+                let folds = self.file(&p.text_document.uri, |snap, file, src| {
+                    let folds = structure::folding_ranges(snap, file);
+                    Some(
+                        folds
+                            .into_iter()
+                            .filter_map(|f| {
+                                let start = to_position(src, f.span.start).line;
+                                let end = to_position(src, f.span.end).line;
+                                (end > start).then(|| lsp::FoldingRange {
+                                    start_line: start,
+                                    end_line: end,
+                                    kind: Some(if f.comment {
+                                        lsp::FoldingRangeKind::Comment
+                                    } else {
+                                        lsp::FoldingRangeKind::Region
+                                    }),
+                                    ..Default::default()
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(folds.unwrap_or_default())
+            }
+            "textDocument/selectionRange" => {
+                let p: lsp::SelectionRangeParams = params(req.params)?;
+                let ranges = self.file(&p.text_document.uri, |snap, file, src| {
+                    let out: Vec<lsp::SelectionRange> = p
+                        .positions
+                        .iter()
+                        .map(|pos| {
+                            let chain =
+                                structure::selection_ranges(snap, file, to_offset(src, *pos));
+                            // Outermost first, each becoming the parent of the next.
+                            let mut range: Option<lsp::SelectionRange> = None;
+                            for span in chain.into_iter().rev() {
+                                range = Some(lsp::SelectionRange {
+                                    range: to_range(src, span),
+                                    parent: range.map(Box::new),
+                                });
+                            }
+                            range.unwrap_or(lsp::SelectionRange {
+                                range: lsp::Range::new(*pos, *pos),
+                                parent: None,
+                            })
+                        })
+                        .collect();
+                    Some(out)
+                });
+                json(ranges.unwrap_or_default())
+            }
+            "textDocument/documentHighlight" => {
+                let p: lsp::DocumentHighlightParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let found = self.at(
+                    &pos.text_document.uri,
+                    pos.position,
+                    |snap, file, src, off| {
+                        let hs = structure::document_highlights(snap, file, off);
+                        Some(
+                            hs.into_iter()
+                                .map(|h| lsp::DocumentHighlight {
+                                    range: to_range(src, h.span),
+                                    kind: Some(if h.declaration {
+                                        lsp::DocumentHighlightKind::WRITE
+                                    } else {
+                                        lsp::DocumentHighlightKind::READ
+                                    }),
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    },
+                );
+                json(found.unwrap_or_default())
+            }
+            "textDocument/documentLink" => {
+                let p: lsp::DocumentLinkParams = params(req.params)?;
+                let links = self.file(&p.text_document.uri, |snap, file, src| {
+                    let links = structure::template_links(snap, file);
+                    Some(
+                        links
+                            .into_iter()
+                            .map(|l| lsp::DocumentLink {
+                                range: to_range(src, l.span),
+                                target: Some(uri::from_path(&l.target)),
+                                tooltip: Some("open the template".to_string()),
+                                data: None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(links.unwrap_or_default())
+            }
             _ => Err((
                 ErrorCode::MethodNotFound,
                 format!("unsupported method {}", req.method),
@@ -563,7 +1055,7 @@ impl Server {
         &mut self,
         uri: &lsp::Uri,
         pos: lsp::Position,
-        f: impl FnOnce(&Snapshot, FileId, &SourceFile, u32) -> Option<T>,
+        f: impl FnOnce(&Snapshot, FileId, &LineIndex, u32) -> Option<T>,
     ) -> Option<T> {
         self.file(uri, |snap, file, src| {
             f(snap, file, src, to_offset(src, pos))
@@ -574,7 +1066,7 @@ impl Server {
     fn file<T>(
         &mut self,
         uri: &lsp::Uri,
-        f: impl FnOnce(&Snapshot, FileId, &SourceFile) -> Option<T>,
+        f: impl FnOnce(&Snapshot, FileId, &LineIndex) -> Option<T>,
     ) -> Option<T> {
         let path = uri::to_path(uri)?;
         if self.world.locate(&path).is_none() && !self.world.is_stdlib_path(&path) {
@@ -584,13 +1076,14 @@ impl Server {
             self.refresh();
         }
         let (snap, file) = self.world.locate(&path)?;
-        let src = snap.source(file)?;
-        f(snap, file, src)
+        snap.source(file)?;
+        f(snap, file, snap.lines(file))
     }
 
     fn location(&self, loc: &navigate::Location) -> Option<lsp::Location> {
         let (snap, file) = self.world.locate(&loc.path)?;
-        let src = snap.source(file)?;
+        snap.source(file)?;
+        let src = snap.lines(file);
         Some(lsp::Location {
             uri: uri::from_path(&loc.path),
             range: to_range(src, loc.span),
@@ -609,9 +1102,10 @@ impl Server {
             let Some((snap, file)) = self.world.locate(&path) else {
                 continue;
             };
-            let Some(src) = snap.source(file) else {
+            if snap.source(file).is_none() {
                 continue;
-            };
+            }
+            let src = snap.lines(file);
             changes.insert(
                 uri::from_path(&path),
                 edits
@@ -632,40 +1126,74 @@ pub fn apply_change(text: &mut String, change: lsp::TextDocumentContentChangeEve
     match change.range {
         None => *text = change.text,
         Some(range) => {
-            let src = SourceFile::new("", std::mem::take(text));
-            let a = to_offset(&src, range.start) as usize;
-            let b = to_offset(&src, range.end) as usize;
+            let lines = LineIndex::new(text);
+            let a = to_offset(&lines, range.start) as usize;
+            let b = to_offset(&lines, range.end) as usize;
             let (a, b) = (a.min(b), a.max(b));
-            let mut out = src.text;
-            out.replace_range(a..b, &change.text);
-            *text = out;
+            text.replace_range(a..b, &change.text);
         }
     }
 }
 
 /// Byte offset of an LSP position (UTF-16 columns); past the end clamps.
-pub fn to_offset(src: &SourceFile, pos: lsp::Position) -> u32 {
-    src.offset_of_utf16(pos.line, pos.character)
+pub fn to_offset(src: &LineIndex, pos: lsp::Position) -> u32 {
+    src.offset(pos.line, pos.character)
 }
 
 /// LSP position of a byte offset.
-pub fn to_position(src: &SourceFile, offset: u32) -> lsp::Position {
-    let (line, character) = src.line_col_utf16(offset);
+pub fn to_position(src: &LineIndex, offset: u32) -> lsp::Position {
+    let (line, character) = src.position(offset);
     lsp::Position { line, character }
 }
 
 /// LSP range of a byte span.
-pub fn to_range(src: &SourceFile, span: Span) -> lsp::Range {
+pub fn to_range(src: &LineIndex, span: Span) -> lsp::Range {
     lsp::Range {
         start: to_position(src, span.start),
         end: to_position(src, span.end),
     }
 }
 
+/// A file's diagnostics for the protocol: errors first, at most
+/// [`MAX_DIAGNOSTICS`] of them, and one more that says how many were left out.
+pub fn capped_diagnostics(
+    snap: &Snapshot,
+    src: &LineIndex,
+    diags: Vec<&nudge_diagnostics::Diagnostic>,
+) -> Vec<lsp::Diagnostic> {
+    let mut diags = diags;
+    if diags.len() > MAX_DIAGNOSTICS {
+        // Stable, so the compiler's order holds within each severity.
+        diags.sort_by_key(|d| match d.severity {
+            Severity::Error => 0,
+            Severity::Warning => 1,
+            Severity::Note => 2,
+        });
+    }
+    let mut out: Vec<lsp::Diagnostic> = diags
+        .iter()
+        .take(MAX_DIAGNOSTICS)
+        .map(|d| to_lsp_diagnostic(snap, src, d))
+        .collect();
+    if let Some(first_left) = diags.get(MAX_DIAGNOSTICS) {
+        let left = diags.len() - MAX_DIAGNOSTICS;
+        out.push(lsp::Diagnostic {
+            range: to_range(src, first_left.primary.span),
+            severity: Some(lsp::DiagnosticSeverity::INFORMATION),
+            source: Some("nudge".to_string()),
+            message: format!(
+                "{left} more problems in this file are not shown; `nudge check` lists them all"
+            ),
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// Converts a compiler diagnostic for the file `src`.
 pub fn to_lsp_diagnostic(
     snap: &Snapshot,
-    src: &SourceFile,
+    src: &LineIndex,
     d: &nudge_diagnostics::Diagnostic,
 ) -> lsp::Diagnostic {
     let mut message = d.title.clone();
@@ -680,7 +1208,8 @@ pub fn to_lsp_diagnostic(
         .iter()
         .filter_map(|l| {
             let path = snap.path(l.at.file)?;
-            let lsrc = snap.source(l.at.file)?;
+            snap.source(l.at.file)?;
+            let lsrc = snap.lines(l.at.file);
             Some(lsp::DiagnosticRelatedInformation {
                 location: lsp::Location {
                     uri: uri::from_path(path),
@@ -720,7 +1249,9 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::Variable => lsp::CompletionItemKind::VARIABLE,
         K::Type => lsp::CompletionItemKind::CLASS,
+        K::Snippet => lsp::CompletionItemKind::SNIPPET,
     };
+    let snippet = i.snippet.is_some();
     lsp::CompletionItem {
         label: i.label,
         kind: Some(kind),
@@ -732,7 +1263,37 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
             })
         }),
         sort_text: i.sort,
+        insert_text: i.snippet,
+        insert_text_format: snippet.then_some(lsp::InsertTextFormat::SNIPPET),
         ..Default::default()
+    }
+}
+
+fn to_signature_help(sig: signature::Signature) -> lsp::SignatureHelp {
+    // Offsets into the label count UTF-16 units, like positions.
+    let units = |byte: u32| sig.label[..byte as usize].encode_utf16().count() as u32;
+    let parameters = sig
+        .params
+        .iter()
+        .map(|&(a, b)| lsp::ParameterInformation {
+            label: lsp::ParameterLabel::LabelOffsets([units(a), units(b)]),
+            documentation: None,
+        })
+        .collect();
+    lsp::SignatureHelp {
+        signatures: vec![lsp::SignatureInformation {
+            label: sig.label.clone(),
+            documentation: sig.documentation.map(|value| {
+                lsp::Documentation::MarkupContent(lsp::MarkupContent {
+                    kind: lsp::MarkupKind::Markdown,
+                    value,
+                })
+            }),
+            parameters: Some(parameters),
+            active_parameter: sig.active,
+        }],
+        active_signature: Some(0),
+        active_parameter: sig.active,
     }
 }
 
@@ -751,7 +1312,7 @@ fn symbol_kind_for(kind: &str) -> lsp::SymbolKind {
 }
 
 #[allow(deprecated)]
-fn to_document_symbol(src: &SourceFile, i: outline::OutlineItem) -> lsp::DocumentSymbol {
+fn to_document_symbol(src: &LineIndex, i: outline::OutlineItem) -> lsp::DocumentSymbol {
     use outline::OutlineKind as K;
     let kind = match i.kind {
         K::Constant => lsp::SymbolKind::CONSTANT,
@@ -789,7 +1350,7 @@ fn to_document_symbol(src: &SourceFile, i: outline::OutlineItem) -> lsp::Documen
 }
 
 /// Encodes tokens relative to each other, as the protocol wants.
-pub fn encode_tokens(src: &SourceFile, tokens: &[semantic::SemToken]) -> Vec<lsp::SemanticToken> {
+pub fn encode_tokens(src: &LineIndex, tokens: &[semantic::SemToken]) -> Vec<lsp::SemanticToken> {
     let mut out = Vec::with_capacity(tokens.len());
     let (mut line, mut col) = (0u32, 0u32);
     for t in tokens {

@@ -14,11 +14,16 @@ use nudge_compiler::{Analysis, Project};
 use nudge_diagnostics::{Diagnostic, FileId, SourceFile};
 use nudge_syntax::Parsed;
 
+use crate::lines::LineIndex;
+
 /// The file that marks a project root (as for the `nudge` command).
 pub const MANIFEST: &str = "nudge.toml";
 
 /// The tree of an empty file, for file ids that are not in a snapshot.
 static EMPTY: OnceLock<Parsed> = OnceLock::new();
+
+/// The line index of an empty file, for file ids that are not in a snapshot.
+static EMPTY_LINES: OnceLock<LineIndex> = OnceLock::new();
 
 /// How many directory entries a project scan looks at before it stops, so
 /// that opening a file in a huge directory (a home directory) stays fast.
@@ -35,6 +40,8 @@ pub struct Snapshot {
     paths: Vec<PathBuf>,
     /// Syntax trees, parsed again on first use by the features that need them.
     trees: Vec<OnceCell<Parsed>>,
+    /// Line indexes for position conversion, built on first use.
+    lines: Vec<OnceCell<LineIndex>>,
 }
 
 impl Snapshot {
@@ -63,12 +70,14 @@ impl Snapshot {
             .map(|(i, p)| (p.clone(), FileId(i as u32)))
             .collect();
         let trees = paths.iter().map(|_| OnceCell::new()).collect();
+        let lines = paths.iter().map(|_| OnceCell::new()).collect();
         Snapshot {
             project,
             analysis,
             by_path,
             paths,
             trees,
+            lines,
         }
     }
 
@@ -101,6 +110,14 @@ impl Snapshot {
             Some(cell) => cell.get_or_init(|| nudge_syntax::parse(file, self.text(file))),
             // An id from elsewhere: an empty tree, never a panic.
             None => EMPTY.get_or_init(|| nudge_syntax::parse(file, "")),
+        }
+    }
+
+    /// The line index of a file, to convert offsets to protocol positions.
+    pub fn lines(&self, file: FileId) -> &LineIndex {
+        match self.lines.get(file.0 as usize) {
+            Some(cell) => cell.get_or_init(|| LineIndex::new(self.text(file))),
+            None => EMPTY_LINES.get_or_init(|| LineIndex::new("")),
         }
     }
 
@@ -155,6 +172,8 @@ pub struct World {
     stdlib_dir: PathBuf,
     /// Workspace folders without projects below them: their files form one project.
     folders: Vec<PathBuf>,
+    /// Every workspace folder added, to find the projects again.
+    workspace: Vec<PathBuf>,
     projects: Vec<ProjectState>,
     open: HashMap<PathBuf, OpenDoc>,
 }
@@ -168,6 +187,7 @@ impl World {
         World {
             stdlib_dir,
             folders: Vec::new(),
+            workspace: Vec::new(),
             projects: Vec::new(),
             open: HashMap::new(),
         }
@@ -184,6 +204,9 @@ impl World {
     /// project; a folder with projects below it means those projects; any
     /// other folder is one project of all its `.flow` files.
     pub fn add_folder(&mut self, folder: PathBuf) {
+        if !self.workspace.contains(&folder) {
+            self.workspace.push(folder.clone());
+        }
         if let Some(root) = manifest_root(&folder) {
             self.project_for_root(root);
             return;
@@ -258,8 +281,8 @@ impl World {
                     .max_by_key(|f| f.components().count())
                     .cloned()
             })
-            .or_else(|| path.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| PathBuf::from("/"));
+            // Outside every project: the file alone, never its whole folder.
+            .unwrap_or_else(|| path.to_path_buf());
         self.project_for_root(root)
     }
 
@@ -337,6 +360,49 @@ impl World {
         }
         project.dirty = true;
         Some(id)
+    }
+
+    /// Marks the projects that may read a file (a template) as changed, so
+    /// the next analysis reads it again.
+    pub fn touch(&mut self, path: &Path) {
+        for p in &mut self.projects {
+            // A project of one file reads templates relative to its folder.
+            let base = if p.root.extension().is_some_and(|e| e == "flow") {
+                p.root.parent().unwrap_or(&p.root)
+            } else {
+                &p.root
+            };
+            if path.starts_with(base) {
+                p.dirty = true;
+            }
+        }
+    }
+
+    /// Finds every project again from the workspace folders and the open
+    /// documents, after a manifest was created, changed or deleted.
+    pub fn rebuild(&mut self) {
+        self.projects.clear();
+        self.folders.clear();
+        for folder in self.workspace.clone() {
+            self.add_folder(folder);
+        }
+        let open: Vec<PathBuf> = self.open.keys().cloned().collect();
+        for path in open {
+            let id = self.project_of(&path);
+            self.projects[id].dirty = true;
+        }
+    }
+
+    /// The projects that changed since they were last analysed.
+    pub fn dirty_projects(&self) -> Vec<ProjectId> {
+        (0..self.projects.len())
+            .filter(|&i| self.projects[i].dirty)
+            .collect()
+    }
+
+    /// One project.
+    pub fn project(&self, id: ProjectId) -> Option<&ProjectState> {
+        self.projects.get(id)
     }
 
     /// An open document.

@@ -324,3 +324,220 @@ fn outline_symbols_tokens_hints_and_refused_renames_over_the_protocol() {
     );
     c.stop();
 }
+
+#[test]
+fn a_file_with_lone_carriage_returns_gets_diagnostics_on_the_right_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("a.flow");
+    // Old Mac line ends: the protocol counts a lone `\r` as a line break.
+    let text = "flow a {\r  trigger nope\r  exit on order_complted\r}\r";
+    std::fs::write(&flow, text).unwrap();
+    let c = Client::start(&root, &tmp.path().join("stdlib"));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow).as_str(), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    let diags = c.diagnostics_for(&flow);
+    let starts: Vec<&Value> = diags.iter().map(|d| &d["range"]["start"]).collect();
+    assert_eq!(
+        starts,
+        [
+            &json!({ "line": 1, "character": 10 }),
+            &json!({ "line": 2, "character": 10 })
+        ]
+    );
+    c.stop();
+}
+
+#[test]
+fn folding_selection_highlight_and_links_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  send hello()\n  send hello()\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let msgs =
+        "message hello() {\n  channel email\n  subject \"Hi\"\n  body template \"hello.html\"\n}\n";
+    std::fs::write(root.join("messages.flow"), msgs).unwrap();
+    std::fs::write(root.join("hello.html"), "<p>Hi</p>").unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+
+    let folds = c.request("textDocument/foldingRange", json!({ "textDocument": doc }));
+    assert_eq!(folds[0]["startLine"], 0);
+    assert_eq!(folds[0]["endLine"], 4);
+    assert_eq!(folds[0]["kind"], "region");
+
+    let sel = c.request(
+        "textDocument/selectionRange",
+        json!({ "textDocument": doc, "positions": [{ "line": 2, "character": 9 }] }),
+    );
+    assert_eq!(
+        sel[0]["range"],
+        json!({ "start": { "line": 2, "character": 7 }, "end": { "line": 2, "character": 12 } })
+    );
+    assert_eq!(
+        sel[0]["parent"]["range"]["start"],
+        json!({ "line": 2, "character": 2 })
+    );
+
+    let hs = c.request(
+        "textDocument/documentHighlight",
+        json!({ "textDocument": doc, "position": { "line": 2, "character": 9 } }),
+    );
+    let lines: Vec<u64> = hs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 3]);
+
+    let links = c.request(
+        "textDocument/documentLink",
+        json!({ "textDocument": { "uri": uri(&root.join("messages.flow")).as_str() } }),
+    );
+    assert_eq!(links[0]["target"], uri(&root.join("hello.html")).as_str());
+    assert_eq!(
+        links[0]["range"]["start"],
+        json!({ "line": 3, "character": 17 })
+    );
+    c.stop();
+}
+
+#[test]
+fn snippets_go_only_to_clients_that_insert_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  \n}\n";
+    std::fs::write(&flow, text).unwrap();
+    // This client announces no snippet support.
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let items = c.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 2, "character": 2 } }),
+    );
+    let items = items.as_array().unwrap();
+    assert!(items.iter().any(|i| i["label"] == "wait"));
+    assert!(items.iter().all(|i| i.get("insertTextFormat").is_none()));
+    c.stop();
+}
+
+#[test]
+fn signature_help_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  send hello(\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    std::fs::write(
+        root.join("messages.flow"),
+        "message hello(name: string, url: string) {\n  channel email\n  subject \"Hi {name}\"\n  body \"{url}\"\n}\n",
+    )
+    .unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let help = c.request(
+        "textDocument/signatureHelp",
+        json!({ "textDocument": { "uri": uri(&flow).as_str() }, "position": { "line": 2, "character": 13 } }),
+    );
+    assert_eq!(
+        help["signatures"][0]["label"],
+        "hello(name: string, url: string)"
+    );
+    assert_eq!(
+        help["signatures"][0]["parameters"][1]["label"],
+        json!([20, 31])
+    );
+    assert_eq!(help["activeParameter"], 0);
+    c.stop();
+}
+
+#[test]
+fn semantic_tokens_of_a_range_are_those_of_the_full_file_in_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  wait 1d\n  wait 2h\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let numbers = |v: &Value| -> Vec<u64> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let full = numbers(&c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    ));
+    let range = numbers(&c.request(
+        "textDocument/semanticTokens/range",
+        json!({ "textDocument": doc, "range": { "start": { "line": 2, "character": 0 }, "end": { "line": 3, "character": 0 } } }),
+    ));
+    // `wait` and `1d` on line 2: the first is relative to the start of the
+    // file, so its line delta is 2; the rest match the full answer.
+    assert_eq!(range.len(), 10, "{range:?}");
+    assert_eq!(range[..5], [2, 2, 4, 0, 0]);
+    let at = full
+        .chunks(5)
+        .position(|t| t[..3] == [1, 2, 4])
+        .expect("`wait` in the full answer");
+    assert_eq!(range[5..10], full[(at + 1) * 5..(at + 2) * 5]);
+    c.stop();
+}
+
+#[test]
+fn fix_all_applies_every_fix_of_the_file_as_one_source_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("cart.flow");
+    let text = "flow cart {\n  trigger subscribd\n  exit on order_complted\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let whole =
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 4, "character": 0 } });
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["source.fixAll"] } }),
+    );
+    let actions = actions.as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0]["kind"], "source.fixAll");
+    assert_eq!(
+        actions[0]["title"],
+        "Fix all problems in this file (2 fixes)"
+    );
+    let edits = actions[0]["edit"]["changes"][uri(&flow).as_str()]
+        .as_array()
+        .unwrap();
+    let new: Vec<&str> = edits
+        .iter()
+        .map(|e| e["newText"].as_str().unwrap())
+        .collect();
+    assert_eq!(new, ["subscribed", "order_completed"]);
+    // Asking for quick fixes only leaves it out; asking for `source` includes it.
+    let quick = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["quickfix"] } }),
+    );
+    assert!(
+        quick
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] == "quickfix")
+    );
+    assert_eq!(quick.as_array().unwrap().len(), 2);
+    let source = c.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": doc, "range": whole, "context": { "diagnostics": [], "only": ["source"] } }),
+    );
+    assert_eq!(source.as_array().unwrap().len(), 1);
+    c.stop();
+}

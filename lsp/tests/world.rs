@@ -43,8 +43,9 @@ fn folders_split_into_projects_like_nudge_check() {
     inner.add_folder(base.join("a/sub"));
     assert_eq!(roots(&inner), [base.join("a")]);
 
-    // A loose file opened later gets a project of its directory, without
-    // the stdlib copies or hidden directories.
+    // A loose file opened later, outside both projects, is a project of
+    // its own: not its directory with the other projects, the stdlib copies
+    // or hidden directories.
     let id = world
         .open(base.join("loose.flow"), "segment t = true\n".into(), 1)
         .unwrap();
@@ -69,4 +70,15 @@ fn folders_split_into_projects_like_nudge_check() {
         snap.text(snap.file_id(&base.join("loose.flow")).unwrap()),
         "segment s = true\n"
     );
+}
+
+#[test]
+fn a_file_at_the_root_of_the_disk_does_not_load_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut world = World::new(tmp.path().join("stdlib"));
+    let id = world.project_of(std::path::Path::new("/x.flow"));
+    let project = world.project(id).unwrap();
+    assert_eq!(project.root, PathBuf::from("/x.flow"));
+    world.analyse_dirty();
+    assert_eq!(world.snapshot(id).unwrap().project.user_files().count(), 0);
 }

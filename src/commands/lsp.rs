@@ -13,7 +13,9 @@ pub struct Args {
 /// Runs the server until the editor asks it to exit.
 pub fn run(_args: Args) -> Status {
     match nudge_lsp::run_stdio() {
-        Ok(()) => Status::Ok,
+        Ok(nudge_lsp::server::Ending::Clean) => Status::Ok,
+        // `exit` without `shutdown`: the protocol asks for exit code 1.
+        Ok(nudge_lsp::server::Ending::WithoutShutdown) => Status::Problems,
         Err(err) => {
             eprintln!("error: nudge lsp: {err}");
             Status::Failure

@@ -1,0 +1,388 @@
+//! The message loop, driven in-process with every message queued before the
+//! server looks at them: bursts analysed once, cancellation, the shutdown
+//! sequence, and watched files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lsp_server::{Connection, Message, Notification, Request, RequestId};
+use nudge_lsp::server::Ending;
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn uri(path: &Path) -> String {
+    nudge_lsp::uri::from_path(path).as_str().to_string()
+}
+
+/// A client whose messages are queued on an in-memory connection.
+struct Client {
+    conn: Connection,
+    server: Option<Connection>,
+    stdlib: PathBuf,
+    thread: Option<std::thread::JoinHandle<Ending>>,
+}
+
+impl Client {
+    fn new(root: &Path, stdlib: &Path, capabilities: Value) -> Client {
+        let (server, conn) = Connection::memory();
+        let c = Client {
+            conn,
+            server: Some(server),
+            stdlib: stdlib.to_path_buf(),
+            thread: None,
+        };
+        c.request(
+            0,
+            "initialize",
+            json!({ "capabilities": capabilities, "rootUri": uri(root), "trace": "messages" }),
+        );
+        c.notify("initialized", json!({}));
+        c
+    }
+
+    /// Starts the server on everything queued so far.
+    fn start(&mut self) {
+        let server = self.server.take().expect("started once");
+        let stdlib = self.stdlib.clone();
+        self.thread = Some(std::thread::spawn(move || {
+            nudge_lsp::run(server, stdlib).expect("the server ends cleanly")
+        }));
+    }
+
+    fn notify(&self, method: &str, params: Value) {
+        self.conn
+            .sender
+            .send(Notification::new(method.to_string(), params).into())
+            .unwrap();
+    }
+
+    fn request(&self, id: i32, method: &str, params: Value) {
+        self.conn
+            .sender
+            .send(Request::new(RequestId::from(id), method.to_string(), params).into())
+            .unwrap();
+    }
+
+    fn next(&self) -> Message {
+        self.conn
+            .receiver
+            .recv_timeout(TIMEOUT)
+            .expect("a message in time")
+    }
+
+    /// Every message up to the response to `id`, and that response as JSON.
+    fn until_response(&self, id: i32) -> (Vec<Message>, Value) {
+        let mut seen = Vec::new();
+        loop {
+            match self.next() {
+                Message::Response(r) if r.id == RequestId::from(id) => {
+                    return (seen, serde_json::to_value(r).unwrap());
+                }
+                m => seen.push(m),
+            }
+        }
+    }
+
+    fn diagnostics_for(&self, file: &Path) -> Vec<Value> {
+        let want = uri(file);
+        loop {
+            if let Message::Notification(n) = self.next()
+                && n.method == "textDocument/publishDiagnostics"
+                && n.params["uri"] == want.as_str()
+            {
+                return n.params["diagnostics"].as_array().unwrap().clone();
+            }
+        }
+    }
+
+    fn ending(mut self) -> Ending {
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn analyses(msgs: &[Message]) -> usize {
+    msgs.iter()
+        .filter(|m| {
+            matches!(m, Message::Notification(n) if n.method == "$/logTrace"
+                && n.params["message"].as_str().unwrap_or("").starts_with("analysed "))
+        })
+        .count()
+}
+
+fn codes(diags: &[Value]) -> Vec<String> {
+    diags
+        .iter()
+        .map(|d| d["code"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn flow_named(name: &str) -> String {
+    format!("flow {name} {{\n  trigger subscribed\n  exit on order_completed\n}}\n")
+}
+
+#[test]
+fn a_burst_of_edits_is_analysed_once_and_answered_from_the_latest_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("a.flow");
+    std::fs::write(&flow, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow), "languageId": "nudge", "version": 1, "text": flow_named("a") } }),
+    );
+    for v in 2..52 {
+        c.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri(&flow), "version": v }, "contentChanges": [{ "text": flow_named(&format!("f{v}")) }] }),
+        );
+    }
+    c.request(
+        1,
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri(&flow) } }),
+    );
+    c.start();
+    let (seen, answer) = c.until_response(1);
+    // The start-up analysis, the open and the 50 edits: one analysis.
+    assert_eq!(analyses(&seen), 1, "{seen:?}");
+    assert_eq!(answer["result"][0]["name"], "f51");
+    let published: Vec<&Value> = seen
+        .iter()
+        .filter_map(|m| match m {
+            Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
+                Some(&n.params)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["version"], 51);
+    c.request(2, "shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::Clean);
+}
+
+#[test]
+fn a_cancelled_request_is_answered_with_request_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("a.flow");
+    std::fs::write(&flow, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    let doc = json!({ "textDocument": { "uri": uri(&flow) } });
+    c.request(1, "textDocument/documentSymbol", doc.clone());
+    c.request(2, "textDocument/documentSymbol", doc.clone());
+    c.notify("$/cancelRequest", json!({ "id": 1 }));
+    // Cancelling what is unknown changes nothing.
+    c.notify("$/cancelRequest", json!({ "id": 99 }));
+    c.start();
+    let (_, first) = c.until_response(1);
+    assert_eq!(first["error"]["code"], -32800);
+    let (_, second) = c.until_response(2);
+    assert_eq!(second["result"][0]["name"], "a");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn requests_after_shutdown_are_invalid_and_exit_ends_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.request(1, "shutdown", Value::Null);
+    c.request(2, "workspace/symbol", json!({ "query": "" }));
+    c.notify("exit", Value::Null);
+    c.start();
+    let (_, shutdown) = c.until_response(1);
+    assert_eq!(shutdown["result"], Value::Null);
+    assert!(shutdown.get("error").is_none());
+    let (_, after) = c.until_response(2);
+    assert_eq!(after["error"]["code"], -32600);
+    assert_eq!(c.ending(), Ending::Clean);
+}
+
+#[test]
+fn watchers_are_registered_and_changes_on_disk_are_analysed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("cart.flow");
+    let msgs = root.join("messages.flow");
+    std::fs::write(
+        &flow,
+        "flow cart {\n  trigger subscribed\n  send hello()\n}\n",
+    )
+    .unwrap();
+    let message = "message hello() {\n  channel email\n  subject \"Hi\"\n  body template \"templates/hello.html\"\n}\n";
+    std::fs::write(&msgs, message).unwrap();
+    let caps = json!({ "workspace": { "didChangeWatchedFiles": { "dynamicRegistration": true } } });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    c.start();
+
+    // The registration asks for flows, manifests and templates.
+    let registration = loop {
+        if let Message::Request(r) = c.next()
+            && r.method == "client/registerCapability"
+        {
+            break r;
+        }
+    };
+    let reg = &registration.params["registrations"][0];
+    assert_eq!(reg["method"], "workspace/didChangeWatchedFiles");
+    let globs: Vec<&str> = reg["registerOptions"]["watchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["globPattern"].as_str().unwrap())
+        .collect();
+    assert!(globs.contains(&"**/*.flow"));
+    assert!(globs.contains(&"**/nudge.toml"));
+    assert!(globs.contains(&"**/templates/**"));
+
+    // The template is missing.
+    assert_eq!(codes(&c.diagnostics_for(&msgs)), ["E0405"]);
+    // Created on disk: the watcher's report clears the error.
+    std::fs::create_dir_all(root.join("templates")).unwrap();
+    std::fs::write(root.join("templates/hello.html"), "<p>Hi</p>").unwrap();
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": uri(&root.join("templates/hello.html")), "type": 1 }] }),
+    );
+    let after = c.diagnostics_for(&msgs);
+    assert!(after.is_empty(), "{after:?}");
+
+    // A flow changed on disk (a `git checkout`) is read again.
+    std::fs::write(
+        &flow,
+        "flow cart {\n  trigger subscribed\n  send hullo()\n}\n",
+    )
+    .unwrap();
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": uri(&flow), "type": 2 }] }),
+    );
+    assert_eq!(codes(&c.diagnostics_for(&flow)), ["E0203"]);
+
+    // Deleted: its diagnostics are cleared.
+    std::fs::remove_file(&flow).unwrap();
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": uri(&flow), "type": 3 }] }),
+    );
+    assert!(c.diagnostics_for(&flow).is_empty());
+    c.request(9, "shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::Clean);
+}
+
+#[test]
+fn a_new_manifest_splits_the_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let flow = root.join("sub/welcome.flow");
+    std::fs::write(
+        &flow,
+        "flow welcome {\n  trigger subscribed\n  send hello()\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("messages.flow"),
+        "message hello() {\n  channel email\n  subject \"Hi\"\n  body \"Welcome\"\n}\n",
+    )
+    .unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.start();
+    // One project of the whole folder: the message is found.
+    assert!(c.diagnostics_for(&flow).is_empty());
+    std::fs::write(root.join("sub/nudge.toml"), "").unwrap();
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": uri(&root.join("sub/nudge.toml")), "type": 1 }] }),
+    );
+    // `sub` is a project of its own now, without the message.
+    assert_eq!(codes(&c.diagnostics_for(&flow)), ["E0203"]);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn saving_a_flow_reads_its_templates_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let msgs = root.join("messages.flow");
+    let message =
+        "message hello() {\n  channel email\n  subject \"Hi\"\n  body template \"hello.html\"\n}\n";
+    std::fs::write(&msgs, message).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&msgs), "languageId": "nudge", "version": 1, "text": message } }),
+    );
+    c.start();
+    assert_eq!(codes(&c.diagnostics_for(&msgs)), ["E0405"]);
+    std::fs::write(root.join("hello.html"), "<p>Hi</p>").unwrap();
+    c.notify(
+        "textDocument/didSave",
+        json!({ "textDocument": { "uri": uri(&msgs) } }),
+    );
+    // Only the warning that nothing sends the message is left.
+    assert_eq!(codes(&c.diagnostics_for(&msgs)), ["W0006"]);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn a_file_outside_every_project_is_analysed_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let dir = root.join("loose");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A broken neighbour that must not be loaded.
+    std::fs::write(dir.join("other.flow"), "flow other {\n  trigger nope\n}\n").unwrap();
+    let lone = dir.join("lone.flow");
+    let text = "flow lone {\n  trigger subscribed\n}\n";
+    std::fs::write(&lone, text).unwrap();
+    let workspace = root.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let mut c = Client::new(&workspace, &root.join("stdlib"), json!({}));
+    c.request(
+        1,
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&dir.join("missing.flow")) }, "position": { "line": 0, "character": 0 } }),
+    );
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&lone), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    c.request(2, "workspace/symbol", json!({ "query": "" }));
+    c.start();
+    let (seen, hover) = c.until_response(1);
+    assert_eq!(hover["result"], Value::Null);
+    assert!(hover.get("error").is_none());
+    let (more, symbols) = c.until_response(2);
+    let published: Vec<String> = seen
+        .iter()
+        .chain(&more)
+        .filter_map(|m| match m {
+            Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
+                Some(n.params["uri"].as_str().unwrap().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published, [uri(&lone)]);
+    let names: Vec<&str> = symbols["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .filter(|n| *n == "lone" || *n == "other")
+        .collect();
+    assert_eq!(names, ["lone"]);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
