@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde_json::Value;
 
 use crate::http::{Client, basic_auth, check_base_url, required};
@@ -159,7 +159,7 @@ impl Twilio {
                 "StatusCallback",
                 format!(
                     "{cb}{sep}nudge_key={}",
-                    utf8_percent_encode(&msg.idempotency_key, NON_ALPHANUMERIC)
+                    utf8_percent_encode(&msg.idempotency_key, crate::email::QUERY_VALUE)
                 ),
             ));
         }
