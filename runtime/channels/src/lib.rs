@@ -194,10 +194,13 @@ impl DeliveryError {
     }
 
     /// A send whose fate cannot be known: the request may have been received.
+    ///
+    /// The reason starts with `outcome unknown: `, so whatever records only
+    /// the reason (the send ledger, a trace) still tells it from a failure.
     pub fn unknown(attempts: u32, reason: impl Into<String>) -> Self {
         DeliveryError {
             attempts,
-            reason: reason.into(),
+            reason: format!("outcome unknown: {}", reason.into()),
             retryable: false,
             unknown: true,
         }
@@ -206,9 +209,6 @@ impl DeliveryError {
 
 impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.unknown {
-            write!(f, "outcome unknown: ")?;
-        }
         let plural = if self.attempts == 1 { "" } else { "s" };
         write!(
             f,
@@ -257,3 +257,53 @@ impl Delivery {
 }
 
 impl std::error::Error for DeliveryError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_told_apart() {
+        let ok: Result<Receipt, DeliveryError> = Ok(Receipt::first_try());
+        assert_eq!(Delivery::of(&ok), Delivery::Delivered);
+        let failed = Err(DeliveryError::transient(3, "HTTP 503"));
+        assert_eq!(Delivery::of(&failed), Delivery::Failed);
+        let unknown = DeliveryError::unknown(1, "no answer within 10s");
+        assert!(!unknown.retryable);
+        assert_eq!(unknown.reason, "outcome unknown: no answer within 10s");
+        assert_eq!(
+            unknown.to_string(),
+            "outcome unknown: no answer within 10s (after 1 attempt; not retried, the destination may have it)"
+        );
+        assert_eq!(Delivery::of(&Err(unknown)).as_str(), "unknown");
+    }
+
+    #[test]
+    fn purpose_is_in_the_outbox_only_when_transactional() {
+        let mut msg = Outgoing {
+            at: "2024-05-01T10:00:00Z".into(),
+            flow: "f".into(),
+            flow_version: "v".into(),
+            message: "m".into(),
+            channel: "email".into(),
+            customer: "c".into(),
+            to: "c@example.com".into(),
+            idempotency_key: "k".into(),
+            content: serde_json::Map::new(),
+            purpose: Purpose::Marketing,
+        };
+        let line = msg.to_json_line().unwrap();
+        assert!(line.ends_with(r#""content":{}}"#), "{line}");
+        let back: Outgoing = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.purpose, Purpose::Marketing);
+        msg.purpose = Purpose::Transactional;
+        let line = msg.to_json_line().unwrap();
+        assert!(
+            line.ends_with(r#""content":{},"purpose":"transactional"}"#),
+            "{line}"
+        );
+        let back: Outgoing = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(Purpose::from_marketing(false), Purpose::Transactional);
+    }
+}
