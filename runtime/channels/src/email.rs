@@ -270,9 +270,20 @@ mod tests {
     fn text_is_derived_from_html_when_missing() {
         let m = msg(serde_json::json!({
             "subject": "Your cart",
-            "body": "<html><body><h1>Hi Ann</h1><p>Your <b>cart</b> &amp; more.</p><ul><li>Shoes</li></ul></body></html>",
+            "body": "<html><body><h1>Hi Ann</h1><p>Your <b>cart</b> &amp; more.</p><ul><li>Shoes</li></ul><p><a href=\"https://shop.example/cart\">Back to your cart</a></p></body></html>",
         }));
         let email = EmailContent::from_message(&m).unwrap();
+        // Links keep their target, as a numbered reference.
+        assert!(
+            email.text.contains("[Back to your cart][1]"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email.text.contains("[1]: https://shop.example/cart"),
+            "{}",
+            email.text
+        );
         assert_eq!(email.subject, "Your cart");
         assert!(email.text.contains("Hi Ann"), "{}", email.text);
         assert!(email.text.contains("cart & more."), "{}", email.text);
