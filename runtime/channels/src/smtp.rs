@@ -5,6 +5,7 @@ use std::fmt;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+#[cfg(feature = "tls")]
 use lettre::transport::smtp::client::Tls;
 use lettre::{Message, SmtpTransport, Transport};
 
@@ -59,6 +60,9 @@ pub struct SmtpConfig {
     pub unsubscribe: Unsubscribe,
     /// Timeout, retries and rate limit.
     pub settings: ProviderSettings,
+    /// PEM certificates trusted besides the public roots, for a relay
+    /// whose certificate comes from a private authority.
+    pub extra_roots: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for SmtpConfig {
@@ -89,6 +93,7 @@ impl SmtpConfig {
             reply_to: None,
             unsubscribe,
             settings: ProviderSettings::default(),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -142,11 +147,15 @@ impl Smtp {
             .transpose()?;
         let domain = from.email.domain().to_string();
         let port = config.port.unwrap_or(config.tls.default_port());
-        let tls = tls(&config.host, config.tls)?;
         let mut builder = SmtpTransport::builder_dangerous(config.host.as_str())
             .port(port)
-            .tls(tls)
             .timeout(Some(config.settings.timeout));
+        #[cfg(feature = "tls")]
+        {
+            builder = builder.tls(tls(&config.host, config.tls, &config.extra_roots)?);
+        }
+        #[cfg(not(feature = "tls"))]
+        plain_only(&config.host, config.tls)?;
         if let Some((user, password)) = &config.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -189,31 +198,40 @@ impl Smtp {
     }
 }
 
-fn tls(host: &str, tls: SmtpTls) -> Result<Tls, ProviderConfigError> {
-    match tls {
-        SmtpTls::None => Ok(Tls::None),
-        #[cfg(feature = "tls")]
-        SmtpTls::StartTls | SmtpTls::Implicit => {
-            let params =
-                lettre::transport::smtp::client::TlsParameters::new_rustls(host.to_string())
-                    .map_err(|e| {
-                        ProviderConfigError::new(PLUGIN, format!("TLS for {host}: {e}"))
-                    })?;
-            Ok(if tls == SmtpTls::StartTls {
-                Tls::Required(params)
-            } else {
-                Tls::Wrapper(params)
-            })
-        }
-        #[cfg(not(feature = "tls"))]
-        SmtpTls::StartTls | SmtpTls::Implicit => Err(ProviderConfigError::new(
-            PLUGIN,
-            format!(
-                "{host} needs TLS, but this build has no TLS support \
-                 (enable the `tls` feature of nudge-channels, or set tls = \"none\" for a local relay)"
-            ),
-        )),
+#[cfg(feature = "tls")]
+fn tls(host: &str, tls: SmtpTls, extra_roots: &[Vec<u8>]) -> Result<Tls, ProviderConfigError> {
+    use lettre::transport::smtp::client::{Certificate, TlsParameters};
+    if tls == SmtpTls::None {
+        return Ok(Tls::None);
     }
+    let fail = |e: lettre::transport::smtp::Error| {
+        ProviderConfigError::new(PLUGIN, format!("TLS for {host}: {e}"))
+    };
+    let mut builder = TlsParameters::builder(host.to_string());
+    for pem in extra_roots {
+        builder = builder.add_root_certificate(Certificate::from_pem(pem).map_err(fail)?);
+    }
+    let params = builder.build_rustls().map_err(fail)?;
+    Ok(if tls == SmtpTls::StartTls {
+        Tls::Required(params)
+    } else {
+        Tls::Wrapper(params)
+    })
+}
+
+/// Without TLS support only plain connections can be made.
+#[cfg(not(feature = "tls"))]
+fn plain_only(host: &str, tls: SmtpTls) -> Result<(), ProviderConfigError> {
+    if tls == SmtpTls::None {
+        return Ok(());
+    }
+    Err(ProviderConfigError::new(
+        PLUGIN,
+        format!(
+            "{host} needs TLS, but this build has no TLS support \
+             (enable the `tls` feature of nudge-channels, or set tls = \"none\" for a local relay)"
+        ),
+    ))
 }
 
 impl Plugin for Smtp {
@@ -246,7 +264,7 @@ impl Plugin for Smtp {
             }
             // 5xx replies, TLS and client errors will not change by retrying.
             let retryable = error.is_transient()
-                || (!error.is_permanent() && !error.is_client() && !is_tls(&error));
+                || (!error.is_permanent() && !error.is_client() && !is_bad_handshake(&error));
             if !retryable {
                 return Err(DeliveryError::permanent(attempt, reason));
             }
@@ -263,20 +281,31 @@ impl Plugin for Smtp {
     }
 }
 
-/// Whether a read or write timed out. Socket timeouts surface as
-/// `WouldBlock` on Linux, which lettre's own `is_timeout` does not count.
-fn is_timeout(e: &lettre::transport::smtp::Error) -> bool {
+/// The kind of the I/O error under an SMTP error, if there is one.
+fn io_kind(e: &lettre::transport::smtp::Error) -> Option<std::io::ErrorKind> {
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            );
+            return Some(io.kind());
         }
         source = err.source();
     }
-    false
+    None
+}
+
+/// Whether a read or write timed out. Socket timeouts surface as
+/// `WouldBlock` on Linux, which lettre's own `is_timeout` does not count.
+fn is_timeout(e: &lettre::transport::smtp::Error) -> bool {
+    matches!(
+        io_kind(e),
+        Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+    )
+}
+
+/// Whether the TLS handshake failed (an untrusted or mismatched
+/// certificate): rustls reports it as invalid data under a network error.
+fn is_bad_handshake(e: &lettre::transport::smtp::Error) -> bool {
+    is_tls(e) || io_kind(e) == Some(std::io::ErrorKind::InvalidData)
 }
 
 #[cfg(feature = "tls")]

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::message;
-use common::smtp::{DataReply, SmtpServer};
+use common::smtp::{DataReply, Security, SmtpServer};
 use mail_parser::{MessageParser, MimeHeaders};
 use nudge_channels::{
     Delivery, Plugin, ProviderSettings, Purpose, RetryPolicy, Smtp, SmtpConfig, SmtpTls,
@@ -229,5 +229,62 @@ fn settings_are_checked_when_the_plugin_is_made() {
     assert!(
         shown.contains("mailer") && !shown.contains("p4ss"),
         "{shown}"
+    );
+}
+
+fn tls_config(server: &SmtpServer, tls: SmtpTls) -> SmtpConfig {
+    SmtpConfig {
+        tls,
+        extra_roots: vec![server.certificate_pem.clone().into_bytes()],
+        ..config(server)
+    }
+}
+
+#[test]
+fn starttls_upgrades_the_connection_before_authenticating_and_sending() {
+    let server = SmtpServer::start_with(Security::StartTls, Vec::new());
+    let mut smtp = Smtp::new(tls_config(&server, SmtpTls::StartTls)).unwrap();
+    smtp.deliver(&message(1)).unwrap();
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    // The server only takes AUTH and mail once TLS is up.
+    assert_eq!(
+        received[0].auth,
+        Some(("mailer".into(), "p4ss word".into()))
+    );
+    let mail = MessageParser::default().parse(&received[0].data).unwrap();
+    assert_eq!(mail.subject(), Some("Welcome, customer 1"));
+}
+
+#[test]
+fn implicit_tls_speaks_tls_from_the_first_byte() {
+    let server = SmtpServer::start_with(Security::Implicit, Vec::new());
+    let mut smtp = Smtp::new(tls_config(&server, SmtpTls::Implicit)).unwrap();
+    smtp.deliver(&message(1)).unwrap();
+    assert_eq!(server.received().len(), 1);
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_and_not_retried() {
+    let server = SmtpServer::start_with(Security::Implicit, Vec::new());
+    let mut smtp = Smtp::new(SmtpConfig {
+        tls: SmtpTls::Implicit,
+        ..config(&server)
+    })
+    .unwrap();
+    let err = smtp.deliver(&message(1)).unwrap_err();
+    assert_eq!((err.attempts, err.retryable), (1, false), "{err}");
+    assert!(server.received().is_empty());
+}
+
+#[test]
+fn a_server_without_starttls_is_refused_when_tls_is_required() {
+    let server = SmtpServer::start_with(Security::Plain, Vec::new());
+    let mut smtp = Smtp::new(tls_config(&server, SmtpTls::StartTls)).unwrap();
+    let err = smtp.deliver(&message(1)).unwrap_err();
+    assert!(!err.retryable, "{err}");
+    assert!(
+        server.received().is_empty(),
+        "nothing goes out in the clear"
     );
 }

@@ -1,9 +1,10 @@
 //! A small SMTP server on 127.0.0.1 that records what it receives: enough
-//! of RFC 5321 (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT) for a
-//! real client to deliver real MIME to it.
+//! of RFC 5321 (EHLO, STARTTLS, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP,
+//! QUIT) for a real client to deliver real MIME to it, in the clear, after
+//! STARTTLS or over implicit TLS with a self-signed certificate.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -32,14 +33,47 @@ pub enum DataReply {
     Stall(Duration),
 }
 
+/// How the server secures its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    Plain,
+    /// Offers STARTTLS and refuses mail until the client has used it.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
 /// The server; it answers DATA by the script, then accepts every message.
 pub struct SmtpServer {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// The PEM of the server's self-signed certificate (for 127.0.0.1).
+    pub certificate_pem: String,
 }
 
 impl SmtpServer {
     pub fn start(script: Vec<DataReply>) -> SmtpServer {
+        Self::start_with(Security::Plain, script)
+    }
+
+    pub fn start_with(security: Security, script: Vec<DataReply>) -> SmtpServer {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let certificate_pem = certified.cert.pem();
+        let tls = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certified.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(
+                    certified.signing_key.serialize_der().into(),
+                ),
+            )
+            .unwrap(),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -50,12 +84,32 @@ impl SmtpServer {
                 let Ok(stream) = stream else { return };
                 let seen = Arc::clone(&seen);
                 let script = Arc::clone(&script);
+                let tls = Arc::clone(&tls);
                 thread::spawn(move || {
-                    let _ = session(stream, &seen, &script);
+                    let _ = match security {
+                        Security::Plain => session(Box::new(stream), &seen, &script, None, true),
+                        Security::StartTls => {
+                            session(Box::new(stream), &seen, &script, Some(tls), true)
+                        }
+                        Security::Implicit => match rustls::ServerConnection::new(tls) {
+                            Ok(conn) => session(
+                                Box::new(rustls::StreamOwned::new(conn, stream)),
+                                &seen,
+                                &script,
+                                None,
+                                true,
+                            ),
+                            Err(_) => Ok(()),
+                        },
+                    };
                 });
             }
         });
-        SmtpServer { addr, received }
+        SmtpServer {
+            addr,
+            received,
+            certificate_pem,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -69,16 +123,31 @@ impl SmtpServer {
 
 type Script = Mutex<std::vec::IntoIter<DataReply>>;
 
-fn session(stream: TcpStream, seen: &Mutex<Vec<Received>>, script: &Script) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
+/// A connection, plain or TLS.
+trait Stream: Read + Write {}
+
+impl<S: Read + Write> Stream for S {}
+
+/// Speaks SMTP on `stream`; with `starttls`, offers STARTTLS and carries on
+/// over TLS once the client takes it (and refuses mail before).
+fn session(
+    stream: Box<dyn Stream>,
+    seen: &Mutex<Vec<Received>>,
+    script: &Script,
+    starttls: Option<Arc<rustls::ServerConfig>>,
+    greet: bool,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     // Each reply in one write: split in two, the second half would wait
     // for the client's delayed ACK (Nagle), 40 ms a reply.
-    let mut say = |line: &str| -> std::io::Result<()> {
+    fn say(reader: &mut BufReader<Box<dyn Stream>>, line: &str) -> std::io::Result<()> {
+        let out = reader.get_mut();
         out.write_all(format!("{line}\r\n").as_bytes())?;
         out.flush()
-    };
-    say("220 localhost ESMTP test server")?;
+    }
+    if greet {
+        say(&mut reader, "220 localhost ESMTP test server")?;
+    }
     let mut current = Received::default();
     let mut auth = None;
     loop {
@@ -89,7 +158,29 @@ fn session(stream: TcpStream, seen: &Mutex<Vec<Received>>, script: &Script) -> s
         let line = line.trim_end();
         let upper = line.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            say("250-localhost\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 AUTH PLAIN")?;
+            let offer = if starttls.is_some() {
+                "250-STARTTLS\r\n"
+            } else {
+                ""
+            };
+            say(
+                &mut reader,
+                &format!("250-localhost\r\n{offer}250-8BITMIME\r\n250-SMTPUTF8\r\n250 AUTH PLAIN"),
+            )?;
+        } else if upper == "STARTTLS" && starttls.is_some() {
+            say(&mut reader, "220 2.0.0 Ready to start TLS")?;
+            let Some(config) = starttls else {
+                return Ok(());
+            };
+            let Ok(conn) = rustls::ServerConnection::new(config) else {
+                return Ok(());
+            };
+            // The client waits for the 220, so nothing is buffered yet.
+            let tcp = reader.into_inner();
+            let tls = rustls::StreamOwned::new(conn, tcp);
+            return session(Box::new(tls), seen, script, None, false);
+        } else if starttls.is_some() && upper.starts_with("MAIL FROM:") {
+            say(&mut reader, "530 5.7.0 Must issue a STARTTLS command first")?;
         } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ").map(|_| &line[11..]) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim())
@@ -100,9 +191,9 @@ fn session(stream: TcpStream, seen: &Mutex<Vec<Received>>, script: &Script) -> s
                 .collect();
             if parts.len() == 3 {
                 auth = Some((parts[1].clone(), parts[2].clone()));
-                say("235 2.7.0 Authentication successful")?;
+                say(&mut reader, "235 2.7.0 Authentication successful")?;
             } else {
-                say("535 5.7.8 Authentication credentials invalid")?;
+                say(&mut reader, "535 5.7.8 Authentication credentials invalid")?;
             }
         } else if upper.starts_with("MAIL FROM:") {
             current = Received {
@@ -110,12 +201,12 @@ fn session(stream: TcpStream, seen: &Mutex<Vec<Received>>, script: &Script) -> s
                 mail_from: address(&line[10..]),
                 ..Received::default()
             };
-            say("250 2.1.0 OK")?;
+            say(&mut reader, "250 2.1.0 OK")?;
         } else if upper.starts_with("RCPT TO:") {
             current.rcpt_to.push(address(&line[8..]));
-            say("250 2.1.5 OK")?;
+            say(&mut reader, "250 2.1.5 OK")?;
         } else if upper == "DATA" {
-            say("354 End data with <CR><LF>.<CR><LF>")?;
+            say(&mut reader, "354 End data with <CR><LF>.<CR><LF>")?;
             let mut data = Vec::new();
             loop {
                 let mut l = Vec::new();
@@ -137,21 +228,23 @@ fn session(stream: TcpStream, seen: &Mutex<Vec<Received>>, script: &Script) -> s
             match reply {
                 DataReply::Accept => {
                     seen.lock().unwrap().push(std::mem::take(&mut current));
-                    say("250 2.0.0 Ok: queued as 1234")?;
+                    say(&mut reader, "250 2.0.0 Ok: queued as 1234")?;
                 }
-                DataReply::Refuse(code) => say(&format!("{code} refused by the test script"))?,
+                DataReply::Refuse(code) => {
+                    say(&mut reader, &format!("{code} refused by the test script"))?
+                }
                 DataReply::Stall(d) => {
                     thread::sleep(d);
                     return Ok(());
                 }
             }
         } else if upper == "QUIT" {
-            say("221 2.0.0 Bye")?;
+            say(&mut reader, "221 2.0.0 Bye")?;
             return Ok(());
         } else if upper == "RSET" || upper == "NOOP" {
-            say("250 2.0.0 OK")?;
+            say(&mut reader, "250 2.0.0 OK")?;
         } else {
-            say("502 5.5.2 Command not recognized")?;
+            say(&mut reader, "502 5.5.2 Command not recognized")?;
         }
     }
 }
