@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nudge_bytecode::Channel;
-use nudge_channels::{PluginSpec, WebhookConfig};
+use nudge_channels::{
+    PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, SmtpConfig, SmtpTls,
+    TwilioConfig, Unsubscribe, WebhookConfig,
+};
 use serde::Deserialize;
 
 use crate::workspace::MANIFEST;
@@ -63,21 +66,59 @@ pub struct ServeSection {
     pub admin_token: Option<String>,
 }
 
-/// `[channels.NAME]`.
-#[derive(Debug, Deserialize)]
+/// `[channels.NAME]`: the plugin and its settings; each plugin takes only its own.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `outbox`, `stdout` or `webhook`.
+    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`.
     pub plugin: String,
     /// The webhook's endpoint.
     pub url: Option<String>,
     /// Extra webhook request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// The limit for one webhook try.
+    /// The limit for one try (webhook and providers).
     pub timeout_seconds: Option<u64>,
-    /// Webhook tries in total, the first included.
+    /// Tries in total, the first included (webhook and providers).
     pub max_attempts: Option<u32>,
+    /// The provider's allowance: sends per second, on average.
+    pub rate_limit_per_second: Option<u32>,
+    /// Sends allowed back to back (defaults to the rate).
+    pub rate_limit_burst: Option<u32>,
+    /// The sender: an address for email, a number or Messaging Service SID for Twilio.
+    pub from: Option<String>,
+    /// Where email replies go.
+    pub reply_to: Option<String>,
+    /// The base of one-click unsubscribe links (email).
+    pub unsubscribe_url: Option<String>,
+    /// The key that signs unsubscribe links (email), at least 16 characters.
+    pub unsubscribe_secret: Option<String>,
+    /// The SMTP server's host.
+    pub host: Option<String>,
+    /// The SMTP server's port.
+    pub port: Option<u16>,
+    /// `starttls` (the default), `implicit` or `none`.
+    pub tls: Option<String>,
+    /// The SMTP AUTH user.
+    pub username: Option<String>,
+    /// The SMTP AUTH password.
+    pub password: Option<String>,
+    /// SendGrid's API key.
+    pub api_key: Option<String>,
+    /// Postmark's server token.
+    pub server_token: Option<String>,
+    /// Postmark's stream for transactional messages.
+    pub transactional_stream: Option<String>,
+    /// Postmark's stream for marketing messages.
+    pub marketing_stream: Option<String>,
+    /// Twilio's account SID.
+    pub account_sid: Option<String>,
+    /// Twilio's auth token.
+    pub auth_token: Option<String>,
+    /// Where Twilio posts status changes.
+    pub status_callback: Option<String>,
+    /// A provider API's base URL, for a proxy or a test server.
+    pub api_url: Option<String>,
 }
 
 /// Why `nudge.toml` could not be used.
@@ -144,8 +185,10 @@ impl Config {
             *t = expand_str(t, "serve.admin_token", env)?;
         }
         for (name, section) in &mut self.channels {
-            if let Some(u) = &mut section.url {
-                *u = expand_str(u, &format!("channels.{name}.url"), env)?;
+            for (key, value) in section.strings_mut() {
+                if let Some(v) = value {
+                    *v = expand_str(v, &format!("channels.{name}.{key}"), env)?;
+                }
             }
             for (header, v) in &mut section.headers {
                 *v = expand_str(v, &format!("channels.{name}.headers.{header}"), env)?;
@@ -190,6 +233,21 @@ impl Config {
                 let spec = section
                     .spec()
                     .map_err(|reason| format!("[channels.{name}]: {reason}"))?;
+                let fits = match &spec {
+                    PluginSpec::Smtp(_) | PluginSpec::SendGrid(_) | PluginSpec::Postmark(_) => {
+                        channel == Channel::Email
+                    }
+                    PluginSpec::Twilio(_) => channel == Channel::Sms,
+                    _ => true,
+                };
+                if !fits {
+                    let sends = if channel_of(&spec) == Channel::Sms { "SMS" } else { "email" };
+                    return Err(format!(
+                        "[channels.{name}]: the `{}` plugin sends {sends}; configure it under [channels.{}]",
+                        section.plugin,
+                        channel_of(&spec).name()
+                    ));
+                }
                 Ok((channel, spec))
             })
             .collect()
@@ -214,50 +272,334 @@ fn parse_duration(text: &str) -> Option<i64> {
     n.checked_mul(unit)
 }
 
+/// The channel a provider plugin delivers on (email for the mail providers).
+fn channel_of(spec: &PluginSpec) -> Channel {
+    match spec {
+        PluginSpec::Twilio(_) => Channel::Sms,
+        _ => Channel::Email,
+    }
+}
+
+/// The settings each plugin takes, besides `plugin` itself.
+fn settings_of(plugin: &str) -> &'static [&'static str] {
+    const PROVIDER: [&str; 4] = [
+        "timeout_seconds",
+        "max_attempts",
+        "rate_limit_per_second",
+        "rate_limit_burst",
+    ];
+    match plugin {
+        "webhook" => &["url", "headers", "timeout_seconds", "max_attempts"],
+        "smtp" => &[
+            "host",
+            "port",
+            "tls",
+            "username",
+            "password",
+            "from",
+            "reply_to",
+            "unsubscribe_url",
+            "unsubscribe_secret",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        "sendgrid" => &[
+            "api_key",
+            "api_url",
+            "from",
+            "reply_to",
+            "unsubscribe_url",
+            "unsubscribe_secret",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        "postmark" => &[
+            "server_token",
+            "api_url",
+            "from",
+            "reply_to",
+            "transactional_stream",
+            "marketing_stream",
+            "unsubscribe_url",
+            "unsubscribe_secret",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        "twilio" => &[
+            "account_sid",
+            "auth_token",
+            "from",
+            "status_callback",
+            "api_url",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        _ => &[],
+    }
+}
+
+const PLUGINS: &str = "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`";
+
 impl ChannelSection {
+    /// Every string setting with its key, for `${NAME}` expansion.
+    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 17] {
+        [
+            ("url", &mut self.url),
+            ("from", &mut self.from),
+            ("reply_to", &mut self.reply_to),
+            ("unsubscribe_url", &mut self.unsubscribe_url),
+            ("unsubscribe_secret", &mut self.unsubscribe_secret),
+            ("host", &mut self.host),
+            ("tls", &mut self.tls),
+            ("username", &mut self.username),
+            ("password", &mut self.password),
+            ("api_key", &mut self.api_key),
+            ("server_token", &mut self.server_token),
+            ("transactional_stream", &mut self.transactional_stream),
+            ("marketing_stream", &mut self.marketing_stream),
+            ("account_sid", &mut self.account_sid),
+            ("auth_token", &mut self.auth_token),
+            ("status_callback", &mut self.status_callback),
+            ("api_url", &mut self.api_url),
+        ]
+    }
+
+    /// The keys that are set, besides `plugin`.
+    fn set_keys(&self) -> Vec<&'static str> {
+        let present = [
+            ("url", self.url.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("timeout_seconds", self.timeout_seconds.is_some()),
+            ("max_attempts", self.max_attempts.is_some()),
+            (
+                "rate_limit_per_second",
+                self.rate_limit_per_second.is_some(),
+            ),
+            ("rate_limit_burst", self.rate_limit_burst.is_some()),
+            ("from", self.from.is_some()),
+            ("reply_to", self.reply_to.is_some()),
+            ("unsubscribe_url", self.unsubscribe_url.is_some()),
+            ("unsubscribe_secret", self.unsubscribe_secret.is_some()),
+            ("host", self.host.is_some()),
+            ("port", self.port.is_some()),
+            ("tls", self.tls.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("api_key", self.api_key.is_some()),
+            ("server_token", self.server_token.is_some()),
+            ("transactional_stream", self.transactional_stream.is_some()),
+            ("marketing_stream", self.marketing_stream.is_some()),
+            ("account_sid", self.account_sid.is_some()),
+            ("auth_token", self.auth_token.is_some()),
+            ("status_callback", self.status_callback.is_some()),
+            ("api_url", self.api_url.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect()
+    }
+
     fn spec(&self) -> Result<PluginSpec, String> {
-        let webhook_only = self.url.is_some()
-            || !self.headers.is_empty()
-            || self.timeout_seconds.is_some()
-            || self.max_attempts.is_some();
-        match self.plugin.as_str() {
-            "outbox" | "stdout" if webhook_only => Err(format!(
-                "`url`, `headers`, `timeout_seconds` and `max_attempts` are webhook settings, but the plugin is `{}`",
-                self.plugin
-            )),
+        let plugin = self.plugin.as_str();
+        if !matches!(
+            plugin,
+            "outbox" | "stdout" | "webhook" | "smtp" | "sendgrid" | "postmark" | "twilio"
+        ) {
+            return Err(format!("unknown plugin `{plugin}`; expected {PLUGINS}"));
+        }
+        let allowed = settings_of(plugin);
+        let foreign: Vec<String> = self
+            .set_keys()
+            .into_iter()
+            .filter(|k| !allowed.contains(k))
+            .map(|k| format!("`{k}`"))
+            .collect();
+        if !foreign.is_empty() {
+            let takes = if allowed.is_empty() {
+                "it takes no settings".to_string()
+            } else {
+                format!(
+                    "it takes {}",
+                    allowed
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(format!(
+                "{} {} not a setting of the `{plugin}` plugin; {takes}",
+                foreign.join(", "),
+                if foreign.len() == 1 { "is" } else { "are" },
+            ));
+        }
+        match plugin {
             "outbox" => Ok(PluginSpec::Outbox),
             "stdout" => Ok(PluginSpec::Stdout),
-            "webhook" => {
-                let url = self
-                    .url
-                    .as_deref()
-                    .ok_or("the webhook plugin needs `url`")?;
-                // The command-line form checks the URL the same way.
-                let PluginSpec::Webhook(mut config) = format!("webhook={url}")
-                    .parse::<PluginSpec>()
-                    .map_err(|e| e.reason)?
-                else {
-                    return Err("the webhook plugin needs `url`".to_string());
-                };
-                config = headers(config, &self.headers);
-                if let Some(s) = self.timeout_seconds {
-                    if s == 0 {
-                        return Err("`timeout_seconds` must be at least 1".to_string());
-                    }
-                    config = config.timeout(Duration::from_secs(s));
-                }
-                if let Some(n) = self.max_attempts {
-                    if n == 0 {
-                        return Err("`max_attempts` must be at least 1".to_string());
-                    }
-                    config.retry.max_attempts = n;
-                }
-                Ok(PluginSpec::Webhook(config))
-            }
-            other => Err(format!(
-                "unknown plugin `{other}`; expected `outbox`, `stdout` or `webhook`"
-            )),
+            "webhook" => self.webhook(),
+            "smtp" => self.smtp(),
+            "sendgrid" => self.sendgrid(),
+            "postmark" => self.postmark(),
+            _ => self.twilio(),
         }
+    }
+
+    fn webhook(&self) -> Result<PluginSpec, String> {
+        let url = self
+            .url
+            .as_deref()
+            .ok_or("the webhook plugin needs `url`")?;
+        // The command-line form checks the URL the same way.
+        let PluginSpec::Webhook(mut config) = format!("webhook={url}")
+            .parse::<PluginSpec>()
+            .map_err(|e| e.reason)?
+        else {
+            return Err("the webhook plugin needs `url`".to_string());
+        };
+        config = headers(config, &self.headers);
+        let settings = self.provider_settings()?;
+        config = config.timeout(settings.timeout);
+        config.retry.max_attempts = settings.retry.max_attempts;
+        Ok(PluginSpec::Webhook(config))
+    }
+
+    /// A required setting, or an error naming it.
+    fn need<'a>(&self, value: &'a Option<String>, key: &str) -> Result<&'a str, String> {
+        match value.as_deref() {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            Some(_) => Err(format!("`{key}` is empty")),
+            None => Err(format!("the {} plugin needs `{key}`", self.plugin)),
+        }
+    }
+
+    /// Timeout, tries and rate limit, with the defaults for what is not set.
+    fn provider_settings(&self) -> Result<ProviderSettings, String> {
+        let mut settings = ProviderSettings::default();
+        if let Some(s) = self.timeout_seconds {
+            if s == 0 {
+                return Err("`timeout_seconds` must be at least 1".to_string());
+            }
+            settings.timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_attempts {
+            if n == 0 {
+                return Err("`max_attempts` must be at least 1".to_string());
+            }
+            settings.retry.max_attempts = n;
+        }
+        match (self.rate_limit_per_second, self.rate_limit_burst) {
+            (None, Some(_)) => {
+                return Err("`rate_limit_burst` needs `rate_limit_per_second`".to_string());
+            }
+            (Some(0), _) | (_, Some(0)) => {
+                return Err("the rate limit and its burst must be at least 1".to_string());
+            }
+            (Some(per_second), burst) => {
+                settings.rate_limit = Some(RateLimit {
+                    per_second,
+                    burst: burst.unwrap_or(per_second),
+                });
+            }
+            (None, None) => {}
+        }
+        Ok(settings)
+    }
+
+    fn unsubscribe(&self) -> Result<Unsubscribe, String> {
+        let plugin = match self.plugin.as_str() {
+            "smtp" => "smtp",
+            "sendgrid" => "sendgrid",
+            _ => "postmark",
+        };
+        let url = self.need(&self.unsubscribe_url, "unsubscribe_url")?;
+        let secret = self.need(&self.unsubscribe_secret, "unsubscribe_secret")?;
+        Unsubscribe::new(plugin, url, secret).map_err(|e| e.reason)
+    }
+
+    fn smtp(&self) -> Result<PluginSpec, String> {
+        let host = self.need(&self.host, "host")?;
+        let from = self.need(&self.from, "from")?;
+        let tls = match self.tls.as_deref().unwrap_or("starttls") {
+            "starttls" => SmtpTls::StartTls,
+            "implicit" => SmtpTls::Implicit,
+            "none" => SmtpTls::None,
+            other => {
+                return Err(format!(
+                    "`tls` = {other:?}; expected \"starttls\", \"implicit\" or \"none\""
+                ));
+            }
+        };
+        let credentials = match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => return Err("`username` and `password` go together".to_string()),
+        };
+        let config = SmtpConfig {
+            port: self.port,
+            tls,
+            credentials,
+            reply_to: self.reply_to.clone(),
+            settings: self.provider_settings()?,
+            ..SmtpConfig::new(host, from, self.unsubscribe()?)
+        };
+        // Built once here so a bad setting is reported at load time.
+        nudge_channels::Smtp::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Smtp(config))
+    }
+
+    fn sendgrid(&self) -> Result<PluginSpec, String> {
+        let key = self.need(&self.api_key, "api_key")?;
+        let from = self.need(&self.from, "from")?;
+        let mut config = SendGridConfig::new(key, from, self.unsubscribe()?);
+        config.reply_to = self.reply_to.clone();
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        nudge_channels::SendGrid::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::SendGrid(config))
+    }
+
+    fn postmark(&self) -> Result<PluginSpec, String> {
+        let token = self.need(&self.server_token, "server_token")?;
+        let from = self.need(&self.from, "from")?;
+        let mut config = PostmarkConfig::new(token, from, self.unsubscribe()?);
+        config.reply_to = self.reply_to.clone();
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        if let Some(stream) = &self.transactional_stream {
+            config.transactional_stream = stream.clone();
+        }
+        if let Some(stream) = &self.marketing_stream {
+            config.marketing_stream = stream.clone();
+        }
+        nudge_channels::Postmark::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Postmark(config))
+    }
+
+    fn twilio(&self) -> Result<PluginSpec, String> {
+        let sid = self.need(&self.account_sid, "account_sid")?;
+        let token = self.need(&self.auth_token, "auth_token")?;
+        let from = self.need(&self.from, "from")?;
+        let mut config = TwilioConfig::new(sid, token, from);
+        config.status_callback = self.status_callback.clone();
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        nudge_channels::Twilio::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Twilio(config))
     }
 }
 
@@ -310,6 +652,10 @@ mod tests {
     fn env(name: &str) -> Option<String> {
         match name {
             "KEY" => Some("secret".to_string()),
+            "SMTP_PASSWORD" => Some("smtp-pass".to_string()),
+            "UNSUB_SECRET" => Some("0123456789abcdef-secret".to_string()),
+            "SENDGRID_API_KEY" => Some("SG.abc".to_string()),
+            "TWILIO_AUTH_TOKEN" => Some("tw-token".to_string()),
             "TOKEN" => Some("t0k".to_string()),
             _ => None,
         }
@@ -416,7 +762,7 @@ plugin = "stdout"
             ),
             (
                 "[channels.sms]\nplugin = \"stdout\"\nurl = \"http://x\"\n",
-                "webhook settings",
+                "`url` is not a setting of the `stdout` plugin; it takes no settings",
             ),
             (
                 "[channels.sms]\nplugin = \"webhook\"\nurl = \"http://x\"\nmax_attempts = 0\n",
@@ -426,6 +772,161 @@ plugin = "stdout"
         for (text, expected) in cases {
             let err = Config::parse(text, env).unwrap_err();
             assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    fn route(text: &str) -> Result<(Channel, PluginSpec), String> {
+        let c = Config::parse(text, env)?;
+        let mut routes = c.routes()?;
+        assert_eq!(routes.len(), 1);
+        Ok(routes.remove(0))
+    }
+
+    const UNSUB: &str =
+        "unsubscribe_url = \"https://shop.example/u\"\nunsubscribe_secret = \"${UNSUB_SECRET}\"\n";
+
+    #[test]
+    fn smtp_takes_its_settings_with_secrets_from_the_environment() {
+        let text = format!(
+            "[channels.email]\nplugin = \"smtp\"\nhost = \"smtp.example.com\"\nport = 2525\ntls = \"implicit\"\nusername = \"mailer\"\npassword = \"${{SMTP_PASSWORD}}\"\nfrom = \"Shop <news@shop.example>\"\nreply_to = \"help@shop.example\"\n{UNSUB}timeout_seconds = 4\nmax_attempts = 2\nrate_limit_per_second = 10\n"
+        );
+        let (channel, PluginSpec::Smtp(smtp)) = route(&text).unwrap() else {
+            panic!("not smtp");
+        };
+        assert_eq!(channel, Channel::Email);
+        assert_eq!(smtp.host, "smtp.example.com");
+        assert_eq!(smtp.port, Some(2525));
+        assert_eq!(smtp.tls, SmtpTls::Implicit);
+        assert_eq!(
+            smtp.credentials,
+            Some(("mailer".to_string(), "smtp-pass".to_string()))
+        );
+        assert_eq!(smtp.reply_to.as_deref(), Some("help@shop.example"));
+        assert_eq!(smtp.unsubscribe.base_url(), "https://shop.example/u");
+        let expected =
+            Unsubscribe::new("smtp", "https://shop.example/u", "0123456789abcdef-secret").unwrap();
+        assert_eq!(smtp.unsubscribe, expected);
+        assert_eq!(smtp.settings.timeout, Duration::from_secs(4));
+        assert_eq!(smtp.settings.retry.max_attempts, 2);
+        assert_eq!(
+            smtp.settings.rate_limit,
+            Some(RateLimit {
+                per_second: 10,
+                burst: 10
+            })
+        );
+    }
+
+    #[test]
+    fn http_providers_take_their_settings() {
+        let text = format!(
+            "[channels.email]\nplugin = \"sendgrid\"\napi_key = \"${{SENDGRID_API_KEY}}\"\nfrom = \"news@shop.example\"\n{UNSUB}"
+        );
+        let (_, PluginSpec::SendGrid(sg)) = route(&text).unwrap() else {
+            panic!("not sendgrid");
+        };
+        assert_eq!(sg.api_key, "SG.abc");
+        assert_eq!(sg.api_url, "https://api.sendgrid.com");
+        let text = format!(
+            "[channels.email]\nplugin = \"postmark\"\nserver_token = \"${{KEY}}\"\nfrom = \"news@shop.example\"\nmarketing_stream = \"newsletters\"\napi_url = \"http://127.0.0.1:9\"\n{UNSUB}"
+        );
+        let (_, PluginSpec::Postmark(pm)) = route(&text).unwrap() else {
+            panic!("not postmark");
+        };
+        assert_eq!(pm.server_token, "secret");
+        assert_eq!(pm.marketing_stream, "newsletters");
+        assert_eq!(pm.transactional_stream, "outbound");
+        assert_eq!(pm.api_url, "http://127.0.0.1:9");
+        let text = "[channels.sms]\nplugin = \"twilio\"\naccount_sid = \"AC123\"\nauth_token = \"${TWILIO_AUTH_TOKEN}\"\nfrom = \"+15005550006\"\nstatus_callback = \"https://shop.example/twilio\"\nrate_limit_per_second = 1\nrate_limit_burst = 5\n";
+        let (channel, PluginSpec::Twilio(tw)) = route(text).unwrap() else {
+            panic!("not twilio");
+        };
+        assert_eq!(channel, Channel::Sms);
+        assert_eq!(tw.auth_token, "tw-token");
+        assert_eq!(
+            tw.status_callback.as_deref(),
+            Some("https://shop.example/twilio")
+        );
+        assert_eq!(
+            tw.settings.rate_limit,
+            Some(RateLimit {
+                per_second: 1,
+                burst: 5
+            })
+        );
+    }
+
+    #[test]
+    fn provider_settings_are_checked_with_clear_errors() {
+        let smtp = |extra: &str| {
+            format!(
+                "[channels.email]\nplugin = \"smtp\"\nfrom = \"news@shop.example\"\n{UNSUB}{extra}"
+            )
+        };
+        let cases = [
+            (smtp(""), "[channels.email]: the smtp plugin needs `host`"),
+            (
+                smtp("host = \"h\"\ntls = \"ssl\"\n"),
+                "`tls` = \"ssl\"; expected \"starttls\", \"implicit\" or \"none\"",
+            ),
+            (
+                smtp("host = \"h\"\nusername = \"u\"\n"),
+                "`username` and `password` go together",
+            ),
+            (
+                smtp("host = \"h\"\napi_key = \"k\"\n"),
+                "`api_key` is not a setting of the `smtp` plugin; it takes `host`",
+            ),
+            (
+                smtp("host = \"h\"\nrate_limit_burst = 3\n"),
+                "`rate_limit_burst` needs `rate_limit_per_second`",
+            ),
+            (
+                smtp("host = \"h\"\nrate_limit_per_second = 0\n"),
+                "must be at least 1",
+            ),
+            (
+                "[channels.email]\nplugin = \"smtp\"\nhost = \"h\"\nfrom = \"news@shop.example\"\n"
+                    .to_string(),
+                "the smtp plugin needs `unsubscribe_url`",
+            ),
+            (
+                "[channels.email]\nplugin = \"smtp\"\nhost = \"h\"\nfrom = \"news@shop.example\"\nunsubscribe_url = \"https://s.example/u\"\nunsubscribe_secret = \"short\"\n"
+                    .to_string(),
+                "at least 16 characters",
+            ),
+            (
+                "[channels.email]\nplugin = \"sendgrid\"\nfrom = \"news@shop.example\"\n".to_string(),
+                "the sendgrid plugin needs `api_key`",
+            ),
+            (
+                format!("[channels.email]\nplugin = \"sendgrid\"\napi_key = \"\"\nfrom = \"x@y.z\"\n{UNSUB}"),
+                "`api_key` is empty",
+            ),
+            (
+                format!("[channels.email]\nplugin = \"postmark\"\nserver_token = \"t\"\nfrom = \"not an address\"\n{UNSUB}"),
+                "`from` = \"not an address\" is not an address",
+            ),
+            (
+                "[channels.sms]\nplugin = \"twilio\"\naccount_sid = \"AC1\"\nauth_token = \"t\"\nfrom = \"0800 123\"\n".to_string(),
+                "neither an E.164 number",
+            ),
+            (
+                "[channels.email]\nplugin = \"twilio\"\naccount_sid = \"AC1\"\nauth_token = \"t\"\nfrom = \"+15005550006\"\n".to_string(),
+                "[channels.email]: the `twilio` plugin sends SMS; configure it under [channels.sms]",
+            ),
+            (
+                smtp("host = \"h\"\n").replace("channels.email", "channels.sms"),
+                "the `smtp` plugin sends email; configure it under [channels.email]",
+            ),
+            (
+                "[channels.sms]\nplugin = \"twilio\"\naccount_sid = \"AC1\"\nauth_token = \"${NOPE}\"\nfrom = \"+15005550006\"\n".to_string(),
+                "`channels.sms.auth_token` uses the environment variable NOPE, which is not set",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Config::parse(&text, env).unwrap_err();
+            assert!(err.contains(expected), "{text}\n=> {err}");
         }
     }
 }

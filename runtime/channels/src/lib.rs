@@ -4,8 +4,10 @@
 //! The engine calls [`Plugin::deliver`] once per send, in order, and records
 //! failures itself; [`Plugin::flush`] makes everything delivered so far
 //! durable. Built-ins: [`OutboxFile`] (JSON lines in a file), [`Lines`]
-//! (the same lines to stdout or any writer) and [`Webhook`] (HTTP POST with
-//! retries). [`PluginSpec`] parses the command-line form of each.
+//! (the same lines to stdout or any writer), [`Webhook`] (HTTP POST with
+//! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`] and
+//! [`Postmark`] (email over their HTTP APIs) and [`Twilio`] (SMS).
+//! [`PluginSpec`] names each and builds it.
 
 #![warn(missing_docs)]
 
@@ -13,14 +15,28 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod email;
+mod http;
 mod lines;
 mod outbox;
+mod postmark;
+mod ratelimit;
+mod sendgrid;
+mod smtp;
 mod spec;
+mod twilio;
 mod webhook;
 
+pub use email::{EmailContent, Unsubscribe, message_id};
+pub use http::{ProviderConfigError, ProviderSettings};
 pub use lines::Lines;
 pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
+pub use postmark::{Postmark, PostmarkConfig};
+pub use ratelimit::RateLimit;
+pub use sendgrid::{SendGrid, SendGridConfig};
+pub use smtp::{Smtp, SmtpConfig, SmtpTls};
 pub use spec::{PluginSpec, SetupError, SpecError};
+pub use twilio::{Twilio, TwilioConfig};
 pub use webhook::{RetryPolicy, Webhook, WebhookConfig, WebhookConfigError};
 
 // Compiles and runs the guide's Rust examples, so they cannot drift from the API.
@@ -49,6 +65,39 @@ pub struct Outgoing {
     pub idempotency_key: String,
     /// The rendered content fields, in the message's order.
     pub content: serde_json::Map<String, serde_json::Value>,
+    /// Marketing or transactional. Written to the outbox only when
+    /// transactional, so marketing lines (and older outboxes) keep their shape;
+    /// a line without it reads back as marketing.
+    #[serde(default, skip_serializing_if = "Purpose::is_marketing")]
+    pub purpose: Purpose,
+}
+
+/// Why a message is sent, which decides what the law and mailbox providers
+/// ask of it (an unsubscribe link on every marketing email, for one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Promotional; the default, as in the flow language.
+    #[default]
+    Marketing,
+    /// Expected by the customer as part of a purchase (a receipt, a shipping notice).
+    Transactional,
+}
+
+impl Purpose {
+    /// `Marketing` when `marketing` is true, else `Transactional`.
+    pub fn from_marketing(marketing: bool) -> Self {
+        if marketing {
+            Purpose::Marketing
+        } else {
+            Purpose::Transactional
+        }
+    }
+
+    /// Whether this is marketing (the default, left out of the outbox).
+    pub fn is_marketing(&self) -> bool {
+        *self == Purpose::Marketing
+    }
 }
 
 impl Outgoing {
@@ -117,6 +166,10 @@ pub struct DeliveryError {
     /// Whether sending the same message again later might succeed
     /// (true for outages and rate limits, false for rejected requests).
     pub retryable: bool,
+    /// Whether the destination may have accepted the message after all: the
+    /// last try timed out after the request went out. Never retryable, since
+    /// a resend could deliver it twice where the provider does not deduplicate.
+    pub unknown: bool,
 }
 
 impl DeliveryError {
@@ -126,6 +179,7 @@ impl DeliveryError {
             attempts,
             reason: reason.into(),
             retryable: false,
+            unknown: false,
         }
     }
 
@@ -135,6 +189,20 @@ impl DeliveryError {
             attempts,
             reason: reason.into(),
             retryable: true,
+            unknown: false,
+        }
+    }
+
+    /// A send whose fate cannot be known: the request may have been received.
+    ///
+    /// The reason starts with `outcome unknown: `, so whatever records only
+    /// the reason (the send ledger, a trace) still tells it from a failure.
+    pub fn unknown(attempts: u32, reason: impl Into<String>) -> Self {
+        DeliveryError {
+            attempts,
+            reason: format!("outcome unknown: {}", reason.into()),
+            retryable: false,
+            unknown: true,
         }
     }
 }
@@ -150,8 +218,92 @@ impl fmt::Display for DeliveryError {
         if self.retryable {
             write!(f, "; may succeed if retried later")?;
         }
+        if self.unknown {
+            write!(f, "; not retried, the destination may have it")?;
+        }
         write!(f, ")")
     }
 }
 
+/// What became of one send, as far as its plugin can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The destination accepted it.
+    Delivered,
+    /// The destination did not take it; the error says why.
+    Failed,
+    /// The request may or may not have been received (a timeout mid-request).
+    Unknown,
+}
+
+impl Delivery {
+    /// Classifies the result of [`Plugin::deliver`].
+    pub fn of(result: &Result<Receipt, DeliveryError>) -> Self {
+        match result {
+            Ok(_) => Delivery::Delivered,
+            Err(e) if e.unknown => Delivery::Unknown,
+            Err(_) => Delivery::Failed,
+        }
+    }
+
+    /// A lower-case word for traces and reports: `delivered`, `failed`, `unknown`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+            Delivery::Unknown => "unknown",
+        }
+    }
+}
+
 impl std::error::Error for DeliveryError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_told_apart() {
+        let ok: Result<Receipt, DeliveryError> = Ok(Receipt::first_try());
+        assert_eq!(Delivery::of(&ok), Delivery::Delivered);
+        let failed = Err(DeliveryError::transient(3, "HTTP 503"));
+        assert_eq!(Delivery::of(&failed), Delivery::Failed);
+        let unknown = DeliveryError::unknown(1, "no answer within 10s");
+        assert!(!unknown.retryable);
+        assert_eq!(unknown.reason, "outcome unknown: no answer within 10s");
+        assert_eq!(
+            unknown.to_string(),
+            "outcome unknown: no answer within 10s (after 1 attempt; not retried, the destination may have it)"
+        );
+        assert_eq!(Delivery::of(&Err(unknown)).as_str(), "unknown");
+    }
+
+    #[test]
+    fn purpose_is_in_the_outbox_only_when_transactional() {
+        let mut msg = Outgoing {
+            at: "2024-05-01T10:00:00Z".into(),
+            flow: "f".into(),
+            flow_version: "v".into(),
+            message: "m".into(),
+            channel: "email".into(),
+            customer: "c".into(),
+            to: "c@example.com".into(),
+            idempotency_key: "k".into(),
+            content: serde_json::Map::new(),
+            purpose: Purpose::Marketing,
+        };
+        let line = msg.to_json_line().unwrap();
+        assert!(line.ends_with(r#""content":{}}"#), "{line}");
+        let back: Outgoing = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.purpose, Purpose::Marketing);
+        msg.purpose = Purpose::Transactional;
+        let line = msg.to_json_line().unwrap();
+        assert!(
+            line.ends_with(r#""content":{},"purpose":"transactional"}"#),
+            "{line}"
+        );
+        let back: Outgoing = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, msg);
+        assert_eq!(Purpose::from_marketing(false), Purpose::Transactional);
+    }
+}

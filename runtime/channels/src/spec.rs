@@ -1,4 +1,5 @@
-//! The command-line form of a plugin: `outbox`, `stdout`, `webhook=URL`.
+//! Which plugin a channel uses: the command-line forms `outbox`, `stdout`,
+//! `webhook=URL`, and the providers configured in `nudge.toml`.
 
 use std::fmt;
 use std::path::Path;
@@ -6,7 +7,9 @@ use std::str::FromStr;
 
 use crate::webhook::check_url;
 use crate::{
-    Lines, OutboxError, OutboxFile, OutboxMode, Plugin, Webhook, WebhookConfig, WebhookConfigError,
+    Lines, OutboxError, OutboxFile, OutboxMode, Plugin, Postmark, PostmarkConfig,
+    ProviderConfigError, SendGrid, SendGridConfig, Smtp, SmtpConfig, Twilio, TwilioConfig, Webhook,
+    WebhookConfig, WebhookConfigError,
 };
 
 /// Which plugin to use, as named on the command line.
@@ -19,7 +22,18 @@ pub enum PluginSpec {
     /// `webhook=URL`: an HTTP POST per message; headers, timeout and retries
     /// can be adjusted on the config before building.
     Webhook(WebhookConfig),
+    /// `smtp`: email over SMTP (configured in `nudge.toml`).
+    Smtp(SmtpConfig),
+    /// `sendgrid`: email through SendGrid's v3 API (configured in `nudge.toml`).
+    SendGrid(SendGridConfig),
+    /// `postmark`: email through Postmark's API (configured in `nudge.toml`).
+    Postmark(PostmarkConfig),
+    /// `twilio`: SMS through Twilio's Messages API (configured in `nudge.toml`).
+    Twilio(TwilioConfig),
 }
+
+/// Providers that need more settings than a command line can carry.
+const CONFIGURED_ONLY: [&str; 4] = ["smtp", "sendgrid", "postmark", "twilio"];
 
 const EXPECTED: &str = "expected `outbox`, `stdout` or `webhook=URL`";
 
@@ -51,6 +65,9 @@ impl FromStr for PluginSpec {
                 check_url(url).map_err(|e| err(e.reason))?;
                 Ok(PluginSpec::Webhook(WebhookConfig::new(url)))
             }
+            (provider, _) if CONFIGURED_ONLY.contains(&provider) => Err(err(format!(
+                "`{provider}` needs settings (credentials, sender); configure it in nudge.toml under [channels.NAME]"
+            ))),
             _ => Err(err(format!("unknown plugin `{name}`; {EXPECTED}"))),
         }
     }
@@ -62,6 +79,10 @@ impl fmt::Display for PluginSpec {
             PluginSpec::Outbox => write!(f, "outbox"),
             PluginSpec::Stdout => write!(f, "stdout"),
             PluginSpec::Webhook(config) => write!(f, "webhook={}", config.url),
+            PluginSpec::Smtp(config) => write!(f, "smtp ({})", config.host),
+            PluginSpec::SendGrid(_) => write!(f, "sendgrid"),
+            PluginSpec::Postmark(_) => write!(f, "postmark"),
+            PluginSpec::Twilio(_) => write!(f, "twilio"),
         }
     }
 }
@@ -73,6 +94,10 @@ impl PluginSpec {
             PluginSpec::Outbox => Box::new(OutboxFile::open(outbox, mode)?),
             PluginSpec::Stdout => Box::new(Lines::stdout()),
             PluginSpec::Webhook(config) => Box::new(Webhook::new(config.clone())?),
+            PluginSpec::Smtp(config) => Box::new(Smtp::new(config.clone())?),
+            PluginSpec::SendGrid(config) => Box::new(SendGrid::new(config.clone())?),
+            PluginSpec::Postmark(config) => Box::new(Postmark::new(config.clone())?),
+            PluginSpec::Twilio(config) => Box::new(Twilio::new(config.clone())?),
         })
     }
 }
@@ -101,6 +126,14 @@ pub enum SetupError {
     Outbox(OutboxError),
     /// The webhook configuration is unusable.
     Webhook(WebhookConfigError),
+    /// A provider's configuration is unusable.
+    Provider(ProviderConfigError),
+}
+
+impl From<ProviderConfigError> for SetupError {
+    fn from(e: ProviderConfigError) -> Self {
+        SetupError::Provider(e)
+    }
 }
 
 impl From<OutboxError> for SetupError {
@@ -120,6 +153,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Outbox(e) => e.fmt(f),
             SetupError::Webhook(e) => e.fmt(f),
+            SetupError::Provider(e) => e.fmt(f),
         }
     }
 }
@@ -129,6 +163,7 @@ impl std::error::Error for SetupError {
         match self {
             SetupError::Outbox(e) => Some(e),
             SetupError::Webhook(e) => Some(e),
+            SetupError::Provider(e) => Some(e),
         }
     }
 }
@@ -161,7 +196,9 @@ mod tests {
     fn bad_specs_say_why() {
         for (text, expected) in [
             ("", "no plugin named"),
-            ("smtp", "unknown plugin `smtp`"),
+            ("smtp", "configure it in nudge.toml"),
+            ("twilio=x", "configure it in nudge.toml"),
+            ("pigeon", "unknown plugin `pigeon`"),
             ("outbox=out.jsonl", "takes no value"),
             ("stdout=x", "takes no value"),
             ("webhook", "needs a URL"),

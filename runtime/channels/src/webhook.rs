@@ -39,7 +39,7 @@ impl RetryPolicy {
     }
 
     /// The wait actually used: the backoff, raised to the server's `Retry-After`, capped.
-    fn wait_after(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn wait_after(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self.delay_after(attempt);
         retry_after.map_or(backoff, |r| r.max(backoff).min(self.max_delay))
     }
@@ -301,13 +301,13 @@ impl Webhook {
 }
 
 /// Whether a non-2xx status may go away by itself.
-fn is_retryable_status(status: StatusCode) -> bool {
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
     status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
 }
 
-fn describe_status(status: StatusCode) -> String {
+pub(crate) fn describe_status(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(text) => format!("HTTP {} {text}", status.as_u16()),
         None => format!("HTTP {}", status.as_u16()),
@@ -316,7 +316,7 @@ fn describe_status(status: StatusCode) -> String {
 
 /// The start of an error response's body, on one line, so failures say
 /// what the receiver objected to without flooding the logs.
-fn body_snippet(reader: impl Read) -> String {
+pub(crate) fn body_snippet(reader: impl Read) -> String {
     const LIMIT: usize = 300;
     let mut bytes = Vec::new();
     // An unreadable body is no reason to hide the status; leave it out.

@@ -161,6 +161,9 @@ impl<S: Sink> Engine<'_, S> {
                         .into_iter()
                         .map(|(k, v)| (k, serde_json::Value::String(v)))
                         .collect(),
+                    purpose: nudge_channels::Purpose::from_marketing(
+                        msg.purpose == Purpose::Marketing,
+                    ),
                 };
                 match self.sink.deliver(msg.channel, &out) {
                     Ok(()) => {

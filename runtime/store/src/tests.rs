@@ -11,6 +11,7 @@ fn message(key: &str) -> Outgoing {
         to: "c@example.com".into(),
         idempotency_key: key.into(),
         content: Default::default(),
+        purpose: Default::default(),
     }
 }
 

@@ -1,6 +1,10 @@
-//! Shared test fixtures: sample messages and a scripted local HTTP server.
+//! Shared test fixtures: sample messages, a scripted local HTTP server and
+//! a local SMTP server.
 
 #![allow(dead_code)]
+
+pub mod providers;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -8,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use nudge_channels::Outgoing;
+use nudge_channels::{Outgoing, Purpose};
 use serde_json::json;
 
 /// A sample message; `n` varies the customer, address and key.
@@ -27,6 +31,7 @@ pub fn message(n: u32) -> Outgoing {
         to: format!("user{n}@example.com"),
         idempotency_key: format!("onboarding:cus_{n}:step-2"),
         content: content.as_object().cloned().unwrap_or_default(),
+        purpose: Purpose::Marketing,
     }
 }
 
