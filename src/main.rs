@@ -19,8 +19,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "nudge", version, about, propagate_version = true)]
 struct Cli {
-    /// When to colour output: on a terminal only (and not with NO_COLOR set), always or never.
-    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    /// When to colour output: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = ColorWhen::Auto,
+        hide_possible_values = true
+    )]
     color: ColorWhen,
     #[command(subcommand)]
     command: Command,

@@ -141,7 +141,7 @@ impl<S: Sink> Sink for ProgressSink<'_, S> {
     fn record(&mut self, record: Record) {
         self.seen = self.seen.wrapping_add(1);
         if self.progress.bar.is_some()
-            && self.seen % SAMPLE == 0
+            && self.seen.is_multiple_of(SAMPLE)
             && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&record.at)
         {
             self.progress.at(at.timestamp());
