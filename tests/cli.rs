@@ -573,3 +573,30 @@ fn sarif_has_one_run_for_every_project_with_uris_from_the_repository_root() {
     let errors: Vec<String> = validator.iter_errors(&log).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    // Over the 1 MiB from which a terminal would show the bar.
+    let dir = copy_example("cart_recovery");
+    let events = dir.path().join("big.jsonl");
+    let out = nudge()
+        .args(["gen", "--events", "4000"])
+        .output()
+        .expect("gen");
+    assert!(out.status.success());
+    assert!(out.stdout.len() > 1 << 20, "{} bytes", out.stdout.len());
+    std::fs::write(&events, &out.stdout).expect("write events");
+    let out = nudge()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .args(["--in-memory", "--drain"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("replaying"), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("events applied"));
+}
