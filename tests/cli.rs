@@ -594,9 +594,16 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
         .args(["--in-memory", "--drain"])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("replaying"), "{stderr}");
-    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("events applied"));
 }
