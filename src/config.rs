@@ -645,6 +645,87 @@ fn expand_str(s: &str, at: &str, env: &impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
+/// Why a project's `nudge.toml` cannot be used, placed in its text: what
+/// `nudge check` reports as a diagnostic.
+#[derive(Debug)]
+pub struct ManifestProblem {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text (empty when it could not be read).
+    pub text: String,
+    /// The bytes the problem is about, when they can be told.
+    pub span: Option<std::ops::Range<usize>>,
+    /// What is wrong, without the location.
+    pub message: String,
+}
+
+/// Checks a project's `nudge.toml` the way `nudge run` and `nudge serve`
+/// read it (environment variables included); `None` when the file is absent
+/// or usable.
+pub fn manifest_problem(root: &Path) -> Option<ManifestProblem> {
+    manifest_problem_with(root, |name| std::env::var(name).ok())
+}
+
+/// [`manifest_problem`] with environment lookups through `env`, for tests.
+pub fn manifest_problem_with(
+    root: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<ManifestProblem> {
+    let path = root.join(MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            return Some(ManifestProblem {
+                path,
+                text: String::new(),
+                span: None,
+                message: format!("cannot read it: {e}"),
+            });
+        }
+    };
+    // Syntax and unknown keys: the TOML parser knows exactly where.
+    if let Err(e) = toml::from_str::<Config>(&text) {
+        return Some(ManifestProblem {
+            span: e.span(),
+            message: e.message().trim_end().to_string(),
+            path,
+            text,
+        });
+    }
+    let message = Config::parse(&text, env).err()?;
+    Some(ManifestProblem {
+        span: setting_span(&text, &message),
+        message,
+        path,
+        text,
+    })
+}
+
+/// Where the setting a semantic error names is: messages start with the
+/// section (`[channels.sms]: …`) or the key (`` `serve.listen` … ``).
+fn setting_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
+    if let Some(rest) = message.strip_prefix('[') {
+        let header = format!("[{}]", rest.split(']').next()?);
+        let at = text.find(&header)?;
+        return Some(at..at + header.len());
+    }
+    let key = message.strip_prefix('`')?.split('`').next()?;
+    let last = key.rsplit('.').next()?.split('[').next()?;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(after) = trimmed.strip_prefix(last)
+            && after.trim_start().starts_with('=')
+        {
+            let at = offset + (line.len() - trimmed.len());
+            return Some(at..at + last.len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -928,5 +1009,35 @@ plugin = "stdout"
             let err = Config::parse(&text, env).unwrap_err();
             assert!(err.contains(expected), "{text}\n=> {err}");
         }
+    }
+
+    #[test]
+    fn manifest_problems_are_placed_in_the_text() {
+        let dir = std::env::temp_dir().join(format!("nudge-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |text: &str| std::fs::write(dir.join(MANIFEST), text).unwrap();
+        let at = |p: &ManifestProblem| {
+            let span = p.span.clone().expect("a span");
+            p.text[span].to_string()
+        };
+
+        write("[store]\npth = \"x\"\n");
+        let p = manifest_problem_with(&dir, env).expect("a problem");
+        assert_eq!(at(&p), "pth");
+        assert!(p.message.contains("unknown field `pth`"), "{}", p.message);
+
+        write("[channels.fax]\nplugin = \"stdout\"\n");
+        let p = manifest_problem_with(&dir, env).expect("a problem");
+        assert_eq!(at(&p), "[channels.fax]");
+
+        write("[serve]\nlisten = \"${NOPE}\"\n");
+        let p = manifest_problem_with(&dir, env).expect("a problem");
+        assert_eq!(at(&p), "listen");
+        assert!(p.message.contains("NOPE"), "{}", p.message);
+
+        write("# fine\n[store]\npath = \"x.db\"\n");
+        assert!(manifest_problem_with(&dir, env).is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(manifest_problem_with(&dir, env).is_none());
     }
 }

@@ -6,7 +6,9 @@ mod workspace;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use commands::ColorWhen;
 
 // Replays allocate a small value per property of every event; mimalloc
 // makes those allocations markedly cheaper than the system allocator.
@@ -17,6 +19,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "nudge", version, about, propagate_version = true)]
 struct Cli {
+    /// When to colour output: auto (on a terminal, unless NO_COLOR is set), always or never.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = ColorWhen::Auto,
+        hide_possible_values = true
+    )]
+    color: ColorWhen,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,10 +57,32 @@ enum Command {
     Gen(commands::r#gen::Args),
     /// Run the language server on stdin and stdout (for editors).
     Lsp(commands::lsp::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::docs::CompletionsArgs),
+    /// Print the man page (roff) of `nudge` and its subcommands.
+    Man(commands::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // clap prints help and usage errors while parsing, before the flag's
+    // value is known, so `--color` is read ahead for them.
+    let color = commands::color_flag(&args).unwrap_or(ColorWhen::Auto);
+    let matches = Cli::command()
+        .color(color.clap_choice())
+        .get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    commands::set_color(cli.color);
+    // The server and the language server talk over sockets and pipes whose
+    // peers may go away; they handle that as an error. Every other command
+    // writes a report, and a reader that stops early (`| head`) should end
+    // it quietly, as with other Unix tools.
+    if !matches!(cli.command, Command::Serve(_) | Command::Lsp(_)) {
+        commands::default_sigpipe();
+    }
     let status = match cli.command {
         Command::Check(args) => commands::check::run(args),
         Command::Fmt(args) => commands::fmt::run(args),
@@ -61,6 +95,8 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Gen(args) => commands::r#gen::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
+        Command::Completions(args) => commands::docs::completions(args, &mut Cli::command()),
+        Command::Man(args) => commands::docs::man(args, Cli::command()),
     };
     ExitCode::from(status as u8)
 }

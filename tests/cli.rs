@@ -159,7 +159,8 @@ fn a_typo_in_an_event_name_is_pinpointed_in_every_format() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-    let diag = json
+    assert_eq!(json["version"], 1);
+    let diag = json["diagnostics"]
         .as_array()
         .expect("an array")
         .iter()
@@ -295,4 +296,314 @@ fn fmt_leaves_a_broken_file_alone() {
         std::fs::read_to_string(dir.path().join("main.flow")).unwrap(),
         broken
     );
+}
+
+/// Breaks `exit on order_completed` in a copy of an example.
+fn broken_example(name: &str) -> tempfile::TempDir {
+    let dir = copy_example(name);
+    let (file, offset) = find_exit_rule(dir.path());
+    let text = std::fs::read_to_string(&file).expect("read");
+    let broken = format!(
+        "{}order_complted{}",
+        &text[..offset],
+        &text[offset + "order_completed".len()..]
+    );
+    std::fs::write(&file, broken).expect("write");
+    dir
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command as Std, Stdio};
+
+    let binary = assert_cmd::cargo::cargo_bin("nudge");
+    // Like `nudge gen … | head -c 100`: far more output than is read.
+    let mut child = Std::new(&binary)
+        .args(["gen", "--events", "200000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 100];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{:?}", out.status);
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc_sigpipe()),
+        "{:?}",
+        out.status
+    );
+
+    // Like `nudge run … | head`: the reader is gone before the summary.
+    let dir = copy_example("cart_recovery");
+    let mut child = Std::new(&binary)
+        .arg("run")
+        .arg(dir.path())
+        .args(["--in-memory", "--drain"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{:?}", out.status);
+}
+
+/// SIGPIPE's number on every Unix this runs on.
+#[cfg(unix)]
+fn libc_sigpipe() -> i32 {
+    13
+}
+
+#[test]
+fn completions_are_generated_for_the_real_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = nudge().args(["completions", shell]).output().expect("run");
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for sub in ["check", "run", "serve", "test", "report", "completions"] {
+            assert!(text.contains(sub), "{shell} completions lack {sub}");
+        }
+        assert!(text.contains("deny-warnings"), "{shell}: no flags of check");
+    }
+    nudge().args(["completions", "tcsh-or-so"]).assert().code(2);
+}
+
+#[test]
+fn the_man_page_lists_the_real_subcommands() {
+    let out = nudge().arg("man").output().expect("run");
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH nudge 1"),
+        "{page}"
+    );
+    assert!(page.contains(".TH nudge 1"));
+    for sub in ["check", "run", "serve", "test", "explain"] {
+        assert!(page.contains(sub), "the man page lacks {sub}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    nudge()
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .assert()
+        .success();
+    let check = std::fs::read_to_string(dir.path().join("nudge-check.1")).expect("nudge-check.1");
+    assert!(check.contains("deny\\-warnings"), "{check}");
+}
+
+#[test]
+fn color_never_and_always_are_obeyed_whatever_the_stream() {
+    let dir = broken_example("cart_recovery");
+    // NO_COLOR is set by `nudge()`; `always` wins over it and over a pipe.
+    let out = nudge()
+        .args(["--color", "always", "check"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.contains(&0x1b),
+        "no escape codes with --color always"
+    );
+    for args in [
+        vec!["--color", "never", "check"],
+        vec!["check", "--color=never"],
+    ] {
+        let out = nudge()
+            .env_remove("NO_COLOR")
+            .args(&args)
+            .arg(dir.path())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(!out.stdout.contains(&0x1b), "{args:?}");
+        assert!(!out.stderr.contains(&0x1b), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("error[E0202]"));
+    }
+    // Diagnostics printed on stderr by other commands follow it too.
+    let out = nudge()
+        .args(["--color", "always", "test"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.stderr.contains(&0x1b));
+    nudge()
+        .args(["--color", "sometimes", "check"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn a_broken_nudge_toml_is_an_error_with_its_place() {
+    let dir = project(&[("main.flow", CLEAN)]);
+    std::fs::write(
+        dir.path().join("nudge.toml"),
+        "[serve]\nlisten = \"127.0.0.1:8080\"\nlisen = \"x\"\n",
+    )
+    .expect("write");
+    nudge()
+        .arg("check")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "error[E0501]: unknown field `lisen`",
+        ))
+        .stdout(predicate::str::contains("nudge.toml:3:1"))
+        .stdout(predicate::str::contains("checked 2 files: 1 error"));
+    nudge()
+        .args(["check", "--format", "short"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("nudge.toml:3:1: error[E0501]"));
+
+    // A TOML syntax error, placed where the parser stopped.
+    std::fs::write(dir.path().join("nudge.toml"), "[store]\npath = \n").expect("write");
+    let out = nudge()
+        .args(["check", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let diag = &doc["diagnostics"][0];
+    assert_eq!(diag["code"], "E0501");
+    assert!(diag["file"].as_str().unwrap_or("").ends_with("nudge.toml"));
+    assert_eq!(diag["start"]["line"], 2);
+
+    // A setting checked beyond TOML: an unknown channel.
+    std::fs::write(
+        dir.path().join("nudge.toml"),
+        "# ok so far\n[channels.fax]\nplugin = \"stdout\"\n",
+    )
+    .expect("write");
+    nudge()
+        .arg("check")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("unknown channel"))
+        .stdout(predicate::str::contains("nudge.toml:2:1"));
+}
+
+#[test]
+fn sarif_has_one_run_for_every_project_with_uris_from_the_repository_root() {
+    // Two broken projects below one repository root.
+    let repo = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(repo.path().join(".git")).expect("mkdir .git");
+    copy_dir(
+        broken_example("cart_recovery").path(),
+        &repo.path().join("shops/a"),
+    );
+    copy_dir(
+        broken_example("browse_abandonment").path(),
+        &repo.path().join("shops/b"),
+    );
+    // Run from inside `shops`, so paths as displayed are `a/…` and `b/…`.
+    let out = nudge()
+        .current_dir(repo.path().join("shops"))
+        .args([
+            "check",
+            ".",
+            "--format",
+            "sarif",
+            "--sarif-category",
+            "flows",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SARIF");
+    let runs = log["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "one run per invocation");
+    let run = &runs[0];
+    assert_eq!(run["automationDetails"]["id"], "flows/");
+    let root = repo.path().canonicalize().expect("canonical");
+    let base = run["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+        .as_str()
+        .expect("a base URI");
+    assert!(
+        base.starts_with("file:///") && base.ends_with('/'),
+        "{base}"
+    );
+    assert!(
+        base.trim_end_matches('/')
+            .ends_with(&*root.file_name().expect("name").to_string_lossy()),
+        "{base}"
+    );
+    let results = run["results"].as_array().expect("results");
+    let uris: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            let at = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+            assert_eq!(at["uriBaseId"], "%SRCROOT%");
+            at["uri"].as_str().expect("uri")
+        })
+        .collect();
+    assert!(uris.iter().any(|u| u.starts_with("shops/a/")), "{uris:?}");
+    assert!(uris.iter().any(|u| u.starts_with("shops/b/")), "{uris:?}");
+    for r in results {
+        assert!(r["partialFingerprints"]["nudgeFingerprint/v1"].is_string());
+    }
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    assert!(rules.iter().all(|r| r["help"]["text"].is_string()));
+
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("compiler/diagnostics/tests/fixtures/sarif-schema-2.1.0.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema"))
+            .expect("schema JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&log).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    // Over the 1 MiB from which a terminal would show the bar.
+    let dir = copy_example("cart_recovery");
+    let events = dir.path().join("big.jsonl");
+    let out = nudge()
+        .args(["gen", "--events", "4000"])
+        .output()
+        .expect("gen");
+    assert!(out.status.success());
+    assert!(out.stdout.len() > 1 << 20, "{} bytes", out.stdout.len());
+    std::fs::write(&events, &out.stdout).expect("write events");
+    let out = nudge()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .args(["--in-memory", "--drain"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("replaying"), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("events applied"));
 }

@@ -1,11 +1,12 @@
-//! `nudge check`: parse and type-check a project.
+//! `nudge check`: parse and type-check a project, and check its `nudge.toml`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use nudge_diagnostics::{Severity, render};
-use serde_json::Value;
+use nudge_diagnostics::codes::E0501;
+use nudge_diagnostics::render::{self, SarifOptions};
+use nudge_diagnostics::{Diagnostic, FileSpan, Severity, SourceMap, Span};
 
-use super::{Status, load_projects, use_color};
+use super::{Status, use_color};
 
 /// How diagnostics are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -14,7 +15,7 @@ pub enum Format {
     Human,
     /// One line per problem: `path:line:col: severity[code]: message`.
     Short,
-    /// A JSON array, for tools.
+    /// A versioned JSON document, for tools (see docs/diagnostics.md).
     Json,
     /// A SARIF 2.1.0 log, for code scanning in CI.
     Sarif,
@@ -31,55 +32,93 @@ pub struct Args {
     /// Exit with status 1 on warnings too.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// SARIF: the directory artifact URIs are relative to (`%SRCROOT%`);
+    /// the enclosing Git repository's root by default, else the current directory.
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
+    /// SARIF: the category of `automationDetails.id`, which keeps this
+    /// analysis apart from others uploaded for the same commit.
+    #[arg(long, value_name = "NAME", default_value = "nudge")]
+    pub sarif_category: String,
+    /// SARIF: the address of the diagnostics reference (docs/diagnostics.md
+    /// as published); each rule's `helpUri` is this plus the code's anchor.
+    #[arg(long, value_name = "URL")]
+    pub help_url: Option<String>,
+}
+
+/// One project's (or one manifest's) diagnostics with the files they point into.
+struct Checked {
+    sources: SourceMap,
+    diagnostics: Vec<Diagnostic>,
 }
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let projects = match load_projects(args.paths) {
-        Ok(projects) => projects,
+    let groups = match super::project_groups(&args.paths) {
+        Ok(g) => g,
         Err(status) => return status,
     };
-    let color = use_color(&std::io::stdout());
-    let mut all = Vec::new();
+    let mut checked = Vec::new();
     let mut files = 0usize;
-    let mut json_entries = Vec::new();
-    let mut sarif_runs = Vec::new();
-    let mut sarif_log = None;
-    for project in projects {
-        let analysis = nudge_compiler::check(&project);
-        let diags = analysis.diagnostics;
-        let sources = &project.sources;
-        files += project.user_files().count();
-        match args.format {
-            Format::Human => print!("{}", render::human(sources, &diags, color)),
-            Format::Short => print!("{}", render::short(sources, &diags)),
-            Format::Json => json_entries.extend(as_array(render::json(sources, &diags))),
-            Format::Sarif => {
-                let mut log = parse_json(&render::sarif(sources, &diags, VERSION));
-                if let Some(runs) = log.get_mut("runs").and_then(Value::as_array_mut) {
-                    sarif_runs.append(runs);
-                }
-                sarif_log.get_or_insert(log);
+    for group in &groups {
+        let project = match nudge_compiler::Project::load(group) {
+            Ok(p) => p,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return Status::Failure;
             }
+        };
+        files += project.user_files().count();
+        let analysis = nudge_compiler::check(&project);
+        checked.push(Checked {
+            sources: project.sources,
+            diagnostics: analysis.diagnostics,
+        });
+        if let Some(manifest) = manifest_diagnostics(group) {
+            files += 1;
+            checked.push(manifest);
         }
-        all.extend(diags);
     }
-    match args.format {
+    let inputs: Vec<(&SourceMap, &[Diagnostic])> = checked
+        .iter()
+        .map(|c| (&c.sources, c.diagnostics.as_slice()))
+        .collect();
+    let all: Vec<&Diagnostic> = checked.iter().flat_map(|c| &c.diagnostics).collect();
+    let text = match args.format {
         Format::Human => {
+            let color = use_color(&std::io::stdout());
+            let mut text: String = inputs
+                .iter()
+                .map(|(sources, diags)| render::human(sources, diags, color))
+                .collect();
             let plural = if files == 1 { "" } else { "s" };
-            let summary = render::summary_line(&all).unwrap_or_else(|| "no problems".into());
-            println!("checked {files} file{plural}: {summary}");
+            let owned: Vec<Diagnostic> = all.iter().map(|d| (*d).clone()).collect();
+            let summary = render::summary_line(&owned).unwrap_or_else(|| "no problems".into());
+            text.push_str(&format!("checked {files} file{plural}: {summary}\n"));
+            text
         }
-        Format::Short => {}
-        Format::Json => println!("{}", pretty(&Value::Array(json_entries))),
+        Format::Short => inputs
+            .iter()
+            .map(|(sources, diags)| render::short(sources, diags))
+            .collect(),
+        Format::Json => render::json(&inputs),
         Format::Sarif => {
-            // Each project is its own SARIF run; the log holds them all.
-            let mut log = sarif_log
-                .unwrap_or_else(|| parse_json(&render::sarif(&Default::default(), &[], VERSION)));
-            log["runs"] = Value::Array(sarif_runs);
-            println!("{}", pretty(&log));
+            let working_dir = std::env::current_dir().ok();
+            let root = match &args.source_root {
+                Some(dir) => Some(absolute(dir, working_dir.as_deref())),
+                None => working_dir.as_deref().map(repository_root),
+            };
+            let options = SarifOptions {
+                tool_version: env!("CARGO_PKG_VERSION"),
+                source_root: root.as_deref(),
+                working_dir: working_dir.as_deref(),
+                category: &args.sarif_category,
+                help_base: args.help_url.as_deref(),
+            };
+            render::sarif(&inputs, &options)
         }
-    }
+    };
+    print!("{text}");
     let failing = all.iter().any(|d| {
         d.severity == Severity::Error || (args.deny_warnings && d.severity == Severity::Warning)
     });
@@ -90,19 +129,57 @@ pub fn run(args: Args) -> Status {
     }
 }
 
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+/// The problem with a project root's `nudge.toml` as an E0501 diagnostic
+/// in a source map of its own; `None` for loose files or a usable manifest.
+fn manifest_diagnostics(group: &[PathBuf]) -> Option<Checked> {
+    let [root] = group else { return None };
+    if !root.is_dir() {
+        return None;
+    }
+    let problem = crate::config::manifest_problem(root)?;
+    let mut sources = SourceMap::new();
+    let span = problem
+        .span
+        .clone()
+        .map_or(Span::new(0, 0), |r| Span::new(r.start, r.end));
+    let file = sources.add(problem.path.display().to_string(), problem.text);
+    let diagnostic = Diagnostic::new(E0501, FileSpan::new(file, span), problem.message)
+        .with_help("`nudge run` and `nudge serve` refuse to start with this file; see docs/runtime.md for its settings");
+    Some(Checked {
+        sources,
+        diagnostics: vec![diagnostic],
+    })
 }
 
-fn as_array(text: String) -> Vec<Value> {
-    match parse_json(&text) {
-        Value::Array(items) => items,
-        _ => Vec::new(),
+/// `path` made absolute against the working directory, without resolving links.
+fn absolute(path: &Path, working_dir: Option<&Path>) -> PathBuf {
+    match working_dir {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path.to_path_buf(),
     }
 }
 
-fn pretty(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_default()
+/// The root of the Git repository holding `dir` (a `.git` directory, or
+/// file for worktrees and submodules), else `dir` itself.
+fn repository_root(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_root_is_the_nearest_directory_with_git() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = dir.path().join("repo");
+        let deep = repo.join("a/b");
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        assert_eq!(repository_root(&deep), deep);
+        std::fs::write(repo.join(".git"), "gitdir: elsewhere\n").expect("write");
+        assert_eq!(repository_root(&deep), repo);
+    }
 }

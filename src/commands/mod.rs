@@ -3,17 +3,21 @@
 pub mod build;
 pub mod check;
 pub mod disasm;
+pub mod docs;
 pub mod explain;
 pub mod fmt;
 pub mod r#gen;
 pub mod lsp;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod serve;
 pub mod test;
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// How a command ended, as the process exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,9 +54,81 @@ pub fn load_projects(paths: Vec<PathBuf>) -> Result<Vec<nudge_compiler::Project>
         .collect()
 }
 
-/// Whether to colour terminal output: only on a terminal, and never with NO_COLOR set.
+/// The values of the global `--color` flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    /// Colour on a terminal, unless `NO_COLOR` is set to a non-empty value.
+    #[default]
+    Auto,
+    /// Always colour, even when piped or with `NO_COLOR` set.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorWhen {
+    /// The same choice for clap's own help and error output.
+    pub fn clap_choice(self) -> clap::ColorChoice {
+        match self {
+            ColorWhen::Auto => clap::ColorChoice::Auto,
+            ColorWhen::Always => clap::ColorChoice::Always,
+            ColorWhen::Never => clap::ColorChoice::Never,
+        }
+    }
+}
+
+static COLOR: OnceLock<ColorWhen> = OnceLock::new();
+
+/// Records the `--color` choice for every renderer; the first call wins.
+pub fn set_color(when: ColorWhen) {
+    let _ = COLOR.set(when);
+}
+
+/// Whether to colour output written to `stream`, following `--color`: in
+/// `auto`, only on a terminal and never with `NO_COLOR` set.
 pub fn use_color(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    match COLOR.get().copied().unwrap_or_default() {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
+}
+
+/// The value of `--color` in raw arguments (`--color WHEN` or
+/// `--color=WHEN`, the last one wins), before clap has parsed them; `None`
+/// when absent or not a known value (clap then reports it).
+pub fn color_flag(args: &[OsString]) -> Option<ColorWhen> {
+    use clap::ValueEnum;
+    let mut found = None;
+    let mut it = args.iter().skip(1).map(|a| a.to_str().unwrap_or(""));
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = match arg.strip_prefix("--color") {
+            Some("") => it.next(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(v) = value.and_then(|v| ColorWhen::from_str(v, false).ok()) {
+            found = Some(v);
+        }
+    }
+    found
+}
+
+/// Gives SIGPIPE back its default action (end the process quietly), which
+/// the Rust runtime ignores; writes to a closed pipe would otherwise fail
+/// and `print!` would panic.
+pub fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread is spawned;
+    // setting a signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Groups `paths` (the current directory when none) into projects, reporting
@@ -116,4 +192,36 @@ pub fn compile_project(
         Status::Problems
     })?;
     Ok((project, bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn color_flag_is_read_in_both_spellings_and_the_last_wins() {
+        assert_eq!(color_flag(&args(&["nudge", "check"])), None);
+        assert_eq!(
+            color_flag(&args(&["nudge", "--color", "never", "check"])),
+            Some(ColorWhen::Never)
+        );
+        assert_eq!(
+            color_flag(&args(&["nudge", "check", "--color=always"])),
+            Some(ColorWhen::Always)
+        );
+        assert_eq!(
+            color_flag(&args(&["nudge", "--color=never", "--color", "auto"])),
+            Some(ColorWhen::Auto)
+        );
+        // After `--` it is a path, not the flag.
+        assert_eq!(
+            color_flag(&args(&["nudge", "check", "--", "--color=never"])),
+            None
+        );
+        assert_eq!(color_flag(&args(&["nudge", "--color", "pink"])), None);
+    }
 }

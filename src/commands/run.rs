@@ -15,6 +15,7 @@ use nudge_runtime::replay::{self, DeadLetter, Options};
 use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
 
+use super::progress::{Progress, ProgressSink};
 use super::{Status, compile};
 use crate::config::Config as ProjectConfig;
 
@@ -313,14 +314,17 @@ fn run_in_memory(
             dead_error.get_or_insert(e);
         }
     };
+    let progress = Progress::for_replay(input);
+    let sink = ProgressSink::new(sink, &progress);
     let mut engine = Engine::new(bundle, sink, config, i64::MIN);
     let options = Options {
         until,
         drain: args.drain,
     };
     replay::replay_bytes(&mut engine, input, options, &mut write_dead);
+    progress.finish();
     let stats = engine.stats();
-    let flushed = engine.into_sink().finish();
+    let flushed = engine.into_sink().into_inner().finish();
     let dead_flushed = dead_file.flush();
     summary(args.format, paths, &stats, None);
     if let Err(e) = flushed {
@@ -368,7 +372,8 @@ fn run_durable(
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
-    let (sink, captured) = LedgerSink::new(feeds);
+    let progress = Progress::for_replay(input);
+    let (sink, captured) = LedgerSink::new(ProgressSink::new(feeds, &progress));
     let mut engine = Engine::new(initial, sink, config, i64::MIN);
     let name = std::fs::canonicalize(events)
         .unwrap_or_else(|_| events.to_path_buf())
@@ -395,7 +400,10 @@ fn run_durable(
         settings,
     ) {
         Ok(r) => r,
-        Err(e) => return fail(&e),
+        Err(e) => {
+            progress.finish();
+            return fail(&e);
+        }
     };
     if let Some(d) = &report.deployed {
         eprintln!(
@@ -403,8 +411,9 @@ fn run_durable(
             store_path.display()
         );
     }
+    progress.finish();
     let stats = engine.stats();
-    let feeds = engine.into_sink().into_feeds().finish();
+    let feeds = engine.into_sink().into_feeds().into_inner().finish();
     let dead_written = write_dead_letters(&paths.dead, &dead);
     summary(args.format, paths, &stats, Some((&store_path, &report)));
     if report.diverged {

@@ -94,12 +94,26 @@ codes! {
     W0007 = "W0007" "unused-let" Warning "A top-level `let` that nothing uses.";
 }
 
+/// The project's `nudge.toml` cannot be read or holds an invalid setting.
+pub const E0501: Code = Code {
+    id: "E0501",
+    name: "invalid-manifest",
+    severity: Severity::Error,
+    summary: "The project's `nudge.toml` cannot be read or holds an invalid setting.",
+};
+
+/// Codes about a project's files other than its `.flow` sources; the
+/// `.flow` checker never emits them, so they are kept apart from [`CODES`].
+pub const PROJECT_CODES: &[Code] = &[E0501];
+
+/// Every code: the `.flow` checker's, then the project's.
+pub fn all() -> impl Iterator<Item = Code> {
+    CODES.iter().chain(PROJECT_CODES).copied()
+}
+
 /// Finds a code by its id (`E0202`) or name (`unknown-event`).
 pub fn lookup(id_or_name: &str) -> Option<Code> {
-    CODES
-        .iter()
-        .copied()
-        .find(|c| c.id.eq_ignore_ascii_case(id_or_name) || c.name == id_or_name)
+    all().find(|c| c.id.eq_ignore_ascii_case(id_or_name) || c.name == id_or_name)
 }
 
 #[cfg(test)]
@@ -108,15 +122,16 @@ mod tests {
 
     #[test]
     fn ids_and_names_are_unique_and_prefixed_by_severity() {
-        let mut ids: Vec<_> = CODES.iter().map(|c| c.id).collect();
+        let count = all().count();
+        let mut ids: Vec<_> = all().map(|c| c.id).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), CODES.len());
-        let mut names: Vec<_> = CODES.iter().map(|c| c.name).collect();
+        assert_eq!(ids.len(), count);
+        let mut names: Vec<_> = all().map(|c| c.name).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), CODES.len());
-        for c in CODES {
+        assert_eq!(names.len(), count);
+        for c in all() {
             let prefix = match c.severity {
                 Severity::Error => 'E',
                 _ => 'W',
@@ -130,5 +145,6 @@ mod tests {
         assert_eq!(lookup("e0202"), Some(E0202));
         assert_eq!(lookup("unknown-event"), Some(E0202));
         assert_eq!(lookup("nope"), None);
+        assert_eq!(lookup("invalid-manifest"), Some(E0501));
     }
 }

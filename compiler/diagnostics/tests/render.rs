@@ -2,10 +2,14 @@
 //! two files, non-ASCII text before an error, help, fixes, an empty span at
 //! the end of a file and a warning.
 
+use nudge_diagnostics::codes;
 use nudge_diagnostics::codes::{E0102, E0201, E0202, W0005};
-use nudge_diagnostics::render::{human, json, sarif, short, summary_line};
-use nudge_diagnostics::{CODES, Diagnostic, Edit, FileId, FileSpan, SourceMap, Span};
+use nudge_diagnostics::render::{
+    FINGERPRINT_KEY, JSON_VERSION, SRCROOT, SarifOptions, human, json, sarif, short, summary_line,
+};
+use nudge_diagnostics::{Diagnostic, Edit, FileId, FileSpan, SourceMap, Span};
 use serde_json::Value;
+use std::path::Path;
 
 const RELANCE: &str = "\
 // Relance — étape 1
@@ -139,10 +143,11 @@ fn short_is_one_line_per_diagnostic() {
 #[test]
 fn json_has_positions_and_every_field() {
     let (map, diags) = fixture();
-    let out = json(&map, &diags);
-    assert!(out.ends_with("]\n"));
+    let out = json(&[(&map, &diags)]);
+    assert!(out.ends_with("}\n"));
     let value: Value = serde_json::from_str(&out).expect("valid JSON");
-    let entries = value.as_array().expect("an array");
+    assert_eq!(value["version"], JSON_VERSION);
+    let entries = value["diagnostics"].as_array().expect("an array");
     assert_eq!(entries.len(), 4);
 
     let first = &entries[0];
@@ -181,7 +186,14 @@ fn json_has_positions_and_every_field() {
 #[test]
 fn sarif_is_a_valid_log_with_rules_and_regions() {
     let (map, diags) = fixture();
-    let out = sarif(&map, &diags, "0.1.0");
+    let options = SarifOptions {
+        tool_version: "0.1.0",
+        source_root: Some(Path::new("/repo")),
+        working_dir: Some(Path::new("/repo/shop")),
+        category: "nudge",
+        help_base: Some("https://docs.example/diagnostics.md"),
+    };
+    let out = sarif(&[(&map, &diags)], &options);
     let log: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(log["version"], "2.1.0");
     assert_eq!(
@@ -193,12 +205,21 @@ fn sarif_is_a_valid_log_with_rules_and_regions() {
     assert_eq!(run["columnKind"], "unicodeCodePoints");
     assert_eq!(run["tool"]["driver"]["name"], "nudge");
     assert_eq!(run["tool"]["driver"]["version"], "0.1.0");
+    assert_eq!(run["automationDetails"]["id"], "nudge/");
+    assert_eq!(run["originalUriBaseIds"][SRCROOT]["uri"], "file:///repo/");
     let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
-    assert_eq!(rules.len(), CODES.len());
-    for (rule, code) in rules.iter().zip(CODES) {
+    assert_eq!(rules.len(), codes::all().count());
+    for (rule, code) in rules.iter().zip(codes::all()) {
         assert_eq!(rule["id"], code.id);
         assert_eq!(rule["shortDescription"]["text"], code.summary);
+        let help = rule["help"]["text"].as_str().expect("help text");
+        assert!(help.starts_with(code.summary), "{help}");
+        assert!(rule["help"]["markdown"].as_str().is_some());
     }
+    assert_eq!(
+        rules[0]["helpUri"],
+        "https://docs.example/diagnostics.md#e0101-invalid-character"
+    );
 
     let results = run["results"].as_array().expect("results");
     assert_eq!(results.len(), 4);
@@ -211,7 +232,24 @@ fn sarif_is_a_valid_log_with_rules_and_regions() {
         "unknown name `urll`\n\ndid you mean `url`?"
     );
     let location = &first["locations"][0]["physicalLocation"];
-    assert_eq!(location["artifactLocation"]["uri"], "flows/relance.flow");
+    // Displayed relative to /repo/shop, so under the root it is shop/….
+    assert_eq!(
+        location["artifactLocation"]["uri"],
+        "shop/flows/relance.flow"
+    );
+    assert_eq!(location["artifactLocation"]["uriBaseId"], SRCROOT);
+    let fingerprints: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            r["partialFingerprints"][FINGERPRINT_KEY]
+                .as_str()
+                .expect("fingerprint")
+        })
+        .collect();
+    let mut unique = fingerprints.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), fingerprints.len(), "{fingerprints:?}");
     let region = &location["region"];
     let span = find(RELANCE, "{urll", "urll");
     assert_eq!(region["startLine"], 4);
@@ -255,11 +293,13 @@ fn faulty_spans_and_unknown_files_render_without_panicking() {
     assert!(plain.contains("a.flow:1:1"));
     assert!(plain.contains("error[E0201]: no file\n  = help: still shown\n"));
     assert_eq!(short(&map, &diags).lines().count(), 2);
-    let entries: Value = serde_json::from_str(&json(&map, &diags)).expect("valid JSON");
+    let doc: Value = serde_json::from_str(&json(&[(&map, &diags)])).expect("valid JSON");
+    let entries = &doc["diagnostics"];
     assert_eq!(entries[0]["span"]["start"], 0);
     assert_eq!(entries[0]["span"]["end"], 2);
     assert_eq!(entries[1]["file"], "<unknown file 7>");
-    let log: Value = serde_json::from_str(&sarif(&map, &diags, "0")).expect("valid JSON");
+    let out = sarif(&[(&map, &diags)], &SarifOptions::default());
+    let log: Value = serde_json::from_str(&out).expect("valid JSON");
     assert_eq!(log["runs"][0]["results"].as_array().map(Vec::len), Some(2));
 }
 
@@ -268,7 +308,58 @@ fn empty_input_gives_empty_output() {
     let map = SourceMap::new();
     assert_eq!(human(&map, &[], false), "");
     assert_eq!(short(&map, &[]), "");
-    assert_eq!(json(&map, &[]), "[]\n");
-    let log: Value = serde_json::from_str(&sarif(&map, &[], "1.2.3")).expect("valid JSON");
+    let doc: Value = serde_json::from_str(&json(&[(&map, &[])])).expect("valid JSON");
+    assert_eq!(doc["diagnostics"], Value::Array(vec![]));
+    let log: Value =
+        serde_json::from_str(&sarif(&[], &SarifOptions::default())).expect("valid JSON");
+    assert_eq!(log["runs"].as_array().map(Vec::len), Some(1));
     assert_eq!(log["runs"][0]["results"], Value::Array(vec![]));
+}
+
+#[test]
+fn fingerprints_survive_lines_added_above() {
+    let (map, diags) = fixture();
+    let shifted_text = format!("// a new first line\n{RELANCE}");
+    let mut shifted = SourceMap::new();
+    let relance = shifted.add("flows/relance.flow", shifted_text.as_str());
+    shifted.add("flows/events.flow", EVENTS);
+    let moved = vec![Diagnostic::new(
+        codes::E0201,
+        FileSpan::new(relance, find(&shifted_text, "{urll", "urll")),
+        "unknown name `urll`",
+    )];
+    let print = |map: &SourceMap, diags: &[Diagnostic]| {
+        let log: Value = serde_json::from_str(&sarif(&[(map, diags)], &SarifOptions::default()))
+            .expect("valid JSON");
+        log["runs"][0]["results"][0]["partialFingerprints"][FINGERPRINT_KEY].clone()
+    };
+    assert_eq!(print(&map, &diags[..1]), print(&shifted, &moved));
+    // Another rule on the same line is another finding.
+    let mut other = moved.clone();
+    other[0].code = codes::E0202;
+    assert_ne!(print(&shifted, &moved), print(&shifted, &other));
+}
+
+#[test]
+fn several_projects_make_one_run() {
+    let (map, diags) = fixture();
+    let mut second = SourceMap::new();
+    let file = second.add("other/main.flow", "flow x {\n");
+    let more = vec![Diagnostic::new(
+        codes::E0102,
+        FileSpan::new(file, Span::new(9, 9)),
+        "expected `}`, found end of file",
+    )];
+    let out = sarif(
+        &[(&map, &diags), (&second, &more)],
+        &SarifOptions::default(),
+    );
+    let log: Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(log["runs"].as_array().map(Vec::len), Some(1));
+    let results = log["runs"][0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), diags.len() + 1);
+    assert_eq!(
+        results[4]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "other/main.flow"
+    );
 }

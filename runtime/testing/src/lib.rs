@@ -21,6 +21,7 @@ mod timeline;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use nudge_bytecode::Bundle;
 use nudge_compiler::Project;
@@ -39,6 +40,8 @@ pub struct TestResult {
     pub line: usize,
     /// What did not hold; empty when the test passed.
     pub failures: Vec<Failure>,
+    /// How long the test took to run (wall-clock), for JUnit's `time`.
+    pub duration: Duration,
 }
 
 impl TestResult {
@@ -115,6 +118,7 @@ pub fn run_tests(project: &Project, bundle: &Bundle, filter: Option<&str>) -> Ve
 }
 
 fn run_one(sc: &scenario::Scenario<'_>, bundle: &Bundle) -> TestResult {
+    let started = Instant::now();
     let mut engine = Engine::new(bundle, MemorySink::default(), Config::default(), sc.start);
     let mut failures = sc.problems.clone();
     for step in &sc.calls {
@@ -143,5 +147,6 @@ fn run_one(sc: &scenario::Scenario<'_>, bundle: &Bundle) -> TestResult {
         file: sc.file.clone(),
         line: sc.line,
         failures,
+        duration: started.elapsed(),
     }
 }

@@ -1,19 +1,38 @@
 //! The JSON format: every field of every diagnostic, with byte spans and
-//! one-based line and character columns, for scripts and tools.
+//! one-based line and character columns, for scripts and tools. The shape
+//! is documented in `docs/diagnostics.md` and versioned by [`JSON_VERSION`].
 
 use serde::Serialize;
 
 use super::{Resolved, resolve};
 use crate::{Diagnostic, LineCol, Severity, SourceMap, Span};
 
-/// Renders diagnostics as a pretty-printed JSON array with a trailing
-/// newline.
-pub fn json(sources: &SourceMap, diags: &[Diagnostic]) -> String {
-    let entries: Vec<Entry<'_>> = diags.iter().map(|d| Entry::new(sources, d)).collect();
+/// The version of the JSON document's shape. It grows when a field is
+/// removed or changes meaning; added fields keep it.
+pub const JSON_VERSION: u32 = 1;
+
+/// Renders the diagnostics of every project given (a source map and its
+/// diagnostics) as one pretty-printed JSON document with a trailing
+/// newline: `{"version": 1, "diagnostics": [...]}`.
+pub fn json(projects: &[(&SourceMap, &[Diagnostic])]) -> String {
+    let document = Document {
+        version: JSON_VERSION,
+        diagnostics: projects
+            .iter()
+            .flat_map(|(sources, diags)| diags.iter().map(|d| Entry::new(sources, d)))
+            .collect(),
+    };
     // Serialising plain structs of strings and numbers cannot fail.
-    let mut text = serde_json::to_string_pretty(&entries).unwrap_or_else(|_| "[]".to_string());
+    let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The whole output.
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    diagnostics: Vec<Entry<'a>>,
 }
 
 /// One diagnostic as it appears in the JSON output.

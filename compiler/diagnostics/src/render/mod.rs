@@ -13,8 +13,8 @@ mod sarif;
 mod short;
 
 pub use human::human;
-pub use json::json;
-pub use sarif::sarif;
+pub use json::{JSON_VERSION, json};
+pub use sarif::{FINGERPRINT_KEY, SRCROOT, SarifOptions, sarif};
 pub use short::short;
 
 use crate::{Diagnostic, FileId, FileSpan, LineCol, Severity, SourceFile, SourceMap, Span};

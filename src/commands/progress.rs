@@ -1,0 +1,192 @@
+//! The progress bar of `nudge run`: how far the replay's virtual clock has
+//! come between the first and the last call of the input, drawn on stderr
+//! when it is a terminal.
+//!
+//! The engine reports nothing while it replays, but every decision it
+//! records carries the virtual time; a sink in front of the real one reads
+//! those times, so the bar needs no help from the engine.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nudge_bytecode::Channel;
+use nudge_runtime::engine::Sink;
+use nudge_runtime::record::{Membership, Record};
+
+/// Inputs smaller than this replay in well under a second: no bar, so
+/// short runs do not flicker.
+const MIN_BYTES: usize = 1 << 20;
+
+/// Reading every record's time would cost more than drawing: one in this
+/// many is read.
+const SAMPLE: u32 = 64;
+
+/// A bar over the input's time range, or nothing.
+pub struct Progress {
+    bar: Option<Bar>,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    first: i64,
+    last: i64,
+}
+
+impl Progress {
+    /// A bar for replaying `input` (Segment JSON lines), shown only when
+    /// stderr is a terminal and the input is large enough to take a while.
+    pub fn for_replay(input: &[u8]) -> Progress {
+        if !std::io::stderr().is_terminal() || input.len() < MIN_BYTES {
+            return Progress { bar: None };
+        }
+        Progress {
+            bar: Bar::new(input, ProgressDrawTarget::stderr()),
+        }
+    }
+
+    /// Moves the bar to the virtual time `at` (seconds since the epoch).
+    pub fn at(&self, at: i64) {
+        if let Some(b) = &self.bar {
+            let pos = at.clamp(b.first, b.last) - b.first;
+            b.bar.set_position(u64::try_from(pos).unwrap_or(0));
+        }
+    }
+
+    /// Removes the bar, before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.bar.finish_and_clear();
+        }
+    }
+}
+
+impl Bar {
+    fn new(input: &[u8], target: ProgressDrawTarget) -> Option<Bar> {
+        let (first, last) = time_range(input)?;
+        let calls = input.iter().filter(|&&b| b == b'\n').count();
+        let bar = ProgressBar::with_draw_target(Some(span(first, last)), target);
+        let style = ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {percent:>3}% {msg}",
+        )
+        .ok()?;
+        bar.set_style(style);
+        bar.set_message(format!("replaying {calls} calls"));
+        // Redrawn from its own thread, so the elapsed time moves even while
+        // the engine records nothing.
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(Bar { bar, first, last })
+    }
+}
+
+/// The bar's length: at least one second, so an input of one instant still
+/// has a bar that can fill.
+fn span(first: i64, last: i64) -> u64 {
+    u64::try_from(last - first).unwrap_or(0).max(1)
+}
+
+/// The earliest and latest time of the first and last lines: streams are
+/// recorded in time order, and reading two lines costs nothing.
+fn time_range(input: &[u8]) -> Option<(i64, i64)> {
+    fn text(line: &[u8]) -> Option<&str> {
+        std::str::from_utf8(line).ok().map(str::trim)
+    }
+    let mut lines = input
+        .split(|&b| b == b'\n')
+        .filter_map(text)
+        .filter(|l| !l.is_empty());
+    let first = nudge_runtime::segment::time_of(lines.next()?)?;
+    let last = input
+        .rsplit(|&b| b == b'\n')
+        .filter_map(text)
+        .find(|l| !l.is_empty())
+        .and_then(nudge_runtime::segment::time_of)
+        .unwrap_or(first);
+    Some((first.min(last), first.max(last)))
+}
+
+/// A sink that moves the progress bar with the records' virtual time and
+/// passes everything on to the sink behind it.
+pub struct ProgressSink<'p, S> {
+    inner: S,
+    progress: &'p Progress,
+    seen: u32,
+}
+
+impl<'p, S> ProgressSink<'p, S> {
+    /// Puts the bar in front of `inner`.
+    pub fn new(inner: S, progress: &'p Progress) -> Self {
+        ProgressSink {
+            inner,
+            progress,
+            seen: 0,
+        }
+    }
+
+    /// The sink behind the bar.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Sink> Sink for ProgressSink<'_, S> {
+    fn deliver(
+        &mut self,
+        channel: Channel,
+        message: &nudge_channels::Outgoing,
+    ) -> Result<(), String> {
+        self.inner.deliver(channel, message)
+    }
+
+    fn record(&mut self, record: Record) {
+        self.seen = self.seen.wrapping_add(1);
+        if self.progress.bar.is_some()
+            && self.seen.is_multiple_of(SAMPLE)
+            && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&record.at)
+        {
+            self.progress.at(at.timestamp());
+        }
+        self.inner.record(record);
+    }
+
+    fn membership(&mut self, change: Membership) {
+        self.inner.membership(change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALLS: &str = r#"{"type":"track","userId":"u1","event":"Order Completed","timestamp":"2026-01-05T10:00:00Z"}
+
+{"type":"track","userId":"u2","event":"Order Completed","timestamp":"2026-01-05T11:00:00Z"}
+"#;
+
+    #[test]
+    fn the_range_runs_from_the_first_call_to_the_last() {
+        let (first, last) = time_range(CALLS.as_bytes()).expect("a range");
+        assert_eq!(last - first, 3600);
+        assert_eq!(time_range(b"\n\n"), None);
+    }
+
+    #[test]
+    fn the_bar_follows_the_virtual_clock_and_stays_inside_its_range() {
+        let bar = Bar::new(CALLS.as_bytes(), ProgressDrawTarget::hidden()).expect("a bar");
+        let first = bar.first;
+        let progress = Progress { bar: Some(bar) };
+        progress.at(first + 900);
+        let position = |p: &Progress| p.bar.as_ref().map(|b| b.bar.position());
+        assert_eq!(position(&progress), Some(900));
+        progress.at(first - 50);
+        assert_eq!(position(&progress), Some(0));
+        progress.at(first + 99_999);
+        assert_eq!(position(&progress), Some(3600));
+    }
+
+    #[test]
+    fn no_bar_when_stderr_is_not_a_terminal_or_the_input_is_small() {
+        // Under `cargo test` stderr is captured, not a terminal.
+        assert!(Progress::for_replay(CALLS.as_bytes()).bar.is_none());
+    }
+}
