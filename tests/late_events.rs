@@ -361,3 +361,48 @@ fn under_concurrent_batched_load_no_buyer_gets_a_reminder() {
     want.sort();
     assert_eq!(got, want, "reminders only to the shoppers who did not buy");
 }
+
+#[test]
+fn a_batch_three_minutes_late_with_a_screen_call_stops_the_reminder_and_loses_nothing() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let server = start_server_with(&dir, &["--write-key", WRITE_KEY], &[]);
+    let zone = afternoon_zone();
+    let screen = format!(
+        r#"{{"type":"screen","userId":"ana","name":"Order confirmation","timestamp":"{}"}}"#,
+        ago(175)
+    );
+    post_batch(
+        &server.base,
+        &[
+            identify("ana", &ago(200), &zone),
+            checkout("ana", &ago(190)),
+            screen,
+            order("ana", &ago(170)),
+        ],
+    );
+    let metrics = common::wait_for_metric(&server, "\nnudge_events_total 4\n");
+    assert!(metrics.contains("\nnudge_events_total 4\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nnudge_dead_letters_total 0\n"),
+        "{metrics}"
+    );
+    server.terminate();
+    let trace = jsonl(&dir.join(".nudge/trace.jsonl"));
+    let ana: Vec<String> = trace
+        .iter()
+        .filter(|r| r["customer"] == "ana")
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["kind"].as_str().unwrap(),
+                r["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        ana.contains(&"entered ".to_string())
+            && ana.contains(&"exited order_completed".to_string()),
+        "{ana:?}"
+    );
+    assert!(sent(&dir).is_empty(), "{:?}", sent(&dir));
+}

@@ -1,5 +1,6 @@
 //! Identity merges: instance identities (and so idempotency keys) stay
-//! unique and stable, and the merged person's entry rules hold.
+//! unique and stable, and the merged person's entry rules hold. State tied
+//! to an address holds for every customer who shares it.
 
 mod common;
 
@@ -107,6 +108,105 @@ fn a_merge_keeps_idempotency_keys_unique_and_unchanged() {
             // Started as a1: its key names a1, as it would have unmerged.
             format!("cart/{v}/a1/1/send@1"),
             format!("cart/{v}/u1/3/send@1"),
+        ]
+    );
+}
+
+const SHARED: &str = r#"
+message promo() {
+  channel email
+  subject "New in"
+  body "Have a look"
+}
+
+message promo_sms() {
+  channel sms
+  text "New in"
+}
+
+flow promo {
+  trigger product_viewed
+  entry always
+  send promo()
+  send promo_sms()
+}
+"#;
+
+fn sharer(id: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{id}","timestamp":"{at}","traits":{{"email":"Family@Example.com","phone":"+15555550100","timezone":"UTC","consent":{{"email":true,"sms":true}}}}}}"#
+    )
+}
+
+fn track(id: &str, event: &str, at: &str, props: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"{event}","userId":"{id}","timestamp":"{at}","properties":{props}}}"#
+    )
+}
+
+fn decisions(sink: &nudge_runtime::engine::MemorySink, who: &str) -> Vec<String> {
+    sink.records
+        .iter()
+        .filter(|r| r.customer == who)
+        .filter_map(|r| match &r.what {
+            What::Send {
+                message,
+                outcome,
+                reason,
+                ..
+            } => Some(format!(
+                "{message} {}{}",
+                outcome.name(),
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_bounce_and_an_sms_stop_hold_for_everyone_who_shares_the_address() {
+    let b = bundle(SHARED);
+    let view = |who: &str, at: &str| track(who, "Product Viewed", at, r#"{"product_id":"p1"}"#);
+    let (sink, _) = replay(
+        &b,
+        &[
+            sharer("mum", "2026-01-05T09:00:00Z"),
+            sharer("son", "2026-01-05T09:00:00Z"),
+            track(
+                "mum",
+                "Message Bounced",
+                "2026-01-05T10:00:00Z",
+                r#"{"channel":"email","kind":"hard"}"#,
+            ),
+            track(
+                "mum",
+                "SMS Received",
+                "2026-01-05T10:00:00Z",
+                r#"{"text":"STOP"}"#,
+            ),
+            view("son", "2026-01-05T11:00:00Z"),
+            // The phone texts START: its opt-out is lifted for both.
+            track(
+                "mum",
+                "SMS Received",
+                "2026-01-05T12:00:00Z",
+                r#"{"text":"start"}"#,
+            ),
+            view("son", "2026-01-05T13:00:00Z"),
+        ]
+        .join("\n"),
+    );
+    assert_eq!(
+        decisions(&sink, "son"),
+        [
+            "promo blocked: undeliverable",
+            "promo_sms blocked: opted_out",
+            "promo blocked: undeliverable",
+            "promo_sms sent",
         ]
     );
 }

@@ -682,7 +682,7 @@ impl<S: Sink> Engine<'_, S> {
         if start < self.now {
             // Events stamped since the late trigger may already be here (a
             // purchase that overtook its checkout): they end it at once.
-            self.recheck_exits(id);
+            self.recheck_history(id);
             if self.instances[id as usize].is_none() {
                 return;
             }

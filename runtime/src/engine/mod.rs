@@ -178,6 +178,11 @@ pub struct Engine<'b, S: Sink> {
     sent_keys: std::collections::HashSet<String>,
     /// Customers whose profile changed since segments and date triggers were last looked at.
     dirty: Vec<u32>,
+    /// Addresses (lower-cased) that bounced hard, whoever they belong to:
+    /// two customers who share an address share its bounce.
+    undeliverable: HashSet<String>,
+    /// Phone numbers that texted an opt-out word, whoever they belong to.
+    stopped_phones: HashSet<String>,
     stats: Stats,
 }
 
@@ -223,6 +228,8 @@ impl<'b, S: Sink> Engine<'b, S> {
             generations: 0,
             sent_keys: Default::default(),
             dirty: Vec::new(),
+            undeliverable: HashSet::new(),
+            stopped_phones: HashSet::new(),
             stats: Stats::new(bundle),
         };
         engine.add_release(bundle);
@@ -579,6 +586,14 @@ impl<'b, S: Sink> Engine<'b, S> {
         // this runs for every call.
         let mut changed = false;
         let mut feedback_record = None;
+        // State tied to an address, applied to every customer who has it
+        // once the customer's own borrow ends: a bounced address, and a
+        // phone's SMS opt-out (`true`) or opt-in (`false`).
+        let mut bounced_address = None;
+        let mut phone_stop: Option<(String, bool)> = None;
+        let phone_of = |profile: &nudge_bytecode::Record| {
+            t.text(profile, t.phone).map(|p| p.trim().to_string())
+        };
         for (field, value) in traits {
             let merged = match (&cust.profile.fields[*field as usize], value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
@@ -600,6 +615,11 @@ impl<'b, S: Sink> Engine<'b, S> {
                 // An identify granting a channel (`consent.sms: true`) is an
                 // explicit re-consent: it lifts a hard opt-out on that channel.
                 cust.opted_out.retain(|ch| !t.grants(bundle, value, ch));
+                if t.grants(bundle, value, "sms")
+                    && let Some(p) = phone_of(&cust.profile)
+                {
+                    phone_stop = Some((p, false));
+                }
                 // `subscribed` follows consent, whichever way it was set.
                 let any = [Channel::Email, Channel::Sms, Channel::Push]
                     .iter()
@@ -674,6 +694,11 @@ impl<'b, S: Sink> Engine<'b, S> {
                     t.set_consent(bundle, &mut cust.profile, &channel, true);
                     // An explicit re-consent lifts an earlier hard opt-out.
                     cust.opted_out.remove(channel.as_str());
+                    if channel == "sms"
+                        && let Some(p) = phone_of(&cust.profile)
+                    {
+                        phone_stop = Some((p, false));
+                    }
                 }
                 Some("Unsubscribed") => {
                     t.set_consent(bundle, &mut cust.profile, &text("channel"), false)
@@ -688,22 +713,37 @@ impl<'b, S: Sink> Engine<'b, S> {
                             .map(|e| e.trim().to_lowercase()),
                     };
                     if hard && let Some(a) = addr {
-                        cust.bounced.insert(a);
+                        cust.bounced.insert(a.clone());
+                        bounced_address = Some(a);
                     }
                 }
                 Some("SMS Received") => match customer::sms_keyword(&text("text")) {
                     Some(customer::SmsKeyword::OptOut) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", false);
                         cust.opted_out.insert("sms");
+                        phone_stop = phone_of(&cust.profile).map(|p| (p, true));
                     }
                     Some(customer::SmsKeyword::OptIn) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", true);
                         cust.opted_out.remove("sms");
+                        phone_stop = phone_of(&cust.profile).map(|p| (p, false));
                     }
                     None => {}
                 },
                 _ => {}
             }
+        }
+        if let Some(a) = bounced_address {
+            self.undeliverable.insert(a);
+        }
+        match phone_stop {
+            Some((p, true)) => {
+                self.stopped_phones.insert(p);
+            }
+            Some((p, false)) => {
+                self.stopped_phones.remove(&p);
+            }
+            None => {}
         }
         if changed {
             self.dirty.push(c);
@@ -801,7 +841,10 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
     }
 
-    fn recheck_history(&mut self, id: u32) {
+    /// Checks instance `id`'s exit rules (and the `wait for` it is parked
+    /// in) against the events already seen since it started: events of an
+    /// identity joined later, or a stop that overtook a late trigger.
+    pub(super) fn recheck_history(&mut self, id: u32) {
         let Some(inst) = self.instances[id as usize].as_ref() else {
             return;
         };
@@ -1032,30 +1075,6 @@ impl<'b, S: Sink> Engine<'b, S> {
                 messages,
             },
         );
-    }
-
-    /// Checks instance `id`'s exit rules against the events already seen
-    /// since it started (a late trigger may be overtaken by its stop).
-    fn recheck_exits(&mut self, id: u32) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
-            return;
-        };
-        let (started, trigger_seq) = (inst.started, inst.trigger_seq);
-        let events: Vec<Seen> = {
-            let cust = &self.customers[&inst.customer];
-            let start = cust.events.partition_point(|e| e.at < started);
-            cust.events[start..]
-                .iter()
-                .filter(|e| e.seq != trigger_seq)
-                .cloned()
-                .collect()
-        };
-        for e in &events {
-            if self.instances[id as usize].is_none() {
-                return;
-            }
-            self.check_exit(id, e);
-        }
     }
 
     fn record(&mut self, c: u32, what: What) {

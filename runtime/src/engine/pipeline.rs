@@ -228,10 +228,15 @@ impl<S: Sink> Engine<'_, S> {
         let Some(to) = to else {
             return stop(Outcome::Blocked, "no_address");
         };
-        if cust.bounced.contains(&to.to_lowercase()) {
+        // A bounce or an SMS opt-out holds for the address, whichever
+        // customer it came through.
+        let address = to.to_lowercase();
+        if cust.bounced.contains(&address) || self.undeliverable.contains(&address) {
             return stop(Outcome::Blocked, "undeliverable");
         }
-        if cust.opted_out.contains(msg.channel.name()) {
+        if cust.opted_out.contains(msg.channel.name())
+            || (msg.channel == Channel::Sms && self.stopped_phones.contains(&to))
+        {
             return stop(Outcome::Blocked, "opted_out");
         }
         if marketing
