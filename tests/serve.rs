@@ -652,10 +652,13 @@ fn a_batch_with_a_screen_and_bad_items_loses_no_valid_call() {
     );
     assert_eq!(status, 200, "{answer}");
     let metrics = server.metrics();
-    assert!(
-        metrics.contains("\nnudge_dead_letters_total 2\n"),
-        "{metrics}"
-    );
+    for counted in [
+        "\nnudge_dead_letters_total 2\n",
+        "\nnudge_undeclared_events_total 1\n",
+        "\nnudge_group_calls_total 1\n",
+    ] {
+        assert!(metrics.contains(counted), "{counted:?} in {metrics}");
+    }
     stop(server);
     let mut subjects: Vec<String> = std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
         .unwrap()
@@ -693,5 +696,45 @@ fn a_batch_with_a_screen_and_bad_items_loses_no_valid_call() {
             .as_str()
             .unwrap()
             .contains("expected a JSON object")
+    );
+}
+
+/// A line that is not UTF-8 on stdin is a dead letter; the lines around it
+/// are applied, as `nudge run` does.
+#[test]
+fn stdin_dead_letters_a_line_that_is_not_utf8_and_goes_on() {
+    let (tmp, project) = copy_example("cart_recovery");
+    let outbox = tmp.path().join("out.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", project.to_str().unwrap(), "--stdin", "--in-memory"])
+        .args(["--outbox", outbox.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(br#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T12:00:00Z","traits":{"email":"u1@example.com","timezone":"UTC","consent":{"email":true}}}
+{"type":"track","event":"Product Viewed","userId":"u1","timestamp":"2026-01-05T12:01:00Z","properties":{"name":"caf"#).unwrap();
+    stdin.write_all(b"\xe9\"}}\n").unwrap();
+    stdin.write_all(br#"{"type":"track","event":"Checkout Started","userId":"u1","timestamp":"2026-01-05T12:02:00Z","properties":{"value":5.0,"products":[]}}
+{"type":"identify","userId":"u2","timestamp":"2026-01-05T15:00:00Z","traits":{}}
+"#).unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let sent = std::fs::read_to_string(&outbox).unwrap();
+    assert!(sent.contains("\"message\":\"cart_reminder\""), "{sent}");
+    let dead = std::fs::read_to_string(project.join(".nudge/dead_letters.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["line"], 2);
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not UTF-8 text"),
+        "{dead:?}"
     );
 }

@@ -425,6 +425,13 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
                     }
                 }
             },
+            // Tag managers send counts as text too (`"quantity": "2"`).
+            Shape::Str(t) => match numeric(t) {
+                Some(d) if d.fract().is_zero() => {
+                    Value::Int(i64::try_from(d).map_err(|_| wrong("an integer in range"))?)
+                }
+                _ => return Err(wrong("an integer")),
+            },
             _ => return Err(wrong("an integer")),
         },
         Type::Decimal => Value::Decimal(num("a number")?),
@@ -852,6 +859,10 @@ mod tests {
         assert_eq!(dropped[0].reason, "required but missing");
         let b = bundle();
         assert_eq!(empty(&b, &Type::Money), Value::Money(Decimal::ZERO));
+        assert_eq!(scalar(&b, &Type::Int, Shape::Str(" 2 ")), Ok(Value::Int(2)));
+        assert_eq!(scalar(&b, &Type::Int, Shape::Str("2.0")), Ok(Value::Int(2)));
+        assert!(scalar(&b, &Type::Int, Shape::Str("2.5")).is_err());
+        assert!(scalar(&b, &Type::Int, Shape::Str("two")).is_err());
         assert_eq!(empty(&b, &Type::Time), Value::None);
         assert_eq!(
             empty(&b, &Type::Record(0)),

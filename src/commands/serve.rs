@@ -209,9 +209,10 @@ fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
     };
     let mut lines = Vec::with_capacity(STDIN_BATCH);
     let mut input = std::io::stdin().lock();
+    let mut number = 0usize;
     loop {
-        let mut line = String::new();
-        let read = match input.read_line(&mut line) {
+        let mut raw = Vec::new();
+        let read = match input.read_until(b'\n', &mut raw) {
             Ok(n) => n,
             Err(e) => {
                 eprintln!("error: reading stdin: {e}");
@@ -219,9 +220,25 @@ fn serve_stdin(bundle: &nudge_bytecode::Bundle, setup: &Setup<'_>) -> Status {
                 return Status::Failure;
             }
         };
-        let text = line.trim_end_matches(['\n', '\r']);
-        if !text.trim().is_empty() {
-            lines.push(text.to_string());
+        if read > 0 {
+            number += 1;
+        }
+        match String::from_utf8(raw) {
+            Ok(line) => {
+                let text = line.trim_end_matches(['\n', '\r']);
+                if !text.trim().is_empty() {
+                    lines.push(text.to_string());
+                }
+            }
+            // One bad line is a dead letter, as in `nudge run`: the batch
+            // around it and the lines after it go on.
+            Err(e) => live.write_dead(&[DeadLetter {
+                line: number,
+                reason: format!("not UTF-8 text: {}", e.utf8_error()),
+                input: String::from_utf8_lossy(e.as_bytes())
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+            }]),
         }
         if (read == 0 || lines.len() >= STDIN_BATCH)
             && !lines.is_empty()
@@ -500,6 +517,16 @@ impl<'b> Live<'b> {
         batch.source = Some(self.source.clone());
         self.commit(&mut batch)?;
         self.metrics.events.fetch_add(count, Ordering::Relaxed);
+        let counters = self.engine.counters();
+        self.metrics
+            .dropped
+            .store(counters.dropped, Ordering::Relaxed);
+        self.metrics
+            .undeclared
+            .store(counters.undeclared, Ordering::Relaxed);
+        self.metrics
+            .groups
+            .store(counters.groups, Ordering::Relaxed);
         self.write_dead(&dead);
         Ok(())
     }
@@ -688,6 +715,12 @@ impl<'b> Live<'b> {
 struct Metrics {
     events: AtomicU64,
     dead: AtomicU64,
+    /// Properties or traits dropped from calls that were applied.
+    dropped: AtomicU64,
+    /// Track calls for events the project does not declare.
+    undeclared: AtomicU64,
+    /// Segment `group` calls.
+    groups: AtomicU64,
     sends: Mutex<BTreeMap<(String, &'static str), u64>>,
     lag: AtomicI64,
     commit_micros: AtomicU64,
@@ -727,6 +760,28 @@ impl Metrics {
             "Accepted calls the engine refused (they are in the dead-letter file).",
             vec![format!("nudge_dead_letters_total {dead}")],
         );
+        // Counted since the store began (the engine's counters are rebuilt
+        // with its history), unlike the counters above.
+        for (name, help, value) in [
+            (
+                "nudge_dropped_properties_total",
+                "Properties and traits dropped from calls that were applied (the trace says which).",
+                &self.dropped,
+            ),
+            (
+                "nudge_undeclared_events_total",
+                "Track calls for events the project does not declare: accepted and counted.",
+                &self.undeclared,
+            ),
+            (
+                "nudge_group_calls_total",
+                "Segment group calls accepted.",
+                &self.groups,
+            ),
+        ] {
+            let n = value.load(Ordering::Relaxed);
+            metric(name, "counter", help, vec![format!("{name} {n}")]);
+        }
         let sends = self
             .sends
             .lock()

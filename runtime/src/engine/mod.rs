@@ -336,6 +336,12 @@ impl<'b, S: Sink> Engine<'b, S> {
         s
     }
 
+    /// The counters as they run, without the per-instance counts that
+    /// [`Engine::stats`] fills in: cheap enough to read after every batch.
+    pub fn counters(&self) -> &Stats {
+        &self.stats
+    }
+
     /// The sink, to read what was produced.
     pub fn sink(&self) -> &S {
         &self.sink
