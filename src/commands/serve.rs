@@ -953,7 +953,7 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given.map(str::trim) != Some(&**token) {
+    if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
         return error(
             StatusCode::UNAUTHORIZED,
             "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
@@ -1102,7 +1102,16 @@ fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
         return false;
     };
     let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
-    keys.iter().any(|k| user == k.as_bytes())
+    // Every key is compared, and each in constant time, so the answer's
+    // timing tells nothing about how much of a key was right.
+    keys.iter()
+        .fold(false, |found, k| same_secret(user, k.as_bytes()) | found)
+}
+
+/// Whether two secrets are equal, in time that depends on their lengths only.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
 /// The calls of a body as JSON lines, or the error response.
@@ -1122,4 +1131,34 @@ fn to_lines(kind: Option<&str>, body: &[u8], receipt: bool) -> Result<Vec<String
             ),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str) -> HeaderMap {
+        use base64::Engine as _;
+        let mut h = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:"));
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {encoded}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn write_keys_match_whole_and_exactly() {
+        let keys: Vec<Arc<str>> = vec!["first-key".into(), "second-key".into()];
+        assert!(authorized(&basic("second-key"), &keys));
+        assert!(authorized(&basic("first-key"), &keys));
+        for wrong in ["second-ke", "second-key2", "", "SECOND-KEY"] {
+            assert!(!authorized(&basic(wrong), &keys), "{wrong:?}");
+        }
+        assert!(!authorized(&HeaderMap::new(), &keys));
+        assert!(same_secret(b"t0k", b"t0k"));
+        assert!(!same_secret(b"t0k", b"t0K"));
+        assert!(!same_secret(b"t0", b"t0k"));
+    }
 }
