@@ -390,3 +390,33 @@ fn amounts_arrive_with_every_digit() {
         ]
     );
 }
+
+/// The store and every output file hold customers' addresses: they are
+/// private to the user whatever the umask, and so is the state folder.
+#[cfg(unix)]
+#[test]
+fn the_store_and_outputs_are_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let state = dir.join(".nudge");
+    // A state folder left open by an earlier version is closed too.
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" run \"$1\" --drain"])
+        .arg(env!("CARGO_BIN_EXE_nudge"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for file in [
+        "state.db",
+        "outbox.jsonl",
+        "trace.jsonl",
+        "dead_letters.jsonl",
+    ] {
+        assert_eq!(mode(&state.join(file)), 0o600, "{file}");
+    }
+}

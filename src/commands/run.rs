@@ -187,6 +187,7 @@ fn run_project(
     };
     let routes = routes.as_slice();
     let state = root.join(".nudge");
+    super::private_files(&state);
     let events = args
         .events
         .clone()

@@ -403,6 +403,7 @@ impl<'b> Live<'b> {
             ..
         } = *setup;
         let state = root.join(".nudge");
+        super::private_files(&state);
         let engine = &args.engine;
         let outbox = engine
             .outbox
