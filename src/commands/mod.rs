@@ -194,6 +194,27 @@ pub fn compile_project(
     Ok((project, bundle))
 }
 
+/// Makes every file and folder this process creates from now on private to
+/// its user (files 0600, folders 0700), whatever the umask: the store, the
+/// outbox, the trace and the dead letters hold customers' emails and
+/// phone numbers. A state folder made earlier is made private too.
+pub(crate) fn private_files(state: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // SAFETY: umask only swaps the process's file-mode mask; it cannot
+        // fail and touches no memory.
+        unsafe {
+            libc::umask(0o077);
+        }
+        if state.is_dir() {
+            let _ = std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,25 +245,4 @@ mod tests {
         );
         assert_eq!(color_flag(&args(&["nudge", "--color", "pink"])), None);
     }
-}
-
-/// Makes every file and folder this process creates from now on private to
-/// its user (files 0600, folders 0700), whatever the umask: the store, the
-/// outbox, the trace and the dead letters hold customers' emails and
-/// phone numbers. A state folder made earlier is made private too.
-pub(crate) fn private_files(state: &std::path::Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        // SAFETY: umask only swaps the process's file-mode mask; it cannot
-        // fail and touches no memory.
-        unsafe {
-            libc::umask(0o077);
-        }
-        if state.is_dir() {
-            let _ = std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = state;
 }
