@@ -149,6 +149,7 @@ fn http_ingest_is_durable_authenticated_and_validated() {
 
     assert_eq!(post(&server, "/v1/nope", Some(GOOD), "{}").0, 404);
     assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(&server, "/readyz"), (200, "ok\n".to_string()));
     // The reminder fell due while the checkout was on its way: it goes out
     // at the next tick.
     let delivered = "nudge_sends_total{channel=\"email\",outcome=\"delivered\"}";

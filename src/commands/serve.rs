@@ -46,6 +46,15 @@ const MAX_CALL: usize = 32 * 1024;
 const SOURCE: &str = "nudge serve";
 /// Lines per transaction when reading stdin.
 const STDIN_BATCH: usize = 1_000;
+/// Requests waiting for the engine at most; past that a request is answered
+/// 503 with `Retry-After` (Segment's clients retry it) instead of queueing
+/// without bound while the engine falls behind.
+const QUEUE: usize = 256;
+/// An engine that has not come round its loop for this long is stalled:
+/// `/healthz` and `/readyz` fail.
+const STALLED: Duration = Duration::from_secs(30);
+/// A stall this long ends the process, so that a supervisor restarts it.
+const WEDGED: Duration = Duration::from_secs(120);
 
 /// Arguments of `nudge serve`.
 #[derive(clap::Args, Debug)]
@@ -147,7 +156,7 @@ pub fn run(args: Args) -> Status {
         .or_else(|| settings.serve.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8787".to_string());
     let metrics = Arc::new(Metrics::default());
-    let (tx, rx) = mpsc::channel::<Msg>();
+    let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Status>>();
         let engine_metrics = metrics.clone();
@@ -161,6 +170,7 @@ pub fn run(args: Args) -> Status {
                     return status;
                 }
             };
+            live.metrics.beat();
             let _ = ready_tx.send(Ok(()));
             engine_loop(&mut live, &rx, setup.args.clock);
             live.finish()
@@ -168,6 +178,24 @@ pub fn run(args: Args) -> Status {
         if !matches!(ready_rx.recv(), Ok(Ok(()))) {
             return status_of(engine.join());
         }
+        // The watchdog: a wedged engine thread ends the process (the HTTP
+        // side alone would go on answering while nothing is applied).
+        let watched = metrics.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                if watched.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if watched.since_beat() > WEDGED {
+                    eprintln!(
+                        "error: the engine has not answered for {}s; exiting so that a supervisor restarts the server",
+                        watched.since_beat().as_secs()
+                    );
+                    std::process::exit(70);
+                }
+            }
+        });
         let admin = settings
             .serve
             .admin_token
@@ -182,8 +210,10 @@ pub fn run(args: Args) -> Status {
             metrics,
             receipt: args.clock == Clock::Wall,
         };
+        let stopping = app.metrics.clone();
         let served = serve_http(&listen, app);
         // Every request has been answered: the engine stops after what is queued.
+        stopping.stopping.store(true, Ordering::Relaxed);
         let _ = tx.send(Msg::Stop);
         let status = status_of(engine.join());
         match served {
@@ -292,6 +322,7 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
     // A message taken off the queue while grouping, handled next.
     let mut held = None;
     loop {
+        live.metrics.beat();
         if Instant::now() >= next_tick {
             if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
                 live.broken(&e);
@@ -728,9 +759,29 @@ struct Metrics {
     commits: AtomicU64,
     /// A commit failed: the engine is ahead of the store, so nothing more is accepted.
     broken: AtomicBool,
+    /// Requests answered 503 because the engine's queue was full.
+    busy: AtomicU64,
+    /// When the engine thread last came round its loop, in milliseconds
+    /// since the epoch.
+    heartbeat: AtomicI64,
+    /// The server is shutting down: the engine may be finishing its queue.
+    stopping: AtomicBool,
 }
 
 impl Metrics {
+    /// Notes that the engine thread is alive and taking work.
+    fn beat(&self) {
+        self.heartbeat
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// How long since the engine thread last came round its loop.
+    fn since_beat(&self) -> Duration {
+        let last = self.heartbeat.load(Ordering::Relaxed);
+        let now = chrono::Utc::now().timestamp_millis();
+        Duration::from_millis(now.saturating_sub(last).max(0) as u64)
+    }
+
     fn commit(&self, took: Duration) {
         self.commit_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
@@ -783,6 +834,13 @@ impl Metrics {
             let n = value.load(Ordering::Relaxed);
             metric(name, "counter", help, vec![format!("{name} {n}")]);
         }
+        let busy = self.busy.load(Ordering::Relaxed);
+        metric(
+            "nudge_http_busy_total",
+            "counter",
+            "Requests answered 503 with Retry-After because the engine's queue was full.",
+            vec![format!("nudge_http_busy_total {busy}")],
+        );
         let sends = self
             .sends
             .lock()
@@ -827,7 +885,7 @@ impl Metrics {
 /// What every handler shares.
 #[derive(Clone)]
 struct App {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     /// Accepted write keys; empty with `--no-auth`.
     keys: Arc<[Arc<str>]>,
     /// The bearer token of `POST /admin/reload`; without one it is off.
@@ -857,6 +915,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
         let router = Router::new()
             .route("/v1/{kind}", post(ingest))
             .route("/healthz", get(healthz))
+            .route("/readyz", get(healthz))
             .route("/admin/reload", post(reload))
             .route("/metrics", get(metrics))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
@@ -914,7 +973,7 @@ fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
 }
 
 /// Asks the engine thread to reload and waits for its answer.
-async fn ask_reload(tx: &mpsc::Sender<Msg>) -> Reloaded {
+async fn ask_reload(tx: &mpsc::SyncSender<Msg>) -> Reloaded {
     let (reply, answer) = oneshot::channel();
     let gone = || {
         (
@@ -922,7 +981,7 @@ async fn ask_reload(tx: &mpsc::Sender<Msg>) -> Reloaded {
             json!({"error": "shutting down"}),
         )
     };
-    if tx.send(Msg::Reload(reply)).is_err() {
+    if tx.try_send(Msg::Reload(reply)).is_err() {
         return gone();
     }
     answer.await.unwrap_or_else(|_| gone())
@@ -931,7 +990,7 @@ async fn ask_reload(tx: &mpsc::Sender<Msg>) -> Reloaded {
 /// `SIGHUP` reloads, as `POST /admin/reload` does; the engine thread logs
 /// the outcome.
 #[cfg(unix)]
-async fn reload_on_sighup(tx: mpsc::Sender<Msg>) {
+async fn reload_on_sighup(tx: mpsc::SyncSender<Msg>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         eprintln!("warning: cannot listen for SIGHUP; reload with POST /admin/reload");
@@ -965,9 +1024,13 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// `/healthz` and `/readyz`: ok only while the store works and the engine
+/// thread comes round its loop (it does at least once a second when idle).
 async fn healthz(State(app): State<App>) -> Response {
     if app.metrics.broken.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "store failed\n").into_response()
+    } else if app.metrics.since_beat() > STALLED {
+        (StatusCode::SERVICE_UNAVAILABLE, "engine stalled\n").into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
     }
@@ -1044,8 +1107,24 @@ async fn ingest(
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
     }
     let (reply, answer) = oneshot::channel();
-    if app.tx.send(Msg::Lines(lines, reply)).is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    match app.tx.try_send(Msg::Lines(lines, reply)) {
+        Ok(()) => {}
+        Err(mpsc::TrySendError::Full(_)) => {
+            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            let mut busy = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine is busy: retry shortly",
+                None,
+            );
+            busy.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return busy;
+        }
+        Err(mpsc::TrySendError::Disconnected(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+        }
     }
     match answer.await {
         Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response(),
@@ -1147,6 +1226,35 @@ mod tests {
             format!("Basic {encoded}").parse().unwrap(),
         );
         h
+    }
+
+    #[test]
+    fn health_fails_when_the_engine_stalls_or_the_store_broke() {
+        let (tx, _rx) = mpsc::sync_channel(1);
+        let app = App {
+            tx,
+            keys: Arc::from(Vec::new()),
+            admin: None,
+            metrics: Arc::new(Metrics::default()),
+            receipt: true,
+        };
+        let status = |app: &App| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(healthz(State(app.clone())))
+                .status()
+        };
+        // Never beaten: as stalled as it gets.
+        assert_eq!(status(&app), StatusCode::SERVICE_UNAVAILABLE);
+        app.metrics.beat();
+        assert_eq!(status(&app), StatusCode::OK);
+        let long_ago = chrono::Utc::now().timestamp_millis() - 31_000;
+        app.metrics.heartbeat.store(long_ago, Ordering::Relaxed);
+        assert_eq!(status(&app), StatusCode::SERVICE_UNAVAILABLE);
+        app.metrics.beat();
+        app.metrics.broken.store(true, Ordering::Relaxed);
+        assert_eq!(status(&app), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]
