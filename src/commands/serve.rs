@@ -54,7 +54,9 @@ const QUEUE: usize = 256;
 /// `/healthz` and `/readyz` fail.
 const STALLED: Duration = Duration::from_secs(30);
 /// A stall this long ends the process, so that a supervisor restarts it.
-const WEDGED: Duration = Duration::from_secs(120);
+/// Generous: catching up after a long downtime fires every timer that fell
+/// due meanwhile in one step, and killing that would only start it again.
+const WEDGED: Duration = Duration::from_secs(600);
 
 /// Arguments of `nudge serve`.
 #[derive(clap::Args, Debug)]
@@ -189,7 +191,7 @@ pub fn run(args: Args) -> Status {
                 }
                 if watched.since_beat() > WEDGED {
                     eprintln!(
-                        "error: the engine has not answered for {}s; exiting so that a supervisor restarts the server",
+                        "error: the engine has not come round its loop for {}s; exiting so that a supervisor restarts the server",
                         watched.since_beat().as_secs()
                     );
                     std::process::exit(70);
