@@ -64,6 +64,8 @@ pub struct ServeSection {
     pub write_keys: Vec<String>,
     /// The bearer token of `POST /admin/reload`.
     pub admin_token: Option<String>,
+    /// When set, `GET /metrics` wants this bearer token.
+    pub metrics_token: Option<String>,
 }
 
 /// `[channels.NAME]`: the plugin and its settings; each plugin takes only its own.
@@ -180,6 +182,9 @@ impl Config {
         }
         for (i, k) in self.serve.write_keys.iter_mut().enumerate() {
             *k = expand_str(k, &format!("serve.write_keys[{i}]"), env)?;
+        }
+        if let Some(t) = &mut self.serve.metrics_token {
+            *t = expand_str(t, "serve.metrics_token", env)?;
         }
         if let Some(t) = &mut self.serve.admin_token {
             *t = expand_str(t, "serve.admin_token", env)?;

@@ -739,3 +739,32 @@ fn stdin_dead_letters_a_line_that_is_not_utf8_and_goes_on() {
         "{dead:?}"
     );
 }
+
+/// With `metrics_token` set, `/metrics` wants it as a bearer token.
+#[test]
+fn metrics_can_be_closed_with_a_token() {
+    let (_tmp, project) = copy_example("cart_recovery");
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[serve]\nwrite_keys = [\"k\"]\nmetrics_token = \"${METRICS_TOKEN}\"\n",
+    )
+    .unwrap();
+    let server = start_with(&project, &[], &[("METRICS_TOKEN", "m3tr1cs")]);
+    let get = |auth: Option<&str>| {
+        let mut req = http_agent().get(format!("{}/metrics", server.base));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().expect("the request completes");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(get(None).0, 401);
+    assert_eq!(get(Some("Bearer wrong")).0, 401);
+    let (status, text) = get(Some("Bearer m3tr1cs"));
+    assert_eq!(status, 200);
+    assert!(text.contains("\nnudge_events_total 0\n"), "{text}");
+    // Health stays open: supervisors probe it without credentials.
+    assert_eq!(server.get("/healthz").0, 200);
+    stop(server);
+}

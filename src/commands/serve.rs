@@ -205,7 +205,14 @@ pub fn run(args: Args) -> Status {
             .or_else(|| std::env::var("NUDGE_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty())
             .map(Arc::from);
+        let metrics_token = settings
+            .serve
+            .metrics_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from);
         let app = App {
+            metrics_token,
             tx: tx.clone(),
             keys: keys.into(),
             admin,
@@ -892,6 +899,8 @@ struct App {
     keys: Arc<[Arc<str>]>,
     /// The bearer token of `POST /admin/reload`; without one it is off.
     admin: Option<Arc<str>>,
+    /// The bearer token `GET /metrics` wants, if any.
+    metrics_token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
@@ -1003,6 +1012,15 @@ async fn reload_on_sighup(tx: mpsc::SyncSender<Msg>) {
     }
 }
 
+/// Whether the request carries `Authorization: Bearer TOKEN` with this token.
+fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes()))
+}
+
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
     let Some(token) = &app.admin else {
         return error(
@@ -1011,11 +1029,7 @@ async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
             None,
         );
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes())) {
+    if !bearer_is(&headers, token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
@@ -1038,7 +1052,16 @@ async fn healthz(State(app): State<App>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(token) = &app.metrics_token
+        && !bearer_is(&headers, token)
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing metrics token: send `Authorization: Bearer TOKEN`",
+            None,
+        );
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
@@ -1237,6 +1260,7 @@ mod tests {
             tx,
             keys: Arc::from(Vec::new()),
             admin: None,
+            metrics_token: None,
             metrics: Arc::new(Metrics::default()),
             receipt: true,
         };
