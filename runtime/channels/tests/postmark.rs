@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::message;
-use common::providers::{deliver, settings, unsubscribe};
+use common::providers::{answer, deliver, settings, unsubscribe};
 use nudge_channels::{Delivery, Postmark, PostmarkConfig, Purpose};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
@@ -99,15 +99,15 @@ async fn transactional_mail_uses_the_transactional_stream_without_unsubscribe_he
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_waits_as_long_as_retry_after_says() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&server)
-        .await;
+    answer(
+        &server,
+        vec![(
+            ResponseTemplate::new(429).insert_header("Retry-After", "1"),
+            1,
+        )],
+        accepted(),
+    )
+    .await;
     let (result, took) = deliver(plugin(&server, 3), message(1)).await;
     assert_eq!(result.unwrap().attempts, 2);
     assert!(took >= Duration::from_secs(1), "{took:?}");
@@ -116,15 +116,7 @@ async fn a_429_waits_as_long_as_retry_after_says() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_error_is_retried_then_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&server)
-        .await;
+    answer(&server, vec![(ResponseTemplate::new(500), 2)], accepted()).await;
     let (result, took) = deliver(plugin(&server, 3), message(1)).await;
     assert_eq!(result.unwrap().attempts, 3);
     assert!(took >= Duration::from_millis(60), "{took:?}");

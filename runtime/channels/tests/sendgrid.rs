@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::message;
-use common::providers::{deliver, settings, unsubscribe};
+use common::providers::{answer, deliver, settings, unsubscribe};
 use nudge_channels::{Delivery, Plugin, Purpose, RateLimit, SendGrid, SendGridConfig};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
@@ -88,19 +88,10 @@ async fn transactional_mail_has_no_unsubscribe_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_waits_as_long_as_retry_after_says() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
-                .set_body_json(json!({"errors": [{"message": "too many requests"}]})),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&server)
-        .await;
+    let too_many = ResponseTemplate::new(429)
+        .insert_header("Retry-After", "1")
+        .set_body_json(json!({"errors": [{"message": "too many requests"}]}));
+    answer(&server, vec![(too_many, 1)], accepted()).await;
     let (result, took) = deliver(plugin(&server, 3), message(1)).await;
     assert_eq!(result.unwrap().attempts, 2);
     // The backoff alone would be 20 ms.
@@ -111,20 +102,11 @@ async fn a_429_waits_as_long_as_retry_after_says() {
 #[tokio::test(flavor = "multi_thread")]
 async fn server_errors_are_retried_with_backoff_then_succeed() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&server)
-        .await;
+    let errors = vec![
+        (ResponseTemplate::new(500), 1),
+        (ResponseTemplate::new(503), 1),
+    ];
+    answer(&server, errors, accepted()).await;
     let (result, took) = deliver(plugin(&server, 5), message(1)).await;
     assert_eq!(result.unwrap().attempts, 3);
     // 20 ms, then 40 ms.
@@ -184,15 +166,8 @@ async fn a_bad_request_fails_at_once_with_sendgrids_explanation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_is_retried_while_tries_remain_and_is_unknown_at_the_end() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(accepted().set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(accepted())
-        .mount(&server)
-        .await;
+    let slow = accepted().set_delay(Duration::from_secs(3));
+    answer(&server, vec![(slow, 1)], accepted()).await;
     let (result, _) = deliver(plugin(&server, 3), message(1)).await;
     assert_eq!(result.unwrap().attempts, 2);
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::providers::{deliver, form, settings, sms};
+use common::providers::{answer, deliver, form, settings, sms};
 use nudge_channels::{Delivery, Twilio, TwilioConfig};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -85,21 +85,10 @@ async fn a_send_is_a_form_post_with_basic_auth_and_a_status_callback() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_waits_as_long_as_retry_after_says() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("Retry-After", "1")
-                .set_body_json(
-                    json!({"code": 20429, "message": "Too Many Requests", "status": 429}),
-                ),
-        )
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created())
-        .mount(&server)
-        .await;
+    let too_many = ResponseTemplate::new(429)
+        .insert_header("Retry-After", "1")
+        .set_body_json(json!({"code": 20429, "message": "Too Many Requests", "status": 429}));
+    answer(&server, vec![(too_many, 1)], created()).await;
     let (result, took) = deliver(plugin(&server, 3), sms(1)).await;
     assert_eq!(result.unwrap().attempts, 2);
     assert!(took >= Duration::from_secs(1), "{took:?}");
@@ -108,15 +97,7 @@ async fn a_429_waits_as_long_as_retry_after_says() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_error_is_retried_then_succeeds() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(created())
-        .mount(&server)
-        .await;
+    answer(&server, vec![(ResponseTemplate::new(503), 1)], created()).await;
     let (result, _) = deliver(plugin(&server, 3), sms(1)).await;
     assert_eq!(result.unwrap().attempts, 2);
 }
@@ -156,16 +137,9 @@ async fn an_invalid_number_fails_at_once_with_twilios_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_is_unknown_and_never_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(created().set_delay(Duration::from_secs(3)))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    // Were the send retried, this would answer at once.
-    Mock::given(method("POST"))
-        .respond_with(created())
-        .mount(&server)
-        .await;
+    // Were the send retried, the second try would be answered at once.
+    let slow = created().set_delay(Duration::from_secs(3));
+    answer(&server, vec![(slow, 1)], created()).await;
     let (result, _) = deliver(plugin(&server, 5), sms(1)).await;
     assert_eq!(Delivery::of(&result), Delivery::Unknown);
     let err = result.unwrap_err();

@@ -43,6 +43,29 @@ pub fn sms(n: u32) -> Outgoing {
     msg
 }
 
+/// Makes `server` answer POSTs from `script` in order, each answer as many
+/// times as it says, then `then` for every later request: how a provider
+/// behaves across a send's retries.
+pub async fn answer(
+    server: &wiremock::MockServer,
+    script: Vec<(wiremock::ResponseTemplate, u64)>,
+    then: wiremock::ResponseTemplate,
+) {
+    use wiremock::Mock;
+    use wiremock::matchers::method;
+    for (response, times) in script {
+        Mock::given(method("POST"))
+            .respond_with(response)
+            .up_to_n_times(times)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .respond_with(then)
+        .mount(server)
+        .await;
+}
+
 /// Runs the blocking `deliver` off the async runtime; returns it with the time taken.
 pub async fn deliver<P: Plugin + 'static>(
     mut plugin: P,
