@@ -107,7 +107,7 @@ fn load(bundle: &Bundle, n: usize) -> (isize, Engine<'_, Discard>) {
     let mut engine = Engine::new(bundle, Discard, Config::default(), i64::MIN);
     for i in 0..n {
         let call = parse_line(&checkout(i)).expect("valid");
-        engine.advance_before(call.timestamp.timestamp());
+        engine.advance_before(call.timestamp.timestamp_millis());
         engine.apply(&call).expect("applies");
     }
     (LIVE.load(Ordering::Relaxed) - before, engine)
@@ -169,7 +169,7 @@ fn measure(n: usize) {
         .collect();
     let t = Instant::now();
     for call in &calls {
-        engine.advance_before(call.timestamp.timestamp());
+        engine.advance_before(call.timestamp.timestamp_millis());
         engine.apply(call).expect("applies");
     }
     let per_event = t.elapsed().as_nanos() as f64 / m as f64;

@@ -66,6 +66,8 @@ pub struct ServeSection {
     pub admin_token: Option<String>,
     /// When set, `GET /metrics` wants this bearer token.
     pub metrics_token: Option<String>,
+    /// The wait before a failed delivery's second round (then doubling).
+    pub retry_backoff: Option<String>,
 }
 
 /// `[channels.NAME]`: the plugin and its settings; each plugin takes only its own.
@@ -205,6 +207,7 @@ impl Config {
     /// Checks what serde cannot: channel names, plugin settings, durations.
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
+        self.retry_backoff()?;
         self.routes().map(drop)
     }
 
@@ -216,6 +219,19 @@ impl Config {
             .map(|text| {
                 parse_duration(text)
                     .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
+            })
+            .transpose()
+    }
+
+    /// `[serve] retry_backoff` in seconds, when set.
+    pub fn retry_backoff(&self) -> Result<Option<i64>, String> {
+        self.serve
+            .retry_backoff
+            .as_deref()
+            .map(|text| {
+                parse_duration(text)
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("[serve] retry_backoff: expected a duration such as `30s` or `5m`, found {text:?}"))
             })
             .transpose()
     }

@@ -560,7 +560,7 @@ fn amounts_sent_over_http_keep_every_digit() {
     {
       "type": "identify",
       "userId": "u1",
-      "timestamp": "T0",
+      "timestamp": "@T0@",
       "traits": {"email": "a@example.com"}
     },
     {
@@ -568,20 +568,20 @@ fn amounts_sent_over_http_keep_every_digit() {
       "type": "track",
       "event": "Order Completed",
       "userId": "u1",
-      "timestamp": "T1"
+      "timestamp": "@T1@"
     }
   ]
 }"#
-    .replace("T0", &ago(120))
-    .replace("T1", &ago(60));
+    .replace("@T0@", &ago(120))
+    .replace("@T1@", &ago(60));
     let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &body);
     assert_eq!(status, 200, "{answer}");
     let (status, answer) = post(
         &server,
         "/v1/track",
         Some(GOOD),
-        &r#"{"event":"Order Completed","userId":"u1","timestamp":"T2","properties":{"order_id":"o2","total":98765432109876543.21}}"#
-            .replace("T2", &ago(1)),
+        &r#"{"event":"Order Completed","userId":"u1","timestamp":"@T2@","properties":{"order_id":"o2","total":98765432109876543.21}}"#
+            .replace("@T2@", &ago(1)),
     );
     assert_eq!(status, 200, "{answer}");
     stop(server);
@@ -766,5 +766,98 @@ fn metrics_can_be_closed_with_a_token() {
     assert!(text.contains("\nnudge_events_total 0\n"), "{text}");
     // Health stays open: supervisors probe it without credentials.
     assert_eq!(server.get("/healthz").0, 200);
+    stop(server);
+}
+
+/// A webhook that refuses the first `failures` requests with 500, then
+/// accepts; returns its URL and a counter of the requests it has seen.
+fn flaky_webhook(failures: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let answer: &[u8] = if n < failures {
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(answer);
+        }
+    });
+    (url, seen)
+}
+
+/// A delivery that fails is tried again while serving, after its backoff,
+/// without a restart; the trace is readable while the server runs.
+#[test]
+fn a_failed_delivery_is_retried_while_serving() {
+    use std::sync::atomic::Ordering;
+    let (_tmp, project) = receipt_project();
+    let (url, seen) = flaky_webhook(1);
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[serve]\nretry_backoff = \"1s\"\n\n[channels.email]\nplugin = \"webhook\"\nurl = \"{url}\"\nmax_attempts = 1\n"
+        ),
+    )
+    .unwrap();
+    let server = start(&project);
+    let body = batch_body(&[
+        format!(
+            r#"{{"type":"identify","userId":"u1","timestamp":"{}","traits":{{"email":"a@example.com"}}}}"#,
+            ago(120)
+        ),
+        format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"u1","timestamp":"{}","properties":{{"order_id":"o1","total":12.5}}}}"#,
+            ago(60)
+        ),
+    ]);
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &body);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = wait_for_metric(&server, "\nnudge_delivery_retries_total 1\n");
+    assert!(
+        metrics.contains("\nnudge_delivery_retries_total 1\n"),
+        "{metrics}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "one failure, then one success"
+    );
+    let metrics = wait_for_metric(&server, "\nnudge_delivery_retrying 0\n");
+    assert!(
+        metrics.contains(r#"nudge_sends_total{channel="email",outcome="delivered"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nnudge_delivery_given_up_total 0\n"),
+        "{metrics}"
+    );
+    // The trace is on disk while the server still runs.
+    let trace = std::fs::read_to_string(project.join(".nudge/trace.jsonl")).unwrap();
+    assert!(trace.contains(r#""kind":"send""#), "{trace}");
     stop(server);
 }

@@ -43,7 +43,7 @@ use crate::segment::{
 /// A call decoded against the schemas, ready for [`Engine::apply_typed`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypedCall<'a> {
-    /// When the call happened, in seconds since the epoch.
+    /// When the call happened, in milliseconds since the epoch.
     pub at: i64,
     /// The identifiers it carries.
     pub names: Names<'a>,
@@ -118,9 +118,9 @@ pub struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    /// The call's time, in seconds since the epoch.
+    /// The call's time, in milliseconds since the epoch.
     pub fn at(&self) -> i64 {
-        self.checked.timestamp.timestamp()
+        self.checked.timestamp.timestamp_millis()
     }
 
     /// What was dropped from the call, in path order.
@@ -149,7 +149,7 @@ impl<'a> Parts<'a> {
             _ => None,
         };
         let call = TypedCall {
-            at: c.timestamp.timestamp(),
+            at: c.timestamp.timestamp_millis(),
             names: Names {
                 user_id: c.user_id.as_deref(),
                 anonymous_id: c.anonymous_id.as_deref(),
@@ -171,7 +171,7 @@ impl<'a> Parts<'a> {
             _ => None,
         };
         TypedCall {
-            at: c.timestamp.timestamp(),
+            at: c.timestamp.timestamp_millis(),
             names: Names {
                 user_id: c.user_id.as_deref(),
                 anonymous_id: c.anonymous_id.as_deref(),
@@ -202,7 +202,7 @@ pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(),
         Decoded::Bad(r) => Err(r.reason),
         Decoded::Fallback => {
             let call = segment::parse_line(text).map_err(|r| r.reason)?;
-            engine.advance_before(call.timestamp.timestamp());
+            engine.advance_before(call.timestamp.timestamp_millis());
             engine.apply(&call).map(drop).map_err(|r| r.reason)
         }
     }

@@ -11,6 +11,7 @@ pub mod dedupe;
 pub mod engine;
 pub mod identity;
 pub mod ingest;
+pub mod millis;
 pub mod output;
 pub mod record;
 pub mod replay;

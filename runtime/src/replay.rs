@@ -28,7 +28,7 @@ pub struct DeadLetter {
 /// How far to run the clock after the last call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Fire timers due up to this instant.
+    /// Fire timers due up to this instant (milliseconds since the epoch).
     pub until: Option<i64>,
     /// Fire timers until only recurring schedules remain.
     pub drain: bool,

@@ -591,7 +591,8 @@ fn rfc3339_fast(text: &str) -> Option<DateTime<Utc>> {
 
 /// Just the time of a call, read without building the rest of it: the
 /// replay orders lines by this before parsing each one in full, once.
-/// Gives `None` for a line `parse_line` would refuse for its time or its JSON.
+/// Milliseconds since the epoch; `None` for a line `parse_line` would
+/// refuse for its time or its JSON.
 pub fn time_of(line: &str) -> Option<i64> {
     if let Some(t) = time_of_fast(line) {
         return Some(t);
@@ -612,14 +613,14 @@ pub fn time_of(line: &str) -> Option<i64> {
     let text = e.timestamp.or(e.original)?;
     let at = rfc3339(&text).ok()?;
     let Some(received) = e.received else {
-        return Some(at.timestamp());
+        return Some(at.timestamp_millis());
     };
     let received = rfc3339(&received).ok()?;
     let sent = match e.sent {
         Some(s) => Some(rfc3339(&s).ok()?),
         None => None,
     };
-    Some(corrected_time(at, sent, received, corrected).timestamp())
+    Some(corrected_time(at, sent, received, corrected).timestamp_millis())
 }
 
 /// The common case without a JSON parser: the line names `"timestamp"` exactly
@@ -650,7 +651,7 @@ fn time_of_fast(line: &str) -> Option<i64> {
     if text.contains('\\') {
         return None;
     }
-    rfc3339(text).ok().map(|t| t.timestamp())
+    rfc3339(text).ok().map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -847,10 +848,10 @@ mod tests {
     #[test]
     fn time_of_reads_only_the_envelope_time() {
         let line = r#"{"type":"track","event":"X","userId":"u","timestamp":"2026-01-05T10:00:00Z","properties":{"timestamp":"nope"}}"#;
-        assert_eq!(time_of(line), Some(1_767_607_200));
+        assert_eq!(time_of(line), Some(1_767_607_200_000));
         let original =
             r#"{"type":"page","userId":"u","originalTimestamp":"2026-01-05T10:00:00+01:00"}"#;
-        assert_eq!(time_of(original), Some(1_767_603_600));
+        assert_eq!(time_of(original), Some(1_767_603_600_000));
         assert_eq!(time_of("{broken"), None);
         assert_eq!(time_of(r#"{"timestamp":"yesterday"}"#), None);
         // The fast path and the parser agree, and the fast path steps aside
@@ -860,7 +861,7 @@ mod tests {
             r#"{"event":"timestamp","timestamp":"2026-01-05T10:00:00Z"}"#,
             r#"{"properties":{"timestamp":"2020-01-01T00:00:00Z"},"timestamp":"2026-01-05T10:00:00Z"}"#,
         ] {
-            assert_eq!(time_of(line), Some(1_767_607_200), "{line}");
+            assert_eq!(time_of(line), Some(1_767_607_200_000), "{line}");
         }
         assert_eq!(
             time_of_fast(r#"{"event":"timestamp","timestamp":"2026-01-05T10:00:00Z"}"#),

@@ -137,7 +137,7 @@ fn feed(bundle: &Bundle, calls: &[Call]) -> Vec<(i64, String, String, String)> {
     };
     let mut engine = Engine::new(bundle, MemorySink::default(), config, i64::MIN);
     for call in order {
-        engine.advance_before(call.arrives);
+        engine.advance_before(nudge_runtime::millis::ms(call.arrives));
         nudge_runtime::ingest::apply_line(&mut engine, &call.line).expect("a valid call");
     }
     engine.drain();

@@ -696,7 +696,9 @@ fn a_deploy_arms_new_schedules_for_customers_already_known() {
     feed(&mut e, &[identify("u1", "2026-03-02T10:00:00Z")]);
     let report = e.deploy(&v2).unwrap();
     assert_eq!(report.added.len(), 1);
-    e.advance_through(nudge_runtime::decode::parse_time("2026-03-03T10:00:00Z").unwrap());
+    e.advance_through(nudge_runtime::millis::ms(
+        nudge_runtime::decode::parse_time("2026-03-03T10:00:00Z").unwrap(),
+    ));
     assert_eq!(sent(&e), ["2026-03-03T09:00:00Z u1 hello \"hello\""]);
 }
 

@@ -108,7 +108,7 @@ fn tree(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> String {
         _ => Vec::new(),
     };
     let typed = TypedCall {
-        at: call.timestamp.timestamp(),
+        at: call.timestamp.timestamp_millis(),
         names: Names::of(&call),
         message_id: call.message_id.as_deref(),
         event,
@@ -457,7 +457,7 @@ fn assert_same_run(bundle: &Bundle, text: &str) {
     for (i, line) in text.lines().enumerate() {
         let want = match segment::parse_line(line) {
             Ok(call) => {
-                old.advance_before(call.timestamp.timestamp());
+                old.advance_before(call.timestamp.timestamp_millis());
                 old.apply(&call).map(drop).map_err(|r| r.reason)
             }
             Err(r) => Err(r.reason),

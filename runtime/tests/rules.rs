@@ -417,7 +417,9 @@ flow weekly {{
             person("nyc", "America/New_York"),
         ]),
         Options {
-            until: Some(nudge_runtime::decode::parse_time("2026-01-06T00:00:00Z").unwrap()),
+            until: Some(nudge_runtime::millis::ms(
+                nudge_runtime::decode::parse_time("2026-01-06T00:00:00Z").unwrap(),
+            )),
             drain: false,
         },
     );

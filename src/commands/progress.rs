@@ -45,7 +45,7 @@ impl Progress {
         }
     }
 
-    /// Moves the bar to the virtual time `at` (seconds since the epoch).
+    /// Moves the bar to the virtual time `at` (milliseconds since the epoch).
     pub fn at(&self, at: i64) {
         if let Some(b) = &self.bar {
             let pos = at.clamp(b.first, b.last) - b.first;
@@ -79,7 +79,7 @@ impl Bar {
     }
 }
 
-/// The bar's length: at least one second, so an input of one instant still
+/// The bar's length in milliseconds: at least one, so an input of one instant still
 /// has a bar that can fill.
 fn span(first: i64, last: i64) -> u64 {
     u64::try_from(last - first).unwrap_or(0).max(1)
@@ -144,7 +144,7 @@ impl<S: Sink> Sink for ProgressSink<'_, S> {
             && self.seen.is_multiple_of(SAMPLE)
             && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&record.at)
         {
-            self.progress.at(at.timestamp());
+            self.progress.at(at.timestamp_millis());
         }
         self.inner.record(record);
     }
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn the_range_runs_from_the_first_call_to_the_last() {
         let (first, last) = time_range(CALLS.as_bytes()).expect("a range");
-        assert_eq!(last - first, 3600);
+        assert_eq!(last - first, 3_600_000);
         assert_eq!(time_range(b"\n\n"), None);
     }
 
@@ -175,13 +175,13 @@ mod tests {
         let bar = Bar::new(CALLS.as_bytes(), ProgressDrawTarget::hidden()).expect("a bar");
         let first = bar.first;
         let progress = Progress { bar: Some(bar) };
-        progress.at(first + 900);
+        progress.at(first + 900_000);
         let position = |p: &Progress| p.bar.as_ref().map(|b| b.bar.position());
-        assert_eq!(position(&progress), Some(900));
+        assert_eq!(position(&progress), Some(900_000));
         progress.at(first - 50);
         assert_eq!(position(&progress), Some(0));
-        progress.at(first + 99_999);
-        assert_eq!(position(&progress), Some(3600));
+        progress.at(first + 99_999_999);
+        assert_eq!(position(&progress), Some(3_600_000));
     }
 
     #[test]

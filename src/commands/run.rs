@@ -615,6 +615,19 @@ impl Feeds {
         })
     }
 
+    /// Writes out what is buffered, so that readers of the trace and the
+    /// feeds (`nudge explain`, `nudge report`) see it while serving.
+    pub(super) fn flush(&mut self) {
+        if let Err(e) = self.trace.flush() {
+            self.error.get_or_insert(format!("trace: {e}"));
+        }
+        for (name, f) in &mut self.audiences {
+            if let Err(e) = f.flush() {
+                self.error.get_or_insert(format!("audience {name}: {e}"));
+            }
+        }
+    }
+
     pub(super) fn finish(mut self) -> Result<(), String> {
         if let Err(e) = self.trace.flush() {
             self.error.get_or_insert(format!("trace: {e}"));
@@ -685,9 +698,11 @@ pub(super) fn create_file(path: &Path) -> Result<File, String> {
 }
 
 fn parse_until(text: &str) -> Result<i64, String> {
-    nudge_runtime::decode::parse_time(text).ok_or_else(|| {
-        format!("--until {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z")
-    })
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            format!("--until {text:?} is not an RFC 3339 time such as 2026-12-01T00:00:00Z")
+        })
 }
 
 /// The project's `nudge.toml`, or the exit status after saying what is wrong.

@@ -10,6 +10,7 @@
 //! calls are durable.
 
 mod body;
+mod retry;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -333,7 +334,7 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
     loop {
         live.metrics.beat();
         if Instant::now() >= next_tick {
-            if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp()) {
+            if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis()) {
                 live.broken(&e);
             }
             live.deliver();
@@ -369,7 +370,7 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                 // the calls that came with it (one may be its purchase).
                 if wall
                     && !live.metrics.broken.load(Ordering::Relaxed)
-                    && let Err(e) = live.tick(chrono::Utc::now().timestamp())
+                    && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis())
                 {
                     live.broken(&e);
                 }
@@ -420,6 +421,8 @@ struct Live<'b> {
     marks: Vec<Mark>,
     /// Committed sends not yet handed to their plugins.
     to_deliver: Vec<Intent>,
+    /// Sends whose delivery failed, waiting for their next round.
+    retries: retry::Retries,
     /// A wall-clock advance not yet in the history: stored before the next
     /// lines, so a rebuild applies them at the same clock.
     until: Option<i64>,
@@ -455,6 +458,13 @@ impl<'b> Live<'b> {
             PathBuf::from(":memory:")
         } else {
             engine.store_path(settings, root)
+        };
+        let retry_first = match settings.retry_backoff() {
+            Ok(s) => s.map_or(retry::FIRST, |s| Duration::from_secs(s.unsigned_abs())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(Status::Failure);
+            }
         };
         let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
         let feeds =
@@ -517,6 +527,7 @@ impl<'b> Live<'b> {
             source,
             marks,
             to_deliver: Vec::new(),
+            retries: retry::Retries::new(retry_first),
             until: None,
             report,
             dead: BufWriter::new(dead),
@@ -663,23 +674,58 @@ impl<'b> Live<'b> {
 
     /// Delivers what the last commits made durable; the results ride on the
     /// next commit.
+    /// Failed sends that may be retried come back in later rounds (see
+    /// [`retry`]); the trace and feeds are flushed so readers see them.
     fn deliver(&mut self) {
-        if self.to_deliver.is_empty() {
-            return;
-        }
-        let intents = std::mem::take(&mut self.to_deliver);
-        let sent = durable::deliver(
-            &mut self.router,
-            &intents,
-            &mut self.marks,
-            &mut self.report,
-        );
-        if let Ok(mut sends) = self.metrics.sends.lock() {
-            for (channel, ok) in sent {
-                let outcome = if ok { "delivered" } else { "failed" };
-                *sends.entry((channel, outcome)).or_default() += 1;
+        let now = Instant::now();
+        let mut work: Vec<(Intent, u32)> = std::mem::take(&mut self.to_deliver)
+            .into_iter()
+            .map(|i| (i, 0))
+            .collect();
+        work.extend(self.retries.due(now));
+        if !work.is_empty() {
+            let (intents, rounds): (Vec<Intent>, Vec<u32>) = work.into_iter().unzip();
+            let first = self.marks.len();
+            let sent = durable::deliver(
+                &mut self.router,
+                &intents,
+                &mut self.marks,
+                &mut self.report,
+            );
+            if let Ok(mut sends) = self.metrics.sends.lock() {
+                for (channel, ok) in sent {
+                    let outcome = if ok { "delivered" } else { "failed" };
+                    *sends.entry((channel, outcome)).or_default() += 1;
+                }
             }
+            let retries = &mut self.retries;
+            let marks = &mut self.marks[first..];
+            for ((intent, round), mark) in intents.into_iter().zip(rounds).zip(marks) {
+                let Mark::Failed {
+                    retryable: retryable @ true,
+                    reason,
+                    ..
+                } = mark
+                else {
+                    continue;
+                };
+                match retries.failed(intent, round, now) {
+                    retry::Next::RetryAt(_) => {
+                        self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+                    }
+                    retry::Next::GiveUp => {
+                        *retryable = false;
+                        *reason = format!("gave up after {} rounds: {reason}", retry::ROUNDS);
+                        self.metrics.given_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    retry::Next::Later => {}
+                }
+            }
+            self.metrics
+                .retrying
+                .store(self.retries.len() as u64, Ordering::Relaxed);
         }
+        self.engine.sink_mut().feeds_mut().flush();
     }
 
     fn write_dead(&mut self, dead: &[DeadLetter]) {
@@ -770,6 +816,12 @@ struct Metrics {
     broken: AtomicBool,
     /// Requests answered 503 because the engine's queue was full.
     busy: AtomicU64,
+    /// Failed deliveries scheduled for another round.
+    retried: AtomicU64,
+    /// Sends given up after their last round.
+    given_up: AtomicU64,
+    /// Sends waiting for their next round now.
+    retrying: AtomicU64,
     /// When the engine thread last came round its loop, in milliseconds
     /// since the epoch.
     heartbeat: AtomicI64,
@@ -850,6 +902,29 @@ impl Metrics {
             "Requests answered 503 with Retry-After because the engine's queue was full.",
             vec![format!("nudge_http_busy_total {busy}")],
         );
+        for (name, kind, help, value) in [
+            (
+                "nudge_delivery_retries_total",
+                "counter",
+                "Failed deliveries scheduled for another round while serving.",
+                &self.retried,
+            ),
+            (
+                "nudge_delivery_given_up_total",
+                "counter",
+                "Sends given up after their last round of delivery.",
+                &self.given_up,
+            ),
+            (
+                "nudge_delivery_retrying",
+                "gauge",
+                "Sends waiting for their next round of delivery.",
+                &self.retrying,
+            ),
+        ] {
+            let n = value.load(Ordering::Relaxed);
+            metric(name, kind, help, vec![format!("{name} {n}")]);
+        }
         let sends = self
             .sends
             .lock()
@@ -874,7 +949,7 @@ impl Metrics {
             "nudge_timer_lag_seconds",
             "gauge",
             "How far the engine clock was behind the wall clock at the last tick.",
-            vec![format!("nudge_timer_lag_seconds {lag}")],
+            vec![format!("nudge_timer_lag_seconds {}", lag as f64 / 1000.0)],
         );
         let sum = self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let count = self.commits.load(Ordering::Relaxed);

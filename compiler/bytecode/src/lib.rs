@@ -27,6 +27,7 @@ pub use disasm::disassemble;
 pub use escape::Escape;
 pub use instr::Instr;
 pub use value::{
-    Record, Type, Value, civil_from_days, format_duration, format_instant, format_money,
+    Record, Type, Value, civil_from_days, format_duration, format_duration_ms, format_instant,
+    format_instant_ms, format_money,
 };
 pub use wire::{DecodeError, FORMAT_VERSION, MAGIC};

@@ -112,6 +112,21 @@ pub fn format_duration(secs: i64) -> String {
     format!("{sign}{}", parts.join(" "))
 }
 
+/// A duration given in milliseconds, in the language's notation with a
+/// trailing `ms` part when it has one: `1d 2h`, `3s 250ms`, `0s`.
+pub fn format_duration_ms(ms: i64) -> String {
+    let whole = format_duration(ms / 1000);
+    match ms % 1000 {
+        0 => whole,
+        frac if ms.unsigned_abs() < 1000 => format!(
+            "{}{}ms",
+            if frac < 0 { "-" } else { "" },
+            frac.unsigned_abs()
+        ),
+        frac => format!("{whole} {}ms", frac.unsigned_abs()),
+    }
+}
+
 /// The civil date of a day number (days since 1970-01-01), proleptic Gregorian.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     // Howard Hinnant's algorithm: exact for the whole i64 day range we accept.
@@ -138,6 +153,17 @@ pub fn format_instant(unix: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// An instant given in milliseconds as RFC 3339 in UTC, with the fraction
+/// only when it is not zero (`2026-12-18T17:00:00Z`, `2026-12-18T17:00:00.250Z`),
+/// so whole-second instants read as they always have.
+pub fn format_instant_ms(ms: i64) -> String {
+    let whole = format_instant(ms.div_euclid(1000));
+    match ms.rem_euclid(1000) {
+        0 => whole,
+        frac => format!("{}.{frac:03}Z", &whole[..whole.len() - 1]),
+    }
 }
 
 impl fmt::Display for Value {
@@ -223,5 +249,29 @@ impl Type {
     /// Whether the type is `T?`.
     pub fn is_optional(&self) -> bool {
         matches!(self, Type::Optional(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_show_milliseconds_only_when_they_have_some() {
+        assert_eq!(format_instant_ms(1_767_607_200_000), "2026-01-05T10:00:00Z");
+        assert_eq!(
+            format_instant_ms(1_767_607_200_007),
+            "2026-01-05T10:00:00.007Z"
+        );
+        assert_eq!(format_instant_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn durations_show_milliseconds_only_when_they_have_some() {
+        assert_eq!(format_duration_ms(90_000), "1m 30s");
+        assert_eq!(format_duration_ms(3_250), "3s 250ms");
+        assert_eq!(format_duration_ms(18), "18ms");
+        assert_eq!(format_duration_ms(-18), "-18ms");
+        assert_eq!(format_duration_ms(0), "0s");
     }
 }

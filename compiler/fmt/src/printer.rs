@@ -723,9 +723,9 @@ impl<'s> Printer<'s> {
                 props,
                 true,
             ),
-            TestStmtKind::At { at, call } => {
+            TestStmtKind::At { at, call, arrives } => {
                 let at = format!("at {}", src.test_time(at));
-                match call {
+                let mut lines = match call {
                     TestCall::Track {
                         anonymous,
                         customer,
@@ -777,7 +777,12 @@ impl<'s> Printer<'s> {
                         );
                         self.props(head, props, false)
                     }
+                };
+                if let (Some(arrives), Some(last)) = (arrives, lines.last_mut()) {
+                    last.push_str(" arrives ");
+                    last.push_str(&src.test_time(arrives));
                 }
+                lines
             }
             TestStmtKind::Run(d) => vec![format!("run {}", src.dur(d))],
             TestStmtKind::Expect(e) => {

@@ -564,12 +564,14 @@ pub enum TestStmtKind {
         /// Traits.
         props: Vec<Prop>,
     },
-    /// `at TIME CALL`
+    /// `at TIME CALL (arrives TIME)?`
     At {
-        /// When.
+        /// When it happens.
         at: TestTime,
         /// What happens.
         call: TestCall,
+        /// When it reaches Nudge, if later than it happens (a late call).
+        arrives: Option<TestTime>,
     },
     /// `run D`: advance the virtual clock.
     Run(DurationLit),

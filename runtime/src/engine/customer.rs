@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 /// One event in a customer's history.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    /// When it happened.
+    /// When it happened, in milliseconds since the epoch.
     pub at: i64,
     /// Its arrival number, unique across the run.
     pub seq: u64,
@@ -26,7 +26,7 @@ pub struct Seen {
 /// A message that went out, for frequency caps.
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {
-    /// When.
+    /// When, in milliseconds since the epoch.
     pub at: i64,
     /// On which channel.
     pub channel: Channel,
@@ -70,7 +70,7 @@ const LAST_ENTRY: u8 = 1;
 const ARMED: u8 = 2;
 
 impl FlowMemory {
-    /// When the latest instance started.
+    /// When the latest instance started, in milliseconds since the epoch.
     pub fn last_entry(&self) -> Option<i64> {
         (self.set & LAST_ENTRY != 0).then_some(self.last_entry)
     }
@@ -163,7 +163,7 @@ pub struct GoalWatch {
     pub flow: u32,
     /// The instance's number.
     pub instance: u32,
-    /// When it started; the goal's window counts from here.
+    /// When it started, in milliseconds; the goal's window counts from here.
     pub entered: i64,
     /// The trigger event, for goal predicates that correlate with it.
     pub trigger: Value,
@@ -561,12 +561,14 @@ impl Traits {
         }
     }
 
-    /// Sets a time trait, or only fills it when `only_if_unset`.
+    /// Sets a time trait to `at` (milliseconds; the trait keeps the whole
+    /// second, as every time value of the language), or only fills it when
+    /// `only_if_unset`.
     pub fn stamp(&self, profile: &mut Record, field: Option<u16>, at: i64, only_if_unset: bool) {
         if let Some(f) = field {
             let v = &mut profile.fields[f as usize];
             if !only_if_unset || v.is_none() {
-                *v = Value::Time(at);
+                *v = Value::Time(at.div_euclid(1000));
             }
         }
     }
@@ -576,7 +578,7 @@ impl Traits {
 pub struct Ctx<'a> {
     /// The customer.
     pub customer: &'a mut Customer,
-    /// The clock.
+    /// The clock, in milliseconds since the epoch.
     pub now: i64,
     /// The recipient's zone.
     pub tz: Tz,
@@ -598,7 +600,7 @@ impl Host for Ctx<'_> {
     }
 
     fn now(&self) -> i64 {
-        self.now
+        self.now.div_euclid(1000)
     }
 
     fn timezone(&self) -> Tz {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::customer::{Ctx, GoalWatch, Seen};
 use super::{End, Engine, Sink};
+use crate::millis::ms;
 use crate::record::What;
 use crate::timers::Wake;
 
@@ -585,7 +586,10 @@ impl<S: Sink> Engine<'_, S> {
             nudge_bytecode::Entry::OncePer(d) => {
                 if mem.live > 0 {
                     Some("already_active")
-                } else if mem.last_entry().is_some_and(|t| now < t + d) {
+                } else if mem
+                    .last_entry()
+                    .is_some_and(|t| now < t.saturating_add(ms(d)))
+                {
                     Some("entered_within_window")
                 } else {
                     None
@@ -867,7 +871,14 @@ impl<S: Sink> Engine<'_, S> {
                         return;
                     }
                 }
-                Yield::Sleep(until) => {
+                Yield::Sleep(_) | Yield::SleepFor(_) => {
+                    // `wait 30s` counts from the instance's own clock, to the
+                    // millisecond; `wait until` names a whole second.
+                    let until = match y {
+                        Yield::SleepFor(d) => clock.saturating_add(ms(d)),
+                        Yield::Sleep(t) => ms(t),
+                        _ => unreachable!("matched above"),
+                    };
                     // A wait whose end has passed by the engine's clock
                     // still parks: it fires at the next advance, after the
                     // calls that arrived with its late start (one of them
@@ -883,7 +894,7 @@ impl<S: Sink> Engine<'_, S> {
                             .waits
                             .get(w as usize)
                             .map_or(0, |w| w.within);
-                        let deadline = clock.saturating_add(within);
+                        let deadline = clock.saturating_add(ms(within));
                         self.park(id, Waiting::Event { wait: w, deadline }, deadline);
                         return;
                     }
@@ -1114,7 +1125,7 @@ impl<S: Sink> Engine<'_, S> {
             let Some(goal) = &bundle.flows[w.flow as usize].goal else {
                 continue;
             };
-            if now > w.entered.saturating_add(goal.within) {
+            if now > w.entered.saturating_add(ms(goal.within)) {
                 continue; // expired
             }
             if goal.rule.event != seen.schema || seen.at < w.entered {

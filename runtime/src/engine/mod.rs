@@ -27,7 +27,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use nudge_bytecode::{Bundle, Channel, Value, format_instant};
+use nudge_bytecode::{Bundle, Channel, Value, format_instant_ms};
 use nudge_channels::Outgoing;
 use nudge_vm::{Scope, UnitRef, Vm};
 use rust_decimal::Decimal;
@@ -195,7 +195,8 @@ enum End {
 }
 
 impl<'b, S: Sink> Engine<'b, S> {
-    /// An engine for a bundle, with the clock at `start`.
+    /// An engine for a bundle, with the clock at `start` (milliseconds since
+    /// the epoch, as every instant the engine keeps).
     pub fn new(bundle: &'b Bundle, sink: S, config: Config, start: i64) -> Self {
         let mut by_wire = HashMap::new();
         for (i, s) in bundle.schemas.iter().enumerate() {
@@ -320,7 +321,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.releases.iter().map(|r| r.bundle)
     }
 
-    /// The clock.
+    /// The clock, in milliseconds since the epoch.
     pub fn now(&self) -> i64 {
         self.now
     }
@@ -345,6 +346,11 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// The sink, to read what was produced.
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    /// The sink, for a host to flush what it buffers.
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
     }
 
     /// Gives back the sink.
@@ -430,7 +436,7 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// Properties or traits that do not fit the schemas are dropped and
     /// recorded (see [`Engine::apply_noted`]); the call is applied.
     pub fn apply(&mut self, call: &Call) -> Result<Applied, Rejection> {
-        let at = call.timestamp.timestamp();
+        let at = call.timestamp.timestamp_millis();
         self.now = self.now.max(at);
         let mut dropped = Vec::new();
         let (event, kind) = self.decode_event(call, &mut dropped);
@@ -786,7 +792,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
         self.sink.record(Record {
-            at: format_instant(self.now),
+            at: format_instant_ms(self.now),
             customer: key,
             what: What::Joined {
                 identities: vec![absorbed_key],
@@ -940,7 +946,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 .clone()
                 .unwrap_or_default();
             let late = self.now.saturating_sub(seen.at);
-            if late > self.config.max_lateness {
+            if late > self.config.max_lateness.saturating_mul(1000) {
                 // Too old to act on: it still counts in the profile and
                 // the history, but a reminder for it would come far too late.
                 self.stats.flow_mut(&flow.name).not_entered += 1;
@@ -949,7 +955,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                     What::NotEntered {
                         flow: flow.name.clone(),
                         reason: "late".into(),
-                        late_by: Some(nudge_bytecode::format_duration(late)),
+                        late_by: Some(nudge_bytecode::format_duration_ms(late)),
                     },
                 );
                 continue;
@@ -1069,14 +1075,14 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
         let flow = self.bundle_of(r).flows[f as usize].name.clone();
         self.stats.flow_mut(&flow).sent_before_stop += messages.len() as u64;
-        let late_by = nudge_bytecode::format_duration(self.now - seen.at);
+        let late_by = nudge_bytecode::format_duration_ms(self.now - seen.at);
         self.record(
             c,
             What::ExitedLate {
                 flow,
                 instance: number,
                 event: event.to_string(),
-                happened: format_instant(seen.at),
+                happened: format_instant_ms(seen.at),
                 late_by,
                 messages,
             },
@@ -1090,7 +1096,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             .map(|x| x.key.clone())
             .unwrap_or_default();
         self.sink.record(Record {
-            at: format_instant(self.now),
+            at: format_instant_ms(self.now),
             customer,
             what,
         });
@@ -1132,7 +1138,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         let action = if add { "add" } else { "remove" }.to_string();
         let customer = cust.key.clone();
         self.sink.membership(Membership {
-            at: format_instant(self.now),
+            at: format_instant_ms(self.now),
             audience: name.to_string(),
             customer,
             action: action.clone(),

@@ -5,12 +5,13 @@
 //! its instance and runs the whole pipeline again when it is due, so consent
 //! and exits are judged at the moment of sending, not when it was first asked.
 
-use nudge_bytecode::{Cap, CapAction, CapScope, Channel, Purpose, Value, format_instant};
+use nudge_bytecode::{Cap, CapAction, CapScope, Channel, Purpose, Value, format_instant_ms};
 use nudge_channels::Outgoing;
 use nudge_vm::{UnitRef, bucket};
 
 use super::instance::{Next, Waiting};
 use super::{Engine, Sink};
+use crate::millis::{ms, secs};
 use crate::record::{Outcome, What};
 use crate::zone::quiet_until;
 
@@ -85,8 +86,8 @@ impl<S: Sink> Engine<'_, S> {
                 channel: msg.channel.name().to_string(),
                 outcome,
                 reason,
-                until: deferral.as_ref().map(|d| format_instant(d.0)),
-                retry_at: deferral.as_ref().map(|d| format_instant(d.1)),
+                until: deferral.as_ref().map(|d| format_instant_ms(d.0)),
+                retry_at: deferral.as_ref().map(|d| format_instant_ms(d.1)),
                 zone: deferral
                     .and_then(|d| d.2)
                     .or_else(|| Some(recipient_zone.clone())),
@@ -148,7 +149,7 @@ impl<S: Sink> Engine<'_, S> {
                     }
                 };
                 let out = Outgoing {
-                    at: format_instant(self.now),
+                    at: format_instant_ms(self.now),
                     flow: flow.name.clone(),
                     flow_version: flow.version.clone(),
                     message: msg.name.clone(),
@@ -265,8 +266,8 @@ impl<S: Sink> Engine<'_, S> {
                             reason,
                         },
                         CapAction::Defer => Verdict::Defer {
-                            until: oldest + cap.per,
-                            retry_at: oldest + cap.per,
+                            until: oldest.saturating_add(ms(cap.per)),
+                            retry_at: oldest.saturating_add(ms(cap.per)),
                             zone: None,
                             reason,
                         },
@@ -284,13 +285,15 @@ impl<S: Sink> Engine<'_, S> {
                 .filter(|w| w.channel.is_none_or(|ch| ch == msg.channel))
                 .map(|w| (w.from, w.to));
             // Quiet while it is night in any zone the recipient may be in.
-            if let Some((end, tz)) = quiet_until(self.now, zones.as_slice(), windows) {
-                // Spread releases so a whole time zone is not sent at the same second.
+            if let Some((end, tz)) = quiet_until(secs(self.now), zones.as_slice(), windows) {
+                let end = ms(end);
+                // Spread releases so a whole time zone is not sent at the
+                // same second; by whole seconds, as configured.
                 let spread = self.config.release_spread.max(0);
                 let offset = if spread == 0 {
                     0
                 } else {
-                    i64::from(bucket(key, "release")) * spread / 10_000
+                    ms(i64::from(bucket(key, "release")) * spread / 10_000)
                 };
                 return Verdict::Defer {
                     until: end,
@@ -368,7 +371,7 @@ impl<S: Sink> Engine<'_, S> {
         {
             return None;
         }
-        let from = self.now - cap.per;
+        let from = self.now.saturating_sub(ms(cap.per));
         let cust = &self.customers[&c];
         let counted: Vec<i64> = cust
             .sends

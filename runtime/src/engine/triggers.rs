@@ -9,6 +9,7 @@ use chrono::{Datelike, Duration, NaiveDate};
 use nudge_bytecode::{Cadence, Trigger, Value};
 
 use super::{Engine, Sink};
+use crate::millis::{ms, secs};
 use crate::timers::Wake;
 use crate::zone::{instant_of, local_date};
 
@@ -44,7 +45,7 @@ impl<S: Sink> Engine<'_, S> {
         } else {
             self.policy_tz
         };
-        let Some(due) = next_occurrence(self.now, tz, cadence, at) else {
+        let Some(due) = next_occurrence(secs(self.now), tz, cadence, at).map(ms) else {
             return;
         };
         let priority = self.bundle().flows[f as usize].priority;
@@ -170,7 +171,7 @@ impl<S: Sink> Engine<'_, S> {
         mem.generation += 1;
         let generation = mem.generation;
         if let Some(t) = value {
-            let due = t.saturating_add(offset);
+            let due = ms(t.saturating_add(offset));
             // A date already behind us when it is learned does not fire:
             // replaying an old trait must not send a burst of late messages.
             if due > self.now {

@@ -95,6 +95,11 @@ pub struct LedgerSink<S> {
 }
 
 impl<S> LedgerSink<S> {
+    /// The sink that records and memberships go on to.
+    pub fn feeds_mut(&mut self) -> &mut S {
+        &mut self.feeds
+    }
+
     /// A ledger sink over `feeds`, and the handle its sends are taken from.
     pub fn new(feeds: S) -> (Self, Captured) {
         let captured = Captured::default();

@@ -49,6 +49,13 @@ const MIGRATIONS: &[&str] = &[
          attempts INTEGER NOT NULL DEFAULT 0,
          last_error TEXT);
      CREATE INDEX sends_pending ON sends(state) WHERE state = 'pending';",
+    // Version 2: the engine's instants are milliseconds, no longer seconds
+    // (clock marks and the recorded clock; a clock still at its start,
+    // the smallest integer, stays as it is).
+    "UPDATE calls SET at = at * 1000 WHERE kind = 1 AND at IS NOT NULL;
+     UPDATE meta SET value = CAST(CAST(value AS INTEGER) * 1000 AS TEXT)
+         WHERE key = 'clock'
+         AND CAST(value AS INTEGER) BETWEEN -9000000000000000 AND 9000000000000000;",
 ];
 
 /// The schema version this build writes and reads.
@@ -207,7 +214,7 @@ pub enum Stored<'a> {
         /// The line as read.
         body: &'a [u8],
     },
-    /// `--until`: timers due up to this instant fired.
+    /// `--until`: timers due up to this instant (milliseconds since the epoch) fired.
     Until(i64),
     /// `--drain`: timers fired until only schedules remained.
     Drain,
@@ -229,7 +236,7 @@ pub enum NewCall<'a> {
         /// The line as read.
         body: &'a [u8],
     },
-    /// `--until`.
+    /// `--until`, in milliseconds since the epoch.
     Until(i64),
     /// `--drain`.
     Drain,

@@ -194,3 +194,52 @@ fn repairing_the_outbox_cuts_only_a_partial_last_line() {
     assert_eq!(outbox::repair(&path).unwrap(), 0);
     assert_eq!(outbox::repair(&dir.path().join("missing")).unwrap(), 0);
 }
+
+#[test]
+fn a_store_of_whole_seconds_moves_to_milliseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        // A store as the first schema left it: a clock mark and the clock in seconds.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version(version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1);
+             INSERT INTO calls(seq, kind, at) VALUES (1, 1, 1767607200);
+             INSERT INTO meta VALUES ('clock', '1767607200');",
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let mut marks = Vec::new();
+    s.for_each_call(|c| {
+        if let Stored::Until(t) = c {
+            marks.push(t);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(marks, [1_767_607_200_000]);
+    assert_eq!(s.meta("clock").unwrap().as_deref(), Some("1767607200000"));
+}
+
+#[test]
+fn a_clock_that_never_moved_stays_at_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE schema_version(version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1);
+             INSERT INTO meta VALUES ('clock', '{}');",
+            i64::MIN
+        ))
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.meta("clock").unwrap(), Some(i64::MIN.to_string()));
+}

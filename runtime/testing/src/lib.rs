@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use nudge_bytecode::Bundle;
 use nudge_compiler::Project;
 use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::millis::ms;
 
 pub use scenario::DEFAULT_START;
 
@@ -119,10 +120,16 @@ pub fn run_tests(project: &Project, bundle: &Bundle, filter: Option<&str>) -> Ve
 
 fn run_one(sc: &scenario::Scenario<'_>, bundle: &Bundle) -> TestResult {
     let started = Instant::now();
-    let mut engine = Engine::new(bundle, MemorySink::default(), Config::default(), sc.start);
+    // Scenarios count in the language's whole seconds; the engine in milliseconds.
+    let mut engine = Engine::new(
+        bundle,
+        MemorySink::default(),
+        Config::default(),
+        ms(sc.start),
+    );
     let mut failures = sc.problems.clone();
     for step in &sc.calls {
-        engine.advance_before(step.at);
+        engine.advance_before(ms(step.arrives));
         if let Err(r) = engine.apply(&step.call) {
             failures.push(Failure {
                 expected: step.text.clone(),
@@ -132,7 +139,7 @@ fn run_one(sc: &scenario::Scenario<'_>, bundle: &Bundle) -> TestResult {
             });
         }
     }
-    engine.advance_through(sc.end);
+    engine.advance_through(ms(sc.end));
     let profiles = expect::profiles(sc, &mut engine);
     let sink = engine.into_sink();
     let world = expect::World::new(sc, &sink, profiles);

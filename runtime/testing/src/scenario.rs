@@ -37,6 +37,8 @@ pub(crate) struct Scenario<'a> {
 /// One call at its time.
 pub(crate) struct Step {
     pub at: i64,
+    /// When the call reaches the engine: `at`, unless written `arrives` later.
+    pub arrives: i64,
     pub call: Call,
     /// The statement as written.
     pub text: String,
@@ -82,6 +84,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
             TestStmtKind::Given { customer, props } => match object(props) {
                 Ok(traits) => sc.calls.push(Step {
                     at: start,
+                    arrives: start,
                     call: call(CallKind::Identify { traits }, false, &customer.value, start),
                     text: text(stmt.span),
                     line: line(stmt.span),
@@ -89,9 +92,22 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
                 }),
                 Err(e) => sc.problems.push(problem(e)),
             },
-            TestStmtKind::At { at, call: c } => {
+            TestStmtKind::At {
+                at,
+                call: c,
+                arrives,
+            } => {
                 let at = instant(at, start);
-                clock = clock.max(at);
+                let arrival = arrives.as_ref().map_or(at, |a| instant(a, start));
+                if arrival < at {
+                    sc.problems.push(problem(format!(
+                        "the call arrives at {} before it happens at {}; a late call arrives after",
+                        nudge_bytecode::format_instant(arrival),
+                        nudge_bytecode::format_instant(at)
+                    )));
+                    continue;
+                }
+                clock = clock.max(arrival);
                 match make_call(c, at, bundle) {
                     Ok((call, customers)) => {
                         if let TestCall::Alias { from, to } = c {
@@ -99,6 +115,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
                         }
                         sc.calls.push(Step {
                             at,
+                            arrives: arrival,
                             call,
                             text: text(stmt.span),
                             line: line(stmt.span),
@@ -120,9 +137,10 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
             )),
         }
     }
-    // Given profiles come first at the start; other calls keep their order
-    // within the same second, as a replay does.
-    sc.calls.sort_by_key(|s| s.at);
+    // Calls reach the engine in order of arrival (a late call after the
+    // calls that overtook it); given profiles come first at the start, and
+    // calls arriving at the same second keep their written order.
+    sc.calls.sort_by_key(|s| s.arrives);
     sc.end = clock;
     sc
 }

@@ -106,3 +106,37 @@ test "a missed window" {
         ]
     );
 }
+
+#[test]
+fn a_call_arriving_before_it_happens_fails_its_test_at_its_line() {
+    let src = FLOWS.to_string()
+        + r#"
+test "arrives early" {
+  given profile u5 { email: "eve@example.com" }
+  at 10:00 track u5 order_completed { order_id: "o5" } arrives 09:00
+}
+
+test "arrives late" {
+  given profile u6 { email: "fay@example.com", consent: { email: true } }
+  at 10:00 track u6 order_completed { order_id: "o6" } arrives 12:00
+  run 1m
+  expect send thanks to u6 at 12:00
+}
+"#;
+    let project = Project::from_sources(vec![("main.flow".into(), src)]);
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+    let results = nudge_testing::run_tests(&project, &bundle, Some("arrives"));
+    assert_eq!(results.len(), 2);
+    let f = &results[0].failures[0];
+    assert_eq!(f.line, 30);
+    assert!(
+        f.actual[0].contains("arrives at 2026-01-05T09:00:00Z before it happens"),
+        "{:?}",
+        f.actual
+    );
+    // Its wait of an hour ended at 11:00, before the order was known: the
+    // thanks goes out when the clock moves on from the arrival.
+    assert!(results[1].passed(), "{:?}", results[1].failures);
+}

@@ -179,7 +179,7 @@ impl<'b> Vm<'b> {
             Done::Return(_) => Err(bad("`return` in a steps block")),
             Done::Yield(y, pc) => {
                 frame.pc = pc;
-                if matches!(y, Yield::Sleep(_) | Yield::WaitFor(_)) {
+                if matches!(y, Yield::Sleep(_) | Yield::SleepFor(_) | Yield::WaitFor(_)) {
                     frame.locals.truncate(usize::from(f.locals));
                 }
                 Ok(y)
@@ -419,13 +419,7 @@ impl<'b> Vm<'b> {
             },
             Instr::Return => return Ok(Some(Done::Return(pop(stack)?))),
             Instr::Step(n) => return yielded(Yield::Step(*n)),
-            Instr::Wait(s) => {
-                let until = host
-                    .now()
-                    .checked_add(*s)
-                    .ok_or_else(|| crate::VmError::new(crate::VmErrorKind::Overflow))?;
-                return yielded(Yield::Sleep(until));
-            }
+            Instr::Wait(s) => return yielded(Yield::SleepFor(*s)),
             Instr::WaitUntil => match pop(stack)? {
                 Value::Time(t) => return yielded(Yield::Sleep(t)),
                 other => return Err(bad(format!("`wait until` {other}"))),

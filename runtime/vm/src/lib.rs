@@ -28,12 +28,14 @@ pub trait Host {
     fn profile(&self) -> &Record;
     /// Writes profile field `field` (`set profile.f = v`).
     fn set_profile(&mut self, field: u16, value: Value);
-    /// The current instant in seconds since the Unix epoch (virtual or wall clock).
+    /// The current instant in whole seconds since the Unix epoch (virtual or
+    /// wall clock): the language's instants are whole seconds.
     fn now(&self) -> i64;
     /// The recipient's time zone (the profile's, else the policy's, else UTC).
     fn timezone(&self) -> Tz;
     /// Calls `f` with this customer's events of schema `schema` that happened at
-    /// or after `since`, oldest first, until `f` returns false.
+    /// or after `since` (milliseconds since the epoch, as [`Scope::since`]),
+    /// oldest first, until `f` returns false.
     fn for_each_event(&self, schema: u32, since: i64, f: &mut dyn FnMut(&Value) -> bool);
     /// A stable key for the customer (their display id), for deterministic splits.
     fn customer_key(&self) -> &str;
@@ -59,7 +61,8 @@ pub struct Scope<'a> {
     pub trigger: Option<&'a Value>,
     /// The event being matched by a `where` predicate (`event`).
     pub event: Option<&'a Value>,
-    /// When the instance started: `any_event` and friends see events from here on.
+    /// When the instance started, in milliseconds since the epoch: `any_event`
+    /// and friends see events from here on. The VM only hands it back to the host.
     pub since: i64,
 }
 
@@ -79,8 +82,11 @@ pub struct Frame {
 pub enum Yield {
     /// Step `n` begins: the engine checks the standing `exit if` rules, then resumes.
     Step(u16),
-    /// Sleep until this instant (`wait`, `wait until`), then resume.
+    /// Sleep until this instant in seconds since the epoch (`wait until`), then resume.
     Sleep(i64),
+    /// Sleep this many seconds (`wait`), then resume: the engine counts them
+    /// from its own clock, which keeps milliseconds, so a wait never ends early.
+    SleepFor(i64),
     /// Wait as `Flow::waits[n]` says; before resuming, the engine stores the
     /// match (or `none` on timeout) in the wait's bound slot, if any.
     WaitFor(u16),

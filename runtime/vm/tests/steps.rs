@@ -64,6 +64,10 @@ fn run_block(
                 assert!(frame.locals.len() <= usize::from(f.locals));
                 host.now = host.now.max(*t);
             }
+            Yield::SleepFor(d) => {
+                assert!(frame.locals.len() <= usize::from(f.locals));
+                host.now += d;
+            }
             Yield::WaitFor(n) => {
                 assert!(frame.locals.len() <= usize::from(f.locals));
                 if let Some(slot) = f.waits[usize::from(*n)].bind {
@@ -131,7 +135,7 @@ fn a_flow_runs_its_steps_and_yields_in_order() {
     assert_eq!(
         ys,
         vec![
-            Yield::Sleep(start + 3600),
+            Yield::SleepFor(3600),
             send("o1", "Hi o1"),
             send("o1", "Yo"),
             Yield::Audience {

@@ -1673,9 +1673,10 @@ fn test_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             .map(|(customer, props)| TestStmtKind::Given { customer, props })
             .boxed(),
         word("at")
-            .ignore_then(at_time)
+            .ignore_then(at_time.clone())
             .then(call)
-            .map(|(at, call)| TestStmtKind::At { at, call })
+            .then(word("arrives").ignore_then(at_time).or_not())
+            .map(|((at, call), arrives)| TestStmtKind::At { at, call, arrives })
             .boxed(),
         word("run")
             .ignore_then(kit.duration.clone())

@@ -499,7 +499,7 @@ impl Dumper {
                 self.props(props);
                 self.w(")");
             }
-            TestStmtKind::At { at, call } => {
+            TestStmtKind::At { at, call, arrives } => {
                 self.w("(at ");
                 self.test_time(at);
                 self.sp();
@@ -554,7 +554,13 @@ impl Dumper {
                         self.props(props);
                     }
                 }
-                self.w("))");
+                self.w(")");
+                if let Some(a) = arrives {
+                    self.w(" (arrives ");
+                    self.test_time(a);
+                    self.w(")");
+                }
+                self.w(")");
             }
             TestStmtKind::Run(d) => {
                 self.w("(run ");
