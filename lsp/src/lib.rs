@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod answer;
+pub mod cancel;
 pub mod completion;
 pub mod hover;
 pub mod inlay;

@@ -386,3 +386,126 @@ fn a_file_outside_every_project_is_analysed_alone() {
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }
+
+/// A flow file of about `lines` lines, each with a few tokens to colour.
+fn long_flow(lines: usize) -> String {
+    let mut text = String::from("flow long {\n  trigger subscribed\n");
+    for i in 0..lines {
+        text.push_str(&format!(
+            "  if profile.orders_count > {i} and profile.email != \"x{i}\" {{ wait 1h }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    text
+}
+
+#[test]
+fn a_request_whose_document_changed_before_it_was_answered_gets_content_modified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("a.flow");
+    std::fs::write(&flow, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    let doc = json!({ "textDocument": { "uri": uri(&flow) } });
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow), "languageId": "nudge", "version": 1, "text": flow_named("a") } }),
+    );
+    // Sent for version 1, which is never analysed: version 2 follows at once.
+    c.request(1, "textDocument/semanticTokens/full", doc.clone());
+    c.request(
+        2,
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&flow) }, "position": { "line": 0, "character": 6 } }),
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&flow), "version": 2 }, "contentChanges": [{ "text": flow_named("b") }] }),
+    );
+    // Sent for version 2: answered from its analysis.
+    c.request(3, "textDocument/documentSymbol", doc.clone());
+    // A file that is not open has no version to go stale.
+    let other = root.join("other.flow");
+    std::fs::write(&other, flow_named("other")).unwrap();
+    c.request(
+        4,
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri(&other) } }),
+    );
+    c.start();
+    let (_, tokens) = c.until_response(1);
+    assert_eq!(tokens["error"]["code"], -32801, "{tokens}");
+    let (_, hover) = c.until_response(2);
+    assert_eq!(hover["error"]["code"], -32801, "{hover}");
+    let (_, symbols) = c.until_response(3);
+    assert_eq!(symbols["result"][0]["name"], "b", "{symbols}");
+    let (_, symbols) = c.until_response(4);
+    assert_eq!(symbols["result"][0]["name"], "other", "{symbols}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn a_running_request_is_stopped_by_a_cancel_and_does_not_hold_up_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    // Two projects: a long file in one, a short one edited in the other.
+    let big_root = root.join("big");
+    let small_root = root.join("small");
+    for dir in [&big_root, &small_root] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("nudge.toml"), "").unwrap();
+    }
+    let big = big_root.join("long.flow");
+    std::fs::write(&big, long_flow(20_000)).unwrap();
+    let small = small_root.join("a.flow");
+    std::fs::write(&small, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.start();
+    // The start-up analysis is over when both files are published.
+    let mut published = 0;
+    while published < 2 {
+        if let Message::Notification(n) = c.next()
+            && n.method == "textDocument/publishDiagnostics"
+        {
+            published += 1;
+        }
+    }
+    let big_doc = json!({ "textDocument": { "uri": uri(&big) } });
+
+    // Handed to a worker at once (nothing to analyse), then cancelled while
+    // it colours 20,000 lines.
+    c.request(1, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify("$/cancelRequest", json!({ "id": 1 }));
+    let (_, cancelled) = c.until_response(1);
+    assert_eq!(cancelled["error"]["code"], -32800, "{cancelled}");
+
+    // While another one runs, an edit in the other project is analysed and
+    // published before the long answer is ready.
+    c.request(2, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&small), "languageId": "nudge", "version": 1, "text": "flow a {\n  trigger nope\n}\n" } }),
+    );
+    let (seen, tokens) = c.until_response(2);
+    let data = tokens["result"]["data"].as_array().expect("tokens");
+    assert!(data.len() > 5 * 20_000, "{}", data.len());
+    let published_first = seen.iter().any(|m| {
+        matches!(m, Message::Notification(n) if n.method == "textDocument/publishDiagnostics"
+            && n.params["uri"] == uri(&small).as_str())
+    });
+    assert!(published_first, "the edit waited for the long request");
+
+    // An edit of the long file itself stops its running request.
+    c.request(3, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&big), "languageId": "nudge", "version": 1, "text": flow_named("long") } }),
+    );
+    let (_, modified) = c.until_response(3);
+    assert_eq!(modified["error"]["code"], -32801, "{modified}");
+    c.request(4, "shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::Clean);
+}

@@ -1,0 +1,507 @@
+//! Answers to requests, computed from immutable, shared analyses: the
+//! message loop hands each request to a worker thread with a [`View`] of
+//! the latest analyses, so a long request never holds up the edits that
+//! follow it, and a [`Cancel`] flag that the loop sets when the client
+//! cancels the request or edits what it reads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lsp_server::{ErrorCode, Request};
+use lsp_types as lsp;
+use nudge_diagnostics::{FileId, Span};
+use serde_json::Value;
+
+use crate::cancel::{Cancel, Stop};
+use crate::lines::LineIndex;
+use crate::server::{
+    encode_tokens, symbol_kind_for, to_completion_item, to_document_symbol, to_lsp_diagnostic,
+    to_offset, to_position, to_range, to_signature_help,
+};
+use crate::world::Snapshot;
+use crate::{
+    actions, completion, hover, inlay, navigate, outline, semantic, signature, structure, uri,
+};
+
+/// What a worker needs to answer a request: the analysis of the request's
+/// document and every project's latest analysis, as they were when the
+/// request was handed over.
+#[derive(Clone, Default)]
+pub struct View {
+    /// The analysis holding the request's document, and its file id there.
+    pub doc: Option<(Arc<Snapshot>, FileId)>,
+    /// Every analysed project.
+    pub all: Vec<Arc<Snapshot>>,
+    /// Whether the client's completion inserts snippets.
+    pub snippets: bool,
+}
+
+impl From<Stop> for (ErrorCode, String) {
+    fn from(stop: Stop) -> (ErrorCode, String) {
+        let code = match stop {
+            Stop::Cancelled => ErrorCode::RequestCanceled,
+            Stop::Modified => ErrorCode::ContentModified,
+        };
+        (code, stop.message().to_string())
+    }
+}
+
+impl View {
+    /// Answers one request from the analyses in this view.
+    pub fn answer(&self, req: Request, cancel: &Cancel) -> Result<Value, (ErrorCode, String)> {
+        cancel.check()?;
+        fn params<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, (ErrorCode, String)> {
+            serde_json::from_value(v).map_err(|e| (ErrorCode::InvalidParams, e.to_string()))
+        }
+        fn json(v: impl serde::Serialize) -> Result<Value, (ErrorCode, String)> {
+            serde_json::to_value(v).map_err(|e| (ErrorCode::InternalError, e.to_string()))
+        }
+        match req.method.as_str() {
+            "textDocument/hover" => {
+                let p: lsp::HoverParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                json(self.at(pos.position, |snap, file, src, off| {
+                    hover::hover(snap, file, off).map(|h| lsp::Hover {
+                        contents: lsp::HoverContents::Markup(lsp::MarkupContent {
+                            kind: lsp::MarkupKind::Markdown,
+                            value: h.markdown,
+                        }),
+                        range: Some(to_range(src, h.range)),
+                    })
+                }))
+            }
+            "textDocument/completion" => {
+                let p: lsp::CompletionParams = params(req.params)?;
+                let pos = &p.text_document_position;
+                let items = self
+                    .at(pos.position, |snap, file, _, off| {
+                        Some(completion::complete(snap, file, off))
+                    })
+                    .unwrap_or_default();
+                let snippets = self.snippets;
+                json(lsp::CompletionResponse::Array(
+                    items
+                        .into_iter()
+                        .filter(|i| snippets || i.snippet.is_none())
+                        .map(to_completion_item)
+                        .collect(),
+                ))
+            }
+            "textDocument/definition" => {
+                let p: lsp::GotoDefinitionParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let loc = self.at(pos.position, |snap, file, _, off| {
+                    navigate::definition(snap, file, off)
+                });
+                json(
+                    loc.and_then(|l| self.location(&l))
+                        .map(lsp::GotoDefinitionResponse::Scalar),
+                )
+            }
+            "textDocument/references" => {
+                let p: lsp::ReferenceParams = params(req.params)?;
+                let pos = &p.text_document_position;
+                let locs = self
+                    .at(pos.position, |snap, file, _, off| {
+                        Some(navigate::references(
+                            snap,
+                            file,
+                            off,
+                            p.context.include_declaration,
+                        ))
+                    })
+                    .unwrap_or_default();
+                let mut out: Vec<lsp::Location> = Vec::with_capacity(locs.len());
+                for (i, l) in locs.iter().enumerate() {
+                    if i % 1024 == 0 {
+                        cancel.check()?;
+                    }
+                    out.extend(self.location(l));
+                }
+                json(out)
+            }
+            "textDocument/prepareRename" => {
+                let p: lsp::TextDocumentPositionParams = params(req.params)?;
+                let result = self.at(p.position, |snap, file, src, off| {
+                    Some(navigate::prepare_rename(snap, file, off).map(|s| to_range(src, s)))
+                });
+                match result {
+                    Some(Ok(range)) => json(lsp::PrepareRenameResponse::Range(range)),
+                    Some(Err(e)) => Err((ErrorCode::RequestFailed, e.to_string())),
+                    None => json(Value::Null),
+                }
+            }
+            "textDocument/rename" => {
+                let p: lsp::RenameParams = params(req.params)?;
+                let pos = &p.text_document_position;
+                let result = self.at(pos.position, |snap, file, _, off| {
+                    Some(navigate::rename(snap, file, off, &p.new_name))
+                });
+                match result {
+                    Some(Ok(edits)) => json(self.workspace_edit(edits)),
+                    Some(Err(e)) => Err((ErrorCode::RequestFailed, e.to_string())),
+                    None => Err((ErrorCode::RequestFailed, "no such document".to_string())),
+                }
+            }
+            "textDocument/documentSymbol" => {
+                let _: lsp::DocumentSymbolParams = params(req.params)?;
+                let syms = self.file(|snap, file, src| {
+                    let items = outline::document_symbols(snap, file);
+                    Some(
+                        items
+                            .into_iter()
+                            .map(|i| to_document_symbol(src, i))
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(syms.map(lsp::DocumentSymbolResponse::Nested))
+            }
+            "workspace/symbol" => {
+                let p: lsp::WorkspaceSymbolParams = params(req.params)?;
+                let found = outline::workspace_symbols_until(
+                    self.all.iter().map(|s| &**s),
+                    &p.query,
+                    200,
+                    cancel,
+                )?;
+                let out: Vec<lsp::WorkspaceSymbol> = found
+                    .into_iter()
+                    .filter_map(|s| {
+                        let loc = self.location(&navigate::Location {
+                            path: s.path,
+                            span: s.span,
+                        })?;
+                        Some(lsp::WorkspaceSymbol {
+                            name: s.name,
+                            kind: symbol_kind_for(s.kind),
+                            tags: None,
+                            container_name: s.container,
+                            location: lsp::OneOf::Left(loc),
+                            data: None,
+                        })
+                    })
+                    .collect();
+                json(lsp::WorkspaceSymbolResponse::Nested(out))
+            }
+            "textDocument/formatting" => {
+                let _: lsp::DocumentFormattingParams = params(req.params)?;
+                let edits = self.file(|snap, file, src| {
+                    let text = snap.text(file);
+                    let formatted = actions::format(text)?;
+                    Some(vec![lsp::TextEdit {
+                        range: to_range(src, Span::new(0, text.len())),
+                        new_text: formatted,
+                    }])
+                });
+                json(edits.unwrap_or_default())
+            }
+            "textDocument/semanticTokens/full" => {
+                let _: lsp::SemanticTokensParams = params(req.params)?;
+                let tokens = self
+                    .file(|snap, file, src| {
+                        Some(
+                            semantic::semantic_tokens_until(snap, file, cancel)
+                                .map(|t| encode_tokens(src, &t)),
+                        )
+                    })
+                    .transpose()?;
+                json(tokens.map(|data| {
+                    lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
+                        result_id: None,
+                        data,
+                    })
+                }))
+            }
+            "textDocument/semanticTokens/range" => {
+                // The visible part of a long file, so the editor colours it first.
+                let p: lsp::SemanticTokensRangeParams = params(req.params)?;
+                let tokens = self.file(|snap, file, src| {
+                    let range = Span {
+                        start: to_offset(src, p.range.start),
+                        end: to_offset(src, p.range.end),
+                    };
+                    let tokens: Vec<semantic::SemToken> = semantic::semantic_tokens(snap, file)
+                        .into_iter()
+                        .filter(|t| t.span.end > range.start && t.span.start < range.end)
+                        .collect();
+                    Some(encode_tokens(src, &tokens))
+                });
+                json(tokens.map(|data| {
+                    lsp::SemanticTokensRangeResult::Tokens(lsp::SemanticTokens {
+                        result_id: None,
+                        data,
+                    })
+                }))
+            }
+            "textDocument/codeAction" => {
+                let p: lsp::CodeActionParams = params(req.params)?;
+                let fixes = self
+                    .file(|snap, file, src| {
+                        let range = Span {
+                            start: to_offset(src, p.range.start),
+                            end: to_offset(src, p.range.end),
+                        };
+                        let fixes = actions::quick_fixes(snap, file, range);
+                        Some(
+                            fixes
+                                .into_iter()
+                                .map(|f| {
+                                    (
+                                        f.title,
+                                        to_lsp_diagnostic(snap, src, &f.diagnostic),
+                                        f.edits,
+                                        f.preferred,
+                                    )
+                                })
+                                .collect::<Vec<_>>(),
+                        )
+                    })
+                    .unwrap_or_default();
+                let out: Vec<lsp::CodeActionOrCommand> = fixes
+                    .into_iter()
+                    .map(|(title, diag, edits, preferred)| {
+                        lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+                            title,
+                            kind: Some(lsp::CodeActionKind::QUICKFIX),
+                            diagnostics: Some(vec![diag]),
+                            edit: Some(self.workspace_edit(edits)),
+                            is_preferred: Some(preferred),
+                            ..Default::default()
+                        })
+                    })
+                    .collect();
+                // Kinds are hierarchical: asking for `source` includes `source.fixAll`.
+                let wants = |kind: &lsp::CodeActionKind| {
+                    p.context.only.as_ref().is_none_or(|only| {
+                        only.iter().any(|o| {
+                            kind.as_str() == o.as_str()
+                                || kind.as_str().starts_with(&format!("{}.", o.as_str()))
+                        })
+                    })
+                };
+                let mut out: Vec<lsp::CodeActionOrCommand> =
+                    if wants(&lsp::CodeActionKind::QUICKFIX) {
+                        out
+                    } else {
+                        Vec::new()
+                    };
+                if wants(&lsp::CodeActionKind::SOURCE_FIX_ALL)
+                    && let Some(path) = uri::to_path(&p.text_document.uri)
+                    && let Some((snap, file)) = self.locate(&path)
+                {
+                    let (count, edits) = actions::fix_all(snap, file);
+                    if count > 0 {
+                        out.push(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
+                            title: format!(
+                                "Fix all problems in this file ({count} fix{})",
+                                if count == 1 { "" } else { "es" }
+                            ),
+                            kind: Some(lsp::CodeActionKind::SOURCE_FIX_ALL),
+                            edit: Some(self.workspace_edit(edits)),
+                            ..Default::default()
+                        }));
+                    }
+                }
+                json(out)
+            }
+            "textDocument/inlayHint" => {
+                let p: lsp::InlayHintParams = params(req.params)?;
+                let hints = self.file(|snap, file, src| {
+                    let range = Span {
+                        start: to_offset(src, p.range.start),
+                        end: to_offset(src, p.range.end),
+                    };
+                    let hints = inlay::inlay_hints(snap, file, range);
+                    Some(
+                        hints
+                            .into_iter()
+                            .map(|h| lsp::InlayHint {
+                                position: to_position(src, h.offset),
+                                label: lsp::InlayHintLabel::String(h.label),
+                                kind: None,
+                                text_edits: None,
+                                tooltip: Some(lsp::InlayHintTooltip::String(
+                                    "time since the trigger, counting fixed waits".to_string(),
+                                )),
+                                padding_left: Some(true),
+                                padding_right: None,
+                                data: None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(hints.unwrap_or_default())
+            }
+            "textDocument/signatureHelp" => {
+                let p: lsp::SignatureHelpParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let help = self.at(pos.position, |snap, file, _, off| {
+                    signature::signature_help(snap, file, off)
+                });
+                json(help.map(to_signature_help))
+            }
+            "textDocument/foldingRange" => {
+                let _: lsp::FoldingRangeParams = params(req.params)?;
+                let folds = self.file(|snap, file, src| {
+                    let folds = structure::folding_ranges(snap, file);
+                    Some(
+                        folds
+                            .into_iter()
+                            .filter_map(|f| {
+                                let start = to_position(src, f.span.start).line;
+                                let end = to_position(src, f.span.end).line;
+                                (end > start).then(|| lsp::FoldingRange {
+                                    start_line: start,
+                                    end_line: end,
+                                    kind: Some(if f.comment {
+                                        lsp::FoldingRangeKind::Comment
+                                    } else {
+                                        lsp::FoldingRangeKind::Region
+                                    }),
+                                    ..Default::default()
+                                })
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(folds.unwrap_or_default())
+            }
+            "textDocument/selectionRange" => {
+                let p: lsp::SelectionRangeParams = params(req.params)?;
+                let ranges = self.file(|snap, file, src| {
+                    let out: Vec<lsp::SelectionRange> = p
+                        .positions
+                        .iter()
+                        .map(|pos| {
+                            let chain =
+                                structure::selection_ranges(snap, file, to_offset(src, *pos));
+                            // Outermost first, each becoming the parent of the next.
+                            let mut range: Option<lsp::SelectionRange> = None;
+                            for span in chain.into_iter().rev() {
+                                range = Some(lsp::SelectionRange {
+                                    range: to_range(src, span),
+                                    parent: range.map(Box::new),
+                                });
+                            }
+                            range.unwrap_or(lsp::SelectionRange {
+                                range: lsp::Range::new(*pos, *pos),
+                                parent: None,
+                            })
+                        })
+                        .collect();
+                    Some(out)
+                });
+                json(ranges.unwrap_or_default())
+            }
+            "textDocument/documentHighlight" => {
+                let p: lsp::DocumentHighlightParams = params(req.params)?;
+                let pos = &p.text_document_position_params;
+                let found = self.at(pos.position, |snap, file, src, off| {
+                    let hs = structure::document_highlights(snap, file, off);
+                    Some(
+                        hs.into_iter()
+                            .map(|h| lsp::DocumentHighlight {
+                                range: to_range(src, h.span),
+                                kind: Some(if h.declaration {
+                                    lsp::DocumentHighlightKind::WRITE
+                                } else {
+                                    lsp::DocumentHighlightKind::READ
+                                }),
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(found.unwrap_or_default())
+            }
+            "textDocument/documentLink" => {
+                let _: lsp::DocumentLinkParams = params(req.params)?;
+                let links = self.file(|snap, file, src| {
+                    let links = structure::template_links(snap, file);
+                    Some(
+                        links
+                            .into_iter()
+                            .map(|l| lsp::DocumentLink {
+                                range: to_range(src, l.span),
+                                target: Some(uri::from_path(&l.target)),
+                                tooltip: Some("open the template".to_string()),
+                                data: None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(links.unwrap_or_default())
+            }
+            _ => Err((
+                ErrorCode::MethodNotFound,
+                format!("unsupported method {}", req.method),
+            )),
+        }
+    }
+
+    /// Runs `f` on the analysis of the request's document at a position.
+    fn at<T>(
+        &self,
+        pos: lsp::Position,
+        f: impl FnOnce(&Snapshot, FileId, &LineIndex, u32) -> Option<T>,
+    ) -> Option<T> {
+        self.file(|snap, file, src| f(snap, file, src, to_offset(src, pos)))
+    }
+
+    /// Runs `f` on the analysis of the request's document, if it has one.
+    fn file<T>(&self, f: impl FnOnce(&Snapshot, FileId, &LineIndex) -> Option<T>) -> Option<T> {
+        let (snap, file) = self.doc.as_ref()?;
+        snap.source(*file)?;
+        f(snap, *file, snap.lines(*file))
+    }
+
+    /// The analysis holding a file: the request's document's first (a
+    /// definition in the same project), then any other project's.
+    pub fn locate(&self, path: &Path) -> Option<(&Snapshot, FileId)> {
+        self.doc
+            .iter()
+            .map(|(s, _)| s)
+            .chain(self.all.iter())
+            .find_map(|s| s.file_id(path).map(|f| (&**s, f)))
+    }
+
+    fn location(&self, loc: &navigate::Location) -> Option<lsp::Location> {
+        let (snap, file) = self.locate(&loc.path)?;
+        snap.source(file)?;
+        let src = snap.lines(file);
+        Some(lsp::Location {
+            uri: uri::from_path(&loc.path),
+            range: to_range(src, loc.span),
+        })
+    }
+
+    // `WorkspaceEdit::changes` is keyed by `Uri`, whose parsed parts are
+    // cached in cells; the keys are never mutated here.
+    #[allow(clippy::mutable_key_type)]
+    fn workspace_edit(
+        &self,
+        edits: std::collections::BTreeMap<PathBuf, Vec<(Span, String)>>,
+    ) -> lsp::WorkspaceEdit {
+        let mut changes: HashMap<lsp::Uri, Vec<lsp::TextEdit>> = HashMap::new();
+        for (path, edits) in edits {
+            let Some((snap, file)) = self.locate(&path) else {
+                continue;
+            };
+            if snap.source(file).is_none() {
+                continue;
+            }
+            let src = snap.lines(file);
+            changes.insert(
+                uri::from_path(&path),
+                edits
+                    .into_iter()
+                    .map(|(span, new_text)| lsp::TextEdit {
+                        range: to_range(src, span),
+                        new_text,
+                    })
+                    .collect(),
+            );
+        }
+        lsp::WorkspaceEdit::new(changes)
+    }
+}
