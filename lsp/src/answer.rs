@@ -196,6 +196,27 @@ impl View {
                 });
                 json(edits.unwrap_or_default())
             }
+            "textDocument/rangeFormatting" => {
+                // Only the changes `nudge fmt` would make to these lines.
+                let p: lsp::DocumentRangeFormattingParams = params(req.params)?;
+                let edits = self.file(|snap, file, src| {
+                    let range = Span {
+                        start: to_offset(src, p.range.start),
+                        end: to_offset(src, p.range.end),
+                    };
+                    let edits = actions::format_range(snap.text(file), range);
+                    Some(
+                        edits
+                            .into_iter()
+                            .map(|(span, new_text)| lsp::TextEdit {
+                                range: to_range(src, span),
+                                new_text,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(edits.unwrap_or_default())
+            }
             "textDocument/semanticTokens/full" => {
                 let _: lsp::SemanticTokensParams = params(req.params)?;
                 let tokens = self

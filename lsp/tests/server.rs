@@ -541,3 +541,31 @@ fn fix_all_applies_every_fix_of_the_file_as_one_source_action() {
     assert_eq!(source.as_array().unwrap().len(), 1);
     c.stop();
 }
+
+#[test]
+fn range_formatting_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("a.flow");
+    let text =
+        "// 😀 two flows\nflow a {\ntrigger subscribed\n}\nflow b {\n      trigger subscribed\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &root.join("stdlib"));
+    let edits = c.request(
+        "textDocument/rangeFormatting",
+        json!({
+            "textDocument": { "uri": uri(&flow).as_str() },
+            "range": { "start": { "line": 5, "character": 0 }, "end": { "line": 5, "character": 3 } },
+            "options": { "tabSize": 2, "insertSpaces": true }
+        }),
+    );
+    assert_eq!(
+        edits,
+        json!([{
+            "range": { "start": { "line": 5, "character": 0 }, "end": { "line": 6, "character": 0 } },
+            "newText": "  trigger subscribed\n"
+        }])
+    );
+    c.stop();
+}
