@@ -21,7 +21,8 @@ use crate::server::{
 };
 use crate::world::Snapshot;
 use crate::{
-    actions, completion, hover, inlay, navigate, outline, semantic, signature, structure, uri,
+    actions, completion, hover, inlay, navigate, outline, runner, semantic, signature, structure,
+    uri,
 };
 
 /// What a worker needs to answer a request: the analysis of the request's
@@ -35,6 +36,8 @@ pub struct View {
     pub all: Vec<Arc<Snapshot>>,
     /// Whether the client's completion inserts snippets.
     pub snippets: bool,
+    /// Where messages for the user go (the result of a test run).
+    pub messages: Option<crossbeam_channel::Sender<lsp_server::Message>>,
 }
 
 impl From<Stop> for (ErrorCode, String) {
@@ -216,6 +219,75 @@ impl View {
                     )
                 });
                 json(edits.unwrap_or_default())
+            }
+            "textDocument/codeLens" => {
+                let _: lsp::CodeLensParams = params(req.params)?;
+                let lenses = self.file(|snap, file, src| {
+                    let path = snap.path(file)?;
+                    let uri = uri::from_path(path);
+                    let blocks = runner::test_blocks(snap, file);
+                    Some(
+                        blocks
+                            .into_iter()
+                            .map(|t| lsp::CodeLens {
+                                range: to_range(src, t.header),
+                                command: Some(lsp::Command {
+                                    title: "▶ Run test".to_string(),
+                                    command: runner::RUN_TEST.to_string(),
+                                    arguments: Some(vec![
+                                        Value::String(uri.as_str().to_string()),
+                                        Value::String(t.name),
+                                    ]),
+                                }),
+                                data: None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                json(lenses.unwrap_or_default())
+            }
+            "workspace/executeCommand" => {
+                let p: lsp::ExecuteCommandParams = params(req.params)?;
+                if p.command != runner::RUN_TEST {
+                    return Err((
+                        ErrorCode::InvalidParams,
+                        format!("unknown command {}", p.command),
+                    ));
+                }
+                let Some(Value::String(name)) = p.arguments.get(1) else {
+                    return Err((
+                        ErrorCode::InvalidParams,
+                        format!("{} takes a document URI and a test name", runner::RUN_TEST),
+                    ));
+                };
+                let Some((snap, file)) = &self.doc else {
+                    return Err((
+                        ErrorCode::InvalidParams,
+                        "the test's document is not in any project".to_string(),
+                    ));
+                };
+                match runner::run_test(snap, *file, name) {
+                    Ok(outcome) => {
+                        let kind = if outcome.passed {
+                            lsp::MessageType::INFO
+                        } else {
+                            lsp::MessageType::ERROR
+                        };
+                        if !outcome.passed {
+                            self.tell("window/logMessage", kind, outcome.details.clone());
+                        }
+                        self.tell("window/showMessage", kind, outcome.summary.clone());
+                        json(serde_json::json!({
+                            "passed": outcome.passed,
+                            "summary": outcome.summary,
+                            "failedLines": outcome.failed_lines,
+                        }))
+                    }
+                    Err(why) => {
+                        self.tell("window/showMessage", lsp::MessageType::ERROR, why.clone());
+                        Err((ErrorCode::RequestFailed, why))
+                    }
+                }
             }
             "textDocument/semanticTokens/full" => {
                 let _: lsp::SemanticTokensParams = params(req.params)?;
@@ -457,6 +529,17 @@ impl View {
                 ErrorCode::MethodNotFound,
                 format!("unsupported method {}", req.method),
             )),
+        }
+    }
+
+    /// Sends the user a message (`window/showMessage` or `window/logMessage`).
+    fn tell(&self, method: &str, typ: lsp::MessageType, message: String) {
+        if let Some(tx) = &self.messages {
+            let note = lsp_server::Notification::new(
+                method.to_string(),
+                lsp::ShowMessageParams { typ, message },
+            );
+            let _ = tx.send(note.into());
         }
     }
 

@@ -19,6 +19,7 @@ pub mod lines;
 pub mod lookup;
 pub mod navigate;
 pub mod outline;
+pub mod runner;
 pub mod semantic;
 pub mod server;
 pub mod signature;

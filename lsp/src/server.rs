@@ -53,6 +53,13 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         workspace_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         document_range_formatting_provider: Some(OneOf::Left(true)),
+        code_lens_provider: Some(CodeLensOptions {
+            resolve_provider: Some(false),
+        }),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: vec![crate::runner::RUN_TEST.to_string()],
+            work_done_progress_options: Default::default(),
+        }),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
             code_action_kinds: Some(vec![
                 CodeActionKind::QUICKFIX,
@@ -289,9 +296,13 @@ fn reads_every_file(method: &str) -> bool {
     )
 }
 
-/// The path of the document a request is about (`params.textDocument.uri`).
+/// The path of the document a request is about: `params.textDocument.uri`,
+/// or the first argument of a command.
 fn request_document(params: &Value) -> Option<PathBuf> {
-    let text = params.get("textDocument")?.get("uri")?.as_str()?;
+    let text = match params.get("textDocument") {
+        Some(doc) => doc.get("uri")?.as_str()?,
+        None => params.get("arguments")?.get(0)?.as_str()?,
+    };
     let uri: lsp::Uri = text.parse().ok()?;
     uri::to_path(&uri)
 }
@@ -579,6 +590,7 @@ impl Server {
             doc: path.as_ref().and_then(|p| self.world.shared_locate(p)),
             all: self.world.shared_snapshots(),
             snippets: self.snippets,
+            messages: Some(self.sender.clone()),
         };
         let cancel = Cancel::new();
         let id = req.id.clone();

@@ -569,3 +569,62 @@ fn range_formatting_over_the_protocol() {
     );
     c.stop();
 }
+
+#[test]
+fn a_code_lens_runs_its_test_and_shows_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ad_retargeting");
+    for name in ["nudge.toml", "ad_retargeting.flow", "tests.flow"] {
+        std::fs::copy(example.join(name), root.join(name)).unwrap();
+    }
+    let tests = root.join("tests.flow");
+    let mut c = Client::start(&root, &root.join("stdlib"));
+    let lenses = c.request(
+        "textDocument/codeLens",
+        json!({ "textDocument": { "uri": uri(&tests).as_str() } }),
+    );
+    let first = &lenses[0];
+    assert_eq!(
+        first["range"]["start"],
+        json!({ "line": 0, "character": 0 })
+    );
+    assert_eq!(first["command"]["command"], "nudge.runTest");
+    assert_eq!(first["command"]["title"], "▶ Run test");
+    let command = first["command"].clone();
+    c.conn
+        .sender
+        .send(
+            Request::new(
+                RequestId::from(1000),
+                "workspace/executeCommand".to_string(),
+                json!({ "command": command["command"], "arguments": command["arguments"] }),
+            )
+            .into(),
+        )
+        .unwrap();
+    // The result is shown to the user, and is the request's answer.
+    let mut shown = None;
+    let result = loop {
+        match c.conn.receiver.recv_timeout(TIMEOUT).expect("a message") {
+            Message::Notification(n) if n.method == "window/showMessage" => shown = Some(n.params),
+            Message::Response(r) if r.id == RequestId::from(1000) => {
+                break r.response_result.expect("a result");
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(result["passed"], true, "{result}");
+    let shown = shown.expect("a message for the user");
+    assert_eq!(shown["type"], 3);
+    assert!(
+        shown["message"].as_str().unwrap().contains("passed"),
+        "{shown}"
+    );
+    let unknown = c.request_raw(
+        "workspace/executeCommand",
+        json!({ "command": "nudge.nope", "arguments": [] }),
+    );
+    assert_eq!(unknown.response_result.unwrap_err().code, -32602);
+    c.stop();
+}
