@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::cancel::{Cancel, Stop};
 use crate::lines::LineIndex;
 use crate::server::{
-    encode_tokens, symbol_kind_for, to_completion_item, to_document_symbol, to_lsp_diagnostic,
-    to_offset, to_position, to_range, to_signature_help,
+    capped_diagnostics, encode_tokens, symbol_kind_for, to_completion_item, to_document_symbol,
+    to_lsp_diagnostic, to_offset, to_position, to_range, to_signature_help,
 };
 use crate::world::Snapshot;
 use crate::{
@@ -48,6 +48,41 @@ impl From<Stop> for (ErrorCode, String) {
         };
         (code, stop.message().to_string())
     }
+}
+
+/// A file's diagnostics as published (errors first, capped), computed
+/// after a look at the cancel flag.
+fn file_diagnostics(
+    snap: &Snapshot,
+    file: FileId,
+    diags: Vec<&nudge_diagnostics::Diagnostic>,
+    cancel: &Cancel,
+) -> Result<Vec<lsp::Diagnostic>, Stop> {
+    cancel.check()?;
+    Ok(capped_diagnostics(snap, snap.lines(file), diags))
+}
+
+/// A pulled diagnostic report: `unchanged` when the client's previous
+/// result id is that of these items, else `full` with a new id. The id is
+/// a hash of the items, so it needs no memory of what was sent.
+fn report(items: Vec<lsp::Diagnostic>, previous: Option<&str>, uri: Option<&str>) -> Value {
+    let text = serde_json::to_string(&items).unwrap_or_default();
+    // FNV-1a: stable across runs and threads.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let id = format!("{hash:016x}");
+    let mut out = if previous == Some(id.as_str()) {
+        serde_json::json!({ "kind": "unchanged", "resultId": id })
+    } else {
+        serde_json::json!({ "kind": "full", "resultId": id, "items": items })
+    };
+    if let Some(uri) = uri {
+        out["uri"] = Value::String(uri.to_string());
+    }
+    out
 }
 
 impl View {
@@ -288,6 +323,43 @@ impl View {
                         Err((ErrorCode::RequestFailed, why))
                     }
                 }
+            }
+            "textDocument/diagnostic" => {
+                let p: lsp::DocumentDiagnosticParams = params(req.params)?;
+                let items = match &self.doc {
+                    Some((snap, file)) => {
+                        let diags = snap
+                            .path(*file)
+                            .and_then(|path| snap.diagnostics_by_path().remove(path))
+                            .unwrap_or_default();
+                        file_diagnostics(snap, *file, diags, cancel)?
+                    }
+                    None => Vec::new(),
+                };
+                json(report(items, p.previous_result_id.as_deref(), None))
+            }
+            "workspace/diagnostic" => {
+                let p: lsp::WorkspaceDiagnosticParams = params(req.params)?;
+                let previous: HashMap<String, String> = p
+                    .previous_result_ids
+                    .into_iter()
+                    .map(|r| (r.uri.as_str().to_string(), r.value))
+                    .collect();
+                let mut reports = Vec::new();
+                for snap in &self.all {
+                    for (path, diags) in snap.diagnostics_by_path() {
+                        let Some(file) = snap.file_id(&path) else {
+                            continue;
+                        };
+                        let uri = uri::from_path(&path).as_str().to_string();
+                        let items = file_diagnostics(snap, file, diags, cancel)?;
+                        let mut r =
+                            report(items, previous.get(&uri).map(String::as_str), Some(&uri));
+                        r["version"] = serde_json::json!(snap.version(&path));
+                        reports.push(r);
+                    }
+                }
+                json(serde_json::json!({ "items": reports }))
             }
             "textDocument/semanticTokens/full" => {
                 let _: lsp::SemanticTokensParams = params(req.params)?;

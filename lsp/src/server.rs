@@ -101,6 +101,33 @@ pub fn capabilities() -> lsp::ServerCapabilities {
     }
 }
 
+/// The capabilities announced to a client: [`capabilities`], plus pull
+/// diagnostics when the client can pull them (it then gets no pushed ones).
+pub fn capabilities_for(init: &lsp::InitializeParams) -> lsp::ServerCapabilities {
+    let mut caps = capabilities();
+    if pulls_diagnostics(init) {
+        caps.diagnostic_provider = Some(lsp::DiagnosticServerCapabilities::Options(
+            lsp::DiagnosticOptions {
+                identifier: Some("nudge".to_string()),
+                // An edit in one file changes the diagnostics of others.
+                inter_file_dependencies: true,
+                workspace_diagnostics: true,
+                work_done_progress_options: Default::default(),
+            },
+        ));
+    }
+    caps
+}
+
+/// Whether a client asks for diagnostics (`textDocument/diagnostic`)
+/// rather than waiting for `textDocument/publishDiagnostics`.
+fn pulls_diagnostics(init: &lsp::InitializeParams) -> bool {
+    init.capabilities
+        .text_document
+        .as_ref()
+        .is_some_and(|t| t.diagnostic.is_some())
+}
+
 /// How the server ended, which decides the process's exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
@@ -178,9 +205,9 @@ pub fn run(
         return Ok(Ending::WithoutShutdown);
     };
     // A client that sends odd initialize params still gets a working server.
-    let init: lsp::InitializeParams = serde_json::from_value(params).unwrap_or_default();
+    let init: lsp::InitializeParams = serde_json::from_value(params.clone()).unwrap_or_default();
     let result = serde_json::json!({
-        "capabilities": capabilities(),
+        "capabilities": capabilities_for(&init),
         "serverInfo": { "name": "nudge", "version": env!("CARGO_PKG_VERSION") },
     });
     // Sent here rather than by `initialize_finish`, which would also take
@@ -191,6 +218,7 @@ pub fn run(
 
     let mut server = Server::new(connection.sender.clone(), stdlib_dir);
     server.configure(&init);
+    server.configure_raw(&params);
     if let Err(e) = server.world.write_stdlib() {
         eprintln!(
             "nudge lsp: cannot write the stdlib to {}: {e}",
@@ -375,6 +403,12 @@ pub struct Server {
     analyses: u64,
     /// Whether the client's completion inserts snippets (tab stops).
     snippets: bool,
+    /// Whether the client pulls diagnostics, so none are pushed.
+    pull: bool,
+    /// Whether the client can be asked to pull diagnostics again.
+    pull_refresh: bool,
+    /// Numbers the server's own requests.
+    next_request: u64,
 }
 
 impl Server {
@@ -394,6 +428,9 @@ impl Server {
             dynamic_watchers: false,
             analyses: 0,
             snippets: false,
+            pull: false,
+            pull_refresh: false,
+            next_request: 0,
         }
     }
 
@@ -415,6 +452,23 @@ impl Server {
             .and_then(|c| c.completion_item.as_ref())
             .and_then(|i| i.snippet_support)
             .unwrap_or(false);
+        self.pull = pulls_diagnostics(init);
+    }
+
+    /// Takes from the raw `initialize` params what lsp-types does not read:
+    /// the specification names `workspace.diagnostics` (plural), lsp-types
+    /// reads `workspace.diagnostic`; both are accepted.
+    pub fn configure_raw(&mut self, params: &Value) {
+        let workspace = &params["capabilities"]["workspace"];
+        self.pull_refresh = ["diagnostics", "diagnostic"]
+            .iter()
+            .any(|k| workspace[k]["refreshSupport"] == Value::Bool(true));
+    }
+
+    /// A fresh id for a request the server sends.
+    fn request_id(&mut self, what: &str) -> RequestId {
+        self.next_request += 1;
+        RequestId::from(format!("nudge/{what}/{}", self.next_request))
     }
 
     /// How many project analyses have run since the server started.
@@ -668,21 +722,42 @@ impl Server {
 
     /// Analyses every changed project and publishes the diagnostics that changed.
     pub fn refresh(&mut self) {
-        for id in self.world.dirty_projects() {
-            let started = std::time::Instant::now();
-            self.world.analyse(id);
-            self.analyses += 1;
-            if let Some(p) = self.world.project(id) {
-                self.log_trace(format!(
-                    "analysed {} in {} ms",
-                    p.root.display(),
-                    started.elapsed().as_millis()
+        let dirty = self.world.dirty_projects();
+        if self.pull {
+            // The client asks; tell it there is something new to ask for.
+            for &id in &dirty {
+                self.analyse(id);
+            }
+            if !dirty.is_empty() && self.pull_refresh {
+                let id = self.request_id("diagnostic-refresh");
+                self.send(Request::new(
+                    id,
+                    "workspace/diagnostic/refresh".to_string(),
+                    Value::Null,
                 ));
             }
+            return;
+        }
+        for id in dirty {
+            self.analyse(id);
             self.publish(id);
         }
         self.clear_orphans();
         self.force.clear();
+    }
+
+    /// Analyses one project, counted and traced.
+    fn analyse(&mut self, id: ProjectId) {
+        let started = std::time::Instant::now();
+        self.world.analyse(id);
+        self.analyses += 1;
+        if let Some(p) = self.world.project(id) {
+            self.log_trace(format!(
+                "analysed {} in {} ms",
+                p.root.display(),
+                started.elapsed().as_millis()
+            ));
+        }
     }
 
     /// Clears the diagnostics of files that no project holds any more (a

@@ -509,3 +509,108 @@ fn a_running_request_is_stopped_by_a_cancel_and_does_not_hold_up_edits() {
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::Clean);
 }
+
+#[test]
+fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let a = root.join("a.flow");
+    let broken = "flow a {\n  trigger nope\n}\n";
+    std::fs::write(&a, broken).unwrap();
+    let b = root.join("b.flow");
+    std::fs::write(&b, flow_named("b")).unwrap();
+    let caps = json!({
+        "textDocument": { "diagnostic": { "dynamicRegistration": false } },
+        "workspace": { "diagnostics": { "refreshSupport": true } }
+    });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    let a_doc = json!({ "textDocument": { "uri": uri(&a) } });
+    c.request(1, "textDocument/diagnostic", a_doc.clone());
+    c.start();
+    let (mut seen, init) = c.until_response(0);
+    let provider = &init["result"]["capabilities"]["diagnosticProvider"];
+    assert_eq!(provider["interFileDependencies"], true);
+    assert_eq!(provider["workspaceDiagnostics"], true);
+    let (more, first) = c.until_response(1);
+    seen.extend(more);
+    assert_eq!(first["result"]["kind"], "full");
+    let items = first["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["severity"], 1);
+    let id = first["result"]["resultId"].as_str().unwrap().to_string();
+
+    // Asked again with that id: nothing changed.
+    c.request(
+        2,
+        "textDocument/diagnostic",
+        json!({ "textDocument": { "uri": uri(&a) }, "previousResultId": id }),
+    );
+    let (more, again) = c.until_response(2);
+    seen.extend(more);
+    assert_eq!(
+        again["result"],
+        json!({ "kind": "unchanged", "resultId": id })
+    );
+
+    // Fixed in the editor: the client is asked to pull again, and gets a
+    // full, empty report.
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&a), "languageId": "nudge", "version": 7, "text": flow_named("a") } }),
+    );
+    let refresh = loop {
+        match c.next() {
+            Message::Request(r) => break r,
+            m => seen.push(m),
+        }
+    };
+    assert_eq!(refresh.method, "workspace/diagnostic/refresh");
+    c.request(
+        3,
+        "textDocument/diagnostic",
+        json!({ "textDocument": { "uri": uri(&a) }, "previousResultId": id }),
+    );
+    let (more, fixed) = c.until_response(3);
+    seen.extend(more);
+    assert_eq!(fixed["result"]["kind"], "full");
+    assert_eq!(fixed["result"]["items"], json!([]));
+
+    // The whole workspace: both files, the open one with its version.
+    c.request(
+        4,
+        "workspace/diagnostic",
+        json!({ "previousResultIds": [] }),
+    );
+    let (more, all) = c.until_response(4);
+    seen.extend(more);
+    let mut reports: Vec<(String, Value, Value)> = all["result"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["uri"].as_str().unwrap().to_string(),
+                r["kind"].clone(),
+                r["version"].clone(),
+            )
+        })
+        .collect();
+    reports.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        reports,
+        [
+            (uri(&a), json!("full"), json!(7)),
+            (uri(&b), json!("full"), Value::Null)
+        ]
+    );
+    let pushed = seen.iter().any(
+        |m| matches!(m, Message::Notification(n) if n.method == "textDocument/publishDiagnostics"),
+    );
+    assert!(
+        !pushed,
+        "diagnostics were pushed to a client that pulls them"
+    );
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
