@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lsp_server::{ErrorCode, Request};
 use lsp_types as lsp;
@@ -38,6 +39,41 @@ pub struct View {
     pub snippets: bool,
     /// Where messages for the user go (the result of a test run).
     pub messages: Option<crossbeam_channel::Sender<lsp_server::Message>>,
+    /// The semantic tokens last sent for each document, for deltas.
+    pub tokens: TokenCache,
+}
+
+/// The semantic tokens last sent for each document, with their result id,
+/// shared by the workers and the message loop (which forgets a document
+/// when it is closed).
+pub type TokenCache = Arc<Mutex<HashMap<PathBuf, (String, Vec<lsp::SemanticToken>)>>>;
+
+/// Numbers the semantic-token results, so that every one has its own id.
+static NEXT_TOKENS_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The one edit that turns `old` tokens into `new`: the common tokens at
+/// both ends are kept and the middle replaced; `None` when they are equal.
+/// Offsets count integers, five per token, as the protocol wants.
+pub fn tokens_edit(
+    old: &[lsp::SemanticToken],
+    new: &[lsp::SemanticToken],
+) -> Option<lsp::SemanticTokensEdit> {
+    if old == new {
+        return None;
+    }
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let inserted = &new[prefix..new.len() - suffix];
+    Some(lsp::SemanticTokensEdit {
+        start: (prefix * 5) as u32,
+        delete_count: ((old.len() - prefix - suffix) * 5) as u32,
+        data: (!inserted.is_empty()).then(|| inserted.to_vec()),
+    })
 }
 
 impl From<Stop> for (ErrorCode, String) {
@@ -363,19 +399,36 @@ impl View {
             }
             "textDocument/semanticTokens/full" => {
                 let _: lsp::SemanticTokensParams = params(req.params)?;
-                let tokens = self
-                    .file(|snap, file, src| {
-                        Some(
-                            semantic::semantic_tokens_until(snap, file, cancel)
-                                .map(|t| encode_tokens(src, &t)),
-                        )
-                    })
-                    .transpose()?;
-                json(tokens.map(|data| {
+                let tokens = self.full_tokens(cancel)?;
+                json(tokens.map(|(result_id, data)| {
                     lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
-                        result_id: None,
+                        result_id: Some(result_id),
                         data,
                     })
+                }))
+            }
+            "textDocument/semanticTokens/full/delta" => {
+                let p: lsp::SemanticTokensDeltaParams = params(req.params)?;
+                let previous = self.doc.as_ref().and_then(|(snap, file)| {
+                    let path = snap.path(*file)?;
+                    let cache = self.tokens.lock().ok()?;
+                    let (id, data) = cache.get(path)?;
+                    (*id == p.previous_result_id).then(|| data.clone())
+                });
+                let tokens = self.full_tokens(cancel)?;
+                json(tokens.map(|(result_id, data)| match previous {
+                    // What the client holds is known: only what changed.
+                    Some(old) => {
+                        lsp::SemanticTokensFullDeltaResult::TokensDelta(lsp::SemanticTokensDelta {
+                            result_id: Some(result_id),
+                            edits: tokens_edit(&old, &data).into_iter().collect(),
+                        })
+                    }
+                    // An id from another time: everything.
+                    None => lsp::SemanticTokensFullDeltaResult::Tokens(lsp::SemanticTokens {
+                        result_id: Some(result_id),
+                        data,
+                    }),
                 }))
             }
             "textDocument/semanticTokens/range" => {
@@ -602,6 +655,28 @@ impl View {
                 format!("unsupported method {}", req.method),
             )),
         }
+    }
+
+    /// The request's document's semantic tokens with a new result id,
+    /// remembered for the next delta.
+    fn full_tokens(
+        &self,
+        cancel: &Cancel,
+    ) -> Result<Option<(String, Vec<lsp::SemanticToken>)>, Stop> {
+        let Some((snap, file)) = &self.doc else {
+            return Ok(None);
+        };
+        if snap.source(*file).is_none() {
+            return Ok(None);
+        }
+        let tokens = semantic::semantic_tokens_until(snap, *file, cancel)?;
+        let data = encode_tokens(snap.lines(*file), &tokens);
+        cancel.check()?;
+        let id = NEXT_TOKENS_ID.fetch_add(1, Ordering::Relaxed).to_string();
+        if let (Some(path), Ok(mut cache)) = (snap.path(*file), self.tokens.lock()) {
+            cache.insert(path.to_path_buf(), (id.clone(), data.clone()));
+        }
+        Ok(Some((id, data)))
     }
 
     /// Sends the user a message (`window/showMessage` or `window/logMessage`).

@@ -19,7 +19,7 @@ use lsp_types as lsp;
 use nudge_diagnostics::{Severity, Span};
 use serde_json::Value;
 
-use crate::answer::View;
+use crate::answer::{TokenCache, View};
 use crate::cancel::{Cancel, Stop};
 use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
@@ -79,7 +79,7 @@ pub fn capabilities() -> lsp::ServerCapabilities {
                         .map(|t| SemanticTokenModifier::new(t))
                         .collect(),
                 },
-                full: Some(SemanticTokensFullOptions::Bool(true)),
+                full: Some(SemanticTokensFullOptions::Delta { delta: Some(true) }),
                 range: Some(true),
                 work_done_progress_options: Default::default(),
             },
@@ -409,6 +409,8 @@ pub struct Server {
     pull_refresh: bool,
     /// Numbers the server's own requests.
     next_request: u64,
+    /// The semantic tokens last sent per document, for deltas.
+    tokens: TokenCache,
 }
 
 impl Server {
@@ -431,6 +433,7 @@ impl Server {
             pull: false,
             pull_refresh: false,
             next_request: 0,
+            tokens: TokenCache::default(),
         }
     }
 
@@ -645,6 +648,7 @@ impl Server {
             all: self.world.shared_snapshots(),
             snippets: self.snippets,
             messages: Some(self.sender.clone()),
+            tokens: self.tokens.clone(),
         };
         let cancel = Cancel::new();
         let id = req.id.clone();
@@ -879,6 +883,9 @@ impl Server {
                 };
                 if let Some(path) = uri::to_path(&p.text_document.uri) {
                     self.invalidate(Some(&path));
+                    if let Ok(mut tokens) = self.tokens.lock() {
+                        tokens.remove(&path);
+                    }
                     self.world.close(&path);
                 }
             }

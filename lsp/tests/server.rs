@@ -628,3 +628,78 @@ fn a_code_lens_runs_its_test_and_shows_the_result() {
     assert_eq!(unknown.response_result.unwrap_err().code, -32602);
     c.stop();
 }
+
+#[test]
+fn semantic_token_deltas_turn_the_last_answer_into_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  wait 1d\n  wait 2h\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let numbers = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let first = c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    );
+    let id1 = first["resultId"].as_str().expect("a result id").to_string();
+    let mut held = numbers(&first["data"]);
+
+    // One line in the middle changes: `wait 1d` becomes `wait 3d 12h`.
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow).as_str(), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&flow).as_str(), "version": 2 },
+            "contentChanges": [{ "range": { "start": { "line": 2, "character": 7 }, "end": { "line": 2, "character": 9 } }, "text": "3d 12h" }]
+        }),
+    );
+    let delta = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": id1 }),
+    );
+    let id2 = delta["resultId"].as_str().unwrap().to_string();
+    assert_ne!(id1, id2);
+    let edits = delta["edits"]
+        .as_array()
+        .expect("edits, not the whole list");
+    assert_eq!(edits.len(), 1, "{delta}");
+    let e = &edits[0];
+    let (start, delete) = (
+        e["start"].as_u64().unwrap() as usize,
+        e["deleteCount"].as_u64().unwrap() as usize,
+    );
+    // Only the changed line's tokens (and the one after it) are sent.
+    assert!(start > 0 && start + delete < held.len(), "{e}");
+    held.splice(start..start + delete, numbers(&e["data"]));
+    let fresh = c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    );
+    assert_eq!(held, numbers(&fresh["data"]));
+
+    // Nothing changed since: no edits.
+    let id3 = fresh["resultId"].as_str().unwrap();
+    let same = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": id3 }),
+    );
+    assert_eq!(same["edits"], json!([]));
+    // An id the server does not know: the whole list.
+    let unknown = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": "nope" }),
+    );
+    assert_eq!(numbers(&unknown["data"]), held);
+    c.stop();
+}
