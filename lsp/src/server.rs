@@ -228,6 +228,7 @@ pub fn run(
     for folder in workspace_folders(&init) {
         server.world.add_folder(folder);
     }
+    server.start_progress();
     loop {
         if server.queue.is_empty() && !server.world.is_dirty() {
             match connection.receiver.recv() {
@@ -411,6 +412,10 @@ pub struct Server {
     next_request: u64,
     /// The semantic tokens last sent per document, for deltas.
     tokens: TokenCache,
+    /// Whether the client shows progress the server reports.
+    work_done_progress: bool,
+    /// The token for the progress of the first analysis, until it runs.
+    progress_token: Option<String>,
 }
 
 impl Server {
@@ -434,6 +439,8 @@ impl Server {
             pull_refresh: false,
             next_request: 0,
             tokens: TokenCache::default(),
+            work_done_progress: false,
+            progress_token: None,
         }
     }
 
@@ -456,6 +463,12 @@ impl Server {
             .and_then(|i| i.snippet_support)
             .unwrap_or(false);
         self.pull = pulls_diagnostics(init);
+        self.work_done_progress = init
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
     }
 
     /// Takes from the raw `initialize` params what lsp-types does not read:
@@ -727,11 +740,54 @@ impl Server {
     /// Analyses every changed project and publishes the diagnostics that changed.
     pub fn refresh(&mut self) {
         let dirty = self.world.dirty_projects();
-        if self.pull {
-            // The client asks; tell it there is something new to ask for.
-            for &id in &dirty {
-                self.analyse(id);
+        let progress = self.progress_token.take().filter(|_| !dirty.is_empty());
+        let total = dirty.len();
+        if let Some(token) = &progress {
+            self.progress(
+                token,
+                lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
+                    title: "Analysing".to_string(),
+                    cancellable: Some(false),
+                    message: Some(format!("0/{total} projects")),
+                    percentage: Some(0),
+                }),
+            );
+        }
+        for (done, &id) in dirty.iter().enumerate() {
+            self.analyse(id);
+            // A client that pulls diagnostics asks for them.
+            if !self.pull {
+                self.publish(id);
             }
+            if let Some(token) = &progress {
+                let root = self
+                    .world
+                    .project(id)
+                    .map(|p| p.root.display().to_string())
+                    .unwrap_or_default();
+                self.progress(
+                    token,
+                    lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
+                        cancellable: Some(false),
+                        message: Some(format!("{}/{total} projects: {root}", done + 1)),
+                        percentage: Some(((done + 1) * 100 / total) as u32),
+                    }),
+                );
+            }
+        }
+        if let Some(token) = &progress {
+            self.progress(
+                token,
+                lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd {
+                    message: Some(format!(
+                        "{total} project{} analysed",
+                        if total == 1 { "" } else { "s" }
+                    )),
+                }),
+            );
+        }
+        if self.pull {
+            // Tell the client there is something new to ask for.
             if !dirty.is_empty() && self.pull_refresh {
                 let id = self.request_id("diagnostic-refresh");
                 self.send(Request::new(
@@ -742,12 +798,39 @@ impl Server {
             }
             return;
         }
-        for id in dirty {
-            self.analyse(id);
-            self.publish(id);
-        }
         self.clear_orphans();
         self.force.clear();
+    }
+
+    /// Asks the client for a progress token when it can show progress, to
+    /// report the first analysis of the workspace's projects with it. As
+    /// rust-analyzer does, progress is reported without waiting for the
+    /// client's answer: messages arrive in order, so the token exists by
+    /// the time `$/progress` is read.
+    pub fn start_progress(&mut self) {
+        if !self.work_done_progress || !self.world.is_dirty() {
+            return;
+        }
+        let token = "nudge/analysis".to_string();
+        let id = self.request_id("progress");
+        self.send(Request::new(
+            id,
+            "window/workDoneProgress/create".to_string(),
+            lsp::WorkDoneProgressCreateParams {
+                token: lsp::NumberOrString::String(token.clone()),
+            },
+        ));
+        self.progress_token = Some(token);
+    }
+
+    fn progress(&self, token: &str, value: lsp::WorkDoneProgress) {
+        self.send(Notification::new(
+            "$/progress".to_string(),
+            lsp::ProgressParams {
+                token: lsp::NumberOrString::String(token.to_string()),
+                value: lsp::ProgressParamsValue::WorkDone(value),
+            },
+        ));
     }
 
     /// Analyses one project, counted and traced.

@@ -614,3 +614,62 @@ fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }
+
+#[test]
+fn the_first_analysis_reports_progress_to_clients_that_show_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for name in ["one", "two"] {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        std::fs::write(root.join(name).join("nudge.toml"), "").unwrap();
+        std::fs::write(root.join(name).join("a.flow"), flow_named(name)).unwrap();
+    }
+    let caps = json!({ "window": { "workDoneProgress": true } });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    c.request(1, "workspace/symbol", json!({ "query": "one" }));
+    c.start();
+    let (seen, _) = c.until_response(1);
+    let mut created = None;
+    let mut steps = Vec::new();
+    for m in &seen {
+        match m {
+            Message::Request(r) if r.method == "window/workDoneProgress/create" => {
+                assert!(steps.is_empty(), "progress before the token was created");
+                created = Some(r.params["token"].clone());
+            }
+            Message::Notification(n) if n.method == "$/progress" => {
+                assert_eq!(Some(&n.params["token"]), created.as_ref());
+                let v = &n.params["value"];
+                steps.push((
+                    v["kind"].as_str().unwrap().to_string(),
+                    v["percentage"].clone(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            ("begin".to_string(), json!(0)),
+            ("report".to_string(), json!(50)),
+            ("report".to_string(), json!(100)),
+            ("end".to_string(), Value::Null),
+        ]
+    );
+    // Later analyses are not reported.
+    let flow = root.join("one/a.flow");
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow), "languageId": "nudge", "version": 1, "text": flow_named("uno") } }),
+    );
+    c.request(2, "workspace/symbol", json!({ "query": "uno" }));
+    let (later, _) = c.until_response(2);
+    assert!(
+        !later
+            .iter()
+            .any(|m| matches!(m, Message::Notification(n) if n.method == "$/progress"))
+    );
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
