@@ -676,7 +676,18 @@ impl Server {
         let sender = self.sender.clone();
         let done = self.done.0.clone();
         self.pool.run(Box::new(move || {
-            let result = view.answer(req, &cancel);
+            // A bug in one feature answers its request with an error; the
+            // worker, the server and `shutdown` (which waits for every
+            // answer) carry on.
+            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                view.answer(req, &cancel)
+            }));
+            let result = answered.unwrap_or_else(|_| {
+                Err((
+                    ErrorCode::InternalError,
+                    "the server failed on this request".to_string(),
+                ))
+            });
             // Stopped while computing: the answer is stale even if finished.
             let response = match (cancel.stopped(), result) {
                 (Some(stop), _) => {
