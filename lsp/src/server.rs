@@ -807,6 +807,7 @@ impl Server {
                     Value::Null,
                 ));
             }
+            self.force.clear();
             return;
         }
         self.clear_orphans();
