@@ -283,6 +283,44 @@ fn fmt_rewrites_then_check_passes_and_keeps_comments() {
 }
 
 #[test]
+fn fmt_of_one_file_touches_only_that_file_of_its_project() {
+    let messy = |name: &str| format!("flow   {name} {{\ntrigger signed_up\n      wait 1d\n}}\n");
+    let dir = project(&[("a.flow", &messy("a")), ("sub/b.flow", &messy("b"))]);
+    let (a, b) = (dir.path().join("a.flow"), dir.path().join("sub/b.flow"));
+    nudge()
+        .args(["fmt", "--check"])
+        .arg(&a)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("a.flow"))
+        .stdout(predicate::str::contains("b.flow").not())
+        .stderr(predicate::str::contains("1 file would be reformatted"));
+    // A folder inside the project: the files below it.
+    nudge()
+        .args(["fmt", "--check"])
+        .arg(dir.path().join("sub"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("b.flow"))
+        .stdout(predicate::str::contains("a.flow").not());
+    nudge().arg("fmt").arg(&a).assert().success();
+    assert_ne!(std::fs::read_to_string(&a).unwrap(), messy("a"));
+    assert_eq!(
+        std::fs::read_to_string(&b).unwrap(),
+        messy("b"),
+        "b.flow left alone"
+    );
+    // The whole project still means every file.
+    nudge()
+        .args(["fmt", "--check"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("b.flow"))
+        .stdout(predicate::str::contains("a.flow").not());
+}
+
+#[test]
 fn fmt_leaves_a_broken_file_alone() {
     let broken = "flow oops {\n  trigger signed_up\n  send (\n}\n";
     let dir = project(&[("main.flow", broken)]);

@@ -475,3 +475,85 @@ fn a_burst_of_fifty_edits_is_not_analysed_edit_by_edit() {
     s.notify("exit", Value::Null);
     assert_eq!(s.exit_code(), Some(0));
 }
+
+#[test]
+fn a_running_request_is_cancelled_over_stdio_and_does_not_hold_up_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    // A long file in one project, a short one edited in another.
+    let big_dir = root.join("big");
+    let small_dir = root.join("small");
+    for dir in [&big_dir, &small_dir] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("nudge.toml"), "").unwrap();
+    }
+    let mut long = String::from("flow long {\n  trigger subscribed\n");
+    for i in 0..8_000 {
+        long.push_str(&format!(
+            "  if profile.orders_count > {i} and profile.email != \"x{i}\" {{ wait 1h }}\n"
+        ));
+    }
+    long.push_str("}\n");
+    std::fs::write(big_dir.join("long.flow"), &long).unwrap();
+    std::fs::write(small_dir.join("a.flow"), flow_named("a")).unwrap();
+    let big = file_uri(&big_dir.join("long.flow"));
+    let small = file_uri(&small_dir.join("a.flow"));
+    let mut s = Session::start(&root.join("cache"));
+    s.initialize(&root, "off");
+    s.diagnostics_for(&big);
+    s.diagnostics_for(&small);
+
+    // Cancelled after it was handed to a worker: it stops and says so.
+    let tokens = |id: i64| {
+        json!({ "jsonrpc": "2.0", "id": id, "method": "textDocument/semanticTokens/full",
+                "params": { "textDocument": { "uri": big } } })
+    };
+    s.write(tokens(100));
+    std::thread::sleep(Duration::from_millis(50));
+    s.notify("$/cancelRequest", json!({ "id": 100 }));
+    let answer = s.next_response();
+    assert_eq!(answer["id"], 100);
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+
+    // While another one runs, an edit elsewhere is analysed and published.
+    s.write(tokens(101));
+    std::thread::sleep(Duration::from_millis(50));
+    s.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": small, "languageId": "nudge", "version": 1, "text": "flow a {\n  trigger nope\n}\n" } }),
+    );
+    let mut published_first = false;
+    let answer = loop {
+        let msg = s.next();
+        if msg["method"] == "textDocument/publishDiagnostics" && msg["params"]["uri"] == small {
+            published_first = true;
+        }
+        if msg["id"] == 101 {
+            break msg;
+        }
+    };
+    assert!(published_first, "the edit waited for the long request");
+    assert!(
+        answer["result"]["data"]
+            .as_array()
+            .is_some_and(|d| d.len() > 40_000)
+    );
+
+    // An edit of the long file itself: the running request is stale.
+    s.write(tokens(102));
+    std::thread::sleep(Duration::from_millis(50));
+    s.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": big, "languageId": "nudge", "version": 1, "text": flow_named("long") } }),
+    );
+    let answer = loop {
+        let msg = s.next_response();
+        if msg["id"] == 102 {
+            break msg;
+        }
+    };
+    assert_eq!(answer["error"]["code"], -32801, "{answer}");
+    assert_eq!(s.request("shutdown", Value::Null), Value::Null);
+    s.notify("exit", Value::Null);
+    assert_eq!(s.exit_code(), Some(0));
+}

@@ -1,13 +1,14 @@
 //! Latency of the language server: from a `didChange` on a 5,000-line project
 //! to its `publishDiagnostics`, and from a burst of 50 keystrokes to the
-//! diagnostics of the last one, through the server core in-process (no stdio).
+//! diagnostics of the last one (and, with a completion behind the burst, to
+//! its answer), through the server core in-process (no stdio).
 //! Run with `cargo bench -p nudge-lsp --bench did_change`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lsp_server::{Message, Notification};
+use lsp_server::{Message, Notification, Request, RequestId};
 use nudge_lsp::server::Server;
 use serde_json::json;
 
@@ -196,9 +197,78 @@ fn bench_burst(c: &mut Criterion) {
     );
 }
 
+/// The same burst with a request behind it, as an editor sends a
+/// completion after typing: the time until the request is answered, from
+/// the analysis of the last keystroke, on a worker thread.
+fn bench_burst_then_request(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files = generate(&root, 5_000);
+    let (edited_path, clean) = files[0].clone();
+    let uri = nudge_lsp::uri::from_path(&edited_path);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut server = Server::new(tx, PathBuf::from("/bench/stdlib"));
+    server.world.add_project_in_memory(root, files);
+    server.accept(
+        Notification::new(
+            "textDocument/didOpen".to_string(),
+            json!({ "textDocument": { "uri": uri.as_str(), "languageId": "nudge", "version": 1, "text": clean } }),
+        )
+        .into(),
+    );
+    server.flush();
+    while rx.try_recv().is_ok() {}
+
+    let mut version = 1;
+    let mut id = 0;
+    c.bench_function(
+        "50 keystrokes and a completion at once to its answer, 5,000-line project",
+        |b| {
+            b.iter(|| {
+                for _ in 0..50 {
+                    version += 1;
+                    server.accept(
+                        Notification::new(
+                            "textDocument/didChange".to_string(),
+                            json!({
+                                "textDocument": { "uri": uri.as_str(), "version": version },
+                                "contentChanges": [{
+                                    "range": { "start": { "line": 0, "character": 2 }, "end": { "line": 0, "character": 2 } },
+                                    "text": "x"
+                                }]
+                            }),
+                        )
+                        .into(),
+                    );
+                }
+                id += 1;
+                server.accept(
+                    Request::new(
+                        RequestId::from(id),
+                        "textDocument/completion".to_string(),
+                        json!({ "textDocument": { "uri": uri.as_str() }, "position": { "line": 20, "character": 2 } }),
+                    )
+                    .into(),
+                );
+                server.flush();
+                loop {
+                    match rx.recv_timeout(Duration::from_secs(10)) {
+                        Ok(Message::Response(r)) if r.id == RequestId::from(id) => {
+                            let items = r.response_result.expect("completion items");
+                            assert!(items.as_array().is_some_and(|a| !a.is_empty()));
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => panic!("no answer: {e}"),
+                    }
+                }
+            })
+        },
+    );
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench_did_change, bench_burst
+    targets = bench_did_change, bench_burst, bench_burst_then_request
 }
 criterion_main!(benches);

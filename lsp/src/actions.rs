@@ -90,3 +90,121 @@ pub fn fix_all(snap: &Snapshot, file: FileId) -> (usize, BTreeMap<PathBuf, Vec<(
     }
     (count, taken)
 }
+
+/// The edits that format the lines of `range`: the whole file is formatted
+/// (so the result is exactly what `nudge fmt` writes there), the old and
+/// new text are compared line by line, and the changed runs of lines that
+/// touch the range are returned, each as a byte span of the old text and
+/// its replacement. Empty when the file does not parse or nothing changes
+/// there.
+pub fn format_range(text: &str, range: Span) -> Vec<(Span, String)> {
+    let Some(formatted) = format(text) else {
+        return Vec::new();
+    };
+    let old: Vec<&str> = text.split_inclusive('\n').collect();
+    let new: Vec<&str> = formatted.split_inclusive('\n').collect();
+    // Byte offset where each old line starts, plus the end.
+    let mut starts = Vec::with_capacity(old.len() + 1);
+    let mut at = 0usize;
+    for l in &old {
+        starts.push(at);
+        at += l.len();
+    }
+    starts.push(at);
+    let (first, last) = (range.start as usize, range.end as usize);
+    line_hunks(&old, &new)
+        .into_iter()
+        .filter(|h| {
+            let (a, b) = (starts[h.old.start], starts[h.old.end]);
+            // A deletion or change touches the range when their bytes
+            // overlap; an insertion when it sits inside the range.
+            if h.old.is_empty() {
+                first <= a && a <= last
+            } else {
+                a <= last && first < b.max(a + 1)
+            }
+        })
+        .map(|h| {
+            let span = Span::new(starts[h.old.start], starts[h.old.end]);
+            (span, new[h.new].concat())
+        })
+        .collect()
+}
+
+/// A run of old lines replaced by a run of new ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hunk {
+    old: std::ops::Range<usize>,
+    new: std::ops::Range<usize>,
+}
+
+/// Above this many cells, the middle of two texts is replaced as one hunk
+/// instead of being compared line by line.
+const MAX_DIFF_CELLS: usize = 4_000_000;
+
+/// The runs of lines that differ between `old` and `new`, in order: the
+/// common start and end are skipped, and the rest is compared by longest
+/// common subsequence.
+fn line_hunks(old: &[&str], new: &[&str]) -> Vec<Hunk> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (o, n) = (
+        &old[prefix..old.len() - suffix],
+        &new[prefix..new.len() - suffix],
+    );
+    if o.is_empty() && n.is_empty() {
+        return Vec::new();
+    }
+    if o.len().saturating_mul(n.len()) > MAX_DIFF_CELLS || o.is_empty() || n.is_empty() {
+        return vec![Hunk {
+            old: prefix..prefix + o.len(),
+            new: prefix..prefix + n.len(),
+        }];
+    }
+    // lcs[i][j]: the longest common subsequence of o[i..] and n[j..].
+    let w = n.len() + 1;
+    let mut lcs = vec![0u32; (o.len() + 1) * w];
+    for i in (0..o.len()).rev() {
+        for j in (0..n.len()).rev() {
+            lcs[i * w + j] = if o[i] == n[j] {
+                lcs[(i + 1) * w + j + 1] + 1
+            } else {
+                lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
+            };
+        }
+    }
+    let mut hunks = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let mut open: Option<(usize, usize)> = None;
+    while i < o.len() || j < n.len() {
+        if i < o.len() && j < n.len() && o[i] == n[j] {
+            if let Some((a, b)) = open.take() {
+                hunks.push(Hunk {
+                    old: prefix + a..prefix + i,
+                    new: prefix + b..prefix + j,
+                });
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        open.get_or_insert((i, j));
+        if j < n.len() && (i == o.len() || lcs[i * w + j + 1] >= lcs[(i + 1) * w + j]) {
+            j += 1;
+        } else {
+            i += 1;
+        }
+    }
+    if let Some((a, b)) = open {
+        hunks.push(Hunk {
+            old: prefix + a..prefix + o.len(),
+            new: prefix + b..prefix + n.len(),
+        });
+    }
+    hunks
+}

@@ -4,12 +4,18 @@
 //! [`world`] holds the projects, the open documents and their analyses, and
 //! one module per feature ([`completion`], [`hover`], [`navigate`],
 //! [`outline`], [`semantic`], [`actions`], [`inlay`]) answers questions about
-//! a file of an analysed project. [`server`] is the thin shell that speaks the
-//! Language Server Protocol and converts UTF-16 positions at the boundary.
+//! a file of an analysed project ([`runner`] runs a `test` block for the
+//! code lens). [`server`] is the thin shell that speaks the Language Server
+//! Protocol and converts UTF-16 positions at the boundary: its message loop
+//! applies edits and analyses, and hands requests to worker threads that
+//! answer them from shared analyses ([`answer`]), stopping when told to
+//! ([`cancel`]).
 
 #![warn(missing_docs)]
 
 pub mod actions;
+pub mod answer;
+pub mod cancel;
 pub mod completion;
 pub mod hover;
 pub mod inlay;
@@ -17,6 +23,7 @@ pub mod lines;
 pub mod lookup;
 pub mod navigate;
 pub mod outline;
+pub mod runner;
 pub mod semantic;
 pub mod server;
 pub mod signature;

@@ -7,6 +7,7 @@ use nudge_compiler::SymbolKind;
 use nudge_diagnostics::{FileId, Span};
 use nudge_syntax::ast::{self, ClauseKind, FlowItem, Item, StepKind};
 
+use crate::cancel::{Cancel, Stop};
 use crate::world::Snapshot;
 
 /// What an outline entry is; the server maps it to an LSP symbol kind.
@@ -237,12 +238,27 @@ pub fn workspace_symbols<'a>(
     query: &str,
     limit: usize,
 ) -> Vec<WorkspaceSymbol> {
+    workspace_symbols_until(snaps, query, limit, &Cancel::new()).unwrap_or_default()
+}
+
+/// [`workspace_symbols`], stopping early when `cancel` is set (checked
+/// between projects and every few thousand symbols).
+pub fn workspace_symbols_until<'a>(
+    snaps: impl Iterator<Item = &'a Snapshot>,
+    query: &str,
+    limit: usize,
+    cancel: &Cancel,
+) -> Result<Vec<WorkspaceSymbol>, Stop> {
     let query = query.to_lowercase();
     let mut out: Vec<(bool, WorkspaceSymbol)> = Vec::new();
     let mut stdlib_done = false;
     for snap in snaps {
+        cancel.check()?;
         let an = &snap.analysis;
-        for s in &an.symbols {
+        for (i, s) in an.symbols.iter().enumerate() {
+            if i % 4096 == 4095 {
+                cancel.check()?;
+            }
             if matches!(s.kind, SymbolKind::Local | SymbolKind::Param) {
                 continue;
             }
@@ -278,7 +294,7 @@ pub fn workspace_symbols<'a>(
             &b.1.path,
         ))
     });
-    out.into_iter().take(limit).map(|(_, s)| s).collect()
+    Ok(out.into_iter().take(limit).map(|(_, s)| s).collect())
 }
 
 fn fuzzy(query: &str, name: &str) -> bool {

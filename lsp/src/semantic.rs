@@ -8,6 +8,7 @@ use nudge_compiler::SymbolKind;
 use nudge_diagnostics::{FileId, Span};
 use nudge_syntax::Token;
 
+use crate::cancel::{Cancel, Stop};
 use crate::world::Snapshot;
 
 /// The token types, in the order of the legend the server announces.
@@ -61,6 +62,21 @@ fn kind_of(k: SymbolKind) -> (u32, u32) {
 
 /// Every token of a file worth colouring, in source order.
 pub fn semantic_tokens(snap: &Snapshot, file: FileId) -> Vec<SemToken> {
+    // A flag nobody sets: never stopped.
+    semantic_tokens_until(snap, file, &Cancel::new()).unwrap_or_default()
+}
+
+/// How many tokens are classified between two looks at the cancel flag.
+const CHECK_EVERY: usize = 4096;
+
+/// [`semantic_tokens`], stopping early when `cancel` is set: a long file's
+/// tokens are not worth finishing once the editor has moved on.
+pub fn semantic_tokens_until(
+    snap: &Snapshot,
+    file: FileId,
+    cancel: &Cancel,
+) -> Result<Vec<SemToken>, Stop> {
+    cancel.check()?;
     let an = &snap.analysis;
     let text = snap.text(file);
     let lexed = nudge_syntax::lex(file, text);
@@ -85,7 +101,11 @@ pub fn semantic_tokens(snap: &Snapshot, file: FileId) -> Vec<SemToken> {
     }
     let mut out: Vec<SemToken> = Vec::new();
     let toks = &lexed.tokens;
+    cancel.check()?;
     for (i, &(tok, span)) in toks.iter().enumerate() {
+        if i % CHECK_EVERY == 0 {
+            cancel.check()?;
+        }
         let class = match tok {
             // A keyword can name a field (`event.type`): the field wins.
             Token::Keyword(_) => Some(names.get(&span).copied().unwrap_or((0, 0))),
@@ -153,5 +173,5 @@ pub fn semantic_tokens(snap: &Snapshot, file: FileId) -> Vec<SemToken> {
     // Editors want tokens on one line; strings and comments never span lines here.
     merged
         .retain(|t| !text.get(t.span.range()).unwrap_or("\n").contains('\n') && !t.span.is_empty());
-    merged
+    Ok(merged)
 }

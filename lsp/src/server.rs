@@ -2,27 +2,28 @@
 //! byte offsets, and converts their answers to lsp-types. Positions are
 //! converted between UTF-16 (the protocol's default) and bytes only here.
 //!
-//! Scheduling: one thread handles every message in order. After a change the
-//! project is marked dirty and analysed as soon as no further message is
-//! waiting, so a burst of keystrokes costs one analysis, and a request that
-//! arrives while a project is dirty analyses it first, so answers always
-//! match the text the editor sent.
+//! Scheduling: one thread takes every message in order, applies edits and
+//! analyses; after a change the project is marked dirty and analysed as
+//! soon as no further message is waiting, so a burst of keystrokes costs
+//! one analysis. Requests are answered on worker threads from a shared,
+//! immutable analysis (see [`crate::answer`]), so a long one never holds up
+//! the edits behind it.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crossbeam_channel::{Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
 use lsp_types as lsp;
-use nudge_diagnostics::{FileId, Severity, Span};
+use nudge_diagnostics::{Severity, Span};
 use serde_json::Value;
 
+use crate::answer::{TokenCache, View};
+use crate::cancel::{Cancel, Stop};
 use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
-use crate::{
-    actions, completion, hover, inlay, navigate, outline, semantic, signature, structure, uri,
-};
+use crate::{completion, outline, semantic, signature, uri};
 
 /// The capabilities the server announces.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -51,6 +52,14 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         document_symbol_provider: Some(OneOf::Left(true)),
         workspace_symbol_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
+        document_range_formatting_provider: Some(OneOf::Left(true)),
+        code_lens_provider: Some(CodeLensOptions {
+            resolve_provider: Some(false),
+        }),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: vec![crate::runner::RUN_TEST.to_string()],
+            work_done_progress_options: Default::default(),
+        }),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
             code_action_kinds: Some(vec![
                 CodeActionKind::QUICKFIX,
@@ -70,7 +79,7 @@ pub fn capabilities() -> lsp::ServerCapabilities {
                         .map(|t| SemanticTokenModifier::new(t))
                         .collect(),
                 },
-                full: Some(SemanticTokensFullOptions::Bool(true)),
+                full: Some(SemanticTokensFullOptions::Delta { delta: Some(true) }),
                 range: Some(true),
                 work_done_progress_options: Default::default(),
             },
@@ -90,6 +99,33 @@ pub fn capabilities() -> lsp::ServerCapabilities {
         }),
         ..Default::default()
     }
+}
+
+/// The capabilities announced to a client: [`capabilities`], plus pull
+/// diagnostics when the client can pull them (it then gets no pushed ones).
+pub fn capabilities_for(init: &lsp::InitializeParams) -> lsp::ServerCapabilities {
+    let mut caps = capabilities();
+    if pulls_diagnostics(init) {
+        caps.diagnostic_provider = Some(lsp::DiagnosticServerCapabilities::Options(
+            lsp::DiagnosticOptions {
+                identifier: Some("nudge".to_string()),
+                // An edit in one file changes the diagnostics of others.
+                inter_file_dependencies: true,
+                workspace_diagnostics: true,
+                work_done_progress_options: Default::default(),
+            },
+        ));
+    }
+    caps
+}
+
+/// Whether a client asks for diagnostics (`textDocument/diagnostic`)
+/// rather than waiting for `textDocument/publishDiagnostics`.
+fn pulls_diagnostics(init: &lsp::InitializeParams) -> bool {
+    init.capabilities
+        .text_document
+        .as_ref()
+        .is_some_and(|t| t.diagnostic.is_some())
 }
 
 /// How the server ended, which decides the process's exit code.
@@ -157,9 +193,10 @@ const SERVER_STACK: usize = 1 << 30;
 /// Scheduling follows rust-analyzer's main loop: every message waiting on
 /// the connection is taken before any analysis, so a burst of edits is
 /// applied as a whole and analysed once; requests wait in a queue until the
-/// connection is drained, `$/cancelRequest` removes a queued request
-/// (answered with `RequestCanceled`), and the queued requests are answered
-/// from the analysis of the latest text.
+/// connection is drained and are then handed to workers with the analysis
+/// of the latest text. `$/cancelRequest` removes a queued request or stops
+/// a running one (answered with `RequestCanceled`); an edit stops the
+/// running requests that read the edited file (`ContentModified`).
 pub fn run(
     connection: Connection,
     stdlib_dir: PathBuf,
@@ -168,9 +205,9 @@ pub fn run(
         return Ok(Ending::WithoutShutdown);
     };
     // A client that sends odd initialize params still gets a working server.
-    let init: lsp::InitializeParams = serde_json::from_value(params).unwrap_or_default();
+    let init: lsp::InitializeParams = serde_json::from_value(params.clone()).unwrap_or_default();
     let result = serde_json::json!({
-        "capabilities": capabilities(),
+        "capabilities": capabilities_for(&init),
         "serverInfo": { "name": "nudge", "version": env!("CARGO_PKG_VERSION") },
     });
     // Sent here rather than by `initialize_finish`, which would also take
@@ -181,6 +218,7 @@ pub fn run(
 
     let mut server = Server::new(connection.sender.clone(), stdlib_dir);
     server.configure(&init);
+    server.configure_raw(&params);
     if let Err(e) = server.world.write_stdlib() {
         eprintln!(
             "nudge lsp: cannot write the stdlib to {}: {e}",
@@ -190,6 +228,7 @@ pub fn run(
     for folder in workspace_folders(&init) {
         server.world.add_folder(folder);
     }
+    server.start_progress();
     loop {
         if server.queue.is_empty() && !server.world.is_dirty() {
             match connection.receiver.recv() {
@@ -257,6 +296,87 @@ fn workspace_folders(init: &lsp::InitializeParams) -> Vec<PathBuf> {
     out
 }
 
+/// A request received and not yet handed to a worker.
+struct Queued {
+    req: Request,
+    /// The document the request is about, and its version when the request
+    /// arrived (`None` when it was not open).
+    doc: Option<(PathBuf, Option<i32>)>,
+}
+
+/// A request a worker is answering.
+struct Running {
+    cancel: Cancel,
+    /// The document the request is about.
+    doc: Option<PathBuf>,
+    /// Whether the answer reads other files than the request's document,
+    /// so that any edit makes it stale.
+    project_wide: bool,
+}
+
+/// Requests whose answers hold positions in every file of a project.
+fn reads_every_file(method: &str) -> bool {
+    matches!(
+        method,
+        "textDocument/references"
+            | "textDocument/rename"
+            | "workspace/symbol"
+            | "workspace/diagnostic"
+    )
+}
+
+/// The path of the document a request is about: `params.textDocument.uri`,
+/// or the first argument of a command.
+fn request_document(params: &Value) -> Option<PathBuf> {
+    let text = match params.get("textDocument") {
+        Some(doc) => doc.get("uri")?.as_str()?,
+        None => params.get("arguments")?.get(0)?.as_str()?,
+    };
+    let uri: lsp::Uri = text.parse().ok()?;
+    uri::to_path(&uri)
+}
+
+/// A job for a worker thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that answer requests, so that the message loop can apply
+/// edits and analyse while a long request is computed, as rust-analyzer
+/// does. They end when the server is dropped.
+struct Pool {
+    jobs: Sender<Job>,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        let (jobs, rx) = crossbeam_channel::unbounded::<Job>();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        for i in 0..workers {
+            let rx = rx.clone();
+            // Features parse files again on first use; like the analysis,
+            // they recurse on nested expressions and need a deep stack.
+            let spawned = std::thread::Builder::new()
+                .name(format!("nudge-lsp-worker-{i}"))
+                .stack_size(SERVER_STACK)
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                });
+            if let Err(e) = spawned {
+                eprintln!("nudge lsp: cannot start a worker thread: {e}");
+            }
+        }
+        Pool { jobs }
+    }
+
+    fn run(&self, job: Job) {
+        if let Err(e) = self.jobs.send(job) {
+            // No worker could be started: answer on this thread.
+            (e.into_inner())();
+        }
+    }
+}
+
 /// The server's state and its message handlers.
 pub struct Server {
     /// The projects and open documents.
@@ -266,8 +386,14 @@ pub struct Server {
     published: HashMap<PathBuf, (ProjectId, Vec<lsp::Diagnostic>)>,
     /// Files whose diagnostics are published after the next analysis even if unchanged.
     force: HashSet<PathBuf>,
-    /// Requests received and not yet answered, in order of arrival.
-    queue: Vec<Request>,
+    /// Requests received and not yet handed to a worker, in order of arrival.
+    queue: Vec<Queued>,
+    /// Requests being answered by a worker.
+    running: HashMap<RequestId, Running>,
+    /// Workers report the requests they answered here.
+    done: (Sender<RequestId>, Receiver<RequestId>),
+    /// The threads that answer requests.
+    pool: Pool,
     /// Whether `shutdown` was answered: requests are refused from then on.
     shut_down: bool,
     /// How much the client wants to read in `$/logTrace` notifications.
@@ -278,6 +404,18 @@ pub struct Server {
     analyses: u64,
     /// Whether the client's completion inserts snippets (tab stops).
     snippets: bool,
+    /// Whether the client pulls diagnostics, so none are pushed.
+    pull: bool,
+    /// Whether the client can be asked to pull diagnostics again.
+    pull_refresh: bool,
+    /// Numbers the server's own requests.
+    next_request: u64,
+    /// The semantic tokens last sent per document, for deltas.
+    tokens: TokenCache,
+    /// Whether the client shows progress the server reports.
+    work_done_progress: bool,
+    /// The token for the progress of the first analysis, until it runs.
+    progress_token: Option<String>,
 }
 
 impl Server {
@@ -289,11 +427,20 @@ impl Server {
             published: HashMap::new(),
             force: HashSet::new(),
             queue: Vec::new(),
+            running: HashMap::new(),
+            done: crossbeam_channel::unbounded(),
+            pool: Pool::new(),
             shut_down: false,
             trace: lsp::TraceValue::Off,
             dynamic_watchers: false,
             analyses: 0,
             snippets: false,
+            pull: false,
+            pull_refresh: false,
+            next_request: 0,
+            tokens: TokenCache::default(),
+            work_done_progress: false,
+            progress_token: None,
         }
     }
 
@@ -315,6 +462,29 @@ impl Server {
             .and_then(|c| c.completion_item.as_ref())
             .and_then(|i| i.snippet_support)
             .unwrap_or(false);
+        self.pull = pulls_diagnostics(init);
+        self.work_done_progress = init
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+    }
+
+    /// Takes from the raw `initialize` params what lsp-types does not read:
+    /// the specification names `workspace.diagnostics` (plural), lsp-types
+    /// reads `workspace.diagnostic`; both are accepted.
+    pub fn configure_raw(&mut self, params: &Value) {
+        let workspace = &params["capabilities"]["workspace"];
+        self.pull_refresh = ["diagnostics", "diagnostic"]
+            .iter()
+            .any(|k| workspace[k]["refreshSupport"] == Value::Bool(true));
+    }
+
+    /// A fresh id for a request the server sends.
+    fn request_id(&mut self, what: &str) -> RequestId {
+        self.next_request += 1;
+        RequestId::from(format!("nudge/{what}/{}", self.next_request))
     }
 
     /// How many project analyses have run since the server started.
@@ -332,8 +502,9 @@ impl Server {
     }
 
     /// Takes one message from the connection: notifications are applied at
-    /// once, requests are queued until [`Server::flush`]. Returns how the
-    /// server ends when the message was `exit`.
+    /// once, requests are queued until [`Server::flush`] (or handed to a
+    /// worker at once when nothing is waiting to be analysed). Returns how
+    /// the server ends when the message was `exit`.
     pub fn accept(&mut self, msg: Message) -> Option<Ending> {
         match msg {
             Message::Request(req) => {
@@ -346,14 +517,26 @@ impl Server {
                 } else if req.method == "shutdown" {
                     // Everything asked before `shutdown` is answered first.
                     self.flush();
+                    self.wait_for_workers();
                     self.shut_down = true;
                     self.send(Response::new_ok(req.id, Value::Null));
                 } else {
-                    self.queue.push(req);
+                    self.enqueue(req);
+                    // Nothing to analyse first: answered from the analysis of
+                    // the text the request was sent for, before later edits
+                    // are applied.
+                    if self.queue.len() == 1 && !self.world.is_dirty() {
+                        self.flush();
+                    }
                 }
             }
             Message::Notification(n) => match n.method.as_str() {
-                "exit" => return Some(self.ending()),
+                "exit" => {
+                    for r in self.running.values() {
+                        r.cancel.stop(Stop::Cancelled);
+                    }
+                    return Some(self.ending());
+                }
                 "$/cancelRequest" => self.cancel(n.params),
                 _ if self.shut_down => {}
                 _ => self.handle_notification(n),
@@ -364,7 +547,17 @@ impl Server {
         None
     }
 
-    /// Removes a queued request and answers it with `RequestCanceled`; a
+    /// Queues a request with the version its document had when it arrived.
+    fn enqueue(&mut self, req: Request) {
+        let doc = request_document(&req.params).map(|path| {
+            let version = self.world.document(&path).map(|d| d.version);
+            (path, version)
+        });
+        self.queue.push(Queued { req, doc });
+    }
+
+    /// Cancels a request: a queued one is removed and answered with
+    /// `RequestCanceled`, a running one is told to stop and answers so; a
     /// request already answered (or unknown) is left alone.
     fn cancel(&mut self, params: Value) {
         let Ok(p) = serde_json::from_value::<lsp::CancelParams>(params) else {
@@ -374,24 +567,138 @@ impl Server {
             lsp::NumberOrString::Number(n) => RequestId::from(n),
             lsp::NumberOrString::String(s) => RequestId::from(s),
         };
-        if let Some(i) = self.queue.iter().position(|r| r.id == id) {
-            let req = self.queue.remove(i);
+        if let Some(i) = self.queue.iter().position(|q| q.req.id == id) {
+            let q = self.queue.remove(i);
             self.send(Response::new_err(
-                req.id,
+                q.req.id,
                 ErrorCode::RequestCanceled as i32,
-                "canceled by the client".to_string(),
+                Stop::Cancelled.message().to_string(),
             ));
+        } else if let Some(r) = self.running.get(&id) {
+            r.cancel.stop(Stop::Cancelled);
         }
     }
 
-    /// Analyses what changed, then answers every queued request from that analysis.
+    /// Tells the running requests that read `path` (every running request
+    /// for `None`) that their answer would be stale.
+    fn invalidate(&mut self, path: Option<&Path>) {
+        self.forget_finished();
+        for r in self.running.values() {
+            if path.is_none() || r.project_wide || r.doc.as_deref() == path {
+                r.cancel.stop(Stop::Modified);
+            }
+        }
+    }
+
+    /// Drops the records of requests the workers have answered.
+    fn forget_finished(&mut self) {
+        while let Ok(id) = self.done.1.try_recv() {
+            self.running.remove(&id);
+        }
+    }
+
+    /// Waits until every request handed to a worker is answered.
+    fn wait_for_workers(&mut self) {
+        self.forget_finished();
+        while !self.running.is_empty() {
+            match self.done.1.recv() {
+                Ok(id) => {
+                    self.running.remove(&id);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Analyses what changed, then hands every queued request to a worker
+    /// with that analysis.
     pub fn flush(&mut self) {
         if self.world.is_dirty() {
             self.refresh();
         }
-        for req in std::mem::take(&mut self.queue) {
-            self.handle_request(req);
+        self.forget_finished();
+        for q in std::mem::take(&mut self.queue) {
+            self.dispatch(q);
         }
+    }
+
+    /// Queues a request and answers it (with the queue before it) from the
+    /// latest analysis.
+    pub fn handle_request(&mut self, req: Request) {
+        self.enqueue(req);
+        self.flush();
+    }
+
+    /// Hands one request to a worker, or answers `ContentModified` when its
+    /// document changed after it was sent: its positions refer to a text
+    /// that was never analysed, since edits that arrive together are
+    /// analysed once, as a whole.
+    fn dispatch(&mut self, q: Queued) {
+        let Queued { req, doc } = q;
+        if let Some((path, Some(sent))) = &doc
+            && self.world.document(path).map(|d| d.version) != Some(*sent)
+        {
+            let stop = Stop::Modified;
+            self.send(Response::new_err(
+                req.id,
+                stop.code(),
+                stop.message().to_string(),
+            ));
+            return;
+        }
+        let path = doc.map(|(p, _)| p);
+        if let Some(path) = &path
+            && self.world.locate(path).is_none()
+            && !self.world.is_stdlib_path(path)
+            && self.world.reload(path).is_some()
+        {
+            // A request for a file not opened and not yet in a project (an
+            // editor that skips didOpen): read from disk and analysed first.
+            self.refresh();
+        }
+        let view = View {
+            doc: path.as_ref().and_then(|p| self.world.shared_locate(p)),
+            all: self.world.shared_snapshots(),
+            snippets: self.snippets,
+            messages: Some(self.sender.clone()),
+            tokens: self.tokens.clone(),
+        };
+        let cancel = Cancel::new();
+        let id = req.id.clone();
+        self.running.insert(
+            id.clone(),
+            Running {
+                cancel: cancel.clone(),
+                doc: path,
+                project_wide: reads_every_file(&req.method),
+            },
+        );
+        let sender = self.sender.clone();
+        let done = self.done.0.clone();
+        self.pool.run(Box::new(move || {
+            // A bug in one feature answers its request with an error; the
+            // worker, the server and `shutdown` (which waits for every
+            // answer) carry on.
+            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                view.answer(req, &cancel)
+            }));
+            let result = answered.unwrap_or_else(|_| {
+                Err((
+                    ErrorCode::InternalError,
+                    "the server failed on this request".to_string(),
+                ))
+            });
+            // Stopped while computing: the answer is stale even if finished.
+            let response = match (cancel.stopped(), result) {
+                (Some(stop), _) => {
+                    Response::new_err(id.clone(), stop.code(), stop.message().into())
+                }
+                (None, Ok(value)) => Response::new_ok(id.clone(), value),
+                (None, Err((code, message))) => Response::new_err(id.clone(), code as i32, message),
+            };
+            let _ = sender.send(response.into());
+            let _ = done.send(id);
+        }));
     }
 
     /// Sends a `$/logTrace` notification when the client asked for traces.
@@ -443,21 +750,113 @@ impl Server {
 
     /// Analyses every changed project and publishes the diagnostics that changed.
     pub fn refresh(&mut self) {
-        for id in self.world.dirty_projects() {
-            let started = std::time::Instant::now();
-            self.world.analyse(id);
-            self.analyses += 1;
-            if let Some(p) = self.world.project(id) {
-                self.log_trace(format!(
-                    "analysed {} in {} ms",
-                    p.root.display(),
-                    started.elapsed().as_millis()
+        let dirty = self.world.dirty_projects();
+        let progress = self.progress_token.take().filter(|_| !dirty.is_empty());
+        let total = dirty.len();
+        if let Some(token) = &progress {
+            self.progress(
+                token,
+                lsp::WorkDoneProgress::Begin(lsp::WorkDoneProgressBegin {
+                    title: "Analysing".to_string(),
+                    cancellable: Some(false),
+                    message: Some(format!("0/{total} projects")),
+                    percentage: Some(0),
+                }),
+            );
+        }
+        for (done, &id) in dirty.iter().enumerate() {
+            self.analyse(id);
+            // A client that pulls diagnostics asks for them.
+            if !self.pull {
+                self.publish(id);
+            }
+            if let Some(token) = &progress {
+                let root = self
+                    .world
+                    .project(id)
+                    .map(|p| p.root.display().to_string())
+                    .unwrap_or_default();
+                self.progress(
+                    token,
+                    lsp::WorkDoneProgress::Report(lsp::WorkDoneProgressReport {
+                        cancellable: Some(false),
+                        message: Some(format!("{}/{total} projects: {root}", done + 1)),
+                        percentage: Some(((done + 1) * 100 / total) as u32),
+                    }),
+                );
+            }
+        }
+        if let Some(token) = &progress {
+            self.progress(
+                token,
+                lsp::WorkDoneProgress::End(lsp::WorkDoneProgressEnd {
+                    message: Some(format!(
+                        "{total} project{} analysed",
+                        if total == 1 { "" } else { "s" }
+                    )),
+                }),
+            );
+        }
+        if self.pull {
+            // Tell the client there is something new to ask for.
+            if !dirty.is_empty() && self.pull_refresh {
+                let id = self.request_id("diagnostic-refresh");
+                self.send(Request::new(
+                    id,
+                    "workspace/diagnostic/refresh".to_string(),
+                    Value::Null,
                 ));
             }
-            self.publish(id);
+            self.force.clear();
+            return;
         }
         self.clear_orphans();
         self.force.clear();
+    }
+
+    /// Asks the client for a progress token when it can show progress, to
+    /// report the first analysis of the workspace's projects with it. As
+    /// rust-analyzer does, progress is reported without waiting for the
+    /// client's answer: messages arrive in order, so the token exists by
+    /// the time `$/progress` is read.
+    pub fn start_progress(&mut self) {
+        if !self.work_done_progress || !self.world.is_dirty() {
+            return;
+        }
+        let token = "nudge/analysis".to_string();
+        let id = self.request_id("progress");
+        self.send(Request::new(
+            id,
+            "window/workDoneProgress/create".to_string(),
+            lsp::WorkDoneProgressCreateParams {
+                token: lsp::NumberOrString::String(token.clone()),
+            },
+        ));
+        self.progress_token = Some(token);
+    }
+
+    fn progress(&self, token: &str, value: lsp::WorkDoneProgress) {
+        self.send(Notification::new(
+            "$/progress".to_string(),
+            lsp::ProgressParams {
+                token: lsp::NumberOrString::String(token.to_string()),
+                value: lsp::ProgressParamsValue::WorkDone(value),
+            },
+        ));
+    }
+
+    /// Analyses one project, counted and traced.
+    fn analyse(&mut self, id: ProjectId) {
+        let started = std::time::Instant::now();
+        self.world.analyse(id);
+        self.analyses += 1;
+        if let Some(p) = self.world.project(id) {
+            self.log_trace(format!(
+                "analysed {} in {} ms",
+                p.root.display(),
+                started.elapsed().as_millis()
+            ));
+        }
     }
 
     /// Clears the diagnostics of files that no project holds any more (a
@@ -547,6 +946,7 @@ impl Server {
                     return;
                 };
                 if let Some(path) = uri::to_path(&p.text_document.uri) {
+                    self.invalidate(Some(&path));
                     self.force.insert(path.clone());
                     self.world
                         .open(path, p.text_document.text, p.text_document.version);
@@ -567,6 +967,7 @@ impl Server {
                 for change in p.content_changes {
                     apply_change(&mut text, change);
                 }
+                self.invalidate(Some(&path));
                 self.force.insert(path.clone());
                 self.world.change(&path, text, p.text_document.version);
             }
@@ -576,6 +977,10 @@ impl Server {
                     return;
                 };
                 if let Some(path) = uri::to_path(&p.text_document.uri) {
+                    self.invalidate(Some(&path));
+                    if let Ok(mut tokens) = self.tokens.lock() {
+                        tokens.remove(&path);
+                    }
                     self.world.close(&path);
                 }
             }
@@ -584,6 +989,8 @@ impl Server {
                 else {
                     return;
                 };
+                // Files changed on disk may be read by any running request.
+                self.invalidate(None);
                 let mut manifest_changed = false;
                 for change in p.changes {
                     let Some(path) = uri::to_path(&change.uri) else {
@@ -640,484 +1047,6 @@ impl Server {
             }
             _ => {}
         }
-    }
-
-    /// Handles one request and sends its response.
-    pub fn handle_request(&mut self, req: Request) {
-        // Answers must match the text the client sent.
-        if self.world.is_dirty() {
-            self.refresh();
-        }
-        let id = req.id.clone();
-        let response = match self.dispatch(req) {
-            Ok(value) => Response::new_ok(id, value),
-            Err((code, message)) => Response::new_err(id, code as i32, message),
-        };
-        self.send(response);
-    }
-
-    fn dispatch(&mut self, req: Request) -> Result<Value, (ErrorCode, String)> {
-        fn params<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, (ErrorCode, String)> {
-            serde_json::from_value(v).map_err(|e| (ErrorCode::InvalidParams, e.to_string()))
-        }
-        fn json(v: impl serde::Serialize) -> Result<Value, (ErrorCode, String)> {
-            serde_json::to_value(v).map_err(|e| (ErrorCode::InternalError, e.to_string()))
-        }
-        match req.method.as_str() {
-            "textDocument/hover" => {
-                let p: lsp::HoverParams = params(req.params)?;
-                let pos = &p.text_document_position_params;
-                json(self.at(
-                    &pos.text_document.uri,
-                    pos.position,
-                    |snap, file, src, off| {
-                        hover::hover(snap, file, off).map(|h| lsp::Hover {
-                            contents: lsp::HoverContents::Markup(lsp::MarkupContent {
-                                kind: lsp::MarkupKind::Markdown,
-                                value: h.markdown,
-                            }),
-                            range: Some(to_range(src, h.range)),
-                        })
-                    },
-                ))
-            }
-            "textDocument/completion" => {
-                let p: lsp::CompletionParams = params(req.params)?;
-                let pos = &p.text_document_position;
-                let items = self
-                    .at(
-                        &pos.text_document.uri,
-                        pos.position,
-                        |snap, file, _, off| Some(completion::complete(snap, file, off)),
-                    )
-                    .unwrap_or_default();
-                let snippets = self.snippets;
-                json(lsp::CompletionResponse::Array(
-                    items
-                        .into_iter()
-                        .filter(|i| snippets || i.snippet.is_none())
-                        .map(to_completion_item)
-                        .collect(),
-                ))
-            }
-            "textDocument/definition" => {
-                let p: lsp::GotoDefinitionParams = params(req.params)?;
-                let pos = &p.text_document_position_params;
-                let loc = self.at(
-                    &pos.text_document.uri,
-                    pos.position,
-                    |snap, file, _, off| navigate::definition(snap, file, off),
-                );
-                json(
-                    loc.and_then(|l| self.location(&l))
-                        .map(lsp::GotoDefinitionResponse::Scalar),
-                )
-            }
-            "textDocument/references" => {
-                let p: lsp::ReferenceParams = params(req.params)?;
-                let pos = &p.text_document_position;
-                let locs = self
-                    .at(
-                        &pos.text_document.uri,
-                        pos.position,
-                        |snap, file, _, off| {
-                            Some(navigate::references(
-                                snap,
-                                file,
-                                off,
-                                p.context.include_declaration,
-                            ))
-                        },
-                    )
-                    .unwrap_or_default();
-                let out: Vec<lsp::Location> =
-                    locs.iter().filter_map(|l| self.location(l)).collect();
-                json(out)
-            }
-            "textDocument/prepareRename" => {
-                let p: lsp::TextDocumentPositionParams = params(req.params)?;
-                let result = self.at(&p.text_document.uri, p.position, |snap, file, src, off| {
-                    Some(navigate::prepare_rename(snap, file, off).map(|s| to_range(src, s)))
-                });
-                match result {
-                    Some(Ok(range)) => json(lsp::PrepareRenameResponse::Range(range)),
-                    Some(Err(e)) => Err((ErrorCode::RequestFailed, e.to_string())),
-                    None => json(Value::Null),
-                }
-            }
-            "textDocument/rename" => {
-                let p: lsp::RenameParams = params(req.params)?;
-                let pos = &p.text_document_position;
-                let result = self.at(
-                    &pos.text_document.uri,
-                    pos.position,
-                    |snap, file, _, off| Some(navigate::rename(snap, file, off, &p.new_name)),
-                );
-                match result {
-                    Some(Ok(edits)) => json(self.workspace_edit(edits)),
-                    Some(Err(e)) => Err((ErrorCode::RequestFailed, e.to_string())),
-                    None => Err((ErrorCode::RequestFailed, "no such document".to_string())),
-                }
-            }
-            "textDocument/documentSymbol" => {
-                let p: lsp::DocumentSymbolParams = params(req.params)?;
-                let syms = self.file(&p.text_document.uri, |snap, file, src| {
-                    let items = outline::document_symbols(snap, file);
-                    Some(
-                        items
-                            .into_iter()
-                            .map(|i| to_document_symbol(src, i))
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                json(syms.map(lsp::DocumentSymbolResponse::Nested))
-            }
-            "workspace/symbol" => {
-                let p: lsp::WorkspaceSymbolParams = params(req.params)?;
-                let found = outline::workspace_symbols(self.world.snapshots(), &p.query, 200);
-                let out: Vec<lsp::WorkspaceSymbol> = found
-                    .into_iter()
-                    .filter_map(|s| {
-                        let loc = self.location(&navigate::Location {
-                            path: s.path,
-                            span: s.span,
-                        })?;
-                        Some(lsp::WorkspaceSymbol {
-                            name: s.name,
-                            kind: symbol_kind_for(s.kind),
-                            tags: None,
-                            container_name: s.container,
-                            location: lsp::OneOf::Left(loc),
-                            data: None,
-                        })
-                    })
-                    .collect();
-                json(lsp::WorkspaceSymbolResponse::Nested(out))
-            }
-            "textDocument/formatting" => {
-                let p: lsp::DocumentFormattingParams = params(req.params)?;
-                let edits = self.file(&p.text_document.uri, |snap, file, src| {
-                    let text = snap.text(file);
-                    let formatted = actions::format(text)?;
-                    Some(vec![lsp::TextEdit {
-                        range: to_range(src, Span::new(0, text.len())),
-                        new_text: formatted,
-                    }])
-                });
-                json(edits.unwrap_or_default())
-            }
-            "textDocument/semanticTokens/full" => {
-                let p: lsp::SemanticTokensParams = params(req.params)?;
-                let tokens = self.file(&p.text_document.uri, |snap, file, src| {
-                    Some(encode_tokens(src, &semantic::semantic_tokens(snap, file)))
-                });
-                json(tokens.map(|data| {
-                    lsp::SemanticTokensResult::Tokens(lsp::SemanticTokens {
-                        result_id: None,
-                        data,
-                    })
-                }))
-            }
-            "textDocument/semanticTokens/range" => {
-                // The visible part of a long file, so the editor colours it first.
-                let p: lsp::SemanticTokensRangeParams = params(req.params)?;
-                let tokens = self.file(&p.text_document.uri, |snap, file, src| {
-                    let range = Span {
-                        start: to_offset(src, p.range.start),
-                        end: to_offset(src, p.range.end),
-                    };
-                    let tokens: Vec<semantic::SemToken> = semantic::semantic_tokens(snap, file)
-                        .into_iter()
-                        .filter(|t| t.span.end > range.start && t.span.start < range.end)
-                        .collect();
-                    Some(encode_tokens(src, &tokens))
-                });
-                json(tokens.map(|data| {
-                    lsp::SemanticTokensRangeResult::Tokens(lsp::SemanticTokens {
-                        result_id: None,
-                        data,
-                    })
-                }))
-            }
-            "textDocument/codeAction" => {
-                let p: lsp::CodeActionParams = params(req.params)?;
-                let fixes = self
-                    .file(&p.text_document.uri, |snap, file, src| {
-                        let range = Span {
-                            start: to_offset(src, p.range.start),
-                            end: to_offset(src, p.range.end),
-                        };
-                        let fixes = actions::quick_fixes(snap, file, range);
-                        Some(
-                            fixes
-                                .into_iter()
-                                .map(|f| {
-                                    (
-                                        f.title,
-                                        to_lsp_diagnostic(snap, src, &f.diagnostic),
-                                        f.edits,
-                                        f.preferred,
-                                    )
-                                })
-                                .collect::<Vec<_>>(),
-                        )
-                    })
-                    .unwrap_or_default();
-                let out: Vec<lsp::CodeActionOrCommand> = fixes
-                    .into_iter()
-                    .map(|(title, diag, edits, preferred)| {
-                        lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
-                            title,
-                            kind: Some(lsp::CodeActionKind::QUICKFIX),
-                            diagnostics: Some(vec![diag]),
-                            edit: Some(self.workspace_edit(edits)),
-                            is_preferred: Some(preferred),
-                            ..Default::default()
-                        })
-                    })
-                    .collect();
-                // Kinds are hierarchical: asking for `source` includes `source.fixAll`.
-                let wants = |kind: &lsp::CodeActionKind| {
-                    p.context.only.as_ref().is_none_or(|only| {
-                        only.iter().any(|o| {
-                            kind.as_str() == o.as_str()
-                                || kind.as_str().starts_with(&format!("{}.", o.as_str()))
-                        })
-                    })
-                };
-                let mut out: Vec<lsp::CodeActionOrCommand> =
-                    if wants(&lsp::CodeActionKind::QUICKFIX) {
-                        out
-                    } else {
-                        Vec::new()
-                    };
-                if wants(&lsp::CodeActionKind::SOURCE_FIX_ALL)
-                    && let Some(path) = uri::to_path(&p.text_document.uri)
-                    && let Some((snap, file)) = self.world.locate(&path)
-                {
-                    let (count, edits) = actions::fix_all(snap, file);
-                    if count > 0 {
-                        out.push(lsp::CodeActionOrCommand::CodeAction(lsp::CodeAction {
-                            title: format!(
-                                "Fix all problems in this file ({count} fix{})",
-                                if count == 1 { "" } else { "es" }
-                            ),
-                            kind: Some(lsp::CodeActionKind::SOURCE_FIX_ALL),
-                            edit: Some(self.workspace_edit(edits)),
-                            ..Default::default()
-                        }));
-                    }
-                }
-                json(out)
-            }
-            "textDocument/inlayHint" => {
-                let p: lsp::InlayHintParams = params(req.params)?;
-                let hints = self.file(&p.text_document.uri, |snap, file, src| {
-                    let range = Span {
-                        start: to_offset(src, p.range.start),
-                        end: to_offset(src, p.range.end),
-                    };
-                    let hints = inlay::inlay_hints(snap, file, range);
-                    Some(
-                        hints
-                            .into_iter()
-                            .map(|h| lsp::InlayHint {
-                                position: to_position(src, h.offset),
-                                label: lsp::InlayHintLabel::String(h.label),
-                                kind: None,
-                                text_edits: None,
-                                tooltip: Some(lsp::InlayHintTooltip::String(
-                                    "time since the trigger, counting fixed waits".to_string(),
-                                )),
-                                padding_left: Some(true),
-                                padding_right: None,
-                                data: None,
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                json(hints.unwrap_or_default())
-            }
-            "textDocument/signatureHelp" => {
-                let p: lsp::SignatureHelpParams = params(req.params)?;
-                let pos = &p.text_document_position_params;
-                let help = self.at(
-                    &pos.text_document.uri,
-                    pos.position,
-                    |snap, file, _, off| signature::signature_help(snap, file, off),
-                );
-                json(help.map(to_signature_help))
-            }
-            "textDocument/foldingRange" => {
-                let p: lsp::FoldingRangeParams = params(req.params)?;
-                let folds = self.file(&p.text_document.uri, |snap, file, src| {
-                    let folds = structure::folding_ranges(snap, file);
-                    Some(
-                        folds
-                            .into_iter()
-                            .filter_map(|f| {
-                                let start = to_position(src, f.span.start).line;
-                                let end = to_position(src, f.span.end).line;
-                                (end > start).then(|| lsp::FoldingRange {
-                                    start_line: start,
-                                    end_line: end,
-                                    kind: Some(if f.comment {
-                                        lsp::FoldingRangeKind::Comment
-                                    } else {
-                                        lsp::FoldingRangeKind::Region
-                                    }),
-                                    ..Default::default()
-                                })
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                json(folds.unwrap_or_default())
-            }
-            "textDocument/selectionRange" => {
-                let p: lsp::SelectionRangeParams = params(req.params)?;
-                let ranges = self.file(&p.text_document.uri, |snap, file, src| {
-                    let out: Vec<lsp::SelectionRange> = p
-                        .positions
-                        .iter()
-                        .map(|pos| {
-                            let chain =
-                                structure::selection_ranges(snap, file, to_offset(src, *pos));
-                            // Outermost first, each becoming the parent of the next.
-                            let mut range: Option<lsp::SelectionRange> = None;
-                            for span in chain.into_iter().rev() {
-                                range = Some(lsp::SelectionRange {
-                                    range: to_range(src, span),
-                                    parent: range.map(Box::new),
-                                });
-                            }
-                            range.unwrap_or(lsp::SelectionRange {
-                                range: lsp::Range::new(*pos, *pos),
-                                parent: None,
-                            })
-                        })
-                        .collect();
-                    Some(out)
-                });
-                json(ranges.unwrap_or_default())
-            }
-            "textDocument/documentHighlight" => {
-                let p: lsp::DocumentHighlightParams = params(req.params)?;
-                let pos = &p.text_document_position_params;
-                let found = self.at(
-                    &pos.text_document.uri,
-                    pos.position,
-                    |snap, file, src, off| {
-                        let hs = structure::document_highlights(snap, file, off);
-                        Some(
-                            hs.into_iter()
-                                .map(|h| lsp::DocumentHighlight {
-                                    range: to_range(src, h.span),
-                                    kind: Some(if h.declaration {
-                                        lsp::DocumentHighlightKind::WRITE
-                                    } else {
-                                        lsp::DocumentHighlightKind::READ
-                                    }),
-                                })
-                                .collect::<Vec<_>>(),
-                        )
-                    },
-                );
-                json(found.unwrap_or_default())
-            }
-            "textDocument/documentLink" => {
-                let p: lsp::DocumentLinkParams = params(req.params)?;
-                let links = self.file(&p.text_document.uri, |snap, file, src| {
-                    let links = structure::template_links(snap, file);
-                    Some(
-                        links
-                            .into_iter()
-                            .map(|l| lsp::DocumentLink {
-                                range: to_range(src, l.span),
-                                target: Some(uri::from_path(&l.target)),
-                                tooltip: Some("open the template".to_string()),
-                                data: None,
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                });
-                json(links.unwrap_or_default())
-            }
-            _ => Err((
-                ErrorCode::MethodNotFound,
-                format!("unsupported method {}", req.method),
-            )),
-        }
-    }
-
-    /// Runs `f` on the analysis of a document at a position, if the document is known.
-    fn at<T>(
-        &mut self,
-        uri: &lsp::Uri,
-        pos: lsp::Position,
-        f: impl FnOnce(&Snapshot, FileId, &LineIndex, u32) -> Option<T>,
-    ) -> Option<T> {
-        self.file(uri, |snap, file, src| {
-            f(snap, file, src, to_offset(src, pos))
-        })
-    }
-
-    /// Runs `f` on the analysis of a document; an unknown document is added to its project first.
-    fn file<T>(
-        &mut self,
-        uri: &lsp::Uri,
-        f: impl FnOnce(&Snapshot, FileId, &LineIndex) -> Option<T>,
-    ) -> Option<T> {
-        let path = uri::to_path(uri)?;
-        if self.world.locate(&path).is_none() && !self.world.is_stdlib_path(&path) {
-            // A request for a file not opened and not yet in a project (an
-            // editor that skips didOpen): read it from disk.
-            self.world.reload(&path)?;
-            self.refresh();
-        }
-        let (snap, file) = self.world.locate(&path)?;
-        snap.source(file)?;
-        f(snap, file, snap.lines(file))
-    }
-
-    fn location(&self, loc: &navigate::Location) -> Option<lsp::Location> {
-        let (snap, file) = self.world.locate(&loc.path)?;
-        snap.source(file)?;
-        let src = snap.lines(file);
-        Some(lsp::Location {
-            uri: uri::from_path(&loc.path),
-            range: to_range(src, loc.span),
-        })
-    }
-
-    // `WorkspaceEdit::changes` is keyed by `Uri`, whose parsed parts are
-    // cached in cells; the keys are never mutated here.
-    #[allow(clippy::mutable_key_type)]
-    fn workspace_edit(
-        &self,
-        edits: std::collections::BTreeMap<PathBuf, Vec<(Span, String)>>,
-    ) -> lsp::WorkspaceEdit {
-        let mut changes: HashMap<lsp::Uri, Vec<lsp::TextEdit>> = HashMap::new();
-        for (path, edits) in edits {
-            let Some((snap, file)) = self.world.locate(&path) else {
-                continue;
-            };
-            if snap.source(file).is_none() {
-                continue;
-            }
-            let src = snap.lines(file);
-            changes.insert(
-                uri::from_path(&path),
-                edits
-                    .into_iter()
-                    .map(|(span, new_text)| lsp::TextEdit {
-                        range: to_range(src, span),
-                        new_text,
-                    })
-                    .collect(),
-            );
-        }
-        lsp::WorkspaceEdit::new(changes)
     }
 }
 
@@ -1237,7 +1166,8 @@ pub fn to_lsp_diagnostic(
     }
 }
 
-fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
+/// Converts for the protocol.
+pub(crate) fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
     use completion::ItemKind as K;
     let kind = match i.kind {
         K::Keyword => lsp::CompletionItemKind::KEYWORD,
@@ -1269,7 +1199,8 @@ fn to_completion_item(i: completion::Item) -> lsp::CompletionItem {
     }
 }
 
-fn to_signature_help(sig: signature::Signature) -> lsp::SignatureHelp {
+/// Converts for the protocol.
+pub(crate) fn to_signature_help(sig: signature::Signature) -> lsp::SignatureHelp {
     // Offsets into the label count UTF-16 units, like positions.
     let units = |byte: u32| sig.label[..byte as usize].encode_utf16().count() as u32;
     let parameters = sig
@@ -1297,7 +1228,8 @@ fn to_signature_help(sig: signature::Signature) -> lsp::SignatureHelp {
     }
 }
 
-fn symbol_kind_for(kind: &str) -> lsp::SymbolKind {
+/// Converts for the protocol.
+pub(crate) fn symbol_kind_for(kind: &str) -> lsp::SymbolKind {
     match kind {
         "constant" => lsp::SymbolKind::CONSTANT,
         "event" => lsp::SymbolKind::EVENT,
@@ -1312,7 +1244,8 @@ fn symbol_kind_for(kind: &str) -> lsp::SymbolKind {
 }
 
 #[allow(deprecated)]
-fn to_document_symbol(src: &LineIndex, i: outline::OutlineItem) -> lsp::DocumentSymbol {
+/// Converts for the protocol.
+pub(crate) fn to_document_symbol(src: &LineIndex, i: outline::OutlineItem) -> lsp::DocumentSymbol {
     use outline::OutlineKind as K;
     let kind = match i.kind {
         K::Constant => lsp::SymbolKind::CONSTANT,

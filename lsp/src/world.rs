@@ -5,10 +5,9 @@
 //! Paths are absolute. Every `.flow` file below a project root is analysed
 //! together; an open document's text replaces the file's text on disk.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use nudge_compiler::{Analysis, Project};
 use nudge_diagnostics::{Diagnostic, FileId, SourceFile};
@@ -29,7 +28,9 @@ static EMPTY_LINES: OnceLock<LineIndex> = OnceLock::new();
 /// that opening a file in a huge directory (a home directory) stays fast.
 const MAX_SCAN_ENTRIES: usize = 20_000;
 
-/// One analysed project: its sources, the analysis, and the paths of its files.
+/// One analysed project: its sources, the analysis, and the paths of its
+/// files. Immutable once built, and shared (`Arc`) with the threads that
+/// answer requests.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The files as analysed (user files, then the stdlib, then templates).
@@ -39,9 +40,11 @@ pub struct Snapshot {
     by_path: HashMap<PathBuf, FileId>,
     paths: Vec<PathBuf>,
     /// Syntax trees, parsed again on first use by the features that need them.
-    trees: Vec<OnceCell<Parsed>>,
+    trees: Vec<OnceLock<Parsed>>,
     /// Line indexes for position conversion, built on first use.
-    lines: Vec<OnceCell<LineIndex>>,
+    lines: Vec<OnceLock<LineIndex>>,
+    /// The editor's version of each open document analysed here.
+    versions: HashMap<PathBuf, i32>,
 }
 
 impl Snapshot {
@@ -69,8 +72,8 @@ impl Snapshot {
             .enumerate()
             .map(|(i, p)| (p.clone(), FileId(i as u32)))
             .collect();
-        let trees = paths.iter().map(|_| OnceCell::new()).collect();
-        let lines = paths.iter().map(|_| OnceCell::new()).collect();
+        let trees = paths.iter().map(|_| OnceLock::new()).collect();
+        let lines = paths.iter().map(|_| OnceLock::new()).collect();
         Snapshot {
             project,
             analysis,
@@ -78,7 +81,14 @@ impl Snapshot {
             paths,
             trees,
             lines,
+            versions: HashMap::new(),
         }
+    }
+
+    /// The editor's version of an open document as analysed here; `None`
+    /// for a file read from disk.
+    pub fn version(&self, path: &Path) -> Option<i32> {
+        self.versions.get(path).copied()
     }
 
     /// The file with this path (a user file, a template or a stdlib copy).
@@ -153,7 +163,7 @@ pub struct ProjectState {
     /// The directory whose `.flow` files make up the project.
     pub root: PathBuf,
     disk: BTreeMap<PathBuf, String>,
-    snapshot: Option<Snapshot>,
+    snapshot: Option<Arc<Snapshot>>,
     dirty: bool,
 }
 
@@ -437,20 +447,37 @@ impl World {
             return;
         };
         let mut files: BTreeMap<PathBuf, String> = project.disk.clone();
+        let mut versions = HashMap::new();
         for (path, doc) in &self.open {
             if self.find_project(path) == Some(id) {
                 files.insert(path.clone(), doc.text.clone());
+                versions.insert(path.clone(), doc.version);
             }
         }
-        let snapshot = Snapshot::analyse(files.into_iter().collect(), &self.stdlib_dir);
+        let mut snapshot = Snapshot::analyse(files.into_iter().collect(), &self.stdlib_dir);
+        snapshot.versions = versions;
         let project = &mut self.projects[id];
-        project.snapshot = Some(snapshot);
+        project.snapshot = Some(Arc::new(snapshot));
         project.dirty = false;
     }
 
     /// The latest analysis of a project.
     pub fn snapshot(&self, id: ProjectId) -> Option<&Snapshot> {
-        self.projects.get(id)?.snapshot.as_ref()
+        self.projects.get(id)?.snapshot.as_deref()
+    }
+
+    /// The latest analysis of a project, shared, for work done on another
+    /// thread while the world moves on.
+    pub fn shared_snapshot(&self, id: ProjectId) -> Option<Arc<Snapshot>> {
+        self.projects.get(id)?.snapshot.clone()
+    }
+
+    /// Every analysed project's latest analysis, shared.
+    pub fn shared_snapshots(&self) -> Vec<Arc<Snapshot>> {
+        self.projects
+            .iter()
+            .filter_map(|p| p.snapshot.clone())
+            .collect()
     }
 
     /// The analysis and file id for a path: its project's, or for a stdlib
@@ -460,16 +487,31 @@ impl World {
             return self
                 .projects
                 .iter()
-                .filter_map(|p| p.snapshot.as_ref())
+                .filter_map(|p| p.snapshot.as_deref())
                 .find_map(|s| s.file_id(path).map(|f| (s, f)));
         }
         let snap = self.snapshot(self.find_project(path)?)?;
         Some((snap, snap.file_id(path)?))
     }
 
+    /// [`World::locate`], shared: the analysis stays valid on another
+    /// thread while later edits are analysed.
+    pub fn shared_locate(&self, path: &Path) -> Option<(Arc<Snapshot>, FileId)> {
+        if self.is_stdlib_path(path) {
+            return self
+                .projects
+                .iter()
+                .filter_map(|p| p.snapshot.as_ref())
+                .find_map(|s| s.file_id(path).map(|f| (s.clone(), f)));
+        }
+        let snap = self.shared_snapshot(self.find_project(path)?)?;
+        let file = snap.file_id(path)?;
+        Some((snap, file))
+    }
+
     /// Every analysed project.
     pub fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
-        self.projects.iter().filter_map(|p| p.snapshot.as_ref())
+        self.projects.iter().filter_map(|p| p.snapshot.as_deref())
     }
 
     /// Writes the stdlib's `.flow` files to the stdlib directory (read-only),
@@ -585,3 +627,9 @@ fn walk_flow_files(dir: &Path, is_root: bool, out: &mut Vec<PathBuf>, budget: &m
         }
     }
 }
+
+// Requests are answered on worker threads from shared snapshots.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Snapshot>();
+};

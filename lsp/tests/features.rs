@@ -529,3 +529,33 @@ fn event_fields_shared_by_every_awaited_event() {
         "only in Order Completed: {l:?}"
     );
 }
+
+#[test]
+fn completion_never_offers_a_label_twice() {
+    let snap = snapshot(&[("cart.flow", CART), ("messages.flow", MESSAGES)]);
+    for name in ["cart.flow", "messages.flow"] {
+        let f = file(&snap, name);
+        let len = snap.text(f).len() as u32;
+        for off in 0..=len {
+            if !snap.text(f).is_char_boundary(off as usize) {
+                continue;
+            }
+            let items = completion::complete(&snap, f, off);
+            let mut seen = std::collections::HashSet::new();
+            for i in &items {
+                assert!(
+                    seen.insert((&i.label, i.snippet.is_some())),
+                    "{name}:{off}: {:?} offered twice",
+                    i.label
+                );
+            }
+        }
+    }
+    // The report that started this: `exit if` in a flow, and in a block.
+    let f = file(&snap, "cart.flow");
+    for pattern in ["  |wait 30m", "    |wait 2h"] {
+        let items = completion::complete(&snap, f, pos_of(CART, pattern));
+        let exits = items.iter().filter(|i| i.label == "exit if").count();
+        assert_eq!(exits, 1, "{pattern}");
+    }
+}

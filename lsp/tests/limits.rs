@@ -66,3 +66,28 @@ fn a_long_line_is_converted_in_linear_time() {
     // A recount per token takes minutes here; the index takes milliseconds.
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+#[test]
+fn cancelled_work_stops_before_it_starts_and_keeps_the_first_reason() {
+    use nudge_lsp::cancel::{Cancel, Stop};
+    let text: String = (0..2000).map(|i| format!("let c{i} = {i}\n")).collect();
+    let snap = common::snapshot(&[("a.flow", &text)]);
+    let file = common::file(&snap, "a.flow");
+    let cancel = Cancel::new();
+    assert_eq!(
+        semantic::semantic_tokens_until(&snap, file, &cancel).map(|t| t.len()),
+        Ok(semantic::semantic_tokens(&snap, file).len())
+    );
+    cancel.stop(Stop::Cancelled);
+    cancel.stop(Stop::Modified);
+    assert_eq!(cancel.stopped(), Some(Stop::Cancelled));
+    assert_eq!(
+        semantic::semantic_tokens_until(&snap, file, &cancel),
+        Err(Stop::Cancelled)
+    );
+    let clone = Cancel::new();
+    clone.clone().stop(Stop::Modified);
+    assert_eq!(clone.check(), Err(Stop::Modified));
+    assert_eq!(Stop::Cancelled.code(), -32800);
+    assert_eq!(Stop::Modified.code(), -32801);
+}

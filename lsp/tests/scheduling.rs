@@ -9,7 +9,7 @@ use lsp_server::{Connection, Message, Notification, Request, RequestId};
 use nudge_lsp::server::Ending;
 use serde_json::{Value, json};
 
-const TIMEOUT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn uri(path: &Path) -> String {
     nudge_lsp::uri::from_path(path).as_str().to_string()
@@ -383,6 +383,293 @@ fn a_file_outside_every_project_is_analysed_alone() {
         .filter(|n| *n == "lone" || *n == "other")
         .collect();
     assert_eq!(names, ["lone"]);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+/// A flow file of about `lines` lines, each with a few tokens to colour.
+fn long_flow(lines: usize) -> String {
+    let mut text = String::from("flow long {\n  trigger subscribed\n");
+    for i in 0..lines {
+        text.push_str(&format!(
+            "  if profile.orders_count > {i} and profile.email != \"x{i}\" {{ wait 1h }}\n"
+        ));
+    }
+    text.push_str("}\n");
+    text
+}
+
+#[test]
+fn a_request_whose_document_changed_before_it_was_answered_gets_content_modified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("a.flow");
+    std::fs::write(&flow, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    let doc = json!({ "textDocument": { "uri": uri(&flow) } });
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow), "languageId": "nudge", "version": 1, "text": flow_named("a") } }),
+    );
+    // Sent for version 1, which is never analysed: version 2 follows at once.
+    c.request(1, "textDocument/semanticTokens/full", doc.clone());
+    c.request(
+        2,
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri(&flow) }, "position": { "line": 0, "character": 6 } }),
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri(&flow), "version": 2 }, "contentChanges": [{ "text": flow_named("b") }] }),
+    );
+    // Sent for version 2: answered from its analysis.
+    c.request(3, "textDocument/documentSymbol", doc.clone());
+    // A file that is not open has no version to go stale.
+    let other = root.join("other.flow");
+    std::fs::write(&other, flow_named("other")).unwrap();
+    c.request(
+        4,
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": uri(&other) } }),
+    );
+    c.start();
+    let (_, tokens) = c.until_response(1);
+    assert_eq!(tokens["error"]["code"], -32801, "{tokens}");
+    let (_, hover) = c.until_response(2);
+    assert_eq!(hover["error"]["code"], -32801, "{hover}");
+    let (_, symbols) = c.until_response(3);
+    assert_eq!(symbols["result"][0]["name"], "b", "{symbols}");
+    let (_, symbols) = c.until_response(4);
+    assert_eq!(symbols["result"][0]["name"], "other", "{symbols}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn a_running_request_is_stopped_by_a_cancel_and_does_not_hold_up_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    // Two projects: a long file in one, a short one edited in the other.
+    let big_root = root.join("big");
+    let small_root = root.join("small");
+    for dir in [&big_root, &small_root] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("nudge.toml"), "").unwrap();
+    }
+    let big = big_root.join("long.flow");
+    std::fs::write(&big, long_flow(8_000)).unwrap();
+    let small = small_root.join("a.flow");
+    std::fs::write(&small, flow_named("a")).unwrap();
+    let mut c = Client::new(&root, &root.join("stdlib"), json!({}));
+    c.start();
+    // The start-up analysis is over when both files are published.
+    let mut published = 0;
+    while published < 2 {
+        if let Message::Notification(n) = c.next()
+            && n.method == "textDocument/publishDiagnostics"
+        {
+            published += 1;
+        }
+    }
+    let big_doc = json!({ "textDocument": { "uri": uri(&big) } });
+
+    // Handed to a worker at once (nothing to analyse), then cancelled while
+    // it colours 8,000 lines.
+    c.request(1, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify("$/cancelRequest", json!({ "id": 1 }));
+    let (_, cancelled) = c.until_response(1);
+    assert_eq!(cancelled["error"]["code"], -32800, "{cancelled}");
+
+    // While another one runs, an edit in the other project is analysed and
+    // published before the long answer is ready.
+    c.request(2, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&small), "languageId": "nudge", "version": 1, "text": "flow a {\n  trigger nope\n}\n" } }),
+    );
+    let (seen, tokens) = c.until_response(2);
+    let data = tokens["result"]["data"].as_array().expect("tokens");
+    assert!(data.len() > 5 * 8_000, "{}", data.len());
+    let published_first = seen.iter().any(|m| {
+        matches!(m, Message::Notification(n) if n.method == "textDocument/publishDiagnostics"
+            && n.params["uri"] == uri(&small).as_str())
+    });
+    assert!(published_first, "the edit waited for the long request");
+
+    // An edit of the long file itself stops its running request.
+    c.request(3, "textDocument/semanticTokens/full", big_doc.clone());
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&big), "languageId": "nudge", "version": 1, "text": flow_named("long") } }),
+    );
+    let (_, modified) = c.until_response(3);
+    assert_eq!(modified["error"]["code"], -32801, "{modified}");
+    c.request(4, "shutdown", Value::Null);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::Clean);
+}
+
+#[test]
+fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let a = root.join("a.flow");
+    let broken = "flow a {\n  trigger nope\n}\n";
+    std::fs::write(&a, broken).unwrap();
+    let b = root.join("b.flow");
+    std::fs::write(&b, flow_named("b")).unwrap();
+    let caps = json!({
+        "textDocument": { "diagnostic": { "dynamicRegistration": false } },
+        "workspace": { "diagnostics": { "refreshSupport": true } }
+    });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    let a_doc = json!({ "textDocument": { "uri": uri(&a) } });
+    c.request(1, "textDocument/diagnostic", a_doc.clone());
+    c.start();
+    let (mut seen, init) = c.until_response(0);
+    let provider = &init["result"]["capabilities"]["diagnosticProvider"];
+    assert_eq!(provider["interFileDependencies"], true);
+    assert_eq!(provider["workspaceDiagnostics"], true);
+    let (more, first) = c.until_response(1);
+    seen.extend(more);
+    assert_eq!(first["result"]["kind"], "full");
+    let items = first["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["severity"], 1);
+    let id = first["result"]["resultId"].as_str().unwrap().to_string();
+
+    // Asked again with that id: nothing changed.
+    c.request(
+        2,
+        "textDocument/diagnostic",
+        json!({ "textDocument": { "uri": uri(&a) }, "previousResultId": id }),
+    );
+    let (more, again) = c.until_response(2);
+    seen.extend(more);
+    assert_eq!(
+        again["result"],
+        json!({ "kind": "unchanged", "resultId": id })
+    );
+
+    // Fixed in the editor: the client is asked to pull again, and gets a
+    // full, empty report.
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&a), "languageId": "nudge", "version": 7, "text": flow_named("a") } }),
+    );
+    let refresh = loop {
+        match c.next() {
+            Message::Request(r) => break r,
+            m => seen.push(m),
+        }
+    };
+    assert_eq!(refresh.method, "workspace/diagnostic/refresh");
+    c.request(
+        3,
+        "textDocument/diagnostic",
+        json!({ "textDocument": { "uri": uri(&a) }, "previousResultId": id }),
+    );
+    let (more, fixed) = c.until_response(3);
+    seen.extend(more);
+    assert_eq!(fixed["result"]["kind"], "full");
+    assert_eq!(fixed["result"]["items"], json!([]));
+
+    // The whole workspace: both files, the open one with its version.
+    c.request(
+        4,
+        "workspace/diagnostic",
+        json!({ "previousResultIds": [] }),
+    );
+    let (more, all) = c.until_response(4);
+    seen.extend(more);
+    let mut reports: Vec<(String, Value, Value)> = all["result"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["uri"].as_str().unwrap().to_string(),
+                r["kind"].clone(),
+                r["version"].clone(),
+            )
+        })
+        .collect();
+    reports.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        reports,
+        [
+            (uri(&a), json!("full"), json!(7)),
+            (uri(&b), json!("full"), Value::Null)
+        ]
+    );
+    let pushed = seen.iter().any(
+        |m| matches!(m, Message::Notification(n) if n.method == "textDocument/publishDiagnostics"),
+    );
+    assert!(
+        !pushed,
+        "diagnostics were pushed to a client that pulls them"
+    );
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn the_first_analysis_reports_progress_to_clients_that_show_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    for name in ["one", "two"] {
+        std::fs::create_dir_all(root.join(name)).unwrap();
+        std::fs::write(root.join(name).join("nudge.toml"), "").unwrap();
+        std::fs::write(root.join(name).join("a.flow"), flow_named(name)).unwrap();
+    }
+    let caps = json!({ "window": { "workDoneProgress": true } });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    c.request(1, "workspace/symbol", json!({ "query": "one" }));
+    c.start();
+    let (seen, _) = c.until_response(1);
+    let mut created = None;
+    let mut steps = Vec::new();
+    for m in &seen {
+        match m {
+            Message::Request(r) if r.method == "window/workDoneProgress/create" => {
+                assert!(steps.is_empty(), "progress before the token was created");
+                created = Some(r.params["token"].clone());
+            }
+            Message::Notification(n) if n.method == "$/progress" => {
+                assert_eq!(Some(&n.params["token"]), created.as_ref());
+                let v = &n.params["value"];
+                steps.push((
+                    v["kind"].as_str().unwrap().to_string(),
+                    v["percentage"].clone(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        steps,
+        [
+            ("begin".to_string(), json!(0)),
+            ("report".to_string(), json!(50)),
+            ("report".to_string(), json!(100)),
+            ("end".to_string(), Value::Null),
+        ]
+    );
+    // Later analyses are not reported.
+    let flow = root.join("one/a.flow");
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow), "languageId": "nudge", "version": 1, "text": flow_named("uno") } }),
+    );
+    c.request(2, "workspace/symbol", json!({ "query": "uno" }));
+    let (later, _) = c.until_response(2);
+    assert!(
+        !later
+            .iter()
+            .any(|m| matches!(m, Message::Notification(n) if n.method == "$/progress"))
+    );
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }

@@ -541,3 +541,165 @@ fn fix_all_applies_every_fix_of_the_file_as_one_source_action() {
     assert_eq!(source.as_array().unwrap().len(), 1);
     c.stop();
 }
+
+#[test]
+fn range_formatting_over_the_protocol() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    std::fs::write(root.join("nudge.toml"), "").unwrap();
+    let flow = root.join("a.flow");
+    let text =
+        "// 😀 two flows\nflow a {\ntrigger subscribed\n}\nflow b {\n      trigger subscribed\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &root.join("stdlib"));
+    let edits = c.request(
+        "textDocument/rangeFormatting",
+        json!({
+            "textDocument": { "uri": uri(&flow).as_str() },
+            "range": { "start": { "line": 5, "character": 0 }, "end": { "line": 5, "character": 3 } },
+            "options": { "tabSize": 2, "insertSpaces": true }
+        }),
+    );
+    assert_eq!(
+        edits,
+        json!([{
+            "range": { "start": { "line": 5, "character": 0 }, "end": { "line": 6, "character": 0 } },
+            "newText": "  trigger subscribed\n"
+        }])
+    );
+    c.stop();
+}
+
+#[test]
+fn a_code_lens_runs_its_test_and_shows_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ad_retargeting");
+    for name in ["nudge.toml", "ad_retargeting.flow", "tests.flow"] {
+        std::fs::copy(example.join(name), root.join(name)).unwrap();
+    }
+    let tests = root.join("tests.flow");
+    let mut c = Client::start(&root, &root.join("stdlib"));
+    let lenses = c.request(
+        "textDocument/codeLens",
+        json!({ "textDocument": { "uri": uri(&tests).as_str() } }),
+    );
+    let first = &lenses[0];
+    assert_eq!(
+        first["range"]["start"],
+        json!({ "line": 0, "character": 0 })
+    );
+    assert_eq!(first["command"]["command"], "nudge.runTest");
+    assert_eq!(first["command"]["title"], "▶ Run test");
+    let command = first["command"].clone();
+    c.conn
+        .sender
+        .send(
+            Request::new(
+                RequestId::from(1000),
+                "workspace/executeCommand".to_string(),
+                json!({ "command": command["command"], "arguments": command["arguments"] }),
+            )
+            .into(),
+        )
+        .unwrap();
+    // The result is shown to the user, and is the request's answer.
+    let mut shown = None;
+    let result = loop {
+        match c.conn.receiver.recv_timeout(TIMEOUT).expect("a message") {
+            Message::Notification(n) if n.method == "window/showMessage" => shown = Some(n.params),
+            Message::Response(r) if r.id == RequestId::from(1000) => {
+                break r.response_result.expect("a result");
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(result["passed"], true, "{result}");
+    let shown = shown.expect("a message for the user");
+    assert_eq!(shown["type"], 3);
+    assert!(
+        shown["message"].as_str().unwrap().contains("passed"),
+        "{shown}"
+    );
+    let unknown = c.request_raw(
+        "workspace/executeCommand",
+        json!({ "command": "nudge.nope", "arguments": [] }),
+    );
+    assert_eq!(unknown.response_result.unwrap_err().code, -32602);
+    c.stop();
+}
+
+#[test]
+fn semantic_token_deltas_turn_the_last_answer_into_the_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let flow = root.join("welcome.flow");
+    let text = "flow welcome {\n  trigger subscribed\n  wait 1d\n  wait 2h\n}\n";
+    std::fs::write(&flow, text).unwrap();
+    let mut c = Client::start(&root, &tmp.path().join("stdlib"));
+    let doc = json!({ "uri": uri(&flow).as_str() });
+    let numbers = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let first = c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    );
+    let id1 = first["resultId"].as_str().expect("a result id").to_string();
+    let mut held = numbers(&first["data"]);
+
+    // One line in the middle changes: `wait 1d` becomes `wait 3d 12h`.
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&flow).as_str(), "languageId": "nudge", "version": 1, "text": text } }),
+    );
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&flow).as_str(), "version": 2 },
+            "contentChanges": [{ "range": { "start": { "line": 2, "character": 7 }, "end": { "line": 2, "character": 9 } }, "text": "3d 12h" }]
+        }),
+    );
+    let delta = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": id1 }),
+    );
+    let id2 = delta["resultId"].as_str().unwrap().to_string();
+    assert_ne!(id1, id2);
+    let edits = delta["edits"]
+        .as_array()
+        .expect("edits, not the whole list");
+    assert_eq!(edits.len(), 1, "{delta}");
+    let e = &edits[0];
+    let (start, delete) = (
+        e["start"].as_u64().unwrap() as usize,
+        e["deleteCount"].as_u64().unwrap() as usize,
+    );
+    // Only the changed line's tokens (and the one after it) are sent.
+    assert!(start > 0 && start + delete < held.len(), "{e}");
+    held.splice(start..start + delete, numbers(&e["data"]));
+    let fresh = c.request(
+        "textDocument/semanticTokens/full",
+        json!({ "textDocument": doc }),
+    );
+    assert_eq!(held, numbers(&fresh["data"]));
+
+    // Nothing changed since: no edits.
+    let id3 = fresh["resultId"].as_str().unwrap();
+    let same = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": id3 }),
+    );
+    assert_eq!(same["edits"], json!([]));
+    // An id the server does not know: the whole list.
+    let unknown = c.request(
+        "textDocument/semanticTokens/full/delta",
+        json!({ "textDocument": doc, "previousResultId": "nope" }),
+    );
+    assert_eq!(numbers(&unknown["data"]), held);
+    c.stop();
+}

@@ -1,6 +1,6 @@
 //! `nudge fmt`: rewrite `.flow` files in the canonical layout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nudge_compiler::Project;
 use nudge_diagnostics::{FileId, SourceMap, render};
@@ -19,6 +19,10 @@ pub struct Args {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
+    // A path inside a project loads the whole project (its files are found
+    // that way), but only the files named, or below the folders named, are
+    // formatted: `nudge fmt --check a.flow` is about `a.flow`.
+    let targets = selected_paths(&args.paths);
     let projects = match load_projects(args.paths) {
         Ok(projects) => projects,
         Err(status) => return status,
@@ -26,7 +30,7 @@ pub fn run(args: Args) -> Status {
     let mut status = Status::Ok;
     let mut unformatted = 0usize;
     for project in &projects {
-        match format_project(project, args.check, &mut unformatted) {
+        match format_project(project, &targets, args.check, &mut unformatted) {
             Status::Ok => {}
             Status::Problems => status = Status::Problems,
             Status::Failure => return Status::Failure,
@@ -40,11 +44,40 @@ pub fn run(args: Args) -> Status {
     status
 }
 
-/// Formats every file of one project, counting those that need it under `--check`.
-fn format_project(project: &Project, check: bool, unformatted: &mut usize) -> Status {
+/// The paths given on the command line (the current directory by
+/// default), absolute, to pick the files to format.
+fn selected_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let given = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.to_vec()
+    };
+    given
+        .iter()
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.clone()))
+        .collect()
+}
+
+/// Whether a file is one of `targets` or below one of them.
+fn is_selected(path: &str, targets: &[PathBuf]) -> bool {
+    let path = Path::new(path);
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    targets.iter().any(|t| path.starts_with(t))
+}
+
+/// Formats the selected files of one project, counting those that need it under `--check`.
+fn format_project(
+    project: &Project,
+    targets: &[PathBuf],
+    check: bool,
+    unformatted: &mut usize,
+) -> Status {
     let mut status = Status::Ok;
     for id in project.user_files() {
         let file = project.sources.get(id);
+        if !is_selected(&file.path, targets) {
+            continue;
+        }
         match nudge_fmt::format_source(FileId(0), &file.text) {
             Ok(formatted) if formatted == file.text => {}
             Ok(_) if check => {
