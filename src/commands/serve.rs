@@ -10,6 +10,7 @@
 //! calls are durable.
 
 mod body;
+mod feedback;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -211,7 +212,15 @@ pub fn run(args: Args) -> Status {
             .clone()
             .filter(|t| !t.is_empty())
             .map(Arc::from);
+        let hooks = match settings.feedback_verifiers() {
+            Ok(v) => Arc::new(feedback::Hooks::new(v)),
+            Err(e) => {
+                eprintln!("error: nudge.toml: {e}");
+                return Status::Failure;
+            }
+        };
         let app = App {
+            hooks,
             metrics_token,
             tx: tx.clone(),
             keys: keys.into(),
@@ -309,6 +318,11 @@ struct Setup<'a> {
 enum Msg {
     /// Validated calls as JSON lines, and where to say whether they are durable.
     Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Find the sends (and their customers) that providers' reports are about.
+    Resolve(
+        Vec<nudge_channels::feedback::Subject>,
+        oneshot::Sender<Vec<Option<feedback::Resolved>>>,
+    ),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
     /// No more requests will come.
@@ -398,6 +412,10 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                     live.reload()
                 };
                 let _ = reply.send(answer);
+            }
+            Ok(Msg::Resolve(subjects, reply)) => {
+                let found = feedback::resolve(&live.store, &mut live.engine, &subjects);
+                let _ = reply.send(found);
             }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
@@ -902,6 +920,8 @@ struct App {
     /// The bearer token `GET /metrics` wants, if any.
     metrics_token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
+    /// The providers' webhooks.
+    hooks: Arc<feedback::Hooks>,
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
     receipt: bool,
@@ -929,6 +949,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/readyz", get(healthz))
             .route("/admin/reload", post(reload))
             .route("/metrics", get(metrics))
+            .merge(feedback::routes())
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
             .method_not_allowed_fallback(|| async {
                 error(
@@ -1064,7 +1085,7 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+        app.metrics.render() + &app.hooks.render(),
     )
         .into_response()
 }
@@ -1262,6 +1283,7 @@ mod tests {
             admin: None,
             metrics_token: None,
             metrics: Arc::new(Metrics::default()),
+            hooks: Arc::default(),
             receipt: true,
         };
         let status = |app: &App| {

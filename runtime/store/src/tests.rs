@@ -194,3 +194,35 @@ fn repairing_the_outbox_cuts_only_a_partial_last_line() {
     assert_eq!(outbox::repair(&path).unwrap(), 0);
     assert_eq!(outbox::repair(&dir.path().join("missing")).unwrap(), 0);
 }
+
+#[test]
+fn feedback_finds_a_send_by_its_key_or_its_last_address() {
+    let mut s = Store::in_memory().unwrap();
+    let to = |key: &str, channel: &str, to: &str, customer: &str| {
+        let mut m = message(key);
+        m.channel = channel.into();
+        m.to = to.into();
+        m.customer = customer.into();
+        Intent { message: m }
+    };
+    let mut b = Batch {
+        intents: vec![
+            to("a", "sms", "+15551230000", "first"),
+            to("b", "email", "Ann@Example.com", "ann"),
+            to("c", "sms", "+15551230000", "second"),
+            to("d", "sms", "+15559990000", "other"),
+        ],
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    assert_eq!(s.sent("b").unwrap().unwrap().customer, "ann");
+    assert_eq!(s.sent("zz").unwrap(), None);
+    let last = s.last_sent_to("sms", "+15551230000").unwrap().unwrap();
+    assert_eq!(last.idempotency_key, "c");
+    let email = s
+        .last_sent_to("email", " ann@example.COM ")
+        .unwrap()
+        .unwrap();
+    assert_eq!(email.customer, "ann");
+    assert_eq!(s.last_sent_to("email", "+15551230000").unwrap(), None);
+}
