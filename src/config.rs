@@ -39,6 +39,19 @@ pub struct Config {
     /// The providers' webhooks that `nudge serve` accepts.
     #[serde(default)]
     pub feedback: FeedbackSection,
+    /// The preference page that `nudge serve` shows.
+    #[serde(default)]
+    pub preferences: PreferencesSection,
+}
+
+/// `[preferences]`: what the preference page offers besides the channels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesSection {
+    /// Email lists a customer may leave or join (`Subscribed`/`Unsubscribed`
+    /// with `list`), e.g. `["news", "offers"]`.
+    #[serde(default)]
+    pub topics: Vec<String>,
 }
 
 /// `[feedback]`: credentials of the providers' webhooks. An endpoint whose
@@ -245,6 +258,16 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
         self.feedback_verifiers()?;
+        for (i, topic) in self.preferences.topics.iter().enumerate() {
+            if topic.trim().is_empty() || topic.len() > 64 {
+                return Err(format!(
+                    "[preferences] topics[{i}]: a topic is a list name of 1 to 64 characters"
+                ));
+            }
+            if self.preferences.topics[..i].contains(topic) {
+                return Err(format!("[preferences] topics: `{topic}` is listed twice"));
+            }
+        }
         self.routes().map(drop)
     }
 
@@ -308,6 +331,17 @@ impl Config {
                     .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
             })
             .transpose()
+    }
+
+    /// The signer of the unsubscribe links of the first channel that has
+    /// `unsubscribe_url` and `unsubscribe_secret`: `nudge serve` checks the
+    /// links it serves with it.
+    pub fn unsubscribe_links(&self) -> Option<Unsubscribe> {
+        self.channels.values().find_map(|c| {
+            c.unsubscribe_url.as_ref()?;
+            c.unsubscribe_secret.as_ref()?;
+            c.unsubscribe().ok()
+        })
     }
 
     /// The store path, resolved against the project root.

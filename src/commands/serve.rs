@@ -11,6 +11,7 @@
 
 mod body;
 mod feedback;
+mod pages;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -219,7 +220,12 @@ pub fn run(args: Args) -> Status {
                 return Status::Failure;
             }
         };
+        let pages = Arc::new(pages::Pages {
+            links: settings.unsubscribe_links(),
+            topics: settings.preferences.topics.clone(),
+        });
         let app = App {
+            pages,
             hooks,
             metrics_token,
             tx: tx.clone(),
@@ -323,6 +329,8 @@ enum Msg {
         Vec<nudge_channels::feedback::Subject>,
         oneshot::Sender<Vec<Option<feedback::Resolved>>>,
     ),
+    /// How calls name a customer (by display id), and their consents.
+    Customer(String, oneshot::Sender<Option<pages::Known>>),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
     /// No more requests will come.
@@ -416,6 +424,13 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
             Ok(Msg::Resolve(subjects, reply)) => {
                 let found = feedback::resolve(&live.store, &mut live.engine, &subjects);
                 let _ = reply.send(found);
+            }
+            Ok(Msg::Customer(display, reply)) => {
+                let known = live
+                    .engine
+                    .caller_of(&display)
+                    .map(|caller| pages::Known::read(&mut live.engine, caller));
+                let _ = reply.send(known);
             }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
@@ -922,6 +937,8 @@ struct App {
     metrics: Arc<Metrics>,
     /// The providers' webhooks.
     hooks: Arc<feedback::Hooks>,
+    /// The unsubscribe and preference pages.
+    pages: Arc<pages::Pages>,
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
     receipt: bool,
@@ -950,6 +967,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/admin/reload", post(reload))
             .route("/metrics", get(metrics))
             .merge(feedback::routes())
+            .merge(pages::routes())
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
             .method_not_allowed_fallback(|| async {
                 error(
@@ -1284,6 +1302,7 @@ mod tests {
             metrics_token: None,
             metrics: Arc::new(Metrics::default()),
             hooks: Arc::default(),
+            pages: Arc::default(),
             receipt: true,
         };
         let status = |app: &App| {

@@ -396,6 +396,28 @@ impl<'b, S: Sink> Engine<'b, S> {
             })
     }
 
+    /// The marketing consent of the customer known by this user (or
+    /// anonymous) id on email, SMS and push, as the preference page shows
+    /// it: `None` where the customer never said, and for an unknown id.
+    pub fn consents_of(&mut self, customer_id: &str) -> Option<[Option<bool>; 3]> {
+        let bundle = self.bundle();
+        let profile = self.profile_of(customer_id)?.clone();
+        let t = &self.traits;
+        Some(
+            [Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, &profile, ch)),
+        )
+    }
+
+    /// One profile field, by name, of the customer known by this user (or
+    /// anonymous) id: `None` for an unknown id or a field the project's
+    /// profile does not declare.
+    pub fn profile_field(&mut self, customer_id: &str, name: &str) -> Option<Value> {
+        let bundle = self.bundle();
+        let schema = &bundle.schemas[bundle.profile as usize];
+        let i = schema.fields.iter().position(|f| f.name == name)?;
+        self.profile_of(customer_id)?.fields.get(i).cloned()
+    }
+
     /// Live instances, for inspection and storage.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.iter().flatten()

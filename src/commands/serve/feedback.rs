@@ -295,7 +295,7 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
         }
     };
     let now = chrono::Utc::now();
-    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let stamp = super::pages::applied_now();
     let (mut lines, mut unmatched, mut outcomes) = (Vec::new(), 0u64, 0u64);
     for (report, found) in reports.iter().zip(resolved) {
         let Some(found) = found else {
