@@ -708,9 +708,8 @@ impl<'b> Live<'b> {
             &mut self.report,
         );
         if let Ok(mut sends) = self.metrics.sends.lock() {
-            for (channel, ok) in sent {
-                let outcome = if ok { "delivered" } else { "failed" };
-                *sends.entry((channel, outcome)).or_default() += 1;
+            for (channel, outcome) in sent {
+                *sends.entry((channel, outcome.as_str())).or_default() += 1;
             }
         }
     }

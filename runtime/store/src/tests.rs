@@ -226,3 +226,44 @@ fn feedback_finds_a_send_by_its_key_or_its_last_address() {
     assert_eq!(email.customer, "ann");
     assert_eq!(s.last_sent_to("email", "+15551230000").unwrap(), None);
 }
+
+#[test]
+fn deliveries_report_unknown_apart_from_failed() {
+    use crate::durable::{Report, Router, deliver};
+    use nudge_channels::{Delivery, DeliveryError, Plugin, Receipt};
+
+    /// Answers by the message's address.
+    struct Scripted;
+    impl Plugin for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError> {
+            match msg.to.as_str() {
+                "ok" => Ok(Receipt::first_try()),
+                "timeout" => Err(DeliveryError::unknown(1, "no answer within 10s")),
+                _ => Err(DeliveryError::permanent(1, "HTTP 400")),
+            }
+        }
+        fn flush(&mut self) -> Result<(), DeliveryError> {
+            Ok(())
+        }
+    }
+    let intents: Vec<Intent> = ["ok", "timeout", "refused"]
+        .iter()
+        .enumerate()
+        .map(|(i, to)| {
+            let mut m = message(&format!("k{i}"));
+            m.to = to.to_string();
+            Intent { message: m }
+        })
+        .collect();
+    let mut router = Router::new(Box::new(Scripted), None);
+    let mut marks = Vec::new();
+    let outcomes = deliver(&mut router, &intents, &mut marks, &mut Report::default());
+    let got: Vec<Delivery> = outcomes.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(
+        got,
+        [Delivery::Delivered, Delivery::Unknown, Delivery::Failed]
+    );
+}
