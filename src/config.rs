@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nudge_bytecode::Channel;
+use nudge_channels::feedback::postmark::PostmarkAuth;
+use nudge_channels::feedback::sendgrid::SendGridVerifier;
 use nudge_channels::{
     PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, SmtpConfig, SmtpTls,
     TwilioConfig, Unsubscribe, WebhookConfig,
@@ -34,6 +36,41 @@ pub struct Config {
     /// How the engine treats time.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The providers' webhooks that `nudge serve` accepts.
+    #[serde(default)]
+    pub feedback: FeedbackSection,
+    /// The preference page that `nudge serve` shows.
+    #[serde(default)]
+    pub preferences: PreferencesSection,
+}
+
+/// `[preferences]`: what the preference page offers besides the channels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreferencesSection {
+    /// Email lists a customer may leave or join (`Subscribed`/`Unsubscribed`
+    /// with `list`), e.g. `["news", "offers"]`.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// `[feedback]`: credentials of the providers' webhooks. An endpoint whose
+/// provider has no credentials here is off (404), so nothing unverified
+/// reaches the engine.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSection {
+    /// The URL providers reach `nudge serve` at (`https://nudge.shop.example`),
+    /// when a proxy sits in front: Twilio signs the full URL it called.
+    pub public_url: Option<String>,
+    /// SendGrid's Signed Event Webhook verification key (base64 DER or PEM).
+    pub sendgrid_verification_key: Option<String>,
+    /// The Basic-auth user name in the webhook URL set in Postmark.
+    pub postmark_username: Option<String>,
+    /// Its password, at least 16 characters.
+    pub postmark_password: Option<String>,
+    /// Twilio's auth token; by default the `auth_token` of a `twilio` channel.
+    pub twilio_auth_token: Option<String>,
 }
 
 /// `[runtime]`.
@@ -191,6 +228,21 @@ impl Config {
         if let Some(t) = &mut self.serve.admin_token {
             *t = expand_str(t, "serve.admin_token", env)?;
         }
+        let f = &mut self.feedback;
+        for (key, value) in [
+            ("feedback.public_url", &mut f.public_url),
+            (
+                "feedback.sendgrid_verification_key",
+                &mut f.sendgrid_verification_key,
+            ),
+            ("feedback.postmark_username", &mut f.postmark_username),
+            ("feedback.postmark_password", &mut f.postmark_password),
+            ("feedback.twilio_auth_token", &mut f.twilio_auth_token),
+        ] {
+            if let Some(v) = value {
+                *v = expand_str(v, key, env)?;
+            }
+        }
         for (name, section) in &mut self.channels {
             for (key, value) in section.strings_mut() {
                 if let Some(v) = value {
@@ -208,7 +260,68 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
         self.retry_backoff()?;
+        self.feedback_verifiers()?;
+        for (i, topic) in self.preferences.topics.iter().enumerate() {
+            if topic.trim().is_empty() || topic.len() > 64 {
+                return Err(format!(
+                    "[preferences] topics[{i}]: a topic is a list name of 1 to 64 characters"
+                ));
+            }
+            if self.preferences.topics[..i].contains(topic) {
+                return Err(format!("[preferences] topics: `{topic}` is listed twice"));
+            }
+        }
         self.routes().map(drop)
+    }
+
+    /// The checks of the providers' webhooks that `[feedback]` turns on.
+    pub fn feedback_verifiers(&self) -> Result<FeedbackVerifiers, String> {
+        let f = &self.feedback;
+        let public_url = match f.public_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                return Err(format!(
+                    "[feedback] public_url: `{u}` is not an absolute URL; expected http:// or https://"
+                ));
+            }
+        };
+        let sendgrid = f
+            .sendgrid_verification_key
+            .as_deref()
+            .map(SendGridVerifier::new)
+            .transpose()
+            .map_err(|e| format!("[feedback] sendgrid_verification_key: {}", e.reason))?;
+        let postmark = match (&f.postmark_username, &f.postmark_password) {
+            (Some(u), Some(p)) => Some(
+                PostmarkAuth::new(u, p)
+                    .map_err(|e| format!("[feedback] postmark: {}", e.reason))?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "[feedback] postmark_username and postmark_password go together".to_string(),
+                );
+            }
+        };
+        let twilio_auth_token = f
+            .twilio_auth_token
+            .clone()
+            .or_else(|| {
+                self.channels
+                    .values()
+                    .find(|c| c.plugin == "twilio")
+                    .and_then(|c| c.auth_token.clone())
+            })
+            .filter(|t| !t.is_empty());
+        Ok(FeedbackVerifiers {
+            public_url,
+            sendgrid,
+            postmark,
+            twilio_auth_token,
+        })
     }
 
     /// `[runtime] max_lateness` in seconds, when set.
@@ -234,6 +347,17 @@ impl Config {
                     .ok_or_else(|| format!("[serve] retry_backoff: expected a duration such as `30s` or `5m`, found {text:?}"))
             })
             .transpose()
+    }
+
+    /// The signer of the unsubscribe links of the first channel that has
+    /// `unsubscribe_url` and `unsubscribe_secret`: `nudge serve` checks the
+    /// links it serves with it.
+    pub fn unsubscribe_links(&self) -> Option<Unsubscribe> {
+        self.channels.values().find_map(|c| {
+            c.unsubscribe_url.as_ref()?;
+            c.unsubscribe_secret.as_ref()?;
+            c.unsubscribe().ok()
+        })
     }
 
     /// The store path, resolved against the project root.
@@ -273,6 +397,19 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// How `nudge serve` checks each provider's webhook; `None` turns it off.
+#[derive(Clone, Debug, Default)]
+pub struct FeedbackVerifiers {
+    /// The base of the URLs providers call, without a trailing `/`.
+    pub public_url: Option<String>,
+    /// SendGrid's signature check.
+    pub sendgrid: Option<SendGridVerifier>,
+    /// Postmark's Basic-auth check.
+    pub postmark: Option<PostmarkAuth>,
+    /// The key of Twilio's signatures.
+    pub twilio_auth_token: Option<String>,
 }
 
 /// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,
@@ -772,6 +909,47 @@ mod tests {
             let err =
                 Config::parse(&format!("[runtime]\nmax_lateness = {bad}\n"), env).unwrap_err();
             assert!(err.contains("max_lateness"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn feedback_turns_on_the_webhooks_it_has_credentials_for() {
+        let none = Config::parse("", env)
+            .unwrap()
+            .feedback_verifiers()
+            .unwrap();
+        assert!(none.sendgrid.is_none() && none.postmark.is_none());
+        assert!(none.twilio_auth_token.is_none() && none.public_url.is_none());
+        let text = "[feedback]\npublic_url = \"https://nudge.shop.example/\"\nsendgrid_verification_key = \"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==\"\npostmark_username = \"postmark\"\npostmark_password = \"${UNSUB_SECRET}\"\n\n[channels.sms]\nplugin = \"twilio\"\naccount_sid = \"AC123\"\nauth_token = \"${TWILIO_AUTH_TOKEN}\"\nfrom = \"+15005550006\"\n";
+        let v = Config::parse(text, env)
+            .unwrap()
+            .feedback_verifiers()
+            .unwrap();
+        assert_eq!(v.public_url.as_deref(), Some("https://nudge.shop.example"));
+        assert!(v.sendgrid.is_some() && v.postmark.is_some());
+        // The SMS channel's token signs Twilio's callbacks unless one is given.
+        assert_eq!(v.twilio_auth_token.as_deref(), Some("tw-token"));
+        for (bad, says) in [
+            (
+                "public_url = \"nudge.shop.example\"",
+                "[feedback] public_url: `nudge.shop.example` is not an absolute URL",
+            ),
+            (
+                "sendgrid_verification_key = \"abc\"",
+                "[feedback] sendgrid_verification_key: the event webhook verification key is not base64",
+            ),
+            (
+                "postmark_username = \"pm\"",
+                "[feedback] postmark_username and postmark_password go together",
+            ),
+            (
+                "postmark_username = \"pm\"\npostmark_password = \"short\"",
+                "[feedback] postmark: the webhook password must be at least 16 characters",
+            ),
+            ("twilio_token = \"x\"", "unknown field `twilio_token`"),
+        ] {
+            let err = Config::parse(&format!("[feedback]\n{bad}\n"), env).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

@@ -10,6 +10,8 @@
 //! calls are durable.
 
 mod body;
+mod feedback;
+mod pages;
 mod retry;
 
 use std::collections::BTreeMap;
@@ -212,7 +214,20 @@ pub fn run(args: Args) -> Status {
             .clone()
             .filter(|t| !t.is_empty())
             .map(Arc::from);
+        let hooks = match settings.feedback_verifiers() {
+            Ok(v) => Arc::new(feedback::Hooks::new(v)),
+            Err(e) => {
+                eprintln!("error: nudge.toml: {e}");
+                return Status::Failure;
+            }
+        };
+        let pages = Arc::new(pages::Pages {
+            links: settings.unsubscribe_links(),
+            topics: settings.preferences.topics.clone(),
+        });
         let app = App {
+            pages,
+            hooks,
             metrics_token,
             tx: tx.clone(),
             keys: keys.into(),
@@ -310,6 +325,13 @@ struct Setup<'a> {
 enum Msg {
     /// Validated calls as JSON lines, and where to say whether they are durable.
     Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Find the sends (and their customers) that providers' reports are about.
+    Resolve(
+        Vec<nudge_channels::feedback::Subject>,
+        oneshot::Sender<Vec<Option<feedback::Resolved>>>,
+    ),
+    /// How calls name a customer (by display id), and their consents.
+    Customer(String, oneshot::Sender<Option<pages::Known>>),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
     /// No more requests will come.
@@ -399,6 +421,17 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                     live.reload()
                 };
                 let _ = reply.send(answer);
+            }
+            Ok(Msg::Resolve(subjects, reply)) => {
+                let found = feedback::resolve(&live.store, &mut live.engine, &subjects);
+                let _ = reply.send(found);
+            }
+            Ok(Msg::Customer(display, reply)) => {
+                let known = live
+                    .engine
+                    .caller_of(&display)
+                    .map(|caller| pages::Known::read(&mut live.engine, caller));
+                let _ = reply.send(known);
             }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
@@ -693,9 +726,8 @@ impl<'b> Live<'b> {
                 &mut self.report,
             );
             if let Ok(mut sends) = self.metrics.sends.lock() {
-                for (channel, ok) in sent {
-                    let outcome = if ok { "delivered" } else { "failed" };
-                    *sends.entry((channel, outcome)).or_default() += 1;
+                for (channel, outcome) in sent {
+                    *sends.entry((channel, outcome.as_str())).or_default() += 1;
                 }
             }
             let retries = &mut self.retries;
@@ -977,6 +1009,10 @@ struct App {
     /// The bearer token `GET /metrics` wants, if any.
     metrics_token: Option<Arc<str>>,
     metrics: Arc<Metrics>,
+    /// The providers' webhooks.
+    hooks: Arc<feedback::Hooks>,
+    /// The unsubscribe and preference pages.
+    pages: Arc<pages::Pages>,
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
     receipt: bool,
@@ -1004,6 +1040,8 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/readyz", get(healthz))
             .route("/admin/reload", post(reload))
             .route("/metrics", get(metrics))
+            .merge(feedback::routes())
+            .merge(pages::routes())
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
             .method_not_allowed_fallback(|| async {
                 error(
@@ -1139,7 +1177,7 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
+        app.metrics.render() + &app.hooks.render(),
     )
         .into_response()
 }
@@ -1337,6 +1375,8 @@ mod tests {
             admin: None,
             metrics_token: None,
             metrics: Arc::new(Metrics::default()),
+            hooks: Arc::default(),
+            pages: Arc::default(),
             receipt: true,
         };
         let status = |app: &App| {

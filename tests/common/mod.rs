@@ -58,15 +58,22 @@ pub fn spawn_server(project: &Path) -> std::process::Child {
     spawn_server_with(project, &["--write-key", WRITE_KEY], &[])
 }
 
-/// Spawns `nudge serve PROJECT` on a free port with extra arguments and
-/// environment variables.
+/// Spawns `nudge serve PROJECT` on a free port (unless `args` has its own
+/// `--listen`) with extra arguments and environment variables.
 pub fn spawn_server_with(
     project: &Path,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> std::process::Child {
+    // A free port unless the test names its own address.
+    let listen: &[&str] = if args.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", s(project), "--listen", "127.0.0.1:0"])
+        .args(["serve", s(project)])
+        .args(listen)
         .args(args)
         .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())

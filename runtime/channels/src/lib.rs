@@ -7,7 +7,8 @@
 //! (the same lines to stdout or any writer), [`Webhook`] (HTTP POST with
 //! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`] and
 //! [`Postmark`] (email over their HTTP APIs) and [`Twilio`] (SMS).
-//! [`PluginSpec`] names each and builds it.
+//! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
+//! providers report back through their webhooks.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod email;
+pub mod feedback;
 mod http;
 mod lines;
 mod outbox;

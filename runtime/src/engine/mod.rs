@@ -373,6 +373,57 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.customers.get(&c.0).map(|cust| &cust.profile)
     }
 
+    /// How a call names the customer whose display id (the `customer` of a
+    /// send) is `display`: `("userId", id)` or `("anonymousId", id)`; `None`
+    /// for an id the engine does not know. Feedback from providers becomes
+    /// calls for the customer a send went to, and a display id may be an
+    /// anonymous id (or an email) rather than a user id.
+    pub fn caller_of(&mut self, display: &str) -> Option<(&'static str, String)> {
+        use crate::identity::Identity;
+        let ids = &mut self.identities;
+        if ids.customer_of(&Identity::User(display.into())).is_some() {
+            return Some(("userId", display.to_string()));
+        }
+        // An anonymous id still reaches its customer after a later join.
+        if ids
+            .customer_of(&Identity::Anonymous(display.into()))
+            .is_some()
+        {
+            return Some(("anonymousId", display.to_string()));
+        }
+        // Rare: a customer known only by an email; any id of theirs will do.
+        let customer = ids.customer_of(&Identity::email(display))?;
+        ids.identities_of(customer)
+            .into_iter()
+            .find_map(|i| match i {
+                Identity::User(u) => Some(("userId", u)),
+                Identity::Anonymous(a) => Some(("anonymousId", a)),
+                Identity::Email(_) => None,
+            })
+    }
+
+    /// The marketing consent of the customer known by this user (or
+    /// anonymous) id on email, SMS and push, as the preference page shows
+    /// it: `None` where the customer never said, and for an unknown id.
+    pub fn consents_of(&mut self, customer_id: &str) -> Option<[Option<bool>; 3]> {
+        let bundle = self.bundle();
+        let profile = self.profile_of(customer_id)?.clone();
+        let t = &self.traits;
+        Some(
+            [Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, &profile, ch)),
+        )
+    }
+
+    /// One profile field, by name, of the customer known by this user (or
+    /// anonymous) id: `None` for an unknown id or a field the project's
+    /// profile does not declare.
+    pub fn profile_field(&mut self, customer_id: &str, name: &str) -> Option<Value> {
+        let bundle = self.bundle();
+        let schema = &bundle.schemas[bundle.profile as usize];
+        let i = schema.fields.iter().position(|f| f.name == name)?;
+        self.profile_of(customer_id)?.fields.get(i).cloned()
+    }
+
     /// Live instances, for inspection and storage.
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.instances.iter().flatten()

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use nudge_bytecode::{Bundle, Channel};
-use nudge_channels::{DeliveryError, Outgoing, Plugin, Receipt};
+use nudge_channels::{Delivery, DeliveryError, Outgoing, Plugin, Receipt};
 use nudge_runtime::engine::{Deployed, Engine, Sink};
 use nudge_runtime::record::{Membership, Record};
 use nudge_runtime::replay::DeadLetter;
@@ -538,14 +538,14 @@ fn step<S: Sink>(
 /// Commits `batch` with the sends the engine made since they were last
 /// taken, then delivers the ones the ledger did not already hold; their
 /// results are left in `batch.marks` to ride on the next commit. Returns
-/// each delivered message's channel and whether the plugin took it.
+/// each delivered message's channel and what became of it.
 pub fn commit_and_deliver(
     store: &mut Store,
     captured: &Captured,
     router: &mut Router,
     batch: &mut Batch,
     report: &mut Report,
-) -> Result<Vec<(String, bool)>, StoreError> {
+) -> Result<Vec<(String, Delivery)>, StoreError> {
     let intents = commit_captured(store, captured, batch)?;
     Ok(deliver(router, &intents, &mut batch.marks, report))
 }
@@ -569,21 +569,33 @@ pub fn commit_captured(
 }
 
 /// Hands committed intents to their plugins, pushing each result onto
-/// `marks` for the next commit. Returns each message's channel and whether
-/// the plugin took it.
+/// `marks` for the next commit. Returns each message's channel and what
+/// became of it: delivered, failed, or unknown (the request went out and no
+/// answer came, so the destination may have it).
 pub fn deliver(
     router: &mut Router,
     intents: &[Intent],
     marks: &mut Vec<Mark>,
     report: &mut Report,
-) -> Vec<(String, bool)> {
+) -> Vec<(String, Delivery)> {
     let first = marks.len();
     dispatch(router, intents, marks, report);
     intents
         .iter()
         .zip(&marks[first..])
-        .map(|(i, m)| (i.message.channel.clone(), matches!(m, Mark::Done { .. })))
+        .map(|(i, m)| (i.message.channel.clone(), outcome_of(m)))
         .collect()
+}
+
+/// The outcome a mark records. An unknown outcome is kept in the ledger as
+/// a failure whose reason says so (`DeliveryError::unknown` starts it with
+/// `outcome unknown: `).
+pub fn outcome_of(mark: &Mark) -> Delivery {
+    match mark {
+        Mark::Done { .. } => Delivery::Delivered,
+        Mark::Failed { reason, .. } if reason.starts_with("outcome unknown: ") => Delivery::Unknown,
+        Mark::Failed { .. } => Delivery::Failed,
+    }
 }
 
 fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, report: &mut Report) {

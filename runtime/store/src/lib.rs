@@ -744,6 +744,48 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The message the ledger holds under this idempotency key, so that a
+    /// provider's report about it (a bounce, a complaint) finds its customer.
+    pub fn sent(&self, key: &str) -> Result<Option<Outgoing>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT message FROM sends WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| self.message_of(&j)).transpose()
+    }
+
+    /// The last message on `channel` to `address` (compared without regard
+    /// to case), for reports that name only the address: an inbound SMS, a
+    /// bounce of a provider that returned no key. Scans the channel's sends.
+    pub fn last_sent_to(
+        &self,
+        channel: &str,
+        address: &str,
+    ) -> Result<Option<Outgoing>, StoreError> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT message FROM sends WHERE channel = ?1 \
+                 AND lower(json_extract(message, '$.to')) = lower(?2) \
+                 ORDER BY call DESC, rowid DESC LIMIT 1",
+                [channel, address.trim()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| self.message_of(&j)).transpose()
+    }
+
+    fn message_of(&self, json: &str) -> Result<Outgoing, StoreError> {
+        serde_json::from_str(json).map_err(|e| StoreError::NotAStore {
+            path: self.path.clone(),
+            reason: format!("a stored message is not valid: {e}"),
+        })
+    }
+
     /// How many calls the history holds.
     pub fn call_count(&self) -> Result<u64, StoreError> {
         self.conn

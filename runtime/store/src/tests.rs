@@ -243,3 +243,76 @@ fn a_clock_that_never_moved_stays_at_its_start() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.meta("clock").unwrap(), Some(i64::MIN.to_string()));
 }
+
+#[test]
+fn feedback_finds_a_send_by_its_key_or_its_last_address() {
+    let mut s = Store::in_memory().unwrap();
+    let to = |key: &str, channel: &str, to: &str, customer: &str| {
+        let mut m = message(key);
+        m.channel = channel.into();
+        m.to = to.into();
+        m.customer = customer.into();
+        Intent { message: m }
+    };
+    let mut b = Batch {
+        intents: vec![
+            to("a", "sms", "+15551230000", "first"),
+            to("b", "email", "Ann@Example.com", "ann"),
+            to("c", "sms", "+15551230000", "second"),
+            to("d", "sms", "+15559990000", "other"),
+        ],
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    assert_eq!(s.sent("b").unwrap().unwrap().customer, "ann");
+    assert_eq!(s.sent("zz").unwrap(), None);
+    let last = s.last_sent_to("sms", "+15551230000").unwrap().unwrap();
+    assert_eq!(last.idempotency_key, "c");
+    let email = s
+        .last_sent_to("email", " ann@example.COM ")
+        .unwrap()
+        .unwrap();
+    assert_eq!(email.customer, "ann");
+    assert_eq!(s.last_sent_to("email", "+15551230000").unwrap(), None);
+}
+
+#[test]
+fn deliveries_report_unknown_apart_from_failed() {
+    use crate::durable::{Report, Router, deliver};
+    use nudge_channels::{Delivery, DeliveryError, Plugin, Receipt};
+
+    /// Answers by the message's address.
+    struct Scripted;
+    impl Plugin for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError> {
+            match msg.to.as_str() {
+                "ok" => Ok(Receipt::first_try()),
+                "timeout" => Err(DeliveryError::unknown(1, "no answer within 10s")),
+                _ => Err(DeliveryError::permanent(1, "HTTP 400")),
+            }
+        }
+        fn flush(&mut self) -> Result<(), DeliveryError> {
+            Ok(())
+        }
+    }
+    let intents: Vec<Intent> = ["ok", "timeout", "refused"]
+        .iter()
+        .enumerate()
+        .map(|(i, to)| {
+            let mut m = message(&format!("k{i}"));
+            m.to = to.to_string();
+            Intent { message: m }
+        })
+        .collect();
+    let mut router = Router::new(Box::new(Scripted), None);
+    let mut marks = Vec::new();
+    let outcomes = deliver(&mut router, &intents, &mut marks, &mut Report::default());
+    let got: Vec<Delivery> = outcomes.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(
+        got,
+        [Delivery::Delivered, Delivery::Unknown, Delivery::Failed]
+    );
+}
