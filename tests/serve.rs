@@ -560,7 +560,7 @@ fn amounts_sent_over_http_keep_every_digit() {
     {
       "type": "identify",
       "userId": "u1",
-      "timestamp": "T0",
+      "timestamp": "@T0@",
       "traits": {"email": "a@example.com"}
     },
     {
@@ -568,20 +568,20 @@ fn amounts_sent_over_http_keep_every_digit() {
       "type": "track",
       "event": "Order Completed",
       "userId": "u1",
-      "timestamp": "T1"
+      "timestamp": "@T1@"
     }
   ]
 }"#
-    .replace("T0", &ago(120))
-    .replace("T1", &ago(60));
+    .replace("@T0@", &ago(120))
+    .replace("@T1@", &ago(60));
     let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &body);
     assert_eq!(status, 200, "{answer}");
     let (status, answer) = post(
         &server,
         "/v1/track",
         Some(GOOD),
-        &r#"{"event":"Order Completed","userId":"u1","timestamp":"T2","properties":{"order_id":"o2","total":98765432109876543.21}}"#
-            .replace("T2", &ago(1)),
+        &r#"{"event":"Order Completed","userId":"u1","timestamp":"@T2@","properties":{"order_id":"o2","total":98765432109876543.21}}"#
+            .replace("@T2@", &ago(1)),
     );
     assert_eq!(status, 200, "{answer}");
     stop(server);
