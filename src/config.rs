@@ -66,6 +66,41 @@ pub struct ServeSection {
     pub admin_token: Option<String>,
     /// When set, `GET /metrics` wants this bearer token.
     pub metrics_token: Option<String>,
+    /// How long a client may take to send a request's headers (`10s`).
+    pub header_read_timeout: Option<String>,
+    /// How long a client may take to send a request's body (`30s`).
+    pub body_read_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request (`5s`).
+    pub idle_timeout: Option<String>,
+    /// How long one request may take from its headers to its answer (`60s`).
+    pub request_timeout: Option<String>,
+}
+
+/// The HTTP limits of `nudge serve`, resolved from `[serve]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's start (or its last answer) to a request's full headers.
+    pub header_read: Duration,
+    /// From a request's headers to the last byte of its body.
+    pub body_read: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle: Duration,
+    /// From a request's headers to its answer, the engine's commit included.
+    pub request: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        // Segment's clients send small bodies at once and keep connections
+        // open only between bursts: generous for them, short enough that a
+        // few thousand slow or silent connections cannot pin the server.
+        HttpLimits {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+            request: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[channels.NAME]`: the plugin and its settings; each plugin takes only its own.
@@ -205,6 +240,7 @@ impl Config {
     /// Checks what serde cannot: channel names, plugin settings, durations.
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
+        self.http_limits()?;
         self.routes().map(drop)
     }
 
@@ -218,6 +254,26 @@ impl Config {
                     .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
             })
             .transpose()
+    }
+
+    /// `[serve]`'s timeouts, the defaults where unset; each at least a second.
+    pub fn http_limits(&self) -> Result<HttpLimits, String> {
+        let mut limits = HttpLimits::default();
+        let serve = &self.serve;
+        for (key, value, slot) in [
+            ("header_read_timeout", &serve.header_read_timeout, &mut limits.header_read),
+            ("body_read_timeout", &serve.body_read_timeout, &mut limits.body_read),
+            ("idle_timeout", &serve.idle_timeout, &mut limits.idle),
+            ("request_timeout", &serve.request_timeout, &mut limits.request),
+        ] {
+            if let Some(text) = value {
+                let secs = parse_duration(text).filter(|&s| s > 0).ok_or_else(|| {
+                    format!("`serve.{key}`: expected a duration of at least a second such as `10s` or `2m`, found {text:?}")
+                })?;
+                *slot = Duration::from_secs(secs as u64);
+            }
+        }
+        Ok(limits)
     }
 
     /// The store path, resolved against the project root.
@@ -756,6 +812,25 @@ mod tests {
             let err =
                 Config::parse(&format!("[runtime]\nmax_lateness = {bad}\n"), env).unwrap_err();
             assert!(err.contains("max_lateness"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn http_timeouts_are_durations_with_defaults() {
+        let c = Config::parse(
+            "[serve]\nheader_read_timeout = \"2s\"\nidle_timeout = \"1m\"\n",
+            env,
+        )
+        .unwrap();
+        let limits = c.http_limits().unwrap();
+        assert_eq!(limits.header_read, Duration::from_secs(2));
+        assert_eq!(limits.idle, Duration::from_secs(60));
+        assert_eq!(limits.body_read, HttpLimits::default().body_read);
+        assert_eq!(limits.request, HttpLimits::default().request);
+        for bad in ["\"0s\"", "\"fast\"", "\"-3s\""] {
+            let err = Config::parse(&format!("[serve]\nrequest_timeout = {bad}\n"), env)
+                .unwrap_err();
+            assert!(err.starts_with("`serve.request_timeout`"), "{bad}: {err}");
         }
     }
 

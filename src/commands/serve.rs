@@ -37,7 +37,7 @@ use super::Status;
 use super::run::{
     EngineArgs, Feeds, engine_config, fail, merge_routes, open_store, project_config, project_root,
 };
-use crate::config::Config as ProjectConfig;
+use crate::config::{Config as ProjectConfig, HttpLimits};
 
 /// Segment's limits: a request body of 512 KB and one call of 32 KB.
 const MAX_BODY: usize = 512 * 1024;
@@ -218,6 +218,8 @@ pub fn run(args: Args) -> Status {
             admin,
             metrics,
             receipt: args.clock == Clock::Wall,
+            // Checked when nudge.toml was read.
+            limits: settings.http_limits().unwrap_or_default(),
         };
         let stopping = app.metrics.clone();
         let served = serve_http(&listen, app);
@@ -770,6 +772,8 @@ struct Metrics {
     broken: AtomicBool,
     /// Requests answered 503 because the engine's queue was full.
     busy: AtomicU64,
+    /// Connections closed and requests cut short by the HTTP limits, by limit.
+    timeouts: Mutex<BTreeMap<&'static str, u64>>,
     /// When the engine thread last came round its loop, in milliseconds
     /// since the epoch.
     heartbeat: AtomicI64,
@@ -789,6 +793,13 @@ impl Metrics {
         let last = self.heartbeat.load(Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_millis();
         Duration::from_millis(now.saturating_sub(last).max(0) as u64)
+    }
+
+    /// Counts a connection or request cut short by the `limit` timeout.
+    fn timeout(&self, limit: &'static str) {
+        if let Ok(mut counts) = self.timeouts.lock() {
+            *counts.entry(limit).or_default() += 1;
+        }
     }
 
     fn commit(&self, took: Duration) {
@@ -850,6 +861,25 @@ impl Metrics {
             "Requests answered 503 with Retry-After because the engine's queue was full.",
             vec![format!("nudge_http_busy_total {busy}")],
         );
+        let timeouts = self
+            .timeouts
+            .lock()
+            .map(|t| {
+                ["header", "body", "idle", "request"]
+                    .iter()
+                    .map(|limit| {
+                        let n = t.get(limit).copied().unwrap_or(0);
+                        format!("nudge_http_timeouts_total{{limit=\"{limit}\"}} {n}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_http_timeouts_total",
+            "counter",
+            "Connections closed or requests answered early by the [serve] timeouts, by limit.",
+            timeouts,
+        );
         let sends = self
             .sends
             .lock()
@@ -905,6 +935,8 @@ struct App {
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
     receipt: bool,
+    /// How long clients and requests may take (`[serve]` timeouts).
+    limits: HttpLimits,
 }
 
 /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
@@ -940,11 +972,166 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .with_state(app.clone());
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(app.tx.clone()));
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| format!("serving: {e}"))
+        accept(listener, router, app.limits, app.metrics.clone()).await;
+        Ok(())
     })
+}
+
+/// Accepts connections until SIGTERM or SIGINT, each served under the
+/// header-read, idle and request limits; then lets the open ones finish the
+/// request they are in and waits for them.
+///
+/// Served by hand rather than with `axum::serve`, which hides hyper's
+/// connection builder and so its header-read timeout.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender: once all are dropped, every
+    // connection has ended.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let signal = shutdown();
+    tokio::pin!(signal);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait for some to close
+                    // rather than spin on the error.
+                    eprintln!("warning: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(connection(
+            stream,
+            router.clone(),
+            limits,
+            metrics.clone(),
+            stopped.clone(),
+            open.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    let _ = all_closed.recv().await;
+}
+
+/// When a connection last had a request in progress, and how many it has now.
+struct Activity {
+    /// Milliseconds since `start` at the last request's start or end.
+    last: AtomicU64,
+    in_flight: AtomicU64,
+    start: Instant,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let at = self.start.elapsed().as_millis() as u64;
+        self.last.store(at, Ordering::Relaxed);
+    }
+
+    /// How long the connection has had no request in progress (zero while it has one).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let at = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(at.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+/// Serves one connection: hyper closes it when a request's headers take
+/// longer than the header-read limit (its timer also runs while a kept-alive
+/// connection waits for the next request), a request is answered 503 when it
+/// takes longer than the request limit, and a connection with no request in
+/// progress for the idle limit is closed.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _open: tokio::sync::mpsc::Sender<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let activity = Arc::new(Activity {
+        last: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        start: Instant::now(),
+    });
+    let routes = hyper_util::service::TowerToHyperService::new(router);
+    let seen = activity.clone();
+    let timed_out = metrics.clone();
+    let service = hyper::service::service_fn(move |request: axum::http::Request<_>| {
+        let answer = hyper::service::Service::call(&routes, request);
+        let (activity, metrics) = (seen.clone(), timed_out.clone());
+        async move {
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.touch();
+            let answer = tokio::time::timeout(limits.request, answer).await;
+            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            activity.touch();
+            Ok::<_, std::convert::Infallible>(match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    metrics.timeout("request");
+                    // The calls may yet be committed: Segment's clients
+                    // retry with the same messageId, which is deduplicated.
+                    let message = format!(
+                        "the request took longer than {}s: retry shortly",
+                        limits.request.as_secs()
+                    );
+                    let mut late = error(StatusCode::SERVICE_UNAVAILABLE, &message, None);
+                    late.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
+                    late
+                }
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let mut closing = false;
+    loop {
+        let idle = activity.idle_for();
+        let wait = limits.idle.saturating_sub(idle).max(Duration::from_millis(50));
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(e) = result
+                    && e.is_timeout()
+                {
+                    metrics.timeout("header");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(wait), if !closing => {
+                if activity.idle_for() >= limits.idle {
+                    closing = true;
+                    metrics.timeout("idle");
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown() {
@@ -1101,10 +1288,26 @@ async fn ingest(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(),
-        Err(e) => {
+    let read = tokio::time::timeout(app.limits.body_read, axum::body::to_bytes(body, MAX_BODY));
+    let bytes = match read.await {
+        Err(_) => {
+            app.metrics.timeout("body");
+            let message = format!(
+                "the request body took longer than {}s to arrive",
+                app.limits.body_read.as_secs()
+            );
+            let mut slow = error(StatusCode::REQUEST_TIMEOUT, &message, None);
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            slow.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return slow;
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
+        Ok(Err(e)) => {
             let msg = format!("cannot read the request body: {e}");
             return error(StatusCode::BAD_REQUEST, &msg, None);
         }
@@ -1263,6 +1466,7 @@ mod tests {
             metrics_token: None,
             metrics: Arc::new(Metrics::default()),
             receipt: true,
+            limits: HttpLimits::default(),
         };
         let status = |app: &App| {
             tokio::runtime::Builder::new_current_thread()
