@@ -261,10 +261,22 @@ impl Config {
         let mut limits = HttpLimits::default();
         let serve = &self.serve;
         for (key, value, slot) in [
-            ("header_read_timeout", &serve.header_read_timeout, &mut limits.header_read),
-            ("body_read_timeout", &serve.body_read_timeout, &mut limits.body_read),
+            (
+                "header_read_timeout",
+                &serve.header_read_timeout,
+                &mut limits.header_read,
+            ),
+            (
+                "body_read_timeout",
+                &serve.body_read_timeout,
+                &mut limits.body_read,
+            ),
             ("idle_timeout", &serve.idle_timeout, &mut limits.idle),
-            ("request_timeout", &serve.request_timeout, &mut limits.request),
+            (
+                "request_timeout",
+                &serve.request_timeout,
+                &mut limits.request,
+            ),
         ] {
             if let Some(text) = value {
                 let secs = parse_duration(text).filter(|&s| s > 0).ok_or_else(|| {
@@ -828,8 +840,8 @@ mod tests {
         assert_eq!(limits.body_read, HttpLimits::default().body_read);
         assert_eq!(limits.request, HttpLimits::default().request);
         for bad in ["\"0s\"", "\"fast\"", "\"-3s\""] {
-            let err = Config::parse(&format!("[serve]\nrequest_timeout = {bad}\n"), env)
-                .unwrap_err();
+            let err =
+                Config::parse(&format!("[serve]\nrequest_timeout = {bad}\n"), env).unwrap_err();
             assert!(err.starts_with("`serve.request_timeout`"), "{bad}: {err}");
         }
     }

@@ -1109,7 +1109,10 @@ async fn connection(
     let mut closing = false;
     loop {
         let idle = activity.idle_for();
-        let wait = limits.idle.saturating_sub(idle).max(Duration::from_millis(50));
+        let wait = limits
+            .idle
+            .saturating_sub(idle)
+            .max(Duration::from_millis(50));
         tokio::select! {
             result = served.as_mut() => {
                 if let Err(e) = result
