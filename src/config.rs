@@ -43,7 +43,18 @@ pub struct RuntimeSection {
     /// How late a trigger may arrive and still start an instance, as a
     /// duration (`30m`, `24h`, `2d`).
     pub max_lateness: Option<String>,
+    /// How far past the later of the wall clock and the file's latest time
+    /// so far a line of `nudge run` may be stamped (`1d`).
+    pub max_future: Option<String>,
+    /// `nudge serve`'s send circuit breaker: the most sends one call or one
+    /// clock step may make before sending pauses.
+    pub max_sends_per_step: Option<u64>,
 }
+
+/// The default of `[runtime] max_sends_per_step`: above any one customer's
+/// journey many times over; a broadcast to a larger audience in one step
+/// needs it raised.
+pub const DEFAULT_MAX_SENDS_PER_STEP: usize = 10_000;
 
 /// `[store]`.
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +251,8 @@ impl Config {
     /// Checks what serde cannot: channel names, plugin settings, durations.
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
+        self.max_future()?;
+        self.max_sends_per_step()?;
         self.http_limits()?;
         self.routes().map(drop)
     }
@@ -254,6 +267,28 @@ impl Config {
                     .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
             })
             .transpose()
+    }
+
+    /// `[runtime] max_future` in seconds, when set.
+    pub fn max_future(&self) -> Result<Option<i64>, String> {
+        self.runtime
+            .max_future
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).ok_or_else(|| {
+                    format!("[runtime] max_future: expected a duration such as `1h` or `1d`, found {text:?}")
+                })
+            })
+            .transpose()
+    }
+
+    /// `[runtime] max_sends_per_step`, the default when unset; at least 1.
+    pub fn max_sends_per_step(&self) -> Result<usize, String> {
+        match self.runtime.max_sends_per_step {
+            None => Ok(DEFAULT_MAX_SENDS_PER_STEP),
+            Some(0) => Err("[runtime] max_sends_per_step: must be at least 1".to_string()),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
     }
 
     /// `[serve]`'s timeouts, the defaults where unset; each at least a second.
@@ -844,6 +879,25 @@ mod tests {
                 Config::parse(&format!("[serve]\nrequest_timeout = {bad}\n"), env).unwrap_err();
             assert!(err.starts_with("`serve.request_timeout`"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_future_bound_is_a_duration() {
+        let c = Config::parse("[runtime]\nmax_future = \"2h\"\n", env).unwrap();
+        assert_eq!(c.max_future(), Ok(Some(7200)));
+        assert_eq!(Config::parse("", env).unwrap().max_future(), Ok(None));
+        let err = Config::parse("[runtime]\nmax_future = \"later\"\n", env).unwrap_err();
+        assert!(err.contains("max_future"), "{err}");
+    }
+
+    #[test]
+    fn the_send_breaker_has_a_default_and_refuses_zero() {
+        let c = Config::parse("[runtime]\nmax_sends_per_step = 50\n", env).unwrap();
+        assert_eq!(c.max_sends_per_step(), Ok(50));
+        let default = Config::parse("", env).unwrap().max_sends_per_step();
+        assert_eq!(default, Ok(DEFAULT_MAX_SENDS_PER_STEP));
+        let err = Config::parse("[runtime]\nmax_sends_per_step = 0\n", env).unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]

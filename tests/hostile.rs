@@ -152,3 +152,186 @@ fn an_idle_kept_alive_connection_is_closed_within_the_idle_limit() {
     );
     server.terminate();
 }
+
+fn nudge() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+}
+
+/// Runs `nudge run` on `project` (in memory, or on its store), giving up
+/// (and failing) after a minute: a flood must not hang the test.
+fn run_project(project: &Path, in_memory: bool) -> std::process::Output {
+    let mut cmd = nudge();
+    cmd.args(["run", common::s(project), "--format", "json"]);
+    if in_memory {
+        cmd.arg("--in-memory");
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nudge run did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_far_future_line_in_nudge_run_is_refused_and_sends_nothing_early() {
+    for in_memory in [true, false] {
+        let (_tmp, project) = common::copy_example("newsletter");
+        let clean = run_project(&project, in_memory);
+        assert!(clean.status.success(), "{clean:?}");
+        let outbox = lines_of(&project.join(".nudge/outbox.jsonl"));
+        std::fs::remove_dir_all(project.join(".nudge")).unwrap();
+
+        // The attack of issue 21: one identify stamped at the end of time,
+        // and one a phone a few days ahead would send.
+        let events = project.join("events.jsonl");
+        let mut text = std::fs::read_to_string(&events).unwrap();
+        let ahead = (chrono::Utc::now() + chrono::Duration::days(3))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        text.push_str(&format!(
+            "{{\"type\":\"identify\",\"userId\":\"u1\",\"timestamp\":\"9999-12-31T23:59:59Z\",\"traits\":{{\"first_name\":\"Zed\"}}}}\n{{\"type\":\"identify\",\"userId\":\"u3\",\"timestamp\":\"{ahead}\"}}\n"
+        ));
+        std::fs::write(&events, text).unwrap();
+        let attacked = run_project(&project, in_memory);
+        assert!(attacked.status.success(), "{attacked:?}");
+        assert_eq!(
+            lines_of(&project.join(".nudge/outbox.jsonl")),
+            outbox,
+            "in memory: {in_memory}: the far-future lines changed what was sent"
+        );
+        let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+        let refused: Vec<&String> = dead
+            .iter()
+            .filter(|l| l.contains("refused, as applying it would move the clock there"))
+            .collect();
+        assert_eq!(refused.len(), 2, "in memory: {in_memory}: {dead:#?}");
+        assert!(
+            refused[0]
+                .contains("stamped 9999-12-31T23:59:59Z, more than 86400s after the wall clock")
+        );
+        assert!(refused[0].contains("\"line\":13"), "{}", refused[0]);
+        if !in_memory {
+            let summary: serde_json::Value =
+                serde_json::from_slice(&attacked.stdout).expect("a JSON summary");
+            assert_eq!(summary["store"]["beyond_horizon"], 2, "{summary}");
+            // Not stored: a second run rebuilds without them and sends nothing more.
+            let again = run_project(&project, false);
+            assert!(again.status.success());
+            assert_eq!(lines_of(&project.join(".nudge/outbox.jsonl")), outbox);
+        }
+    }
+}
+
+/// A project whose one flow sends two emails for every order.
+fn two_sends_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("twice");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("twice.flow"),
+        r#"message first_note(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order"
+  body "You paid {total}."
+}
+
+message second_note(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order, again"
+  body "Still {total}."
+}
+
+flow twice {
+  trigger order_completed
+  entry always
+  send first_note(trigger.total)
+  send second_note(trigger.total)
+}
+"#,
+    )
+    .unwrap();
+    (tmp, project)
+}
+
+fn post_json(server: &Server, path: &str, auth: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut resp = common::http_agent()
+        .post(format!("{}{path}", server.base))
+        .header("Authorization", auth)
+        .send(body)
+        .expect("the request completes");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON: {text:?}")),
+    )
+}
+
+#[test]
+fn the_send_breaker_holds_a_flood_across_a_restart_until_released() {
+    let (_tmp, project) = two_sends_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[serve]\nadmin_token = \"adm\"\n\n[runtime]\nmax_sends_per_step = 1\n",
+    )
+    .unwrap();
+    let outbox = project.join(".nudge/outbox.jsonl");
+    let start = || start_server_with(&project, &["--write-key", WRITE_KEY], &[]);
+    let server = start();
+    let batch = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"u1","timestamp":"{}","traits":{{"email":"a@example.com"}}}},{{"type":"track","event":"Order Completed","userId":"u1","timestamp":"{}","properties":{{"order_id":"o1","total":5}}}}]}}"#,
+        common::ago(60),
+        common::ago(30)
+    );
+    let (status, answer) = post_json(&server, "/v1/batch", &basic_auth(), &batch);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = common::wait_for_metric(&server, "nudge_sends_held 2");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert!(
+        metrics.contains("nudge_send_breaker_trips_total 1"),
+        "{metrics}"
+    );
+    assert!(lines_of(&outbox).is_empty(), "held sends went out");
+    // Without the admin token nothing is released.
+    let (status, _) = post_json(&server, "/admin/release-sends", "Bearer nope", "");
+    assert_eq!(status, 401);
+    server.terminate();
+
+    // A restart does not let the held sends out either.
+    let server = start();
+    let metrics = common::wait_for_metric(&server, "nudge_sends_held 2");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert!(
+        lines_of(&outbox).is_empty(),
+        "a restart delivered held sends"
+    );
+    let (status, answer) = post_json(&server, "/admin/release-sends", "Bearer adm", "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["released"], 2, "{answer}");
+    let metrics = common::wait_for_metric(&server, "nudge_send_breaker_open 0");
+    assert!(metrics.contains("nudge_sends_held 0"), "{metrics}");
+    server.terminate();
+    assert_eq!(
+        lines_of(&outbox).len(),
+        2,
+        "both sends go out once released"
+    );
+}

@@ -313,6 +313,8 @@ enum Msg {
     Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
+    /// Release the sends the circuit breaker holds (`POST /admin/release-sends`).
+    ReleaseSends(oneshot::Sender<Reloaded>),
     /// No more requests will come.
     Stop,
 }
@@ -401,6 +403,9 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                 };
                 let _ = reply.send(answer);
             }
+            Ok(Msg::ReleaseSends(reply)) => {
+                let _ = reply.send(live.release());
+            }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -429,6 +434,14 @@ struct Live<'b> {
     dead: BufWriter<File>,
     dead_path: PathBuf,
     metrics: Arc<Metrics>,
+    /// The send circuit breaker: the most sends one call or one clock step
+    /// may make before sending pauses.
+    max_sends: usize,
+    /// Why sending is paused, while it is.
+    paused: Option<String>,
+    /// Committed sends held while sending is paused: pending in the ledger,
+    /// delivered when the operator releases them.
+    held: Vec<Intent>,
 }
 
 impl<'b> Live<'b> {
@@ -459,6 +472,11 @@ impl<'b> Live<'b> {
             engine.store_path(settings, root)
         };
         let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
+        // Checked when nudge.toml was read.
+        let max_sends = settings
+            .max_sends_per_step()
+            .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
+        router.hold_resends_over(max_sends);
         let feeds =
             Feeds::new(&state.join("trace.jsonl"), &state.join("audiences")).map_err(|e| {
                 eprintln!("error: {e}");
@@ -509,7 +527,7 @@ impl<'b> Live<'b> {
                 eprintln!("error: {e}");
                 Status::Failure
             })?;
-        Ok(Live {
+        let mut live = Live {
             store,
             engine,
             code,
@@ -524,7 +542,62 @@ impl<'b> Live<'b> {
             dead: BufWriter::new(dead),
             dead_path,
             metrics,
-        })
+            max_sends,
+            paused: None,
+            held: Vec::new(),
+        };
+        if !resumed.held.is_empty() {
+            // A flood held before a restart stays held after it.
+            live.trip(format!(
+                "{} sends were pending when the server started",
+                resumed.held.len()
+            ));
+            live.held = resumed.held;
+            live.metrics
+                .held
+                .store(live.held.len() as u64, Ordering::Relaxed);
+        }
+        Ok(live)
+    }
+
+    /// Pauses sending: every send committed from now on is held until
+    /// [`Live::release`].
+    fn trip(&mut self, reason: String) {
+        if self.paused.is_some() {
+            return;
+        }
+        eprintln!(
+            "alert: sending paused by the circuit breaker (max_sends_per_step = {}): {reason}; sends are held in the ledger until POST /admin/release-sends",
+            self.max_sends
+        );
+        self.metrics.trips.fetch_add(1, Ordering::Relaxed);
+        self.metrics.paused.store(true, Ordering::Relaxed);
+        self.paused = Some(reason);
+    }
+
+    /// The operator's release: held sends go out and sending resumes.
+    fn release(&mut self) -> Reloaded {
+        let Some(reason) = self.paused.take() else {
+            return (StatusCode::OK, json!({"paused": false, "released": 0}));
+        };
+        let released = self.held.len();
+        self.to_deliver.append(&mut self.held);
+        self.metrics.held.store(0, Ordering::Relaxed);
+        self.metrics.paused.store(false, Ordering::Relaxed);
+        eprintln!("note: sending resumed by the operator; {released} held sends released");
+        self.deliver();
+        (
+            StatusCode::OK,
+            json!({"paused": false, "released": released, "reason": reason}),
+        )
+    }
+
+    /// Trips the breaker when one step made more sends than allowed.
+    fn check_step(&mut self, made: usize, step: impl FnOnce() -> String) {
+        if made > self.max_sends {
+            let reason = format!("{} made {made} sends", step());
+            self.trip(reason);
+        }
     }
 
     /// Applies `lines` and commits them with their sends in one
@@ -545,12 +618,16 @@ impl<'b> Live<'b> {
         for line in lines {
             count += 1;
             self.source.line += 1;
+            let before = self.captured.len();
             durable::apply_line(
                 &mut self.engine,
                 line.as_bytes(),
                 self.source.line,
                 &mut dead,
             );
+            let made = self.captured.len().saturating_sub(before);
+            let at = self.source.line;
+            self.check_step(made, || format!("call {at} of `nudge serve`"));
             batch.calls.push(NewCall::Line {
                 source: self.source.id,
                 line: self.source.line,
@@ -637,7 +714,16 @@ impl<'b> Live<'b> {
         if now <= self.engine.now() {
             return Ok(());
         }
+        let before = self.captured.len();
         self.engine.advance_through(now);
+        let made = self.captured.len().saturating_sub(before);
+        self.check_step(made, || {
+            let to = chrono::DateTime::from_timestamp(now, 0).map_or_else(
+                || now.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            format!("the clock step to {to}")
+        });
         self.until = Some(now);
         if self.captured.is_empty() && self.marks.is_empty() {
             return Ok(());
@@ -659,7 +745,14 @@ impl<'b> Live<'b> {
         let intents = durable::commit_captured(&mut self.store, &self.captured, batch)?;
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
-        self.to_deliver.extend(intents);
+        if self.paused.is_some() {
+            self.held.extend(intents);
+            self.metrics
+                .held
+                .store(self.held.len() as u64, Ordering::Relaxed);
+        } else {
+            self.to_deliver.extend(intents);
+        }
         Ok(())
     }
 
@@ -731,6 +824,12 @@ impl<'b> Live<'b> {
                 status = fail(&e);
             }
         }
+        if !self.held.is_empty() {
+            eprintln!(
+                "warning: {} sends held by the circuit breaker stay pending in the store; the next start holds them again until POST /admin/release-sends",
+                self.held.len()
+            );
+        }
         if let Some(f) = &self.report.first_failure {
             eprintln!(
                 "warning: {} deliveries failed; first: {f}",
@@ -774,6 +873,12 @@ struct Metrics {
     busy: AtomicU64,
     /// Connections closed and requests cut short by the HTTP limits, by limit.
     timeouts: Mutex<BTreeMap<&'static str, u64>>,
+    /// The send circuit breaker is open: sending is paused.
+    paused: AtomicBool,
+    /// Times the breaker opened.
+    trips: AtomicU64,
+    /// Sends held while it is open.
+    held: AtomicU64,
     /// When the engine thread last came round its loop, in milliseconds
     /// since the epoch.
     heartbeat: AtomicI64,
@@ -880,6 +985,28 @@ impl Metrics {
             "Connections closed or requests answered early by the [serve] timeouts, by limit.",
             timeouts,
         );
+        for (name, kind, help, value) in [
+            (
+                "nudge_send_breaker_open",
+                "gauge",
+                "1 while the send circuit breaker holds every send (POST /admin/release-sends resumes).",
+                u64::from(self.paused.load(Ordering::Relaxed)),
+            ),
+            (
+                "nudge_send_breaker_trips_total",
+                "counter",
+                "Times one call or clock step made more sends than [runtime] max_sends_per_step.",
+                self.trips.load(Ordering::Relaxed),
+            ),
+            (
+                "nudge_sends_held",
+                "gauge",
+                "Committed sends the open breaker holds.",
+                self.held.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(name, kind, help, vec![format!("{name} {value}")]);
+        }
         let sends = self
             .sends
             .lock()
@@ -960,6 +1087,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/healthz", get(healthz))
             .route("/readyz", get(healthz))
             .route("/admin/reload", post(reload))
+            .route("/admin/release-sends", post(release_sends))
             .route("/metrics", get(metrics))
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
             .method_not_allowed_fallback(|| async {
@@ -1212,22 +1340,50 @@ fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
 }
 
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
-    let Some(token) = &app.admin else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "reloading over HTTP is off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN (SIGHUP also reloads)",
-            None,
-        );
-    };
-    if !bearer_is(&headers, token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
-            None,
-        );
+    if let Some(denied) = admin_denied(
+        &app,
+        &headers,
+        "reloading over HTTP is off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN (SIGHUP also reloads)",
+    ) {
+        return denied;
     }
     let (status, body) = ask_reload(&app.tx).await;
     (status, axum::Json(body)).into_response()
+}
+
+/// The answer to an admin request without the admin token, if it is one.
+fn admin_denied(app: &App, headers: &HeaderMap, off: &str) -> Option<Response> {
+    let Some(token) = &app.admin else {
+        return Some(error(StatusCode::FORBIDDEN, off, None));
+    };
+    (!bearer_is(headers, token)).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
+            None,
+        )
+    })
+}
+
+/// `POST /admin/release-sends`: the operator's word that the sends the
+/// circuit breaker holds may go out.
+async fn release_sends(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(denied) = admin_denied(
+        &app,
+        &headers,
+        "admin requests are off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN",
+    ) {
+        return denied;
+    }
+    let (reply, answer) = oneshot::channel();
+    let gone = || error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    if app.tx.try_send(Msg::ReleaseSends(reply)).is_err() {
+        return gone();
+    }
+    match answer.await {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(_) => gone(),
+    }
 }
 
 /// `/healthz` and `/readyz`: ok only while the store works and the engine
