@@ -335,3 +335,87 @@ fn the_send_breaker_holds_a_flood_across_a_restart_until_released() {
         "both sends go out once released"
     );
 }
+
+#[test]
+fn a_duplicated_envelope_key_is_refused_by_serve_and_by_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, project) = receipt_project();
+    // Started under a permissive umask: what serve writes is private all the same.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 000 && exec \"$0\" serve \"$1\" --listen 127.0.0.1:0 --write-key \"$2\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_nudge"))
+        .arg(&project)
+        .arg(WRITE_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let server = Server {
+        base: format!(
+            "http://{}",
+            first
+                .trim()
+                .strip_prefix("listening on ")
+                .expect("an address")
+        ),
+        child,
+        _stdout: stdout,
+    };
+    let auth = basic_auth();
+    let (now, later) = (common::ago(5), "9999-12-31T23:59:59Z");
+    // Alone: 400 with the reason.
+    let (status, answer) = post_json(
+        &server,
+        "/v1/identify",
+        &auth,
+        &format!(r#"{{"userId":"u1","timestamp":"{now}","timestamp":"{later}"}}"#),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "`timestamp` is given twice: a call's envelope keys must each appear once"
+    );
+    // In a batch: the item alone is refused, a dead letter, counted.
+    let batch = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"victim","userId":"u1","timestamp":"{now}"}},{{"type":"identify","userId":"u2","timestamp":"{now}"}}]}}"#
+    );
+    let (status, answer) = post_json(&server, "/v1/batch", &auth, &batch);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = server.metrics();
+    assert!(metrics.contains("nudge_dead_letters_total 1"), "{metrics}");
+    assert!(metrics.contains("nudge_events_total 2"), "{metrics}");
+    server.terminate();
+    let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("`userId` is given twice"), "{}", dead[0]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&project.join(".nudge")), 0o700);
+    for file in ["state.db", "dead_letters.jsonl", "trace.jsonl"] {
+        assert_eq!(mode(&project.join(".nudge").join(file)), 0o600, "{file}");
+    }
+
+    // nudge run: the same line is a dead letter and sorts nowhere.
+    let (_tmp, project) = receipt_project();
+    std::fs::write(
+        project.join("events.jsonl"),
+        format!(
+            "{{\"type\":\"identify\",\"userId\":\"u1\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"timestamp\":\"{later}\",\"traits\":{{\"email\":\"a@example.com\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = run_project(&project, true);
+    assert!(out.status.success(), "{out:?}");
+    let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("`timestamp` is given twice"),
+        "{}",
+        dead[0]
+    );
+}
