@@ -80,7 +80,18 @@ pub struct RuntimeSection {
     /// How late a trigger may arrive and still start an instance, as a
     /// duration (`30m`, `24h`, `2d`).
     pub max_lateness: Option<String>,
+    /// How far past the later of the wall clock and the file's latest time
+    /// so far a line of `nudge run` may be stamped (`1d`).
+    pub max_future: Option<String>,
+    /// `nudge serve`'s send circuit breaker: the most sends one call or one
+    /// clock step may make before sending pauses.
+    pub max_sends_per_step: Option<u64>,
 }
+
+/// The default of `[runtime] max_sends_per_step`: above any one customer's
+/// journey many times over; a broadcast to a larger audience in one step
+/// needs it raised.
+pub const DEFAULT_MAX_SENDS_PER_STEP: usize = 10_000;
 
 /// `[store]`.
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +116,41 @@ pub struct ServeSection {
     pub metrics_token: Option<String>,
     /// The wait before a failed delivery's second round (then doubling).
     pub retry_backoff: Option<String>,
+    /// How long a client may take to send a request's headers (`10s`).
+    pub header_read_timeout: Option<String>,
+    /// How long a client may take to send a request's body (`30s`).
+    pub body_read_timeout: Option<String>,
+    /// How long a kept-alive connection may wait for its next request (`5s`).
+    pub idle_timeout: Option<String>,
+    /// How long one request may take from its headers to its answer (`60s`).
+    pub request_timeout: Option<String>,
+}
+
+/// The HTTP limits of `nudge serve`, resolved from `[serve]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// From a connection's start (or its last answer) to a request's full headers.
+    pub header_read: Duration,
+    /// From a request's headers to the last byte of its body.
+    pub body_read: Duration,
+    /// A kept-alive connection with no request in progress is closed after this.
+    pub idle: Duration,
+    /// From a request's headers to its answer, the engine's commit included.
+    pub request: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        // Segment's clients send small bodies at once and keep connections
+        // open only between bursts: generous for them, short enough that a
+        // few thousand slow or silent connections cannot pin the server.
+        HttpLimits {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            idle: Duration::from_secs(5),
+            request: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `[channels.NAME]`: the plugin and its settings; each plugin takes only its own.
@@ -271,6 +317,9 @@ impl Config {
                 return Err(format!("[preferences] topics: `{topic}` is listed twice"));
             }
         }
+        self.max_future()?;
+        self.max_sends_per_step()?;
+        self.http_limits()?;
         self.routes().map(drop)
     }
 
@@ -349,6 +398,19 @@ impl Config {
             .transpose()
     }
 
+    /// `[runtime] max_future` in seconds, when set.
+    pub fn max_future(&self) -> Result<Option<i64>, String> {
+        self.runtime
+            .max_future
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).ok_or_else(|| {
+                    format!("[runtime] max_future: expected a duration such as `1h` or `1d`, found {text:?}")
+                })
+            })
+            .transpose()
+    }
+
     /// The signer of the unsubscribe links of the first channel that has
     /// `unsubscribe_url` and `unsubscribe_secret`: `nudge serve` checks the
     /// links it serves with it.
@@ -358,6 +420,47 @@ impl Config {
             c.unsubscribe_secret.as_ref()?;
             c.unsubscribe().ok()
         })
+    }
+
+    /// `[runtime] max_sends_per_step`, the default when unset; at least 1.
+    pub fn max_sends_per_step(&self) -> Result<usize, String> {
+        match self.runtime.max_sends_per_step {
+            None => Ok(DEFAULT_MAX_SENDS_PER_STEP),
+            Some(0) => Err("[runtime] max_sends_per_step: must be at least 1".to_string()),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// `[serve]`'s timeouts, the defaults where unset; each at least a second.
+    pub fn http_limits(&self) -> Result<HttpLimits, String> {
+        let mut limits = HttpLimits::default();
+        let serve = &self.serve;
+        for (key, value, slot) in [
+            (
+                "header_read_timeout",
+                &serve.header_read_timeout,
+                &mut limits.header_read,
+            ),
+            (
+                "body_read_timeout",
+                &serve.body_read_timeout,
+                &mut limits.body_read,
+            ),
+            ("idle_timeout", &serve.idle_timeout, &mut limits.idle),
+            (
+                "request_timeout",
+                &serve.request_timeout,
+                &mut limits.request,
+            ),
+        ] {
+            if let Some(text) = value {
+                let secs = parse_duration(text).filter(|&s| s > 0).ok_or_else(|| {
+                    format!("`serve.{key}`: expected a duration of at least a second such as `10s` or `2m`, found {text:?}")
+                })?;
+                *slot = Duration::from_secs(secs as u64);
+            }
+        }
+        Ok(limits)
     }
 
     /// The store path, resolved against the project root.
@@ -951,6 +1054,44 @@ mod tests {
             let err = Config::parse(&format!("[feedback]\n{bad}\n"), env).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn http_timeouts_are_durations_with_defaults() {
+        let c = Config::parse(
+            "[serve]\nheader_read_timeout = \"2s\"\nidle_timeout = \"1m\"\n",
+            env,
+        )
+        .unwrap();
+        let limits = c.http_limits().unwrap();
+        assert_eq!(limits.header_read, Duration::from_secs(2));
+        assert_eq!(limits.idle, Duration::from_secs(60));
+        assert_eq!(limits.body_read, HttpLimits::default().body_read);
+        assert_eq!(limits.request, HttpLimits::default().request);
+        for bad in ["\"0s\"", "\"fast\"", "\"-3s\""] {
+            let err =
+                Config::parse(&format!("[serve]\nrequest_timeout = {bad}\n"), env).unwrap_err();
+            assert!(err.starts_with("`serve.request_timeout`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_future_bound_is_a_duration() {
+        let c = Config::parse("[runtime]\nmax_future = \"2h\"\n", env).unwrap();
+        assert_eq!(c.max_future(), Ok(Some(7200)));
+        assert_eq!(Config::parse("", env).unwrap().max_future(), Ok(None));
+        let err = Config::parse("[runtime]\nmax_future = \"later\"\n", env).unwrap_err();
+        assert!(err.contains("max_future"), "{err}");
+    }
+
+    #[test]
+    fn the_send_breaker_has_a_default_and_refuses_zero() {
+        let c = Config::parse("[runtime]\nmax_sends_per_step = 50\n", env).unwrap();
+        assert_eq!(c.max_sends_per_step(), Ok(50));
+        let default = Config::parse("", env).unwrap().max_sends_per_step();
+        assert_eq!(default, Ok(DEFAULT_MAX_SENDS_PER_STEP));
+        let err = Config::parse("[runtime]\nmax_sends_per_step = 0\n", env).unwrap_err();
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]

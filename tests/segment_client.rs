@@ -164,6 +164,8 @@ fn the_official_python_library_talks_to_nudge_serve() {
     }
 
     // The same calls as JSON lines through `nudge run`: the same messages.
+    // They are dated years ahead, past the horizon a replay accepts by default.
+    allow_the_future(&reference);
     let run_outbox = reference_tmp.path().join("run.jsonl");
     let run = Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["run", s(&reference), "--in-memory"])
@@ -219,4 +221,12 @@ fn the_official_python_library_talks_to_nudge_serve() {
         ("2030-11-23T16:00:00Z".."2030-11-23T16:15:00Z").contains(&at),
         "{at}"
     );
+}
+
+/// Lets `nudge run` replay calls dated years ahead of the wall clock.
+fn allow_the_future(project: &Path) {
+    let toml = project.join("nudge.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+    text.push_str("\n[runtime]\nmax_future = \"3650d\"\n");
+    std::fs::write(&toml, text).unwrap();
 }

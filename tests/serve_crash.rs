@@ -145,8 +145,13 @@ fn killed_and_restarted_server_sends_every_message_exactly_once() {
     let sorted = tmp.path().join("sorted.jsonl");
     std::fs::write(&sorted, lines.join("\n") + "\n").unwrap();
 
-    // The uninterrupted reference.
+    // The uninterrupted reference; its calls are dated years ahead, past
+    // the horizon a replay accepts by default.
     let reference = project(tmp.path(), "reference");
+    let toml = reference.join("nudge.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+    text.push_str("\n[runtime]\nmax_future = \"3650d\"\n");
+    std::fs::write(&toml, text).unwrap();
     let reference_outbox = tmp.path().join("reference-outbox.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["run", s(&reference), "--in-memory", "--format", "json"])

@@ -16,8 +16,9 @@
 //! `decode::scalar`; what this module adds is what a tree gives for free:
 //! the whole line is read before anything is judged, so broken JSON
 //! anywhere wins over everything else; what was dropped is listed in path
-//! order whatever the order of the keys; a key given twice counts with its
-//! last value. Only the envelope refuses a call: a property that does not
+//! order whatever the order of the keys; an envelope key given twice refuses
+//! the call (both paths, with the same reason), a property given twice counts
+//! with its last value. Only the envelope refuses a call: a property that does not
 //! fit is dropped and reported (see [`crate::decode`]). Lines whose keys
 //! come in an order one pass cannot follow (properties before the call's
 //! `type` or `event`) are handed to the tree path.
@@ -223,9 +224,11 @@ impl<'e> Decoder<'e> {
             Ok(Top::Fallback(known)) => match self.top(line, Some(known)) {
                 Ok(Top::Object(body)) => body,
                 Ok(Top::Fallback(_)) => return Decoded::Fallback,
+                Ok(Top::Repeated(key)) => return Decoded::Bad(segment::repeated(key)),
                 Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
                 Err(e) => return Decoded::Bad(malformed(line, &e)),
             },
+            Ok(Top::Repeated(key)) => return Decoded::Bad(segment::repeated(key)),
             Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
             Err(e) => return Decoded::Bad(malformed(line, &e)),
         };
@@ -474,6 +477,8 @@ enum Top<'a> {
     NotObject(&'static str),
     /// Properties or traits came before the keys that say how to read them.
     Fallback(Known<'a>),
+    /// An envelope key given twice: the first such key.
+    Repeated(&'static str),
 }
 
 /// Why `line` is not JSON, in the words (and at the column) the tree parser
@@ -854,8 +859,16 @@ impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
         // `type` or `event` could change how they should have been read.
         let mut seen_body = false;
         let mut fallback = false;
+        // The envelope keys read so far, and the first one given twice: the
+        // call is refused, but only once the whole line is known to be JSON.
+        let (mut seen, mut repeated) = (0u32, None);
         while let Some(key) = map.next_key_seed(Key)? {
-            if fallback {
+            let bit = segment::envelope_bit(&key);
+            if seen & bit != 0 && repeated.is_none() {
+                repeated = Some(segment::envelope_key(bit));
+            }
+            seen |= bit;
+            if fallback || repeated.is_some() {
                 // Only what a second pass needs.
                 match &*key {
                     "type" => env.call_type = map.next_value_seed(FieldSeed)?,
@@ -932,7 +945,9 @@ impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
             };
             *slot = map.next_value_seed(FieldSeed)?;
         }
-        Ok(if fallback {
+        Ok(if let Some(key) = repeated {
+            Top::Repeated(key)
+        } else if fallback {
             Top::Fallback(Known {
                 call_type: env.call_type,
                 event: env.event,

@@ -34,6 +34,60 @@ pub struct Options {
     pub drain: bool,
 }
 
+/// How far past the wall clock and the file's own recent times a line may
+/// be stamped by default: a day, as a phone clock a day ahead is a mistake
+/// and a year 9999 a hostile one.
+pub const DEFAULT_MAX_FUTURE: i64 = 86_400;
+
+/// The sane horizon of a replayed file, the replay's stand-in for a receipt
+/// time: a line stamped more than `max_future` after the later of the wall
+/// clock (when the run began) and the latest time of the lines before it in
+/// the file is refused, since applying it would move the clock there and
+/// fire every pending timer at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Horizon {
+    /// The wall clock when the run began, in milliseconds since the epoch.
+    pub wall: i64,
+    /// How far past the horizon a line may be, in seconds.
+    pub max_future: i64,
+}
+
+impl Horizon {
+    /// The horizon of a run beginning now.
+    pub fn now(max_future: i64) -> Horizon {
+        Horizon {
+            wall: chrono::Utc::now().timestamp_millis(),
+            max_future,
+        }
+    }
+
+    /// Why a line at `t` is refused, when the lines before it reach
+    /// `latest` (both in milliseconds since the epoch).
+    pub fn judge(&self, t: i64, latest: i64) -> Result<(), String> {
+        let base = self.wall.max(latest);
+        if t <= base.saturating_add(crate::millis::ms(self.max_future)) {
+            return Ok(());
+        }
+        let show = |t: i64| {
+            chrono::DateTime::from_timestamp_millis(t).map_or_else(
+                || t.to_string(),
+                |d| d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            )
+        };
+        let against = if base == self.wall {
+            "the wall clock"
+        } else {
+            "the latest time before it in the file"
+        };
+        Err(format!(
+            "stamped {}, more than {}s after {against} ({}): refused, as applying it would move the clock there",
+            show(t),
+            self.max_future,
+            show(base)
+        ))
+    }
+}
+
 /// Reads every call of `input`, then applies them in timestamp order.
 /// Bad lines go to `dead` (in line order) and the run goes on; only an I/O
 /// error on the input stops it.
@@ -64,6 +118,17 @@ pub fn replay_bytes<S: Sink>(
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) {
+    replay_within(engine, input, options, None, dead);
+}
+
+/// [`replay_bytes`], refusing lines beyond `horizon` (see [`Horizon`]).
+pub fn replay_within<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    input: &[u8],
+    options: Options,
+    horizon: Option<Horizon>,
+    dead: &mut dyn FnMut(DeadLetter),
+) {
     // Valid as a whole (the usual case) means every line is valid: one
     // check here instead of two per line.
     let whole = std::str::from_utf8(input).ok();
@@ -73,6 +138,7 @@ pub fn replay_bytes<S: Sink>(
     };
     // (time, start, end, line number) of each non-blank line.
     let mut lines: Vec<(i64, usize, usize, usize)> = Vec::new();
+    let mut rejected: Vec<DeadLetter> = Vec::new();
     let mut sorted = true;
     let mut last = i64::MIN;
     let mut start = 0;
@@ -84,10 +150,18 @@ pub fn replay_bytes<S: Sink>(
             continue;
         }
         // A line whose time cannot be read keeps its place in the file.
-        let t = text_of(s, e)
-            .ok()
-            .and_then(segment::time_of)
-            .unwrap_or(last);
+        let t = text_of(s, e).ok().and_then(segment::time_of);
+        if let (Some(t), Some(h)) = (t, horizon)
+            && let Err(reason) = h.judge(t, last)
+        {
+            rejected.push(DeadLetter {
+                line: i + 1,
+                reason,
+                input: String::from_utf8_lossy(&input[s..e]).into_owned(),
+            });
+            continue;
+        }
+        let t = t.unwrap_or(last);
         if t < last {
             sorted = false;
         }
@@ -97,7 +171,6 @@ pub fn replay_bytes<S: Sink>(
     if !sorted {
         lines.sort_by_key(|l| l.0);
     }
-    let mut rejected: Vec<DeadLetter> = Vec::new();
     for (_, s, e, number) in lines {
         let text = match text_of(s, e) {
             Ok(t) => t.trim_end_matches('\r'),

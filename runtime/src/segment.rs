@@ -131,6 +131,10 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
     let Value::Object(mut obj) = value else {
         return Err(not_an_object(kind_of(&value)));
     };
+    // The tree kept only the last of a repeated key: look again at the keys.
+    if let Some(key) = first_repeated_key(line) {
+        return Err(repeated(key));
+    }
     let field = |key: &str| Field::of(obj.get(key));
     let envelope = Envelope {
         call_type: field("type"),
@@ -190,6 +194,91 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
             locale: checked.context.locale.map(Cow::into_owned),
         },
     })
+}
+
+/// The envelope's keys (every top-level key the checks read), each with
+/// its own bit, so a reader can notice one given twice.
+pub(crate) fn envelope_bit(key: &str) -> u32 {
+    match key {
+        "type" => 1,
+        "event" => 1 << 1,
+        "userId" => 1 << 2,
+        "anonymousId" => 1 << 3,
+        "previousId" => 1 << 4,
+        "groupId" => 1 << 5,
+        "context" => 1 << 6,
+        "messageId" => 1 << 7,
+        "timestamp" => 1 << 8,
+        "originalTimestamp" => 1 << 9,
+        "sentAt" => 1 << 10,
+        "receivedAt" => 1 << 11,
+        "name" => 1 << 12,
+        "properties" => 1 << 13,
+        "traits" => 1 << 14,
+        _ => 0,
+    }
+}
+
+/// The envelope key of `bit`, for the reason of a repeated key.
+pub(crate) fn envelope_key(bit: u32) -> &'static str {
+    const KEYS: [&str; 15] = [
+        "type",
+        "event",
+        "userId",
+        "anonymousId",
+        "previousId",
+        "groupId",
+        "context",
+        "messageId",
+        "timestamp",
+        "originalTimestamp",
+        "sentAt",
+        "receivedAt",
+        "name",
+        "properties",
+        "traits",
+    ];
+    KEYS.get(bit.trailing_zeros() as usize)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// The reason for a call that gives an envelope key twice: readers that
+/// keep the first and readers that keep the last would see two different
+/// calls (one time to sort it by, another to apply it at), so it is neither.
+pub(crate) fn repeated(key: &str) -> Rejection {
+    Rejection::new(format!(
+        "`{key}` is given twice: a call's envelope keys must each appear once"
+    ))
+}
+
+/// The first envelope key a line (a valid JSON object) gives a second time.
+fn first_repeated_key(line: &str) -> Option<&'static str> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<&'static str>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            // Read to the end: serde_json wants the whole object consumed.
+            let (mut seen, mut first) = (0u32, None);
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                let bit = envelope_bit(&key);
+                if seen & bit != 0 && first.is_none() {
+                    first = Some(envelope_key(bit));
+                }
+                seen |= bit;
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(first)
+        }
+    }
+    serde_json::Deserializer::from_str(line)
+        .deserialize_map(Keys)
+        .ok()
+        .flatten()
 }
 
 /// The reason for a line that is not JSON.
@@ -843,6 +932,36 @@ mod tests {
         ] {
             assert_eq!(rfc3339_fast(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn an_envelope_key_given_twice_is_refused() {
+        for (line, key) in [
+            (
+                r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","timestamp":"9999-12-31T23:59:59Z"}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"type":"identify","userId":"victim","userId":"u1","timestamp":"2026-01-05T10:00:00Z"}"#,
+                "userId",
+            ),
+            (
+                r#"{"type":"track","event":"A","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{},"context":{"timezone":"UTC"}}"#,
+                "context",
+            ),
+        ] {
+            let err = parse_line(line).expect_err(line);
+            assert_eq!(
+                err.reason,
+                format!("`{key}` is given twice: a call's envelope keys must each appear once")
+            );
+            // Sorted by neither time: the line keeps its place in a replay.
+            if key == "timestamp" {
+                assert_eq!(time_of(line), None);
+            }
+        }
+        // Keys the envelope does not read, and keys nested deeper, may repeat.
+        parse_line(r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","x":1,"x":2,"traits":{"a":1,"a":2}}"#).unwrap();
     }
 
     #[test]

@@ -213,6 +213,13 @@ fn generated_streams_decode_as_the_tree_path_decodes_them() {
 
 /// Lines that probe each rule of the tree path, good and bad.
 const PROBES: &[&str] = &[
+    // An envelope key given twice refuses the call, naming the first repeated.
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","timestamp":"9999-12-31T23:59:59Z"}"#,
+    r#"{"type":"track","event":"Order Completed","userId":"u1","userId":"u2","timestamp":"2026-01-05T10:00:00Z","timestamp":"2026-01-05T10:00:00Z"}"#,
+    r#"{"properties":{"total":1},"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":2}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","traits":{"email":"a@b.c","email":"d@e.f"}}"#,
+    // ...but broken JSON after the repeat still wins.
+    r#"{"type":"identify","userId":"u1","userId":"u1","timestamp":"2026-01-05T10:00:00Z""#,
     // Broken JSON anywhere wins over everything, with serde_json's column.
     r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":"x"}"#,
     r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:00:00Z","properties":{"total":1}} x"#,
@@ -590,7 +597,7 @@ proptest! {
     }
 
     #[test]
-    fn keys_in_any_order_and_repeated_change_nothing(
+    fn keys_in_any_order_or_repeated_read_the_same_either_way(
         pick in any::<prop::sample::Index>(),
         order in any::<prop::sample::Index>(),
         extra in prop::collection::vec(

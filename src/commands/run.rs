@@ -11,7 +11,7 @@ use nudge_channels::{OutboxFile, OutboxMode, PluginSpec};
 use nudge_runtime::engine::{Config, Engine, Sink};
 use nudge_runtime::output::{FileSink, audience_file};
 use nudge_runtime::record::{Membership, Record};
-use nudge_runtime::replay::{self, DeadLetter, Options};
+use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
 use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
 
@@ -229,11 +229,21 @@ fn run_project(
         Ok(c) => c,
         Err(status) => return status,
     };
+    // Checked when the file was read; the default stands otherwise.
+    let horizon = Horizon::now(
+        settings
+            .max_future()
+            .ok()
+            .flatten()
+            .unwrap_or(replay::DEFAULT_MAX_FUTURE),
+    );
     if args.engine.in_memory {
-        run_in_memory(&bundle, &input, &paths, args, until, routes, config)
+        run_in_memory(
+            &bundle, &input, &paths, args, until, routes, config, horizon,
+        )
     } else {
         run_durable(
-            &bundle, &events, &input, &paths, args, until, routes, config,
+            &bundle, &events, &input, &paths, args, until, routes, config, horizon,
         )
     }
 }
@@ -272,6 +282,7 @@ pub(super) fn engine_config(
 }
 
 /// The whole file from scratch on a fresh engine, nothing kept.
+#[allow(clippy::too_many_arguments)]
 fn run_in_memory(
     bundle: &nudge_bytecode::Bundle,
     input: &[u8],
@@ -280,6 +291,7 @@ fn run_in_memory(
     until: Option<i64>,
     routes: &[(Channel, PluginSpec)],
     config: Config,
+    horizon: Horizon,
 ) -> Status {
     let mut sink = match FileSink::new(
         &paths.outbox,
@@ -322,7 +334,7 @@ fn run_in_memory(
         until,
         drain: args.drain,
     };
-    replay::replay_bytes(&mut engine, input, options, &mut write_dead);
+    replay::replay_within(&mut engine, input, options, Some(horizon), &mut write_dead);
     progress.finish();
     let stats = engine.stats();
     let flushed = engine.into_sink().into_inner().finish();
@@ -350,6 +362,7 @@ fn run_durable(
     until: Option<i64>,
     routes: &[(Channel, PluginSpec)],
     config: Config,
+    horizon: Horizon,
 ) -> Status {
     let store_path = paths.store.clone();
     let (mut store, mut router) =
@@ -386,6 +399,7 @@ fn run_durable(
         // 10,000 by default: the commit's fsync is paid once per many calls,
         // and a batch's sends still go out within a fraction of a second.
         batch_lines: args.batch_lines,
+        horizon: Some(horizon),
     };
     let source = Input {
         name: &name,
@@ -532,7 +546,7 @@ fn summary(
                 paths.trace.display()
             );
             if let Some((path, r)) = store {
-                let late = if r.late > 0 {
+                let mut late = if r.late > 0 {
                     format!(
                         " ({} late: dated before the clock, judged by when they happened)",
                         r.late
@@ -540,6 +554,12 @@ fn summary(
                 } else {
                     String::new()
                 };
+                if r.beyond_horizon > 0 {
+                    late.push_str(&format!(
+                        "; {} refused as stamped beyond the file's horizon (see the dead letters)",
+                        r.beyond_horizon
+                    ));
+                }
                 println!(
                     "store: {}; {} calls replayed from it, {} new lines applied{late}",
                     path.display(),

@@ -40,7 +40,7 @@ use super::Status;
 use super::run::{
     EngineArgs, Feeds, engine_config, fail, merge_routes, open_store, project_config, project_root,
 };
-use crate::config::Config as ProjectConfig;
+use crate::config::{Config as ProjectConfig, HttpLimits};
 
 /// Segment's limits: a request body of 512 KB and one call of 32 KB.
 const MAX_BODY: usize = 512 * 1024;
@@ -234,6 +234,8 @@ pub fn run(args: Args) -> Status {
             admin,
             metrics,
             receipt: args.clock == Clock::Wall,
+            // Checked when nudge.toml was read.
+            limits: settings.http_limits().unwrap_or_default(),
         };
         let stopping = app.metrics.clone();
         let served = serve_http(&listen, app);
@@ -334,6 +336,8 @@ enum Msg {
     Customer(String, oneshot::Sender<Option<pages::Known>>),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
+    /// Release the sends the circuit breaker holds (`POST /admin/release-sends`).
+    ReleaseSends(oneshot::Sender<Reloaded>),
     /// No more requests will come.
     Stop,
 }
@@ -433,6 +437,9 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                     .map(|caller| pages::Known::read(&mut live.engine, caller));
                 let _ = reply.send(known);
             }
+            Ok(Msg::ReleaseSends(reply)) => {
+                let _ = reply.send(live.release());
+            }
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -463,6 +470,14 @@ struct Live<'b> {
     dead: BufWriter<File>,
     dead_path: PathBuf,
     metrics: Arc<Metrics>,
+    /// The send circuit breaker: the most sends one call or one clock step
+    /// may make before sending pauses.
+    max_sends: usize,
+    /// Why sending is paused, while it is.
+    paused: Option<String>,
+    /// Committed sends held while sending is paused: pending in the ledger,
+    /// delivered when the operator releases them.
+    held: Vec<Intent>,
 }
 
 impl<'b> Live<'b> {
@@ -500,6 +515,11 @@ impl<'b> Live<'b> {
             }
         };
         let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
+        // Checked when nudge.toml was read.
+        let max_sends = settings
+            .max_sends_per_step()
+            .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
+        router.hold_resends_over(max_sends);
         let feeds =
             Feeds::new(&state.join("trace.jsonl"), &state.join("audiences")).map_err(|e| {
                 eprintln!("error: {e}");
@@ -550,7 +570,7 @@ impl<'b> Live<'b> {
                 eprintln!("error: {e}");
                 Status::Failure
             })?;
-        Ok(Live {
+        let mut live = Live {
             store,
             engine,
             code,
@@ -566,7 +586,62 @@ impl<'b> Live<'b> {
             dead: BufWriter::new(dead),
             dead_path,
             metrics,
-        })
+            max_sends,
+            paused: None,
+            held: Vec::new(),
+        };
+        if !resumed.held.is_empty() {
+            // A flood held before a restart stays held after it.
+            live.trip(format!(
+                "{} sends were pending when the server started",
+                resumed.held.len()
+            ));
+            live.held = resumed.held;
+            live.metrics
+                .held
+                .store(live.held.len() as u64, Ordering::Relaxed);
+        }
+        Ok(live)
+    }
+
+    /// Pauses sending: every send committed from now on is held until
+    /// [`Live::release`].
+    fn trip(&mut self, reason: String) {
+        if self.paused.is_some() {
+            return;
+        }
+        eprintln!(
+            "alert: sending paused by the circuit breaker (max_sends_per_step = {}): {reason}; sends are held in the ledger until POST /admin/release-sends",
+            self.max_sends
+        );
+        self.metrics.trips.fetch_add(1, Ordering::Relaxed);
+        self.metrics.paused.store(true, Ordering::Relaxed);
+        self.paused = Some(reason);
+    }
+
+    /// The operator's release: held sends go out and sending resumes.
+    fn release(&mut self) -> Reloaded {
+        let Some(reason) = self.paused.take() else {
+            return (StatusCode::OK, json!({"paused": false, "released": 0}));
+        };
+        let released = self.held.len();
+        self.to_deliver.append(&mut self.held);
+        self.metrics.held.store(0, Ordering::Relaxed);
+        self.metrics.paused.store(false, Ordering::Relaxed);
+        eprintln!("note: sending resumed by the operator; {released} held sends released");
+        self.deliver();
+        (
+            StatusCode::OK,
+            json!({"paused": false, "released": released, "reason": reason}),
+        )
+    }
+
+    /// Trips the breaker when one step made more sends than allowed.
+    fn check_step(&mut self, made: usize, step: impl FnOnce() -> String) {
+        if made > self.max_sends {
+            let reason = format!("{} made {made} sends", step());
+            self.trip(reason);
+        }
     }
 
     /// Applies `lines` and commits them with their sends in one
@@ -587,12 +662,16 @@ impl<'b> Live<'b> {
         for line in lines {
             count += 1;
             self.source.line += 1;
+            let before = self.captured.len();
             durable::apply_line(
                 &mut self.engine,
                 line.as_bytes(),
                 self.source.line,
                 &mut dead,
             );
+            let made = self.captured.len().saturating_sub(before);
+            let at = self.source.line;
+            self.check_step(made, || format!("call {at} of `nudge serve`"));
             batch.calls.push(NewCall::Line {
                 source: self.source.id,
                 line: self.source.line,
@@ -679,7 +758,16 @@ impl<'b> Live<'b> {
         if now <= self.engine.now() {
             return Ok(());
         }
+        let before = self.captured.len();
         self.engine.advance_through(now);
+        let made = self.captured.len().saturating_sub(before);
+        self.check_step(made, || {
+            let to = chrono::DateTime::from_timestamp(now, 0).map_or_else(
+                || now.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            format!("the clock step to {to}")
+        });
         self.until = Some(now);
         if self.captured.is_empty() && self.marks.is_empty() {
             return Ok(());
@@ -701,7 +789,14 @@ impl<'b> Live<'b> {
         let intents = durable::commit_captured(&mut self.store, &self.captured, batch)?;
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
-        self.to_deliver.extend(intents);
+        if self.paused.is_some() {
+            self.held.extend(intents);
+            self.metrics
+                .held
+                .store(self.held.len() as u64, Ordering::Relaxed);
+        } else {
+            self.to_deliver.extend(intents);
+        }
         Ok(())
     }
 
@@ -807,6 +902,12 @@ impl<'b> Live<'b> {
                 status = fail(&e);
             }
         }
+        if !self.held.is_empty() {
+            eprintln!(
+                "warning: {} sends held by the circuit breaker stay pending in the store; the next start holds them again until POST /admin/release-sends",
+                self.held.len()
+            );
+        }
         if let Some(f) = &self.report.first_failure {
             eprintln!(
                 "warning: {} deliveries failed; first: {f}",
@@ -854,6 +955,14 @@ struct Metrics {
     given_up: AtomicU64,
     /// Sends waiting for their next round now.
     retrying: AtomicU64,
+    /// Connections closed and requests cut short by the HTTP limits, by limit.
+    timeouts: Mutex<BTreeMap<&'static str, u64>>,
+    /// The send circuit breaker is open: sending is paused.
+    paused: AtomicBool,
+    /// Times the breaker opened.
+    trips: AtomicU64,
+    /// Sends held while it is open.
+    held: AtomicU64,
     /// When the engine thread last came round its loop, in milliseconds
     /// since the epoch.
     heartbeat: AtomicI64,
@@ -873,6 +982,13 @@ impl Metrics {
         let last = self.heartbeat.load(Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_millis();
         Duration::from_millis(now.saturating_sub(last).max(0) as u64)
+    }
+
+    /// Counts a connection or request cut short by the `limit` timeout.
+    fn timeout(&self, limit: &'static str) {
+        if let Ok(mut counts) = self.timeouts.lock() {
+            *counts.entry(limit).or_default() += 1;
+        }
     }
 
     fn commit(&self, took: Duration) {
@@ -957,6 +1073,47 @@ impl Metrics {
             let n = value.load(Ordering::Relaxed);
             metric(name, kind, help, vec![format!("{name} {n}")]);
         }
+        let timeouts = self
+            .timeouts
+            .lock()
+            .map(|t| {
+                ["header", "body", "idle", "request"]
+                    .iter()
+                    .map(|limit| {
+                        let n = t.get(limit).copied().unwrap_or(0);
+                        format!("nudge_http_timeouts_total{{limit=\"{limit}\"}} {n}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_http_timeouts_total",
+            "counter",
+            "Connections closed or requests answered early by the [serve] timeouts, by limit.",
+            timeouts,
+        );
+        for (name, kind, help, value) in [
+            (
+                "nudge_send_breaker_open",
+                "gauge",
+                "1 while the send circuit breaker holds every send (POST /admin/release-sends resumes).",
+                u64::from(self.paused.load(Ordering::Relaxed)),
+            ),
+            (
+                "nudge_send_breaker_trips_total",
+                "counter",
+                "Times one call or clock step made more sends than [runtime] max_sends_per_step.",
+                self.trips.load(Ordering::Relaxed),
+            ),
+            (
+                "nudge_sends_held",
+                "gauge",
+                "Committed sends the open breaker holds.",
+                self.held.load(Ordering::Relaxed),
+            ),
+        ] {
+            metric(name, kind, help, vec![format!("{name} {value}")]);
+        }
         let sends = self
             .sends
             .lock()
@@ -1016,6 +1173,8 @@ struct App {
     /// Stamp calls with their receipt (on the wall clock only: on the
     /// events' clock, calls keep the times they carry).
     receipt: bool,
+    /// How long clients and requests may take (`[serve]` timeouts).
+    limits: HttpLimits,
 }
 
 /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
@@ -1039,6 +1198,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/healthz", get(healthz))
             .route("/readyz", get(healthz))
             .route("/admin/reload", post(reload))
+            .route("/admin/release-sends", post(release_sends))
             .route("/metrics", get(metrics))
             .merge(feedback::routes())
             .merge(pages::routes())
@@ -1053,11 +1213,169 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .with_state(app.clone());
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(app.tx.clone()));
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| format!("serving: {e}"))
+        accept(listener, router, app.limits, app.metrics.clone()).await;
+        Ok(())
     })
+}
+
+/// Accepts connections until SIGTERM or SIGINT, each served under the
+/// header-read, idle and request limits; then lets the open ones finish the
+/// request they are in and waits for them.
+///
+/// Served by hand rather than with `axum::serve`, which hides hyper's
+/// connection builder and so its header-read timeout.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender: once all are dropped, every
+    // connection has ended.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let signal = shutdown();
+    tokio::pin!(signal);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait for some to close
+                    // rather than spin on the error.
+                    eprintln!("warning: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(connection(
+            stream,
+            router.clone(),
+            limits,
+            metrics.clone(),
+            stopped.clone(),
+            open.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    let _ = all_closed.recv().await;
+}
+
+/// When a connection last had a request in progress, and how many it has now.
+struct Activity {
+    /// Milliseconds since `start` at the last request's start or end.
+    last: AtomicU64,
+    in_flight: AtomicU64,
+    start: Instant,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let at = self.start.elapsed().as_millis() as u64;
+        self.last.store(at, Ordering::Relaxed);
+    }
+
+    /// How long the connection has had no request in progress (zero while it has one).
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let at = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(at.saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+/// Serves one connection: hyper closes it when a request's headers take
+/// longer than the header-read limit (its timer also runs while a kept-alive
+/// connection waits for the next request), a request is answered 503 when it
+/// takes longer than the request limit, and a connection with no request in
+/// progress for the idle limit is closed.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    limits: HttpLimits,
+    metrics: Arc<Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _open: tokio::sync::mpsc::Sender<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let activity = Arc::new(Activity {
+        last: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        start: Instant::now(),
+    });
+    let routes = hyper_util::service::TowerToHyperService::new(router);
+    let seen = activity.clone();
+    let timed_out = metrics.clone();
+    let service = hyper::service::service_fn(move |request: axum::http::Request<_>| {
+        let answer = hyper::service::Service::call(&routes, request);
+        let (activity, metrics) = (seen.clone(), timed_out.clone());
+        async move {
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.touch();
+            let answer = tokio::time::timeout(limits.request, answer).await;
+            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+            activity.touch();
+            Ok::<_, std::convert::Infallible>(match answer {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
+                Err(_) => {
+                    metrics.timeout("request");
+                    // The calls may yet be committed: Segment's clients
+                    // retry with the same messageId, which is deduplicated.
+                    let message = format!(
+                        "the request took longer than {}s: retry shortly",
+                        limits.request.as_secs()
+                    );
+                    let mut late = error(StatusCode::SERVICE_UNAVAILABLE, &message, None);
+                    late.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        axum::http::HeaderValue::from_static("1"),
+                    );
+                    late
+                }
+            })
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let mut closing = false;
+    loop {
+        let idle = activity.idle_for();
+        let wait = limits
+            .idle
+            .saturating_sub(idle)
+            .max(Duration::from_millis(50));
+        tokio::select! {
+            result = served.as_mut() => {
+                if let Err(e) = result
+                    && e.is_timeout()
+                {
+                    metrics.timeout("header");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                served.as_mut().graceful_shutdown();
+            }
+            _ = tokio::time::sleep(wait), if !closing => {
+                if activity.idle_for() >= limits.idle {
+                    closing = true;
+                    metrics.timeout("idle");
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown() {
@@ -1135,22 +1453,50 @@ fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
 }
 
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
-    let Some(token) = &app.admin else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "reloading over HTTP is off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN (SIGHUP also reloads)",
-            None,
-        );
-    };
-    if !bearer_is(&headers, token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
-            None,
-        );
+    if let Some(denied) = admin_denied(
+        &app,
+        &headers,
+        "reloading over HTTP is off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN (SIGHUP also reloads)",
+    ) {
+        return denied;
     }
     let (status, body) = ask_reload(&app.tx).await;
     (status, axum::Json(body)).into_response()
+}
+
+/// The answer to an admin request without the admin token, if it is one.
+fn admin_denied(app: &App, headers: &HeaderMap, off: &str) -> Option<Response> {
+    let Some(token) = &app.admin else {
+        return Some(error(StatusCode::FORBIDDEN, off, None));
+    };
+    (!bearer_is(headers, token)).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing admin token: send `Authorization: Bearer TOKEN`",
+            None,
+        )
+    })
+}
+
+/// `POST /admin/release-sends`: the operator's word that the sends the
+/// circuit breaker holds may go out.
+async fn release_sends(State(app): State<App>, headers: HeaderMap) -> Response {
+    if let Some(denied) = admin_denied(
+        &app,
+        &headers,
+        "admin requests are off: set `admin_token` under [serve] in nudge.toml or NUDGE_ADMIN_TOKEN",
+    ) {
+        return denied;
+    }
+    let (reply, answer) = oneshot::channel();
+    let gone = || error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+    if app.tx.try_send(Msg::ReleaseSends(reply)).is_err() {
+        return gone();
+    }
+    match answer.await {
+        Ok((status, body)) => (status, axum::Json(body)).into_response(),
+        Err(_) => gone(),
+    }
 }
 
 /// `/healthz` and `/readyz`: ok only while the store works and the engine
@@ -1214,10 +1560,26 @@ async fn ingest(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(),
-        Err(e) => {
+    let read = tokio::time::timeout(app.limits.body_read, axum::body::to_bytes(body, MAX_BODY));
+    let bytes = match read.await {
+        Err(_) => {
+            app.metrics.timeout("body");
+            let message = format!(
+                "the request body took longer than {}s to arrive",
+                app.limits.body_read.as_secs()
+            );
+            let mut slow = error(StatusCode::REQUEST_TIMEOUT, &message, None);
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            slow.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return slow;
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
+        Ok(Err(e)) => {
             let msg = format!("cannot read the request body: {e}");
             return error(StatusCode::BAD_REQUEST, &msg, None);
         }
@@ -1378,6 +1740,7 @@ mod tests {
             hooks: Arc::default(),
             pages: Arc::default(),
             receipt: true,
+            limits: HttpLimits::default(),
         };
         let status = |app: &App| {
             tokio::runtime::Builder::new_current_thread()

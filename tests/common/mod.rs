@@ -49,7 +49,7 @@ pub struct Server {
     /// `http://ADDR`, from the server's first line of output.
     pub base: String,
     /// Kept open: the server's stdout must not turn into a broken pipe.
-    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    pub _stdout: std::io::BufReader<std::process::ChildStdout>,
 }
 
 /// Spawns `nudge serve PROJECT` on a free port with [`WRITE_KEY`]; its

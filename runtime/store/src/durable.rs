@@ -17,7 +17,7 @@ use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::{Delivery, DeliveryError, Outgoing, Plugin, Receipt};
 use nudge_runtime::engine::{Deployed, Engine, Sink};
 use nudge_runtime::record::{Membership, Record};
-use nudge_runtime::replay::DeadLetter;
+use nudge_runtime::replay::{DeadLetter, Horizon};
 use nudge_runtime::segment;
 
 use crate::{
@@ -69,6 +69,9 @@ pub struct Resumed {
     /// The project's code differed from the history's last deploy and was
     /// deployed: what became of the instances in flight.
     pub deployed: Option<Deployed>,
+    /// Pending sends not delivered because there were more than the
+    /// router's hold limit (see [`Router::hold_resends_over`]).
+    pub held: Vec<Intent>,
 }
 
 /// Sends the engine made since they were last taken, shared with the
@@ -80,6 +83,11 @@ impl Captured {
     /// True when the engine made no send since they were last taken.
     pub fn is_empty(&self) -> bool {
         self.0.borrow().is_empty()
+    }
+
+    /// How many sends the engine made since they were last taken.
+    pub fn len(&self) -> usize {
+        self.0.borrow().len()
     }
 
     fn take(&self) -> Vec<Outgoing> {
@@ -140,6 +148,8 @@ pub struct Router {
     default: Box<dyn Plugin>,
     outbox: Option<PathBuf>,
     routes: HashMap<String, Box<dyn Plugin>>,
+    /// More pending sends than this at resume are held, not delivered.
+    hold_over: Option<usize>,
 }
 
 impl Router {
@@ -150,7 +160,15 @@ impl Router {
             default,
             outbox,
             routes: HashMap::new(),
+            hold_over: None,
         }
+    }
+
+    /// At resume, more than `limit` pending sends are handed back in
+    /// [`Resumed::held`] instead of being delivered: a host with a send
+    /// circuit breaker must not have a held flood go out on a restart.
+    pub fn hold_resends_over(&mut self, limit: usize) {
+        self.hold_over = Some(limit);
     }
 
     /// Sends one channel to `plugin` instead.
@@ -184,6 +202,8 @@ pub struct Settings {
     pub drain: bool,
     /// Lines per transaction.
     pub batch_lines: usize,
+    /// Lines beyond it are refused and never stored (see [`Horizon`]).
+    pub horizon: Option<Horizon>,
 }
 
 /// The events file of this run.
@@ -203,6 +223,8 @@ pub struct Report {
     pub applied: u64,
     /// New lines dated before the clock an earlier run reached: late, judged by when they happened.
     pub late: u64,
+    /// New lines stamped beyond the file's horizon: refused, not stored.
+    pub beyond_horizon: u64,
     /// Pending intents of an earlier run delivered (or found already delivered).
     pub retried: u64,
     /// New messages delivered by this run.
@@ -239,7 +261,9 @@ pub fn run<'b, S: Sink>(
     let source = store.source(input.name)?;
     check_source(&source, &input)?;
     let mut batch = Batch::default();
-    let Resumed { beyond, deployed } = resume(
+    let Resumed {
+        beyond, deployed, ..
+    } = resume(
         store,
         engine,
         code,
@@ -275,6 +299,19 @@ pub fn run<'b, S: Sink>(
             continue;
         }
         let t = std::str::from_utf8(raw).ok().and_then(segment::time_of);
+        // Refused lines are not stored, so a rebuild never meets them.
+        if let (Some(t), Some(h)) = (t, settings.horizon)
+            && let Err(reason) = h.judge(t, last.max(clock))
+        {
+            engine.count_dead_letter();
+            report.beyond_horizon += 1;
+            dead.push(DeadLetter {
+                line: number as usize,
+                reason,
+                input: String::from_utf8_lossy(raw).into_owned(),
+            });
+            continue;
+        }
         if t.is_some_and(|t| t < clock) {
             report.late += 1;
         }
@@ -499,6 +536,7 @@ pub fn resume<'b, S: Sink>(
     let marks = &mut batch.marks;
 
     // Intents committed but not known delivered when the last run stopped.
+    let mut held = Vec::new();
     let pending = store.pending()?;
     if !pending.is_empty() {
         let already = already_in_outbox(router, &pending).map_err(|e| StoreError::Open {
@@ -513,12 +551,20 @@ pub fn resume<'b, S: Sink>(
             key: i.message.idempotency_key,
             attempts: 0,
         }));
-        // Counted as retried, not as this run's new deliveries.
-        let delivered = report.delivered;
-        dispatch(router, &todo, marks, report);
-        report.delivered = delivered;
+        if router.hold_over.is_some_and(|limit| todo.len() > limit) {
+            held = todo;
+        } else {
+            // Counted as retried, not as this run's new deliveries.
+            let delivered = report.delivered;
+            dispatch(router, &todo, marks, report);
+            report.delivered = delivered;
+        }
     }
-    Ok(Resumed { beyond, deployed })
+    Ok(Resumed {
+        beyond,
+        deployed,
+        held,
+    })
 }
 
 /// Commits the batch with the sends it made, then delivers them; their

@@ -71,11 +71,21 @@ pub(super) fn to_lines(
     for (i, call) in calls.into_iter().enumerate() {
         let mut line = compact(call.get());
         if line.starts_with('{') {
-            // Added last: of repeated keys the last counts, as in a map.
+            let keys = keys_of(&line);
+            // Keys the server sets are taken out first, so that no call
+            // reaches the engine with a key twice (it would refuse it): the
+            // endpoint's `type` wins over the body's, and the receipt is the
+            // server's, never the client's.
+            let ours = [
+                (kind.is_some() && keys.call_type).then_some("type"),
+                (receipt && keys.received_at).then_some("receivedAt"),
+            ];
+            if ours.iter().any(Option::is_some) {
+                line = without(&line, &ours);
+            }
             if let Some(kind) = kind {
                 append(&mut line, "type", kind);
             }
-            let keys = keys_of(&line);
             if !keys.time {
                 append(&mut line, "timestamp", now);
             }
@@ -157,13 +167,50 @@ fn is_plain(text: &str) -> bool {
         .any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
-/// Which of the envelope's time keys an object has.
+/// Which of the keys the server may add an object has.
 #[derive(Default)]
 struct TimeKeys {
     /// `timestamp` or `originalTimestamp`.
     time: bool,
     /// `sentAt`.
     sent_at: bool,
+    /// `type`.
+    call_type: bool,
+    /// `receivedAt`.
+    received_at: bool,
+}
+
+/// The compact object `call` without any of the keys in `drop`; the other
+/// entries keep their order and their text.
+fn without(call: &str, drop: &[Option<&str>]) -> String {
+    use serde::de::Deserializer as _;
+    struct Entries<'a>(&'a [Option<&'a str>]);
+    impl<'de> Visitor<'de> for Entries<'_> {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+            let mut out = String::from("{");
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                let value: &'de RawValue = map.next_value()?;
+                if self.0.contains(&Some(&*key)) {
+                    continue;
+                }
+                if out.len() > 1 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(&key).map_err(serde::de::Error::custom)?);
+                out.push(':');
+                out.push_str(value.get());
+            }
+            out.push('}');
+            Ok(out)
+        }
+    }
+    serde_json::Deserializer::from_str(call)
+        .deserialize_map(Entries(drop))
+        .unwrap_or_else(|_| call.to_string())
 }
 
 /// The time keys of the object `call`.
@@ -189,6 +236,8 @@ impl<'de> Visitor<'de> for TimeKeysVisitor {
             match key {
                 Some(Key::Time) => found.time = true,
                 Some(Key::SentAt) => found.sent_at = true,
+                Some(Key::Type) => found.call_type = true,
+                Some(Key::ReceivedAt) => found.received_at = true,
                 None => {}
             }
             map.next_value::<IgnoredAny>()?;
@@ -201,6 +250,8 @@ impl<'de> Visitor<'de> for TimeKeysVisitor {
 enum Key {
     Time,
     SentAt,
+    Type,
+    ReceivedAt,
 }
 
 /// Reads a key as one of the time keys, or `None`.
@@ -214,6 +265,8 @@ impl<'de> DeserializeSeed<'de> for KeyName {
         Ok(match &*key {
             "timestamp" | "originalTimestamp" => Some(Key::Time),
             "sentAt" => Some(Key::SentAt),
+            "type" => Some(Key::Type),
+            "receivedAt" => Some(Key::ReceivedAt),
             _ => None,
         })
     }
@@ -264,7 +317,7 @@ mod tests {
         assert_eq!(
             lines(Some("identify"), r#"{"type":"track","userId":"u1"}"#).unwrap(),
             [format!(
-                r#"{{"type":"track","userId":"u1","type":"identify","timestamp":"{NOW}"}}"#
+                r#"{{"userId":"u1","type":"identify","timestamp":"{NOW}"}}"#
             )]
         );
         assert_eq!(
@@ -278,6 +331,33 @@ mod tests {
         // A time nested in properties is not the call's.
         let body = r#"{"batch":[{"type":"identify","userId":"u1","traits":{"timestamp":"x"}}]}"#;
         assert!(lines(None, body).unwrap()[0].ends_with(&format!(r#","timestamp":"{NOW}"}}"#)));
+    }
+
+    #[test]
+    fn keys_the_server_sets_are_never_given_twice() {
+        // A client's own receipt is replaced by the server's, wherever it is.
+        let body = r#"{"batch":[{"type":"identify","receivedAt":"9999-12-31T23:59:59Z","userId":"u\"1","timestamp":"2026-01-05T09:00:00Z"}]}"#;
+        let got = to_lines(None, body, NOW, true, 32 * 1024).unwrap();
+        assert_eq!(
+            got,
+            [format!(
+                r#"{{"type":"identify","userId":"u\"1","timestamp":"2026-01-05T09:00:00Z","receivedAt":"{NOW}"}}"#
+            )]
+        );
+        assert!(segment::parse_line(&got[0]).is_ok());
+        // A duplicate the client wrote itself is the client's: refused.
+        let twice = r#"{"userId":"u1","timestamp":"2026-01-05T09:00:00Z","timestamp":"9999-12-31T23:59:59Z"}"#;
+        let Err(Refusal::Bad(reason, Some(0))) = lines(Some("identify"), twice) else {
+            panic!("a call with two timestamps is refused");
+        };
+        assert!(reason.contains("`timestamp` is given twice"), "{reason}");
+        // In a batch, only that item is refused, by the engine.
+        let batch = format!(
+            r#"{{"batch":[{}]}}"#,
+            twice.replace('{', r#"{"type":"identify","#)
+        );
+        let got = lines(None, &batch).unwrap();
+        assert!(segment::parse_line(&got[0]).is_err());
     }
 
     #[test]

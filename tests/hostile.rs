@@ -1,0 +1,421 @@
+//! End-to-end attacks on `nudge serve` and `nudge run` through the real
+//! binary: each tries one way a client or a hostile call could hang the
+//! server, send early or flood, and checks that it is refused, clamped or
+//! cut off, and counted.
+
+mod common;
+use common::{Server, WRITE_KEY, basic_auth, receipt_project, start_server_with};
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Starts a server for `project` whose nudge.toml holds `serve` under `[serve]`.
+fn server_with(project: &Path, serve: &str) -> Server {
+    std::fs::write(project.join("nudge.toml"), format!("[serve]\n{serve}")).unwrap();
+    start_server_with(project, &["--write-key", WRITE_KEY, "--in-memory"], &[])
+}
+
+fn connect(server: &Server) -> TcpStream {
+    let addr = server.base.trim_start_matches("http://");
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; what it sent, and when it closed.
+fn read_until_closed(stream: &mut TcpStream) -> (String, Instant) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), Instant::now())
+}
+
+fn metric_line(server: &Server, prefix: &str) -> String {
+    server
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .to_string()
+}
+
+#[test]
+fn slow_headers_and_a_slow_body_are_cut_off_within_their_limits() {
+    let (_tmp, project) = receipt_project();
+    let server = server_with(
+        &project,
+        "header_read_timeout = \"2s\"\nbody_read_timeout = \"2s\"\nidle_timeout = \"60s\"\n",
+    );
+
+    // Slowloris: a header line every half second, never the blank line.
+    let mut slow = connect(&server);
+    let started = Instant::now();
+    slow.write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut closed = None;
+    for i in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        if slow
+            .write_all(format!("X-Drip-{i}: y\r\n").as_bytes())
+            .is_err()
+        {
+            closed = Some(Instant::now());
+            break;
+        }
+        slow.set_nonblocking(true).unwrap();
+        let mut probe = [0u8; 64];
+        let ended = matches!(slow.read(&mut probe), Ok(0))
+            || matches!(slow.read(&mut probe), Err(e) if e.kind() != ErrorKind::WouldBlock);
+        slow.set_nonblocking(false).unwrap();
+        if ended {
+            closed = Some(Instant::now());
+            break;
+        }
+    }
+    let took = closed.expect("a slow-header client is disconnected") - started;
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "closed after {took:?}, the header limit is 2s"
+    );
+
+    // A body that stops half way is answered 408 once the body limit passes.
+    let mut stalled = connect(&server);
+    let started = Instant::now();
+    let head = format!(
+        "POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{{\"userId\":",
+        basic_auth()
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    let (answer, at) = read_until_closed(&mut stalled);
+    let took = at - started;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "a stalled body is answered 408: {answer:?}"
+    );
+    assert!(answer.contains("took longer than 2s"), "{answer}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "answered after {took:?}, the body limit is 2s"
+    );
+
+    assert_eq!(
+        metric_line(&server, "nudge_http_timeouts_total{limit=\"body\"}"),
+        "nudge_http_timeouts_total{limit=\"body\"} 1"
+    );
+    assert_eq!(
+        metric_line(&server, "nudge_http_timeouts_total{limit=\"header\"}"),
+        "nudge_http_timeouts_total{limit=\"header\"} 1"
+    );
+    server.terminate();
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_within_the_idle_limit() {
+    let (_tmp, project) = receipt_project();
+    let server = server_with(
+        &project,
+        "idle_timeout = \"1s\"\nheader_read_timeout = \"60s\"\n",
+    );
+    let mut conn = connect(&server);
+    // One request on a kept-alive connection, then silence.
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let answered_from = Instant::now();
+    let (answer, at) = read_until_closed(&mut conn);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    let idle = at - answered_from;
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(4),
+        "closed after {idle:?} idle, the limit is 1s"
+    );
+    // A connection that never sends a byte goes the same way.
+    let mut silent = connect(&server);
+    let started = Instant::now();
+    let (nothing, at) = read_until_closed(&mut silent);
+    assert_eq!(nothing, "");
+    assert!(at - started < Duration::from_secs(4), "{:?}", at - started);
+    let idle = metric_line(&server, "nudge_http_timeouts_total{limit=\"idle\"}");
+    assert!(
+        idle.ends_with(" 2") || idle.ends_with(" 3"),
+        "both idle connections are counted: {idle}"
+    );
+    server.terminate();
+}
+
+fn nudge() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+}
+
+/// Runs `nudge run` on `project` (in memory, or on its store), giving up
+/// (and failing) after a minute: a flood must not hang the test.
+fn run_project(project: &Path, in_memory: bool) -> std::process::Output {
+    let mut cmd = nudge();
+    cmd.args(["run", common::s(project), "--format", "json"]);
+    if in_memory {
+        cmd.arg("--in-memory");
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("nudge run did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn lines_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_far_future_line_in_nudge_run_is_refused_and_sends_nothing_early() {
+    for in_memory in [true, false] {
+        let (_tmp, project) = common::copy_example("newsletter");
+        let clean = run_project(&project, in_memory);
+        assert!(clean.status.success(), "{clean:?}");
+        let outbox = lines_of(&project.join(".nudge/outbox.jsonl"));
+        std::fs::remove_dir_all(project.join(".nudge")).unwrap();
+
+        // The attack of issue 21: one identify stamped at the end of time,
+        // and one a phone a few days ahead would send.
+        let events = project.join("events.jsonl");
+        let mut text = std::fs::read_to_string(&events).unwrap();
+        let ahead = (chrono::Utc::now() + chrono::Duration::days(3))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        text.push_str(&format!(
+            "{{\"type\":\"identify\",\"userId\":\"u1\",\"timestamp\":\"9999-12-31T23:59:59Z\",\"traits\":{{\"first_name\":\"Zed\"}}}}\n{{\"type\":\"identify\",\"userId\":\"u3\",\"timestamp\":\"{ahead}\"}}\n"
+        ));
+        std::fs::write(&events, text).unwrap();
+        let attacked = run_project(&project, in_memory);
+        assert!(attacked.status.success(), "{attacked:?}");
+        assert_eq!(
+            lines_of(&project.join(".nudge/outbox.jsonl")),
+            outbox,
+            "in memory: {in_memory}: the far-future lines changed what was sent"
+        );
+        let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+        let refused: Vec<&String> = dead
+            .iter()
+            .filter(|l| l.contains("refused, as applying it would move the clock there"))
+            .collect();
+        assert_eq!(refused.len(), 2, "in memory: {in_memory}: {dead:#?}");
+        assert!(
+            refused[0]
+                .contains("stamped 9999-12-31T23:59:59Z, more than 86400s after the wall clock")
+        );
+        assert!(refused[0].contains("\"line\":13"), "{}", refused[0]);
+        if !in_memory {
+            let summary: serde_json::Value =
+                serde_json::from_slice(&attacked.stdout).expect("a JSON summary");
+            assert_eq!(summary["store"]["beyond_horizon"], 2, "{summary}");
+            // Not stored: a second run rebuilds without them and sends nothing more.
+            let again = run_project(&project, false);
+            assert!(again.status.success());
+            assert_eq!(lines_of(&project.join(".nudge/outbox.jsonl")), outbox);
+        }
+    }
+}
+
+/// A project whose one flow sends two emails for every order.
+fn two_sends_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("twice");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("twice.flow"),
+        r#"message first_note(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order"
+  body "You paid {total}."
+}
+
+message second_note(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order, again"
+  body "Still {total}."
+}
+
+flow twice {
+  trigger order_completed
+  entry always
+  send first_note(trigger.total)
+  send second_note(trigger.total)
+}
+"#,
+    )
+    .unwrap();
+    (tmp, project)
+}
+
+fn post_json(server: &Server, path: &str, auth: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut resp = common::http_agent()
+        .post(format!("{}{path}", server.base))
+        .header("Authorization", auth)
+        .send(body)
+        .expect("the request completes");
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON: {text:?}")),
+    )
+}
+
+#[test]
+fn the_send_breaker_holds_a_flood_across_a_restart_until_released() {
+    let (_tmp, project) = two_sends_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[serve]\nadmin_token = \"adm\"\n\n[runtime]\nmax_sends_per_step = 1\n",
+    )
+    .unwrap();
+    let outbox = project.join(".nudge/outbox.jsonl");
+    let start = || start_server_with(&project, &["--write-key", WRITE_KEY], &[]);
+    let server = start();
+    let batch = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"u1","timestamp":"{}","traits":{{"email":"a@example.com"}}}},{{"type":"track","event":"Order Completed","userId":"u1","timestamp":"{}","properties":{{"order_id":"o1","total":5}}}}]}}"#,
+        common::ago(60),
+        common::ago(30)
+    );
+    let (status, answer) = post_json(&server, "/v1/batch", &basic_auth(), &batch);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = common::wait_for_metric(&server, "nudge_sends_held 2");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert!(
+        metrics.contains("nudge_send_breaker_trips_total 1"),
+        "{metrics}"
+    );
+    assert!(lines_of(&outbox).is_empty(), "held sends went out");
+    // Without the admin token nothing is released.
+    let (status, _) = post_json(&server, "/admin/release-sends", "Bearer nope", "");
+    assert_eq!(status, 401);
+    server.terminate();
+
+    // A restart does not let the held sends out either.
+    let server = start();
+    let metrics = common::wait_for_metric(&server, "nudge_sends_held 2");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert!(
+        lines_of(&outbox).is_empty(),
+        "a restart delivered held sends"
+    );
+    let (status, answer) = post_json(&server, "/admin/release-sends", "Bearer adm", "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["released"], 2, "{answer}");
+    let metrics = common::wait_for_metric(&server, "nudge_send_breaker_open 0");
+    assert!(metrics.contains("nudge_sends_held 0"), "{metrics}");
+    server.terminate();
+    assert_eq!(
+        lines_of(&outbox).len(),
+        2,
+        "both sends go out once released"
+    );
+}
+
+#[test]
+fn a_duplicated_envelope_key_is_refused_by_serve_and_by_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, project) = receipt_project();
+    // Started under a permissive umask: what serve writes is private all the same.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 000 && exec \"$0\" serve \"$1\" --listen 127.0.0.1:0 --write-key \"$2\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_nudge"))
+        .arg(&project)
+        .arg(WRITE_KEY)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    let server = Server {
+        base: format!(
+            "http://{}",
+            first
+                .trim()
+                .strip_prefix("listening on ")
+                .expect("an address")
+        ),
+        child,
+        _stdout: stdout,
+    };
+    let auth = basic_auth();
+    let (now, later) = (common::ago(5), "9999-12-31T23:59:59Z");
+    // Alone: 400 with the reason.
+    let (status, answer) = post_json(
+        &server,
+        "/v1/identify",
+        &auth,
+        &format!(r#"{{"userId":"u1","timestamp":"{now}","timestamp":"{later}"}}"#),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["error"],
+        "`timestamp` is given twice: a call's envelope keys must each appear once"
+    );
+    // In a batch: the item alone is refused, a dead letter, counted.
+    let batch = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"victim","userId":"u1","timestamp":"{now}"}},{{"type":"identify","userId":"u2","timestamp":"{now}"}}]}}"#
+    );
+    let (status, answer) = post_json(&server, "/v1/batch", &auth, &batch);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = server.metrics();
+    assert!(metrics.contains("nudge_dead_letters_total 1"), "{metrics}");
+    assert!(metrics.contains("nudge_events_total 2"), "{metrics}");
+    server.terminate();
+    let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].contains("`userId` is given twice"), "{}", dead[0]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&project.join(".nudge")), 0o700);
+    for file in ["state.db", "dead_letters.jsonl", "trace.jsonl"] {
+        assert_eq!(mode(&project.join(".nudge").join(file)), 0o600, "{file}");
+    }
+
+    // nudge run: the same line is a dead letter and sorts nowhere.
+    let (_tmp, project) = receipt_project();
+    std::fs::write(
+        project.join("events.jsonl"),
+        format!(
+            "{{\"type\":\"identify\",\"userId\":\"u1\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"timestamp\":\"{later}\",\"traits\":{{\"email\":\"a@example.com\"}}}}\n"
+        ),
+    )
+    .unwrap();
+    let out = run_project(&project, true);
+    assert!(out.status.success(), "{out:?}");
+    let dead = lines_of(&project.join(".nudge/dead_letters.jsonl"));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains("`timestamp` is given twice"),
+        "{}",
+        dead[0]
+    );
+}
