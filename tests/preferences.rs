@@ -3,9 +3,8 @@
 //! preference page, over HTTP and in headless Chromium.
 
 mod common;
-use common::{Server, afternoon_zone, basic_auth, http_agent, start_server_with};
+use common::{Server, afternoon_zone, basic_auth, http_agent, serve_smtp, start_server_with};
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,52 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-long-random-unsubscribe-secret";
-
-/// Serves SMTP on `listener`, keeping each message's DATA.
-fn serve_smtp(listener: TcpListener, messages: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let _ = session(stream, &messages);
-        }
-    });
-}
-
-fn session(stream: TcpStream, messages: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    out.write_all(b"220 localhost ESMTP\r\n")?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let command = line.trim_end().to_ascii_uppercase();
-        if command.starts_with("EHLO") {
-            out.write_all(b"250-localhost\r\n250 8BITMIME\r\n")?;
-        } else if command == "DATA" {
-            out.write_all(b"354 go ahead\r\n")?;
-            let mut data = String::new();
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == ".\r\n" {
-                    break;
-                }
-                data.push_str(&l);
-            }
-            messages.lock().unwrap().push(data);
-            out.write_all(b"250 2.0.0 queued\r\n")?;
-        } else if command == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            out.write_all(b"250 OK\r\n")?;
-        }
-    }
-}
 
 fn header(message: &str, name: &str) -> Option<String> {
     let head = message.split("\r\n\r\n").next()?;

@@ -3,62 +3,11 @@
 //! one-click unsubscribe headers.
 
 mod common;
-use common::{copy_example, s};
+use common::{copy_example, s, serve_smtp};
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-
-/// Serves SMTP on `listener` until the test ends, keeping each message's DATA.
-fn serve_smtp(listener: TcpListener, messages: Arc<Mutex<Vec<String>>>) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let _ = session(stream, &messages);
-        }
-    });
-}
-
-fn session(stream: TcpStream, messages: &Mutex<Vec<String>>) -> std::io::Result<()> {
-    let mut out = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    out.write_all(b"220 localhost ESMTP\r\n")?;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let command = line.trim_end().to_ascii_uppercase();
-        if command.starts_with("EHLO") {
-            out.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?;
-        } else if command == "DATA" {
-            out.write_all(b"354 go ahead\r\n")?;
-            let mut data = String::new();
-            loop {
-                let mut l = String::new();
-                if reader.read_line(&mut l)? == 0 {
-                    return Ok(());
-                }
-                if l == ".\r\n" {
-                    break;
-                }
-                data.push_str(
-                    l.strip_prefix('.')
-                        .filter(|_| l.starts_with(".."))
-                        .unwrap_or(&l),
-                );
-            }
-            messages.lock().unwrap().push(data);
-            out.write_all(b"250 2.0.0 queued\r\n")?;
-        } else if command == "QUIT" {
-            out.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            out.write_all(b"250 OK\r\n")?;
-        }
-    }
-}
 
 fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
     let head = message.split("\r\n\r\n").next()?;

@@ -299,3 +299,61 @@ pub fn wait_for_metric(server: &Server, needle: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[allow(dead_code)]
+/// Serves SMTP on `listener` until the test ends, keeping each message's DATA.
+pub fn serve_smtp(
+    listener: std::net::TcpListener,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let _ = session(stream, &messages);
+        }
+    });
+}
+
+fn session(
+    stream: std::net::TcpStream,
+    messages: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    use std::io::{BufRead, Write};
+    let mut reader = std::io::BufReader::new(stream);
+    out.write_all(b"220 localhost ESMTP\r\n")?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end().to_ascii_uppercase();
+        if command.starts_with("EHLO") {
+            out.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?;
+        } else if command == "DATA" {
+            out.write_all(b"354 go ahead\r\n")?;
+            let mut data = String::new();
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l)? == 0 {
+                    return Ok(());
+                }
+                if l == ".\r\n" {
+                    break;
+                }
+                data.push_str(
+                    l.strip_prefix('.')
+                        .filter(|_| l.starts_with(".."))
+                        .unwrap_or(&l),
+                );
+            }
+            messages.lock().unwrap().push(data);
+            out.write_all(b"250 2.0.0 queued\r\n")?;
+        } else if command == "QUIT" {
+            out.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            out.write_all(b"250 OK\r\n")?;
+        }
+    }
+}
