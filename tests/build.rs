@@ -185,4 +185,42 @@ fn build_against_a_store_reports_instances_that_would_be_stranded() {
         text(&build(&[]).stdout).contains("would be"),
         "the store was not deployed to"
     );
+
+    // A new trait and a new event are listed and deploy; the sleepers are
+    // carried as before.
+    std::fs::write(
+        &flow,
+        format!(
+            "{}\nprofile {{\n  loyalty_tier: string = \"none\"\n}}\nevent review_posted \"Review Posted\" {{\n  stars: int\n}}\n",
+            source.replace("wait 1h", "wait 2h")
+        ),
+    )
+    .unwrap();
+    let grown = build(&["--deny-stranded"]);
+    let out = text(&grown.stdout);
+    assert_eq!(grown.status.code(), Some(0), "{out}{}", text(&grown.stderr));
+    assert!(out.contains("field added: profile.loyalty_tier"), "{out}");
+    assert!(out.contains("schema added: event `review_posted`"), "{out}");
+    assert!(
+        out.contains("first_wait: 2 instances carried to first_wait"),
+        "{out}"
+    );
+
+    // A required property stored checkouts lack cannot be deployed.
+    std::fs::write(
+        &flow,
+        format!(
+            "{}\nevent checkout_started \"Checkout Started\" {{\n  store_code: string\n}}\n",
+            source.replace("wait 1h", "wait 2h")
+        ),
+    )
+    .unwrap();
+    let required = build(&[]);
+    let err = text(&required.stderr);
+    assert_eq!(required.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot be deployed over"), "{err}");
+    assert!(
+        err.contains("`checkout_started.store_code` is added as required"),
+        "{err}"
+    );
 }

@@ -416,6 +416,22 @@ fn reload_deploys_new_code_and_carries_instances_by_step_label() {
     let body = checkout("carol", &stamp());
     assert_eq!(post(&server, "/v1/batch", Some(GOOD), &body).0, 200);
 
+    // A new trait deploys onto the served store: everyone keeps their place
+    // (Ana and Ben on the code they run, Carol carried at her label).
+    let source = std::fs::read_to_string(&flow).unwrap();
+    std::fs::write(
+        &flow,
+        format!("{source}\nprofile {{\n  loyalty_tier: string = \"none\"\n}}\n"),
+    )
+    .unwrap();
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(
+        json["report"]["schemas"]["fields_added"],
+        serde_json::json!(["profile.loyalty_tier"]),
+        "{json}"
+    );
+
     // Kill the server without warning: the deploys are in the store's
     // history, so a restart rebuilds every release (and the unchanged
     // project deploys nothing new).

@@ -159,7 +159,7 @@ fn changed_settings_or_a_rewritten_file_are_refused() {
 }
 
 #[test]
-fn a_changed_project_is_deployed_over_the_history_unless_its_schemas_changed() {
+fn a_changed_project_is_deployed_over_the_history_unless_stored_values_cannot_follow() {
     let tmp = tempfile::tempdir().unwrap();
     let all = tmp.path().join("all.jsonl");
     generate(&all, 3_000, 11);
@@ -210,16 +210,33 @@ fn a_changed_project_is_deployed_over_the_history_unless_its_schemas_changed() {
     assert!(third["store"]["deployed"].is_null());
     assert_eq!(third["store"]["applied"], 0);
 
-    // A new event schema cannot be deployed over records of the old ones.
+    // A new event deploys over the history: nothing is reset.
     std::fs::write(
         dir.join("gifts.flow"),
         "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n",
+    )
+    .unwrap();
+    let fourth = run_json(&dir, &[]);
+    let report = fourth["store"]["deployed"].as_str().unwrap();
+    assert!(
+        report.contains("schema added: event `gift_card_bought`"),
+        "{report}"
+    );
+    assert_eq!(outbox_keys(&dir), after, "nothing sent again");
+
+    // A required property added to stored events cannot be: they have none.
+    std::fs::write(
+        dir.join("gifts.flow"),
+        "event order_completed \"Order Completed\" {\n  store_code: string\n}\n",
     )
     .unwrap();
     let out = nudge(&["run", s(&dir)]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(err.contains("cannot be deployed over the history"), "{err}");
-    assert!(err.contains("gift_card_bought"), "{err}");
+    assert!(
+        err.contains("`order_completed.store_code` is added as required"),
+        "{err}"
+    );
     assert!(err.contains("--reset"), "{err}");
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::bundle;
+use common::{arena, bundle, engine, feed, sent};
 use nudge_bytecode::Bundle;
 use nudge_runtime::engine::{
-    Config, DeployError, Deployed, Engine, Fate, FlowReport, MemorySink, StepReport,
+    DeployError, Deployed, Engine, Fate, FlowReport, MemorySink, StepReport,
 };
 use nudge_runtime::record::What;
-use nudge_runtime::replay::{self, Options};
 
 const MESSAGES: &str = r#"
 message reminder_v1(amount: money) {
@@ -44,40 +43,6 @@ fn track(id: &str, event: &str, at: &str, props: &str) -> String {
 
 fn checkout(id: &str, at: &str) -> String {
     track(id, "Checkout Started", at, r#"{"value":42}"#)
-}
-
-fn engine(b: &Bundle) -> Engine<'_, MemorySink> {
-    let config = Config {
-        release_spread: 0,
-        ..Config::default()
-    };
-    Engine::new(b, MemorySink::default(), config, i64::MIN)
-}
-
-/// Applies calls (in time order) and leaves the clock at the last one.
-fn feed(engine: &mut Engine<'_, MemorySink>, lines: &[String]) {
-    replay::replay(
-        engine,
-        lines.join("\n").as_bytes(),
-        Options::default(),
-        &mut |d| panic!("dead letter: {d:?}"),
-    )
-    .unwrap();
-}
-
-/// `at customer message subject` for each message sent.
-fn sent(engine: &Engine<'_, MemorySink>) -> Vec<String> {
-    engine
-        .sink()
-        .outbox
-        .iter()
-        .map(|m| {
-            format!(
-                "{} {} {} {}",
-                m.at, m.customer, m.message, m.content["subject"]
-            )
-        })
-        .collect()
 }
 
 fn src(flows: &str) -> String {
@@ -118,7 +83,7 @@ fn a_sleeping_instance_at_a_labelled_wait_moves_to_the_new_version() {
             identify("u9", "2026-03-02T12:00:00Z"),
         ],
     );
-    let report = e.deploy(&v2).expect("same schemas");
+    let report = e.deploy(&v2, arena()).expect("same schemas");
     let v1_version = v1.flow("cart").unwrap().version.clone();
     let v2_version = v2.flow("cart").unwrap().version.clone();
     assert_ne!(v1_version, v2_version);
@@ -216,7 +181,7 @@ fn instances_that_cannot_be_carried_finish_on_the_old_version() {
             ),
         ],
     );
-    let report = e.deploy(&v2).unwrap();
+    let report = e.deploy(&v2, arena()).unwrap();
     let reasons: Vec<(&str, &str, &Fate)> = report
         .flows
         .iter()
@@ -319,7 +284,7 @@ fn new_instances_start_on_the_new_version_and_entry_rules_carry_over() {
             order("2026-03-02T12:00:00Z"),
         ],
     );
-    let report = e.deploy(&v2).unwrap();
+    let report = e.deploy(&v2, arena()).unwrap();
     assert_eq!(
         report
             .added
@@ -396,13 +361,13 @@ fn new_instances_start_on_the_new_version_and_entry_rules_carry_over() {
 }
 
 #[test]
-fn a_changed_event_schema_is_refused_and_changes_nothing() {
+fn an_incompatible_schema_change_is_refused_and_changes_nothing() {
     let loyalty = "event loyalty_joined \"Loyalty Joined\" {\n  tier: string\n}\n";
     let v1 = bundle(&format!("{}{loyalty}", src(CART_V1)));
     let v2 = bundle(&format!(
         "{}{}event referral_sent \"Referral Sent\" {{\n  code: string\n}}\n",
         src(CART_V2),
-        loyalty.replace("tier: string", "tier: string\n  points: int = 0"),
+        loyalty.replace("tier: string", "tier: int\n  points: int"),
     ));
     let before = [
         identify("u1", "2026-03-02T09:00:00Z"),
@@ -423,18 +388,18 @@ fn a_changed_event_schema_is_refused_and_changes_nothing() {
     let mut asked = engine(&v1);
     feed(&mut asked, &before);
     let instances: Vec<_> = asked.instances().cloned().collect();
-    let err = asked.deploy(&v2).unwrap_err();
-    let DeployError::SchemasChanged {
-        added,
-        removed,
-        changed,
-    } = &err;
-    assert_eq!(added, &["referral_sent"]);
-    assert!(removed.is_empty());
-    assert_eq!(changed, &["loyalty_joined"]);
+    let err = asked.deploy(&v2, arena()).unwrap_err();
+    let DeployError::Incompatible { problems } = &err;
+    assert_eq!(
+        problems,
+        &[
+            "`loyalty_joined.tier` changes type from `string` to `int`; stored values are `string` (add a field with a new name instead)",
+            "`loyalty_joined.points` is added as required, but stored `loyalty_joined` values have none; make it optional (`points: T?`) or give it a default",
+        ]
+    );
     let text = err.to_string();
     assert!(
-        text.contains("added `referral_sent`; changed `loyalty_joined`"),
+        text.contains("cannot follow\n  - `loyalty_joined.tier`"),
         "{text}"
     );
     assert_eq!(asked.releases().count(), 1);
@@ -562,7 +527,7 @@ fn the_report_counts_instances_per_step_and_fate() {
     let v2 = bundle(&src(JOURNEY_V2));
     let mut e = engine(&v1);
     feed(&mut e, &parked());
-    let report = e.deploy(&v2).unwrap();
+    let report = e.deploy(&v2, arena()).unwrap();
     let version = |b: &Bundle, f: &str| b.flow(f).unwrap().version.clone();
     let expected = Deployed {
         release: 1,
@@ -619,6 +584,7 @@ fn the_report_counts_instances_per_step_and_fate() {
             },
         ],
         added: vec![],
+        schemas: Default::default(),
     };
     assert_eq!(report, expected);
     assert_eq!(version(&v1, "steady"), version(&v2, "steady"));
@@ -654,7 +620,7 @@ fn a_carried_wait_for_keeps_its_deadline_and_binds_with_the_new_code() {
     let v2 = bundle(&src(JOURNEY_V2));
     let mut e = engine(&v1);
     feed(&mut e, &parked());
-    e.deploy(&v2).unwrap();
+    e.deploy(&v2, arena()).unwrap();
     feed(
         &mut e,
         &[track(
@@ -694,7 +660,7 @@ fn a_deploy_arms_new_schedules_for_customers_already_known() {
     )));
     let mut e = engine(&v1);
     feed(&mut e, &[identify("u1", "2026-03-02T10:00:00Z")]);
-    let report = e.deploy(&v2).unwrap();
+    let report = e.deploy(&v2, arena()).unwrap();
     assert_eq!(report.added.len(), 1);
     e.advance_through(nudge_runtime::millis::ms(
         nudge_runtime::decode::parse_time("2026-03-03T10:00:00Z").unwrap(),
@@ -706,7 +672,7 @@ fn a_deploy_arms_new_schedules_for_customers_already_known() {
 fn run_with_deploy<'b>(v1: &'b Bundle, v2: &'b Bundle) -> (Engine<'b, MemorySink>, Deployed) {
     let mut e = engine(v1);
     feed(&mut e, &parked());
-    let report = e.deploy(v2).unwrap();
+    let report = e.deploy(v2, arena()).unwrap();
     feed(
         &mut e,
         &[

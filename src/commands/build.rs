@@ -167,14 +167,16 @@ fn deploy_report(bundle: &Bundle, path: &Path, deny_stranded: bool) -> Status {
         }
         Some(_) => {}
     }
-    let deployed = match engine.deploy(bundle) {
+    let deployed = match engine.deploy(bundle, &bundles) {
         Ok(d) => d,
         Err(e) => {
             eprintln!(
                 "error: this bundle cannot be deployed over {}: {e}",
                 path.display()
             );
-            eprintln!("help: a change of event schemas needs a new store");
+            eprintln!(
+                "help: change the project as each line says, or deploy once the instances named have finished"
+            );
             return Status::Problems;
         }
     };

@@ -717,13 +717,13 @@ impl<'b> Live<'b> {
             );
         }
         let bundle: &'b nudge_bytecode::Bundle = self.code.bundles.alloc(bundle);
-        let deployed = match self.engine.deploy(bundle) {
+        let deployed = match self.engine.deploy(bundle, self.code.bundles) {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("reload refused: {e}");
                 return (
                     StatusCode::CONFLICT,
-                    json!({"error": e.to_string(), "help": "a change of event schemas needs a new store (or a restart with --reset)"}),
+                    json!({"error": e.to_string(), "help": "change the project as each problem says; the code deployed before keeps serving"}),
                 );
             }
         };
@@ -762,9 +762,9 @@ impl<'b> Live<'b> {
         self.engine.advance_through(now);
         let made = self.captured.len().saturating_sub(before);
         self.check_step(made, || {
-            let to = chrono::DateTime::from_timestamp(now, 0).map_or_else(
+            let to = chrono::DateTime::from_timestamp_millis(now).map_or_else(
                 || now.to_string(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             );
             format!("the clock step to {to}")
         });

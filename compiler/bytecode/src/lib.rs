@@ -17,6 +17,7 @@
 mod bundle;
 mod disasm;
 mod escape;
+mod evolve;
 mod instr;
 mod refs;
 mod value;
@@ -25,6 +26,7 @@ mod wire;
 pub use bundle::*;
 pub use disasm::disassemble;
 pub use escape::Escape;
+pub use evolve::{Conflict, GONE, GONE_FIELD, Layout, Rebased, SchemaDiff, type_text};
 pub use instr::Instr;
 pub use value::{
     Record, Type, Value, civil_from_days, format_duration, format_duration_ms, format_instant,

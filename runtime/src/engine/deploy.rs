@@ -13,10 +13,11 @@
 
 use std::fmt;
 
-use nudge_bytecode::{Bundle, Flow, Instr, Trigger, Type, Value};
+use nudge_bytecode::{Bundle, Flow, Instr, Rebased, Trigger, Value};
 use nudge_vm::{Frame, Vm};
 use serde::Serialize;
 
+use super::evolve::{Bundles, same_tables};
 use super::instance::{Instance, TriggerUse, Waiting};
 use super::{Engine, Sink, rel};
 
@@ -24,40 +25,27 @@ use super::{Engine, Sink, rel};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum DeployError {
-    /// Histories, profiles and sleeping instances hold records by schema
-    /// number, so a deploy needs the same schemas, enums and profile. Names
-    /// are of schemas and enums alike, in declaration order.
-    SchemasChanged {
-        /// Declared only by the new bundle.
-        added: Vec<String>,
-        /// Declared only by the current bundle.
-        removed: Vec<String>,
-        /// Declared by both with other fields (or, when nothing else
-        /// differs, at another position).
-        changed: Vec<String>,
+    /// The new bundle changes the schemas in a way stored values or the
+    /// instances in flight cannot follow (a field changing type, a
+    /// required field added to stored records, something removed that
+    /// instances staying on their version still read).
+    Incompatible {
+        /// Each problem, in words, with what to do about it.
+        problems: Vec<String>,
     },
 }
 
 impl fmt::Display for DeployError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DeployError::SchemasChanged {
-                added,
-                removed,
-                changed,
-            } => {
+            DeployError::Incompatible { problems } => {
                 f.write_str(
-                    "the new bundle changes the event, record or profile schemas that customer \
-                     histories and live instances are stored in",
+                    "the new bundle changes the schemas in a way the stored state cannot follow",
                 )?;
-                for (what, names) in [("added", added), ("removed", removed), ("changed", changed)]
-                {
-                    if !names.is_empty() {
-                        let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-                        write!(f, "; {what} {}", names.join(", "))?;
-                    }
+                for p in problems {
+                    write!(f, "\n  - {p}")?;
                 }
-                f.write_str("; such a bundle needs a fresh engine (a new store)")
+                Ok(())
             }
         }
     }
@@ -75,6 +63,44 @@ pub struct Deployed {
     pub flows: Vec<FlowReport>,
     /// Flows the replaced release did not have.
     pub added: Vec<AddedFlow>,
+    /// How the schemas changed; stored values were moved onto the new ones.
+    #[serde(skip_serializing_if = "SchemaChanges::is_empty")]
+    pub schemas: SchemaChanges,
+}
+
+/// What a deploy changed in the schemas of events, records and the profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SchemaChanges {
+    /// Events, records and enums added (`event `order_refunded``).
+    pub added: Vec<String>,
+    /// Those removed; stored values of them were dropped.
+    pub removed: Vec<String>,
+    /// Fields added (`profile.birthday`); stored records got their default, or `none`.
+    pub fields_added: Vec<String>,
+    /// Fields removed; their stored values were dropped.
+    pub fields_removed: Vec<String>,
+    /// Enum values added.
+    pub values_added: Vec<String>,
+    /// Conversion goals being watched whose rule read something removed, ended.
+    pub goals_ended: u64,
+}
+
+impl SchemaChanges {
+    /// Whether the schemas did not change.
+    pub fn is_empty(&self) -> bool {
+        *self == SchemaChanges::default()
+    }
+
+    fn from_diff(d: &nudge_bytecode::SchemaDiff) -> SchemaChanges {
+        SchemaChanges {
+            added: d.added.clone(),
+            removed: d.removed.clone(),
+            fields_added: d.fields_added.clone(),
+            fields_removed: d.fields_removed.clone(),
+            values_added: d.values_added.clone(),
+            goals_ended: 0,
+        }
+    }
 }
 
 /// One flow version's instances at a deploy.
@@ -156,6 +182,27 @@ impl fmt::Display for Deployed {
         for a in &self.added {
             writeln!(f, "added {} {}", a.flow, a.version)?;
         }
+        let c = &self.schemas;
+        for (what, names) in [
+            ("schema added", &c.added),
+            ("schema removed (stored values dropped)", &c.removed),
+            ("field added", &c.fields_added),
+            ("field removed (stored values dropped)", &c.fields_removed),
+            ("enum value added", &c.values_added),
+        ] {
+            for n in names {
+                writeln!(f, "{what}: {n}")?;
+            }
+        }
+        if c.goals_ended > 0 {
+            writeln!(
+                f,
+                "{} conversion goal{} being watched ended: {} rule reads something removed",
+                c.goals_ended,
+                if c.goals_ended == 1 { "" } else { "s" },
+                if c.goals_ended == 1 { "its" } else { "their" },
+            )?;
+        }
         Ok(())
     }
 }
@@ -190,8 +237,13 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// Switches to `bundle` for everything new; in-flight instances stay on
     /// their own release unless carried over by step label.
     ///
-    /// The new bundle must have the current one's schemas, enums and profile,
-    /// else [`DeployError::SchemasChanged`] is returned and nothing changes.
+    /// The new bundle may add events, properties, traits, records, enum
+    /// values, messages and flows: stored values move onto its schemas by
+    /// name (a new field starts at its default, or `none`), and releases
+    /// still running are renumbered for them (rebased bundles are kept in
+    /// `arena`). A change stored values cannot follow, or the removal of
+    /// something an instance staying on its version still reads, is refused
+    /// with [`DeployError::Incompatible`] and nothing changes.
     /// New instances, triggers and the policy then come from `bundle`;
     /// entry rules, instance numbers, caps and counters continue by flow
     /// name. An instance of a changed flow moves to the new version when it
@@ -201,16 +253,39 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// number, trigger, start, holdout and wake time or deadline. Every other
     /// instance finishes on its release. The report says what happened to
     /// each, step by step.
-    pub fn deploy(&mut self, bundle: &'b Bundle) -> Result<Deployed, DeployError> {
+    pub fn deploy(
+        &mut self,
+        bundle: &'b Bundle,
+        arena: &'b Bundles,
+    ) -> Result<Deployed, DeployError> {
         let prev = self.current();
+        let mut schemas = SchemaChanges::default();
+        if !same_tables(self.bundle_of(prev), bundle) {
+            let carried = |rb: &Rebased, from: &Flow, inst: &Instance| -> bool {
+                let Some(nf) = bundle.flows.iter().position(|f| f.name == from.name) else {
+                    return false;
+                };
+                if bundle.flows[nf].version == from.version {
+                    return false;
+                }
+                let uses = (
+                    &TriggerUse::of(from, &rb.bundle),
+                    &TriggerUse::of(&bundle.flows[nf], bundle),
+                );
+                plan(bundle, from, nf as u32, inst, uses).is_ok()
+            };
+            let ev = self.plan_evolution(bundle, &carried)?;
+            schemas = SchemaChanges::from_diff(ev.diff());
+            schemas.goals_ended = super::evolve::apply(self, ev, bundle, arena);
+        }
         let old = self.bundle_of(prev);
-        schema_changes(old, bundle)?;
         let r = self.add_release(bundle);
         // Only the newest release starts instances.
         rel_mut(&mut self.releases, prev).triggered_by.clear();
 
         let mut report = Deployed {
             release: r,
+            schemas,
             ..Deployed::default()
         };
         for flow in &old.flows {
@@ -395,83 +470,6 @@ impl<'b, S: Sink> Engine<'b, S> {
 
 fn rel_mut<'a, 'b>(releases: &'a mut [super::Release<'b>], r: u32) -> &'a mut super::Release<'b> {
     &mut releases[r as usize]
-}
-
-/// Checks that `new` has the same schemas, enums and profile as `old`.
-fn schema_changes(old: &Bundle, new: &Bundle) -> Result<(), DeployError> {
-    if old.schemas == new.schemas && old.enums == new.enums && old.profile == new.profile {
-        return Ok(());
-    }
-    // Compared by name, with references to other schemas written by name,
-    // so that one added event does not report every schema after it.
-    let defs = |b: &Bundle| -> Vec<(String, String)> {
-        let schemas = b.schemas.iter().map(|s| {
-            let fields: Vec<String> = s
-                .fields
-                .iter()
-                .map(|f| format!("{}: {} = {:?}", f.name, type_text(b, &f.ty), f.default))
-                .collect();
-            (
-                s.name.clone(),
-                format!("{:?} {:?} {}", s.kind, s.wire, fields.join(", ")),
-            )
-        });
-        let enums = b
-            .enums
-            .iter()
-            .map(|e| (e.name.clone(), format!("enum {:?}", e.values)));
-        schemas.chain(enums).collect()
-    };
-    let (mine, theirs) = (defs(old), defs(new));
-    let removed: Vec<String> = mine
-        .iter()
-        .filter(|(n, _)| !theirs.iter().any(|(m, _)| m == n))
-        .map(|(n, _)| n.clone())
-        .collect();
-    let added: Vec<String> = theirs
-        .iter()
-        .filter(|(n, _)| !mine.iter().any(|(m, _)| m == n))
-        .map(|(n, _)| n.clone())
-        .collect();
-    let mut changed: Vec<String> = mine
-        .iter()
-        .filter(|(n, d)| theirs.iter().any(|(m, e)| m == n && e != d))
-        .map(|(n, _)| n.clone())
-        .collect();
-    if added.is_empty() && removed.is_empty() && changed.is_empty() {
-        // The same definitions in another order: name those that moved.
-        changed = mine
-            .iter()
-            .zip(&theirs)
-            .filter(|(a, b)| a.0 != b.0)
-            .map(|(a, _)| a.0.clone())
-            .collect();
-        if changed.is_empty() {
-            changed.push("profile".into());
-        }
-    }
-    Err(DeployError::SchemasChanged {
-        added,
-        removed,
-        changed,
-    })
-}
-
-/// A type as the language writes it, naming records and enums.
-fn type_text(b: &Bundle, t: &Type) -> String {
-    match t {
-        Type::List(t) => format!("list<{}>", type_text(b, t)),
-        Type::Optional(t) => format!("{}?", type_text(b, t)),
-        Type::Record(i) => b
-            .schemas
-            .get(*i as usize)
-            .map_or_else(|| format!("record #{i}"), |s| s.name.clone()),
-        Type::Enum(i) => b
-            .enums
-            .get(*i as usize)
-            .map_or_else(|| format!("enum #{i}"), |e| e.name.clone()),
-        other => format!("{other:?}"),
-    }
 }
 
 /// Counts an instance at `step` of `from` in the report.

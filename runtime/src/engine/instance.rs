@@ -194,6 +194,28 @@ impl From<Stored> for Instance {
 }
 
 impl Instance {
+    /// Moves every value the instance holds (trigger, locals, a deferred
+    /// send's arguments) onto new schemas, for a deploy that changed them.
+    pub(super) fn migrate_values(&mut self, f: &dyn Fn(&Value) -> Value) {
+        if let Some(t) = &self.trigger {
+            self.trigger = match f(&Value::Record(t.clone())) {
+                Value::Record(r) => Some(r),
+                _ => None,
+            };
+        }
+        for v in self.locals.iter_mut() {
+            *v = f(v);
+        }
+        if let Some(extra) = &mut self.extra {
+            for v in &mut extra.args {
+                *v = f(v);
+            }
+            if let Some(t) = &mut extra.trigger {
+                *t = f(t);
+            }
+        }
+    }
+
     /// A new instance at the start of its flow's steps, running.
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -481,6 +503,14 @@ impl Slots {
     /// Every slot, in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &Option<Instance>> {
         self.pages.iter().flat_map(|p| p.iter()).take(self.len)
+    }
+
+    /// Every slot, in order, to change.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Option<Instance>> {
+        self.pages
+            .iter_mut()
+            .flat_map(|p| p.iter_mut())
+            .take(self.len)
     }
 }
 

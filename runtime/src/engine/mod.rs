@@ -17,6 +17,7 @@
 
 mod customer;
 mod deploy;
+mod evolve;
 mod input;
 mod instance;
 mod pipeline;
@@ -43,7 +44,8 @@ use crate::stats::Stats;
 use crate::timers::{Timers, Wake};
 
 pub use customer::{Customer, Seen, Traits};
-pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, StepReport};
+pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChanges, StepReport};
+pub use evolve::Bundles;
 pub use instance::{Instance, Version, Waiting};
 
 /// Where the engine's output goes.
@@ -198,12 +200,7 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// An engine for a bundle, with the clock at `start` (milliseconds since
     /// the epoch, as every instant the engine keeps).
     pub fn new(bundle: &'b Bundle, sink: S, config: Config, start: i64) -> Self {
-        let mut by_wire = HashMap::new();
-        for (i, s) in bundle.schemas.iter().enumerate() {
-            if let Some(w) = &s.wire {
-                by_wire.insert(w.clone(), i as u32);
-            }
-        }
+        let by_wire = evolve::by_wire(bundle);
         let mut engine = Engine {
             releases: Vec::new(),
             flow_names: Vec::new(),

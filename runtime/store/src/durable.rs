@@ -27,7 +27,7 @@ use crate::{
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
 /// whose older releases run them.
-pub type Bundles = typed_arena::Arena<Bundle>;
+pub use nudge_runtime::engine::Bundles;
 
 /// The code a store's history runs under.
 #[derive(Clone, Copy)]
@@ -464,10 +464,12 @@ pub fn replay_history<'b, S: Sink>(
                 // The first deploy is the code the engine was made with.
                 if last_deploy.is_some() {
                     let bundle = code.bundle(store, bytes)?;
-                    engine.deploy(bundle).map_err(|e| StoreError::Deploy {
-                        path: store.path().to_path_buf(),
-                        reason: format!("replaying a deploy of the history: {e}"),
-                    })?;
+                    engine
+                        .deploy(bundle, code.bundles)
+                        .map_err(|e| StoreError::Deploy {
+                            path: store.path().to_path_buf(),
+                            reason: format!("replaying a deploy of the history: {e}"),
+                        })?;
                 }
                 last_deploy = Some(bytes.to_vec());
                 return Ok(());
@@ -522,7 +524,7 @@ pub fn resume<'b, S: Sink>(
         Some(last) if last == now => {}
         Some(_) => {
             let d = engine
-                .deploy(code.current)
+                .deploy(code.current, code.bundles)
                 .map_err(|e| StoreError::Deploy {
                     path: store.path().to_path_buf(),
                     reason: e.to_string(),

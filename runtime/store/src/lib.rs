@@ -174,9 +174,10 @@ impl StoreError {
     /// What the person can do about it, when there is something.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            StoreError::NotAStore { .. }
-            | StoreError::ProjectChanged { .. }
-            | StoreError::Deploy { .. } => Some(
+            StoreError::Deploy { .. } => Some(
+                "change the project as each line says and run again; or start over with --reset (the history is discarded), name another file with --store PATH, or use --in-memory",
+            ),
+            StoreError::NotAStore { .. } | StoreError::ProjectChanged { .. } => Some(
                 "start over with --reset (the history is discarded), name another file with --store PATH, or use --in-memory",
             ),
             StoreError::SourceChanged { .. } => Some(

@@ -1,0 +1,198 @@
+//! Deploys that change the schemas: stored values and older releases' code
+//! move onto the new bundle's tables (see `nudge_bytecode::Layout`).
+//!
+//! Invariant: every release that still has something to run (a live
+//! instance or a goal being watched) has the newest release's schemas,
+//! enums and profile, and every value the engine holds is laid out by them.
+//! Releases with nothing left to run keep their bundle as it was and never
+//! run code again (only the newest release starts instances).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use nudge_bytecode::{Bundle, Layout, Rebased, SchemaDiff};
+use nudge_vm::Vm;
+
+use super::customer::Traits;
+use super::deploy::DeployError;
+use super::instance::TriggerUse;
+use super::{Engine, Sink, remembered_schemas};
+
+/// Where the bundles that rebased releases run are kept: they must live as
+/// long as the engine, like the deployed bundles themselves.
+pub type Bundles = typed_arena::Arena<Bundle>;
+
+/// A checked schema change, ready to apply.
+pub(super) struct Evolution {
+    layout: Layout,
+    /// Releases still in use, with their code on the new tables.
+    rebased: Vec<(u32, Rebased)>,
+}
+
+impl Evolution {
+    /// What the deploy adds and removes.
+    pub(super) fn diff(&self) -> &SchemaDiff {
+        self.layout.diff()
+    }
+}
+
+/// Whether two bundles lay records out identically (no migration needed).
+pub(super) fn same_tables(a: &Bundle, b: &Bundle) -> bool {
+    a.schemas == b.schemas && a.enums == b.enums && a.profile == b.profile
+}
+
+impl<S: Sink> Engine<'_, S> {
+    /// Checks that the engine's state can move onto `new`'s schemas:
+    /// every change keeps stored values meaningful, and no instance that
+    /// will stay on an older release reads what `new` removes. `carried`
+    /// says whether an instance (by slot) moves to the new release, judged
+    /// on its release's rebased code. Nothing changes here.
+    pub(super) fn plan_evolution(
+        &self,
+        new: &Bundle,
+        carried: &dyn Fn(&Rebased, &nudge_bytecode::Flow, &super::Instance) -> bool,
+    ) -> Result<Evolution, DeployError> {
+        let old = self.bundle();
+        let layout = Layout::between(old, new).map_err(|conflicts| DeployError::Incompatible {
+            problems: conflicts.iter().map(ToString::to_string).collect(),
+        })?;
+        let mut in_use: Vec<u32> = self
+            .instances
+            .iter()
+            .flatten()
+            .map(|i| i.release)
+            .chain(
+                self.customers
+                    .values()
+                    .flat_map(|c| c.goals.iter().map(|g| g.release)),
+            )
+            .collect();
+        // The replaced release too: the deploy compares its triggers with the new ones.
+        in_use.push(self.current());
+        in_use.sort_unstable();
+        in_use.dedup();
+        let rebased: Vec<(u32, Rebased)> = in_use
+            .into_iter()
+            .map(|r| (r, self.bundle_of(r).rebase(new, &layout)))
+            .collect();
+        // Instances that stay must not read what is gone: per flow version,
+        // how many stay and what they read.
+        let mut stuck: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
+        for inst in self.instances.iter().flatten() {
+            let Some((_, rb)) = rebased.iter().find(|(r, _)| *r == inst.release) else {
+                continue;
+            };
+            let missing = &rb.flows[inst.flow as usize];
+            if missing.is_empty() {
+                continue;
+            }
+            let flow = &rb.bundle.flows[inst.flow as usize];
+            if carried(rb, flow, inst) {
+                continue;
+            }
+            let e = stuck
+                .entry((flow.name.clone(), flow.version.clone()))
+                .or_insert_with(|| (0, missing.clone()));
+            e.0 += 1;
+        }
+        if !stuck.is_empty() {
+            let problems = stuck
+                .into_iter()
+                .map(|((flow, version), (n, missing))| {
+                    format!(
+                        "{n} instance{} of `{flow}` (version {version}) in flight would stay on code that reads {}, which the new bundle removes; deploy once they have finished, or keep {}",
+                        if n == 1 { "" } else { "s" },
+                        missing.join(", "),
+                        if missing.len() == 1 { "it" } else { "them" },
+                    )
+                })
+                .collect();
+            return Err(DeployError::Incompatible { problems });
+        }
+        Ok(Evolution { layout, rebased })
+    }
+}
+
+/// Moves every release in use and every value the engine holds onto the
+/// new tables. Returns how many goal watches ended because their rule
+/// reads something removed.
+pub(super) fn apply<'b, S: Sink>(
+    engine: &mut Engine<'b, S>,
+    ev: Evolution,
+    new: &'b Bundle,
+    arena: &'b Bundles,
+) -> u64 {
+    let Evolution { layout, rebased } = ev;
+    // Goals whose rule reads what is gone can never be judged: they end.
+    let mut ended_goals = 0u64;
+    let gone_goals: HashSet<(u32, u32)> = rebased
+        .iter()
+        .flat_map(|(r, rb)| {
+            rb.goals
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !m.is_empty())
+                .map(move |(f, _)| (*r, f as u32))
+        })
+        .collect();
+    for (r, rb) in rebased {
+        let bundle: &'b Bundle = arena.alloc(rb.bundle);
+        let release = &mut engine.releases[r as usize];
+        release.bundle = bundle;
+        release.vm = Vm::new(bundle);
+        release.trigger_use = bundle
+            .flows
+            .iter()
+            .map(|f| TriggerUse::of(f, bundle))
+            .collect();
+        // Only the newest release starts instances; its map is rebuilt by `add_release`.
+        release.triggered_by.clear();
+    }
+    let migrate = |v: &nudge_bytecode::Value| layout.value(v);
+    for cust in engine.customers.values_mut() {
+        if let Some(p) = layout.record(&cust.profile) {
+            cust.profile = p;
+        }
+        cust.events.retain_mut(|e| match layout.schema(e.schema) {
+            Some(s) => {
+                e.schema = s;
+                e.value = layout.value(&e.value);
+                true
+            }
+            None => false,
+        });
+        let before = cust.goals.len();
+        cust.goals
+            .retain(|g| !gone_goals.contains(&(g.release, g.flow)));
+        ended_goals += (before - cust.goals.len()) as u64;
+        for g in &mut cust.goals {
+            g.trigger = layout.value(&g.trigger);
+        }
+    }
+    for inst in engine.instances.iter_mut().flatten() {
+        inst.migrate_values(&migrate);
+    }
+    engine.by_wire = by_wire(new);
+    engine.traits = Traits::of(new);
+    engine.remembered = engine
+        .remembered
+        .iter()
+        .filter_map(|&s| layout.schema(s))
+        .chain(remembered_schemas(new))
+        .collect();
+    engine.goal_events = engine
+        .goal_events
+        .iter()
+        .filter_map(|&s| layout.schema(s))
+        .collect();
+    ended_goals
+}
+
+/// Event schemas by wire name.
+pub(super) fn by_wire(bundle: &Bundle) -> HashMap<String, u32> {
+    bundle
+        .schemas
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.wire.clone().map(|w| (w, i as u32)))
+        .collect()
+}
