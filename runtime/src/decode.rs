@@ -472,7 +472,13 @@ pub(crate) fn scalar(bundle: &Bundle, ty: &Type, json: Shape<'_>) -> Result<Valu
         }
         Type::Date => {
             let s = text("a date string")?;
-            let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            // Segment's libraries send a birthday as a whole timestamp
+            // (`1990-05-16T00:00:00.000Z`): its date is the one written.
+            let day = match s.split_once('T') {
+                Some((day, _)) if parse_time(s).is_some() => day,
+                _ => s,
+            };
+            let d = NaiveDate::parse_from_str(day, "%Y-%m-%d")
                 .map_err(|_| format!("{s:?} is not a date like 2026-12-24"))?;
             let days = d
                 .signed_duration_since(NaiveDate::default())
@@ -944,5 +950,17 @@ mod tests {
         );
         assert_eq!(fields(&half)[2], Value::Int(1), "dropped to its default");
         assert_eq!(dropped[0].path, "p.quantity");
+    }
+
+    #[test]
+    fn a_date_is_read_from_a_date_or_from_a_whole_timestamp() {
+        let b = bundle();
+        let day = |s| scalar(&b, &Type::Date, Shape::Str(s));
+        // 1990-05-16 is day 7440 after 1970-01-01.
+        assert_eq!(day("1990-05-16"), Ok(Value::Date(7440)));
+        assert_eq!(day("1990-05-16T00:00:00.000Z"), Ok(Value::Date(7440)));
+        assert_eq!(day("1990-05-16T23:30:00-07:00"), Ok(Value::Date(7440)));
+        assert!(day("1990-05-16T99:00").is_err());
+        assert!(day("16/05/1990").is_err());
     }
 }
