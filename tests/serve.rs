@@ -129,11 +129,18 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert_eq!(json["index"], 0);
 
-    let huge_call = format!(
-        r#"{{"batch":[{{"type":"identify","userId":"a","traits":{{"note":"{}"}}}}]}}"#,
-        "x".repeat(40 * 1024)
+    // A call over 32 KB: alone it is refused; in a batch only it goes to
+    // the dead letters, and its neighbour is applied.
+    let note = "x".repeat(40 * 1024);
+    let huge_call = format!(r#"{{"userId":"a","traits":{{"note":"{note}"}}}}"#);
+    assert_eq!(post(&server, "/v1/identify", Some(GOOD), &huge_call).0, 413);
+    let huge_item = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"a","traits":{{"note":"{note}"}}}},{{"type":"identify","userId":"b"}}]}}"#
     );
-    assert_eq!(post(&server, "/v1/batch", Some(GOOD), &huge_call).0, 413);
+    assert_eq!(
+        post(&server, "/v1/batch", Some(GOOD), &huge_item),
+        (200, serde_json::json!({"success": true}))
+    );
     // A body declared too large is refused before it is read, so the client
     // sends only the head (a client still writing the body may see the
     // connection close instead of the answer).
@@ -155,7 +162,11 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     let delivered = "nudge_sends_total{channel=\"email\",outcome=\"delivered\"}";
     let metrics = wait_for_metric(&server, delivered);
     assert!(
-        metrics.contains(&format!("\nnudge_events_total {}\n", lines.len())),
+        metrics.contains(&format!("\nnudge_events_total {}\n", lines.len() + 1)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nnudge_dead_letters_total 1\n"),
         "{metrics}"
     );
     assert!(metrics.contains(delivered), "{metrics}");
@@ -164,6 +175,21 @@ fn http_ingest_is_durable_authenticated_and_validated() {
 
     let first = outbox_keys(&project);
     assert!(!first.is_empty(), "the example sends messages");
+    let dead = std::fs::read_to_string(project.join(".nudge/dead_letters.jsonl")).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("item 0 of the batch is 41"),
+        "{}",
+        dead[0]["reason"]
+    );
+    assert!(dead[0]["input"].as_str().unwrap().contains(&note));
 
     // The same calls again after a restart: messageIds and the ledger keep
     // every message to one send.
@@ -494,7 +520,11 @@ fn gzipped_batches_are_inflated_and_bombs_refused() {
     assert_eq!(send(b"{}".to_vec(), "br").0, 415);
     let metrics = get(&server, "/metrics").1;
     assert!(
-        metrics.contains(&format!("\nnudge_events_total {}\n", lines.len())),
+        metrics.contains(&format!("\nnudge_events_total {}\n", lines.len() + 1)),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nnudge_dead_letters_total 1\n"),
         "{metrics}"
     );
     stop(server);

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(lines) = body::to_lines(kind, text, now, receipt, 32 * 1024) else {
         return;
     };
-    for line in &lines {
+    for line in &lines.calls {
         assert!(!line.contains('\n'), "a line break in {line:?}");
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));

@@ -325,8 +325,13 @@ struct Setup<'a> {
 
 /// A request to the engine thread.
 enum Msg {
-    /// Validated calls as JSON lines, and where to say whether they are durable.
-    Lines(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Validated calls as JSON lines, batch items refused on arrival (for
+    /// the dead letters), and where to say whether they are durable.
+    Lines(
+        Vec<String>,
+        Vec<DeadLetter>,
+        oneshot::Sender<Result<(), String>>,
+    ),
     /// Find the sends (and their customers) that providers' reports are about.
     Resolve(
         Vec<nudge_channels::feedback::Subject>,
@@ -371,16 +376,18 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
             None => rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
         };
         match msg {
-            Ok(Msg::Lines(lines, reply)) => {
+            Ok(Msg::Lines(lines, refused, reply)) => {
                 // Requests that queued while the last commit ran share the
                 // next one: one transaction (and one sync) for all of them.
+                let mut calls = lines.len();
                 let mut group = vec![(lines, reply)];
-                let mut calls = group[0].0.len();
+                let mut refused = refused;
                 while calls < GROUP_CALLS {
                     match rx.try_recv() {
-                        Ok(Msg::Lines(lines, reply)) => {
+                        Ok(Msg::Lines(lines, more, reply)) => {
                             calls += lines.len();
                             group.push((lines, reply));
+                            refused.extend(more);
                         }
                         Ok(other) => {
                             held = Some(other);
@@ -400,6 +407,11 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                 {
                     live.broken(&e);
                 }
+                // Numbered after the calls applied before them.
+                for d in &mut refused {
+                    d.line = live.source.line as usize;
+                }
+                live.write_dead(&refused);
                 let result = if live.metrics.broken.load(Ordering::Relaxed) {
                     Err("the store failed earlier; restart the server".to_string())
                 } else {
@@ -1603,11 +1615,25 @@ async fn ingest(
         Ok(l) => l,
         Err(response) => return *response,
     };
-    if lines.is_empty() {
+    let refused: Vec<DeadLetter> = lines
+        .too_large
+        .into_iter()
+        .map(|(i, input)| DeadLetter {
+            line: 0,
+            reason: format!(
+                "item {i} of the batch is {} bytes, over the limit of {} KB for one call",
+                input.len(),
+                MAX_CALL / 1024
+            ),
+            input,
+        })
+        .collect();
+    let lines = lines.calls;
+    if lines.is_empty() && refused.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
     }
     let (reply, answer) = oneshot::channel();
-    match app.tx.try_send(Msg::Lines(lines, reply)) {
+    match app.tx.try_send(Msg::Lines(lines, refused, reply)) {
         Ok(()) => {}
         Err(mpsc::TrySendError::Full(_)) => {
             app.metrics.busy.fetch_add(1, Ordering::Relaxed);
@@ -1695,7 +1721,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// The calls of a body as JSON lines, or the error response.
-fn to_lines(kind: Option<&str>, body: &[u8], receipt: bool) -> Result<Vec<String>, Box<Response>> {
+fn to_lines(kind: Option<&str>, body: &[u8], receipt: bool) -> Result<body::Lines, Box<Response>> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let msg = format!("not UTF-8: {e}");
         Box::new(error(StatusCode::BAD_REQUEST, &msg, None))

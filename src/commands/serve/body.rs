@@ -20,12 +20,23 @@ pub(super) enum Refusal {
     TooLarge(usize),
 }
 
+/// The calls of a body, and the batch items too large to be calls.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Lines {
+    /// Calls as JSON lines, in order.
+    pub calls: Vec<String>,
+    /// Batch items over the size limit: their index in the batch and the
+    /// item as a line, for the dead letters.
+    pub too_large: Vec<(usize, String)>,
+}
+
 /// The calls of a body as JSON lines: one call for a single-call endpoint
 /// (`kind` is its type), else the body's `batch`. A call without a time is
 /// stamped with `now`, as Segment stamps calls it receives; with `receipt`,
 /// every call gets `receivedAt: now` (and the batch's `sentAt` when it has
 /// none), which the decoder corrects its time against. A call longer than
-/// `max_call` bytes refuses the body. A single call that `nudge run` would
+/// `max_call` bytes refuses a single-call body; a batch item that long is
+/// set apart in [`Lines::too_large`]. A single call that `nudge run` would
 /// refuse refuses the body; a batch item is judged on its own: it is passed
 /// on all the same, and the engine writes it to the dead letters (and counts
 /// it), so its valid neighbours are not lost with it.
@@ -35,7 +46,7 @@ pub(super) fn to_lines(
     now: &str,
     receipt: bool,
     max_call: usize,
-) -> Result<Vec<String>, Refusal> {
+) -> Result<Lines, Refusal> {
     let bad = |msg: &str, index: Option<usize>| Refusal::Bad(msg.to_string(), index);
     let body: &RawValue = match serde_json::from_str(text) {
         Ok(body) => body,
@@ -67,7 +78,10 @@ pub(super) fn to_lines(
             }
         }
     };
-    let mut lines = Vec::with_capacity(calls.len());
+    let mut lines = Lines {
+        calls: Vec::with_capacity(calls.len()),
+        too_large: Vec::new(),
+    };
     for (i, call) in calls.into_iter().enumerate() {
         let mut line = compact(call.get());
         if line.starts_with('{') {
@@ -101,14 +115,18 @@ pub(super) fn to_lines(
             }
         }
         if line.len() > max_call {
-            return Err(Refusal::TooLarge(i));
+            if kind.is_some() {
+                return Err(Refusal::TooLarge(i));
+            }
+            lines.too_large.push((i, line));
+            continue;
         }
         if kind.is_some()
             && let Err(r) = segment::parse_line(&line)
         {
             return Err(Refusal::Bad(r.reason, Some(i)));
         }
-        lines.push(line);
+        lines.calls.push(line);
     }
     Ok(lines)
 }
@@ -279,7 +297,7 @@ mod tests {
     const NOW: &str = "2026-01-05T10:00:00.000Z";
 
     fn lines(kind: Option<&str>, body: &str) -> Result<Vec<String>, Refusal> {
-        to_lines(kind, body, NOW, false, 32 * 1024)
+        to_lines(kind, body, NOW, false, 32 * 1024).map(|l| l.calls)
     }
 
     #[test]
@@ -289,7 +307,7 @@ mod tests {
             {"type":"track","event":"B","userId":"u","timestamp":"2026-01-05T09:00:00Z","sentAt":"2026-01-05T09:00:01Z"}
         ]}"#;
         assert_eq!(
-            to_lines(None, body, NOW, true, 32 * 1024).unwrap(),
+            to_lines(None, body, NOW, true, 32 * 1024).unwrap().calls,
             [
                 format!(
                     r#"{{"type":"track","event":"A","userId":"u","timestamp":"2026-01-05T10:00:04Z","sentAt":"2026-01-05T10:00:05.000Z","receivedAt":"{NOW}"}}"#
@@ -337,7 +355,7 @@ mod tests {
     fn keys_the_server_sets_are_never_given_twice() {
         // A client's own receipt is replaced by the server's, wherever it is.
         let body = r#"{"batch":[{"type":"identify","receivedAt":"9999-12-31T23:59:59Z","userId":"u\"1","timestamp":"2026-01-05T09:00:00Z"}]}"#;
-        let got = to_lines(None, body, NOW, true, 32 * 1024).unwrap();
+        let got = to_lines(None, body, NOW, true, 32 * 1024).unwrap().calls;
         assert_eq!(
             got,
             [format!(
@@ -381,10 +399,24 @@ mod tests {
         };
         assert!(reason.contains("event"), "{reason}");
         let big = format!(
-            r#"{{"batch":[{{"type":"identify","userId":"u1","traits":{{"x":"{}"}}}}]}}"#,
+            r#"{{"type":"identify","userId":"u1","traits":{{"x":"{}"}}}}"#,
             "y".repeat(40_000)
         );
-        assert_eq!(lines(None, &big), Err(Refusal::TooLarge(0)));
+        assert_eq!(lines(Some("identify"), &big), Err(Refusal::TooLarge(0)));
+        // In a batch, only the item is set apart; its neighbours are calls.
+        let batch = format!(
+            r#"{{"batch":[{{"type":"identify","userId":"u0"}},{big},{{"type":"identify","userId":"u2"}}]}}"#
+        );
+        let got = to_lines(None, &batch, NOW, false, 32 * 1024).unwrap();
+        assert_eq!(got.calls.len(), 2, "{:?}", got.calls);
+        assert!(got.calls[1].contains(r#""userId":"u2""#));
+        assert_eq!(got.too_large.len(), 1);
+        assert_eq!(got.too_large[0].0, 1);
+        assert!(
+            got.too_large[0]
+                .1
+                .starts_with(r#"{"type":"identify","userId":"u1""#)
+        );
     }
 
     #[test]

@@ -320,7 +320,7 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
     let applied = lines.len() as u64;
     if !lines.is_empty() {
         let (reply, answer) = oneshot::channel();
-        if let Err(e) = app.tx.try_send(Msg::Lines(lines, reply)) {
+        if let Err(e) = app.tx.try_send(Msg::Lines(lines, Vec::new(), reply)) {
             return busy(app, e);
         }
         match answer.await {

@@ -489,7 +489,11 @@ async fn record(app: &App, calls: Vec<serde_json::Value>) -> Result<(), Response
         })
         .collect();
     let (reply, answer) = oneshot::channel();
-    if app.tx.try_send(Msg::Lines(lines, reply)).is_err() {
+    if app
+        .tx
+        .try_send(Msg::Lines(lines, Vec::new(), reply))
+        .is_err()
+    {
         return Err(unavailable());
     }
     match answer.await {
