@@ -100,6 +100,7 @@ fn project_flows(path: &Path) -> Result<Vec<FlowSpec>, Status> {
             path.display(),
             groups.len()
         );
+        eprintln!("help: give the path of the project the trace is from: `nudge report PATH`");
         return Err(Status::Failure);
     };
     let bundle = super::compile_to_text(group).map_err(|text| {
