@@ -166,9 +166,13 @@ fn the_report_counts_both_reasons() {
         .arg(path(&dir))
         .assert()
         .success()
-        .stdout(predicate::str::contains("entered 2 (treated 2, holdout 0)"))
-        .stdout(predicate::str::contains("conversions 1 ($45.00)"))
-        .stdout(predicate::str::contains("lift n/a"))
+        .stdout(predicate::str::contains(
+            "customers: entered 2, messaged 1, delivered -, clicked 0, converted 1",
+        ))
+        .stdout(predicate::str::contains(
+            "orders credited: 1 from 1 customer(s), revenue 45.00",
+        ))
+        .stdout(predicate::str::contains("holdout: no holdout group"))
         .stdout(predicate::str::contains(
             "blocked: consent 1, deferred: quiet_hours 1",
         ));
@@ -188,9 +192,12 @@ fn the_report_in_json_csv_and_html() {
     let json: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     let flow = &json["flows"][0];
     assert_eq!(flow["flow"], "quiet_sms");
-    assert_eq!(flow["entered"], 2);
-    assert_eq!(flow["revenue"], "45.00");
-    assert_eq!(flow["lift"], serde_json::Value::Null);
+    assert_eq!(flow["funnel"]["entered"], 2);
+    assert_eq!(
+        flow["attributed"]["revenue"],
+        serde_json::json!([{"currency": null, "amount": "45.00"}])
+    );
+    assert_eq!(flow["holdout"]["difference"], serde_json::Value::Null);
     assert_eq!(flow["steps"][0]["sent"], 1);
     assert_eq!(flow["steps"][0]["held"]["blocked: consent"], 1);
     assert_eq!(flow["steps"][0]["held"]["deferred: quiet_hours"], 1);

@@ -7,9 +7,10 @@ pub mod html;
 pub mod identity;
 pub mod money;
 pub mod report;
+pub mod stats;
 pub mod trace;
 
 pub use explain::{Timeline, UnknownCustomer};
 pub use identity::Identities;
-pub use report::Report;
-pub use trace::{Entry, Trace, TraceError};
+pub use report::{FlowSpec, Report, Scope};
+pub use trace::{Entry, OrderFacts, Trace, TraceError};

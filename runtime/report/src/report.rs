@@ -1,31 +1,94 @@
-//! `nudge report`: per flow and per step, how many customers entered, what
-//! became of each send and why, and what the flow earned, with the holdout
-//! group as the baseline.
+//! `nudge report`: per flow of the project, a funnel of customers, what
+//! became of each send and why, the orders credited to the flow, its split
+//! arms, and its lift over the holdout group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
 use nudge_runtime::record::{Outcome, What};
 
 use crate::identity::Identities;
-use crate::money;
-use crate::trace::Trace;
+use crate::money::{self, Amounts};
+use crate::stats::{self, Difference};
+use crate::trace::{Entry, Trace};
 
 /// Digits kept in rates written for tools.
 const RATE_DIGITS: u32 = 6;
 
-/// The whole report: one entry per flow, by name.
+/// What the report covers: the project's flows, a time range and the
+/// currency of amounts that name none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    /// The flows the project declares; records naming any other flow are ignored.
+    pub flows: Vec<FlowSpec>,
+    /// The first instant counted, if any.
+    pub from: Option<DateTime<Utc>>,
+    /// The last instant counted (inclusive), if any.
+    pub to: Option<DateTime<Utc>>,
+    /// The ISO 4217 code of amounts whose record names no currency.
+    pub currency: Option<String>,
+}
+
+/// One flow as the project declares it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowSpec {
+    /// The flow's name.
+    pub name: String,
+    /// How long after a message an order can still be credited to it: the
+    /// flow's goal window; none for a flow without a goal.
+    pub goal_window: Option<Duration>,
+}
+
+impl Scope {
+    /// Whether a record's time falls in the range.
+    fn covers(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| at >= f) && self.to.is_none_or(|t| at <= t)
+    }
+}
+
+/// The whole report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
+    /// The first instant counted (RFC 3339, UTC), or none for the trace's start.
+    pub from: Option<String>,
+    /// The last instant counted, or none for the trace's end.
+    pub to: Option<String>,
+    /// The currency of amounts whose record names none, as given to the report.
+    pub currency: Option<String>,
     /// Whether the trace holds any channel feedback; without it, delivery is unknown.
     pub feedback_seen: bool,
-    /// Feedback records that name no flow and match no earlier send.
+    /// Records in the range that name a flow the project does not declare.
+    pub ignored_records: u64,
+    /// The flows those records name.
+    pub ignored_flows: Vec<String>,
+    /// Feedback records that match no send of the project's flows.
     pub unmatched_feedback: u64,
-    /// Per flow, sorted by name.
+    /// Per flow of the project, in declaration order.
     pub flows: Vec<FlowReport>,
+    /// Orders no message can be credited with.
+    pub unattributed: Orders,
+    /// Every order in the range: the flows' and the unattributed together.
+    pub total: Orders,
+    /// Distinct customers at each stage of any flow (a customer in two
+    /// flows counts once).
+    pub funnel: Funnel,
+    /// Send decisions of all flows together.
+    pub sends: SendCounts,
+}
+
+/// A set of orders and what they brought.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Orders {
+    /// How many orders.
+    pub orders: u64,
+    /// Distinct customers who placed them.
+    pub customers: u64,
+    /// Their revenue, one sum per currency.
+    pub revenue: Amounts,
 }
 
 /// What one flow did.
@@ -33,12 +96,12 @@ pub struct Report {
 pub struct FlowReport {
     /// The flow's name.
     pub flow: String,
+    /// Treated customers, stage by stage.
+    pub funnel: Funnel,
     /// Instances started, treated and held out.
-    pub entered: u64,
-    /// Instances started outside the holdout group.
-    pub entered_treated: u64,
+    pub instances: u64,
     /// Instances started in the holdout group.
-    pub entered_holdout: u64,
+    pub instances_holdout: u64,
     /// Triggers the entry rule refused.
     pub not_entered: u64,
     /// Instances that ran their last step.
@@ -52,29 +115,32 @@ pub struct FlowReport {
     /// waits against late data.
     #[serde(skip_serializing_if = "is_zero")]
     pub sent_before_stop: u64,
-    /// All steps together.
-    pub total: SendCounts,
+    /// Send decisions of all steps together.
+    pub sends: SendCounts,
     /// Per send step, by step index.
     pub steps: Vec<StepReport>,
-    /// Goals reached by treated instances.
-    pub conversions: u64,
-    /// Revenue of those conversions.
-    #[serde(serialize_with = "decimal_str")]
-    pub revenue: Decimal,
-    /// Goals reached by held-out instances.
-    pub holdout_conversions: u64,
-    /// Revenue of those conversions.
-    #[serde(serialize_with = "decimal_str")]
-    pub holdout_revenue: Decimal,
-    /// Treated conversions per treated entry.
-    #[serde(serialize_with = "rate_str")]
-    pub treated_rate: Option<Decimal>,
-    /// Held-out conversions per held-out entry.
-    #[serde(serialize_with = "rate_str")]
-    pub holdout_rate: Option<Decimal>,
-    /// `treated_rate / holdout_rate - 1`; none without a converting holdout group.
-    #[serde(serialize_with = "rate_str")]
-    pub lift: Option<Decimal>,
+    /// The orders credited to this flow.
+    pub attributed: Orders,
+    /// Per split arm, by name.
+    pub arms: Vec<Arm>,
+    /// The flow's treated customers against its holdout group.
+    pub holdout: Holdout,
+}
+
+/// Distinct treated customers at each stage of a flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Funnel {
+    /// Customers who entered outside the holdout group.
+    pub entered: u64,
+    /// Of those, customers sent at least one message.
+    pub messaged: u64,
+    /// Of those, customers with at least one message not reported bounced;
+    /// none when the trace holds no feedback at all.
+    pub delivered: Option<u64>,
+    /// Of the messaged, customers who clicked one of the flow's messages.
+    pub clicked: u64,
+    /// Of the messaged, customers with an order credited to the flow.
+    pub converted: u64,
 }
 
 /// One send step of a flow.
@@ -89,12 +155,11 @@ pub struct StepReport {
     /// What became of its sends.
     #[serde(flatten)]
     pub counts: SendCounts,
-    /// Treated conversions credited to this step: its message was the flow's
-    /// last one sent to the customer before they converted.
-    pub conversions: u64,
+    /// Orders credited to this step's message.
+    pub orders: u64,
 }
 
-/// What became of a set of send decisions.
+/// What became of a set of send decisions (counted in sends, not customers).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct SendCounts {
     /// Messages handed to the channel.
@@ -110,6 +175,84 @@ pub struct SendCounts {
     /// Every other decision by `outcome: reason` (`blocked: consent`); a
     /// deferred send that later went out counts here and under `sent`.
     pub held: BTreeMap<String, u64>,
+}
+
+/// One arm of a split.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Arm {
+    /// The variant's name.
+    pub variant: String,
+    /// Distinct customers the split sent down this arm.
+    pub entered: u64,
+    /// Of those, customers whose instance reached the flow's goal.
+    pub converted: u64,
+    /// `converted / entered`.
+    #[serde(serialize_with = "rate_str")]
+    pub rate: Option<Decimal>,
+}
+
+/// A group of customers compared on the flow's goal.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Group {
+    /// Distinct customers who entered in the group.
+    pub entered: u64,
+    /// Of those, customers whose instance reached the flow's goal.
+    pub converted: u64,
+    /// `converted / entered`.
+    #[serde(serialize_with = "rate_str")]
+    pub rate: Option<Decimal>,
+    /// The revenue of the goal events they reached (each order once).
+    pub revenue: Amounts,
+}
+
+/// The holdout comparison of a flow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Holdout {
+    /// Customers who entered outside the holdout group.
+    pub treated: Group,
+    /// Customers who entered in the holdout group: sent nothing.
+    pub control: Group,
+    /// Treated rate minus control rate with its 95% interval (Newcombe's
+    /// hybrid score method); none when a group has too few customers.
+    pub difference: Option<Difference>,
+}
+
+impl Holdout {
+    /// The comparison in words: `+10.0 points (95% CI -5.2 to +24.1)`.
+    pub fn text(&self) -> String {
+        if self.control.entered == 0 {
+            return "no holdout group".into();
+        }
+        match &self.difference {
+            Some(d) => format!(
+                "{} (95% CI {} to {})",
+                points(d.estimate),
+                signed(d.low),
+                signed(d.high)
+            ),
+            None => format!(
+                "not enough data (each group needs {} customers)",
+                stats::MIN_GROUP
+            ),
+        }
+    }
+}
+
+/// A difference of proportions in percentage points, signed: `+10.0 points`.
+pub fn points(d: f64) -> String {
+    format!("{} points", signed(d))
+}
+
+/// A fraction in percentage points with one decimal and its sign: `+10.0`, `-2.5`, `0.0`.
+fn signed(d: f64) -> String {
+    let p = (d * 1000.0).round() / 10.0;
+    if p > 0.0 {
+        format!("+{p:.1}")
+    } else if p < 0.0 {
+        format!("{p:.1}")
+    } else {
+        "0.0".into()
+    }
 }
 
 impl SendCounts {
@@ -137,49 +280,137 @@ impl SendCounts {
     }
 }
 
-/// A send that went out, remembered so that later feedback can be credited to it.
+/// A send that went out, remembered so that later feedback and orders can be credited to it.
 struct Sent {
     flow: String,
     step: u16,
     message: String,
     channel: String,
+    at: DateTime<Utc>,
+    /// Whether the send is in the range (only those count in the funnel).
+    counted: bool,
+    bounced: bool,
+}
+
+/// One order, gathered from the conversion records it caused (one per flow
+/// whose goal it reached).
+struct Order {
+    person: String,
+    at: DateTime<Utc>,
+    amount: Decimal,
+    currency: Option<String>,
+    /// `(flow, instance, holdout)` of each conversion record.
+    reached: Vec<(String, u32, bool)>,
+}
+
+/// Per-flow counters while the trace is read.
+#[derive(Default)]
+struct Acc {
+    report: FlowReport,
+    treated: BTreeSet<String>,
+    held: BTreeSet<String>,
+    messaged: BTreeSet<String>,
+    clicked: BTreeSet<String>,
+    goal_treated: BTreeSet<String>,
+    goal_held: BTreeSet<String>,
+    treated_revenue: Amounts,
+    held_revenue: Amounts,
+    attributed_customers: BTreeSet<String>,
+    /// Variant per `(person, instance)`.
+    variants: HashMap<(String, u32), String>,
+    /// Held-out instances by `(person, instance)`: the split runs for them
+    /// too, but they are the control group, not an arm.
+    held_instances: BTreeSet<(String, u32)>,
+    /// Goal reached per `(person, instance)` by treated instances.
+    goal_instances: BTreeSet<(String, u32)>,
 }
 
 impl Report {
-    /// Counts a whole trace.
-    pub fn build(trace: &Trace) -> Report {
+    /// Counts a trace for the flows, range and currency of `scope`.
+    pub fn build(trace: &Trace, scope: &Scope) -> Report {
         let ids = Identities::of(trace);
-        let mut order: Vec<&crate::trace::Entry> = trace.entries.iter().collect();
+        let mut order: Vec<&Entry> = trace.entries.iter().collect();
         order.sort_by_key(|e| (e.at, e.line));
-        let mut flows: BTreeMap<String, FlowReport> = BTreeMap::new();
+        let mut accs: BTreeMap<&str, Acc> = scope
+            .flows
+            .iter()
+            .map(|f| (f.name.as_str(), Acc::default()))
+            .collect();
         let mut steps: BTreeMap<(String, u16, String), StepReport> = BTreeMap::new();
-        // Feedback a flow is named for but no step can be found for.
-        let mut loose: BTreeMap<String, SendCounts> = BTreeMap::new();
         let mut sent_to: HashMap<String, Vec<Sent>> = HashMap::new();
-        let mut report = Report::default();
+        let mut orders: BTreeMap<String, Order> = BTreeMap::new();
+        let mut ignored: BTreeSet<String> = BTreeSet::new();
+        let mut report = Report {
+            from: scope.from.map(stamp),
+            to: scope.to.map(stamp),
+            currency: scope.currency.clone(),
+            ..Report::default()
+        };
         for e in order {
+            let counted = scope.covers(e.at);
+            if let Some(f) = flow_named(&e.record.what)
+                && !accs.contains_key(f)
+            {
+                if counted {
+                    report.ignored_records += 1;
+                    ignored.insert(f.to_string());
+                }
+                continue;
+            }
             let person = ids.root(&e.record.customer).to_string();
+            // Sends are remembered before the range too: an order in the
+            // range may be credited to a message sent before it.
+            if let What::Send {
+                flow: f,
+                step,
+                message,
+                channel,
+                outcome: Outcome::Sent,
+                ..
+            } = &e.record.what
+            {
+                sent_to.entry(person.clone()).or_default().push(Sent {
+                    flow: f.clone(),
+                    step: *step,
+                    message: message.clone(),
+                    channel: channel.clone(),
+                    at: e.at,
+                    counted,
+                    bounced: false,
+                });
+            }
+            if !counted {
+                continue;
+            }
             match &e.record.what {
                 What::Joined { .. } | What::Dropped { .. } => {}
                 What::Entered {
-                    flow: f, holdout, ..
+                    flow: f,
+                    holdout,
+                    instance,
+                    ..
                 } => {
-                    let r = flow_mut(&mut flows, f);
-                    r.entered += 1;
+                    let a = acc(&mut accs, f);
+                    a.report.instances += 1;
                     if *holdout {
-                        r.entered_holdout += 1;
+                        a.report.instances_holdout += 1;
+                        a.held_instances.insert((person.clone(), *instance));
+                        a.held.insert(person);
                     } else {
-                        r.entered_treated += 1;
+                        a.treated.insert(person);
                     }
                 }
-                What::NotEntered { flow: f, .. } => {
-                    flow_mut(&mut flows, f).not_entered += 1;
+                What::NotEntered { flow: f, .. } => acc(&mut accs, f).report.not_entered += 1,
+                What::Variant {
+                    flow: f,
+                    instance,
+                    variant,
+                } => {
+                    acc(&mut accs, f)
+                        .variants
+                        .insert((person, *instance), variant.clone());
                 }
-                What::Variant { flow: f, .. }
-                | What::Audience { flow: f, .. }
-                | What::Profile { flow: f, .. } => {
-                    flow_mut(&mut flows, f);
-                }
+                What::Audience { .. } | What::Profile { .. } => {}
                 What::Send {
                     flow: f,
                     step,
@@ -189,7 +420,6 @@ impl Report {
                     reason,
                     ..
                 } => {
-                    flow_mut(&mut flows, f);
                     let s = steps
                         .entry((f.clone(), *step, message.clone()))
                         .or_insert_with(|| StepReport {
@@ -200,12 +430,7 @@ impl Report {
                         });
                     if *outcome == Outcome::Sent {
                         s.counts.sent += 1;
-                        sent_to.entry(person).or_default().push(Sent {
-                            flow: f.clone(),
-                            step: *step,
-                            message: message.clone(),
-                            channel: channel.clone(),
-                        });
+                        acc(&mut accs, f).messaged.insert(person);
                     } else {
                         let key = match reason {
                             Some(r) => format!("{}: {r}", outcome.name()),
@@ -214,49 +439,39 @@ impl Report {
                         *s.counts.held.entry(key).or_insert(0) += 1;
                     }
                 }
-                What::Exited { flow: f, .. } => {
-                    flow_mut(&mut flows, f).exited += 1;
-                }
+                What::Exited { flow: f, .. } => acc(&mut accs, f).report.exited += 1,
                 What::ExitedLate {
                     flow: f, messages, ..
-                } => {
-                    flow_mut(&mut flows, f).sent_before_stop += messages.len() as u64;
-                }
-                What::Completed { flow: f, .. } => {
-                    flow_mut(&mut flows, f).completed += 1;
-                }
-                What::Error { flow: f, .. } => {
-                    flow_mut(&mut flows, f).errors += 1;
-                }
+                } => acc(&mut accs, f).report.sent_before_stop += messages.len() as u64,
+                What::Completed { flow: f, .. } => acc(&mut accs, f).report.completed += 1,
+                What::Error { flow: f, .. } => acc(&mut accs, f).report.errors += 1,
                 What::Converted {
                     flow: f,
+                    instance,
+                    event,
                     revenue,
                     holdout,
-                    message,
                     ..
                 } => {
-                    if !*holdout
-                        && let Some(m) = message
-                        && let Some(s) = sent_to
-                            .get(&person)
-                            .and_then(|l| l.iter().rev().find(|s| s.flow == *f && s.message == *m))
-                        && let Some(step) =
-                            steps.get_mut(&(s.flow.clone(), s.step, s.message.clone()))
-                    {
-                        step.conversions += 1;
-                    }
-                    let r = flow_mut(&mut flows, f);
                     let amount = revenue
                         .as_deref()
                         .and_then(money::parse)
                         .unwrap_or_default();
-                    if *holdout {
-                        r.holdout_conversions += 1;
-                        r.holdout_revenue += amount;
-                    } else {
-                        r.conversions += 1;
-                        r.revenue += amount;
-                    }
+                    let key = match (&e.order.order_id, &e.order.message_id) {
+                        (Some(id), _) => format!("order_id {id}"),
+                        (None, Some(id)) => format!("message_id {id}"),
+                        // Without either, the conversion records one event
+                        // caused share its customer, time, event and amount.
+                        (None, None) => format!("{person} {} {event} {amount}", e.at),
+                    };
+                    let o = orders.entry(key).or_insert_with(|| Order {
+                        person: person.clone(),
+                        at: e.at,
+                        amount,
+                        currency: e.order.currency.clone().or_else(|| scope.currency.clone()),
+                        reached: Vec::new(),
+                    });
+                    o.reached.push((f.clone(), *instance, *holdout));
                 }
                 What::Feedback {
                     feedback,
@@ -267,77 +482,236 @@ impl Report {
                     report.feedback_seen = true;
                     // Credit the latest matching send to this person: the message it reports on.
                     let hit = message.as_ref().and_then(|m| {
-                        sent_to.get(&person).and_then(|list| {
-                            list.iter().rev().find(|s| {
+                        sent_to.get_mut(&person).and_then(|list| {
+                            list.iter_mut().rev().find(|s| {
                                 s.message == *m
                                     && (channel.is_empty() || s.channel == *channel)
                                     && named.as_ref().is_none_or(|f| s.flow == *f)
                             })
                         })
                     });
-                    match (hit, named) {
-                        (Some(s), _) => {
+                    match hit {
+                        Some(s) => {
                             let key = (s.flow.clone(), s.step, s.message.clone());
                             if let Some(step) = steps.get_mut(&key) {
                                 step.counts.feedback(feedback);
                             }
+                            match feedback.as_str() {
+                                "bounced" => s.bounced = true,
+                                "clicked" => {
+                                    acc(&mut accs, &s.flow).clicked.insert(person);
+                                }
+                                _ => {}
+                            }
                         }
-                        (None, Some(f)) => {
-                            flow_mut(&mut flows, f);
-                            loose.entry(f.clone()).or_default().feedback(feedback);
-                        }
-                        (None, None) => report.unmatched_feedback += 1,
+                        None => report.unmatched_feedback += 1,
                     }
                 }
             }
         }
+        let windows: HashMap<&str, Option<Duration>> = scope
+            .flows
+            .iter()
+            .map(|f| (f.name.as_str(), f.goal_window))
+            .collect();
+        let mut unattributed_customers = BTreeSet::new();
+        let mut all_customers = BTreeSet::new();
+        for o in orders.values() {
+            let currency = o.currency.as_deref();
+            all_customers.insert(o.person.clone());
+            report.total.orders += 1;
+            report.total.revenue.add(currency, o.amount);
+            // An order reaching a flow's goal twice (two instances) is still one order.
+            let mut once = BTreeSet::new();
+            for (f, instance, holdout) in &o.reached {
+                let a = acc(&mut accs, f);
+                let fresh = once.insert((f.as_str(), *holdout));
+                if *holdout {
+                    a.goal_held.insert(o.person.clone());
+                    if fresh {
+                        a.held_revenue.add(currency, o.amount);
+                    }
+                } else {
+                    a.goal_treated.insert(o.person.clone());
+                    a.goal_instances.insert((o.person.clone(), *instance));
+                    if fresh {
+                        a.treated_revenue.add(currency, o.amount);
+                    }
+                }
+            }
+            // The last message sent to the customer, before the order and
+            // within its flow's goal window, among the flows whose goal the
+            // order reached outside the holdout group.
+            let credited = sent_to.get(&o.person).and_then(|list| {
+                list.iter().rev().find(|s| {
+                    s.at <= o.at
+                        && o.reached.iter().any(|(f, _, h)| !h && *f == s.flow)
+                        && windows
+                            .get(s.flow.as_str())
+                            .copied()
+                            .flatten()
+                            .is_some_and(|w| o.at - s.at <= w)
+                })
+            });
+            match credited {
+                Some(s) => {
+                    // The step may have sent nothing in the range: the message came before it.
+                    steps
+                        .entry((s.flow.clone(), s.step, s.message.clone()))
+                        .or_insert_with(|| StepReport {
+                            step: s.step,
+                            message: s.message.clone(),
+                            channel: s.channel.clone(),
+                            ..StepReport::default()
+                        })
+                        .orders += 1;
+                    let a = acc(&mut accs, &s.flow);
+                    a.report.attributed.orders += 1;
+                    a.report.attributed.revenue.add(currency, o.amount);
+                    a.attributed_customers.insert(o.person.clone());
+                }
+                None => {
+                    report.unattributed.orders += 1;
+                    report.unattributed.revenue.add(currency, o.amount);
+                    unattributed_customers.insert(o.person.clone());
+                }
+            }
+        }
+        report.unattributed.customers = unattributed_customers.len() as u64;
+        report.total.customers = all_customers.len() as u64;
         let seen = report.feedback_seen;
         for ((f, _, _), mut step) in steps {
             step.counts.settle(seen);
-            let r = flows.get_mut(&f).expect("every send's flow is counted");
-            r.total.add(&step.counts);
-            r.steps.push(step);
+            let a = acc(&mut accs, &f);
+            a.report.sends.add(&step.counts);
+            a.report.steps.push(step);
         }
-        for (f, counts) in loose {
-            if let Some(r) = flows.get_mut(&f) {
-                r.total.add(&counts);
+        let mut delivered: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for (person, list) in &sent_to {
+            for s in list.iter().filter(|s| s.counted && !s.bounced) {
+                delivered
+                    .entry(s.flow.as_str())
+                    .or_default()
+                    .insert(person.as_str());
             }
         }
-        for r in flows.values_mut() {
-            r.total.settle(seen);
-            r.treated_rate = money::ratio(r.conversions, r.entered_treated);
-            r.holdout_rate = money::ratio(r.holdout_conversions, r.entered_holdout);
-            r.lift = match (r.treated_rate, r.holdout_rate) {
-                (Some(t), Some(h)) if !h.is_zero() => Some(t / h - Decimal::ONE),
-                _ => None,
+        let mut union: [BTreeSet<String>; 5] = Default::default();
+        for spec in &scope.flows {
+            let Some(mut a) = accs.remove(spec.name.as_str()) else {
+                continue;
             };
+            let r = &mut a.report;
+            r.flow = spec.name.clone();
+            r.sends.settle(seen);
+            r.attributed.customers = a.attributed_customers.len() as u64;
+            let messaged: BTreeSet<&String> = a.messaged.intersection(&a.treated).collect();
+            let within = |set: &BTreeSet<String>| -> BTreeSet<String> {
+                set.iter()
+                    .filter(|p| messaged.contains(p))
+                    .cloned()
+                    .collect()
+            };
+            let reached: BTreeSet<String> =
+                delivered
+                    .get(spec.name.as_str())
+                    .map_or_else(BTreeSet::new, |d| {
+                        messaged
+                            .iter()
+                            .filter(|p| d.contains(p.as_str()))
+                            .map(|p| p.to_string())
+                            .collect()
+                    });
+            let stages = [
+                a.treated.clone(),
+                messaged.iter().map(|p| p.to_string()).collect(),
+                reached,
+                within(&a.clicked),
+                within(&a.attributed_customers),
+            ];
+            r.funnel = funnel_of(&stages, seen);
+            for (u, s) in union.iter_mut().zip(stages) {
+                u.extend(s);
+            }
+            let mut arms: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
+            for ((person, instance), variant) in &a.variants {
+                // Like the funnel, arms hold the treated customers who entered in the range.
+                if a.held_instances.contains(&(person.clone(), *instance))
+                    || !a.treated.contains(person)
+                {
+                    continue;
+                }
+                let arm = arms.entry(variant).or_default();
+                arm.0.insert(person);
+                if a.goal_instances.contains(&(person.clone(), *instance)) {
+                    arm.1.insert(person);
+                }
+            }
+            r.arms = arms
+                .into_iter()
+                .map(|(v, (entered, converted))| Arm {
+                    variant: v.to_string(),
+                    entered: entered.len() as u64,
+                    converted: converted.len() as u64,
+                    rate: money::ratio(converted.len() as u64, entered.len() as u64),
+                })
+                .collect();
+            let group =
+                |members: &BTreeSet<String>, reached: &BTreeSet<String>, revenue: Amounts| {
+                    let converted = members.intersection(reached).count() as u64;
+                    Group {
+                        entered: members.len() as u64,
+                        converted,
+                        rate: money::ratio(converted, members.len() as u64),
+                        revenue,
+                    }
+                };
+            r.holdout = Holdout {
+                treated: group(&a.treated, &a.goal_treated, a.treated_revenue.clone()),
+                control: group(&a.held, &a.goal_held, a.held_revenue.clone()),
+                difference: None,
+            };
+            let (t, c) = (&r.holdout.treated, &r.holdout.control);
+            r.holdout.difference = stats::newcombe(t.converted, t.entered, c.converted, c.entered);
+            report.flows.push(a.report);
         }
-        report.flows = flows.into_values().collect();
+        report.funnel = funnel_of(&union, seen);
+        for f in &report.flows {
+            report.sends.add(&f.sends);
+        }
+        report.sends.settle(seen);
+        report.ignored_flows = ignored.into_iter().collect();
         report
     }
 
-    /// The report for people: per flow, a summary and a table of steps.
+    /// The report for people: what it covers, then per flow a summary and a
+    /// table of steps, then the orders of all flows together.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        if self.flows.is_empty() {
-            out.push_str("no flow activity in the trace\n");
-            return out;
+        let cur = self.currency.as_deref();
+        let _ = writeln!(out, "period: {}", self.period());
+        for note in self.notes() {
+            let _ = writeln!(out, "note: {note}");
         }
-        for (i, f) in self.flows.iter().enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
+        if self.flows.is_empty() {
+            out.push_str("\nthe project declares no flow\n");
+        }
+        for f in &self.flows {
+            out.push('\n');
             let _ = writeln!(out, "{}", f.flow);
+            let u = &f.funnel;
             let _ = writeln!(
                 out,
-                "  entered {} (treated {}, holdout {}); not entered {}; completed {}; exited {}; errors {}",
-                f.entered,
-                f.entered_treated,
-                f.entered_holdout,
-                f.not_entered,
-                f.completed,
-                f.exited,
-                f.errors
+                "  customers: entered {}, messaged {}, delivered {}, clicked {}, converted {}",
+                u.entered,
+                u.messaged,
+                u.delivered.map_or("-".into(), |d| d.to_string()),
+                u.clicked,
+                u.converted
+            );
+            let _ = writeln!(
+                out,
+                "  instances: started {} (holdout {}); not entered {}; completed {}; exited {}; errors {}",
+                f.instances, f.instances_holdout, f.not_entered, f.completed, f.exited, f.errors
             );
             if f.sent_before_stop > 0 {
                 let _ = writeln!(
@@ -348,94 +722,86 @@ impl Report {
             }
             let _ = writeln!(
                 out,
-                "  conversions {} ({}), rate {}; holdout conversions {} ({}), rate {}; lift {}",
-                f.conversions,
-                money::format(f.revenue),
-                rate_text(f.treated_rate),
-                f.holdout_conversions,
-                money::format(f.holdout_revenue),
-                rate_text(f.holdout_rate),
-                lift_text(f.lift),
+                "  orders credited: {} from {} customer(s), revenue {}",
+                f.attributed.orders,
+                f.attributed.customers,
+                f.attributed.revenue.text(cur)
             );
+            let h = &f.holdout;
+            if h.control.entered > 0 {
+                let _ = writeln!(
+                    out,
+                    "  holdout: treated {} of {} reached the goal ({}), control {} of {} ({}); difference: {}",
+                    h.treated.converted,
+                    h.treated.entered,
+                    rate_text(h.treated.rate),
+                    h.control.converted,
+                    h.control.entered,
+                    rate_text(h.control.rate),
+                    h.text()
+                );
+            } else {
+                let _ = writeln!(out, "  holdout: no holdout group");
+            }
+            for arm in &f.arms {
+                let _ = writeln!(
+                    out,
+                    "  arm {}: entered {}, reached the goal {} ({})",
+                    arm.variant,
+                    arm.entered,
+                    arm.converted,
+                    rate_text(arm.rate)
+                );
+            }
             if f.steps.is_empty() {
                 let _ = writeln!(out, "  no sends");
                 continue;
             }
-            let header = [
-                "step",
-                "message",
-                "channel",
-                "sent",
-                "delivered",
-                "bounced",
-                "clicked",
-                "converted",
-                "held by reason",
-            ];
-            let row = |step: String, message: &str, channel: &str, c: &SendCounts, conv: u64| {
-                [
-                    step,
-                    message.to_string(),
-                    channel.to_string(),
-                    c.sent.to_string(),
-                    c.delivered.map_or("-".into(), |d| d.to_string()),
-                    c.bounced.to_string(),
-                    c.clicked.to_string(),
-                    conv.to_string(),
-                    held_text(&c.held),
-                ]
-            };
-            let mut rows: Vec<[String; 9]> = f
-                .steps
-                .iter()
-                .map(|s| {
-                    row(
-                        s.step.to_string(),
-                        &s.message,
-                        &s.channel,
-                        &s.counts,
-                        s.conversions,
-                    )
-                })
-                .collect();
-            rows.push(row("all".into(), "", "", &f.total, f.conversions));
-            let mut widths = header.map(str::len);
-            for r in &rows {
-                for (w, cell) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            let _ = writeln!(out);
-            let line = |out: &mut String, cells: &[&str]| {
-                let mut s = String::new();
-                for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                    // Names and reasons read left to right; numbers line up on the right.
-                    if matches!(i, 1 | 2 | 8) {
-                        let _ = write!(s, "  {cell:<w$}");
-                    } else {
-                        let _ = write!(s, "  {cell:>w$}");
-                    }
-                }
-                out.push_str(s.trim_end());
-                out.push('\n');
-            };
-            line(&mut out, &header);
-            for r in &rows {
-                let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-                line(&mut out, &cells);
-            }
+            step_table(&mut out, f);
         }
+        let _ = writeln!(
+            out,
+            "\nall flows\n  orders {} from {} customer(s), revenue {}\n  credited to a flow {}, unattributed {} ({})",
+            self.total.orders,
+            self.total.customers,
+            self.total.revenue.text(cur),
+            self.total.orders - self.unattributed.orders,
+            self.unattributed.orders,
+            self.unattributed.revenue.text(cur),
+        );
         if !self.feedback_seen {
             out.push_str("\ndelivered: - (the trace holds no channel feedback)\n");
         }
-        if self.unmatched_feedback > 0 {
-            let _ = writeln!(
-                out,
-                "\n{} feedback record(s) name no flow and match no send",
-                self.unmatched_feedback
-            );
-        }
         out
+    }
+
+    /// The range in words: `2026-11-01T00:00:00.000Z to 2026-11-30T23:59:59.999Z`.
+    pub fn period(&self) -> String {
+        match (&self.from, &self.to) {
+            (None, None) => "the whole trace".into(),
+            (Some(f), None) => format!("from {f}"),
+            (None, Some(t)) => format!("until {t}"),
+            (Some(f), Some(t)) => format!("{f} to {t}"),
+        }
+    }
+
+    /// What a reader must know to trust the figures: records left out.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.ignored_records > 0 {
+            notes.push(format!(
+                "{} record(s) name flows the project does not declare and are ignored: {}",
+                self.ignored_records,
+                self.ignored_flows.join(", ")
+            ));
+        }
+        if self.unmatched_feedback > 0 {
+            notes.push(format!(
+                "{} feedback record(s) match no send of the project's flows and are not counted",
+                self.unmatched_feedback
+            ));
+        }
+        notes
     }
 
     /// The report for tools.
@@ -446,7 +812,7 @@ impl Report {
     /// The report as CSV, one row per flow, step and metric:
     /// `flow,step,message,channel,metric,value`. Flow-wide rows leave the
     /// step, message and channel empty, the flow's send totals have step
-    /// `all`, and unknown values are empty.
+    /// `all`, report-wide rows have the flow `*`, and unknown values are empty.
     pub fn csv(&self) -> String {
         let mut out = String::from("flow,step,message,channel,metric,value\n");
         let mut row =
@@ -455,36 +821,67 @@ impl Report {
                 out.push_str(&cells.join(","));
                 out.push('\n');
             };
+        let n = |v: u64| v.to_string();
+        let money_rows = |prefix: &str, a: &Amounts| -> Vec<(String, String)> {
+            a.list()
+                .into_iter()
+                .map(|m| {
+                    let metric = match &m.currency {
+                        Some(c) => format!("{prefix} ({c})"),
+                        None => prefix.to_string(),
+                    };
+                    (metric, money::plain(m.amount))
+                })
+                .collect()
+        };
         for f in &self.flows {
-            let n = |v: u64| v.to_string();
-            let flow_rows: [(&str, String); 14] = [
-                ("entered", n(f.entered)),
-                ("entered_treated", n(f.entered_treated)),
-                ("entered_holdout", n(f.entered_holdout)),
-                ("not_entered", n(f.not_entered)),
-                ("completed", n(f.completed)),
-                ("exited", n(f.exited)),
-                ("errors", n(f.errors)),
-                ("conversions", n(f.conversions)),
-                ("revenue", money_text(f.revenue)),
-                ("holdout_conversions", n(f.holdout_conversions)),
-                ("holdout_revenue", money_text(f.holdout_revenue)),
-                ("treated_rate", opt_rate(f.treated_rate)),
-                ("holdout_rate", opt_rate(f.holdout_rate)),
-                ("lift", opt_rate(f.lift)),
+            let u = &f.funnel;
+            let h = &f.holdout;
+            let mut flow_rows: Vec<(String, String)> = vec![
+                ("customers_entered".into(), n(u.entered)),
+                ("customers_messaged".into(), n(u.messaged)),
+                (
+                    "customers_delivered".into(),
+                    u.delivered.map(n).unwrap_or_default(),
+                ),
+                ("customers_clicked".into(), n(u.clicked)),
+                ("customers_converted".into(), n(u.converted)),
+                ("instances".into(), n(f.instances)),
+                ("instances_holdout".into(), n(f.instances_holdout)),
+                ("not_entered".into(), n(f.not_entered)),
+                ("completed".into(), n(f.completed)),
+                ("exited".into(), n(f.exited)),
+                ("errors".into(), n(f.errors)),
+                ("orders".into(), n(f.attributed.orders)),
             ];
-            for (metric, value) in flow_rows {
-                row(&f.flow, "", "", "", metric, value);
-            }
+            flow_rows.extend(money_rows("revenue", &f.attributed.revenue));
+            flow_rows.extend([
+                ("treated_entered".into(), n(h.treated.entered)),
+                ("treated_converted".into(), n(h.treated.converted)),
+                ("treated_rate".into(), opt_rate(h.treated.rate)),
+                ("control_entered".into(), n(h.control.entered)),
+                ("control_converted".into(), n(h.control.converted)),
+                ("control_rate".into(), opt_rate(h.control.rate)),
+            ]);
+            flow_rows.extend(money_rows("control_revenue", &h.control.revenue));
+            let d = h.difference;
+            flow_rows.extend([
+                ("difference".into(), opt_f64(d.map(|d| d.estimate))),
+                ("difference_low".into(), opt_f64(d.map(|d| d.low))),
+                ("difference_high".into(), opt_f64(d.map(|d| d.high))),
+            ]);
             if f.sent_before_stop > 0 {
-                row(
-                    &f.flow,
-                    "",
-                    "",
-                    "",
-                    "sent_before_stop",
-                    n(f.sent_before_stop),
-                );
+                flow_rows.push(("sent_before_stop".into(), n(f.sent_before_stop)));
+            }
+            for arm in &f.arms {
+                flow_rows.extend([
+                    (format!("arm {} entered", arm.variant), n(arm.entered)),
+                    (format!("arm {} converted", arm.variant), n(arm.converted)),
+                    (format!("arm {} rate", arm.variant), opt_rate(arm.rate)),
+                ]);
+            }
+            for (metric, value) in flow_rows {
+                row(&f.flow, "", "", "", &metric, value);
             }
             let steps = f
                 .steps
@@ -495,17 +892,11 @@ impl Report {
                         s.message.as_str(),
                         s.channel.as_str(),
                         &s.counts,
-                        s.conversions,
+                        Some(s.orders),
                     )
                 })
-                .chain(std::iter::once((
-                    "all".to_string(),
-                    "",
-                    "",
-                    &f.total,
-                    f.conversions,
-                )));
-            for (step, message, channel, c, conversions) in steps {
+                .chain(std::iter::once(("all".to_string(), "", "", &f.sends, None)));
+            for (step, message, channel, c, orders) in steps {
                 let mut metrics = vec![
                     ("sent".to_string(), n(c.sent)),
                     (
@@ -515,24 +906,152 @@ impl Report {
                     ("bounced".to_string(), n(c.bounced)),
                     ("clicked".to_string(), n(c.clicked)),
                     ("spam".to_string(), n(c.spam)),
-                    ("conversions".to_string(), n(conversions)),
                 ];
+                if let Some(o) = orders {
+                    metrics.push(("orders".to_string(), n(o)));
+                }
                 metrics.extend(c.held.iter().map(|(k, v)| (k.clone(), n(*v))));
                 for (metric, value) in metrics {
                     row(&f.flow, &step, message, channel, &metric, value);
                 }
             }
         }
+        let mut all: Vec<(String, String)> = vec![
+            ("orders".into(), n(self.total.orders)),
+            ("customers".into(), n(self.total.customers)),
+        ];
+        all.extend(money_rows("revenue", &self.total.revenue));
+        all.push(("unattributed_orders".into(), n(self.unattributed.orders)));
+        all.extend(money_rows(
+            "unattributed_revenue",
+            &self.unattributed.revenue,
+        ));
+        all.push(("ignored_records".into(), n(self.ignored_records)));
+        all.push(("unmatched_feedback".into(), n(self.unmatched_feedback)));
+        for (metric, value) in all {
+            row("*", "", "", "", &metric, value);
+        }
         out
     }
 }
 
-/// The flow's counters, created at its first record.
-fn flow_mut<'a>(flows: &'a mut BTreeMap<String, FlowReport>, name: &str) -> &'a mut FlowReport {
-    flows.entry(name.to_string()).or_insert_with(|| FlowReport {
-        flow: name.to_string(),
-        ..FlowReport::default()
-    })
+/// The step table of one flow, with its `all` row.
+fn step_table(out: &mut String, f: &FlowReport) {
+    let header = [
+        "step",
+        "message",
+        "channel",
+        "sends",
+        "delivered",
+        "bounced",
+        "clicked",
+        "orders",
+        "held by reason",
+    ];
+    let row = |step: String, message: &str, channel: &str, c: &SendCounts, orders: u64| {
+        [
+            step,
+            message.to_string(),
+            channel.to_string(),
+            c.sent.to_string(),
+            c.delivered.map_or("-".into(), |d| d.to_string()),
+            c.bounced.to_string(),
+            c.clicked.to_string(),
+            orders.to_string(),
+            held_text(&c.held),
+        ]
+    };
+    let mut rows: Vec<[String; 9]> = f
+        .steps
+        .iter()
+        .map(|s| {
+            row(
+                s.step.to_string(),
+                &s.message,
+                &s.channel,
+                &s.counts,
+                s.orders,
+            )
+        })
+        .collect();
+    rows.push(row(
+        "all".into(),
+        "",
+        "",
+        &f.sends,
+        f.steps.iter().map(|s| s.orders).sum(),
+    ));
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n  sends by step (counted in messages, not customers)"
+    );
+    let line = |out: &mut String, cells: &[&str]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Names and reasons read left to right; numbers line up on the right.
+            if matches!(i, 1 | 2 | 8) {
+                let _ = write!(s, "  {cell:<w$}");
+            } else {
+                let _ = write!(s, "  {cell:>w$}");
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(out, &header);
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        line(out, &cells);
+    }
+}
+
+/// The funnel of the customers at each stage: entered, messaged,
+/// delivered, clicked, converted.
+fn funnel_of(stages: &[BTreeSet<String>; 5], feedback_seen: bool) -> Funnel {
+    let n = |i: usize| stages[i].len() as u64;
+    Funnel {
+        entered: n(0),
+        messaged: n(1),
+        delivered: feedback_seen.then(|| n(2)),
+        clicked: n(3),
+        converted: n(4),
+    }
+}
+
+/// The counters of a project flow (records of other flows never get here).
+fn acc<'a>(accs: &'a mut BTreeMap<&str, Acc>, name: &str) -> &'a mut Acc {
+    accs.get_mut(name)
+        .expect("records of other flows are skipped")
+}
+
+/// The flow a record names, if any.
+fn flow_named(what: &What) -> Option<&str> {
+    match what {
+        What::Joined { .. } | What::Dropped { .. } => None,
+        What::Feedback { flow, .. } => flow.as_deref(),
+        What::Entered { flow, .. }
+        | What::NotEntered { flow, .. }
+        | What::Variant { flow, .. }
+        | What::Send { flow, .. }
+        | What::Audience { flow, .. }
+        | What::Profile { flow, .. }
+        | What::Exited { flow, .. }
+        | What::ExitedLate { flow, .. }
+        | What::Completed { flow, .. }
+        | What::Converted { flow, .. }
+        | What::Error { flow, .. } => Some(flow),
+    }
+}
+
+/// An instant as the report writes it: RFC 3339, UTC, to the millisecond.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `blocked: consent 1, deferred: quiet_hours 1`, or `-`.
@@ -551,18 +1070,13 @@ pub fn rate_text(r: Option<Decimal>) -> String {
     r.map_or("n/a".into(), money::percent)
 }
 
-/// A lift as a signed percent, or `n/a`.
-pub fn lift_text(r: Option<Decimal>) -> String {
-    match r {
-        Some(l) if l.is_sign_positive() && !l.is_zero() => format!("+{}", money::percent(l)),
-        Some(l) => money::percent(l),
-        None => "n/a".into(),
-    }
-}
-
 fn opt_rate(r: Option<Decimal>) -> String {
     r.map(|d| d.round_dp(RATE_DIGITS).normalize().to_string())
         .unwrap_or_default()
+}
+
+fn opt_f64(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.6}")).unwrap_or_default()
 }
 
 fn csv_cell(s: &str) -> String {
@@ -571,17 +1085,6 @@ fn csv_cell(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// Money for tools: a plain decimal with at least two places (`45.00`).
-fn money_text(d: Decimal) -> String {
-    let mut d = d;
-    d.rescale(d.scale().max(2));
-    d.to_string()
-}
-
-fn decimal_str<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&money_text(*d))
 }
 
 fn rate_str<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {

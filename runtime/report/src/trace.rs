@@ -16,6 +16,21 @@ pub struct Entry {
     pub at: DateTime<Utc>,
     /// The record as written.
     pub record: Record,
+    /// Order facts a conversion may carry beyond [`Record`]'s fields.
+    pub order: OrderFacts,
+}
+
+/// What identifies an order and its currency, read from a `converted`
+/// record when present. Today's runtime writes none of these; the report
+/// reads them so that a trace which carries them is counted by them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFacts {
+    /// The order's `order_id`.
+    pub order_id: Option<String>,
+    /// The goal event's Segment `messageId`.
+    pub message_id: Option<String>,
+    /// The ISO 4217 code of the revenue's currency.
+    pub currency: Option<String>,
 }
 
 /// A whole trace, in file order.
@@ -85,8 +100,18 @@ impl Trace {
             if raw.trim().is_empty() {
                 continue;
             }
-            let record: Record =
+            let value: serde_json::Value =
                 serde_json::from_str(raw).map_err(|e| err(format!("not a trace record: {e}")))?;
+            let order = order_facts(&value);
+            let record: Record = serde_json::from_value(value)
+                .map_err(|e| err(format!("not a trace record: {e}")))?;
+            if let Some(c) = &order.currency
+                && !crate::money::is_currency_code(c)
+            {
+                return Err(err(format!(
+                    "`currency` {c:?} is not an ISO 4217 code (three capital letters)"
+                )));
+            }
             let at = parse_time(&record.at)
                 .ok_or_else(|| err(format!("`at` {:?} is not an RFC 3339 time", record.at)))?;
             // Checked here so that rendering never meets a bad time later.
@@ -102,7 +127,12 @@ impl Trace {
                     }
                 }
             }
-            entries.push(Entry { line, at, record });
+            entries.push(Entry {
+                line,
+                at,
+                record,
+                order,
+            });
         }
         Ok(Trace { entries })
     }
@@ -117,6 +147,25 @@ impl Trace {
         ids.sort();
         ids.dedup();
         ids
+    }
+}
+
+/// The order facts of a `converted` record (none for other kinds).
+fn order_facts(value: &serde_json::Value) -> OrderFacts {
+    if value.get("kind").and_then(|k| k.as_str()) != Some("converted") {
+        return OrderFacts::default();
+    }
+    let text = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    OrderFacts {
+        order_id: text("order_id"),
+        message_id: text("message_id"),
+        currency: text("currency"),
     }
 }
 

@@ -1,15 +1,30 @@
 //! The report of the sample trace: counts, feedback credited through joins,
-//! exact revenue and lift over the holdout group.
+//! exact revenue and the holdout comparison.
 
 use std::path::Path;
 
-use nudge_report::{Report, Trace, html};
+use chrono::Duration;
+use nudge_report::report::Funnel;
+use nudge_report::{FlowSpec, Report, Scope, Trace, html};
 use rust_decimal::Decimal;
+
+fn scope(flows: &[&str]) -> Scope {
+    Scope {
+        flows: flows
+            .iter()
+            .map(|f| FlowSpec {
+                name: f.to_string(),
+                goal_window: Some(Duration::days(3)),
+            })
+            .collect(),
+        ..Scope::default()
+    }
+}
 
 fn sample() -> Report {
     let trace = Trace::parse(include_str!("data/sample.jsonl"), Path::new("sample.jsonl"))
         .expect("sample parses");
-    Report::build(&trace)
+    Report::build(&trace, &scope(&["cart_recovery", "welcome"]))
 }
 
 #[test]
@@ -18,10 +33,7 @@ fn flows_and_steps_are_counted() {
     let names: Vec<&str> = r.flows.iter().map(|f| f.flow.as_str()).collect();
     assert_eq!(names, ["cart_recovery", "welcome"]);
     let cart = &r.flows[0];
-    assert_eq!(
-        (cart.entered, cart.entered_treated, cart.entered_holdout),
-        (5, 3, 2)
-    );
+    assert_eq!((cart.instances, cart.instances_holdout), (5, 2));
     assert_eq!((cart.not_entered, cart.completed, cart.exited), (1, 2, 2));
     let steps: Vec<(u16, &str)> = cart
         .steps
@@ -39,34 +51,61 @@ fn flows_and_steps_are_counted() {
     assert_eq!(reminder.delivered, Some(1));
     assert_eq!(reminder.held["deferred: quiet_hours"], 1);
     // u1's purchase is credited to the reminder sent to a9 before the join;
-    // u5's conversion names no message, so no step gets it.
-    assert_eq!(cart.steps[0].conversions, 1);
-    assert_eq!(cart.steps[1].conversions + cart.steps[2].conversions, 0);
+    // u5 was never messaged, so no step gets theirs.
+    assert_eq!(cart.steps[0].orders, 1);
+    assert_eq!(cart.steps[1].orders + cart.steps[2].orders, 0);
     assert_eq!(reminder.held["held_out: holdout"], 2);
     assert_eq!(reminder.held["suppressed: suppress_if"], 1);
     assert_eq!(
         cart.steps[2].counts.held["capped: cap marketing 3 per 7d"],
         1
     );
-    assert_eq!(cart.total.sent, 2);
-    assert_eq!(cart.total.held.values().sum::<u64>(), 6);
+    assert_eq!(cart.sends.sent, 2);
+    assert_eq!(cart.sends.held.values().sum::<u64>(), 6);
     assert_eq!(r.unmatched_feedback, 0);
+    // u1 (joined from a9) and u2 were messaged; u2's only message bounced.
+    assert_eq!(
+        cart.funnel,
+        Funnel {
+            entered: 3,
+            messaged: 2,
+            delivered: Some(1),
+            clicked: 1,
+            converted: 1,
+        }
+    );
 }
 
 #[test]
-fn revenue_is_exact_and_lift_compares_with_the_holdout() {
-    let cart = &sample().flows[0];
-    assert_eq!((cart.conversions, cart.holdout_conversions), (2, 1));
-    // $12.50 + $0.20 in decimal; a float would not give exactly 12.70.
-    assert_eq!(cart.revenue, Decimal::new(1270, 2));
-    assert_eq!(cart.holdout_revenue, Decimal::new(10, 2));
-    // Treated 2 of 3, holdout 1 of 2: lift 0.6667 / 0.5 - 1 = 33.3%.
-    assert_eq!(cart.treated_rate, Some(Decimal::from(2) / Decimal::from(3)));
-    assert_eq!(cart.holdout_rate, Some(Decimal::new(5, 1)));
-    assert_eq!(nudge_report::report::lift_text(cart.lift), "+33.3%");
-    let welcome = &sample().flows[1];
-    assert_eq!(welcome.lift, None);
-    assert_eq!(welcome.holdout_rate, None);
+fn revenue_is_exact_and_the_holdout_is_the_control_group() {
+    let r = sample();
+    let cart = &r.flows[0];
+    assert_eq!(cart.attributed.orders, 1);
+    assert_eq!(cart.attributed.revenue.get(None), Decimal::new(1250, 2));
+    // u5 converted without a message and u3 is held out: neither is credited.
+    assert_eq!(r.unattributed.orders, 2);
+    // $0.20 + $0.10 in decimal; a float would not give exactly 0.30.
+    assert_eq!(r.unattributed.revenue.get(None), Decimal::new(30, 2));
+    assert_eq!(r.total.revenue.get(None), Decimal::new(1280, 2));
+    let h = &cart.holdout;
+    assert_eq!((h.treated.converted, h.treated.entered), (2, 3));
+    assert_eq!((h.control.converted, h.control.entered), (1, 2));
+    assert_eq!(h.control.rate, Some(Decimal::new(5, 1)));
+    assert_eq!(h.difference, None);
+    assert_eq!(h.text(), "not enough data (each group needs 5 customers)");
+    assert_eq!(r.flows[1].holdout.text(), "no holdout group");
+}
+
+#[test]
+fn records_of_other_flows_are_ignored() {
+    let trace = Trace::parse(include_str!("data/sample.jsonl"), Path::new("s")).unwrap();
+    let r = Report::build(&trace, &scope(&["welcome"]));
+    assert_eq!(r.flows.len(), 1);
+    // Every cart_recovery record but the bounce, which names no flow.
+    assert_eq!(r.ignored_records, 22);
+    assert_eq!(r.ignored_flows, ["cart_recovery"]);
+    assert_eq!(r.unmatched_feedback, 1);
+    assert_eq!(r.total.orders, 0);
 }
 
 #[test]
@@ -76,10 +115,21 @@ fn without_feedback_delivery_is_unknown() {
         "\n",
         r#"{"at":"2026-11-24T10:00:00Z","customer":"u1","kind":"send","flow":"f","instance":1,"step":0,"message":"m","channel":"sms","outcome":"sent","key":"k"}"#,
     );
-    let r = Report::build(&Trace::parse(text, Path::new("t")).unwrap());
+    let r = Report::build(&Trace::parse(text, Path::new("t")).unwrap(), &scope(&["f"]));
     assert!(!r.feedback_seen);
     assert_eq!(r.flows[0].steps[0].counts.delivered, None);
+    assert_eq!(r.flows[0].funnel.delivered, None);
     assert!(r.table().contains("the trace holds no channel feedback"));
+}
+
+#[test]
+fn a_bad_currency_is_an_error_with_its_line() {
+    let text = r#"{"at":"2026-11-24T10:00:00Z","customer":"u1","kind":"converted","flow":"f","instance":1,"event":"e","revenue":"$1.00","holdout":false,"currency":"euro"}"#;
+    let err = Trace::parse(text, Path::new("t.jsonl")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"t.jsonl:1: `currency` "euro" is not an ISO 4217 code (three capital letters)"#
+    );
 }
 
 #[test]
@@ -88,36 +138,14 @@ fn the_table_reads_well() {
 }
 
 #[test]
-fn json_and_csv_carry_the_same_numbers() {
-    let r = sample();
-    let json = r.json();
-    assert_eq!(json["flows"][0]["revenue"], "12.70");
-    assert_eq!(json["flows"][0]["lift"], "0.333333");
-    assert_eq!(json["flows"][1]["lift"], serde_json::Value::Null);
-    assert_eq!(
-        json["flows"][0]["steps"][0]["held"]["deferred: quiet_hours"],
-        1
-    );
-    let csv = r.csv();
-    let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("flow,step,message,channel,metric,value"));
-    assert!(csv.contains("\ncart_recovery,,,,revenue,12.70\n"));
-    assert!(csv.contains("\ncart_recovery,7,cart_sms,sms,capped: cap marketing 3 per 7d,1\n"));
-    assert!(csv.contains("\nwelcome,,,,lift,\n"));
-    assert!(csv.contains("\ncart_recovery,all,,,sent,2\n"));
-    assert!(csv.contains("\ncart_recovery,,,,holdout_revenue,0.10\n"));
-    for line in csv.lines() {
-        assert_eq!(line.split(',').count(), 6, "{line}");
-    }
-}
-
-#[test]
 fn the_page_is_self_contained() {
     let page = html::page(&sample(), "shop <main>");
     assert!(page.contains("<svg"));
     assert!(page.contains("shop &lt;main&gt;"));
-    assert_eq!(page.matches("<svg").count(), 2);
+    // Revenue, then per flow a funnel and (cart_recovery only) a holdout chart.
+    assert_eq!(page.matches("<svg").count(), 4);
     assert!(!page.contains("<script"));
     assert!(!page.contains("href="));
     assert!(!page.contains("src="));
+    assert!(!page.contains('$'));
 }
