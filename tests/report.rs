@@ -294,3 +294,52 @@ fn bad_ranges_and_currencies_are_refused() {
         .code(2)
         .stderr(predicate::str::contains("is not an ISO 4217 code"));
 }
+
+#[test]
+fn conversions_carry_their_order_id_and_currency_into_the_report() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report_shop");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(&src).expect("fixture dir") {
+        let entry = entry.expect("fixture entry");
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy fixture");
+    }
+    let events = dir.path().join("events.jsonl");
+    let text = std::fs::read_to_string(&events).unwrap();
+    std::fs::write(
+        &events,
+        text.replace(
+            r#""order_id":"o-9","total":29.0,"revenue":29.0"#,
+            r#""order_id":"o-9","total":29.0,"revenue":29.0,"currency":"EUR""#,
+        ),
+    )
+    .unwrap();
+    nudge()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--drain")
+        .assert()
+        .success();
+    let trace = std::fs::read_to_string(dir.path().join(".nudge/trace.jsonl")).unwrap();
+    let converted: Vec<Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["what"] == "converted" || r["kind"] == "converted")
+        .collect();
+    assert!(!converted.is_empty(), "the shop converts");
+    assert!(
+        converted.iter().all(|r| r["order_id"].is_string()),
+        "{converted:?}"
+    );
+    let euro: Vec<&Value> = converted
+        .iter()
+        .filter(|r| r["order_id"] == "o-9")
+        .collect();
+    assert!(!euro.is_empty(), "{converted:?}");
+    assert!(euro.iter().all(|r| r["currency"] == "EUR"), "{euro:?}");
+    nudge()
+        .arg("report")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("€29.00"));
+}

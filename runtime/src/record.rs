@@ -155,6 +155,12 @@ pub enum What {
         /// (since the instance started), which the conversion is credited to.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         message: Option<String>,
+        /// The goal event's `order_id`, when it has one: reports credit an order once.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        order_id: Option<String>,
+        /// The goal event's `currency` (ISO 4217), when it gives one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        currency: Option<String>,
     },
     /// A channel provider reported back on a message (from the customer's events).
     Feedback {

@@ -339,6 +339,7 @@ pub fn describe(record: &Record) -> String {
             revenue,
             holdout,
             message,
+            ..
         } => {
             let mut s = format!("converted: {event}");
             if let Some(r) = revenue {

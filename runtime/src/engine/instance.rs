@@ -1212,6 +1212,8 @@ impl<S: Sink> Engine<'_, S> {
                     revenue: revenue.map(nudge_bytecode::format_money),
                     holdout: w.holdout,
                     message: last,
+                    order_id: text_of(bundle, seen, "order_id"),
+                    currency: text_of(bundle, seen, "currency"),
                 },
             );
         }
@@ -1223,6 +1225,21 @@ impl<S: Sink> Engine<'_, S> {
     /// The trigger of the newest release's flow `f`.
     pub(super) fn trigger_of(&self, f: u32) -> &Trigger {
         &self.bundle().flows[f as usize].trigger
+    }
+}
+
+/// A text property of an event, when it has a non-empty one.
+fn text_of(bundle: &nudge_bytecode::Bundle, seen: &Seen, name: &str) -> Option<String> {
+    let Value::Record(r) = &seen.value else {
+        return None;
+    };
+    let i = bundle.schemas[seen.schema as usize]
+        .fields
+        .iter()
+        .position(|f| f.name == name)?;
+    match r.fields.get(i)? {
+        Value::Str(s) if !s.is_empty() => Some(s.to_string()),
+        _ => None,
     }
 }
 
