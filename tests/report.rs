@@ -305,12 +305,15 @@ fn conversions_carry_their_order_id_and_currency_into_the_report() {
     }
     let events = dir.path().join("events.jsonl");
     let text = std::fs::read_to_string(&events).unwrap();
+    // Order o-9 is in euros, and 10 of its 29 euros are refunded later.
+    let refund = r#"{"type":"track","event":"Order Refunded","userId":"u09","timestamp":"2026-11-28T09:00:00Z","messageId":"or-9","properties":{"order_id":"o-9","total":10.0,"currency":"EUR"}}"#;
     std::fs::write(
         &events,
         text.replace(
             r#""order_id":"o-9","total":29.0,"revenue":29.0"#,
             r#""order_id":"o-9","total":29.0,"revenue":29.0,"currency":"EUR""#,
-        ),
+        ) + refund
+            + "\n",
     )
     .unwrap();
     nudge()
@@ -336,10 +339,28 @@ fn conversions_carry_their_order_id_and_currency_into_the_report() {
         .collect();
     assert!(!euro.is_empty(), "{converted:?}");
     assert!(euro.iter().all(|r| r["currency"] == "EUR"), "{euro:?}");
+    let refunds: Vec<Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["kind"] == "refunded")
+        .collect();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0]["order_id"], "o-9");
+    assert_eq!(refunds[0]["amount"], "$10.00");
     nudge()
         .arg("report")
         .arg(dir.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("€29.00"));
+        .stdout(predicate::str::contains("€19.00"))
+        .stdout(predicate::str::contains("€29.00").not())
+        .stdout(predicate::str::contains(
+            "refunds taken off that revenue: €10.00",
+        ));
+    let report = json(dir.path(), &[]);
+    assert_eq!(
+        report["refunded"],
+        serde_json::json!([{"currency": "EUR", "amount": "10.00"}]),
+        "{report}"
+    );
 }

@@ -162,6 +162,17 @@ pub enum What {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         currency: Option<String>,
     },
+    /// An order was refunded (an `Order Refunded` event): reports take the
+    /// amount off that order's revenue.
+    Refunded {
+        /// The order, as its `order_id`.
+        order_id: String,
+        /// The amount refunded: the event's `total`.
+        amount: String,
+        /// The event's `currency` (ISO 4217), when it gives one.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        currency: Option<String>,
+    },
     /// A channel provider reported back on a message (from the customer's events).
     Feedback {
         /// `bounced`, `clicked` or `spam`.

@@ -194,7 +194,7 @@ impl Timeline {
 /// The flow a record belongs to, if it names one.
 pub fn flow_of(what: &What) -> Option<&str> {
     match what {
-        What::Joined { .. } | What::Dropped { .. } => None,
+        What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => None,
         What::Feedback { flow, .. } => flow.as_deref(),
         What::Entered { flow, .. }
         | What::NotEntered { flow, .. }
@@ -353,6 +353,9 @@ pub fn describe(record: &Record) -> String {
             }
             format!("{s} [{flow} #{instance}]")
         }
+        What::Refunded {
+            order_id, amount, ..
+        } => format!("refunded order {order_id}: {amount}"),
         What::Feedback {
             feedback,
             channel,

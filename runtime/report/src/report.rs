@@ -73,6 +73,8 @@ pub struct Report {
     pub unattributed: Orders,
     /// Every order in the range: the flows' and the unattributed together.
     pub total: Orders,
+    /// What refunds took off the revenue of those orders, per currency.
+    pub refunded: Amounts,
     /// Distinct customers at each stage of any flow (a customer in two
     /// flows counts once).
     pub funnel: Funnel,
@@ -339,6 +341,7 @@ impl Report {
         let mut steps: BTreeMap<(String, u16, String), StepReport> = BTreeMap::new();
         let mut sent_to: HashMap<String, Vec<Sent>> = HashMap::new();
         let mut orders: BTreeMap<String, Order> = BTreeMap::new();
+        let mut refunds: HashMap<String, Decimal> = HashMap::new();
         let mut ignored: BTreeSet<String> = BTreeSet::new();
         let mut report = Report {
             from: scope.from.map(stamp),
@@ -379,11 +382,20 @@ impl Report {
                     bounced: false,
                 });
             }
+            // Refunds count whenever they happen: an order in the range
+            // refunded after it brought only what was kept.
+            if let What::Refunded {
+                order_id, amount, ..
+            } = &e.record.what
+            {
+                let amount = money::parse(amount).unwrap_or_default();
+                *refunds.entry(format!("order_id {order_id}")).or_default() += amount;
+            }
             if !counted {
                 continue;
             }
             match &e.record.what {
-                What::Joined { .. } | What::Dropped { .. } => {}
+                What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => {}
                 What::Entered {
                     flow: f,
                     holdout,
@@ -516,6 +528,15 @@ impl Report {
             .collect();
         let mut unattributed_customers = BTreeSet::new();
         let mut all_customers = BTreeSet::new();
+        for (key, o) in orders.iter_mut() {
+            // Revenue is what the store kept: refunds of the order come off,
+            // never below nothing.
+            if let Some(r) = refunds.get(key) {
+                let taken = (*r).min(o.amount).max(Decimal::ZERO);
+                o.amount -= taken;
+                report.refunded.add(o.currency.as_deref(), taken);
+            }
+        }
         for o in orders.values() {
             let currency = o.currency.as_deref();
             all_customers.insert(o.person.clone());
@@ -769,6 +790,13 @@ impl Report {
             self.unattributed.orders,
             self.unattributed.revenue.text(cur),
         );
+        if !self.refunded.list().is_empty() {
+            let _ = writeln!(
+                out,
+                "  refunds taken off that revenue: {}",
+                self.refunded.text(cur)
+            );
+        }
         if !self.feedback_seen {
             out.push_str("\ndelivered: - (the trace holds no channel feedback)\n");
         }
@@ -1033,7 +1061,7 @@ fn acc<'a>(accs: &'a mut BTreeMap<&str, Acc>, name: &str) -> &'a mut Acc {
 /// The flow a record names, if any.
 fn flow_named(what: &What) -> Option<&str> {
     match what {
-        What::Joined { .. } | What::Dropped { .. } => None,
+        What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => None,
         What::Feedback { flow, .. } => flow.as_deref(),
         What::Entered { flow, .. }
         | What::NotEntered { flow, .. }

@@ -748,6 +748,14 @@ impl<'b, S: Sink> Engine<'b, S> {
                 }
                 Some("Order Refunded") => {
                     t.add(&mut cust.profile, t.total_spent, -money("total"));
+                    let order_id = text("order_id");
+                    if !order_id.is_empty() {
+                        feedback_record = Some(What::Refunded {
+                            order_id,
+                            amount: nudge_bytecode::format_money(money("total")),
+                            currency: Some(text("currency")).filter(|c| !c.is_empty()),
+                        });
+                    }
                 }
                 Some("Subscribed") => {
                     let channel = text("channel");

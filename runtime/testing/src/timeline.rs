@@ -106,6 +106,9 @@ pub(crate) fn describe(what: &What) -> String {
         What::Feedback {
             feedback, channel, ..
         } => format!("{feedback} ({channel})"),
+        What::Refunded {
+            order_id, amount, ..
+        } => format!("refunded {order_id} ({amount})"),
         What::Error { flow, message, .. } => format!("error in {flow}: {message}"),
         What::Dropped { path, reason, .. } => format!("dropped {path}: {reason}"),
     }
