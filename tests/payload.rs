@@ -227,7 +227,7 @@ flow on_group {
 flow on_order {
   trigger order_completed
   entry always
-  send seen("order {trigger.order_id} for {profile.first_name ?? "?"} {profile.last_name ?? "?"} in {profile.timezone ?? "?"} {profile.locale ?? "?"} {profile.country ?? "?"}")
+  send seen("order {trigger.order_id} for {profile.first_name ?? "?"} {profile.last_name ?? "?"} in {profile.timezone ?? "?"} {profile.locale ?? "?"} {profile.country ?? "?"} {profile.city ?? "?"} {profile.title ?? "?"} {profile.birthday == 1990-05-16}")
 }
 "#,
     )
@@ -278,7 +278,7 @@ fn reserved_traits_and_the_context_fill_the_profile() {
         &dir,
         &[
             // camelCase traits, a numeric user id, an address.
-            r#"{"type":"identify","userId":4500123,"timestamp":"2026-11-23T09:00:00Z","traits":{"email":"a@example.com","firstName":"Ana","lastName":"Lima","address":{"country":"BR","city":"Recife"}}}"#,
+            r#"{"type":"identify","userId":4500123,"timestamp":"2026-11-23T09:00:00Z","traits":{"email":"a@example.com","firstName":"Ana","lastName":"Lima","title":"CTO","birthday":"1990-05-16T00:00:00.000Z","address":{"country":"BR","city":"Recife"}}}"#,
             &order("4500123", "2026-11-23T09:01:00Z"),
             // A profile with its own zone keeps it; the context fills the locale.
             r#"{"type":"identify","userId":"u2","timestamp":"2026-11-23T09:00:00Z","traits":{"email":"b@example.com","first_name":"Bea","firstName":"Ignored","timezone":"America/Recife"}}"#,
@@ -288,8 +288,8 @@ fn reserved_traits_and_the_context_fill_the_profile() {
     assert_eq!(
         subjects(&dir),
         [
-            "order o-4500123 for Ana Lima in Europe/Berlin de-DE BR",
-            "order o-u2 for Bea ? in America/Recife de-DE ?",
+            "order o-4500123 for Ana Lima in Europe/Berlin de-DE BR Recife CTO true",
+            "order o-u2 for Bea ? in America/Recife de-DE ? ? ? false",
         ]
     );
     assert_eq!(outbox(&dir)[0]["customer"], "4500123");

@@ -279,6 +279,19 @@ fn profile_has_the_standard_traits() {
             ("first_name", "string?", None),
             ("last_name", "string?", None),
             ("timezone", "string?", None),
+            ("name", "string?", None),
+            ("title", "string?", None),
+            ("username", "string?", None),
+            ("gender", "string?", None),
+            ("birthday", "date?", None),
+            ("age", "int?", None),
+            ("avatar", "string?", None),
+            ("website", "string?", None),
+            ("description", "string?", None),
+            ("street", "string?", None),
+            ("city", "string?", None),
+            ("state", "string?", None),
+            ("postal_code", "string?", None),
             ("country", "string?", None),
             ("locale", "string?", None),
             ("consent", "Consent?", None),
@@ -308,5 +321,5 @@ fn every_profile_trait_says_who_maintains_it() {
             );
         }
     }
-    assert_eq!(traits, 15);
+    assert_eq!(traits, 28);
 }
