@@ -662,3 +662,51 @@ flow cart {{
         (Some("reminder".to_string()), Some("$25.50".to_string()))
     );
 }
+
+#[test]
+fn a_live_clock_that_jumps_fires_a_schedule_once_for_its_latest_occurrence() {
+    let src =
+        format!("{MESSAGES}\nflow daily {{\n  trigger every day at 09:00\n  send reminder()\n}}\n");
+    let b = bundle(&src);
+    let person = r#"{"type":"identify","userId":"u1","timestamp":"2026-01-04T12:00:00Z","traits":{"email":"u1@example.com","timezone":"UTC","consent":{"email":true}}}"#;
+    let at = |t: &str| nudge_runtime::millis::ms(nudge_runtime::decode::parse_time(t).unwrap());
+    let run = |catch_up: bool| {
+        let config = nudge_runtime::engine::Config {
+            release_spread: 0,
+            catch_up_schedules: catch_up,
+            ..nudge_runtime::engine::Config::default()
+        };
+        let mut e = nudge_runtime::engine::Engine::new(
+            &b,
+            nudge_runtime::engine::MemorySink::default(),
+            config,
+            i64::MIN,
+        );
+        nudge_runtime::replay::replay(&mut e, person.as_bytes(), Options::default(), &mut |d| {
+            panic!("{d:?}")
+        })
+        .unwrap();
+        // One ordinary day, then the clock jumps five days at once.
+        e.advance_through(at("2026-01-05T10:00:00Z"));
+        e.advance_through(at("2026-01-10T10:00:00Z"));
+        e.sink()
+            .outbox
+            .iter()
+            .map(|m| m.at.clone())
+            .collect::<Vec<_>>()
+    };
+    // A replay's virtual clock: every day went by, every newsletter is sent.
+    assert_eq!(
+        run(true),
+        [
+            "2026-01-05T09:00:00Z",
+            "2026-01-06T09:00:00Z",
+            "2026-01-07T09:00:00Z",
+            "2026-01-08T09:00:00Z",
+            "2026-01-09T09:00:00Z",
+            "2026-01-10T09:00:00Z",
+        ]
+    );
+    // A live clock that jumped: one send, for the latest occurrence.
+    assert_eq!(run(false), ["2026-01-05T09:00:00Z", "2026-01-10T09:00:00Z"]);
+}

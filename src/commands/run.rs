@@ -273,6 +273,7 @@ pub(super) fn engine_config(
             release_spread,
             suppression,
             max_lateness,
+            catch_up_schedules: true,
         }),
         Err(e) => {
             eprintln!("error: {e}");

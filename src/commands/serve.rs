@@ -513,7 +513,10 @@ impl<'b> Live<'b> {
             .clone()
             .unwrap_or_else(|| state.join("outbox.jsonl"));
         let routes = merge_routes(settings, &engine.routes()?)?;
-        let config = engine_config(bundle, settings, &engine.suppress, engine.release_spread)?;
+        let mut config = engine_config(bundle, settings, &engine.suppress, engine.release_spread)?;
+        // On the wall clock, a jump (the server was down) fires each
+        // schedule once, for its latest occurrence, not once per missed one.
+        config.catch_up_schedules = args.clock != Clock::Wall;
         let store_path = if engine.in_memory {
             PathBuf::from(":memory:")
         } else {

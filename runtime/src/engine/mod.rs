@@ -95,6 +95,11 @@ pub struct Config {
     /// A trigger that arrives more than this many seconds after it happened
     /// starts no instance (it still updates the profile and the history).
     pub max_lateness: i64,
+    /// Whether a recurring schedule fires for every occurrence the clock
+    /// passes (a replay: the virtual clock's time went by), or only for the
+    /// latest of those one advance passes (a live clock that jumped, after
+    /// downtime: one newsletter, not a storm of them).
+    pub catch_up_schedules: bool,
 }
 
 /// The default lateness bound: a day covers a phone that was offline
@@ -107,6 +112,7 @@ impl Default for Config {
             release_spread: 15 * 60,
             suppression: Default::default(),
             max_lateness: DEFAULT_MAX_LATENESS,
+            catch_up_schedules: true,
         }
     }
 }
@@ -474,7 +480,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                     customer,
                     flow,
                     generation,
-                } => self.fire_schedule(customer, flow, generation),
+                } => self.fire_schedule(customer, flow, generation, limit),
             }
             self.settle();
         }

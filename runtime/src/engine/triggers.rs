@@ -32,22 +32,20 @@ impl<S: Sink> Engine<'_, S> {
     }
 
     /// Arms the newest release's schedule flow `f` for customer `c`,
-    /// cancelling the timer armed before.
-    pub(super) fn arm_schedule(&mut self, c: u32, f: u32) {
+    /// cancelling the timer armed before; returns when it is due.
+    pub(super) fn arm_schedule(&mut self, c: u32, f: u32) -> Option<i64> {
         let Trigger::Schedule {
             cadence, at, local, ..
         } = *self.trigger_of(f)
         else {
-            return;
+            return None;
         };
         let tz = if local {
             self.zone(c, None)
         } else {
             self.policy_tz
         };
-        let Some(due) = next_occurrence(secs(self.now), tz, cadence, at).map(ms) else {
-            return;
-        };
+        let due = next_occurrence(secs(self.now), tz, cadence, at).map(ms)?;
         let priority = self.bundle().flows[f as usize].priority;
         let key = self.key_of(self.current(), f);
         let mem = self.customers.get_mut(&c).expect("exists").flow(key);
@@ -62,10 +60,13 @@ impl<S: Sink> Engine<'_, S> {
                 generation,
             },
         );
+        Some(due)
     }
 
-    /// A schedule timer went off; `key` is the flow's key.
-    pub(super) fn fire_schedule(&mut self, c: u32, key: u32, generation: u32) {
+    /// A schedule timer went off; `key` is the flow's key. `limit` is where
+    /// the clock is going in this advance: without catch-up, an occurrence
+    /// with a later one also due by then is passed over.
+    pub(super) fn fire_schedule(&mut self, c: u32, key: u32, generation: u32, limit: i64) {
         let Some(f) = self.newest.get(key as usize).copied().flatten() else {
             return; // the flow was removed by a deploy
         };
@@ -83,7 +84,11 @@ impl<S: Sink> Engine<'_, S> {
             Some(s) => self.in_segment(c, s),
         };
         // Arm the next occurrence first: the instance may run for longer.
-        self.arm_schedule(c, f);
+        let next = self.arm_schedule(c, f);
+        if !self.config.catch_up_schedules && next.is_some_and(|due| due <= limit) {
+            // A later occurrence is also due in this advance: only the latest fires.
+            return;
+        }
         if member {
             self.try_enter(c, f, Value::None, 0, "schedule".into(), self.now);
         }
