@@ -210,3 +210,38 @@ fn a_bounce_and_an_sms_stop_hold_for_everyone_who_shares_the_address() {
         ]
     );
 }
+
+#[test]
+fn a_cap_counts_the_sends_of_everyone_who_shares_the_address() {
+    // One inbox, two accounts: a cap of one email a day holds for the inbox.
+    let b = bundle(&format!("{SHARED}\npolicy {{\n  cap email 1 per 1d\n}}\n"));
+    let view = |who: &str, at: &str| track(who, "Product Viewed", at, r#"{"product_id":"p1"}"#);
+    let (sink, _) = replay(
+        &b,
+        &[
+            sharer("mum", "2026-01-05T09:00:00Z"),
+            sharer("son", "2026-01-05T09:00:00Z"),
+            sharer("lodger", "2026-01-05T09:00:00Z")
+                .replace("Family@Example.com", "lodger@example.com"),
+            view("mum", "2026-01-05T10:00:00Z"),
+            view("son", "2026-01-05T11:00:00Z"),
+            view("lodger", "2026-01-05T11:00:00Z"),
+            // A day after mum's email, the inbox may have another.
+            view("son", "2026-01-06T10:00:01Z"),
+        ]
+        .join("\n"),
+    );
+    let emails = |who: &str| -> Vec<String> {
+        decisions(&sink, who)
+            .into_iter()
+            .filter(|d| d.starts_with("promo "))
+            .collect()
+    };
+    assert_eq!(emails("mum"), ["promo sent"]);
+    assert_eq!(
+        emails("son"),
+        ["promo capped: cap email 1 per 1d", "promo sent"]
+    );
+    // Another address has its own cap.
+    assert_eq!(emails("lodger"), ["promo sent"]);
+}

@@ -191,7 +191,31 @@ pub struct Engine<'b, S: Sink> {
     undeliverable: HashSet<String>,
     /// Phone numbers that texted an opt-out word, whoever they belong to.
     stopped_phones: HashSet<String>,
+    /// Recent marketing sends by address (lower-cased), whoever they went
+    /// to: caps count the sends of every customer who shares the address.
+    /// Kept only for as long as the longest cap can look back.
+    address_sends: HashMap<String, Vec<AddressSend>>,
+    /// Address sends logged since the log was last swept of stale addresses.
+    address_pushes: u32,
+    /// How far back the caps of any release look, in milliseconds.
+    cap_window: i64,
     stats: Stats,
+}
+
+/// A marketing send to an address, for the caps of others who share it.
+#[derive(Clone, Copy, Debug)]
+struct AddressSend {
+    /// Who it went to.
+    customer: u32,
+    /// The send.
+    sent: customer::Sent,
+}
+
+impl AddressSend {
+    /// Whether it was sent after `from`.
+    fn at_after(&self, from: i64) -> bool {
+        self.sent.at > from
+    }
 }
 
 /// How an instance ended.
@@ -234,6 +258,9 @@ impl<'b, S: Sink> Engine<'b, S> {
             dirty: Vec::new(),
             undeliverable: HashSet::new(),
             stopped_phones: HashSet::new(),
+            address_sends: HashMap::new(),
+            address_pushes: 0,
+            cap_window: 0,
             stats: Stats::new(bundle),
         };
         engine.add_release(bundle);
@@ -257,6 +284,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             }
         }
         self.remembered.extend(remembered_schemas(bundle));
+        self.cap_window = self.cap_window.max(pipeline::cap_window(bundle));
         self.policy_tz = bundle
             .policy
             .timezone

@@ -148,6 +148,7 @@ impl<S: Sink> Engine<'_, S> {
                         return Next::Run;
                     }
                 };
+                let address = to.to_lowercase();
                 let out = Outgoing {
                     at: format_instant_ms(self.now),
                     flow: flow.name.clone(),
@@ -174,14 +175,18 @@ impl<S: Sink> Engine<'_, S> {
                             release.keys[f as usize],
                             release.message_keys[message as usize],
                         );
-                        let cust = self.customers.get_mut(&c).expect("exists");
-                        cust.sends.push(super::customer::Sent {
+                        let sent = super::customer::Sent {
                             at: self.now,
                             channel: msg.channel,
                             marketing: msg.purpose == Purpose::Marketing,
                             flow: flow_key,
                             message: message_key,
-                        });
+                        };
+                        let cust = self.customers.get_mut(&c).expect("exists");
+                        cust.sends.push(sent);
+                        if sent.marketing {
+                            self.log_address_send(&address, c, sent);
+                        }
                         let stats = self.stats.flow_mut(&flow.name);
                         *stats
                             .sends
@@ -258,7 +263,7 @@ impl<S: Sink> Engine<'_, S> {
                 .map(|c| (c, None))
                 .chain(flow.caps.iter().map(|c| (c, Some(flow_key))));
             for (cap, only_flow) in caps {
-                if let Some(oldest) = self.cap_full(c, cap, msg.channel, only_flow) {
+                if let Some(oldest) = self.cap_full(c, &address, cap, msg.channel, only_flow) {
                     let reason = cap_name(cap, only_flow.is_some());
                     return match cap.then {
                         CapAction::Skip => Verdict::Stop {
@@ -365,29 +370,87 @@ impl<S: Sink> Engine<'_, S> {
 
     /// When a cap is full: the time of the send whose ageing out frees a
     /// place. `only_flow` is a flow key: a flow cap counts every release's sends.
-    fn cap_full(&self, c: u32, cap: &Cap, channel: Channel, only_flow: Option<u32>) -> Option<i64> {
+    /// The customer's own sends count, and those of every other customer to
+    /// `address` (lower-cased): two accounts sharing an inbox share its caps.
+    fn cap_full(
+        &self,
+        c: u32,
+        address: &str,
+        cap: &Cap,
+        channel: Channel,
+        only_flow: Option<u32>,
+    ) -> Option<i64> {
         if let CapScope::Channel(ch) = cap.scope
             && ch != channel
         {
             return None;
         }
         let from = self.now.saturating_sub(ms(cap.per));
+        let counts = |s: &&super::customer::Sent| {
+            s.marketing
+                && s.at > from
+                && only_flow.is_none_or(|f| s.flow == f)
+                && match cap.scope {
+                    CapScope::Channel(ch) => s.channel == ch,
+                    CapScope::Marketing => true,
+                }
+        };
         let cust = &self.customers[&c];
-        let counted: Vec<i64> = cust
-            .sends
-            .iter()
-            .filter(|s| s.marketing && s.at > from)
-            .filter(|s| only_flow.is_none_or(|f| s.flow == f))
-            .filter(|s| match cap.scope {
-                CapScope::Channel(ch) => s.channel == ch,
-                CapScope::Marketing => true,
-            })
-            .map(|s| s.at)
-            .collect();
+        let mut counted: Vec<i64> = cust.sends.iter().filter(counts).map(|s| s.at).collect();
+        if let Some(log) = self.address_sends.get(address) {
+            let before = counted.len();
+            // A customer merged away has its sends in the survivor's list.
+            counted.extend(
+                log.iter()
+                    .filter(|a| a.customer != c && self.customers.contains_key(&a.customer))
+                    .map(|a| &a.sent)
+                    .filter(counts)
+                    .map(|s| s.at),
+            );
+            if counted.len() != before {
+                counted.sort_unstable();
+            }
+        }
         let n = counted.len();
         let limit = cap.count as usize;
         (n >= limit && limit > 0).then(|| counted[n - limit])
     }
+}
+
+impl<S: Sink> Engine<'_, S> {
+    /// Notes a marketing send to `address` for the caps of others who share
+    /// it, dropping what no cap can look back at any more.
+    fn log_address_send(&mut self, address: &str, c: u32, sent: super::customer::Sent) {
+        let window = self.cap_window;
+        if window == 0 {
+            return;
+        }
+        let from = self.now.saturating_sub(window);
+        let log = self.address_sends.entry(address.to_string()).or_default();
+        log.retain(|a| a.at_after(from));
+        log.push(super::AddressSend { customer: c, sent });
+        self.address_pushes += 1;
+        // Addresses not sent to again keep their last sends: sweep them
+        // now and then, so the log stays as small as the windows.
+        if self.address_pushes >= 65_536 {
+            self.address_pushes = 0;
+            self.address_sends.retain(|_, log| {
+                log.retain(|a| a.at_after(from));
+                !log.is_empty()
+            });
+        }
+    }
+}
+
+/// How far back any cap of a bundle looks, in milliseconds.
+pub(super) fn cap_window(b: &nudge_bytecode::Bundle) -> i64 {
+    b.policy
+        .caps
+        .iter()
+        .chain(b.flows.iter().flat_map(|f| f.caps.iter()))
+        .map(|c| ms(c.per))
+        .max()
+        .unwrap_or(0)
 }
 
 /// A cap as written, for reasons: `cap marketing 3 per 7d` (policy) or
