@@ -43,7 +43,7 @@ pub enum What {
         flow: String,
         /// Why: `already_active`, `entered_before`, `entered_within_window`,
         /// or `late` (the trigger arrived later than the lateness bound).
-        reason: String,
+        reason: EntryReason,
         /// For `late`: how long after it happened the trigger arrived.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         late_by: Option<String>,
@@ -74,6 +74,9 @@ pub enum What {
         /// Why, in a word or two (`consent`, `quiet_hours`, `cap marketing 3 per 7d`).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         reason: Option<String>,
+        /// The reason's stable code, for tools (`reason` may carry details).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        code: Option<SendReason>,
         /// For a deferral: when the holding rule ends (the quiet-hours window's
         /// end, the moment a cap frees a place).
         #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -260,6 +263,127 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Failed => "failed",
         }
+    }
+}
+
+/// Why a trigger started no instance: a stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryReason {
+    /// `entry single` (or `once per`): an instance of the flow is live.
+    AlreadyActive,
+    /// `entry once`: the customer entered before.
+    EnteredBefore,
+    /// `entry once per D`: the last entry is more recent than `D`.
+    EnteredWithinWindow,
+    /// The trigger arrived later than the lateness bound after it happened.
+    Late,
+}
+
+impl EntryReason {
+    /// Every reason, in report order.
+    pub const ALL: [EntryReason; 4] = [
+        EntryReason::AlreadyActive,
+        EntryReason::EnteredBefore,
+        EntryReason::EnteredWithinWindow,
+        EntryReason::Late,
+    ];
+
+    /// The stable code, as the trace and metrics write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            EntryReason::AlreadyActive => "already_active",
+            EntryReason::EnteredBefore => "entered_before",
+            EntryReason::EnteredWithinWindow => "entered_within_window",
+            EntryReason::Late => "late",
+        }
+    }
+}
+
+impl std::fmt::Display for EntryReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why a send was not made, or not made now: a stable code. The record's
+/// `reason` text may say more (which cap, what failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendReason {
+    /// The instance is in the holdout group.
+    Holdout,
+    /// The profile has no address for the channel.
+    NoAddress,
+    /// The address bounced hard before.
+    Undeliverable,
+    /// The recipient opted out of the channel for good (an SMS STOP).
+    OptedOut,
+    /// No consent for a marketing message on the channel.
+    Consent,
+    /// The flow's `suppress if` held it.
+    SuppressIf,
+    /// The flow's `suppress if` could not be evaluated (it holds the send).
+    SuppressIfFailed,
+    /// An identifier of the customer is on a suppression list.
+    SuppressionList,
+    /// A cap of the policy is full.
+    PolicyCap,
+    /// A cap of the flow is full.
+    FlowCap,
+    /// Quiet hours in the recipient's zone.
+    QuietHours,
+    /// The same idempotency key was already sent.
+    IdempotencyKey,
+    /// The message's content could not be rendered.
+    RenderFailed,
+    /// The channel plugin could not deliver it.
+    DeliveryFailed,
+}
+
+impl SendReason {
+    /// Every reason, in report order.
+    pub const ALL: [SendReason; 14] = [
+        SendReason::Holdout,
+        SendReason::NoAddress,
+        SendReason::Undeliverable,
+        SendReason::OptedOut,
+        SendReason::Consent,
+        SendReason::SuppressIf,
+        SendReason::SuppressIfFailed,
+        SendReason::SuppressionList,
+        SendReason::PolicyCap,
+        SendReason::FlowCap,
+        SendReason::QuietHours,
+        SendReason::IdempotencyKey,
+        SendReason::RenderFailed,
+        SendReason::DeliveryFailed,
+    ];
+
+    /// The stable code, as the trace and metrics write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            SendReason::Holdout => "holdout",
+            SendReason::NoAddress => "no_address",
+            SendReason::Undeliverable => "undeliverable",
+            SendReason::OptedOut => "opted_out",
+            SendReason::Consent => "consent",
+            SendReason::SuppressIf => "suppress_if",
+            SendReason::SuppressIfFailed => "suppress_if_failed",
+            SendReason::SuppressionList => "suppression_list",
+            SendReason::PolicyCap => "policy_cap",
+            SendReason::FlowCap => "flow_cap",
+            SendReason::QuietHours => "quiet_hours",
+            SendReason::IdempotencyKey => "idempotency_key",
+            SendReason::RenderFailed => "render_failed",
+            SendReason::DeliveryFailed => "delivery_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for SendReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
     }
 }
 

@@ -313,16 +313,16 @@ fn new_instances_start_on_the_new_version_and_entry_rules_carry_over() {
         ]
     );
     // `entry once` still remembers u1's entry under the old version.
-    let refused: Vec<(&str, &str)> =
-        e.sink()
-            .records
-            .iter()
-            .filter_map(|r| match &r.what {
-                What::NotEntered { flow, reason, .. } => Some((r.customer.as_str(), flow.as_str()))
-                    .filter(|_| reason == "entered_before"),
-                _ => None,
-            })
-            .collect();
+    let refused: Vec<(&str, &str)> = e
+        .sink()
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::NotEntered { flow, reason, .. } => Some((r.customer.as_str(), flow.as_str()))
+                .filter(|_| *reason == nudge_runtime::record::EntryReason::EnteredBefore),
+            _ => None,
+        })
+        .collect();
     assert_eq!(refused, [("u1", "once")]);
     // Instance numbers go on counting: the third `notify` is number 3.
     let notify_v2 = &v2.flow("notify").unwrap().version;

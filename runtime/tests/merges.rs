@@ -5,7 +5,7 @@
 mod common;
 
 use common::{bundle, replay, sends};
-use nudge_runtime::record::What;
+use nudge_runtime::record::{Outcome, SendReason, What};
 
 const SOURCE: &str = r#"
 message reminder() {
@@ -244,4 +244,20 @@ fn a_cap_counts_the_sends_of_everyone_who_shares_the_address() {
     );
     // Another address has its own cap.
     assert_eq!(emails("lodger"), ["promo sent"]);
+    // The trace names the reason by its stable code too.
+    let codes: Vec<_> = sink
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Send {
+                outcome: Outcome::Capped,
+                code,
+                ..
+            } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, [Some(SendReason::PolicyCap)]);
+    let json = serde_json::to_string(&sink.records).unwrap();
+    assert!(json.contains(r#""code":"policy_cap""#), "{json}");
 }

@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use nudge_runtime::record::{Outcome, Record, What};
+use nudge_runtime::record::{EntryReason, Outcome, Record, SendReason, What};
 
 use crate::identity::Identities;
 use crate::trace::{Entry, Trace, parse_time};
@@ -250,14 +250,16 @@ pub fn describe(record: &Record) -> String {
             reason,
             late_by,
         } => {
-            let why = match (reason.as_str(), late_by) {
-                ("already_active", _) => "already in it".to_string(),
-                ("entered_before", _) => "entered it before".to_string(),
-                ("entered_within_window", _) => "entered it too recently".to_string(),
-                ("late", Some(by)) => {
+            let why = match (reason, late_by) {
+                (EntryReason::AlreadyActive, _) => "already in it".to_string(),
+                (EntryReason::EnteredBefore, _) => "entered it before".to_string(),
+                (EntryReason::EnteredWithinWindow, _) => "entered it too recently".to_string(),
+                (EntryReason::Late, Some(by)) => {
                     format!("the trigger arrived {by} after it happened, past the lateness bound")
                 }
-                (other, _) => other.to_string(),
+                (EntryReason::Late, None) => {
+                    "the trigger arrived past the lateness bound".to_string()
+                }
             };
             format!("not entered into {flow}: {why}")
         }
@@ -285,6 +287,7 @@ pub fn describe(record: &Record) -> String {
             channel,
             outcome,
             reason,
+            code,
             until,
             retry_at,
             zone,
@@ -301,12 +304,14 @@ pub fn describe(record: &Record) -> String {
                     &record.at,
                 ),
                 Outcome::Capped => format!("skipped by {}", reason.unwrap_or("a cap")),
-                Outcome::Blocked => format!("blocked ({})", blocked(reason, channel)),
-                Outcome::Suppressed => match reason {
-                    Some("suppression_list") => "suppressed by the suppression list".into(),
-                    Some(r) if r.starts_with("suppress_if failed") => format!("suppressed: {r}"),
-                    Some(r) => format!("suppressed by rule {r}"),
-                    None => "suppressed".into(),
+                Outcome::Blocked => format!("blocked ({})", blocked(*code, reason, channel)),
+                Outcome::Suppressed => match (code.or_else(|| reason.and_then(code_of)), reason) {
+                    (Some(SendReason::SuppressionList), _) => {
+                        "suppressed by the suppression list".into()
+                    }
+                    (Some(SendReason::SuppressIfFailed), Some(r)) => format!("suppressed: {r}"),
+                    (_, Some(r)) => format!("suppressed by rule {r}"),
+                    (_, None) => "suppressed".into(),
                 },
                 Outcome::HeldOut => "held out (holdout group)".into(),
                 Outcome::Duplicate => "not sent again (same idempotency key)".into(),
@@ -398,20 +403,26 @@ pub fn describe(record: &Record) -> String {
     }
 }
 
-fn blocked(reason: Option<&str>, channel: &str) -> String {
+/// Why a send was blocked, in words; traces written before reasons had
+/// codes are read by their reason text.
+fn blocked(code: Option<SendReason>, reason: Option<&str>, channel: &str) -> String {
     let ch = if channel == "sms" { "SMS" } else { channel };
-    match reason {
-        Some("consent") => format!("no {ch} consent"),
-        Some("no_address") => match channel {
+    match code.or_else(|| reason.and_then(code_of)) {
+        Some(SendReason::Consent) => format!("no {ch} consent"),
+        Some(SendReason::NoAddress) => match channel {
             "sms" => "no phone number".into(),
             "email" => "no email address".into(),
             _ => "no address".into(),
         },
-        Some("undeliverable") => "the address bounced before".into(),
-        Some("opted_out") => format!("opted out of {ch}"),
-        Some(other) => other.to_string(),
-        None => "no reason given".into(),
+        Some(SendReason::Undeliverable) => "the address bounced before".into(),
+        Some(SendReason::OptedOut) => format!("opted out of {ch}"),
+        _ => reason.unwrap_or("no reason given").to_string(),
     }
+}
+
+/// The code a reason text stands for, when it is one.
+fn code_of(reason: &str) -> Option<SendReason> {
+    SendReason::ALL.into_iter().find(|c| c.code() == reason)
 }
 
 /// A deferral in words: which rule, until when, released when; local times for quiet hours.

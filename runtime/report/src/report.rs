@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
-use nudge_runtime::record::{Outcome, What};
+use nudge_runtime::record::{Outcome, SendReason, What};
 
 use crate::identity::Identities;
 use crate::money::{self, Amounts};
@@ -430,6 +430,7 @@ impl Report {
                     channel,
                     outcome,
                     reason,
+                    code,
                     ..
                 } => {
                     let s = steps
@@ -444,9 +445,20 @@ impl Report {
                         s.counts.sent += 1;
                         acc(&mut accs, f).messaged.insert(person);
                     } else {
-                        let key = match reason {
-                            Some(r) => format!("{}: {r}", outcome.name()),
-                            None => outcome.name().to_string(),
+                        // Failures carry the provider's own words: they are
+                        // grouped by their code, every other reason by its text
+                        // (which names the cap).
+                        let key = match (code, reason) {
+                            (
+                                Some(
+                                    c @ (SendReason::DeliveryFailed
+                                    | SendReason::RenderFailed
+                                    | SendReason::SuppressIfFailed),
+                                ),
+                                _,
+                            ) => format!("{}: {}", outcome.name(), c.code()),
+                            (_, Some(r)) => format!("{}: {r}", outcome.name()),
+                            (_, None) => outcome.name().to_string(),
                         };
                         *s.counts.held.entry(key).or_insert(0) += 1;
                     }

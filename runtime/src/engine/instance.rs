@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::customer::{Ctx, GoalWatch, Seen};
 use super::{End, Engine, Sink};
 use crate::millis::ms;
-use crate::record::What;
+use crate::record::{EntryReason, What};
 use crate::timers::Wake;
 
 /// One customer's journey through one flow: plain data, so it can be stored
@@ -611,16 +611,16 @@ impl<S: Sink> Engine<'_, S> {
             .flow(key);
         let refused = match flow.entry {
             nudge_bytecode::Entry::Always => None,
-            nudge_bytecode::Entry::Single => (mem.live > 0).then_some("already_active"),
-            nudge_bytecode::Entry::Once => (mem.entries > 0).then_some("entered_before"),
+            nudge_bytecode::Entry::Single => (mem.live > 0).then_some(EntryReason::AlreadyActive),
+            nudge_bytecode::Entry::Once => (mem.entries > 0).then_some(EntryReason::EnteredBefore),
             nudge_bytecode::Entry::OncePer(d) => {
                 if mem.live > 0 {
-                    Some("already_active")
+                    Some(EntryReason::AlreadyActive)
                 } else if mem
                     .last_entry()
                     .is_some_and(|t| now < t.saturating_add(ms(d)))
                 {
-                    Some("entered_within_window")
+                    Some(EntryReason::EnteredWithinWindow)
                 } else {
                     None
                 }
@@ -650,7 +650,7 @@ impl<S: Sink> Engine<'_, S> {
                 c,
                 What::NotEntered {
                     flow: flow.name.clone(),
-                    reason: reason.into(),
+                    reason,
                     late_by: None,
                 },
             );

@@ -1044,7 +1044,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                     c,
                     What::NotEntered {
                         flow: flow.name.clone(),
-                        reason: "late".into(),
+                        reason: crate::record::EntryReason::Late,
                         late_by: Some(nudge_bytecode::format_duration_ms(late)),
                     },
                 );

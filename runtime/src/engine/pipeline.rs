@@ -12,7 +12,7 @@ use nudge_vm::{UnitRef, bucket};
 use super::instance::{Next, Waiting};
 use super::{Engine, Sink};
 use crate::millis::{ms, secs};
-use crate::record::{Outcome, What};
+use crate::record::{Outcome, SendReason, What};
 use crate::zone::quiet_until;
 
 /// The pipeline's answer for one send.
@@ -33,6 +33,8 @@ pub(super) enum Verdict {
         zone: Option<String>,
         /// Why (`quiet_hours`, a cap).
         reason: String,
+        /// The reason's code.
+        code: SendReason,
     },
     /// Not at all.
     Stop {
@@ -40,6 +42,8 @@ pub(super) enum Verdict {
         outcome: Outcome,
         /// Why.
         reason: String,
+        /// The reason's code.
+        code: SendReason,
     },
 }
 
@@ -77,7 +81,7 @@ impl<S: Sink> Engine<'_, S> {
         let recipient_zone = self.zone(c, Some(msg.channel)).name().to_string();
         let record =
             |outcome: Outcome,
-             reason: Option<String>,
+             reason: Option<(String, SendReason)>,
              deferral: Option<(i64, i64, Option<String>)>| What::Send {
                 flow: flow.name.clone(),
                 instance: number,
@@ -85,7 +89,8 @@ impl<S: Sink> Engine<'_, S> {
                 message: msg.name.clone(),
                 channel: msg.channel.name().to_string(),
                 outcome,
-                reason,
+                code: reason.as_ref().map(|r| r.1),
+                reason: reason.map(|r| r.0),
                 until: deferral.as_ref().map(|d| format_instant_ms(d.0)),
                 retry_at: deferral.as_ref().map(|d| format_instant_ms(d.1)),
                 zone: deferral
@@ -94,9 +99,13 @@ impl<S: Sink> Engine<'_, S> {
                 key: key.clone(),
             };
         match verdict {
-            Verdict::Stop { outcome, reason } => {
+            Verdict::Stop {
+                outcome,
+                reason,
+                code,
+            } => {
                 self.count(r, f, outcome, Some(&reason));
-                self.record(c, record(outcome, Some(reason), None));
+                self.record(c, record(outcome, Some((reason, code)), None));
                 Next::Run
             }
             Verdict::Defer {
@@ -104,13 +113,14 @@ impl<S: Sink> Engine<'_, S> {
                 retry_at,
                 zone,
                 reason,
+                code,
             } => {
                 self.count(r, f, Outcome::Deferred, Some(&reason));
                 self.record(
                     c,
                     record(
                         Outcome::Deferred,
-                        Some(reason),
+                        Some((reason, code)),
                         Some((until, retry_at, zone)),
                     ),
                 );
@@ -142,7 +152,7 @@ impl<S: Sink> Engine<'_, S> {
                 let rendered = match rendered {
                     Ok(r) => r,
                     Err(e) => {
-                        let reason = format!("rendering failed: {e}");
+                        let reason = (format!("rendering failed: {e}"), SendReason::RenderFailed);
                         self.count(r, f, Outcome::Failed, Some("rendering"));
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                         return Next::Run;
@@ -197,6 +207,7 @@ impl<S: Sink> Engine<'_, S> {
                     }
                     Err(reason) => {
                         self.count(r, f, Outcome::Failed, Some("delivery"));
+                        let reason = (reason, SendReason::DeliveryFailed);
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                     }
                 }
@@ -217,12 +228,13 @@ impl<S: Sink> Engine<'_, S> {
         let flow = &bundle.flows[f as usize];
         let flow_key = self.key_of(r, f);
         let marketing = msg.purpose == Purpose::Marketing;
-        let stop = |outcome, reason: &str| Verdict::Stop {
+        let stop = |outcome, code: SendReason| Verdict::Stop {
             outcome,
-            reason: reason.to_string(),
+            reason: code.code().to_string(),
+            code,
         };
         if holdout {
-            return stop(Outcome::HeldOut, "holdout");
+            return stop(Outcome::HeldOut, SendReason::Holdout);
         }
         let cust = &self.customers[&c];
         let t = &self.traits;
@@ -232,24 +244,24 @@ impl<S: Sink> Engine<'_, S> {
             Channel::Push | Channel::Webhook | Channel::Audience => Some(cust.key.clone()),
         };
         let Some(to) = to else {
-            return stop(Outcome::Blocked, "no_address");
+            return stop(Outcome::Blocked, SendReason::NoAddress);
         };
         // A bounce or an SMS opt-out holds for the address, whichever
         // customer it came through.
         let address = to.to_lowercase();
         if cust.bounced.contains(&address) || self.undeliverable.contains(&address) {
-            return stop(Outcome::Blocked, "undeliverable");
+            return stop(Outcome::Blocked, SendReason::Undeliverable);
         }
         if cust.opted_out.contains(msg.channel.name())
             || (msg.channel == Channel::Sms && self.stopped_phones.contains(&to))
         {
-            return stop(Outcome::Blocked, "opted_out");
+            return stop(Outcome::Blocked, SendReason::OptedOut);
         }
         if marketing
             && matches!(msg.channel, Channel::Email | Channel::Sms | Channel::Push)
             && t.consent(bundle, &cust.profile, msg.channel) != Some(true)
         {
-            return stop(Outcome::Blocked, "consent");
+            return stop(Outcome::Blocked, SendReason::Consent);
         }
         // Suppression is a marketing rule: an order confirmation still goes to
         // a listed customer. Hard opt-outs and bounces (above) block everything.
@@ -265,16 +277,23 @@ impl<S: Sink> Engine<'_, S> {
             for (cap, only_flow) in caps {
                 if let Some(oldest) = self.cap_full(c, &address, cap, msg.channel, only_flow) {
                     let reason = cap_name(cap, only_flow.is_some());
+                    let code = if only_flow.is_some() {
+                        SendReason::FlowCap
+                    } else {
+                        SendReason::PolicyCap
+                    };
                     return match cap.then {
                         CapAction::Skip => Verdict::Stop {
                             outcome: Outcome::Capped,
                             reason,
+                            code,
                         },
                         CapAction::Defer => Verdict::Defer {
                             until: oldest.saturating_add(ms(cap.per)),
                             retry_at: oldest.saturating_add(ms(cap.per)),
                             zone: None,
                             reason,
+                            code,
                         },
                     };
                 }
@@ -304,12 +323,13 @@ impl<S: Sink> Engine<'_, S> {
                     until: end,
                     retry_at: end + offset,
                     zone: Some(tz.name().to_string()),
-                    reason: "quiet_hours".into(),
+                    reason: SendReason::QuietHours.code().into(),
+                    code: SendReason::QuietHours,
                 };
             }
         }
         if self.sent_keys.contains(key) {
-            return stop(Outcome::Duplicate, "idempotency_key");
+            return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
         Verdict::Send { to }
     }
@@ -326,10 +346,11 @@ impl<S: Sink> Engine<'_, S> {
         since: i64,
         to: &str,
     ) -> Option<Verdict> {
-        let stop = |reason: &str| {
+        let stop = |reason: &str, code: SendReason| {
             Some(Verdict::Stop {
                 outcome: Outcome::Suppressed,
                 reason: reason.to_string(),
+                code,
             })
         };
         let suppress = self.bundle_of(r).flows[f as usize].suppress.clone();
@@ -345,8 +366,13 @@ impl<S: Sink> Engine<'_, S> {
                 &mut Vec::new(),
             ) {
                 Ok(false) => {}
-                Ok(true) => return stop("suppress_if"),
-                Err(e) => return stop(&format!("suppress_if failed: {e}")),
+                Ok(true) => return stop("suppress_if", SendReason::SuppressIf),
+                Err(e) => {
+                    return stop(
+                        &format!("suppress_if failed: {e}"),
+                        SendReason::SuppressIfFailed,
+                    );
+                }
             }
         }
         let cust = &self.customers[&c];
@@ -363,7 +389,7 @@ impl<S: Sink> Engine<'_, S> {
             .flatten()
             .any(|x| self.config.suppression.contains(&x.trim().to_lowercase()));
         if listed {
-            return stop("suppression_list");
+            return stop("suppression_list", SendReason::SuppressionList);
         }
         None
     }
