@@ -261,3 +261,45 @@ fn a_cap_counts_the_sends_of_everyone_who_shares_the_address() {
     let json = serde_json::to_string(&sink.records).unwrap();
     assert!(json.contains(r#""code":"policy_cap""#), "{json}");
 }
+
+#[test]
+fn a_merge_finds_a_purchase_made_long_before_under_the_other_identity() {
+    // The visitor's cart waits five days; the account buys on day two and
+    // keeps calling, so its own history would be forgotten after a day if
+    // only its own instances counted. The merge on day four must still find
+    // the purchase and stop the reminder.
+    let b = bundle(&SOURCE.replace("wait 1h", "wait 5d"));
+    let lines = [
+        r#"{"type":"identify","anonymousId":"a1","timestamp":"2026-01-01T09:00:00Z","traits":{"timezone":"UTC","consent":{"email":true}}}"#.to_string(),
+        r#"{"type":"track","event":"Checkout Started","anonymousId":"a1","timestamp":"2026-01-01T10:00:00Z","properties":{}}"#.to_string(),
+        r#"{"type":"identify","userId":"u1","timestamp":"2026-01-02T09:00:00Z","traits":{"email":"u1@example.com","timezone":"UTC","consent":{"email":true}}}"#.to_string(),
+        r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-02T10:00:00Z","properties":{"order_id":"o1"}}"#.to_string(),
+        r#"{"type":"track","event":"Product Viewed","userId":"u1","timestamp":"2026-01-04T10:00:00Z","properties":{"product_id":"p"}}"#.to_string(),
+        r#"{"type":"identify","userId":"u1","timestamp":"2026-01-04T11:00:00Z","traits":{}}"#.to_string(),
+        r#"{"type":"alias","previousId":"a1","userId":"u1","timestamp":"2026-01-04T12:00:00Z"}"#.to_string(),
+    ];
+    let config = nudge_runtime::engine::Config {
+        release_spread: 0,
+        forget_every: 1,
+        ..nudge_runtime::engine::Config::default()
+    };
+    let mut e = nudge_runtime::engine::Engine::new(
+        &b,
+        nudge_runtime::engine::MemorySink::default(),
+        config,
+        i64::MIN,
+    );
+    nudge_runtime::replay::replay(
+        &mut e,
+        lines.join("\n").as_bytes(),
+        nudge_runtime::replay::Options::default(),
+        &mut |d| panic!("{d:?}"),
+    )
+    .unwrap();
+    e.drain();
+    assert!(e.sink().outbox.is_empty(), "{:?}", e.sink().outbox);
+    let exited = e.sink().records.iter().any(
+        |r| matches!(&r.what, What::Exited { reason, .. } if reason.contains("order_completed")),
+    );
+    assert!(exited, "{:?}", e.sink().records);
+}

@@ -274,6 +274,7 @@ pub(super) fn engine_config(
             suppression,
             max_lateness,
             catch_up_schedules: true,
+            forget_every: nudge_runtime::engine::DEFAULT_FORGET_EVERY,
         }),
         Err(e) => {
             eprintln!("error: {e}");

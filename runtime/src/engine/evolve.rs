@@ -179,6 +179,11 @@ pub(super) fn apply<'b, S: Sink>(
         .filter_map(|&s| layout.schema(s))
         .chain(remembered_schemas(new))
         .collect();
+    engine.forever = engine
+        .forever
+        .iter()
+        .filter_map(|&s| layout.schema(s))
+        .collect();
     engine.goal_events = engine
         .goal_events
         .iter()

@@ -100,11 +100,19 @@ pub struct Config {
     /// latest of those one advance passes (a live clock that jumped, after
     /// downtime: one newsletter, not a storm of them).
     pub catch_up_schedules: bool,
+    /// How many calls go by between two looks at what the engine may
+    /// forget (events and sends no rule can read any more); 0 keeps
+    /// everything. Each look walks every live instance and customer.
+    pub forget_every: u32,
 }
 
 /// The default lateness bound: a day covers a phone that was offline
 /// overnight, and a reminder for a cart older than that would be noise.
 pub const DEFAULT_MAX_LATENESS: i64 = 24 * 3600;
+
+/// Calls between two looks at what may be forgotten: often enough that
+/// histories stay short, rarely enough that the walk costs little per call.
+pub const DEFAULT_FORGET_EVERY: u32 = 65_536;
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,6 +121,7 @@ impl Default for Config {
             suppression: Default::default(),
             max_lateness: DEFAULT_MAX_LATENESS,
             catch_up_schedules: true,
+            forget_every: DEFAULT_FORGET_EVERY,
         }
     }
 }
@@ -199,6 +208,14 @@ pub struct Engine<'b, S: Sink> {
     address_pushes: u32,
     /// How far back the caps of any release look, in milliseconds.
     cap_window: i64,
+    /// Event schemas a segment or a `let` of some release reads: those read
+    /// the whole history, so their events are never forgotten.
+    forever: HashSet<u32>,
+    /// Events and sends before this instant can no longer be read (see
+    /// [`Engine::forget`]); `i64::MIN` until first worked out.
+    horizon: i64,
+    /// Calls applied since the horizon was last worked out.
+    applies_since_horizon: u32,
     stats: Stats,
 }
 
@@ -261,6 +278,9 @@ impl<'b, S: Sink> Engine<'b, S> {
             address_sends: HashMap::new(),
             address_pushes: 0,
             cap_window: 0,
+            forever: HashSet::new(),
+            horizon: i64::MIN,
+            applies_since_horizon: 0,
             stats: Stats::new(bundle),
         };
         engine.add_release(bundle);
@@ -285,6 +305,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
         self.remembered.extend(remembered_schemas(bundle));
         self.cap_window = self.cap_window.max(pipeline::cap_window(bundle));
+        self.forever.extend(whole_history_schemas(bundle));
         self.policy_tz = bundle
             .policy
             .timezone
@@ -601,7 +622,71 @@ impl<'b, S: Sink> Engine<'b, S> {
             self.on_event(c, &seen);
         }
         self.settle();
+        self.forget(c);
         Ok(Applied::Applied)
+    }
+
+    /// Drops the events and sends of customer `c` that no rule can read
+    /// any more. Instances read events (`exit on`, `wait for`, the history
+    /// builtins, goals) and their own sends from their start on, and a
+    /// merge shows them the other identity's history too, so what any live
+    /// instance or goal anywhere may still read is kept; a trigger may
+    /// still start an instance up to the lateness bound in the past; caps
+    /// look back over their windows. Events of kinds that a segment or a
+    /// `let` reads (the whole history) are kept.
+    fn forget(&mut self, c: u32) {
+        let every = self.config.forget_every;
+        if every == 0 {
+            return;
+        }
+        self.applies_since_horizon += 1;
+        if self.applies_since_horizon >= every {
+            self.applies_since_horizon = 0;
+            self.horizon = self.oldest_readable();
+        }
+        // A cached horizon stays a safe bound: instances and goals that
+        // start after it was taken start within the lateness bound of a
+        // later clock.
+        let from = self.horizon;
+        if from == i64::MIN {
+            return;
+        }
+        let Some(cust) = self.customers.get(&c) else {
+            return;
+        };
+        if cust.events.first().is_none_or(|e| e.at >= from)
+            && cust.sends.first().is_none_or(|s| s.at >= from)
+        {
+            return;
+        }
+        let sends_from = from.min(self.now.saturating_sub(self.cap_window));
+        let forever = &self.forever;
+        let cust = self.customers.get_mut(&c).expect("looked up above");
+        if cust.events.first().is_some_and(|e| e.at < from) {
+            cust.events
+                .retain(|e| e.at >= from || forever.contains(&e.schema));
+        }
+        if cust.sends.first().is_some_and(|s| s.at < sends_from) {
+            cust.sends.retain(|s| s.at >= sends_from);
+        }
+    }
+
+    /// The earliest instant any rule may still read back to: the oldest
+    /// live instance's start, the oldest goal being watched, and the
+    /// lateness bound before the clock.
+    fn oldest_readable(&self) -> i64 {
+        let mut from = self
+            .now
+            .saturating_sub(crate::millis::ms(self.config.max_lateness));
+        for inst in self.instances.iter().flatten() {
+            from = from.min(inst.started);
+        }
+        for cust in self.customers.values() {
+            for g in &cust.goals {
+                from = from.min(g.entered);
+            }
+        }
+        from
     }
 
     fn ensure_customer(&mut self, c: u32) {
@@ -1259,6 +1344,26 @@ fn intern(names: &mut Vec<Arc<str>>, keys: &mut HashMap<Arc<str>, u32>, name: &s
     names.push(name.clone());
     keys.insert(name, k);
     k
+}
+
+/// The event schemas that segments and lets read: they see the whole history.
+fn whole_history_schemas(bundle: &Bundle) -> HashSet<u32> {
+    let units = bundle
+        .lets
+        .iter()
+        .map(|l| &l.unit)
+        .chain(bundle.segments.iter().map(|s| &s.unit));
+    let mut out = HashSet::new();
+    for unit in units {
+        for block in &unit.blocks {
+            for instr in &block.code {
+                if let nudge_bytecode::Instr::CallEvent { event, .. } = instr {
+                    out.insert(*event);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The event schemas any code of the bundle looks back at.
