@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, Sink};
 use crate::ingest;
 use crate::segment;
-use crate::window::Window;
+use crate::window::{DEFAULT_LINES, Window};
 
 /// A line that could not be used: one line of the dead-letter file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,19 +90,21 @@ impl Horizon {
     }
 }
 
-/// Reads every call of `input`, then applies them in timestamp order.
-/// Bad lines go to `dead` (in line order) and the run goes on; only an I/O
-/// error on the input stops it.
+/// Reads the calls of `input` and applies them in timestamp order, within
+/// the default reorder window (an input shorter than the window is fully
+/// sorted). Bad lines go to `dead` (in line order) and the run goes on;
+/// only an I/O error on the input stops it.
 pub fn replay<S: Sink>(
     engine: &mut Engine<'_, S>,
     input: impl BufRead,
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<()> {
-    replay_stream(engine, input, options, None, usize::MAX, dead).map(drop)
+    replay_stream(engine, input, options, None, DEFAULT_LINES, dead).map(drop)
 }
 
-/// Applies the calls in `input` (JSON lines) in timestamp order.
+/// Applies the calls in `input` (JSON lines) in timestamp order, within the
+/// default reorder window (see [`replay`]).
 ///
 /// Lines are decoded in full one at a time (in one pass, straight into
 /// typed calls: see [`ingest`]), in time order (file order for equal
@@ -126,7 +128,7 @@ pub fn replay_within<S: Sink>(
     dead: &mut dyn FnMut(DeadLetter),
 ) {
     // Reading a slice cannot fail.
-    let _ = replay_stream(engine, input, options, horizon, usize::MAX, dead);
+    let _ = replay_stream(engine, input, options, horizon, DEFAULT_LINES, dead);
 }
 
 /// What a streamed replay did besides applying calls.
