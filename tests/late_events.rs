@@ -593,3 +593,40 @@ fn a_line_out_of_order_beyond_the_window_is_applied_late_not_dropped() {
         }
     }
 }
+
+#[test]
+fn a_line_stamped_far_ahead_that_empties_the_window_loses_nothing_on_resume() {
+    // With a window of two lines, ben's line (stamped hours ahead) holds
+    // until two lines follow it, then leaves after them: the window is empty
+    // before the end of the file.
+    let (tmp, dir) = copy_example("cart_recovery");
+    set_window(&dir, 2);
+    let events = tmp.path().join("events.jsonl");
+    let lines = [
+        identify("ana", "2026-11-23T08:00:00Z", "UTC"),
+        identify("ben", "2026-11-23T12:00:00Z", "UTC"),
+        identify("cat", "2026-11-23T09:00:00Z", "UTC"),
+        identify("dan", "2026-11-23T09:30:00Z", "UTC"),
+    ];
+    write_lines(&events, &lines, false);
+    let out = tmp.path().join("out");
+    let first = replay_into(&dir, &events, &out, &["--batch-lines", "100"]);
+    assert!(
+        text(&first.stdout).contains("4 new lines applied"),
+        "{}",
+        text(&first.stdout)
+    );
+    // Every line was stored, and the read position is the end of the file.
+    let again = replay_into(&dir, &events, &out, &[]);
+    assert!(
+        text(&again.stdout).contains("4 calls replayed from it, 0 new lines applied"),
+        "{}",
+        text(&again.stdout)
+    );
+    let customers = |o: &Output| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["stats"]["customers"].to_string()
+    };
+    let json = replay_into(&dir, &events, &out, &["--format", "json"]);
+    assert_eq!(customers(&json), "4", "{}", text(&json.stdout));
+}

@@ -373,19 +373,23 @@ pub fn run<'b, S: Sink>(
                 } else {
                     window.next_due()
                 };
-                let Some((_, number, (_, body))) = due else {
+                if let Some((_, number, (_, body))) = due {
+                    apply_line(engine, &body, number, &mut dead);
+                    next.calls.push(NewCall::Read {
+                        source: source.id,
+                        line: number,
+                        body,
+                    });
+                    pending += 1;
+                    report.applied += 1;
+                    if pending < batch_lines {
+                        continue;
+                    }
+                } else if !done || pending == 0 {
+                    // Nothing due yet, or everything committed. (A line
+                    // stamped far ahead can empty the window before the
+                    // end: what was let out is committed at the end.)
                     break;
-                };
-                apply_line(engine, &body, number, &mut dead);
-                next.calls.push(NewCall::Read {
-                    source: source.id,
-                    line: number,
-                    body,
-                });
-                pending += 1;
-                report.applied += 1;
-                if pending < batch_lines && !(done && window.is_empty()) {
-                    continue;
                 }
                 // Everything before the position is applied; later lines
                 // applied out of file order are found through their line
