@@ -472,7 +472,7 @@ pub fn run<'b, S: Sink>(
 
 /// The events file of a run: its length when the run began (lines appended
 /// during the run are left to the next one) and a second handle to read
-/// the bytes before a read position back for its [`tail_hash`].
+/// the bytes before a read position back for its [`crate::tail_hash`].
 struct SourceFile {
     path: PathBuf,
     len: u64,
@@ -504,7 +504,7 @@ impl SourceFile {
         ))
     }
 
-    /// [`tail_hash`] of the file's first `position` bytes.
+    /// [`crate::tail_hash`] of the file's first `position` bytes.
     fn tail_hash(&mut self, position: u64) -> std::io::Result<String> {
         let start = position.saturating_sub(TAIL as u64);
         let mut tail = vec![0; (position - start) as usize];
