@@ -11,7 +11,7 @@
 //! engine applies it as a late call.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BinaryHeap, VecDeque};
 
 /// Lines held by default: a few seconds of a busy export, a few tens of
 /// megabytes of memory at most.
@@ -23,8 +23,14 @@ pub struct Window<T> {
     lines: u64,
     /// (time, sequence) of each held line, earliest first.
     order: BinaryHeap<Reverse<(i64, u64)>>,
-    /// The held lines by sequence, so the oldest in the file is known.
-    held: BTreeMap<u64, T>,
+    /// The held lines by sequence from `first` (`None` for lines let out or
+    /// never taken in), so the oldest in the file is at the front: it spans
+    /// at most `lines` sequences.
+    held: VecDeque<Option<T>>,
+    /// The sequence of the front of `held`.
+    first: u64,
+    /// How many lines are held.
+    count: usize,
     /// The sequence of the latest line taken in.
     newest: Option<u64>,
     /// The latest time let out so far.
@@ -40,7 +46,9 @@ impl<T> Window<T> {
         Window {
             lines: u64::try_from(lines).unwrap_or(u64::MAX),
             order: BinaryHeap::new(),
-            held: BTreeMap::new(),
+            held: VecDeque::new(),
+            first: 0,
+            count: 0,
             newest: None,
             out: None,
             late: 0,
@@ -53,13 +61,20 @@ impl<T> Window<T> {
         debug_assert!(self.newest.is_none_or(|n| n < seq), "sequences grow");
         self.newest = Some(seq);
         self.order.push(Reverse((time, seq)));
-        self.held.insert(seq, item);
+        if self.held.is_empty() {
+            self.first = seq;
+        }
+        while self.first + (self.held.len() as u64) < seq {
+            self.held.push_back(None);
+        }
+        self.held.push_back(Some(item));
+        self.count += 1;
     }
 
     /// The next line that must leave now: while the oldest held line has
     /// been overtaken by `lines` later ones, the earliest-stamped one.
     pub fn next_due(&mut self) -> Option<(i64, u64, T)> {
-        let (&oldest, _) = self.held.first_key_value()?;
+        let (oldest, _) = self.oldest()?;
         let newest = self.newest?;
         if newest - oldest < self.lines {
             return None;
@@ -70,7 +85,13 @@ impl<T> Window<T> {
     /// The earliest-stamped held line, at the end of the input.
     pub fn pop(&mut self) -> Option<(i64, u64, T)> {
         let Reverse((time, seq)) = self.order.pop()?;
-        let item = self.held.remove(&seq).expect("every ordered line is held");
+        let slot = usize::try_from(seq - self.first).expect("a held line is in the deque");
+        let item = self.held[slot].take().expect("every ordered line is held");
+        self.count -= 1;
+        while matches!(self.held.front(), Some(None)) {
+            self.held.pop_front();
+            self.first += 1;
+        }
         if self.out.is_some_and(|out| time < out) {
             self.late += 1;
         }
@@ -80,17 +101,20 @@ impl<T> Window<T> {
 
     /// The held line that comes first in the file, with its sequence.
     pub fn oldest(&self) -> Option<(u64, &T)> {
-        self.held.first_key_value().map(|(&seq, item)| (seq, item))
+        match self.held.front() {
+            Some(Some(item)) => Some((self.first, item)),
+            _ => None,
+        }
     }
 
     /// How many lines are held.
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.count
     }
 
     /// True when no line is held.
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.count == 0
     }
 
     /// Lines let out after a later-stamped one: out of order by more than
@@ -219,6 +243,39 @@ mod tests {
             prop_assert_eq!(out, stable_sort(&times));
             prop_assert_eq!(late, 0);
             prop_assert!(most <= window);
+        }
+
+        /// Sequences with gaps (blank or refused lines are not taken in):
+        /// every line still comes out once, the oldest held is right, and
+        /// no line is held once `lines` sequences passed it.
+        #[test]
+        fn gaps_in_the_sequence_are_kept_apart(
+            lines in proptest::collection::vec((-50i64..50, 1u64..6), 0..200),
+            window in 1usize..20,
+        ) {
+            let mut w = Window::new(window);
+            let mut seq = 0;
+            let mut held = std::collections::BTreeSet::new();
+            let mut out = 0;
+            for (t, gap) in &lines {
+                seq += gap;
+                w.push(*t, seq, seq);
+                held.insert(seq);
+                while let Some((_, s, item)) = w.next_due() {
+                    prop_assert_eq!(s, item);
+                    prop_assert!(held.remove(&s));
+                    out += 1;
+                }
+                prop_assert_eq!(w.oldest().map(|(s, &i)| (s, i)), held.first().map(|&s| (s, s)));
+                prop_assert_eq!(w.len(), held.len());
+                prop_assert!(held.first().is_none_or(|&o| seq - o < window as u64));
+            }
+            while let Some((_, s, _)) = w.pop() {
+                prop_assert!(held.remove(&s));
+                out += 1;
+            }
+            prop_assert_eq!(out, lines.len());
+            prop_assert!(w.is_empty());
         }
 
         /// Whatever the input, every line comes out exactly once and the
