@@ -86,6 +86,9 @@ pub struct RuntimeSection {
     /// `nudge serve`'s send circuit breaker: the most sends one call or one
     /// clock step may make before sending pauses.
     pub max_sends_per_step: Option<u64>,
+    /// How many lines of an events file `nudge run` holds to put them in
+    /// time order; lines out of order by more are applied as late calls.
+    pub reorder_window: Option<u64>,
 }
 
 /// The default of `[runtime] max_sends_per_step`: above any one customer's
@@ -319,6 +322,7 @@ impl Config {
         }
         self.max_future()?;
         self.max_sends_per_step()?;
+        self.reorder_window()?;
         self.http_limits()?;
         self.routes().map(drop)
     }
@@ -427,6 +431,18 @@ impl Config {
         match self.runtime.max_sends_per_step {
             None => Ok(DEFAULT_MAX_SENDS_PER_STEP),
             Some(0) => Err("[runtime] max_sends_per_step: must be at least 1".to_string()),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// `[runtime] reorder_window` in lines, the default when unset; at least 1.
+    pub fn reorder_window(&self) -> Result<usize, String> {
+        match self.runtime.reorder_window {
+            None => Ok(nudge_runtime::window::DEFAULT_LINES),
+            Some(0) => Err(
+                "[runtime] reorder_window: must be at least 1 (1 applies lines in file order)"
+                    .to_string(),
+            ),
             Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         }
     }
@@ -1091,7 +1107,20 @@ mod tests {
         let default = Config::parse("", env).unwrap().max_sends_per_step();
         assert_eq!(default, Ok(DEFAULT_MAX_SENDS_PER_STEP));
         let err = Config::parse("[runtime]\nmax_sends_per_step = 0\n", env).unwrap_err();
+        assert!(err.contains("max_sends_per_step"), "{err}");
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_reorder_window_counts_lines_and_refuses_zero() {
+        let c = Config::parse("[runtime]\nreorder_window = 500\n", env).unwrap();
+        assert_eq!(c.reorder_window(), Ok(500));
+        assert_eq!(
+            Config::parse("", env).unwrap().reorder_window(),
+            Ok(nudge_runtime::window::DEFAULT_LINES)
+        );
+        let err = Config::parse("[runtime]\nreorder_window = 0\n", env).unwrap_err();
+        assert!(err.contains("reorder_window"), "{err}");
     }
 
     #[test]

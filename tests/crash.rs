@@ -14,13 +14,19 @@ use std::time::{Duration, Instant};
 /// delivery, drain), few enough for CI.
 const KILLS: usize = 15;
 
-fn project(root: &Path, name: &str, events: &Path) -> PathBuf {
+fn project(root: &Path, name: &str, events: &Path, window: Option<usize>) -> PathBuf {
     let dir = root.join(name);
     copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cart_recovery"),
         &dir,
     );
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
+    if let Some(lines) = window {
+        let manifest = dir.join("nudge.toml");
+        let mut toml = std::fs::read_to_string(&manifest).unwrap();
+        toml.push_str(&format!("\n[runtime]\nreorder_window = {lines}\n"));
+        std::fs::write(&manifest, toml).unwrap();
+    }
     dir
 }
 
@@ -43,6 +49,19 @@ fn command(dir: &Path) -> Command {
 
 #[test]
 fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
+    killed_and_restarted(None);
+}
+
+#[test]
+fn killed_and_restarted_runs_of_a_file_out_of_order_end_like_an_uninterrupted_one() {
+    // Every block of 32 lines reversed, a window of 40: a kill leaves held
+    // lines behind the read position and applied ones past it.
+    killed_and_restarted(Some((32, 40)));
+}
+
+/// The harness; `shuffle` reverses blocks of that many lines of the
+/// generated stream and replays it with that reorder window.
+fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
     let tmp = tempfile::tempdir().unwrap();
     let events = tmp.path().join("events.jsonl");
     let generated = Command::new(env!("CARGO_BIN_EXE_nudge"))
@@ -50,8 +69,21 @@ fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
         .output()
         .unwrap();
     assert!(generated.status.success());
+    if let Some((block, _)) = shuffle {
+        let text = std::fs::read_to_string(&events).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut out = String::new();
+        for b in lines.chunks(block) {
+            for l in b.iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        std::fs::write(&events, out).unwrap();
+    }
+    let window = shuffle.map(|(_, w)| w);
 
-    let reference_dir = project(tmp.path(), "reference", &events);
+    let reference_dir = project(tmp.path(), "reference", &events, window);
     let started = Instant::now();
     let out = command(&reference_dir).output().unwrap();
     let took = started.elapsed();
@@ -64,7 +96,7 @@ fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
     let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
     assert!(reference_outbox.len() > 50, "the stream should send plenty");
 
-    let dir = project(tmp.path(), "crashy", &events);
+    let dir = project(tmp.path(), "crashy", &events, window);
     let mut rng = Lcg(0x5eed);
     let mut kills = 0;
     let mut completed = 0;

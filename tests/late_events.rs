@@ -406,3 +406,227 @@ fn a_batch_three_minutes_late_with_a_screen_call_stops_the_reminder_and_loses_no
     );
     assert!(sent(&dir).is_empty(), "{:?}", sent(&dir));
 }
+
+/// Sets `[runtime] reorder_window` in the project's nudge.toml.
+fn set_window(project: &Path, lines: usize) {
+    let manifest = project.join("nudge.toml");
+    let mut toml = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!toml.contains("[runtime]"), "the example sets no [runtime]");
+    toml.push_str(&format!("\n[runtime]\nreorder_window = {lines}\n"));
+    std::fs::write(&manifest, toml).unwrap();
+}
+
+/// Runs `nudge run` on `events` into `out` (outbox, trace, dead letters).
+fn replay_into(project: &Path, events: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (outbox, trace, dead, store) = (
+        out.join("outbox.jsonl"),
+        out.join("trace.jsonl"),
+        out.join("dead.jsonl"),
+        out.join("state.db"),
+    );
+    let mut args = vec!["run", s(project), "--events", s(events)];
+    args.extend(["--outbox", s(&outbox), "--trace", s(&trace)]);
+    args.extend(["--dead-letters", s(&dead)]);
+    if !extra.contains(&"--in-memory") {
+        args.extend(["--store", s(&store)]);
+    }
+    args.extend(extra);
+    let ran = nudge(&args);
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    ran
+}
+
+/// The outbox, trace and dead letters a replay wrote.
+fn outputs(out: &Path) -> [String; 3] {
+    ["outbox.jsonl", "trace.jsonl", "dead.jsonl"]
+        .map(|f| std::fs::read_to_string(out.join(f)).unwrap_or_default())
+}
+
+#[test]
+fn lines_out_of_order_within_the_window_replay_as_the_file_sorted_by_time() {
+    let (tmp, dir) = copy_example("cart_recovery");
+    set_window(&dir, 16);
+    // A generated stream (in time order), every block of 8 lines reversed:
+    // each line is at most 7 lines from its place, inside the window.
+    let generated = tmp.path().join("generated.jsonl");
+    let made = nudge(&[
+        "gen",
+        "--events",
+        "2400",
+        "--seed",
+        "5",
+        "--days",
+        "4",
+        "-o",
+        s(&generated),
+    ]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let sorted_lines: Vec<String> = std::fs::read_to_string(&generated)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut shuffled: Vec<String> = Vec::new();
+    for block in sorted_lines.chunks(8) {
+        shuffled.extend(block.iter().rev().cloned());
+    }
+    // What the whole file sorted (stably) by time gives: equal times keep
+    // the shuffled file's order, as a full sort would.
+    let time = |l: &String| -> String {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["timestamp"].as_str().unwrap().to_string()
+    };
+    let mut by_time = shuffled.clone();
+    by_time.sort_by_key(time);
+    assert_ne!(by_time, shuffled, "the shuffled file is out of order");
+    let (sorted, unsorted) = (
+        tmp.path().join("sorted.jsonl"),
+        tmp.path().join("unsorted.jsonl"),
+    );
+    write_lines(&sorted, &by_time, false);
+    write_lines(&unsorted, &shuffled, false);
+
+    for mode in [&["--in-memory"][..], &["--batch-lines", "7"][..]] {
+        let (want, got) = (tmp.path().join("want"), tmp.path().join("got"));
+        let _ = std::fs::remove_dir_all(&want);
+        let _ = std::fs::remove_dir_all(&got);
+        let extra = [mode, &["--drain"]].concat();
+        replay_into(&dir, &sorted, &want, &extra);
+        let ran = replay_into(&dir, &unsorted, &got, &extra);
+        assert!(
+            !text(&ran.stderr).contains("out of time order"),
+            "{}",
+            text(&ran.stderr)
+        );
+        let [outbox, trace, dead] = outputs(&want);
+        assert!(outbox.lines().count() > 10, "the stream sends: {outbox}");
+        assert!(dead.is_empty(), "{dead}");
+        assert!(outputs(&got) == [outbox, trace, dead], "{mode:?}");
+    }
+
+    // Durable in two runs, split between two blocks: the first run stops
+    // with nothing held, the second goes on from its read position.
+    let (want, got) = (tmp.path().join("want"), tmp.path().join("split"));
+    let _ = std::fs::remove_dir_all(&want);
+    replay_into(&dir, &unsorted, &want, &["--drain"]);
+    let growing = tmp.path().join("growing.jsonl");
+    write_lines(&growing, &shuffled[..1200], false);
+    replay_into(&dir, &growing, &got, &["--batch-lines", "5"]);
+    write_lines(&growing, &shuffled[1200..], true);
+    let second = replay_into(&dir, &growing, &got, &["--batch-lines", "5", "--drain"]);
+    assert!(
+        text(&second.stdout).contains("1200 new lines applied"),
+        "{}",
+        text(&second.stdout)
+    );
+    assert!(outputs(&got)[0] == outputs(&want)[0], "the same sends");
+    // Nothing new: nothing applied twice.
+    let third = replay_into(&dir, &growing, &got, &["--drain"]);
+    assert!(
+        text(&third.stdout).contains(" 0 new lines applied"),
+        "{}",
+        text(&third.stdout)
+    );
+}
+
+#[test]
+fn a_line_out_of_order_beyond_the_window_is_applied_late_not_dropped() {
+    // Dan checks out at 10:00 and buys at 10:30, but his purchase comes in
+    // the file after six calls stamped past his reminder's 11:00.
+    let mut lines = vec![
+        identify("dan", "2026-11-23T08:00:00Z", "UTC"),
+        checkout("dan", "2026-11-23T10:00:00Z"),
+    ];
+    for i in 0..6 {
+        lines.push(identify(
+            &format!("other{i}"),
+            &format!("2026-11-23T11:{:02}:00Z", 10 + i),
+            "UTC",
+        ));
+    }
+    lines.push(order("dan", "2026-11-23T10:30:00Z"));
+    for (window, mode) in [
+        (20, "--in-memory"),
+        (20, "--reset"),
+        (4, "--in-memory"),
+        (4, "--reset"),
+    ] {
+        let (tmp, dir) = copy_example("cart_recovery");
+        set_window(&dir, window);
+        let events = tmp.path().join("events.jsonl");
+        write_lines(&events, &lines, false);
+        let out = tmp.path().join("out");
+        let ran = replay_into(&dir, &events, &out, &[mode]);
+        let [outbox, trace, dead] = outputs(&out);
+        // Never dropped: the purchase is in the trace, no dead letter.
+        assert!(dead.is_empty(), "{dead}");
+        let trace: Vec<serde_json::Value> = trace
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let dan = |kind: &str| {
+            trace
+                .iter()
+                .filter(|r| r["customer"] == "dan" && r["kind"] == kind)
+                .count()
+        };
+        let stderr = text(&ran.stderr);
+        if window == 20 {
+            // Inside the window: put in its place, before the reminder.
+            assert!(outbox.is_empty(), "{mode}: {outbox}");
+            assert_eq!(dan("exited"), 1, "{mode}: {trace:?}");
+            assert!(!stderr.contains("out of time order"), "{stderr}");
+        } else {
+            // Beyond it: applied late, after the reminder went out.
+            let sent: Vec<serde_json::Value> = outbox
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(sent.len(), 1, "{mode}: {outbox}");
+            assert_eq!(sent[0]["customer"], "dan");
+            assert_eq!(sent[0]["message"], "cart_reminder");
+            assert_eq!(dan("exited_late"), 1, "{mode}: {trace:?}");
+            assert!(
+                stderr.contains("1 line was more than 4 lines out of time order"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_line_stamped_far_ahead_that_empties_the_window_loses_nothing_on_resume() {
+    // With a window of two lines, ben's line (stamped hours ahead) holds
+    // until two lines follow it, then leaves after them: the window is empty
+    // before the end of the file.
+    let (tmp, dir) = copy_example("cart_recovery");
+    set_window(&dir, 2);
+    let events = tmp.path().join("events.jsonl");
+    let lines = [
+        identify("ana", "2026-11-23T08:00:00Z", "UTC"),
+        identify("ben", "2026-11-23T12:00:00Z", "UTC"),
+        identify("cat", "2026-11-23T09:00:00Z", "UTC"),
+        identify("dan", "2026-11-23T09:30:00Z", "UTC"),
+    ];
+    write_lines(&events, &lines, false);
+    let out = tmp.path().join("out");
+    let first = replay_into(&dir, &events, &out, &["--batch-lines", "100"]);
+    assert!(
+        text(&first.stdout).contains("4 new lines applied"),
+        "{}",
+        text(&first.stdout)
+    );
+    // Every line was stored, and the read position is the end of the file.
+    let again = replay_into(&dir, &events, &out, &[]);
+    assert!(
+        text(&again.stdout).contains("4 calls replayed from it, 0 new lines applied"),
+        "{}",
+        text(&again.stdout)
+    );
+    let customers = |o: &Output| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["stats"]["customers"].to_string()
+    };
+    let json = replay_into(&dir, &events, &out, &["--format", "json"]);
+    assert_eq!(customers(&json), "4", "{}", text(&json.stdout));
+}

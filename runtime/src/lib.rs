@@ -18,4 +18,5 @@ pub mod replay;
 pub mod segment;
 pub mod stats;
 pub mod timers;
+pub mod window;
 pub mod zone;

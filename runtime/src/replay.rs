@@ -1,6 +1,7 @@
 //! Replaying recorded calls on a virtual clock.
 //!
-//! Calls are applied in timestamp order (ties keep file order). Before a
+//! Calls are applied in timestamp order (ties keep file order), within a
+//! bounded reorder window when the input is streamed (see [`crate::window`]). Before a
 //! call at time t, every timer due strictly before t fires; the call at t is
 //! applied before timers due at t, so a purchase made at the reminder's very
 //! second wins. After the last call, `until` fires timers up to a time and
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Engine, Sink};
 use crate::ingest;
 use crate::segment;
+use crate::window::{DEFAULT_LINES, Window};
 
 /// A line that could not be used: one line of the dead-letter file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,30 +90,26 @@ impl Horizon {
     }
 }
 
-/// Reads every call of `input`, then applies them in timestamp order.
-/// Bad lines go to `dead` (in line order) and the run goes on; only an I/O
-/// error on the input stops it.
+/// Reads the calls of `input` and applies them in timestamp order, within
+/// the default reorder window (an input shorter than the window is fully
+/// sorted). Bad lines go to `dead` (in line order) and the run goes on;
+/// only an I/O error on the input stops it.
 pub fn replay<S: Sink>(
     engine: &mut Engine<'_, S>,
-    mut input: impl BufRead,
+    input: impl BufRead,
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<()> {
-    let mut bytes = Vec::new();
-    input.read_to_end(&mut bytes)?;
-    replay_bytes(engine, &bytes, options, dead);
-    Ok(())
+    replay_stream(engine, input, options, None, DEFAULT_LINES, dead).map(drop)
 }
 
-/// Applies the calls in `input` (JSON lines) in timestamp order.
+/// Applies the calls in `input` (JSON lines) in timestamp order, within the
+/// default reorder window (see [`replay`]).
 ///
-/// A first pass reads only each line's time; lines are then decoded in
-/// full one at a time (in one pass, straight into typed calls: see
-/// [`ingest`]), in time order (file order for equal times), and dropped
-/// once applied. So memory does not grow with the stream, and a sorted
-/// stream (the usual case) is applied in one sweep. Lines that are not
-/// UTF-8 or whose time cannot be read are refused by the full decode with
-/// its reason.
+/// Lines are decoded in full one at a time (in one pass, straight into
+/// typed calls: see [`ingest`]), in time order (file order for equal
+/// times), and dropped once applied. Lines that are not UTF-8 or whose time
+/// cannot be read are refused by the full decode with its reason.
 pub fn replay_bytes<S: Sink>(
     engine: &mut Engine<'_, S>,
     input: &[u8],
@@ -129,68 +127,92 @@ pub fn replay_within<S: Sink>(
     horizon: Option<Horizon>,
     dead: &mut dyn FnMut(DeadLetter),
 ) {
-    // Valid as a whole (the usual case) means every line is valid: one
-    // check here instead of two per line.
-    let whole = std::str::from_utf8(input).ok();
-    let text_of = |s: usize, e: usize| match whole.and_then(|text| text.get(s..e)) {
-        Some(line) => Ok(line),
-        None => std::str::from_utf8(&input[s..e]),
-    };
-    // (time, start, end, line number) of each non-blank line.
-    let mut lines: Vec<(i64, usize, usize, usize)> = Vec::new();
+    // Reading a slice cannot fail.
+    let _ = replay_stream(engine, input, options, horizon, DEFAULT_LINES, dead);
+}
+
+/// What a streamed replay did besides applying calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Streamed {
+    /// Lines out of order by more than the reorder window: applied after
+    /// later-stamped ones, as late calls.
+    pub past_window: u64,
+}
+
+/// Reads `input` line by line and applies its calls in time order within a
+/// reorder window of `window` lines (see [`crate::window`]): memory holds
+/// the window, not the input. Lines beyond `horizon` are refused as they
+/// are read. Bad lines go to `dead` in line order at the end; only an I/O
+/// error on the input stops the run (after applying what was read).
+pub fn replay_stream<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    mut input: impl BufRead,
+    options: Options,
+    horizon: Option<Horizon>,
+    window: usize,
+    dead: &mut dyn FnMut(DeadLetter),
+) -> std::io::Result<Streamed> {
+    let mut held: Window<Vec<u8>> = Window::new(window);
     let mut rejected: Vec<DeadLetter> = Vec::new();
-    let mut sorted = true;
-    let mut last = i64::MIN;
-    let mut start = 0;
-    let breaks = memchr::memchr_iter(b'\n', input).chain([input.len()]);
-    for (i, end) in breaks.enumerate() {
-        let (s, e) = (start, end);
-        start = end + 1;
-        if input[s..e].iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        // A line whose time cannot be read keeps its place in the file.
-        let t = text_of(s, e).ok().and_then(segment::time_of);
-        if let (Some(t), Some(h)) = (t, horizon)
-            && let Err(reason) = h.judge(t, last)
-        {
-            rejected.push(DeadLetter {
-                line: i + 1,
-                reason,
-                input: String::from_utf8_lossy(&input[s..e]).into_owned(),
-            });
-            continue;
-        }
-        let t = t.unwrap_or(last);
-        if t < last {
-            sorted = false;
-        }
-        last = last.max(t);
-        lines.push((t, s, e, i + 1));
-    }
-    if !sorted {
-        lines.sort_by_key(|l| l.0);
-    }
-    for (_, s, e, number) in lines {
-        let text = match text_of(s, e) {
+    let mut apply = |number: u64, raw: Vec<u8>, rejected: &mut Vec<DeadLetter>| {
+        let text = match std::str::from_utf8(&raw) {
             Ok(t) => t.trim_end_matches('\r'),
             Err(err) => {
                 rejected.push(DeadLetter {
-                    line: number,
+                    line: number as usize,
                     reason: format!("not UTF-8 text: {err}"),
-                    input: String::from_utf8_lossy(&input[s..e]).into_owned(),
+                    input: String::from_utf8_lossy(&raw).into_owned(),
                 });
-                continue;
+                return;
             }
         };
         if let Err(reason) = ingest::apply_line(engine, text) {
             rejected.push(DeadLetter {
-                line: number,
+                line: number as usize,
                 reason,
                 input: text.to_string(),
             });
         }
+    };
+    let mut last = i64::MIN;
+    let mut number = 0u64;
+    let mut buf = Vec::new();
+    let read = loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+        number += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        // A line whose time cannot be read keeps its place in the file.
+        let t = std::str::from_utf8(line).ok().and_then(segment::time_of);
+        if let (Some(t), Some(h)) = (t, horizon)
+            && let Err(reason) = h.judge(t, last)
+        {
+            rejected.push(DeadLetter {
+                line: number as usize,
+                reason,
+                input: String::from_utf8_lossy(line).into_owned(),
+            });
+            continue;
+        }
+        let t = t.unwrap_or(last);
+        last = last.max(t);
+        held.push(t, number, line.to_vec());
+        while let Some((_, n, raw)) = held.next_due() {
+            apply(n, raw, &mut rejected);
+        }
+    };
+    while let Some((_, n, raw)) = held.pop() {
+        apply(n, raw, &mut rejected);
     }
+    read?;
     if let Some(t) = options.until {
         engine.advance_through(t);
     }
@@ -202,4 +224,7 @@ pub fn replay_within<S: Sink>(
         engine.count_dead_letter();
         dead(d);
     }
+    Ok(Streamed {
+        past_window: held.late(),
+    })
 }

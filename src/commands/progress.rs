@@ -36,12 +36,25 @@ struct Bar {
 impl Progress {
     /// A bar for replaying `input` (Segment JSON lines), shown only when
     /// stderr is a terminal and the input is large enough to take a while.
+    #[cfg(test)]
     pub fn for_replay(input: &[u8]) -> Progress {
         if !std::io::stderr().is_terminal() || input.len() < MIN_BYTES {
             return Progress { bar: None };
         }
         Progress {
             bar: Bar::new(input, ProgressDrawTarget::stderr()),
+        }
+    }
+
+    /// A bar for replaying the file at `path` of `len` bytes, shown only
+    /// when stderr is a terminal and the file is large enough to take a
+    /// while. Only its first and last lines are read: the file is streamed.
+    pub fn for_file(path: &std::path::Path, len: u64) -> Progress {
+        if !std::io::stderr().is_terminal() || len < MIN_BYTES as u64 {
+            return Progress { bar: None };
+        }
+        Progress {
+            bar: ends(path, len).and_then(|ends| Bar::new(&ends, ProgressDrawTarget::stderr())),
         }
     }
 
@@ -64,20 +77,42 @@ impl Progress {
 impl Bar {
     fn new(input: &[u8], target: ProgressDrawTarget) -> Option<Bar> {
         let (first, last) = time_range(input)?;
-        let calls = input.iter().filter(|&&b| b == b'\n').count();
         let bar = ProgressBar::with_draw_target(Some(span(first, last)), target);
         let style = ProgressStyle::with_template(
             "{spinner} {elapsed_precise} [{wide_bar}] {percent:>3}% {msg}",
         )
         .ok()?;
         bar.set_style(style);
-        bar.set_message(format!("replaying {calls} calls"));
+        bar.set_message("replaying calls");
         // Redrawn from its own thread, so the elapsed time moves even while
         // the engine records nothing.
         bar.enable_steady_tick(Duration::from_millis(200));
         Some(Bar { bar, first, last })
     }
 }
+
+/// The first and last [`ENDS`] bytes of the file, a line apart: enough for
+/// [`time_range`] to find its first and last lines.
+fn ends(path: &std::path::Path, len: u64) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut out = vec![0; ENDS.min(len as usize)];
+    f.read_exact(&mut out).ok()?;
+    out.push(b'\n');
+    let tail_start = len.saturating_sub(ENDS as u64);
+    f.seek(SeekFrom::Start(tail_start)).ok()?;
+    let mut tail = Vec::new();
+    f.take(ENDS as u64).read_to_end(&mut tail).ok()?;
+    // The tail's first line is cut short: leave it out.
+    match tail.iter().position(|&b| b == b'\n') {
+        Some(i) if tail_start > 0 => out.extend_from_slice(&tail[i + 1..]),
+        _ => out.extend_from_slice(&tail),
+    }
+    Some(out)
+}
+
+/// How much of each end of a streamed file the bar reads.
+const ENDS: usize = 256 * 1024;
 
 /// The bar's length in milliseconds: at least one, so an input of one instant still
 /// has a bar that can fill.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
@@ -156,6 +156,15 @@ pub fn run(args: Args) -> Status {
     worst
 }
 
+/// How the calls are replayed: the clock after them, the horizon, the
+/// reorder window.
+#[derive(Clone, Copy)]
+struct Replay {
+    until: Option<i64>,
+    horizon: Horizon,
+    window: usize,
+}
+
 /// The files of one project's run.
 struct Paths {
     root: PathBuf,
@@ -192,8 +201,10 @@ fn run_project(
         .events
         .clone()
         .unwrap_or_else(|| root.join("events.jsonl"));
-    let input = match std::fs::read(&events) {
-        Ok(bytes) => bytes,
+    // Opened here to report a missing file before anything else; it is
+    // read as a stream, never whole.
+    let input = match File::open(&events).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+        Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: cannot read events from {}: {e}", events.display());
             if args.events.is_none() {
@@ -237,14 +248,22 @@ fn run_project(
             .flatten()
             .unwrap_or(replay::DEFAULT_MAX_FUTURE),
     );
+    // Checked when the file was read; the default stands otherwise.
+    let window = settings
+        .reorder_window()
+        .unwrap_or(nudge_runtime::window::DEFAULT_LINES);
+    let replay = Replay {
+        until,
+        horizon,
+        window,
+    };
     if args.engine.in_memory {
         run_in_memory(
-            &bundle, &input, &paths, args, until, routes, config, horizon,
+            &bundle, &events, input, &paths, args, replay, routes, config,
         )
     } else {
-        run_durable(
-            &bundle, &events, &input, &paths, args, until, routes, config, horizon,
-        )
+        drop(input);
+        run_durable(&bundle, &events, &paths, args, replay, routes, config)
     }
 }
 
@@ -287,13 +306,13 @@ pub(super) fn engine_config(
 #[allow(clippy::too_many_arguments)]
 fn run_in_memory(
     bundle: &nudge_bytecode::Bundle,
-    input: &[u8],
+    events: &Path,
+    (input, len): (File, u64),
     paths: &Paths,
     args: &Args,
-    until: Option<i64>,
+    replay: Replay,
     routes: &[(Channel, PluginSpec)],
     config: Config,
-    horizon: Horizon,
 ) -> Status {
     let mut sink = match FileSink::new(
         &paths.outbox,
@@ -329,19 +348,34 @@ fn run_in_memory(
             dead_error.get_or_insert(e);
         }
     };
-    let progress = Progress::for_replay(input);
+    let progress = Progress::for_file(events, len);
     let sink = ProgressSink::new(sink, &progress);
     let mut engine = Engine::new(bundle, sink, config, i64::MIN);
     let options = Options {
-        until,
+        until: replay.until,
         drain: args.drain,
     };
-    replay::replay_within(&mut engine, input, options, Some(horizon), &mut write_dead);
+    let streamed = replay::replay_stream(
+        &mut engine,
+        BufReader::with_capacity(1 << 20, input),
+        options,
+        Some(replay.horizon),
+        replay.window,
+        &mut write_dead,
+    );
     progress.finish();
+    let streamed = match streamed {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read events from {}: {e}", events.display());
+            return Status::Failure;
+        }
+    };
     let stats = engine.stats();
     let flushed = engine.into_sink().into_inner().finish();
     let dead_flushed = dead_file.flush();
     summary(args.format, paths, &stats, None);
+    past_window(streamed.past_window, replay.window);
     if let Err(e) = flushed {
         eprintln!("error: {e}");
         return Status::Failure;
@@ -358,13 +392,11 @@ fn run_in_memory(
 fn run_durable(
     bundle: &nudge_bytecode::Bundle,
     events: &Path,
-    input: &[u8],
     paths: &Paths,
     args: &Args,
-    until: Option<i64>,
+    replay: Replay,
     routes: &[(Channel, PluginSpec)],
     config: Config,
-    horizon: Horizon,
 ) -> Status {
     let store_path = paths.store.clone();
     let (mut store, mut router) =
@@ -388,7 +420,7 @@ fn run_durable(
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
-    let progress = Progress::for_replay(input);
+    let progress = Progress::for_file(events, std::fs::metadata(events).map_or(0, |m| m.len()));
     let (sink, captured) = LedgerSink::new(ProgressSink::new(feeds, &progress));
     let mut engine = Engine::new(initial, sink, config, i64::MIN);
     let name = std::fs::canonicalize(events)
@@ -396,16 +428,17 @@ fn run_durable(
         .display()
         .to_string();
     let settings = Settings {
-        until,
+        until: replay.until,
         drain: args.drain,
         // 10,000 by default: the commit's fsync is paid once per many calls,
         // and a batch's sends still go out within a fraction of a second.
         batch_lines: args.batch_lines,
-        horizon: Some(horizon),
+        horizon: Some(replay.horizon),
+        window: replay.window,
     };
     let source = Input {
         name: &name,
-        bytes: input,
+        path: events,
     };
     let (report, dead) = match durable::run(
         &mut store,
@@ -439,6 +472,7 @@ fn run_durable(
             store_path.display()
         );
     }
+    past_window(report.past_window, replay.window);
     if let Some(f) = &report.first_failure {
         eprintln!(
             "warning: {} deliveries failed in this run; first: {f}",
@@ -595,6 +629,18 @@ fn summary(
             }
             println!("{out}");
         }
+    }
+}
+
+/// Warns of lines out of order by more than the reorder window: the
+/// outputs then differ from a replay of the file sorted by time.
+fn past_window(count: u64, window: usize) {
+    let lines = |n: u64| if n == 1 { "line was" } else { "lines were" };
+    if count > 0 {
+        eprintln!(
+            "warning: {count} {} more than {window} lines out of time order and applied late, after later calls; sort the file by time, or raise [runtime] reorder_window in nudge.toml",
+            lines(count)
+        );
     }
 }
 

@@ -2,15 +2,18 @@
 //! left pending, then apply the rest of the events file in batches, each
 //! committed (calls, send intents, read position) before its sends go out.
 //!
-//! Ordering: a run applies the lines it reads in time order, like the
-//! in-memory replay (file order when the file is sorted, a stable sort of
-//! this run's lines otherwise). Lines already applied are never applied
-//! again; lines earlier than the clock a previous run reached are applied at
-//! that clock and counted as `late`.
+//! Ordering: a run streams the file and applies its lines in time order
+//! within a reorder window, like the in-memory replay (file order when the
+//! file is sorted, a stable sort of this run's lines when no line is out of
+//! order by more than the window; see [`nudge_runtime::window`]). Lines
+//! already applied are never applied again; lines earlier than the clock a
+//! previous run reached are applied at that clock and counted as `late`.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use nudge_bytecode::{Bundle, Channel};
@@ -19,10 +22,11 @@ use nudge_runtime::engine::{Deployed, Engine, Sink};
 use nudge_runtime::record::{Membership, Record};
 use nudge_runtime::replay::{DeadLetter, Horizon};
 use nudge_runtime::segment;
+use nudge_runtime::window::Window;
 
 use crate::{
-    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, portable,
-    tail_hash,
+    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, TAIL,
+    portable, tail_hash_of,
 };
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
@@ -204,14 +208,17 @@ pub struct Settings {
     pub batch_lines: usize,
     /// Lines beyond it are refused and never stored (see [`Horizon`]).
     pub horizon: Option<Horizon>,
+    /// Lines of the file held to put them in time order (see
+    /// [`nudge_runtime::window`]).
+    pub window: usize,
 }
 
 /// The events file of this run.
 pub struct Input<'a> {
     /// Its name in the store (a canonical path).
     pub name: &'a str,
-    /// Its content.
-    pub bytes: &'a [u8],
+    /// Where it is read from.
+    pub path: &'a Path,
 }
 
 /// What a durable run did, beyond the engine's counters.
@@ -225,6 +232,9 @@ pub struct Report {
     pub late: u64,
     /// New lines stamped beyond the file's horizon: refused, not stored.
     pub beyond_horizon: u64,
+    /// New lines out of order by more than the reorder window: applied
+    /// after later-stamped ones, as late calls.
+    pub past_window: u64,
     /// Pending intents of an earlier run delivered (or found already delivered).
     pub retried: u64,
     /// New messages delivered by this run.
@@ -247,6 +257,10 @@ pub struct Report {
 /// pending intents, applies the unread part of `input`, then runs the clock
 /// as `settings` say. Returns the report and every refused line of the
 /// history, in line order.
+///
+/// The file is read as a stream, up to the length it had when the run
+/// began; lines are applied in time order within the reorder window, so
+/// memory holds the window and a batch, not the file.
 pub fn run<'b, S: Sink>(
     store: &mut Store,
     engine: &mut Engine<'b, LedgerSink<S>>,
@@ -259,7 +273,8 @@ pub fn run<'b, S: Sink>(
     let mut report = Report::default();
     let mut dead = Vec::new();
     let source = store.source(input.name)?;
-    check_source(&source, &input)?;
+    let mut file = SourceFile::open(input.path)?;
+    check_source(&source, &mut file, &input)?;
     let mut batch = Batch::default();
     let Resumed {
         beyond, deployed, ..
@@ -278,66 +293,26 @@ pub fn run<'b, S: Sink>(
     // A deploy is stored before any line applied after it.
     let mut first = std::mem::take(&mut batch.calls);
 
-    // New input, in batches.
-    let start = source.position as usize;
-    let text = &input.bytes[start..];
-    // (time, start, end, line number) of each unapplied non-blank line, in file order.
-    let mut lines: Vec<(i64, usize, usize, u64)> = Vec::new();
-    let mut sorted = true;
+    let read_err = |e: std::io::Error| StoreError::Source {
+        path: input.path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut reader = file.lines_from(source.position).map_err(read_err)?;
+    // Each held line: where it starts in the file, and its bytes.
+    // A window of one line applies the file in file order; none would let a
+    // line out before it is counted in a batch.
+    let mut window: Window<(u64, Vec<u8>)> = Window::new(settings.window.max(1));
     let mut last = i64::MIN;
     let clock = engine.now();
-    let mut offset = start;
+    // The end of the last line read, and the number of that line.
+    let mut offset = source.position;
     let mut end_line = source.line;
-    for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
-        let (s, e) = (offset, offset + raw.len());
-        offset = e + 1;
-        let number = source.line + i as u64 + 1;
-        if !raw.is_empty() {
-            end_line = number;
-        }
-        if raw.iter().all(u8::is_ascii_whitespace) || beyond.contains(&number) {
-            continue;
-        }
-        let t = std::str::from_utf8(raw).ok().and_then(segment::time_of);
-        // Refused lines are not stored, so a rebuild never meets them.
-        if let (Some(t), Some(h)) = (t, settings.horizon)
-            && let Err(reason) = h.judge(t, last.max(clock))
-        {
-            engine.count_dead_letter();
-            report.beyond_horizon += 1;
-            dead.push(DeadLetter {
-                line: number as usize,
-                reason,
-                input: String::from_utf8_lossy(raw).into_owned(),
-            });
-            continue;
-        }
-        if t.is_some_and(|t| t < clock) {
-            report.late += 1;
-        }
-        let t = t.unwrap_or(last);
-        if t < last {
-            sorted = false;
-        }
-        last = last.max(t);
-        lines.push((t, s, e, number));
-    }
-    // Line numbers count every newline, so a run that consumed a final line
-    // without one leaves the next run numbering from after it.
-    let end_line = if text.ends_with(b"\n") {
-        source.line + text.iter().filter(|&&b| b == b'\n').count() as u64
-    } else {
-        end_line
-    };
-    let mut order: Vec<u32> = (0..lines.len() as u32).collect();
-    if !sorted {
-        order.sort_by_key(|&i| lines[i as usize].0);
-    }
+    let batch_lines = settings.batch_lines.max(1);
     // Group commit on a second thread: while the writer commits batch k,
     // this thread applies batch k + 1; batch k's sends go out only once the
     // writer has acknowledged its commit.
     let mut marks = std::mem::take(&mut batch.marks);
-    let bytes = input.bytes;
+    let mut committed = (source.position, source.line);
     std::thread::scope(|scope| -> Result<(), StoreError> {
         let (to_writer, inbox) = std::sync::mpsc::sync_channel::<Batch<'_>>(1);
         let (ack, acks) = std::sync::mpsc::channel::<Result<Vec<Intent>, StoreError>>();
@@ -352,53 +327,105 @@ pub fn run<'b, S: Sink>(
             }
         });
         let mut in_flight = 0usize;
-        let mut applied = vec![false; lines.len()];
-        let mut cursor = 0;
-        for chunk in order.chunks(settings.batch_lines.max(1)) {
-            let mut next = Batch::default();
-            next.calls.append(&mut first);
-            for &i in chunk {
-                let (_, s, e, number) = lines[i as usize];
-                let body = &bytes[s..e];
-                apply_line(engine, body, number, &mut dead);
-                next.calls.push(NewCall::Line {
-                    source: source.id,
-                    line: number,
-                    body,
+        let mut next = Batch::default();
+        let mut pending = 0usize;
+        let mut buf = Vec::new();
+        let mut done = false;
+        while !done {
+            // Read one line, or note the end of the input.
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).map_err(read_err)?;
+            if n == 0 {
+                done = true;
+            } else {
+                let start = offset;
+                offset += n as u64;
+                end_line += 1;
+                let number = end_line;
+                let raw = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                if raw.iter().all(u8::is_ascii_whitespace) || beyond.contains(&number) {
+                    continue;
+                }
+                let t = std::str::from_utf8(raw).ok().and_then(segment::time_of);
+                // Refused lines are not stored, so a rebuild never meets them.
+                if let (Some(t), Some(h)) = (t, settings.horizon)
+                    && let Err(reason) = h.judge(t, last.max(clock))
+                {
+                    engine.count_dead_letter();
+                    report.beyond_horizon += 1;
+                    dead.push(DeadLetter {
+                        line: number as usize,
+                        reason,
+                        input: String::from_utf8_lossy(raw).into_owned(),
+                    });
+                    continue;
+                }
+                if t.is_some_and(|t| t < clock) {
+                    report.late += 1;
+                }
+                let t = t.unwrap_or(last);
+                last = last.max(t);
+                window.push(t, number, (start, raw.to_vec()));
+            }
+            loop {
+                let due = if done {
+                    window.pop()
+                } else {
+                    window.next_due()
+                };
+                if let Some((_, number, (_, body))) = due {
+                    apply_line(engine, &body, number, &mut dead);
+                    next.calls.push(NewCall::Read {
+                        source: source.id,
+                        line: number,
+                        body,
+                    });
+                    pending += 1;
+                    report.applied += 1;
+                    if pending < batch_lines {
+                        continue;
+                    }
+                } else if !done || pending == 0 {
+                    // Nothing due yet, or everything committed. (A line
+                    // stamped far ahead can empty the window before the
+                    // end: what was let out is committed at the end.)
+                    break;
+                }
+                // Everything before the position is applied; later lines
+                // applied out of file order are found through their line
+                // numbers.
+                let (position, line) = match window.oldest() {
+                    Some((number, &(start, _))) => (start, number - 1),
+                    None => (offset, end_line),
+                };
+                let mut b = std::mem::take(&mut next);
+                pending = 0;
+                b.calls.splice(0..0, std::mem::take(&mut first));
+                b.source = Some(SourcePos {
+                    id: source.id,
+                    position,
+                    line,
+                    tail_hash: file.tail_hash(position).map_err(read_err)?,
                 });
-                applied[i as usize] = true;
-            }
-            report.applied += chunk.len() as u64;
-            while cursor < lines.len() && applied[cursor] {
-                cursor += 1;
-            }
-            // Everything before the position is applied; later lines applied
-            // out of file order are found through their line numbers.
-            let (position, line) = match lines.get(cursor) {
-                Some(&(_, s, _, number)) => (s, number - 1),
-                None => (bytes.len(), end_line),
-            };
-            next.source = Some(SourcePos {
-                id: source.id,
-                position: position as u64,
-                line,
-                tail_hash: tail_hash(&bytes[..position]),
-            });
-            next.intents = captured
-                .take()
-                .into_iter()
-                .map(|message| Intent { message })
-                .collect();
-            next.marks = std::mem::take(&mut marks);
-            next.meta.push(("clock", engine.now().to_string()));
-            if to_writer.send(next).is_err() {
-                break; // The writer stopped on an error; its ack says which.
-            }
-            in_flight += 1;
-            if in_flight > 1 {
-                let intents = acks.recv().map_err(|_| writer_gone())??;
-                in_flight -= 1;
-                dispatch(router, &intents, &mut marks, &mut report);
+                committed = (position, line);
+                b.intents = captured
+                    .take()
+                    .into_iter()
+                    .map(|message| Intent { message })
+                    .collect();
+                b.marks = std::mem::take(&mut marks);
+                b.meta.push(("clock", engine.now().to_string()));
+                if to_writer.send(b).is_err() {
+                    // The writer stopped on an error; its ack says which.
+                    done = true;
+                    break;
+                }
+                in_flight += 1;
+                if in_flight > 1 {
+                    let intents = acks.recv().map_err(|_| writer_gone())??;
+                    in_flight -= 1;
+                    dispatch(router, &intents, &mut marks, &mut report);
+                }
             }
         }
         drop(to_writer);
@@ -408,15 +435,16 @@ pub fn run<'b, S: Sink>(
         }
         Ok(())
     })?;
+    report.past_window = window.late();
     batch.marks = marks;
     batch.calls.extend(first);
-    if lines.is_empty() && input.bytes.len() as u64 != source.position {
-        // Only blank lines were added: still move past them.
+    if committed != (offset, end_line) {
+        // Only blank or refused lines followed: still move past them.
         batch.source = Some(SourcePos {
             id: source.id,
-            position: input.bytes.len() as u64,
+            position: offset,
             line: end_line,
-            tail_hash: tail_hash(input.bytes),
+            tail_hash: file.tail_hash(offset).map_err(read_err)?,
         });
     }
 
@@ -440,6 +468,50 @@ pub fn run<'b, S: Sink>(
     report.ledger = store.counts()?;
     dead.sort_by_key(|d: &DeadLetter| d.line);
     Ok((report, dead))
+}
+
+/// The events file of a run: its length when the run began (lines appended
+/// during the run are left to the next one) and a second handle to read
+/// the bytes before a read position back for its [`crate::tail_hash`].
+struct SourceFile {
+    path: PathBuf,
+    len: u64,
+    back: File,
+}
+
+impl SourceFile {
+    fn open(path: &Path) -> Result<SourceFile, StoreError> {
+        let err = |e: std::io::Error| StoreError::Source {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let back = File::open(path).map_err(err)?;
+        let len = back.metadata().map_err(err)?.len();
+        Ok(SourceFile {
+            path: path.to_path_buf(),
+            len,
+            back,
+        })
+    }
+
+    /// A buffered reader of the file from `position` to its length at the start.
+    fn lines_from(&self, position: u64) -> std::io::Result<impl BufRead + use<>> {
+        let mut f = File::open(&self.path)?;
+        f.seek(SeekFrom::Start(position))?;
+        Ok(BufReader::with_capacity(
+            1 << 20,
+            f.take(self.len.saturating_sub(position)),
+        ))
+    }
+
+    /// [`crate::tail_hash`] of the file's first `position` bytes.
+    fn tail_hash(&mut self, position: u64) -> std::io::Result<String> {
+        let start = position.saturating_sub(TAIL as u64);
+        let mut tail = vec![0; (position - start) as usize];
+        self.back.seek(SeekFrom::Start(start))?;
+        self.back.read_exact(&mut tail)?;
+        Ok(tail_hash_of(&tail, position))
+    }
 }
 
 /// Feeds every call of `store`'s history to `engine` (fresh, made with
@@ -711,19 +783,27 @@ fn writer_gone() -> StoreError {
     }
 }
 
-fn check_source(source: &SourcePos, input: &Input<'_>) -> Result<(), StoreError> {
+fn check_source(
+    source: &SourcePos,
+    file: &mut SourceFile,
+    input: &Input<'_>,
+) -> Result<(), StoreError> {
     let changed = |reason: String| StoreError::SourceChanged {
         path: PathBuf::from(input.name),
         reason,
     };
-    let pos = source.position as usize;
-    if input.bytes.len() < pos {
+    let pos = source.position;
+    if file.len < pos {
         return Err(changed(format!(
             "it has {} bytes, but {pos} were already applied",
-            input.bytes.len()
+            file.len
         )));
     }
-    if tail_hash(&input.bytes[..pos]) != source.tail_hash {
+    let hash = file.tail_hash(pos).map_err(|e| StoreError::Source {
+        path: input.path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if hash != source.tail_hash {
         return Err(changed(format!(
             "its first {pos} bytes are not the ones applied before"
         )));

@@ -5,7 +5,7 @@ use nudge_bytecode::Bundle;
 
 /// How many bytes before the read position [`tail_hash`] covers: enough to
 /// notice a rewritten file, cheap enough to check on every run.
-const TAIL: usize = 64 * 1024;
+pub const TAIL: usize = 64 * 1024;
 
 fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
@@ -21,12 +21,15 @@ const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 /// run to notice an events file that was rewritten rather than appended to.
 pub fn tail_hash(prefix: &[u8]) -> String {
     let start = prefix.len().saturating_sub(TAIL);
-    let h = fnv1a(SEED, &prefix[start..]);
-    format!(
-        "{:016x}:{}",
-        fnv1a(h, &(prefix.len() as u64).to_le_bytes()),
-        prefix.len()
-    )
+    tail_hash_of(&prefix[start..], prefix.len() as u64)
+}
+
+/// [`tail_hash`] of a prefix of `len` bytes ending with `tail`, its last
+/// [`TAIL`] bytes (all of it when shorter): a streamed file keeps only those.
+pub fn tail_hash_of(tail: &[u8], len: u64) -> String {
+    debug_assert!(tail.len() as u64 == len.min(TAIL as u64));
+    let h = fnv1a(SEED, tail);
+    format!("{:016x}:{len}", fnv1a(h, &len.to_le_bytes()))
 }
 
 /// The bundle's wire encoding with source paths reduced to file names, as
@@ -57,4 +60,22 @@ pub fn fingerprint(release_spread: i64, suppression: &[String]) -> String {
         h = fnv1a(h, b"\n");
     }
     format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_of_a_tail_is_the_hash_of_its_whole_prefix() {
+        let prefix: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for len in [0, 10, TAIL - 1, TAIL, TAIL + 1, prefix.len()] {
+            let p = &prefix[..len];
+            let tail = &p[len.saturating_sub(TAIL)..];
+            assert_eq!(tail_hash_of(tail, len as u64), tail_hash(p), "{len}");
+        }
+        // The length counts: the same tail after a longer prefix differs.
+        let (a, b) = (&prefix[1..TAIL + 1], &prefix[..TAIL + 1]);
+        assert_ne!(tail_hash(a), tail_hash(b));
+    }
 }

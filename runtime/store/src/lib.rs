@@ -20,7 +20,7 @@ pub mod durable;
 mod hash;
 pub mod outbox;
 
-pub use hash::{fingerprint, portable, tail_hash};
+pub use hash::{TAIL, fingerprint, portable, tail_hash, tail_hash_of};
 
 /// Each migration brings the schema from its index to the next version;
 /// append only, never edit one that has shipped.
@@ -107,6 +107,13 @@ pub enum StoreError {
         /// Why, from the engine.
         reason: String,
     },
+    /// The events file could not be read.
+    Source {
+        /// The events file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// The events file no longer starts with what was already applied.
     SourceChanged {
         /// The events file.
@@ -156,6 +163,9 @@ impl fmt::Display for StoreError {
                 "the project cannot be deployed over the history in {}: {reason}",
                 path.display()
             ),
+            StoreError::Source { path, reason } => {
+                write!(f, "cannot read events from {}: {reason}", path.display())
+            }
             StoreError::SourceChanged { path, reason } => write!(
                 f,
                 "the events file {} does not continue what was applied: {reason}",
@@ -236,6 +246,16 @@ pub enum NewCall<'a> {
         line: u64,
         /// The line as read.
         body: &'a [u8],
+    },
+    /// A line of an events file read from a stream, owned by the batch
+    /// since the stream keeps no copy of it; stored as a [`NewCall::Line`].
+    Read {
+        /// The source it came from.
+        source: i64,
+        /// Its line number, from 1.
+        line: u64,
+        /// The line as read.
+        body: Vec<u8>,
     },
     /// `--until`, in milliseconds since the epoch.
     Until(i64),
@@ -599,6 +619,13 @@ impl Store {
                     NewCall::Line { source, line, body } => {
                         call.execute(params![KIND_LINE, source, *line as i64, None::<i64>, body])
                     }
+                    NewCall::Read { source, line, body } => call.execute(params![
+                        KIND_LINE,
+                        source,
+                        *line as i64,
+                        None::<i64>,
+                        body.as_slice()
+                    ]),
                     NewCall::Until(t) => call.execute(params![
                         KIND_UNTIL,
                         None::<i64>,
