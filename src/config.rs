@@ -89,6 +89,9 @@ pub struct RuntimeSection {
     /// How many lines of an events file `nudge run` holds to put them in
     /// time order; lines out of order by more are applied as late calls.
     pub reorder_window: Option<u64>,
+    /// Calls between two looks at what the engine may forget; 0 keeps
+    /// every event and send.
+    pub forget_every: Option<u32>,
 }
 
 /// The default of `[runtime] max_sends_per_step`: above any one customer's
@@ -433,6 +436,13 @@ impl Config {
             Some(0) => Err("[runtime] max_sends_per_step: must be at least 1".to_string()),
             Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         }
+    }
+
+    /// `[runtime] forget_every` in calls, the default when unset (0 forgets nothing).
+    pub fn forget_every(&self) -> u32 {
+        self.runtime
+            .forget_every
+            .unwrap_or(nudge_runtime::engine::DEFAULT_FORGET_EVERY)
     }
 
     /// `[runtime] reorder_window` in lines, the default when unset; at least 1.
@@ -1109,6 +1119,22 @@ mod tests {
         let err = Config::parse("[runtime]\nmax_sends_per_step = 0\n", env).unwrap_err();
         assert!(err.contains("max_sends_per_step"), "{err}");
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn forgetting_can_be_tuned_or_turned_off() {
+        let env = |_: &str| None;
+        assert_eq!(
+            Config::parse("[runtime]\nforget_every = 0\n", env)
+                .unwrap()
+                .forget_every(),
+            0
+        );
+        assert_eq!(
+            Config::parse("", env).unwrap().forget_every(),
+            nudge_runtime::engine::DEFAULT_FORGET_EVERY
+        );
+        assert!(Config::parse("[runtime]\nforget_every = -1\n", env).is_err());
     }
 
     #[test]

@@ -293,7 +293,7 @@ pub(super) fn engine_config(
             suppression,
             max_lateness,
             catch_up_schedules: true,
-            forget_every: nudge_runtime::engine::DEFAULT_FORGET_EVERY,
+            forget_every: settings.forget_every(),
         }),
         Err(e) => {
             eprintln!("error: {e}");

@@ -640,7 +640,8 @@ impl<'b, S: Sink> Engine<'b, S> {
             return;
         }
         self.applies_since_horizon += 1;
-        if self.applies_since_horizon >= every {
+        let sweep = self.applies_since_horizon >= every;
+        if sweep {
             self.applies_since_horizon = 0;
             self.horizon = self.oldest_readable();
         }
@@ -651,23 +652,15 @@ impl<'b, S: Sink> Engine<'b, S> {
         if from == i64::MIN {
             return;
         }
-        let Some(cust) = self.customers.get(&c) else {
-            return;
-        };
-        if cust.events.first().is_none_or(|e| e.at >= from)
-            && cust.sends.first().is_none_or(|s| s.at >= from)
-        {
-            return;
-        }
         let sends_from = from.min(self.now.saturating_sub(self.cap_window));
         let forever = &self.forever;
-        let cust = self.customers.get_mut(&c).expect("looked up above");
-        if cust.events.first().is_some_and(|e| e.at < from) {
-            cust.events
-                .retain(|e| e.at >= from || forever.contains(&e.schema));
-        }
-        if cust.sends.first().is_some_and(|s| s.at < sends_from) {
-            cust.sends.retain(|s| s.at >= sends_from);
+        if sweep {
+            // Customers not seen again would keep what they hold for ever.
+            for cust in self.customers.values_mut() {
+                forget_before(cust, from, sends_from, forever);
+            }
+        } else if let Some(cust) = self.customers.get_mut(&c) {
+            forget_before(cust, from, sends_from, forever);
         }
     }
 
@@ -682,11 +675,19 @@ impl<'b, S: Sink> Engine<'b, S> {
             from = from.min(inst.started);
         }
         for cust in self.customers.values() {
-            for g in &cust.goals {
+            for g in cust.goals.iter().filter(|g| !self.goal_expired(g)) {
                 from = from.min(g.entered);
             }
         }
         from
+    }
+
+    /// Whether a goal watch's window has passed: it can no longer be reached.
+    fn goal_expired(&self, g: &customer::GoalWatch) -> bool {
+        self.bundle_of(g.release).flows[g.flow as usize]
+            .goal
+            .as_ref()
+            .is_none_or(|goal| self.now > g.entered.saturating_add(crate::millis::ms(goal.within)))
     }
 
     fn ensure_customer(&mut self, c: u32) {
@@ -1331,6 +1332,18 @@ impl<'b, S: Sink> Engine<'b, S> {
     fn count(&mut self, r: u32, flow: u32, outcome: Outcome, reason: Option<&str>) {
         let name = &self.bundle_of(r).flows[flow as usize].name;
         self.stats.flow_mut(name).decide(outcome, reason);
+    }
+}
+
+/// Drops a customer's events before `from` (but those of kinds in
+/// `forever`) and sends before `sends_from`.
+fn forget_before(cust: &mut Customer, from: i64, sends_from: i64, forever: &HashSet<u32>) {
+    if cust.events.first().is_some_and(|e| e.at < from) {
+        cust.events
+            .retain(|e| e.at >= from || forever.contains(&e.schema));
+    }
+    if cust.sends.first().is_some_and(|s| s.at < sends_from) {
+        cust.sends.retain(|s| s.at >= sends_from);
     }
 }
 
