@@ -1583,4 +1583,65 @@ plugin = "stdout"
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(manifest_problem_with(&dir, env).is_none());
     }
+
+    #[test]
+    fn alert_tables_become_rules_or_say_what_is_wrong() {
+        let parse = |text: &str| Config::parse(text, env);
+        let config = parse(
+            "[[alerts]]\nname = \"b\"\nkind = \"bounce_rate\"\nthreshold = 2.5\nwindow = \"1h\"\n\n[[alerts]]\nname = \"o\"\nkind = \"event_volume_drop\"\nevent = \"Order Completed\"\ndrop = 50\nwindow = \"30m\"\n\n[alerts_webhook]\nurl = \"https://hooks.example/${KEY}\"\n",
+        )
+        .unwrap();
+        let rules = config.alert_rules().unwrap();
+        assert_eq!(rules[0].kind, Kind::BounceRate);
+        assert_eq!((rules[0].threshold, rules[0].window), (2.5, 3600));
+        assert_eq!(
+            rules[1].kind,
+            Kind::EventVolumeDrop {
+                event: "Order Completed".into(),
+                baseline: 86_400
+            }
+        );
+        assert_eq!((rules[1].threshold, rules[1].window), (50.0, 1800));
+        assert_eq!(
+            config.alerts_webhook.unwrap().url,
+            "https://hooks.example/secret"
+        );
+        let table = |body: &str| format!("[[alerts]]\nname = \"a\"\nwindow = \"1h\"\n{body}");
+        for (body, error) in [
+            (
+                "kind = \"bounce_rate\"\n",
+                "`alerts[0].threshold`: a `bounce_rate` alert needs `threshold`",
+            ),
+            (
+                "kind = \"spam_rate\"\nthreshold = 100\n",
+                "`alerts[0].threshold`: expected a percentage from 0 up to 100, found 100",
+            ),
+            (
+                "kind = \"spam_rate\"\nthreshold = 1\ndrop = 5\n",
+                "`alerts[0].drop`: only an `event_volume_drop` alert takes `drop`",
+            ),
+            (
+                "kind = \"event_volume_drop\"\nevent = \"X\"\ndrop = 5\nbaseline = \"30m\"\n",
+                "`alerts[0].baseline`: expected a duration at least as long as the window",
+            ),
+            (
+                "kind = \"event_volume_drop\"\nevent = \"X\"\nthreshold = 5\n",
+                "`alerts[0].threshold`: an `event_volume_drop` alert takes `drop`",
+            ),
+        ] {
+            let got = parse(&table(body)).unwrap_err();
+            assert!(got.starts_with(error), "{body}: {got}");
+        }
+        let twice = format!(
+            "{}\nkind = \"dead_letter_rate\"\nthreshold = 1\n",
+            table("")
+        );
+        let got = parse(&format!("{twice}\n{twice}")).unwrap_err();
+        assert!(
+            got.starts_with("`alerts[1].name`: `a` names two alerts"),
+            "{got}"
+        );
+        let got = parse("[alerts_webhook]\nurl = \"hooks.example\"\n").unwrap_err();
+        assert!(got.contains("not an absolute URL"), "{got}");
+    }
 }

@@ -894,7 +894,7 @@ impl<'b> Live<'b> {
             // Nothing has set the clock yet.
             return;
         }
-        watch.observe(now, &self.metrics.alert_counters());
+        watch.observe(now, self.metrics.alert_counters());
         if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
             for (rule, on) in watch.firing() {
                 firing.insert(rule.name.clone(), on);

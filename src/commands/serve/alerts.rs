@@ -193,6 +193,8 @@ pub struct Evaluator {
     step: i64,
     /// How far back samples are needed, in milliseconds.
     horizon: i64,
+    /// The counters before the first sample.
+    zero: Counters,
 }
 
 impl Evaluator {
@@ -214,6 +216,7 @@ impl Evaluator {
             started: None,
             step: (shortest * 1000 / 60).max(1000),
             horizon: horizon * 1000,
+            zero: Counters::default(),
         }
     }
 
@@ -291,13 +294,11 @@ impl Evaluator {
 
     /// The counters as they were at `t`: the latest sample at or before it,
     /// else zero (the counters start at zero with the server).
-    fn at(&self, t: i64) -> Counters {
-        self.samples
-            .iter()
-            .rev()
-            .find(|(when, _)| *when <= t)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default()
+    fn at(&self, t: i64) -> &Counters {
+        match self.samples.partition_point(|(when, _)| *when <= t) {
+            0 => &self.zero,
+            n => &self.samples[n - 1].1,
+        }
     }
 
     /// The rule's value at `now` in percent, or `None` when the volume is
@@ -367,6 +368,9 @@ pub fn watched_events(rules: &[Rule]) -> Vec<String> {
 pub struct Watch {
     evaluator: Evaluator,
     notify: Option<(mpsc::Sender<Value>, std::thread::JoinHandle<()>)>,
+    /// The last observation: the same one again (the loop comes round
+    /// every second, and after every request) would change nothing.
+    last: Option<(i64, Counters)>,
 }
 
 impl Watch {
@@ -390,12 +394,22 @@ impl Watch {
         Some(Watch {
             evaluator: Evaluator::new(rules),
             notify,
+            last: None,
         })
     }
 
     /// Evaluates at `now` (milliseconds), logging and posting each change.
-    pub fn observe(&mut self, now: i64, counters: &Counters) {
-        for t in self.evaluator.observe(now, counters) {
+    pub fn observe(&mut self, now: i64, counters: Counters) {
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(t, c)| *t == now && *c == counters)
+        {
+            return;
+        }
+        let transitions = self.evaluator.observe(now, &counters);
+        self.last = Some((now, counters));
+        for t in transitions {
             let value = t
                 .value
                 .map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}%"));
@@ -552,7 +566,7 @@ pub fn prometheus_rules(rules: &[Rule]) -> String {
                 prom_duration(rule.window)
             ),
             other => format!(
-                "{} over {}% over {}",
+                "{} above {}% over {}",
                 other.name().replace('_', " "),
                 rule.threshold,
                 prom_duration(rule.window)
