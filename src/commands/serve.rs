@@ -609,10 +609,19 @@ impl<'b> Live<'b> {
             held: Vec::new(),
             alerts: None,
         };
-        // Checked when nudge.toml was read.
+        // Checked when nudge.toml was read. Without alerts no call is read
+        // twice for its event name.
         let rules = settings.alert_rules().unwrap_or_default();
-        live.metrics.watch_events(alerts::watched_events(&rules));
+        if !rules.is_empty() {
+            live.metrics.watch_events(alerts::watched_events(&rules));
+        }
         live.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
+        if let (Some(watch), Ok(mut firing)) = (&live.alerts, live.metrics.alerts_firing.lock()) {
+            // Every alert is on /metrics from the start, not firing.
+            for (rule, _) in watch.firing() {
+                firing.insert(rule.name.clone(), false);
+            }
+        }
         if !resumed.held.is_empty() {
             // A flood held before a restart stays held after it.
             live.trip(format!(
