@@ -899,11 +899,13 @@ impl<'b> Live<'b> {
             return;
         };
         let now = self.engine.now();
-        if now == i64::MIN {
-            // Nothing has set the clock yet.
+        // `i64::MIN`: nothing has set the clock yet.
+        if now == i64::MIN || !watch.due(now) {
             return;
         }
-        watch.observe(now, self.metrics.alert_counters());
+        if !watch.observe(now, &self.metrics.alert_counters()) {
+            return;
+        }
         if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
             for (rule, on) in watch.firing() {
                 firing.insert(rule.name.clone(), on);
@@ -1069,7 +1071,11 @@ impl Metrics {
         let Ok(mut counts) = self.track_events.lock() else {
             return;
         };
-        if counts.is_empty() {
+        // A line without escapes names its event verbatim: most lines are
+        // of no watched event, and are passed over without a parse.
+        if counts.is_empty()
+            || (!line.contains('\\') && !counts.keys().any(|name| line.contains(name.as_str())))
+        {
             return;
         }
         let Ok(head) = serde_json::from_str::<Head<'_>>(line) else {

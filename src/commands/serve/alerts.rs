@@ -368,9 +368,11 @@ pub fn watched_events(rules: &[Rule]) -> Vec<String> {
 pub struct Watch {
     evaluator: Evaluator,
     notify: Option<(mpsc::Sender<Value>, std::thread::JoinHandle<()>)>,
-    /// The last observation: the same one again (the loop comes round
-    /// every second, and after every request) would change nothing.
-    last: Option<(i64, Counters)>,
+    /// When the last observation was taken. The loop comes round every
+    /// second and after every request (every line with `--stdin`), but the
+    /// rates are kept on a grid of a sixtieth of the shortest window: more
+    /// observations than that would cost time and tell little more.
+    last: Option<i64>,
 }
 
 impl Watch {
@@ -398,17 +400,20 @@ impl Watch {
         })
     }
 
-    /// Evaluates at `now` (milliseconds), logging and posting each change.
-    pub fn observe(&mut self, now: i64, counters: Counters) {
-        if self
-            .last
-            .as_ref()
-            .is_some_and(|(t, c)| *t == now && *c == counters)
-        {
-            return;
-        }
-        let transitions = self.evaluator.observe(now, &counters);
-        self.last = Some((now, counters));
+    /// Whether an observation at `now` is due: a step of the grid (a
+    /// sixtieth of the shortest window, at least a second) of the engine's
+    /// clock after the last.
+    pub fn due(&self, now: i64) -> bool {
+        self.last
+            .is_none_or(|t| now >= t.saturating_add(self.evaluator.step))
+    }
+
+    /// Evaluates at `now` (milliseconds), logging and posting each change;
+    /// whether any alert changed.
+    pub fn observe(&mut self, now: i64, counters: &Counters) -> bool {
+        let transitions = self.evaluator.observe(now, counters);
+        self.last = Some(now);
+        let changed = !transitions.is_empty();
         for t in transitions {
             let value = t
                 .value
@@ -425,6 +430,7 @@ impl Watch {
                 let _ = tx.send(t.to_json());
             }
         }
+        changed
     }
 
     /// Whether each rule is firing.
