@@ -18,6 +18,7 @@ use nudge_channels::{
 };
 use serde::Deserialize;
 
+use crate::commands::serve::alerts::{Kind, Rule};
 use crate::workspace::MANIFEST;
 
 /// The settings of one project, as read from its `nudge.toml`.
@@ -42,6 +43,50 @@ pub struct Config {
     /// The preference page that `nudge serve` shows.
     #[serde(default)]
     pub preferences: PreferencesSection,
+    /// `[[alerts]]`: what `nudge serve` watches and notifies about.
+    #[serde(default)]
+    pub alerts: Vec<AlertSection>,
+    /// Where `nudge serve` posts alert notifications.
+    pub alerts_webhook: Option<AlertsWebhookSection>,
+}
+
+/// One `[[alerts]]` table, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSection {
+    /// The alert's name, unique in the file.
+    pub name: String,
+    /// `event_volume_drop`, `bounce_rate`, `spam_rate`, `unsubscribe_rate`,
+    /// `delivery_failure_rate` or `dead_letter_rate`.
+    pub kind: String,
+    /// The percentage a rate fires over.
+    pub threshold: Option<f64>,
+    /// The window a rate is taken over (`1h`); also how long it must stay
+    /// under the threshold to resolve.
+    pub window: String,
+    /// The event an `event_volume_drop` watches, as calls name it.
+    pub event: Option<String>,
+    /// How far (percent) an `event_volume_drop` must fall below its baseline.
+    pub drop: Option<f64>,
+    /// The baseline before the window an `event_volume_drop` compares with
+    /// (`1d` by default).
+    pub baseline: Option<String>,
+    /// The least volume (sends, calls, or expected events) in the window
+    /// for the value to count; 1 by default.
+    pub min_volume: Option<u64>,
+}
+
+/// `[alerts_webhook]`: the endpoint alert notifications are POSTed to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsWebhookSection {
+    /// The endpoint.
+    pub url: String,
+    /// Extra request headers (an authorization token, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The limit for one try, in seconds (10 by default).
+    pub timeout_seconds: Option<u64>,
 }
 
 /// `[preferences]`: what the preference page offers besides the channels.
@@ -295,6 +340,12 @@ impl Config {
                 *v = expand_str(v, key, env)?;
             }
         }
+        if let Some(hook) = &mut self.alerts_webhook {
+            hook.url = expand_str(&hook.url, "alerts_webhook.url", env)?;
+            for (header, v) in &mut hook.headers {
+                *v = expand_str(v, &format!("alerts_webhook.headers.{header}"), env)?;
+            }
+        }
         for (name, section) in &mut self.channels {
             for (key, value) in section.strings_mut() {
                 if let Some(v) = value {
@@ -327,7 +378,122 @@ impl Config {
         self.max_sends_per_step()?;
         self.reorder_window()?;
         self.http_limits()?;
+        self.alert_rules()?;
+        if let Some(hook) = &self.alerts_webhook {
+            let url = hook.url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "`alerts_webhook.url`: `{url}` is not an absolute URL; expected http:// or https://"
+                ));
+            }
+        }
         self.routes().map(drop)
+    }
+
+    /// The `[[alerts]]` tables as rules, checked.
+    pub fn alert_rules(&self) -> Result<Vec<Rule>, String> {
+        let mut rules: Vec<Rule> = Vec::new();
+        for (i, a) in self.alerts.iter().enumerate() {
+            let at = |key: &str, why: String| format!("`alerts[{i}].{key}`: {why}");
+            let name = a.name.trim();
+            if name.is_empty() || name.len() > 64 {
+                return Err(at("name", "an alert's name is 1 to 64 characters".into()));
+            }
+            if rules.iter().any(|r| r.name == name) {
+                return Err(at("name", format!("`{name}` names two alerts")));
+            }
+            let window = parse_duration(&a.window)
+                .filter(|&s| s > 0)
+                .ok_or_else(|| {
+                    at(
+                        "window",
+                        format!(
+                            "expected a duration such as `15m` or `1h`, found {:?}",
+                            a.window
+                        ),
+                    )
+                })?;
+            let percent = |key: &str, value: Option<f64>| match value {
+                None => Err(at(
+                    key,
+                    format!("a `{}` alert needs `{key}` (a percentage)", a.kind),
+                )),
+                Some(v) if v.is_finite() && (0.0..100.0).contains(&v) => Ok(v),
+                Some(v) => Err(at(
+                    key,
+                    format!("expected a percentage from 0 up to 100, found {v}"),
+                )),
+            };
+            let volume_only = |key: &str, set: bool| {
+                if set {
+                    Err(at(
+                        key,
+                        format!("only an `event_volume_drop` alert takes `{key}`"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let (kind, threshold) = match a.kind.as_str() {
+                "event_volume_drop" => {
+                    if a.threshold.is_some() {
+                        return Err(at(
+                            "threshold",
+                            "an `event_volume_drop` alert takes `drop` (a percentage), not `threshold`".into(),
+                        ));
+                    }
+                    let event = a
+                        .event
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .ok_or_else(|| at("event", "an `event_volume_drop` alert needs `event`, the event's name as calls send it".into()))?;
+                    let text = a.baseline.as_deref().unwrap_or("1d");
+                    let baseline = parse_duration(text).filter(|&b| b >= window).ok_or_else(|| {
+                        at(
+                            "baseline",
+                            format!("expected a duration at least as long as the window, such as `1d`, found {text:?}"),
+                        )
+                    })?;
+                    (
+                        Kind::EventVolumeDrop {
+                            event: event.to_string(),
+                            baseline,
+                        },
+                        percent("drop", a.drop)?,
+                    )
+                }
+                other => {
+                    volume_only("event", a.event.is_some())?;
+                    volume_only("drop", a.drop.is_some())?;
+                    volume_only("baseline", a.baseline.is_some())?;
+                    let kind = match other {
+                        "bounce_rate" => Kind::BounceRate,
+                        "spam_rate" => Kind::SpamRate,
+                        "unsubscribe_rate" => Kind::UnsubscribeRate,
+                        "delivery_failure_rate" => Kind::DeliveryFailureRate,
+                        "dead_letter_rate" => Kind::DeadLetterRate,
+                        _ => {
+                            return Err(at(
+                                "kind",
+                                format!(
+                                    "unknown kind `{other}`; expected `event_volume_drop`, `bounce_rate`, `spam_rate`, `unsubscribe_rate`, `delivery_failure_rate` or `dead_letter_rate`"
+                                ),
+                            ));
+                        }
+                    };
+                    (kind, percent("threshold", a.threshold)?)
+                }
+            };
+            rules.push(Rule {
+                name: name.to_string(),
+                kind,
+                threshold,
+                window,
+                min_volume: a.min_volume.unwrap_or(1),
+            });
+        }
+        Ok(rules)
     }
 
     /// The checks of the providers' webhooks that `[feedback]` turns on.
@@ -998,6 +1164,9 @@ fn setting_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
         return Some(at..at + header.len());
     }
     let key = message.strip_prefix('`')?.split('`').next()?;
+    if let Some(rest) = key.strip_prefix("alerts[") {
+        return alert_span(text, rest);
+    }
     let last = key.rsplit('.').next()?.split('[').next()?;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -1011,6 +1180,40 @@ fn setting_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
         offset += line.len();
     }
     None
+}
+
+/// Where `alerts[N].KEY` is: the key in the Nth `[[alerts]]` table, else
+/// that table's header.
+fn alert_span(text: &str, rest: &str) -> Option<std::ops::Range<usize>> {
+    let (index, key) = rest.split_once("].")?;
+    let index: usize = index.parse().ok()?;
+    let mut offset = 0;
+    let mut seen = 0;
+    let mut header = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let at = offset + (line.len() - trimmed.len());
+        offset += line.len();
+        if trimmed.starts_with('[') {
+            if header.is_some() {
+                break;
+            }
+            if trimmed.starts_with("[[alerts]]") {
+                if seen == index {
+                    header = Some(at..at + "[[alerts]]".len());
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if header.is_some()
+            && let Some(after) = trimmed.strip_prefix(key)
+            && after.trim_start().starts_with('=')
+        {
+            return Some(at..at + key.len());
+        }
+    }
+    header
 }
 
 #[cfg(test)]
@@ -1434,5 +1637,66 @@ plugin = "stdout"
         assert!(manifest_problem_with(&dir, env).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(manifest_problem_with(&dir, env).is_none());
+    }
+
+    #[test]
+    fn alert_tables_become_rules_or_say_what_is_wrong() {
+        let parse = |text: &str| Config::parse(text, env);
+        let config = parse(
+            "[[alerts]]\nname = \"b\"\nkind = \"bounce_rate\"\nthreshold = 2.5\nwindow = \"1h\"\n\n[[alerts]]\nname = \"o\"\nkind = \"event_volume_drop\"\nevent = \"Order Completed\"\ndrop = 50\nwindow = \"30m\"\n\n[alerts_webhook]\nurl = \"https://hooks.example/${KEY}\"\n",
+        )
+        .unwrap();
+        let rules = config.alert_rules().unwrap();
+        assert_eq!(rules[0].kind, Kind::BounceRate);
+        assert_eq!((rules[0].threshold, rules[0].window), (2.5, 3600));
+        assert_eq!(
+            rules[1].kind,
+            Kind::EventVolumeDrop {
+                event: "Order Completed".into(),
+                baseline: 86_400
+            }
+        );
+        assert_eq!((rules[1].threshold, rules[1].window), (50.0, 1800));
+        assert_eq!(
+            config.alerts_webhook.unwrap().url,
+            "https://hooks.example/secret"
+        );
+        let table = |body: &str| format!("[[alerts]]\nname = \"a\"\nwindow = \"1h\"\n{body}");
+        for (body, error) in [
+            (
+                "kind = \"bounce_rate\"\n",
+                "`alerts[0].threshold`: a `bounce_rate` alert needs `threshold`",
+            ),
+            (
+                "kind = \"spam_rate\"\nthreshold = 100\n",
+                "`alerts[0].threshold`: expected a percentage from 0 up to 100, found 100",
+            ),
+            (
+                "kind = \"spam_rate\"\nthreshold = 1\ndrop = 5\n",
+                "`alerts[0].drop`: only an `event_volume_drop` alert takes `drop`",
+            ),
+            (
+                "kind = \"event_volume_drop\"\nevent = \"X\"\ndrop = 5\nbaseline = \"30m\"\n",
+                "`alerts[0].baseline`: expected a duration at least as long as the window",
+            ),
+            (
+                "kind = \"event_volume_drop\"\nevent = \"X\"\nthreshold = 5\n",
+                "`alerts[0].threshold`: an `event_volume_drop` alert takes `drop`",
+            ),
+        ] {
+            let got = parse(&table(body)).unwrap_err();
+            assert!(got.starts_with(error), "{body}: {got}");
+        }
+        let twice = format!(
+            "{}\nkind = \"dead_letter_rate\"\nthreshold = 1\n",
+            table("")
+        );
+        let got = parse(&format!("{twice}\n{twice}")).unwrap_err();
+        assert!(
+            got.starts_with("`alerts[1].name`: `a` names two alerts"),
+            "{got}"
+        );
+        let got = parse("[alerts_webhook]\nurl = \"hooks.example\"\n").unwrap_err();
+        assert!(got.contains("not an absolute URL"), "{got}");
     }
 }

@@ -47,6 +47,8 @@ enum Command {
     Run(commands::run::Args),
     /// Ingest Segment calls over HTTP (or stdin) into the durable engine, on the wall clock.
     Serve(commands::serve::Args),
+    /// Export the project's `[[alerts]]` as Prometheus alerting rules.
+    Alerts(commands::alerts::Args),
     /// Run the project's `test` blocks on the virtual clock.
     Test(commands::test::Args),
     /// Show everything that happened to one customer, from the run's trace.
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Disasm(args) => commands::disasm::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Alerts(args) => commands::alerts::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Report(args) => commands::report::run(args),

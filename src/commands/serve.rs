@@ -9,6 +9,7 @@
 //! then delivers — the same ledger path as `nudge run`, so a 200 means the
 //! calls are durable.
 
+pub(crate) mod alerts;
 mod body;
 mod feedback;
 mod pages;
@@ -490,6 +491,8 @@ struct Live<'b> {
     /// Committed sends held while sending is paused: pending in the ledger,
     /// delivered when the operator releases them.
     held: Vec<Intent>,
+    /// The declared alerts and where they are notified; `None` without any.
+    alerts: Option<alerts::Watch>,
 }
 
 impl<'b> Live<'b> {
@@ -604,7 +607,21 @@ impl<'b> Live<'b> {
             max_sends,
             paused: None,
             held: Vec::new(),
+            alerts: None,
         };
+        // Checked when nudge.toml was read. Without alerts no call is read
+        // twice for its event name.
+        let rules = settings.alert_rules().unwrap_or_default();
+        if !rules.is_empty() {
+            live.metrics.watch_events(alerts::watched_events(&rules));
+        }
+        live.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
+        if let (Some(watch), Ok(mut firing)) = (&live.alerts, live.metrics.alerts_firing.lock()) {
+            // Every alert is on /metrics from the start, not firing.
+            for (rule, _) in watch.firing() {
+                firing.insert(rule.name.clone(), false);
+            }
+        }
         if !resumed.held.is_empty() {
             // A flood held before a restart stays held after it.
             live.trip(format!(
@@ -678,12 +695,16 @@ impl<'b> Live<'b> {
             count += 1;
             self.source.line += 1;
             let before = self.captured.len();
+            let refused = dead.len();
             durable::apply_line(
                 &mut self.engine,
                 line.as_bytes(),
                 self.source.line,
                 &mut dead,
             );
+            if dead.len() == refused {
+                self.metrics.count_event(line);
+            }
             let made = self.captured.len().saturating_sub(before);
             let at = self.source.line;
             self.check_step(made, || format!("call {at} of `nudge serve`"));
@@ -868,6 +889,28 @@ impl<'b> Live<'b> {
                 .store(self.retries.len() as u64, Ordering::Relaxed);
         }
         self.engine.sink_mut().feeds_mut().flush();
+        self.watch();
+    }
+
+    /// Evaluates the alerts on the engine's clock (the wall clock, or the
+    /// calls' own times with `--clock events`) and notifies their changes.
+    fn watch(&mut self) {
+        let Some(watch) = &mut self.alerts else {
+            return;
+        };
+        let now = self.engine.now();
+        // `i64::MIN`: nothing has set the clock yet.
+        if now == i64::MIN || !watch.due(now) {
+            return;
+        }
+        if !watch.observe(now, &self.metrics.alert_counters()) {
+            return;
+        }
+        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
+            for (rule, on) in watch.firing() {
+                firing.insert(rule.name.clone(), on);
+            }
+        }
     }
 
     fn write_dead(&mut self, dead: &[DeadLetter]) {
@@ -929,6 +972,9 @@ impl<'b> Live<'b> {
                 self.report.failed
             );
         }
+        if let Some(watch) = self.alerts.take() {
+            watch.finish();
+        }
         let flushed = self.dead.flush();
         if let Err(e) = self.engine.into_sink().into_feeds().finish() {
             eprintln!("error: {e}");
@@ -983,6 +1029,11 @@ struct Metrics {
     heartbeat: AtomicI64,
     /// The server is shutting down: the engine may be finishing its queue.
     stopping: AtomicBool,
+    /// Applied track calls by event name, for the events alerts watch (a
+    /// fixed set, so the label's values stay few).
+    track_events: Mutex<BTreeMap<String, u64>>,
+    /// Whether each alert is firing, by name.
+    alerts_firing: Mutex<BTreeMap<String, bool>>,
 }
 
 impl Metrics {
@@ -997,6 +1048,69 @@ impl Metrics {
         let last = self.heartbeat.load(Ordering::Relaxed);
         let now = chrono::Utc::now().timestamp_millis();
         Duration::from_millis(now.saturating_sub(last).max(0) as u64)
+    }
+
+    /// Starts counting track calls of `events` by name.
+    fn watch_events(&self, events: impl IntoIterator<Item = String>) {
+        if let Ok(mut counts) = self.track_events.lock() {
+            for e in events {
+                counts.entry(e).or_default();
+            }
+        }
+    }
+
+    /// Counts `line` if it is a track call of a watched event.
+    fn count_event(&self, line: &str) {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            event: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(mut counts) = self.track_events.lock() else {
+            return;
+        };
+        // A line without escapes names its event verbatim: most lines are
+        // of no watched event, and are passed over without a parse.
+        if counts.is_empty()
+            || (!line.contains('\\') && !counts.keys().any(|name| line.contains(name.as_str())))
+        {
+            return;
+        }
+        let Ok(head) = serde_json::from_str::<Head<'_>>(line) else {
+            return;
+        };
+        if head.kind.as_deref() != Some("track") {
+            return;
+        }
+        if let Some(n) = head.event.and_then(|e| counts.get_mut(e.as_ref())) {
+            *n += 1;
+        }
+    }
+
+    /// The counters alerts are evaluated over.
+    fn alert_counters(&self) -> alerts::Counters {
+        let (mut delivered, mut failed) = (0, 0);
+        if let Ok(sends) = self.sends.lock() {
+            for ((_, outcome), n) in sends.iter() {
+                match *outcome {
+                    "delivered" => delivered += n,
+                    _ => failed += n,
+                }
+            }
+        }
+        alerts::Counters {
+            calls: self.events.load(Ordering::Relaxed),
+            dead: self.dead.load(Ordering::Relaxed),
+            delivered,
+            failed,
+            events: self
+                .track_events
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+        }
     }
 
     /// Counts a connection or request cut short by the `limit` timeout.
@@ -1148,6 +1262,36 @@ impl Metrics {
             "Messages handed to plugins, by channel and outcome.",
             sends,
         );
+        let by_name = |map: &Mutex<BTreeMap<String, u64>>, name: &str, label: &str| {
+            map.lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, n)| format!("{name}{{{label}={}}} {n}", label_value(k)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        metric(
+            "nudge_track_events_total",
+            "counter",
+            "Applied track calls of the events [[alerts]] watch (and the feedback events), by event.",
+            by_name(&self.track_events, "nudge_track_events_total", "event"),
+        );
+        let firing = self
+            .alerts_firing
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, on)| (k.clone(), u64::from(*on)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_alerts_firing",
+            "gauge",
+            "1 while the alert declared in [[alerts]] is firing.",
+            by_name(&Mutex::new(firing), "nudge_alerts_firing", "alert"),
+        );
         let lag = self.lag.load(Ordering::Relaxed);
         metric(
             "nudge_timer_lag_seconds",
@@ -1168,6 +1312,15 @@ impl Metrics {
         );
         out
     }
+}
+
+/// A Prometheus label value, quoted and escaped.
+fn label_value(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 /// What every handler shares.
