@@ -266,6 +266,27 @@ impl Outcome {
     }
 }
 
+impl What {
+    /// The flow the record belongs to, if it names one.
+    pub fn flow(&self) -> Option<&str> {
+        match self {
+            What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => None,
+            What::Feedback { flow, .. } => flow.as_deref(),
+            What::Entered { flow, .. }
+            | What::NotEntered { flow, .. }
+            | What::Variant { flow, .. }
+            | What::Send { flow, .. }
+            | What::Audience { flow, .. }
+            | What::Profile { flow, .. }
+            | What::Exited { flow, .. }
+            | What::ExitedLate { flow, .. }
+            | What::Completed { flow, .. }
+            | What::Converted { flow, .. }
+            | What::Error { flow, .. } => Some(flow),
+        }
+    }
+}
+
 /// Why a trigger started no instance: a stable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

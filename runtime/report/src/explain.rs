@@ -193,21 +193,7 @@ impl Timeline {
 
 /// The flow a record belongs to, if it names one.
 pub fn flow_of(what: &What) -> Option<&str> {
-    match what {
-        What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => None,
-        What::Feedback { flow, .. } => flow.as_deref(),
-        What::Entered { flow, .. }
-        | What::NotEntered { flow, .. }
-        | What::Variant { flow, .. }
-        | What::Send { flow, .. }
-        | What::Audience { flow, .. }
-        | What::Profile { flow, .. }
-        | What::Exited { flow, .. }
-        | What::ExitedLate { flow, .. }
-        | What::Completed { flow, .. }
-        | What::Converted { flow, .. }
-        | What::Error { flow, .. } => Some(flow),
-    }
+    what.flow()
 }
 
 /// The time column: UTC, and for a record read in the recipient's zone, their local time too.

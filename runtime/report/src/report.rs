@@ -351,7 +351,7 @@ impl Report {
         };
         for e in order {
             let counted = scope.covers(e.at);
-            if let Some(f) = flow_named(&e.record.what)
+            if let Some(f) = e.record.what.flow()
                 && !accs.contains_key(f)
             {
                 if counted {
@@ -1068,25 +1068,6 @@ fn funnel_of(stages: &[BTreeSet<String>; 5], feedback_seen: bool) -> Funnel {
 fn acc<'a>(accs: &'a mut BTreeMap<&str, Acc>, name: &str) -> &'a mut Acc {
     accs.get_mut(name)
         .expect("records of other flows are skipped")
-}
-
-/// The flow a record names, if any.
-fn flow_named(what: &What) -> Option<&str> {
-    match what {
-        What::Joined { .. } | What::Dropped { .. } | What::Refunded { .. } => None,
-        What::Feedback { flow, .. } => flow.as_deref(),
-        What::Entered { flow, .. }
-        | What::NotEntered { flow, .. }
-        | What::Variant { flow, .. }
-        | What::Send { flow, .. }
-        | What::Audience { flow, .. }
-        | What::Profile { flow, .. }
-        | What::Exited { flow, .. }
-        | What::ExitedLate { flow, .. }
-        | What::Completed { flow, .. }
-        | What::Converted { flow, .. }
-        | What::Error { flow, .. } => Some(flow),
-    }
 }
 
 /// An instant as the report writes it: RFC 3339, UTC, to the millisecond.

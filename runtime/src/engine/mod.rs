@@ -1367,6 +1367,15 @@ fn whole_history_schemas(bundle: &Bundle) -> HashSet<u32> {
         .map(|l| &l.unit)
         .chain(bundle.segments.iter().map(|s| &s.unit));
     let mut out = HashSet::new();
+    history_reads(units, &mut out);
+    out
+}
+
+/// Adds the event schemas the code of `units` reads with `any_event` and friends.
+fn history_reads<'a>(
+    units: impl Iterator<Item = &'a nudge_bytecode::Unit>,
+    out: &mut HashSet<u32>,
+) {
     for unit in units {
         for block in &unit.blocks {
             for instr in &block.code {
@@ -1376,7 +1385,6 @@ fn whole_history_schemas(bundle: &Bundle) -> HashSet<u32> {
             }
         }
     }
-    out
 }
 
 /// The event schemas any code of the bundle looks back at.
@@ -1398,14 +1406,6 @@ fn remembered_schemas(bundle: &Bundle) -> HashSet<u32> {
         .chain(bundle.messages.iter().map(|m| &m.unit))
         .chain(bundle.lets.iter().map(|l| &l.unit))
         .chain(bundle.segments.iter().map(|s| &s.unit));
-    for unit in units {
-        for block in &unit.blocks {
-            for instr in &block.code {
-                if let nudge_bytecode::Instr::CallEvent { event, .. } = instr {
-                    out.insert(*event);
-                }
-            }
-        }
-    }
+    history_reads(units, &mut out);
     out
 }
