@@ -121,7 +121,7 @@ fn each_order_is_credited_once_by_the_last_message_in_its_window() {
     let (cart, promo) = (&r.flows[0], &r.flows[1]);
     // o1 reached both goals; promo's SMS (12:30) came after cart's email (11:00).
     assert_eq!(promo.attributed.orders, 1);
-    assert_eq!(promo.attributed.revenue.get(Some("EUR")), eur(100_00));
+    assert_eq!(promo.attributed.revenue.get(Some("EUR")), eur(10000));
     // o2 (USD, two days after cart's email) and o4 (promo's SMS was 28 hours
     // before it, outside promo's one day; cart's email 29 hours, inside three).
     assert_eq!((cart.attributed.orders, cart.attributed.customers), (2, 2));
@@ -131,7 +131,7 @@ fn each_order_is_credited_once_by_the_last_message_in_its_window() {
     assert_eq!((r.unattributed.orders, r.unattributed.customers), (3, 3));
     assert_eq!(r.unattributed.revenue.get(Some("EUR")), eur(80_00));
     assert_eq!((r.total.orders, r.total.customers), (6, 6));
-    assert_eq!(r.total.revenue.get(Some("EUR")), eur(200_00));
+    assert_eq!(r.total.revenue.get(Some("EUR")), eur(20000));
     assert_eq!(r.total.revenue.get(Some("USD")), eur(50_00));
     assert_eq!(r.total.revenue.get(None), Decimal::ZERO);
     let text = r.table();
