@@ -171,6 +171,33 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert!(metrics.contains(delivered), "{metrics}");
     assert!(metrics.contains("nudge_commit_seconds_count"));
+    // The engine's counters per flow, with reasons as stable codes.
+    let flow_sends = "nudge_flow_sends_total{flow=\"cart_recovery\",channel=\"email\"}";
+    let metrics = wait_for_metric(&server, flow_sends);
+    assert!(metrics.contains(flow_sends), "{metrics}");
+    assert!(
+        metrics.contains("nudge_flow_entered_total{flow=\"cart_recovery\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nudge_flow_decisions_total{flow=\"cart_recovery\",outcome=\"sent\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("nudge_build_info{version="), "{metrics}");
+    assert!(metrics.contains("\nnudge_releases 1\n"), "{metrics}");
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("nudge_flow_decisions_total"))
+    {
+        let reason = line
+            .split("reason=\"")
+            .nth(1)
+            .map(|r| r.split('"').next().unwrap_or(""));
+        assert!(
+            reason.is_none_or(|r| r.chars().all(|c| c.is_ascii_lowercase() || c == '_')),
+            "a reason label is a code: {line}"
+        );
+    }
     stop(server);
 
     let first = outbox_keys(&project);

@@ -30,6 +30,10 @@ pub struct FlowStats {
     pub sends: BTreeMap<String, u64>,
     /// Send decisions by outcome and reason (`blocked: consent`).
     pub decisions: BTreeMap<String, u64>,
+    /// Send decisions by outcome and reason code (`("blocked", "consent")`;
+    /// the code is empty for a send): few, stable values, for metrics.
+    #[serde(skip)]
+    pub by_code: BTreeMap<(&'static str, &'static str), u64>,
     /// Split variants chosen.
     pub variants: BTreeMap<String, u64>,
     /// Goals reached by treated instances.

@@ -370,6 +370,7 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
                 live.broken(&e);
             }
             live.deliver();
+            live.publish_flows();
             next_tick = Instant::now() + TICK;
         }
         let msg = match held.take() {
@@ -926,6 +927,14 @@ impl<'b> Live<'b> {
         let _ = self.dead.flush();
     }
 
+    /// Renders the engine's per-flow counters for `/metrics`.
+    fn publish_flows(&mut self) {
+        let text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
+        if let Ok(mut flows) = self.metrics.flows.lock() {
+            *flows = text;
+        }
+    }
+
     fn broken(&self, e: &StoreError) {
         eprintln!("error: {e}");
         self.metrics.broken.store(true, Ordering::Relaxed);
@@ -1034,6 +1043,9 @@ struct Metrics {
     track_events: Mutex<BTreeMap<String, u64>>,
     /// Whether each alert is firing, by name.
     alerts_firing: Mutex<BTreeMap<String, bool>>,
+    /// The per-flow families, rendered from the engine's counters by the
+    /// engine thread once a second (the counters live on that thread).
+    flows: Mutex<String>,
 }
 
 impl Metrics {
@@ -1310,8 +1322,137 @@ impl Metrics {
                 format!("nudge_commit_seconds_count {count}"),
             ],
         );
+        if let Ok(flows) = self.flows.lock() {
+            out.push_str(&flows);
+        }
         out
     }
+}
+
+/// The engine's counters as Prometheus families: per flow, since the store
+/// began (the engine rebuilds them with its history). Reasons are stable
+/// codes, so label values stay few.
+fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    };
+    let per_flow = |name: &str, value: &dyn Fn(&nudge_runtime::stats::FlowStats) -> String| {
+        stats
+            .flows
+            .iter()
+            .map(|(flow, f)| format!("{name}{{flow={}}} {}", label_value(flow), value(f)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "nudge_build_info",
+        "gauge",
+        "The running nudge's version.",
+        vec![format!(
+            "nudge_build_info{{version={}}} 1",
+            label_value(env!("CARGO_PKG_VERSION"))
+        )],
+    );
+    family(
+        "nudge_releases",
+        "gauge",
+        "Releases the engine runs: the first bundle, then one per deploy.",
+        vec![format!("nudge_releases {releases}")],
+    );
+    family(
+        "nudge_flow_entered_total",
+        "counter",
+        "Instances started, per flow.",
+        per_flow("nudge_flow_entered_total", &|f| f.entered.to_string()),
+    );
+    family(
+        "nudge_flow_not_entered_total",
+        "counter",
+        "Triggers the entry rule refused, per flow.",
+        per_flow("nudge_flow_not_entered_total", &|f| {
+            f.not_entered.to_string()
+        }),
+    );
+    family(
+        "nudge_flow_instances_active",
+        "gauge",
+        "Instances live now (waiting or running), per flow.",
+        per_flow("nudge_flow_instances_active", &|f| f.active.to_string()),
+    );
+    family(
+        "nudge_flow_completed_total",
+        "counter",
+        "Instances that ran their last step, per flow.",
+        per_flow("nudge_flow_completed_total", &|f| f.completed.to_string()),
+    );
+    let mut decisions = Vec::new();
+    for (flow, f) in &stats.flows {
+        for ((outcome, code), n) in &f.by_code {
+            let reason = if code.is_empty() {
+                String::new()
+            } else {
+                format!(",reason={}", label_value(code))
+            };
+            decisions.push(format!(
+                "nudge_flow_decisions_total{{flow={},outcome={}{reason}}} {n}",
+                label_value(flow),
+                label_value(outcome)
+            ));
+        }
+    }
+    family(
+        "nudge_flow_decisions_total",
+        "counter",
+        "Send decisions per flow, by outcome and reason code (see docs/runtime.md, Files out).",
+        decisions,
+    );
+    let mut sends = Vec::new();
+    for (flow, f) in &stats.flows {
+        for (channel, n) in &f.sends {
+            sends.push(format!(
+                "nudge_flow_sends_total{{flow={},channel={}}} {n}",
+                label_value(flow),
+                label_value(channel)
+            ));
+        }
+    }
+    family(
+        "nudge_flow_sends_total",
+        "counter",
+        "Messages handed to a channel, per flow and channel.",
+        sends,
+    );
+    let mut conversions = Vec::new();
+    for (flow, f) in &stats.flows {
+        for (group, n) in [
+            ("treated", f.conversions),
+            ("holdout", f.holdout_conversions),
+        ] {
+            conversions.push(format!(
+                "nudge_flow_conversions_total{{flow={},group=\"{group}\"}} {n}",
+                label_value(flow)
+            ));
+        }
+    }
+    family(
+        "nudge_flow_conversions_total",
+        "counter",
+        "Goals reached, per flow, by treated and held-out instances.",
+        conversions,
+    );
+    family(
+        "nudge_flow_revenue_total",
+        "counter",
+        "Revenue of treated conversions, per flow, in the amounts' own unit.",
+        per_flow("nudge_flow_revenue_total", &|f| {
+            f.revenue.normalize().to_string()
+        }),
+    );
+    out
 }
 
 /// A Prometheus label value, quoted and escaped.

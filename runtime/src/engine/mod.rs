@@ -1329,9 +1329,19 @@ impl<'b, S: Sink> Engine<'b, S> {
         );
     }
 
-    fn count(&mut self, r: u32, flow: u32, outcome: Outcome, reason: Option<&str>) {
+    fn count(
+        &mut self,
+        r: u32,
+        flow: u32,
+        outcome: Outcome,
+        reason: Option<&str>,
+        code: Option<crate::record::SendReason>,
+    ) {
         let name = &self.bundle_of(r).flows[flow as usize].name;
-        self.stats.flow_mut(name).decide(outcome, reason);
+        let stats = self.stats.flow_mut(name);
+        stats.decide(outcome, reason);
+        let key = (outcome.name(), code.map_or("", |c| c.code()));
+        *stats.by_code.entry(key).or_insert(0) += 1;
     }
 }
 

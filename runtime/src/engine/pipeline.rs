@@ -104,7 +104,7 @@ impl<S: Sink> Engine<'_, S> {
                 reason,
                 code,
             } => {
-                self.count(r, f, outcome, Some(&reason));
+                self.count(r, f, outcome, Some(&reason), Some(code));
                 self.record(c, record(outcome, Some((reason, code)), None));
                 Next::Run
             }
@@ -115,7 +115,7 @@ impl<S: Sink> Engine<'_, S> {
                 reason,
                 code,
             } => {
-                self.count(r, f, Outcome::Deferred, Some(&reason));
+                self.count(r, f, Outcome::Deferred, Some(&reason), Some(code));
                 self.record(
                     c,
                     record(
@@ -153,7 +153,13 @@ impl<S: Sink> Engine<'_, S> {
                     Ok(r) => r,
                     Err(e) => {
                         let reason = (format!("rendering failed: {e}"), SendReason::RenderFailed);
-                        self.count(r, f, Outcome::Failed, Some("rendering"));
+                        self.count(
+                            r,
+                            f,
+                            Outcome::Failed,
+                            Some("rendering"),
+                            Some(SendReason::RenderFailed),
+                        );
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                         return Next::Run;
                     }
@@ -202,11 +208,17 @@ impl<S: Sink> Engine<'_, S> {
                             .sends
                             .entry(msg.channel.name().to_string())
                             .or_insert(0) += 1;
-                        self.count(r, f, Outcome::Sent, None);
+                        self.count(r, f, Outcome::Sent, None, None);
                         self.record(c, record(Outcome::Sent, None, None));
                     }
                     Err(reason) => {
-                        self.count(r, f, Outcome::Failed, Some("delivery"));
+                        self.count(
+                            r,
+                            f,
+                            Outcome::Failed,
+                            Some("delivery"),
+                            Some(SendReason::DeliveryFailed),
+                        );
                         let reason = (reason, SendReason::DeliveryFailed);
                         self.record(c, record(Outcome::Failed, Some(reason), None));
                     }
