@@ -171,6 +171,7 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert!(metrics.contains(delivered), "{metrics}");
     assert!(metrics.contains("nudge_commit_seconds_count"));
+    assert_eq!(get(&server, "/no/such/page").0, 404);
     // The engine's counters per flow, with reasons as stable codes.
     let flow_sends = "nudge_flow_sends_total{flow=\"cart_recovery\",channel=\"email\"}";
     let metrics = wait_for_metric(&server, flow_sends);
@@ -185,6 +186,21 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert!(metrics.contains("nudge_build_info{version="), "{metrics}");
     assert!(metrics.contains("\nnudge_releases 1\n"), "{metrics}");
+    assert!(metrics.contains("\nnudge_timers_pending "), "{metrics}");
+    assert!(
+        !metrics.contains("\nnudge_last_event_timestamp_seconds 0\n"),
+        "a call was committed: {metrics}"
+    );
+    // Requests by route pattern and status, the refused ones included.
+    for needle in [
+        "nudge_http_requests_total{route=\"/v1/{kind}\",status=\"200\"}",
+        "nudge_http_requests_total{route=\"/v1/{kind}\",status=\"401\"}",
+        "nudge_http_requests_total{route=\"/v1/{kind}\",status=\"413\"}",
+        "nudge_http_requests_total{route=\"/v1/{kind}\",status=\"404\"}",
+        "nudge_http_requests_total{route=\"unmatched\",status=\"404\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} in {metrics}");
+    }
     for line in metrics
         .lines()
         .filter(|l| l.starts_with("nudge_flow_decisions_total"))

@@ -718,6 +718,9 @@ impl<'b> Live<'b> {
         batch.source = Some(self.source.clone());
         self.commit(&mut batch)?;
         self.metrics.events.fetch_add(count, Ordering::Relaxed);
+        self.metrics
+            .last_event
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         let counters = self.engine.counters();
         self.metrics
             .dropped
@@ -929,6 +932,9 @@ impl<'b> Live<'b> {
 
     /// Renders the engine's per-flow counters for `/metrics`.
     fn publish_flows(&mut self) {
+        self.metrics
+            .timers
+            .store(self.engine.timers_pending() as u64, Ordering::Relaxed);
         let text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
         if let Ok(mut flows) = self.metrics.flows.lock() {
             *flows = text;
@@ -1046,6 +1052,12 @@ struct Metrics {
     /// The per-flow families, rendered from the engine's counters by the
     /// engine thread once a second (the counters live on that thread).
     flows: Mutex<String>,
+    /// Requests answered, by route (its pattern, so values stay few) and status.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// When the last call was committed, in milliseconds since the epoch (0: none yet).
+    last_event: AtomicI64,
+    /// Timers set and not yet due, after the last tick.
+    timers: AtomicU64,
 }
 
 impl Metrics {
@@ -1322,6 +1334,43 @@ impl Metrics {
                 format!("nudge_commit_seconds_count {count}"),
             ],
         );
+        let requests: Vec<String> = self
+            .requests
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .map(|((route, status), n)| {
+                        format!(
+                            "nudge_http_requests_total{{route={},status=\"{status}\"}} {n}",
+                            label_value(route)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_http_requests_total",
+            "counter",
+            "HTTP requests answered, by route pattern and status.",
+            requests,
+        );
+        let last = self.last_event.load(Ordering::Relaxed);
+        metric(
+            "nudge_last_event_timestamp_seconds",
+            "gauge",
+            "When the last call was committed (0 before the first).",
+            vec![format!(
+                "nudge_last_event_timestamp_seconds {}",
+                last as f64 / 1000.0
+            )],
+        );
+        let timers = self.timers.load(Ordering::Relaxed);
+        metric(
+            "nudge_timers_pending",
+            "gauge",
+            "Timers set and not yet due (waits, deadlines, deferred sends, schedules; a timer a later change made stale counts until its time).",
+            vec![format!("nudge_timers_pending {timers}")],
+        );
         if let Ok(flows) = self.flows.lock() {
             out.push_str(&flows);
         }
@@ -1519,12 +1568,35 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
                     None,
                 )
             })
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                count_request,
+            ))
             .with_state(app.clone());
         #[cfg(unix)]
         tokio::spawn(reload_on_sighup(app.tx.clone()));
         accept(listener, router, app.limits, app.metrics.clone()).await;
         Ok(())
     })
+}
+
+/// Counts a request by its route's pattern and its answer's status.
+async fn count_request(
+    State(app): State<App>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let response = next.run(req).await;
+    if let Ok(mut requests) = app.metrics.requests.lock() {
+        *requests
+            .entry((route, response.status().as_u16()))
+            .or_insert(0) += 1;
+    }
+    response
 }
 
 /// Accepts connections until SIGTERM or SIGINT, each served under the

@@ -373,6 +373,12 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.releases.iter().map(|r| r.bundle)
     }
 
+    /// How many timers are set and not yet due, stale ones included (a
+    /// timer a later change cancelled is dropped when its time comes).
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
     /// The clock, in milliseconds since the epoch.
     pub fn now(&self) -> i64 {
         self.now
