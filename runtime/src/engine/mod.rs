@@ -661,9 +661,16 @@ impl<'b, S: Sink> Engine<'b, S> {
         let sends_from = from.min(self.now.saturating_sub(self.cap_window));
         let forever = &self.forever;
         if sweep {
-            // Customers not seen again would keep what they hold for ever.
+            // Customers not seen again would keep what they hold for ever:
+            // events, sends, and goals whose window has passed (those are
+            // otherwise dropped only at the customer's next goal event).
+            let (now, releases) = (self.now, &self.releases);
+            let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
             for cust in self.customers.values_mut() {
                 forget_before(cust, from, sends_from, forever);
+                if cust.goals.iter().any(&expired) {
+                    cust.goals.retain(|g| !expired(g));
+                }
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
             forget_before(cust, from, sends_from, forever);
@@ -681,19 +688,15 @@ impl<'b, S: Sink> Engine<'b, S> {
             from = from.min(inst.started);
         }
         for cust in self.customers.values() {
-            for g in cust.goals.iter().filter(|g| !self.goal_expired(g)) {
+            for g in cust
+                .goals
+                .iter()
+                .filter(|g| !goal_expired(&self.releases, self.now, g))
+            {
                 from = from.min(g.entered);
             }
         }
         from
-    }
-
-    /// Whether a goal watch's window has passed: it can no longer be reached.
-    fn goal_expired(&self, g: &customer::GoalWatch) -> bool {
-        self.bundle_of(g.release).flows[g.flow as usize]
-            .goal
-            .as_ref()
-            .is_none_or(|goal| self.now > g.entered.saturating_add(crate::millis::ms(goal.within)))
     }
 
     fn ensure_customer(&mut self, c: u32) {
@@ -1349,6 +1352,14 @@ impl<'b, S: Sink> Engine<'b, S> {
         let key = (outcome.name(), code.map_or("", |c| c.code()));
         *stats.by_code.entry(key).or_insert(0) += 1;
     }
+}
+
+/// Whether a goal watch's window has passed at `now`: it can no longer be reached.
+fn goal_expired(releases: &[Release<'_>], now: i64, g: &customer::GoalWatch) -> bool {
+    rel(releases, g.release).bundle.flows[g.flow as usize]
+        .goal
+        .as_ref()
+        .is_none_or(|goal| now > g.entered.saturating_add(crate::millis::ms(goal.within)))
 }
 
 /// Drops a customer's events before `from` (but those of kinds in
