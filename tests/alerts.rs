@@ -5,7 +5,6 @@
 mod common;
 use common::{Server, http_agent, receipt_project, s, start_server_with, wait_for_metric};
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,33 +13,14 @@ use assert_cmd::Command;
 
 /// A webhook that answers 200 to every POST and keeps the bodies it got.
 fn recording_webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let bodies = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            bodies.lock().unwrap().push(json);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
+    let base = common::serve_http(move |body| {
+        let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        bodies.lock().unwrap().push(json);
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     });
-    (url, seen)
+    (format!("{base}/alerts"), seen)
 }
 
 /// `2026-06-01T10:00:00Z` plus `secs`, as a Segment timestamp.

@@ -16,20 +16,31 @@ fn nudge() -> Command {
     cmd
 }
 
-/// A run copy of the shop, so that `.nudge/` lands in a temp dir.
-fn run_shop() -> tempfile::TempDir {
+/// A copy of the shop, so that `.nudge/` lands in a temp dir.
+fn copy_shop() -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report_shop");
     let dir = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(&src).expect("fixture dir") {
         let entry = entry.expect("fixture entry");
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy fixture");
     }
+    dir
+}
+
+/// Runs the project in `dir` to the end of its timers.
+fn run(dir: &Path) {
     nudge()
         .arg("run")
-        .arg(dir.path())
+        .arg(dir)
         .arg("--drain")
         .assert()
         .success();
+}
+
+/// A run copy of the shop.
+fn run_shop() -> tempfile::TempDir {
+    let dir = copy_shop();
+    run(dir.path());
     dir
 }
 
@@ -297,12 +308,7 @@ fn bad_ranges_and_currencies_are_refused() {
 
 #[test]
 fn conversions_carry_their_order_id_and_currency_into_the_report() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report_shop");
-    let dir = tempfile::tempdir().expect("temp dir");
-    for entry in std::fs::read_dir(&src).expect("fixture dir") {
-        let entry = entry.expect("fixture entry");
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy fixture");
-    }
+    let dir = copy_shop();
     let events = dir.path().join("events.jsonl");
     let text = std::fs::read_to_string(&events).unwrap();
     // Order o-9 is in euros, and 10 of its 29 euros are refunded later.
@@ -316,12 +322,7 @@ fn conversions_carry_their_order_id_and_currency_into_the_report() {
             + "\n",
     )
     .unwrap();
-    nudge()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--drain")
-        .assert()
-        .success();
+    run(dir.path());
     let trace = std::fs::read_to_string(dir.path().join(".nudge/trace.jsonl")).unwrap();
     let converted: Vec<Value> = trace
         .lines()

@@ -857,38 +857,17 @@ fn metrics_can_be_closed_with_a_token() {
 /// A webhook that refuses the first `failures` requests with 500, then
 /// accepts; returns its URL and a counter of the requests it has seen.
 fn flaky_webhook(failures: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::Read;
     use std::sync::atomic::Ordering;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let answer: &[u8] = if n < failures {
-                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            };
-            let _ = stream.write_all(answer);
+    let base = common::serve_http(move |_| {
+        if count.fetch_add(1, Ordering::SeqCst) < failures {
+            b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
         }
     });
-    (url, seen)
+    (format!("{base}/hook"), seen)
 }
 
 /// A delivery that fails is tried again while serving, after its backoff,

@@ -357,3 +357,33 @@ fn session(
         }
     }
 }
+
+#[allow(dead_code)]
+/// Serves plain HTTP on a local port until the test ends: each request's
+/// body goes to `answer`, whose bytes are written back as the whole
+/// response. Returns the base URL (`http://127.0.0.1:PORT`).
+pub fn serve_http(mut answer: impl FnMut(Vec<u8>) -> &'static [u8] + Send + 'static) -> String {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(answer(body));
+        }
+    });
+    base
+}
