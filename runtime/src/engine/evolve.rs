@@ -173,22 +173,14 @@ pub(super) fn apply<'b, S: Sink>(
     }
     engine.by_wire = by_wire(new);
     engine.traits = Traits::of(new);
-    engine.remembered = engine
-        .remembered
-        .iter()
-        .filter_map(|&s| layout.schema(s))
-        .chain(remembered_schemas(new))
-        .collect();
-    engine.forever = engine
-        .forever
-        .iter()
-        .filter_map(|&s| layout.schema(s))
-        .collect();
-    engine.goal_events = engine
-        .goal_events
-        .iter()
-        .filter_map(|&s| layout.schema(s))
-        .collect();
+    // Sets of schema numbers: kept schemas renumbered, removed ones gone.
+    let remap = |set: &HashSet<u32>| -> HashSet<u32> {
+        set.iter().filter_map(|&s| layout.schema(s)).collect()
+    };
+    engine.remembered = remap(&engine.remembered);
+    engine.remembered.extend(remembered_schemas(new));
+    engine.forever = remap(&engine.forever);
+    engine.goal_events = remap(&engine.goal_events);
     ended_goals
 }
 

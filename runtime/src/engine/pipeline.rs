@@ -22,6 +22,8 @@ pub(super) enum Verdict {
     Send {
         /// The address.
         to: String,
+        /// The address lower-cased: how bounces, opt-outs and caps know it.
+        address: String,
     },
     /// Not now: try again at `retry_at`.
     Defer {
@@ -135,7 +137,7 @@ impl<S: Sink> Engine<'_, S> {
                 );
                 Next::Park
             }
-            Verdict::Send { to } => {
+            Verdict::Send { to, address } => {
                 let rendered = {
                     let tz = self.zone(c, Some(msg.channel));
                     let cust = self.customers.get_mut(&c).expect("exists");
@@ -164,7 +166,6 @@ impl<S: Sink> Engine<'_, S> {
                         return Next::Run;
                     }
                 };
-                let address = to.to_lowercase();
                 let out = Outgoing {
                     at: format_instant_ms(self.now),
                     flow: flow.name.clone(),
@@ -201,7 +202,7 @@ impl<S: Sink> Engine<'_, S> {
                         let cust = self.customers.get_mut(&c).expect("exists");
                         cust.sends.push(sent);
                         if sent.marketing {
-                            self.log_address_send(&address, c, sent);
+                            self.log_address_send(address, c, sent);
                         }
                         let stats = self.stats.flow_mut(&flow.name);
                         *stats
@@ -343,7 +344,7 @@ impl<S: Sink> Engine<'_, S> {
         if self.sent_keys.contains(key) {
             return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
-        Verdict::Send { to }
+        Verdict::Send { to, address }
     }
 
     /// The suppression verdict for a marketing send, if `suppress if` or a
@@ -458,13 +459,13 @@ impl<S: Sink> Engine<'_, S> {
 impl<S: Sink> Engine<'_, S> {
     /// Notes a marketing send to `address` for the caps of others who share
     /// it, dropping what no cap can look back at any more.
-    fn log_address_send(&mut self, address: &str, c: u32, sent: super::customer::Sent) {
+    fn log_address_send(&mut self, address: String, c: u32, sent: super::customer::Sent) {
         let window = self.cap_window;
         if window == 0 {
             return;
         }
         let from = self.now.saturating_sub(window);
-        let log = self.address_sends.entry(address.to_string()).or_default();
+        let log = self.address_sends.entry(address).or_default();
         log.retain(|a| a.at_after(from));
         log.push(super::AddressSend { customer: c, sent });
         self.address_pushes += 1;
