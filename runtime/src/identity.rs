@@ -11,14 +11,16 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::segment::{Call, CallKind};
 
 /// A customer, stable until it is absorbed by a merge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CustomerId(pub u32);
 
 /// One identifier of a customer.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Identity {
     /// The store's user id.
     User(String),
@@ -120,7 +122,7 @@ impl Kind {
 }
 
 /// The identity graph: a union-find over identities.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Identities {
     /// Nodes by kind and text, looked up by `&str` so that a call naming a
     /// known customer allocates nothing (that is almost every call).

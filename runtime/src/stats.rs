@@ -5,12 +5,12 @@ use std::fmt::Write;
 
 use nudge_bytecode::Bundle;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::Outcome;
 
 /// Counters for one flow.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FlowStats {
     /// Instances started.
     pub entered: u64,
@@ -46,7 +46,7 @@ pub struct FlowStats {
     pub attributed: BTreeMap<String, u64>,
     /// Messages sent after a stopping event had happened but before it
     /// arrived: what a marketer watches to tune waits against late data.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub sent_before_stop: u64,
 }
 
@@ -67,7 +67,7 @@ impl FlowStats {
 }
 
 /// Counters for a whole run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Calls applied.
     pub events: u64,

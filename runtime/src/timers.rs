@@ -16,8 +16,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use serde::{Deserialize, Serialize};
+
 /// What a timer wakes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Wake {
     /// A flow instance (sleep ended, wait timed out, deferred send due).
     Instance {
@@ -54,7 +56,7 @@ impl Wake {
 }
 
 /// A pending timer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Timer {
     /// When it is due, in seconds since the epoch.
     pub due: i64,
@@ -68,7 +70,7 @@ pub struct Timer {
 
 /// An instance timer, packed: `tie` holds the order (biased to be
 /// unsigned) above the insertion number, so comparing it compares both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Packed {
     due: i64,
     tie: u64,
@@ -113,7 +115,7 @@ impl Packed {
 }
 
 /// The queue.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timers {
     /// Instance timers, packed.
     packed: BinaryHeap<Reverse<Packed>>,

@@ -145,7 +145,7 @@ pub struct Pos {
 }
 
 /// A delivery channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Channel {
     /// Email.
     Email,

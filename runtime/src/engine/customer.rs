@@ -9,9 +9,10 @@ use chrono_tz::Tz;
 use nudge_bytecode::{Bundle, Channel, Record, Type, Value};
 use nudge_vm::Host;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 /// One event in a customer's history.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Seen {
     /// When it happened, in milliseconds since the epoch.
     pub at: i64,
@@ -24,7 +25,7 @@ pub struct Seen {
 }
 
 /// A message that went out, for frequency caps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Sent {
     /// When, in milliseconds since the epoch.
     pub at: i64,
@@ -44,7 +45,7 @@ pub struct Sent {
 ///
 /// Every customer who enters a flow has one, so it is packed into 40 bytes:
 /// the two optional instants share one byte of flags instead of a tag each.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FlowMemory {
     /// The flow key.
     pub key: u32,
@@ -96,7 +97,7 @@ impl FlowMemory {
 /// A customer's live instance slots, oldest first: the first inline (most
 /// customers have at most one at a time, and it then costs no allocation),
 /// the rest out of line. 16 bytes, where a vector takes 24 and a heap block.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InstanceIds {
     /// The first slot, or [`InstanceIds::NONE`].
     first: u32,
@@ -155,7 +156,7 @@ impl InstanceIds {
 }
 
 /// A goal waiting to be reached.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GoalWatch {
     /// The release the instance started on: its goal rule is the one watched.
     pub release: u32,
@@ -172,7 +173,7 @@ pub struct GoalWatch {
 }
 
 /// Everything known about one customer.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Customer {
     /// The display id (a user id when known).
     pub key: String,
@@ -195,8 +196,10 @@ pub struct Customer {
     /// Addresses that bounced hard: no message goes to them.
     pub bounced: BTreeSet<String>,
     /// Channels with a hard opt-out (an SMS STOP): not even transactional messages go.
+    #[serde(with = "crate::engine::checkpoint::channel_names")]
     pub opted_out: BTreeSet<&'static str>,
     /// The zone schedules were armed in; a new zone re-arms them.
+    #[serde(with = "crate::engine::checkpoint::zone")]
     pub schedule_zone: Option<Tz>,
 }
 

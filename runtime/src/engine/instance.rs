@@ -140,7 +140,7 @@ struct Stored {
     generation: u32,
     holdout: bool,
     exiting: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     origin: Option<String>,
 }
 
@@ -473,7 +473,7 @@ pub enum Waiting {
 /// it never holds more than one page of unused slots, where a growing
 /// vector keeps up to as many spare slots as used ones (and copies them all
 /// to grow).
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 pub(super) struct Slots {
     pages: Vec<Box<[Option<Instance>]>>,
     len: usize,

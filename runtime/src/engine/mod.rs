@@ -15,6 +15,7 @@
 //! newest; an instance runs to its end on the release it started on unless a
 //! deploy carries it over (see the `deploy` module).
 
+pub(crate) mod checkpoint;
 mod customer;
 mod deploy;
 mod evolve;
@@ -220,7 +221,7 @@ pub struct Engine<'b, S: Sink> {
 }
 
 /// A marketing send to an address, for the caps of others who share it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct AddressSend {
     /// Who it went to.
     customer: u32,
@@ -289,16 +290,7 @@ impl<'b, S: Sink> Engine<'b, S> {
 
     /// Makes `bundle` the newest release and returns its number.
     fn add_release(&mut self, bundle: &'b Bundle) -> u32 {
-        let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
-        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
-        // Higher priority first, so a cap that allows one send gives it to the
-        // flow that matters most; ties go by name, which keeps runs reproducible.
-        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
-        for &f in &order {
-            let flow = &bundle.flows[f as usize];
-            if let nudge_bytecode::Trigger::Event(rule) = &flow.trigger {
-                triggered_by.entry(rule.event).or_default().push(f);
-            }
+        for flow in &bundle.flows {
             if let Some(g) = &flow.goal {
                 self.goal_events.insert(g.rule.event);
             }
@@ -306,12 +298,28 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.remembered.extend(remembered_schemas(bundle));
         self.cap_window = self.cap_window.max(pipeline::cap_window(bundle));
         self.forever.extend(whole_history_schemas(bundle));
-        self.policy_tz = bundle
-            .policy
-            .timezone
-            .as_deref()
-            .and_then(|z| Tz::from_str(z).ok())
-            .unwrap_or(Tz::UTC);
+        let release = self.release_of(bundle);
+        for flow in &bundle.flows {
+            // New flows show in the counters from the start, at zero.
+            self.stats.flow_mut(&flow.name);
+        }
+        self.releases.push(release);
+        self.newest_changed();
+        (self.releases.len() - 1) as u32
+    }
+
+    /// What running `bundle` needs, with its flows and messages interned.
+    fn release_of(&mut self, bundle: &'b Bundle) -> Release<'b> {
+        let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
+        // Higher priority first, so a cap that allows one send gives it to the
+        // flow that matters most; ties go by name, which keeps runs reproducible.
+        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
+        for &f in &order {
+            if let nudge_bytecode::Trigger::Event(rule) = &bundle.flows[f as usize].trigger {
+                triggered_by.entry(rule.event).or_default().push(f);
+            }
+        }
         let keys: Vec<u32> = bundle
             .flows
             .iter()
@@ -322,13 +330,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             .iter()
             .map(|m| intern(&mut self.message_names, &mut self.message_keys, &m.name))
             .collect();
-        self.newest = vec![None; self.flow_names.len()];
-        for (f, &k) in keys.iter().enumerate() {
-            self.newest[k as usize] = Some(f as u32);
-            // New flows show in the counters from the start, at zero.
-            self.stats.flow_mut(&bundle.flows[f].name);
-        }
-        self.releases.push(Release {
+        Release {
             bundle,
             vm: Vm::new(bundle),
             keys,
@@ -344,8 +346,25 @@ impl<'b, S: Sink> Engine<'b, S> {
                 .iter()
                 .map(|f| instance::TriggerUse::of(f, bundle))
                 .collect(),
-        });
-        (self.releases.len() - 1) as u32
+        }
+    }
+
+    /// Works out what follows from which release is the newest: its
+    /// policy's zone and each flow key's place in it.
+    fn newest_changed(&mut self) {
+        let newest = rel(&self.releases, self.current());
+        let bundle = newest.bundle;
+        self.policy_tz = bundle
+            .policy
+            .timezone
+            .as_deref()
+            .and_then(|z| Tz::from_str(z).ok())
+            .unwrap_or(Tz::UTC);
+        let mut map = vec![None; self.flow_names.len()];
+        for (f, &k) in newest.keys.iter().enumerate() {
+            map[k as usize] = Some(f as u32);
+        }
+        self.newest = map;
     }
 
     /// The number of the newest release.

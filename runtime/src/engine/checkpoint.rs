@@ -1,0 +1,302 @@
+//! The engine's whole state as bytes, and back: what a store keeps so that a
+//! restart loads state instead of replaying every call ever applied.
+//!
+//! A checkpoint holds every release's bundle (in its wire encoding, since a
+//! deploy that evolves the schema runs older releases on rebased code that
+//! exists nowhere else) and every table the engine changes as it runs.
+//! Caches (the VMs' computed lets and templates) and what follows from the
+//! newest bundle (wire names, standard traits, the policy's zone) are
+//! rebuilt. The encoding is postcard: compact and fast, with the layout set
+//! by the field order below, so [`FORMAT`] must change with any change of
+//! a stored type.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use nudge_bytecode::Bundle;
+use serde::{Deserialize, Serialize};
+
+use super::customer::{Customer, Traits};
+use super::instance::Slots;
+use super::{AddressSend, Bundles, Engine, Sink, evolve, rel};
+use crate::dedupe::Dedupe;
+use crate::identity::Identities;
+use crate::record::{Outcome, SendReason};
+use crate::stats::Stats;
+use crate::timers::Timers;
+
+/// The version of the layout below; a checkpoint of another version is not
+/// read (the host rebuilds from the calls instead).
+pub const FORMAT: u32 = 1;
+
+/// Why a checkpoint could not be taken or read back.
+#[derive(Debug)]
+pub enum CheckpointError {
+    /// It was written by another version of the engine's layout.
+    Format {
+        /// The version found.
+        found: u32,
+    },
+    /// The bytes are not a checkpoint, or are damaged.
+    Decode(String),
+    /// A release's bundle in it cannot be read.
+    Bundle(String),
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Format { found } => write!(
+                f,
+                "the checkpoint has layout version {found}, this engine reads {FORMAT}"
+            ),
+            CheckpointError::Decode(e) => write!(f, "the checkpoint cannot be read: {e}"),
+            CheckpointError::Bundle(e) => {
+                write!(f, "a release in the checkpoint cannot be read: {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+/// Everything the engine changes as it runs. Serialized from the engine's
+/// own tables (moved out and back, never copied), in this field order.
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    format: u32,
+    releases: Vec<Vec<u8>>,
+    flow_names: Vec<Arc<str>>,
+    message_names: Vec<Arc<str>>,
+    goal_events: HashSet<u32>,
+    now: i64,
+    identities: Identities,
+    dedupe: Dedupe,
+    customers: HashMap<u32, Customer>,
+    instances: Slots,
+    free: Vec<u32>,
+    timers: Timers,
+    remembered: HashSet<u32>,
+    seq: u64,
+    generations: u32,
+    sent_keys: HashSet<String>,
+    dirty: Vec<u32>,
+    undeliverable: HashSet<String>,
+    stopped_phones: HashSet<String>,
+    address_sends: HashMap<String, Vec<AddressSend>>,
+    address_pushes: u32,
+    cap_window: i64,
+    forever: HashSet<u32>,
+    horizon: i64,
+    applies_since_horizon: u32,
+    /// The counters, as JSON (their serde shape leaves zeros out).
+    stats: String,
+    /// `FlowStats::by_code` per flow, whose keys are static codes.
+    by_code: Vec<(String, String, String, u64)>,
+}
+
+impl<'b, S: Sink> Engine<'b, S> {
+    /// The engine's state as bytes, to be given to [`Engine::restore`] by a
+    /// later process. Takes `&mut self` because the tables are moved out to
+    /// be written and put back, not copied.
+    pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {
+        let mut state = State {
+            format: FORMAT,
+            releases: self.releases.iter().map(|r| r.bundle.encode()).collect(),
+            flow_names: self.flow_names.clone(),
+            message_names: self.message_names.clone(),
+            now: self.now,
+            seq: self.seq,
+            generations: self.generations,
+            address_pushes: self.address_pushes,
+            cap_window: self.cap_window,
+            horizon: self.horizon,
+            applies_since_horizon: self.applies_since_horizon,
+            stats: serde_json::to_string(&self.stats)
+                .map_err(|e| CheckpointError::Decode(e.to_string()))?,
+            by_code: self
+                .stats
+                .flows
+                .iter()
+                .flat_map(|(flow, s)| {
+                    s.by_code
+                        .iter()
+                        .map(|(&(o, c), &n)| (flow.clone(), o.to_string(), c.to_string(), n))
+                })
+                .collect(),
+            ..State::default()
+        };
+        self.swap_tables(&mut state);
+        let bytes = postcard::to_allocvec(&state);
+        // Put the tables back before anything can fail.
+        self.swap_tables(&mut state);
+        bytes.map_err(|e| CheckpointError::Decode(e.to_string()))
+    }
+
+    /// Replaces this engine's state with a checkpoint's. Its releases' bundles
+    /// are `current` when they encode the same, else decoded into `arena`.
+    /// The sink and the settings stay this engine's. On error the engine
+    /// is unchanged.
+    pub fn restore(
+        &mut self,
+        bytes: &[u8],
+        current: &'b Bundle,
+        arena: &'b Bundles,
+    ) -> Result<(), CheckpointError> {
+        let format: u32 = postcard::take_from_bytes(bytes)
+            .map(|(f, _)| f)
+            .map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        if format != FORMAT {
+            return Err(CheckpointError::Format { found: format });
+        }
+        let mut state: State =
+            postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        let mut stats: Stats = serde_json::from_str(&state.stats)
+            .map_err(|e| CheckpointError::Decode(format!("counters: {e}")))?;
+        for (flow, outcome, code, n) in std::mem::take(&mut state.by_code) {
+            let outcome = Outcome::ALL
+                .iter()
+                .map(|o| o.name())
+                .find(|o| *o == outcome)
+                .ok_or_else(|| CheckpointError::Decode(format!("unknown outcome {outcome:?}")))?;
+            let code = match code.as_str() {
+                "" => "",
+                c => SendReason::ALL
+                    .iter()
+                    .map(|r| r.code())
+                    .find(|r| *r == c)
+                    .ok_or_else(|| CheckpointError::Decode(format!("unknown reason {c:?}")))?,
+            };
+            stats.flow_mut(&flow).by_code.insert((outcome, code), n);
+        }
+        let current_bytes = current.encode();
+        let mut bundles: Vec<&'b Bundle> = Vec::with_capacity(state.releases.len());
+        for bytes in &state.releases {
+            if *bytes == current_bytes {
+                bundles.push(current);
+            } else {
+                let b =
+                    Bundle::decode(bytes).map_err(|e| CheckpointError::Bundle(e.to_string()))?;
+                bundles.push(arena.alloc(b));
+            }
+        }
+        let Some(&newest) = bundles.last() else {
+            return Err(CheckpointError::Decode("it holds no release".into()));
+        };
+
+        // Nothing can fail from here on.
+        self.flow_names = std::mem::take(&mut state.flow_names);
+        self.flow_keys = index(&self.flow_names);
+        self.message_names = std::mem::take(&mut state.message_names);
+        self.message_keys = index(&self.message_names);
+        self.releases.clear();
+        for bundle in bundles {
+            let release = self.release_of(bundle);
+            self.releases.push(release);
+        }
+        let last = self.releases.len() - 1;
+        for r in &mut self.releases[..last] {
+            // Only the newest release starts instances.
+            r.triggered_by.clear();
+        }
+        self.newest_changed();
+        self.by_wire = evolve::by_wire(newest);
+        self.traits = Traits::of(newest);
+        self.now = state.now;
+        self.seq = state.seq;
+        self.generations = state.generations;
+        self.address_pushes = state.address_pushes;
+        self.cap_window = state.cap_window;
+        self.horizon = state.horizon;
+        self.applies_since_horizon = state.applies_since_horizon;
+        self.stats = stats;
+        self.swap_tables(&mut state);
+        debug_assert!(rel(&self.releases, self.current()).bundle.flows.len() == newest.flows.len());
+        Ok(())
+    }
+
+    /// Swaps the engine's large tables with the state's.
+    fn swap_tables(&mut self, state: &mut State) {
+        use std::mem::swap;
+        swap(&mut self.goal_events, &mut state.goal_events);
+        swap(&mut self.identities, &mut state.identities);
+        swap(&mut self.dedupe, &mut state.dedupe);
+        swap(&mut self.customers, &mut state.customers);
+        swap(&mut self.instances, &mut state.instances);
+        swap(&mut self.free, &mut state.free);
+        swap(&mut self.timers, &mut state.timers);
+        swap(&mut self.remembered, &mut state.remembered);
+        swap(&mut self.sent_keys, &mut state.sent_keys);
+        swap(&mut self.dirty, &mut state.dirty);
+        swap(&mut self.undeliverable, &mut state.undeliverable);
+        swap(&mut self.stopped_phones, &mut state.stopped_phones);
+        swap(&mut self.address_sends, &mut state.address_sends);
+        swap(&mut self.forever, &mut state.forever);
+    }
+}
+
+/// Each name's position.
+fn index(names: &[Arc<str>]) -> HashMap<Arc<str>, u32> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), i as u32))
+        .collect()
+}
+
+/// Channel names kept as `&'static str` (an SMS STOP's opt-out), stored as
+/// text and read back as the channel's own name.
+pub(crate) mod channel_names {
+    use std::collections::BTreeSet;
+
+    use nudge_bytecode::Channel;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes the names.
+    pub fn serialize<S: Serializer>(set: &BTreeSet<&'static str>, s: S) -> Result<S::Ok, S::Error> {
+        set.serialize(s)
+    }
+
+    /// Reads the names back; an unknown one is an error.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeSet<&'static str>, D::Error> {
+        let names: Vec<String> = Vec::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| {
+                Channel::ALL
+                    .iter()
+                    .map(|c| c.name())
+                    .find(|c| c == n)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown channel {n:?}")))
+            })
+            .collect()
+    }
+}
+
+/// A time zone, stored by its IANA name.
+pub(crate) mod zone {
+    use std::str::FromStr;
+
+    use chrono_tz::Tz;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the zone's name.
+    pub fn serialize<S: Serializer>(zone: &Option<Tz>, s: S) -> Result<S::Ok, S::Error> {
+        match zone {
+            Some(z) => s.serialize_some(z.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads a zone back by name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Tz>, D::Error> {
+        let name: Option<String> = Option::deserialize(d)?;
+        name.map(|n| {
+            Tz::from_str(&n).map_err(|_| serde::de::Error::custom(format!("unknown zone {n:?}")))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,218 @@
+//! A checkpoint taken at any point and restored into a fresh engine carries
+//! on exactly as the engine it was taken from: the same sends, records,
+//! memberships and counters as a run that never stopped.
+
+mod common;
+
+use std::path::PathBuf;
+
+use nudge_bytecode::Bundle;
+use nudge_runtime::engine::{Config, Engine, MemorySink};
+use nudge_runtime::ingest;
+
+fn examples_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+fn example(name: &str) -> (Bundle, String) {
+    let root = examples_root().join(name);
+    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{name} does not check");
+    let bundle = nudge_compiler::lower(&project, &analysis).unwrap();
+    let events = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
+    (bundle, events)
+}
+
+fn example_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(examples_root())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("nudge.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn config() -> Config {
+    Config {
+        release_spread: 0,
+        // Forgetting after a restore must pick up where it left off.
+        forget_every: 7,
+        ..Config::default()
+    }
+}
+
+fn new_engine(bundle: &Bundle) -> Engine<'_, MemorySink> {
+    Engine::new(bundle, MemorySink::default(), config(), i64::MIN)
+}
+
+/// Runs `lines` without a stop, then again stopping after each of `cuts`
+/// lines (checkpoint, restore into a fresh engine, go on), and checks that
+/// both runs did the same.
+fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize]) {
+    let mut whole = new_engine(bundle);
+    for line in lines {
+        let _ = ingest::apply_line(&mut whole, line);
+    }
+    whole.drain();
+    let whole_stats = whole.stats();
+    let whole = whole.into_sink();
+
+    let mut got = MemorySink::default();
+    let mut engine = new_engine(bundle);
+    let mut from = 0;
+    for &cut in cuts {
+        for line in &lines[from..cut] {
+            let _ = ingest::apply_line(&mut engine, line);
+        }
+        from = cut;
+        let bytes = engine.checkpoint().expect("a checkpoint");
+        let before = engine.stats();
+        let done = std::mem::take(engine.sink_mut());
+        append(&mut got, done);
+        engine = new_engine(bundle);
+        engine
+            .restore(&bytes, bundle, common::arena())
+            .expect("restores");
+        assert_eq!(
+            engine.stats(),
+            before,
+            "counters after a restore at line {cut}"
+        );
+    }
+    for line in &lines[from..] {
+        let _ = ingest::apply_line(&mut engine, line);
+    }
+    engine.drain();
+    assert_eq!(engine.stats(), whole_stats);
+    append(&mut got, engine.into_sink());
+    assert_eq!(got.outbox, whole.outbox, "sends");
+    assert_eq!(got.records, whole.records, "records");
+    assert_eq!(got.memberships, whole.memberships, "memberships");
+}
+
+fn append(to: &mut MemorySink, from: MemorySink) {
+    to.outbox.extend(from.outbox);
+    to.records.extend(from.records);
+    to.memberships.extend(from.memberships);
+}
+
+#[test]
+fn every_example_goes_on_after_a_restore_at_any_line() {
+    for name in example_names() {
+        let (bundle, events) = example(&name);
+        let lines: Vec<&str> = events.lines().collect();
+        for cut in 0..=lines.len() {
+            assert_restores(&bundle, &lines, &[cut]);
+        }
+    }
+}
+
+#[test]
+fn a_generated_stream_goes_on_after_several_restores() {
+    let (bundle, _) = example("cart_recovery");
+    let mut config = nudge_gen::GenConfig::new(4_000);
+    config.bad_rate = 0.05;
+    config.seed = 11;
+    let mut out = Vec::new();
+    nudge_gen::generate(&config, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let n = lines.len();
+    assert_restores(&bundle, &lines, &[1, n / 3, n / 3 + 1, 2 * n / 3, n]);
+}
+
+const BASE: &str = r#"
+message reminder(amount: money) {
+  channel email
+  subject "reminder {amount}"
+  body "Come back"
+}
+flow cart {
+  trigger checkout_started
+  exit on order_completed
+  let amount = trigger.value
+  reminder: wait 1d
+  send reminder(amount)
+}
+"#;
+
+fn identify(id: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{id}","timestamp":"{at}","traits":{{"email":"{id}@example.com","timezone":"UTC","consent":{{"email":true}}}}}}"#
+    )
+}
+
+fn checkout(id: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Checkout Started","userId":"{id}","timestamp":"{at}","properties":{{"value":12.5}}}}"#
+    )
+}
+
+#[test]
+fn a_release_running_rebased_code_is_restored() {
+    // The second bundle adds a trait: the first release's instances then
+    // run rebased code that exists only in the engine.
+    let v1 = common::bundle(BASE);
+    let v2 = common::bundle(&format!(
+        "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
+    ));
+    let arena = common::arena();
+    let mut engine = new_engine(&v1);
+    common::feed(
+        &mut engine,
+        &[
+            identify("a", "2026-01-01T10:00:00Z"),
+            checkout("a", "2026-01-01T10:00:00Z"),
+        ],
+    );
+    engine.deploy(&v2, arena).expect("deploys");
+    common::feed(
+        &mut engine,
+        &[
+            identify("b", "2026-01-01T11:00:00Z"),
+            checkout("b", "2026-01-01T11:00:00Z"),
+        ],
+    );
+    let bytes = engine.checkpoint().unwrap();
+
+    let mut restored = new_engine(&v2);
+    restored.restore(&bytes, &v2, arena).expect("restores");
+    assert_eq!(restored.releases().count(), 2);
+    restored.drain();
+    engine.drain();
+    assert_eq!(common::sent(&restored), common::sent(&engine));
+    assert_eq!(
+        common::sent(&restored).len(),
+        2,
+        "{:?}",
+        common::sent(&restored)
+    );
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_and_changes_nothing() {
+    let (bundle, events) = example("cart_recovery");
+    let mut engine = new_engine(&bundle);
+    for line in events.lines() {
+        let _ = ingest::apply_line(&mut engine, line);
+    }
+    let mut bytes = engine.checkpoint().unwrap();
+    let len = bytes.len();
+    bytes.truncate(len / 2);
+    let mut other = new_engine(&bundle);
+    let err = other
+        .restore(&bytes, &bundle, common::arena())
+        .expect_err("half a checkpoint");
+    assert!(err.to_string().contains("cannot be read"), "{err}");
+    assert_eq!(other.stats(), new_engine(&bundle).stats());
+    // Another layout version is named as such.
+    let mut versioned = engine.checkpoint().unwrap();
+    versioned[0] = 99;
+    let err = other
+        .restore(&versioned, &bundle, common::arena())
+        .expect_err("another version");
+    assert!(err.to_string().contains("layout version 99"), "{err}");
+}
