@@ -137,7 +137,15 @@ pub struct RuntimeSection {
     /// Calls between two looks at what the engine may forget; 0 keeps
     /// every event and send.
     pub forget_every: Option<u32>,
+    /// Calls between two checkpoints of the engine's state in the store; 0
+    /// writes one only at the end of a run (and when a server stops).
+    pub checkpoint_every: Option<u64>,
 }
+
+/// The default of `[runtime] checkpoint_every`: a restart replays at most
+/// this many calls (a few seconds' work), and writing the state this
+/// rarely costs little next to applying the calls.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000_000;
 
 /// The default of `[runtime] max_sends_per_step`: above any one customer's
 /// journey many times over; a broadcast to a larger audience in one step
@@ -609,6 +617,14 @@ impl Config {
         self.runtime
             .forget_every
             .unwrap_or(nudge_runtime::engine::DEFAULT_FORGET_EVERY)
+    }
+
+    /// `[runtime] checkpoint_every` in calls, the default when unset (0: at
+    /// the end of a run and when a server stops only).
+    pub fn checkpoint_every(&self) -> u64 {
+        self.runtime
+            .checkpoint_every
+            .unwrap_or(DEFAULT_CHECKPOINT_EVERY)
     }
 
     /// `[runtime] reorder_window` in lines, the default when unset; at least 1.
@@ -1322,6 +1338,18 @@ mod tests {
         let err = Config::parse("[runtime]\nmax_sends_per_step = 0\n", env).unwrap_err();
         assert!(err.contains("max_sends_per_step"), "{err}");
         assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn checkpoints_have_a_default_and_can_be_left_to_the_end() {
+        let env = |_: &str| None;
+        let c = Config::parse("[runtime]\ncheckpoint_every = 5000\n", env).unwrap();
+        assert_eq!(c.checkpoint_every(), 5000);
+        let c = Config::parse("[runtime]\ncheckpoint_every = 0\n", env).unwrap();
+        assert_eq!(c.checkpoint_every(), 0);
+        let c = Config::parse("", env).unwrap();
+        assert_eq!(c.checkpoint_every(), DEFAULT_CHECKPOINT_EVERY);
+        assert!(Config::parse("[runtime]\ncheckpoint_every = -1\n", env).is_err());
     }
 
     #[test]

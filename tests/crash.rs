@@ -21,12 +21,15 @@ fn project(root: &Path, name: &str, events: &Path, window: Option<usize>) -> Pat
         &dir,
     );
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
+    let manifest = dir.join("nudge.toml");
+    let mut toml = std::fs::read_to_string(&manifest).unwrap();
+    // A checkpoint every three batches: kills land before, during and after
+    // checkpoints, and restarts start from them.
+    toml.push_str("\n[runtime]\ncheckpoint_every = 1500\n");
     if let Some(lines) = window {
-        let manifest = dir.join("nudge.toml");
-        let mut toml = std::fs::read_to_string(&manifest).unwrap();
-        toml.push_str(&format!("\n[runtime]\nreorder_window = {lines}\n"));
-        std::fs::write(&manifest, toml).unwrap();
+        toml.push_str(&format!("reorder_window = {lines}\n"));
     }
+    std::fs::write(&manifest, toml).unwrap();
     dir
 }
 
@@ -146,4 +149,14 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
         .collect();
     assert!(lost.is_empty(), "never sent after {kills} kills: {lost:?}");
     assert_eq!(got, reference_outbox);
+    // The trace, cut back to a checkpoint at each restart and continued,
+    // says what an uninterrupted run's says.
+    let trace = |d: &Path| std::fs::read_to_string(d.join(".nudge/trace.jsonl")).unwrap();
+    let (want, have) = (trace(&reference_dir), trace(&dir));
+    assert!(
+        want == have,
+        "the trace differs after {kills} kills: {} lines, {} expected",
+        have.lines().count(),
+        want.lines().count()
+    );
 }

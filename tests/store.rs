@@ -98,10 +98,18 @@ fn a_longer_file_continues_where_the_last_run_stopped() {
     std::fs::write(&events, lines.concat()).unwrap();
     let second = run_json(&steps, &["--drain"]);
     assert_eq!(second["store"]["applied"], 1300);
-    assert_eq!(second["store"]["rebuilt"], 1700);
+    // The state was loaded from the first run's checkpoint (its 1,700 lines
+    // and the deploy the history starts with), not replayed.
+    assert_eq!(second["store"]["restored"], 1701);
+    assert_eq!(second["store"]["rebuilt"], 0);
     assert_eq!(second["store"]["late"], 0);
+    assert_eq!(second["store"]["diverged"], false);
 
     assert_eq!(second["stats"], reference["stats"]);
+    // The trace went on from where the checkpoint left it.
+    let trace =
+        |dir: &std::path::Path| std::fs::read_to_string(dir.join(".nudge/trace.jsonl")).unwrap();
+    assert_eq!(trace(&steps), trace(&whole));
     let keys = outbox_keys(&steps);
     assert!(!keys.is_empty());
     assert!(keys.values().all(|&n| n == 1), "a message sent twice");
@@ -239,4 +247,95 @@ fn a_changed_project_is_deployed_over_the_history_unless_stored_values_cannot_fo
         "{err}"
     );
     assert!(err.contains("--reset"), "{err}");
+}
+
+/// Every file under `.nudge/` a run derives (trace, audience feeds, dead
+/// letters, outbox), by name.
+fn derived(dir: &Path) -> BTreeMap<String, String> {
+    let state = dir.join(".nudge");
+    let mut out = BTreeMap::new();
+    for name in ["trace.jsonl", "dead_letters.jsonl", "outbox.jsonl"] {
+        out.insert(
+            name.to_string(),
+            std::fs::read_to_string(state.join(name)).unwrap_or_default(),
+        );
+    }
+    // A line beyond the horizon names the wall clock of the run that refused it.
+    let dead: Vec<String> = out["dead_letters.jsonl"]
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("wall clock"))
+            {
+                v["reason"] = "beyond the horizon".into();
+            }
+            v.to_string()
+        })
+        .collect();
+    out.insert("dead_letters.jsonl".into(), dead.join("\n"));
+    if let Ok(entries) = std::fs::read_dir(state.join("audiences")) {
+        for e in entries.flatten() {
+            let name = format!("audiences/{}", e.file_name().to_string_lossy());
+            out.insert(name, std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn feeds_continued_from_a_checkpoint_say_what_one_run_says_at_every_split() {
+    // ad_retargeting writes audience feeds; a bad line makes a dead letter.
+    let (_a, whole) = copy_example("ad_retargeting");
+    let events = whole.join("events.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    lines.insert(4, "{not json\n".to_string());
+    std::fs::write(&events, lines.concat()).unwrap();
+    run_json(&whole, &["--drain"]);
+    let want = derived(&whole);
+    assert!(
+        want.keys().any(|k| k.starts_with("audiences/")),
+        "the example should write an audience feed: {want:?}"
+    );
+    assert!(want["dead_letters.jsonl"].contains("{not json"));
+
+    for split in 0..=lines.len() {
+        let (_b, steps) = copy_example("ad_retargeting");
+        let events = steps.join("events.jsonl");
+        std::fs::write(&events, lines[..split].concat()).unwrap();
+        run_json(&steps, &[]);
+        std::fs::write(&events, lines.concat()).unwrap();
+        let second = run_json(&steps, &["--drain"]);
+        assert_eq!(second["store"]["rebuilt"], 0, "split {split}");
+        assert_eq!(derived(&steps), want, "split after {split} lines");
+    }
+}
+
+#[test]
+fn a_trace_lost_since_the_checkpoint_is_rebuilt_from_the_whole_history() {
+    let (_a, whole) = copy_example("cart_recovery");
+    run_json(&whole, &["--drain"]);
+    let want = std::fs::read_to_string(whole.join(".nudge/trace.jsonl")).unwrap();
+
+    let (_b, dir) = copy_example("cart_recovery");
+    let events = dir.join("events.jsonl");
+    let all = std::fs::read_to_string(&events).unwrap();
+    let lines: Vec<&str> = all.split_inclusive('\n').collect();
+    std::fs::write(&events, lines[..10].concat()).unwrap();
+    run_json(&dir, &[]);
+    // The trace is moved away: the checkpoint cannot say where it stood.
+    std::fs::remove_file(dir.join(".nudge/trace.jsonl")).unwrap();
+    std::fs::write(&events, &all).unwrap();
+    let second = run_json(&dir, &["--drain"]);
+    assert_eq!(second["store"]["restored"], 0);
+    assert_eq!(second["store"]["rebuilt"], 10);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".nudge/trace.jsonl")).unwrap(),
+        want
+    );
 }

@@ -149,7 +149,11 @@ fn deploy_report(bundle: &Bundle, path: &Path, deny_stranded: bool) -> Status {
     };
     let mut engine = Engine::new(initial, Discard, Config::default(), i64::MIN);
     let mut dead = Vec::new();
-    let last = match replay_history(&store, &mut engine, code, &mut dead, |_| {}) {
+    let start = match nudge_store::durable::usable_checkpoint(&store) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let last = match replay_history(&store, &mut engine, code, start.as_ref(), &mut dead, |_| {}) {
         Ok(last) => last,
         Err(e) => return fail(&e),
     };

@@ -164,6 +164,12 @@ impl<'p, S> ProgressSink<'p, S> {
     }
 }
 
+impl<S: nudge_store::durable::Feed> nudge_store::durable::Feed for ProgressSink<'_, S> {
+    fn mark(&mut self) -> Result<String, String> {
+        self.inner.mark()
+    }
+}
+
 impl<S: Sink> Sink for ProgressSink<'_, S> {
     fn deliver(
         &mut self,

@@ -2,7 +2,7 @@
 //! a virtual clock.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -163,6 +163,7 @@ struct Replay {
     until: Option<i64>,
     horizon: Horizon,
     window: usize,
+    checkpoint_every: u64,
 }
 
 /// The files of one project's run.
@@ -256,6 +257,7 @@ fn run_project(
         until,
         horizon,
         window,
+        checkpoint_every: settings.checkpoint_every(),
     };
     if args.engine.in_memory {
         run_in_memory(
@@ -404,7 +406,7 @@ fn run_durable(
             Ok(o) => o,
             Err(status) => return status,
         };
-    let feeds = match Feeds::new(&paths.trace, &paths.state.join("audiences")) {
+    let (feeds, start) = match Feeds::open(&store, &paths.trace, &paths.state.join("audiences")) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -435,6 +437,8 @@ fn run_durable(
         batch_lines: args.batch_lines,
         horizon: Some(replay.horizon),
         window: replay.window,
+        checkpoint_every: replay.checkpoint_every,
+        start,
     };
     let source = Input {
         name: &name,
@@ -596,8 +600,13 @@ fn summary(
                         r.beyond_horizon
                     ));
                 }
+                let loaded = if r.restored > 0 {
+                    format!("state loaded from its checkpoint ({} calls), ", r.restored)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "store: {}; {} calls replayed from it, {} new lines applied{late}",
+                    "store: {}; {loaded}{} calls replayed from it, {} new lines applied{late}",
                     path.display(),
                     r.rebuilt,
                     r.applied
@@ -656,7 +665,9 @@ pub(super) fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(),
 }
 
 /// The trace and audience feeds of a durable run. They are derived output:
-/// rebuilding replays the whole history, so they are rewritten in full each run.
+/// a run that starts from the store's checkpoint cuts them back to where
+/// they stood when it was taken and appends what the calls after it
+/// produce; a run that replays the whole history rewrites them in full.
 pub(super) struct Feeds {
     trace: BufWriter<File>,
     audiences_dir: PathBuf,
@@ -664,7 +675,74 @@ pub(super) struct Feeds {
     error: Option<String>,
 }
 
+/// Where the feeds stood at a checkpoint: their lengths in bytes.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct FeedMarks {
+    /// The trace's length.
+    trace: u64,
+    /// Each audience feed's length, by file name.
+    audiences: std::collections::BTreeMap<String, u64>,
+}
+
 impl Feeds {
+    /// The feeds for a run over `store`, and the checkpoint it starts from:
+    /// the store's, when the feeds on disk still hold what they held when it
+    /// was taken (else the history is replayed in full and they are rewritten).
+    pub(super) fn open(
+        store: &nudge_store::Store,
+        trace: &Path,
+        audiences_dir: &Path,
+    ) -> Result<(Feeds, Option<nudge_store::Saved>), String> {
+        let saved = durable::usable_checkpoint(store).map_err(|e| e.to_string())?;
+        if let Some(saved) = saved
+            && let Some(feeds) = Feeds::cut_back(trace, audiences_dir, &saved.feeds)?
+        {
+            return Ok((feeds, Some(saved)));
+        }
+        Ok((Feeds::new(trace, audiences_dir)?, None))
+    }
+
+    /// Opens the feeds to append, cut back to the lengths in `marks`; `None`
+    /// when a feed is shorter than its mark (moved, replaced or lost).
+    fn cut_back(trace: &Path, audiences_dir: &Path, marks: &str) -> Result<Option<Feeds>, String> {
+        let Ok(marks) = serde_json::from_str::<FeedMarks>(marks) else {
+            return Ok(None);
+        };
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        if len(trace) < marks.trace
+            || marks
+                .audiences
+                .iter()
+                .any(|(file, &n)| len(&audiences_dir.join(file)) < n)
+        {
+            return Ok(None);
+        }
+        let trace = cut(trace, marks.trace)?;
+        if let Ok(entries) = std::fs::read_dir(audiences_dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if path.extension().is_none_or(|x| x != "jsonl") {
+                    continue;
+                }
+                match marks.audiences.get(&name) {
+                    Some(&n) => drop(cut(&path, n)?),
+                    // Written after the checkpoint: written again.
+                    None => {
+                        std::fs::remove_file(&path)
+                            .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(Some(Feeds {
+            trace: BufWriter::new(trace),
+            audiences_dir: audiences_dir.to_path_buf(),
+            audiences: HashMap::new(),
+            error: None,
+        }))
+    }
+
     pub(super) fn new(trace: &Path, audiences_dir: &Path) -> Result<Feeds, String> {
         let trace = BufWriter::new(create_file(trace)?);
         // Feeds from an earlier run would be written again after them.
@@ -709,6 +787,42 @@ impl Feeds {
     }
 }
 
+impl durable::Feed for Feeds {
+    fn mark(&mut self) -> Result<String, String> {
+        self.flush();
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let len = |f: &File, what: &str| {
+            f.metadata()
+                .map(|m| m.len())
+                .map_err(|e| format!("{what}: {e}"))
+        };
+        let mut marks = FeedMarks {
+            trace: len(self.trace.get_ref(), "trace")?,
+            ..FeedMarks::default()
+        };
+        for (name, f) in &self.audiences {
+            marks
+                .audiences
+                .insert(audience_file(name), len(f.get_ref(), name)?);
+        }
+        serde_json::to_string(&marks).map_err(|e| e.to_string())
+    }
+}
+
+/// Opens `path` to append, cut back to `len` bytes.
+fn cut(path: &Path, len: u64) -> Result<File, String> {
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    f.set_len(len)
+        .map_err(|e| format!("cannot cut {} back: {e}", path.display()))?;
+    Ok(f)
+}
+
 impl Sink for Feeds {
     /// Never called: the ledger sink in front keeps sends for the ledger.
     fn deliver(&mut self, _: Channel, _: &nudge_channels::Outgoing) -> Result<(), String> {
@@ -727,9 +841,10 @@ impl Sink for Feeds {
     fn membership(&mut self, change: Membership) {
         let res = (|| -> Result<(), String> {
             if !self.audiences.contains_key(&change.audience) {
+                // Appended to: a feed cut back to a checkpoint goes on from there.
                 let path = self.audiences_dir.join(audience_file(&change.audience));
                 self.audiences
-                    .insert(change.audience.clone(), BufWriter::new(create_file(&path)?));
+                    .insert(change.audience.clone(), BufWriter::new(append_file(&path)?));
             }
             let f = self.audiences.get_mut(&change.audience).expect("inserted");
             let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
@@ -763,6 +878,21 @@ pub(super) fn create_file(path: &Path) -> Result<File, String> {
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
+/// Opens `path` to append, creating it (and its folder) when missing.
+fn append_file(path: &Path) -> Result<File, String> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 fn parse_until(text: &str) -> Result<i64, String> {

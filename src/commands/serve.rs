@@ -494,6 +494,11 @@ struct Live<'b> {
     held: Vec<Intent>,
     /// The declared alerts and where they are notified; `None` without any.
     alerts: Option<alerts::Watch>,
+    /// The dead letters of every stored call, for the next checkpoint.
+    stored_dead: Vec<DeadLetter>,
+    /// Calls stored since the last checkpoint, and how many make the next one due.
+    since_checkpoint: u64,
+    checkpoint_every: u64,
 }
 
 impl<'b> Live<'b> {
@@ -539,11 +544,13 @@ impl<'b> Live<'b> {
             .max_sends_per_step()
             .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
         router.hold_resends_over(max_sends);
-        let feeds =
-            Feeds::new(&state.join("trace.jsonl"), &state.join("audiences")).map_err(|e| {
-                eprintln!("error: {e}");
-                Status::Failure
-            })?;
+        let (feeds, start) =
+            Feeds::open(&store, &state.join("trace.jsonl"), &state.join("audiences")).map_err(
+                |e| {
+                    eprintln!("error: {e}");
+                    Status::Failure
+                },
+            )?;
         let code = Code {
             current: bundle,
             bundles,
@@ -559,9 +566,12 @@ impl<'b> Live<'b> {
             &mut store,
             &mut engine,
             code,
-            &captured,
-            &mut router,
-            &source,
+            durable::Resume {
+                captured: &captured,
+                router: &mut router,
+                source: &source,
+                start: start.as_ref(),
+            },
             &mut report,
             &mut history,
             &mut batch,
@@ -609,6 +619,9 @@ impl<'b> Live<'b> {
             paused: None,
             held: Vec::new(),
             alerts: None,
+            stored_dead: history,
+            since_checkpoint: 0,
+            checkpoint_every: settings.checkpoint_every(),
         };
         // Checked when nudge.toml was read. Without alerts no call is read
         // twice for its event name.
@@ -716,6 +729,11 @@ impl<'b> Live<'b> {
             });
         }
         batch.source = Some(self.source.clone());
+        self.stored_dead.extend(dead.iter().cloned());
+        self.since_checkpoint += count;
+        if self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
+            batch.checkpoint = Some(self.checkpoint()?);
+        }
         self.commit(&mut batch)?;
         self.metrics.events.fetch_add(count, Ordering::Relaxed);
         self.metrics
@@ -941,6 +959,12 @@ impl<'b> Live<'b> {
         }
     }
 
+    /// The engine's state as of its last call, for the next commit.
+    fn checkpoint(&mut self) -> Result<nudge_store::Checkpoint, StoreError> {
+        self.since_checkpoint = 0;
+        durable::checkpoint_of(self.store.path(), &mut self.engine, &self.stored_dead)
+    }
+
     fn broken(&self, e: &StoreError) {
         eprintln!("error: {e}");
         self.metrics.broken.store(true, Ordering::Relaxed);
@@ -960,9 +984,13 @@ impl<'b> Live<'b> {
         ));
         let mut status = Status::Ok;
         if !self.metrics.broken.load(Ordering::Relaxed) {
+            // The next start loads this state instead of replaying the calls.
+            let mut committed = self.checkpoint().map(|c| batch.checkpoint = Some(c));
             // Nothing new is sent here; should a commit still hand back
             // sends, deliver them and store their results too.
-            let mut committed = self.commit(&mut batch);
+            if committed.is_ok() {
+                committed = self.commit(&mut batch);
+            }
             if committed.is_ok() && !self.to_deliver.is_empty() {
                 self.deliver();
                 let mut last = Batch {

@@ -15,7 +15,7 @@
 //! newest; an instance runs to its end on the release it started on unless a
 //! deploy carries it over (see the `deploy` module).
 
-pub(crate) mod checkpoint;
+pub mod checkpoint;
 mod customer;
 mod deploy;
 mod evolve;

@@ -25,8 +25,8 @@ use nudge_runtime::segment;
 use nudge_runtime::window::Window;
 
 use crate::{
-    Batch, Intent, LedgerCounts, Mark, NewCall, SourcePos, Store, StoreError, Stored, TAIL,
-    portable, tail_hash_of,
+    Batch, Checkpoint, Intent, LedgerCounts, Mark, NewCall, Saved, SourcePos, Store, StoreError,
+    Stored, TAIL, portable, tail_hash_of,
 };
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
@@ -197,8 +197,65 @@ impl Router {
     }
 }
 
+/// Output a host derives from the engine's records (the trace, audience
+/// feeds): a checkpoint notes where it stood, so that a restart from the
+/// checkpoint can cut it back there and write the rest again.
+pub trait Feed {
+    /// Writes out what is buffered and says where the output stands, in the
+    /// host's own words (given back to it on a restart).
+    fn mark(&mut self) -> Result<String, String>;
+}
+
+impl<S: Feed> Feed for LedgerSink<S> {
+    fn mark(&mut self) -> Result<String, String> {
+        self.feeds.mark()
+    }
+}
+
+/// The stored checkpoint, when the engine can read it: a restart then
+/// starts from it. A checkpoint of another layout version is passed over
+/// (the whole history is replayed instead).
+pub fn usable_checkpoint(store: &Store) -> Result<Option<Saved>, StoreError> {
+    Ok(store
+        .checkpoint()?
+        .filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT))
+}
+
+/// Takes a checkpoint of `engine` as of now: its state, where its feeds
+/// stand, and `dead`, every dead letter so far (of stored calls, and of
+/// lines refused before they were stored, which no replay finds again).
+pub fn checkpoint_of<'b, S: Sink + Feed>(
+    store: &Path,
+    engine: &mut Engine<'b, S>,
+    dead: &[DeadLetter],
+) -> Result<Checkpoint, StoreError> {
+    let broken = |reason: String| StoreError::Open {
+        path: store.to_path_buf(),
+        reason,
+    };
+    let feeds = engine
+        .sink_mut()
+        .mark()
+        .map_err(|e| broken(format!("cannot write out the feeds for a checkpoint: {e}")))?;
+    let state = engine
+        .checkpoint()
+        .map_err(|e| broken(format!("cannot take a checkpoint: {e}")))?;
+    let mut lines = String::new();
+    for d in dead {
+        let line = serde_json::to_string(d).map_err(|e| broken(e.to_string()))?;
+        lines.push_str(&line);
+        lines.push('\n');
+    }
+    Ok(Checkpoint {
+        format: nudge_runtime::engine::checkpoint::FORMAT,
+        engine: state,
+        feeds,
+        dead: lines,
+    })
+}
+
 /// How the run goes on after the input.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Fire timers due up to this instant after the input.
     pub until: Option<i64>,
@@ -211,6 +268,11 @@ pub struct Settings {
     /// Lines of the file held to put them in time order (see
     /// [`nudge_runtime::window`]).
     pub window: usize,
+    /// Calls between two checkpoints within the run (0: one at its end only).
+    pub checkpoint_every: u64,
+    /// The checkpoint to start from (see [`usable_checkpoint`]); `None`
+    /// replays the whole history.
+    pub start: Option<Saved>,
 }
 
 /// The events file of this run.
@@ -226,6 +288,8 @@ pub struct Input<'a> {
 pub struct Report {
     /// Stored calls replayed to rebuild the state.
     pub rebuilt: u64,
+    /// Stored calls whose effect was loaded from the checkpoint rather than replayed.
+    pub restored: u64,
     /// New lines applied by this run.
     pub applied: u64,
     /// New lines dated before the clock an earlier run reached: late, judged by when they happened.
@@ -261,7 +325,7 @@ pub struct Report {
 /// The file is read as a stream, up to the length it had when the run
 /// began; lines are applied in time order within the reorder window, so
 /// memory holds the window and a batch, not the file.
-pub fn run<'b, S: Sink>(
+pub fn run<'b, S: Sink + Feed>(
     store: &mut Store,
     engine: &mut Engine<'b, LedgerSink<S>>,
     code: Code<'b>,
@@ -282,13 +346,18 @@ pub fn run<'b, S: Sink>(
         store,
         engine,
         code,
-        captured,
-        router,
-        &source,
+        Resume {
+            captured,
+            router,
+            source: &source,
+            start: settings.start.as_ref(),
+        },
         &mut report,
         &mut dead,
         &mut batch,
     )?;
+    let store_path = store.path().to_path_buf();
+    let mut since_checkpoint = 0u64;
     report.deployed = deployed.map(|d| d.to_string());
     // A deploy is stored before any line applied after it.
     let mut first = std::mem::take(&mut batch.calls);
@@ -381,6 +450,7 @@ pub fn run<'b, S: Sink>(
                         body,
                     });
                     pending += 1;
+                    since_checkpoint += 1;
                     report.applied += 1;
                     if pending < batch_lines {
                         continue;
@@ -415,6 +485,10 @@ pub fn run<'b, S: Sink>(
                     .collect();
                 b.marks = std::mem::take(&mut marks);
                 b.meta.push(("clock", engine.now().to_string()));
+                if settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every {
+                    since_checkpoint = 0;
+                    b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+                }
                 if to_writer.send(b).is_err() {
                     // The writer stopped on an error; its ack says which.
                     done = true;
@@ -458,12 +532,14 @@ pub fn run<'b, S: Sink>(
         batch.calls.push(NewCall::Drain);
         step(store, engine, captured, router, &mut batch, &mut report)?;
     }
-    // The last delivery results, the clock and the counters.
+    // The last delivery results, the clock, the counters, and the state
+    // the next run starts from.
     batch.meta.push(("clock", engine.now().to_string()));
     batch.meta.push((
         "stats",
         serde_json::to_string(&engine.stats()).unwrap_or_default(),
     ));
+    batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
     store.commit(&mut batch)?;
     report.ledger = store.counts()?;
     dead.sort_by_key(|d: &DeadLetter| d.line);
@@ -523,11 +599,28 @@ pub fn replay_history<'b, S: Sink>(
     store: &Store,
     engine: &mut Engine<'b, S>,
     code: Code<'b>,
+    start: Option<&Saved>,
     dead: &mut Vec<DeadLetter>,
     mut after: impl FnMut(&Stored<'_>),
 ) -> Result<Option<Vec<u8>>, StoreError> {
     let mut last_deploy: Option<Vec<u8>> = None;
-    store.for_each_call(|call| {
+    let mut from = 0;
+    if let Some(saved) = start {
+        let damaged = |reason: String| StoreError::NotAStore {
+            path: store.path().to_path_buf(),
+            reason: format!("its checkpoint (as of call {}): {reason}", saved.call),
+        };
+        let bytes = store.checkpoint_bytes()?;
+        engine
+            .restore(&bytes, code.current, code.bundles)
+            .map_err(|e| damaged(e.to_string()))?;
+        for line in saved.dead.lines() {
+            dead.push(serde_json::from_str(line).map_err(|e| damaged(e.to_string()))?);
+        }
+        last_deploy = store.deploy_through(saved.call)?;
+        from = saved.call;
+    }
+    store.for_each_call_after(from, |call| {
         match &call {
             Stored::Line { line, body, .. } => apply_line(engine, body, *line, dead),
             Stored::Until(t) => engine.advance_through(*t),
@@ -553,29 +646,46 @@ pub fn replay_history<'b, S: Sink>(
     Ok(last_deploy)
 }
 
+/// What [`resume`] works with besides the store and the engine.
+pub struct Resume<'r> {
+    /// Where the engine's sends are taken from.
+    pub captured: &'r Captured,
+    /// Delivers the sends an earlier run left pending.
+    pub router: &'r mut Router,
+    /// How far the input was read.
+    pub source: &'r SourcePos,
+    /// The checkpoint to start from; `None` replays the whole history.
+    pub start: Option<&'r Saved>,
+}
+
 /// Rebuilds `engine` (fresh, over a [`LedgerSink`], made with
-/// [`Code::initial`]) from every call in `store`, deploys the current code if
-/// the history ends on other code, then delivers the intents an earlier run
-/// left pending. The deploy call and the delivery results go into `batch`,
-/// to be committed before anything else. Refused lines of the history go to
-/// `dead`.
-#[allow(clippy::too_many_arguments)]
+/// [`Code::initial`]) from `store`: from its checkpoint and the calls after
+/// it, or from every call. Then deploys the current code if the history ends
+/// on other code, and delivers the intents an earlier run left pending. The
+/// deploy call and the delivery results go into `batch`, to be committed
+/// before anything else. Refused lines of the history go to `dead`.
 pub fn resume<'b, S: Sink>(
     store: &mut Store,
     engine: &mut Engine<'b, LedgerSink<S>>,
     code: Code<'b>,
-    captured: &Captured,
-    router: &mut Router,
-    source: &SourcePos,
+    with: Resume<'_>,
     report: &mut Report,
     dead: &mut Vec<DeadLetter>,
     batch: &mut Batch<'_>,
 ) -> Result<Resumed, StoreError> {
+    let Resume {
+        captured,
+        router,
+        source,
+        start,
+    } = with;
     // Rebuild. Lines of this file applied past the read position (only an
     // unsorted run leaves any) are skipped below.
     let mut beyond: HashSet<u64> = HashSet::new();
-    let mut rebuilt_sends = 0u64;
-    let last_deploy = replay_history(store, engine, code, dead, |call| {
+    // Sends made before the checkpoint are in the ledger as it was then.
+    let mut rebuilt_sends = start.map_or(0, |s| s.sends);
+    report.restored = start.map_or(0, |s| s.call as u64);
+    let last_deploy = replay_history(store, engine, code, start, dead, |call| {
         if let Stored::Line {
             source: s, line, ..
         } = call

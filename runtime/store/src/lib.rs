@@ -56,7 +56,24 @@ const MIGRATIONS: &[&str] = &[
      UPDATE meta SET value = CAST(CAST(value AS INTEGER) * 1000 AS TEXT)
          WHERE key = 'clock'
          AND CAST(value AS INTEGER) BETWEEN -9000000000000000 AND 9000000000000000;",
+    // Version 3: the engine's state as of a call, so that a restart loads it
+    // and replays only the calls after it. One checkpoint is kept; its bytes
+    // are split into parts, since a large state outgrows one blob.
+    "CREATE TABLE checkpoint(
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         call INTEGER NOT NULL,
+         format INTEGER NOT NULL,
+         sends INTEGER NOT NULL,
+         feeds TEXT NOT NULL,
+         dead TEXT NOT NULL,
+         made INTEGER NOT NULL);
+     CREATE TABLE checkpoint_parts(part INTEGER PRIMARY KEY, body BLOB NOT NULL);",
 ];
+
+/// The largest part a checkpoint's bytes are split into: well under
+/// SQLite's one-gigabyte limit on a value, large enough that a big state
+/// takes few rows.
+const CHECKPOINT_PART: usize = 64 << 20;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -295,6 +312,36 @@ pub enum Mark {
     },
 }
 
+/// The engine's state after the last call of a batch, written with it.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    /// The engine's layout version (`nudge_runtime::engine::checkpoint::FORMAT`).
+    pub format: u32,
+    /// The engine's state, from `Engine::checkpoint`.
+    pub engine: Vec<u8>,
+    /// Where the host's derived output files stood (the host's own text).
+    pub feeds: String,
+    /// The dead letters of every stored call up to here, as JSON lines.
+    pub dead: String,
+}
+
+/// A checkpoint as the store holds it.
+#[derive(Clone, Debug)]
+pub struct Saved {
+    /// The last call it covers: calls after this one are replayed.
+    pub call: i64,
+    /// The engine's layout version.
+    pub format: u32,
+    /// How many sends the ledger held when it was written.
+    pub sends: u64,
+    /// Where the host's derived output files stood.
+    pub feeds: String,
+    /// The dead letters of the calls it covers, as JSON lines.
+    pub dead: String,
+    /// When it was written, in milliseconds since the epoch (wall clock).
+    pub made: i64,
+}
+
 /// Everything one transaction writes.
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
@@ -309,6 +356,9 @@ pub struct Batch<'a> {
     pub source: Option<SourcePos>,
     /// Values to keep in `meta` (clock, counters).
     pub meta: Vec<(&'static str, String)>,
+    /// The engine's state after the batch's last call, replacing the
+    /// store's checkpoint.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// The ledger's counts by state.
@@ -463,7 +513,8 @@ impl Store {
         let n: i64 = self
             .conn
             .query_row(
-                "SELECT (SELECT count(*) FROM calls) + (SELECT count(*) FROM sends)",
+                "SELECT (SELECT count(*) FROM calls) + (SELECT count(*) FROM sends)
+                      + (SELECT count(*) FROM checkpoint)",
                 [],
                 |r| r.get(0),
             )
@@ -555,16 +606,78 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// The stored checkpoint, without the engine's bytes (see
+    /// [`Store::checkpoint_bytes`]), if there is one.
+    pub fn checkpoint(&self) -> Result<Option<Saved>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT call, format, sends, feeds, dead, made FROM checkpoint WHERE id = 1",
+                [],
+                |r| {
+                    Ok(Saved {
+                        call: r.get(0)?,
+                        format: r.get(1)?,
+                        sends: r.get::<_, i64>(2)? as u64,
+                        feeds: r.get(3)?,
+                        dead: r.get(4)?,
+                        made: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The engine's bytes of the stored checkpoint (empty when there is none).
+    pub fn checkpoint_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT body FROM checkpoint_parts ORDER BY part")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let body = row
+                .get_ref(0)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(|e| self.err(e))?;
+            out.extend_from_slice(body);
+        }
+        Ok(out)
+    }
+
+    /// The last bundle deployed at or before call `call` (its wire encoding).
+    pub fn deploy_through(&self, call: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT body FROM calls WHERE kind = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1",
+                params![KIND_DEPLOY, call],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Calls `f` with every stored call, in the order they were applied.
     pub fn for_each_call(
         &self,
+        f: impl FnMut(Stored<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.for_each_call_after(0, f)
+    }
+
+    /// Calls `f` with every stored call after call number `after` (a
+    /// checkpoint's [`Saved::call`]), in the order they were applied.
+    pub fn for_each_call_after(
+        &self,
+        after: i64,
         mut f: impl FnMut(Stored<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut st = self
             .conn
-            .prepare("SELECT kind, source, line, at, body FROM calls ORDER BY seq")
+            .prepare("SELECT kind, source, line, at, body FROM calls WHERE seq > ?1 ORDER BY seq")
             .map_err(|e| self.err(e))?;
-        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        let mut rows = st.query([after]).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let kind: i64 = row.get(0).map_err(|e| self.err(e))?;
             let stored = match kind {
@@ -714,6 +827,9 @@ impl Store {
                 )
                 .map_err(err)?;
             }
+            if let Some(c) = batch.checkpoint.take() {
+                write_checkpoint(&tx, &c).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         batch.calls.clear();
@@ -821,6 +937,25 @@ impl Store {
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }
+}
+
+/// Replaces the stored checkpoint with `c`, as of the last call stored.
+fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite::Result<()> {
+    tx.execute_batch("DELETE FROM checkpoint; DELETE FROM checkpoint_parts;")?;
+    let mut part = tx.prepare_cached("INSERT INTO checkpoint_parts(part, body) VALUES (?1, ?2)")?;
+    for (i, chunk) in c.engine.chunks(CHECKPOINT_PART).enumerate() {
+        part.execute(params![i as i64, chunk])?;
+    }
+    let made = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    tx.execute(
+        "INSERT INTO checkpoint(id, call, format, sends, feeds, dead, made)
+         VALUES (1, (SELECT coalesce(max(seq), 0) FROM calls), ?1,
+                 (SELECT count(*) FROM sends), ?2, ?3, ?4)",
+        params![c.format, c.feeds, c.dead, made],
+    )?;
+    Ok(())
 }
 
 fn store_err(path: &Path, e: rusqlite::Error) -> StoreError {
