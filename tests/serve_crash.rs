@@ -174,6 +174,12 @@ fn killed_and_restarted_server_sends_every_message_exactly_once() {
         .collect();
     let requests = batches.len();
     let served = project(tmp.path(), "served");
+    // A checkpoint every few requests: kills land around them, and
+    // restarts load them and cut the trace back to where they left it.
+    let toml = served.join("nudge.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+    text.push_str("\n[runtime]\ncheckpoint_every = 120\n");
+    std::fs::write(&toml, text).unwrap();
     let started = Instant::now();
     let mut server = start_server_with(&served, &EVENT_CLOCK, &[]);
     let startup = started.elapsed();
@@ -282,8 +288,9 @@ fn killed_and_restarted_server_sends_every_message_exactly_once() {
     );
     eprintln!("{duplicates} calls arrived twice and were dropped");
 
-    // The last lifetime rewrote the decision trace from the whole history:
-    // `nudge report` reads the same funnel, outcomes and revenue from it.
+    // The decision trace, continued from checkpoint to checkpoint across
+    // the kills: `nudge report` reads the same funnel, outcomes and revenue
+    // from it.
     let report = |dir: &Path| -> serde_json::Value {
         let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
             .args(["report", s(dir), "--format", "json"])
