@@ -49,6 +49,10 @@ pub struct Args {
     /// Discard the store's history first and start over.
     #[arg(long, conflicts_with = "in_memory")]
     pub reset: bool,
+    /// Deliver the sends the send circuit breaker held in an earlier run
+    /// (`[runtime] max_sends_per_step`), then go on as usual.
+    #[arg(long, conflicts_with = "in_memory")]
+    pub release_sends: bool,
     /// Lines applied per store transaction (tests use small batches to
     /// have many commits to crash between).
     #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
@@ -149,7 +153,8 @@ pub fn run(args: Args) -> Status {
     let mut worst = Status::Ok;
     for group in &groups {
         let status = run_project(group, &args, until, &routes);
-        if status as u8 > worst as u8 {
+        // A failure outranks held sends, which outrank problems.
+        if worst != Status::Failure && (status == Status::Failure || status as u8 > worst as u8) {
             worst = status;
         }
     }
@@ -163,6 +168,8 @@ struct Replay {
     until: Option<i64>,
     horizon: Horizon,
     window: usize,
+    /// The send circuit breaker's limit.
+    max_sends: usize,
 }
 
 /// The files of one project's run.
@@ -252,10 +259,15 @@ fn run_project(
     let window = settings
         .reorder_window()
         .unwrap_or(nudge_runtime::window::DEFAULT_LINES);
+    // Checked when the file was read; the default stands otherwise.
+    let max_sends = settings
+        .max_sends_per_step()
+        .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
     let replay = Replay {
         until,
         horizon,
         window,
+        max_sends,
     };
     if args.engine.in_memory {
         run_in_memory(
@@ -404,6 +416,10 @@ fn run_durable(
             Ok(o) => o,
             Err(status) => return status,
         };
+    // A flood an earlier run held stays held, unless this run releases it.
+    if !args.release_sends {
+        router.hold_resends_over(replay.max_sends);
+    }
     let feeds = match Feeds::new(&paths.trace, &paths.state.join("audiences")) {
         Ok(f) => f,
         Err(e) => {
@@ -435,6 +451,7 @@ fn run_durable(
         batch_lines: args.batch_lines,
         horizon: Some(replay.horizon),
         window: replay.window,
+        max_sends_per_step: Some(replay.max_sends),
     };
     let source = Input {
         name: &name,
@@ -482,6 +499,18 @@ fn run_durable(
     if let Err(e) = feeds.and(dead_written) {
         eprintln!("error: {e}");
         return Status::Failure;
+    }
+    if let Some(reason) = &report.paused {
+        eprintln!(
+            "alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = {}): {reason}",
+            replay.max_sends
+        );
+        eprintln!(
+            "help: {} sends are held, pending in {}; run again with --release-sends to deliver them",
+            report.held,
+            store_path.display()
+        );
+        return Status::Held;
     }
     Status::Ok
 }
@@ -590,6 +619,12 @@ fn summary(
                 } else {
                     String::new()
                 };
+                if r.clamped > 0 {
+                    late.push_str(&format!(
+                        "; {} stamped later than their receipt, applied at it",
+                        r.clamped
+                    ));
+                }
                 if r.beyond_horizon > 0 {
                     late.push_str(&format!(
                         "; {} refused as stamped beyond the file's horizon (see the dead letters)",
@@ -602,8 +637,13 @@ fn summary(
                     r.rebuilt,
                     r.applied
                 );
+                let held = if r.held > 0 {
+                    format!(", {} held by the circuit breaker", r.held)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "sends: {} delivered now, {} retried from an earlier run, {} failed; ledger: {} done, {} pending, {} failed",
+                    "sends: {} delivered now, {} retried from an earlier run, {} failed{held}; ledger: {} done, {} pending, {} failed",
                     r.delivered,
                     r.retried,
                     r.failed,
