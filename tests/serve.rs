@@ -1065,3 +1065,56 @@ flow receipt {
     assert_eq!(value("nudge_commit_seconds_bucket{le=\"+Inf\"} "), commits);
     stop(server);
 }
+
+/// `/admin/reload` reads `[[alerts]]` again: new alerts are watched, an
+/// unchanged table keeps its alerts' state, and a bad one is refused with
+/// the alerts and code before still running.
+#[test]
+fn reload_reads_the_alerts_again() {
+    let (_tmp, project) = receipt_project();
+    let toml = project.join("nudge.toml");
+    let serve = "[serve]\nwrite_keys = [\"k\"]\nadmin_token = \"adm\"\n";
+    std::fs::write(&toml, serve).unwrap();
+    let server = start_with(&project, &[], &[]);
+    assert!(!server.metrics().contains("nudge_alerts_firing{"));
+
+    let alerts = "\n[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = 2\nwindow = \"1h\"\n";
+    std::fs::write(&toml, format!("{serve}{alerts}")).unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"], "reloaded", "{answer}");
+    assert_eq!(answer["deployed"], false, "{answer}");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("\nnudge_alerts_firing{alert=\"bounces\"} 0\n"),
+        "{metrics}"
+    );
+
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"], "unchanged", "{answer}");
+
+    std::fs::write(
+        &toml,
+        format!("{serve}{}", alerts.replace("bounce_rate", "bounce_rait")),
+    )
+    .unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("nudge.toml"),
+        "{answer}"
+    );
+    assert!(
+        server
+            .metrics()
+            .contains("\nnudge_alerts_firing{alert=\"bounces\"} 0\n"),
+        "the alerts before a refused reload keep running"
+    );
+
+    std::fs::write(&toml, serve).unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert!(!server.metrics().contains("nudge_alerts_firing{"));
+    stop(server);
+}

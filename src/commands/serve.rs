@@ -701,7 +701,8 @@ impl<'b> Live<'b> {
     /// settings did not change keep their state. Says what happened, or
     /// why nothing could.
     fn reload_alerts(&mut self) -> Result<&'static str, String> {
-        let settings = ProjectConfig::load(&self.root).map_err(|e| format!("nudge.toml: {e}"))?;
+        // The error names the file.
+        let settings = ProjectConfig::load(&self.root).map_err(|e| e.to_string())?;
         let rules = settings
             .alert_rules()
             .map_err(|e| format!("nudge.toml: {e}"))?;
