@@ -1251,32 +1251,16 @@ impl Metrics {
         }
     }
 
-    /// Counts `line` if it is a track call of a watched event.
+    /// Counts `line` by its event if it is a track call.
     fn count_event(&self, line: &str) {
-        #[derive(serde::Deserialize)]
-        struct Head<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow)]
-            event: Option<std::borrow::Cow<'a, str>>,
-        }
-        // Only track calls are counted: a line that cannot be one is
-        // passed over without a parse.
-        if !line.contains("track") {
-            return;
-        }
-        let Ok(head) = serde_json::from_str::<Head<'_>>(line) else {
+        let Some(name) = track_event(line) else {
             return;
         };
-        if head.kind.as_deref() != Some("track") {
-            return;
-        }
         let Ok(mut counts) = self.track_events.lock() else {
             return;
         };
         // Only names counted from the start are labels, so their values
         // stay few whatever clients send.
-        let name = head.event.unwrap_or_default();
         let key = if counts.contains_key(name.as_ref()) {
             name.as_ref()
         } else {
@@ -1787,6 +1771,41 @@ fn waiting_metrics(by_step: &BTreeMap<(String, String), u64>) -> String {
         ));
     }
     out
+}
+
+/// The event of a track call line (empty when it names none); `None` for
+/// other calls. This runs on the engine thread for every call, so the usual
+/// line (compact, as the HTTP side writes it, with `"type"` and `"event"`
+/// keys once each and no escapes) is read without a JSON parser; anything
+/// else is parsed.
+fn track_event(line: &str) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        event: Option<std::borrow::Cow<'a, str>>,
+    }
+    if !line.contains("track") {
+        return None;
+    }
+    let once = |key: &str| line.matches(key).count() == 1;
+    if !line.contains('\\') && once("\"type\":") && once("\"event\":\"") {
+        // A key's quotes cannot occur inside a string without escapes, so
+        // each key found once is the envelope's own or a nested object's;
+        // a nested one would make the call's own missing, and such a call
+        // is refused before it is counted.
+        if !line.contains("\"type\":\"track\"") {
+            return None;
+        }
+        let rest = &line[line.find("\"event\":\"")? + "\"event\":\"".len()..];
+        return Some(std::borrow::Cow::Borrowed(&rest[..rest.find('"')?]));
+    }
+    let head = serde_json::from_str::<Head<'_>>(line).ok()?;
+    if head.kind.as_deref() != Some("track") {
+        return None;
+    }
+    Some(head.event.unwrap_or_default())
 }
 
 /// The label of track calls for events the project does not declare.
@@ -2612,6 +2631,39 @@ mod tests {
             "# TYPE nudge_commit_seconds histogram",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_track_call_is_read_for_its_event_with_or_without_a_parse() {
+        for (line, event) in [
+            (
+                r#"{"type":"track","event":"Order Completed","userId":"u"}"#,
+                Some("Order Completed"),
+            ),
+            (
+                r#"{"event":"A","type":"track","properties":{"x":1}}"#,
+                Some("A"),
+            ),
+            // Spaced, escaped or nested: parsed, with the same answers.
+            (r#"{"type": "track", "event": "A"}"#, Some("A")),
+            (
+                r#"{"type":"track","event":"Say \"hi\""}"#,
+                Some("Say \"hi\""),
+            ),
+            (
+                r#"{"type":"track","event":"A","properties":{"type":"b"}}"#,
+                Some("A"),
+            ),
+            (
+                r#"{"type":"track","event":"A","properties":{"event":"B"}}"#,
+                Some("A"),
+            ),
+            (r#"{"type":"identify","traits":{"event":"track"}}"#, None),
+            (r#"{"type":"page","name":"track"}"#, None),
+            (r#"{"type":"identify"}"#, None),
+        ] {
+            assert_eq!(track_event(line).as_deref(), event, "{line}");
         }
     }
 
