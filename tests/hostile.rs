@@ -701,3 +701,37 @@ fn each_credential_accepts_itself_and_no_near_miss() {
     assert_eq!(release("met-token-7"), 401);
     server.terminate();
 }
+
+#[test]
+fn nudge_run_counts_lines_clamped_to_their_receipt_in_memory_and_on_its_store() {
+    let (_tmp, project) = receipt_project();
+    // A phone a day ahead, received without `sentAt`: held to its receipt.
+    // The second line's clock is corrected by its `sentAt`: not clamped.
+    std::fs::write(
+        project.join("events.jsonl"),
+        concat!(
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-01-06T10:00:00Z","receivedAt":"2026-01-05T10:00:00Z","traits":{"email":"a@example.com"}}"#,
+            "\n",
+            r#"{"type":"identify","userId":"u2","timestamp":"2026-01-06T10:00:00Z","sentAt":"2026-01-06T10:00:01Z","receivedAt":"2026-01-05T10:00:02Z"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = run_project(&project, true);
+    assert!(out.status.success(), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["clamped"], 1, "{summary}");
+    let (out, summary) = run_durable(&project, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(summary["clamped"], 1, "{summary}");
+    assert_eq!(summary["store"]["clamped"], 1, "{summary}");
+    let table = nudge()
+        .args(["run", common::s(&project), "--in-memory"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("1 calls stamped later than their receipt (receivedAt), applied at it"),
+        "{text}"
+    );
+}

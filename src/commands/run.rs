@@ -386,7 +386,7 @@ fn run_in_memory(
     let stats = engine.stats();
     let flushed = engine.into_sink().into_inner().finish();
     let dead_flushed = dead_file.flush();
-    summary(args.format, paths, &stats, None);
+    summary(args.format, paths, &stats, streamed.clamped, None);
     past_window(streamed.past_window, replay.window);
     if let Err(e) = flushed {
         eprintln!("error: {e}");
@@ -482,7 +482,13 @@ fn run_durable(
     let stats = engine.stats();
     let feeds = engine.into_sink().into_feeds().into_inner().finish();
     let dead_written = write_dead_letters(&paths.dead, &dead);
-    summary(args.format, paths, &stats, Some((&store_path, &report)));
+    summary(
+        args.format,
+        paths,
+        &stats,
+        report.clamped,
+        Some((&store_path, &report)),
+    );
     if report.diverged {
         eprintln!(
             "warning: rebuilding from {} gave a different number of sends than its ledger holds; the history may have been applied under other settings",
@@ -594,16 +600,24 @@ pub(super) fn fail(e: &StoreError) -> Status {
     Status::Failure
 }
 
+/// Prints the run's summary; `clamped` counts this run's new lines stamped
+/// later than their receipt.
 fn summary(
     format: Format,
     paths: &Paths,
     stats: &nudge_runtime::stats::Stats,
+    clamped: u64,
     store: Option<(&Path, &durable::Report)>,
 ) {
     match format {
         Format::Table => {
             println!("{}", paths.root.display());
             print!("{}", stats.table());
+            if clamped > 0 {
+                println!(
+                    "{clamped} calls stamped later than their receipt (receivedAt), applied at it"
+                );
+            }
             println!(
                 "outbox: {}; dead letters: {}; trace: {}",
                 paths.outbox.display(),
@@ -619,12 +633,6 @@ fn summary(
                 } else {
                     String::new()
                 };
-                if r.clamped > 0 {
-                    late.push_str(&format!(
-                        "; {} stamped later than their receipt, applied at it",
-                        r.clamped
-                    ));
-                }
                 if r.beyond_horizon > 0 {
                     late.push_str(&format!(
                         "; {} refused as stamped beyond the file's horizon (see the dead letters)",
@@ -662,6 +670,9 @@ fn summary(
                 "trace": paths.trace.display().to_string(),
                 "stats": stats,
             });
+            if clamped > 0 {
+                out["clamped"] = serde_json::json!(clamped);
+            }
             if let Some((path, r)) = store {
                 let mut s = serde_json::to_value(r).unwrap_or_default();
                 s["path"] = serde_json::Value::String(path.display().to_string());
