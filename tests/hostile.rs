@@ -419,3 +419,319 @@ fn a_duplicated_envelope_key_is_refused_by_serve_and_by_run() {
         dead[0]
     );
 }
+
+/// `nudge run` on its store with `extra` arguments, giving up after a minute.
+fn run_durable(project: &Path, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let out = nudge()
+        .args(["run", common::s(project), "--format", "json"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, summary)
+}
+
+#[test]
+fn the_run_breaker_holds_a_flood_in_the_ledger_until_a_run_releases_it() {
+    let (_tmp, project) = two_sends_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[runtime]\nmax_sends_per_step = 1\n",
+    )
+    .unwrap();
+    // The order makes two sends, one over the limit. The identify claims
+    // to have happened half a minute after it was received: clamped.
+    std::fs::write(
+        project.join("events.jsonl"),
+        concat!(
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:30Z","receivedAt":"2026-01-05T10:00:00Z","traits":{"email":"a@example.com"}}"#,
+            "\n",
+            r#"{"type":"track","event":"Order Completed","userId":"u1","timestamp":"2026-01-05T10:01:00Z","properties":{"order_id":"o1","total":5}}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let outbox = project.join(".nudge/outbox.jsonl");
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let (out, summary) = run_durable(&project, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = 1): line 2 made 2 sends"),
+        "{err}"
+    );
+    assert!(err.contains("2 sends are held"), "{err}");
+    assert!(err.contains("--release-sends"), "{err}");
+    let store = &summary["store"];
+    assert_eq!(store["held"], 2, "{summary}");
+    assert_eq!(store["delivered"], 0, "{summary}");
+    assert_eq!(store["clamped"], 1, "{summary}");
+    assert_eq!(store["ledger"]["pending"], 2, "{summary}");
+    assert!(lines_of(&outbox).is_empty(), "held sends went out");
+
+    // A run without the release holds them again, and says why.
+    let (out, summary) = run_durable(&project, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 sends were pending when the run started"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(summary["store"]["held"], 2, "{summary}");
+    assert!(
+        lines_of(&outbox).is_empty(),
+        "a second run delivered held sends"
+    );
+
+    // The release delivers each once.
+    let (out, summary) = run_durable(&project, &["--release-sends"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(summary["store"]["retried"], 2, "{summary}");
+    assert_eq!(summary["store"]["held"], 0, "{summary}");
+    assert_eq!(summary["store"]["ledger"]["pending"], 0, "{summary}");
+    assert_eq!(lines_of(&outbox).len(), 2);
+    let (out, _) = run_durable(&project, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(lines_of(&outbox).len(), 2, "sent twice");
+}
+
+#[test]
+fn the_run_breaker_trips_on_a_clock_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("later");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("later.flow"),
+        r#"message note(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order"
+  body "You paid {total}."
+}
+
+flow later {
+  trigger order_completed
+  entry always
+  wait 1h
+  send note(trigger.total)
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[runtime]\nmax_sends_per_step = 1\n",
+    )
+    .unwrap();
+    // Each line makes no send; the hour that --until runs makes two.
+    let mut events = String::new();
+    for u in ["u1", "u2"] {
+        events.push_str(&format!(
+            "{{\"type\":\"identify\",\"userId\":\"{u}\",\"timestamp\":\"2026-01-05T10:00:00Z\",\"traits\":{{\"email\":\"{u}@example.com\"}}}}\n{{\"type\":\"track\",\"event\":\"Order Completed\",\"userId\":\"{u}\",\"timestamp\":\"2026-01-05T10:01:00Z\",\"properties\":{{\"order_id\":\"o-{u}\",\"total\":5}}}}\n"
+        ));
+    }
+    std::fs::write(project.join("events.jsonl"), events).unwrap();
+    let (out, summary) = run_durable(&project, &["--until", "2026-01-05T12:00:00Z"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the clock step of --until made 2 sends"),
+        "{err}"
+    );
+    assert_eq!(summary["store"]["held"], 2, "{summary}");
+    assert!(lines_of(&project.join(".nudge/outbox.jsonl")).is_empty());
+}
+
+/// A raw HTTP/1.1 request with the write key.
+fn raw_track(n: usize) -> Vec<u8> {
+    let body = format!(
+        r#"{{"userId":"u{n}","event":"Order Completed","timestamp":"{}","properties":{{"order_id":"o{n}","total":1}}}}"#,
+        common::ago(5)
+    );
+    format!(
+        "POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        basic_auth(),
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_wedged_engine_fails_its_probes_fills_its_queue_and_ends_the_process() {
+    let (_tmp, project) = receipt_project();
+    // The hidden debug options: the engine stops coming round its loop a
+    // second after it starts; two seconds without a round is a stall, eight
+    // a wedge.
+    let mut server = start_server_with(
+        &project,
+        &[
+            "--write-key",
+            WRITE_KEY,
+            "--in-memory",
+            "--debug-wedge-after",
+            "1000",
+            "--debug-stall-limits",
+            "2000,8000",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let (mut health, mut body) = server.get("/healthz");
+    while health == 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        (health, body) = server.get("/healthz");
+    }
+    assert_eq!((health, body.as_str()), (503, "engine stalled\n"));
+    assert_eq!(server.get("/readyz").0, 503);
+
+    // The queue holds 256 requests; the rest are answered 503 at once.
+    let mut held = Vec::new();
+    for n in 0..300 {
+        let mut conn = connect(&server);
+        conn.write_all(&raw_track(n)).unwrap();
+        held.push(conn);
+    }
+    let metrics = common::wait_for_metric(&server, "nudge_http_busy_total 44\n");
+    assert!(
+        metrics.contains("\nnudge_http_busy_total 44\n"),
+        "{metrics}"
+    );
+    let resp = common::http_agent()
+        .post(format!("{}/v1/track", server.base))
+        .header("Authorization", &basic_auth())
+        .send(
+            std::str::from_utf8(&raw_track(300))
+                .unwrap()
+                .split("\r\n\r\n")
+                .nth(1)
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+
+    // The watchdog ends the process, for a supervisor to restart it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "a wedged server kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(70));
+    drop(held);
+}
+
+#[test]
+fn each_credential_accepts_itself_and_no_near_miss() {
+    let (_tmp, project) = receipt_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[serve]\nadmin_token = \"adm-token-7\"\nmetrics_token = \"met-token-7\"\n",
+    )
+    .unwrap();
+    let server = start_server_with(&project, &["--write-key", WRITE_KEY, "--in-memory"], &[]);
+    let near_misses = |secret: &str| {
+        let mut last_changed = secret.to_string();
+        last_changed.pop();
+        last_changed.push('8');
+        vec![
+            secret[..secret.len() - 1].to_string(),
+            format!("{secret}7"),
+            last_changed,
+            secret.to_uppercase(),
+            String::new(),
+        ]
+    };
+    let status = |req: ureq::RequestBuilder<ureq::typestate::WithoutBody>| {
+        req.call().expect("the request completes").status().as_u16()
+    };
+    let basic = |key: &str| {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        format!("Basic {encoded}")
+    };
+    let identify = |auth: &str| {
+        let body = format!(r#"{{"userId":"u1","timestamp":"{}"}}"#, common::ago(5));
+        common::http_agent()
+            .post(format!("{}/v1/identify", server.base))
+            .header("Authorization", auth)
+            .send(body)
+            .expect("the request completes")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(identify(&basic(WRITE_KEY)), 200);
+    for wrong in near_misses(WRITE_KEY) {
+        assert_eq!(identify(&basic(&wrong)), 401, "write key {wrong:?}");
+    }
+    let release = |token: &str| {
+        common::http_agent()
+            .post(format!("{}/admin/release-sends", server.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .send("")
+            .expect("the request completes")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(release("adm-token-7"), 200);
+    for wrong in near_misses("adm-token-7") {
+        assert_eq!(release(&wrong), 401, "admin token {wrong:?}");
+    }
+    let scrape = |token: &str| {
+        status(
+            common::http_agent()
+                .get(format!("{}/metrics", server.base))
+                .header("Authorization", &format!("Bearer {token}")),
+        )
+    };
+    assert_eq!(scrape("met-token-7"), 200);
+    for wrong in near_misses("met-token-7") {
+        assert_eq!(scrape(&wrong), 401, "metrics token {wrong:?}");
+    }
+    // Neither token opens the other's door.
+    assert_eq!(scrape("adm-token-7"), 401);
+    assert_eq!(release("met-token-7"), 401);
+    server.terminate();
+}
+
+#[test]
+fn nudge_run_counts_lines_clamped_to_their_receipt_in_memory_and_on_its_store() {
+    let (_tmp, project) = receipt_project();
+    // A phone a day ahead, received without `sentAt`: held to its receipt.
+    // The second line's clock is corrected by its `sentAt`: not clamped.
+    std::fs::write(
+        project.join("events.jsonl"),
+        concat!(
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-01-06T10:00:00Z","receivedAt":"2026-01-05T10:00:00Z","traits":{"email":"a@example.com"}}"#,
+            "\n",
+            r#"{"type":"identify","userId":"u2","timestamp":"2026-01-06T10:00:00Z","sentAt":"2026-01-06T10:00:01Z","receivedAt":"2026-01-05T10:00:02Z"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = run_project(&project, true);
+    assert!(out.status.success(), "{out:?}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["clamped"], 1, "{summary}");
+    let (out, summary) = run_durable(&project, &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(summary["clamped"], 1, "{summary}");
+    assert_eq!(summary["store"]["clamped"], 1, "{summary}");
+    let table = nudge()
+        .args(["run", common::s(&project), "--in-memory"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("1 calls stamped later than their receipt (receivedAt), applied at it"),
+        "{text}"
+    );
+}

@@ -925,3 +925,196 @@ fn a_failed_delivery_is_retried_while_serving() {
     assert!(trace.contains(r#""kind":"send""#), "{trace}");
     stop(server);
 }
+
+/// A webhook that refuses every request with 500.
+fn refusing_webhook() -> String {
+    let base = common::serve_http(|_| {
+        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    });
+    format!("{base}/hook")
+}
+
+/// One scrape after known calls shows each family of issue 17's list with
+/// the values those calls must give.
+#[test]
+fn metrics_count_feedback_waits_providers_reasons_events_and_commits() {
+    let (_tmp, project) = receipt_project();
+    std::fs::write(
+        project.join("receipt.flow"),
+        r#"message receipt(total: money) {
+  channel email
+  purpose transactional
+  subject "Your order"
+  body "You paid {total}."
+}
+
+flow receipt {
+  trigger order_completed
+  entry always
+  send receipt(trigger.total)
+  pause: wait 2d
+  send receipt(trigger.total)
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[serve]\nretry_backoff = \"1h\"\n\n[channels.email]\nplugin = \"webhook\"\nurl = \"{}\"\nmax_attempts = 1\n",
+            refusing_webhook()
+        ),
+    )
+    .unwrap();
+    let server = start(&project);
+    let track = |event: &str, user: &str, at: i64, props: &str| {
+        format!(
+            r#"{{"type":"track","event":"{event}","userId":"{user}","timestamp":"{}","properties":{props}}}"#,
+            ago(at)
+        )
+    };
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = batch_body(&[
+        format!(
+            r#"{{"type":"identify","userId":"u1","timestamp":"{}","traits":{{"email":"a@example.com"}}}}"#,
+            ago(120)
+        ),
+        track(
+            "Order Completed",
+            "u1",
+            60,
+            r#"{"order_id":"o1","total":5}"#,
+        ),
+        track(
+            "Message Bounced",
+            "u1",
+            50,
+            r#"{"channel":"email","flow":"receipt","kind":"soft"}"#,
+        ),
+        track(
+            "Message Clicked",
+            "u1",
+            49,
+            r#"{"channel":"email","flow":"receipt"}"#,
+        ),
+        track(
+            "Message Clicked",
+            "u1",
+            48,
+            r#"{"channel":"email","flow":"nope"}"#,
+        ),
+        track(
+            "Marked As Spam",
+            "u1",
+            47,
+            r#"{"channel":"email","flow":"receipt"}"#,
+        ),
+        track("Unsubscribed", "u1", 46, r#"{"channel":"email"}"#),
+        track("SMS Received", "u3", 45, r#"{"text":"STOP"}"#),
+        track("Weird Thing", "u1", 44, "{}"),
+        // A clock a day ahead: applied at its receipt, and counted.
+        format!(r#"{{"type":"identify","userId":"u4","timestamp":"{tomorrow}"}}"#),
+        // The same key twice: this item alone is a dead letter.
+        format!(
+            r#"{{"type":"identify","userId":"u5","userId":"u6","timestamp":"{}"}}"#,
+            ago(40)
+        ),
+    ]);
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &body);
+    assert_eq!(status, 200, "{answer}");
+    let metrics = wait_for_metric(
+        &server,
+        "nudge_provider_deliveries_pending{provider=\"webhook\"} 1\n",
+    );
+    for line in [
+        r#"nudge_feedback_total{kind="bounce",flow="receipt"} 1"#,
+        r#"nudge_feedback_total{kind="click",flow="receipt"} 1"#,
+        r#"nudge_feedback_total{kind="click",flow=""} 1"#,
+        r#"nudge_feedback_total{kind="spam",flow="receipt"} 1"#,
+        r#"nudge_feedback_total{kind="unsubscribe",flow=""} 1"#,
+        r#"nudge_feedback_total{kind="stop",flow=""} 1"#,
+        r#"nudge_flow_instances_waiting{flow="receipt",step="pause"} 1"#,
+        r#"nudge_provider_deliveries_pending{provider="webhook"} 1"#,
+        r#"nudge_provider_retries_total{provider="webhook"} 1"#,
+        r#"nudge_provider_failures_total{provider="webhook"} 1"#,
+        r#"nudge_dead_letters_by_reason_total{reason="duplicate_key"} 1"#,
+        r#"nudge_dead_letters_by_reason_total{reason="malformed_json"} 0"#,
+        r#"nudge_track_events_total{event="Order Completed"} 1"#,
+        r#"nudge_track_events_total{event="Message Clicked"} 2"#,
+        r#"nudge_track_events_total{event="Checkout Started"} 0"#,
+        r#"nudge_track_events_total{event="other"} 1"#,
+        "nudge_calls_clamped_total 1",
+        "# TYPE nudge_commit_seconds histogram",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} is not on /metrics:\n{metrics}"
+        );
+    }
+    // Every commit is in the histogram's last bucket.
+    let value = |prefix: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let commits = value("nudge_commit_seconds_count ");
+    assert!(commits >= 1);
+    assert_eq!(value("nudge_commit_seconds_bucket{le=\"+Inf\"} "), commits);
+    stop(server);
+}
+
+/// `/admin/reload` reads `[[alerts]]` again: new alerts are watched, an
+/// unchanged table keeps its alerts' state, and a bad one is refused with
+/// the alerts and code before still running.
+#[test]
+fn reload_reads_the_alerts_again() {
+    let (_tmp, project) = receipt_project();
+    let toml = project.join("nudge.toml");
+    let serve = "[serve]\nwrite_keys = [\"k\"]\nadmin_token = \"adm\"\n";
+    std::fs::write(&toml, serve).unwrap();
+    let server = start_with(&project, &[], &[]);
+    assert!(!server.metrics().contains("nudge_alerts_firing{"));
+
+    let alerts = "\n[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = 2\nwindow = \"1h\"\n";
+    std::fs::write(&toml, format!("{serve}{alerts}")).unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"], "reloaded", "{answer}");
+    assert_eq!(answer["deployed"], false, "{answer}");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("\nnudge_alerts_firing{alert=\"bounces\"} 0\n"),
+        "{metrics}"
+    );
+
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"], "unchanged", "{answer}");
+
+    std::fs::write(
+        &toml,
+        format!("{serve}{}", alerts.replace("bounce_rate", "bounce_rait")),
+    )
+    .unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("nudge.toml"),
+        "{answer}"
+    );
+    assert!(
+        server
+            .metrics()
+            .contains("\nnudge_alerts_firing{alert=\"bounces\"} 0\n"),
+        "the alerts before a refused reload keep running"
+    );
+
+    std::fs::write(&toml, serve).unwrap();
+    let (status, answer) = reload(&server, "adm");
+    assert_eq!(status, 200, "{answer}");
+    assert!(!server.metrics().contains("nudge_alerts_firing{"));
+    stop(server);
+}

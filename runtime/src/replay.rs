@@ -137,6 +137,9 @@ pub struct Streamed {
     /// Lines out of order by more than the reorder window: applied after
     /// later-stamped ones, as late calls.
     pub past_window: u64,
+    /// Lines whose time, corrected for the sender's clock, was later than
+    /// their `receivedAt`: applied at their receipt.
+    pub clamped: u64,
 }
 
 /// Reads `input` line by line and applies its calls in time order within a
@@ -176,6 +179,7 @@ pub fn replay_stream<S: Sink>(
     };
     let mut last = i64::MIN;
     let mut number = 0u64;
+    let mut clamped = 0u64;
     let mut buf = Vec::new();
     let read = loop {
         buf.clear();
@@ -191,7 +195,10 @@ pub fn replay_stream<S: Sink>(
             continue;
         }
         // A line whose time cannot be read keeps its place in the file.
-        let t = std::str::from_utf8(line).ok().and_then(segment::time_of);
+        let timed = std::str::from_utf8(line)
+            .ok()
+            .and_then(segment::time_and_clamp_of);
+        let t = timed.map(|(t, _)| t);
         if let (Some(t), Some(h)) = (t, horizon)
             && let Err(reason) = h.judge(t, last)
         {
@@ -201,6 +208,9 @@ pub fn replay_stream<S: Sink>(
                 input: String::from_utf8_lossy(line).into_owned(),
             });
             continue;
+        }
+        if timed.is_some_and(|(_, c)| c) {
+            clamped += 1;
         }
         let t = t.unwrap_or(last);
         last = last.max(t);
@@ -226,5 +236,6 @@ pub fn replay_stream<S: Sink>(
     }
     Ok(Streamed {
         past_window: held.late(),
+        clamped,
     })
 }

@@ -603,13 +603,34 @@ pub fn corrected_time(
     received: DateTime<Utc>,
     corrected: bool,
 ) -> DateTime<Utc> {
-    let at = match sent {
+    skew_corrected(at, sent, received, corrected).min(received)
+}
+
+/// Whether [`corrected_time`] clamps this call to its receipt: even after
+/// the sender's clock is corrected for, it claims to have happened after
+/// it arrived.
+pub fn clamped(
+    at: DateTime<Utc>,
+    sent: Option<DateTime<Utc>>,
+    received: DateTime<Utc>,
+    corrected: bool,
+) -> bool {
+    skew_corrected(at, sent, received, corrected) > received
+}
+
+/// The call's time corrected for its sender's clock, before the clamp.
+fn skew_corrected(
+    at: DateTime<Utc>,
+    sent: Option<DateTime<Utc>>,
+    received: DateTime<Utc>,
+    corrected: bool,
+) -> DateTime<Utc> {
+    match sent {
         Some(sent) if !corrected => received
             .checked_sub_signed(sent.signed_duration_since(at))
             .unwrap_or(at),
         _ => at,
-    };
-    at.min(received)
+    }
 }
 
 /// An RFC 3339 instant, as `DateTime::parse_from_rfc3339` reads it.
@@ -683,8 +704,14 @@ fn rfc3339_fast(text: &str) -> Option<DateTime<Utc>> {
 /// Milliseconds since the epoch; `None` for a line `parse_line` would
 /// refuse for its time or its JSON.
 pub fn time_of(line: &str) -> Option<i64> {
+    time_and_clamp_of(line).map(|(t, _)| t)
+}
+
+/// [`time_of`], and whether the time was clamped to the call's receipt
+/// (see [`clamped`]), for hosts that count such calls.
+pub fn time_and_clamp_of(line: &str) -> Option<(i64, bool)> {
     if let Some(t) = time_of_fast(line) {
-        return Some(t);
+        return Some((t, false));
     }
     #[derive(serde::Deserialize)]
     struct Envelope<'a> {
@@ -702,14 +729,17 @@ pub fn time_of(line: &str) -> Option<i64> {
     let text = e.timestamp.or(e.original)?;
     let at = rfc3339(&text).ok()?;
     let Some(received) = e.received else {
-        return Some(at.timestamp_millis());
+        return Some((at.timestamp_millis(), false));
     };
     let received = rfc3339(&received).ok()?;
     let sent = match e.sent {
         Some(s) => Some(rfc3339(&s).ok()?),
         None => None,
     };
-    Some(corrected_time(at, sent, received, corrected).timestamp_millis())
+    Some((
+        corrected_time(at, sent, received, corrected).timestamp_millis(),
+        clamped(at, sent, received, corrected),
+    ))
 }
 
 /// The common case without a JSON parser: the line names `"timestamp"` exactly
@@ -996,5 +1026,18 @@ mod tests {
         ] {
             assert_eq!(time_of_fast(line), None, "{line}");
         }
+    }
+
+    #[test]
+    fn a_time_after_its_receipt_is_clamped_and_said_to_be() {
+        // A clock a day ahead with no `sentAt` to correct it: clamped.
+        let ahead = r#"{"type":"track","timestamp":"2026-01-06T10:00:00Z","receivedAt":"2026-01-05T10:00:00Z"}"#;
+        assert_eq!(time_and_clamp_of(ahead), Some((1_767_607_200_000, true)));
+        // The same clock with `sentAt`: corrected, so nothing is clamped.
+        let skewed = r#"{"type":"track","timestamp":"2026-01-06T10:00:00Z","sentAt":"2026-01-06T10:00:01Z","receivedAt":"2026-01-05T10:00:01Z"}"#;
+        assert_eq!(time_and_clamp_of(skewed), Some((1_767_607_200_000, false)));
+        // Before its receipt, or with no receipt at all: as it says.
+        let plain = r#"{"type":"track","timestamp":"2026-01-05T10:00:00Z"}"#;
+        assert_eq!(time_and_clamp_of(plain), Some((1_767_607_200_000, false)));
     }
 }

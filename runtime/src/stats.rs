@@ -85,6 +85,11 @@ pub struct Stats {
     pub groups: u64,
     /// Distinct customers.
     pub customers: u64,
+    /// Feedback by kind (`bounce`, `spam`, `unsubscribe`, `stop`, `click`)
+    /// and the flow its event names (empty when it names none of the
+    /// project's): few, stable values, for metrics.
+    #[serde(skip)]
+    pub feedback: BTreeMap<(&'static str, String), u64>,
     /// Per flow, by name.
     pub flows: BTreeMap<String, FlowStats>,
 }
@@ -100,6 +105,17 @@ impl Stats {
                 .collect(),
             ..Stats::default()
         }
+    }
+
+    /// Counts one piece of feedback; a flow that is not the project's is
+    /// counted under none, so label values stay few.
+    pub fn count_feedback(&mut self, kind: &'static str, flow: String) {
+        let flow = if self.flows.contains_key(&flow) {
+            flow
+        } else {
+            String::new()
+        };
+        *self.feedback.entry((kind, flow)).or_insert(0) += 1;
     }
 
     /// The counters of one flow.

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Status {
     for project in &projects {
         match format_project(project, &targets, args.check, &mut unformatted) {
             Status::Ok => {}
-            Status::Problems => status = Status::Problems,
+            Status::Problems | Status::Held => status = Status::Problems,
             Status::Failure => return Status::Failure,
         }
     }

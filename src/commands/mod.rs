@@ -29,6 +29,9 @@ pub enum Status {
     Problems = 1,
     /// The command could not do its job (bad usage, unreadable files).
     Failure = 2,
+    /// `nudge run` paused delivery: the send circuit breaker holds sends
+    /// pending in the store until a run with `--release-sends`.
+    Held = 3,
 }
 
 /// Loads the projects named by `paths` (the current directory when none),

@@ -49,6 +49,10 @@ pub struct Args {
     /// Discard the store's history first and start over.
     #[arg(long, conflicts_with = "in_memory")]
     pub reset: bool,
+    /// Deliver the sends the send circuit breaker held in an earlier run
+    /// (`[runtime] max_sends_per_step`), then go on as usual.
+    #[arg(long, conflicts_with = "in_memory")]
+    pub release_sends: bool,
     /// Lines applied per store transaction (tests use small batches to
     /// have many commits to crash between).
     #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
@@ -149,7 +153,8 @@ pub fn run(args: Args) -> Status {
     let mut worst = Status::Ok;
     for group in &groups {
         let status = run_project(group, &args, until, &routes);
-        if status as u8 > worst as u8 {
+        // A failure outranks held sends, which outrank problems.
+        if worst != Status::Failure && (status == Status::Failure || status as u8 > worst as u8) {
             worst = status;
         }
     }
@@ -164,6 +169,8 @@ struct Replay {
     horizon: Horizon,
     window: usize,
     checkpoint_every: u64,
+    /// The send circuit breaker's limit.
+    max_sends: usize,
 }
 
 /// The files of one project's run.
@@ -253,11 +260,16 @@ fn run_project(
     let window = settings
         .reorder_window()
         .unwrap_or(nudge_runtime::window::DEFAULT_LINES);
+    // Checked when the file was read; the default stands otherwise.
+    let max_sends = settings
+        .max_sends_per_step()
+        .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
     let replay = Replay {
         until,
         horizon,
         window,
         checkpoint_every: settings.checkpoint_every(),
+        max_sends,
     };
     if args.engine.in_memory {
         run_in_memory(
@@ -376,7 +388,7 @@ fn run_in_memory(
     let stats = engine.stats();
     let flushed = engine.into_sink().into_inner().finish();
     let dead_flushed = dead_file.flush();
-    summary(args.format, paths, &stats, None);
+    summary(args.format, paths, &stats, streamed.clamped, None);
     past_window(streamed.past_window, replay.window);
     if let Err(e) = flushed {
         eprintln!("error: {e}");
@@ -406,6 +418,10 @@ fn run_durable(
             Ok(o) => o,
             Err(status) => return status,
         };
+    // A flood an earlier run held stays held, unless this run releases it.
+    if !args.release_sends {
+        router.hold_resends_over(replay.max_sends);
+    }
     let (feeds, start) = match Feeds::open(&store, &paths.trace, &paths.state.join("audiences")) {
         Ok(f) => f,
         Err(e) => {
@@ -439,6 +455,7 @@ fn run_durable(
         window: replay.window,
         checkpoint_every: replay.checkpoint_every,
         start,
+        max_sends_per_step: Some(replay.max_sends),
     };
     let source = Input {
         name: &name,
@@ -469,7 +486,13 @@ fn run_durable(
     let stats = engine.stats();
     let feeds = engine.into_sink().into_feeds().into_inner().finish();
     let dead_written = write_dead_letters(&paths.dead, &dead);
-    summary(args.format, paths, &stats, Some((&store_path, &report)));
+    summary(
+        args.format,
+        paths,
+        &stats,
+        report.clamped,
+        Some((&store_path, &report)),
+    );
     if report.diverged {
         eprintln!(
             "warning: rebuilding from {} gave a different number of sends than its ledger holds; the history may have been applied under other settings",
@@ -486,6 +509,18 @@ fn run_durable(
     if let Err(e) = feeds.and(dead_written) {
         eprintln!("error: {e}");
         return Status::Failure;
+    }
+    if let Some(reason) = &report.paused {
+        eprintln!(
+            "alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = {}): {reason}",
+            replay.max_sends
+        );
+        eprintln!(
+            "help: {} sends are held, pending in {}; run again with --release-sends to deliver them",
+            report.held,
+            store_path.display()
+        );
+        return Status::Held;
     }
     Status::Ok
 }
@@ -569,16 +604,24 @@ pub(super) fn fail(e: &StoreError) -> Status {
     Status::Failure
 }
 
+/// Prints the run's summary; `clamped` counts this run's new lines stamped
+/// later than their receipt.
 fn summary(
     format: Format,
     paths: &Paths,
     stats: &nudge_runtime::stats::Stats,
+    clamped: u64,
     store: Option<(&Path, &durable::Report)>,
 ) {
     match format {
         Format::Table => {
             println!("{}", paths.root.display());
             print!("{}", stats.table());
+            if clamped > 0 {
+                println!(
+                    "{clamped} calls stamped later than their receipt (receivedAt), applied at it"
+                );
+            }
             println!(
                 "outbox: {}; dead letters: {}; trace: {}",
                 paths.outbox.display(),
@@ -611,8 +654,13 @@ fn summary(
                     r.rebuilt,
                     r.applied
                 );
+                let held = if r.held > 0 {
+                    format!(", {} held by the circuit breaker", r.held)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "sends: {} delivered now, {} retried from an earlier run, {} failed; ledger: {} done, {} pending, {} failed",
+                    "sends: {} delivered now, {} retried from an earlier run, {} failed{held}; ledger: {} done, {} pending, {} failed",
                     r.delivered,
                     r.retried,
                     r.failed,
@@ -631,6 +679,9 @@ fn summary(
                 "trace": paths.trace.display().to_string(),
                 "stats": stats,
             });
+            if clamped > 0 {
+                out["clamped"] = serde_json::json!(clamped);
+            }
             if let Some((path, r)) = store {
                 let mut s = serde_json::to_value(r).unwrap_or_default();
                 s["path"] = serde_json::Value::String(path.display().to_string());

@@ -11,6 +11,7 @@
 
 pub(crate) mod alerts;
 mod body;
+mod dead;
 mod feedback;
 mod pages;
 mod retry;
@@ -92,6 +93,33 @@ pub struct Args {
     /// Where sends go and what the engine keeps, as in `nudge run`.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Debugging only: the engine thread stops taking work this many
+    /// milliseconds after it starts, as a wedged engine would (to watch
+    /// `/healthz`, `/readyz`, the full queue and the watchdog at work).
+    #[arg(long, hide = true, value_name = "MS")]
+    pub debug_wedge_after: Option<u64>,
+    /// Debugging only: how long the engine may go without coming round its
+    /// loop before `/healthz` fails, and before the process exits, in
+    /// milliseconds (`30000,600000` by default).
+    #[arg(long, hide = true, value_name = "STALLED,WEDGED", value_parser = stall_limits)]
+    pub debug_stall_limits: Option<(u64, u64)>,
+}
+
+/// `--debug-stall-limits`: two counts of milliseconds, the second larger.
+fn stall_limits(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once(',')
+        .ok_or("expected STALLED,WEDGED in milliseconds, such as 1000,5000")?;
+    let ms = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{t:?} is not a count of milliseconds: {e}"))
+    };
+    let (stalled, wedged) = (ms(a)?, ms(b)?);
+    if stalled == 0 || wedged <= stalled {
+        return Err("STALLED must be above 0 and WEDGED above STALLED".to_string());
+    }
+    Ok((stalled, wedged))
 }
 
 /// What moves the clock of `nudge serve`.
@@ -121,7 +149,7 @@ pub fn run(args: Args) -> Status {
         Ok(c) => c,
         Err(status) => return status,
     };
-    let keys: Vec<Arc<str>> = match &args.write_key {
+    let keys: Vec<Secret> = match &args.write_key {
         Some(k) => vec![k.as_str().into()],
         None if !settings.serve.write_keys.is_empty() => settings
             .serve
@@ -131,11 +159,11 @@ pub fn run(args: Args) -> Status {
             .collect(),
         None => std::env::var("NUDGE_WRITE_KEY")
             .ok()
-            .map(|k| k.into())
+            .map(|k| k.as_str().into())
             .into_iter()
             .collect(),
     };
-    let keys: Vec<Arc<str>> = keys.into_iter().filter(|k| !k.is_empty()).collect();
+    let keys: Vec<Secret> = keys.into_iter().filter(|k| !k.is_empty()).collect();
     if keys.is_empty() && !args.no_auth && !args.stdin {
         eprintln!(
             "error: no write key: pass --write-key KEY, list `write_keys` under [serve] in nudge.toml, or set NUDGE_WRITE_KEY"
@@ -162,6 +190,9 @@ pub fn run(args: Args) -> Status {
         .or_else(|| settings.serve.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8787".to_string());
     let metrics = Arc::new(Metrics::default());
+    let (stalled, wedged) = args.debug_stall_limits.map_or((STALLED, WEDGED), |(s, w)| {
+        (Duration::from_millis(s), Duration::from_millis(w))
+    });
     let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE);
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), Status>>();
@@ -178,7 +209,11 @@ pub fn run(args: Args) -> Status {
             };
             live.metrics.beat();
             let _ = ready_tx.send(Ok(()));
-            engine_loop(&mut live, &rx, setup.args.clock);
+            let wedge_at = setup
+                .args
+                .debug_wedge_after
+                .map(|ms| Instant::now() + Duration::from_millis(ms));
+            engine_loop(&mut live, &rx, setup.args.clock, wedge_at);
             live.finish()
         });
         if !matches!(ready_rx.recv(), Ok(Ok(()))) {
@@ -189,11 +224,11 @@ pub fn run(args: Args) -> Status {
         let watched = metrics.clone();
         std::thread::spawn(move || {
             loop {
-                std::thread::sleep(Duration::from_secs(5));
+                std::thread::sleep((wedged / 4).min(Duration::from_secs(5)));
                 if watched.stopping.load(Ordering::Relaxed) {
                     return;
                 }
-                if watched.since_beat() > WEDGED {
+                if watched.since_beat() > wedged {
                     eprintln!(
                         "error: the engine has not come round its loop for {}s; exiting so that a supervisor restarts the server",
                         watched.since_beat().as_secs()
@@ -208,13 +243,13 @@ pub fn run(args: Args) -> Status {
             .clone()
             .or_else(|| std::env::var("NUDGE_ADMIN_TOKEN").ok())
             .filter(|t| !t.is_empty())
-            .map(Arc::from);
+            .map(|t| Secret::from(t.as_str()));
         let metrics_token = settings
             .serve
             .metrics_token
             .clone()
             .filter(|t| !t.is_empty())
-            .map(Arc::from);
+            .map(|t| Secret::from(t.as_str()));
         let hooks = match settings.feedback_verifiers() {
             Ok(v) => Arc::new(feedback::Hooks::new(v)),
             Err(e) => {
@@ -234,6 +269,7 @@ pub fn run(args: Args) -> Status {
             keys: keys.into(),
             admin,
             metrics,
+            stalled,
             receipt: args.clock == Clock::Wall,
             // Checked when nudge.toml was read.
             limits: settings.http_limits().unwrap_or_default(),
@@ -357,7 +393,7 @@ type Reloaded = (StatusCode, Value);
 const GROUP_CALLS: usize = 5_000;
 
 /// Applies requests in arrival order and moves the clock with the wall clock.
-fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
+fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock, wedge_at: Option<Instant>) {
     const TICK: Duration = Duration::from_secs(1);
     let wall = clock == Clock::Wall;
     let mut next_tick = Instant::now();
@@ -365,6 +401,13 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock) {
     let mut held = None;
     loop {
         live.metrics.beat();
+        if wedge_at.is_some_and(|at| Instant::now() >= at) {
+            // `--debug-wedge-after`: never come round again, as a thread
+            // stuck in a long step would; the watchdog ends the process.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         if Instant::now() >= next_tick {
             if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis()) {
                 live.broken(&e);
@@ -499,6 +542,11 @@ struct Live<'b> {
     /// Calls stored since the last checkpoint, and how many make the next one due.
     since_checkpoint: u64,
     checkpoint_every: u64,
+    /// The `[alerts_webhook]` the alerts were set up with, as written, to
+    /// tell on reload whether it changed.
+    alerts_webhook: String,
+    /// The project's root, whose nudge.toml a reload reads again.
+    root: PathBuf,
 }
 
 impl<'b> Live<'b> {
@@ -622,20 +670,13 @@ impl<'b> Live<'b> {
             stored_dead: history,
             since_checkpoint: 0,
             checkpoint_every: settings.checkpoint_every(),
+            alerts_webhook: String::new(),
+            root: root.to_path_buf(),
         };
-        // Checked when nudge.toml was read. Without alerts no call is read
-        // twice for its event name.
+        live.metrics.watch_events(declared_events(bundle));
+        // Checked when nudge.toml was read.
         let rules = settings.alert_rules().unwrap_or_default();
-        if !rules.is_empty() {
-            live.metrics.watch_events(alerts::watched_events(&rules));
-        }
-        live.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
-        if let (Some(watch), Ok(mut firing)) = (&live.alerts, live.metrics.alerts_firing.lock()) {
-            // Every alert is on /metrics from the start, not firing.
-            for (rule, _) in watch.firing() {
-                firing.insert(rule.name.clone(), false);
-            }
-        }
+        live.set_alerts(rules, settings);
         if !resumed.held.is_empty() {
             // A flood held before a restart stays held after it.
             live.trip(format!(
@@ -648,6 +689,47 @@ impl<'b> Live<'b> {
                 .store(live.held.len() as u64, Ordering::Relaxed);
         }
         Ok(live)
+    }
+
+    /// Watches `rules`, notifying through the settings' `[alerts_webhook]`;
+    /// alerts watched before are dropped (their queued notifications are
+    /// posted first).
+    fn set_alerts(&mut self, rules: Vec<alerts::Rule>, settings: &ProjectConfig) {
+        self.metrics.watch_events(alerts::watched_events(&rules));
+        if let Some(old) = self.alerts.take() {
+            old.finish();
+        }
+        self.alerts_webhook = format!("{:?}", settings.alerts_webhook);
+        self.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
+        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
+            firing.clear();
+            // Every alert is on /metrics from the start, not firing.
+            for (rule, _) in self.alerts.iter().flat_map(|w| w.firing()) {
+                firing.insert(rule.name.clone(), false);
+            }
+        }
+    }
+
+    /// Reads `[[alerts]]` and `[alerts_webhook]` again; alerts whose
+    /// settings did not change keep their state. Says what happened, or
+    /// why nothing could.
+    fn reload_alerts(&mut self) -> Result<&'static str, String> {
+        // The error names the file.
+        let settings = ProjectConfig::load(&self.root).map_err(|e| e.to_string())?;
+        let rules = settings
+            .alert_rules()
+            .map_err(|e| format!("nudge.toml: {e}"))?;
+        let before: Vec<alerts::Rule> = self
+            .alerts
+            .iter()
+            .flat_map(|w| w.firing().map(|(r, _)| r.clone()))
+            .collect();
+        if before == rules && self.alerts_webhook == format!("{:?}", settings.alerts_webhook) {
+            return Ok("unchanged");
+        }
+        eprintln!("note: [[alerts]] read again: {} declared", rules.len());
+        self.set_alerts(rules, &settings);
+        Ok("reloaded")
     }
 
     /// Pauses sending: every send committed from now on is held until
@@ -757,6 +839,23 @@ impl<'b> Live<'b> {
     /// new code, in-flight ones stay on theirs unless carried by step label.
     /// The deploy is durable before the answer.
     fn reload(&mut self) -> Reloaded {
+        let alerts = match self.reload_alerts() {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("reload refused: {e}");
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"error": e, "help": "fix nudge.toml; the alerts and code deployed before keep running"}),
+                );
+            }
+        };
+        let (status, mut body) = self.redeploy();
+        body["alerts"] = json!(alerts);
+        (status, body)
+    }
+
+    /// The code half of [`Live::reload`].
+    fn redeploy(&mut self) -> Reloaded {
         let bundle = match super::compile_to_text(&self.group) {
             Ok(b) => b,
             Err(problems) => {
@@ -786,6 +885,7 @@ impl<'b> Live<'b> {
             }
         };
         self.code.current = bundle;
+        self.metrics.watch_events(declared_events(bundle));
         let mut batch = Batch {
             marks: std::mem::take(&mut self.marks),
             ..Batch::default()
@@ -879,8 +979,18 @@ impl<'b> Live<'b> {
                 &mut self.report,
             );
             if let Ok(mut sends) = self.metrics.sends.lock() {
-                for (channel, outcome) in sent {
-                    *sends.entry((channel, outcome.as_str())).or_default() += 1;
+                for (channel, outcome) in &sent {
+                    *sends
+                        .entry((channel.clone(), outcome.as_str()))
+                        .or_default() += 1;
+                }
+            }
+            if let Ok(mut providers) = self.metrics.providers.lock() {
+                for (channel, outcome) in &sent {
+                    if *outcome != nudge_channels::Delivery::Delivered {
+                        let provider = self.router.provider(channel).to_string();
+                        providers.entry(provider).or_default().failed += 1;
+                    }
                 }
             }
             let retries = &mut self.retries;
@@ -894,9 +1004,13 @@ impl<'b> Live<'b> {
                 else {
                     continue;
                 };
+                let provider = self.router.provider(&intent.message.channel).to_string();
                 match retries.failed(intent, round, now) {
                     retry::Next::RetryAt(_) => {
                         self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut providers) = self.metrics.providers.lock() {
+                            providers.entry(provider).or_default().retried += 1;
+                        }
                     }
                     retry::Next::GiveUp => {
                         *retryable = false;
@@ -935,9 +1049,31 @@ impl<'b> Live<'b> {
         }
     }
 
+    /// Counts the sends committed and not yet delivered, by provider:
+    /// waiting for delivery, for their next round, or held by the breaker.
+    fn count_pending(&self) {
+        let Ok(mut providers) = self.metrics.providers.lock() else {
+            return;
+        };
+        for p in providers.values_mut() {
+            p.pending = 0;
+        }
+        let waiting = self.to_deliver.iter().chain(&self.held);
+        let channels = waiting
+            .map(|i| i.message.channel.as_str())
+            .chain(self.retries.channels());
+        for channel in channels {
+            let provider = self.router.provider(channel).to_string();
+            providers.entry(provider).or_default().pending += 1;
+        }
+    }
+
     fn write_dead(&mut self, dead: &[DeadLetter]) {
         for d in dead {
             self.metrics.dead.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut reasons) = self.metrics.dead_reasons.lock() {
+                *reasons.entry(dead::code(&d.reason)).or_default() += 1;
+            }
             let written = serde_json::to_string(d)
                 .map_err(std::io::Error::other)
                 .and_then(|l| writeln!(self.dead, "{l}"));
@@ -950,10 +1086,14 @@ impl<'b> Live<'b> {
 
     /// Renders the engine's per-flow counters for `/metrics`.
     fn publish_flows(&mut self) {
+        // Here rather than after each delivery: an outage can leave many
+        // sends between rounds, too many to count after every request.
+        self.count_pending();
         self.metrics
             .timers
             .store(self.engine.timers_pending() as u64, Ordering::Relaxed);
-        let text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
+        let mut text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
+        text.push_str(&waiting_metrics(&self.engine.instances_by_step()));
         if let Ok(mut flows) = self.metrics.flows.lock() {
             *flows = text;
         }
@@ -1086,6 +1226,32 @@ struct Metrics {
     last_event: AtomicI64,
     /// Timers set and not yet due, after the last tick.
     timers: AtomicU64,
+    /// Calls whose time was later than their receipt, applied at it.
+    clamped: AtomicU64,
+    /// Commits by the histogram's buckets (see [`COMMIT_BUCKETS`]); the last
+    /// counts those slower than every bound.
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len() + 1],
+    /// Dead letters by reason code (see [`dead::code`]).
+    dead_reasons: Mutex<BTreeMap<&'static str, u64>>,
+    /// Deliveries by provider (the plugin's name).
+    providers: Mutex<BTreeMap<String, ProviderCounts>>,
+}
+
+/// The upper bounds, in seconds, of the commit latency histogram's buckets:
+/// from a commit that only appends to the WAL to one stuck behind a slow disk.
+const COMMIT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// What became of one provider's deliveries.
+#[derive(Default)]
+struct ProviderCounts {
+    /// Committed sends waiting for delivery, for their next round, or held.
+    pending: u64,
+    /// Failed deliveries scheduled for another round.
+    retried: u64,
+    /// Deliveries that failed, or whose outcome is unknown.
+    failed: u64,
 }
 
 impl Metrics {
@@ -1102,41 +1268,33 @@ impl Metrics {
         Duration::from_millis(now.saturating_sub(last).max(0) as u64)
     }
 
-    /// Starts counting track calls of `events` by name.
+    /// Starts counting track calls of `events` by name (and of any other
+    /// event as `other`).
     fn watch_events(&self, events: impl IntoIterator<Item = String>) {
         if let Ok(mut counts) = self.track_events.lock() {
+            counts.entry(OTHER_EVENTS.to_string()).or_default();
             for e in events {
                 counts.entry(e).or_default();
             }
         }
     }
 
-    /// Counts `line` if it is a track call of a watched event.
+    /// Counts `line` by its event if it is a track call.
     fn count_event(&self, line: &str) {
-        #[derive(serde::Deserialize)]
-        struct Head<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-            #[serde(borrow)]
-            event: Option<std::borrow::Cow<'a, str>>,
-        }
+        let Some(name) = track_event(line) else {
+            return;
+        };
         let Ok(mut counts) = self.track_events.lock() else {
             return;
         };
-        // A line without escapes names its event verbatim: most lines are
-        // of no watched event, and are passed over without a parse.
-        if counts.is_empty()
-            || (!line.contains('\\') && !counts.keys().any(|name| line.contains(name.as_str())))
-        {
-            return;
-        }
-        let Ok(head) = serde_json::from_str::<Head<'_>>(line) else {
-            return;
+        // Only names counted from the start are labels, so their values
+        // stay few whatever clients send.
+        let key = if counts.contains_key(name.as_ref()) {
+            name.as_ref()
+        } else {
+            OTHER_EVENTS
         };
-        if head.kind.as_deref() != Some("track") {
-            return;
-        }
-        if let Some(n) = head.event.and_then(|e| counts.get_mut(e.as_ref())) {
+        if let Some(n) = counts.get_mut(key) {
             *n += 1;
         }
     }
@@ -1176,6 +1334,12 @@ impl Metrics {
         self.commit_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        let bucket = COMMIT_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(COMMIT_BUCKETS.len());
+        self.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition format.
@@ -1201,6 +1365,70 @@ impl Metrics {
             "counter",
             "Accepted calls the engine refused (they are in the dead-letter file).",
             vec![format!("nudge_dead_letters_total {dead}")],
+        );
+        let reasons = self
+            .dead_reasons
+            .lock()
+            .map(|r| {
+                dead::CODES
+                    .iter()
+                    .map(|code| {
+                        let n = r.get(code).copied().unwrap_or(0);
+                        format!("nudge_dead_letters_by_reason_total{{reason=\"{code}\"}} {n}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_dead_letters_by_reason_total",
+            "counter",
+            "Dead letters by reason code (the dead-letter file keeps the full reason).",
+            reasons,
+        );
+        let clamped = self.clamped.load(Ordering::Relaxed);
+        metric(
+            "nudge_calls_clamped_total",
+            "counter",
+            "Calls stamped later than their receipt (after correcting for the sender's clock): applied at their receipt.",
+            vec![format!("nudge_calls_clamped_total {clamped}")],
+        );
+        let mut pending = Vec::new();
+        let mut retried = Vec::new();
+        let mut failed = Vec::new();
+        if let Ok(providers) = self.providers.lock() {
+            for (provider, c) in providers.iter() {
+                let p = label_value(provider);
+                pending.push(format!(
+                    "nudge_provider_deliveries_pending{{provider={p}}} {}",
+                    c.pending
+                ));
+                retried.push(format!(
+                    "nudge_provider_retries_total{{provider={p}}} {}",
+                    c.retried
+                ));
+                failed.push(format!(
+                    "nudge_provider_failures_total{{provider={p}}} {}",
+                    c.failed
+                ));
+            }
+        }
+        metric(
+            "nudge_provider_deliveries_pending",
+            "gauge",
+            "Committed sends not yet delivered, by provider (the plugin): waiting, between retry rounds, or held by the breaker.",
+            pending,
+        );
+        metric(
+            "nudge_provider_retries_total",
+            "counter",
+            "Failed deliveries scheduled for another round, by provider.",
+            retried,
+        );
+        metric(
+            "nudge_provider_failures_total",
+            "counter",
+            "Delivery attempts that failed or whose outcome is unknown, by provider.",
+            failed,
         );
         // Counted since the store began (the engine's counters are rebuilt
         // with its history), unlike the counters above.
@@ -1326,7 +1554,7 @@ impl Metrics {
         metric(
             "nudge_track_events_total",
             "counter",
-            "Applied track calls of the events [[alerts]] watch (and the feedback events), by event.",
+            "Applied track calls since the server started, by event: the project's declared events, and `other`.",
             by_name(&self.track_events, "nudge_track_events_total", "event"),
         );
         let firing = self
@@ -1353,14 +1581,24 @@ impl Metrics {
         );
         let sum = self.commit_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let count = self.commits.load(Ordering::Relaxed);
+        let mut lines = Vec::new();
+        let mut below = 0;
+        for (le, n) in COMMIT_BUCKETS.iter().zip(&self.commit_buckets) {
+            below += n.load(Ordering::Relaxed);
+            lines.push(format!(
+                "nudge_commit_seconds_bucket{{le=\"{le}\"}} {below}"
+            ));
+        }
+        lines.push(format!(
+            "nudge_commit_seconds_bucket{{le=\"+Inf\"}} {count}"
+        ));
+        lines.push(format!("nudge_commit_seconds_sum {sum}"));
+        lines.push(format!("nudge_commit_seconds_count {count}"));
         metric(
             "nudge_commit_seconds",
-            "summary",
+            "histogram",
             "Time to commit a batch of calls with its send intents.",
-            vec![
-                format!("nudge_commit_seconds_sum {sum}"),
-                format!("nudge_commit_seconds_count {count}"),
-            ],
+            lines,
         );
         let requests: Vec<String> = self
             .requests
@@ -1521,6 +1759,22 @@ fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String 
         "Goals reached, per flow, by treated and held-out instances.",
         conversions,
     );
+    let feedback = stats
+        .feedback
+        .iter()
+        .map(|((kind, flow), n)| {
+            format!(
+                "nudge_feedback_total{{kind=\"{kind}\",flow={}}} {n}",
+                label_value(flow)
+            )
+        })
+        .collect();
+    family(
+        "nudge_feedback_total",
+        "counter",
+        "Feedback by kind (bounce, spam, unsubscribe, stop, click) and the flow its event names (empty: none of the project's).",
+        feedback,
+    );
     family(
         "nudge_flow_revenue_total",
         "counter",
@@ -1530,6 +1784,69 @@ fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String 
         }),
     );
     out
+}
+
+/// Live instances by flow and step as a Prometheus family.
+fn waiting_metrics(by_step: &BTreeMap<(String, String), u64>) -> String {
+    let mut out = String::from(
+        "# HELP nudge_flow_instances_waiting Live instances by flow and the step they wait at (its label, or `step N (what)`).\n# TYPE nudge_flow_instances_waiting gauge\n",
+    );
+    for ((flow, step), n) in by_step {
+        out.push_str(&format!(
+            "nudge_flow_instances_waiting{{flow={},step={}}} {n}\n",
+            label_value(flow),
+            label_value(step)
+        ));
+    }
+    out
+}
+
+/// The event of a track call line (empty when it names none); `None` for
+/// other calls. This runs on the engine thread for every call, so the usual
+/// line (compact, as the HTTP side writes it, with `"type"` and `"event"`
+/// keys once each and no escapes) is read without a JSON parser; anything
+/// else is parsed.
+fn track_event(line: &str) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        event: Option<std::borrow::Cow<'a, str>>,
+    }
+    if !line.contains("track") {
+        return None;
+    }
+    let once = |key: &str| line.matches(key).count() == 1;
+    if !line.contains('\\') && once("\"type\":") && once("\"event\":\"") {
+        // A key's quotes cannot occur inside a string without escapes, so
+        // each key found once is the envelope's own or a nested object's;
+        // a nested one would make the call's own missing, and such a call
+        // is refused before it is counted.
+        if !line.contains("\"type\":\"track\"") {
+            return None;
+        }
+        let rest = &line[line.find("\"event\":\"")? + "\"event\":\"".len()..];
+        return Some(std::borrow::Cow::Borrowed(&rest[..rest.find('"')?]));
+    }
+    let head = serde_json::from_str::<Head<'_>>(line).ok()?;
+    if head.kind.as_deref() != Some("track") {
+        return None;
+    }
+    Some(head.event.unwrap_or_default())
+}
+
+/// The label of track calls for events the project does not declare.
+const OTHER_EVENTS: &str = "other";
+
+/// The wire names of the events `bundle` declares.
+fn declared_events(bundle: &nudge_bytecode::Bundle) -> Vec<String> {
+    bundle
+        .schemas
+        .iter()
+        .filter(|s| s.kind == nudge_bytecode::SchemaKind::Event)
+        .filter_map(|s| s.wire.clone())
+        .collect()
 }
 
 /// A Prometheus label value, quoted and escaped.
@@ -1546,12 +1863,15 @@ fn label_value(text: &str) -> String {
 struct App {
     tx: mpsc::SyncSender<Msg>,
     /// Accepted write keys; empty with `--no-auth`.
-    keys: Arc<[Arc<str>]>,
+    keys: Arc<[Secret]>,
     /// The bearer token of `POST /admin/reload`; without one it is off.
-    admin: Option<Arc<str>>,
+    admin: Option<Secret>,
     /// The bearer token `GET /metrics` wants, if any.
-    metrics_token: Option<Arc<str>>,
+    metrics_token: Option<Secret>,
     metrics: Arc<Metrics>,
+    /// How long the engine may go without coming round its loop before
+    /// `/healthz` and `/readyz` fail.
+    stalled: Duration,
     /// The providers' webhooks.
     hooks: Arc<feedback::Hooks>,
     /// The unsubscribe and preference pages.
@@ -1853,12 +2173,12 @@ async fn reload_on_sighup(tx: mpsc::SyncSender<Msg>) {
 }
 
 /// Whether the request carries `Authorization: Bearer TOKEN` with this token.
-fn bearer_is(headers: &HeaderMap, token: &str) -> bool {
+fn bearer_is(headers: &HeaderMap, token: &Secret) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|g| same_secret(g.trim().as_bytes(), token.as_bytes()))
+        .is_some_and(|g| token.matches(g.trim().as_bytes()))
 }
 
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -1913,7 +2233,7 @@ async fn release_sends(State(app): State<App>, headers: HeaderMap) -> Response {
 async fn healthz(State(app): State<App>) -> Response {
     if app.metrics.broken.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "store failed\n").into_response()
-    } else if app.metrics.since_beat() > STALLED {
+    } else if app.metrics.since_beat() > app.stalled {
         (StatusCode::SERVICE_UNAVAILABLE, "engine stalled\n").into_response()
     } else {
         (StatusCode::OK, "ok\n").into_response()
@@ -2026,6 +2346,15 @@ async fn ingest(
         })
         .collect();
     let lines = lines.calls;
+    // Only a receipt can clamp: on the events' clock calls keep their times.
+    let clamped = if app.receipt {
+        lines
+            .iter()
+            .filter(|l| nudge_runtime::segment::time_and_clamp_of(l).is_some_and(|(_, c)| c))
+            .count() as u64
+    } else {
+        0
+    };
     if lines.is_empty() && refused.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
     }
@@ -2050,7 +2379,10 @@ async fn ingest(
         }
     }
     match answer.await {
-        Ok(Ok(())) => (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response(),
+        Ok(Ok(())) => {
+            app.metrics.clamped.fetch_add(clamped, Ordering::Relaxed);
+            (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response()
+        }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e, None),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
     }
@@ -2092,7 +2424,7 @@ fn gunzip(body: &[u8]) -> Result<Vec<u8>, Box<Response>> {
 }
 
 /// Segment's convention: the write key is the user name, the password empty.
-fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
+fn authorized(headers: &HeaderMap, keys: &[Secret]) -> bool {
     use base64::Engine as _;
     let Some(encoded) = headers
         .get(header::AUTHORIZATION)
@@ -2107,13 +2439,43 @@ fn authorized(headers: &HeaderMap, keys: &[Arc<str>]) -> bool {
     let user = decoded.split(|&b| b == b':').next().unwrap_or_default();
     // Every key is compared, and each in constant time, so the answer's
     // timing tells nothing about how much of a key was right.
-    keys.iter()
-        .fold(false, |found, k| same_secret(user, k.as_bytes()) | found)
+    keys.iter().fold(false, |found, k| k.matches(user) | found)
+}
+
+/// A credential (a write key, the admin or the metrics token). It has no
+/// `==`: the only comparison is [`Secret::matches`], in constant time.
+#[derive(Clone)]
+struct Secret(Arc<str>);
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Secret {
+        Secret(text.into())
+    }
+}
+
+impl Secret {
+    /// Whether `given` is this secret, in time that depends on the lengths only.
+    fn matches(&self, given: &[u8]) -> bool {
+        same_secret(given, self.0.as_bytes())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Comparisons made by [`same_secret`] on this thread, for tests to
+    /// see that every credential goes through it.
+    static COMPARED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Whether two secrets are equal, in time that depends on their lengths only.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
+    #[cfg(test)]
+    COMPARED.with(|c| c.set(c.get() + 1));
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
@@ -2160,6 +2522,7 @@ mod tests {
             admin: None,
             metrics_token: None,
             metrics: Arc::new(Metrics::default()),
+            stalled: STALLED,
             hooks: Arc::default(),
             pages: Arc::default(),
             receipt: true,
@@ -2184,9 +2547,157 @@ mod tests {
         assert_eq!(status(&app), StatusCode::SERVICE_UNAVAILABLE);
     }
 
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    /// Comparisons [`same_secret`] made on this thread while `f` ran.
+    fn comparisons(f: impl FnOnce()) -> u32 {
+        let before = COMPARED.with(std::cell::Cell::get);
+        f();
+        COMPARED.with(std::cell::Cell::get) - before
+    }
+
+    #[test]
+    fn every_credential_is_compared_in_constant_time() {
+        let (tx, _rx) = mpsc::sync_channel(1);
+        let app = App {
+            tx,
+            keys: Arc::from(vec![Secret::from("wk-1"), Secret::from("wk-2")]),
+            admin: Some(Secret::from("adm")),
+            metrics_token: Some(Secret::from("met")),
+            metrics: Arc::new(Metrics::default()),
+            stalled: STALLED,
+            hooks: Arc::default(),
+            pages: Arc::default(),
+            receipt: true,
+            limits: HttpLimits::default(),
+        };
+        let block_on = |f: std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(f)
+                .status()
+        };
+        // The write key: every key is compared, right or wrong.
+        assert_eq!(
+            comparisons(|| assert!(authorized(&basic("wk-2"), &app.keys))),
+            2
+        );
+        assert_eq!(
+            comparisons(|| assert!(!authorized(&basic("wk-3"), &app.keys))),
+            2
+        );
+        // The admin token, through the handler's own check.
+        assert_eq!(
+            comparisons(|| assert!(admin_denied(&app, &bearer("adm"), "off").is_none())),
+            1
+        );
+        assert_eq!(
+            comparisons(|| assert!(admin_denied(&app, &bearer("adx"), "off").is_some())),
+            1
+        );
+        // The metrics token, through the handler.
+        let n = comparisons(|| {
+            let status = block_on(Box::pin(metrics(State(app.clone()), bearer("met"))));
+            assert_eq!(status, StatusCode::OK);
+            let status = block_on(Box::pin(metrics(State(app.clone()), bearer("mex"))));
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        });
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn dead_letter_reasons_have_stable_codes() {
+        for (reason, code) in [
+            ("not UTF-8 text: invalid utf-8 sequence", "not_utf8"),
+            ("malformed JSON at column 2", "malformed_json"),
+            ("expected a JSON object, found an array", "malformed_json"),
+            (
+                "`timestamp` is given twice: a call's envelope keys must each appear once",
+                "duplicate_key",
+            ),
+            (
+                "item 3 of the batch is 40000 bytes, over the limit of 32 KB for one call",
+                "too_large",
+            ),
+            ("missing `timestamp`", "invalid_envelope"),
+            (
+                "the call names no customer: give `userId` or `anonymousId`",
+                "invalid_envelope",
+            ),
+            (
+                "unsupported call type `nope`: expected track",
+                "invalid_envelope",
+            ),
+        ] {
+            assert_eq!(dead::code(reason), code, "{reason}");
+            assert!(dead::CODES.contains(&code));
+        }
+    }
+
+    #[test]
+    fn the_commit_histogram_counts_each_commit_in_its_bucket_and_above() {
+        let m = Metrics::default();
+        m.commit(Duration::from_micros(300));
+        m.commit(Duration::from_millis(7));
+        m.commit(Duration::from_secs(9));
+        let text = m.render();
+        for line in [
+            "nudge_commit_seconds_bucket{le=\"0.0005\"} 1",
+            "nudge_commit_seconds_bucket{le=\"0.005\"} 1",
+            "nudge_commit_seconds_bucket{le=\"0.01\"} 2",
+            "nudge_commit_seconds_bucket{le=\"5\"} 2",
+            "nudge_commit_seconds_bucket{le=\"+Inf\"} 3",
+            "nudge_commit_seconds_count 3",
+            "# TYPE nudge_commit_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_track_call_is_read_for_its_event_with_or_without_a_parse() {
+        for (line, event) in [
+            (
+                r#"{"type":"track","event":"Order Completed","userId":"u"}"#,
+                Some("Order Completed"),
+            ),
+            (
+                r#"{"event":"A","type":"track","properties":{"x":1}}"#,
+                Some("A"),
+            ),
+            // Spaced, escaped or nested: parsed, with the same answers.
+            (r#"{"type": "track", "event": "A"}"#, Some("A")),
+            (
+                r#"{"type":"track","event":"Say \"hi\""}"#,
+                Some("Say \"hi\""),
+            ),
+            (
+                r#"{"type":"track","event":"A","properties":{"type":"b"}}"#,
+                Some("A"),
+            ),
+            (
+                r#"{"type":"track","event":"A","properties":{"event":"B"}}"#,
+                Some("A"),
+            ),
+            (r#"{"type":"identify","traits":{"event":"track"}}"#, None),
+            (r#"{"type":"page","name":"track"}"#, None),
+            (r#"{"type":"identify"}"#, None),
+        ] {
+            assert_eq!(track_event(line).as_deref(), event, "{line}");
+        }
+    }
+
     #[test]
     fn write_keys_match_whole_and_exactly() {
-        let keys: Vec<Arc<str>> = vec!["first-key".into(), "second-key".into()];
+        let keys: Vec<Secret> = vec!["first-key".into(), "second-key".into()];
         assert!(authorized(&basic("second-key"), &keys));
         assert!(authorized(&basic("first-key"), &keys));
         for wrong in ["second-ke", "second-key2", "", "SECOND-KEY"] {

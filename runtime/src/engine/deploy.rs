@@ -502,7 +502,7 @@ fn note(flows: &mut Vec<FlowReport>, from: &Flow, to: Option<&Flow>, step: u16, 
 }
 
 /// A step as reports name it: its label, or `step N (what)`.
-fn step_name(flow: &Flow, step: u16) -> String {
+pub(super) fn step_name(flow: &Flow, step: u16) -> String {
     match flow.steps.get(usize::from(step)) {
         Some(s) => match &s.label {
             Some(l) => l.clone(),

@@ -398,6 +398,18 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.timers.len()
     }
 
+    /// Live instances by flow and the step they are on (its label, or
+    /// `step N (what)`): where customers wait, for hosts to report.
+    pub fn instances_by_step(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        let mut out = std::collections::BTreeMap::new();
+        for inst in self.instances.iter().flatten() {
+            let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+            let step = deploy::step_name(flow, inst.step);
+            *out.entry((flow.name.clone(), step)).or_insert(0) += 1;
+        }
+        out
+    }
+
     /// The clock, in milliseconds since the epoch.
     pub fn now(&self) -> i64 {
         self.now
@@ -794,6 +806,8 @@ impl<'b, S: Sink> Engine<'b, S> {
         // this runs for every call.
         let mut changed = false;
         let mut feedback_record = None;
+        // Feedback to count: its kind and the flow the event names.
+        let mut feedback_count: Option<(&'static str, String)> = None;
         // State tied to an address, applied to every customer who has it
         // once the customer's own borrow ends: a bounced address, and a
         // phone's SMS opt-out (`true`) or opt-in (`false`).
@@ -874,6 +888,20 @@ impl<'b, S: Sink> Engine<'b, S> {
                     flow: opt("flow"),
                 });
             }
+            let kind = match s.wire.as_deref() {
+                Some("Message Bounced") => Some("bounce"),
+                Some("Marked As Spam") => Some("spam"),
+                Some("Unsubscribed") => Some("unsubscribe"),
+                Some("Message Clicked") => Some("click"),
+                Some("SMS Received")
+                    if customer::sms_keyword(&text("text"))
+                        == Some(customer::SmsKeyword::OptOut) =>
+                {
+                    Some("stop")
+                }
+                _ => None,
+            };
+            feedback_count = kind.map(|k| (k, text("flow")));
             // Every event below writes a trait (bounces only when hard, STOP
             // only for the opt-out words; counting those as changes is harmless).
             changed |= matches!(
@@ -951,6 +979,9 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
         if let Some(a) = bounced_address {
             self.undeliverable.insert(a);
+        }
+        if let Some((kind, flow)) = feedback_count {
+            self.stats.count_feedback(kind, flow);
         }
         match phone_stop {
             Some((p, true)) => {

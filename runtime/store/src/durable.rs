@@ -175,6 +175,14 @@ impl Router {
         self.hold_over = Some(limit);
     }
 
+    /// The name of the plugin `channel`'s messages go to ("outbox", "webhook", ...).
+    pub fn provider(&self, channel: &str) -> &str {
+        match self.routes.get(channel) {
+            Some(p) => p.name(),
+            None => self.default.name(),
+        }
+    }
+
     /// Sends one channel to `plugin` instead.
     pub fn route(&mut self, channel: Channel, plugin: Box<dyn Plugin>) {
         self.routes.insert(channel.name().to_string(), plugin);
@@ -273,6 +281,10 @@ pub struct Settings {
     /// The checkpoint to start from (see [`usable_checkpoint`]); `None`
     /// replays the whole history.
     pub start: Option<Saved>,
+    /// The send circuit breaker: when one line or one clock step makes more
+    /// sends than this, delivery pauses for the rest of the run and every
+    /// send from then on stays pending in the ledger (see [`Report::paused`]).
+    pub max_sends_per_step: Option<usize>,
 }
 
 /// The events file of this run.
@@ -315,6 +327,25 @@ pub struct Report {
     /// The project's code changed since the history's last deploy and was
     /// deployed before the new input: what became of instances in flight.
     pub deployed: Option<String>,
+    /// New lines whose time, corrected for the sender's clock, was later than
+    /// their `receivedAt`: applied at their receipt.
+    pub clamped: u64,
+    /// Why delivery paused: the send circuit breaker tripped (one line or
+    /// clock step made more sends than allowed), or more sends than that
+    /// were pending when the run started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
+    /// Sends the paused breaker left pending in the ledger, undelivered.
+    pub held: u64,
+}
+
+impl Report {
+    /// Pauses delivery for the rest of the run; the first reason is kept.
+    fn trip(&mut self, reason: impl FnOnce() -> String) {
+        if self.paused.is_none() {
+            self.paused = Some(reason());
+        }
+    }
 }
 
 /// Rebuilds `engine` (fresh, over a [`LedgerSink`]) from `store`, delivers
@@ -341,7 +372,9 @@ pub fn run<'b, S: Sink + Feed>(
     check_source(&source, &mut file, &input)?;
     let mut batch = Batch::default();
     let Resumed {
-        beyond, deployed, ..
+        beyond,
+        deployed,
+        held,
     } = resume(
         store,
         engine,
@@ -359,6 +392,12 @@ pub fn run<'b, S: Sink + Feed>(
     let store_path = store.path().to_path_buf();
     let mut since_checkpoint = 0u64;
     report.deployed = deployed.map(|d| d.to_string());
+    if !held.is_empty() {
+        // A flood held by an earlier run stays held until released.
+        report.held += held.len() as u64;
+        report.trip(|| format!("{} sends were pending when the run started", held.len()));
+    }
+    let max_sends = settings.max_sends_per_step;
     // A deploy is stored before any line applied after it.
     let mut first = std::mem::take(&mut batch.calls);
 
@@ -415,7 +454,10 @@ pub fn run<'b, S: Sink + Feed>(
                 if raw.iter().all(u8::is_ascii_whitespace) || beyond.contains(&number) {
                     continue;
                 }
-                let t = std::str::from_utf8(raw).ok().and_then(segment::time_of);
+                let timed = std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(segment::time_and_clamp_of);
+                let t = timed.map(|(t, _)| t);
                 // Refused lines are not stored, so a rebuild never meets them.
                 if let (Some(t), Some(h)) = (t, settings.horizon)
                     && let Err(reason) = h.judge(t, last.max(clock))
@@ -432,6 +474,9 @@ pub fn run<'b, S: Sink + Feed>(
                 if t.is_some_and(|t| t < clock) {
                     report.late += 1;
                 }
+                if timed.is_some_and(|(_, clamped)| clamped) {
+                    report.clamped += 1;
+                }
                 let t = t.unwrap_or(last);
                 last = last.max(t);
                 window.push(t, number, (start, raw.to_vec()));
@@ -443,7 +488,12 @@ pub fn run<'b, S: Sink + Feed>(
                     window.next_due()
                 };
                 if let Some((_, number, (_, body))) = due {
+                    let before = captured.len();
                     apply_line(engine, &body, number, &mut dead);
+                    let made = captured.len() - before;
+                    if max_sends.is_some_and(|max| made > max) {
+                        report.trip(|| format!("line {number} made {made} sends"));
+                    }
                     next.calls.push(NewCall::Read {
                         source: source.id,
                         line: number,
@@ -498,14 +548,14 @@ pub fn run<'b, S: Sink + Feed>(
                 if in_flight > 1 {
                     let intents = acks.recv().map_err(|_| writer_gone())??;
                     in_flight -= 1;
-                    dispatch(router, &intents, &mut marks, &mut report);
+                    dispatch_or_hold(router, &intents, &mut marks, &mut report);
                 }
             }
         }
         drop(to_writer);
         for _ in 0..in_flight {
             let intents = acks.recv().map_err(|_| writer_gone())??;
-            dispatch(router, &intents, &mut marks, &mut report);
+            dispatch_or_hold(router, &intents, &mut marks, &mut report);
         }
         Ok(())
     })?;
@@ -522,13 +572,22 @@ pub fn run<'b, S: Sink + Feed>(
         });
     }
 
+    // Every line's sends were taken with its batch: what is captured now,
+    // the clock step made.
+    let breaker = |made: usize, step: &str, report: &mut Report| {
+        if max_sends.is_some_and(|max| made > max) {
+            report.trip(|| format!("{step} made {made} sends"));
+        }
+    };
     if let Some(t) = settings.until {
         engine.advance_through(t);
+        breaker(captured.len(), "the clock step of --until", &mut report);
         batch.calls.push(NewCall::Until(t));
         step(store, engine, captured, router, &mut batch, &mut report)?;
     }
     if settings.drain {
         engine.drain();
+        breaker(captured.len(), "the clock step of --drain", &mut report);
         batch.calls.push(NewCall::Drain);
         step(store, engine, captured, router, &mut batch, &mut report)?;
     }
@@ -751,8 +810,8 @@ pub fn resume<'b, S: Sink>(
     })
 }
 
-/// Commits the batch with the sends it made, then delivers them; their
-/// results ride on the next commit.
+/// Commits the batch with the sends it made, then delivers them (unless
+/// delivery is paused); their results ride on the next commit.
 fn step<S: Sink>(
     store: &mut Store,
     engine: &Engine<'_, LedgerSink<S>>,
@@ -762,7 +821,24 @@ fn step<S: Sink>(
     report: &mut Report,
 ) -> Result<(), StoreError> {
     batch.meta.push(("clock", engine.now().to_string()));
-    commit_and_deliver(store, captured, router, batch, report).map(drop)
+    let intents = commit_captured(store, captured, batch)?;
+    dispatch_or_hold(router, &intents, &mut batch.marks, report);
+    Ok(())
+}
+
+/// Delivers committed intents, or, while the breaker has delivery paused,
+/// leaves them pending in the ledger and counts them as held.
+fn dispatch_or_hold(
+    router: &mut Router,
+    intents: &[Intent],
+    marks: &mut Vec<Mark>,
+    report: &mut Report,
+) {
+    if report.paused.is_some() {
+        report.held += intents.len() as u64;
+    } else {
+        dispatch(router, intents, marks, report);
+    }
 }
 
 /// Commits `batch` with the sends the engine made since they were last

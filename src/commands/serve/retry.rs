@@ -93,6 +93,13 @@ impl Retries {
     pub fn len(&self) -> usize {
         self.waiting.len()
     }
+
+    /// The channel of each send waiting for a round.
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.waiting
+            .iter()
+            .map(|(_, _, i)| i.message.channel.as_str())
+    }
 }
 
 #[cfg(test)]
