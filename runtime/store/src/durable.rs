@@ -598,7 +598,18 @@ pub fn run<'b, S: Sink + Feed>(
         "stats",
         serde_json::to_string(&engine.stats()).unwrap_or_default(),
     ));
-    batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+    // A run that stored nothing and refused nothing leaves the state it
+    // started from: its checkpoint still holds, and is not written again.
+    let unchanged = settings.start.is_some()
+        && report.rebuilt == 0
+        && report.applied == 0
+        && report.beyond_horizon == 0
+        && report.deployed.is_none()
+        && settings.until.is_none()
+        && !settings.drain;
+    if !unchanged {
+        batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+    }
     store.commit(&mut batch)?;
     report.ledger = store.counts()?;
     dead.sort_by_key(|d: &DeadLetter| d.line);
