@@ -316,3 +316,80 @@ fn deliveries_report_unknown_apart_from_failed() {
         [Delivery::Delivered, Delivery::Unknown, Delivery::Failed]
     );
 }
+
+#[test]
+fn a_checkpoint_replaces_the_last_and_is_read_back_whole() {
+    let mut s = Store::in_memory().unwrap();
+    assert!(s.checkpoint().unwrap().is_none());
+    assert!(s.is_fresh().unwrap());
+    let mut b = Batch {
+        calls: vec![NewCall::Deploy(vec![1, 2, 3]), NewCall::Drain],
+        intents: vec![Intent {
+            message: message("k1"),
+        }],
+        checkpoint: Some(Checkpoint {
+            format: 7,
+            engine: vec![9; 10],
+            feeds: "{}".into(),
+            dead: "one\n".into(),
+        }),
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    let saved = s.checkpoint().unwrap().expect("a checkpoint");
+    assert_eq!((saved.call, saved.format, saved.sends), (2, 7, 1));
+    assert_eq!(saved.dead, "one\n");
+    assert_eq!(s.checkpoint_bytes().unwrap(), vec![9; 10]);
+    assert_eq!(s.deploy_through(saved.call).unwrap(), Some(vec![1, 2, 3]));
+
+    // The next one replaces it; calls after it are the ones to replay.
+    let mut b = Batch {
+        calls: vec![NewCall::Until(5), NewCall::Deploy(vec![4])],
+        checkpoint: Some(Checkpoint {
+            format: 7,
+            engine: vec![8; 3],
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        ..Batch::default()
+    })
+    .unwrap();
+    let saved = s.checkpoint().unwrap().unwrap();
+    assert_eq!(saved.call, 4);
+    assert_eq!(s.checkpoint_bytes().unwrap(), vec![8; 3]);
+    assert_eq!(s.deploy_through(3).unwrap(), Some(vec![1, 2, 3]));
+    assert_eq!(s.deploy_through(4).unwrap(), Some(vec![4]));
+    let mut after = Vec::new();
+    s.for_each_call_after(saved.call, |c| {
+        after.push(format!("{c:?}"));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(after, ["Drain"]);
+}
+
+#[test]
+fn finding_a_deploy_reads_the_index_not_the_history() {
+    let s = Store::in_memory().unwrap();
+    for sql in [
+        "SELECT body FROM calls WHERE kind = 3 ORDER BY seq LIMIT 1",
+        "SELECT body FROM calls WHERE kind = 3 AND seq <= 9 ORDER BY seq DESC LIMIT 1",
+    ] {
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("calls_deploys")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
