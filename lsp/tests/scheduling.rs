@@ -616,6 +616,79 @@ fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
 }
 
 #[test]
+fn a_client_that_pulls_diagnostics_is_asked_to_pull_a_failed_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ad_retargeting");
+    for name in ["nudge.toml", "ad_retargeting.flow"] {
+        std::fs::copy(example.join(name), root.join(name)).unwrap();
+    }
+    let tests = root.join("tests.flow");
+    let text = std::fs::read_to_string(example.join("tests.flow")).unwrap();
+    let fails = "expect no audience \"cart_abandoners\" has u1";
+    let text = text.replacen("expect audience \"cart_abandoners\" has u1", fails, 1);
+    std::fs::write(&tests, &text).unwrap();
+    let caps = json!({
+        "textDocument": { "diagnostic": { "dynamicRegistration": false } },
+        "workspace": { "diagnostics": { "refreshSupport": true } }
+    });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    let doc = json!({ "textDocument": { "uri": uri(&tests) } });
+    c.request(1, "textDocument/diagnostic", doc.clone());
+    c.start();
+    let (mut seen, clean) = c.until_response(1);
+    assert_eq!(clean["result"]["items"], json!([]));
+
+    let name = "a shopper who leaves the cart joins the cart audience";
+    c.request(
+        2,
+        "workspace/executeCommand",
+        json!({ "command": "nudge.runTest", "arguments": [uri(&tests), name] }),
+    );
+    let (more, ran) = c.until_response(2);
+    seen.extend(more);
+    assert_eq!(ran["result"]["passed"], false, "{ran}");
+    // The client is told to pull again: once after the start-up analysis,
+    // once for the failure.
+    let refreshes = |seen: &[Message]| {
+        seen.iter()
+            .filter(
+                |m| matches!(m, Message::Request(r) if r.method == "workspace/diagnostic/refresh"),
+            )
+            .count()
+    };
+    while refreshes(&seen) < 2 {
+        seen.push(c.next());
+    }
+
+    c.request(3, "textDocument/diagnostic", doc);
+    let (_, pulled) = c.until_response(3);
+    let items = pulled["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["source"], "nudge test");
+    assert_eq!(
+        items[0]["range"]["start"],
+        json!({ "line": 4, "character": 2 })
+    );
+    c.request(
+        4,
+        "workspace/diagnostic",
+        json!({ "previousResultIds": [] }),
+    );
+    let (_, all) = c.until_response(4);
+    let report = all["result"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uri"] == uri(&tests))
+        .expect("a report for the tests")
+        .clone();
+    assert_eq!(report["items"], pulled["result"]["items"]);
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
 fn the_first_analysis_reports_progress_to_clients_that_show_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
