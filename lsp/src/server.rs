@@ -1113,9 +1113,10 @@ pub fn apply_change(text: &mut String, change: lsp::TextDocumentContentChangeEve
     match change.range {
         None => *text = change.text,
         Some(range) => {
-            let lines = LineIndex::new(text);
-            let a = to_offset(&lines, range.start) as usize;
-            let b = to_offset(&lines, range.end) as usize;
+            // Only the text up to the edit is read: a keystroke costs no
+            // index of the whole file (50 of them arrive in a burst).
+            let a = crate::lines::offset_in(text, range.start.line, range.start.character) as usize;
+            let b = crate::lines::offset_in(text, range.end.line, range.end.character) as usize;
             let (a, b) = (a.min(b), a.max(b));
             text.replace_range(a..b, &change.text);
         }
