@@ -84,6 +84,24 @@ impl Client {
         }
     }
 
+    /// Every other message up to the responses to `ids`, and those responses
+    /// in the order of `ids`, whatever order they came in: requests answered
+    /// on different worker threads may overtake each other.
+    fn until_responses(&self, ids: &[i32]) -> (Vec<Message>, Vec<Value>) {
+        let mut seen = Vec::new();
+        let mut got: Vec<Option<Value>> = vec![None; ids.len()];
+        while got.iter().any(Option::is_none) {
+            match self.next() {
+                Message::Response(r) if ids.iter().any(|&id| r.id == RequestId::from(id)) => {
+                    let k = ids.iter().position(|&id| r.id == RequestId::from(id));
+                    got[k.unwrap()] = Some(serde_json::to_value(r).unwrap());
+                }
+                m => seen.push(m),
+            }
+        }
+        (seen, got.into_iter().flatten().collect())
+    }
+
     fn diagnostics_for(&self, file: &Path) -> Vec<Value> {
         let want = uri(file);
         loop {
@@ -360,13 +378,12 @@ fn a_file_outside_every_project_is_analysed_alone() {
     );
     c.request(2, "workspace/symbol", json!({ "query": "" }));
     c.start();
-    let (seen, hover) = c.until_response(1);
+    let (seen, answers) = c.until_responses(&[1, 2]);
+    let [hover, symbols] = <[Value; 2]>::try_from(answers).unwrap();
     assert_eq!(hover["result"], Value::Null);
     assert!(hover.get("error").is_none());
-    let (more, symbols) = c.until_response(2);
     let published: Vec<String> = seen
         .iter()
-        .chain(&more)
         .filter_map(|m| match m {
             Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
                 Some(n.params["uri"].as_str().unwrap().to_string())
@@ -434,14 +451,12 @@ fn a_request_whose_document_changed_before_it_was_answered_gets_content_modified
         json!({ "textDocument": { "uri": uri(&other) } }),
     );
     c.start();
-    let (_, tokens) = c.until_response(1);
+    let (_, answers) = c.until_responses(&[1, 2, 3, 4]);
+    let [tokens, hover, symbols, other] = <[Value; 4]>::try_from(answers).unwrap();
     assert_eq!(tokens["error"]["code"], -32801, "{tokens}");
-    let (_, hover) = c.until_response(2);
     assert_eq!(hover["error"]["code"], -32801, "{hover}");
-    let (_, symbols) = c.until_response(3);
     assert_eq!(symbols["result"][0]["name"], "b", "{symbols}");
-    let (_, symbols) = c.until_response(4);
-    assert_eq!(symbols["result"][0]["name"], "other", "{symbols}");
+    assert_eq!(other["result"][0]["name"], "other", "{other}");
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }
