@@ -119,7 +119,8 @@ pub fn run_test(snap: &Snapshot, file: FileId, name: &str) -> Result<Outcome, St
         Outcome {
             passed: false,
             summary: format!(
-                "test \"{name}\" failed: line {}: expected {}{}",
+                // `expected` is the statement, which starts with `expect`.
+                "test \"{name}\" failed: line {}: `{}` does not hold{}",
                 first.line,
                 first.expected,
                 first

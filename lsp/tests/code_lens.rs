@@ -73,7 +73,9 @@ fn running_a_test_reports_a_pass_a_failure_or_why_it_did_not_run() {
         [5]
     );
     assert!(
-        failed.summary.contains("failed: line 5"),
+        failed.summary.contains(
+            "failed: line 5: `expect no audience \"cart_abandoners\" has u1` does not hold, got "
+        ),
         "{}",
         failed.summary
     );
