@@ -1,4 +1,5 @@
-// Starts `nudge lsp` for `.flow` files. Plain JavaScript: no build step.
+// Starts `nudge lsp` for `.flow` files; esbuild bundles it with the client
+// library into dist/extension.js (`npm run bundle`).
 "use strict";
 
 const vscode = require("vscode");

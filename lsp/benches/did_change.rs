@@ -266,9 +266,56 @@ fn bench_burst_then_request(c: &mut Criterion) {
     );
 }
 
+/// The 50 keystrokes alone: each applied as it arrives, without the
+/// analysis, to tell what a burst costs beyond the one analysis.
+fn bench_burst_apply(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files = generate(&root, 5_000);
+    let (edited_path, clean) = files[0].clone();
+    let uri = nudge_lsp::uri::from_path(&edited_path);
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let mut server = Server::new(tx, PathBuf::from("/bench/stdlib"));
+    server.world.add_project_in_memory(root, files);
+    let mut version = 1;
+    let open = |server: &mut Server, version: i32| {
+        server.accept(
+            Notification::new(
+                "textDocument/didOpen".to_string(),
+                json!({ "textDocument": { "uri": uri.as_str(), "languageId": "nudge", "version": version, "text": clean } }),
+            )
+            .into(),
+        );
+    };
+    open(&mut server, version);
+    server.flush();
+    c.bench_function("50 keystrokes applied, without the analysis", |b| {
+        b.iter(|| {
+            for _ in 0..50 {
+                version += 1;
+                server.accept(
+                    Notification::new(
+                        "textDocument/didChange".to_string(),
+                        json!({
+                            "textDocument": { "uri": uri.as_str(), "version": version },
+                            "contentChanges": [{
+                                "range": { "start": { "line": 0, "character": 2 }, "end": { "line": 0, "character": 2 } },
+                                "text": "x"
+                            }]
+                        }),
+                    )
+                    .into(),
+                );
+            }
+            // The same text each round, as in the bursts above.
+            version += 1;
+            open(&mut server, version);
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench_did_change, bench_burst, bench_burst_then_request
+    targets = bench_did_change, bench_burst, bench_burst_then_request, bench_burst_apply
 }
 criterion_main!(benches);

@@ -4,7 +4,7 @@
 //! follow it, and a [`Cancel`] flag that the loop sets when the client
 //! cancels the request or edits what it reads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,81 @@ pub struct View {
     pub messages: Option<crossbeam_channel::Sender<lsp_server::Message>>,
     /// The semantic tokens last sent for each document, for deltas.
     pub tokens: TokenCache,
+    /// Where the results of test runs go, for the message loop to keep.
+    pub test_runs: Option<crossbeam_channel::Sender<TestRun>>,
+    /// The failed expectations of the tests last run, merged into pulled
+    /// diagnostics.
+    pub failures: Arc<TestFailures>,
+}
+
+/// Where the diagnostics of failed expectations say they come from.
+pub const TEST_SOURCE: &str = "nudge test";
+
+/// The result of one run of a test, sent by the worker that ran it to the
+/// message loop, which keeps it (see [`TestFailures`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestRun {
+    /// The file that declares the test.
+    pub path: PathBuf,
+    /// The test's name.
+    pub name: String,
+    /// A hash of the file's text when the test ran ([`runner::text_hash`]).
+    pub text_hash: u64,
+    /// One diagnostic per expectation that did not hold; none when it passed.
+    pub diagnostics: Vec<lsp::Diagnostic>,
+}
+
+/// The failed expectations of the tests last run from the code lens, per
+/// file and test. They are shown as diagnostics beside the checker's for as
+/// long as the file's text is the one the tests ran on: an edit moves or
+/// fixes what they point at, and the checker's diagnostics are replaced on
+/// every edit anyway.
+#[derive(Clone, Debug, Default)]
+pub struct TestFailures {
+    files: HashMap<PathBuf, (u64, BTreeMap<String, Vec<lsp::Diagnostic>>)>,
+}
+
+impl TestFailures {
+    /// Keeps a run's failures in place of the earlier ones of the same test;
+    /// a run on another text than the kept ones replaces them all.
+    pub fn record(&mut self, run: TestRun) {
+        let entry = self
+            .files
+            .entry(run.path)
+            .or_insert_with(|| (run.text_hash, BTreeMap::new()));
+        if entry.0 != run.text_hash {
+            *entry = (run.text_hash, BTreeMap::new());
+        }
+        if run.diagnostics.is_empty() {
+            entry.1.remove(&run.name);
+        } else {
+            entry.1.insert(run.name, run.diagnostics);
+        }
+        self.files.retain(|_, (_, tests)| !tests.is_empty());
+    }
+
+    /// The failures to show in `path` when its text is `text`: none once
+    /// the text changed.
+    pub fn for_file(&self, path: &Path, text: &str) -> Vec<lsp::Diagnostic> {
+        match self.files.get(path) {
+            Some((hash, tests)) if *hash == runner::text_hash(text) => {
+                tests.values().flatten().cloned().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets the files whose text is no longer the one their tests ran
+    /// on; `current` gives a file's hash now (`None` when it is gone).
+    pub fn retain(&mut self, current: impl Fn(&Path) -> Option<u64>) {
+        self.files
+            .retain(|path, (hash, _)| current(path) == Some(*hash));
+    }
+
+    /// Whether no failure is kept.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 /// The semantic tokens last sent for each document, with their result id,
@@ -339,6 +414,7 @@ impl View {
                 };
                 match runner::run_test(snap, *file, name) {
                     Ok(outcome) => {
+                        self.keep_failures(snap, *file, name, &outcome, cancel);
                         let kind = if outcome.passed {
                             lsp::MessageType::INFO
                         } else {
@@ -351,7 +427,7 @@ impl View {
                         json(serde_json::json!({
                             "passed": outcome.passed,
                             "summary": outcome.summary,
-                            "failedLines": outcome.failed_lines,
+                            "failedLines": outcome.failures.iter().map(|f| f.line).collect::<Vec<_>>(),
                         }))
                     }
                     Err(why) => {
@@ -364,11 +440,15 @@ impl View {
                 let p: lsp::DocumentDiagnosticParams = params(req.params)?;
                 let items = match &self.doc {
                     Some((snap, file)) => {
-                        let diags = snap
-                            .path(*file)
+                        let path = snap.path(*file);
+                        let diags = path
                             .and_then(|path| snap.diagnostics_by_path().remove(path))
                             .unwrap_or_default();
-                        file_diagnostics(snap, *file, diags, cancel)?
+                        let mut items = file_diagnostics(snap, *file, diags, cancel)?;
+                        if let Some(path) = path {
+                            items.extend(self.failures.for_file(path, snap.text(*file)));
+                        }
+                        items
                     }
                     None => Vec::new(),
                 };
@@ -388,7 +468,8 @@ impl View {
                             continue;
                         };
                         let uri = uri::from_path(&path).as_str().to_string();
-                        let items = file_diagnostics(snap, file, diags, cancel)?;
+                        let mut items = file_diagnostics(snap, file, diags, cancel)?;
+                        items.extend(self.failures.for_file(&path, snap.text(file)));
                         let mut r =
                             report(items, previous.get(&uri).map(String::as_str), Some(&uri));
                         r["version"] = serde_json::json!(snap.version(&path));
@@ -680,6 +761,43 @@ impl View {
     }
 
     /// Sends the user a message (`window/showMessage` or `window/logMessage`).
+    /// Sends the failed expectations of a test run to the message loop, which
+    /// shows them as diagnostics at their lines (and clears them on a pass).
+    fn keep_failures(
+        &self,
+        snap: &Snapshot,
+        file: FileId,
+        name: &str,
+        outcome: &runner::Outcome,
+        cancel: &Cancel,
+    ) {
+        // A stopped run is answered with an error: its result is not shown.
+        if cancel.stopped().is_some() {
+            return;
+        }
+        let (Some(tx), Some(path)) = (&self.test_runs, snap.path(file)) else {
+            return;
+        };
+        let src = snap.lines(file);
+        let diagnostics = outcome
+            .failures
+            .iter()
+            .map(|f| lsp::Diagnostic {
+                range: to_range(src, f.span),
+                severity: Some(lsp::DiagnosticSeverity::ERROR),
+                source: Some(TEST_SOURCE.to_string()),
+                message: f.message.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let _ = tx.send(TestRun {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            text_hash: runner::text_hash(snap.text(file)),
+            diagnostics,
+        });
+    }
+
     fn tell(&self, method: &str, typ: lsp::MessageType, message: String) {
         if let Some(tx) = &self.messages {
             let note = lsp_server::Notification::new(

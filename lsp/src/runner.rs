@@ -5,6 +5,7 @@
 use nudge_diagnostics::{FileId, Span};
 use nudge_syntax::ast::Item;
 
+use crate::lines::LineIndex;
 use crate::world::Snapshot;
 
 /// The command the code lens runs, with the test's document URI and name.
@@ -50,8 +51,28 @@ pub struct Outcome {
     pub summary: String,
     /// The failures as `nudge test` prints them; empty when it passed.
     pub details: String,
-    /// The lines (from 1) of the expectations that did not hold.
-    pub failed_lines: Vec<usize>,
+    /// The expectations that did not hold, in source order.
+    pub failures: Vec<FailedExpectation>,
+}
+
+/// One expectation of a test that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedExpectation {
+    /// Its line, from 1.
+    pub line: usize,
+    /// The statement on that line, without the indentation, in the test's file.
+    pub span: Span,
+    /// What was expected and what happened instead.
+    pub message: String,
+}
+
+/// A hash of a file's text, to tell whether a test result still belongs to it.
+pub fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new` has fixed keys: the same text hashes alike in one process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Runs the test named `name` declared in `file`. `Err` says why it could
@@ -91,14 +112,15 @@ pub fn run_test(snap: &Snapshot, file: FileId, name: &str) -> Result<Outcome, St
             passed: true,
             summary: format!("test \"{name}\" passed ({ms} ms)"),
             details: String::new(),
-            failed_lines: Vec::new(),
+            failures: Vec::new(),
         }
     } else {
         let first = &result.failures[0];
         Outcome {
             passed: false,
             summary: format!(
-                "test \"{name}\" failed: line {}: expected {}{}",
+                // `expected` is the statement, which starts with `expect`.
+                "test \"{name}\" failed: line {}: `{}` does not hold{}",
                 first.line,
                 first.expected,
                 first
@@ -108,7 +130,40 @@ pub fn run_test(snap: &Snapshot, file: FileId, name: &str) -> Result<Outcome, St
                     .unwrap_or_default()
             ),
             details: nudge_testing::report::failure_text(&result),
-            failed_lines: result.failures.iter().map(|f| f.line).collect(),
+            failures: result
+                .failures
+                .iter()
+                .map(|f| FailedExpectation {
+                    line: f.line,
+                    span: line_span(snap.text(file), snap.lines(file), f.line),
+                    message: failure_message(name, &f.expected, &f.actual),
+                })
+                .collect(),
         }
     })
+}
+
+/// The text of line `line` (from 1) without its indentation, as a span.
+fn line_span(text: &str, lines: &LineIndex, line: usize) -> Span {
+    let row = line.saturating_sub(1) as u32;
+    let start = lines.offset(row, 0);
+    let end = lines.offset(row, u32::MAX);
+    let indent = text
+        .get(start as usize..end as usize)
+        .map_or(0, |l| l.len() - l.trim_start().len()) as u32;
+    Span {
+        start: start + indent,
+        end,
+    }
+}
+
+/// A failed expectation for the editor: the test, the statement, and what
+/// happened instead, a fact per line.
+fn failure_message(name: &str, expected: &str, actual: &[String]) -> String {
+    let mut out = format!("test \"{name}\" failed: `{expected}` does not hold");
+    for fact in actual {
+        out.push_str("\ngot: ");
+        out.push_str(fact);
+    }
+    out
 }

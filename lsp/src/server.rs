@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
@@ -19,11 +20,11 @@ use lsp_types as lsp;
 use nudge_diagnostics::{Severity, Span};
 use serde_json::Value;
 
-use crate::answer::{TokenCache, View};
+use crate::answer::{TestFailures, TestRun, TokenCache, View};
 use crate::cancel::{Cancel, Stop};
 use crate::lines::LineIndex;
 use crate::world::{ProjectId, Snapshot, World};
-use crate::{completion, outline, semantic, signature, uri};
+use crate::{completion, outline, runner, semantic, signature, uri};
 
 /// The capabilities the server announces.
 pub fn capabilities() -> lsp::ServerCapabilities {
@@ -229,15 +230,24 @@ pub fn run(
         server.world.add_folder(folder);
     }
     server.start_progress();
+    let test_runs = server.test_runs.1.clone();
     loop {
         if server.queue.is_empty() && !server.world.is_dirty() {
-            match connection.receiver.recv() {
-                Ok(msg) => {
-                    if let Some(ending) = server.accept(msg) {
-                        return Ok(ending);
+            // Idle: the next message, or the result of a test a worker ran.
+            crossbeam_channel::select! {
+                recv(connection.receiver) -> msg => match msg {
+                    Ok(msg) => {
+                        if let Some(ending) = server.accept(msg) {
+                            return Ok(ending);
+                        }
+                    }
+                    Err(_) => return Ok(server.ending()),
+                },
+                recv(test_runs) -> run => {
+                    if let Ok(run) = run {
+                        server.record_test(run);
                     }
                 }
-                Err(_) => return Ok(server.ending()),
             }
         }
         for _ in 0..MAX_DRAIN {
@@ -416,6 +426,11 @@ pub struct Server {
     work_done_progress: bool,
     /// The token for the progress of the first analysis, until it runs.
     progress_token: Option<String>,
+    /// The failed expectations of tests run from the code lens, shown as
+    /// diagnostics of their files until the text changes.
+    failures: Arc<TestFailures>,
+    /// Workers send the results of the tests they run here.
+    test_runs: (Sender<TestRun>, Receiver<TestRun>),
 }
 
 impl Server {
@@ -441,6 +456,8 @@ impl Server {
             tokens: TokenCache::default(),
             work_done_progress: false,
             progress_token: None,
+            failures: Arc::default(),
+            test_runs: crossbeam_channel::unbounded(),
         }
     }
 
@@ -616,6 +633,9 @@ impl Server {
         if self.world.is_dirty() {
             self.refresh();
         }
+        while let Ok(run) = self.test_runs.1.try_recv() {
+            self.record_test(run);
+        }
         self.forget_finished();
         for q in std::mem::take(&mut self.queue) {
             self.dispatch(q);
@@ -662,6 +682,8 @@ impl Server {
             snippets: self.snippets,
             messages: Some(self.sender.clone()),
             tokens: self.tokens.clone(),
+            test_runs: Some(self.test_runs.0.clone()),
+            failures: self.failures.clone(),
         };
         let cancel = Cancel::new();
         let id = req.id.clone();
@@ -748,6 +770,32 @@ impl Server {
         let _ = self.sender.send(msg.into());
     }
 
+    /// Keeps the failed expectations of a test run and shows them: pushed
+    /// with the file's other diagnostics, or pulled after a refresh request.
+    /// A run on a text the file no longer has is dropped.
+    pub fn record_test(&mut self, run: TestRun) {
+        let Some((snap, file)) = self.world.locate(&run.path) else {
+            return;
+        };
+        if runner::text_hash(snap.text(file)) != run.text_hash {
+            return;
+        }
+        let Some(id) = self.world.find_project(&run.path) else {
+            return;
+        };
+        Arc::make_mut(&mut self.failures).record(run);
+        if !self.pull {
+            self.publish(id);
+        } else if self.pull_refresh {
+            let id = self.request_id("diagnostic-refresh");
+            self.send(Request::new(
+                id,
+                "workspace/diagnostic/refresh".to_string(),
+                Value::Null,
+            ));
+        }
+    }
+
     /// Analyses every changed project and publishes the diagnostics that changed.
     pub fn refresh(&mut self) {
         let dirty = self.world.dirty_projects();
@@ -796,6 +844,15 @@ impl Server {
                     )),
                 }),
             );
+        }
+        if !self.failures.is_empty() {
+            // Failures of tests run on a text that has changed since.
+            let world = &self.world;
+            Arc::make_mut(&mut self.failures).retain(|path| {
+                world
+                    .locate(path)
+                    .map(|(snap, file)| runner::text_hash(snap.text(file)))
+            });
         }
         if self.pull {
             // Tell the client there is something new to ask for.
@@ -900,7 +957,8 @@ impl Server {
                 continue;
             }
             let src = snap.lines(file);
-            let lsp_diags = capped_diagnostics(snap, src, diags);
+            let mut lsp_diags = capped_diagnostics(snap, src, diags);
+            lsp_diags.extend(self.failures.for_file(&path, snap.text(file)));
             seen.insert(path.clone());
             let unchanged = self
                 .published
@@ -1055,9 +1113,10 @@ pub fn apply_change(text: &mut String, change: lsp::TextDocumentContentChangeEve
     match change.range {
         None => *text = change.text,
         Some(range) => {
-            let lines = LineIndex::new(text);
-            let a = to_offset(&lines, range.start) as usize;
-            let b = to_offset(&lines, range.end) as usize;
+            // Only the text up to the edit is read: a keystroke costs no
+            // index of the whole file (50 of them arrive in a burst).
+            let a = crate::lines::offset_in(text, range.start.line, range.start.character) as usize;
+            let b = crate::lines::offset_in(text, range.end.line, range.end.character) as usize;
             let (a, b) = (a.min(b), a.max(b));
             text.replace_range(a..b, &change.text);
         }

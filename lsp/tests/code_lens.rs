@@ -68,9 +68,14 @@ fn running_a_test_reports_a_pass_a_failure_or_why_it_did_not_run() {
     let file = snap.file_id(&tests).unwrap();
     let failed = run_test(&snap, file, FIRST).unwrap();
     assert!(!failed.passed);
-    assert_eq!(failed.failed_lines, [5]);
+    assert_eq!(
+        failed.failures.iter().map(|f| f.line).collect::<Vec<_>>(),
+        [5]
+    );
     assert!(
-        failed.summary.contains("failed: line 5"),
+        failed.summary.contains(
+            "failed: line 5: `expect no audience \"cart_abandoners\" has u1` does not hold, got "
+        ),
         "{}",
         failed.summary
     );

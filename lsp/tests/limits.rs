@@ -1,9 +1,9 @@
-//! What one answer may cost: long lines convert in linear time, and a file
-//! full of errors publishes a bounded number of diagnostics.
+//! What one answer may cost: a long line converts right, and a file full
+//! of errors publishes a bounded number of diagnostics. That the
+//! conversion is linear in the line's length is measured by the
+//! `long_line` benchmark (docs/benchmarks.md), not timed here.
 
 mod common;
-
-use std::time::{Duration, Instant};
 
 use nudge_lsp::semantic;
 use nudge_lsp::server::{MAX_DIAGNOSTICS, capped_diagnostics, encode_tokens};
@@ -37,7 +37,7 @@ fn a_file_with_hundreds_of_errors_publishes_a_bounded_list_and_a_summary() {
 }
 
 #[test]
-fn a_long_line_is_converted_in_linear_time() {
+fn a_long_line_is_converted_with_the_right_columns() {
     // One 300 KB line: a list of a known constant and 25,000 unknown names.
     let names: Vec<String> = (0..25_000).map(|i| format!("a, x{i}")).collect();
     let text = format!("let a = 1\nlet all = [{}]\n", names.join(", "));
@@ -48,11 +48,8 @@ fn a_long_line_is_converted_in_linear_time() {
         .remove(&common::path("a.flow"))
         .unwrap();
     let tokens = semantic::semantic_tokens(&snap, file);
-    let started = Instant::now();
     let published = capped_diagnostics(&snap, snap.lines(file), all);
     let encoded = encode_tokens(snap.lines(file), &tokens);
-    let took = started.elapsed();
-    eprintln!("{} tokens, conversion took {took:?}", encoded.len());
     assert!(encoded.len() > 25_000);
     assert_eq!(published.len(), MAX_DIAGNOSTICS + 1);
     // The last token's column is its offset in the line: the line is ASCII.
@@ -63,8 +60,6 @@ fn a_long_line_is_converted_in_linear_time() {
         col as usize,
         last.span.start as usize - text.find("let all").unwrap()
     );
-    // A recount per token takes minutes here; the index takes milliseconds.
-    assert!(took < Duration::from_secs(2), "{took:?}");
 }
 
 #[test]

@@ -84,6 +84,24 @@ impl Client {
         }
     }
 
+    /// Every other message up to the responses to `ids`, and those responses
+    /// in the order of `ids`, whatever order they came in: requests answered
+    /// on different worker threads may overtake each other.
+    fn until_responses(&self, ids: &[i32]) -> (Vec<Message>, Vec<Value>) {
+        let mut seen = Vec::new();
+        let mut got: Vec<Option<Value>> = vec![None; ids.len()];
+        while got.iter().any(Option::is_none) {
+            match self.next() {
+                Message::Response(r) if ids.iter().any(|&id| r.id == RequestId::from(id)) => {
+                    let k = ids.iter().position(|&id| r.id == RequestId::from(id));
+                    got[k.unwrap()] = Some(serde_json::to_value(r).unwrap());
+                }
+                m => seen.push(m),
+            }
+        }
+        (seen, got.into_iter().flatten().collect())
+    }
+
     fn diagnostics_for(&self, file: &Path) -> Vec<Value> {
         let want = uri(file);
         loop {
@@ -360,13 +378,12 @@ fn a_file_outside_every_project_is_analysed_alone() {
     );
     c.request(2, "workspace/symbol", json!({ "query": "" }));
     c.start();
-    let (seen, hover) = c.until_response(1);
+    let (seen, answers) = c.until_responses(&[1, 2]);
+    let [hover, symbols] = <[Value; 2]>::try_from(answers).unwrap();
     assert_eq!(hover["result"], Value::Null);
     assert!(hover.get("error").is_none());
-    let (more, symbols) = c.until_response(2);
     let published: Vec<String> = seen
         .iter()
-        .chain(&more)
         .filter_map(|m| match m {
             Message::Notification(n) if n.method == "textDocument/publishDiagnostics" => {
                 Some(n.params["uri"].as_str().unwrap().to_string())
@@ -434,14 +451,12 @@ fn a_request_whose_document_changed_before_it_was_answered_gets_content_modified
         json!({ "textDocument": { "uri": uri(&other) } }),
     );
     c.start();
-    let (_, tokens) = c.until_response(1);
+    let (_, answers) = c.until_responses(&[1, 2, 3, 4]);
+    let [tokens, hover, symbols, other] = <[Value; 4]>::try_from(answers).unwrap();
     assert_eq!(tokens["error"]["code"], -32801, "{tokens}");
-    let (_, hover) = c.until_response(2);
     assert_eq!(hover["error"]["code"], -32801, "{hover}");
-    let (_, symbols) = c.until_response(3);
     assert_eq!(symbols["result"][0]["name"], "b", "{symbols}");
-    let (_, symbols) = c.until_response(4);
-    assert_eq!(symbols["result"][0]["name"], "other", "{symbols}");
+    assert_eq!(other["result"][0]["name"], "other", "{other}");
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }
@@ -611,6 +626,79 @@ fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
         !pushed,
         "diagnostics were pushed to a client that pulls them"
     );
+    c.notify("exit", Value::Null);
+    assert_eq!(c.ending(), Ending::WithoutShutdown);
+}
+
+#[test]
+fn a_client_that_pulls_diagnostics_is_asked_to_pull_a_failed_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ad_retargeting");
+    for name in ["nudge.toml", "ad_retargeting.flow"] {
+        std::fs::copy(example.join(name), root.join(name)).unwrap();
+    }
+    let tests = root.join("tests.flow");
+    let text = std::fs::read_to_string(example.join("tests.flow")).unwrap();
+    let fails = "expect no audience \"cart_abandoners\" has u1";
+    let text = text.replacen("expect audience \"cart_abandoners\" has u1", fails, 1);
+    std::fs::write(&tests, &text).unwrap();
+    let caps = json!({
+        "textDocument": { "diagnostic": { "dynamicRegistration": false } },
+        "workspace": { "diagnostics": { "refreshSupport": true } }
+    });
+    let mut c = Client::new(&root, &root.join("stdlib"), caps);
+    let doc = json!({ "textDocument": { "uri": uri(&tests) } });
+    c.request(1, "textDocument/diagnostic", doc.clone());
+    c.start();
+    let (mut seen, clean) = c.until_response(1);
+    assert_eq!(clean["result"]["items"], json!([]));
+
+    let name = "a shopper who leaves the cart joins the cart audience";
+    c.request(
+        2,
+        "workspace/executeCommand",
+        json!({ "command": "nudge.runTest", "arguments": [uri(&tests), name] }),
+    );
+    let (more, ran) = c.until_response(2);
+    seen.extend(more);
+    assert_eq!(ran["result"]["passed"], false, "{ran}");
+    // The client is told to pull again: once after the start-up analysis,
+    // once for the failure.
+    let refreshes = |seen: &[Message]| {
+        seen.iter()
+            .filter(
+                |m| matches!(m, Message::Request(r) if r.method == "workspace/diagnostic/refresh"),
+            )
+            .count()
+    };
+    while refreshes(&seen) < 2 {
+        seen.push(c.next());
+    }
+
+    c.request(3, "textDocument/diagnostic", doc);
+    let (_, pulled) = c.until_response(3);
+    let items = pulled["result"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["source"], "nudge test");
+    assert_eq!(
+        items[0]["range"]["start"],
+        json!({ "line": 4, "character": 2 })
+    );
+    c.request(
+        4,
+        "workspace/diagnostic",
+        json!({ "previousResultIds": [] }),
+    );
+    let (_, all) = c.until_response(4);
+    let report = all["result"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uri"] == uri(&tests))
+        .expect("a report for the tests")
+        .clone();
+    assert_eq!(report["items"], pulled["result"]["items"]);
     c.notify("exit", Value::Null);
     assert_eq!(c.ending(), Ending::WithoutShutdown);
 }

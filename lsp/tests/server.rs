@@ -629,6 +629,114 @@ fn a_code_lens_runs_its_test_and_shows_the_result() {
     c.stop();
 }
 
+/// Runs the code lens's command for `name` in `file`: its answer, and the
+/// diagnostics published for `file` by then (the failures are sent to the
+/// message loop while the answer is written).
+fn run_test_command(c: &mut Client, file: &Path, name: &str) -> (Value, Option<Vec<Value>>) {
+    c.next_id += 1;
+    let id = RequestId::from(c.next_id);
+    c.conn
+        .sender
+        .send(
+            Request::new(
+                id.clone(),
+                "workspace/executeCommand".to_string(),
+                json!({ "command": "nudge.runTest", "arguments": [uri(file).as_str(), name] }),
+            )
+            .into(),
+        )
+        .unwrap();
+    let mut published = None;
+    loop {
+        match c.conn.receiver.recv_timeout(TIMEOUT).expect("a message") {
+            Message::Response(r) if r.id == id => {
+                return (r.response_result.expect("a result"), published);
+            }
+            Message::Notification(n)
+                if n.method == "textDocument/publishDiagnostics"
+                    && n.params["uri"] == uri(file).as_str() =>
+            {
+                published = Some(n.params["diagnostics"].as_array().unwrap().clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_failed_expectation_is_a_diagnostic_at_its_line_until_the_text_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ad_retargeting");
+    for name in ["nudge.toml", "ad_retargeting.flow", "tests.flow"] {
+        std::fs::copy(example.join(name), root.join(name)).unwrap();
+    }
+    let tests = root.join("tests.flow");
+    let good = std::fs::read_to_string(&tests).unwrap();
+    let holds = "expect audience \"cart_abandoners\" has u1";
+    let fails = "expect no audience \"cart_abandoners\" has u1";
+    let bad = good.replacen(holds, fails, 1);
+    let first = "a shopper who leaves the cart joins the cart audience";
+    let mut c = Client::start(&root, &root.join("stdlib"));
+    assert!(c.diagnostics_for(&tests).is_empty());
+    c.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri(&tests).as_str(), "languageId": "nudge", "version": 1, "text": bad } }),
+    );
+    assert!(c.diagnostics_for(&tests).is_empty(), "the checker is happy");
+
+    let (result, published) = run_test_command(&mut c, &tests, first);
+    assert_eq!(result["passed"], false, "{result}");
+    assert_eq!(result["failedLines"], json!([5]));
+    // The failure is published with the file's diagnostics, on the
+    // expectation's line (from its first character to the end).
+    let diags = published.unwrap_or_else(|| c.diagnostics_for(&tests));
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d["source"], "nudge test");
+    assert_eq!(d["severity"], 1);
+    assert_eq!(
+        d["range"],
+        json!({ "start": { "line": 4, "character": 2 }, "end": { "line": 4, "character": 2 + fails.len() } })
+    );
+    let message = d["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("test \"{first}\" failed: `{fails}` does not hold")),
+        "{message}"
+    );
+    assert!(message.contains("\ngot: "), "{message}");
+
+    // The failure holds for the text the test ran on: an edit clears it.
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&tests).as_str(), "version": 2 },
+            "contentChanges": [{ "text": good }]
+        }),
+    );
+    assert_eq!(c.diagnostics_for(&tests), Vec::<Value>::new());
+
+    // Run on the fixed text, the test passes and nothing more is shown.
+    let (result, published) = run_test_command(&mut c, &tests, first);
+    assert_eq!(result["passed"], true, "{result}");
+    assert_eq!(published, None, "nothing changed");
+    c.notify(
+        "textDocument/didChange",
+        json!({
+            "textDocument": { "uri": uri(&tests).as_str(), "version": 3 },
+            "contentChanges": [{ "text": bad.clone() + "\nflow oops {\n  trigger nope\n}\n" }]
+        }),
+    );
+    // The earlier failure does not come back with the checker's errors.
+    let diags = c.diagnostics_for(&tests);
+    assert!(!diags.is_empty());
+    assert!(
+        diags.iter().all(|d| d["source"] == "nudge"),
+        "only the checker's: {diags:?}"
+    );
+    c.stop();
+}
+
 #[test]
 fn semantic_token_deltas_turn_the_last_answer_into_the_new_one() {
     let tmp = tempfile::tempdir().unwrap();
