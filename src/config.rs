@@ -13,8 +13,8 @@ use nudge_bytecode::Channel;
 use nudge_channels::feedback::postmark::PostmarkAuth;
 use nudge_channels::feedback::sendgrid::SendGridVerifier;
 use nudge_channels::{
-    PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, SmtpConfig, SmtpTls,
-    TwilioConfig, Unsubscribe, WebhookConfig,
+    FcmConfig, PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig,
+    ServiceAccountKey, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
 };
 use serde::Deserialize;
 
@@ -208,7 +208,7 @@ impl Default for HttpLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`.
+    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `twilio` or `fcm`.
     pub plugin: String,
     /// The webhook's endpoint.
     pub url: Option<String>,
@@ -257,6 +257,12 @@ pub struct ChannelSection {
     pub status_callback: Option<String>,
     /// A provider API's base URL, for a proxy or a test server.
     pub api_url: Option<String>,
+    /// FCM: the service account's key file, downloaded from the Firebase console.
+    pub service_account_file: Option<String>,
+    /// FCM: the key file's JSON itself, e.g. `"${FCM_SERVICE_ACCOUNT}"`.
+    pub service_account: Option<String>,
+    /// FCM: the Firebase project, when not the key's `project_id`.
+    pub project_id: Option<String>,
 }
 
 /// Why `nudge.toml` could not be used.
@@ -296,14 +302,33 @@ impl Config {
                 });
             }
         };
-        Self::parse(&text, env).map_err(|reason| ConfigError { path, reason })
+        Self::parse_in(&text, env, Some(root)).map_err(|reason| ConfigError { path, reason })
     }
 
     /// Parses the text of a `nudge.toml`, expanding `${NAME}` through `env`.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Self::parse_in(text, env, None)
+    }
+
+    /// [`Config::parse`] for the file in `root`, against which relative
+    /// file settings (an FCM key file) are read.
+    fn parse_in(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        root: Option<&Path>,
+    ) -> Result<Config, String> {
         // Typed straight from the text, so errors carry line and column.
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.expand(&env)?;
+        if let Some(root) = root {
+            for section in config.channels.values_mut() {
+                if let Some(file) = &mut section.service_account_file
+                    && Path::new(file.as_str()).is_relative()
+                {
+                    *file = root.join(&*file).to_string_lossy().into_owned();
+                }
+            }
+        }
         config.check()?;
         Ok(config)
     }
@@ -678,10 +703,15 @@ impl Config {
                         channel == Channel::Email
                     }
                     PluginSpec::Twilio(_) => channel == Channel::Sms,
+                    PluginSpec::Fcm(_) => channel == Channel::Push,
                     _ => true,
                 };
                 if !fits {
-                    let sends = if channel_of(&spec) == Channel::Sms { "SMS" } else { "email" };
+                    let sends = match channel_of(&spec) {
+                        Channel::Sms => "SMS",
+                        Channel::Push => "push",
+                        _ => "email",
+                    };
                     return Err(format!(
                         "[channels.{name}]: the `{}` plugin sends {sends}; configure it under [channels.{}]",
                         section.plugin,
@@ -729,6 +759,7 @@ fn parse_duration(text: &str) -> Option<i64> {
 fn channel_of(spec: &PluginSpec) -> Channel {
     match spec {
         PluginSpec::Twilio(_) => Channel::Sms,
+        PluginSpec::Fcm(_) => Channel::Push,
         _ => Channel::Email,
     }
 }
@@ -795,15 +826,26 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
             PROVIDER[2],
             PROVIDER[3],
         ],
+        "fcm" => &[
+            "service_account_file",
+            "service_account",
+            "project_id",
+            "api_url",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
         _ => &[],
     }
 }
 
-const PLUGINS: &str = "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`";
+const PLUGINS: &str =
+    "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `twilio` or `fcm`";
 
 impl ChannelSection {
     /// Every string setting with its key, for `${NAME}` expansion.
-    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 17] {
+    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 20] {
         [
             ("url", &mut self.url),
             ("from", &mut self.from),
@@ -822,6 +864,9 @@ impl ChannelSection {
             ("auth_token", &mut self.auth_token),
             ("status_callback", &mut self.status_callback),
             ("api_url", &mut self.api_url),
+            ("service_account_file", &mut self.service_account_file),
+            ("service_account", &mut self.service_account),
+            ("project_id", &mut self.project_id),
         ]
     }
 
@@ -854,6 +899,9 @@ impl ChannelSection {
             ("auth_token", self.auth_token.is_some()),
             ("status_callback", self.status_callback.is_some()),
             ("api_url", self.api_url.is_some()),
+            ("service_account_file", self.service_account_file.is_some()),
+            ("service_account", self.service_account.is_some()),
+            ("project_id", self.project_id.is_some()),
         ];
         present
             .into_iter()
@@ -865,7 +913,7 @@ impl ChannelSection {
         let plugin = self.plugin.as_str();
         if !matches!(
             plugin,
-            "outbox" | "stdout" | "webhook" | "smtp" | "sendgrid" | "postmark" | "twilio"
+            "outbox" | "stdout" | "webhook" | "smtp" | "sendgrid" | "postmark" | "twilio" | "fcm"
         ) {
             return Err(format!("unknown plugin `{plugin}`; expected {PLUGINS}"));
         }
@@ -902,6 +950,7 @@ impl ChannelSection {
             "smtp" => self.smtp(),
             "sendgrid" => self.sendgrid(),
             "postmark" => self.postmark(),
+            "fcm" => self.fcm(),
             _ => self.twilio(),
         }
     }
@@ -1053,6 +1102,37 @@ impl ChannelSection {
         }
         nudge_channels::Twilio::new(config.clone()).map_err(|e| e.reason)?;
         Ok(PluginSpec::Twilio(config))
+    }
+
+    fn fcm(&self) -> Result<PluginSpec, String> {
+        let key = match (&self.service_account_file, &self.service_account) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "`service_account_file` and `service_account` are two ways to give one key; set one".to_string(),
+                );
+            }
+            (Some(_), None) => ServiceAccountKey::File(
+                self.need(&self.service_account_file, "service_account_file")?
+                    .into(),
+            ),
+            (None, Some(_)) => ServiceAccountKey::Json(
+                self.need(&self.service_account, "service_account")?
+                    .to_string(),
+            ),
+            (None, None) => {
+                return Err(
+                    "the fcm plugin needs `service_account_file` (or `service_account`, the key's JSON)".to_string(),
+                );
+            }
+        };
+        let mut config = FcmConfig::new(key);
+        config.project_id = self.project_id.clone();
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        nudge_channels::Fcm::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Fcm(config))
     }
 }
 
@@ -1532,6 +1612,66 @@ plugin = "stdout"
                 per_second: 1,
                 burst: 5
             })
+        );
+    }
+
+    #[test]
+    fn fcm_reads_its_key_from_a_file_in_the_project_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = include_str!("../runtime/channels/tests/fixtures/fcm-service-account.json");
+        std::fs::write(dir.path().join("fcm-key.json"), key).unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"fcm-key.json\"\nmax_attempts = 2\n",
+        )
+        .unwrap();
+        let config = Config::load_with(dir.path(), env).unwrap();
+        let routes = config.routes().unwrap();
+        let [(Channel::Push, PluginSpec::Fcm(fcm))] = routes.as_slice() else {
+            panic!("not fcm on push: {routes:?}");
+        };
+        assert_eq!(
+            fcm.key,
+            ServiceAccountKey::File(dir.path().join("fcm-key.json"))
+        );
+        assert_eq!(fcm.settings.retry.max_attempts, 2);
+        let from_env = |name: &str| (name == "FCM_KEY").then(|| key.to_string());
+        let text = "[channels.push]\nplugin = \"fcm\"\nservice_account = \"${FCM_KEY}\"\nproject_id = \"other-project\"\n";
+        let c = Config::parse(text, from_env).unwrap();
+        let routes = c.routes().unwrap();
+        let [(_, PluginSpec::Fcm(fcm))] = routes.as_slice() else {
+            panic!("not fcm: {routes:?}");
+        };
+        assert_eq!(fcm.project_id.as_deref(), Some("other-project"));
+        for (text, expected) in [
+            (
+                "[channels.push]\nplugin = \"fcm\"\n",
+                "the fcm plugin needs `service_account_file`",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"/nonexistent/k.json\"\n",
+                "cannot read /nonexistent/k.json",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"a\"\nservice_account = \"b\"\n",
+                "set one",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nfrom = \"x\"\n",
+                "`from` is not a setting of the `fcm` plugin",
+            ),
+        ] {
+            let err = route(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let email = format!(
+            "[channels.email]\nplugin = \"fcm\"\nservice_account = '{}'\n",
+            key.replace('\n', "")
+        );
+        let err = route(&email).unwrap_err();
+        assert!(
+            err.contains("the `fcm` plugin sends push; configure it under [channels.push]"),
+            "{err}"
         );
     }
 

@@ -6,7 +6,8 @@
 //! durable. Built-ins: [`OutboxFile`] (JSON lines in a file), [`Lines`]
 //! (the same lines to stdout or any writer), [`Webhook`] (HTTP POST with
 //! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`] and
-//! [`Postmark`] (email over their HTTP APIs) and [`Twilio`] (SMS).
+//! [`Postmark`] (email over their HTTP APIs), [`Twilio`] (SMS) and [`Fcm`]
+//! (push).
 //! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
 //! providers report back through their webhooks.
 
@@ -17,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod email;
+mod fcm;
 pub mod feedback;
 mod http;
 mod lines;
@@ -30,6 +32,7 @@ mod twilio;
 mod webhook;
 
 pub use email::{EmailContent, Unsubscribe, message_id};
+pub use fcm::{Fcm, FcmConfig, InvalidToken, InvalidTokens, ServiceAccountKey};
 pub use http::{ProviderConfigError, ProviderSettings};
 pub use lines::Lines;
 pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
