@@ -14,7 +14,7 @@ use nudge_channels::feedback::postmark::PostmarkAuth;
 use nudge_channels::feedback::sendgrid::SendGridVerifier;
 use nudge_channels::{
     FcmConfig, PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig,
-    ServiceAccountKey, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
+    ServiceAccountKey, SesConfig, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
 };
 use serde::Deserialize;
 
@@ -208,7 +208,7 @@ impl Default for HttpLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `twilio` or `fcm`.
+    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`.
     pub plugin: String,
     /// The webhook's endpoint.
     pub url: Option<String>,
@@ -257,6 +257,16 @@ pub struct ChannelSection {
     pub status_callback: Option<String>,
     /// A provider API's base URL, for a proxy or a test server.
     pub api_url: Option<String>,
+    /// SES: the IAM access key id.
+    pub access_key_id: Option<String>,
+    /// SES: its secret.
+    pub secret_access_key: Option<String>,
+    /// SES: the session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// SES: the AWS region, e.g. `eu-west-1`.
+    pub region: Option<String>,
+    /// SES: the configuration set whose SNS destination reports events.
+    pub configuration_set: Option<String>,
     /// FCM: the service account's key file, downloaded from the Firebase console.
     pub service_account_file: Option<String>,
     /// FCM: the key file's JSON itself, e.g. `"${FCM_SERVICE_ACCOUNT}"`.
@@ -699,9 +709,10 @@ impl Config {
                     .spec()
                     .map_err(|reason| format!("[channels.{name}]: {reason}"))?;
                 let fits = match &spec {
-                    PluginSpec::Smtp(_) | PluginSpec::SendGrid(_) | PluginSpec::Postmark(_) => {
-                        channel == Channel::Email
-                    }
+                    PluginSpec::Smtp(_)
+                    | PluginSpec::SendGrid(_)
+                    | PluginSpec::Postmark(_)
+                    | PluginSpec::Ses(_) => channel == Channel::Email,
                     PluginSpec::Twilio(_) => channel == Channel::Sms,
                     PluginSpec::Fcm(_) => channel == Channel::Push,
                     _ => true,
@@ -826,6 +837,22 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
             PROVIDER[2],
             PROVIDER[3],
         ],
+        "ses" => &[
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "region",
+            "configuration_set",
+            "api_url",
+            "from",
+            "reply_to",
+            "unsubscribe_url",
+            "unsubscribe_secret",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
         "fcm" => &[
             "service_account_file",
             "service_account",
@@ -841,11 +868,11 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
 }
 
 const PLUGINS: &str =
-    "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `twilio` or `fcm`";
+    "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`";
 
 impl ChannelSection {
     /// Every string setting with its key, for `${NAME}` expansion.
-    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 20] {
+    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 25] {
         [
             ("url", &mut self.url),
             ("from", &mut self.from),
@@ -864,6 +891,11 @@ impl ChannelSection {
             ("auth_token", &mut self.auth_token),
             ("status_callback", &mut self.status_callback),
             ("api_url", &mut self.api_url),
+            ("access_key_id", &mut self.access_key_id),
+            ("secret_access_key", &mut self.secret_access_key),
+            ("session_token", &mut self.session_token),
+            ("region", &mut self.region),
+            ("configuration_set", &mut self.configuration_set),
             ("service_account_file", &mut self.service_account_file),
             ("service_account", &mut self.service_account),
             ("project_id", &mut self.project_id),
@@ -899,6 +931,11 @@ impl ChannelSection {
             ("auth_token", self.auth_token.is_some()),
             ("status_callback", self.status_callback.is_some()),
             ("api_url", self.api_url.is_some()),
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            ("session_token", self.session_token.is_some()),
+            ("region", self.region.is_some()),
+            ("configuration_set", self.configuration_set.is_some()),
             ("service_account_file", self.service_account_file.is_some()),
             ("service_account", self.service_account.is_some()),
             ("project_id", self.project_id.is_some()),
@@ -913,7 +950,15 @@ impl ChannelSection {
         let plugin = self.plugin.as_str();
         if !matches!(
             plugin,
-            "outbox" | "stdout" | "webhook" | "smtp" | "sendgrid" | "postmark" | "twilio" | "fcm"
+            "outbox"
+                | "stdout"
+                | "webhook"
+                | "smtp"
+                | "sendgrid"
+                | "postmark"
+                | "ses"
+                | "twilio"
+                | "fcm"
         ) {
             return Err(format!("unknown plugin `{plugin}`; expected {PLUGINS}"));
         }
@@ -951,6 +996,7 @@ impl ChannelSection {
             "sendgrid" => self.sendgrid(),
             "postmark" => self.postmark(),
             "fcm" => self.fcm(),
+            "ses" => self.ses(),
             _ => self.twilio(),
         }
     }
@@ -1020,6 +1066,7 @@ impl ChannelSection {
         let plugin = match self.plugin.as_str() {
             "smtp" => "smtp",
             "sendgrid" => "sendgrid",
+            "ses" => "ses",
             _ => "postmark",
         };
         let url = self.need(&self.unsubscribe_url, "unsubscribe_url")?;
@@ -1102,6 +1149,21 @@ impl ChannelSection {
         }
         nudge_channels::Twilio::new(config.clone()).map_err(|e| e.reason)?;
         Ok(PluginSpec::Twilio(config))
+    }
+
+    fn ses(&self) -> Result<PluginSpec, String> {
+        let key = self.need(&self.access_key_id, "access_key_id")?;
+        let secret = self.need(&self.secret_access_key, "secret_access_key")?;
+        let region = self.need(&self.region, "region")?;
+        let from = self.need(&self.from, "from")?;
+        let mut config = SesConfig::new(key, secret, region, from, self.unsubscribe()?);
+        config.session_token = self.session_token.clone();
+        config.reply_to = self.reply_to.clone();
+        config.configuration_set = self.configuration_set.clone();
+        config.api_url = self.api_url.clone();
+        config.settings = self.provider_settings()?;
+        nudge_channels::Ses::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Ses(config))
     }
 
     fn fcm(&self) -> Result<PluginSpec, String> {
@@ -1613,6 +1675,24 @@ plugin = "stdout"
                 burst: 5
             })
         );
+    }
+
+    #[test]
+    fn ses_takes_its_keys_and_region_with_secrets_from_the_environment() {
+        let text = format!(
+            "[channels.email]\nplugin = \"ses\"\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"${{UNSUB_SECRET}}\"\nregion = \"eu-west-1\"\nconfiguration_set = \"nudge-events\"\nfrom = \"news@shop.example\"\n{UNSUB}"
+        );
+        let (channel, PluginSpec::Ses(ses)) = route(&text).unwrap() else {
+            panic!("not ses");
+        };
+        assert_eq!(channel, Channel::Email);
+        assert_eq!(ses.region, "eu-west-1");
+        assert_eq!(ses.configuration_set.as_deref(), Some("nudge-events"));
+        assert_eq!(ses.secret_access_key, env("UNSUB_SECRET").unwrap());
+        let err = route(&text.replace("region = \"eu-west-1\"\n", "")).unwrap_err();
+        assert!(err.contains("the ses plugin needs `region`"), "{err}");
+        let err = route(&text.replace("[channels.email]", "[channels.sms]")).unwrap_err();
+        assert!(err.contains("the `ses` plugin sends email"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! failures itself; [`Plugin::flush`] makes everything delivered so far
 //! durable. Built-ins: [`OutboxFile`] (JSON lines in a file), [`Lines`]
 //! (the same lines to stdout or any writer), [`Webhook`] (HTTP POST with
-//! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`] and
-//! [`Postmark`] (email over their HTTP APIs), [`Twilio`] (SMS) and [`Fcm`]
+//! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`],
+//! [`Postmark`] and [`Ses`] (email over their HTTP APIs), [`Twilio`] (SMS) and [`Fcm`]
 //! (push).
 //! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
 //! providers report back through their webhooks.
@@ -26,6 +26,8 @@ mod outbox;
 mod postmark;
 mod ratelimit;
 mod sendgrid;
+mod ses;
+mod sigv4;
 mod smtp;
 mod spec;
 mod twilio;
@@ -39,6 +41,7 @@ pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
 pub use postmark::{Postmark, PostmarkConfig};
 pub use ratelimit::RateLimit;
 pub use sendgrid::{SendGrid, SendGridConfig};
+pub use ses::{KEY_TAG as SES_KEY_TAG, Ses, SesConfig, key_of_tag as ses_key_of_tag};
 pub use smtp::{Smtp, SmtpConfig, SmtpTls};
 pub use spec::{PluginSpec, SetupError, SpecError};
 pub use twilio::{Twilio, TwilioConfig};
