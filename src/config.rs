@@ -12,6 +12,7 @@ use std::time::Duration;
 use nudge_bytecode::Channel;
 use nudge_channels::feedback::postmark::PostmarkAuth;
 use nudge_channels::feedback::sendgrid::SendGridVerifier;
+use nudge_channels::feedback::ses::SnsVerifier;
 use nudge_channels::{
     FcmConfig, PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig,
     ServiceAccountKey, SesConfig, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
@@ -116,6 +117,12 @@ pub struct FeedbackSection {
     pub postmark_password: Option<String>,
     /// Twilio's auth token; by default the `auth_token` of a `twilio` channel.
     pub twilio_auth_token: Option<String>,
+    /// The ARN of the SNS topic SES reports bounces, complaints and
+    /// deliveries to; envelopes from other topics are refused.
+    pub ses_topic_arn: Option<String>,
+    /// SNS's signing certificate for that topic: a PEM file (relative to
+    /// the project) or the PEM text itself.
+    pub ses_signing_certificate: Option<String>,
 }
 
 /// `[runtime]`.
@@ -331,6 +338,12 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.expand(&env)?;
         if let Some(root) = root {
+            if let Some(cert) = &mut config.feedback.ses_signing_certificate
+                && !cert.contains("-----BEGIN")
+                && Path::new(cert.as_str()).is_relative()
+            {
+                *cert = root.join(&*cert).to_string_lossy().into_owned();
+            }
             for section in config.channels.values_mut() {
                 if let Some(file) = &mut section.service_account_file
                     && Path::new(file.as_str()).is_relative()
@@ -370,6 +383,11 @@ impl Config {
             ("feedback.postmark_username", &mut f.postmark_username),
             ("feedback.postmark_password", &mut f.postmark_password),
             ("feedback.twilio_auth_token", &mut f.twilio_auth_token),
+            ("feedback.ses_topic_arn", &mut f.ses_topic_arn),
+            (
+                "feedback.ses_signing_certificate",
+                &mut f.ses_signing_certificate,
+            ),
         ] {
             if let Some(v) = value {
                 *v = expand_str(v, key, env)?;
@@ -573,11 +591,33 @@ impl Config {
                     .and_then(|c| c.auth_token.clone())
             })
             .filter(|t| !t.is_empty());
+        let ses = match (&f.ses_topic_arn, &f.ses_signing_certificate) {
+            (Some(topic), Some(cert)) => {
+                let pem = if cert.contains("-----BEGIN") {
+                    cert.clone()
+                } else {
+                    std::fs::read_to_string(cert).map_err(|e| {
+                        format!("[feedback] ses_signing_certificate: cannot read {cert}: {e}")
+                    })?
+                };
+                Some(
+                    SnsVerifier::new(topic, &pem)
+                        .map_err(|e| format!("[feedback] {}", e.reason))?,
+                )
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "[feedback] ses_topic_arn and ses_signing_certificate go together".to_string(),
+                );
+            }
+        };
         Ok(FeedbackVerifiers {
             public_url,
             sendgrid,
             postmark,
             twilio_auth_token,
+            ses,
         })
     }
 
@@ -746,6 +786,8 @@ pub struct FeedbackVerifiers {
     pub postmark: Option<PostmarkAuth>,
     /// The key of Twilio's signatures.
     pub twilio_auth_token: Option<String>,
+    /// The SNS topic and certificate of SES's notifications.
+    pub ses: Option<SnsVerifier>,
 }
 
 /// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,

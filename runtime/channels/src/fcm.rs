@@ -336,7 +336,7 @@ impl Fcm {
 }
 
 /// The base64 body of the first PEM block labelled `label`, decoded.
-fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
+pub(crate) fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();
