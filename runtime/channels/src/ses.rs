@@ -171,7 +171,7 @@ impl Ses {
 
     /// The JSON request body for `msg`, as SES documents `SendEmail`.
     pub fn request_body(&self, msg: &Outgoing) -> Result<Value, DeliveryError> {
-        let content = EmailContent::from_message(msg)?;
+        let content = EmailContent::from_message(&self.unsubscribe.fill_links(msg))?;
         let to = parse_to(&msg.to)?;
         let utf8 = |text: &str| json!({ "Data": text, "Charset": "UTF-8" });
         let mut simple = json!({
