@@ -12,9 +12,10 @@ use std::time::Duration;
 use nudge_bytecode::Channel;
 use nudge_channels::feedback::postmark::PostmarkAuth;
 use nudge_channels::feedback::sendgrid::SendGridVerifier;
+use nudge_channels::feedback::ses::SnsVerifier;
 use nudge_channels::{
-    PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, SmtpConfig, SmtpTls,
-    TwilioConfig, Unsubscribe, WebhookConfig,
+    FcmConfig, PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig,
+    ServiceAccountKey, SesConfig, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
 };
 use serde::Deserialize;
 
@@ -116,6 +117,12 @@ pub struct FeedbackSection {
     pub postmark_password: Option<String>,
     /// Twilio's auth token; by default the `auth_token` of a `twilio` channel.
     pub twilio_auth_token: Option<String>,
+    /// The ARN of the SNS topic SES reports bounces, complaints and
+    /// deliveries to; envelopes from other topics are refused.
+    pub ses_topic_arn: Option<String>,
+    /// SNS's signing certificate for that topic: a PEM file (relative to
+    /// the project) or the PEM text itself.
+    pub ses_signing_certificate: Option<String>,
 }
 
 /// `[runtime]`.
@@ -216,7 +223,7 @@ impl Default for HttpLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`.
+    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`.
     pub plugin: String,
     /// The webhook's endpoint.
     pub url: Option<String>,
@@ -265,6 +272,22 @@ pub struct ChannelSection {
     pub status_callback: Option<String>,
     /// A provider API's base URL, for a proxy or a test server.
     pub api_url: Option<String>,
+    /// SES: the IAM access key id.
+    pub access_key_id: Option<String>,
+    /// SES: its secret.
+    pub secret_access_key: Option<String>,
+    /// SES: the session token of temporary credentials.
+    pub session_token: Option<String>,
+    /// SES: the AWS region, e.g. `eu-west-1`.
+    pub region: Option<String>,
+    /// SES: the configuration set whose SNS destination reports events.
+    pub configuration_set: Option<String>,
+    /// FCM: the service account's key file, downloaded from the Firebase console.
+    pub service_account_file: Option<String>,
+    /// FCM: the key file's JSON itself, e.g. `"${FCM_SERVICE_ACCOUNT}"`.
+    pub service_account: Option<String>,
+    /// FCM: the Firebase project, when not the key's `project_id`.
+    pub project_id: Option<String>,
 }
 
 /// Why `nudge.toml` could not be used.
@@ -304,14 +327,39 @@ impl Config {
                 });
             }
         };
-        Self::parse(&text, env).map_err(|reason| ConfigError { path, reason })
+        Self::parse_in(&text, env, Some(root)).map_err(|reason| ConfigError { path, reason })
     }
 
     /// Parses the text of a `nudge.toml`, expanding `${NAME}` through `env`.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Self::parse_in(text, env, None)
+    }
+
+    /// [`Config::parse`] for the file in `root`, against which relative
+    /// file settings (an FCM key file) are read.
+    fn parse_in(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        root: Option<&Path>,
+    ) -> Result<Config, String> {
         // Typed straight from the text, so errors carry line and column.
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         config.expand(&env)?;
+        if let Some(root) = root {
+            if let Some(cert) = &mut config.feedback.ses_signing_certificate
+                && !cert.contains("-----BEGIN")
+                && Path::new(cert.as_str()).is_relative()
+            {
+                *cert = root.join(&*cert).to_string_lossy().into_owned();
+            }
+            for section in config.channels.values_mut() {
+                if let Some(file) = &mut section.service_account_file
+                    && Path::new(file.as_str()).is_relative()
+                {
+                    *file = root.join(&*file).to_string_lossy().into_owned();
+                }
+            }
+        }
         config.check()?;
         Ok(config)
     }
@@ -343,6 +391,11 @@ impl Config {
             ("feedback.postmark_username", &mut f.postmark_username),
             ("feedback.postmark_password", &mut f.postmark_password),
             ("feedback.twilio_auth_token", &mut f.twilio_auth_token),
+            ("feedback.ses_topic_arn", &mut f.ses_topic_arn),
+            (
+                "feedback.ses_signing_certificate",
+                &mut f.ses_signing_certificate,
+            ),
         ] {
             if let Some(v) = value {
                 *v = expand_str(v, key, env)?;
@@ -546,11 +599,33 @@ impl Config {
                     .and_then(|c| c.auth_token.clone())
             })
             .filter(|t| !t.is_empty());
+        let ses = match (&f.ses_topic_arn, &f.ses_signing_certificate) {
+            (Some(topic), Some(cert)) => {
+                let pem = if cert.contains("-----BEGIN") {
+                    cert.clone()
+                } else {
+                    std::fs::read_to_string(cert).map_err(|e| {
+                        format!("[feedback] ses_signing_certificate: cannot read {cert}: {e}")
+                    })?
+                };
+                Some(
+                    SnsVerifier::new(topic, &pem)
+                        .map_err(|e| format!("[feedback] {}", e.reason))?,
+                )
+            }
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "[feedback] ses_topic_arn and ses_signing_certificate go together".to_string(),
+                );
+            }
+        };
         Ok(FeedbackVerifiers {
             public_url,
             sendgrid,
             postmark,
             twilio_auth_token,
+            ses,
         })
     }
 
@@ -690,14 +765,20 @@ impl Config {
                     .spec()
                     .map_err(|reason| format!("[channels.{name}]: {reason}"))?;
                 let fits = match &spec {
-                    PluginSpec::Smtp(_) | PluginSpec::SendGrid(_) | PluginSpec::Postmark(_) => {
-                        channel == Channel::Email
-                    }
+                    PluginSpec::Smtp(_)
+                    | PluginSpec::SendGrid(_)
+                    | PluginSpec::Postmark(_)
+                    | PluginSpec::Ses(_) => channel == Channel::Email,
                     PluginSpec::Twilio(_) => channel == Channel::Sms,
+                    PluginSpec::Fcm(_) => channel == Channel::Push,
                     _ => true,
                 };
                 if !fits {
-                    let sends = if channel_of(&spec) == Channel::Sms { "SMS" } else { "email" };
+                    let sends = match channel_of(&spec) {
+                        Channel::Sms => "SMS",
+                        Channel::Push => "push",
+                        _ => "email",
+                    };
                     return Err(format!(
                         "[channels.{name}]: the `{}` plugin sends {sends}; configure it under [channels.{}]",
                         section.plugin,
@@ -721,6 +802,8 @@ pub struct FeedbackVerifiers {
     pub postmark: Option<PostmarkAuth>,
     /// The key of Twilio's signatures.
     pub twilio_auth_token: Option<String>,
+    /// The SNS topic and certificate of SES's notifications.
+    pub ses: Option<SnsVerifier>,
 }
 
 /// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,
@@ -745,6 +828,7 @@ fn parse_duration(text: &str) -> Option<i64> {
 fn channel_of(spec: &PluginSpec) -> Channel {
     match spec {
         PluginSpec::Twilio(_) => Channel::Sms,
+        PluginSpec::Fcm(_) => Channel::Push,
         _ => Channel::Email,
     }
 }
@@ -811,15 +895,42 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
             PROVIDER[2],
             PROVIDER[3],
         ],
+        "ses" => &[
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "region",
+            "configuration_set",
+            "api_url",
+            "from",
+            "reply_to",
+            "unsubscribe_url",
+            "unsubscribe_secret",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        "fcm" => &[
+            "service_account_file",
+            "service_account",
+            "project_id",
+            "api_url",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
         _ => &[],
     }
 }
 
-const PLUGINS: &str = "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark` or `twilio`";
+const PLUGINS: &str =
+    "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`";
 
 impl ChannelSection {
     /// Every string setting with its key, for `${NAME}` expansion.
-    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 17] {
+    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 25] {
         [
             ("url", &mut self.url),
             ("from", &mut self.from),
@@ -838,6 +949,14 @@ impl ChannelSection {
             ("auth_token", &mut self.auth_token),
             ("status_callback", &mut self.status_callback),
             ("api_url", &mut self.api_url),
+            ("access_key_id", &mut self.access_key_id),
+            ("secret_access_key", &mut self.secret_access_key),
+            ("session_token", &mut self.session_token),
+            ("region", &mut self.region),
+            ("configuration_set", &mut self.configuration_set),
+            ("service_account_file", &mut self.service_account_file),
+            ("service_account", &mut self.service_account),
+            ("project_id", &mut self.project_id),
         ]
     }
 
@@ -870,6 +989,14 @@ impl ChannelSection {
             ("auth_token", self.auth_token.is_some()),
             ("status_callback", self.status_callback.is_some()),
             ("api_url", self.api_url.is_some()),
+            ("access_key_id", self.access_key_id.is_some()),
+            ("secret_access_key", self.secret_access_key.is_some()),
+            ("session_token", self.session_token.is_some()),
+            ("region", self.region.is_some()),
+            ("configuration_set", self.configuration_set.is_some()),
+            ("service_account_file", self.service_account_file.is_some()),
+            ("service_account", self.service_account.is_some()),
+            ("project_id", self.project_id.is_some()),
         ];
         present
             .into_iter()
@@ -881,7 +1008,15 @@ impl ChannelSection {
         let plugin = self.plugin.as_str();
         if !matches!(
             plugin,
-            "outbox" | "stdout" | "webhook" | "smtp" | "sendgrid" | "postmark" | "twilio"
+            "outbox"
+                | "stdout"
+                | "webhook"
+                | "smtp"
+                | "sendgrid"
+                | "postmark"
+                | "ses"
+                | "twilio"
+                | "fcm"
         ) {
             return Err(format!("unknown plugin `{plugin}`; expected {PLUGINS}"));
         }
@@ -918,6 +1053,8 @@ impl ChannelSection {
             "smtp" => self.smtp(),
             "sendgrid" => self.sendgrid(),
             "postmark" => self.postmark(),
+            "fcm" => self.fcm(),
+            "ses" => self.ses(),
             _ => self.twilio(),
         }
     }
@@ -987,6 +1124,7 @@ impl ChannelSection {
         let plugin = match self.plugin.as_str() {
             "smtp" => "smtp",
             "sendgrid" => "sendgrid",
+            "ses" => "ses",
             _ => "postmark",
         };
         let url = self.need(&self.unsubscribe_url, "unsubscribe_url")?;
@@ -1069,6 +1207,52 @@ impl ChannelSection {
         }
         nudge_channels::Twilio::new(config.clone()).map_err(|e| e.reason)?;
         Ok(PluginSpec::Twilio(config))
+    }
+
+    fn ses(&self) -> Result<PluginSpec, String> {
+        let key = self.need(&self.access_key_id, "access_key_id")?;
+        let secret = self.need(&self.secret_access_key, "secret_access_key")?;
+        let region = self.need(&self.region, "region")?;
+        let from = self.need(&self.from, "from")?;
+        let mut config = SesConfig::new(key, secret, region, from, self.unsubscribe()?);
+        config.session_token = self.session_token.clone();
+        config.reply_to = self.reply_to.clone();
+        config.configuration_set = self.configuration_set.clone();
+        config.api_url = self.api_url.clone();
+        config.settings = self.provider_settings()?;
+        nudge_channels::Ses::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Ses(config))
+    }
+
+    fn fcm(&self) -> Result<PluginSpec, String> {
+        let key = match (&self.service_account_file, &self.service_account) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "`service_account_file` and `service_account` are two ways to give one key; set one".to_string(),
+                );
+            }
+            (Some(_), None) => ServiceAccountKey::File(
+                self.need(&self.service_account_file, "service_account_file")?
+                    .into(),
+            ),
+            (None, Some(_)) => ServiceAccountKey::Json(
+                self.need(&self.service_account, "service_account")?
+                    .to_string(),
+            ),
+            (None, None) => {
+                return Err(
+                    "the fcm plugin needs `service_account_file` (or `service_account`, the key's JSON)".to_string(),
+                );
+            }
+        };
+        let mut config = FcmConfig::new(key);
+        config.project_id = self.project_id.clone();
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        nudge_channels::Fcm::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(PluginSpec::Fcm(config))
     }
 }
 
@@ -1560,6 +1744,84 @@ plugin = "stdout"
                 per_second: 1,
                 burst: 5
             })
+        );
+    }
+
+    #[test]
+    fn ses_takes_its_keys_and_region_with_secrets_from_the_environment() {
+        let text = format!(
+            "[channels.email]\nplugin = \"ses\"\naccess_key_id = \"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key = \"${{UNSUB_SECRET}}\"\nregion = \"eu-west-1\"\nconfiguration_set = \"nudge-events\"\nfrom = \"news@shop.example\"\n{UNSUB}"
+        );
+        let (channel, PluginSpec::Ses(ses)) = route(&text).unwrap() else {
+            panic!("not ses");
+        };
+        assert_eq!(channel, Channel::Email);
+        assert_eq!(ses.region, "eu-west-1");
+        assert_eq!(ses.configuration_set.as_deref(), Some("nudge-events"));
+        assert_eq!(ses.secret_access_key, env("UNSUB_SECRET").unwrap());
+        let err = route(&text.replace("region = \"eu-west-1\"\n", "")).unwrap_err();
+        assert!(err.contains("the ses plugin needs `region`"), "{err}");
+        let err = route(&text.replace("[channels.email]", "[channels.sms]")).unwrap_err();
+        assert!(err.contains("the `ses` plugin sends email"), "{err}");
+    }
+
+    #[test]
+    fn fcm_reads_its_key_from_a_file_in_the_project_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = include_str!("../runtime/channels/tests/fixtures/fcm-service-account.json");
+        std::fs::write(dir.path().join("fcm-key.json"), key).unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"fcm-key.json\"\nmax_attempts = 2\n",
+        )
+        .unwrap();
+        let config = Config::load_with(dir.path(), env).unwrap();
+        let routes = config.routes().unwrap();
+        let [(Channel::Push, PluginSpec::Fcm(fcm))] = routes.as_slice() else {
+            panic!("not fcm on push: {routes:?}");
+        };
+        assert_eq!(
+            fcm.key,
+            ServiceAccountKey::File(dir.path().join("fcm-key.json"))
+        );
+        assert_eq!(fcm.settings.retry.max_attempts, 2);
+        let from_env = |name: &str| (name == "FCM_KEY").then(|| key.to_string());
+        let text = "[channels.push]\nplugin = \"fcm\"\nservice_account = \"${FCM_KEY}\"\nproject_id = \"other-project\"\n";
+        let c = Config::parse(text, from_env).unwrap();
+        let routes = c.routes().unwrap();
+        let [(_, PluginSpec::Fcm(fcm))] = routes.as_slice() else {
+            panic!("not fcm: {routes:?}");
+        };
+        assert_eq!(fcm.project_id.as_deref(), Some("other-project"));
+        for (text, expected) in [
+            (
+                "[channels.push]\nplugin = \"fcm\"\n",
+                "the fcm plugin needs `service_account_file`",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"/nonexistent/k.json\"\n",
+                "cannot read /nonexistent/k.json",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"a\"\nservice_account = \"b\"\n",
+                "set one",
+            ),
+            (
+                "[channels.push]\nplugin = \"fcm\"\nfrom = \"x\"\n",
+                "`from` is not a setting of the `fcm` plugin",
+            ),
+        ] {
+            let err = route(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+        let email = format!(
+            "[channels.email]\nplugin = \"fcm\"\nservice_account = '{}'\n",
+            key.replace('\n', "")
+        );
+        let err = route(&email).unwrap_err();
+        assert!(
+            err.contains("the `fcm` plugin sends push; configure it under [channels.push]"),
+            "{err}"
         );
     }
 

@@ -76,6 +76,9 @@ pub struct Notes<'a> {
     pub timezone: Option<&'a str>,
     /// `context.locale`: fills the profile's `locale` when it has none.
     pub locale: Option<&'a str>,
+    /// `context.device.token`: the profile's `device_token`, replacing an
+    /// older one (a device's token changes when the app is reinstalled).
+    pub device_token: Option<&'a str>,
 }
 
 /// Calls counted apart from the rest.
@@ -143,6 +146,7 @@ impl<'a> Parts<'a> {
             kind: self.note,
             timezone: self.checked.context.timezone.as_deref(),
             locale: self.checked.context.locale.as_deref(),
+            device_token: self.checked.context.device_token.as_deref(),
         };
         let c = &self.checked;
         let previous_id = match &c.kind {
@@ -1097,6 +1101,10 @@ impl<'de> Visitor<'de> for ContextSeed {
             let slot = match &*key {
                 "timezone" => &mut out.timezone,
                 "locale" => &mut out.locale,
+                "device" => {
+                    out.device_token = map.next_value_seed(DeviceSeed)?;
+                    continue;
+                }
                 _ => {
                     map.next_value_seed(Skip)?;
                     continue;
@@ -1108,6 +1116,69 @@ impl<'de> Visitor<'de> for ContextSeed {
             };
         }
         Ok(out)
+    }
+}
+
+/// A call's `context.device`: only its `token`, when it is a string.
+struct DeviceSeed;
+
+impl<'de> DeserializeSeed<'de> for DeviceSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DeviceSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        SkipVisitor.visit_seq(seq)?;
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut token = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            if &*key != "token" {
+                map.next_value_seed(Skip)?;
+                continue;
+            }
+            token = match map.next_value_seed(FieldSeed)? {
+                Field::Str(s) if !s.trim().is_empty() => Some(s),
+                _ => None,
+            };
+        }
+        Ok(token)
     }
 }
 

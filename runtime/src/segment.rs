@@ -36,6 +36,8 @@ pub struct Context {
     pub timezone: Option<String>,
     /// `context.locale`, a language tag such as `de-DE`.
     pub locale: Option<String>,
+    /// `context.device.token`, the device's push token.
+    pub device_token: Option<String>,
 }
 
 /// The kinds of call.
@@ -192,6 +194,7 @@ pub fn parse_line(line: &str) -> Result<Call, Rejection> {
         context: Context {
             timezone: checked.context.timezone.map(Cow::into_owned),
             locale: checked.context.locale.map(Cow::into_owned),
+            device_token: checked.context.device_token.map(Cow::into_owned),
         },
     })
 }
@@ -407,24 +410,27 @@ pub(crate) struct Envelope<'a> {
     pub context: ContextText<'a>,
 }
 
-/// `context.timezone` and `context.locale` when they are strings; the rest
+/// `context.timezone`, `context.locale` and `context.device.token` when
+/// they are strings; the rest
 /// of `context` (and a `context` that is not an object) is not the
 /// runtime's business and never refuses a call.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ContextText<'a> {
     pub timezone: Option<Cow<'a, str>>,
     pub locale: Option<Cow<'a, str>>,
+    pub device_token: Option<Cow<'a, str>>,
 }
 
 impl<'a> ContextText<'a> {
     fn of(value: Option<&'a Value>) -> ContextText<'a> {
-        let text = |key: &str| match value.and_then(|v| v.get(key)) {
+        let text = |value: Option<&'a Value>, key: &str| match value.and_then(|v| v.get(key)) {
             Some(Value::String(s)) if !s.trim().is_empty() => Some(Cow::Borrowed(s.as_str())),
             _ => None,
         };
         ContextText {
-            timezone: text("timezone"),
-            locale: text("locale"),
+            timezone: text(value, "timezone"),
+            locale: text(value, "locale"),
+            device_token: text(value.and_then(|v| v.get("device")), "token"),
         }
     }
 
@@ -432,6 +438,7 @@ impl<'a> ContextText<'a> {
         ContextText {
             timezone: self.timezone.map(|s| Cow::Owned(s.into_owned())),
             locale: self.locale.map(|s| Cow::Owned(s.into_owned())),
+            device_token: self.device_token.map(|s| Cow::Owned(s.into_owned())),
         }
     }
 }
@@ -860,7 +867,7 @@ mod tests {
     #[test]
     fn screens_groups_and_the_context_are_read() {
         let screen = parse_line(
-            r#"{"type":"screen","userId":"u1","name":"Cart","timestamp":"2026-11-23T10:00:00Z","context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4"}}"#,
+            r#"{"type":"screen","userId":"u1","name":"Cart","timestamp":"2026-11-23T10:00:00Z","context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4","device":{"type":"ios","token":"fcm-tok-1"}}}"#,
         )
         .unwrap();
         assert_eq!(screen.event_name(), Some(SCREEN_EVENT));
@@ -873,6 +880,7 @@ mod tests {
             Context {
                 timezone: Some("Europe/Paris".into()),
                 locale: Some("fr-FR".into()),
+                device_token: Some("fcm-tok-1".into()),
             }
         );
         let group = parse_line(

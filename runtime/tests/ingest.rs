@@ -120,6 +120,7 @@ fn tree(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> String {
         kind: note,
         timezone: call.context.timezone.as_deref(),
         locale: call.context.locale.as_deref(),
+        device_token: call.context.device_token.as_deref(),
     };
     show(&typed, &notes)
 }
@@ -275,6 +276,10 @@ const PROBES: &[&str] = &[
     r#"{"type":"group","userId":"u1","groupId":[1],"timestamp":"2026-01-05T10:00:00Z"}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o"},"context":{"timezone":"Europe/Paris","locale":"fr-FR","ip":"1.2.3.4"}}"#,
     r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{"timezone":5,"locale":""},"traits":{"locale":"de-DE"}}"#,
+    // A device's push token; a device that is not an object, or a token that is not a string.
+    r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Order Completed","properties":{"order_id":"o"},"context":{"device":{"id":"d1","token":"fcm-1","type":"ios"}}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{"device":"phone"}}"#,
+    r#"{"type":"identify","userId":"u1","timestamp":"2026-01-05T10:00:00Z","context":{"device":{"token":7,"nested":{"token":"x"}}}}"#,
     // Unknown events are accepted, counted apart, and carry no event.
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":{"a":1}}"#,
     r#"{"type":"track","userId":"u1","timestamp":"2026-01-05T10:00:00Z","event":"Nope","properties":[]}"#,

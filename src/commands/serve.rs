@@ -513,6 +513,8 @@ struct Live<'b> {
     group: Vec<PathBuf>,
     captured: Captured,
     router: durable::Router,
+    /// Device tokens the push plugins found invalid, to remove from profiles.
+    invalid_tokens: Vec<nudge_channels::InvalidTokens>,
     source: SourcePos,
     /// Delivery results waiting for the next commit.
     marks: Vec<Mark>,
@@ -654,6 +656,13 @@ impl<'b> Live<'b> {
             group: setup.group.to_vec(),
             captured,
             router,
+            invalid_tokens: routes
+                .iter()
+                .filter_map(|(_, spec)| match spec {
+                    nudge_channels::PluginSpec::Fcm(c) => Some(c.invalid_tokens.clone()),
+                    _ => None,
+                })
+                .collect(),
             source,
             marks,
             to_deliver: Vec::new(),
@@ -1023,9 +1032,26 @@ impl<'b> Live<'b> {
             self.metrics
                 .retrying
                 .store(self.retries.len() as u64, Ordering::Relaxed);
+            self.remove_invalid_tokens();
         }
         self.engine.sink_mut().feeds_mut().flush();
         self.watch();
+    }
+
+    /// Unsets the device tokens the push provider reported invalid, as
+    /// identify calls through the same path as any call.
+    fn remove_invalid_tokens(&mut self) {
+        let gone: Vec<_> = self.invalid_tokens.iter().flat_map(|t| t.take()).collect();
+        if gone.is_empty() || self.metrics.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let lines = feedback::token_removals(&mut self.engine, gone);
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ingest(lines.iter()) {
+            self.broken(&e);
+        }
     }
 
     /// Evaluates the alerts on the engine's clock (the wall clock, or the

@@ -186,7 +186,7 @@ fn profile_flow_declares_the_standard_traits() {
     let [Item::Profile(profile)] = tree.items.as_slice() else {
         panic!("profile.flow holds one profile block");
     };
-    assert_eq!(profile.fields.len(), 28);
+    assert_eq!(profile.fields.len(), 29);
     assert_eq!(render(&field(&profile.fields, "consent").ty), "Consent?");
     assert!(matches!(
         &field(&profile.fields, "subscribed")

@@ -294,6 +294,7 @@ fn profile_has_the_standard_traits() {
             ("postal_code", "string?", None),
             ("country", "string?", None),
             ("locale", "string?", None),
+            ("device_token", "string?", None),
             ("consent", "Consent?", None),
             ("orders_count", "int", Some("0")),
             ("total_spent", "money", Some("$0")),
@@ -321,5 +322,5 @@ fn every_profile_trait_says_who_maintains_it() {
             );
         }
     }
-    assert_eq!(traits, 28);
+    assert_eq!(traits, 29);
 }

@@ -4,6 +4,21 @@
 
 use crate::Channel;
 
+/// What `unsubscribe_url` renders to in an email's content: the email
+/// plugin, which holds the signing key, puts the customer's signed
+/// unsubscribe link in its place. Every escaping leaves it as it is.
+pub const UNSUBSCRIBE_URL_MARK: &str = "nudge:unsubscribe_url";
+
+/// What `preferences_url` renders to, replaced with the customer's signed
+/// preference-page link as [`UNSUBSCRIBE_URL_MARK`] is.
+pub const PREFERENCES_URL_MARK: &str = "nudge:preferences_url";
+
+/// The names message content may use for the two links, with their marks.
+pub const LINK_NAMES: [(&str, &str); 2] = [
+    ("unsubscribe_url", UNSUBSCRIBE_URL_MARK),
+    ("preferences_url", PREFERENCES_URL_MARK),
+];
+
 /// The escaping a value gets in one kind of content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Escape {

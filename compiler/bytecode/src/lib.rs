@@ -25,7 +25,7 @@ mod wire;
 
 pub use bundle::*;
 pub use disasm::disassemble;
-pub use escape::Escape;
+pub use escape::{Escape, LINK_NAMES, PREFERENCES_URL_MARK, UNSUBSCRIBE_URL_MARK};
 pub use evolve::{Conflict, GONE, GONE_FIELD, Layout, Rebased, SchemaDiff, type_text};
 pub use instr::Instr;
 pub use value::{

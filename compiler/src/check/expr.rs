@@ -595,6 +595,21 @@ impl<'a> Checker<'a> {
                 }
             };
         }
+        if nudge_bytecode::LINK_NAMES
+            .iter()
+            .any(|(name, _)| *name == n)
+        {
+            if self.ctx.links {
+                return Ty::String;
+            }
+            let d = Diagnostic::new(codes::E0201, at, format!("`{n}` is not available here"))
+                .with_primary_label("only in the content of email messages")
+                .with_help(format!(
+                    "`{n}` is the customer's signed link, put in by the email channel's plugin; use it in an email message's `body` or template"
+                ));
+            self.report(d);
+            return Ty::Error;
+        }
         if let Some(&m) = self.message_names.get(n) {
             let decl = self.symbol_at_decl(self.messages[m].symbol);
             let d = Diagnostic::new(codes::E0201, at, format!("message `{n}` is not a value"))

@@ -162,6 +162,7 @@ impl<'a> Checker<'a> {
             event: None,
             exit_on: false,
             lenient: false,
+            links: false,
         };
         let saved = self.save(file, ctx);
         let mut exit_on_events: Vec<&str> = Vec::new();

@@ -38,7 +38,16 @@ const OUTCOMES: &[&str] = &[
 ];
 
 /// Names a template may use besides the message's parameters and top-level lets.
-const TEMPLATE_GLOBALS: &[&str] = &["profile", "range", "dict", "namespace", "debug", "loop"];
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "profile",
+    "unsubscribe_url",
+    "preferences_url",
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+];
 
 impl<'a> Checker<'a> {
     pub(crate) fn unknown_channel(&mut self, name: &ast::Ident, allow_marketing: bool) -> bool {
@@ -78,7 +87,17 @@ impl<'a> Checker<'a> {
     fn check_message(&mut self, idx: usize) {
         let decl = self.messages[idx].decl;
         let file = self.messages[idx].file;
-        let saved = self.save(file, Ctx::top("a message"));
+        let email = decl.content.iter().any(|c| {
+            c.key.name == "channel"
+                && matches!(&c.value, ContentValue::Expr(e) if matches!(&e.kind, ExprKind::Name(n) if n == "email"))
+        });
+        let saved = self.save(
+            file,
+            Ctx {
+                links: email,
+                ..Ctx::top("a message")
+            },
+        );
         for p in &self.messages[idx].params {
             self.locals.push(Local {
                 name: p.name.clone(),
@@ -603,6 +622,7 @@ impl<'a> Checker<'a> {
                     event: None,
                     exit_on: false,
                     lenient: true,
+                    links: false,
                 };
                 let saved = self.save(*file, ctx);
                 for stmt in &t.stmts {

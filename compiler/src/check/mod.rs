@@ -123,6 +123,9 @@ pub(crate) struct Ctx {
     exit_on: bool,
     /// In a test: literals may stand for money and times.
     lenient: bool,
+    /// In an email message's content: `unsubscribe_url` and
+    /// `preferences_url` are in scope.
+    links: bool,
 }
 
 impl Ctx {
@@ -132,6 +135,7 @@ impl Ctx {
             event: None,
             exit_on: false,
             lenient: false,
+            links: false,
         }
     }
 }

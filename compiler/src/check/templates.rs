@@ -290,6 +290,11 @@ impl Checker<'_> {
         if name == "profile" {
             return Some(Ty::Record(self.profile));
         }
+        if nudge_bytecode::LINK_NAMES.iter().any(|(n, _)| *n == name)
+            && !self.values.contains_key(name)
+        {
+            return Some(Ty::String);
+        }
         match self.values.get(name) {
             Some(super::Value::Let(i)) => match &self.lets[*i].state {
                 State::Done(t) => Some(t.clone()),

@@ -320,6 +320,11 @@ impl<'l, 'a> Gen<'l, 'a> {
     fn name(&mut self, n: &str, span: Span) -> R<()> {
         let at = self.at(span);
         let Some(sym) = self.l.an.resolution(at) else {
+            // The links are marks that the email plugin replaces.
+            if let Some((_, mark)) = bc::LINK_NAMES.iter().find(|(name, _)| *name == n) {
+                self.push_const(Value::str(mark));
+                return Ok(());
+            }
             self.emit(match n {
                 "profile" => Instr::LoadProfile,
                 "trigger" => Instr::LoadTrigger,

@@ -58,7 +58,10 @@ impl EmailContent {
 
 /// Renders HTML as readable plain text (links kept as footnotes).
 fn html_to_text(html: &str) -> Result<String, html2text::Error> {
-    let text = html2text::from_read(html.as_bytes(), TEXT_WIDTH)?;
+    // A link broken over two lines cannot be followed, however long it is.
+    let text = html2text::config::plain()
+        .no_link_wrapping()
+        .string_from_read(html.as_bytes(), TEXT_WIDTH)?;
     Ok(text.trim_end().to_string() + "\n")
 }
 
@@ -216,6 +219,60 @@ impl Unsubscribe {
         )
     }
 
+    /// The preference-page link of `customer`: the page beside the
+    /// unsubscribe page (`…/preferences` for `…/unsubscribe`), signed for
+    /// the `preferences` channel as the page checks it.
+    pub fn preferences_url(&self, customer: &str) -> String {
+        let (base, query) = match self.base_url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (self.base_url.as_str(), None),
+        };
+        let dir = base.rsplit_once('/').map_or(base, |(dir, _)| dir);
+        let sep = match query {
+            Some(q) => format!("?{q}&"),
+            None => "?".to_string(),
+        };
+        format!(
+            "{dir}/preferences{sep}c={}&t={}",
+            utf8_percent_encode(customer, QUERY_VALUE),
+            self.token(customer, "preferences")
+        )
+    }
+
+    /// `msg` with the marks of `unsubscribe_url` and `preferences_url` in its
+    /// content replaced by the customer's signed links (HTML-escaped in the
+    /// `body`, which is HTML); `msg` itself when it has none.
+    pub fn fill_links<'m>(&self, msg: &'m Outgoing) -> std::borrow::Cow<'m, Outgoing> {
+        use nudge_bytecode::{PREFERENCES_URL_MARK, UNSUBSCRIBE_URL_MARK};
+        let marked = msg.content.values().any(|v| {
+            v.as_str().is_some_and(|s| {
+                s.contains(UNSUBSCRIBE_URL_MARK) || s.contains(PREFERENCES_URL_MARK)
+            })
+        });
+        if !marked {
+            return std::borrow::Cow::Borrowed(msg);
+        }
+        let unsubscribe = self.url(&msg.customer, &msg.channel);
+        let preferences = self.preferences_url(&msg.customer);
+        let mut filled = msg.clone();
+        for (key, value) in filled.content.iter_mut() {
+            let Some(text) = value.as_str() else { continue };
+            let html = key == "body";
+            let link = |url: &str| {
+                if html {
+                    url.replace('&', "&amp;")
+                } else {
+                    url.to_string()
+                }
+            };
+            let text = text
+                .replace(UNSUBSCRIBE_URL_MARK, &link(&unsubscribe))
+                .replace(PREFERENCES_URL_MARK, &link(&preferences));
+            *value = serde_json::Value::String(text);
+        }
+        std::borrow::Cow::Owned(filled)
+    }
+
     /// The RFC 8058 headers for a message: none for transactional email.
     pub(crate) fn headers(&self, msg: &Outgoing) -> Vec<(&'static str, String)> {
         if msg.purpose == Purpose::Transactional {
@@ -250,6 +307,28 @@ pub(crate) fn parse_to(to: &str) -> Result<Mailbox, DeliveryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_preference_link_sits_beside_the_unsubscribe_page() {
+        let secret = "test-secret-0123456789";
+        let links =
+            Unsubscribe::new("smtp", "https://shop.example/mail/unsubscribe", secret).unwrap();
+        let url = links.preferences_url("cus 1");
+        let token = links.token("cus 1", "preferences");
+        assert_eq!(
+            url,
+            format!("https://shop.example/mail/preferences?c=cus%201&t={token}")
+        );
+        assert_ne!(token, links.token("cus 1", "email"));
+        let with_query = Unsubscribe::new("smtp", "https://shop.example/u?shop=7", secret).unwrap();
+        assert!(
+            with_query
+                .preferences_url("c")
+                .starts_with("https://shop.example/preferences?shop=7&c=c&t="),
+            "{}",
+            with_query.preferences_url("c")
+        );
+    }
 
     fn msg(content: serde_json::Value) -> Outgoing {
         Outgoing {

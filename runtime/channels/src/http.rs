@@ -113,6 +113,8 @@ enum Attempt {
         reason: String,
         retryable: bool,
         retry_after: Option<Duration>,
+        /// The provider's answer, when it gave one.
+        answer: Option<(u16, String)>,
     },
     /// The request may have reached the provider, but no answer came.
     Unknown { reason: String },
@@ -167,8 +169,18 @@ impl Client {
     pub(crate) fn send(
         &mut self,
         what: &str,
-        mut request: impl FnMut(&ureq::Agent) -> Result<Response<Body>, ureq::Error>,
+        request: impl FnMut(&ureq::Agent) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<Accepted, DeliveryError> {
+        self.send_answered(what, request).map_err(|r| r.error)
+    }
+
+    /// As [`Client::send`], with the provider's last answer on failure, for
+    /// providers whose error bodies say more than a status (FCM's error codes).
+    pub(crate) fn send_answered(
+        &mut self,
+        what: &str,
+        mut request: impl FnMut(&ureq::Agent) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Accepted, Refused> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -196,18 +208,33 @@ impl Client {
                 Attempt::Failed {
                     reason,
                     retryable: false,
+                    answer,
                     ..
-                } => return Err(DeliveryError::permanent(attempt, reason)),
+                } => {
+                    return Err(Refused {
+                        error: DeliveryError::permanent(attempt, reason),
+                        answer,
+                    });
+                }
                 Attempt::Failed {
                     reason,
                     retryable: true,
+                    answer,
                     ..
-                } if last => return Err(DeliveryError::transient(attempt, reason)),
+                } if last => {
+                    return Err(Refused {
+                        error: DeliveryError::transient(attempt, reason),
+                        answer,
+                    });
+                }
                 Attempt::Failed { retry_after, .. } => {
                     std::thread::sleep(self.retry.wait_after(attempt, retry_after));
                 }
                 Attempt::Unknown { reason } if last || !self.retry_unknown => {
-                    return Err(DeliveryError::unknown(attempt, reason));
+                    return Err(Refused {
+                        error: DeliveryError::unknown(attempt, reason),
+                        answer: None,
+                    });
                 }
                 Attempt::Unknown { .. } => {
                     std::thread::sleep(self.retry.wait_after(attempt, None));
@@ -215,6 +242,14 @@ impl Client {
             }
         }
     }
+}
+
+/// A send that was not accepted, with the provider's last answer.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) error: DeliveryError,
+    /// The status and the start of the body of the last answer, when one came.
+    pub(crate) answer: Option<(u16, String)>,
 }
 
 fn classify_response(what: &str, mut response: Response<Body>) -> Attempt {
@@ -244,7 +279,14 @@ fn classify_response(what: &str, mut response: Response<Body>) -> Attempt {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let snippet = body_snippet(response.body_mut().as_reader());
+    let mut body = Vec::new();
+    // An unreadable body is no reason to hide the status; it is left out.
+    let _ = response
+        .body_mut()
+        .as_reader()
+        .take(16 * 1024)
+        .read_to_end(&mut body);
+    let snippet = body_snippet(&body[..]);
     let mut reason = format!("{what} answered {}", describe_status(status));
     if !snippet.is_empty() {
         reason.push_str(&format!(": {snippet}"));
@@ -253,6 +295,7 @@ fn classify_response(what: &str, mut response: Response<Body>) -> Attempt {
         reason,
         retryable: is_retryable_status(status),
         retry_after,
+        answer: Some((status.as_u16(), String::from_utf8_lossy(&body).into_owned())),
     }
 }
 
@@ -262,6 +305,7 @@ fn classify_error(what: &str, e: &ureq::Error, timeout: Duration) -> Attempt {
         reason: format!("{what}: {text}"),
         retryable,
         retry_after: None,
+        answer: None,
     };
     match e {
         ureq::Error::Timeout(Timeout::Resolve | Timeout::Connect) => {

@@ -5,8 +5,9 @@
 //! failures itself; [`Plugin::flush`] makes everything delivered so far
 //! durable. Built-ins: [`OutboxFile`] (JSON lines in a file), [`Lines`]
 //! (the same lines to stdout or any writer), [`Webhook`] (HTTP POST with
-//! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`] and
-//! [`Postmark`] (email over their HTTP APIs) and [`Twilio`] (SMS).
+//! retries), and the providers: [`Smtp`] (email over SMTP), [`SendGrid`],
+//! [`Postmark`] and [`Ses`] (email over their HTTP APIs), [`Twilio`] (SMS) and [`Fcm`]
+//! (push).
 //! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
 //! providers report back through their webhooks.
 
@@ -17,6 +18,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod email;
+mod fcm;
 pub mod feedback;
 mod http;
 mod lines;
@@ -24,18 +26,22 @@ mod outbox;
 mod postmark;
 mod ratelimit;
 mod sendgrid;
+mod ses;
+mod sigv4;
 mod smtp;
 mod spec;
 mod twilio;
 mod webhook;
 
 pub use email::{EmailContent, Unsubscribe, message_id};
+pub use fcm::{Fcm, FcmConfig, InvalidToken, InvalidTokens, ServiceAccountKey};
 pub use http::{ProviderConfigError, ProviderSettings};
 pub use lines::Lines;
 pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
 pub use postmark::{Postmark, PostmarkConfig};
 pub use ratelimit::RateLimit;
 pub use sendgrid::{SendGrid, SendGridConfig};
+pub use ses::{KEY_TAG as SES_KEY_TAG, Ses, SesConfig, key_of_tag as ses_key_of_tag};
 pub use smtp::{Smtp, SmtpConfig, SmtpTls};
 pub use spec::{PluginSpec, SetupError, SpecError};
 pub use twilio::{Twilio, TwilioConfig};

@@ -128,7 +128,7 @@ impl Postmark {
 
     /// The JSON request body for `msg`, as Postmark documents it.
     pub fn request_body(&self, msg: &Outgoing) -> Result<Value, DeliveryError> {
-        let content = EmailContent::from_message(msg)?;
+        let content = EmailContent::from_message(&self.unsubscribe.fill_links(msg))?;
         let to = parse_to(&msg.to)?;
         let stream = match msg.purpose {
             Purpose::Marketing => &self.marketing_stream,

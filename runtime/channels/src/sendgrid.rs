@@ -120,7 +120,7 @@ impl SendGrid {
 
     /// The JSON request body for `msg`, as SendGrid documents it.
     pub fn request_body(&self, msg: &Outgoing) -> Result<Value, DeliveryError> {
-        let content = EmailContent::from_message(msg)?;
+        let content = EmailContent::from_message(&self.unsubscribe.fill_links(msg))?;
         let to = parse_to(&msg.to)?;
         let mut body = json!({
             "personalizations": [{ "to": [address(&to)] }],

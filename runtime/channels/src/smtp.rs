@@ -173,7 +173,7 @@ impl Smtp {
 
     /// The MIME message for `msg`.
     pub fn message(&self, msg: &Outgoing) -> Result<Message, DeliveryError> {
-        let content = EmailContent::from_message(msg)?;
+        let content = EmailContent::from_message(&self.unsubscribe.fill_links(msg))?;
         let to = parse_to(&msg.to)?;
         let mut builder = Message::builder()
             .from(self.from.clone())

@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use crate::webhook::check_url;
 use crate::{
-    Lines, OutboxError, OutboxFile, OutboxMode, Plugin, Postmark, PostmarkConfig,
-    ProviderConfigError, SendGrid, SendGridConfig, Smtp, SmtpConfig, Twilio, TwilioConfig, Webhook,
-    WebhookConfig, WebhookConfigError,
+    Fcm, FcmConfig, Lines, OutboxError, OutboxFile, OutboxMode, Plugin, Postmark, PostmarkConfig,
+    ProviderConfigError, SendGrid, SendGridConfig, Ses, SesConfig, Smtp, SmtpConfig, Twilio,
+    TwilioConfig, Webhook, WebhookConfig, WebhookConfigError,
 };
 
 /// Which plugin to use, as named on the command line.
@@ -30,10 +30,14 @@ pub enum PluginSpec {
     Postmark(PostmarkConfig),
     /// `twilio`: SMS through Twilio's Messages API (configured in `nudge.toml`).
     Twilio(TwilioConfig),
+    /// `ses`: email through Amazon SES's v2 API (configured in `nudge.toml`).
+    Ses(SesConfig),
+    /// `fcm`: push through Firebase Cloud Messaging (configured in `nudge.toml`).
+    Fcm(FcmConfig),
 }
 
 /// Providers that need more settings than a command line can carry.
-const CONFIGURED_ONLY: [&str; 4] = ["smtp", "sendgrid", "postmark", "twilio"];
+const CONFIGURED_ONLY: [&str; 6] = ["smtp", "sendgrid", "postmark", "ses", "twilio", "fcm"];
 
 const EXPECTED: &str = "expected `outbox`, `stdout` or `webhook=URL`";
 
@@ -83,6 +87,8 @@ impl fmt::Display for PluginSpec {
             PluginSpec::SendGrid(_) => write!(f, "sendgrid"),
             PluginSpec::Postmark(_) => write!(f, "postmark"),
             PluginSpec::Twilio(_) => write!(f, "twilio"),
+            PluginSpec::Fcm(_) => write!(f, "fcm"),
+            PluginSpec::Ses(config) => write!(f, "ses ({})", config.region),
         }
     }
 }
@@ -98,6 +104,8 @@ impl PluginSpec {
             PluginSpec::SendGrid(config) => Box::new(SendGrid::new(config.clone())?),
             PluginSpec::Postmark(config) => Box::new(Postmark::new(config.clone())?),
             PluginSpec::Twilio(config) => Box::new(Twilio::new(config.clone())?),
+            PluginSpec::Fcm(config) => Box::new(Fcm::new(config.clone())?),
+            PluginSpec::Ses(config) => Box::new(Ses::new(config.clone())?),
         })
     }
 }

@@ -288,3 +288,58 @@ fn a_server_without_starttls_is_refused_when_tls_is_required() {
         "nothing goes out in the clear"
     );
 }
+
+#[test]
+fn the_customers_signed_links_replace_their_marks_in_the_content() {
+    let server = SmtpServer::start(Vec::new());
+    let mut smtp = Smtp::new(config(&server)).unwrap();
+    let mut msg = message(1);
+    // What a message's `{unsubscribe_url}` and `{preferences_url}` render to.
+    msg.content.insert(
+        "body".into(),
+        serde_json::Value::String(format!(
+            "<p>Bye?</p><a href=\"{}\">Unsubscribe</a> or <a href=\"{}\">choose</a>",
+            nudge_bytecode::UNSUBSCRIBE_URL_MARK,
+            nudge_bytecode::PREFERENCES_URL_MARK
+        )),
+    );
+    msg.content.insert(
+        "subject".into(),
+        serde_json::Value::String(format!("Manage: {}", nudge_bytecode::PREFERENCES_URL_MARK)),
+    );
+    smtp.deliver(&msg).unwrap();
+    let received = server.received();
+    let mail = MessageParser::default().parse(&received[0].data).unwrap();
+    let links = unsubscribe();
+    let unsubscribe_url = links.url("cus_1", "email");
+    let preferences_url = links.preferences_url("cus_1");
+    assert!(
+        preferences_url.starts_with("https://shop.example/preferences?c=cus_1&t="),
+        "{preferences_url}"
+    );
+    let token = preferences_url.rsplit("t=").next().unwrap();
+    assert!(links.verify("cus_1", "preferences", token));
+    let html = mail.body_html(0).unwrap();
+    assert!(
+        html.contains(&format!(
+            "href=\"{}\"",
+            unsubscribe_url.replace('&', "&amp;")
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!(
+            "href=\"{}\"",
+            preferences_url.replace('&', "&amp;")
+        )),
+        "{html}"
+    );
+    assert!(!html.contains("nudge:"), "{html}");
+    // The text part, derived from the HTML, has the links as they are.
+    let text = mail.body_text(0).unwrap();
+    assert!(text.contains(&unsubscribe_url), "{text}");
+    assert_eq!(
+        mail.subject(),
+        Some(format!("Manage: {preferences_url}").as_str())
+    );
+}

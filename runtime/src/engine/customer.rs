@@ -382,6 +382,8 @@ pub struct Traits {
     pub phone: Option<u16>,
     /// `timezone`
     pub timezone: Option<u16>,
+    /// `device_token`
+    pub device_token: Option<u16>,
     /// `consent`
     pub consent: Option<u16>,
     /// The `Consent` record's schema.
@@ -426,6 +428,7 @@ impl Traits {
             email: find("email"),
             phone: find("phone"),
             timezone: find("timezone"),
+            device_token: find("device_token"),
             consent,
             consent_schema,
             orders_count: find("orders_count"),

@@ -69,15 +69,15 @@ impl<S: Sink> Engine<'_, S> {
 
     /// Adds the context's zone and locale to the traits a call sets, for
     /// profile fields of those names that the profile leaves empty and the
-    /// call's own traits do not set. A zone that is not an IANA name is
-    /// left out.
+    /// call's own traits do not set, and the device's push token unless the
+    /// call's traits set one. A zone that is not an IANA name is left out.
     fn fill_from_context(
         &mut self,
         names: &Names<'_>,
         traits: &mut Vec<(u16, Value)>,
         notes: &Notes<'_>,
     ) {
-        if notes.timezone.is_none() && notes.locale.is_none() {
+        if notes.timezone.is_none() && notes.locale.is_none() && notes.device_token.is_none() {
             return;
         }
         let bundle = self.bundle();
@@ -86,7 +86,12 @@ impl<S: Sink> Engine<'_, S> {
         };
         let customer = self.customer_named(names);
         let before = traits.len();
-        for (name, text) in [("timezone", notes.timezone), ("locale", notes.locale)] {
+        let fields = [
+            ("timezone", notes.timezone),
+            ("locale", notes.locale),
+            ("device_token", notes.device_token),
+        ];
+        for (name, text) in fields {
             let Some(text) = text else { continue };
             if name == "timezone" && chrono_tz::Tz::from_str(text).is_err() {
                 continue;
@@ -97,9 +102,11 @@ impl<S: Sink> Engine<'_, S> {
             if traits.iter().any(|(j, _)| usize::from(*j) == i) {
                 continue;
             }
-            let known = customer
-                .and_then(|c| self.customers.get(&c))
-                .is_some_and(|cust| cust.profile.fields.get(i).is_some_and(|v| !v.is_none()));
+            // The device's token is its latest: a reinstalled app has a new one.
+            let known = name != "device_token"
+                && customer
+                    .and_then(|c| self.customers.get(&c))
+                    .is_some_and(|cust| cust.profile.fields.get(i).is_some_and(|v| !v.is_none()));
             if known {
                 continue;
             }

@@ -596,6 +596,7 @@ impl<'b, S: Sink> Engine<'b, S> {
                 kind,
                 timezone: call.context.timezone.as_deref(),
                 locale: call.context.locale.as_deref(),
+                device_token: call.context.device_token.as_deref(),
             },
         )
     }

@@ -254,7 +254,10 @@ impl<S: Sink> Engine<'_, S> {
         let to = match msg.channel {
             Channel::Email => t.text(&cust.profile, t.email).map(|e| e.trim().to_string()),
             Channel::Sms => t.text(&cust.profile, t.phone).map(|p| p.trim().to_string()),
-            Channel::Push | Channel::Webhook | Channel::Audience => Some(cust.key.clone()),
+            Channel::Push => t
+                .text(&cust.profile, t.device_token)
+                .map(|d| d.trim().to_string()),
+            Channel::Webhook | Channel::Audience => Some(cust.key.clone()),
         };
         let Some(to) = to else {
             return stop(Outcome::Blocked, SendReason::NoAddress);

@@ -145,6 +145,11 @@ impl Vm<'_> {
         let mut ctx: BTreeMap<String, Jv> = BTreeMap::new();
         let profile = Value::Record(Arc::new(host.profile().clone()));
         ctx.insert("profile".into(), to_jinja(self.bundle, &profile));
+        // The email plugin puts the signed links in place of their marks; a
+        // let or parameter of the same name shadows them.
+        for (name, mark) in nudge_bytecode::LINK_NAMES {
+            ctx.insert(name.into(), Jv::from(mark));
+        }
         for (name, n) in &t.lets {
             let v = self.let_value(*n, host)?;
             ctx.insert(name.clone(), to_jinja(self.bundle, &v));

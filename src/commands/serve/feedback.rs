@@ -1,6 +1,6 @@
 //! The providers' webhooks: SendGrid's Event Webhook, Postmark's bounce,
 //! spam, delivery and subscription webhooks, Twilio's status callbacks and
-//! inbound SMS.
+//! inbound SMS, and Amazon SES's notifications through SNS.
 //!
 //! A request is verified first (a signature, or Postmark's Basic-auth
 //! credentials), then read into reports ([`nudge_channels::feedback`]). The
@@ -23,8 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use nudge_channels::Outgoing;
-use nudge_channels::feedback::{self, Refusal, Report, Subject, sendgrid, twilio};
+use nudge_channels::feedback::{self, Refusal, Report, Subject, sendgrid, ses, twilio};
+use nudge_channels::{InvalidToken, Outgoing};
 use nudge_runtime::engine::{Engine, Sink};
 use nudge_store::Store;
 use serde_json::{Map, Value, json};
@@ -96,6 +96,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/webhooks/postmark", post(postmark_record))
         .route("/webhooks/twilio/status", post(twilio_status))
         .route("/webhooks/twilio/sms", post(twilio_sms))
+        .route("/webhooks/ses", post(ses_notification))
 }
 
 /// Looks each subject's send up in the ledger, on the engine thread.
@@ -278,6 +279,63 @@ async fn twilio_sms(State(app): State<App>, headers: HeaderMap, uri: Uri, body: 
         .into_response()
 }
 
+/// Amazon SNS posting SES's notifications: the envelope's topic and
+/// signature are checked first; a subscription confirmation is confirmed
+/// by visiting its `SubscribeURL`, a notification's reports are applied.
+async fn ses_notification(State(app): State<App>, body: Body) -> Response {
+    let Some(verifier) = app.hooks.verifiers.ses.clone() else {
+        return off("SES", "ses_topic_arn and ses_signing_certificate");
+    };
+    let body = match read_body(body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let envelope = match ses::Envelope::parse(&body) {
+        Ok(e) => e,
+        Err(r) => return refused("SES", &r),
+    };
+    if let Err(r) = verifier.verify(&envelope) {
+        return refused("SES", &r);
+    }
+    match envelope.kind.as_str() {
+        "SubscriptionConfirmation" => {
+            let Some(url) = envelope.subscribe_url else {
+                return refused("SES", &Refusal::Malformed("no SubscribeURL".into()));
+            };
+            confirm_subscription(url).await
+        }
+        "Notification" => match ses::reports(&envelope.message) {
+            Ok(reports) => apply(&app, "ses", reports).await,
+            Err(r) => refused("SES", &r),
+        },
+        other => (StatusCode::OK, axum::Json(json!({ "ignored": other }))).into_response(),
+    }
+}
+
+/// Visits a subscription's `SubscribeURL`, which is how SNS takes a yes.
+async fn confirm_subscription(url: String) -> Response {
+    let visited = tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .new_agent();
+        agent
+            .get(&url)
+            .call()
+            .map(|r| r.status().as_u16())
+            .map_err(|e| format!("visiting the SubscribeURL failed: {e}"))
+    })
+    .await;
+    match visited {
+        Ok(Ok(status)) => {
+            eprintln!("note: confirmed the SES notification subscription (HTTP {status})");
+            (StatusCode::OK, axum::Json(json!({ "confirmed": true }))).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_GATEWAY, &e, None),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
+    }
+}
+
 /// Resolves the reports on the engine thread, then applies the events they
 /// become as calls; answers once they are durable.
 async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Response {
@@ -393,4 +451,43 @@ fn busy(app: &App, e: mpsc::TrySendError<Msg>) -> Response {
             error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None)
         }
     }
+}
+
+/// Identify calls that unset `device_token` for each customer whose token
+/// FCM reported invalid, stamped at the engine's clock. A customer whose
+/// token changed since the send keeps the new one.
+pub(super) fn token_removals<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    gone: Vec<InvalidToken>,
+) -> Vec<String> {
+    let now = engine.now();
+    // `i64::MIN`: nothing has set the clock yet.
+    let at = (now != i64::MIN)
+        .then(|| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now))
+        .flatten()
+        .unwrap_or_else(chrono::Utc::now)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut lines = Vec::new();
+    for token in gone {
+        let Some((field, id)) = engine.caller_of(&token.customer) else {
+            continue;
+        };
+        let current = match engine.profile_field(&id, "device_token") {
+            Some(nudge_bytecode::Value::Str(s)) => s.trim() == token.token,
+            _ => false,
+        };
+        if !current {
+            continue;
+        }
+        let mut call = json!({
+            "type": "identify",
+            "traits": {"device_token": null},
+            // One removal per send, however often it is reported.
+            "messageId": format!("fcm-invalid:{}", token.idempotency_key),
+            "timestamp": at,
+        });
+        call[field] = json!(id);
+        lines.push(call.to_string());
+    }
+    lines
 }

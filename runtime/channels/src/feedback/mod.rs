@@ -17,6 +17,7 @@ use crate::Outgoing;
 
 pub mod postmark;
 pub mod sendgrid;
+pub mod ses;
 pub mod twilio;
 
 /// What a provider said happened.
@@ -84,7 +85,7 @@ pub enum Subject {
 /// One thing a provider reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// `sendgrid`, `postmark`, `twilio`.
+    /// `sendgrid`, `postmark`, `ses`, `twilio`.
     pub provider: &'static str,
     /// The provider's id of this report, so a webhook the provider retries
     /// is applied once (it becomes the call's `messageId`).

@@ -1,0 +1,194 @@
+//! End-to-end: push through FCM from `nudge serve`. Device tokens come from
+//! `context.device.token` and from the `deviceToken` trait; a token FCM
+//! reports `UNREGISTERED` is removed from the profile, so the next push to
+//! that customer is not sent (`no_address`), while other customers' pushes
+//! still go out.
+
+mod common;
+use common::{basic_auth, http_agent, s, serve_http, start_server_with};
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A test service-account key (see runtime/channels/tests/fcm.rs).
+const KEY: &str = include_str!("../runtime/channels/tests/fixtures/fcm-service-account.json");
+
+/// A whole HTTP response with a JSON body.
+fn response(status: &str, body: &str) -> &'static [u8] {
+    Box::leak(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    )
+}
+
+/// Google's token endpoint and FCM on one local listener, answering as
+/// they document; every request body is kept.
+fn fake_fcm(seen: Arc<Mutex<Vec<String>>>) -> String {
+    serve_http(move |body| {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        seen.lock().unwrap().push(text.clone());
+        if text.starts_with("grant_type=") {
+            response(
+                "200 OK",
+                r#"{"access_token":"ya29.test","expires_in":3599,"token_type":"Bearer"}"#,
+            )
+        } else if text.contains("\"dead-token\"") {
+            response(
+                "404 Not Found",
+                r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#,
+            )
+        } else {
+            response(
+                "200 OK",
+                r#"{"name":"projects/nudge-test/messages/0:1500415314455276%31bd1c9631bd1c96"}"#,
+            )
+        }
+    })
+}
+
+fn ingest(base: &str, calls: &[Value]) {
+    let mut resp = http_agent()
+        .post(format!("{base}/v1/batch"))
+        .header("Authorization", basic_auth())
+        .header("Content-Type", "application/json")
+        .send(json!({ "batch": calls }).to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 200, "{}", resp.body_mut().read_to_string().unwrap());
+}
+
+/// The push requests FCM received (the token requests left out).
+fn pushes(seen: &Mutex<Vec<String>>) -> Vec<Value> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|b| !b.starts_with("grant_type="))
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
+}
+
+fn wait_for_pushes(seen: &Mutex<Vec<String>>, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = pushes(seen);
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn order(user: &str, id: &str) -> Value {
+    json!({"type": "track", "userId": user, "event": "Order Completed", "properties": {"order_id": id, "total": 10.0}})
+}
+
+#[test]
+fn an_unregistered_token_is_removed_and_the_next_push_is_not_sent() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let base = fake_fcm(seen.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("shop");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("flows.flow"),
+        r#"message shipped(order_id: string) {
+  channel push
+  purpose transactional
+  title "On its way"
+  text "Order {order_id} has shipped."
+}
+
+flow on_order {
+  trigger order_completed
+  entry always
+  send shipped(trigger.order_id)
+}
+"#,
+    )
+    .unwrap();
+    let mut key: Value = serde_json::from_str(KEY).unwrap();
+    key["token_uri"] = json!(format!("{base}/token"));
+    std::fs::write(project.join("fcm-key.json"), key.to_string()).unwrap();
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[channels.push]\nplugin = \"fcm\"\nservice_account_file = \"fcm-key.json\"\napi_url = \"{base}\"\nmax_attempts = 1\n"
+        ),
+    )
+    .unwrap();
+    let server = start_server_with(&project, &["--write-key", common::WRITE_KEY], &[]);
+    ingest(
+        &server.base,
+        &[
+            // Segment's mobile libraries send the token in the context.
+            json!({"type": "identify", "userId": "u1", "traits": {"email": "ann@example.com"}, "context": {"device": {"type": "android", "token": "dead-token"}}}),
+            json!({"type": "identify", "userId": "u2", "traits": {"deviceToken": "good-token"}}),
+            json!({"type": "identify", "userId": "u3", "traits": {"email": "carl@example.com"}}),
+            order("u1", "o1"),
+            order("u2", "o2"),
+            order("u3", "o3"),
+        ],
+    );
+    let first = wait_for_pushes(&seen, 2);
+    assert_eq!(first.len(), 2, "{first:#?}");
+    let tokens: Vec<&str> = first
+        .iter()
+        .map(|p| p["message"]["token"].as_str().unwrap())
+        .collect();
+    assert!(
+        tokens.contains(&"dead-token") && tokens.contains(&"good-token"),
+        "{tokens:?}"
+    );
+    // Sends are delivered, and the dead token removed, before the engine
+    // takes the next request.
+    ingest(&server.base, &[order("u1", "o4"), order("u2", "o5")]);
+    let after = wait_for_pushes(&seen, 3);
+    // A moment more for any push that should not be there.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = pushes(&seen).len().max(after.len());
+    assert_eq!(after, 3, "only u2's second push went out");
+    let last = pushes(&seen).pop().unwrap();
+    assert_eq!(last["message"]["token"], "good-token");
+    assert_eq!(
+        last["message"]["notification"]["body"],
+        "Order o5 has shipped."
+    );
+    let token_requests = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b.starts_with("grant_type="))
+        .count();
+    assert_eq!(token_requests, 1, "the access token is kept");
+    let metrics = server.metrics();
+    for line in [
+        "nudge_sends_total{channel=\"push\",outcome=\"failed\"} 1",
+        "nudge_sends_total{channel=\"push\",outcome=\"delivered\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    server.terminate();
+
+    let explain = |who: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args(["explain", who, s(&project), "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ann = explain("u1");
+    assert!(ann.contains("no_address"), "{ann}");
+    let carl = explain("u3");
+    assert!(carl.contains("no_address"), "{carl}");
+}
