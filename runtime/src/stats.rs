@@ -66,6 +66,9 @@ impl FlowStats {
     }
 }
 
+/// The kinds of feedback [`Stats::feedback`] counts.
+pub const FEEDBACK_KINDS: [&str; 5] = ["bounce", "spam", "unsubscribe", "click", "stop"];
+
 /// Counters for a whole run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {

@@ -23,7 +23,7 @@ use super::{AddressSend, Bundles, Engine, Sink, evolve, rel};
 use crate::dedupe::Dedupe;
 use crate::identity::Identities;
 use crate::record::{Outcome, SendReason};
-use crate::stats::Stats;
+use crate::stats::{FEEDBACK_KINDS, Stats};
 use crate::timers::Timers;
 
 /// The version of the layout below; a checkpoint of another version is not
@@ -94,6 +94,8 @@ struct State {
     stats: String,
     /// `FlowStats::by_code` per flow, whose keys are static codes.
     by_code: Vec<(String, String, String, u64)>,
+    /// `Stats::feedback`, whose kinds are static names.
+    feedback: Vec<(String, String, u64)>,
 }
 
 impl<'b, S: Sink> Engine<'b, S> {
@@ -124,6 +126,12 @@ impl<'b, S: Sink> Engine<'b, S> {
                         .iter()
                         .map(|(&(o, c), &n)| (flow.clone(), o.to_string(), c.to_string(), n))
                 })
+                .collect(),
+            feedback: self
+                .stats
+                .feedback
+                .iter()
+                .map(|((kind, flow), &n)| (kind.to_string(), flow.clone(), n))
                 .collect(),
             ..State::default()
         };
@@ -169,6 +177,13 @@ impl<'b, S: Sink> Engine<'b, S> {
                     .ok_or_else(|| CheckpointError::Decode(format!("unknown reason {c:?}")))?,
             };
             stats.flow_mut(&flow).by_code.insert((outcome, code), n);
+        }
+        for (kind, flow, n) in std::mem::take(&mut state.feedback) {
+            let kind = FEEDBACK_KINDS
+                .iter()
+                .find(|k| **k == kind)
+                .ok_or_else(|| CheckpointError::Decode(format!("unknown feedback {kind:?}")))?;
+            stats.feedback.insert((kind, flow), n);
         }
         let current_bytes = current.encode();
         let mut bundles: Vec<&'b Bundle> = Vec::with_capacity(state.releases.len());

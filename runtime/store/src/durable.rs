@@ -391,6 +391,9 @@ pub fn run<'b, S: Sink + Feed>(
     )?;
     let store_path = store.path().to_path_buf();
     let mut since_checkpoint = 0u64;
+    // Lines applied past the read position, stored with it: a restart from a
+    // checkpoint replays too few calls to find them again.
+    let mut ahead: std::collections::BTreeSet<u64> = beyond.iter().copied().collect();
     report.deployed = deployed.map(|d| d.to_string());
     if !held.is_empty() {
         // A flood held by an earlier run stays held until released.
@@ -490,6 +493,7 @@ pub fn run<'b, S: Sink + Feed>(
                 if let Some((_, number, (_, body))) = due {
                     let before = captured.len();
                     apply_line(engine, &body, number, &mut dead);
+                    ahead.insert(number);
                     let made = captured.len() - before;
                     if max_sends.is_some_and(|max| made > max) {
                         report.trip(|| format!("line {number} made {made} sends"));
@@ -521,11 +525,13 @@ pub fn run<'b, S: Sink + Feed>(
                 let mut b = std::mem::take(&mut next);
                 pending = 0;
                 b.calls.splice(0..0, std::mem::take(&mut first));
+                ahead = ahead.split_off(&(line + 1));
                 b.source = Some(SourcePos {
                     id: source.id,
                     position,
                     line,
                     tail_hash: file.tail_hash(position).map_err(read_err)?,
+                    beyond: ahead.iter().copied().collect(),
                 });
                 committed = (position, line);
                 b.intents = captured
@@ -569,6 +575,8 @@ pub fn run<'b, S: Sink + Feed>(
             position: offset,
             line: end_line,
             tail_hash: file.tail_hash(offset).map_err(read_err)?,
+            // Every line read was applied or refused.
+            beyond: Vec::new(),
         });
     }
 
@@ -750,8 +758,9 @@ pub fn resume<'b, S: Sink>(
         start,
     } = with;
     // Rebuild. Lines of this file applied past the read position (only an
-    // unsorted run leaves any) are skipped below.
-    let mut beyond: HashSet<u64> = HashSet::new();
+    // unsorted run leaves any) are skipped below: the store keeps them with
+    // the position; a store written before it did has them in its calls.
+    let mut beyond: HashSet<u64> = source.beyond.iter().copied().collect();
     // Sends made before the checkpoint are in the ledger as it was then.
     let mut rebuilt_sends = start.map_or(0, |s| s.sends);
     report.restored = start.map_or(0, |s| s.call as u64);

@@ -68,7 +68,8 @@ const MIGRATIONS: &[&str] = &[
          dead TEXT NOT NULL,
          made INTEGER NOT NULL);
      CREATE TABLE checkpoint_parts(part INTEGER PRIMARY KEY, body BLOB NOT NULL);
-     CREATE INDEX calls_deploys ON calls(seq) WHERE kind = 3;",
+     CREATE INDEX calls_deploys ON calls(seq) WHERE kind = 3;
+     ALTER TABLE sources ADD COLUMN beyond TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The largest part a checkpoint's bytes are split into: well under
@@ -230,6 +231,9 @@ pub struct SourcePos {
     pub line: u64,
     /// [`tail_hash`] of the bytes before `position`.
     pub tail_hash: String,
+    /// Lines after `position` already applied (a file applied in time order
+    /// rather than file order leaves some), which must not be applied again.
+    pub beyond: Vec<u64>,
 }
 
 /// One stored entry of the history, in the order it was applied.
@@ -567,14 +571,19 @@ impl Store {
         let found = self
             .conn
             .query_row(
-                "SELECT id, position, line, tail_hash FROM sources WHERE path = ?1",
+                "SELECT id, position, line, tail_hash, beyond FROM sources WHERE path = ?1",
                 [path],
                 |r| {
+                    let beyond: String = r.get(4)?;
                     Ok(SourcePos {
                         id: r.get(0)?,
                         position: r.get::<_, i64>(1)? as u64,
                         line: r.get::<_, i64>(2)? as u64,
                         tail_hash: r.get(3)?,
+                        beyond: beyond
+                            .split_ascii_whitespace()
+                            .filter_map(|n| n.parse().ok())
+                            .collect(),
                     })
                 },
             )
@@ -595,6 +604,7 @@ impl Store {
             position: 0,
             line: 0,
             tail_hash: empty,
+            beyond: Vec::new(),
         })
     }
 
@@ -820,9 +830,16 @@ impl Store {
                 .map_err(err)?;
             }
             if let Some(s) = &batch.source {
+                let beyond: Vec<String> = s.beyond.iter().map(u64::to_string).collect();
                 tx.execute(
-                    "UPDATE sources SET position = ?2, line = ?3, tail_hash = ?4 WHERE id = ?1",
-                    params![s.id, s.position as i64, s.line as i64, s.tail_hash],
+                    "UPDATE sources SET position = ?2, line = ?3, tail_hash = ?4, beyond = ?5 WHERE id = ?1",
+                    params![
+                        s.id,
+                        s.position as i64,
+                        s.line as i64,
+                        s.tail_hash,
+                        beyond.join(" ")
+                    ],
                 )
                 .map_err(err)?;
             }

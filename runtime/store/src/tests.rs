@@ -144,6 +144,7 @@ fn calls_come_back_in_order_and_sources_keep_their_position() {
             NewCall::Drain,
         ],
         source: Some(SourcePos {
+            beyond: Vec::new(),
             position: 3,
             line: 1,
             tail_hash: tail_hash(b"{}\n"),
