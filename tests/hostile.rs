@@ -497,6 +497,85 @@ fn the_run_breaker_holds_a_flood_in_the_ledger_until_a_run_releases_it() {
 }
 
 #[test]
+fn the_in_memory_breaker_holds_every_send_past_the_limit_in_a_file() {
+    let (_tmp, project) = two_sends_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[runtime]\nmax_sends_per_step = 1\n",
+    )
+    .unwrap();
+    let order = |id: &str, minute: u32| {
+        format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"{id}","timestamp":"2026-01-05T10:{minute:02}:00Z","properties":{{"order_id":"o-{id}","total":5}}}}"#
+        )
+    };
+    // u1's order makes two sends, one over the limit; u2's, after the trip,
+    // are held too.
+    let identify = |id: &str| {
+        format!(
+            r#"{{"type":"identify","userId":"{id}","timestamp":"2026-01-05T10:00:00Z","traits":{{"email":"{id}@example.com"}}}}"#
+        )
+    };
+    std::fs::write(
+        project.join("events.jsonl"),
+        [
+            identify("u1"),
+            identify("u2"),
+            order("u1", 1),
+            order("u2", 2),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    let (out, summary) = run_durable(&project, &["--in-memory"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}\n{summary}");
+    assert!(
+        err.contains("alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = 1): line 3 made more than 1 sends"),
+        "{err}"
+    );
+    assert!(err.contains("3 sends were held in"), "{err}");
+    let outbox = lines_of(&project.join(".nudge/outbox.jsonl"));
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert!(outbox[0].contains("first_note") && outbox[0].contains("u1"));
+    let held = lines_of(&project.join(".nudge/held.jsonl"));
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held[0].contains("second_note") && held[0].contains("u1"));
+    // The engine was told: the held sends are failures with their reason,
+    // not sends.
+    let flow = &summary["stats"]["flows"]["twice"];
+    assert_eq!(flow["sends"]["email"], 1, "{summary}");
+    let trace = std::fs::read_to_string(project.join(".nudge/trace.jsonl")).unwrap();
+    assert_eq!(
+        trace.matches("held by the send circuit breaker").count(),
+        3,
+        "{trace}"
+    );
+
+    // A run in memory starts from nothing: within the limit, nothing is held
+    // and the file of an earlier run is gone.
+    std::fs::write(
+        project.join("events.jsonl"),
+        format!("{}\n{}\n", identify("u3"), order("u3", 3)),
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[runtime]\nmax_sends_per_step = 2\n",
+    )
+    .unwrap();
+    let (out, _) = run_durable(&project, &["--in-memory"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!project.join(".nudge/held.jsonl").exists());
+}
+
+#[test]
 fn the_run_breaker_trips_on_a_clock_step() {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("later");

@@ -11,7 +11,7 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Sink};
+use crate::engine::{Engine, Sink, Step};
 use crate::ingest;
 use crate::segment;
 use crate::window::{DEFAULT_LINES, Window};
@@ -169,6 +169,7 @@ pub fn replay_stream<S: Sink>(
                 return;
             }
         };
+        engine.sink_mut().step(Step::Line(number));
         if let Err(reason) = ingest::apply_line(engine, text) {
             rejected.push(DeadLetter {
                 line: number as usize,
@@ -224,9 +225,11 @@ pub fn replay_stream<S: Sink>(
     }
     read?;
     if let Some(t) = options.until {
+        engine.sink_mut().step(Step::Until);
         engine.advance_through(t);
     }
     if options.drain {
+        engine.sink_mut().step(Step::Drain);
         engine.drain();
     }
     rejected.sort_by_key(|d| d.line);

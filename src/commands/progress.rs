@@ -193,6 +193,10 @@ impl<S: Sink> Sink for ProgressSink<'_, S> {
     fn membership(&mut self, change: Membership) {
         self.inner.membership(change);
     }
+
+    fn step(&mut self, step: nudge_runtime::engine::Step) {
+        self.inner.step(step);
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
 use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
 
+use super::breaker::Breaker;
 use super::progress::{Progress, ProgressSink};
 use super::{Status, compile};
 use crate::config::Config as ProjectConfig;
@@ -363,7 +364,14 @@ fn run_in_memory(
         }
     };
     let progress = Progress::for_file(events, len);
-    let sink = ProgressSink::new(sink, &progress);
+    let held_path = paths.state.join("held.jsonl");
+    let sink = match Breaker::new(sink, replay.max_sends, &held_path) {
+        Ok(b) => ProgressSink::new(b, &progress),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Status::Failure;
+        }
+    };
     let mut engine = Engine::new(bundle, sink, config, i64::MIN);
     let options = Options {
         until: replay.until,
@@ -386,7 +394,10 @@ fn run_in_memory(
         }
     };
     let stats = engine.stats();
-    let flushed = engine.into_sink().into_inner().finish();
+    let (flushed, held) = match engine.into_sink().into_inner().finish() {
+        Ok((sink, tripped, held)) => (sink.finish(), tripped.map(|why| (why, held))),
+        Err(e) => (Err(e), None),
+    };
     let dead_flushed = dead_file.flush();
     summary(args.format, paths, &stats, streamed.clamped, None);
     past_window(streamed.past_window, replay.window);
@@ -397,6 +408,13 @@ fn run_in_memory(
     if let Some(e) = dead_error.or(dead_flushed.err()) {
         eprintln!("error: writing {}: {e}", paths.dead.display());
         return Status::Failure;
+    }
+    if let Some((why, held)) = held {
+        eprintln!(
+            "help: the send circuit breaker tripped ({why}): {held} sends were held in {} and not delivered; a run in memory keeps no ledger to release them from, so check them, then raise [runtime] max_sends_per_step or run with the store",
+            held_path.display()
+        );
+        return Status::Held;
     }
     Status::Ok
 }

@@ -49,6 +49,27 @@ pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChang
 pub use evolve::Bundles;
 pub use instance::{Instance, Version, Waiting};
 
+/// One step of a replay: a line applied, or the clock moved after the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The line with this number (from 1) of the input.
+    Line(u64),
+    /// `--until`: timers due up to the given instant fire.
+    Until,
+    /// `--drain`: timers fire until only schedules remain.
+    Drain,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Line(n) => write!(f, "line {n}"),
+            Step::Until => f.write_str("the clock step of --until"),
+            Step::Drain => f.write_str("the clock step of --drain"),
+        }
+    }
+}
+
 /// Where the engine's output goes.
 pub trait Sink {
     /// Delivers a message that passed the send pipeline; `Err` is the failure reason.
@@ -57,6 +78,9 @@ pub trait Sink {
     fn record(&mut self, record: Record);
     /// Notes an audience membership change.
     fn membership(&mut self, change: Membership);
+    /// A replay is about to take `step`: what a sink counts per step (a
+    /// send circuit breaker) starts again.
+    fn step(&mut self, _step: Step) {}
 }
 
 /// A sink that keeps everything in memory, for tests and `nudge test`.
