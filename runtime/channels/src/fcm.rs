@@ -403,21 +403,7 @@ impl Plugin for Fcm {
                 .send(&body[..])
         });
         match sent {
-            Ok(accepted) => {
-                let mut detail = format!("HTTP {}", accepted.status);
-                let answer: Option<Value> = serde_json::from_str(&accepted.body).ok();
-                if let Some(name) = answer
-                    .as_ref()
-                    .and_then(|a| a.get("name"))
-                    .and_then(Value::as_str)
-                {
-                    detail.push_str(&format!(" name {name}"));
-                }
-                Ok(Receipt {
-                    attempts: accepted.attempts,
-                    detail: Some(detail),
-                })
-            }
+            Ok(accepted) => Ok(accepted.receipt("name")),
             Err(Refused {
                 error,
                 answer: Some((status, text)),

@@ -10,7 +10,7 @@ use ureq::{Body, Timeout};
 
 use crate::ratelimit::TokenBucket;
 use crate::webhook::{body_snippet, describe_status, is_retryable_status};
-use crate::{DeliveryError, RateLimit, RetryPolicy};
+use crate::{DeliveryError, RateLimit, Receipt, RetryPolicy};
 
 /// Settings every provider plugin takes: timeout, retries, rate limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +99,26 @@ pub(crate) struct Accepted {
     /// The `X-Message-Id` header, where the provider names its message there.
     pub(crate) message_id: Option<String>,
     pub(crate) attempts: u32,
+}
+
+impl Accepted {
+    /// The receipt of an accepted request: its status, and the provider's
+    /// name for the message when its JSON answer has one under `id_field`.
+    pub(crate) fn receipt(&self, id_field: &str) -> Receipt {
+        let mut detail = format!("HTTP {}", self.status);
+        let answer: Option<serde_json::Value> = serde_json::from_str(&self.body).ok();
+        if let Some(id) = answer
+            .as_ref()
+            .and_then(|a| a.get(id_field))
+            .and_then(serde_json::Value::as_str)
+        {
+            detail.push_str(&format!(" {id_field} {id}"));
+        }
+        Receipt {
+            attempts: self.attempts,
+            detail: Some(detail),
+        }
+    }
 }
 
 /// What one try came to.

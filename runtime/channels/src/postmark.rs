@@ -187,19 +187,7 @@ impl Plugin for Postmark {
                 .header("Content-Type", "application/json")
                 .send(&body[..])
         })?;
-        let mut detail = format!("HTTP {}", accepted.status);
-        let answer: Option<Value> = serde_json::from_str(&accepted.body).ok();
-        if let Some(id) = answer
-            .as_ref()
-            .and_then(|a| a.get("MessageID"))
-            .and_then(Value::as_str)
-        {
-            detail.push_str(&format!(" MessageID {id}"));
-        }
-        Ok(Receipt {
-            attempts: accepted.attempts,
-            detail: Some(detail),
-        })
+        Ok(accepted.receipt("MessageID"))
     }
 
     fn flush(&mut self) -> Result<(), DeliveryError> {

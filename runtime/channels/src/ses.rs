@@ -265,19 +265,7 @@ impl Plugin for Ses {
             }
             request.send(&body[..])
         })?;
-        let mut detail = format!("HTTP {}", accepted.status);
-        let answer: Option<Value> = serde_json::from_str(&accepted.body).ok();
-        if let Some(id) = answer
-            .as_ref()
-            .and_then(|a| a.get("MessageId"))
-            .and_then(Value::as_str)
-        {
-            detail.push_str(&format!(" MessageId {id}"));
-        }
-        Ok(Receipt {
-            attempts: accepted.attempts,
-            detail: Some(detail),
-        })
+        Ok(accepted.receipt("MessageId"))
     }
 
     fn flush(&mut self) -> Result<(), DeliveryError> {

@@ -193,19 +193,7 @@ impl Plugin for Twilio {
                 .header("Accept", "application/json")
                 .send_form(form.iter().map(|(k, v)| (*k, v.as_str())))
         })?;
-        let mut detail = format!("HTTP {}", accepted.status);
-        let answer: Option<Value> = serde_json::from_str(&accepted.body).ok();
-        if let Some(sid) = answer
-            .as_ref()
-            .and_then(|a| a.get("sid"))
-            .and_then(Value::as_str)
-        {
-            detail.push_str(&format!(" sid {sid}"));
-        }
-        Ok(Receipt {
-            attempts: accepted.attempts,
-            detail: Some(detail),
-        })
+        Ok(accepted.receipt("sid"))
     }
 
     fn flush(&mut self) -> Result<(), DeliveryError> {
