@@ -4,35 +4,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use nudge_bytecode::Bundle;
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::ingest;
 
-fn examples_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
 fn example(name: &str) -> (Bundle, String) {
-    let root = examples_root().join(name);
-    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
-    let analysis = nudge_compiler::check(&project);
-    assert!(!analysis.has_errors(), "{name} does not check");
-    let bundle = nudge_compiler::lower(&project, &analysis).unwrap();
-    let events = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
-    (bundle, events)
-}
-
-fn example_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(examples_root())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("nudge.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    (common::example_bundle(name), common::example_events(name))
 }
 
 fn config() -> Config {
@@ -101,7 +78,7 @@ fn append(to: &mut MemorySink, from: MemorySink) {
 
 #[test]
 fn every_example_goes_on_after_a_restore_at_any_line() {
-    for name in example_names() {
+    for name in common::example_names() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {

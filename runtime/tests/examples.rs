@@ -1,20 +1,14 @@
 //! Every example project replays its sample events with the outbox, the
 //! dead letters and the summary checked exactly.
 
-use std::path::PathBuf;
+mod common;
 
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::replay::{self, Options};
 
 fn replay_example(name: &str) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name);
-    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
-    let analysis = nudge_compiler::check(&project);
-    assert!(!analysis.has_errors(), "{name} does not check");
-    let bundle = nudge_compiler::lower(&project, &analysis).unwrap();
-    let events = std::fs::read_to_string(root.join("events.jsonl")).unwrap();
+    let bundle = common::example_bundle(name);
+    let events = common::example_events(name);
     let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
     let mut dead = Vec::new();
     let options = Options {
@@ -63,14 +57,7 @@ example!(win_back);
 
 #[test]
 fn every_example_has_a_replay_test() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("nudge.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = common::example_names();
     let this = include_str!("examples.rs");
     for n in names {
         assert!(

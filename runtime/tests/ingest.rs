@@ -5,7 +5,6 @@
 //! faults and on random damage to good lines.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use nudge_bytecode::{Bundle, Value};
 use nudge_runtime::decode;
@@ -15,32 +14,8 @@ use nudge_runtime::ingest::{self, Decoded, Note, Notes, TypedCall};
 use nudge_runtime::segment::{self, CallKind, GROUP_EVENT, PAGE_EVENT, SCREEN_EVENT};
 use proptest::prelude::*;
 
-fn example_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(examples_root())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("nudge.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn examples_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
-}
-
-fn example_bundle(name: &str) -> Bundle {
-    let root = examples_root().join(name);
-    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
-    let analysis = nudge_compiler::check(&project);
-    assert!(!analysis.has_errors(), "{name} does not check");
-    nudge_compiler::lower(&project, &analysis).unwrap()
-}
-
-fn example_events(name: &str) -> String {
-    std::fs::read_to_string(examples_root().join(name).join("events.jsonl")).unwrap()
-}
+mod common;
+use common::{example_bundle, example_events, example_names};
 
 fn generated(events: u64, bad_rate: f64, seed: u64) -> String {
     let mut config = nudge_gen::GenConfig::new(events);
