@@ -5,7 +5,7 @@
 //! still go out.
 
 mod common;
-use common::{basic_auth, http_agent, s, serve_http, start_server_with};
+use common::{basic_auth, explain_json, http_agent, serve_http, start_server_with};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -175,18 +175,7 @@ flow on_order {
     }
     server.terminate();
 
-    let explain = |who: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
-            .args(["explain", who, s(&project), "--format", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let explain = |who: &str| explain_json(&project, who);
     let ann = explain("u1");
     assert!(ann.contains("no_address"), "{ann}");
     let carl = explain("u3");

@@ -5,11 +5,13 @@
 //! forged or from another topic are refused.
 
 mod common;
-use common::{basic_auth, http_agent, s, serve_http, start_server_with};
+use common::{
+    basic_auth, explain_json, http_agent, outbox_json as outbox, serve_http, start_server_with,
+    wait_for_outbox,
+};
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -100,25 +102,6 @@ fn ingest(base: &str, calls: &[Value]) {
         .unwrap();
     let status = resp.status().as_u16();
     assert_eq!(status, 200, "{}", resp.body_mut().read_to_string().unwrap());
-}
-
-fn outbox(project: &Path) -> Vec<Value> {
-    std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn wait_for_outbox(project: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let lines = outbox(project);
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn order(user: &str, id: &str) -> Value {
@@ -255,18 +238,7 @@ flow on_order {
     );
     server.terminate();
 
-    let explain = |who: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
-            .args(["explain", who, s(&project), "--format", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let explain = |who: &str| explain_json(&project, who);
     let jane = explain("u1");
     assert!(
         jane.contains("bounced") && jane.contains("undeliverable"),

@@ -4,10 +4,12 @@
 //! the provider's is refused.
 
 mod common;
-use common::{Server, afternoon_zone, basic_auth, http_agent, s, start_server_with};
+use common::{
+    Server, afternoon_zone, basic_auth, explain_json, http_agent, outbox_json as outbox,
+    start_server_with, wait_for_outbox,
+};
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use p256::ecdsa::signature::Signer as _;
@@ -95,26 +97,6 @@ fn ingest(server: &Server, calls: &[Value]) {
         &body,
     );
     assert_eq!(status, 200, "{text}");
-}
-
-fn outbox(project: &Path) -> Vec<Value> {
-    std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Waits until the outbox has `n` lines (sends go out after the answer).
-fn wait_for_outbox(project: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let lines = outbox(project);
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn key_of(lines: &[Value], customer: &str, channel: &str) -> String {
@@ -322,18 +304,7 @@ fn provider_reports_become_events_for_the_customer_and_hold_the_next_send() {
     }
     server.terminate();
 
-    let explain = |who: &str| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
-            .args(["explain", who, s(&project), "--format", "json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let explain = |who: &str| explain_json(&project, who);
     let ann_story = explain("u1");
     assert!(ann_story.contains("bounced"), "{ann_story}");
     let bob_story = explain("anon-7");

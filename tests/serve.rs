@@ -934,7 +934,7 @@ fn refusing_webhook() -> String {
     format!("{base}/hook")
 }
 
-/// One scrape after known calls shows each family of issue 17's list with
+/// One scrape after known calls shows each metric family added for operators, with
 /// the values those calls must give.
 #[test]
 fn metrics_count_feedback_waits_providers_reasons_events_and_commits() {

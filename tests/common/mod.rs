@@ -387,3 +387,42 @@ pub fn serve_http(mut answer: impl FnMut(Vec<u8>) -> &'static [u8] + Send + 'sta
     });
     base
 }
+
+/// The lines of a project's outbox, parsed.
+#[allow(dead_code)]
+pub fn outbox_json(project: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(project.join(".nudge/outbox.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until the outbox has `n` lines (sends go out after the answer),
+/// for 30 seconds at most; returns what it holds then.
+#[allow(dead_code)]
+pub fn wait_for_outbox(project: &Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let lines = outbox_json(project);
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `nudge explain WHO PROJECT --format json`, which must succeed.
+#[allow(dead_code)]
+pub fn explain_json(project: &Path, who: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["explain", who, s(project), "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
