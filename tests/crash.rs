@@ -105,8 +105,12 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
     let mut completed = 0;
     for _ in 0..KILLS {
         let mut child = command(&dir).stdout(Stdio::null()).spawn().unwrap();
-        // Anywhere from the start to a little past a whole run's length.
-        let wait = rng.below(took.as_millis() as u64 * 11 / 10 + 1);
+        // Anywhere from the start to a little past a whole run's length;
+        // until a run has been killed, within its length. (Once a run has
+        // finished, later runs start from its checkpoint and end at once,
+        // so a first run that outlived its wait would leave nothing to kill.)
+        let span = if kills == 0 { 9 } else { 11 };
+        let wait = rng.below(took.as_millis() as u64 * span / 10 + 1);
         std::thread::sleep(Duration::from_millis(wait));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
