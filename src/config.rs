@@ -1768,7 +1768,7 @@ plugin = "stdout"
     #[test]
     fn fcm_reads_its_key_from_a_file_in_the_project_or_the_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let key = include_str!("../runtime/channels/tests/fixtures/fcm-service-account.json");
+        let key = include_str!("../crates/nudge-channels/tests/fixtures/fcm-service-account.json");
         std::fs::write(dir.path().join("fcm-key.json"), key).unwrap();
         std::fs::write(
             dir.path().join(MANIFEST),

@@ -600,7 +600,7 @@ fn sarif_has_one_run_for_every_project_with_uris_from_the_repository_root() {
     assert!(rules.iter().all(|r| r["help"]["text"].is_string()));
 
     let schema_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("compiler/diagnostics/tests/fixtures/sarif-schema-2.1.0.json");
+        .join("crates/nudge-diagnostics/tests/fixtures/sarif-schema-2.1.0.json");
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema"))
             .expect("schema JSON");

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A test service-account key (see runtime/channels/tests/fcm.rs).
-const KEY: &str = include_str!("../runtime/channels/tests/fixtures/fcm-service-account.json");
+/// A test service-account key (see crates/nudge-channels/tests/fcm.rs).
+const KEY: &str = include_str!("../crates/nudge-channels/tests/fixtures/fcm-service-account.json");
 
 /// A whole HTTP response with a JSON body.
 fn response(status: &str, body: &str) -> &'static [u8] {

@@ -17,8 +17,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ses-feedback";
-const CERT: &str = include_str!("../runtime/channels/tests/fixtures/sns-test-cert.pem");
-const KEY: &str = include_str!("../runtime/channels/tests/fixtures/sns-test-key.pem");
+const CERT: &str = include_str!("../crates/nudge-channels/tests/fixtures/sns-test-cert.pem");
+const KEY: &str = include_str!("../crates/nudge-channels/tests/fixtures/sns-test-key.pem");
 
 /// Signs an SNS envelope as SNS does (SignatureVersion 2, SHA256withRSA)
 /// with the test key whose certificate the server is given.

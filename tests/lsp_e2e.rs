@@ -444,7 +444,7 @@ fn a_burst_of_fifty_edits_is_not_analysed_edit_by_edit() {
     // RequestCanceled or, when the reader handed the request over before it
     // read the cancel, with its result: never both, never neither. That a
     // cancel reaching the queue in time cancels is proven deterministically
-    // in process (lsp/tests/scheduling.rs).
+    // in process (crates/nudge-lsp/tests/scheduling.rs).
     let mut cancelled = 0;
     for round in 0..10 {
         let id = 3000 + round;
