@@ -3,11 +3,14 @@
 //! Calls come in as Segment JSON lines ([`segment`]), are checked against
 //! the bundle's schemas ([`decode`]), joined into customers ([`identity`]),
 //! deduplicated ([`dedupe`]) and applied by the [`engine`], which runs flow
-//! code in the VM, keeps timers ([`timers`]) and decides every send.
+//! code in the VM, keeps timers ([`timers`]) and decides every send. The
+//! engine's state machine does no IO: it returns its effects as data, which
+//! a host hands to a sink ([`driver`]).
 //! [`replay`] drives the engine over a file on a virtual clock.
 
 pub mod decode;
 pub mod dedupe;
+pub mod driver;
 pub mod engine;
 pub mod identity;
 pub mod ingest;

@@ -64,6 +64,15 @@ impl FlowStats {
         };
         *self.decisions.entry(key).or_insert(0) += 1;
     }
+
+    /// Takes back one [`FlowStats::decide`] (a send a host could not hand over).
+    pub fn undecide(&mut self, outcome: Outcome, reason: Option<&str>) {
+        let key = match reason {
+            Some(r) => format!("{}: {r}", outcome.name()),
+            None => outcome.name().to_string(),
+        };
+        take_one(&mut self.decisions, &key);
+    }
 }
 
 /// The kinds of feedback [`Stats::feedback`] counts.
@@ -225,5 +234,19 @@ fn join_counts(m: &BTreeMap<String, u64>, errors: u64) -> String {
         "0".into()
     } else {
         parts.join(", ")
+    }
+}
+
+/// Takes one off a counter, dropping it at zero (as if never counted).
+pub(crate) fn take_one<K, Q>(counts: &mut BTreeMap<K, u64>, key: &Q)
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::customer::{Customer, Traits};
 use super::instance::Slots;
-use super::{AddressSend, Bundles, Engine, Sink, evolve, rel};
+use super::{AddressSend, Bundles, Machine, evolve, rel};
 use crate::dedupe::Dedupe;
 use crate::identity::Identities;
 use crate::record::{Outcome, SendReason};
@@ -98,8 +98,8 @@ struct State {
     feedback: Vec<(String, String, u64)>,
 }
 
-impl<'b, S: Sink> Engine<'b, S> {
-    /// The engine's state as bytes, to be given to [`Engine::restore`] by a
+impl<'b> Machine<'b> {
+    /// The engine's state as bytes, to be given to [`Machine::restore`] by a
     /// later process. Takes `&mut self` because the tables are moved out to
     /// be written and put back, not copied.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {

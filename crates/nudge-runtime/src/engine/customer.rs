@@ -25,7 +25,7 @@ pub struct Seen {
 }
 
 /// A message that went out, for frequency caps.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     /// When, in milliseconds since the epoch.
     pub at: i64,

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::evolve::{Bundles, same_tables};
 use super::instance::{Instance, TriggerUse, Waiting};
-use super::{Engine, Sink, rel};
+use super::{Machine, rel};
 
 /// Why a bundle cannot be deployed; the engine is left exactly as it was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -233,7 +233,7 @@ impl Park {
     }
 }
 
-impl<'b, S: Sink> Engine<'b, S> {
+impl<'b> Machine<'b> {
     /// Switches to `bundle` for everything new; in-flight instances stay on
     /// their own release unless carried over by step label.
     ///
@@ -258,6 +258,7 @@ impl<'b, S: Sink> Engine<'b, S> {
         bundle: &'b Bundle,
         arena: &'b Bundles,
     ) -> Result<Deployed, DeployError> {
+        self.new_input();
         let prev = self.current();
         let mut schemas = SchemaChanges::default();
         if !same_tables(self.bundle_of(prev), bundle) {

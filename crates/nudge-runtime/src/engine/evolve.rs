@@ -15,7 +15,7 @@ use nudge_vm::Vm;
 use super::customer::Traits;
 use super::deploy::DeployError;
 use super::instance::TriggerUse;
-use super::{Engine, Sink, remembered_schemas};
+use super::{Machine, remembered_schemas};
 
 /// Where the bundles that rebased releases run are kept: they must live as
 /// long as the engine, like the deployed bundles themselves.
@@ -40,7 +40,7 @@ pub(super) fn same_tables(a: &Bundle, b: &Bundle) -> bool {
     a.schemas == b.schemas && a.enums == b.enums && a.profile == b.profile
 }
 
-impl<S: Sink> Engine<'_, S> {
+impl Machine<'_> {
     /// Checks that the engine's state can move onto `new`'s schemas:
     /// every change keeps stored values meaningful, and no instance that
     /// will stay on an older release reads what `new` removes. `carried`
@@ -115,8 +115,8 @@ impl<S: Sink> Engine<'_, S> {
 /// Moves every release in use and every value the engine holds onto the
 /// new tables. Returns how many goal watches ended because their rule
 /// reads something removed.
-pub(super) fn apply<'b, S: Sink>(
-    engine: &mut Engine<'b, S>,
+pub(super) fn apply<'b>(
+    engine: &mut Machine<'b>,
     ev: Evolution,
     new: &'b Bundle,
     arena: &'b Bundles,

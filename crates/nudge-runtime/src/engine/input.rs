@@ -7,15 +7,15 @@ use std::str::FromStr;
 
 use nudge_bytecode::Value;
 
-use super::{Applied, Engine, Sink};
+use super::{Applied, Machine};
 use crate::decode::{self, Shape};
 use crate::identity::{Identity, Names};
 use crate::ingest::{Note, Notes, TypedCall};
 use crate::record::What;
 use crate::segment::Rejection;
 
-impl<S: Sink> Engine<'_, S> {
-    /// Applies a decoded call as [`Engine::apply_typed`] does, then notes
+impl Machine<'_> {
+    /// Applies a decoded call as [`Machine::apply_typed`] does, then notes
     /// what `notes` says: one `dropped` record per property or trait
     /// dropped, the counters of undeclared events and group calls, and
     /// `context.timezone` / `context.locale` as the profile's when it has

@@ -7,7 +7,7 @@ use nudge_vm::{Frame, Scope, UnitRef, Yield, bucket};
 use serde::{Deserialize, Serialize};
 
 use super::customer::{Ctx, GoalWatch, Seen};
-use super::{End, Engine, Sink};
+use super::{End, Machine};
 use crate::millis::ms;
 use crate::record::{EntryReason, What};
 use crate::timers::Wake;
@@ -24,7 +24,7 @@ use crate::timers::Wake;
 #[serde(into = "Stored", from = "Stored")]
 pub struct Instance {
     /// The release whose bundle runs it: 0 is the bundle the engine was made
-    /// with, then one per deploy (see [`Engine::deploy`]).
+    /// with, then one per deploy (see [`Machine::deploy`]).
     pub release: u32,
     /// The flow's index in its release's bundle.
     pub flow: u32,
@@ -583,7 +583,7 @@ pub(super) enum Next {
     Park,
 }
 
-impl<S: Sink> Engine<'_, S> {
+impl Machine<'_> {
     /// Starts an instance of the newest release's flow `f` for customer `c`
     /// if the entry rule allows.
     pub(super) fn try_enter(

@@ -2,8 +2,8 @@
 //!
 //! The engine owns the clock, the identity graph, every customer and every
 //! instance. It runs flow code through the VM, never source. Time moves only
-//! when the caller says so ([`Engine::advance_before`], [`Engine::advance_through`],
-//! [`Engine::drain`]), which is what makes the same engine serve replays on a
+//! when the caller says so ([`Machine::advance_before`], [`Machine::advance_through`],
+//! [`Machine::drain`]), which is what makes the same engine serve replays on a
 //! virtual clock and tests alike.
 //!
 //! Work per event is bounded by the customer's own instances: exit rules,
@@ -11,7 +11,7 @@
 //! all instances.
 //!
 //! The engine runs one or more *releases* of the project: the bundle it was
-//! made with, then one per [`Engine::deploy`]. Everything new starts on the
+//! made with, then one per [`Machine::deploy`]. Everything new starts on the
 //! newest; an instance runs to its end on the release it started on unless a
 //! deploy carries it over (see the `deploy` module).
 
@@ -49,64 +49,39 @@ pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChang
 pub use evolve::Bundles;
 pub use instance::{Instance, Version, Waiting};
 
-/// One step of a replay: a line applied, or the clock moved after the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// The line with this number (from 1) of the input.
-    Line(u64),
-    /// `--until`: timers due up to the given instant fire.
-    Until,
-    /// `--drain`: timers fire until only schedules remain.
-    Drain,
+pub use crate::driver::{Engine, MemorySink, Sink, Step};
+
+/// What the engine produced, as data: the host delivers, writes and
+/// publishes it. Effects come out in the order they happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// A message that passed the send pipeline, to be delivered. The engine
+    /// already counts it as sent (for caps, idempotency and the counters);
+    /// a host that cannot hand it over says so with
+    /// [`Machine::delivery_failed`] before its next input.
+    Send {
+        /// The channel it goes out on.
+        channel: Channel,
+        /// The rendered message with its idempotency key.
+        message: Outgoing,
+    },
+    /// Something that happened to a customer, for the trace.
+    Record(Record),
+    /// An audience membership change, for the audience feeds.
+    Membership(Membership),
 }
 
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Step::Line(n) => write!(f, "line {n}"),
-            Step::Until => f.write_str("the clock step of --until"),
-            Step::Drain => f.write_str("the clock step of --drain"),
-        }
-    }
-}
-
-/// Where the engine's output goes.
-pub trait Sink {
-    /// Delivers a message that passed the send pipeline; `Err` is the failure reason.
-    fn deliver(&mut self, channel: Channel, message: &Outgoing) -> Result<(), String>;
-    /// Notes something that happened to a customer.
-    fn record(&mut self, record: Record);
-    /// Notes an audience membership change.
-    fn membership(&mut self, change: Membership);
-    /// A replay is about to take `step`: what a sink counts per step (a
-    /// send circuit breaker) starts again.
-    fn step(&mut self, _step: Step) {}
-}
-
-/// A sink that keeps everything in memory, for tests and `nudge test`.
-#[derive(Clone, Debug, Default)]
-pub struct MemorySink {
-    /// Delivered messages, in order.
-    pub outbox: Vec<Outgoing>,
-    /// Records, in order.
-    pub records: Vec<Record>,
-    /// Membership changes, in order.
-    pub memberships: Vec<Membership>,
-}
-
-impl Sink for MemorySink {
-    fn deliver(&mut self, _: Channel, message: &Outgoing) -> Result<(), String> {
-        self.outbox.push(message.clone());
-        Ok(())
-    }
-
-    fn record(&mut self, record: Record) {
-        self.records.push(record);
-    }
-
-    fn membership(&mut self, change: Membership) {
-        self.memberships.push(change);
-    }
+/// A send of the current step, kept until the next input so that a host's
+/// failure to deliver it can be taken back exactly.
+#[derive(Clone, Debug)]
+struct Unsettled {
+    key: String,
+    customer: u32,
+    release: u32,
+    flow: u32,
+    sent: customer::Sent,
+    /// The lower-cased address its marketing send was logged under.
+    address: Option<String>,
 }
 
 /// Settings of a run.
@@ -182,8 +157,9 @@ fn rel<'a, 'b>(releases: &'a [Release<'b>], r: u32) -> &'a Release<'b> {
     &releases[r as usize]
 }
 
-/// The engine; see the module documentation.
-pub struct Engine<'b, S: Sink> {
+/// The engine's state machine: calls and clock ticks in, [`Effect`]s out;
+/// see the module documentation.
+pub struct Machine<'b> {
     /// Oldest first; the last is the newest, on which everything new starts.
     releases: Vec<Release<'b>>,
     /// Flow names by key. Per-customer and per-flow state is kept by key, so
@@ -197,7 +173,13 @@ pub struct Engine<'b, S: Sink> {
     message_keys: HashMap<Arc<str>, u32>,
     /// Event schemas some release's flows have as their goal.
     goal_events: HashSet<u32>,
-    sink: S,
+    /// What the calls and ticks since the host last took them produced.
+    effects: Vec<Effect>,
+    /// Sends of the current step, until the next input: a host that could not
+    /// deliver one says so with [`Machine::delivery_failed`] before then.
+    unsettled: Vec<Unsettled>,
+    /// Where [`Machine::delivery_failed`] starts looking in `unsettled`.
+    unsettled_from: usize,
     config: Config,
     now: i64,
     identities: Identities,
@@ -237,7 +219,7 @@ pub struct Engine<'b, S: Sink> {
     /// the whole history, so their events are never forgotten.
     forever: HashSet<u32>,
     /// Events and sends before this instant can no longer be read (see
-    /// [`Engine::forget`]); `i64::MIN` until first worked out.
+    /// [`Machine::forget`]); `i64::MIN` until first worked out.
     horizon: i64,
     /// Calls applied since the horizon was last worked out.
     applies_since_horizon: u32,
@@ -268,12 +250,12 @@ enum End {
     Error(String),
 }
 
-impl<'b, S: Sink> Engine<'b, S> {
+impl<'b> Machine<'b> {
     /// An engine for a bundle, with the clock at `start` (milliseconds since
     /// the epoch, as every instant the engine keeps).
-    pub fn new(bundle: &'b Bundle, sink: S, config: Config, start: i64) -> Self {
+    pub fn new(bundle: &'b Bundle, config: Config, start: i64) -> Self {
         let by_wire = evolve::by_wire(bundle);
-        let mut engine = Engine {
+        let mut engine = Machine {
             releases: Vec::new(),
             flow_names: Vec::new(),
             flow_keys: HashMap::new(),
@@ -281,7 +263,9 @@ impl<'b, S: Sink> Engine<'b, S> {
             message_names: Vec::new(),
             message_keys: HashMap::new(),
             goal_events: HashSet::new(),
-            sink,
+            effects: Vec::new(),
+            unsettled: Vec::new(),
+            unsettled_from: 0,
             config,
             now: start,
             identities: Identities::new(),
@@ -451,24 +435,77 @@ impl<'b, S: Sink> Engine<'b, S> {
     }
 
     /// The counters as they run, without the per-instance counts that
-    /// [`Engine::stats`] fills in: cheap enough to read after every batch.
+    /// [`Machine::stats`] fills in: cheap enough to read after every batch.
     pub fn counters(&self) -> &Stats {
         &self.stats
     }
 
-    /// The sink, to read what was produced.
-    pub fn sink(&self) -> &S {
-        &self.sink
+    /// A call or tick begins: sends of the step before it are settled.
+    fn new_input(&mut self) {
+        if !self.unsettled.is_empty() {
+            self.unsettled.clear();
+        }
+        self.unsettled_from = 0;
     }
 
-    /// The sink, for a host to flush what it buffers.
-    pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.sink
+    /// Takes what the calls and ticks so far produced, oldest first.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
     }
 
-    /// Gives back the sink.
-    pub fn into_sink(self) -> S {
-        self.sink
+    /// Swaps the effects made so far with `buffer` (which should be empty):
+    /// [`Machine::take_effects`] for a host that reuses one allocation.
+    pub fn swap_effects(&mut self, buffer: &mut Vec<Effect>) {
+        std::mem::swap(&mut self.effects, buffer);
+    }
+
+    /// The host could not hand over the send with this idempotency key, one
+    /// of the current step's [`Effect::Send`]s: the send is taken back (it no
+    /// longer counts for caps or idempotency) and counted as failed; the
+    /// host writes its `sent` record as failed, with the reason. Returns
+    /// false for a key that is not a send of the current step.
+    pub fn delivery_failed(&mut self, key: &str) -> bool {
+        // Hosts hand sends over in order: look from the last one taken back,
+        // so a step whose every send fails costs linear time, not quadratic.
+        let n = self.unsettled.len();
+        let from = self.unsettled_from.min(n);
+        let Some(i) = (from..n)
+            .chain(0..from)
+            .find(|&i| !self.unsettled[i].key.is_empty() && self.unsettled[i].key == key)
+        else {
+            return false;
+        };
+        self.unsettled_from = i + 1;
+        let u = self.unsettled[i].clone();
+        // Emptied, not removed: positions stay valid for the search above.
+        self.unsettled[i].key.clear();
+        self.sent_keys.remove(&u.key);
+        if let Some(cust) = self.customers.get_mut(&u.customer)
+            && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
+        {
+            cust.sends.remove(j);
+        }
+        if let Some(address) = &u.address
+            && let Some(log) = self.address_sends.get_mut(address)
+            && let Some(j) = log
+                .iter()
+                .rposition(|a| a.customer == u.customer && a.sent == u.sent)
+        {
+            log.remove(j);
+        }
+        let name = &self.bundle_of(u.release).flows[u.flow as usize].name;
+        let stats = self.stats.flow_mut(name);
+        crate::stats::take_one(&mut stats.sends, u.sent.channel.name());
+        stats.undecide(Outcome::Sent, None);
+        crate::stats::take_one(&mut stats.by_code, &(Outcome::Sent.name(), ""));
+        self.count(
+            u.release,
+            u.flow,
+            Outcome::Failed,
+            Some("delivery"),
+            Some(crate::record::SendReason::DeliveryFailed),
+        );
+        true
     }
 
     /// The current profile of the customer known by this user id (or, failing
@@ -553,6 +590,7 @@ impl<'b, S: Sink> Engine<'b, S> {
     /// arrive together are all applied before any timer their late start
     /// left overdue: one of them may be the purchase that ends it.
     pub fn advance_before(&mut self, t: i64) {
+        self.new_input();
         if t <= self.now {
             return;
         }
@@ -562,12 +600,14 @@ impl<'b, S: Sink> Engine<'b, S> {
 
     /// Fires every timer due at or before `t`, then sets the clock to `t`.
     pub fn advance_through(&mut self, t: i64) {
+        self.new_input();
         self.fire(t);
         self.now = self.now.max(t);
     }
 
     /// Fires timers until only recurring schedules remain.
     pub fn drain(&mut self) {
+        self.new_input();
         while self.timers.has_one_shot() {
             let Some(due) = self.timers.next_due() else {
                 break;
@@ -596,9 +636,9 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
     }
 
-    /// Applies one call at the current clock (see [`Engine::advance_before`]).
+    /// Applies one call at the current clock (see [`Machine::advance_before`]).
     /// Properties or traits that do not fit the schemas are dropped and
-    /// recorded (see [`Engine::apply_noted`]); the call is applied.
+    /// recorded (see [`Machine::apply_noted`]); the call is applied.
     pub fn apply(&mut self, call: &Call) -> Result<Applied, Rejection> {
         let at = call.timestamp.timestamp_millis();
         self.now = self.now.max(at);
@@ -626,13 +666,13 @@ impl<'b, S: Sink> Engine<'b, S> {
     }
 
     /// A decoder that reads call lines straight into typed calls for
-    /// [`Engine::apply_typed`], against the newest release's schemas.
+    /// [`Machine::apply_typed`], against the newest release's schemas.
     pub fn decoder(&self) -> Decoder<'_> {
         Decoder::new(self.bundle(), &self.by_wire)
     }
 
     /// Applies a call already decoded against the schemas (see
-    /// [`Engine::decoder`]); otherwise the same as [`Engine::apply`].
+    /// [`Machine::decoder`]); otherwise the same as [`Machine::apply`].
     pub fn apply_typed(&mut self, call: TypedCall<'_>) -> Result<Applied, Rejection> {
         let TypedCall {
             at,
@@ -641,6 +681,7 @@ impl<'b, S: Sink> Engine<'b, S> {
             event,
             traits,
         } = call;
+        self.new_input();
         self.now = self.now.max(at);
         if let Some(id) = message_id
             && !self.dedupe.first_time(id)
@@ -1051,13 +1092,13 @@ impl<'b, S: Sink> Engine<'b, S> {
         let cust = self.customers.get_mut(&kept.0).expect("ensured");
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
-        self.sink.record(Record {
+        self.effects.push(Effect::Record(Record {
             at: format_instant_ms(self.now),
             customer: key,
             what: What::Joined {
                 identities: vec![absorbed_key],
             },
-        });
+        }));
         self.dirty.push(kept.0);
         self.end_merged_duplicates(kept.0);
         self.arm_schedules(kept.0);
@@ -1355,11 +1396,11 @@ impl<'b, S: Sink> Engine<'b, S> {
             .get(&c)
             .map(|x| x.key.clone())
             .unwrap_or_default();
-        self.sink.record(Record {
+        self.effects.push(Effect::Record(Record {
             at: format_instant_ms(self.now),
             customer,
             what,
-        });
+        }));
     }
 
     fn settle(&mut self) {
@@ -1397,12 +1438,12 @@ impl<'b, S: Sink> Engine<'b, S> {
         }
         let action = if add { "add" } else { "remove" }.to_string();
         let customer = cust.key.clone();
-        self.sink.membership(Membership {
+        self.effects.push(Effect::Membership(Membership {
             at: format_instant_ms(self.now),
             audience: name.to_string(),
             customer,
             action: action.clone(),
-        });
+        }));
         self.record(
             c,
             What::Audience {

@@ -9,8 +9,8 @@ use nudge_bytecode::{Cap, CapAction, CapScope, Channel, Purpose, Value, format_i
 use nudge_channels::Outgoing;
 use nudge_vm::{UnitRef, bucket};
 
+use super::Machine;
 use super::instance::{Next, Waiting};
-use super::{Engine, Sink};
 use crate::millis::{ms, secs};
 use crate::record::{Outcome, SendReason, What};
 use crate::zone::quiet_until;
@@ -49,7 +49,7 @@ pub(super) enum Verdict {
     },
 }
 
-impl<S: Sink> Engine<'_, S> {
+impl Machine<'_> {
     /// Runs the pipeline for a send of instance `id`; parks the instance when
     /// the send is deferred.
     pub(super) fn send(&mut self, id: u32, message: u32, args: Vec<Value>) -> Next {
@@ -184,46 +184,48 @@ impl<S: Sink> Engine<'_, S> {
                         msg.purpose == Purpose::Marketing,
                     ),
                 };
-                match self.sink.deliver(msg.channel, &out) {
-                    Ok(()) => {
-                        self.sent_keys.insert(key.clone());
-                        let release = super::rel(&self.releases, r);
-                        let (flow_key, message_key) = (
-                            release.keys[f as usize],
-                            release.message_keys[message as usize],
-                        );
-                        let sent = super::customer::Sent {
-                            at: self.now,
-                            channel: msg.channel,
-                            marketing: msg.purpose == Purpose::Marketing,
-                            flow: flow_key,
-                            message: message_key,
-                        };
-                        let cust = self.customers.get_mut(&c).expect("exists");
-                        cust.sends.push(sent);
-                        if sent.marketing {
-                            self.log_address_send(address, c, sent);
-                        }
-                        let stats = self.stats.flow_mut(&flow.name);
-                        *stats
-                            .sends
-                            .entry(msg.channel.name().to_string())
-                            .or_insert(0) += 1;
-                        self.count(r, f, Outcome::Sent, None, None);
-                        self.record(c, record(Outcome::Sent, None, None));
-                    }
-                    Err(reason) => {
-                        self.count(
-                            r,
-                            f,
-                            Outcome::Failed,
-                            Some("delivery"),
-                            Some(SendReason::DeliveryFailed),
-                        );
-                        let reason = (reason, SendReason::DeliveryFailed);
-                        self.record(c, record(Outcome::Failed, Some(reason), None));
-                    }
+                // The send is an intent from here on: it counts for caps and
+                // idempotency at once, as it will in the ledger. A host that
+                // cannot hand it over says so before the next input
+                // (`delivery_failed`), which takes it back.
+                self.effects.push(super::Effect::Send {
+                    channel: msg.channel,
+                    message: out,
+                });
+                self.sent_keys.insert(key.clone());
+                let release = super::rel(&self.releases, r);
+                let (flow_key, message_key) = (
+                    release.keys[f as usize],
+                    release.message_keys[message as usize],
+                );
+                let sent = super::customer::Sent {
+                    at: self.now,
+                    channel: msg.channel,
+                    marketing: msg.purpose == Purpose::Marketing,
+                    flow: flow_key,
+                    message: message_key,
+                };
+                let cust = self.customers.get_mut(&c).expect("exists");
+                cust.sends.push(sent);
+                let address = sent.marketing.then_some(address);
+                if let Some(address) = &address {
+                    self.log_address_send(address.clone(), c, sent);
                 }
+                let stats = self.stats.flow_mut(&flow.name);
+                *stats
+                    .sends
+                    .entry(msg.channel.name().to_string())
+                    .or_insert(0) += 1;
+                self.count(r, f, Outcome::Sent, None, None);
+                self.record(c, record(Outcome::Sent, None, None));
+                self.unsettled.push(super::Unsettled {
+                    key,
+                    customer: c,
+                    release: r,
+                    flow: f,
+                    sent,
+                    address,
+                });
                 Next::Run
             }
         }
@@ -459,7 +461,7 @@ impl<S: Sink> Engine<'_, S> {
     }
 }
 
-impl<S: Sink> Engine<'_, S> {
+impl Machine<'_> {
     /// Notes a marketing send to `address` for the caps of others who share
     /// it, dropping what no cap can look back at any more.
     fn log_address_send(&mut self, address: String, c: u32, sent: super::customer::Sent) {

@@ -8,12 +8,12 @@
 use chrono::{Datelike, Duration, NaiveDate};
 use nudge_bytecode::{Cadence, Trigger, Value};
 
-use super::{Engine, Sink};
+use super::Machine;
 use crate::millis::{ms, secs};
 use crate::timers::Wake;
 use crate::zone::{instant_of, local_date};
 
-impl<S: Sink> Engine<'_, S> {
+impl Machine<'_> {
     /// Arms every schedule trigger for customer `c` at its next occurrence.
     pub(super) fn arm_schedules(&mut self, c: u32) {
         let flows = self.bundle().flows.len() as u32;
