@@ -72,9 +72,7 @@ fn bundle(trigger: &str) -> Bundle {
     let src = format!(
         "{MESSAGES}\nflow cart {{\n  trigger {trigger}\n  exit on order_completed\n  wait 30d\n  send reminder()\n}}\n"
     );
-    let project = nudge_compiler::Project::from_sources(vec![("bench.flow".into(), src)]);
-    let analysis = nudge_compiler::check(&project);
-    nudge_compiler::lower(&project, &analysis).expect("the bench flow compiles")
+    nudge_test_support::build(&[("bench.flow", &src)])
 }
 
 fn checkout(i: usize) -> String {

@@ -8,7 +8,6 @@
 //! (the one-pass decoder alone) and (b) a full replay on the virtual clock
 //! with an in-memory sink, and prints events per second and the ratio b / a.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use nudge_runtime::engine::{Config, Engine, MemorySink};
@@ -49,26 +48,15 @@ fn main() {
         events as f64 / parse
     );
 
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut names: Vec<String> = std::fs::read_dir(&root)
-        .expect("examples/")
-        .flatten()
-        .filter(|e| e.path().join("nudge.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     println!(
         "{:<20} {:>11} {:>9} {:>13} {:>7} {:>9} {:>6}",
         "example", "decode/s", "seconds", "events/s", "ratio", "sends", "dead"
     );
-    for name in names {
+    for name in nudge_test_support::example_names() {
         if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
-        let dir = root.join(&name);
-        let project = nudge_compiler::Project::load(std::slice::from_ref(&dir)).expect("loads");
-        let analysis = nudge_compiler::check(&project);
-        let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+        let bundle = nudge_test_support::example_bundle(&name);
         let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
         let t = Instant::now();
         let mut calls = 0u64;

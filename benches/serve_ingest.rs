@@ -486,23 +486,6 @@ fn stub() -> SocketAddr {
     addr
 }
 
-/// Copies the example project into `to`, leaving out any state it holds.
-fn copy_project(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create the project copy");
-    for entry in std::fs::read_dir(from).expect("read the example").flatten() {
-        let name = entry.file_name();
-        if name == ".nudge" {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            copy_project(&path, &to.join(&name));
-        } else {
-            std::fs::copy(&path, to.join(&name)).expect("copy a project file");
-        }
-    }
-}
-
 /// One row of the table.
 struct Row {
     name: &'static str,
@@ -525,10 +508,7 @@ fn against_server(
 ) -> Row {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let project = dir.path().join(PROJECT);
-    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(PROJECT);
-    copy_project(&example, &project);
+    nudge_test_support::copy_project(&nudge_test_support::example_dir(PROJECT), &project);
     let server = Server::start(&project);
     let load = load(server.addr, requests, connections, Some(server.child.id()));
     let metrics = server.metrics();

@@ -3,7 +3,7 @@
 mod common;
 use common::copy_example;
 
-use std::path::Path;
+use nudge_test_support::{path_str, text};
 use std::process::{Command, Output};
 
 fn nudge(args: &[&str]) -> Output {
@@ -13,14 +13,6 @@ fn nudge(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
 }
 
 #[test]

@@ -4,16 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use nudge_test_support::{copy_project, examples_root};
 use predicates::prelude::*;
 
 fn nudge() -> Command {
     let mut cmd = Command::cargo_bin("nudge").expect("the nudge binary is built");
     cmd.env("NO_COLOR", "1");
     cmd
-}
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
 }
 
 /// A throwaway project holding the given files.
@@ -87,21 +84,8 @@ fn warnings_fail_only_when_denied() {
 /// Copies an example project into a temp dir so a test can break it.
 fn copy_example(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&examples().join(name), dir.path());
+    copy_project(&examples_root().join(name), dir.path());
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read example") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 /// The file and byte offset of the first `exit on order_completed` in a project.
@@ -201,7 +185,7 @@ fn a_typo_in_an_event_name_is_pinpointed_in_every_format() {
 fn every_example_checks_clean_with_warnings_denied() {
     nudge()
         .args(["check", "--deny-warnings"])
-        .arg(examples())
+        .arg(examples_root())
         .assert()
         .success()
         .stdout(predicate::str::contains("no problems"));
@@ -211,7 +195,7 @@ fn every_example_checks_clean_with_warnings_denied() {
 fn every_example_is_formatted() {
     nudge()
         .args(["fmt", "--check"])
-        .arg(examples())
+        .arg(examples_root())
         .assert()
         .success();
 }
@@ -230,7 +214,7 @@ fn every_journey_has_an_example_project() {
         "ad_retargeting",
         "seasonal",
     ] {
-        let dir = examples().join(name);
+        let dir = examples_root().join(name);
         for required in ["README.md", "events.jsonl", "nudge.toml"] {
             assert!(dir.join(required).is_file(), "{name} lacks {required}");
         }
@@ -542,11 +526,11 @@ fn sarif_has_one_run_for_every_project_with_uris_from_the_repository_root() {
     // Two broken projects below one repository root.
     let repo = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(repo.path().join(".git")).expect("mkdir .git");
-    copy_dir(
+    copy_project(
         broken_example("cart_recovery").path(),
         &repo.path().join("shops/a"),
     );
-    copy_dir(
+    copy_project(
         broken_example("browse_abandonment").path(),
         &repo.path().join("shops/b"),
     );

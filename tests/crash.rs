@@ -4,7 +4,7 @@
 //! duplicated.
 
 mod common;
-use common::{Lcg, copy_dir, outbox_by_key, s};
+use common::{Lcg, copy_project, outbox_by_key, s};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,10 +16,7 @@ const KILLS: usize = 15;
 
 fn project(root: &Path, name: &str, events: &Path, window: Option<usize>) -> PathBuf {
     let dir = root.join(name);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cart_recovery"),
-        &dir,
-    );
+    copy_project(&nudge_test_support::example_dir("cart_recovery"), &dir);
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
     let manifest = dir.join("nudge.toml");
     let mut toml = std::fs::read_to_string(&manifest).unwrap();

@@ -1,7 +1,7 @@
 //! End-to-end: `nudge gen` writes a stream that `nudge run` replays with no
 //! dead letters, and bad options are refused with a reason.
 
-use std::path::Path;
+use nudge_test_support::{path_str, text};
 use std::process::{Command, Output};
 
 fn nudge(args: &[&str]) -> Output {
@@ -11,14 +11,6 @@ fn nudge(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
 }
 
 #[test]

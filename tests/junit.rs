@@ -1,28 +1,13 @@
 //! `nudge test --junit` through the binary: a project that fails to compile
 //! is a failing case, classnames are project names, every case has a time.
 
-use std::path::Path;
-
 use assert_cmd::Command;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
+use nudge_test_support::{copy_project, example_dir};
 
 #[test]
 fn a_project_that_does_not_compile_is_a_failing_case_and_every_case_has_a_time() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&examples.join("cart_recovery"), &dir.path().join("good"));
+    copy_project(&example_dir("cart_recovery"), &dir.path().join("good"));
     let broken = dir.path().join("broken");
     std::fs::create_dir_all(&broken).expect("mkdir");
     std::fs::write(broken.join("nudge.toml"), "").expect("write");

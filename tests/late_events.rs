@@ -7,6 +7,7 @@ use common::{
     WRITE_KEY, afternoon_zone, ago, basic_auth, copy_example, http_agent, s, start_server_with,
 };
 
+use nudge_test_support::text;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -18,10 +19,6 @@ fn nudge(args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn jsonl(path: &Path) -> Vec<serde_json::Value> {

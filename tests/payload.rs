@@ -7,6 +7,7 @@
 mod common;
 use common::{copy_example, s};
 
+use nudge_test_support::text;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -17,10 +18,6 @@ fn nudge(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {

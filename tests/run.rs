@@ -4,6 +4,7 @@
 mod common;
 use common::{copy_example, receipt_bodies, receipt_project, s};
 
+use nudge_test_support::text;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -16,10 +17,6 @@ fn nudge(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn outbox(dir: &Path) -> Vec<serde_json::Value> {

@@ -8,7 +8,7 @@
 
 mod common;
 use common::{
-    Lcg, WRITE_KEY, basic_auth, copy_dir, http_agent, outbox_by_key, s, spawn_server_with,
+    Lcg, WRITE_KEY, basic_auth, copy_project, http_agent, outbox_by_key, s, spawn_server_with,
     start_server_with,
 };
 
@@ -33,10 +33,7 @@ const PACE: Duration = Duration::from_millis(5);
 /// A copy of cart_recovery, the project `nudge gen` writes streams for.
 fn project(root: &Path, name: &str) -> PathBuf {
     let dir = root.join(name);
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cart_recovery"),
-        &dir,
-    );
+    copy_project(&nudge_test_support::example_dir("cart_recovery"), &dir);
     dir
 }
 

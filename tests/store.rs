@@ -4,6 +4,7 @@
 mod common;
 use common::{copy_example, s};
 
+use nudge_test_support::text;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -15,10 +16,6 @@ fn nudge(args: &[&str]) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("nudge runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The outbox as idempotency key → how many lines carry it.

@@ -1,9 +1,8 @@
 //! End-to-end tests of `nudge test`: the examples' scenarios pass, a broken
 //! journey fails with a readable diff, `--filter` and JUnit output.
 
-use std::path::{Path, PathBuf};
-
 use assert_cmd::Command;
+use nudge_test_support::{copy_project, examples_root};
 use predicates::prelude::*;
 
 fn nudge() -> Command {
@@ -12,15 +11,11 @@ fn nudge() -> Command {
     cmd
 }
 
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
-}
-
 /// A copy of the cart recovery example without its purchase exit.
 fn broken_cart_recovery() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let src = examples().join("cart_recovery");
-    copy_dir(&src, dir.path());
+    let src = examples_root().join("cart_recovery");
+    copy_project(&src, dir.path());
     let flow = dir.path().join("cart_recovery.flow");
     let text = std::fs::read_to_string(&flow).expect("read flow");
     // A plausible slip: the stop-on-purchase rule only matches big orders,
@@ -34,21 +29,9 @@ fn broken_cart_recovery() -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 #[test]
 fn every_example_scenario_passes() {
-    let out = nudge().arg("test").arg(examples()).assert().success();
+    let out = nudge().arg("test").arg(examples_root()).assert().success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     assert!(!stdout.contains("FAIL"), "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
@@ -94,7 +77,7 @@ fn a_broken_journey_fails_with_a_readable_diff() {
 fn filter_runs_only_matching_tests() {
     nudge()
         .arg("test")
-        .arg(examples().join("cart_recovery"))
+        .arg(examples_root().join("cart_recovery"))
         .args(["--filter", "FIRST-TIME"])
         .assert()
         .success()
@@ -160,7 +143,7 @@ fn a_project_that_does_not_check_is_not_run() {
 #[test]
 fn an_expectation_the_flow_can_no_longer_meet_is_a_check_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(&examples().join("cart_recovery"), dir.path());
+    copy_project(&examples_root().join("cart_recovery"), dir.path());
     let flow = dir.path().join("cart_recovery.flow");
     let text = std::fs::read_to_string(&flow).expect("read flow");
     std::fs::write(&flow, text.replace("  exit on order_completed\n", "")).expect("write flow");

@@ -11,8 +11,6 @@
 //! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
 //! providers report back through their webhooks.
 
-#![warn(missing_docs)]
-
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

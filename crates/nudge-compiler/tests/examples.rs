@@ -2,20 +2,12 @@
 
 use nudge_compiler::{Project, check};
 use nudge_diagnostics::render;
+use nudge_test_support::example_dirs;
 
 #[test]
 fn examples_check_cleanly() {
-    let Ok(entries) = std::fs::read_dir("../../examples") else {
-        return;
-    };
-    let mut dirs: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
     let mut report = String::new();
-    for dir in dirs {
+    for dir in example_dirs() {
         let Ok(project) = Project::load(std::slice::from_ref(&dir)) else {
             continue;
         };

@@ -1,39 +1,9 @@
 //! Lowering to bytecode: every example builds, bundles round-trip byte for
 //! byte, builds are deterministic, and versions are per flow.
 
-use std::path::PathBuf;
-
 use nudge_compiler::bytecode::{Bundle, Instr, disassemble};
 use nudge_compiler::{Project, check, lower};
-
-fn example_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("../../examples")
-        .expect("the examples directory is readable")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
-fn build(project: &Project) -> Bundle {
-    let analysis = check(project);
-    match lower(project, &analysis) {
-        Ok(b) => b,
-        Err(e) => panic!("{}", e.render(&project.sources)),
-    }
-}
-
-fn build_sources(files: &[(&str, &str)]) -> Bundle {
-    let project = Project::from_sources(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-    );
-    build(&project)
-}
+use nudge_test_support::{build, build_project, example_bundle, example_dirs};
 
 #[test]
 fn every_example_lowers_and_round_trips_byte_for_byte() {
@@ -41,7 +11,7 @@ fn every_example_lowers_and_round_trips_byte_for_byte() {
     assert!(dirs.len() >= 10, "expected the ten example projects");
     for dir in dirs {
         let project = Project::load(std::slice::from_ref(&dir)).expect("example loads");
-        let bundle = build(&project);
+        let bundle = build_project(&project);
         assert!(!bundle.flows.is_empty(), "{}: no flows", dir.display());
         let bytes = bundle.encode();
         let decoded = Bundle::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -142,7 +112,7 @@ flow promoted {
 
 #[test]
 fn a_small_project_lowers_to_the_expected_listing() {
-    let bundle = build_sources(&[("shop.flow", SHOP)]);
+    let bundle = build(&[("shop.flow", SHOP)]);
     let listing = disassemble(&bundle, &|p| (p == "shop.flow").then(|| SHOP.to_string()));
     // The bound value of `wait for a or b` is the shared record: each event
     // says which of its fields make it.
@@ -218,7 +188,7 @@ flow f {
   }
 }
 "#;
-    let bundle = build_sources(&[("f.flow", source)]);
+    let bundle = build(&[("f.flow", source)]);
     let f = bundle.flow("f").expect("the flow");
     let named: Vec<(&str, &str)> = f
         .local_names
@@ -264,12 +234,12 @@ fn versions(b: &Bundle) -> Vec<(String, String)> {
 #[test]
 fn building_twice_gives_the_same_bytes() {
     for dir in example_dirs() {
-        let once = build(&Project::load(std::slice::from_ref(&dir)).unwrap()).encode();
-        let twice = build(&Project::load(std::slice::from_ref(&dir)).unwrap()).encode();
+        let once = build_project(&Project::load(std::slice::from_ref(&dir)).unwrap()).encode();
+        let twice = build_project(&Project::load(std::slice::from_ref(&dir)).unwrap()).encode();
         assert_eq!(once, twice, "{}", dir.display());
     }
-    let a = build_sources(&[("shop.flow", SHOP)]).encode();
-    let b = build_sources(&[("shop.flow", SHOP)]).encode();
+    let a = build(&[("shop.flow", SHOP)]).encode();
+    let b = build(&[("shop.flow", SHOP)]).encode();
     assert_eq!(a, b);
 }
 
@@ -301,18 +271,18 @@ flow beta {
 
 #[test]
 fn editing_one_flow_changes_only_its_version() {
-    let base = versions(&build_sources(&[("shop.flow", TWO_FLOWS)]));
+    let base = versions(&build(&[("shop.flow", TWO_FLOWS)]));
     assert_eq!(base.len(), 2);
     assert_ne!(base[0].1, base[1].1);
 
     let edited = TWO_FLOWS.replace("wait 2h", "wait 3h");
-    let after = versions(&build_sources(&[("shop.flow", &edited)]));
+    let after = versions(&build(&[("shop.flow", &edited)]));
     assert_eq!(after[0], base[0], "alpha is untouched");
     assert_ne!(after[1].1, base[1].1, "beta changed");
 
     // Editing a message changes the versions of the flows that send it, only.
     let edited = TWO_FLOWS.replace("\"Bye\"", "\"Goodbye\"");
-    let after = versions(&build_sources(&[("shop.flow", &edited)]));
+    let after = versions(&build(&[("shop.flow", &edited)]));
     assert_eq!(after[0], base[0]);
     assert_ne!(after[1].1, base[1].1);
 
@@ -321,10 +291,10 @@ fn editing_one_flow_changes_only_its_version() {
     let moved = format!(
         "// a comment\n\nlet unused = 3\n\nmessage aaa() {{\n  channel sms\n  text \"x\"\n}}\n{TWO_FLOWS}"
     );
-    let after = versions(&build_sources(&[("shop.flow", &moved)]));
+    let after = versions(&build(&[("shop.flow", &moved)]));
     assert_eq!(after, base);
     let (first, second) = TWO_FLOWS.split_at(TWO_FLOWS.find("flow alpha").unwrap());
-    let split = versions(&build_sources(&[("b.flow", second), ("a.flow", first)]));
+    let split = versions(&build(&[("b.flow", second), ("a.flow", first)]));
     assert_eq!(split, base);
 }
 
@@ -341,8 +311,7 @@ fn a_project_with_errors_is_not_lowered() {
 
 #[test]
 fn truncated_or_damaged_bundles_are_refused_without_panicking() {
-    let dir = PathBuf::from("../../examples/cart_recovery");
-    let bytes = build(&Project::load(&[dir]).unwrap()).encode();
+    let bytes = example_bundle("cart_recovery").encode();
     for n in 0..bytes.len() {
         let err = Bundle::decode(&bytes[..n]).expect_err("a prefix is not a bundle");
         let text = err.to_string();

@@ -2,7 +2,6 @@
 //! the runtime against the standard event schemas.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::PathBuf;
 
 use nudge_gen::{ConfigError, GenConfig, GenStats, generate};
 use nudge_runtime::engine::{Config, Engine, MemorySink};
@@ -202,11 +201,7 @@ fn sessions_start_mostly_in_local_daytime_and_evening() {
 }
 
 fn cart_recovery() -> nudge_compiler::bytecode::Bundle {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/cart_recovery");
-    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
-    let analysis = nudge_compiler::check(&project);
-    assert!(!analysis.has_errors(), "cart_recovery does not check");
-    nudge_compiler::lower(&project, &analysis).unwrap()
+    nudge_test_support::example_bundle("cart_recovery")
 }
 
 fn replay(

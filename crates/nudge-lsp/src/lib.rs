@@ -11,8 +11,6 @@
 //! answer them from shared analyses ([`answer`]), stopping when told to
 //! ([`cancel`]).
 
-#![warn(missing_docs)]
-
 pub mod actions;
 pub mod answer;
 pub mod cancel;

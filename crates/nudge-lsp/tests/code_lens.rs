@@ -9,10 +9,7 @@ use nudge_lsp::Snapshot;
 use nudge_lsp::runner::{run_test, test_blocks};
 
 fn example(replace: Option<(&str, &str)>) -> (Snapshot, PathBuf) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/ad_retargeting")
-        .canonicalize()
-        .unwrap();
+    let dir = nudge_test_support::example_dir("ad_retargeting");
     let mut files = Vec::new();
     for name in ["ad_retargeting.flow", "tests.flow"] {
         let mut text = std::fs::read_to_string(dir.join(name)).unwrap();

@@ -25,13 +25,9 @@ fn exercise(snap: &Snapshot, file: nudge_diagnostics::FileId, step: usize) {
 
 #[test]
 fn every_example_at_many_offsets() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    for entry in std::fs::read_dir(&examples).unwrap().flatten() {
-        if !entry.path().is_dir() {
-            continue;
-        }
+    for dir in nudge_test_support::example_dirs() {
         let mut files = Vec::new();
-        for f in std::fs::read_dir(entry.path()).unwrap().flatten() {
+        for f in std::fs::read_dir(&dir).unwrap().flatten() {
             if f.path().extension().is_some_and(|e| e == "flow") {
                 files.push((f.path(), std::fs::read_to_string(f.path()).unwrap()));
             }

@@ -634,7 +634,7 @@ fn a_client_that_pulls_diagnostics_gets_reports_and_no_pushed_ones() {
 fn a_client_that_pulls_diagnostics_is_asked_to_pull_a_failed_test() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ad_retargeting");
+    let example = nudge_test_support::example_dir("ad_retargeting");
     for name in ["nudge.toml", "ad_retargeting.flow"] {
         std::fs::copy(example.join(name), root.join(name)).unwrap();
     }

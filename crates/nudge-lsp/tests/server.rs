@@ -574,7 +574,7 @@ fn range_formatting_over_the_protocol() {
 fn a_code_lens_runs_its_test_and_shows_the_result() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ad_retargeting");
+    let example = nudge_test_support::example_dir("ad_retargeting");
     for name in ["nudge.toml", "ad_retargeting.flow", "tests.flow"] {
         std::fs::copy(example.join(name), root.join(name)).unwrap();
     }
@@ -667,7 +667,7 @@ fn run_test_command(c: &mut Client, file: &Path, name: &str) -> (Value, Option<V
 fn a_failed_expectation_is_a_diagnostic_at_its_line_until_the_text_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().canonicalize().unwrap();
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/ad_retargeting");
+    let example = nudge_test_support::example_dir("ad_retargeting");
     for name in ["nudge.toml", "ad_retargeting.flow", "tests.flow"] {
         std::fs::copy(example.join(name), root.join(name)).unwrap();
     }

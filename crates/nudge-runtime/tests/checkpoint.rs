@@ -9,7 +9,10 @@ use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::ingest;
 
 fn example(name: &str) -> (Bundle, String) {
-    (common::example_bundle(name), common::example_events(name))
+    (
+        nudge_test_support::example_bundle(name),
+        nudge_test_support::example_events(name),
+    )
 }
 
 fn config() -> Config {
@@ -78,7 +81,7 @@ fn append(to: &mut MemorySink, from: MemorySink) {
 
 #[test]
 fn every_example_goes_on_after_a_restore_at_any_line() {
-    for name in common::example_names() {
+    for name in nudge_test_support::example_names() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {

@@ -1,14 +1,12 @@
 //! Every example project replays its sample events with the outbox, the
 //! dead letters and the summary checked exactly.
 
-mod common;
-
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::replay::{self, Options};
 
 fn replay_example(name: &str) -> String {
-    let bundle = common::example_bundle(name);
-    let events = common::example_events(name);
+    let bundle = nudge_test_support::example_bundle(name);
+    let events = nudge_test_support::example_events(name);
     let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
     let mut dead = Vec::new();
     let options = Options {
@@ -57,7 +55,7 @@ example!(win_back);
 
 #[test]
 fn every_example_has_a_replay_test() {
-    let names = common::example_names();
+    let names = nudge_test_support::example_names();
     let this = include_str!("examples.rs");
     for n in names {
         assert!(

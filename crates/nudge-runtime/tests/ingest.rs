@@ -12,10 +12,8 @@ use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::identity::Names;
 use nudge_runtime::ingest::{self, Decoded, Note, Notes, TypedCall};
 use nudge_runtime::segment::{self, CallKind, GROUP_EVENT, PAGE_EVENT, SCREEN_EVENT};
+use nudge_test_support::{example_bundle, example_events, example_names};
 use proptest::prelude::*;
-
-mod common;
-use common::{example_bundle, example_events, example_names};
 
 fn generated(events: u64, bad_rate: f64, seed: u64) -> String {
     let mut config = nudge_gen::GenConfig::new(events);

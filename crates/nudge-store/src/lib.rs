@@ -8,8 +8,6 @@
 //! instances, timers and counters are rebuilt by feeding the stored calls to
 //! a fresh engine (see [`durable`]).
 
-#![warn(missing_docs)]
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 

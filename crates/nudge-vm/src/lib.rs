@@ -7,8 +7,6 @@
 //! audience changes, exits) are handed back to the engine as a [`Yield`], so
 //! the engine decides what happens next and the VM never blocks.
 
-#![warn(missing_docs)]
-
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 

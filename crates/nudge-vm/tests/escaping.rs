@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use common::*;
 use nudge_compiler::Project;
 use nudge_compiler::bytecode::{Bundle, Value};
+use nudge_test_support::{build, build_project};
 use nudge_vm::Vm;
 
 const SRC: &str = r#"

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use nudge_compiler::bytecode::{Bundle, Value};
+use nudge_test_support::build;
 use nudge_vm::{Scope, UnitRef, Vm, VmError, VmErrorKind};
 
 /// A project with one message `probe(params, r: T = EXPR)`; `eval` computes `r`.

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use nudge_compiler::bytecode::{Bundle, Value};
+use nudge_test_support::build;
 use nudge_vm::{Frame, Scope, Vm, Yield, bucket};
 
 const SRC: &str = r#"

@@ -2,23 +2,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use nudge_compiler::Project;
 use nudge_compiler::bytecode::{ContentValue, Type, Value};
+use nudge_test_support::{build, build_project, example_dirs};
 use nudge_vm::{Vm, VmErrorKind};
-
-fn example_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("../../examples")
-        .expect("the examples directory is readable")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
-}
 
 #[test]
 fn every_example_message_renders() {

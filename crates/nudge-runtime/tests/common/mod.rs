@@ -2,22 +2,13 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use nudge_bytecode::Bundle;
 use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink};
 use nudge_runtime::replay::{self, DeadLetter, Options};
 
 /// Compiles one `.flow` source; panics with the diagnostics when it does not check.
 pub fn bundle(source: &str) -> Bundle {
-    let project = nudge_compiler::Project::from_sources(vec![("test.flow".into(), source.into())]);
-    let analysis = nudge_compiler::check(&project);
-    assert!(
-        !analysis.has_errors(),
-        "{}",
-        nudge_diagnostics::render::short(&project.sources, &analysis.diagnostics)
-    );
-    nudge_compiler::lower(&project, &analysis).expect("lowers")
+    nudge_test_support::build(&[("test.flow", source)])
 }
 
 /// Replays JSON lines through a bundle, draining timers at the end.
@@ -97,35 +88,4 @@ pub fn sent(engine: &Engine<'_, MemorySink>) -> Vec<String> {
             )
         })
         .collect()
-}
-
-/// The example projects' names, sorted.
-pub fn example_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(examples_root())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("nudge.toml").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-/// The folder of the example projects.
-pub fn examples_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// An example project, compiled; panics when it does not check.
-pub fn example_bundle(name: &str) -> Bundle {
-    let root = examples_root().join(name);
-    let project = nudge_compiler::Project::load(std::slice::from_ref(&root)).unwrap();
-    let analysis = nudge_compiler::check(&project);
-    assert!(!analysis.has_errors(), "{name} does not check");
-    nudge_compiler::lower(&project, &analysis).unwrap()
-}
-
-/// An example project's events file.
-pub fn example_events(name: &str) -> String {
-    std::fs::read_to_string(examples_root().join(name).join("events.jsonl")).unwrap()
 }

@@ -1,33 +1,12 @@
-//! Shared test helpers: building bundles from sources and a test host.
+//! Shared test helpers: a test host and values of a bundle's types.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 
 use chrono_tz::Tz;
 use nudge_compiler::bytecode::{Bundle, Record, Type, Value};
-use nudge_compiler::{Project, check, lower};
 use nudge_vm::Host;
 use rust_decimal::Decimal;
-
-/// Checks and lowers in-memory sources, failing the test on any error.
-pub fn build(files: &[(&str, &str)]) -> Bundle {
-    let project = Project::from_sources(
-        files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect(),
-    );
-    build_project(&project)
-}
-
-/// Checks and lowers a loaded project.
-pub fn build_project(project: &Project) -> Bundle {
-    let analysis = check(project);
-    match lower(project, &analysis) {
-        Ok(b) => b,
-        Err(e) => panic!("{}", e.render(&project.sources)),
-    }
-}
 
 /// A host with a settable profile, clock, zone and event history.
 pub struct TestHost {

@@ -1,0 +1,42 @@
+//! Throwaway project folders, so that runs write their `.nudge/` state into
+//! a temporary directory and never into the repository.
+
+use std::path::{Path, PathBuf};
+
+use crate::examples::example_dir;
+
+/// A temporary path as the `&str` that command arguments want.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Copies a project folder, leaving out hidden entries such as the `.nudge/`
+/// state of an earlier run, so the copy starts fresh.
+pub fn copy_project(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display()));
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_project(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+        }
+    }
+}
+
+/// A copy of the example project `name` in a new temporary directory: the
+/// directory (removed when dropped) and the copy's folder inside it, which
+/// keeps the example's name.
+pub fn copy_example(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let to = tmp.path().join(name);
+    copy_project(&example_dir(name), &to);
+    (tmp, to)
+}
