@@ -5,10 +5,12 @@
 //! recovering from errors so that a broken file still yields a tree for the rest.
 
 pub mod ast;
+mod error;
 mod lexer;
 mod parser;
 mod token;
 
+pub use error::{ParseError, ParseErrorKind};
 pub use lexer::{Comment, Lexed, lex};
 pub use parser::{Parsed, parse};
 pub use token::{KEYWORDS, Token, is_keyword};

@@ -15,32 +15,21 @@ use chumsky::input::{InputRef, MapExtra, MappedInput};
 use chumsky::prelude::*;
 use chumsky::primitive::select;
 use chumsky::util::MaybeRef;
-use nudge_diagnostics::{Code, codes};
 
+use super::grammar_error::GrammarError;
 use super::lit;
 use crate::Span;
 use crate::ast::*;
+use crate::error::ParseErrorKind;
 use crate::token::Token;
 
 /// The parser's input: the lexer's tokens with chumsky spans.
 pub(super) type In<'t, 's> = MappedInput<'t, Token<'s>, SimpleSpan, &'t [(Token<'s>, SimpleSpan)]>;
 /// The parser's error type.
-pub(super) type Err<'t, 's> = Rich<'t, Token<'s>, SimpleSpan>;
+pub(super) type Err<'t, 's> = GrammarError<'t, 's>;
 type Ext<'t, 's> = extra::Err<Err<'t, 's>>;
 type P<'t, 's, O> = Boxed<'t, 't, In<'t, 's>, O, Ext<'t, 's>>;
 type Ex<'t, 'p, 's> = MapExtra<'t, 'p, In<'t, 's>, Ext<'t, 's>>;
-
-/// Separates the fields of an encoded custom error (see [`coded`]).
-pub(super) const SEP: char = '\u{1f}';
-
-/// Builds an error that carries its own code, title, label and help; the
-/// fields travel in the message and are split again when diagnostics are made.
-fn coded<'t, 's>(code: Code, span: Span, title: &str, label: &str, help: &str) -> Err<'t, 's> {
-    Rich::custom(
-        SimpleSpan::from(span.range()),
-        format!("{}{SEP}{title}{SEP}{label}{SEP}{help}", code.id),
-    )
-}
 
 fn sp(s: SimpleSpan) -> Span {
     Span::new(s.start, s.end)
@@ -289,15 +278,11 @@ fn item_start(tok: &Token<'_>) -> bool {
 }
 
 fn reserved<'t, 's>(id: &Ident) -> Err<'t, 's> {
-    coded(
-        codes::E0105,
+    GrammarError::custom(
         id.span,
-        &format!("`{}` is a reserved word", id.name),
-        "a keyword cannot be used as a name",
-        &format!(
-            "choose another name, such as `{}_`; keywords may only name fields",
-            id.name
-        ),
+        ParseErrorKind::ReservedWord {
+            word: id.name.clone(),
+        },
     )
 }
 
@@ -430,13 +415,7 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
             }
         }
         let seconds = total.unwrap_or_else(|| {
-            emitter.emit(coded(
-                codes::E0104,
-                span,
-                "duration is too long",
-                "this duration does not fit in 64-bit seconds",
-                "",
-            ));
+            emitter.emit(GrammarError::custom(span, ParseErrorKind::DurationTooLong));
             0
         });
         DurationLit { seconds, span }
@@ -493,12 +472,9 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
             for part in parts {
                 match part {
                     StrPart::Text(s, _) => value.push_str(&s),
-                    StrPart::Interp(x) => emitter.emit(coded(
-                        codes::E0102,
+                    StrPart::Interp(x) => emitter.emit(GrammarError::custom(
                         x.span,
-                        "interpolation is not allowed in this string",
-                        "this string must be plain text",
-                        "write `\\{` for a literal brace",
+                        ParseErrorKind::InterpolationNotAllowed,
                     )),
                 }
             }
@@ -529,8 +505,8 @@ fn error_expr() -> Expr {
     }
 }
 
-fn lit_error<'t, 's>((title, label): lit::LitError, span: Span) -> Err<'t, 's> {
-    coded(codes::E0104, span, &title, label, "")
+fn lit_error<'t, 's>(err: ParseErrorKind, span: Span) -> Err<'t, 's> {
+    GrammarError::custom(span, err)
 }
 
 /// The expression parser and the parser of string literals (which contain
@@ -546,12 +522,9 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
         .validate(|(raw, span), _, emitter| {
             let (text, bad) = lit::unescape(raw, span.start);
             for (at, esc) in bad {
-                emitter.emit(coded(
-                    codes::E0104,
+                emitter.emit(GrammarError::custom(
                     at,
-                    &format!("unknown escape `{esc}`"),
-                    "unknown escape",
-                    "the escapes are \\\" \\\\ \\n \\t \\{ and \\}",
+                    ParseErrorKind::UnknownEscape { escape: esc },
                 ));
             }
             StrPart::Text(text, span)
@@ -779,12 +752,9 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
                 let mut acc = first;
                 for (i, ((o, op_span), rhs)) in rest.into_iter().enumerate() {
                     if i == 1 {
-                        emitter.emit(coded(
-                            codes::E0102,
+                        emitter.emit(GrammarError::custom(
                             op_span,
-                            "comparison operators cannot be chained",
-                            "a second comparison",
-                            "compare twice and join with `and`: `a < b and b < c`",
+                            ParseErrorKind::ChainedComparison,
                         ));
                     }
                     acc = binary(acc, rhs, o);
