@@ -18,7 +18,7 @@ use nudge_diagnostics::{Diagnostic, FileId, Span};
 use crate::Comment;
 use crate::ast::File;
 use crate::error::{ParseError, ParseErrorKind};
-use crate::token::Token;
+use crate::token::{TEST_WORDS, Token};
 use grammar_error::{GrammarError, Reason};
 
 /// The result of parsing one file: a tree (always), comments and diagnostics.
@@ -118,18 +118,15 @@ fn too_deep(src: &str, tokens: &[(Token<'_>, Span)]) -> Option<usize> {
                 level = saved.pop().unwrap_or(0);
             }
             Token::Comma => level = sibling(&saved),
-            Token::Keyword(
-                "and" | "or" | "not" | "in" | "true" | "false" | "none" | "event" | "trigger"
-                | "profile",
-            ) => {}
+            t if t.is_expression_keyword() => {}
             Token::Keyword(_) if !after_dot => level = sibling(&saved),
             // Test statements start with plain words; `at +1h` is no sum.
-            Token::Ident("given" | "at" | "run" | "expect") if line_start(src, span.start) => {
+            Token::Ident(w) if TEST_WORDS.contains(&w) && line_start(src, span.start) => {
                 level = sibling(&saved)
             }
             _ => {}
         }
-        if is_operator(&tok) || matches!(tok, Token::Keyword("not") | Token::Arrow) {
+        if tok.is_operator() {
             level += 1;
         }
         if level > MAX_NESTING || saved.len() > MAX_NESTING {
@@ -206,7 +203,7 @@ fn to_parse_error(err: &GrammarError<'_, '_>, unclosed: &[(Token<'static>, Span)
                 let tok: &Token<'_> = tok;
                 wants_closer |= matches!(tok, Token::RBrace | Token::RParen | Token::RBracket);
                 match tok {
-                    t if is_operator(t) => "an operator".to_string(),
+                    t if t.continues_expression() => "an operator".to_string(),
                     Token::Keyword(w) | Token::Ident(w) => format!("`{w}`"),
                     other => other.describe(),
                 }
@@ -242,28 +239,5 @@ fn to_parse_error(err: &GrammarError<'_, '_>, unclosed: &[(Token<'static>, Span)
             found: err.found().map(Token::describe),
             unclosed,
         },
-    )
-}
-
-/// Whether a token continues an expression; such tokens are listed as one
-/// "an operator" rather than one by one.
-fn is_operator(tok: &Token<'_>) -> bool {
-    matches!(
-        tok,
-        Token::Dot
-            | Token::QuestionDot
-            | Token::QuestionQuestion
-            | Token::EqEq
-            | Token::NotEq
-            | Token::Lt
-            | Token::LtEq
-            | Token::Gt
-            | Token::GtEq
-            | Token::Plus
-            | Token::Minus
-            | Token::Star
-            | Token::Slash
-            | Token::PercentSign
-            | Token::Keyword("and" | "or" | "in")
     )
 }

@@ -21,7 +21,7 @@ use super::lit;
 use crate::Span;
 use crate::ast::*;
 use crate::error::ParseErrorKind;
-use crate::token::Token;
+use crate::token::{POLICY_WORDS, TEST_WORDS, Token};
 
 /// The parser's input: the lexer's tokens with chumsky spans.
 pub(super) type In<'t, 's> = MappedInput<'t, Token<'s>, SimpleSpan, &'t [(Token<'s>, SimpleSpan)]>;
@@ -51,16 +51,6 @@ fn line_start(src: &str, at: usize) -> bool {
     }
     true
 }
-
-const ITEM_KEYWORDS: &[&str] = &[
-    "let", "event", "type", "profile", "segment", "message", "flow", "policy", "test",
-];
-const FLOW_KEYWORDS: &[&str] = &[
-    "trigger", "entry", "exit", "suppress", "quiet", "cap", "goal", "holdout", "priority", "on",
-    "wait", "send", "if", "split", "set", "audience", "let",
-];
-const POLICY_WORDS: &[&str] = &["timezone", "quiet", "cap", "suppress"];
-const TEST_WORDS: &[&str] = &["given", "at", "run", "expect"];
 
 fn is_closer(t: &Token<'_>) -> bool {
     matches!(
@@ -165,7 +155,7 @@ impl<'t, 's: 't> Kit<'t, 's> {
         let src = self.src;
         let next_item = select(move |tok: Token<'s>, e: &mut Ex<'t, '_, 's>| match tok {
             Token::Keyword(k)
-                if ITEM_KEYWORDS.contains(&k) && k != "let" && line_start(src, e.span().start) =>
+                if tok.starts_declaration() && k != "let" && line_start(src, e.span().start) =>
             {
                 Some(())
             }
@@ -259,7 +249,7 @@ fn any_start(_: &Token<'_>) -> bool {
 
 fn flow_start(tok: &Token<'_>) -> bool {
     match tok {
-        Token::Keyword(k) => FLOW_KEYWORDS.contains(k),
+        Token::Keyword(_) => tok.starts_flow_statement(),
         Token::Ident(_) => true, // a label
         _ => false,
     }
@@ -274,7 +264,7 @@ fn test_start(tok: &Token<'_>) -> bool {
 }
 
 fn item_start(tok: &Token<'_>) -> bool {
-    matches!(tok, Token::Keyword(k) if ITEM_KEYWORDS.contains(k))
+    tok.starts_declaration()
 }
 
 fn reserved<'t, 's>(id: &Ident) -> Err<'t, 's> {
@@ -694,12 +684,14 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             },
         };
 
-        let mul_op = select(|tok: Token<'s>, _e: &mut Ex<'t, '_, 's>| match tok {
-            Token::Star => Some(BinaryOp::Mul),
-            Token::Slash => Some(BinaryOp::Div),
-            Token::PercentSign => Some(BinaryOp::Rem),
-            _ => None,
-        });
+        // The infix operators of one precedence level, from the token table.
+        let op_at = |level: Precedence| {
+            select(move |tok: Token<'s>, e: &mut Ex<'t, '_, 's>| {
+                let op = tok.binary_op().filter(|op| op.precedence() == level)?;
+                Some((op, espan(e)))
+            })
+        };
+        let mul_op = op_at(Precedence::Product).map(|(op, _)| op);
         let mul = unary
             .clone()
             .foldl(mul_op.then(unary).repeated(), move |a, (o, b)| {
@@ -707,11 +699,7 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             })
             .boxed();
 
-        let add_op = select(|tok: Token<'s>, _e: &mut Ex<'t, '_, 's>| match tok {
-            Token::Plus => Some(BinaryOp::Add),
-            Token::Minus => Some(BinaryOp::Sub),
-            _ => None,
-        });
+        let add_op = op_at(Precedence::Sum).map(|(op, _)| op);
         let add = mul
             .clone()
             .foldl(add_op.then(mul).repeated(), move |a, (o, b)| {
@@ -732,19 +720,7 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             })
             .boxed();
 
-        let cmp_op = select(|tok: Token<'s>, e: &mut Ex<'t, '_, 's>| {
-            let op = match tok {
-                Token::EqEq => BinaryOp::Eq,
-                Token::NotEq => BinaryOp::Ne,
-                Token::Lt => BinaryOp::Lt,
-                Token::LtEq => BinaryOp::Le,
-                Token::Gt => BinaryOp::Gt,
-                Token::GtEq => BinaryOp::Ge,
-                Token::Keyword("in") => BinaryOp::In,
-                _ => return None,
-            };
-            Some((op, espan(e)))
-        });
+        let cmp_op = op_at(Precedence::Compare);
         let cmp = default
             .clone()
             .then(cmp_op.then(default).repeated().collect::<Vec<_>>())
