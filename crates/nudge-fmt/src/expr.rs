@@ -1,6 +1,6 @@
 //! Printing expressions on one line with the fewest parentheses that reparse to the same tree.
 
-use nudge_syntax::ast::{Arg, BinaryOp, Expr, ExprKind, StrPart, TypeExpr, UnaryOp};
+use nudge_syntax::ast::{Arg, BinaryOp, Expr, ExprKind, Precedence, StrPart, TypeExpr, UnaryOp};
 
 use crate::source::{Source, date_from_days, instant_from_unix, quote};
 
@@ -35,21 +35,16 @@ fn level_of(e: &Expr) -> u8 {
     }
 }
 
-/// The precedence level of a binary operator.
+/// The printing level of a binary operator, from the syntax crate's
+/// precedence table so that the two cannot drift apart.
 fn binary_level(op: BinaryOp) -> u8 {
-    match op {
-        BinaryOp::Or => level::OR,
-        BinaryOp::And => level::AND,
-        BinaryOp::Eq
-        | BinaryOp::Ne
-        | BinaryOp::Lt
-        | BinaryOp::Le
-        | BinaryOp::Gt
-        | BinaryOp::Ge
-        | BinaryOp::In => level::COMPARE,
-        BinaryOp::Default => level::DEFAULT,
-        BinaryOp::Add | BinaryOp::Sub => level::ADD,
-        BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => level::MUL,
+    match op.precedence() {
+        Precedence::Or => level::OR,
+        Precedence::And => level::AND,
+        Precedence::Compare => level::COMPARE,
+        Precedence::Default => level::DEFAULT,
+        Precedence::Sum => level::ADD,
+        Precedence::Product => level::MUL,
     }
 }
 

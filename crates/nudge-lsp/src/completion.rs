@@ -5,7 +5,7 @@
 use nudge_compiler::types::Ty;
 use nudge_compiler::{Analysis, SymbolKind};
 use nudge_diagnostics::{FileId, FileSpan, Span};
-use nudge_syntax::Token;
+use nudge_syntax::{DECLARATION_KEYWORDS, Token};
 
 use crate::lookup;
 use crate::world::Snapshot;
@@ -237,17 +237,12 @@ fn context(before: &[Tok]) -> (Block, Option<usize>, bool, i32) {
     let mut parens = 0i32;
     for (i, (t, _)) in before.iter().enumerate() {
         match t {
-            Token::Keyword(
-                k @ ("let" | "event" | "type" | "profile" | "segment" | "message" | "flow"
-                | "policy" | "test"),
-            ) if stack.is_empty() && parens == 0 => {
+            Token::Keyword(k) if t.starts_declaration() && stack.is_empty() && parens == 0 => {
                 // `profile` and `event` are also expressions; only a word at
                 // the start of a top-level item opens one.
                 let starts_item = i == 0
-                    || !matches!(
-                        before[i - 1].0,
-                        Token::Dot | Token::QuestionDot | Token::Eq | Token::LParen | Token::Comma
-                    ) && !is_operator(before[i - 1].0);
+                    || !(operand_follows(before[i - 1].0)
+                        || matches!(before[i - 1].0, Token::Eq | Token::LParen | Token::Comma));
                 if starts_item {
                     item = Some(k);
                     item_at = i;
@@ -287,34 +282,24 @@ fn context(before: &[Tok]) -> (Block, Option<usize>, bool, i32) {
     (block, flow_start, in_params, parens)
 }
 
-fn is_operator(t: Token) -> bool {
-    matches!(
-        t,
-        Token::EqEq
-            | Token::NotEq
-            | Token::Lt
-            | Token::LtEq
-            | Token::Gt
-            | Token::GtEq
-            | Token::Plus
-            | Token::Minus
-            | Token::Star
-            | Token::Slash
-            | Token::PercentSign
-            | Token::QuestionQuestion
-            | Token::Arrow
-            | Token::Keyword("and" | "or" | "not" | "in" | "where" | "if" | "until")
-    )
+/// Whether an expression follows this token wherever it stands: after an
+/// operator, and after the clause keywords that take a condition or a time.
+fn operand_follows(t: Token) -> bool {
+    t.is_operator() || matches!(t, Token::Keyword("where" | "if" | "until"))
 }
 
 /// Whether an expression (not a statement) comes after this token.
 fn expects_operand(t: Token) -> bool {
-    is_operator(t)
+    operand_follows(t)
         || matches!(
             t,
-            Token::LParen | Token::Comma | Token::LBracket | Token::Eq | Token::InterpOpen
+            Token::LParen
+                | Token::Comma
+                | Token::LBracket
+                | Token::Eq
+                | Token::InterpOpen
+                | Token::Colon
         )
-        || matches!(t, Token::Colon)
 }
 
 /// Whether the cursor follows `wait for A or B or`.
@@ -727,9 +712,7 @@ fn statement_items(block: Block, prev: Option<Token>) -> Vec<Item> {
         "exit if",
     ];
     match block {
-        Block::Top => keywords(&[
-            "let", "event", "type", "profile", "segment", "message", "flow", "policy", "test",
-        ]),
+        Block::Top => keywords(DECLARATION_KEYWORDS),
         Block::Flow => {
             let mut words: Vec<&str> = vec![
                 "trigger",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use nudge_compiler::SymbolKind;
 use nudge_diagnostics::{FileId, Span};
-use nudge_syntax::Token;
+use nudge_syntax::{Token, TokenClass};
 
 use crate::cancel::{Cancel, Stop};
 use crate::world::Snapshot;
@@ -106,40 +106,21 @@ pub fn semantic_tokens_until(
         if i % CHECK_EVERY == 0 {
             cancel.check()?;
         }
-        let class = match tok {
+        let class = match tok.class() {
             // A keyword can name a field (`event.type`): the field wins.
-            Token::Keyword(_) => Some(names.get(&span).copied().unwrap_or((0, 0))),
-            Token::StrText(_) => Some((1, 0)),
+            TokenClass::Keyword => Some(names.get(&span).copied().unwrap_or((0, 0))),
             // Quotes are coloured with the string; the text between them
             // arrives as separate tokens.
-            Token::StrStart | Token::StrEnd => Some((1, 0)),
-            Token::Int(_)
-            | Token::Decimal(_)
-            | Token::Money(_)
-            | Token::Percent(_)
-            | Token::Duration(_)
-            | Token::Instant(_)
-            | Token::Date(_)
-            | Token::TimeOfDay(_) => Some((2, 0)),
-            Token::Ident(w) => names.get(&span).copied().or_else(|| {
+            TokenClass::String => Some((1, 0)),
+            TokenClass::Number => Some((2, 0)),
+            TokenClass::Comment => Some((3, 0)),
+            TokenClass::Operator => Some((4, 0)),
+            TokenClass::Name => names.get(&span).copied().or_else(|| {
+                let Token::Ident(w) = tok else { return None };
                 let called = matches!(toks.get(i + 1), Some((Token::LParen, _)));
                 (called && nudge_stdlib::builtin(w).is_some()).then_some((9, DEFAULT_LIBRARY))
             }),
-            Token::EqEq
-            | Token::NotEq
-            | Token::Lt
-            | Token::LtEq
-            | Token::Gt
-            | Token::GtEq
-            | Token::Plus
-            | Token::Minus
-            | Token::Star
-            | Token::Slash
-            | Token::PercentSign
-            | Token::QuestionQuestion
-            | Token::QuestionDot
-            | Token::Arrow => Some((4, 0)),
-            _ => None,
+            TokenClass::Punctuation | TokenClass::Invalid => None,
         };
         if let Some((kind, modifiers)) = class {
             out.push(SemToken {

@@ -900,7 +900,62 @@ pub enum BinaryOp {
     Rem,
 }
 
+/// How tightly a binary operator binds, loosest first: in `a or b and c`
+/// the `and` binds first because [`Precedence::And`] is greater.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Precedence {
+    /// `or`
+    Or,
+    /// `and`
+    And,
+    /// `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`; these do not chain.
+    Compare,
+    /// `??`, which groups to the right.
+    Default,
+    /// `+`, `-`
+    Sum,
+    /// `*`, `/`, `%`
+    Product,
+}
+
 impl BinaryOp {
+    /// Every binary operator.
+    pub const ALL: [BinaryOp; 15] = [
+        BinaryOp::Or,
+        BinaryOp::And,
+        BinaryOp::Eq,
+        BinaryOp::Ne,
+        BinaryOp::Lt,
+        BinaryOp::Le,
+        BinaryOp::Gt,
+        BinaryOp::Ge,
+        BinaryOp::In,
+        BinaryOp::Default,
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Rem,
+    ];
+
+    /// How tightly the operator binds.
+    pub fn precedence(self) -> Precedence {
+        match self {
+            BinaryOp::Or => Precedence::Or,
+            BinaryOp::And => Precedence::And,
+            BinaryOp::Eq
+            | BinaryOp::Ne
+            | BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge
+            | BinaryOp::In => Precedence::Compare,
+            BinaryOp::Default => Precedence::Default,
+            BinaryOp::Add | BinaryOp::Sub => Precedence::Sum,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => Precedence::Product,
+        }
+    }
+
     /// The operator as written.
     pub fn as_str(self) -> &'static str {
         match self {

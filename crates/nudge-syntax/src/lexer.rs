@@ -1,6 +1,7 @@
 use logos::Logos;
-use nudge_diagnostics::{Diagnostic, FileId, FileSpan, Span, codes};
+use nudge_diagnostics::{Diagnostic, FileId, Span};
 
+use crate::error::{ParseError, ParseErrorKind};
 use crate::token::{Token, is_keyword};
 
 /// A `//` comment, kept for the formatter and the language server.
@@ -87,17 +88,8 @@ fn lex_range<'s>(
             Err(()) => {
                 let ch = src[span.range()].chars().next().unwrap_or('?');
                 out.diagnostics.push(
-                    Diagnostic::new(
-                        codes::E0101,
-                        FileSpan::new(file, span),
-                        format!("invalid character `{}`", ch.escape_debug()),
-                    )
-                    .with_primary_label("no token starts with this character")
-                    .with_help(if ch == '\'' {
-                        "strings are written in double quotes: \"like this\"".to_string()
-                    } else {
-                        "remove it, or put it inside a string".to_string()
-                    }),
+                    ParseError::new(span, ParseErrorKind::InvalidCharacter { ch })
+                        .to_diagnostic(file),
                 );
                 out.tokens.push((Token::Error, span));
             }
@@ -124,15 +116,13 @@ fn lex_string<'s>(
             .push((Token::StrText(&src[pos..end]), Span::new(pos, end)));
         out.tokens.push((Token::StrEnd, Span::new(end, end)));
         out.diagnostics.push(
-            Diagnostic::new(
-                codes::E0103,
-                FileSpan::new(file, Span::new(pos - 1, end)),
-                "strings nested too deeply",
+            ParseError::new(
+                Span::new(pos - 1, end),
+                ParseErrorKind::StringsTooDeep {
+                    limit: MAX_STRING_NESTING,
+                },
             )
-            .with_primary_label(format!(
-                "more than {MAX_STRING_NESTING} strings inside each other's interpolations"
-            ))
-            .with_help("compute the inner parts with `let` first"),
+            .to_diagnostic(file),
         );
         return end;
     }
@@ -179,23 +169,18 @@ fn lex_string<'s>(
 }
 
 fn unterminated(file: FileId, span: Span, interp: bool) -> Diagnostic {
-    let (title, label) = if interp {
-        ("unterminated interpolation", "this `{` is never closed")
+    let kind = if interp {
+        ParseErrorKind::UnterminatedInterpolation
     } else {
-        ("unterminated string", "this string has no closing quote")
+        ParseErrorKind::UnterminatedString
     };
-    Diagnostic::new(codes::E0103, FileSpan::new(file, span), title)
-        .with_primary_label(label)
-        .with_help(if interp {
-            "close the interpolation with `}`, or write `\\{` for a literal brace"
-        } else {
-            "close the string with `\"` on the same line"
-        })
+    ParseError::new(span, kind).to_diagnostic(file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nudge_diagnostics::codes;
 
     fn kinds(src: &str) -> Vec<String> {
         lex(FileId(0), src)

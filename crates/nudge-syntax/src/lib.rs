@@ -5,12 +5,17 @@
 //! recovering from errors so that a broken file still yields a tree for the rest.
 
 pub mod ast;
+mod error;
 mod lexer;
 mod parser;
 mod token;
 
+pub use error::{ParseError, ParseErrorKind};
 pub use lexer::{Comment, Lexed, lex};
 pub use parser::{Parsed, parse};
-pub use token::{KEYWORDS, Token, is_keyword};
+pub use token::{
+    DECLARATION_KEYWORDS, EXPRESSION_KEYWORDS, FLOW_KEYWORDS, KEYWORDS, POLICY_WORDS, TEST_WORDS,
+    Token, TokenClass, is_keyword,
+};
 
 pub use nudge_diagnostics::{FileId, Span};

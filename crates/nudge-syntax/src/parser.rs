@@ -1,21 +1,25 @@
 //! The error-recovering parser: tokens in, a syntax tree and diagnostics out.
 //!
 //! The grammar lives in [`grammar`]; this module runs it and turns the
-//! parser's errors into [`Diagnostic`]s with stable codes.
+//! grammar's errors into [`ParseError`]s, which become [`Diagnostic`]s with
+//! stable codes.
 
 mod grammar;
+mod grammar_error;
 mod lit;
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use chumsky::error::{Rich, RichPattern, RichReason};
+use chumsky::error::RichPattern;
 use chumsky::prelude::{Input, Parser, SimpleSpan};
-use nudge_diagnostics::{Diagnostic, FileId, FileSpan, Span, codes};
+use nudge_diagnostics::{Diagnostic, FileId, Span};
 
 use crate::Comment;
 use crate::ast::File;
-use crate::token::Token;
+use crate::error::{ParseError, ParseErrorKind};
+use crate::token::{TEST_WORDS, Token};
+use grammar_error::{GrammarError, Reason};
 
 /// The result of parsing one file: a tree (always), comments and diagnostics.
 #[derive(Clone, Debug)]
@@ -44,11 +48,8 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
         let span = lexed.tokens[at].1;
         tokens.truncate(at);
         diagnostics.push(
-            Diagnostic::new(codes::E0102, FileSpan::new(file, span), "too deeply nested")
-                .with_primary_label(format!(
-                    "more than {MAX_NESTING} levels of nesting; the rest of the file is skipped"
-                ))
-                .with_help("split the expression with `let`, or the block into smaller flows"),
+            ParseError::new(span, ParseErrorKind::TooDeep { limit: MAX_NESTING })
+                .to_diagnostic(file),
         );
     }
     let cut_at = cut.map_or(u32::MAX, |at| lexed.tokens[at].1.start);
@@ -60,21 +61,24 @@ pub fn parse(file: FileId, src: &str) -> Parsed {
     let mut reported: Vec<u32> = Vec::new();
     for err in errors {
         // What follows a cut is not worth reporting.
-        if err.span().start as u32 >= cut_at {
+        if err.span().start >= cut_at {
             continue;
         }
         // An invalid character was already reported by the lexer.
         if matches!(err.found(), Some(Token::Error)) {
             continue;
         }
-        let diag = to_diagnostic(file, &err, &unclosed);
-        if diag.code == codes::E0102 && reported.contains(&diag.primary.span.start) {
+        let error = to_parse_error(&err, &unclosed);
+        // One syntax error per position: recovery can fail at the same
+        // token more than once.
+        let syntax = error.code() == nudge_diagnostics::codes::E0102;
+        if syntax && reported.contains(&error.span.start) {
             continue;
         }
-        if diag.code == codes::E0102 {
-            reported.push(diag.primary.span.start);
+        if syntax {
+            reported.push(error.span.start);
         }
-        diagnostics.push(diag);
+        diagnostics.push(error.to_diagnostic(file));
     }
     diagnostics.sort_by_key(|d| (d.primary.span.start, d.primary.span.end));
 
@@ -114,18 +118,15 @@ fn too_deep(src: &str, tokens: &[(Token<'_>, Span)]) -> Option<usize> {
                 level = saved.pop().unwrap_or(0);
             }
             Token::Comma => level = sibling(&saved),
-            Token::Keyword(
-                "and" | "or" | "not" | "in" | "true" | "false" | "none" | "event" | "trigger"
-                | "profile",
-            ) => {}
+            t if t.is_expression_keyword() => {}
             Token::Keyword(_) if !after_dot => level = sibling(&saved),
             // Test statements start with plain words; `at +1h` is no sum.
-            Token::Ident("given" | "at" | "run" | "expect") if line_start(src, span.start) => {
+            Token::Ident(w) if TEST_WORDS.contains(&w) && line_start(src, span.start) => {
                 level = sibling(&saved)
             }
             _ => {}
         }
-        if is_operator(&tok) || matches!(tok, Token::Keyword("not") | Token::Arrow) {
+        if tok.is_operator() {
             level += 1;
         }
         if level > MAX_NESTING || saved.len() > MAX_NESTING {
@@ -184,38 +185,25 @@ fn pair_brackets(tokens: &[(Token<'_>, Span)]) -> (HashMap<u32, u32>, Vec<(Token
     (pairs, unclosed)
 }
 
-fn to_diagnostic(
-    file: FileId,
-    err: &Rich<'_, Token<'_>, SimpleSpan>,
-    unclosed: &[(Token<'static>, Span)],
-) -> Diagnostic {
-    let span = Span::new(err.span().start, err.span().end);
-    if let RichReason::Custom(msg) = err.reason() {
-        let mut fields = msg.split(grammar::SEP);
-        let code = fields
-            .next()
-            .and_then(codes::lookup)
-            .unwrap_or(codes::E0102);
-        let title = fields.next().unwrap_or("syntax error");
-        let mut d = Diagnostic::new(code, FileSpan::new(file, span), title);
-        if let Some(label) = fields.next().filter(|l| !l.is_empty()) {
-            d = d.with_primary_label(label);
-        }
-        if let Some(help) = fields.next().filter(|h| !h.is_empty()) {
-            d = d.with_help(help);
-        }
-        return d;
-    }
+/// What a grammar error means: its own typed error, or the tokens that
+/// were expected and the one found, with the bracket left open that explains
+/// it when there is one.
+fn to_parse_error(err: &GrammarError<'_, '_>, unclosed: &[(Token<'static>, Span)]) -> ParseError {
+    let span = err.span();
+    let expected_patterns = match err.reason() {
+        Reason::Custom(kind) => return ParseError::new(span, kind.clone()),
+        Reason::Expected { expected, .. } => expected,
+    };
 
     let mut expected: Vec<String> = Vec::new();
     let mut wants_closer = false;
-    for pattern in err.expected() {
+    for pattern in expected_patterns {
         let text = match pattern {
             RichPattern::Token(tok) => {
                 let tok: &Token<'_> = tok;
                 wants_closer |= matches!(tok, Token::RBrace | Token::RParen | Token::RBracket);
                 match tok {
-                    t if is_operator(t) => "an operator".to_string(),
+                    t if t.continues_expression() => "an operator".to_string(),
                     Token::Keyword(w) | Token::Ident(w) => format!("`{w}`"),
                     other => other.describe(),
                 }
@@ -231,22 +219,6 @@ fn to_diagnostic(
             expected.push(text);
         }
     }
-    let found = match err.found() {
-        Some(tok) => tok.describe(),
-        None => "the end of the file".to_string(),
-    };
-    let title = if expected.is_empty() {
-        format!("unexpected {found}")
-    } else {
-        format!("expected {}, found {found}", join_or(&expected))
-    };
-    let label = if err.found().is_some() {
-        "unexpected here".to_string()
-    } else {
-        "the file ends here".to_string()
-    };
-    let mut d =
-        Diagnostic::new(codes::E0102, FileSpan::new(file, span), title).with_primary_label(label);
 
     let at_closer = matches!(
         err.found(),
@@ -256,43 +228,16 @@ fn to_diagnostic(
         .iter()
         .rev()
         .find(|(_, s)| s.start < span.start.max(1));
-    if let (true, Some((tok, open))) = (wants_closer || at_closer, open) {
-        d = d.with_label(
-            FileSpan::new(file, *open),
-            format!("this `{}` is never closed", tok.punct()),
-        );
-    }
-    d
-}
-
-/// Whether a token continues an expression; such tokens are listed as one
-/// "an operator" rather than one by one.
-fn is_operator(tok: &Token<'_>) -> bool {
-    matches!(
-        tok,
-        Token::Dot
-            | Token::QuestionDot
-            | Token::QuestionQuestion
-            | Token::EqEq
-            | Token::NotEq
-            | Token::Lt
-            | Token::LtEq
-            | Token::Gt
-            | Token::GtEq
-            | Token::Plus
-            | Token::Minus
-            | Token::Star
-            | Token::Slash
-            | Token::PercentSign
-            | Token::Keyword("and" | "or" | "in")
+    let unclosed = match (wants_closer || at_closer, open) {
+        (true, Some((tok, open))) => Some((tok.punct(), *open)),
+        _ => None,
+    };
+    ParseError::new(
+        span,
+        ParseErrorKind::Unexpected {
+            expected,
+            found: err.found().map(Token::describe),
+            unclosed,
+        },
     )
-}
-
-/// `a`, `a or b`, `a, b or c`.
-fn join_or(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
-    }
 }

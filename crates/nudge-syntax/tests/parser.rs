@@ -541,3 +541,58 @@ fn expectation_time_is_not_confused_with_the_next_statement() {
         })
     ));
 }
+
+/// The precedence table on the tokens is the one the grammar parses by: for
+/// every pair of operators, `a OP1 b OP2 c` groups as the table says.
+#[test]
+fn the_precedence_table_is_the_one_the_grammar_follows() {
+    let mut checked = 0;
+    for first in BinaryOp::ALL {
+        for second in BinaryOp::ALL {
+            let (p1, p2) = (first.precedence(), second.precedence());
+            if p1 == Precedence::Compare && p2 == Precedence::Compare {
+                // Comparisons do not chain; that is an error of its own.
+                continue;
+            }
+            let (a, b) = (first.as_str(), second.as_str());
+            let left = format!("({b} ({a} x y) z)");
+            let right = format!("({a} x ({b} y z))");
+            let groups_right = p1 < p2 || (p1 == p2 && p1 == Precedence::Default);
+            let want = if groups_right { right } else { left };
+            assert_eq!(show(&format!("x {a} y {b} z")), want, "`x {a} y {b} z`");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15 * 15 - 7 * 7);
+}
+
+/// Every token the lexer makes of an operator's text is the token the
+/// operator table maps back to that operator.
+#[test]
+fn every_binary_operator_lexes_to_its_own_token() {
+    for op in BinaryOp::ALL {
+        let lexed = nudge_syntax::lex(FileId(0), op.as_str());
+        assert_eq!(lexed.tokens.len(), 1, "`{}`", op.as_str());
+        let tok = lexed.tokens[0].0;
+        assert_eq!(tok.binary_op(), Some(op), "`{}`", op.as_str());
+        assert!(tok.is_operator() && tok.continues_expression());
+        assert_eq!(tok.binary_precedence(), Some(op.precedence()));
+    }
+}
+
+/// Only operators are named "an operator" in a syntax error, and each
+/// keyword an expression may hold is accepted inside one.
+#[test]
+fn expected_operators_are_named_as_such() {
+    let parsed = parse(FileId(0), "let x = a b");
+    let titles: Vec<&str> = parsed
+        .diagnostics
+        .iter()
+        .map(|d| d.title.as_str())
+        .collect();
+    assert!(
+        titles.iter().any(|t| t.contains("an operator")),
+        "{titles:?}"
+    );
+    parse_ok("let x = not profile.vip and event.total in [1] or trigger.x == none ?? true");
+}

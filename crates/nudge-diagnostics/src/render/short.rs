@@ -1,87 +1,67 @@
 //! The short format: one `path:line:col: severity[code]: title` line per
-//! diagnostic, drawn by codespan-reporting.
+//! diagnostic.
 
-use std::ops::Range;
-
-use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label as CsLabel};
-use codespan_reporting::files::{Error as FilesError, Files};
-use codespan_reporting::term::{self, Config, DisplayStyle};
-
-use super::{clamp_span, file};
-use crate::{Diagnostic, FileId, Severity, SourceMap};
+use super::{file, resolve};
+use crate::{Diagnostic, SourceMap};
 
 /// Renders one line per diagnostic, in the style compilers use for editors
 /// and `grep`: `path:line:col: error[E0202]: title`. Columns count characters.
+/// A diagnostic whose file the map does not hold gets no location.
 pub fn short(sources: &SourceMap, diags: &[Diagnostic]) -> String {
-    let files = CsFiles(sources);
-    let config = Config {
-        display_style: DisplayStyle::Short,
-        ..Config::default()
-    };
     let mut out = String::new();
     for diag in diags {
-        let severity = match diag.severity {
-            Severity::Error => codespan_reporting::diagnostic::Severity::Error,
-            Severity::Warning => codespan_reporting::diagnostic::Severity::Warning,
-            Severity::Note => codespan_reporting::diagnostic::Severity::Note,
-        };
-        let mut cs = CsDiagnostic::new(severity)
-            .with_code(diag.code.id)
-            .with_message(&diag.title);
-        if let Some(f) = file(sources, diag.primary.file) {
-            let range = clamp_span(&f.text, diag.primary.span).range();
-            cs = cs.with_label(CsLabel::primary(diag.primary.file, range));
+        if file(sources, diag.primary.file).is_some() {
+            let at = resolve(sources, diag.primary);
+            out.push_str(&format!("{}:{}:{}: ", at.path, at.start.line, at.start.col));
         }
-        match term::emit_into_string(&config, &files, &cs) {
-            Ok(line) => out.push_str(&line),
-            // The files are checked above, so this is unreachable in
-            // practice; the line is still printed, without a location.
-            Err(_) => out.push_str(&format!(
-                "{}[{}]: {}\n",
-                diag.severity.as_str(),
-                diag.code.id,
-                diag.title
-            )),
-        }
+        out.push_str(&format!(
+            "{}[{}]: {}\n",
+            diag.severity.as_str(),
+            diag.code.id,
+            diag.title
+        ));
     }
     out
 }
 
-/// The source map seen through codespan-reporting's file database trait.
-struct CsFiles<'a>(&'a SourceMap);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::E0201;
+    use crate::{FileId, FileSpan, Span};
 
-impl<'a> Files<'a> for CsFiles<'a> {
-    type FileId = FileId;
-    type Name = &'a str;
-    type Source = &'a str;
-
-    fn name(&'a self, id: FileId) -> Result<&'a str, FilesError> {
-        file(self.0, id)
-            .map(|f| f.path.as_str())
-            .ok_or(FilesError::FileMissing)
+    #[test]
+    fn a_position_at_the_end_of_a_file_is_on_the_line_after_its_last_newline() {
+        let mut map = SourceMap::new();
+        let f = map.add("a.flow", "ab\n");
+        let diags = [Diagnostic::new(
+            E0201,
+            FileSpan::new(f, Span::new(3, 3)),
+            "t",
+        )];
+        assert_eq!(short(&map, &diags), "a.flow:2:1: error[E0201]: t\n");
     }
 
-    fn source(&'a self, id: FileId) -> Result<&'a str, FilesError> {
-        file(self.0, id)
-            .map(|f| f.text.as_str())
-            .ok_or(FilesError::FileMissing)
+    #[test]
+    fn a_span_inside_a_character_starts_at_that_character() {
+        let mut map = SourceMap::new();
+        let f = map.add("a.flow", "xé");
+        let diags = [Diagnostic::new(
+            E0201,
+            FileSpan::new(f, Span::new(2, 3)),
+            "t",
+        )];
+        assert_eq!(short(&map, &diags), "a.flow:1:2: error[E0201]: t\n");
     }
 
-    fn line_index(&'a self, id: FileId, byte_index: usize) -> Result<usize, FilesError> {
-        let f = file(self.0, id).ok_or(FilesError::FileMissing)?;
-        Ok(f.line_index(byte_index.min(f.text.len()) as u32))
-    }
-
-    fn line_range(&'a self, id: FileId, line_index: usize) -> Result<Range<usize>, FilesError> {
-        let f = file(self.0, id).ok_or(FilesError::FileMissing)?;
-        if line_index >= f.line_count() {
-            return Err(FilesError::LineTooLarge {
-                given: line_index,
-                max: f.line_count() - 1,
-            });
-        }
-        let start = f.line_start(line_index) as usize;
-        let end = f.line_start(line_index + 1) as usize;
-        Ok(start..end)
+    #[test]
+    fn an_unknown_file_gives_a_line_without_location() {
+        let map = SourceMap::new();
+        let diags = [Diagnostic::new(
+            E0201,
+            FileSpan::new(FileId(3), Span::new(0, 1)),
+            "t",
+        )];
+        assert_eq!(short(&map, &diags), "error[E0201]: t\n");
     }
 }

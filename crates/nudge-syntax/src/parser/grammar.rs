@@ -15,32 +15,21 @@ use chumsky::input::{InputRef, MapExtra, MappedInput};
 use chumsky::prelude::*;
 use chumsky::primitive::select;
 use chumsky::util::MaybeRef;
-use nudge_diagnostics::{Code, codes};
 
+use super::grammar_error::GrammarError;
 use super::lit;
 use crate::Span;
 use crate::ast::*;
-use crate::token::Token;
+use crate::error::ParseErrorKind;
+use crate::token::{POLICY_WORDS, TEST_WORDS, Token};
 
 /// The parser's input: the lexer's tokens with chumsky spans.
 pub(super) type In<'t, 's> = MappedInput<'t, Token<'s>, SimpleSpan, &'t [(Token<'s>, SimpleSpan)]>;
 /// The parser's error type.
-pub(super) type Err<'t, 's> = Rich<'t, Token<'s>, SimpleSpan>;
+pub(super) type Err<'t, 's> = GrammarError<'t, 's>;
 type Ext<'t, 's> = extra::Err<Err<'t, 's>>;
 type P<'t, 's, O> = Boxed<'t, 't, In<'t, 's>, O, Ext<'t, 's>>;
 type Ex<'t, 'p, 's> = MapExtra<'t, 'p, In<'t, 's>, Ext<'t, 's>>;
-
-/// Separates the fields of an encoded custom error (see [`coded`]).
-pub(super) const SEP: char = '\u{1f}';
-
-/// Builds an error that carries its own code, title, label and help; the
-/// fields travel in the message and are split again when diagnostics are made.
-fn coded<'t, 's>(code: Code, span: Span, title: &str, label: &str, help: &str) -> Err<'t, 's> {
-    Rich::custom(
-        SimpleSpan::from(span.range()),
-        format!("{}{SEP}{title}{SEP}{label}{SEP}{help}", code.id),
-    )
-}
 
 fn sp(s: SimpleSpan) -> Span {
     Span::new(s.start, s.end)
@@ -62,16 +51,6 @@ fn line_start(src: &str, at: usize) -> bool {
     }
     true
 }
-
-const ITEM_KEYWORDS: &[&str] = &[
-    "let", "event", "type", "profile", "segment", "message", "flow", "policy", "test",
-];
-const FLOW_KEYWORDS: &[&str] = &[
-    "trigger", "entry", "exit", "suppress", "quiet", "cap", "goal", "holdout", "priority", "on",
-    "wait", "send", "if", "split", "set", "audience", "let",
-];
-const POLICY_WORDS: &[&str] = &["timezone", "quiet", "cap", "suppress"];
-const TEST_WORDS: &[&str] = &["given", "at", "run", "expect"];
 
 fn is_closer(t: &Token<'_>) -> bool {
     matches!(
@@ -176,7 +155,7 @@ impl<'t, 's: 't> Kit<'t, 's> {
         let src = self.src;
         let next_item = select(move |tok: Token<'s>, e: &mut Ex<'t, '_, 's>| match tok {
             Token::Keyword(k)
-                if ITEM_KEYWORDS.contains(&k) && k != "let" && line_start(src, e.span().start) =>
+                if tok.starts_declaration() && k != "let" && line_start(src, e.span().start) =>
             {
                 Some(())
             }
@@ -270,7 +249,7 @@ fn any_start(_: &Token<'_>) -> bool {
 
 fn flow_start(tok: &Token<'_>) -> bool {
     match tok {
-        Token::Keyword(k) => FLOW_KEYWORDS.contains(k),
+        Token::Keyword(_) => tok.starts_flow_statement(),
         Token::Ident(_) => true, // a label
         _ => false,
     }
@@ -285,19 +264,15 @@ fn test_start(tok: &Token<'_>) -> bool {
 }
 
 fn item_start(tok: &Token<'_>) -> bool {
-    matches!(tok, Token::Keyword(k) if ITEM_KEYWORDS.contains(k))
+    tok.starts_declaration()
 }
 
 fn reserved<'t, 's>(id: &Ident) -> Err<'t, 's> {
-    coded(
-        codes::E0105,
+    GrammarError::custom(
         id.span,
-        &format!("`{}` is a reserved word", id.name),
-        "a keyword cannot be used as a name",
-        &format!(
-            "choose another name, such as `{}_`; keywords may only name fields",
-            id.name
-        ),
+        ParseErrorKind::ReservedWord {
+            word: id.name.clone(),
+        },
     )
 }
 
@@ -430,13 +405,7 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
             }
         }
         let seconds = total.unwrap_or_else(|| {
-            emitter.emit(coded(
-                codes::E0104,
-                span,
-                "duration is too long",
-                "this duration does not fit in 64-bit seconds",
-                "",
-            ));
+            emitter.emit(GrammarError::custom(span, ParseErrorKind::DurationTooLong));
             0
         });
         DurationLit { seconds, span }
@@ -493,12 +462,9 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
             for part in parts {
                 match part {
                     StrPart::Text(s, _) => value.push_str(&s),
-                    StrPart::Interp(x) => emitter.emit(coded(
-                        codes::E0102,
+                    StrPart::Interp(x) => emitter.emit(GrammarError::custom(
                         x.span,
-                        "interpolation is not allowed in this string",
-                        "this string must be plain text",
-                        "write `\\{` for a literal brace",
+                        ParseErrorKind::InterpolationNotAllowed,
                     )),
                 }
             }
@@ -529,8 +495,8 @@ fn error_expr() -> Expr {
     }
 }
 
-fn lit_error<'t, 's>((title, label): lit::LitError, span: Span) -> Err<'t, 's> {
-    coded(codes::E0104, span, &title, label, "")
+fn lit_error<'t, 's>(err: ParseErrorKind, span: Span) -> Err<'t, 's> {
+    GrammarError::custom(span, err)
 }
 
 /// The expression parser and the parser of string literals (which contain
@@ -546,12 +512,9 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
         .validate(|(raw, span), _, emitter| {
             let (text, bad) = lit::unescape(raw, span.start);
             for (at, esc) in bad {
-                emitter.emit(coded(
-                    codes::E0104,
+                emitter.emit(GrammarError::custom(
                     at,
-                    &format!("unknown escape `{esc}`"),
-                    "unknown escape",
-                    "the escapes are \\\" \\\\ \\n \\t \\{ and \\}",
+                    ParseErrorKind::UnknownEscape { escape: esc },
                 ));
             }
             StrPart::Text(text, span)
@@ -721,12 +684,14 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             },
         };
 
-        let mul_op = select(|tok: Token<'s>, _e: &mut Ex<'t, '_, 's>| match tok {
-            Token::Star => Some(BinaryOp::Mul),
-            Token::Slash => Some(BinaryOp::Div),
-            Token::PercentSign => Some(BinaryOp::Rem),
-            _ => None,
-        });
+        // The infix operators of one precedence level, from the token table.
+        let op_at = |level: Precedence| {
+            select(move |tok: Token<'s>, e: &mut Ex<'t, '_, 's>| {
+                let op = tok.binary_op().filter(|op| op.precedence() == level)?;
+                Some((op, espan(e)))
+            })
+        };
+        let mul_op = op_at(Precedence::Product).map(|(op, _)| op);
         let mul = unary
             .clone()
             .foldl(mul_op.then(unary).repeated(), move |a, (o, b)| {
@@ -734,11 +699,7 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             })
             .boxed();
 
-        let add_op = select(|tok: Token<'s>, _e: &mut Ex<'t, '_, 's>| match tok {
-            Token::Plus => Some(BinaryOp::Add),
-            Token::Minus => Some(BinaryOp::Sub),
-            _ => None,
-        });
+        let add_op = op_at(Precedence::Sum).map(|(op, _)| op);
         let add = mul
             .clone()
             .foldl(add_op.then(mul).repeated(), move |a, (o, b)| {
@@ -759,19 +720,7 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
             })
             .boxed();
 
-        let cmp_op = select(|tok: Token<'s>, e: &mut Ex<'t, '_, 's>| {
-            let op = match tok {
-                Token::EqEq => BinaryOp::Eq,
-                Token::NotEq => BinaryOp::Ne,
-                Token::Lt => BinaryOp::Lt,
-                Token::LtEq => BinaryOp::Le,
-                Token::Gt => BinaryOp::Gt,
-                Token::GtEq => BinaryOp::Ge,
-                Token::Keyword("in") => BinaryOp::In,
-                _ => return None,
-            };
-            Some((op, espan(e)))
-        });
+        let cmp_op = op_at(Precedence::Compare);
         let cmp = default
             .clone()
             .then(cmp_op.then(default).repeated().collect::<Vec<_>>())
@@ -779,12 +728,9 @@ fn expr_parser<'t, 's: 't>(kit: &Lexical<'t, 's>) -> (P<'t, 's, Expr>, P<'t, 's,
                 let mut acc = first;
                 for (i, ((o, op_span), rhs)) in rest.into_iter().enumerate() {
                     if i == 1 {
-                        emitter.emit(coded(
-                            codes::E0102,
+                        emitter.emit(GrammarError::custom(
                             op_span,
-                            "comparison operators cannot be chained",
-                            "a second comparison",
-                            "compare twice and join with `and`: `a < b and b < c`",
+                            ParseErrorKind::ChainedComparison,
                         ));
                     }
                     acc = binary(acc, rhs, o);

@@ -8,37 +8,27 @@ use chrono::{NaiveDate, NaiveTime};
 use rust_decimal::Decimal;
 
 use crate::Span;
-
-/// Why a literal is invalid: a title and the text under its span.
-pub(super) type LitError = (String, &'static str);
+use crate::error::ParseErrorKind;
 
 /// An integer such as `10_000`.
-pub(super) fn int(text: &str) -> Result<i64, LitError> {
+pub(super) fn int(text: &str) -> Result<i64, ParseErrorKind> {
     let digits: String = text.chars().filter(|&c| c != '_').collect();
-    digits.parse::<i64>().map_err(|_| {
-        (
-            format!("integer `{text}` is too large"),
-            "integers must lie between -9223372036854775808 and 9223372036854775807",
-        )
-    })
+    digits
+        .parse::<i64>()
+        .map_err(|_| ParseErrorKind::IntegerTooLarge { text: text.into() })
 }
 
 /// A decimal, money amount or percentage: `12.50`, `$50.00`, `12.5%`.
-pub(super) fn decimal(text: &str) -> Result<Decimal, LitError> {
+pub(super) fn decimal(text: &str) -> Result<Decimal, ParseErrorKind> {
     let digits: String = text
         .chars()
         .filter(|&c| c != '_' && c != '$' && c != '%')
         .collect();
-    Decimal::from_str(&digits).map_err(|_| {
-        (
-            format!("number `{text}` cannot be represented exactly"),
-            "too many digits for an exact decimal",
-        )
-    })
+    Decimal::from_str(&digits).map_err(|_| ParseErrorKind::InexactNumber { text: text.into() })
 }
 
 /// One duration component such as `90d`, in seconds.
-pub(super) fn duration_part(text: &str) -> Result<i64, LitError> {
+pub(super) fn duration_part(text: &str) -> Result<i64, ParseErrorKind> {
     let (digits, unit) = text.split_at(text.len().saturating_sub(1));
     let per = match unit {
         "w" => 7 * 86_400,
@@ -51,24 +41,19 @@ pub(super) fn duration_part(text: &str) -> Result<i64, LitError> {
         .parse::<i64>()
         .ok()
         .and_then(|n| n.checked_mul(per))
-        .ok_or_else(|| {
-            (
-                format!("duration `{text}` is too long"),
-                "this duration does not fit in 64-bit seconds",
-            )
-        })
+        .ok_or_else(|| ParseErrorKind::DurationPartTooLong { text: text.into() })
 }
 
 /// A calendar date `YYYY-MM-DD`, as days since 1970-01-01.
-pub(super) fn date(text: &str) -> Result<i32, LitError> {
+pub(super) fn date(text: &str) -> Result<i32, ParseErrorKind> {
     let d = naive_date(text)?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     i32::try_from(d.signed_duration_since(epoch).num_days())
-        .map_err(|_| (format!("date `{text}` is out of range"), "no such date"))
+        .map_err(|_| ParseErrorKind::DateOutOfRange { text: text.into() })
 }
 
-fn naive_date(text: &str) -> Result<NaiveDate, LitError> {
-    let bad = || (format!("`{text}` is not a valid date"), "no such date");
+fn naive_date(text: &str) -> Result<NaiveDate, ParseErrorKind> {
+    let bad = || ParseErrorKind::InvalidDate { text: text.into() };
     let mut parts = text.splitn(3, '-');
     let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
     let (y, m, d) = (
@@ -81,13 +66,8 @@ fn naive_date(text: &str) -> Result<NaiveDate, LitError> {
 }
 
 /// A time of day `hh:mm`, as hour and minute.
-pub(super) fn time_of_day(text: &str) -> Result<(u8, u8), LitError> {
-    let bad = || {
-        (
-            format!("`{text}` is not a valid time of day"),
-            "hours run from 00 to 23 and minutes from 00 to 59",
-        )
-    };
+pub(super) fn time_of_day(text: &str) -> Result<(u8, u8), ParseErrorKind> {
+    let bad = || ParseErrorKind::InvalidTimeOfDay { text: text.into() };
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     let (h, m) = (
         h.parse::<u8>().map_err(|_| bad())?,
@@ -101,13 +81,8 @@ pub(super) fn time_of_day(text: &str) -> Result<(u8, u8), LitError> {
 }
 
 /// An instant `YYYY-MM-DDThh:mm(:ss)?(Z|±hh:mm)`, as Unix seconds (UTC).
-pub(super) fn instant(text: &str) -> Result<i64, LitError> {
-    let bad = || {
-        (
-            format!("`{text}` is not a valid instant"),
-            "no such date, time or offset",
-        )
-    };
+pub(super) fn instant(text: &str) -> Result<i64, ParseErrorKind> {
+    let bad = || ParseErrorKind::InvalidInstant { text: text.into() };
     let (date_part, rest) = text.split_once('T').ok_or_else(bad)?;
     let date = naive_date(date_part).map_err(|_| bad())?;
     let (clock, offset) = match rest.strip_suffix('Z') {
