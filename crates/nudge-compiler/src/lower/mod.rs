@@ -19,7 +19,7 @@ use nudge_syntax::ast::{
 };
 
 use crate::analysis::{Analysis, SymbolId};
-use crate::builtins::{Builtins, Signature};
+use crate::builtins::Signature;
 use crate::project::Project;
 use crate::types::{RecordId, RecordKind, Ty};
 use code::Gen;
@@ -114,7 +114,6 @@ struct Lower<'a> {
     events: HashMap<&'a str, u32>,
     profile: u32,
     builtin_names: Vec<String>,
-    signatures: Builtins,
 }
 
 impl<'a> Lower<'a> {
@@ -178,11 +177,12 @@ impl<'a> Lower<'a> {
             }
         }
         let profile = profile.ok_or_else(|| LowerError::new(None, "no profile record"))?;
-        // The stdlib's builtins, then the internal ones that escape message
-        // content (not callable from flows: their names have a colon).
+        // The stdlib's builtins in id order, so a builtin's index is its id,
+        // then the internal ones that escape message content (not callable
+        // from flows: their names have a colon).
         let builtin_names = nudge_stdlib::BUILTINS
             .iter()
-            .map(|b| b.name.to_string())
+            .map(|b| b.name().to_string())
             .chain(bc::Escape::ALL.iter().map(|e| e.builtin().to_string()))
             .collect();
         Ok(Lower {
@@ -200,7 +200,6 @@ impl<'a> Lower<'a> {
             events,
             profile,
             builtin_names,
-            signatures: Builtins::stdlib(),
         })
     }
 
@@ -303,15 +302,10 @@ impl<'a> Lower<'a> {
             .ok_or_else(|| LowerError::new(None, format!("no builtin `{}`", escape.builtin())))
     }
 
-    fn builtin(&self, name: &str, at: FileSpan) -> R<(u16, Signature)> {
-        let idx = self
-            .builtin_names
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| u16::try_from(i).ok());
-        match (idx, self.signatures.by_name.get(name)) {
-            (Some(i), Some(sig)) => Ok((i, sig.clone())),
-            _ => Err(LowerError::new(
+    fn builtin(&self, name: &str, at: FileSpan) -> R<(u16, &'static Signature)> {
+        match nudge_stdlib::Builtin::from_name(name) {
+            Some(b) => Ok((b.id(), b.signature())),
+            None => Err(LowerError::new(
                 Some(at),
                 format!("unknown builtin `{name}`"),
             )),
