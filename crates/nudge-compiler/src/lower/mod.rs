@@ -2,10 +2,12 @@
 //!
 //! Lowering reads the syntax tree together with the checker's side tables
 //! (what each name resolves to, the type of each expression) and never
-//! type-checks again. `test` blocks are not lowered: `nudge test` runs them
-//! from the sources.
+//! type-checks again. `test` blocks are not part of a bundle: `nudge test`
+//! runs them from the sources, with their `where` conditions compiled by
+//! [`lower_test_conditions`].
 
 mod code;
+mod conditions;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +25,7 @@ use crate::builtins::Signature;
 use crate::project::Project;
 use crate::types::{RecordId, RecordKind, Ty};
 use code::Gen;
+pub use conditions::{TestCondition, TestConditions, lower_test_conditions};
 
 /// Why a project could not be lowered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +77,15 @@ pub fn stdlib_text(path: &str) -> Option<&'static str> {
 /// Lowers a checked project to a bundle. Refuses a project whose analysis
 /// has errors. The result is the same, byte for byte, for the same sources.
 pub fn lower(project: &Project, analysis: &Analysis) -> Result<Bundle, LowerError> {
+    lower_checked(project, analysis, |l| l.bundle())
+}
+
+/// Runs `f` on a lowering of the project, refusing a project with errors.
+fn lower_checked<T>(
+    project: &Project,
+    analysis: &Analysis,
+    f: impl FnOnce(&Lower<'_>) -> R<T>,
+) -> R<T> {
     if analysis.has_errors() {
         let n = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         return Err(LowerError::new(
@@ -90,7 +102,7 @@ pub fn lower(project: &Project, analysis: &Analysis) -> Result<Bundle, LowerErro
         .map(|id| (id, nudge_syntax::parse(id, &project.sources.get(id).text)))
         .collect();
     let l = Lower::new(project, analysis, &parsed)?;
-    l.bundle()
+    f(&l)
 }
 
 /// A declaration with the file it is in.
