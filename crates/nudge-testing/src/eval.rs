@@ -137,10 +137,11 @@ impl FileConditions<'_> {
     ) -> Result<bool, String> {
         let compiled = self.all.compiled()?;
         let at = FileSpan::new(self.file, pred.span);
-        let cond = compiled
-            .by_span
-            .get(&at)
-            .ok_or("the condition was not compiled")?;
+        let cond = match compiled.by_span.get(&at) {
+            Some(Ok(cond)) => cond,
+            Some(Err(e)) => return Err(e.render(&self.all.project.sources)),
+            None => return Err("the condition was not compiled".into()),
+        };
         let bundle = &compiled.bundle;
         let schema = bundle
             .schemas
@@ -336,6 +337,35 @@ mod tests {
         let err = file.holds(&preds[0], &Map::new(), 0).unwrap_err();
         assert!(err.contains("expected a string, found none"), "{err}");
         assert!(err.contains("a.flow:"), "{err}");
+    }
+
+    #[test]
+    fn a_condition_reading_the_customer_is_refused_at_its_place() {
+        let (project, preds) = conditions(&[
+            "profile.first_name == \"Ana\"",
+            "any_event(order_completed, o => true)",
+            "contains(content.subject, \"o1\")",
+        ]);
+        let all = Conditions::new(&project);
+        let file = all.of_file(FileId(0));
+        let mut content = Map::new();
+        content.insert("subject".into(), Json::String("Thanks for order o1".into()));
+        let results: Vec<_> = preds.iter().map(|p| file.holds(p, &content, 0)).collect();
+        assert_eq!(
+            results,
+            vec![
+                Err(
+                    "a.flow:13:36: a condition on a send reads only its `content`, not the profile"
+                        .into()
+                ),
+                Err(
+                    "a.flow:14:28: a condition on a send reads only its `content`, \
+                     not this customer's events"
+                        .into()
+                ),
+                Ok(true),
+            ]
+        );
     }
 
     #[test]

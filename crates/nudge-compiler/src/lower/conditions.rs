@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use nudge_bytecode::{self as bc, BlockKind, Bundle, Type};
-use nudge_diagnostics::{FileId, FileSpan};
+use nudge_diagnostics::{FileId, FileSpan, Span};
 use nudge_syntax::ast::{self, ExpectKind, Item, TestStmtKind};
 
 use super::{Lower, LowerError, R, code::Gen, lower_checked};
@@ -22,8 +22,9 @@ use crate::types::RecordKind;
 pub struct TestConditions {
     /// The project's bundle with one extra segment per condition.
     pub bundle: Bundle,
-    /// Each condition, by the place of its expression in the sources.
-    pub by_span: HashMap<FileSpan, TestCondition>,
+    /// Each condition by the place of its expression in the sources, or why
+    /// it cannot run (it reads the customer, not only the sent content).
+    pub by_span: HashMap<FileSpan, Result<TestCondition, LowerError>>,
 }
 
 /// Where one compiled condition is and what it reads.
@@ -62,11 +63,14 @@ pub fn lower_test_conditions(
                     let segment = u32::try_from(bundle.segments.len())
                         .map_err(|_| LowerError::new(None, "too many test conditions"))?;
                     let (global, content) = condition(l, *file, message, pred)?;
-                    bundle.segments.push(global);
-                    by_span.insert(
-                        FileSpan::new(*file, pred.span),
-                        TestCondition { segment, content },
-                    );
+                    let compiled = match reads_the_customer(&global.unit, *file) {
+                        Some(e) => Err(e),
+                        None => {
+                            bundle.segments.push(global);
+                            Ok(TestCondition { segment, content })
+                        }
+                    };
+                    by_span.insert(FileSpan::new(*file, pred.span), compiled);
                 }
             }
         }
@@ -74,6 +78,31 @@ pub fn lower_test_conditions(
             .validate()
             .map_err(|e| LowerError::new(None, format!("internal error: {e}")))?;
         Ok(TestConditions { bundle, by_span })
+    })
+}
+
+/// Why a condition's code cannot run in a test, if it reads the customer:
+/// it is checked against a message already sent, with only its content at hand.
+fn reads_the_customer(unit: &bc::Unit, file: FileId) -> Option<LowerError> {
+    unit.blocks.iter().find_map(|b| {
+        b.code.iter().zip(&b.pos).find_map(|(instr, pos)| {
+            let what = match instr {
+                bc::Instr::LoadProfile | bc::Instr::LoadProfileField(_) => "the profile",
+                bc::Instr::EvalSegment(_) => "a segment",
+                bc::Instr::CallEvent { .. } => "this customer's events",
+                _ => return None,
+            };
+            Some(LowerError::new(
+                Some(FileSpan::new(
+                    file,
+                    Span {
+                        start: pos.start,
+                        end: pos.end,
+                    },
+                )),
+                format!("a condition on a send reads only its `content`, not {what}"),
+            ))
+        })
     })
 }
 
