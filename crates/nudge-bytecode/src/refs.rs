@@ -234,6 +234,15 @@ impl Bundle {
     /// runtime may index its tables without checking again.
     pub fn validate(&self) -> Result<(), String> {
         let cx = Check { b: self };
+        // Names are bound to implementations once, at load: an unknown one is
+        // refused here rather than failing the first instance that calls it.
+        if let Some(name) = self.builtins.iter().find(|n| {
+            nudge_stdlib::Builtin::from_name(n).is_none() && crate::Escape::of_builtin(n).is_none()
+        }) {
+            return Err(format!(
+                "it calls builtin `{name}`, which this nudge does not have; rebuild the bundle with this nudge"
+            ));
+        }
         if self.schemas.get(self.profile as usize).map(|s| s.kind) != Some(SchemaKind::Profile) {
             return Err("the profile schema is missing".into());
         }

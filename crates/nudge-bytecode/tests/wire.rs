@@ -382,6 +382,17 @@ fn trailing_bytes_and_bad_references_are_refused() {
 }
 
 #[test]
+fn a_bundle_calling_an_unknown_builtin_is_refused_with_its_name() {
+    let mut b = sample();
+    b.builtins.push("escape:html".into());
+    assert!(Bundle::decode(&b.encode()).is_ok(), "escapes are known");
+    b.builtins.push("shuffle".into());
+    let err = Bundle::decode(&b.encode()).unwrap_err();
+    assert!(matches!(err, DecodeError::Inconsistent(_)), "{err}");
+    assert!(err.to_string().contains("calls builtin `shuffle`"), "{err}");
+}
+
+#[test]
 fn deeply_nested_values_are_refused() {
     // A value nested deeper than any program writes is refused by the
     // decoder rather than risking its stack.

@@ -1,166 +1,11 @@
-//! Builtin function signatures: parsed once from the stdlib table's text and
+//! Builtin function signatures, read from the stdlib's builtin table and
 //! matched against calls by unification.
 
 use std::collections::HashMap;
 
+pub use nudge_stdlib::{Param, SigTy, Signature, Var};
+
 use crate::types::{Ty, TypeTable};
-
-/// A type in a builtin signature, possibly mentioning type variables.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SigTy {
-    /// A named type with arguments (`int`, `list<T>`, `Product`).
-    Named(String, Vec<SigTy>),
-    /// A type variable: a single capital letter.
-    Var(char),
-    /// `T?`
-    Optional(Box<SigTy>),
-    /// `fn(A, B) -> R`
-    Fn(Vec<SigTy>, Box<SigTy>),
-    /// `event<E>`: the argument is an event name, binding `E` to its record.
-    EventOf(char),
-}
-
-/// A parsed builtin signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Signature {
-    /// The function's name.
-    pub name: String,
-    /// Parameter names and types, in order.
-    pub params: Vec<(String, SigTy)>,
-    /// The result type.
-    pub ret: SigTy,
-}
-
-/// Parses `NAME(pname: TYPE, ...) -> TYPE`.
-pub fn parse_signature(text: &str) -> Result<Signature, String> {
-    let mut p = SigParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let name = p.ident().ok_or("expected the function name")?;
-    p.expect(b'(')?;
-    let mut params = Vec::new();
-    p.ws();
-    if !p.eat(b')') {
-        loop {
-            let pname = p.ident().ok_or("expected a parameter name")?;
-            p.expect(b':')?;
-            let ty = p.ty()?;
-            params.push((pname, ty));
-            if p.eat(b',') {
-                continue;
-            }
-            p.expect(b')')?;
-            break;
-        }
-    }
-    p.expect_str("->")?;
-    let ret = p.ty()?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(format!("unexpected text at byte {}", p.i));
-    }
-    Ok(Signature { name, params, ret })
-}
-
-struct SigParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl SigParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.s.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: u8) -> Result<(), String> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            Err(format!("expected `{}` at byte {}", c as char, self.i))
-        }
-    }
-
-    fn expect_str(&mut self, t: &str) -> Result<(), String> {
-        self.ws();
-        if self.s[self.i..].starts_with(t.as_bytes()) {
-            self.i += t.len();
-            Ok(())
-        } else {
-            Err(format!("expected `{t}` at byte {}", self.i))
-        }
-    }
-
-    fn ident(&mut self) -> Option<String> {
-        self.ws();
-        let start = self.i;
-        while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
-        {
-            self.i += 1;
-        }
-        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
-    }
-
-    fn ty(&mut self) -> Result<SigTy, String> {
-        let name = self
-            .ident()
-            .ok_or_else(|| format!("expected a type at byte {}", self.i))?;
-        let mut ty = if name == "fn" {
-            self.expect(b'(')?;
-            let mut params = Vec::new();
-            if !self.eat(b')') {
-                loop {
-                    params.push(self.ty()?);
-                    if self.eat(b',') {
-                        continue;
-                    }
-                    self.expect(b')')?;
-                    break;
-                }
-            }
-            self.expect_str("->")?;
-            SigTy::Fn(params, Box::new(self.ty()?))
-        } else {
-            let mut args = Vec::new();
-            if self.eat(b'<') {
-                loop {
-                    args.push(self.ty()?);
-                    if self.eat(b',') {
-                        continue;
-                    }
-                    self.expect(b'>')?;
-                    break;
-                }
-            }
-            match (name.as_str(), args.as_slice()) {
-                ("event", [SigTy::Var(v)]) => SigTy::EventOf(*v),
-                (n, []) if is_var(n) => SigTy::Var(n.chars().next().unwrap_or('T')),
-                _ => SigTy::Named(name, args),
-            }
-        };
-        while self.eat(b'?') {
-            ty = SigTy::Optional(Box::new(ty));
-        }
-        Ok(ty)
-    }
-}
-
-fn is_var(name: &str) -> bool {
-    name.len() == 1 && name.as_bytes()[0].is_ascii_uppercase()
-}
 
 /// Resolves a named type of a signature (`Product`) to a type, given the project's names.
 pub trait NamedTypes {
@@ -173,17 +18,17 @@ pub trait NamedTypes {
 /// Type-variable bindings made while checking one call.
 #[derive(Debug, Default)]
 pub struct Subst {
-    bound: HashMap<char, Ty>,
+    bound: HashMap<Var, Ty>,
 }
 
 impl Subst {
     /// The type bound to a variable.
-    pub fn get(&self, v: char) -> Option<&Ty> {
+    pub fn get(&self, v: Var) -> Option<&Ty> {
         self.bound.get(&v)
     }
 
     /// Binds a variable.
-    pub fn bind(&mut self, v: char, ty: Ty) {
+    pub fn bind(&mut self, v: Var, ty: Ty) {
         self.bound.insert(v, ty);
     }
 
@@ -196,17 +41,8 @@ impl Subst {
                 ps.iter().map(|p| self.instantiate(p, names)).collect(),
                 Box::new(self.instantiate(r, names)),
             ),
-            SigTy::Named(n, args) => {
-                if n == "list" {
-                    let inner = args
-                        .first()
-                        .map(|a| self.instantiate(a, names))
-                        .unwrap_or(Ty::Error);
-                    Ty::List(Box::new(inner))
-                } else {
-                    names.named(n).unwrap_or(Ty::Error)
-                }
-            }
+            SigTy::List(t) => Ty::List(Box::new(self.instantiate(t, names))),
+            SigTy::Named(n) => names.named(n).unwrap_or(Ty::Error),
         }
     }
 
@@ -231,9 +67,9 @@ impl Subst {
                     return false;
                 }
                 let ok = match v {
-                    'N' => matches!(actual, Ty::Int | Ty::Decimal | Ty::Money | Ty::Duration),
-                    'E' => names.is_event(actual),
-                    _ => !matches!(actual, Ty::Null | Ty::Fn(..)),
+                    Var::N => matches!(actual, Ty::Int | Ty::Decimal | Ty::Money | Ty::Duration),
+                    Var::E => names.is_event(actual),
+                    Var::T | Var::U => !matches!(actual, Ty::Null | Ty::Fn(..)),
                 };
                 if ok {
                     self.bound.insert(*v, actual.clone());
@@ -253,12 +89,11 @@ impl Subst {
                 }
                 _ => false,
             },
-            SigTy::Named(n, args) if n == "list" => match (actual, args.first()) {
-                (Ty::List(a), Some(p)) => self.unify(p, a, names),
-                (Ty::List(_), None) => true,
+            SigTy::List(p) => match actual {
+                Ty::List(a) => self.unify(p, a, names),
                 _ => false,
             },
-            SigTy::Named(n, _) => match names.named(n) {
+            SigTy::Named(n) => match names.named(n) {
                 Some(expected) => assignable(actual, &expected) == Assign::Yes,
                 None => true,
             },
@@ -271,8 +106,7 @@ pub fn display_sig(sig: &SigTy, subst: &Subst, types: &TypeTable) -> String {
     match sig {
         SigTy::Var(v) | SigTy::EventOf(v) => match subst.get(*v) {
             Some(t) => types.display(t),
-            None if matches!(sig, SigTy::EventOf(_)) => format!("event<{v}>"),
-            None => v.to_string(),
+            None => sig.to_string(),
         },
         SigTy::Optional(t) => format!("{}?", display_sig(t, subst, types)),
         SigTy::Fn(ps, r) => format!(
@@ -283,46 +117,34 @@ pub fn display_sig(sig: &SigTy, subst: &Subst, types: &TypeTable) -> String {
                 .join(", "),
             display_sig(r, subst, types)
         ),
-        SigTy::Named(n, args) if args.is_empty() => n.clone(),
-        SigTy::Named(n, args) => format!(
-            "{n}<{}>",
-            args.iter()
-                .map(|p| display_sig(p, subst, types))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        SigTy::List(t) => format!("list<{}>", display_sig(t, subst, types)),
+        SigTy::Named(n) => (*n).to_string(),
     }
 }
 
-/// The builtin table, parsed.
+/// The builtin signatures a project is checked against.
 #[derive(Debug, Default)]
 pub struct Builtins {
     /// Signatures by function name.
-    pub by_name: HashMap<String, Signature>,
+    pub by_name: HashMap<&'static str, Signature>,
     /// Names in table order, for suggestions.
-    pub names: Vec<String>,
+    pub names: Vec<&'static str>,
 }
 
 impl Builtins {
-    /// Parses signature strings; malformed ones are skipped and returned as errors.
-    pub fn from_signatures<'a>(sigs: impl IntoIterator<Item = &'a str>) -> (Self, Vec<String>) {
+    /// A table of these signatures (the stdlib's, or one made for a test).
+    pub fn from_signatures(sigs: impl IntoIterator<Item = Signature>) -> Self {
         let mut out = Builtins::default();
-        let mut errors = Vec::new();
-        for s in sigs {
-            match parse_signature(s) {
-                Ok(sig) => {
-                    out.names.push(sig.name.clone());
-                    out.by_name.insert(sig.name.clone(), sig);
-                }
-                Err(e) => errors.push(format!("`{s}`: {e}")),
-            }
+        for sig in sigs {
+            out.names.push(sig.name);
+            out.by_name.insert(sig.name, sig);
         }
-        (out, errors)
+        out
     }
 
     /// The stdlib table.
     pub fn stdlib() -> Self {
-        Self::from_signatures(nudge_stdlib::BUILTINS.iter().map(|b| b.signature)).0
+        Self::from_signatures(nudge_stdlib::BUILTINS.iter().map(|b| b.signature))
     }
 }
 
@@ -331,33 +153,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_generic_and_function_types() {
-        let s = parse_signature("any(items: list<T>, test: fn(T) -> bool) -> bool").unwrap();
-        assert_eq!(s.name, "any");
-        assert_eq!(
-            s.params[0].1,
-            SigTy::Named("list".into(), vec![SigTy::Var('T')])
-        );
-        assert_eq!(
-            s.params[1].1,
-            SigTy::Fn(
-                vec![SigTy::Var('T')],
-                Box::new(SigTy::Named("bool".into(), vec![]))
-            )
-        );
-        let s = parse_signature("any_event(name: event<E>, test: fn(E) -> bool) -> bool").unwrap();
-        assert_eq!(s.params[0].1, SigTy::EventOf('E'));
-        let s = parse_signature("first(items: list<T>) -> T?").unwrap();
-        assert_eq!(s.ret, SigTy::Optional(Box::new(SigTy::Var('T'))));
-        let s = parse_signature("now() -> time").unwrap();
-        assert!(s.params.is_empty());
-    }
-
-    #[test]
-    fn rejects_malformed_signatures() {
-        assert!(parse_signature("any(items list<T>) -> bool").is_err());
-        assert!(parse_signature("any(items: list<T>").is_err());
-        assert!(parse_signature("").is_err());
-        assert!(parse_signature("f() -> int extra").is_err());
+    fn the_stdlib_table_is_read_in_order_with_every_signature() {
+        let b = Builtins::stdlib();
+        assert_eq!(b.names.len(), nudge_stdlib::BUILTINS.len());
+        assert_eq!(b.names.first(), Some(&"any"));
+        let first = b.by_name["first"];
+        assert_eq!(first.params.len(), 2);
+        assert_eq!(first.ret, SigTy::Optional(&SigTy::Var(Var::T)));
+        assert!(matches!(
+            b.by_name["any_event"].params[0].ty,
+            SigTy::EventOf(Var::E)
+        ));
+        assert!(!b.by_name.contains_key("escape:html"));
     }
 }

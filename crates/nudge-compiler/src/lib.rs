@@ -19,6 +19,6 @@ pub use check::{check, check_with_builtins};
 pub use project::{LoadError, LoadErrorReason, Project};
 pub use suggest::did_you_mean;
 
-pub use lower::{LowerError, lower};
+pub use lower::{LowerError, TestCondition, TestConditions, lower, lower_test_conditions};
 /// The bytecode crate, so users of the compiler name one dependency.
 pub use nudge_bytecode as bytecode;

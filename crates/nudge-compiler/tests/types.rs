@@ -1,6 +1,6 @@
 //! The type rules, narrowing, scopes and builtin calls, checked through whole programs.
 
-use nudge_compiler::builtins::Builtins;
+use nudge_compiler::builtins::{Builtins, Param, SigTy, Signature, Var};
 use nudge_compiler::{Analysis, Project, SymbolKind, check, check_with_builtins};
 
 const PRELUDE: &str = r#"type Tier = "none" | "gold"
@@ -155,12 +155,33 @@ fn builtin_calls_unify() {
 
 #[test]
 fn own_signatures_bind_type_variables_and_event_names() {
-    let (builtins, errors) = Builtins::from_signatures([
-        "pick(items: list<T>, fallback: T) -> T",
-        "latest(kind: event<E>) -> E?",
-        "broken(",
+    const T: SigTy = SigTy::Var(Var::T);
+    const E: SigTy = SigTy::Var(Var::E);
+    let builtins = Builtins::from_signatures([
+        Signature {
+            name: "pick",
+            params: &[
+                Param {
+                    name: "items",
+                    ty: SigTy::List(&T),
+                },
+                Param {
+                    name: "fallback",
+                    ty: T,
+                },
+            ],
+            ret: T,
+        },
+        Signature {
+            name: "latest",
+            params: &[Param {
+                name: "kind",
+                ty: SigTy::EventOf(Var::E),
+            }],
+            ret: SigTy::Optional(&E),
+        },
     ]);
-    assert_eq!(errors.len(), 1);
+    assert_eq!(builtins.names, ["pick", "latest"]);
     let src =
         "let a = pick([1, 2], 3)\nlet b = latest(order_completed)\nlet c = pick([1], \"x\")\n";
     let p = Project::from_sources(vec![("a.flow".into(), src.into())]);

@@ -677,8 +677,8 @@ fn expression_items(
     }
     for b in nudge_stdlib::BUILTINS {
         items.push(
-            Item::new(b.name, ItemKind::Function)
-                .detail(b.signature)
+            Item::new(b.name(), ItemKind::Function)
+                .detail(b.signature.to_string())
                 .doc(Some(b.doc.to_string())),
         );
     }

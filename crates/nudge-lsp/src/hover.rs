@@ -125,7 +125,7 @@ pub fn hover(snap: &Snapshot, file: FileId, offset: u32) -> Option<Hover> {
     {
         return Some(Hover {
             range: word_span,
-            markdown: format!("{}\n\n{}", code(b.signature), b.doc),
+            markdown: format!("{}\n\n{}", code(&b.signature.to_string()), b.doc),
         });
     }
     // `trigger`, `event`, `profile` and other expressions: their type.

@@ -4,7 +4,7 @@
 
 mod builtins;
 
-pub use builtins::{BUILTINS, Builtin, builtin};
+pub use builtins::{BUILTINS, Builtin, BuiltinDef, Param, SigTy, Signature, Var, builtin};
 
 /// One `.flow` file of the standard library.
 #[derive(Clone, Copy, Debug)]

@@ -1,208 +1,25 @@
-//! The builtin table: unique names, and signatures in the mini-syntax the
-//! type checker parses:
-//!
-//! ```text
-//! signature = NAME '(' (param (',' param)*)? ')' '->' type
-//! param     = NAME ':' type
-//! type      = ( 'fn' '(' (type (',' type)*)? ')' '->' type
-//!             | IDENT ('<' type (',' type)* '>')? ) '?'?
-//! ```
+//! The builtin table: unique names, and typed signatures that only mention
+//! known types, in forms the type checker can bind at a call.
 
 mod common;
 
 use std::collections::HashSet;
 
-use nudge_stdlib::{BUILTINS, builtin};
+use nudge_stdlib::{BUILTINS, Builtin, Param, SigTy, Signature, Var, builtin};
 
-/// A type of the signature mini-syntax.
-#[derive(Debug, PartialEq)]
-enum Ty {
-    Named {
-        name: String,
-        args: Vec<Ty>,
-        optional: bool,
-    },
-    Fn {
-        params: Vec<Ty>,
-        ret: Box<Ty>,
-        optional: bool,
-    },
-}
-
-/// A parsed signature.
-#[derive(Debug)]
-struct Sig {
-    name: String,
-    params: Vec<(String, Ty)>,
-    ret: Ty,
-}
-
-fn tokenize(text: &str) -> Result<Vec<String>, String> {
-    let mut tokens = Vec::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some(&(i, c)) = chars.peek() {
-        if c == ' ' {
-            chars.next();
-        } else if c.is_ascii_alphabetic() || c == '_' {
-            let mut end = i;
-            while let Some(&(j, c)) = chars.peek() {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    end = j + c.len_utf8();
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            tokens.push(text[i..end].to_string());
-        } else if c == '-' {
-            chars.next();
-            match chars.next() {
-                Some((_, '>')) => tokens.push("->".into()),
-                _ => return Err(format!("`-` without `>` at {i}")),
-            }
-        } else if "(),:<>?".contains(c) {
-            tokens.push(c.to_string());
-            chars.next();
-        } else {
-            return Err(format!("unexpected `{c}` at {i}"));
-        }
-    }
-    Ok(tokens)
-}
-
-struct Parser {
-    tokens: Vec<String>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek(&self) -> Option<&str> {
-        self.tokens.get(self.pos).map(String::as_str)
-    }
-
-    fn eat(&mut self, tok: &str) -> bool {
-        if self.peek() == Some(tok) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, tok: &str) -> Result<(), String> {
-        if self.eat(tok) {
-            Ok(())
-        } else {
-            Err(format!("expected `{tok}`, found {:?}", self.peek()))
-        }
-    }
-
-    fn ident(&mut self) -> Result<String, String> {
-        match self.peek() {
-            Some(t) if t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => {
-                let t = t.to_string();
-                self.pos += 1;
-                Ok(t)
-            }
-            other => Err(format!("expected a name, found {other:?}")),
-        }
-    }
-
-    fn signature(&mut self) -> Result<Sig, String> {
-        let name = self.ident()?;
-        self.expect("(")?;
-        let mut params = Vec::new();
-        if !self.eat(")") {
-            loop {
-                let pname = self.ident()?;
-                self.expect(":")?;
-                params.push((pname, self.ty()?));
-                if self.eat(")") {
-                    break;
-                }
-                self.expect(",")?;
-            }
-        }
-        self.expect("->")?;
-        let ret = self.ty()?;
-        if let Some(t) = self.peek() {
-            return Err(format!("trailing `{t}`"));
-        }
-        Ok(Sig { name, params, ret })
-    }
-
-    fn ty(&mut self) -> Result<Ty, String> {
-        let mut ty = if self.eat("fn") {
-            self.expect("(")?;
-            let params = self.ty_list(")")?;
-            self.expect("->")?;
-            let ret = Box::new(self.ty()?);
-            Ty::Fn {
-                params,
-                ret,
-                optional: false,
-            }
-        } else {
-            let name = self.ident()?;
-            let args = if self.eat("<") {
-                let args = self.ty_list(">")?;
-                if args.is_empty() {
-                    return Err(format!("`{name}<>` has no type arguments"));
-                }
-                args
-            } else {
-                Vec::new()
-            };
-            Ty::Named {
-                name,
-                args,
-                optional: false,
-            }
-        };
-        if self.eat("?") {
-            match &mut ty {
-                Ty::Named { optional, .. } | Ty::Fn { optional, .. } => *optional = true,
-            }
-        }
-        Ok(ty)
-    }
-
-    /// Types separated by commas up to and including `close`.
-    fn ty_list(&mut self, close: &str) -> Result<Vec<Ty>, String> {
-        let mut items = Vec::new();
-        if self.eat(close) {
-            return Ok(items);
-        }
-        loop {
-            items.push(self.ty()?);
-            if self.eat(close) {
-                return Ok(items);
-            }
-            self.expect(",")?;
-        }
-    }
-}
-
-fn parse_signature(text: &str) -> Result<Sig, String> {
-    Parser {
-        tokens: tokenize(text)?,
-        pos: 0,
-    }
-    .signature()
-}
-
-const TYPE_VARS: &[&str] = &["T", "U", "N", "E"];
-
-/// How many type arguments a known type name takes.
-fn arity(name: &str, records: &HashSet<String>) -> Option<usize> {
-    match name {
-        "bool" | "int" | "decimal" | "money" | "string" | "duration" | "time" | "date"
-        | "time_of_day" | "timezone" => Some(0),
-        "list" | "event" => Some(1),
-        n if TYPE_VARS.contains(&n) || records.contains(n) => Some(0),
-        _ => None,
-    }
-}
+/// The scalar type names of the language (see `docs/language.md`).
+const SCALARS: &[&str] = &[
+    "bool",
+    "int",
+    "decimal",
+    "money",
+    "string",
+    "duration",
+    "time",
+    "date",
+    "time_of_day",
+    "timezone",
+];
 
 fn records() -> HashSet<String> {
     common::scan(common::stdlib_file("types.flow").source)
@@ -211,38 +28,35 @@ fn records() -> HashSet<String> {
         .collect()
 }
 
-/// Checks names and arities, and collects the type variables used.
+/// Checks the names in a type, and collects the type variables it uses.
 fn check_ty(
-    ty: &Ty,
+    ty: &SigTy,
     top_level_param: bool,
     records: &HashSet<String>,
-    vars: &mut HashSet<String>,
+    vars: &mut HashSet<Var>,
 ) -> Result<(), String> {
     match ty {
-        Ty::Named { name, args, .. } => {
-            let want = arity(name, records).ok_or(format!("unknown type `{name}`"))?;
-            if args.len() != want {
-                return Err(format!("`{name}` takes {want} type arguments"));
-            }
-            if name == "event" {
-                // `event<E>` only makes sense as a whole parameter: the argument is an event name.
-                if !top_level_param {
-                    return Err("`event<E>` may only be a parameter's type".into());
-                }
-                if !matches!(&args[0], Ty::Named { name, args, optional: false } if name == "E" && args.is_empty())
-                {
-                    return Err("`event<...>` takes exactly the variable E".into());
-                }
-            }
-            if TYPE_VARS.contains(&name.as_str()) {
-                vars.insert(name.clone());
-            }
-            for a in args {
-                check_ty(a, false, records, vars)?;
+        SigTy::Named(name) => {
+            if !SCALARS.contains(name) && !records.contains(*name) {
+                return Err(format!("unknown type `{name}`"));
             }
         }
-        Ty::Fn { params, ret, .. } => {
-            for p in params {
+        SigTy::Var(v) => {
+            vars.insert(*v);
+        }
+        SigTy::EventOf(v) => {
+            // `event<E>` only makes sense as a whole parameter: the argument is an event name.
+            if !top_level_param {
+                return Err("`event<E>` may only be a parameter's type".into());
+            }
+            if *v != Var::E {
+                return Err("`event<...>` takes exactly the variable E".into());
+            }
+            vars.insert(*v);
+        }
+        SigTy::List(t) | SigTy::Optional(t) => check_ty(t, false, records, vars)?,
+        SigTy::Fn(params, ret) => {
+            for p in *params {
                 check_ty(p, false, records, vars)?;
             }
             check_ty(ret, false, records, vars)?;
@@ -252,75 +66,130 @@ fn check_ty(
 }
 
 /// Everything a well-formed builtin signature must satisfy.
-fn check_signature(text: &str) -> Result<Sig, String> {
-    let sig = parse_signature(text)?;
+fn check_signature(sig: &Signature) -> Result<(), String> {
     let records = records();
     let mut names = HashSet::new();
     let mut param_vars = HashSet::new();
-    for (pname, ty) in &sig.params {
-        if !names.insert(pname) {
-            return Err(format!("parameter `{pname}` repeated"));
+    for p in sig.params {
+        if !names.insert(p.name) {
+            return Err(format!("parameter `{}` repeated", p.name));
         }
-        check_ty(ty, true, &records, &mut param_vars)?;
+        check_ty(&p.ty, true, &records, &mut param_vars)?;
     }
     let mut ret_vars = HashSet::new();
     check_ty(&sig.ret, false, &records, &mut ret_vars)?;
     // A variable only in the result could never be inferred from a call.
     if let Some(v) = ret_vars.difference(&param_vars).next() {
-        return Err(format!("type variable {v} appears only in the result"));
+        return Err(format!(
+            "type variable {} appears only in the result",
+            v.letter()
+        ));
     }
-    Ok(sig)
+    Ok(())
+}
+
+const INT: SigTy = SigTy::Named("int");
+const T: SigTy = SigTy::Var(Var::T);
+
+fn sig(params: &'static [Param], ret: SigTy) -> Signature {
+    Signature {
+        name: "f",
+        params,
+        ret,
+    }
 }
 
 #[test]
 fn the_checker_accepts_the_documented_forms() {
-    let sig = check_signature("first(items: list<T>, test: fn(T) -> bool) -> T?").unwrap();
-    assert_eq!(sig.name, "first");
-    assert_eq!(sig.params.len(), 2);
-    assert_eq!(
-        sig.ret,
-        Ty::Named {
-            name: "T".into(),
-            args: vec![],
-            optional: true
-        }
+    for b in [
+        Builtin::First,
+        Builtin::Now,
+        Builtin::LastEvent,
+        Builtin::Map,
+    ] {
+        assert_eq!(check_signature(b.signature()), Ok(()), "{b}");
+    }
+    let product = sig(
+        &[Param {
+            name: "p",
+            ty: SigTy::Named("Product"),
+        }],
+        SigTy::Optional(&SigTy::Named("money")),
     );
-    let Ty::Fn { params, ret, .. } = &sig.params[1].1 else {
-        panic!("test is a function type");
-    };
-    assert_eq!(params.len(), 1);
-    assert!(matches!(&**ret, Ty::Named { name, .. } if name == "bool"));
-    assert!(check_signature("now() -> time").unwrap().params.is_empty());
-    assert!(check_signature("last_event(kind: event<E>) -> E?").is_ok());
+    assert_eq!(check_signature(&product), Ok(()));
 }
 
 #[test]
 fn the_checker_rejects_malformed_signatures() {
-    for bad in [
-        "len(items: list<T>) int",          // no arrow
-        "len(items: list<T>) -> int extra", // trailing text
-        "len(items: list<T> -> int",        // unclosed parameters
-        "len(items list<T>) -> int",        // no colon
-        "len(items: list) -> int",          // missing type argument
-        "len(items: list<T, U>) -> int",    // too many type arguments
-        "len(items: lst<T>) -> int",        // unknown type
-        "pick(a: int, a: int) -> int",      // repeated parameter
-        "make() -> T",                      // variable only in the result
-        "f(k: list<event<E>>) -> bool",     // event<E> nested
-        "f(k: event<T>) -> bool",           // event of a non-event variable
-        "f(x: int) -> fn(int -> int",       // unclosed function type
-        "f(x: int) => int",                 // wrong arrow
+    for (bad, why) in [
+        (
+            sig(
+                &[Param {
+                    name: "items",
+                    ty: SigTy::List(&SigTy::Named("lst")),
+                }],
+                INT,
+            ),
+            "unknown type",
+        ),
+        (
+            sig(
+                &[Param { name: "a", ty: INT }, Param { name: "a", ty: INT }],
+                INT,
+            ),
+            "repeated",
+        ),
+        (sig(&[], T), "only in the result"),
+        (
+            sig(
+                &[Param {
+                    name: "k",
+                    ty: SigTy::List(&SigTy::EventOf(Var::E)),
+                }],
+                INT,
+            ),
+            "may only be a parameter",
+        ),
+        (
+            sig(
+                &[Param {
+                    name: "k",
+                    ty: SigTy::EventOf(Var::T),
+                }],
+                INT,
+            ),
+            "exactly the variable E",
+        ),
+        (
+            sig(
+                &[Param {
+                    name: "f",
+                    ty: SigTy::Fn(&[INT], &SigTy::Named("nope")),
+                }],
+                INT,
+            ),
+            "unknown type",
+        ),
     ] {
-        assert!(check_signature(bad).is_err(), "accepted: {bad}");
+        let err = check_signature(&bad).expect_err(&format!("accepted: {bad}"));
+        assert!(err.contains(why), "{bad}: {err}");
     }
+    assert!(
+        check_signature(&sig(
+            &[Param {
+                name: "k",
+                ty: SigTy::EventOf(Var::E)
+            }],
+            INT
+        ))
+        .is_ok()
+    );
 }
 
 #[test]
-fn every_builtin_signature_is_well_formed_and_named_after_its_builtin() {
+fn every_builtin_signature_is_well_formed() {
     for b in BUILTINS {
-        let sig = check_signature(b.signature)
-            .unwrap_or_else(|e| panic!("`{}`: {e}\n  {}", b.name, b.signature));
-        assert_eq!(sig.name, b.name, "signature names another function");
+        check_signature(&b.signature).unwrap_or_else(|e| panic!("`{}`: {e}", b.signature));
     }
 }
 
@@ -328,18 +197,13 @@ fn every_builtin_signature_is_well_formed_and_named_after_its_builtin() {
 fn builtin_names_are_unique_identifiers_that_are_not_keywords() {
     let mut seen = HashSet::new();
     for b in BUILTINS {
-        assert!(seen.insert(b.name), "`{}` listed twice", b.name);
+        let name = b.name();
+        assert!(seen.insert(name), "`{name}` listed twice");
+        assert!(!nudge_syntax::is_keyword(name), "`{name}` is a keyword");
         assert!(
-            !nudge_syntax::is_keyword(b.name),
-            "`{}` is a keyword",
-            b.name
-        );
-        assert!(
-            b.name
-                .chars()
+            name.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
-            "`{}` is not snake_case",
-            b.name
+            "`{name}` is not snake_case"
         );
     }
 }
@@ -347,16 +211,12 @@ fn builtin_names_are_unique_identifiers_that_are_not_keywords() {
 #[test]
 fn every_builtin_has_a_short_doc_with_an_example() {
     for b in BUILTINS {
-        assert!(b.doc.ends_with('`') || b.doc.ends_with('.'), "{}", b.name);
-        assert!(
-            b.doc.contains('`'),
-            "`{}` has no example in backticks",
-            b.name
-        );
+        let name = b.name();
+        assert!(b.doc.ends_with('`') || b.doc.ends_with('.'), "{name}");
+        assert!(b.doc.contains('`'), "`{name}` has no example in backticks");
         assert!(
             b.doc.matches(". ").count() <= 2,
-            "`{}` doc is longer than two sentences",
-            b.name
+            "`{name}` doc is longer than two sentences"
         );
     }
 }
@@ -394,7 +254,11 @@ fn the_required_builtins_exist_with_their_agreed_signatures() {
         ("format_money", "format_money(amount: money) -> string"),
         ("url_encode", "url_encode(text: string) -> string"),
     ] {
-        assert_eq!(builtin(name).map(|b| b.signature), Some(sig), "{name}");
+        assert_eq!(
+            builtin(name).map(|b| b.signature.to_string()).as_deref(),
+            Some(sig),
+            "{name}"
+        );
     }
     for name in ["starts_with", "lower", "upper", "trim"] {
         assert!(builtin(name).is_some(), "{name} is missing");

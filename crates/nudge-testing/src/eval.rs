@@ -1,14 +1,18 @@
-//! Constant values and content predicates written in tests.
+//! Constant values and content conditions written in tests.
 //!
 //! Values in a test are literals, turned into the JSON a Segment call would
-//! carry so that the engine decodes them exactly as in a replay. Predicates
-//! over a sent message's content are evaluated here against the rendered
-//! content, which is all text.
+//! carry so that the engine decodes them exactly as in a replay. Conditions
+//! over a sent message's content are compiled by the compiler and run on the
+//! VM against the rendered content, which is all text.
 
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
-use nudge_bytecode::{civil_from_days, format_instant};
-use nudge_syntax::ast::{BinaryOp, Expr, ExprKind, StrPart, UnaryOp};
+use nudge_bytecode::{Bundle, Record, Value, civil_from_days, format_instant};
+use nudge_compiler::{Project, TestConditions};
+use nudge_diagnostics::{FileId, FileSpan};
+use nudge_syntax::ast::{Expr, ExprKind, StrPart, UnaryOp};
+use nudge_vm::{Host, Scope, UnitRef, Vm};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value as Json};
 
@@ -83,145 +87,135 @@ fn text(parts: &[StrPart]) -> Result<String, String> {
     Ok(s)
 }
 
-/// A value while evaluating a content predicate.
-#[derive(Clone, Debug, PartialEq)]
-enum V {
-    None,
-    Bool(bool),
-    Num(Decimal),
-    Str(String),
-    List(Vec<V>),
+/// The `where` conditions of a project's tests, compiled by the compiler on
+/// first use and run on the VM, so a condition means what the same
+/// expression means in a flow.
+pub(crate) struct Conditions<'p> {
+    project: &'p Project,
+    compiled: OnceLock<Result<TestConditions, String>>,
 }
 
-impl V {
-    fn from_json(j: &Json) -> V {
-        match j {
-            Json::Null => V::None,
-            Json::Bool(b) => V::Bool(*b),
-            Json::Number(n) => n
-                .to_string()
-                .parse()
-                .map(V::Num)
-                .unwrap_or_else(|_| V::Str(n.to_string())),
-            Json::String(s) => V::Str(s.clone()),
-            Json::Array(a) => V::List(a.iter().map(V::from_json).collect()),
-            Json::Object(_) => V::Str(j.to_string()),
+impl<'p> Conditions<'p> {
+    /// The conditions of this project's tests; nothing is compiled until one is checked.
+    pub(crate) fn new(project: &'p Project) -> Self {
+        Conditions {
+            project,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    /// The conditions of one of the project's files.
+    pub(crate) fn of_file(&self, file: FileId) -> FileConditions<'_> {
+        FileConditions { all: self, file }
+    }
+
+    fn compiled(&self) -> Result<&TestConditions, String> {
+        let compiled = self.compiled.get_or_init(|| {
+            let analysis = nudge_compiler::check(self.project);
+            nudge_compiler::lower_test_conditions(self.project, &analysis)
+                .map_err(|e| e.render(&self.project.sources))
+        });
+        compiled.as_ref().map_err(Clone::clone)
+    }
+}
+
+/// The compiled conditions of the tests in one file.
+#[derive(Clone, Copy)]
+pub(crate) struct FileConditions<'c> {
+    all: &'c Conditions<'c>,
+    file: FileId,
+}
+
+impl FileConditions<'_> {
+    /// Whether `pred` holds for a sent message's `content`, with the clock at `now`
+    /// (seconds since the epoch).
+    pub(crate) fn holds(
+        &self,
+        pred: &Expr,
+        content: &Map<String, Json>,
+        now: i64,
+    ) -> Result<bool, String> {
+        let compiled = self.all.compiled()?;
+        let at = FileSpan::new(self.file, pred.span);
+        let cond = match compiled.by_span.get(&at) {
+            Some(Ok(cond)) => cond,
+            Some(Err(e)) => return Err(e.render(&self.all.project.sources)),
+            None => return Err("the condition was not compiled".into()),
+        };
+        let bundle = &compiled.bundle;
+        let schema = bundle
+            .schemas
+            .get(cond.content as usize)
+            .ok_or("the condition has no content record")?;
+        // Rendered content is text; a key the message did not render is none.
+        let fields = schema
+            .fields
+            .iter()
+            .map(|f| match content.get(&f.name) {
+                None | Some(Json::Null) => Value::None,
+                Some(Json::String(s)) => Value::str(s),
+                Some(other) => Value::str(&other.to_string()),
+            })
+            .collect();
+        let record = Value::Record(Arc::new(Record {
+            schema: cond.content,
+            fields,
+        }));
+        let mut host = ContentHost::new(bundle, now);
+        let vm = Vm::new(bundle);
+        let mut locals = vec![record];
+        let unit = UnitRef::Segment(cond.segment);
+        match vm.eval(unit, 0, &mut locals, &Scope::default(), &mut host) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("the condition gave {other}, not true or false")),
+            Err(e) => Err(e.display(bundle).to_string()),
         }
     }
 }
 
-/// Whether `pred` holds for a sent message's `content`.
-pub(crate) fn holds(pred: &Expr, content: &Map<String, Json>) -> Result<bool, String> {
-    match eval(pred, content)? {
-        V::Bool(b) => Ok(b),
-        _ => Err("the condition is not true or false".into()),
+/// What a condition may ask of the world: the clock, and otherwise an empty
+/// profile and no events, since it reads only the sent content.
+struct ContentHost {
+    profile: Record,
+    now: i64,
+}
+
+impl ContentHost {
+    fn new(bundle: &Bundle, now: i64) -> Self {
+        let fields = bundle
+            .schemas
+            .get(bundle.profile as usize)
+            .map_or_else(Vec::new, |s| s.fields.iter().map(|_| Value::None).collect());
+        ContentHost {
+            profile: Record {
+                schema: bundle.profile,
+                fields,
+            },
+            now,
+        }
     }
 }
 
-fn eval(e: &Expr, content: &Map<String, Json>) -> Result<V, String> {
-    Ok(match &e.kind {
-        ExprKind::Int(i) => V::Num(Decimal::from(*i)),
-        ExprKind::Decimal(d) | ExprKind::Money(d) => V::Num(*d),
-        ExprKind::Str(parts) => V::Str(text(parts)?),
-        ExprKind::Bool(b) => V::Bool(*b),
-        ExprKind::None => V::None,
-        ExprKind::List(items) => V::List(
-            items
-                .iter()
-                .map(|i| eval(i, content))
-                .collect::<Result<_, _>>()?,
-        ),
-        ExprKind::Field { base, field, .. } => match &base.kind {
-            ExprKind::Name(n) if n == "content" => {
-                content.get(&field.name).map_or(V::None, V::from_json)
-            }
-            _ => return Err("a condition on a send can only read `content.FIELD`".into()),
-        },
-        ExprKind::Unary {
-            op: UnaryOp::Not,
-            expr,
-        } => V::Bool(!truth(&eval(expr, content)?)?),
-        ExprKind::Unary {
-            op: UnaryOp::Neg,
-            expr,
-        } => match eval(expr, content)? {
-            V::Num(n) => V::Num(-n),
-            _ => return Err("`-` needs a number".into()),
-        },
-        ExprKind::Binary { op, lhs, rhs } => {
-            let l = eval(lhs, content)?;
-            match op {
-                BinaryOp::And => V::Bool(truth(&l)? && truth(&eval(rhs, content)?)?),
-                BinaryOp::Or => V::Bool(truth(&l)? || truth(&eval(rhs, content)?)?),
-                BinaryOp::Default => match l {
-                    V::None => eval(rhs, content)?,
-                    other => other,
-                },
-                _ => {
-                    let r = eval(rhs, content)?;
-                    compare(*op, &l, &r)?
-                }
-            }
-        }
-        ExprKind::Call { callee, args } => {
-            let vals: Vec<V> = args
-                .iter()
-                .map(|a| eval(&a.value, content))
-                .collect::<Result<_, _>>()?;
-            call(&callee.name, &vals)?
-        }
-        _ => return Err("this condition uses something a test cannot evaluate".into()),
-    })
-}
-
-fn truth(v: &V) -> Result<bool, String> {
-    match v {
-        V::Bool(b) => Ok(*b),
-        _ => Err("`and`, `or` and `not` need true or false".into()),
+impl Host for ContentHost {
+    fn profile(&self) -> &Record {
+        &self.profile
     }
-}
 
-fn compare(op: BinaryOp, l: &V, r: &V) -> Result<V, String> {
-    let ord = match (l, r) {
-        (V::Num(a), V::Num(b)) => Some(a.cmp(b)),
-        (V::Str(a), V::Str(b)) => Some(a.cmp(b)),
-        _ => None,
-    };
-    Ok(V::Bool(match op {
-        BinaryOp::Eq => l == r,
-        BinaryOp::Ne => l != r,
-        BinaryOp::Lt => ord.ok_or("`<` needs two numbers or two texts")?.is_lt(),
-        BinaryOp::Le => ord.ok_or("`<=` needs two numbers or two texts")?.is_le(),
-        BinaryOp::Gt => ord.ok_or("`>` needs two numbers or two texts")?.is_gt(),
-        BinaryOp::Ge => ord.ok_or("`>=` needs two numbers or two texts")?.is_ge(),
-        BinaryOp::In => match r {
-            V::List(items) => items.contains(l),
-            V::Str(s) => matches!(l, V::Str(part) if s.contains(part.as_str())),
-            _ => return Err("`in` needs a list or a text on the right".into()),
-        },
-        _ => return Err(format!("`{}` is not supported in a test", op.as_str())),
-    }))
-}
+    fn set_profile(&mut self, _field: u16, _value: Value) {}
 
-fn call(name: &str, args: &[V]) -> Result<V, String> {
-    let s = |i: usize| match args.get(i) {
-        Some(V::Str(s)) => Ok(s.as_str()),
-        Some(V::None) => Ok(""),
-        _ => Err(format!("`{name}` needs text")),
-    };
-    Ok(match name {
-        "contains" => V::Bool(s(0)?.contains(s(1)?)),
-        "starts_with" => V::Bool(s(0)?.starts_with(s(1)?)),
-        "ends_with" => V::Bool(s(0)?.ends_with(s(1)?)),
-        "lower" => V::Str(s(0)?.to_lowercase()),
-        "upper" => V::Str(s(0)?.to_uppercase()),
-        "trim" => V::Str(s(0)?.trim().to_string()),
-        "len" => match args.first() {
-            Some(V::List(l)) => V::Num(Decimal::from(l.len())),
-            _ => V::Num(Decimal::from(s(0)?.chars().count())),
-        },
-        _ => return Err(format!("`{name}` cannot be used in a condition on a send")),
-    })
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    fn timezone(&self) -> chrono_tz::Tz {
+        chrono_tz::UTC
+    }
+
+    fn for_each_event(&self, _schema: u32, _since: i64, _f: &mut dyn FnMut(&Value) -> bool) {}
+
+    fn customer_key(&self) -> &str {
+        ""
+    }
 }
 
 #[cfg(test)]
@@ -279,15 +273,109 @@ mod tests {
         assert!(to_json(&value("other")).is_err());
     }
 
+    /// A project whose one test expects `thanks` sent with each condition,
+    /// and the conditions' expressions in order.
+    fn conditions(conds: &[&str]) -> (Project, Vec<Expr>) {
+        let mut src = String::from(
+            "let vip_word = \"VIP\"\n\
+             message thanks(order: order_completed) {\n  channel email\n  purpose transactional\n  \
+             subject \"Thanks for order {order.order_id}\"\n  body \"We got it.\"\n}\n\
+             flow thank_you {\n  trigger order_completed\n  send thanks(trigger)\n}\n\
+             test \"t\" {\n",
+        );
+        for c in conds {
+            src.push_str(&format!("  expect send thanks where {c}\n"));
+        }
+        src.push_str("}\n");
+        let parsed = nudge_syntax::parse(FileId(0), &src);
+        let Item::Test(t) = parsed.file.items.last().expect("items") else {
+            panic!("not a test")
+        };
+        let preds = t
+            .stmts
+            .iter()
+            .map(|s| match &s.kind {
+                nudge_syntax::ast::TestStmtKind::Expect(x) => match &x.kind {
+                    nudge_syntax::ast::ExpectKind::Send {
+                        predicate: Some(p), ..
+                    } => p.clone(),
+                    _ => panic!("not a send"),
+                },
+                _ => panic!("not an expect"),
+            })
+            .collect();
+        let p = Project::from_sources(vec![("a.flow".into(), src)]);
+        (p, preds)
+    }
+
     #[test]
-    fn predicates_read_content() {
+    fn conditions_run_on_the_vm_against_the_content() {
+        let (project, preds) = conditions(&[
+            "contains(content.subject, \"o1\") and not (content.body == \"x\")",
+            "upper(content.subject) == \"THANKS FOR ORDER O1\"",
+            "starts_with(content.subject, vip_word)",
+            "len([content.subject, content.body]) == 2 and ends_with(trim(content.body), \".\")",
+        ]);
+        let all = Conditions::new(&project);
+        let file = all.of_file(FileId(0));
         let mut content = Map::new();
-        content.insert("subject".into(), Json::String("Hi Ana".into()));
-        let p = value("contains(content.subject, \"Ana\") and not (content.subject == \"x\")");
-        assert_eq!(holds(&p, &content), Ok(true));
-        let p = value("content.body == none");
-        assert_eq!(holds(&p, &content), Ok(true));
-        let p = value("content.subject");
-        assert!(holds(&p, &content).is_err());
+        content.insert("subject".into(), Json::String("Thanks for order o1".into()));
+        content.insert("body".into(), Json::String("We got it. ".into()));
+        let results: Vec<_> = preds.iter().map(|p| file.holds(p, &content, 0)).collect();
+        assert_eq!(results, vec![Ok(true), Ok(true), Ok(false), Ok(true)]);
+        content.insert("subject".into(), Json::String("VIP: order o2".into()));
+        assert_eq!(file.holds(&preds[0], &content, 0), Ok(false));
+        assert_eq!(file.holds(&preds[2], &content, 0), Ok(true));
+    }
+
+    #[test]
+    fn a_condition_that_fails_at_run_time_says_why_and_where() {
+        let (project, preds) = conditions(&["contains(content.subject, \"o1\")"]);
+        let all = Conditions::new(&project);
+        let file = all.of_file(FileId(0));
+        // A key the message did not render is none, which `contains` cannot read.
+        let err = file.holds(&preds[0], &Map::new(), 0).unwrap_err();
+        assert!(err.contains("expected a string, found none"), "{err}");
+        assert!(err.contains("a.flow:"), "{err}");
+    }
+
+    #[test]
+    fn a_condition_reading_the_customer_is_refused_at_its_place() {
+        let (project, preds) = conditions(&[
+            "profile.first_name == \"Ana\"",
+            "any_event(order_completed, o => true)",
+            "contains(content.subject, \"o1\")",
+        ]);
+        let all = Conditions::new(&project);
+        let file = all.of_file(FileId(0));
+        let mut content = Map::new();
+        content.insert("subject".into(), Json::String("Thanks for order o1".into()));
+        let results: Vec<_> = preds.iter().map(|p| file.holds(p, &content, 0)).collect();
+        assert_eq!(
+            results,
+            vec![
+                Err(
+                    "a.flow:13:36: a condition on a send reads only its `content`, not the profile"
+                        .into()
+                ),
+                Err(
+                    "a.flow:14:28: a condition on a send reads only its `content`, \
+                     not this customer's events"
+                        .into()
+                ),
+                Ok(true),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_project_with_errors_has_no_conditions() {
+        let (project, preds) = conditions(&["contains(content.subjet, \"o1\")"]);
+        let all = Conditions::new(&project);
+        let err = all
+            .of_file(FileId(0))
+            .holds(&preds[0], &Map::new(), 0)
+            .unwrap_err();
+        assert!(err.contains("the project has 1 error"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use nudge_runtime::record::{Outcome, What};
 use nudge_syntax::ast::{ExpectKind, TestTime};
 
 use crate::Failure;
-use crate::eval::{holds, to_json};
+use crate::eval::to_json;
 use crate::scenario::{Scenario, instant};
 use crate::timeline::{self, Names};
 
@@ -175,7 +175,7 @@ impl<'s> World<'s> {
                 misses.push(format!("not between {from} and {to}"));
             }
             if let Some(p) = predicate {
-                match holds(p, &o.content) {
+                match self.sc.conditions.holds(p, &o.content, self.sc.end) {
                     Ok(true) => {}
                     Ok(false) => misses.push(format!("its content does not match: {}", content(o))),
                     Err(e) => misses.push(format!("the condition cannot be checked: {e}")),

@@ -72,12 +72,13 @@ pub fn run_tests(project: &Project, bundle: &Bundle, filter: Option<&str>) -> Ve
         .user_files()
         .map(|id| {
             let src = project.sources.get(id);
-            (src, nudge_syntax::parse(id, &src.text))
+            (id, src, nudge_syntax::parse(id, &src.text))
         })
         .collect();
+    let conditions = eval::Conditions::new(project);
     let filter = filter.map(str::to_lowercase);
     let mut scenarios = Vec::new();
-    for (src, p) in &parsed {
+    for (id, src, p) in &parsed {
         for item in &p.file.items {
             let nudge_syntax::ast::Item::Test(t) = item else {
                 continue;
@@ -87,7 +88,7 @@ pub fn run_tests(project: &Project, bundle: &Bundle, filter: Option<&str>) -> Ve
             {
                 continue;
             }
-            scenarios.push(scenario::build(t, src, bundle));
+            scenarios.push(scenario::build(t, src, bundle, conditions.of_file(*id)));
         }
     }
     let results: Vec<Mutex<Option<TestResult>>> =

@@ -9,7 +9,7 @@ use nudge_syntax::ast::{EventRef, ExpectKind, Prop, TestCall, TestDecl, TestStmt
 use serde_json::{Map, Value as Json};
 
 use crate::Failure;
-use crate::eval::to_json;
+use crate::eval::{FileConditions, to_json};
 
 /// When a test starts if it names no absolute instant: Monday 2026-01-05,
 /// 00:00 UTC, in seconds since the epoch.
@@ -32,6 +32,8 @@ pub(crate) struct Scenario<'a> {
     pub problems: Vec<Failure>,
     /// `alias FROM to TO` pairs: FROM's records belong to TO.
     pub aliases: Vec<(String, String)>,
+    /// The compiled `where` conditions of the test's file.
+    pub conditions: FileConditions<'a>,
 }
 
 /// One call at its time.
@@ -56,7 +58,12 @@ pub(crate) struct Expect<'a> {
 }
 
 /// Reads a test block; statements that cannot be run become problems.
-pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> Scenario<'a> {
+pub(crate) fn build<'a>(
+    t: &'a TestDecl,
+    src: &SourceFile,
+    bundle: &Bundle,
+    conditions: FileConditions<'a>,
+) -> Scenario<'a> {
     let start = start_of(t);
     let text = |span: Span| src.text[span.range()].trim().to_string();
     let line = |span: Span| src.line_col(span.start).line as usize;
@@ -70,6 +77,7 @@ pub(crate) fn build<'a>(t: &'a TestDecl, src: &SourceFile, bundle: &Bundle) -> S
         expects: Vec::new(),
         problems: Vec::new(),
         aliases: Vec::new(),
+        conditions,
     };
     // The clock as the statements so far leave it: `run` counts from here.
     let mut clock = start;

@@ -140,3 +140,39 @@ test "arrives late" {
     // thanks goes out when the clock moves on from the arrival.
     assert!(results[1].passed(), "{:?}", results[1].failures);
 }
+
+#[test]
+fn a_content_condition_is_checked_against_each_send() {
+    let src = FLOWS.to_string()
+        + r#"
+let order_word = "order"
+
+test "conditions" {
+  given profile u7 { email: "gil@example.com", consent: { email: true } }
+  at 10:00 track u7 order_completed { order_id: "o7" }
+  run 2h
+  expect send thanks to u7 where contains(lower(content.subject), order_word) and len([content.body]) == 1
+  expect send thanks to u7 where ends_with(content.subject, "o8")
+}
+"#;
+    let project = Project::from_sources(vec![("main.flow".into(), src)]);
+    let analysis = nudge_compiler::check(&project);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
+    let results = nudge_testing::run_tests(&project, &bundle, Some("conditions"));
+    assert_eq!(results.len(), 1);
+    let failures = &results[0].failures;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        failures[0].expected,
+        "expect send thanks to u7 where ends_with(content.subject, \"o8\")"
+    );
+    assert_eq!(
+        failures[0].actual,
+        vec![
+            "thanks was sent to u7 at 2026-01-05T11:00:00Z, its content does not match: \
+             subject = \"Thanks for order o7\", body = \"We got it.\""
+                .to_string()
+        ]
+    );
+}

@@ -1,7 +1,8 @@
 //! The stdlib builtins (`docs/stdlib.md`, section Builtins).
 
 use chrono::TimeZone;
-use nudge_bytecode::{Instr, Type, Value, format_money};
+use nudge_bytecode::{Escape, Instr, Type, Value, format_money};
+use nudge_stdlib::Builtin;
 use rust_decimal::Decimal;
 
 use crate::exec::grow;
@@ -137,15 +138,17 @@ impl Vm<'_> {
         zero.unwrap_or(Value::Int(0))
     }
 
-    fn builtin_name(&self, builtin: u16) -> Result<&str, VmError> {
-        self.bundle
-            .builtins
-            .get(usize::from(builtin))
-            .map(String::as_str)
-            .ok_or_else(|| bad(format!("no builtin {builtin}")))
+    /// What entry `builtin` of the bundle's builtin list is bound to.
+    fn callee(&self, builtin: u16) -> Result<Callee, VmError> {
+        match self.callees.get(usize::from(builtin)) {
+            Some(Ok(c)) => Ok(*c),
+            Some(Err(name)) => Err(bad(format!("unknown builtin `{name}`"))),
+            None => Err(bad(format!("no builtin {builtin}"))),
+        }
     }
 
-    /// Calls builtin `builtin` with its value arguments and, for list builtins, a lambda block.
+    /// Calls entry `builtin` of the bundle's builtin list with its value
+    /// arguments and, for list builtins, a lambda block.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn call_builtin(
         &self,
@@ -157,168 +160,24 @@ impl Vm<'_> {
         scope: &Scope,
         host: &mut dyn Host,
     ) -> Result<Value, VmError> {
-        let name = self.builtin_name(builtin)?;
-        let arity = |n: usize| -> Result<(), VmError> {
-            if args.len() == n {
-                Ok(())
-            } else {
-                Err(bad(format!(
-                    "`{name}` takes {n} arguments, given {}",
-                    args.len()
-                )))
-            }
-        };
-        let need_lambda = || lambda.ok_or_else(|| bad(format!("`{name}` without its function")));
-        match name {
-            "any" | "all" | "count" | "first" | "filter" | "map" | "sum" => {
-                arity(1)?;
-                let block = need_lambda()?;
-                let items = want_list(&args[0])?;
-                let mut call = |item: &Value, locals: &mut Vec<Value>| {
-                    self.call_lambda(unit, block, std::slice::from_ref(item), locals, scope, host)
+        match self.callee(builtin)? {
+            Callee::Std(b) => {
+                let call = Call {
+                    unit,
+                    args,
+                    lambda,
+                    events: false,
                 };
-                Ok(match name {
-                    "any" => {
-                        for it in items {
-                            if want_bool(call(it, locals)?)? {
-                                return Ok(Value::Bool(true));
-                            }
-                        }
-                        Value::Bool(false)
-                    }
-                    "all" => {
-                        for it in items {
-                            if !want_bool(call(it, locals)?)? {
-                                return Ok(Value::Bool(false));
-                            }
-                        }
-                        Value::Bool(true)
-                    }
-                    "count" => {
-                        let mut n: i64 = 0;
-                        for it in items {
-                            if want_bool(call(it, locals)?)? {
-                                n += 1;
-                            }
-                        }
-                        Value::Int(n)
-                    }
-                    "first" => {
-                        for it in items {
-                            if want_bool(call(it, locals)?)? {
-                                return Ok(it.clone());
-                            }
-                        }
-                        Value::None
-                    }
-                    "filter" => {
-                        let mut out = Vec::new();
-                        for it in items {
-                            if want_bool(call(it, locals)?)? {
-                                out.push(it.clone());
-                            }
-                        }
-                        Value::List(out.into())
-                    }
-                    "map" => {
-                        let mut out = Vec::with_capacity(items.len());
-                        for it in items {
-                            out.push(call(it, locals)?);
-                        }
-                        Value::List(out.into())
-                    }
-                    _ => {
-                        let mut total: Option<Value> = None;
-                        for it in items {
-                            let v = call(it, locals)?;
-                            total = Some(match total {
-                                None => v,
-                                Some(t) => ops::add(t, v)?,
-                            });
-                        }
-                        match total {
-                            Some(t) => t,
-                            None => self.sum_zero(unit, block),
-                        }
-                    }
-                })
-            }
-            "len" => {
-                arity(1)?;
-                let n = want_list(&args[0])?.len();
-                Ok(Value::Int(
-                    i64::try_from(n).map_err(|_| bad("list too long"))?,
-                ))
-            }
-            "min" | "max" => {
-                arity(2)?;
-                let o = ops::compare(&args[0], &args[1])?;
-                let [a, b] = <[Value; 2]>::try_from(args).map_err(|_| bad("arity"))?;
-                let take_a = if name == "min" { o.is_le() } else { o.is_ge() };
-                Ok(if take_a { a } else { b })
-            }
-            "round" => {
-                arity(2)?;
-                let [v, p] = <[Value; 2]>::try_from(args).map_err(|_| bad("arity"))?;
-                let Value::Int(places) = p else {
-                    return Err(bad(format!("`round` to {p} places")));
-                };
-                ops::round(v, places)
-            }
-            "contains" | "starts_with" | "ends_with" => {
-                arity(2)?;
-                let (t, part) = (want_str(&args[0])?, want_str(&args[1])?);
-                Ok(Value::Bool(match name {
-                    "contains" => t.contains(part),
-                    "starts_with" => t.starts_with(part),
-                    _ => t.ends_with(part),
-                }))
-            }
-            "lower" | "upper" | "trim" => {
-                arity(1)?;
-                let t = want_str(&args[0])?;
-                Ok(Value::str(&match name {
-                    "lower" => t.to_lowercase(),
-                    "upper" => t.to_uppercase(),
-                    _ => t.trim().to_string(),
-                }))
-            }
-            "format_money" => {
-                arity(1)?;
-                match &args[0] {
-                    Value::Money(m) => Ok(Value::str(&format_money(*m))),
-                    other => Err(bad(format!("`format_money` of {other}"))),
-                }
-            }
-            "url_encode" => {
-                arity(1)?;
-                Ok(Value::str(&url_encode(want_str(&args[0])?)))
-            }
-            "now" => {
-                arity(0)?;
-                Ok(Value::Time(host.now()))
-            }
-            "date_of" => {
-                arity(1)?;
-                let t = want_time(&args[0])?;
-                Ok(Value::Date(date_of(t, host.timezone())?))
-            }
-            "days_between" => {
-                arity(2)?;
-                let (a, b) = (want_time(&args[0])?, want_time(&args[1])?);
-                let secs = b
-                    .checked_sub(a)
-                    .ok_or_else(|| VmError::new(crate::VmErrorKind::Overflow))?;
-                // Integer division truncates toward zero: whole 24-hour periods.
-                Ok(Value::Int(secs / DAY))
+                self.call_std(b, call, locals, scope, host)
             }
             // Escaping of values landing in message content, chosen by the compiler.
-            other => match nudge_bytecode::Escape::of_builtin(other) {
-                Some(escape) => {
-                    arity(1)?;
-                    Ok(Value::str(&escape.apply(&args[0].to_text())))
-                }
-                None => Err(bad(format!("unknown builtin `{other}`"))),
+            Callee::Escape(escape) => match args.as_slice() {
+                [v] => Ok(Value::str(&escape.apply(&v.to_text()))),
+                _ => Err(bad(format!(
+                    "`{}` takes 1 arguments, given {}",
+                    escape.builtin(),
+                    args.len()
+                ))),
             },
         }
     }
@@ -335,7 +194,9 @@ impl Vm<'_> {
         scope: &Scope,
         host: &mut dyn Host,
     ) -> Result<Value, VmError> {
-        let name = self.builtin_name(builtin)?;
+        let Callee::Std(b) = self.callee(builtin)? else {
+            return Err(bad(format!("builtin {builtin} is not an event builtin")));
+        };
         // The host is borrowed while it lists events, and the test lambda needs
         // it mutably, so collect first (records are shared, so this is cheap).
         let mut events = Vec::new();
@@ -344,49 +205,259 @@ impl Vm<'_> {
             true
         });
         grow(locals, usize::from(self.unit(unit)?.slots));
-        let mut test = |e: &Value, locals: &mut Vec<Value>| -> Result<bool, VmError> {
-            match block {
-                None => Ok(true),
-                Some(b) => want_bool(self.call_lambda(
+        let call = Call {
+            unit,
+            args: vec![Value::List(events.into())],
+            lambda: block,
+            events: true,
+        };
+        self.call_std(b, call, locals, scope, host)
+    }
+
+    /// Runs a stdlib builtin: the one place each [`Builtin`] is implemented.
+    fn call_std(
+        &self,
+        b: Builtin,
+        call: Call,
+        locals: &mut Vec<Value>,
+        scope: &Scope,
+        host: &mut dyn Host,
+    ) -> Result<Value, VmError> {
+        let name = b.name();
+        let Call {
+            unit,
+            args,
+            lambda,
+            events,
+        } = call;
+        // Event builtins receive this customer's events as their one list
+        // argument; they are only reached through `call_event`, and list
+        // builtins never through it.
+        let is_event = matches!(
+            b,
+            Builtin::AnyEvent | Builtin::CountEvents | Builtin::LastEvent
+        );
+        if is_event != events {
+            return Err(bad(format!(
+                "`{name}` called {} `call_event`",
+                if events { "through" } else { "without" }
+            )));
+        }
+        let arity = |n: usize| -> Result<(), VmError> {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "`{name}` takes {n} arguments, given {}",
+                    args.len()
+                )))
+            }
+        };
+        // A test lambda; the event builtins may go without one, and then every event passes.
+        let mut test = |item: &Value, locals: &mut Vec<Value>| -> Result<bool, VmError> {
+            match lambda {
+                Some(block) => want_bool(self.call_lambda(
                     unit,
-                    b,
-                    std::slice::from_ref(e),
+                    block,
+                    std::slice::from_ref(item),
                     locals,
                     scope,
                     host,
                 )?),
+                None if events => Ok(true),
+                None => Err(bad(format!("`{name}` without its function"))),
             }
         };
-        match name {
-            "any_event" => {
-                for e in &events {
-                    if test(e, locals)? {
+        match b {
+            Builtin::Any | Builtin::AnyEvent => {
+                arity(1)?;
+                for it in want_list(&args[0])? {
+                    if test(it, locals)? {
                         return Ok(Value::Bool(true));
                     }
                 }
                 Ok(Value::Bool(false))
             }
-            "count_events" => {
+            Builtin::All => {
+                arity(1)?;
+                for it in want_list(&args[0])? {
+                    if !test(it, locals)? {
+                        return Ok(Value::Bool(false));
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            Builtin::Count | Builtin::CountEvents => {
+                arity(1)?;
                 let mut n: i64 = 0;
-                for e in &events {
-                    if test(e, locals)? {
+                for it in want_list(&args[0])? {
+                    if test(it, locals)? {
                         n += 1;
                     }
                 }
                 Ok(Value::Int(n))
             }
-            "last_event" => {
+            Builtin::First => {
+                arity(1)?;
+                for it in want_list(&args[0])? {
+                    if test(it, locals)? {
+                        return Ok(it.clone());
+                    }
+                }
+                Ok(Value::None)
+            }
+            Builtin::LastEvent => {
+                arity(1)?;
                 let mut last = Value::None;
-                for e in &events {
-                    if test(e, locals)? {
-                        last = e.clone();
+                for it in want_list(&args[0])? {
+                    if test(it, locals)? {
+                        last = it.clone();
                     }
                 }
                 Ok(last)
             }
-            other => Err(bad(format!("`{other}` is not an event builtin"))),
+            Builtin::Filter => {
+                arity(1)?;
+                let mut out = Vec::new();
+                for it in want_list(&args[0])? {
+                    if test(it, locals)? {
+                        out.push(it.clone());
+                    }
+                }
+                Ok(Value::List(out.into()))
+            }
+            Builtin::Map | Builtin::Sum => {
+                arity(1)?;
+                let block = lambda.ok_or_else(|| bad(format!("`{name}` without its function")))?;
+                let items = want_list(&args[0])?;
+                let mut apply = |item: &Value, locals: &mut Vec<Value>| {
+                    self.call_lambda(unit, block, std::slice::from_ref(item), locals, scope, host)
+                };
+                if b == Builtin::Map {
+                    let mut out = Vec::with_capacity(items.len());
+                    for it in items {
+                        out.push(apply(it, locals)?);
+                    }
+                    return Ok(Value::List(out.into()));
+                }
+                let mut total: Option<Value> = None;
+                for it in items {
+                    let v = apply(it, locals)?;
+                    total = Some(match total {
+                        None => v,
+                        Some(t) => ops::add(t, v)?,
+                    });
+                }
+                Ok(match total {
+                    Some(t) => t,
+                    None => self.sum_zero(unit, block),
+                })
+            }
+            Builtin::Len => {
+                arity(1)?;
+                let n = want_list(&args[0])?.len();
+                Ok(Value::Int(
+                    i64::try_from(n).map_err(|_| bad("list too long"))?,
+                ))
+            }
+            Builtin::Min | Builtin::Max => {
+                arity(2)?;
+                let o = ops::compare(&args[0], &args[1])?;
+                let [x, y] = <[Value; 2]>::try_from(args).map_err(|_| bad("arity"))?;
+                let take_x = if b == Builtin::Min {
+                    o.is_le()
+                } else {
+                    o.is_ge()
+                };
+                Ok(if take_x { x } else { y })
+            }
+            Builtin::Round => {
+                arity(2)?;
+                let [v, p] = <[Value; 2]>::try_from(args).map_err(|_| bad("arity"))?;
+                let Value::Int(places) = p else {
+                    return Err(bad(format!("`round` to {p} places")));
+                };
+                ops::round(v, places)
+            }
+            Builtin::Contains | Builtin::StartsWith | Builtin::EndsWith => {
+                arity(2)?;
+                let (t, part) = (want_str(&args[0])?, want_str(&args[1])?);
+                Ok(Value::Bool(match b {
+                    Builtin::Contains => t.contains(part),
+                    Builtin::StartsWith => t.starts_with(part),
+                    _ => t.ends_with(part),
+                }))
+            }
+            Builtin::Lower | Builtin::Upper | Builtin::Trim => {
+                arity(1)?;
+                let t = want_str(&args[0])?;
+                Ok(Value::str(&match b {
+                    Builtin::Lower => t.to_lowercase(),
+                    Builtin::Upper => t.to_uppercase(),
+                    _ => t.trim().to_string(),
+                }))
+            }
+            Builtin::FormatMoney => {
+                arity(1)?;
+                match &args[0] {
+                    Value::Money(m) => Ok(Value::str(&format_money(*m))),
+                    other => Err(bad(format!("`format_money` of {other}"))),
+                }
+            }
+            Builtin::UrlEncode => {
+                arity(1)?;
+                Ok(Value::str(&url_encode(want_str(&args[0])?)))
+            }
+            Builtin::Now => {
+                arity(0)?;
+                Ok(Value::Time(host.now()))
+            }
+            Builtin::DateOf => {
+                arity(1)?;
+                let t = want_time(&args[0])?;
+                Ok(Value::Date(date_of(t, host.timezone())?))
+            }
+            Builtin::DaysBetween => {
+                arity(2)?;
+                let (a, b) = (want_time(&args[0])?, want_time(&args[1])?);
+                let secs = b
+                    .checked_sub(a)
+                    .ok_or_else(|| VmError::new(crate::VmErrorKind::Overflow))?;
+                // Integer division truncates toward zero: whole 24-hour periods.
+                Ok(Value::Int(secs / DAY))
+            }
         }
     }
+}
+
+/// What a name in the bundle's builtin list is bound to when the VM is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Callee {
+    /// A stdlib builtin.
+    Std(Builtin),
+    /// An internal builtin escaping values for message content.
+    Escape(Escape),
+}
+
+impl Callee {
+    /// Binds a builtin name; the name itself when it is unknown.
+    pub(crate) fn bind(name: &str) -> Result<Callee, String> {
+        Builtin::from_name(name)
+            .map(Callee::Std)
+            .or_else(|| Escape::of_builtin(name).map(Callee::Escape))
+            .ok_or_else(|| name.to_string())
+    }
+}
+
+/// The arguments of one builtin call.
+struct Call {
+    unit: UnitRef,
+    /// The value arguments; for an event builtin, the list of events.
+    args: Vec<Value>,
+    /// The lambda block, for builtins that take a function.
+    lambda: Option<u32>,
+    /// Whether the call came through `call_event`.
+    events: bool,
 }
 
 #[cfg(test)]

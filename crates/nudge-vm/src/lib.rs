@@ -206,6 +206,9 @@ impl fmt::Display for WithFiles<'_> {
 /// The virtual machine for one bundle. Cheap to share (also across threads); top-level `let`s are computed once.
 pub struct Vm<'b> {
     bundle: &'b Bundle,
+    /// One entry per `Bundle::builtins` name, bound once here so calls
+    /// dispatch without comparing strings; an unknown name is kept for its error.
+    callees: Vec<Result<builtins::Callee, String>>,
     /// One cell per `Bundle::lets` entry: lets are constants, computed on first use.
     lets: Vec<OnceLock<Value>>,
     /// Compiled templates, added on first render.
@@ -217,6 +220,11 @@ impl<'b> Vm<'b> {
     pub fn new(bundle: &'b Bundle) -> Self {
         Vm {
             bundle,
+            callees: bundle
+                .builtins
+                .iter()
+                .map(|n| builtins::Callee::bind(n))
+                .collect(),
             lets: bundle.lets.iter().map(|_| OnceLock::new()).collect(),
             templates: Mutex::new({
                 let mut env = minijinja::Environment::new();

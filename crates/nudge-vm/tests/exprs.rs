@@ -492,3 +492,21 @@ fn malformed_code_gives_bad_code() {
         assert!(matches!(e.kind, VmErrorKind::BadCode(_)), "{code:?}: {e}");
     }
 }
+
+#[test]
+fn builtins_are_bound_by_name_when_the_vm_is_made() {
+    // Calls index the bundle's list of names, so a list in another order
+    // still calls the builtin each name says.
+    let mut p = Probe::new("", "t: string", "string", "upper(t)");
+    assert_eq!(p.eval(&[Value::str("ab")]), Ok(Value::str("AB")));
+    let upper = p.bundle.builtins.iter().position(|n| n == "upper").unwrap();
+    p.bundle.builtins[upper] = "lower".into();
+    assert_eq!(p.eval(&[Value::str("Ab")]), Ok(Value::str("ab")));
+    // A name the VM does not know fails the call with that name, not a panic.
+    p.bundle.builtins[upper] = "shout".into();
+    let e = p.eval(&[Value::str("ab")]).unwrap_err();
+    assert_eq!(
+        e.kind,
+        VmErrorKind::BadCode("unknown builtin `shout`".into())
+    );
+}

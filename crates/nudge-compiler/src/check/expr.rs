@@ -883,7 +883,7 @@ impl<'a> Checker<'a> {
 
     /// A call of a builtin function.
     fn call(&mut self, callee: &Ident, args: &'a [Arg], span: Span) -> Ty {
-        let Some(sig) = self.builtins.by_name.get(&callee.name).cloned() else {
+        let Some(sig) = self.builtins.by_name.get(callee.name.as_str()).copied() else {
             let at = self.at(callee.span);
             let d = if self.message_names.contains_key(callee.name.as_str()) {
                 Diagnostic::new(
@@ -894,7 +894,7 @@ impl<'a> Checker<'a> {
                 .with_primary_label("messages cannot be called in expressions")
                 .with_help(format!("send it as a step: `send {}(…)`", callee.name))
             } else {
-                let names: Vec<&str> = self.builtins.names.iter().map(String::as_str).collect();
+                let names = self.builtins.names.clone();
                 self.unknown(codes::E0209, "function", &callee.name, at, names)
             };
             self.report(d);
@@ -905,7 +905,7 @@ impl<'a> Checker<'a> {
             }
             return Ty::Error;
         };
-        let fname = sig.name.clone();
+        let fname = sig.name;
         // Match arguments to parameters: positional first, then by name.
         let mut slots: Vec<Option<&'a Arg>> = vec![None; sig.params.len()];
         let mut positional = 0;
@@ -933,7 +933,7 @@ impl<'a> Checker<'a> {
                     }
                     i
                 }
-                Some(n) => match sig.params.iter().position(|(p, _)| *p == n.name) {
+                Some(n) => match sig.params.iter().position(|p| p.name == n.name) {
                     Some(i) => i,
                     None => {
                         let d = self
@@ -942,7 +942,7 @@ impl<'a> Checker<'a> {
                                 &format!("parameter of `{fname}`"),
                                 &n.name,
                                 self.at(n.span),
-                                sig.params.iter().map(|(p, _)| p.as_str()),
+                                sig.params.iter().map(|p| p.name),
                             )
                             .with_label(
                                 self.at(callee.span),
@@ -960,7 +960,7 @@ impl<'a> Checker<'a> {
                     self.at(a.value.span),
                     format!(
                         "argument `{}` of `{fname}` is given twice",
-                        sig.params[idx].0
+                        sig.params[idx].name
                     ),
                 )
                 .with_primary_label("given again here");
@@ -975,7 +975,7 @@ impl<'a> Checker<'a> {
             .iter()
             .zip(&slots)
             .filter(|(_, s)| s.is_none())
-            .map(|((p, _), _)| p.as_str())
+            .map(|(p, _)| p.name)
             .collect();
         if !missing.is_empty() {
             let d = Diagnostic::new(
@@ -999,13 +999,13 @@ impl<'a> Checker<'a> {
         let mut subst = Subst::default();
         // Plain arguments first so that type variables are bound before lambdas are checked.
         for pass in 0..2 {
-            for (i, (pname, pty)) in sig.params.iter().enumerate() {
+            for (i, param) in sig.params.iter().enumerate() {
                 let Some(arg) = slots[i] else { continue };
                 let is_lambda = matches!(arg.value.kind, ExprKind::Lambda { .. });
                 if (pass == 0) == is_lambda {
                     continue;
                 }
-                if !self.call_arg(&fname, pname, pty, arg, &mut subst) {
+                if !self.call_arg(fname, param.name, &param.ty, arg, &mut subst) {
                     ok = false;
                 }
             }
@@ -1027,7 +1027,7 @@ impl<'a> Checker<'a> {
             sig.name,
             sig.params
                 .iter()
-                .map(|(n, t)| format!("{n}: {}", display_sig(t, &subst, &self.an.types)))
+                .map(|p| format!("{}: {}", p.name, display_sig(&p.ty, &subst, &self.an.types)))
                 .collect::<Vec<_>>()
                 .join(", "),
             display_sig(&sig.ret, &subst, &self.an.types)

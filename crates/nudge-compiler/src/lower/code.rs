@@ -489,15 +489,15 @@ impl<'l, 'a> Gen<'l, 'a> {
     fn call(&mut self, e: &Expr, callee: &Ident, args: &[Arg]) -> R<()> {
         let at = self.at(callee.span);
         let (index, sig) = self.l.builtin(&callee.name, at)?;
-        let slots = match_args(&sig.params, args, |a| {
-            a.name.as_ref().map(|n| n.name.as_str())
-        })
-        .ok_or_else(|| LowerError::new(Some(at), "arguments do not match the builtin"))?;
+        let names: Vec<&str> = sig.params.iter().map(|p| p.name).collect();
+        let slots = match_args(&names, args, |a| a.name.as_ref().map(|n| n.name.as_str()))
+            .ok_or_else(|| LowerError::new(Some(at), "arguments do not match the builtin"))?;
         let result = self.ty(e)?;
         let mut argc: u8 = 0;
         let mut event = None;
         let mut lambda = None;
-        for ((_, pty), arg) in sig.params.iter().zip(slots) {
+        for (param, arg) in sig.params.iter().zip(slots) {
+            let pty = &param.ty;
             let Some(arg) = arg else {
                 return Err(LowerError::new(Some(at), "a builtin argument is missing"));
             };
@@ -526,9 +526,7 @@ impl<'l, 'a> Gen<'l, 'a> {
                     let at_ty = self.ty(value)?;
                     let target = match pty {
                         SigTy::Var(_) if *pty == sig.ret => result.clone(),
-                        SigTy::Named(n, a) if a.is_empty() => {
-                            crate::types::scalar(n).unwrap_or(Ty::Error)
-                        }
+                        SigTy::Named(n) => crate::types::scalar(n).unwrap_or(Ty::Error),
                         _ => Ty::Error,
                     };
                     self.coerce(&at_ty, &target);
@@ -812,7 +810,8 @@ impl<'l, 'a> Gen<'l, 'a> {
                 let (message, params) = self
                     .l
                     .message(&call.callee.name, self.at(call.callee.span))?;
-                let slots = match_args(&params, &call.args, |a| {
+                let names: Vec<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+                let slots = match_args(&names, &call.args, |a| {
                     a.name.as_ref().map(|n| n.name.as_str())
                 });
                 let slots = slots.ok_or_else(|| {
@@ -1006,8 +1005,8 @@ fn arith(op: BinaryOp, l: &Ty, r: &Ty) -> Option<(Instr, bool, bool)> {
 
 /// Matches call arguments to parameters, positional first, then by name.
 /// `None` when they do not fit (the checker has reported it).
-pub(super) fn match_args<'x, P, A>(
-    params: &[(String, P)],
+pub(super) fn match_args<'x, A>(
+    params: &[&str],
     args: &'x [A],
     name_of: impl Fn(&A) -> Option<&str>,
 ) -> Option<Vec<Option<&'x A>>> {
@@ -1019,7 +1018,7 @@ pub(super) fn match_args<'x, P, A>(
                 positional += 1;
                 positional - 1
             }
-            Some(n) => params.iter().position(|(p, _)| p == n)?,
+            Some(n) => params.iter().position(|p| *p == n)?,
         };
         let slot = slots.get_mut(i)?;
         if slot.is_some() {

@@ -2,10 +2,12 @@
 //!
 //! Lowering reads the syntax tree together with the checker's side tables
 //! (what each name resolves to, the type of each expression) and never
-//! type-checks again. `test` blocks are not lowered: `nudge test` runs them
-//! from the sources.
+//! type-checks again. `test` blocks are not part of a bundle: `nudge test`
+//! runs them from the sources, with their `where` conditions compiled by
+//! [`lower_test_conditions`].
 
 mod code;
+mod conditions;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,10 +21,11 @@ use nudge_syntax::ast::{
 };
 
 use crate::analysis::{Analysis, SymbolId};
-use crate::builtins::{Builtins, Signature};
+use crate::builtins::Signature;
 use crate::project::Project;
 use crate::types::{RecordId, RecordKind, Ty};
 use code::Gen;
+pub use conditions::{TestCondition, TestConditions, lower_test_conditions};
 
 /// Why a project could not be lowered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +77,15 @@ pub fn stdlib_text(path: &str) -> Option<&'static str> {
 /// Lowers a checked project to a bundle. Refuses a project whose analysis
 /// has errors. The result is the same, byte for byte, for the same sources.
 pub fn lower(project: &Project, analysis: &Analysis) -> Result<Bundle, LowerError> {
+    lower_checked(project, analysis, |l| l.bundle())
+}
+
+/// Runs `f` on a lowering of the project, refusing a project with errors.
+fn lower_checked<T>(
+    project: &Project,
+    analysis: &Analysis,
+    f: impl FnOnce(&Lower<'_>) -> R<T>,
+) -> R<T> {
     if analysis.has_errors() {
         let n = analysis.diagnostics.iter().filter(|d| d.is_error()).count();
         return Err(LowerError::new(
@@ -90,7 +102,7 @@ pub fn lower(project: &Project, analysis: &Analysis) -> Result<Bundle, LowerErro
         .map(|id| (id, nudge_syntax::parse(id, &project.sources.get(id).text)))
         .collect();
     let l = Lower::new(project, analysis, &parsed)?;
-    l.bundle()
+    f(&l)
 }
 
 /// A declaration with the file it is in.
@@ -114,7 +126,6 @@ struct Lower<'a> {
     events: HashMap<&'a str, u32>,
     profile: u32,
     builtin_names: Vec<String>,
-    signatures: Builtins,
 }
 
 impl<'a> Lower<'a> {
@@ -178,11 +189,12 @@ impl<'a> Lower<'a> {
             }
         }
         let profile = profile.ok_or_else(|| LowerError::new(None, "no profile record"))?;
-        // The stdlib's builtins, then the internal ones that escape message
-        // content (not callable from flows: their names have a colon).
+        // The stdlib's builtins in id order, so a builtin's index is its id,
+        // then the internal ones that escape message content (not callable
+        // from flows: their names have a colon).
         let builtin_names = nudge_stdlib::BUILTINS
             .iter()
-            .map(|b| b.name.to_string())
+            .map(|b| b.name().to_string())
             .chain(bc::Escape::ALL.iter().map(|e| e.builtin().to_string()))
             .collect();
         Ok(Lower {
@@ -200,7 +212,6 @@ impl<'a> Lower<'a> {
             events,
             profile,
             builtin_names,
-            signatures: Builtins::stdlib(),
         })
     }
 
@@ -303,15 +314,10 @@ impl<'a> Lower<'a> {
             .ok_or_else(|| LowerError::new(None, format!("no builtin `{}`", escape.builtin())))
     }
 
-    fn builtin(&self, name: &str, at: FileSpan) -> R<(u16, Signature)> {
-        let idx = self
-            .builtin_names
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| u16::try_from(i).ok());
-        match (idx, self.signatures.by_name.get(name)) {
-            (Some(i), Some(sig)) => Ok((i, sig.clone())),
-            _ => Err(LowerError::new(
+    fn builtin(&self, name: &str, at: FileSpan) -> R<(u16, &'static Signature)> {
+        match nudge_stdlib::Builtin::from_name(name) {
+            Some(b) => Ok((b.id(), b.signature())),
+            None => Err(LowerError::new(
                 Some(at),
                 format!("unknown builtin `{name}`"),
             )),
