@@ -367,7 +367,7 @@ fn settled_sends_come_back_with_their_delivery_records() {
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let outbox = OutboxFile::open(&dir.path().join("o.jsonl"), OutboxMode::Truncate).unwrap();
+    let outbox = OutboxFile::open(dir.path().join("o.jsonl"), OutboxMode::Truncate).unwrap();
     let router = Router::new(Box::new(outbox), None);
     let settled = s.settled(&HashSet::new()).unwrap();
     let records: Vec<(String, DeliveryOutcome, Option<String>)> = settled
