@@ -4,7 +4,7 @@
 //! duplicated.
 
 mod common;
-use common::{Lcg, copy_project, outbox_by_key, s};
+use common::{Lcg, copy_project, outbox_by_key, s, trace_parts};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -151,13 +151,31 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
     assert!(lost.is_empty(), "never sent after {kills} kills: {lost:?}");
     assert_eq!(got, reference_outbox);
     // The trace, cut back to a checkpoint at each restart and continued,
-    // says what an uninterrupted run's says.
-    let trace = |d: &Path| std::fs::read_to_string(d.join(".nudge/trace.jsonl")).unwrap();
-    let (want, have) = (trace(&reference_dir), trace(&dir));
+    // says what an uninterrupted run's says: the same decisions in the same
+    // order, and for every send the same final delivery outcome.
+    let trace = |d: &Path| trace_parts(&d.join(".nudge/trace.jsonl"));
+    let ((want, want_deliveries), (have, have_deliveries)) = (trace(&reference_dir), trace(&dir));
     assert!(
         want == have,
         "the trace differs after {kills} kills: {} lines, {} expected",
         have.lines().count(),
         want.lines().count()
+    );
+    assert_eq!(
+        want_deliveries.len(),
+        reference_outbox.len(),
+        "one delivery outcome per send"
+    );
+    let lost: Vec<&String> = want_deliveries
+        .keys()
+        .filter(|k| !have_deliveries.contains_key(*k))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "delivery outcomes lost after {kills} kills: {lost:?}"
+    );
+    assert_eq!(
+        have_deliveries, want_deliveries,
+        "delivery outcomes differ after {kills} kills"
     );
 }

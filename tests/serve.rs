@@ -920,9 +920,25 @@ fn a_failed_delivery_is_retried_while_serving() {
         metrics.contains("\nnudge_delivery_given_up_total 0\n"),
         "{metrics}"
     );
-    // The trace is on disk while the server still runs.
+    // The trace is on disk while the server still runs, with each
+    // attempt's outcome: the refusal, then the delivery.
     let trace = std::fs::read_to_string(project.join(".nudge/trace.jsonl")).unwrap();
     assert!(trace.contains(r#""kind":"send""#), "{trace}");
+    let outcomes: Vec<(String, String)> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "delivery")
+        .map(|v| {
+            (
+                v["outcome"].as_str().unwrap().to_string(),
+                v["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{trace}");
+    assert_eq!(outcomes[0].0, "failed");
+    assert!(outcomes[0].1.contains("500"), "{trace}");
+    assert_eq!(outcomes[1], ("delivered".to_string(), String::new()));
     stop(server);
 }
 

@@ -2,7 +2,7 @@
 //! run applies only what the first did not.
 
 mod common;
-use common::{copy_example, s};
+use common::{copy_example, s, trace_parts};
 
 use nudge_test_support::text;
 use std::collections::BTreeMap;
@@ -103,10 +103,17 @@ fn a_longer_file_continues_where_the_last_run_stopped() {
     assert_eq!(second["store"]["diverged"], false);
 
     assert_eq!(second["stats"], reference["stats"]);
-    // The trace went on from where the checkpoint left it.
-    let trace =
-        |dir: &std::path::Path| std::fs::read_to_string(dir.join(".nudge/trace.jsonl")).unwrap();
-    assert_eq!(trace(&steps), trace(&whole));
+    // The trace went on from where the checkpoint left it: the same
+    // decisions in the same order, and each send's final delivery outcome
+    // (written when each run delivered, so placed by its batches).
+    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
+    let (steps_trace, whole_trace) = (trace(&steps), trace(&whole));
+    assert_eq!(steps_trace.0, whole_trace.0);
+    assert!(
+        !whole_trace.1.is_empty(),
+        "the runs record their deliveries"
+    );
+    assert_eq!(steps_trace.1, whole_trace.1);
     let keys = outbox_keys(&steps);
     assert!(!keys.is_empty());
     assert!(keys.values().all(|&n| n == 1), "a message sent twice");

@@ -168,6 +168,14 @@ impl<S: nudge_store::durable::Feed> nudge_store::durable::Feed for ProgressSink<
     fn mark(&mut self) -> Result<String, String> {
         self.inner.mark()
     }
+
+    fn delivery(&mut self, record: &nudge_runtime::record::DeliveryRecord) {
+        self.inner.delivery(record);
+    }
+
+    fn take_recorded(&mut self) -> std::collections::HashSet<String> {
+        self.inner.take_recorded()
+    }
 }
 
 impl<S: Sink> Sink for ProgressSink<'_, S> {

@@ -1,16 +1,16 @@
 //! `nudge run`: compile a project, then replay recorded calls through it on
 //! a virtual clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
 use nudge_channels::{OutboxFile, OutboxMode, PluginSpec};
 use nudge_runtime::engine::{Config, Engine, Sink};
 use nudge_runtime::output::{FileSink, audience_file};
-use nudge_runtime::record::{Membership, Record};
+use nudge_runtime::record::{DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
 use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
@@ -742,6 +742,8 @@ pub(super) struct Feeds {
     audiences_dir: PathBuf,
     audiences: HashMap<String, BufWriter<File>>,
     error: Option<String>,
+    /// Keys of the delivery records the trace kept from before a restart.
+    recorded: HashSet<String>,
 }
 
 /// Where the feeds stood at a checkpoint: their lengths in bytes.
@@ -786,6 +788,7 @@ impl Feeds {
         {
             return Ok(None);
         }
+        let recorded = delivery_keys(trace, marks.trace)?;
         let trace = cut(trace, marks.trace)?;
         if let Ok(entries) = std::fs::read_dir(audiences_dir) {
             for entry in entries.flatten() {
@@ -809,6 +812,7 @@ impl Feeds {
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
             error: None,
+            recorded,
         }))
     }
 
@@ -827,6 +831,7 @@ impl Feeds {
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
             error: None,
+            recorded: HashSet::new(),
         })
     }
 
@@ -878,6 +883,49 @@ impl durable::Feed for Feeds {
         }
         serde_json::to_string(&marks).map_err(|e| e.to_string())
     }
+
+    fn delivery(&mut self, record: &DeliveryRecord) {
+        let res = serde_json::to_string(record)
+            .map_err(|e| e.to_string())
+            .and_then(|l| writeln!(self.trace, "{l}").map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            self.error.get_or_insert(format!("trace: {e}"));
+        }
+    }
+
+    fn take_recorded(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.recorded)
+    }
+}
+
+/// The idempotency keys of the delivery records in the first `len` bytes
+/// of the trace at `path`.
+fn delivery_keys(path: &Path, len: u64) -> Result<HashSet<String>, String> {
+    /// The part of a trace line that tells a delivery record and its send.
+    #[derive(serde::Deserialize)]
+    struct Line {
+        kind: String,
+        key: Option<String>,
+    }
+    let err = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = File::open(path).map_err(err)?;
+    let mut keys = HashSet::new();
+    for line in std::io::BufRead::lines(BufReader::new(file.take(len))) {
+        let line = line.map_err(err)?;
+        // Only delivery lines are parsed: the trace is mostly decisions.
+        if !line.contains(r#""kind":"delivery""#) {
+            continue;
+        }
+        if let Ok(Line {
+            kind,
+            key: Some(key),
+        }) = serde_json::from_str::<Line>(&line)
+            && kind == "delivery"
+        {
+            keys.insert(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Opens `path` to append, cut back to `len` bytes.

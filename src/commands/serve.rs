@@ -1004,7 +1004,11 @@ impl<'b> Live<'b> {
             }
             let retries = &mut self.retries;
             let marks = &mut self.marks[first..];
+            // Every attempt's result goes to the trace: a retry's record
+            // follows the failure before it, and the last one stands.
+            let mut records = Vec::with_capacity(intents.len());
             for ((intent, round), mark) in intents.into_iter().zip(rounds).zip(marks) {
+                records.push(durable::delivery_record(&self.router, &intent, mark));
                 let Mark::Failed {
                     retryable: retryable @ true,
                     reason,
@@ -1024,6 +1028,14 @@ impl<'b> Live<'b> {
                     retry::Next::GiveUp => {
                         *retryable = false;
                         *reason = format!("gave up after {} rounds: {reason}", retry::ROUNDS);
+                        if let Some(r) = records.last_mut() {
+                            r.reason = Some(match r.reason.take() {
+                                Some(why) => {
+                                    format!("gave up after {} rounds: {why}", retry::ROUNDS)
+                                }
+                                None => reason.clone(),
+                            });
+                        }
                         self.metrics.given_up.fetch_add(1, Ordering::Relaxed);
                     }
                     retry::Next::Later => {}
@@ -1032,6 +1044,10 @@ impl<'b> Live<'b> {
             self.metrics
                 .retrying
                 .store(self.retries.len() as u64, Ordering::Relaxed);
+            let feeds = self.engine.sink_mut().feeds_mut();
+            for r in &records {
+                durable::Feed::delivery(feeds, r);
+            }
             self.remove_invalid_tokens();
         }
         self.engine.sink_mut().feeds_mut().flush();

@@ -180,6 +180,30 @@ pub fn outbox_by_key(path: &Path) -> std::collections::BTreeMap<String, Vec<Stri
     out
 }
 
+/// A trace split in two: its decision lines, in order, and the last
+/// delivery line of each idempotency key. Delivery lines are written when a
+/// plugin answers, so their place among the decisions depends on when the
+/// run delivered (and a restart may write an outcome again); the decisions
+/// and each send's final outcome do not.
+pub fn trace_parts(path: &Path) -> (String, std::collections::BTreeMap<String, String>) {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut decisions = String::new();
+    let mut deliveries = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("bad trace line {l:?}: {e}"));
+        if v["kind"] == "delivery" {
+            let key = v["key"].as_str().expect("a delivery line has a key");
+            deliveries.insert(key.to_string(), l.to_string());
+        } else {
+            decisions.push_str(l);
+            decisions.push('\n');
+        }
+    }
+    (decisions, deliveries)
+}
+
 /// A project of one flow that sends a receipt showing the order's total,
 /// for checking that amounts arrive with every digit.
 pub fn receipt_project() -> (tempfile::TempDir, PathBuf) {

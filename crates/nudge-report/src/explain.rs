@@ -2,12 +2,13 @@
 //! in plain words, including what happened under identities later joined
 //! into them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use nudge_runtime::record::{EntryReason, Outcome, Record, SendReason, What};
+use nudge_runtime::record::{DeliveryOutcome, EntryReason, Outcome, Record, SendReason, What};
 
 use crate::identity::Identities;
 use crate::trace::{Entry, Trace, parse_time};
@@ -68,6 +69,121 @@ pub struct Timeline {
     pub flow: Option<String>,
     /// The selected records, by time, then by trace line.
     pub entries: Vec<Entry>,
+    /// What became of each send decided `sent`, by its entry's trace line;
+    /// empty when the trace holds no delivery records (then a send decided
+    /// `sent` reads as sent).
+    pub delivery: BTreeMap<usize, SendState>,
+}
+
+/// What became of a send decided `sent`, as far as the trace tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendState {
+    /// In the ledger; no delivery outcome written yet.
+    Queued,
+    /// The destination accepted it.
+    Delivered,
+    /// The destination refused it, for this reason.
+    Failed(String),
+    /// No answer came, for this reason: it may have arrived.
+    Unknown(String),
+    /// A bounce was reported for it afterwards.
+    Bounced,
+}
+
+impl SendState {
+    /// The state's name, as JSON output gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SendState::Queued => "queued",
+            SendState::Delivered => "delivered",
+            SendState::Failed(_) => "failed",
+            SendState::Unknown(_) => "unknown",
+            SendState::Bounced => "bounced",
+        }
+    }
+
+    /// The reason, for a failed or unknown delivery.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            SendState::Failed(r) | SendState::Unknown(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SendState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            Some(r) => write!(f, "{} ({r})", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// The state of each send decided `sent` among `entries` (by trace line),
+/// from the trace's delivery records and later bounces; empty when the
+/// trace has no delivery records.
+fn delivery_states(trace: &Trace, entries: &[Entry]) -> BTreeMap<usize, SendState> {
+    let finals = trace.final_deliveries();
+    let mut states = BTreeMap::new();
+    if finals.is_empty() {
+        return states;
+    }
+    for e in entries {
+        match &e.record.what {
+            What::Send {
+                outcome: Outcome::Sent,
+                key,
+                ..
+            } => {
+                let state = match finals.get(key.as_str()) {
+                    None => SendState::Queued,
+                    Some(d) => {
+                        let reason =
+                            || d.reason.clone().unwrap_or_else(|| "no reason given".into());
+                        match d.outcome {
+                            DeliveryOutcome::Delivered => SendState::Delivered,
+                            DeliveryOutcome::Failed => SendState::Failed(reason()),
+                            DeliveryOutcome::Unknown => SendState::Unknown(reason()),
+                        }
+                    }
+                };
+                states.insert(e.line, state);
+            }
+            What::Feedback {
+                feedback,
+                channel,
+                message: Some(m),
+                flow,
+            } if feedback == "bounced" => {
+                // The bounce is for the latest matching send before it (the
+                // entries are in time order), as the report credits it.
+                let hit = entries
+                    .iter()
+                    .take_while(|s| s.line != e.line)
+                    .filter(|s| match &s.record.what {
+                        What::Send {
+                            outcome: Outcome::Sent,
+                            message,
+                            channel: c,
+                            flow: f,
+                            ..
+                        } => {
+                            message == m
+                                && (channel.is_empty() || c == channel)
+                                && flow.as_ref().is_none_or(|x| x == f)
+                        }
+                        _ => false,
+                    })
+                    .last();
+                if let Some(s) = hit {
+                    states.insert(s.line, SendState::Bounced);
+                }
+            }
+            _ => {}
+        }
+    }
+    states
 }
 
 impl Timeline {
@@ -119,12 +235,14 @@ impl Timeline {
             .collect();
         entries.sort_by_key(|e| (e.at, e.line));
         let root = ids.root(customer);
+        let delivery = delivery_states(trace, &entries);
         Ok(Timeline {
             customer: customer.to_string(),
             identities: members.into_iter().collect(),
             joined_into: (root != customer).then(|| root.to_string()),
             flow: flow.map(str::to_string),
             entries,
+            delivery,
         })
     }
 
@@ -150,7 +268,7 @@ impl Timeline {
             .entries
             .iter()
             .map(|e| {
-                let mut text = describe(&e.record);
+                let mut text = describe_as(&e.record, self.delivery.get(&e.line));
                 if e.record.customer != self.customer {
                     // One bracket of context per line: add the identity to the flow's, if any.
                     let tag = format!("as {}", e.record.customer);
@@ -180,12 +298,25 @@ impl Timeline {
         out
     }
 
-    /// The selected records as a JSON array, each as the trace wrote it.
+    /// The selected records as a JSON array, each as the trace wrote it; a
+    /// send decided `sent` also carries `delivery` (and `delivery_reason`)
+    /// when the trace holds delivery records.
     pub fn json(&self) -> serde_json::Value {
         serde_json::Value::Array(
             self.entries
                 .iter()
-                .map(|e| serde_json::to_value(&e.record).unwrap_or(serde_json::Value::Null))
+                .map(|e| {
+                    let mut v = serde_json::to_value(&e.record).unwrap_or(serde_json::Value::Null);
+                    if let (Some(state), Some(obj)) =
+                        (self.delivery.get(&e.line), v.as_object_mut())
+                    {
+                        obj.insert("delivery".into(), state.name().into());
+                        if let Some(r) = state.reason() {
+                            obj.insert("delivery_reason".into(), r.into());
+                        }
+                    }
+                    v
+                })
                 .collect(),
         )
     }
@@ -212,6 +343,12 @@ fn when(e: &Entry) -> String {
 
 /// One record in plain words.
 pub fn describe(record: &Record) -> String {
+    describe_as(record, None)
+}
+
+/// One record in plain words; a send decided `sent` reads as `state` when
+/// the trace tells what became of it.
+fn describe_as(record: &Record, state: Option<&SendState>) -> String {
     match &record.what {
         What::Joined { identities } => format!(
             "joined: {} now known as {}",
@@ -281,7 +418,7 @@ pub fn describe(record: &Record) -> String {
         } => {
             let reason = reason.as_deref();
             let verdict = match outcome {
-                Outcome::Sent => "sent".to_string(),
+                Outcome::Sent => state.map_or_else(|| "sent".to_string(), SendState::to_string),
                 Outcome::Deferred => deferral(
                     reason,
                     until.as_deref(),

@@ -254,7 +254,13 @@ fn steps(out: &mut String, f: &FlowReport) {
         out.push_str("<p class=\"summary\">No sends.</p>\n");
         return;
     }
-    out.push_str("<h3>Sends by step (messages, not customers)</h3>\n<table>\n<tr><th>step</th><th class=\"l\">message</th><th class=\"l\">channel</th><th>sent</th><th>delivered</th><th>bounced</th><th>clicked</th><th>converted (orders)</th><th class=\"l\">held by reason</th></tr>\n");
+    // Failed and unknown deliveries show for a trace that records them.
+    let outcomes = f.sends.failed.is_some();
+    out.push_str("<h3>Sends by step (messages, not customers)</h3>\n<table>\n<tr><th>step</th><th class=\"l\">message</th><th class=\"l\">channel</th><th>sent</th><th>delivered</th>");
+    if outcomes {
+        out.push_str("<th>failed</th><th>unknown</th>");
+    }
+    out.push_str("<th>bounced</th><th>clicked</th><th>converted (orders)</th><th class=\"l\">held by reason</th></tr>\n");
     let row = |out: &mut String,
                class: &str,
                step: &str,
@@ -269,11 +275,20 @@ fn steps(out: &mut String, f: &FlowReport) {
             .collect();
         let _ = writeln!(
             out,
-            "<tr{class}><td>{step}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{orders}</td><td class=\"l\">{}</td></tr>",
+            "<tr{class}><td>{step}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td>{}<td>{}</td><td>{}</td><td>{orders}</td><td class=\"l\">{}</td></tr>",
             escape(message),
             escape(channel),
             c.sent,
             c.delivered.map_or("-".into(), |d| d.to_string()),
+            if outcomes {
+                format!(
+                    "<td>{}</td><td>{}</td>",
+                    c.failed.unwrap_or(0),
+                    c.unknown.unwrap_or(0)
+                )
+            } else {
+                String::new()
+            },
             c.bounced,
             c.clicked,
             if held.is_empty() {

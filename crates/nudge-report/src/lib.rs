@@ -10,7 +10,7 @@ pub mod report;
 pub mod stats;
 pub mod trace;
 
-pub use explain::{Timeline, UnknownCustomer};
+pub use explain::{SendState, Timeline, UnknownCustomer};
 pub use identity::Identities;
 pub use report::{FlowSpec, Report, Scope};
 pub use trace::{Entry, OrderFacts, Trace, TraceError};

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 
-use nudge_runtime::record::{Outcome, SendReason, What};
+use nudge_runtime::record::{DeliveryOutcome, Outcome, SendReason, What};
 
 use crate::identity::Identities;
 use crate::money::{self, Amounts};
@@ -166,8 +166,21 @@ pub struct StepReport {
 pub struct SendCounts {
     /// Messages handed to the channel.
     pub sent: u64,
-    /// Sent minus bounced; none when the trace holds no feedback at all.
+    /// With delivery records in the trace: sends the destination accepted,
+    /// minus bounced. Without them: sent minus bounced, and none when the
+    /// trace holds no feedback at all.
     pub delivered: Option<u64>,
+    /// Sends whose delivery failed (last outcome); none when the trace
+    /// holds no delivery records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
+    /// Sends whose delivery got no answer (last outcome); none when the
+    /// trace holds no delivery records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<u64>,
+    /// Sends whose last delivery outcome is `delivered`, bounced or not.
+    #[serde(skip)]
+    accepted: u64,
     /// Bounce reports.
     pub bounced: u64,
     /// Click reports.
@@ -260,6 +273,13 @@ fn signed(d: f64) -> String {
 impl SendCounts {
     fn add(&mut self, other: &SendCounts) {
         self.sent += other.sent;
+        self.accepted += other.accepted;
+        let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.failed = sum(self.failed, other.failed);
+        self.unknown = sum(self.unknown, other.unknown);
         self.bounced += other.bounced;
         self.clicked += other.clicked;
         self.spam += other.spam;
@@ -277,8 +297,24 @@ impl SendCounts {
         }
     }
 
-    fn settle(&mut self, feedback_seen: bool) {
-        self.delivered = feedback_seen.then(|| self.sent.saturating_sub(self.bounced));
+    /// Counts the outcome of one send decided `sent`.
+    fn delivery(&mut self, outcome: Option<DeliveryOutcome>) {
+        match outcome {
+            Some(DeliveryOutcome::Delivered) => self.accepted += 1,
+            Some(DeliveryOutcome::Failed) => *self.failed.get_or_insert(0) += 1,
+            Some(DeliveryOutcome::Unknown) => *self.unknown.get_or_insert(0) += 1,
+            None => {}
+        }
+    }
+
+    fn settle(&mut self, feedback_seen: bool, deliveries: bool) {
+        if deliveries {
+            self.delivered = Some(self.accepted.saturating_sub(self.bounced));
+            self.failed.get_or_insert(0);
+            self.unknown.get_or_insert(0);
+        } else {
+            self.delivered = feedback_seen.then(|| self.sent.saturating_sub(self.bounced));
+        }
     }
 }
 
@@ -292,6 +328,8 @@ struct Sent {
     /// Whether the send is in the range (only those count in the funnel).
     counted: bool,
     bounced: bool,
+    /// Its last delivery outcome, when the trace holds delivery records.
+    outcome: Option<DeliveryOutcome>,
 }
 
 /// One order, gathered from the conversion records it caused (one per flow
@@ -331,6 +369,12 @@ impl Report {
     /// Counts a trace for the flows, range and currency of `scope`.
     pub fn build(trace: &Trace, scope: &Scope) -> Report {
         let ids = Identities::of(trace);
+        let finals = trace.final_deliveries();
+        // Delivery records decide `delivered` when there are any; a trace
+        // without them (an in-memory run, an older trace) is read by feedback.
+        let deliveries = !finals.is_empty();
+        let outcome_of =
+            |key: &str| -> Option<DeliveryOutcome> { finals.get(key).map(|d| d.outcome) };
         let mut order: Vec<&Entry> = trace.entries.iter().collect();
         order.sort_by_key(|e| (e.at, e.line));
         let mut accs: BTreeMap<&str, Acc> = scope
@@ -369,6 +413,7 @@ impl Report {
                 message,
                 channel,
                 outcome: Outcome::Sent,
+                key,
                 ..
             } = &e.record.what
             {
@@ -380,6 +425,7 @@ impl Report {
                     at: e.at,
                     counted,
                     bounced: false,
+                    outcome: outcome_of(key),
                 });
             }
             // Refunds count whenever they happen: an order in the range
@@ -431,6 +477,7 @@ impl Report {
                     outcome,
                     reason,
                     code,
+                    key,
                     ..
                 } => {
                     let s = steps
@@ -443,6 +490,7 @@ impl Report {
                         });
                     if *outcome == Outcome::Sent {
                         s.counts.sent += 1;
+                        s.counts.delivery(outcome_of(key));
                         acc(&mut accs, f).messaged.insert(person);
                     } else {
                         // Failures carry the provider's own words: they are
@@ -614,14 +662,20 @@ impl Report {
         report.total.customers = all_customers.len() as u64;
         let seen = report.feedback_seen;
         for ((f, _, _), mut step) in steps {
-            step.counts.settle(seen);
+            step.counts.settle(seen, deliveries);
             let a = acc(&mut accs, &f);
             a.report.sends.add(&step.counts);
             a.report.steps.push(step);
         }
         let mut delivered: HashMap<&str, BTreeSet<&str>> = HashMap::new();
         for (person, list) in &sent_to {
-            for s in list.iter().filter(|s| s.counted && !s.bounced) {
+            // With delivery records, only sends the destination accepted.
+            let reached = |s: &&Sent| !deliveries || s.outcome == Some(DeliveryOutcome::Delivered);
+            for s in list
+                .iter()
+                .filter(|s| s.counted && !s.bounced)
+                .filter(reached)
+            {
                 delivered
                     .entry(s.flow.as_str())
                     .or_default()
@@ -635,7 +689,7 @@ impl Report {
             };
             let r = &mut a.report;
             r.flow = spec.name.clone();
-            r.sends.settle(seen);
+            r.sends.settle(seen, deliveries);
             r.attributed.customers = a.attributed_customers.len() as u64;
             let messaged: BTreeSet<&String> = a.messaged.intersection(&a.treated).collect();
             let within = |set: &BTreeSet<String>| -> BTreeSet<String> {
@@ -661,7 +715,7 @@ impl Report {
                 within(&a.clicked),
                 within(&a.attributed_customers),
             ];
-            r.funnel = funnel_of(&stages, seen);
+            r.funnel = funnel_of(&stages, seen || deliveries);
             for (u, s) in union.iter_mut().zip(stages) {
                 u.extend(s);
             }
@@ -707,11 +761,11 @@ impl Report {
             r.holdout.difference = stats::newcombe(t.converted, t.entered, c.converted, c.entered);
             report.flows.push(a.report);
         }
-        report.funnel = funnel_of(&union, seen);
+        report.funnel = funnel_of(&union, seen || deliveries);
         for f in &report.flows {
             report.sends.add(&f.sends);
         }
-        report.sends.settle(seen);
+        report.sends.settle(seen, deliveries);
         report.ignored_flows = ignored.into_iter().collect();
         report
     }
@@ -809,7 +863,7 @@ impl Report {
                 self.refunded.text(cur)
             );
         }
-        if !self.feedback_seen {
+        if self.sends.delivered.is_none() {
             out.push_str("\ndelivered: - (the trace holds no channel feedback)\n");
         }
         out
@@ -943,10 +997,18 @@ impl Report {
                         "delivered".to_string(),
                         c.delivered.map(n).unwrap_or_default(),
                     ),
+                ];
+                // Delivery outcomes, only from a trace that records them.
+                for (name, v) in [("failed", c.failed), ("unknown", c.unknown)] {
+                    if let Some(v) = v {
+                        metrics.push((name.to_string(), n(v)));
+                    }
+                }
+                metrics.extend([
                     ("bounced".to_string(), n(c.bounced)),
                     ("clicked".to_string(), n(c.clicked)),
                     ("spam".to_string(), n(c.spam)),
-                ];
+                ]);
                 if let Some(o) = orders {
                     metrics.push(("orders".to_string(), n(o)));
                 }
@@ -975,33 +1037,36 @@ impl Report {
     }
 }
 
-/// The step table of one flow, with its `all` row.
+/// The step table of one flow, with its `all` row. The `failed` and
+/// `unknown` delivery columns show only for a trace with delivery records.
 fn step_table(out: &mut String, f: &FlowReport) {
-    let header = [
-        "step",
-        "message",
-        "channel",
-        "sends",
-        "delivered",
-        "bounced",
-        "clicked",
-        "orders",
-        "held by reason",
-    ];
+    let outcomes = f.sends.failed.is_some();
+    let mut header = vec!["step", "message", "channel", "sends", "delivered"];
+    if outcomes {
+        header.extend(["failed", "unknown"]);
+    }
+    header.extend(["bounced", "clicked", "orders", "held by reason"]);
+    let opt = |v: Option<u64>| v.map_or("-".into(), |d| d.to_string());
     let row = |step: String, message: &str, channel: &str, c: &SendCounts, orders: u64| {
-        [
+        let mut cells = vec![
             step,
             message.to_string(),
             channel.to_string(),
             c.sent.to_string(),
-            c.delivered.map_or("-".into(), |d| d.to_string()),
+            opt(c.delivered),
+        ];
+        if outcomes {
+            cells.extend([opt(c.failed), opt(c.unknown)]);
+        }
+        cells.extend([
             c.bounced.to_string(),
             c.clicked.to_string(),
             orders.to_string(),
             held_text(&c.held),
-        ]
+        ]);
+        cells
     };
-    let mut rows: Vec<[String; 9]> = f
+    let mut rows: Vec<Vec<String>> = f
         .steps
         .iter()
         .map(|s| {
@@ -1021,7 +1086,7 @@ fn step_table(out: &mut String, f: &FlowReport) {
         &f.sends,
         f.steps.iter().map(|s| s.orders).sum(),
     ));
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -1033,9 +1098,9 @@ fn step_table(out: &mut String, f: &FlowReport) {
     );
     let line = |out: &mut String, cells: &[&str]| {
         let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for ((cell, w), name) in cells.iter().zip(&widths).zip(&header) {
             // Names and reasons read left to right; numbers line up on the right.
-            if matches!(i, 1 | 2 | 8) {
+            if matches!(*name, "message" | "channel" | "held by reason") {
                 let _ = write!(s, "  {cell:<w$}");
             } else {
                 let _ = write!(s, "  {cell:>w$}");

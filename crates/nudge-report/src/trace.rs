@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use nudge_runtime::record::{Record, What};
+use std::collections::HashMap;
+
+use nudge_runtime::record::{DeliveryRecord, Record, What};
 
 /// One record of a trace with where it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,17 @@ pub struct OrderFacts {
 pub struct Trace {
     /// The records, in the order the engine wrote them.
     pub entries: Vec<Entry>,
+    /// The delivery outcomes a store-backed host wrote, in file order.
+    pub deliveries: Vec<Delivered>,
+}
+
+/// One delivery outcome of a trace with where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivered {
+    /// The 1-based line of the trace file.
+    pub line: usize,
+    /// The record as written.
+    pub record: DeliveryRecord,
 }
 
 /// Why a trace could not be read.
@@ -90,6 +103,7 @@ impl Trace {
     /// Parses trace text; `path` only names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
         let mut entries = Vec::new();
+        let mut deliveries = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let err = |message: String| TraceError::Parse {
@@ -102,6 +116,15 @@ impl Trace {
             }
             let value: serde_json::Value =
                 serde_json::from_str(raw).map_err(|e| err(format!("not a trace record: {e}")))?;
+            if value.get("kind").and_then(|k| k.as_str()) == Some("delivery") {
+                let record: DeliveryRecord = serde_json::from_value(value)
+                    .map_err(|e| err(format!("not a delivery record: {e}")))?;
+                if parse_time(&record.at).is_none() {
+                    return Err(err(format!("`at` {:?} is not an RFC 3339 time", record.at)));
+                }
+                deliveries.push(Delivered { line, record });
+                continue;
+            }
             let order = order_facts(&value);
             let record: Record = serde_json::from_value(value)
                 .map_err(|e| err(format!("not a trace record: {e}")))?;
@@ -134,7 +157,21 @@ impl Trace {
                 order,
             });
         }
-        Ok(Trace { entries })
+        Ok(Trace {
+            entries,
+            deliveries,
+        })
+    }
+
+    /// The last delivery outcome written for each idempotency key: a send
+    /// delivered again after a failure (or a restart) ends as its last
+    /// attempt did. Empty for a trace without delivery records (one of an
+    /// in-memory run, or written before they existed).
+    pub fn final_deliveries(&self) -> HashMap<&str, &DeliveryRecord> {
+        self.deliveries
+            .iter()
+            .map(|d| (d.record.key.as_str(), &d.record))
+            .collect()
     }
 
     /// Every display id that appears in the trace, sorted, without repeats.
@@ -211,6 +248,31 @@ mod tests {
             err.to_string(),
             r#"t.jsonl:1: `until` "soon" is not an RFC 3339 time"#
         );
+    }
+
+    #[test]
+    fn delivery_records_are_kept_apart_and_the_last_one_stands() {
+        let text = concat!(
+            r#"{"at":"2026-11-23T10:00:00Z","customer":"u1","kind":"send","flow":"f","instance":1,"step":0,"message":"m","channel":"push","outcome":"sent","key":"k1"}"#,
+            "\n",
+            r#"{"kind":"delivery","at":"2026-11-23T10:00:00Z","customer":"u1","flow":"f","message":"m","channel":"push","outcome":"failed","reason":"HTTP 500","provider":"webhook","key":"k1"}"#,
+            "\n",
+            r#"{"kind":"delivery","at":"2026-11-23T10:00:00Z","customer":"u1","flow":"f","message":"m","channel":"push","outcome":"delivered","provider":"webhook","key":"k1"}"#,
+            "\n",
+        );
+        let t = Trace::parse(text, Path::new("t")).unwrap();
+        assert_eq!(t.entries.len(), 1);
+        assert_eq!(
+            t.deliveries.iter().map(|d| d.line).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        let last = t.final_deliveries();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last["k1"].outcome.name(), "delivered");
+
+        let bad = r#"{"kind":"delivery","at":"2026-11-23T10:00:00Z","customer":"u1","outcome":"lost","key":"k1"}"#;
+        let err = Trace::parse(bad, Path::new("t")).unwrap_err().to_string();
+        assert!(err.starts_with("t:1: not a delivery record"), "{err}");
     }
 
     #[test]

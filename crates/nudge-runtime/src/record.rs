@@ -420,3 +420,55 @@ pub struct Membership {
     /// `add` or `remove`.
     pub action: String,
 }
+
+/// What became of one send's delivery, as a trace line of kind `delivery`:
+/// written by hosts that deliver after the send is decided (from the store's
+/// ledger), once the channel's plugin has answered. The engine never writes
+/// it, so it is a type of its own beside [`Record`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename = "delivery")]
+pub struct DeliveryRecord {
+    /// When the send was decided, RFC 3339 in UTC: hosts replay on the
+    /// events' clock, so the outcome is placed at its send's moment.
+    pub at: String,
+    /// The customer's display id when the send was decided.
+    pub customer: String,
+    /// The flow that sent it.
+    pub flow: String,
+    /// The message.
+    pub message: String,
+    /// Its channel.
+    pub channel: String,
+    /// What the destination made of it.
+    pub outcome: DeliveryOutcome,
+    /// For a failed or unknown outcome: the plugin's words.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// The plugin it went through (`outbox`, `webhook`, `ses`, ...).
+    pub provider: String,
+    /// The send's idempotency key, as on its `send` record.
+    pub key: String,
+}
+
+/// What the destination made of a delivered send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The destination accepted it.
+    Delivered,
+    /// The destination refused it, or could not be reached.
+    Failed,
+    /// The request went out and no answer came: it may have arrived.
+    Unknown,
+}
+
+impl DeliveryOutcome {
+    /// The outcome's name in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Unknown => "unknown",
+        }
+    }
+}

@@ -19,7 +19,7 @@ use std::rc::Rc;
 use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::{Delivery, DeliveryError, Outgoing, Plugin, Receipt};
 use nudge_runtime::engine::{Deployed, Engine, Sink};
-use nudge_runtime::record::{Membership, Record};
+use nudge_runtime::record::{DeliveryOutcome, DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{DeadLetter, Horizon};
 use nudge_runtime::segment;
 use nudge_runtime::window::Window;
@@ -212,11 +212,61 @@ pub trait Feed {
     /// Writes out what is buffered and says where the output stands, in the
     /// host's own words (given back to it on a restart).
     fn mark(&mut self) -> Result<String, String>;
+
+    /// Writes what became of one send's delivery to the trace.
+    fn delivery(&mut self, record: &DeliveryRecord);
+
+    /// The idempotency keys whose delivery outcome the trace held when it
+    /// was opened (kept from before a restart), taken once: [`resume`]
+    /// writes the outcomes the ledger holds that the trace lost.
+    fn take_recorded(&mut self) -> HashSet<String>;
 }
 
 impl<S: Feed> Feed for LedgerSink<S> {
     fn mark(&mut self) -> Result<String, String> {
         self.feeds.mark()
+    }
+
+    fn delivery(&mut self, record: &DeliveryRecord) {
+        self.feeds.delivery(record);
+    }
+
+    fn take_recorded(&mut self) -> HashSet<String> {
+        self.feeds.take_recorded()
+    }
+}
+
+/// The trace line saying what became of `intent`'s delivery, as `mark`
+/// records it, through the plugin `router` sends its channel to.
+pub fn delivery_record(router: &Router, intent: &Intent, mark: &Mark) -> DeliveryRecord {
+    let m = &intent.message;
+    let (outcome, reason) = match (outcome_of(mark), mark) {
+        (Delivery::Delivered, _) | (_, Mark::Done { .. }) => (DeliveryOutcome::Delivered, None),
+        (Delivery::Unknown, Mark::Failed { reason, .. }) => (
+            DeliveryOutcome::Unknown,
+            Some(reason.strip_prefix(UNKNOWN).unwrap_or(reason).to_string()),
+        ),
+        (Delivery::Failed, Mark::Failed { reason, .. }) => {
+            (DeliveryOutcome::Failed, Some(reason.clone()))
+        }
+    };
+    DeliveryRecord {
+        at: m.at.clone(),
+        customer: m.customer.clone(),
+        flow: m.flow.clone(),
+        message: m.message.clone(),
+        channel: m.channel.clone(),
+        outcome,
+        reason,
+        provider: router.provider(&m.channel).to_string(),
+        key: m.idempotency_key.clone(),
+    }
+}
+
+/// Writes the delivery record of each intent beside its mark (in order).
+fn record_deliveries<F: Feed>(feeds: &mut F, router: &Router, intents: &[Intent], marks: &[Mark]) {
+    for (intent, mark) in intents.iter().zip(marks) {
+        feeds.delivery(&delivery_record(router, intent, mark));
     }
 }
 
@@ -554,14 +604,14 @@ pub fn run<'b, S: Sink + Feed>(
                 if in_flight > 1 {
                     let intents = acks.recv().map_err(|_| writer_gone())??;
                     in_flight -= 1;
-                    dispatch_or_hold(router, &intents, &mut marks, &mut report);
+                    dispatch_and_record(engine, router, &intents, &mut marks, &mut report);
                 }
             }
         }
         drop(to_writer);
         for _ in 0..in_flight {
             let intents = acks.recv().map_err(|_| writer_gone())??;
-            dispatch_or_hold(router, &intents, &mut marks, &mut report);
+            dispatch_and_record(engine, router, &intents, &mut marks, &mut report);
         }
         Ok(())
     })?;
@@ -742,7 +792,7 @@ pub struct Resume<'r> {
 /// on other code, and delivers the intents an earlier run left pending. The
 /// deploy call and the delivery results go into `batch`, to be committed
 /// before anything else. Refused lines of the history go to `dead`.
-pub fn resume<'b, S: Sink>(
+pub fn resume<'b, S: Sink + Feed>(
     store: &mut Store,
     engine: &mut Engine<'b, LedgerSink<S>>,
     code: Code<'b>,
@@ -798,6 +848,16 @@ pub fn resume<'b, S: Sink>(
     }
     let marks = &mut batch.marks;
 
+    // Outcomes the ledger holds whose trace lines are gone: written after
+    // the checkpoint the trace was cut back to, or in a trace rewritten in
+    // full. They come after the rebuilt decisions, in ledger order.
+    let recorded = engine.sink_mut().take_recorded();
+    for (intent, mark) in store.settled(&recorded)? {
+        engine
+            .sink_mut()
+            .delivery(&delivery_record(router, &intent, &mark));
+    }
+
     // Intents committed but not known delivered when the last run stopped.
     let mut held = Vec::new();
     let pending = store.pending()?;
@@ -810,17 +870,27 @@ pub fn resume<'b, S: Sink>(
             .into_iter()
             .partition(|i| already.contains(&i.message.idempotency_key));
         report.retried += (done.len() + todo.len()) as u64;
-        marks.extend(done.into_iter().map(|i| Mark::Done {
-            key: i.message.idempotency_key,
-            attempts: 0,
-        }));
+        for i in done {
+            let mark = Mark::Done {
+                key: i.message.idempotency_key.clone(),
+                attempts: 0,
+            };
+            if !recorded.contains(&i.message.idempotency_key) {
+                engine
+                    .sink_mut()
+                    .delivery(&delivery_record(router, &i, &mark));
+            }
+            marks.push(mark);
+        }
         if router.hold_over.is_some_and(|limit| todo.len() > limit) {
             held = todo;
         } else {
             // Counted as retried, not as this run's new deliveries.
             let delivered = report.delivered;
+            let first = marks.len();
             dispatch(router, &todo, marks, report);
             report.delivered = delivered;
+            record_deliveries(engine.sink_mut(), router, &todo, &marks[first..]);
         }
     }
     Ok(Resumed {
@@ -832,9 +902,9 @@ pub fn resume<'b, S: Sink>(
 
 /// Commits the batch with the sends it made, then delivers them (unless
 /// delivery is paused); their results ride on the next commit.
-fn step<S: Sink>(
+fn step<S: Sink + Feed>(
     store: &mut Store,
-    engine: &Engine<'_, LedgerSink<S>>,
+    engine: &mut Engine<'_, LedgerSink<S>>,
     captured: &Captured,
     router: &mut Router,
     batch: &mut Batch,
@@ -842,8 +912,22 @@ fn step<S: Sink>(
 ) -> Result<(), StoreError> {
     batch.meta.push(("clock", engine.now().to_string()));
     let intents = commit_captured(store, captured, batch)?;
-    dispatch_or_hold(router, &intents, &mut batch.marks, report);
+    dispatch_and_record(engine, router, &intents, &mut batch.marks, report);
     Ok(())
+}
+
+/// [`dispatch_or_hold`], then the trace learns what became of each send
+/// delivered (held ones have no outcome yet).
+fn dispatch_and_record<S: Sink + Feed>(
+    engine: &mut Engine<'_, LedgerSink<S>>,
+    router: &mut Router,
+    intents: &[Intent],
+    marks: &mut Vec<Mark>,
+    report: &mut Report,
+) {
+    let first = marks.len();
+    dispatch_or_hold(router, intents, marks, report);
+    record_deliveries(engine.sink_mut(), router, intents, &marks[first..]);
 }
 
 /// Delivers committed intents, or, while the breaker has delivery paused,
@@ -913,13 +997,16 @@ pub fn deliver(
         .collect()
 }
 
+/// How `DeliveryError::unknown` starts a reason.
+const UNKNOWN: &str = "outcome unknown: ";
+
 /// The outcome a mark records. An unknown outcome is kept in the ledger as
 /// a failure whose reason says so (`DeliveryError::unknown` starts it with
 /// `outcome unknown: `).
 pub fn outcome_of(mark: &Mark) -> Delivery {
     match mark {
         Mark::Done { .. } => Delivery::Delivered,
-        Mark::Failed { reason, .. } if reason.starts_with("outcome unknown: ") => Delivery::Unknown,
+        Mark::Failed { reason, .. } if reason.starts_with(UNKNOWN) => Delivery::Unknown,
         Mark::Failed { .. } => Delivery::Failed,
     }
 }

@@ -879,6 +879,56 @@ impl Store {
         Ok(out)
     }
 
+    /// Intents whose delivery is settled (delivered, or failed for good),
+    /// oldest first, each with the mark that settled it; those whose key is
+    /// in `skip` are passed over without reading their message.
+    pub fn settled(
+        &self,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<Vec<(Intent, Mark)>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT key, message, state, attempts, last_error FROM sends
+                 WHERE state != 'pending' ORDER BY call, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let key: String = row.get(0).map_err(|e| self.err(e))?;
+            if skip.contains(&key) {
+                continue;
+            }
+            let json: String = row.get(1).map_err(|e| self.err(e))?;
+            let state: String = row.get(2).map_err(|e| self.err(e))?;
+            let attempts: i64 = row.get(3).map_err(|e| self.err(e))?;
+            let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+            let mark = match state.as_str() {
+                "done" => Mark::Done {
+                    key: key.clone(),
+                    attempts,
+                },
+                _ => Mark::Failed {
+                    key: key.clone(),
+                    attempts,
+                    reason: row
+                        .get::<_, Option<String>>(4)
+                        .map_err(|e| self.err(e))?
+                        .unwrap_or_default(),
+                    retryable: false,
+                },
+            };
+            out.push((
+                Intent {
+                    message: self.message_of(&json)?,
+                },
+                mark,
+            ));
+        }
+        Ok(out)
+    }
+
     /// How many intents are in each state.
     pub fn counts(&self) -> Result<LedgerCounts, StoreError> {
         let mut st = self

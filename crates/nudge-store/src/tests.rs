@@ -319,6 +319,94 @@ fn deliveries_report_unknown_apart_from_failed() {
 }
 
 #[test]
+fn settled_sends_come_back_with_their_delivery_records() {
+    use crate::durable::{Router, delivery_record};
+    use nudge_channels::{OutboxFile, OutboxMode};
+    use nudge_runtime::record::DeliveryOutcome;
+    use std::collections::HashSet;
+
+    let mut s = Store::in_memory().unwrap();
+    let mut b = Batch {
+        calls: vec![NewCall::Drain],
+        intents: ["done", "refused", "lost", "later"]
+            .map(|k| Intent {
+                message: message(k),
+            })
+            .into(),
+        ..Batch::default()
+    };
+    s.commit(&mut b).unwrap();
+    s.commit(&mut Batch {
+        marks: vec![
+            Mark::Done {
+                key: "done".into(),
+                attempts: 2,
+            },
+            Mark::Failed {
+                key: "refused".into(),
+                attempts: 1,
+                reason: "HTTP 400".into(),
+                retryable: false,
+            },
+            Mark::Failed {
+                key: "lost".into(),
+                attempts: 1,
+                reason: "outcome unknown: no answer within 10s".into(),
+                retryable: false,
+            },
+            // Retryable: stays pending, so it is not settled.
+            Mark::Failed {
+                key: "later".into(),
+                attempts: 1,
+                reason: "HTTP 503".into(),
+                retryable: true,
+            },
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = OutboxFile::open(dir.path().join("o.jsonl"), OutboxMode::Truncate).unwrap();
+    let router = Router::new(Box::new(outbox), None);
+    let settled = s.settled(&HashSet::new()).unwrap();
+    let records: Vec<(String, DeliveryOutcome, Option<String>)> = settled
+        .iter()
+        .map(|(i, m)| {
+            let r = delivery_record(&router, i, m);
+            assert_eq!(r.provider, "outbox");
+            assert_eq!(r.customer, i.message.customer);
+            (r.key, r.outcome, r.reason)
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("done".into(), DeliveryOutcome::Delivered, None),
+            (
+                "refused".into(),
+                DeliveryOutcome::Failed,
+                Some("HTTP 400".into())
+            ),
+            (
+                "lost".into(),
+                DeliveryOutcome::Unknown,
+                Some("no answer within 10s".into())
+            ),
+        ]
+    );
+    // Keys the trace already holds are passed over.
+    let skip: HashSet<String> = ["done".to_string(), "lost".to_string()].into();
+    let keys: Vec<String> = s
+        .settled(&skip)
+        .unwrap()
+        .into_iter()
+        .map(|(i, _)| i.message.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["refused"]);
+}
+
+#[test]
 fn a_checkpoint_replaces_the_last_and_is_read_back_whole() {
     let mut s = Store::in_memory().unwrap();
     assert!(s.checkpoint().unwrap().is_none());
