@@ -890,7 +890,12 @@ pub fn resume<'b, S: Sink + Feed>(
             let first = marks.len();
             dispatch(router, &todo, marks, report);
             report.delivered = delivered;
-            record_deliveries(engine.sink_mut(), router, &todo, &marks[first..]);
+            record_deliveries(
+                engine.sink_mut(),
+                router,
+                &todo,
+                marks.get(first..).unwrap_or_default(),
+            );
         }
     }
     Ok(Resumed {
@@ -927,7 +932,12 @@ fn dispatch_and_record<S: Sink + Feed>(
 ) {
     let first = marks.len();
     dispatch_or_hold(router, intents, marks, report);
-    record_deliveries(engine.sink_mut(), router, intents, &marks[first..]);
+    record_deliveries(
+        engine.sink_mut(),
+        router,
+        intents,
+        marks.get(first..).unwrap_or_default(),
+    );
 }
 
 /// Delivers committed intents, or, while the breaker has delivery paused,
@@ -992,7 +1002,7 @@ pub fn deliver(
     dispatch(router, intents, marks, report);
     intents
         .iter()
-        .zip(&marks[first..])
+        .zip(marks.get(first..).unwrap_or_default())
         .map(|(i, m)| (i.message.channel.clone(), outcome_of(m)))
         .collect()
 }
@@ -1042,7 +1052,7 @@ fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, repo
     // fails, the messages stay pending and the next run tries them again.
     if let Err(e) = router.flush() {
         report.first_failure.get_or_insert_with(|| e.to_string());
-        for m in &mut marks[first..] {
+        for m in marks.get_mut(first..).unwrap_or_default() {
             if let Mark::Done { key, attempts } = m {
                 report.delivered -= 1;
                 report.failed += 1;

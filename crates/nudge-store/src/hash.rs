@@ -21,7 +21,7 @@ const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 /// run to notice an events file that was rewritten rather than appended to.
 pub fn tail_hash(prefix: &[u8]) -> String {
     let start = prefix.len().saturating_sub(TAIL);
-    tail_hash_of(&prefix[start..], prefix.len() as u64)
+    tail_hash_of(prefix.get(start..).unwrap_or_default(), prefix.len() as u64)
 }
 
 /// [`tail_hash`] of a prefix of `len` bytes ending with `tail`, its last

@@ -5,8 +5,16 @@
 //! every internal structure: the calls in the order they were applied (with
 //! the clock marks of `--until` and `--drain`), how far each events file was
 //! read, and one row per send intent with its delivery state. Profiles,
-//! instances, timers and counters are rebuilt by feeding the stored calls to
-//! a fresh engine (see [`durable`]).
+//! instances, timers and counters are rebuilt by restoring the engine's last
+//! checkpoint (kept in the same transaction as the calls it covers) and
+//! feeding it the calls stored after it (see [`durable`]).
+
+// A panic in the store loses a batch that was on its way to disk: every
+// fallible path returns a `StoreError` instead. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};

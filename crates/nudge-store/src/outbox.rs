@@ -25,7 +25,8 @@ pub fn repair(path: &Path) -> io::Result<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     while end > 0 {
         let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
+        // At most `buf.len()` bytes: `start` is at most that far before `end`.
+        let chunk = buf.get_mut(..(end - start) as usize).unwrap_or_default();
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(chunk)?;
         if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
