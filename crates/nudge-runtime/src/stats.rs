@@ -58,20 +58,23 @@ fn is_zero(n: &u64) -> bool {
 impl FlowStats {
     /// Counts one send decision.
     pub fn decide(&mut self, outcome: Outcome, reason: Option<&str>) {
-        let key = match reason {
-            Some(r) => format!("{}: {r}", outcome.name()),
-            None => outcome.name().to_string(),
-        };
-        *self.decisions.entry(key).or_insert(0) += 1;
+        *self
+            .decisions
+            .entry(decision_key(outcome, reason))
+            .or_insert(0) += 1;
     }
 
     /// Takes back one [`FlowStats::decide`] (a send a host could not hand over).
     pub fn undecide(&mut self, outcome: Outcome, reason: Option<&str>) {
-        let key = match reason {
-            Some(r) => format!("{}: {r}", outcome.name()),
-            None => outcome.name().to_string(),
-        };
-        take_one(&mut self.decisions, &key);
+        take_one(&mut self.decisions, &decision_key(outcome, reason));
+    }
+}
+
+/// The key of [`FlowStats::decisions`]: the outcome, and its reason if any.
+fn decision_key(outcome: Outcome, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!("{}: {r}", outcome.name()),
+        None => outcome.name().to_string(),
     }
 }
 

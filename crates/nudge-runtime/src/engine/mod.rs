@@ -493,11 +493,9 @@ impl<'b> Machine<'b> {
         {
             log.remove(j);
         }
+        self.uncount(u.release, u.flow, Outcome::Sent, None, None);
         let name = &self.bundle_of(u.release).flows[u.flow as usize].name;
-        let stats = self.stats.flow_mut(name);
-        crate::stats::take_one(&mut stats.sends, u.sent.channel.name());
-        stats.undecide(Outcome::Sent, None);
-        crate::stats::take_one(&mut stats.by_code, &(Outcome::Sent.name(), ""));
+        crate::stats::take_one(&mut self.stats.flow_mut(name).sends, u.sent.channel.name());
         self.count(
             u.release,
             u.flow,
@@ -1467,6 +1465,22 @@ impl<'b> Machine<'b> {
         stats.decide(outcome, reason);
         let key = (outcome.name(), code.map_or("", |c| c.code()));
         *stats.by_code.entry(key).or_insert(0) += 1;
+    }
+
+    /// Takes back one [`Machine::count`] (a send a host could not hand over).
+    fn uncount(
+        &mut self,
+        r: u32,
+        flow: u32,
+        outcome: Outcome,
+        reason: Option<&str>,
+        code: Option<crate::record::SendReason>,
+    ) {
+        let name = &self.bundle_of(r).flows[flow as usize].name;
+        let stats = self.stats.flow_mut(name);
+        stats.undecide(outcome, reason);
+        let key = (outcome.name(), code.map_or("", |c| c.code()));
+        crate::stats::take_one(&mut stats.by_code, &key);
     }
 }
 
