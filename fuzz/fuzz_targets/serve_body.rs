@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     };
     for line in &lines.calls {
         assert!(!line.contains('\n'), "a line break in {line:?}");
-        serde_json::from_str::<serde_json::Value>(line)
+        // JSON's grammar, not serde_json's number range: `[111e200111]` is a
+        // batch of one valid JSON value, which the decoder then refuses as a
+        // dead letter with its reason.
+        serde_json::from_str::<Box<serde_json::value::RawValue>>(line)
             .unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
         if kind.is_some() {
             segment::parse_line(line).expect("an accepted single call is a valid call");
