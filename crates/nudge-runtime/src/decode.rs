@@ -73,6 +73,7 @@ impl Path<'_> {
     }
 }
 
+#[cfg(feature = "oracle")]
 /// Decodes a JSON object as a record of `schema`: every field with its
 /// type, else as [`absent`] says; what had to be dropped is added to
 /// `dropped`, in path order.
@@ -211,6 +212,7 @@ pub fn value(bundle: &Bundle, ty: &Type, json: &Json, path: &str) -> Result<Valu
     }
 }
 
+#[cfg(feature = "oracle")]
 /// The profile fields an identify call's traits give, in schema order,
 /// read as Segment's reserved traits are: a field's own name first, else
 /// the camelCase form Segment's spec uses (`firstName` for `first_name`,

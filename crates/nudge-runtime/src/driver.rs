@@ -15,7 +15,9 @@ use nudge_channels::Outgoing;
 use crate::engine::{Applied, Bundles, Config, DeployError, Deployed, Effect, Machine};
 use crate::ingest::{Notes, TypedCall};
 use crate::record::{Membership, Outcome, Record, SendReason, What};
-use crate::segment::{Call, Rejection};
+#[cfg(feature = "oracle")]
+use crate::segment::Call;
+use crate::segment::Rejection;
 
 /// One step of a replay: a line applied, or the clock moved after the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +121,8 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.sink
     }
 
-    /// Applies one call (see [`Machine::apply`]) and hands over its effects.
+    #[cfg(feature = "oracle")]
+    /// Applies one call (see `Machine::apply`) and hands over its effects.
     pub fn apply(&mut self, call: &Call) -> Result<Applied, Rejection> {
         let applied = self.machine.apply(call);
         self.hand_over();

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "oracle")]
 use crate::segment::{Call, CallKind};
 
 /// A customer, stable until it is absorbed by a merge.
@@ -87,6 +88,7 @@ pub struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
+    #[cfg(feature = "oracle")]
     /// The identifiers of a parsed call.
     pub fn of(call: &'a Call) -> Names<'a> {
         let (previous_id, email) = match &call.kind {
@@ -215,6 +217,7 @@ impl Identities {
         }
     }
 
+    #[cfg(feature = "oracle")]
     /// Applies the identities a call carries and returns its customer, or
     /// None for a call that names nobody (which `parse_line` never yields).
     ///

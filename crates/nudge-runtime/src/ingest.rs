@@ -1,27 +1,26 @@
-//! One-pass decoding of Segment call lines into what the engine consumes.
+//! The one decoder of Segment call lines: what every host (replay, serve,
+//! the test runner) turns a line into before the engine sees it.
 //!
-//! [`crate::segment::parse_line`] builds a `serde_json::Value` tree (with
-//! order-preserving maps, which the outbox needs elsewhere in the process)
-//! and [`crate::decode`] then walks it to build the schema-typed record.
-//! Here a serde [`DeserializeSeed`] driven by the bundle's schemas reads the
+//! A serde [`DeserializeSeed`] driven by the bundle's schemas reads the
 //! line once and builds the typed record directly: properties the schema
 //! does not name are skipped without being built, strings are borrowed from
-//! the line, and no map is ever made.
+//! the line, and no map is ever made. The envelope goes through
+//! `segment::Envelope::check` and scalars through `decode::scalar`; the
+//! whole line is read before anything is judged, so broken JSON anywhere
+//! wins over everything else; what was dropped is listed in path order
+//! whatever the order of the keys; an envelope key given twice refuses the
+//! call, a property given twice counts with its last value. Only the
+//! envelope refuses a call: a property that does not fit is dropped and
+//! reported (see [`crate::decode`]). Lines whose properties or traits come
+//! before the call's `type` or `event` are read a second time, knowing both.
 //!
-//! The result is the same as `parse_line` followed by [`Engine::apply`]'s
-//! decoding, dropped properties included, but for numbers kept as text
-//! (ids), which here keep their digits as written where the tree has only
-//! the parsed number. The envelope goes through the same
-//! `segment::Envelope::check` and scalars through the same
-//! `decode::scalar`; what this module adds is what a tree gives for free:
-//! the whole line is read before anything is judged, so broken JSON
-//! anywhere wins over everything else; what was dropped is listed in path
-//! order whatever the order of the keys; an envelope key given twice refuses
-//! the call (both paths, with the same reason), a property given twice counts
-//! with its last value. Only the envelope refuses a call: a property that does not
-//! fit is dropped and reported (see [`crate::decode`]). Lines whose keys
-//! come in an order one pass cannot follow (properties before the call's
-//! `type` or `event`) are handed to the tree path.
+//! With the `oracle` feature the crate also has a second, independent
+//! reader, `segment::parse_line`, which builds a `serde_json::Value` tree
+//! that `Engine::apply` then decodes. The tests hold this decoder to it:
+//! the same calls, the same records, the same reasons, but for numbers kept
+//! as text (ids), which here keep their digits as written where the tree
+//! has only the parsed number, and numbers past 15 significant digits,
+//! which the tree reads through a float.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -34,7 +33,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::decode::{self, Dropped, MAX_DEPTH, Shape};
-use crate::engine::{Engine, Sink};
+use crate::engine::{Applied, Engine, Sink};
 use crate::identity::Names;
 use crate::segment::{
     self, Checked, ContextText, Envelope, Field, GROUP_EVENT, Kind, PAGE_EVENT, Rejection,
@@ -105,9 +104,6 @@ pub enum Decoded<'a> {
     /// Not a usable call (a dead letter): broken JSON, or an envelope
     /// without a type, a customer or a time.
     Bad(Rejection),
-    /// The call has no usable `type` or `event` to say how to read its
-    /// properties or traits; parse the line as a tree.
-    Fallback,
 }
 
 /// A decoded call, owning what [`TypedCall`] borrows.
@@ -190,12 +186,10 @@ impl<'a> Parts<'a> {
     }
 }
 
-/// Applies one line (without its line break) to the engine as
-/// `parse_line` then [`Engine::apply`] would, moving the clock to the
-/// call's time first; `Err` is the reason it was refused.
+/// Applies one line (without its line break) to the engine, moving the
+/// clock to the call's time first; `Err` is the reason it was refused.
 pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(), String> {
-    let decoded = engine.decoder().decode(text);
-    match decoded {
+    match engine.decoder().decode(text) {
         Decoded::Call(mut parts) => {
             engine.advance_before(parts.at());
             let (call, notes) = parts.split();
@@ -205,12 +199,32 @@ pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(),
                 .map_err(|r| r.reason)
         }
         Decoded::Bad(r) => Err(r.reason),
-        Decoded::Fallback => {
-            let call = segment::parse_line(text).map_err(|r| r.reason)?;
-            engine.advance_before(call.timestamp.timestamp_millis());
-            engine.apply(&call).map(drop).map_err(|r| r.reason)
-        }
     }
+}
+
+/// Applies one line at the engine's clock as it stands, for hosts whose
+/// calls reach the engine after their own time (a test's late arrival).
+pub fn apply_line_now<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    text: &str,
+) -> Result<Applied, Rejection> {
+    match engine.decoder().decode(text) {
+        Decoded::Call(mut parts) => {
+            let (call, notes) = parts.split();
+            engine.apply_noted(call, notes)
+        }
+        Decoded::Bad(r) => Err(r),
+    }
+}
+
+/// Checks a line as the decoder reads it before any schema matters: JSON,
+/// an object, each envelope key once, and an envelope that names a type, a
+/// customer and a time. What a single-call endpoint refuses at once.
+pub fn check_line(line: &str) -> Result<(), Rejection> {
+    static NONE: std::sync::LazyLock<(Bundle, HashMap<String, u32>)> =
+        std::sync::LazyLock::new(Default::default);
+    let (bundle, by_wire) = &*NONE;
+    Decoder::new(bundle, by_wire).envelope(line).map(drop)
 }
 
 impl<'e> Decoder<'e> {
@@ -221,23 +235,8 @@ impl<'e> Decoder<'e> {
 
     /// Decodes one line (without its line break).
     pub fn decode<'a>(&self, line: &'a str) -> Decoded<'a> {
-        let body = match self.top(line, None) {
-            Ok(Top::Object(body)) => body,
-            // Properties or traits came before the `type` or `event` that
-            // says how to read them: read the line again knowing both.
-            Ok(Top::Fallback(known)) => match self.top(line, Some(known)) {
-                Ok(Top::Object(body)) => body,
-                Ok(Top::Fallback(_)) => return Decoded::Fallback,
-                Ok(Top::Repeated(key)) => return Decoded::Bad(segment::repeated(key)),
-                Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
-                Err(e) => return Decoded::Bad(malformed(line, &e)),
-            },
-            Ok(Top::Repeated(key)) => return Decoded::Bad(segment::repeated(key)),
-            Ok(Top::NotObject(kind)) => return Decoded::Bad(segment::not_an_object(kind)),
-            Err(e) => return Decoded::Bad(malformed(line, &e)),
-        };
-        let checked = match body.envelope.check() {
-            Ok(c) => c,
+        let (checked, body) = match self.envelope(line) {
+            Ok(read) => read,
             Err(r) => return Decoded::Bad(r),
         };
         let Lowered {
@@ -256,6 +255,33 @@ impl<'e> Decoder<'e> {
             dropped,
             note,
         })
+    }
+
+    /// Reads `line` and checks its envelope. Properties or traits that came
+    /// before the `type` or `event` saying how to read them are read again
+    /// in a second pass that knows both.
+    fn envelope<'a>(&self, line: &'a str) -> Result<(Checked<'a>, Body<'a>), Rejection> {
+        let first = self.top(line, None);
+        let top = match first {
+            Ok(Top::Fallback(known)) => self.top(line, Some(known)),
+            other => other,
+        };
+        let body = match top {
+            Ok(Top::Object(body)) => body,
+            // A second pass knows the call's type and event and reads
+            // every body by them (without a type, for its shape only), so
+            // it does not come back here; refused rather than trusted.
+            Ok(Top::Fallback(_)) => {
+                return Err(Rejection::new(
+                    "the call's `type` and `event` could not be read before its body",
+                ));
+            }
+            Ok(Top::Repeated(key)) => return Err(segment::repeated(key)),
+            Ok(Top::NotObject(kind)) => return Err(segment::not_an_object(kind)),
+            Err(e) => return Err(malformed(line, &e)),
+        };
+        let checked = body.envelope.check()?;
+        Ok((checked, body))
     }
 
     /// One pass over `line`; `known` is what an earlier pass found of the
@@ -468,7 +494,7 @@ enum Plan {
     Traits,
     /// For their shape only.
     Skip,
-    /// Not yet known: hand the line to the tree path.
+    /// Not yet known: read the line again once `type` and `event` are.
     Fallback,
 }
 
@@ -923,6 +949,14 @@ impl<'de> Visitor<'de> for TopVisitor<'_, 'de> {
                         dec.properties_plan(&env)
                     } else {
                         dec.traits_plan(&env)
+                    };
+                    // A second pass knows all it will: a body it still
+                    // cannot plan has no usable `type` or `event`, and the
+                    // envelope refuses the call, so only its shape matters.
+                    let plan = if second && plan == Plan::Fallback {
+                        Plan::Skip
+                    } else {
+                        plan
                     };
                     if plan == Plan::Fallback {
                         fallback = true;

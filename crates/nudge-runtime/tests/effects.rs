@@ -7,8 +7,8 @@ use common::bundle;
 use nudge_bytecode::Channel;
 use nudge_channels::Outgoing;
 use nudge_runtime::engine::{Config, Effect, Engine, Machine, Sink};
+use nudge_runtime::ingest::{self, Decoded};
 use nudge_runtime::record::{Membership, Outcome, Record, SendReason, What};
-use nudge_runtime::segment::parse_line;
 use serde_json::json;
 
 const PROJECT: &str = r#"
@@ -67,7 +67,7 @@ fn the_machine_returns_its_effects_as_data_in_the_order_they_happened() {
         let mut machine = Machine::new(&b, Config::default(), i64::MIN);
         let mut all = Vec::new();
         for line in lines() {
-            machine.apply(&parse_line(&line).unwrap()).unwrap();
+            feed(&mut machine, &line);
             all.push(machine.take_effects());
         }
         all
@@ -109,7 +109,7 @@ fn the_machine_returns_its_effects_as_data_in_the_order_they_happened() {
     // Effects are handed out once.
     let mut machine = Machine::new(&b, Config::default(), i64::MIN);
     for line in &lines()[..2] {
-        machine.apply(&parse_line(line).unwrap()).unwrap();
+        feed(&mut machine, line);
     }
     assert!(!machine.take_effects().is_empty());
     assert!(machine.take_effects().is_empty());
@@ -143,7 +143,7 @@ fn a_send_the_host_could_not_hand_over_is_taken_back_and_recorded_as_failed() {
     let b = bundle(PROJECT);
     let mut engine = Engine::new(&b, FirstFails::default(), Config::default(), i64::MIN);
     for line in lines() {
-        engine.apply(&parse_line(&line).unwrap()).unwrap();
+        ingest::apply_line_now(&mut engine, &line).unwrap();
     }
     // The failed send does not count toward the cap of two a day: the
     // second and third checkouts are sent, the fourth is capped.
@@ -188,7 +188,7 @@ fn only_a_send_of_the_current_step_can_be_taken_back() {
     let mut machine = Machine::new(&b, Config::default(), i64::MIN);
     let lines = lines();
     for line in &lines[..2] {
-        machine.apply(&parse_line(line).unwrap()).unwrap();
+        feed(&mut machine, line);
     }
     let key = machine
         .take_effects()
@@ -200,7 +200,17 @@ fn only_a_send_of_the_current_step_can_be_taken_back() {
         .unwrap();
     assert!(!machine.delivery_failed("no/such/key"));
     // The next input settles the send: it can no longer be taken back.
-    machine.apply(&parse_line(&lines[2]).unwrap()).unwrap();
+    feed(&mut machine, &lines[2]);
     assert!(!machine.delivery_failed(&key));
     assert_eq!(machine.stats().flows["f"].sends.get("email"), Some(&2));
+}
+
+/// Applies one line at the machine's clock, read by the decoder every host uses.
+fn feed(machine: &mut Machine<'_>, line: &str) {
+    let mut parts = match machine.decoder().decode(line) {
+        Decoded::Call(parts) => parts,
+        Decoded::Bad(r) => panic!("{line}: {r}"),
+    };
+    let (call, notes) = parts.split();
+    machine.apply_noted(call, notes).unwrap();
 }

@@ -131,7 +131,7 @@ fn run_one(sc: &scenario::Scenario<'_>, bundle: &Bundle) -> TestResult {
     let mut failures = sc.problems.clone();
     for step in &sc.calls {
         engine.advance_before(ms(step.arrives));
-        if let Err(r) = engine.apply(&step.call) {
+        if let Err(r) = nudge_runtime::ingest::apply_line_now(&mut engine, &step.call) {
             failures.push(Failure {
                 expected: step.text.clone(),
                 line: step.line,

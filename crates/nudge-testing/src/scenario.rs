@@ -1,9 +1,8 @@
 //! Turning a `test` block into timed Segment calls and expectations.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use nudge_bytecode::{Bundle, SchemaKind};
 use nudge_diagnostics::SourceFile;
-use nudge_runtime::segment::{Call, CallKind};
 use nudge_syntax::Span;
 use nudge_syntax::ast::{EventRef, ExpectKind, Prop, TestCall, TestDecl, TestStmtKind, TestTime};
 use serde_json::{Map, Value as Json};
@@ -41,7 +40,9 @@ pub(crate) struct Step {
     pub at: i64,
     /// When the call reaches the engine: `at`, unless written `arrives` later.
     pub arrives: i64,
-    pub call: Call,
+    /// The call as the JSON line a tracking library would send, read by
+    /// the same decoder as every other host's calls.
+    pub call: String,
     /// The statement as written.
     pub text: String,
     pub line: usize,
@@ -93,7 +94,13 @@ pub(crate) fn build<'a>(
                 Ok(traits) => sc.calls.push(Step {
                     at: start,
                     arrives: start,
-                    call: call(CallKind::Identify { traits }, false, &customer.value, start),
+                    call: call(
+                        "identify",
+                        &[("traits", Json::Object(traits))],
+                        false,
+                        &customer.value,
+                        start,
+                    ),
                     text: text(stmt.span),
                     line: line(stmt.span),
                     customers: vec![customer.value.clone()],
@@ -177,23 +184,27 @@ pub(crate) fn instant(at: &TestTime, start: i64) -> i64 {
     }
 }
 
-fn call(kind: CallKind, anonymous: bool, id: &str, at: i64) -> Call {
-    let (user_id, anonymous_id) = if anonymous {
-        (None, Some(id.to_string()))
-    } else {
-        (Some(id.to_string()), None)
-    };
-    Call {
-        kind,
-        user_id,
-        anonymous_id,
-        timestamp: DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default(),
-        message_id: None,
-        context: Default::default(),
+/// One call as a JSON line: its type, then `fields` (already JSON), the
+/// customer's id and the time, in the order Segment's libraries write them.
+fn call(kind: &str, fields: &[(&str, Json)], anonymous: bool, id: &str, at: i64) -> String {
+    let mut line = format!("{{\"type\":{}", Json::from(kind));
+    for (key, value) in fields {
+        line.push_str(&format!(",{}:{value}", Json::from(*key)));
     }
+    let id_key = if anonymous { "anonymousId" } else { "userId" };
+    let time = DateTime::<Utc>::from_timestamp(at, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    line.push_str(&format!(
+        ",{}:{},\"timestamp\":{}}}",
+        Json::from(id_key),
+        Json::from(id),
+        Json::from(time)
+    ));
+    line
 }
 
-fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(Call, Vec<String>), String> {
+fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(String, Vec<String>), String> {
     Ok(match c {
         TestCall::Track {
             anonymous,
@@ -210,12 +221,12 @@ fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(Call, Vec<String
                     .and_then(|s| s.wire.clone())
                     .ok_or_else(|| format!("there is no event `{}`", n.name))?,
             };
-            let kind = CallKind::Track {
-                event,
-                properties: object(props)?,
-            };
+            let fields = [
+                ("event", Json::from(event)),
+                ("properties", Json::Object(object(props)?)),
+            ];
             (
-                call(kind, *anonymous, &customer.value, at),
+                call("track", &fields, *anonymous, &customer.value, at),
                 vec![customer.value.clone()],
             )
         }
@@ -224,20 +235,16 @@ fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(Call, Vec<String
             customer,
             props,
         } => {
-            let kind = CallKind::Identify {
-                traits: object(props)?,
-            };
+            let fields = [("traits", Json::Object(object(props)?))];
             (
-                call(kind, *anonymous, &customer.value, at),
+                call("identify", &fields, *anonymous, &customer.value, at),
                 vec![customer.value.clone()],
             )
         }
         TestCall::Alias { from, to } => {
-            let kind = CallKind::Alias {
-                previous_id: from.value.clone(),
-            };
+            let fields = [("previousId", Json::from(from.value.as_str()))];
             (
-                call(kind, false, &to.value, at),
+                call("alias", &fields, false, &to.value, at),
                 vec![from.value.clone(), to.value.clone()],
             )
         }
@@ -247,12 +254,13 @@ fn make_call(c: &TestCall, at: i64, bundle: &Bundle) -> Result<(Call, Vec<String
             name,
             props,
         } => {
-            let kind = CallKind::Page {
-                name: name.as_ref().map(|n| n.value.clone()),
-                properties: object(props)?,
-            };
+            let mut fields = Vec::with_capacity(2);
+            if let Some(n) = name {
+                fields.push(("name", Json::from(n.value.as_str())));
+            }
+            fields.push(("properties", Json::Object(object(props)?)));
             (
-                call(kind, *anonymous, &customer.value, at),
+                call("page", &fields, *anonymous, &customer.value, at),
                 vec![customer.value.clone()],
             )
         }

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use nudge_runtime::segment;
+use nudge_runtime::ingest;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -52,7 +52,7 @@ pub(super) fn to_lines(
         Ok(body) => body,
         // The reader of `nudge run` words JSON errors the same way.
         Err(_) => {
-            let reason = segment::parse_line(text)
+            let reason = ingest::check_line(text)
                 .err()
                 .map_or_else(|| "malformed JSON".to_string(), |r| r.reason);
             return Err(Refusal::Bad(reason, None));
@@ -122,7 +122,7 @@ pub(super) fn to_lines(
             continue;
         }
         if kind.is_some()
-            && let Err(r) = segment::parse_line(&line)
+            && let Err(r) = ingest::check_line(&line)
         {
             return Err(Refusal::Bad(r.reason, Some(i)));
         }
@@ -362,7 +362,7 @@ mod tests {
                 r#"{{"type":"identify","userId":"u\"1","timestamp":"2026-01-05T09:00:00Z","receivedAt":"{NOW}"}}"#
             )]
         );
-        assert!(segment::parse_line(&got[0]).is_ok());
+        assert!(ingest::check_line(&got[0]).is_ok());
         // A duplicate the client wrote itself is the client's: refused.
         let twice = r#"{"userId":"u1","timestamp":"2026-01-05T09:00:00Z","timestamp":"9999-12-31T23:59:59Z"}"#;
         let Err(Refusal::Bad(reason, Some(0))) = lines(Some("identify"), twice) else {
@@ -375,7 +375,7 @@ mod tests {
             twice.replace('{', r#"{"type":"identify","#)
         );
         let got = lines(None, &batch).unwrap();
-        assert!(segment::parse_line(&got[0]).is_err());
+        assert!(ingest::check_line(&got[0]).is_err());
     }
 
     #[test]
@@ -427,8 +427,8 @@ mod tests {
         assert!(got[0].starts_with(r#"{"type":"screen","userId":"u1","name":"Home""#));
         // The bad items reach the engine as written, and it refuses them
         // alone, with `nudge run`'s reasons.
-        assert!(segment::parse_line(&got[1]).is_err());
+        assert!(ingest::check_line(&got[1]).is_err());
         assert_eq!(got[2], "5");
-        assert!(segment::parse_line(&got[3]).is_ok());
+        assert!(ingest::check_line(&got[3]).is_ok());
     }
 }

@@ -35,12 +35,17 @@ use nudge_vm::{Scope, UnitRef, Vm};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "oracle")]
 use crate::decode;
 use crate::dedupe::Dedupe;
-use crate::identity::{CustomerId, Identities, Names};
+#[cfg(feature = "oracle")]
+use crate::identity::Names;
+use crate::identity::{CustomerId, Identities};
 use crate::ingest::{Decoder, TypedCall};
 use crate::record::{Membership, Outcome, Record, What};
-use crate::segment::{Call, CallKind, Rejection};
+use crate::segment::Rejection;
+#[cfg(feature = "oracle")]
+use crate::segment::{Call, CallKind};
 use crate::stats::Stats;
 use crate::timers::{Timers, Wake};
 
@@ -634,6 +639,7 @@ impl<'b> Machine<'b> {
         }
     }
 
+    #[cfg(feature = "oracle")]
     /// Applies one call at the current clock (see [`Machine::advance_before`]).
     /// Properties or traits that do not fit the schemas are dropped and
     /// recorded (see [`Machine::apply_noted`]); the call is applied.
@@ -670,7 +676,7 @@ impl<'b> Machine<'b> {
     }
 
     /// Applies a call already decoded against the schemas (see
-    /// [`Machine::decoder`]); otherwise the same as [`Machine::apply`].
+    /// [`Machine::decoder`]); otherwise the same as [`Machine::apply_noted`] with no notes.
     pub fn apply_typed(&mut self, call: TypedCall<'_>) -> Result<Applied, Rejection> {
         let TypedCall {
             at,
@@ -802,6 +808,7 @@ impl<'b> Machine<'b> {
         }
     }
 
+    #[cfg(feature = "oracle")]
     /// The event a call amounts to, typed, and how it is counted; an
     /// undeclared event is none.
     fn decode_event(
@@ -847,6 +854,7 @@ impl<'b> Machine<'b> {
         (Some((schema, value)), note)
     }
 
+    #[cfg(feature = "oracle")]
     fn decode_traits(&self, call: &Call, dropped: &mut Vec<decode::Dropped>) -> Vec<(u16, Value)> {
         let CallKind::Identify { traits } = &call.kind else {
             return Vec::new();
