@@ -1746,6 +1746,22 @@ fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String 
         "Instances that ran their last step, per flow.",
         per_flow("nudge_flow_completed_total", &|f| f.completed.to_string()),
     );
+    let mut exits = Vec::new();
+    for (flow, f) in &stats.flows {
+        for (code, n) in &f.exits {
+            exits.push(format!(
+                "nudge_flow_exited_total{{flow={},reason={}}} {n}",
+                label_value(flow),
+                label_value(code.code())
+            ));
+        }
+    }
+    family(
+        "nudge_flow_exited_total",
+        "counter",
+        "Instances that ended before their last step, per flow and reason code (exit_on, exit_if, exit, merged).",
+        exits,
+    );
     let mut decisions = Vec::new();
     for (flow, f) in &stats.flows {
         for ((outcome, code), n) in &f.by_code {
@@ -2543,6 +2559,28 @@ fn to_lines(kind: Option<&str>, body: &[u8], receipt: bool) -> Result<body::Line
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn early_ends_are_counted_by_flow_and_reason_code() {
+        use nudge_runtime::record::ExitReason;
+        let mut stats = nudge_runtime::stats::Stats::default();
+        let cart = stats.flow_mut("cart");
+        cart.exits.insert(ExitReason::ExitOn, 3);
+        cart.exits.insert(ExitReason::Merged, 1);
+        let text = flow_metrics(&stats, 1);
+        assert!(
+            text.contains("# TYPE nudge_flow_exited_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnudge_flow_exited_total{flow=\"cart\",reason=\"exit_on\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnudge_flow_exited_total{flow=\"cart\",reason=\"merged\"} 1\n"),
+            "{text}"
+        );
+    }
 
     fn basic(user: &str) -> HeaderMap {
         use base64::Engine as _;

@@ -458,6 +458,7 @@ fn describe_as(record: &Record, state: Option<&SendState>) -> String {
             flow,
             instance,
             reason,
+            ..
         } => format!("exited {flow}: {reason} [#{instance}]"),
         What::Completed { flow, instance } => format!("completed {flow} [#{instance}]"),
         What::Converted {

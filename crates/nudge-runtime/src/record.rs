@@ -115,8 +115,12 @@ pub enum What {
         flow: String,
         /// The instance's number.
         instance: u32,
-        /// Why: the `exit on` event's name, `exit_if`, `exit` or `error`.
+        /// Why: the `exit on` event's name, `exit_if`, `exit` or `merged`.
         reason: String,
+        /// The reason's stable code, for tools (`reason` names the event
+        /// of an `exit on`); absent in traces written before codes.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        code: Option<ExitReason>,
     },
     /// A stopping event arrived after the instance had already sent
     /// messages it would have prevented: the sends stand, and this says so.
@@ -322,6 +326,47 @@ impl EntryReason {
 }
 
 impl std::fmt::Display for EntryReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why an instance ended before its last step: a stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// An event the flow's `exit on` names arrived (and its `where` held).
+    ExitOn,
+    /// The flow's standing `exit if` condition held at the start of a step.
+    ExitIf,
+    /// The flow ran an `exit` step.
+    Exit,
+    /// A merge joined two customers who were both in the flow: the later
+    /// instance ended and the earlier one goes on.
+    Merged,
+}
+
+impl ExitReason {
+    /// Every reason, in report order.
+    pub const ALL: [ExitReason; 4] = [
+        ExitReason::ExitOn,
+        ExitReason::ExitIf,
+        ExitReason::Exit,
+        ExitReason::Merged,
+    ];
+
+    /// The stable code, as the trace and metrics write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            ExitReason::ExitOn => "exit_on",
+            ExitReason::ExitIf => "exit_if",
+            ExitReason::Exit => "exit",
+            ExitReason::Merged => "merged",
+        }
+    }
+}
+
+impl std::fmt::Display for ExitReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.code())
     }

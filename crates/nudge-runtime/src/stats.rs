@@ -7,7 +7,7 @@ use nudge_bytecode::Bundle;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::record::Outcome;
+use crate::record::{ExitReason, Outcome};
 
 /// Counters for one flow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -20,8 +20,12 @@ pub struct FlowStats {
     pub active: u64,
     /// Instances that ran their last step.
     pub completed: u64,
-    /// Instances that ended early, by reason.
+    /// Instances that ended early, by reason (the `exit on` event's name,
+    /// or the code).
     pub exited: BTreeMap<String, u64>,
+    /// Instances that ended early, by reason code: few, stable values, for metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exits: BTreeMap<ExitReason, u64>,
     /// Instances ended by a run-time error.
     pub errors: u64,
     /// Instances in the holdout group.

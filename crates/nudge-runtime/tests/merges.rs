@@ -66,8 +66,14 @@ fn two_live_instances_of_one_person_become_one_after_the_merge() {
         .iter()
         .filter_map(|r| match &r.what {
             What::Exited {
-                reason, instance, ..
-            } if reason == "merged" => Some((r.at.as_str(), *instance)),
+                reason,
+                instance,
+                code,
+                ..
+            } if reason == "merged" => {
+                assert_eq!(*code, Some(nudge_runtime::record::ExitReason::Merged));
+                Some((r.at.as_str(), *instance))
+            }
             _ => None,
         })
         .collect();

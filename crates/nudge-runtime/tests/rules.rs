@@ -710,3 +710,83 @@ fn a_live_clock_that_jumps_fires_a_schedule_once_for_its_latest_occurrence() {
     // A live clock that jumped: one send, for the latest occurrence.
     assert_eq!(run(false), ["2026-01-05T09:00:00Z", "2026-01-10T09:00:00Z"]);
 }
+
+#[test]
+fn each_early_end_is_recorded_with_its_code() {
+    use nudge_runtime::record::ExitReason;
+    let src = format!(
+        r#"{MESSAGES}
+let cutoff = 2026-01-05T10:30:00Z
+flow stop_on {{
+  trigger checkout_started
+  exit on order_completed
+  wait 1h
+  send reminder()
+}}
+flow stop_if {{
+  trigger checkout_started
+  exit if now() >= cutoff
+  wait 1h
+  send reminder()
+}}
+flow stop_step {{
+  trigger checkout_started
+  wait 10m
+  exit
+}}
+"#
+    );
+    let b = bundle(&src);
+    let (sink, _) = replay(
+        &b,
+        &lines(&[
+            identify("u1", "2026-01-05T09:00:00Z"),
+            track(
+                r#""userId":"u1""#,
+                "Checkout Started",
+                "2026-01-05T10:00:00Z",
+                "{}",
+            ),
+            track(
+                r#""userId":"u1""#,
+                "Order Completed",
+                "2026-01-05T10:20:00Z",
+                r#"{"order_id":"o1"}"#,
+            ),
+        ]),
+    );
+    let mut exits: Vec<(String, String, Option<ExitReason>)> = sink
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Exited {
+                flow, reason, code, ..
+            } => Some((flow.clone(), reason.clone(), *code)),
+            _ => None,
+        })
+        .collect();
+    exits.sort();
+    assert_eq!(
+        exits,
+        [
+            ("stop_if".into(), "exit_if".into(), Some(ExitReason::ExitIf)),
+            (
+                "stop_on".into(),
+                "order_completed".into(),
+                Some(ExitReason::ExitOn)
+            ),
+            ("stop_step".into(), "exit".into(), Some(ExitReason::Exit)),
+        ]
+    );
+    // The trace writes the code beside the reason.
+    let line = sink
+        .records
+        .iter()
+        .find(|r| matches!(&r.what, What::Exited { flow, .. } if flow == "stop_on"))
+        .map(|r| serde_json::to_string(r).unwrap())
+        .unwrap();
+    assert!(
+        line.contains(r#""reason":"order_completed","code":"exit_on""#),
+        "{line}"
+    );
+}

@@ -28,7 +28,7 @@ use crate::timers::Timers;
 
 /// The version of the layout below; a checkpoint of another version is not
 /// read (the host rebuilds from the calls instead).
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Why a checkpoint could not be taken or read back.
 #[derive(Debug)]

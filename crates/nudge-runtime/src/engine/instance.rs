@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::customer::{Ctx, GoalWatch, Seen};
 use super::{End, Machine};
 use crate::millis::ms;
-use crate::record::{EntryReason, What};
+use crate::record::{EntryReason, ExitReason, What};
 use crate::timers::Wake;
 
 /// One customer's journey through one flow: plain data, so it can be stored
@@ -78,8 +78,8 @@ enum Kind {
 struct Extra {
     /// The block being run when not the steps (the `on exit` block).
     block: u32,
-    /// Set while the `on exit` block runs: the reason it is ending.
-    exiting: Option<String>,
+    /// Set while the `on exit` block runs: how the instance is ending.
+    exiting: Option<End>,
     /// A deferred send's arguments.
     args: Vec<Value>,
     /// A trigger that is neither `none` nor a record.
@@ -139,7 +139,7 @@ struct Stored {
     state: Waiting,
     generation: u32,
     holdout: bool,
-    exiting: Option<String>,
+    exiting: Option<End>,
     #[serde(default)]
     origin: Option<String>,
 }
@@ -160,7 +160,7 @@ impl From<Instance> for Stored {
             state: i.state(),
             generation: i.generation,
             holdout: i.holdout,
-            exiting: i.exiting().map(str::to_string),
+            exiting: i.exiting().cloned(),
             origin: i.origin().map(str::to_string),
         }
     }
@@ -298,8 +298,8 @@ impl Instance {
 
     /// Set while the `on exit` block runs: the reason it is ending (empty
     /// when it completed).
-    pub fn exiting(&self) -> Option<&str> {
-        self.extra.as_ref()?.exiting.as_deref()
+    pub(crate) fn exiting(&self) -> Option<&End> {
+        self.extra.as_ref()?.exiting.as_ref()
     }
 
     /// The block being run: 0 for the steps, else the `on exit` block.
@@ -409,8 +409,8 @@ impl Instance {
     }
 
     /// Marks it ending for `reason`.
-    pub(super) fn set_exiting(&mut self, reason: String) {
-        self.extra_mut().exiting = Some(reason);
+    pub(super) fn set_exiting(&mut self, end: End) {
+        self.extra_mut().exiting = Some(end);
     }
 
     /// The display id its idempotency keys name, when a merge changed the
@@ -963,7 +963,7 @@ impl Machine<'_> {
                 }
                 Yield::Exit => {
                     if in_steps {
-                        return self.end(id, End::Exited("exit".into()));
+                        return self.end(id, End::exited(ExitReason::Exit));
                     }
                     return self.finish(id);
                 }
@@ -1012,7 +1012,7 @@ impl Machine<'_> {
                 &mut locals,
             ) {
                 Ok(true) => {
-                    self.end(id, End::Exited("exit_if".into()));
+                    self.end(id, End::exited(ExitReason::ExitIf));
                     return true;
                 }
                 Ok(false) => {}
@@ -1070,18 +1070,13 @@ impl Machine<'_> {
         if inst.exiting().is_some() {
             return;
         }
-        let reason = match &end {
-            End::Completed => String::new(),
-            End::Exited(r) => r.clone(),
-            End::Error(e) => format!("error: {e}"),
-        };
         self.generations += 1;
         inst.generation = self.generations;
         inst.set_state(Waiting::Running);
         match (on_exit, &end) {
             // A failing instance does not run more of its code.
-            (Some(block), End::Completed | End::Exited(_)) => {
-                inst.set_exiting(reason);
+            (Some(block), End::Completed | End::Exited(..)) => {
+                inst.set_exiting(end);
                 let mut frame = inst.take_frame();
                 (frame.block, frame.pc) = (block, 0);
                 inst.resume(frame);
@@ -1089,7 +1084,7 @@ impl Machine<'_> {
             }
             // Ends at once: the reason goes straight to `finish`, not
             // through the instance's side box (one allocation less per exit).
-            _ => self.finish_for(id, Some(reason)),
+            _ => self.finish_for(id, Some(end)),
         }
     }
 
@@ -1098,9 +1093,9 @@ impl Machine<'_> {
         self.finish_for(id, None);
     }
 
-    /// Removes a finished instance and records how it ended: for `reason`,
-    /// else the reason its `on exit` block runs for (none: it completed).
-    fn finish_for(&mut self, id: u32, reason: Option<String>) {
+    /// Removes a finished instance and records how it ended: as `end` says,
+    /// else as its `on exit` block runs for (none: it completed).
+    fn finish_for(&mut self, id: u32, end: Option<End>) {
         let Some(inst) = self.instances[id as usize].take() else {
             return;
         };
@@ -1114,28 +1109,34 @@ impl Machine<'_> {
             mem.live = mem.live.saturating_sub(1);
         }
         let stats = self.stats.flow_mut(&flow.name);
-        let reason = reason
+        let end = end
             .or_else(|| inst.extra.and_then(|e| e.exiting))
-            .unwrap_or_default();
-        let what = if reason.is_empty() {
-            stats.completed += 1;
-            What::Completed {
-                flow: flow.name.clone(),
-                instance: inst.number,
+            .unwrap_or(End::Completed);
+        let what = match end {
+            End::Completed => {
+                stats.completed += 1;
+                What::Completed {
+                    flow: flow.name.clone(),
+                    instance: inst.number,
+                }
             }
-        } else if let Some(msg) = reason.strip_prefix("error: ") {
-            stats.errors += 1;
-            What::Error {
-                flow: flow.name.clone(),
-                instance: inst.number,
-                message: msg.to_string(),
+            End::Error(message) => {
+                stats.errors += 1;
+                What::Error {
+                    flow: flow.name.clone(),
+                    instance: inst.number,
+                    message,
+                }
             }
-        } else {
-            *stats.exited.entry(reason.clone()).or_insert(0) += 1;
-            What::Exited {
-                flow: flow.name.clone(),
-                instance: inst.number,
-                reason,
+            End::Exited(code, reason) => {
+                *stats.exited.entry(reason.clone()).or_insert(0) += 1;
+                *stats.exits.entry(code).or_insert(0) += 1;
+                What::Exited {
+                    flow: flow.name.clone(),
+                    instance: inst.number,
+                    reason,
+                    code: Some(code),
+                }
             }
         };
         self.record(c, what);
@@ -1288,7 +1289,7 @@ mod tests {
             args: vec![Value::Int(2)],
             until: 600,
         });
-        i.set_exiting("exit_if".into());
+        i.set_exiting(End::exited(ExitReason::ExitIf));
         let mut odd = Instance::new(0, 0, "v".into(), 0, 1, 0, Value::Int(42), 0, 0, true);
         odd.set_state(Waiting::Event {
             wait: 2,

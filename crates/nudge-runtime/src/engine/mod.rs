@@ -42,7 +42,7 @@ use crate::dedupe::Dedupe;
 use crate::identity::Names;
 use crate::identity::{CustomerId, Identities};
 use crate::ingest::{Decoder, TypedCall};
-use crate::record::{Membership, Outcome, Record, What};
+use crate::record::{ExitReason, Membership, Outcome, Record, What};
 use crate::segment::Rejection;
 #[cfg(feature = "oracle")]
 use crate::segment::{Call, CallKind};
@@ -247,12 +247,23 @@ impl AddressSend {
     }
 }
 
-/// How an instance ended.
-#[derive(Clone, Debug)]
-enum End {
+/// How an instance ended; kept on the instance while its `on exit` block runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum End {
+    /// It ran its last step.
     Completed,
-    Exited(String),
+    /// It ended early, for this reason; the text is the record's `reason`
+    /// (the event's name for an `exit on`, else the code).
+    Exited(ExitReason, String),
+    /// Its code failed, with this message.
     Error(String),
+}
+
+impl End {
+    /// An early end whose record's reason is the code itself.
+    fn exited(code: ExitReason) -> End {
+        End::Exited(code, code.code().to_string())
+    }
 }
 
 impl<'b> Machine<'b> {
@@ -1156,7 +1167,7 @@ impl<'b> Machine<'b> {
             .map(|w| w[1].3)
             .collect();
         for id in later {
-            self.end(id, End::Exited("merged".into()));
+            self.end(id, End::exited(ExitReason::Merged));
         }
     }
 
@@ -1343,7 +1354,7 @@ impl<'b> Machine<'b> {
                     if seen.at < self.now {
                         self.note_late_exit(id, seen, &reason);
                     }
-                    self.end(id, End::Exited(reason));
+                    self.end(id, End::Exited(ExitReason::ExitOn, reason));
                     return;
                 }
                 Ok(false) => {}
