@@ -877,6 +877,7 @@ impl<'b> Live<'b> {
         }
         let mut dead = Vec::new();
         let mut count = 0;
+        let applied_at = chrono::Utc::now().timestamp_millis();
         for line in lines {
             count += 1;
             self.source.line += 1;
@@ -889,7 +890,7 @@ impl<'b> Live<'b> {
                 &mut dead,
             );
             if dead.len() == refused {
-                self.metrics.count_event(line);
+                self.metrics.count_event(line, applied_at);
             }
             let made = self.captured.len().saturating_sub(before);
             let at = self.source.line;
@@ -1125,6 +1126,17 @@ impl<'b> Live<'b> {
             self.metrics
                 .retrying
                 .store(self.retries.len() as u64, Ordering::Relaxed);
+            if let Ok(mut by_message) = self.metrics.message_sends.lock() {
+                for r in &records {
+                    let key = (
+                        r.flow.clone(),
+                        r.message.clone(),
+                        r.channel.clone(),
+                        r.outcome.name(),
+                    );
+                    *by_message.entry(key).or_default() += 1;
+                }
+            }
             let feeds = self.engine.sink_mut().feeds_mut();
             for r in &records {
                 durable::Feed::delivery(feeds, r);
@@ -1358,6 +1370,11 @@ struct Metrics {
     /// Applied track calls by event name, for the events alerts watch (a
     /// fixed set, so the label's values stay few).
     track_events: Mutex<BTreeMap<String, u64>>,
+    /// When a track call of each of those events was last applied, in
+    /// milliseconds since the epoch (wall clock).
+    track_last: Mutex<BTreeMap<String, i64>>,
+    /// Delivery attempts by flow, message, channel and outcome.
+    message_sends: Mutex<BTreeMap<MessageOutcome, u64>>,
     /// Whether each alert is firing, by name.
     alerts_firing: Mutex<BTreeMap<String, bool>>,
     /// Alert notifications decided and not yet known to be posted.
@@ -1381,6 +1398,10 @@ struct Metrics {
     /// Deliveries by provider (the plugin's name).
     providers: Mutex<BTreeMap<String, ProviderCounts>>,
 }
+
+/// A delivery's flow, message, channel and outcome: the labels of
+/// `nudge_message_sends_total`.
+type MessageOutcome = (String, String, String, &'static str);
 
 /// The upper bounds, in seconds, of the commit latency histogram's buckets:
 /// from a commit that only appends to the WAL to one stuck behind a slow disk.
@@ -1424,8 +1445,9 @@ impl Metrics {
         }
     }
 
-    /// Counts `line` by its event if it is a track call.
-    fn count_event(&self, line: &str) {
+    /// Counts `line` by its event if it is a track call applied at `now`
+    /// (milliseconds, wall clock).
+    fn count_event(&self, line: &str, now: i64) {
         let Some(name) = track_event(line) else {
             return;
         };
@@ -1441,6 +1463,9 @@ impl Metrics {
         };
         if let Some(n) = counts.get_mut(key) {
             *n += 1;
+        }
+        if let Ok(mut last) = self.track_last.lock() {
+            last.insert(key.to_string(), now);
         }
     }
 
@@ -1771,6 +1796,49 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by route pattern and status.",
             requests,
+        );
+        let last_by_event = self
+            .track_last
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(event, ms)| {
+                        format!(
+                            "nudge_track_event_last_timestamp_seconds{{event={}}} {}",
+                            label_value(event),
+                            *ms as f64 / 1000.0
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_track_event_last_timestamp_seconds",
+            "gauge",
+            "When a track call of the event was last applied, by event (as nudge_track_events_total names them); absent before the first.",
+            last_by_event,
+        );
+        let by_message = self
+            .message_sends
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((flow, message, channel, outcome), n)| {
+                        format!(
+                            "nudge_message_sends_total{{flow={},message={},channel={},outcome=\"{outcome}\"}} {n}",
+                            label_value(flow),
+                            label_value(message),
+                            label_value(channel)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_message_sends_total",
+            "counter",
+            "Messages handed to plugins, by flow, message, channel and outcome (every round of a retried send counts).",
+            by_message,
         );
         let last = self.last_event.load(Ordering::Relaxed);
         metric(
