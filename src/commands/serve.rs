@@ -1188,8 +1188,8 @@ impl<'b> Live<'b> {
                 .map_err(|e| e.to_string())
         };
         // Posted notifications are kept as such, so a restart does not
-        // post them again.
-        if let Some(write) = watch.posted()
+        // post them again; quiet observations are kept within a second.
+        if let Some(write) = watch.posted().or_else(|| watch.overdue())
             && let Err(e) = keep(write)
         {
             eprintln!("warning: the alerts' state could not be stored ({e})");

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -629,12 +629,15 @@ pub fn watched_events(rules: &[Rule]) -> Vec<String> {
 /// over from earlier runs, and the thread that posts notifications (so a
 /// slow endpoint never holds the engine up).
 ///
-/// What a restart needs is kept in the store at every observation, before
-/// its notifications are queued: the alerts' states, the counters and
-/// their samples, and the notifications not yet known to be posted. So a
-/// restart (even after SIGKILL) neither fires an alert again nor loses its
-/// resolve; a notification may at worst be posted twice, when the process
-/// dies between its POST and the next observation.
+/// What a restart needs is kept in the store: the alerts' states, the
+/// counters and their samples, and the notifications not yet known to be
+/// posted. An observation that changes an alert is kept before its
+/// notifications are queued, and a completed post within a second; quiet
+/// observations at most once a second of wall time. So a restart (even
+/// after SIGKILL) neither fires an alert again nor loses its resolve; a
+/// notification may at worst be posted twice, when the process dies
+/// within a second of its POST, and a kill loses at most a second of
+/// samples, which the restart treats as a gap.
 pub struct Watch {
     evaluator: Evaluator,
     notify: Option<Notifier>,
@@ -659,6 +662,28 @@ pub struct Watch {
     /// The last observation kept, and its counters: what an update of
     /// the notifications posted is written with.
     kept: (i64, Counters),
+    /// What observations without a change left to keep: written with the
+    /// next write, or once `min_interval` has passed since the last.
+    pending: Option<nudge_store::AlertsWrite>,
+    /// When the last write was handed over (wall clock).
+    written: Option<Instant>,
+    /// The least wall time between two writes that no change forces: on
+    /// the calls' clock a replay comes round many windows' steps a second,
+    /// and a transaction each would slow it; losing less than this to a
+    /// kill only widens a gap.
+    min_interval: Duration,
+}
+
+/// `pending` followed by `next`: the later state, every sample.
+fn merged(
+    pending: Option<nudge_store::AlertsWrite>,
+    mut next: nudge_store::AlertsWrite,
+) -> nudge_store::AlertsWrite {
+    if let Some(mut first) = pending {
+        first.samples.append(&mut next.samples);
+        next.samples = first.samples;
+    }
+    next
 }
 
 /// The thread that posts notifications, and how many it has done with.
@@ -718,6 +743,9 @@ impl Watch {
             unsaved: Vec::new(),
             outgoing: Vec::new(),
             kept: (i64::MIN, Counters::default()),
+            pending: None,
+            written: None,
+            min_interval: Duration::from_secs(1),
         })
     }
 
@@ -827,10 +855,19 @@ impl Watch {
         let mut samples = std::mem::take(&mut self.unsaved);
         samples.extend(sample);
         self.kept = (now, counters.clone());
-        if let Err(e) = keep(self.write(now, &counters, samples)) {
-            eprintln!(
-                "warning: the alerts' state could not be stored ({e}); after a restart they may notify again"
-            );
+        let write = merged(self.pending.take(), self.write(now, &counters, samples));
+        let quiet = self
+            .written
+            .is_some_and(|w| w.elapsed() < self.min_interval);
+        if transitions.is_empty() && quiet {
+            self.pending = Some(write);
+        } else {
+            self.written = Some(Instant::now());
+            if let Err(e) = keep(write) {
+                eprintln!(
+                    "warning: the alerts' state could not be stored ({e}); after a restart they may notify again"
+                );
+            }
         }
         for t in &transitions {
             let value = t
@@ -883,7 +920,23 @@ impl Watch {
             return None;
         }
         let (at, counters) = self.kept.clone();
-        Some(self.write(at, &counters, Vec::new()))
+        self.written = Some(Instant::now());
+        let write = self.write(at, &counters, Vec::new());
+        Some(merged(self.pending.take(), write))
+    }
+
+    /// What observations without a change left to keep, once the least
+    /// interval between writes has passed.
+    pub fn overdue(&mut self) -> Option<nudge_store::AlertsWrite> {
+        if self
+            .written
+            .is_some_and(|w| w.elapsed() < self.min_interval)
+        {
+            return None;
+        }
+        let write = self.pending.take()?;
+        self.written = Some(Instant::now());
+        Some(write)
     }
 
     /// What the store keeps as of the observation at `at`.
@@ -932,7 +985,8 @@ impl Watch {
             return None;
         }
         let samples = std::mem::take(&mut self.unsaved);
-        Some(self.write(at, &counters, samples))
+        let write = self.write(at, &counters, samples);
+        Some(merged(self.pending.take(), write))
     }
 }
 
@@ -1304,6 +1358,13 @@ mod tests {
         }
     }
 
+    /// A watch without a webhook that keeps every observation at once.
+    fn eager(rules: Vec<Rule>) -> Watch {
+        let mut w = Watch::new(rules, None).unwrap();
+        w.min_interval = Duration::ZERO;
+        w
+    }
+
     /// Observes through `watch` and returns whether any alert changed.
     fn watch_at(watch: &mut Watch, kept: &mut Kept, now: i64, live: &Counters) -> bool {
         watch.observe(now, live, |w| kept.keep(w))
@@ -1317,7 +1378,7 @@ mod tests {
     fn a_firing_alert_restored_from_the_store_neither_fires_again_nor_loses_its_resolve() {
         let rule = bounce(5.0, 600);
         let mut kept = Kept::default();
-        let mut first = Watch::new(vec![rule.clone()], None).unwrap();
+        let mut first = eager(vec![rule.clone()]);
         // 100 sends a minute; 50 bounces a minute from minute 5: fires.
         let live = |m: u64| counters(100 * (m + 1), if m >= 5 { 50 * (m - 4) } else { 0 });
         let mut changes = Vec::new();
@@ -1337,7 +1398,7 @@ mod tests {
         assert_eq!(saved.alerts[0].name, "bounces");
         assert!(saved.alerts[0].firing);
         drop(first);
-        let mut second = Watch::new(vec![rule], None).unwrap();
+        let mut second = eager(vec![rule]);
         let restored = second.restore(&kept.read(), T0 + 7 * MIN).unwrap();
         assert_eq!(restored.firing, ["bounces"]);
         assert_eq!(restored.bad_samples, 0);
@@ -1406,7 +1467,7 @@ mod tests {
 
     #[test]
     fn a_damaged_state_leaves_the_watch_as_it_was_and_bad_samples_are_left_out() {
-        let mut w = Watch::new(vec![bounce(5.0, 60)], None).unwrap();
+        let mut w = eager(vec![bounce(5.0, 60)]);
         let read = |state: &str, samples: Vec<(i64, &str)>| nudge_store::AlertsRead {
             state: state.into(),
             samples: samples.into_iter().map(|(t, c)| (t, c.into())).collect(),
@@ -1441,7 +1502,7 @@ mod tests {
     #[test]
     fn time_the_server_was_down_is_no_drop_in_volume() {
         let mut kept = Kept::default();
-        let mut w = Watch::new(vec![orders_rule(600, 3600)], None).unwrap();
+        let mut w = eager(vec![orders_rule(600, 3600)]);
         // 10 orders a minute for two hours.
         let mut n = 0;
         for m in 0..120 {
@@ -1450,7 +1511,7 @@ mod tests {
         }
         // Down for 20 minutes on the wall clock, then 10 a minute again:
         // the window holds 20 minutes nobody counted, which is no drop.
-        let mut w = Watch::new(vec![orders_rule(600, 3600)], None).unwrap();
+        let mut w = eager(vec![orders_rule(600, 3600)]);
         let back = T0 + 140 * MIN;
         w.restore(&kept.read(), back).unwrap();
         let mut changes = Vec::new();
@@ -1516,5 +1577,47 @@ mod tests {
         assert_eq!(on, [("dead".into(), false), ("bounces".into(), true)]);
         // Still over its new threshold: no second firing.
         assert!(obs(&mut e, T0 + 2 * MIN, &counters(300, 60)).is_empty());
+    }
+
+    #[test]
+    fn quiet_observations_are_kept_with_the_next_change_or_at_the_end() {
+        let mut w = Watch::new(vec![bounce(5.0, 600)], None).unwrap();
+        // Longer than the test runs: only a change or the end writes.
+        w.min_interval = Duration::from_secs(3600);
+        let mut kept = Kept::default();
+        // The first write goes out at once; the next quiet ones wait.
+        for m in 0..3 {
+            assert!(!watch_at(
+                &mut w,
+                &mut kept,
+                T0 + m * MIN,
+                &counters(100 * (m as u64 + 1), 0)
+            ));
+        }
+        assert_eq!(kept.writes, 1);
+        assert!(w.overdue().is_none());
+        // A firing is kept at once, with the samples that waited.
+        assert!(watch_at(
+            &mut w,
+            &mut kept,
+            T0 + 3 * MIN,
+            &counters(400, 50)
+        ));
+        assert_eq!(kept.writes, 2);
+        let times: Vec<i64> = kept.samples.keys().copied().collect();
+        assert_eq!(times, [T0, T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN]);
+        assert!(Saved::parse(&kept.state).unwrap().alerts[0].firing);
+        // A quiet one after it waits, and the end keeps it.
+        assert!(!watch_at(
+            &mut w,
+            &mut kept,
+            T0 + 4 * MIN,
+            &counters(500, 100)
+        ));
+        assert_eq!(kept.writes, 2);
+        let last = w.finish(T0 + 4 * MIN, &counters(500, 100)).unwrap();
+        kept.keep(last).unwrap();
+        assert!(kept.samples.contains_key(&(T0 + 4 * MIN)));
+        assert_eq!(Saved::parse(&kept.state).unwrap().at, T0 + 4 * MIN);
     }
 }
