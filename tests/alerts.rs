@@ -470,3 +470,54 @@ fn a_damaged_alerts_state_starts_the_alerts_afresh() {
     );
     server.terminate();
 }
+
+/// A reload that changes the alerts keeps the state of each name that
+/// stays: a firing alert is not fired again.
+#[test]
+fn a_reload_keeps_a_firing_alert_firing() {
+    let (_tmp, project) = receipt_project();
+    let (url, seen) = recording_webhook();
+    let toml = |threshold: u32, more: &str| {
+        format!(
+            "[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = {threshold}\nwindow = \"1h\"\nmin_volume = 10\n{more}\n[alerts_webhook]\nurl = \"{url}\"\n"
+        )
+    };
+    std::fs::write(project.join("nudge.toml"), toml(10, "")).unwrap();
+    let server = start_server_with(&project, &["--no-auth", "--clock", "events"], &[]);
+    send(&server, &receipts(0, 0));
+    wait_for_metric(
+        &server,
+        r#"nudge_sends_total{channel="email",outcome="delivered"} 20"#,
+    );
+    send(&server, &[bounce(0, 600), bounce(1, 601), bounce(2, 602)]);
+    assert_eq!(wait_for_bodies(&seen, 1).len(), 1);
+    // Another threshold for it and a new alert beside it, read on SIGHUP.
+    std::fs::write(
+        project.join("nudge.toml"),
+        toml(
+            12,
+            "\n[[alerts]]\nname = \"dead\"\nkind = \"dead_letter_rate\"\nthreshold = 50\nwindow = \"1h\"\n",
+        ),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let metrics = wait_for_metric(&server, r#"nudge_alerts_firing{alert="dead"} 0"#);
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 1"#),
+        "{metrics}"
+    );
+    // Still over 12%, a minute later: no second firing.
+    send(&server, &[bounce(3, 700), bounce(4, 701)]);
+    wait_for_metric(
+        &server,
+        r#"nudge_track_events_total{event="Message Bounced"} 5"#,
+    );
+    server.terminate();
+    let bodies = wait_for_bodies(&seen, 1);
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["status"], "firing");
+}
