@@ -118,6 +118,21 @@ impl Counters {
         self.events.get(name).copied().unwrap_or(0)
     }
 
+    /// The same without the events never counted, which read as 0 anyway:
+    /// what is kept, since a project declares many events and a store
+    /// keeps a sample a minute.
+    fn compact(&self) -> Counters {
+        Counters {
+            events: self
+                .events
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// `self` and `more` added field by field (an event either lacks counts 0).
     pub fn plus(&self, more: &Counters) -> Counters {
         let mut events = self.events.clone();
@@ -549,7 +564,7 @@ impl Evaluator {
         Saved {
             version: SAVED_VERSION,
             at,
-            counters: counters.clone(),
+            counters: counters.compact(),
             started: self.started,
             gaps: self.gaps.clone(),
             alerts: self
@@ -958,7 +973,7 @@ impl Watch {
             state: self.evaluator.saved(at, counters, unposted).to_text(),
             samples: samples
                 .into_iter()
-                .map(|(t, c)| (t, serde_json::to_string(&c).unwrap_or_default()))
+                .map(|(t, c)| (t, serde_json::to_string(&c.compact()).unwrap_or_default()))
                 .collect(),
             keep_from: self.evaluator.keep_from(),
         }
