@@ -472,9 +472,10 @@ fn a_damaged_alerts_state_starts_the_alerts_afresh() {
 }
 
 /// A reload that changes the alerts keeps the state of each name that
-/// stays: a firing alert is not fired again.
+/// stays (a firing alert is not fired again), and resolves a firing alert
+/// it removes.
 #[test]
-fn a_reload_keeps_a_firing_alert_firing() {
+fn a_reload_keeps_a_firing_alert_firing_and_resolves_a_removed_one() {
     let (_tmp, project) = receipt_project();
     let (url, seen) = recording_webhook();
     let toml = |threshold: u32, more: &str| {
@@ -516,8 +517,26 @@ fn a_reload_keeps_a_firing_alert_firing() {
         &server,
         r#"nudge_track_events_total{event="Message Bounced"} 5"#,
     );
+    // Removed while firing: resolved once, at the engine's clock.
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[[alerts]]\nname = \"dead\"\nkind = \"dead_letter_rate\"\nthreshold = 50\nwindow = \"1h\"\n\n[alerts_webhook]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let bodies = wait_for_bodies(&seen, 2);
     server.terminate();
-    let bodies = wait_for_bodies(&seen, 1);
-    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[1]["alert"], "bounces");
+    assert_eq!(bodies[1]["status"], "resolved");
+    assert_eq!(bodies[1]["value"], serde_json::Value::Null);
+    assert_eq!(bodies[1]["at"], at(701));
+    assert_eq!(seen.lock().unwrap().len(), 2);
 }

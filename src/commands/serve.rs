@@ -715,13 +715,24 @@ impl<'b> Live<'b> {
     fn set_alerts(&mut self, rules: Vec<alerts::Rule>, settings: &ProjectConfig) {
         self.metrics.watch_events(alerts::watched_events(&rules));
         self.alerts_webhook = format!("{:?}", settings.alerts_webhook);
-        if rules.is_empty() {
-            if let Some(old) = self.alerts.take() {
+        let now = self.engine.now();
+        let empty = rules.is_empty();
+        if let Some(watch) = self.alerts.as_mut() {
+            // Removed alerts that were firing resolve: kept, then posted.
+            if let Some(write) = watch.replace(rules, settings.alerts_webhook.as_ref(), now)
+                && !self.metrics.broken.load(Ordering::Relaxed)
+                && let Err(e) = self.store.commit(&mut Batch {
+                    alerts: Some(write),
+                    ..Batch::default()
+                })
+            {
+                eprintln!("warning: the alerts' state could not be stored ({e})");
+            }
+            watch.send();
+            if empty && let Some(old) = self.alerts.take() {
                 self.keep_alerts(old);
             }
-        } else if let Some(watch) = self.alerts.as_mut() {
-            watch.replace(rules, settings.alerts_webhook.as_ref());
-        } else {
+        } else if !empty {
             self.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
         }
         self.show_alerts(true);

@@ -290,8 +290,26 @@ impl Evaluator {
     /// Watches `rules` from now on, over the history kept so far: an alert
     /// keeps its state while its name stays (its settings may change), so a
     /// receiver never sees a name fire twice without resolving between;
-    /// new names start not firing, and removed ones are dropped.
-    pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+    /// new names start not firing. Removed alerts that were firing resolve
+    /// at `now`: they are returned.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, now: i64) -> Vec<Transition> {
+        let removed = self
+            .rules
+            .iter()
+            .zip(&self.states)
+            .filter(|(old, s)| {
+                matches!(s, State::Firing { .. }) && !rules.iter().any(|r| r.name == old.name)
+            })
+            .map(|(old, _)| Transition {
+                alert: old.name.clone(),
+                kind: old.kind.name(),
+                status: Status::Resolved,
+                value: None,
+                threshold: old.threshold,
+                window: old.window,
+                at: now,
+            })
+            .collect();
         let states = rules
             .iter()
             .map(|r| {
@@ -304,6 +322,7 @@ impl Evaluator {
             .collect();
         self.states = states;
         self.set_rules(rules);
+        removed
     }
 
     /// Whether each rule is firing, in declaration order.
@@ -766,8 +785,15 @@ impl Watch {
 
     /// Watches `rules` from now on, posting to `webhook`, over the history
     /// kept so far (see [`Evaluator::replace_rules`]). Notifications queued
-    /// before are posted first, to the webhook they were queued for.
-    pub fn replace(&mut self, rules: Vec<Rule>, webhook: Option<&AlertsWebhookSection>) {
+    /// before are posted first, to the webhook they were queued for. When
+    /// a removed alert resolves, returns the state to keep before
+    /// [`Watch::send`] posts that.
+    pub fn replace(
+        &mut self,
+        rules: Vec<Rule>,
+        webhook: Option<&AlertsWebhookSection>,
+        now: i64,
+    ) -> Option<nudge_store::AlertsWrite> {
         if let Some(n) = self.notify.take() {
             n.finish();
         }
@@ -775,7 +801,19 @@ impl Watch {
         self.outgoing.clear();
         self.queued = 0;
         self.notify = webhook.map(Notifier::start);
-        self.evaluator.replace_rules(rules);
+        let at = self.last.map_or(now, |t| t.max(now));
+        let removed = self.evaluator.replace_rules(rules, at);
+        if removed.is_empty() || self.kept.0 == i64::MIN {
+            return None;
+        }
+        log(&removed);
+        for t in &removed {
+            self.queue(t.to_json());
+        }
+        let (at, counters) = self.kept.clone();
+        self.written = Some(Instant::now());
+        let write = self.write(at, &counters, Vec::new());
+        Some(merged(self.pending.take(), write))
     }
 
     /// Whether each rule is firing.
@@ -884,19 +922,7 @@ impl Watch {
                 );
             }
         }
-        for t in &transitions {
-            let value = t
-                .value
-                .map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}%"));
-            eprintln!(
-                "alert: {} {} ({}: {value}, threshold {}% over {}s)",
-                t.alert,
-                t.status.as_str(),
-                t.kind,
-                t.threshold,
-                t.window
-            );
-        }
+        log(&transitions);
         if self.notify.is_some() {
             self.outgoing.extend(bodies);
         }
@@ -1002,6 +1028,23 @@ impl Watch {
         let samples = std::mem::take(&mut self.unsaved);
         let write = self.write(at, &counters, samples);
         Some(merged(self.pending.take(), write))
+    }
+}
+
+/// Logs each change on stderr.
+fn log(transitions: &[Transition]) {
+    for t in transitions {
+        let value = t
+            .value
+            .map_or_else(|| "n/a".to_string(), |v| format!("{v:.2}%"));
+        eprintln!(
+            "alert: {} {} ({}: {value}, threshold {}% over {}s)",
+            t.alert,
+            t.status.as_str(),
+            t.kind,
+            t.threshold,
+            t.window
+        );
     }
 }
 
@@ -1587,11 +1630,21 @@ mod tests {
             window: 60,
             min_volume: 1,
         };
-        e.replace_rules(vec![other, stricter]);
+        assert!(
+            e.replace_rules(vec![other.clone(), stricter], T0 + MIN)
+                .is_empty()
+        );
         let on: Vec<(String, bool)> = e.firing().map(|(r, f)| (r.name.clone(), f)).collect();
         assert_eq!(on, [("dead".into(), false), ("bounces".into(), true)]);
         // Still over its new threshold: no second firing.
         assert!(obs(&mut e, T0 + 2 * MIN, &counters(300, 60)).is_empty());
+        // Removed while firing: it resolves then, once.
+        let resolved = e.replace_rules(vec![other], T0 + 3 * MIN);
+        assert_eq!(resolved.len(), 1, "{resolved:?}");
+        assert_eq!(resolved[0].alert, "bounces");
+        assert_eq!(resolved[0].status, Status::Resolved);
+        assert_eq!((resolved[0].value, resolved[0].at), (None, T0 + 3 * MIN));
+        assert!(e.replace_rules(Vec::new(), T0 + 4 * MIN).is_empty());
     }
 
     #[test]
