@@ -308,3 +308,235 @@ fn export_writes_prometheus_rules_over_serve_metrics() {
         .success()
         .stdout("groups:\n  - name: nudge\n    rules: []\n");
 }
+
+/// 20 receipts delivered within the first minute after `secs`, to users
+/// from `first`.
+fn receipts(first: usize, secs: i64) -> Vec<String> {
+    let mut lines = Vec::new();
+    for u in first..first + 20 {
+        lines.push(identify(u, secs + (u - first) as i64));
+        lines.push(format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"u{u}","timestamp":"{}","properties":{{"order_id":"o{u}","total":10}}}}"#,
+            at(secs + 30 + (u - first) as i64)
+        ));
+    }
+    lines
+}
+
+/// How a server is stopped between the two runs.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Term,
+    Kill,
+}
+
+/// A firing alert stays fired across a restart: no second `firing` post,
+/// even though the bounces after the restart would fire it on their own,
+/// and exactly one `resolved` once the rate clears.
+fn an_alert_firing_before_a_restart_is_not_fired_again(stop: Stop) {
+    let (_tmp, project) = receipt_project();
+    let (url, seen) = recording_webhook();
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = 10\nwindow = \"1h\"\nmin_volume = 10\n\n[alerts_webhook]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let args = ["--no-auth", "--clock", "events"];
+    let server = start_server_with(&project, &args, &[]);
+    send(&server, &receipts(0, 0));
+    wait_for_metric(
+        &server,
+        r#"nudge_sends_total{channel="email",outcome="delivered"} 20"#,
+    );
+    // 3 bounces of 20 sends: 15%, over 10%.
+    send(&server, &[bounce(0, 600), bounce(1, 601), bounce(2, 602)]);
+    send(&server, &[bounce(3, 603)]);
+    let bodies = wait_for_bodies(&seen, 1);
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["status"], "firing");
+    // Once the post is known to have gone out, the store says so too.
+    let metrics = wait_for_metric(&server, "nudge_alert_notifications_unposted 0");
+    assert!(
+        metrics.contains("nudge_alert_notifications_unposted 0"),
+        "{metrics}"
+    );
+    match stop {
+        Stop::Term => server.terminate(),
+        Stop::Kill => server.kill(),
+    }
+
+    let server = start_server_with(&project, &args, &[]);
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 1"#),
+        "restored as firing: {metrics}"
+    );
+    // After the restart, 20 more sends and 3 bounces: 15% of this run's
+    // own sends, enough to fire an alert that forgot it was firing.
+    send(&server, &receipts(40, 900));
+    wait_for_metric(
+        &server,
+        r#"nudge_sends_total{channel="email",outcome="delivered"} 20"#,
+    );
+    // Alerts are evaluated a minute of the clock apart (a sixtieth of the
+    // window): these come late enough after the receipts to be.
+    send(
+        &server,
+        &[bounce(40, 1100), bounce(41, 1101), bounce(42, 1102)],
+    );
+    send(&server, &[bounce(43, 1103)]);
+    let metrics = wait_for_metric(
+        &server,
+        r#"nudge_track_events_total{event="Message Bounced"} 4"#,
+    );
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 1"#),
+        "{metrics}"
+    );
+    // Clear at 3h (no send in the hour before), resolved an hour later,
+    // once.
+    send(&server, &[identify(90, 3 * 3600)]);
+    send(&server, &[identify(91, 4 * 3600 + 1)]);
+    let metrics = wait_for_metric(&server, r#"nudge_alerts_firing{alert="bounces"} 0"#);
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 0"#),
+        "{metrics}"
+    );
+    // A graceful stop posts what is queued first: the count is final.
+    server.terminate();
+    let bodies = wait_for_bodies(&seen, 2);
+    let statuses: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["firing", "resolved"], "{bodies:?}");
+    assert_eq!(bodies[0]["at"], at(602));
+    assert_eq!(bodies[1]["alert"], "bounces");
+    assert_eq!(bodies[1]["at"], at(4 * 3600 + 1));
+}
+
+#[test]
+fn an_alert_firing_at_a_graceful_stop_is_not_fired_again_and_resolves_once() {
+    an_alert_firing_before_a_restart_is_not_fired_again(Stop::Term);
+}
+
+#[test]
+fn an_alert_firing_when_the_server_is_killed_is_not_fired_again_and_resolves_once() {
+    an_alert_firing_before_a_restart_is_not_fired_again(Stop::Kill);
+}
+
+/// A damaged alerts state in the store is no reason to stop serving: the
+/// alerts start afresh, not firing.
+#[test]
+fn a_damaged_alerts_state_starts_the_alerts_afresh() {
+    let (_tmp, project) = receipt_project();
+    std::fs::write(
+        project.join("nudge.toml"),
+        "[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = 10\nwindow = \"1h\"\nmin_volume = 10\n",
+    )
+    .unwrap();
+    let args = ["--no-auth", "--clock", "events"];
+    let server = start_server_with(&project, &args, &[]);
+    send(&server, &receipts(0, 0));
+    wait_for_metric(
+        &server,
+        r#"nudge_sends_total{channel="email",outcome="delivered"} 20"#,
+    );
+    send(&server, &[bounce(0, 600), bounce(1, 601), bounce(2, 602)]);
+    wait_for_metric(&server, r#"nudge_alerts_firing{alert="bounces"} 1"#);
+    server.terminate();
+    {
+        let mut store = nudge_store::Store::open(&project.join(".nudge/state.db")).unwrap();
+        let kept = store.alerts().unwrap().expect("the alerts' state was kept");
+        assert!(kept.state.contains(r#""firing":true"#), "{}", kept.state);
+        store
+            .commit(&mut nudge_store::Batch {
+                alerts: Some(nudge_store::AlertsWrite {
+                    state: r#"{"version": 1, "at": "#.into(),
+                    samples: vec![(1, "[".into())],
+                    keep_from: 0,
+                }),
+                ..nudge_store::Batch::default()
+            })
+            .unwrap();
+    }
+    let server = start_server_with(&project, &args, &[]);
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 0"#),
+        "{metrics}"
+    );
+    server.terminate();
+}
+
+/// A reload that changes the alerts keeps the state of each name that
+/// stays (a firing alert is not fired again), and resolves a firing alert
+/// it removes.
+#[test]
+fn a_reload_keeps_a_firing_alert_firing_and_resolves_a_removed_one() {
+    let (_tmp, project) = receipt_project();
+    let (url, seen) = recording_webhook();
+    let toml = |threshold: u32, more: &str| {
+        format!(
+            "[[alerts]]\nname = \"bounces\"\nkind = \"bounce_rate\"\nthreshold = {threshold}\nwindow = \"1h\"\nmin_volume = 10\n{more}\n[alerts_webhook]\nurl = \"{url}\"\n"
+        )
+    };
+    std::fs::write(project.join("nudge.toml"), toml(10, "")).unwrap();
+    let server = start_server_with(&project, &["--no-auth", "--clock", "events"], &[]);
+    send(&server, &receipts(0, 0));
+    wait_for_metric(
+        &server,
+        r#"nudge_sends_total{channel="email",outcome="delivered"} 20"#,
+    );
+    send(&server, &[bounce(0, 600), bounce(1, 601), bounce(2, 602)]);
+    assert_eq!(wait_for_bodies(&seen, 1).len(), 1);
+    // Another threshold for it and a new alert beside it, read on SIGHUP.
+    std::fs::write(
+        project.join("nudge.toml"),
+        toml(
+            12,
+            "\n[[alerts]]\nname = \"dead\"\nkind = \"dead_letter_rate\"\nthreshold = 50\nwindow = \"1h\"\n",
+        ),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let metrics = wait_for_metric(&server, r#"nudge_alerts_firing{alert="dead"} 0"#);
+    assert!(
+        metrics.contains(r#"nudge_alerts_firing{alert="bounces"} 1"#),
+        "{metrics}"
+    );
+    // Still over 12%, a minute later: no second firing.
+    send(&server, &[bounce(3, 700), bounce(4, 701)]);
+    wait_for_metric(
+        &server,
+        r#"nudge_track_events_total{event="Message Bounced"} 5"#,
+    );
+    // Removed while firing: resolved once, at the engine's clock.
+    std::fs::write(
+        project.join("nudge.toml"),
+        format!(
+            "[[alerts]]\nname = \"dead\"\nkind = \"dead_letter_rate\"\nthreshold = 50\nwindow = \"1h\"\n\n[alerts_webhook]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let bodies = wait_for_bodies(&seen, 2);
+    server.terminate();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[0]["status"], "firing");
+    assert_eq!(bodies[1]["alert"], "bounces");
+    assert_eq!(bodies[1]["status"], "resolved");
+    assert_eq!(bodies[1]["value"], serde_json::Value::Null);
+    assert_eq!(bodies[1]["at"], at(701));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

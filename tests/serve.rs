@@ -185,6 +185,22 @@ fn http_ingest_is_durable_authenticated_and_validated() {
         "{metrics}"
     );
     assert!(metrics.contains("nudge_build_info{version="), "{metrics}");
+    // Sends by flow, message, channel and outcome; the last call of each
+    // declared event.
+    assert!(
+        metrics.contains(
+            "nudge_message_sends_total{flow=\"cart_recovery\",message=\"cart_reminder\",channel=\"email\",outcome=\"delivered\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nudge_track_event_last_timestamp_seconds{event=\"Checkout Started\"} "),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("nudge_track_event_last_timestamp_seconds{event=\"Order Completed\"}"),
+        "no order came: {metrics}"
+    );
     assert!(metrics.contains("\nnudge_releases 1\n"), "{metrics}");
     assert!(metrics.contains("\nnudge_timers_pending "), "{metrics}");
     assert!(

@@ -686,6 +686,15 @@ impl<'b> Live<'b> {
         // Checked when nudge.toml was read.
         let rules = settings.alert_rules().unwrap_or_default();
         live.set_alerts(rules, settings);
+        // Counting starts now: on the wall clock, the time the server was
+        // down was not observed; on the calls' clock, nothing was missed
+        // beyond what the last run counted and did not keep.
+        let counting_from = if args.clock == Clock::Wall && !args.stdin {
+            chrono::Utc::now().timestamp_millis()
+        } else {
+            live.engine.now()
+        };
+        live.restore_alerts(counting_from);
         if !resumed.held.is_empty() {
             // A flood held before a restart stays held after it.
             live.trip(format!(
@@ -700,22 +709,105 @@ impl<'b> Live<'b> {
         Ok(live)
     }
 
-    /// Watches `rules`, notifying through the settings' `[alerts_webhook]`;
-    /// alerts watched before are dropped (their queued notifications are
-    /// posted first).
+    /// Watches `rules`, notifying through the settings' `[alerts_webhook]`.
+    /// Alerts watched before keep their history, and their state while
+    /// their name stays (notifications queued before are posted first).
     fn set_alerts(&mut self, rules: Vec<alerts::Rule>, settings: &ProjectConfig) {
         self.metrics.watch_events(alerts::watched_events(&rules));
-        if let Some(old) = self.alerts.take() {
-            old.finish();
-        }
         self.alerts_webhook = format!("{:?}", settings.alerts_webhook);
-        self.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
-        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
-            firing.clear();
-            // Every alert is on /metrics from the start, not firing.
-            for (rule, _) in self.alerts.iter().flat_map(|w| w.firing()) {
-                firing.insert(rule.name.clone(), false);
+        let now = self.engine.now();
+        let empty = rules.is_empty();
+        if let Some(watch) = self.alerts.as_mut() {
+            // Removed alerts that were firing resolve: kept, then posted.
+            if let Some(write) = watch.replace(rules, settings.alerts_webhook.as_ref(), now)
+                && !self.metrics.broken.load(Ordering::Relaxed)
+                && let Err(e) = self.store.commit(&mut Batch {
+                    alerts: Some(write),
+                    ..Batch::default()
+                })
+            {
+                eprintln!("warning: the alerts' state could not be stored ({e})");
             }
+            watch.send();
+            if empty && let Some(old) = self.alerts.take() {
+                self.keep_alerts(old);
+            }
+        } else if !empty {
+            self.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
+        }
+        self.show_alerts(true);
+    }
+
+    /// Puts each alert's state on `/metrics`; `all` drops alerts no longer
+    /// declared.
+    fn show_alerts(&self, all: bool) {
+        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
+            if all {
+                firing.clear();
+            }
+            for (rule, on) in self.alerts.iter().flat_map(|w| w.firing()) {
+                firing.insert(rule.name.clone(), on);
+            }
+        }
+    }
+
+    /// Takes up the alerts' state an earlier run kept in the store; `now`
+    /// is when this run's counting started. A state that cannot be read
+    /// is reported and the alerts start afresh, not firing.
+    fn restore_alerts(&mut self, now: i64) {
+        let Some(watch) = self.alerts.as_mut() else {
+            return;
+        };
+        let restored = self
+            .store
+            .alerts()
+            .map_err(|e| e.to_string())
+            .and_then(|read| read.map(|r| watch.restore(&r, now)).transpose());
+        match restored {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                for name in &r.firing {
+                    eprintln!("note: alert {name} was firing when the server stopped; it still is");
+                }
+                if r.requeued > 0 {
+                    eprintln!(
+                        "note: {} alert notifications not known to be posted are posted again",
+                        r.requeued
+                    );
+                }
+                if r.bad_samples > 0 {
+                    eprintln!(
+                        "warning: {} stored samples of the alerts' counters cannot be read and are left out",
+                        r.bad_samples
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: the alerts' state in the store cannot be read ({e}); the alerts start again, not firing"
+            ),
+        }
+        if let Some(watch) = self.alerts.as_mut() {
+            self.metrics
+                .alerts_unposted
+                .store(watch.unposted() as u64, Ordering::Relaxed);
+            watch.send();
+        }
+        self.show_alerts(true);
+    }
+
+    /// Keeps the state of `watch`, which stops, in the store.
+    fn keep_alerts(&mut self, watch: alerts::Watch) {
+        let write = watch.finish(self.engine.now(), &self.metrics.alert_counters());
+        if let Some(write) = write
+            && !self.metrics.broken.load(Ordering::Relaxed)
+            && let Err(e) = self.store.commit(&mut Batch {
+                alerts: Some(write),
+                ..Batch::default()
+            })
+        {
+            eprintln!(
+                "warning: the alerts' state could not be stored ({e}); after a restart they may notify again"
+            );
         }
     }
 
@@ -796,6 +888,7 @@ impl<'b> Live<'b> {
         }
         let mut dead = Vec::new();
         let mut count = 0;
+        let applied_at = chrono::Utc::now().timestamp_millis();
         for line in lines {
             count += 1;
             self.source.line += 1;
@@ -808,7 +901,7 @@ impl<'b> Live<'b> {
                 &mut dead,
             );
             if dead.len() == refused {
-                self.metrics.count_event(line);
+                self.metrics.count_event(line, applied_at);
             }
             let made = self.captured.len().saturating_sub(before);
             let at = self.source.line;
@@ -1044,6 +1137,17 @@ impl<'b> Live<'b> {
             self.metrics
                 .retrying
                 .store(self.retries.len() as u64, Ordering::Relaxed);
+            if let Ok(mut by_message) = self.metrics.message_sends.lock() {
+                for r in &records {
+                    let key = (
+                        r.flow.clone(),
+                        r.message.clone(),
+                        r.channel.clone(),
+                        r.outcome.name(),
+                    );
+                    *by_message.entry(key).or_default() += 1;
+                }
+            }
             let feeds = self.engine.sink_mut().feeds_mut();
             for r in &records {
                 durable::Feed::delivery(feeds, r);
@@ -1078,16 +1182,36 @@ impl<'b> Live<'b> {
         };
         let now = self.engine.now();
         // `i64::MIN`: nothing has set the clock yet.
-        if now == i64::MIN || !watch.due(now) {
+        if now == i64::MIN {
             return;
         }
-        if !watch.observe(now, &self.metrics.alert_counters()) {
-            return;
-        }
-        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
-            for (rule, on) in watch.firing() {
-                firing.insert(rule.name.clone(), on);
+        let store = &mut self.store;
+        let broken = self.metrics.broken.load(Ordering::Relaxed);
+        let mut keep = |write| {
+            if broken {
+                return Err("the store failed earlier".to_string());
             }
+            store
+                .commit(&mut Batch {
+                    alerts: Some(write),
+                    ..Batch::default()
+                })
+                .map_err(|e| e.to_string())
+        };
+        // Posted notifications are kept as such, so a restart does not
+        // post them again; quiet observations are kept within a second.
+        if let Some(write) = watch.posted().or_else(|| watch.overdue())
+            && let Err(e) = keep(write)
+        {
+            eprintln!("warning: the alerts' state could not be stored ({e})");
+        }
+        let changed = watch.due(now) && watch.observe(now, &self.metrics.alert_counters(), keep);
+        self.metrics
+            .alerts_unposted
+            .store(watch.unposted() as u64, Ordering::Relaxed);
+        watch.send();
+        if changed {
+            self.show_alerts(false);
         }
     }
 
@@ -1198,7 +1322,7 @@ impl<'b> Live<'b> {
             );
         }
         if let Some(watch) = self.alerts.take() {
-            watch.finish();
+            self.keep_alerts(watch);
         }
         let flushed = self.dead.flush();
         if let Err(e) = self.engine.into_sink().into_feeds().finish() {
@@ -1257,8 +1381,15 @@ struct Metrics {
     /// Applied track calls by event name, for the events alerts watch (a
     /// fixed set, so the label's values stay few).
     track_events: Mutex<BTreeMap<String, u64>>,
+    /// When a track call of each of those events was last applied, in
+    /// milliseconds since the epoch (wall clock).
+    track_last: Mutex<BTreeMap<String, i64>>,
+    /// Delivery attempts by flow, message, channel and outcome.
+    message_sends: Mutex<BTreeMap<MessageOutcome, u64>>,
     /// Whether each alert is firing, by name.
     alerts_firing: Mutex<BTreeMap<String, bool>>,
+    /// Alert notifications decided and not yet known to be posted.
+    alerts_unposted: AtomicU64,
     /// The per-flow families, rendered from the engine's counters by the
     /// engine thread once a second (the counters live on that thread).
     flows: Mutex<String>,
@@ -1278,6 +1409,10 @@ struct Metrics {
     /// Deliveries by provider (the plugin's name).
     providers: Mutex<BTreeMap<String, ProviderCounts>>,
 }
+
+/// A delivery's flow, message, channel and outcome: the labels of
+/// `nudge_message_sends_total`.
+type MessageOutcome = (String, String, String, &'static str);
 
 /// The upper bounds, in seconds, of the commit latency histogram's buckets:
 /// from a commit that only appends to the WAL to one stuck behind a slow disk.
@@ -1321,8 +1456,9 @@ impl Metrics {
         }
     }
 
-    /// Counts `line` by its event if it is a track call.
-    fn count_event(&self, line: &str) {
+    /// Counts `line` by its event if it is a track call applied at `now`
+    /// (milliseconds, wall clock).
+    fn count_event(&self, line: &str, now: i64) {
         let Some(name) = track_event(line) else {
             return;
         };
@@ -1338,6 +1474,9 @@ impl Metrics {
         };
         if let Some(n) = counts.get_mut(key) {
             *n += 1;
+        }
+        if let Ok(mut last) = self.track_last.lock() {
+            last.insert(key.to_string(), now);
         }
     }
 
@@ -1614,6 +1753,13 @@ impl Metrics {
             "1 while the alert declared in [[alerts]] is firing.",
             by_name(&Mutex::new(firing), "nudge_alerts_firing", "alert"),
         );
+        let unposted = self.alerts_unposted.load(Ordering::Relaxed);
+        metric(
+            "nudge_alert_notifications_unposted",
+            "gauge",
+            "Alert notifications decided and not yet known to be posted (kept in the store: a restart posts them).",
+            vec![format!("nudge_alert_notifications_unposted {unposted}")],
+        );
         let lag = self.lag.load(Ordering::Relaxed);
         metric(
             "nudge_timer_lag_seconds",
@@ -1661,6 +1807,49 @@ impl Metrics {
             "counter",
             "HTTP requests answered, by route pattern and status.",
             requests,
+        );
+        let last_by_event = self
+            .track_last
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(event, ms)| {
+                        format!(
+                            "nudge_track_event_last_timestamp_seconds{{event={}}} {}",
+                            label_value(event),
+                            *ms as f64 / 1000.0
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_track_event_last_timestamp_seconds",
+            "gauge",
+            "When a track call of the event was last applied, by event (as nudge_track_events_total names them); absent before the first.",
+            last_by_event,
+        );
+        let by_message = self
+            .message_sends
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((flow, message, channel, outcome), n)| {
+                        format!(
+                            "nudge_message_sends_total{{flow={},message={},channel={},outcome=\"{outcome}\"}} {n}",
+                            label_value(flow),
+                            label_value(message),
+                            label_value(channel)
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metric(
+            "nudge_message_sends_total",
+            "counter",
+            "Messages handed to plugins, by flow, message, channel and outcome (every round of a retried send counts).",
+            by_message,
         );
         let last = self.last_event.load(Ordering::Relaxed);
         metric(

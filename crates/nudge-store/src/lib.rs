@@ -76,6 +76,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE checkpoint_parts(part INTEGER PRIMARY KEY, body BLOB NOT NULL);
      CREATE INDEX calls_deploys ON calls(seq) WHERE kind = 3;
      ALTER TABLE sources ADD COLUMN beyond TEXT NOT NULL DEFAULT '';",
+    // Version 4: what `nudge serve`'s alerts need after a restart: their
+    // counters sampled on the engine's clock (the host's own text), so that
+    // windows and baselines go on where they stood. Their states are a
+    // `meta` value written with the samples.
+    "CREATE TABLE alert_samples(at INTEGER PRIMARY KEY, counters TEXT NOT NULL);",
 ];
 
 /// The largest part a checkpoint's bytes are split into: well under
@@ -371,6 +376,30 @@ pub struct Batch<'a> {
     /// The engine's state after the batch's last call, replacing the
     /// store's checkpoint.
     pub checkpoint: Option<Checkpoint>,
+    /// The alerts' state and new samples.
+    pub alerts: Option<AlertsWrite>,
+}
+
+/// What `nudge serve` keeps of its alerts: the store holds the host's text
+/// and never reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertsWrite {
+    /// The alerts' state, replacing the last one.
+    pub state: String,
+    /// New samples of the counters, by instant (milliseconds since the
+    /// epoch); one at an instant already held replaces it.
+    pub samples: Vec<(i64, String)>,
+    /// Samples before this instant are of no more use and are deleted.
+    pub keep_from: i64,
+}
+
+/// The alerts' state and samples as the store holds them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertsRead {
+    /// The state last written.
+    pub state: String,
+    /// Every sample kept, oldest first.
+    pub samples: Vec<(i64, String)>,
 }
 
 /// The ledger's counts by state.
@@ -859,6 +888,9 @@ impl Store {
             if let Some(c) = batch.checkpoint.take() {
                 write_checkpoint(&tx, &c).map_err(err)?;
             }
+            if let Some(a) = batch.alerts.take() {
+                write_alerts(&tx, &a).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         batch.calls.clear();
@@ -1009,6 +1041,23 @@ impl Store {
         })
     }
 
+    /// The alerts' state and samples `nudge serve` wrote, if it wrote any.
+    pub fn alerts(&self) -> Result<Option<AlertsRead>, StoreError> {
+        let Some(state) = self.meta("alerts")? else {
+            return Ok(None);
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT at, counters FROM alert_samples ORDER BY at")
+            .map_err(|e| self.err(e))?;
+        let samples = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<(i64, String)>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(Some(AlertsRead { state, samples }))
+    }
+
     /// How many calls the history holds.
     pub fn call_count(&self) -> Result<u64, StoreError> {
         self.conn
@@ -1016,6 +1065,21 @@ impl Store {
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }
+}
+
+/// Replaces the alerts' state, adds their new samples and drops old ones.
+fn write_alerts(tx: &rusqlite::Transaction<'_>, a: &AlertsWrite) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('alerts', ?1)",
+        [&a.state],
+    )?;
+    let mut sample =
+        tx.prepare_cached("INSERT OR REPLACE INTO alert_samples(at, counters) VALUES (?1, ?2)")?;
+    for (at, counters) in &a.samples {
+        sample.execute(params![at, counters])?;
+    }
+    tx.execute("DELETE FROM alert_samples WHERE at < ?1", [a.keep_from])?;
+    Ok(())
 }
 
 /// Replaces the stored checkpoint with `c`, as of the last call stored.

@@ -482,3 +482,69 @@ fn finding_a_deploy_reads_the_index_not_the_history() {
         );
     }
 }
+
+#[test]
+fn alert_state_is_replaced_and_samples_are_kept_from_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.alerts().unwrap(), None);
+        let write = |state: &str, samples: &[(i64, &str)], keep_from: i64| Batch {
+            alerts: Some(AlertsWrite {
+                state: state.into(),
+                samples: samples.iter().map(|(t, c)| (*t, c.to_string())).collect(),
+                keep_from,
+            }),
+            ..Batch::default()
+        };
+        s.commit(&mut write("one", &[(1_000, "a"), (2_000, "b")], 0))
+            .unwrap();
+        // A sample at an instant already held replaces it; those before
+        // the cut go.
+        s.commit(&mut write("two", &[(2_000, "b2"), (3_000, "c")], 2_000))
+            .unwrap();
+    }
+    // Read back after reopening: nothing else of the store changed.
+    let s = Store::open(&path).unwrap();
+    let read = s.alerts().unwrap().expect("written");
+    assert_eq!(read.state, "two");
+    assert_eq!(
+        read.samples,
+        [(2_000, "b2".to_string()), (3_000, "c".to_string())]
+    );
+    assert!(s.is_fresh().unwrap());
+}
+
+#[test]
+fn a_store_of_schema_3_gains_the_alert_samples_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version(version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (3);
+             INSERT INTO calls(seq, kind) VALUES (1, 2);
+             INSERT INTO meta VALUES ('clock', '5000');",
+        )
+        .unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(s.call_count().unwrap(), 1);
+    assert_eq!(s.alerts().unwrap(), None);
+    s.commit(&mut Batch {
+        alerts: Some(AlertsWrite {
+            state: "{}".into(),
+            samples: vec![(5_000, "{}".into())],
+            keep_from: 0,
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(s.alerts().unwrap().unwrap().samples.len(), 1);
+}
