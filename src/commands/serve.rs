@@ -1910,6 +1910,15 @@ fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String 
         vec![format!("nudge_releases {releases}")],
     );
     family(
+        "nudge_deploys_total",
+        "counter",
+        "Deploys applied to the store since it began (each adds a release).",
+        vec![format!(
+            "nudge_deploys_total {}",
+            releases.saturating_sub(1)
+        )],
+    );
+    family(
         "nudge_flow_entered_total",
         "counter",
         "Instances started, per flow.",
@@ -2022,13 +2031,22 @@ fn flow_metrics(stats: &nudge_runtime::stats::Stats, releases: usize) -> String 
         "Feedback by kind (bounce, spam, unsubscribe, stop, click) and the flow its event names (empty: none of the project's).",
         feedback,
     );
+    let mut revenue = Vec::new();
+    for (flow, f) in &stats.flows {
+        for (currency, amount) in &f.revenue_by_currency {
+            revenue.push(format!(
+                "nudge_flow_revenue_total{{flow={},currency={}}} {}",
+                label_value(flow),
+                label_value(currency),
+                amount.normalize()
+            ));
+        }
+    }
     family(
         "nudge_flow_revenue_total",
         "counter",
-        "Revenue of treated conversions, per flow, in the amounts' own unit.",
-        per_flow("nudge_flow_revenue_total", &|f| {
-            f.revenue.normalize().to_string()
-        }),
+        "Revenue of treated conversions, per flow and the goal event's currency (empty: the event gave none); currencies are never added together.",
+        revenue,
     );
     out
 }
@@ -2750,13 +2768,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn early_ends_are_counted_by_flow_and_reason_code() {
+    fn flow_counters_are_labelled_by_code_and_currency() {
         use nudge_runtime::record::ExitReason;
         let mut stats = nudge_runtime::stats::Stats::default();
         let cart = stats.flow_mut("cart");
         cart.exits.insert(ExitReason::ExitOn, 3);
         cart.exits.insert(ExitReason::Merged, 1);
-        let text = flow_metrics(&stats, 1);
+        cart.revenue_by_currency
+            .insert("EUR".into(), "12.50".parse().unwrap());
+        cart.revenue_by_currency
+            .insert("USD".into(), "7".parse().unwrap());
+        let text = flow_metrics(&stats, 3);
+        assert!(text.contains("\nnudge_deploys_total 2\n"), "{text}");
+        for line in [
+            "nudge_flow_revenue_total{flow=\"cart\",currency=\"EUR\"} 12.5",
+            "nudge_flow_revenue_total{flow=\"cart\",currency=\"USD\"} 7",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line} in {text}");
+        }
         assert!(
             text.contains("# TYPE nudge_flow_exited_total counter\n"),
             "{text}"

@@ -42,8 +42,13 @@ pub struct FlowStats {
     pub variants: BTreeMap<String, u64>,
     /// Goals reached by treated instances.
     pub conversions: u64,
-    /// Revenue of those conversions.
+    /// Revenue of those conversions, all currencies added (the summary
+    /// table's figure; see `revenue_by_currency`).
     pub revenue: Decimal,
+    /// Revenue of those conversions by the goal event's `currency` (empty
+    /// when it gives none): amounts in different currencies never add up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revenue_by_currency: BTreeMap<String, Decimal>,
     /// Goals reached by held-out instances.
     pub holdout_conversions: u64,
     /// Treated conversions by the last message sent before them.

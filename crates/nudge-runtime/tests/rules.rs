@@ -790,3 +790,93 @@ flow stop_step {{
         "{line}"
     );
 }
+
+#[test]
+fn revenue_is_counted_per_currency_never_added_across() {
+    let src = format!(
+        r#"{MESSAGES}
+flow cart {{
+  trigger checkout_started
+  goal order_completed within 5d
+  wait 1h
+  send reminder()
+}}
+"#
+    );
+    let b = bundle(&src);
+    let config = nudge_runtime::engine::Config {
+        release_spread: 0,
+        ..nudge_runtime::engine::Config::default()
+    };
+    let mut engine = nudge_runtime::engine::Engine::new(
+        &b,
+        nudge_runtime::engine::MemorySink::default(),
+        config,
+        i64::MIN,
+    );
+    let order = |who: &str, at: &str, props: &str| {
+        track(
+            &format!(r#""userId":"{who}""#),
+            "Order Completed",
+            at,
+            props,
+        )
+    };
+    for line in [
+        identify("u1", "2026-01-05T09:00:00Z"),
+        identify("u2", "2026-01-05T09:00:00Z"),
+        identify("u3", "2026-01-05T09:00:00Z"),
+        track(
+            r#""userId":"u1""#,
+            "Checkout Started",
+            "2026-01-05T10:00:00Z",
+            "{}",
+        ),
+        track(
+            r#""userId":"u2""#,
+            "Checkout Started",
+            "2026-01-05T10:00:00Z",
+            "{}",
+        ),
+        track(
+            r#""userId":"u3""#,
+            "Checkout Started",
+            "2026-01-05T10:00:00Z",
+            "{}",
+        ),
+        order(
+            "u1",
+            "2026-01-05T12:00:00Z",
+            r#"{"order_id":"o1","total":30,"revenue":25.5,"currency":"eur"}"#,
+        ),
+        order(
+            "u2",
+            "2026-01-05T12:00:00Z",
+            r#"{"order_id":"o2","total":10,"revenue":10,"currency":"USD"}"#,
+        ),
+        order(
+            "u3",
+            "2026-01-05T12:00:00Z",
+            r#"{"order_id":"o3","total":4,"revenue":4}"#,
+        ),
+    ] {
+        nudge_runtime::ingest::apply_line(&mut engine, &line).unwrap();
+    }
+    engine.drain();
+    let stats = engine.stats();
+    let cart = &stats.flows["cart"];
+    let by: Vec<(String, String)> = cart
+        .revenue_by_currency
+        .iter()
+        .map(|(c, d)| (c.clone(), d.normalize().to_string()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            (String::new(), "4".to_string()),
+            ("EUR".to_string(), "25.5".to_string()),
+            ("USD".to_string(), "10".to_string()),
+        ]
+    );
+    assert_eq!(cart.conversions, 3);
+}

@@ -1183,6 +1183,7 @@ impl Machine<'_> {
                 continue;
             }
             let revenue = revenue_of(bundle, seen);
+            let currency = text_of(bundle, seen, "currency");
             let flow = &bundle.flows[w.flow as usize];
             let key = self.key_of(w.release, w.flow);
             let last = self.customers[&c]
@@ -1199,6 +1200,9 @@ impl Machine<'_> {
                 stats.conversions += 1;
                 if let Some(r) = revenue {
                     stats.revenue += r;
+                    let code = currency.as_deref().unwrap_or_default().to_ascii_uppercase();
+                    let by = stats.revenue_by_currency.entry(code).or_default();
+                    *by = by.checked_add(r).unwrap_or(*by);
                 }
                 if let Some(m) = &last {
                     *stats.attributed.entry(m.clone()).or_insert(0) += 1;
@@ -1214,7 +1218,7 @@ impl Machine<'_> {
                     holdout: w.holdout,
                     message: last,
                     order_id: text_of(bundle, seen, "order_id"),
-                    currency: text_of(bundle, seen, "currency"),
+                    currency,
                 },
             );
         }
