@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{OutboxFile, Outgoing, Plugin};
+use nudge_channels::{AudienceSync, OutboxFile, Outgoing, Plugin};
 
 use crate::engine::Sink;
 use crate::record::{Membership, Record};
@@ -20,7 +20,61 @@ pub struct FileSink {
     trace: Option<BufWriter<File>>,
     audiences_dir: PathBuf,
     audiences: HashMap<String, BufWriter<File>>,
+    sync: Option<AudienceSyncer>,
     error: Option<String>,
+}
+
+/// An ad-platform plugin fed with a host's membership changes. A failure
+/// does not stop the run: the first one is kept for [`AudienceSyncer::finish`],
+/// and the audience feeds still hold every change.
+pub struct AudienceSyncer {
+    plugin: Box<dyn AudienceSync>,
+    error: Option<String>,
+}
+
+/// What an [`AudienceSyncer`] did over a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Synced {
+    /// The plugin (`meta_audience`, `google_customer_match`).
+    pub plugin: String,
+    /// One line per audience: added, removed, unmatched, failed.
+    pub lines: Vec<String>,
+    /// The first failure, if any.
+    pub error: Option<String>,
+}
+
+impl AudienceSyncer {
+    /// Feeds `plugin`.
+    pub fn new(plugin: Box<dyn AudienceSync>) -> Self {
+        AudienceSyncer {
+            plugin,
+            error: None,
+        }
+    }
+
+    /// Hands one change to the plugin, which sends a batch when one is full.
+    pub fn change(&mut self, change: &Membership) {
+        if let Err(e) = self.plugin.change(&change.to_change()) {
+            self.error.get_or_insert(e.to_string());
+        }
+    }
+
+    /// Sends everything pending.
+    pub fn flush(&mut self) {
+        if let Err(e) = self.plugin.flush() {
+            self.error.get_or_insert(e.to_string());
+        }
+    }
+
+    /// Sends everything pending and says what came of the run.
+    pub fn finish(mut self) -> Synced {
+        self.flush();
+        Synced {
+            plugin: self.plugin.name().to_string(),
+            lines: self.plugin.report().lines(),
+            error: self.error,
+        }
+    }
 }
 
 impl FileSink {
@@ -50,8 +104,20 @@ impl FileSink {
             trace,
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
+            sync: None,
             error: None,
         })
+    }
+
+    /// Sends membership changes to an ad platform too, besides the feeds.
+    pub fn sync_audiences(&mut self, plugin: Box<dyn AudienceSync>) {
+        self.sync = Some(AudienceSyncer::new(plugin));
+    }
+
+    /// Sends what the audience plugin holds and says what came of the run;
+    /// `None` when no platform is configured.
+    pub fn finish_sync(&mut self) -> Option<Synced> {
+        self.sync.take().map(AudienceSyncer::finish)
     }
 
     /// Sends one channel's messages to `plugin` instead of the outbox.
@@ -153,6 +219,9 @@ impl Sink for FileSink {
         })();
         if let Err(e) = res {
             self.keep_error(format!("audience {}: {e}", change.audience));
+        }
+        if let Some(sync) = &mut self.sync {
+            sync.change(&change);
         }
     }
 }
