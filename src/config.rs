@@ -2016,6 +2016,56 @@ plugin = "stdout"
     }
 
     #[test]
+    fn ad_audiences_take_their_settings_and_stay_out_of_the_routes() {
+        let text = "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"${KEY}\"\naudiences = { cart_abandoners = \"23851234567890123\" }\nphone_country_code = \"49\"\nbatch_size = 500\n";
+        let c = Config::parse(text, env).unwrap();
+        assert!(c.routes().unwrap().is_empty());
+        let Some(AudienceSpec::Meta(meta)) = c.audience_sync().unwrap() else {
+            panic!("not meta");
+        };
+        assert_eq!(meta.access_token, "secret");
+        assert_eq!(meta.batch_size, 500);
+        assert_eq!(meta.phone.default_calling_code.as_deref(), Some("49"));
+        assert_eq!(meta.audiences["cart_abandoners"], "23851234567890123");
+        let text = "[channels.audience]\nplugin = \"google_customer_match\"\ncustomer_id = \"123-456-7890\"\ndeveloper_token = \"${KEY}\"\nclient_id = \"c\"\nclient_secret = \"${TOKEN}\"\nrefresh_token = \"r\"\naudiences = { cart_abandoners = \"4567\" }\n";
+        let c = Config::parse(text, env).unwrap();
+        let Some(AudienceSpec::Google(google)) = c.audience_sync().unwrap() else {
+            panic!("not google");
+        };
+        assert_eq!(google.developer_token, "secret");
+        assert_eq!(google.client_secret, "t0k");
+        for (text, expected) in [
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naudiences = { a = \"1\" }\n",
+                "[channels.audience]: the meta_audience plugin needs `access_token`",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\n",
+                "needs `audiences`",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\naudiences = { a = \"1\" }\nphone_country_code = \"+1\"\n",
+                "not a country calling code",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\naudiences = { a = \"1\" }\nfrom = \"x\"\n",
+                "`from` is not a setting of the `meta_audience` plugin",
+            ),
+            (
+                "[channels.sms]\nplugin = \"google_customer_match\"\n",
+                "configure it under [channels.audience]",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"${NOPE}\"\naudiences = { a = \"1\" }\n",
+                "NOPE",
+            ),
+        ] {
+            let err = Config::parse(text, env).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn provider_settings_are_checked_with_clear_errors() {
         let smtp = |extra: &str| {
             format!(
