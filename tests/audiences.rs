@@ -1,7 +1,8 @@
 //! End-to-end: the ad_retargeting example synced to a local mock of Meta's
 //! `/{audience_id}/users` by `nudge run`, in two runs, so that a shopper
 //! who buys after joining the cart audience leaves it on the platform; and
-//! `nudge audiences export` writing the same changes as upload files.
+//! `nudge audiences export` writing the same changes as upload files; and
+//! `nudge serve` sending each change after the group of calls that made it.
 //! Hashes were computed apart from the code (`printf %s VALUE | sha256sum`).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,8 +11,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::{WRITE_KEY, basic_auth, http_agent, start_server_with};
 use nudge_test_support::copy_example;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const ANA: &str = "8e43ca37701228e74983efdbd0cff5c16b3b1e5d4e29a7c05626d4d25a018e11";
 const BEN: &str = "f871a76fb7b15231306b634dd91b385c48e9298974308e28e161d845e3e6f060";
@@ -121,16 +125,21 @@ fn nudge(project: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn a_purchase_takes_the_shopper_out_of_the_meta_audience() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let api = fake_meta(seen.clone());
-    let (_tmp, project) = copy_example("ad_retargeting");
+/// Points the project's `[channels.audience]` at the mock.
+fn sync_to(project: &Path, api: &str) {
     let mut toml = std::fs::read_to_string(project.join("nudge.toml")).unwrap();
     toml.push_str(&format!(
         "\n[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"${{NUDGE_TEST_META_TOKEN}}\"\napi_url = \"{api}\"\naudiences = {{ cart_abandoners = \"111\", product_viewers = \"222\" }}\n"
     ));
     std::fs::write(project.join("nudge.toml"), toml).unwrap();
+}
+
+#[test]
+fn a_purchase_takes_the_shopper_out_of_the_meta_audience() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let api = fake_meta(seen.clone());
+    let (_tmp, project) = copy_example("ad_retargeting");
+    sync_to(&project, &api);
     let all = std::fs::read_to_string(project.join("events.jsonl")).unwrap();
     let lines: Vec<&str> = all.lines().collect();
     // Up to Ben's add to cart: Ana has been in the cart audience since 10:04.
@@ -229,4 +238,87 @@ fn an_audience_plugin_outside_the_audience_channel_is_refused() {
         stderr.contains("[channels.email]: the `meta_audience` plugin syncs ad audiences; configure it under [channels.audience]"),
         "{stderr}"
     );
+}
+
+fn ingest(base: &str, calls: &[Value]) {
+    let mut resp = http_agent()
+        .post(format!("{base}/v1/batch"))
+        .header("Authorization", basic_auth())
+        .header("Content-Type", "application/json")
+        .send(json!({ "batch": calls }).to_string())
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 200, "{}", resp.body_mut().read_to_string().unwrap());
+}
+
+/// Waits up to 30 seconds for a request `pick` accepts.
+fn wait_for(seen: &Mutex<Vec<Seen>>, pick: impl Fn(&Seen) -> bool) -> Seen {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(s) = seen.lock().unwrap().iter().find(|s| pick(s)) {
+            return s.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such request: {:?}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nudge_serve_sends_each_change_after_the_calls_that_made_it() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let api = fake_meta(seen.clone());
+    let (_tmp, project) = copy_example("ad_retargeting");
+    sync_to(&project, &api);
+    let server = start_server_with(
+        &project,
+        &["--write-key", WRITE_KEY, "--clock", "events"],
+        &[("NUDGE_TEST_META_TOKEN", "meta-token-e2e")],
+    );
+    let track = |event: &str, at: &str, id: &str, properties: Value| {
+        json!({ "type": "track", "event": event, "userId": "u1", "timestamp": at,
+                "messageId": id, "properties": properties })
+    };
+    ingest(
+        &server.base,
+        &[
+            json!({ "type": "identify", "userId": "u1", "timestamp": "2026-11-23T09:00:00Z",
+                    "messageId": "s-1", "traits": { "email": "Ana@Example.com " } }),
+            track(
+                "Product Added",
+                "2026-11-23T09:34:00Z",
+                "s-2",
+                json!({ "product_id": "p1", "price": 12.5, "quantity": 1 }),
+            ),
+        ],
+    );
+    // A later call moves the events' clock past the half hour.
+    ingest(
+        &server.base,
+        &[
+            json!({ "type": "page", "userId": "u1", "timestamp": "2026-11-23T10:10:00Z",
+                  "messageId": "s-3", "name": "Home" }),
+        ],
+    );
+    let added = wait_for(&seen, |s| {
+        s.method == "POST" && s.path == "/v25.0/111/users"
+    });
+    assert_eq!(added.emails(), vec![ANA.to_string()]);
+    ingest(
+        &server.base,
+        &[track(
+            "Order Completed",
+            "2026-11-23T11:00:00Z",
+            "s-4",
+            json!({ "order_id": "o-1", "total": 12.5, "revenue": 12.5 }),
+        )],
+    );
+    let removed = wait_for(&seen, |s| {
+        s.method == "DELETE" && s.path == "/v25.0/111/users"
+    });
+    assert_eq!(removed.emails(), vec![ANA.to_string()]);
+    server.terminate();
 }
