@@ -310,8 +310,12 @@ pub(super) fn print_synced(synced: &Synced) {
         eprintln!("  {line}");
     }
     if let Some(e) = &synced.error {
+        let unsent = match synced.unsent {
+            0 => String::new(),
+            n => format!("; {n} changes were not sent"),
+        };
         eprintln!(
-            "warning: audience sync through {} failed: {e}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
+            "warning: audience sync through {} failed: {e}{unsent}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
             synced.plugin
         );
     }

@@ -272,7 +272,8 @@ pub struct AudienceCounts {
     pub unmatched_example: Option<String>,
     /// Changes for an audience with no platform id configured.
     pub unmapped: u64,
-    /// Changes in batches the platform did not take.
+    /// Changes given up: refused for good, or in [`SYNC_MAX_ROUNDS`] batches the
+    /// platform did not take.
     pub failed: u64,
     /// Requests that carried members.
     pub batches: u64,
@@ -340,6 +341,11 @@ pub trait AudienceSync: Send {
 
     /// What was sent, matched and refused so far.
     fn report(&self) -> &SyncReport;
+
+    /// Changes still waiting: not sent yet, or put back after a batch the
+    /// platform did not take (tried again at the next flush, up to
+    /// [`SYNC_MAX_ROUNDS`] batches).
+    fn pending(&self) -> u64;
 }
 
 /// A pending member of a batch.
@@ -347,7 +353,15 @@ pub trait AudienceSync: Send {
 pub(crate) struct Pending {
     pub(crate) add: bool,
     pub(crate) keys: MatchKeys,
+    /// Batches it was in that the platform did not take.
+    pub(crate) rounds: u32,
 }
+
+/// A change that failed this many batches is given up.
+pub const SYNC_MAX_ROUNDS: u32 = 8;
+
+/// A batch's rows: the customer and their pending change.
+pub(crate) type Rows = Vec<(String, Pending)>;
 
 /// Changes waiting to be sent, by audience, then by customer (last change wins).
 #[derive(Debug, Default)]
@@ -387,23 +401,57 @@ impl Batcher {
             Pending {
                 add: change.add,
                 keys,
+                rounds: 0,
             },
         );
         pending.len()
     }
 
     /// Takes the pending changes of `audience`: additions, then removals.
-    pub(crate) fn take(&mut self, audience: &str) -> (Vec<MatchKeys>, Vec<MatchKeys>) {
+    pub(crate) fn take(&mut self, audience: &str) -> (Rows, Rows) {
         let mut adds = Vec::new();
         let mut removes = Vec::new();
-        for (_, p) in self.pending.remove(audience).unwrap_or_default() {
+        for (customer, p) in self.pending.remove(audience).unwrap_or_default() {
             if p.add {
-                adds.push(p.keys);
+                adds.push((customer, p));
             } else {
-                removes.push(p.keys);
+                removes.push((customer, p));
             }
         }
         (adds, removes)
+    }
+
+    /// Puts back rows of a batch the platform did not take, for the next
+    /// flush, unless `error` will not go away or a row has failed
+    /// [`SYNC_MAX_ROUNDS`] batches; a customer with a newer change keeps that
+    /// one. Counts what is given up as failed.
+    pub(crate) fn put_back(
+        &mut self,
+        audience: &str,
+        rows: Rows,
+        error: &DeliveryError,
+        report: &mut SyncReport,
+    ) {
+        let retry = error.retryable || error.unknown;
+        let pending = self.pending.entry(audience.to_string()).or_default();
+        let mut given_up = 0;
+        for (customer, mut p) in rows {
+            if pending.contains_key(&customer) {
+                continue;
+            }
+            p.rounds += 1;
+            if retry && p.rounds < SYNC_MAX_ROUNDS {
+                pending.insert(customer, p);
+            } else {
+                given_up += 1;
+            }
+        }
+        report.of(audience).failed += given_up;
+    }
+
+    /// How many changes wait, over all audiences.
+    pub(crate) fn len(&self) -> u64 {
+        self.pending.values().map(|p| p.len() as u64).sum()
     }
 
     /// The audiences with something pending.
@@ -646,6 +694,29 @@ mod tests {
         assert_eq!((adds.len(), removes.len()), (1, 1));
         assert_eq!(report.audiences["cart_abandoners"].unmatched, 1);
         assert!(batcher.audiences().is_empty());
+
+        // A batch that failed goes back, unless the customer changed since.
+        batcher.keep(Platform::Meta, &rules(None), &changes[0], &mut report);
+        let outage = DeliveryError::transient(5, "HTTP 503");
+        batcher.put_back("cart_abandoners", adds.clone(), &outage, &mut report);
+        batcher.put_back("cart_abandoners", removes, &outage, &mut report);
+        assert_eq!(batcher.len(), 2);
+        let (again, _) = batcher.take("cart_abandoners");
+        let rounds: Vec<(&str, bool, u32)> = again
+            .iter()
+            .map(|(c, p)| (c.as_str(), p.add, p.rounds))
+            .collect();
+        // u1's newer addition stands; u2's failed addition is back.
+        assert_eq!(rounds, vec![("u1", true, 0), ("u2", true, 1)]);
+        assert_eq!(report.audiences["cart_abandoners"].failed, 0);
+        // A refusal for good, or too many rounds, gives the change up.
+        let refused = DeliveryError::permanent(1, "HTTP 400");
+        batcher.put_back("cart_abandoners", again, &refused, &mut report);
+        let mut tired = adds;
+        tired[0].1.rounds = SYNC_MAX_ROUNDS - 1;
+        batcher.put_back("cart_abandoners", tired, &outage, &mut report);
+        assert_eq!(batcher.len(), 0);
+        assert_eq!(report.audiences["cart_abandoners"].failed, 3);
     }
 
     #[test]

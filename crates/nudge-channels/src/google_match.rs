@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, check_batch_size};
+use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, Rows, check_batch_size};
 use crate::http::{Client, check_base_url, required};
 use crate::meta_audience::check_ids;
 use crate::{
@@ -297,12 +297,7 @@ impl GoogleCustomerMatch {
     }
 
     /// Creates, fills and runs one job that adds or removes `rows` in `audience`.
-    fn send(
-        &mut self,
-        audience: &str,
-        add: bool,
-        rows: Vec<MatchKeys>,
-    ) -> Result<(), DeliveryError> {
+    fn send(&mut self, audience: &str, add: bool, rows: Rows) -> Result<(), DeliveryError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -311,6 +306,7 @@ impl GoogleCustomerMatch {
             return Ok(());
         };
         let customer = self.customer_id.clone();
+        let mut refused = 0u64;
         let result = (|| -> Result<(), DeliveryError> {
             let created = self.call(
                 &format!("customers/{customer}/offlineUserDataJobs:create"),
@@ -334,15 +330,19 @@ impl GoogleCustomerMatch {
                 })?
                 .to_string();
             for batch in rows.chunks(self.batch_size) {
-                let operations: Vec<Value> =
-                    batch.iter().map(|k| Self::operation(add, k)).collect();
+                let operations: Vec<Value> = batch
+                    .iter()
+                    .map(|(_, p)| Self::operation(add, &p.keys))
+                    .collect();
                 let answer = self.call(
                     &format!("{job}:addOperations"),
                     &json!({ "operations": operations, "enablePartialFailure": true }),
                 )?;
+                let invalid = partial_failures(&answer);
+                refused += invalid;
                 let counts = self.report.of(audience);
                 counts.batches += 1;
-                counts.invalid += partial_failures(&answer);
+                counts.invalid += invalid;
             }
             self.call(&format!("{job}:run"), &json!({}))?;
             Ok(())
@@ -350,7 +350,8 @@ impl GoogleCustomerMatch {
         let counts = self.report.of(audience);
         match result {
             Ok(()) => {
-                let n = rows.len() as u64;
+                // Operations refused in a partial failure were not taken.
+                let n = (rows.len() as u64).saturating_sub(refused);
                 if add {
                     counts.added += n;
                 } else {
@@ -359,8 +360,9 @@ impl GoogleCustomerMatch {
                 Ok(())
             }
             Err(e) => {
-                // A job that is not run changes nothing: the whole list failed.
-                counts.failed += rows.len() as u64;
+                // A job that is not run changes nothing: the whole list waits
+                // for the next flush.
+                self.batcher.put_back(audience, rows, &e, &mut self.report);
                 Err(e)
             }
         }
@@ -416,5 +418,9 @@ impl AudienceSync for GoogleCustomerMatch {
 
     fn report(&self) -> &SyncReport {
         &self.report
+    }
+
+    fn pending(&self) -> u64 {
+        self.batcher.len()
     }
 }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, check_batch_size};
+use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, Rows, check_batch_size};
 use crate::http::{Client, check_base_url, required};
 use crate::{
     AudienceChange, AudienceSync, DeliveryError, ProviderConfigError, ProviderSettings, SyncReport,
@@ -142,12 +142,7 @@ impl MetaAudience {
     }
 
     /// Sends `rows` to `audience` in batches: `POST` to add, `DELETE` to remove.
-    fn send(
-        &mut self,
-        audience: &str,
-        add: bool,
-        rows: Vec<MatchKeys>,
-    ) -> Result<(), DeliveryError> {
+    fn send(&mut self, audience: &str, add: bool, rows: Rows) -> Result<(), DeliveryError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -159,7 +154,10 @@ impl MetaAudience {
         let url = format!("{}/{id}/users", self.base);
         let method = if add { "POST" } else { "DELETE" };
         let what = format!("{method} {url}");
-        let batches: Vec<&[MatchKeys]> = rows.chunks(self.batch_size).collect();
+        let batches: Vec<Vec<MatchKeys>> = rows
+            .chunks(self.batch_size)
+            .map(|c| c.iter().map(|(_, p)| p.keys.clone()).collect())
+            .collect();
         let total = rows.len();
         for (i, batch) in batches.iter().enumerate() {
             let payload = Self::payload(batch).to_string();
@@ -190,9 +188,9 @@ impl MetaAudience {
                         .send_form(form)
                 }
             });
-            let counts = self.report.of(audience);
             match result {
                 Ok(accepted) => {
+                    let counts = self.report.of(audience);
                     counts.batches += 1;
                     let answer: Value = serde_json::from_str(&accepted.body).unwrap_or(Value::Null);
                     let invalid = answer
@@ -208,8 +206,9 @@ impl MetaAudience {
                     }
                 }
                 Err(e) => {
-                    // This batch and the ones after it are not sent.
-                    counts.failed += rows.len().saturating_sub(i * self.batch_size) as u64;
+                    // This batch and the ones after it wait for the next flush.
+                    let rest = rows[i * self.batch_size..].to_vec();
+                    self.batcher.put_back(audience, rest, &e, &mut self.report);
                     return Err(e);
                 }
             }
@@ -252,6 +251,10 @@ impl AudienceSync for MetaAudience {
 
     fn report(&self) -> &SyncReport {
         &self.report
+    }
+
+    fn pending(&self) -> u64 {
+        self.batcher.len()
     }
 }
 

@@ -238,7 +238,18 @@ async fn meta_server_errors_are_retried_then_given_up_with_the_reason() {
     assert!(err.reason.contains("HTTP 503"), "{err}");
     assert!(err.reason.contains("temporarily unavailable"), "{err}");
     let counts = &plugin.report().audiences["cart_abandoners"];
-    assert_eq!((counts.added, counts.failed), (0, 2));
+    assert_eq!((counts.added, counts.failed), (0, 0));
+    // Kept for the next flush, which finds Meta back.
+    assert_eq!(plugin.pending(), 2);
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(meta_accepted(2))
+        .mount(&server)
+        .await;
+    let (plugin, result, _) = on(plugin, |p| p.flush()).await;
+    result.unwrap();
+    assert_eq!(plugin.pending(), 0);
+    assert_eq!(plugin.report().audiences["cart_abandoners"].added, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +266,7 @@ async fn meta_refuses_a_bad_token_at_once() {
         })))
         .mount(&server)
         .await;
-    let (_, result, _) = on(meta(&server, 3, 10_000), |p| {
+    let (plugin, result, _) = on(meta(&server, 3, 10_000), |p| {
         p.change(&change("u1", true, Some("ana@example.com"), None))?;
         p.flush()
     })
@@ -263,6 +274,9 @@ async fn meta_refuses_a_bad_token_at_once() {
     let err = result.unwrap_err();
     assert_eq!((err.attempts, err.retryable), (1, false));
     assert!(err.reason.contains("Invalid OAuth access token"), "{err}");
+    // Refused for good: given up, not kept.
+    assert_eq!(plugin.pending(), 0);
+    assert_eq!(plugin.report().audiences["cart_abandoners"].failed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -279,7 +293,8 @@ async fn meta_a_timeout_on_the_last_try_is_an_unknown_outcome() {
     .await;
     let result = result.map(|_| nudge_channels::Receipt::first_try());
     assert_eq!(Delivery::of(&result), Delivery::Unknown);
-    assert_eq!(plugin.report().audiences["cart_abandoners"].failed, 1);
+    // Adding again changes nothing if Meta had it: kept for the next flush.
+    assert_eq!(plugin.pending(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -513,7 +528,41 @@ async fn google_waits_for_retry_after_and_retries_server_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn google_a_job_that_cannot_be_filled_fails_its_whole_list() {
+async fn google_counts_operations_refused_in_a_partial_failure() {
+    let server = MockServer::start().await;
+    google_api(&server).await;
+    // Google's answer when one operation of the request is refused.
+    Mock::given(method("POST"))
+        .and(path(format!("/v21/{JOB}:addOperations")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "partialFailureError": {
+                "code": 3,
+                "message": "The SHA256 encoded value is malformed., at operations[1].create.user_identifiers[0].hashed_email",
+                "details": [{
+                    "@type": "type.googleapis.com/google.ads.googleads.v21.errors.GoogleAdsFailure",
+                    "errors": [{
+                        "errorCode": { "offlineUserDataJobError": "INVALID_SHA256_FORMAT" },
+                        "message": "The SHA256 encoded value is malformed."
+                    }]
+                }]
+            }
+        })))
+        .mount(&server)
+        .await;
+    let (plugin, result, _) = on(google(&server, 1), |p| {
+        p.change(&change("u1", true, Some("ana@example.com"), None))?;
+        p.change(&change("u2", true, Some("ben@example.com"), None))?;
+        p.flush()
+    })
+    .await;
+    result.unwrap();
+    let counts = &plugin.report().audiences["cart_abandoners"];
+    assert_eq!((counts.added, counts.invalid), (1, 1));
+    assert!(plugin.report().lines()[0].contains("1 invalid"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_a_job_that_cannot_be_filled_keeps_its_whole_list_for_the_next_flush() {
     let server = MockServer::start().await;
     google_api(&server).await;
     Mock::given(method("POST"))
@@ -535,7 +584,8 @@ async fn google_a_job_that_cannot_be_filled_fails_its_whole_list() {
         "a job left unfilled is not run"
     );
     let counts = &plugin.report().audiences["cart_abandoners"];
-    assert_eq!((counts.added, counts.failed), (0, 2));
+    assert_eq!((counts.added, counts.failed), (0, 0));
+    assert_eq!(plugin.pending(), 2, "kept for the next flush");
 }
 
 #[tokio::test(flavor = "multi_thread")]

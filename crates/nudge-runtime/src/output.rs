@@ -45,6 +45,9 @@ pub struct Synced {
     pub lines: Vec<String>,
     /// The first failure, if any.
     pub error: Option<String>,
+    /// Changes never sent: still waiting when the run ended, after the
+    /// platform failed the last batches.
+    pub unsent: u64,
 }
 
 impl AudienceSyncer {
@@ -93,6 +96,7 @@ impl AudienceSyncer {
             plugin: self.plugin.name().to_string(),
             lines: self.plugin.report().lines(),
             error: self.error,
+            unsent: self.plugin.pending(),
         }
     }
 }
@@ -279,6 +283,10 @@ mod tests {
         fn report(&self) -> &SyncReport {
             &self.report
         }
+
+        fn pending(&self) -> u64 {
+            self.changes.len() as u64
+        }
     }
 
     fn membership(action: &str) -> Membership {
@@ -314,6 +322,7 @@ mod tests {
             synced.error.as_deref(),
             Some("HTTP 503 (after 3 attempts; may succeed if retried later)")
         );
+        assert_eq!(synced.unsent, 2);
     }
 
     #[test]
