@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, Rows, check_batch_size};
-use crate::http::{Client, check_base_url, required};
+use crate::http::{Client, Refused, check_base_url, required};
 use crate::{
     AudienceChange, AudienceSync, DeliveryError, ProviderConfigError, ProviderSettings, SyncReport,
 };
@@ -174,7 +174,7 @@ impl MetaAudience {
                 ("session", session.as_str()),
                 ("access_token", token.as_str()),
             ];
-            let result = self.client.send(&what, |agent| {
+            let result = self.client.send_answered(&what, |agent| {
                 if add {
                     agent
                         .post(&url)
@@ -205,7 +205,8 @@ impl MetaAudience {
                         counts.removed += taken;
                     }
                 }
-                Err(e) => {
+                Err(refused) => {
+                    let e = throttled(refused);
                     // This batch and the ones after it wait for the next flush.
                     let rest = rows[i * self.batch_size..].to_vec();
                     self.batcher.put_back(audience, rest, &e, &mut self.report);
@@ -256,6 +257,27 @@ impl AudienceSync for MetaAudience {
     fn pending(&self) -> u64 {
         self.batcher.len()
     }
+}
+
+/// The Graph API error codes of its rate limits, which it answers with a
+/// `400` rather than a `429` (Marketing API, "Rate Limiting"): 4 (app), 17
+/// (user), 32 (page), 613 (calls within a time window), 80003 (custom
+/// audiences' own limit).
+const THROTTLE_CODES: [i64; 5] = [4, 17, 32, 613, 80003];
+
+/// A refused request as a failure that may go away when Meta said it was
+/// throttling, whatever the status.
+fn throttled(refused: Refused) -> DeliveryError {
+    let mut error = refused.error;
+    let code = refused.answer.and_then(|(_, body)| {
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_i64())
+    });
+    if code.is_some_and(|c| THROTTLE_CODES.contains(&c)) {
+        error.retryable = true;
+    }
+    error
 }
 
 /// Refuses an audience id that is empty or not digits (both platforms number them).

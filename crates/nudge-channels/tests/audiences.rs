@@ -280,6 +280,34 @@ async fn meta_refuses_a_bad_token_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn meta_throttling_in_a_400_keeps_the_batch_for_later() {
+    let server = MockServer::start().await;
+    // Meta's custom-audience rate limit, as documented: a 400 with code 80003.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {
+                "message": "There have been too many calls to this ad-account. Wait a bit and try again.",
+                "type": "OAuthException",
+                "code": 80003,
+                "error_subcode": 2446079,
+                "fbtrace_id": "AbCdEf"
+            }
+        })))
+        .mount(&server)
+        .await;
+    let (plugin, result, _) = on(meta(&server, 3, 10_000), |p| {
+        p.change(&change("u1", true, Some("ana@example.com"), None))?;
+        p.flush()
+    })
+    .await;
+    let err = result.unwrap_err();
+    assert!(err.retryable, "{err}");
+    assert!(err.reason.contains("too many calls"), "{err}");
+    assert_eq!(plugin.pending(), 1);
+    assert_eq!(plugin.report().audiences["cart_abandoners"].failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn meta_a_timeout_on_the_last_try_is_an_unknown_outcome() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
