@@ -14,8 +14,9 @@ use nudge_channels::feedback::postmark::PostmarkAuth;
 use nudge_channels::feedback::sendgrid::SendGridVerifier;
 use nudge_channels::feedback::ses::SnsVerifier;
 use nudge_channels::{
-    FcmConfig, PluginSpec, PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig,
-    ServiceAccountKey, SesConfig, SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
+    AudienceSpec, FcmConfig, GoogleCustomerMatchConfig, MetaAudienceConfig, PhoneRules, PluginSpec,
+    PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, ServiceAccountKey, SesConfig,
+    SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
 };
 use serde::Deserialize;
 
@@ -223,7 +224,8 @@ impl Default for HttpLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSection {
-    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`.
+    /// `outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio`,
+    /// `fcm`, `meta_audience` or `google_customer_match`.
     pub plugin: String,
     /// The webhook's endpoint.
     pub url: Option<String>,
@@ -288,6 +290,31 @@ pub struct ChannelSection {
     pub service_account: Option<String>,
     /// FCM: the Firebase project, when not the key's `project_id`.
     pub project_id: Option<String>,
+    /// Meta: a system user's access token.
+    pub access_token: Option<String>,
+    /// Ad audiences: each flow audience's id on the platform, by its name in the flows.
+    #[serde(default)]
+    pub audiences: BTreeMap<String, String>,
+    /// Ad audiences: the API version in the request path.
+    pub api_version: Option<String>,
+    /// Ad audiences: members per request.
+    pub batch_size: Option<usize>,
+    /// Ad audiences: the country calling code of phone numbers written without one.
+    pub phone_country_code: Option<String>,
+    /// Google Ads: the account that owns the user lists.
+    pub customer_id: Option<String>,
+    /// Google Ads: the manager account calls go through.
+    pub login_customer_id: Option<String>,
+    /// Google Ads: the API developer token.
+    pub developer_token: Option<String>,
+    /// Google Ads: the OAuth client id.
+    pub client_id: Option<String>,
+    /// Google Ads: the OAuth client secret.
+    pub client_secret: Option<String>,
+    /// Google Ads: the OAuth refresh token.
+    pub refresh_token: Option<String>,
+    /// Google Ads: the OAuth token endpoint, for a test server.
+    pub token_url: Option<String>,
 }
 
 /// Why `nudge.toml` could not be used.
@@ -753,8 +780,10 @@ impl Config {
 
     /// The channel plugins the file configures.
     pub fn routes(&self) -> Result<Vec<(Channel, PluginSpec)>, String> {
+        self.audience_sync()?;
         self.channels
             .iter()
+            .filter(|(_, section)| !is_audience_sync(&section.plugin))
             .map(|(name, section)| {
                 let channel = Channel::from_name(name).ok_or_else(|| {
                     format!(
@@ -788,6 +817,38 @@ impl Config {
                 Ok((channel, spec))
             })
             .collect()
+    }
+}
+
+/// Whether `plugin` syncs ad audiences rather than delivering messages.
+fn is_audience_sync(plugin: &str) -> bool {
+    matches!(plugin, "meta_audience" | "google_customer_match")
+}
+
+impl Config {
+    /// The ad platform `[channels.audience]` syncs membership changes to, if any.
+    pub fn audience_sync(&self) -> Result<Option<AudienceSpec>, String> {
+        let mut found = None;
+        for (name, section) in &self.channels {
+            if !is_audience_sync(&section.plugin) {
+                continue;
+            }
+            if name != "audience" {
+                return Err(format!(
+                    "[channels.{name}]: the `{}` plugin syncs ad audiences; configure it under [channels.audience]",
+                    section.plugin
+                ));
+            }
+            section
+                .check_keys()
+                .map_err(|reason| format!("[channels.{name}]: {reason}"))?;
+            let spec = match section.plugin.as_str() {
+                "meta_audience" => section.meta_audience(),
+                _ => section.google_customer_match(),
+            };
+            found = Some(spec.map_err(|reason| format!("[channels.{name}]: {reason}"))?);
+        }
+        Ok(found)
     }
 }
 
@@ -911,6 +972,36 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
             PROVIDER[2],
             PROVIDER[3],
         ],
+        "meta_audience" => &[
+            "access_token",
+            "audiences",
+            "api_url",
+            "api_version",
+            "batch_size",
+            "phone_country_code",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
+        "google_customer_match" => &[
+            "customer_id",
+            "login_customer_id",
+            "developer_token",
+            "client_id",
+            "client_secret",
+            "refresh_token",
+            "audiences",
+            "api_url",
+            "api_version",
+            "token_url",
+            "batch_size",
+            "phone_country_code",
+            PROVIDER[0],
+            PROVIDER[1],
+            PROVIDER[2],
+            PROVIDER[3],
+        ],
         "fcm" => &[
             "service_account_file",
             "service_account",
@@ -925,12 +1016,11 @@ fn settings_of(plugin: &str) -> &'static [&'static str] {
     }
 }
 
-const PLUGINS: &str =
-    "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio` or `fcm`";
+const PLUGINS: &str = "`outbox`, `stdout`, `webhook`, `smtp`, `sendgrid`, `postmark`, `ses`, `twilio`, `fcm`, `meta_audience` or `google_customer_match`";
 
 impl ChannelSection {
     /// Every string setting with its key, for `${NAME}` expansion.
-    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 25] {
+    fn strings_mut(&mut self) -> [(&'static str, &mut Option<String>); 35] {
         [
             ("url", &mut self.url),
             ("from", &mut self.from),
@@ -957,6 +1047,16 @@ impl ChannelSection {
             ("service_account_file", &mut self.service_account_file),
             ("service_account", &mut self.service_account),
             ("project_id", &mut self.project_id),
+            ("access_token", &mut self.access_token),
+            ("api_version", &mut self.api_version),
+            ("phone_country_code", &mut self.phone_country_code),
+            ("customer_id", &mut self.customer_id),
+            ("login_customer_id", &mut self.login_customer_id),
+            ("developer_token", &mut self.developer_token),
+            ("client_id", &mut self.client_id),
+            ("client_secret", &mut self.client_secret),
+            ("refresh_token", &mut self.refresh_token),
+            ("token_url", &mut self.token_url),
         ]
     }
 
@@ -997,6 +1097,18 @@ impl ChannelSection {
             ("service_account_file", self.service_account_file.is_some()),
             ("service_account", self.service_account.is_some()),
             ("project_id", self.project_id.is_some()),
+            ("access_token", self.access_token.is_some()),
+            ("audiences", !self.audiences.is_empty()),
+            ("api_version", self.api_version.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+            ("phone_country_code", self.phone_country_code.is_some()),
+            ("customer_id", self.customer_id.is_some()),
+            ("login_customer_id", self.login_customer_id.is_some()),
+            ("developer_token", self.developer_token.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("client_secret", self.client_secret.is_some()),
+            ("refresh_token", self.refresh_token.is_some()),
+            ("token_url", self.token_url.is_some()),
         ];
         present
             .into_iter()
@@ -1004,7 +1116,8 @@ impl ChannelSection {
             .collect()
     }
 
-    fn spec(&self) -> Result<PluginSpec, String> {
+    /// Refuses an unknown plugin and settings the plugin does not take.
+    fn check_keys(&self) -> Result<(), String> {
         let plugin = self.plugin.as_str();
         if !matches!(
             plugin,
@@ -1017,6 +1130,8 @@ impl ChannelSection {
                 | "ses"
                 | "twilio"
                 | "fcm"
+                | "meta_audience"
+                | "google_customer_match"
         ) {
             return Err(format!("unknown plugin `{plugin}`; expected {PLUGINS}"));
         }
@@ -1046,7 +1161,12 @@ impl ChannelSection {
                 if foreign.len() == 1 { "is" } else { "are" },
             ));
         }
-        match plugin {
+        Ok(())
+    }
+
+    fn spec(&self) -> Result<PluginSpec, String> {
+        self.check_keys()?;
+        match self.plugin.as_str() {
             "outbox" => Ok(PluginSpec::Outbox),
             "stdout" => Ok(PluginSpec::Stdout),
             "webhook" => self.webhook(),
@@ -1253,6 +1373,76 @@ impl ChannelSection {
         }
         nudge_channels::Fcm::new(config.clone()).map_err(|e| e.reason)?;
         Ok(PluginSpec::Fcm(config))
+    }
+}
+
+impl ChannelSection {
+    /// The phone rules and audience ids both ad platforms take.
+    fn audience_common(&self) -> Result<PhoneRules, String> {
+        let phone = PhoneRules {
+            default_calling_code: self.phone_country_code.clone(),
+        };
+        phone.check()?;
+        if self.audiences.is_empty() {
+            return Err(format!(
+                "the {} plugin needs `audiences`, a table from each flow audience to the platform's id, such as audiences = {{ cart_abandoners = \"23851234567890123\" }}",
+                self.plugin
+            ));
+        }
+        Ok(phone)
+    }
+
+    fn meta_audience(&self) -> Result<AudienceSpec, String> {
+        let token = self.need(&self.access_token, "access_token")?;
+        let phone = self.audience_common()?;
+        let mut config = MetaAudienceConfig::new(token, self.audiences.clone());
+        config.phone = phone;
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        if let Some(v) = &self.api_version {
+            config.api_version = v.clone();
+        }
+        if let Some(n) = self.batch_size {
+            config.batch_size = n;
+        }
+        nudge_channels::MetaAudience::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(AudienceSpec::Meta(config))
+    }
+
+    fn google_customer_match(&self) -> Result<AudienceSpec, String> {
+        let customer = self.need(&self.customer_id, "customer_id")?;
+        let developer = self.need(&self.developer_token, "developer_token")?;
+        let client_id = self.need(&self.client_id, "client_id")?;
+        let client_secret = self.need(&self.client_secret, "client_secret")?;
+        let refresh = self.need(&self.refresh_token, "refresh_token")?;
+        let phone = self.audience_common()?;
+        let mut config = GoogleCustomerMatchConfig::new(
+            customer,
+            developer,
+            client_id,
+            client_secret,
+            refresh,
+            self.audiences.clone(),
+        );
+        config.login_customer_id = self.login_customer_id.clone();
+        config.phone = phone;
+        config.settings = self.provider_settings()?;
+        if let Some(url) = &self.api_url {
+            config.api_url = url.clone();
+        }
+        if let Some(url) = &self.token_url {
+            config.token_url = url.clone();
+        }
+        if let Some(v) = &self.api_version {
+            config.api_version = v.clone();
+        }
+        if let Some(n) = self.batch_size {
+            config.batch_size = n;
+        }
+        nudge_channels::GoogleCustomerMatch::new(config.clone()).map_err(|e| e.reason)?;
+        Ok(AudienceSpec::Google(config))
     }
 }
 
@@ -1823,6 +2013,56 @@ plugin = "stdout"
             err.contains("the `fcm` plugin sends push; configure it under [channels.push]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn ad_audiences_take_their_settings_and_stay_out_of_the_routes() {
+        let text = "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"${KEY}\"\naudiences = { cart_abandoners = \"23851234567890123\" }\nphone_country_code = \"49\"\nbatch_size = 500\n";
+        let c = Config::parse(text, env).unwrap();
+        assert!(c.routes().unwrap().is_empty());
+        let Some(AudienceSpec::Meta(meta)) = c.audience_sync().unwrap() else {
+            panic!("not meta");
+        };
+        assert_eq!(meta.access_token, "secret");
+        assert_eq!(meta.batch_size, 500);
+        assert_eq!(meta.phone.default_calling_code.as_deref(), Some("49"));
+        assert_eq!(meta.audiences["cart_abandoners"], "23851234567890123");
+        let text = "[channels.audience]\nplugin = \"google_customer_match\"\ncustomer_id = \"123-456-7890\"\ndeveloper_token = \"${KEY}\"\nclient_id = \"c\"\nclient_secret = \"${TOKEN}\"\nrefresh_token = \"r\"\naudiences = { cart_abandoners = \"4567\" }\n";
+        let c = Config::parse(text, env).unwrap();
+        let Some(AudienceSpec::Google(google)) = c.audience_sync().unwrap() else {
+            panic!("not google");
+        };
+        assert_eq!(google.developer_token, "secret");
+        assert_eq!(google.client_secret, "t0k");
+        for (text, expected) in [
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naudiences = { a = \"1\" }\n",
+                "[channels.audience]: the meta_audience plugin needs `access_token`",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\n",
+                "needs `audiences`",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\naudiences = { a = \"1\" }\nphone_country_code = \"+1\"\n",
+                "not a country calling code",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"t\"\naudiences = { a = \"1\" }\nfrom = \"x\"\n",
+                "`from` is not a setting of the `meta_audience` plugin",
+            ),
+            (
+                "[channels.sms]\nplugin = \"google_customer_match\"\n",
+                "configure it under [channels.audience]",
+            ),
+            (
+                "[channels.audience]\nplugin = \"meta_audience\"\naccess_token = \"${NOPE}\"\naudiences = { a = \"1\" }\n",
+                "NOPE",
+            ),
+        ] {
+            let err = Config::parse(text, env).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ enum Command {
     Explain(commands::explain::Args),
     /// Per-flow funnel, send outcomes by reason, conversions, revenue and lift.
     Report(commands::report::Args),
+    /// Turn the audience feeds into hashed upload files for Meta or Google.
+    Audiences(commands::audiences::Args),
     /// Write a realistic, deterministic stream of Segment calls.
     Gen(commands::r#gen::Args),
     /// Run the language server on stdin and stdout (for editors).
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Audiences(args) => commands::audiences::run(args),
         Command::Gen(args) => commands::r#gen::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
         Command::Completions(args) => commands::docs::completions(args, &mut Cli::command()),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod alerts;
+pub mod audiences;
 pub mod breaker;
 pub mod build;
 pub mod check;

@@ -7,9 +7,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{OutboxFile, OutboxMode, PluginSpec};
+use nudge_channels::{AudienceSync, OutboxFile, OutboxMode, PluginSpec};
 use nudge_runtime::engine::{Config, Engine, Sink};
-use nudge_runtime::output::{FileSink, audience_file};
+use nudge_runtime::output::{AudienceSyncer, FileSink, Synced, audience_file};
 use nudge_runtime::record::{DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
 use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
@@ -204,6 +204,10 @@ fn run_project(
         Err(status) => return status,
     };
     let routes = routes.as_slice();
+    let audience = match audience_plugin(&settings) {
+        Ok(a) => a,
+        Err(status) => return status,
+    };
     let state = root.join(".nudge");
     super::private_files(&state);
     let events = args
@@ -274,11 +278,46 @@ fn run_project(
     };
     if args.engine.in_memory {
         run_in_memory(
-            &bundle, &events, input, &paths, args, replay, routes, config,
+            &bundle, &events, input, &paths, args, replay, routes, config, audience,
         )
     } else {
         drop(input);
-        run_durable(&bundle, &events, &paths, args, replay, routes, config)
+        run_durable(
+            &bundle, &events, &paths, args, replay, routes, config, audience,
+        )
+    }
+}
+
+/// The ad platform `[channels.audience]` names, ready to sync to.
+pub(super) fn audience_plugin(
+    settings: &crate::config::Config,
+) -> Result<Option<Box<dyn AudienceSync>>, Status> {
+    let spec = settings.audience_sync().map_err(|e| {
+        eprintln!("error: {}: {e}", crate::workspace::MANIFEST);
+        Status::Failure
+    })?;
+    spec.map(|s| s.build()).transpose().map_err(|e| {
+        eprintln!("error: cannot set up the audience plugin: {e}");
+        Status::Failure
+    })
+}
+
+/// Tells what the audience plugin did; a failure is a warning, since the
+/// audience feeds still hold every change.
+pub(super) fn print_synced(synced: &Synced) {
+    eprintln!("audiences synced through {}:", synced.plugin);
+    for line in &synced.lines {
+        eprintln!("  {line}");
+    }
+    if let Some(e) = &synced.error {
+        let unsent = match synced.unsent {
+            0 => String::new(),
+            n => format!("; {n} changes were not sent"),
+        };
+        eprintln!(
+            "warning: audience sync through {} failed: {e}{unsent}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
+            synced.plugin
+        );
     }
 }
 
@@ -328,6 +367,7 @@ fn run_in_memory(
     replay: Replay,
     routes: &[(Channel, PluginSpec)],
     config: Config,
+    audience: Option<Box<dyn AudienceSync>>,
 ) -> Status {
     let mut sink = match FileSink::new(
         &paths.outbox,
@@ -348,6 +388,9 @@ fn run_in_memory(
                 return Status::Failure;
             }
         }
+    }
+    if let Some(plugin) = audience {
+        sink.sync_audiences(plugin);
     }
     let mut dead_file = match create_file(&paths.dead) {
         Ok(f) => BufWriter::new(f),
@@ -394,13 +437,20 @@ fn run_in_memory(
         }
     };
     let stats = engine.stats();
+    let mut synced = None;
     let (flushed, held) = match engine.into_sink().into_inner().finish() {
-        Ok((sink, tripped, held)) => (sink.finish(), tripped.map(|why| (why, held))),
+        Ok((mut sink, tripped, held)) => {
+            synced = sink.finish_sync();
+            (sink.finish(), tripped.map(|why| (why, held)))
+        }
         Err(e) => (Err(e), None),
     };
     let dead_flushed = dead_file.flush();
     summary(args.format, paths, &stats, streamed.clamped, None);
     past_window(streamed.past_window, replay.window);
+    if let Some(s) = &synced {
+        print_synced(s);
+    }
     if let Err(e) = flushed {
         eprintln!("error: {e}");
         return Status::Failure;
@@ -429,6 +479,7 @@ fn run_durable(
     replay: Replay,
     routes: &[(Channel, PluginSpec)],
     config: Config,
+    audience: Option<Box<dyn AudienceSync>>,
 ) -> Status {
     let store_path = paths.store.clone();
     let (mut store, mut router) =
@@ -440,13 +491,17 @@ fn run_durable(
     if !args.release_sends {
         router.hold_resends_over(replay.max_sends);
     }
-    let (feeds, start) = match Feeds::open(&store, &paths.trace, &paths.state.join("audiences")) {
+    let (mut feeds, start) = match Feeds::open(&store, &paths.trace, &paths.state.join("audiences"))
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
             return Status::Failure;
         }
     };
+    if let Some(plugin) = audience {
+        feeds.sync_audiences(plugin);
+    }
     let bundles = durable::Bundles::new();
     let code = durable::Code {
         current: bundle,
@@ -502,7 +557,9 @@ fn run_durable(
     }
     progress.finish();
     let stats = engine.stats();
-    let feeds = engine.into_sink().into_feeds().into_inner().finish();
+    let mut feeds = engine.into_sink().into_feeds().into_inner();
+    let synced = feeds.finish_sync();
+    let feeds = feeds.finish();
     let dead_written = write_dead_letters(&paths.dead, &dead);
     summary(
         args.format,
@@ -518,6 +575,9 @@ fn run_durable(
         );
     }
     past_window(report.past_window, replay.window);
+    if let Some(s) = &synced {
+        print_synced(s);
+    }
     if let Some(f) = &report.first_failure {
         eprintln!(
             "warning: {} deliveries failed in this run; first: {f}",
@@ -744,6 +804,10 @@ pub(super) struct Feeds {
     error: Option<String>,
     /// Keys of the delivery records the trace kept from before a restart.
     recorded: HashSet<String>,
+    /// The ad platform membership changes also go to. Changes replayed
+    /// after a checkpoint are sent again; the platforms take a repeated
+    /// add or remove as no change.
+    sync: Option<AudienceSyncer>,
 }
 
 /// Where the feeds stood at a checkpoint: their lengths in bytes.
@@ -813,6 +877,7 @@ impl Feeds {
             audiences: HashMap::new(),
             error: None,
             recorded,
+            sync: None,
         }))
     }
 
@@ -832,12 +897,29 @@ impl Feeds {
             audiences: HashMap::new(),
             error: None,
             recorded: HashSet::new(),
+            sync: None,
         })
     }
 
+    /// Sends membership changes to an ad platform too, besides the feeds.
+    pub(super) fn sync_audiences(&mut self, plugin: Box<dyn AudienceSync>) {
+        self.sync = Some(AudienceSyncer::new(plugin));
+    }
+
+    /// Sends what the audience plugin holds and says what came of the run;
+    /// `None` when no platform is configured.
+    pub(super) fn finish_sync(&mut self) -> Option<Synced> {
+        self.sync.take().map(AudienceSyncer::finish)
+    }
+
     /// Writes out what is buffered, so that readers of the trace and the
-    /// feeds (`nudge explain`, `nudge report`) see it while serving.
+    /// feeds (`nudge explain`, `nudge report`) see it while serving, and
+    /// sends the pending audience changes (at each checkpoint of a run,
+    /// after each group of requests while serving).
     pub(super) fn flush(&mut self) {
+        if let Some(sync) = &mut self.sync {
+            sync.flush();
+        }
         if let Err(e) = self.trace.flush() {
             self.error.get_or_insert(format!("trace: {e}"));
         }
@@ -970,6 +1052,9 @@ impl Sink for Feeds {
         if let Err(e) = res {
             self.error
                 .get_or_insert(format!("audience {}: {e}", change.audience));
+        }
+        if let Some(sync) = &mut self.sync {
+            sync.change(&change);
         }
     }
 }

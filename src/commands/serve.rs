@@ -594,13 +594,16 @@ impl<'b> Live<'b> {
             .max_sends_per_step()
             .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
         router.hold_resends_over(max_sends);
-        let (feeds, start) =
+        let (mut feeds, start) =
             Feeds::open(&store, &state.join("trace.jsonl"), &state.join("audiences")).map_err(
                 |e| {
                     eprintln!("error: {e}");
                     Status::Failure
                 },
             )?;
+        if let Some(plugin) = super::run::audience_plugin(settings)? {
+            feeds.sync_audiences(plugin);
+        }
         let code = Code {
             current: bundle,
             bundles,
@@ -1325,7 +1328,11 @@ impl<'b> Live<'b> {
             self.keep_alerts(watch);
         }
         let flushed = self.dead.flush();
-        if let Err(e) = self.engine.into_sink().into_feeds().finish() {
+        let mut feeds = self.engine.into_sink().into_feeds();
+        if let Some(synced) = feeds.finish_sync() {
+            super::run::print_synced(&synced);
+        }
+        if let Err(e) = feeds.finish() {
             eprintln!("error: {e}");
             status = Status::Failure;
         }

@@ -9,17 +9,22 @@
 //! [`Postmark`] and [`Ses`] (email over their HTTP APIs), [`Twilio`] (SMS) and [`Fcm`]
 //! (push).
 //! [`PluginSpec`] names each and builds it. [`feedback`] reads what the
-//! providers report back through their webhooks.
+//! providers report back through their webhooks. Audience membership goes
+//! to the ad platforms through an [`AudienceSync`] ([`MetaAudience`],
+//! [`GoogleCustomerMatch`]), named by an [`AudienceSpec`].
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+mod audience;
 mod email;
 mod fcm;
 pub mod feedback;
+mod google_match;
 mod http;
 mod lines;
+mod meta_audience;
 mod outbox;
 mod postmark;
 mod ratelimit;
@@ -31,17 +36,23 @@ mod spec;
 mod twilio;
 mod webhook;
 
+pub use audience::{
+    AudienceChange, AudienceCounts, AudienceSync, IdentifierError, MatchKeys, PhoneRules, Platform,
+    SyncReport, UploadLists, normalize_email, normalize_phone, sha256_hex, write_upload_csv,
+};
 pub use email::{EmailContent, Unsubscribe, message_id};
 pub use fcm::{Fcm, FcmConfig, InvalidToken, InvalidTokens, ServiceAccountKey};
+pub use google_match::{GOOGLE_MAX_BATCH, GoogleCustomerMatch, GoogleCustomerMatchConfig};
 pub use http::{ProviderConfigError, ProviderSettings};
 pub use lines::Lines;
+pub use meta_audience::{META_MAX_BATCH, MetaAudience, MetaAudienceConfig};
 pub use outbox::{OutboxError, OutboxFile, OutboxMode, read_outbox};
 pub use postmark::{Postmark, PostmarkConfig};
 pub use ratelimit::RateLimit;
 pub use sendgrid::{SendGrid, SendGridConfig};
 pub use ses::{KEY_TAG as SES_KEY_TAG, Ses, SesConfig, key_of_tag as ses_key_of_tag};
 pub use smtp::{Smtp, SmtpConfig, SmtpTls};
-pub use spec::{PluginSpec, SetupError, SpecError};
+pub use spec::{AudienceSpec, PluginSpec, SetupError, SpecError};
 pub use twilio::{Twilio, TwilioConfig};
 pub use webhook::{RetryPolicy, Webhook, WebhookConfig, WebhookConfigError};
 

@@ -7,9 +7,10 @@ use std::str::FromStr;
 
 use crate::webhook::check_url;
 use crate::{
-    Fcm, FcmConfig, Lines, OutboxError, OutboxFile, OutboxMode, Plugin, Postmark, PostmarkConfig,
-    ProviderConfigError, SendGrid, SendGridConfig, Ses, SesConfig, Smtp, SmtpConfig, Twilio,
-    TwilioConfig, Webhook, WebhookConfig, WebhookConfigError,
+    AudienceSync, Fcm, FcmConfig, GoogleCustomerMatch, GoogleCustomerMatchConfig, Lines,
+    MetaAudience, MetaAudienceConfig, OutboxError, OutboxFile, OutboxMode, PhoneRules, Platform,
+    Plugin, Postmark, PostmarkConfig, ProviderConfigError, SendGrid, SendGridConfig, Ses,
+    SesConfig, Smtp, SmtpConfig, Twilio, TwilioConfig, Webhook, WebhookConfig, WebhookConfigError,
 };
 
 /// Which plugin to use, as named on the command line.
@@ -37,7 +38,16 @@ pub enum PluginSpec {
 }
 
 /// Providers that need more settings than a command line can carry.
-const CONFIGURED_ONLY: [&str; 6] = ["smtp", "sendgrid", "postmark", "ses", "twilio", "fcm"];
+const CONFIGURED_ONLY: [&str; 8] = [
+    "smtp",
+    "sendgrid",
+    "postmark",
+    "ses",
+    "twilio",
+    "fcm",
+    "meta_audience",
+    "google_customer_match",
+];
 
 const EXPECTED: &str = "expected `outbox`, `stdout` or `webhook=URL`";
 
@@ -107,6 +117,51 @@ impl PluginSpec {
             PluginSpec::Fcm(config) => Box::new(Fcm::new(config.clone())?),
             PluginSpec::Ses(config) => Box::new(Ses::new(config.clone())?),
         })
+    }
+}
+
+/// Which ad platform the `audience` channel's membership changes go to,
+/// configured in `nudge.toml` under `[channels.audience]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AudienceSpec {
+    /// `meta_audience`: Meta Custom Audiences.
+    Meta(MetaAudienceConfig),
+    /// `google_customer_match`: Google Ads Customer Match.
+    Google(GoogleCustomerMatchConfig),
+}
+
+impl AudienceSpec {
+    /// Makes the plugin.
+    pub fn build(&self) -> Result<Box<dyn AudienceSync>, ProviderConfigError> {
+        Ok(match self {
+            AudienceSpec::Meta(c) => Box::new(MetaAudience::new(c.clone())?),
+            AudienceSpec::Google(c) => Box::new(GoogleCustomerMatch::new(c.clone())?),
+        })
+    }
+
+    /// The platform whose hashing rules apply.
+    pub fn platform(&self) -> Platform {
+        match self {
+            AudienceSpec::Meta(_) => Platform::Meta,
+            AudienceSpec::Google(_) => Platform::Google,
+        }
+    }
+
+    /// How the plugin reads national phone numbers.
+    pub fn phone_rules(&self) -> &PhoneRules {
+        match self {
+            AudienceSpec::Meta(c) => &c.phone,
+            AudienceSpec::Google(c) => &c.phone,
+        }
+    }
+}
+
+impl fmt::Display for AudienceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AudienceSpec::Meta(_) => write!(f, "meta_audience"),
+            AudienceSpec::Google(_) => write!(f, "google_customer_match"),
+        }
     }
 }
 

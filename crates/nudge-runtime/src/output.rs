@@ -7,7 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{OutboxFile, Outgoing, Plugin};
+use nudge_channels::{AudienceSync, OutboxFile, Outgoing, Plugin};
 
 use crate::engine::Sink;
 use crate::record::{Membership, Record};
@@ -20,7 +20,85 @@ pub struct FileSink {
     trace: Option<BufWriter<File>>,
     audiences_dir: PathBuf,
     audiences: HashMap<String, BufWriter<File>>,
+    sync: Option<AudienceSyncer>,
     error: Option<String>,
+}
+
+/// An ad-platform plugin fed with a host's membership changes. A failure
+/// does not stop the run: the first one is kept for [`AudienceSyncer::finish`],
+/// and the audience feeds still hold every change. After a failure, flushes
+/// are skipped for [`AudienceSyncer::PAUSE`] (changes keep waiting in the
+/// plugin), so a platform that is down does not hold up every batch of
+/// calls by a full round of retries.
+pub struct AudienceSyncer {
+    plugin: Box<dyn AudienceSync>,
+    error: Option<String>,
+    paused_until: Option<std::time::Instant>,
+}
+
+/// What an [`AudienceSyncer`] did over a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Synced {
+    /// The plugin (`meta_audience`, `google_customer_match`).
+    pub plugin: String,
+    /// One line per audience: added, removed, unmatched, failed.
+    pub lines: Vec<String>,
+    /// The first failure, if any.
+    pub error: Option<String>,
+    /// Changes never sent: still waiting when the run ended, after the
+    /// platform failed the last batches.
+    pub unsent: u64,
+}
+
+impl AudienceSyncer {
+    /// Feeds `plugin`.
+    pub fn new(plugin: Box<dyn AudienceSync>) -> Self {
+        AudienceSyncer {
+            plugin,
+            error: None,
+            paused_until: None,
+        }
+    }
+
+    /// How long flushes wait after a failed one.
+    pub const PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Hands one change to the plugin, which sends a batch when one is full.
+    pub fn change(&mut self, change: &Membership) {
+        if let Err(e) = self.plugin.change(&change.to_change()) {
+            self.error.get_or_insert(e.to_string());
+        }
+    }
+
+    /// Sends everything pending, unless a recent failure paused syncing.
+    pub fn flush(&mut self) {
+        if self
+            .paused_until
+            .is_some_and(|until| std::time::Instant::now() < until)
+        {
+            return;
+        }
+        self.flush_now();
+    }
+
+    fn flush_now(&mut self) {
+        self.paused_until = None;
+        if let Err(e) = self.plugin.flush() {
+            self.error.get_or_insert(e.to_string());
+            self.paused_until = Some(std::time::Instant::now() + Self::PAUSE);
+        }
+    }
+
+    /// Sends everything pending and says what came of the run.
+    pub fn finish(mut self) -> Synced {
+        self.flush_now();
+        Synced {
+            plugin: self.plugin.name().to_string(),
+            lines: self.plugin.report().lines(),
+            error: self.error,
+            unsent: self.plugin.pending(),
+        }
+    }
 }
 
 impl FileSink {
@@ -50,8 +128,20 @@ impl FileSink {
             trace,
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
+            sync: None,
             error: None,
         })
+    }
+
+    /// Sends membership changes to an ad platform too, besides the feeds.
+    pub fn sync_audiences(&mut self, plugin: Box<dyn AudienceSync>) {
+        self.sync = Some(AudienceSyncer::new(plugin));
+    }
+
+    /// Sends what the audience plugin holds and says what came of the run;
+    /// `None` when no platform is configured.
+    pub fn finish_sync(&mut self) -> Option<Synced> {
+        self.sync.take().map(AudienceSyncer::finish)
     }
 
     /// Sends one channel's messages to `plugin` instead of the outbox.
@@ -154,5 +244,93 @@ impl Sink for FileSink {
         if let Err(e) = res {
             self.keep_error(format!("audience {}: {e}", change.audience));
         }
+        if let Some(sync) = &mut self.sync {
+            sync.change(&change);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use nudge_channels::{AudienceChange, DeliveryError, SyncReport};
+
+    use super::*;
+
+    /// A platform that fails every flush and counts the flushes tried.
+    struct Down {
+        flushes: Arc<Mutex<u32>>,
+        changes: Vec<AudienceChange>,
+        report: SyncReport,
+    }
+
+    impl AudienceSync for Down {
+        fn name(&self) -> &str {
+            "down"
+        }
+
+        fn change(&mut self, change: &AudienceChange) -> Result<(), DeliveryError> {
+            self.changes.push(change.clone());
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), DeliveryError> {
+            *self.flushes.lock().unwrap() += 1;
+            Err(DeliveryError::transient(3, "HTTP 503"))
+        }
+
+        fn report(&self) -> &SyncReport {
+            &self.report
+        }
+
+        fn pending(&self) -> u64 {
+            self.changes.len() as u64
+        }
+    }
+
+    fn membership(action: &str) -> Membership {
+        Membership {
+            at: "2026-11-23T10:04:00Z".into(),
+            audience: "cart_abandoners".into(),
+            customer: "u1".into(),
+            action: action.into(),
+            email: Some("ana@example.com".into()),
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_flush_pauses_syncing_until_the_end() {
+        let flushes = Arc::new(Mutex::new(0));
+        let mut sync = AudienceSyncer::new(Box::new(Down {
+            flushes: flushes.clone(),
+            changes: Vec::new(),
+            report: SyncReport::default(),
+        }));
+        sync.change(&membership("add"));
+        sync.flush();
+        assert_eq!(*flushes.lock().unwrap(), 1);
+        // Within the pause, flushes are skipped; changes still reach the plugin.
+        sync.change(&membership("remove"));
+        sync.flush();
+        assert_eq!(*flushes.lock().unwrap(), 1);
+        let synced = sync.finish();
+        assert_eq!(*flushes.lock().unwrap(), 2, "the end always tries");
+        assert_eq!(synced.plugin, "down");
+        assert_eq!(
+            synced.error.as_deref(),
+            Some("HTTP 503 (after 3 attempts; may succeed if retried later)")
+        );
+        assert_eq!(synced.unsent, 2);
+    }
+
+    #[test]
+    fn a_membership_becomes_the_change_the_plugins_take() {
+        let change = membership("remove").to_change();
+        assert!(!change.add);
+        assert_eq!(change.email.as_deref(), Some("ana@example.com"));
+        assert_eq!(change.customer, "u1");
+        assert!(membership("add").to_change().add);
     }
 }

@@ -464,6 +464,26 @@ pub struct Membership {
     pub customer: String,
     /// `add` or `remove`.
     pub action: String,
+    /// The profile's `email` at the time of the change, which ad platforms
+    /// match on (hashed by the host); absent when the profile has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The profile's `phone` at the time of the change, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl Membership {
+    /// The change as the ad-audience plugins take it.
+    pub fn to_change(&self) -> nudge_channels::AudienceChange {
+        nudge_channels::AudienceChange {
+            audience: self.audience.clone(),
+            customer: self.customer.clone(),
+            add: self.action == "add",
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+        }
+    }
 }
 
 /// What became of one send's delivery, as a trace line of kind `delivery`:

@@ -1455,11 +1455,17 @@ impl<'b> Machine<'b> {
         }
         let action = if add { "add" } else { "remove" }.to_string();
         let customer = cust.key.clone();
+        // Ad platforms match people by these, as the profile holds them now.
+        let t = &self.traits;
+        let email = t.text(&cust.profile, t.email).map(str::to_string);
+        let phone = t.text(&cust.profile, t.phone).map(str::to_string);
         self.effects.push(Effect::Membership(Membership {
             at: format_instant_ms(self.now),
             audience: name.to_string(),
             customer,
             action: action.clone(),
+            email,
+            phone,
         }));
         self.record(
             c,
