@@ -1,8 +1,8 @@
-//! End-to-end: push through FCM from `nudge serve`. Device tokens come from
-//! `context.device.token` and from the `deviceToken` trait; a token FCM
-//! reports `UNREGISTERED` is removed from the profile, so the next push to
-//! that customer is not sent (`no_address`), while other customers' pushes
-//! still go out.
+//! End-to-end: push through FCM from `nudge serve` and `nudge run`. Device
+//! tokens come from `context.device.token` and from the `deviceToken`
+//! trait; a token FCM reports `UNREGISTERED` is removed from the profile,
+//! so the next push to that customer is not sent (`no_address`), while
+//! other customers' pushes still go out.
 
 mod common;
 use common::{basic_auth, explain_json, http_agent, serve_http, start_server_with};
@@ -88,10 +88,8 @@ fn order(user: &str, id: &str) -> Value {
     json!({"type": "track", "userId": user, "event": "Order Completed", "properties": {"order_id": id, "total": 10.0}})
 }
 
-#[test]
-fn an_unregistered_token_is_removed_and_the_next_push_is_not_sent() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let base = fake_fcm(seen.clone());
+/// A project that pushes on every order through FCM at `base`.
+fn push_project(base: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("shop");
     std::fs::create_dir(&project).unwrap();
@@ -122,6 +120,14 @@ flow on_order {
         ),
     )
     .unwrap();
+    (tmp, project)
+}
+
+#[test]
+fn an_unregistered_token_is_removed_and_the_next_push_is_not_sent() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let base = fake_fcm(seen.clone());
+    let (_tmp, project) = push_project(&base);
     let server = start_server_with(&project, &["--write-key", common::WRITE_KEY], &[]);
     ingest(
         &server.base,
@@ -180,4 +186,66 @@ flow on_order {
     assert!(ann.contains("no_address"), "{ann}");
     let carl = explain("u3");
     assert!(carl.contains("no_address"), "{carl}");
+}
+
+/// `nudge run` on the embedded store: the removal is a stored call, so the
+/// next run (which starts from the checkpoint) and a rebuild from the calls
+/// both know the token is gone.
+#[test]
+fn a_replay_removes_an_unregistered_token_for_the_next_run() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let base = fake_fcm(seen.clone());
+    let (_tmp, project) = push_project(&base);
+    let events = project.join("events.jsonl");
+    let at = |mut call: Value, t: &str| {
+        call["timestamp"] = json!(t);
+        call.to_string() + "\n"
+    };
+    let first = [
+        at(
+            json!({"type": "identify", "userId": "u1", "context": {"device": {"token": "dead-token"}}}),
+            "2026-01-05T09:00:00Z",
+        ),
+        at(
+            json!({"type": "identify", "userId": "u2", "traits": {"deviceToken": "good-token"}}),
+            "2026-01-05T09:00:00Z",
+        ),
+        at(order("u1", "o1"), "2026-01-05T10:00:00Z"),
+        at(order("u2", "o2"), "2026-01-05T10:00:00Z"),
+    ]
+    .concat();
+    std::fs::write(&events, &first).unwrap();
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .arg("run")
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    assert_eq!(pushes(&seen).len(), 2, "{:#?}", pushes(&seen));
+    // More orders arrive; the next run starts from the store.
+    let second = [
+        at(order("u1", "o3"), "2026-01-06T10:00:00Z"),
+        at(order("u2", "o4"), "2026-01-06T10:00:00Z"),
+    ]
+    .concat();
+    std::fs::write(&events, format!("{first}{second}")).unwrap();
+    run();
+    let all = pushes(&seen);
+    assert_eq!(all.len(), 3, "only u2's second push went out: {all:#?}");
+    assert_eq!(all[2]["message"]["token"], "good-token");
+    let ann = explain_json(&project, "u1");
+    assert!(ann.contains("no_address"), "{ann}");
+    // A rebuild from the stored calls reaches the same state: no push is
+    // owed again, and u1's token stays gone.
+    let checkpointless = project.join(".nudge");
+    assert!(checkpointless.is_dir());
+    run();
+    assert_eq!(pushes(&seen).len(), 3, "nothing is sent twice");
 }

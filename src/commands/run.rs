@@ -662,6 +662,9 @@ pub(super) fn open_store(
     };
     let mut router = Router::new(Box::new(default), Some(outbox.to_path_buf()));
     for (channel, spec) in routes {
+        if let nudge_channels::PluginSpec::Fcm(c) = spec {
+            router.watch_invalid_tokens(c.invalid_tokens.clone());
+        }
         match spec.build(outbox, OutboxMode::Append) {
             Ok(p) => router.route(*channel, p),
             Err(e) => {

@@ -1168,7 +1168,11 @@ impl<'b> Live<'b> {
         if gone.is_empty() || self.metrics.broken.load(Ordering::Relaxed) {
             return;
         }
-        let lines = feedback::token_removals(&mut self.engine, gone);
+        let lines = durable::token_removals(
+            &mut self.engine,
+            gone,
+            chrono::Utc::now().timestamp_millis(),
+        );
         if lines.is_empty() {
             return;
         }

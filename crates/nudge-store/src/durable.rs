@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use nudge_bytecode::{Bundle, Channel};
-use nudge_channels::{Delivery, DeliveryError, Outgoing, Plugin, Receipt};
+use nudge_channels::{
+    Delivery, DeliveryError, InvalidToken, InvalidTokens, Outgoing, Plugin, Receipt,
+};
 use nudge_runtime::engine::{Deployed, Engine, Sink};
 use nudge_runtime::record::{DeliveryOutcome, DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{DeadLetter, Horizon};
@@ -154,6 +156,8 @@ pub struct Router {
     routes: HashMap<String, Box<dyn Plugin>>,
     /// More pending sends than this at resume are held, not delivered.
     hold_over: Option<usize>,
+    /// Where push plugins report device tokens the provider refused.
+    invalid_tokens: Vec<InvalidTokens>,
 }
 
 impl Router {
@@ -165,7 +169,19 @@ impl Router {
             outbox,
             routes: HashMap::new(),
             hold_over: None,
+            invalid_tokens: Vec::new(),
         }
+    }
+
+    /// Also takes the device tokens a push plugin reports invalid through
+    /// `reports`: a run unsets them in the profiles (see [`token_removals`]).
+    pub fn watch_invalid_tokens(&mut self, reports: InvalidTokens) {
+        self.invalid_tokens.push(reports);
+    }
+
+    /// The device tokens reported invalid since the last call.
+    pub fn take_invalid_tokens(&self) -> Vec<InvalidToken> {
+        self.invalid_tokens.iter().flat_map(|t| t.take()).collect()
     }
 
     /// At resume, more than `limit` pending sends are handed back in
@@ -418,6 +434,10 @@ pub fn run<'b, S: Sink + Feed>(
     let mut report = Report::default();
     let mut dead = Vec::new();
     let source = store.source(input.name)?;
+    let tokens = store.source(TOKEN_SOURCE)?.id;
+    // Removals of invalid device tokens made after the last batch went to
+    // the writer, stored with the run's last commit.
+    let mut late_calls = Vec::new();
     let mut file = SourceFile::open(input.path)?;
     check_source(&source, &mut file, &input)?;
     let mut batch = Batch::default();
@@ -605,6 +625,10 @@ pub fn run<'b, S: Sink + Feed>(
                     let intents = acks.recv().map_err(|_| writer_gone())??;
                     in_flight -= 1;
                     dispatch_and_record(engine, router, &intents, &mut marks, &mut report);
+                    // Counted as pending, so that the batch holding them
+                    // is committed even when no line follows.
+                    pending +=
+                        clear_invalid_tokens(engine, router, tokens, &mut next.calls, &mut dead);
                 }
             }
         }
@@ -612,12 +636,14 @@ pub fn run<'b, S: Sink + Feed>(
         for _ in 0..in_flight {
             let intents = acks.recv().map_err(|_| writer_gone())??;
             dispatch_and_record(engine, router, &intents, &mut marks, &mut report);
+            clear_invalid_tokens(engine, router, tokens, &mut late_calls, &mut dead);
         }
         Ok(())
     })?;
     report.past_window = window.late();
     batch.marks = marks;
     batch.calls.extend(first);
+    batch.calls.append(&mut late_calls);
     if committed != (offset, end_line) {
         // Only blank or refused lines followed: still move past them.
         batch.source = Some(SourcePos {
@@ -642,12 +668,14 @@ pub fn run<'b, S: Sink + Feed>(
         breaker(captured.len(), "the clock step of --until", &mut report);
         batch.calls.push(NewCall::Until(t));
         step(store, engine, captured, router, &mut batch, &mut report)?;
+        clear_invalid_tokens(engine, router, tokens, &mut batch.calls, &mut dead);
     }
     if settings.drain {
         engine.drain();
         breaker(captured.len(), "the clock step of --drain", &mut report);
         batch.calls.push(NewCall::Drain);
         step(store, engine, captured, router, &mut batch, &mut report)?;
+        clear_invalid_tokens(engine, router, tokens, &mut batch.calls, &mut dead);
     }
     // The last delivery results, the clock, the counters, and the state
     // the next run starts from.
@@ -919,6 +947,80 @@ fn step<S: Sink + Feed>(
     let intents = commit_captured(store, captured, batch)?;
     dispatch_and_record(engine, router, &intents, &mut batch.marks, report);
     Ok(())
+}
+
+/// The source the calls that unset invalid device tokens are stored under:
+/// not a file, so their line numbers say nothing.
+pub const TOKEN_SOURCE: &str = "nudge:invalid-device-tokens";
+
+/// Identify calls that unset `device_token` for each customer whose token
+/// the push provider reported invalid, stamped at the engine's clock (at
+/// `fallback`, in milliseconds, before anything set it). A customer whose
+/// token changed since the send keeps the new one; each send's report
+/// gives one call however often it comes (its `messageId`).
+pub fn token_removals<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    gone: Vec<InvalidToken>,
+    fallback: i64,
+) -> Vec<String> {
+    let now = engine.now();
+    // `i64::MIN`: nothing has set the clock yet.
+    let at = nudge_bytecode::format_instant_ms(if now == i64::MIN { fallback } else { now });
+    let mut lines = Vec::new();
+    for token in gone {
+        let Some((field, id)) = engine.caller_of(&token.customer) else {
+            continue;
+        };
+        let current = match engine.profile_field(&id, "device_token") {
+            Some(nudge_bytecode::Value::Str(s)) => s.trim() == token.token,
+            _ => false,
+        };
+        if !current {
+            continue;
+        }
+        let mut call = serde_json::json!({
+            "type": "identify",
+            "traits": {"device_token": null},
+            "messageId": format!("fcm-invalid:{}", token.idempotency_key),
+            "timestamp": at,
+        });
+        if let Some(fields) = call.as_object_mut() {
+            fields.insert(field.to_string(), serde_json::json!(id));
+        }
+        lines.push(call.to_string());
+    }
+    lines
+}
+
+/// Applies the removals of device tokens the provider reported invalid
+/// since the last call, and adds them to `calls` (stored under `source`)
+/// so that a rebuild applies them at the same place; returns how many.
+fn clear_invalid_tokens<S: Sink + Feed>(
+    engine: &mut Engine<'_, LedgerSink<S>>,
+    router: &Router,
+    source: i64,
+    calls: &mut Vec<NewCall<'_>>,
+    dead: &mut Vec<DeadLetter>,
+) -> usize {
+    let gone = router.take_invalid_tokens();
+    if gone.is_empty() {
+        return 0;
+    }
+    let before = calls.len();
+    // Deliveries follow applied calls, so the clock is set; the wall clock
+    // only stands in should that ever change.
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    for line in token_removals(engine, gone, wall) {
+        apply_line(engine, line.as_bytes(), 0, dead);
+        calls.push(NewCall::Read {
+            source,
+            line: 0,
+            body: line.into_bytes(),
+        });
+    }
+    calls.len() - before
 }
 
 /// [`dispatch_or_hold`], then the trace learns what became of each send

@@ -23,8 +23,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use nudge_channels::Outgoing;
 use nudge_channels::feedback::{self, Refusal, Report, Subject, sendgrid, ses, twilio};
-use nudge_channels::{InvalidToken, Outgoing};
 use nudge_runtime::engine::{Engine, Sink};
 use nudge_store::Store;
 use serde_json::{Map, Value, json};
@@ -451,43 +451,4 @@ fn busy(app: &App, e: mpsc::TrySendError<Msg>) -> Response {
             error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None)
         }
     }
-}
-
-/// Identify calls that unset `device_token` for each customer whose token
-/// FCM reported invalid, stamped at the engine's clock. A customer whose
-/// token changed since the send keeps the new one.
-pub(super) fn token_removals<S: Sink>(
-    engine: &mut Engine<'_, S>,
-    gone: Vec<InvalidToken>,
-) -> Vec<String> {
-    let now = engine.now();
-    // `i64::MIN`: nothing has set the clock yet.
-    let at = (now != i64::MIN)
-        .then(|| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now))
-        .flatten()
-        .unwrap_or_else(chrono::Utc::now)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut lines = Vec::new();
-    for token in gone {
-        let Some((field, id)) = engine.caller_of(&token.customer) else {
-            continue;
-        };
-        let current = match engine.profile_field(&id, "device_token") {
-            Some(nudge_bytecode::Value::Str(s)) => s.trim() == token.token,
-            _ => false,
-        };
-        if !current {
-            continue;
-        }
-        let mut call = json!({
-            "type": "identify",
-            "traits": {"device_token": null},
-            // One removal per send, however often it is reported.
-            "messageId": format!("fcm-invalid:{}", token.idempotency_key),
-            "timestamp": at,
-        });
-        call[field] = json!(id);
-        lines.push(call.to_string());
-    }
-    lines
 }
