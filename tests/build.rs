@@ -39,12 +39,23 @@ fn build_then_disasm_the_cart_recovery_example() {
     let listed = nudge(&["disasm", path_str(&out)]);
     assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
     let listing = text(&listed.stdout);
-    assert!(listing.starts_with("nudge bundle, format 2"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 3"), "{listing}");
     assert!(
         listing.contains(&format!("flow cart_recovery  version {version}")),
         "{listing}"
     );
     assert!(listing.contains("  exit on order_completed"), "{listing}");
+    // What the engine keeps of histories: purchases, for the exit rule and the goal.
+    assert!(
+        listing.contains("\nretention:\n  sends: 7d (caps)\n  products_searched: not kept\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(
+            "\n  order_completed: while instances live: cart_recovery; goal windows: cart_recovery 5d\n"
+        ),
+        "{listing}"
+    );
     assert!(
         listing.contains("; examples/cart_recovery/cart_recovery.flow:20  first_wait: wait 1h"),
         "{listing}"

@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 
 use crate::instr::Instr;
+use crate::retention::Retention;
 use crate::value::{Type, Value};
 
 /// A compiled project.
@@ -28,6 +29,9 @@ pub struct Bundle {
     pub flows: Vec<Flow>,
     /// The project's global rules.
     pub policy: Policy,
+    /// What of each customer's history the rules read back, and for how
+    /// long: the runtime keeps no more (see [`Retention`]).
+    pub retention: Retention,
 }
 
 /// Where a record schema comes from.

@@ -73,6 +73,7 @@ impl Disasm<'_> {
         self.line(format!("profile: {}", custom.join(", ")));
         self.line(format!("builtins: {}", b.builtins.join(", ")));
         self.policy();
+        self.retention();
         for g in &b.lets {
             self.line("");
             self.line(format!("let {}: {}", g.name, self.ty(&g.ty)));
@@ -107,6 +108,59 @@ impl Disasm<'_> {
         }
         for s in &p.suppress_lists {
             self.line(format!("  suppress list {s:?}"));
+        }
+    }
+
+    /// Who reads each event kind back, hence how long it is kept.
+    fn retention(&mut self) {
+        let b = self.b;
+        let r = &b.retention;
+        self.line("retention:");
+        let sends = if r.sends > 0 {
+            format!("  sends: {} (caps)", format_duration(r.sends))
+        } else {
+            "  sends: while their flow's instances and goals live".to_string()
+        };
+        self.line(sends);
+        let flows = |fs: &[u32]| -> String {
+            fs.iter()
+                .map(|&f| b.flows.get(f as usize).map_or("?", |fl| fl.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (i, s) in b.schemas.iter().enumerate() {
+            if s.kind != SchemaKind::Event {
+                continue;
+            }
+            let Some(readers) = r.events.get(i) else {
+                continue;
+            };
+            let mut parts = Vec::new();
+            if readers.forever {
+                parts.push("for ever (segments, lets)".to_string());
+            }
+            if !readers.instances.is_empty() {
+                parts.push(format!(
+                    "while instances live: {}",
+                    flows(&readers.instances)
+                ));
+            }
+            if !readers.goals.is_empty() {
+                let windows: Vec<String> = readers
+                    .goals
+                    .iter()
+                    .filter_map(|&f| {
+                        let fl = b.flows.get(f as usize)?;
+                        let g = fl.goal.as_ref()?;
+                        Some(format!("{} {}", fl.name, format_duration(g.within)))
+                    })
+                    .collect();
+                parts.push(format!("goal windows: {}", windows.join(", ")));
+            }
+            if parts.is_empty() {
+                parts.push("not kept".to_string());
+            }
+            self.line(format!("  {}: {}", s.name, parts.join("; ")));
         }
     }
 

@@ -472,6 +472,15 @@ impl Bundle {
         b.schemas = new.schemas.clone();
         b.enums = new.enums.clone();
         b.profile = new.profile;
+        // The readers of each kept schema move to its new number.
+        b.retention.events = vec![Default::default(); new.schemas.len()];
+        for (s, readers) in self.retention.events.iter().enumerate() {
+            if let Some(to) = layout.schema(s as u32)
+                && let Some(slot) = b.retention.events.get_mut(to as usize)
+            {
+                *slot = readers.clone();
+            }
+        }
         let old = self;
         let unit_refs = |u: &mut Unit| -> UnitRefs {
             let mut reach = Vec::with_capacity(u.blocks.len());

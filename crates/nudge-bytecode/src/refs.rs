@@ -270,6 +270,53 @@ impl Bundle {
         for fl in &self.flows {
             cx.flow(fl).map_err(|e| format!("flow {}: {e}", fl.name))?;
         }
+        self.validate_retention()
+    }
+
+    /// Checks that the retention has one entry per schema, names flows that
+    /// exist, and declares at least what the code reads back: the runtime
+    /// forgets what it does not declare, so less would lose events a rule reads.
+    fn validate_retention(&self) -> Result<(), String> {
+        let r = &self.retention;
+        if r.events.len() != self.schemas.len() {
+            return Err(format!(
+                "the retention has {} schemas, the bundle {}",
+                r.events.len(),
+                self.schemas.len()
+            ));
+        }
+        if r.sends < 0 {
+            return Err(format!("the retention of sends is negative ({})", r.sends));
+        }
+        let needed = crate::Retention::derive(self);
+        for (i, (has, needs)) in r.events.iter().zip(&needed.events).enumerate() {
+            let name = &self.schemas[i].name;
+            for f in has.instances.iter().chain(&has.goals) {
+                within("flow", *f, self.flows.len())
+                    .map_err(|e| format!("retention of {name}: {e}"))?;
+            }
+            let missing =
+                |has: &[u32], needs: &[u32]| needs.iter().find(|f| !has.contains(f)).copied();
+            let lacks = if needs.forever && !has.forever {
+                Some("segments and lets".to_string())
+            } else if let Some(f) = missing(&has.instances, &needs.instances) {
+                Some(format!("instances of flow {}", self.flows[f as usize].name))
+            } else {
+                missing(&has.goals, &needs.goals)
+                    .map(|f| format!("the goal of flow {}", self.flows[f as usize].name))
+            };
+            if let Some(lacks) = lacks {
+                return Err(format!(
+                    "the retention of {name} leaves out {lacks}, which read it back"
+                ));
+            }
+        }
+        if r.sends < needed.sends {
+            return Err(format!(
+                "the retention of sends ({}s) is shorter than the longest cap ({}s)",
+                r.sends, needed.sends
+            ));
+        }
         Ok(())
     }
 }

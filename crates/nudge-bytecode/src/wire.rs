@@ -19,13 +19,20 @@ use rust_decimal::Decimal;
 
 use crate::bundle::*;
 use crate::instr::Instr;
+use crate::retention::{Readers, Retention};
 use crate::value::{Record, Type, Value};
 
 /// The first bytes of every bundle file.
 pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
-/// The bundle format this crate writes and reads (2 added `Flow::local_names`).
-pub const FORMAT_VERSION: u16 = 2;
+/// The bundle format this crate writes (2 added `Flow::local_names`, 3
+/// added `Bundle::retention`).
+pub const FORMAT_VERSION: u16 = 3;
+
+/// The oldest format this crate still reads: a version 2 bundle has no
+/// retention, which decoding derives from its code (stores and checkpoints
+/// written before version 3 embed such bundles).
+pub const OLDEST_FORMAT_VERSION: u16 = 2;
 
 /// Values and types nest at most this deep; deeper input is refused rather
 /// than risking the decoder's stack.
@@ -40,7 +47,7 @@ pub enum DecodeError {
     UnsupportedVersion {
         /// The version in the file.
         found: u16,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u16,
     },
     /// The file ends in the middle of a value.
@@ -65,7 +72,7 @@ impl fmt::Display for DecodeError {
             DecodeError::BadMagic => f.write_str("not a Nudge bundle (bad magic number)"),
             DecodeError::UnsupportedVersion { found, supported } => write!(
                 f,
-                "unsupported bundle format version {found} (this nudge reads version {supported}); rebuild the bundle with this nudge"
+                "unsupported bundle format version {found} (this nudge reads versions {OLDEST_FORMAT_VERSION} to {supported}); rebuild the bundle with this nudge"
             ),
             DecodeError::Truncated { at } => write!(f, "the bundle is truncated at byte {at}"),
             DecodeError::Invalid { at, what } => {
@@ -892,18 +899,56 @@ wire_struct!(Policy {
     caps,
     suppress_lists
 });
-wire_struct!(Bundle {
-    files,
-    builtins,
-    schemas,
-    enums,
-    profile,
-    lets,
-    segments,
-    messages,
-    flows,
-    policy
+wire_struct!(Readers {
+    forever,
+    instances,
+    goals
 });
+wire_struct!(Retention { events, sends });
+
+impl Wire for Bundle {
+    fn put(&self, w: &mut Writer) {
+        self.files.put(w);
+        self.builtins.put(w);
+        self.schemas.put(w);
+        self.enums.put(w);
+        self.profile.put(w);
+        self.lets.put(w);
+        self.segments.put(w);
+        self.messages.put(w);
+        self.flows.put(w);
+        self.policy.put(w);
+        self.retention.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Bundle::get_version(r, FORMAT_VERSION)
+    }
+}
+
+impl Bundle {
+    /// Reads a bundle body written in format `version`.
+    fn get_version(r: &mut Reader, version: u16) -> Result<Self, DecodeError> {
+        let mut b = Bundle {
+            files: Wire::get(r)?,
+            builtins: Wire::get(r)?,
+            schemas: Wire::get(r)?,
+            enums: Wire::get(r)?,
+            profile: Wire::get(r)?,
+            lets: Wire::get(r)?,
+            segments: Wire::get(r)?,
+            messages: Wire::get(r)?,
+            flows: Wire::get(r)?,
+            policy: Wire::get(r)?,
+            retention: Retention::default(),
+        };
+        b.retention = if version >= 3 {
+            Wire::get(r)?
+        } else {
+            Retention::derive(&b)
+        };
+        Ok(b)
+    }
+}
 
 impl Wire for ContentValue {
     fn put(&self, w: &mut Writer) {
@@ -1053,14 +1098,14 @@ impl Bundle {
             return Err(DecodeError::Truncated { at: bytes.len() });
         };
         let found = u16::from_le_bytes([v[0], v[1]]);
-        if found != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
             return Err(DecodeError::UnsupportedVersion {
                 found,
                 supported: FORMAT_VERSION,
             });
         }
         let mut r = Reader::new(bytes, n + 2);
-        let bundle = Bundle::get(&mut r)?;
+        let bundle = Bundle::get_version(&mut r, found)?;
         if r.pos() != bytes.len() {
             return Err(DecodeError::Invalid {
                 at: r.pos(),

@@ -218,8 +218,10 @@ fn sample() -> Bundle {
             caps: vec![],
             suppress_lists: vec!["lists/optout.txt".into()],
         },
+        retention: Retention::default(),
     };
     b.compute_versions();
+    b.retention = Retention::derive(&b);
     b
 }
 
@@ -326,7 +328,7 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 3 (this nudge reads version 2)"),
+            .contains("unsupported bundle format version 4 (this nudge reads versions 2 to 3)"),
         "{err}"
     );
     // Format 1 had no local names: its flows cannot be read as format 2.
@@ -336,7 +338,7 @@ fn a_newer_format_version_is_refused() {
         Bundle::decode(&bytes),
         Err(DecodeError::UnsupportedVersion {
             found: 1,
-            supported: 2
+            supported: FORMAT_VERSION
         })
     ));
 }
@@ -442,7 +444,7 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 2\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 3\n"), "{listing}");
     assert!(listing.contains("step 0 first: wait 1h"), "{listing}");
     assert!(
         listing.contains("  local 0: seen from step 1\n"),

@@ -439,8 +439,11 @@ impl<'a> Lower<'a> {
                 .collect::<R<_>>()?,
             flows: self.flows.iter().map(|d| self.flow(d)).collect::<R<_>>()?,
             policy: self.policy()?,
+            retention: Default::default(),
         };
         bundle.compute_versions();
+        // Read off the lowered code, so it covers every way the rules look back.
+        bundle.retention = bc::Retention::derive(&bundle);
         bundle
             .validate()
             .map_err(|e| LowerError::new(None, format!("internal error: {e}")))?;

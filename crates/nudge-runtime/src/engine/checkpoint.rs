@@ -224,6 +224,8 @@ impl<'b> Machine<'b> {
         self.address_pushes = state.address_pushes;
         self.cap_window = state.cap_window;
         self.horizon = state.horizon;
+        // Worked out again at the next look, by the restored releases.
+        self.keep_from.clear();
         self.applies_since_horizon = state.applies_since_horizon;
         self.stats = stats;
         self.swap_tables(&mut state);

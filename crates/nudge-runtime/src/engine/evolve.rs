@@ -15,7 +15,7 @@ use nudge_vm::Vm;
 use super::customer::Traits;
 use super::deploy::DeployError;
 use super::instance::TriggerUse;
-use super::{Machine, remembered_schemas};
+use super::{Machine, flow_reads};
 
 /// Where the bundles that rebased releases run are kept: they must live as
 /// long as the engine, like the deployed bundles themselves.
@@ -144,6 +144,7 @@ pub(super) fn apply<'b>(
             .iter()
             .map(|f| TriggerUse::of(f, bundle))
             .collect();
+        release.reads = flow_reads(bundle);
         // Only the newest release starts instances; its map is rebuilt by `add_release`.
         release.triggered_by.clear();
     }
@@ -178,7 +179,7 @@ pub(super) fn apply<'b>(
         set.iter().filter_map(|&s| layout.schema(s)).collect()
     };
     engine.remembered = remap(&engine.remembered);
-    engine.remembered.extend(remembered_schemas(new));
+    engine.remembered.extend(new.retention.read());
     engine.forever = remap(&engine.forever);
     engine.goal_events = remap(&engine.goal_events);
     ended_goals

@@ -155,6 +155,36 @@ struct Release<'b> {
     trigger_use: Vec<instance::TriggerUse>,
     /// Each flow's version hash, shared by its instances.
     versions: Vec<instance::Version>,
+    /// What each flow's instances and goal watches read back (the bundle's
+    /// retention, by flow).
+    reads: Vec<FlowReads>,
+}
+
+/// The event schemas one flow reads back from a customer's history.
+#[derive(Clone, Debug, Default)]
+struct FlowReads {
+    /// From an instance's start while it lives.
+    instances: Vec<u32>,
+    /// From an instance's start until its goal's window closes.
+    goals: Vec<u32>,
+}
+
+/// Each flow's reads, from the bundle's retention (indexed by schema) turned around.
+fn flow_reads(bundle: &Bundle) -> Vec<FlowReads> {
+    let mut out = vec![FlowReads::default(); bundle.flows.len()];
+    for (s, readers) in bundle.retention.events.iter().enumerate() {
+        for &f in &readers.instances {
+            if let Some(r) = out.get_mut(f as usize) {
+                r.instances.push(s as u32);
+            }
+        }
+        for &f in &readers.goals {
+            if let Some(r) = out.get_mut(f as usize) {
+                r.goals.push(s as u32);
+            }
+        }
+    }
+    out
 }
 
 /// The release `r` (releases are never removed, so every recorded number stays valid).
@@ -196,9 +226,8 @@ pub struct Machine<'b> {
     traits: Traits,
     policy_tz: Tz,
     by_wire: HashMap<String, u32>,
-    /// Event schemas some code of any release looks back at (exit rules,
-    /// waits, goals, `any_event` and friends); only these are kept in
-    /// histories, which keeps memory to what can still matter.
+    /// Event schemas some rule of any release reads back (the bundles'
+    /// retention): only these are stored in histories at all.
     remembered: HashSet<u32>,
     seq: u64,
     /// Instance generations are unique across slots, so a timer set for an
@@ -223,11 +252,16 @@ pub struct Machine<'b> {
     /// Event schemas a segment or a `let` of some release reads: those read
     /// the whole history, so their events are never forgotten.
     forever: HashSet<u32>,
-    /// Events and sends before this instant can no longer be read (see
+    /// Sends before this instant can no longer be read by any live
+    /// instance or goal, nor by one a late trigger may start (see
     /// [`Machine::forget`]); `i64::MIN` until first worked out.
     horizon: i64,
-    /// Calls applied since the horizon was last worked out.
+    /// Calls applied since the horizons were last worked out.
     applies_since_horizon: u32,
+    /// Per event schema, the instant before which no rule can read its
+    /// events any more (see [`Machine::forget`]); empty until first worked
+    /// out, and after the schemas may have changed.
+    keep_from: Vec<i64>,
     stats: Stats,
 }
 
@@ -306,6 +340,7 @@ impl<'b> Machine<'b> {
             forever: HashSet::new(),
             horizon: i64::MIN,
             applies_since_horizon: 0,
+            keep_from: Vec::new(),
             stats: Stats::new(bundle),
         };
         engine.add_release(bundle);
@@ -319,9 +354,14 @@ impl<'b> Machine<'b> {
                 self.goal_events.insert(g.rule.event);
             }
         }
-        self.remembered.extend(remembered_schemas(bundle));
-        self.cap_window = self.cap_window.max(pipeline::cap_window(bundle));
-        self.forever.extend(whole_history_schemas(bundle));
+        // The union over releases: older ones keep running their instances.
+        // Until the next look, nothing is forgotten by the new numbering.
+        self.keep_from.clear();
+        self.remembered.extend(bundle.retention.read());
+        self.forever.extend(bundle.retention.forever());
+        self.cap_window = self
+            .cap_window
+            .max(crate::millis::ms(bundle.retention.sends));
         let release = self.release_of(bundle);
         for flow in &bundle.flows {
             // New flows show in the counters from the start, at zero.
@@ -370,6 +410,7 @@ impl<'b> Machine<'b> {
                 .iter()
                 .map(|f| instance::TriggerUse::of(f, bundle))
                 .collect(),
+            reads: flow_reads(bundle),
         }
     }
 
@@ -745,13 +786,22 @@ impl<'b> Machine<'b> {
     }
 
     /// Drops the events and sends of customer `c` that no rule can read
-    /// any more. Instances read events (`exit on`, `wait for`, the history
-    /// builtins, goals) and their own sends from their start on, and a
-    /// merge shows them the other identity's history too, so what any live
-    /// instance or goal anywhere may still read is kept; a trigger may
-    /// still start an instance up to the lateness bound in the past; caps
-    /// look back over their windows. Events of kinds that a segment or a
-    /// `let` reads (the whole history) are kept.
+    /// any more, each event kind by its own readers as the bundles declare
+    /// them (see [`nudge_bytecode::Retention`]): a live instance reads the
+    /// kinds of its flow from its start, a goal watch those of its goal
+    /// from its start until the window closes, and a trigger up to the
+    /// lateness bound late may start an instance that reads from then;
+    /// segments and `let`s read their kinds for ever; kinds nobody reads
+    /// are never stored. A merge shows an instance the other identity's
+    /// history too, so an event is kept while a live reader of its kind
+    /// anywhere started before it. Sends are kept for the caps' windows and
+    /// while any live instance or goal may read them.
+    ///
+    /// The horizons are worked out every `forget_every` calls, when every
+    /// customer is swept; in between each call's customer is trimmed by
+    /// them. A cached horizon stays a safe bound: instances and goals that
+    /// start after it was taken start within the lateness bound of a later
+    /// clock.
     fn forget(&mut self, c: u32) {
         let every = self.config.forget_every;
         if every == 0 {
@@ -761,17 +811,15 @@ impl<'b> Machine<'b> {
         let sweep = self.applies_since_horizon >= every;
         if sweep {
             self.applies_since_horizon = 0;
-            self.horizon = self.oldest_readable();
+            self.horizon = self.work_out_horizons();
         }
-        // A cached horizon stays a safe bound: instances and goals that
-        // start after it was taken start within the lateness bound of a
-        // later clock.
-        let from = self.horizon;
-        if from == i64::MIN {
+        if self.horizon == i64::MIN || self.keep_from.is_empty() {
             return;
         }
-        let sends_from = from.min(self.now.saturating_sub(self.cap_window));
-        let forever = &self.forever;
+        let keep = Keep {
+            events_from: &self.keep_from,
+            sends_from: self.horizon.min(self.now.saturating_sub(self.cap_window)),
+        };
         if sweep {
             // Customers not seen again would keep what they hold for ever:
             // events, sends, and goals whose window has passed (those are
@@ -779,36 +827,75 @@ impl<'b> Machine<'b> {
             let (now, releases) = (self.now, &self.releases);
             let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
             for cust in self.customers.values_mut() {
-                forget_before(cust, from, sends_from, forever);
+                keep.apply(cust);
                 if cust.goals.iter().any(&expired) {
                     cust.goals.retain(|g| !expired(g));
                 }
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
-            forget_before(cust, from, sends_from, forever);
+            keep.apply(cust);
         }
     }
 
-    /// The earliest instant any rule may still read back to: the oldest
-    /// live instance's start, the oldest goal being watched, and the
-    /// lateness bound before the clock.
-    fn oldest_readable(&self) -> i64 {
-        let mut from = self
+    /// Works out, per event schema, the earliest instant a rule may still
+    /// read back to (into `keep_from`), and returns the earliest any live
+    /// instance or goal, or one a late trigger starts, may read sends from.
+    fn work_out_horizons(&mut self) -> i64 {
+        let late = self
             .now
             .saturating_sub(crate::millis::ms(self.config.max_lateness));
-        for inst in self.instances.iter().flatten() {
-            from = from.min(inst.started);
-        }
-        for cust in self.customers.values() {
-            for g in cust
-                .goals
-                .iter()
-                .filter(|g| !goal_expired(&self.releases, self.now, g))
-            {
-                from = from.min(g.entered);
+        let mut from = std::mem::take(&mut self.keep_from);
+        from.clear();
+        from.resize(self.bundle().schemas.len(), late);
+        for &s in &self.forever {
+            if let Some(f) = from.get_mut(s as usize) {
+                *f = i64::MIN;
             }
         }
-        from
+        let mut sends = late;
+        let mut reads_since = |kinds: &[u32], at: i64| {
+            for &s in kinds {
+                if let Some(f) = from.get_mut(s as usize) {
+                    *f = (*f).min(at);
+                }
+            }
+            sends = sends.min(at);
+        };
+        for inst in self.instances.iter().flatten() {
+            if let Some(reads) = rel(&self.releases, inst.release)
+                .reads
+                .get(inst.flow as usize)
+            {
+                reads_since(&reads.instances, inst.started);
+                reads_since(&reads.goals, inst.started);
+            }
+        }
+        for cust in self.customers.values() {
+            for g in &cust.goals {
+                if goal_expired(&self.releases, self.now, g) {
+                    continue;
+                }
+                if let Some(reads) = rel(&self.releases, g.release).reads.get(g.flow as usize) {
+                    reads_since(&reads.goals, g.entered);
+                }
+            }
+        }
+        self.keep_from = from;
+        sends
+    }
+
+    /// How much history the engine holds: customers, their stored events
+    /// and their stored sends.
+    pub fn history_held(&self) -> Held {
+        let mut held = Held {
+            customers: self.customers.len() as u64,
+            ..Held::default()
+        };
+        for cust in self.customers.values() {
+            held.events += cust.events.len() as u64;
+            held.sends += cust.sends.len() as u64;
+        }
+        held
     }
 
     fn ensure_customer(&mut self, c: u32) {
@@ -1517,15 +1604,42 @@ fn goal_expired(releases: &[Release<'_>], now: i64, g: &customer::GoalWatch) -> 
         .is_none_or(|goal| now > g.entered.saturating_add(crate::millis::ms(goal.within)))
 }
 
-/// Drops a customer's events before `from` (but those of kinds in
-/// `forever`) and sends before `sends_from`.
-fn forget_before(cust: &mut Customer, from: i64, sends_from: i64, forever: &HashSet<u32>) {
-    if cust.events.first().is_some_and(|e| e.at < from) {
-        cust.events
-            .retain(|e| e.at >= from || forever.contains(&e.schema));
-    }
-    if cust.sends.first().is_some_and(|s| s.at < sends_from) {
-        cust.sends.retain(|s| s.at >= sends_from);
+/// How much history an engine holds (see [`Machine::history_held`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Customers known.
+    pub customers: u64,
+    /// Events stored in their histories.
+    pub events: u64,
+    /// Sends stored.
+    pub sends: u64,
+}
+
+/// The horizons [`Machine::forget`] trims a customer's history to.
+struct Keep<'a> {
+    /// Per event schema, the earliest event any rule may still read.
+    events_from: &'a [i64],
+    /// The earliest send any rule may still read.
+    sends_from: i64,
+}
+
+impl Keep<'_> {
+    /// Drops what no rule can read any more from `cust`'s history.
+    fn apply(&self, cust: &mut Customer) {
+        // An event of a schema beyond the table (none should be) is kept.
+        let readable = |e: &Seen| {
+            e.at >= self
+                .events_from
+                .get(e.schema as usize)
+                .copied()
+                .unwrap_or(i64::MIN)
+        };
+        if !cust.events.iter().all(readable) {
+            cust.events.retain(readable);
+        }
+        if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
+            cust.sends.retain(|s| s.at >= self.sends_from);
+        }
     }
 }
 
@@ -1539,55 +1653,4 @@ fn intern(names: &mut Vec<Arc<str>>, keys: &mut HashMap<Arc<str>, u32>, name: &s
     names.push(name.clone());
     keys.insert(name, k);
     k
-}
-
-/// The event schemas that segments and lets read: they see the whole history.
-fn whole_history_schemas(bundle: &Bundle) -> HashSet<u32> {
-    let units = bundle
-        .lets
-        .iter()
-        .map(|l| &l.unit)
-        .chain(bundle.segments.iter().map(|s| &s.unit));
-    let mut out = HashSet::new();
-    history_reads(units, &mut out);
-    out
-}
-
-/// Adds the event schemas the code of `units` reads with `any_event` and friends.
-fn history_reads<'a>(
-    units: impl Iterator<Item = &'a nudge_bytecode::Unit>,
-    out: &mut HashSet<u32>,
-) {
-    for unit in units {
-        for block in &unit.blocks {
-            for instr in &block.code {
-                if let nudge_bytecode::Instr::CallEvent { event, .. } = instr {
-                    out.insert(*event);
-                }
-            }
-        }
-    }
-}
-
-/// The event schemas any code of the bundle looks back at.
-fn remembered_schemas(bundle: &Bundle) -> HashSet<u32> {
-    let mut out = HashSet::new();
-    for flow in &bundle.flows {
-        out.extend(flow.exit_on.iter().map(|r| r.event));
-        out.extend(
-            flow.waits
-                .iter()
-                .flat_map(|w| w.events.iter().map(|e| e.event)),
-        );
-        out.extend(flow.goal.iter().map(|g| g.rule.event));
-    }
-    let units = bundle
-        .flows
-        .iter()
-        .map(|f| &f.unit)
-        .chain(bundle.messages.iter().map(|m| &m.unit))
-        .chain(bundle.lets.iter().map(|l| &l.unit))
-        .chain(bundle.segments.iter().map(|s| &s.unit));
-    history_reads(units, &mut out);
-    out
 }

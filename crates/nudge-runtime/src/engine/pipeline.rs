@@ -486,17 +486,6 @@ impl Machine<'_> {
     }
 }
 
-/// How far back any cap of a bundle looks, in milliseconds.
-pub(super) fn cap_window(b: &nudge_bytecode::Bundle) -> i64 {
-    b.policy
-        .caps
-        .iter()
-        .chain(b.flows.iter().flat_map(|f| f.caps.iter()))
-        .map(|c| ms(c.per))
-        .max()
-        .unwrap_or(0)
-}
-
 /// A cap as written, for reasons: `cap marketing 3 per 7d` (policy) or
 /// `flow cap email 1 per 16h`.
 fn cap_name(cap: &Cap, flow: bool) -> String {

@@ -1,0 +1,188 @@
+//! What of a customer's history the rules of a bundle can read back, and for
+//! how long: the compiler derives it when lowering and records it in the
+//! bundle, so the runtime keeps exactly that and no more.
+//!
+//! Events are read back by three kinds of rule:
+//! - a flow's instances, from their start for as long as they live: `exit on`,
+//!   `wait for`, and the history builtins (`any_event` and friends) in the
+//!   flow's code or in the messages it sends;
+//! - a flow's goal, from the instance's start until its window closes (the
+//!   watch outlives the instance): the goal event and the history builtins of
+//!   the goal's condition;
+//! - segments and top-level `let`s, over the whole history.
+//!
+//! Sends are read back by caps (over their windows), and by instances and
+//! goals of their own flow (which the runtime keeps while those live).
+
+use crate::bundle::{Bundle, SchemaKind, Unit};
+use crate::instr::Instr;
+
+/// What of the history a bundle's rules read back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Who reads the events of each schema, one entry per
+    /// [`Bundle::schemas`] entry, in the same order (empty for schemas that
+    /// are not events).
+    pub events: Vec<Readers>,
+    /// How far back the longest cap counts sends, in seconds (0 without caps).
+    pub sends: i64,
+}
+
+/// The rules that read back the stored events of one schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Readers {
+    /// A segment or a top-level `let` reads them: the whole history.
+    pub forever: bool,
+    /// Flows (indexes in [`Bundle::flows`]) whose instances read them from
+    /// the instance's start while it lives, ascending.
+    pub instances: Vec<u32>,
+    /// Flows whose goal reads them from the instance's start until the
+    /// goal's window closes, ascending.
+    pub goals: Vec<u32>,
+}
+
+impl Readers {
+    /// Whether any rule reads these events back (otherwise they need not be stored).
+    pub fn read(&self) -> bool {
+        self.forever || !self.instances.is_empty() || !self.goals.is_empty()
+    }
+}
+
+impl Retention {
+    /// Works out who reads what in `bundle` (its own [`Bundle::retention`]
+    /// is ignored). Flows, segments and lets are read from their code, so
+    /// the answer is exact for any bundle, whoever wrote it.
+    pub fn derive(bundle: &Bundle) -> Retention {
+        let mut events = vec![Readers::default(); bundle.schemas.len()];
+        let mut mark = |schema: u32, f: &mut dyn FnMut(&mut Readers)| {
+            let is_event = bundle
+                .schemas
+                .get(schema as usize)
+                .is_some_and(|s| s.kind == SchemaKind::Event);
+            if is_event && let Some(r) = events.get_mut(schema as usize) {
+                f(r);
+            }
+        };
+        let whole = bundle
+            .lets
+            .iter()
+            .chain(bundle.segments.iter())
+            .map(|g| &g.unit);
+        for unit in whole {
+            for b in 0..unit.blocks.len() as u32 {
+                for s in history_reads(unit, b, false) {
+                    mark(s, &mut |r| r.forever = true);
+                }
+            }
+        }
+        for (i, flow) in bundle.flows.iter().enumerate() {
+            let i = i as u32;
+            let mut read: Vec<u32> = flow.exit_on.iter().map(|r| r.event).collect();
+            read.extend(
+                flow.waits
+                    .iter()
+                    .flat_map(|w| w.events.iter().map(|e| e.event)),
+            );
+            let mut sent = Vec::new();
+            for b in 0..flow.unit.blocks.len() as u32 {
+                read.extend(history_reads(&flow.unit, b, false));
+                for instr in &flow.unit.blocks[b as usize].code {
+                    if let Instr::Send { message, .. } = instr {
+                        sent.push(*message);
+                    }
+                }
+            }
+            sent.sort_unstable();
+            sent.dedup();
+            for m in sent {
+                if let Some(msg) = bundle.messages.get(m as usize) {
+                    for b in 0..msg.unit.blocks.len() as u32 {
+                        read.extend(history_reads(&msg.unit, b, false));
+                    }
+                }
+            }
+            for s in read {
+                mark(s, &mut |r| push_once(&mut r.instances, i));
+            }
+            if let Some(goal) = &flow.goal {
+                let mut read = vec![goal.rule.event];
+                if let Some(p) = goal.rule.predicate {
+                    read.extend(history_reads(&flow.unit, p, true));
+                }
+                for s in read {
+                    mark(s, &mut |r| push_once(&mut r.goals, i));
+                }
+            }
+        }
+        let sends = bundle
+            .policy
+            .caps
+            .iter()
+            .chain(bundle.flows.iter().flat_map(|f| f.caps.iter()))
+            .map(|c| c.per)
+            .max()
+            .unwrap_or(0);
+        Retention { events, sends }
+    }
+
+    /// The readers of `schema`'s events (none when out of range).
+    pub fn of(&self, schema: u32) -> Option<&Readers> {
+        self.events.get(schema as usize)
+    }
+
+    /// Event schemas that some rule reads back.
+    pub fn read(&self) -> impl Iterator<Item = u32> + '_ {
+        self.events
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.read())
+            .map(|(s, _)| s as u32)
+    }
+
+    /// Event schemas read over the whole history.
+    pub fn forever(&self) -> impl Iterator<Item = u32> + '_ {
+        self.events
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.forever)
+            .map(|(s, _)| s as u32)
+    }
+}
+
+/// Adds `x` to an ascending list unless it holds it already (flows are
+/// visited in order, so it is only ever compared with the last).
+fn push_once(list: &mut Vec<u32>, x: u32) {
+    if list.last() != Some(&x) {
+        list.push(x);
+    }
+}
+
+/// The event schemas that block `block` of `unit` reads with the history
+/// builtins; with `follow`, also those of the lambdas it passes on (a
+/// condition's own blocks, as opposed to every block of the unit).
+fn history_reads(unit: &Unit, block: u32, follow: bool) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut todo = vec![block];
+    let mut seen = vec![false; unit.blocks.len()];
+    while let Some(b) = todo.pop() {
+        let Some(done) = seen.get_mut(b as usize) else {
+            continue;
+        };
+        if std::mem::replace(done, true) {
+            continue;
+        }
+        for instr in &unit.blocks[b as usize].code {
+            match instr {
+                Instr::CallEvent { event, block, .. } => {
+                    out.push(*event);
+                    if follow && let Some(l) = block {
+                        todo.push(*l);
+                    }
+                }
+                Instr::CallLambda { block, .. } if follow => todo.push(*block),
+                _ => {}
+            }
+        }
+    }
+    out
+}
