@@ -458,7 +458,7 @@ impl Config {
                     "[preferences] topics[{i}]: a topic is a list name of 1 to 64 characters"
                 ));
             }
-            if self.preferences.topics[..i].contains(topic) {
+            if self.preferences.topics.iter().take(i).any(|t| t == topic) {
                 return Err(format!("[preferences] topics: `{topic}` is listed twice"));
             }
         }

@@ -1,5 +1,12 @@
 //! The `nudge` command: a thin shell over the compiler library.
 
+// A host meets bad input, broken files and closed pipes every day: it
+// answers each with an error, never a panic. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 mod commands;
 mod config;
 mod workspace;

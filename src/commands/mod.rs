@@ -221,6 +221,14 @@ pub(crate) fn private_files(state: &std::path::Path) {
     let _ = state;
 }
 
+/// Sets `key` of a JSON object (a value of another kind is left as it is):
+/// indexing a `Value` panics on an array or a scalar.
+pub(crate) fn put(object: &mut serde_json::Value, key: &str, value: serde_json::Value) {
+    if let Some(fields) = object.as_object_mut() {
+        fields.insert(key.to_string(), value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

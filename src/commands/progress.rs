@@ -105,7 +105,7 @@ fn ends(path: &std::path::Path, len: u64) -> Option<Vec<u8>> {
     f.take(ENDS as u64).read_to_end(&mut tail).ok()?;
     // The tail's first line is cut short: leave it out.
     match tail.iter().position(|&b| b == b'\n') {
-        Some(i) if tail_start > 0 => out.extend_from_slice(&tail[i + 1..]),
+        Some(i) if tail_start > 0 => out.extend_from_slice(tail.get(i + 1..).unwrap_or_default()),
         _ => out.extend_from_slice(&tail),
     }
     Some(out)

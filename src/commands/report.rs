@@ -143,12 +143,13 @@ fn parse_date(text: &str, end_of_day: bool) -> Result<DateTime<Utc>, String> {
             "{text:?} is neither an RFC 3339 time (2026-11-24T10:00:00Z) nor a date (2026-11-24)"
         )
     })?;
-    let start = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-    Ok(if end_of_day {
-        start + Duration::days(1) - Duration::milliseconds(1)
-    } else {
-        start
-    })
+    let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    if !end_of_day {
+        return Ok(start);
+    }
+    start
+        .checked_add_signed(Duration::days(1) - Duration::milliseconds(1))
+        .ok_or_else(|| format!("{text:?} is past the last date a report can cover"))
 }
 
 fn parse_currency(text: &str) -> Result<String, String> {

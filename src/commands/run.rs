@@ -401,7 +401,13 @@ fn run_in_memory(
     };
     let mut dead_error: Option<std::io::Error> = None;
     let mut write_dead = |d: DeadLetter| {
-        let line = serde_json::to_string(&d).expect("a dead letter serializes");
+        let line = match serde_json::to_string(&d) {
+            Ok(line) => line,
+            Err(e) => {
+                dead_error.get_or_insert(std::io::Error::other(e));
+                return;
+            }
+        };
         if let Err(e) = writeln!(dead_file, "{line}") {
             dead_error.get_or_insert(e);
         }
@@ -761,12 +767,16 @@ fn summary(
                 "stats": stats,
             });
             if clamped > 0 {
-                out["clamped"] = serde_json::json!(clamped);
+                super::put(&mut out, "clamped", serde_json::json!(clamped));
             }
             if let Some((path, r)) = store {
                 let mut s = serde_json::to_value(r).unwrap_or_default();
-                s["path"] = serde_json::Value::String(path.display().to_string());
-                out["store"] = s;
+                super::put(
+                    &mut s,
+                    "path",
+                    serde_json::Value::String(path.display().to_string()),
+                );
+                super::put(&mut out, "store", s);
             }
             println!("{out}");
         }
@@ -1042,13 +1052,14 @@ impl Sink for Feeds {
 
     fn membership(&mut self, change: Membership) {
         let res = (|| -> Result<(), String> {
-            if !self.audiences.contains_key(&change.audience) {
-                // Appended to: a feed cut back to a checkpoint goes on from there.
-                let path = self.audiences_dir.join(audience_file(&change.audience));
-                self.audiences
-                    .insert(change.audience.clone(), BufWriter::new(append_file(&path)?));
-            }
-            let f = self.audiences.get_mut(&change.audience).expect("inserted");
+            let f = match self.audiences.entry(change.audience.clone()) {
+                std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    // Appended to: a feed cut back to a checkpoint goes on from there.
+                    let path = self.audiences_dir.join(audience_file(&change.audience));
+                    slot.insert(BufWriter::new(append_file(&path)?))
+                }
+            };
             let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
             writeln!(f, "{line}").map_err(|e| e.to_string())
         })();

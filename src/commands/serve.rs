@@ -955,7 +955,7 @@ impl<'b> Live<'b> {
             }
         };
         let (status, mut body) = self.redeploy();
-        body["alerts"] = json!(alerts);
+        super::put(&mut body, "alerts", json!(alerts));
         (status, body)
     }
 
@@ -1099,7 +1099,7 @@ impl<'b> Live<'b> {
                 }
             }
             let retries = &mut self.retries;
-            let marks = &mut self.marks[first..];
+            let marks = self.marks.get_mut(first..).unwrap_or_default();
             // Every attempt's result goes to the trace: a retry's record
             // follows the failure before it, and the last one stands.
             let mut records = Vec::with_capacity(intents.len());
@@ -1531,7 +1531,10 @@ impl Metrics {
             .iter()
             .position(|&le| secs <= le)
             .unwrap_or(COMMIT_BUCKETS.len());
-        self.commit_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        // Past the last bound is the `+Inf` slot, one past the bounds.
+        if let Some(b) = self.commit_buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition format.
@@ -2414,7 +2417,7 @@ fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
         .replace(' ', "_");
     let mut body = json!({ "error": message, "code": code, "message": message });
     if let Some(i) = index {
-        body["index"] = json!(i);
+        super::put(&mut body, "index", json!(i));
     }
     (status, axum::Json(body)).into_response()
 }

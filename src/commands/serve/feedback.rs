@@ -425,9 +425,9 @@ fn call_line(
         "messageId": report.id,
         "timestamp": at,
     });
-    call[found.field] = json!(found.id);
+    crate::commands::put(&mut call, found.field, json!(found.id));
     if receipt {
-        call["receivedAt"] = json!(now);
+        crate::commands::put(&mut call, "receivedAt", json!(now));
     }
     call.to_string()
 }

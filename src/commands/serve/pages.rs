@@ -137,14 +137,19 @@ impl Link {
     }
 }
 
+/// The page for a link this server cannot check: no secret is configured.
+fn not_served() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Not available",
+        "<p>This server does not serve unsubscribe links: set <code>unsubscribe_url</code> and <code>unsubscribe_secret</code> on an email channel in nudge.toml.</p>",
+    )
+}
+
 /// The signed link's customer and channel, or the page saying why not.
 fn checked(app: &App, link: &Link, preferences: bool) -> Result<(String, String), Box<Response>> {
     let Some(links) = &app.pages.links else {
-        return Err(Box::new(page(
-            StatusCode::NOT_FOUND,
-            "Not available",
-            "<p>This server does not serve unsubscribe links: set <code>unsubscribe_url</code> and <code>unsubscribe_secret</code> on an email channel in nudge.toml.</p>",
-        )));
+        return Err(Box::new(not_served()));
     };
     let channel = if preferences {
         Some(PREFERENCES.to_string())
@@ -222,7 +227,9 @@ async fn unsubscribe_page(State(app): State<App>, uri: Uri) -> Response {
         Ok(ok) => ok,
         Err(r) => return *r,
     };
-    let links = app.pages.links.as_ref().expect("checked");
+    let Some(links) = app.pages.links.as_ref() else {
+        return not_served();
+    };
     let action = format!(
         "unsubscribe?c={}&amp;ch={}&amp;t={}",
         query_value(&customer),
@@ -256,7 +263,9 @@ async fn unsubscribe(State(app): State<App>, uri: Uri) -> Response {
     if let Err(r) = record(&app, vec![call]).await {
         return r;
     }
-    let links = app.pages.links.as_ref().expect("checked");
+    let Some(links) = app.pages.links.as_ref() else {
+        return not_served();
+    };
     page(
         StatusCode::OK,
         "You are unsubscribed",
@@ -415,7 +424,7 @@ async fn save_preferences(State(app): State<App>, uri: Uri, body: Body) -> Respo
     }
     if !traits.is_empty() {
         let mut call = json!({ "type": "identify", "traits": traits });
-        call[caller.0] = json!(caller.1);
+        crate::commands::put(&mut call, caller.0, json!(caller.1));
         calls.push(call);
     }
     if let Err(r) = record(&app, calls).await {
@@ -434,7 +443,7 @@ fn track(
     props: serde_json::Value,
 ) -> serde_json::Value {
     let mut call = json!({ "type": "track", "event": event, "properties": props });
-    call[caller.0] = json!(caller.1);
+    crate::commands::put(&mut call, caller.0, json!(caller.1));
     call
 }
 
@@ -481,9 +490,9 @@ async fn record(app: &App, calls: Vec<serde_json::Value>) -> Result<(), Response
     let lines = calls
         .into_iter()
         .map(|mut c| {
-            c["timestamp"] = json!(now);
+            crate::commands::put(&mut c, "timestamp", json!(now));
             if app.receipt {
-                c["receivedAt"] = json!(now);
+                crate::commands::put(&mut c, "receivedAt", json!(now));
             }
             c.to_string()
         })

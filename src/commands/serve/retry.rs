@@ -78,7 +78,7 @@ impl Retries {
         let mut due = Vec::new();
         let mut i = 0;
         while i < self.waiting.len() {
-            if self.waiting[i].0 <= now {
+            if self.waiting.get(i).is_some_and(|w| w.0 <= now) {
                 let (_, round, intent) = self.waiting.swap_remove(i);
                 due.push((intent, round));
             } else {
