@@ -348,6 +348,53 @@ pub trait AudienceSync: Send {
     fn pending(&self) -> u64;
 }
 
+/// The [`AudienceSync`] of a plugin that keeps its changes in `batcher`
+/// (reading phones by `phone`, counting in `report`) and sends one
+/// audience at a time with its own `flush_audience`: a change is kept, and
+/// its audience sent once `batch_size` changes wait.
+macro_rules! batched_sync {
+    ($plugin:ty, $platform:expr, $name:expr) => {
+        impl $crate::audience::AudienceSync for $plugin {
+            fn name(&self) -> &str {
+                $name
+            }
+
+            fn change(
+                &mut self,
+                change: &$crate::audience::AudienceChange,
+            ) -> Result<(), $crate::DeliveryError> {
+                let pending = self
+                    .batcher
+                    .keep($platform, &self.phone, change, &mut self.report);
+                if pending >= self.batch_size {
+                    return self.flush_audience(&change.audience);
+                }
+                Ok(())
+            }
+
+            fn flush(&mut self) -> Result<(), $crate::DeliveryError> {
+                // Every audience is tried; the first failure is reported.
+                let mut first = Ok(());
+                for audience in self.batcher.audiences() {
+                    if let Err(e) = self.flush_audience(&audience) {
+                        first = first.and(Err(e));
+                    }
+                }
+                first
+            }
+
+            fn report(&self) -> &$crate::audience::SyncReport {
+                &self.report
+            }
+
+            fn pending(&self) -> u64 {
+                self.batcher.len()
+            }
+        }
+    };
+}
+pub(crate) use batched_sync;
+
 /// A pending member of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pending {

@@ -22,9 +22,7 @@ use serde_json::{Value, json};
 use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, Rows, check_batch_size};
 use crate::http::{Client, check_base_url, required};
 use crate::meta_audience::check_ids;
-use crate::{
-    AudienceChange, AudienceSync, DeliveryError, ProviderConfigError, ProviderSettings, SyncReport,
-};
+use crate::{DeliveryError, ProviderConfigError, ProviderSettings, SyncReport};
 
 const PLUGIN: &str = "google_customer_match";
 
@@ -391,36 +389,4 @@ fn partial_failures(answer: &Value) -> u64 {
     errors.max(1) as u64
 }
 
-impl AudienceSync for GoogleCustomerMatch {
-    fn name(&self) -> &str {
-        PLUGIN
-    }
-
-    fn change(&mut self, change: &AudienceChange) -> Result<(), DeliveryError> {
-        let pending = self
-            .batcher
-            .keep(Platform::Google, &self.phone, change, &mut self.report);
-        if pending >= self.batch_size {
-            return self.flush_audience(&change.audience);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DeliveryError> {
-        let mut first = Ok(());
-        for audience in self.batcher.audiences() {
-            if let Err(e) = self.flush_audience(&audience) {
-                first = first.and(Err(e));
-            }
-        }
-        first
-    }
-
-    fn report(&self) -> &SyncReport {
-        &self.report
-    }
-
-    fn pending(&self) -> u64 {
-        self.batcher.len()
-    }
-}
+crate::audience::batched_sync!(GoogleCustomerMatch, Platform::Google, PLUGIN);

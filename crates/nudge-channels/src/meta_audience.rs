@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 
 use crate::audience::{Batcher, MatchKeys, PhoneRules, Platform, Rows, check_batch_size};
 use crate::http::{Client, Refused, check_base_url, required};
-use crate::{
-    AudienceChange, AudienceSync, DeliveryError, ProviderConfigError, ProviderSettings, SyncReport,
-};
+use crate::{DeliveryError, ProviderConfigError, ProviderSettings, SyncReport};
 
 const PLUGIN: &str = "meta_audience";
 
@@ -225,39 +223,7 @@ impl MetaAudience {
     }
 }
 
-impl AudienceSync for MetaAudience {
-    fn name(&self) -> &str {
-        PLUGIN
-    }
-
-    fn change(&mut self, change: &AudienceChange) -> Result<(), DeliveryError> {
-        let pending = self
-            .batcher
-            .keep(Platform::Meta, &self.phone, change, &mut self.report);
-        if pending >= self.batch_size {
-            return self.flush_audience(&change.audience);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DeliveryError> {
-        let mut first = Ok(());
-        for audience in self.batcher.audiences() {
-            if let Err(e) = self.flush_audience(&audience) {
-                first = first.and(Err(e));
-            }
-        }
-        first
-    }
-
-    fn report(&self) -> &SyncReport {
-        &self.report
-    }
-
-    fn pending(&self) -> u64 {
-        self.batcher.len()
-    }
-}
+crate::audience::batched_sync!(MetaAudience, Platform::Meta, PLUGIN);
 
 /// The Graph API error codes of its rate limits, which it answers with a
 /// `400` rather than a `429` (Marketing API, "Rate Limiting"): 4 (app), 17
