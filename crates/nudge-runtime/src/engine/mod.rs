@@ -262,6 +262,9 @@ pub struct Machine<'b> {
     /// events any more (see [`Machine::forget`]); empty until first worked
     /// out, and after the schemas may have changed.
     keep_from: Vec<i64>,
+    /// The earliest of `keep_from`'s bounds other than "for ever": a
+    /// history whose first event is not before it has nothing to drop.
+    keep_floor: i64,
     stats: Stats,
 }
 
@@ -341,6 +344,7 @@ impl<'b> Machine<'b> {
             horizon: i64::MIN,
             applies_since_horizon: 0,
             keep_from: Vec::new(),
+            keep_floor: i64::MIN,
             stats: Stats::new(bundle),
         };
         engine.add_release(bundle);
@@ -818,6 +822,7 @@ impl<'b> Machine<'b> {
         }
         let keep = Keep {
             events_from: &self.keep_from,
+            floor: self.keep_floor,
             sends_from: self.horizon.min(self.now.saturating_sub(self.cap_window)),
         };
         if sweep {
@@ -880,6 +885,12 @@ impl<'b> Machine<'b> {
                 }
             }
         }
+        self.keep_floor = from
+            .iter()
+            .copied()
+            .filter(|&f| f != i64::MIN)
+            .min()
+            .unwrap_or(i64::MIN);
         self.keep_from = from;
         sends
     }
@@ -1619,6 +1630,8 @@ pub struct Held {
 struct Keep<'a> {
     /// Per event schema, the earliest event any rule may still read.
     events_from: &'a [i64],
+    /// The earliest of those bounds but "for ever" (`i64::MIN`).
+    floor: i64,
     /// The earliest send any rule may still read.
     sends_from: i64,
 }
@@ -1634,7 +1647,11 @@ impl Keep<'_> {
                 .copied()
                 .unwrap_or(i64::MIN)
         };
-        if !cust.events.iter().all(readable) {
+        // Histories are in time order: one whose first event is not before
+        // every kind's bound holds nothing to drop, and this runs for every
+        // call, so it is settled without reading the whole history.
+        let may_drop = cust.events.first().is_some_and(|e| e.at < self.floor);
+        if may_drop && !cust.events.iter().all(readable) {
             cust.events.retain(readable);
         }
         if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
