@@ -166,6 +166,8 @@ pub const DEFAULT_MAX_SENDS_PER_STEP: usize = 10_000;
 pub struct StoreSection {
     /// The store file, relative to the project root.
     pub path: Option<String>,
+    /// How long applied calls stay in the store's log (`400d`); unset keeps them all.
+    pub keep_calls: Option<String>,
 }
 
 /// `[serve]`.
@@ -463,6 +465,7 @@ impl Config {
             }
         }
         self.max_future()?;
+        self.keep_calls()?;
         self.max_sends_per_step()?;
         self.reorder_window()?;
         self.http_limits()?;
@@ -694,6 +697,29 @@ impl Config {
             .transpose()
     }
 
+    /// `[store] keep_calls` in seconds, when set: calls older than this
+    /// (by the store's clock) leave the log once a checkpoint covers them.
+    pub fn keep_calls(&self) -> Result<Option<i64>, String> {
+        self.store
+            .keep_calls
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).ok_or_else(|| {
+                    format!("[store] keep_calls: expected a duration such as `90d` or `52w`, found {text:?}")
+                })
+            })
+            .transpose()
+    }
+
+    /// [`Config::keep_calls`] in milliseconds, as the hosts use it
+    /// (checked when the file was read).
+    pub fn keep_calls_ms(&self) -> Option<i64> {
+        self.keep_calls()
+            .ok()
+            .flatten()
+            .map(|s| s.saturating_mul(1000))
+    }
+
     /// The signer of the unsubscribe links of the first channel that has
     /// `unsubscribe_url` and `unsubscribe_secret`: `nudge serve` checks the
     /// links it serves with it.
@@ -869,7 +895,7 @@ pub struct FeedbackVerifiers {
 
 /// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,
 /// `1w`), in seconds.
-fn parse_duration(text: &str) -> Option<i64> {
+pub(crate) fn parse_duration(text: &str) -> Option<i64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(split);
@@ -1696,6 +1722,11 @@ mod tests {
 
     #[test]
     fn the_future_bound_is_a_duration() {
+        let c = Config::parse("[store]\nkeep_calls = \"400d\"\n", env).unwrap();
+        assert_eq!(c.keep_calls(), Ok(Some(400 * 86_400)));
+        assert_eq!(Config::parse("", env).unwrap().keep_calls(), Ok(None));
+        let err = Config::parse("[store]\nkeep_calls = \"a year\"\n", env).unwrap_err();
+        assert!(err.contains("[store] keep_calls"), "{err}");
         let c = Config::parse("[runtime]\nmax_future = \"2h\"\n", env).unwrap();
         assert_eq!(c.max_future(), Ok(Some(7200)));
         assert_eq!(Config::parse("", env).unwrap().max_future(), Ok(None));

@@ -64,6 +64,8 @@ enum Command {
     Report(commands::report::Args),
     /// Turn the audience feeds into hashed upload files for Meta or Google.
     Audiences(commands::audiences::Args),
+    /// Look after a durable store: compact its log of calls.
+    Store(commands::store::Args),
     /// Write a realistic, deterministic stream of Segment calls.
     Gen(commands::r#gen::Args),
     /// Run the language server on stdin and stdout (for editors).
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => commands::explain::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Audiences(args) => commands::audiences::run(args),
+        Command::Store(args) => commands::store::run(args),
         Command::Gen(args) => commands::r#gen::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
         Command::Completions(args) => commands::docs::completions(args, &mut Cli::command()),

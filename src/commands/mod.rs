@@ -15,6 +15,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod store;
 pub mod test;
 
 use std::ffi::OsString;

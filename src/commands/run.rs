@@ -170,6 +170,8 @@ struct Replay {
     horizon: Horizon,
     window: usize,
     checkpoint_every: u64,
+    /// `[store] keep_calls` in milliseconds.
+    keep_calls: Option<i64>,
     /// The send circuit breaker's limit.
     max_sends: usize,
 }
@@ -274,6 +276,7 @@ fn run_project(
         horizon,
         window,
         checkpoint_every: settings.checkpoint_every(),
+        keep_calls: settings.keep_calls_ms(),
         max_sends,
     };
     if args.engine.in_memory {
@@ -533,6 +536,7 @@ fn run_durable(
         horizon: Some(replay.horizon),
         window: replay.window,
         checkpoint_every: replay.checkpoint_every,
+        keep_calls: replay.keep_calls,
         start,
         max_sends_per_step: Some(replay.max_sends),
     };

@@ -544,6 +544,9 @@ struct Live<'b> {
     /// Calls stored since the last checkpoint, and how many make the next one due.
     since_checkpoint: u64,
     checkpoint_every: u64,
+    /// `[store] keep_calls` in milliseconds: older calls leave the log with
+    /// each checkpoint that covers them.
+    keep_calls: Option<i64>,
     /// The `[alerts_webhook]` the alerts were set up with, as written, to
     /// tell on reload whether it changed.
     alerts_webhook: String,
@@ -682,6 +685,7 @@ impl<'b> Live<'b> {
             stored_dead: history,
             since_checkpoint: 0,
             checkpoint_every: settings.checkpoint_every(),
+            keep_calls: settings.keep_calls_ms(),
             alerts_webhook: String::new(),
             root: root.to_path_buf(),
         };
@@ -920,6 +924,7 @@ impl<'b> Live<'b> {
         self.since_checkpoint += count;
         if self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
             batch.checkpoint = Some(self.checkpoint()?);
+            batch.compact = durable::compaction(self.keep_calls, self.engine.now());
         }
         self.commit(&mut batch)?;
         self.metrics.events.fetch_add(count, Ordering::Relaxed);
@@ -1299,6 +1304,7 @@ impl<'b> Live<'b> {
         if !self.metrics.broken.load(Ordering::Relaxed) {
             // The next start loads this state instead of replaying the calls.
             let mut committed = self.checkpoint().map(|c| batch.checkpoint = Some(c));
+            batch.compact = durable::compaction(self.keep_calls, self.engine.now());
             // Nothing new is sent here; should a commit still hand back
             // sends, deliver them and store their results too.
             if committed.is_ok() {

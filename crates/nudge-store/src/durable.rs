@@ -27,8 +27,8 @@ use nudge_runtime::segment;
 use nudge_runtime::window::Window;
 
 use crate::{
-    Batch, Checkpoint, Intent, LedgerCounts, Mark, NewCall, Saved, SourcePos, Store, StoreError,
-    Stored, TAIL, portable, tail_hash_of,
+    Batch, Checkpoint, CompactStop, Compacted, Compaction, Intent, LedgerCounts, Mark, NewCall,
+    Saved, SourcePos, Store, StoreError, Stored, TAIL, portable, tail_hash_of,
 };
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
@@ -288,11 +288,54 @@ fn record_deliveries<F: Feed>(feeds: &mut F, router: &Router, intents: &[Intent]
 
 /// The stored checkpoint, when the engine can read it: a restart then
 /// starts from it. A checkpoint of another layout version is passed over
-/// (the whole history is replayed instead).
+/// (the whole history is replayed instead), unless the log was compacted:
+/// then the history is no longer whole, and the store is refused.
 pub fn usable_checkpoint(store: &Store) -> Result<Option<Saved>, StoreError> {
-    Ok(store
-        .checkpoint()?
-        .filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT))
+    let saved = store.checkpoint()?;
+    let found = saved.as_ref().map(|c| c.format);
+    let usable = saved.filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT);
+    if usable.is_none() {
+        let through = store.compacted_through()?;
+        if through > 0 {
+            return Err(StoreError::Compacted {
+                path: store.path().to_path_buf(),
+                through,
+                found,
+            });
+        }
+    }
+    Ok(usable)
+}
+
+/// Removes from `store`'s log the calls its checkpoint covers that are
+/// dated before `keep.before` (see [`Store::compact`]), once the checkpoint
+/// is known to be one this engine can start from.
+pub fn compact(store: &mut Store, keep: Compaction) -> Result<Compacted, StoreError> {
+    if usable_checkpoint(store)?.is_none() {
+        return Ok(Compacted {
+            removed: 0,
+            through: store.compacted_through()?,
+            stopped: CompactStop::NoCheckpoint,
+        });
+    }
+    store.compact(keep)
+}
+
+/// Calls removed from the log in one commit at most: a host compacting as
+/// it goes spreads a large backlog (a retention set on an old store) over
+/// its checkpoints instead of stalling one of them.
+pub const COMPACT_STEP: u64 = 100_000;
+
+/// What a checkpoint's commit removes from the log when calls are kept
+/// for `keep_calls` milliseconds (`None`: kept for ever) and the engine's
+/// clock stands at `now`.
+pub fn compaction(keep_calls: Option<i64>, now: i64) -> Option<Compaction> {
+    let keep = keep_calls?;
+    // A clock that never moved dates nothing: keep everything.
+    (now != i64::MIN).then(|| Compaction {
+        before: now.saturating_sub(keep),
+        limit: COMPACT_STEP,
+    })
 }
 
 /// Takes a checkpoint of `engine` as of now: its state, where its feeds
@@ -344,6 +387,9 @@ pub struct Settings {
     pub window: usize,
     /// Calls between two checkpoints within the run (0: one at its end only).
     pub checkpoint_every: u64,
+    /// How long calls stay in the log, in milliseconds (`[store]
+    /// keep_calls`): older ones go with each checkpoint that covers them.
+    pub keep_calls: Option<i64>,
     /// The checkpoint to start from (see [`usable_checkpoint`]); `None`
     /// replays the whole history.
     pub start: Option<Saved>,
@@ -614,6 +660,7 @@ pub fn run<'b, S: Sink + Feed>(
                 if settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every {
                     since_checkpoint = 0;
                     b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+                    b.compact = compaction(settings.keep_calls, engine.now());
                 }
                 if to_writer.send(b).is_err() {
                     // The writer stopped on an error; its ack says which.
@@ -695,6 +742,7 @@ pub fn run<'b, S: Sink + Feed>(
         && !settings.drain;
     if !unchanged {
         batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+        batch.compact = compaction(settings.keep_calls, engine.now());
     }
     store.commit(&mut batch)?;
     report.ledger = store.counts()?;

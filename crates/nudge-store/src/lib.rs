@@ -152,6 +152,16 @@ pub enum StoreError {
         /// What differs.
         reason: String,
     },
+    /// The log was compacted and the checkpoint that replaced its first
+    /// calls cannot be read by this build.
+    Compacted {
+        /// The store's path.
+        path: PathBuf,
+        /// The last call removed from the log.
+        through: i64,
+        /// The stored checkpoint's layout version, when there is one.
+        found: Option<u32>,
+    },
     /// A database error while reading or writing.
     Sql {
         /// The store's path.
@@ -202,6 +212,25 @@ impl fmt::Display for StoreError {
                 "the events file {} does not continue what was applied: {reason}",
                 path.display()
             ),
+            StoreError::Compacted {
+                path,
+                through,
+                found,
+            } => {
+                write!(
+                    f,
+                    "the store {} was compacted (its calls up to {through} were removed), so it can only start from its checkpoint, and ",
+                    path.display()
+                )?;
+                match found {
+                    Some(v) => write!(
+                        f,
+                        "its checkpoint has layout version {v}, which this nudge does not read ({})",
+                        nudge_runtime::engine::checkpoint::FORMAT
+                    ),
+                    None => write!(f, "it has no checkpoint"),
+                }
+            }
             StoreError::Sql { path, source } => {
                 write!(f, "store {}: {source}", path.display())
             }
@@ -224,7 +253,9 @@ impl StoreError {
             StoreError::SourceChanged { .. } => Some(
                 "append new calls to the end of the events file; to replay a different history, use --reset or --store PATH",
             ),
-            StoreError::TooNew { .. } => Some("use the nudge that wrote it, or --store PATH"),
+            StoreError::TooNew { .. } | StoreError::Compacted { .. } => {
+                Some("use the nudge that wrote it, or --store PATH")
+            }
             StoreError::InUse { .. } => Some("wait for the other `nudge run` to finish"),
             _ => None,
         }
@@ -378,6 +409,48 @@ pub struct Batch<'a> {
     pub checkpoint: Option<Checkpoint>,
     /// The alerts' state and new samples.
     pub alerts: Option<AlertsWrite>,
+    /// Calls of the log to remove once the batch's checkpoint covers them
+    /// (see [`Store::compact`]); ignored without a checkpoint in the batch.
+    pub compact: Option<Compaction>,
+}
+
+/// Which calls of the log a compaction may remove: calls that the
+/// checkpoint covers and that are dated before an instant. The calls are
+/// the audit trail and the input of what-if replays; the engine's state
+/// no longer needs the ones a checkpoint covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compaction {
+    /// Calls dated before this instant (milliseconds since the epoch) may go.
+    pub before: i64,
+    /// At most this many calls go in one transaction, so that compacting
+    /// inside a running host's commit stays short; the rest go at the next.
+    pub limit: u64,
+}
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Compacted {
+    /// Calls removed now.
+    pub removed: u64,
+    /// The last call removed by any compaction so far (0: none ever was).
+    pub through: i64,
+    /// Why it stopped where it did.
+    pub stopped: CompactStop,
+}
+
+/// Why a compaction stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompactStop {
+    /// It reached a call dated at or after the cutoff: everything older is gone.
+    Cutoff,
+    /// It reached the last call the checkpoint covers, which is always kept
+    /// (the calls after it are what a restart replays).
+    Checkpoint,
+    /// It removed as many calls as it was allowed to at once.
+    Limit,
+    /// There is no checkpoint, so every call is still needed.
+    NoCheckpoint,
 }
 
 /// What `nudge serve` keeps of its alerts: the store holds the host's text
@@ -887,6 +960,9 @@ impl Store {
             }
             if let Some(c) = batch.checkpoint.take() {
                 write_checkpoint(&tx, &c).map_err(err)?;
+                if let Some(keep) = batch.compact {
+                    compact_in(&tx, keep).map_err(err)?;
+                }
             }
             if let Some(a) = batch.alerts.take() {
                 write_alerts(&tx, &a).map_err(err)?;
@@ -1065,6 +1141,118 @@ impl Store {
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }
+
+    /// The last call removed from the log by a compaction (0: none was).
+    /// A store compacted past its first call can no longer be rebuilt
+    /// from its calls alone: it needs its checkpoint.
+    pub fn compacted_through(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .meta(META_COMPACTED)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Removes calls that the stored checkpoint covers and that are dated
+    /// before `keep.before`, oldest first, in one transaction. Deploys stay
+    /// (the history of the code is small and says what ran when), and so
+    /// does the last call the checkpoint covers, so that call numbers are
+    /// never handed out twice. The caller checks that the checkpoint is one
+    /// the engine can read (see `durable::compact`).
+    pub fn compact(&mut self, keep: Compaction) -> Result<Compacted, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;
+        let done = compact_in(&tx, keep).map_err(|e| store_err(&path, e))?;
+        tx.commit().map_err(|e| store_err(&path, e))?;
+        Ok(done)
+    }
+}
+
+/// The `meta` key of [`Store::compacted_through`].
+const META_COMPACTED: &str = "compacted_through";
+
+/// [`Store::compact`] inside a transaction (also a batch's, after its
+/// checkpoint is written).
+fn compact_in(tx: &rusqlite::Transaction<'_>, keep: Compaction) -> rusqlite::Result<Compacted> {
+    let from: i64 = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [META_COMPACTED],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let checkpoint: Option<i64> = tx
+        .query_row("SELECT call FROM checkpoint WHERE id = 1", [], |r| r.get(0))
+        .optional()?;
+    let Some(covered) = checkpoint else {
+        return Ok(Compacted {
+            removed: 0,
+            through: from,
+            stopped: CompactStop::NoCheckpoint,
+        });
+    };
+    // Find how far to go: the calls are in the order they were applied,
+    // which is time order but for late calls, so the first call dated at
+    // or after the cutoff ends the run (a late call after it is kept
+    // with it, never one before it lost).
+    let mut through = from;
+    let mut removed = 0u64;
+    let mut stopped = CompactStop::Checkpoint;
+    {
+        let mut st = tx.prepare(
+            "SELECT seq, kind, at, body FROM calls WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+        )?;
+        let mut rows = st.query(params![from, covered])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let kind: i64 = row.get(1)?;
+            let at = match kind {
+                KIND_LINE => {
+                    // A line whose time cannot be read was refused when it
+                    // was applied (its dead letter is in the checkpoint): it
+                    // goes with its neighbours.
+                    let body = row
+                        .get_ref(3)?
+                        .as_blob_or_null()
+                        .map_err(rusqlite::Error::from)?
+                        .unwrap_or_default();
+                    std::str::from_utf8(body)
+                        .ok()
+                        .and_then(nudge_runtime::segment::time_of)
+                }
+                KIND_UNTIL => row.get(2)?,
+                _ => None,
+            };
+            if at.is_some_and(|t| t >= keep.before) {
+                stopped = CompactStop::Cutoff;
+                break;
+            }
+            if removed == keep.limit {
+                stopped = CompactStop::Limit;
+                break;
+            }
+            if kind != KIND_DEPLOY {
+                removed += 1;
+            }
+            through = seq;
+        }
+    }
+    if through > from {
+        tx.execute(
+            "DELETE FROM calls WHERE seq > ?1 AND seq <= ?2 AND kind <> 3",
+            params![from, through],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+            params![META_COMPACTED, through.to_string()],
+        )?;
+    }
+    Ok(Compacted {
+        removed,
+        through,
+        stopped,
+    })
 }
 
 /// Replaces the alerts' state, adds their new samples and drops old ones.

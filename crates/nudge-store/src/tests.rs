@@ -548,3 +548,237 @@ fn a_store_of_schema_3_gains_the_alert_samples_and_keeps_its_data() {
     .unwrap();
     assert_eq!(s.alerts().unwrap().unwrap().samples.len(), 1);
 }
+
+/// A line of an events file stamped `at` (milliseconds since the epoch,
+/// under a minute).
+fn line_at(at: i64) -> Vec<u8> {
+    let t = format!("1970-01-01T00:00:{:02}.{:03}Z", at / 1000, at % 1000);
+    format!(r#"{{"type":"track","event":"E","userId":"u","timestamp":"{t}"}}"#).into_bytes()
+}
+
+/// The kinds and sequence numbers of the calls the log still holds.
+fn calls_left(s: &Store) -> Vec<(i64, i64)> {
+    let mut st = s
+        .conn
+        .prepare("SELECT seq, kind FROM calls ORDER BY seq")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A store whose log holds a deploy, lines stamped 1000, 2000, ... 6000,
+/// a clock mark at 6500 and a drain, with a checkpoint after call `covered`
+/// (the calls after it are committed without one).
+fn history(covered: usize, format: u32) -> Store {
+    let mut s = Store::in_memory().unwrap();
+    let lines: Vec<Vec<u8>> = (1..=6).map(|i| line_at(i * 1000)).collect();
+    let mut calls = vec![NewCall::Deploy(vec![1])];
+    calls.extend(lines.iter().enumerate().map(|(i, l)| NewCall::Line {
+        source: 1,
+        line: i as u64 + 1,
+        body: l,
+    }));
+    calls.push(NewCall::Until(6500));
+    calls.push(NewCall::Drain);
+    let rest = calls.split_off(covered);
+    s.commit(&mut Batch {
+        calls,
+        checkpoint: Some(Checkpoint {
+            format,
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    s.commit(&mut Batch {
+        calls: rest,
+        ..Batch::default()
+    })
+    .unwrap();
+    s
+}
+
+#[test]
+fn compaction_removes_old_calls_the_checkpoint_covers_and_keeps_deploys() {
+    let mut s = history(9, 7);
+    let done = s
+        .compact(Compaction {
+            before: 3500,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    // Lines at 1000, 2000 and 3000 go; the one at 4000 stops it.
+    assert_eq!(done.removed, 3);
+    assert_eq!(done.stopped, CompactStop::Cutoff);
+    assert_eq!(done.through, 4);
+    assert_eq!(s.compacted_through().unwrap(), 4);
+    assert_eq!(
+        calls_left(&s),
+        [
+            (1, KIND_DEPLOY),
+            (5, 0),
+            (6, 0),
+            (7, 0),
+            (8, KIND_UNTIL),
+            (9, KIND_DRAIN)
+        ]
+    );
+    // Again with the same cutoff: nothing more, from where it stopped.
+    let again = s
+        .compact(Compaction {
+            before: 3500,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    assert_eq!((again.removed, again.through), (0, 4));
+}
+
+#[test]
+fn compaction_keeps_the_last_covered_call_and_everything_after_it() {
+    // The checkpoint covers calls 1..=6 (lines up to 5000); 7.. are newer.
+    let mut s = history(6, 7);
+    let done = s
+        .compact(Compaction {
+            before: i64::MAX,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    assert_eq!(done.stopped, CompactStop::Checkpoint);
+    assert_eq!(done.removed, 4);
+    assert_eq!(
+        calls_left(&s),
+        [
+            (1, KIND_DEPLOY),
+            (6, 0),
+            (7, 0),
+            (8, KIND_UNTIL),
+            (9, KIND_DRAIN)
+        ]
+    );
+    // Call numbers go on from the newest, never reusing a removed one.
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(calls_left(&s).last(), Some(&(10, KIND_DRAIN)));
+}
+
+#[test]
+fn compaction_goes_in_steps_of_its_limit() {
+    let mut s = history(9, 7);
+    let keep = Compaction {
+        before: i64::MAX,
+        limit: 2,
+    };
+    let first = s.compact(keep).unwrap();
+    assert_eq!((first.removed, first.stopped), (2, CompactStop::Limit));
+    let second = s.compact(keep).unwrap();
+    assert_eq!((second.removed, second.stopped), (2, CompactStop::Limit));
+    let third = s.compact(keep).unwrap();
+    // The clock mark at 6500 goes too; the drain is the covered call.
+    assert_eq!((third.removed, third.stopped), (2, CompactStop::Limit));
+    let last = s.compact(keep).unwrap();
+    assert_eq!((last.removed, last.stopped), (1, CompactStop::Checkpoint));
+    assert_eq!(calls_left(&s), [(1, KIND_DEPLOY), (9, KIND_DRAIN)]);
+}
+
+#[test]
+fn a_store_without_a_checkpoint_is_not_compacted() {
+    let mut s = Store::in_memory().unwrap();
+    let l = line_at(1000);
+    s.commit(&mut Batch {
+        calls: vec![
+            NewCall::Line {
+                source: 1,
+                line: 1,
+                body: &l,
+            },
+            NewCall::Drain,
+        ],
+        ..Batch::default()
+    })
+    .unwrap();
+    let done = s
+        .compact(Compaction {
+            before: i64::MAX,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    assert_eq!((done.removed, done.stopped), (0, CompactStop::NoCheckpoint));
+    assert_eq!(s.call_count().unwrap(), 2);
+}
+
+#[test]
+fn a_batch_compacts_behind_its_own_checkpoint() {
+    let mut s = history(9, 7);
+    let l = line_at(7000);
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Line {
+            source: 1,
+            line: 7,
+            body: &l,
+        }],
+        checkpoint: Some(Checkpoint {
+            format: 7,
+            ..Checkpoint::default()
+        }),
+        compact: Some(Compaction {
+            before: 2500,
+            limit: u64::MAX,
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(s.compacted_through().unwrap(), 3);
+    assert_eq!(s.call_count().unwrap(), 8);
+}
+
+#[test]
+fn a_compacted_store_whose_checkpoint_cannot_be_read_is_refused() {
+    let format = nudge_runtime::engine::checkpoint::FORMAT;
+    // Readable: it starts from its checkpoint.
+    let mut s = history(9, format);
+    durable::compact(
+        &mut s,
+        Compaction {
+            before: 2500,
+            limit: u64::MAX,
+        },
+    )
+    .unwrap();
+    assert_eq!(durable::usable_checkpoint(&s).unwrap().unwrap().call, 9);
+    // Another layout, not compacted: passed over, the calls are replayed.
+    let mut old = history(9, format + 1);
+    assert!(durable::usable_checkpoint(&old).unwrap().is_none());
+    // `durable::compact` leaves such a store whole.
+    let done = durable::compact(
+        &mut old,
+        Compaction {
+            before: i64::MAX,
+            limit: u64::MAX,
+        },
+    )
+    .unwrap();
+    assert_eq!((done.removed, done.stopped), (0, CompactStop::NoCheckpoint));
+    // Compacted first (by a nudge that read it), then read by another:
+    // the calls are no longer whole, so it is refused with the reason.
+    old.compact(Compaction {
+        before: 2500,
+        limit: u64::MAX,
+    })
+    .unwrap();
+    let err = durable::usable_checkpoint(&old).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Compacted { through: 3, .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("calls up to 3 were removed"), "{text}");
+    assert!(
+        text.contains(&format!("layout version {}", format + 1)),
+        "{text}"
+    );
+}
