@@ -99,3 +99,54 @@ fn bad_options_are_refused_with_a_reason() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn a_purchase_history_replays_through_the_win_back_benchmark_and_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("orders.jsonl");
+    let made = nudge(&[
+        "gen",
+        "--shape",
+        "purchases",
+        "--events",
+        "3000",
+        "-o",
+        path_str(&events),
+    ]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let summary = text(&made.stderr);
+    assert!(summary.contains("3000 lines"), "{summary}");
+    assert!(summary.contains("Order Completed"), "{summary}");
+    let written = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(written.lines().count(), 3_000);
+
+    // A copy of the benchmark's project, so no store lands in the tree.
+    let project = dir.path().join("winback");
+    nudge_test_support::copy_project(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback"),
+        &project,
+    );
+    let outbox = dir.path().join("out.jsonl");
+    let run = nudge(&[
+        "run",
+        path_str(&project),
+        "--events",
+        path_str(&events),
+        "--in-memory",
+        "--outbox",
+        path_str(&outbox),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_str(text(&run.stdout).trim()).unwrap();
+    assert_eq!(summary["stats"]["dead_letters"], 0);
+    let sent = std::fs::read_to_string(&outbox).unwrap().lines().count();
+    // Customers whose last order is 90 days old hear from the store: many
+    // of them over eighteen months.
+    assert!(sent > 300, "{sent} sends");
+
+    let refused = nudge(&["gen", "--shape", "purchases", "--events", "10", "--bad-rate", "0.1"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("--bad-rate applies to --shape sessions only"));
+}

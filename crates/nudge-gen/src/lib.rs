@@ -15,7 +15,10 @@
 
 mod catalogue;
 mod json;
+mod purchases;
 mod stream;
+
+pub use purchases::{PURCHASE_DAYS, PurchaseConfig, generate_purchases, purchase_customers};
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
