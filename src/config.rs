@@ -18,10 +18,12 @@ use nudge_channels::{
     PostmarkConfig, ProviderSettings, RateLimit, SendGridConfig, ServiceAccountKey, SesConfig,
     SmtpConfig, SmtpTls, TwilioConfig, Unsubscribe, WebhookConfig,
 };
+use nudge_diagnostics::{Diagnostic, SourceMap, render};
+use nudge_project::manifest;
+pub use nudge_project::manifest::RuntimeSection;
 use serde::Deserialize;
 
 use crate::commands::serve::alerts::{Kind, Rule};
-use crate::workspace::MANIFEST;
 
 /// The settings of one project, as read from its `nudge.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -124,30 +126,6 @@ pub struct FeedbackSection {
     /// SNS's signing certificate for that topic: a PEM file (relative to
     /// the project) or the PEM text itself.
     pub ses_signing_certificate: Option<String>,
-}
-
-/// `[runtime]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuntimeSection {
-    /// How late a trigger may arrive and still start an instance, as a
-    /// duration (`30m`, `24h`, `2d`).
-    pub max_lateness: Option<String>,
-    /// How far past the later of the wall clock and the file's latest time
-    /// so far a line of `nudge run` may be stamped (`1d`).
-    pub max_future: Option<String>,
-    /// `nudge serve`'s send circuit breaker: the most sends one call or one
-    /// clock step may make before sending pauses.
-    pub max_sends_per_step: Option<u64>,
-    /// How many lines of an events file `nudge run` holds to put them in
-    /// time order; lines out of order by more are applied as late calls.
-    pub reorder_window: Option<u64>,
-    /// Calls between two looks at what the engine may forget; 0 keeps
-    /// every event and send.
-    pub forget_every: Option<u32>,
-    /// Calls between two checkpoints of the engine's state in the store; 0
-    /// writes one only at the end of a run (and when a server stops).
-    pub checkpoint_every: Option<u64>,
 }
 
 /// The default of `[runtime] checkpoint_every`: a restart replays at most
@@ -319,20 +297,31 @@ pub struct ChannelSection {
     pub token_url: Option<String>,
 }
 
-/// Why `nudge.toml` could not be used.
+/// Why `nudge.toml` could not be used: its problems as diagnostics, with
+/// the file they point into.
 #[derive(Debug)]
 pub struct ConfigError {
-    /// The file.
-    pub path: PathBuf,
-    /// What is wrong, with the TOML location when there is one.
-    pub reason: String,
+    /// The manifest, the one file the diagnostics point into.
+    pub sources: SourceMap,
+    /// What is wrong; never empty.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigError {
+    /// The problems as `nudge check` shows them, with the file's lines.
+    pub fn render(&self, color: bool) -> String {
+        render::human(&self.sources, &self.diagnostics, color)
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.reason.trim_end())
+        f.write_str(self.render(false).trim_end())
     }
 }
+
+/// Said of every setting the host refuses beyond TOML and its types.
+const REFUSED: &str = "`nudge run` and `nudge serve` refuse to start with this file; see docs/runtime.md for its settings";
 
 impl Config {
     /// Reads the project's `nudge.toml`; a project without one has the defaults.
@@ -341,47 +330,67 @@ impl Config {
     }
 
     /// [`Config::load`] with environment lookups through `env`, for tests.
+    ///
+    /// The file is first checked as every tool checks it (syntax, sections,
+    /// `[runtime]`), then typed and its settings checked as the host needs.
     pub fn load_with(
         root: &Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let path = root.join(MANIFEST);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
-            Err(e) => {
-                return Err(ConfigError {
-                    path,
-                    reason: format!("cannot read it: {e}"),
-                });
-            }
+        let mut sources = SourceMap::new();
+        let Some(found) = manifest::read(root, &mut sources) else {
+            return Ok(Config::default());
         };
-        Self::parse_in(&text, env, Some(root)).map_err(|reason| ConfigError { path, reason })
+        if !found.diagnostics.is_empty() {
+            return Err(ConfigError {
+                sources,
+                diagnostics: found.diagnostics,
+            });
+        }
+        let text = sources.get(found.file).text.clone();
+        let problem = match toml::from_str::<Config>(&text) {
+            Err(e) => manifest::toml_error(found.file, &text, &e),
+            Ok(mut config) => match config.finish(&env, Some(root)) {
+                Ok(()) => return Ok(config),
+                Err(message) => {
+                    manifest::invalid_setting(found.file, setting_span(&text, &message), message)
+                        .with_help(REFUSED)
+                }
+            },
+        };
+        Err(ConfigError {
+            sources,
+            diagnostics: vec![problem],
+        })
     }
 
-    /// Parses the text of a `nudge.toml`, expanding `${NAME}` through `env`.
+    /// Parses the text of a `nudge.toml`, expanding `${NAME}` through `env`
+    /// (the settings' own tests; files are read with [`Config::load`]).
+    #[cfg(test)]
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        Self::parse_in(text, env, None)
-    }
-
-    /// [`Config::parse`] for the file in `root`, against which relative
-    /// file settings (an FCM key file) are read.
-    fn parse_in(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-        root: Option<&Path>,
-    ) -> Result<Config, String> {
         // Typed straight from the text, so errors carry line and column.
         let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.expand(&env)?;
+        config.finish(&env, None)?;
+        Ok(config)
+    }
+
+    /// Completes a typed file: expands `${NAME}`, reads relative file
+    /// settings (an FCM key file) against the project `root`, and checks
+    /// what serde cannot.
+    fn finish(
+        &mut self,
+        env: &impl Fn(&str) -> Option<String>,
+        root: Option<&Path>,
+    ) -> Result<(), String> {
+        self.expand(env)?;
         if let Some(root) = root {
-            if let Some(cert) = &mut config.feedback.ses_signing_certificate
+            if let Some(cert) = &mut self.feedback.ses_signing_certificate
                 && !cert.contains("-----BEGIN")
                 && Path::new(cert.as_str()).is_relative()
             {
                 *cert = root.join(&*cert).to_string_lossy().into_owned();
             }
-            for section in config.channels.values_mut() {
+            for section in self.channels.values_mut() {
                 if let Some(file) = &mut section.service_account_file
                     && Path::new(file.as_str()).is_relative()
                 {
@@ -389,8 +398,7 @@ impl Config {
                 }
             }
         }
-        config.check()?;
-        Ok(config)
+        self.check()
     }
 
     /// Expands `${NAME}` in every string setting.
@@ -1514,63 +1522,6 @@ fn expand_str(s: &str, at: &str, env: &impl Fn(&str) -> Option<String>) -> Resul
     Ok(out)
 }
 
-/// Why a project's `nudge.toml` cannot be used, placed in its text: what
-/// `nudge check` reports as a diagnostic.
-#[derive(Debug)]
-pub struct ManifestProblem {
-    /// The file.
-    pub path: PathBuf,
-    /// Its text (empty when it could not be read).
-    pub text: String,
-    /// The bytes the problem is about, when they can be told.
-    pub span: Option<std::ops::Range<usize>>,
-    /// What is wrong, without the location.
-    pub message: String,
-}
-
-/// Checks a project's `nudge.toml` the way `nudge run` and `nudge serve`
-/// read it (environment variables included); `None` when the file is absent
-/// or usable.
-pub fn manifest_problem(root: &Path) -> Option<ManifestProblem> {
-    manifest_problem_with(root, |name| std::env::var(name).ok())
-}
-
-/// [`manifest_problem`] with environment lookups through `env`, for tests.
-pub fn manifest_problem_with(
-    root: &Path,
-    env: impl Fn(&str) -> Option<String>,
-) -> Option<ManifestProblem> {
-    let path = root.join(MANIFEST);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            return Some(ManifestProblem {
-                path,
-                text: String::new(),
-                span: None,
-                message: format!("cannot read it: {e}"),
-            });
-        }
-    };
-    // Syntax and unknown keys: the TOML parser knows exactly where.
-    if let Err(e) = toml::from_str::<Config>(&text) {
-        return Some(ManifestProblem {
-            span: e.span(),
-            message: e.message().trim_end().to_string(),
-            path,
-            text,
-        });
-    }
-    let message = Config::parse(&text, env).err()?;
-    Some(ManifestProblem {
-        span: setting_span(&text, &message),
-        message,
-        path,
-        text,
-    })
-}
-
 /// Where the setting a semantic error names is: messages start with the
 /// section (`[channels.sms]: …`) or the key (`` `serve.listen` … ``).
 fn setting_span(text: &str, message: &str) -> Option<std::ops::Range<usize>> {
@@ -1635,6 +1586,7 @@ fn alert_span(text: &str, rest: &str) -> Option<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nudge_project::MANIFEST;
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -2171,33 +2123,58 @@ plugin = "stdout"
     }
 
     #[test]
-    fn manifest_problems_are_placed_in_the_text() {
-        let dir = std::env::temp_dir().join(format!("nudge-manifest-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let write = |text: &str| std::fs::write(dir.join(MANIFEST), text).unwrap();
-        let at = |p: &ManifestProblem| {
-            let span = p.span.clone().expect("a span");
-            p.text[span].to_string()
+    fn manifest_problems_are_diagnostics_placed_in_the_text() {
+        use nudge_diagnostics::codes::{E0501, E0502, E0503, E0504};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |text: &str| std::fs::write(dir.path().join(MANIFEST), text).unwrap();
+        let problem = || {
+            let e = Config::load_with(dir.path(), env).expect_err("a problem");
+            assert_eq!(e.diagnostics.len(), 1, "{e}");
+            let d = e.diagnostics[0].clone();
+            let text = &e.sources.get(d.primary.file).text;
+            let at = text[d.primary.span.range()].to_string();
+            (d.code, at, d.title)
         };
 
         write("[store]\npth = \"x\"\n");
-        let p = manifest_problem_with(&dir, env).expect("a problem");
-        assert_eq!(at(&p), "pth");
-        assert!(p.message.contains("unknown field `pth`"), "{}", p.message);
+        let (code, at, title) = problem();
+        assert_eq!((code, at.as_str()), (E0503, "pth"));
+        assert!(title.contains("unknown field `pth`"), "{title}");
+
+        write("[store]\npath = 5\n");
+        let (code, at, _) = problem();
+        assert_eq!((code, at.as_str()), (E0504, "5"));
+
+        write("[store\n");
+        assert_eq!(problem().0, E0502);
 
         write("[channels.fax]\nplugin = \"stdout\"\n");
-        let p = manifest_problem_with(&dir, env).expect("a problem");
-        assert_eq!(at(&p), "[channels.fax]");
+        let (code, at, _) = problem();
+        assert_eq!((code, at.as_str()), (E0501, "[channels.fax]"));
 
         write("[serve]\nlisten = \"${NOPE}\"\n");
-        let p = manifest_problem_with(&dir, env).expect("a problem");
-        assert_eq!(at(&p), "listen");
-        assert!(p.message.contains("NOPE"), "{}", p.message);
+        let (code, at, title) = problem();
+        assert_eq!((code, at.as_str()), (E0501, "listen"));
+        assert!(title.contains("NOPE"), "{title}");
 
         write("# fine\n[store]\npath = \"x.db\"\n");
-        assert!(manifest_problem_with(&dir, env).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
-        assert!(manifest_problem_with(&dir, env).is_none());
+        assert!(Config::load_with(dir.path(), env).is_ok());
+        std::fs::remove_file(dir.path().join(MANIFEST)).unwrap();
+        assert!(Config::load_with(dir.path(), env).is_ok());
+    }
+
+    #[test]
+    fn every_section_the_project_crate_knows_is_a_section_here() {
+        // The language server refuses what `nudge_project::manifest::SECTIONS`
+        // does not list; the host must read every section listed there.
+        for section in nudge_project::manifest::SECTIONS {
+            let text = format!("[{section}]\n");
+            if let Err(e) = toml::from_str::<Config>(&text) {
+                assert!(!e.message().contains("unknown field"), "{section}: {e}");
+            }
+        }
+        let e = toml::from_str::<Config>("[nope]\n").expect_err("unknown");
+        assert!(e.message().contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 mod commands;
 mod config;
-mod workspace;
 
 use std::process::ExitCode;
 

@@ -10,6 +10,7 @@ use std::process::Command;
 /// dependencies; tests and benches may use more).
 const LAYERS: &[(&str, &[&str])] = &[
     ("nudge-diagnostics", &[]),
+    ("nudge-project", &["nudge-diagnostics"]),
     ("nudge-syntax", &["nudge-diagnostics"]),
     ("nudge-stdlib", &[]),
     ("nudge-bytecode", &["nudge-stdlib"]),
@@ -18,6 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "nudge-bytecode",
             "nudge-diagnostics",
+            "nudge-project",
             "nudge-stdlib",
             "nudge-syntax",
         ],
@@ -53,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "nudge-compiler",
             "nudge-diagnostics",
             "nudge-fmt",
+            "nudge-project",
             "nudge-stdlib",
             "nudge-syntax",
             "nudge-testing",

@@ -481,7 +481,7 @@ fn a_broken_nudge_toml_is_an_error_with_its_place() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains(
-            "error[E0501]: unknown field `lisen`",
+            "error[E0503]: unknown field `lisen`",
         ))
         .stdout(predicate::str::contains("nudge.toml:3:1"))
         .stdout(predicate::str::contains("checked 2 files: 1 error"));
@@ -490,7 +490,7 @@ fn a_broken_nudge_toml_is_an_error_with_its_place() {
         .arg(dir.path())
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("nudge.toml:3:1: error[E0501]"));
+        .stdout(predicate::str::contains("nudge.toml:3:1: error[E0503]"));
 
     // A TOML syntax error, placed where the parser stopped.
     std::fs::write(dir.path().join("nudge.toml"), "[store]\npath = \n").expect("write");
@@ -502,7 +502,7 @@ fn a_broken_nudge_toml_is_an_error_with_its_place() {
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let diag = &doc["diagnostics"][0];
-    assert_eq!(diag["code"], "E0501");
+    assert_eq!(diag["code"], "E0502");
     assert!(diag["file"].as_str().unwrap_or("").ends_with("nudge.toml"));
     assert_eq!(diag["start"]["line"], 2);
 
@@ -519,6 +519,62 @@ fn a_broken_nudge_toml_is_an_error_with_its_place() {
         .code(1)
         .stdout(predicate::str::contains("unknown channel"))
         .stdout(predicate::str::contains("nudge.toml:2:1"));
+}
+
+#[test]
+fn an_unknown_section_is_refused_by_check_and_run_alike() {
+    let dir = project(&[("main.flow", CLEAN)]);
+    std::fs::write(
+        dir.path().join("nudge.toml"),
+        "[runtime]\n\n[stroe]\npath = \"x\"\n",
+    )
+    .expect("write");
+    nudge()
+        .args(["check", "--format", "short"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "nudge.toml:3:2: error[E0503]: unknown section `stroe`",
+        ));
+    nudge()
+        .args(["run", "--in-memory"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error[E0503]: unknown section `stroe`",
+        ))
+        .stderr(predicate::str::contains("did you mean `store`?"));
+}
+
+#[test]
+fn paths_that_cannot_be_read_are_diagnostics_with_codes() {
+    // Outside every project: a missing path inside one means that project.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("nowhere");
+    nudge()
+        .arg("check")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error[E0601]: no such file or directory",
+        ))
+        .stderr(predicate::str::contains(missing.display().to_string()));
+    let empty = tempfile::tempdir().expect("temp dir");
+    // A project inside installed packages is not one of the user's.
+    std::fs::create_dir_all(empty.path().join("node_modules/pkg")).expect("mkdir");
+    std::fs::write(empty.path().join("node_modules/pkg/nudge.toml"), "").expect("write");
+    std::fs::write(empty.path().join("node_modules/pkg/a.flow"), CLEAN).expect("write");
+    nudge()
+        .arg("check")
+        .arg(empty.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error[E0603]: no .flow files found",
+        ));
 }
 
 #[test]

@@ -347,7 +347,8 @@ fn nudge_toml_sets_the_store_and_channel_plugins_with_secrets_from_the_environme
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("nudge.toml: `channels.email.headers.Authorization` uses the environment variable EMAIL_TOKEN, which is not set"),
+        err.contains("error[E0501]: `channels.email.headers.Authorization` uses the environment variable EMAIL_TOKEN, which is not set")
+            && err.contains("nudge.toml:"),
         "{err}"
     );
     assert!(!dir.join("db").exists());
@@ -358,7 +359,7 @@ fn nudge_toml_sets_the_store_and_channel_plugins_with_secrets_from_the_environme
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("line 2") && err.contains("unknown field `paht`"),
+        err.contains("nudge.toml:2:1") && err.contains("error[E0503]: unknown field `paht`"),
         "{err}"
     );
 }

@@ -65,7 +65,7 @@ fn export(args: ExportArgs) -> Status {
                 .get("audience")
                 .and_then(|s| s.phone_country_code.clone()),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprint!("{}", e.render(super::use_color(&std::io::stderr())));
                 return Status::Failure;
             }
         },

@@ -215,17 +215,14 @@ fn project_roots(paths: &[PathBuf]) -> Vec<String> {
     } else {
         paths.to_vec()
     };
-    crate::workspace::projects(&paths)
-        .map(|groups| {
-            groups
-                .iter()
-                .map(|g| {
-                    g.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .collect()
+    nudge_project::Scan::unlimited()
+        .projects(&paths)
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
-        .unwrap_or_default()
+        .collect()
 }

@@ -2,9 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use nudge_diagnostics::codes::E0501;
 use nudge_diagnostics::render::{self, SarifOptions};
-use nudge_diagnostics::{Diagnostic, FileSpan, Severity, SourceMap, Span};
+use nudge_diagnostics::{Diagnostic, Severity, SourceMap};
 
 use super::{Status, use_color};
 
@@ -63,10 +62,7 @@ pub fn run(args: Args) -> Status {
     for group in &groups {
         let project = match nudge_compiler::Project::load(group) {
             Ok(p) => p,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return Status::Failure;
-            }
+            Err(err) => return super::load_failed(err),
         };
         files += project.user_files().count();
         let analysis = nudge_compiler::check(&project);
@@ -129,25 +125,18 @@ pub fn run(args: Args) -> Status {
     }
 }
 
-/// The problem with a project root's `nudge.toml` as an E0501 diagnostic
-/// in a source map of its own; `None` for loose files or a usable manifest.
+/// The problems of a project root's `nudge.toml`, read exactly as `nudge
+/// run` and `nudge serve` read it, in a source map of their own; `None`
+/// for loose files or a usable manifest.
 fn manifest_diagnostics(group: &[PathBuf]) -> Option<Checked> {
     let [root] = group else { return None };
     if !root.is_dir() {
         return None;
     }
-    let problem = crate::config::manifest_problem(root)?;
-    let mut sources = SourceMap::new();
-    let span = problem
-        .span
-        .clone()
-        .map_or(Span::new(0, 0), |r| Span::new(r.start, r.end));
-    let file = sources.add(problem.path.display().to_string(), problem.text);
-    let diagnostic = Diagnostic::new(E0501, FileSpan::new(file, span), problem.message)
-        .with_help("`nudge run` and `nudge serve` refuse to start with this file; see docs/runtime.md for its settings");
+    let err = crate::config::Config::load(root).err()?;
     Some(Checked {
-        sources,
-        diagnostics: vec![diagnostic],
+        sources: err.sources,
+        diagnostics: err.diagnostics,
     })
 }
 

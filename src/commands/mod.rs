@@ -45,20 +45,18 @@ pub fn load_projects(paths: Vec<PathBuf>) -> Result<Vec<nudge_compiler::Project>
     } else {
         paths
     };
-    let groups = crate::workspace::projects(&paths).map_err(|err| {
-        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!("error: cannot read {}: {err}", shown.join(", "));
-        Status::Failure
-    })?;
+    let groups = nudge_project::Scan::unlimited().projects(&paths);
     groups
         .iter()
-        .map(|group| {
-            nudge_compiler::Project::load(group).map_err(|err| {
-                eprintln!("error: {err}");
-                Status::Failure
-            })
-        })
+        .map(|group| nudge_compiler::Project::load(group).map_err(load_failed))
         .collect()
+}
+
+/// Shows why a project's files could not be read, as a diagnostic on
+/// stderr, and gives the status that ends the command.
+pub fn load_failed(err: nudge_compiler::LoadError) -> Status {
+    eprint!("{}", err.render(use_color(&std::io::stderr())));
+    Status::Failure
 }
 
 /// The values of the global `--color` flag.
@@ -138,18 +136,15 @@ pub fn default_sigpipe() {
     }
 }
 
-/// Groups `paths` (the current directory when none) into projects, reporting
-/// on stderr and returning `Failure` when they cannot be read.
+/// Groups `paths` (the current directory when none) into projects; what
+/// cannot be read is reported when the project is loaded.
 pub fn project_groups(paths: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, Status> {
     let paths = if paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
         paths.to_vec()
     };
-    crate::workspace::projects(&paths).map_err(|e| {
-        eprintln!("error: cannot read the project: {e}");
-        Status::Failure
-    })
+    Ok(nudge_project::Scan::unlimited().projects(&paths))
 }
 
 /// Loads, checks and lowers one project, reporting problems on stderr.
@@ -161,7 +156,7 @@ pub fn compile(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, St
 /// Compiles a project without printing: the bundle, or what is wrong as
 /// plain text (for a reload's answer).
 pub fn compile_to_text(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bundle, String> {
-    let project = nudge_compiler::Project::load(group).map_err(|e| e.to_string())?;
+    let project = nudge_compiler::Project::load(group).map_err(|e| e.render(false))?;
     let analysis = nudge_compiler::check(&project);
     if analysis.has_errors() {
         let mut text =
@@ -178,10 +173,7 @@ pub fn compile_to_text(group: &[PathBuf]) -> Result<nudge_compiler::bytecode::Bu
 pub fn compile_project(
     group: &[PathBuf],
 ) -> Result<(nudge_compiler::Project, nudge_compiler::bytecode::Bundle), Status> {
-    let project = nudge_compiler::Project::load(group).map_err(|err| {
-        eprintln!("error: {err}");
-        Status::Failure
-    })?;
+    let project = nudge_compiler::Project::load(group).map_err(load_failed)?;
     let analysis = nudge_compiler::check(&project);
     if analysis.has_errors() {
         let color = use_color(&std::io::stderr());

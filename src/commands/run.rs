@@ -296,7 +296,7 @@ pub(super) fn audience_plugin(
     settings: &crate::config::Config,
 ) -> Result<Option<Box<dyn AudienceSync>>, Status> {
     let spec = settings.audience_sync().map_err(|e| {
-        eprintln!("error: {}: {e}", crate::workspace::MANIFEST);
+        eprintln!("error: {}: {e}", nudge_project::MANIFEST);
         Status::Failure
     })?;
     spec.map(|s| s.build()).transpose().map_err(|e| {
@@ -1126,7 +1126,7 @@ fn parse_until(text: &str) -> Result<i64, String> {
 /// The project's `nudge.toml`, or the exit status after saying what is wrong.
 pub(super) fn project_config(root: &Path) -> Result<ProjectConfig, Status> {
     ProjectConfig::load(root).map_err(|e| {
-        eprintln!("error: {e}");
+        eprint!("{}", e.render(super::use_color(&std::io::stderr())));
         Status::Failure
     })
 }
@@ -1138,7 +1138,7 @@ pub(super) fn merge_routes(
     cli: &[(Channel, PluginSpec)],
 ) -> Result<Vec<(Channel, PluginSpec)>, Status> {
     let mut routes = config.routes().map_err(|e| {
-        eprintln!("error: {}: {e}", crate::workspace::MANIFEST);
+        eprintln!("error: {}: {e}", nudge_project::MANIFEST);
         Status::Failure
     })?;
     routes.retain(|(channel, _)| cli.iter().all(|(c, _)| c != channel));

@@ -92,8 +92,8 @@ fn test_project(
     filter: Option<&str>,
 ) -> Result<Vec<nudge_testing::TestResult>, (Status, String)> {
     let project = nudge_compiler::Project::load(group).map_err(|e| {
-        eprintln!("error: {e}");
-        (Status::Failure, e.to_string())
+        let why = e.to_string();
+        (super::load_failed(e), why)
     })?;
     let analysis = nudge_compiler::check(&project);
     if analysis.has_errors() {

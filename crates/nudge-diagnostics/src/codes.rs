@@ -31,7 +31,7 @@ impl std::fmt::Display for Code {
 }
 
 macro_rules! codes {
-    ($($konst:ident = $id:literal $name:literal $sev:ident $summary:literal;)*) => {
+    ($(#[$list_doc:meta])* $list:ident; $($konst:ident = $id:literal $name:literal $sev:ident $summary:literal;)*) => {
         $(
             #[doc = $summary]
             pub const $konst: Code = Code {
@@ -41,12 +41,14 @@ macro_rules! codes {
                 summary: $summary,
             };
         )*
-        /// Every code, in order.
-        pub const CODES: &[Code] = &[$($konst),*];
+        $(#[$list_doc])*
+        pub const $list: &[Code] = &[$($konst),*];
     };
 }
 
 codes! {
+    /// Every code of the `.flow` checker, in order.
+    CODES;
     // Syntax.
     E0101 = "E0101" "invalid-character" Error "A character that cannot start any token.";
     E0102 = "E0102" "unexpected-token" Error "The parser found a token where the grammar does not allow it.";
@@ -94,17 +96,21 @@ codes! {
     W0007 = "W0007" "unused-let" Warning "A top-level `let` that nothing uses.";
 }
 
-/// The project's `nudge.toml` cannot be read or holds an invalid setting.
-pub const E0501: Code = Code {
-    id: "E0501",
-    name: "invalid-manifest",
-    severity: Severity::Error,
-    summary: "The project's `nudge.toml` cannot be read or holds an invalid setting.",
-};
-
-/// Codes about a project's files other than its `.flow` sources; the
-/// `.flow` checker never emits them, so they are kept apart from [`CODES`].
-pub const PROJECT_CODES: &[Code] = &[E0501];
+codes! {
+    /// Codes about a project's files other than what its `.flow` sources
+    /// say: its `nudge.toml` and reading its files. The `.flow` checker
+    /// never emits them, so they are kept apart from [`CODES`].
+    PROJECT_CODES;
+    // nudge.toml.
+    E0501 = "E0501" "invalid-manifest" Error "The project's `nudge.toml` cannot be read or holds an invalid setting.";
+    E0502 = "E0502" "manifest-syntax" Error "The project's `nudge.toml` is not valid TOML.";
+    E0503 = "E0503" "unknown-manifest-key" Error "A section or key that `nudge.toml` does not have.";
+    E0504 = "E0504" "manifest-type-mismatch" Error "A `nudge.toml` setting whose value has the wrong type, or a required setting left out.";
+    // Reading the project's files.
+    E0601 = "E0601" "path-not-found" Error "A path given to a command does not exist.";
+    E0602 = "E0602" "unreadable-source" Error "A `.flow` file or folder that cannot be read, or a file that is not UTF-8 text.";
+    E0603 = "E0603" "no-flow-files" Error "A folder with no `.flow` file below it.";
+}
 
 /// Every code: the `.flow` checker's, then the project's.
 pub fn all() -> impl Iterator<Item = Code> {

@@ -969,11 +969,16 @@ impl Server {
             }
             out.push((path, lsp_diags));
         }
-        // Files that left the project (deleted, moved) are cleared.
+        // Files that left the project (deleted, moved) are cleared, and so
+        // is its `nudge.toml` once fixed, which the project that held it
+        // before a rebuild may have published.
         let gone: Vec<PathBuf> = self
             .published
             .iter()
-            .filter(|(p, (owner, _))| *owner == id && !seen.contains(*p))
+            .filter(|(p, (owner, _))| {
+                let manifest = p.ends_with(crate::world::MANIFEST) && snap.file_id(p).is_some();
+                (*owner == id || manifest) && !seen.contains(*p)
+            })
             .map(|(p, _)| p.clone())
             .collect();
         for p in gone {

@@ -3,7 +3,8 @@
 //! project.
 //!
 //! Paths are absolute. Every `.flow` file below a project root is analysed
-//! together; an open document's text replaces the file's text on disk.
+//! together; an open document's text replaces the file's text on disk. A
+//! project's `nudge.toml` is checked with it, so its problems are shown too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,12 +12,11 @@ use std::sync::{Arc, OnceLock};
 
 use nudge_compiler::{Analysis, Project};
 use nudge_diagnostics::{Diagnostic, FileId, SourceFile};
+pub use nudge_project::MANIFEST;
+use nudge_project::{Scan, manifest_root};
 use nudge_syntax::Parsed;
 
 use crate::lines::LineIndex;
-
-/// The file that marks a project root (as for the `nudge` command).
-pub const MANIFEST: &str = "nudge.toml";
 
 /// The tree of an empty file, for file ids that are not in a snapshot.
 static EMPTY: OnceLock<Parsed> = OnceLock::new();
@@ -85,6 +85,21 @@ impl Snapshot {
         }
     }
 
+    /// Reads and checks the `nudge.toml` of the project `root`, so that its
+    /// problems are published with the project's; a clean manifest has no
+    /// entry in [`Snapshot::diagnostics_by_path`], like a clean template.
+    pub fn add_manifest(&mut self, root: &Path) {
+        let Some(found) = nudge_project::manifest::read(root, &mut self.project.sources) else {
+            return;
+        };
+        let path = root.join(MANIFEST);
+        self.by_path.insert(path.clone(), found.file);
+        self.paths.push(path);
+        self.trees.push(OnceLock::new());
+        self.lines.push(OnceLock::new());
+        self.analysis.diagnostics.extend(found.diagnostics);
+    }
+
     /// The editor's version of an open document as analysed here; `None`
     /// for a file read from disk.
     pub fn version(&self, path: &Path) -> Option<i32> {
@@ -137,7 +152,8 @@ impl Snapshot {
     }
 
     /// Diagnostics grouped by file path: every user file has an entry (empty
-    /// when clean), templates only when they have problems, never the stdlib.
+    /// when clean), templates and `nudge.toml` only when they have problems,
+    /// never the stdlib.
     pub fn diagnostics_by_path(&self) -> BTreeMap<PathBuf, Vec<&Diagnostic>> {
         let mut out: BTreeMap<PathBuf, Vec<&Diagnostic>> = BTreeMap::new();
         for file in self.project.user_files() {
@@ -217,13 +233,14 @@ impl World {
         if !self.workspace.contains(&folder) {
             self.workspace.push(folder.clone());
         }
-        if let Some(root) = manifest_root(&folder) {
-            self.project_for_root(root);
-            return;
-        }
-        let mut roots = Vec::new();
-        let mut budget = MAX_SCAN_ENTRIES;
-        find_roots(&folder, &mut roots, &mut budget);
+        let groups = Scan::entries(MAX_SCAN_ENTRIES).projects(std::slice::from_ref(&folder));
+        let roots: Vec<PathBuf> = groups
+            .into_iter()
+            .filter_map(|group| match <[PathBuf; 1]>::try_from(group) {
+                Ok([root]) if root.join(MANIFEST).is_file() => Some(root),
+                _ => None,
+            })
+            .collect();
         if !roots.is_empty() {
             for root in roots {
                 self.project_for_root(root);
@@ -257,9 +274,8 @@ impl World {
             return i;
         }
         let mut disk = BTreeMap::new();
-        let mut budget = MAX_SCAN_ENTRIES;
-        let mut paths = Vec::new();
-        walk_flow_files(&root, true, &mut paths, &mut budget);
+        // What cannot be read is left out: the editor shows what it can.
+        let (mut paths, _) = Scan::entries(MAX_SCAN_ENTRIES).flow_files(&root);
         // The stdlib copies may sit inside a workspace; they are never user files.
         paths.retain(|p| !self.is_stdlib_path(p));
         for path in paths {
@@ -454,8 +470,10 @@ impl World {
                 versions.insert(path.clone(), doc.version);
             }
         }
+        let root = project.root.clone();
         let mut snapshot = Snapshot::analyse(files.into_iter().collect(), &self.stdlib_dir);
         snapshot.versions = versions;
+        snapshot.add_manifest(&root);
         let project = &mut self.projects[id];
         project.snapshot = Some(Arc::new(snapshot));
         project.dirty = false;
@@ -556,76 +574,6 @@ pub fn default_stdlib_dir() -> PathBuf {
         }
     }
     base.join("nudge").join(format!("stdlib-{hash:016x}"))
-}
-
-/// The nearest directory at or above `dir` that holds a manifest.
-pub fn manifest_root(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors()
-        .find(|d| d.join(MANIFEST).is_file())
-        .map(Path::to_path_buf)
-}
-
-fn find_roots(dir: &Path, out: &mut Vec<PathBuf>, budget: &mut usize) {
-    if dir.join(MANIFEST).is_file() {
-        out.push(dir.to_path_buf());
-        return;
-    }
-    for sub in subdirs(dir, budget) {
-        find_roots(&sub, out, budget);
-    }
-}
-
-fn subdirs(dir: &Path, budget: &mut usize) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        if *budget == 0 {
-            break;
-        }
-        *budget -= 1;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "target" || name == "node_modules" {
-            continue;
-        }
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            out.push(entry.path());
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Every `.flow` file below `dir`, skipping hidden directories, `target`,
-/// `node_modules` and nested projects (directories with their own manifest).
-fn walk_flow_files(dir: &Path, is_root: bool, out: &mut Vec<PathBuf>, budget: &mut usize) {
-    if !is_root && dir.join(MANIFEST).is_file() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        if *budget == 0 {
-            return;
-        }
-        *budget -= 1;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            if name.starts_with('.') || name == "target" || name == "node_modules" {
-                continue;
-            }
-            walk_flow_files(&path, false, out, budget);
-        } else if path.extension().is_some_and(|e| e == "flow") {
-            out.push(path);
-        }
-    }
 }
 
 // Requests are answered on worker threads from shared snapshots.

@@ -811,3 +811,56 @@ fn semantic_token_deltas_turn_the_last_answer_into_the_new_one() {
     assert_eq!(numbers(&unknown["data"]), held);
     c.stop();
 }
+
+/// Tells the server a file changed on disk, as a client's file watcher does.
+fn changed_on_disk(c: &Client, path: &Path) {
+    c.notify(
+        "workspace/didChangeWatchedFiles",
+        json!({ "changes": [{ "uri": uri(path).as_str(), "type": 2 }] }),
+    );
+}
+
+#[test]
+fn a_broken_nudge_toml_is_flagged_where_it_is_wrong_until_it_is_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let manifest = root.join("nudge.toml");
+    std::fs::write(&manifest, "[store]\npath = \"state.db\n").unwrap();
+    std::fs::write(root.join("welcome.flow"), FLOW).unwrap();
+    std::fs::write(root.join("messages.flow"), MESSAGE).unwrap();
+    let c = Client::start(&root, &tmp.path().join("stdlib"));
+    // A syntax error, found at start-up, on the line it is on.
+    let diags = c.diagnostics_for(&manifest);
+    assert_eq!(codes(&diags), ["E0502"], "{diags:?}");
+    assert_eq!(diags[0]["range"]["start"]["line"], 1);
+
+    // An unknown section and a value of the wrong type in a known one.
+    std::fs::write(
+        &manifest,
+        "[runtime]\nreorder_window = \"100\"\n\n[stores]\npath = \"x\"\n",
+    )
+    .unwrap();
+    changed_on_disk(&c, &manifest);
+    let diags = c.diagnostics_for(&manifest);
+    assert_eq!(codes(&diags), ["E0503", "E0504"], "{diags:?}");
+    assert_eq!(
+        diags[0]["range"],
+        json!({ "start": { "line": 3, "character": 1 }, "end": { "line": 3, "character": 7 } })
+    );
+    assert!(
+        diags[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `store`?")
+    );
+    assert_eq!(
+        diags[1]["range"]["start"],
+        json!({ "line": 1, "character": 17 })
+    );
+
+    // Fixed: the diagnostics are cleared.
+    std::fs::write(&manifest, "[runtime]\nreorder_window = 100\n").unwrap();
+    changed_on_disk(&c, &manifest);
+    assert_eq!(c.diagnostics_for(&manifest), Vec::<Value>::new());
+    c.stop();
+}
