@@ -1821,8 +1821,12 @@ mod tests {
         let bundle = nudge_test_support::example_bundle("cart_recovery");
         let mut engine = Machine::new(&bundle, Config::default(), 0);
         let schemas = bundle.schemas.len() as u32;
+        let record = Value::Record(Arc::new(nudge_bytecode::Record {
+            schema: schemas + 3,
+            fields: Vec::new(),
+        }));
         let err = engine
-            .apply_typed(call(Some((schemas + 3, Value::None)), Vec::new()))
+            .apply_typed(call(Some((schemas + 3, record)), Vec::new()))
             .unwrap_err();
         assert!(
             err.reason.contains(&format!("schema #{}", schemas + 3)),
