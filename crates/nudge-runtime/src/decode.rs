@@ -86,7 +86,7 @@ pub fn record(
 ) -> Value {
     let start = dropped.len();
     let v = record_at(bundle, schema, obj, &Path::Root(path), 0, dropped);
-    sort_dropped(&mut dropped[start..]);
+    sort_dropped(dropped.get_mut(start..).unwrap_or_default());
     v
 }
 
@@ -232,14 +232,17 @@ pub fn traits(
     // Per field: the value chosen, where it came from, and whether by its own name.
     let mut chosen: Vec<Option<(&Json, String, bool)>> = vec![None; fields.len()];
     let find = |name: &str| fields.iter().position(|f| f.name == name);
+    // `find` gives positions in `fields`, and `chosen` has one slot each.
     for (key, json) in given {
-        if let Some(i) = find(key) {
-            chosen[i] = Some((json, format!("traits.{key}"), true));
+        if let Some(slot) = find(key).and_then(|i| chosen.get_mut(i)) {
+            *slot = Some((json, format!("traits.{key}"), true));
             continue;
         }
         let mut alias = |i: usize, path: String, json| {
-            if !chosen[i].as_ref().is_some_and(|c| c.2) {
-                chosen[i] = Some((json, path, false));
+            if let Some(slot) = chosen.get_mut(i)
+                && !slot.as_ref().is_some_and(|c| c.2)
+            {
+                *slot = Some((json, path, false));
             }
         };
         if key == "address"
@@ -259,10 +262,10 @@ pub fn traits(
     }
     let start = dropped.len();
     let mut out = Vec::new();
-    for (i, c) in chosen.into_iter().enumerate() {
+    for (i, (c, field)) in chosen.into_iter().zip(fields).enumerate() {
         let Some((json, path, _)) = c else { continue };
         let here = Path::Root(&path);
-        match value_at(bundle, &fields[i].ty, json, &here, 0, dropped) {
+        match value_at(bundle, &field.ty, json, &here, 0, dropped) {
             Ok(v) => out.push((i as u16, v)),
             Err(reason) => dropped.push(Dropped {
                 path,
@@ -271,7 +274,7 @@ pub fn traits(
             }),
         }
     }
-    sort_dropped(&mut dropped[start..]);
+    sort_dropped(dropped.get_mut(start..).unwrap_or_default());
     out
 }
 
@@ -611,17 +614,18 @@ impl Default for NumberText {
 
 impl NumberText {
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+        let written = self.bytes.get(..self.len).unwrap_or_default();
+        std::str::from_utf8(written).unwrap_or_default()
     }
 }
 
 impl std::fmt::Write for NumberText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let end = self.len + s.len();
-        if end > self.bytes.len() {
+        let Some(free) = self.bytes.get_mut(self.len..end) else {
             return Err(std::fmt::Error);
-        }
-        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        };
+        free.copy_from_slice(s.as_bytes());
         self.len = end;
         Ok(())
     }

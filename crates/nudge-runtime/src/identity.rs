@@ -157,7 +157,8 @@ impl Identities {
         CustomerId(self.find(node))
     }
 
-    /// Every identity of a customer, sorted.
+    /// Every identity of a customer, sorted (none for a customer the graph
+    /// does not have).
     pub fn identities_of(&mut self, customer: CustomerId) -> Vec<Identity> {
         let root = self.find(customer.0);
         let nodes: Vec<u32> = (0..self.parent.len() as u32)
@@ -165,19 +166,31 @@ impl Identities {
             .collect();
         let mut out: Vec<Identity> = nodes
             .into_iter()
-            .map(|n| self.members[n as usize].clone())
+            .filter_map(|n| self.members.get(n as usize).cloned())
             .collect();
         out.sort();
         out
     }
 
-    /// The id to show for a customer: its user id, else its first identity.
+    /// The id to show for a customer: its user id, else its first identity
+    /// (empty for a customer the graph does not have).
     pub fn display_id(&mut self, customer: CustomerId) -> String {
         let root = self.find(customer.0);
-        let node = self.user[root as usize].unwrap_or(root);
-        match &self.members[node as usize] {
-            Identity::User(s) | Identity::Anonymous(s) | Identity::Email(s) => s.clone(),
+        let node = self.user_of(root).unwrap_or(root);
+        match self.members.get(node as usize) {
+            Some(Identity::User(s) | Identity::Anonymous(s) | Identity::Email(s)) => s.clone(),
+            None => String::new(),
         }
+    }
+
+    /// The user id node of root `root`'s set, if it has one.
+    fn user_of(&self, root: u32) -> Option<u32> {
+        self.user.get(root as usize).copied().flatten()
+    }
+
+    /// How many nodes root `root`'s set has.
+    fn size_of(&self, root: u32) -> u32 {
+        self.size.get(root as usize).copied().unwrap_or(0)
     }
 
     /// Declares that two identities are one person.
@@ -191,7 +204,7 @@ impl Identities {
         if ra == rb {
             return Join::Same(CustomerId(ra));
         }
-        if let (Some(ua), Some(ub)) = (self.user[ra as usize], self.user[rb as usize])
+        if let (Some(ua), Some(ub)) = (self.user_of(ra), self.user_of(rb))
             && ua != ub
         {
             return Join::Refused {
@@ -201,15 +214,23 @@ impl Identities {
         }
         // Union by size keeps every find short; the customer with a user id is
         // not favoured, since ids only need to be stable, not meaningful.
-        let (kept, absorbed) = if self.size[ra as usize] >= self.size[rb as usize] {
+        let (kept, absorbed) = if self.size_of(ra) >= self.size_of(rb) {
             (ra, rb)
         } else {
             (rb, ra)
         };
-        self.parent[absorbed as usize] = kept;
-        self.size[kept as usize] += self.size[absorbed as usize];
-        if self.user[kept as usize].is_none() {
-            self.user[kept as usize] = self.user[absorbed as usize];
+        // Both are roots `find` returned: nodes of the graph.
+        let (moved, user) = (self.size_of(absorbed), self.user_of(absorbed));
+        if let Some(p) = self.parent.get_mut(absorbed as usize) {
+            *p = kept;
+        }
+        if let Some(size) = self.size.get_mut(kept as usize) {
+            *size += moved;
+        }
+        if let Some(u) = self.user.get_mut(kept as usize)
+            && u.is_none()
+        {
+            *u = user;
         }
         Join::Merged {
             kept: CustomerId(kept),
@@ -312,18 +333,69 @@ impl Identities {
         n
     }
 
+    /// The root of node `n`'s set; a number that is no node is its own.
     fn find(&mut self, mut n: u32) -> u32 {
         let mut root = n;
-        while self.parent[root as usize] != root {
-            root = self.parent[root as usize];
+        while let Some(&p) = self.parent.get(root as usize)
+            && p != root
+        {
+            root = p;
         }
         // Path compression: later finds on this chain take one step.
-        while self.parent[n as usize] != root {
-            let next = self.parent[n as usize];
-            self.parent[n as usize] = root;
-            n = next;
+        while let Some(p) = self.parent.get_mut(n as usize)
+            && *p != root
+        {
+            n = std::mem::replace(p, root);
         }
         root
+    }
+
+    /// Checks that a stored graph holds together: one entry per node in
+    /// every table, every link to a node, and every chain of parents ending
+    /// at a root (a cycle would make `find` loop for ever).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let n = self.parent.len();
+        if self.size.len() != n || self.user.len() != n || self.members.len() != n {
+            return Err("the identity graph's tables differ in length".into());
+        }
+        let outside = |x: &u32| *x as usize >= n;
+        let named = self.users.values().chain(self.anonymous.values());
+        if let Some(x) = named
+            .chain(self.emails.values())
+            .chain(self.user.iter().flatten())
+            .chain(&self.parent)
+            .find(|x| outside(x))
+        {
+            return Err(format!(
+                "the identity graph links to node {x}, and it has {n}"
+            ));
+        }
+        // Nodes known to lead to a root; each is walked from once.
+        let mut rooted = vec![false; n];
+        let mut path = Vec::new();
+        for start in 0..n {
+            let mut x = start;
+            path.clear();
+            while rooted.get(x) == Some(&false) {
+                let p = self.parent.get(x).map_or(x, |&p| p as usize);
+                path.push(x);
+                if p == x {
+                    break;
+                }
+                if path.len() > n {
+                    return Err(format!(
+                        "the identity graph's parents of node {start} go round in a circle"
+                    ));
+                }
+                x = p;
+            }
+            for &y in &path {
+                if let Some(r) = rooted.get_mut(y) {
+                    *r = true;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -429,5 +501,43 @@ mod tests {
         let last = ids.customer_of(&Identity::Anonymous("d10000".into()));
         assert!(first.is_some());
         assert_eq!(first, last);
+    }
+
+    #[test]
+    fn a_stored_graph_that_does_not_hold_together_is_found_out() {
+        let mut ids = Identities::new();
+        observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u1","anonymousId":"a1","timestamp":"2026-11-23T10:00:00Z"}"#,
+        );
+        observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u2","timestamp":"2026-11-23T10:00:00Z"}"#,
+        );
+        assert_eq!(ids.check(), Ok(()));
+        // Parents that go round in a circle would make `find` loop for ever.
+        let mut circle = ids.clone();
+        circle.parent = vec![1, 2, 0];
+        let err = circle.check().unwrap_err();
+        assert!(err.contains("go round in a circle"), "{err}");
+        let mut outside = ids.clone();
+        outside.parent[2] = 7;
+        let err = outside.check().unwrap_err();
+        assert!(err.contains("links to node 7, and it has 3"), "{err}");
+        let mut short = ids.clone();
+        short.members.pop();
+        assert!(short.check().is_err());
+    }
+
+    #[test]
+    fn a_customer_the_graph_does_not_have_has_no_identities() {
+        let mut ids = Identities::new();
+        observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u1","timestamp":"2026-11-23T10:00:00Z"}"#,
+        );
+        assert_eq!(ids.display_id(CustomerId(5)), "");
+        assert_eq!(ids.identities_of(CustomerId(5)), Vec::<Identity>::new());
+        assert_eq!(ids.display_id(CustomerId(0)), "u1");
     }
 }

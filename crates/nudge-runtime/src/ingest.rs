@@ -339,10 +339,10 @@ impl<'e> Decoder<'e> {
         // even as null).
         if let Some((key, text)) = named
             && let Some(fields) = self.fields(schema)
-            && let Some(i) = fields.iter().position(|f| f.name == key)
+            && let Some((i, field)) = fields.iter().enumerate().find(|(_, f)| f.name == key)
             && !given.has(i)
         {
-            let typed = decode::scalar(self.bundle, &fields[i].ty, Shape::Str(text));
+            let typed = decode::scalar(self.bundle, &field.ty, Shape::Str(text));
             given.set(i, Typed::of(typed));
         }
         let typed = self.record(schema, given);
@@ -373,23 +373,32 @@ impl<'e> Decoder<'e> {
             bad,
             inner,
         } = given;
+        // Every field number below is one of `fields`': `Fields` has a
+        // slot per field of the schema, and only those are set.
         let mut dropped = Vec::new();
-        let at = |i: usize| Step::Field(fields[i].name.clone());
+        let at = |field: &FieldSchema| Step::Field(field.name.clone());
         for (i, nested) in inner {
-            dropped.extend(nested.into_iter().map(|m| m.at(at(i))));
+            if let Some(field) = fields.get(i) {
+                dropped.extend(nested.into_iter().map(|m| m.at(at(field))));
+            }
         }
-        let mut drop = |i: usize, reason: String, values: &mut Vec<Value>| {
-            let used = decode::absent(self.bundle, &fields[i]);
-            values[i] = used.clone();
-            dropped.push(Mismatch::new(reason).used(Some(used)).at(at(i)));
+        let mut drop = |field: &FieldSchema, reason: String, value: &mut Value| {
+            let used = decode::absent(self.bundle, field);
+            *value = used.clone();
+            dropped.push(Mismatch::new(reason).used(Some(used)).at(at(field)));
         };
         for (i, reason) in bad {
-            drop(i, reason, &mut values);
+            if let (Some(field), Some(value)) = (fields.get(i), values.get_mut(i)) {
+                drop(field, reason, value);
+            }
         }
         for i in given.missing(fields.len()) {
-            match decode::missing(&fields[i]) {
-                Ok(v) => values[i] = v,
-                Err(reason) => drop(i, reason, &mut values),
+            let (Some(field), Some(value)) = (fields.get(i), values.get_mut(i)) else {
+                continue;
+            };
+            match decode::missing(field) {
+                Ok(v) => *value = v,
+                Err(reason) => drop(field, reason, value),
             }
         }
         Typed {
@@ -410,12 +419,11 @@ impl<'e> Decoder<'e> {
     ) -> (Vec<(u16, Value)>, Vec<Dropped>) {
         let fields = self.profile_fields();
         // Where each trait came from: the key as sent.
-        let key = |i: usize| {
-            aliases
-                .iter()
-                .rev()
-                .find(|(j, _)| *j == i)
-                .map_or_else(|| fields[i].name.clone(), |(_, k)| k.clone())
+        let key = |i: usize| match aliases.iter().rev().find(|(j, _)| *j == i) {
+            Some((_, k)) => k.clone(),
+            None => fields
+                .get(i)
+                .map_or_else(|| format!("#{i}"), |f| f.name.clone()),
         };
         let mut dropped = Vec::new();
         for (i, nested) in given.inner {
@@ -614,10 +622,14 @@ impl Fields {
         if !typed.inner.is_empty() {
             self.inner.push((i, typed.inner));
         }
+        // `i` is a field of the schema the slots were made for.
+        let Some(value) = self.values.get_mut(i) else {
+            return;
+        };
         match typed.value {
-            Ok(v) => self.values[i] = v,
+            Ok(v) => *value = v,
             Err(reason) => {
-                self.values[i] = Value::None;
+                *value = Value::None;
                 self.bad.push((i, reason));
             }
         }
@@ -654,7 +666,9 @@ impl Bits {
                 if self.high.len() <= j / 64 {
                     self.high.resize(j / 64 + 1, 0);
                 }
-                self.high[j / 64] |= 1 << (j % 64);
+                if let Some(word) = self.high.get_mut(j / 64) {
+                    *word |= 1 << (j % 64);
+                }
             }
         }
     }
@@ -1312,12 +1326,12 @@ fn read_fields<'de, A: MapAccess<'de>>(
     let mut cursor = 0;
     while let Some(key) = map.next_key_seed(Key)? {
         match find_field(fields, &key, &mut cursor) {
-            Some(i) => {
+            Some((i, field)) => {
                 let typed = map.next_value_seed(ValueSeed {
                     dec,
-                    ty: &fields[i].ty,
+                    ty: &field.ty,
                     depth: depth + 1,
-                    null_is: Some(&fields[i]),
+                    null_is: Some(field),
                 })?;
                 given.set(i, typed);
             }
@@ -1330,19 +1344,19 @@ fn read_fields<'de, A: MapAccess<'de>>(
 /// The field named `key`. Senders mostly write fields in the schema's
 /// order, so the search starts after the field found last (`cursor`) and
 /// usually ends at its first comparison.
-fn find_field(fields: &[FieldSchema], key: &str, cursor: &mut usize) -> Option<usize> {
-    let n = fields.len();
-    for k in 0..n {
-        let mut i = *cursor + k;
-        if i >= n {
-            i -= n;
-        }
-        if fields[i].name == key {
-            *cursor = i + 1;
-            return Some(i);
-        }
-    }
-    None
+fn find_field<'f>(
+    fields: &'f [FieldSchema],
+    key: &str,
+    cursor: &mut usize,
+) -> Option<(usize, &'f FieldSchema)> {
+    let start = (*cursor).min(fields.len());
+    let (before, after) = fields.split_at(start);
+    let found = (start..)
+        .zip(after)
+        .chain((0..).zip(before))
+        .find(|(_, f)| f.name == key)?;
+    *cursor = found.0 + 1;
+    Some(found)
 }
 
 /// An identify call's traits, read into one slot per profile field under
@@ -1383,18 +1397,18 @@ impl<'e, 'de> Traits<'e, 'de> {
                 find_field(self.fields, &key, &mut cursor)
             };
             if !address && key == "email" {
-                let seed = own.map(|i| self.seed(i));
+                let seed = own.map(|(_, field)| self.seed(field));
                 let (typed, text) = map.next_value_seed(Capture(seed))?;
                 self.email = text;
-                if let (Some(i), Some(typed)) = (own, typed) {
+                if let (Some((i, _)), Some(typed)) = (own, typed) {
                     self.exact.insert(i);
                     self.given.set(i, typed);
                 }
                 continue;
             }
-            if let Some(i) = own {
+            if let Some((i, field)) = own {
                 self.exact.insert(i);
-                let typed = map.next_value_seed(self.seed(i))?;
+                let typed = map.next_value_seed(self.seed(field))?;
                 self.given.set(i, typed);
                 continue;
             }
@@ -1403,14 +1417,15 @@ impl<'e, 'de> Traits<'e, 'de> {
                 continue;
             }
             let name = decode::snake_case(&key);
+            let fields = (0..).zip(self.fields);
             let alias = match (&name, address) {
-                (Some(n), _) => self.fields.iter().position(|f| &f.name == n),
-                (None, true) => self.fields.iter().position(|f| f.name == *key),
+                (Some(n), _) => fields.clone().find(|(_, f)| &f.name == n),
+                (None, true) => fields.clone().find(|(_, f)| f.name == *key),
                 (None, false) => None,
             };
             match alias {
-                Some(i) if !self.exact.has(i) => {
-                    let typed = map.next_value_seed(self.seed(i))?;
+                Some((i, field)) if !self.exact.has(i) => {
+                    let typed = map.next_value_seed(self.seed(field))?;
                     self.given.set(i, typed);
                     let path = if address {
                         format!("address.{key}")
@@ -1425,10 +1440,10 @@ impl<'e, 'de> Traits<'e, 'de> {
         Ok(())
     }
 
-    fn seed(&self, i: usize) -> ValueSeed<'e, 'e> {
+    fn seed(&self, field: &'e FieldSchema) -> ValueSeed<'e, 'e> {
         ValueSeed {
             dec: self.dec,
-            ty: &self.fields[i].ty,
+            ty: &field.ty,
             depth: 0,
             null_is: None,
         }

@@ -232,12 +232,13 @@ impl Sink for FileSink {
 
     fn membership(&mut self, change: Membership) {
         let res = (|| -> Result<(), String> {
-            if !self.audiences.contains_key(&change.audience) {
-                let path = self.audiences_dir.join(audience_file(&change.audience));
-                self.audiences
-                    .insert(change.audience.clone(), BufWriter::new(create(&path)?));
-            }
-            let f = self.audiences.get_mut(&change.audience).expect("inserted");
+            let f = match self.audiences.entry(change.audience.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let path = self.audiences_dir.join(audience_file(&change.audience));
+                    e.insert(BufWriter::new(create(&path)?))
+                }
+            };
             let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
             writeln!(f, "{line}").map_err(|e| e.to_string())
         })();

@@ -702,7 +702,7 @@ fn rfc3339_fast(text: &str) -> Option<DateTime<Utc>> {
     }
     let offset = match *b.get(i)? {
         b'Z' if b.len() == i + 1 => 0,
-        sign @ (b'+' | b'-') if b.len() == i + 6 && b[i + 3] == b':' => {
+        sign @ (b'+' | b'-') if b.len() == i + 6 && b.get(i + 3) == Some(&b':') => {
             let (h, m) = (digits(i + 1, 2)?, digits(i + 4, 2)?);
             if h > 23 || m > 59 {
                 return None;

@@ -199,6 +199,7 @@ impl<'b> Machine<'b> {
         let Some(&newest) = bundles.last() else {
             return Err(CheckpointError::Decode("it holds no release".into()));
         };
+        check(&state, &bundles).map_err(CheckpointError::Decode)?;
 
         // Nothing can fail from here on.
         self.flow_names = std::mem::take(&mut state.flow_names);
@@ -210,10 +211,11 @@ impl<'b> Machine<'b> {
             let release = self.release_of(bundle);
             self.releases.push(release);
         }
-        let last = self.releases.len() - 1;
-        for r in &mut self.releases[..last] {
-            // Only the newest release starts instances.
-            r.triggered_by.clear();
+        if let Some((_, older)) = self.releases.split_last_mut() {
+            for r in older {
+                // Only the newest release starts instances.
+                r.triggered_by.clear();
+            }
         }
         self.newest_changed();
         self.by_wire = evolve::by_wire(newest);
@@ -251,6 +253,79 @@ impl<'b> Machine<'b> {
         swap(&mut self.address_sends, &mut state.address_sends);
         swap(&mut self.forever, &mut state.forever);
     }
+}
+
+/// Checks that a decoded state holds together with its releases, as the
+/// engine's own bookkeeping keeps it: the engine reads its tables by the
+/// numbers it holds (releases, flows, slots, schemas, profile fields), so a
+/// damaged or foreign checkpoint is refused here rather than failing later.
+fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
+    let Some(newest) = bundles.last() else {
+        return Err("it holds no release".into());
+    };
+    let flow_in = |r: u32, f: u32| -> Result<(), String> {
+        let Some(bundle) = bundles.get(r as usize) else {
+            return Err(format!("release {r}, and it holds {}", bundles.len()));
+        };
+        if bundle.flows.get(f as usize).is_none() {
+            return Err(format!(
+                "flow {f} of release {r}, which has {}",
+                bundle.flows.len()
+            ));
+        }
+        Ok(())
+    };
+    state.instances.check()?;
+    for (id, inst) in (0u32..).zip(state.instances.iter()) {
+        let Some(inst) = inst else { continue };
+        flow_in(inst.release, inst.flow)
+            .map_err(|e| format!("the instance in slot {id} names {e}"))?;
+        if !state.customers.contains_key(&inst.customer) {
+            return Err(format!(
+                "the instance in slot {id} belongs to customer {}, who is not in it",
+                inst.customer
+            ));
+        }
+    }
+    if let Some(id) = state.free.iter().find(|&&id| !state.instances.is_free(id)) {
+        return Err(format!("slot {id} is listed free, and is not a free slot"));
+    }
+    let profile = newest
+        .schemas
+        .get(newest.profile as usize)
+        .map_or(0, |s| s.fields.len());
+    for (c, cust) in &state.customers {
+        if cust.profile.fields.len() != profile {
+            return Err(format!(
+                "customer {c}'s profile has {} fields, the bundle's {profile}",
+                cust.profile.fields.len()
+            ));
+        }
+        if let Some(e) = cust
+            .events
+            .iter()
+            .find(|e| newest.schemas.get(e.schema as usize).is_none())
+        {
+            return Err(format!(
+                "customer {c} has an event of schema {}, and the bundle has {}",
+                e.schema,
+                newest.schemas.len()
+            ));
+        }
+        if let Some(id) = cust
+            .instances
+            .iter()
+            .find(|&id| state.instances.get(id).is_none())
+        {
+            return Err(format!(
+                "customer {c} has the instance in slot {id}, which holds none"
+            ));
+        }
+        for g in &cust.goals {
+            flow_in(g.release, g.flow).map_err(|e| format!("a goal of customer {c} names {e}"))?;
+        }
+    }
+    state.identities.check()
 }
 
 /// Each name's position.
@@ -315,5 +390,98 @@ pub(crate) mod zone {
             Tz::from_str(&n).map_err(|_| serde::de::Error::custom(format!("unknown zone {n:?}")))
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Config, Engine, Instance, MemorySink, Seen};
+
+    /// The cart example's events applied until an instance waits, then
+    /// the checkpoint's state changed by `damage` and restored into a fresh
+    /// engine: the error it gives.
+    fn restore_damaged(damage: impl FnOnce(&mut State)) -> CheckpointError {
+        let bundle = nudge_test_support::example_bundle("cart_recovery");
+        let events = nudge_test_support::example_events("cart_recovery");
+        let arena = Bundles::new();
+        let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let mut engine = new();
+        for line in events.lines() {
+            let _ = crate::ingest::apply_line(&mut engine, line);
+            if engine.instances().next().is_some() {
+                break;
+            }
+        }
+        let bytes = engine.checkpoint().unwrap();
+        let mut state: State = postcard::from_bytes(&bytes).unwrap();
+        assert!(state.instances.iter().flatten().next().is_some());
+        new().restore(&bytes, &bundle, &arena).unwrap();
+        damage(&mut state);
+        let damaged = postcard::to_allocvec(&state).unwrap();
+        let mut other = new();
+        let err = other.restore(&damaged, &bundle, &arena).unwrap_err();
+        assert_eq!(other.stats(), new().stats(), "nothing changed");
+        err
+    }
+
+    /// A change to a checkpoint's state.
+    type Damage = Box<dyn FnOnce(&mut State)>;
+
+    fn first_live(state: &mut State) -> &mut Instance {
+        state.instances.iter_mut().flatten().next().unwrap()
+    }
+
+    fn a_customer(state: &mut State) -> &mut Customer {
+        state
+            .customers
+            .values_mut()
+            .find(|c| c.instances.iter().next().is_some())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_whose_numbers_lead_nowhere_is_refused() {
+        let cases: Vec<(&str, Damage)> = vec![
+            ("names release 9", Box::new(|s| first_live(s).release = 9)),
+            (
+                "names flow 999 of release 0",
+                Box::new(|s| first_live(s).flow = 999),
+            ),
+            (
+                "belongs to customer 4294967295",
+                Box::new(|s| first_live(s).customer = u32::MAX),
+            ),
+            (
+                "slot 100000 is listed free",
+                Box::new(|s| s.free.push(100_000)),
+            ),
+            (
+                "profile has",
+                Box::new(|s| {
+                    a_customer(s).profile.fields.pop();
+                }),
+            ),
+            (
+                "has the instance in slot 70000",
+                Box::new(|s| a_customer(s).instances.push(70_000)),
+            ),
+            (
+                "has an event of schema 9999",
+                Box::new(|s| {
+                    a_customer(s).events.push(Seen {
+                        at: 0,
+                        seq: 0,
+                        schema: 9999,
+                        value: nudge_bytecode::Value::None,
+                    })
+                }),
+            ),
+        ];
+        for (expected, damage) in cases {
+            let err = restore_damaged(damage).to_string();
+            assert!(err.contains(expected), "{expected:?} in {err}");
+            assert!(err.starts_with("the checkpoint cannot be read"), "{err}");
+        }
     }
 }

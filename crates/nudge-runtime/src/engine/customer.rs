@@ -11,6 +11,8 @@ use nudge_vm::Host;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::Tables;
+
 /// One event in a customer's history.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Seen {
@@ -206,8 +208,8 @@ pub struct Customer {
 impl Customer {
     /// A new customer with the profile's defaults.
     pub fn new(bundle: &Bundle, key: String) -> Customer {
-        let schema = &bundle.schemas[bundle.profile as usize];
-        let fields = schema
+        let fields = bundle
+            .profile_schema()
             .fields
             .iter()
             .map(|f| f.default.clone().unwrap_or(Value::None))
@@ -231,6 +233,9 @@ impl Customer {
     }
 
     /// The memory for one flow, by flow key.
+    // `i` is a position in `flows`, found or pushed just before it is read
+    // (returning the found one from `get_mut` is refused by the borrow checker).
+    #[allow(clippy::indexing_slicing)]
     pub fn flow(&mut self, flow: u32) -> &mut FlowMemory {
         let i = match self.flows.iter().position(|m| m.key == flow) {
             Some(i) => i,
@@ -247,25 +252,32 @@ impl Customer {
         &mut self.flows[i]
     }
 
+    /// The events that happened at or after `at`, oldest first.
+    pub fn events_since(&self, at: i64) -> &[Seen] {
+        let start = self.events.partition_point(|e| e.at < at);
+        self.events.get(start..).unwrap_or_default()
+    }
+
     /// Folds `other` (a customer found to be the same person) into this one.
     pub fn absorb(&mut self, other: Customer, traits: &Traits) {
-        for (i, theirs) in other.profile.fields.into_iter().enumerate() {
-            let i = i as u16;
-            let mine = self.profile.fields[i as usize].clone();
-            let merged = if Some(i) == traits.orders_count {
-                add_int(&mine, &theirs)
-            } else if Some(i) == traits.total_spent {
-                add_money(&mine, &theirs)
-            } else if Some(i) == traits.first_order_at || Some(i) == traits.created_at {
-                pick_time(&mine, &theirs, i64::min)
-            } else if Some(i) == traits.last_order_at || Some(i) == traits.last_seen_at {
-                pick_time(&mine, &theirs, i64::max)
+        // Both profiles are laid out by the same schema.
+        let pairs = self.profile.fields.iter_mut().zip(other.profile.fields);
+        for (i, (mine, theirs)) in (0u16..).zip(pairs) {
+            let i = Some(i);
+            let merged = if i == traits.orders_count {
+                add_int(mine, &theirs)
+            } else if i == traits.total_spent {
+                add_money(mine, &theirs)
+            } else if i == traits.first_order_at || i == traits.created_at {
+                pick_time(mine, &theirs, i64::min)
+            } else if i == traits.last_order_at || i == traits.last_seen_at {
+                pick_time(mine, &theirs, i64::max)
             } else if mine.is_none() {
                 theirs
             } else {
-                mine
+                continue;
             };
-            self.profile.fields[i as usize] = merged;
+            *mine = merged;
         }
         self.events.extend(other.events);
         self.events.sort_by_key(|e| (e.at, e.seq));
@@ -407,7 +419,7 @@ pub struct Traits {
 impl Traits {
     /// Finds the standard traits in a bundle's profile.
     pub fn of(bundle: &Bundle) -> Traits {
-        let schema = &bundle.schemas[bundle.profile as usize];
+        let schema = bundle.profile_schema();
         let find = |name: &str| {
             schema
                 .fields
@@ -416,7 +428,7 @@ impl Traits {
                 .map(|i| i as u16)
         };
         let consent = find("consent");
-        let consent_schema = consent.and_then(|i| match &schema.fields[i as usize].ty {
+        let consent_schema = consent.and_then(|i| match &schema.fields.get(usize::from(i))?.ty {
             Type::Optional(t) => match **t {
                 Type::Record(s) => Some(s),
                 _ => None,
@@ -460,7 +472,7 @@ impl Traits {
         let Value::Record(c) = self.get(profile, self.consent)? else {
             return None;
         };
-        let schema = &bundle.schemas[c.schema as usize];
+        let schema = bundle.schemas.get(c.schema as usize)?;
         let i = schema
             .fields
             .iter()
@@ -493,22 +505,29 @@ impl Traits {
         let (Some(field), Some(schema_ix)) = (self.consent, self.consent_schema) else {
             return;
         };
-        let schema = &bundle.schemas[schema_ix as usize];
+        let schema = bundle.schema(schema_ix);
         let Some(i) = schema.fields.iter().position(|f| f.name == channel) else {
             return;
         };
-        let mut record = match &profile.fields[field as usize] {
-            Value::Record(r) => (**r).clone(),
+        let mut record = match self.get(profile, self.consent) {
+            Some(Value::Record(r)) => (**r).clone(),
             _ => Record {
                 schema: schema_ix,
                 fields: vec![Value::None; schema.fields.len()],
             },
         };
-        record.fields[i] = Value::Bool(on);
+        if let Some(v) = record.fields.get_mut(i) {
+            *v = Value::Bool(on);
+        }
         let any = record.fields.contains(&Value::Bool(true));
-        profile.fields[field as usize] = Value::Record(Arc::new(record));
-        if let Some(s) = self.subscribed {
-            profile.fields[s as usize] = Value::Bool(any);
+        self.set(profile, Some(field), Value::Record(Arc::new(record)));
+        self.set(profile, self.subscribed, Value::Bool(any));
+    }
+
+    /// Sets a profile field, when the profile has it.
+    pub fn set(&self, profile: &mut Record, field: Option<u16>, value: Value) {
+        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
+            *v = value;
         }
     }
 
@@ -553,16 +572,14 @@ impl Traits {
 
     /// Adds to an int trait.
     pub fn bump(&self, profile: &mut Record, field: Option<u16>, by: i64) {
-        if let Some(f) = field {
-            let v = &mut profile.fields[f as usize];
+        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
             *v = add_int(v, &Value::Int(by));
         }
     }
 
     /// Adds to a money trait.
     pub fn add(&self, profile: &mut Record, field: Option<u16>, by: Decimal) {
-        if let Some(f) = field {
-            let v = &mut profile.fields[f as usize];
+        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
             *v = add_money(v, &Value::Money(by));
         }
     }
@@ -571,11 +588,10 @@ impl Traits {
     /// second, as every time value of the language), or only fills it when
     /// `only_if_unset`.
     pub fn stamp(&self, profile: &mut Record, field: Option<u16>, at: i64, only_if_unset: bool) {
-        if let Some(f) = field {
-            let v = &mut profile.fields[f as usize];
-            if !only_if_unset || v.is_none() {
-                *v = Value::Time(at.div_euclid(1000));
-            }
+        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f)))
+            && (!only_if_unset || v.is_none())
+        {
+            *v = Value::Time(at.div_euclid(1000));
         }
     }
 }
@@ -614,8 +630,7 @@ impl Host for Ctx<'_> {
     }
 
     fn for_each_event(&self, schema: u32, since: i64, f: &mut dyn FnMut(&Value) -> bool) {
-        let start = self.customer.events.partition_point(|e| e.at < since);
-        for e in &self.customer.events[start..] {
+        for e in self.customer.events_since(since) {
             if e.schema == schema && !f(&e.value) {
                 break;
             }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::evolve::{Bundles, same_tables};
 use super::instance::{Instance, TriggerUse, Waiting};
-use super::{Machine, rel};
+use super::{Machine, rel, rel_mut};
 
 /// Why a bundle cannot be deployed; the engine is left exactly as it was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -263,17 +263,18 @@ impl<'b> Machine<'b> {
         let mut schemas = SchemaChanges::default();
         if !same_tables(self.bundle_of(prev), bundle) {
             let carried = |rb: &Rebased, from: &Flow, inst: &Instance| -> bool {
-                let Some(nf) = bundle.flows.iter().position(|f| f.name == from.name) else {
+                let Some((nf, to)) = (0..).zip(&bundle.flows).find(|(_, f)| f.name == from.name)
+                else {
                     return false;
                 };
-                if bundle.flows[nf].version == from.version {
+                if to.version == from.version {
                     return false;
                 }
                 let uses = (
                     &TriggerUse::of(from, &rb.bundle),
-                    &TriggerUse::of(&bundle.flows[nf], bundle),
+                    &TriggerUse::of(to, bundle),
                 );
-                plan(bundle, from, nf as u32, inst, uses).is_ok()
+                plan(bundle, from, (nf, to), inst, uses).is_ok()
             };
             let ev = self.plan_evolution(bundle, &carried)?;
             schemas = SchemaChanges::from_diff(ev.diff());
@@ -306,14 +307,20 @@ impl<'b> Machine<'b> {
             }
         }
 
-        for id in 0..self.instances.len() {
-            let Some(inst) = self.instances[id].as_ref() else {
+        for id in 0..self.instances.len() as u32 {
+            let Some(inst) = self.instances.get(id) else {
                 continue;
             };
             let ir = inst.release;
-            let from = &self.bundle_of(ir).flows[inst.flow as usize];
+            let from = self.flow_of(ir, inst.flow);
             let key = self.key_of(ir, inst.flow);
-            let target = self.newest.get(key as usize).copied().flatten();
+            // The newest release is `bundle`: its flow numbers are `bundle`'s.
+            let target = self
+                .newest
+                .get(key as usize)
+                .copied()
+                .flatten()
+                .map(|nf| (nf, self.flow_of(r, nf)));
             let (fate, carry) = match target {
                 None => (
                     Fate::Stays {
@@ -321,18 +328,16 @@ impl<'b> Machine<'b> {
                     },
                     None,
                 ),
-                Some(nf) if bundle.flows[nf as usize].version == from.version => {
-                    (Fate::Unchanged, None)
-                }
-                Some(nf) => {
+                Some((_, to)) if to.version == from.version => (Fate::Unchanged, None),
+                Some((nf, to)) => {
                     let uses = (
-                        &rel(&self.releases, ir).trigger_use[inst.flow as usize],
-                        &rel(&self.releases, r).trigger_use[nf as usize],
+                        &rel(&self.releases, ir).flow(inst.flow).trigger_use,
+                        &rel(&self.releases, r).flow(nf).trigger_use,
                     );
-                    match plan(bundle, from, nf, inst, uses) {
+                    match plan(bundle, from, (nf, to), inst, uses) {
                         Ok(c) => (
                             Fate::Carried {
-                                to_step: step_name(&bundle.flows[nf as usize], c.step),
+                                to_step: step_name(to, c.step),
                             },
                             Some(c),
                         ),
@@ -343,13 +348,15 @@ impl<'b> Machine<'b> {
             note(
                 &mut report.flows,
                 from,
-                target.map(|nf| &bundle.flows[nf as usize]),
+                target.map(|(_, to)| to),
                 inst.step,
                 fate,
             );
             if let Some(c) = carry {
-                let version = rel(&self.releases, r).versions[c.flow as usize].clone();
-                let inst = self.instances[id].as_mut().expect("checked above");
+                let version = rel(&self.releases, r).flow(c.flow).version.clone();
+                let Some(inst) = self.instances.get_mut(id) else {
+                    continue;
+                };
                 inst.release = r;
                 inst.flow = c.flow;
                 inst.version = version;
@@ -426,7 +433,7 @@ impl<'b> Machine<'b> {
         for c in customers {
             if !schedules.is_empty() {
                 let zone = self.zone(c, None);
-                self.customers.get_mut(&c).expect("listed").schedule_zone = Some(zone);
+                super::known_mut(&mut self.customers, c).schedule_zone = Some(zone);
             }
             for &f in &schedules {
                 self.arm_schedule(c, f);
@@ -437,9 +444,7 @@ impl<'b> Machine<'b> {
             for &(f, segment) in &entering {
                 let inside = self.in_segment(c, segment);
                 let key = self.key_of(r, f);
-                self.customers
-                    .get_mut(&c)
-                    .expect("listed")
+                super::known_mut(&mut self.customers, c)
                     .flow(key)
                     .in_segment = inside;
             }
@@ -453,12 +458,11 @@ impl<'b> Machine<'b> {
         if let Some(last) = used.last_mut() {
             *last = true;
         }
-        for inst in self.instances.iter().flatten() {
-            used[inst.release as usize] = true;
-        }
-        for cust in self.customers.values() {
-            for g in &cust.goals {
-                used[g.release as usize] = true;
+        let releases = self.instances.iter().flatten().map(|i| i.release);
+        let watched = self.customers.values().flat_map(|c| c.goals.iter());
+        for r in releases.chain(watched.map(|g| g.release)) {
+            if let Some(u) = used.get_mut(r as usize) {
+                *u = true;
             }
         }
         for (release, used) in self.releases.iter_mut().zip(used) {
@@ -469,36 +473,35 @@ impl<'b> Machine<'b> {
     }
 }
 
-fn rel_mut<'a, 'b>(releases: &'a mut [super::Release<'b>], r: u32) -> &'a mut super::Release<'b> {
-    &mut releases[r as usize]
-}
-
 /// Counts an instance at `step` of `from` in the report.
 fn note(flows: &mut Vec<FlowReport>, from: &Flow, to: Option<&Flow>, step: u16, fate: Fate) {
-    let i = match flows
-        .iter()
-        .position(|f| f.flow == from.name && f.from == from.version)
+    let count = |steps: &mut Vec<StepReport>| match steps
+        .iter_mut()
+        .find(|s| s.index == step && s.fate == fate)
     {
-        Some(i) => i,
-        None => {
-            flows.push(FlowReport {
-                flow: from.name.clone(),
-                from: from.version.clone(),
-                to: to.map(|t| t.version.clone()),
-                steps: Vec::new(),
-            });
-            flows.len() - 1
-        }
-    };
-    let steps = &mut flows[i].steps;
-    match steps.iter_mut().find(|s| s.index == step && s.fate == fate) {
         Some(s) => s.instances += 1,
         None => steps.push(StepReport {
             step: step_name(from, step),
             index: step,
             instances: 1,
-            fate,
+            fate: fate.clone(),
         }),
+    };
+    match flows
+        .iter_mut()
+        .find(|f| f.flow == from.name && f.from == from.version)
+    {
+        Some(report) => count(&mut report.steps),
+        None => {
+            let mut steps = Vec::new();
+            count(&mut steps);
+            flows.push(FlowReport {
+                flow: from.name.clone(),
+                from: from.version.clone(),
+                to: to.map(|t| t.version.clone()),
+                steps,
+            });
+        }
     }
 }
 
@@ -545,15 +548,14 @@ fn first_wait(flow: &Flow, step: usize) -> Option<(u32, Park)> {
     None
 }
 
-/// How instance `inst` of `from` continues as flow `nf` of `new`, or why it cannot.
+/// How instance `inst` of `from` continues as flow `nf` of `new` (`to`), or why it cannot.
 fn plan(
     new: &Bundle,
     from: &Flow,
-    nf: u32,
+    (nf, to): (u32, &Flow),
     inst: &Instance,
     (old_use, new_use): (&TriggerUse, &TriggerUse),
 ) -> Result<Carry, String> {
-    let to = &new.flows[nf as usize];
     let here = step_quoted(from, inst.step);
     if inst.exiting().is_some() {
         return Err("it is running its `on exit` block".into());

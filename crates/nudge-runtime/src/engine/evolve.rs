@@ -14,8 +14,7 @@ use nudge_vm::Vm;
 
 use super::customer::Traits;
 use super::deploy::DeployError;
-use super::instance::TriggerUse;
-use super::{Machine, flow_reads};
+use super::{Machine, flow_runs, rel_mut};
 
 /// Where the bundles that rebased releases run are kept: they must live as
 /// long as the engine, like the deployed bundles themselves.
@@ -81,11 +80,16 @@ impl Machine<'_> {
             let Some((_, rb)) = rebased.iter().find(|(r, _)| *r == inst.release) else {
                 continue;
             };
-            let missing = &rb.flows[inst.flow as usize];
+            // A rebased bundle keeps its flows, with one list per flow.
+            let (Some(missing), Some(flow)) = (
+                rb.flows.get(inst.flow as usize),
+                rb.bundle.flows.get(inst.flow as usize),
+            ) else {
+                continue;
+            };
             if missing.is_empty() {
                 continue;
             }
-            let flow = &rb.bundle.flows[inst.flow as usize];
             if carried(rb, flow, inst) {
                 continue;
             }
@@ -136,15 +140,12 @@ pub(super) fn apply<'b>(
         .collect();
     for (r, rb) in rebased {
         let bundle: &'b Bundle = arena.alloc(rb.bundle);
-        let release = &mut engine.releases[r as usize];
+        let release = rel_mut(&mut engine.releases, r);
         release.bundle = bundle;
         release.vm = Vm::new(bundle);
-        release.trigger_use = bundle
-            .flows
-            .iter()
-            .map(|f| TriggerUse::of(f, bundle))
-            .collect();
-        release.reads = flow_reads(bundle);
+        // The same flows, so the same keys.
+        let keys: Vec<u32> = release.flows.iter().map(|f| f.key).collect();
+        release.flows = flow_runs(bundle, keys);
         // Only the newest release starts instances; its map is rebuilt by `add_release`.
         release.triggered_by.clear();
     }

@@ -96,7 +96,12 @@ impl Machine<'_> {
             if name == "timezone" && chrono_tz::Tz::from_str(text).is_err() {
                 continue;
             }
-            let Some(i) = schema.fields.iter().position(|f| f.name == name) else {
+            let Some((i, field)) = schema
+                .fields
+                .iter()
+                .enumerate()
+                .find(|(_, f)| f.name == name)
+            else {
                 continue;
             };
             if traits.iter().any(|(j, _)| usize::from(*j) == i) {
@@ -110,7 +115,7 @@ impl Machine<'_> {
             if known {
                 continue;
             }
-            if let Ok(v) = decode::scalar(bundle, &schema.fields[i].ty, Shape::Str(text)) {
+            if let Ok(v) = decode::scalar(bundle, &field.ty, Shape::Str(text)) {
                 traits.push((i as u16, v));
             }
         }

@@ -7,7 +7,7 @@ use nudge_vm::{Frame, Scope, UnitRef, Yield, bucket};
 use serde::{Deserialize, Serialize};
 
 use super::customer::{Ctx, GoalWatch, Seen};
-use super::{End, Machine};
+use super::{End, Machine, Tables};
 use crate::millis::ms;
 use crate::record::{EntryReason, ExitReason, What};
 use crate::timers::Wake;
@@ -405,7 +405,9 @@ impl Instance {
             locals.resize(slot + 1, Value::None);
             self.locals = locals.into_boxed_slice();
         }
-        self.locals[slot] = value;
+        if let Some(local) = self.locals.get_mut(slot) {
+            *local = value;
+        }
     }
 
     /// Marks it ending for `reason`.
@@ -494,10 +496,80 @@ impl Slots {
         if self.len == self.pages.len() * PAGE {
             self.pages.push((0..PAGE).map(|_| None).collect());
         }
-        let id = self.len;
+        let id = self.len as u32;
         self.len += 1;
-        self[id] = Some(inst);
-        id as u32
+        self.put(id, inst);
+        id
+    }
+
+    /// Checks that a stored table holds together: full pages, and no more
+    /// slots than they hold.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if let Some((i, page)) = self.pages.iter().enumerate().find(|(_, p)| p.len() != PAGE) {
+            return Err(format!(
+                "page {i} of the instance slots has {} slots, not {PAGE}",
+                page.len()
+            ));
+        }
+        if self.len > self.pages.len() * PAGE {
+            return Err(format!(
+                "{} instance slots in {} pages of {PAGE}",
+                self.len,
+                self.pages.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Slot `id`, if the table has it.
+    fn slot(&self, id: u32) -> Option<&Option<Instance>> {
+        let id = id as usize;
+        if id >= self.len {
+            return None;
+        }
+        self.pages.get(id / PAGE)?.get(id % PAGE)
+    }
+
+    /// Slot `id`, to change, if the table has it.
+    fn slot_mut(&mut self, id: u32) -> Option<&mut Option<Instance>> {
+        let id = id as usize;
+        if id >= self.len {
+            return None;
+        }
+        self.pages.get_mut(id / PAGE)?.get_mut(id % PAGE)
+    }
+
+    /// The live instance in slot `id`: none for a free slot, or for a
+    /// number the table does not have (a timer's for an instance long gone
+    /// reads as one that ended).
+    pub(super) fn get(&self, id: u32) -> Option<&Instance> {
+        self.slot(id)?.as_ref()
+    }
+
+    /// [`Slots::get`], to change.
+    pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut Instance> {
+        self.slot_mut(id)?.as_mut()
+    }
+
+    /// Takes the live instance out of slot `id`, leaving the slot free.
+    pub(super) fn take(&mut self, id: u32) -> Option<Instance> {
+        self.slot_mut(id)?.take()
+    }
+
+    /// Whether slot `id` is one of the table's and free.
+    pub(super) fn is_free(&self, id: u32) -> bool {
+        matches!(self.slot(id), Some(None))
+    }
+
+    /// Puts `inst` in slot `id`, which must be one of the table's: the slot
+    /// just added by [`Slots::push`], or one that [`Slots::take`] emptied
+    /// (the engine's free list holds those; a restored checkpoint's is
+    /// checked).
+    #[allow(clippy::indexing_slicing)]
+    pub(super) fn put(&mut self, id: u32, inst: Instance) {
+        let id = id as usize;
+        debug_assert!(id < self.len, "slot {id} of {}", self.len);
+        self.pages[id / PAGE][id % PAGE] = Some(inst);
     }
 
     /// Every slot, in order.
@@ -511,22 +583,6 @@ impl Slots {
             .iter_mut()
             .flat_map(|p| p.iter_mut())
             .take(self.len)
-    }
-}
-
-impl std::ops::Index<usize> for Slots {
-    type Output = Option<Instance>;
-
-    fn index(&self, id: usize) -> &Option<Instance> {
-        debug_assert!(id < self.len, "slot {id} of {}", self.len);
-        &self.pages[id / PAGE][id % PAGE]
-    }
-}
-
-impl std::ops::IndexMut<usize> for Slots {
-    fn index_mut(&mut self, id: usize) -> &mut Option<Instance> {
-        debug_assert!(id < self.len, "slot {id} of {}", self.len);
-        &mut self.pages[id / PAGE][id % PAGE]
     }
 }
 
@@ -560,12 +616,16 @@ impl TriggerUse {
                     continue;
                 }
                 any = true;
-                match block.code.get(i + 1) {
+                let slot = match block.code.get(i + 1) {
                     Some(
                         nudge_bytecode::Instr::LoadField { field, .. }
                         | nudge_bytecode::Instr::LoadFieldOpt { field, .. },
-                    ) if (*field as usize) < width => used[*field as usize] = true,
-                    _ => return TriggerUse::Whole,
+                    ) => used.get_mut(usize::from(*field)),
+                    _ => None,
+                };
+                match slot {
+                    Some(u) => *u = true,
+                    None => return TriggerUse::Whole,
                 }
             }
         }
@@ -583,7 +643,7 @@ pub(super) enum Next {
     Park,
 }
 
-impl Machine<'_> {
+impl<'b> Machine<'b> {
     /// Starts an instance of the newest release's flow `f` for customer `c`
     /// if the entry rule allows.
     pub(super) fn try_enter(
@@ -596,19 +656,14 @@ impl Machine<'_> {
         start: i64,
     ) {
         let r = self.current();
-        let bundle = self.bundle_of(r);
-        let flow = &bundle.flows[f as usize];
+        let flow = self.flow_of(r, f);
         // Event time: an instance lives on its trigger's clock, so a trigger
         // that arrives late still counts its waits and its exits from when
         // it happened, not from when it was heard of.
         let now = start;
         // Entry rules count by flow key: instances of every release of the flow.
         let key = self.key_of(r, f);
-        let mem = self
-            .customers
-            .get_mut(&c)
-            .expect("customer exists")
-            .flow(key);
+        let mem = super::known_mut(&mut self.customers, c).flow(key);
         let refused = match flow.entry {
             nudge_bytecode::Entry::Always => None,
             nudge_bytecode::Entry::Single => (mem.live > 0).then_some(EntryReason::AlreadyActive),
@@ -628,7 +683,7 @@ impl Machine<'_> {
         };
         // Keep only what the flow's code reads of its trigger: a sleeping
         // instance should not carry a whole product list it never looks at.
-        let trigger = match &super::rel(&self.releases, r).trigger_use[f as usize] {
+        let trigger = match &super::rel(&self.releases, r).flow(f).trigger_use {
             TriggerUse::Nothing => Value::None,
             TriggerUse::Fields(used) => match trigger {
                 Value::Record(r) => Value::Record(std::sync::Arc::new(nudge_bytecode::Record {
@@ -660,16 +715,14 @@ impl Machine<'_> {
         mem.live += 1;
         mem.set_last_entry(Some(now));
         let number = mem.entries;
-        let cust = &self.customers[&c];
+        let cust = super::known(&self.customers, c);
         let holdout = flow.holdout.is_some_and(|p| {
             let share = (p * rust_decimal::Decimal::from(100)).trunc();
             let share: u32 = share.try_into().unwrap_or(0);
             bucket(&cust.key, &format!("{}/holdout", flow.name)) < share
         });
         if flow.goal.is_some() {
-            self.customers
-                .get_mut(&c)
-                .expect("customer exists")
+            super::known_mut(&mut self.customers, c)
                 .goals
                 .push(GoalWatch {
                     release: r,
@@ -683,7 +736,7 @@ impl Machine<'_> {
         let inst = Instance::new(
             r,
             f,
-            super::rel(&self.releases, r).versions[f as usize].clone(),
+            super::rel(&self.releases, r).flow(f).version.clone(),
             c,
             number,
             now,
@@ -708,16 +761,12 @@ impl Machine<'_> {
             },
         );
         let id = self.alloc(inst);
-        self.customers
-            .get_mut(&c)
-            .expect("customer exists")
-            .instances
-            .push(id);
+        super::known_mut(&mut self.customers, c).instances.push(id);
         if start < self.now {
             // Events stamped since the late trigger may already be here (a
             // purchase that overtook its checkout): they end it at once.
             self.recheck_history(id);
-            if self.instances[id as usize].is_none() {
+            if self.instances.get(id).is_none() {
                 return;
             }
         }
@@ -726,7 +775,7 @@ impl Machine<'_> {
 
     /// A timer for instance `id`, due at `due`, went off.
     pub(super) fn wake(&mut self, id: u32, generation: u32, due: i64) {
-        let Some(inst) = self.instances[id as usize].as_mut() else {
+        let Some(inst) = self.instances.get_mut(id) else {
             return;
         };
         if inst.generation != generation {
@@ -749,12 +798,13 @@ impl Machine<'_> {
     }
 
     fn bind_wait(&mut self, id: u32, wait: u16, value: Value) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return;
         };
-        let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
-        let inst = self.instances[id as usize].as_mut().expect("checked");
-        if let Some(slot) = flow.waits.get(wait as usize).and_then(|w| w.bind) {
+        let flow = self.flow_of(inst.release, inst.flow);
+        if let Some(slot) = flow.waits.get(wait as usize).and_then(|w| w.bind)
+            && let Some(inst) = self.instances.get_mut(id)
+        {
             inst.set_local(slot as usize, value);
         }
     }
@@ -762,7 +812,7 @@ impl Machine<'_> {
     /// Whether `seen` satisfies the `wait for` instance `id` is parked in; if
     /// so, binds it and runs the instance on.
     pub(super) fn try_wait_match(&mut self, id: u32, seen: &Seen) -> bool {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return false;
         };
         let Some(wait) = inst.event_wait() else {
@@ -773,10 +823,11 @@ impl Machine<'_> {
         }
         match self.wait_accepts(id, wait, seen) {
             Ok(Some(value)) => {
-                let inst = self.instances[id as usize].as_mut().expect("checked");
                 self.generations += 1;
-                inst.generation = self.generations;
-                inst.set_state(Waiting::Running);
+                if let Some(inst) = self.instances.get_mut(id) {
+                    inst.generation = self.generations;
+                    inst.set_state(Waiting::Running);
+                }
                 self.bind_wait(id, wait, value);
                 self.run(id, seen.at);
                 true
@@ -796,9 +847,11 @@ impl Machine<'_> {
         wait: u16,
         seen: &Seen,
     ) -> Result<Option<Value>, nudge_vm::VmError> {
-        let inst = self.instances[id as usize].as_ref().expect("live");
+        let Some(inst) = self.instances.get(id) else {
+            return Ok(None);
+        };
         let r = inst.release;
-        let flow = &self.bundle_of(r).flows[inst.flow as usize];
+        let flow = self.flow_of(r, inst.flow);
         let Some(w) = flow.waits.get(wait as usize) else {
             return Ok(None);
         };
@@ -843,12 +896,12 @@ impl Machine<'_> {
     pub(super) fn run(&mut self, id: u32, clock: i64) {
         let clock = clock.min(self.now);
         loop {
-            let Some(mut inst) = self.instances[id as usize].take() else {
+            let Some(mut inst) = self.instances.take(id) else {
                 return;
             };
             let c = inst.customer;
             let tz = self.zone(c, None);
-            let cust = self.customers.get_mut(&c).expect("customer exists");
+            let cust = super::known_mut(&mut self.customers, c);
             let mut host = Ctx {
                 customer: cust,
                 now: clock,
@@ -869,11 +922,12 @@ impl Machine<'_> {
             let in_steps = frame.block == 0;
             inst.resume(frame);
             let writes = std::mem::take(&mut host.writes);
-            let f = inst.flow;
+            let (f, number) = (inst.flow, inst.number);
             let bundle = self.bundle_of(r);
+            let flow = self.flow_of(r, f);
             if !writes.is_empty() {
                 self.dirty.push(c);
-                let schema = &bundle.schemas[bundle.profile as usize];
+                let schema = bundle.profile_schema();
                 for (field, value) in writes {
                     let name = schema
                         .fields
@@ -882,21 +936,24 @@ impl Machine<'_> {
                     self.record(
                         c,
                         What::Profile {
-                            flow: bundle.flows[f as usize].name.clone(),
+                            flow: flow.name.clone(),
                             field: name,
                             value: value.to_string(),
                         },
                     );
                 }
             }
-            self.instances[id as usize] = Some(inst);
+            // Back in the slot `take` emptied above.
+            self.instances.put(id, inst);
             let y = match result {
                 Ok(y) => y,
                 Err(e) => return self.end(id, End::Error(e.to_string())),
             };
             match y {
                 Yield::Step(n) => {
-                    self.inst_mut(id).step = n;
+                    if let Some(inst) = self.instances.get_mut(id) {
+                        inst.step = n;
+                    }
                     if in_steps && self.standing_exit(id) {
                         return;
                     }
@@ -920,10 +977,7 @@ impl Machine<'_> {
                 }
                 Yield::WaitFor(w) => {
                     if !self.lookback(id, w) {
-                        let within = bundle.flows[f as usize]
-                            .waits
-                            .get(w as usize)
-                            .map_or(0, |w| w.within);
+                        let within = flow.waits.get(w as usize).map_or(0, |w| w.within);
                         let deadline = clock.saturating_add(ms(within));
                         self.park(id, Waiting::Event { wait: w, deadline }, deadline);
                         return;
@@ -934,18 +988,14 @@ impl Machine<'_> {
                         return;
                     }
                 }
-                Yield::Audience { name, add } => {
-                    self.membership(c, &bundle.flows[f as usize].name, &name, add)
-                }
+                Yield::Audience { name, add } => self.membership(c, &flow.name, &name, add),
                 Yield::Split { split, arm } => {
-                    let flow = &bundle.flows[f as usize];
                     let variant = flow
                         .splits
                         .get(split as usize)
                         .and_then(|s| s.arms.get(arm as usize))
                         .map(|a| a.name.clone())
                         .unwrap_or_default();
-                    let number = self.inst_mut(id).number;
                     self.stats
                         .flow_mut(&flow.name)
                         .variants
@@ -977,30 +1027,28 @@ impl Machine<'_> {
         }
     }
 
-    fn inst_mut(&mut self, id: u32) -> &mut Instance {
-        self.instances[id as usize].as_mut().expect("live instance")
-    }
-
     pub(super) fn park(&mut self, id: u32, state: Waiting, due: i64) {
         let generation = self.next_generation();
-        let (r, f) = {
-            let inst = self.inst_mut(id);
-            inst.set_state(state);
-            inst.generation = generation;
-            (inst.release, inst.flow)
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
         };
-        let priority = self.bundle_of(r).flows[f as usize].priority;
+        inst.set_state(state);
+        inst.generation = generation;
+        let (r, f) = (inst.release, inst.flow);
+        let priority = self.flow_of(r, f).priority;
         self.timers
             .set(due, priority, Wake::Instance { id, generation });
     }
 
     /// Checks the flow's standing `exit if` rules; ends the instance when one holds.
     fn standing_exit(&mut self, id: u32) -> bool {
-        let inst = self.instances[id as usize].as_ref().expect("live");
+        let Some(inst) = self.instances.get(id) else {
+            return false;
+        };
         let (r, f, c) = (inst.release, inst.flow, inst.customer);
         let (trigger, since) = (inst.trigger(), inst.started);
         let mut locals = inst.locals().to_vec();
-        for &p in &self.bundle_of(r).flows[f as usize].exit_if {
+        for &p in &self.flow_of(r, f).exit_if {
             match self.predicate(
                 c,
                 r,
@@ -1028,17 +1076,19 @@ impl Machine<'_> {
     /// A `wait for` also matches a qualifying event seen since the instance
     /// started, so an event landing just before the wait is not missed.
     fn lookback(&mut self, id: u32, wait: u16) -> bool {
-        let inst = self.instances[id as usize].as_ref().expect("live");
+        let Some(inst) = self.instances.get(id) else {
+            return false;
+        };
         let (c, started, trigger_seq) = (inst.customer, inst.started, inst.trigger_seq);
-        let Some(w) = self.bundle_of(inst.release).flows[inst.flow as usize]
+        let Some(w) = self
+            .flow_of(inst.release, inst.flow)
             .waits
             .get(wait as usize)
         else {
             return false;
         };
-        let cust = &self.customers[&c];
-        let start = cust.events.partition_point(|e| e.at < started);
-        let candidates: Vec<Seen> = cust.events[start..]
+        let candidates: Vec<Seen> = super::known(&self.customers, c)
+            .events_since(started)
             .iter()
             .filter(|e| e.seq != trigger_seq && w.events.iter().any(|x| x.event == e.schema))
             .cloned()
@@ -1062,11 +1112,13 @@ impl Machine<'_> {
 
     /// Ends instance `id`: runs its `on exit` block (if any) first.
     pub(super) fn end(&mut self, id: u32, end: End) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return;
         };
-        let on_exit = self.bundle_of(inst.release).flows[inst.flow as usize].on_exit;
-        let inst = self.instances[id as usize].as_mut().expect("checked");
+        let on_exit = self.flow_of(inst.release, inst.flow).on_exit;
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
+        };
         if inst.exiting().is_some() {
             return;
         }
@@ -1096,11 +1148,11 @@ impl Machine<'_> {
     /// Removes a finished instance and records how it ended: as `end` says,
     /// else as its `on exit` block runs for (none: it completed).
     fn finish_for(&mut self, id: u32, end: Option<End>) {
-        let Some(inst) = self.instances[id as usize].take() else {
+        let Some(inst) = self.instances.take(id) else {
             return;
         };
         self.free.push(id);
-        let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+        let flow = self.flow_of(inst.release, inst.flow);
         let key = self.key_of(inst.release, inst.flow);
         let c = inst.customer;
         if let Some(cust) = self.customers.get_mut(&c) {
@@ -1148,12 +1200,13 @@ impl Machine<'_> {
             return;
         }
         let now = self.now;
-        let watches = std::mem::take(&mut self.customers.get_mut(&c).expect("exists").goals);
+        let watches = std::mem::take(&mut super::known_mut(&mut self.customers, c).goals);
         let mut keep = Vec::with_capacity(watches.len());
         for w in watches {
             // The goal as the instance's own release states it.
             let bundle = self.bundle_of(w.release);
-            let Some(goal) = &bundle.flows[w.flow as usize].goal else {
+            let flow = self.flow_of(w.release, w.flow);
+            let Some(goal) = &flow.goal else {
                 continue;
             };
             if now > w.entered.saturating_add(ms(goal.within)) {
@@ -1184,9 +1237,8 @@ impl Machine<'_> {
             }
             let revenue = revenue_of(bundle, seen);
             let currency = text_of(bundle, seen, "currency");
-            let flow = &bundle.flows[w.flow as usize];
             let key = self.key_of(w.release, w.flow);
-            let last = self.customers[&c]
+            let last = super::known(&self.customers, c)
                 .sends
                 .iter()
                 .rev()
@@ -1213,7 +1265,7 @@ impl Machine<'_> {
                 What::Converted {
                     flow: flow.name.clone(),
                     instance: w.instance,
-                    event: bundle.schemas[seen.schema as usize].name.clone(),
+                    event: bundle.schema(seen.schema).name.clone(),
                     revenue: revenue.map(nudge_bytecode::format_money),
                     holdout: w.holdout,
                     message: last,
@@ -1222,14 +1274,14 @@ impl Machine<'_> {
                 },
             );
         }
-        let cust = self.customers.get_mut(&c).expect("exists");
+        let cust = super::known_mut(&mut self.customers, c);
         keep.extend(std::mem::take(&mut cust.goals));
         cust.goals = keep;
     }
 
     /// The trigger of the newest release's flow `f`.
-    pub(super) fn trigger_of(&self, f: u32) -> &Trigger {
-        &self.bundle().flows[f as usize].trigger
+    pub(super) fn trigger_of(&self, f: u32) -> &'b Trigger {
+        &self.flow_of(self.current(), f).trigger
     }
 }
 
@@ -1238,7 +1290,8 @@ fn text_of(bundle: &nudge_bytecode::Bundle, seen: &Seen, name: &str) -> Option<S
     let Value::Record(r) = &seen.value else {
         return None;
     };
-    let i = bundle.schemas[seen.schema as usize]
+    let i = bundle
+        .schema(seen.schema)
         .fields
         .iter()
         .position(|f| f.name == name)?;
@@ -1253,7 +1306,7 @@ fn revenue_of(bundle: &nudge_bytecode::Bundle, seen: &Seen) -> Option<rust_decim
     let Value::Record(r) = &seen.value else {
         return None;
     };
-    let schema = &bundle.schemas[seen.schema as usize];
+    let schema = bundle.schema(seen.schema);
     let get = |name: &str| {
         let i = schema.fields.iter().position(|f| f.name == name)?;
         match r.fields.get(i)? {

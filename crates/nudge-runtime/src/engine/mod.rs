@@ -29,7 +29,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use nudge_bytecode::{Bundle, Channel, Value, format_instant_ms};
+use nudge_bytecode::{Bundle, Channel, Flow, Schema, Value, format_instant_ms};
 use nudge_channels::Outgoing;
 use nudge_vm::{Scope, UnitRef, Vm};
 use rust_decimal::Decimal;
@@ -145,19 +145,42 @@ pub enum Applied {
 struct Release<'b> {
     bundle: &'b Bundle,
     vm: Vm<'b>,
-    /// Each flow's key in `Engine::flow_names`.
-    keys: Vec<u32>,
+    /// What running each of the bundle's flows needs, in the bundle's order.
+    flows: Vec<FlowRun<'b>>,
     /// Each message's key in `Engine::message_names`.
     message_keys: Vec<u32>,
     /// Flows started by each event schema, highest priority first.
     triggered_by: HashMap<u32, Vec<u32>>,
-    /// What each flow reads of its trigger event.
-    trigger_use: Vec<instance::TriggerUse>,
-    /// Each flow's version hash, shared by its instances.
-    versions: Vec<instance::Version>,
-    /// What each flow's instances and goal watches read back (the bundle's
+}
+
+impl<'b> Release<'b> {
+    /// Flow `f` of this release.
+    ///
+    /// A flow number is only ever kept together with the release it belongs
+    /// to (instances, goal watches and sends of the current step hold both;
+    /// the newest release's numbers come from its own table or from
+    /// `Machine::newest`), rebasing a release keeps its flows, and a
+    /// restored checkpoint is checked for it (`checkpoint::check`), so the
+    /// number is always within this table.
+    #[allow(clippy::indexing_slicing)]
+    fn flow(&self, f: u32) -> &FlowRun<'b> {
+        &self.flows[f as usize]
+    }
+}
+
+/// One flow of a release, with what the engine works out for it once.
+struct FlowRun<'b> {
+    /// The flow as the bundle has it.
+    def: &'b Flow,
+    /// Its key in `Engine::flow_names`.
+    key: u32,
+    /// Its version hash, shared by its instances.
+    version: instance::Version,
+    /// What its code reads of its trigger event.
+    trigger_use: instance::TriggerUse,
+    /// What its instances and goal watches read back (the bundle's
     /// retention, by flow).
-    reads: Vec<FlowReads>,
+    reads: FlowReads,
 }
 
 /// The event schemas one flow reads back from a customer's history.
@@ -167,6 +190,23 @@ struct FlowReads {
     instances: Vec<u32>,
     /// From an instance's start until its goal's window closes.
     goals: Vec<u32>,
+}
+
+/// What running each flow of `bundle` needs, given each flow's key in order.
+fn flow_runs<'b>(bundle: &'b Bundle, keys: impl IntoIterator<Item = u32>) -> Vec<FlowRun<'b>> {
+    bundle
+        .flows
+        .iter()
+        .zip(keys)
+        .zip(flow_reads(bundle))
+        .map(|((def, key), reads)| FlowRun {
+            def,
+            key,
+            version: def.version.as_str().into(),
+            trigger_use: instance::TriggerUse::of(def, bundle),
+            reads,
+        })
+        .collect()
 }
 
 /// Each flow's reads, from the bundle's retention (indexed by schema) turned around.
@@ -187,9 +227,65 @@ fn flow_reads(bundle: &Bundle) -> Vec<FlowReads> {
     out
 }
 
-/// The release `r` (releases are never removed, so every recorded number stays valid).
+/// The release `r`.
+///
+/// Releases are never removed, every release number the engine keeps was
+/// handed out by `Machine::add_release`, and a restored checkpoint is
+/// checked for it (`checkpoint::check`), so the number is always within
+/// the table.
+#[allow(clippy::indexing_slicing)]
 fn rel<'a, 'b>(releases: &'a [Release<'b>], r: u32) -> &'a Release<'b> {
     &releases[r as usize]
+}
+
+/// [`rel`], to change.
+#[allow(clippy::indexing_slicing)] // as `rel`: release numbers are always within the table
+fn rel_mut<'a, 'b>(releases: &'a mut [Release<'b>], r: u32) -> &'a mut Release<'b> {
+    &mut releases[r as usize]
+}
+
+/// The tables of a bundle the engine runs, read by numbers its validation checked.
+pub(crate) trait Tables {
+    /// Schema `s`.
+    fn schema(&self, s: u32) -> &Schema;
+    /// The profile's schema.
+    fn profile_schema(&self) -> &Schema;
+}
+
+impl Tables for Bundle {
+    /// Every schema number the engine reads is one of the bundle's: the
+    /// profile, and the event of every rule, wait and record type, are
+    /// checked by `Bundle::validate` (decoding runs it; a lowered bundle is
+    /// made so); an event's schema is the decoder's, from the newest
+    /// release's tables, which every release still running shares
+    /// (`evolve`) and which `Machine::apply_typed` checks a call against;
+    /// stored events are renumbered by a deploy and checked on restore.
+    #[allow(clippy::indexing_slicing)]
+    fn schema(&self, s: u32) -> &Schema {
+        &self.schemas[s as usize]
+    }
+
+    fn profile_schema(&self) -> &Schema {
+        self.schema(self.profile)
+    }
+}
+
+/// The customer `c`, whom the engine's own bookkeeping knows to exist.
+///
+/// Every customer number the engine acts on is in the table: a call's
+/// customer is added (`Machine::ensure_customer`) before anything reads it,
+/// a merge moves the absorbed customer's instances to the one kept, timers
+/// for customers look them up without this, and a restored checkpoint is
+/// checked for every live instance's customer (`checkpoint::check`).
+#[allow(clippy::expect_used)]
+fn known(customers: &HashMap<u32, Customer>, c: u32) -> &Customer {
+    customers.get(&c).expect("the customer exists")
+}
+
+/// [`known`], to change.
+#[allow(clippy::expect_used)] // as `known`: the engine acts only on customers it holds
+fn known_mut(customers: &mut HashMap<u32, Customer>, c: u32) -> &mut Customer {
+    customers.get_mut(&c).expect("the customer exists")
 }
 
 /// The engine's state machine: calls and clock ticks in, [`Effect`]s out;
@@ -379,12 +475,12 @@ impl<'b> Machine<'b> {
     /// What running `bundle` needs, with its flows and messages interned.
     fn release_of(&mut self, bundle: &'b Bundle) -> Release<'b> {
         let mut triggered_by: HashMap<u32, Vec<u32>> = HashMap::new();
-        let mut order: Vec<u32> = (0..bundle.flows.len() as u32).collect();
+        let mut order: Vec<(u32, &Flow)> = (0..).zip(&bundle.flows).collect();
         // Higher priority first, so a cap that allows one send gives it to the
         // flow that matters most; ties go by name, which keeps runs reproducible.
-        order.sort_by_key(|&f| std::cmp::Reverse(bundle.flows[f as usize].priority));
-        for &f in &order {
-            if let nudge_bytecode::Trigger::Event(rule) = &bundle.flows[f as usize].trigger {
+        order.sort_by_key(|&(_, flow)| std::cmp::Reverse(flow.priority));
+        for (f, flow) in order {
+            if let nudge_bytecode::Trigger::Event(rule) = &flow.trigger {
                 triggered_by.entry(rule.event).or_default().push(f);
             }
         }
@@ -401,20 +497,9 @@ impl<'b> Machine<'b> {
         Release {
             bundle,
             vm: Vm::new(bundle),
-            keys,
+            flows: flow_runs(bundle, keys),
             message_keys,
             triggered_by,
-            versions: bundle
-                .flows
-                .iter()
-                .map(|f| f.version.as_str().into())
-                .collect(),
-            trigger_use: bundle
-                .flows
-                .iter()
-                .map(|f| instance::TriggerUse::of(f, bundle))
-                .collect(),
-            reads: flow_reads(bundle),
         }
     }
 
@@ -430,8 +515,11 @@ impl<'b> Machine<'b> {
             .and_then(|z| Tz::from_str(z).ok())
             .unwrap_or(Tz::UTC);
         let mut map = vec![None; self.flow_names.len()];
-        for (f, &k) in newest.keys.iter().enumerate() {
-            map[k as usize] = Some(f as u32);
+        for (f, run) in (0..).zip(&newest.flows) {
+            // Keys are interned into `flow_names` before a release is added.
+            if let Some(slot) = map.get_mut(run.key as usize) {
+                *slot = Some(f);
+            }
         }
         self.newest = map;
     }
@@ -451,9 +539,23 @@ impl<'b> Machine<'b> {
         rel(&self.releases, r).bundle
     }
 
+    /// Flow `f` of release `r`.
+    fn flow_of(&self, r: u32, f: u32) -> &'b Flow {
+        rel(&self.releases, r).flow(f).def
+    }
+
     /// The key of flow `f` of release `r`.
     fn key_of(&self, r: u32, f: u32) -> u32 {
-        rel(&self.releases, r).keys[f as usize]
+        rel(&self.releases, r).flow(f).key
+    }
+
+    /// The name of the message with key `key`. Keys are handed out with
+    /// their names (`intern`) and restored with them, so every send's is
+    /// found; a number is shown should one not be.
+    fn message_name(&self, key: u32) -> String {
+        self.message_names
+            .get(key as usize)
+            .map_or_else(|| format!("message #{key}"), |m| m.to_string())
     }
 
     /// The bundle the engine started with, then one per successful deploy, oldest first.
@@ -472,7 +574,7 @@ impl<'b> Machine<'b> {
     pub fn instances_by_step(&self) -> std::collections::BTreeMap<(String, String), u64> {
         let mut out = std::collections::BTreeMap::new();
         for inst in self.instances.iter().flatten() {
-            let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+            let flow = self.flow_of(inst.release, inst.flow);
             let step = deploy::step_name(flow, inst.step);
             *out.entry((flow.name.clone(), step)).or_insert(0) += 1;
         }
@@ -489,7 +591,7 @@ impl<'b> Machine<'b> {
         let mut s = self.stats.clone();
         s.customers = self.customers.len() as u64;
         for inst in self.instances.iter().flatten() {
-            s.flow_mut(&self.bundle_of(inst.release).flows[inst.flow as usize].name)
+            s.flow_mut(&self.flow_of(inst.release, inst.flow).name)
                 .active += 1;
         }
         s
@@ -530,16 +632,18 @@ impl<'b> Machine<'b> {
         // so a step whose every send fails costs linear time, not quadratic.
         let n = self.unsettled.len();
         let from = self.unsettled_from.min(n);
-        let Some(i) = (from..n)
-            .chain(0..from)
-            .find(|&i| !self.unsettled[i].key.is_empty() && self.unsettled[i].key == key)
+        let (before, after) = self.unsettled.split_at_mut(from);
+        let Some((i, found)) = (from..)
+            .zip(after.iter_mut())
+            .chain((0..).zip(before.iter_mut()))
+            .find(|(_, u)| !u.key.is_empty() && u.key == key)
         else {
             return false;
         };
         self.unsettled_from = i + 1;
-        let u = self.unsettled[i].clone();
+        let u = found.clone();
         // Emptied, not removed: positions stay valid for the search above.
-        self.unsettled[i].key.clear();
+        found.key.clear();
         self.sent_keys.remove(&u.key);
         if let Some(cust) = self.customers.get_mut(&u.customer)
             && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
@@ -555,7 +659,7 @@ impl<'b> Machine<'b> {
             log.remove(j);
         }
         self.uncount(u.release, u.flow, Outcome::Sent, None, None);
-        let name = &self.bundle_of(u.release).flows[u.flow as usize].name;
+        let name = &self.flow_of(u.release, u.flow).name;
         crate::stats::take_one(&mut self.stats.flow_mut(name).sends, u.sent.channel.name());
         self.count(
             u.release,
@@ -627,8 +731,7 @@ impl<'b> Machine<'b> {
     /// anonymous) id: `None` for an unknown id or a field the project's
     /// profile does not declare.
     pub fn profile_field(&mut self, customer_id: &str, name: &str) -> Option<Value> {
-        let bundle = self.bundle();
-        let schema = &bundle.schemas[bundle.profile as usize];
+        let schema = self.bundle().profile_schema();
         let i = schema.fields.iter().position(|f| f.name == name)?;
         self.profile_of(customer_id)?.fields.get(i).cloned()
     }
@@ -733,7 +836,11 @@ impl<'b> Machine<'b> {
 
     /// Applies a call already decoded against the schemas (see
     /// [`Machine::decoder`]); otherwise the same as [`Machine::apply_noted`] with no notes.
+    /// A call whose event schema or profile fields the newest release does
+    /// not have (one decoded against other schemas, or made by hand) is
+    /// refused, and nothing changes.
     pub fn apply_typed(&mut self, call: TypedCall<'_>) -> Result<Applied, Rejection> {
+        self.fits_schemas(&call)?;
         let TypedCall {
             at,
             names,
@@ -764,7 +871,7 @@ impl<'b> Machine<'b> {
         if joined {
             // The display id may have changed (a user id joined an anonymous visitor).
             let key = self.identities.display_id(CustomerId(c));
-            self.customers.get_mut(&c).expect("ensured").key = key;
+            known_mut(&mut self.customers, c).key = key;
         }
         self.update_profile(c, at, &event, &traits);
         if let Some((schema, value)) = event {
@@ -776,7 +883,7 @@ impl<'b> Machine<'b> {
                 value,
             };
             if self.remembered.contains(&schema) {
-                let cust = self.customers.get_mut(&c).expect("ensured");
+                let cust = known_mut(&mut self.customers, c);
                 let pos = cust
                     .events
                     .partition_point(|e| (e.at, e.seq) <= (at, seen.seq));
@@ -787,6 +894,31 @@ impl<'b> Machine<'b> {
         self.settle();
         self.forget(c);
         Ok(Applied::Applied)
+    }
+
+    /// Refuses a call that names an event schema or a profile field the
+    /// newest release does not have: the engine reads its tables by them.
+    fn fits_schemas(&self, call: &TypedCall<'_>) -> Result<(), Rejection> {
+        let bundle = self.bundle();
+        if let Some((schema, _)) = &call.event
+            && bundle.schemas.get(*schema as usize).is_none()
+        {
+            return Err(Rejection {
+                reason: format!(
+                    "the call's event has schema #{schema}, and the bundle has {} schemas: it was decoded against other schemas",
+                    bundle.schemas.len()
+                ),
+            });
+        }
+        let fields = bundle.profile_schema().fields.len();
+        if let Some((field, _)) = call.traits.iter().find(|(f, _)| usize::from(*f) >= fields) {
+            return Err(Rejection {
+                reason: format!(
+                    "the call sets profile field #{field}, and the profile has {fields} fields: it was decoded against other schemas"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Drops the events and sends of customer `c` that no rule can read
@@ -867,22 +999,17 @@ impl<'b> Machine<'b> {
             sends = sends.min(at);
         };
         for inst in self.instances.iter().flatten() {
-            if let Some(reads) = rel(&self.releases, inst.release)
-                .reads
-                .get(inst.flow as usize)
-            {
-                reads_since(&reads.instances, inst.started);
-                reads_since(&reads.goals, inst.started);
-            }
+            let reads = &rel(&self.releases, inst.release).flow(inst.flow).reads;
+            reads_since(&reads.instances, inst.started);
+            reads_since(&reads.goals, inst.started);
         }
         for cust in self.customers.values() {
             for g in &cust.goals {
                 if goal_expired(&self.releases, self.now, g) {
                     continue;
                 }
-                if let Some(reads) = rel(&self.releases, g.release).reads.get(g.flow as usize) {
-                    reads_since(&reads.goals, g.entered);
-                }
+                let reads = &rel(&self.releases, g.release).flow(g.flow).reads;
+                reads_since(&reads.goals, g.entered);
             }
         }
         self.keep_floor = from
@@ -982,7 +1109,7 @@ impl<'b> Machine<'b> {
     ) {
         let bundle = self.bundle();
         let t = &self.traits;
-        let cust = self.customers.get_mut(&c).expect("ensured");
+        let cust = known_mut(&mut self.customers, c);
         // Tracked as we go rather than by comparing copies of the profile:
         // this runs for every call.
         let mut changed = false;
@@ -998,21 +1125,25 @@ impl<'b> Machine<'b> {
             t.text(profile, t.phone).map(|p| p.trim().to_string())
         };
         for (field, value) in traits {
-            let merged = match (&cust.profile.fields[*field as usize], value) {
+            // `apply_typed` refused a call with a field the profile lacks.
+            let Some(slot) = cust.profile.fields.get_mut(usize::from(*field)) else {
+                continue;
+            };
+            let merged = match (&*slot, value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
                     let mut r = (**old).clone();
-                    for (i, v) in new.fields.iter().enumerate() {
+                    for (mine, v) in r.fields.iter_mut().zip(&new.fields) {
                         if !v.is_none() {
-                            r.fields[i] = v.clone();
+                            *mine = v.clone();
                         }
                     }
                     Value::Record(std::sync::Arc::new(r))
                 }
                 _ => value.clone(),
             };
-            if cust.profile.fields[*field as usize] != merged {
+            if *slot != merged {
                 changed = true;
-                cust.profile.fields[*field as usize] = merged;
+                *slot = merged;
             }
             if Some(*field) == t.consent {
                 // An identify granting a channel (`consent.sms: true`) is an
@@ -1027,9 +1158,7 @@ impl<'b> Machine<'b> {
                 let any = [Channel::Email, Channel::Sms, Channel::Push]
                     .iter()
                     .any(|ch| t.consent(bundle, &cust.profile, *ch) == Some(true));
-                if let Some(s) = t.subscribed {
-                    cust.profile.fields[s as usize] = Value::Bool(any);
-                }
+                t.set(&mut cust.profile, t.subscribed, Value::Bool(any));
             }
         }
         for (field, only_if_unset) in [(t.last_seen_at, false), (t.created_at, true)] {
@@ -1038,7 +1167,7 @@ impl<'b> Machine<'b> {
             changed |= before.as_ref() != t.get(&cust.profile, field);
         }
         if let Some((schema, Value::Record(r))) = event {
-            let s = &bundle.schemas[*schema as usize];
+            let s = bundle.schema(*schema);
             let field = |name: &str| {
                 s.fields
                     .iter()
@@ -1190,13 +1319,13 @@ impl<'b> Machine<'b> {
         let key = self.identities.display_id(kept);
         // Idempotency keys name the customer: an instance whose customer is
         // now shown by another id keeps the one it started with.
-        let kept_key = self.customers[&kept.0].key.clone();
+        let kept_key = known(&self.customers, kept.0).key.clone();
         for (ids, was) in [
             (&other.instances, &absorbed_key),
-            (&self.customers[&kept.0].instances, &kept_key),
+            (&known(&self.customers, kept.0).instances, &kept_key),
         ] {
             for id in ids.iter() {
-                if let Some(inst) = self.instances[id as usize].as_mut() {
+                if let Some(inst) = self.instances.get_mut(id) {
                     inst.customer = kept.0;
                     if *was != key {
                         inst.pin_origin(was);
@@ -1204,7 +1333,7 @@ impl<'b> Machine<'b> {
                 }
             }
         }
-        let cust = self.customers.get_mut(&kept.0).expect("ensured");
+        let cust = known_mut(&mut self.customers, kept.0);
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
         self.effects.push(Effect::Record(Record {
@@ -1219,15 +1348,15 @@ impl<'b> Machine<'b> {
         self.arm_schedules(kept.0);
         // A join can reveal that an exit event or an awaited event already
         // happened under the other identity: look through the joined history.
-        let ids = self.customers[&kept.0].instances.clone();
+        let ids = known(&self.customers, kept.0).instances.clone();
         for id in ids.iter() {
             self.recheck_history(id);
         }
         // Likewise a goal may have been reached under the other identity.
-        let cust = &self.customers[&kept.0];
+        let cust = known(&self.customers, kept.0);
         if let Some(first) = cust.goals.iter().map(|g| g.entered).min() {
-            let start = cust.events.partition_point(|e| e.at < first);
-            let events: Vec<Seen> = cust.events[start..]
+            let events: Vec<Seen> = cust
+                .events_since(first)
                 .iter()
                 .filter(|e| self.goal_events.contains(&e.schema))
                 .cloned()
@@ -1242,15 +1371,15 @@ impl<'b> Machine<'b> {
     /// than its entry rule allows (a cart started on a laptop and another on
     /// a phone): the earliest goes on, the later end as `merged`.
     fn end_merged_duplicates(&mut self, c: u32) {
-        let mut live: Vec<(u32, i64, u32, u32)> = self.customers[&c]
+        let mut live: Vec<(u32, i64, u32, u32)> = known(&self.customers, c)
             .instances
             .iter()
             .filter_map(|id| {
-                let inst = self.instances[id as usize].as_ref()?;
+                let inst = self.instances.get(id)?;
                 if inst.exiting().is_some() {
                     return None;
                 }
-                let flow = &self.bundle_of(inst.release).flows[inst.flow as usize];
+                let flow = self.flow_of(inst.release, inst.flow);
                 let single = !matches!(flow.entry, nudge_bytecode::Entry::Always);
                 single.then(|| {
                     let key = self.key_of(inst.release, inst.flow);
@@ -1260,9 +1389,10 @@ impl<'b> Machine<'b> {
             .collect();
         live.sort_unstable();
         let later: Vec<u32> = live
-            .windows(2)
-            .filter(|w| w[0].0 == w[1].0)
-            .map(|w| w[1].3)
+            .iter()
+            .zip(live.iter().skip(1))
+            .filter(|(a, b)| a.0 == b.0)
+            .map(|(_, b)| b.3)
             .collect();
         for id in later {
             self.end(id, End::exited(ExitReason::Merged));
@@ -1273,7 +1403,7 @@ impl<'b> Machine<'b> {
     /// in) against the events already seen since it started: events of an
     /// identity joined later, or a stop that overtook a late trigger.
     pub(super) fn recheck_history(&mut self, id: u32) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return;
         };
         if inst.exiting().is_some() {
@@ -1281,22 +1411,19 @@ impl<'b> Machine<'b> {
         }
         let started = inst.started;
         let trigger_seq = inst.trigger_seq;
-        let events: Vec<Seen> = {
-            let cust = &self.customers[&inst.customer];
-            let start = cust.events.partition_point(|e| e.at < started);
-            cust.events[start..]
-                .iter()
-                .filter(|e| e.seq != trigger_seq)
-                .cloned()
-                .collect()
-        };
+        let events: Vec<Seen> = known(&self.customers, inst.customer)
+            .events_since(started)
+            .iter()
+            .filter(|e| e.seq != trigger_seq)
+            .cloned()
+            .collect();
         for e in &events {
-            if self.instances[id as usize].is_none() {
+            if self.instances.get(id).is_none() {
                 return;
             }
             self.check_exit(id, e);
         }
-        if let Some(inst) = self.instances[id as usize].as_ref()
+        if let Some(inst) = self.instances.get(id)
             && inst.event_wait().is_some()
         {
             for e in &events {
@@ -1309,11 +1436,11 @@ impl<'b> Machine<'b> {
 
     fn on_event(&mut self, c: u32, seen: &Seen) {
         // Exit rules first: an event that ends an instance must not also feed its wait.
-        let ids = self.customers[&c].instances.clone();
+        let ids = known(&self.customers, c).instances.clone();
         for id in ids.iter() {
             self.check_exit(id, seen);
         }
-        let ids = self.customers[&c].instances.clone();
+        let ids = known(&self.customers, c).instances.clone();
         for id in ids.iter() {
             self.try_wait_match(id, seen);
         }
@@ -1327,7 +1454,7 @@ impl<'b> Machine<'b> {
             .cloned()
             .unwrap_or_default();
         for f in flows {
-            let flow = &bundle.flows[f as usize];
+            let flow = self.flow_of(r, f);
             let nudge_bytecode::Trigger::Event(rule) = &flow.trigger else {
                 continue;
             };
@@ -1357,10 +1484,7 @@ impl<'b> Machine<'b> {
                     }
                 }
             }
-            let wire = bundle.schemas[seen.schema as usize]
-                .wire
-                .clone()
-                .unwrap_or_default();
+            let wire = bundle.schema(seen.schema).wire.clone().unwrap_or_default();
             let late = self.now.saturating_sub(seen.at);
             if late > self.config.max_lateness.saturating_mul(1000) {
                 // Too old to act on: it still counts in the profile and
@@ -1394,7 +1518,7 @@ impl<'b> Machine<'b> {
         locals: &mut Vec<Value>,
     ) -> Result<bool, nudge_vm::VmError> {
         let tz = self.zone(c, None);
-        let cust = self.customers.get_mut(&c).expect("customer exists");
+        let cust = known_mut(&mut self.customers, c);
         let mut host = customer::Ctx {
             customer: cust,
             now: self.now,
@@ -1420,7 +1544,7 @@ impl<'b> Machine<'b> {
     }
 
     fn check_exit(&mut self, id: u32, seen: &Seen) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return;
         };
         if inst.exiting().is_some() || seen.seq == inst.trigger_seq || seen.at < inst.started {
@@ -1428,7 +1552,7 @@ impl<'b> Machine<'b> {
         }
         let (r, f, c, trigger) = (inst.release, inst.flow, inst.customer, inst.trigger());
         let bundle = self.bundle_of(r);
-        let flow = &bundle.flows[f as usize];
+        let flow = self.flow_of(r, f);
         for rule in &flow.exit_on {
             if rule.event != seen.schema {
                 continue;
@@ -1448,7 +1572,7 @@ impl<'b> Machine<'b> {
             };
             match hit {
                 Ok(true) => {
-                    let reason = bundle.schemas[seen.schema as usize].name.clone();
+                    let reason = bundle.schema(seen.schema).name.clone();
                     if seen.at < self.now {
                         self.note_late_exit(id, seen, &reason);
                     }
@@ -1468,7 +1592,7 @@ impl<'b> Machine<'b> {
     /// it arrived: they cannot be taken back, but a marketer tuning waits
     /// needs to see them.
     fn note_late_exit(&mut self, id: u32, seen: &Seen, event: &str) {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return;
         };
         let (r, f, c, number, started) = (
@@ -1480,16 +1604,16 @@ impl<'b> Machine<'b> {
         );
         let key = self.key_of(r, f);
         let since = seen.at.max(started);
-        let messages: Vec<String> = self.customers[&c]
+        let messages: Vec<String> = known(&self.customers, c)
             .sends
             .iter()
             .filter(|s| s.flow == key && s.at >= since)
-            .map(|s| self.message_names[s.message as usize].to_string())
+            .map(|s| self.message_name(s.message))
             .collect();
         if messages.is_empty() {
             return;
         }
-        let flow = self.bundle_of(r).flows[f as usize].name.clone();
+        let flow = self.flow_of(r, f).name.clone();
         self.stats.flow_mut(&flow).sent_before_stop += messages.len() as u64;
         let late_by = nudge_bytecode::format_duration_ms(self.now - seen.at);
         self.record(
@@ -1534,7 +1658,7 @@ impl<'b> Machine<'b> {
     fn alloc(&mut self, inst: Instance) -> u32 {
         match self.free.pop() {
             Some(id) => {
-                self.instances[id as usize] = Some(inst);
+                self.instances.put(id, inst);
                 id
             }
             None => self.instances.push(inst),
@@ -1542,7 +1666,7 @@ impl<'b> Machine<'b> {
     }
 
     fn membership(&mut self, c: u32, flow: &str, name: &str, add: bool) {
-        let cust = self.customers.get_mut(&c).expect("customer exists");
+        let cust = known_mut(&mut self.customers, c);
         let changed = if add {
             cust.audiences.insert(name.into())
         } else {
@@ -1583,7 +1707,7 @@ impl<'b> Machine<'b> {
         reason: Option<&str>,
         code: Option<crate::record::SendReason>,
     ) {
-        let name = &self.bundle_of(r).flows[flow as usize].name;
+        let name = &self.flow_of(r, flow).name;
         let stats = self.stats.flow_mut(name);
         stats.decide(outcome, reason);
         let key = (outcome.name(), code.map_or("", |c| c.code()));
@@ -1599,7 +1723,7 @@ impl<'b> Machine<'b> {
         reason: Option<&str>,
         code: Option<crate::record::SendReason>,
     ) {
-        let name = &self.bundle_of(r).flows[flow as usize].name;
+        let name = &self.flow_of(r, flow).name;
         let stats = self.stats.flow_mut(name);
         stats.undecide(outcome, reason);
         let key = (outcome.name(), code.map_or("", |c| c.code()));
@@ -1609,7 +1733,9 @@ impl<'b> Machine<'b> {
 
 /// Whether a goal watch's window has passed at `now`: it can no longer be reached.
 fn goal_expired(releases: &[Release<'_>], now: i64, g: &customer::GoalWatch) -> bool {
-    rel(releases, g.release).bundle.flows[g.flow as usize]
+    rel(releases, g.release)
+        .flow(g.flow)
+        .def
         .goal
         .as_ref()
         .is_none_or(|goal| now > g.entered.saturating_add(crate::millis::ms(goal.within)))
@@ -1670,4 +1796,64 @@ fn intern(names: &mut Vec<Arc<str>>, keys: &mut HashMap<Arc<str>, u32>, name: &s
     names.push(name.clone());
     keys.insert(name, k);
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Names;
+
+    fn call(event: Option<(u32, Value)>, traits: Vec<(u16, Value)>) -> TypedCall<'static> {
+        TypedCall {
+            at: 1_000,
+            names: Names {
+                user_id: Some("ann"),
+                ..Names::default()
+            },
+            message_id: None,
+            event,
+            traits,
+        }
+    }
+
+    #[test]
+    fn a_call_typed_against_other_schemas_is_refused_and_changes_nothing() {
+        let bundle = nudge_test_support::example_bundle("cart_recovery");
+        let mut engine = Machine::new(&bundle, Config::default(), 0);
+        let schemas = bundle.schemas.len() as u32;
+        let record = Value::Record(Arc::new(nudge_bytecode::Record {
+            schema: schemas + 3,
+            fields: Vec::new(),
+        }));
+        let err = engine
+            .apply_typed(call(Some((schemas + 3, record)), Vec::new()))
+            .unwrap_err();
+        assert!(
+            err.reason.contains(&format!("schema #{}", schemas + 3)),
+            "{}",
+            err.reason
+        );
+        let fields = bundle.profile_schema().fields.len() as u16;
+        let err = engine
+            .apply_typed(call(None, vec![(fields, Value::Int(1))]))
+            .unwrap_err();
+        assert!(
+            err.reason.contains(&format!("profile field #{fields}")),
+            "{}",
+            err.reason
+        );
+        assert_eq!(engine.history_held().customers, 0);
+        assert_eq!(engine.counters().events, 0);
+        assert_eq!(engine.now(), 0, "the clock did not move");
+        // The same customer with fields the profile has is applied.
+        let email = bundle
+            .profile_schema()
+            .fields
+            .iter()
+            .position(|f| f.name == "email")
+            .unwrap() as u16;
+        let ok = call(None, vec![(email, Value::Str("ann@example.com".into()))]);
+        assert_eq!(engine.apply_typed(ok).unwrap(), Applied::Applied);
+        assert_eq!(engine.history_held().customers, 1);
+    }
 }

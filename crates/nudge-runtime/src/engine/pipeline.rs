@@ -49,11 +49,27 @@ pub(super) enum Verdict {
     },
 }
 
+/// What the send pipeline reads of the instance that sends.
+struct Sender {
+    /// Its release.
+    release: u32,
+    /// Its flow, in that release.
+    flow: u32,
+    /// Its customer.
+    customer: u32,
+    /// Whether it is held out.
+    holdout: bool,
+    /// Its trigger event.
+    trigger: Value,
+    /// When it started.
+    since: i64,
+}
+
 impl Machine<'_> {
     /// Runs the pipeline for a send of instance `id`; parks the instance when
     /// the send is deferred.
     pub(super) fn send(&mut self, id: u32, message: u32, args: Vec<Value>) -> Next {
-        let Some(inst) = self.instances[id as usize].as_ref() else {
+        let Some(inst) = self.instances.get(id) else {
             return Next::Park;
         };
         let (r, f, c, number, step) = (
@@ -63,22 +79,36 @@ impl Machine<'_> {
             inst.number,
             inst.step,
         );
+        let sender = Sender {
+            release: r,
+            flow: f,
+            customer: c,
+            holdout: inst.holdout,
+            trigger: inst.trigger(),
+            since: inst.started,
+        };
         // The message, like the flow's own rules, comes from the instance's release.
         let bundle = self.bundle_of(r);
-        let flow = &bundle.flows[f as usize];
-        let Some(msg) = bundle.messages.get(message as usize) else {
+        let flow = self.flow_of(r, f);
+        let release = super::rel(&self.releases, r);
+        let (Some(msg), Some(&message_key)) = (
+            bundle.messages.get(message as usize),
+            release.message_keys.get(message as usize),
+        ) else {
             self.end(
                 id,
                 super::End::Error(format!("message #{message} is not in the bundle")),
             );
             return Next::Park;
         };
-        let who = inst.origin().unwrap_or(&self.customers[&c].key);
+        let who = inst
+            .origin()
+            .unwrap_or(&super::known(&self.customers, c).key);
         let key = format!(
             "{}/{}/{}/{}/send@{}",
             flow.name, flow.version, who, number, step
         );
-        let verdict = self.verdict(id, msg, &key);
+        let verdict = self.verdict(sender, msg, &key);
         // Every decision names the recipient's zone, so a timeline can show local times.
         let recipient_zone = self.zone(c, Some(msg.channel)).name().to_string();
         let record =
@@ -140,7 +170,7 @@ impl Machine<'_> {
             Verdict::Send { to, address } => {
                 let rendered = {
                     let tz = self.zone(c, Some(msg.channel));
-                    let cust = self.customers.get_mut(&c).expect("exists");
+                    let cust = super::known_mut(&mut self.customers, c);
                     let mut host = super::customer::Ctx {
                         customer: cust,
                         now: self.now,
@@ -172,7 +202,7 @@ impl Machine<'_> {
                     flow_version: flow.version.clone(),
                     message: msg.name.clone(),
                     channel: msg.channel.name().to_string(),
-                    customer: self.customers[&c].key.clone(),
+                    customer: super::known(&self.customers, c).key.clone(),
                     to,
                     idempotency_key: key.clone(),
                     content: rendered
@@ -193,19 +223,14 @@ impl Machine<'_> {
                     message: out,
                 });
                 self.sent_keys.insert(key.clone());
-                let release = super::rel(&self.releases, r);
-                let (flow_key, message_key) = (
-                    release.keys[f as usize],
-                    release.message_keys[message as usize],
-                );
                 let sent = super::customer::Sent {
                     at: self.now,
                     channel: msg.channel,
                     marketing: msg.purpose == Purpose::Marketing,
-                    flow: flow_key,
+                    flow: self.key_of(r, f),
                     message: message_key,
                 };
-                let cust = self.customers.get_mut(&c).expect("exists");
+                let cust = super::known_mut(&mut self.customers, c);
                 cust.sends.push(sent);
                 let address = sent.marketing.then_some(address);
                 if let Some(address) = &address {
@@ -231,16 +256,21 @@ impl Machine<'_> {
         }
     }
 
-    fn verdict(&mut self, id: u32, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
-        let inst = self.instances[id as usize].as_ref().expect("live");
-        let (r, f, c, holdout) = (inst.release, inst.flow, inst.customer, inst.holdout);
-        let trigger = inst.trigger();
-        let since = inst.started;
+    /// What becomes of a send of an instance.
+    fn verdict(&mut self, from: Sender, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
+        let Sender {
+            release: r,
+            flow: f,
+            customer: c,
+            holdout,
+            trigger,
+            since,
+        } = from;
         // The flow's rules come from the instance's release, the policy from
         // the newest: a policy change applies to every send from now on.
         let bundle = self.bundle_of(r);
         let policy = &self.bundle().policy;
-        let flow = &bundle.flows[f as usize];
+        let flow = self.flow_of(r, f);
         let flow_key = self.key_of(r, f);
         let marketing = msg.purpose == Purpose::Marketing;
         let stop = |outcome, code: SendReason| Verdict::Stop {
@@ -251,7 +281,7 @@ impl Machine<'_> {
         if holdout {
             return stop(Outcome::HeldOut, SendReason::Holdout);
         }
-        let cust = &self.customers[&c];
+        let cust = super::known(&self.customers, c);
         let t = &self.traits;
         let to = match msg.channel {
             Channel::Email => t.text(&cust.profile, t.email).map(|e| e.trim().to_string()),
@@ -316,7 +346,7 @@ impl Machine<'_> {
                     };
                 }
             }
-            let cust = &self.customers[&c];
+            let cust = super::known(&self.customers, c);
             let zones = self
                 .traits
                 .quiet_zones(&cust.profile, msg.channel, self.policy_tz);
@@ -371,7 +401,7 @@ impl Machine<'_> {
                 code,
             })
         };
-        let suppress = self.bundle_of(r).flows[f as usize].suppress.clone();
+        let suppress = self.flow_of(r, f).suppress.clone();
         for p in suppress {
             match self.predicate(
                 c,
@@ -393,7 +423,7 @@ impl Machine<'_> {
                 }
             }
         }
-        let cust = &self.customers[&c];
+        let cust = super::known(&self.customers, c);
         let t = &self.traits;
         // Any of the customer's identifiers on a list suppresses every channel.
         let listed = !self.config.suppression.is_empty()
@@ -439,7 +469,7 @@ impl Machine<'_> {
                     CapScope::Marketing => true,
                 }
         };
-        let cust = &self.customers[&c];
+        let cust = super::known(&self.customers, c);
         let mut counted: Vec<i64> = cust.sends.iter().filter(counts).map(|s| s.at).collect();
         if let Some(log) = self.address_sends.get(address) {
             let before = counted.len();
@@ -455,9 +485,14 @@ impl Machine<'_> {
                 counted.sort_unstable();
             }
         }
-        let n = counted.len();
+        // Full when `count` sends are in the window: the place frees up when
+        // the `count`-th newest ages out.
         let limit = cap.count as usize;
-        (n >= limit && limit > 0).then(|| counted[n - limit])
+        let n = counted.len();
+        if limit == 0 || n < limit {
+            return None;
+        }
+        counted.get(n - limit).copied()
     }
 }
 

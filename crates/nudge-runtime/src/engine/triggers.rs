@@ -46,9 +46,9 @@ impl Machine<'_> {
             self.policy_tz
         };
         let due = next_occurrence(secs(self.now), tz, cadence, at).map(ms)?;
-        let priority = self.bundle().flows[f as usize].priority;
+        let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
-        let mem = self.customers.get_mut(&c).expect("exists").flow(key);
+        let mem = super::known_mut(&mut self.customers, c).flow(key);
         mem.generation += 1;
         let generation = mem.generation;
         self.timers.set(
@@ -116,7 +116,9 @@ impl Machine<'_> {
         let flows = self.bundle().flows.len() as u32;
         let has_schedules =
             (0..flows).any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }));
-        if has_schedules && self.customers[&c].schedule_zone != Some(self.zone(c, None)) {
+        if has_schedules
+            && super::known(&self.customers, c).schedule_zone != Some(self.zone(c, None))
+        {
             self.arm_schedules(c);
         }
         for f in 0..flows {
@@ -124,7 +126,7 @@ impl Machine<'_> {
                 Trigger::Entering { segment } => {
                     let inside = self.in_segment(c, segment);
                     let key = self.key_of(self.current(), f);
-                    let mem = self.customers.get_mut(&c).expect("exists").flow(key);
+                    let mem = super::known_mut(&mut self.customers, c).flow(key);
                     let was = std::mem::replace(&mut mem.in_segment, inside);
                     if inside && !was {
                         self.try_enter(c, f, Value::None, 0, "segment".into(), self.now);
@@ -140,7 +142,7 @@ impl Machine<'_> {
     pub(super) fn in_segment(&mut self, c: u32, segment: u32) -> bool {
         let r = self.current();
         let tz = self.zone(c, None);
-        let cust = self.customers.get_mut(&c).expect("exists");
+        let cust = super::known_mut(&mut self.customers, c);
         let mut host = super::customer::Ctx {
             customer: cust,
             now: self.now,
@@ -160,9 +162,9 @@ impl Machine<'_> {
         let Trigger::DateProperty { offset, field } = *self.trigger_of(f) else {
             return;
         };
-        let priority = self.bundle().flows[f as usize].priority;
+        let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
-        let cust = self.customers.get_mut(&c).expect("exists");
+        let cust = super::known_mut(&mut self.customers, c);
         let value = match cust.profile.fields.get(field as usize) {
             Some(Value::Time(t)) => Some(*t),
             _ => None,
