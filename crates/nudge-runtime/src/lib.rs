@@ -19,6 +19,7 @@ pub mod output;
 pub mod record;
 pub mod replay;
 pub mod segment;
+pub mod sort;
 pub mod stats;
 pub mod timers;
 pub mod window;
