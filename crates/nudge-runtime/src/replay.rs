@@ -172,7 +172,7 @@ pub fn replay_stream<S: Sink>(
         buf: Vec::new(),
         failed: false,
     };
-    replay_lines(engine, lines, options, horizon, window, dead)
+    replay_lines(engine, lines, options, horizon, Some(window), dead)
 }
 
 /// Applies lines already in time order, each with its line number in the
@@ -187,9 +187,9 @@ pub fn replay_sorted<S: Sink>(
     horizon: Option<Horizon>,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<Streamed> {
-    // Sorted: a window would let every line out as it comes in.
+    // In order already: no window (their numbers do not grow).
     let lines = lines.map(|l| l.map(|l| (l.number, l.text)));
-    replay_lines(engine, lines, options, horizon, 0, dead)
+    replay_lines(engine, lines, options, horizon, None, dead)
 }
 
 /// The non-blank lines of a file with their numbers (blank lines counted).
@@ -226,17 +226,17 @@ impl<R: BufRead> Iterator for Numbered<R> {
     }
 }
 
-/// Applies numbered lines in time order within a reorder window (see
-/// [`replay_stream`]).
+/// Applies numbered lines in time order within a reorder window of
+/// `window` lines (see [`replay_stream`]), or as they come without one.
 fn replay_lines<S: Sink>(
     engine: &mut Engine<'_, S>,
     lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
     options: Options,
     horizon: Option<Horizon>,
-    window: usize,
+    window: Option<usize>,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<Streamed> {
-    let mut held: Window<Vec<u8>> = Window::new(window);
+    let mut held: Option<Window<Vec<u8>>> = window.map(Window::new);
     let mut rejected: Vec<DeadLetter> = Vec::new();
     let mut apply = |number: u64, raw: Vec<u8>, rejected: &mut Vec<DeadLetter>| {
         let text = match std::str::from_utf8(&raw) {
@@ -291,13 +291,19 @@ fn replay_lines<S: Sink>(
         }
         let t = t.unwrap_or(last);
         last = last.max(t);
+        let Some(held) = &mut held else {
+            apply(number, line, &mut rejected);
+            continue;
+        };
         held.push(t, number, line);
         while let Some((_, n, raw)) = held.next_due() {
             apply(n, raw, &mut rejected);
         }
     }
-    while let Some((_, n, raw)) = held.pop() {
-        apply(n, raw, &mut rejected);
+    if let Some(held) = &mut held {
+        while let Some((_, n, raw)) = held.pop() {
+            apply(n, raw, &mut rejected);
+        }
     }
     read?;
     if let Some(t) = options.until {
@@ -314,7 +320,7 @@ fn replay_lines<S: Sink>(
         dead(d);
     }
     Ok(Streamed {
-        past_window: held.late(),
+        past_window: held.map_or(0, |h| h.late()),
         clamped,
     })
 }
