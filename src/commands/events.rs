@@ -36,8 +36,9 @@ pub struct SortArgs {
     /// may be the input itself: it is replaced once the sort is complete.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Memory for lines held before a sorted run is written to disk (and
-    /// for the merge's read buffers): bytes, or with K, M, G (KiB, MiB, GiB).
+    /// Memory for lines held before a sorted run is written to disk (the
+    /// merge's read buffers take at most as much again): bytes, or with K,
+    /// M, G (KiB, MiB, GiB).
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub memory: usize,
     /// Where sorted runs are written while sorting (a directory of their

@@ -38,7 +38,9 @@ pub const FAN_IN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
     /// Bytes of lines (with a small fixed cost per line) held before a run
-    /// is written out; the merge's read buffers share the same budget.
+    /// is written out; the merge's read buffers (one per run merged at
+    /// once, at most [`FAN_IN`], a 65th of the budget each but from 8 KiB
+    /// to 1 MiB) take about as much again.
     pub budget: usize,
     /// The directory the temporary directory is made in.
     pub dir: PathBuf,
@@ -303,7 +305,8 @@ fn context<'a>(what: &'a str, path: &'a Path) -> impl Fn(io::Error) -> io::Error
 
 /// The runs written so far, in the order written.
 struct Spill {
-    /// Read buffers of the merge share the budget: one per run merged at once.
+    /// The size of each read buffer of the merge (one per run merged at
+    /// once) and write buffer of a run.
     buffer: usize,
     runs: Vec<PathBuf>,
     /// The next run file's number.
