@@ -67,6 +67,8 @@ enum Command {
     Store(commands::store::Args),
     /// Write a realistic, deterministic stream of Segment calls.
     Gen(commands::r#gen::Args),
+    /// Work on events files: sort one by event time, in bounded memory.
+    Events(commands::events::Args),
     /// Run the language server on stdin and stdout (for editors).
     Lsp(commands::lsp::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         Command::Audiences(args) => commands::audiences::run(args),
         Command::Store(args) => commands::store::run(args),
         Command::Gen(args) => commands::r#gen::run(args),
+        Command::Events(args) => commands::events::run(args),
         Command::Lsp(args) => commands::lsp::run(args),
         Command::Completions(args) => commands::docs::completions(args, &mut Cli::command()),
         Command::Man(args) => commands::docs::man(args, Cli::command()),

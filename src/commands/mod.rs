@@ -7,6 +7,7 @@ pub mod build;
 pub mod check;
 pub mod disasm;
 pub mod docs;
+pub mod events;
 pub mod explain;
 pub mod fmt;
 pub mod r#gen;

@@ -54,6 +54,21 @@ pub struct Args {
     /// (`[runtime] max_sends_per_step`), then go on as usual.
     #[arg(long, conflicts_with = "in_memory")]
     pub release_sends: bool,
+    /// Sort the events by time before replaying them, so that a file in
+    /// any order replays as the whole file sorted (equal times keep file
+    /// order), in bounded memory (see `nudge events sort`); with
+    /// --in-memory only.
+    #[arg(long)]
+    pub sort: bool,
+    /// With --sort: memory for lines held before a sorted run is written
+    /// to disk: bytes, or with K, M, G (KiB, MiB, GiB); 64M by default.
+    #[arg(long, value_name = "SIZE", requires = "sort", value_parser = super::events::parse_size)]
+    pub sort_memory: Option<usize>,
+    /// With --sort: where sorted runs are written while sorting (a
+    /// directory of their own, removed at the end); the project's `.nudge`
+    /// by default.
+    #[arg(long, value_name = "DIR", requires = "sort")]
+    pub sort_temp_dir: Option<PathBuf>,
     /// Lines applied per store transaction (tests use small batches to
     /// have many commits to crash between).
     #[arg(long, hide = true, value_name = "N", default_value_t = 10_000)]
@@ -138,6 +153,15 @@ pub fn run(args: Args) -> Status {
             groups.len()
         );
         eprintln!("help: run each project on its own, or leave the files to their defaults");
+        return Status::Failure;
+    }
+    if args.sort && !args.engine.in_memory {
+        eprintln!(
+            "error: --sort replays in memory only (add --in-memory): the store keeps how far it read the events file in file order, so it can go on after a crash or when lines are appended, and a sorted replay does not read the file in that order"
+        );
+        eprintln!(
+            "help: for a durable run, sort the file once with `nudge events sort FILE -o SORTED`, then `nudge run --events SORTED`"
+        );
         return Status::Failure;
     }
     let until = match args.until.as_deref().map(parse_until).transpose() {
@@ -429,14 +453,41 @@ fn run_in_memory(
         until: replay.until,
         drain: args.drain,
     };
-    let streamed = replay::replay_stream(
-        &mut engine,
-        BufReader::with_capacity(1 << 20, input),
-        options,
-        Some(replay.horizon),
-        replay.window,
-        &mut write_dead,
-    );
+    let input = BufReader::with_capacity(1 << 20, input);
+    let streamed = if args.sort {
+        let sort_options = nudge_runtime::sort::Options {
+            budget: args
+                .sort_memory
+                .unwrap_or(nudge_runtime::sort::DEFAULT_BUDGET),
+            dir: args
+                .sort_temp_dir
+                .clone()
+                .unwrap_or_else(|| paths.state.clone()),
+        };
+        match nudge_runtime::sort::sort(input, &sort_options) {
+            Ok(sorted) => replay::replay_sorted(
+                &mut engine,
+                sorted,
+                options,
+                Some(replay.horizon),
+                &mut write_dead,
+            ),
+            Err(e) => {
+                progress.finish();
+                eprintln!("error: cannot sort events from {}: {e}", events.display());
+                return Status::Failure;
+            }
+        }
+    } else {
+        replay::replay_stream(
+            &mut engine,
+            input,
+            options,
+            Some(replay.horizon),
+            replay.window,
+            &mut write_dead,
+        )
+    };
     progress.finish();
     let streamed = match streamed {
         Ok(s) => s,
@@ -793,7 +844,7 @@ fn past_window(count: u64, window: usize) {
     let lines = |n: u64| if n == 1 { "line was" } else { "lines were" };
     if count > 0 {
         eprintln!(
-            "warning: {count} {} more than {window} lines out of time order and applied late, after later calls; sort the file by time, or raise [runtime] reorder_window in nudge.toml",
+            "warning: {count} {} more than {window} lines out of time order and applied late, after later calls; sort the file by time with `nudge events sort FILE -o SORTED` (or replay it with --sort --in-memory), or raise [runtime] reorder_window in nudge.toml",
             lines(count)
         );
     }

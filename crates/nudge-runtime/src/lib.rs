@@ -29,6 +29,7 @@ pub mod output;
 pub mod record;
 pub mod replay;
 pub mod segment;
+pub mod sort;
 pub mod stats;
 pub mod timers;
 #[cfg_attr(

@@ -1,7 +1,8 @@
 //! Replaying recorded calls on a virtual clock.
 //!
 //! Calls are applied in timestamp order (ties keep file order), within a
-//! bounded reorder window when the input is streamed (see [`crate::window`]). Before a
+//! bounded reorder window when the input is streamed (see [`crate::window`]),
+//! or in full after an external sort ([`crate::sort`], [`replay_sorted`]). Before a
 //! call at time t, every timer due strictly before t fires; the call at t is
 //! applied before timers due at t, so a purchase made at the reminder's very
 //! second wins. After the last call, `until` fires timers up to a time and
@@ -142,6 +143,16 @@ pub struct Streamed {
     pub clamped: u64,
 }
 
+/// The time a replay orders a line by, in milliseconds since the epoch,
+/// and whether it was clamped to the line's `receivedAt` (see
+/// [`segment::time_and_clamp_of`]); `None` when it cannot be read. The
+/// reorder window and the external sort ([`crate::sort`]) both order by it.
+pub fn line_time(line: &[u8]) -> Option<(i64, bool)> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(segment::time_and_clamp_of)
+}
+
 /// Reads `input` line by line and applies its calls in time order within a
 /// reorder window of `window` lines (see [`crate::window`]): memory holds
 /// the window, not the input. Lines beyond `horizon` are refused as they
@@ -149,13 +160,83 @@ pub struct Streamed {
 /// error on the input stops the run (after applying what was read).
 pub fn replay_stream<S: Sink>(
     engine: &mut Engine<'_, S>,
-    mut input: impl BufRead,
+    input: impl BufRead,
     options: Options,
     horizon: Option<Horizon>,
     window: usize,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<Streamed> {
-    let mut held: Window<Vec<u8>> = Window::new(window);
+    let lines = Numbered {
+        input,
+        number: 0,
+        buf: Vec::new(),
+        failed: false,
+    };
+    replay_lines(engine, lines, options, horizon, Some(window), dead)
+}
+
+/// Applies lines already in time order, each with its line number in the
+/// file they came from (the output of [`crate::sort::sort`]): the same
+/// replay as [`replay_stream`] over a file holding them in this order,
+/// dead letters keeping the original line numbers. An error reading them
+/// stops the run as an error reading the input would.
+pub fn replay_sorted<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    lines: impl Iterator<Item = std::io::Result<crate::sort::Line>>,
+    options: Options,
+    horizon: Option<Horizon>,
+    dead: &mut dyn FnMut(DeadLetter),
+) -> std::io::Result<Streamed> {
+    // In order already: no window (their numbers do not grow).
+    let lines = lines.map(|l| l.map(|l| (l.number, l.text)));
+    replay_lines(engine, lines, options, horizon, None, dead)
+}
+
+/// The non-blank lines of a file with their numbers (blank lines counted).
+struct Numbered<R> {
+    input: R,
+    number: u64,
+    buf: Vec<u8>,
+    failed: bool,
+}
+
+impl<R: BufRead> Iterator for Numbered<R> {
+    type Item = std::io::Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.failed {
+            self.buf.clear();
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+            self.number += 1;
+            let line = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                // Copied at its length: the buffer keeps its capacity.
+                return Some(Ok((self.number, line.to_vec())));
+            }
+        }
+        None
+    }
+}
+
+/// Applies numbered lines in time order within a reorder window of
+/// `window` lines (see [`replay_stream`]), or as they come without one.
+fn replay_lines<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
+    options: Options,
+    horizon: Option<Horizon>,
+    window: Option<usize>,
+    dead: &mut dyn FnMut(DeadLetter),
+) -> std::io::Result<Streamed> {
+    let mut held: Option<Window<Vec<u8>>> = window.map(Window::new);
     let mut rejected: Vec<DeadLetter> = Vec::new();
     let mut apply = |number: u64, raw: Vec<u8>, rejected: &mut Vec<DeadLetter>| {
         let text = match std::str::from_utf8(&raw) {
@@ -179,26 +260,21 @@ pub fn replay_stream<S: Sink>(
         }
     };
     let mut last = i64::MIN;
-    let mut number = 0u64;
     let mut clamped = 0u64;
-    let mut buf = Vec::new();
-    let read = loop {
-        buf.clear();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => break Ok(()),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
-        }
-        number += 1;
-        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+    let mut read = Ok(());
+    for line in lines {
+        let (number, line) = match line {
+            Ok(l) => l,
+            Err(e) => {
+                read = Err(e);
+                break;
+            }
+        };
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         // A line whose time cannot be read keeps its place in the file.
-        let timed = std::str::from_utf8(line)
-            .ok()
-            .and_then(segment::time_and_clamp_of);
+        let timed = line_time(&line);
         let t = timed.map(|(t, _)| t);
         if let (Some(t), Some(h)) = (t, horizon)
             && let Err(reason) = h.judge(t, last)
@@ -206,7 +282,7 @@ pub fn replay_stream<S: Sink>(
             rejected.push(DeadLetter {
                 line: number as usize,
                 reason,
-                input: String::from_utf8_lossy(line).into_owned(),
+                input: String::from_utf8_lossy(&line).into_owned(),
             });
             continue;
         }
@@ -215,13 +291,19 @@ pub fn replay_stream<S: Sink>(
         }
         let t = t.unwrap_or(last);
         last = last.max(t);
-        held.push(t, number, line.to_vec());
+        let Some(held) = &mut held else {
+            apply(number, line, &mut rejected);
+            continue;
+        };
+        held.push(t, number, line);
         while let Some((_, n, raw)) = held.next_due() {
             apply(n, raw, &mut rejected);
         }
-    };
-    while let Some((_, n, raw)) = held.pop() {
-        apply(n, raw, &mut rejected);
+    }
+    if let Some(held) = &mut held {
+        while let Some((_, n, raw)) = held.pop() {
+            apply(n, raw, &mut rejected);
+        }
     }
     read?;
     if let Some(t) = options.until {
@@ -238,7 +320,7 @@ pub fn replay_stream<S: Sink>(
         dead(d);
     }
     Ok(Streamed {
-        past_window: held.late(),
+        past_window: held.map_or(0, |h| h.late()),
         clamped,
     })
 }
