@@ -146,7 +146,15 @@ fn a_purchase_history_replays_through_the_win_back_benchmark_and_sends() {
     // of them over eighteen months.
     assert!(sent > 300, "{sent} sends");
 
-    let refused = nudge(&["gen", "--shape", "purchases", "--events", "10", "--bad-rate", "0.1"]);
+    let refused = nudge(&[
+        "gen",
+        "--shape",
+        "purchases",
+        "--events",
+        "10",
+        "--bad-rate",
+        "0.1",
+    ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(text(&refused.stderr).contains("--bad-rate applies to --shape sessions only"));
 }

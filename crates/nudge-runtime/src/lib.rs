@@ -32,9 +32,5 @@ pub mod segment;
 pub mod sort;
 pub mod stats;
 pub mod timers;
-#[cfg_attr(
-    not(test),
-    allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)] // pending: fixed with the module's next change
 pub mod window;
 pub mod zone;

@@ -85,8 +85,13 @@ impl<T> Window<T> {
     /// The earliest-stamped held line, at the end of the input.
     pub fn pop(&mut self) -> Option<(i64, u64, T)> {
         let Reverse((time, seq)) = self.order.pop()?;
-        let slot = usize::try_from(seq - self.first).expect("a held line is in the deque");
-        let item = self.held[slot].take().expect("every ordered line is held");
+        // Every sequence in `order` has its line in `held`, counted from
+        // `first`: `push` puts both, and only this takes from either.
+        #[allow(clippy::expect_used, clippy::indexing_slicing)]
+        let item = {
+            let slot = usize::try_from(seq - self.first).expect("a held line is in the deque");
+            self.held[slot].take().expect("every ordered line is held")
+        };
         self.count -= 1;
         while matches!(self.held.front(), Some(None)) {
             self.held.pop_front();
