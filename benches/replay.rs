@@ -46,14 +46,7 @@ fn main() {
         text.len() as f64 / 1e6
     );
 
-    let t = Instant::now();
-    let mut parsed = 0usize;
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("generated lines parse");
-        parsed += usize::from(v.is_object());
-    }
-    let parse = t.elapsed().as_secs_f64();
-    assert_eq!(parsed as u64, events);
+    let parse = parse_all(&text, events);
     println!(
         "serde_json parse only: {:.2} s, {:.0} events/s",
         parse,
@@ -70,14 +63,7 @@ fn main() {
         }
         let bundle = nudge_test_support::example_bundle(&name);
         let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
-        let t = Instant::now();
-        let mut calls = 0u64;
-        for line in text.lines() {
-            let decoded = engine.decoder().decode(line);
-            calls += u64::from(matches!(decoded, Decoded::Call(_)));
-            drop(std::hint::black_box(decoded));
-        }
-        let decode = t.elapsed().as_secs_f64();
+        let (decode, calls) = decode_all(&engine, &text);
         assert!(calls > 0, "{name}: some lines decode");
         let mut dead = 0u64;
         let t = Instant::now();
@@ -100,6 +86,33 @@ fn main() {
             dead
         );
     }
+}
+
+/// Seconds to parse every line of `text` into a `serde_json::Value` (the
+/// baseline every ratio is taken against); `lines` is how many there are.
+fn parse_all(text: &str, lines: u64) -> f64 {
+    let t = Instant::now();
+    let mut parsed = 0u64;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("generated lines parse");
+        parsed += u64::from(v.is_object());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(parsed, lines);
+    secs
+}
+
+/// Seconds to decode every line of `text` into the engine's typed call,
+/// without applying it, and how many lines decoded to a call.
+fn decode_all<S: Sink>(engine: &Engine<'_, S>, text: &str) -> (f64, u64) {
+    let t = Instant::now();
+    let mut calls = 0u64;
+    for line in text.lines() {
+        let decoded = engine.decoder().decode(line);
+        calls += u64::from(matches!(decoded, Decoded::Call(_)));
+        drop(std::hint::black_box(decoded));
+    }
+    (t.elapsed().as_secs_f64(), calls)
 }
 
 /// Drops every effect: what is left is the engine's own work.
@@ -144,14 +157,7 @@ fn purchases() {
         nudge_compiler::Project::load(std::slice::from_ref(&dir)).expect("the project loads");
     let bundle = nudge_test_support::build_project(&project);
 
-    let t = Instant::now();
-    let mut parsed = 0u64;
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("generated lines parse");
-        parsed += u64::from(v.is_object());
-    }
-    let parse = t.elapsed().as_secs_f64();
-    assert_eq!(parsed, stats.lines);
+    let parse = parse_all(&text, stats.lines);
     let rate = |secs: f64| stats.lines as f64 / secs;
     println!(
         "serde_json parse only: {parse:.2} s, {:.0} events/s",
@@ -159,14 +165,7 @@ fn purchases() {
     );
 
     let engine = Engine::new(&bundle, Discard, Config::default(), i64::MIN);
-    let t = Instant::now();
-    let mut calls = 0u64;
-    for line in text.lines() {
-        let decoded = engine.decoder().decode(line);
-        calls += u64::from(matches!(decoded, Decoded::Call(_)));
-        drop(std::hint::black_box(decoded));
-    }
-    let decode = t.elapsed().as_secs_f64();
+    let (decode, calls) = decode_all(&engine, &text);
     assert_eq!(calls, stats.lines);
     println!(
         "decode only: {decode:.2} s, {:.0} events/s, {:.2}x parse",
