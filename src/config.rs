@@ -460,6 +460,7 @@ impl Config {
     /// Checks what serde cannot: channel names, plugin settings, durations.
     fn check(&self) -> Result<(), String> {
         self.max_lateness()?;
+        self.dedupe_window()?;
         self.retry_backoff()?;
         self.feedback_verifiers()?;
         for (i, topic) in self.preferences.topics.iter().enumerate() {
@@ -675,6 +676,19 @@ impl Config {
             .map(|text| {
                 parse_duration(text)
                     .ok_or_else(|| format!("[runtime] max_lateness: expected a duration such as `30m`, `24h` or `2d`, found {text:?}"))
+            })
+            .transpose()
+    }
+
+    /// `[runtime] dedupe_window` in seconds, when set (0: for ever).
+    pub fn dedupe_window(&self) -> Result<Option<i64>, String> {
+        self.runtime
+            .dedupe_window
+            .as_deref()
+            .map(|text| {
+                parse_duration(text).ok_or_else(|| {
+                    format!("[runtime] dedupe_window: expected a duration such as `7d` or `24h` (`0s` keeps every id), found {text:?}")
+                })
             })
             .transpose()
     }
@@ -1602,6 +1616,11 @@ mod tests {
 
     #[test]
     fn the_lateness_bound_is_a_duration() {
+        let c = Config::parse("[runtime]\ndedupe_window = \"2d\"\n", env).unwrap();
+        assert_eq!(c.dedupe_window(), Ok(Some(2 * 86_400)));
+        assert_eq!(Config::parse("", env).unwrap().dedupe_window(), Ok(None));
+        let err = Config::parse("[runtime]\ndedupe_window = \"a week\"\n", env).unwrap_err();
+        assert!(err.contains("[runtime] dedupe_window"), "{err}");
         let c = Config::parse("[runtime]\nmax_lateness = \"90m\"\n", env).unwrap();
         assert_eq!(c.max_lateness(), Ok(Some(5400)));
         assert_eq!(Config::parse("", env).unwrap().max_lateness(), Ok(None));

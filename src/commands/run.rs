@@ -375,6 +375,12 @@ pub(super) fn engine_config(
             max_lateness,
             catch_up_schedules: true,
             forget_every: settings.forget_every(),
+            // Checked when nudge.toml was read.
+            dedupe_window: settings
+                .dedupe_window()
+                .ok()
+                .flatten()
+                .unwrap_or(nudge_runtime::engine::DEFAULT_DEDUPE_WINDOW),
         }),
         Err(e) => {
             eprintln!("error: {e}");

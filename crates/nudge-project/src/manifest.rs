@@ -49,6 +49,9 @@ pub struct RuntimeSection {
     /// Calls between two checkpoints of the engine's state in the store; 0
     /// writes one only at the end of a run (and when a server stops).
     pub checkpoint_every: Option<u64>,
+    /// How long a `messageId` is remembered to drop a repeat, as a
+    /// duration (`7d`); `0s` remembers every id for ever.
+    pub dedupe_window: Option<String>,
 }
 
 /// What the toolchain itself reads from `nudge.toml`.

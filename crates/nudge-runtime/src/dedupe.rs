@@ -4,35 +4,95 @@
 //! what makes a call unique. Ids are remembered as 128-bit hashes, so memory
 //! stays small on long replays while an accidental collision stays out of
 //! reach (about one in 10^20 for a billion ids).
+//!
+//! A store that runs for years cannot remember every id: ids are kept for
+//! a window of the engine's clock, in two generations. When the clock has
+//! gone a window past the start of the current generation, it becomes the
+//! previous one and the one before is dropped. So an id is remembered for
+//! at least a window after it was first seen, and for at most about two,
+//! and memory holds at most two windows of traffic.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
-/// The message ids seen so far.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+/// The message ids seen within the window.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Dedupe {
-    seen: HashSet<u128>,
+    /// Ids first seen since `since`.
+    current: HashSet<u128>,
+    /// Ids of the generation before.
+    previous: HashSet<u128>,
+    /// When the current generation began (milliseconds since the epoch, the
+    /// engine's clock); `i64::MIN` before the first id.
+    since: i64,
+    /// How long an id is remembered at least, in milliseconds; 0 keeps
+    /// every id for ever.
+    window: i64,
+}
+
+impl Default for Dedupe {
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl Dedupe {
-    /// Nothing seen yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// Nothing seen yet; ids are remembered for at least `window`
+    /// milliseconds of the clock (0: for ever).
+    pub fn new(window: i64) -> Self {
+        Dedupe {
+            current: HashSet::new(),
+            previous: HashSet::new(),
+            since: i64::MIN,
+            window: window.max(0),
+        }
     }
 
-    /// Records `message_id`; returns false when it was already seen.
-    pub fn first_time(&mut self, message_id: &str) -> bool {
-        self.seen.insert(fingerprint(message_id))
+    /// Sets how long ids are remembered from now on (a setting may change
+    /// between runs of one store).
+    pub fn set_window(&mut self, window: i64) {
+        self.window = window.max(0);
     }
 
-    /// How many distinct ids were seen.
+    /// Records `message_id`, seen with the clock at `now`; returns false
+    /// when it was already seen within the window.
+    pub fn first_time(&mut self, message_id: &str, now: i64) -> bool {
+        self.turn(now);
+        let id = fingerprint(message_id);
+        !self.previous.contains(&id) && self.current.insert(id)
+    }
+
+    /// Starts a new generation when the clock has gone a window past the
+    /// current one's start (both go when it has gone two).
+    fn turn(&mut self, now: i64) {
+        if self.window == 0 {
+            return;
+        }
+        if self.since == i64::MIN {
+            self.since = now;
+            return;
+        }
+        let elapsed = now.saturating_sub(self.since);
+        if elapsed < self.window {
+            return;
+        }
+        if elapsed >= self.window.saturating_mul(2) {
+            self.previous.clear();
+            self.current.clear();
+        } else {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.since = now;
+    }
+
+    /// How many distinct ids are remembered.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.current.len() + self.previous.len()
     }
 
-    /// Whether no id was seen.
+    /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.len() == 0
     }
 }
 
@@ -53,17 +113,55 @@ fn fingerprint(id: &str) -> u128 {
 mod tests {
     use super::*;
 
+    const DAY: i64 = 86_400_000;
+
     #[test]
     fn repeats_are_caught_and_distinct_ids_are_not() {
-        let mut d = Dedupe::new();
-        assert!(d.first_time("m-1"));
-        assert!(d.first_time("m-2"));
-        assert!(!d.first_time("m-1"));
+        let mut d = Dedupe::new(0);
+        assert!(d.first_time("m-1", 0));
+        assert!(d.first_time("m-2", 0));
+        assert!(!d.first_time("m-1", 0));
         assert_eq!(d.len(), 2);
         let many: usize = (0..100_000)
-            .filter(|i| d.first_time(&format!("id-{i}")))
+            .filter(|i| d.first_time(&format!("id-{i}"), i64::from(*i) * DAY))
             .count();
         assert_eq!(many, 100_000, "no false duplicates among distinct ids");
+        // Without a window, nothing is ever forgotten.
+        assert!(!d.first_time("m-2", 200_000 * DAY));
+    }
+
+    #[test]
+    fn ids_are_remembered_for_a_window_and_then_forgotten() {
+        let mut d = Dedupe::new(7 * DAY);
+        assert!(d.first_time("a", 0));
+        assert!(d.first_time("b", 6 * DAY));
+        // A window on, `a` and `b` move to the previous generation: still seen.
+        assert!(!d.first_time("a", 7 * DAY));
+        assert!(!d.first_time("b", 12 * DAY));
+        assert!(d.first_time("c", 13 * DAY));
+        // Two windows on, `a` and `b` are forgotten; `c` (seen a day into
+        // the generation that began at day 7) is still remembered.
+        assert!(d.first_time("a", 14 * DAY));
+        assert!(!d.first_time("c", 14 * DAY));
+        assert_eq!(d.len(), 2);
+        // Every id is remembered at least a window after it was first seen.
+        let mut d = Dedupe::new(7 * DAY);
+        for day in 0..100 {
+            let id = format!("d-{day}");
+            assert!(d.first_time(&id, day * DAY));
+            assert!(!d.first_time(&id, (day + 7) * DAY - 1), "day {day}");
+        }
+        // And memory holds at most two windows of them.
+        assert!(d.len() <= 14, "{}", d.len());
+    }
+
+    #[test]
+    fn a_clock_that_jumps_two_windows_forgets_both_generations() {
+        let mut d = Dedupe::new(DAY);
+        assert!(d.first_time("a", 0));
+        assert!(!d.first_time("a", DAY));
+        assert!(d.first_time("a", 4 * DAY));
+        assert_eq!(d.len(), 1);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::timers::Timers;
 
 /// The version of the layout below; a checkpoint of another version is not
 /// read (the host rebuilds from the calls instead).
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Why a checkpoint could not be taken or read back.
 #[derive(Debug)]
@@ -241,6 +241,9 @@ impl<'b> Machine<'b> {
         swap(&mut self.goal_events, &mut state.goal_events);
         swap(&mut self.identities, &mut state.identities);
         swap(&mut self.dedupe, &mut state.dedupe);
+        // The setting in force now, not the one the state was saved under.
+        self.dedupe
+            .set_window(crate::millis::ms(self.config.dedupe_window));
         swap(&mut self.customers, &mut state.customers);
         swap(&mut self.instances, &mut state.instances);
         swap(&mut self.free, &mut state.free);

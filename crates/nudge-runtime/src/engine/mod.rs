@@ -109,6 +109,10 @@ pub struct Config {
     /// forget (events and sends no rule can read any more); 0 keeps
     /// everything. Each look walks every live instance and customer.
     pub forget_every: u32,
+    /// How long a call's `messageId` is remembered to drop a repeat of it,
+    /// in seconds of the clock (at least this, at most about twice); 0
+    /// remembers every id for ever.
+    pub dedupe_window: i64,
 }
 
 /// The default lateness bound: a day covers a phone that was offline
@@ -119,6 +123,11 @@ pub const DEFAULT_MAX_LATENESS: i64 = 24 * 3600;
 /// histories stay short, rarely enough that the walk costs little per call.
 pub const DEFAULT_FORGET_EVERY: u32 = 65_536;
 
+/// How long message ids are remembered by default: a week covers a
+/// sender's retries and exports that overlap by days, and bounds the
+/// memory to two weeks of traffic.
+pub const DEFAULT_DEDUPE_WINDOW: i64 = 7 * 24 * 3600;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -127,6 +136,7 @@ impl Default for Config {
             max_lateness: DEFAULT_MAX_LATENESS,
             catch_up_schedules: true,
             forget_every: DEFAULT_FORGET_EVERY,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
         }
     }
 }
@@ -403,6 +413,7 @@ impl<'b> Machine<'b> {
     /// An engine for a bundle, with the clock at `start` (milliseconds since
     /// the epoch, as every instant the engine keeps).
     pub fn new(bundle: &'b Bundle, config: Config, start: i64) -> Self {
+        let dedupe_window = crate::millis::ms(config.dedupe_window);
         let by_wire = evolve::by_wire(bundle);
         let mut engine = Machine {
             releases: Vec::new(),
@@ -418,7 +429,7 @@ impl<'b> Machine<'b> {
             config,
             now: start,
             identities: Identities::new(),
-            dedupe: Dedupe::new(),
+            dedupe: Dedupe::new(dedupe_window),
             customers: HashMap::new(),
             instances: instance::Slots::default(),
             free: Vec::new(),
@@ -851,7 +862,7 @@ impl<'b> Machine<'b> {
         self.new_input();
         self.now = self.now.max(at);
         if let Some(id) = message_id
-            && !self.dedupe.first_time(id)
+            && !self.dedupe.first_time(id, self.now)
         {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
