@@ -145,3 +145,45 @@ fn compacting_explains_what_it_cannot_do() {
         text(&refused.stderr)
     );
 }
+
+#[test]
+fn a_lost_trace_after_compaction_starts_afresh_from_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    let out = nudge(&["gen", "--events", "4000", "--seed", "9", "-o", s(&all)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<String> = read(&all).lines().map(|l| format!("{l}\n")).collect();
+    let (head, whole) = (lines[..3000].concat(), lines.concat());
+
+    let (_a, kept) = project(&head, "");
+    let (_b, compacted) = project(&head, "");
+    for dir in [&kept, &compacted] {
+        run_json(dir, &[]);
+    }
+    assert!(compact_json(&compacted, "1d")["removed"].as_u64().unwrap() > 0);
+    for dir in [&kept, &compacted] {
+        std::fs::remove_file(dir.join(".nudge/trace.jsonl")).unwrap();
+        std::fs::write(dir.join("events.jsonl"), &whole).unwrap();
+    }
+    // The whole store rebuilds from its calls and writes the trace again.
+    let rebuilt = run_json(&kept, &["--drain"]);
+    assert_eq!(rebuilt["store"]["restored"], 0);
+    // The compacted one cannot: it goes on from its checkpoint, says so,
+    // and its trace holds what came after it.
+    let out = nudge(&["run", s(&compacted), "--format", "json", "--drain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("they start afresh from the checkpoint"),
+        "{}",
+        text(&out.stderr)
+    );
+    let went_on: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert!(went_on["store"]["restored"].as_u64().unwrap() > 3000);
+    assert_eq!(went_on["store"]["applied"], 1000);
+    assert_eq!(went_on["stats"], rebuilt["stats"]);
+    let outbox = |dir: &Path| read(&dir.join(".nudge/outbox.jsonl"));
+    assert_eq!(outbox(&compacted), outbox(&kept));
+    let trace = |dir: &Path| read(&dir.join(".nudge/trace.jsonl"));
+    assert!(trace(&kept).ends_with(&trace(&compacted)));
+    assert!(trace(&compacted).len() < trace(&kept).len());
+}

@@ -896,17 +896,33 @@ struct FeedMarks {
 impl Feeds {
     /// The feeds for a run over `store`, and the checkpoint it starts from:
     /// the store's, when the feeds on disk still hold what they held when it
-    /// was taken (else the history is replayed in full and they are rewritten).
+    /// was taken (else the history is replayed in full and they are
+    /// rewritten; or, when the log was compacted and cannot be replayed,
+    /// they start afresh from the checkpoint).
     pub(super) fn open(
         store: &nudge_store::Store,
         trace: &Path,
         audiences_dir: &Path,
     ) -> Result<(Feeds, Option<nudge_store::Saved>), String> {
-        let saved = durable::usable_checkpoint(store).map_err(|e| e.to_string())?;
-        if let Some(saved) = saved
-            && let Some(feeds) = Feeds::cut_back(trace, audiences_dir, &saved.feeds)?
-        {
-            return Ok((feeds, Some(saved)));
+        let with_hint = |e: nudge_store::StoreError| match e.hint() {
+            Some(h) => format!("{e}\nhelp: {h}"),
+            None => e.to_string(),
+        };
+        let saved = durable::usable_checkpoint(store).map_err(with_hint)?;
+        if let Some(saved) = saved {
+            if let Some(feeds) = Feeds::cut_back(trace, audiences_dir, &saved.feeds)? {
+                return Ok((feeds, Some(saved)));
+            }
+            // Replaying the whole history would start from a partial log:
+            // the state comes from the checkpoint, and only the derived
+            // files lose what cannot be derived again.
+            let through = store.compacted_through().map_err(with_hint)?;
+            if through > 0 {
+                eprintln!(
+                    "warning: the trace or the audience feeds hold less than the store's checkpoint says (moved, replaced or deleted), and the calls up to {through} were compacted, so their records cannot be written again: they start afresh from the checkpoint"
+                );
+                return Ok((Feeds::new(trace, audiences_dir)?, Some(saved)));
+            }
         }
         Ok((Feeds::new(trace, audiences_dir)?, None))
     }
