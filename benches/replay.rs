@@ -115,6 +115,16 @@ fn decode_all<S: Sink>(engine: &Engine<'_, S>, text: &str) -> (f64, u64) {
     (t.elapsed().as_secs_f64(), calls)
 }
 
+/// Seconds to replay every line of `text` (all generated, so none may be
+/// refused) on the virtual clock.
+fn replay_all<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> f64 {
+    let t = Instant::now();
+    replay::replay_bytes(engine, text.as_bytes(), Options::default(), &mut |_| {
+        panic!("a generated line was refused")
+    });
+    t.elapsed().as_secs_f64()
+}
+
 /// Drops every effect: what is left is the engine's own work.
 struct Discard;
 
@@ -175,14 +185,7 @@ fn purchases() {
     drop(engine);
 
     let mut engine = Engine::new(&bundle, Discard, Config::default(), i64::MIN);
-    let t = Instant::now();
-    replay::replay_bytes(
-        &mut engine,
-        text.as_bytes(),
-        Options::default(),
-        &mut |_| panic!("a generated line was refused"),
-    );
-    let bare = t.elapsed().as_secs_f64();
+    let bare = replay_all(&mut engine, &text);
     let done = engine.stats();
     let sends: u64 = done.flows.values().flat_map(|f| f.sends.values()).sum();
     let customers = done.customers;
@@ -202,12 +205,7 @@ fn purchases() {
     .expect("the files can be created");
     let mut engine = Engine::new(&bundle, sink, Config::default(), i64::MIN);
     let t = Instant::now();
-    replay::replay_bytes(
-        &mut engine,
-        text.as_bytes(),
-        Options::default(),
-        &mut |_| panic!("a generated line was refused"),
-    );
+    replay_all(&mut engine, &text);
     engine.into_sink().finish().expect("the files are written");
     let files = t.elapsed().as_secs_f64();
     let size = |name: &str| std::fs::metadata(out.path().join(name)).map_or(0, |m| m.len());

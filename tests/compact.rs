@@ -3,29 +3,10 @@
 //! exactly the decisions a store that kept every call makes.
 
 mod common;
-use common::{copy_example, s};
+use common::{copy_example, nudge, run_json, s};
 
 use nudge_test_support::text;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn nudge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("nudge runs")
-}
-
-/// Runs and returns the JSON summary.
-fn run_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["run", s(dir), "--format", "json"];
-    args.extend_from_slice(extra);
-    let out = nudge(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    serde_json::from_str(text(&out.stdout).trim()).unwrap()
-}
 
 /// `nudge store compact DIR --keep KEEP --format json`.
 fn compact_json(dir: &Path, keep: &str) -> serde_json::Value {

@@ -2,21 +2,11 @@
 //! run applies only what the first did not.
 
 mod common;
-use common::{copy_example, s, trace_parts};
+use common::{copy_example, nudge, run_json, s, trace_parts};
 
 use nudge_test_support::text;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn nudge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("nudge runs")
-}
 
 /// The outbox as idempotency key → how many lines carry it.
 fn outbox_keys(dir: &Path) -> BTreeMap<String, usize> {
@@ -30,15 +20,6 @@ fn outbox_keys(dir: &Path) -> BTreeMap<String, usize> {
             .or_insert(0) += 1;
     }
     out
-}
-
-/// Runs and returns the JSON summary.
-fn run_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["run", s(dir), "--format", "json"];
-    args.extend_from_slice(extra);
-    let out = nudge(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    serde_json::from_str(text(&out.stdout).trim()).unwrap()
 }
 
 fn generate(path: &Path, events: usize, seed: u64) {

@@ -8,6 +8,30 @@ use std::path::{Path, PathBuf};
 // every crate's tests.
 pub use nudge_test_support::{copy_example, copy_project, path_str as s};
 
+/// Runs the `nudge` binary from the workspace root, without colour.
+pub fn nudge(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("nudge runs")
+}
+
+/// `nudge run DIR --format json EXTRA…`, which must succeed; its JSON summary.
+pub fn run_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", s(dir), "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = nudge(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        nudge_test_support::text(&out.stderr)
+    );
+    serde_json::from_str(nudge_test_support::text(&out.stdout).trim()).unwrap()
+}
+
 /// The write key the servers of these tests accept.
 pub const WRITE_KEY: &str = "test-write-key";
 
