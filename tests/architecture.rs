@@ -35,6 +35,15 @@ const LAYERS: &[(&str, &[&str])] = &[
         "nudge-store",
         &["nudge-bytecode", "nudge-channels", "nudge-runtime"],
     ),
+    (
+        "nudge-host",
+        &[
+            "nudge-bytecode",
+            "nudge-channels",
+            "nudge-runtime",
+            "nudge-store",
+        ],
+    ),
     ("nudge-report", &["nudge-runtime"]),
     (
         "nudge-testing",

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::Outgoing;
 use nudge_diagnostics::render;
+use nudge_host::durable::{Bundles, Code, replay_history};
 use nudge_runtime::engine::{Config, Engine, Fate, Sink};
 use nudge_runtime::record::{Membership, Record};
-use nudge_store::durable::{Bundles, Code, replay_history};
 use nudge_store::{Store, StoreError};
 
 use super::{Status, load_projects, use_color};
@@ -149,7 +149,7 @@ fn deploy_report(bundle: &Bundle, path: &Path, deny_stranded: bool) -> Status {
     };
     let mut engine = Engine::new(initial, Discard, Config::default(), i64::MIN);
     let mut dead = Vec::new();
-    let start = match nudge_store::durable::usable_checkpoint(&store) {
+    let start = match nudge_host::durable::usable_checkpoint(&store) {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };

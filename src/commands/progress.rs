@@ -164,7 +164,7 @@ impl<'p, S> ProgressSink<'p, S> {
     }
 }
 
-impl<S: nudge_store::durable::Feed> nudge_store::durable::Feed for ProgressSink<'_, S> {
+impl<S: nudge_host::durable::Feed> nudge_host::durable::Feed for ProgressSink<'_, S> {
     fn mark(&mut self) -> Result<String, String> {
         self.inner.mark()
     }

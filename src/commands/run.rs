@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
 use nudge_channels::{AudienceSync, OutboxFile, OutboxMode, PluginSpec};
+use nudge_host::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_runtime::engine::{Config, Engine, Sink};
 use nudge_runtime::output::{AudienceSyncer, FileSink, Synced, audience_file};
 use nudge_runtime::record::{DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
-use nudge_store::durable::{self, Input, LedgerSink, Router, Settings};
 use nudge_store::{Store, StoreError};
 
 use super::breaker::Breaker;

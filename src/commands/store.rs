@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use nudge_store::durable;
+use nudge_host::durable;
 use nudge_store::{CompactStop, Compaction, Store};
 
 use super::Status;

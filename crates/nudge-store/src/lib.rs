@@ -7,7 +7,7 @@
 //! read, and one row per send intent with its delivery state. Profiles,
 //! instances, timers and counters are rebuilt by restoring the engine's last
 //! checkpoint (kept in the same transaction as the calls it covers) and
-//! feeding it the calls stored after it (see [`durable`]).
+//! feeding it the calls stored after it (see `nudge_host::durable`).
 
 // A panic in the store loses a batch that was on its way to disk: every
 // fallible path returns a `StoreError` instead. Tests may unwrap.
@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use nudge_channels::Outgoing;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
-pub mod durable;
 mod hash;
 pub mod outbox;
 
@@ -1157,7 +1156,7 @@ impl Store {
     /// (the history of the code is small and says what ran when), and so
     /// does the last call the checkpoint covers, so that call numbers are
     /// never handed out twice. The caller checks that the checkpoint is one
-    /// the engine can read (see `durable::compact`).
+    /// the engine can read (see `nudge_host::durable::compact`).
     pub fn compact(&mut self, keep: Compaction) -> Result<Compacted, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;

@@ -26,7 +26,7 @@ use nudge_runtime::replay::{DeadLetter, Horizon};
 use nudge_runtime::segment;
 use nudge_runtime::window::Window;
 
-use crate::{
+use nudge_store::{
     Batch, Checkpoint, CompactStop, Compacted, Compaction, Intent, LedgerCounts, Mark, NewCall,
     Saved, SourcePos, Store, StoreError, Stored, TAIL, portable, tail_hash_of,
 };
@@ -752,7 +752,7 @@ pub fn run<'b, S: Sink + Feed>(
 
 /// The events file of a run: its length when the run began (lines appended
 /// during the run are left to the next one) and a second handle to read
-/// the bytes before a read position back for its [`crate::tail_hash`].
+/// the bytes before a read position back for its [`nudge_store::tail_hash`].
 struct SourceFile {
     path: PathBuf,
     len: u64,
@@ -784,7 +784,7 @@ impl SourceFile {
         ))
     }
 
-    /// [`crate::tail_hash`] of the file's first `position` bytes.
+    /// [`nudge_store::tail_hash`] of the file's first `position` bytes.
     fn tail_hash(&mut self, position: u64) -> std::io::Result<String> {
         let start = position.saturating_sub(TAIL as u64);
         let mut tail = vec![0; (position - start) as usize];
@@ -1226,7 +1226,7 @@ fn already_in_outbox(router: &Router, pending: &[Intent]) -> std::io::Result<Has
         .filter(|i| !router.routes.contains_key(&i.message.channel))
         .map(|i| i.message.idempotency_key.clone())
         .collect();
-    crate::outbox::keys_present(path, &wanted)
+    nudge_store::outbox::keys_present(path, &wanted)
 }
 
 fn writer_gone() -> StoreError {
