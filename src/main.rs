@@ -8,7 +8,6 @@
 )]
 
 mod commands;
-mod config;
 
 use std::process::ExitCode;
 

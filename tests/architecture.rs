@@ -40,6 +40,8 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "nudge-bytecode",
             "nudge-channels",
+            "nudge-diagnostics",
+            "nudge-project",
             "nudge-runtime",
             "nudge-store",
         ],

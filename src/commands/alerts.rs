@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::Status;
 use super::run::{project_config, project_root};
-use super::serve::alerts;
+use nudge_host::alerts;
 
 /// Arguments of `nudge alerts`.
 #[derive(clap::Args, Debug)]

@@ -59,7 +59,7 @@ fn export(args: ExportArgs) -> Status {
     let root = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
     let code = match args.phone_country_code.clone() {
         Some(c) => Some(c),
-        None => match crate::config::Config::load(&root) {
+        None => match nudge_host::config::Config::load(&root) {
             Ok(c) => c
                 .channels
                 .get("audience")

@@ -133,7 +133,7 @@ fn manifest_diagnostics(group: &[PathBuf]) -> Option<Checked> {
     if !root.is_dir() {
         return None;
     }
-    let err = crate::config::Config::load(root).err()?;
+    let err = nudge_host::config::Config::load(root).err()?;
     Some(Checked {
         sources: err.sources,
         diagnostics: err.diagnostics,

@@ -2,7 +2,6 @@
 
 pub mod alerts;
 pub mod audiences;
-pub mod breaker;
 pub mod build;
 pub mod check;
 pub mod disasm;

@@ -1,24 +1,24 @@
 //! `nudge run`: compile a project, then replay recorded calls through it on
 //! a virtual clock.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{AudienceSync, OutboxFile, OutboxMode, PluginSpec};
+use nudge_channels::{AudienceSync, OutboxMode, PluginSpec};
 use nudge_host::durable::{self, Input, LedgerSink, Router, Settings};
-use nudge_runtime::engine::{Config, Engine, Sink};
-use nudge_runtime::output::{AudienceSyncer, FileSink, Synced, audience_file};
-use nudge_runtime::record::{DeliveryRecord, Membership, Record};
+use nudge_runtime::engine::{Config, Engine};
+use nudge_runtime::output::{FileSink, Synced};
 use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
 use nudge_store::{Store, StoreError};
 
-use super::breaker::Breaker;
 use super::progress::{Progress, ProgressSink};
 use super::{Status, compile};
-use crate::config::Config as ProjectConfig;
+use nudge_host::breaker::Breaker;
+use nudge_host::config::Config as ProjectConfig;
+use nudge_host::feeds::{Feeds, create_file, write_dead_letters};
+use nudge_host::setup::{self, SetupError};
 
 /// Arguments of `nudge run`.
 #[derive(clap::Args, Debug)]
@@ -109,7 +109,7 @@ impl EngineArgs {
         self.deliver
             .iter()
             .map(|d| {
-                parse_route(d).map_err(|e| {
+                setup::parse_route(d).map_err(|e| {
                     eprintln!("error: --deliver {d}: {e}");
                     Status::Failure
                 })
@@ -294,7 +294,7 @@ fn run_project(
     // Checked when the file was read; the default stands otherwise.
     let max_sends = settings
         .max_sends_per_step()
-        .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
+        .unwrap_or(nudge_host::config::DEFAULT_MAX_SENDS_PER_STEP);
     let replay = Replay {
         until,
         horizon,
@@ -315,20 +315,6 @@ fn run_project(
     }
 }
 
-/// The ad platform `[channels.audience]` names, ready to sync to.
-pub(super) fn audience_plugin(
-    settings: &crate::config::Config,
-) -> Result<Option<Box<dyn AudienceSync>>, Status> {
-    let spec = settings.audience_sync().map_err(|e| {
-        eprintln!("error: {}: {e}", nudge_project::MANIFEST);
-        Status::Failure
-    })?;
-    spec.map(|s| s.build()).transpose().map_err(|e| {
-        eprintln!("error: cannot set up the audience plugin: {e}");
-        Status::Failure
-    })
-}
-
 /// Tells what the audience plugin did; a failure is a warning, since the
 /// audience feeds still hold every change.
 pub(super) fn print_synced(synced: &Synced) {
@@ -345,47 +331,6 @@ pub(super) fn print_synced(synced: &Synced) {
             "warning: audience sync through {} failed: {e}{unsent}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
             synced.plugin
         );
-    }
-}
-
-/// The engine settings: the policy's suppression lists plus `suppress`.
-pub(super) fn engine_config(
-    bundle: &nudge_bytecode::Bundle,
-    settings: &crate::config::Config,
-    suppress: &[PathBuf],
-    release_spread: i64,
-) -> Result<Config, Status> {
-    // Checked when the file was read; the default stands otherwise.
-    let max_lateness = settings
-        .max_lateness()
-        .ok()
-        .flatten()
-        .unwrap_or(nudge_runtime::engine::DEFAULT_MAX_LATENESS);
-    let mut lists: Vec<PathBuf> = bundle
-        .policy
-        .suppress_lists
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    lists.extend(suppress.iter().cloned());
-    match read_suppression(&lists) {
-        Ok(suppression) => Ok(Config {
-            release_spread,
-            suppression,
-            max_lateness,
-            catch_up_schedules: true,
-            forget_every: settings.forget_every(),
-            // Checked when nudge.toml was read.
-            dedupe_window: settings
-                .dedupe_window()
-                .ok()
-                .flatten()
-                .unwrap_or(nudge_runtime::engine::DEFAULT_DEDUPE_WINDOW),
-        }),
-        Err(e) => {
-            eprintln!("error: {e}");
-            Err(Status::Failure)
-        }
     }
 }
 
@@ -670,79 +615,6 @@ fn run_durable(
     Status::Ok
 }
 
-/// Opens (or with `reset`, recreates) the store, ties it to the project and
-/// sets up the outbox and plugins the ledger delivers through.
-pub(super) fn open_store(
-    store_path: &Path,
-    reset: bool,
-    config: &Config,
-    outbox: &Path,
-    routes: &[(Channel, PluginSpec)],
-) -> Result<(Store, Router), Status> {
-    if reset {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = store_path.to_path_buf().into_os_string();
-            p.push(suffix);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    eprintln!("error: cannot remove {}: {e}", Path::new(&p).display());
-                    return Err(Status::Failure);
-                }
-            }
-        }
-    }
-    let mut store = match Store::open(store_path) {
-        Ok(s) => s,
-        Err(e) => return Err(fail(&e)),
-    };
-    let mut listed: Vec<String> = config.suppression.iter().cloned().collect();
-    listed.sort();
-    let fingerprint = nudge_store::fingerprint(config.release_spread, &listed);
-    if let Err(e) = store.claim(&fingerprint) {
-        return Err(fail(&e));
-    }
-    let fresh = match store.is_fresh() {
-        Ok(f) => f,
-        Err(e) => return Err(fail(&e)),
-    };
-    // A fresh store starts a fresh outbox; otherwise the outbox holds every
-    // message sent so far and only grows. A crash can leave half a line at
-    // its end, of a message the ledger still has pending: cut it, the
-    // message is written again whole.
-    let mode = if fresh {
-        OutboxMode::Truncate
-    } else {
-        if let Err(e) = nudge_store::outbox::repair(outbox) {
-            eprintln!("error: cannot repair the outbox {}: {e}", outbox.display());
-            return Err(Status::Failure);
-        }
-        OutboxMode::Append
-    };
-    let default = match OutboxFile::open(outbox, mode) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: cannot open the outbox {}: {e}", outbox.display());
-            return Err(Status::Failure);
-        }
-    };
-    let mut router = Router::new(Box::new(default), Some(outbox.to_path_buf()));
-    for (channel, spec) in routes {
-        if let nudge_channels::PluginSpec::Fcm(c) = spec {
-            router.watch_invalid_tokens(c.invalid_tokens.clone());
-        }
-        match spec.build(outbox, OutboxMode::Append) {
-            Ok(p) => router.route(*channel, p),
-            Err(e) => {
-                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
-                return Err(Status::Failure);
-            }
-        }
-    }
-    Ok((store, router))
-}
-
 /// Reports a store error with its hint.
 pub(super) fn fail(e: &StoreError) -> Status {
     eprintln!("error: {e}");
@@ -856,300 +728,6 @@ fn past_window(count: u64, window: usize) {
     }
 }
 
-/// Rewrites the dead-letter file with every refused line of the history.
-pub(super) fn write_dead_letters(path: &Path, dead: &[DeadLetter]) -> Result<(), String> {
-    let mut f = BufWriter::new(create_file(path)?);
-    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
-    for d in dead {
-        let line = serde_json::to_string(d).map_err(|e| e.to_string())?;
-        writeln!(f, "{line}").map_err(err)?;
-    }
-    f.flush().map_err(err)
-}
-
-/// The trace and audience feeds of a durable run. They are derived output:
-/// a run that starts from the store's checkpoint cuts them back to where
-/// they stood when it was taken and appends what the calls after it
-/// produce; a run that replays the whole history rewrites them in full.
-pub(super) struct Feeds {
-    trace: BufWriter<File>,
-    audiences_dir: PathBuf,
-    audiences: HashMap<String, BufWriter<File>>,
-    error: Option<String>,
-    /// Keys of the delivery records the trace kept from before a restart.
-    recorded: HashSet<String>,
-    /// The ad platform membership changes also go to. Changes replayed
-    /// after a checkpoint are sent again; the platforms take a repeated
-    /// add or remove as no change.
-    sync: Option<AudienceSyncer>,
-}
-
-/// Where the feeds stood at a checkpoint: their lengths in bytes.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct FeedMarks {
-    /// The trace's length.
-    trace: u64,
-    /// Each audience feed's length, by file name.
-    audiences: std::collections::BTreeMap<String, u64>,
-}
-
-impl Feeds {
-    /// The feeds for a run over `store`, and the checkpoint it starts from:
-    /// the store's, when the feeds on disk still hold what they held when it
-    /// was taken (else the history is replayed in full and they are
-    /// rewritten; or, when the log was compacted and cannot be replayed,
-    /// they start afresh from the checkpoint).
-    pub(super) fn open(
-        store: &nudge_store::Store,
-        trace: &Path,
-        audiences_dir: &Path,
-    ) -> Result<(Feeds, Option<nudge_store::Saved>), String> {
-        let with_hint = |e: nudge_store::StoreError| match e.hint() {
-            Some(h) => format!("{e}\nhelp: {h}"),
-            None => e.to_string(),
-        };
-        let saved = durable::usable_checkpoint(store).map_err(with_hint)?;
-        if let Some(saved) = saved {
-            if let Some(feeds) = Feeds::cut_back(trace, audiences_dir, &saved.feeds)? {
-                return Ok((feeds, Some(saved)));
-            }
-            // Replaying the whole history would start from a partial log:
-            // the state comes from the checkpoint, and only the derived
-            // files lose what cannot be derived again.
-            let through = store.compacted_through().map_err(with_hint)?;
-            if through > 0 {
-                eprintln!(
-                    "warning: the trace or the audience feeds hold less than the store's checkpoint says (moved, replaced or deleted), and the calls up to {through} were compacted, so their records cannot be written again: they start afresh from the checkpoint"
-                );
-                return Ok((Feeds::new(trace, audiences_dir)?, Some(saved)));
-            }
-        }
-        Ok((Feeds::new(trace, audiences_dir)?, None))
-    }
-
-    /// Opens the feeds to append, cut back to the lengths in `marks`; `None`
-    /// when a feed is shorter than its mark (moved, replaced or lost).
-    fn cut_back(trace: &Path, audiences_dir: &Path, marks: &str) -> Result<Option<Feeds>, String> {
-        let Ok(marks) = serde_json::from_str::<FeedMarks>(marks) else {
-            return Ok(None);
-        };
-        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        if len(trace) < marks.trace
-            || marks
-                .audiences
-                .iter()
-                .any(|(file, &n)| len(&audiences_dir.join(file)) < n)
-        {
-            return Ok(None);
-        }
-        let recorded = delivery_keys(trace, marks.trace)?;
-        let trace = cut(trace, marks.trace)?;
-        if let Ok(entries) = std::fs::read_dir(audiences_dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if path.extension().is_none_or(|x| x != "jsonl") {
-                    continue;
-                }
-                match marks.audiences.get(&name) {
-                    Some(&n) => drop(cut(&path, n)?),
-                    // Written after the checkpoint: written again.
-                    None => {
-                        std::fs::remove_file(&path)
-                            .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-                    }
-                }
-            }
-        }
-        Ok(Some(Feeds {
-            trace: BufWriter::new(trace),
-            audiences_dir: audiences_dir.to_path_buf(),
-            audiences: HashMap::new(),
-            error: None,
-            recorded,
-            sync: None,
-        }))
-    }
-
-    pub(super) fn new(trace: &Path, audiences_dir: &Path) -> Result<Feeds, String> {
-        let trace = BufWriter::new(create_file(trace)?);
-        // Feeds from an earlier run would be written again after them.
-        if let Ok(entries) = std::fs::read_dir(audiences_dir) {
-            for entry in entries.flatten() {
-                if entry.path().extension().is_some_and(|x| x == "jsonl") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(Feeds {
-            trace,
-            audiences_dir: audiences_dir.to_path_buf(),
-            audiences: HashMap::new(),
-            error: None,
-            recorded: HashSet::new(),
-            sync: None,
-        })
-    }
-
-    /// Sends membership changes to an ad platform too, besides the feeds.
-    pub(super) fn sync_audiences(&mut self, plugin: Box<dyn AudienceSync>) {
-        self.sync = Some(AudienceSyncer::new(plugin));
-    }
-
-    /// Sends what the audience plugin holds and says what came of the run;
-    /// `None` when no platform is configured.
-    pub(super) fn finish_sync(&mut self) -> Option<Synced> {
-        self.sync.take().map(AudienceSyncer::finish)
-    }
-
-    /// Writes out what is buffered, so that readers of the trace and the
-    /// feeds (`nudge explain`, `nudge report`) see it while serving, and
-    /// sends the pending audience changes (at each checkpoint of a run,
-    /// after each group of requests while serving).
-    pub(super) fn flush(&mut self) {
-        if let Some(sync) = &mut self.sync {
-            sync.flush();
-        }
-        if let Err(e) = self.trace.flush() {
-            self.error.get_or_insert(format!("trace: {e}"));
-        }
-        for (name, f) in &mut self.audiences {
-            if let Err(e) = f.flush() {
-                self.error.get_or_insert(format!("audience {name}: {e}"));
-            }
-        }
-    }
-
-    pub(super) fn finish(mut self) -> Result<(), String> {
-        if let Err(e) = self.trace.flush() {
-            self.error.get_or_insert(format!("trace: {e}"));
-        }
-        for (name, f) in &mut self.audiences {
-            if let Err(e) = f.flush() {
-                self.error.get_or_insert(format!("audience {name}: {e}"));
-            }
-        }
-        self.error.map_or(Ok(()), Err)
-    }
-}
-
-impl durable::Feed for Feeds {
-    fn mark(&mut self) -> Result<String, String> {
-        self.flush();
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        let len = |f: &File, what: &str| {
-            f.metadata()
-                .map(|m| m.len())
-                .map_err(|e| format!("{what}: {e}"))
-        };
-        let mut marks = FeedMarks {
-            trace: len(self.trace.get_ref(), "trace")?,
-            ..FeedMarks::default()
-        };
-        for (name, f) in &self.audiences {
-            marks
-                .audiences
-                .insert(audience_file(name), len(f.get_ref(), name)?);
-        }
-        serde_json::to_string(&marks).map_err(|e| e.to_string())
-    }
-
-    fn delivery(&mut self, record: &DeliveryRecord) {
-        let res = serde_json::to_string(record)
-            .map_err(|e| e.to_string())
-            .and_then(|l| writeln!(self.trace, "{l}").map_err(|e| e.to_string()));
-        if let Err(e) = res {
-            self.error.get_or_insert(format!("trace: {e}"));
-        }
-    }
-
-    fn take_recorded(&mut self) -> HashSet<String> {
-        std::mem::take(&mut self.recorded)
-    }
-}
-
-/// The idempotency keys of the delivery records in the first `len` bytes
-/// of the trace at `path`.
-fn delivery_keys(path: &Path, len: u64) -> Result<HashSet<String>, String> {
-    /// The part of a trace line that tells a delivery record and its send.
-    #[derive(serde::Deserialize)]
-    struct Line {
-        kind: String,
-        key: Option<String>,
-    }
-    let err = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
-    let file = File::open(path).map_err(err)?;
-    let mut keys = HashSet::new();
-    for line in std::io::BufRead::lines(BufReader::new(file.take(len))) {
-        let line = line.map_err(err)?;
-        // Only delivery lines are parsed: the trace is mostly decisions.
-        if !line.contains(r#""kind":"delivery""#) {
-            continue;
-        }
-        if let Ok(Line {
-            kind,
-            key: Some(key),
-        }) = serde_json::from_str::<Line>(&line)
-            && kind == "delivery"
-        {
-            keys.insert(key);
-        }
-    }
-    Ok(keys)
-}
-
-/// Opens `path` to append, cut back to `len` bytes.
-fn cut(path: &Path, len: u64) -> Result<File, String> {
-    let f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    f.set_len(len)
-        .map_err(|e| format!("cannot cut {} back: {e}", path.display()))?;
-    Ok(f)
-}
-
-impl Sink for Feeds {
-    /// Never called: the ledger sink in front keeps sends for the ledger.
-    fn deliver(&mut self, _: Channel, _: &nudge_channels::Outgoing) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn record(&mut self, record: Record) {
-        let res = serde_json::to_string(&record)
-            .map_err(|e| e.to_string())
-            .and_then(|l| writeln!(self.trace, "{l}").map_err(|e| e.to_string()));
-        if let Err(e) = res {
-            self.error.get_or_insert(format!("trace: {e}"));
-        }
-    }
-
-    fn membership(&mut self, change: Membership) {
-        let res = (|| -> Result<(), String> {
-            let f = match self.audiences.entry(change.audience.clone()) {
-                std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    // Appended to: a feed cut back to a checkpoint goes on from there.
-                    let path = self.audiences_dir.join(audience_file(&change.audience));
-                    slot.insert(BufWriter::new(append_file(&path)?))
-                }
-            };
-            let line = serde_json::to_string(&change).map_err(|e| e.to_string())?;
-            writeln!(f, "{line}").map_err(|e| e.to_string())
-        })();
-        if let Err(e) = res {
-            self.error
-                .get_or_insert(format!("audience {}: {e}", change.audience));
-        }
-        if let Some(sync) = &mut self.sync {
-            sync.change(&change);
-        }
-    }
-}
-
 /// The directory a project's state goes in: its root, or the directory of its first path.
 pub(super) fn project_root(group: &[PathBuf]) -> PathBuf {
     let first = group.first().cloned().unwrap_or_else(|| PathBuf::from("."));
@@ -1161,31 +739,6 @@ pub(super) fn project_root(group: &[PathBuf]) -> PathBuf {
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
-}
-
-pub(super) fn create_file(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
-}
-
-/// Opens `path` to append, creating it (and its folder) when missing.
-fn append_file(path: &Path) -> Result<File, String> {
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 fn parse_until(text: &str) -> Result<i64, String> {
@@ -1204,45 +757,49 @@ pub(super) fn project_config(root: &Path) -> Result<ProjectConfig, Status> {
     })
 }
 
+/// Reports a failure to set the host up, with its hint.
+pub(super) fn setup_failed(e: SetupError) -> Status {
+    eprintln!("error: {}", e.message);
+    if let Some(h) = &e.help {
+        eprintln!("help: {h}");
+    }
+    Status::Failure
+}
+
+/// The ad platform `[channels.audience]` names, ready to sync to.
+pub(super) fn audience_plugin(
+    settings: &ProjectConfig,
+) -> Result<Option<Box<dyn AudienceSync>>, Status> {
+    setup::audience_plugin(settings).map_err(setup_failed)
+}
+
+/// The engine settings: `nudge.toml`'s, with the policy's suppression lists plus `suppress`.
+pub(super) fn engine_config(
+    bundle: &nudge_bytecode::Bundle,
+    settings: &ProjectConfig,
+    suppress: &[PathBuf],
+    release_spread: i64,
+) -> Result<Config, Status> {
+    setup::engine_config(bundle, settings, suppress, release_spread).map_err(setup_failed)
+}
+
 /// The channel plugins of `nudge.toml`, each replaced by a `--deliver` for
 /// the same channel.
 pub(super) fn merge_routes(
-    config: &ProjectConfig,
+    settings: &ProjectConfig,
     cli: &[(Channel, PluginSpec)],
 ) -> Result<Vec<(Channel, PluginSpec)>, Status> {
-    let mut routes = config.routes().map_err(|e| {
-        eprintln!("error: {}: {e}", nudge_project::MANIFEST);
-        Status::Failure
-    })?;
-    routes.retain(|(channel, _)| cli.iter().all(|(c, _)| c != channel));
-    routes.extend(cli.iter().cloned());
-    Ok(routes)
+    setup::merge_routes(settings, cli).map_err(setup_failed)
 }
 
-pub(super) fn parse_route(text: &str) -> Result<(Channel, PluginSpec), String> {
-    let (channel, spec) = text
-        .split_once('=')
-        .ok_or("expected CHANNEL=PLUGIN, such as sms=stdout")?;
-    let channel = Channel::from_name(channel.trim()).ok_or_else(|| {
-        format!("unknown channel {channel:?}; channels are email, sms, push, webhook and audience")
-    })?;
-    let spec: PluginSpec = spec.parse().map_err(|e| format!("{e}"))?;
-    Ok((channel, spec))
-}
-
-/// Reads suppression lists: one entry per line; blank lines and `#` comments
-/// are skipped; entries are compared lower-cased.
-fn read_suppression(paths: &[PathBuf]) -> Result<std::collections::HashSet<String>, String> {
-    let mut out = std::collections::HashSet::new();
-    for p in paths {
-        let text = std::fs::read_to_string(p)
-            .map_err(|e| format!("cannot read the suppression list {}: {e}", p.display()))?;
-        for line in text.lines() {
-            let entry = line.split('#').next().unwrap_or("").trim();
-            if !entry.is_empty() {
-                out.insert(entry.to_lowercase());
-            }
-        }
-    }
-    Ok(out)
+/// Opens (or with `reset`, recreates) the store and the outbox and plugins
+/// its ledger delivers through (see `nudge_host::setup::open_store`).
+pub(super) fn open_store(
+    store_path: &Path,
+    reset: bool,
+    config: &Config,
+    outbox: &Path,
+    routes: &[(Channel, PluginSpec)],
+) -> Result<(Store, Router), Status> {
+    setup::open_store(store_path, reset, config, outbox, routes).map_err(setup_failed)
 }

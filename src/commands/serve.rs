@@ -9,7 +9,6 @@
 //! then delivers — the same ledger path as `nudge run`, so a 200 means the
 //! calls are durable.
 
-pub(crate) mod alerts;
 mod body;
 mod dead;
 mod feedback;
@@ -32,6 +31,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nudge_host::durable::{self, Bundles, Captured, Code, LedgerSink, Report};
+use nudge_host::feeds::Feeds;
 use nudge_runtime::engine::Engine;
 use nudge_runtime::replay::DeadLetter;
 use nudge_store::{Batch, Intent, Mark, NewCall, SourcePos, Store, StoreError};
@@ -40,9 +40,10 @@ use tokio::sync::oneshot;
 
 use super::Status;
 use super::run::{
-    EngineArgs, Feeds, engine_config, fail, merge_routes, open_store, project_config, project_root,
+    EngineArgs, engine_config, fail, merge_routes, open_store, project_config, project_root,
 };
-use crate::config::{Config as ProjectConfig, HttpLimits};
+use nudge_host::alerts;
+use nudge_host::config::{Config as ProjectConfig, HttpLimits};
 
 /// Segment's limits: a request body of 512 KB and one call of 32 KB.
 const MAX_BODY: usize = 512 * 1024;
@@ -595,7 +596,7 @@ impl<'b> Live<'b> {
         // Checked when nudge.toml was read.
         let max_sends = settings
             .max_sends_per_step()
-            .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
+            .unwrap_or(nudge_host::config::DEFAULT_MAX_SENDS_PER_STEP);
         router.hold_resends_over(max_sends);
         let (mut feeds, start) =
             Feeds::open(&store, &state.join("trace.jsonl"), &state.join("audiences")).map_err(
@@ -644,7 +645,7 @@ impl<'b> Live<'b> {
         store.commit(&mut batch).map_err(|e| fail(&e))?;
         let marks = std::mem::take(&mut batch.marks);
         let dead_path = state.join("dead_letters.jsonl");
-        let dead = super::run::write_dead_letters(&dead_path, &history)
+        let dead = nudge_host::feeds::write_dead_letters(&dead_path, &history)
             .and_then(|()| {
                 OpenOptions::new()
                     .append(true)

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Status {
 }
 
 fn compact(args: CompactArgs) -> Status {
-    let Some(keep) = crate::config::parse_duration(&args.keep).filter(|s| *s >= 0) else {
+    let Some(keep) = nudge_host::config::parse_duration(&args.keep).filter(|s| *s >= 0) else {
         eprintln!(
             "error: --keep {:?}: expected a duration such as `90d`, `12w` or `24h`",
             args.keep

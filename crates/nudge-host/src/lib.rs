@@ -11,4 +11,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod alerts;
+pub mod breaker;
+pub mod config;
 pub mod durable;
+pub mod feeds;
+pub mod setup;

@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use super::{App, Msg, error};
-use crate::config::FeedbackVerifiers;
+use nudge_host::config::FeedbackVerifiers;
 
 /// The largest webhook body read: SendGrid batches events, up to some
 /// hundreds of kilobytes.

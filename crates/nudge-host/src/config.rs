@@ -23,7 +23,7 @@ use nudge_project::manifest;
 pub use nudge_project::manifest::RuntimeSection;
 use serde::Deserialize;
 
-use crate::commands::serve::alerts::{Kind, Rule};
+use crate::alerts::{Kind, Rule};
 
 /// The settings of one project, as read from its `nudge.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -917,7 +917,7 @@ pub struct FeedbackVerifiers {
 
 /// A duration as the flow language writes one (`90s`, `30m`, `24h`, `2d`,
 /// `1w`), in seconds.
-pub(crate) fn parse_duration(text: &str) -> Option<i64> {
+pub fn parse_duration(text: &str) -> Option<i64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (digits, unit) = text.split_at(split);
@@ -1960,7 +1960,7 @@ plugin = "stdout"
     #[test]
     fn fcm_reads_its_key_from_a_file_in_the_project_or_the_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let key = include_str!("../crates/nudge-channels/tests/fixtures/fcm-service-account.json");
+        let key = include_str!("../../nudge-channels/tests/fixtures/fcm-service-account.json");
         std::fs::write(dir.path().join("fcm-key.json"), key).unwrap();
         std::fs::write(
             dir.path().join(MANIFEST),

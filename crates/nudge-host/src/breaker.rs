@@ -66,7 +66,7 @@ impl<S> Breaker<S> {
 
     fn hold(&mut self, message: &Outgoing) -> Result<(), String> {
         if self.held.is_none() {
-            let file = super::run::create_file(&self.held_path)?;
+            let file = crate::feeds::create_file(&self.held_path)?;
             self.held = Some(BufWriter::new(file));
         }
         let line = message.to_json_line().map_err(|e| e.to_string())?;
