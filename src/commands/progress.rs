@@ -3,24 +3,17 @@
 //! when it is a terminal.
 //!
 //! The engine reports nothing while it replays, but every decision it
-//! records carries the virtual time; a sink in front of the real one reads
-//! those times, so the bar needs no help from the engine.
+//! records carries the virtual time; the host's `Watched` sink reads those
+//! times and moves the bar, so the bar needs no help from the engine.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nudge_bytecode::Channel;
-use nudge_runtime::engine::Sink;
-use nudge_runtime::record::{Membership, Record};
 
 /// Inputs smaller than this replay in well under a second: no bar, so
 /// short runs do not flicker.
 const MIN_BYTES: usize = 1 << 20;
-
-/// Reading every record's time would cost more than drawing: one in this
-/// many is read.
-const SAMPLE: u32 = 64;
 
 /// A bar over the input's time range, or nothing.
 pub struct Progress {
@@ -140,70 +133,13 @@ fn time_range(input: &[u8]) -> Option<(i64, i64)> {
     Some((first.min(last), first.max(last)))
 }
 
-/// A sink that moves the progress bar with the records' virtual time and
-/// passes everything on to the sink behind it.
-pub struct ProgressSink<'p, S> {
-    inner: S,
-    progress: &'p Progress,
-    seen: u32,
-}
-
-impl<'p, S> ProgressSink<'p, S> {
-    /// Puts the bar in front of `inner`.
-    pub fn new(inner: S, progress: &'p Progress) -> Self {
-        ProgressSink {
-            inner,
-            progress,
-            seen: 0,
-        }
+impl nudge_host::watch::Watch for Progress {
+    fn wants(&self) -> bool {
+        self.bar.is_some()
     }
 
-    /// The sink behind the bar.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: nudge_host::durable::Feed> nudge_host::durable::Feed for ProgressSink<'_, S> {
-    fn mark(&mut self) -> Result<String, String> {
-        self.inner.mark()
-    }
-
-    fn delivery(&mut self, record: &nudge_runtime::record::DeliveryRecord) {
-        self.inner.delivery(record);
-    }
-
-    fn take_recorded(&mut self) -> std::collections::HashSet<String> {
-        self.inner.take_recorded()
-    }
-}
-
-impl<S: Sink> Sink for ProgressSink<'_, S> {
-    fn deliver(
-        &mut self,
-        channel: Channel,
-        message: &nudge_channels::Outgoing,
-    ) -> Result<(), String> {
-        self.inner.deliver(channel, message)
-    }
-
-    fn record(&mut self, record: Record) {
-        self.seen = self.seen.wrapping_add(1);
-        if self.progress.bar.is_some()
-            && self.seen.is_multiple_of(SAMPLE)
-            && let Ok(at) = chrono::DateTime::parse_from_rfc3339(&record.at)
-        {
-            self.progress.at(at.timestamp_millis());
-        }
-        self.inner.record(record);
-    }
-
-    fn membership(&mut self, change: Membership) {
-        self.inner.membership(change);
-    }
-
-    fn step(&mut self, step: nudge_runtime::engine::Step) {
-        self.inner.step(step);
+    fn at(&self, at: i64) {
+        Progress::at(self, at);
     }
 }
 

@@ -2,23 +2,21 @@
 //! a virtual clock.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
-use nudge_channels::{AudienceSync, OutboxMode, PluginSpec};
-use nudge_host::durable::{self, Input, LedgerSink, Router, Settings};
-use nudge_runtime::engine::{Config, Engine};
-use nudge_runtime::output::{FileSink, Synced};
-use nudge_runtime::replay::{self, DeadLetter, Horizon, Options};
+use nudge_channels::{AudienceSync, PluginSpec};
+use nudge_host::config::Config as ProjectConfig;
+use nudge_host::durable::{self, Router};
+use nudge_host::run::{self as host, Files, Plan, Ran};
+use nudge_host::setup::{self, SetupError};
+use nudge_runtime::engine::Config;
+use nudge_runtime::output::Synced;
+use nudge_runtime::replay::{self, Horizon};
 use nudge_store::{Store, StoreError};
 
-use super::progress::{Progress, ProgressSink};
+use super::progress::Progress;
 use super::{Status, compile};
-use nudge_host::breaker::Breaker;
-use nudge_host::config::Config as ProjectConfig;
-use nudge_host::feeds::{Feeds, create_file, write_dead_letters};
-use nudge_host::setup::{self, SetupError};
 
 /// Arguments of `nudge run`.
 #[derive(clap::Args, Debug)]
@@ -186,28 +184,10 @@ pub fn run(args: Args) -> Status {
     worst
 }
 
-/// How the calls are replayed: the clock after them, the horizon, the
-/// reorder window.
-#[derive(Clone, Copy)]
-struct Replay {
-    until: Option<i64>,
-    horizon: Horizon,
-    window: usize,
-    checkpoint_every: u64,
-    /// `[store] keep_calls` in milliseconds.
-    keep_calls: Option<i64>,
-    /// The send circuit breaker's limit.
-    max_sends: usize,
-}
-
-/// The files of one project's run.
+/// The files of one project's run, and the project they belong to.
 struct Paths {
     root: PathBuf,
-    state: PathBuf,
-    store: PathBuf,
-    outbox: PathBuf,
-    dead: PathBuf,
-    trace: PathBuf,
+    files: Files,
 }
 
 fn run_project(
@@ -253,22 +233,24 @@ fn run_project(
         }
     };
     let paths = Paths {
-        outbox: args
-            .engine
-            .outbox
-            .clone()
-            .unwrap_or_else(|| state.join("outbox.jsonl")),
-        dead: args
-            .dead_letters
-            .clone()
-            .unwrap_or_else(|| state.join("dead_letters.jsonl")),
-        trace: args
-            .trace
-            .clone()
-            .unwrap_or_else(|| state.join("trace.jsonl")),
-        store: args.engine.store_path(&settings, &root),
+        files: Files {
+            outbox: args
+                .engine
+                .outbox
+                .clone()
+                .unwrap_or_else(|| state.join("outbox.jsonl")),
+            dead: args
+                .dead_letters
+                .clone()
+                .unwrap_or_else(|| state.join("dead_letters.jsonl")),
+            trace: args
+                .trace
+                .clone()
+                .unwrap_or_else(|| state.join("trace.jsonl")),
+            store: args.engine.store_path(&settings, &root),
+            state,
+        },
         root,
-        state,
     };
     let config = match engine_config(
         &bundle,
@@ -295,24 +277,125 @@ fn run_project(
     let max_sends = settings
         .max_sends_per_step()
         .unwrap_or(nudge_host::config::DEFAULT_MAX_SENDS_PER_STEP);
-    let replay = Replay {
+    let plan = Plan {
         until,
+        drain: args.drain,
         horizon,
         window,
         checkpoint_every: settings.checkpoint_every(),
         keep_calls: settings.keep_calls_ms(),
         max_sends,
+        // 10,000 by default: the commit's fsync is paid once per many calls,
+        // and a batch's sends still go out within a fraction of a second.
+        batch_lines: args.batch_lines,
+        reset: args.reset,
+        release_sends: args.release_sends,
+        sort: args.sort.then(|| nudge_runtime::sort::Options {
+            budget: args
+                .sort_memory
+                .unwrap_or(nudge_runtime::sort::DEFAULT_BUDGET),
+            dir: args
+                .sort_temp_dir
+                .clone()
+                .unwrap_or_else(|| paths.files.state.clone()),
+        }),
     };
-    if args.engine.in_memory {
-        run_in_memory(
-            &bundle, &events, input, &paths, args, replay, routes, config, audience,
+    let (input, len) = input;
+    let progress = Progress::for_file(&events, len);
+    let ran = if args.engine.in_memory {
+        host::in_memory(
+            &bundle,
+            &events,
+            input,
+            &paths.files,
+            &plan,
+            routes,
+            config,
+            audience,
+            &progress,
         )
     } else {
         drop(input);
-        run_durable(
-            &bundle, &events, &paths, args, replay, routes, config, audience,
+        host::durable(
+            &bundle,
+            &events,
+            &paths.files,
+            &plan,
+            routes,
+            config,
+            audience,
+            &progress,
         )
+    };
+    progress.finish();
+    match ran {
+        Ok(ran) => tell(args.format, &paths, &plan, &ran),
+        Err(e) => setup_failed(e),
     }
+}
+
+/// Prints what a run came to, and its exit status.
+fn tell(format: Format, paths: &Paths, plan: &Plan, ran: &Ran) -> Status {
+    let store = &paths.files.store;
+    if let Some(d) = ran.report.as_ref().and_then(|r| r.deployed.as_ref()) {
+        eprintln!(
+            "note: the project changed since {} was last run; deployed it:\n{d}",
+            store.display()
+        );
+    }
+    summary(
+        format,
+        paths,
+        &ran.stats,
+        ran.clamped,
+        ran.report.as_ref().map(|r| (store.as_path(), r)),
+    );
+    if ran.report.as_ref().is_some_and(|r| r.diverged) {
+        eprintln!(
+            "warning: rebuilding from {} gave a different number of sends than its ledger holds; the history may have been applied under other settings",
+            store.display()
+        );
+    }
+    past_window(ran.past_window, plan.window);
+    if let Some(s) = &ran.synced {
+        print_synced(s);
+    }
+    if let Some(r) = &ran.report
+        && let Some(f) = &r.first_failure
+    {
+        eprintln!(
+            "warning: {} deliveries failed in this run; first: {f}",
+            r.failed
+        );
+    }
+    if let Some(e) = &ran.error {
+        eprintln!("error: {e}");
+        return Status::Failure;
+    }
+    if let Some(held) = &ran.held {
+        eprintln!(
+            "help: the send circuit breaker tripped ({}): {} sends were held in {} and not delivered; a run in memory keeps no ledger to release them from, so check them, then raise [runtime] max_sends_per_step or run with the store",
+            held.why,
+            held.count,
+            held.path.display()
+        );
+        return Status::Held;
+    }
+    if let Some(r) = &ran.report
+        && let Some(reason) = &r.paused
+    {
+        eprintln!(
+            "alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = {}): {reason}",
+            plan.max_sends
+        );
+        eprintln!(
+            "help: {} sends are held, pending in {}; run again with --release-sends to deliver them",
+            r.held,
+            store.display()
+        );
+        return Status::Held;
+    }
+    Status::Ok
 }
 
 /// Tells what the audience plugin did; a failure is a warning, since the
@@ -332,287 +415,6 @@ pub(super) fn print_synced(synced: &Synced) {
             synced.plugin
         );
     }
-}
-
-/// The whole file from scratch on a fresh engine, nothing kept.
-#[allow(clippy::too_many_arguments)]
-fn run_in_memory(
-    bundle: &nudge_bytecode::Bundle,
-    events: &Path,
-    (input, len): (File, u64),
-    paths: &Paths,
-    args: &Args,
-    replay: Replay,
-    routes: &[(Channel, PluginSpec)],
-    config: Config,
-    audience: Option<Box<dyn AudienceSync>>,
-) -> Status {
-    let mut sink = match FileSink::new(
-        &paths.outbox,
-        Some(&paths.trace),
-        &paths.state.join("audiences"),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    for (channel, spec) in routes {
-        match spec.build(&paths.outbox, OutboxMode::Append) {
-            Ok(p) => sink.route(*channel, p),
-            Err(e) => {
-                eprintln!("error: cannot set up the {} plugin: {e}", channel.name());
-                return Status::Failure;
-            }
-        }
-    }
-    if let Some(plugin) = audience {
-        sink.sync_audiences(plugin);
-    }
-    let mut dead_file = match create_file(&paths.dead) {
-        Ok(f) => BufWriter::new(f),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    let mut dead_error: Option<std::io::Error> = None;
-    let mut write_dead = |d: DeadLetter| {
-        let line = match serde_json::to_string(&d) {
-            Ok(line) => line,
-            Err(e) => {
-                dead_error.get_or_insert(std::io::Error::other(e));
-                return;
-            }
-        };
-        if let Err(e) = writeln!(dead_file, "{line}") {
-            dead_error.get_or_insert(e);
-        }
-    };
-    let progress = Progress::for_file(events, len);
-    let held_path = paths.state.join("held.jsonl");
-    let sink = match Breaker::new(sink, replay.max_sends, &held_path) {
-        Ok(b) => ProgressSink::new(b, &progress),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    let mut engine = Engine::new(bundle, sink, config, i64::MIN);
-    let options = Options {
-        until: replay.until,
-        drain: args.drain,
-    };
-    let input = BufReader::with_capacity(1 << 20, input);
-    let streamed = if args.sort {
-        let sort_options = nudge_runtime::sort::Options {
-            budget: args
-                .sort_memory
-                .unwrap_or(nudge_runtime::sort::DEFAULT_BUDGET),
-            dir: args
-                .sort_temp_dir
-                .clone()
-                .unwrap_or_else(|| paths.state.clone()),
-        };
-        match nudge_runtime::sort::sort(input, &sort_options) {
-            Ok(sorted) => replay::replay_sorted(
-                &mut engine,
-                sorted,
-                options,
-                Some(replay.horizon),
-                &mut write_dead,
-            ),
-            Err(e) => {
-                progress.finish();
-                eprintln!("error: cannot sort events from {}: {e}", events.display());
-                return Status::Failure;
-            }
-        }
-    } else {
-        replay::replay_stream(
-            &mut engine,
-            input,
-            options,
-            Some(replay.horizon),
-            replay.window,
-            &mut write_dead,
-        )
-    };
-    progress.finish();
-    let streamed = match streamed {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read events from {}: {e}", events.display());
-            return Status::Failure;
-        }
-    };
-    let stats = engine.stats();
-    let mut synced = None;
-    let (flushed, held) = match engine.into_sink().into_inner().finish() {
-        Ok((mut sink, tripped, held)) => {
-            synced = sink.finish_sync();
-            (sink.finish(), tripped.map(|why| (why, held)))
-        }
-        Err(e) => (Err(e), None),
-    };
-    let dead_flushed = dead_file.flush();
-    summary(args.format, paths, &stats, streamed.clamped, None);
-    past_window(streamed.past_window, replay.window);
-    if let Some(s) = &synced {
-        print_synced(s);
-    }
-    if let Err(e) = flushed {
-        eprintln!("error: {e}");
-        return Status::Failure;
-    }
-    if let Some(e) = dead_error.or(dead_flushed.err()) {
-        eprintln!("error: writing {}: {e}", paths.dead.display());
-        return Status::Failure;
-    }
-    if let Some((why, held)) = held {
-        eprintln!(
-            "help: the send circuit breaker tripped ({why}): {held} sends were held in {} and not delivered; a run in memory keeps no ledger to release them from, so check them, then raise [runtime] max_sends_per_step or run with the store",
-            held_path.display()
-        );
-        return Status::Held;
-    }
-    Status::Ok
-}
-
-/// Rebuilds from the store, then applies only what the store has not seen.
-#[allow(clippy::too_many_arguments)]
-fn run_durable(
-    bundle: &nudge_bytecode::Bundle,
-    events: &Path,
-    paths: &Paths,
-    args: &Args,
-    replay: Replay,
-    routes: &[(Channel, PluginSpec)],
-    config: Config,
-    audience: Option<Box<dyn AudienceSync>>,
-) -> Status {
-    let store_path = paths.store.clone();
-    let (mut store, mut router) =
-        match open_store(&store_path, args.reset, &config, &paths.outbox, routes) {
-            Ok(o) => o,
-            Err(status) => return status,
-        };
-    // A flood an earlier run held stays held, unless this run releases it.
-    if !args.release_sends {
-        router.hold_resends_over(replay.max_sends);
-    }
-    let (mut feeds, start) = match Feeds::open(&store, &paths.trace, &paths.state.join("audiences"))
-    {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Status::Failure;
-        }
-    };
-    if let Some(plugin) = audience {
-        feeds.sync_audiences(plugin);
-    }
-    let bundles = durable::Bundles::new();
-    let code = durable::Code {
-        current: bundle,
-        bundles: &bundles,
-    };
-    let initial = match code.initial(&store) {
-        Ok(b) => b,
-        Err(e) => return fail(&e),
-    };
-    let progress = Progress::for_file(events, std::fs::metadata(events).map_or(0, |m| m.len()));
-    let (sink, captured) = LedgerSink::new(ProgressSink::new(feeds, &progress));
-    let mut engine = Engine::new(initial, sink, config, i64::MIN);
-    let name = std::fs::canonicalize(events)
-        .unwrap_or_else(|_| events.to_path_buf())
-        .display()
-        .to_string();
-    let settings = Settings {
-        until: replay.until,
-        drain: args.drain,
-        // 10,000 by default: the commit's fsync is paid once per many calls,
-        // and a batch's sends still go out within a fraction of a second.
-        batch_lines: args.batch_lines,
-        horizon: Some(replay.horizon),
-        window: replay.window,
-        checkpoint_every: replay.checkpoint_every,
-        keep_calls: replay.keep_calls,
-        start,
-        max_sends_per_step: Some(replay.max_sends),
-    };
-    let source = Input {
-        name: &name,
-        path: events,
-    };
-    let (report, dead) = match durable::run(
-        &mut store,
-        &mut engine,
-        code,
-        &captured,
-        &mut router,
-        source,
-        settings,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            progress.finish();
-            return fail(&e);
-        }
-    };
-    if let Some(d) = &report.deployed {
-        eprintln!(
-            "note: the project changed since {} was last run; deployed it:\n{d}",
-            store_path.display()
-        );
-    }
-    progress.finish();
-    let stats = engine.stats();
-    let mut feeds = engine.into_sink().into_feeds().into_inner();
-    let synced = feeds.finish_sync();
-    let feeds = feeds.finish();
-    let dead_written = write_dead_letters(&paths.dead, &dead);
-    summary(
-        args.format,
-        paths,
-        &stats,
-        report.clamped,
-        Some((&store_path, &report)),
-    );
-    if report.diverged {
-        eprintln!(
-            "warning: rebuilding from {} gave a different number of sends than its ledger holds; the history may have been applied under other settings",
-            store_path.display()
-        );
-    }
-    past_window(report.past_window, replay.window);
-    if let Some(s) = &synced {
-        print_synced(s);
-    }
-    if let Some(f) = &report.first_failure {
-        eprintln!(
-            "warning: {} deliveries failed in this run; first: {f}",
-            report.failed
-        );
-    }
-    if let Err(e) = feeds.and(dead_written) {
-        eprintln!("error: {e}");
-        return Status::Failure;
-    }
-    if let Some(reason) = &report.paused {
-        eprintln!(
-            "alert: delivery paused by the send circuit breaker ([runtime] max_sends_per_step = {}): {reason}",
-            replay.max_sends
-        );
-        eprintln!(
-            "help: {} sends are held, pending in {}; run again with --release-sends to deliver them",
-            report.held,
-            store_path.display()
-        );
-        return Status::Held;
-    }
-    Status::Ok
 }
 
 /// Reports a store error with its hint.
@@ -644,9 +446,9 @@ fn summary(
             }
             println!(
                 "outbox: {}; dead letters: {}; trace: {}",
-                paths.outbox.display(),
-                paths.dead.display(),
-                paths.trace.display()
+                paths.files.outbox.display(),
+                paths.files.dead.display(),
+                paths.files.trace.display()
             );
             if let Some((path, r)) = store {
                 let mut late = if r.late > 0 {
@@ -694,9 +496,9 @@ fn summary(
         Format::Json => {
             let mut out = serde_json::json!({
                 "project": paths.root.display().to_string(),
-                "outbox": paths.outbox.display().to_string(),
-                "dead_letters": paths.dead.display().to_string(),
-                "trace": paths.trace.display().to_string(),
+                "outbox": paths.files.outbox.display().to_string(),
+                "dead_letters": paths.files.dead.display().to_string(),
+                "trace": paths.files.trace.display().to_string(),
                 "stats": stats,
             });
             if clamped > 0 {

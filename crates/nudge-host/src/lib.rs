@@ -16,4 +16,6 @@ pub mod breaker;
 pub mod config;
 pub mod durable;
 pub mod feeds;
+pub mod run;
 pub mod setup;
+pub mod watch;
