@@ -336,3 +336,55 @@ fn events_sort_reports_bad_input_and_leaves_no_output() {
     left.sort();
     assert_eq!(left, ["blocker", "in.jsonl"]);
 }
+
+#[test]
+fn calls_read_from_standard_input_replay_as_the_file_and_a_durable_run_refuses_them() {
+    let (tmp, dir) = copy_example("cart_recovery");
+    let work = tmp.path();
+    let lines = shuffled(&generated(work, 600));
+    let events = work.join("events.jsonl");
+    write_lines(&events, &lines);
+    let want = work.join("want");
+    replay_into(&dir, &events, &want, &["--in-memory", "--sort"]);
+    let outbox = read(want.join("outbox.jsonl"));
+    assert!(outbox.lines().count() > 2, "the stream sends: {outbox}");
+
+    // The same calls piped in, sorted as they come: the same outputs.
+    let got = work.join("got");
+    let names = ["outbox.jsonl", "trace.jsonl", "dead.jsonl"].map(|f| got.join(f));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["run", s(&dir), "--events", "-", "--drain", "--in-memory"])
+        .args(["--sort", "--outbox", s(&names[0]), "--trace", s(&names[1])])
+        .args(["--dead-letters", s(&names[2])])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nudge runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&events).unwrap())
+        .unwrap();
+    let ran = child.wait_with_output().unwrap();
+    assert!(ran.status.success(), "{}", text(&ran.stderr));
+    assert!(read(names[0].clone()) == outbox, "the same sends");
+    assert!(
+        read(names[1].clone()) == read(want.join("trace.jsonl")),
+        "the same trace"
+    );
+    assert_eq!(read(names[2].clone()), read(want.join("dead.jsonl")));
+
+    // The store cannot go on from a position in standard input.
+    let refused = nudge(&["run", s(&dir), "--events", "-"]);
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("--events - (standard input) replays in memory only"),
+        "{said}"
+    );
+    assert!(said.contains("save the calls to a file"), "{said}");
+    assert!(!dir.join(".nudge/state.db").exists(), "no store was made");
+}

@@ -2,6 +2,7 @@
 //! a virtual clock.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::Channel;
@@ -27,7 +28,8 @@ pub struct Args {
     /// Where sends go and what the engine keeps.
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// The calls to replay: Segment JSON lines (one project only).
+    /// The calls to replay: Segment JSON lines (one project only); `-`
+    /// reads them from standard input (with --in-memory).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Where refused lines go; `.nudge/dead_letters.jsonl` by default.
@@ -162,6 +164,15 @@ pub fn run(args: Args) -> Status {
         );
         return Status::Failure;
     }
+    if args.events.as_deref().is_some_and(is_stdin) && !args.engine.in_memory {
+        eprintln!(
+            "error: --events - (standard input) replays in memory only (add --in-memory): the store keeps how far it read the events file, to go on from there after a crash or when lines are appended, and standard input cannot be read again"
+        );
+        eprintln!(
+            "help: for a durable run, save the calls to a file, then `nudge run --events FILE`"
+        );
+        return Status::Failure;
+    }
     let until = match args.until.as_deref().map(parse_until).transpose() {
         Ok(u) => u,
         Err(e) => {
@@ -222,7 +233,15 @@ fn run_project(
         .unwrap_or_else(|| root.join("events.jsonl"));
     // Opened here to report a missing file before anything else; it is
     // read as a stream, never whole.
-    let input = match File::open(&events).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+    let opened = if is_stdin(&events) {
+        Ok((Box::new(std::io::stdin().lock()) as Box<dyn Read>, 0))
+    } else {
+        File::open(&events).and_then(|f| {
+            let len = f.metadata()?.len();
+            Ok((Box::new(f) as Box<dyn Read>, len))
+        })
+    };
+    let input = match opened {
         Ok(opened) => opened,
         Err(e) => {
             eprintln!("error: cannot read events from {}: {e}", events.display());
@@ -541,6 +560,11 @@ pub(super) fn project_root(group: &[PathBuf]) -> PathBuf {
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
+}
+
+/// Whether an events path names standard input.
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 fn parse_until(text: &str) -> Result<i64, String> {

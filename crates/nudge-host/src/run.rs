@@ -3,8 +3,7 @@
 //! (rebuilt from it, then only what it has not seen). The caller reads its
 //! arguments and prints; everything between is here.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use nudge_bytecode::{Bundle, Channel};
@@ -94,12 +93,13 @@ pub struct Ran {
     pub error: Option<String>,
 }
 
-/// Replays `events` from scratch on a fresh engine; nothing is kept.
+/// Replays `input` (the calls of `events`, named in messages) from
+/// scratch on a fresh engine; nothing is kept.
 #[allow(clippy::too_many_arguments)]
 pub fn in_memory(
     bundle: &Bundle,
     events: &Path,
-    input: File,
+    input: impl Read,
     files: &Files,
     plan: &Plan,
     routes: &[(Channel, PluginSpec)],
