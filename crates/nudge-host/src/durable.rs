@@ -346,7 +346,7 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
     engine: &mut Engine<'b, S>,
     dead: &[DeadLetter],
 ) -> Result<Checkpoint, StoreError> {
-    let broken = |reason: String| StoreError::Open {
+    let broken = |reason: String| StoreError::Write {
         path: store.to_path_buf(),
         reason,
     };

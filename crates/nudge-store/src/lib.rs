@@ -161,6 +161,14 @@ pub enum StoreError {
         /// The stored checkpoint's layout version, when there is one.
         found: Option<u32>,
     },
+    /// Something the host had to write with a batch could not be made:
+    /// a checkpoint of the engine, its feeds' marks, a message as JSON.
+    Write {
+        /// The store's path.
+        path: PathBuf,
+        /// What could not be written, and why.
+        reason: String,
+    },
     /// A database error while reading or writing.
     Sql {
         /// The store's path.
@@ -175,6 +183,9 @@ impl fmt::Display for StoreError {
         match self {
             StoreError::Open { path, reason } => {
                 write!(f, "cannot open the store {}: {reason}", path.display())
+            }
+            StoreError::Write { path, reason } => {
+                write!(f, "cannot write to the store {}: {reason}", path.display())
             }
             StoreError::NotAStore { path, reason } => {
                 write!(
@@ -894,7 +905,7 @@ impl Store {
                 .map_err(err)?;
             let mut kept = Vec::with_capacity(batch.intents.len());
             for i in batch.intents.drain(..) {
-                let json = i.message.to_json_line().map_err(|e| StoreError::Open {
+                let json = i.message.to_json_line().map_err(|e| StoreError::Write {
                     path: path.clone(),
                     reason: format!("a message cannot be written as JSON: {e}"),
                 })?;
