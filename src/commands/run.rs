@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use nudge_bytecode::Channel;
 use nudge_channels::{AudienceSync, PluginSpec};
 use nudge_host::config::Config as ProjectConfig;
-use nudge_host::durable::{self, Router};
+use nudge_host::durable;
 use nudge_host::run::{self as host, Files, Plan, Ran};
 use nudge_host::setup::{self, SetupError};
 use nudge_runtime::engine::Config;
-use nudge_runtime::output::Synced;
 use nudge_runtime::replay::{self, Horizon};
-use nudge_store::{Store, StoreError};
+use nudge_store::StoreError;
 
 use super::progress::Progress;
 use super::{Status, compile};
@@ -377,7 +376,7 @@ fn tell(format: Format, paths: &Paths, plan: &Plan, ran: &Ran) -> Status {
     }
     past_window(ran.past_window, plan.window);
     if let Some(s) = &ran.synced {
-        print_synced(s);
+        nudge_host::run::print_synced(s);
     }
     if let Some(r) = &ran.report
         && let Some(f) = &r.first_failure
@@ -415,25 +414,6 @@ fn tell(format: Format, paths: &Paths, plan: &Plan, ran: &Ran) -> Status {
         return Status::Held;
     }
     Status::Ok
-}
-
-/// Tells what the audience plugin did; a failure is a warning, since the
-/// audience feeds still hold every change.
-pub(super) fn print_synced(synced: &Synced) {
-    eprintln!("audiences synced through {}:", synced.plugin);
-    for line in &synced.lines {
-        eprintln!("  {line}");
-    }
-    if let Some(e) = &synced.error {
-        let unsent = match synced.unsent {
-            0 => String::new(),
-            n => format!("; {n} changes were not sent"),
-        };
-        eprintln!(
-            "warning: audience sync through {} failed: {e}{unsent}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
-            synced.plugin
-        );
-    }
 }
 
 /// Reports a store error with its hint.
@@ -616,16 +596,4 @@ pub(super) fn merge_routes(
     cli: &[(Channel, PluginSpec)],
 ) -> Result<Vec<(Channel, PluginSpec)>, Status> {
     setup::merge_routes(settings, cli).map_err(setup_failed)
-}
-
-/// Opens (or with `reset`, recreates) the store and the outbox and plugins
-/// its ledger delivers through (see `nudge_host::setup::open_store`).
-pub(super) fn open_store(
-    store_path: &Path,
-    reset: bool,
-    config: &Config,
-    outbox: &Path,
-    routes: &[(Channel, PluginSpec)],
-) -> Result<(Store, Router), Status> {
-    setup::open_store(store_path, reset, config, outbox, routes).map_err(setup_failed)
 }

@@ -14,8 +14,12 @@
 pub mod alerts;
 pub mod breaker;
 pub mod config;
+pub mod dead;
 pub mod durable;
 pub mod feeds;
+pub mod live;
+pub mod metrics;
+pub mod retry;
 pub mod run;
 pub mod setup;
 pub mod watch;

@@ -277,3 +277,22 @@ pub fn durable(
         error,
     })
 }
+
+/// Tells what the audience plugin did; a failure is a warning, since the
+/// audience feeds still hold every change.
+pub fn print_synced(synced: &Synced) {
+    eprintln!("audiences synced through {}:", synced.plugin);
+    for line in &synced.lines {
+        eprintln!("  {line}");
+    }
+    if let Some(e) = &synced.error {
+        let unsent = match synced.unsent {
+            0 => String::new(),
+            n => format!("; {n} changes were not sent"),
+        };
+        eprintln!(
+            "warning: audience sync through {} failed: {e}{unsent}; the changes stay in the audience feeds (`nudge audiences export` makes upload files of them)",
+            synced.plugin
+        );
+    }
+}

@@ -94,6 +94,11 @@ impl Retries {
         self.waiting.len()
     }
 
+    /// Whether no send waits for another round.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The channel of each send waiting for a round.
     pub fn channels(&self) -> impl Iterator<Item = &str> {
         self.waiting

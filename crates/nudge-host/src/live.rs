@@ -1,0 +1,905 @@
+//! The live host of `nudge serve`: the engine with its store, plugins,
+//! feeds and alerts, on the wall clock (or the calls' own clock). One
+//! thread owns it; the HTTP side hands it calls and asks it questions.
+//! Each group of calls is applied and committed with its send intents in
+//! one transaction before it is answered, then delivered: the same ledger
+//! path as `nudge run`, so an answer means the calls are durable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nudge_bytecode::{Bundle, Channel};
+use nudge_channels::PluginSpec;
+use nudge_runtime::engine::{Config, Engine};
+use nudge_runtime::replay::DeadLetter;
+use nudge_store::{Batch, Intent, Mark, NewCall, SourcePos, Store, StoreError};
+use serde_json::{Value, json};
+
+use crate::alerts;
+use crate::durable::{self, Bundles, Captured, Code, LedgerSink, Report};
+use crate::feeds::{Feeds, write_dead_letters};
+use crate::metrics::{Metrics, declared_events, flow_metrics, waiting_metrics};
+use crate::retry;
+use crate::setup::{SetupError, audience_plugin, open_store};
+
+/// The store's name for calls that came through `nudge serve`.
+pub const SOURCE: &str = "nudge serve";
+
+/// An answer to an operator's request: an HTTP status and a JSON body.
+pub type Answer = (u16, Value);
+
+/// Compiles the project again (on reload): its bundle, or its problems as text.
+pub type Recompile = Box<dyn Fn() -> Result<Bundle, String>>;
+
+/// What a live host is opened with.
+pub struct Opening<'a> {
+    /// The project's root: its `.nudge` folder and `nudge.toml`.
+    pub root: &'a Path,
+    /// The project's settings.
+    pub settings: &'a crate::config::Config,
+    /// Where sends go when no plugin takes their channel.
+    pub outbox: PathBuf,
+    /// The channel plugins.
+    pub routes: Vec<(Channel, PluginSpec)>,
+    /// The engine's configuration.
+    pub config: Config,
+    /// The store file (`:memory:` for none kept).
+    pub store: PathBuf,
+    /// Whether the alerts count from the wall clock's now (serving HTTP on
+    /// the wall clock), else from the engine's clock.
+    pub wall: bool,
+}
+
+/// Reports a store error with its hint, on the server's log.
+fn report(e: &StoreError) {
+    eprintln!("error: {e}");
+    if let Some(h) = e.hint() {
+        eprintln!("help: {h}");
+    }
+}
+
+/// The engine with its store, plugins and feeds.
+pub struct Live<'b> {
+    /// The store calls, sends and checkpoints are committed to.
+    pub store: Store,
+    /// The engine, whose effects go to the ledger and the feeds.
+    pub engine: Engine<'b, LedgerSink<Feeds>>,
+    /// The code served now, and where reloaded bundles are kept.
+    code: Code<'b>,
+    /// Compiles the project again, on reload.
+    recompile: Recompile,
+    captured: Captured,
+    router: durable::Router,
+    /// Device tokens the push plugins found invalid, to remove from profiles.
+    invalid_tokens: Vec<nudge_channels::InvalidTokens>,
+    /// Where the calls of this server go in the store, and the last line's number.
+    pub source: SourcePos,
+    /// Delivery results waiting for the next commit.
+    marks: Vec<Mark>,
+    /// Committed sends not yet handed to their plugins.
+    to_deliver: Vec<Intent>,
+    /// Sends whose delivery failed, waiting for their next round.
+    retries: retry::Retries,
+    /// A wall-clock advance not yet in the history: stored before the next
+    /// lines, so a rebuild applies them at the same clock.
+    until: Option<i64>,
+    report: Report,
+    dead: BufWriter<File>,
+    dead_path: PathBuf,
+    /// The counters, shared with the HTTP side.
+    pub metrics: Arc<Metrics>,
+    /// The send circuit breaker: the most sends one call or one clock step
+    /// may make before sending pauses.
+    max_sends: usize,
+    /// Why sending is paused, while it is.
+    paused: Option<String>,
+    /// Committed sends held while sending is paused: pending in the ledger,
+    /// delivered when the operator releases them.
+    held: Vec<Intent>,
+    /// The declared alerts and where they are notified; `None` without any.
+    alerts: Option<alerts::Watch>,
+    /// The dead letters of every stored call, for the next checkpoint.
+    stored_dead: Vec<DeadLetter>,
+    /// Calls stored since the last checkpoint, and how many make the next one due.
+    since_checkpoint: u64,
+    checkpoint_every: u64,
+    /// `[store] keep_calls` in milliseconds: older calls leave the log with
+    /// each checkpoint that covers them.
+    keep_calls: Option<i64>,
+    /// The `[alerts_webhook]` the alerts were set up with, as written, to
+    /// tell on reload whether it changed.
+    alerts_webhook: String,
+    /// The project's root, whose nudge.toml a reload reads again.
+    root: PathBuf,
+}
+
+impl<'b> Live<'b> {
+    /// Opens the project's store, restores the engine from it (its
+    /// checkpoint and the calls after it), stores what the restart decided
+    /// (a deploy, the results of sends left pending), and is ready for calls.
+    pub fn open(
+        bundle: &'b Bundle,
+        bundles: &'b Bundles,
+        opening: Opening<'_>,
+        metrics: Arc<Metrics>,
+        recompile: Recompile,
+    ) -> Result<Live<'b>, SetupError> {
+        let Opening {
+            root,
+            settings,
+            outbox,
+            routes,
+            config,
+            store: store_path,
+            wall,
+        } = opening;
+        let state = root.join(".nudge");
+        let retry_first = settings
+            .retry_backoff()
+            .map_err(SetupError::new)?
+            .map_or(retry::FIRST, |s| Duration::from_secs(s.unsigned_abs()));
+        let (mut store, mut router) = open_store(&store_path, false, &config, &outbox, &routes)?;
+        // Checked when nudge.toml was read.
+        let max_sends = settings
+            .max_sends_per_step()
+            .unwrap_or(crate::config::DEFAULT_MAX_SENDS_PER_STEP);
+        router.hold_resends_over(max_sends);
+        let (mut feeds, start) =
+            Feeds::open(&store, &state.join("trace.jsonl"), &state.join("audiences"))
+                .map_err(SetupError::new)?;
+        if let Some(plugin) = audience_plugin(settings)? {
+            feeds.sync_audiences(plugin);
+        }
+        let code = Code {
+            current: bundle,
+            bundles,
+        };
+        let initial = code.initial(&store)?;
+        let (sink, captured) = LedgerSink::new(feeds);
+        let mut engine = Engine::new(initial, sink, config, i64::MIN);
+        let source = store.source(SOURCE)?;
+        let mut report = Report::default();
+        let mut history = Vec::new();
+        let mut batch = Batch::default();
+        let resumed = durable::resume(
+            &mut store,
+            &mut engine,
+            code,
+            durable::Resume {
+                captured: &captured,
+                router: &mut router,
+                source: &source,
+                start: start.as_ref(),
+            },
+            &mut report,
+            &mut history,
+            &mut batch,
+        )?;
+        if let Some(d) = &resumed.deployed {
+            eprintln!(
+                "note: the project changed since the store was last served; deployed it:\n{d}"
+            );
+        }
+        // The deploy (if any) and the delivery results of pending sends are
+        // stored before anything else happens.
+        batch.meta.push(("clock", engine.now().to_string()));
+        store.commit(&mut batch)?;
+        let marks = std::mem::take(&mut batch.marks);
+        let dead_path = state.join("dead_letters.jsonl");
+        let dead = write_dead_letters(&dead_path, &history)
+            .and_then(|()| {
+                OpenOptions::new()
+                    .append(true)
+                    .open(&dead_path)
+                    .map_err(|e| format!("cannot open {}: {e}", dead_path.display()))
+            })
+            .map_err(SetupError::new)?;
+        let mut live = Live {
+            store,
+            engine,
+            code,
+            recompile,
+            captured,
+            router,
+            invalid_tokens: routes
+                .iter()
+                .filter_map(|(_, spec)| match spec {
+                    nudge_channels::PluginSpec::Fcm(c) => Some(c.invalid_tokens.clone()),
+                    _ => None,
+                })
+                .collect(),
+            source,
+            marks,
+            to_deliver: Vec::new(),
+            retries: retry::Retries::new(retry_first),
+            until: None,
+            report,
+            dead: BufWriter::new(dead),
+            dead_path,
+            metrics,
+            max_sends,
+            paused: None,
+            held: Vec::new(),
+            alerts: None,
+            stored_dead: history,
+            since_checkpoint: 0,
+            checkpoint_every: settings.checkpoint_every(),
+            keep_calls: settings.keep_calls_ms(),
+            alerts_webhook: String::new(),
+            root: root.to_path_buf(),
+        };
+        live.metrics.watch_events(declared_events(bundle));
+        // Checked when nudge.toml was read.
+        let rules = settings.alert_rules().unwrap_or_default();
+        live.set_alerts(rules, settings);
+        // Counting starts now: on the wall clock, the time the server was
+        // down was not observed; on the calls' clock, nothing was missed
+        // beyond what the last run counted and did not keep.
+        let counting_from = if wall {
+            chrono::Utc::now().timestamp_millis()
+        } else {
+            live.engine.now()
+        };
+        live.restore_alerts(counting_from);
+        if !resumed.held.is_empty() {
+            // A flood held before a restart stays held after it.
+            live.trip(format!(
+                "{} sends were pending when the server started",
+                resumed.held.len()
+            ));
+            live.held = resumed.held;
+            live.metrics
+                .held
+                .store(live.held.len() as u64, Ordering::Relaxed);
+        }
+        Ok(live)
+    }
+
+    /// Watches `rules`, notifying through the settings' `[alerts_webhook]`.
+    /// Alerts watched before keep their history, and their state while
+    /// their name stays (notifications queued before are posted first).
+    fn set_alerts(&mut self, rules: Vec<alerts::Rule>, settings: &crate::config::Config) {
+        self.metrics.watch_events(alerts::watched_events(&rules));
+        self.alerts_webhook = format!("{:?}", settings.alerts_webhook);
+        let now = self.engine.now();
+        let empty = rules.is_empty();
+        if let Some(watch) = self.alerts.as_mut() {
+            // Removed alerts that were firing resolve: kept, then posted.
+            if let Some(write) = watch.replace(rules, settings.alerts_webhook.as_ref(), now)
+                && !self.metrics.broken.load(Ordering::Relaxed)
+                && let Err(e) = self.store.commit(&mut Batch {
+                    alerts: Some(write),
+                    ..Batch::default()
+                })
+            {
+                eprintln!("warning: the alerts' state could not be stored ({e})");
+            }
+            watch.send();
+            if empty && let Some(old) = self.alerts.take() {
+                self.keep_alerts(old);
+            }
+        } else if !empty {
+            self.alerts = alerts::Watch::new(rules, settings.alerts_webhook.as_ref());
+        }
+        self.show_alerts(true);
+    }
+
+    /// Puts each alert's state on `/metrics`; `all` drops alerts no longer
+    /// declared.
+    fn show_alerts(&self, all: bool) {
+        if let Ok(mut firing) = self.metrics.alerts_firing.lock() {
+            if all {
+                firing.clear();
+            }
+            for (rule, on) in self.alerts.iter().flat_map(|w| w.firing()) {
+                firing.insert(rule.name.clone(), on);
+            }
+        }
+    }
+
+    /// Takes up the alerts' state an earlier run kept in the store; `now`
+    /// is when this run's counting started. A state that cannot be read
+    /// is reported and the alerts start afresh, not firing.
+    fn restore_alerts(&mut self, now: i64) {
+        let Some(watch) = self.alerts.as_mut() else {
+            return;
+        };
+        let restored = self
+            .store
+            .alerts()
+            .map_err(|e| e.to_string())
+            .and_then(|read| read.map(|r| watch.restore(&r, now)).transpose());
+        match restored {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                for name in &r.firing {
+                    eprintln!("note: alert {name} was firing when the server stopped; it still is");
+                }
+                if r.requeued > 0 {
+                    eprintln!(
+                        "note: {} alert notifications not known to be posted are posted again",
+                        r.requeued
+                    );
+                }
+                if r.bad_samples > 0 {
+                    eprintln!(
+                        "warning: {} stored samples of the alerts' counters cannot be read and are left out",
+                        r.bad_samples
+                    );
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: the alerts' state in the store cannot be read ({e}); the alerts start again, not firing"
+            ),
+        }
+        if let Some(watch) = self.alerts.as_mut() {
+            self.metrics
+                .alerts_unposted
+                .store(watch.unposted() as u64, Ordering::Relaxed);
+            watch.send();
+        }
+        self.show_alerts(true);
+    }
+
+    /// Keeps the state of `watch`, which stops, in the store.
+    fn keep_alerts(&mut self, watch: alerts::Watch) {
+        let write = watch.finish(self.engine.now(), &self.metrics.alert_counters());
+        if let Some(write) = write
+            && !self.metrics.broken.load(Ordering::Relaxed)
+            && let Err(e) = self.store.commit(&mut Batch {
+                alerts: Some(write),
+                ..Batch::default()
+            })
+        {
+            eprintln!(
+                "warning: the alerts' state could not be stored ({e}); after a restart they may notify again"
+            );
+        }
+    }
+
+    /// Reads `[[alerts]]` and `[alerts_webhook]` again; alerts whose
+    /// settings did not change keep their state. Says what happened, or
+    /// why nothing could.
+    fn reload_alerts(&mut self) -> Result<&'static str, String> {
+        // The error names the file.
+        let settings = crate::config::Config::load(&self.root).map_err(|e| e.to_string())?;
+        let rules = settings
+            .alert_rules()
+            .map_err(|e| format!("nudge.toml: {e}"))?;
+        let before: Vec<alerts::Rule> = self
+            .alerts
+            .iter()
+            .flat_map(|w| w.firing().map(|(r, _)| r.clone()))
+            .collect();
+        if before == rules && self.alerts_webhook == format!("{:?}", settings.alerts_webhook) {
+            return Ok("unchanged");
+        }
+        eprintln!("note: [[alerts]] read again: {} declared", rules.len());
+        self.set_alerts(rules, &settings);
+        Ok("reloaded")
+    }
+
+    /// Pauses sending: every send committed from now on is held until
+    /// [`Live::release`].
+    fn trip(&mut self, reason: String) {
+        if self.paused.is_some() {
+            return;
+        }
+        eprintln!(
+            "alert: sending paused by the circuit breaker (max_sends_per_step = {}): {reason}; sends are held in the ledger until POST /admin/release-sends",
+            self.max_sends
+        );
+        self.metrics.trips.fetch_add(1, Ordering::Relaxed);
+        self.metrics.paused.store(true, Ordering::Relaxed);
+        self.paused = Some(reason);
+    }
+
+    /// The operator's release: held sends go out and sending resumes.
+    pub fn release(&mut self) -> Answer {
+        let Some(reason) = self.paused.take() else {
+            return (200, json!({"paused": false, "released": 0}));
+        };
+        let released = self.held.len();
+        self.to_deliver.append(&mut self.held);
+        self.metrics.held.store(0, Ordering::Relaxed);
+        self.metrics.paused.store(false, Ordering::Relaxed);
+        eprintln!("note: sending resumed by the operator; {released} held sends released");
+        self.deliver();
+        (
+            200,
+            json!({"paused": false, "released": released, "reason": reason}),
+        )
+    }
+
+    /// Trips the breaker when one step made more sends than allowed.
+    fn check_step(&mut self, made: usize, step: impl FnOnce() -> String) {
+        if made > self.max_sends {
+            let reason = format!("{} made {made} sends", step());
+            self.trip(reason);
+        }
+    }
+
+    /// Applies `lines` and commits them with their sends in one
+    /// transaction; [`Live::deliver`] sends them after.
+    pub fn ingest<'l>(
+        &mut self,
+        lines: impl IntoIterator<Item = &'l String>,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        if let Some(t) = self.until.take() {
+            batch.calls.push(NewCall::Until(t));
+        }
+        let mut dead = Vec::new();
+        let mut count = 0;
+        let applied_at = chrono::Utc::now().timestamp_millis();
+        for line in lines {
+            count += 1;
+            self.source.line += 1;
+            let before = self.captured.len();
+            let refused = dead.len();
+            durable::apply_line(
+                &mut self.engine,
+                line.as_bytes(),
+                self.source.line,
+                &mut dead,
+            );
+            if dead.len() == refused {
+                self.metrics.count_event(line, applied_at);
+            }
+            let made = self.captured.len().saturating_sub(before);
+            let at = self.source.line;
+            self.check_step(made, || format!("call {at} of `nudge serve`"));
+            batch.calls.push(NewCall::Line {
+                source: self.source.id,
+                line: self.source.line,
+                body: line.as_bytes(),
+            });
+        }
+        batch.source = Some(self.source.clone());
+        self.stored_dead.extend(dead.iter().cloned());
+        self.since_checkpoint += count;
+        if self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every {
+            batch.checkpoint = Some(self.checkpoint()?);
+            batch.compact = durable::compaction(self.keep_calls, self.engine.now());
+        }
+        self.commit(&mut batch)?;
+        self.metrics.events.fetch_add(count, Ordering::Relaxed);
+        self.metrics
+            .last_event
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let counters = self.engine.counters();
+        self.metrics
+            .dropped
+            .store(counters.dropped, Ordering::Relaxed);
+        self.metrics
+            .undeclared
+            .store(counters.undeclared, Ordering::Relaxed);
+        self.metrics
+            .groups
+            .store(counters.groups, Ordering::Relaxed);
+        self.write_dead(&dead);
+        Ok(())
+    }
+
+    /// Compiles the project again and deploys it: new instances start on the
+    /// new code, in-flight ones stay on theirs unless carried by step label.
+    /// The deploy is durable before the answer.
+    pub fn reload(&mut self) -> Answer {
+        let alerts = match self.reload_alerts() {
+            Ok(done) => done,
+            Err(e) => {
+                eprintln!("reload refused: {e}");
+                return (
+                    422,
+                    json!({"error": e, "help": "fix nudge.toml; the alerts and code deployed before keep running"}),
+                );
+            }
+        };
+        let (status, mut body) = self.redeploy();
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("alerts".into(), json!(alerts));
+        }
+        (status, body)
+    }
+
+    /// The code half of [`Live::reload`].
+    fn redeploy(&mut self) -> Answer {
+        let bundle = match (self.recompile)() {
+            Ok(b) => b,
+            Err(problems) => {
+                eprintln!("reload refused: the project does not compile:\n{problems}");
+                return (
+                    422,
+                    json!({"error": "the project does not compile; still serving the code deployed before", "problems": problems}),
+                );
+            }
+        };
+        let bytes = nudge_store::portable(&bundle);
+        if bytes == nudge_store::portable(self.code.current) {
+            return (
+                200,
+                json!({"deployed": false, "reason": "the project did not change"}),
+            );
+        }
+        let bundle: &'b Bundle = self.code.bundles.alloc(bundle);
+        let deployed = match self.engine.deploy(bundle, self.code.bundles) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("reload refused: {e}");
+                return (
+                    409,
+                    json!({"error": e.to_string(), "help": "change the project as each problem says; the code deployed before keeps serving"}),
+                );
+            }
+        };
+        self.code.current = bundle;
+        self.metrics.watch_events(declared_events(bundle));
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        batch.calls.push(NewCall::Deploy(bytes));
+        if let Err(e) = self.commit(&mut batch) {
+            // The engine runs code the store does not know of: stop taking calls.
+            self.broken(&e);
+            return (
+                503,
+                json!({"error": format!("the deploy could not be stored: {e}")}),
+            );
+        }
+        self.deliver();
+        eprintln!("deployed release {}:\n{deployed}", deployed.release);
+        (200, json!({"deployed": true, "report": deployed}))
+    }
+
+    /// Moves the clock to `now`, firing due timers; their sends are made
+    /// durable (with the clock mark) before they are delivered.
+    pub fn tick(&mut self, now: i64) -> Result<(), StoreError> {
+        let lag = now.saturating_sub(self.engine.now()).max(0);
+        self.metrics.lag.store(lag, Ordering::Relaxed);
+        if now <= self.engine.now() {
+            return Ok(());
+        }
+        let before = self.captured.len();
+        self.engine.advance_through(now);
+        let made = self.captured.len().saturating_sub(before);
+        self.check_step(made, || {
+            let to = chrono::DateTime::from_timestamp_millis(now).map_or_else(
+                || now.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+            format!("the clock step to {to}")
+        });
+        self.until = Some(now);
+        if self.captured.is_empty() && self.marks.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        self.commit(&mut batch)
+    }
+
+    /// Commits `batch` with the engine's new sends; they wait in
+    /// `to_deliver` until [`Live::deliver`], so a request can be answered
+    /// as soon as its calls are durable.
+    fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        batch.meta.push(("clock", self.engine.now().to_string()));
+        let started = Instant::now();
+        let intents = durable::commit_captured(&mut self.store, &self.captured, batch)?;
+        self.metrics.commit(started.elapsed());
+        self.marks.append(&mut batch.marks);
+        if self.paused.is_some() {
+            self.held.extend(intents);
+            self.metrics
+                .held
+                .store(self.held.len() as u64, Ordering::Relaxed);
+        } else {
+            self.to_deliver.extend(intents);
+        }
+        Ok(())
+    }
+
+    /// Delivers what the last commits made durable; the results ride on the
+    /// next commit.
+    /// Failed sends that may be retried come back in later rounds (see
+    /// [`retry`]); the trace and feeds are flushed so readers see them.
+    pub fn deliver(&mut self) {
+        let now = Instant::now();
+        let mut work: Vec<(Intent, u32)> = std::mem::take(&mut self.to_deliver)
+            .into_iter()
+            .map(|i| (i, 0))
+            .collect();
+        work.extend(self.retries.due(now));
+        if !work.is_empty() {
+            let (intents, rounds): (Vec<Intent>, Vec<u32>) = work.into_iter().unzip();
+            let first = self.marks.len();
+            let sent = durable::deliver(
+                &mut self.router,
+                &intents,
+                &mut self.marks,
+                &mut self.report,
+            );
+            if let Ok(mut sends) = self.metrics.sends.lock() {
+                for (channel, outcome) in &sent {
+                    *sends
+                        .entry((channel.clone(), outcome.as_str()))
+                        .or_default() += 1;
+                }
+            }
+            if let Ok(mut providers) = self.metrics.providers.lock() {
+                for (channel, outcome) in &sent {
+                    if *outcome != nudge_channels::Delivery::Delivered {
+                        let provider = self.router.provider(channel).to_string();
+                        providers.entry(provider).or_default().failed += 1;
+                    }
+                }
+            }
+            let retries = &mut self.retries;
+            let marks = self.marks.get_mut(first..).unwrap_or_default();
+            // Every attempt's result goes to the trace: a retry's record
+            // follows the failure before it, and the last one stands.
+            let mut records = Vec::with_capacity(intents.len());
+            for ((intent, round), mark) in intents.into_iter().zip(rounds).zip(marks) {
+                records.push(durable::delivery_record(&self.router, &intent, mark));
+                let Mark::Failed {
+                    retryable: retryable @ true,
+                    reason,
+                    ..
+                } = mark
+                else {
+                    continue;
+                };
+                let provider = self.router.provider(&intent.message.channel).to_string();
+                match retries.failed(intent, round, now) {
+                    retry::Next::RetryAt(_) => {
+                        self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut providers) = self.metrics.providers.lock() {
+                            providers.entry(provider).or_default().retried += 1;
+                        }
+                    }
+                    retry::Next::GiveUp => {
+                        *retryable = false;
+                        *reason = format!("gave up after {} rounds: {reason}", retry::ROUNDS);
+                        if let Some(r) = records.last_mut() {
+                            r.reason = Some(match r.reason.take() {
+                                Some(why) => {
+                                    format!("gave up after {} rounds: {why}", retry::ROUNDS)
+                                }
+                                None => reason.clone(),
+                            });
+                        }
+                        self.metrics.given_up.fetch_add(1, Ordering::Relaxed);
+                    }
+                    retry::Next::Later => {}
+                }
+            }
+            self.metrics
+                .retrying
+                .store(self.retries.len() as u64, Ordering::Relaxed);
+            if let Ok(mut by_message) = self.metrics.message_sends.lock() {
+                for r in &records {
+                    let key = (
+                        r.flow.clone(),
+                        r.message.clone(),
+                        r.channel.clone(),
+                        r.outcome.name(),
+                    );
+                    *by_message.entry(key).or_default() += 1;
+                }
+            }
+            let feeds = self.engine.sink_mut().feeds_mut();
+            for r in &records {
+                durable::Feed::delivery(feeds, r);
+            }
+            self.remove_invalid_tokens();
+        }
+        self.engine.sink_mut().feeds_mut().flush();
+        self.watch();
+    }
+
+    /// Unsets the device tokens the push provider reported invalid, as
+    /// identify calls through the same path as any call.
+    fn remove_invalid_tokens(&mut self) {
+        let gone: Vec<_> = self.invalid_tokens.iter().flat_map(|t| t.take()).collect();
+        if gone.is_empty() || self.metrics.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let lines = durable::token_removals(
+            &mut self.engine,
+            gone,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        if lines.is_empty() {
+            return;
+        }
+        if let Err(e) = self.ingest(lines.iter()) {
+            self.broken(&e);
+        }
+    }
+
+    /// Evaluates the alerts on the engine's clock (the wall clock, or the
+    /// calls' own times with `--clock events`) and notifies their changes.
+    fn watch(&mut self) {
+        let Some(watch) = &mut self.alerts else {
+            return;
+        };
+        let now = self.engine.now();
+        // `i64::MIN`: nothing has set the clock yet.
+        if now == i64::MIN {
+            return;
+        }
+        let store = &mut self.store;
+        let broken = self.metrics.broken.load(Ordering::Relaxed);
+        let mut keep = |write| {
+            if broken {
+                return Err("the store failed earlier".to_string());
+            }
+            store
+                .commit(&mut Batch {
+                    alerts: Some(write),
+                    ..Batch::default()
+                })
+                .map_err(|e| e.to_string())
+        };
+        // Posted notifications are kept as such, so a restart does not
+        // post them again; quiet observations are kept within a second.
+        if let Some(write) = watch.posted().or_else(|| watch.overdue())
+            && let Err(e) = keep(write)
+        {
+            eprintln!("warning: the alerts' state could not be stored ({e})");
+        }
+        let changed = watch.due(now) && watch.observe(now, &self.metrics.alert_counters(), keep);
+        self.metrics
+            .alerts_unposted
+            .store(watch.unposted() as u64, Ordering::Relaxed);
+        watch.send();
+        if changed {
+            self.show_alerts(false);
+        }
+    }
+
+    /// Counts the sends committed and not yet delivered, by provider:
+    /// waiting for delivery, for their next round, or held by the breaker.
+    fn count_pending(&self) {
+        let Ok(mut providers) = self.metrics.providers.lock() else {
+            return;
+        };
+        for p in providers.values_mut() {
+            p.pending = 0;
+        }
+        let waiting = self.to_deliver.iter().chain(&self.held);
+        let channels = waiting
+            .map(|i| i.message.channel.as_str())
+            .chain(self.retries.channels());
+        for channel in channels {
+            let provider = self.router.provider(channel).to_string();
+            providers.entry(provider).or_default().pending += 1;
+        }
+    }
+
+    /// Writes dead letters to the file and counts them by reason.
+    pub fn write_dead(&mut self, dead: &[DeadLetter]) {
+        for d in dead {
+            self.metrics.dead.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut reasons) = self.metrics.dead_reasons.lock() {
+                *reasons.entry(crate::dead::code(&d.reason)).or_default() += 1;
+            }
+            let written = serde_json::to_string(d)
+                .map_err(std::io::Error::other)
+                .and_then(|l| writeln!(self.dead, "{l}"));
+            if let Err(e) = written {
+                eprintln!("warning: writing {}: {e}", self.dead_path.display());
+            }
+        }
+        let _ = self.dead.flush();
+    }
+
+    /// Renders the engine's per-flow counters for `/metrics`.
+    pub fn publish_flows(&mut self) {
+        // Here rather than after each delivery: an outage can leave many
+        // sends between rounds, too many to count after every request.
+        self.count_pending();
+        self.metrics
+            .timers
+            .store(self.engine.timers_pending() as u64, Ordering::Relaxed);
+        let mut text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
+        text.push_str(&waiting_metrics(&self.engine.instances_by_step()));
+        if let Ok(mut flows) = self.metrics.flows.lock() {
+            *flows = text;
+        }
+    }
+
+    /// The engine's state as of its last call, for the next commit.
+    fn checkpoint(&mut self) -> Result<nudge_store::Checkpoint, StoreError> {
+        self.since_checkpoint = 0;
+        durable::checkpoint_of(self.store.path(), &mut self.engine, &self.stored_dead)
+    }
+
+    /// A commit failed: says why and stops taking calls (the engine is
+    /// ahead of the store).
+    pub fn broken(&self, e: &StoreError) {
+        eprintln!("error: {e}");
+        self.metrics.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Stores the last delivery results, the clock and the counters;
+    /// whether everything was stored and written.
+    pub fn finish(mut self) -> bool {
+        self.deliver();
+        let mut batch = Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        };
+        batch.calls.extend(self.until.take().map(NewCall::Until));
+        batch.meta.push((
+            "stats",
+            serde_json::to_string(&self.engine.stats()).unwrap_or_default(),
+        ));
+        let mut ok = true;
+        if !self.metrics.broken.load(Ordering::Relaxed) {
+            // The next start loads this state instead of replaying the calls.
+            let mut committed = self.checkpoint().map(|c| batch.checkpoint = Some(c));
+            batch.compact = durable::compaction(self.keep_calls, self.engine.now());
+            // Nothing new is sent here; should a commit still hand back
+            // sends, deliver them and store their results too.
+            if committed.is_ok() {
+                committed = self.commit(&mut batch);
+            }
+            if committed.is_ok() && !self.to_deliver.is_empty() {
+                self.deliver();
+                let mut last = Batch {
+                    marks: std::mem::take(&mut self.marks),
+                    ..Batch::default()
+                };
+                committed = self.commit(&mut last);
+            }
+            if let Err(e) = committed {
+                report(&e);
+                ok = false;
+            }
+        }
+        if !self.held.is_empty() {
+            eprintln!(
+                "warning: {} sends held by the circuit breaker stay pending in the store; the next start holds them again until POST /admin/release-sends",
+                self.held.len()
+            );
+        }
+        if let Some(f) = &self.report.first_failure {
+            eprintln!(
+                "warning: {} deliveries failed; first: {f}",
+                self.report.failed
+            );
+        }
+        if let Some(watch) = self.alerts.take() {
+            self.keep_alerts(watch);
+        }
+        let flushed = self.dead.flush();
+        let mut feeds = self.engine.into_sink().into_feeds();
+        if let Some(synced) = feeds.finish_sync() {
+            crate::run::print_synced(&synced);
+        }
+        if let Err(e) = feeds.finish() {
+            eprintln!("error: {e}");
+            ok = false;
+        }
+        if let Err(e) = flushed {
+            eprintln!("error: writing {}: {e}", self.dead_path.display());
+            ok = false;
+        }
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            ok = false;
+        }
+        ok
+    }
+}
