@@ -149,7 +149,7 @@ fn deploy_report(bundle: &Bundle, path: &Path, deny_stranded: bool) -> Status {
     };
     let mut engine = Engine::new(initial, Discard, Config::default(), i64::MIN);
     let mut dead = Vec::new();
-    let start = match nudge_host::durable::usable_checkpoint(&store) {
+    let start = match store.usable_checkpoint() {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use nudge_host::durable;
 use nudge_store::{CompactStop, Compaction, Store};
 
 use super::Status;
@@ -109,13 +108,10 @@ fn compact(args: CompactArgs) -> Status {
         return Status::Ok;
     };
     let before = clock.saturating_sub(keep.saturating_mul(1000));
-    let done = match durable::compact(
-        &mut store,
-        Compaction {
-            before,
-            limit: u64::MAX,
-        },
-    ) {
+    let done = match store.compact_readable(Compaction {
+        before,
+        limit: u64::MAX,
+    }) {
         Ok(d) => d,
         Err(e) => return fail(&e),
     };

@@ -27,8 +27,8 @@ use nudge_runtime::segment;
 use nudge_runtime::window::Window;
 
 use nudge_store::{
-    Batch, Checkpoint, CompactStop, Compacted, Compaction, Intent, LedgerCounts, Mark, NewCall,
-    Saved, SourcePos, Store, StoreError, Stored, TAIL, portable, tail_hash_of,
+    Batch, Checkpoint, Compaction, Intent, LedgerCounts, Mark, NewCall, Saved, SourcePos, Store,
+    StoreError, Stored, TAIL, portable, tail_hash_of,
 };
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
@@ -284,41 +284,6 @@ fn record_deliveries<F: Feed>(feeds: &mut F, router: &Router, intents: &[Intent]
     for (intent, mark) in intents.iter().zip(marks) {
         feeds.delivery(&delivery_record(router, intent, mark));
     }
-}
-
-/// The stored checkpoint, when the engine can read it: a restart then
-/// starts from it. A checkpoint of another layout version is passed over
-/// (the whole history is replayed instead), unless the log was compacted:
-/// then the history is no longer whole, and the store is refused.
-pub fn usable_checkpoint(store: &Store) -> Result<Option<Saved>, StoreError> {
-    let saved = store.checkpoint()?;
-    let found = saved.as_ref().map(|c| c.format);
-    let usable = saved.filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT);
-    if usable.is_none() {
-        let through = store.compacted_through()?;
-        if through > 0 {
-            return Err(StoreError::Compacted {
-                path: store.path().to_path_buf(),
-                through,
-                found,
-            });
-        }
-    }
-    Ok(usable)
-}
-
-/// Removes from `store`'s log the calls its checkpoint covers that are
-/// dated before `keep.before` (see [`Store::compact`]), once the checkpoint
-/// is known to be one this engine can start from.
-pub fn compact(store: &mut Store, keep: Compaction) -> Result<Compacted, StoreError> {
-    if usable_checkpoint(store)?.is_none() {
-        return Ok(Compacted {
-            removed: 0,
-            through: store.compacted_through()?,
-            stopped: CompactStop::NoCheckpoint,
-        });
-    }
-    store.compact(keep)
 }
 
 /// Calls removed from the log in one commit at most: a host compacting as

@@ -67,7 +67,7 @@ impl Feeds {
             Some(h) => format!("{e}\nhelp: {h}"),
             None => e.to_string(),
         };
-        let saved = durable::usable_checkpoint(store).map_err(with_hint)?;
+        let saved = store.usable_checkpoint().map_err(with_hint)?;
         if let Some(saved) = saved {
             if let Some(feeds) = Feeds::cut_back(trace, audiences_dir, &saved.feeds)? {
                 return Ok((feeds, Some(saved)));

@@ -1,11 +1,8 @@
-//! The durable driver against a real (in-memory) store: deliveries, settled
-//! sends with their records, compaction of a store whose checkpoint it cannot read.
+//! The durable driver against a real (in-memory) store: deliveries, and
+//! settled sends with their records.
 
 use nudge_channels::Outgoing;
-use nudge_host::durable;
-use nudge_store::{
-    Batch, Checkpoint, CompactStop, Compaction, Intent, Mark, NewCall, Store, StoreError,
-};
+use nudge_store::{Batch, Intent, Mark, NewCall, Store};
 
 fn message(key: &str) -> Outgoing {
     Outgoing {
@@ -20,45 +17,6 @@ fn message(key: &str) -> Outgoing {
         content: Default::default(),
         purpose: Default::default(),
     }
-}
-
-/// A line of an events file stamped `at` (milliseconds since the epoch,
-/// under a minute).
-fn line_at(at: i64) -> Vec<u8> {
-    let t = format!("1970-01-01T00:00:{:02}.{:03}Z", at / 1000, at % 1000);
-    format!(r#"{{"type":"track","event":"E","userId":"u","timestamp":"{t}"}}"#).into_bytes()
-}
-
-/// A store whose log holds a deploy, lines stamped 1000, 2000, ... 6000,
-/// a clock mark at 6500 and a drain, with a checkpoint after call `covered`
-/// (the calls after it are committed without one).
-fn history(covered: usize, format: u32) -> Store {
-    let mut s = Store::in_memory().unwrap();
-    let lines: Vec<Vec<u8>> = (1..=6).map(|i| line_at(i * 1000)).collect();
-    let mut calls = vec![NewCall::Deploy(vec![1])];
-    calls.extend(lines.iter().enumerate().map(|(i, l)| NewCall::Line {
-        source: 1,
-        line: i as u64 + 1,
-        body: l,
-    }));
-    calls.push(NewCall::Until(6500));
-    calls.push(NewCall::Drain);
-    let rest = calls.split_off(covered);
-    s.commit(&mut Batch {
-        calls,
-        checkpoint: Some(Checkpoint {
-            format,
-            ..Checkpoint::default()
-        }),
-        ..Batch::default()
-    })
-    .unwrap();
-    s.commit(&mut Batch {
-        calls: rest,
-        ..Batch::default()
-    })
-    .unwrap();
-    s
 }
 
 #[test]
@@ -188,51 +146,4 @@ fn settled_sends_come_back_with_their_delivery_records() {
         .map(|(i, _)| i.message.idempotency_key)
         .collect();
     assert_eq!(keys, ["refused"]);
-}
-
-#[test]
-fn a_compacted_store_whose_checkpoint_cannot_be_read_is_refused() {
-    let format = nudge_runtime::engine::checkpoint::FORMAT;
-    // Readable: it starts from its checkpoint.
-    let mut s = history(9, format);
-    durable::compact(
-        &mut s,
-        Compaction {
-            before: 2500,
-            limit: u64::MAX,
-        },
-    )
-    .unwrap();
-    assert_eq!(durable::usable_checkpoint(&s).unwrap().unwrap().call, 9);
-    // Another layout, not compacted: passed over, the calls are replayed.
-    let mut old = history(9, format + 1);
-    assert!(durable::usable_checkpoint(&old).unwrap().is_none());
-    // `durable::compact` leaves such a store whole.
-    let done = durable::compact(
-        &mut old,
-        Compaction {
-            before: i64::MAX,
-            limit: u64::MAX,
-        },
-    )
-    .unwrap();
-    assert_eq!((done.removed, done.stopped), (0, CompactStop::NoCheckpoint));
-    // Compacted first (by a nudge that read it), then read by another:
-    // the calls are no longer whole, so it is refused with the reason.
-    old.compact(Compaction {
-        before: 2500,
-        limit: u64::MAX,
-    })
-    .unwrap();
-    let err = durable::usable_checkpoint(&old).unwrap_err();
-    assert!(
-        matches!(err, StoreError::Compacted { through: 3, .. }),
-        "{err}"
-    );
-    let text = err.to_string();
-    assert!(text.contains("calls up to 3 were removed"), "{text}");
-    assert!(
-        text.contains(&format!("layout version {}", format + 1)),
-        "{text}"
-    );
 }

@@ -1162,12 +1162,47 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// The stored checkpoint, when the engine can read it: a restart then
+    /// starts from it. A checkpoint of another layout version is passed
+    /// over (the whole history is replayed instead), unless the log was
+    /// compacted: then the history is no longer whole, and the store is
+    /// refused.
+    pub fn usable_checkpoint(&self) -> Result<Option<Saved>, StoreError> {
+        let saved = self.checkpoint()?;
+        let found = saved.as_ref().map(|c| c.format);
+        let usable = saved.filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT);
+        if usable.is_none() {
+            let through = self.compacted_through()?;
+            if through > 0 {
+                return Err(StoreError::Compacted {
+                    path: self.path.clone(),
+                    through,
+                    found,
+                });
+            }
+        }
+        Ok(usable)
+    }
+
+    /// [`Store::compact`], once the checkpoint is known to be one this
+    /// engine can start from; else nothing is removed.
+    pub fn compact_readable(&mut self, keep: Compaction) -> Result<Compacted, StoreError> {
+        if self.usable_checkpoint()?.is_none() {
+            return Ok(Compacted {
+                removed: 0,
+                through: self.compacted_through()?,
+                stopped: CompactStop::NoCheckpoint,
+            });
+        }
+        self.compact(keep)
+    }
+
     /// Removes calls that the stored checkpoint covers and that are dated
     /// before `keep.before`, oldest first, in one transaction. Deploys stay
     /// (the history of the code is small and says what ran when), and so
     /// does the last call the checkpoint covers, so that call numbers are
     /// never handed out twice. The caller checks that the checkpoint is one
-    /// the engine can read (see `nudge_host::durable::compact`).
+    /// the engine can read (see [`Store::compact_readable`]).
     pub fn compact(&mut self, keep: Compaction) -> Result<Compacted, StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| store_err(&path, e))?;

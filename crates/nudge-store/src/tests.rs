@@ -606,3 +606,45 @@ fn a_batch_compacts_behind_its_own_checkpoint() {
     assert_eq!(s.compacted_through().unwrap(), 3);
     assert_eq!(s.call_count().unwrap(), 8);
 }
+
+#[test]
+fn a_compacted_store_whose_checkpoint_cannot_be_read_is_refused() {
+    let format = nudge_runtime::engine::checkpoint::FORMAT;
+    // Readable: it starts from its checkpoint.
+    let mut s = history(9, format);
+    s.compact_readable(Compaction {
+        before: 2500,
+        limit: u64::MAX,
+    })
+    .unwrap();
+    assert_eq!(s.usable_checkpoint().unwrap().unwrap().call, 9);
+    // Another layout, not compacted: passed over, the calls are replayed.
+    let mut old = history(9, format + 1);
+    assert!(old.usable_checkpoint().unwrap().is_none());
+    // `compact_readable` leaves such a store whole.
+    let done = old
+        .compact_readable(Compaction {
+            before: i64::MAX,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    assert_eq!((done.removed, done.stopped), (0, CompactStop::NoCheckpoint));
+    // Compacted first (by a nudge that read it), then read by another:
+    // the calls are no longer whole, so it is refused with the reason.
+    old.compact(Compaction {
+        before: 2500,
+        limit: u64::MAX,
+    })
+    .unwrap();
+    let err = old.usable_checkpoint().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Compacted { through: 3, .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("calls up to 3 were removed"), "{text}");
+    assert!(
+        text.contains(&format!("layout version {}", format + 1)),
+        "{text}"
+    );
+}
