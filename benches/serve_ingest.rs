@@ -27,6 +27,8 @@
 //! | `NUDGE_BENCH_BATCH` | 100 | calls per `/v1/batch` request |
 //! | `NUDGE_BENCH_SINGLE_EVENTS` | 20000 | events of the `single` run |
 //! | `NUDGE_BENCH_START` | 2030-01-07 | the stream's first instant (RFC 3339 or a date) |
+//! | `NUDGE_BENCH_PROFILE_EVENTS` | 20000 | events posted before the `profile` run reads |
+//! | `NUDGE_BENCH_PROFILE_READS` | 20000 | `GET /v1/profiles/{id}` requests of the `profile` run |
 //!
 //! A name after `--` runs only the runs whose name contains it:
 //! `cargo bench --bench serve_ingest -- single`.
@@ -62,6 +64,8 @@ struct Settings {
     connections: usize,
     batch: usize,
     single_events: u64,
+    profile_events: u64,
+    profile_reads: usize,
     start: chrono::DateTime<chrono::Utc>,
 }
 
@@ -74,6 +78,8 @@ impl Settings {
             connections: var("NUDGE_BENCH_CONNECTIONS", 4),
             batch: var("NUDGE_BENCH_BATCH", 100),
             single_events: var("NUDGE_BENCH_SINGLE_EVENTS", 20_000),
+            profile_events: var("NUDGE_BENCH_PROFILE_EVENTS", 20_000),
+            profile_reads: var("NUDGE_BENCH_PROFILE_READS", 20_000),
             start,
         }
     }
@@ -137,6 +143,8 @@ fn stream(events: u64, start: chrono::DateTime<chrono::Utc>) -> Vec<Call> {
 struct Request {
     bytes: Vec<u8>,
     calls: usize,
+    /// What a good answer's body holds.
+    expect: &'static str,
 }
 
 fn request(path: &str, body: &[u8], calls: usize, auth: &str) -> Request {
@@ -152,7 +160,11 @@ fn request(path: &str, body: &[u8], calls: usize, auth: &str) -> Request {
     )
     .into_bytes();
     bytes.extend_from_slice(body);
-    Request { bytes, calls }
+    Request {
+        bytes,
+        calls,
+        expect: "\"success\":true",
+    }
 }
 
 /// Consecutive runs of `batch` calls as `/v1/batch` requests.
@@ -269,7 +281,7 @@ fn load(addr: SocketAddr, requests: &[Request], connections: usize, server: Opti
                         let (status, body) = conn.round_trip(&req.bytes);
                         let answered = Instant::now();
                         assert_eq!(status, 200, "request {i} was refused: {body}");
-                        assert!(body.contains("\"success\":true"), "request {i}: {body}");
+                        assert!(body.contains(req.expect), "request {i}: {body}");
                         latencies.push(answered - sent);
                         done = Some(answered);
                     }
@@ -533,6 +545,62 @@ fn against_server(
     }
 }
 
+/// The read key of the `profile` run.
+const READ_KEY: &str = "bench-read-key";
+
+/// Posts `posts` to a fresh `nudge serve` whose profile API is on, then
+/// times `reads` profile reads of the customers they made, round-robin.
+fn against_profiles(posts: &[Request], ids: &[String], reads: usize, connections: usize) -> Row {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let project = dir.path().join(PROJECT);
+    nudge_test_support::copy_project(&nudge_test_support::example_dir(PROJECT), &project);
+    let manifest = project.join("nudge.toml");
+    let mut toml = std::fs::read_to_string(&manifest).expect("the example's nudge.toml");
+    toml.push_str(&format!(
+        "\n[serve]\nread_keys = [\"{READ_KEY}\"]\nprofile_traits = [\"email\", \"first_name\", \"total_spent\", \"orders_count\"]\n"
+    ));
+    std::fs::write(&manifest, toml).expect("write nudge.toml");
+    let server = Server::start(&project);
+    let filled = load(server.addr, posts, connections, None);
+    assert_eq!(filled.requests, posts.len());
+    let gets: Vec<Request> = (0..reads)
+        .map(|i| Request {
+            bytes: format!(
+                "GET /v1/profiles/{} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {READ_KEY}\r\n\r\n",
+                ids[i % ids.len()]
+            )
+            .into_bytes(),
+            calls: 0,
+            expect: "\"segments\"",
+        })
+        .collect();
+    let load = load(server.addr, &gets, connections, Some(server.child.id()));
+    let shutdown = server.stop();
+    Row {
+        name: "profile",
+        connections,
+        batch: 0,
+        load,
+        commits: None,
+        dead: None,
+        shutdown: Some(shutdown),
+    }
+}
+
+/// The customer ids of `calls` (user ids, else anonymous ids), each once,
+/// in order of first appearance.
+fn customer_ids(calls: &[Call]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    calls
+        .iter()
+        .filter_map(|c| {
+            let v: serde_json::Value = serde_json::from_str(&c.line).ok()?;
+            let id = v["userId"].as_str().or(v["anonymousId"].as_str())?;
+            seen.insert(id.to_string()).then(|| id.to_string())
+        })
+        .collect()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -668,6 +736,18 @@ fn main() {
         let requests = single_requests(&calls, &auth);
         drop(calls);
         rows.push(against_server("single", &requests, 1, 1));
+    }
+    if wanted("profile") {
+        let calls = stream(settings.profile_events, settings.start);
+        let ids = customer_ids(&calls);
+        let posts = batch_requests(&calls, settings.batch, &auth);
+        drop(calls);
+        rows.push(against_profiles(
+            &posts,
+            &ids,
+            settings.profile_reads,
+            settings.connections,
+        ));
     }
     print(&rows);
 }

@@ -168,6 +168,13 @@ pub fn run(args: Args) -> Status {
         Ok(b) => b,
         Err(status) => return status,
     };
+    if let Err(e) = check_profile_traits(&bundle, &settings.serve.profile_traits) {
+        eprintln!(
+            "error: {}: [serve] profile_traits: {e}",
+            nudge_project::MANIFEST
+        );
+        return Status::Failure;
+    }
     let live = Setup {
         group,
         root: &root,
@@ -254,10 +261,21 @@ pub fn run(args: Args) -> Status {
             links: settings.unsubscribe_links(),
             topics: settings.preferences.topics.clone(),
         });
+        let profiles = Arc::new(Profiles {
+            keys: settings
+                .serve
+                .read_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| Secret::from(k.as_str()))
+                .collect(),
+            traits: settings.serve.profile_traits.clone().into(),
+        });
         let app = App {
             pages,
             hooks,
             metrics_token,
+            profiles,
             tx: tx.clone(),
             keys: keys.into(),
             admin,
@@ -369,6 +387,12 @@ enum Msg {
     ),
     /// How calls name a customer (by display id), and their consents.
     Customer(String, oneshot::Sender<Option<pages::Known>>),
+    /// A customer as the profile API shows them: the id and the traits asked for.
+    Profile(
+        String,
+        Arc<[String]>,
+        oneshot::Sender<Option<nudge_runtime::engine::ProfileView>>,
+    ),
     /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
     Reload(oneshot::Sender<Reloaded>),
     /// Release the sends the circuit breaker holds (`POST /admin/release-sends`).
@@ -549,6 +573,9 @@ fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock, wedge_at
                     .map(|caller| pages::Known::read(&mut live.engine, caller));
                 let _ = reply.send(known);
             }
+            Ok(Msg::Profile(id, traits, reply)) => {
+                let _ = reply.send(live.engine.profile_view(&id, &traits));
+            }
             Ok(Msg::ReleaseSends(reply)) => {
                 let _ = reply.send(reloaded(live.release()));
             }
@@ -568,6 +595,8 @@ struct App {
     admin: Option<Secret>,
     /// The bearer token `GET /metrics` wants, if any.
     metrics_token: Option<Secret>,
+    /// Who may read customers, and which traits they see.
+    profiles: Arc<Profiles>,
     metrics: Arc<Metrics>,
     /// How long the engine may go without coming round its loop before
     /// `/healthz` and `/readyz` fail.
@@ -606,6 +635,7 @@ fn serve_http(listen: &str, app: App) -> Result<(), String> {
             .route("/admin/reload", post(reload))
             .route("/admin/release-sends", post(release_sends))
             .route("/metrics", get(metrics))
+            .route("/v1/profiles/{id}", get(profile))
             .merge(feedback::routes())
             .merge(pages::routes())
             .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint", None) })
@@ -874,11 +904,7 @@ async fn reload_on_sighup(tx: mpsc::SyncSender<Msg>) {
 
 /// Whether the request carries `Authorization: Bearer TOKEN` with this token.
 fn bearer_is(headers: &HeaderMap, token: &Secret) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|g| token.matches(g.trim().as_bytes()))
+    bearer(headers).is_some_and(|g| token.matches(g.as_bytes()))
 }
 
 async fn reload(State(app): State<App>, headers: HeaderMap) -> Response {
@@ -955,6 +981,101 @@ async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
         app.metrics.render() + &app.hooks.render(),
     )
         .into_response()
+}
+
+/// Every trait the profile API is to return is one the profile declares.
+fn check_profile_traits(bundle: &nudge_bytecode::Bundle, traits: &[String]) -> Result<(), String> {
+    let fields = bundle
+        .schemas
+        .get(bundle.profile as usize)
+        .map(|s| s.fields.as_slice())
+        .unwrap_or_default();
+    match traits.iter().find(|t| fields.iter().all(|f| &f.name != *t)) {
+        None => Ok(()),
+        Some(t) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+            let near = nudge_compiler::did_you_mean(t, names.iter().copied())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            Err(format!("`{t}` is not a profile trait{near}"))
+        }
+    }
+}
+
+/// Who may read customers through the profile API, and what they see.
+#[derive(Default)]
+struct Profiles {
+    /// The read keys (`[serve] read_keys`); none turns the API off.
+    keys: Vec<Secret>,
+    /// The traits returned (`[serve] profile_traits`).
+    traits: Arc<[String]>,
+}
+
+/// `GET /v1/profiles/{id}`: a customer's chosen traits and segments, for
+/// the store's website, with a read key (never a write key: those are
+/// in every visitor's browser).
+async fn profile(
+    State(app): State<App>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let profiles = &app.profiles;
+    if profiles.keys.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the profile API is off: list read keys under [serve] read_keys in nudge.toml",
+            None,
+        );
+    }
+    // Every key is compared, as for write keys.
+    let given = bearer(&headers);
+    let known = profiles.keys.iter().fold(false, |ok, k| {
+        k.matches(given.unwrap_or_default().as_bytes()) | ok
+    });
+    if given.is_none() || !known {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing read key: send `Authorization: Bearer KEY`",
+            None,
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    match app
+        .tx
+        .try_send(Msg::Profile(id, profiles.traits.clone(), reply))
+    {
+        Ok(()) => {}
+        Err(mpsc::TrySendError::Full(_)) => {
+            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            let mut busy = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine is busy: retry shortly",
+                None,
+            );
+            busy.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            return busy;
+        }
+        Err(mpsc::TrySendError::Disconnected(_)) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
+        }
+    }
+    match answer.await {
+        Ok(Some(view)) => (StatusCode::OK, axum::Json(view)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no customer has this id", None),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
+    }
+}
+
+/// The token of `Authorization: Bearer TOKEN`, if the request has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 async fn ingest(
@@ -1221,6 +1342,7 @@ mod tests {
             keys: Arc::from(Vec::new()),
             admin: None,
             metrics_token: None,
+            profiles: Arc::default(),
             metrics: Arc::new(Metrics::default()),
             stalled: STALLED,
             hooks: Arc::default(),
@@ -1271,6 +1393,10 @@ mod tests {
             keys: Arc::from(vec![Secret::from("wk-1"), Secret::from("wk-2")]),
             admin: Some(Secret::from("adm")),
             metrics_token: Some(Secret::from("met")),
+            profiles: Arc::new(Profiles {
+                keys: vec![Secret::from("rk-1"), Secret::from("rk-2")],
+                traits: Arc::from(Vec::new()),
+            }),
             metrics: Arc::new(Metrics::default()),
             stalled: STALLED,
             hooks: Arc::default(),
@@ -1309,6 +1435,13 @@ mod tests {
             assert_eq!(status, StatusCode::OK);
             let status = block_on(Box::pin(metrics(State(app.clone()), bearer("mex"))));
             assert_eq!(status, StatusCode::UNAUTHORIZED);
+        });
+        assert_eq!(n, 2);
+        // Read keys, through the profile handler: every key, right or wrong
+        // (a wrong one is refused before anything is asked of the engine).
+        let n = comparisons(|| {
+            let read = profile(State(app.clone()), UrlPath("ann".into()), bearer("rk-3"));
+            assert_eq!(block_on(Box::pin(read)), StatusCode::UNAUTHORIZED);
         });
         assert_eq!(n, 2);
     }

@@ -161,6 +161,13 @@ pub struct ServeSection {
     pub admin_token: Option<String>,
     /// When set, `GET /metrics` wants this bearer token.
     pub metrics_token: Option<String>,
+    /// Bearer tokens that may read customers (`GET /v1/profiles/{id}`);
+    /// without one the profile API is off.
+    #[serde(default)]
+    pub read_keys: Vec<String>,
+    /// The profile traits the profile API returns.
+    #[serde(default)]
+    pub profile_traits: Vec<String>,
     /// The wait before a failed delivery's second round (then doubling).
     pub retry_backoff: Option<String>,
     /// How long a client may take to send a request's headers (`10s`).
