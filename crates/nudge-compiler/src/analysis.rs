@@ -1,10 +1,12 @@
-//! The result of checking a project: diagnostics plus the side tables that
-//! editors and lowering read (symbols, resolved names, expression types).
+//! The result of checking a project: diagnostics, the tables editors read
+//! (symbols, resolved names, expression types by span) and the typed IR
+//! that lowering reads.
 
 use std::collections::HashMap;
 
 use nudge_diagnostics::{Diagnostic, FileId, FileSpan};
 
+use crate::tir::Program;
 use crate::types::{Ty, TypeTable};
 
 /// Index of a [`Symbol`] in an [`Analysis`].
@@ -85,12 +87,20 @@ pub struct Analysis {
     pub(crate) expr_types: HashMap<FileSpan, Ty>,
     pub(crate) resolved: HashMap<FileSpan, SymbolId>,
     pub(crate) refs: HashMap<SymbolId, Vec<FileSpan>>,
+    /// The typed program, when the project has no errors.
+    pub(crate) program: Option<Program>,
 }
 
 impl Analysis {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The typed program lowering reads: present exactly when the project
+    /// has no errors.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
     }
 
     /// The symbol with this id.

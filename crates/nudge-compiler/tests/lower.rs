@@ -328,3 +328,70 @@ fn truncated_or_damaged_bundles_are_refused_without_panicking() {
         let _ = Bundle::decode(&damaged);
     }
 }
+
+/// The codes of a one-file project's error diagnostics.
+fn error_codes(src: &str) -> Vec<&'static str> {
+    let project = Project::from_sources(vec![("p.flow".into(), src.into())]);
+    let analysis = check(&project);
+    assert_eq!(
+        analysis.program().is_some(),
+        !analysis.has_errors(),
+        "a typed program exactly when there are no errors"
+    );
+    analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id)
+        .collect()
+}
+
+const THANKS: &str = r#"
+message thanks(name: string) {
+  channel email
+  subject "Thanks, {name}"
+  body "We got your order."
+}
+
+flow thank_buyers {
+  trigger order_completed
+  send thanks(profile.first_name ?? "friend")
+}
+"#;
+
+#[test]
+fn a_checked_program_is_lowered_from_its_typed_program_alone() {
+    let project = Project::from_sources(vec![("shop.flow".into(), SHOP.into())]);
+    let analysis = check(&project);
+    let program = analysis
+        .program()
+        .expect("a clean project has a typed program");
+    let bundle = nudge_compiler::lower_program(&project, program);
+    let names = |b: &Bundle| b.flows.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    let typed: Vec<String> = program.flows.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names(&bundle), typed);
+    assert_eq!(bundle, lower(&project, &analysis).expect("lowers"));
+}
+
+#[test]
+fn what_a_bundle_cannot_hold_is_refused_by_the_checker() {
+    // A field default that reads the customer.
+    let default = format!("profile {{\n  visits: int = profile.orders_count\n}}\n{THANKS}");
+    assert_eq!(error_codes(&default), ["E0309"]);
+    // Constants with no type of their own.
+    for value in ["none", "[]"] {
+        let src = format!("let nothing = {value}\n{THANKS}");
+        assert_eq!(error_codes(&src), ["E0309"], "let nothing = {value}");
+        let typed = format!("let nothing: list<string>? = {value}\n{THANKS}");
+        assert_eq!(error_codes(&typed), Vec::<&str>::new(), "{typed}");
+    }
+    // A send that gives a message its 65th parameter.
+    let params: Vec<String> = (0..65).map(|i| format!("p{i}: int = 0")).collect();
+    let src = format!(
+        "message many({}) {{\n  channel sms\n  text \"hi\"\n}}\n\nflow f {{\n  trigger order_completed\n  send many(p64: 1)\n}}\n",
+        params.join(", ")
+    );
+    assert_eq!(error_codes(&src), ["E0309"]);
+    let within = src.replace("send many(p64: 1)", "send many(p63: 1)");
+    assert_eq!(error_codes(&within), Vec::<&str>::new());
+}

@@ -7,6 +7,7 @@ mod flows;
 mod items;
 mod lints;
 mod templates;
+mod typed;
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,7 +43,20 @@ pub fn check_with_builtins(project: &Project, builtins: Builtins) -> Analysis {
     cx.check_policies();
     cx.check_tests();
     cx.unused_lints();
-    cx.finish()
+    let templates = std::mem::take(&mut cx.template_vars);
+    let mut an = cx.finish();
+    // The typed program is what lowering reads; a project with errors has none.
+    if !an.has_errors() {
+        match typed::build(project, &files, &an, &templates) {
+            Ok(program) => an.program = Some(program),
+            Err(d) => {
+                an.diagnostics.push(*d);
+                an.diagnostics
+                    .sort_by_key(|d| (d.primary.file, d.primary.span.start, d.primary.span.end));
+            }
+        }
+    }
+    an
 }
 
 /// A named type: a record (declared type or event) or an enum.
@@ -186,6 +200,8 @@ pub(crate) struct Checker<'a> {
     ctx: Ctx,
     /// Sends of the flow being checked.
     flow_sends: Vec<&'a ast::Ident>,
+    /// The variables of each template read, for the typed program.
+    template_vars: typed::TemplateVars,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +244,7 @@ impl<'a> Checker<'a> {
             narrowed: Vec::new(),
             ctx: Ctx::top("here"),
             flow_sends: Vec::new(),
+            template_vars: HashMap::new(),
         }
     }
 
