@@ -3,8 +3,10 @@
 //! that lowering reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use nudge_diagnostics::{Diagnostic, FileId, FileSpan};
+use nudge_syntax::Parsed;
 
 use crate::tir::Program;
 use crate::types::{Ty, TypeTable};
@@ -89,6 +91,8 @@ pub struct Analysis {
     pub(crate) refs: HashMap<SymbolId, Vec<FileSpan>>,
     /// The typed program, when the project has no errors.
     pub(crate) program: Option<Program>,
+    /// The syntax tree of every `.flow` file checked (user files, then the stdlib).
+    pub(crate) trees: Vec<(FileId, Arc<Parsed>)>,
 }
 
 impl Analysis {
@@ -101,6 +105,15 @@ impl Analysis {
     /// has no errors.
     pub fn program(&self) -> Option<&Program> {
         self.program.as_ref()
+    }
+
+    /// The syntax tree the checker read for a `.flow` file (not for a
+    /// template), shared so a later analysis of the same text can reuse it.
+    pub fn tree(&self, file: FileId) -> Option<&Arc<Parsed>> {
+        self.trees
+            .iter()
+            .find(|(id, _)| *id == file)
+            .map(|(_, t)| t)
     }
 
     /// The symbol with this id.

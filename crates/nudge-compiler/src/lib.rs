@@ -16,7 +16,7 @@ pub mod tir;
 pub mod types;
 
 pub use analysis::{Analysis, Symbol, SymbolId, SymbolKind};
-pub use check::{check, check_with_builtins};
+pub use check::{check, check_reusing, check_with_builtins};
 pub use project::{LoadError, LoadErrorReason, Project};
 pub use suggest::did_you_mean;
 

@@ -10,6 +10,7 @@ mod templates;
 mod typed;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use nudge_diagnostics::{Code, Diagnostic, Edit, FileId, FileSpan, Span, codes};
 use nudge_syntax::{Parsed, ast};
@@ -27,10 +28,34 @@ pub fn check(project: &Project) -> Analysis {
 
 /// Checks a project against a given builtin table (the stdlib's, or one made for a test).
 pub fn check_with_builtins(project: &Project, builtins: Builtins) -> Analysis {
-    let files: Vec<(FileId, Parsed)> = project
+    check_inner(project, builtins, &mut |_, _| None)
+}
+
+/// Checks a whole project, taking the syntax tree of a file from `reuse`
+/// when it has one for that file id and text (a tree kept from an earlier
+/// analysis of the same text), and parsing the file otherwise. Each file
+/// is parsed at most once; the trees are kept in the analysis
+/// ([`Analysis::tree`]).
+pub fn check_reusing(
+    project: &Project,
+    mut reuse: impl FnMut(FileId, &str) -> Option<Arc<Parsed>>,
+) -> Analysis {
+    check_inner(project, Builtins::stdlib(), &mut reuse)
+}
+
+fn check_inner(
+    project: &Project,
+    builtins: Builtins,
+    reuse: &mut dyn FnMut(FileId, &str) -> Option<Arc<Parsed>>,
+) -> Analysis {
+    let files: Vec<(FileId, Arc<Parsed>)> = project
         .user_files()
         .chain(project.stdlib_files())
-        .map(|id| (id, nudge_syntax::parse(id, &project.sources.get(id).text)))
+        .map(|id| {
+            let text = &project.sources.get(id).text;
+            let tree = reuse(id, text).unwrap_or_else(|| Arc::new(nudge_syntax::parse(id, text)));
+            (id, tree)
+        })
         .collect();
     let mut cx = Checker::new(project, &files, builtins);
     for (_, parsed) in &files {
@@ -56,6 +81,7 @@ pub fn check_with_builtins(project: &Project, builtins: Builtins) -> Analysis {
             }
         }
     }
+    an.trees = files;
     an
 }
 
@@ -169,7 +195,7 @@ struct Saved {
 
 pub(crate) struct Checker<'a> {
     project: &'a Project,
-    files: &'a [(FileId, Parsed)],
+    files: &'a [(FileId, Arc<Parsed>)],
     an: Analysis,
     diags: Vec<Diagnostic>,
     builtins: Builtins,
@@ -211,7 +237,7 @@ pub(crate) enum Value {
 }
 
 impl<'a> Checker<'a> {
-    fn new(project: &'a Project, files: &'a [(FileId, Parsed)], builtins: Builtins) -> Self {
+    fn new(project: &'a Project, files: &'a [(FileId, Arc<Parsed>)], builtins: Builtins) -> Self {
         let mut an = Analysis::default();
         let profile = an.types.add_record(crate::types::RecordDef::new(
             "profile",

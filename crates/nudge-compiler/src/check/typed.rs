@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use nudge_bytecode::{self as bc, Type, Value};
 use nudge_diagnostics::{Code, Diagnostic, FileId, FileSpan, Span, codes};
@@ -36,7 +37,7 @@ pub(crate) type TemplateVars = HashMap<FileSpan, (FileId, Vec<String>)>;
 /// Builds the typed program of a checked project without errors.
 pub(crate) fn build(
     project: &Project,
-    files: &[(FileId, Parsed)],
+    files: &[(FileId, Arc<Parsed>)],
     an: &Analysis,
     templates: &TemplateVars,
 ) -> Result<tir::Program, Box<Diagnostic>> {
@@ -120,7 +121,7 @@ fn not_compilable(at: FileSpan, title: String, label: &str, help: &str) -> Box<D
 
 struct Builder<'a> {
     project: &'a Project,
-    files: &'a [(FileId, Parsed)],
+    files: &'a [(FileId, Arc<Parsed>)],
     an: &'a Analysis,
     templates: &'a TemplateVars,
     decls: HashMap<FileSpan, SymbolId>,
@@ -138,7 +139,7 @@ struct Builder<'a> {
 impl<'a> Builder<'a> {
     fn new(
         project: &'a Project,
-        files: &'a [(FileId, Parsed)],
+        files: &'a [(FileId, Arc<Parsed>)],
         an: &'a Analysis,
         templates: &'a TemplateVars,
     ) -> R<Self> {
