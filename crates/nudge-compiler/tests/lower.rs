@@ -395,3 +395,39 @@ fn what_a_bundle_cannot_hold_is_refused_by_the_checker() {
     let within = src.replace("send many(p64: 1)", "send many(p63: 1)");
     assert_eq!(error_codes(&within), Vec::<&str>::new());
 }
+
+/// FNV-1a, 64 bits: a digest that stays the same on every platform and
+/// Rust release, unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Every example's bundle, pinned byte for byte: a change to the checker,
+/// the typed IR or lowering that alters what any example compiles to shows
+/// up here and must be reviewed. Paths are relative to this crate (cargo
+/// runs tests from it), so the bundles do not depend on the checkout.
+#[test]
+fn example_bundles_are_pinned_byte_for_byte() {
+    let mut dirs: Vec<String> = std::fs::read_dir("../../examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("nudge.toml").is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    dirs.sort();
+    dirs.push("../../benches/winback".into());
+    let mut out = String::new();
+    for dir in dirs {
+        let project = Project::load(&[std::path::PathBuf::from(&dir)]).expect("loads");
+        let bytes = build_project(&project).encode();
+        out.push_str(&format!(
+            "{dir}: {} bytes, fnv1a {:016x}\n",
+            bytes.len(),
+            fnv1a(&bytes)
+        ));
+    }
+    insta::assert_snapshot!(out);
+}
