@@ -385,6 +385,9 @@ fn what_a_bundle_cannot_hold_is_refused_by_the_checker() {
         let typed = format!("let nothing: list<string>? = {value}\n{THANKS}");
         assert_eq!(error_codes(&typed), Vec::<&str>::new(), "{typed}");
     }
+    // Every item that cannot be built is reported, not only the first.
+    let both = format!("let nothing = none\n{default}");
+    assert_eq!(error_codes(&both), ["E0309", "E0309"]);
     // A send that gives a message its 65th parameter.
     let params: Vec<String> = (0..65).map(|i| format!("p{i}: int = 0")).collect();
     let src = format!(

@@ -74,8 +74,8 @@ fn check_inner(
     if !an.has_errors() {
         match typed::build(project, &files, &an, &templates) {
             Ok(program) => an.program = Some(program),
-            Err(d) => {
-                an.diagnostics.push(*d);
+            Err(found) => {
+                an.diagnostics.extend(found);
                 an.diagnostics
                     .sort_by_key(|d| (d.primary.file, d.primary.span.start, d.primary.span.end));
             }

@@ -2,7 +2,8 @@
 //! checker found out about them (resolutions, types, declarations), become
 //! the typed IR ([`crate::tir`]) that lowering reads.
 //!
-//! It runs only on a project without errors. What it can still refuse is
+//! It runs only on a project without errors, and reports every item it
+//! cannot build, not only the first. What it can still refuse is
 //! of two kinds. A construct that type-checks but that a bundle cannot hold
 //! (a field default that is not a constant, a `let` of no storable type,
 //! more slots or steps than one unit takes) is an error with code E0309 at
@@ -34,14 +35,30 @@ type R<T> = Result<T, Box<Diagnostic>>;
 /// the variables it reads, by the span of the path in the message.
 pub(crate) type TemplateVars = HashMap<FileSpan, (FileId, Vec<String>)>;
 
-/// Builds the typed program of a checked project without errors.
+/// Builds the typed program of a checked project without errors, or says
+/// what keeps it from being built: one diagnostic for each item (a `let`,
+/// segment, message, flow, field default or test condition) that cannot be.
 pub(crate) fn build(
     project: &Project,
     files: &[(FileId, Arc<Parsed>)],
     an: &Analysis,
     templates: &TemplateVars,
-) -> Result<tir::Program, Box<Diagnostic>> {
-    Builder::new(project, files, an, templates).and_then(|b| b.program())
+) -> Result<tir::Program, Vec<Diagnostic>> {
+    let builder = Builder::new(project, files, an, templates).map_err(|d| vec![*d])?;
+    let mut errors = Vec::new();
+    let program = builder.program(&mut errors);
+    if errors.is_empty() {
+        Ok(program)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The items that could be built; each one that could not adds its diagnostic to `errors`.
+fn keep<T>(items: impl Iterator<Item = R<T>>, errors: &mut Vec<Diagnostic>) -> Vec<T> {
+    items
+        .filter_map(|r| r.map_err(|d| errors.push(*d)).ok())
+        .collect()
 }
 
 /// A declaration with the file it is in.
@@ -216,9 +233,14 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn program(&self) -> R<tir::Program> {
-        Ok(tir::Program {
-            schemas: self.schemas()?,
+    fn program(&self, errors: &mut Vec<Diagnostic>) -> tir::Program {
+        let schemas = self.schemas(errors);
+        let policy = self.policy().unwrap_or_else(|d| {
+            errors.push(*d);
+            bc::Policy::default()
+        });
+        tir::Program {
+            schemas,
             enums: self
                 .an
                 .types
@@ -230,25 +252,13 @@ impl<'a> Builder<'a> {
                 })
                 .collect(),
             profile: self.profile,
-            lets: self
-                .lets
-                .iter()
-                .map(|d| self.let_item(d))
-                .collect::<R<_>>()?,
-            segments: self
-                .segments
-                .iter()
-                .map(|d| self.segment(d))
-                .collect::<R<_>>()?,
-            messages: self
-                .messages
-                .iter()
-                .map(|d| self.message(d))
-                .collect::<R<_>>()?,
-            flows: self.flows.iter().map(|d| self.flow(d)).collect::<R<_>>()?,
-            policy: self.policy()?,
-            conditions: self.conditions()?,
-        })
+            lets: keep(self.lets.iter().map(|d| self.let_item(d)), errors),
+            segments: keep(self.segments.iter().map(|d| self.segment(d)), errors),
+            messages: keep(self.messages.iter().map(|d| self.message(d)), errors),
+            flows: keep(self.flows.iter().map(|d| self.flow(d)), errors),
+            policy,
+            conditions: keep(self.conditions(), errors),
+        }
     }
 
     // ------------------------------------------------------------ lookups
@@ -1271,7 +1281,7 @@ impl<'a> Builder<'a> {
 
     // ------------------------------------------------------------ schemas
 
-    fn schemas(&self) -> R<Vec<bc::Schema>> {
+    fn schemas(&self, errors: &mut Vec<Diagnostic>) -> Vec<bc::Schema> {
         // Field defaults by record and field name, from the declarations.
         let mut defaults: HashMap<(u32, &str), (FileId, &ast::Expr)> = HashMap::new();
         for (file, p) in self.files {
@@ -1307,14 +1317,19 @@ impl<'a> Builder<'a> {
             let mut fields = Vec::with_capacity(r.fields.len());
             for f in &r.fields {
                 let default = match defaults.get(&(i as u32, f.name.as_str())) {
-                    Some((file, e)) => Some(self.fold(e, *file, &f.ty, 0)?),
+                    Some((file, e)) => self
+                        .fold(e, *file, &f.ty, 0)
+                        .map_err(|d| errors.push(*d))
+                        .ok(),
                     None => None,
                 };
+                let ty = self.bc_type(&f.ty).unwrap_or_else(|shown| {
+                    errors.push(*internal(f.at, format!("a field of `{shown}`")));
+                    Type::Bool
+                });
                 fields.push(bc::FieldSchema {
                     name: f.name.clone(),
-                    ty: self
-                        .bc_type(&f.ty)
-                        .map_err(|shown| internal(f.at, format!("a field of `{shown}`")))?,
+                    ty,
                     default,
                 });
             }
@@ -1325,7 +1340,7 @@ impl<'a> Builder<'a> {
                 fields,
             });
         }
-        Ok(out)
+        out
     }
 
     fn record_at(&self, file: FileId, name: &ast::Ident) -> Option<u32> {
@@ -1409,7 +1424,7 @@ impl<'a> Builder<'a> {
     // ------------------------------------------------------------ tests
 
     /// The `where` conditions of every `expect send`, in the order of files and statements.
-    fn conditions(&self) -> R<Vec<tir::Condition>> {
+    fn conditions(&self) -> impl Iterator<Item = R<tir::Condition>> + '_ {
         let mut out = Vec::new();
         for (file, parsed) in self.files {
             for item in &parsed.file.items {
@@ -1426,11 +1441,11 @@ impl<'a> Builder<'a> {
                     else {
                         continue;
                     };
-                    out.push(self.condition(*file, message, pred)?);
+                    out.push(self.condition(*file, message, pred));
                 }
             }
         }
-        Ok(out)
+        out.into_iter()
     }
 
     fn condition(&self, file: FileId, message: &ast::Ident, pred: &ast::Expr) -> R<tir::Condition> {
