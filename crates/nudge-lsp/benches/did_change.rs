@@ -3,7 +3,8 @@
 //! diagnostics of the last one (and, with a completion behind the burst, to
 //! its answer), through the server core in-process (no stdio); and one
 //! analysis after a one-file edit, parsing every file against reusing the
-//! trees of the unchanged ones.
+//! trees of the unchanged ones; and a check with and without building the
+//! typed IR.
 //! Run with `cargo bench -p nudge-lsp --bench did_change`.
 
 use std::path::PathBuf;
@@ -358,9 +359,39 @@ fn bench_reanalyse(c: &mut Criterion) {
     group.finish();
 }
 
+/// What building the typed IR adds to a check: the same 5,000-line project
+/// checked clean (the checker ends by building the typed IR) and with one
+/// misspelled event (the IR is not built for a project with errors).
+fn bench_typed_ir(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files: Vec<(String, String)> = generate(&root, 5_000)
+        .into_iter()
+        .map(|(p, t)| (p.display().to_string(), t))
+        .collect();
+    let mut broken = files.clone();
+    broken[0].1 = broken[0]
+        .1
+        .replacen("exit on order_completed", "exit on order_complted", 1);
+    let mut group = c.benchmark_group("check of a 5,000-line project");
+    for (name, sources, ir) in [
+        ("clean, typed IR built", files, true),
+        ("one error, no typed IR", broken, false),
+    ] {
+        let project = nudge_compiler::Project::from_sources(sources);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let analysis = nudge_compiler::check(&project);
+                assert_eq!(analysis.program().is_some(), ir);
+                analysis
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench_did_change, bench_burst, bench_burst_then_request, bench_burst_apply, bench_reanalyse
+    targets = bench_did_change, bench_burst, bench_burst_then_request, bench_burst_apply, bench_reanalyse, bench_typed_ir
 }
 criterion_main!(benches);

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use nudge_bytecode::{self as bc, Type, Value};
-use nudge_diagnostics::{Code, Diagnostic, FileId, FileSpan, Span, codes};
+use nudge_diagnostics::{Diagnostic, FileId, FileSpan, Span, codes};
 use nudge_syntax::Parsed;
 use nudge_syntax::ast::{
     self, BinaryOp, ClauseKind, ContentValue, EntryRule, ExprKind, FlowItem, Item, PolicyItemKind,
@@ -104,15 +104,18 @@ fn next(counter: &mut u16, what: &str, at: FileSpan) -> R<u16> {
     Ok(n)
 }
 
+/// E0309 for a count past what a bundle numbers with 16 bits.
 fn too_large(at: FileSpan, what: &str) -> Box<Diagnostic> {
     Box::new(
         Diagnostic::new(
             codes::E0309,
             at,
-            format!("more than 65,535 {what} in one flow, message or value"),
+            format!("more than 65,535 {what} in one flow, message, value or record"),
         )
-        .with_primary_label(format!("this is one {what} too many"))
-        .with_help("split the flow or message into smaller ones"),
+        .with_primary_label(format!(
+            "a bundle numbers {what} with 16 bits; this is past the last"
+        ))
+        .with_help("split it into smaller flows, messages or records"),
     )
 }
 
@@ -127,10 +130,10 @@ fn internal(at: Option<FileSpan>, what: impl Into<String>) -> Box<Diagnostic> {
     )
 }
 
+/// E0309: something that type-checks but that a bundle cannot hold.
 fn not_compilable(at: FileSpan, title: String, label: &str, help: &str) -> Box<Diagnostic> {
-    let code: Code = codes::E0309;
     Box::new(
-        Diagnostic::new(code, at, title)
+        Diagnostic::new(codes::E0309, at, title)
             .with_primary_label(label.to_string())
             .with_help(help.to_string()),
     )
@@ -1583,4 +1586,19 @@ fn match_args<'x, A>(
         *slot = Some(a);
     }
     Some(slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_stop_at_the_last_16_bit_number() {
+        let at = FileSpan::new(FileId(0), Span::new(0, 1));
+        let mut steps = u16::MAX - 1;
+        assert_eq!(next(&mut steps, "steps", at).ok(), Some(u16::MAX - 1));
+        let err = next(&mut steps, "steps", at).expect_err("65,536 steps");
+        assert_eq!(err.code, codes::E0309);
+        assert!(err.title.contains("65,535 steps"), "{}", err.title);
+    }
 }
