@@ -5,9 +5,11 @@
 //! resolved (to a table index, a schema, a field number or a local slot) and
 //! every expression carrying its type and its span. Lowering reads only this
 //! tree, so it has nothing left to look up and nothing left to refuse: each
-//! node here is something it can write as bytecode. Counts that the bundle
-//! keeps in small integers (slots, steps, string parts, arguments) are
-//! checked when the tree is built and stored at their final width.
+//! node here is something it can write as bytecode. Numbers that the
+//! bundle keeps in small integers are checked when the tree is built:
+//! slots, fields, string parts and arguments are stored at their final
+//! width, and a flow holds at most 65,535 steps, waits and splits, so
+//! lowering can number them as it writes them.
 
 use nudge_bytecode::{self as bc, Type, Value};
 use nudge_diagnostics::{FileId, Span};
@@ -124,7 +126,8 @@ pub enum ContentValue {
     Template(bc::Template),
 }
 
-/// A flow.
+/// A flow: at most 65,535 steps (its `on exit` steps included), waits
+/// and splits.
 #[derive(Clone, Debug)]
 pub struct Flow {
     /// Its name.
