@@ -703,12 +703,13 @@ impl<'a> Builder<'a> {
             Some(t) => self.type_expr(t, d.file)?,
             None => self.ty_at(FileSpan::new(d.file, d.decl.value.span))?,
         };
-        let bc_ty = self.bc_type(&ty).map_err(|shown| {
+        let bc_ty = self.bc_type(&ty).map_err(|_| {
             not_compilable(
                 FileSpan::new(d.file, d.decl.name.span),
                 format!(
-                    "`{}` has no type a value can be kept as: its value is `{shown}`",
-                    d.decl.name.name
+                    "`{}` needs a written type: its value is `{}`",
+                    d.decl.name.name,
+                    self.an.types.display(&ty)
                 ),
                 "the type of this constant is not known",
                 "write its type, as in `let names: list<string> = []`",
