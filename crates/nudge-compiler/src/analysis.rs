@@ -101,8 +101,8 @@ impl Analysis {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
 
-    /// The typed program lowering reads: present exactly when the project
-    /// has no errors.
+    /// The typed program lowering reads: present exactly when the checker
+    /// found no errors.
     pub fn program(&self) -> Option<&Program> {
         self.program.as_ref()
     }

@@ -434,3 +434,19 @@ fn example_bundles_are_pinned_byte_for_byte() {
     }
     insta::assert_snapshot!(out);
 }
+
+#[test]
+fn an_error_added_after_the_check_still_refuses_the_project() {
+    use nudge_diagnostics::{Diagnostic, codes};
+    let project = Project::from_sources(vec![("shop.flow".into(), SHOP.into())]);
+    let mut analysis = check(&project);
+    assert!(lower(&project, &analysis).is_ok());
+    // As a language server adds the problems of `nudge.toml` to a project's.
+    let at = analysis.symbols[0].at;
+    analysis
+        .diagnostics
+        .push(Diagnostic::new(codes::E0501, at, "broken nudge.toml"));
+    let err = lower(&project, &analysis).unwrap_err();
+    assert!(err.message.contains("1 error"), "{}", err.message);
+    assert!(nudge_compiler::lower_test_conditions(&project, &analysis).is_err());
+}

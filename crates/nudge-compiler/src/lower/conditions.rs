@@ -43,6 +43,7 @@ pub fn lower_test_conditions(
 ) -> Result<TestConditions, LowerError> {
     let program = analysis
         .program()
+        .filter(|_| !analysis.has_errors())
         .ok_or_else(|| LowerError::has_errors(analysis))?;
     let l = Lower::new(project, program);
     let mut bundle = l.bundle();

@@ -84,9 +84,11 @@ pub fn stdlib_text(path: &str) -> Option<&'static str> {
 /// has errors, which is the only refusal: see [`lower_program`]. The result
 /// is the same, byte for byte, for the same sources.
 pub fn lower(project: &Project, analysis: &Analysis) -> Result<Bundle, LowerError> {
+    // Errors added after the check (a language server adds `nudge.toml`'s)
+    // refuse the project too.
     match analysis.program() {
-        Some(program) => Ok(lower_program(project, program)),
-        None => Err(LowerError::has_errors(analysis)),
+        Some(program) if !analysis.has_errors() => Ok(lower_program(project, program)),
+        _ => Err(LowerError::has_errors(analysis)),
     }
 }
 
