@@ -111,7 +111,9 @@ fn test_project(
         eprintln!("error: {why}");
         (Status::Problems, why)
     })?;
-    Ok(nudge_testing::run_tests(&project, &bundle, filter))
+    Ok(nudge_testing::run_tests(
+        &project, &analysis, &bundle, filter,
+    ))
 }
 
 /// A project's name in reports: its root directory's name (`cart_recovery`

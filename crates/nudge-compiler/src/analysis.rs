@@ -1,10 +1,14 @@
-//! The result of checking a project: diagnostics plus the side tables that
-//! editors and lowering read (symbols, resolved names, expression types).
+//! The result of checking a project: diagnostics, the tables editors read
+//! (symbols, resolved names, expression types by span) and the typed IR
+//! that lowering reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use nudge_diagnostics::{Diagnostic, FileId, FileSpan};
+use nudge_syntax::Parsed;
 
+use crate::tir::Program;
 use crate::types::{Ty, TypeTable};
 
 /// Index of a [`Symbol`] in an [`Analysis`].
@@ -85,12 +89,31 @@ pub struct Analysis {
     pub(crate) expr_types: HashMap<FileSpan, Ty>,
     pub(crate) resolved: HashMap<FileSpan, SymbolId>,
     pub(crate) refs: HashMap<SymbolId, Vec<FileSpan>>,
+    /// The typed program, when the project has no errors.
+    pub(crate) program: Option<Program>,
+    /// The syntax tree of every `.flow` file checked (user files, then the stdlib).
+    pub(crate) trees: Vec<(FileId, Arc<Parsed>)>,
 }
 
 impl Analysis {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The typed program lowering reads: present exactly when the checker
+    /// found no errors.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
+    }
+
+    /// The syntax tree the checker read for a `.flow` file (not for a
+    /// template), shared so a later analysis of the same text can reuse it.
+    pub fn tree(&self, file: FileId) -> Option<&Arc<Parsed>> {
+        self.trees
+            .iter()
+            .find(|(id, _)| *id == file)
+            .map(|(_, t)| t)
     }
 
     /// The symbol with this id.

@@ -328,3 +328,125 @@ fn truncated_or_damaged_bundles_are_refused_without_panicking() {
         let _ = Bundle::decode(&damaged);
     }
 }
+
+/// The codes of a one-file project's error diagnostics.
+fn error_codes(src: &str) -> Vec<&'static str> {
+    let project = Project::from_sources(vec![("p.flow".into(), src.into())]);
+    let analysis = check(&project);
+    assert_eq!(
+        analysis.program().is_some(),
+        !analysis.has_errors(),
+        "a typed program exactly when there are no errors"
+    );
+    analysis
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code.id)
+        .collect()
+}
+
+const THANKS: &str = r#"
+message thanks(name: string) {
+  channel email
+  subject "Thanks, {name}"
+  body "We got your order."
+}
+
+flow thank_buyers {
+  trigger order_completed
+  send thanks(profile.first_name ?? "friend")
+}
+"#;
+
+#[test]
+fn a_checked_program_is_lowered_from_its_typed_program_alone() {
+    let project = Project::from_sources(vec![("shop.flow".into(), SHOP.into())]);
+    let analysis = check(&project);
+    let program = analysis
+        .program()
+        .expect("a clean project has a typed program");
+    let bundle = nudge_compiler::lower_program(&project, program);
+    let names = |b: &Bundle| b.flows.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    let typed: Vec<String> = program.flows.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names(&bundle), typed);
+    assert_eq!(bundle, lower(&project, &analysis).expect("lowers"));
+}
+
+#[test]
+fn what_a_bundle_cannot_hold_is_refused_by_the_checker() {
+    // A field default that reads the customer.
+    let default = format!("profile {{\n  visits: int = profile.orders_count\n}}\n{THANKS}");
+    assert_eq!(error_codes(&default), ["E0309"]);
+    // Constants with no type of their own.
+    for value in ["none", "[]"] {
+        let src = format!("let nothing = {value}\n{THANKS}");
+        assert_eq!(error_codes(&src), ["E0309"], "let nothing = {value}");
+        let typed = format!("let nothing: list<string>? = {value}\n{THANKS}");
+        assert_eq!(error_codes(&typed), Vec::<&str>::new(), "{typed}");
+    }
+    // Every item that cannot be built is reported, not only the first.
+    let both = format!("let nothing = none\n{default}");
+    assert_eq!(error_codes(&both), ["E0309", "E0309"]);
+    // A send that gives a message its 65th parameter.
+    let params: Vec<String> = (0..65).map(|i| format!("p{i}: int = 0")).collect();
+    let src = format!(
+        "message many({}) {{\n  channel sms\n  text \"hi\"\n}}\n\nflow f {{\n  trigger order_completed\n  send many(p64: 1)\n}}\n",
+        params.join(", ")
+    );
+    assert_eq!(error_codes(&src), ["E0309"]);
+    let within = src.replace("send many(p64: 1)", "send many(p63: 1)");
+    assert_eq!(error_codes(&within), Vec::<&str>::new());
+}
+
+/// FNV-1a, 64 bits: a digest that stays the same on every platform and
+/// Rust release, unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Every example's bundle, pinned byte for byte: a change to the checker,
+/// the typed IR or lowering that alters what any example compiles to shows
+/// up here and must be reviewed. Paths are relative to this crate (cargo
+/// runs tests from it), so the bundles do not depend on the checkout.
+#[test]
+fn example_bundles_are_pinned_byte_for_byte() {
+    let mut dirs: Vec<String> = std::fs::read_dir("../../examples")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("nudge.toml").is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    dirs.sort();
+    dirs.push("../../benches/winback".into());
+    let mut out = String::new();
+    for dir in dirs {
+        let project = Project::load(&[std::path::PathBuf::from(&dir)]).expect("loads");
+        let bytes = build_project(&project).encode();
+        out.push_str(&format!(
+            "{dir}: {} bytes, fnv1a {:016x}\n",
+            bytes.len(),
+            fnv1a(&bytes)
+        ));
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn an_error_added_after_the_check_still_refuses_the_project() {
+    use nudge_diagnostics::{Diagnostic, codes};
+    let project = Project::from_sources(vec![("shop.flow".into(), SHOP.into())]);
+    let mut analysis = check(&project);
+    assert!(lower(&project, &analysis).is_ok());
+    // As a language server adds the problems of `nudge.toml` to a project's.
+    let at = analysis.symbols[0].at;
+    analysis
+        .diagnostics
+        .push(Diagnostic::new(codes::E0501, at, "broken nudge.toml"));
+    let err = lower(&project, &analysis).unwrap_err();
+    assert!(err.message.contains("1 error"), "{}", err.message);
+    assert!(nudge_compiler::lower_test_conditions(&project, &analysis).is_err());
+}

@@ -74,6 +74,7 @@ codes! {
     E0306 = "E0306" "non-positive-duration" Error "A wait, window or cap period that is zero or negative.";
     E0307 = "E0307" "invalid-timezone" Error "A time zone name that is not in the IANA database.";
     E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, or split arms that do not add up to 100%.";
+    E0309 = "E0309" "not-compilable" Error "A construct that type-checks but that a bundle cannot hold: a field default that is not a constant, a `let` with no storable type, more than 64 message parameters given, or more than 65,535 locals, steps, waits or splits in one unit.";
     // Flows, messages and tests.
     E0401 = "E0401" "missing-trigger" Error "A flow without a trigger, or with more than one.";
     E0402 = "E0402" "duplicate-clause" Error "A flow clause that may appear once appears twice.";
@@ -112,9 +113,21 @@ codes! {
     E0603 = "E0603" "no-flow-files" Error "A folder with no `.flow` file below it.";
 }
 
-/// Every code: the `.flow` checker's, then the project's.
+codes! {
+    /// The code of a fault in the compiler itself: the checker accepted a
+    /// program it could not describe for lowering. No source is meant to
+    /// produce it, so it has no fixture; it is kept apart from [`CODES`].
+    INTERNAL_CODES;
+    E0901 = "E0901" "internal-error" Error "The checker accepted a construct it did not describe for lowering: a bug in the compiler, to be reported.";
+}
+
+/// Every code: the `.flow` checker's, then the project's, then the internal one.
 pub fn all() -> impl Iterator<Item = Code> {
-    CODES.iter().chain(PROJECT_CODES).copied()
+    CODES
+        .iter()
+        .chain(PROJECT_CODES)
+        .chain(INTERNAL_CODES)
+        .copied()
 }
 
 /// Finds a code by its id (`E0202`) or name (`unknown-event`).

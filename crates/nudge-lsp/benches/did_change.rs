@@ -1,7 +1,10 @@
 //! Latency of the language server: from a `didChange` on a 5,000-line project
 //! to its `publishDiagnostics`, and from a burst of 50 keystrokes to the
 //! diagnostics of the last one (and, with a completion behind the burst, to
-//! its answer), through the server core in-process (no stdio).
+//! its answer), through the server core in-process (no stdio); and one
+//! analysis after a one-file edit, parsing every file against reusing the
+//! trees of the unchanged ones; and a check with and without building the
+//! typed IR.
 //! Run with `cargo bench -p nudge-lsp --bench did_change`.
 
 use std::path::PathBuf;
@@ -9,6 +12,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lsp_server::{Message, Notification, Request, RequestId};
+use nudge_lsp::Snapshot;
 use nudge_lsp::server::Server;
 use serde_json::json;
 
@@ -313,9 +317,81 @@ fn bench_burst_apply(c: &mut Criterion) {
     });
 }
 
+/// The analysis an edit of one file sets off, on the same 5,000-line
+/// project: every file parsed (the baseline), and the unchanged files'
+/// trees taken from the previous analysis.
+fn bench_reanalyse(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files = generate(&root, 5_000);
+    let stdlib = PathBuf::from("/bench/stdlib");
+    let mut edited = files.clone();
+    edited[0].1 = edited[0]
+        .1
+        .replacen("exit on order_completed", "exit on order_complted", 1);
+    let previous = Snapshot::analyse(files, &stdlib);
+    let errors = |s: &Snapshot| {
+        s.analysis
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .count()
+    };
+    assert_eq!(
+        errors(&previous),
+        0,
+        "the generated project must check cleanly"
+    );
+    let mut group = c.benchmark_group("analysis after a one-file edit, 5,000-line project");
+    group.bench_function("every file parsed", |b| {
+        b.iter(|| {
+            let snap = Snapshot::analyse(edited.clone(), &stdlib);
+            assert_eq!(errors(&snap), 1);
+            snap
+        })
+    });
+    group.bench_function("unchanged files' trees reused", |b| {
+        b.iter(|| {
+            let snap = Snapshot::analyse_reusing(edited.clone(), &stdlib, Some(&previous));
+            assert_eq!(errors(&snap), 1);
+            snap
+        })
+    });
+    group.finish();
+}
+
+/// What building the typed IR adds to a check: the same 5,000-line project
+/// checked clean (the checker ends by building the typed IR) and with one
+/// misspelled event (the IR is not built for a project with errors).
+fn bench_typed_ir(c: &mut Criterion) {
+    let root = PathBuf::from("/bench/project");
+    let files: Vec<(String, String)> = generate(&root, 5_000)
+        .into_iter()
+        .map(|(p, t)| (p.display().to_string(), t))
+        .collect();
+    let mut broken = files.clone();
+    broken[0].1 = broken[0]
+        .1
+        .replacen("exit on order_completed", "exit on order_complted", 1);
+    let mut group = c.benchmark_group("check of a 5,000-line project");
+    for (name, sources, ir) in [
+        ("clean, typed IR built", files, true),
+        ("one error, no typed IR", broken, false),
+    ] {
+        let project = nudge_compiler::Project::from_sources(sources);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let analysis = nudge_compiler::check(&project);
+                assert_eq!(analysis.program().is_some(), ir);
+                analysis
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50);
-    targets = bench_did_change, bench_burst, bench_burst_then_request, bench_burst_apply
+    targets = bench_did_change, bench_burst, bench_burst_then_request, bench_burst_apply, bench_reanalyse, bench_typed_ir
 }
 criterion_main!(benches);

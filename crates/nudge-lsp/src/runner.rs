@@ -102,7 +102,7 @@ pub fn run_test(snap: &Snapshot, file: FileId, name: &str) -> Result<Outcome, St
         )
     })?;
     // The filter is a substring: other tests may run too; only this one counts.
-    let result = nudge_testing::run_tests(&snap.project, &bundle, Some(name))
+    let result = nudge_testing::run_tests(&snap.project, &snap.analysis, &bundle, Some(name))
         .into_iter()
         .find(|r| r.name == name && r.file == path)
         .ok_or_else(|| format!("there is no test \"{name}\" in {path}"))?;

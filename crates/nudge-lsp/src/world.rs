@@ -35,11 +35,12 @@ const MAX_SCAN_ENTRIES: usize = 20_000;
 pub struct Snapshot {
     /// The files as analysed (user files, then the stdlib, then templates).
     pub project: Project,
-    /// Diagnostics and side tables.
+    /// Diagnostics, the tables features read, the trees and the typed program.
     pub analysis: Analysis,
     by_path: HashMap<PathBuf, FileId>,
     paths: Vec<PathBuf>,
-    /// Syntax trees, parsed again on first use by the features that need them.
+    /// Syntax trees of the files the checker did not parse (templates,
+    /// `nudge.toml`), parsed on first use by the features that ask.
     trees: Vec<OnceLock<Parsed>>,
     /// Line indexes for position conversion, built on first use.
     lines: Vec<OnceLock<LineIndex>>,
@@ -51,12 +52,29 @@ impl Snapshot {
     /// Checks `files` (absolute path and text) as one project; stdlib files
     /// get paths in `stdlib_dir`.
     pub fn analyse(files: Vec<(PathBuf, String)>, stdlib_dir: &Path) -> Snapshot {
+        Snapshot::analyse_reusing(files, stdlib_dir, None)
+    }
+
+    /// Like [`Snapshot::analyse`], taking from `previous` the syntax tree of
+    /// every file whose id and text are unchanged instead of parsing it
+    /// again: an edit reparses the edited file only. A tree depends on
+    /// nothing but the file's id and text, so a reused tree is the tree a
+    /// parse would give.
+    pub fn analyse_reusing(
+        files: Vec<(PathBuf, String)>,
+        stdlib_dir: &Path,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let sources = files
             .into_iter()
             .map(|(p, t)| (p.display().to_string(), t))
             .collect();
         let project = Project::from_sources(sources);
-        let analysis = nudge_compiler::check(&project);
+        let analysis = nudge_compiler::check_reusing(&project, |id, text| {
+            let prev = previous?;
+            let tree = prev.analysis.tree(id)?;
+            (prev.source(id)?.text == text).then(|| Arc::clone(tree))
+        });
         let mut paths = Vec::with_capacity(project.sources.len());
         for (id, file) in project.sources.iter() {
             let path = if project.is_stdlib(id) {
@@ -129,8 +147,12 @@ impl Snapshot {
         self.source(file).map_or("", |f| f.text.as_str())
     }
 
-    /// The syntax tree of a file, parsed on first use and kept with the snapshot.
+    /// The syntax tree of a file: the one the checker read for a `.flow`
+    /// file, otherwise parsed on first use and kept with the snapshot.
     pub fn parse(&self, file: FileId) -> &Parsed {
+        if let Some(tree) = self.analysis.tree(file) {
+            return tree;
+        }
         match self.trees.get(file.0 as usize) {
             Some(cell) => cell.get_or_init(|| nudge_syntax::parse(file, self.text(file))),
             // An id from elsewhere: an empty tree, never a panic.
@@ -471,7 +493,13 @@ impl World {
             }
         }
         let root = project.root.clone();
-        let mut snapshot = Snapshot::analyse(files.into_iter().collect(), &self.stdlib_dir);
+        // The last analysis's trees serve the files that did not change.
+        let previous = project.snapshot.clone();
+        let mut snapshot = Snapshot::analyse_reusing(
+            files.into_iter().collect(),
+            &self.stdlib_dir,
+            previous.as_deref(),
+        );
         snapshot.versions = versions;
         snapshot.add_manifest(&root);
         let project = &mut self.projects[id];

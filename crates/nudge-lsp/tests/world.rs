@@ -82,3 +82,44 @@ fn a_file_at_the_root_of_the_disk_does_not_load_the_disk() {
     world.analyse_dirty();
     assert_eq!(world.snapshot(id).unwrap().project.user_files().count(), 0);
 }
+
+#[test]
+fn an_edit_reparses_only_the_edited_file() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    std::fs::create_dir_all(base.join("shop")).unwrap();
+    std::fs::write(base.join("shop/nudge.toml"), "").unwrap();
+    std::fs::write(base.join("shop/a.flow"), "segment a = true\n").unwrap();
+    std::fs::write(base.join("shop/b.flow"), "segment b = true\n").unwrap();
+    let mut world = World::new(base.join("stdlib"));
+    world.add_folder(base.clone());
+    world.analyse_dirty();
+    let (a, b) = (base.join("shop/a.flow"), base.join("shop/b.flow"));
+    let trees = |world: &World, path: &PathBuf| {
+        let (id, _) = world.projects().next().unwrap();
+        let snap = world.shared_snapshot(id).unwrap();
+        let file = snap.file_id(path).unwrap();
+        let tree = Arc::clone(snap.analysis.tree(file).expect("a checked file has a tree"));
+        let stdlib = snap.project.stdlib_files().next().unwrap();
+        let std_tree = Arc::clone(snap.analysis.tree(stdlib).unwrap());
+        (tree, std_tree)
+    };
+    let (a_before, std_before) = trees(&world, &a);
+    let (b_before, _) = trees(&world, &b);
+
+    world.open(b.clone(), "segment b = false\n".into(), 1);
+    world.analyse_dirty();
+    let (a_after, std_after) = trees(&world, &a);
+    let (b_after, _) = trees(&world, &b);
+    // The unchanged file and the stdlib keep their trees; the edited one is parsed anew.
+    assert!(Arc::ptr_eq(&a_before, &a_after));
+    assert!(Arc::ptr_eq(&std_before, &std_after));
+    assert!(!Arc::ptr_eq(&b_before, &b_after));
+    assert_ne!(b_before.file, b_after.file);
+    // The features read the same tree as the checker.
+    let (id, _) = world.projects().next().unwrap();
+    let snap = world.snapshot(id).unwrap();
+    let file = snap.file_id(&a).unwrap();
+    assert!(std::ptr::eq(snap.parse(file), &*a_after));
+}

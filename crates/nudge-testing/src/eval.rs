@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use nudge_bytecode::{Bundle, Record, Value, civil_from_days, format_instant};
-use nudge_compiler::{Project, TestConditions};
+use nudge_compiler::{Analysis, Project, TestConditions};
 use nudge_diagnostics::{FileId, FileSpan};
 use nudge_syntax::ast::{Expr, ExprKind, StrPart, UnaryOp};
 use nudge_vm::{Host, Scope, UnitRef, Vm};
@@ -92,14 +92,17 @@ fn text(parts: &[StrPart]) -> Result<String, String> {
 /// expression means in a flow.
 pub(crate) struct Conditions<'p> {
     project: &'p Project,
+    analysis: &'p Analysis,
     compiled: OnceLock<Result<TestConditions, String>>,
 }
 
 impl<'p> Conditions<'p> {
-    /// The conditions of this project's tests; nothing is compiled until one is checked.
-    pub(crate) fn new(project: &'p Project) -> Self {
+    /// The conditions of this project's tests, from its analysis; nothing
+    /// is compiled until one is checked.
+    pub(crate) fn new(project: &'p Project, analysis: &'p Analysis) -> Self {
         Conditions {
             project,
+            analysis,
             compiled: OnceLock::new(),
         }
     }
@@ -111,8 +114,7 @@ impl<'p> Conditions<'p> {
 
     fn compiled(&self) -> Result<&TestConditions, String> {
         let compiled = self.compiled.get_or_init(|| {
-            let analysis = nudge_compiler::check(self.project);
-            nudge_compiler::lower_test_conditions(self.project, &analysis)
+            nudge_compiler::lower_test_conditions(self.project, self.analysis)
                 .map_err(|e| e.render(&self.project.sources))
         });
         compiled.as_ref().map_err(Clone::clone)
@@ -316,7 +318,8 @@ mod tests {
             "starts_with(content.subject, vip_word)",
             "len([content.subject, content.body]) == 2 and ends_with(trim(content.body), \".\")",
         ]);
-        let all = Conditions::new(&project);
+        let analysis = nudge_compiler::check(&project);
+        let all = Conditions::new(&project, &analysis);
         let file = all.of_file(FileId(0));
         let mut content = Map::new();
         content.insert("subject".into(), Json::String("Thanks for order o1".into()));
@@ -331,7 +334,8 @@ mod tests {
     #[test]
     fn a_condition_that_fails_at_run_time_says_why_and_where() {
         let (project, preds) = conditions(&["contains(content.subject, \"o1\")"]);
-        let all = Conditions::new(&project);
+        let analysis = nudge_compiler::check(&project);
+        let all = Conditions::new(&project, &analysis);
         let file = all.of_file(FileId(0));
         // A key the message did not render is none, which `contains` cannot read.
         let err = file.holds(&preds[0], &Map::new(), 0).unwrap_err();
@@ -346,7 +350,8 @@ mod tests {
             "any_event(order_completed, o => true)",
             "contains(content.subject, \"o1\")",
         ]);
-        let all = Conditions::new(&project);
+        let analysis = nudge_compiler::check(&project);
+        let all = Conditions::new(&project, &analysis);
         let file = all.of_file(FileId(0));
         let mut content = Map::new();
         content.insert("subject".into(), Json::String("Thanks for order o1".into()));
@@ -371,7 +376,8 @@ mod tests {
     #[test]
     fn a_project_with_errors_has_no_conditions() {
         let (project, preds) = conditions(&["contains(content.subjet, \"o1\")"]);
-        let all = Conditions::new(&project);
+        let analysis = nudge_compiler::check(&project);
+        let all = Conditions::new(&project, &analysis);
         let err = all
             .of_file(FileId(0))
             .holds(&preds[0], &Map::new(), 0)

@@ -19,12 +19,12 @@ pub mod report;
 mod scenario;
 mod timeline;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nudge_bytecode::Bundle;
-use nudge_compiler::Project;
+use nudge_compiler::{Analysis, Project};
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::millis::ms;
 
@@ -66,16 +66,29 @@ pub struct Failure {
 }
 
 /// Runs every test of a checked, lowered project whose name contains
-/// `filter` (ignoring case), in source order of the results.
-pub fn run_tests(project: &Project, bundle: &Bundle, filter: Option<&str>) -> Vec<TestResult> {
+/// `filter` (ignoring case), in source order of the results. The tests are
+/// read from the trees of the project's analysis, and their `where`
+/// conditions compiled from its typed program: nothing is parsed or
+/// checked again.
+pub fn run_tests(
+    project: &Project,
+    analysis: &Analysis,
+    bundle: &Bundle,
+    filter: Option<&str>,
+) -> Vec<TestResult> {
     let parsed: Vec<_> = project
         .user_files()
         .map(|id| {
             let src = project.sources.get(id);
-            (id, src, nudge_syntax::parse(id, &src.text))
+            // An analysis made by `check` has every user file's tree.
+            let tree = analysis
+                .tree(id)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(nudge_syntax::parse(id, &src.text)));
+            (id, src, tree)
         })
         .collect();
-    let conditions = eval::Conditions::new(project);
+    let conditions = eval::Conditions::new(project, analysis);
     let filter = filter.map(str::to_lowercase);
     let mut scenarios = Vec::new();
     for (id, src, p) in &parsed {

@@ -36,7 +36,7 @@ fn passing_and_failing_tests_are_told_apart() {
     let analysis = nudge_compiler::check(&project);
     assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
     let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
-    let results = nudge_testing::run_tests(&project, &bundle, None);
+    let results = nudge_testing::run_tests(&project, &analysis, &bundle, None);
     assert_eq!(results.len(), 2);
     assert!(results[0].passed(), "{:?}", results[0].failures);
     let failed = &results[1];
@@ -62,7 +62,7 @@ fn filter_selects_by_name_ignoring_case() {
     let project = Project::from_sources(vec![("main.flow".into(), FLOWS.into())]);
     let analysis = nudge_compiler::check(&project);
     let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
-    let results = nudge_testing::run_tests(&project, &bundle, Some("WRONG"));
+    let results = nudge_testing::run_tests(&project, &analysis, &bundle, Some("WRONG"));
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].name, "a wrong expectation fails");
 }
@@ -90,7 +90,7 @@ test "a missed window" {
     let analysis = nudge_compiler::check(&project);
     assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
     let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
-    let results = nudge_testing::run_tests(&project, &bundle, Some("window"));
+    let results = nudge_testing::run_tests(&project, &analysis, &bundle, Some("window"));
     assert_eq!(results.len(), 2);
     assert!(results[0].passed(), "{:?}", results[0].failures);
     let f = &results[1].failures[0];
@@ -127,7 +127,7 @@ test "arrives late" {
     let analysis = nudge_compiler::check(&project);
     assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
     let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
-    let results = nudge_testing::run_tests(&project, &bundle, Some("arrives"));
+    let results = nudge_testing::run_tests(&project, &analysis, &bundle, Some("arrives"));
     assert_eq!(results.len(), 2);
     let f = &results[0].failures[0];
     assert_eq!(f.line, 30);
@@ -159,7 +159,7 @@ test "conditions" {
     let analysis = nudge_compiler::check(&project);
     assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
     let bundle = nudge_compiler::lower(&project, &analysis).expect("lowers");
-    let results = nudge_testing::run_tests(&project, &bundle, Some("conditions"));
+    let results = nudge_testing::run_tests(&project, &analysis, &bundle, Some("conditions"));
     assert_eq!(results.len(), 1);
     let failures = &results[0].failures;
     assert_eq!(failures.len(), 1, "{failures:?}");

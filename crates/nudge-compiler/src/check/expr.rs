@@ -113,36 +113,10 @@ fn ordered(t: &Ty) -> bool {
     )
 }
 
-/// The result of an arithmetic operator on two (non-optional) types.
+/// The result of an arithmetic operator on two (non-optional) types: the
+/// operators that have an instruction for these types, and only those.
 pub(crate) fn arith(op: BinaryOp, l: &Ty, r: &Ty) -> Option<Ty> {
-    use Ty::*;
-    let num = |t: &Ty| matches!(t, Int | Decimal);
-    Some(match (op, l, r) {
-        (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Rem, Int, Int) => Int,
-        (BinaryOp::Div, Int, Int) => Decimal,
-        (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div, a, b)
-            if num(a) && num(b) =>
-        {
-            Decimal
-        }
-        (BinaryOp::Add | BinaryOp::Sub, Money, Money) => Money,
-        (BinaryOp::Add | BinaryOp::Sub, Percent, Percent) => Percent,
-        (BinaryOp::Mul, Money, b) if num(b) => Money,
-        (BinaryOp::Mul, a, Money) if num(a) => Money,
-        (BinaryOp::Mul, Money, Percent) | (BinaryOp::Mul, Percent, Money) => Money,
-        (BinaryOp::Div, Money, b) if num(b) => Money,
-        (BinaryOp::Div, Money, Money) => Decimal,
-        (BinaryOp::Add | BinaryOp::Sub, Duration, Duration) => Duration,
-        (BinaryOp::Mul, Duration, Int) | (BinaryOp::Mul, Int, Duration) => Duration,
-        (BinaryOp::Div, Duration, Int) => Duration,
-        (BinaryOp::Add | BinaryOp::Sub, Time, Duration) => Time,
-        (BinaryOp::Add, Duration, Time) => Time,
-        (BinaryOp::Sub, Time, Time) => Duration,
-        (BinaryOp::Add | BinaryOp::Sub, Date, Duration) => Date,
-        (BinaryOp::Sub, Date, Date) => Duration,
-        (BinaryOp::Add, String, String) => String,
-        _ => return None,
-    })
+    crate::tir::ArithOp::of(op, l, r).map(|a| a.op.result())
 }
 
 /// Whether `==` and `!=` apply to two types.

@@ -341,6 +341,7 @@ impl<'a> Checker<'a> {
         };
         let mut vars: Vec<String> = tmpl.undeclared_variables(false).into_iter().collect();
         vars.sort();
+        self.template_vars.insert(at, (tid, vars.clone()));
         let params: Vec<String> = self.messages[idx]
             .params
             .iter()

@@ -7,8 +7,10 @@ mod flows;
 mod items;
 mod lints;
 mod templates;
+mod typed;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use nudge_diagnostics::{Code, Diagnostic, Edit, FileId, FileSpan, Span, codes};
 use nudge_syntax::{Parsed, ast};
@@ -26,10 +28,34 @@ pub fn check(project: &Project) -> Analysis {
 
 /// Checks a project against a given builtin table (the stdlib's, or one made for a test).
 pub fn check_with_builtins(project: &Project, builtins: Builtins) -> Analysis {
-    let files: Vec<(FileId, Parsed)> = project
+    check_inner(project, builtins, &mut |_, _| None)
+}
+
+/// Checks a whole project, taking the syntax tree of a file from `reuse`
+/// when it has one for that file id and text (a tree kept from an earlier
+/// analysis of the same text), and parsing the file otherwise. Each file
+/// is parsed at most once; the trees are kept in the analysis
+/// ([`Analysis::tree`]).
+pub fn check_reusing(
+    project: &Project,
+    mut reuse: impl FnMut(FileId, &str) -> Option<Arc<Parsed>>,
+) -> Analysis {
+    check_inner(project, Builtins::stdlib(), &mut reuse)
+}
+
+fn check_inner(
+    project: &Project,
+    builtins: Builtins,
+    reuse: &mut dyn FnMut(FileId, &str) -> Option<Arc<Parsed>>,
+) -> Analysis {
+    let files: Vec<(FileId, Arc<Parsed>)> = project
         .user_files()
         .chain(project.stdlib_files())
-        .map(|id| (id, nudge_syntax::parse(id, &project.sources.get(id).text)))
+        .map(|id| {
+            let text = &project.sources.get(id).text;
+            let tree = reuse(id, text).unwrap_or_else(|| Arc::new(nudge_syntax::parse(id, text)));
+            (id, tree)
+        })
         .collect();
     let mut cx = Checker::new(project, &files, builtins);
     for (_, parsed) in &files {
@@ -42,7 +68,21 @@ pub fn check_with_builtins(project: &Project, builtins: Builtins) -> Analysis {
     cx.check_policies();
     cx.check_tests();
     cx.unused_lints();
-    cx.finish()
+    let templates = std::mem::take(&mut cx.template_vars);
+    let mut an = cx.finish();
+    // The typed program is what lowering reads; a project with errors has none.
+    if !an.has_errors() {
+        match typed::build(project, &files, &an, &templates) {
+            Ok(program) => an.program = Some(program),
+            Err(found) => {
+                an.diagnostics.extend(found);
+                an.diagnostics
+                    .sort_by_key(|d| (d.primary.file, d.primary.span.start, d.primary.span.end));
+            }
+        }
+    }
+    an.trees = files;
+    an
 }
 
 /// A named type: a record (declared type or event) or an enum.
@@ -155,7 +195,7 @@ struct Saved {
 
 pub(crate) struct Checker<'a> {
     project: &'a Project,
-    files: &'a [(FileId, Parsed)],
+    files: &'a [(FileId, Arc<Parsed>)],
     an: Analysis,
     diags: Vec<Diagnostic>,
     builtins: Builtins,
@@ -186,6 +226,8 @@ pub(crate) struct Checker<'a> {
     ctx: Ctx,
     /// Sends of the flow being checked.
     flow_sends: Vec<&'a ast::Ident>,
+    /// The variables of each template read, for the typed program.
+    template_vars: typed::TemplateVars,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -195,7 +237,7 @@ pub(crate) enum Value {
 }
 
 impl<'a> Checker<'a> {
-    fn new(project: &'a Project, files: &'a [(FileId, Parsed)], builtins: Builtins) -> Self {
+    fn new(project: &'a Project, files: &'a [(FileId, Arc<Parsed>)], builtins: Builtins) -> Self {
         let mut an = Analysis::default();
         let profile = an.types.add_record(crate::types::RecordDef::new(
             "profile",
@@ -228,6 +270,7 @@ impl<'a> Checker<'a> {
             narrowed: Vec::new(),
             ctx: Ctx::top("here"),
             flow_sends: Vec::new(),
+            template_vars: HashMap::new(),
         }
     }
 

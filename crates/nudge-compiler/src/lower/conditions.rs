@@ -10,12 +10,11 @@ use std::collections::HashMap;
 
 use nudge_bytecode::{self as bc, BlockKind, Bundle, Type};
 use nudge_diagnostics::{FileId, FileSpan, Span};
-use nudge_syntax::ast::{self, ExpectKind, Item, TestStmtKind};
 
-use super::{Lower, LowerError, R, code::Gen, lower_checked};
+use super::{Lower, LowerError, code::Gen};
 use crate::analysis::Analysis;
 use crate::project::Project;
-use crate::types::RecordKind;
+use crate::tir;
 
 /// The compiled `where` conditions of a project's tests.
 #[derive(Clone, Debug)]
@@ -42,43 +41,30 @@ pub fn lower_test_conditions(
     project: &Project,
     analysis: &Analysis,
 ) -> Result<TestConditions, LowerError> {
-    lower_checked(project, analysis, |l| {
-        let mut bundle = l.bundle()?;
-        let mut by_span = HashMap::new();
-        for (file, parsed) in l.parsed {
-            for item in &parsed.file.items {
-                let Item::Test(t) = item else { continue };
-                for stmt in &t.stmts {
-                    let TestStmtKind::Expect(x) = &stmt.kind else {
-                        continue;
-                    };
-                    let ExpectKind::Send {
-                        message,
-                        predicate: Some(pred),
-                        ..
-                    } = &x.kind
-                    else {
-                        continue;
-                    };
-                    let segment = u32::try_from(bundle.segments.len())
-                        .map_err(|_| LowerError::new(None, "too many test conditions"))?;
-                    let (global, content) = condition(l, *file, message, pred)?;
-                    let compiled = match reads_the_customer(&global.unit, *file) {
-                        Some(e) => Err(e),
-                        None => {
-                            bundle.segments.push(global);
-                            Ok(TestCondition { segment, content })
-                        }
-                    };
-                    by_span.insert(FileSpan::new(*file, pred.span), compiled);
-                }
+    let program = analysis
+        .program()
+        .filter(|_| !analysis.has_errors())
+        .ok_or_else(|| LowerError::has_errors(analysis))?;
+    let l = Lower::new(project, program);
+    let mut bundle = l.bundle();
+    let mut by_span = HashMap::new();
+    for c in &program.conditions {
+        let global = condition(&l, c);
+        let compiled = match reads_the_customer(&global.unit, c.file) {
+            Some(e) => Err(e),
+            None => {
+                // Segments are numbered by `u32`; a bundle holds far fewer.
+                let segment = bundle.segments.len() as u32;
+                bundle.segments.push(global);
+                Ok(TestCondition {
+                    segment,
+                    content: c.content,
+                })
             }
-        }
-        bundle
-            .validate()
-            .map_err(|e| LowerError::new(None, format!("internal error: {e}")))?;
-        Ok(TestConditions { bundle, by_span })
-    })
+        };
+        by_span.insert(FileSpan::new(c.file, c.predicate.span), compiled);
+    }
+    Ok(TestConditions { bundle, by_span })
 }
 
 /// Why a condition's code cannot run in a test, if it reads the customer:
@@ -106,39 +92,15 @@ fn reads_the_customer(unit: &bc::Unit, file: FileId) -> Option<LowerError> {
     })
 }
 
-/// One condition as a segment named after its statement, and its content schema.
-fn condition(
-    l: &Lower<'_>,
-    file: FileId,
-    message: &ast::Ident,
-    pred: &ast::Expr,
-) -> R<(bc::Global, u32)> {
-    let at = FileSpan::new(file, message.span);
-    // The checker gives every condition a record of the message's content
-    // keys; those of one message are alike, so the first one serves.
-    let record = format!("content of {}", message.name);
-    let content =
-        l.an.types
-            .records
-            .iter()
-            .position(|r| r.kind == RecordKind::Synthetic && r.name == record)
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| LowerError::new(Some(at), format!("no {record} record")))?;
-    let mut g = Gen::new(l, file, Some(BlockKind::Expr));
-    // The checker declares `content` at the message's name.
-    g.declare(&ast::Ident {
-        name: "content".into(),
-        span: message.span,
-    })?;
-    g.main_expr(pred, None)?;
-    let (unit, _) = g.finish()?;
-    let line = l.pos(file, pred.span).line;
-    Ok((
-        bc::Global {
-            name: format!("expect send {} where … (line {line})", message.name),
-            ty: Type::Bool,
-            unit,
-        },
-        content,
-    ))
+/// One condition as a segment named after its statement.
+fn condition(l: &Lower<'_>, c: &tir::Condition) -> bc::Global {
+    let mut g = Gen::new(l, c.file, c.slots, Some(BlockKind::Expr));
+    g.main_expr(&c.predicate, None);
+    let (unit, _) = g.finish();
+    let line = l.pos(c.file, c.predicate.span).line;
+    bc::Global {
+        name: format!("expect send {} where … (line {line})", c.message),
+        ty: Type::Bool,
+        unit,
+    }
 }
