@@ -9,14 +9,18 @@
 //! (p50, p99, max), the server's commits (from `GET /metrics`) and where the
 //! CPU went (per server thread, and the client, from `/proc` on Linux).
 //!
-//! Three runs:
+//! Four runs:
 //!
 //! - `stub`: the same requests against a trivial in-process HTTP responder,
 //!   so the client's own ceiling is on the table next to the server's;
 //! - `batch`: `POST /v1/batch` with `NUDGE_BENCH_BATCH` calls per request
 //!   over `NUDGE_BENCH_CONNECTIONS` connections;
 //! - `single`: one call per request (`/v1/track`, `/v1/page`, ...) over one
-//!   connection, to show the cost of a request on its own.
+//!   connection, to show the cost of a request on its own;
+//! - `profile`: `NUDGE_BENCH_PROFILE_EVENTS` calls posted to a server whose
+//!   profile API is on, then `NUDGE_BENCH_PROFILE_READS` reads of
+//!   `GET /v1/profiles/{id}` over the customers they made, round-robin
+//!   (only the reads are timed).
 //!
 //! Settings (environment variables):
 //!
@@ -661,16 +665,21 @@ fn print(rows: &[Row]) {
         } else {
             // CPU per call holds still when other processes share the
             // cores, where wall-clock rates do not.
-            let per_call = |s: f64| s * 1e6 / r.load.calls.max(1) as f64;
+            // A run that only reads counts per request.
+            let (n, unit) = match r.load.calls {
+                0 => (r.load.requests, "request"),
+                n => (n, "call"),
+            };
+            let per_call = |s: f64| s * 1e6 / n.max(1) as f64;
             let total: f64 = r.load.server_cpu.iter().map(|(_, s)| s).sum();
             let parts: Vec<String> = r
                 .load
                 .server_cpu
                 .iter()
-                .map(|(role, s)| format!("{role} {s:.2} = {:.1} us/call", per_call(*s)))
+                .map(|(role, s)| format!("{role} {s:.2} = {:.1} us/{unit}", per_call(*s)))
                 .collect();
             format!(
-                "server {total:.2} = {:.1} us/call ({}); ",
+                "server {total:.2} = {:.1} us/{unit} ({}); ",
                 per_call(total),
                 parts.join(", ")
             )
