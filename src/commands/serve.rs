@@ -17,7 +17,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nudge_host::config::HttpLimits;
 use nudge_host::durable::Bundles;
-use nudge_host::live::{Answer, Live, Opening, Recompile};
+use nudge_host::live::{Answer, Live, Msg, Opening, Recompile, Reply, Task};
 use nudge_host::metrics::Metrics;
 use nudge_runtime::replay::DeadLetter;
 use serde_json::{Value, json};
@@ -213,7 +213,7 @@ pub fn run(args: Args) -> Status {
                 .args
                 .debug_wedge_after
                 .map(|ms| Instant::now() + Duration::from_millis(ms));
-            engine_loop(&mut live, &rx, setup.args.clock, wedge_at);
+            nudge_host::live::serve(&mut live, &rx, setup.args.clock == Clock::Wall, wedge_at);
             finished(live)
         });
         if !matches!(ready_rx.recv(), Ok(Ok(()))) {
@@ -371,36 +371,6 @@ struct Setup<'a> {
     settings: &'a nudge_host::config::Config,
 }
 
-/// A request to the engine thread.
-enum Msg {
-    /// Validated calls as JSON lines, batch items refused on arrival (for
-    /// the dead letters), and where to say whether they are durable.
-    Lines(
-        Vec<String>,
-        Vec<DeadLetter>,
-        oneshot::Sender<Result<(), String>>,
-    ),
-    /// Find the sends (and their customers) that providers' reports are about.
-    Resolve(
-        Vec<nudge_channels::feedback::Subject>,
-        oneshot::Sender<Vec<Option<feedback::Resolved>>>,
-    ),
-    /// How calls name a customer (by display id), and their consents.
-    Customer(String, oneshot::Sender<Option<pages::Known>>),
-    /// A customer as the profile API shows them: the id and the traits asked for.
-    Profile(
-        String,
-        Arc<[String]>,
-        oneshot::Sender<Option<nudge_runtime::engine::ProfileView>>,
-    ),
-    /// Compile the project again and deploy it (`SIGHUP`, `POST /admin/reload`).
-    Reload(oneshot::Sender<Reloaded>),
-    /// Release the sends the circuit breaker holds (`POST /admin/release-sends`).
-    ReleaseSends(oneshot::Sender<Reloaded>),
-    /// No more requests will come.
-    Stop,
-}
-
 /// A reload's answer: an HTTP status and a JSON body.
 type Reloaded = (StatusCode, Value);
 
@@ -466,123 +436,27 @@ fn finished(live: Live<'_>) -> Status {
     }
 }
 
-/// At most this many calls share one commit: enough to take what piles up
-/// while a commit runs, few enough that the first request is not kept
-/// waiting long.
-const GROUP_CALLS: usize = 5_000;
+/// A question for the engine thread, and where its answer will come.
+fn ask<T: Send + 'static>(
+    f: impl for<'l, 'b> FnOnce(&'l mut Live<'b>) -> T + Send + 'static,
+) -> (Msg, oneshot::Receiver<T>) {
+    let (reply, answer) = oneshot::channel();
+    let task: Task = Box::new(move |live| {
+        let _ = reply.send(f(live));
+    });
+    (Msg::Ask(task), answer)
+}
 
-/// Applies requests in arrival order and moves the clock with the wall clock.
-fn engine_loop(live: &mut Live, rx: &mpsc::Receiver<Msg>, clock: Clock, wedge_at: Option<Instant>) {
-    const TICK: Duration = Duration::from_secs(1);
-    let wall = clock == Clock::Wall;
-    let mut next_tick = Instant::now();
-    // A message taken off the queue while grouping, handled next.
-    let mut held = None;
-    loop {
-        live.metrics.beat();
-        if wedge_at.is_some_and(|at| Instant::now() >= at) {
-            // `--debug-wedge-after`: never come round again, as a thread
-            // stuck in a long step would; the watchdog ends the process.
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
-            }
-        }
-        if Instant::now() >= next_tick {
-            if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis()) {
-                live.broken(&e);
-            }
-            live.deliver();
-            live.publish_flows();
-            next_tick = Instant::now() + TICK;
-        }
-        let msg = match held.take() {
-            Some(msg) => Ok(msg),
-            None => rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
-        };
-        match msg {
-            Ok(Msg::Lines(lines, refused, reply)) => {
-                // Requests that queued while the last commit ran share the
-                // next one: one transaction (and one sync) for all of them.
-                let mut calls = lines.len();
-                let mut group = vec![(lines, reply)];
-                let mut refused = refused;
-                while calls < GROUP_CALLS {
-                    match rx.try_recv() {
-                        Ok(Msg::Lines(lines, more, reply)) => {
-                            calls += lines.len();
-                            group.push((lines, reply));
-                            refused.extend(more);
-                        }
-                        Ok(other) => {
-                            held = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // The clock reaches the wall clock before the calls are
-                // applied: every call is then at or before it (its time is
-                // never later than its receipt), so none moves it, and a
-                // late call's overdue timers wait for the next tick, after
-                // the calls that came with it (one may be its purchase).
-                if wall
-                    && !live.metrics.broken.load(Ordering::Relaxed)
-                    && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis())
-                {
-                    live.broken(&e);
-                }
-                // Numbered after the calls applied before them.
-                for d in &mut refused {
-                    d.line = live.source.line as usize;
-                }
-                live.write_dead(&refused);
-                let result = if live.metrics.broken.load(Ordering::Relaxed) {
-                    Err("the store failed earlier; restart the server".to_string())
-                } else {
-                    live.ingest(group.iter().flat_map(|(lines, _)| lines))
-                        .map_err(|e| {
-                            live.broken(&e);
-                            e.to_string()
-                        })
-                };
-                // Answered once durable; the sends go out after.
-                for (_, reply) in group {
-                    let _ = reply.send(result.clone());
-                }
-                live.deliver();
-            }
-            Ok(Msg::Reload(reply)) => {
-                let answer = if live.metrics.broken.load(Ordering::Relaxed) {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({"error": "the store failed earlier; restart the server"}),
-                    )
-                } else {
-                    reloaded(live.reload())
-                };
-                let _ = reply.send(answer);
-            }
-            Ok(Msg::Resolve(subjects, reply)) => {
-                let found = feedback::resolve(&live.store, &mut live.engine, &subjects);
-                let _ = reply.send(found);
-            }
-            Ok(Msg::Customer(display, reply)) => {
-                let known = live
-                    .engine
-                    .caller_of(&display)
-                    .map(|caller| pages::Known::read(&mut live.engine, caller));
-                let _ = reply.send(known);
-            }
-            Ok(Msg::Profile(id, traits, reply)) => {
-                let _ = reply.send(live.engine.profile_view(&id, &traits));
-            }
-            Ok(Msg::ReleaseSends(reply)) => {
-                let _ = reply.send(reloaded(live.release()));
-            }
-            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-    }
+/// Calls for the engine thread, and where it will say whether they are durable.
+pub(super) fn calls(
+    lines: Vec<String>,
+    refused: Vec<DeadLetter>,
+) -> (Msg, oneshot::Receiver<Result<(), String>>) {
+    let (reply, answer) = oneshot::channel();
+    let reply: Reply = Box::new(move |result| {
+        let _ = reply.send(result);
+    });
+    (Msg::Lines(lines, refused, reply), answer)
 }
 
 /// What every handler shares.
@@ -875,14 +749,14 @@ fn error(status: StatusCode, message: &str, index: Option<usize>) -> Response {
 
 /// Asks the engine thread to reload and waits for its answer.
 async fn ask_reload(tx: &mpsc::SyncSender<Msg>) -> Reloaded {
-    let (reply, answer) = oneshot::channel();
+    let (msg, answer) = ask(|live| reloaded(live.reload()));
     let gone = || {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "shutting down"}),
         )
     };
-    if tx.try_send(Msg::Reload(reply)).is_err() {
+    if tx.try_send(msg).is_err() {
         return gone();
     }
     answer.await.unwrap_or_else(|_| gone())
@@ -943,9 +817,9 @@ async fn release_sends(State(app): State<App>, headers: HeaderMap) -> Response {
     ) {
         return denied;
     }
-    let (reply, answer) = oneshot::channel();
+    let (msg, answer) = ask(|live| reloaded(live.release()));
     let gone = || error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
-    if app.tx.try_send(Msg::ReleaseSends(reply)).is_err() {
+    if app.tx.try_send(msg).is_err() {
         return gone();
     }
     match answer.await {
@@ -1039,11 +913,9 @@ async fn profile(
             None,
         );
     }
-    let (reply, answer) = oneshot::channel();
-    match app
-        .tx
-        .try_send(Msg::Profile(id, profiles.traits.clone(), reply))
-    {
+    let traits = profiles.traits.clone();
+    let (msg, answer) = ask(move |live| live.engine.profile_view(&id, &traits));
+    match app.tx.try_send(msg) {
         Ok(()) => {}
         Err(mpsc::TrySendError::Full(_)) => {
             app.metrics.busy.fetch_add(1, Ordering::Relaxed);
@@ -1179,8 +1051,8 @@ async fn ingest(
     if lines.is_empty() && refused.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
     }
-    let (reply, answer) = oneshot::channel();
-    match app.tx.try_send(Msg::Lines(lines, refused, reply)) {
+    let (msg, answer) = calls(lines, refused);
+    match app.tx.try_send(msg) {
         Ok(()) => {}
         Err(mpsc::TrySendError::Full(_)) => {
             app.metrics.busy.fetch_add(1, Ordering::Relaxed);

@@ -8,8 +8,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use nudge_bytecode::{Bundle, Channel};
@@ -492,6 +492,12 @@ impl<'b> Live<'b> {
     /// new code, in-flight ones stay on theirs unless carried by step label.
     /// The deploy is durable before the answer.
     pub fn reload(&mut self) -> Answer {
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            return (
+                503,
+                json!({"error": "the store failed earlier; restart the server"}),
+            );
+        }
         let alerts = match self.reload_alerts() {
             Ok(done) => done,
             Err(e) => {
@@ -901,5 +907,120 @@ impl<'b> Live<'b> {
             ok = false;
         }
         ok
+    }
+}
+
+/// What to tell the sender of calls once they are durable, or why they
+/// are not.
+pub type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Work to run on the live host's thread between requests (a question
+/// about a customer, a reload), which answers through its own channel.
+pub type Task = Box<dyn for<'l, 'b> FnOnce(&'l mut Live<'b>) + Send>;
+
+/// A request to the live host's thread.
+pub enum Msg {
+    /// Validated calls as JSON lines, batch items refused on arrival (for
+    /// the dead letters), and whom to tell once they are durable.
+    Lines(Vec<String>, Vec<DeadLetter>, Reply),
+    /// Work to run on the thread, in arrival order with the calls.
+    Ask(Task),
+    /// No more requests will come.
+    Stop,
+}
+
+/// At most this many calls share one commit: enough to take what piles up
+/// while a commit runs, few enough that the first request is not kept
+/// waiting long.
+pub const GROUP_CALLS: usize = 5_000;
+
+/// The live host's thread: applies requests in arrival order and, when
+/// `wall`, moves the engine's clock with the wall clock once a second
+/// (firing due timers, delivering, retrying and publishing the counters
+/// at each tick); returns on [`Msg::Stop`] or when every sender is gone.
+/// `wedge_at` is for debugging: the thread stops taking work then, as a
+/// wedged one would.
+pub fn serve(live: &mut Live<'_>, rx: &mpsc::Receiver<Msg>, wall: bool, wedge_at: Option<Instant>) {
+    const TICK: Duration = Duration::from_secs(1);
+    let mut next_tick = Instant::now();
+    // A message taken off the queue while grouping, handled next.
+    let mut held = None;
+    loop {
+        live.metrics.beat();
+        if wedge_at.is_some_and(|at| Instant::now() >= at) {
+            // Never come round again, as a thread stuck in a long step
+            // would; the watchdog ends the process.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        if Instant::now() >= next_tick {
+            if wall && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis()) {
+                live.broken(&e);
+            }
+            live.deliver();
+            live.publish_flows();
+            next_tick = Instant::now() + TICK;
+        }
+        let msg = match held.take() {
+            Some(msg) => Ok(msg),
+            None => rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
+        };
+        match msg {
+            Ok(Msg::Lines(lines, refused, reply)) => {
+                // Requests that queued while the last commit ran share the
+                // next one: one transaction (and one sync) for all of them.
+                let mut calls = lines.len();
+                let mut group = vec![(lines, reply)];
+                let mut refused = refused;
+                while calls < GROUP_CALLS {
+                    match rx.try_recv() {
+                        Ok(Msg::Lines(lines, more, reply)) => {
+                            calls += lines.len();
+                            group.push((lines, reply));
+                            refused.extend(more);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // The clock reaches the wall clock before the calls are
+                // applied: every call is then at or before it (its time is
+                // never later than its receipt), so none moves it, and a
+                // late call's overdue timers wait for the next tick, after
+                // the calls that came with it (one may be its purchase).
+                if wall
+                    && !live.metrics.broken.load(Ordering::Relaxed)
+                    && let Err(e) = live.tick(chrono::Utc::now().timestamp_millis())
+                {
+                    live.broken(&e);
+                }
+                // Numbered after the calls applied before them.
+                for d in &mut refused {
+                    d.line = live.source.line as usize;
+                }
+                live.write_dead(&refused);
+                let result = if live.metrics.broken.load(Ordering::Relaxed) {
+                    Err("the store failed earlier; restart the server".to_string())
+                } else {
+                    live.ingest(group.iter().flat_map(|(lines, _)| lines))
+                        .map_err(|e| {
+                            live.broken(&e);
+                            e.to_string()
+                        })
+                };
+                // Answered once durable; the sends go out after.
+                for (_, reply) in group {
+                    reply(result.clone());
+                }
+                live.deliver();
+            }
+            Ok(Msg::Ask(task)) => task(live),
+            Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
     }
 }

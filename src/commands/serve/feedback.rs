@@ -28,7 +28,6 @@ use nudge_channels::feedback::{self, Refusal, Report, Subject, sendgrid, ses, tw
 use nudge_runtime::engine::{Engine, Sink};
 use nudge_store::Store;
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
 
 use super::{App, Msg, error};
 use nudge_host::config::FeedbackVerifiers;
@@ -343,8 +342,9 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
     let resolved = if subjects.is_empty() {
         Vec::new()
     } else {
-        let (reply, answer) = oneshot::channel();
-        if let Err(e) = app.tx.try_send(Msg::Resolve(subjects, reply)) {
+        let (msg, answer) =
+            super::ask(move |live| resolve(&live.store, &mut live.engine, &subjects));
+        if let Err(e) = app.tx.try_send(msg) {
             return busy(app, e);
         }
         match answer.await {
@@ -377,8 +377,8 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
     app.hooks.count(provider, "outcome", outcomes);
     let applied = lines.len() as u64;
     if !lines.is_empty() {
-        let (reply, answer) = oneshot::channel();
-        if let Err(e) = app.tx.try_send(Msg::Lines(lines, Vec::new(), reply)) {
+        let (msg, answer) = super::calls(lines, Vec::new());
+        if let Err(e) = app.tx.try_send(msg) {
             return busy(app, e);
         }
         match answer.await {

@@ -23,9 +23,8 @@ use nudge_channels::Unsubscribe;
 use nudge_channels::feedback::parse_form;
 use nudge_runtime::engine::{Engine, Sink};
 use serde_json::json;
-use tokio::sync::oneshot;
 
-use super::{App, Msg};
+use super::App;
 
 /// What the page needs to know of a customer.
 pub(super) struct Known {
@@ -449,12 +448,13 @@ fn track(
 
 /// Asks the engine thread about a customer.
 async fn known(app: &App, customer: &str) -> Result<Option<Known>, Response> {
-    let (reply, answer) = oneshot::channel();
-    if app
-        .tx
-        .try_send(Msg::Customer(customer.to_string(), reply))
-        .is_err()
-    {
+    let customer = customer.to_string();
+    let (msg, answer) = super::ask(move |live| {
+        live.engine
+            .caller_of(&customer)
+            .map(|caller| Known::read(&mut live.engine, caller))
+    });
+    if app.tx.try_send(msg).is_err() {
         return Err(unavailable());
     }
     answer.await.map_err(|_| unavailable())
@@ -497,12 +497,8 @@ async fn record(app: &App, calls: Vec<serde_json::Value>) -> Result<(), Response
             c.to_string()
         })
         .collect();
-    let (reply, answer) = oneshot::channel();
-    if app
-        .tx
-        .try_send(Msg::Lines(lines, Vec::new(), reply))
-        .is_err()
-    {
+    let (msg, answer) = super::calls(lines, Vec::new());
+    if app.tx.try_send(msg).is_err() {
         return Err(unavailable());
     }
     match answer.await {
