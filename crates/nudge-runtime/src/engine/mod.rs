@@ -22,8 +22,8 @@ mod evolve;
 mod input;
 mod instance;
 mod pipeline;
-mod profile;
 mod triggers;
+mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -54,7 +54,7 @@ pub use customer::{Customer, Seen, Traits};
 pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChanges, StepReport};
 pub use evolve::Bundles;
 pub use instance::{Instance, Version, Waiting};
-pub use profile::{ProfileView, json_of};
+pub use view::{ProfileView, json_of};
 
 pub use crate::driver::{Engine, MemorySink, Sink, Step};
 
