@@ -9,7 +9,7 @@
 //! authoritative, and a shared email or a stray alias must not fuse two
 //! accounts.
 
-use std::collections::HashMap;
+use crate::fast::Map;
 
 use serde::{Deserialize, Serialize};
 
@@ -128,9 +128,9 @@ impl Kind {
 pub struct Identities {
     /// Nodes by kind and text, looked up by `&str` so that a call naming a
     /// known customer allocates nothing (that is almost every call).
-    users: HashMap<Box<str>, u32>,
-    anonymous: HashMap<Box<str>, u32>,
-    emails: HashMap<Box<str>, u32>,
+    users: Map<Box<str>, u32>,
+    anonymous: Map<Box<str>, u32>,
+    emails: Map<Box<str>, u32>,
     parent: Vec<u32>,
     size: Vec<u32>,
     /// The user id of each root's set, if it has one.
@@ -296,7 +296,7 @@ impl Identities {
         }
     }
 
-    fn nodes(&self, kind: Kind) -> &HashMap<Box<str>, u32> {
+    fn nodes(&self, kind: Kind) -> &Map<Box<str>, u32> {
         match kind {
             Kind::User => &self.users,
             Kind::Anonymous => &self.anonymous,

@@ -428,7 +428,7 @@ impl<'b> Machine<'b> {
             return;
         }
         // In id order: timers set in the same order get the same tie-breaks.
-        let mut customers: Vec<u32> = self.customers.keys().copied().collect();
+        let mut customers: Vec<u32> = self.customers.keys().collect();
         customers.sort_unstable();
         for c in customers {
             if !schedules.is_empty() {

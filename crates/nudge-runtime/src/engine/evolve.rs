@@ -179,7 +179,11 @@ pub(super) fn apply<'b>(
     let remap = |set: &HashSet<u32>| -> HashSet<u32> {
         set.iter().filter_map(|&s| layout.schema(s)).collect()
     };
-    engine.remembered = remap(&engine.remembered);
+    engine.remembered = engine
+        .remembered
+        .iter()
+        .filter_map(|&s| layout.schema(s))
+        .collect();
     engine.remembered.extend(new.retention.read());
     engine.forever = remap(&engine.forever);
     engine.goal_events = remap(&engine.goal_events);

@@ -22,6 +22,7 @@ mod evolve;
 mod input;
 mod instance;
 mod pipeline;
+mod table;
 mod triggers;
 
 use std::collections::{HashMap, HashSet};
@@ -288,13 +289,13 @@ impl Tables for Bundle {
 /// for customers look them up without this, and a restored checkpoint is
 /// checked for every live instance's customer (`checkpoint::check`).
 #[allow(clippy::expect_used)]
-fn known(customers: &HashMap<u32, Customer>, c: u32) -> &Customer {
+fn known(customers: &table::Customers, c: u32) -> &Customer {
     customers.get(&c).expect("the customer exists")
 }
 
 /// [`known`], to change.
 #[allow(clippy::expect_used)] // as `known`: the engine acts only on customers it holds
-fn known_mut(customers: &mut HashMap<u32, Customer>, c: u32) -> &mut Customer {
+fn known_mut(customers: &mut table::Customers, c: u32) -> &mut Customer {
     customers.get_mut(&c).expect("the customer exists")
 }
 
@@ -325,7 +326,7 @@ pub struct Machine<'b> {
     now: i64,
     identities: Identities,
     dedupe: Dedupe,
-    customers: HashMap<u32, Customer>,
+    customers: table::Customers,
     instances: instance::Slots,
     free: Vec<u32>,
     timers: Timers,
@@ -334,12 +335,15 @@ pub struct Machine<'b> {
     by_wire: HashMap<String, u32>,
     /// Event schemas some rule of any release reads back (the bundles'
     /// retention): only these are stored in histories at all.
-    remembered: HashSet<u32>,
+    remembered: crate::fast::Set<u32>,
     seq: u64,
     /// Instance generations are unique across slots, so a timer set for an
     /// instance that ended can never wake the instance that reuses its slot.
     generations: u32,
-    sent_keys: std::collections::HashSet<String>,
+    /// Fingerprints ([`crate::dedupe::fingerprint`]) of the idempotency
+    /// keys of every send made: one a send, kept for ever, so 16 bytes
+    /// rather than the key's text.
+    sent_keys: crate::fast::Set<u128>,
     /// Customers whose profile changed since segments and date triggers were last looked at.
     dirty: Vec<u32>,
     /// Addresses (lower-cased) that bounced hard, whoever they belong to:
@@ -430,14 +434,14 @@ impl<'b> Machine<'b> {
             now: start,
             identities: Identities::new(),
             dedupe: Dedupe::new(dedupe_window),
-            customers: HashMap::new(),
+            customers: table::Customers::default(),
             instances: instance::Slots::default(),
             free: Vec::new(),
             timers: Timers::new(),
             traits: Traits::of(bundle),
             policy_tz: Tz::UTC,
             by_wire,
-            remembered: HashSet::new(),
+            remembered: Default::default(),
             seq: 0,
             generations: 0,
             sent_keys: Default::default(),
@@ -655,7 +659,7 @@ impl<'b> Machine<'b> {
         let u = found.clone();
         // Emptied, not removed: positions stay valid for the search above.
         found.key.clear();
-        self.sent_keys.remove(&u.key);
+        self.sent_keys.remove(&crate::dedupe::fingerprint(&u.key));
         if let Some(cust) = self.customers.get_mut(&u.customer)
             && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
         {

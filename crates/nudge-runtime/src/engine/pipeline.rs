@@ -222,7 +222,7 @@ impl Machine<'_> {
                     channel: msg.channel,
                     message: out,
                 });
-                self.sent_keys.insert(key.clone());
+                self.sent_keys.insert(crate::dedupe::fingerprint(&key));
                 let sent = super::customer::Sent {
                     at: self.now,
                     channel: msg.channel,
@@ -376,7 +376,7 @@ impl Machine<'_> {
                 };
             }
         }
-        if self.sent_keys.contains(key) {
+        if self.sent_keys.contains(&crate::dedupe::fingerprint(key)) {
             return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
         Verdict::Send { to, address }
