@@ -298,10 +298,10 @@ fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
         .get(newest.profile as usize)
         .map_or(0, |s| s.fields.len());
     for (c, cust) in state.customers.iter() {
-        if cust.profile.fields.len() != profile {
+        if cust.profile.len() != profile {
             return Err(format!(
                 "customer {c}'s profile has {} fields, the bundle's {profile}",
-                cust.profile.fields.len()
+                cust.profile.len()
             ));
         }
         if let Some(e) = cust
@@ -324,7 +324,7 @@ fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
                 "customer {c} has the instance in slot {id}, which holds none"
             ));
         }
-        for g in &cust.goals {
+        for g in &cust.rare().goals {
             flow_in(g.release, g.flow).map_err(|e| format!("a goal of customer {c} names {e}"))?;
         }
     }
@@ -462,7 +462,7 @@ mod tests {
             (
                 "profile has",
                 Box::new(|s| {
-                    a_customer(s).profile.fields.pop();
+                    a_customer(s).profile.drop_last_field();
                 }),
             ),
             (

@@ -22,6 +22,7 @@ mod evolve;
 mod input;
 mod instance;
 mod pipeline;
+mod profile;
 mod table;
 mod triggers;
 
@@ -376,6 +377,9 @@ pub struct Machine<'b> {
     /// history whose first event is not before it has nothing to drop.
     keep_floor: i64,
     stats: Stats,
+    /// The profile [`Machine::profile_of`] last showed, made from the
+    /// customer's sparse one.
+    shown: Option<nudge_bytecode::Record>,
 }
 
 /// A marketing send to an address, for the caps of others who share it.
@@ -457,6 +461,7 @@ impl<'b> Machine<'b> {
             keep_from: Vec::new(),
             keep_floor: i64::MIN,
             stats: Stats::new(bundle),
+            shown: None,
         };
         engine.add_release(bundle);
         engine
@@ -689,6 +694,14 @@ impl<'b> Machine<'b> {
     /// The current profile of the customer known by this user id (or, failing
     /// that, anonymous id), following joins made by aliases.
     pub fn profile_of(&mut self, customer_id: &str) -> Option<&nudge_bytecode::Record> {
+        let c = self.customer_by_id(customer_id)?;
+        let profile = self.customers.get(&c)?.profile.to_record();
+        Some(self.shown.insert(profile))
+    }
+
+    /// The number of the customer known by this user id (or, failing that,
+    /// anonymous id), if it has a record.
+    fn customer_by_id(&mut self, customer_id: &str) -> Option<u32> {
         let c = self
             .identities
             .customer_of(&crate::identity::Identity::User(customer_id.to_string()))
@@ -698,7 +711,7 @@ impl<'b> Machine<'b> {
                         customer_id.to_string(),
                     ))
             })?;
-        self.customers.get(&c.0).map(|cust| &cust.profile)
+        self.customers.contains_key(&c.0).then_some(c.0)
     }
 
     /// How a call names the customer whose display id (the `customer` of a
@@ -735,11 +748,10 @@ impl<'b> Machine<'b> {
     /// it: `None` where the customer never said, and for an unknown id.
     pub fn consents_of(&mut self, customer_id: &str) -> Option<[Option<bool>; 3]> {
         let bundle = self.bundle();
-        let profile = self.profile_of(customer_id)?.clone();
+        let c = self.customer_by_id(customer_id)?;
+        let profile = &self.customers.get(&c)?.profile;
         let t = &self.traits;
-        Some(
-            [Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, &profile, ch)),
-        )
+        Some([Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, profile, ch)))
     }
 
     /// One profile field, by name, of the customer known by this user (or
@@ -748,7 +760,8 @@ impl<'b> Machine<'b> {
     pub fn profile_field(&mut self, customer_id: &str, name: &str) -> Option<Value> {
         let schema = self.bundle().profile_schema();
         let i = schema.fields.iter().position(|f| f.name == name)?;
-        self.profile_of(customer_id)?.fields.get(i).cloned()
+        let c = self.customer_by_id(customer_id)?;
+        self.customers.get(&c)?.profile.get(i).cloned()
     }
 
     /// Live instances, for inspection and storage.
@@ -980,8 +993,10 @@ impl<'b> Machine<'b> {
             let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
             for cust in self.customers.values_mut() {
                 keep.apply(cust);
-                if cust.goals.iter().any(&expired) {
-                    cust.goals.retain(|g| !expired(g));
+                if let Some(rare) = cust.rare_if()
+                    && rare.goals.iter().any(&expired)
+                {
+                    rare.goals.retain(|g| !expired(g));
                 }
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
@@ -1019,7 +1034,7 @@ impl<'b> Machine<'b> {
             reads_since(&reads.goals, inst.started);
         }
         for cust in self.customers.values() {
-            for g in &cust.goals {
+            for g in &cust.rare().goals {
                 if goal_expired(&self.releases, self.now, g) {
                     continue;
                 }
@@ -1136,15 +1151,14 @@ impl<'b> Machine<'b> {
         // phone's SMS opt-out (`true`) or opt-in (`false`).
         let mut bounced_address = None;
         let mut phone_stop: Option<(String, bool)> = None;
-        let phone_of = |profile: &nudge_bytecode::Record| {
-            t.text(profile, t.phone).map(|p| p.trim().to_string())
-        };
+        let phone_of =
+            |profile: &customer::Profile| t.text(profile, t.phone).map(|p| p.trim().to_string());
         for (field, value) in traits {
             // `apply_typed` refused a call with a field the profile lacks.
-            let Some(slot) = cust.profile.fields.get_mut(usize::from(*field)) else {
+            let Some(slot) = cust.profile.get(usize::from(*field)) else {
                 continue;
             };
-            let merged = match (&*slot, value) {
+            let merged = match (slot, value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
                     let mut r = (**old).clone();
                     for (mine, v) in r.fields.iter_mut().zip(&new.fields) {
@@ -1158,12 +1172,14 @@ impl<'b> Machine<'b> {
             };
             if *slot != merged {
                 changed = true;
-                *slot = merged;
+                cust.profile.set(usize::from(*field), merged);
             }
             if Some(*field) == t.consent {
                 // An identify granting a channel (`consent.sms: true`) is an
                 // explicit re-consent: it lifts a hard opt-out on that channel.
-                cust.opted_out.retain(|ch| !t.grants(bundle, value, ch));
+                if let Some(rare) = cust.rare_if() {
+                    rare.opted_out.retain(|ch| !t.grants(bundle, value, ch));
+                }
                 if t.grants(bundle, value, "sms")
                     && let Some(p) = phone_of(&cust.profile)
                 {
@@ -1262,7 +1278,9 @@ impl<'b> Machine<'b> {
                     let channel = text("channel");
                     t.set_consent(bundle, &mut cust.profile, &channel, true);
                     // An explicit re-consent lifts an earlier hard opt-out.
-                    cust.opted_out.remove(channel.as_str());
+                    if let Some(rare) = cust.rare_if() {
+                        rare.opted_out.remove(channel.as_str());
+                    }
                     if channel == "sms"
                         && let Some(p) = phone_of(&cust.profile)
                     {
@@ -1282,19 +1300,21 @@ impl<'b> Machine<'b> {
                             .map(|e| e.trim().to_lowercase()),
                     };
                     if hard && let Some(a) = addr {
-                        cust.bounced.insert(a.clone());
+                        cust.rare_mut().bounced.insert(a.clone());
                         bounced_address = Some(a);
                     }
                 }
                 Some("SMS Received") => match customer::sms_keyword(&text("text")) {
                     Some(customer::SmsKeyword::OptOut) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", false);
-                        cust.opted_out.insert("sms");
+                        cust.rare_mut().opted_out.insert("sms");
                         phone_stop = phone_of(&cust.profile).map(|p| (p, true));
                     }
                     Some(customer::SmsKeyword::OptIn) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", true);
-                        cust.opted_out.remove("sms");
+                        if let Some(rare) = cust.rare_if() {
+                            rare.opted_out.remove("sms");
+                        }
                         phone_stop = phone_of(&cust.profile).map(|p| (p, false));
                     }
                     None => {}
@@ -1369,7 +1389,7 @@ impl<'b> Machine<'b> {
         }
         // Likewise a goal may have been reached under the other identity.
         let cust = known(&self.customers, kept.0);
-        if let Some(first) = cust.goals.iter().map(|g| g.entered).min() {
+        if let Some(first) = cust.rare().goals.iter().map(|g| g.entered).min() {
             let events: Vec<Seen> = cust
                 .events_since(first)
                 .iter()
@@ -1683,9 +1703,9 @@ impl<'b> Machine<'b> {
     fn membership(&mut self, c: u32, flow: &str, name: &str, add: bool) {
         let cust = known_mut(&mut self.customers, c);
         let changed = if add {
-            cust.audiences.insert(name.into())
+            cust.rare_mut().audiences.insert(name.into())
         } else {
-            cust.audiences.remove(name)
+            cust.rare_if().is_some_and(|r| r.audiences.remove(name))
         };
         if !changed {
             return;
