@@ -80,7 +80,10 @@ impl Dedupe {
             self.previous.clear();
             self.current.clear();
         } else {
-            self.previous = std::mem::take(&mut self.current);
+            // The dropped generation's table becomes the new current one, so
+            // a long replay does not grow (and zero) a fresh table every window.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
         self.since = now;
     }

@@ -380,6 +380,30 @@ pub struct Machine<'b> {
     /// The profile [`Machine::profile_of`] last showed, made from the
     /// customer's sparse one.
     shown: Option<nudge_bytecode::Record>,
+    /// Consent records recently given, shared by every customer who gives
+    /// an equal one (see [`share`]).
+    consents: Vec<Arc<nudge_bytecode::Record>>,
+}
+
+/// How many distinct consent records [`share`] keeps to share.
+const SHARED_CONSENTS: usize = 16;
+
+/// `value`, or an equal record of `cache` in its place: a consent is a
+/// record of a few flags, the same for most customers, and each customer
+/// holding a copy of its own costs about 130 bytes.
+fn share(cache: &mut Vec<Arc<nudge_bytecode::Record>>, value: Value) -> Value {
+    let Value::Record(r) = value else {
+        return value;
+    };
+    for same in cache.iter() {
+        if **same == *r {
+            return Value::Record(same.clone());
+        }
+    }
+    if cache.len() < SHARED_CONSENTS {
+        cache.push(r.clone());
+    }
+    Value::Record(r)
 }
 
 /// A marketing send to an address, for the caps of others who share it.
@@ -462,6 +486,7 @@ impl<'b> Machine<'b> {
             keep_floor: i64::MIN,
             stats: Stats::new(bundle),
             shown: None,
+            consents: Vec::new(),
         };
         engine.add_release(bundle);
         engine
@@ -1172,6 +1197,11 @@ impl<'b> Machine<'b> {
             };
             if *slot != merged {
                 changed = true;
+                let merged = if Some(*field) == t.consent {
+                    share(&mut self.consents, merged)
+                } else {
+                    merged
+                };
                 cust.profile.set(usize::from(*field), merged);
             }
             if Some(*field) == t.consent {
@@ -1890,5 +1920,39 @@ mod tests {
         let ok = call(None, vec![(email, Value::Str("ann@example.com".into()))]);
         assert_eq!(engine.apply_typed(ok).unwrap(), Applied::Applied);
         assert_eq!(engine.history_held().customers, 1);
+    }
+
+    #[test]
+    fn equal_consents_share_one_record_and_the_cache_stays_bounded() {
+        let consent = |email: bool| {
+            Value::Record(Arc::new(nudge_bytecode::Record {
+                schema: 7,
+                fields: vec![Value::Bool(email), Value::None],
+            }))
+        };
+        let mut cache = Vec::new();
+        let (Value::Record(a), Value::Record(b)) = (
+            share(&mut cache, consent(true)),
+            share(&mut cache, consent(true)),
+        ) else {
+            panic!("records stay records");
+        };
+        assert!(Arc::ptr_eq(&a, &b), "the second is the first one's record");
+        let Value::Record(c) = share(&mut cache, consent(false)) else {
+            panic!("records stay records");
+        };
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.fields[0], Value::Bool(false));
+        assert_eq!(share(&mut cache, Value::Int(3)), Value::Int(3));
+        for i in 0..100 {
+            share(
+                &mut cache,
+                Value::Record(Arc::new(nudge_bytecode::Record {
+                    schema: i,
+                    fields: Vec::new(),
+                })),
+            );
+        }
+        assert_eq!(cache.len(), SHARED_CONSENTS);
     }
 }
