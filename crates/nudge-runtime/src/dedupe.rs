@@ -12,16 +12,16 @@
 //! at least a window after it was first seen, and for at most about two,
 //! and memory holds at most two windows of traffic.
 
-use std::collections::HashSet;
+use crate::fast::Set;
 use std::hash::{Hash, Hasher};
 
 /// The message ids seen within the window.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Dedupe {
     /// Ids first seen since `since`.
-    current: HashSet<u128>,
+    current: Set<u128>,
     /// Ids of the generation before.
-    previous: HashSet<u128>,
+    previous: Set<u128>,
     /// When the current generation began (milliseconds since the epoch, the
     /// engine's clock); `i64::MIN` before the first id.
     since: i64,
@@ -41,8 +41,8 @@ impl Dedupe {
     /// milliseconds of the clock (0: for ever).
     pub fn new(window: i64) -> Self {
         Dedupe {
-            current: HashSet::new(),
-            previous: HashSet::new(),
+            current: Set::default(),
+            previous: Set::default(),
             since: i64::MIN,
             window: window.max(0),
         }
@@ -80,7 +80,10 @@ impl Dedupe {
             self.previous.clear();
             self.current.clear();
         } else {
-            self.previous = std::mem::take(&mut self.current);
+            // The dropped generation's table becomes the new current one, so
+            // a long replay does not grow (and zero) a fresh table every window.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
         self.since = now;
     }
@@ -97,7 +100,7 @@ impl Dedupe {
 }
 
 /// Two independent 64-bit hashes of the id, side by side.
-fn fingerprint(id: &str) -> u128 {
+pub(crate) fn fingerprint(id: &str) -> u128 {
     let half = |seed: u64| {
         // SipHash with fixed keys, so fingerprints are the same in every run
         // and can later be stored.

@@ -9,7 +9,9 @@
 //! authoritative, and a shared email or a stray alias must not fuse two
 //! accounts.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 
@@ -124,13 +126,18 @@ impl Kind {
 }
 
 /// The identity graph: a union-find over identities.
+///
+/// Serialized as its node tables alone; the index is rebuilt when read.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct Identities {
-    /// Nodes by kind and text, looked up by `&str` so that a call naming a
-    /// known customer allocates nothing (that is almost every call).
-    users: HashMap<Box<str>, u32>,
-    anonymous: HashMap<Box<str>, u32>,
-    emails: HashMap<Box<str>, u32>,
+    /// Nodes by kind and text: node numbers, hashed by their member's kind
+    /// and text, so that the text is held once (in `members`) and a call
+    /// naming a known customer allocates nothing (that is almost every call).
+    #[serde(skip)]
+    index: HashTable<u32>,
+    #[serde(skip)]
+    hasher: foldhash::fast::RandomState,
     parent: Vec<u32>,
     size: Vec<u32>,
     /// The user id of each root's set, if it has one.
@@ -138,7 +145,66 @@ pub struct Identities {
     members: Vec<Identity>,
 }
 
+/// [`Identities`] as stored: the node tables, in their field order.
+#[derive(Deserialize)]
+struct Stored {
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    user: Vec<Option<u32>>,
+    members: Vec<Identity>,
+}
+
+impl From<Stored> for Identities {
+    fn from(s: Stored) -> Identities {
+        let mut ids = Identities {
+            parent: s.parent,
+            size: s.size,
+            user: s.user,
+            members: s.members,
+            ..Identities::default()
+        };
+        let hasher = ids.hasher.clone();
+        let mut index = HashTable::with_capacity(ids.members.len());
+        for (n, id) in (0u32..).zip(&ids.members) {
+            let (kind, text) = Kind::of(id);
+            let h = hash(&hasher, kind, text);
+            // A damaged graph may name one identity twice: the first node wins.
+            if index.find(h, |&m| ids.is(m, kind, text)).is_none() {
+                index.insert_unique(h, n, |&m| ids.hash_of(m));
+            }
+        }
+        ids.index = index;
+        ids
+    }
+}
+
+/// The hash of an identity in the index.
+fn hash(hasher: &foldhash::fast::RandomState, kind: Kind, text: &str) -> u64 {
+    hasher.hash_one((kind as u8, text))
+}
+
 impl Identities {
+    /// Whether node `n` is the identity of this kind and text.
+    fn is(&self, n: u32, kind: Kind, text: &str) -> bool {
+        self.members
+            .get(n as usize)
+            .is_some_and(|id| Kind::of(id) == (kind, text))
+    }
+
+    /// The index hash of node `n`'s identity.
+    fn hash_of(&self, n: u32) -> u64 {
+        self.members.get(n as usize).map_or(0, |id| {
+            let (kind, text) = Kind::of(id);
+            hash(&self.hasher, kind, text)
+        })
+    }
+
+    /// The node of an identity, if it has been seen.
+    fn find_node(&self, kind: Kind, text: &str) -> Option<u32> {
+        let h = hash(&self.hasher, kind, text);
+        self.index.find(h, |&n| self.is(n, kind, text)).copied()
+    }
+
     /// An empty graph.
     pub fn new() -> Self {
         Self::default()
@@ -147,7 +213,7 @@ impl Identities {
     /// The customer an identity belongs to, if it has been seen.
     pub fn customer_of(&mut self, id: &Identity) -> Option<CustomerId> {
         let (kind, text) = Kind::of(id);
-        let node = *self.nodes(kind).get(text)?;
+        let node = self.find_node(kind, text)?;
         Some(CustomerId(self.find(node)))
     }
 
@@ -270,7 +336,7 @@ impl Identities {
         }
         if let Some(previous_id) = call.previous_id {
             // The previous id may be a user id or a device id.
-            let kind = if self.users.contains_key(previous_id) {
+            let kind = if self.find_node(Kind::User, previous_id).is_some() {
                 Kind::User
             } else {
                 Kind::Anonymous
@@ -296,14 +362,6 @@ impl Identities {
         }
     }
 
-    fn nodes(&self, kind: Kind) -> &HashMap<Box<str>, u32> {
-        match kind {
-            Kind::User => &self.users,
-            Kind::Anonymous => &self.anonymous,
-            Kind::Email => &self.emails,
-        }
-    }
-
     fn node(&mut self, id: Identity) -> u32 {
         let (kind, text) = Kind::of(&id);
         self.node_of(kind, text)
@@ -311,25 +369,27 @@ impl Identities {
 
     /// The node of an identity, made when new.
     fn node_of(&mut self, kind: Kind, text: &str) -> u32 {
-        if let Some(&n) = self.nodes(kind).get(text) {
+        if let Some(n) = self.find_node(kind, text) {
             return n;
         }
         let n = self.parent.len() as u32;
         self.parent.push(n);
         self.size.push(1);
         self.user.push((kind == Kind::User).then_some(n));
+        let h = hash(&self.hasher, kind, text);
         let text = text.to_string();
         self.members.push(match kind {
-            Kind::User => Identity::User(text.clone()),
-            Kind::Anonymous => Identity::Anonymous(text.clone()),
-            Kind::Email => Identity::Email(text.clone()),
+            Kind::User => Identity::User(text),
+            Kind::Anonymous => Identity::Anonymous(text),
+            Kind::Email => Identity::Email(text),
         });
-        let nodes = match kind {
-            Kind::User => &mut self.users,
-            Kind::Anonymous => &mut self.anonymous,
-            Kind::Email => &mut self.emails,
-        };
-        nodes.insert(text.into_boxed_str(), n);
+        let (index, hasher, members) = (&mut self.index, &self.hasher, &self.members);
+        index.insert_unique(h, n, |&m| {
+            members.get(m as usize).map_or(0, |id| {
+                let (kind, text) = Kind::of(id);
+                hash(hasher, kind, text)
+            })
+        });
         n
     }
 
@@ -359,9 +419,9 @@ impl Identities {
             return Err("the identity graph's tables differ in length".into());
         }
         let outside = |x: &u32| *x as usize >= n;
-        let named = self.users.values().chain(self.anonymous.values());
-        if let Some(x) = named
-            .chain(self.emails.values())
+        if let Some(x) = self
+            .index
+            .iter()
             .chain(self.user.iter().flatten())
             .chain(&self.parent)
             .find(|x| outside(x))

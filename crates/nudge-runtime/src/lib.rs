@@ -22,6 +22,7 @@ pub mod decode;
 pub mod dedupe;
 pub mod driver;
 pub mod engine;
+mod fast;
 pub mod identity;
 pub mod ingest;
 pub mod millis;

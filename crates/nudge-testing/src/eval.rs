@@ -199,8 +199,8 @@ impl ContentHost {
 }
 
 impl Host for ContentHost {
-    fn profile(&self) -> &Record {
-        &self.profile
+    fn profile(&self) -> std::borrow::Cow<'_, Record> {
+        std::borrow::Cow::Borrowed(&self.profile)
     }
 
     fn set_profile(&mut self, _field: u16, _value: Value) {}

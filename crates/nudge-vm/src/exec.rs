@@ -270,7 +270,7 @@ impl<'b> Vm<'b> {
                 let v = scope.event.ok_or_else(|| bad("no candidate event here"))?;
                 stack.push(v.clone());
             }
-            Instr::LoadProfile => stack.push(Value::Record(Arc::new(host.profile().clone()))),
+            Instr::LoadProfile => stack.push(Value::Record(Arc::new(host.profile().into_owned()))),
             Instr::LoadProfileField(n) => {
                 let v = self.profile_field(*n, host)?;
                 stack.push(v);
@@ -500,12 +500,7 @@ impl<'b> Vm<'b> {
             .get(usize::from(n))
             .ok_or_else(|| bad(format!("no profile field {n}")))?;
         // A profile record older than the schema lacks new fields: they read as unset.
-        let stored = host
-            .profile()
-            .fields
-            .get(usize::from(n))
-            .cloned()
-            .unwrap_or(Value::None);
+        let stored = host.profile_field(n).unwrap_or(Value::None);
         Ok(match (&stored, &field.default) {
             (Value::None, Some(d)) => d.clone(),
             _ => stored,

@@ -7,6 +7,7 @@
 //! audience changes, exits) are handed back to the engine as a [`Yield`], so
 //! the engine decides what happens next and the VM never blocks.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -22,8 +23,14 @@ use serde::{Deserialize, Serialize};
 
 /// What the VM asks of the engine while it runs code.
 pub trait Host {
-    /// The customer's profile: a record of the bundle's profile schema.
-    fn profile(&self) -> &Record;
+    /// The customer's profile: a record of the bundle's profile schema
+    /// (borrowed where the host keeps one, made where it keeps it otherwise).
+    fn profile(&self) -> Cow<'_, Record>;
+    /// Profile field `field` as stored (`none` when unset), or `None` when
+    /// the profile has no such field; read without making the whole record.
+    fn profile_field(&self, field: u16) -> Option<Value> {
+        self.profile().fields.get(usize::from(field)).cloned()
+    }
     /// Writes profile field `field` (`set profile.f = v`).
     fn set_profile(&mut self, field: u16, value: Value);
     /// The current instant in whole seconds since the Unix epoch (virtual or

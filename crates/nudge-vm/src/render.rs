@@ -143,7 +143,7 @@ impl Vm<'_> {
             .get(message as usize)
             .ok_or_else(|| bad(format!("no message {message}")))?;
         let mut ctx: BTreeMap<String, Jv> = BTreeMap::new();
-        let profile = Value::Record(Arc::new(host.profile().clone()));
+        let profile = Value::Record(Arc::new(host.profile().into_owned()));
         ctx.insert("profile".into(), to_jinja(self.bundle, &profile));
         // The email plugin puts the signed links in place of their marks; a
         // let or parameter of the same name shadows them.

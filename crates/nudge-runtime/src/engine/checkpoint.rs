@@ -17,7 +17,7 @@ use std::sync::Arc;
 use nudge_bytecode::Bundle;
 use serde::{Deserialize, Serialize};
 
-use super::customer::{Customer, Traits};
+use super::customer::Traits;
 use super::instance::Slots;
 use super::{AddressSend, Bundles, Machine, evolve, rel};
 use crate::dedupe::Dedupe;
@@ -28,7 +28,7 @@ use crate::timers::Timers;
 
 /// The version of the layout below; a checkpoint of another version is not
 /// read (the host rebuilds from the calls instead).
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Why a checkpoint could not be taken or read back.
 #[derive(Debug)]
@@ -73,14 +73,14 @@ struct State {
     now: i64,
     identities: Identities,
     dedupe: Dedupe,
-    customers: HashMap<u32, Customer>,
+    customers: super::table::Customers,
     instances: Slots,
     free: Vec<u32>,
     timers: Timers,
-    remembered: HashSet<u32>,
+    remembered: crate::fast::Set<u32>,
     seq: u64,
     generations: u32,
-    sent_keys: HashSet<String>,
+    sent_keys: crate::fast::Set<u128>,
     dirty: Vec<u32>,
     undeliverable: HashSet<String>,
     stopped_phones: HashSet<String>,
@@ -297,11 +297,11 @@ fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
         .schemas
         .get(newest.profile as usize)
         .map_or(0, |s| s.fields.len());
-    for (c, cust) in &state.customers {
-        if cust.profile.fields.len() != profile {
+    for (c, cust) in state.customers.iter() {
+        if cust.profile.len() != profile {
             return Err(format!(
                 "customer {c}'s profile has {} fields, the bundle's {profile}",
-                cust.profile.fields.len()
+                cust.profile.len()
             ));
         }
         if let Some(e) = cust
@@ -324,7 +324,7 @@ fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
                 "customer {c} has the instance in slot {id}, which holds none"
             ));
         }
-        for g in &cust.goals {
+        for g in &cust.rare().goals {
             flow_in(g.release, g.flow).map_err(|e| format!("a goal of customer {c} names {e}"))?;
         }
     }
@@ -435,7 +435,7 @@ mod tests {
         state.instances.iter_mut().flatten().next().unwrap()
     }
 
-    fn a_customer(state: &mut State) -> &mut Customer {
+    fn a_customer(state: &mut State) -> &mut super::super::customer::Customer {
         state
             .customers
             .values_mut()
@@ -462,7 +462,7 @@ mod tests {
             (
                 "profile has",
                 Box::new(|s| {
-                    a_customer(s).profile.fields.pop();
+                    a_customer(s).profile.drop_last_field();
                 }),
             ),
             (

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use nudge_bytecode::{Bundle, Channel, Record, Type, Value};
+
+pub use super::profile::Profile;
 use nudge_vm::Host;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -180,7 +182,7 @@ pub struct Customer {
     /// The display id (a user id when known).
     pub key: String,
     /// Standard and custom traits, one value per profile field.
-    pub profile: Record,
+    pub profile: Profile,
     /// Events, oldest first.
     pub events: Vec<Seen>,
     /// Live instance slots.
@@ -191,6 +193,14 @@ pub struct Customer {
     pub flows: Vec<FlowMemory>,
     /// Sends, oldest first.
     pub sends: Vec<Sent>,
+    /// What many customers never have, out of line: see [`Customer::rare`].
+    rare: Option<Box<Rare>>,
+}
+
+/// What a customer holds that many never have: kept apart so that those
+/// who have none of it pay 8 bytes for all of it, not a hundred.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Rare {
     /// Audiences the customer is in.
     pub audiences: BTreeSet<Arc<str>>,
     /// Goals not yet reached or expired.
@@ -205,6 +215,15 @@ pub struct Customer {
     pub schedule_zone: Option<Tz>,
 }
 
+/// What a customer without any of [`Rare`] reads.
+static NOTHING_RARE: Rare = Rare {
+    audiences: BTreeSet::new(),
+    goals: Vec::new(),
+    bounced: BTreeSet::new(),
+    opted_out: BTreeSet::new(),
+    schedule_zone: None,
+};
+
 impl Customer {
     /// A new customer with the profile's defaults.
     pub fn new(bundle: &Bundle, key: String) -> Customer {
@@ -212,24 +231,31 @@ impl Customer {
             .profile_schema()
             .fields
             .iter()
-            .map(|f| f.default.clone().unwrap_or(Value::None))
-            .collect();
+            .map(|f| f.default.clone().unwrap_or(Value::None));
         Customer {
             key,
-            profile: Record {
-                schema: bundle.profile,
-                fields,
-            },
+            profile: Profile::new(bundle.profile, fields),
             events: Vec::new(),
             instances: InstanceIds::default(),
             flows: Vec::new(),
             sends: Vec::new(),
-            audiences: BTreeSet::new(),
-            goals: Vec::new(),
-            bounced: BTreeSet::new(),
-            opted_out: BTreeSet::new(),
-            schedule_zone: None,
+            rare: None,
         }
+    }
+
+    /// Audiences, goals, bounces, opt-outs and the schedules' zone.
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NOTHING_RARE)
+    }
+
+    /// [`Customer::rare`], to change (to add to: it is made if need be).
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// [`Customer::rare`], to change what is there (nothing is made).
+    pub fn rare_if(&mut self) -> Option<&mut Rare> {
+        self.rare.as_deref_mut()
     }
 
     /// The memory for one flow, by flow key.
@@ -261,23 +287,25 @@ impl Customer {
     /// Folds `other` (a customer found to be the same person) into this one.
     pub fn absorb(&mut self, other: Customer, traits: &Traits) {
         // Both profiles are laid out by the same schema.
-        let pairs = self.profile.fields.iter_mut().zip(other.profile.fields);
-        for (i, (mine, theirs)) in (0u16..).zip(pairs) {
-            let i = Some(i);
+        for n in 0..self.profile.len().min(other.profile.len()) {
+            let (Some(mine), Some(theirs)) = (self.profile.get(n), other.profile.get(n)) else {
+                continue;
+            };
+            let i = u16::try_from(n).ok();
             let merged = if i == traits.orders_count {
-                add_int(mine, &theirs)
+                add_int(mine, theirs)
             } else if i == traits.total_spent {
-                add_money(mine, &theirs)
+                add_money(mine, theirs)
             } else if i == traits.first_order_at || i == traits.created_at {
-                pick_time(mine, &theirs, i64::min)
+                pick_time(mine, theirs, i64::min)
             } else if i == traits.last_order_at || i == traits.last_seen_at {
-                pick_time(mine, &theirs, i64::max)
+                pick_time(mine, theirs, i64::max)
             } else if mine.is_none() {
-                theirs
+                theirs.clone()
             } else {
                 continue;
             };
-            *mine = merged;
+            self.profile.set(n, merged);
         }
         self.events.extend(other.events);
         self.events.sort_by_key(|e| (e.at, e.seq));
@@ -296,10 +324,13 @@ impl Customer {
         }
         self.sends.extend(other.sends);
         self.sends.sort_by_key(|s| s.at);
-        self.audiences.extend(other.audiences);
-        self.goals.extend(other.goals);
-        self.bounced.extend(other.bounced);
-        self.opted_out.extend(other.opted_out);
+        if let Some(other) = other.rare {
+            let mine = self.rare_mut();
+            mine.audiences.extend(other.audiences);
+            mine.goals.extend(other.goals);
+            mine.bounced.extend(other.bounced);
+            mine.opted_out.extend(other.opted_out);
+        }
     }
 }
 
@@ -454,12 +485,12 @@ impl Traits {
     }
 
     /// A profile field's value.
-    pub fn get<'a>(&self, profile: &'a Record, field: Option<u16>) -> Option<&'a Value> {
-        field.and_then(|f| profile.fields.get(f as usize))
+    pub fn get<'a>(&self, profile: &'a Profile, field: Option<u16>) -> Option<&'a Value> {
+        field.and_then(|f| profile.get(usize::from(f)))
     }
 
     /// A string trait, when set and not empty.
-    pub fn text<'a>(&self, profile: &'a Record, field: Option<u16>) -> Option<&'a str> {
+    pub fn text<'a>(&self, profile: &'a Profile, field: Option<u16>) -> Option<&'a str> {
         match self.get(profile, field)? {
             Value::Str(s) if !s.trim().is_empty() => Some(s),
             _ => None,
@@ -468,7 +499,7 @@ impl Traits {
 
     /// The customer's consent for marketing on a channel: `Some(true)` granted,
     /// `Some(false)` refused, `None` never said.
-    pub fn consent(&self, bundle: &Bundle, profile: &Record, channel: Channel) -> Option<bool> {
+    pub fn consent(&self, bundle: &Bundle, profile: &Profile, channel: Channel) -> Option<bool> {
         let Value::Record(c) = self.get(profile, self.consent)? else {
             return None;
         };
@@ -501,7 +532,7 @@ impl Traits {
     }
 
     /// Sets marketing consent for a channel (from Subscribed, Unsubscribed, spam reports).
-    pub fn set_consent(&self, bundle: &Bundle, profile: &mut Record, channel: &str, on: bool) {
+    pub fn set_consent(&self, bundle: &Bundle, profile: &mut Profile, channel: &str, on: bool) {
         let (Some(field), Some(schema_ix)) = (self.consent, self.consent_schema) else {
             return;
         };
@@ -525,15 +556,15 @@ impl Traits {
     }
 
     /// Sets a profile field, when the profile has it.
-    pub fn set(&self, profile: &mut Record, field: Option<u16>, value: Value) {
-        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
-            *v = value;
+    pub fn set(&self, profile: &mut Profile, field: Option<u16>, value: Value) {
+        if let Some(f) = field {
+            profile.set(usize::from(f), value);
         }
     }
 
     /// The recipient's zone: the profile's, else (for SMS) the phone's
     /// country's, else the policy's.
-    pub fn zone(&self, profile: &Record, channel: Option<Channel>, policy: Tz) -> Tz {
+    pub fn zone(&self, profile: &Profile, channel: Option<Channel>, policy: Tz) -> Tz {
         if let Some(tz) = self
             .text(profile, self.timezone)
             .and_then(|z| Tz::from_str(z).ok())
@@ -552,7 +583,7 @@ impl Traits {
 
     /// The zones quiet hours are read in: the profile's zone, else (for SMS)
     /// every zone the phone number may be in, else the policy's.
-    pub fn quiet_zones(&self, profile: &Record, channel: Channel, policy: Tz) -> QuietZones {
+    pub fn quiet_zones(&self, profile: &Profile, channel: Channel, policy: Tz) -> QuietZones {
         if let Some(tz) = self
             .text(profile, self.timezone)
             .and_then(|z| Tz::from_str(z).ok())
@@ -571,27 +602,29 @@ impl Traits {
     }
 
     /// Adds to an int trait.
-    pub fn bump(&self, profile: &mut Record, field: Option<u16>, by: i64) {
-        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
-            *v = add_int(v, &Value::Int(by));
+    pub fn bump(&self, profile: &mut Profile, field: Option<u16>, by: i64) {
+        if let Some(v) = self.get(profile, field) {
+            let v = add_int(v, &Value::Int(by));
+            self.set(profile, field, v);
         }
     }
 
     /// Adds to a money trait.
-    pub fn add(&self, profile: &mut Record, field: Option<u16>, by: Decimal) {
-        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f))) {
-            *v = add_money(v, &Value::Money(by));
+    pub fn add(&self, profile: &mut Profile, field: Option<u16>, by: Decimal) {
+        if let Some(v) = self.get(profile, field) {
+            let v = add_money(v, &Value::Money(by));
+            self.set(profile, field, v);
         }
     }
 
     /// Sets a time trait to `at` (milliseconds; the trait keeps the whole
     /// second, as every time value of the language), or only fills it when
     /// `only_if_unset`.
-    pub fn stamp(&self, profile: &mut Record, field: Option<u16>, at: i64, only_if_unset: bool) {
-        if let Some(v) = field.and_then(|f| profile.fields.get_mut(usize::from(f)))
+    pub fn stamp(&self, profile: &mut Profile, field: Option<u16>, at: i64, only_if_unset: bool) {
+        if let Some(v) = self.get(profile, field)
             && (!only_if_unset || v.is_none())
         {
-            *v = Value::Time(at.div_euclid(1000));
+            self.set(profile, field, Value::Time(at.div_euclid(1000)));
         }
     }
 }
@@ -610,13 +643,16 @@ pub struct Ctx<'a> {
 }
 
 impl Host for Ctx<'_> {
-    fn profile(&self) -> &Record {
-        &self.customer.profile
+    fn profile(&self) -> std::borrow::Cow<'_, Record> {
+        std::borrow::Cow::Owned(self.customer.profile.to_record())
+    }
+
+    fn profile_field(&self, field: u16) -> Option<Value> {
+        self.customer.profile.get(usize::from(field)).cloned()
     }
 
     fn set_profile(&mut self, field: u16, value: Value) {
-        if let Some(slot) = self.customer.profile.fields.get_mut(field as usize) {
-            *slot = value.clone();
+        if self.customer.profile.set(usize::from(field), value.clone()) {
             self.writes.push((field, value));
         }
     }

@@ -428,12 +428,14 @@ impl<'b> Machine<'b> {
             return;
         }
         // In id order: timers set in the same order get the same tie-breaks.
-        let mut customers: Vec<u32> = self.customers.keys().copied().collect();
+        let mut customers: Vec<u32> = self.customers.keys().collect();
         customers.sort_unstable();
         for c in customers {
             if !schedules.is_empty() {
                 let zone = self.zone(c, None);
-                super::known_mut(&mut self.customers, c).schedule_zone = Some(zone);
+                super::known_mut(&mut self.customers, c)
+                    .rare_mut()
+                    .schedule_zone = Some(zone);
             }
             for &f in &schedules {
                 self.arm_schedule(c, f);
@@ -459,7 +461,7 @@ impl<'b> Machine<'b> {
             *last = true;
         }
         let releases = self.instances.iter().flatten().map(|i| i.release);
-        let watched = self.customers.values().flat_map(|c| c.goals.iter());
+        let watched = self.customers.values().flat_map(|c| c.rare().goals.iter());
         for r in releases.chain(watched.map(|g| g.release)) {
             if let Some(u) = used.get_mut(r as usize) {
                 *u = true;

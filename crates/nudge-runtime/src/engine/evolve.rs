@@ -62,7 +62,7 @@ impl Machine<'_> {
             .chain(
                 self.customers
                     .values()
-                    .flat_map(|c| c.goals.iter().map(|g| g.release)),
+                    .flat_map(|c| c.rare().goals.iter().map(|g| g.release)),
             )
             .collect();
         // The replaced release too: the deploy compares its triggers with the new ones.
@@ -151,8 +151,8 @@ pub(super) fn apply<'b>(
     }
     let migrate = |v: &nudge_bytecode::Value| layout.value(v);
     for cust in engine.customers.values_mut() {
-        if let Some(p) = layout.record(&cust.profile) {
-            cust.profile = p;
+        if let Some(p) = layout.record(&cust.profile.to_record()) {
+            cust.profile = p.into();
         }
         cust.events.retain_mut(|e| match layout.schema(e.schema) {
             Some(s) => {
@@ -162,12 +162,14 @@ pub(super) fn apply<'b>(
             }
             None => false,
         });
-        let before = cust.goals.len();
-        cust.goals
-            .retain(|g| !gone_goals.contains(&(g.release, g.flow)));
-        ended_goals += (before - cust.goals.len()) as u64;
-        for g in &mut cust.goals {
-            g.trigger = layout.value(&g.trigger);
+        if let Some(rare) = cust.rare_if() {
+            let before = rare.goals.len();
+            rare.goals
+                .retain(|g| !gone_goals.contains(&(g.release, g.flow)));
+            ended_goals += (before - rare.goals.len()) as u64;
+            for g in &mut rare.goals {
+                g.trigger = layout.value(&g.trigger);
+            }
         }
     }
     for inst in engine.instances.iter_mut().flatten() {
@@ -179,7 +181,11 @@ pub(super) fn apply<'b>(
     let remap = |set: &HashSet<u32>| -> HashSet<u32> {
         set.iter().filter_map(|&s| layout.schema(s)).collect()
     };
-    engine.remembered = remap(&engine.remembered);
+    engine.remembered = engine
+        .remembered
+        .iter()
+        .filter_map(|&s| layout.schema(s))
+        .collect();
     engine.remembered.extend(new.retention.read());
     engine.forever = remap(&engine.forever);
     engine.goal_events = remap(&engine.goal_events);

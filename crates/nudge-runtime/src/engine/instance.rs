@@ -723,6 +723,7 @@ impl<'b> Machine<'b> {
         });
         if flow.goal.is_some() {
             super::known_mut(&mut self.customers, c)
+                .rare_mut()
                 .goals
                 .push(GoalWatch {
                     release: r,
@@ -1200,7 +1201,10 @@ impl<'b> Machine<'b> {
             return;
         }
         let now = self.now;
-        let watches = std::mem::take(&mut super::known_mut(&mut self.customers, c).goals);
+        let watches = super::known_mut(&mut self.customers, c)
+            .rare_if()
+            .map(|r| std::mem::take(&mut r.goals))
+            .unwrap_or_default();
         let mut keep = Vec::with_capacity(watches.len());
         for w in watches {
             // The goal as the instance's own release states it.
@@ -1275,8 +1279,12 @@ impl<'b> Machine<'b> {
             );
         }
         let cust = super::known_mut(&mut self.customers, c);
-        keep.extend(std::mem::take(&mut cust.goals));
-        cust.goals = keep;
+        if let Some(rare) = cust.rare_if() {
+            keep.extend(std::mem::take(&mut rare.goals));
+            rare.goals = keep;
+        } else if !keep.is_empty() {
+            cust.rare_mut().goals = keep;
+        }
     }
 
     /// The trigger of the newest release's flow `f`.

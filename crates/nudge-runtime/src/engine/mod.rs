@@ -22,6 +22,8 @@ mod evolve;
 mod input;
 mod instance;
 mod pipeline;
+mod profile;
+mod table;
 mod triggers;
 mod view;
 
@@ -290,13 +292,13 @@ impl Tables for Bundle {
 /// for customers look them up without this, and a restored checkpoint is
 /// checked for every live instance's customer (`checkpoint::check`).
 #[allow(clippy::expect_used)]
-fn known(customers: &HashMap<u32, Customer>, c: u32) -> &Customer {
+fn known(customers: &table::Customers, c: u32) -> &Customer {
     customers.get(&c).expect("the customer exists")
 }
 
 /// [`known`], to change.
 #[allow(clippy::expect_used)] // as `known`: the engine acts only on customers it holds
-fn known_mut(customers: &mut HashMap<u32, Customer>, c: u32) -> &mut Customer {
+fn known_mut(customers: &mut table::Customers, c: u32) -> &mut Customer {
     customers.get_mut(&c).expect("the customer exists")
 }
 
@@ -327,7 +329,7 @@ pub struct Machine<'b> {
     now: i64,
     identities: Identities,
     dedupe: Dedupe,
-    customers: HashMap<u32, Customer>,
+    customers: table::Customers,
     instances: instance::Slots,
     free: Vec<u32>,
     timers: Timers,
@@ -336,12 +338,15 @@ pub struct Machine<'b> {
     by_wire: HashMap<String, u32>,
     /// Event schemas some rule of any release reads back (the bundles'
     /// retention): only these are stored in histories at all.
-    remembered: HashSet<u32>,
+    remembered: crate::fast::Set<u32>,
     seq: u64,
     /// Instance generations are unique across slots, so a timer set for an
     /// instance that ended can never wake the instance that reuses its slot.
     generations: u32,
-    sent_keys: std::collections::HashSet<String>,
+    /// Fingerprints ([`crate::dedupe::fingerprint`]) of the idempotency
+    /// keys of every send made: one a send, kept for ever, so 16 bytes
+    /// rather than the key's text.
+    sent_keys: crate::fast::Set<u128>,
     /// Customers whose profile changed since segments and date triggers were last looked at.
     dirty: Vec<u32>,
     /// Addresses (lower-cased) that bounced hard, whoever they belong to:
@@ -374,6 +379,33 @@ pub struct Machine<'b> {
     /// history whose first event is not before it has nothing to drop.
     keep_floor: i64,
     stats: Stats,
+    /// The profile [`Machine::profile_of`] last showed, made from the
+    /// customer's sparse one.
+    shown: Option<nudge_bytecode::Record>,
+    /// Consent records recently given, shared by every customer who gives
+    /// an equal one (see [`share`]).
+    consents: Vec<Arc<nudge_bytecode::Record>>,
+}
+
+/// How many distinct consent records [`share`] keeps to share.
+const SHARED_CONSENTS: usize = 16;
+
+/// `value`, or an equal record of `cache` in its place: a consent is a
+/// record of a few flags, the same for most customers, and each customer
+/// holding a copy of its own costs about 130 bytes.
+fn share(cache: &mut Vec<Arc<nudge_bytecode::Record>>, value: Value) -> Value {
+    let Value::Record(r) = value else {
+        return value;
+    };
+    for same in cache.iter() {
+        if **same == *r {
+            return Value::Record(same.clone());
+        }
+    }
+    if cache.len() < SHARED_CONSENTS {
+        cache.push(r.clone());
+    }
+    Value::Record(r)
 }
 
 /// A marketing send to an address, for the caps of others who share it.
@@ -432,14 +464,14 @@ impl<'b> Machine<'b> {
             now: start,
             identities: Identities::new(),
             dedupe: Dedupe::new(dedupe_window),
-            customers: HashMap::new(),
+            customers: table::Customers::default(),
             instances: instance::Slots::default(),
             free: Vec::new(),
             timers: Timers::new(),
             traits: Traits::of(bundle),
             policy_tz: Tz::UTC,
             by_wire,
-            remembered: HashSet::new(),
+            remembered: Default::default(),
             seq: 0,
             generations: 0,
             sent_keys: Default::default(),
@@ -455,6 +487,8 @@ impl<'b> Machine<'b> {
             keep_from: Vec::new(),
             keep_floor: i64::MIN,
             stats: Stats::new(bundle),
+            shown: None,
+            consents: Vec::new(),
         };
         engine.add_release(bundle);
         engine
@@ -657,7 +691,7 @@ impl<'b> Machine<'b> {
         let u = found.clone();
         // Emptied, not removed: positions stay valid for the search above.
         found.key.clear();
-        self.sent_keys.remove(&u.key);
+        self.sent_keys.remove(&crate::dedupe::fingerprint(&u.key));
         if let Some(cust) = self.customers.get_mut(&u.customer)
             && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
         {
@@ -687,6 +721,14 @@ impl<'b> Machine<'b> {
     /// The current profile of the customer known by this user id (or, failing
     /// that, anonymous id), following joins made by aliases.
     pub fn profile_of(&mut self, customer_id: &str) -> Option<&nudge_bytecode::Record> {
+        let c = self.customer_by_id(customer_id)?;
+        let profile = self.customers.get(&c)?.profile.to_record();
+        Some(self.shown.insert(profile))
+    }
+
+    /// The number of the customer known by this user id (or, failing that,
+    /// anonymous id), if it has a record.
+    fn customer_by_id(&mut self, customer_id: &str) -> Option<u32> {
         let c = self
             .identities
             .customer_of(&crate::identity::Identity::User(customer_id.to_string()))
@@ -696,7 +738,7 @@ impl<'b> Machine<'b> {
                         customer_id.to_string(),
                     ))
             })?;
-        self.customers.get(&c.0).map(|cust| &cust.profile)
+        self.customers.contains_key(&c.0).then_some(c.0)
     }
 
     /// How a call names the customer whose display id (the `customer` of a
@@ -733,11 +775,10 @@ impl<'b> Machine<'b> {
     /// it: `None` where the customer never said, and for an unknown id.
     pub fn consents_of(&mut self, customer_id: &str) -> Option<[Option<bool>; 3]> {
         let bundle = self.bundle();
-        let profile = self.profile_of(customer_id)?.clone();
+        let c = self.customer_by_id(customer_id)?;
+        let profile = &self.customers.get(&c)?.profile;
         let t = &self.traits;
-        Some(
-            [Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, &profile, ch)),
-        )
+        Some([Channel::Email, Channel::Sms, Channel::Push].map(|ch| t.consent(bundle, profile, ch)))
     }
 
     /// One profile field, by name, of the customer known by this user (or
@@ -746,7 +787,8 @@ impl<'b> Machine<'b> {
     pub fn profile_field(&mut self, customer_id: &str, name: &str) -> Option<Value> {
         let schema = self.bundle().profile_schema();
         let i = schema.fields.iter().position(|f| f.name == name)?;
-        self.profile_of(customer_id)?.fields.get(i).cloned()
+        let c = self.customer_by_id(customer_id)?;
+        self.customers.get(&c)?.profile.get(i).cloned()
     }
 
     /// Live instances, for inspection and storage.
@@ -978,8 +1020,10 @@ impl<'b> Machine<'b> {
             let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
             for cust in self.customers.values_mut() {
                 keep.apply(cust);
-                if cust.goals.iter().any(&expired) {
-                    cust.goals.retain(|g| !expired(g));
+                if let Some(rare) = cust.rare_if()
+                    && rare.goals.iter().any(&expired)
+                {
+                    rare.goals.retain(|g| !expired(g));
                 }
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
@@ -1017,7 +1061,7 @@ impl<'b> Machine<'b> {
             reads_since(&reads.goals, inst.started);
         }
         for cust in self.customers.values() {
-            for g in &cust.goals {
+            for g in &cust.rare().goals {
                 if goal_expired(&self.releases, self.now, g) {
                     continue;
                 }
@@ -1134,15 +1178,14 @@ impl<'b> Machine<'b> {
         // phone's SMS opt-out (`true`) or opt-in (`false`).
         let mut bounced_address = None;
         let mut phone_stop: Option<(String, bool)> = None;
-        let phone_of = |profile: &nudge_bytecode::Record| {
-            t.text(profile, t.phone).map(|p| p.trim().to_string())
-        };
+        let phone_of =
+            |profile: &customer::Profile| t.text(profile, t.phone).map(|p| p.trim().to_string());
         for (field, value) in traits {
             // `apply_typed` refused a call with a field the profile lacks.
-            let Some(slot) = cust.profile.fields.get_mut(usize::from(*field)) else {
+            let Some(slot) = cust.profile.get(usize::from(*field)) else {
                 continue;
             };
-            let merged = match (&*slot, value) {
+            let merged = match (slot, value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
                     let mut r = (**old).clone();
                     for (mine, v) in r.fields.iter_mut().zip(&new.fields) {
@@ -1156,12 +1199,19 @@ impl<'b> Machine<'b> {
             };
             if *slot != merged {
                 changed = true;
-                *slot = merged;
+                let merged = if Some(*field) == t.consent {
+                    share(&mut self.consents, merged)
+                } else {
+                    merged
+                };
+                cust.profile.set(usize::from(*field), merged);
             }
             if Some(*field) == t.consent {
                 // An identify granting a channel (`consent.sms: true`) is an
                 // explicit re-consent: it lifts a hard opt-out on that channel.
-                cust.opted_out.retain(|ch| !t.grants(bundle, value, ch));
+                if let Some(rare) = cust.rare_if() {
+                    rare.opted_out.retain(|ch| !t.grants(bundle, value, ch));
+                }
                 if t.grants(bundle, value, "sms")
                     && let Some(p) = phone_of(&cust.profile)
                 {
@@ -1260,7 +1310,9 @@ impl<'b> Machine<'b> {
                     let channel = text("channel");
                     t.set_consent(bundle, &mut cust.profile, &channel, true);
                     // An explicit re-consent lifts an earlier hard opt-out.
-                    cust.opted_out.remove(channel.as_str());
+                    if let Some(rare) = cust.rare_if() {
+                        rare.opted_out.remove(channel.as_str());
+                    }
                     if channel == "sms"
                         && let Some(p) = phone_of(&cust.profile)
                     {
@@ -1280,19 +1332,21 @@ impl<'b> Machine<'b> {
                             .map(|e| e.trim().to_lowercase()),
                     };
                     if hard && let Some(a) = addr {
-                        cust.bounced.insert(a.clone());
+                        cust.rare_mut().bounced.insert(a.clone());
                         bounced_address = Some(a);
                     }
                 }
                 Some("SMS Received") => match customer::sms_keyword(&text("text")) {
                     Some(customer::SmsKeyword::OptOut) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", false);
-                        cust.opted_out.insert("sms");
+                        cust.rare_mut().opted_out.insert("sms");
                         phone_stop = phone_of(&cust.profile).map(|p| (p, true));
                     }
                     Some(customer::SmsKeyword::OptIn) => {
                         t.set_consent(bundle, &mut cust.profile, "sms", true);
-                        cust.opted_out.remove("sms");
+                        if let Some(rare) = cust.rare_if() {
+                            rare.opted_out.remove("sms");
+                        }
                         phone_stop = phone_of(&cust.profile).map(|p| (p, false));
                     }
                     None => {}
@@ -1367,7 +1421,7 @@ impl<'b> Machine<'b> {
         }
         // Likewise a goal may have been reached under the other identity.
         let cust = known(&self.customers, kept.0);
-        if let Some(first) = cust.goals.iter().map(|g| g.entered).min() {
+        if let Some(first) = cust.rare().goals.iter().map(|g| g.entered).min() {
             let events: Vec<Seen> = cust
                 .events_since(first)
                 .iter()
@@ -1681,9 +1735,9 @@ impl<'b> Machine<'b> {
     fn membership(&mut self, c: u32, flow: &str, name: &str, add: bool) {
         let cust = known_mut(&mut self.customers, c);
         let changed = if add {
-            cust.audiences.insert(name.into())
+            cust.rare_mut().audiences.insert(name.into())
         } else {
-            cust.audiences.remove(name)
+            cust.rare_if().is_some_and(|r| r.audiences.remove(name))
         };
         if !changed {
             return;
@@ -1868,5 +1922,39 @@ mod tests {
         let ok = call(None, vec![(email, Value::Str("ann@example.com".into()))]);
         assert_eq!(engine.apply_typed(ok).unwrap(), Applied::Applied);
         assert_eq!(engine.history_held().customers, 1);
+    }
+
+    #[test]
+    fn equal_consents_share_one_record_and_the_cache_stays_bounded() {
+        let consent = |email: bool| {
+            Value::Record(Arc::new(nudge_bytecode::Record {
+                schema: 7,
+                fields: vec![Value::Bool(email), Value::None],
+            }))
+        };
+        let mut cache = Vec::new();
+        let (Value::Record(a), Value::Record(b)) = (
+            share(&mut cache, consent(true)),
+            share(&mut cache, consent(true)),
+        ) else {
+            panic!("records stay records");
+        };
+        assert!(Arc::ptr_eq(&a, &b), "the second is the first one's record");
+        let Value::Record(c) = share(&mut cache, consent(false)) else {
+            panic!("records stay records");
+        };
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c.fields[0], Value::Bool(false));
+        assert_eq!(share(&mut cache, Value::Int(3)), Value::Int(3));
+        for i in 0..100 {
+            share(
+                &mut cache,
+                Value::Record(Arc::new(nudge_bytecode::Record {
+                    schema: i,
+                    fields: Vec::new(),
+                })),
+            );
+        }
+        assert_eq!(cache.len(), SHARED_CONSENTS);
     }
 }

@@ -222,7 +222,7 @@ impl Machine<'_> {
                     channel: msg.channel,
                     message: out,
                 });
-                self.sent_keys.insert(key.clone());
+                self.sent_keys.insert(crate::dedupe::fingerprint(&key));
                 let sent = super::customer::Sent {
                     at: self.now,
                     channel: msg.channel,
@@ -297,10 +297,10 @@ impl Machine<'_> {
         // A bounce or an SMS opt-out holds for the address, whichever
         // customer it came through.
         let address = to.to_lowercase();
-        if cust.bounced.contains(&address) || self.undeliverable.contains(&address) {
+        if cust.rare().bounced.contains(&address) || self.undeliverable.contains(&address) {
             return stop(Outcome::Blocked, SendReason::Undeliverable);
         }
-        if cust.opted_out.contains(msg.channel.name())
+        if cust.rare().opted_out.contains(msg.channel.name())
             || (msg.channel == Channel::Sms && self.stopped_phones.contains(&to))
         {
             return stop(Outcome::Blocked, SendReason::OptedOut);
@@ -376,7 +376,7 @@ impl Machine<'_> {
                 };
             }
         }
-        if self.sent_keys.contains(key) {
+        if self.sent_keys.contains(&crate::dedupe::fingerprint(key)) {
             return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
         Verdict::Send { to, address }

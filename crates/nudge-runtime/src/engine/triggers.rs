@@ -22,7 +22,7 @@ impl Machine<'_> {
         }
         let zone = self.zone(c, None);
         if let Some(cust) = self.customers.get_mut(&c) {
-            cust.schedule_zone = Some(zone);
+            cust.rare_mut().schedule_zone = Some(zone);
         }
         for f in 0..flows {
             if let Trigger::Schedule { .. } = self.trigger_of(f) {
@@ -117,7 +117,7 @@ impl Machine<'_> {
         let has_schedules =
             (0..flows).any(|f| matches!(self.trigger_of(f), Trigger::Schedule { .. }));
         if has_schedules
-            && super::known(&self.customers, c).schedule_zone != Some(self.zone(c, None))
+            && super::known(&self.customers, c).rare().schedule_zone != Some(self.zone(c, None))
         {
             self.arm_schedules(c);
         }
@@ -165,7 +165,7 @@ impl Machine<'_> {
         let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
         let cust = super::known_mut(&mut self.customers, c);
-        let value = match cust.profile.fields.get(field as usize) {
+        let value = match cust.profile.get(field as usize) {
             Some(Value::Time(t)) => Some(*t),
             _ => None,
         };

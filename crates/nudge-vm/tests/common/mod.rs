@@ -44,8 +44,8 @@ impl TestHost {
 }
 
 impl Host for TestHost {
-    fn profile(&self) -> &Record {
-        &self.profile
+    fn profile(&self) -> std::borrow::Cow<'_, Record> {
+        std::borrow::Cow::Borrowed(&self.profile)
     }
     fn set_profile(&mut self, field: u16, value: Value) {
         self.profile.fields[usize::from(field)] = value.clone();
