@@ -40,7 +40,6 @@ impl Machine<'_> {
             .filter_map(|name| {
                 let i = schema.fields.iter().position(|f| &f.name == name)?;
                 let value = profile
-                    .fields
                     .get(i)
                     .map_or(serde_json::Value::Null, |v| json_of(v, bundle));
                 Some((name.clone(), value))
