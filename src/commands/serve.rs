@@ -436,6 +436,29 @@ fn finished(live: Live<'_>) -> Status {
     }
 }
 
+/// The answer to a request the engine thread's queue did not take: 503,
+/// with `Retry-After` when the queue is full (Segment's clients retry it).
+fn not_taken(app: &App, e: mpsc::TrySendError<Msg>) -> Response {
+    match e {
+        mpsc::TrySendError::Full(_) => {
+            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
+            let mut busy = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine is busy: retry shortly",
+                None,
+            );
+            busy.headers_mut().insert(
+                header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            busy
+        }
+        mpsc::TrySendError::Disconnected(_) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None)
+        }
+    }
+}
+
 /// A question for the engine thread, and where its answer will come.
 fn ask<T: Send + 'static>(
     f: impl for<'l, 'b> FnOnce(&'l mut Live<'b>) -> T + Send + 'static,
@@ -448,7 +471,7 @@ fn ask<T: Send + 'static>(
 }
 
 /// Calls for the engine thread, and where it will say whether they are durable.
-pub(super) fn calls(
+fn calls(
     lines: Vec<String>,
     refused: Vec<DeadLetter>,
 ) -> (Msg, oneshot::Receiver<Result<(), String>>) {
@@ -915,24 +938,8 @@ async fn profile(
     }
     let traits = profiles.traits.clone();
     let (msg, answer) = ask(move |live| live.engine.profile_view(&id, &traits));
-    match app.tx.try_send(msg) {
-        Ok(()) => {}
-        Err(mpsc::TrySendError::Full(_)) => {
-            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
-            let mut busy = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the engine is busy: retry shortly",
-                None,
-            );
-            busy.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            return busy;
-        }
-        Err(mpsc::TrySendError::Disconnected(_)) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
-        }
+    if let Err(e) = app.tx.try_send(msg) {
+        return not_taken(&app, e);
     }
     match answer.await {
         Ok(Some(view)) => (StatusCode::OK, axum::Json(view)).into_response(),
@@ -1052,24 +1059,8 @@ async fn ingest(
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
     }
     let (msg, answer) = calls(lines, refused);
-    match app.tx.try_send(msg) {
-        Ok(()) => {}
-        Err(mpsc::TrySendError::Full(_)) => {
-            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
-            let mut busy = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the engine is busy: retry shortly",
-                None,
-            );
-            busy.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            return busy;
-        }
-        Err(mpsc::TrySendError::Disconnected(_)) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
-        }
+    if let Err(e) = app.tx.try_send(msg) {
+        return not_taken(&app, e);
     }
     match answer.await {
         Ok(Ok(())) => {

@@ -14,8 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -29,7 +27,7 @@ use nudge_runtime::engine::{Engine, Sink};
 use nudge_store::Store;
 use serde_json::{Map, Value, json};
 
-use super::{App, Msg, error};
+use super::{App, error};
 use nudge_host::config::FeedbackVerifiers;
 
 /// The largest webhook body read: SendGrid batches events, up to some
@@ -345,7 +343,7 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
         let (msg, answer) =
             super::ask(move |live| resolve(&live.store, &mut live.engine, &subjects));
         if let Err(e) = app.tx.try_send(msg) {
-            return busy(app, e);
+            return super::not_taken(app, e);
         }
         match answer.await {
             Ok(r) => r,
@@ -379,7 +377,7 @@ async fn apply(app: &App, provider: &'static str, reports: Vec<Report>) -> Respo
     if !lines.is_empty() {
         let (msg, answer) = super::calls(lines, Vec::new());
         if let Err(e) = app.tx.try_send(msg) {
-            return busy(app, e);
+            return super::not_taken(app, e);
         }
         match answer.await {
             Ok(Ok(())) => {}
@@ -430,25 +428,4 @@ fn call_line(
         crate::commands::put(&mut call, "receivedAt", json!(now));
     }
     call.to_string()
-}
-
-fn busy(app: &App, e: mpsc::TrySendError<Msg>) -> Response {
-    match e {
-        mpsc::TrySendError::Full(_) => {
-            app.metrics.busy.fetch_add(1, Ordering::Relaxed);
-            let mut busy = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the engine is busy: retry shortly",
-                None,
-            );
-            busy.headers_mut().insert(
-                header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            busy
-        }
-        mpsc::TrySendError::Disconnected(_) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None)
-        }
-    }
 }
