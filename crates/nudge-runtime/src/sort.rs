@@ -274,6 +274,7 @@ impl TempDir {
     /// A directory of its own in `parent` (made if missing).
     fn new(parent: &Path) -> io::Result<TempDir> {
         std::fs::create_dir_all(parent).map_err(context("cannot create", parent))?;
+        remove_orphans(parent);
         let pid = std::process::id();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -288,6 +289,36 @@ impl TempDir {
                 }
                 Err(e) => return Err(context("cannot create", &path)(e)),
             }
+        }
+    }
+}
+
+/// Removes the temporary directories that sorts killed before they could
+/// clean up left in `parent`: those named for a process that no longer
+/// runs. Only where `/proc` tells which processes run (Linux); a directory
+/// whose process may still run is left alone, and a failure to remove one
+/// is no reason not to sort.
+fn remove_orphans(parent: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("sort-"))
+            .filter(|n| n.ends_with(".tmp"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -658,6 +689,32 @@ mod tests {
         // Dropped half read, as after an error of the reader.
         drop(s);
         assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+    }
+
+    #[test]
+    fn runs_left_by_a_killed_sort_are_removed_by_the_next_one_that_spills() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let scratch = Scratch::new("orphans");
+        // Above any pid_max: no process has this number.
+        let dead = scratch.0.join("sort-4294967295-1f-0.tmp");
+        let alive = scratch
+            .0
+            .join(format!("sort-{}-2f-0.tmp", std::process::id()));
+        let other = scratch.0.join("sort-results.jsonl");
+        for dir in [&dead, &alive] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::write(dir.join("run-0"), "a run").unwrap();
+        }
+        std::fs::write(&other, "not a sort's").unwrap();
+        let input: String = (0..200u32).rev().map(|i| call(i, i) + "\n").collect();
+        let s = sort(input.as_bytes(), &scratch.options(1000)).unwrap();
+        assert!(s.summary().runs > 1);
+        drop(s);
+        let mut left = scratch.entries();
+        left.sort();
+        assert_eq!(left, [alive, other]);
     }
 
     #[test]
