@@ -3,7 +3,7 @@
 //! has no fixed length, so the hint then says "at least" (`≥ +1d`).
 
 use nudge_diagnostics::{FileId, Span};
-use nudge_syntax::ast::{FlowItem, Item, Step, StepKind};
+use nudge_syntax::ast::{Item, Step, StepKind};
 
 use crate::world::Snapshot;
 
@@ -33,14 +33,7 @@ pub fn inlay_hints(snap: &Snapshot, file: FileId, range: Span) -> Vec<InlayHint>
         if flow.span.end < range.start || flow.span.start > range.end {
             continue;
         }
-        let steps: Vec<&Step> = flow
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                FlowItem::Step(s) => Some(s),
-                FlowItem::Clause(_) => None,
-            })
-            .collect();
+        let steps: Vec<&Step> = flow.steps().collect();
         let start = Elapsed {
             seconds: 0,
             at_least: false,

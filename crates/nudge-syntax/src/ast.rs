@@ -230,6 +230,27 @@ pub struct FlowDecl {
     pub span: Span,
 }
 
+impl FlowDecl {
+    /// The flow's top-level steps, in source order (its clauses left out).
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.items.iter().filter_map(|i| match i {
+            FlowItem::Step(s) => Some(s),
+            FlowItem::Clause(_) => None,
+        })
+    }
+
+    /// The blocks of its `on exit` clauses, in source order.
+    pub fn on_exit_blocks(&self) -> impl Iterator<Item = &Block> {
+        self.items.iter().filter_map(|i| match i {
+            FlowItem::Clause(Clause {
+                kind: ClauseKind::OnExit(b),
+                ..
+            }) => Some(b),
+            _ => None,
+        })
+    }
+}
+
 /// A flow body element.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum FlowItem {

@@ -37,18 +37,21 @@ impl NamedTypes for Names<'_, '_> {
 /// The text of a string literal with no interpolation.
 pub(crate) fn plain_string(e: &Expr) -> Option<String> {
     match &e.kind {
-        ExprKind::Str(parts) => {
-            let mut out = String::new();
-            for p in parts {
-                match p {
-                    StrPart::Text(t, _) => out.push_str(t),
-                    StrPart::Interp(_) => return None,
-                }
-            }
-            Some(out)
-        }
+        ExprKind::Str(parts) => plain_text(parts),
         _ => None,
     }
+}
+
+/// The text of a string literal's parts, when none is interpolated.
+pub(crate) fn plain_text(parts: &[StrPart]) -> Option<String> {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            StrPart::Text(t, _) => out.push_str(t),
+            StrPart::Interp(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 /// The narrowing key of a name or field path (`x`, `profile.first_name`).

@@ -192,19 +192,9 @@ impl<'a> Checker<'a> {
                 facts(e, false, &mut self.narrowed);
             }
         }
-        let steps = decl.items.iter().filter_map(|i| match i {
-            FlowItem::Step(s) => Some(s),
-            FlowItem::Clause(_) => None,
-        });
-        self.block(steps);
-        for item in &decl.items {
-            if let FlowItem::Clause(ast::Clause {
-                kind: ClauseKind::OnExit(b),
-                ..
-            }) = item
-            {
-                self.block(&b.steps);
-            }
+        self.block(decl.steps());
+        for b in decl.on_exit_blocks() {
+            self.block(&b.steps);
         }
         self.restore(saved);
 
@@ -274,15 +264,7 @@ impl<'a> Checker<'a> {
         // W0003: fixed waits beyond the goal window.
         if let Some((g, gspan)) = goal {
             let mut sends = Vec::new();
-            let top: Vec<&Step> = decl
-                .items
-                .iter()
-                .filter_map(|i| match i {
-                    FlowItem::Step(s) => Some(s),
-                    FlowItem::Clause(_) => None,
-                })
-                .collect();
-            waits_before_sends(top.into_iter(), 0, &mut sends);
+            waits_before_sends(decl.steps(), 0, &mut sends);
             if let Some(&(waited, span)) = sends.iter().find(|(w, _)| *w > g.within.seconds) {
                 let d = Diagnostic::new(
                     codes::W0003,

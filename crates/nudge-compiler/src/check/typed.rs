@@ -29,6 +29,8 @@ use crate::project::Project;
 use crate::tir::{self, ArithOp, CompareOp};
 use crate::types::{EnumId, RecordId, RecordKind, Ty};
 
+use super::expr::plain_text;
+
 type R<T> = Result<T, Box<Diagnostic>>;
 
 /// What the checker learnt of each template a message uses: its file and
@@ -854,25 +856,8 @@ impl<'a> Builder<'a> {
         let decl = d.decl;
         let file = d.file;
         let mut u = Unit::new(file);
-        let steps: Vec<&ast::Step> = decl
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                FlowItem::Step(s) => Some(s),
-                FlowItem::Clause(_) => None,
-            })
-            .collect();
-        let on_exit: Vec<&ast::Block> = decl
-            .items
-            .iter()
-            .filter_map(|i| match i {
-                FlowItem::Clause(ast::Clause {
-                    kind: ClauseKind::OnExit(b),
-                    ..
-                }) => Some(b),
-                _ => None,
-            })
-            .collect();
+        let steps: Vec<&ast::Step> = decl.steps().collect();
+        let on_exit: Vec<&ast::Block> = decl.on_exit_blocks().collect();
         // Persistent locals first, so a sleeping instance keeps only a prefix.
         let mut walked = 0;
         self.declare_bindings(&mut u, &mut walked, steps.iter().copied())?;
@@ -1483,18 +1468,6 @@ impl<'a> Builder<'a> {
             slots: u.slots,
         })
     }
-}
-
-/// The text of a string literal without interpolation.
-fn plain_text(parts: &[StrPart]) -> Option<String> {
-    let mut out = String::new();
-    for p in parts {
-        match p {
-            StrPart::Text(t, _) => out.push_str(t),
-            StrPart::Interp(_) => return None,
-        }
-    }
-    Some(out)
 }
 
 /// The span of the closing brace of a construct, where its `end` is placed.
