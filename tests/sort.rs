@@ -17,6 +17,21 @@ fn nudge(args: &[&str]) -> Output {
         .expect("nudge runs")
 }
 
+/// Runs `nudge ARGS` in `dir` with `input` on its standard input.
+fn piped(args: &[&str], dir: &Path, input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nudge runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn write_lines(path: &Path, lines: &[String]) {
     let mut body = lines.join("\n");
     body.push('\n');
@@ -249,21 +264,11 @@ fn events_sort_reads_standard_input_and_sorts_a_file_in_place() {
     let mut input = lines.join("\n");
     input.push('\n');
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["events", "sort", "-", "--memory", "4K"])
-        .current_dir(tmp.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(
+        &["events", "sort", "-", "--memory", "4K"],
+        tmp.path(),
+        input.as_bytes(),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let want = by_time(&lines);
     assert_eq!(
@@ -352,23 +357,25 @@ fn calls_read_from_standard_input_replay_as_the_file_and_a_durable_run_refuses_t
     // The same calls piped in, sorted as they come: the same outputs.
     let got = work.join("got");
     let names = ["outbox.jsonl", "trace.jsonl", "dead.jsonl"].map(|f| got.join(f));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["run", s(&dir), "--events", "-", "--drain", "--in-memory"])
-        .args(["--sort", "--outbox", s(&names[0]), "--trace", s(&names[1])])
-        .args(["--dead-letters", s(&names[2])])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nudge runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&std::fs::read(&events).unwrap())
-        .unwrap();
-    let ran = child.wait_with_output().unwrap();
+    let ran = piped(
+        &[
+            "run",
+            s(&dir),
+            "--events",
+            "-",
+            "--drain",
+            "--in-memory",
+            "--sort",
+            "--outbox",
+            s(&names[0]),
+            "--trace",
+            s(&names[1]),
+            "--dead-letters",
+            s(&names[2]),
+        ],
+        work,
+        &std::fs::read(&events).unwrap(),
+    );
     assert!(ran.status.success(), "{}", text(&ran.stderr));
     assert!(read(names[0].clone()) == outbox, "the same sends");
     assert!(
