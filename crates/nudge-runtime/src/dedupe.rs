@@ -28,6 +28,40 @@ pub struct Dedupe {
     /// How long an id is remembered at least, in milliseconds; 0 keeps
     /// every id for ever.
     window: i64,
+    /// The current generation's number (the previous one's is one less),
+    /// by which a store keeps its rows of ids.
+    #[serde(skip)]
+    generation: u64,
+    /// What changed since the store last took it, when followed.
+    #[serde(skip)]
+    log: Log,
+}
+
+/// The ids remembered, and whether generations turned, since the last take.
+#[derive(Clone, Debug, Default)]
+struct Log {
+    on: bool,
+    /// Each id with the generation it was seen in.
+    added: Vec<(u128, u64)>,
+    turned: bool,
+}
+
+/// The dedupe table's changes, as a store applies them.
+#[derive(Clone, Debug, Default)]
+pub struct DedupeChanges {
+    /// Ids first seen, with the generation they belong to.
+    pub added: Vec<(u128, u64)>,
+    /// When set, ids of generations before this one are no longer remembered.
+    pub drop_before: Option<u64>,
+}
+
+/// The dedupe table's own values besides its ids, stored with the engine's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DedupeHead {
+    /// When the current generation began.
+    pub since: i64,
+    /// The current generation's number.
+    pub generation: u64,
 }
 
 impl Default for Dedupe {
@@ -45,6 +79,59 @@ impl Dedupe {
             previous: Set::default(),
             since: i64::MIN,
             window: window.max(0),
+            generation: 0,
+            log: Log::default(),
+        }
+    }
+
+    /// The table of stored ids: those of `head`'s generation and the one
+    /// before are remembered, older ones are not.
+    pub fn from_rows(head: DedupeHead, window: i64, ids: Vec<(u128, u64)>) -> Self {
+        let mut out = Dedupe::new(window);
+        out.since = head.since;
+        out.generation = head.generation;
+        for (id, generation) in ids {
+            if generation == head.generation {
+                out.current.insert(id);
+            } else if generation.wrapping_add(1) == head.generation {
+                out.previous.insert(id);
+            }
+        }
+        out
+    }
+
+    /// The values stored beside the ids.
+    pub fn head(&self) -> DedupeHead {
+        DedupeHead {
+            since: self.since,
+            generation: self.generation,
+        }
+    }
+
+    /// Every remembered id with its generation (for a store that writes the
+    /// table afresh).
+    pub fn all(&self) -> Vec<(u128, u64)> {
+        let previous = self.generation.wrapping_sub(1);
+        let current = self.current.iter().map(|&id| (id, self.generation));
+        current
+            .chain(self.previous.iter().map(|&id| (id, previous)))
+            .collect()
+    }
+
+    /// Starts following the ids remembered.
+    pub fn start_log(&mut self) {
+        self.log = Log {
+            on: true,
+            ..Log::default()
+        };
+    }
+
+    /// The ids remembered and the generations dropped since the last take.
+    pub fn take_changes(&mut self) -> DedupeChanges {
+        let turned = std::mem::take(&mut self.log.turned);
+        DedupeChanges {
+            added: std::mem::take(&mut self.log.added),
+            drop_before: turned.then(|| self.generation.saturating_sub(1)),
         }
     }
 
@@ -59,7 +146,11 @@ impl Dedupe {
     pub fn first_time(&mut self, message_id: &str, now: i64) -> bool {
         self.turn(now);
         let id = fingerprint(message_id);
-        !self.previous.contains(&id) && self.current.insert(id)
+        let first = !self.previous.contains(&id) && self.current.insert(id);
+        if first && self.log.on {
+            self.log.added.push((id, self.generation));
+        }
+        first
     }
 
     /// Starts a new generation when the clock has gone a window past the
@@ -76,10 +167,15 @@ impl Dedupe {
         if elapsed < self.window {
             return;
         }
+        if self.log.on {
+            self.log.turned = true;
+        }
         if elapsed >= self.window.saturating_mul(2) {
             self.previous.clear();
             self.current.clear();
+            self.generation = self.generation.wrapping_add(2);
         } else {
+            self.generation = self.generation.wrapping_add(1);
             // The dropped generation's table becomes the new current one, so
             // a long replay does not grow (and zero) a fresh table every window.
             std::mem::swap(&mut self.previous, &mut self.current);
@@ -172,5 +268,36 @@ mod tests {
         // Fixed keys: this value must never change, or ids stored by an
         // earlier run would no longer be recognised.
         assert_eq!(fingerprint("m-1"), 220638064234136960513091537899273337876);
+    }
+
+    #[test]
+    fn rows_taken_as_it_goes_restore_the_same_memory() {
+        // Ids over 40 days with a 3-day window and a jump of two windows,
+        // changes taken every few ids: a table restored from the rows at
+        // any take answers every later id as the one that went on.
+        let mut d = Dedupe::new(3 * DAY);
+        d.start_log();
+        let mut rows: std::collections::BTreeMap<u128, u64> = Default::default();
+        let mut times: Vec<i64> = (0..40).map(|day| day * DAY / 2).collect();
+        times.extend((0..10).map(|h| 30 * DAY + h * 3_600_000));
+        for (i, &t) in times.iter().enumerate() {
+            d.first_time(&format!("id-{i}"), t);
+            d.first_time(&format!("id-{}", i / 2), t);
+            if i % 3 == 0 {
+                let changes = d.take_changes();
+                rows.extend(changes.added);
+                if let Some(before) = changes.drop_before {
+                    rows.retain(|_, g| *g >= before);
+                }
+                let ids = rows.iter().map(|(&k, &g)| (k, g)).collect();
+                let mut restored = Dedupe::from_rows(d.head(), 3 * DAY, ids);
+                let mut going = d.clone();
+                assert_eq!(restored.len(), going.len(), "after id {i}");
+                for j in 0..times.len() {
+                    let (id, at) = (format!("id-{j}"), t + DAY);
+                    assert_eq!(restored.first_time(&id, at), going.first_time(&id, at));
+                }
+            }
+        }
     }
 }

@@ -138,6 +138,9 @@ pub struct Identities {
     index: HashTable<u32>,
     #[serde(skip)]
     hasher: foldhash::fast::RandomState,
+    /// Nodes made or joined since the store last took them.
+    #[serde(skip)]
+    marks: crate::engine::marks::Marks,
     parent: Vec<u32>,
     size: Vec<u32>,
     /// The user id of each root's set, if it has one.
@@ -175,6 +178,76 @@ impl From<Stored> for Identities {
         }
         ids.index = index;
         ids
+    }
+}
+
+/// One node of the graph as the store keeps it: a row per node, written
+/// when the node is made and again when a join changes it. Path
+/// compression is not written: a stored parent is an ancestor the node had,
+/// so the stored chains still end at the same roots.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// The node's parent (itself for a root).
+    pub parent: u32,
+    /// The size of the node's set, when it is a root.
+    pub size: u32,
+    /// The user id node of the node's set, when it is a root.
+    pub user: Option<u32>,
+    /// The identity the node stands for.
+    pub member: Identity,
+}
+
+impl Identities {
+    /// Starts following which nodes change (all or none counted as changed).
+    pub(crate) fn start_marks(&mut self, all: bool) {
+        self.marks.start(all);
+    }
+
+    /// The rows of the nodes made or joined since the last take.
+    pub(crate) fn take_rows(&mut self) -> Vec<(u32, NodeRow)> {
+        let nodes: Vec<u32> = match self.marks.take() {
+            crate::engine::marks::Taken::All => (0..self.parent.len() as u32).collect(),
+            crate::engine::marks::Taken::Some(list) => list,
+        };
+        nodes
+            .into_iter()
+            .filter_map(|n| Some((n, self.row(n)?)))
+            .collect()
+    }
+
+    /// Node `n` as a row.
+    fn row(&self, n: u32) -> Option<NodeRow> {
+        let i = n as usize;
+        Some(NodeRow {
+            parent: *self.parent.get(i)?,
+            size: *self.size.get(i)?,
+            user: *self.user.get(i)?,
+            member: self.members.get(i)?.clone(),
+        })
+    }
+
+    /// The graph of stored rows, which must number the nodes from 0 without
+    /// a gap (the check on a restored state follows).
+    pub(crate) fn from_rows(rows: Vec<(u32, NodeRow)>) -> Result<Identities, String> {
+        let mut stored = Stored {
+            parent: Vec::with_capacity(rows.len()),
+            size: Vec::with_capacity(rows.len()),
+            user: Vec::with_capacity(rows.len()),
+            members: Vec::with_capacity(rows.len()),
+        };
+        for (n, row) in rows {
+            if n as usize != stored.parent.len() {
+                return Err(format!(
+                    "identity node {n} is stored where node {} was expected",
+                    stored.parent.len()
+                ));
+            }
+            stored.parent.push(row.parent);
+            stored.size.push(row.size);
+            stored.user.push(row.user);
+            stored.members.push(row.member);
+        }
+        Ok(Identities::from(stored))
     }
 }
 
@@ -287,6 +360,8 @@ impl Identities {
         };
         // Both are roots `find` returned: nodes of the graph.
         let (moved, user) = (self.size_of(absorbed), self.user_of(absorbed));
+        self.marks.mark(absorbed);
+        self.marks.mark(kept);
         if let Some(p) = self.parent.get_mut(absorbed as usize) {
             *p = kept;
         }
@@ -373,6 +448,7 @@ impl Identities {
             return n;
         }
         let n = self.parent.len() as u32;
+        self.marks.mark(n);
         self.parent.push(n);
         self.size.push(1);
         self.user.push((kind == Kind::User).then_some(n));

@@ -62,8 +62,8 @@ pub struct Timer {
     pub due: i64,
     /// Among timers due at once, higher priority first (stored negated).
     order: i64,
-    /// Among equal priorities, first set first.
-    seq: u64,
+    /// Among equal priorities, first set first; unique, so it names the timer.
+    pub seq: u64,
     /// What it wakes.
     pub wake: Wake,
 }
@@ -123,6 +123,27 @@ pub struct Timers {
     wide: BinaryHeap<Reverse<Timer>>,
     seq: u64,
     one_shot: usize,
+    /// What changed since the store last took it, when followed.
+    #[serde(skip)]
+    log: Log,
+}
+
+/// The timers set and fired since the store last took them.
+#[derive(Clone, Debug, Default)]
+struct Log {
+    on: bool,
+    set: Vec<Timer>,
+    fired: Vec<u64>,
+}
+
+/// The timers' changes, as a store applies them: add `set`, then remove
+/// the timers numbered in `fired` (a timer may be in both).
+#[derive(Clone, Debug, Default)]
+pub struct TimerChanges {
+    /// Timers set, to be stored.
+    pub set: Vec<Timer>,
+    /// The insertion numbers ([`Timer::seq`]) of timers that fired.
+    pub fired: Vec<u64>,
 }
 
 /// Pushes onto a heap that grows by an eighth when full rather than
@@ -153,9 +174,59 @@ impl Timers {
             seq: self.seq,
             wake,
         };
+        if self.log.on {
+            self.log.set.push(timer);
+        }
+        self.insert(timer);
+    }
+
+    /// Puts a timer in its heap.
+    fn insert(&mut self, timer: Timer) {
         match Packed::of(&timer) {
             Some(p) => push(&mut self.packed, Reverse(p)),
             None => push(&mut self.wide, Reverse(timer)),
+        }
+    }
+
+    /// A queue of stored timers, whose next insertion number follows `seq`.
+    pub fn from_rows(seq: u64, timers: Vec<Timer>) -> Timers {
+        let mut out = Timers {
+            seq,
+            ..Timers::default()
+        };
+        for t in timers {
+            if !t.wake.recurring() {
+                out.one_shot += 1;
+            }
+            out.insert(t);
+        }
+        out
+    }
+
+    /// The next insertion number's predecessor (stored with the timers).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Every pending timer, in no order (the whole queue, for a store that
+    /// writes it afresh).
+    pub fn all(&self) -> Vec<Timer> {
+        let packed = self.packed.iter().map(|p| p.0.unpack());
+        packed.chain(self.wide.iter().map(|t| t.0)).collect()
+    }
+
+    /// Starts following the timers set and fired.
+    pub fn start_log(&mut self) {
+        self.log.on = true;
+        self.log.set.clear();
+        self.log.fired.clear();
+    }
+
+    /// The timers set and fired since the last take.
+    pub fn take_changes(&mut self) -> TimerChanges {
+        TimerChanges {
+            set: std::mem::take(&mut self.log.set),
+            fired: std::mem::take(&mut self.log.fired),
         }
     }
 
@@ -193,6 +264,9 @@ impl Timers {
         }
         if !t.wake.recurring() {
             self.one_shot -= 1;
+        }
+        if self.log.on {
+            self.log.fired.push(t.seq);
         }
         Some(t)
     }

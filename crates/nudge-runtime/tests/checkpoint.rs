@@ -5,6 +5,7 @@
 mod common;
 
 use nudge_bytecode::Bundle;
+use nudge_runtime::engine::rows::MemoryRows;
 use nudge_runtime::engine::{Config, Engine, MemorySink};
 use nudge_runtime::ingest;
 
@@ -81,6 +82,53 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize]) {
     assert_eq!(got.memberships, whole.memberships, "memberships");
 }
 
+/// As [`assert_restores`], with the state kept as rows: changes are taken
+/// after every `every` lines and at each stop (as a store commits them),
+/// and each stop restores a fresh engine from the rows alone. A change any
+/// table failed to note shows as a difference from the run that never
+/// stopped.
+fn assert_restores_from_rows(bundle: &Bundle, lines: &[&str], cuts: &[usize], every: usize) {
+    let mut whole = new_engine(bundle);
+    for line in lines {
+        let _ = ingest::apply_line(&mut whole, line);
+    }
+    whole.drain();
+    let whole_stats = whole.stats();
+    let whole = whole.into_sink();
+
+    let mut rows = MemoryRows::default();
+    let mut got = MemorySink::default();
+    let mut engine = new_engine(bundle);
+    rows.apply(engine.take_changes().expect("changes"));
+    let mut from = 0;
+    for &cut in cuts {
+        for (i, line) in (from..).zip(&lines[from..cut]) {
+            let _ = ingest::apply_line(&mut engine, line);
+            if i % every == 0 {
+                rows.apply(engine.take_changes().expect("changes"));
+            }
+        }
+        rows.apply(engine.take_changes().expect("changes"));
+        from = cut;
+        let before = engine.stats();
+        append(&mut got, std::mem::take(engine.sink_mut()));
+        engine = new_engine(bundle);
+        engine
+            .restore_rows(rows.rows(), bundle, common::arena())
+            .expect("restores");
+        assert_eq!(engine.stats(), before, "counters after a restore at {cut}");
+    }
+    for line in &lines[from..] {
+        let _ = ingest::apply_line(&mut engine, line);
+    }
+    engine.drain();
+    assert_eq!(engine.stats(), whole_stats);
+    append(&mut got, engine.into_sink());
+    assert_eq!(got.outbox, whole.outbox, "sends");
+    assert_eq!(got.records, whole.records, "records");
+    assert_eq!(got.memberships, whole.memberships, "memberships");
+}
+
 fn append(to: &mut MemorySink, from: MemorySink) {
     to.outbox.extend(from.outbox);
     to.records.extend(from.records);
@@ -96,6 +144,33 @@ fn every_example_goes_on_after_a_restore_at_any_line() {
             assert_restores(&bundle, &lines, &[cut]);
         }
     }
+}
+
+#[test]
+fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
+    for name in nudge_test_support::example_names() {
+        let (bundle, events) = example(&name);
+        let lines: Vec<&str> = events.lines().collect();
+        for cut in 0..=lines.len() {
+            assert_restores_from_rows(&bundle, &lines, &[cut], 1);
+        }
+    }
+}
+
+#[test]
+fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
+    let (bundle, _) = example("cart_recovery");
+    let mut config = nudge_gen::GenConfig::new(4_000);
+    config.bad_rate = 0.05;
+    config.seed = 11;
+    let mut out = Vec::new();
+    nudge_gen::generate(&config, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let n = lines.len();
+    let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
+    assert_restores_from_rows(&bundle, &lines, &cuts, 1);
+    assert_restores_from_rows(&bundle, &lines, &cuts, 97);
 }
 
 #[test]
@@ -156,7 +231,12 @@ fn a_release_running_rebased_code_is_restored() {
             checkout("a", "2026-01-01T10:00:00Z"),
         ],
     );
+    let mut rows = MemoryRows::default();
+    rows.apply(engine.take_changes().unwrap());
     engine.deploy(&v2, arena).expect("deploys");
+    let deployed = engine.take_changes().unwrap();
+    assert!(deployed.full && deployed.releases.as_ref().map(Vec::len) == Some(2));
+    rows.apply(deployed);
     common::feed(
         &mut engine,
         &[
@@ -164,13 +244,23 @@ fn a_release_running_rebased_code_is_restored() {
             checkout("b", "2026-01-01T11:00:00Z"),
         ],
     );
+    rows.apply(engine.take_changes().unwrap());
     let bytes = engine.checkpoint().unwrap();
 
     let mut restored = new_engine(&v2);
     restored.restore(&bytes, &v2, arena).expect("restores");
     assert_eq!(restored.releases().count(), 2);
+    // The same state kept as rows: taken before the deploy, whose changes
+    // hold every table, and after.
+    let mut from_rows = new_engine(&v2);
+    from_rows
+        .restore_rows(rows.rows(), &v2, arena)
+        .expect("restores from rows");
+    assert_eq!(from_rows.releases().count(), 2);
     restored.drain();
     engine.drain();
+    from_rows.drain();
+    assert_eq!(common::sent(&from_rows), common::sent(&engine));
     assert_eq!(common::sent(&restored), common::sent(&engine));
     assert_eq!(
         common::sent(&restored).len(),
@@ -203,4 +293,28 @@ fn a_damaged_checkpoint_is_refused_and_changes_nothing() {
         .restore(&versioned, &bundle, common::arena())
         .expect_err("another version");
     assert!(err.to_string().contains("layout version 99"), "{err}");
+    // Rows whose head is cut short, or that name a slot twice.
+    let mut rows = MemoryRows::default();
+    rows.apply(engine.take_changes().unwrap());
+    let mut cut = rows.rows();
+    cut.head.truncate(cut.head.len() / 2);
+    let err = other
+        .restore_rows(cut, &bundle, common::arena())
+        .expect_err("half a head");
+    assert!(err.to_string().contains("the head"), "{err}");
+    let mut doubled = rows.rows();
+    if let Some(first) = doubled.instances.first().cloned() {
+        doubled.instances.push(first);
+        let err = other
+            .restore_rows(doubled, &bundle, common::arena())
+            .expect_err("a slot twice");
+        assert!(err.to_string().contains("stored twice"), "{err}");
+    }
+    let mut gap = rows.rows();
+    gap.nodes.remove(0);
+    let err = other
+        .restore_rows(gap, &bundle, common::arena())
+        .expect_err("a node missing");
+    assert!(err.to_string().contains("identity node"), "{err}");
+    assert_eq!(other.stats(), new_engine(&bundle).stats());
 }

@@ -26,9 +26,19 @@ use crate::record::{Outcome, SendReason};
 use crate::stats::{FEEDBACK_KINDS, Stats};
 use crate::timers::Timers;
 
-/// The version of the layout below; a checkpoint of another version is not
-/// read (the host rebuilds from the calls instead).
-pub const FORMAT: u32 = 4;
+/// The version of the state's layout as rows (see [`super::rows`]): what a
+/// store writes now.
+pub const FORMAT: u32 = 5;
+
+/// The version of the whole-state layout below, which a store of an
+/// earlier release holds: still read, so that such a store (even one whose
+/// calls were compacted away) goes on from it and is written as rows.
+pub const BLOB_FORMAT: u32 = 4;
+
+/// Whether a store's checkpoint of layout `format` can be read.
+pub fn readable(format: u32) -> bool {
+    format == FORMAT || format == BLOB_FORMAT
+}
 
 /// Why a checkpoint could not be taken or read back.
 #[derive(Debug)]
@@ -49,7 +59,7 @@ impl fmt::Display for CheckpointError {
         match self {
             CheckpointError::Format { found } => write!(
                 f,
-                "the checkpoint has layout version {found}, this engine reads {FORMAT}"
+                "the checkpoint has layout version {found}, this engine reads {BLOB_FORMAT} and {FORMAT}"
             ),
             CheckpointError::Decode(e) => write!(f, "the checkpoint cannot be read: {e}"),
             CheckpointError::Bundle(e) => {
@@ -64,23 +74,23 @@ impl std::error::Error for CheckpointError {}
 /// Everything the engine changes as it runs. Serialized from the engine's
 /// own tables (moved out and back, never copied), in this field order.
 #[derive(Default, Serialize, Deserialize)]
-struct State {
+pub(super) struct State {
     format: u32,
-    releases: Vec<Vec<u8>>,
+    pub(super) releases: Vec<Vec<u8>>,
     flow_names: Vec<Arc<str>>,
     message_names: Vec<Arc<str>>,
     goal_events: HashSet<u32>,
     now: i64,
-    identities: Identities,
-    dedupe: Dedupe,
-    customers: super::table::Customers,
-    instances: Slots,
+    pub(super) identities: Identities,
+    pub(super) dedupe: Dedupe,
+    pub(super) customers: super::table::Customers,
+    pub(super) instances: Slots,
     free: Vec<u32>,
-    timers: Timers,
+    pub(super) timers: Timers,
     remembered: crate::fast::Set<u32>,
     seq: u64,
     generations: u32,
-    sent_keys: crate::fast::Set<u128>,
+    pub(super) sent_keys: crate::fast::Set<u128>,
     dirty: Vec<u32>,
     undeliverable: HashSet<String>,
     stopped_phones: HashSet<String>,
@@ -103,9 +113,28 @@ impl<'b> Machine<'b> {
     /// later process. Takes `&mut self` because the tables are moved out to
     /// be written and put back, not copied.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {
-        let mut state = State {
-            format: FORMAT,
-            releases: self.releases.iter().map(|r| r.bundle.encode()).collect(),
+        let mut state = self.small_state(BLOB_FORMAT, true)?;
+        self.swap_tables(&mut state);
+        let bytes = postcard::to_allocvec(&state);
+        // Put the tables back before anything can fail.
+        self.swap_tables(&mut state);
+        bytes.map_err(|e| CheckpointError::Decode(e.to_string()))
+    }
+
+    /// The state's values and counters, without its tables.
+    /// The releases' bundles are encoded only `with_releases`.
+    pub(super) fn small_state(
+        &self,
+        format: u32,
+        with_releases: bool,
+    ) -> Result<State, CheckpointError> {
+        Ok(State {
+            format,
+            releases: if with_releases {
+                self.encoded_releases()
+            } else {
+                Vec::new()
+            },
             flow_names: self.flow_names.clone(),
             message_names: self.message_names.clone(),
             now: self.now,
@@ -134,12 +163,7 @@ impl<'b> Machine<'b> {
                 .map(|((kind, flow), &n)| (kind.to_string(), flow.clone(), n))
                 .collect(),
             ..State::default()
-        };
-        self.swap_tables(&mut state);
-        let bytes = postcard::to_allocvec(&state);
-        // Put the tables back before anything can fail.
-        self.swap_tables(&mut state);
-        bytes.map_err(|e| CheckpointError::Decode(e.to_string()))
+        })
     }
 
     /// Replaces this engine's state with a checkpoint's. Its releases' bundles
@@ -155,11 +179,27 @@ impl<'b> Machine<'b> {
         let format: u32 = postcard::take_from_bytes(bytes)
             .map(|(f, _)| f)
             .map_err(|e| CheckpointError::Decode(e.to_string()))?;
-        if format != FORMAT {
+        if format != BLOB_FORMAT {
             return Err(CheckpointError::Format { found: format });
         }
-        let mut state: State =
+        let state: State =
             postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        self.install(state, current, arena)
+    }
+
+    /// Every release's bundle, in its wire encoding, oldest first.
+    pub(super) fn encoded_releases(&self) -> Vec<Vec<u8>> {
+        self.releases.iter().map(|r| r.bundle.encode()).collect()
+    }
+
+    /// Replaces this engine's state with `state`; on error the engine is
+    /// unchanged.
+    pub(super) fn install(
+        &mut self,
+        mut state: State,
+        current: &'b Bundle,
+        arena: &'b Bundles,
+    ) -> Result<(), CheckpointError> {
         let mut stats: Stats = serde_json::from_str(&state.stats)
             .map_err(|e| CheckpointError::Decode(format!("counters: {e}")))?;
         for (flow, outcome, code, n) in std::mem::take(&mut state.by_code) {
@@ -235,10 +275,9 @@ impl<'b> Machine<'b> {
         Ok(())
     }
 
-    /// Swaps the engine's large tables with the state's.
+    /// Swaps the engine's tables with the state's.
     fn swap_tables(&mut self, state: &mut State) {
         use std::mem::swap;
-        swap(&mut self.goal_events, &mut state.goal_events);
         swap(&mut self.identities, &mut state.identities);
         swap(&mut self.dedupe, &mut state.dedupe);
         // The setting in force now, not the one the state was saved under.
@@ -246,10 +285,18 @@ impl<'b> Machine<'b> {
             .set_window(crate::millis::ms(self.config.dedupe_window));
         swap(&mut self.customers, &mut state.customers);
         swap(&mut self.instances, &mut state.instances);
-        swap(&mut self.free, &mut state.free);
         swap(&mut self.timers, &mut state.timers);
-        swap(&mut self.remembered, &mut state.remembered);
         swap(&mut self.sent_keys, &mut state.sent_keys);
+        self.swap_small(state);
+    }
+
+    /// Swaps the engine's small tables with the state's: the ones a store
+    /// keeps in one value rather than as rows.
+    pub(super) fn swap_small(&mut self, state: &mut State) {
+        use std::mem::swap;
+        swap(&mut self.goal_events, &mut state.goal_events);
+        swap(&mut self.free, &mut state.free);
+        swap(&mut self.remembered, &mut state.remembered);
         swap(&mut self.dirty, &mut state.dirty);
         swap(&mut self.undeliverable, &mut state.undeliverable);
         swap(&mut self.stopped_phones, &mut state.stopped_phones);

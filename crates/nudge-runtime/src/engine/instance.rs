@@ -479,6 +479,9 @@ pub enum Waiting {
 pub(super) struct Slots {
     pages: Vec<Box<[Option<Instance>]>>,
     len: usize,
+    /// Slots changed since the store last took them.
+    #[serde(skip)]
+    marks: super::marks::Marks,
 }
 
 /// Slots per page: 24 KiB pages, small enough that a few instances do not
@@ -548,11 +551,13 @@ impl Slots {
 
     /// [`Slots::get`], to change.
     pub(super) fn get_mut(&mut self, id: u32) -> Option<&mut Instance> {
+        self.marks.mark(id);
         self.slot_mut(id)?.as_mut()
     }
 
     /// Takes the live instance out of slot `id`, leaving the slot free.
     pub(super) fn take(&mut self, id: u32) -> Option<Instance> {
+        self.marks.mark(id);
         self.slot_mut(id)?.take()
     }
 
@@ -567,6 +572,7 @@ impl Slots {
     /// checked).
     #[allow(clippy::indexing_slicing)]
     pub(super) fn put(&mut self, id: u32, inst: Instance) {
+        self.marks.mark(id);
         let id = id as usize;
         debug_assert!(id < self.len, "slot {id} of {}", self.len);
         self.pages[id / PAGE][id % PAGE] = Some(inst);
@@ -579,10 +585,42 @@ impl Slots {
 
     /// Every slot, in order, to change.
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Option<Instance>> {
+        self.marks.mark_all();
         self.pages
             .iter_mut()
             .flat_map(|p| p.iter_mut())
             .take(self.len)
+    }
+}
+
+impl Slots {
+    /// A table of `len` slots holding `live` (slot, instance) pairs, the
+    /// others free; a slot beyond `len` or named twice is an error.
+    pub(super) fn from_rows(len: u32, live: Vec<(u32, Instance)>) -> Result<Slots, String> {
+        let mut slots = Slots::default();
+        let pages = (len as usize).div_ceil(PAGE);
+        slots.pages = (0..pages)
+            .map(|_| (0..PAGE).map(|_| None).collect())
+            .collect();
+        slots.len = len as usize;
+        for (id, inst) in live {
+            match slots.slot_mut(id) {
+                Some(s @ None) => *s = Some(inst),
+                Some(Some(_)) => return Err(format!("instance slot {id} is stored twice")),
+                None => return Err(format!("instance slot {id} of a table of {len}")),
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Starts following which slots change (all or none counted as changed).
+    pub(super) fn start_marks(&mut self, all: bool) {
+        self.marks.start(all);
+    }
+
+    /// The slots changed since the last take.
+    pub(super) fn take_marks(&mut self) -> super::marks::Taken {
+        self.marks.take()
     }
 }
 

@@ -21,8 +21,10 @@ mod deploy;
 mod evolve;
 mod input;
 mod instance;
+pub(crate) mod marks;
 mod pipeline;
 mod profile;
+pub mod rows;
 mod table;
 mod triggers;
 mod view;
@@ -385,6 +387,11 @@ pub struct Machine<'b> {
     /// Consent records recently given, shared by every customer who gives
     /// an equal one (see [`share`]).
     consents: Vec<Arc<nudge_bytecode::Record>>,
+    /// Sent keys remembered (true) and forgotten (false) since the store
+    /// last took them; `None` while no store follows the changes.
+    sent_log: Option<Vec<(u128, bool)>>,
+    /// Whether the releases changed since the store last took them.
+    releases_changed: bool,
 }
 
 /// How many distinct consent records [`share`] keeps to share.
@@ -489,6 +496,8 @@ impl<'b> Machine<'b> {
             stats: Stats::new(bundle),
             shown: None,
             consents: Vec::new(),
+            sent_log: None,
+            releases_changed: false,
         };
         engine.add_release(bundle);
         engine
@@ -515,6 +524,7 @@ impl<'b> Machine<'b> {
             self.stats.flow_mut(&flow.name);
         }
         self.releases.push(release);
+        self.releases_changed = true;
         self.newest_changed();
         (self.releases.len() - 1) as u32
     }
@@ -691,7 +701,11 @@ impl<'b> Machine<'b> {
         let u = found.clone();
         // Emptied, not removed: positions stay valid for the search above.
         found.key.clear();
-        self.sent_keys.remove(&crate::dedupe::fingerprint(&u.key));
+        let fp = crate::dedupe::fingerprint(&u.key);
+        self.sent_keys.remove(&fp);
+        if let Some(log) = &mut self.sent_log {
+            log.push((fp, false));
+        }
         if let Some(cust) = self.customers.get_mut(&u.customer)
             && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
         {
@@ -1018,13 +1032,21 @@ impl<'b> Machine<'b> {
             // otherwise dropped only at the customer's next goal event).
             let (now, releases) = (self.now, &self.releases);
             let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
-            for cust in self.customers.values_mut() {
-                keep.apply(cust);
+            let mut changed = Vec::new();
+            for (c, cust) in self.customers.iter_unmarked_mut() {
+                let mut dropped = keep.apply(cust);
                 if let Some(rare) = cust.rare_if()
                     && rare.goals.iter().any(&expired)
                 {
                     rare.goals.retain(|g| !expired(g));
+                    dropped = true;
                 }
+                if dropped {
+                    changed.push(c);
+                }
+            }
+            for c in changed {
+                self.customers.mark(c);
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
             keep.apply(cust);
@@ -1830,8 +1852,10 @@ struct Keep<'a> {
 }
 
 impl Keep<'_> {
-    /// Drops what no rule can read any more from `cust`'s history.
-    fn apply(&self, cust: &mut Customer) {
+    /// Drops what no rule can read any more from `cust`'s history; says
+    /// whether anything went.
+    fn apply(&self, cust: &mut Customer) -> bool {
+        let mut dropped = false;
         // An event of a schema beyond the table (none should be) is kept.
         let readable = |e: &Seen| {
             e.at >= self
@@ -1846,10 +1870,13 @@ impl Keep<'_> {
         let may_drop = cust.events.first().is_some_and(|e| e.at < self.floor);
         if may_drop && !cust.events.iter().all(readable) {
             cust.events.retain(readable);
+            dropped = true;
         }
         if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
             cust.sends.retain(|s| s.at >= self.sends_from);
+            dropped = true;
         }
+        dropped
     }
 }
 

@@ -222,7 +222,11 @@ impl Machine<'_> {
                     channel: msg.channel,
                     message: out,
                 });
-                self.sent_keys.insert(crate::dedupe::fingerprint(&key));
+                let fp = crate::dedupe::fingerprint(&key);
+                self.sent_keys.insert(fp);
+                if let Some(log) = &mut self.sent_log {
+                    log.push((fp, true));
+                }
                 let sent = super::customer::Sent {
                     at: self.now,
                     channel: msg.channel,

@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::customer::Customer;
+use super::marks::{Marks, Taken};
 
 /// Customers by number. Serialized as a map from number to customer, the
 /// layout a `HashMap<u32, Customer>` has, in increasing number.
@@ -24,6 +25,8 @@ pub(crate) struct Customers {
     slots: Vec<Option<Box<Customer>>>,
     /// How many entries hold a customer.
     len: usize,
+    /// Customers changed since the store last took them.
+    marks: Marks,
 }
 
 impl Customers {
@@ -34,6 +37,7 @@ impl Customers {
 
     /// Customer `c`, to change, if there is one.
     pub fn get_mut(&mut self, c: &u32) -> Option<&mut Customer> {
+        self.marks.mark(*c);
         self.slots.get_mut(*c as usize)?.as_deref_mut()
     }
 
@@ -44,6 +48,7 @@ impl Customers {
 
     /// Puts customer `c` in, returning the one it replaces.
     pub fn insert(&mut self, c: u32, customer: Customer) -> Option<Customer> {
+        self.marks.mark(c);
         let i = c as usize;
         if i >= self.slots.len() {
             self.slots.resize_with(i + 1, || None);
@@ -58,6 +63,7 @@ impl Customers {
 
     /// Takes customer `c` out.
     pub fn remove(&mut self, c: &u32) -> Option<Customer> {
+        self.marks.mark(*c);
         let old = self.slots.get_mut(*c as usize)?.take()?;
         self.len -= 1;
         Some(*old)
@@ -87,7 +93,34 @@ impl Customers {
 
     /// Every customer, to change, in increasing number.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Customer> {
+        self.marks.mark_all();
         self.slots.iter_mut().filter_map(|s| s.as_deref_mut())
+    }
+}
+
+impl Customers {
+    /// Every customer's number and record, to change, in increasing
+    /// number, without counting them changed: the caller marks the ones it
+    /// changes (a sweep that touches few of many).
+    pub fn iter_unmarked_mut(&mut self) -> impl Iterator<Item = (u32, &mut Customer)> {
+        (0u32..)
+            .zip(&mut self.slots)
+            .filter_map(|(c, s)| Some((c, s.as_deref_mut()?)))
+    }
+
+    /// Notes that customer `c` changed.
+    pub fn mark(&mut self, c: u32) {
+        self.marks.mark(c);
+    }
+
+    /// Starts following which customers change (all or none counted as changed).
+    pub fn start_marks(&mut self, all: bool) {
+        self.marks.start(all);
+    }
+
+    /// The customers changed since the last take.
+    pub fn take_marks(&mut self) -> Taken {
+        self.marks.take()
     }
 }
 

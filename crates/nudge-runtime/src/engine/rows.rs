@@ -1,0 +1,329 @@
+//! The engine's state as rows: what a store keeps so that each commit
+//! writes only what changed since the last one, and a restart loads state.
+//!
+//! The state is split by what changes together: one row per customer, per
+//! live instance slot and per identity node; the timers as rows named by
+//! their insertion number and indexed by the store on their due time; the
+//! remembered message ids with their generation; the fingerprints of the
+//! sends made; the releases' bundles; and a *head* holding the rest (the
+//! clock, counters and the small tables), written whole with each commit.
+//!
+//! Once a host asks for changes ([`Machine::take_changes`]), the tables
+//! note what they change. The first take (unless the engine was restored
+//! from rows) and the first after a change to a whole table (a deploy)
+//! hold everything (`full`), which the store writes in place of what it had. Rows are postcard, like the whole-state checkpoint, and
+//! [`FORMAT`] versions both.
+
+use nudge_bytecode::Bundle;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{CheckpointError, FORMAT, State};
+use super::marks::Taken;
+use super::{Bundles, Machine};
+use crate::dedupe::{Dedupe, DedupeHead};
+use crate::identity::{Identities, NodeRow};
+use crate::timers::{Timer, Timers};
+
+/// What changed in the engine's state since the last take, as rows.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The layout version of every row ([`FORMAT`]).
+    pub format: u32,
+    /// Everything is here: the store replaces all it held.
+    pub full: bool,
+    /// The head: clock, counters and small tables (always written).
+    pub head: Vec<u8>,
+    /// Every release's bundle, oldest first, when they changed.
+    pub releases: Option<Vec<Vec<u8>>>,
+    /// Customers by number: the row, or `None` for one that is gone.
+    pub customers: Vec<(u32, Option<Vec<u8>>)>,
+    /// Instance slots: the live instance's row, or `None` for a freed slot.
+    pub instances: Vec<(u32, Option<Vec<u8>>)>,
+    /// Identity nodes made or changed.
+    pub nodes: Vec<(u32, Vec<u8>)>,
+    /// Timers set: insertion number, due time (ms), row.
+    pub timers: Vec<(u64, i64, Vec<u8>)>,
+    /// Insertion numbers of timers that fired (removed after `timers` is added).
+    pub fired: Vec<u64>,
+    /// Message ids remembered, with their generation.
+    pub message_ids: Vec<(u128, u64)>,
+    /// Ids of generations before this one are forgotten.
+    pub forget_ids_before: Option<u64>,
+    /// Fingerprints of sends made (true) or taken back (false), in order.
+    pub sent_keys: Vec<(u128, bool)>,
+}
+
+/// The engine's state as a store holds it, read back whole.
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// The head.
+    pub head: Vec<u8>,
+    /// Every release's bundle, oldest first.
+    pub releases: Vec<Vec<u8>>,
+    /// Customers by number.
+    pub customers: Vec<(u32, Vec<u8>)>,
+    /// Live instances by slot.
+    pub instances: Vec<(u32, Vec<u8>)>,
+    /// Identity nodes, in increasing number.
+    pub nodes: Vec<(u32, Vec<u8>)>,
+    /// Pending timers.
+    pub timers: Vec<Vec<u8>>,
+    /// Remembered message ids with their generation.
+    pub message_ids: Vec<(u128, u64)>,
+    /// Fingerprints of every send made.
+    pub sent_keys: Vec<u128>,
+}
+
+/// The head's own values besides the state's small tables.
+#[derive(Default, Serialize, Deserialize)]
+struct Head {
+    format: u32,
+    /// How many instance slots there are.
+    slots: u32,
+    /// The timers' last insertion number.
+    timer_seq: u64,
+    dedupe: DedupeHead,
+    /// The state without its tables.
+    state: State,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CheckpointError> {
+    postcard::to_allocvec(value).map_err(|e| CheckpointError::Decode(e.to_string()))
+}
+
+fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, CheckpointError> {
+    postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(format!("{what}: {e}")))
+}
+
+impl<'b> Machine<'b> {
+    /// Whether the engine follows its changes for a store.
+    pub fn follows_changes(&self) -> bool {
+        self.sent_log.is_some()
+    }
+
+    /// Starts following changes: the next take holds everything (`full`),
+    /// or only what changes from now on (the store holds the state as it is).
+    fn start_following(&mut self, full: bool) {
+        self.customers.start_marks(full);
+        self.instances.start_marks(full);
+        self.identities.start_marks(full);
+        self.timers.start_log();
+        self.dedupe.start_log();
+        self.sent_log = Some(Vec::new());
+        self.releases_changed = full;
+    }
+
+    /// What changed since the last take, as rows for a store to write in
+    /// the transaction of the calls that changed it. The first take (and
+    /// the first after a restore or a change to a whole table, such as a
+    /// deploy) holds everything.
+    pub fn take_changes(&mut self) -> Result<Changes, CheckpointError> {
+        if !self.follows_changes() {
+            self.start_following(true);
+        }
+        let customers = self.customers.take_marks();
+        let instances = self.instances.take_marks();
+        let full = customers == Taken::All || instances == Taken::All;
+        let mut out = Changes {
+            format: FORMAT,
+            full,
+            ..Changes::default()
+        };
+        out.head = self.head()?;
+        if std::mem::take(&mut self.releases_changed) || full {
+            out.releases = Some(self.encoded_releases());
+        }
+        let customers = match customers {
+            Taken::Some(list) if !full => list,
+            _ => self.customers.keys().collect(),
+        };
+        for c in customers {
+            let row = self.customers.get(&c).map(encode).transpose()?;
+            out.customers.push((c, row));
+        }
+        let slots = match instances {
+            Taken::Some(list) if !full => list,
+            _ => (0..self.instances.len() as u32).collect(),
+        };
+        for id in slots {
+            let row = self.instances.get(id).map(encode).transpose()?;
+            if full && row.is_none() {
+                continue;
+            }
+            out.instances.push((id, row));
+        }
+        if full {
+            // The log's lists are dropped: the whole tables are written.
+            self.identities.start_marks(true);
+        }
+        for (n, row) in self.identities.take_rows() {
+            out.nodes.push((n, encode(&row)?));
+        }
+        let timers = self.timers.take_changes();
+        let dedupe = self.dedupe.take_changes();
+        let sent = self
+            .sent_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if full {
+            for t in self.timers.all() {
+                out.timers.push((t.seq, t.due, encode(&t)?));
+            }
+            out.message_ids = self.dedupe.all();
+            out.sent_keys = self.sent_keys.iter().map(|&k| (k, true)).collect();
+        } else {
+            for t in &timers.set {
+                out.timers.push((t.seq, t.due, encode(t)?));
+            }
+            out.fired = timers.fired;
+            out.message_ids = dedupe.added;
+            out.forget_ids_before = dedupe.drop_before;
+            out.sent_keys = sent;
+        }
+        Ok(out)
+    }
+
+    /// The head row: the state's values and small tables.
+    fn head(&mut self) -> Result<Vec<u8>, CheckpointError> {
+        let mut head = Head {
+            format: FORMAT,
+            slots: self.instances.len() as u32,
+            timer_seq: self.timers.seq(),
+            dedupe: self.dedupe.head(),
+            state: self.small_state(FORMAT, false)?,
+        };
+        self.swap_small(&mut head.state);
+        let bytes = encode(&head);
+        // Put the tables back before anything can fail.
+        self.swap_small(&mut head.state);
+        bytes
+    }
+
+    /// Replaces this engine's state with the one `rows` hold (as
+    /// [`Machine::restore`] does for a whole-state checkpoint). On error
+    /// the engine is unchanged. Changes are followed from here: the next
+    /// take holds what changes after the restore.
+    pub fn restore_rows(
+        &mut self,
+        rows: Rows,
+        current: &'b Bundle,
+        arena: &'b Bundles,
+    ) -> Result<(), CheckpointError> {
+        let format: u32 = postcard::take_from_bytes(&rows.head)
+            .map(|(f, _)| f)
+            .map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        if format != FORMAT {
+            return Err(CheckpointError::Format { found: format });
+        }
+        let head: Head = decode("the head", &rows.head)?;
+        let mut state = head.state;
+        state.releases = rows.releases;
+        for (c, bytes) in &rows.customers {
+            let customer = decode(&format!("customer {c}"), bytes)?;
+            state.customers.insert(*c, customer);
+        }
+        let mut live = Vec::with_capacity(rows.instances.len());
+        for (id, bytes) in &rows.instances {
+            live.push((*id, decode(&format!("the instance in slot {id}"), bytes)?));
+        }
+        state.instances =
+            super::instance::Slots::from_rows(head.slots, live).map_err(CheckpointError::Decode)?;
+        let mut nodes = Vec::with_capacity(rows.nodes.len());
+        for (n, bytes) in &rows.nodes {
+            let row: NodeRow = decode(&format!("identity node {n}"), bytes)?;
+            nodes.push((*n, row));
+        }
+        state.identities = Identities::from_rows(nodes).map_err(CheckpointError::Decode)?;
+        let mut timers: Vec<Timer> = Vec::with_capacity(rows.timers.len());
+        for bytes in &rows.timers {
+            timers.push(decode("a timer", bytes)?);
+        }
+        state.timers = Timers::from_rows(head.timer_seq, timers);
+        let window = crate::millis::ms(self.config.dedupe_window);
+        state.dedupe = Dedupe::from_rows(head.dedupe, window, rows.message_ids);
+        state.sent_keys = rows.sent_keys.into_iter().collect();
+        self.install(state, current, arena)?;
+        self.start_following(false);
+        Ok(())
+    }
+}
+
+/// Rows kept in memory as a store keeps them: the reference for what a
+/// store does with [`Changes`], and a store for tests.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryRows {
+    head: Vec<u8>,
+    releases: Vec<Vec<u8>>,
+    customers: std::collections::BTreeMap<u32, Vec<u8>>,
+    instances: std::collections::BTreeMap<u32, Vec<u8>>,
+    nodes: std::collections::BTreeMap<u32, Vec<u8>>,
+    timers: std::collections::BTreeMap<u64, Vec<u8>>,
+    message_ids: std::collections::BTreeMap<u128, u64>,
+    sent_keys: std::collections::BTreeSet<u128>,
+}
+
+impl MemoryRows {
+    /// Writes one take's changes.
+    pub fn apply(&mut self, changes: Changes) {
+        if changes.full {
+            *self = MemoryRows::default();
+        }
+        self.head = changes.head;
+        if let Some(releases) = changes.releases {
+            self.releases = releases;
+        }
+        for (c, row) in changes.customers {
+            match row {
+                Some(row) => self.customers.insert(c, row),
+                None => self.customers.remove(&c),
+            };
+        }
+        for (id, row) in changes.instances {
+            match row {
+                Some(row) => self.instances.insert(id, row),
+                None => self.instances.remove(&id),
+            };
+        }
+        self.nodes.extend(changes.nodes);
+        for (seq, _, row) in changes.timers {
+            self.timers.insert(seq, row);
+        }
+        for seq in changes.fired {
+            self.timers.remove(&seq);
+        }
+        self.message_ids.extend(changes.message_ids);
+        if let Some(before) = changes.forget_ids_before {
+            self.message_ids.retain(|_, g| *g >= before);
+        }
+        for (key, made) in changes.sent_keys {
+            if made {
+                self.sent_keys.insert(key);
+            } else {
+                self.sent_keys.remove(&key);
+            }
+        }
+    }
+
+    /// Everything held, as a restore reads it.
+    pub fn rows(&self) -> Rows {
+        Rows {
+            head: self.head.clone(),
+            releases: self.releases.clone(),
+            customers: self
+                .customers
+                .iter()
+                .map(|(&c, r)| (c, r.clone()))
+                .collect(),
+            instances: self
+                .instances
+                .iter()
+                .map(|(&c, r)| (c, r.clone()))
+                .collect(),
+            nodes: self.nodes.iter().map(|(&c, r)| (c, r.clone())).collect(),
+            timers: self.timers.values().cloned().collect(),
+            message_ids: self.message_ids.iter().map(|(&k, &g)| (k, g)).collect(),
+            sent_keys: self.sent_keys.iter().copied().collect(),
+        }
+    }
+}
