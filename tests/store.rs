@@ -324,3 +324,78 @@ fn a_trace_lost_since_the_checkpoint_is_rebuilt_from_the_whole_history() {
         want
     );
 }
+
+#[test]
+fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows() {
+    use nudge_runtime::engine::checkpoint::{BLOB_FORMAT, FORMAT};
+    use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink};
+    use nudge_store::{Batch, Checkpoint, Compaction, EngineState, Store};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    generate(&all, 3000, 17);
+    let lines: Vec<String> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (_a, whole) = copy_example("cart_recovery");
+    std::fs::copy(&all, whole.join("events.jsonl")).unwrap();
+    let reference = run_json(&whole, &["--drain"]);
+
+    let (_b, steps) = copy_example("cart_recovery");
+    let events = steps.join("events.jsonl");
+    std::fs::write(&events, lines[..1500].concat()).unwrap();
+    run_json(&steps, &[]);
+
+    // What an earlier release left: the same state as one whole value (the
+    // layout it wrote), and every call it covers compacted away, so that
+    // the store can only go on from it.
+    let path = steps.join(".nudge/state.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        let saved = store.checkpoint().unwrap().expect("a checkpoint");
+        assert_eq!(saved.format, FORMAT, "runs write rows");
+        let bundle =
+            nudge_bytecode::Bundle::decode(&store.first_deploy().unwrap().unwrap()).unwrap();
+        let arena = Bundles::new();
+        let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        engine
+            .restore_rows(store.state_rows().unwrap(), &bundle, &arena)
+            .unwrap();
+        let whole_state = engine.checkpoint().unwrap();
+        store
+            .commit(&mut Batch {
+                checkpoint: Some(Checkpoint {
+                    format: BLOB_FORMAT,
+                    engine: EngineState::Whole(whole_state),
+                    feeds: saved.feeds,
+                    dead: saved.dead,
+                }),
+                compact: Some(Compaction {
+                    before: i64::MAX,
+                    limit: u64::MAX,
+                }),
+                ..Batch::default()
+            })
+            .unwrap();
+        assert!(store.compacted_through().unwrap() > 1000);
+        assert_eq!(store.checkpoint().unwrap().unwrap().format, BLOB_FORMAT);
+    }
+
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&steps, &["--drain"]);
+    assert_eq!(second["store"]["applied"], 1500);
+    assert_eq!(second["store"]["rebuilt"], 0);
+    assert_eq!(second["stats"], reference["stats"]);
+    let keys = outbox_keys(&steps);
+    assert!(!keys.is_empty());
+    assert_eq!(keys, outbox_keys(&whole));
+    // The upgraded store now holds rows, and a third run starts from them.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.checkpoint().unwrap().unwrap().format, FORMAT);
+    drop(store);
+    let third = run_json(&steps, &["--drain"]);
+    assert_eq!(third["store"]["applied"], 0);
+    assert_eq!(third["stats"], reference["stats"]);
+}

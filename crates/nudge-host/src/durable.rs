@@ -27,8 +27,8 @@ use nudge_runtime::segment;
 use nudge_runtime::window::Window;
 
 use nudge_store::{
-    Batch, Checkpoint, Compaction, Intent, LedgerCounts, Mark, NewCall, Saved, SourcePos, Store,
-    StoreError, Stored, TAIL, portable, tail_hash_of,
+    Batch, Checkpoint, Compaction, EngineState, Intent, LedgerCounts, Mark, NewCall, Saved,
+    SourcePos, Store, StoreError, Stored, TAIL, portable, tail_hash_of,
 };
 
 /// Bundles decoded from a history's deploys: they live as long as the engine
@@ -320,7 +320,7 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
         .mark()
         .map_err(|e| broken(format!("cannot write out the feeds for a checkpoint: {e}")))?;
     let state = engine
-        .checkpoint()
+        .take_changes()
         .map_err(|e| broken(format!("cannot take a checkpoint: {e}")))?;
     let mut lines = String::new();
     for d in dead {
@@ -330,7 +330,7 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
     }
     Ok(Checkpoint {
         format: nudge_runtime::engine::checkpoint::FORMAT,
-        engine: state,
+        engine: EngineState::Rows(Box::new(state)),
         feeds,
         dead: lines,
     })
@@ -779,10 +779,19 @@ pub fn replay_history<'b, S: Sink>(
             path: store.path().to_path_buf(),
             reason: format!("its checkpoint (as of call {}): {reason}", saved.call),
         };
-        let bytes = store.checkpoint_bytes()?;
-        engine
-            .restore(&bytes, code.current, code.bundles)
-            .map_err(|e| damaged(e.to_string()))?;
+        if saved.format == nudge_runtime::engine::checkpoint::FORMAT {
+            let rows = store.state_rows()?;
+            engine
+                .restore_rows(rows, code.current, code.bundles)
+                .map_err(|e| damaged(e.to_string()))?;
+        } else {
+            // An earlier release's whole state: its next checkpoint writes
+            // it as rows.
+            let bytes = store.checkpoint_bytes()?;
+            engine
+                .restore(&bytes, code.current, code.bundles)
+                .map_err(|e| damaged(e.to_string()))?;
+        }
         for line in saved.dead.lines() {
             dead.push(serde_json::from_str(line).map_err(|e| damaged(e.to_string()))?);
         }

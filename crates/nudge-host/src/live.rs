@@ -602,7 +602,13 @@ impl<'b> Live<'b> {
     fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
-        let intents = durable::commit_captured(&mut self.store, &self.captured, batch)?;
+        let with_state = batch.checkpoint.is_some();
+        let intents = durable::commit_captured(&mut self.store, &self.captured, batch)
+            .inspect_err(|_| {
+                if with_state {
+                    self.engine.retake_all();
+                }
+            })?;
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
         if self.paused.is_some() {

@@ -80,6 +80,33 @@ const MIGRATIONS: &[&str] = &[
     // windows and baselines go on where they stood. Their states are a
     // `meta` value written with the samples.
     "CREATE TABLE alert_samples(at INTEGER PRIMARY KEY, counters TEXT NOT NULL);",
+    // Version 5: the engine's state as rows (`nudge_runtime::engine::rows`),
+    // so that a checkpoint writes only what changed since the last one.
+    // Timers are indexed by when they are due. The `checkpoint` row keeps
+    // where the state stands; `checkpoint_parts` holds a whole-state value
+    // only in a store an earlier release wrote, until its next checkpoint.
+    "CREATE TABLE state_head(id INTEGER PRIMARY KEY CHECK (id = 1), body BLOB NOT NULL);
+     CREATE TABLE state_releases(release INTEGER PRIMARY KEY, body BLOB NOT NULL);
+     CREATE TABLE state_customers(customer INTEGER PRIMARY KEY, body BLOB NOT NULL);
+     CREATE TABLE state_instances(slot INTEGER PRIMARY KEY, body BLOB NOT NULL);
+     CREATE TABLE state_nodes(node INTEGER PRIMARY KEY, body BLOB NOT NULL);
+     CREATE TABLE state_timers(seq INTEGER PRIMARY KEY, due INTEGER NOT NULL, body BLOB NOT NULL);
+     CREATE INDEX state_timers_due ON state_timers(due);
+     CREATE TABLE state_message_ids(id BLOB PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE state_sent_keys(key BLOB PRIMARY KEY) WITHOUT ROWID;",
+];
+
+/// The tables of the engine's state as rows, emptied when a checkpoint
+/// writes the whole state afresh.
+const STATE_TABLES: &[&str] = &[
+    "state_head",
+    "state_releases",
+    "state_customers",
+    "state_instances",
+    "state_nodes",
+    "state_timers",
+    "state_message_ids",
+    "state_sent_keys",
 ];
 
 /// The largest part a checkpoint's bytes are split into: well under
@@ -235,7 +262,8 @@ impl fmt::Display for StoreError {
                 match found {
                     Some(v) => write!(
                         f,
-                        "its checkpoint has layout version {v}, which this nudge does not read ({})",
+                        "its checkpoint has layout version {v}, which this nudge does not read ({} and {})",
+                        nudge_runtime::engine::checkpoint::BLOB_FORMAT,
                         nudge_runtime::engine::checkpoint::FORMAT
                     ),
                     None => write!(f, "it has no checkpoint"),
@@ -375,12 +403,28 @@ pub enum Mark {
 pub struct Checkpoint {
     /// The engine's layout version (`nudge_runtime::engine::checkpoint::FORMAT`).
     pub format: u32,
-    /// The engine's state, from `Engine::checkpoint`.
-    pub engine: Vec<u8>,
+    /// The engine's state.
+    pub engine: EngineState,
     /// Where the host's derived output files stood (the host's own text).
     pub feeds: String,
     /// The dead letters of every stored call up to here, as JSON lines.
     pub dead: String,
+}
+
+/// The engine's state as a checkpoint writes it.
+#[derive(Debug)]
+pub enum EngineState {
+    /// The rows changed since the last checkpoint (`Machine::take_changes`).
+    Rows(Box<nudge_runtime::engine::rows::Changes>),
+    /// The whole state in one value (`Machine::checkpoint`), the layout of
+    /// earlier releases.
+    Whole(Vec<u8>),
+}
+
+impl Default for EngineState {
+    fn default() -> Self {
+        EngineState::Whole(Vec::new())
+    }
 }
 
 /// A checkpoint as the store holds it.
@@ -762,7 +806,74 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// The engine's bytes of the stored checkpoint (empty when there is none).
+    /// The engine's state as rows, as the stored checkpoint of layout
+    /// `nudge_runtime::engine::checkpoint::FORMAT` left it.
+    pub fn state_rows(&self) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
+        let err = |e| self.err(e);
+        let blobs = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+            let mut st = self.conn.prepare(sql).map_err(err)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)
+        };
+        let numbered = |sql: &str| -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+            blobs(sql)?
+                .into_iter()
+                .map(|(n, b)| {
+                    u32::try_from(n)
+                        .map(|n| (n, b))
+                        .map_err(|_| self.damaged(format!("a state row is numbered {n}")))
+                })
+                .collect()
+        };
+        let head: Vec<u8> = self
+            .conn
+            .query_row("SELECT body FROM state_head WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(err)?
+            .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
+        let fingerprint = |b: Vec<u8>| -> Result<u128, StoreError> {
+            <[u8; 16]>::try_from(b.as_slice())
+                .map(u128::from_be_bytes)
+                .map_err(|_| self.damaged(format!("a state fingerprint of {} bytes", b.len())))
+        };
+        let mut message_ids = Vec::new();
+        for (generation, id) in blobs("SELECT generation, id FROM state_message_ids ORDER BY id")? {
+            message_ids.push((fingerprint(id)?, generation as u64));
+        }
+        let mut sent_keys = Vec::new();
+        for (_, key) in blobs("SELECT 0, key FROM state_sent_keys ORDER BY key")? {
+            sent_keys.push(fingerprint(key)?);
+        }
+        Ok(nudge_runtime::engine::rows::Rows {
+            head,
+            releases: blobs("SELECT release, body FROM state_releases ORDER BY release")?
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect(),
+            customers: numbered("SELECT customer, body FROM state_customers ORDER BY customer")?,
+            instances: numbered("SELECT slot, body FROM state_instances ORDER BY slot")?,
+            nodes: numbered("SELECT node, body FROM state_nodes ORDER BY node")?,
+            timers: blobs("SELECT seq, body FROM state_timers ORDER BY seq")?
+                .into_iter()
+                .map(|(_, b)| b)
+                .collect(),
+            message_ids,
+            sent_keys,
+        })
+    }
+
+    /// The store is damaged: `reason` says how.
+    fn damaged(&self, reason: String) -> StoreError {
+        StoreError::NotAStore {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// The engine's bytes of a stored whole-state checkpoint (empty when
+    /// there is none).
     pub fn checkpoint_bytes(&self) -> Result<Vec<u8>, StoreError> {
         let mut st = self
             .conn
@@ -1170,7 +1281,7 @@ impl Store {
     pub fn usable_checkpoint(&self) -> Result<Option<Saved>, StoreError> {
         let saved = self.checkpoint()?;
         let found = saved.as_ref().map(|c| c.format);
-        let usable = saved.filter(|c| c.format == nudge_runtime::engine::checkpoint::FORMAT);
+        let usable = saved.filter(|c| nudge_runtime::engine::checkpoint::readable(c.format));
         if usable.is_none() {
             let through = self.compacted_through()?;
             if through > 0 {
@@ -1318,9 +1429,18 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, a: &AlertsWrite) -> rusqlite::Re
 /// Replaces the stored checkpoint with `c`, as of the last call stored.
 fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite::Result<()> {
     tx.execute_batch("DELETE FROM checkpoint; DELETE FROM checkpoint_parts;")?;
-    let mut part = tx.prepare_cached("INSERT INTO checkpoint_parts(part, body) VALUES (?1, ?2)")?;
-    for (i, chunk) in c.engine.chunks(CHECKPOINT_PART).enumerate() {
-        part.execute(params![i as i64, chunk])?;
+    match &c.engine {
+        EngineState::Rows(changes) => write_rows(tx, changes)?,
+        EngineState::Whole(bytes) => {
+            for table in STATE_TABLES {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+            let mut part =
+                tx.prepare_cached("INSERT INTO checkpoint_parts(part, body) VALUES (?1, ?2)")?;
+            for (i, chunk) in bytes.chunks(CHECKPOINT_PART).enumerate() {
+                part.execute(params![i as i64, chunk])?;
+            }
+        }
     }
     let made = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1331,6 +1451,83 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite:
                  (SELECT count(*) FROM sends), ?2, ?3, ?4)",
         params![c.format, c.feeds, c.dead, made],
     )?;
+    Ok(())
+}
+
+/// Writes the engine's changed rows (see `nudge_runtime::engine::rows`).
+fn write_rows(
+    tx: &rusqlite::Transaction<'_>,
+    c: &nudge_runtime::engine::rows::Changes,
+) -> rusqlite::Result<()> {
+    if c.full {
+        for table in STATE_TABLES {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO state_head(id, body) VALUES (1, ?1)",
+        [&c.head],
+    )?;
+    if let Some(releases) = &c.releases {
+        tx.execute("DELETE FROM state_releases", [])?;
+        let mut put =
+            tx.prepare_cached("INSERT INTO state_releases(release, body) VALUES (?1, ?2)")?;
+        for (i, body) in releases.iter().enumerate() {
+            put.execute(params![i as i64, body])?;
+        }
+    }
+    let keyed = |table: &str, key: &str, rows: &[(u32, Option<Vec<u8>>)]| {
+        let mut put = tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO {table}({key}, body) VALUES (?1, ?2)"
+        ))?;
+        let mut gone = tx.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))?;
+        for (n, row) in rows {
+            match row {
+                Some(body) => put.execute(params![n, body])?,
+                None => gone.execute([n])?,
+            };
+        }
+        Ok::<_, rusqlite::Error>(())
+    };
+    keyed("state_customers", "customer", &c.customers)?;
+    keyed("state_instances", "slot", &c.instances)?;
+    let mut node =
+        tx.prepare_cached("INSERT OR REPLACE INTO state_nodes(node, body) VALUES (?1, ?2)")?;
+    for (n, body) in &c.nodes {
+        node.execute(params![n, body])?;
+    }
+    let mut timer = tx.prepare_cached(
+        "INSERT OR REPLACE INTO state_timers(seq, due, body) VALUES (?1, ?2, ?3)",
+    )?;
+    for (seq, due, body) in &c.timers {
+        timer.execute(params![*seq as i64, due, body])?;
+    }
+    let mut fired = tx.prepare_cached("DELETE FROM state_timers WHERE seq = ?1")?;
+    for seq in &c.fired {
+        fired.execute([*seq as i64])?;
+    }
+    let mut id = tx.prepare_cached(
+        "INSERT OR REPLACE INTO state_message_ids(id, generation) VALUES (?1, ?2)",
+    )?;
+    for (fp, generation) in &c.message_ids {
+        id.execute(params![&fp.to_be_bytes()[..], *generation as i64])?;
+    }
+    if let Some(before) = c.forget_ids_before {
+        tx.execute(
+            "DELETE FROM state_message_ids WHERE generation < ?1",
+            [before as i64],
+        )?;
+    }
+    let mut made = tx.prepare_cached("INSERT OR IGNORE INTO state_sent_keys(key) VALUES (?1)")?;
+    let mut taken = tx.prepare_cached("DELETE FROM state_sent_keys WHERE key = ?1")?;
+    for (fp, sent) in &c.sent_keys {
+        let key = &fp.to_be_bytes()[..];
+        if *sent {
+            made.execute([key])?;
+        } else {
+            taken.execute([key])?;
+        }
+    }
     Ok(())
 }
 

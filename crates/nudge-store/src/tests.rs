@@ -289,7 +289,7 @@ fn a_checkpoint_replaces_the_last_and_is_read_back_whole() {
         }],
         checkpoint: Some(Checkpoint {
             format: 7,
-            engine: vec![9; 10],
+            engine: EngineState::Whole(vec![9; 10]),
             feeds: "{}".into(),
             dead: "one\n".into(),
         }),
@@ -307,7 +307,7 @@ fn a_checkpoint_replaces_the_last_and_is_read_back_whole() {
         calls: vec![NewCall::Until(5), NewCall::Deploy(vec![4])],
         checkpoint: Some(Checkpoint {
             format: 7,
-            engine: vec![8; 3],
+            engine: EngineState::Whole(vec![8; 3]),
             ..Checkpoint::default()
         }),
         ..Batch::default()
@@ -647,4 +647,49 @@ fn a_compacted_store_whose_checkpoint_cannot_be_read_is_refused() {
         text.contains(&format!("layout version {}", format + 1)),
         "{text}"
     );
+}
+
+#[test]
+fn rows_written_change_by_change_read_back_as_the_engine_keeps_them() {
+    use nudge_runtime::engine::rows::{MemoryRows, Rows};
+    use nudge_runtime::engine::{Config, Engine, MemorySink};
+
+    // Every example's calls, the changes committed after each one with a
+    // call of its own, against the reference of rows kept in memory.
+    for name in nudge_test_support::example_names() {
+        let bundle = nudge_test_support::example_bundle(&name);
+        let events = nudge_test_support::example_events(&name);
+        let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let mut s = Store::in_memory().unwrap();
+        let mut memory = MemoryRows::default();
+        let mut commit = |engine: &mut Engine<'_, MemorySink>, s: &mut Store| {
+            let changes = engine.take_changes().unwrap();
+            memory.apply(changes.clone());
+            s.commit(&mut Batch {
+                calls: vec![NewCall::Drain],
+                checkpoint: Some(Checkpoint {
+                    format: nudge_runtime::engine::checkpoint::FORMAT,
+                    engine: EngineState::Rows(Box::new(changes)),
+                    ..Checkpoint::default()
+                }),
+                ..Batch::default()
+            })
+            .unwrap();
+        };
+        commit(&mut engine, &mut s);
+        for line in events.lines() {
+            let _ = nudge_runtime::ingest::apply_line(&mut engine, line);
+            commit(&mut engine, &mut s);
+        }
+        engine.drain();
+        commit(&mut engine, &mut s);
+        let sorted = |mut r: Rows| {
+            r.message_ids.sort();
+            r.sent_keys.sort();
+            format!("{r:?}")
+        };
+        let stored = s.state_rows().unwrap();
+        assert!(!stored.customers.is_empty(), "{name}: customers stored");
+        assert_eq!(sorted(stored), sorted(memory.rows()), "{name}");
+    }
 }

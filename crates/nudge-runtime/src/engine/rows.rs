@@ -25,7 +25,7 @@ use crate::identity::{Identities, NodeRow};
 use crate::timers::{Timer, Timers};
 
 /// What changed in the engine's state since the last take, as rows.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Changes {
     /// The layout version of every row ([`FORMAT`]).
     pub format: u32,
@@ -99,6 +99,12 @@ impl<'b> Machine<'b> {
     /// Whether the engine follows its changes for a store.
     pub fn follows_changes(&self) -> bool {
         self.sent_log.is_some()
+    }
+
+    /// The changes last taken were not stored (their commit failed): the
+    /// next take holds everything, so that the store cannot miss them.
+    pub fn retake_all(&mut self) {
+        self.start_following(true);
     }
 
     /// Starts following changes: the next take holds everything (`full`),
