@@ -129,9 +129,10 @@ pub struct FeedbackSection {
 }
 
 /// The default of `[runtime] checkpoint_every`: a restart replays at most
-/// this many calls (a few seconds' work), and writing the state this
-/// rarely costs little next to applying the calls.
-pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1_000_000;
+/// this many calls (a tenth of a second's work). A checkpoint writes only
+/// the rows those calls changed, so writing one this often costs about what
+/// writing one every 100,000 calls does (docs/benchmarks.md).
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 10_000;
 
 /// The default of `[runtime] max_sends_per_step`: above any one customer's
 /// journey many times over; a broadcast to a larger audience in one step

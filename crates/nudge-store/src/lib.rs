@@ -82,7 +82,10 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE alert_samples(at INTEGER PRIMARY KEY, counters TEXT NOT NULL);",
     // Version 5: the engine's state as rows (`nudge_runtime::engine::rows`),
     // so that a checkpoint writes only what changed since the last one.
-    // Timers are indexed by when they are due. The `checkpoint` row keeps
+    // Timers are indexed by when they are due. Message ids are appended
+    // (an id is remembered once) in generation order, and leave a
+    // generation at a time: keyed by their random fingerprints, every
+    // insert was a write somewhere in a large tree. The `checkpoint` row keeps
     // where the state stands; `checkpoint_parts` holds a whole-state value
     // only in a store an earlier release wrote, until its next checkpoint.
     "CREATE TABLE state_head(id INTEGER PRIMARY KEY CHECK (id = 1), body BLOB NOT NULL);
@@ -92,7 +95,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE state_nodes(node INTEGER PRIMARY KEY, body BLOB NOT NULL);
      CREATE TABLE state_timers(seq INTEGER PRIMARY KEY, due INTEGER NOT NULL, body BLOB NOT NULL);
      CREATE INDEX state_timers_due ON state_timers(due);
-     CREATE TABLE state_message_ids(id BLOB PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID;
+     CREATE TABLE state_message_ids(generation INTEGER NOT NULL, id BLOB NOT NULL);
+     CREATE INDEX state_message_ids_generation ON state_message_ids(generation);
      CREATE TABLE state_sent_keys(key BLOB PRIMARY KEY) WITHOUT ROWID;",
 ];
 
@@ -839,7 +843,7 @@ impl Store {
                 .map_err(|_| self.damaged(format!("a state fingerprint of {} bytes", b.len())))
         };
         let mut message_ids = Vec::new();
-        for (generation, id) in blobs("SELECT generation, id FROM state_message_ids ORDER BY id")? {
+        for (generation, id) in blobs("SELECT generation, id FROM state_message_ids")? {
             message_ids.push((fingerprint(id)?, generation as u64));
         }
         let mut sent_keys = Vec::new();
@@ -1507,7 +1511,7 @@ fn write_rows(
         fired.execute([*seq as i64])?;
     }
     let mut id = tx.prepare_cached(
-        "INSERT OR REPLACE INTO state_message_ids(id, generation) VALUES (?1, ?2)",
+        "INSERT INTO state_message_ids(id, generation) VALUES (?1, ?2)",
     )?;
     for (fp, generation) in &c.message_ids {
         id.execute(params![&fp.to_be_bytes()[..], *generation as i64])?;
