@@ -371,6 +371,7 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
                     engine: EngineState::Whole(whole_state),
                     feeds: saved.feeds,
                     dead: saved.dead,
+                    dead_whole: true,
                 }),
                 compact: Some(Compaction {
                     before: i64::MAX,

@@ -303,13 +303,17 @@ pub fn compaction(keep_calls: Option<i64>, now: i64) -> Option<Compaction> {
     })
 }
 
-/// Takes a checkpoint of `engine` as of now: its state, where its feeds
-/// stand, and `dead`, every dead letter so far (of stored calls, and of
-/// lines refused before they were stored, which no replay finds again).
+/// Takes a checkpoint of `engine` as of now: the state it changed, where
+/// its feeds stand, and the dead letters after the first `written` of
+/// `dead`, every dead letter so far (of stored calls, and of lines refused
+/// before they were stored, which no replay finds again). The store holds
+/// the first `written` (every one is written when the state is written
+/// whole). The caller then counts `dead` as written.
 pub fn checkpoint_of<'b, S: Sink + Feed>(
     store: &Path,
     engine: &mut Engine<'b, S>,
     dead: &[DeadLetter],
+    written: usize,
 ) -> Result<Checkpoint, StoreError> {
     let broken = |reason: String| StoreError::Write {
         path: store.to_path_buf(),
@@ -322,8 +326,10 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
     let state = engine
         .take_changes()
         .map_err(|e| broken(format!("cannot take a checkpoint: {e}")))?;
+    let dead_whole = state.full;
+    let from = if dead_whole { 0 } else { written };
     let mut lines = String::new();
-    for d in dead {
+    for d in dead.get(from..).unwrap_or_default() {
         let line = serde_json::to_string(d).map_err(|e| broken(e.to_string()))?;
         lines.push_str(&line);
         lines.push('\n');
@@ -333,7 +339,13 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
         engine: EngineState::Rows(Box::new(state)),
         feeds,
         dead: lines,
+        dead_whole,
     })
+}
+
+/// How many dead letters the store holds as of checkpoint `start`.
+pub fn stored_dead(start: Option<&Saved>) -> usize {
+    start.map_or(0, |s| s.dead.lines().filter(|l| !l.is_empty()).count())
 }
 
 /// How the run goes on after the input.
@@ -472,6 +484,7 @@ pub fn run<'b, S: Sink + Feed>(
     )?;
     let store_path = store.path().to_path_buf();
     let mut since_checkpoint = 0u64;
+    let mut dead_written = stored_dead(settings.start.as_ref());
     // Lines applied past the read position, stored with it: a restart from a
     // checkpoint replays too few calls to find them again.
     let mut ahead: std::collections::BTreeSet<u64> = beyond.iter().copied().collect();
@@ -624,7 +637,8 @@ pub fn run<'b, S: Sink + Feed>(
                 b.meta.push(("clock", engine.now().to_string()));
                 if settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every {
                     since_checkpoint = 0;
-                    b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+                    b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead, dead_written)?);
+                    dead_written = dead.len();
                     b.compact = compaction(settings.keep_calls, engine.now());
                 }
                 if to_writer.send(b).is_err() {
@@ -706,7 +720,7 @@ pub fn run<'b, S: Sink + Feed>(
         && settings.until.is_none()
         && !settings.drain;
     if !unchanged {
-        batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead)?);
+        batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead, dead_written)?);
         batch.compact = compaction(settings.keep_calls, engine.now());
     }
     store.commit(&mut batch)?;

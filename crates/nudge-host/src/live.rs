@@ -104,6 +104,8 @@ pub struct Live<'b> {
     alerts: Option<alerts::Watch>,
     /// The dead letters of every stored call, for the next checkpoint.
     stored_dead: Vec<DeadLetter>,
+    /// How many of `stored_dead` the store holds.
+    dead_written: usize,
     /// Calls stored since the last checkpoint, and how many make the next one due.
     since_checkpoint: u64,
     checkpoint_every: u64,
@@ -226,6 +228,7 @@ impl<'b> Live<'b> {
             held: Vec::new(),
             alerts: None,
             stored_dead: history,
+            dead_written: durable::stored_dead(start.as_ref()),
             since_checkpoint: 0,
             checkpoint_every: settings.checkpoint_every(),
             keep_calls: settings.keep_calls_ms(),
@@ -835,7 +838,14 @@ impl<'b> Live<'b> {
     /// The engine's state as of its last call, for the next commit.
     fn checkpoint(&mut self) -> Result<nudge_store::Checkpoint, StoreError> {
         self.since_checkpoint = 0;
-        durable::checkpoint_of(self.store.path(), &mut self.engine, &self.stored_dead)
+        let c = durable::checkpoint_of(
+            self.store.path(),
+            &mut self.engine,
+            &self.stored_dead,
+            self.dead_written,
+        )?;
+        self.dead_written = self.stored_dead.len();
+        Ok(c)
     }
 
     /// A commit failed: says why and stops taking calls (the engine is

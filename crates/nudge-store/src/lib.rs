@@ -97,7 +97,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX state_timers_due ON state_timers(due);
      CREATE TABLE state_message_ids(generation INTEGER NOT NULL, id BLOB NOT NULL);
      CREATE INDEX state_message_ids_generation ON state_message_ids(generation);
-     CREATE TABLE state_sent_keys(key BLOB PRIMARY KEY) WITHOUT ROWID;",
+     CREATE TABLE state_sent_keys(key BLOB PRIMARY KEY) WITHOUT ROWID;
+     CREATE TABLE dead_letters(n INTEGER PRIMARY KEY, line TEXT NOT NULL);",
 ];
 
 /// The tables of the engine's state as rows, emptied when a checkpoint
@@ -411,8 +412,12 @@ pub struct Checkpoint {
     pub engine: EngineState,
     /// Where the host's derived output files stood (the host's own text).
     pub feeds: String,
-    /// The dead letters of every stored call up to here, as JSON lines.
+    /// Dead letters as JSON lines: with the engine's rows, the ones since
+    /// the last checkpoint (or every one, with `dead_whole`); with a whole
+    /// state, every one.
     pub dead: String,
+    /// `dead` holds every dead letter up to here, replacing the stored ones.
+    pub dead_whole: bool,
 }
 
 /// The engine's state as a checkpoint writes it.
@@ -791,6 +796,26 @@ impl Store {
     /// The stored checkpoint, without the engine's bytes (see
     /// [`Store::checkpoint_bytes`]), if there is one.
     pub fn checkpoint(&self) -> Result<Option<Saved>, StoreError> {
+        let Some(mut saved) = self.checkpoint_row()? else {
+            return Ok(None);
+        };
+        if saved.format == nudge_runtime::engine::checkpoint::FORMAT {
+            let mut st = self
+                .conn
+                .prepare("SELECT line FROM dead_letters ORDER BY n")
+                .map_err(|e| self.err(e))?;
+            let mut rows = st.query([]).map_err(|e| self.err(e))?;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let line: String = row.get(0).map_err(|e| self.err(e))?;
+                saved.dead.push_str(&line);
+                saved.dead.push('\n');
+            }
+        }
+        Ok(Some(saved))
+    }
+
+    /// The `checkpoint` row as stored.
+    fn checkpoint_row(&self) -> Result<Option<Saved>, StoreError> {
         self.conn
             .query_row(
                 "SELECT call, format, sends, feeds, dead, made FROM checkpoint WHERE id = 1",
@@ -1433,9 +1458,24 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, a: &AlertsWrite) -> rusqlite::Re
 /// Replaces the stored checkpoint with `c`, as of the last call stored.
 fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite::Result<()> {
     tx.execute_batch("DELETE FROM checkpoint; DELETE FROM checkpoint_parts;")?;
+    // The dead letters of a checkpoint of rows grow by appending (a store
+    // may hold many, and checkpoints come often); a whole state keeps them
+    // in its own row, as earlier releases did.
+    let mut legacy_dead = "";
     match &c.engine {
-        EngineState::Rows(changes) => write_rows(tx, changes)?,
+        EngineState::Rows(changes) => {
+            write_rows(tx, changes)?;
+            if c.dead_whole {
+                tx.execute("DELETE FROM dead_letters", [])?;
+            }
+            let mut add = tx.prepare_cached("INSERT INTO dead_letters(line) VALUES (?1)")?;
+            for line in c.dead.lines().filter(|l| !l.is_empty()) {
+                add.execute([line])?;
+            }
+        }
         EngineState::Whole(bytes) => {
+            legacy_dead = &c.dead;
+            tx.execute("DELETE FROM dead_letters", [])?;
             for table in STATE_TABLES {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
@@ -1453,7 +1493,7 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite:
         "INSERT INTO checkpoint(id, call, format, sends, feeds, dead, made)
          VALUES (1, (SELECT coalesce(max(seq), 0) FROM calls), ?1,
                  (SELECT count(*) FROM sends), ?2, ?3, ?4)",
-        params![c.format, c.feeds, c.dead, made],
+        params![c.format, c.feeds, legacy_dead, made],
     )?;
     Ok(())
 }
@@ -1510,9 +1550,8 @@ fn write_rows(
     for seq in &c.fired {
         fired.execute([*seq as i64])?;
     }
-    let mut id = tx.prepare_cached(
-        "INSERT INTO state_message_ids(id, generation) VALUES (?1, ?2)",
-    )?;
+    let mut id =
+        tx.prepare_cached("INSERT INTO state_message_ids(id, generation) VALUES (?1, ?2)")?;
     for (fp, generation) in &c.message_ids {
         id.execute(params![&fp.to_be_bytes()[..], *generation as i64])?;
     }

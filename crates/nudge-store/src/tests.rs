@@ -292,6 +292,7 @@ fn a_checkpoint_replaces_the_last_and_is_read_back_whole() {
             engine: EngineState::Whole(vec![9; 10]),
             feeds: "{}".into(),
             dead: "one\n".into(),
+            dead_whole: true,
         }),
         ..Batch::default()
     };
@@ -692,4 +693,42 @@ fn rows_written_change_by_change_read_back_as_the_engine_keeps_them() {
         assert!(!stored.customers.is_empty(), "{name}: customers stored");
         assert_eq!(sorted(stored), sorted(memory.rows()), "{name}");
     }
+}
+
+#[test]
+fn dead_letters_of_checkpoints_of_rows_are_appended_unless_written_whole() {
+    let mut s = Store::in_memory().unwrap();
+    let rows = |dead: &str, whole: bool| Checkpoint {
+        format: nudge_runtime::engine::checkpoint::FORMAT,
+        engine: EngineState::Rows(Box::default()),
+        feeds: String::new(),
+        dead: dead.into(),
+        dead_whole: whole,
+    };
+    for (dead, whole, want) in [
+        ("a\n", true, "a\n"),
+        ("b\nc\n", false, "a\nb\nc\n"),
+        ("", false, "a\nb\nc\n"),
+        ("d\n", true, "d\n"),
+    ] {
+        s.commit(&mut Batch {
+            calls: vec![NewCall::Drain],
+            checkpoint: Some(rows(dead, whole)),
+            ..Batch::default()
+        })
+        .unwrap();
+        assert_eq!(s.checkpoint().unwrap().unwrap().dead, want);
+    }
+    // A whole state keeps its own, as earlier releases wrote them.
+    s.commit(&mut Batch {
+        checkpoint: Some(Checkpoint {
+            format: nudge_runtime::engine::checkpoint::BLOB_FORMAT,
+            engine: EngineState::Whole(vec![1]),
+            dead: "e\n".into(),
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(s.checkpoint().unwrap().unwrap().dead, "e\n");
 }
