@@ -33,6 +33,7 @@
 //! | `NUDGE_BENCH_START` | 2030-01-07 | the stream's first instant (RFC 3339 or a date) |
 //! | `NUDGE_BENCH_PROFILE_EVENTS` | 20000 | events posted before the `profile` run reads |
 //! | `NUDGE_BENCH_PROFILE_READS` | 20000 | `GET /v1/profiles/{id}` requests of the `profile` run |
+//! | `NUDGE_BENCH_CHECKPOINT_EVERY` | the project's | `[runtime] checkpoint_every` of the `batch` and `single` runs |
 //!
 //! A name after `--` runs only the runs whose name contains it:
 //! `cargo bench --bench serve_ingest -- single`.
@@ -525,6 +526,12 @@ fn against_server(
     let dir = tempfile::tempdir().expect("a temporary directory");
     let project = dir.path().join(PROJECT);
     nudge_test_support::copy_project(&nudge_test_support::example_dir(PROJECT), &project);
+    if let Ok(every) = std::env::var("NUDGE_BENCH_CHECKPOINT_EVERY") {
+        let manifest = project.join("nudge.toml");
+        let mut toml = std::fs::read_to_string(&manifest).expect("the example's nudge.toml");
+        toml.push_str(&format!("\n[runtime]\ncheckpoint_every = {every}\n"));
+        std::fs::write(&manifest, toml).expect("write nudge.toml");
+    }
     let server = Server::start(&project);
     let load = load(server.addr, requests, connections, Some(server.child.id()));
     let metrics = server.metrics();

@@ -862,19 +862,32 @@ impl Store {
             .optional()
             .map_err(err)?
             .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
-        let fingerprint = |b: Vec<u8>| -> Result<u128, StoreError> {
-            <[u8; 16]>::try_from(b.as_slice())
-                .map(u128::from_be_bytes)
-                .map_err(|_| self.damaged(format!("a state fingerprint of {} bytes", b.len())))
+        // Fingerprints are read in place: there are millions of them, and a
+        // vector each would double the memory a restart peaks at.
+        let fingerprints = |sql: &str| -> Result<Vec<(u128, u64)>, StoreError> {
+            let mut st = self.conn.prepare(sql).map_err(err)?;
+            let mut rows = st.query([]).map_err(err)?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(err)? {
+                let bytes = row
+                    .get_ref(0)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(err)?;
+                let fp = <[u8; 16]>::try_from(bytes)
+                    .map(u128::from_be_bytes)
+                    .map_err(|_| {
+                        self.damaged(format!("a state fingerprint of {} bytes", bytes.len()))
+                    })?;
+                let generation: i64 = row.get(1).map_err(err)?;
+                out.push((fp, generation as u64));
+            }
+            Ok(out)
         };
-        let mut message_ids = Vec::new();
-        for (generation, id) in blobs("SELECT generation, id FROM state_message_ids")? {
-            message_ids.push((fingerprint(id)?, generation as u64));
-        }
-        let mut sent_keys = Vec::new();
-        for (_, key) in blobs("SELECT 0, key FROM state_sent_keys ORDER BY key")? {
-            sent_keys.push(fingerprint(key)?);
-        }
+        let message_ids = fingerprints("SELECT id, generation FROM state_message_ids")?;
+        let sent_keys = fingerprints("SELECT key, 0 FROM state_sent_keys ORDER BY key")?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         Ok(nudge_runtime::engine::rows::Rows {
             head,
             releases: blobs("SELECT release, body FROM state_releases ORDER BY release")?
