@@ -381,3 +381,71 @@ fn stdlib_is_clean_and_not_linted() {
     let (_, a) = analyse("");
     assert!(a.diagnostics.is_empty(), "{:?}", a.diagnostics);
 }
+
+#[test]
+fn named_durations_in_waits_and_windows() {
+    let flow = |lets: &str, steps: &str| {
+        format!(
+            "{lets}\nflow f {{\n  trigger order_completed\n  goal order_completed within window\n{steps}\n  send m(\"x\")\n}}"
+        )
+    };
+    // Constants folded from literals, integers and other constants.
+    let ok = flow(
+        "let grace = 3d\nlet window = grace * 2 + 12h\nlet half = window / 2 - 1h",
+        "  wait grace\n  let d = wait for order_delivered within half\n  wait 1h",
+    );
+    let (_, a) = analyse(&format!(
+        "{PRELUDE}message m(name: string) {{\n  channel email\n  subject \"Hi {{name}}\"\n  body \"x\"\n}}\n{ok}\n"
+    ));
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+    let program = a.program().expect("no errors, so a typed program");
+    let f = &program.flows[0];
+    let waits: Vec<String> = f.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
+    assert!(waits[0].starts_with("Wait(259200)"), "{waits:?}");
+    assert!(waits[1].contains("within: 277200"), "{waits:?}");
+    // The goal window is 6d 12h; the lint sees the named lengths.
+    assert!(
+        !a.diagnostics.iter().any(|d| d.code.id == "W0007"),
+        "the constants count as used"
+    );
+
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Computed from the profile: not a constant.
+        (
+            "let window = 7d\nlet grace = 1d * profile.orders_count",
+            "  wait grace",
+            &["E0310"],
+        ),
+        // A local of the flow is computed while it runs.
+        (
+            "let window = 7d",
+            "  let grace = 3d\n  wait grace",
+            &["E0310"],
+        ),
+        // Not a duration.
+        ("let window = 7d\nlet grace = 3", "  wait grace", &["E0301"]),
+        // Zero after folding.
+        (
+            "let window = 7d\nlet grace = 1d - 24h",
+            "  wait grace",
+            &["E0306"],
+        ),
+        // Unknown names are unknown.
+        ("let window = 7d", "  wait grcae", &["E0201"]),
+        // A computed goal window.
+        ("let window = 1d * len([1, 2])", "  wait 1h", &["E0310"]),
+    ];
+    for (lets, steps, want) in cases {
+        assert_eq!(flow_errors(&flow(lets, steps)), *want, "{lets} / {steps}");
+    }
+}
+
+#[test]
+fn a_wait_beyond_a_named_goal_window_is_linted() {
+    let src = format!(
+        "{PRELUDE}message m(name: string) {{\n  channel email\n  subject \"Hi {{name}}\"\n  body \"x\"\n}}\nlet window = 2d\nlet pause = 3d\nflow f {{\n  trigger order_completed\n  goal order_completed within window\n  wait pause\n  send m(\"x\")\n}}\n"
+    );
+    let (_, a) = analyse(&src);
+    let w: Vec<&str> = a.diagnostics.iter().map(|d| d.code.id).collect();
+    assert_eq!(w, ["W0003"]);
+}

@@ -512,7 +512,7 @@ impl<'s> Printer<'s> {
             ClauseKind::Goal(g) => format!(
                 "goal {} within {}",
                 self.filter(&g.filter),
-                self.src.dur(&g.within)
+                self.src.dur_arg(&g.within)
             ),
             ClauseKind::Holdout(p) => format!("holdout {}", self.src.percent(p)),
             ClauseKind::Priority(n) => format!("priority {}", self.src.int(n)),
@@ -577,7 +577,7 @@ impl<'s> Printer<'s> {
             .map(|l| format!("{}: ", l.name))
             .unwrap_or_default();
         let body = match &step.kind {
-            StepKind::Wait(d) => format!("wait {}", self.src.dur(d)),
+            StepKind::Wait(d) => format!("wait {}", self.src.dur_arg(d)),
             StepKind::WaitUntil(e) => format!("wait until {}", expr(&self.src, e)),
             StepKind::WaitFor(w) => {
                 let binding = w
@@ -594,7 +594,7 @@ impl<'s> Printer<'s> {
                 format!(
                     "{binding}wait for {}{predicate} within {}",
                     events.join(" or "),
-                    self.src.dur(&w.within)
+                    self.src.dur_arg(&w.within)
                 )
             }
             StepKind::Send(call) => {

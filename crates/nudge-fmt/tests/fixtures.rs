@@ -349,3 +349,19 @@ fn every_example_and_stdlib_file_round_trips() {
         assert_eq!(format_ok(&name, &out), out, "{name}: not idempotent");
     }
 }
+
+#[test]
+fn named_durations_keep_their_names() {
+    let src = "let grace = 3d\nflow f {\n  trigger order_completed\n  goal order_completed   within grace\n\n  wait   grace\n  let d = wait for order_delivered within  grace\n}\n";
+    let out = format_ok("named", src);
+    assert!(
+        out.contains("  goal order_completed within grace\n"),
+        "{out}"
+    );
+    assert!(out.contains("  wait grace\n"), "{out}");
+    assert!(
+        out.contains("  let d = wait for order_delivered within grace\n"),
+        "{out}"
+    );
+    assert_eq!(format_ok("named again", &out), out);
+}

@@ -393,7 +393,7 @@ pub struct Goal {
     /// The conversion event and its predicate.
     pub filter: EventFilter,
     /// The attribution window.
-    pub within: DurationLit,
+    pub within: DurationArg,
 }
 
 /// A step, optionally labelled for versioned deploys (`reminder: send ...`).
@@ -411,7 +411,7 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum StepKind {
     /// `wait D`
-    Wait(DurationLit),
+    Wait(DurationArg),
     /// `wait until EXPR` (an instant)
     WaitUntil(Expr),
     /// `(let x =)? wait for E1 (or E2)* (where PRED)? within D`
@@ -461,7 +461,7 @@ pub struct WaitFor {
     /// The predicate, in which `event` is the candidate event.
     pub predicate: Option<Expr>,
     /// How long to wait.
-    pub within: DurationLit,
+    pub within: DurationArg,
 }
 
 /// `if` with its `else if` chain.
@@ -763,6 +763,34 @@ pub struct DurationLit {
     pub seconds: i64,
     /// Where it was written.
     pub span: Span,
+}
+
+/// A duration where a flow needs a constant: a literal (`3d`) or the name
+/// of a top-level `let` holding one (`grace`), which the checker folds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum DurationArg {
+    /// A literal such as `1h 30m`.
+    Lit(DurationLit),
+    /// A name, resolved by the checker to a constant duration.
+    Name(Ident),
+}
+
+impl DurationArg {
+    /// Where it was written.
+    pub fn span(&self) -> Span {
+        match self {
+            DurationArg::Lit(d) => d.span,
+            DurationArg::Name(n) => n.span,
+        }
+    }
+
+    /// The literal's length in seconds; none for a name.
+    pub fn literal(&self) -> Option<i64> {
+        match self {
+            DurationArg::Lit(d) => Some(d.seconds),
+            DurationArg::Name(_) => None,
+        }
+    }
 }
 
 /// A time-of-day literal such as `21:00`.

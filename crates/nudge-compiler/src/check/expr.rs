@@ -517,7 +517,7 @@ impl<'a> Checker<'a> {
         self.report(d);
     }
 
-    fn resolve_name(&mut self, n: &str, span: Span) -> Ty {
+    pub(crate) fn resolve_name(&mut self, n: &str, span: Span) -> Ty {
         let at = self.at(span);
         if let Some(l) = self.locals.iter().rev().find(|l| l.name == n) {
             let (ty, sym) = (l.ty.clone(), l.symbol);

@@ -907,7 +907,7 @@ impl<'a> Builder<'a> {
                     goal_seen = true;
                     Some(tir::Clause::Goal {
                         rule: self.rule(&mut u, &gl.filter)?,
-                        within: gl.within.seconds,
+                        within: self.dur(&u, &gl.within)?,
                     })
                 }
                 ClauseKind::Goal(_) => None,
@@ -1081,12 +1081,24 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A duration where a flow needs a constant: a literal, or the length
+    /// the checker folded for the constant it names.
+    fn dur(&self, u: &Unit, d: &ast::DurationArg) -> R<i64> {
+        match d {
+            ast::DurationArg::Lit(l) => Ok(l.seconds),
+            ast::DurationArg::Name(n) => self
+                .an
+                .constant_duration(u.at(n.span))
+                .ok_or_else(|| internal(Some(u.at(n.span)), "a duration constant not folded")),
+        }
+    }
+
     fn step(&self, u: &mut Unit, s: &ast::Step) -> R<tir::Step> {
         use ast::StepKind as S;
         let at = u.at(s.span);
         next(&mut u.steps, "steps", at)?;
         let kind = match &s.kind {
-            S::Wait(d) => tir::StepKind::Wait(d.seconds),
+            S::Wait(d) => tir::StepKind::Wait(self.dur(u, d)?),
             S::WaitUntil(e) => tir::StepKind::WaitUntil(self.expr(u, e)?),
             S::WaitFor(w) => {
                 let mut events = Vec::new();
@@ -1140,7 +1152,7 @@ impl<'a> Builder<'a> {
                     events,
                     schema,
                     predicate,
-                    within: w.within.seconds,
+                    within: self.dur(u, &w.within)?,
                     bind,
                 })
             }
@@ -1515,7 +1527,8 @@ fn cap(c: &ast::Cap, at: FileSpan) -> R<bc::Cap> {
 fn step_what(k: &ast::StepKind) -> String {
     use ast::StepKind as S;
     match k {
-        S::Wait(d) => format!("wait {}", bc::format_duration(d.seconds)),
+        S::Wait(ast::DurationArg::Lit(d)) => format!("wait {}", bc::format_duration(d.seconds)),
+        S::Wait(ast::DurationArg::Name(n)) => format!("wait {}", n.name),
         S::WaitUntil(_) => "wait until".into(),
         S::WaitFor(w) => {
             let names: Vec<&str> = w.events.iter().map(|e| e.name.as_str()).collect();

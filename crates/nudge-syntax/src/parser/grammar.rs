@@ -1045,6 +1045,16 @@ fn cap<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Cap> {
         .boxed()
 }
 
+/// A duration where a flow needs a constant: a literal or a constant's name.
+fn duration_arg<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, DurationArg> {
+    kit.duration
+        .clone()
+        .map(DurationArg::Lit)
+        .or(kit.ident.clone().map(DurationArg::Name))
+        .labelled("a duration")
+        .boxed()
+}
+
 fn block_parser<'t, 's: 't>(kit: &Kit<'t, 's>, step: P<'t, 's, Step>) -> P<'t, 's, Block> {
     kit.braced(step, flow_start, |span| {
         Some(Step {
@@ -1075,13 +1085,13 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             )
             .then(kw("where").ignore_then(expr.clone()).or_not())
             .then_ignore(kw("within"))
-            .then(kit.duration.clone())
+            .then(duration_arg(kit))
             .map(|((events, predicate), within)| (events, predicate, within))
             .boxed();
 
         let wait = kw("wait")
             .ignore_then(choice((
-                kit.duration.clone().map(StepKind::Wait),
+                duration_arg(kit).map(StepKind::Wait),
                 kw("until")
                     .ignore_then(line_expr.clone())
                     .map(StepKind::WaitUntil),
@@ -1303,7 +1313,7 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
         .ignore_then(kit.ident.clone())
         .then(kw("where").ignore_then(expr.clone()).or_not())
         .then_ignore(kw("within"))
-        .then(kit.duration.clone())
+        .then(duration_arg(kit))
         .map(|((event, predicate), within)| {
             ClauseKind::Goal(Goal {
                 filter: EventFilter { event, predicate },

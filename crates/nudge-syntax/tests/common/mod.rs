@@ -76,6 +76,13 @@ impl Dumper {
         let _ = write!(self.out, "{}s", d.seconds);
     }
 
+    fn dur_arg(&mut self, d: &DurationArg) {
+        match d {
+            DurationArg::Lit(l) => self.dur(l),
+            DurationArg::Name(n) => self.ident(n),
+        }
+    }
+
     fn time(&mut self, t: &TimeLit) {
         let _ = write!(self.out, "{:02}:{:02}", t.hour, t.minute);
     }
@@ -343,7 +350,7 @@ impl Dumper {
                 self.w("(goal ");
                 self.filter(&g.filter);
                 self.w(" within ");
-                self.dur(&g.within);
+                self.dur_arg(&g.within);
                 self.w(")");
             }
             ClauseKind::Holdout(p) => {
@@ -375,7 +382,7 @@ impl Dumper {
         match &s.kind {
             StepKind::Wait(d) => {
                 self.w("(wait ");
-                self.dur(d);
+                self.dur_arg(d);
                 self.w(")");
             }
             StepKind::WaitUntil(e) => {
@@ -392,7 +399,7 @@ impl Dumper {
                 }
                 self.opt("where", &w.predicate, |d, e| d.expr(e));
                 self.w(" within ");
-                self.dur(&w.within);
+                self.dur_arg(&w.within);
                 self.w(")");
             }
             StepKind::Send(c) => {
