@@ -489,6 +489,9 @@ pub struct Policy {
     pub caps: Vec<Cap>,
     /// Suppression list files, as paths joined to the declaring file's directory.
     pub suppress_lists: Vec<String>,
+    /// The store's currency, an ISO 4217 code (`EUR`): how amounts are
+    /// written in messages. None writes them with `$` and two digits.
+    pub currency: Option<String>,
 }
 
 impl Bundle {

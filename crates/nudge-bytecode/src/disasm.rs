@@ -109,6 +109,9 @@ impl Disasm<'_> {
         for s in &p.suppress_lists {
             self.line(format!("  suppress list {s:?}"));
         }
+        if let Some(c) = &p.currency {
+            self.line(format!("  currency {c:?}"));
+        }
     }
 
     /// Who reads each event kind back, hence how long it is kept.

@@ -26,8 +26,8 @@ use crate::value::{Record, Type, Value};
 pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
-/// added `Bundle::retention`).
-pub const FORMAT_VERSION: u16 = 3;
+/// added `Bundle::retention`, 4 added `Policy::currency`).
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -893,12 +893,31 @@ wire_struct!(StepInfo {
     block,
     pc
 });
-wire_struct!(Policy {
-    timezone,
-    quiet,
-    caps,
-    suppress_lists
-});
+impl Wire for Policy {
+    fn put(&self, w: &mut Writer) {
+        self.timezone.put(w);
+        self.quiet.put(w);
+        self.caps.put(w);
+        self.suppress_lists.put(w);
+        self.currency.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Policy::get_version(r, FORMAT_VERSION)
+    }
+}
+
+impl Policy {
+    /// Reads a policy written in format `version` (4 added `currency`).
+    fn get_version(r: &mut Reader, version: u16) -> Result<Self, DecodeError> {
+        Ok(Policy {
+            timezone: Wire::get(r)?,
+            quiet: Wire::get(r)?,
+            caps: Wire::get(r)?,
+            suppress_lists: Wire::get(r)?,
+            currency: if version >= 4 { Wire::get(r)? } else { None },
+        })
+    }
+}
 wire_struct!(Readers {
     forever,
     instances,
@@ -938,7 +957,7 @@ impl Bundle {
             segments: Wire::get(r)?,
             messages: Wire::get(r)?,
             flows: Wire::get(r)?,
-            policy: Wire::get(r)?,
+            policy: Policy::get_version(r, version)?,
             retention: Retention::default(),
         };
         b.retention = if version >= 3 {

@@ -449,3 +449,32 @@ fn a_wait_beyond_a_named_goal_window_is_linted() {
     let w: Vec<&str> = a.diagnostics.iter().map(|d| d.code.id).collect();
     assert_eq!(w, ["W0003"]);
 }
+
+#[test]
+fn formatting_builtins_check_their_arguments() {
+    assert_eq!(type_of("format_date(now(), \"long\")"), "string");
+    assert_eq!(type_of("format_date(2026-12-24, \"%d %B\")"), "string");
+    assert_eq!(type_of("format_money_in($3, \"JPY\")"), "string");
+    // A moment is a time or a date.
+    assert_eq!(type_of("format_date(3, \"long\")"), "E0303");
+    // Constant formats and currencies are read now.
+    assert_eq!(type_of("format_date(now(), \"lnog\")"), "E0311");
+    assert_eq!(type_of("format_date(now(), \"%Y-%q\")"), "E0311");
+    assert_eq!(type_of("format_money_in($3, \"eur\")"), "E0311");
+    let (_, a) = analyse("let style = \"%Y %\"\nlet probe = format_date(now(), style)\n");
+    assert_eq!(error_codes(&a), ["E0311"]);
+    // A misspelt style gets the closest one as a fix.
+    let (_, a) = analyse("let probe = format_date(now(), \"shrt\")\n");
+    let d = &a.diagnostics[0];
+    assert_eq!(d.fix.as_ref().unwrap().edits[0].replacement, "\"short\"");
+    // Known only at send time: not checked here.
+    let (_, a) = analyse(
+        "let probe = format_date(now(), profile.locale ?? \"long\") + format_money_in($1, profile.country ?? \"x\")\n",
+    );
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+    // The policy's currency.
+    let (_, a) = analyse("policy {\n  currency \"Euro\"\n}\n");
+    assert_eq!(error_codes(&a), ["E0311"]);
+    let (_, a) = analyse("policy {\n  currency \"EUR\"\n}\n");
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+}

@@ -394,6 +394,9 @@ impl<'s> Printer<'s> {
                                 PolicyItemKind::SuppressList(s) => {
                                     format!("suppress list {}", p.src.str_lit(s))
                                 }
+                                PolicyItemKind::Currency(s) => {
+                                    format!("currency {}", p.src.str_lit(s))
+                                }
                             };
                             p.leaf(rule.span, false, vec![line]);
                         }

@@ -761,7 +761,13 @@ fn statement_items(block: Block, prev: Option<Token>) -> Vec<Item> {
             "url",
             "payload",
         ]),
-        Block::Policy => keywords(&["timezone", "quiet hours", "cap", "suppress list"]),
+        Block::Policy => keywords(&[
+            "timezone",
+            "quiet hours",
+            "cap",
+            "suppress list",
+            "currency",
+        ]),
         Block::Test => keywords(&["given profile", "at", "run", "expect"]),
         Block::Fields | Block::Other => Vec::new(),
     }

@@ -553,6 +553,8 @@ pub enum PolicyItemKind {
     Cap(Cap),
     /// `suppress list "path"`
     SuppressList(StrLit),
+    /// `currency "EUR"`: the store's currency, for amounts in messages.
+    Currency(StrLit),
 }
 
 /// `test "name" { ... }`

@@ -423,6 +423,7 @@ impl<'a> Checker<'a> {
                         }
                         PolicyItemKind::Cap(c) => self.check_cap(c),
                         PolicyItemKind::SuppressList(_) => {}
+                        PolicyItemKind::Currency(s) => self.currency_code(&s.value, s.span),
                     }
                 }
             }

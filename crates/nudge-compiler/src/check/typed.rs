@@ -1261,6 +1261,9 @@ impl<'a> Builder<'a> {
                         PolicyItemKind::Timezone(s) => {
                             out.timezone.get_or_insert_with(|| s.value.clone());
                         }
+                        PolicyItemKind::Currency(s) => {
+                            out.currency.get_or_insert_with(|| s.value.clone());
+                        }
                         PolicyItemKind::QuietHours(q) => out.quiet.push(quiet_hours(q)),
                         PolicyItemKind::Cap(c) => {
                             out.caps.push(cap(c, FileSpan::new(*file, it.span))?)

@@ -1411,6 +1411,10 @@ fn policy_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             .ignore_then(kit.strlit.clone())
             .map(PolicyItemKind::SuppressList)
             .boxed(),
+        word("currency")
+            .ignore_then(kit.strlit.clone())
+            .map(PolicyItemKind::Currency)
+            .boxed(),
     ))
     .map_with(|kind, e| PolicyItem {
         kind,

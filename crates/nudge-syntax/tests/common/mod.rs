@@ -194,6 +194,11 @@ impl Dumper {
                         }
                         PolicyItemKind::QuietHours(q) => self.quiet(q),
                         PolicyItemKind::Cap(c) => self.cap(c),
+                        PolicyItemKind::Currency(s) => {
+                            self.w("(currency ");
+                            self.strlit(s);
+                            self.w(")");
+                        }
                         PolicyItemKind::SuppressList(s) => {
                             self.w("(suppress-list ");
                             self.strlit(s);
