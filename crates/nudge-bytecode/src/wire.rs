@@ -1050,15 +1050,36 @@ impl Wire for Trigger {
                 local.put(w);
                 segment.put(w)
             }),
-            Trigger::DateProperty { offset, field } => tagged(w, 2, |w| {
+            // The plain form keeps its encoding (and so its flows' versions);
+            // the others, added in format 4, have a tag of their own.
+            Trigger::DateProperty {
+                offset,
+                field,
+                yearly: false,
+                at: None,
+                grace: None,
+            } => tagged(w, 2, |w| {
                 offset.put(w);
                 field.put(w)
+            }),
+            Trigger::DateProperty {
+                offset,
+                field,
+                yearly,
+                at,
+                grace,
+            } => tagged(w, 4, |w| {
+                offset.put(w);
+                field.put(w);
+                yearly.put(w);
+                at.put(w);
+                grace.put(w)
             }),
             Trigger::Entering { segment } => tagged(w, 3, |w| segment.put(w)),
         }
     }
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(match r.tag("trigger", 3)? {
+        Ok(match r.tag("trigger", 4)? {
             0 => Trigger::Event(Wire::get(r)?),
             1 => Trigger::Schedule {
                 cadence: Wire::get(r)?,
@@ -1069,10 +1090,34 @@ impl Wire for Trigger {
             2 => Trigger::DateProperty {
                 offset: Wire::get(r)?,
                 field: Wire::get(r)?,
+                yearly: false,
+                at: None,
+                grace: None,
             },
-            _ => Trigger::Entering {
+            3 => Trigger::Entering {
                 segment: Wire::get(r)?,
             },
+            _ => {
+                let at = r.pos;
+                let t = Trigger::DateProperty {
+                    offset: Wire::get(r)?,
+                    field: Wire::get(r)?,
+                    yearly: Wire::get(r)?,
+                    at: Wire::get(r)?,
+                    grace: Wire::get(r)?,
+                };
+                // Each trigger has one encoding: the plain form has tag 2.
+                if let Trigger::DateProperty {
+                    yearly: false,
+                    at: None,
+                    grace: None,
+                    ..
+                } = t
+                {
+                    return Err(r.invalid(at, "a plain date trigger in the long form"));
+                }
+                t
+            }
         })
     }
 }

@@ -601,3 +601,43 @@ fn every_instruction_is_documented() {
     }
     assert_eq!(tags.len(), all.len(), "mnemonics are distinct");
 }
+
+#[test]
+fn date_triggers_round_trip_and_the_plain_form_keeps_its_encoding() {
+    let with = |trigger: Trigger| {
+        let mut b = sample();
+        b.flows[0].trigger = trigger;
+        b.compute_versions();
+        b
+    };
+    let plain = with(Trigger::DateProperty {
+        offset: -3 * 86_400,
+        field: 0,
+        yearly: false,
+        at: None,
+        grace: None,
+    });
+    let yearly = with(Trigger::DateProperty {
+        offset: -3 * 86_400,
+        field: 0,
+        yearly: true,
+        at: Some(9 * 60),
+        grace: Some(86_400),
+    });
+    for b in [&plain, &yearly] {
+        let bytes = b.encode();
+        let back = Bundle::decode(&bytes).unwrap();
+        assert_eq!(&back, b);
+        assert_eq!(back.encode(), bytes);
+    }
+    // The long form costs its three fields (yearly 1 byte, at 1 + 2, grace
+    // 1 + 3) and the plain one nothing: a flow with a plain date trigger
+    // keeps its encoding, and so its version, across format 4.
+    assert_eq!(yearly.encode().len(), plain.encode().len() + 1 + 3 + 4);
+    assert_ne!(plain.flows[0].version, yearly.flows[0].version);
+    let listing = disassemble(&yearly, &|_| None);
+    assert!(
+        listing.contains("3d before profile.email every year at 09:00 grace 1d"),
+        "{listing}"
+    );
+}

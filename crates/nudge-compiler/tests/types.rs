@@ -478,3 +478,31 @@ fn formatting_builtins_check_their_arguments() {
     let (_, a) = analyse("policy {\n  currency \"EUR\"\n}\n");
     assert_eq!(error_codes(&a), Vec::<&str>::new());
 }
+
+#[test]
+fn date_triggers_before_after_yearly_and_with_grace() {
+    let flow = |trigger: &str| {
+        format!(
+            "profile {{\n  renews_at: time?\n  since: date?\n  label: string?\n}}\nflow f {{\n  trigger {trigger}\n  send m(\"x\")\n}}"
+        )
+    };
+    for ok in [
+        "90d after profile.renews_at",
+        "3d before profile.renews_at",
+        "on profile.since every year",
+        "7d before profile.birthday every year at 09:00",
+        "on profile.renews_at at 10:30 grace 2d",
+        "90d after profile.last_order_at grace 2d",
+    ] {
+        assert_eq!(flow_errors(&flow(ok)), Vec::<&str>::new(), "{ok}");
+    }
+    let bad: &[(&str, &[&str])] = &[
+        ("0d before profile.renews_at", &["E0306"]),
+        ("1d after profile.renews_at grace 0s", &["E0306"]),
+        ("on profile.label every year", &["E0301"]),
+        ("on profile.nope", &["E0204"]),
+    ];
+    for (trigger, want) in bad {
+        assert_eq!(flow_errors(&flow(trigger)), *want, "{trigger}");
+    }
+}

@@ -558,8 +558,31 @@ impl<'s> Printer<'s> {
                     .unwrap_or_default();
                 format!("every {cadence} at {}{local}{segment}", self.src.time(at))
             }
-            Trigger::DateProperty { offset, field } => {
-                format!("{} after profile.{}", self.src.dur(offset), field.name)
+            Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            } => {
+                let mut s = match offset {
+                    Some(o) => {
+                        let dir = if *before { "before" } else { "after" };
+                        format!("{} {dir} profile.{}", self.src.dur(o), field.name)
+                    }
+                    None => format!("on profile.{}", field.name),
+                };
+                if yearly.is_some() {
+                    s.push_str(" every year");
+                }
+                if let Some(t) = at {
+                    s.push_str(&format!(" at {}", self.src.time(t)));
+                }
+                if let Some(g) = grace {
+                    s.push_str(&format!(" grace {}", self.src.dur(g)));
+                }
+                s
             }
             Trigger::Entering(s) => format!("entering {}", s.name),
         }

@@ -365,3 +365,17 @@ fn named_durations_keep_their_names() {
     );
     assert_eq!(format_ok("named again", &out), out);
 }
+
+#[test]
+fn date_triggers_keep_their_words() {
+    for t in [
+        "3d before profile.renews_at",
+        "on profile.birthday every year at 09:00 grace 1d",
+        "7d before profile.birthday every year",
+        "90d after profile.last_order_at grace 2d",
+    ] {
+        let src = format!("flow f {{\n  trigger   {t}\n}}\n");
+        let out = format_ok(t, &src);
+        assert_eq!(out, format!("flow f {{\n  trigger {t}\n}}\n"));
+    }
+}

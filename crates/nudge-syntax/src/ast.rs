@@ -321,12 +321,20 @@ pub enum Trigger {
         /// Who receives it; everyone when absent.
         segment: Option<Ident>,
     },
-    /// `trigger D after profile.FIELD`
+    /// `trigger (D after | D before | on) profile.FIELD (every year)? (at T)? (grace D)?`
     DateProperty {
-        /// How long after the date.
-        offset: DurationLit,
+        /// How long after (or before) the date; none for `on`, the date itself.
+        offset: Option<DurationLit>,
+        /// Whether the offset counts back from the date (`before`).
+        before: bool,
         /// The profile field holding the date.
         field: Ident,
+        /// `every year`: on each anniversary of the date.
+        yearly: Option<Span>,
+        /// `at T`: the time of day, in the recipient's zone.
+        at: Option<TimeLit>,
+        /// `grace D`: a date learned this long past still fires at once.
+        grace: Option<DurationLit>,
     },
     /// `trigger entering SEGMENT`
     Entering(Ident),

@@ -431,8 +431,18 @@ impl<'a> Checker<'a> {
                         self.segment_ref(s);
                     }
                 }
-                Trigger::DateProperty { offset, field } => {
-                    self.positive_duration(offset, "a trigger offset");
+                Trigger::DateProperty {
+                    offset,
+                    field,
+                    grace,
+                    ..
+                } => {
+                    if let Some(offset) = offset {
+                        self.positive_duration(offset, "a trigger offset");
+                    }
+                    if let Some(grace) = grace {
+                        self.positive_duration(grace, "a grace period");
+                    }
                     if let Some(ty) = self.profile_field(field)
                         && !matches!(ty.strip_optional(), Ty::Time | Ty::Date | Ty::Error)
                     {

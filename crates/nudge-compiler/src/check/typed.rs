@@ -1009,10 +1009,23 @@ impl<'a> Builder<'a> {
                     },
                 }
             }
-            ast::Trigger::DateProperty { offset, field } => tir::Trigger::DateProperty {
-                offset: offset.seconds,
-                field: self.profile_field(&field.name, u.at(field.span))?,
-            },
+            ast::Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            } => {
+                let seconds = offset.map_or(0, |o| o.seconds);
+                tir::Trigger::DateProperty {
+                    offset: if *before { -seconds } else { seconds },
+                    field: self.profile_field(&field.name, u.at(field.span))?,
+                    yearly: yearly.is_some(),
+                    at: at.as_ref().map(minutes),
+                    grace: grace.map(|g| g.seconds),
+                }
+            }
             ast::Trigger::Entering(s) => tir::Trigger::Entering {
                 segment: self.segment_by_ident(u.file, s)?,
             },

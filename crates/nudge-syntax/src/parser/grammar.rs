@@ -1269,14 +1269,35 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             local: local.is_some(),
             segment,
         });
-    let date_prop = kit
-        .duration
-        .clone()
-        .then_ignore(word("after"))
+    let date_offset = choice((
+        kit.duration
+            .clone()
+            .then(choice((word("after").to(false), word("before").to(true))))
+            .map(|(d, before)| (Some(d), before)),
+        kw("on").to((None, false)),
+    ));
+    let date_prop = date_offset
         .then_ignore(kw("profile"))
         .then_ignore(t(Token::Dot))
         .then(kit.field.clone())
-        .map(|(offset, field)| Trigger::DateProperty { offset, field });
+        .then(
+            word("every")
+                .ignore_then(word("year"))
+                .map_with(|_, e| espan(e))
+                .or_not(),
+        )
+        .then(word("at").ignore_then(kit.time.clone()).or_not())
+        .then(word("grace").ignore_then(kit.duration.clone()).or_not())
+        .map(
+            |(((((offset, before), field), yearly), at), grace)| Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            },
+        );
     let entering = word("entering")
         .ignore_then(kit.ident.clone())
         .map(Trigger::Entering);

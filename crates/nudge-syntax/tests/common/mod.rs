@@ -310,11 +310,28 @@ impl Dumper {
                         self.opt("for", segment, |d, s| d.ident(s));
                         self.w(")");
                     }
-                    Trigger::DateProperty { offset, field } => {
-                        self.w("(after ");
-                        self.dur(offset);
-                        self.w(" profile.");
+                    Trigger::DateProperty {
+                        offset,
+                        before,
+                        field,
+                        yearly,
+                        at,
+                        grace,
+                    } => {
+                        match offset {
+                            Some(o) => {
+                                self.w(if *before { "(before " } else { "(after " });
+                                self.dur(o);
+                                self.w(" profile.");
+                            }
+                            None => self.w("(on profile."),
+                        }
                         self.ident(field);
+                        if yearly.is_some() {
+                            self.w(" every-year");
+                        }
+                        self.opt("at", at, |d, t| d.time(t));
+                        self.opt("grace", grace, |d, g| d.dur(g));
                         self.w(")");
                     }
                     Trigger::Entering(s) => {
