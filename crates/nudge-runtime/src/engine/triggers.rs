@@ -421,6 +421,62 @@ mod tests {
     }
 
     #[test]
+    fn date_rules_find_the_occurrences_around_now() {
+        let t = |s: &str| parse_time(s).unwrap();
+        let now = t("2026-01-05T10:00:00Z");
+        // An instant three days back, and one ahead.
+        let before = DateRule {
+            offset: -3 * 86_400,
+            yearly: false,
+            at: None,
+        };
+        let renews = Base::Time(t("2026-01-07T10:00:00Z"));
+        assert_eq!(
+            before.around(renews, Tz::UTC, now),
+            (Some(t("2026-01-04T10:00:00Z")), None)
+        );
+        let renews = Base::Time(t("2026-01-09T10:00:00Z"));
+        assert_eq!(
+            before.around(renews, Tz::UTC, now),
+            (None, Some(t("2026-01-06T10:00:00Z")))
+        );
+        // A yearly time keeps its local time of day; 29 February moves to
+        // the 28th in other years and back in leap years.
+        let yearly = DateRule {
+            offset: 0,
+            yearly: true,
+            at: None,
+        };
+        let leap = Base::Time(t("2024-02-29T18:30:00Z"));
+        assert_eq!(
+            yearly.around(leap, Tz::Europe__Berlin, now),
+            (
+                Some(t("2025-02-28T18:30:00Z")),
+                Some(t("2026-02-28T18:30:00Z"))
+            )
+        );
+        let later = t("2027-03-01T00:00:00Z");
+        assert_eq!(
+            yearly.around(leap, Tz::Europe__Berlin, later).1,
+            Some(t("2028-02-29T18:30:00Z"))
+        );
+        // A date a week before its anniversary, at 09:00 local, across the new year.
+        let week_before = DateRule {
+            offset: -7 * 86_400,
+            yearly: true,
+            at: Some(9 * 60),
+        };
+        let jan_3 = Base::Date(NaiveDate::from_ymd_opt(1990, 1, 3).unwrap().to_epoch_days());
+        assert_eq!(
+            week_before.around(jan_3, Tz::America__New_York, now),
+            (
+                Some(t("2025-12-27T14:00:00Z")),
+                Some(t("2026-12-27T14:00:00Z"))
+            )
+        );
+    }
+
+    #[test]
     fn monthly_and_daily_schedules() {
         let now = parse_time("2026-11-23T10:00:00Z").unwrap();
         let due = next_occurrence(now, Tz::UTC, Cadence::Month(1), 0).unwrap();
