@@ -16,9 +16,9 @@ use crate::types::{FieldDef, RecordDef, RecordId, RecordKind, Ty};
 
 /// A folded constant: a duration in seconds or an integer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Folded<T = i64> {
-    Dur(T),
-    Int(T),
+pub(crate) enum Folded {
+    Dur(i64),
+    Int(i64),
 }
 
 /// Channels a message, quiet hours or a cap may name.
@@ -543,14 +543,6 @@ impl<'a> Checker<'a> {
         if depth > 64 {
             return Err(here);
         }
-        let dur = |v: Folded| match v {
-            Folded::Dur(s) => Ok(s),
-            Folded::Int(_) => Err(here),
-        };
-        let int = |v: Folded| match v {
-            Folded::Int(i) => Ok(i),
-            Folded::Dur(_) => Err(here),
-        };
         Ok(match &e.kind {
             ExprKind::Duration(s) => Folded::Dur(*s),
             ExprKind::Int(i) => Folded::Int(*i),
@@ -569,35 +561,23 @@ impl<'a> Checker<'a> {
                 Folded::Int(i) => Folded::Int(i.checked_neg().ok_or(here)?),
             },
             ExprKind::Binary { op, lhs, rhs } => {
+                use Folded::{Dur, Int};
+                use ast::BinaryOp::{Add, Div, Mul, Sub};
                 let l = self.fold_duration(lhs, file, depth + 1)?;
                 let r = self.fold_duration(rhs, file, depth + 1)?;
+                // Overflow, division by zero and mixed units are not constants.
                 let v = match (op, l, r) {
-                    (ast::BinaryOp::Add, Folded::Dur(a), _) => Folded::Dur(a.checked_add(dur(r)?)),
-                    (ast::BinaryOp::Sub, Folded::Dur(a), _) => Folded::Dur(a.checked_sub(dur(r)?)),
-                    (ast::BinaryOp::Mul, Folded::Dur(a), _) => Folded::Dur(a.checked_mul(int(r)?)),
-                    (ast::BinaryOp::Mul, Folded::Int(a), Folded::Dur(b)) => {
-                        Folded::Dur(b.checked_mul(a))
-                    }
+                    (Add, Dur(a), Dur(b)) => a.checked_add(b).map(Dur),
+                    (Sub, Dur(a), Dur(b)) => a.checked_sub(b).map(Dur),
+                    (Mul, Dur(a), Int(b)) | (Mul, Int(b), Dur(a)) => a.checked_mul(b).map(Dur),
                     // Integer division truncates toward zero, as at run time.
-                    (ast::BinaryOp::Div, Folded::Dur(a), Folded::Int(b)) if b != 0 => {
-                        Folded::Dur(a.checked_div(b))
-                    }
-                    (ast::BinaryOp::Add, Folded::Int(a), Folded::Int(b)) => {
-                        Folded::Int(a.checked_add(b))
-                    }
-                    (ast::BinaryOp::Sub, Folded::Int(a), Folded::Int(b)) => {
-                        Folded::Int(a.checked_sub(b))
-                    }
-                    (ast::BinaryOp::Mul, Folded::Int(a), Folded::Int(b)) => {
-                        Folded::Int(a.checked_mul(b))
-                    }
-                    _ => return Err(here),
+                    (Div, Dur(a), Int(b)) => a.checked_div(b).map(Dur),
+                    (Add, Int(a), Int(b)) => a.checked_add(b).map(Int),
+                    (Sub, Int(a), Int(b)) => a.checked_sub(b).map(Int),
+                    (Mul, Int(a), Int(b)) => a.checked_mul(b).map(Int),
+                    _ => None,
                 };
-                match v {
-                    Folded::Dur(Some(s)) => Folded::Dur(s),
-                    Folded::Int(Some(i)) => Folded::Int(i),
-                    _ => return Err(here),
-                }
+                v.ok_or(here)?
             }
             _ => return Err(here),
         })
