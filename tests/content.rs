@@ -168,3 +168,87 @@ fn nudge_check_refuses_templates_outside_the_project() {
         assert!(!bundle.exists(), "{path}");
     }
 }
+
+#[test]
+fn dates_and_money_are_written_in_the_recipients_zone_locale_and_currency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop");
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(dir.join("nudge.toml"), "").unwrap();
+    std::fs::write(
+        dir.join("shop.flow"),
+        r#"policy {
+  currency "EUR"
+}
+
+profile {
+  renews_at: time?
+}
+
+message receipt(order: order_completed) {
+  channel email
+  purpose transactional
+  subject "Paid {order.total}, renews {format_date(profile.renews_at ?? now(), "long")}"
+  body template "templates/receipt.html"
+}
+
+message reminder(order: order_completed) {
+  channel sms
+  purpose transactional
+  text "{format_money_in(order.total, order.currency ?? "EUR")} on {format_date(now(), "%a %-d %b %H:%M %Z")}"
+}
+
+flow thanks {
+  trigger order_completed
+  send receipt(trigger)
+  send reminder(trigger)
+}
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("templates/receipt.html"),
+        "{% for p in order.products %}{{ p.name }} {{ p.price }}; {% endfor %}total {{ order.total }}, store {{ format_total }}\n",
+    )
+    .unwrap();
+    // A template can read a let; it is written in the store's currency.
+    let flow = std::fs::read_to_string(dir.join("shop.flow")).unwrap();
+    std::fs::write(
+        dir.join("shop.flow"),
+        format!("let format_total = $1000\n\n{flow}"),
+    )
+    .unwrap();
+    let lines = [
+        json!({"type": "identify", "userId": "u1", "timestamp": "2026-01-05T09:00:00Z",
+               "traits": {"email": "u1@example.com", "phone": "+4915112345678",
+                          "timezone": "Europe/Berlin", "locale": "de-DE",
+                          "renews_at": "2026-12-24T16:30:00Z"}}),
+        json!({"type": "track", "event": "Order Completed", "userId": "u1",
+               "timestamp": "2026-01-05T10:00:00Z",
+               "properties": {"order_id": "o1", "total": 1250, "currency": "JPY",
+                              "products": [{"product_id": "p1", "name": "Tee", "price": 1250.5}]}}),
+    ];
+    let events = dir.join("events.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&events, text.join("\n") + "\n").unwrap();
+    let out = nudge(&["run", s(&dir), "--events", s(&events), "--drain"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = content(&dir);
+    // Inline content: the store's currency; the date in Berlin, in German.
+    assert_eq!(
+        c["receipt"]["subject"],
+        "Paid €1250.00, renews 24. Dezember 2026"
+    );
+    // The template: the order's own currency (yen: no minor units) for it
+    // and its products, the store's for a constant.
+    assert_eq!(
+        c["receipt"]["body"],
+        "Tee ¥1251; total ¥1250, store €1000.00"
+    );
+    assert_eq!(c["reminder"]["text"], "¥1250 on Mo. 5 Jan. 11:00 CET");
+}

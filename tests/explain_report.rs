@@ -249,3 +249,46 @@ fn the_report_in_json_csv_and_html() {
     assert!(html.contains("quiet_sms"));
     assert!(!html.contains("<script"));
 }
+
+#[test]
+fn a_date_learned_too_late_is_explained() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("nudge.toml"), "").unwrap();
+    std::fs::write(
+        dir.path().join("renewals.flow"),
+        r#"profile {
+  renews_at: time?
+}
+
+message renewal_notice() {
+  channel email
+  subject "Your plan renews soon"
+  body "See you then."
+}
+
+flow renewal {
+  trigger 3d before profile.renews_at grace 1d
+
+  send renewal_notice()
+}
+"#,
+    )
+    .unwrap();
+    let line = r#"{"type":"identify","userId":"late_id","timestamp":"2026-01-05T10:00:00Z","traits":{"email":"l@example.com","consent":{"email":true},"renews_at":"2026-01-06T10:00:00Z"}}"#;
+    std::fs::write(dir.path().join("events.jsonl"), format!("{line}\n")).unwrap();
+    nudge()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--drain")
+        .assert()
+        .success();
+    // Due on 3 January, learned on the 5th: two days late, past the grace of one.
+    nudge()
+        .args(["explain", "late_id"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "not entered into renewal: its date had passed when it was learned (due 2026-01-03T10:00:00Z, learned 2d later)",
+        ));
+}

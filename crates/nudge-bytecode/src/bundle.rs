@@ -336,10 +336,18 @@ pub enum Trigger {
     },
     /// A profile date plus an offset; re-armed when the field changes.
     DateProperty {
-        /// Seconds after the date.
+        /// Seconds after the date; negative before it.
         offset: i64,
-        /// The profile field.
+        /// The profile field (a `time` or a `date`).
         field: u16,
+        /// On each anniversary of the date (29 February: the 28th in other years).
+        yearly: bool,
+        /// The time of day in the recipient's zone, in minutes since midnight;
+        /// none keeps the time of the date plus the offset (midnight for a `date`).
+        at: Option<u16>,
+        /// How long past its time, in seconds, a date learned late still
+        /// fires at once; none: it is skipped (and recorded).
+        grace: Option<i64>,
     },
     /// A profile change makes the segment true.
     Entering {
@@ -489,6 +497,9 @@ pub struct Policy {
     pub caps: Vec<Cap>,
     /// Suppression list files, as paths joined to the declaring file's directory.
     pub suppress_lists: Vec<String>,
+    /// The store's currency, an ISO 4217 code (`EUR`): how amounts are
+    /// written in messages. None writes them with `$` and two digits.
+    pub currency: Option<String>,
 }
 
 impl Bundle {

@@ -109,6 +109,9 @@ impl Disasm<'_> {
         for s in &p.suppress_lists {
             self.line(format!("  suppress list {s:?}"));
         }
+        if let Some(c) = &p.currency {
+            self.line(format!("  currency {c:?}"));
+        }
     }
 
     /// Who reads each event kind back, hence how long it is kept.
@@ -282,11 +285,30 @@ impl Disasm<'_> {
                 }
                 s
             }
-            Trigger::DateProperty { offset, field } => format!(
-                "{} after profile.{}",
-                format_duration(*offset),
-                self.field_name(self.b.profile, *field)
-            ),
+            Trigger::DateProperty {
+                offset,
+                field,
+                yearly,
+                at,
+                grace,
+            } => {
+                let field = self.field_name(self.b.profile, *field);
+                let mut s = match offset {
+                    0 => format!("on profile.{field}"),
+                    o if *o < 0 => format!("{} before profile.{field}", format_duration(-o)),
+                    o => format!("{} after profile.{field}", format_duration(*o)),
+                };
+                if *yearly {
+                    s.push_str(" every year");
+                }
+                if let Some(at) = at {
+                    let _ = write!(s, " at {:02}:{:02}", at / 60, at % 60);
+                }
+                if let Some(g) = grace {
+                    let _ = write!(s, " grace {}", format_duration(*g));
+                }
+                s
+            }
             Trigger::Entering { segment } => {
                 format!("entering {}", self.global_name(&self.b.segments, *segment))
             }

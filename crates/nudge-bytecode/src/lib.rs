@@ -32,6 +32,6 @@ pub use instr::Instr;
 pub use retention::{Readers, Retention};
 pub use value::{
     Record, Type, Value, civil_from_days, format_duration, format_duration_ms, format_instant,
-    format_instant_ms, format_money,
+    format_instant_ms, format_money, format_money_in,
 };
 pub use wire::{DecodeError, FORMAT_VERSION, MAGIC};

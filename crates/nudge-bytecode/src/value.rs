@@ -68,17 +68,48 @@ impl Value {
     /// durations in the language's units, instants in RFC 3339 UTC, none as
     /// the empty string, list items separated by `, `.
     pub fn to_text(&self) -> String {
+        self.to_text_in(None)
+    }
+
+    /// The value as text, as [`Value::to_text`], with money written in a
+    /// currency given by its ISO 4217 code (see [`format_money_in`]).
+    pub fn to_text_in(&self, currency: Option<&str>) -> String {
         match self {
             Value::None => String::new(),
             Value::Str(s) | Value::Timezone(s) => s.to_string(),
-            Value::Money(m) => format_money(*m),
+            Value::Money(m) => format_money_in(*m, currency),
             Value::List(items) => items
                 .iter()
-                .map(Value::to_text)
+                .map(|v| v.to_text_in(currency))
                 .collect::<Vec<_>>()
                 .join(", "),
             other => other.to_string(),
         }
+    }
+}
+
+/// Money as shoppers read it in a currency given by its ISO 4217 code:
+/// `€12.50`, `¥1250` (no digit grouping), `-£3.00`, and for a code
+/// without a sign of its own the code first, `CHF 12.50`. Rounded half away
+/// from zero to the currency's minor units, exactly (never through a float).
+/// With no currency, as [`format_money`].
+pub fn format_money_in(m: Decimal, currency: Option<&str>) -> String {
+    let Some(code) = currency else {
+        return format_money(m);
+    };
+    let known = nudge_stdlib::format::currency(code);
+    let digits = known.map_or(2, |c| c.digits);
+    let r = m.round_dp_with_strategy(digits, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    let sign = if r.is_sign_negative() && !r.is_zero() {
+        "-"
+    } else {
+        ""
+    };
+    let mut abs = r.abs();
+    abs.rescale(digits);
+    match known.and_then(|c| c.symbol) {
+        Some(symbol) => format!("{sign}{symbol}{abs}"),
+        None => format!("{sign}{code} {abs}"),
     }
 }
 

@@ -26,8 +26,8 @@ use crate::value::{Record, Type, Value};
 pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
-/// added `Bundle::retention`).
-pub const FORMAT_VERSION: u16 = 3;
+/// added `Bundle::retention`, 4 added `Policy::currency`).
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -893,12 +893,31 @@ wire_struct!(StepInfo {
     block,
     pc
 });
-wire_struct!(Policy {
-    timezone,
-    quiet,
-    caps,
-    suppress_lists
-});
+impl Wire for Policy {
+    fn put(&self, w: &mut Writer) {
+        self.timezone.put(w);
+        self.quiet.put(w);
+        self.caps.put(w);
+        self.suppress_lists.put(w);
+        self.currency.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Policy::get_version(r, FORMAT_VERSION)
+    }
+}
+
+impl Policy {
+    /// Reads a policy written in format `version` (4 added `currency`).
+    fn get_version(r: &mut Reader, version: u16) -> Result<Self, DecodeError> {
+        Ok(Policy {
+            timezone: Wire::get(r)?,
+            quiet: Wire::get(r)?,
+            caps: Wire::get(r)?,
+            suppress_lists: Wire::get(r)?,
+            currency: if version >= 4 { Wire::get(r)? } else { None },
+        })
+    }
+}
 wire_struct!(Readers {
     forever,
     instances,
@@ -938,7 +957,7 @@ impl Bundle {
             segments: Wire::get(r)?,
             messages: Wire::get(r)?,
             flows: Wire::get(r)?,
-            policy: Wire::get(r)?,
+            policy: Policy::get_version(r, version)?,
             retention: Retention::default(),
         };
         b.retention = if version >= 3 {
@@ -1031,15 +1050,36 @@ impl Wire for Trigger {
                 local.put(w);
                 segment.put(w)
             }),
-            Trigger::DateProperty { offset, field } => tagged(w, 2, |w| {
+            // The plain form keeps its encoding (and so its flows' versions);
+            // the others, added in format 4, have a tag of their own.
+            Trigger::DateProperty {
+                offset,
+                field,
+                yearly: false,
+                at: None,
+                grace: None,
+            } => tagged(w, 2, |w| {
                 offset.put(w);
                 field.put(w)
+            }),
+            Trigger::DateProperty {
+                offset,
+                field,
+                yearly,
+                at,
+                grace,
+            } => tagged(w, 4, |w| {
+                offset.put(w);
+                field.put(w);
+                yearly.put(w);
+                at.put(w);
+                grace.put(w)
             }),
             Trigger::Entering { segment } => tagged(w, 3, |w| segment.put(w)),
         }
     }
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(match r.tag("trigger", 3)? {
+        Ok(match r.tag("trigger", 4)? {
             0 => Trigger::Event(Wire::get(r)?),
             1 => Trigger::Schedule {
                 cadence: Wire::get(r)?,
@@ -1050,10 +1090,34 @@ impl Wire for Trigger {
             2 => Trigger::DateProperty {
                 offset: Wire::get(r)?,
                 field: Wire::get(r)?,
+                yearly: false,
+                at: None,
+                grace: None,
             },
-            _ => Trigger::Entering {
+            3 => Trigger::Entering {
                 segment: Wire::get(r)?,
             },
+            _ => {
+                let at = r.pos;
+                let t = Trigger::DateProperty {
+                    offset: Wire::get(r)?,
+                    field: Wire::get(r)?,
+                    yearly: Wire::get(r)?,
+                    at: Wire::get(r)?,
+                    grace: Wire::get(r)?,
+                };
+                // Each trigger has one encoding: the plain form has tag 2.
+                if let Trigger::DateProperty {
+                    yearly: false,
+                    at: None,
+                    grace: None,
+                    ..
+                } = t
+                {
+                    return Err(r.invalid(at, "a plain date trigger in the long form"));
+                }
+                t
+            }
         })
     }
 }

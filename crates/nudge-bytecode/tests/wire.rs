@@ -217,6 +217,7 @@ fn sample() -> Bundle {
             quiet: vec![],
             caps: vec![],
             suppress_lists: vec!["lists/optout.txt".into()],
+            currency: Some("EUR".into()),
         },
         retention: Retention::default(),
     };
@@ -328,7 +329,7 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 4 (this nudge reads versions 2 to 3)"),
+            .contains("unsupported bundle format version 5 (this nudge reads versions 2 to 4)"),
         "{err}"
     );
     // Format 1 had no local names: its flows cannot be read as format 2.
@@ -444,7 +445,7 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 3\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 4\n"), "{listing}");
     assert!(listing.contains("step 0 first: wait 1h"), "{listing}");
     assert!(
         listing.contains("  local 0: seen from step 1\n"),
@@ -455,6 +456,7 @@ fn the_listing_annotates_instructions_with_source_lines() {
         listing.contains("cap marketing 3 per 7d then defer"),
         "{listing}"
     );
+    assert!(listing.contains("  currency \"EUR\"\n"), "{listing}");
     let bare = disassemble(&sample(), &|_| None);
     assert!(bare.contains("; shop.flow:2\n"), "{bare}");
 }
@@ -598,4 +600,44 @@ fn every_instruction_is_documented() {
         tags.insert(m);
     }
     assert_eq!(tags.len(), all.len(), "mnemonics are distinct");
+}
+
+#[test]
+fn date_triggers_round_trip_and_the_plain_form_keeps_its_encoding() {
+    let with = |trigger: Trigger| {
+        let mut b = sample();
+        b.flows[0].trigger = trigger;
+        b.compute_versions();
+        b
+    };
+    let plain = with(Trigger::DateProperty {
+        offset: -3 * 86_400,
+        field: 0,
+        yearly: false,
+        at: None,
+        grace: None,
+    });
+    let yearly = with(Trigger::DateProperty {
+        offset: -3 * 86_400,
+        field: 0,
+        yearly: true,
+        at: Some(9 * 60),
+        grace: Some(86_400),
+    });
+    for b in [&plain, &yearly] {
+        let bytes = b.encode();
+        let back = Bundle::decode(&bytes).unwrap();
+        assert_eq!(&back, b);
+        assert_eq!(back.encode(), bytes);
+    }
+    // The long form costs its three fields (yearly 1 byte, at 1 + 2, grace
+    // 1 + 3) and the plain one nothing: a flow with a plain date trigger
+    // keeps its encoding, and so its version, across format 4.
+    assert_eq!(yearly.encode().len(), plain.encode().len() + 1 + 3 + 4);
+    assert_ne!(plain.flows[0].version, yearly.flows[0].version);
+    let listing = disassemble(&yearly, &|_| None);
+    assert!(
+        listing.contains("3d before profile.email every year at 09:00 grace 1d"),
+        "{listing}"
+    );
 }

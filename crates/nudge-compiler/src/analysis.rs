@@ -89,6 +89,9 @@ pub struct Analysis {
     pub(crate) expr_types: HashMap<FileSpan, Ty>,
     pub(crate) resolved: HashMap<FileSpan, SymbolId>,
     pub(crate) refs: HashMap<SymbolId, Vec<FileSpan>>,
+    /// The length in seconds of each constant named where a flow needs a
+    /// duration (`wait grace`), by where the name is written.
+    pub(crate) durations: HashMap<FileSpan, i64>,
     /// The typed program, when the project has no errors.
     pub(crate) program: Option<Program>,
     /// The syntax tree of every `.flow` file checked (user files, then the stdlib).
@@ -99,6 +102,13 @@ impl Analysis {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The length in seconds of the constant named where a flow needs a
+    /// duration (`wait grace`), by where the name is written; none when the
+    /// name is not a constant duration.
+    pub fn constant_duration(&self, at: FileSpan) -> Option<i64> {
+        self.durations.get(&at).copied()
     }
 
     /// The typed program lowering reads: present exactly when the checker

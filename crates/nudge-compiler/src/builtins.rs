@@ -69,6 +69,7 @@ impl Subst {
                 let ok = match v {
                     Var::N => matches!(actual, Ty::Int | Ty::Decimal | Ty::Money | Ty::Duration),
                     Var::E => names.is_event(actual),
+                    Var::D => matches!(actual, Ty::Time | Ty::Date),
                     Var::T | Var::U => !matches!(actual, Ty::Null | Ty::Fn(..)),
                 };
                 if ok {

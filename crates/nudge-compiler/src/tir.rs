@@ -209,10 +209,16 @@ pub enum Trigger {
     },
     /// A date in the profile, with an offset in seconds.
     DateProperty {
-        /// The offset.
+        /// The offset: negative before the date.
         offset: i64,
         /// The profile field.
         field: u16,
+        /// On each anniversary of the date.
+        yearly: bool,
+        /// The local time of day, in minutes since midnight.
+        at: Option<u16>,
+        /// How long past its time a date learned late still fires, in seconds.
+        grace: Option<i64>,
     },
     /// Entering a segment.
     Entering {

@@ -162,21 +162,36 @@ fn a_bundle_that_declares_less_than_its_code_reads_is_refused() {
 #[test]
 fn a_format_2_bundle_gets_its_retention_derived() {
     let b = example_bundle("cart_recovery");
-    // Format 2 is format 3 less the retention, written last: with no
-    // schemas and no cap window, that is two zero bytes.
+    // Format 2 is format 4 less the policy's currency and the retention,
+    // written last: with no currency, no schemas and no cap window, that is
+    // three zero bytes.
+    assert_eq!(b.policy.currency, None);
     let mut bytes = Bundle {
         retention: Default::default(),
         ..b.clone()
     }
     .encode();
-    assert!(bytes.ends_with(&[0, 0]));
-    bytes.truncate(bytes.len() - 2);
+    assert!(bytes.ends_with(&[0, 0, 0]));
+    bytes.truncate(bytes.len() - 3);
     bytes[6..8].copy_from_slice(&2u16.to_le_bytes());
     let old = Bundle::decode(&bytes).expect("format 2 still decodes");
     assert_eq!(old.retention, b.retention);
     assert!(readers(&old, "order_completed").read());
     // Encoding it again writes the current format, retention included.
-    assert!(old.encode() == b.encode(), "re-encoded as format 3");
+    assert!(old.encode() == b.encode(), "re-encoded as format 4");
+    // Format 3 is format 4 less the policy's currency.
+    let mut bytes = b.encode();
+    let retention = nudge_compiler::bytecode::Bundle {
+        retention: Default::default(),
+        ..b.clone()
+    };
+    let tail = b.encode().len() - (retention.encode().len() - 2);
+    let currency_at = bytes.len() - tail - 1;
+    assert_eq!(bytes[currency_at], 0, "no currency");
+    bytes.remove(currency_at);
+    bytes[6..8].copy_from_slice(&3u16.to_le_bytes());
+    let v3 = Bundle::decode(&bytes).expect("format 3 still decodes");
+    assert_eq!(v3, b);
 }
 
 #[test]

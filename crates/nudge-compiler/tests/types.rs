@@ -381,3 +381,128 @@ fn stdlib_is_clean_and_not_linted() {
     let (_, a) = analyse("");
     assert!(a.diagnostics.is_empty(), "{:?}", a.diagnostics);
 }
+
+#[test]
+fn named_durations_in_waits_and_windows() {
+    let flow = |lets: &str, steps: &str| {
+        format!(
+            "{lets}\nflow f {{\n  trigger order_completed\n  goal order_completed within window\n{steps}\n  send m(\"x\")\n}}"
+        )
+    };
+    // Constants folded from literals, integers and other constants.
+    let ok = flow(
+        "let grace = 3d\nlet window = grace * 2 + 12h\nlet half = window / 2 - 1h",
+        "  wait grace\n  let d = wait for order_delivered within half\n  wait 1h",
+    );
+    let (_, a) = analyse(&format!(
+        "{PRELUDE}message m(name: string) {{\n  channel email\n  subject \"Hi {{name}}\"\n  body \"x\"\n}}\n{ok}\n"
+    ));
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+    let program = a.program().expect("no errors, so a typed program");
+    let f = &program.flows[0];
+    let waits: Vec<String> = f.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
+    assert!(waits[0].starts_with("Wait(259200)"), "{waits:?}");
+    assert!(waits[1].contains("within: 277200"), "{waits:?}");
+    // The goal window is 6d 12h; the lint sees the named lengths.
+    assert!(
+        !a.diagnostics.iter().any(|d| d.code.id == "W0007"),
+        "the constants count as used"
+    );
+
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Computed from the profile: not a constant.
+        (
+            "let window = 7d\nlet grace = 1d * profile.orders_count",
+            "  wait grace",
+            &["E0310"],
+        ),
+        // A local of the flow is computed while it runs.
+        (
+            "let window = 7d",
+            "  let grace = 3d\n  wait grace",
+            &["E0310"],
+        ),
+        // Not a duration.
+        ("let window = 7d\nlet grace = 3", "  wait grace", &["E0301"]),
+        // Zero after folding.
+        (
+            "let window = 7d\nlet grace = 1d - 24h",
+            "  wait grace",
+            &["E0306"],
+        ),
+        // Unknown names are unknown.
+        ("let window = 7d", "  wait grcae", &["E0201"]),
+        // A computed goal window.
+        ("let window = 1d * len([1, 2])", "  wait 1h", &["E0310"]),
+    ];
+    for (lets, steps, want) in cases {
+        assert_eq!(flow_errors(&flow(lets, steps)), *want, "{lets} / {steps}");
+    }
+}
+
+#[test]
+fn a_wait_beyond_a_named_goal_window_is_linted() {
+    let src = format!(
+        "{PRELUDE}message m(name: string) {{\n  channel email\n  subject \"Hi {{name}}\"\n  body \"x\"\n}}\nlet window = 2d\nlet pause = 3d\nflow f {{\n  trigger order_completed\n  goal order_completed within window\n  wait pause\n  send m(\"x\")\n}}\n"
+    );
+    let (_, a) = analyse(&src);
+    let w: Vec<&str> = a.diagnostics.iter().map(|d| d.code.id).collect();
+    assert_eq!(w, ["W0003"]);
+}
+
+#[test]
+fn formatting_builtins_check_their_arguments() {
+    assert_eq!(type_of("format_date(now(), \"long\")"), "string");
+    assert_eq!(type_of("format_date(2026-12-24, \"%d %B\")"), "string");
+    assert_eq!(type_of("format_money_in($3, \"JPY\")"), "string");
+    // A moment is a time or a date.
+    assert_eq!(type_of("format_date(3, \"long\")"), "E0303");
+    // Constant formats and currencies are read now.
+    assert_eq!(type_of("format_date(now(), \"lnog\")"), "E0311");
+    assert_eq!(type_of("format_date(now(), \"%Y-%q\")"), "E0311");
+    assert_eq!(type_of("format_money_in($3, \"eur\")"), "E0311");
+    let (_, a) = analyse("let style = \"%Y %\"\nlet probe = format_date(now(), style)\n");
+    assert_eq!(error_codes(&a), ["E0311"]);
+    // A misspelt style gets the closest one as a fix.
+    let (_, a) = analyse("let probe = format_date(now(), \"shrt\")\n");
+    let d = &a.diagnostics[0];
+    assert_eq!(d.fix.as_ref().unwrap().edits[0].replacement, "\"short\"");
+    // Known only at send time: not checked here.
+    let (_, a) = analyse(
+        "let probe = format_date(now(), profile.locale ?? \"long\") + format_money_in($1, profile.country ?? \"x\")\n",
+    );
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+    // The policy's currency.
+    let (_, a) = analyse("policy {\n  currency \"Euro\"\n}\n");
+    assert_eq!(error_codes(&a), ["E0311"]);
+    let (_, a) = analyse("policy {\n  currency \"EUR\"\n}\n");
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+}
+
+#[test]
+fn date_triggers_before_after_yearly_and_with_grace() {
+    let flow = |trigger: &str| {
+        format!(
+            "profile {{\n  renews_at: time?\n  since: date?\n  label: string?\n}}\nflow f {{\n  trigger {trigger}\n  send m(\"x\")\n}}"
+        )
+    };
+    for ok in [
+        "90d after profile.renews_at",
+        "3d before profile.renews_at",
+        "on profile.since every year",
+        "7d before profile.birthday every year at 09:00",
+        "on profile.renews_at at 10:30 grace 2d",
+        "90d after profile.last_order_at grace 2d",
+    ] {
+        assert_eq!(flow_errors(&flow(ok)), Vec::<&str>::new(), "{ok}");
+    }
+    let bad: &[(&str, &[&str])] = &[
+        ("0d before profile.renews_at", &["E0306"]),
+        ("1d after profile.renews_at grace 0s", &["E0306"]),
+        ("on profile.label every year", &["E0301"]),
+        ("on profile.nope", &["E0204"]),
+    ];
+    for (trigger, want) in bad {
+        assert_eq!(flow_errors(&flow(trigger)), *want, "{trigger}");
+    }
+}

@@ -394,6 +394,9 @@ impl<'s> Printer<'s> {
                                 PolicyItemKind::SuppressList(s) => {
                                     format!("suppress list {}", p.src.str_lit(s))
                                 }
+                                PolicyItemKind::Currency(s) => {
+                                    format!("currency {}", p.src.str_lit(s))
+                                }
                             };
                             p.leaf(rule.span, false, vec![line]);
                         }
@@ -512,7 +515,7 @@ impl<'s> Printer<'s> {
             ClauseKind::Goal(g) => format!(
                 "goal {} within {}",
                 self.filter(&g.filter),
-                self.src.dur(&g.within)
+                self.src.dur_arg(&g.within)
             ),
             ClauseKind::Holdout(p) => format!("holdout {}", self.src.percent(p)),
             ClauseKind::Priority(n) => format!("priority {}", self.src.int(n)),
@@ -555,8 +558,31 @@ impl<'s> Printer<'s> {
                     .unwrap_or_default();
                 format!("every {cadence} at {}{local}{segment}", self.src.time(at))
             }
-            Trigger::DateProperty { offset, field } => {
-                format!("{} after profile.{}", self.src.dur(offset), field.name)
+            Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            } => {
+                let mut s = match offset {
+                    Some(o) => {
+                        let dir = if *before { "before" } else { "after" };
+                        format!("{} {dir} profile.{}", self.src.dur(o), field.name)
+                    }
+                    None => format!("on profile.{}", field.name),
+                };
+                if yearly.is_some() {
+                    s.push_str(" every year");
+                }
+                if let Some(t) = at {
+                    s.push_str(&format!(" at {}", self.src.time(t)));
+                }
+                if let Some(g) = grace {
+                    s.push_str(&format!(" grace {}", self.src.dur(g)));
+                }
+                s
             }
             Trigger::Entering(s) => format!("entering {}", s.name),
         }
@@ -577,7 +603,7 @@ impl<'s> Printer<'s> {
             .map(|l| format!("{}: ", l.name))
             .unwrap_or_default();
         let body = match &step.kind {
-            StepKind::Wait(d) => format!("wait {}", self.src.dur(d)),
+            StepKind::Wait(d) => format!("wait {}", self.src.dur_arg(d)),
             StepKind::WaitUntil(e) => format!("wait until {}", expr(&self.src, e)),
             StepKind::WaitFor(w) => {
                 let binding = w
@@ -594,7 +620,7 @@ impl<'s> Printer<'s> {
                 format!(
                     "{binding}wait for {}{predicate} within {}",
                     events.join(" or "),
-                    self.src.dur(&w.within)
+                    self.src.dur_arg(&w.within)
                 )
             }
             StepKind::Send(call) => {

@@ -1,7 +1,9 @@
 //! Access to the source text: literal slices, duration parts and brace positions.
 
 use nudge_diagnostics::FileId;
-use nudge_syntax::ast::{DurationLit, InstantLit, IntLit, PercentLit, StrLit, TestTime, TimeLit};
+use nudge_syntax::ast::{
+    DurationArg, DurationLit, InstantLit, IntLit, PercentLit, StrLit, TestTime, TimeLit,
+};
 use nudge_syntax::{Span, Token};
 
 /// The source text with the token positions the tree does not record.
@@ -88,6 +90,14 @@ impl<'s> Source<'s> {
     /// A [`DurationLit`] as written.
     pub fn dur(&self, d: &DurationLit) -> String {
         self.duration(d.span, d.seconds)
+    }
+
+    /// A [`DurationArg`]: a literal as written, or the constant's name.
+    pub fn dur_arg(&self, d: &DurationArg) -> String {
+        match d {
+            DurationArg::Lit(l) => self.dur(l),
+            DurationArg::Name(n) => n.name.clone(),
+        }
     }
 
     /// An [`IntLit`] as written.

@@ -349,3 +349,33 @@ fn every_example_and_stdlib_file_round_trips() {
         assert_eq!(format_ok(&name, &out), out, "{name}: not idempotent");
     }
 }
+
+#[test]
+fn named_durations_keep_their_names() {
+    let src = "let grace = 3d\nflow f {\n  trigger order_completed\n  goal order_completed   within grace\n\n  wait   grace\n  let d = wait for order_delivered within  grace\n}\n";
+    let out = format_ok("named", src);
+    assert!(
+        out.contains("  goal order_completed within grace\n"),
+        "{out}"
+    );
+    assert!(out.contains("  wait grace\n"), "{out}");
+    assert!(
+        out.contains("  let d = wait for order_delivered within grace\n"),
+        "{out}"
+    );
+    assert_eq!(format_ok("named again", &out), out);
+}
+
+#[test]
+fn date_triggers_keep_their_words() {
+    for t in [
+        "3d before profile.renews_at",
+        "on profile.birthday every year at 09:00 grace 1d",
+        "7d before profile.birthday every year",
+        "90d after profile.last_order_at grace 2d",
+    ] {
+        let src = format!("flow f {{\n  trigger   {t}\n}}\n");
+        let out = format_ok(t, &src);
+        assert_eq!(out, format!("flow f {{\n  trigger {t}\n}}\n"));
+    }
+}

@@ -141,7 +141,16 @@ pub fn complete(snap: &Snapshot, file: FileId, offset: u32) -> Vec<Item> {
             let mut items = event_items(an);
             items.push(Item::new("every", ItemKind::Keyword).detail("a schedule"));
             items.push(Item::new("entering", ItemKind::Keyword).detail("a segment"));
+            items.push(Item::new("on", ItemKind::Keyword).detail("a date in the profile"));
             return items;
+        }
+        Some(Token::Duration(_)) if prev2 == Some(Token::Keyword("trigger")) => {
+            return keywords(&["after", "before"]);
+        }
+        Some(Token::Ident("every"))
+            if prev2.is_some_and(|t| matches!(t, Token::Ident(_))) && prev3 == Some(Token::Dot) =>
+        {
+            return keywords(&["year"]);
         }
         Some(Token::Keyword("on")) if prev2 == Some(Token::Keyword("exit")) => {
             return event_items(an);
@@ -761,7 +770,13 @@ fn statement_items(block: Block, prev: Option<Token>) -> Vec<Item> {
             "url",
             "payload",
         ]),
-        Block::Policy => keywords(&["timezone", "quiet hours", "cap", "suppress list"]),
+        Block::Policy => keywords(&[
+            "timezone",
+            "quiet hours",
+            "cap",
+            "suppress list",
+            "currency",
+        ]),
         Block::Test => keywords(&["given profile", "at", "run", "expect"]),
         Block::Fields | Block::Other => Vec::new(),
     }

@@ -2,8 +2,8 @@
 //! counting fixed waits (`+1d 1h`). A `wait until` or `wait for` before it
 //! has no fixed length, so the hint then says "at least" (`≥ +1d`).
 
-use nudge_diagnostics::{FileId, Span};
-use nudge_syntax::ast::{Item, Step, StepKind};
+use nudge_diagnostics::{FileId, FileSpan, Span};
+use nudge_syntax::ast::{DurationArg, Item, Step, StepKind};
 
 use crate::world::Snapshot;
 
@@ -39,7 +39,11 @@ pub fn inlay_hints(snap: &Snapshot, file: FileId, range: Span) -> Vec<InlayHint>
             at_least: false,
         };
         // `on exit` runs whenever the instance ends, so it gets no hints.
-        walk(steps.into_iter(), start, &mut out);
+        let length = |d: &DurationArg| match d {
+            DurationArg::Lit(l) => Some(l.seconds),
+            DurationArg::Name(n) => snap.analysis.constant_duration(FileSpan::new(file, n.span)),
+        };
+        walk(steps.into_iter(), start, &length, &mut out);
     }
     out.retain(|h| range.start <= h.offset && h.offset <= range.end);
     out
@@ -48,12 +52,16 @@ pub fn inlay_hints(snap: &Snapshot, file: FileId, range: Span) -> Vec<InlayHint>
 fn walk<'a>(
     steps: impl Iterator<Item = &'a Step>,
     mut now: Elapsed,
+    length: &dyn Fn(&DurationArg) -> Option<i64>,
     out: &mut Vec<InlayHint>,
 ) -> Elapsed {
     for s in steps {
         match &s.kind {
             StepKind::Wait(d) => {
-                now.seconds += d.seconds;
+                match length(d) {
+                    Some(seconds) => now.seconds += seconds,
+                    None => now.at_least = true,
+                }
                 out.push(InlayHint {
                     offset: s.span.end,
                     label: label(now),
@@ -64,10 +72,10 @@ fn walk<'a>(
                 let mut ends: Vec<Elapsed> = i
                     .branches
                     .iter()
-                    .map(|(_, b)| walk(b.steps.iter(), now, out))
+                    .map(|(_, b)| walk(b.steps.iter(), now, length, out))
                     .collect();
                 ends.push(match &i.otherwise {
-                    Some(b) => walk(b.steps.iter(), now, out),
+                    Some(b) => walk(b.steps.iter(), now, length, out),
                     None => now,
                 });
                 now = join(&ends);
@@ -75,7 +83,7 @@ fn walk<'a>(
             StepKind::Split(arms) => {
                 let ends: Vec<Elapsed> = arms
                     .iter()
-                    .map(|a| walk(a.body.steps.iter(), now, out))
+                    .map(|a| walk(a.body.steps.iter(), now, length, out))
                     .collect();
                 if !ends.is_empty() {
                     now = join(&ends);

@@ -559,3 +559,22 @@ fn completion_never_offers_a_label_twice() {
         assert_eq!(exits, 1, "{pattern}");
     }
 }
+
+#[test]
+fn date_trigger_words_are_offered() {
+    let text = "flow dated {\n  trigger 3d \n}\n";
+    let snap = snapshot(&[("dated.flow", text)]);
+    let f = file(&snap, "dated.flow");
+    let items = completion::complete(&snap, f, pos_of(text, "trigger 3d |\n"));
+    assert_eq!(labels(&items), ["after", "before"]);
+    let text = "flow dated {\n  trigger on profile.birthday every \n}\n";
+    let snap = snapshot(&[("dated.flow", text)]);
+    let f = file(&snap, "dated.flow");
+    let items = completion::complete(&snap, f, pos_of(text, "every |\n"));
+    assert_eq!(labels(&items), ["year"]);
+    let text = "flow dated {\n  trigger \n}\n";
+    let snap = snapshot(&[("dated.flow", text)]);
+    let f = file(&snap, "dated.flow");
+    let items = completion::complete(&snap, f, pos_of(text, "trigger |\n"));
+    assert!(labels(&items).contains(&"on".to_string()));
+}

@@ -372,6 +372,7 @@ fn describe_as(record: &Record, state: Option<&SendState>) -> String {
             flow,
             reason,
             late_by,
+            due,
         } => {
             let why = match (reason, late_by) {
                 (EntryReason::AlreadyActive, _) => "already in it".to_string(),
@@ -382,6 +383,17 @@ fn describe_as(record: &Record, state: Option<&SendState>) -> String {
                 }
                 (EntryReason::Late, None) => {
                     "the trigger arrived past the lateness bound".to_string()
+                }
+                (EntryReason::DatePassed, by) => {
+                    let mut s = "its date had passed when it was learned".to_string();
+                    if let Some(due) = due {
+                        s.push_str(&format!(" (due {due}"));
+                        if let Some(by) = by {
+                            s.push_str(&format!(", learned {by} later"));
+                        }
+                        s.push(')');
+                    }
+                    s
                 }
             };
             format!("not entered into {flow}: {why}")

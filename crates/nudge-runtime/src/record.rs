@@ -42,11 +42,16 @@ pub enum What {
         /// The flow.
         flow: String,
         /// Why: `already_active`, `entered_before`, `entered_within_window`,
-        /// or `late` (the trigger arrived later than the lateness bound).
+        /// `late` (the trigger arrived later than the lateness bound) or
+        /// `date_passed` (a date trigger's date was learned too late).
         reason: EntryReason,
-        /// For `late`: how long after it happened the trigger arrived.
+        /// For `late`: how long after it happened the trigger arrived; for
+        /// `date_passed`: how long past its time the date was learned.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         late_by: Option<String>,
+        /// For `date_passed`: when the date trigger was due, RFC 3339 in UTC.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        due: Option<String>,
     },
     /// A split chose a variant.
     Variant {
@@ -303,15 +308,19 @@ pub enum EntryReason {
     EnteredWithinWindow,
     /// The trigger arrived later than the lateness bound after it happened.
     Late,
+    /// A date trigger's date was learned when its time had already passed
+    /// (by more than the flow's `grace`, when it has one).
+    DatePassed,
 }
 
 impl EntryReason {
     /// Every reason, in report order.
-    pub const ALL: [EntryReason; 4] = [
+    pub const ALL: [EntryReason; 5] = [
         EntryReason::AlreadyActive,
         EntryReason::EnteredBefore,
         EntryReason::EnteredWithinWindow,
         EntryReason::Late,
+        EntryReason::DatePassed,
     ];
 
     /// The stable code, as the trace and metrics write it.
@@ -321,6 +330,7 @@ impl EntryReason {
             EntryReason::EnteredBefore => "entered_before",
             EntryReason::EnteredWithinWindow => "entered_within_window",
             EntryReason::Late => "late",
+            EntryReason::DatePassed => "date_passed",
         }
     }
 }

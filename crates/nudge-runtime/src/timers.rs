@@ -48,10 +48,21 @@ pub enum Wake {
     },
 }
 
+/// The bit of a [`Wake::DateTrigger`]'s generation that marks a yearly
+/// trigger's timer: it repeats, as a schedule does. The generation counts
+/// re-armings of one customer's trigger, which never reach it; keeping the
+/// mark there leaves the timer's layout (and the checkpoint's) as it was.
+pub const YEARLY: u32 = 1 << 31;
+
 impl Wake {
-    /// Whether this timer repeats forever (a schedule), so draining need not wait for it.
+    /// Whether this timer repeats forever (a schedule, a yearly date), so
+    /// draining need not wait for it.
     pub fn recurring(&self) -> bool {
-        matches!(self, Wake::Schedule { .. })
+        match self {
+            Wake::Schedule { .. } => true,
+            Wake::DateTrigger { generation, .. } => generation & YEARLY != 0,
+            Wake::Instance { .. } => false,
+        }
     }
 }
 

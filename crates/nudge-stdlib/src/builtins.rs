@@ -29,6 +29,8 @@ pub enum Var {
     N,
     /// An event's record type.
     E,
+    /// A moment: `time` or `date`.
+    D,
 }
 
 impl Var {
@@ -39,6 +41,7 @@ impl Var {
             Var::U => 'U',
             Var::N => 'N',
             Var::E => 'E',
+            Var::D => 'D',
         }
     }
 }
@@ -171,6 +174,7 @@ const T: SigTy = SigTy::Var(Var::T);
 const U: SigTy = SigTy::Var(Var::U);
 const N: SigTy = SigTy::Var(Var::N);
 const E: SigTy = SigTy::Var(Var::E);
+const D: SigTy = SigTy::Var(Var::D);
 const INT: SigTy = SigTy::Named("int");
 const BOOL: SigTy = SigTy::Named("bool");
 const STRING: SigTy = SigTy::Named("string");
@@ -232,7 +236,7 @@ builtins! {
     Trim = 16, "trim"(text: STRING) -> STRING,
         "The text without leading and trailing whitespace. `trim(event.text)`";
     FormatMoney = 17, "format_money"(amount: MONEY) -> STRING,
-        "The amount as shoppers read it, with a currency sign and two decimals. \
+        "The amount as shoppers read it, in the store's currency (the policy's `currency`; `$` and two decimals without one). \
          `format_money($12.5)` is `\"$12.50\"`";
     UrlEncode = 18, "url_encode"(text: STRING) -> STRING,
         "The text percent-encoded for use inside a URL query. \
@@ -257,6 +261,14 @@ builtins! {
     LastEvent = 24, "last_event"(kind: EVENT_E) -> SigTy::Optional(&E),
         "The latest event of that kind from this customer since the flow instance started, or none. \
          `last_event(cart_viewed)?.cart_id`";
+    // Formatting for messages.
+    FormatDate = 25, "format_date"(moment: D, format: STRING) -> STRING,
+        "An instant or a date as the recipient reads it, in their time zone and in the language of `profile.locale`: \
+         a style (`short`, `medium`, `long`, `full`, `time`) or a pattern (`%d %B %Y`). \
+         `format_date(profile.renews_at ?? now(), \"long\")` is `\"December 24, 2026\"`";
+    FormatMoneyIn = 26, "format_money_in"(amount: MONEY, currency: STRING) -> STRING,
+        "The amount as shoppers read it in a currency given by its ISO 4217 code: its sign and minor units. \
+         `format_money_in(order.total, order.currency ?? \"EUR\")` is `\"€12.50\"`";
 }
 
 // Row `i` of the table is the builtin with id `i`, so `Builtin::def` is an index.

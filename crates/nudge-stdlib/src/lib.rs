@@ -3,6 +3,7 @@
 //! checker reads and the runtime executes.
 
 mod builtins;
+pub mod format;
 
 pub use builtins::{BUILTINS, Builtin, BuiltinDef, Param, SigTy, Signature, Var, builtin};
 

@@ -321,12 +321,20 @@ pub enum Trigger {
         /// Who receives it; everyone when absent.
         segment: Option<Ident>,
     },
-    /// `trigger D after profile.FIELD`
+    /// `trigger (D after | D before | on) profile.FIELD (every year)? (at T)? (grace D)?`
     DateProperty {
-        /// How long after the date.
-        offset: DurationLit,
+        /// How long after (or before) the date; none for `on`, the date itself.
+        offset: Option<DurationLit>,
+        /// Whether the offset counts back from the date (`before`).
+        before: bool,
         /// The profile field holding the date.
         field: Ident,
+        /// `every year`: on each anniversary of the date.
+        yearly: Option<Span>,
+        /// `at T`: the time of day, in the recipient's zone.
+        at: Option<TimeLit>,
+        /// `grace D`: a date learned this long past still fires at once.
+        grace: Option<DurationLit>,
     },
     /// `trigger entering SEGMENT`
     Entering(Ident),
@@ -393,7 +401,7 @@ pub struct Goal {
     /// The conversion event and its predicate.
     pub filter: EventFilter,
     /// The attribution window.
-    pub within: DurationLit,
+    pub within: DurationArg,
 }
 
 /// A step, optionally labelled for versioned deploys (`reminder: send ...`).
@@ -411,7 +419,7 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub enum StepKind {
     /// `wait D`
-    Wait(DurationLit),
+    Wait(DurationArg),
     /// `wait until EXPR` (an instant)
     WaitUntil(Expr),
     /// `(let x =)? wait for E1 (or E2)* (where PRED)? within D`
@@ -461,7 +469,7 @@ pub struct WaitFor {
     /// The predicate, in which `event` is the candidate event.
     pub predicate: Option<Expr>,
     /// How long to wait.
-    pub within: DurationLit,
+    pub within: DurationArg,
 }
 
 /// `if` with its `else if` chain.
@@ -553,6 +561,8 @@ pub enum PolicyItemKind {
     Cap(Cap),
     /// `suppress list "path"`
     SuppressList(StrLit),
+    /// `currency "EUR"`: the store's currency, for amounts in messages.
+    Currency(StrLit),
 }
 
 /// `test "name" { ... }`
@@ -763,6 +773,34 @@ pub struct DurationLit {
     pub seconds: i64,
     /// Where it was written.
     pub span: Span,
+}
+
+/// A duration where a flow needs a constant: a literal (`3d`) or the name
+/// of a top-level `let` holding one (`grace`), which the checker folds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum DurationArg {
+    /// A literal such as `1h 30m`.
+    Lit(DurationLit),
+    /// A name, resolved by the checker to a constant duration.
+    Name(Ident),
+}
+
+impl DurationArg {
+    /// Where it was written.
+    pub fn span(&self) -> Span {
+        match self {
+            DurationArg::Lit(d) => d.span,
+            DurationArg::Name(n) => n.span,
+        }
+    }
+
+    /// The literal's length in seconds; none for a name.
+    pub fn literal(&self) -> Option<i64> {
+        match self {
+            DurationArg::Lit(d) => Some(d.seconds),
+            DurationArg::Name(_) => None,
+        }
+    }
 }
 
 /// A time-of-day literal such as `21:00`.

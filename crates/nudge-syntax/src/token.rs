@@ -35,7 +35,7 @@ pub const EXPRESSION_KEYWORDS: &[&str] = &[
 ];
 
 /// Words (keywords or not) that start a statement in a policy block.
-pub const POLICY_WORDS: &[&str] = &["timezone", "quiet", "cap", "suppress"];
+pub const POLICY_WORDS: &[&str] = &["timezone", "quiet", "cap", "suppress", "currency"];
 
 /// Words that start a statement in a test block; they are not reserved.
 pub const TEST_WORDS: &[&str] = &["given", "at", "run", "expect"];

@@ -134,7 +134,7 @@ fn adjacent_durations_add_up() {
         FlowItem::Step(Step {
             kind: StepKind::Wait(d),
             ..
-        }) => assert_eq!(d.seconds, 129_600),
+        }) => assert_eq!(d.literal(), Some(129_600)),
         other => panic!("{other:?}"),
     }
 }
@@ -303,7 +303,7 @@ fn wait_for_with_binding_alternatives_and_predicate() {
     let names: Vec<_> = w.events.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["a", "b"]);
     assert!(w.predicate.is_some());
-    assert_eq!(w.within.seconds, 14 * 86400);
+    assert_eq!(w.within.literal(), Some(14 * 86400));
 }
 
 #[test]
@@ -595,4 +595,78 @@ fn expected_operators_are_named_as_such() {
         "{titles:?}"
     );
     parse_ok("let x = not profile.vip and event.total in [1] or trigger.x == none ?? true");
+}
+
+#[test]
+fn date_triggers_read_their_direction_repetition_time_and_grace() {
+    let trigger = |src: &str| match flow_items(src).into_iter().next() {
+        Some(FlowItem::Clause(Clause {
+            kind: ClauseKind::Trigger(t),
+            ..
+        })) => t,
+        other => panic!("{src}: {other:?}"),
+    };
+    match trigger("flow f { trigger 3d before profile.renews_at }") {
+        Trigger::DateProperty {
+            offset,
+            before,
+            field,
+            yearly,
+            at,
+            grace,
+        } => {
+            assert_eq!(offset.map(|o| o.seconds), Some(3 * 86_400));
+            assert!(before);
+            assert_eq!(field.name, "renews_at");
+            assert!(yearly.is_none() && at.is_none() && grace.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    match trigger("flow f { trigger on profile.birthday every year at 09:30 grace 1d }") {
+        Trigger::DateProperty {
+            offset,
+            before,
+            yearly,
+            at,
+            grace,
+            ..
+        } => {
+            assert!(offset.is_none() && !before);
+            assert!(yearly.is_some());
+            assert_eq!(at.map(|t| (t.hour, t.minute)), Some((9, 30)));
+            assert_eq!(grace.map(|g| g.seconds), Some(86_400));
+        }
+        other => panic!("{other:?}"),
+    }
+    // `every` must be followed by `year` here.
+    assert!(!codes_of("flow f { trigger on profile.birthday every month }").is_empty());
+}
+
+#[test]
+fn wait_and_windows_take_a_constant_by_name() {
+    let items =
+        flow_items("flow f { goal a within window\n wait grace\n wait for b within grace }");
+    let names: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            FlowItem::Clause(Clause {
+                kind: ClauseKind::Goal(g),
+                ..
+            }) => Some(&g.within),
+            FlowItem::Step(Step {
+                kind: StepKind::Wait(d),
+                ..
+            }) => Some(d),
+            FlowItem::Step(Step {
+                kind: StepKind::WaitFor(w),
+                ..
+            }) => Some(&w.within),
+            _ => None,
+        })
+        .map(|d| match d {
+            DurationArg::Name(n) => n.name.clone(),
+            DurationArg::Lit(l) => format!("{}s", l.seconds),
+        })
+        .collect();
+    assert_eq!(names, ["window", "grace", "grace"]);
 }

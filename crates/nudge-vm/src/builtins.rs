@@ -1,7 +1,7 @@
 //! The stdlib builtins (`docs/stdlib.md`, section Builtins).
 
 use chrono::TimeZone;
-use nudge_bytecode::{Escape, Instr, Type, Value, format_money};
+use nudge_bytecode::{Escape, Instr, Type, Value, format_money_in};
 use nudge_stdlib::Builtin;
 use rust_decimal::Decimal;
 
@@ -172,7 +172,7 @@ impl Vm<'_> {
             }
             // Escaping of values landing in message content, chosen by the compiler.
             Callee::Escape(escape) => match args.as_slice() {
-                [v] => Ok(Value::str(&escape.apply(&v.to_text()))),
+                [v] => Ok(Value::str(&escape.apply(&self.text(v)))),
                 _ => Err(bad(format!(
                     "`{}` takes 1 arguments, given {}",
                     escape.builtin(),
@@ -400,7 +400,7 @@ impl Vm<'_> {
             Builtin::FormatMoney => {
                 arity(1)?;
                 match &args[0] {
-                    Value::Money(m) => Ok(Value::str(&format_money(*m))),
+                    Value::Money(m) => Ok(Value::str(&format_money_in(*m, self.currency()))),
                     other => Err(bad(format!("`format_money` of {other}"))),
                 }
             }
@@ -417,6 +417,33 @@ impl Vm<'_> {
                 let t = want_time(&args[0])?;
                 Ok(Value::Date(date_of(t, host.timezone())?))
             }
+            Builtin::FormatMoneyIn => {
+                arity(2)?;
+                let Value::Money(m) = &args[0] else {
+                    return Err(bad(format!("`format_money_in` of {}", args[0])));
+                };
+                let code = want_str(&args[1])?.trim().to_ascii_uppercase();
+                if !nudge_stdlib::format::is_currency_code(&code) {
+                    return Err(VmError::new(crate::VmErrorKind::Format(format!(
+                        "{:?} is not an ISO 4217 currency code",
+                        want_str(&args[1])?
+                    ))));
+                }
+                Ok(Value::str(&format_money_in(*m, Some(&code))))
+            }
+            Builtin::FormatDate => {
+                arity(2)?;
+                let spec = want_str(&args[1])?;
+                let format = nudge_stdlib::format::parse_date_format(spec)
+                    .map_err(|e| VmError::new(crate::VmErrorKind::Format(e.to_string())))?;
+                let fields = date_fields(&args[0], host.timezone())?;
+                let locale = self.profile_text(host, "locale");
+                Ok(Value::str(&nudge_stdlib::format::format_date(
+                    &format,
+                    &fields,
+                    locale.as_deref().unwrap_or(""),
+                )))
+            }
             Builtin::DaysBetween => {
                 arity(2)?;
                 let (a, b) = (want_time(&args[0])?, want_time(&args[1])?);
@@ -426,6 +453,53 @@ impl Vm<'_> {
                 // Integer division truncates toward zero: whole 24-hour periods.
                 Ok(Value::Int(secs / DAY))
             }
+        }
+    }
+}
+
+/// The calendar fields of an instant in `tz`, or of a date (read as its
+/// midnight in `tz`).
+fn date_fields(v: &Value, tz: chrono_tz::Tz) -> Result<nudge_stdlib::format::DateFields, VmError> {
+    use chrono::{Datelike, Timelike};
+    let local = match v {
+        Value::Time(t) => chrono::DateTime::from_timestamp(*t, 0)
+            .ok_or_else(|| VmError::new(crate::VmErrorKind::Overflow))?
+            .with_timezone(&tz),
+        Value::Date(d) => {
+            let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|e| e.checked_add_signed(chrono::Duration::days(i64::from(*d))))
+                .ok_or_else(|| VmError::new(crate::VmErrorKind::Overflow))?;
+            let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+            // A midnight skipped by a clock change reads as the first moment after it.
+            tz.from_local_datetime(&midnight)
+                .earliest()
+                .or_else(|| {
+                    tz.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                        .earliest()
+                })
+                .ok_or_else(|| VmError::new(crate::VmErrorKind::Overflow))?
+        }
+        other => return Err(bad(format!("`format_date` of {other}"))),
+    };
+    Ok(nudge_stdlib::format::DateFields {
+        year: local.year(),
+        month: local.month(),
+        day: local.day(),
+        weekday: local.weekday().num_days_from_monday(),
+        hour: local.hour(),
+        minute: local.minute(),
+        zone: local.format("%Z").to_string(),
+    })
+}
+
+impl Vm<'_> {
+    /// A text field of the customer's profile, by name (`locale`), when set.
+    fn profile_text(&self, host: &dyn Host, name: &str) -> Option<String> {
+        let schema = self.bundle.schemas.get(self.bundle.profile as usize)?;
+        let i = schema.fields.iter().position(|f| f.name == name)?;
+        match host.profile_field(u16::try_from(i).ok()?)? {
+            Value::Str(s) => Some(s.to_string()),
+            _ => None,
         }
     }
 }

@@ -304,7 +304,7 @@ impl<'b> Vm<'b> {
             }
             Instr::Concat(n) => {
                 let items = pop_n(stack, usize::from(*n))?;
-                let text: String = items.iter().map(Value::to_text).collect();
+                let text: String = items.iter().map(|v| self.text(v)).collect();
                 stack.push(Value::Str(text.into()));
             }
             Instr::IntToDec => {

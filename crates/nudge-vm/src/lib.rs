@@ -141,6 +141,9 @@ pub enum VmErrorKind {
     BadCode(String),
     /// A template failed to render.
     Template(String),
+    /// A value could not be formatted: a date format or a currency code
+    /// known only at run time that cannot be read.
+    Format(String),
 }
 
 /// A runtime error of one instance, with the source position of the failing instruction.
@@ -176,6 +179,7 @@ impl fmt::Display for VmErrorKind {
             VmErrorKind::DivisionByZero => f.write_str("division by zero"),
             VmErrorKind::BadCode(m) => write!(f, "bad code: {m}"),
             VmErrorKind::Template(m) => write!(f, "template error: {m}"),
+            VmErrorKind::Format(m) => write!(f, "cannot format: {m}"),
         }
     }
 }
@@ -245,6 +249,16 @@ impl<'b> Vm<'b> {
     /// The bundle it runs.
     pub fn bundle(&self) -> &'b Bundle {
         self.bundle
+    }
+
+    /// The store's currency (the policy's `currency`), in which money is written in text.
+    pub(crate) fn currency(&self) -> Option<&'b str> {
+        self.bundle.policy.currency.as_deref()
+    }
+
+    /// A value as text, money in the store's currency.
+    pub(crate) fn text(&self, v: &Value) -> String {
+        v.to_text_in(self.currency())
     }
 
     /// Runs an expression block (`BlockKind::Expr`) of `unit` and returns its result.

@@ -12,9 +12,13 @@ use crate::{Host, Rendered, Scope, UnitRef, Vm, VmError, VmErrorKind, bad};
 ///
 /// Records become maps keyed by field name, lists sequences; strings, ints and
 /// bools stay themselves. Everything else becomes its text (`to_text`): money
-/// as `$12.50` so templates print it as shoppers read it, decimals and percents
-/// exactly rather than as floats, instants in RFC 3339.
-pub(crate) fn to_jinja(bundle: &Bundle, v: &Value) -> Jv {
+/// as shoppers read it (`$12.50`, `€12.50`), decimals and percents exactly
+/// rather than as floats, instants in RFC 3339.
+///
+/// Money is written in `currency`, the store's; a record with a `currency`
+/// field holding an ISO 4217 code (an order, a checkout) writes its own
+/// amounts, and those of the records inside it (its products), in that one.
+pub(crate) fn to_jinja(bundle: &Bundle, v: &Value, currency: Option<&str>) -> Jv {
     match v {
         Value::None => Jv::from(()),
         Value::Bool(b) => Jv::from(*b),
@@ -23,20 +27,28 @@ pub(crate) fn to_jinja(bundle: &Bundle, v: &Value) -> Jv {
         Value::List(items) => Jv::from(
             items
                 .iter()
-                .map(|x| to_jinja(bundle, x))
+                .map(|x| to_jinja(bundle, x, currency))
                 .collect::<Vec<_>>(),
         ),
-        Value::Record(r) => record(bundle, r),
-        other => Jv::from(other.to_text()),
+        Value::Record(r) => record(bundle, r, currency),
+        other => Jv::from(other.to_text_in(currency)),
     }
 }
 
-fn record(bundle: &Bundle, r: &Record) -> Jv {
+fn record(bundle: &Bundle, r: &Record, currency: Option<&str>) -> Jv {
     let fields = bundle
         .schemas
         .get(r.schema as usize)
         .map(|s| s.fields.as_slice())
         .unwrap_or_default();
+    let own = fields.iter().zip(&r.fields).find_map(|(f, v)| match v {
+        Value::Str(c) if f.name == "currency" => {
+            let code = c.trim().to_ascii_uppercase();
+            nudge_stdlib::format::is_currency_code(&code).then_some(code)
+        }
+        _ => None,
+    });
+    let currency = own.as_deref().or(currency);
     let mut map = BTreeMap::new();
     for (f, v) in fields.iter().zip(&r.fields) {
         // Unset fields with a default read as the default, as in flow code.
@@ -44,7 +56,7 @@ fn record(bundle: &Bundle, r: &Record) -> Jv {
             (Value::None, Some(d)) => d,
             _ => v,
         };
-        map.insert(f.name.clone(), to_jinja(bundle, v));
+        map.insert(f.name.clone(), to_jinja(bundle, v, currency));
     }
     Jv::from(map)
 }
@@ -120,7 +132,7 @@ impl Vm<'_> {
                         &Scope::default(),
                         host,
                     )?;
-                    v.to_text()
+                    self.text(&v)
                 }
                 ContentValue::Template(t) => self.render_template(message, i, t, args, host)?,
             };
@@ -144,7 +156,8 @@ impl Vm<'_> {
             .ok_or_else(|| bad(format!("no message {message}")))?;
         let mut ctx: BTreeMap<String, Jv> = BTreeMap::new();
         let profile = Value::Record(Arc::new(host.profile().into_owned()));
-        ctx.insert("profile".into(), to_jinja(self.bundle, &profile));
+        let currency = self.currency();
+        ctx.insert("profile".into(), to_jinja(self.bundle, &profile, currency));
         // The email plugin puts the signed links in place of their marks; a
         // let or parameter of the same name shadows them.
         for (name, mark) in nudge_bytecode::LINK_NAMES {
@@ -152,11 +165,11 @@ impl Vm<'_> {
         }
         for (name, n) in &t.lets {
             let v = self.let_value(*n, host)?;
-            ctx.insert(name.clone(), to_jinja(self.bundle, &v));
+            ctx.insert(name.clone(), to_jinja(self.bundle, &v, currency));
         }
         // Parameters go last so they shadow a let of the same name.
         for (p, v) in m.params.iter().zip(args) {
-            ctx.insert(p.name.clone(), to_jinja(self.bundle, v));
+            ctx.insert(p.name.clone(), to_jinja(self.bundle, v, currency));
         }
         // Relative paths of different files may coincide, so the name is made
         // unique per content field. Its prefix is the escaping the content's

@@ -510,3 +510,120 @@ fn builtins_are_bound_by_name_when_the_vm_is_made() {
         VmErrorKind::BadCode("unknown builtin `shout`".into())
     );
 }
+
+#[test]
+fn format_date_writes_in_the_recipients_zone_and_locale() {
+    // 2026-12-24T16:30:00Z: 17:30 in Berlin, 11:30 in New York.
+    let t = Value::Time(1_798_129_800);
+    let p = Probe::new("", "t: time, f: string", "string", "format_date(t, f)");
+    let fmt = |tz: chrono_tz::Tz, locale: Option<&str>, f: &str| {
+        let mut host = TestHost::new(&p.bundle);
+        host.tz = tz;
+        if let Some(l) = locale {
+            host.set(&p.bundle, "locale", Value::str(l));
+        }
+        match p.eval_with(&mut host, &[t.clone(), Value::str(f)]) {
+            Ok(Value::Str(s)) => s.to_string(),
+            other => panic!("{f}: {other:?}"),
+        }
+    };
+    use chrono_tz::{America::New_York, Europe::Berlin};
+    assert_eq!(fmt(Berlin, Some("de-DE"), "long"), "24. Dezember 2026");
+    assert_eq!(fmt(Berlin, Some("de-DE"), "time"), "17:30");
+    assert_eq!(fmt(New_York, None, "full"), "Thursday, December 24, 2026");
+    assert_eq!(fmt(New_York, Some("en-US"), "time"), "11:30 AM");
+    assert_eq!(
+        fmt(Berlin, Some("fr-FR"), "%A %-d %B à %H:%M %Z"),
+        "jeudi 24 décembre à 17:30 CET"
+    );
+    // Late in the evening in New York is already the next day in Berlin.
+    let late = Value::Time(1_798_160_400); // 2026-12-25T01:00:00Z
+    let mut host = TestHost::new(&p.bundle);
+    host.tz = New_York;
+    assert_eq!(
+        p.eval_with(&mut host, &[late, Value::str("short")])
+            .unwrap(),
+        Value::str("12/24/2026")
+    );
+    // A pattern known only at run time that cannot be read fails the send, with the reason.
+    let mut host = TestHost::new(&p.bundle);
+    let e = p
+        .eval_with(&mut host, &[t.clone(), Value::str("%Q")])
+        .unwrap_err();
+    assert!(
+        matches!(&e.kind, VmErrorKind::Format(m) if m.contains("%Q")),
+        "{e}"
+    );
+}
+
+#[test]
+fn format_date_reads_dates_as_calendar_days() {
+    let p = Probe::new("", "d: date", "string", "format_date(d, \"full\")");
+    let mut host = TestHost::new(&p.bundle);
+    host.tz = chrono_tz::Pacific::Auckland;
+    host.set(&p.bundle, "locale", Value::str("es"));
+    // 2024-02-29 is day 19782 since the epoch.
+    assert_eq!(
+        p.eval_with(&mut host, &[Value::Date(19_782)]).unwrap(),
+        Value::str("jueves, 29 de febrero de 2024")
+    );
+}
+
+#[test]
+fn money_is_written_in_its_currency() {
+    let amounts = [money("1234.5"), money("-3"), money("0.125")];
+    let write = |code: &str| -> Vec<String> {
+        amounts
+            .iter()
+            .map(|a| {
+                match ok(
+                    "a: money, c: string",
+                    "string",
+                    "format_money_in(a, c)",
+                    &[a.clone(), Value::str(code)],
+                ) {
+                    Value::Str(s) => s.to_string(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    };
+    assert_eq!(write("EUR"), ["€1234.50", "-€3.00", "€0.13"]);
+    assert_eq!(write("JPY"), ["¥1235", "-¥3", "¥0"]);
+    assert_eq!(write("KWD"), ["KWD 1234.500", "-KWD 3.000", "KWD 0.125"]);
+    assert_eq!(write("CHF"), ["CHF 1234.50", "-CHF 3.00", "CHF 0.13"]);
+    // Codes from event data are read case-insensitively; anything else fails the send.
+    assert_eq!(write(" gbp"), ["£1234.50", "-£3.00", "£0.13"]);
+    let e = eval(
+        "a: money, c: string",
+        "string",
+        "format_money_in(a, c)",
+        &[money("1"), Value::str("euro")],
+    )
+    .unwrap_err();
+    assert!(matches!(e.kind, VmErrorKind::Format(_)), "{e}");
+
+    // The policy's currency is the store's: format_money and interpolation use it.
+    let p = Probe::new(
+        "policy {\n  currency \"EUR\"\n}",
+        "a: money",
+        "string",
+        "format_money(a) + \" / {a}\"",
+    );
+    assert_eq!(
+        p.eval(&[money("12.5")]).unwrap(),
+        Value::str("€12.50 / €12.50")
+    );
+    let p = Probe::new(
+        "policy {\n  currency \"JPY\"\n}",
+        "a: money",
+        "string",
+        "\"{a}\"",
+    );
+    assert_eq!(p.eval(&[money("1250.5")]).unwrap(), Value::str("¥1251"));
+    // Without one, amounts read as they always have.
+    assert_eq!(
+        ok("a: money", "string", "\"{a}\"", &[money("12.5")]),
+        Value::str("$12.50")
+    );
+}

@@ -517,7 +517,86 @@ impl<'a> Checker<'a> {
         self.report(d);
     }
 
-    fn resolve_name(&mut self, n: &str, span: Span) -> Ty {
+    /// E0311: the format of `format_date` and the currency of
+    /// `format_money_in`, when they are constants (a literal, or a `let` of
+    /// one), are read now rather than failing at send time.
+    fn constant_format_args(&mut self, fname: &str, slots: &[Option<&Arg>]) {
+        let Some(Some(arg)) = slots.get(1) else {
+            return;
+        };
+        let e = &arg.value;
+        let text = match &e.kind {
+            ExprKind::Name(n) => match self.values.get(n.as_str()) {
+                Some(&super::Value::Let(i)) => plain_string(&self.lets[i].decl.value),
+                _ => None,
+            },
+            _ => plain_string(e),
+        };
+        let Some(text) = text else { return };
+        match fname {
+            "format_date" => {
+                if let Err(err) = nudge_stdlib::format::parse_date_format(&text) {
+                    let mut d = Diagnostic::new(
+                        codes::E0311,
+                        self.at(e.span),
+                        format!("`format_date` cannot read the format {text:?}"),
+                    )
+                    .with_primary_label(match err {
+                        nudge_stdlib::format::DateFormatError::UnknownStyle(_) => {
+                            "not a style".to_string()
+                        }
+                        _ => "not a pattern it can read".to_string(),
+                    })
+                    .with_help(err.to_string());
+                    if let nudge_stdlib::format::DateFormatError::UnknownStyle(s) = &err
+                        && let Some(best) =
+                            did_you_mean(s, nudge_stdlib::format::DATE_STYLES.iter().copied())
+                        && matches!(e.kind, ExprKind::Str(_))
+                    {
+                        d = d.with_fix(
+                            format!("replace with {best:?}"),
+                            vec![nudge_diagnostics::Edit {
+                                at: self.at(e.span),
+                                replacement: format!("{best:?}"),
+                            }],
+                        );
+                    }
+                    self.report(d);
+                }
+            }
+            "format_money_in" => self.currency_code(&text, e.span),
+            _ => {}
+        }
+    }
+
+    /// E0311 for a currency that is not an ISO 4217 code (three capital letters).
+    pub(crate) fn currency_code(&mut self, code: &str, span: Span) {
+        if nudge_stdlib::format::is_currency_code(code) {
+            return;
+        }
+        let upper = code.trim().to_ascii_uppercase();
+        let mut d = Diagnostic::new(
+            codes::E0311,
+            self.at(span),
+            format!("{code:?} is not a currency code"),
+        )
+        .with_primary_label("not an ISO 4217 code")
+        .with_help(
+            "write the currency's three-letter ISO 4217 code, such as \"EUR\", \"USD\" or \"JPY\"",
+        );
+        if nudge_stdlib::format::is_currency_code(&upper) {
+            d = d.with_fix(
+                format!("replace with {upper:?}"),
+                vec![nudge_diagnostics::Edit {
+                    at: self.at(span),
+                    replacement: format!("{upper:?}"),
+                }],
+            );
+        }
+        self.report(d);
+    }
+
+    pub(crate) fn resolve_name(&mut self, n: &str, span: Span) -> Ty {
         let at = self.at(span);
         if let Some(l) = self.locals.iter().rev().find(|l| l.name == n) {
             let (ty, sym) = (l.ty.clone(), l.symbol);
@@ -986,6 +1065,9 @@ impl<'a> Checker<'a> {
                     ok = false;
                 }
             }
+        }
+        if ok {
+            self.constant_format_args(fname, &slots);
         }
         let ret = subst.instantiate(&sig.ret, &Names { cx: self });
         if ok {

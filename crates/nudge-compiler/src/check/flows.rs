@@ -264,21 +264,28 @@ impl<'a> Checker<'a> {
         // W0003: fixed waits beyond the goal window.
         if let Some((g, gspan)) = goal {
             let mut sends = Vec::new();
-            waits_before_sends(decl.steps(), 0, &mut sends);
-            if let Some(&(waited, span)) = sends.iter().find(|(w, _)| *w > g.within.seconds) {
+            let length = |d: &ast::DurationArg| match d {
+                ast::DurationArg::Lit(l) => Some(l.seconds),
+                ast::DurationArg::Name(n) => self.an.constant_duration(FileSpan::new(file, n.span)),
+            };
+            waits_before_sends(decl.steps(), 0, &length, &mut sends);
+            let within = length(&g.within);
+            if let Some(within) = within
+                && let Some(&(waited, span)) = sends.iter().find(|(w, _)| *w > within)
+            {
                 let d = Diagnostic::new(
                     codes::W0003,
                     FileSpan::new(file, span),
                     format!(
                         "this send comes {} after the trigger, beyond the {} goal window",
                         fmt_duration(waited),
-                        fmt_duration(g.within.seconds)
+                        fmt_duration(within)
                     ),
                 )
                 .with_primary_label(format!("sent after waiting {}", fmt_duration(waited)))
                 .with_label(
                     FileSpan::new(file, gspan),
-                    format!("the goal window is {}", fmt_duration(g.within.seconds)),
+                    format!("the goal window is {}", fmt_duration(within)),
                 )
                 .with_help(
                     "shorten the waits or lengthen the goal window, so this send can still convert",
@@ -424,8 +431,18 @@ impl<'a> Checker<'a> {
                         self.segment_ref(s);
                     }
                 }
-                Trigger::DateProperty { offset, field } => {
-                    self.positive_duration(offset, "a trigger offset");
+                Trigger::DateProperty {
+                    offset,
+                    field,
+                    grace,
+                    ..
+                } => {
+                    if let Some(offset) = offset {
+                        self.positive_duration(offset, "a trigger offset");
+                    }
+                    if let Some(grace) = grace {
+                        self.positive_duration(grace, "a grace period");
+                    }
                     if let Some(ty) = self.profile_field(field)
                         && !matches!(ty.strip_optional(), Ty::Time | Ty::Date | Ty::Error)
                     {
@@ -462,7 +479,7 @@ impl<'a> Checker<'a> {
             ClauseKind::Cap(cap) => self.check_cap(cap),
             ClauseKind::Goal(g) => {
                 self.event_filter(&g.filter, false, None);
-                self.positive_duration(&g.within, "a goal window");
+                self.duration_arg(&g.within, "a goal window");
             }
             ClauseKind::Holdout(p) => self.percent(p, "a holdout"),
             ClauseKind::Priority(_) | ClauseKind::OnExit(_) => {}
@@ -497,7 +514,7 @@ impl<'a> Checker<'a> {
 
     fn step(&mut self, step: &'a Step) {
         match &step.kind {
-            StepKind::Wait(d) => self.positive_duration(d, "a wait"),
+            StepKind::Wait(d) => self.duration_arg(d, "a wait"),
             StepKind::WaitUntil(e) => {
                 self.expect(e, &Ty::Time);
             }
@@ -520,7 +537,7 @@ impl<'a> Checker<'a> {
                 if let Some(p) = &w.predicate {
                     self.with_event(ty.clone(), false, |cx| cx.condition(p));
                 }
-                self.positive_duration(&w.within, "a `wait for` window");
+                self.duration_arg(&w.within, "a `wait for` window");
                 if let Some(b) = &w.binding {
                     self.push_local(b, ty.optional(), SymbolKind::Local);
                 }
@@ -796,23 +813,24 @@ fn f_at(
 fn waits_before_sends<'s, I: Iterator<Item = &'s Step>>(
     steps: I,
     mut acc: i64,
+    length: &dyn Fn(&ast::DurationArg) -> Option<i64>,
     out: &mut Vec<(i64, Span)>,
 ) {
     for s in steps {
         match &s.kind {
-            StepKind::Wait(d) => acc = acc.saturating_add(d.seconds.max(0)),
+            StepKind::Wait(d) => acc = acc.saturating_add(length(d).unwrap_or(0).max(0)),
             StepKind::Send(_) => out.push((acc, s.span)),
             StepKind::If(i) => {
                 for (_, b) in &i.branches {
-                    waits_before_sends(b.steps.iter(), acc, out);
+                    waits_before_sends(b.steps.iter(), acc, length, out);
                 }
                 if let Some(b) = &i.otherwise {
-                    waits_before_sends(b.steps.iter(), acc, out);
+                    waits_before_sends(b.steps.iter(), acc, length, out);
                 }
             }
             StepKind::Split(arms) => {
                 for a in arms {
-                    waits_before_sends(a.body.steps.iter(), acc, out);
+                    waits_before_sends(a.body.steps.iter(), acc, length, out);
                 }
             }
             _ => {}

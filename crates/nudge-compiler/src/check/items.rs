@@ -14,6 +14,13 @@ use crate::project::TemplateError;
 use crate::suggest::did_you_mean;
 use crate::types::{FieldDef, RecordDef, RecordId, RecordKind, Ty};
 
+/// A folded constant: a duration in seconds or an integer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Folded {
+    Dur(i64),
+    Int(i64),
+}
+
 /// Channels a message, quiet hours or a cap may name.
 pub(crate) const CHANNELS: &[&str] = &["email", "sms", "push", "webhook", "audience"];
 
@@ -416,6 +423,7 @@ impl<'a> Checker<'a> {
                         }
                         PolicyItemKind::Cap(c) => self.check_cap(c),
                         PolicyItemKind::SuppressList(_) => {}
+                        PolicyItemKind::Currency(s) => self.currency_code(&s.value, s.span),
                     }
                 }
             }
@@ -448,6 +456,131 @@ impl<'a> Checker<'a> {
             .with_help("use a positive duration such as `1h` or `7d`");
             self.report(diag);
         }
+    }
+
+    /// Checks a duration where a flow needs a constant. A literal must be
+    /// positive (E0306); a name must be a top-level `let` whose value is a
+    /// constant duration (E0301, E0310), and its folded length is kept for
+    /// the lints, the typed program and the editor.
+    pub(crate) fn duration_arg(&mut self, d: &ast::DurationArg, what: &str) {
+        let n = match d {
+            ast::DurationArg::Lit(l) => return self.positive_duration(l, what),
+            ast::DurationArg::Name(n) => n,
+        };
+        let at = self.at(n.span);
+        let local = self.locals.iter().any(|l| l.name == n.name);
+        let ty = self.resolve_name(&n.name, n.span);
+        self.an.expr_types.insert(at, ty.clone());
+        if matches!(ty, Ty::Error) {
+            return;
+        }
+        if ty != Ty::Duration {
+            let ts = self.an.types.display(&ty);
+            let d = Diagnostic::new(codes::E0301, at, format!("{what} must be a duration"))
+                .with_primary_label(format!("`{}` is `{ts}`", n.name))
+                .with_help("name a `let` that holds a duration, such as `let grace = 3d`");
+            self.report(d);
+            return;
+        }
+        if local {
+            let d = Diagnostic::new(
+                codes::E0310,
+                at,
+                format!("{what} must be a constant, and `{}` is a variable", n.name),
+            )
+            .with_primary_label("computed while the flow runs")
+            .with_help(
+                "name a top-level `let` of a constant duration, or wait until an instant: `wait until now() + …`",
+            );
+            self.report(d);
+            return;
+        }
+        let Some(&super::Value::Let(i)) = self.values.get(n.name.as_str()) else {
+            return;
+        };
+        let (file, decl) = (self.lets[i].file, self.lets[i].decl);
+        match self.fold_duration(&decl.value, file, 0) {
+            Ok(Folded::Dur(secs)) => {
+                self.an.durations.insert(at, secs);
+                if secs <= 0 {
+                    let diag = Diagnostic::new(
+                        codes::E0306,
+                        at,
+                        format!("{what} must be longer than zero"),
+                    )
+                    .with_primary_label(format!(
+                        "`{}` is {}",
+                        n.name,
+                        nudge_bytecode::format_duration(secs)
+                    ))
+                    .with_label(FileSpan::new(file, decl.value.span), "defined here")
+                    .with_help("use a positive duration such as `1h` or `7d`");
+                    self.report(diag);
+                }
+            }
+            Ok(Folded::Int(_)) => {}
+            Err(bad) => {
+                let diag = Diagnostic::new(
+                    codes::E0310,
+                    at,
+                    format!("{what} must be a constant, and `{}` is computed", n.name),
+                )
+                .with_primary_label("not a constant duration")
+                .with_label(bad, "this is only known while the flow runs")
+                .with_help(
+                    "write the `let` with duration literals and other constants (`let grace = 3d`, `let grace = 1d * 3`), or wait until an instant: `wait until now() + …`",
+                );
+                self.report(diag);
+            }
+        }
+    }
+
+    /// The value of a constant duration (or integer) expression of `file`,
+    /// or where it stops being constant. Cycles are E0305's business; the
+    /// depth bound only keeps a cycle from looping here.
+    fn fold_duration(&self, e: &ast::Expr, file: FileId, depth: u32) -> Result<Folded, FileSpan> {
+        let here = FileSpan::new(file, e.span);
+        if depth > 64 {
+            return Err(here);
+        }
+        Ok(match &e.kind {
+            ExprKind::Duration(s) => Folded::Dur(*s),
+            ExprKind::Int(i) => Folded::Int(*i),
+            ExprKind::Name(name) => match self.values.get(name.as_str()) {
+                Some(&super::Value::Let(j)) => {
+                    let l = &self.lets[j];
+                    self.fold_duration(&l.decl.value, l.file, depth + 1)?
+                }
+                _ => return Err(here),
+            },
+            ExprKind::Unary {
+                op: ast::UnaryOp::Neg,
+                expr,
+            } => match self.fold_duration(expr, file, depth + 1)? {
+                Folded::Dur(s) => Folded::Dur(s.checked_neg().ok_or(here)?),
+                Folded::Int(i) => Folded::Int(i.checked_neg().ok_or(here)?),
+            },
+            ExprKind::Binary { op, lhs, rhs } => {
+                use Folded::{Dur, Int};
+                use ast::BinaryOp::{Add, Div, Mul, Sub};
+                let l = self.fold_duration(lhs, file, depth + 1)?;
+                let r = self.fold_duration(rhs, file, depth + 1)?;
+                // Overflow, division by zero and mixed units are not constants.
+                let v = match (op, l, r) {
+                    (Add, Dur(a), Dur(b)) => a.checked_add(b).map(Dur),
+                    (Sub, Dur(a), Dur(b)) => a.checked_sub(b).map(Dur),
+                    (Mul, Dur(a), Int(b)) | (Mul, Int(b), Dur(a)) => a.checked_mul(b).map(Dur),
+                    // Integer division truncates toward zero, as at run time.
+                    (Div, Dur(a), Int(b)) => a.checked_div(b).map(Dur),
+                    (Add, Int(a), Int(b)) => a.checked_add(b).map(Int),
+                    (Sub, Int(a), Int(b)) => a.checked_sub(b).map(Int),
+                    (Mul, Int(a), Int(b)) => a.checked_mul(b).map(Int),
+                    _ => None,
+                };
+                v.ok_or(here)?
+            }
+            _ => return Err(here),
+        })
     }
 
     /// The record of an event named in a test: by flow name or wire name.

@@ -907,7 +907,7 @@ impl<'a> Builder<'a> {
                     goal_seen = true;
                     Some(tir::Clause::Goal {
                         rule: self.rule(&mut u, &gl.filter)?,
-                        within: gl.within.seconds,
+                        within: self.dur(&u, &gl.within)?,
                     })
                 }
                 ClauseKind::Goal(_) => None,
@@ -1009,10 +1009,23 @@ impl<'a> Builder<'a> {
                     },
                 }
             }
-            ast::Trigger::DateProperty { offset, field } => tir::Trigger::DateProperty {
-                offset: offset.seconds,
-                field: self.profile_field(&field.name, u.at(field.span))?,
-            },
+            ast::Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            } => {
+                let seconds = offset.map_or(0, |o| o.seconds);
+                tir::Trigger::DateProperty {
+                    offset: if *before { -seconds } else { seconds },
+                    field: self.profile_field(&field.name, u.at(field.span))?,
+                    yearly: yearly.is_some(),
+                    at: at.as_ref().map(minutes),
+                    grace: grace.map(|g| g.seconds),
+                }
+            }
             ast::Trigger::Entering(s) => tir::Trigger::Entering {
                 segment: self.segment_by_ident(u.file, s)?,
             },
@@ -1081,12 +1094,24 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// A duration where a flow needs a constant: a literal, or the length
+    /// the checker folded for the constant it names.
+    fn dur(&self, u: &Unit, d: &ast::DurationArg) -> R<i64> {
+        match d {
+            ast::DurationArg::Lit(l) => Ok(l.seconds),
+            ast::DurationArg::Name(n) => self
+                .an
+                .constant_duration(u.at(n.span))
+                .ok_or_else(|| internal(Some(u.at(n.span)), "a duration constant not folded")),
+        }
+    }
+
     fn step(&self, u: &mut Unit, s: &ast::Step) -> R<tir::Step> {
         use ast::StepKind as S;
         let at = u.at(s.span);
         next(&mut u.steps, "steps", at)?;
         let kind = match &s.kind {
-            S::Wait(d) => tir::StepKind::Wait(d.seconds),
+            S::Wait(d) => tir::StepKind::Wait(self.dur(u, d)?),
             S::WaitUntil(e) => tir::StepKind::WaitUntil(self.expr(u, e)?),
             S::WaitFor(w) => {
                 let mut events = Vec::new();
@@ -1140,7 +1165,7 @@ impl<'a> Builder<'a> {
                     events,
                     schema,
                     predicate,
-                    within: w.within.seconds,
+                    within: self.dur(u, &w.within)?,
                     bind,
                 })
             }
@@ -1248,6 +1273,9 @@ impl<'a> Builder<'a> {
                     match &it.kind {
                         PolicyItemKind::Timezone(s) => {
                             out.timezone.get_or_insert_with(|| s.value.clone());
+                        }
+                        PolicyItemKind::Currency(s) => {
+                            out.currency.get_or_insert_with(|| s.value.clone());
                         }
                         PolicyItemKind::QuietHours(q) => out.quiet.push(quiet_hours(q)),
                         PolicyItemKind::Cap(c) => {
@@ -1515,7 +1543,8 @@ fn cap(c: &ast::Cap, at: FileSpan) -> R<bc::Cap> {
 fn step_what(k: &ast::StepKind) -> String {
     use ast::StepKind as S;
     match k {
-        S::Wait(d) => format!("wait {}", bc::format_duration(d.seconds)),
+        S::Wait(ast::DurationArg::Lit(d)) => format!("wait {}", bc::format_duration(d.seconds)),
+        S::Wait(ast::DurationArg::Name(n)) => format!("wait {}", n.name),
         S::WaitUntil(_) => "wait until".into(),
         S::WaitFor(w) => {
             let names: Vec<&str> = w.events.iter().map(|e| e.name.as_str()).collect();

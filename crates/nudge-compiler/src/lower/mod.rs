@@ -250,9 +250,18 @@ impl<'a> Lower<'a> {
                 local: *local,
                 segment: *segment,
             },
-            tir::Trigger::DateProperty { offset, field } => bc::Trigger::DateProperty {
+            tir::Trigger::DateProperty {
+                offset,
+                field,
+                yearly,
+                at,
+                grace,
+            } => bc::Trigger::DateProperty {
                 offset: *offset,
                 field: *field,
+                yearly: *yearly,
+                at: *at,
+                grace: *grace,
             },
             tir::Trigger::Entering { segment } => bc::Trigger::Entering { segment: *segment },
         };

@@ -745,6 +745,7 @@ impl<'b> Machine<'b> {
                     flow: flow.name.clone(),
                     reason,
                     late_by: None,
+                    due: None,
                 },
             );
             return;

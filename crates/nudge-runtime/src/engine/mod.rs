@@ -1585,6 +1585,7 @@ impl<'b> Machine<'b> {
                         flow: flow.name.clone(),
                         reason: crate::record::EntryReason::Late,
                         late_by: Some(nudge_bytecode::format_duration_ms(late)),
+                        due: None,
                     },
                 );
                 continue;

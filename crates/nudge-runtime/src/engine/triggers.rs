@@ -5,12 +5,14 @@
 //! for a flow the newest release no longer has (or no longer triggers that
 //! way) does nothing when it fires.
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Datelike, Duration, NaiveDate, TimeZone};
+use chrono_tz::Tz;
 use nudge_bytecode::{Cadence, Trigger, Value};
 
 use super::Machine;
 use crate::millis::{ms, secs};
-use crate::timers::Wake;
+use crate::record::{EntryReason, What};
+use crate::timers::{Wake, YEARLY};
 use crate::zone::{instant_of, local_date};
 
 impl Machine<'_> {
@@ -99,14 +101,18 @@ impl Machine<'_> {
         let Some(f) = self.newest.get(key as usize).copied().flatten() else {
             return; // the flow was removed by a deploy
         };
-        if !matches!(self.trigger_of(f), Trigger::DateProperty { .. }) {
+        let Trigger::DateProperty { yearly, .. } = *self.trigger_of(f) else {
             return; // a deploy gave the flow another trigger
-        }
+        };
         let Some(cust) = self.customers.get_mut(&c) else {
             return;
         };
-        if cust.flow(key).generation != generation {
+        if cust.flow(key).generation != generation & !YEARLY {
             return;
+        }
+        if yearly {
+            // Arm next year's first: the instance may run for longer.
+            self.arm_date_timer(c, f, false);
         }
         self.try_enter(c, f, Value::None, 0, "date".into(), self.now);
     }
@@ -158,41 +164,215 @@ impl Machine<'_> {
     /// Arms the newest release's date flow `f` for customer `c` when the
     /// profile date changed since it was last armed, or always with `force`
     /// (a deploy that added the flow or changed its trigger).
+    ///
+    /// A date whose time has already passed when it is learned does not
+    /// fire (replaying an old trait must not send a burst of late messages),
+    /// unless it passed within the flow's `grace`; otherwise the skip is
+    /// recorded, so `nudge explain` can say why nothing started. A yearly
+    /// date's past anniversaries are not news: only one within the grace
+    /// fires, and the next one is armed. A deploy (`force`) arms without
+    /// firing or recording.
     pub(super) fn arm_date(&mut self, c: u32, f: u32, force: bool) {
-        let Trigger::DateProperty { offset, field } = *self.trigger_of(f) else {
+        let Trigger::DateProperty {
+            field,
+            yearly,
+            grace,
+            ..
+        } = *self.trigger_of(f)
+        else {
             return;
         };
-        let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
         let cust = super::known_mut(&mut self.customers, c);
-        let value = match cust.profile.get(field as usize) {
-            Some(Value::Time(t)) => Some(*t),
-            _ => None,
-        };
+        let value = cust.profile.get(field as usize).and_then(Base::of);
         let mem = cust.flow(key);
-        if mem.armed() == value && !force {
+        if mem.armed() == value.map(Base::key) && !force {
             return;
         }
-        // Re-arm: the old timer is cancelled by the generation bump.
-        mem.set_armed(value);
-        mem.generation += 1;
-        let generation = mem.generation;
-        if let Some(t) = value {
-            let due = ms(t.saturating_add(offset));
-            // A date already behind us when it is learned does not fire:
-            // replaying an old trait must not send a burst of late messages.
-            if due > self.now {
-                self.timers.set(
-                    due,
-                    priority,
-                    Wake::DateTrigger {
-                        customer: c,
-                        flow: key,
-                        generation,
-                    },
-                );
+        mem.set_armed(value.map(Base::key));
+        let Some(last) = self.arm_date_timer(c, f, true) else {
+            return;
+        };
+        if force {
+            return;
+        }
+        let late = self.now.saturating_sub(ms(last));
+        if grace.is_some_and(|g| late <= ms(g)) {
+            self.try_enter(c, f, Value::None, 0, "date".into(), self.now);
+        } else if !yearly {
+            let flow = self.flow_of(self.current(), f).name.clone();
+            self.stats.flow_mut(&flow).not_entered += 1;
+            self.record(
+                c,
+                What::NotEntered {
+                    flow,
+                    reason: EntryReason::DatePassed,
+                    late_by: Some(nudge_bytecode::format_duration_ms(late)),
+                    due: Some(nudge_bytecode::format_instant_ms(ms(last))),
+                },
+            );
+        }
+    }
+
+    /// Sets the timer of date flow `f` for customer `c` at the trigger's
+    /// next time after now, cancelling the one before (by the generation
+    /// bump). Returns, when `past` asks, the trigger's latest time at or
+    /// before now, in seconds: a date learned late.
+    fn arm_date_timer(&mut self, c: u32, f: u32, past: bool) -> Option<i64> {
+        let Trigger::DateProperty {
+            offset,
+            field,
+            yearly,
+            at,
+            ..
+        } = *self.trigger_of(f)
+        else {
+            return None;
+        };
+        let rule = DateRule { offset, yearly, at };
+        let priority = self.flow_of(self.current(), f).priority;
+        let key = self.key_of(self.current(), f);
+        let tz = self.zone(c, None);
+        let now = secs(self.now);
+        let cust = super::known_mut(&mut self.customers, c);
+        let base = cust.profile.get(field as usize).and_then(Base::of);
+        let mem = cust.flow(key);
+        mem.generation = mem.generation.wrapping_add(1) & !YEARLY;
+        let generation = mem.generation | if yearly { YEARLY } else { 0 };
+        let (last, next) = match base {
+            Some(b) => rule.around(b, tz, now),
+            None => (None, None),
+        };
+        // The instant in milliseconds is later than `now` in seconds when
+        // they share a second; a time at that second has passed.
+        if let Some(due) = next.map(ms).filter(|&d| d > self.now) {
+            self.timers.set(
+                due,
+                priority,
+                Wake::DateTrigger {
+                    customer: c,
+                    flow: key,
+                    generation,
+                },
+            );
+        }
+        if past { last } else { None }
+    }
+}
+
+/// A profile date a date trigger counts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Base {
+    /// An instant, seconds since the epoch (a `time` trait).
+    Time(i64),
+    /// A calendar date, days since 1970-01-01 (a `date` trait): its midnight
+    /// in the recipient's zone.
+    Date(i32),
+}
+
+impl Base {
+    /// The trait's value as a date trigger reads it; none for anything else.
+    pub(crate) fn of(v: &Value) -> Option<Base> {
+        match v {
+            Value::Time(t) => Some(Base::Time(*t)),
+            Value::Date(d) => Some(Base::Date(*d)),
+            _ => None,
+        }
+    }
+
+    /// The number the trigger's memory keeps to see the trait change.
+    pub(crate) fn key(self) -> i64 {
+        match self {
+            Base::Time(t) => t,
+            Base::Date(d) => i64::from(d),
+        }
+    }
+}
+
+/// How a date trigger reads its trait (the parts of `Trigger::DateProperty`
+/// that say when it fires).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DateRule {
+    /// Seconds after the date; negative before it.
+    pub offset: i64,
+    /// Every year on the date's anniversary.
+    pub yearly: bool,
+    /// The local time of day it fires at, in minutes since midnight.
+    pub at: Option<u16>,
+}
+
+/// The day of `month`/`day` in `year`; 29 February is the 28th in a year
+/// without one.
+fn anniversary(year: i32, month: u32, day: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(year, month, day).or_else(|| {
+        (month == 2 && day == 29)
+            .then(|| NaiveDate::from_ymd_opt(year, 2, 28))
+            .flatten()
+    })
+}
+
+impl DateRule {
+    /// When the trigger fires for a date of `year` (the date itself when
+    /// not yearly), in seconds; none past the calendar's range.
+    fn due_in(self, base: Base, year: Option<i32>, tz: Tz) -> Option<i64> {
+        let start = match (base, year) {
+            (Base::Time(t), None) => t,
+            (Base::Time(t), Some(y)) => {
+                let local = tz.timestamp_opt(t, 0).single()?.naive_local();
+                let day = anniversary(y, local.month(), local.day())?;
+                instant_of(day.and_time(local.time()), tz)
+            }
+            (Base::Date(d), year) => {
+                let date = NaiveDate::from_ymd_opt(1970, 1, 1)?
+                    .checked_add_signed(Duration::days(i64::from(d)))?;
+                let day = match year {
+                    None => date,
+                    Some(y) => anniversary(y, date.month(), date.day())?,
+                };
+                instant_of(day.and_hms_opt(0, 0, 0)?, tz)
+            }
+        };
+        let shifted = start.checked_add(self.offset)?;
+        match self.at {
+            None => Some(shifted),
+            Some(at) => {
+                let day = local_date(shifted, tz);
+                let local = day.and_hms_opt(u32::from(at / 60), u32::from(at % 60), 0)?;
+                Some(instant_of(local, tz))
             }
         }
+    }
+
+    /// The trigger's last occurrence at or before `now` and its first after
+    /// it, in seconds: one date has one occurrence, a yearly one has one a year.
+    pub(crate) fn around(self, base: Base, tz: Tz, now: i64) -> (Option<i64>, Option<i64>) {
+        let mut last = None;
+        let mut next = None;
+        let mut consider = |due: i64| {
+            if due <= now {
+                last = Some(last.map_or(due, |l: i64| l.max(due)));
+            } else {
+                next = Some(next.map_or(due, |n: i64| n.min(due)));
+            }
+        };
+        if !self.yearly {
+            if let Some(due) = self.due_in(base, None, tz) {
+                consider(due);
+            }
+            return (last, next);
+        }
+        // The anniversaries of the years around now, widened by the
+        // offset's length in years, hold the two either side of now.
+        let year = local_date(now, tz).year();
+        let span = 2 + i32::try_from(self.offset.unsigned_abs() / (365 * 86_400))
+            .unwrap_or(0)
+            .min(100);
+        for y in year.saturating_sub(span)..=year.saturating_add(span) {
+            if let Some(due) = self.due_in(base, Some(y), tz) {
+                consider(due);
+            }
+        }
+        (last, next)
     }
 }
 
@@ -238,6 +418,62 @@ mod tests {
         // In Los Angeles it is still 02:00 on Monday.
         let due = next_occurrence(now, Tz::America__Los_Angeles, Cadence::Weekday(0), 540).unwrap();
         assert_eq!(due, parse_time("2026-11-23T17:00:00Z").unwrap());
+    }
+
+    #[test]
+    fn date_rules_find_the_occurrences_around_now() {
+        let t = |s: &str| parse_time(s).unwrap();
+        let now = t("2026-01-05T10:00:00Z");
+        // An instant three days back, and one ahead.
+        let before = DateRule {
+            offset: -3 * 86_400,
+            yearly: false,
+            at: None,
+        };
+        let renews = Base::Time(t("2026-01-07T10:00:00Z"));
+        assert_eq!(
+            before.around(renews, Tz::UTC, now),
+            (Some(t("2026-01-04T10:00:00Z")), None)
+        );
+        let renews = Base::Time(t("2026-01-09T10:00:00Z"));
+        assert_eq!(
+            before.around(renews, Tz::UTC, now),
+            (None, Some(t("2026-01-06T10:00:00Z")))
+        );
+        // A yearly time keeps its local time of day; 29 February moves to
+        // the 28th in other years and back in leap years.
+        let yearly = DateRule {
+            offset: 0,
+            yearly: true,
+            at: None,
+        };
+        let leap = Base::Time(t("2024-02-29T18:30:00Z"));
+        assert_eq!(
+            yearly.around(leap, Tz::Europe__Berlin, now),
+            (
+                Some(t("2025-02-28T18:30:00Z")),
+                Some(t("2026-02-28T18:30:00Z"))
+            )
+        );
+        let later = t("2027-03-01T00:00:00Z");
+        assert_eq!(
+            yearly.around(leap, Tz::Europe__Berlin, later).1,
+            Some(t("2028-02-29T18:30:00Z"))
+        );
+        // A date a week before its anniversary, at 09:00 local, across the new year.
+        let week_before = DateRule {
+            offset: -7 * 86_400,
+            yearly: true,
+            at: Some(9 * 60),
+        };
+        let jan_3 = Base::Date(NaiveDate::from_ymd_opt(1990, 1, 3).unwrap().to_epoch_days());
+        assert_eq!(
+            week_before.around(jan_3, Tz::America__New_York, now),
+            (
+                Some(t("2025-12-27T14:00:00Z")),
+                Some(t("2026-12-27T14:00:00Z"))
+            )
+        );
     }
 
     #[test]

@@ -1045,6 +1045,16 @@ fn cap<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Cap> {
         .boxed()
 }
 
+/// A duration where a flow needs a constant: a literal or a constant's name.
+fn duration_arg<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, DurationArg> {
+    kit.duration
+        .clone()
+        .map(DurationArg::Lit)
+        .or(kit.ident.clone().map(DurationArg::Name))
+        .labelled("a duration")
+        .boxed()
+}
+
 fn block_parser<'t, 's: 't>(kit: &Kit<'t, 's>, step: P<'t, 's, Step>) -> P<'t, 's, Block> {
     kit.braced(step, flow_start, |span| {
         Some(Step {
@@ -1075,13 +1085,13 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             )
             .then(kw("where").ignore_then(expr.clone()).or_not())
             .then_ignore(kw("within"))
-            .then(kit.duration.clone())
+            .then(duration_arg(kit))
             .map(|((events, predicate), within)| (events, predicate, within))
             .boxed();
 
         let wait = kw("wait")
             .ignore_then(choice((
-                kit.duration.clone().map(StepKind::Wait),
+                duration_arg(kit).map(StepKind::Wait),
                 kw("until")
                     .ignore_then(line_expr.clone())
                     .map(StepKind::WaitUntil),
@@ -1259,14 +1269,35 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             local: local.is_some(),
             segment,
         });
-    let date_prop = kit
-        .duration
-        .clone()
-        .then_ignore(word("after"))
+    let date_offset = choice((
+        kit.duration
+            .clone()
+            .then(choice((word("after").to(false), word("before").to(true))))
+            .map(|(d, before)| (Some(d), before)),
+        kw("on").to((None, false)),
+    ));
+    let date_prop = date_offset
         .then_ignore(kw("profile"))
         .then_ignore(t(Token::Dot))
         .then(kit.field.clone())
-        .map(|(offset, field)| Trigger::DateProperty { offset, field });
+        .then(
+            word("every")
+                .ignore_then(word("year"))
+                .map_with(|_, e| espan(e))
+                .or_not(),
+        )
+        .then(word("at").ignore_then(kit.time.clone()).or_not())
+        .then(word("grace").ignore_then(kit.duration.clone()).or_not())
+        .map(
+            |(((((offset, before), field), yearly), at), grace)| Trigger::DateProperty {
+                offset,
+                before,
+                field,
+                yearly,
+                at,
+                grace,
+            },
+        );
     let entering = word("entering")
         .ignore_then(kit.ident.clone())
         .map(Trigger::Entering);
@@ -1303,7 +1334,7 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
         .ignore_then(kit.ident.clone())
         .then(kw("where").ignore_then(expr.clone()).or_not())
         .then_ignore(kw("within"))
-        .then(kit.duration.clone())
+        .then(duration_arg(kit))
         .map(|((event, predicate), within)| {
             ClauseKind::Goal(Goal {
                 filter: EventFilter { event, predicate },
@@ -1400,6 +1431,10 @@ fn policy_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             .ignore_then(word("list"))
             .ignore_then(kit.strlit.clone())
             .map(PolicyItemKind::SuppressList)
+            .boxed(),
+        word("currency")
+            .ignore_then(kit.strlit.clone())
+            .map(PolicyItemKind::Currency)
             .boxed(),
     ))
     .map_with(|kind, e| PolicyItem {

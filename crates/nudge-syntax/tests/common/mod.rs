@@ -76,6 +76,13 @@ impl Dumper {
         let _ = write!(self.out, "{}s", d.seconds);
     }
 
+    fn dur_arg(&mut self, d: &DurationArg) {
+        match d {
+            DurationArg::Lit(l) => self.dur(l),
+            DurationArg::Name(n) => self.ident(n),
+        }
+    }
+
     fn time(&mut self, t: &TimeLit) {
         let _ = write!(self.out, "{:02}:{:02}", t.hour, t.minute);
     }
@@ -187,6 +194,11 @@ impl Dumper {
                         }
                         PolicyItemKind::QuietHours(q) => self.quiet(q),
                         PolicyItemKind::Cap(c) => self.cap(c),
+                        PolicyItemKind::Currency(s) => {
+                            self.w("(currency ");
+                            self.strlit(s);
+                            self.w(")");
+                        }
                         PolicyItemKind::SuppressList(s) => {
                             self.w("(suppress-list ");
                             self.strlit(s);
@@ -298,11 +310,28 @@ impl Dumper {
                         self.opt("for", segment, |d, s| d.ident(s));
                         self.w(")");
                     }
-                    Trigger::DateProperty { offset, field } => {
-                        self.w("(after ");
-                        self.dur(offset);
-                        self.w(" profile.");
+                    Trigger::DateProperty {
+                        offset,
+                        before,
+                        field,
+                        yearly,
+                        at,
+                        grace,
+                    } => {
+                        match offset {
+                            Some(o) => {
+                                self.w(if *before { "(before " } else { "(after " });
+                                self.dur(o);
+                                self.w(" profile.");
+                            }
+                            None => self.w("(on profile."),
+                        }
                         self.ident(field);
+                        if yearly.is_some() {
+                            self.w(" every-year");
+                        }
+                        self.opt("at", at, |d, t| d.time(t));
+                        self.opt("grace", grace, |d, g| d.dur(g));
                         self.w(")");
                     }
                     Trigger::Entering(s) => {
@@ -343,7 +372,7 @@ impl Dumper {
                 self.w("(goal ");
                 self.filter(&g.filter);
                 self.w(" within ");
-                self.dur(&g.within);
+                self.dur_arg(&g.within);
                 self.w(")");
             }
             ClauseKind::Holdout(p) => {
@@ -375,7 +404,7 @@ impl Dumper {
         match &s.kind {
             StepKind::Wait(d) => {
                 self.w("(wait ");
-                self.dur(d);
+                self.dur_arg(d);
                 self.w(")");
             }
             StepKind::WaitUntil(e) => {
@@ -392,7 +421,7 @@ impl Dumper {
                 }
                 self.opt("where", &w.predicate, |d, e| d.expr(e));
                 self.w(" within ");
-                self.dur(&w.within);
+                self.dur_arg(&w.within);
                 self.w(")");
             }
             StepKind::Send(c) => {
