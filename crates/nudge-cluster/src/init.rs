@@ -79,7 +79,7 @@ pub async fn init(settings: &Settings) -> Result<Initialised, ClusterError> {
         .await
         .map_err(|e| ClusterError::pg("starting a transaction", &e))?;
     // Two `init`s at once would race on the catalog: the second waits.
-    tx.execute("SELECT pg_advisory_xact_lock(7262381735, 1)", &[])
+    tx.execute("SELECT pg_advisory_xact_lock(1853189991, 1)", &[])
         .await
         .map_err(|e| ClusterError::pg("locking for init", &e))?;
     tx.batch_execute(&ddl(settings))

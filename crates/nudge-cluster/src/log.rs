@@ -85,6 +85,23 @@ pub struct Acked {
     pub duplicates: usize,
 }
 
+/// A message as the stream holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Its subject: `PREFIX.calls.N` or `PREFIX.dead`.
+    pub subject: String,
+    /// `Nudge-Kind`: `call`, `merge` or `dead`.
+    pub kind: String,
+    /// `Nudge-Customer`, for calls and merges.
+    pub customer: Option<i64>,
+    /// `Nats-Msg-Id`, when it has one.
+    pub message_id: Option<String>,
+    /// `Nudge-Reason`, for dead letters.
+    pub reason: Option<String>,
+    /// The body: the call's line, or the merge record.
+    pub body: String,
+}
+
 /// A connection to the log.
 #[derive(Clone)]
 pub struct Log {
@@ -161,6 +178,42 @@ impl Log {
             }
         }
         Ok(acked)
+    }
+
+    /// Every message in the stream, oldest first: for inspecting a small
+    /// stream (tests, a trial cluster); a worker reads with a consumer.
+    pub async fn messages(&self) -> Result<Vec<Stored>, ClusterError> {
+        let mut stream = self
+            .js
+            .get_stream(self.settings.stream())
+            .await
+            .map_err(|e| ClusterError::nats("looking up the stream", e))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| ClusterError::nats("reading the stream", e))?
+            .state
+            .clone();
+        let mut out = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            if state.messages == 0 {
+                break;
+            }
+            let m = stream
+                .get_raw_message(seq)
+                .await
+                .map_err(|e| ClusterError::nats(&format!("reading message {seq}"), e))?;
+            let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_string());
+            out.push(Stored {
+                subject: m.subject.to_string(),
+                kind: header("Nudge-Kind").unwrap_or_default(),
+                customer: header("Nudge-Customer").and_then(|c| c.parse().ok()),
+                message_id: header("Nats-Msg-Id"),
+                reason: header("Nudge-Reason"),
+                body: String::from_utf8_lossy(&m.payload).into_owned(),
+            });
+        }
+        Ok(out)
     }
 
     fn message(&self, m: &Outgoing) -> (String, Publish) {
