@@ -117,7 +117,10 @@ pub async fn init(settings: &Settings) -> Result<Initialised, ClusterError> {
 /// Checks that the schema records a cluster with `settings`' partition
 /// count and prefix: a different count would send customers to other
 /// partitions than the ones their state is in.
-pub(crate) async fn check_recorded(client: &Client, settings: &Settings) -> Result<(), ClusterError> {
+pub(crate) async fn check_recorded(
+    client: &Client,
+    settings: &Settings,
+) -> Result<(), ClusterError> {
     let not_there = || ClusterError::NotInitialised {
         schema: settings.schema.clone(),
     };

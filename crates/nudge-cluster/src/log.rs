@@ -35,13 +35,25 @@ pub enum Outgoing {
     },
     /// A merge record for the absorbed customer's partition.
     Merge(Merge),
-    /// A line that cannot be routed, with the reason.
+    /// A line that cannot be routed, with the reason; deduplicated by its
+    /// `messageId` when one can be read from it (as `dead:ID`, apart from
+    /// the calls' own ids).
     Dead {
         /// The line as received.
         line: String,
         /// Why it cannot be routed.
         reason: String,
     },
+}
+
+/// The `messageId` of a line that may be no call at all.
+fn loose_message_id(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        #[serde(rename = "messageId")]
+        message_id: Option<String>,
+    }
+    serde_json::from_str::<Id>(line).ok()?.message_id
 }
 
 /// A merge record's body (`Nudge-Kind: merge`), as documented in docs/cluster.md.
@@ -126,12 +138,14 @@ impl Log {
 
     /// Whether the stream is there (for readiness, and at start).
     pub async fn check_stream(&self) -> Result<(), ClusterError> {
-        use async_nats::jetstream::context::GetStreamErrorKind;
         use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::context::GetStreamErrorKind;
         match self.js.get_stream(self.settings.stream()).await {
             Ok(_) => Ok(()),
             Err(e) => match e.kind() {
-                GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                GetStreamErrorKind::JetStream(j)
+                    if j.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
                     Err(ClusterError::NoStream {
                         stream: self.settings.stream(),
                     })
@@ -246,10 +260,13 @@ impl Log {
                     .chars()
                     .map(|c| if c.is_control() { ' ' } else { c })
                     .collect();
-                let p = Publish::build()
+                let mut p = Publish::build()
                     .payload(Bytes::copy_from_slice(line.as_bytes()))
                     .header("Nudge-Kind", "dead")
                     .header("Nudge-Reason", reason.as_str());
+                if let Some(id) = loose_message_id(line).filter(|id| header_safe(id)) {
+                    p = p.message_id(format!("dead:{id}"));
+                }
                 (self.settings.dead_subject(), p)
             }
         }

@@ -50,10 +50,15 @@ async fn a_customer_always_goes_to_one_partition() {
     let customers: HashSet<i64> = calls.iter().filter_map(|m| m.customer).collect();
     assert_eq!(customers.len(), 1, "{calls:?}");
     // The customer was made by its first identifier, the device.
-    let expected = t.settings.subject(partition_of(Kind::Anonymous, "dev-1", 64));
+    let expected = t
+        .settings
+        .subject(partition_of(Kind::Anonymous, "dev-1", 64));
     assert!(calls.iter().all(|m| m.subject == expected), "{calls:?}");
     // Each call is stored as it came, under its messageId.
-    let ids: Vec<_> = calls.iter().filter_map(|m| m.message_id.as_deref()).collect();
+    let ids: Vec<_> = calls
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
     assert_eq!(ids, ["r1", "r2", "r3", "r4", "r5", "r6"]);
     assert!(calls[2].body.contains("Ann@Example.com"));
     // Another customer is another row, placed by its own identifier.
@@ -89,7 +94,10 @@ async fn a_message_id_is_stored_once() {
         .unwrap();
     assert_eq!((third.calls, third.duplicates), (2, 1));
     let stored = ingest.log().messages().await.unwrap();
-    let ids: Vec<_> = stored.iter().filter_map(|m| m.message_id.as_deref()).collect();
+    let ids: Vec<_> = stored
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
     assert_eq!(ids, ["same-id", "other-id"]);
 }
 
@@ -144,7 +152,10 @@ async fn nothing_is_taken_without_the_stream() {
     assert!(err.to_string().contains("nudge cluster init"), "{err}");
     // A node does not start without it either.
     let refused = Ingest::connect(&t.settings).await.err().unwrap();
-    assert!(matches!(refused, ClusterError::NoStream { .. }), "{refused}");
+    assert!(
+        matches!(refused, ClusterError::NoStream { .. }),
+        "{refused}"
+    );
 }
 
 /// Two identifiers whose customers land on different partitions.
@@ -246,7 +257,10 @@ async fn a_merge_across_partitions_forwards_and_tells_the_absorbed_partition() {
     assert_eq!(record["absorbedPartition"], absorbed_partition);
     assert_eq!(record["messageId"], "m3");
     assert!(record["at"].as_str().unwrap().ends_with('Z'));
-    let call = after.iter().find(|m| m.message_id.as_deref() == Some("m3")).unwrap();
+    let call = after
+        .iter()
+        .find(|m| m.message_id.as_deref() == Some("m3"))
+        .unwrap();
     assert_eq!(call.subject, s.subject(kept_partition));
     // Later calls for the absorbed user id follow the forwarding.
     ingest
@@ -311,7 +325,12 @@ async fn concurrent_nodes_make_one_customer_of_new_identifiers() {
     let calls: Vec<_> = (0..300)
         .map(|i| {
             let line = if i % 3 == 0 {
-                identify(&format!("c{i}"), &format!("u{}", i / 3), Some(&format!("d{i}")), None)
+                identify(
+                    &format!("c{i}"),
+                    &format!("u{}", i / 3),
+                    Some(&format!("d{i}")),
+                    None,
+                )
             } else {
                 track(&format!("c{i}"), None, Some(&format!("d{}", i - i % 3)))
             };

@@ -833,7 +833,11 @@ impl Config {
 
     /// `[cluster] duplicate_window`, when set: at least a second.
     pub fn cluster_window(&self) -> Result<Option<Duration>, String> {
-        let Some(text) = self.cluster.as_ref().and_then(|c| c.duplicate_window.as_ref()) else {
+        let Some(text) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.duplicate_window.as_ref())
+        else {
             return Ok(None);
         };
         let secs = parse_duration(text).filter(|&s| s > 0).ok_or_else(|| {
@@ -1789,11 +1793,23 @@ mod tests {
         assert!(Config::parse("", env).unwrap().cluster.is_none());
         let base = "[cluster]\nnats = \"n\"\npostgres = \"p\"\n";
         for (bad, says) in [
-            ("partitions = 0", "`cluster.partitions`: 0 is outside 1 to 65536"),
-            ("partitions = 70000", "`cluster.partitions`: 70000 is outside"),
-            ("schema = \"Nudge\"", "`cluster.schema`: `Nudge` is not a plain PostgreSQL name"),
+            (
+                "partitions = 0",
+                "`cluster.partitions`: 0 is outside 1 to 65536",
+            ),
+            (
+                "partitions = 70000",
+                "`cluster.partitions`: 70000 is outside",
+            ),
+            (
+                "schema = \"Nudge\"",
+                "`cluster.schema`: `Nudge` is not a plain PostgreSQL name",
+            ),
             ("schema = \"a;drop\"", "`cluster.schema`"),
-            ("prefix = \"a.b\"", "`cluster.prefix`: `a.b` cannot name a stream"),
+            (
+                "prefix = \"a.b\"",
+                "`cluster.prefix`: `a.b` cannot name a stream",
+            ),
             ("duplicate_window = \"now\"", "`cluster.duplicate_window`"),
             ("connections = 0", "`cluster.connections`: at least 1"),
             ("partition = 3", "unknown field `partition`"),

@@ -73,7 +73,12 @@ async fn unreachable(settings: &Settings) -> Option<String> {
     )
     .await;
     match pg {
-        Err(_) => return Some(format!("PostgreSQL ({}) does not answer", settings.postgres)),
+        Err(_) => {
+            return Some(format!(
+                "PostgreSQL ({}) does not answer",
+                settings.postgres
+            ));
+        }
         Ok(Err(e)) => return Some(format!("PostgreSQL ({}): {e}", settings.postgres)),
         Ok(Ok(_)) => {}
     }
