@@ -39,7 +39,8 @@ pub use stage::{Merge, Route, Stage};
 /// How a cluster is reached and laid out: `nudge.toml`'s `[cluster]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// The NATS server(s), such as `nats://127.0.0.1:4222`.
+    /// The NATS server(s), such as `nats://127.0.0.1:4222`; several are
+    /// separated by commas.
     pub nats: String,
     /// The PostgreSQL connection string (a URL or `key=value` pairs).
     pub postgres: String,
@@ -251,11 +252,18 @@ pub(crate) async fn connect_postgres(
     Ok(client)
 }
 
-/// Opens the NATS connection.
+/// Opens the NATS connection; `settings.nats` may list several servers,
+/// separated by commas.
 pub(crate) async fn connect_nats(settings: &Settings) -> Result<async_nats::Client, ClusterError> {
+    let servers: Vec<&str> = settings
+        .nats
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
-        .connect(settings.nats.as_str())
+        .connect(servers)
         .await
         .map_err(|e| ClusterError::nats(&format!("connecting to {}", settings.nats), e))
 }
