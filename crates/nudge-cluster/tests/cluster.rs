@@ -422,3 +422,81 @@ async fn the_partition_count_cannot_change() {
     let err = Ingest::connect(&fresh).await.err().unwrap();
     assert!(err.to_string().contains("nudge cluster init"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_within_one_batch_forward_to_the_last_kept_customer() {
+    let Some(t) = trial("chain", 8).await else {
+        return;
+    };
+    let s = &t.settings;
+    let ingest = Ingest::connect(s).await.unwrap();
+    // Three customers, made in this order: two devices and a user.
+    for line in [
+        track("c1", None, Some("dev-a")),
+        track("c2", None, Some("dev-b")),
+        track("c3", Some("user-c"), None),
+    ] {
+        ingest.accept(vec![line], Vec::new()).await.unwrap();
+    }
+    let made: Vec<i64> = ingest
+        .log()
+        .messages()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.customer)
+        .collect();
+    let [a, b, c] = made[..] else {
+        panic!("{made:?}")
+    };
+    // One request: the user signs in on device b (c into b), then an alias
+    // joins the user to device a (b, holding c, into a).
+    let alias = r#"{"type":"alias","userId":"user-c","previousId":"dev-a","messageId":"c5","timestamp":"2026-03-01T10:00:00Z"}"#;
+    let got = ingest
+        .accept(
+            vec![identify("c4", "user-c", Some("dev-b"), None), alias.into()],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.merges, 2);
+    let db = postgres(s).await;
+    let rows = db
+        .query(
+            &format!(
+                "SELECT m.absorbed, m.kept, c.merged_into, m.message_id FROM \"{0}\".merges m
+                 JOIN \"{0}\".customers c ON c.id = m.absorbed ORDER BY m.absorbed",
+                s.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let merges: Vec<(i64, i64, Option<i64>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        merges,
+        [
+            (b, a, Some(a), Some("c5".to_string())),
+            (c, a, Some(a), Some("c4".to_string()))
+        ]
+    );
+    // Both calls of the request go to the customer that remains.
+    let stored = ingest.log().messages().await.unwrap();
+    let calls: Vec<_> = stored
+        .iter()
+        .filter(|m| m.kind == "call")
+        .skip(3)
+        .map(|m| (m.customer, m.subject.clone()))
+        .collect();
+    let home = s.subject(partition_of(Kind::Anonymous, "dev-a", 8));
+    assert_eq!(calls, [(Some(a), home.clone()), (Some(a), home)]);
+    let told: Vec<_> = stored
+        .iter()
+        .filter(|m| m.kind == "merge")
+        .map(|m| m.customer)
+        .collect();
+    assert_eq!(told, [Some(b), Some(c)]);
+}
