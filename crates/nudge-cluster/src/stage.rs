@@ -81,6 +81,46 @@ struct Job {
     reply: oneshot::Sender<Result<Resolved, ClusterError>>,
 }
 
+/// One PostgreSQL connection of the stage, with the statements every batch
+/// runs prepared once.
+struct Connection {
+    client: Client,
+    /// The identifiers asked for, each with its customer's row.
+    identities: tokio_postgres::Statement,
+    /// Customer rows by id.
+    customers: tokio_postgres::Statement,
+}
+
+impl Connection {
+    /// Connects and prepares the statements.
+    async fn open(settings: &Settings) -> Result<Connection, ClusterError> {
+        let client = connect_postgres(settings).await?;
+        let identities = client
+            .prepare(&format!(
+                "SELECT i.kind, i.value, i.customer, c.id, c.partition, c.user_id, c.merged_into
+                 FROM unnest($1::int2[], $2::text[]) AS w(kind, value)
+                 JOIN {} i ON i.kind = w.kind AND i.value = w.value
+                 LEFT JOIN {} c ON c.id = i.customer",
+                settings.table("identities"),
+                settings.table("customers")
+            ))
+            .await
+            .map_err(|e| ClusterError::pg("preparing statements", &e))?;
+        let customers = client
+            .prepare(&format!(
+                "SELECT id, partition, user_id, merged_into FROM {} WHERE id = ANY($1)",
+                settings.table("customers")
+            ))
+            .await
+            .map_err(|e| ClusterError::pg("preparing statements", &e))?;
+        Ok(Connection {
+            client,
+            identities,
+            customers,
+        })
+    }
+}
+
 /// The most calls one transaction works out.
 const GROUP: usize = 2_000;
 /// How many times a batch is tried against concurrent changes.
@@ -91,12 +131,14 @@ impl Stage {
     /// holds a cluster with the same partition count and prefix.
     pub async fn connect(settings: &Settings) -> Result<Stage, ClusterError> {
         let settings = Arc::new(settings.clone());
+        // Checked before the statements are prepared, so that a schema
+        // without a cluster is reported as such.
+        let check = connect_postgres(&settings).await?;
+        crate::init::check_recorded(&check, &settings).await?;
+        drop(check);
         let mut clients = Vec::new();
         for _ in 0..settings.connections.max(1) {
-            clients.push(connect_postgres(&settings).await?);
-        }
-        if let Some(first) = clients.first() {
-            crate::init::check_recorded(first, &settings).await?;
+            clients.push(Connection::open(&settings).await?);
         }
         let (jobs, rx) = mpsc::channel::<Job>(1_024);
         let rx = Arc::new(Mutex::new(rx));
@@ -124,7 +166,11 @@ impl Stage {
 
 /// One connection's loop: take the waiting jobs, resolve them together,
 /// answer each with its share.
-async fn work(mut client: Client, rx: Arc<Mutex<mpsc::Receiver<Job>>>, settings: Arc<Settings>) {
+async fn work(
+    mut client: Connection,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    settings: Arc<Settings>,
+) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -161,8 +207,8 @@ async fn work(mut client: Client, rx: Arc<Mutex<mpsc::Receiver<Job>>>, settings:
             at += n;
             let _ = job.reply.send(share);
         }
-        if client.is_closed() {
-            match connect_postgres(&settings).await {
+        if client.client.is_closed() {
+            match Connection::open(&settings).await {
                 Ok(c) => client = c,
                 Err(e) => {
                     eprintln!("warning: identity stage: {e}");
@@ -175,8 +221,8 @@ async fn work(mut client: Client, rx: Arc<Mutex<mpsc::Receiver<Job>>>, settings:
 
 /// Resolves `calls` on one connection, trying again while concurrent
 /// changes get in the way.
-pub async fn resolve(
-    client: &mut Client,
+async fn resolve(
+    client: &mut Connection,
     settings: &Settings,
     calls: &[Identifiers],
 ) -> Result<Resolved, ClusterError> {
@@ -249,6 +295,31 @@ struct Graph<'s> {
 }
 
 impl Graph<'_> {
+    /// Takes in a customer row as read: a live customer, or one absorbed
+    /// (then only where it went).
+    fn take(
+        &mut self,
+        forward: &mut HashMap<i64, i64>,
+        id: i64,
+        partition: i32,
+        user: Option<String>,
+        merged_into: Option<i64>,
+    ) {
+        match merged_into {
+            Some(into) => {
+                forward.insert(id, into);
+            }
+            None => {
+                self.customers.entry(id).or_insert_with(|| Customer {
+                    partition: u32::try_from(partition).unwrap_or(0),
+                    read_user: user.clone(),
+                    user,
+                    parent: None,
+                });
+            }
+        }
+    }
+
     fn root(&self, mut c: i64) -> i64 {
         while let Some(p) = self.customers.get(&c).and_then(|x| x.parent) {
             c = p;
@@ -362,7 +433,7 @@ impl Graph<'_> {
 
 /// One try: read, work out, write.
 async fn attempt_once(
-    client: &mut Client,
+    conn: &mut Connection,
     settings: &Settings,
     calls: &[Identifiers],
 ) -> Result<Resolved, Failure> {
@@ -389,16 +460,9 @@ async fn attempt_once(
     }
     let kinds: Vec<i16> = wanted.iter().map(|(k, _)| k.code()).collect();
     let values: Vec<&str> = wanted.iter().map(|(_, v)| *v).collect();
-    let rows = client
-        .query(
-            &format!(
-                "SELECT i.kind, i.value, i.customer FROM {} i
-                 JOIN unnest($1::int2[], $2::text[]) AS w(kind, value)
-                   ON i.kind = w.kind AND i.value = w.value",
-                settings.table("identities")
-            ),
-            &[&kinds, &values],
-        )
+    let rows = conn
+        .client
+        .query(&conn.identities, &[&kinds, &values])
         .await
         .map_err(fatal("reading identities"))?;
     let mut graph = Graph {
@@ -409,7 +473,10 @@ async fn attempt_once(
         next_new: 0,
         absorbed: BTreeMap::new(),
     };
-    let mut pointed: Vec<i64> = Vec::with_capacity(rows.len());
+    // Customers absorbed by a merge, and the customer each went to:
+    // identifiers point at the absorbed customer until they are moved, and
+    // may again when written concurrently with the merge.
+    let mut forward: HashMap<i64, i64> = HashMap::new();
     for row in &rows {
         let kind = Kind::of_code(row.get(0)).ok_or_else(|| {
             Failure::Fatal(ClusterError::Postgres {
@@ -417,56 +484,35 @@ async fn attempt_once(
                 reason: format!("unknown identifier kind {}", row.get::<_, i16>(0)),
             })
         })?;
-        let customer: i64 = row.get(2);
-        graph.ids.insert((kind, row.get(1)), customer);
-        pointed.push(customer);
+        graph.ids.insert((kind, row.get(1)), row.get(2));
+        if let Some(id) = row.get::<_, Option<i64>>(3) {
+            graph.take(&mut forward, id, row.get(4), row.get(5), row.get(6));
+        }
     }
-    // The customers, following each absorbed one to the customer it was
-    // merged into: identifiers point at the absorbed customer until they
-    // are moved, and may again when written concurrently with the merge.
-    let mut forward: HashMap<i64, i64> = HashMap::new();
-    let mut todo: Vec<i64> = pointed;
-    todo.sort_unstable();
-    todo.dedup();
-    while !todo.is_empty() {
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT id, partition, user_id, merged_into FROM {} WHERE id = ANY($1)",
-                    settings.table("customers")
-                ),
-                &[&todo],
-            )
+    // The customers absorbed ones were merged into, until every chain ends.
+    loop {
+        let mut todo: Vec<i64> = forward
+            .values()
+            .filter(|into| !graph.customers.contains_key(into) && !forward.contains_key(into))
+            .copied()
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        todo.sort_unstable();
+        todo.dedup();
+        let rows = conn
+            .client
+            .query(&conn.customers, &[&todo])
             .await
             .map_err(fatal("reading customers"))?;
-        let mut next = Vec::new();
-        for row in rows {
-            let id: i64 = row.get(0);
-            let merged: Option<i64> = row.get(3);
-            match merged {
-                Some(into) => {
-                    forward.insert(id, into);
-                    if !graph.customers.contains_key(&into) && !forward.contains_key(&into) {
-                        next.push(into);
-                    }
-                }
-                None => {
-                    let user: Option<String> = row.get(2);
-                    graph.customers.insert(
-                        id,
-                        Customer {
-                            partition: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
-                            read_user: user.clone(),
-                            user,
-                            parent: None,
-                        },
-                    );
-                }
-            }
+        if rows.is_empty() {
+            // Forwarded to a customer that is not there yet: read again.
+            return Err(Failure::Retry);
         }
-        next.sort_unstable();
-        next.dedup();
-        todo = next;
+        for row in rows {
+            graph.take(&mut forward, row.get(0), row.get(1), row.get(2), row.get(3));
+        }
     }
     let live = |mut c: i64| {
         let mut steps = 0;
@@ -502,7 +548,8 @@ async fn attempt_once(
     made.sort_unstable_by(|a, b| b.cmp(a));
     let mut real: HashMap<i64, i64> = HashMap::new();
     if !made.is_empty() {
-        let rows = client
+        let rows = conn
+            .client
             .query(
                 &format!(
                     "SELECT nextval('{}') FROM generate_series(1, $1::int8)",
@@ -559,7 +606,8 @@ async fn attempt_once(
 
     let now = now_millis();
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(now).unwrap_or(0));
-    let tx = client
+    let tx = conn
+        .client
         .transaction()
         .await
         .map_err(fatal("starting a transaction"))?;
@@ -619,8 +667,13 @@ async fn attempt_once(
         .map_err(fatal("adding customers"))?;
     }
     if !graph.new_ids.is_empty() {
+        // In one order for every batch: two batches adding the same new
+        // identifiers then wait on each other in turn, never in a circle
+        // (which PostgreSQL would only break after `deadlock_timeout`).
+        let mut new_ids = graph.new_ids.clone();
+        new_ids.sort_unstable();
         let (mut kinds, mut values, mut owners) = (Vec::new(), Vec::new(), Vec::new());
-        for (kind, value) in &graph.new_ids {
+        for (kind, value) in &new_ids {
             let owner = graph.ids.get(&(*kind, value.clone())).copied().unwrap_or(0);
             kinds.push(kind.code());
             values.push(value.as_str());
