@@ -89,20 +89,23 @@ impl Ingest {
                 Err(reason) => dead.push(Outgoing::Dead { line, reason }),
             }
         }
+        let message_ids: Vec<Option<String>> = calls.iter().map(|c| c.message_id.clone()).collect();
         let resolved = if calls.is_empty() {
             stage::Resolved::default()
         } else {
-            self.stage.resolve(calls.clone()).await?
+            self.stage.resolve(calls).await?
         };
         let mut out = Vec::with_capacity(routable.len() + dead.len() + resolved.merges.len());
         // A merge record first: the absorbed partition learns of the merge
         // no later than the kept one sees the call that made it.
         out.extend(resolved.merges.iter().cloned().map(Outgoing::Merge));
-        for ((line, ids), route) in routable.into_iter().zip(calls).zip(&resolved.routes) {
+        for ((line, message_id), route) in
+            routable.into_iter().zip(message_ids).zip(&resolved.routes)
+        {
             out.push(Outgoing::Call {
                 partition: route.partition,
                 customer: route.customer,
-                message_id: ids.message_id,
+                message_id,
                 line,
             });
         }
