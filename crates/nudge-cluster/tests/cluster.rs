@@ -274,6 +274,21 @@ async fn a_merge_across_partitions_forwards_and_tells_the_absorbed_partition() {
     );
     // Nothing is left for the sweep of unpublished merges.
     assert_eq!(ingest.sweep_once().await.unwrap(), 0);
+    // A node that stopped between recording a merge and publishing its
+    // record: the sweep publishes it (the log drops it as a repeat here).
+    db.execute(
+        &format!(
+            "UPDATE \"{}\".merges SET published = false, at = at - interval '1 minute'",
+            s.schema
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ingest.sweep_once().await.unwrap(), 1);
+    assert_eq!(ingest.sweep_once().await.unwrap(), 0);
+    let merges = ingest.log().messages().await.unwrap();
+    assert_eq!(merges.iter().filter(|m| m.kind == "merge").count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
