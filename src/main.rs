@@ -52,6 +52,8 @@ enum Command {
     Run(commands::run::Args),
     /// Ingest Segment calls over HTTP (or stdin) into the durable engine, on the wall clock.
     Serve(commands::serve::Args),
+    /// Set up cluster mode's stream and PostgreSQL schema.
+    Cluster(commands::cluster::Args),
     /// Export the project's `[[alerts]]` as Prometheus alerting rules.
     Alerts(commands::alerts::Args),
     /// Run the project's `test` blocks on the virtual clock.
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
         Command::Disasm(args) => commands::disasm::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Cluster(args) => commands::cluster::run(args),
         Command::Alerts(args) => commands::alerts::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Explain(args) => commands::explain::run(args),

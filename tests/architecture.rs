@@ -47,6 +47,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("nudge-report", &["nudge-runtime"]),
+    ("nudge-cluster", &["nudge-bytecode", "nudge-runtime"]),
     (
         "nudge-testing",
         &[

@@ -8,13 +8,10 @@
 //! the library is installed into a cache under the target directory.
 
 mod common;
-use common::{WRITE_KEY, copy_example, outbox_by_key, s, start_server_with};
+use common::{WRITE_KEY, copy_example, outbox_by_key, s, segment_library, start_server_with};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// The library's release the test is written against.
-const VERSION: &str = "2.4.0";
 
 /// Segment calls, one per line and in time order: cart_recovery's sample
 /// events moved to 2030, each with a messageId, plus two page calls. Dated
@@ -38,58 +35,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// Whether `python3` imports the pinned release of the library from `dir`;
-/// a cache left by a test pinned to another release does not count.
-fn importable(dir: &Path) -> bool {
-    let check =
-        format!("import sys, segment.analytics as a; sys.exit(a.__version__ != {VERSION:?})");
-    Command::new("python3")
-        .args(["-c", &check])
-        .env("PYTHONPATH", dir)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// A directory from which `python3` imports the library, installed there
-/// with pip on first use. A failed install fails the test with pip's
-/// output: a missing client must not pass as a skipped test.
-fn segment_library() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("segment-py");
-    if importable(&dir) {
-        return dir;
-    }
-    // Installed next to the cache and renamed into place, so an interrupted
-    // install never leaves a half-filled cache that later runs would trust
-    // (pip --target does not replace what is already there).
-    let staging = dir.with_file_name(format!("segment-py.{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let pip = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--no-input"])
-        .args(["--disable-pip-version-check", "--target", s(&staging)])
-        .arg(format!("segment-analytics-python=={VERSION}"))
-        .output()
-        .expect("python3 runs");
-    if !pip.status.success() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    assert!(
-        pip.status.success(),
-        "installing segment-analytics-python {VERSION} failed:\n{}",
-        text(&pip)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    if std::fs::rename(&staging, &dir).is_err() {
-        // Another test process got there first; its copy is as good.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    assert!(
-        importable(&dir),
-        "segment-analytics-python {VERSION} was installed in {} but does not import",
-        dir.display()
-    );
-    dir
 }
 
 /// The value of an unlabelled metric in Prometheus text.

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod audiences;
 pub mod build;
 pub mod check;
+pub mod cluster;
 pub mod disasm;
 pub mod docs;
 pub mod events;

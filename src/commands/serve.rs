@@ -10,6 +10,7 @@
 //! calls are durable.
 
 mod body;
+mod cluster;
 mod feedback;
 mod pages;
 
@@ -76,6 +77,11 @@ pub struct Args {
     /// Read JSON lines from stdin instead of listening; exit at its end.
     #[arg(long)]
     pub stdin: bool,
+    /// Run as an ingest node of the cluster `[cluster]` in nudge.toml
+    /// describes: calls are routed to their customer's partition in
+    /// NATS JetStream instead of the local engine (see docs/cluster.md).
+    #[arg(long, conflicts_with_all = ["stdin", "clock"])]
+    pub cluster: bool,
     /// What moves the engine's clock: `wall` (production: the wall clock;
     /// each call's time is corrected for its sender's clock and never later
     /// than its receipt) or `events` (the calls' own times, as `nudge run`
@@ -163,6 +169,20 @@ pub fn run(args: Args) -> Status {
         );
         eprintln!("help: --no-auth accepts requests without credentials");
         return Status::Failure;
+    }
+    if args.cluster {
+        let cluster = match super::cluster::settings(&settings) {
+            Ok(c) => c,
+            Err(status) => return status,
+        };
+        let listen = args
+            .listen
+            .clone()
+            .or_else(|| settings.serve.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8787".to_string());
+        // Checked when nudge.toml was read.
+        let limits = settings.http_limits().unwrap_or_default();
+        return cluster::serve(&listen, &cluster, keys, limits);
     }
     let bundle = match super::compile(group) {
         Ok(b) => b,
@@ -963,97 +983,19 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !app.keys.is_empty() && !authorized(&headers, &app.keys) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing write key: send it as the Basic-auth user name",
-            None,
-        );
-    }
-    let single = match kind.as_str() {
-        "track" | "identify" | "alias" | "page" | "screen" | "group" => true,
-        "batch" | "import" => false,
-        _ => return error(StatusCode::NOT_FOUND, "no such endpoint", None),
+    let gate = Gate {
+        keys: &app.keys,
+        limits: app.limits,
+        metrics: &app.metrics,
+        receipt: app.receipt,
     };
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is larger than 512 KB",
-            None,
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return too_large();
-    }
-    let read = tokio::time::timeout(app.limits.body_read, axum::body::to_bytes(body, MAX_BODY));
-    let bytes = match read.await {
-        Err(_) => {
-            app.metrics.timeout("body");
-            let message = format!(
-                "the request body took longer than {}s to arrive",
-                app.limits.body_read.as_secs()
-            );
-            let mut slow = error(StatusCode::REQUEST_TIMEOUT, &message, None);
-            // The rest of the body may still be on its way: the connection
-            // cannot carry another request.
-            slow.headers_mut().insert(
-                header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            return slow;
-        }
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => return too_large(),
-        Ok(Err(e)) => {
-            let msg = format!("cannot read the request body: {e}");
-            return error(StatusCode::BAD_REQUEST, &msg, None);
-        }
-    };
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
-    let bytes = match encoding.as_deref() {
-        None | Some("identity") => bytes.to_vec(),
-        Some("gzip") => match gunzip(&bytes) {
-            Ok(b) => b,
-            Err(response) => return *response,
-        },
-        Some(other) => {
-            let msg = format!("unsupported Content-Encoding `{other}`: send gzip or nothing");
-            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, None);
-        }
-    };
-    let lines = match to_lines(single.then_some(kind.as_str()), &bytes, app.receipt) {
-        Ok(l) => l,
+    let Taken {
+        lines,
+        refused,
+        clamped,
+    } = match gate.take(&kind, &headers, body).await {
+        Ok(t) => t,
         Err(response) => return *response,
-    };
-    let refused: Vec<DeadLetter> = lines
-        .too_large
-        .into_iter()
-        .map(|(i, input)| DeadLetter {
-            line: 0,
-            reason: format!(
-                "item {i} of the batch is {} bytes, over the limit of {} KB for one call",
-                input.len(),
-                MAX_CALL / 1024
-            ),
-            input,
-        })
-        .collect();
-    let lines = lines.calls;
-    // Only a receipt can clamp: on the events' clock calls keep their times.
-    let clamped = if app.receipt {
-        lines
-            .iter()
-            .filter(|l| nudge_runtime::segment::time_and_clamp_of(l).is_some_and(|(_, c)| c))
-            .count() as u64
-    } else {
-        0
     };
     if lines.is_empty() && refused.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response();
@@ -1069,6 +1011,141 @@ async fn ingest(
         }
         Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, &e, None),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
+    }
+}
+
+/// What the Segment endpoints check before calls go anywhere: the write
+/// key, the endpoint, the body's size, time and encoding, and each call.
+/// The same for the local engine and for a cluster's ingest node.
+struct Gate<'a> {
+    /// Accepted write keys; empty with `--no-auth`.
+    keys: &'a [Secret],
+    limits: HttpLimits,
+    metrics: &'a Metrics,
+    /// Stamp calls with their receipt.
+    receipt: bool,
+}
+
+/// A request's calls, once the gate let them through.
+struct Taken {
+    /// The calls as JSON lines, in order.
+    lines: Vec<String>,
+    /// Batch items refused on their own (too large), for the dead letters.
+    refused: Vec<DeadLetter>,
+    /// How many calls had their time clamped to their receipt.
+    clamped: u64,
+}
+
+impl Gate<'_> {
+    /// The calls of a request to `/v1/{kind}`, or the answer refusing it.
+    async fn take(
+        &self,
+        kind: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Taken, Box<Response>> {
+        if !self.keys.is_empty() && !authorized(headers, self.keys) {
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "wrong or missing write key: send it as the Basic-auth user name",
+                None,
+            )));
+        }
+        let single = match kind {
+            "track" | "identify" | "alias" | "page" | "screen" | "group" => true,
+            "batch" | "import" => false,
+            _ => {
+                return Err(Box::new(error(
+                    StatusCode::NOT_FOUND,
+                    "no such endpoint",
+                    None,
+                )));
+            }
+        };
+        let too_large = || {
+            Box::new(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than 512 KB",
+                None,
+            ))
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let read =
+            tokio::time::timeout(self.limits.body_read, axum::body::to_bytes(body, MAX_BODY));
+        let bytes = match read.await {
+            Err(_) => {
+                self.metrics.timeout("body");
+                let message = format!(
+                    "the request body took longer than {}s to arrive",
+                    self.limits.body_read.as_secs()
+                );
+                let mut slow = error(StatusCode::REQUEST_TIMEOUT, &message, None);
+                // The rest of the body may still be on its way: the connection
+                // cannot carry another request.
+                slow.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return Err(Box::new(slow));
+            }
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
+            Ok(Err(e)) => {
+                let msg = format!("cannot read the request body: {e}");
+                return Err(Box::new(error(StatusCode::BAD_REQUEST, &msg, None)));
+            }
+        };
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let bytes = match encoding.as_deref() {
+            None | Some("identity") => bytes.to_vec(),
+            Some("gzip") => gunzip(&bytes)?,
+            Some(other) => {
+                let msg = format!("unsupported Content-Encoding `{other}`: send gzip or nothing");
+                return Err(Box::new(error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    &msg,
+                    None,
+                )));
+            }
+        };
+        let lines = to_lines(single.then_some(kind), &bytes, self.receipt)?;
+        let refused: Vec<DeadLetter> = lines
+            .too_large
+            .into_iter()
+            .map(|(i, input)| DeadLetter {
+                line: 0,
+                reason: format!(
+                    "item {i} of the batch is {} bytes, over the limit of {} KB for one call",
+                    input.len(),
+                    MAX_CALL / 1024
+                ),
+                input,
+            })
+            .collect();
+        let lines = lines.calls;
+        // Only a receipt can clamp: on the events' clock calls keep their times.
+        let clamped = if self.receipt {
+            lines
+                .iter()
+                .filter(|l| nudge_runtime::segment::time_and_clamp_of(l).is_some_and(|(_, c)| c))
+                .count() as u64
+        } else {
+            0
+        };
+        Ok(Taken {
+            lines,
+            refused,
+            clamped,
+        })
     }
 }
 

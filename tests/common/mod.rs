@@ -443,3 +443,70 @@ pub fn explain_json(project: &Path, who: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The release of Segment's Python library the client tests are written against.
+pub const SEGMENT_PY_VERSION: &str = "2.4.0";
+
+/// Whether `python3` imports the pinned release of the library from `dir`;
+/// a cache left by a test pinned to another release does not count.
+fn segment_importable(dir: &Path) -> bool {
+    let check = format!(
+        "import sys, segment.analytics as a; sys.exit(a.__version__ != {SEGMENT_PY_VERSION:?})"
+    );
+    std::process::Command::new("python3")
+        .args(["-c", &check])
+        .env("PYTHONPATH", dir)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A directory from which `python3` imports Segment's Python library
+/// (segment-analytics-python), installed there
+/// with pip on first use. A failed install fails the test with pip's
+/// output: a missing client must not pass as a skipped test.
+pub fn segment_library() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("segment-py");
+    if segment_importable(&dir) {
+        return dir;
+    }
+    // Installed next to the cache and renamed into place, so an interrupted
+    // install never leaves a half-filled cache that later runs would trust
+    // (pip --target does not replace what is already there).
+    let staging = dir.with_file_name(format!("segment-py.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let pip = std::process::Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--no-input"])
+        .args(["--disable-pip-version-check", "--target", s(&staging)])
+        .arg(format!("segment-analytics-python=={SEGMENT_PY_VERSION}"))
+        .output()
+        .expect("python3 runs");
+    if !pip.status.success() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        pip.status.success(),
+        "installing segment-analytics-python {SEGMENT_PY_VERSION} failed:\n{}",
+        command_text(&pip)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::rename(&staging, &dir).is_err() {
+        // Another test process got there first; its copy is as good.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(
+        segment_importable(&dir),
+        "segment-analytics-python {SEGMENT_PY_VERSION} was installed in {} but does not import",
+        dir.display()
+    );
+    dir
+}
+
+/// A finished command's status and output, for failure messages.
+pub fn command_text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -52,7 +52,36 @@ pub struct Config {
     pub alerts: Vec<AlertSection>,
     /// Where `nudge serve` posts alert notifications.
     pub alerts_webhook: Option<AlertsWebhookSection>,
+    /// Cluster mode: its services and layout (`nudge serve --cluster`,
+    /// `nudge cluster init`).
+    pub cluster: Option<ClusterSection>,
 }
+
+/// `[cluster]`: where cluster mode's services are and how its log is laid
+/// out; docs/cluster.md describes each setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The NATS server(s) with JetStream (`nats://127.0.0.1:4222`).
+    pub nats: String,
+    /// The PostgreSQL connection string (a URL or `key=value` pairs).
+    pub postgres: String,
+    /// The PostgreSQL schema of the cluster's tables (`nudge` by default).
+    pub schema: Option<String>,
+    /// Virtual partitions, fixed when the cluster is created (256 by default).
+    pub partitions: Option<u32>,
+    /// Names the stream and its subjects (`nudge` by default).
+    pub prefix: Option<String>,
+    /// How long a repeated `messageId` is dropped for (`2m` by default).
+    pub duplicate_window: Option<String>,
+    /// Copies of the stream in a NATS cluster (1 by default).
+    pub replicas: Option<usize>,
+    /// PostgreSQL connections per ingest node (4 by default).
+    pub connections: Option<usize>,
+}
+
+/// The most partitions a cluster may have.
+pub const MAX_CLUSTER_PARTITIONS: u32 = 65_536;
 
 /// One `[[alerts]]` table, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -447,6 +476,10 @@ impl Config {
                 *v = expand_str(v, key, env)?;
             }
         }
+        if let Some(c) = &mut self.cluster {
+            c.nats = expand_str(&c.nats, "cluster.nats", env)?;
+            c.postgres = expand_str(&c.postgres, "cluster.postgres", env)?;
+        }
         if let Some(hook) = &mut self.alerts_webhook {
             hook.url = expand_str(&hook.url, "alerts_webhook.url", env)?;
             for (header, v) in &mut hook.headers {
@@ -488,6 +521,8 @@ impl Config {
         self.reorder_window()?;
         self.http_limits()?;
         self.alert_rules()?;
+        self.cluster_window()?;
+        self.check_cluster()?;
         if let Some(hook) = &self.alerts_webhook {
             let url = hook.url.trim();
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -796,6 +831,71 @@ impl Config {
             ),
             Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
         }
+    }
+
+    /// `[cluster] duplicate_window`, when set: at least a second.
+    pub fn cluster_window(&self) -> Result<Option<Duration>, String> {
+        let Some(text) = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.duplicate_window.as_ref())
+        else {
+            return Ok(None);
+        };
+        let secs = parse_duration(text).filter(|&s| s > 0).ok_or_else(|| {
+            format!("`cluster.duplicate_window`: expected a duration of at least a second such as `2m`, found {text:?}")
+        })?;
+        Ok(Some(Duration::from_secs(secs as u64)))
+    }
+
+    /// Checks `[cluster]`'s names and numbers: the schema is a plain
+    /// PostgreSQL name and the prefix a plain stream name, since both are
+    /// written into statements and subjects.
+    fn check_cluster(&self) -> Result<(), String> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        for (key, value) in [("nats", &c.nats), ("postgres", &c.postgres)] {
+            if value.trim().is_empty() {
+                return Err(format!("`cluster.{key}`: empty; say where the service is"));
+            }
+        }
+        if let Some(schema) = &c.schema {
+            let lower = |ch: char| ch.is_ascii_lowercase() || ch == '_';
+            if schema.is_empty()
+                || schema.len() > 63
+                || !schema.starts_with(lower)
+                || !schema.chars().all(|ch| lower(ch) || ch.is_ascii_digit())
+            {
+                return Err(format!(
+                    "`cluster.schema`: `{schema}` is not a plain PostgreSQL name: lower-case letters, digits and `_`, 1 to 63 of them, not starting with a digit"
+                ));
+            }
+        }
+        if let Some(prefix) = &c.prefix
+            && (prefix.is_empty()
+                || prefix.len() > 32
+                || !prefix
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+        {
+            return Err(format!(
+                "`cluster.prefix`: `{prefix}` cannot name a stream and its subjects: letters, digits, `_` and `-`, 1 to 32 of them"
+            ));
+        }
+        if let Some(p) = c.partitions
+            && (p == 0 || p > MAX_CLUSTER_PARTITIONS)
+        {
+            return Err(format!(
+                "`cluster.partitions`: {p} is outside 1 to {MAX_CLUSTER_PARTITIONS}"
+            ));
+        }
+        for (key, value) in [("replicas", c.replicas), ("connections", c.connections)] {
+            if value == Some(0) {
+                return Err(format!("`cluster.{key}`: at least 1"));
+            }
+        }
+        Ok(())
     }
 
     /// `[serve]`'s timeouts, the defaults where unset; each at least a second.
@@ -1679,6 +1779,48 @@ mod tests {
             let err = Config::parse(&format!("[feedback]\n{bad}\n"), env).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_cluster_section_is_checked() {
+        let c = Config::parse(
+            "[cluster]\nnats = \"nats://${KEY}@n1:4222\"\npostgres = \"host=db\"\npartitions = 64\nduplicate_window = \"5m\"\n",
+            env,
+        )
+        .unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.nats, "nats://secret@n1:4222");
+        assert_eq!(cluster.partitions, Some(64));
+        assert_eq!(c.cluster_window(), Ok(Some(Duration::from_secs(300))));
+        assert!(Config::parse("", env).unwrap().cluster.is_none());
+        let base = "[cluster]\nnats = \"n\"\npostgres = \"p\"\n";
+        for (bad, says) in [
+            (
+                "partitions = 0",
+                "`cluster.partitions`: 0 is outside 1 to 65536",
+            ),
+            (
+                "partitions = 70000",
+                "`cluster.partitions`: 70000 is outside",
+            ),
+            (
+                "schema = \"Nudge\"",
+                "`cluster.schema`: `Nudge` is not a plain PostgreSQL name",
+            ),
+            ("schema = \"a;drop\"", "`cluster.schema`"),
+            (
+                "prefix = \"a.b\"",
+                "`cluster.prefix`: `a.b` cannot name a stream",
+            ),
+            ("duplicate_window = \"now\"", "`cluster.duplicate_window`"),
+            ("connections = 0", "`cluster.connections`: at least 1"),
+            ("partition = 3", "unknown field `partition`"),
+        ] {
+            let err = Config::parse(&format!("{base}{bad}\n"), env).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let err = Config::parse("[cluster]\nnats = \"n\"\n", env).unwrap_err();
+        assert!(err.contains("missing field `postgres`"), "{err}");
     }
 
     #[test]

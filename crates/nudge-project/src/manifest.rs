@@ -25,6 +25,7 @@ pub const SECTIONS: &[&str] = &[
     "preferences",
     "alerts",
     "alerts_webhook",
+    "cluster",
 ];
 
 /// `[runtime]`: how the engine treats time and how often it saves its state.

@@ -1,0 +1,122 @@
+//! `nudge cluster init`: creates a cluster's JetStream stream and
+//! PostgreSQL schema from `[cluster]` in nudge.toml, recording its
+//! partition count; run again, it checks that nothing differs.
+
+use std::path::PathBuf;
+
+use super::Status;
+use super::run::{project_config, project_root};
+
+/// Arguments of `nudge cluster`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to do with the cluster.
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// The actions of `nudge cluster`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Create the stream and the PostgreSQL schema (idempotent); refuse
+    /// settings whose partition count differs from the recorded one.
+    Init(InitArgs),
+}
+
+/// Arguments of `nudge cluster init`.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The project whose nudge.toml has `[cluster]`; the current directory by default.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Runs the command and returns its exit status.
+pub fn run(args: Args) -> Status {
+    let Action::Init(args) = args.action;
+    let Ok(settings) = settings_of(&args.paths) else {
+        return Status::Failure;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Status::Failure;
+        }
+    };
+    match runtime.block_on(nudge_cluster::init(&settings)) {
+        Ok(done) => {
+            let what = if done.created {
+                "created"
+            } else {
+                "already there"
+            };
+            println!(
+                "cluster {what}: {} partitions, stream `{}` on {}, schema `{}`",
+                done.partitions, done.stream, settings.nats, done.schema
+            );
+            Status::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Status::Failure
+        }
+    }
+}
+
+/// The cluster settings of the project at `paths`, from its `[cluster]`;
+/// the problem is reported on stderr.
+pub(super) fn settings_of(paths: &[PathBuf]) -> Result<nudge_cluster::Settings, Status> {
+    let groups = super::project_groups(paths)?;
+    let [group] = groups.as_slice() else {
+        eprintln!(
+            "error: a cluster is set up from one project, but these paths hold {}",
+            groups.len()
+        );
+        return Err(Status::Failure);
+    };
+    let root = project_root(group);
+    let config = project_config(&root)?;
+    settings(&config)
+}
+
+/// `[cluster]` of a read nudge.toml as the cluster's settings.
+pub(super) fn settings(
+    config: &nudge_host::config::Config,
+) -> Result<nudge_cluster::Settings, Status> {
+    let Some(c) = &config.cluster else {
+        eprintln!(
+            "error: {} has no [cluster] section",
+            nudge_project::MANIFEST
+        );
+        eprintln!("help: add one with at least `nats` and `postgres` (see docs/cluster.md)");
+        return Err(Status::Failure);
+    };
+    let mut s = nudge_cluster::Settings::new(&c.nats, &c.postgres);
+    if let Some(v) = &c.schema {
+        s.schema.clone_from(v);
+    }
+    if let Some(v) = c.partitions {
+        s.partitions = v;
+    }
+    if let Some(v) = &c.prefix {
+        s.prefix.clone_from(v);
+    }
+    // Checked when nudge.toml was read.
+    if let Ok(Some(w)) = config.cluster_window() {
+        s.duplicate_window = w;
+    }
+    if let Some(v) = c.replicas {
+        s.replicas = v;
+    }
+    if let Some(v) = c.connections {
+        s.connections = v;
+    }
+    if let Err(e) = s.check() {
+        eprintln!("error: {}: {e}", nudge_project::MANIFEST);
+        return Err(Status::Failure);
+    }
+    Ok(s)
+}
