@@ -224,6 +224,8 @@ pub enum Trigger {
     Entering {
         /// The segment.
         segment: u32,
+        /// Where the segment is named.
+        at: Span,
     },
 }
 

@@ -97,6 +97,7 @@ codes! {
     W0005 = "W0005" "unused-segment" Warning "A segment that nothing uses.";
     W0006 = "W0006" "unused-message" Warning "A message that no flow sends.";
     W0007 = "W0007" "unused-let" Warning "A top-level `let` that nothing uses.";
+    W0008 = "W0008" "segment-changes-with-time" Warning "A flow starts on entering a segment whose membership can change with time alone.";
 }
 
 codes! {

@@ -1,8 +1,10 @@
-//! Project-wide lints: unused declarations, and the constant folding the
-//! `exit on` lint needs.
+//! Project-wide lints: unused declarations, segments that change with time
+//! alone, and the constant folding the `exit on` lint needs.
 
-use nudge_diagnostics::{Diagnostic, codes};
+use nudge_diagnostics::{Diagnostic, FileSpan, codes};
 use nudge_syntax::ast::{BinaryOp, Expr, ExprKind, UnaryOp};
+
+use crate::tir;
 
 use super::Checker;
 use super::expr::plain_string;
@@ -92,6 +94,93 @@ impl Checker<'_> {
                 .with_help("use it, or remove it");
             self.report(d);
         }
+    }
+}
+
+/// W0008: a flow that starts on entering a segment whose condition reads
+/// the clock (`now()`, directly or through `let`s and other segments). A
+/// segment is looked at again when the customer's profile changes, never
+/// as time passes, so such a flow starts late or never (a customer who
+/// lapses by staying away sends nothing that would make it look).
+pub(crate) fn time_lints(program: &tir::Program) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for flow in &program.flows {
+        let tir::Trigger::Entering { segment, at } = flow.trigger else {
+            continue;
+        };
+        let mut seen = Seen::default();
+        if !reads_clock_in_segment(program, segment, &mut seen) {
+            continue;
+        }
+        let name = program
+            .segments
+            .get(segment as usize)
+            .map_or("", |s| s.name.as_str());
+        out.push(
+            Diagnostic::new(
+                codes::W0008,
+                FileSpan::new(flow.file, at),
+                format!("segment `{name}` can change with time alone, and `trigger entering` does not notice"),
+            )
+            .with_primary_label("its condition reads `now()`")
+            .with_help("segments are looked at again only when the customer's profile changes; to start when a date passes, use a date trigger (`trigger 60d after profile.last_order_at`)"),
+        );
+    }
+    out
+}
+
+/// The `let`s and segments already looked at (each is read once, and a
+/// cycle is an error found before lints run).
+#[derive(Default)]
+struct Seen {
+    lets: std::collections::HashSet<u32>,
+    segments: std::collections::HashSet<u32>,
+}
+
+fn reads_clock_in_segment(p: &tir::Program, s: u32, seen: &mut Seen) -> bool {
+    seen.segments.insert(s)
+        && p.segments
+            .get(s as usize)
+            .is_some_and(|seg| reads_clock(p, &seg.predicate, seen))
+}
+
+/// Whether evaluating `e` reads the clock.
+fn reads_clock(p: &tir::Program, e: &tir::Expr, seen: &mut Seen) -> bool {
+    use tir::ExprKind as K;
+    match &e.kind {
+        K::Const(_)
+        | K::PlainStr(_)
+        | K::Local(_)
+        | K::Profile
+        | K::Trigger
+        | K::Event
+        | K::ProfileField { .. } => false,
+        K::Let(i) => {
+            seen.lets.insert(*i)
+                && p.lets
+                    .get(*i as usize)
+                    .is_some_and(|l| reads_clock(p, &l.value, seen))
+        }
+        K::Segment(i) => reads_clock_in_segment(p, *i, seen),
+        K::Interp { parts, .. } => parts.iter().any(|part| match part {
+            tir::StrPart::Text(..) => false,
+            tir::StrPart::Interp(e) => reads_clock(p, e, seen),
+        }),
+        K::Field { base, .. } => reads_clock(p, base, seen),
+        K::Call { builtin, args, .. } => {
+            *builtin == nudge_stdlib::Builtin::Now.id()
+                || args.iter().any(|a| match a {
+                    tir::CallArg::Event(_) => false,
+                    tir::CallArg::Lambda(l) => reads_clock(p, &l.body, seen),
+                    tir::CallArg::Value { expr, .. } => reads_clock(p, expr, seen),
+                })
+        }
+        K::Not(e) | K::Neg(e) => reads_clock(p, e, seen),
+        K::Logic { lhs, rhs, .. }
+        | K::Default { lhs, rhs }
+        | K::Compare { lhs, rhs, .. }
+        | K::Arith { lhs, rhs, .. } => reads_clock(p, lhs, seen) || reads_clock(p, rhs, seen),
+        K::List { items, .. } => items.iter().any(|e| reads_clock(p, e, seen)),
     }
 }
 

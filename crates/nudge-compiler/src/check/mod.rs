@@ -73,7 +73,16 @@ fn check_inner(
     // The typed program is what lowering reads; a project with errors has none.
     if !an.has_errors() {
         match typed::build(project, &files, &an, &templates) {
-            Ok(program) => an.program = Some(program),
+            Ok(program) => {
+                let time = lints::time_lints(&program);
+                if !time.is_empty() {
+                    an.diagnostics.extend(time);
+                    an.diagnostics.sort_by_key(|d| {
+                        (d.primary.file, d.primary.span.start, d.primary.span.end)
+                    });
+                }
+                an.program = Some(program);
+            }
             Err(found) => {
                 an.diagnostics.extend(found);
                 an.diagnostics

@@ -1028,6 +1028,7 @@ impl<'a> Builder<'a> {
             }
             ast::Trigger::Entering(s) => tir::Trigger::Entering {
                 segment: self.segment_by_ident(u.file, s)?,
+                at: s.span,
             },
         })
     }

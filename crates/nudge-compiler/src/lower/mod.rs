@@ -263,7 +263,7 @@ impl<'a> Lower<'a> {
                 at: *at,
                 grace: *grace,
             },
-            tir::Trigger::Entering { segment } => bc::Trigger::Entering { segment: *segment },
+            tir::Trigger::Entering { segment, .. } => bc::Trigger::Entering { segment: *segment },
         };
         clauses(&mut g, &d.after_trigger);
         // The steps first, so that steps are numbered in source order.
