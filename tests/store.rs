@@ -29,6 +29,31 @@ fn generate(path: &Path, events: usize, seed: u64) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// 3,000 generated calls (`seed`) as lines, and one durable `--drain` run
+/// of all of them through cart_recovery: its folder (kept while the guard
+/// lives) and its report.
+fn reference_run(
+    seed: u64,
+) -> (
+    Vec<String>,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    serde_json::Value,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    generate(&all, 3000, seed);
+    let lines = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (guard, whole) = copy_example("cart_recovery");
+    std::fs::copy(&all, whole.join("events.jsonl")).unwrap();
+    let reference = run_json(&whole, &["--drain"]);
+    (lines, guard, whole, reference)
+}
+
 #[test]
 fn a_second_run_over_the_same_file_applies_and_sends_nothing() {
     let (_tmp, dir) = copy_example("cart_recovery");
@@ -53,19 +78,8 @@ fn a_second_run_over_the_same_file_applies_and_sends_nothing() {
 
 #[test]
 fn a_longer_file_continues_where_the_last_run_stopped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let all = tmp.path().join("all.jsonl");
-    generate(&all, 3000, 11);
-    let lines: Vec<String> = std::fs::read_to_string(&all)
-        .unwrap()
-        .lines()
-        .map(|l| format!("{l}\n"))
-        .collect();
-
     // Reference: the whole file in one durable run.
-    let (_a, whole) = copy_example("cart_recovery");
-    std::fs::copy(&all, whole.join("events.jsonl")).unwrap();
-    let reference = run_json(&whole, &["--drain"]);
+    let (lines, _a, whole, reference) = reference_run(11);
 
     // The same file in two steps: the first half, then the file grown to all of it.
     let (_b, steps) = copy_example("cart_recovery");
@@ -331,17 +345,7 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
     use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink};
     use nudge_store::{Batch, Checkpoint, Compaction, EngineState, Store};
 
-    let tmp = tempfile::tempdir().unwrap();
-    let all = tmp.path().join("all.jsonl");
-    generate(&all, 3000, 17);
-    let lines: Vec<String> = std::fs::read_to_string(&all)
-        .unwrap()
-        .lines()
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let (_a, whole) = copy_example("cart_recovery");
-    std::fs::copy(&all, whole.join("events.jsonl")).unwrap();
-    let reference = run_json(&whole, &["--drain"]);
+    let (lines, _a, whole, reference) = reference_run(17);
 
     let (_b, steps) = copy_example("cart_recovery");
     let events = steps.join("events.jsonl");

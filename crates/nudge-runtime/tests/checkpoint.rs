@@ -29,10 +29,21 @@ fn new_engine(bundle: &Bundle) -> Engine<'_, MemorySink> {
     Engine::new(bundle, MemorySink::default(), config(), i64::MIN)
 }
 
+/// How a run keeps its state across a stop.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// The whole state in one value, taken at the stop.
+    Whole,
+    /// Rows, with changes taken after every `every` lines and at each stop
+    /// (as a store commits them): a change any table failed to note shows
+    /// as a difference from the run that never stopped.
+    Rows { every: usize },
+}
+
 /// Runs `lines` without a stop, then again stopping after each of `cuts`
-/// lines (checkpoint, restore into a fresh engine, go on), and checks that
-/// both runs did the same.
-fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize]) {
+/// lines (state kept as `keep` says, restored into a fresh engine, go on),
+/// and checks that both runs did the same.
+fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) {
     let mut whole = new_engine(bundle);
     for line in lines {
         let _ = ingest::apply_line(&mut whole, line);
@@ -42,22 +53,38 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize]) {
     let whole_held = whole.history_held();
     let whole = whole.into_sink();
 
+    let mut rows = MemoryRows::default();
     let mut got = MemorySink::default();
     let mut engine = new_engine(bundle);
+    if let Keep::Rows { .. } = keep {
+        rows.apply(engine.take_changes().expect("changes"));
+    }
     let mut from = 0;
     for &cut in cuts {
-        for line in &lines[from..cut] {
+        for (i, line) in (from..).zip(&lines[from..cut]) {
             let _ = ingest::apply_line(&mut engine, line);
+            if let Keep::Rows { every } = keep
+                && i % every == 0
+            {
+                rows.apply(engine.take_changes().expect("changes"));
+            }
         }
         from = cut;
-        let bytes = engine.checkpoint().expect("a checkpoint");
+        let whole_state = match keep {
+            Keep::Whole => Some(engine.checkpoint().expect("a checkpoint")),
+            Keep::Rows { .. } => {
+                rows.apply(engine.take_changes().expect("changes"));
+                None
+            }
+        };
         let before = engine.stats();
-        let done = std::mem::take(engine.sink_mut());
-        append(&mut got, done);
+        append(&mut got, std::mem::take(engine.sink_mut()));
         engine = new_engine(bundle);
-        engine
-            .restore(&bytes, bundle, common::arena())
-            .expect("restores");
+        match whole_state {
+            Some(bytes) => engine.restore(&bytes, bundle, common::arena()),
+            None => engine.restore_rows(rows.rows(), bundle, common::arena()),
+        }
+        .expect("restores");
         assert_eq!(
             engine.stats(),
             before,
@@ -82,53 +109,6 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize]) {
     assert_eq!(got.memberships, whole.memberships, "memberships");
 }
 
-/// As [`assert_restores`], with the state kept as rows: changes are taken
-/// after every `every` lines and at each stop (as a store commits them),
-/// and each stop restores a fresh engine from the rows alone. A change any
-/// table failed to note shows as a difference from the run that never
-/// stopped.
-fn assert_restores_from_rows(bundle: &Bundle, lines: &[&str], cuts: &[usize], every: usize) {
-    let mut whole = new_engine(bundle);
-    for line in lines {
-        let _ = ingest::apply_line(&mut whole, line);
-    }
-    whole.drain();
-    let whole_stats = whole.stats();
-    let whole = whole.into_sink();
-
-    let mut rows = MemoryRows::default();
-    let mut got = MemorySink::default();
-    let mut engine = new_engine(bundle);
-    rows.apply(engine.take_changes().expect("changes"));
-    let mut from = 0;
-    for &cut in cuts {
-        for (i, line) in (from..).zip(&lines[from..cut]) {
-            let _ = ingest::apply_line(&mut engine, line);
-            if i % every == 0 {
-                rows.apply(engine.take_changes().expect("changes"));
-            }
-        }
-        rows.apply(engine.take_changes().expect("changes"));
-        from = cut;
-        let before = engine.stats();
-        append(&mut got, std::mem::take(engine.sink_mut()));
-        engine = new_engine(bundle);
-        engine
-            .restore_rows(rows.rows(), bundle, common::arena())
-            .expect("restores");
-        assert_eq!(engine.stats(), before, "counters after a restore at {cut}");
-    }
-    for line in &lines[from..] {
-        let _ = ingest::apply_line(&mut engine, line);
-    }
-    engine.drain();
-    assert_eq!(engine.stats(), whole_stats);
-    append(&mut got, engine.into_sink());
-    assert_eq!(got.outbox, whole.outbox, "sends");
-    assert_eq!(got.records, whole.records, "records");
-    assert_eq!(got.memberships, whole.memberships, "memberships");
-}
-
 fn append(to: &mut MemorySink, from: MemorySink) {
     to.outbox.extend(from.outbox);
     to.records.extend(from.records);
@@ -141,7 +121,7 @@ fn every_example_goes_on_after_a_restore_at_any_line() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {
-            assert_restores(&bundle, &lines, &[cut]);
+            assert_restores(&bundle, &lines, &[cut], Keep::Whole);
         }
     }
 }
@@ -152,7 +132,7 @@ fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {
-            assert_restores_from_rows(&bundle, &lines, &[cut], 1);
+            assert_restores(&bundle, &lines, &[cut], Keep::Rows { every: 1 });
         }
     }
 }
@@ -169,8 +149,8 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
     let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
-    assert_restores_from_rows(&bundle, &lines, &cuts, 1);
-    assert_restores_from_rows(&bundle, &lines, &cuts, 97);
+    assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 1 });
+    assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 97 });
 }
 
 #[test]
@@ -184,7 +164,12 @@ fn a_generated_stream_goes_on_after_several_restores() {
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
-    assert_restores(&bundle, &lines, &[1, n / 3, n / 3 + 1, 2 * n / 3, n]);
+    assert_restores(
+        &bundle,
+        &lines,
+        &[1, n / 3, n / 3 + 1, 2 * n / 3, n],
+        Keep::Whole,
+    );
 }
 
 const BASE: &str = r#"
