@@ -32,6 +32,9 @@ pub struct Bundle {
     /// What of each customer's history the rules read back, and for how
     /// long: the runtime keeps no more (see [`Retention`]).
     pub retention: Retention,
+    /// For segments that `trigger entering` flows name and that read the
+    /// clock: when their membership can next change, sorted by segment.
+    pub change_points: Vec<ChangePoints>,
 }
 
 /// Where a record schema comes from.
@@ -95,6 +98,18 @@ pub struct Global {
     /// Its type (`bool` for segments).
     pub ty: Type,
     /// Its code; block 0 returns the value.
+    pub unit: Unit,
+}
+
+/// When a segment's membership can change with time alone: each expression
+/// block of `unit` computes an instant (a `time`) at which it may. A block
+/// that fails or gives none names no instant (a trait not set). A runtime
+/// looks at the segment again at the earliest of them still to come.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangePoints {
+    /// The segment, by index.
+    pub segment: u32,
+    /// The code; every block is an expression.
     pub unit: Unit,
 }
 

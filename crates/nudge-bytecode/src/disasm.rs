@@ -84,6 +84,12 @@ impl Disasm<'_> {
             self.line(format!("segment {}", g.name));
             self.unit(&g.unit, None);
         }
+        for c in &b.change_points {
+            self.line("");
+            let name = self.global_name(&b.segments, c.segment);
+            self.line(format!("changes of segment {name}"));
+            self.unit(&c.unit, None);
+        }
         for m in &b.messages {
             self.line("");
             self.message(m);

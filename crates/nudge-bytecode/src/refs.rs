@@ -263,6 +263,24 @@ impl Bundle {
                 }
             }
         }
+        let mut last = None;
+        for c in &self.change_points {
+            if c.segment as usize >= self.segments.len() || last >= Some(c.segment) {
+                return Err(format!(
+                    "the change points of segment {} are out of place",
+                    c.segment
+                ));
+            }
+            last = Some(c.segment);
+            if c.unit.blocks.iter().any(|b| b.kind != BlockKind::Expr) {
+                return Err(format!(
+                    "the change points of segment {} hold a block that is not an expression",
+                    c.segment
+                ));
+            }
+            cx.unit(&c.unit, None)
+                .map_err(|e| format!("change points of segment {}: {e}", c.segment))?;
+        }
         for m in &self.messages {
             cx.message(m)
                 .map_err(|e| format!("message {}: {e}", m.name))?;

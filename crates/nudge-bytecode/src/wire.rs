@@ -26,8 +26,9 @@ use crate::value::{Record, Type, Value};
 pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
-/// added `Bundle::retention`, 4 added `Policy::currency`).
-pub const FORMAT_VERSION: u16 = 4;
+/// added `Bundle::retention`, 4 added `Policy::currency`, 5 added
+/// `Bundle::change_points`).
+pub const FORMAT_VERSION: u16 = 5;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -778,6 +779,7 @@ wire_struct!(Schema {
 wire_struct!(FieldSchema { name, ty, default });
 wire_struct!(EnumSchema { name, values });
 wire_struct!(Global { name, ty, unit });
+wire_struct!(ChangePoints { segment, unit });
 wire_struct!(Unit {
     consts,
     blocks,
@@ -938,6 +940,7 @@ impl Wire for Bundle {
         self.flows.put(w);
         self.policy.put(w);
         self.retention.put(w);
+        self.change_points.put(w);
     }
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
         Bundle::get_version(r, FORMAT_VERSION)
@@ -959,12 +962,16 @@ impl Bundle {
             flows: Wire::get(r)?,
             policy: Policy::get_version(r, version)?,
             retention: Retention::default(),
+            change_points: Vec::new(),
         };
         b.retention = if version >= 3 {
             Wire::get(r)?
         } else {
             Retention::derive(&b)
         };
+        if version >= 5 {
+            b.change_points = Wire::get(r)?;
+        }
         Ok(b)
     }
 }

@@ -209,7 +209,15 @@ fn sample() -> Bundle {
         }],
         profile: 0,
         lets: vec![],
-        segments: vec![],
+        segments: vec![Global {
+            name: "recent".into(),
+            ty: Type::Bool,
+            unit: Unit {
+                consts: vec![Value::Bool(true)],
+                blocks: vec![block(BlockKind::Expr, vec![Instr::Const(0), Instr::Return])],
+                slots: 0,
+            },
+        }],
         messages: vec![message],
         flows: vec![flow],
         policy: Policy {
@@ -220,6 +228,14 @@ fn sample() -> Bundle {
             currency: Some("EUR".into()),
         },
         retention: Retention::default(),
+        change_points: vec![ChangePoints {
+            segment: 0,
+            unit: Unit {
+                consts: vec![Value::Time(1_767_225_600)],
+                blocks: vec![block(BlockKind::Expr, vec![Instr::Const(0), Instr::Return])],
+                slots: 0,
+            },
+        }],
     };
     b.compute_versions();
     b.retention = Retention::derive(&b);
@@ -329,7 +345,7 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 5 (this nudge reads versions 2 to 4)"),
+            .contains("unsupported bundle format version 6 (this nudge reads versions 2 to 5)"),
         "{err}"
     );
     // Format 1 had no local names: its flows cannot be read as format 2.
@@ -374,6 +390,15 @@ fn trailing_bytes_and_bad_references_are_refused() {
     assert!(matches!(err, DecodeError::Inconsistent(_)), "{err}");
     assert!(
         err.to_string().contains("constant 99 out of range"),
+        "{err}"
+    );
+
+    let mut b = sample();
+    b.change_points[0].segment = 1;
+    let err = Bundle::decode(&b.encode()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("change points of segment 1 are out of place"),
         "{err}"
     );
 
@@ -445,7 +470,11 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 4\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 5\n"), "{listing}");
+    assert!(
+        listing.contains("\nchanges of segment recent\n"),
+        "{listing}"
+    );
     assert!(listing.contains("step 0 first: wait 1h"), "{listing}");
     assert!(
         listing.contains("  local 0: seen from step 1\n"),

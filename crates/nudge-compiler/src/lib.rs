@@ -9,6 +9,7 @@
 mod analysis;
 pub mod builtins;
 mod check;
+mod clock;
 pub mod lower;
 mod project;
 mod suggest;

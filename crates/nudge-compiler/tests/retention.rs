@@ -162,25 +162,31 @@ fn a_bundle_that_declares_less_than_its_code_reads_is_refused() {
 #[test]
 fn a_format_2_bundle_gets_its_retention_derived() {
     let b = example_bundle("cart_recovery");
-    // Format 2 is format 4 less the policy's currency and the retention,
-    // written last: with no currency, no schemas and no cap window, that is
-    // three zero bytes.
+    // Format 2 is format 5 less the policy's currency, the retention and
+    // the change points, written last: with no currency, no schemas, no cap
+    // window and no change points, that is four zero bytes.
     assert_eq!(b.policy.currency, None);
+    assert!(b.change_points.is_empty());
     let mut bytes = Bundle {
         retention: Default::default(),
         ..b.clone()
     }
     .encode();
-    assert!(bytes.ends_with(&[0, 0, 0]));
-    bytes.truncate(bytes.len() - 3);
+    assert!(bytes.ends_with(&[0, 0, 0, 0]));
+    bytes.truncate(bytes.len() - 4);
     bytes[6..8].copy_from_slice(&2u16.to_le_bytes());
     let old = Bundle::decode(&bytes).expect("format 2 still decodes");
     assert_eq!(old.retention, b.retention);
     assert!(readers(&old, "order_completed").read());
     // Encoding it again writes the current format, retention included.
-    assert!(old.encode() == b.encode(), "re-encoded as format 4");
+    assert!(old.encode() == b.encode(), "re-encoded as format 5");
+    // Format 4 is format 5 less the change points (none: one zero byte).
+    let mut v4 = b.encode();
+    assert_eq!(v4.pop(), Some(0), "no change points");
+    v4[6..8].copy_from_slice(&4u16.to_le_bytes());
+    assert_eq!(Bundle::decode(&v4).expect("format 4 still decodes"), b);
     // Format 3 is format 4 less the policy's currency.
-    let mut bytes = b.encode();
+    let mut bytes = v4;
     let retention = nudge_compiler::bytecode::Bundle {
         retention: Default::default(),
         ..b.clone()

@@ -46,6 +46,16 @@ pub enum Wake {
         /// The arming's generation.
         generation: u32,
     },
+    /// A `trigger entering` flow's segment can change with time alone for
+    /// one customer: look at it again.
+    Segment {
+        /// The customer.
+        customer: u32,
+        /// The flow.
+        flow: u32,
+        /// The arming's generation.
+        generation: u32,
+    },
 }
 
 /// The bit of a [`Wake::DateTrigger`]'s generation that marks a yearly
@@ -55,11 +65,11 @@ pub enum Wake {
 pub const YEARLY: u32 = 1 << 31;
 
 impl Wake {
-    /// Whether this timer repeats forever (a schedule, a yearly date), so
-    /// draining need not wait for it.
+    /// Whether this timer repeats forever (a schedule, a yearly date, a
+    /// segment's next look), so draining need not wait for it.
     pub fn recurring(&self) -> bool {
         match self {
-            Wake::Schedule { .. } => true,
+            Wake::Schedule { .. } | Wake::Segment { .. } => true,
             Wake::DateTrigger { generation, .. } => generation & YEARLY != 0,
             Wake::Instance { .. } => false,
         }

@@ -209,3 +209,20 @@ fn without_grace_a_past_date_is_skipped_and_recorded() {
     let (sink, _) = replay(&b, &twice);
     assert_eq!(skips(&sink.records).len(), 1);
 }
+
+#[test]
+fn a_merge_of_two_identities_with_the_date_keeps_its_timer() {
+    // Both identities armed the trigger for the same date; the merge must
+    // leave one timer standing, not cancel both.
+    let b = flow("3d before profile.renews_at");
+    let device = r#"{"type":"identify","anonymousId":"d1","timestamp":"2026-01-05T09:00:00Z","traits":{"timezone":"UTC","renews_at":"2026-02-01T10:00:00Z"}}"#;
+    let user = identify(
+        "u1",
+        "2026-01-06T09:00:00Z",
+        "UTC",
+        r#","renews_at":"2026-02-01T10:00:00Z""#,
+    );
+    let join = r#"{"type":"track","event":"Signed In","userId":"u1","anonymousId":"d1","timestamp":"2026-01-07T09:00:00Z","properties":{}}"#;
+    let (sink, _) = replay(&b, &[device, &user, join].join("\n"));
+    assert_eq!(sends(&sink), ["2026-01-29T10:00:00Z u1 note"]);
+}

@@ -318,6 +318,39 @@ impl Builtin {
     pub fn doc(self) -> &'static str {
         self.def().doc
     }
+
+    /// Whether its result depends on more than its arguments: the clock,
+    /// the recipient (zone, language) or their events. A top-level `let`
+    /// that calls one is computed again at each use, never kept.
+    pub fn reads_context(self) -> bool {
+        use Builtin as B;
+        match self {
+            B::Now | B::DateOf | B::FormatDate | B::AnyEvent | B::CountEvents | B::LastEvent => {
+                true
+            }
+            B::Any
+            | B::All
+            | B::First
+            | B::Filter
+            | B::Map
+            | B::Sum
+            | B::Len
+            | B::Count
+            | B::Min
+            | B::Max
+            | B::Round
+            | B::Contains
+            | B::StartsWith
+            | B::EndsWith
+            | B::Lower
+            | B::Upper
+            | B::Trim
+            | B::FormatMoney
+            | B::UrlEncode
+            | B::DaysBetween
+            | B::FormatMoneyIn => false,
+        }
+    }
 }
 
 impl fmt::Display for Builtin {

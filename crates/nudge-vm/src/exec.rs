@@ -1,6 +1,6 @@
 //! The interpreter loop: runs one block of one unit on a value stack.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use nudge_bytecode::{Block, Instr, Unit, Value};
 use rust_decimal::Decimal;
@@ -80,6 +80,7 @@ impl<'b> Vm<'b> {
             UnitRef::Message(n) => b.messages.get(n as usize).map(|m| &m.unit),
             UnitRef::Let(n) => b.lets.get(n as usize).map(|g| &g.unit),
             UnitRef::Segment(n) => b.segments.get(n as usize).map(|g| &g.unit),
+            UnitRef::ChangePoints(n) => b.change_points.get(n as usize).map(|c| &c.unit),
         };
         found.ok_or_else(|| bad(format!("no unit {u:?}")))
     }
@@ -150,13 +151,15 @@ impl<'b> Vm<'b> {
             .lets
             .get(n as usize)
             .ok_or_else(|| bad(format!("no let {n}")))?;
-        if let Some(v) = cell.get() {
+        if let Some(v) = cell.as_ref().and_then(OnceLock::get) {
             return Ok(v.clone());
         }
         let mut locals = Vec::new();
         let v = self.eval_block(UnitRef::Let(n), 0, &mut locals, &Scope::default(), host)?;
-        // A let whose code reads another let may have filled the cell meanwhile; both agree.
-        let _ = cell.set(v.clone());
+        if let Some(cell) = cell {
+            // A let whose code reads another let may have filled the cell meanwhile; both agree.
+            let _ = cell.set(v.clone());
+        }
         Ok(v)
     }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono_tz::Tz;
-use nudge_bytecode::{Bundle, Pos, Record, Value};
+use nudge_bytecode::{Bundle, Instr, Pos, Record, Value};
 
 mod builtins;
 mod exec;
@@ -57,6 +57,8 @@ pub enum UnitRef {
     Let(u32),
     /// `Bundle::segments[n]`.
     Segment(u32),
+    /// `Bundle::change_points[n]`.
+    ChangePoints(u32),
 }
 
 /// The names an expression block can see besides locals.
@@ -214,14 +216,64 @@ impl fmt::Display for WithFiles<'_> {
     }
 }
 
-/// The virtual machine for one bundle. Cheap to share (also across threads); top-level `let`s are computed once.
+/// Which of the bundle's `let`s are constants: their code reads no
+/// customer, trigger, event or clock, directly or through other lets.
+fn constant_lets(bundle: &Bundle) -> Vec<bool> {
+    fn visit(bundle: &Bundle, n: usize, known: &mut Vec<Option<bool>>) -> bool {
+        if let Some(Some(k)) = known.get(n) {
+            return *k;
+        }
+        // A cycle is refused by the checker; were one here, it is no constant.
+        if let Some(k) = known.get_mut(n) {
+            *k = Some(false);
+        }
+        let code = bundle
+            .lets
+            .get(n)
+            .map(|g| g.unit.blocks.iter().flat_map(|b| &b.code));
+        let constant = code.is_some_and(|mut code| {
+            code.all(|i| match i {
+                Instr::LoadTrigger
+                | Instr::LoadEvent
+                | Instr::LoadProfile
+                | Instr::LoadProfileField(_)
+                | Instr::EvalSegment(_)
+                | Instr::CallEvent { .. } => false,
+                Instr::Call { builtin, .. } => {
+                    let name = bundle.builtins.get(usize::from(*builtin));
+                    match name.map(|n| (n, nudge_stdlib::Builtin::from_name(n))) {
+                        Some((_, Some(b))) => !b.reads_context(),
+                        // The escapes are internal and read only their argument.
+                        Some((n, None)) => nudge_bytecode::Escape::of_builtin(n).is_some(),
+                        None => false,
+                    }
+                }
+                Instr::LoadLet(m) => visit(bundle, *m as usize, known),
+                _ => true,
+            })
+        });
+        if let Some(k) = known.get_mut(n) {
+            *k = Some(constant);
+        }
+        constant
+    }
+    let mut known = vec![None; bundle.lets.len()];
+    (0..bundle.lets.len())
+        .map(|n| visit(bundle, n, &mut known))
+        .collect()
+}
+
+/// The virtual machine for one bundle. Cheap to share (also across threads);
+/// top-level `let`s that read nothing but constants are computed once.
 pub struct Vm<'b> {
     bundle: &'b Bundle,
     /// One entry per `Bundle::builtins` name, bound once here so calls
     /// dispatch without comparing strings; an unknown name is kept for its error.
     callees: Vec<Result<builtins::Callee, String>>,
-    /// One cell per `Bundle::lets` entry: lets are constants, computed on first use.
-    lets: Vec<OnceLock<Value>>,
+    /// One entry per `Bundle::lets` entry: a cell for a constant, computed
+    /// on first use; none for a let that reads the profile, the trigger, the
+    /// clock or the customer's events, computed at each use.
+    lets: Vec<Option<OnceLock<Value>>>,
     /// Compiled templates, added on first render.
     templates: Mutex<minijinja::Environment<'b>>,
 }
@@ -236,7 +288,10 @@ impl<'b> Vm<'b> {
                 .iter()
                 .map(|n| builtins::Callee::bind(n))
                 .collect(),
-            lets: bundle.lets.iter().map(|_| OnceLock::new()).collect(),
+            lets: constant_lets(bundle)
+                .into_iter()
+                .map(|constant| constant.then(OnceLock::new))
+                .collect(),
             templates: Mutex::new({
                 let mut env = minijinja::Environment::new();
                 env.set_formatter(render::formatter);
@@ -281,6 +336,30 @@ impl<'b> Vm<'b> {
             Value::Bool(b) => Ok(b),
             other => Err(bad(format!("segment {n} gave {other}, not a bool"))),
         }
+    }
+
+    /// The earliest instant after `after` (seconds since the epoch) at which
+    /// segment `n`'s membership can change with time alone, if the bundle
+    /// says when it can (`Bundle::change_points`). A point that fails or
+    /// gives none is no point: that part of the condition cannot change.
+    pub fn next_change(&self, n: u32, after: i64, host: &mut dyn Host) -> Option<i64> {
+        let b = self.bundle;
+        let index = b
+            .change_points
+            .binary_search_by_key(&n, |c| c.segment)
+            .ok()?;
+        let blocks = b.change_points.get(index)?.unit.blocks.len() as u32;
+        let mut locals = Vec::new();
+        (0..blocks)
+            .filter_map(|block| {
+                let at = UnitRef::ChangePoints(index as u32);
+                match self.eval_block(at, block, &mut locals, &Scope::default(), host) {
+                    Ok(Value::Time(t)) => Some(t),
+                    _ => None,
+                }
+            })
+            .filter(|&t| t > after)
+            .min()
     }
 
     /// Runs flow `flow`'s steps from `frame` until the next yield. Afterwards

@@ -98,18 +98,18 @@ impl Checker<'_> {
 }
 
 /// W0008: a flow that starts on entering a segment whose condition reads
-/// the clock (`now()`, directly or through `let`s and other segments). A
-/// segment is looked at again when the customer's profile changes, never
-/// as time passes, so such a flow starts late or never (a customer who
-/// lapses by staying away sends nothing that would make it look).
+/// the clock (`now()`, directly or through `let`s and other segments) in a
+/// way whose changes cannot be computed ahead (see [`crate::clock`]). The
+/// runtime looks at such a segment again only when the customer's profile
+/// changes, so the flow starts late or never.
 pub(crate) fn time_lints(program: &tir::Program) -> Vec<Diagnostic> {
+    let mut clock = crate::clock::Clock::new(program);
     let mut out = Vec::new();
     for flow in &program.flows {
         let tir::Trigger::Entering { segment, at } = flow.trigger else {
             continue;
         };
-        let mut seen = Seen::default();
-        if !reads_clock_in_segment(program, segment, &mut seen) {
+        if clock.change_points(segment).is_ok() {
             continue;
         }
         let name = program
@@ -120,68 +120,13 @@ pub(crate) fn time_lints(program: &tir::Program) -> Vec<Diagnostic> {
             Diagnostic::new(
                 codes::W0008,
                 FileSpan::new(flow.file, at),
-                format!("segment `{name}` can change with time alone, and `trigger entering` does not notice"),
+                format!("segment `{name}` can change with time alone, and `trigger entering` cannot tell when"),
             )
-            .with_primary_label("its condition reads `now()`")
-            .with_help("segments are looked at again only when the customer's profile changes; to start when a date passes, use a date trigger (`trigger 60d after profile.last_order_at`)"),
+            .with_primary_label("its condition reads `now()` in a way whose changes cannot be computed ahead")
+            .with_help("write the time condition as a comparison of `now()` with a time (`days_between(profile.last_order_at ?? now(), now()) >= 60`, `now() >= 2026-12-01T00:00:00Z`), which the runtime follows; or trigger on the date itself (`trigger 60d after profile.last_order_at`)"),
         );
     }
     out
-}
-
-/// The `let`s and segments already looked at (each is read once, and a
-/// cycle is an error found before lints run).
-#[derive(Default)]
-struct Seen {
-    lets: std::collections::HashSet<u32>,
-    segments: std::collections::HashSet<u32>,
-}
-
-fn reads_clock_in_segment(p: &tir::Program, s: u32, seen: &mut Seen) -> bool {
-    seen.segments.insert(s)
-        && p.segments
-            .get(s as usize)
-            .is_some_and(|seg| reads_clock(p, &seg.predicate, seen))
-}
-
-/// Whether evaluating `e` reads the clock.
-fn reads_clock(p: &tir::Program, e: &tir::Expr, seen: &mut Seen) -> bool {
-    use tir::ExprKind as K;
-    match &e.kind {
-        K::Const(_)
-        | K::PlainStr(_)
-        | K::Local(_)
-        | K::Profile
-        | K::Trigger
-        | K::Event
-        | K::ProfileField { .. } => false,
-        K::Let(i) => {
-            seen.lets.insert(*i)
-                && p.lets
-                    .get(*i as usize)
-                    .is_some_and(|l| reads_clock(p, &l.value, seen))
-        }
-        K::Segment(i) => reads_clock_in_segment(p, *i, seen),
-        K::Interp { parts, .. } => parts.iter().any(|part| match part {
-            tir::StrPart::Text(..) => false,
-            tir::StrPart::Interp(e) => reads_clock(p, e, seen),
-        }),
-        K::Field { base, .. } => reads_clock(p, base, seen),
-        K::Call { builtin, args, .. } => {
-            *builtin == nudge_stdlib::Builtin::Now.id()
-                || args.iter().any(|a| match a {
-                    tir::CallArg::Event(_) => false,
-                    tir::CallArg::Lambda(l) => reads_clock(p, &l.body, seen),
-                    tir::CallArg::Value { expr, .. } => reads_clock(p, expr, seen),
-                })
-        }
-        K::Not(e) | K::Neg(e) => reads_clock(p, e, seen),
-        K::Logic { lhs, rhs, .. }
-        | K::Default { lhs, rhs }
-        | K::Compare { lhs, rhs, .. }
-        | K::Arith { lhs, rhs, .. } => reads_clock(p, lhs, seen) || reads_clock(p, rhs, seen),
-        K::List { items, .. } => items.iter().any(|e| reads_clock(p, e, seen)),
-    }
 }
 
 #[cfg(test)]

@@ -142,11 +142,45 @@ impl<'a> Lower<'a> {
             flows: p.flows.iter().map(|d| self.flow(d)).collect(),
             policy: p.policy.clone(),
             retention: Default::default(),
+            change_points: self.change_points(),
         };
         bundle.compute_versions();
         // Read off the lowered code, so it covers every way the rules look back.
         bundle.retention = bc::Retention::derive(&bundle);
         bundle
+    }
+
+    /// Code for when the segments `trigger entering` flows name can change
+    /// with time alone (see [`crate::clock`]).
+    fn change_points(&self) -> Vec<bc::ChangePoints> {
+        let p = self.program;
+        let mut segments: Vec<u32> = p
+            .flows
+            .iter()
+            .filter_map(|f| match f.trigger {
+                tir::Trigger::Entering { segment, .. } => Some(segment),
+                _ => None,
+            })
+            .collect();
+        segments.sort_unstable();
+        segments.dedup();
+        let mut clock = crate::clock::Clock::new(p);
+        segments
+            .into_iter()
+            .filter_map(|s| {
+                let points = clock.change_points(s).ok()?;
+                let d = p.segments.get(s as usize)?;
+                if points.is_empty() {
+                    return None;
+                }
+                let mut g = Gen::new(self, d.file, d.slots, None);
+                for e in &points {
+                    g.expr_block(e, None);
+                }
+                let (unit, _) = g.finish();
+                Some(bc::ChangePoints { segment: s, unit })
+            })
+            .collect()
     }
 
     fn let_global(&self, d: &tir::Let) -> bc::Global {

@@ -394,6 +394,9 @@ impl<'b> Machine<'b> {
         // Schedules read in the policy's zone move with it.
         let zone_moved = old.policy.timezone != new.policy.timezone;
         let (mut schedules, mut dates, mut entering) = (Vec::new(), Vec::new(), Vec::new());
+        // `entering` flows on a segment whose definition changed: when it
+        // can next change with time may have moved.
+        let mut rearm = Vec::new();
         for (f, flow) in new.flows.iter().enumerate() {
             let f = f as u32;
             let before = old.flow(&flow.name).map(|o| &o.trigger);
@@ -419,12 +422,14 @@ impl<'b> Machine<'b> {
                         if old.segments.get(*s as usize).map(|o| &o.name) == name);
                     if !same {
                         entering.push((f, *segment));
+                    } else if changes_moved(old, new, name, *segment) {
+                        rearm.push(f);
                     }
                 }
                 Trigger::Event(_) => {}
             }
         }
-        if schedules.is_empty() && dates.is_empty() && entering.is_empty() {
+        if schedules.is_empty() && dates.is_empty() && entering.is_empty() && rearm.is_empty() {
             return;
         }
         // In id order: timers set in the same order get the same tie-breaks.
@@ -449,6 +454,10 @@ impl<'b> Machine<'b> {
                 super::known_mut(&mut self.customers, c)
                     .flow(key)
                     .in_segment = inside;
+                self.arm_segment(c, f, true);
+            }
+            for &f in &rearm {
+                self.arm_segment(c, f, true);
             }
         }
     }
@@ -698,4 +707,30 @@ fn trigger_fits(
             ))
         }
     }
+}
+
+/// Whether segment `segment` of release `new` (named `name`) can change
+/// with time alone, in `old` or `new`, and is defined otherwise (itself or
+/// what its change points read).
+fn changes_moved(old: &Bundle, new: &Bundle, name: Option<&String>, segment: u32) -> bool {
+    fn points(b: &Bundle, s: u32) -> Option<&nudge_bytecode::Unit> {
+        let i = b
+            .change_points
+            .binary_search_by_key(&s, |c| c.segment)
+            .ok()?;
+        b.change_points.get(i).map(|c| &c.unit)
+    }
+    let before = old
+        .segments
+        .iter()
+        .position(|s| Some(&s.name) == name)
+        .map(|s| s as u32);
+    let Some(before) = before else {
+        return points(new, segment).is_some();
+    };
+    let (was, is) = (points(old, before), points(new, segment));
+    (was.is_some() || is.is_some())
+        && (was != is
+            || old.segments.get(before as usize).map(|s| &s.unit)
+                != new.segments.get(segment as usize).map(|s| &s.unit))
 }

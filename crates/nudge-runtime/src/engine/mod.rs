@@ -862,6 +862,11 @@ impl<'b> Machine<'b> {
                     flow,
                     generation,
                 } => self.fire_schedule(customer, flow, generation, limit),
+                Wake::Segment {
+                    customer,
+                    flow,
+                    generation,
+                } => self.fire_segment(customer, flow, generation),
             }
             self.settle();
         }
@@ -1422,9 +1427,21 @@ impl<'b> Machine<'b> {
                 }
             }
         }
+        // Flows both sides remember: joining their memories cancels both
+        // sides' trigger timers (the generation moves on), so they are set again.
+        let both: Vec<u32> = {
+            let mine = &known(&self.customers, kept.0).flows;
+            other
+                .flows
+                .iter()
+                .map(|m| m.key)
+                .filter(|k| mine.iter().any(|m| m.key == *k))
+                .collect()
+        };
         let cust = known_mut(&mut self.customers, kept.0);
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
+        self.rearm_joined(kept.0, &both);
         self.effects.push(Effect::Record(Record {
             at: format_instant_ms(self.now),
             customer: key,

@@ -129,19 +129,120 @@ impl Machine<'_> {
         }
         for f in 0..flows {
             match *self.trigger_of(f) {
-                Trigger::Entering { segment } => {
-                    let inside = self.in_segment(c, segment);
-                    let key = self.key_of(self.current(), f);
-                    let mem = super::known_mut(&mut self.customers, c).flow(key);
-                    let was = std::mem::replace(&mut mem.in_segment, inside);
-                    if inside && !was {
-                        self.try_enter(c, f, Value::None, 0, "segment".into(), self.now);
-                    }
-                }
+                Trigger::Entering { segment } => self.look_at_segment(c, f, segment),
                 Trigger::DateProperty { .. } => self.arm_date(c, f, false),
                 _ => {}
             }
         }
+    }
+
+    /// Looks at whether customer `c` is in the segment of the newest
+    /// release's `trigger entering` flow `f`: entering starts the flow.
+    /// Then arms the timer for when the membership can next change with
+    /// time alone.
+    fn look_at_segment(&mut self, c: u32, f: u32, segment: u32) {
+        let inside = self.in_segment(c, segment);
+        let key = self.key_of(self.current(), f);
+        let mem = super::known_mut(&mut self.customers, c).flow(key);
+        let was = std::mem::replace(&mut mem.in_segment, inside);
+        if inside && !was {
+            self.try_enter(c, f, Value::None, 0, "segment".into(), self.now);
+        }
+        self.arm_segment(c, f, false);
+    }
+
+    /// Sets the timer of `trigger entering` flow `f` for customer `c` at the
+    /// next instant its segment can change with time alone (the bundle's
+    /// change points), cancelling the one before (by the generation bump).
+    /// Unless `force`, a timer already set for that instant is kept.
+    pub(super) fn arm_segment(&mut self, c: u32, f: u32, force: bool) {
+        let Trigger::Entering { segment } = *self.trigger_of(f) else {
+            return;
+        };
+        if self.bundle().change_points.is_empty() {
+            return;
+        }
+        let r = self.current();
+        let priority = self.flow_of(r, f).priority;
+        let key = self.key_of(r, f);
+        let tz = self.zone(c, None);
+        let now = secs(self.now);
+        let cust = super::known_mut(&mut self.customers, c);
+        let mut host = super::customer::Ctx {
+            customer: cust,
+            now: self.now,
+            tz,
+            writes: Vec::new(),
+        };
+        let next = super::rel(&self.releases, r)
+            .vm
+            .next_change(segment, now, &mut host);
+        let mem = super::known_mut(&mut self.customers, c).flow(key);
+        if mem.armed() == next && !force {
+            return;
+        }
+        mem.set_armed(next);
+        mem.generation = mem.generation.wrapping_add(1);
+        let generation = mem.generation;
+        if let Some(due) = next {
+            self.timers.set(
+                ms(due),
+                priority,
+                Wake::Segment {
+                    customer: c,
+                    flow: key,
+                    generation,
+                },
+            );
+        }
+    }
+
+    /// Sets again, for customer `c` who just absorbed another, the timers of
+    /// the newest release's date and `trigger entering` flows whose memories
+    /// were joined (flow keys `joined`): joining cancelled both sides'.
+    pub(super) fn rearm_joined(&mut self, c: u32, joined: &[u32]) {
+        if joined.is_empty() {
+            return;
+        }
+        let r = self.current();
+        for f in 0..self.bundle().flows.len() as u32 {
+            if !joined.contains(&self.key_of(r, f)) {
+                continue;
+            }
+            match *self.trigger_of(f) {
+                Trigger::DateProperty { .. } => {
+                    // Only if it was armed: a date learned by the join is
+                    // news, which the profile change that follows handles.
+                    let key = self.key_of(r, f);
+                    if super::known_mut(&mut self.customers, c)
+                        .flow(key)
+                        .armed()
+                        .is_some()
+                    {
+                        self.arm_date_timer(c, f, false);
+                    }
+                }
+                Trigger::Entering { .. } => self.arm_segment(c, f, true),
+                _ => {}
+            }
+        }
+    }
+
+    /// A segment's timer went off; `key` is the flow's key.
+    pub(super) fn fire_segment(&mut self, c: u32, key: u32, generation: u32) {
+        let Some(f) = self.newest.get(key as usize).copied().flatten() else {
+            return; // the flow was removed by a deploy
+        };
+        let Trigger::Entering { segment } = *self.trigger_of(f) else {
+            return; // a deploy gave the flow another trigger
+        };
+        let Some(cust) = self.customers.get_mut(&c) else {
+            return; // merged away; the kept customer has its own timer
+        };
+        if cust.flow(key).generation != generation {
+            return;
+        }
+        self.look_at_segment(c, f, segment);
     }
 
     /// Whether customer `c` is in the newest release's segment `segment` now.
