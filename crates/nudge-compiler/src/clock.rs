@@ -124,7 +124,11 @@ impl<'p> Clock<'p> {
     pub(crate) fn change_points(&mut self, s: u32) -> Result<Vec<Expr>, Unforeseen> {
         let p = self.program;
         let seg = p.segments.get(s as usize).ok_or(Unforeseen)?;
-        let points = self.points(&seg.predicate)?;
+        let mut points = self.points(&seg.predicate)?;
+        // The constants made here are placed at the condition, for listings.
+        for e in &mut points {
+            place(e, seg.predicate.span);
+        }
         // The points are written as code of their own, with no locals: a
         // function's parameter (a lambda inside a `let`) has no slot there.
         if points.iter().all(plain) {
@@ -229,6 +233,7 @@ impl<'p> Clock<'p> {
             _ => return Err(Unforeseen),
         };
         let t = undo(anchor, &offsets);
+        let p = self.program;
         // The count steps from k - 1 to k where the difference reaches
         // `edge(k)`; OP changes its answer at the step into n (`>=`, `<`),
         // into n + 1 (`>`, `<=`) or both (`==`, `!=`).
@@ -239,7 +244,7 @@ impl<'p> Clock<'p> {
         };
         let mut out = Vec::new();
         for &plus in steps {
-            for edge in edges(n, plus) {
+            for edge in edges(p, n, plus) {
                 out.push(if rising {
                     // now - t reaches edge at t + edge.
                     add_dur(t.clone(), edge)
@@ -285,6 +290,15 @@ impl<'p> Clock<'p> {
                         o.push((true, (**rhs).clone()));
                         Ok(Form::Now(o))
                     }
+                    // `(E ?? now) ± d` is `E ± d` when set, else `now ± d`.
+                    (ArithOp::AddTimeDur, Form::Either(t, mut o), Form::Free) => {
+                        o.push((false, (**rhs).clone()));
+                        Ok(Form::Either(add_dur(t, (**rhs).clone()), o))
+                    }
+                    (ArithOp::SubTimeDur, Form::Either(t, mut o), Form::Free) => {
+                        o.push((true, (**rhs).clone()));
+                        Ok(Form::Either(sub_dur(t, (**rhs).clone()), o))
+                    }
                     // `E ?? now` against the clock is `E` (when unset the
                     // difference is constant); against a time, a clock.
                     (ArithOp::SubTime, Form::Now(o), Form::Either(t, _)) => Ok(Form::Since(t, o)),
@@ -316,6 +330,17 @@ enum Form {
     Since(Expr, Vec<(bool, Expr)>),
     /// `t - now…`, a duration that shrinks as the clock goes on.
     Until(Expr, Vec<(bool, Expr)>),
+}
+
+/// Gives the parts of `e` made here (placed nowhere) the span `at`.
+fn place(e: &mut Expr, at: Span) {
+    if e.span == Span::default() {
+        e.span = at;
+    }
+    if let ExprKind::Arith { lhs, rhs, .. } = &mut e.kind {
+        place(lhs, at);
+        place(rhs, at);
+    }
 }
 
 /// Whether `e` reads no local and passes no function.
@@ -377,8 +402,8 @@ fn flips(op: CompareOp, t: Expr) -> Vec<Expr> {
 /// `k` days for a count `k` of at least 1; a second past `k - 1` days for
 /// `k` of 0 or less (the count truncates toward zero). Both when `n` is
 /// not a constant.
-fn edges(n: &Expr, plus: i64) -> Vec<Expr> {
-    if let ExprKind::Const(Value::Int(n)) = n.kind {
+fn edges(p: &Program, n: &Expr, plus: i64) -> Vec<Expr> {
+    if let Some(n) = const_int(p, n) {
         let k = n.saturating_add(plus);
         let secs = if k >= 1 {
             k.saturating_mul(DAY)
@@ -396,6 +421,16 @@ fn edges(n: &Expr, plus: i64) -> Vec<Expr> {
             dur(1),
         ),
     ]
+}
+
+/// The value of an integer that is a literal, a negated one or a `let` of one.
+fn const_int(p: &Program, e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Const(Value::Int(n)) => Some(*n),
+        ExprKind::Neg(inner) => const_int(p, inner)?.checked_neg(),
+        ExprKind::Let(i) => const_int(p, &p.lets.get(*i as usize)?.value),
+        _ => None,
+    }
 }
 
 /// `t` less the clock's offsets: the instant at which `now() ± offsets`

@@ -303,3 +303,51 @@ fn a_damaged_checkpoint_is_refused_and_changes_nothing() {
     assert!(err.to_string().contains("identity node"), "{err}");
     assert_eq!(other.stats(), new_engine(&bundle).stats());
 }
+
+#[test]
+fn timers_of_segments_that_change_with_time_survive_a_restore() {
+    let bundle = nudge_test_support::build(&[(
+        "test.flow",
+        r#"
+segment lapsed = days_between(profile.last_order_at ?? now(), now()) >= 20
+message come_back() {
+  channel email
+  subject "We miss you"
+  body "x"
+}
+flow win_back {
+  trigger entering lapsed
+  entry always
+  send come_back()
+}
+"#,
+    )]);
+    // Customers whose orders lapse one after another, with later calls
+    // (new orders for some) carrying the clock past each lapse.
+    let mut lines = Vec::new();
+    for day in 1..=40u32 {
+        let id = day % 7;
+        let (month, d) = if day <= 31 { (1, day) } else { (2, day - 31) };
+        lines.push(format!(
+            r#"{{"type":"identify","userId":"u{id}","timestamp":"2026-{month:02}-{d:02}T09:00:00Z","traits":{{"email":"u{id}@example.com","consent":{{"email":true}},"last_order_at":"2026-{month:02}-{d:02}T08:00:00Z"}}}}"#
+        ));
+    }
+    lines.push(
+        r#"{"type":"identify","userId":"late","timestamp":"2026-06-01T00:00:00Z","traits":{}}"#
+            .into(),
+    );
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let mut whole = new_engine(&bundle);
+    for line in &lines {
+        ingest::apply_line(&mut whole, line).unwrap();
+    }
+    assert_eq!(
+        whole.sink().outbox.len(),
+        7,
+        "each customer lapses once, at the end"
+    );
+    for cut in 0..=lines.len() {
+        assert_restores(&bundle, &lines, &[cut], Keep::Whole);
+        assert_restores(&bundle, &lines, &[cut], Keep::Rows { every: 3 });
+    }
+}
