@@ -103,12 +103,12 @@ proptest! {
             // Follow the points for a while, as the engine does.
             for _ in 0..6 {
                 host.now = now;
-                let was = member(&vm, &shape, &mut host, now);
+                let was = member(&vm, shape, &mut host, now);
                 host.now = now;
                 let next = vm.next_change(shape.segment, now, &mut host);
                 let Some(next) = next else {
                     for later in [now + 1, now + DAY, now + 400 * DAY] {
-                        prop_assert_eq!(member(&vm, &shape, &mut host, later), was, "{} at {}: no point, yet it changed by {}", condition, now, later);
+                        prop_assert_eq!(member(&vm, shape, &mut host, later), was, "{} at {}: no point, yet it changed by {}", condition, now, later);
                     }
                     break;
                 };
@@ -116,13 +116,13 @@ proptest! {
                 let between = now + 1 + ((next - now - 1) as f64 * inside) as i64;
                 for t in [now + 1, between, next - 1] {
                     if t < next {
-                        prop_assert_eq!(member(&vm, &shape, &mut host, t), was, "{} at {}: changed at {} before the point {}", condition, now, t, next);
+                        prop_assert_eq!(member(&vm, shape, &mut host, t), was, "{} at {}: changed at {} before the point {}", condition, now, t, next);
                     }
                 }
                 // Every point of these shapes is a real change once the
                 // trait is set; unset, the day counts are constant.
                 if set && !condition.contains(" and ") && !condition.contains("not t") {
-                    prop_assert_ne!(member(&vm, &shape, &mut host, next), was, "{} at {}: nothing changed at the point {}", condition, now, next);
+                    prop_assert_ne!(member(&vm, shape, &mut host, next), was, "{} at {}: nothing changed at the point {}", condition, now, next);
                 }
                 now = next;
             }
