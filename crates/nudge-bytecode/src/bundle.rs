@@ -380,6 +380,8 @@ pub enum Cadence {
     Weekday(u8),
     /// Every month on this day (1–28).
     Month(u8),
+    /// One time, on this date (days since 1970-01-01): a campaign.
+    Once(i32),
 }
 
 /// The re-entry rule.

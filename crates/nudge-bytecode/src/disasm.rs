@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::bundle::*;
 use crate::instr::Instr;
-use crate::value::{Type, format_duration};
+use crate::value::{Type, Value, format_duration};
 use crate::wire::FORMAT_VERSION;
 
 /// Lists a bundle: header, tables, and each unit's code with every
@@ -274,15 +274,16 @@ impl Disasm<'_> {
                 segment,
             } => {
                 let c = match cadence {
-                    Cadence::Day => "day".to_string(),
+                    Cadence::Day => "every day".to_string(),
                     Cadence::Weekday(d) => ["monday", "tuesday", "wednesday", "thursday"]
                         .iter()
                         .chain(&["friday", "saturday", "sunday"])
                         .nth(usize::from(*d))
-                        .map_or_else(|| format!("weekday {d}"), |s| s.to_string()),
-                    Cadence::Month(d) => format!("month on {d}"),
+                        .map_or_else(|| format!("every weekday {d}"), |s| format!("every {s}")),
+                    Cadence::Month(d) => format!("every month on {d}"),
+                    Cadence::Once(d) => format!("once on {}", Value::Date(*d)),
                 };
-                let mut s = format!("every {c} at {}", hm(*at));
+                let mut s = format!("{c} at {}", hm(*at));
                 if *local {
                     s.push_str(" local");
                 }

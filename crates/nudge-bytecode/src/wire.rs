@@ -1031,13 +1031,15 @@ impl Wire for Cadence {
             Cadence::Day => w.byte(0),
             Cadence::Weekday(d) => tagged(w, 1, |w| d.put(w)),
             Cadence::Month(d) => tagged(w, 2, |w| d.put(w)),
+            Cadence::Once(d) => tagged(w, 3, |w| d.put(w)),
         }
     }
     fn get(r: &mut Reader) -> Result<Self, DecodeError> {
-        Ok(match r.tag("cadence", 2)? {
+        Ok(match r.tag("cadence", 3)? {
             0 => Cadence::Day,
             1 => Cadence::Weekday(Wire::get(r)?),
-            _ => Cadence::Month(Wire::get(r)?),
+            2 => Cadence::Month(Wire::get(r)?),
+            _ => Cadence::Once(Wire::get(r)?),
         })
     }
 }

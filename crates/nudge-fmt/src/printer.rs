@@ -547,16 +547,17 @@ impl<'s> Printer<'s> {
                 segment,
             } => {
                 let cadence = match cadence {
-                    Cadence::Day(_) => "day".to_string(),
-                    Cadence::Weekday(d) => d.name.clone(),
-                    Cadence::Month(n) => format!("month on {}", self.src.int(n)),
+                    Cadence::Day(_) => "every day".to_string(),
+                    Cadence::Weekday(d) => format!("every {}", d.name),
+                    Cadence::Month(n) => format!("every month on {}", self.src.int(n)),
+                    Cadence::Once(d) => format!("once on {}", self.src.date(d)),
                 };
                 let local = if *local { " local" } else { "" };
                 let segment = segment
                     .as_ref()
                     .map(|s| format!(" for {}", s.name))
                     .unwrap_or_default();
-                format!("every {cadence} at {}{local}{segment}", self.src.time(at))
+                format!("{cadence} at {}{local}{segment}", self.src.time(at))
             }
             Trigger::DateProperty {
                 offset,

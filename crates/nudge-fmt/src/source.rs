@@ -2,7 +2,7 @@
 
 use nudge_diagnostics::FileId;
 use nudge_syntax::ast::{
-    DurationArg, DurationLit, InstantLit, IntLit, PercentLit, StrLit, TestTime, TimeLit,
+    DateLit, DurationArg, DurationLit, InstantLit, IntLit, PercentLit, StrLit, TestTime, TimeLit,
 };
 use nudge_syntax::{Span, Token};
 
@@ -113,6 +113,11 @@ impl<'s> Source<'s> {
     /// A [`TimeLit`] as written.
     pub fn time(&self, t: &TimeLit) -> String {
         self.lit(t.span, || format!("{:02}:{:02}", t.hour, t.minute))
+    }
+
+    /// A [`DateLit`] as written.
+    pub fn date(&self, d: &DateLit) -> String {
+        self.lit(d.span, || date_from_days(i64::from(d.days)))
     }
 
     /// An [`InstantLit`] as written.

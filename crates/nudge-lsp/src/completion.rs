@@ -140,6 +140,7 @@ pub fn complete(snap: &Snapshot, file: FileId, offset: u32) -> Vec<Item> {
         Some(Token::Keyword("trigger")) if !after_dot(prev2) => {
             let mut items = event_items(an);
             items.push(Item::new("every", ItemKind::Keyword).detail("a schedule"));
+            items.push(Item::new("once", ItemKind::Keyword).detail("a campaign, on one date"));
             items.push(Item::new("entering", ItemKind::Keyword).detail("a segment"));
             items.push(Item::new("on", ItemKind::Keyword).detail("a date in the profile"));
             return items;
@@ -587,7 +588,7 @@ fn trigger_event<'s>(all: &[Tok<'s>], start: usize) -> Option<&'s str> {
                 if depth == 1 && (i == 0 || !after_dot(Some(all[i - 1].0))) =>
             {
                 if let Some((Token::Ident(n), _)) = all.get(i + 1)
-                    && !matches!(*n, "every" | "entering")
+                    && !matches!(*n, "every" | "entering" | "once")
                 {
                     return Some(n);
                 }

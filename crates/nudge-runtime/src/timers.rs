@@ -64,12 +64,18 @@ pub enum Wake {
 /// mark there leaves the timer's layout (and the checkpoint's) as it was.
 pub const YEARLY: u32 = 1 << 31;
 
+/// The bit of a [`Wake::Schedule`]'s generation that marks a campaign's
+/// timer (`trigger once on DATE`): it does not repeat, so draining waits
+/// for it. Kept in the generation for the reason [`YEARLY`] is.
+pub const ONCE: u32 = 1 << 31;
+
 impl Wake {
     /// Whether this timer repeats forever (a schedule, a yearly date, a
     /// segment's next look), so draining need not wait for it.
     pub fn recurring(&self) -> bool {
         match self {
-            Wake::Schedule { .. } | Wake::Segment { .. } => true,
+            Wake::Schedule { generation, .. } => generation & ONCE == 0,
+            Wake::Segment { .. } => true,
             Wake::DateTrigger { generation, .. } => generation & YEARLY != 0,
             Wake::Instance { .. } => false,
         }

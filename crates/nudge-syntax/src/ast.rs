@@ -310,7 +310,8 @@ pub struct EventFilter {
 pub enum Trigger {
     /// `trigger EVENT (where PRED)?`
     Event(EventFilter),
-    /// `trigger every CADENCE at T (local)? (for SEGMENT)?`
+    /// `trigger every CADENCE at T (local)? (for SEGMENT)?`, or a campaign:
+    /// `trigger once on DATE at T (local)? (for SEGMENT)?`
     Schedule {
         /// How often.
         cadence: Cadence,
@@ -349,6 +350,8 @@ pub enum Cadence {
     Weekday(Ident),
     /// `every month on N`
     Month(IntLit),
+    /// `once on DATE`: a campaign, sent one time.
+    Once(DateLit),
 }
 
 /// The re-entry rule of a flow.
@@ -819,6 +822,15 @@ pub struct TimeLit {
 pub struct InstantLit {
     /// Seconds since the Unix epoch, UTC.
     pub unix_seconds: i64,
+    /// Where it was written.
+    pub span: Span,
+}
+
+/// A date literal outside an expression, such as `2026-11-27`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DateLit {
+    /// Days since 1970-01-01.
+    pub days: i32,
     /// Where it was written.
     pub span: Span,
 }

@@ -390,7 +390,7 @@ impl<'a> Checker<'a> {
                     cadence, segment, ..
                 } => {
                     match cadence {
-                        Cadence::Day(_) => {}
+                        Cadence::Day(_) | Cadence::Once(_) => {}
                         Cadence::Weekday(w) => {
                             if !WEEKDAYS.contains(&w.name.as_str()) {
                                 let mut candidates = WEEKDAYS.to_vec();

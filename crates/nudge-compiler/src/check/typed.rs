@@ -998,6 +998,7 @@ impl<'a> Builder<'a> {
                         u8::try_from(n.value)
                             .map_err(|_| internal(Some(u.at(n.span)), "day out of range"))?,
                     ),
+                    ast::Cadence::Once(d) => bc::Cadence::Once(d.days),
                 };
                 tir::Trigger::Schedule {
                     cadence,

@@ -12,7 +12,7 @@ use nudge_bytecode::{Cadence, Trigger, Value};
 use super::Machine;
 use crate::millis::{ms, secs};
 use crate::record::{EntryReason, What};
-use crate::timers::{Wake, YEARLY};
+use crate::timers::{ONCE, Wake, YEARLY};
 use crate::zone::{instant_of, local_date};
 
 impl Machine<'_> {
@@ -51,8 +51,13 @@ impl Machine<'_> {
         let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
         let mem = super::known_mut(&mut self.customers, c).flow(key);
-        mem.generation += 1;
-        let generation = mem.generation;
+        mem.generation = mem.generation.wrapping_add(1) & !ONCE;
+        let generation = mem.generation
+            | if matches!(cadence, Cadence::Once(_)) {
+                ONCE
+            } else {
+                0
+            };
         self.timers.set(
             due,
             priority,
@@ -75,7 +80,7 @@ impl Machine<'_> {
         let Some(cust) = self.customers.get_mut(&c) else {
             return; // merged away; the kept customer has its own timer
         };
-        if cust.flow(key).generation != generation {
+        if cust.flow(key).generation != generation & !ONCE {
             return;
         }
         let Trigger::Schedule { segment, .. } = *self.trigger_of(f) else {
@@ -484,6 +489,12 @@ pub(crate) fn next_occurrence(
     cadence: Cadence,
     at: u16,
 ) -> Option<i64> {
+    if let Cadence::Once(days) = cadence {
+        let day = NaiveDate::from_ymd_opt(1970, 1, 1)?
+            .checked_add_signed(Duration::days(i64::from(days)))?;
+        let local = day.and_hms_opt(u32::from(at / 60), u32::from(at % 60), 0)?;
+        return Some(instant_of(local, tz)).filter(|&due| due > now);
+    }
     let mut day: NaiveDate = local_date(now, tz);
     // A monthly cadence recurs within 31 days; look a little further to be safe.
     for _ in 0..40 {
@@ -491,6 +502,7 @@ pub(crate) fn next_occurrence(
             Cadence::Day => true,
             Cadence::Weekday(d) => day.weekday().num_days_from_monday() == u32::from(d),
             Cadence::Month(d) => day.day() == u32::from(d),
+            Cadence::Once(_) => false,
         };
         if matches {
             let local = day.and_hms_opt(u32::from(at / 60), u32::from(at % 60), 0)?;

@@ -89,6 +89,7 @@ struct Lexical<'t, 's> {
     duration: P<'t, 's, DurationLit>,
     time: P<'t, 's, TimeLit>,
     instant: P<'t, 's, InstantLit>,
+    date: P<'t, 's, DateLit>,
 }
 
 /// The token-level parsers plus expressions and strings.
@@ -441,6 +442,20 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
     .labelled("an instant")
     .boxed();
 
+    let date = select(|tok: Token<'s>, e: &mut Ex<'t, '_, 's>| match tok {
+        Token::Date(s) => Some((s, espan(e))),
+        _ => None,
+    })
+    .validate(|(text, span), _, emitter| DateLit {
+        days: lit::date(text).unwrap_or_else(|err| {
+            emitter.emit(lit_error(err, span));
+            0
+        }),
+        span,
+    })
+    .labelled("a date")
+    .boxed();
+
     let lexical = Lexical {
         src,
         pairs,
@@ -453,6 +468,7 @@ fn kit<'t, 's: 't>(src: &'s str, pairs: Pairs) -> Kit<'t, 's> {
         duration,
         time,
         instant,
+        date,
     };
     let (expr, string) = expr_parser(&lexical);
     let strlit = string
@@ -1257,8 +1273,11 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
             .map(Cadence::Weekday),
     ))
     .labelled("`day`, a weekday or `month`");
-    let schedule = word("every")
-        .ignore_then(cadence)
+    let once = word("once")
+        .ignore_then(kw("on"))
+        .ignore_then(kit.date.clone())
+        .map(Cadence::Once);
+    let schedule = choice((word("every").ignore_then(cadence), once))
         .then_ignore(word("at"))
         .then(kit.time.clone())
         .then(word("local").or_not())

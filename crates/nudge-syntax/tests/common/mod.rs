@@ -294,8 +294,14 @@ impl Dumper {
                         local,
                         segment,
                     } => {
-                        self.w("(every ");
                         match cadence {
+                            Cadence::Once(d) => {
+                                let _ = write!(self.out, "(once-on {}", d.days);
+                            }
+                            _ => self.w("(every "),
+                        }
+                        match cadence {
+                            Cadence::Once(_) => {}
                             Cadence::Day(_) => self.w("day"),
                             Cadence::Weekday(d) => self.ident(d),
                             Cadence::Month(n) => {
