@@ -16,6 +16,8 @@
 //! - `now OP T` and `T OP now` (times);
 //! - `now - T OP D` and `T - now OP D` (durations);
 //! - `days_between(T, now) OP N` and `days_between(now, T) OP N`;
+//! - `date_of(now()) OP D` and `D OP date_of(now())` (dates: the point is a
+//!   day, which the runtime reads as its start in the recipient's zone);
 //! - `and`, `or`, `not`, `??` of those, and `let`s and segments made of them.
 //!
 //! A comparison of two `now`s does not change with time. `E ?? now` against
@@ -117,7 +119,7 @@ impl<'p> Clock<'p> {
         }
     }
 
-    /// The instants (time expressions) at which segment `s`'s membership
+    /// The instants (time expressions, or dates for their local midnight) at which segment `s`'s membership
     /// can next change with time alone: empty when it does not read the
     /// clock. Each may fail or be none at run time (a trait not set), which
     /// means that part cannot change.
@@ -173,6 +175,14 @@ impl<'p> Clock<'p> {
             return Ok(points);
         }
         let (l, r) = (self.form(lhs)?, self.form(rhs)?);
+        // Today against a date turns at a local midnight.
+        match (&l, &r) {
+            (Form::Today, Form::Today) => return Ok(Vec::new()),
+            (Form::Today, Form::Free) => return Ok(day_flips(op, rhs.clone())),
+            (Form::Free, Form::Today) => return Ok(day_flips(mirror(op), lhs.clone())),
+            (Form::Today, _) | (_, Form::Today) => return Err(Unforeseen),
+            _ => {}
+        }
         // `now OP t`: the flip is at `t - offsets`; the rest reduces to it.
         let (op, offsets, anchor) = match (l, r) {
             // Two clocks a constant apart.
@@ -271,6 +281,15 @@ impl<'p> Clock<'p> {
                 let l = p.lets.get(*i as usize).ok_or(Unforeseen)?;
                 self.form(&l.value)
             }
+            ExprKind::Call { builtin, args, .. } if *builtin == Builtin::DateOf.id() => {
+                match args.as_slice() {
+                    [CallArg::Value { expr, .. }] => match self.form(expr)? {
+                        Form::Now(o) if o.is_empty() => Ok(Form::Today),
+                        _ => Err(Unforeseen),
+                    },
+                    _ => Err(Unforeseen),
+                }
+            }
             ExprKind::Default { lhs, rhs } if !self.reads(lhs) => match self.form(rhs)? {
                 Form::Now(o) => Ok(Form::Either((**lhs).clone(), o)),
                 _ => Err(Unforeseen),
@@ -330,6 +349,8 @@ enum Form {
     Since(Expr, Vec<(bool, Expr)>),
     /// `t - now…`, a duration that shrinks as the clock goes on.
     Until(Expr, Vec<(bool, Expr)>),
+    /// `date_of(now())`: today in the recipient's zone.
+    Today,
 }
 
 /// Gives the parts of `e` made here (placed nowhere) the span `at`.
@@ -395,6 +416,17 @@ fn flips(op: CompareOp, t: Expr) -> Vec<Expr> {
         CompareOp::Lt | CompareOp::Ge => vec![t],
         CompareOp::Le | CompareOp::Gt => vec![later()],
         _ => vec![later(), t],
+    }
+}
+
+/// The days at whose start (local midnight, as the runtime reads a `date`
+/// change point) `date_of(now()) OP d` changes its answer.
+fn day_flips(op: CompareOp, d: Expr) -> Vec<Expr> {
+    let next = || arith(ArithOp::AddDateDur, d.clone(), dur(DAY), Ty::Date);
+    match op {
+        CompareOp::Lt | CompareOp::Ge => vec![d],
+        CompareOp::Le | CompareOp::Gt => vec![next()],
+        _ => vec![next(), d],
     }
 }
 

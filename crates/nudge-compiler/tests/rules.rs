@@ -337,16 +337,18 @@ fn lints() {
         // W0008: the clock read, by the segment itself, through a `let` or
         // through another segment, in a way whose changes the runtime
         // cannot compute; not a profile condition, nor `exit if`.
-        (with_flow("  trigger entering s", "segment s = date_of(now()) == 2026-12-24\n"), &["W0008"]),
+        (with_flow("  trigger entering s", "segment s = format_date(now(), \"%A\") == \"Saturday\"\n"), &["W0008"]),
+        (with_flow("  trigger entering s", "segment s = date_of(now() + 1d) == 2026-12-24\n"), &["W0008"]),
         (with_flow("  trigger entering s", "segment s = profile.total_spent > $500\n"), &[]),
         (with_flow("  trigger entering s", "let d = days_between(profile.last_order_at ?? now(), now()) * 2\nsegment s = d > 10\n"), &["W0008"]),
-        (with_flow("  trigger entering s", "segment t = date_of(now()) == 2026-12-24\nsegment s = t and profile.total_spent > $5\n"), &["W0008"]),
+        (with_flow("  trigger entering s", "segment t = format_date(now(), \"%A\") == \"Saturday\"\nsegment s = t and profile.total_spent > $5\n"), &["W0008"]),
         (with_flow("  trigger entering s", "segment s = now() in [2026-12-24T00:00:00Z]\n"), &["W0008"]),
         (with_flow("  trigger order_completed\n  exit if s", "segment s = date_of(now()) == 2026-12-24\n"), &[]),
         // Shapes whose next change is computed: no warning.
         (with_flow("  trigger entering s", "let cutoff = now() - 30d\nsegment s = (profile.last_order_at ?? cutoff) < cutoff\n"), &[]),
         (with_flow("  trigger entering s", "segment t = now() > 2026-12-24T00:00:00Z\nsegment s = t and profile.total_spent > $5\n"), &[]),
         (with_flow("  trigger entering s", "segment s = days_between(profile.last_order_at ?? now(), now()) >= 60\n"), &[]),
+        (with_flow("  trigger entering s", "segment s = date_of(now()) >= 2026-12-01 and profile.total_spent > $5\n"), &[]),
         (with_flow("  trigger entering s", "segment s = not (now() - (profile.last_order_at ?? now()) < 45d) or profile.total_spent > $5\n"), &[]),
     ];
     for (src, want) in cases {

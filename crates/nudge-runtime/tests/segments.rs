@@ -252,3 +252,21 @@ fn draining_does_not_wait_for_segments() {
     );
     assert_eq!(sends(&sink), Vec::<String>::new());
 }
+
+#[test]
+fn a_day_turns_at_midnight_in_the_recipients_zone() {
+    let segment = "segment s = date_of(now()) >= 2026-02-01";
+    let berlin = r#"{"type":"identify","userId":"berlin","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"b@example.com","timezone":"Europe/Berlin","consent":{"email":true}}}"#;
+    let la = r#"{"type":"identify","userId":"la","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"l@example.com","timezone":"America/Los_Angeles","consent":{"email":true}}}"#;
+    assert_eq!(
+        run(
+            segment,
+            &[berlin.to_string(), la.to_string()],
+            "2026-03-01T00:00:00Z"
+        ),
+        [
+            "2026-01-31T23:00:00Z berlin note",
+            "2026-02-01T08:00:00Z la note"
+        ]
+    );
+}

@@ -216,6 +216,22 @@ impl fmt::Display for WithFiles<'_> {
     }
 }
 
+/// The instant a date begins in `tz` (after a gap in the local clock, the
+/// first instant of the day there is).
+fn day_start(days: i32, tz: Tz) -> Option<i64> {
+    use chrono::TimeZone;
+    let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?
+        .checked_add_signed(chrono::Duration::days(i64::from(days)))?;
+    let mut local = day.and_hms_opt(0, 0, 0)?;
+    for _ in 0..(24 * 4) {
+        if let Some(t) = tz.from_local_datetime(&local).earliest() {
+            return Some(t.timestamp());
+        }
+        local += chrono::Duration::minutes(15);
+    }
+    None
+}
+
 /// Which of the bundle's `let`s are constants: their code reads no
 /// customer, trigger, event or clock, directly or through other lets.
 fn constant_lets(bundle: &Bundle) -> Vec<bool> {
@@ -355,6 +371,7 @@ impl<'b> Vm<'b> {
                 let at = UnitRef::ChangePoints(index as u32);
                 match self.eval_block(at, block, &mut locals, &Scope::default(), host) {
                     Ok(Value::Time(t)) => Some(t),
+                    Ok(Value::Date(d)) => day_start(d, host.timezone()),
                     _ => None,
                 }
             })

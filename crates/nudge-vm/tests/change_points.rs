@@ -33,6 +33,8 @@ fn shapes() -> Vec<String> {
         out.push(format!("now() - (profile.renews_at ?? now()) {op} 3d"));
         out.push(format!("(profile.renews_at ?? now()) - now() {op} 36h"));
         out.push(format!("now() {op} 2026-02-01T00:00:00Z"));
+        out.push(format!("date_of(now()) {op} 2026-01-10"));
+        out.push(format!("2026-01-12 {op} date_of(now())"));
     }
     // A window, and the same through `let`s, `not` and another segment.
     out.push(
@@ -96,6 +98,8 @@ proptest! {
             let condition = &shape.condition;
             let vm = Vm::new(&shape.bundle);
             let mut host = TestHost::new(&shape.bundle);
+            // Days turn at midnight in the recipient's zone.
+            host.tz = chrono_tz::Europe::Berlin;
             if set {
                 host.set(&shape.bundle, "renews_at", Value::Time(epoch + anchor));
             }

@@ -123,7 +123,7 @@ pub(crate) fn time_lints(program: &tir::Program) -> Vec<Diagnostic> {
                 format!("segment `{name}` can change with time alone, and `trigger entering` cannot tell when"),
             )
             .with_primary_label("its condition reads `now()` in a way whose changes cannot be computed ahead")
-            .with_help("write the time condition as a comparison of `now()` with a time (`days_between(profile.last_order_at ?? now(), now()) >= 60`, `now() >= 2026-12-01T00:00:00Z`), which the runtime follows; or trigger on the date itself (`trigger 60d after profile.last_order_at`)"),
+            .with_help("write the time condition as a comparison of `now()` with a time (`days_between(profile.last_order_at ?? now(), now()) >= 60`, `now() >= 2026-12-01T00:00:00Z`) or of `date_of(now())` with a date, which the runtime follows; or use a schedule (`trigger every saturday at 09:00 local for SEGMENT`) or a date trigger"),
         );
     }
     out
