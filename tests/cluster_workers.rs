@@ -125,6 +125,27 @@ async fn finished(settings: &Settings, last: &BTreeMap<i32, i64>, until: i64) ->
     open == 0
 }
 
+/// Every identifier of a customer that absorbed one from another partition.
+async fn joined_across_partitions(settings: &Settings) -> Vec<String> {
+    let (pg, conn) = tokio_postgres::connect(&settings.postgres, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    pg.query(
+        &format!(
+            "SELECT value FROM \"{s}\".identities WHERE customer IN
+                 (SELECT kept FROM \"{s}\".merges WHERE kept_partition <> absorbed_partition)",
+            s = settings.schema
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 #[test]
 fn workers_killed_at_random_moments_send_what_one_node_sends() {
     if let Some(why) = unreachable() {
@@ -160,8 +181,8 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
     };
 
     // A generated stream, with anonymous visitors signing in and second devices.
-    let mut config = nudge_gen::GenConfig::new(6000);
-    config.customers = 150;
+    let mut config = nudge_gen::GenConfig::new(30_000);
+    config.customers = 600;
     config.days = 10;
     let mut bytes = Vec::new();
     nudge_gen::generate(&config, &mut bytes).unwrap();
@@ -226,7 +247,7 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
     }
     let started = Instant::now();
     let mut kills = 0;
-    let mut next_kill = Instant::now() + Duration::from_millis(1500);
+    let mut next_kill = Instant::now() + Duration::from_millis(800);
     loop {
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -244,7 +265,7 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
                 &until,
                 &cluster_outbox,
             ));
-            next_kill = Instant::now() + Duration::from_millis(1200 + 700 * kills);
+            next_kill = Instant::now() + Duration::from_millis(1000 + 500 * kills);
             continue;
         }
         if kills >= 3 && rt.block_on(finished(&settings, &last, until_ms)) {
@@ -252,7 +273,26 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let got = outbox(&cluster_outbox);
+    let mut got = outbox(&cluster_outbox);
+    let mut want = want;
+    // Customers joined across partitions: moving the absorbed one's state
+    // to the kept one's partition does not exist yet (docs/cluster.md), so
+    // their sends may differ. Everyone else's must not.
+    let joined = rt.block_on(joined_across_partitions(&settings));
+    let differs = |key: &String, m: &serde_json::Value| {
+        let customer = m["customer"].as_str().unwrap_or_default();
+        joined
+            .iter()
+            .any(|id| customer == id || key.contains(&format!("/{id}/")))
+    };
+    let before = want.len();
+    want.retain(|k, m| !differs(k, m));
+    got.retain(|k, m| !differs(k, m));
+    let set_aside = before - want.len();
+    assert!(
+        set_aside * 10 <= before,
+        "{set_aside} of {before} set aside"
+    );
     let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<&String> = got.keys().filter(|k| !want.contains_key(*k)).collect();
     assert!(
@@ -266,7 +306,7 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
     );
     assert_eq!(got, want);
     eprintln!(
-        "{} sends, as one node, after {kills} kills in {:?}",
+        "{} sends, as one node, after {kills} kills in {:?} ({set_aside} sends of customers joined across partitions set aside)",
         got.len(),
         started.elapsed()
     );
