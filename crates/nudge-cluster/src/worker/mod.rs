@@ -323,16 +323,37 @@ impl<'b> Worker<'b> {
         Ok(busy)
     }
 
-    /// Runs rounds until `stop` completes, then gives the leases up.
+    /// Runs rounds until `stop` completes, then gives the leases up; a
+    /// round that fails (a service away) is tried again after a second.
     pub async fn run_until(
         &mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), ClusterError> {
         tokio::pin!(stop);
         loop {
-            let busy = tokio::select! {
+            let stepped = tokio::select! {
                 () = &mut stop => break,
-                r = self.step() => r?,
+                r = self.step() => r,
+            };
+            let busy = match stepped {
+                Ok(busy) => busy,
+                Err(e) => {
+                    // PostgreSQL or NATS went away: try again shortly. The
+                    // leases lapse meanwhile if it lasts, and others (or
+                    // this worker, later) take the partitions from their rows.
+                    eprintln!("warning: {e}; trying again in a second");
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if self.pg.is_closed() {
+                        match connect_postgres(&self.settings).await {
+                            Ok(c) => self.pg = c,
+                            Err(e) => eprintln!("warning: {e}"),
+                        }
+                    }
+                    continue;
+                }
             };
             if !busy {
                 tokio::select! {
