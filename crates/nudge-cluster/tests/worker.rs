@@ -423,3 +423,75 @@ async fn dispatch_writes_each_send_once_to_the_outbox() {
         seen.len() as u64
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() {
+    let Some(t) = trial("forward", 2).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    let call = |id: &str, customer: i64, partition: u32| nudge_cluster::log::Outgoing::Call {
+        partition,
+        customer,
+        message_id: Some(id.into()),
+        line: common::track(id, Some("u-late"), None),
+    };
+    // Customer 2 (partition 1) is absorbed into customer 1 (partition 0);
+    // a node that read the graph before the merge still routes a call to 2.
+    log.publish(&[
+        call("before", 2, 1),
+        nudge_cluster::log::Outgoing::Merge(nudge_cluster::Merge {
+            kept: 1,
+            absorbed: 2,
+            kept_partition: 0,
+            absorbed_partition: 1,
+            at: 1_700_000_000_000,
+            message_id: Some("join".into()),
+        }),
+        call("late", 2, 1),
+    ])
+    .await
+    .unwrap();
+    let mut w = Worker::connect(&t.settings, options("f1", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    let p = w.progress();
+    assert_eq!((p.merges, p.forwarded), (1, 1), "{p:?}");
+    // The call before the merge stays; the late one is applied where the kept customer is.
+    assert_eq!(p.applied, 2);
+    let stored = log.messages().await.unwrap();
+    let forwarded: Vec<_> = stored
+        .iter()
+        .filter(|m| {
+            m.message_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("nudge-forward:"))
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{stored:?}");
+    assert_eq!(forwarded[0].subject, t.settings.subject(0));
+    assert_eq!(forwarded[0].customer, Some(1));
+    assert!(forwarded[0].body.contains("\"late\""));
+    let positions = positions(&t.settings).await;
+    assert_eq!(positions.get(&0), Some(&(stored.len() as i64)));
+
+    // The forwarding is kept: a worker taking the partition later forwards too.
+    w.shutdown().await.unwrap();
+    drop(w);
+    log.publish(&[call("later", 2, 1)]).await.unwrap();
+    let mut w2 = Worker::connect(&t.settings, options("f2", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w2]).await;
+    assert_eq!(w2.progress().forwarded, 1);
+    assert_eq!(w2.progress().applied, 1);
+}
