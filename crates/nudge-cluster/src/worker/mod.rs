@@ -369,13 +369,27 @@ impl<'b> Worker<'b> {
     /// workers take the partitions without waiting for them to expire.
     pub async fn shutdown(&mut self) -> Result<(), ClusterError> {
         self.renewal.abort();
-        let held: Vec<Lease> = self.held.values().map(|h| h.lease).collect();
+        // Every lease, including one whose engine a round cut short by the
+        // stop had in hand.
+        let mut held: BTreeMap<u32, i64> = self
+            .leases
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        held.extend(
+            self.held
+                .values()
+                .map(|h| (h.lease.partition, h.lease.epoch)),
+        );
         self.held.clear();
-        for l in held {
-            lease::release(&self.pg, &self.settings, &self.options.id, l).await?;
-        }
-        if let Ok(mut leases) = self.leases.lock() {
-            leases.clear();
+        for (partition, epoch) in held {
+            lease::release(
+                &self.pg,
+                &self.settings,
+                &self.options.id,
+                Lease { partition, epoch },
+            )
+            .await?;
         }
         lease::leave(&self.pg, &self.settings, &self.options.id).await
     }
