@@ -495,3 +495,49 @@ async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() 
     assert_eq!(w2.progress().forwarded, 1);
     assert_eq!(w2.progress().applied, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_gives_every_lease_up_at_once() {
+    let Some(t) = trial("stop", 8).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest
+        .accept(example_lines("cart_recovery"), Vec::new())
+        .await
+        .unwrap();
+    let mut w = Worker::connect(&t.settings, options("s1", None), code, None)
+        .await
+        .unwrap();
+    w.run_until(tokio::time::sleep(Duration::from_millis(800)))
+        .await
+        .unwrap();
+    assert!(w.progress().applied > 0);
+    let pg = postgres(&t.settings).await;
+    let owned: i64 = pg
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".leases WHERE owner IS NOT NULL",
+                t.settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owned, 0);
+    // Another takes them all at its first round, without waiting for expiry.
+    let mut next = Worker::connect(&t.settings, options("s2", None), code, None)
+        .await
+        .unwrap();
+    next.step().await.unwrap();
+    assert_eq!(next.partitions().len(), 8);
+}
