@@ -54,6 +54,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// Set up cluster mode's stream and PostgreSQL schema.
     Cluster(commands::cluster::Args),
+    /// Run a cluster's partition worker: lease partitions, run the engine, deliver.
+    Worker(commands::worker::Args),
     /// Export the project's `[[alerts]]` as Prometheus alerting rules.
     Alerts(commands::alerts::Args),
     /// Run the project's `test` blocks on the virtual clock.
@@ -95,7 +97,10 @@ fn main() -> ExitCode {
     // peers may go away; they handle that as an error. Every other command
     // writes a report, and a reader that stops early (`| head`) should end
     // it quietly, as with other Unix tools.
-    if !matches!(cli.command, Command::Serve(_) | Command::Lsp(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Lsp(_) | Command::Worker(_)
+    ) {
         commands::default_sigpipe();
     }
     let status = match cli.command {
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Cluster(args) => commands::cluster::run(args),
+        Command::Worker(args) => commands::worker::run(args),
         Command::Alerts(args) => commands::alerts::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::Explain(args) => commands::explain::run(args),

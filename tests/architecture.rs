@@ -47,7 +47,16 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("nudge-report", &["nudge-runtime"]),
-    ("nudge-cluster", &["nudge-bytecode", "nudge-runtime"]),
+    (
+        "nudge-cluster",
+        &[
+            "nudge-bytecode",
+            "nudge-channels",
+            "nudge-host",
+            "nudge-runtime",
+            "nudge-store",
+        ],
+    ),
     (
         "nudge-testing",
         &[

@@ -18,6 +18,7 @@ pub mod run;
 pub mod serve;
 pub mod store;
 pub mod test;
+pub mod worker;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

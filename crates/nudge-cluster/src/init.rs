@@ -101,6 +101,9 @@ pub async fn init(settings: &Settings) -> Result<Initialised, ClusterError> {
         .await
         .map_err(|e| ClusterError::pg("recording the cluster", &e))?
         == 1;
+    tx.batch_execute(&crate::worker::rows::ddl(settings))
+        .await
+        .map_err(|e| ClusterError::pg("creating the workers' tables", &e))?;
     tx.commit()
         .await
         .map_err(|e| ClusterError::pg("committing the schema", &e))?;

@@ -12,6 +12,9 @@
 //!   one HTTP request before it answers.
 //! - [`init`]: creating the stream and the PostgreSQL schema, and the check
 //!   that the partition count is the one recorded.
+//! - [`worker`]: partition workers, which lease partitions, run the engine
+//!   on their calls with its state as rows in PostgreSQL, and dispatch the
+//!   sends it makes.
 //!
 //! docs/cluster.md describes the architecture and what does not exist yet.
 
@@ -30,11 +33,13 @@ pub mod ingest;
 pub mod init;
 pub mod log;
 pub mod stage;
+pub mod worker;
 
 pub use calls::{Identifiers, Kind};
 pub use ingest::{Ingest, Ingested};
 pub use init::{Initialised, init};
 pub use stage::{Merge, Route, Stage};
+pub use worker::Worker;
 
 /// How a cluster is reached and laid out: `nudge.toml`'s `[cluster]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,6 +192,20 @@ pub enum ClusterError {
         /// How many times it was tried.
         tries: u32,
     },
+    /// Another worker took the partition: this one may not commit.
+    LeaseLost {
+        /// The partition.
+        partition: u32,
+        /// The epoch this worker held it at.
+        epoch: i64,
+    },
+    /// A partition's engine state could not be restored, taken or deployed.
+    Engine {
+        /// The partition.
+        partition: u32,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -209,6 +228,13 @@ impl fmt::Display for ClusterError {
                 f,
                 "the identity stage gave up after {tries} tries against concurrent changes to the same customers: retry shortly"
             ),
+            ClusterError::LeaseLost { partition, epoch } => write!(
+                f,
+                "partition {partition}: the lease held at epoch {epoch} was taken by another worker; nothing was committed"
+            ),
+            ClusterError::Engine { partition, reason } => {
+                write!(f, "partition {partition}: {reason}")
+            }
         }
     }
 }

@@ -96,7 +96,9 @@ impl Captured {
         self.0.borrow().len()
     }
 
-    fn take(&self) -> Vec<Outgoing> {
+    /// The sends made since they were last taken, in order; a host
+    /// commits them as intents.
+    pub fn take(&self) -> Vec<Outgoing> {
         std::mem::take(&mut *self.0.borrow_mut())
     }
 }
@@ -209,6 +211,12 @@ impl Router {
             Some(p) => p.deliver(msg),
             None => self.default.deliver(msg),
         }
+    }
+
+    /// The idempotency keys of `intents` the outbox file already holds:
+    /// written before a crash, before their delivery was recorded.
+    pub fn already_delivered(&self, intents: &[Intent]) -> std::io::Result<HashSet<String>> {
+        already_in_outbox(self, intents)
     }
 
     /// Makes every delivery so far durable.

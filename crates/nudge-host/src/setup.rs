@@ -187,6 +187,17 @@ pub fn open_store(
         })?;
         OutboxMode::Append
     };
+    let router = router(outbox, mode, routes)?;
+    Ok((store, router))
+}
+
+/// The outbox (opened in `mode`) and the channel plugins a ledger
+/// delivers through: the store's, and a cluster worker's.
+pub fn router(
+    outbox: &Path,
+    mode: OutboxMode,
+    routes: &[(Channel, PluginSpec)],
+) -> Result<Router, SetupError> {
     let default = OutboxFile::open(outbox, mode).map_err(|e| {
         SetupError::new(format!("cannot open the outbox {}: {e}", outbox.display()))
     })?;
@@ -200,5 +211,5 @@ pub fn open_store(
         })?;
         router.route(*channel, plugin);
     }
-    Ok((store, router))
+    Ok(router)
 }

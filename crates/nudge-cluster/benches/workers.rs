@@ -1,0 +1,213 @@
+//! Partition workers: events applied and committed per second by one
+//! worker, against one in-memory engine over the same calls (the
+//! baseline, measured in the same run), and the failover time when a
+//! worker dies.
+//!
+//! `cargo bench -p nudge-cluster --bench workers` creates a cluster of its
+//! own (a fresh PostgreSQL schema and stream), ingests a generated stream
+//! through the identity stage, then:
+//!
+//! 1. times one in-memory engine over the stream (no store: the baseline);
+//! 2. times one worker (`Clock::Calls`, no dispatch) from its first round
+//!    until every partition's applied position is its last message;
+//! 3. starts two workers on the wall clock with the default leases (4 s,
+//!    renewed every second), lets them share the partitions, drops one
+//!    without releasing (as a killed process), and times until the other
+//!    holds every partition.
+//!
+//! Settings (environment variables):
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `NUDGE_BENCH_EVENTS` | 100000 | events ingested |
+//! | `NUDGE_BENCH_PARTITIONS` | 64 | the cluster's partitions |
+//! | `NUDGE_BENCH_BATCH` | 1000 | calls per partition per commit |
+//! | `NUDGE_BENCH_NATS` | `nats://127.0.0.1:4222` | NATS |
+//! | `NUDGE_BENCH_POSTGRES` | `host=127.0.0.1 user=postgres dbname=test` | PostgreSQL |
+//!
+//! Without the services it says why and ends.
+
+use std::time::{Duration, Instant};
+
+use nudge_cluster::worker::{Clock, Code, Options};
+use nudge_cluster::{Ingest, Settings, Worker};
+use nudge_host::durable::Bundles;
+use nudge_runtime::engine::{Config, Engine, MemorySink};
+
+fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a valid value")),
+        Err(_) => default,
+    }
+}
+
+async fn applied_everywhere(
+    settings: &Settings,
+    last: &std::collections::BTreeMap<i32, i64>,
+) -> bool {
+    let (pg, conn) = tokio_postgres::connect(&settings.postgres, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = pg
+        .query(
+            &format!(
+                "SELECT partition, applied FROM \"{}\".partitions",
+                settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let done: std::collections::BTreeMap<i32, i64> =
+        rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+    last.iter()
+        .all(|(p, l)| done.get(p).is_some_and(|d| d >= l))
+}
+
+fn main() {
+    let events: u64 = var("NUDGE_BENCH_EVENTS", 100_000);
+    let partitions: u32 = var("NUDGE_BENCH_PARTITIONS", 64);
+    let batch: usize = var("NUDGE_BENCH_BATCH", 1000);
+    let nats: String = var("NUDGE_BENCH_NATS", "nats://127.0.0.1:4222".to_string());
+    let pg: String = var(
+        "NUDGE_BENCH_POSTGRES",
+        "host=127.0.0.1 user=postgres dbname=test".to_string(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut settings = Settings::new(&nats, &pg);
+    let unique = format!("bench_workers_{}", std::process::id());
+    settings.schema = unique.clone();
+    settings.prefix = unique;
+    settings.partitions = partitions;
+    if let Err(e) = rt.block_on(nudge_cluster::init(&settings)) {
+        eprintln!("skipping: {e}");
+        return;
+    }
+
+    let config = nudge_gen::GenConfig::new(events);
+    let mut bytes = Vec::new();
+    nudge_gen::generate(&config, &mut bytes).unwrap();
+    let lines: Vec<String> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let engine_config = Config::default();
+
+    // 1. The baseline: one engine, in memory.
+    let started = Instant::now();
+    let mut engine = Engine::new(
+        &bundle,
+        MemorySink::default(),
+        engine_config.clone(),
+        i64::MIN,
+    );
+    for l in &lines {
+        let _ = nudge_runtime::ingest::apply_line(&mut engine, l);
+    }
+    let baseline = started.elapsed();
+    let single_sends = engine.into_sink().outbox.len();
+
+    let last = rt.block_on(async {
+        let ingest = Ingest::connect(&settings).await.unwrap();
+        for chunk in lines.chunks(2000) {
+            ingest.accept(chunk.to_vec(), Vec::new()).await.unwrap();
+        }
+        let mut last = std::collections::BTreeMap::new();
+        for (i, m) in ingest.log().messages().await.unwrap().iter().enumerate() {
+            if let Some(p) = m.subject.rsplit('.').next().and_then(|p| p.parse().ok()) {
+                last.insert(p, i as i64 + 1);
+            }
+        }
+        last
+    });
+
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &engine_config,
+    };
+    // 2. One worker over the whole backlog.
+    let (worker_time, progress) = rt.block_on(async {
+        let mut o = Options::new("bench-1");
+        o.clock = Clock::Calls { until: None };
+        o.dispatch = false;
+        o.batch = batch;
+        let mut w = Worker::connect(&settings, o, code, None).await.unwrap();
+        let started = Instant::now();
+        loop {
+            let busy = w.step().await.unwrap();
+            if !busy && applied_everywhere(&settings, &last).await {
+                break;
+            }
+        }
+        let took = started.elapsed();
+        let p = w.progress();
+        w.shutdown().await.unwrap();
+        (took, p)
+    });
+
+    // 3. Failover with the default leases.
+    let failover = rt.block_on(async {
+        let mut a = Worker::connect(&settings, Options::new("bench-a"), code, None)
+            .await
+            .unwrap();
+        let mut b = Worker::connect(&settings, Options::new("bench-b"), code, None)
+            .await
+            .unwrap();
+        let shared = Instant::now();
+        while a.partitions().len() + b.partitions().len() < partitions as usize
+            || a.partitions().is_empty()
+            || b.partitions().is_empty()
+        {
+            assert!(shared.elapsed() < Duration::from_secs(30), "never shared");
+            a.step().await.unwrap();
+            b.step().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(a);
+        let died = Instant::now();
+        while b.partitions().len() < partitions as usize {
+            assert!(died.elapsed() < Duration::from_secs(30), "no failover");
+            b.step().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = died.elapsed();
+        b.shutdown().await.unwrap();
+        took
+    });
+
+    let per_s = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "events: {} lines, {partitions} partitions, batches of {batch}",
+        lines.len()
+    );
+    println!(
+        "in-memory engine (baseline): {:.2} s, {:.0} events/s, {single_sends} sends",
+        baseline.as_secs_f64(),
+        per_s(lines.len() as u64, baseline)
+    );
+    println!(
+        "one worker: {:.2} s, {:.0} events/s ({:.2}x the baseline's time), {} commits, {} intents",
+        worker_time.as_secs_f64(),
+        per_s(progress.applied, worker_time),
+        worker_time.as_secs_f64() / baseline.as_secs_f64(),
+        progress.commits,
+        progress.intents
+    );
+    println!(
+        "failover (lease 4 s, renewed every 1 s): {:.2} s until the survivor held all {partitions} partitions",
+        failover.as_secs_f64()
+    );
+    rt.block_on(nudge_cluster::init::destroy(&settings))
+        .unwrap();
+}

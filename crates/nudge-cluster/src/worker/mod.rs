@@ -1,0 +1,806 @@
+//! Partition workers: each holds some partitions under a lease, runs the
+//! single-node engine on each partition's calls, and commits each batch —
+//! the engine's changed rows, the applied stream position and the send
+//! intents — in one PostgreSQL transaction fenced by the lease's epoch,
+//! then acknowledges the batch's messages; its dispatcher delivers the
+//! committed intents.
+//!
+//! - [`lease`]: claiming, renewing, releasing and the epoch fence.
+//! - [`rows`]: a partition's engine state as rows in PostgreSQL.
+//! - [`dispatch`]: delivering committed send intents.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use futures_util::StreamExt;
+use nudge_bytecode::Bundle;
+use nudge_host::durable::{self, Bundles, Captured, LedgerSink, Router};
+use nudge_runtime::engine::{Config, Engine, Sink};
+use nudge_runtime::record::{Membership, Record};
+use serde::Deserialize;
+use tokio_postgres::Client;
+
+use crate::log::{Log, Outgoing};
+use crate::{ClusterError, Settings, connect_postgres};
+
+pub mod dispatch;
+pub mod lease;
+pub mod rows;
+
+pub use dispatch::Dispatched;
+pub use lease::Lease;
+
+/// How long a fetch of a partition's messages may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What moves a worker's engines' clocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// The wall clock: after each batch the engine is moved to now, firing
+    /// the timers due.
+    Wall,
+    /// The calls' own times; once a partition has no message waiting, its
+    /// clock is moved through `until` (if given), as `nudge run --until`
+    /// does after its input. For replaying a stream of past calls.
+    Calls {
+        /// The instant (ms since the epoch) a caught-up partition runs to.
+        until: Option<i64>,
+    },
+}
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The worker's name in `leases` and `workers`: unique among the live workers.
+    pub id: String,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// How often leases are renewed and the fair share is looked at again.
+    pub renew_every: Duration,
+    /// The most messages of one partition applied and committed together.
+    pub batch: usize,
+    /// What moves the clock.
+    pub clock: Clock,
+    /// Whether this worker also delivers committed send intents.
+    pub dispatch: bool,
+}
+
+impl Options {
+    /// The defaults: 4 s leases renewed every second, batches of 1,000, the wall clock.
+    pub fn new(id: &str) -> Options {
+        Options {
+            id: id.to_string(),
+            lease: Duration::from_secs(4),
+            renew_every: Duration::from_secs(1),
+            batch: 1000,
+            clock: Clock::Wall,
+            dispatch: true,
+        }
+    }
+}
+
+/// The code the engines run: the project compiled as `nudge serve`
+/// compiles it, and the engine's configuration.
+#[derive(Clone, Copy)]
+pub struct Code<'b> {
+    /// The current bundle.
+    pub bundle: &'b Bundle,
+    /// Where bundles of earlier releases restored from rows are kept.
+    pub bundles: &'b Bundles,
+    /// The engine's settings.
+    pub config: &'b Config,
+}
+
+/// What a worker has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Calls applied to an engine and committed.
+    pub applied: u64,
+    /// Calls for an absorbed customer sent on to the kept one's partition.
+    pub forwarded: u64,
+    /// Merge records read.
+    pub merges: u64,
+    /// Messages at or below a partition's applied position, skipped.
+    pub skipped: u64,
+    /// Calls the engine refused (dead letters).
+    pub refused: u64,
+    /// Batches committed.
+    pub commits: u64,
+    /// Send intents committed.
+    pub intents: u64,
+    /// Partitions taken (restored from rows).
+    pub taken: u64,
+    /// Partitions lost to another worker or given up.
+    pub lost: u64,
+    /// Commits refused by the fence: the lease had been taken.
+    pub fenced: u64,
+    /// Sends delivered (or found delivered) by this worker's dispatcher.
+    pub delivered: u64,
+}
+
+/// A sink for everything but sends: a worker keeps no trace or audience
+/// feeds (yet); sends are captured by the [`LedgerSink`] in front of it.
+pub struct Quiet;
+
+impl Sink for Quiet {
+    fn deliver(
+        &mut self,
+        _: nudge_bytecode::Channel,
+        _: &nudge_channels::Outgoing,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn record(&mut self, _: Record) {}
+
+    fn membership(&mut self, _: Membership) {}
+}
+
+/// A partition this worker holds.
+struct Held<'b> {
+    lease: Lease,
+    engine: Engine<'b, LedgerSink<Quiet>>,
+    captured: Captured,
+    /// The stream sequence of the last message committed.
+    applied: u64,
+    consumer: PullConsumer,
+    /// Absorbed customer → (kept customer, its partition).
+    forwards: HashMap<i64, (i64, u32)>,
+    /// Whether `Clock::Calls`' `until` was reached and committed.
+    finished: bool,
+}
+
+/// A merge record's body, as the ingest node writes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MergeRecord {
+    kept: i64,
+    absorbed: i64,
+    kept_partition: u32,
+    absorbed_partition: u32,
+}
+
+/// A partition worker.
+pub struct Worker<'b> {
+    settings: Arc<Settings>,
+    options: Options,
+    code: Code<'b>,
+    /// The code's fingerprint, stored with each commit: a partition
+    /// committed under other code is deployed the current one on takeover.
+    fingerprint: i64,
+    pg: Client,
+    log: Log,
+    held: BTreeMap<u32, Held<'b>>,
+    /// The leases held, as the renewal task last saw them.
+    leases: Arc<Mutex<BTreeMap<u32, i64>>>,
+    renewal: tokio::task::JoinHandle<()>,
+    router: Option<Router>,
+    progress: Progress,
+    balanced: Option<Instant>,
+}
+
+impl Drop for Worker<'_> {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+/// FNV-1a of the code's portable bytes.
+fn fingerprint_of(bundle: &Bundle) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in nudge_store::portable(bundle) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h as i64
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Creates the workers' tables when missing (a cluster created before
+/// workers existed gets them here), under init's lock.
+async fn ensure_tables(client: &mut Client, s: &Settings) -> Result<(), ClusterError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| ClusterError::pg("starting a transaction", &e))?;
+    tx.execute("SELECT pg_advisory_xact_lock(1853189991, 1)", &[])
+        .await
+        .map_err(|e| ClusterError::pg("locking for the workers' tables", &e))?;
+    tx.batch_execute(&rows::ddl(s))
+        .await
+        .map_err(|e| ClusterError::pg("creating the workers' tables", &e))?;
+    tx.commit()
+        .await
+        .map_err(|e| ClusterError::pg("committing the workers' tables", &e))
+}
+
+impl<'b> Worker<'b> {
+    /// Connects to PostgreSQL and NATS, checks the cluster, creates the
+    /// workers' tables when missing and starts renewing leases. `router`
+    /// delivers committed sends; `None` leaves them to other dispatchers.
+    pub async fn connect(
+        settings: &Settings,
+        options: Options,
+        code: Code<'b>,
+        router: Option<Router>,
+    ) -> Result<Worker<'b>, ClusterError> {
+        settings
+            .check()
+            .map_err(|what| ClusterError::Mismatch { what })?;
+        let mut pg = connect_postgres(settings).await?;
+        crate::init::check_recorded(&pg, settings).await?;
+        ensure_tables(&mut pg, settings).await?;
+        let log = Log::connect(settings).await?;
+        let settings = Arc::new(settings.clone());
+        lease::heartbeat(&pg, &settings, &options.id).await?;
+        let leases = Arc::new(Mutex::new(BTreeMap::new()));
+        let renewal = tokio::spawn(renew(
+            Arc::clone(&settings),
+            options.clone(),
+            Arc::clone(&leases),
+        ));
+        Ok(Worker {
+            fingerprint: fingerprint_of(code.bundle),
+            settings,
+            options,
+            code,
+            pg,
+            log,
+            held: BTreeMap::new(),
+            leases,
+            renewal,
+            router,
+            progress: Progress::default(),
+            balanced: None,
+        })
+    }
+
+    /// The partitions held, with their engines ready.
+    pub fn partitions(&self) -> Vec<u32> {
+        self.held.keys().copied().collect()
+    }
+
+    /// What the worker has done so far.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// One round: look at the leases (when due), apply and commit what is
+    /// waiting in each partition held, and deliver committed sends.
+    /// Returns whether anything was done (else the caller may wait a bit).
+    pub async fn step(&mut self) -> Result<bool, ClusterError> {
+        if self
+            .balanced
+            .is_none_or(|t| t.elapsed() >= self.options.renew_every)
+        {
+            self.balanced = Some(Instant::now());
+            self.balance().await?;
+        }
+        let mut busy = false;
+        let numbers: Vec<u32> = self.held.keys().copied().collect();
+        for n in numbers {
+            let Some(mut held) = self.held.remove(&n) else {
+                continue;
+            };
+            match self.step_partition(&mut held).await {
+                Ok(did) => {
+                    busy |= did;
+                    self.held.insert(n, held);
+                }
+                Err(e) => {
+                    // The partition is rebuilt from its rows if it is still
+                    // ours; what this engine applied past them is dropped.
+                    self.progress.lost += 1;
+                    if let ClusterError::LeaseLost { .. } = e {
+                        self.progress.fenced += 1;
+                        self.forget(held.lease);
+                    } else {
+                        eprintln!("warning: partition {n}: {e}; taking it again from its rows");
+                    }
+                }
+            }
+        }
+        if self.options.dispatch
+            && let Some(router) = self.router.as_mut()
+        {
+            let done = dispatch::dispatch_once(
+                &mut self.pg,
+                &self.settings,
+                &self.options.id,
+                router,
+                500,
+                self.options.lease * 2,
+            )
+            .await?;
+            self.progress.delivered += (done.delivered + done.found) as u64;
+            busy |= done.total() > 0;
+        }
+        Ok(busy)
+    }
+
+    /// Runs rounds until `stop` completes, then gives the leases up; a
+    /// round that fails (a service away) is tried again after a second.
+    pub async fn run_until(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ClusterError> {
+        tokio::pin!(stop);
+        loop {
+            let stepped = tokio::select! {
+                () = &mut stop => break,
+                r = self.step() => r,
+            };
+            let busy = match stepped {
+                Ok(busy) => busy,
+                Err(e) => {
+                    // PostgreSQL or NATS went away: try again shortly. The
+                    // leases lapse meanwhile if it lasts, and others (or
+                    // this worker, later) take the partitions from their rows.
+                    eprintln!("warning: {e}; trying again in a second");
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if self.pg.is_closed() {
+                        match connect_postgres(&self.settings).await {
+                            Ok(c) => self.pg = c,
+                            Err(e) => eprintln!("warning: {e}"),
+                        }
+                    }
+                    continue;
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Stops renewing and gives every lease up at once, so that other
+    /// workers take the partitions without waiting for them to expire.
+    pub async fn shutdown(&mut self) -> Result<(), ClusterError> {
+        self.renewal.abort();
+        // Every lease, including one whose engine a round cut short by the
+        // stop had in hand.
+        let mut held: BTreeMap<u32, i64> = self
+            .leases
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        held.extend(
+            self.held
+                .values()
+                .map(|h| (h.lease.partition, h.lease.epoch)),
+        );
+        self.held.clear();
+        for (partition, epoch) in held {
+            lease::release(
+                &self.pg,
+                &self.settings,
+                &self.options.id,
+                Lease { partition, epoch },
+            )
+            .await?;
+        }
+        lease::leave(&self.pg, &self.settings, &self.options.id).await
+    }
+
+    fn forget(&mut self, lost: Lease) {
+        if let Ok(mut leases) = self.leases.lock()
+            && leases.get(&lost.partition) == Some(&lost.epoch)
+        {
+            leases.remove(&lost.partition);
+        }
+    }
+
+    /// Claims partitions up to the fair share, gives up those beyond it,
+    /// drops engines whose lease was lost and takes over new ones.
+    async fn balance(&mut self) -> Result<(), ClusterError> {
+        let (s, id) = (&self.settings, self.options.id.as_str());
+        lease::heartbeat(&self.pg, s, id).await?;
+        let share = lease::fair_share(&self.pg, s, self.options.lease).await?;
+        let count = self.leases.lock().map(|l| l.len()).unwrap_or(0);
+        if count < share {
+            let claimed = lease::claim(&self.pg, s, id, share - count, self.options.lease).await?;
+            if let Ok(mut shared) = self.leases.lock() {
+                for l in claimed {
+                    shared.insert(l.partition, l.epoch);
+                }
+            }
+        } else if count > share {
+            // The highest go: a joining worker claims from the lowest free.
+            let extra: Vec<Lease> = self
+                .leases
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .rev()
+                        .take(count - share)
+                        .map(|(&partition, &epoch)| Lease { partition, epoch })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for l in extra {
+                self.held.remove(&l.partition);
+                if let Ok(mut shared) = self.leases.lock() {
+                    shared.remove(&l.partition);
+                }
+                lease::release(&self.pg, s, id, l).await?;
+            }
+        }
+        let leases: BTreeMap<u32, i64> = self.leases.lock().map(|l| l.clone()).unwrap_or_default();
+        // Engines whose lease is gone, or was taken again at a new epoch.
+        let stale: Vec<u32> = self
+            .held
+            .iter()
+            .filter(|(p, h)| leases.get(p) != Some(&h.lease.epoch))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in stale {
+            self.held.remove(&p);
+            self.progress.lost += 1;
+        }
+        for (&partition, &epoch) in &leases {
+            if self.held.contains_key(&partition) {
+                continue;
+            }
+            let l = Lease { partition, epoch };
+            match self.take_over(l).await {
+                Ok(h) => {
+                    self.held.insert(partition, h);
+                    self.progress.taken += 1;
+                }
+                Err(e) => eprintln!("warning: cannot take partition {partition}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores a partition's engine from its rows (no replay of history)
+    /// and reads its log from the message after the applied position.
+    async fn take_over(&mut self, l: Lease) -> Result<Held<'b>, ClusterError> {
+        let Code {
+            bundle,
+            bundles,
+            config,
+        } = self.code;
+        let stored = rows::read(&self.pg, &self.settings, l.partition).await?;
+        let (sink, captured) = LedgerSink::new(Quiet);
+        let mut engine = Engine::new(bundle, sink, config.clone(), i64::MIN);
+        let engine_err = |doing: &str, e: String| ClusterError::Engine {
+            partition: l.partition,
+            reason: format!("{doing}: {e}"),
+        };
+        if let Some(rows) = stored.rows {
+            engine
+                .restore_rows(rows, bundle, bundles)
+                .map_err(|e| engine_err("restoring its state", e.to_string()))?;
+            if stored.code != self.fingerprint {
+                engine
+                    .deploy(bundle, bundles)
+                    .map_err(|e| engine_err("deploying the current code", e.to_string()))?;
+            }
+        }
+        let consumer = self.consumer(l, stored.applied).await?;
+        Ok(Held {
+            lease: l,
+            engine,
+            captured,
+            applied: stored.applied,
+            consumer,
+            forwards: stored
+                .forwards
+                .into_iter()
+                .map(|(absorbed, kept, kp)| (absorbed, (kept, kp)))
+                .collect(),
+            finished: false,
+        })
+    }
+
+    /// The partition's consumer for this lease, starting after `applied`.
+    /// Each epoch has its own, so a worker that lost the lease and still
+    /// fetches takes nothing from the new holder; messages it fetched and
+    /// could not commit come to the new holder at once, without waiting
+    /// for an acknowledgement timeout. The previous holder's consumer is
+    /// left for the server to remove once idle (a minute).
+    async fn consumer(&self, l: Lease, applied: u64) -> Result<PullConsumer, ClusterError> {
+        let name = format!("{}-p{}-e{}", self.settings.prefix, l.partition, l.epoch);
+        let stream = self
+            .log
+            .jetstream()
+            .get_stream(self.settings.stream())
+            .await
+            .map_err(|e| ClusterError::nats("looking up the stream", e))?;
+        let deliver_policy = if applied == 0 {
+            DeliverPolicy::All
+        } else {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: applied + 1,
+            }
+        };
+        stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    name: Some(name.clone()),
+                    filter_subject: self.settings.subject(l.partition),
+                    deliver_policy,
+                    ack_policy: AckPolicy::All,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: 100_000,
+                    inactive_threshold: Duration::from_secs(60),
+                    ..pull::Config::default()
+                },
+            )
+            .await
+            .map_err(|e| ClusterError::nats(&format!("creating consumer `{name}`"), e))
+    }
+
+    /// Applies what is waiting in one partition and commits it; moves the
+    /// clock as [`Clock`] says. Returns whether anything was committed.
+    async fn step_partition(&mut self, h: &mut Held<'b>) -> Result<bool, ClusterError> {
+        let nats = |e: &dyn std::fmt::Display| ClusterError::nats("reading a partition", e);
+        // A consumer removed under a worker that lost its lease answers
+        // nothing: the fetch is bounded.
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+            let mut messages = h
+                .consumer
+                .fetch()
+                .max_messages(self.options.batch.max(1))
+                .messages()
+                .await
+                .map_err(|e| nats(&e))?;
+            let mut batch = Vec::new();
+            while let Some(m) = messages.next().await {
+                batch.push(m.map_err(|e| nats(&e))?);
+            }
+            Ok::<_, ClusterError>(batch)
+        })
+        .await
+        .map_err(|_| ClusterError::nats("reading a partition", "no answer in time"))?;
+        let batch = fetched?;
+        let mut forward = Vec::new();
+        let mut new_forwards = Vec::new();
+        let mut last = None;
+        let mut applied = 0u64;
+        let mut dead = Vec::new();
+        for m in &batch {
+            let seq = m.info().map_err(|e| nats(&e))?.stream_sequence;
+            if seq <= h.applied {
+                // Committed before; its acknowledgement was lost.
+                self.progress.skipped += 1;
+                continue;
+            }
+            last = Some(seq);
+            let header = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|hs| hs.get(name))
+                    .map(|v| v.as_str().to_string())
+            };
+            match header("Nudge-Kind").as_deref() {
+                Some("call") => {
+                    let customer = header("Nudge-Customer").and_then(|c| c.parse::<i64>().ok());
+                    if let Some(&(kept, kept_partition)) = customer.and_then(|c| h.forwards.get(&c))
+                    {
+                        let line = String::from_utf8_lossy(&m.payload).into_owned();
+                        forward.push(Outgoing::Call {
+                            partition: kept_partition,
+                            customer: kept,
+                            message_id: Some(format!("nudge-forward:{}:{seq}", h.lease.partition)),
+                            line,
+                        });
+                    } else {
+                        durable::apply_line(&mut h.engine, &m.payload, seq, &mut dead);
+                        applied += 1;
+                    }
+                }
+                Some("merge") => {
+                    self.progress.merges += 1;
+                    if let Ok(r) = serde_json::from_slice::<MergeRecord>(&m.payload)
+                        && r.absorbed_partition == h.lease.partition
+                        && r.kept_partition != h.lease.partition
+                    {
+                        h.forwards.insert(r.absorbed, (r.kept, r.kept_partition));
+                        new_forwards.push((r.absorbed, r.kept, r.kept_partition));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for d in &dead {
+            eprintln!(
+                "warning: partition {}: message {} refused: {}",
+                h.lease.partition, d.line, d.reason
+            );
+        }
+        match self.options.clock {
+            Clock::Wall => {
+                let now = now_ms();
+                if now > h.engine.now() {
+                    h.engine.advance_through(now);
+                }
+            }
+            Clock::Calls { until: Some(t) } if batch.is_empty() && !h.finished => {
+                h.engine.advance_through(t);
+                h.finished = true;
+                // The state reached is committed even without a send.
+                self.commit(h, None, &new_forwards).await?;
+                return Ok(true);
+            }
+            Clock::Calls { .. } => {}
+        }
+        if !batch.is_empty() {
+            h.finished = false;
+        }
+        if last.is_none() && h.captured.is_empty() {
+            // Nothing new (a tick that sent nothing is redone after a
+            // restart, to the same effect).
+            if let Some(m) = batch.last() {
+                m.ack().await.map_err(|e| nats(&e))?;
+            }
+            return Ok(false);
+        }
+        if !forward.is_empty() {
+            // Before the commit: a crash in between forwards again, and
+            // the log drops the repeat by its id.
+            self.log.publish(&forward).await?;
+            self.progress.forwarded += forward.len() as u64;
+        }
+        self.commit(h, last, &new_forwards).await?;
+        self.progress.applied += applied;
+        self.progress.refused += dead.len() as u64;
+        if let Some(m) = batch.last() {
+            // Every message up to this one (the consumer acknowledges all).
+            if let Err(e) = m.ack().await {
+                eprintln!(
+                    "warning: partition {}: acknowledging: {e}",
+                    h.lease.partition
+                );
+            }
+        }
+        Ok(true)
+    }
+
+    /// Commits the engine's changes, the applied position and the send
+    /// intents of partition `h` in one transaction, fenced by its lease.
+    async fn commit(
+        &mut self,
+        h: &mut Held<'b>,
+        applied: Option<u64>,
+        forwards: &[(i64, i64, u32)],
+    ) -> Result<(), ClusterError> {
+        let engine_err = |e: String| ClusterError::Engine {
+            partition: h.lease.partition,
+            reason: e,
+        };
+        let changes = h
+            .engine
+            .take_changes()
+            .map_err(|e| engine_err(e.to_string()))?;
+        let sends = h.captured.take();
+        let s = &*self.settings;
+        let p = h.lease.partition as i32;
+        let tx = self
+            .pg
+            .transaction()
+            .await
+            .map_err(|e| ClusterError::pg("starting a commit", &e))?;
+        lease::fence(&tx, s, &self.options.id, h.lease).await?;
+        rows::write(&tx, s, h.lease.partition, changes).await?;
+        let position = applied.unwrap_or(h.applied);
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, applied, code, clock, committed_at)
+                 VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (partition) DO UPDATE SET applied = excluded.applied,
+                     code = excluded.code, clock = excluded.clock, committed_at = now()",
+                s.table("partitions")
+            ),
+            &[&p, &(position as i64), &self.fingerprint, &h.engine.now()],
+        )
+        .await
+        .map_err(|e| ClusterError::pg("writing the applied position", &e))?;
+        for (absorbed, kept, kept_partition) in forwards {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (absorbed, partition, kept, kept_partition)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (absorbed) DO NOTHING",
+                    s.table("forwards")
+                ),
+                &[absorbed, &p, kept, &(*kept_partition as i32)],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("writing a forwarding", &e))?;
+        }
+        if !sends.is_empty() {
+            let mut keys = Vec::with_capacity(sends.len());
+            let mut channels = Vec::with_capacity(sends.len());
+            let mut contents = Vec::with_capacity(sends.len());
+            for m in &sends {
+                keys.push(m.idempotency_key.clone());
+                channels.push(m.channel.clone());
+                contents.push(serde_json::to_string(m).map_err(|e| engine_err(e.to_string()))?);
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (key, partition, channel, contents)
+                     SELECT k, $1, c, m FROM unnest($2::text[], $3::text[], $4::text[]) AS u(k, c, m)
+                     ON CONFLICT (key) DO NOTHING",
+                    s.table("send_intents")
+                ),
+                &[&p, &keys, &channels, &contents],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("writing send intents", &e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| ClusterError::pg("committing a batch", &e))?;
+        h.applied = position;
+        self.progress.commits += 1;
+        self.progress.intents += sends.len() as u64;
+        Ok(())
+    }
+}
+
+/// Renews the worker's leases every `renew_every` until aborted; a lease
+/// another worker took is dropped from `leases` (its engine goes at the
+/// next round, and its commits fail at the fence meanwhile).
+async fn renew(settings: Arc<Settings>, options: Options, leases: Arc<Mutex<BTreeMap<u32, i64>>>) {
+    let mut client: Option<Client> = None;
+    loop {
+        tokio::time::sleep(options.renew_every).await;
+        if client.is_none() {
+            match connect_postgres(&settings).await {
+                Ok(c) => client = Some(c),
+                Err(e) => {
+                    eprintln!("warning: renewing leases: {e}");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_ref() else {
+            continue;
+        };
+        let held: Vec<Lease> = leases
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .map(|(&partition, &epoch)| Lease { partition, epoch })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let renewed = async {
+            lease::heartbeat(c, &settings, &options.id).await?;
+            lease::renew(c, &settings, &options.id, &held, options.lease).await
+        }
+        .await;
+        match renewed {
+            Ok(kept) => {
+                if let Ok(mut shared) = leases.lock() {
+                    for l in &held {
+                        if !kept.contains(l) && shared.get(&l.partition) == Some(&l.epoch) {
+                            shared.remove(&l.partition);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: renewing leases: {e}");
+                if c.is_closed() {
+                    client = None;
+                }
+            }
+        }
+    }
+}

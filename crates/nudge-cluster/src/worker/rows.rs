@@ -1,0 +1,504 @@
+//! A partition's engine state in PostgreSQL, as rows: the tables of the
+//! single-node store's `state_*` with a `partition` column, written from
+//! the engine's [`Changes`] and read back whole as [`Rows`] when a worker
+//! takes the partition. Rows are the engine's own bytes (postcard); the
+//! tables only key them.
+
+use std::collections::BTreeMap;
+
+use nudge_runtime::engine::rows::{Changes, Rows};
+use tokio_postgres::{Client, Transaction};
+
+use crate::{ClusterError, Settings};
+
+/// The state tables, each keyed by partition first.
+pub(crate) const STATE_TABLES: [&str; 8] = [
+    "state_head",
+    "state_releases",
+    "state_customers",
+    "state_instances",
+    "state_nodes",
+    "state_timers",
+    "state_message_ids",
+    "state_sent_keys",
+];
+
+/// The workers' tables: leases, positions, state, forwarding and send
+/// intents (docs/cluster.md, "Partition workers").
+pub(crate) fn ddl(s: &Settings) -> String {
+    let t = |name: &str| s.table(name);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {workers} (
+             id text PRIMARY KEY,
+             seen_at timestamptz NOT NULL);
+         CREATE TABLE IF NOT EXISTS {leases} (
+             partition integer PRIMARY KEY,
+             owner text,
+             epoch bigint NOT NULL DEFAULT 0,
+             expires_at timestamptz NOT NULL DEFAULT '-infinity');
+         CREATE TABLE IF NOT EXISTS {partitions} (
+             partition integer PRIMARY KEY,
+             applied bigint NOT NULL,
+             code bigint NOT NULL,
+             clock bigint NOT NULL,
+             committed_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE IF NOT EXISTS {head} (
+             partition integer PRIMARY KEY,
+             body bytea NOT NULL);
+         CREATE TABLE IF NOT EXISTS {releases} (
+             partition integer NOT NULL, release bigint NOT NULL, body bytea NOT NULL,
+             PRIMARY KEY (partition, release));
+         CREATE TABLE IF NOT EXISTS {customers} (
+             partition integer NOT NULL, customer bigint NOT NULL, body bytea NOT NULL,
+             PRIMARY KEY (partition, customer));
+         CREATE TABLE IF NOT EXISTS {instances} (
+             partition integer NOT NULL, slot bigint NOT NULL, body bytea NOT NULL,
+             PRIMARY KEY (partition, slot));
+         CREATE TABLE IF NOT EXISTS {nodes} (
+             partition integer NOT NULL, node bigint NOT NULL, body bytea NOT NULL,
+             PRIMARY KEY (partition, node));
+         CREATE TABLE IF NOT EXISTS {timers} (
+             partition integer NOT NULL, seq bigint NOT NULL, due bigint NOT NULL,
+             body bytea NOT NULL,
+             PRIMARY KEY (partition, seq));
+         CREATE TABLE IF NOT EXISTS {message_ids} (
+             partition integer NOT NULL, id bytea NOT NULL, generation bigint NOT NULL);
+         CREATE INDEX IF NOT EXISTS state_message_ids_generation
+             ON {message_ids} (partition, generation);
+         CREATE TABLE IF NOT EXISTS {sent_keys} (
+             partition integer NOT NULL, key bytea NOT NULL,
+             PRIMARY KEY (partition, key));
+         CREATE TABLE IF NOT EXISTS {forwards} (
+             absorbed bigint PRIMARY KEY,
+             partition integer NOT NULL,
+             kept bigint NOT NULL,
+             kept_partition integer NOT NULL);
+         CREATE TABLE IF NOT EXISTS {intents} (
+             id bigserial PRIMARY KEY,
+             key text NOT NULL UNIQUE,
+             partition integer NOT NULL,
+             channel text NOT NULL,
+             contents text NOT NULL,
+             status text NOT NULL DEFAULT 'pending'
+                 CHECK (status IN ('pending', 'sending', 'done', 'failed')),
+             attempts integer NOT NULL DEFAULT 0,
+             outcome text,
+             claimed_by text,
+             claimed_until timestamptz,
+             created_at timestamptz NOT NULL DEFAULT now(),
+             settled_at timestamptz);
+         CREATE INDEX IF NOT EXISTS send_intents_open
+             ON {intents} (id) WHERE status IN ('pending', 'sending');
+         INSERT INTO {leases} (partition)
+             SELECT generate_series(0, (SELECT partitions FROM {cluster}) - 1)
+             ON CONFLICT DO NOTHING;",
+        workers = t("workers"),
+        leases = t("leases"),
+        partitions = t("partitions"),
+        head = t("state_head"),
+        releases = t("state_releases"),
+        customers = t("state_customers"),
+        instances = t("state_instances"),
+        nodes = t("state_nodes"),
+        timers = t("state_timers"),
+        message_ids = t("state_message_ids"),
+        sent_keys = t("state_sent_keys"),
+        forwards = t("forwards"),
+        intents = t("send_intents"),
+        cluster = t("cluster"),
+    )
+}
+
+/// Where a partition stands in PostgreSQL.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// The engine's rows, or `None` for a partition never committed.
+    pub rows: Option<Rows>,
+    /// The stream sequence of the last message applied (0: none).
+    pub applied: u64,
+    /// The fingerprint of the code the state was last committed under.
+    pub code: i64,
+    /// Absorbed customers of this partition: their late calls go to the
+    /// kept customer's partition.
+    pub forwards: Vec<(i64, i64, u32)>,
+}
+
+fn numbered(
+    rows: Vec<tokio_postgres::Row>,
+    what: &str,
+) -> Result<Vec<(u32, Vec<u8>)>, ClusterError> {
+    rows.into_iter()
+        .map(|r| {
+            let n: i64 = r.get(0);
+            let n = u32::try_from(n).map_err(|_| ClusterError::Postgres {
+                doing: format!("reading the partition's {what}"),
+                reason: format!("a row is numbered {n}"),
+            })?;
+            Ok((n, r.get(1)))
+        })
+        .collect()
+}
+
+fn fingerprint(bytes: &[u8], what: &str) -> Result<u128, ClusterError> {
+    <[u8; 16]>::try_from(bytes)
+        .map(u128::from_be_bytes)
+        .map_err(|_| ClusterError::Postgres {
+            doing: format!("reading the partition's {what}"),
+            reason: format!("a fingerprint of {} bytes", bytes.len()),
+        })
+}
+
+/// Reads partition `partition`'s state and position.
+pub(crate) async fn read(
+    client: &Client,
+    s: &Settings,
+    partition: u32,
+) -> Result<Stored, ClusterError> {
+    let p = partition as i32;
+    let pg = |e: tokio_postgres::Error| ClusterError::pg("reading a partition's state", &e);
+    let mut out = Stored::default();
+    if let Some(row) = client
+        .query_opt(
+            &format!(
+                "SELECT applied, code FROM {} WHERE partition = $1",
+                s.table("partitions")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?
+    {
+        let applied: i64 = row.get(0);
+        out.applied = applied.max(0) as u64;
+        out.code = row.get(1);
+    }
+    for row in client
+        .query(
+            &format!(
+                "SELECT absorbed, kept, kept_partition FROM {} WHERE partition = $1",
+                s.table("forwards")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?
+    {
+        let kept_partition: i32 = row.get(2);
+        out.forwards
+            .push((row.get(0), row.get(1), kept_partition.max(0) as u32));
+    }
+    let head = client
+        .query_opt(
+            &format!(
+                "SELECT body FROM {} WHERE partition = $1",
+                s.table("state_head")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?;
+    let Some(head) = head else {
+        return Ok(out);
+    };
+    let keyed = |table: &str, key: &str| {
+        format!(
+            "SELECT {key}, body FROM {} WHERE partition = $1 ORDER BY {key}",
+            s.table(table)
+        )
+    };
+    let releases = client
+        .query(&keyed("state_releases", "release"), &[&p])
+        .await
+        .map_err(pg)?
+        .into_iter()
+        .map(|r| r.get::<_, Vec<u8>>(1))
+        .collect();
+    let customers = numbered(
+        client
+            .query(&keyed("state_customers", "customer"), &[&p])
+            .await
+            .map_err(pg)?,
+        "customers",
+    )?;
+    let instances = numbered(
+        client
+            .query(&keyed("state_instances", "slot"), &[&p])
+            .await
+            .map_err(pg)?,
+        "instances",
+    )?;
+    let nodes = numbered(
+        client
+            .query(&keyed("state_nodes", "node"), &[&p])
+            .await
+            .map_err(pg)?,
+        "identity nodes",
+    )?;
+    let timers = client
+        .query(&keyed("state_timers", "seq"), &[&p])
+        .await
+        .map_err(pg)?
+        .into_iter()
+        .map(|r| r.get::<_, Vec<u8>>(1))
+        .collect();
+    let mut message_ids = Vec::new();
+    for r in client
+        .query(
+            &format!(
+                "SELECT id, generation FROM {} WHERE partition = $1",
+                s.table("state_message_ids")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?
+    {
+        let generation: i64 = r.get(1);
+        message_ids.push((
+            fingerprint(r.get(0), "message ids")?,
+            generation.max(0) as u64,
+        ));
+    }
+    let mut sent_keys = Vec::new();
+    for r in client
+        .query(
+            &format!(
+                "SELECT key FROM {} WHERE partition = $1 ORDER BY key",
+                s.table("state_sent_keys")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?
+    {
+        sent_keys.push(fingerprint(r.get(0), "sent keys")?);
+    }
+    out.rows = Some(Rows {
+        head: head.get(0),
+        releases,
+        customers,
+        instances,
+        nodes,
+        timers,
+        message_ids,
+        sent_keys,
+    });
+    Ok(out)
+}
+
+/// Writes one take of the engine's changes for `partition`, in `tx`.
+pub(crate) async fn write(
+    tx: &Transaction<'_>,
+    s: &Settings,
+    partition: u32,
+    c: Changes,
+) -> Result<(), ClusterError> {
+    let p = partition as i32;
+    let pg = |e: tokio_postgres::Error| ClusterError::pg("writing a partition's state", &e);
+    if c.full {
+        for table in STATE_TABLES {
+            tx.execute(
+                &format!("DELETE FROM {} WHERE partition = $1", s.table(table)),
+                &[&p],
+            )
+            .await
+            .map_err(pg)?;
+        }
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (partition, body) VALUES ($1, $2)
+             ON CONFLICT (partition) DO UPDATE SET body = excluded.body",
+            s.table("state_head")
+        ),
+        &[&p, &c.head],
+    )
+    .await
+    .map_err(pg)?;
+    if let Some(releases) = c.releases {
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE partition = $1",
+                s.table("state_releases")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?;
+        let rows = releases
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (i as i64, Some(b)))
+            .collect();
+        keyed(tx, s, "state_releases", "release", p, rows).await?;
+    }
+    let widen = |rows: Vec<(u32, Option<Vec<u8>>)>| {
+        rows.into_iter()
+            .map(|(n, b)| (i64::from(n), b))
+            .collect::<Vec<_>>()
+    };
+    keyed(tx, s, "state_customers", "customer", p, widen(c.customers)).await?;
+    keyed(tx, s, "state_instances", "slot", p, widen(c.instances)).await?;
+    let nodes = c
+        .nodes
+        .into_iter()
+        .map(|(n, b)| (i64::from(n), Some(b)))
+        .collect();
+    keyed(tx, s, "state_nodes", "node", p, nodes).await?;
+    // Timers: set, then fired (a timer can be both within one take).
+    let mut set: BTreeMap<i64, (i64, Vec<u8>)> = BTreeMap::new();
+    for (seq, due, body) in c.timers {
+        set.insert(seq as i64, (due, body));
+    }
+    if !set.is_empty() {
+        let mut seqs = Vec::with_capacity(set.len());
+        let mut dues = Vec::with_capacity(set.len());
+        let mut bodies = Vec::with_capacity(set.len());
+        for (seq, (due, body)) in set {
+            seqs.push(seq);
+            dues.push(due);
+            bodies.push(body);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, seq, due, body)
+                 SELECT $1, q, d, b FROM unnest($2::bigint[], $3::bigint[], $4::bytea[]) AS u(q, d, b)
+                 ON CONFLICT (partition, seq) DO UPDATE SET due = excluded.due, body = excluded.body",
+                s.table("state_timers")
+            ),
+            &[&p, &seqs, &dues, &bodies],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !c.fired.is_empty() {
+        let fired: Vec<i64> = c.fired.iter().map(|&q| q as i64).collect();
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE partition = $1 AND seq = ANY($2)",
+                s.table("state_timers")
+            ),
+            &[&p, &fired],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !c.message_ids.is_empty() {
+        let (ids, generations): (Vec<Vec<u8>>, Vec<i64>) = c
+            .message_ids
+            .iter()
+            .map(|(fp, g)| (fp.to_be_bytes().to_vec(), *g as i64))
+            .unzip();
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, id, generation)
+                 SELECT $1, i, g FROM unnest($2::bytea[], $3::bigint[]) AS u(i, g)",
+                s.table("state_message_ids")
+            ),
+            &[&p, &ids, &generations],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if let Some(before) = c.forget_ids_before {
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE partition = $1 AND generation < $2",
+                s.table("state_message_ids")
+            ),
+            &[&p, &(before as i64)],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    // The last word on each key stands.
+    let mut sent: BTreeMap<u128, bool> = BTreeMap::new();
+    for (fp, made) in c.sent_keys {
+        sent.insert(fp, made);
+    }
+    let (made, taken): (Vec<_>, Vec<_>) = sent.into_iter().partition(|(_, m)| *m);
+    let bytes = |list: Vec<(u128, bool)>| -> Vec<Vec<u8>> {
+        list.into_iter()
+            .map(|(k, _)| k.to_be_bytes().to_vec())
+            .collect()
+    };
+    let (made, taken) = (bytes(made), bytes(taken));
+    if !made.is_empty() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, key) SELECT $1, k FROM unnest($2::bytea[]) AS u(k)
+                 ON CONFLICT DO NOTHING",
+                s.table("state_sent_keys")
+            ),
+            &[&p, &made],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !taken.is_empty() {
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE partition = $1 AND key = ANY($2)",
+                s.table("state_sent_keys")
+            ),
+            &[&p, &taken],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}
+
+/// Writes rows keyed by a number: a body replaces the row, `None` removes
+/// it; the last word on each key stands.
+async fn keyed(
+    tx: &Transaction<'_>,
+    s: &Settings,
+    table: &str,
+    key: &str,
+    partition: i32,
+    rows: Vec<(i64, Option<Vec<u8>>)>,
+) -> Result<(), ClusterError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let pg = |e: tokio_postgres::Error| ClusterError::pg("writing a partition's state", &e);
+    let mut last: BTreeMap<i64, Option<Vec<u8>>> = BTreeMap::new();
+    for (k, b) in rows {
+        last.insert(k, b);
+    }
+    let mut put_keys = Vec::new();
+    let mut put_bodies = Vec::new();
+    let mut gone = Vec::new();
+    for (k, b) in last {
+        match b {
+            Some(b) => {
+                put_keys.push(k);
+                put_bodies.push(b);
+            }
+            None => gone.push(k),
+        }
+    }
+    let table = s.table(table);
+    if !put_keys.is_empty() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {table} (partition, {key}, body)
+                 SELECT $1, k, b FROM unnest($2::bigint[], $3::bytea[]) AS u(k, b)
+                 ON CONFLICT (partition, {key}) DO UPDATE SET body = excluded.body"
+            ),
+            &[&partition, &put_keys, &put_bodies],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    if !gone.is_empty() {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE partition = $1 AND {key} = ANY($2)"),
+            &[&partition, &gone],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,543 @@
+//! Partition workers against the real local PostgreSQL and NATS JetStream:
+//! the lease fence, a restart from rows, dispatch, and the decisions of
+//! several workers against one engine over the same calls. Each test has
+//! its own schema and stream.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{postgres, trial};
+use nudge_bytecode::Bundle;
+use nudge_cluster::worker::{Clock, Code, Options, lease};
+use nudge_cluster::{Ingest, Settings, Worker};
+use nudge_host::durable::Bundles;
+use nudge_runtime::engine::{Config, Engine, MemorySink};
+use serde_json::Value;
+
+/// The calls of an example project, one per line.
+fn example_lines(name: &str) -> Vec<String> {
+    nudge_test_support::example_events(name)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A generated stream of `events` calls.
+fn generated(events: u64, customers: u32) -> Vec<String> {
+    let mut config = nudge_gen::GenConfig::new(events);
+    config.customers = customers;
+    config.days = 10;
+    let mut out = Vec::new();
+    nudge_gen::generate(&config, &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The latest time a line carries, plus `days`: where the clock is run to
+/// after the input.
+fn until_after(lines: &[String], days: i64) -> i64 {
+    lines
+        .iter()
+        .filter_map(|l| nudge_runtime::segment::time_and_clamp_of(l))
+        .map(|(t, _)| t)
+        .max()
+        .unwrap()
+        + days * 86_400_000
+}
+
+/// What one engine sends for `lines` applied in order and the clock run
+/// through `until`: idempotency key → the message as the outbox writes it.
+fn single_node(bundle: &Bundle, lines: &[String], until: i64) -> BTreeMap<String, Value> {
+    let mut engine = Engine::new(bundle, MemorySink::default(), Config::default(), i64::MIN);
+    for l in lines {
+        let _ = nudge_runtime::ingest::apply_line(&mut engine, l);
+    }
+    engine.advance_through(until);
+    engine
+        .into_sink()
+        .outbox
+        .into_iter()
+        .map(|m| (m.idempotency_key.clone(), serde_json::to_value(&m).unwrap()))
+        .collect()
+}
+
+/// The send intents the cluster committed, as [`single_node`] gives them;
+/// fails on a key committed twice.
+async fn intents(settings: &Settings) -> BTreeMap<String, Value> {
+    let pg = postgres(settings).await;
+    let rows = pg
+        .query(
+            &format!(
+                "SELECT key, contents FROM \"{}\".send_intents ORDER BY id",
+                settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let key: String = r.get(0);
+        let contents: String = r.get(1);
+        let value: Value = serde_json::from_str(&contents).unwrap();
+        assert!(out.insert(key.clone(), value).is_none(), "{key} twice");
+    }
+    out
+}
+
+/// The applied position of every partition committed.
+async fn positions(settings: &Settings) -> BTreeMap<i32, i64> {
+    let pg = postgres(settings).await;
+    pg.query(
+        &format!(
+            "SELECT partition, applied FROM \"{}\".partitions",
+            settings.schema
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// Options for a test worker on the calls' clock.
+fn options(id: &str, until: Option<i64>) -> Options {
+    let mut o = Options::new(id);
+    o.clock = Clock::Calls { until };
+    o.dispatch = false;
+    o.batch = 7;
+    o
+}
+
+/// Steps the workers in turn until none has anything to do twice running.
+async fn settle(workers: &mut [&mut Worker<'_>]) {
+    let mut quiet = 0;
+    for _ in 0..2000 {
+        let mut busy = false;
+        for w in workers.iter_mut() {
+            busy |= w.step().await.unwrap();
+        }
+        quiet = if busy { 0 } else { quiet + 1 };
+        if quiet >= 2 {
+            return;
+        }
+    }
+    panic!("the workers never settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_lease_was_taken_cannot_commit() {
+    let Some(t) = trial("fence", 1).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let lines = example_lines("cart_recovery");
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(first.to_vec(), Vec::new()).await.unwrap();
+
+    // Leases that renewal will not touch during the test.
+    let mut slow = options("a", None);
+    slow.lease = Duration::from_secs(60);
+    slow.renew_every = Duration::from_secs(60);
+    let mut a = Worker::connect(&t.settings, slow.clone(), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut a]).await;
+    assert_eq!(a.partitions(), [0]);
+    let before = positions(&t.settings).await;
+    assert!(before.get(&0).is_some_and(|&p| p > 0), "{before:?}");
+    let applied_by_a = a.progress().applied;
+
+    // Its lease expires (a long pause) and another worker takes it.
+    let pg = postgres(&t.settings).await;
+    pg.execute(
+        &format!(
+            "UPDATE \"{}\".leases SET expires_at = now() - interval '1 second'",
+            t.settings.schema
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    let mut b_options = slow.clone();
+    b_options.id = "b".into();
+    let mut b = Worker::connect(&t.settings, b_options, code, None)
+        .await
+        .unwrap();
+    b.step().await.unwrap();
+    assert_eq!(b.partitions(), [0]);
+
+    // The first worker wakes up with new calls: it applies them and cannot commit.
+    ingest.accept(rest.to_vec(), Vec::new()).await.unwrap();
+    let intents_before = intents(&t.settings).await;
+    assert!(!a.step().await.unwrap());
+    assert_eq!(a.progress().fenced, 1);
+    assert!(a.partitions().is_empty());
+    assert_eq!(positions(&t.settings).await, before);
+    assert_eq!(intents(&t.settings).await, intents_before);
+    // Renewal would not give it back either: the epoch moved on.
+    let held = lease::Lease {
+        partition: 0,
+        epoch: 1,
+    };
+    let renewed = lease::renew(&pg, &t.settings, "a", &[held], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(renewed.is_empty());
+
+    // The new holder applies them, once.
+    settle(&mut [&mut b]).await;
+    let stored = ingest.log().messages().await.unwrap();
+    let calls = stored.iter().filter(|m| m.kind == "call").count() as u64;
+    assert_eq!(
+        positions(&t.settings).await.get(&0).copied(),
+        Some(stored.len() as i64)
+    );
+    assert_eq!(applied_by_a + b.progress().applied, calls);
+    let until = until_after(&lines, 0);
+    let want = single_node(&bundle, &lines, until);
+    let got = intents(&t.settings).await;
+    // On the calls' clock without `until`, timers due after the last call
+    // have not fired: every send committed is one a single node makes.
+    assert!(!got.is_empty());
+    for (key, message) in &got {
+        assert_eq!(want.get(key), Some(message), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_goes_on_from_the_rows_without_replaying() {
+    let Some(t) = trial("restart", 4).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let lines = generated(3000, 60);
+    let until = until_after(&lines, 10);
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(first.to_vec(), Vec::new()).await.unwrap();
+
+    let mut short = options("a", Some(until));
+    short.lease = Duration::from_secs(1);
+    short.renew_every = Duration::from_millis(200);
+    let mut a = Worker::connect(&t.settings, short.clone(), code, None)
+        .await
+        .unwrap();
+    // Only the first half: it does not reach the end of the input.
+    a.step().await.unwrap();
+    for _ in 0..1000 {
+        let p = positions(&t.settings).await;
+        if p.values().sum::<i64>() > 0 && p.len() == 4 {
+            break;
+        }
+        a.step().await.unwrap();
+    }
+    let applied_by_a = a.progress().applied;
+    assert!(applied_by_a > 0);
+    // It dies: no release, no more renewal.
+    drop(a);
+    ingest.accept(rest.to_vec(), Vec::new()).await.unwrap();
+
+    let mut b_options = short.clone();
+    b_options.id = "b".into();
+    let mut b = Worker::connect(&t.settings, b_options, code, None)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while b.partitions().len() < 4 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no failover");
+        b.step().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failover too slow"
+    );
+    settle(&mut [&mut b]).await;
+    let progress = b.progress();
+    // Restored from rows: it applied only what the first had not committed.
+    assert_eq!(
+        applied_by_a + progress.applied + progress.refused,
+        lines.len() as u64,
+        "{progress:?}"
+    );
+    assert_eq!(progress.taken, 4);
+    let want = single_node(&bundle, &lines, until);
+    let got = intents(&t.settings).await;
+    assert!(got.len() > 10, "{}", got.len());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_decide_what_one_engine_decides() {
+    let Some(t) = trial("differential", 16).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let lines = generated(4000, 100);
+    let until = until_after(&lines, 10);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    for chunk in lines.chunks(500) {
+        ingest.accept(chunk.to_vec(), Vec::new()).await.unwrap();
+    }
+    let mut workers = Vec::new();
+    for id in ["w1", "w2", "w3"] {
+        let mut o = options(id, Some(until));
+        o.renew_every = Duration::from_millis(100);
+        workers.push(Worker::connect(&t.settings, o, code, None).await.unwrap());
+    }
+    let [w1, w2, w3] = &mut workers[..] else {
+        unreachable!()
+    };
+    // The first takes everything, then shares as the others show up.
+    settle(&mut [w1, w2, w3]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle(&mut [w1, w2, w3]).await;
+    let held: Vec<usize> = [&*w1, &*w2, &*w3]
+        .iter()
+        .map(|w| w.partitions().len())
+        .collect();
+    assert_eq!(held.iter().sum::<usize>(), 16, "{held:?}");
+    let want = single_node(&bundle, &lines, until);
+    let got = intents(&t.settings).await;
+    assert!(got.len() > 10, "{}", got.len());
+    let merged = merged_customers(&t.settings).await;
+    let differ: Vec<&String> = want
+        .keys()
+        .chain(got.keys())
+        .filter(|k| want.get(*k) != got.get(*k))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} differ ({merged} merges): {:?}",
+        differ.len(),
+        want.len(),
+        differ.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// How many merges the identity stage recorded.
+async fn merged_customers(settings: &Settings) -> i64 {
+    let pg = postgres(settings).await;
+    pg.query_one(
+        &format!("SELECT count(*) FROM \"{}\".merges", settings.schema),
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_writes_each_send_once_to_the_outbox() {
+    let Some(t) = trial("dispatch", 4).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let lines = generated(2000, 50);
+    let until = until_after(&lines, 10);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(lines.clone(), Vec::new()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox.jsonl");
+    let router =
+        || nudge_host::setup::router(&outbox, nudge_channels::OutboxMode::Append, &[]).unwrap();
+    let mut o = options("d1", Some(until));
+    o.dispatch = true;
+    let mut d1 = Worker::connect(&t.settings, o.clone(), code, Some(router()))
+        .await
+        .unwrap();
+    o.id = "d2".into();
+    let mut d2 = Worker::connect(&t.settings, o, code, Some(router()))
+        .await
+        .unwrap();
+    settle(&mut [&mut d1, &mut d2]).await;
+    let written = nudge_channels::read_outbox(&outbox).unwrap();
+    let mut seen = BTreeMap::new();
+    for m in written {
+        let key = m.idempotency_key.clone();
+        assert!(
+            seen.insert(key.clone(), serde_json::to_value(&m).unwrap())
+                .is_none(),
+            "{key} written twice"
+        );
+    }
+    assert_eq!(seen, intents(&t.settings).await);
+    assert_eq!(seen, single_node(&bundle, &lines, until));
+    let pg = postgres(&t.settings).await;
+    let open: i64 = pg
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".send_intents WHERE status <> 'done'",
+                t.settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+    assert_eq!(
+        d1.progress().delivered + d2.progress().delivered,
+        seen.len() as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() {
+    let Some(t) = trial("forward", 2).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    let call = |id: &str, customer: i64, partition: u32| nudge_cluster::log::Outgoing::Call {
+        partition,
+        customer,
+        message_id: Some(id.into()),
+        line: common::track(id, Some("u-late"), None),
+    };
+    // Customer 2 (partition 1) is absorbed into customer 1 (partition 0);
+    // a node that read the graph before the merge still routes a call to 2.
+    log.publish(&[
+        call("before", 2, 1),
+        nudge_cluster::log::Outgoing::Merge(nudge_cluster::Merge {
+            kept: 1,
+            absorbed: 2,
+            kept_partition: 0,
+            absorbed_partition: 1,
+            at: 1_700_000_000_000,
+            message_id: Some("join".into()),
+        }),
+        call("late", 2, 1),
+    ])
+    .await
+    .unwrap();
+    let mut w = Worker::connect(&t.settings, options("f1", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    let p = w.progress();
+    assert_eq!((p.merges, p.forwarded), (1, 1), "{p:?}");
+    // The call before the merge stays; the late one is applied where the kept customer is.
+    assert_eq!(p.applied, 2);
+    let stored = log.messages().await.unwrap();
+    let forwarded: Vec<_> = stored
+        .iter()
+        .filter(|m| {
+            m.message_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("nudge-forward:"))
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{stored:?}");
+    assert_eq!(forwarded[0].subject, t.settings.subject(0));
+    assert_eq!(forwarded[0].customer, Some(1));
+    assert!(forwarded[0].body.contains("\"late\""));
+    let positions = positions(&t.settings).await;
+    assert_eq!(positions.get(&0), Some(&(stored.len() as i64)));
+
+    // The forwarding is kept: a worker taking the partition later forwards too.
+    w.shutdown().await.unwrap();
+    drop(w);
+    log.publish(&[call("later", 2, 1)]).await.unwrap();
+    let mut w2 = Worker::connect(&t.settings, options("f2", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w2]).await;
+    assert_eq!(w2.progress().forwarded, 1);
+    assert_eq!(w2.progress().applied, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_gives_every_lease_up_at_once() {
+    let Some(t) = trial("stop", 8).await else {
+        return;
+    };
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let bundles = Bundles::default();
+    let config = Config::default();
+    let code = Code {
+        bundle: &bundle,
+        bundles: &bundles,
+        config: &config,
+    };
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest
+        .accept(example_lines("cart_recovery"), Vec::new())
+        .await
+        .unwrap();
+    let mut w = Worker::connect(&t.settings, options("s1", None), code, None)
+        .await
+        .unwrap();
+    w.run_until(tokio::time::sleep(Duration::from_millis(800)))
+        .await
+        .unwrap();
+    assert!(w.progress().applied > 0);
+    let pg = postgres(&t.settings).await;
+    let owned: i64 = pg
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".leases WHERE owner IS NOT NULL",
+                t.settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owned, 0);
+    // Another takes them all at its first round, without waiting for expiry.
+    let mut next = Worker::connect(&t.settings, options("s2", None), code, None)
+        .await
+        .unwrap();
+    next.step().await.unwrap();
+    assert_eq!(next.partitions().len(), 8);
+}
