@@ -114,6 +114,16 @@ impl Retention {
                 }
             }
         }
+        // `recommend` never suggests what the customer bought: it reads
+        // their whole order history.
+        if recommends(bundle)
+            && let Some(orders) = bundle
+                .schemas
+                .iter()
+                .position(|s| s.wire.as_deref() == Some("Order Completed"))
+        {
+            mark(orders as u32, &mut |r| r.forever = true);
+        }
         let sends = bundle
             .policy
             .caps
@@ -147,6 +157,39 @@ impl Retention {
             .filter(|(_, r)| r.forever)
             .map(|(s, _)| s as u32)
     }
+}
+
+/// Whether any code of the bundle calls `recommend` or `recommend_excluding`.
+fn recommends(bundle: &Bundle) -> bool {
+    let called: Vec<u16> = bundle
+        .builtins
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.as_str(), "recommend" | "recommend_excluding"))
+        .filter_map(|(i, _)| u16::try_from(i).ok())
+        .collect();
+    if called.is_empty() {
+        return false;
+    }
+    let units = bundle
+        .lets
+        .iter()
+        .chain(bundle.segments.iter())
+        .map(|g| &g.unit)
+        .chain(bundle.flows.iter().map(|f| &f.unit))
+        .chain(bundle.messages.iter().map(|m| &m.unit));
+    for unit in units {
+        for block in &unit.blocks {
+            for instr in &block.code {
+                if let Instr::Call { builtin, .. } = instr
+                    && called.contains(builtin)
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Adds `x` to an ascending list unless it holds it already (flows are

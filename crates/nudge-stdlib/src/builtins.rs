@@ -185,6 +185,7 @@ const LIST_T: SigTy = SigTy::List(&T);
 const TEST_T: SigTy = SigTy::Fn(&[T], &BOOL);
 const EVENT_E: SigTy = SigTy::EventOf(Var::E);
 const TEST_E: SigTy = SigTy::Fn(&[E], &BOOL);
+const PRODUCTS: SigTy = SigTy::List(&SigTy::Named("Product"));
 
 builtins! {
     // Lists.
@@ -269,6 +270,14 @@ builtins! {
     FormatMoneyIn = 26, "format_money_in"(amount: MONEY, currency: STRING) -> STRING,
         "The amount as shoppers read it in a currency given by its ISO 4217 code: its sign and minor units. \
          `format_money_in(order.total, order.currency ?? \"EUR\")` is `\"€12.50\"`";
+    // Recommendations.
+    Recommend = 27, "recommend"(n: INT) -> PRODUCTS,
+        "Up to n products to suggest to this customer from the store's orders, never one they bought, one in the trigger or one out of stock; \
+         best sellers of the category, of the store, then the project's list fill in. \
+         `recommend(3)`";
+    RecommendExcluding = 28, "recommend_excluding"(n: INT, exclude: PRODUCTS) -> PRODUCTS,
+        "As `recommend`, never suggesting the products listed either. \
+         `recommend_excluding(3, last_event(cart_viewed)?.products ?? [])`";
 }
 
 // Row `i` of the table is the builtin with id `i`, so `Builtin::def` is an index.
