@@ -1416,10 +1416,40 @@ mod tests {
         // Read keys, through the profile handler: every key, right or wrong
         // (a wrong one is refused before anything is asked of the engine).
         let n = comparisons(|| {
-            let read = profile(State(app.clone()), UrlPath("ann".into()), bearer("rk-3"));
+            let read = profile(
+                State(app.clone()),
+                UrlPath("ann".into()),
+                axum::extract::RawQuery(None),
+                bearer("rk-3"),
+            );
             assert_eq!(block_on(Box::pin(read)), StatusCode::UNAUTHORIZED);
         });
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_profile_api_takes_a_count_of_recommendations_and_nothing_else() {
+        assert_eq!(recommendations_asked(None), Ok(None));
+        assert_eq!(recommendations_asked(Some("")), Ok(None));
+        assert_eq!(
+            recommendations_asked(Some("recommendations=4")),
+            Ok(Some(4))
+        );
+        assert_eq!(
+            recommendations_asked(Some("recommendations=50")),
+            Ok(Some(50))
+        );
+        for bad in [
+            "recommendations=0",
+            "recommendations=51",
+            "recommendations=x",
+            "recommendations",
+        ] {
+            let e = recommendations_asked(Some(bad)).unwrap_err();
+            assert!(e.contains("ask for 1 to 50 products"), "{bad}: {e}");
+        }
+        let e = recommendations_asked(Some("traits=email")).unwrap_err();
+        assert!(e.contains("unknown query parameter `traits`"), "{e}");
     }
 
     #[test]

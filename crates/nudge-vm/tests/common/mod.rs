@@ -17,6 +17,10 @@ pub struct TestHost {
     pub events: Vec<(u32, i64, Value)>,
     pub key: String,
     pub writes: Vec<(u16, Value)>,
+    /// What `recommend` answers (the first `n`).
+    pub suggestions: Vec<nudge_vm::Suggestion>,
+    /// What `recommend` was asked: `n` and the excluded ids.
+    pub asked: Vec<(usize, Vec<String>)>,
 }
 
 impl TestHost {
@@ -33,6 +37,8 @@ impl TestHost {
             events: Vec::new(),
             key: "customer-1".into(),
             writes: Vec::new(),
+            suggestions: Vec::new(),
+            asked: Vec::new(),
         }
     }
 
@@ -66,6 +72,10 @@ impl Host for TestHost {
     }
     fn customer_key(&self) -> &str {
         &self.key
+    }
+    fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<nudge_vm::Suggestion> {
+        self.asked.push((n, exclude.to_vec()));
+        self.suggestions.iter().take(n).cloned().collect()
     }
 }
 
