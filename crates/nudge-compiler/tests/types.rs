@@ -506,3 +506,28 @@ fn date_triggers_before_after_yearly_and_with_grace() {
         assert_eq!(flow_errors(&flow(trigger)), *want, "{trigger}");
     }
 }
+
+#[test]
+fn recommend_takes_a_count_and_products_to_leave_out() {
+    let table: &[(&str, &str)] = &[
+        ("recommend(3)", "list<Product>"),
+        ("recommend_excluding(2, recommend(1))", "list<Product>"),
+        ("first(recommend(1), p => p.price > $5)?.name", "string?"),
+        ("map(recommend(4), p => p.product_id)", "list<string>"),
+        ("recommend(\"3\")", "E0303"),
+        ("recommend(2.5)", "E0303"),
+        ("recommend()", "E0303"),
+        ("recommend(3, 4)", "E0303"),
+        ("recommend_excluding(3, [\"a\"])", "E0303"),
+        ("recommend_excluding(3)", "E0303"),
+        ("recomend(3)", "E0209"),
+    ];
+    let mut wrong = Vec::new();
+    for (expr, want) in table {
+        let got = type_of(expr);
+        if got != *want {
+            wrong.push(format!("{expr}: expected {want}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
