@@ -416,92 +416,139 @@ fn json_rows(file: &str, text: &str) -> Result<Vec<(usize, Product)>, CatalogueE
 /// The product ids an event names: its `product_id` and those of its
 /// `products`, in order, without repeats.
 pub fn product_ids(bundle: &Bundle, event: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    for p in products_in(bundle, event) {
-        if !p.id.is_empty() && !out.contains(&p.id) {
-            out.push(p.id);
+    let mut out: Vec<String> = Vec::new();
+    for_each_product(bundle, event, &mut |p| {
+        if !out.iter().any(|o| o == p.id) {
+            out.push(p.id.to_string());
         }
-    }
+    });
     out
 }
 
-/// The products an event describes, read by field name so that any
-/// event with the spec's product fields counts, the project's own too.
-fn products_in(bundle: &Bundle, event: &Value) -> Vec<Product> {
+/// A product as one event describes it, borrowed from the event.
+struct Described<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    category: Option<&'a str>,
+    price: Option<Decimal>,
+    currency: Option<&'a str>,
+    url: Option<&'a str>,
+    image_url: Option<&'a str>,
+}
+
+/// Calls `f` with each product an event describes (its own `product_id`,
+/// then its `products`), read by field name so that any event with the
+/// spec's product fields counts, the project's own too.
+fn for_each_product<'a>(bundle: &Bundle, event: &'a Value, f: &mut dyn FnMut(Described<'a>)) {
     let Value::Record(r) = event else {
-        return Vec::new();
+        return;
     };
     let Some(schema) = bundle.schemas.get(r.schema as usize) else {
-        return Vec::new();
+        return;
     };
-    let field = |name: &str| {
-        schema
-            .fields
-            .iter()
-            .position(|f| f.name == name)
-            .and_then(|i| r.fields.get(i))
-    };
-    let currency = match field("currency") {
-        Some(Value::Str(c)) if !c.is_empty() => Some(c.to_ascii_uppercase()),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    if let Some(p) = product_of_record(bundle, event, currency.as_deref()) {
-        out.push(p);
+    let mut currency = None;
+    let mut products = None;
+    for (field, v) in schema.fields.iter().zip(&r.fields) {
+        match (field.name.as_str(), v) {
+            ("currency", Value::Str(c)) if !c.is_empty() => currency = Some(&**c),
+            ("products", Value::List(items)) => products = Some(items),
+            _ => {}
+        }
     }
-    if let Some(Value::List(items)) = field("products") {
-        out.extend(
-            items
-                .iter()
-                .filter_map(|i| product_of_record(bundle, i, currency.as_deref())),
-        );
+    if let Some(p) = described(bundle, event, currency) {
+        f(p);
     }
-    out
+    for item in products.into_iter().flat_map(|items| items.iter()) {
+        if let Some(p) = described(bundle, item, currency) {
+            f(p);
+        }
+    }
 }
 
 /// The product a record with a `product_id` field describes.
-fn product_of_record(bundle: &Bundle, v: &Value, currency: Option<&str>) -> Option<Product> {
+fn described<'a>(
+    bundle: &Bundle,
+    v: &'a Value,
+    currency: Option<&'a str>,
+) -> Option<Described<'a>> {
     let Value::Record(r) = v else {
         return None;
     };
     let schema = bundle.schemas.get(r.schema as usize)?;
-    let field = |name: &str| {
-        schema
-            .fields
-            .iter()
-            .position(|f| f.name == name)
-            .and_then(|i| r.fields.get(i))
+    let mut out = Described {
+        id: "",
+        name: None,
+        category: None,
+        price: None,
+        currency: None,
+        url: None,
+        image_url: None,
     };
-    let text = |name: &str| match field(name) {
-        Some(Value::Str(s)) if !s.is_empty() => Some(s.to_string()),
-        _ => None,
-    };
-    let id = text("product_id")?;
-    // The spec's default price is zero: a product sent without one is not free.
-    let price = match field("price") {
-        Some(Value::Money(m)) if !m.is_zero() => Some(*m),
-        _ => None,
-    };
-    Some(Product {
-        id,
-        name: text("name"),
-        category: text("category"),
-        currency: price.and(currency.map(str::to_string)),
-        price,
-        url: text("url"),
-        image_url: text("image_url"),
-        in_stock: true,
-    })
+    for (field, v) in schema.fields.iter().zip(&r.fields) {
+        let text = match v {
+            Value::Str(s) if !s.is_empty() => Some(&**s),
+            _ => None,
+        };
+        match field.name.as_str() {
+            "product_id" => out.id = text.unwrap_or_default(),
+            "name" => out.name = text,
+            "category" => out.category = text,
+            "url" => out.url = text,
+            "image_url" => out.image_url = text,
+            // The spec's default price is zero: a product sent without one is not free.
+            "price" => match v {
+                Value::Money(m) if !m.is_zero() => out.price = Some(*m),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if out.id.is_empty() {
+        return None;
+    }
+    out.currency = out.price.and(currency);
+    Some(out)
+}
+
+/// Writes `new` over `old` when it says something different.
+fn update(old: &mut Option<String>, new: Option<&str>) {
+    if let Some(n) = new
+        && old.as_deref() != Some(n)
+    {
+        *old = Some(n.to_string());
+    }
 }
 
 impl Learned {
     /// Learns from one event: the products it describes, and, for an
     /// order (`Order Completed`), its basket.
     pub fn learn(&mut self, bundle: &Bundle, event: &Value) {
-        let products = products_in(bundle, event);
-        if products.is_empty() {
-            return;
-        }
+        let mut basket: BTreeSet<&str> = BTreeSet::new();
+        let products = &mut self.products;
+        for_each_product(bundle, event, &mut |p| {
+            basket.insert(p.id);
+            if !products.contains_key(p.id) {
+                products.insert(
+                    p.id.to_string(),
+                    Product {
+                        id: p.id.to_string(),
+                        in_stock: true,
+                        ..Product::default()
+                    },
+                );
+            }
+            // Just made when missing; the latest event wins where it says something.
+            if let Some(known) = products.get_mut(p.id) {
+                update(&mut known.name, p.name);
+                update(&mut known.category, p.category);
+                if let Some(price) = p.price {
+                    known.price = Some(price);
+                    known.currency = p.currency.map(str::to_string);
+                }
+                update(&mut known.url, p.url);
+                update(&mut known.image_url, p.image_url);
+            }
+        });
         let is_order = match event {
             Value::Record(r) => bundle
                 .schemas
@@ -509,33 +556,21 @@ impl Learned {
                 .is_some_and(|s| s.wire.as_deref() == Some("Order Completed")),
             _ => false,
         };
-        let mut basket = BTreeSet::new();
-        for p in products {
-            basket.insert(p.id.clone());
-            let known = self.products.entry(p.id.clone()).or_default();
-            // The latest event wins where it says something.
-            let merged = p.or(known);
-            *known = merged;
-        }
-        if !is_order {
+        if basket.is_empty() || !is_order {
             return;
         }
         self.orders += 1;
         for id in &basket {
-            *self.ordered.entry(id.clone()).or_default() += 1;
+            *self.ordered.entry((*id).to_string()).or_default() += 1;
         }
         if basket.len() > MAX_BASKET_PAIRS {
             return;
         }
         for a in &basket {
+            let near = self.pairs.entry((*a).to_string()).or_default();
             for b in &basket {
                 if a != b {
-                    *self
-                        .pairs
-                        .entry(a.clone())
-                        .or_default()
-                        .entry(b.clone())
-                        .or_default() += 1;
+                    *near.entry((*b).to_string()).or_default() += 1;
                 }
             }
         }

@@ -21,8 +21,9 @@ pub(super) struct RecCtx<'a, 'c> {
     pub learned: &'a Learned,
     /// The catalogue file and the project's fallback list.
     pub file: &'a CatalogueFile,
-    /// The product ids of the event the customer is looking at (the trigger).
-    pub looking_at: Vec<String>,
+    /// The event the customer is looking at (the trigger), whose products
+    /// are left out; read only when code asks for products.
+    pub trigger: Option<Value>,
     /// What each `recommend` call served, in order.
     pub served: Vec<Vec<Pick>>,
 }
@@ -42,7 +43,7 @@ impl<'a, 'c> RecCtx<'a, 'c> {
             bundle,
             learned,
             file,
-            looking_at: trigger.map(|t| product_ids(bundle, t)).unwrap_or_default(),
+            trigger: trigger.cloned(),
             served: Vec::new(),
         }
     }
@@ -192,7 +193,10 @@ impl Host for RecCtx<'_, '_> {
             self.learned,
             self.file,
             self.ctx.customer,
-            self.looking_at.clone(),
+            self.trigger
+                .as_ref()
+                .map(|t| product_ids(self.bundle, t))
+                .unwrap_or_default(),
             n,
             exclude.to_vec(),
         );
