@@ -286,3 +286,39 @@ fn the_profile_api_suggests_on_request() {
         ])
     );
 }
+
+#[test]
+fn a_condition_that_recommends_is_traced_too() {
+    let source = r#"
+message picks(items: list<Product>) {
+  channel email
+  subject "{len(items)} picks"
+  body "-"
+}
+
+flow guarded {
+  trigger product_viewed
+  exit if len(recommend(1)) == 0
+  later: wait 1h
+  send picks(recommend(1))
+}
+"#;
+    let bundle = nudge_test_support::build(&[("test.flow", source)]);
+    // Nothing ordered yet: the standing rule finds nothing and ends it.
+    let lines = [
+        identify("viewer"),
+        line("viewer", 6, 8, "Product Viewed", json!({"product_id": "a"})),
+    ];
+    let sink = run(&bundle, Config::default(), &lines);
+    let got = served(&sink);
+    assert!(!got.is_empty(), "{:?}", sink.records);
+    assert!(
+        got.iter().all(|(c, p, _)| c == "viewer" && p.is_empty()),
+        "{got:?}"
+    );
+    assert!(sink.outbox.is_empty());
+    assert!(sink.records.iter().any(|r| matches!(
+        &r.what,
+        What::Recommended { flow, .. } if flow == "guarded"
+    )));
+}

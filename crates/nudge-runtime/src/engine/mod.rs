@@ -1655,8 +1655,15 @@ impl<'b> Machine<'b> {
             event,
             since,
         };
-        let v = release.vm.eval(unit, block, locals, &scope, &mut host)?;
-        Ok(v == Value::Bool(true))
+        let v = release.vm.eval(unit, block, locals, &scope, &mut host);
+        let served = std::mem::take(&mut host.served);
+        if let UnitRef::Flow(f) = unit {
+            let flow = self.flow_of(r, f);
+            for picks in served {
+                self.record(c, recs::served(&flow.name, &picks));
+            }
+        }
+        Ok(v? == Value::Bool(true))
     }
 
     fn zone(&self, c: u32, channel: Option<Channel>) -> Tz {
