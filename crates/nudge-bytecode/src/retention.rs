@@ -114,8 +114,9 @@ impl Retention {
                 }
             }
         }
-        // `recommend` never suggests what the customer bought: it reads
-        // their whole order history.
+        // `recommend` never suggests what the customer bought, and
+        // `next_order_at` reads their reorder gaps: both read their whole
+        // order history.
         if recommends(bundle)
             && let Some(orders) = bundle
                 .schemas
@@ -159,13 +160,19 @@ impl Retention {
     }
 }
 
-/// Whether any code of the bundle calls `recommend` or `recommend_excluding`.
+/// Whether any code of the bundle calls `recommend`, `recommend_excluding`
+/// or `next_order_at`.
 fn recommends(bundle: &Bundle) -> bool {
     let called: Vec<u16> = bundle
         .builtins
         .iter()
         .enumerate()
-        .filter(|(_, n)| matches!(n.as_str(), "recommend" | "recommend_excluding"))
+        .filter(|(_, n)| {
+            matches!(
+                n.as_str(),
+                "recommend" | "recommend_excluding" | "next_order_at"
+            )
+        })
         .filter_map(|(i, _)| u16::try_from(i).ok())
         .collect();
     if called.is_empty() {

@@ -522,6 +522,8 @@ fn recommend_is_refused_where_there_is_no_one_customer() {
         assert_eq!(d.code.id, "E0209", "{src}");
         assert_eq!(d.title, format!("`recommend` is not available in {place}"));
     }
+    let (_, a) = analyse("segment due = next_order_at(\"p\") != none\n");
+    assert_eq!(error_codes(&a), ["E0209"]);
     // In a flow and in a message's content it is at home.
     let (_, a) = analyse(
         "message m(items: list<Product>) {\n  channel email\n  subject \"{len(recommend(1))}\"\n  body \"x\"\n}\n\
@@ -544,6 +546,9 @@ fn recommend_takes_a_count_and_products_to_leave_out() {
         ("recommend_excluding(3, [\"a\"])", "E0303"),
         ("recommend_excluding(3)", "E0303"),
         ("recomend(3)", "E0209"),
+        ("next_order_at(\"p1\")", "time?"),
+        ("next_order_at(\"p1\") ?? now()", "time"),
+        ("next_order_at(1)", "E0303"),
     ];
     let mut wrong = Vec::new();
     for (expr, want) in table {

@@ -134,6 +134,46 @@ pub struct Learned {
     ordered: BTreeMap<String, u64>,
     /// Orders that held both products, both ways round.
     pairs: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Gaps between a customer's two orders of a product, by product.
+    gaps: BTreeMap<String, Gaps>,
+    /// The same, by the product's category.
+    category_gaps: BTreeMap<String, Gaps>,
+}
+
+/// Reorder gaps counted: how many, and their total in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gaps {
+    /// How many gaps.
+    pub count: u64,
+    /// Their total, in milliseconds.
+    pub total: i64,
+}
+
+impl Gaps {
+    /// Counts one more gap.
+    fn add(&mut self, gap: i64) {
+        self.count += 1;
+        self.total = self.total.saturating_add(gap);
+    }
+
+    /// The average gap in milliseconds, when there is one.
+    pub fn mean(&self) -> Option<i64> {
+        let n = i64::try_from(self.count).ok().filter(|n| *n > 0)?;
+        Some(self.total / n)
+    }
+}
+
+/// A customer's orders of one product, in milliseconds, oldest first.
+pub fn mean_gap(times: &[i64]) -> Option<i64> {
+    let gaps: Vec<i64> = times
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] if b > a => Some(b - a),
+            _ => None,
+        })
+        .collect();
+    let n = i64::try_from(gaps.len()).ok().filter(|n| *n > 0)?;
+    Some(gaps.iter().fold(0i64, |t, g| t.saturating_add(*g)) / n)
 }
 
 /// The products of a catalogue file and the project's fallback list:
@@ -574,6 +614,34 @@ impl Learned {
                 }
             }
         }
+    }
+
+    /// Counts reorder gaps of one order: for each product, how long
+    /// since the customer last ordered it (milliseconds, positive).
+    pub fn learn_gaps(&mut self, gaps: &[(String, i64)]) {
+        for (id, gap) in gaps {
+            if *gap <= 0 {
+                continue;
+            }
+            self.gaps.entry(id.clone()).or_default().add(*gap);
+            if let Some(c) = self.products.get(id).and_then(|p| p.category.clone()) {
+                self.category_gaps.entry(c).or_default().add(*gap);
+            }
+        }
+    }
+
+    /// When a customer whose orders of product `id` came at `times`
+    /// (milliseconds, oldest first) will likely order it again: the last
+    /// plus their own mean gap, else the product's, else its category's.
+    pub fn next_order(&self, file: &CatalogueFile, id: &str, times: &[i64]) -> Option<i64> {
+        let last = *times.last()?;
+        let gap = mean_gap(times)
+            .or_else(|| self.gaps.get(id).and_then(Gaps::mean))
+            .or_else(|| {
+                let category = self.product(file, id)?.category?;
+                self.category_gaps.get(&category).and_then(Gaps::mean)
+            })?;
+        last.checked_add(gap)
     }
 
     /// How many orders were counted.

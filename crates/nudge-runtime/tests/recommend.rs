@@ -322,3 +322,61 @@ flow guarded {
         What::Recommended { flow, .. } if flow == "guarded"
     )));
 }
+
+#[test]
+fn the_next_order_comes_from_the_customer_then_the_product() {
+    let source = r#"
+profile {
+  refill_at: time?
+}
+
+flow refill {
+  trigger order_completed
+  entry always
+  set profile.refill_at = next_order_at("p")
+}
+"#;
+    let bundle = nudge_test_support::build(&[("test.flow", source)]);
+    let lines = [
+        // A: twice, ten days apart: her own gap.
+        order("a", 1, &[("p", "tea")]),
+        order("a", 11, &[("p", "tea"), ("x", "cups")]),
+        // B: once, after A's gap was counted: the product's gap.
+        order("b", 13, &[("p", "tea")]),
+        // D: never ordered `p`: nothing to go on.
+        order("d", 14, &[("q", "tea")]),
+    ];
+    let mut e = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    for l in &lines {
+        ingest::apply_line(&mut e, l).unwrap();
+    }
+    let refill = |e: &mut Engine<'_, MemorySink>, who: &str| {
+        let view = e.profile_view(who, &["refill_at".to_string()]).unwrap();
+        view.traits["refill_at"].clone()
+    };
+    assert_eq!(refill(&mut e, "a"), json!("2026-03-21T10:00:00Z"));
+    assert_eq!(refill(&mut e, "b"), json!("2026-03-23T10:00:00Z"));
+    assert_eq!(refill(&mut e, "d"), json!(null));
+}
+
+#[test]
+fn a_product_without_gaps_of_its_own_takes_its_category_s() {
+    let file = CatalogueFile::default();
+    let mut learned = nudge_runtime::catalogue::Learned::default();
+    let bundle = nudge_test_support::build(&[("test.flow", SOURCE)]);
+    // Teach the categories through an order event of the bundle's schema.
+    let mut e = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    ingest::apply_line(&mut e, &order("s", 1, &[("p", "tea"), ("q", "tea")])).unwrap();
+    learned.clone_from(e.learned());
+    let day = 86_400_000;
+    learned.learn_gaps(&[("p".to_string(), 4 * day)]);
+    // `q` has no gap of its own: the tea category's four days.
+    assert_eq!(learned.next_order(&file, "q", &[day]), Some(5 * day));
+    // Its own gaps come first.
+    assert_eq!(
+        learned.next_order(&file, "q", &[day, 3 * day]),
+        Some(5 * day)
+    );
+    // Never ordered: nothing.
+    assert_eq!(learned.next_order(&file, "q", &[]), None);
+}

@@ -278,6 +278,10 @@ builtins! {
     RecommendExcluding = 28, "recommend_excluding"(n: INT, exclude: PRODUCTS) -> PRODUCTS,
         "As `recommend`, never suggesting the products listed either. \
          `recommend_excluding(3, last_event(cart_viewed)?.products ?? [])`";
+    NextOrderAt = 29, "next_order_at"(product_id: STRING) -> SigTy::Optional(&TIME),
+        "When this customer will likely order the product again: their last order of it plus their own average gap between orders of it, \
+         else the product's average reorder gap, else its category's; none when they never ordered it or no gap is known. \
+         `next_order_at(\"beans-1kg\")`";
 }
 
 // Row `i` of the table is the builtin with id `i`, so `Builtin::def` is an index.

@@ -466,6 +466,11 @@ impl Vm<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Value::List(items.into()))
             }
+            Builtin::NextOrderAt => {
+                arity(1)?;
+                let id = want_str(&args[0])?;
+                Ok(host.next_order_at(id).map_or(Value::None, Value::Time))
+            }
             Builtin::DaysBetween => {
                 arity(2)?;
                 let (a, b) = (want_time(&args[0])?, want_time(&args[1])?);

@@ -51,6 +51,13 @@ pub trait Host {
         let _ = (n, exclude);
         Vec::new()
     }
+    /// When the customer will likely order product `product_id` again, in
+    /// whole seconds since the epoch (`next_order_at`); `None` when they
+    /// never ordered it or no reorder gap is known.
+    fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
+        let _ = product_id;
+        None
+    }
 }
 
 /// A product a [`Host`] suggests: the fields of the stdlib's `Product`

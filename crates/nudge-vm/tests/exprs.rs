@@ -688,3 +688,15 @@ fn recommend_excluding_passes_the_ids_and_a_negative_count_asks_for_none() {
     // A host without a catalogue suggests nothing.
     assert_eq!(ok("", "int", "len(recommend(5))", &[]), Value::Int(0));
 }
+
+#[test]
+fn next_order_at_is_the_host_s_answer_or_none() {
+    let probe = Probe::new("", "", "time?", "next_order_at(\"beans\")");
+    let mut host = TestHost::new(&probe.bundle);
+    assert_eq!(probe.eval_with(&mut host, &[]).unwrap(), Value::None);
+    host.next_orders = vec![("beans".into(), 1_767_225_600)];
+    assert_eq!(
+        probe.eval_with(&mut host, &[]).unwrap(),
+        Value::Time(1_767_225_600)
+    );
+}

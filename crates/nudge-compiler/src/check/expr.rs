@@ -962,7 +962,9 @@ impl<'a> Checker<'a> {
             return Ty::Error;
         };
         let fname = sig.name;
-        if matches!(fname, "recommend" | "recommend_excluding") && !self.ctx.customer {
+        if matches!(fname, "recommend" | "recommend_excluding" | "next_order_at")
+            && !self.ctx.customer
+        {
             // Segments, lets and defaults are worked out apart from any one
             // customer's moment (a `let` once for all): suggestions there
             // would be someone else's.
@@ -977,7 +979,7 @@ impl<'a> Checker<'a> {
             )
             .with_primary_label("no one customer here")
             .with_help(format!(
-                "`{fname}` suggests products to the customer a flow or a message is about: call it in the flow's steps or the message's content"
+                "`{fname}` reads the orders of the customer a flow or a message is about: call it in the flow's steps or the message's content"
             ));
             self.report(d);
         }

@@ -1213,6 +1213,12 @@ impl<'b> Machine<'b> {
         let bundle = self.bundle();
         if let Some((_, value)) = event {
             self.learned.learn(bundle, value);
+            // The order is not in the customer's history yet: what is
+            // there came before it.
+            let gaps = recs::reorder_gaps(bundle, known(&self.customers, c), value, at);
+            if !gaps.is_empty() {
+                self.learned.learn_gaps(&gaps);
+            }
         }
         let t = &self.traits;
         let cust = known_mut(&mut self.customers, c);

@@ -126,6 +126,56 @@ pub(super) fn recommends(flow: &nudge_bytecode::Flow, bundle: &Bundle) -> bool {
         })
 }
 
+/// When customer `customer` ordered product `id`, in milliseconds, oldest
+/// first, from their kept `Order Completed` events.
+pub(super) fn orders_of(bundle: &Bundle, customer: &Customer, id: &str) -> Vec<i64> {
+    let orders: Vec<u32> = bundle
+        .schemas
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.wire.as_deref() == Some("Order Completed"))
+        .map(|(i, _)| i as u32)
+        .collect();
+    customer
+        .events
+        .iter()
+        .filter(|e| {
+            orders.contains(&e.schema) && product_ids(bundle, &e.value).iter().any(|p| p == id)
+        })
+        .map(|e| e.at)
+        .collect()
+}
+
+/// For each product of order `event` at `at`, how long since customer
+/// `customer` last ordered it before (their orders so far, as kept).
+pub(super) fn reorder_gaps(
+    bundle: &Bundle,
+    customer: &Customer,
+    event: &Value,
+    at: i64,
+) -> Vec<(String, i64)> {
+    let is_order = match event {
+        Value::Record(r) => bundle
+            .schemas
+            .get(r.schema as usize)
+            .is_some_and(|s| s.wire.as_deref() == Some("Order Completed")),
+        _ => false,
+    };
+    if !is_order {
+        return Vec::new();
+    }
+    product_ids(bundle, event)
+        .into_iter()
+        .filter_map(|id| {
+            let before = orders_of(bundle, customer, &id)
+                .into_iter()
+                .filter(|t| *t < at)
+                .max()?;
+            Some((id, at - before))
+        })
+        .collect()
+}
+
 /// Answers a `recommend` call.
 pub(super) fn ask(
     bundle: &Bundle,
@@ -185,6 +235,13 @@ impl Host for RecCtx<'_, '_> {
 
     fn customer_key(&self) -> &str {
         self.ctx.customer_key()
+    }
+
+    fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
+        let times = orders_of(self.bundle, self.ctx.customer, product_id);
+        let at = self.learned.next_order(self.file, product_id, &times)?;
+        // The language's instants are whole seconds: round up, never early.
+        Some(at.div_euclid(1000) + i64::from(at.rem_euclid(1000) != 0))
     }
 
     fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<Suggestion> {

@@ -21,6 +21,8 @@ pub struct TestHost {
     pub suggestions: Vec<nudge_vm::Suggestion>,
     /// What `recommend` was asked: `n` and the excluded ids.
     pub asked: Vec<(usize, Vec<String>)>,
+    /// What `next_order_at` answers, by product id.
+    pub next_orders: Vec<(String, i64)>,
 }
 
 impl TestHost {
@@ -39,6 +41,7 @@ impl TestHost {
             writes: Vec::new(),
             suggestions: Vec::new(),
             asked: Vec::new(),
+            next_orders: Vec::new(),
         }
     }
 
@@ -72,6 +75,12 @@ impl Host for TestHost {
     }
     fn customer_key(&self) -> &str {
         &self.key
+    }
+    fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
+        self.next_orders
+            .iter()
+            .find(|(p, _)| p == product_id)
+            .map(|(_, t)| *t)
     }
     fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<nudge_vm::Suggestion> {
         self.asked.push((n, exclude.to_vec()));
