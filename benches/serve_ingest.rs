@@ -20,6 +20,7 @@
 //! - `profile`: `NUDGE_BENCH_PROFILE_EVENTS` calls posted to a server whose
 //!   profile API is on, then `NUDGE_BENCH_PROFILE_READS` reads of
 //!   `GET /v1/profiles/{id}` over the customers they made, round-robin
+//!   (`profile_recs`: the same reads with `?recommendations=4`)
 //!   (only the reads are timed).
 //!
 //! Settings (environment variables):
@@ -561,7 +562,14 @@ const READ_KEY: &str = "bench-read-key";
 
 /// Posts `posts` to a fresh `nudge serve` whose profile API is on, then
 /// times `reads` profile reads of the customers they made, round-robin.
-fn against_profiles(posts: &[Request], ids: &[String], reads: usize, connections: usize) -> Row {
+fn against_profiles(
+    name: &'static str,
+    query: &str,
+    posts: &[Request],
+    ids: &[String],
+    reads: usize,
+    connections: usize,
+) -> Row {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let project = dir.path().join(PROJECT);
     nudge_test_support::copy_project(&nudge_test_support::example_dir(PROJECT), &project);
@@ -577,18 +585,22 @@ fn against_profiles(posts: &[Request], ids: &[String], reads: usize, connections
     let gets: Vec<Request> = (0..reads)
         .map(|i| Request {
             bytes: format!(
-                "GET /v1/profiles/{} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {READ_KEY}\r\n\r\n",
+                "GET /v1/profiles/{}{query} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {READ_KEY}\r\n\r\n",
                 ids[i % ids.len()]
             )
             .into_bytes(),
             calls: 0,
-            expect: "\"segments\"",
+            expect: if query.is_empty() {
+                "\"segments\""
+            } else {
+                "\"recommendations\""
+            },
         })
         .collect();
     let load = load(server.addr, &gets, connections, Some(server.child.id()));
     let shutdown = server.stop();
     Row {
-        name: "profile",
+        name,
         connections,
         batch: 0,
         load,
@@ -759,6 +771,22 @@ fn main() {
         let posts = batch_requests(&calls, settings.batch, &auth);
         drop(calls);
         rows.push(against_profiles(
+            "profile",
+            "",
+            &posts,
+            &ids,
+            settings.profile_reads,
+            settings.connections,
+        ));
+    }
+    if wanted("profile_recs") {
+        let calls = stream(settings.profile_events, settings.start);
+        let ids = customer_ids(&calls);
+        let posts = batch_requests(&calls, settings.batch, &auth);
+        drop(calls);
+        rows.push(against_profiles(
+            "profile_recs",
+            "?recommendations=4",
             &posts,
             &ids,
             settings.profile_reads,

@@ -934,6 +934,7 @@ struct Profiles {
 async fn profile(
     State(app): State<App>,
     UrlPath(id): UrlPath<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let profiles = &app.profiles;
@@ -956,8 +957,13 @@ async fn profile(
             None,
         );
     }
+    let recommendations = match recommendations_asked(query.as_deref()) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e, None),
+    };
     let traits = profiles.traits.clone();
-    let (msg, answer) = ask(move |live| live.engine.profile_view(&id, &traits));
+    let (msg, answer) =
+        ask(move |live| live.engine.profile_view_with(&id, &traits, recommendations));
     if let Err(e) = app.tx.try_send(msg) {
         return not_taken(&app, e);
     }
@@ -966,6 +972,36 @@ async fn profile(
         Ok(None) => error(StatusCode::NOT_FOUND, "no customer has this id", None),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None),
     }
+}
+
+/// The most products `?recommendations=N` may ask for.
+const MAX_RECOMMENDATIONS: usize = 50;
+
+/// How many products the profile API's query asks for
+/// (`recommendations=N`, 1 to [`MAX_RECOMMENDATIONS`]); `None` for none.
+fn recommendations_asked(query: Option<&str>) -> Result<Option<usize>, String> {
+    let mut asked = None;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "recommendations" {
+            return Err(format!(
+                "unknown query parameter `{key}`: the profile API takes `recommendations=N`"
+            ));
+        }
+        match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_RECOMMENDATIONS).contains(&n) => asked = Some(n),
+            _ => {
+                return Err(format!(
+                    "`recommendations={value}`: ask for 1 to {MAX_RECOMMENDATIONS} products"
+                ));
+            }
+        }
+    }
+    Ok(asked)
 }
 
 /// The token of `Authorization: Bearer TOKEN`, if the request has one.
@@ -1380,10 +1416,40 @@ mod tests {
         // Read keys, through the profile handler: every key, right or wrong
         // (a wrong one is refused before anything is asked of the engine).
         let n = comparisons(|| {
-            let read = profile(State(app.clone()), UrlPath("ann".into()), bearer("rk-3"));
+            let read = profile(
+                State(app.clone()),
+                UrlPath("ann".into()),
+                axum::extract::RawQuery(None),
+                bearer("rk-3"),
+            );
             assert_eq!(block_on(Box::pin(read)), StatusCode::UNAUTHORIZED);
         });
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_profile_api_takes_a_count_of_recommendations_and_nothing_else() {
+        assert_eq!(recommendations_asked(None), Ok(None));
+        assert_eq!(recommendations_asked(Some("")), Ok(None));
+        assert_eq!(
+            recommendations_asked(Some("recommendations=4")),
+            Ok(Some(4))
+        );
+        assert_eq!(
+            recommendations_asked(Some("recommendations=50")),
+            Ok(Some(50))
+        );
+        for bad in [
+            "recommendations=0",
+            "recommendations=51",
+            "recommendations=x",
+            "recommendations",
+        ] {
+            let e = recommendations_asked(Some(bad)).unwrap_err();
+            assert!(e.contains("ask for 1 to 50 products"), "{bad}: {e}");
+        }
+        let e = recommendations_asked(Some("traits=email")).unwrap_err();
+        assert!(e.contains("unknown query parameter `traits`"), "{e}");
     }
 
     #[test]

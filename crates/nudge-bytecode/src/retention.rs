@@ -114,6 +114,17 @@ impl Retention {
                 }
             }
         }
+        // `recommend` never suggests what the customer bought, and
+        // `next_order_at` reads their reorder gaps: both read their whole
+        // order history.
+        if recommends(bundle)
+            && let Some(orders) = bundle
+                .schemas
+                .iter()
+                .position(|s| s.wire.as_deref() == Some("Order Completed"))
+        {
+            mark(orders as u32, &mut |r| r.forever = true);
+        }
         let sends = bundle
             .policy
             .caps
@@ -147,6 +158,45 @@ impl Retention {
             .filter(|(_, r)| r.forever)
             .map(|(s, _)| s as u32)
     }
+}
+
+/// Whether any code of the bundle calls `recommend`, `recommend_excluding`
+/// or `next_order_at`.
+fn recommends(bundle: &Bundle) -> bool {
+    let called: Vec<u16> = bundle
+        .builtins
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            matches!(
+                n.as_str(),
+                "recommend" | "recommend_excluding" | "next_order_at"
+            )
+        })
+        .filter_map(|(i, _)| u16::try_from(i).ok())
+        .collect();
+    if called.is_empty() {
+        return false;
+    }
+    let units = bundle
+        .lets
+        .iter()
+        .chain(bundle.segments.iter())
+        .map(|g| &g.unit)
+        .chain(bundle.flows.iter().map(|f| &f.unit))
+        .chain(bundle.messages.iter().map(|m| &m.unit));
+    for unit in units {
+        for block in &unit.blocks {
+            for instr in &block.code {
+                if let Instr::Call { builtin, .. } = instr
+                    && called.contains(builtin)
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Adds `x` to an ascending list unless it holds it already (flows are

@@ -506,3 +506,72 @@ fn date_triggers_before_after_yearly_and_with_grace() {
         assert_eq!(flow_errors(&flow(trigger)), *want, "{trigger}");
     }
 }
+
+#[test]
+fn recommend_is_refused_where_there_is_no_one_customer() {
+    for (src, place) in [
+        ("let picks = recommend(3)\n", "a top-level `let`"),
+        ("segment s = len(recommend(2)) > 0\n", "a segment"),
+    ] {
+        let (_, a) = analyse(src);
+        let d = a
+            .diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .expect("an error");
+        assert_eq!(d.code.id, "E0209", "{src}");
+        assert_eq!(d.title, format!("`recommend` is not available in {place}"));
+    }
+    let (_, a) = analyse("segment due = next_order_at(\"p\") != none\n");
+    assert_eq!(error_codes(&a), ["E0209"]);
+    // In a flow and in a message's content it is at home.
+    let (_, a) = analyse(
+        "message m(items: list<Product>) {\n  channel email\n  subject \"{len(recommend(1))}\"\n  body \"x\"\n}\n\
+         flow f {\n  trigger order_completed\n  send m(recommend_excluding(2, trigger.products))\n}\n",
+    );
+    assert_eq!(error_codes(&a), Vec::<&str>::new());
+}
+
+#[test]
+fn recommend_takes_a_count_and_products_to_leave_out() {
+    let table: &[(&str, &str)] = &[
+        ("recommend(3)", "list<Product>"),
+        ("recommend_excluding(2, recommend(1))", "list<Product>"),
+        ("first(recommend(1), p => p.price > $5)?.name", "string?"),
+        ("map(recommend(4), p => p.product_id)", "list<string>"),
+        ("recommend(\"3\")", "E0303"),
+        ("recommend(2.5)", "E0303"),
+        ("recommend()", "E0303"),
+        ("recommend(3, 4)", "E0303"),
+        ("recommend_excluding(3, [\"a\"])", "E0303"),
+        ("recommend_excluding(3)", "E0303"),
+        ("recomend(3)", "E0209"),
+        ("next_order_at(\"p1\")", "time?"),
+        ("next_order_at(\"p1\") ?? now()", "time"),
+        ("next_order_at(1)", "E0303"),
+    ];
+    let mut wrong = Vec::new();
+    for (expr, want) in table {
+        let got = type_in_flow(expr);
+        if got != *want {
+            wrong.push(format!("{expr}: expected {want}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The type of `expr` as a flow's local, or the error codes it produces.
+fn type_in_flow(expr: &str) -> String {
+    let src = format!("flow f {{\n  trigger order_completed\n  let probe = {expr}\n  exit\n}}\n");
+    let (_, a) = analyse(&src);
+    let errors = error_codes(&a);
+    if !errors.is_empty() {
+        return errors.join(",");
+    }
+    let sym = a
+        .symbols
+        .iter()
+        .find(|s| s.name == "probe")
+        .expect("the local is a symbol");
+    sym.detail.clone()
+}

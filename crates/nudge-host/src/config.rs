@@ -55,6 +55,25 @@ pub struct Config {
     /// Cluster mode: its services and layout (`nudge serve --cluster`,
     /// `nudge cluster init`).
     pub cluster: Option<ClusterSection>,
+    /// The product catalogue that `recommend` draws on besides the events.
+    #[serde(default)]
+    pub catalogue: CatalogueSection,
+}
+
+/// `[catalogue]`: a catalogue file and the products served when nothing
+/// else is left (docs/runtime.md, "The product catalogue").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueSection {
+    /// The catalogue file (CSV with a header row, or JSON lines), relative
+    /// to the project root.
+    pub file: Option<String>,
+    /// Product ids `recommend` serves last, in this order.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    /// The file as written, for errors (set when the path is resolved).
+    #[serde(skip)]
+    pub file_name: Option<String>,
 }
 
 /// `[cluster]`: where cluster mode's services are and how its log is laid
@@ -428,6 +447,12 @@ impl Config {
             {
                 *cert = root.join(&*cert).to_string_lossy().into_owned();
             }
+            if let Some(file) = &mut self.catalogue.file {
+                self.catalogue.file_name = Some(file.clone());
+                if Path::new(file.as_str()).is_relative() {
+                    *file = root.join(&*file).to_string_lossy().into_owned();
+                }
+            }
             for section in self.channels.values_mut() {
                 if let Some(file) = &mut section.service_account_file
                     && Path::new(file.as_str()).is_relative()
@@ -532,6 +557,31 @@ impl Config {
             }
         }
         self.routes().map(drop)
+    }
+
+    /// The catalogue file read and the fallback list, for the engine: an
+    /// empty catalogue without `[catalogue]`. A bad row is refused with
+    /// the file, its line and why.
+    pub fn catalogue(&self) -> Result<nudge_runtime::catalogue::CatalogueFile, String> {
+        use nudge_runtime::catalogue::CatalogueFile;
+        let mut out = match &self.catalogue.file {
+            None => CatalogueFile::default(),
+            Some(path) => {
+                let name = self.catalogue.file_name.as_deref().unwrap_or(path);
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("[catalogue] file: cannot read {name}: {e}"))?;
+                CatalogueFile::parse(name, &text).map_err(|e| format!("[catalogue] file: {e}"))?
+            }
+        };
+        for (i, id) in self.catalogue.fallback.iter().enumerate() {
+            if id.trim().is_empty() {
+                return Err(format!(
+                    "[catalogue] fallback[{i}]: a product id cannot be empty"
+                ));
+            }
+        }
+        out.fallback.clone_from(&self.catalogue.fallback);
+        Ok(out)
     }
 
     /// The `[[alerts]]` tables as rules, checked.

@@ -373,6 +373,18 @@ impl<'b> Live<'b> {
         let rules = settings
             .alert_rules()
             .map_err(|e| format!("nudge.toml: {e}"))?;
+        // The catalogue file is read again with the settings; a bad row
+        // keeps the catalogue read before.
+        let catalogue = settings
+            .catalogue()
+            .map_err(|e| format!("nudge.toml: {e}"))?;
+        if **self.engine.catalogue() != catalogue {
+            eprintln!(
+                "note: [catalogue] read again: {} products in the file",
+                catalogue.products.len()
+            );
+            self.engine.set_catalogue(std::sync::Arc::new(catalogue));
+        }
         let before: Vec<alerts::Rule> = self
             .alerts
             .iter()

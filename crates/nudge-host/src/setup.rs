@@ -85,6 +85,7 @@ pub fn engine_config(
             .ok()
             .flatten()
             .unwrap_or(nudge_runtime::engine::DEFAULT_DEDUPE_WINDOW),
+        catalogue: std::sync::Arc::new(settings.catalogue().map_err(SetupError::new)?),
     })
 }
 

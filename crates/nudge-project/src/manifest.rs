@@ -26,6 +26,7 @@ pub const SECTIONS: &[&str] = &[
     "alerts",
     "alerts_webhook",
     "cluster",
+    "catalogue",
 ];
 
 /// `[runtime]`: how the engine treats time and how often it saves its state.

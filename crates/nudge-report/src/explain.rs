@@ -466,6 +466,11 @@ fn describe_as(record: &Record, state: Option<&SendState>) -> String {
         What::Profile { flow, field, value } => {
             format!("profile.{field} set to {value} [{flow}]")
         }
+        What::Recommended {
+            flow,
+            products,
+            sources,
+        } => format!("recommended {} [{flow}]", recommended(products, sources)),
         What::Exited {
             flow,
             instance,
@@ -628,4 +633,22 @@ fn in_zone(t: DateTime<Utc>, tz: Option<Tz>) -> (String, String) {
             t.format("%H:%M").to_string(),
         ),
     }
+}
+
+/// Recommended products with their sources: `p2 (co_purchase), p9 (popular)`.
+fn recommended(products: &[String], sources: &[String]) -> String {
+    if products.is_empty() {
+        return "nothing".into();
+    }
+    products
+        .iter()
+        .zip(
+            sources
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat("?")),
+        )
+        .map(|(p, s)| format!("{p} ({s})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

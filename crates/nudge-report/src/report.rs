@@ -468,7 +468,7 @@ impl Report {
                         .variants
                         .insert((person, *instance), variant.clone());
                 }
-                What::Audience { .. } | What::Profile { .. } => {}
+                What::Audience { .. } | What::Profile { .. } | What::Recommended { .. } => {}
                 What::Send {
                     flow: f,
                     step,

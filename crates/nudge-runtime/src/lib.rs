@@ -18,6 +18,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+pub mod catalogue;
 pub mod decode;
 pub mod dedupe;
 pub mod driver;

@@ -214,6 +214,16 @@ pub enum What {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         used: Option<String>,
     },
+    /// `recommend` chose products for a flow's step or message.
+    Recommended {
+        /// The flow.
+        flow: String,
+        /// The products' ids, in the order served.
+        products: Vec<String>,
+        /// The source that served each product, in the same order:
+        /// `co_purchase`, `category`, `popular` or `fallback`.
+        sources: Vec<String>,
+    },
     /// Code failed at run time; the instance ended.
     Error {
         /// The flow.
@@ -287,6 +297,7 @@ impl What {
             | What::Send { flow, .. }
             | What::Audience { flow, .. }
             | What::Profile { flow, .. }
+            | What::Recommended { flow, .. }
             | What::Exited { flow, .. }
             | What::ExitedLate { flow, .. }
             | What::Completed { flow, .. }

@@ -47,6 +47,7 @@ example!(browse_abandonment);
 example!(cart_recovery);
 example!(newsletter);
 example!(post_purchase);
+example!(recommendations);
 example!(replenishment);
 example!(seasonal);
 example!(shipping_delay_sms);

@@ -185,6 +185,7 @@ const LIST_T: SigTy = SigTy::List(&T);
 const TEST_T: SigTy = SigTy::Fn(&[T], &BOOL);
 const EVENT_E: SigTy = SigTy::EventOf(Var::E);
 const TEST_E: SigTy = SigTy::Fn(&[E], &BOOL);
+const PRODUCTS: SigTy = SigTy::List(&SigTy::Named("Product"));
 
 builtins! {
     // Lists.
@@ -269,6 +270,18 @@ builtins! {
     FormatMoneyIn = 26, "format_money_in"(amount: MONEY, currency: STRING) -> STRING,
         "The amount as shoppers read it in a currency given by its ISO 4217 code: its sign and minor units. \
          `format_money_in(order.total, order.currency ?? \"EUR\")` is `\"€12.50\"`";
+    // Recommendations.
+    Recommend = 27, "recommend"(n: INT) -> PRODUCTS,
+        "Up to n products to suggest to this customer from the store's orders, never one they bought, one in the trigger or one out of stock; \
+         best sellers of the category, of the store, then the project's list fill in. \
+         `recommend(3)`";
+    RecommendExcluding = 28, "recommend_excluding"(n: INT, exclude: PRODUCTS) -> PRODUCTS,
+        "As `recommend`, never suggesting the products listed either. \
+         `recommend_excluding(3, last_event(cart_viewed)?.products ?? [])`";
+    NextOrderAt = 29, "next_order_at"(product_id: STRING) -> SigTy::Optional(&TIME),
+        "When this customer will likely order the product again: their last order of it plus their own average gap between orders of it, \
+         else the product's average reorder gap, else its category's; none when they never ordered it or no gap is known. \
+         `next_order_at(\"beans-1kg\")`";
 }
 
 // Row `i` of the table is the builtin with id `i`, so `Builtin::def` is an index.
@@ -325,9 +338,15 @@ impl Builtin {
     pub fn reads_context(self) -> bool {
         use Builtin as B;
         match self {
-            B::Now | B::DateOf | B::FormatDate | B::AnyEvent | B::CountEvents | B::LastEvent => {
-                true
-            }
+            B::Now
+            | B::DateOf
+            | B::FormatDate
+            | B::AnyEvent
+            | B::CountEvents
+            | B::LastEvent
+            | B::Recommend
+            | B::RecommendExcluding
+            | B::NextOrderAt => true,
             B::Any
             | B::All
             | B::First

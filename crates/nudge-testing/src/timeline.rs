@@ -82,6 +82,16 @@ pub(crate) fn describe(what: &What) -> String {
             _ => format!("removed from audience {audience:?}"),
         },
         What::Profile { field, value, .. } => format!("profile.{field} set to {value}"),
+        What::Recommended {
+            products, sources, ..
+        } => {
+            let picks: Vec<String> = products
+                .iter()
+                .zip(sources)
+                .map(|(p, s)| format!("{p} ({s})"))
+                .collect();
+            format!("recommended [{}]", picks.join(", "))
+        }
         What::Exited { flow, reason, .. } => format!("exited {flow}: {reason}"),
         What::ExitedLate {
             flow,

@@ -444,6 +444,33 @@ impl Vm<'_> {
                     locale.as_deref().unwrap_or(""),
                 )))
             }
+            Builtin::Recommend | Builtin::RecommendExcluding => {
+                let mut exclude = Vec::new();
+                if b == Builtin::RecommendExcluding {
+                    arity(2)?;
+                    for p in want_list(&args[1])? {
+                        exclude.push(self.product_id(p)?);
+                    }
+                } else {
+                    arity(1)?;
+                }
+                let Value::Int(n) = args[0] else {
+                    return Err(bad(format!("`{name}` of {} products", args[0])));
+                };
+                // A negative count asks for nothing; a huge one is capped by the catalogue.
+                let n = usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+                let picks = host.recommend(n, &exclude);
+                let items = picks
+                    .into_iter()
+                    .map(|s| self.product_record(s))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Value::List(items.into()))
+            }
+            Builtin::NextOrderAt => {
+                arity(1)?;
+                let id = want_str(&args[0])?;
+                Ok(host.next_order_at(id).map_or(Value::None, Value::Time))
+            }
             Builtin::DaysBetween => {
                 arity(2)?;
                 let (a, b) = (want_time(&args[0])?, want_time(&args[1])?);
@@ -493,6 +520,62 @@ fn date_fields(v: &Value, tz: chrono_tz::Tz) -> Result<nudge_stdlib::format::Dat
 }
 
 impl Vm<'_> {
+    /// The stdlib `Product` record's schema in this bundle.
+    fn product_schema(&self) -> Result<(u32, &nudge_bytecode::Schema), VmError> {
+        self.bundle
+            .schemas
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == "Product" && s.kind == nudge_bytecode::SchemaKind::Record)
+            .map(|(i, s)| (i as u32, s))
+            .ok_or_else(|| bad("the bundle has no `Product` record"))
+    }
+
+    /// The `product_id` of a `Product` record.
+    fn product_id(&self, v: &Value) -> Result<String, VmError> {
+        let Value::Record(r) = v else {
+            return Err(bad(format!("expected a product, found {v}")));
+        };
+        let schema = self
+            .bundle
+            .schemas
+            .get(r.schema as usize)
+            .ok_or_else(|| bad("a record of no schema"))?;
+        let id = schema
+            .fields
+            .iter()
+            .position(|f| f.name == "product_id")
+            .and_then(|i| r.fields.get(i));
+        match id {
+            Some(Value::Str(s)) => Ok(s.to_string()),
+            _ => Err(bad(format!("expected a product, found {v}"))),
+        }
+    }
+
+    /// A `Product` record for a suggestion; fields it does not know take
+    /// their defaults.
+    fn product_record(&self, s: crate::Suggestion) -> Result<Value, VmError> {
+        let (schema, def) = self.product_schema()?;
+        let text = |t: Option<String>| t.map_or(Value::None, |t| Value::str(&t));
+        let fields = def
+            .fields
+            .iter()
+            .map(|f| match f.name.as_str() {
+                "product_id" => Value::str(&s.product_id),
+                "name" => text(s.name.clone()),
+                "category" => text(s.category.clone()),
+                "url" => text(s.url.clone()),
+                "image_url" => text(s.image_url.clone()),
+                "price" if s.price.is_some() => Value::Money(s.price.unwrap_or_default()),
+                _ => f.default.clone().unwrap_or(Value::None),
+            })
+            .collect();
+        Ok(Value::Record(std::sync::Arc::new(nudge_bytecode::Record {
+            schema,
+            fields,
+        })))
+    }
+
     /// A text field of the customer's profile, by name (`locale`), when set.
     fn profile_text(&self, host: &dyn Host, name: &str) -> Option<String> {
         let schema = self.bundle.schemas.get(self.bundle.profile as usize)?;

@@ -44,6 +44,38 @@ pub trait Host {
     fn for_each_event(&self, schema: u32, since: i64, f: &mut dyn FnMut(&Value) -> bool);
     /// A stable key for the customer (their display id), for deterministic splits.
     fn customer_key(&self) -> &str;
+    /// Up to `n` products to suggest to the customer (`recommend`), none of
+    /// those in `exclude` (product ids). A host without a catalogue has
+    /// nothing to suggest.
+    fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<Suggestion> {
+        let _ = (n, exclude);
+        Vec::new()
+    }
+    /// When the customer will likely order product `product_id` again, in
+    /// whole seconds since the epoch (`next_order_at`); `None` when they
+    /// never ordered it or no reorder gap is known.
+    fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
+        let _ = product_id;
+        None
+    }
+}
+
+/// A product a [`Host`] suggests: the fields of the stdlib's `Product`
+/// record that a catalogue knows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Suggestion {
+    /// `product_id`.
+    pub product_id: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `category`.
+    pub category: Option<String>,
+    /// `price`, exact; `$0` when unknown, as the record's default.
+    pub price: Option<rust_decimal::Decimal>,
+    /// `url`.
+    pub url: Option<String>,
+    /// `image_url`.
+    pub image_url: Option<String>,
 }
 
 /// Which unit of the bundle a block belongs to.

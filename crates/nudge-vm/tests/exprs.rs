@@ -627,3 +627,76 @@ fn money_is_written_in_its_currency() {
         Value::str("$12.50")
     );
 }
+
+#[test]
+fn recommend_makes_products_of_what_the_host_suggests() {
+    let probe = Probe::new(
+        "",
+        "",
+        "list<string>",
+        "map(recommend(2), p => \"{p.product_id}:{p.name ?? \"-\"}:{p.price}:{p.quantity}\")",
+    );
+    let mut host = TestHost::new(&probe.bundle);
+    host.suggestions = vec![
+        nudge_vm::Suggestion {
+            product_id: "mug".into(),
+            name: Some("Enamel Mug".into()),
+            price: Some(rust_decimal::Decimal::new(850, 2)),
+            ..Default::default()
+        },
+        nudge_vm::Suggestion {
+            product_id: "bare".into(),
+            ..Default::default()
+        },
+        nudge_vm::Suggestion {
+            product_id: "third".into(),
+            ..Default::default()
+        },
+    ];
+    let got = probe.eval_with(&mut host, &[]).unwrap();
+    assert_eq!(
+        got,
+        Value::List(
+            vec![
+                Value::str("mug:Enamel Mug:$8.50:1"),
+                Value::str("bare:-:$0.00:1")
+            ]
+            .into()
+        )
+    );
+    assert_eq!(host.asked, [(2, vec![])]);
+}
+
+#[test]
+fn recommend_excluding_passes_the_ids_and_a_negative_count_asks_for_none() {
+    let probe = Probe::new(
+        "",
+        "",
+        "int",
+        "len(recommend_excluding(3, recommend(1))) + len(recommend(-4))",
+    );
+    let mut host = TestHost::new(&probe.bundle);
+    host.suggestions = vec![nudge_vm::Suggestion {
+        product_id: "p1".into(),
+        ..Default::default()
+    }];
+    assert_eq!(probe.eval_with(&mut host, &[]).unwrap(), Value::Int(1));
+    assert_eq!(
+        host.asked,
+        [(1, vec![]), (3, vec!["p1".to_string()]), (0, vec![])]
+    );
+    // A host without a catalogue suggests nothing.
+    assert_eq!(ok("", "int", "len(recommend(5))", &[]), Value::Int(0));
+}
+
+#[test]
+fn next_order_at_is_the_host_s_answer_or_none() {
+    let probe = Probe::new("", "", "time?", "next_order_at(\"beans\")");
+    let mut host = TestHost::new(&probe.bundle);
+    assert_eq!(probe.eval_with(&mut host, &[]).unwrap(), Value::None);
+    host.next_orders = vec![("beans".into(), 1_767_225_600)];
+    assert_eq!(
+        probe.eval_with(&mut host, &[]).unwrap(),
+        Value::Time(1_767_225_600)
+    );
+}

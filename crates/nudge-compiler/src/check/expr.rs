@@ -962,6 +962,27 @@ impl<'a> Checker<'a> {
             return Ty::Error;
         };
         let fname = sig.name;
+        if matches!(fname, "recommend" | "recommend_excluding" | "next_order_at")
+            && !self.ctx.customer
+        {
+            // Segments, lets and defaults are worked out apart from any one
+            // customer's moment (a `let` once for all): suggestions there
+            // would be someone else's.
+            let place = match &self.ctx.trigger {
+                TriggerCtx::Unavailable(place) => *place,
+                _ => "here",
+            };
+            let d = Diagnostic::new(
+                codes::E0209,
+                self.at(callee.span),
+                format!("`{fname}` is not available in {place}"),
+            )
+            .with_primary_label("no one customer here")
+            .with_help(format!(
+                "`{fname}` reads the orders of the customer a flow or a message is about: call it in the flow's steps or the message's content"
+            ));
+            self.report(d);
+        }
         // Match arguments to parameters: positional first, then by name.
         let mut slots: Vec<Option<&'a Arg>> = vec![None; sig.params.len()];
         let mut positional = 0;

@@ -162,6 +162,7 @@ impl<'a> Checker<'a> {
             event: None,
             exit_on: false,
             lenient: false,
+            customer: true,
             links: false,
         };
         let saved = self.save(file, ctx);

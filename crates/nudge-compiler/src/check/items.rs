@@ -102,6 +102,7 @@ impl<'a> Checker<'a> {
             file,
             Ctx {
                 links: email,
+                customer: true,
                 ..Ctx::top("a message")
             },
         );
@@ -756,6 +757,7 @@ impl<'a> Checker<'a> {
                     event: None,
                     exit_on: false,
                     lenient: true,
+                    customer: false,
                     links: false,
                 };
                 let saved = self.save(*file, ctx);

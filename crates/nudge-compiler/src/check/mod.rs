@@ -172,6 +172,9 @@ pub(crate) struct Ctx {
     exit_on: bool,
     /// In a test: literals may stand for money and times.
     lenient: bool,
+    /// In a flow or a message, about one customer at one moment:
+    /// `recommend` may be called.
+    customer: bool,
     /// In an email message's content: `unsubscribe_url` and
     /// `preferences_url` are in scope.
     links: bool,
@@ -184,6 +187,7 @@ impl Ctx {
             event: None,
             exit_on: false,
             lenient: false,
+            customer: false,
             links: false,
         }
     }

@@ -118,7 +118,14 @@ impl<'b> Machine<'b> {
         let bytes = postcard::to_allocvec(&state);
         // Put the tables back before anything can fail.
         self.swap_tables(&mut state);
-        bytes.map_err(|e| CheckpointError::Decode(e.to_string()))
+        let mut bytes = bytes.map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        // What the events taught of the products follows the state, as in
+        // the rows' head: a checkpoint without it reads as nothing learned.
+        bytes.extend(
+            postcard::to_allocvec(&self.learned)
+                .map_err(|e| CheckpointError::Decode(e.to_string()))?,
+        );
+        Ok(bytes)
     }
 
     /// The state's values and counters, without its tables.
@@ -182,9 +189,17 @@ impl<'b> Machine<'b> {
         if format != BLOB_FORMAT {
             return Err(CheckpointError::Format { found: format });
         }
-        let state: State =
-            postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
-        self.install(state, current, arena)
+        let (state, rest): (State, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        let learned = if rest.is_empty() {
+            Default::default()
+        } else {
+            postcard::from_bytes(rest)
+                .map_err(|e| CheckpointError::Decode(format!("the products learned: {e}")))?
+        };
+        self.install(state, current, arena)?;
+        self.learned = learned;
+        Ok(())
     }
 
     /// Every release's bundle, in its wire encoding, oldest first.

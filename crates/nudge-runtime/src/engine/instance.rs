@@ -667,6 +667,19 @@ impl TriggerUse {
                 }
             }
         }
+        // `recommend` leaves out the trigger's products, in the flow's
+        // code and in the messages it sends.
+        if super::recs::recommends(flow, bundle)
+            && let Trigger::Event(rule) = &flow.trigger
+            && let Some(schema) = bundle.schemas.get(rule.event as usize)
+        {
+            for (f, u) in schema.fields.iter().zip(used.iter_mut()) {
+                if f.name == "product_id" || f.name == "products" {
+                    *u = true;
+                    any = true;
+                }
+            }
+        }
         if any {
             TriggerUse::Fields(used)
         } else {
@@ -942,7 +955,7 @@ impl<'b> Machine<'b> {
             let c = inst.customer;
             let tz = self.zone(c, None);
             let cust = super::known_mut(&mut self.customers, c);
-            let mut host = Ctx {
+            let ctx = Ctx {
                 customer: cust,
                 now: clock,
                 tz,
@@ -956,15 +969,27 @@ impl<'b> Machine<'b> {
             };
             let r = inst.release;
             let mut frame = inst.take_frame();
-            let result = super::rel(&self.releases, r)
+            let release = super::rel(&self.releases, r);
+            let mut host = super::recs::RecCtx::new(
+                ctx,
+                release.bundle,
+                &self.learned,
+                &self.config.catalogue,
+                Some(&trigger),
+            );
+            let result = release
                 .vm
                 .run_steps(inst.flow, &mut frame, &scope, &mut host);
             let in_steps = frame.block == 0;
             inst.resume(frame);
-            let writes = std::mem::take(&mut host.writes);
+            let writes = std::mem::take(&mut host.ctx.writes);
+            let served = std::mem::take(&mut host.served);
             let (f, number) = (inst.flow, inst.number);
             let bundle = self.bundle_of(r);
             let flow = self.flow_of(r, f);
+            for picks in served {
+                self.record(c, super::recs::served(&flow.name, &picks));
+            }
             if !writes.is_empty() {
                 self.dirty.push(c);
                 let schema = bundle.profile_schema();

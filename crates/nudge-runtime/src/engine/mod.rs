@@ -24,6 +24,7 @@ mod instance;
 pub(crate) mod marks;
 mod pipeline;
 mod profile;
+mod recs;
 pub mod rows;
 mod table;
 mod triggers;
@@ -119,6 +120,9 @@ pub struct Config {
     /// in seconds of the clock (at least this, at most about twice); 0
     /// remembers every id for ever.
     pub dedupe_window: i64,
+    /// The catalogue file's products and the project's fallback list, for
+    /// `recommend` (empty without `[catalogue]` in `nudge.toml`).
+    pub catalogue: Arc<crate::catalogue::CatalogueFile>,
 }
 
 /// The default lateness bound: a day covers a phone that was offline
@@ -143,6 +147,7 @@ impl Default for Config {
             catch_up_schedules: true,
             forget_every: DEFAULT_FORGET_EVERY,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            catalogue: Arc::default(),
         }
     }
 }
@@ -392,6 +397,8 @@ pub struct Machine<'b> {
     sent_log: Option<Vec<(u128, bool)>>,
     /// Whether the releases changed since the store last took them.
     releases_changed: bool,
+    /// What the events taught of the products, for `recommend`.
+    learned: crate::catalogue::Learned,
 }
 
 /// How many distinct consent records [`share`] keeps to share.
@@ -498,6 +505,7 @@ impl<'b> Machine<'b> {
             consents: Vec::new(),
             sent_log: None,
             releases_changed: false,
+            learned: Default::default(),
         };
         engine.add_release(bundle);
         engine
@@ -730,6 +738,22 @@ impl<'b> Machine<'b> {
             Some(crate::record::SendReason::DeliveryFailed),
         );
         true
+    }
+
+    /// Replaces the catalogue file's products and the fallback list (a
+    /// reload): what the events taught stays.
+    pub fn set_catalogue(&mut self, catalogue: Arc<crate::catalogue::CatalogueFile>) {
+        self.config.catalogue = catalogue;
+    }
+
+    /// The catalogue file's products and the fallback list in use.
+    pub fn catalogue(&self) -> &Arc<crate::catalogue::CatalogueFile> {
+        &self.config.catalogue
+    }
+
+    /// What the events taught of the products so far.
+    pub fn learned(&self) -> &crate::catalogue::Learned {
+        &self.learned
     }
 
     /// The current profile of the customer known by this user id (or, failing
@@ -1192,6 +1216,15 @@ impl<'b> Machine<'b> {
         traits: &[(u16, Value)],
     ) {
         let bundle = self.bundle();
+        if let Some((_, value)) = event {
+            self.learned.learn(bundle, value);
+            // The order is not in the customer's history yet: what is
+            // there came before it.
+            let gaps = recs::reorder_gaps(bundle, known(&self.customers, c), value, at);
+            if !gaps.is_empty() {
+                self.learned.learn_gaps(&gaps);
+            }
+        }
         let t = &self.traits;
         let cust = known_mut(&mut self.customers, c);
         // Tracked as we go rather than by comparing copies of the profile:
@@ -1626,21 +1659,34 @@ impl<'b> Machine<'b> {
     ) -> Result<bool, nudge_vm::VmError> {
         let tz = self.zone(c, None);
         let cust = known_mut(&mut self.customers, c);
-        let mut host = customer::Ctx {
+        let ctx = customer::Ctx {
             customer: cust,
             now: self.now,
             tz,
             writes: Vec::new(),
         };
+        let release = rel(&self.releases, r);
+        let mut host = recs::RecCtx::new(
+            ctx,
+            release.bundle,
+            &self.learned,
+            &self.config.catalogue,
+            trigger,
+        );
         let scope = Scope {
             trigger,
             event,
             since,
         };
-        let v = rel(&self.releases, r)
-            .vm
-            .eval(unit, block, locals, &scope, &mut host)?;
-        Ok(v == Value::Bool(true))
+        let v = release.vm.eval(unit, block, locals, &scope, &mut host);
+        let served = std::mem::take(&mut host.served);
+        if let UnitRef::Flow(f) = unit {
+            let flow = self.flow_of(r, f);
+            for picks in served {
+                self.record(c, recs::served(&flow.name, &picks));
+            }
+        }
+        Ok(v? == Value::Bool(true))
     }
 
     fn zone(&self, c: u32, channel: Option<Channel>) -> Tz {

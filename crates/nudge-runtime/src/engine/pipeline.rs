@@ -168,19 +168,30 @@ impl Machine<'_> {
                 Next::Park
             }
             Verdict::Send { to, address } => {
-                let rendered = {
+                let (rendered, served) = {
                     let tz = self.zone(c, Some(msg.channel));
+                    let trigger = self.instances.get(id).map(|i| i.trigger());
                     let cust = super::known_mut(&mut self.customers, c);
-                    let mut host = super::customer::Ctx {
+                    let ctx = super::customer::Ctx {
                         customer: cust,
                         now: self.now,
                         tz,
                         writes: Vec::new(),
                     };
-                    super::rel(&self.releases, r)
-                        .vm
-                        .render(message, &args, &mut host)
+                    let release = super::rel(&self.releases, r);
+                    let mut host = super::recs::RecCtx::new(
+                        ctx,
+                        release.bundle,
+                        &self.learned,
+                        &self.config.catalogue,
+                        trigger.as_ref(),
+                    );
+                    let rendered = release.vm.render(message, &args, &mut host);
+                    (rendered, host.records(&flow.name))
                 };
+                for what in served {
+                    self.record(c, what);
+                }
                 let rendered = match rendered {
                     Ok(r) => r,
                     Err(e) => {

@@ -203,7 +203,11 @@ impl<'b> Machine<'b> {
         let bytes = encode(&head);
         // Put the tables back before anything can fail.
         self.swap_small(&mut head.state);
-        bytes
+        let mut bytes = bytes?;
+        // What the events taught of the products follows the head: a head
+        // written before there was any reads as nothing learned.
+        bytes.extend(encode(&self.learned)?);
+        Ok(bytes)
     }
 
     /// Replaces this engine's state with the one `rows` hold (as
@@ -222,7 +226,13 @@ impl<'b> Machine<'b> {
         if format != FORMAT {
             return Err(CheckpointError::Format { found: format });
         }
-        let head: Head = decode("the head", &rows.head)?;
+        let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&rows.head)
+            .map_err(|e| CheckpointError::Decode(format!("the head: {e}")))?;
+        let learned = if rest.is_empty() {
+            Default::default()
+        } else {
+            decode("the products learned", rest)?
+        };
         let mut state = head.state;
         state.releases = rows.releases;
         for (c, bytes) in &rows.customers {
@@ -250,6 +260,7 @@ impl<'b> Machine<'b> {
         state.dedupe = Dedupe::from_rows(head.dedupe, window, rows.message_ids);
         state.sent_keys = rows.sent_keys.into_iter().collect();
         self.install(state, current, arena)?;
+        self.learned = learned;
         self.start_following(false);
         Ok(())
     }

@@ -19,6 +19,30 @@ pub struct ProfileView {
     pub traits: BTreeMap<String, serde_json::Value>,
     /// The newest release's segments the customer is in now, by name.
     pub segments: Vec<String>,
+    /// Products to suggest, when asked for (`?recommendations=N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recommendations: Option<Vec<Recommendation>>,
+}
+
+/// A product the profile API suggests, as `recommend` would.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Recommendation {
+    /// The product's id.
+    pub product_id: String,
+    /// Its name, when known.
+    pub name: Option<String>,
+    /// Its category, when known.
+    pub category: Option<String>,
+    /// Its price with every digit, as a string, when known.
+    pub price: Option<String>,
+    /// The ISO 4217 code of its price, when known.
+    pub currency: Option<String>,
+    /// Its page, when known.
+    pub url: Option<String>,
+    /// Its picture, when known.
+    pub image_url: Option<String>,
+    /// Where it came from: `co_purchase`, `category`, `popular` or `fallback`.
+    pub source: &'static str,
 }
 
 impl Machine<'_> {
@@ -26,6 +50,18 @@ impl Machine<'_> {
     /// email), with the traits named in `traits` and every segment they
     /// are in now; `None` for an id the engine does not know.
     pub fn profile_view(&mut self, id: &str, traits: &[String]) -> Option<ProfileView> {
+        self.profile_view_with(id, traits, None)
+    }
+
+    /// As [`Machine::profile_view`], with `recommendations` products to
+    /// suggest when it is `Some` (as `recommend` in the newest release's
+    /// code would, with nothing in a trigger).
+    pub fn profile_view_with(
+        &mut self,
+        id: &str,
+        traits: &[String],
+        recommendations: Option<usize>,
+    ) -> Option<ProfileView> {
         let ids = &mut self.identities;
         let c = ids
             .customer_of(&Identity::User(id.to_string()))
@@ -49,10 +85,39 @@ impl Machine<'_> {
             .filter(|&s| self.in_segment(c, s))
             .filter_map(|s| bundle.segments.get(s as usize).map(|g| g.name.clone()))
             .collect();
+        let recommendations = recommendations.map(|n| {
+            let customer = self.customers.get(&c);
+            let picks = match customer {
+                Some(cust) => super::recs::ask(
+                    bundle,
+                    &self.learned,
+                    &self.config.catalogue,
+                    cust,
+                    Vec::new(),
+                    n,
+                    Vec::new(),
+                ),
+                None => Vec::new(),
+            };
+            picks
+                .into_iter()
+                .map(|p| Recommendation {
+                    price: p.product.price.map(|d| d.to_string()),
+                    product_id: p.product.id,
+                    name: p.product.name,
+                    category: p.product.category,
+                    currency: p.product.currency,
+                    url: p.product.url,
+                    image_url: p.product.image_url,
+                    source: p.source.name(),
+                })
+                .collect()
+        });
         Some(ProfileView {
             id: id.to_string(),
             traits,
             segments,
+            recommendations,
         })
     }
 }

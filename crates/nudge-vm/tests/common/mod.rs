@@ -17,6 +17,12 @@ pub struct TestHost {
     pub events: Vec<(u32, i64, Value)>,
     pub key: String,
     pub writes: Vec<(u16, Value)>,
+    /// What `recommend` answers (the first `n`).
+    pub suggestions: Vec<nudge_vm::Suggestion>,
+    /// What `recommend` was asked: `n` and the excluded ids.
+    pub asked: Vec<(usize, Vec<String>)>,
+    /// What `next_order_at` answers, by product id.
+    pub next_orders: Vec<(String, i64)>,
 }
 
 impl TestHost {
@@ -33,6 +39,9 @@ impl TestHost {
             events: Vec::new(),
             key: "customer-1".into(),
             writes: Vec::new(),
+            suggestions: Vec::new(),
+            asked: Vec::new(),
+            next_orders: Vec::new(),
         }
     }
 
@@ -66,6 +75,16 @@ impl Host for TestHost {
     }
     fn customer_key(&self) -> &str {
         &self.key
+    }
+    fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
+        self.next_orders
+            .iter()
+            .find(|(p, _)| p == product_id)
+            .map(|(_, t)| *t)
+    }
+    fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<nudge_vm::Suggestion> {
+        self.asked.push((n, exclude.to_vec()));
+        self.suggestions.iter().take(n).cloned().collect()
     }
 }
 
