@@ -117,7 +117,7 @@ impl Retention {
         // `recommend` never suggests what the customer bought, and
         // `next_order_at` reads their reorder gaps: both read their whole
         // order history.
-        if recommends(bundle)
+        if bundle.calls_recommendations()
             && let Some(orders) = bundle
                 .schemas
                 .iter()
@@ -160,8 +160,15 @@ impl Retention {
     }
 }
 
-/// Whether any code of the bundle calls `recommend`, `recommend_excluding`
-/// or `next_order_at`.
+impl Bundle {
+    /// Whether any code of the bundle calls `recommend`,
+    /// `recommend_excluding` or `next_order_at`: what the engine learns of
+    /// products and orders is read then only.
+    pub fn calls_recommendations(&self) -> bool {
+        recommends(self)
+    }
+}
+
 fn recommends(bundle: &Bundle) -> bool {
     let called: Vec<u16> = bundle
         .builtins

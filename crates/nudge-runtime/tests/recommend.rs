@@ -380,3 +380,31 @@ fn a_product_without_gaps_of_its_own_takes_its_category_s() {
     // Never ordered: nothing.
     assert_eq!(learned.next_order(&file, "q", &[]), None);
 }
+
+#[test]
+fn nothing_is_learned_when_nothing_asks_for_recommendations() {
+    // No code asks and no catalogue is named: the work and the state would
+    // serve nothing. A catalogue's fallback list alone turns learning on.
+    let plain = nudge_test_support::build(&[(
+        "test.flow",
+        "message m() {\n  channel email\n  subject \"x\"\n  body \"x\"\n}\nflow f {\n  trigger order_completed\n  send m()\n}\n",
+    )]);
+    let mut e = Engine::new(&plain, MemorySink::default(), Config::default(), i64::MIN);
+    for l in &history() {
+        ingest::apply_line(&mut e, l).unwrap();
+    }
+    assert_eq!((e.learned().orders(), e.learned().products()), (0, 0));
+
+    let config = Config {
+        catalogue: Arc::new(CatalogueFile {
+            fallback: strings(&["mug"]),
+            ..CatalogueFile::default()
+        }),
+        ..Config::default()
+    };
+    let mut e = Engine::new(&plain, MemorySink::default(), config, i64::MIN);
+    for l in &history() {
+        ingest::apply_line(&mut e, l).unwrap();
+    }
+    assert_eq!(e.learned().orders(), 6);
+}

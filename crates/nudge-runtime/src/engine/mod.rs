@@ -172,6 +172,8 @@ struct Release<'b> {
     message_keys: Vec<u32>,
     /// Flows started by each event schema, highest priority first.
     triggered_by: HashMap<u32, Vec<u32>>,
+    /// Whether its code asks for recommendations (`recommend`, `next_order_at`).
+    recommends: bool,
 }
 
 impl<'b> Release<'b> {
@@ -565,6 +567,7 @@ impl<'b> Machine<'b> {
             flows: flow_runs(bundle, keys),
             message_keys,
             triggered_by,
+            recommends: bundle.calls_recommendations(),
         }
     }
 
@@ -738,6 +741,16 @@ impl<'b> Machine<'b> {
             Some(crate::record::SendReason::DeliveryFailed),
         );
         true
+    }
+
+    /// Whether products and orders are learned from events: when the newest
+    /// release's code asks for recommendations or `nudge.toml` names a
+    /// catalogue (whose file or fallback the profile API serves). Otherwise
+    /// the work and the state would serve nothing.
+    fn learns(&self) -> bool {
+        rel(&self.releases, self.current()).recommends
+            || !self.config.catalogue.products.is_empty()
+            || !self.config.catalogue.fallback.is_empty()
     }
 
     /// Replaces the catalogue file's products and the fallback list (a
@@ -1216,7 +1229,9 @@ impl<'b> Machine<'b> {
         traits: &[(u16, Value)],
     ) {
         let bundle = self.bundle();
-        if let Some((_, value)) = event {
+        if let Some((_, value)) = event
+            && self.learns()
+        {
             self.learned.learn(bundle, value);
             // The order is not in the customer's history yet: what is
             // there came before it.
