@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::Status;
-use super::run::{project_config, project_root};
+use super::run::project_config;
 use nudge_host::alerts;
 
 /// Arguments of `nudge alerts`.
@@ -36,18 +36,11 @@ pub struct ExportArgs {
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
     let Action::Export(args) = args.action;
-    let groups = match super::project_groups(&args.paths) {
-        Ok(g) => g,
+    let root = match super::one_project(&args.paths, "nudge alerts export reads") {
+        Ok((_, root)) => root,
         Err(status) => return status,
     };
-    let [group] = groups.as_slice() else {
-        eprintln!(
-            "error: nudge alerts export reads one project, but these paths hold {}",
-            groups.len()
-        );
-        return Status::Failure;
-    };
-    let settings = match project_config(&project_root(group)) {
+    let settings = match project_config(&root) {
         Ok(c) => c,
         Err(status) => return status,
     };

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::Status;
-use super::run::{project_config, project_root};
+use super::run::project_config;
 
 /// Arguments of `nudge cluster`.
 #[derive(clap::Args, Debug)]
@@ -69,15 +69,7 @@ pub fn run(args: Args) -> Status {
 /// The cluster settings of the project at `paths`, from its `[cluster]`;
 /// the problem is reported on stderr.
 pub(super) fn settings_of(paths: &[PathBuf]) -> Result<nudge_cluster::Settings, Status> {
-    let groups = super::project_groups(paths)?;
-    let [group] = groups.as_slice() else {
-        eprintln!(
-            "error: a cluster is set up from one project, but these paths hold {}",
-            groups.len()
-        );
-        return Err(Status::Failure);
-    };
-    let root = project_root(group);
+    let (_, root) = super::one_project(paths, "a cluster is set up from")?;
     let config = project_config(&root)?;
     settings(&config)
 }

@@ -138,6 +138,20 @@ pub fn default_sigpipe() {
     }
 }
 
+/// The paths and the root of the one project `paths` name (the current
+/// directory when none); `doing` says what the command does with it, for
+/// the error when they name another number of projects.
+pub fn one_project(paths: &[PathBuf], doing: &str) -> Result<(Vec<PathBuf>, PathBuf), Status> {
+    let mut groups = project_groups(paths)?;
+    let count = groups.len();
+    let (Some(group), 1) = (groups.pop(), count) else {
+        eprintln!("error: {doing} one project, but these paths hold {count}");
+        return Err(Status::Failure);
+    };
+    let root = run::project_root(&group);
+    Ok((group, root))
+}
+
 /// Groups `paths` (the current directory when none) into projects; what
 /// cannot be read is reported when the project is loaded.
 pub fn project_groups(paths: &[PathBuf]) -> Result<Vec<Vec<PathBuf>>, Status> {

@@ -36,9 +36,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::Status;
-use super::run::{
-    EngineArgs, engine_config, fail, merge_routes, project_config, project_root, setup_failed,
-};
+use super::run::{EngineArgs, engine_config, fail, merge_routes, project_config, setup_failed};
 
 /// Segment's limits: a request body of 512 KB and one call of 32 KB.
 const MAX_BODY: usize = 512 * 1024;
@@ -132,18 +130,10 @@ pub enum Clock {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let groups = match super::project_groups(&args.paths) {
-        Ok(g) => g,
+    let (group, root) = match super::one_project(&args.paths, "nudge serve runs") {
+        Ok(r) => r,
         Err(status) => return status,
     };
-    let [group] = groups.as_slice() else {
-        eprintln!(
-            "error: nudge serve runs one project, but these paths hold {}",
-            groups.len()
-        );
-        return Status::Failure;
-    };
-    let root = project_root(group);
     let settings = match project_config(&root) {
         Ok(c) => c,
         Err(status) => return status,
@@ -184,7 +174,7 @@ pub fn run(args: Args) -> Status {
         let limits = settings.http_limits().unwrap_or_default();
         return cluster::serve(&listen, &cluster, keys, limits);
     }
-    let bundle = match super::compile(group) {
+    let bundle = match super::compile(&group) {
         Ok(b) => b,
         Err(status) => return status,
     };
@@ -196,7 +186,7 @@ pub fn run(args: Args) -> Status {
         return Status::Failure;
     }
     let live = Setup {
-        group,
+        group: &group,
         root: &root,
         args: &args,
         settings: &settings,

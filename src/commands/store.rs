@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nudge_store::{CompactStop, Compaction, Store};
 
 use super::Status;
-use super::run::{fail, project_config, project_root};
+use super::run::{fail, project_config};
 
 /// Arguments of `nudge store`.
 #[derive(clap::Args, Debug)]
@@ -65,18 +65,10 @@ fn compact(args: CompactArgs) -> Status {
         );
         return Status::Failure;
     };
-    let groups = match super::project_groups(&args.paths) {
-        Ok(g) => g,
+    let root = match super::one_project(&args.paths, "nudge store compact works on") {
+        Ok((_, root)) => root,
         Err(status) => return status,
     };
-    let [group] = groups.as_slice() else {
-        eprintln!(
-            "error: nudge store compact works on one project, but these paths hold {}",
-            groups.len()
-        );
-        return Status::Failure;
-    };
-    let root = project_root(group);
     let path = match args.store {
         Some(p) => p,
         None => match project_config(&root) {

@@ -12,7 +12,7 @@ use nudge_host::durable::Bundles;
 use nudge_host::setup::{engine_config, merge_routes, parse_route, router};
 
 use super::Status;
-use super::run::{parse_until, project_config, project_root, setup_failed};
+use super::run::{parse_until, project_config, setup_failed};
 
 /// Arguments of `nudge worker`.
 #[derive(clap::Args, Debug)]
@@ -63,18 +63,10 @@ pub enum WorkerClock {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let groups = match super::project_groups(&args.paths) {
-        Ok(g) => g,
+    let (group, root) = match super::one_project(&args.paths, "a worker runs") {
+        Ok(r) => r,
         Err(status) => return status,
     };
-    let [group] = groups.as_slice() else {
-        eprintln!(
-            "error: a worker runs one project, but these paths hold {}",
-            groups.len()
-        );
-        return Status::Failure;
-    };
-    let root = project_root(group);
     let settings = match project_config(&root) {
         Ok(c) => c,
         Err(status) => return status,
@@ -94,7 +86,7 @@ pub fn run(args: Args) -> Status {
         eprintln!("error: --until applies to --clock calls only");
         return Status::Failure;
     }
-    let bundle = match super::compile(group) {
+    let bundle = match super::compile(&group) {
         Ok(b) => b,
         Err(status) => return status,
     };
