@@ -109,6 +109,32 @@ async fn positions(settings: &Settings) -> BTreeMap<i32, i64> {
 }
 
 /// Options for a test worker on the calls' clock.
+/// A project's code as the tests' workers run it.
+struct Project {
+    bundle: Bundle,
+    bundles: Bundles,
+    config: Config,
+}
+
+impl Project {
+    /// The cart-recovery example with the engine's default settings.
+    fn cart_recovery() -> Project {
+        Project {
+            bundle: nudge_test_support::example_bundle("cart_recovery"),
+            bundles: Bundles::default(),
+            config: Config::default(),
+        }
+    }
+
+    fn code(&self) -> Code<'_> {
+        Code {
+            bundle: &self.bundle,
+            bundles: &self.bundles,
+            config: &self.config,
+        }
+    }
+}
+
 fn options(id: &str, until: Option<i64>) -> Options {
     let mut o = Options::new(id);
     o.clock = Clock::Calls { until };
@@ -138,14 +164,9 @@ async fn a_worker_whose_lease_was_taken_cannot_commit() {
     let Some(t) = trial("fence", 1).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let bundle = &project.bundle;
     let lines = example_lines("cart_recovery");
     let (first, rest) = lines.split_at(lines.len() / 2);
     let ingest = Ingest::connect(&t.settings).await.unwrap();
@@ -211,7 +232,7 @@ async fn a_worker_whose_lease_was_taken_cannot_commit() {
     );
     assert_eq!(applied_by_a + b.progress().applied, calls);
     let until = until_after(&lines, 0);
-    let want = single_node(&bundle, &lines, until);
+    let want = single_node(bundle, &lines, until);
     let got = intents(&t.settings).await;
     // On the calls' clock without `until`, timers due after the last call
     // have not fired: every send committed is one a single node makes.
@@ -226,14 +247,9 @@ async fn a_new_worker_goes_on_from_the_rows_without_replaying() {
     let Some(t) = trial("restart", 4).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let bundle = &project.bundle;
     let lines = generated(3000, 60);
     let until = until_after(&lines, 10);
     let (first, rest) = lines.split_at(lines.len() / 2);
@@ -285,7 +301,7 @@ async fn a_new_worker_goes_on_from_the_rows_without_replaying() {
         "{progress:?}"
     );
     assert_eq!(progress.taken, 4);
-    let want = single_node(&bundle, &lines, until);
+    let want = single_node(bundle, &lines, until);
     let got = intents(&t.settings).await;
     assert!(got.len() > 10, "{}", got.len());
     assert_eq!(
@@ -300,14 +316,9 @@ async fn three_workers_decide_what_one_engine_decides() {
     let Some(t) = trial("differential", 16).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let bundle = &project.bundle;
     let lines = generated(4000, 100);
     let until = until_after(&lines, 10);
     let ingest = Ingest::connect(&t.settings).await.unwrap();
@@ -332,7 +343,7 @@ async fn three_workers_decide_what_one_engine_decides() {
         .map(|w| w.partitions().len())
         .collect();
     assert_eq!(held.iter().sum::<usize>(), 16, "{held:?}");
-    let want = single_node(&bundle, &lines, until);
+    let want = single_node(bundle, &lines, until);
     let got = intents(&t.settings).await;
     assert!(got.len() > 10, "{}", got.len());
     let merged = merged_customers(&t.settings).await;
@@ -367,14 +378,9 @@ async fn dispatch_writes_each_send_once_to_the_outbox() {
     let Some(t) = trial("dispatch", 4).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let bundle = &project.bundle;
     let lines = generated(2000, 50);
     let until = until_after(&lines, 10);
     let ingest = Ingest::connect(&t.settings).await.unwrap();
@@ -404,7 +410,7 @@ async fn dispatch_writes_each_send_once_to_the_outbox() {
         );
     }
     assert_eq!(seen, intents(&t.settings).await);
-    assert_eq!(seen, single_node(&bundle, &lines, until));
+    assert_eq!(seen, single_node(bundle, &lines, until));
     let pg = postgres(&t.settings).await;
     let open: i64 = pg
         .query_one(
@@ -429,14 +435,8 @@ async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() 
     let Some(t) = trial("forward", 2).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
     let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
     let call = |id: &str, customer: i64, partition: u32| nudge_cluster::log::Outgoing::Call {
         partition,
@@ -501,14 +501,8 @@ async fn a_stopped_worker_gives_every_lease_up_at_once() {
     let Some(t) = trial("stop", 8).await else {
         return;
     };
-    let bundle = nudge_test_support::example_bundle("cart_recovery");
-    let bundles = Bundles::default();
-    let config = Config::default();
-    let code = Code {
-        bundle: &bundle,
-        bundles: &bundles,
-        config: &config,
-    };
+    let project = Project::cart_recovery();
+    let code = project.code();
     let ingest = Ingest::connect(&t.settings).await.unwrap();
     ingest
         .accept(example_lines("cart_recovery"), Vec::new())
