@@ -74,10 +74,10 @@ pub struct Args {
     pub batch_lines: usize,
 }
 
-/// The options `nudge run` and `nudge serve` share: where sends go and
-/// what the engine keeps.
+/// Where sends go: the options `nudge run`, `nudge serve` and `nudge
+/// worker` share.
 #[derive(clap::Args, Debug)]
-pub struct EngineArgs {
+pub struct DeliveryArgs {
     /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
     #[arg(long, value_name = "FILE")]
     pub outbox: Option<PathBuf>,
@@ -92,6 +92,30 @@ pub struct EngineArgs {
     /// never messaged (added to the lists the policy names).
     #[arg(long, value_name = "FILE")]
     pub suppress: Vec<PathBuf>,
+}
+
+impl DeliveryArgs {
+    /// The `--deliver` routes; a bad one is reported and fails the command.
+    pub(super) fn routes(&self) -> Result<Vec<(Channel, PluginSpec)>, Status> {
+        self.deliver
+            .iter()
+            .map(|d| {
+                setup::parse_route(d).map_err(|e| {
+                    eprintln!("error: --deliver {d}: {e}");
+                    Status::Failure
+                })
+            })
+            .collect()
+    }
+}
+
+/// The options `nudge run` and `nudge serve` share: where sends go and
+/// what the engine keeps.
+#[derive(clap::Args, Debug)]
+pub struct EngineArgs {
+    /// Where sends go.
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     /// The durable store: what was applied and sent, so a later start goes
     /// on from there; `store.path` in nudge.toml, else `.nudge/state.db` in
     /// the project.
@@ -105,15 +129,7 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The `--deliver` routes; a bad one is reported and fails the command.
     pub(super) fn routes(&self) -> Result<Vec<(Channel, PluginSpec)>, Status> {
-        self.deliver
-            .iter()
-            .map(|d| {
-                setup::parse_route(d).map_err(|e| {
-                    eprintln!("error: --deliver {d}: {e}");
-                    Status::Failure
-                })
-            })
-            .collect()
+        self.delivery.routes()
     }
 
     /// The store file of the project at `root`.
@@ -142,7 +158,7 @@ pub fn run(args: Args) -> Status {
     };
     if groups.len() > 1
         && (args.events.is_some()
-            || args.engine.outbox.is_some()
+            || args.engine.delivery.outbox.is_some()
             || args.dead_letters.is_some()
             || args.trace.is_some()
             || args.engine.store.is_some())
@@ -254,6 +270,7 @@ fn run_project(
         files: Files {
             outbox: args
                 .engine
+                .delivery
                 .outbox
                 .clone()
                 .unwrap_or_else(|| state.join("outbox.jsonl")),
@@ -273,8 +290,8 @@ fn run_project(
     let config = match engine_config(
         &bundle,
         &settings,
-        &args.engine.suppress,
-        args.engine.release_spread,
+        &args.engine.delivery.suppress,
+        args.engine.delivery.release_spread,
     ) {
         Ok(c) => c,
         Err(status) => return status,

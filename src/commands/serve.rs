@@ -409,11 +409,17 @@ fn open_live<'b>(
     super::private_files(&state);
     let engine = &args.engine;
     let outbox = engine
+        .delivery
         .outbox
         .clone()
         .unwrap_or_else(|| state.join("outbox.jsonl"));
     let routes = merge_routes(settings, &engine.routes()?)?;
-    let mut config = engine_config(bundle, settings, &engine.suppress, engine.release_spread)?;
+    let mut config = engine_config(
+        bundle,
+        settings,
+        &engine.delivery.suppress,
+        engine.delivery.release_spread,
+    )?;
     // On the wall clock, a jump (the server was down) fires each
     // schedule once, for its latest occurrence, not once per missed one.
     config.catch_up_schedules = args.clock != Clock::Wall;

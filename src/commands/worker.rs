@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use nudge_channels::OutboxMode;
 use nudge_cluster::worker::{Clock, Code, Options};
 use nudge_host::durable::Bundles;
-use nudge_host::setup::{engine_config, merge_routes, parse_route, router};
+use nudge_host::setup::{engine_config, merge_routes, router};
 
 use super::Status;
-use super::run::{parse_until, project_config, setup_failed};
+use super::run::{DeliveryArgs, parse_until, project_config, setup_failed};
 
 /// Arguments of `nudge worker`.
 #[derive(clap::Args, Debug)]
@@ -37,19 +37,9 @@ pub struct Args {
     /// Apply and commit only; leave the sends to other workers' dispatch.
     #[arg(long)]
     pub no_dispatch: bool,
-    /// Where sent messages go; `.nudge/outbox.jsonl` in the project by default.
-    #[arg(long, value_name = "FILE")]
-    pub outbox: Option<PathBuf>,
-    /// Send one channel through a plugin instead of the outbox:
-    /// `sms=webhook=http://127.0.0.1:9000/sms`, `email=stdout`.
-    #[arg(long, value_name = "CHANNEL=PLUGIN")]
-    pub deliver: Vec<String>,
-    /// Seconds over which sends held by quiet hours are spread when released.
-    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
-    pub release_spread: i64,
-    /// A suppression list: one email, phone number or customer id per line.
-    #[arg(long, value_name = "FILE")]
-    pub suppress: Vec<PathBuf>,
+    /// Where sends go.
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 }
 
 /// What moves a worker's clock.
@@ -90,27 +80,27 @@ pub fn run(args: Args) -> Status {
         Ok(b) => b,
         Err(status) => return status,
     };
-    let mut cli_routes = Vec::new();
-    for d in &args.deliver {
-        match parse_route(d) {
-            Ok(r) => cli_routes.push(r),
-            Err(e) => {
-                eprintln!("error: --deliver {d}: {e}");
-                return Status::Failure;
-            }
-        }
-    }
+    let cli_routes = match args.delivery.routes() {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
     let routes = match merge_routes(&settings, &cli_routes) {
         Ok(r) => r,
         Err(e) => return setup_failed(e),
     };
-    let mut config = match engine_config(&bundle, &settings, &args.suppress, args.release_spread) {
+    let mut config = match engine_config(
+        &bundle,
+        &settings,
+        &args.delivery.suppress,
+        args.delivery.release_spread,
+    ) {
         Ok(c) => c,
         Err(e) => return setup_failed(e),
     };
     // As `nudge serve`: on the wall clock a jump fires a schedule once.
     config.catch_up_schedules = args.clock == WorkerClock::Calls;
     let outbox = args
+        .delivery
         .outbox
         .clone()
         .unwrap_or_else(|| root.join(".nudge").join("outbox.jsonl"));
