@@ -257,3 +257,80 @@ fn segments_python_library_talks_to_an_ingest_node() {
         "{by_user:?}"
     );
 }
+
+/// Kills the process when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_worker_on_the_wall_clock_sends_what_an_ingest_node_took_in() {
+    if let Some(why) = unreachable() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let p = project("wall", 4);
+    // A flow that sends at once, so the wall clock need not move far.
+    std::fs::write(
+        p.dir.join("thanks.flow"),
+        "message thanks_now() {\n  channel email\n  subject \"Thank you\"\n  body \"x\"\n}\n\nflow thanks {\n  trigger order_completed\n  send thanks_now()\n}\n",
+    )
+    .unwrap();
+    let init = nudge(&["cluster", "init", s(&p.dir)]);
+    assert!(init.status.success(), "{}", command_text(&init));
+    let server = start_server_with(&p.dir, &["--cluster", "--write-key", WRITE_KEY], &[]);
+    let outbox = p.dir.join("worker-outbox.jsonl");
+    let _worker = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args([
+                "worker",
+                s(&p.dir),
+                "--id",
+                "wall-1",
+                "--outbox",
+                s(&outbox),
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nudge worker starts"),
+    );
+    let now = chrono::Utc::now();
+    let at = |ms: i64| {
+        (now + chrono::Duration::milliseconds(ms))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let batch = format!(
+        r#"{{"batch":[
+        {{"type":"identify","userId":"wall-u1","messageId":"w1","timestamp":"{}","traits":{{"email":"ann@example.com","consent":{{"email":true}}}}}},
+        {{"type":"track","event":"Order Completed","userId":"wall-u1","messageId":"w2","timestamp":"{}","properties":{{"order_id":"o1","total":12.5}}}}
+    ]}}"#,
+        at(-2000),
+        at(-1000)
+    );
+    let (status, _) = post(&server.base, "/v1/batch", &batch, &basic_auth());
+    assert_eq!(status, 200);
+    // The worker takes the partitions, applies the calls on the wall
+    // clock, commits the send and delivers it to its outbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let sent = loop {
+        let sent: Vec<String> = nudge_channels::read_outbox(&outbox)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.message == "thanks_now")
+            .map(|m| format!("{} {}", m.customer, m.to))
+            .collect();
+        if !sent.is_empty() || std::time::Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(sent, ["wall-u1 ann@example.com"]);
+    server.terminate();
+}
