@@ -332,5 +332,16 @@ fn a_worker_on_the_wall_clock_sends_what_an_ingest_node_took_in() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(sent, ["wall-u1 ann@example.com"]);
+    // What the worker decided, from the trace it committed.
+    let trace = p.dir.join("cluster-trace.jsonl");
+    let out = nudge(&["cluster", "trace", s(&p.dir), "-o", s(&trace)]);
+    assert!(out.status.success(), "{}", command_text(&out));
+    let explain = nudge(&["explain", "wall-u1", s(&p.dir), "--trace", s(&trace)]);
+    let text = command_text(&explain);
+    assert!(explain.status.success(), "{text}");
+    assert!(
+        text.contains("thanks") && text.contains("thanks_now"),
+        "{text}"
+    );
     server.terminate();
 }

@@ -206,6 +206,7 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
 
     // One node.
     let single = dir.join("single.jsonl");
+    let single_trace = dir.join("single-trace.jsonl");
     let out = nudge(&[
         "run",
         s(&dir),
@@ -216,6 +217,8 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
         &until,
         "--outbox",
         s(&single),
+        "--trace",
+        s(&single_trace),
     ]);
     assert!(out.status.success(), "{}", command_text(&out));
     let want = outbox(&single);
@@ -305,6 +308,47 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
         extra.iter().take(3).collect::<Vec<_>>()
     );
     assert_eq!(got, want);
+
+    // The decision trace the workers committed: per customer, in order,
+    // exactly the records one node writes, but the delivery outcomes (the
+    // host's, which dispatch keeps in `send_intents`), for everyone not
+    // joined across partitions; not one record twice despite the kills.
+    let cluster_trace = dir.join("cluster-trace.jsonl");
+    let out = nudge(&["cluster", "trace", s(&dir), "-o", s(&cluster_trace)]);
+    assert!(out.status.success(), "{}", command_text(&out));
+    let by_customer = |path: &Path| {
+        let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let customer = r["customer"].as_str().unwrap_or_default().to_string();
+            if r["kind"] == "delivery" || joined.contains(&customer) {
+                continue;
+            }
+            out.entry(customer).or_default().push(r);
+        }
+        out
+    };
+    let (want_trace, got_trace) = (by_customer(&single_trace), by_customer(&cluster_trace));
+    assert!(want_trace.len() > 100, "{}", want_trace.len());
+    let differ: Vec<&String> = want_trace
+        .keys()
+        .chain(got_trace.keys())
+        .filter(|c| want_trace.get(*c) != got_trace.get(*c))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} customers' records differ: {:?}",
+        differ.len(),
+        want_trace.len(),
+        differ.iter().take(3).collect::<Vec<_>>()
+    );
+    let report = nudge(&["report", s(&dir), "--trace", s(&cluster_trace)]);
+    assert!(report.status.success(), "{}", command_text(&report));
+    assert!(
+        String::from_utf8_lossy(&report.stdout).contains("cart_recovery"),
+        "{}",
+        command_text(&report)
+    );
     eprintln!(
         "{} sends, as one node, after {kills} kills in {:?} ({set_aside} sends of customers joined across partitions set aside)",
         got.len(),

@@ -1,6 +1,8 @@
 //! `nudge cluster init`: creates a cluster's JetStream stream and
 //! PostgreSQL schema from `[cluster]` in nudge.toml, recording its
 //! partition count; run again, it checks that nothing differs.
+//! `nudge cluster trace`: writes the decision trace the workers committed,
+//! for `nudge explain` and `nudge report`.
 
 use std::path::PathBuf;
 
@@ -21,6 +23,19 @@ pub enum Action {
     /// Create the stream and the PostgreSQL schema (idempotent); refuse
     /// settings whose partition count differs from the recorded one.
     Init(InitArgs),
+    /// Write the decision trace the workers committed, in time order, as
+    /// `trace.jsonl` lines (for `nudge explain --trace` and `nudge report --trace`).
+    Trace(TraceArgs),
+}
+
+/// Arguments of `nudge cluster trace`.
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// The project whose nudge.toml has `[cluster]`; the current directory by default.
+    pub paths: Vec<PathBuf>,
+    /// Where to write it; standard output by default.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of `nudge cluster init`.
@@ -32,19 +47,66 @@ pub struct InitArgs {
 
 /// Runs the command and returns its exit status.
 pub fn run(args: Args) -> Status {
-    let Action::Init(args) = args.action;
+    match args.action {
+        Action::Init(args) => init(&args),
+        Action::Trace(args) => trace(&args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Status> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            Status::Failure
+        })
+}
+
+fn trace(args: &TraceArgs) -> Status {
     let Ok(settings) = settings_of(&args.paths) else {
         return Status::Failure;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return Status::Failure;
+        Err(status) => return status,
+    };
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("error: cannot create {}: {e}", path.display());
+                return Status::Failure;
+            }
+        },
+    };
+    let written = runtime.block_on(nudge_cluster::trace::export(&settings, &mut *out));
+    match written.and_then(|n| {
+        out.flush()
+            .map(|()| n)
+            .map_err(|e| nudge_cluster::ClusterError::Output(e.to_string()))
+    }) {
+        Ok(n) => {
+            if let Some(path) = &args.output {
+                eprintln!("{n} records written to {}", path.display());
+            }
+            Status::Ok
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Status::Failure
+        }
+    }
+}
+
+fn init(args: &InitArgs) -> Status {
+    let Ok(settings) = settings_of(&args.paths) else {
+        return Status::Failure;
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(status) => return status,
     };
     match runtime.block_on(nudge_cluster::init(&settings)) {
         Ok(done) => {

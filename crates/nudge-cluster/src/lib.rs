@@ -15,6 +15,8 @@
 //! - [`worker`]: partition workers, which lease partitions, run the engine
 //!   on their calls with its state as rows in PostgreSQL, and dispatch the
 //!   sends it makes.
+//! - [`trace`]: the decision trace the workers commit, read back in time
+//!   order.
 //!
 //! docs/cluster.md describes the architecture and what does not exist yet.
 
@@ -33,6 +35,7 @@ pub mod ingest;
 pub mod init;
 pub mod log;
 pub mod stage;
+pub mod trace;
 pub mod worker;
 
 pub use calls::{Identifiers, Kind};
@@ -206,6 +209,8 @@ pub enum ClusterError {
         /// What went wrong.
         reason: String,
     },
+    /// What was read could not be written out (the trace's file).
+    Output(String),
 }
 
 impl fmt::Display for ClusterError {
@@ -235,6 +240,7 @@ impl fmt::Display for ClusterError {
             ClusterError::Engine { partition, reason } => {
                 write!(f, "partition {partition}: {reason}")
             }
+            ClusterError::Output(reason) => write!(f, "writing the output: {reason}"),
         }
     }
 }

@@ -120,11 +120,17 @@ pub struct Progress {
     pub delivered: u64,
 }
 
-/// A sink for everything but sends: a worker keeps no trace or audience
-/// feeds (yet); sends are captured by the [`LedgerSink`] in front of it.
-pub struct Quiet;
+/// A sink for everything but sends: the decision trace's records, as the
+/// lines `trace.jsonl` holds, committed with the batch that made them
+/// (audience feeds are not kept yet); sends are captured by the
+/// [`LedgerSink`] in front of it.
+#[derive(Default)]
+pub struct Traced {
+    /// Each record's instant and line, in the order they were made.
+    lines: Vec<(String, String)>,
+}
 
-impl Sink for Quiet {
+impl Sink for Traced {
     fn deliver(
         &mut self,
         _: nudge_bytecode::Channel,
@@ -133,7 +139,12 @@ impl Sink for Quiet {
         Ok(())
     }
 
-    fn record(&mut self, _: Record) {}
+    fn record(&mut self, record: Record) {
+        match serde_json::to_string(&record) {
+            Ok(line) => self.lines.push((record.at.clone(), line)),
+            Err(e) => eprintln!("warning: a trace record could not be written: {e}"),
+        }
+    }
 
     fn membership(&mut self, _: Membership) {}
 }
@@ -141,7 +152,7 @@ impl Sink for Quiet {
 /// A partition this worker holds.
 struct Held<'b> {
     lease: Lease,
-    engine: Engine<'b, LedgerSink<Quiet>>,
+    engine: Engine<'b, LedgerSink<Traced>>,
     captured: Captured,
     /// The stream sequence of the last message committed.
     applied: u64,
@@ -474,7 +485,7 @@ impl<'b> Worker<'b> {
             config,
         } = self.code;
         let stored = rows::read(&self.pg, &self.settings, l.partition).await?;
-        let (sink, captured) = LedgerSink::new(Quiet);
+        let (sink, captured) = LedgerSink::new(Traced::default());
         let mut engine = Engine::new(bundle, sink, config.clone(), i64::MIN);
         let engine_err = |doing: &str, e: String| ClusterError::Engine {
             partition: l.partition,
@@ -642,9 +653,12 @@ impl<'b> Worker<'b> {
         if !batch.is_empty() {
             h.finished = false;
         }
-        if last.is_none() && h.captured.is_empty() {
-            // Nothing new (a tick that sent nothing is redone after a
-            // restart, to the same effect).
+        if last.is_none()
+            && h.captured.is_empty()
+            && h.engine.sink_mut().feeds_mut().lines.is_empty()
+        {
+            // Nothing new (a tick that sent and recorded nothing is redone
+            // after a restart, to the same effect).
             if let Some(m) = batch.last() {
                 m.ack().await.map_err(|e| nats(&e))?;
             }
@@ -688,6 +702,7 @@ impl<'b> Worker<'b> {
             .take_changes()
             .map_err(|e| engine_err(e.to_string()))?;
         let sends = h.captured.take();
+        let trace = std::mem::take(&mut h.engine.sink_mut().feeds_mut().lines);
         let s = &*self.settings;
         let p = h.lease.partition as i32;
         let tx = self
@@ -742,6 +757,20 @@ impl<'b> Worker<'b> {
             )
             .await
             .map_err(|e| ClusterError::pg("writing send intents", &e))?;
+        }
+        if !trace.is_empty() {
+            let (ats, lines): (Vec<String>, Vec<String>) = trace.into_iter().unzip();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (partition, at, line)
+                     SELECT $1, a, l FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(a, l, n)
+                     ORDER BY n",
+                    s.table("trace")
+                ),
+                &[&p, &ats, &lines],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("writing the trace", &e))?;
         }
         tx.commit()
             .await

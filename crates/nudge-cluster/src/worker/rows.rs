@@ -23,8 +23,8 @@ pub(crate) const STATE_TABLES: [&str; 8] = [
     "state_sent_keys",
 ];
 
-/// The workers' tables: leases, positions, state, forwarding and send
-/// intents (docs/cluster.md, "Partition workers").
+/// The workers' tables: leases, positions, state, forwarding, send
+/// intents and the decision trace (docs/cluster.md, "Partition workers").
 pub(crate) fn ddl(s: &Settings) -> String {
     let t = |name: &str| s.table(name);
     format!(
@@ -89,6 +89,12 @@ pub(crate) fn ddl(s: &Settings) -> String {
              settled_at timestamptz);
          CREATE INDEX IF NOT EXISTS send_intents_open
              ON {intents} (id) WHERE status IN ('pending', 'sending');
+         CREATE TABLE IF NOT EXISTS {trace} (
+             id bigserial PRIMARY KEY,
+             partition integer NOT NULL,
+             at text NOT NULL,
+             line text NOT NULL);
+         CREATE INDEX IF NOT EXISTS trace_by_time ON {trace} (at, id);
          INSERT INTO {leases} (partition)
              SELECT generate_series(0, (SELECT partitions FROM {cluster}) - 1)
              ON CONFLICT DO NOTHING;",
@@ -105,6 +111,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
         sent_keys = t("state_sent_keys"),
         forwards = t("forwards"),
         intents = t("send_intents"),
+        trace = t("trace"),
         cluster = t("cluster"),
     )
 }
