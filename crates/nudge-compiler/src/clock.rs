@@ -103,7 +103,8 @@ impl<'p> Clock<'p> {
             }),
             K::Field { base, .. } => self.reads(base),
             K::Call { builtin, args, .. } => {
-                *builtin == Builtin::Now.id()
+                // A window before now moves with the clock.
+                Builtin::from_id(*builtin).is_some_and(|b| b == Builtin::Now || b.windowed())
                     || args.iter().any(|a| match a {
                         CallArg::Event(_) => false,
                         CallArg::Lambda(l) => self.reads(&l.body),

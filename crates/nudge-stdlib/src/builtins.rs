@@ -185,6 +185,7 @@ const LIST_T: SigTy = SigTy::List(&T);
 const TEST_T: SigTy = SigTy::Fn(&[T], &BOOL);
 const EVENT_E: SigTy = SigTy::EventOf(Var::E);
 const TEST_E: SigTy = SigTy::Fn(&[E], &BOOL);
+const DURATION: SigTy = SigTy::Named("duration");
 const PRODUCTS: SigTy = SigTy::List(&SigTy::Named("Product"));
 
 builtins! {
@@ -282,6 +283,19 @@ builtins! {
         "When this customer will likely order the product again: their last order of it plus their own average gap between orders of it, \
          else the product's average reorder gap, else its category's; none when they never ordered it or no gap is known. \
          `next_order_at(\"beans-1kg\")`";
+    // This customer's events within a window, for segments over behaviour.
+    AnyEventWithin = 30, "any_event_within"(kind: EVENT_E, within: DURATION, test: TEST_E) -> BOOL,
+        "Whether this customer sent an event of that kind, passing the test, within that long before now (and since the flow instance started, in a flow). \
+         `any_event_within(order_completed, 90d, o => true)`";
+    CountEventsWithin = 31, "count_events_within"(kind: EVENT_E, within: DURATION, test: TEST_E) -> INT,
+        "How many events of that kind, passing the test, this customer sent within that long before now (and since the flow instance started, in a flow). \
+         `count_events_within(product_viewed, 30d, v => v.category == \"Shoes\") >= 3`";
+    SumEventsWithin = 32, "sum_events_within"(kind: EVENT_E, within: DURATION, f: SigTy::Fn(&[E], &N)) -> N,
+        "The total of the function over this customer's events of that kind within that long before now (and since the flow instance started, in a flow); zero for none. \
+         `sum_events_within(order_completed, 365d, o => o.total) >= $500`";
+    LastEventWithin = 33, "last_event_within"(kind: EVENT_E, within: DURATION) -> SigTy::Optional(&E),
+        "The latest event of that kind from this customer within that long before now (and since the flow instance started, in a flow), or none. \
+         `last_event_within(product_viewed, 7d)?.category`";
 }
 
 // Row `i` of the table is the builtin with id `i`, so `Builtin::def` is an index.
@@ -332,6 +346,18 @@ impl Builtin {
         self.def().doc
     }
 
+    /// Whether it reads this customer's events within a window before now:
+    /// its second argument, a duration, is on the stack when it is called.
+    pub fn windowed(self) -> bool {
+        matches!(
+            self,
+            Builtin::AnyEventWithin
+                | Builtin::CountEventsWithin
+                | Builtin::SumEventsWithin
+                | Builtin::LastEventWithin
+        )
+    }
+
     /// Whether its result depends on more than its arguments: the clock,
     /// the recipient (zone, language) or their events. A top-level `let`
     /// that calls one is computed again at each use, never kept.
@@ -346,7 +372,11 @@ impl Builtin {
             | B::LastEvent
             | B::Recommend
             | B::RecommendExcluding
-            | B::NextOrderAt => true,
+            | B::NextOrderAt
+            | B::AnyEventWithin
+            | B::CountEventsWithin
+            | B::SumEventsWithin
+            | B::LastEventWithin => true,
             B::Any
             | B::All
             | B::First

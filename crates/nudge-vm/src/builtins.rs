@@ -139,7 +139,7 @@ impl Vm<'_> {
     }
 
     /// What entry `builtin` of the bundle's builtin list is bound to.
-    fn callee(&self, builtin: u16) -> Result<Callee, VmError> {
+    pub(crate) fn callee(&self, builtin: u16) -> Result<Callee, VmError> {
         match self.callees.get(usize::from(builtin)) {
             Some(Ok(c)) => Ok(*c),
             Some(Err(name)) => Err(bad(format!("unknown builtin `{name}`"))),
@@ -182,7 +182,9 @@ impl Vm<'_> {
         }
     }
 
-    /// Calls an event builtin over this customer's events of `event` since the instance started.
+    /// Calls an event builtin over this customer's events of `event` since
+    /// the instance started and, for a windowed one, within `window`
+    /// seconds before now.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn call_event(
         &self,
@@ -190,6 +192,7 @@ impl Vm<'_> {
         builtin: u16,
         event: u32,
         block: Option<u32>,
+        window: Option<i64>,
         locals: &mut Vec<Value>,
         scope: &Scope,
         host: &mut dyn Host,
@@ -197,10 +200,19 @@ impl Vm<'_> {
         let Callee::Std(b) = self.callee(builtin)? else {
             return Err(bad(format!("builtin {builtin} is not an event builtin")));
         };
+        let since = match window {
+            Some(w) if w < 0 => return Err(bad(format!("`{b}` over a negative window"))),
+            Some(w) => host
+                .now()
+                .checked_sub(w)
+                .and_then(|s| s.checked_mul(1000))
+                .map_or(scope.since, |from| from.max(scope.since)),
+            None => scope.since,
+        };
         // The host is borrowed while it lists events, and the test lambda needs
         // it mutably, so collect first (records are shared, so this is cheap).
         let mut events = Vec::new();
-        host.for_each_event(event, scope.since, &mut |e| {
+        host.for_each_event(event, since, &mut |e| {
             events.push(e.clone());
             true
         });
@@ -236,7 +248,7 @@ impl Vm<'_> {
         let is_event = matches!(
             b,
             Builtin::AnyEvent | Builtin::CountEvents | Builtin::LastEvent
-        );
+        ) || b.windowed();
         if is_event != events {
             return Err(bad(format!(
                 "`{name}` called {} `call_event`",
@@ -269,7 +281,7 @@ impl Vm<'_> {
             }
         };
         match b {
-            Builtin::Any | Builtin::AnyEvent => {
+            Builtin::Any | Builtin::AnyEvent | Builtin::AnyEventWithin => {
                 arity(1)?;
                 for it in want_list(&args[0])? {
                     if test(it, locals)? {
@@ -287,7 +299,7 @@ impl Vm<'_> {
                 }
                 Ok(Value::Bool(true))
             }
-            Builtin::Count | Builtin::CountEvents => {
+            Builtin::Count | Builtin::CountEvents | Builtin::CountEventsWithin => {
                 arity(1)?;
                 let mut n: i64 = 0;
                 for it in want_list(&args[0])? {
@@ -306,7 +318,7 @@ impl Vm<'_> {
                 }
                 Ok(Value::None)
             }
-            Builtin::LastEvent => {
+            Builtin::LastEvent | Builtin::LastEventWithin => {
                 arity(1)?;
                 let mut last = Value::None;
                 for it in want_list(&args[0])? {
@@ -326,7 +338,7 @@ impl Vm<'_> {
                 }
                 Ok(Value::List(out.into()))
             }
-            Builtin::Map | Builtin::Sum => {
+            Builtin::Map | Builtin::Sum | Builtin::SumEventsWithin => {
                 arity(1)?;
                 let block = lambda.ok_or_else(|| bad(format!("`{name}` without its function")))?;
                 let items = want_list(&args[0])?;

@@ -399,7 +399,18 @@ impl<'b> Vm<'b> {
                 event,
                 block,
             } => {
-                let v = self.call_event(unit, *builtin, *event, *block, locals, scope, host)?;
+                // A windowed builtin's window is its one value argument.
+                let windowed = matches!(self.callee(*builtin)?, crate::builtins::Callee::Std(b) if b.windowed());
+                let window = if windowed {
+                    match pop(stack)? {
+                        Value::Duration(d) => Some(d),
+                        other => return Err(bad(format!("a window of {other}, not a duration"))),
+                    }
+                } else {
+                    None
+                };
+                let v =
+                    self.call_event(unit, *builtin, *event, *block, window, locals, scope, host)?;
                 stack.push(v);
             }
             Instr::Jump(t) => *pc = *t as usize,

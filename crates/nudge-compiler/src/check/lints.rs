@@ -122,7 +122,7 @@ pub(crate) fn time_lints(program: &tir::Program) -> Vec<Diagnostic> {
                 FileSpan::new(flow.file, at),
                 format!("segment `{name}` can change with time alone, and `trigger entering` cannot tell when"),
             )
-            .with_primary_label("its condition reads `now()` in a way whose changes cannot be computed ahead")
+            .with_primary_label("its condition reads the clock (`now()`, or events within a window) in a way whose changes cannot be computed ahead")
             .with_help("write the time condition as a comparison of `now()` with a time (`days_between(profile.last_order_at ?? now(), now()) >= 60`, `now() >= 2026-12-01T00:00:00Z`) or of `date_of(now())` with a date, which the runtime follows; or use a schedule (`trigger every saturday at 09:00 local for SEGMENT`) or a date trigger"),
         );
     }
