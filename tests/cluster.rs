@@ -10,22 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    WRITE_KEY, basic_auth, command_text, copy_example, http_agent, nudge, s, segment_library,
-    start_server_with,
+    WRITE_KEY, basic_auth, cluster_services_unreachable, command_text, copy_example, http_agent,
+    nudge, s, segment_library, start_server_with, trial_cluster, write_cluster,
 };
 use nudge_cluster::Settings;
 use nudge_cluster::log::{Log, Stored};
-
-/// Why the local services cannot be reached, if they cannot.
-fn unreachable() -> Option<String> {
-    for (port, name) in [(5432, "PostgreSQL"), (4222, "NATS")] {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-            return Some(format!("{name} does not answer on 127.0.0.1:{port}"));
-        }
-    }
-    None
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -49,32 +38,13 @@ impl Drop for Project {
 
 fn project(test: &str, partitions: u32) -> Project {
     let (tmp, dir) = copy_example("cart_recovery");
-    let unique = format!("e{}_{test}", std::process::id());
-    let mut settings = Settings::new(
-        "nats://127.0.0.1:4222",
-        "host=127.0.0.1 port=5432 user=postgres dbname=test",
-    );
-    settings.schema = unique.clone();
-    settings.prefix = unique;
-    settings.partitions = partitions;
+    let settings = trial_cluster(&format!("e{}_{test}", std::process::id()), partitions);
     write_cluster(&dir, &settings);
     Project {
         _tmp: tmp,
         dir,
         settings,
     }
-}
-
-/// Appends (or rewrites) `[cluster]` in the project's nudge.toml.
-fn write_cluster(dir: &Path, c: &Settings) {
-    let manifest = dir.join("nudge.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
-    let kept = text.split("\n[cluster]").next().unwrap_or_default();
-    let section = format!(
-        "\n[cluster]\nnats = \"{}\"\npostgres = \"{}\"\nschema = \"{}\"\nprefix = \"{}\"\npartitions = {}\n",
-        c.nats, c.postgres, c.schema, c.prefix, c.partitions
-    );
-    std::fs::write(&manifest, format!("{}{section}", kept.trim_end())).unwrap();
 }
 
 fn stored(settings: &Settings) -> Vec<Stored> {
@@ -98,7 +68,7 @@ fn post(base: &str, path: &str, body: &str, auth: &str) -> (u16, serde_json::Val
 
 #[test]
 fn init_records_the_partition_count_and_refuses_another() {
-    if let Some(why) = unreachable() {
+    if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }
@@ -128,7 +98,7 @@ fn init_records_the_partition_count_and_refuses_another() {
 
 #[test]
 fn an_ingest_node_answers_as_serve_and_after_the_log_has_the_calls() {
-    if let Some(why) = unreachable() {
+    if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }
@@ -196,7 +166,7 @@ fn an_ingest_node_answers_as_serve_and_after_the_log_has_the_calls() {
 
 #[test]
 fn segments_python_library_talks_to_an_ingest_node() {
-    if let Some(why) = unreachable() {
+    if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }
@@ -270,7 +240,7 @@ impl Drop for Killed {
 
 #[test]
 fn a_worker_on_the_wall_clock_sends_what_an_ingest_node_took_in() {
-    if let Some(why) = unreachable() {
+    if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }

@@ -12,18 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{command_text, copy_example, nudge, s};
+use common::{
+    cluster_services_unreachable, command_text, copy_example, nudge, s, trial_cluster,
+    write_cluster,
+};
 use nudge_cluster::{Ingest, Settings};
-
-fn unreachable() -> Option<String> {
-    for (port, name) in [(5432, "PostgreSQL"), (4222, "NATS")] {
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-            return Some(format!("{name} does not answer on 127.0.0.1:{port}"));
-        }
-    }
-    None
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -148,33 +141,13 @@ async fn joined_across_partitions(settings: &Settings) -> Vec<String> {
 
 #[test]
 fn workers_killed_at_random_moments_send_what_one_node_sends() {
-    if let Some(why) = unreachable() {
+    if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }
     let (_tmp, dir) = copy_example("cart_recovery");
-    let unique = format!("w{}_diff", std::process::id());
-    let mut settings = Settings::new(
-        "nats://127.0.0.1:4222",
-        "host=127.0.0.1 port=5432 user=postgres dbname=test",
-    );
-    settings.schema = unique.clone();
-    settings.prefix = unique;
-    settings.partitions = 16;
-    let manifest = dir.join("nudge.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(
-        &manifest,
-        format!(
-            "{}\n[cluster]\nnats = \"{}\"\npostgres = \"{}\"\nschema = \"{}\"\nprefix = \"{}\"\npartitions = 16\n",
-            text.trim_end(),
-            settings.nats,
-            settings.postgres,
-            settings.schema,
-            settings.prefix
-        ),
-    )
-    .unwrap();
+    let settings = trial_cluster(&format!("w{}_diff", std::process::id()), 16);
+    write_cluster(&dir, &settings);
     let mut trial = Trial {
         settings: settings.clone(),
         workers: Vec::new(),

@@ -510,3 +510,40 @@ pub fn command_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Why the local PostgreSQL and NATS the cluster tests need cannot be
+/// reached, if they cannot.
+pub fn cluster_services_unreachable() -> Option<String> {
+    for (port, name) in [(5432, "PostgreSQL"), (4222, "NATS")] {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_err() {
+            return Some(format!("{name} does not answer on 127.0.0.1:{port}"));
+        }
+    }
+    None
+}
+
+/// Cluster settings of a test's own: the local services, a schema and a
+/// stream prefix named `unique`, and `partitions`.
+pub fn trial_cluster(unique: &str, partitions: u32) -> nudge_cluster::Settings {
+    let mut settings = nudge_cluster::Settings::new(
+        "nats://127.0.0.1:4222",
+        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+    );
+    settings.schema = unique.to_string();
+    settings.prefix = unique.to_string();
+    settings.partitions = partitions;
+    settings
+}
+
+/// Appends (or rewrites) `[cluster]` in the project's nudge.toml.
+pub fn write_cluster(dir: &Path, c: &nudge_cluster::Settings) {
+    let manifest = dir.join("nudge.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let kept = text.split("\n[cluster]").next().unwrap_or_default();
+    let section = format!(
+        "\n[cluster]\nnats = \"{}\"\npostgres = \"{}\"\nschema = \"{}\"\nprefix = \"{}\"\npartitions = {}\n",
+        c.nats, c.postgres, c.schema, c.prefix, c.partitions
+    );
+    std::fs::write(&manifest, format!("{}{section}", kept.trim_end())).unwrap();
+}
