@@ -137,15 +137,20 @@ fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
     }
 }
 
-#[test]
-fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
-    let (bundle, _) = example("cart_recovery");
+/// 4,000 generated calls, one in twenty broken.
+fn generated_stream() -> String {
     let mut config = nudge_gen::GenConfig::new(4_000);
     config.bad_rate = 0.05;
     config.seed = 11;
     let mut out = Vec::new();
     nudge_gen::generate(&config, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
+    let (bundle, _) = example("cart_recovery");
+    let text = generated_stream();
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
     let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
@@ -156,12 +161,7 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
 #[test]
 fn a_generated_stream_goes_on_after_several_restores() {
     let (bundle, _) = example("cart_recovery");
-    let mut config = nudge_gen::GenConfig::new(4_000);
-    config.bad_rate = 0.05;
-    config.seed = 11;
-    let mut out = Vec::new();
-    nudge_gen::generate(&config, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let text = generated_stream();
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
     assert_restores(
