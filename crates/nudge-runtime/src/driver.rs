@@ -169,6 +169,18 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.hand_over();
     }
 
+    /// Takes in a customer handed over by another engine (see
+    /// [`Machine::take_in`]) and hands over the effects of joining it.
+    pub fn take_in(
+        &mut self,
+        bytes: &[u8],
+        arena: &'b Bundles,
+    ) -> Result<(), crate::engine::checkpoint::CheckpointError> {
+        let taken = self.machine.take_in(bytes, arena);
+        self.hand_over();
+        taken
+    }
+
     /// Deploys a new release (see [`Machine::deploy`]) and hands over its effects.
     pub fn deploy(
         &mut self,

@@ -19,6 +19,7 @@ pub mod checkpoint;
 mod customer;
 mod deploy;
 mod evolve;
+mod handoff;
 mod input;
 mod instance;
 pub(crate) mod marks;
@@ -58,6 +59,7 @@ use crate::timers::{Timers, Wake};
 pub use customer::{Customer, Seen, Traits};
 pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChanges, StepReport};
 pub use evolve::Bundles;
+pub use handoff::HANDOFF_FORMAT;
 pub use instance::{Instance, Version, Waiting};
 pub use view::{ProfileView, json_of};
 
@@ -1456,6 +1458,12 @@ impl<'b> Machine<'b> {
         let Some(other) = self.customers.remove(&absorbed.0) else {
             return;
         };
+        self.merge_customer(kept, other);
+    }
+
+    /// Folds `other` (taken out of the table, its instances still naming
+    /// it) into customer `kept`, and re-checks what the join can change.
+    fn merge_customer(&mut self, kept: CustomerId, other: Customer) {
         self.ensure_customer(kept.0);
         let absorbed_key = other.key.clone();
         let key = self.identities.display_id(kept);

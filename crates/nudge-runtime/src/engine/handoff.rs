@@ -1,0 +1,297 @@
+//! One customer's state taken out of one engine and put into another: how
+//! a cluster moves a customer absorbed by a merge to the partition of the
+//! customer it joins, so that one engine holds the whole person.
+//!
+//! A handoff carries the customer (profile, history, sends, flow memory,
+//! goal watches), its live instances, and what their numbers mean in the
+//! giving engine: flow and message keys by name, releases by their bundle.
+//! The taking engine renumbers all of it in its own terms (keys, release
+//! numbers, instance slots and generations, event arrival numbers) and sets
+//! the timers again from the instances' and triggers' own state, so the
+//! two engines need not share any numbering, only the code.
+//!
+//! Taking a customer in does not join it to anyone: the call that joined
+//! the two (applied next, in the taking engine) does that, exactly as a
+//! single engine joins two customers it holds, with every re-check of
+//! exits, waits and goals.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nudge_bytecode::Bundle;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::CheckpointError;
+use super::customer::Customer;
+use super::instance::{Instance, Waiting};
+use super::{Bundles, Machine, intern};
+use crate::identity::{CustomerId, Identity, Join};
+
+/// The layout version of a handoff's bytes.
+pub const HANDOFF_FORMAT: u32 = 1;
+
+/// One customer's state as it travels (see the module documentation).
+#[derive(Serialize, Deserialize)]
+struct Handoff {
+    format: u32,
+    /// The customer's identities, the one it is shown by first.
+    identities: Vec<Identity>,
+    /// The customer, its keys in the giver's numbering.
+    customer: Customer,
+    /// The giver's flow names by key.
+    flow_names: Vec<Arc<str>>,
+    /// The giver's message names by key.
+    message_names: Vec<Arc<str>>,
+    /// The bundles of the giver's releases its instances and goal watches
+    /// run, by the giver's release number.
+    releases: Vec<(u32, Vec<u8>)>,
+    /// Its live instances.
+    instances: Vec<Instance>,
+}
+
+fn decode_err(e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Decode(format!("a customer handed over: {e}"))
+}
+
+impl<'b> Machine<'b> {
+    /// Takes the customer who holds any of `ids` out of this engine and
+    /// returns its state as bytes for [`Machine::take_in`]; `None` when no
+    /// customer holds them. The customer's identities stay in the graph
+    /// (their calls go elsewhere from now on), its timers lapse.
+    pub fn hand_off(&mut self, ids: &[Identity]) -> Result<Option<Vec<u8>>, CheckpointError> {
+        let Some(c) = ids
+            .iter()
+            .filter_map(|id| self.identities.customer_of(id))
+            .map(|c| c.0)
+            .find(|c| self.customers.contains_key(c))
+        else {
+            return Ok(None);
+        };
+        let display = self.identities.display_id(CustomerId(c));
+        let mut identities: Vec<Identity> = ids
+            .iter()
+            .filter(|id| self.identities.customer_of(id) == Some(CustomerId(c)))
+            .cloned()
+            .collect();
+        // The identity it is shown by first: the taker shows it alike.
+        identities.sort_by_key(|id| match id {
+            Identity::User(_) => 0,
+            Identity::Anonymous(s) | Identity::Email(s) if *s == display => 1,
+            _ => 2,
+        });
+        let Some(mut customer) = self.customers.remove(&c) else {
+            return Ok(None);
+        };
+        let mut instances = Vec::new();
+        for id in customer.instances.iter().collect::<Vec<_>>() {
+            if let Some(inst) = self.instances.take(id) {
+                self.free.push(id);
+                instances.push(inst);
+            }
+        }
+        customer.instances = Default::default();
+        let mut used: Vec<u32> = instances.iter().map(|i| i.release).collect();
+        used.extend(customer.rare().goals.iter().map(|g| g.release));
+        used.sort_unstable();
+        used.dedup();
+        let releases = used
+            .into_iter()
+            .filter_map(|r| {
+                let release = self.releases.get(r as usize)?;
+                Some((r, release.bundle.encode()))
+            })
+            .collect();
+        let handoff = Handoff {
+            format: HANDOFF_FORMAT,
+            identities,
+            customer,
+            flow_names: self.flow_names.clone(),
+            message_names: self.message_names.clone(),
+            releases,
+            instances,
+        };
+        postcard::to_allocvec(&handoff)
+            .map(Some)
+            .map_err(|e| CheckpointError::Decode(e.to_string()))
+    }
+
+    /// Puts a customer given by [`Machine::hand_off`] (of an engine running
+    /// the same code) into this engine, in this engine's numbering, and
+    /// sets its timers again. A release its instances run that this engine
+    /// does not have is decoded into `arena` and kept as an older release.
+    /// When some of its identities are known here already (a call for it
+    /// that overtook the handoff), it joins that customer. On error the
+    /// engine is unchanged.
+    pub fn take_in(&mut self, bytes: &[u8], arena: &'b Bundles) -> Result<(), CheckpointError> {
+        let format: u32 = postcard::take_from_bytes(bytes)
+            .map(|(f, _)| f)
+            .map_err(decode_err)?;
+        if format != HANDOFF_FORMAT {
+            return Err(CheckpointError::Format { found: format });
+        }
+        let h: Handoff = postcard::from_bytes(bytes).map_err(decode_err)?;
+        let Some((first, others)) = h.identities.split_first() else {
+            return Err(decode_err("it names no identity"));
+        };
+        // Releases first: the only step that can fail.
+        let mut bundles: Vec<(u32, Option<Bundle>)> = Vec::new();
+        for (r, encoded) in &h.releases {
+            let known = self
+                .releases
+                .iter()
+                .any(|mine| mine.bundle.encode() == *encoded);
+            let bundle = if known {
+                None
+            } else {
+                Some(Bundle::decode(encoded).map_err(|e| CheckpointError::Bundle(e.to_string()))?)
+            };
+            bundles.push((*r, bundle));
+        }
+        for inst in &h.instances {
+            if !h.releases.iter().any(|(r, _)| *r == inst.release) {
+                return Err(decode_err("an instance runs a release it does not carry"));
+            }
+        }
+        // Nothing fails from here on.
+        let mut release_of: HashMap<u32, u32> = HashMap::new();
+        for ((r, encoded), (_, bundle)) in h.releases.iter().zip(bundles) {
+            let mine = match bundle {
+                None => self
+                    .releases
+                    .iter()
+                    .position(|mine| mine.bundle.encode() == *encoded)
+                    .map_or(self.current(), |p| p as u32),
+                Some(b) => self.adopt_older_release(arena.alloc(b)),
+            };
+            release_of.insert(*r, mine);
+        }
+        let flow_key = |m: &mut Self, k: u32| -> u32 {
+            match h.flow_names.get(k as usize) {
+                Some(name) => intern(&mut m.flow_names, &mut m.flow_keys, name),
+                None => k,
+            }
+        };
+        let message_key = |m: &mut Self, k: u32| -> u32 {
+            match h.message_names.get(k as usize) {
+                Some(name) => intern(&mut m.message_names, &mut m.message_keys, name),
+                None => k,
+            }
+        };
+        let mut customer = h.customer;
+        for mem in &mut customer.flows {
+            mem.key = flow_key(self, mem.key);
+        }
+        for s in &mut customer.sends {
+            s.flow = flow_key(self, s.flow);
+            s.message = message_key(self, s.message);
+        }
+        if let Some(rare) = customer.rare_if() {
+            for g in &mut rare.goals {
+                g.release = release_of.get(&g.release).copied().unwrap_or(g.release);
+            }
+        }
+        // Arrival numbers are this engine's: renumbered in order, so the
+        // history keeps its order and instances still know their trigger.
+        let mut seq_of: HashMap<u64, u64> = HashMap::new();
+        for e in &mut customer.events {
+            self.seq += 1;
+            seq_of.insert(e.seq, self.seq);
+            e.seq = self.seq;
+        }
+        self.newest_changed();
+
+        // Its identities: the first names the customer's node here.
+        let mut root = self.identities.customer(first.clone());
+        for id in others {
+            match self.identities.join(first.clone(), id.clone()) {
+                Join::Same(c) => root = c,
+                Join::Merged { kept, absorbed } => {
+                    self.merge(kept, absorbed);
+                    root = kept;
+                }
+                Join::Refused { .. } => {}
+            }
+        }
+        let c = root.0;
+        let mut slots = Vec::with_capacity(h.instances.len());
+        for mut inst in h.instances {
+            inst.release = release_of
+                .get(&inst.release)
+                .copied()
+                .unwrap_or(inst.release);
+            inst.customer = c;
+            inst.trigger_seq = seq_of.get(&inst.trigger_seq).copied().unwrap_or(0);
+            let state = inst.state();
+            let id = self.alloc(inst);
+            customer.instances.push(id);
+            slots.push((id, state));
+        }
+        let keys: Vec<u32> = customer.flows.iter().map(|m| m.key).collect();
+        if self.customers.contains_key(&c) {
+            // Known here already: one person, joined as any two are.
+            self.merge_customer(root, customer);
+        } else {
+            customer.key = self.identities.display_id(root);
+            self.customers.insert(c, customer);
+            self.rearm_joined(c, &keys);
+            self.arm_schedules(c);
+        }
+        for (id, state) in slots {
+            let due = match &state {
+                Waiting::Running => self.now,
+                Waiting::Sleep { until } | Waiting::Send { until, .. } => *until,
+                Waiting::Event { deadline, .. } => *deadline,
+            };
+            self.park(id, state, due);
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Keeps `bundle` as a release older than the newest, for instances
+    /// handed over from an engine that still runs it; returns its number.
+    fn adopt_older_release(&mut self, bundle: &'b Bundle) -> u32 {
+        for flow in &bundle.flows {
+            if let Some(g) = &flow.goal {
+                self.goal_events.insert(g.rule.event);
+            }
+        }
+        self.keep_from.clear();
+        self.remembered.extend(bundle.retention.read());
+        self.forever.extend(bundle.retention.forever());
+        self.cap_window = self
+            .cap_window
+            .max(crate::millis::ms(bundle.retention.sends));
+        let mut release = self.release_of(bundle);
+        // Only the newest release starts instances.
+        release.triggered_by.clear();
+        let newest = self.current();
+        self.releases.insert(newest as usize, release);
+        // What named the newest release names it at its new place.
+        for id in 0..self.instances.len() as u32 {
+            if self.instances.get(id).is_some_and(|i| i.release == newest)
+                && let Some(inst) = self.instances.get_mut(id)
+            {
+                inst.release = newest + 1;
+            }
+        }
+        let watching: Vec<u32> = self
+            .customers
+            .iter()
+            .filter(|(_, c)| c.rare().goals.iter().any(|g| g.release == newest))
+            .map(|(n, _)| n)
+            .collect();
+        for n in watching {
+            if let Some(rare) = self.customers.get_mut(&n).and_then(|c| c.rare_if()) {
+                for g in &mut rare.goals {
+                    if g.release == newest {
+                        g.release = newest + 1;
+                    }
+                }
+            }
+        }
+        self.releases_changed = true;
+        self.newest_changed();
+        newest
+    }
+}
