@@ -25,6 +25,22 @@ impl Kind {
         self as i16
     }
 
+    /// The kind's name in a merge record: `user`, `anonymous` or `email`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::User => "user",
+            Kind::Anonymous => "anonymous",
+            Kind::Email => "email",
+        }
+    }
+
+    /// The kind named `name` in a merge record, if any.
+    pub fn of_name(name: &str) -> Option<Kind> {
+        [Kind::User, Kind::Anonymous, Kind::Email]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+
     /// The kind stored as `code`, if any.
     pub fn of_code(code: i16) -> Option<Kind> {
         match code {
@@ -49,6 +65,8 @@ pub struct Identifiers {
     pub email: Option<String>,
     /// `messageId`.
     pub message_id: Option<String>,
+    /// When the call happened, as the engine reads it (ms since the epoch).
+    pub at: Option<i64>,
 }
 
 impl Identifiers {
@@ -86,6 +104,7 @@ pub fn identifiers(line: &str) -> Result<Identifiers, String> {
                     .map(|e| e.trim().to_lowercase())
                     .filter(|e| !e.is_empty()),
                 message_id: call.message_id.map(str::to_string),
+                at: Some(call.at),
             };
             if ids.primary().is_none() {
                 return Err("the call names no customer: no `userId` or `anonymousId`".into());

@@ -96,17 +96,34 @@ impl Ingest {
             self.stage.resolve(calls).await?
         };
         let mut out = Vec::with_capacity(routable.len() + dead.len() + resolved.merges.len());
-        // A merge record first: the absorbed partition learns of the merge
-        // no later than the kept one sees the call that made it.
-        out.extend(resolved.merges.iter().cloned().map(Outgoing::Merge));
-        for ((line, message_id), route) in
-            routable.into_iter().zip(message_ids).zip(&resolved.routes)
+        let merge_of = |absorbed: i64| resolved.merges.iter().find(|m| m.absorbed == absorbed);
+        for (i, ((line, message_id), route)) in routable
+            .into_iter()
+            .zip(message_ids)
+            .zip(&resolved.routes)
+            .enumerate()
         {
+            // The merge record just before the call that made it: the
+            // absorbed partition has applied every call before the join
+            // when it hands the customer over, and none after.
+            let mut absorbs = Vec::new();
+            for &(call, absorbed) in &resolved.joins {
+                if call != i {
+                    continue;
+                }
+                if let Some(m) = merge_of(absorbed) {
+                    out.push(Outgoing::Merge(m.clone()));
+                    if m.absorbed_partition != m.kept_partition {
+                        absorbs.push(absorbed);
+                    }
+                }
+            }
             out.push(Outgoing::Call {
                 partition: route.partition,
                 customer: route.customer,
                 message_id,
                 line,
+                absorbs,
             });
         }
         let (n_calls, n_dead) = (resolved.routes.len(), dead.len());

@@ -56,7 +56,10 @@ fn ddl(s: &Settings) -> String {
              at timestamptz NOT NULL,
              message_id text,
              published boolean NOT NULL DEFAULT false);
-         CREATE INDEX IF NOT EXISTS merges_unpublished ON {merges} (at) WHERE NOT published;",
+         CREATE INDEX IF NOT EXISTS merges_unpublished ON {merges} (at) WHERE NOT published;
+         ALTER TABLE {merges} ADD COLUMN IF NOT EXISTS call_at bigint;
+         ALTER TABLE {merges} ADD COLUMN IF NOT EXISTS kinds smallint[];
+         ALTER TABLE {merges} ADD COLUMN IF NOT EXISTS ids text[];",
         schema = s.schema,
         cluster = t("cluster"),
         ids = t("customer_ids"),

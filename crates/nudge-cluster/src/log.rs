@@ -32,6 +32,9 @@ pub enum Outgoing {
         message_id: Option<String>,
         /// The call as a JSON line.
         line: String,
+        /// Customers of other partitions this call joins to its customer
+        /// (`Nudge-Absorbs`): their state must be taken in before it applies.
+        absorbs: Vec<i64>,
     },
     /// A merge record for the absorbed customer's partition.
     Merge(Merge),
@@ -69,21 +72,35 @@ struct MergeRecord<'a> {
     /// RFC 3339, UTC, to the millisecond.
     at: String,
     message_id: Option<&'a str>,
+    /// When the joining call happened, RFC 3339, UTC, to the millisecond.
+    call_at: Option<String>,
+    /// The absorbed customer's identifiers: `[kind, value]` pairs.
+    identities: Vec<(&'static str, &'a str)>,
+}
+
+/// An instant as the log writes it: RFC 3339, UTC, to the millisecond.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The body of a merge record.
 pub fn merge_record(m: &Merge) -> String {
-    let at = chrono::DateTime::from_timestamp_millis(m.at)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     serde_json::to_string(&MergeRecord {
         kind: "merge",
         kept: m.kept,
         absorbed: m.absorbed,
         kept_partition: m.kept_partition,
         absorbed_partition: m.absorbed_partition,
-        at,
+        at: rfc3339(m.at),
         message_id: m.message_id.as_deref(),
+        call_at: m.call_at.map(rfc3339),
+        identities: m
+            .identities
+            .iter()
+            .map(|(k, v)| (k.name(), v.as_str()))
+            .collect(),
     })
     .unwrap_or_default()
 }
@@ -237,11 +254,16 @@ impl Log {
                 customer,
                 message_id,
                 line,
+                absorbs,
             } => {
                 let mut p = Publish::build()
                     .payload(Bytes::copy_from_slice(line.as_bytes()))
                     .header("Nudge-Kind", "call")
                     .header("Nudge-Customer", customer.to_string().as_str());
+                if !absorbs.is_empty() {
+                    let list: Vec<String> = absorbs.iter().map(i64::to_string).collect();
+                    p = p.header("Nudge-Absorbs", list.join(",").as_str());
+                }
                 if let Some(id) = message_id.as_deref().filter(|id| header_safe(id)) {
                     p = p.message_id(id);
                 }

@@ -44,11 +44,13 @@ pub struct Route {
 /// Two known customers found to be one person.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Merge {
-    /// The customer that remains.
+    /// The customer the joining call goes to, which takes its state in
+    /// (a later call of the same batch may absorb that one in turn).
     pub kept: i64,
-    /// The customer folded into `kept`; calls for it go to `kept` from now on.
+    /// The customer folded into `kept`; calls for it go to the customer
+    /// that remains from now on.
     pub absorbed: i64,
-    /// `kept`'s partition.
+    /// `kept`'s partition, where the joining call goes.
     pub kept_partition: u32,
     /// `absorbed`'s partition, which is told of the merge.
     pub absorbed_partition: u32,
@@ -56,6 +58,13 @@ pub struct Merge {
     pub at: i64,
     /// The `messageId` of the call that joined them, if it had one.
     pub message_id: Option<String>,
+    /// The time of the call that joined them (ms since the epoch, as the
+    /// engine reads it), when known: the absorbed partition's clock goes
+    /// there before it hands the customer over.
+    pub call_at: Option<i64>,
+    /// The absorbed customer's identifiers before the merge: the absorbed
+    /// partition's engine finds the customer by them.
+    pub identities: Vec<(Kind, String)>,
 }
 
 /// What a batch of calls came to.
@@ -65,6 +74,11 @@ pub struct Resolved {
     pub routes: Vec<Route>,
     /// The merges the batch made, by absorbed customer.
     pub merges: Vec<Merge>,
+    /// The call that made each merge: its place in `routes`, and the
+    /// customer it absorbed. The merge record goes to the log just before
+    /// the call; when the partitions differ, the kept partition takes the
+    /// absorbed customer's state in before it applies the call.
+    pub joins: Vec<(usize, i64)>,
 }
 
 /// The identity stage of one ingest node: a few PostgreSQL connections,
@@ -196,12 +210,26 @@ async fn work(
         for job in jobs {
             let n = job.calls.len();
             let share = match &result {
-                Ok(all) => Ok(Resolved {
-                    routes: all.routes.get(at..at + n).unwrap_or_default().to_vec(),
-                    // Every request that took part publishes the merges: the
-                    // log drops the repeats by their id.
-                    merges: all.merges.clone(),
-                }),
+                Ok(all) => {
+                    // Each request publishes the merges its own calls made,
+                    // each just before its call.
+                    let joins: Vec<(usize, i64)> = all
+                        .joins
+                        .iter()
+                        .filter(|(i, _)| (at..at + n).contains(i))
+                        .map(|&(i, absorbed)| (i - at, absorbed))
+                        .collect();
+                    Ok(Resolved {
+                        routes: all.routes.get(at..at + n).unwrap_or_default().to_vec(),
+                        merges: all
+                            .merges
+                            .iter()
+                            .filter(|m| joins.iter().any(|(_, a)| *a == m.absorbed))
+                            .cloned()
+                            .collect(),
+                        joins,
+                    })
+                }
                 Err(e) => Err(e.clone()),
             };
             at += n;
@@ -289,9 +317,11 @@ struct Graph<'s> {
     /// Identifiers new in this batch, in the order they were met.
     new_ids: Vec<(Kind, String)>,
     next_new: i64,
-    /// Merges of known customers: absorbed → the customer that took it in,
-    /// with the `messageId` of the call that joined them.
-    absorbed: BTreeMap<i64, Option<String>>,
+    /// Merges of known customers: absorbed → the place in the batch of
+    /// the call that joined them.
+    absorbed: BTreeMap<i64, usize>,
+    /// The place in the batch of the call being observed.
+    call: usize,
 }
 
 impl Graph<'_> {
@@ -316,6 +346,20 @@ impl Graph<'_> {
                     user,
                     parent: None,
                 });
+            }
+        }
+    }
+
+    /// Whether customer `c` is `ancestor` or was joined into it, directly
+    /// or through others, in this batch.
+    fn descends(&self, mut c: i64, ancestor: i64) -> bool {
+        loop {
+            if c == ancestor {
+                return true;
+            }
+            match self.customers.get(&c).and_then(|x| x.parent) {
+                Some(p) => c = p,
+                None => return false,
             }
         }
     }
@@ -359,7 +403,7 @@ impl Graph<'_> {
     /// Joins identifier `(kind, value)` to customer `to`: a new identifier
     /// simply becomes one of `to`'s (the engine makes it a customer of its
     /// own and merges it at once; no user id can refuse that).
-    fn join(&mut self, to: i64, kind: Kind, value: &str, message_id: Option<&str>) {
+    fn join(&mut self, to: i64, kind: Kind, value: &str) {
         let Some(other) = self.known(kind, value) else {
             self.ids.insert((kind, value.to_string()), to);
             self.new_ids.push((kind, value.to_string()));
@@ -401,8 +445,7 @@ impl Graph<'_> {
             c.user = ua.or(ub);
         }
         if absorbed > 0 {
-            self.absorbed
-                .insert(absorbed, message_id.map(str::to_string));
+            self.absorbed.insert(absorbed, self.call);
         }
     }
 
@@ -412,9 +455,8 @@ impl Graph<'_> {
             return;
         };
         let primary = self.customer(kind, value);
-        let m = call.message_id.as_deref();
         if let (Some(_), Some(a)) = (&call.user_id, &call.anonymous_id) {
-            self.join(primary, Kind::Anonymous, a, m);
+            self.join(primary, Kind::Anonymous, a);
         }
         if let Some(p) = &call.previous_id {
             // The previous id may be a user id or a device id.
@@ -423,10 +465,10 @@ impl Graph<'_> {
             } else {
                 Kind::Anonymous
             };
-            self.join(primary, kind, p, m);
+            self.join(primary, kind, p);
         }
         if let Some(e) = &call.email {
-            self.join(primary, Kind::Email, e, m);
+            self.join(primary, Kind::Email, e);
         }
     }
 }
@@ -472,6 +514,7 @@ async fn attempt_once(
         new_ids: Vec::new(),
         next_new: 0,
         absorbed: BTreeMap::new(),
+        call: 0,
     };
     // Customers absorbed by a merge, and the customer each went to:
     // identifiers point at the absorbed customer until they are moved, and
@@ -534,8 +577,18 @@ async fn attempt_once(
         return Err(Failure::Retry);
     }
 
-    for call in calls {
+    // Each call's customer as it stood when the call came: a known
+    // customer absorbed by a later call of the batch still gets the calls
+    // before that one, in its own partition, as one engine would apply
+    // them before the join.
+    let mut then = Vec::with_capacity(calls.len());
+    for (i, call) in calls.iter().enumerate() {
+        graph.call = i;
         graph.observe(call);
+        then.push(
+            call.primary()
+                .and_then(|(kind, value)| graph.known(kind, value)),
+        );
     }
 
     // New customers that remain get their table ids.
@@ -570,18 +623,23 @@ async fn attempt_once(
     let partition = |g: &Graph<'_>, c: i64| g.customers.get(&g.root(c)).map_or(0, |x| x.partition);
 
     let mut routes = Vec::with_capacity(calls.len());
-    for call in calls {
-        let Some((kind, value)) = call.primary() else {
-            routes.push(Route {
+    for c in then {
+        routes.push(match c {
+            None => Route {
                 customer: 0,
                 partition: 0,
-            });
-            continue;
-        };
-        let c = graph.known(kind, value).unwrap_or(0);
-        routes.push(Route {
-            customer: final_id(&graph, c),
-            partition: partition(&graph, c),
+            },
+            // A known customer: its state is in its partition.
+            Some(c) if c > 0 => Route {
+                customer: c,
+                partition: graph.customers.get(&c).map_or(0, |x| x.partition),
+            },
+            // A customer new in this batch has no state anywhere yet: its
+            // calls go where it ends up, whose engine joins what they name.
+            Some(c) => Route {
+                customer: final_id(&graph, c),
+                partition: partition(&graph, c),
+            },
         });
     }
 
@@ -600,7 +658,7 @@ async fn attempt_once(
     if changed.is_empty() && graph.new_ids.is_empty() {
         return Ok(Resolved {
             routes,
-            merges: Vec::new(),
+            ..Resolved::default()
         });
     }
 
@@ -698,53 +756,114 @@ async fn attempt_once(
         }
     }
     let mut merges = Vec::new();
+    let mut joins = Vec::new();
     if !graph.absorbed.is_empty() {
-        let (mut gone, mut kept, mut gone_parts, mut kept_parts, mut msgs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (&absorbed, message_id) in &graph.absorbed {
-            let k = graph.root(absorbed);
+        let gone: Vec<i64> = graph.absorbed.keys().copied().collect();
+        let kept: Vec<i64> = gone.iter().map(|&a| graph.root(a)).collect();
+        let params: [&(dyn ToSql + Sync); 2] = [&gone, &kept];
+        let moved = tx
+            .query(
+                &format!(
+                    "UPDATE {} i SET customer = m.kept
+                     FROM unnest($1::int8[], $2::int8[]) AS m(absorbed, kept)
+                     WHERE i.customer = m.absorbed
+                     RETURNING m.absorbed, i.kind, i.value",
+                    settings.table("identities")
+                ),
+                &params,
+            )
+            .await
+            .map_err(fatal("moving identifiers"))?;
+        let mut identities: HashMap<i64, Vec<(Kind, String)>> = HashMap::new();
+        for row in moved {
+            if let Some(kind) = Kind::of_code(row.get(1)) {
+                identities
+                    .entry(row.get(0))
+                    .or_default()
+                    .push((kind, row.get(2)));
+            }
+        }
+        for (&absorbed, &call) in &graph.absorbed {
+            let joining = calls.get(call);
+            // The customer the joining call goes to takes it in: the one
+            // it joined then (a later call of the batch may join that one
+            // to another in turn, which then takes it in whole).
+            let Some(&Route {
+                customer: k,
+                partition: kept_partition,
+            }) = routes.get(call)
+            else {
+                continue;
+            };
+            // Its identifiers, with those of customers it took in earlier
+            // in this batch (its partition's engine holds them as one) and
+            // those it gained in this batch (written to the last customer
+            // kept, but applied in its partition).
+            let mut ids: Vec<(Kind, String)> = identities
+                .iter()
+                .filter(|(other, _)| graph.descends(**other, absorbed))
+                .flat_map(|(_, ids)| ids.iter().cloned())
+                .collect();
+            ids.extend(
+                graph
+                    .new_ids
+                    .iter()
+                    .filter(|id| {
+                        graph
+                            .ids
+                            .get(*id)
+                            .is_some_and(|&owner| graph.descends(owner, absorbed))
+                    })
+                    .cloned(),
+            );
+            ids.sort();
+            ids.dedup();
             let merge = Merge {
                 kept: k,
                 absorbed,
-                kept_partition: partition(&graph, k),
+                kept_partition,
                 absorbed_partition: graph.customers.get(&absorbed).map_or(0, |c| c.partition),
                 at: now,
-                message_id: message_id.clone(),
+                message_id: joining.and_then(|c| c.message_id.clone()),
+                call_at: joining.and_then(|c| c.at),
+                identities: ids,
             };
-            gone.push(absorbed);
-            kept.push(k);
-            gone_parts.push(merge.absorbed_partition as i32);
-            kept_parts.push(merge.kept_partition as i32);
-            msgs.push(message_id.clone());
+            let (kinds, values): (Vec<i16>, Vec<&str>) = merge
+                .identities
+                .iter()
+                .map(|(k, v)| (k.code(), v.as_str()))
+                .unzip();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (absorbed, kept, absorbed_partition, kept_partition, at,
+                         message_id, call_at, kinds, ids)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    settings.table("merges")
+                ),
+                &[
+                    &absorbed,
+                    &k,
+                    &(merge.absorbed_partition as i32),
+                    &(merge.kept_partition as i32),
+                    &at,
+                    &merge.message_id,
+                    &merge.call_at,
+                    &kinds,
+                    &values,
+                ],
+            )
+            .await
+            .map_err(fatal("recording merges"))?;
+            joins.push((call, absorbed));
             merges.push(merge);
         }
-        let params: [&(dyn ToSql + Sync); 2] = [&gone, &kept];
-        tx.execute(
-            &format!(
-                "UPDATE {} i SET customer = m.kept
-                 FROM unnest($1::int8[], $2::int8[]) AS m(absorbed, kept)
-                 WHERE i.customer = m.absorbed",
-                settings.table("identities")
-            ),
-            &params,
-        )
-        .await
-        .map_err(fatal("moving identifiers"))?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (absorbed, kept, absorbed_partition, kept_partition, at, message_id)
-                 SELECT a, k, ap, kp, $5, m
-                 FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::int4[], $6::text[])
-                   AS x(a, k, ap, kp, m)",
-                settings.table("merges")
-            ),
-            &[&gone, &kept, &gone_parts, &kept_parts, &at, &msgs],
-        )
-        .await
-        .map_err(fatal("recording merges"))?;
     }
     tx.commit().await.map_err(fatal("committing"))?;
-    Ok(Resolved { routes, merges })
+    Ok(Resolved {
+        routes,
+        merges,
+        joins,
+    })
 }
 
 /// Now, in milliseconds since the epoch.
@@ -786,7 +905,8 @@ pub async fn unpublished(
         .query(
             &format!(
                 "SELECT absorbed, kept, absorbed_partition, kept_partition,
-                        (extract(epoch FROM at) * 1000)::int8, message_id
+                        (extract(epoch FROM at) * 1000)::int8, message_id, call_at,
+                        coalesce(kinds, '{{}}'), coalesce(ids, '{{}}')
                  FROM {} WHERE NOT published AND at < $1 ORDER BY at LIMIT 1000",
                 settings.table("merges")
             ),
@@ -803,6 +923,13 @@ pub async fn unpublished(
             kept_partition: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
             at: r.get(4),
             message_id: r.get(5),
+            call_at: r.get(6),
+            identities: r
+                .get::<_, Vec<i16>>(7)
+                .into_iter()
+                .zip(r.get::<_, Vec<String>>(8))
+                .filter_map(|(k, v)| Some((Kind::of_code(k)?, v)))
+                .collect(),
         })
         .collect())
 }

@@ -495,10 +495,12 @@ async fn merges_within_one_batch_forward_to_the_last_kept_customer() {
         merges,
         [
             (b, a, Some(a), Some("c5".to_string())),
-            (c, a, Some(a), Some("c4".to_string()))
+            // c joined b, and b joined a: calls for c go straight to a.
+            (c, b, Some(a), Some("c4".to_string()))
         ]
     );
-    // Both calls of the request go to the customer that remains.
+    // Each call goes to its customer as it stood when the call came: the
+    // first to b (which takes c in), the second to a (which takes b in).
     let stored = ingest.log().messages().await.unwrap();
     let calls: Vec<_> = stored
         .iter()
@@ -507,11 +509,21 @@ async fn merges_within_one_batch_forward_to_the_last_kept_customer() {
         .map(|m| (m.customer, m.subject.clone()))
         .collect();
     let home = s.subject(partition_of(Kind::Anonymous, "dev-a", 8));
-    assert_eq!(calls, [(Some(a), home.clone()), (Some(a), home)]);
-    let told: Vec<_> = stored
+    let b_home = s.subject(partition_of(Kind::Anonymous, "dev-b", 8));
+    assert_eq!(calls, [(Some(b), b_home), (Some(a), home)]);
+    // Each merge record just before the call that made it.
+    let order: Vec<_> = stored
         .iter()
-        .filter(|m| m.kind == "merge")
-        .map(|m| m.customer)
+        .skip(3)
+        .map(|m| (m.kind.as_str(), m.customer))
         .collect();
-    assert_eq!(told, [Some(b), Some(c)]);
+    assert_eq!(
+        order,
+        [
+            ("merge", Some(c)),
+            ("call", Some(b)),
+            ("merge", Some(b)),
+            ("call", Some(a))
+        ]
+    );
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{postgres, trial};
 use nudge_bytecode::Bundle;
+use nudge_cluster::calls::{Kind, partition_of};
 use nudge_cluster::worker::{Clock, Code, Options, lease};
 use nudge_cluster::{Ingest, Settings, Worker};
 use nudge_host::durable::Bundles;
@@ -443,6 +444,7 @@ async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() 
         customer,
         message_id: Some(id.into()),
         line: common::track(id, Some("u-late"), None),
+        absorbs: Vec::new(),
     };
     // Customer 2 (partition 1) is absorbed into customer 1 (partition 0);
     // a node that read the graph before the merge still routes a call to 2.
@@ -455,6 +457,8 @@ async fn a_late_call_for_an_absorbed_customer_goes_to_the_kept_ones_partition() 
             absorbed_partition: 1,
             at: 1_700_000_000_000,
             message_id: Some("join".into()),
+            call_at: None,
+            identities: Vec::new(),
         }),
         call("late", 2, 1),
     ])
@@ -534,4 +538,147 @@ async fn a_stopped_worker_gives_every_lease_up_at_once() {
         .unwrap();
     next.step().await.unwrap();
     assert_eq!(next.partitions().len(), 8);
+}
+
+/// A device's cart and its sign-in, on two partitions, then a purchase.
+fn device_and_user(device: &str, user: &str, purchase: bool) -> Vec<String> {
+    let product = r#"[{"product_id":"p7","name":"Beans","price":32.0,"quantity":1,"category":"Coffee","url":"https://shop.example/p/beans"}]"#;
+    let mut lines = vec![
+        format!(
+            r#"{{"type":"identify","userId":"{user}","messageId":"h-1","timestamp":"2026-11-23T14:00:00Z","traits":{{"email":"ana@example.com","timezone":"UTC","consent":{{"email":true}}}}}}"#
+        ),
+        format!(
+            r#"{{"type":"identify","anonymousId":"{device}","messageId":"h-2","timestamp":"2026-11-23T14:05:00Z","traits":{{"email":"laptop@example.com","timezone":"UTC","consent":{{"email":true}}}}}}"#
+        ),
+        format!(
+            r#"{{"type":"track","event":"Checkout Started","anonymousId":"{device}","messageId":"h-3","timestamp":"2026-11-23T14:10:00Z","properties":{{"value":32.0,"products":{product}}}}}"#
+        ),
+        // Signing in on the laptop joins the device to the user.
+        format!(
+            r#"{{"type":"track","event":"Signed In","userId":"{user}","anonymousId":"{device}","messageId":"h-4","timestamp":"2026-11-23T14:20:00Z","properties":{{}}}}"#
+        ),
+    ];
+    if purchase {
+        lines.push(format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"{user}","messageId":"h-5","timestamp":"2026-11-23T14:40:00Z","properties":{{"order_id":"o1","total":32.0,"products":{product}}}}}"#
+        ));
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_on_one_partition_stops_a_reminder_whose_customer_lived_on_another() {
+    let Some(t) = trial("handoff", 8).await else {
+        return;
+    };
+    let user = "u-ana";
+    let device = (0..)
+        .map(|i| format!("laptop-{i}"))
+        .find(|d| partition_of(Kind::Anonymous, d, 8) != partition_of(Kind::User, user, 8))
+        .unwrap();
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    let lines = device_and_user(&device, user, true);
+    // One request per call, as a site's tracking sends them.
+    for l in &lines {
+        ingest.accept(vec![l.clone()], Vec::new()).await.unwrap();
+    }
+    let until = until_after(&lines, 3);
+    let mut w1 = Worker::connect(&t.settings, options("h1", Some(until)), code, None)
+        .await
+        .unwrap();
+    let mut w2 = Worker::connect(&t.settings, options("h2", Some(until)), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w1, &mut w2]).await;
+    // The device's reminder moved with it and stopped at the purchase, as
+    // on one node; nothing was sent.
+    let single = single_node(&project.bundle, &lines, until);
+    assert_eq!(single, BTreeMap::new());
+    assert_eq!(intents(&t.settings).await, single);
+    let (p1, p2) = (w1.progress(), w2.progress());
+    assert_eq!(p1.taken_in + p2.taken_in, 1, "{p1:?} {p2:?}");
+    // The handoff is recorded as taken, its state dropped.
+    let pg = postgres(&t.settings).await;
+    let row = pg
+        .query_one(
+            &format!(
+                "SELECT state IS NULL, taken_at IS NOT NULL FROM \"{}\".handoffs",
+                t.settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (true, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_joins_waits_for_the_customer_handed_over() {
+    let Some(t) = trial("handoff_wait", 2).await else {
+        return;
+    };
+    use nudge_cluster::log::Outgoing;
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    // No purchase: the reminders go out, from the partition the person
+    // lives on after the join, with the keys one node gives them.
+    let lines = device_and_user("laptop", "u-ben", false);
+    let call = |i: usize, customer: i64, partition: u32, absorbs: Vec<i64>| Outgoing::Call {
+        partition,
+        customer,
+        message_id: Some(format!("h-{}", i + 1)),
+        line: lines[i].clone(),
+        absorbs,
+    };
+    // The user is customer 1 on partition 0, the laptop customer 2 on
+    // partition 1; the joining call reaches partition 0 before partition 1
+    // has read the merge record (published late, as by a node's sweep).
+    log.publish(&[
+        call(0, 1, 0, vec![]),
+        call(1, 2, 1, vec![]),
+        call(2, 2, 1, vec![]),
+        call(3, 1, 0, vec![2]),
+    ])
+    .await
+    .unwrap();
+    let until = until_after(&lines, 3);
+    // Clocks stay at the calls' times until the merge record is in.
+    let mut w = Worker::connect(&t.settings, options("w1", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    let p = w.progress();
+    assert_eq!((p.held_back, p.taken_in, p.applied), (1, 0, 3), "{p:?}");
+    assert_eq!(intents(&t.settings).await, BTreeMap::new());
+    // A worker that stops while a call waits leaves it to the next one.
+    w.shutdown().await.unwrap();
+    drop(w);
+
+    log.publish(&[Outgoing::Merge(nudge_cluster::Merge {
+        kept: 1,
+        absorbed: 2,
+        kept_partition: 0,
+        absorbed_partition: 1,
+        at: 1_700_000_000_000,
+        message_id: Some("h-4".into()),
+        call_at: Some(1_795_443_600_000),
+        identities: vec![
+            (Kind::Anonymous, "laptop".into()),
+            (Kind::Email, "laptop@example.com".into()),
+        ],
+    })])
+    .await
+    .unwrap();
+    let mut w = Worker::connect(&t.settings, options("w2", Some(until)), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    let p = w.progress();
+    assert_eq!((p.held_back, p.taken_in, p.applied), (0, 1, 1), "{p:?}");
+    let single = single_node(&project.bundle, &lines, until);
+    assert!(!single.is_empty());
+    assert_eq!(intents(&t.settings).await, single);
 }

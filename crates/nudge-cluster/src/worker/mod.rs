@@ -9,19 +9,22 @@
 //! - [`rows`]: a partition's engine state as rows in PostgreSQL.
 //! - [`dispatch`]: delivering committed send intents.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use futures_util::StreamExt;
 use nudge_bytecode::Bundle;
 use nudge_host::durable::{self, Bundles, Captured, LedgerSink, Router};
 use nudge_runtime::engine::{Config, Engine, Sink};
+use nudge_runtime::identity::Identity;
 use nudge_runtime::record::{Membership, Record};
 use serde::Deserialize;
 use tokio_postgres::Client;
 
+use crate::calls::Kind;
 use crate::log::{Log, Outgoing};
 use crate::{ClusterError, Settings, connect_postgres};
 
@@ -102,6 +105,11 @@ pub struct Progress {
     pub forwarded: u64,
     /// Merge records read.
     pub merges: u64,
+    /// Customers handed over by another partition and taken in.
+    pub taken_in: u64,
+    /// Messages held back now (not a running total): behind a call that
+    /// waits for a customer another partition has not handed over yet.
+    pub held_back: u64,
     /// Messages at or below a partition's applied position, skipped.
     pub skipped: u64,
     /// Calls the engine refused (dead letters).
@@ -161,6 +169,12 @@ struct Held<'b> {
     forwards: HashMap<i64, (i64, u32)>,
     /// Whether `Clock::Calls`' `until` was reached and committed.
     finished: bool,
+    /// Messages fetched and not applied yet: the first is a call waiting
+    /// for a customer another partition has not handed over yet.
+    pending: VecDeque<Message>,
+    /// The highest stream sequence fetched: a held-back message delivered
+    /// again is not taken twice.
+    fetched: u64,
 }
 
 /// A merge record's body, as the ingest node writes it.
@@ -171,6 +185,55 @@ struct MergeRecord {
     absorbed: i64,
     kept_partition: u32,
     absorbed_partition: u32,
+    /// When the joining call happened (absent from records of older nodes).
+    #[serde(default)]
+    call_at: Option<String>,
+    /// The absorbed customer's identifiers, as `[kind, value]`.
+    #[serde(default)]
+    identities: Vec<(String, String)>,
+}
+
+impl MergeRecord {
+    /// When the joining call happened, in ms since the epoch.
+    fn call_at(&self) -> Option<i64> {
+        let t = chrono::DateTime::parse_from_rfc3339(self.call_at.as_deref()?).ok()?;
+        Some(t.timestamp_millis())
+    }
+
+    /// The absorbed customer's identifiers, as the engine names them.
+    fn identities(&self) -> Vec<Identity> {
+        self.identities
+            .iter()
+            .filter_map(|(kind, value)| {
+                Some(match Kind::of_name(kind)? {
+                    Kind::User => Identity::User(value.clone()),
+                    Kind::Anonymous => Identity::Anonymous(value.clone()),
+                    Kind::Email => Identity::email(value),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a batch moves between partitions, committed with it.
+#[derive(Default)]
+struct Moves {
+    /// Forwardings learnt: (absorbed, kept, kept's partition).
+    forwards: Vec<(i64, i64, u32)>,
+    /// Customers handed over to the kept customer's partition.
+    gives: Vec<Give>,
+    /// Absorbed customers whose handed-over state was taken in.
+    takes: Vec<i64>,
+}
+
+/// An absorbed customer's state, for the kept customer's partition.
+struct Give {
+    absorbed: i64,
+    kept: i64,
+    kept_partition: u32,
+    /// What [`nudge_runtime::engine::Machine::hand_off`] gave: `None` when
+    /// the engine held nothing of the customer.
+    state: Option<Vec<u8>>,
 }
 
 /// A partition worker.
@@ -316,6 +379,7 @@ impl<'b> Worker<'b> {
                 }
             }
         }
+        self.progress.held_back = self.held.values().map(|h| h.pending.len() as u64).sum();
         if self.options.dispatch
             && let Some(router) = self.router.as_mut()
         {
@@ -514,6 +578,8 @@ impl<'b> Worker<'b> {
                 .map(|(absorbed, kept, kp)| (absorbed, (kept, kp)))
                 .collect(),
             finished: false,
+            pending: VecDeque::new(),
+            fetched: stored.applied,
         })
     }
 
@@ -558,40 +624,56 @@ impl<'b> Worker<'b> {
 
     /// Applies what is waiting in one partition and commits it; moves the
     /// clock as [`Clock`] says. Returns whether anything was committed.
+    ///
+    /// A call that joins a customer of another partition waits, with every
+    /// message after it, until that partition has handed the customer over
+    /// (`handoffs`): the customer's state is taken in, then the call is
+    /// applied, as one engine holding both would apply it.
     async fn step_partition(&mut self, h: &mut Held<'b>) -> Result<bool, ClusterError> {
         let nats = |e: &dyn std::fmt::Display| ClusterError::nats("reading a partition", e);
-        // A consumer removed under a worker that lost its lease answers
-        // nothing: the fetch is bounded.
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
-            let mut messages = h
-                .consumer
-                .fetch()
-                .max_messages(self.options.batch.max(1))
-                .messages()
-                .await
-                .map_err(|e| nats(&e))?;
-            let mut batch = Vec::new();
-            while let Some(m) = messages.next().await {
-                batch.push(m.map_err(|e| nats(&e))?);
+        let mut batch: Vec<Message> = h.pending.drain(..).collect();
+        let room = self.options.batch.max(1).saturating_sub(batch.len());
+        if room > 0 {
+            // A consumer removed under a worker that lost its lease answers
+            // nothing: the fetch is bounded.
+            let fetched = tokio::time::timeout(FETCH_TIMEOUT, async {
+                let mut messages = h
+                    .consumer
+                    .fetch()
+                    .max_messages(room)
+                    .messages()
+                    .await
+                    .map_err(|e| nats(&e))?;
+                let mut got = Vec::new();
+                while let Some(m) = messages.next().await {
+                    got.push(m.map_err(|e| nats(&e))?);
+                }
+                Ok::<_, ClusterError>(got)
+            })
+            .await
+            .map_err(|_| ClusterError::nats("reading a partition", "no answer in time"))?;
+            for m in fetched? {
+                let seq = m.info().map_err(|e| nats(&e))?.stream_sequence;
+                // A message held back and delivered again meanwhile.
+                if seq > h.fetched || seq <= h.applied {
+                    h.fetched = h.fetched.max(seq);
+                    batch.push(m);
+                }
             }
-            Ok::<_, ClusterError>(batch)
-        })
-        .await
-        .map_err(|_| ClusterError::nats("reading a partition", "no answer in time"))?;
-        let batch = fetched?;
+        }
+        let mut moves = Moves::default();
         let mut forward = Vec::new();
-        let mut new_forwards = Vec::new();
         let mut last = None;
         let mut applied = 0u64;
         let mut dead = Vec::new();
-        for m in &batch {
+        let mut held_from = None;
+        for (i, m) in batch.iter().enumerate() {
             let seq = m.info().map_err(|e| nats(&e))?.stream_sequence;
             if seq <= h.applied {
                 // Committed before; its acknowledgement was lost.
                 self.progress.skipped += 1;
                 continue;
             }
-            last = Some(seq);
             let header = |name: &str| {
                 m.headers
                     .as_ref()
@@ -601,6 +683,9 @@ impl<'b> Worker<'b> {
             match header("Nudge-Kind").as_deref() {
                 Some("call") => {
                     let customer = header("Nudge-Customer").and_then(|c| c.parse::<i64>().ok());
+                    let absorbs: Vec<i64> = header("Nudge-Absorbs")
+                        .map(|l| l.split(',').filter_map(|a| a.trim().parse().ok()).collect())
+                        .unwrap_or_default();
                     if let Some(&(kept, kept_partition)) = customer.and_then(|c| h.forwards.get(&c))
                     {
                         let line = String::from_utf8_lossy(&m.payload).into_owned();
@@ -609,8 +694,27 @@ impl<'b> Worker<'b> {
                             customer: kept,
                             message_id: Some(format!("nudge-forward:{}:{seq}", h.lease.partition)),
                             line,
+                            absorbs,
                         });
                     } else {
+                        if !absorbs.is_empty() {
+                            let Some(states) = self.handed_over(&absorbs).await? else {
+                                held_from = Some(i);
+                                break;
+                            };
+                            for (absorbed, state) in states {
+                                if let Some(bytes) = state
+                                    && let Err(e) = h.engine.take_in(&bytes, self.code.bundles)
+                                {
+                                    eprintln!(
+                                        "error: partition {}: customer {absorbed} handed over cannot be taken in, and is lost: {e}",
+                                        h.lease.partition
+                                    );
+                                }
+                                moves.takes.push(absorbed);
+                                self.progress.taken_in += 1;
+                            }
+                        }
                         durable::apply_line(&mut h.engine, &m.payload, seq, &mut dead);
                         applied += 1;
                     }
@@ -622,35 +726,63 @@ impl<'b> Worker<'b> {
                         && r.kept_partition != h.lease.partition
                     {
                         h.forwards.insert(r.absorbed, (r.kept, r.kept_partition));
-                        new_forwards.push((r.absorbed, r.kept, r.kept_partition));
+                        moves.forwards.push((r.absorbed, r.kept, r.kept_partition));
+                        // The customer as one engine would have it when the
+                        // joining call came: its timers due before then fired.
+                        if let Some(t) = r.call_at()
+                            && t > h.engine.now()
+                        {
+                            h.engine.advance_before(t);
+                        }
+                        let state = h.engine.hand_off(&r.identities()).map_err(|e| {
+                            ClusterError::Engine {
+                                partition: h.lease.partition,
+                                reason: format!("handing customer {} over: {e}", r.absorbed),
+                            }
+                        })?;
+                        moves.gives.push(Give {
+                            absorbed: r.absorbed,
+                            kept: r.kept,
+                            kept_partition: r.kept_partition,
+                            state,
+                        });
                     }
                 }
                 _ => {}
             }
+            last = Some(seq);
         }
+        if let Some(i) = held_from {
+            h.pending.extend(batch.drain(i..));
+        }
+
         for d in &dead {
             eprintln!(
                 "warning: partition {}: message {} refused: {}",
                 h.lease.partition, d.line, d.reason
             );
         }
+        let idle = batch.is_empty() && h.pending.is_empty();
         match self.options.clock {
+            // While a call waits for a customer handed over, the clock
+            // waits too: no timer of the person fires before the join.
+            Clock::Wall if !h.pending.is_empty() => {}
             Clock::Wall => {
                 let now = now_ms();
                 if now > h.engine.now() {
                     h.engine.advance_through(now);
                 }
             }
-            Clock::Calls { until: Some(t) } if batch.is_empty() && !h.finished => {
+            Clock::Calls { until: Some(t) } if idle && !h.finished => {
                 h.engine.advance_through(t);
                 h.finished = true;
                 // The state reached is committed even without a send.
-                self.commit(h, None, &new_forwards).await?;
+                self.commit(h, None, &moves).await?;
                 return Ok(true);
             }
             Clock::Calls { .. } => {}
         }
-        if !batch.is_empty() {
+        if !idle {
             h.finished = false;
         }
         if last.is_none()
@@ -670,11 +802,12 @@ impl<'b> Worker<'b> {
             self.log.publish(&forward).await?;
             self.progress.forwarded += forward.len() as u64;
         }
-        self.commit(h, last, &new_forwards).await?;
+        self.commit(h, last, &moves).await?;
         self.progress.applied += applied;
         self.progress.refused += dead.len() as u64;
         if let Some(m) = batch.last() {
-            // Every message up to this one (the consumer acknowledges all).
+            // Every message up to this one (the consumer acknowledges all);
+            // messages held back are acknowledged once applied.
             if let Err(e) = m.ack().await {
                 eprintln!(
                     "warning: partition {}: acknowledging: {e}",
@@ -685,13 +818,42 @@ impl<'b> Worker<'b> {
         Ok(true)
     }
 
+    /// The states handed over for `absorbed` customers, once every one is
+    /// there: `None` for one already taken in. `None` while any is missing
+    /// (its partition has not reached the merge record yet).
+    async fn handed_over(
+        &self,
+        absorbed: &[i64],
+    ) -> Result<Option<Vec<(i64, Option<Vec<u8>>)>>, ClusterError> {
+        let rows = self
+            .pg
+            .query(
+                &format!(
+                    "SELECT absorbed, state, taken_at IS NOT NULL FROM {} WHERE absorbed = ANY($1)",
+                    self.settings.table("handoffs")
+                ),
+                &[&absorbed],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("reading handoffs", &e))?;
+        if rows.len() < absorbed.len() {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .filter(|r| !r.get::<_, bool>(2))
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+        ))
+    }
+
     /// Commits the engine's changes, the applied position and the send
     /// intents of partition `h` in one transaction, fenced by its lease.
     async fn commit(
         &mut self,
         h: &mut Held<'b>,
         applied: Option<u64>,
-        forwards: &[(i64, i64, u32)],
+        moves: &Moves,
     ) -> Result<(), ClusterError> {
         let engine_err = |e: String| ClusterError::Engine {
             partition: h.lease.partition,
@@ -725,7 +887,36 @@ impl<'b> Worker<'b> {
         )
         .await
         .map_err(|e| ClusterError::pg("writing the applied position", &e))?;
-        for (absorbed, kept, kept_partition) in forwards {
+        for g in &moves.gives {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (absorbed, kept, partition, kept_partition, state)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (absorbed) DO NOTHING",
+                    s.table("handoffs")
+                ),
+                &[
+                    &g.absorbed,
+                    &g.kept,
+                    &p,
+                    &(g.kept_partition as i32),
+                    &g.state,
+                ],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("writing a handoff", &e))?;
+        }
+        if !moves.takes.is_empty() {
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET taken_at = now(), state = NULL WHERE absorbed = ANY($1)",
+                    s.table("handoffs")
+                ),
+                &[&moves.takes],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("marking handoffs taken", &e))?;
+        }
+        for (absorbed, kept, kept_partition) in &moves.forwards {
             tx.execute(
                 &format!(
                     "INSERT INTO {} (absorbed, partition, kept, kept_partition)

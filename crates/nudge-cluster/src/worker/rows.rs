@@ -73,6 +73,14 @@ pub(crate) fn ddl(s: &Settings) -> String {
              partition integer NOT NULL,
              kept bigint NOT NULL,
              kept_partition integer NOT NULL);
+         CREATE TABLE IF NOT EXISTS {handoffs} (
+             absorbed bigint PRIMARY KEY,
+             kept bigint NOT NULL,
+             partition integer NOT NULL,
+             kept_partition integer NOT NULL,
+             state bytea,
+             made_at timestamptz NOT NULL DEFAULT now(),
+             taken_at timestamptz);
          CREATE TABLE IF NOT EXISTS {intents} (
              id bigserial PRIMARY KEY,
              key text NOT NULL UNIQUE,
@@ -110,6 +118,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
         message_ids = t("state_message_ids"),
         sent_keys = t("state_sent_keys"),
         forwards = t("forwards"),
+        handoffs = t("handoffs"),
         intents = t("send_intents"),
         trace = t("trace"),
         cluster = t("cluster"),

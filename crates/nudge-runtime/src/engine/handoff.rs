@@ -120,7 +120,8 @@ impl<'b> Machine<'b> {
     /// sets its timers again. A release its instances run that this engine
     /// does not have is decoded into `arena` and kept as an older release.
     /// When some of its identities are known here already (a call for it
-    /// that overtook the handoff), it joins that customer. On error the
+    /// that overtook the handoff), it joins that customer, unrecorded: one
+    /// engine would have held them as one. On error the
     /// engine is unchanged.
     pub fn take_in(&mut self, bytes: &[u8], arena: &'b Bundles) -> Result<(), CheckpointError> {
         let format: u32 = postcard::take_from_bytes(bytes)
@@ -206,7 +207,9 @@ impl<'b> Machine<'b> {
             match self.identities.join(first.clone(), id.clone()) {
                 Join::Same(c) => root = c,
                 Join::Merged { kept, absorbed } => {
-                    self.merge(kept, absorbed);
+                    if let Some(other) = self.customers.remove(&absorbed.0) {
+                        self.merge_customer(kept, other, false);
+                    }
                     root = kept;
                 }
                 Join::Refused { .. } => {}
@@ -228,8 +231,9 @@ impl<'b> Machine<'b> {
         }
         let keys: Vec<u32> = customer.flows.iter().map(|m| m.key).collect();
         if self.customers.contains_key(&c) {
-            // Known here already: one person, joined as any two are.
-            self.merge_customer(root, customer);
+            // Known here already (a call for it that overtook the
+            // handoff): the two parts come together.
+            self.merge_customer(root, customer, false);
         } else {
             customer.key = self.identities.display_id(root);
             self.customers.insert(c, customer);

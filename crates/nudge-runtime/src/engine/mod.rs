@@ -1458,12 +1458,15 @@ impl<'b> Machine<'b> {
         let Some(other) = self.customers.remove(&absorbed.0) else {
             return;
         };
-        self.merge_customer(kept, other);
+        self.merge_customer(kept, other, true);
     }
 
     /// Folds `other` (taken out of the table, its instances still naming
     /// it) into customer `kept`, and re-checks what the join can change.
-    fn merge_customer(&mut self, kept: CustomerId, other: Customer) {
+    /// `announce` records the join; parts of one customer that two engines
+    /// held apart (see `handoff`) come together without a record, as one
+    /// engine never had them apart.
+    fn merge_customer(&mut self, kept: CustomerId, other: Customer, announce: bool) {
         self.ensure_customer(kept.0);
         let absorbed_key = other.key.clone();
         let key = self.identities.display_id(kept);
@@ -1498,13 +1501,15 @@ impl<'b> Machine<'b> {
         cust.absorb(other, &self.traits);
         cust.key = key.clone();
         self.rearm_joined(kept.0, &both);
-        self.effects.push(Effect::Record(Record {
-            at: format_instant_ms(self.now),
-            customer: key,
-            what: What::Joined {
-                identities: vec![absorbed_key],
-            },
-        }));
+        if announce {
+            self.effects.push(Effect::Record(Record {
+                at: format_instant_ms(self.now),
+                customer: key,
+                what: What::Joined {
+                    identities: vec![absorbed_key],
+                },
+            }));
+        }
         self.dirty.push(kept.0);
         self.end_merged_duplicates(kept.0);
         self.arm_schedules(kept.0);
