@@ -97,6 +97,40 @@ fn init_records_the_partition_count_and_refuses_another() {
 }
 
 #[test]
+fn cluster_deploy_sends_the_project_to_every_partition() {
+    if let Some(why) = cluster_services_unreachable() {
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let p = project("deploy", 4);
+    let init = nudge(&["cluster", "init", s(&p.dir)]);
+    assert!(init.status.success(), "{}", command_text(&init));
+    let out = nudge(&["cluster", "deploy", s(&p.dir)]);
+    assert!(out.status.success(), "{}", command_text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.starts_with("deploy 1 (code "), "{said}");
+    assert!(said.contains("sent to 4 partitions"), "{said}");
+    let records: Vec<String> = stored(&p.settings)
+        .into_iter()
+        .filter(|m| m.kind == "deploy")
+        .map(|m| m.subject)
+        .collect();
+    let want: Vec<String> = (0..4).map(|n| p.settings.subject(n)).collect();
+    assert_eq!(records, want);
+    // A project that does not compile deploys nothing.
+    std::fs::write(p.dir.join("broken.flow"), "flow {").unwrap();
+    let out = nudge(&["cluster", "deploy", s(&p.dir)]);
+    assert!(!out.status.success(), "{}", command_text(&out));
+    assert_eq!(
+        stored(&p.settings)
+            .iter()
+            .filter(|m| m.kind == "deploy")
+            .count(),
+        4
+    );
+}
+
+#[test]
 fn an_ingest_node_answers_as_serve_and_after_the_log_has_the_calls() {
     if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");

@@ -3,6 +3,8 @@
 //! partition count; run again, it checks that nothing differs.
 //! `nudge cluster trace`: writes the decision trace the workers committed,
 //! for `nudge explain` and `nudge report`.
+//! `nudge cluster deploy`: compiles the project and deploys it to every
+//! partition through its log, once every partition's state can follow it.
 
 use std::path::PathBuf;
 
@@ -26,6 +28,16 @@ pub enum Action {
     /// Write the decision trace the workers committed, in time order, as
     /// `trace.jsonl` lines (for `nudge explain --trace` and `nudge report --trace`).
     Trace(TraceArgs),
+    /// Compile the project and deploy it to every partition through its
+    /// log, after trying it on every partition's committed state.
+    Deploy(DeployArgs),
+}
+
+/// Arguments of `nudge cluster deploy`.
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// The project to deploy, whose nudge.toml has `[cluster]`; the current directory by default.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Arguments of `nudge cluster trace`.
@@ -50,6 +62,46 @@ pub fn run(args: Args) -> Status {
     match args.action {
         Action::Init(args) => init(&args),
         Action::Trace(args) => trace(&args),
+        Action::Deploy(args) => deploy(&args),
+    }
+}
+
+fn deploy(args: &DeployArgs) -> Status {
+    let (group, root) = match super::one_project(&args.paths, "a cluster is deployed from") {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    let settings = match project_config(&root).and_then(|c| settings(&c)) {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    let bundle = match super::compile(&group) {
+        Ok(b) => b,
+        Err(status) => return status,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    match runtime.block_on(nudge_cluster::deploy::deploy(&settings, &bundle)) {
+        Ok(d) => {
+            println!(
+                "deploy {} (code {:016x}) sent to {} partitions through their logs; {} partitions' state checked",
+                d.seq, d.fingerprint as u64, d.partitions, d.checked
+            );
+            Status::Ok
+        }
+        Err(e @ nudge_cluster::ClusterError::Incompatible { .. }) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "help: change the project as each line says, or deploy once the instances named have finished; nothing was deployed"
+            );
+            Status::Problems
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Status::Failure
+        }
     }
 }
 

@@ -13,7 +13,11 @@
 //! 3. starts two workers on the wall clock with the default leases (4 s,
 //!    renewed every second), lets them share the partitions, drops one
 //!    without releasing (as a killed process), and times until the other
-//!    holds every partition.
+//!    holds every partition;
+//! 4. with one worker on the wall clock holding every partition, signs
+//!    devices in as known users (every other one across two partitions)
+//!    and times each joining call from its acknowledgement until its
+//!    `joined` decision is committed.
 //!
 //! Settings (environment variables):
 //!
@@ -22,6 +26,7 @@
 //! | `NUDGE_BENCH_EVENTS` | 100000 | events ingested |
 //! | `NUDGE_BENCH_PARTITIONS` | 64 | the cluster's partitions |
 //! | `NUDGE_BENCH_BATCH` | 1000 | calls per partition per commit |
+//! | `NUDGE_BENCH_MERGES` | 40 | merges timed, half across partitions |
 //! | `NUDGE_BENCH_NATS` | `nats://127.0.0.1:4222` | NATS |
 //! | `NUDGE_BENCH_POSTGRES` | `host=127.0.0.1 user=postgres dbname=test` | PostgreSQL |
 //!
@@ -186,6 +191,88 @@ fn main() {
         took
     });
 
+    // 4. Merge latency on the wall clock: a device signs in as a known
+    // user, on the same partition and across two, from the joining call's
+    // acknowledgement to the join committed in the trace.
+    let merges: usize = var("NUDGE_BENCH_MERGES", 40);
+    let (same, across) = rt.block_on(async {
+        let ingest = Ingest::connect(&settings).await.unwrap();
+        let mut w = Worker::connect(&settings, Options::new("bench-m"), code, None)
+            .await
+            .unwrap();
+        while w.partitions().len() < partitions as usize {
+            w.step().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (pg, conn) = tokio_postgres::connect(&settings.postgres, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let (mut same, mut across) = (Vec::new(), Vec::new());
+        for i in 0..merges {
+            use nudge_cluster::calls::{Kind, partition_of};
+            let cross = i % 2 == 1;
+            let user = format!("bench-user-{i}");
+            let home = partition_of(Kind::User, &user, partitions);
+            let device = (0..)
+                .map(|k| format!("bench-device-{i}-{k}"))
+                .find(|d| (partition_of(Kind::Anonymous, d, partitions) != home) == cross)
+                .unwrap();
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let call = |id: &str, who: &str| {
+                format!(
+                    r#"{{"type":"track","event":"Product Viewed","messageId":"{id}",{who},"timestamp":"{now}","properties":{{}}}}"#
+                )
+            };
+            ingest
+                .accept(
+                    vec![
+                        call(&format!("m{i}-u"), &format!(r#""userId":"{user}""#)),
+                        call(&format!("m{i}-d"), &format!(r#""anonymousId":"{device}""#)),
+                    ],
+                    Vec::new(),
+                )
+                .await
+                .unwrap();
+            while w.step().await.unwrap() {}
+            let join = call(
+                &format!("m{i}-j"),
+                &format!(r#""userId":"{user}","anonymousId":"{device}""#),
+            );
+            let started = Instant::now();
+            ingest.accept(vec![join], Vec::new()).await.unwrap();
+            let pattern = format!(r#"%"customer":"{user}","kind":"joined"%"#);
+            loop {
+                assert!(started.elapsed() < Duration::from_secs(30), "never joined");
+                w.step().await.unwrap();
+                let n: i64 = pg
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM \"{}\".trace WHERE line LIKE $1",
+                            settings.schema
+                        ),
+                        &[&pattern],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if n > 0 {
+                    break;
+                }
+            }
+            let took = started.elapsed();
+            if cross { across.push(took) } else { same.push(took) }
+        }
+        w.shutdown().await.unwrap();
+        (same, across)
+    });
+    let percentile = |v: &[Duration], p: f64| {
+        let mut v = v.to_vec();
+        v.sort();
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v.get(i).copied().unwrap_or_default().as_secs_f64() * 1000.0
+    };
+
     let per_s = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     println!(
         "events: {} lines, {partitions} partitions, batches of {batch}",
@@ -207,6 +294,19 @@ fn main() {
     println!(
         "failover (lease 4 s, renewed every 1 s): {:.2} s until the survivor held all {partitions} partitions",
         failover.as_secs_f64()
+    );
+    println!(
+        "merge, same partition ({} merges): p50 {:.1} ms, p99 {:.1} ms",
+        same.len(),
+        percentile(&same, 0.5),
+        percentile(&same, 0.99)
+    );
+    println!(
+        "merge across partitions, state handed over ({} merges): p50 {:.1} ms, p99 {:.1} ms ({:.2}x the same-partition p50)",
+        across.len(),
+        percentile(&across, 0.5),
+        percentile(&across, 0.99),
+        percentile(&across, 0.5) / percentile(&same, 0.5).max(f64::MIN_POSITIVE)
     );
     rt.block_on(nudge_cluster::init::destroy(&settings))
         .unwrap();

@@ -17,6 +17,7 @@
 //!   sends it makes.
 //! - [`trace`]: the decision trace the workers commit, read back in time
 //!   order.
+//! - [`deploy`]: new code for every partition, through the log.
 //!
 //! docs/cluster.md describes the architecture and what does not exist yet.
 
@@ -31,6 +32,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod calls;
+pub mod deploy;
 pub mod ingest;
 pub mod init;
 pub mod log;
@@ -211,6 +213,11 @@ pub enum ClusterError {
     },
     /// What was read could not be written out (the trace's file).
     Output(String),
+    /// New code that some partition's state cannot follow.
+    Incompatible {
+        /// Each problem, prefixed with its partition.
+        problems: Vec<String>,
+    },
 }
 
 impl fmt::Display for ClusterError {
@@ -241,6 +248,15 @@ impl fmt::Display for ClusterError {
                 write!(f, "partition {partition}: {reason}")
             }
             ClusterError::Output(reason) => write!(f, "writing the output: {reason}"),
+            ClusterError::Incompatible { problems } => {
+                f.write_str(
+                    "the code cannot be deployed: the state of some partitions cannot follow it",
+                )?;
+                for p in problems {
+                    write!(f, "\n  - {p}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `PREFIX.calls.N` is partition N's ordered log of calls and merge
 //! records, and `PREFIX.dead` for calls that name no customer.
 //!
-//! Every message carries `Nudge-Kind` (`call`, `merge` or `dead`); calls
+//! Every message carries `Nudge-Kind` (`call`, `merge`, `deploy` or `dead`); calls
 //! and merges carry `Nudge-Customer`, the canonical customer they are for.
 //! A call's `messageId` is its `Nats-Msg-Id`, so JetStream drops a repeat
 //! sent within the duplicate window; a merge's is `nudge-merge:ABSORBED`,
@@ -38,6 +38,14 @@ pub enum Outgoing {
     },
     /// A merge record for the absorbed customer's partition.
     Merge(Merge),
+    /// A deploy record: the partition's engine takes deploy `seq`'s code
+    /// (`deploys`) before the calls after it.
+    Deploy {
+        /// The partition told.
+        partition: u32,
+        /// The deploy's number.
+        seq: i64,
+    },
     /// A line that cannot be routed, with the reason; deduplicated by its
     /// `messageId` when one can be read from it (as `dead:ID`, apart from
     /// the calls' own ids).
@@ -276,6 +284,14 @@ impl Log {
                     .header("Nudge-Customer", merge.absorbed.to_string().as_str())
                     .message_id(format!("nudge-merge:{}", merge.absorbed));
                 (self.settings.subject(merge.absorbed_partition), p)
+            }
+            Outgoing::Deploy { partition, seq } => {
+                let p = Publish::build()
+                    .payload(Bytes::from(format!(r#"{{"type":"deploy","seq":{seq}}}"#)))
+                    .header("Nudge-Kind", "deploy")
+                    .header("Nudge-Deploy", seq.to_string().as_str())
+                    .message_id(format!("nudge-deploy:{seq}:{partition}"));
+                (self.settings.subject(*partition), p)
             }
             Outgoing::Dead { line, reason } => {
                 let reason: String = reason

@@ -682,3 +682,142 @@ async fn a_call_that_joins_waits_for_the_customer_handed_over() {
     assert!(!single.is_empty());
     assert_eq!(intents(&t.settings).await, single);
 }
+
+/// A small project whose welcome says `subject`, with a stored text trait
+/// (`plan`) of type `plan_type`.
+fn welcome(subject: &str, plan_type: &str) -> Project {
+    let source = format!(
+        r#"
+profile {{
+  plan: {plan_type}?
+}}
+message hello() {{
+  channel email
+  subject "{subject}"
+  body "Hi"
+}}
+flow welcome {{
+  trigger signed_up
+  send hello()
+}}
+"#
+    );
+    Project {
+        bundle: nudge_test_support::build(&[("welcome.flow", &source)]),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    }
+}
+
+fn signed_up(user: &str, at: &str) -> Vec<String> {
+    vec![
+        format!(
+            r#"{{"type":"identify","userId":"{user}","messageId":"{user}-i","timestamp":"{at}","traits":{{"email":"{user}@example.com","plan":"gold","consent":{{"email":true}}}}}}"#
+        ),
+        format!(
+            r#"{{"type":"track","event":"Signed Up","userId":"{user}","messageId":"{user}-s","timestamp":"{at}","properties":{{}}}}"#
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_reaches_every_partition_through_its_log() {
+    let Some(t) = trial("deploy", 4).await else {
+        return;
+    };
+    let (v1, v2) = (welcome("v1", "string"), welcome("v2", "string"));
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    let users: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    for u in &users {
+        ingest
+            .accept(signed_up(u, "2026-03-01T10:00:00Z"), Vec::new())
+            .await
+            .unwrap();
+    }
+    let mut w = Worker::connect(&t.settings, options("d1", None), v1.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+
+    // A type change the stored `plan` values cannot follow is refused,
+    // and nothing reaches the log.
+    let err = nudge_cluster::deploy::deploy(&t.settings, &welcome("v3", "int").bundle)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, nudge_cluster::ClusterError::Incompatible { problems } if !problems.is_empty()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("plan"), "{err}");
+    let before = nudge_cluster::log::Log::connect(&t.settings)
+        .await
+        .unwrap()
+        .messages()
+        .await
+        .unwrap()
+        .len();
+
+    let d = nudge_cluster::deploy::deploy(&t.settings, &v2.bundle)
+        .await
+        .unwrap();
+    assert_eq!((d.partitions, d.seq), (4, 1));
+    assert!(d.checked >= 1);
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    assert_eq!(log.messages().await.unwrap().len(), before + 4);
+    // Calls after the deploy, on every partition.
+    let later: Vec<String> = (0..8).map(|i| format!("e{i}")).collect();
+    for u in &later {
+        ingest
+            .accept(signed_up(u, "2026-03-01T11:00:00Z"), Vec::new())
+            .await
+            .unwrap();
+    }
+    // The worker was started with v1: the log, not its own code, decides.
+    settle(&mut [&mut w]).await;
+    assert_eq!(w.progress().deploys, 4);
+    let subjects: BTreeMap<String, String> = intents(&t.settings)
+        .await
+        .into_values()
+        .map(|m| {
+            (
+                m["customer"].as_str().unwrap().to_string(),
+                m["content"]["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for u in &users {
+        assert_eq!(subjects[u], "v1", "{u}");
+    }
+    for u in &later {
+        assert_eq!(subjects[u], "v2", "{u}");
+    }
+    // A worker started later with v1 takes the partitions over on v2.
+    w.shutdown().await.unwrap();
+    drop(w);
+    ingest
+        .accept(signed_up("f0", "2026-03-01T12:00:00Z"), Vec::new())
+        .await
+        .unwrap();
+    let mut w2 = Worker::connect(&t.settings, options("d2", None), v1.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w2]).await;
+    let last = intents(&t.settings)
+        .await
+        .into_values()
+        .find(|m| m["customer"] == "f0")
+        .unwrap();
+    assert_eq!(last["content"]["subject"], "v2");
+    let codes: Vec<i64> = postgres(&t.settings)
+        .await
+        .query(
+            &format!("SELECT code FROM \"{}\".partitions", t.settings.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(codes.iter().all(|c| *c == d.fingerprint), "{codes:?}");
+}

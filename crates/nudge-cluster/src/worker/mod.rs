@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tokio_postgres::Client;
 
 use crate::calls::Kind;
+use crate::deploy;
 use crate::log::{Log, Outgoing};
 use crate::{ClusterError, Settings, connect_postgres};
 
@@ -107,6 +108,8 @@ pub struct Progress {
     pub merges: u64,
     /// Customers handed over by another partition and taken in.
     pub taken_in: u64,
+    /// Deploy records that changed a partition's code.
+    pub deploys: u64,
     /// Messages held back now (not a running total): behind a call that
     /// waits for a customer another partition has not handed over yet.
     pub held_back: u64,
@@ -175,6 +178,8 @@ struct Held<'b> {
     /// The highest stream sequence fetched: a held-back message delivered
     /// again is not taken twice.
     fetched: u64,
+    /// The fingerprint of the code the partition's engine runs now.
+    code: i64,
 }
 
 /// A merge record's body, as the ingest node writes it.
@@ -253,6 +258,8 @@ pub struct Worker<'b> {
     router: Option<Router>,
     progress: Progress,
     balanced: Option<Instant>,
+    /// Bundles of deploys read from `deploys`, by number, with their fingerprint.
+    deployed: HashMap<i64, (&'b Bundle, i64)>,
 }
 
 impl Drop for Worker<'_> {
@@ -262,7 +269,8 @@ impl Drop for Worker<'_> {
 }
 
 /// FNV-1a of the code's portable bytes.
-fn fingerprint_of(bundle: &Bundle) -> i64 {
+/// The fingerprint of a bundle's code, as `partitions.code` records it.
+pub(crate) fn fingerprint_of(bundle: &Bundle) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in nudge_store::portable(bundle) {
         h ^= u64::from(b);
@@ -277,7 +285,8 @@ fn now_ms() -> i64 {
 
 /// Creates the workers' tables when missing (a cluster created before
 /// workers existed gets them here), under init's lock.
-async fn ensure_tables(client: &mut Client, s: &Settings) -> Result<(), ClusterError> {
+/// Creates the workers' tables where they are missing.
+pub(crate) async fn ensure_tables(client: &mut Client, s: &Settings) -> Result<(), ClusterError> {
     let tx = client
         .transaction()
         .await
@@ -331,6 +340,7 @@ impl<'b> Worker<'b> {
             router,
             progress: Progress::default(),
             balanced: None,
+            deployed: HashMap::new(),
         })
     }
 
@@ -555,14 +565,19 @@ impl<'b> Worker<'b> {
             partition: l.partition,
             reason: format!("{doing}: {e}"),
         };
+        let mut code = self.fingerprint;
         if let Some(rows) = stored.rows {
             engine
                 .restore_rows(rows, bundle, bundles)
                 .map_err(|e| engine_err("restoring its state", e.to_string()))?;
-            if stored.code != self.fingerprint {
+            code = stored.code;
+            // Once code is deployed through the log, the log says what each
+            // partition runs; before, a worker brings its own.
+            if stored.code != self.fingerprint && !deploy::any(&self.pg, &self.settings).await? {
                 engine
                     .deploy(bundle, bundles)
                     .map_err(|e| engine_err("deploying the current code", e.to_string()))?;
+                code = self.fingerprint;
             }
         }
         let consumer = self.consumer(l, stored.applied).await?;
@@ -580,6 +595,7 @@ impl<'b> Worker<'b> {
             finished: false,
             pending: VecDeque::new(),
             fetched: stored.applied,
+            code,
         })
     }
 
@@ -748,6 +764,23 @@ impl<'b> Worker<'b> {
                         });
                     }
                 }
+                Some("deploy") => {
+                    if let Some(n) = header("Nudge-Deploy").and_then(|n| n.parse::<i64>().ok()) {
+                        let (bundle, code) = self.deployed_bundle(n).await?;
+                        if code != h.code {
+                            match h.engine.deploy(bundle, self.code.bundles) {
+                                Ok(_) => {
+                                    h.code = code;
+                                    self.progress.deploys += 1;
+                                }
+                                Err(e) => eprintln!(
+                                    "error: partition {}: deploy {n} refused, the partition keeps its code: {e}",
+                                    h.lease.partition
+                                ),
+                            }
+                        }
+                    }
+                }
                 _ => {}
             }
             last = Some(seq);
@@ -818,6 +851,18 @@ impl<'b> Worker<'b> {
         Ok(true)
     }
 
+    /// Deploy `seq`'s bundle (kept for the worker's life) and fingerprint.
+    async fn deployed_bundle(&mut self, seq: i64) -> Result<(&'b Bundle, i64), ClusterError> {
+        if let Some(&found) = self.deployed.get(&seq) {
+            return Ok(found);
+        }
+        let (bundle, code) = deploy::bundle_of(&self.pg, &self.settings, seq).await?;
+        let bundles: &'b Bundles = self.code.bundles;
+        let bundle: &'b Bundle = bundles.alloc(bundle);
+        self.deployed.insert(seq, (bundle, code));
+        Ok((bundle, code))
+    }
+
     /// The states handed over for `absorbed` customers, once every one is
     /// there: `None` for one already taken in. `None` while any is missing
     /// (its partition has not reached the merge record yet).
@@ -883,7 +928,7 @@ impl<'b> Worker<'b> {
                      code = excluded.code, clock = excluded.clock, committed_at = now()",
                 s.table("partitions")
             ),
-            &[&p, &(position as i64), &self.fingerprint, &h.engine.now()],
+            &[&p, &(position as i64), &h.code, &h.engine.now()],
         )
         .await
         .map_err(|e| ClusterError::pg("writing the applied position", &e))?;

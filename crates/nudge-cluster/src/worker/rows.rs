@@ -81,6 +81,11 @@ pub(crate) fn ddl(s: &Settings) -> String {
              state bytea,
              made_at timestamptz NOT NULL DEFAULT now(),
              taken_at timestamptz);
+         CREATE TABLE IF NOT EXISTS {deploys} (
+             seq bigserial PRIMARY KEY,
+             fingerprint bigint NOT NULL,
+             bundle bytea NOT NULL,
+             deployed_at timestamptz NOT NULL DEFAULT now());
          CREATE TABLE IF NOT EXISTS {intents} (
              id bigserial PRIMARY KEY,
              key text NOT NULL UNIQUE,
@@ -119,6 +124,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
         sent_keys = t("state_sent_keys"),
         forwards = t("forwards"),
         handoffs = t("handoffs"),
+        deploys = t("deploys"),
         intents = t("send_intents"),
         trace = t("trace"),
         cluster = t("cluster"),

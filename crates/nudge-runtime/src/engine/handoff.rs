@@ -154,6 +154,7 @@ impl<'b> Machine<'b> {
             }
         }
         // Nothing fails from here on.
+        self.new_input();
         let mut release_of: HashMap<u32, u32> = HashMap::new();
         for ((r, encoded), (_, bundle)) in h.releases.iter().zip(bundles) {
             let mine = match bundle {
