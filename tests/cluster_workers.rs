@@ -281,26 +281,48 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
     assert_eq!(got, want);
 
     // The decision trace the workers committed: per customer, in order,
-    // exactly the records one node writes, but the delivery outcomes (the
-    // host's, which dispatch keeps in `send_intents`), including customers
-    // joined across partitions; not one record twice despite the kills.
+    // exactly the records one node writes, including customers joined
+    // across partitions, and a delivery record for each send (dispatch
+    // writes it as it settles the send); not one record twice despite the
+    // kills.
     let cluster_trace = dir.join("cluster-trace.jsonl");
     let out = nudge(&["cluster", "trace", s(&dir), "-o", s(&cluster_trace)]);
     assert!(out.status.success(), "{}", command_text(&out));
     let by_customer = |path: &Path| {
         let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+        let mut deliveries: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for line in std::fs::read_to_string(path).unwrap().lines() {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             let customer = r["customer"].as_str().unwrap_or_default().to_string();
             if r["kind"] == "delivery" {
+                deliveries.entry(customer).or_default().push(r.to_string());
                 continue;
             }
             out.entry(customer).or_default().push(r);
         }
-        out
+        for list in deliveries.values_mut() {
+            list.sort();
+        }
+        (out, deliveries)
     };
-    let (want_trace, got_trace) = (by_customer(&single_trace), by_customer(&cluster_trace));
+    let ((want_trace, want_deliveries), (got_trace, got_deliveries)) =
+        (by_customer(&single_trace), by_customer(&cluster_trace));
     assert!(want_trace.len() > 100, "{}", want_trace.len());
+    // One node in memory records no deliveries; the cluster's dispatch
+    // records one per send, each delivered once despite the kills.
+    assert!(want_deliveries.is_empty());
+    let mut delivered: Vec<String> = got_deliveries
+        .values()
+        .flatten()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(r["outcome"], "delivered", "{line}");
+            r["key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    delivered.sort();
+    let sent: Vec<String> = got.keys().cloned().collect();
+    assert_eq!(delivered, sent);
     let differ: Vec<&String> = want_trace
         .keys()
         .chain(got_trace.keys())

@@ -429,6 +429,27 @@ async fn dispatch_writes_each_send_once_to_the_outbox() {
         d1.progress().delivered + d2.progress().delivered,
         seen.len() as u64
     );
+    // One delivery record per send, in the trace the workers commit.
+    let mut recorded: Vec<String> = pg
+        .query(
+            &format!(
+                "SELECT line FROM \"{}\".trace WHERE line LIKE '%\"kind\":\"delivery\"%'",
+                t.settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let line: String = r.get(0);
+            let v: Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(v["outcome"], "delivered", "{line}");
+            v["key"].as_str().unwrap().to_string()
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded, seen.keys().cloned().collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

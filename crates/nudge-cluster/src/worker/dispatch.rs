@@ -64,7 +64,7 @@ pub async fn dispatch_once(
                      claimed_until = now() + $3::float8 * interval '1 millisecond',
                      attempts = i.attempts + 1
                  FROM due WHERE i.id = due.id
-                 RETURNING i.id, i.contents, due.status, i.attempts"
+                 RETURNING i.id, i.contents, due.status, i.attempts, i.partition"
             ),
             &[&id, &(limit as i64), &(claim_for.as_secs_f64() * 1000.0)],
         )
@@ -76,6 +76,7 @@ pub async fn dispatch_once(
     let mut ids = Vec::with_capacity(rows.len());
     let mut intents = Vec::with_capacity(rows.len());
     let mut attempts = Vec::with_capacity(rows.len());
+    let mut partitions = Vec::with_capacity(rows.len());
     let mut retaken = Vec::new();
     let mut broken = Vec::new();
     for r in rows {
@@ -89,6 +90,7 @@ pub async fn dispatch_once(
                 }
                 ids.push(row_id);
                 attempts.push(r.get::<_, i32>(3));
+                partitions.push(r.get::<_, i32>(4));
                 intents.push(Intent { message });
             }
             Err(e) => broken.push((row_id, format!("the stored message cannot be read: {e}"))),
@@ -128,17 +130,45 @@ pub async fn dispatch_once(
     let mut set_ids = Vec::new();
     let mut statuses = Vec::new();
     let mut outcomes: Vec<Option<String>> = Vec::new();
+    // The delivery records, as the single-node trace has them: one per
+    // send settled (delivered, found delivered, or given up).
+    let mut records: Vec<(i64, i32, String, String)> = Vec::new();
+    let mut record = |i: usize, mark: &Mark| {
+        let (Some(intent), Some(&p), Some(&row)) = (intents.get(i), partitions.get(i), ids.get(i))
+        else {
+            return;
+        };
+        let r = durable::delivery_record(router, intent, mark);
+        if let Ok(line) = serde_json::to_string(&r) {
+            records.push((row, p, r.at, line));
+        }
+    };
     for i in done {
         if let Some(&row) = ids.get(i) {
             set_ids.push(row);
             statuses.push("done".to_string());
             outcomes.push(Some("delivered (found in the outbox)".into()));
+            let key = intents
+                .get(i)
+                .map(|x| x.message.idempotency_key.clone())
+                .unwrap_or_default();
+            record(i, &Mark::Done { key, attempts: 1 });
         }
     }
     for (&i, mark) in todo.iter().zip(&marks) {
         let (Some(&row), Some(&tries)) = (ids.get(i), attempts.get(i)) else {
             continue;
         };
+        let again = matches!(
+            mark,
+            Mark::Failed {
+                retryable: true,
+                ..
+            }
+        ) && tries < MAX_ATTEMPTS;
+        if !again {
+            record(i, mark);
+        }
         set_ids.push(row);
         match mark {
             Mark::Done { .. } => {
@@ -146,11 +176,8 @@ pub async fn dispatch_once(
                 statuses.push("done".into());
                 outcomes.push(Some("delivered".into()));
             }
-            Mark::Failed {
-                reason, retryable, ..
-            } => {
+            Mark::Failed { reason, .. } => {
                 out.failed += 1;
-                let again = *retryable && tries < MAX_ATTEMPTS;
                 statuses.push(if again { "pending" } else { "failed" }.into());
                 outcomes.push(Some(reason.clone()));
             }
@@ -163,9 +190,13 @@ pub async fn dispatch_once(
         outcomes.push(Some(reason));
     }
     // A failure to retry waits a little longer after each attempt; a
-    // settled send drops its claim.
-    client
-        .execute(
+    // settled send drops its claim. Its delivery record goes with it.
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| ClusterError::pg("starting to record outcomes", &e))?;
+    let settled = tx
+        .query(
             &format!(
                 "UPDATE {t} i SET status = u.s, outcome = u.o,
                      claimed_by = CASE WHEN u.s = 'pending' THEN NULL ELSE i.claimed_by END,
@@ -173,10 +204,38 @@ pub async fn dispatch_once(
                          THEN now() + i.attempts * interval '2 seconds' ELSE NULL END,
                      settled_at = CASE WHEN u.s = 'pending' THEN NULL ELSE now() END
                  FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, s, o)
-                 WHERE i.id = u.id AND i.claimed_by = $4"
+                 WHERE i.id = u.id AND i.claimed_by = $4
+                 RETURNING i.id"
             ),
             &[&set_ids, &statuses, &outcomes, &id],
         )
+        .await
+        .map_err(|e| ClusterError::pg("recording delivery outcomes", &e))?;
+    // A claim taken over meanwhile (this dispatcher paused past it) was
+    // not ours to settle: its record is the new claimer's to write.
+    let settled: std::collections::HashSet<i64> = settled.iter().map(|r| r.get(0)).collect();
+    let (mut record_parts, mut record_ats, mut record_lines) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, p, at, line) in records {
+        if settled.contains(&row) {
+            record_parts.push(p);
+            record_ats.push(at);
+            record_lines.push(line);
+        }
+    }
+    if !record_lines.is_empty() {
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, at, line)
+                 SELECT p, a, l FROM unnest($1::int4[], $2::text[], $3::text[])
+                     WITH ORDINALITY AS u(p, a, l, n) ORDER BY n",
+                s.table("trace")
+            ),
+            &[&record_parts, &record_ats, &record_lines],
+        )
+        .await
+        .map_err(|e| ClusterError::pg("writing delivery records", &e))?;
+    }
+    tx.commit()
         .await
         .map_err(|e| ClusterError::pg("recording delivery outcomes", &e))?;
     Ok(out)
