@@ -117,6 +117,16 @@ fn cluster_deploy_sends_the_project_to_every_partition() {
         .collect();
     let want: Vec<String> = (0..4).map(|n| p.settings.subject(n)).collect();
     assert_eq!(records, want);
+    // Nothing ran yet: the feeds are written, empty.
+    let feeds = p.dir.join("feeds");
+    let out = nudge(&["cluster", "audiences", s(&p.dir), "-o", s(&feeds)]);
+    assert!(out.status.success(), "{}", command_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 membership changes of 0 audiences"),
+        "{}",
+        command_text(&out)
+    );
+    assert!(feeds.is_dir());
     // A project that does not compile deploys nothing.
     std::fs::write(p.dir.join("broken.flow"), "flow {").unwrap();
     let out = nudge(&["cluster", "deploy", s(&p.dir)]);

@@ -5,6 +5,8 @@
 //! for `nudge explain` and `nudge report`.
 //! `nudge cluster deploy`: compiles the project and deploys it to every
 //! partition through its log, once every partition's state can follow it.
+//! `nudge cluster audiences`: writes the audience feeds the workers
+//! committed, as a single node's `audiences/NAME.jsonl` files.
 
 use std::path::PathBuf;
 
@@ -31,6 +33,19 @@ pub enum Action {
     /// Compile the project and deploy it to every partition through its
     /// log, after trying it on every partition's committed state.
     Deploy(DeployArgs),
+    /// Write the audience feeds the workers committed, one
+    /// `NAME.jsonl` file per audience, as a single node writes them.
+    Audiences(AudiencesArgs),
+}
+
+/// Arguments of `nudge cluster audiences`.
+#[derive(clap::Args, Debug)]
+pub struct AudiencesArgs {
+    /// The project whose nudge.toml has `[cluster]`; the current directory by default.
+    pub paths: Vec<PathBuf>,
+    /// The folder to write them to; the project's `.nudge/audiences` by default.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// Arguments of `nudge cluster deploy`.
@@ -63,6 +78,39 @@ pub fn run(args: Args) -> Status {
         Action::Init(args) => init(&args),
         Action::Trace(args) => trace(&args),
         Action::Deploy(args) => deploy(&args),
+        Action::Audiences(args) => audiences(&args),
+    }
+}
+
+fn audiences(args: &AudiencesArgs) -> Status {
+    let (_, root) = match super::one_project(&args.paths, "a cluster is read from") {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    let settings = match project_config(&root).and_then(|c| settings(&c)) {
+        Ok(s) => s,
+        Err(status) => return status,
+    };
+    let dir = args
+        .output
+        .clone()
+        .unwrap_or_else(|| root.join(".nudge").join("audiences"));
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(status) => return status,
+    };
+    match runtime.block_on(nudge_cluster::trace::export_audiences(&settings, &dir)) {
+        Ok((files, lines)) => {
+            eprintln!(
+                "{lines} membership changes of {files} audiences written to {}",
+                dir.display()
+            );
+            Status::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Status::Failure
+        }
     }
 }
 

@@ -842,3 +842,70 @@ async fn a_deploy_reaches_every_partition_through_its_log() {
         .collect();
     assert!(codes.iter().all(|c| *c == d.fingerprint), "{codes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_changes_are_committed_and_read_back_as_feeds() {
+    let Some(t) = trial("audiences", 4).await else {
+        return;
+    };
+    let project = Project {
+        bundle: nudge_test_support::example_bundle("ad_retargeting"),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    };
+    let lines = example_lines("ad_retargeting");
+    let until = until_after(&lines, 20);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    for l in &lines {
+        ingest.accept(vec![l.clone()], Vec::new()).await.unwrap();
+    }
+    let mut w = Worker::connect(
+        &t.settings,
+        options("a1", Some(until)),
+        project.code(),
+        None,
+    )
+    .await
+    .unwrap();
+    settle(&mut [&mut w]).await;
+
+    // One engine over the same calls: its changes, per audience, in order.
+    let mut engine = Engine::new(
+        &project.bundle,
+        MemorySink::default(),
+        Config::default(),
+        i64::MIN,
+    );
+    for l in &lines {
+        let _ = nudge_runtime::ingest::apply_line(&mut engine, l);
+    }
+    engine.advance_through(until);
+    let mut want: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in engine.into_sink().memberships {
+        want.entry(nudge_runtime::output::audience_file(&m.audience))
+            .or_default()
+            .push(serde_json::to_string(&m).unwrap());
+    }
+    assert!(want.len() >= 2, "{want:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (files, written) = nudge_cluster::trace::export_audiences(&t.settings, dir.path())
+        .await
+        .unwrap();
+    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        got.insert(
+            name,
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        );
+    }
+    assert_eq!(files, want.len());
+    assert_eq!(written as usize, want.values().map(Vec::len).sum::<usize>());
+    assert_eq!(got, want);
+}

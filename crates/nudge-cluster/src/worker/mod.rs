@@ -132,13 +132,15 @@ pub struct Progress {
 }
 
 /// A sink for everything but sends: the decision trace's records, as the
-/// lines `trace.jsonl` holds, committed with the batch that made them
-/// (audience feeds are not kept yet); sends are captured by the
-/// [`LedgerSink`] in front of it.
+/// lines `trace.jsonl` holds, and the audience membership changes, as the
+/// lines of the audience feeds, both committed with the batch that made
+/// them; sends are captured by the [`LedgerSink`] in front of it.
 #[derive(Default)]
 pub struct Traced {
     /// Each record's instant and line, in the order they were made.
     lines: Vec<(String, String)>,
+    /// Each membership change's audience, instant and line, in order.
+    changes: Vec<(String, String, String)>,
 }
 
 impl Sink for Traced {
@@ -157,7 +159,12 @@ impl Sink for Traced {
         }
     }
 
-    fn membership(&mut self, _: Membership) {}
+    fn membership(&mut self, change: Membership) {
+        match serde_json::to_string(&change) {
+            Ok(line) => self.changes.push((change.audience, change.at, line)),
+            Err(e) => eprintln!("warning: an audience change could not be written: {e}"),
+        }
+    }
 }
 
 /// A partition this worker holds.
@@ -821,6 +828,7 @@ impl<'b> Worker<'b> {
         if last.is_none()
             && h.captured.is_empty()
             && h.engine.sink_mut().feeds_mut().lines.is_empty()
+            && h.engine.sink_mut().feeds_mut().changes.is_empty()
         {
             // Nothing new (a tick that sent and recorded nothing is redone
             // after a restart, to the same effect).
@@ -910,6 +918,7 @@ impl<'b> Worker<'b> {
             .map_err(|e| engine_err(e.to_string()))?;
         let sends = h.captured.take();
         let trace = std::mem::take(&mut h.engine.sink_mut().feeds_mut().lines);
+        let memberships = std::mem::take(&mut h.engine.sink_mut().feeds_mut().changes);
         let s = &*self.settings;
         let p = h.lease.partition as i32;
         let tx = self
@@ -1007,6 +1016,26 @@ impl<'b> Worker<'b> {
             )
             .await
             .map_err(|e| ClusterError::pg("writing the trace", &e))?;
+        }
+        if !memberships.is_empty() {
+            let (mut audiences, mut ats, mut lines) = (Vec::new(), Vec::new(), Vec::new());
+            for (audience, at, line) in memberships {
+                audiences.push(audience);
+                ats.push(at);
+                lines.push(line);
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (partition, audience, at, line)
+                     SELECT $1, au, a, l FROM unnest($2::text[], $3::text[], $4::text[])
+                         WITH ORDINALITY AS u(au, a, l, n)
+                     ORDER BY n",
+                    s.table("audience_changes")
+                ),
+                &[&p, &audiences, &ats, &lines],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("writing audience changes", &e))?;
         }
         tx.commit()
             .await

@@ -108,6 +108,14 @@ pub(crate) fn ddl(s: &Settings) -> String {
              at text NOT NULL,
              line text NOT NULL);
          CREATE INDEX IF NOT EXISTS trace_by_time ON {trace} (at, id);
+         CREATE TABLE IF NOT EXISTS {audience_changes} (
+             id bigserial PRIMARY KEY,
+             partition integer NOT NULL,
+             audience text NOT NULL,
+             at text NOT NULL,
+             line text NOT NULL);
+         CREATE INDEX IF NOT EXISTS audience_changes_by_time
+             ON {audience_changes} (audience, at, id);
          INSERT INTO {leases} (partition)
              SELECT generate_series(0, (SELECT partitions FROM {cluster}) - 1)
              ON CONFLICT DO NOTHING;",
@@ -125,6 +133,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
         forwards = t("forwards"),
         handoffs = t("handoffs"),
         deploys = t("deploys"),
+        audience_changes = t("audience_changes"),
         intents = t("send_intents"),
         trace = t("trace"),
         cluster = t("cluster"),
