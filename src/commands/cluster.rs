@@ -262,6 +262,9 @@ pub(super) fn settings(
     if let Ok(Some(w)) = config.cluster_window() {
         s.duplicate_window = w;
     }
+    if let Ok(Some(keep)) = config.cluster_keep() {
+        s.keep = keep;
+    }
     if let Some(v) = c.replicas {
         s.replicas = v;
     }

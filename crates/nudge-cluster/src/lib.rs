@@ -68,6 +68,9 @@ pub struct Settings {
     pub replicas: usize,
     /// PostgreSQL connections per ingest node.
     pub connections: usize,
+    /// How long a partition's calls stay in the log after its worker
+    /// committed them; `None` keeps them for ever.
+    pub keep: Option<Duration>,
 }
 
 impl Settings {
@@ -82,6 +85,7 @@ impl Settings {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             replicas: 1,
             connections: DEFAULT_CONNECTIONS,
+            keep: Some(DEFAULT_KEEP),
         }
     }
 
@@ -125,6 +129,9 @@ pub const DEFAULT_SCHEMA: &str = "nudge";
 /// The default `[cluster] duplicate_window`: Segment's clients retry for
 /// about this long, and JetStream's own default.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// The default `[cluster] keep`: a week of committed calls stays in the
+/// log for inspection and audit, and the log stays bounded.
+pub const DEFAULT_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The default `[cluster] connections`.
 pub const DEFAULT_CONNECTIONS: usize = 4;
 /// The most partitions a cluster may have.

@@ -909,3 +909,47 @@ async fn audience_changes_are_committed_and_read_back_as_feeds() {
     assert_eq!(written as usize, want.values().map(Vec::len).sum::<usize>());
     assert_eq!(got, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_calls_are_trimmed_from_the_log_and_a_new_worker_goes_on() {
+    let Some(mut t) = trial("trim", 4).await else {
+        return;
+    };
+    t.settings.keep = Some(Duration::ZERO);
+    let project = Project::cart_recovery();
+    let lines = example_lines("cart_recovery");
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(first.to_vec(), Vec::new()).await.unwrap();
+    let mut w = Worker::connect(&t.settings, options("t1", None), project.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    assert!(w.progress().trimmed_to > 0);
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    let applied = positions(&t.settings).await;
+    assert!(!applied.is_empty());
+    // Nothing at or below a partition's applied position is left.
+    let left = log.messages().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    w.shutdown().await.unwrap();
+    drop(w);
+
+    // A worker taking over reads after the applied positions: the rest of
+    // the calls give what one engine gives for all of them.
+    ingest.accept(rest.to_vec(), Vec::new()).await.unwrap();
+    let until = until_after(&lines, 3);
+    let mut w = Worker::connect(
+        &t.settings,
+        options("t2", Some(until)),
+        project.code(),
+        None,
+    )
+    .await
+    .unwrap();
+    settle(&mut [&mut w]).await;
+    assert_eq!(
+        intents(&t.settings).await,
+        single_node(&project.bundle, &lines, until)
+    );
+}

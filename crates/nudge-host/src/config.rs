@@ -97,6 +97,9 @@ pub struct ClusterSection {
     pub replicas: Option<usize>,
     /// PostgreSQL connections per ingest node (4 by default).
     pub connections: Option<usize>,
+    /// How long calls stay in the log once every worker has committed
+    /// them (`7d` by default; `forever` keeps them all).
+    pub keep: Option<String>,
 }
 
 /// The most partitions a cluster may have.
@@ -547,6 +550,7 @@ impl Config {
         self.http_limits()?;
         self.alert_rules()?;
         self.cluster_window()?;
+        self.cluster_keep()?;
         self.check_cluster()?;
         if let Some(hook) = &self.alerts_webhook {
             let url = hook.url.trim();
@@ -896,6 +900,23 @@ impl Config {
             format!("`cluster.duplicate_window`: expected a duration of at least a second such as `2m`, found {text:?}")
         })?;
         Ok(Some(Duration::from_secs(secs as u64)))
+    }
+
+    /// `[cluster] keep`, when set: `Some(None)` for `forever`, else how long
+    /// committed calls stay in the log (zero trims them at once).
+    pub fn cluster_keep(&self) -> Result<Option<Option<Duration>>, String> {
+        let Some(text) = self.cluster.as_ref().and_then(|c| c.keep.as_ref()) else {
+            return Ok(None);
+        };
+        if text == "forever" {
+            return Ok(Some(None));
+        }
+        let secs = parse_duration(text).filter(|&s| s >= 0).ok_or_else(|| {
+            format!(
+                "`cluster.keep`: expected a duration such as `7d`, or `forever`, found {text:?}"
+            )
+        })?;
+        Ok(Some(Some(Duration::from_secs(secs as u64))))
     }
 
     /// Checks `[cluster]`'s names and numbers: the schema is a plain
@@ -1842,7 +1863,19 @@ mod tests {
         assert_eq!(cluster.nats, "nats://secret@n1:4222");
         assert_eq!(cluster.partitions, Some(64));
         assert_eq!(c.cluster_window(), Ok(Some(Duration::from_secs(300))));
+        assert_eq!(c.cluster_keep(), Ok(None));
         assert!(Config::parse("", env).unwrap().cluster.is_none());
+        let keep = |v: &str| {
+            Config::parse(
+                &format!("[cluster]\nnats = \"n\"\npostgres = \"p\"\nkeep = \"{v}\"\n"),
+                env,
+            )
+            .unwrap()
+            .cluster_keep()
+        };
+        assert_eq!(keep("7d"), Ok(Some(Some(Duration::from_secs(7 * 86_400)))));
+        assert_eq!(keep("0s"), Ok(Some(Some(Duration::ZERO))));
+        assert_eq!(keep("forever"), Ok(Some(None)));
         let base = "[cluster]\nnats = \"n\"\npostgres = \"p\"\n";
         for (bad, says) in [
             (
@@ -1863,6 +1896,7 @@ mod tests {
                 "`cluster.prefix`: `a.b` cannot name a stream",
             ),
             ("duplicate_window = \"now\"", "`cluster.duplicate_window`"),
+            ("keep = \"soon\"", "`cluster.keep`: expected a duration"),
             ("connections = 0", "`cluster.connections`: at least 1"),
             ("partition = 3", "unknown field `partition`"),
         ] {

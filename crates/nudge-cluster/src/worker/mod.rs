@@ -36,6 +36,10 @@ pub mod rows;
 pub use dispatch::Dispatched;
 pub use lease::Lease;
 
+/// With a `keep` above zero, the log is trimmed once this many more
+/// stream positions are old enough, not at every commit.
+const TRIM_BATCH: u64 = 10_000;
+
 /// How long a fetch of a partition's messages may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,6 +114,8 @@ pub struct Progress {
     pub taken_in: u64,
     /// Deploy records that changed a partition's code.
     pub deploys: u64,
+    /// The highest stream position trimmed from a partition's log so far.
+    pub trimmed_to: u64,
     /// Messages held back now (not a running total): behind a call that
     /// waits for a customer another partition has not handed over yet.
     pub held_back: u64,
@@ -187,6 +193,11 @@ struct Held<'b> {
     fetched: u64,
     /// The fingerprint of the code the partition's engine runs now.
     code: i64,
+    /// Applied positions committed, with when: the log is trimmed up to
+    /// the latest one older than `[cluster] keep`.
+    committed: VecDeque<(u64, Instant)>,
+    /// The log is trimmed below this sequence.
+    trimmed: u64,
 }
 
 /// A merge record's body, as the ingest node writes it.
@@ -603,6 +614,8 @@ impl<'b> Worker<'b> {
             pending: VecDeque::new(),
             fetched: stored.applied,
             code,
+            committed: VecDeque::new(),
+            trimmed: 0,
         })
     }
 
@@ -844,6 +857,7 @@ impl<'b> Worker<'b> {
             self.progress.forwarded += forward.len() as u64;
         }
         self.commit(h, last, &moves).await?;
+        self.trim(h).await;
         self.progress.applied += applied;
         self.progress.refused += dead.len() as u64;
         if let Some(m) = batch.last() {
@@ -857,6 +871,65 @@ impl<'b> Worker<'b> {
             }
         }
         Ok(true)
+    }
+
+    /// Removes from the log the partition's messages committed longer
+    /// than `[cluster] keep` ago (with a `keep` above zero, once [`TRIM_BATCH`]
+    /// positions are old enough): they are
+    /// in the partition's rows, and a worker taking it over reads after its
+    /// applied position. A failure is only said: the next commit tries again.
+    async fn trim(&mut self, h: &mut Held<'b>) {
+        let Some(keep) = self.settings.keep else {
+            return;
+        };
+        let now = Instant::now();
+        if h.committed.back().is_none_or(|&(seq, _)| seq < h.applied) {
+            h.committed.push_back((h.applied, now));
+        }
+        let mut upto = None;
+        while let Some(&(seq, at)) = h.committed.front() {
+            if now.duration_since(at) < keep {
+                break;
+            }
+            upto = Some(seq);
+            h.committed.pop_front();
+        }
+        let Some(upto) = upto else {
+            return;
+        };
+        // Keep the newest position that is old enough as the next bound.
+        h.committed
+            .push_front((upto, now.checked_sub(keep).unwrap_or(now)));
+        if upto < h.trimmed
+            || (keep > Duration::ZERO && h.trimmed > 0 && upto - h.trimmed < TRIM_BATCH)
+        {
+            return;
+        }
+        let purged = async {
+            let stream = self
+                .log
+                .jetstream()
+                .get_stream(self.settings.stream())
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .purge()
+                .filter(self.settings.subject(h.lease.partition))
+                .sequence(upto + 1)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        match purged {
+            Ok(_) => {
+                h.trimmed = upto + 1;
+                self.progress.trimmed_to = self.progress.trimmed_to.max(upto);
+            }
+            Err(e) => eprintln!(
+                "warning: partition {}: trimming the log: {e}",
+                h.lease.partition
+            ),
+        }
     }
 
     /// Deploy `seq`'s bundle (kept for the worker's life) and fingerprint.
