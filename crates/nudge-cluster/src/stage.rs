@@ -901,16 +901,43 @@ pub async fn unpublished(
 ) -> Result<Vec<Merge>, ClusterError> {
     let before = now_millis() - i64::try_from(age.as_millis()).unwrap_or(0);
     let before = UNIX_EPOCH + Duration::from_millis(u64::try_from(before).unwrap_or(0));
+    read_merges(client, settings, "NOT published AND at < $1", &before).await
+}
+
+/// The merges of these absorbed customers not yet in the log, whatever
+/// their age: a partition whose joining call waits for them publishes
+/// them rather than wait for a node's sweep.
+pub async fn unpublished_of(
+    client: &Client,
+    settings: &Settings,
+    absorbed: &[i64],
+) -> Result<Vec<Merge>, ClusterError> {
+    read_merges(
+        client,
+        settings,
+        "NOT published AND absorbed = ANY($1)",
+        &absorbed,
+    )
+    .await
+}
+
+/// The merges `condition` (on `$1`) selects, oldest first, at most 1,000.
+async fn read_merges(
+    client: &Client,
+    settings: &Settings,
+    condition: &str,
+    param: &(dyn ToSql + Sync),
+) -> Result<Vec<Merge>, ClusterError> {
     let rows = client
         .query(
             &format!(
                 "SELECT absorbed, kept, absorbed_partition, kept_partition,
                         (extract(epoch FROM at) * 1000)::int8, message_id, call_at,
                         coalesce(kinds, '{{}}'), coalesce(ids, '{{}}')
-                 FROM {} WHERE NOT published AND at < $1 ORDER BY at LIMIT 1000",
+                 FROM {} WHERE {condition} ORDER BY at LIMIT 1000",
                 settings.table("merges")
             ),
-            &[&before],
+            &[param],
         )
         .await
         .map_err(|e| ClusterError::pg("reading unpublished merges", &e))?;

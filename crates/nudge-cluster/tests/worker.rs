@@ -678,19 +678,20 @@ async fn a_call_that_joins_waits_for_the_customer_handed_over() {
     w.shutdown().await.unwrap();
     drop(w);
 
-    log.publish(&[Outgoing::Merge(nudge_cluster::Merge {
-        kept: 1,
-        absorbed: 2,
-        kept_partition: 0,
-        absorbed_partition: 1,
-        at: 1_700_000_000_000,
-        message_id: Some("h-4".into()),
-        call_at: Some(1_795_443_600_000),
-        identities: vec![
-            (Kind::Anonymous, "laptop".into()),
-            (Kind::Email, "laptop@example.com".into()),
-        ],
-    })])
+    // The merge recorded, as by a node that then failed to publish its
+    // record: the waiting partition publishes it rather than wait for a
+    // node's sweep.
+    let pg = postgres(&t.settings).await;
+    let (kinds, ids): (Vec<i16>, Vec<&str>) = (vec![2, 3], vec!["laptop", "laptop@example.com"]);
+    pg.execute(
+        &format!(
+            "INSERT INTO \"{}\".merges (absorbed, kept, absorbed_partition, kept_partition, at,
+                 message_id, call_at, kinds, ids)
+             VALUES (2, 1, 1, 0, now(), 'h-4', 1795443600000, $1, $2)",
+            t.settings.schema
+        ),
+        &[&kinds, &ids],
+    )
     .await
     .unwrap();
     let mut w = Worker::connect(&t.settings, options("w2", Some(until)), code, None)
@@ -699,6 +700,15 @@ async fn a_call_that_joins_waits_for_the_customer_handed_over() {
     settle(&mut [&mut w]).await;
     let p = w.progress();
     assert_eq!((p.held_back, p.taken_in, p.applied), (0, 1, 1), "{p:?}");
+    let published: bool = pg
+        .query_one(
+            &format!("SELECT published FROM \"{}\".merges", t.settings.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(published);
     let single = single_node(&project.bundle, &lines, until);
     assert!(!single.is_empty());
     assert_eq!(intents(&t.settings).await, single);

@@ -963,6 +963,16 @@ impl<'b> Worker<'b> {
             .await
             .map_err(|e| ClusterError::pg("reading handoffs", &e))?;
         if rows.len() < absorbed.len() {
+            // A merge record an ingest node failed to publish: published
+            // here, so the absorbed partition is told now rather than at
+            // the next sweep (the log drops a repeat by its id).
+            let missing = crate::stage::unpublished_of(&self.pg, &self.settings, absorbed).await?;
+            if !missing.is_empty() {
+                let records: Vec<Outgoing> = missing.iter().cloned().map(Outgoing::Merge).collect();
+                self.log.publish(&records).await?;
+                let ids: Vec<i64> = missing.iter().map(|m| m.absorbed).collect();
+                crate::stage::mark_published(&self.pg, &self.settings, &ids).await?;
+            }
             return Ok(None);
         }
         Ok(Some(
