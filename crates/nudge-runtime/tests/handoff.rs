@@ -135,13 +135,12 @@ fn split(
     (out, a_engine)
 }
 
-#[test]
-fn a_purchase_on_one_engine_stops_a_reminder_that_lived_on_another() {
-    let b = bundle(SOURCE);
-    let lines = vec![
+/// A known user; the laptop, anonymous, on the other engine, starts a
+/// checkout; signing in on it joins the device to the user.
+fn cart_then_sign_in() -> Vec<(To, String)> {
+    vec![
         (To::B, device()),
         (To::A, identify("u1", "2026-01-05T09:00:00Z")),
-        // The laptop, anonymous, on the other engine.
         (
             To::B,
             track(
@@ -150,7 +149,6 @@ fn a_purchase_on_one_engine_stops_a_reminder_that_lived_on_another() {
                 "2026-01-05T10:00:00Z",
             ),
         ),
-        // Signing in joins the device to u1.
         (
             To::Join(DEVICE),
             track(
@@ -159,15 +157,21 @@ fn a_purchase_on_one_engine_stops_a_reminder_that_lived_on_another() {
                 "2026-01-05T10:20:00Z",
             ),
         ),
-        (
-            To::A,
-            track(
-                "Order Completed",
-                r#""userId":"u1""#,
-                "2026-01-05T10:40:00Z",
-            ),
+    ]
+}
+
+#[test]
+fn a_purchase_on_one_engine_stops_a_reminder_that_lived_on_another() {
+    let b = bundle(SOURCE);
+    let mut lines = cart_then_sign_in();
+    lines.push((
+        To::A,
+        track(
+            "Order Completed",
+            r#""userId":"u1""#,
+            "2026-01-05T10:40:00Z",
         ),
-    ];
+    ));
     assert_eq!(single(&b, &lines), Vec::<String>::new());
     let (out, a) = split(&b, &lines, true);
     assert_eq!(out, Vec::<String>::new());
@@ -184,26 +188,7 @@ fn a_purchase_on_one_engine_stops_a_reminder_that_lived_on_another() {
 #[test]
 fn a_reminder_that_moved_goes_out_once_with_its_own_key() {
     let b = bundle(SOURCE);
-    let lines = vec![
-        (To::B, device()),
-        (To::A, identify("u1", "2026-01-05T09:00:00Z")),
-        (
-            To::B,
-            track(
-                "Checkout Started",
-                r#""anonymousId":"d1""#,
-                "2026-01-05T10:00:00Z",
-            ),
-        ),
-        (
-            To::Join(DEVICE),
-            track(
-                "Signed In",
-                r#""userId":"u1","anonymousId":"d1""#,
-                "2026-01-05T10:20:00Z",
-            ),
-        ),
-    ];
+    let lines = cart_then_sign_in();
     let expected = single(&b, &lines);
     assert_eq!(expected.len(), 2, "{expected:?}");
     assert_eq!(split(&b, &lines, true).0, expected);

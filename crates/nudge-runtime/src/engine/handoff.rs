@@ -256,17 +256,7 @@ impl<'b> Machine<'b> {
     /// Keeps `bundle` as a release older than the newest, for instances
     /// handed over from an engine that still runs it; returns its number.
     fn adopt_older_release(&mut self, bundle: &'b Bundle) -> u32 {
-        for flow in &bundle.flows {
-            if let Some(g) = &flow.goal {
-                self.goal_events.insert(g.rule.event);
-            }
-        }
-        self.keep_from.clear();
-        self.remembered.extend(bundle.retention.read());
-        self.forever.extend(bundle.retention.forever());
-        self.cap_window = self
-            .cap_window
-            .max(crate::millis::ms(bundle.retention.sends));
+        self.note_reads(bundle);
         let mut release = self.release_of(bundle);
         // Only the newest release starts instances.
         release.triggered_by.clear();

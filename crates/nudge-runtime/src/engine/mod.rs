@@ -517,19 +517,7 @@ impl<'b> Machine<'b> {
 
     /// Makes `bundle` the newest release and returns its number.
     fn add_release(&mut self, bundle: &'b Bundle) -> u32 {
-        for flow in &bundle.flows {
-            if let Some(g) = &flow.goal {
-                self.goal_events.insert(g.rule.event);
-            }
-        }
-        // The union over releases: older ones keep running their instances.
-        // Until the next look, nothing is forgotten by the new numbering.
-        self.keep_from.clear();
-        self.remembered.extend(bundle.retention.read());
-        self.forever.extend(bundle.retention.forever());
-        self.cap_window = self
-            .cap_window
-            .max(crate::millis::ms(bundle.retention.sends));
+        self.note_reads(bundle);
         let release = self.release_of(bundle);
         for flow in &bundle.flows {
             // New flows show in the counters from the start, at zero.
@@ -539,6 +527,23 @@ impl<'b> Machine<'b> {
         self.releases_changed = true;
         self.newest_changed();
         (self.releases.len() - 1) as u32
+    }
+
+    /// Adds what `bundle`'s rules read back to what the engine keeps: the
+    /// union over releases, as older ones keep running their instances.
+    fn note_reads(&mut self, bundle: &Bundle) {
+        for flow in &bundle.flows {
+            if let Some(g) = &flow.goal {
+                self.goal_events.insert(g.rule.event);
+            }
+        }
+        // Until the next look, nothing is forgotten by the new numbering.
+        self.keep_from.clear();
+        self.remembered.extend(bundle.retention.read());
+        self.forever.extend(bundle.retention.forever());
+        self.cap_window = self
+            .cap_window
+            .max(crate::millis::ms(bundle.retention.sends));
     }
 
     /// What running `bundle` needs, with its flows and messages interned.
