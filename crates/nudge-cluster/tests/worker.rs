@@ -963,3 +963,57 @@ async fn committed_calls_are_trimmed_from_the_log_and_a_new_worker_goes_on() {
         single_node(&project.bundle, &lines, until)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_whose_joining_call_never_said_so_is_taken_in_anyway() {
+    let Some(t) = trial("orphan", 2).await else {
+        return;
+    };
+    use nudge_cluster::log::Outgoing;
+    let project = Project::cart_recovery();
+    let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
+    let lines = device_and_user("laptop", "u-cy", false);
+    let call = |i: usize, customer: i64, partition: u32| Outgoing::Call {
+        partition,
+        customer,
+        message_id: Some(format!("h-{}", i + 1)),
+        line: lines[i].clone(),
+        absorbs: Vec::new(),
+    };
+    // The joining call carries no `Nudge-Absorbs`: a retried request
+    // whose first try recorded the merge and published only its record.
+    log.publish(&[
+        call(0, 1, 0),
+        call(1, 2, 1),
+        call(2, 2, 1),
+        Outgoing::Merge(nudge_cluster::Merge {
+            kept: 1,
+            absorbed: 2,
+            kept_partition: 0,
+            absorbed_partition: 1,
+            at: 1_700_000_000_000,
+            message_id: Some("h-4".into()),
+            call_at: Some(1_795_443_600_000),
+            identities: vec![
+                (Kind::Anonymous, "laptop".into()),
+                (Kind::Email, "laptop@example.com".into()),
+            ],
+        }),
+        call(3, 1, 0),
+    ])
+    .await
+    .unwrap();
+    let until = until_after(&lines, 3);
+    let mut o = options("o1", Some(until));
+    o.orphan_age = Duration::ZERO;
+    let mut w = Worker::connect(&t.settings, o, project.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    // Taken in late, the device's reminders still go out, once each, with
+    // the keys one node gives them.
+    assert_eq!(w.progress().taken_in, 1);
+    let single = single_node(&project.bundle, &lines, until);
+    assert!(!single.is_empty());
+    assert_eq!(intents(&t.settings).await, single);
+}

@@ -36,6 +36,10 @@ pub mod rows;
 pub use dispatch::Dispatched;
 pub use lease::Lease;
 
+/// How long a handoff waits for its joining call by default before the
+/// kept partition takes it in anyway (see `Worker::adopt_orphans`).
+pub const ORPHAN_AGE: Duration = Duration::from_secs(10);
+
 /// With a `keep` above zero, the log is trimmed once this many more
 /// stream positions are old enough, not at every commit.
 const TRIM_BATCH: u64 = 10_000;
@@ -73,6 +77,9 @@ pub struct Options {
     pub clock: Clock,
     /// Whether this worker also delivers committed send intents.
     pub dispatch: bool,
+    /// How long a handoff may wait for its joining call before the kept
+    /// partition takes it in anyway (see `Worker::adopt_orphans`).
+    pub orphan_age: Duration,
 }
 
 impl Options {
@@ -85,6 +92,7 @@ impl Options {
             batch: 1000,
             clock: Clock::Wall,
             dispatch: true,
+            orphan_age: ORPHAN_AGE,
         }
     }
 }
@@ -198,6 +206,9 @@ struct Held<'b> {
     committed: VecDeque<(u64, Instant)>,
     /// The log is trimmed below this sequence.
     trimmed: u64,
+    /// Customers handed to this partition whose joining call never said
+    /// so (see [`Worker::adopt_orphans`]), to take in at the next step.
+    orphans: Vec<(i64, Option<Vec<u8>>)>,
 }
 
 /// A merge record's body, as the ingest node writes it.
@@ -278,6 +289,8 @@ pub struct Worker<'b> {
     balanced: Option<Instant>,
     /// Bundles of deploys read from `deploys`, by number, with their fingerprint.
     deployed: HashMap<i64, (&'b Bundle, i64)>,
+    /// When handoffs nobody took were last looked for.
+    orphans_checked: Option<Instant>,
 }
 
 impl Drop for Worker<'_> {
@@ -359,6 +372,7 @@ impl<'b> Worker<'b> {
             progress: Progress::default(),
             balanced: None,
             deployed: HashMap::new(),
+            orphans_checked: None,
         })
     }
 
@@ -382,6 +396,13 @@ impl<'b> Worker<'b> {
         {
             self.balanced = Some(Instant::now());
             self.balance().await?;
+        }
+        if self
+            .orphans_checked
+            .is_none_or(|t| t.elapsed() >= self.options.orphan_age)
+        {
+            self.orphans_checked = Some(Instant::now());
+            self.adopt_orphans().await?;
         }
         let mut busy = false;
         let numbers: Vec<u32> = self.held.keys().copied().collect();
@@ -616,6 +637,7 @@ impl<'b> Worker<'b> {
             code,
             committed: VecDeque::new(),
             trimmed: 0,
+            orphans: Vec::new(),
         })
     }
 
@@ -698,6 +720,18 @@ impl<'b> Worker<'b> {
             }
         }
         let mut moves = Moves::default();
+        for (absorbed, state) in std::mem::take(&mut h.orphans) {
+            if let Some(bytes) = state
+                && let Err(e) = h.engine.take_in(&bytes, self.code.bundles)
+            {
+                eprintln!(
+                    "error: partition {}: customer {absorbed} handed over cannot be taken in, and is lost: {e}",
+                    h.lease.partition
+                );
+            }
+            moves.takes.push(absorbed);
+            self.progress.taken_in += 1;
+        }
         let mut forward = Vec::new();
         let mut last = None;
         let mut applied = 0u64;
@@ -839,6 +873,7 @@ impl<'b> Worker<'b> {
             h.finished = false;
         }
         if last.is_none()
+            && moves.takes.is_empty()
             && h.captured.is_empty()
             && h.engine.sink_mut().feeds_mut().lines.is_empty()
             && h.engine.sink_mut().feeds_mut().changes.is_empty()
@@ -930,6 +965,43 @@ impl<'b> Worker<'b> {
                 h.lease.partition
             ),
         }
+    }
+
+    /// Finds customers handed to a partition this worker holds more than
+    /// `orphan_age` ago and still not taken in. Their joining call came
+    /// without `Nudge-Absorbs` (a request that failed after the identity
+    /// stage committed the merge and was retried: the retry joins nothing
+    /// new); they are taken in at the partition's next step, so nothing
+    /// handed over is lost. A joining call that does come later finds them
+    /// taken and goes on.
+    async fn adopt_orphans(&mut self) -> Result<(), ClusterError> {
+        let held: Vec<i32> = self.held.keys().map(|&p| p as i32).collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .pg
+            .query(
+                &format!(
+                    "SELECT kept_partition, absorbed, state FROM {}
+                     WHERE taken_at IS NULL AND kept_partition = ANY($1)
+                       AND made_at < now() - $2::float8 * interval '1 second'",
+                    self.settings.table("handoffs")
+                ),
+                &[&held, &self.options.orphan_age.as_secs_f64()],
+            )
+            .await
+            .map_err(|e| ClusterError::pg("looking for handoffs not taken", &e))?;
+        for r in rows {
+            let p = u32::try_from(r.get::<_, i32>(0)).unwrap_or(u32::MAX);
+            if let Some(h) = self.held.get_mut(&p) {
+                let absorbed: i64 = r.get(1);
+                if !h.orphans.iter().any(|(a, _)| *a == absorbed) {
+                    h.orphans.push((absorbed, r.get(2)));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deploy `seq`'s bundle (kept for the worker's life) and fingerprint.
