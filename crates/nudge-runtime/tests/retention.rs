@@ -145,3 +145,99 @@ fn without_forgetting_only_read_kinds_are_stored() {
     );
     assert_eq!(e.history_held().events, 2);
 }
+
+/// A segment over the views of one category within a window.
+fn fans(window: &str) -> String {
+    format!(
+        r#"
+message note() {{
+  channel email
+  subject "Hi"
+  body "Shoes"
+}}
+
+segment fans = count_events_within(product_viewed, {window}, v => v.category == "Shoes") >= 2
+
+flow welcome_fans {{
+  trigger entering fans
+  entry always
+  send note()
+}}
+"#
+    )
+}
+
+fn viewed(user: &str, category: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Product Viewed","userId":"{user}","timestamp":"{at}","properties":{{"product_id":"p","category":"{category}"}}}}"#
+    )
+}
+
+fn consent(user: &str, at: &str) -> String {
+    format!(
+        r#"{{"type":"identify","userId":"{user}","timestamp":"{at}","traits":{{"email":"{user}@example.com","consent":{{"email":true}}}}}}"#
+    )
+}
+
+#[test]
+fn a_kind_read_within_a_window_is_kept_for_the_window_only() {
+    let b = bundle(&fans("30d"));
+    let lines = [
+        consent("u1", "2026-01-01T08:00:00Z"),
+        viewed("u1", "Shoes", "2026-01-01T09:00:00Z"),
+        // Two within 30 days: a fan.
+        viewed("u1", "Shoes", "2026-01-20T09:00:00Z"),
+        viewed("u1", "Shoes", "2026-02-13T09:00:00Z"),
+        // By March the January views are out of the window: no longer one.
+        viewed("u1", "Hats", "2026-03-01T09:00:00Z"),
+        // With the view of 13 February, 25 days before: a fan again.
+        viewed("u1", "Shoes", "2026-03-10T09:00:00Z"),
+    ];
+    let mut forgets = engine(&b);
+    feed(&mut forgets, &lines);
+    let mut keeps = Engine::new(
+        &b,
+        MemorySink::default(),
+        Config {
+            release_spread: 0,
+            forget_every: 0,
+            ..Config::default()
+        },
+        i64::MIN,
+    );
+    feed(&mut keeps, &lines);
+    // The views from before 8 February are gone; an engine that forgets
+    // nothing still holds every view.
+    assert_eq!(forgets.history_held().events, 3);
+    assert_eq!(keeps.history_held().events, 5);
+    // Both saw the same counts in the window, so both decided the same.
+    let sent = |e: Engine<'_, MemorySink>| common::sends(&e.into_sink());
+    let expected = [
+        "2026-01-20T09:00:00Z u1 note",
+        "2026-03-10T09:00:00Z u1 note",
+    ];
+    assert_eq!(sent(forgets), expected);
+    assert_eq!(sent(keeps), expected);
+}
+
+#[test]
+fn a_deploy_that_widens_a_window_keeps_what_is_still_held() {
+    let (narrow, wide) = (bundle(&fans("30d")), bundle(&fans("60d")));
+    let mut e = engine(&narrow);
+    feed(
+        &mut e,
+        &[
+            consent("u1", "2026-01-01T08:00:00Z"),
+            viewed("u1", "Shoes", "2026-01-01T09:00:00Z"),
+            viewed("u1", "Shoes", "2026-01-20T09:00:00Z"),
+            viewed("u1", "Hats", "2026-02-15T09:00:00Z"),
+        ],
+    );
+    // 30 days before 15 February: the view of 1 January is gone.
+    assert_eq!(e.history_held().events, 2);
+    e.deploy(&wide, common::arena()).expect("deploys");
+    feed(&mut e, &[viewed("u1", "Hats", "2026-03-10T09:00:00Z")]);
+    // 60 days before 10 March: the view of 20 January is kept (30 days
+    // would have dropped it); the one of 1 January does not come back.
+    assert_eq!(e.history_held().events, 3);
+}
