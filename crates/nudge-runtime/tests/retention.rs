@@ -221,8 +221,9 @@ fn a_kind_read_within_a_window_is_kept_for_the_window_only() {
 }
 
 #[test]
-fn a_deploy_that_widens_a_window_keeps_what_is_still_held() {
+fn a_deploy_widens_or_narrows_the_window_from_then_on() {
     let (narrow, wide) = (bundle(&fans("30d")), bundle(&fans("60d")));
+    let narrower = bundle(&fans("30d"));
     let mut e = engine(&narrow);
     feed(
         &mut e,
@@ -239,6 +240,11 @@ fn a_deploy_that_widens_a_window_keeps_what_is_still_held() {
     feed(&mut e, &[viewed("u1", "Hats", "2026-03-10T09:00:00Z")]);
     // 60 days before 10 March: the view of 20 January is kept (30 days
     // would have dropped it); the one of 1 January does not come back.
+    assert_eq!(e.history_held().events, 3);
+    // Narrowed again, with nothing left running on the wider release: 30
+    // days before 11 March, and the view of 20 January goes.
+    e.deploy(&narrower, common::arena()).expect("deploys");
+    feed(&mut e, &[viewed("u1", "Hats", "2026-03-11T09:00:00Z")]);
     assert_eq!(e.history_held().events, 3);
 }
 
