@@ -213,6 +213,7 @@ fn every_journey_has_an_example_project() {
         "shipping_delay_sms",
         "ad_retargeting",
         "seasonal",
+        "category_interest",
     ] {
         let dir = examples_root().join(name);
         for required in ["README.md", "events.jsonl", "nudge.toml"] {

@@ -147,6 +147,11 @@ impl Disasm<'_> {
             let mut parts = Vec::new();
             if readers.forever {
                 parts.push("for ever (segments, lets)".to_string());
+            } else if readers.within > 0 {
+                parts.push(format!(
+                    "{} before now (segments, lets)",
+                    format_duration(readers.within)
+                ));
             }
             if !readers.instances.is_empty() {
                 parts.push(format!(

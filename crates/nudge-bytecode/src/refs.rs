@@ -315,8 +315,19 @@ impl Bundle {
             }
             let missing =
                 |has: &[u32], needs: &[u32]| needs.iter().find(|f| !has.contains(f)).copied();
+            if has.within < 0 {
+                return Err(format!(
+                    "the retention of {name} has a negative window ({}s)",
+                    has.within
+                ));
+            }
             let lacks = if needs.forever && !has.forever {
                 Some("segments and lets".to_string())
+            } else if !has.forever && has.within < needs.within {
+                Some(format!(
+                    "segments and lets reading {}s back (it keeps {}s)",
+                    needs.within, has.within
+                ))
             } else if let Some(f) = missing(&has.instances, &needs.instances) {
                 Some(format!("instances of flow {}", self.flows[f as usize].name))
             } else {

@@ -9,13 +9,18 @@
 //! - a flow's goal, from the instance's start until its window closes (the
 //!   watch outlives the instance): the goal event and the history builtins of
 //!   the goal's condition;
-//! - segments and top-level `let`s, over the whole history.
+//! - segments and top-level `let`s: over the whole history, or, when every
+//!   one of their reads of a kind is a windowed builtin
+//!   (`count_events_within` and friends) whose window is a constant (a
+//!   duration literal or a `let` that is one), over the longest such window
+//!   before now.
 //!
 //! Sends are read back by caps (over their windows), and by instances and
 //! goals of their own flow (which the runtime keeps while those live).
 
 use crate::bundle::{Bundle, SchemaKind, Unit};
 use crate::instr::Instr;
+use crate::value::Value;
 
 /// What of the history a bundle's rules read back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,7 +36,8 @@ pub struct Retention {
 /// The rules that read back the stored events of one schema.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Readers {
-    /// A segment or a top-level `let` reads them: the whole history.
+    /// A segment or a top-level `let` reads them other than through a
+    /// constant window: the whole history.
     pub forever: bool,
     /// Flows (indexes in [`Bundle::flows`]) whose instances read them from
     /// the instance's start while it lives, ascending.
@@ -39,12 +45,18 @@ pub struct Readers {
     /// Flows whose goal reads them from the instance's start until the
     /// goal's window closes, ascending.
     pub goals: Vec<u32>,
+    /// The longest constant window, in seconds, over which a segment or a
+    /// top-level `let` reads them (`count_events_within(kind, 30d, ...)`):
+    /// the events of that long before now; 0 when none does. A window is
+    /// recorded as at least one second, since a zero one still reads the
+    /// current second.
+    pub within: i64,
 }
 
 impl Readers {
     /// Whether any rule reads these events back (otherwise they need not be stored).
     pub fn read(&self) -> bool {
-        self.forever || !self.instances.is_empty() || !self.goals.is_empty()
+        self.forever || self.within > 0 || !self.instances.is_empty() || !self.goals.is_empty()
     }
 }
 
@@ -69,9 +81,10 @@ impl Retention {
             .chain(bundle.segments.iter())
             .map(|g| &g.unit);
         for unit in whole {
-            for b in 0..unit.blocks.len() as u32 {
-                for s in history_reads(unit, b, false) {
-                    mark(s, &mut |r| r.forever = true);
+            for (s, window) in whole_reads(bundle, unit) {
+                match window {
+                    Some(w) => mark(s, &mut |r| r.within = r.within.max(w.max(1))),
+                    None => mark(s, &mut |r| r.forever = true),
                 }
             }
         }
@@ -148,6 +161,16 @@ impl Retention {
             .enumerate()
             .filter(|(_, r)| r.read())
             .map(|(s, _)| s as u32)
+    }
+
+    /// Event schemas read by segments or `let`s within a constant window,
+    /// with the longest window in seconds (those also read for ever included).
+    pub fn windows(&self) -> impl Iterator<Item = (u32, i64)> + '_ {
+        self.events
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.within > 0)
+            .map(|(s, r)| (s as u32, r.within))
     }
 
     /// Event schemas read over the whole history.
@@ -242,4 +265,73 @@ fn history_reads(unit: &Unit, block: u32, follow: bool) -> Vec<u32> {
         }
     }
     out
+}
+
+/// The event schemas that the code of a segment or `let` reads with the
+/// history builtins, each with its window in seconds when the read is a
+/// windowed builtin whose window is a constant (`None`: the whole history).
+fn whole_reads(bundle: &Bundle, unit: &Unit) -> Vec<(u32, Option<i64>)> {
+    let mut out = Vec::new();
+    for block in &unit.blocks {
+        for (pc, instr) in block.code.iter().enumerate() {
+            let Instr::CallEvent { builtin, event, .. } = instr else {
+                continue;
+            };
+            let windowed = bundle
+                .builtins
+                .get(usize::from(*builtin))
+                .and_then(|n| nudge_stdlib::Builtin::from_name(n))
+                .is_some_and(|b| b.windowed());
+            let window = if windowed {
+                constant_window(bundle, unit, &block.code, pc)
+            } else {
+                None
+            };
+            out.push((*event, window));
+        }
+    }
+    out
+}
+
+/// The window a windowed builtin at `pc` of `code` is called with, when
+/// the code cannot give it anything but one constant duration: the
+/// instruction just before pushes it (a constant, or a `let` that is one)
+/// and no jump lands on the call, so no other path pushes another.
+fn constant_window(bundle: &Bundle, unit: &Unit, code: &[Instr], pc: usize) -> Option<i64> {
+    let landed_on = code.iter().any(|i| match i {
+        Instr::Jump(t) | Instr::JumpIfFalse(t) | Instr::JumpIfTrue(t) | Instr::JumpIfNotNone(t) => {
+            *t as usize == pc
+        }
+        // Flow tables jump too; no segment or `let` holds one.
+        Instr::Split(_) | Instr::WaitFor(_) => true,
+        _ => false,
+    });
+    if landed_on {
+        return None;
+    }
+    match code.get(pc.checked_sub(1)?)? {
+        Instr::Const(c) => match unit.consts.get(*c as usize)? {
+            Value::Duration(d) => Some(*d),
+            _ => None,
+        },
+        Instr::LoadLet(n) => constant_let(bundle, *n, 0),
+        _ => None,
+    }
+}
+
+/// The duration `let` `n` is, when its code is that constant alone (or
+/// another such `let`); `depth` stops a cycle, which the checker refuses.
+fn constant_let(bundle: &Bundle, n: u32, depth: u32) -> Option<i64> {
+    if depth > 16 {
+        return None;
+    }
+    let unit = &bundle.lets.get(n as usize)?.unit;
+    match unit.blocks.first()?.code.as_slice() {
+        [Instr::Const(c), Instr::Return] => match unit.consts.get(*c as usize)? {
+            Value::Duration(d) => Some(*d),
+            _ => None,
+        },
+        [Instr::LoadLet(m), Instr::Return] => constant_let(bundle, *m, depth + 1),
+        _ => None,
+    }
 }

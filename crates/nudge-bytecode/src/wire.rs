@@ -27,8 +27,8 @@ pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
 /// added `Bundle::retention`, 4 added `Policy::currency`, 5 added
-/// `Bundle::change_points`).
-pub const FORMAT_VERSION: u16 = 5;
+/// `Bundle::change_points`, 6 added `Readers::within`).
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -920,12 +920,56 @@ impl Policy {
         })
     }
 }
-wire_struct!(Readers {
-    forever,
-    instances,
-    goals
-});
-wire_struct!(Retention { events, sends });
+impl Wire for Readers {
+    fn put(&self, w: &mut Writer) {
+        self.forever.put(w);
+        self.instances.put(w);
+        self.goals.put(w);
+        self.within.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Readers::get_version(r, FORMAT_VERSION)
+    }
+}
+
+impl Readers {
+    /// Reads readers written in format `version` (6 added `within`; before
+    /// it, a windowed read by a segment or `let` was declared `forever`,
+    /// which still covers it).
+    fn get_version(r: &mut Reader, version: u16) -> Result<Self, DecodeError> {
+        Ok(Readers {
+            forever: Wire::get(r)?,
+            instances: Wire::get(r)?,
+            goals: Wire::get(r)?,
+            within: if version >= 6 { Wire::get(r)? } else { 0 },
+        })
+    }
+}
+
+impl Wire for Retention {
+    fn put(&self, w: &mut Writer) {
+        self.events.put(w);
+        self.sends.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        Retention::get_version(r, FORMAT_VERSION)
+    }
+}
+
+impl Retention {
+    /// Reads a retention written in format `version` (3 or later).
+    fn get_version(r: &mut Reader, version: u16) -> Result<Self, DecodeError> {
+        let n = r.len()?;
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push(Readers::get_version(r, version)?);
+        }
+        Ok(Retention {
+            events,
+            sends: Wire::get(r)?,
+        })
+    }
+}
 
 impl Wire for Bundle {
     fn put(&self, w: &mut Writer) {
@@ -965,7 +1009,7 @@ impl Bundle {
             change_points: Vec::new(),
         };
         b.retention = if version >= 3 {
-            Wire::get(r)?
+            Retention::get_version(r, version)?
         } else {
             Retention::derive(&b)
         };

@@ -345,7 +345,7 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 6 (this nudge reads versions 2 to 5)"),
+            .contains("unsupported bundle format version 7 (this nudge reads versions 2 to 6)"),
         "{err}"
     );
     // Format 1 had no local names: its flows cannot be read as format 2.
@@ -470,7 +470,7 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 5\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 6\n"), "{listing}");
     assert!(
         listing.contains("\nchanges of segment recent\n"),
         "{listing}"

@@ -1,7 +1,7 @@
 //! The retention the compiler records in a bundle: per event kind, which
 //! rules read it back and for how long; and for sends, the longest cap.
 
-use nudge_compiler::bytecode::{Bundle, Readers, disassemble};
+use nudge_compiler::bytecode::{Bundle, Readers, Retention, disassemble};
 use nudge_test_support::{build, example_bundle};
 
 /// Flows reading history in every way: `exit on`, `wait for`, a history
@@ -67,9 +67,122 @@ fn flow(b: &Bundle, name: &str) -> u32 {
 fn readers_of(forever: bool, instances: Vec<u32>, goals: Vec<u32>) -> Readers {
     Readers {
         forever,
+        within: 0,
         instances,
         goals,
     }
+}
+
+/// Segments and lets reading events within windows: literal, through
+/// constant lets, several windows over one kind, and windows that are not
+/// constants.
+const WINDOWS: &str = r#"
+let interest = 30d
+let same_interest = interest
+let computed = interest + 1d
+
+segment interested = any_event_within(product_viewed, interest, v => v.category == "Brewing")
+segment viewers = count_events_within(product_viewed, 7d, v => true) >= 3
+segment carting = count_events_within(cart_viewed, same_interest, c => true) > 0
+segment lapsed = not any_event_within(order_completed, computed, o => true)
+segment reviewing = count_events_within(product_reviewed, 14d, r => true) > 1
+  or any_event(product_reviewed, r => true)
+segment nested = any_event_within(coupon_applied, 2d, c => count_events_within(products_searched, 1d, s => true) > 0)
+segment zero = any_event_within(checkout_started, 0s, c => true)
+"#;
+
+const DAY: i64 = 24 * 3600;
+
+#[test]
+fn a_constant_window_keeps_its_kind_that_long_only() {
+    let b = build(&[("w.flow", WINDOWS)]);
+    let within = |within: i64| Readers {
+        within,
+        ..Readers::default()
+    };
+    // A literal, and a constant let, over one kind: the longer window.
+    assert_eq!(*readers(&b, "product_viewed"), within(30 * DAY));
+    // A let that is another constant let.
+    assert_eq!(*readers(&b, "cart_viewed"), within(30 * DAY));
+    // A window computed at run time: the whole history.
+    assert_eq!(
+        *readers(&b, "order_completed"),
+        readers_of(true, vec![], vec![])
+    );
+    // A read without a window beside one with: both are recorded, and the
+    // whole history wins.
+    let reviewed = readers(&b, "product_reviewed");
+    assert!(reviewed.forever);
+    assert_eq!(reviewed.within, 14 * DAY);
+    // Inside a windowed read's test, a windowed read of its own.
+    assert_eq!(*readers(&b, "coupon_applied"), within(2 * DAY));
+    assert_eq!(*readers(&b, "products_searched"), within(DAY));
+    // A zero window still reads the current second.
+    assert_eq!(*readers(&b, "checkout_started"), within(1));
+    let windows: Vec<(&str, i64)> = b
+        .retention
+        .windows()
+        .map(|(s, w)| (b.schemas[s as usize].name.as_str(), w))
+        .collect();
+    assert!(
+        windows.contains(&("product_viewed", 30 * DAY)),
+        "{windows:?}"
+    );
+    let forever: Vec<&str> = b
+        .retention
+        .forever()
+        .map(|s| b.schemas[s as usize].name.as_str())
+        .collect();
+    assert_eq!(forever, ["order_completed", "product_reviewed"]);
+}
+
+#[test]
+fn a_window_that_is_not_one_constant_keeps_the_whole_history() {
+    // `??` jumps onto the call: the window is the trait or the default.
+    let b = build(&[(
+        "w.flow",
+        "profile {\n  browse_window: duration?\n}\n\nsegment chosen = any_event_within(cart_viewed, profile.browse_window ?? 7d, c => true)\n",
+    )]);
+    assert_eq!(
+        *readers(&b, "cart_viewed"),
+        readers_of(true, vec![], vec![])
+    );
+}
+
+#[test]
+fn the_listing_shows_a_window() {
+    let b = build(&[("w.flow", WINDOWS)]);
+    let listing = disassemble(&b, &|_| None);
+    for line in [
+        "  product_viewed: 30d before now (segments, lets)",
+        "  order_completed: for ever (segments, lets)",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == line),
+            "missing {line:?} in\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn a_bundle_that_keeps_less_than_a_window_is_refused() {
+    let mut b = build(&[("w.flow", WINDOWS)]);
+    let s = b
+        .schemas
+        .iter()
+        .position(|s| s.name == "product_viewed")
+        .expect("schema");
+    b.retention.events[s].within = 7 * DAY;
+    let err = Bundle::decode(&b.encode()).expect_err("short window");
+    assert!(
+        err.to_string().contains(
+            "the retention of product_viewed leaves out segments and lets reading 2592000s back (it keeps 604800s)"
+        ),
+        "{err}"
+    );
+    // Keeping the whole history covers any window.
+    b.retention.events[s] = readers_of(true, vec![], vec![]);
+    Bundle::decode(&b.encode()).expect("for ever covers a window");
 }
 
 #[test]
@@ -159,9 +272,88 @@ fn a_bundle_that_declares_less_than_its_code_reads_is_refused() {
     );
 }
 
+/// `b` encoded in format 5: format 6 less the window written last in each
+/// event kind's readers.
+fn format_5(b: &Bundle) -> Vec<u8> {
+    fn varint(bytes: &[u8], at: usize) -> usize {
+        let end = bytes[at..]
+            .iter()
+            .position(|x| x & 0x80 == 0)
+            .expect("varint");
+        end + 1
+    }
+    let full = b.encode();
+    let empty = Bundle {
+        retention: Retention {
+            events: Vec::new(),
+            sends: b.retention.sends,
+        },
+        ..b.clone()
+    }
+    .encode();
+    // The retention starts where the two differ: its list's length.
+    let mut at = full
+        .iter()
+        .zip(&empty)
+        .position(|(x, y)| x != y)
+        .expect("the retention differs");
+    let mut out = full[..at].to_vec();
+    let copy = |at: &mut usize, out: &mut Vec<u8>| {
+        let n = varint(&full, *at);
+        out.extend_from_slice(&full[*at..*at + n]);
+        *at += n;
+    };
+    copy(&mut at, &mut out);
+    for readers in &b.retention.events {
+        out.push(full[at]); // forever
+        at += 1;
+        for list in [&readers.instances, &readers.goals] {
+            copy(&mut at, &mut out);
+            for _ in list {
+                copy(&mut at, &mut out);
+            }
+        }
+        at += varint(&full, at); // within: not in format 5
+    }
+    out.extend_from_slice(&full[at..]);
+    out[6..8].copy_from_slice(&5u16.to_le_bytes());
+    out
+}
+
+#[test]
+fn a_format_5_bundle_keeps_its_windowed_kinds_for_ever() {
+    // What an earlier compiler wrote: segments read their kinds for ever.
+    let mut b = build(&[("w.flow", WINDOWS)]);
+    for r in &mut b.retention.events {
+        if r.within > 0 {
+            r.forever = true;
+            r.within = 0;
+        }
+    }
+    let old = Bundle::decode(&format_5(&b)).expect("format 5 still decodes");
+    assert_eq!(old, b);
+    assert!(readers(&old, "product_viewed").forever);
+    // One that declares less than its code reads is refused, as ever.
+    let s = b
+        .schemas
+        .iter()
+        .position(|s| s.name == "product_viewed")
+        .expect("schema");
+    b.retention.events[s].forever = false;
+    let err = Bundle::decode(&format_5(&b)).expect_err("under-declared");
+    assert!(
+        err.to_string()
+            .contains("the retention of product_viewed leaves out segments and lets reading"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_format_2_bundle_gets_its_retention_derived() {
     let b = example_bundle("cart_recovery");
+    // Format 5 is format 6 less the readers' windows.
+    let v5 = format_5(&b);
+    assert_eq!(Bundle::decode(&v5).expect("format 5 still decodes"), b);
     // Format 2 is format 5 less the policy's currency, the retention and
     // the change points, written last: with no currency, no schemas, no cap
     // window and no change points, that is four zero bytes.
@@ -179,19 +371,19 @@ fn a_format_2_bundle_gets_its_retention_derived() {
     assert_eq!(old.retention, b.retention);
     assert!(readers(&old, "order_completed").read());
     // Encoding it again writes the current format, retention included.
-    assert!(old.encode() == b.encode(), "re-encoded as format 5");
+    assert!(old.encode() == b.encode(), "re-encoded as format 6");
     // Format 4 is format 5 less the change points (none: one zero byte).
-    let mut v4 = b.encode();
+    let mut v4 = v5.clone();
     assert_eq!(v4.pop(), Some(0), "no change points");
     v4[6..8].copy_from_slice(&4u16.to_le_bytes());
     assert_eq!(Bundle::decode(&v4).expect("format 4 still decodes"), b);
     // Format 3 is format 4 less the policy's currency.
     let mut bytes = v4;
-    let retention = nudge_compiler::bytecode::Bundle {
+    let retention = Bundle {
         retention: Default::default(),
         ..b.clone()
     };
-    let tail = b.encode().len() - (retention.encode().len() - 2);
+    let tail = v5.len() - (retention.encode().len() - 2);
     let currency_at = bytes.len() - tail - 1;
     assert_eq!(bytes[currency_at], 0, "no currency");
     bytes.remove(currency_at);

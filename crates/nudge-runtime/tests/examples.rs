@@ -45,6 +45,7 @@ macro_rules! example {
 example!(ad_retargeting);
 example!(browse_abandonment);
 example!(cart_recovery);
+example!(category_interest);
 example!(newsletter);
 example!(post_purchase);
 example!(recommendations);

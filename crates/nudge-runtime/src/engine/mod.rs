@@ -1045,11 +1045,14 @@ impl<'b> Machine<'b> {
     /// kinds of its flow from its start, a goal watch those of its goal
     /// from its start until the window closes, and a trigger up to the
     /// lateness bound late may start an instance that reads from then;
-    /// segments and `let`s read their kinds for ever; kinds nobody reads
-    /// are never stored. A merge shows an instance the other identity's
-    /// history too, so an event is kept while a live reader of its kind
-    /// anywhere started before it. Sends are kept for the caps' windows and
-    /// while any live instance or goal may read them.
+    /// segments and `let`s read their kinds for ever, or, when they read a
+    /// kind only within constant windows, back to the longest window before
+    /// the clock (of the newest release and of those still running
+    /// instances or goals); kinds nobody reads are never stored. A merge
+    /// shows an instance the other identity's history too, so an event is
+    /// kept while a live reader of its kind anywhere started before it.
+    /// Sends are kept for the caps' windows and while any live instance or
+    /// goal may read them.
     ///
     /// The horizons are worked out every `forget_every` calls, when every
     /// customer is swept; in between each call's customer is trimmed by
@@ -1118,6 +1121,17 @@ impl<'b> Machine<'b> {
             }
         }
         let mut sends = late;
+        // Releases whose code can still run: the newest, and those of live
+        // instances and goals (rebased at every deploy, so numbered as now).
+        let mut in_use = vec![false; self.releases.len()];
+        if let Some(newest) = in_use.get_mut(self.current() as usize) {
+            *newest = true;
+        }
+        let mut used = |r: u32| {
+            if let Some(u) = in_use.get_mut(r as usize) {
+                *u = true;
+            }
+        };
         let mut reads_since = |kinds: &[u32], at: i64| {
             for &s in kinds {
                 if let Some(f) = from.get_mut(s as usize) {
@@ -1130,6 +1144,7 @@ impl<'b> Machine<'b> {
             let reads = &rel(&self.releases, inst.release).flow(inst.flow).reads;
             reads_since(&reads.instances, inst.started);
             reads_since(&reads.goals, inst.started);
+            used(inst.release);
         }
         for cust in self.customers.values() {
             for g in &cust.rare().goals {
@@ -1138,6 +1153,19 @@ impl<'b> Machine<'b> {
                 }
                 let reads = &rel(&self.releases, g.release).flow(g.flow).reads;
                 reads_since(&reads.goals, g.entered);
+                used(g.release);
+            }
+        }
+        // Segments and lets read their windowed kinds back from the window
+        // before the clock (in whole seconds, as the VM counts it). The
+        // clock only moves on, so the bound stays safe until the next look.
+        let secs = self.now.div_euclid(1000);
+        let running = self.releases.iter().zip(&in_use).filter(|(_, u)| **u);
+        for (release, _) in running {
+            for (s, window) in release.bundle.retention.windows() {
+                if let Some(f) = from.get_mut(s as usize) {
+                    *f = (*f).min(secs.saturating_sub(window).saturating_mul(1000));
+                }
             }
         }
         self.keep_floor = from
