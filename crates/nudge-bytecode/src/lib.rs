@@ -29,7 +29,7 @@ pub use disasm::disassemble;
 pub use escape::{Escape, LINK_NAMES, PREFERENCES_URL_MARK, UNSUBSCRIBE_URL_MARK};
 pub use evolve::{Conflict, GONE, GONE_FIELD, Layout, Rebased, SchemaDiff, type_text};
 pub use instr::Instr;
-pub use retention::{Readers, Retention};
+pub use retention::{Readers, Retention, constant_windows};
 pub use value::{
     Record, Type, Value, civil_from_days, format_duration, format_duration_ms, format_instant,
     format_instant_ms, format_money, format_money_in,

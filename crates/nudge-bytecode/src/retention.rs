@@ -267,6 +267,25 @@ fn history_reads(unit: &Unit, block: u32, follow: bool) -> Vec<u32> {
     out
 }
 
+/// Every (event schema, window in seconds) that a segment or a top-level
+/// `let` of `bundle` reads within a constant window, each pair once, in
+/// order: a membership over such reads can change with time alone only
+/// as one of those events leaves its window, which is when a runtime
+/// looks at a `trigger entering` segment again.
+pub fn constant_windows(bundle: &Bundle) -> Vec<(u32, i64)> {
+    let mut out: Vec<(u32, i64)> = bundle
+        .lets
+        .iter()
+        .map(|l| &l.unit)
+        .chain(bundle.segments.iter().map(|g| &g.unit))
+        .flat_map(|unit| whole_reads(bundle, unit))
+        .filter_map(|(s, w)| Some((s, w?.max(1))))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The event schemas that the code of a segment or `let` reads with the
 /// history builtins, each with its window in seconds when the read is a
 /// windowed builtin whose window is a constant (`None`: the whole history).

@@ -120,6 +120,67 @@ impl<'p> Clock<'p> {
         }
     }
 
+    /// Whether every read of the clock in `e` (through `let`s and segments
+    /// too) is a windowed history builtin whose window is a constant: a
+    /// duration, or a `let` that is one. Those are the windows the bundle
+    /// records (`Retention::constant_windows`), at whose exits the runtime
+    /// looks again. `depth` stops a cycle, which the checker refuses.
+    fn windows_only(&mut self, e: &Expr, depth: u32) -> bool {
+        use ExprKind as K;
+        if depth > 32 {
+            return false;
+        }
+        if !self.reads(e) {
+            return true;
+        }
+        let p = self.program;
+        match &e.kind {
+            K::Let(i) => p
+                .lets
+                .get(*i as usize)
+                .is_some_and(|l| self.windows_only(&l.value, depth + 1)),
+            K::Segment(i) => p
+                .segments
+                .get(*i as usize)
+                .is_some_and(|seg| self.windows_only(&seg.predicate, depth + 1)),
+            K::Call { builtin, args, .. } => {
+                let Some(b) = Builtin::from_id(*builtin) else {
+                    return false;
+                };
+                if b == Builtin::Now {
+                    return false;
+                }
+                let constant = |me: &Self, a: &Expr| const_window(me.program, a, 0);
+                args.iter().all(|a| match a {
+                    CallArg::Event(_) => true,
+                    CallArg::Lambda(l) => self.windows_only(&l.body, depth + 1),
+                    CallArg::Value { expr, .. } if b.windowed() && constant(self, expr) => true,
+                    CallArg::Value { expr, .. } => self.windows_only(expr, depth + 1),
+                })
+            }
+            K::Interp { parts, .. } => parts.iter().all(|part| match part {
+                tir::StrPart::Text(..) => true,
+                tir::StrPart::Interp(e) => self.windows_only(e, depth + 1),
+            }),
+            K::Field { base, .. } => self.windows_only(base, depth + 1),
+            K::Not(e) | K::Neg(e) => self.windows_only(e, depth + 1),
+            K::Logic { lhs, rhs, .. }
+            | K::Default { lhs, rhs }
+            | K::Compare { lhs, rhs, .. }
+            | K::Arith { lhs, rhs, .. } => {
+                self.windows_only(lhs, depth + 1) && self.windows_only(rhs, depth + 1)
+            }
+            K::List { items, .. } => items.iter().all(|e| self.windows_only(e, depth + 1)),
+            K::Const(_)
+            | K::PlainStr(_)
+            | K::Local(_)
+            | K::Profile
+            | K::Trigger
+            | K::Event
+            | K::ProfileField { .. } => true,
+        }
+    }
+
     /// The instants (time expressions, or dates for their local midnight) at which segment `s`'s membership
     /// can next change with time alone: empty when it does not read the
     /// clock. Each may fail or be none at run time (a trait not set), which
@@ -144,6 +205,12 @@ impl<'p> Clock<'p> {
     /// The change points of a condition.
     fn points(&mut self, e: &Expr) -> Result<Vec<Expr>, Unforeseen> {
         if !self.reads(e) {
+            return Ok(Vec::new());
+        }
+        // Events within constant windows: the membership can change with
+        // time alone only as an event leaves a window, which the runtime
+        // follows from the bundle's windows and the stored events.
+        if self.windows_only(e, 0) {
             return Ok(Vec::new());
         }
         let p = self.program;
@@ -520,5 +587,17 @@ fn constant(v: Value, ty: Ty) -> Expr {
         kind: ExprKind::Const(v),
         ty,
         span: Span::default(),
+    }
+}
+
+/// Whether `e` is a constant duration: a literal, or a `let` that is one.
+fn const_window(p: &Program, e: &Expr, depth: u32) -> bool {
+    match &e.kind {
+        ExprKind::Const(Value::Duration(_)) => true,
+        ExprKind::Let(i) if depth < 16 => p
+            .lets
+            .get(*i as usize)
+            .is_some_and(|l| const_window(p, &l.value, depth + 1)),
+        _ => false,
     }
 }

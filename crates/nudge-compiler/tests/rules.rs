@@ -343,6 +343,10 @@ fn lints() {
         (with_flow("  trigger entering s", "let d = days_between(profile.last_order_at ?? now(), now()) * 2\nsegment s = d > 10\n"), &["W0008"]),
         (with_flow("  trigger entering s", "segment t = format_date(now(), \"%A\") == \"Saturday\"\nsegment s = t and profile.total_spent > $5\n"), &["W0008"]),
         (with_flow("  trigger entering s", "segment s = now() in [2026-12-24T00:00:00Z]\n"), &["W0008"]),
+        // A window that is not a constant: its exits cannot be followed.
+        (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, (profile.last_order_at ?? now()) - now() + 30d, v => true) >= 3\n"), &["W0008"]),
+        // A window against the clock in one comparison.
+        (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, 30d, v => true) > days_between(profile.last_order_at ?? now(), now())\n"), &["W0008"]),
         (with_flow("  trigger order_completed\n  exit if s", "segment s = date_of(now()) == 2026-12-24\n"), &[]),
         // Shapes whose next change is computed: no warning.
         (with_flow("  trigger entering s", "let cutoff = now() - 30d\nsegment s = (profile.last_order_at ?? cutoff) < cutoff\n"), &[]),
@@ -350,6 +354,9 @@ fn lints() {
         (with_flow("  trigger entering s", "segment s = days_between(profile.last_order_at ?? now(), now()) >= 60\n"), &[]),
         (with_flow("  trigger entering s", "segment s = date_of(now()) >= 2026-12-01 and profile.total_spent > $5\n"), &[]),
         (with_flow("  trigger entering s", "segment s = not (now() - (profile.last_order_at ?? now()) < 45d) or profile.total_spent > $5\n"), &[]),
+        // Events within constant windows: the runtime follows their exits.
+        (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, 30d, v => true) >= 3\n"), &[]),
+        (with_flow("  trigger entering s", "let w = 7d\nsegment t = not any_event_within(order_completed, w, o => true)\nsegment s = t and count_events_within(product_viewed, 30d, v => true) >= 3\n"), &[]),
     ];
     for (src, want) in cases {
         assert_eq!(codes(src), want.to_vec(), "{src}");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bundle, replay, sends};
+use common::{bundle, replay, replay_with, sends};
 
 const MESSAGES: &str = r#"
 message note() {
@@ -18,7 +18,13 @@ fn run(segment: &str, lines: &[String]) -> Vec<String> {
     let b = bundle(&format!(
         "{MESSAGES}\n{segment}\nflow f {{\n  trigger entering s\n  entry always\n  send note()\n}}\n"
     ));
-    let (sink, dead) = replay(&b, &lines.join("\n"));
+    // The clock runs on after the calls: memberships change with it.
+    let until = nudge_runtime::decode::parse_time("2026-12-31T00:00:00Z").unwrap();
+    let options = nudge_runtime::replay::Options {
+        until: Some(nudge_runtime::millis::ms(until)),
+        drain: false,
+    };
+    let (sink, dead) = replay_with(&b, &lines.join("\n"), options);
     assert!(dead.is_empty(), "{dead:?}");
     sends(&sink)
 }
@@ -67,10 +73,45 @@ fn spend_within_a_year_and_no_order_lately() {
         ordered("2026-01-02T10:00:00Z", "60.00"),
         // $110 within the year, but an order within the week.
         ordered("2026-02-01T10:00:00Z", "50.00"),
-        // A look at the profile after the week (a visit): in.
-        identify("2026-02-10T09:00:00Z"),
     ];
-    assert_eq!(run(segment, &lines), ["2026-02-10T09:00:00Z u1 note"]);
+    // In the second that order leaves the week, with no call from them.
+    assert_eq!(run(segment, &lines), ["2026-02-08T10:00:01Z u1 note"]);
+}
+
+#[test]
+fn a_customer_enters_when_an_order_leaves_a_window_named_by_a_let() {
+    // The window through a `let`, as the example writes it; the views stay.
+    let segment = "let calm = 14d\nsegment s = count_events_within(product_viewed, 30d, v => true) >= 2 and not any_event_within(order_completed, calm, o => true)";
+    let lines = [
+        identify("2026-01-01T09:00:00Z"),
+        ordered("2026-01-02T10:00:00Z", "20.00"),
+        viewed("2026-01-05T10:00:00Z", "Shoes"),
+        viewed("2026-01-06T10:00:00Z", "Shoes"),
+        // Out of the order's fortnight on 16 January; the views are still
+        // within 30 days then. A later view changes nothing: already in.
+        viewed("2026-01-20T10:00:00Z", "Shoes"),
+    ];
+    assert_eq!(run(segment, &lines), ["2026-01-16T10:00:01Z u1 note"]);
+}
+
+#[test]
+fn leaving_a_window_by_time_alone_lets_the_customer_enter_again() {
+    let segment = "segment s = count_events_within(product_viewed, 10d, v => true) >= 2";
+    let lines = [
+        identify("2026-01-01T09:00:00Z"),
+        viewed("2026-01-02T10:00:00Z", "Shoes"),
+        viewed("2026-01-03T10:00:00Z", "Shoes"),
+        // The first view leaves on 12 January: out, with no call. One
+        // more view on the 12th, an hour later, brings two again: in again.
+        viewed("2026-01-12T11:00:00Z", "Shoes"),
+    ];
+    assert_eq!(
+        run(segment, &lines),
+        [
+            "2026-01-03T10:00:00Z u1 note",
+            "2026-01-12T11:00:00Z u1 note"
+        ]
+    );
 }
 
 #[test]

@@ -176,6 +176,10 @@ struct Release<'b> {
     triggered_by: HashMap<u32, Vec<u32>>,
     /// Whether its code asks for recommendations (`recommend`, `next_order_at`).
     recommends: bool,
+    /// The (event schema, window in seconds) its segments and `let`s read
+    /// within constant windows: a `trigger entering` segment is looked at
+    /// again as a customer's event leaves one.
+    windows: Vec<(u32, i64)>,
 }
 
 impl<'b> Release<'b> {
@@ -575,6 +579,7 @@ impl<'b> Machine<'b> {
             message_keys,
             triggered_by,
             recommends: bundle.calls_recommendations(),
+            windows: nudge_bytecode::constant_windows(bundle),
         }
     }
 

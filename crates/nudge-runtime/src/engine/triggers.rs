@@ -164,14 +164,31 @@ impl Machine<'_> {
         let Trigger::Entering { segment } = *self.trigger_of(f) else {
             return;
         };
-        if self.bundle().change_points.is_empty() {
+        let r = self.current();
+        let windows = &super::rel(&self.releases, r).windows;
+        if self.bundle().change_points.is_empty() && windows.is_empty() {
             return;
         }
-        let r = self.current();
         let priority = self.flow_of(r, f).priority;
         let key = self.key_of(r, f);
         let tz = self.zone(c, None);
         let now = secs(self.now);
+        // The first instant an event leaves a window the segments read,
+        // as the VM counts windows: an event at `t` ms is within `w`
+        // seconds of the clock while `now - w <= t / 1000` (seconds).
+        let exit = {
+            let cust = super::known(&self.customers, c);
+            windows
+                .iter()
+                .filter_map(|&(kind, w)| {
+                    cust.events
+                        .iter()
+                        .filter(|e| e.schema == kind)
+                        .map(|e| e.at.div_euclid(1000).saturating_add(w).saturating_add(1))
+                        .find(|&exit| exit > now)
+                })
+                .min()
+        };
         let cust = super::known_mut(&mut self.customers, c);
         let mut host = super::customer::Ctx {
             customer: cust,
@@ -182,6 +199,10 @@ impl Machine<'_> {
         let next = super::rel(&self.releases, r)
             .vm
             .next_change(segment, now, &mut host);
+        let next = match (next, exit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let mem = super::known_mut(&mut self.customers, c).flow(key);
         if mem.armed() == next && !force {
             return;
