@@ -142,3 +142,30 @@ fn in_a_flow_the_window_starts_no_earlier_than_the_instance() {
     let (sink, _) = replay(&b, &lines.join("\n"));
     assert_eq!(sends(&sink), ["2026-01-03T12:00:00Z u1 note"]);
 }
+
+#[test]
+fn a_deploy_that_narrows_a_window_looks_again_at_the_new_exit() {
+    let source = |window: &str| {
+        bundle(&format!(
+            "{MESSAGES}\nsegment s = any_event_within(order_completed, {window}, o => true)\nflow f {{\n  trigger entering s\n  entry always\n  send note()\n}}\n"
+        ))
+    };
+    let (wide, narrow) = (source("30d"), source("7d"));
+    let mut e = common::engine(&wide);
+    common::feed(
+        &mut e,
+        &[
+            identify("2026-01-01T09:00:00Z"),
+            ordered("2026-01-02T10:00:00Z", "20.00"),
+        ],
+    );
+    e.deploy(&narrow, common::arena()).unwrap();
+    // Out on 9 January under the week's window (not 1 February): so the
+    // order of the 20th brings the customer in again.
+    common::feed(&mut e, &[ordered("2026-01-20T10:00:00Z", "20.00")]);
+    e.advance_through(nudge_runtime::millis::ms(
+        nudge_runtime::decode::parse_time("2026-03-01T00:00:00Z").unwrap(),
+    ));
+    let sent: Vec<String> = e.sink().outbox.iter().map(|m| m.at.clone()).collect();
+    assert_eq!(sent, ["2026-01-02T10:00:00Z", "2026-01-20T10:00:00Z"]);
+}

@@ -720,6 +720,10 @@ fn changes_moved(old: &Bundle, new: &Bundle, name: Option<&String>, segment: u32
             .ok()?;
         b.change_points.get(i).map(|c| &c.unit)
     }
+    // Windows whose exits are followed: changed, every timer may be wrong.
+    if nudge_bytecode::constant_windows(old) != nudge_bytecode::constant_windows(new) {
+        return true;
+    }
     let before = old
         .segments
         .iter()
