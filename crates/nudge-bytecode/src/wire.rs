@@ -27,8 +27,8 @@ pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
 /// added `Bundle::retention`, 4 added `Policy::currency`, 5 added
-/// `Bundle::change_points`).
-pub const FORMAT_VERSION: u16 = 5;
+/// `Bundle::change_points`, 6 added `Split::optimise`).
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -119,11 +119,19 @@ pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     depth: u32,
+    /// The format version being read: parts added later are read only
+    /// from the versions that have them.
+    version: u16,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], pos: usize) -> Self {
-        Reader { buf, pos, depth: 0 }
+        Reader {
+            buf,
+            pos,
+            depth: 0,
+            version: FORMAT_VERSION,
+        }
     }
 
     pub(crate) fn pos(&self) -> usize {
@@ -831,7 +839,20 @@ impl Flow {
             self.local_names.put(w);
         }
         self.waits.put(w);
-        self.splits.put(w);
+        if names {
+            self.splits.put(w);
+        } else {
+            // A plain split hashes as it did before splits could optimise,
+            // so that the versions of flows with plain splits stay the same.
+            w.uvar(self.splits.len() as u128);
+            for s in &self.splits {
+                s.arms.put(w);
+                if let Some(floor) = s.optimise {
+                    w.byte(0xff);
+                    floor.put(w);
+                }
+            }
+        }
         self.steps.put(w);
         self.unit.put(w);
     }
@@ -883,7 +904,18 @@ wire_struct!(WaitFor {
     bind
 });
 wire_struct!(WaitEvent { event, project });
-wire_struct!(Split { arms });
+impl Wire for Split {
+    fn put(&self, w: &mut Writer) {
+        self.arms.put(w);
+        self.optimise.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let arms = Wire::get(r)?;
+        // Before version 6 every split was a plain one.
+        let optimise = if r.version >= 6 { Wire::get(r)? } else { None };
+        Ok(Split { arms, optimise })
+    }
+}
 wire_struct!(SplitArm {
     percent,
     name,
@@ -1178,6 +1210,7 @@ impl Bundle {
             });
         }
         let mut r = Reader::new(bytes, n + 2);
+        r.version = found;
         let bundle = Bundle::get_version(&mut r, found)?;
         if r.pos() != bytes.len() {
             return Err(DecodeError::Invalid {

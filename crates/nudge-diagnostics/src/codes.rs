@@ -89,6 +89,7 @@ codes! {
     E0409 = "E0409" "template-outside-project" Error "A template path that leads outside the project: absolute, a `..` escape or a symlink to elsewhere.";
     E0410 = "E0410" "template-unknown-field" Error "A template reads a field that its parameter, the profile or the record type does not have.";
     E0411 = "E0411" "template-unknown-filter" Error "A template uses a filter that templates do not have.";
+    E0412 = "E0412" "optimise-without-goal" Error "A split optimises the flow's goal, and the flow has no goal.";
     // Domain lints.
     W0001 = "W0001" "abandonment-without-purchase-exit" Warning "An abandonment flow (triggered by a cart, checkout or browse event) does not exit on a purchase.";
     W0002 = "W0002" "sms-without-quiet-hours" Warning "A marketing SMS can be sent with no quiet hours in force.";
