@@ -1248,4 +1248,45 @@ mod tests {
         }
         assert_eq!(decoded, 70);
     }
+
+    #[test]
+    fn splits_before_format_6_read_as_plain_and_optimise_is_written_from_6() {
+        let arms = vec![
+            SplitArm {
+                percent: Decimal::new(50, 0),
+                name: "a".into(),
+                target: 3,
+            },
+            SplitArm {
+                percent: Decimal::new(50, 0),
+                name: "b".into(),
+                target: 7,
+            },
+        ];
+        // Format 5 wrote a split as its arms alone.
+        let mut old = Writer::default();
+        arms.put(&mut old);
+        old.byte(9); // what follows the split
+        let mut r = Reader::new(&old.buf, 0);
+        r.version = 5;
+        let plain = Split::get(&mut r).unwrap();
+        assert_eq!(plain.arms, arms);
+        assert_eq!(plain.optimise, None);
+        assert_eq!(r.byte().unwrap(), 9, "nothing more was read");
+        // Format 6 writes `optimise` after the arms.
+        let tuned = Split {
+            arms: arms.clone(),
+            optimise: Some(Decimal::new(10, 0)),
+        };
+        let mut w = Writer::default();
+        tuned.put(&mut w);
+        let mut r = Reader::new(&w.buf, 0);
+        assert_eq!(Split::get(&mut r).unwrap(), tuned);
+        assert_eq!(r.pos(), w.buf.len());
+        // The same bytes read as format 5 leave the floor unread.
+        let mut r = Reader::new(&w.buf, 0);
+        r.version = 5;
+        assert_eq!(Split::get(&mut r).unwrap().optimise, None);
+        assert!(r.pos() < w.buf.len());
+    }
 }

@@ -162,8 +162,8 @@ fn a_bundle_that_declares_less_than_its_code_reads_is_refused() {
 #[test]
 fn a_format_2_bundle_gets_its_retention_derived() {
     let b = example_bundle("cart_recovery");
-    // Format 2 is format 5 less the policy's currency, the retention and
-    // the change points, written last: with no currency, no schemas, no cap
+    // Without splits, format 2 is format 6 less the policy's currency, the
+    // retention and the change points, written last: with no currency, no schemas, no cap
     // window and no change points, that is four zero bytes.
     assert_eq!(b.policy.currency, None);
     assert!(b.change_points.is_empty());
@@ -179,8 +179,10 @@ fn a_format_2_bundle_gets_its_retention_derived() {
     assert_eq!(old.retention, b.retention);
     assert!(readers(&old, "order_completed").read());
     // Encoding it again writes the current format, retention included.
-    assert!(old.encode() == b.encode(), "re-encoded as format 5");
-    // Format 4 is format 5 less the change points (none: one zero byte).
+    assert!(old.encode() == b.encode(), "re-encoded as format 6");
+    // Format 4 is format 6 less the change points (none: one zero byte),
+    // with no splits (format 6 added their `optimise`).
+    assert!(b.flows.iter().all(|f| f.splits.is_empty()));
     let mut v4 = b.encode();
     assert_eq!(v4.pop(), Some(0), "no change points");
     v4[6..8].copy_from_slice(&4u16.to_le_bytes());

@@ -73,7 +73,7 @@ codes! {
     E0305 = "E0305" "cyclic-definition" Error "A `let` or segment is defined in terms of itself.";
     E0306 = "E0306" "non-positive-duration" Error "A wait, window or cap period that is zero or negative.";
     E0307 = "E0307" "invalid-timezone" Error "A time zone name that is not in the IANA database.";
-    E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, or split arms that do not add up to 100%.";
+    E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, split arms that do not add up to 100%, an arm without a share in a plain split or with one in a split that optimises, or a floor that leaves no room for every arm.";
     E0309 = "E0309" "not-compilable" Error "A construct that type-checks but that a bundle cannot hold: a field default that is not a constant, a `let` with no storable type, more than 64 message parameters given, or more than 65,535 locals, steps, waits or splits in one unit.";
     E0310 = "E0310" "non-constant-duration" Error "A wait or window names something that is not a constant duration: a variable, or a `let` whose value is computed.";
     E0311 = "E0311" "invalid-format" Error "A date format or currency code that cannot be read: an unknown style, a pattern specifier that does not exist, or a currency that is not an ISO 4217 code.";

@@ -807,5 +807,10 @@ fn step_snippets() -> Vec<Item> {
             "split {\n\t${1:50}% ${2:first} {\n\t\t$3\n\t}\n\t${4:50}% ${5:second} {\n\t\t$0\n\t}\n}",
             "an A/B split; the percentages add up to 100%",
         ),
+        Item::snippet(
+            "split optimise { … }",
+            "split optimise floor ${1:10}% {\n\t${2:first} {\n\t\t$3\n\t}\n\t${4:second} {\n\t\t$0\n\t}\n}",
+            "a split that moves customers to the arm that reaches the flow's goal most often",
+        ),
     ]
 }

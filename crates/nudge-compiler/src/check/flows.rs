@@ -243,7 +243,7 @@ impl<'a> Checker<'a> {
                         decl.name.name
                     ),
                 )
-                .with_primary_label("optimises what?")
+                .with_primary_label("there is no goal to optimise")
                 .with_help(
                     "add a goal to the flow, such as `goal order_completed within 7d`, or remove `optimise`",
                 );
