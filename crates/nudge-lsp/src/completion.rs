@@ -186,6 +186,10 @@ pub fn complete(snap: &Snapshot, file: FileId, offset: u32) -> Vec<Item> {
         }
         Some(Token::Keyword("quiet")) => return keywords(&["hours"]),
         Some(Token::Keyword("audience")) => return keywords(&["add", "remove"]),
+        Some(Token::Keyword("split")) => return keywords(&["optimise"]),
+        Some(Token::Ident("optimise")) if prev2 == Some(Token::Keyword("split")) => {
+            return keywords(&["floor"]);
+        }
         Some(Token::Keyword("wait")) if !after_dot(prev2) => return keywords(&["until", "for"]),
         Some(Token::Keyword("cap")) => {
             return keywords(&["email", "sms", "push", "webhook", "marketing"]);
