@@ -769,8 +769,7 @@ impl Report {
             }
             // Per arm, when each customer first took it and first reached
             // the goal on it.
-            type Firsts<'p> = BTreeMap<&'p str, DateTime<Utc>>;
-            let mut arms: BTreeMap<&str, (Firsts, Firsts)> = BTreeMap::new();
+            let mut arms: ArmFirsts = BTreeMap::new();
             for ((person, instance), (variant, at)) in &a.variants {
                 // Like the funnel, arms hold the treated customers who entered in the range.
                 if a.held_instances.contains(&(person.clone(), *instance))
@@ -1269,6 +1268,12 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// When each customer first did something, by customer.
+type Firsts<'p> = BTreeMap<&'p str, DateTime<Utc>>;
+
+/// Per arm name: when each customer first took it and first reached the goal on it.
+type ArmFirsts<'p> = BTreeMap<&'p str, (Firsts<'p>, Firsts<'p>)>;
+
 /// A probability as a percentage with one decimal (`97.3%`).
 pub(crate) fn percent_text(p: f64) -> String {
     format!("{:.1}%", p * 100.0)
@@ -1277,11 +1282,7 @@ pub(crate) fn percent_text(p: f64) -> String {
 /// The probability that each arm is best, set on `shown`, and when the
 /// split settled, from when each customer took each arm (`firsts`: entered
 /// and converted, by arm name, in the order of `shown`).
-fn optimised(
-    floor: &str,
-    shown: &mut [Arm],
-    firsts: &BTreeMap<&str, (BTreeMap<&str, DateTime<Utc>>, BTreeMap<&str, DateTime<Utc>>)>,
-) -> Optimised {
+fn optimised(floor: &str, shown: &mut [Arm], firsts: &ArmFirsts) -> Optimised {
     use nudge_runtime::bandit::{self, Arm as Counts};
     // A fixed seed: the same trace gives the same figures.
     let seed = bandit::seed(&[b"nudge report: probability best"]);
@@ -1289,9 +1290,8 @@ fn optimised(
         firsts
             .values()
             .map(|(entered, converted)| {
-                let n = |m: &BTreeMap<&str, DateTime<Utc>>| {
-                    m.values().filter(|t| upto.is_none_or(|u| **t < u)).count() as u64
-                };
+                let n =
+                    |m: &Firsts| m.values().filter(|t| upto.is_none_or(|u| **t < u)).count() as u64;
                 Counts {
                     entries: n(entered),
                     conversions: n(converted),

@@ -51,8 +51,8 @@ fn at(minutes: usize) -> String {
 /// one in twenty-five on `a`, by a fixed pattern.
 fn buys(i: usize, arm: &str) -> bool {
     match arm {
-        "b" => i % 3 == 0,
-        _ => i % 25 == 0,
+        "b" => i.is_multiple_of(3),
+        _ => i.is_multiple_of(25),
     }
 }
 
