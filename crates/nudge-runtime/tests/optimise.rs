@@ -188,3 +188,37 @@ fn the_counts_survive_a_restore_and_the_choices_go_on_the_same() {
     assert_eq!(fourth.split_counts(), third.split_counts());
     assert!(!fourth.split_counts().all().is_empty());
 }
+
+#[test]
+fn held_out_instances_count_for_no_arm() {
+    let b = bundle(&PROJECT.replace(
+        "  goal order_completed within 1d\n",
+        "  goal order_completed within 1d\n  holdout 50%\n",
+    ));
+    let mut engine = Engine::new(&b, MemorySink::default(), config(), i64::MIN);
+    let (_, arms) = simulate(&mut engine);
+    let held: Vec<bool> = engine
+        .sink()
+        .records
+        .iter()
+        .filter_map(|r| match &r.what {
+            What::Entered { holdout, .. } => Some(*holdout),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held.len(), CUSTOMERS);
+    let treated = held.iter().filter(|h| !**h).count();
+    assert!(treated > 200 && treated < 400, "{treated} treated");
+    let counts = engine.split_counts().all();
+    let entries: u64 = counts.iter().map(|c| c.entries).sum();
+    let conversions: u64 = counts.iter().map(|c| c.conversions).sum();
+    // The split runs for everyone; only the treated count.
+    assert_eq!(entries, treated as u64);
+    let bought = arms
+        .iter()
+        .zip(&held)
+        .enumerate()
+        .filter(|(i, (a, h))| !**h && buys(*i, a))
+        .count() as u64;
+    assert_eq!(conversions, bought);
+}
