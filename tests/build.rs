@@ -39,7 +39,7 @@ fn build_then_disasm_the_cart_recovery_example() {
     let listed = nudge(&["disasm", path_str(&out)]);
     assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
     let listing = text(&listed.stdout);
-    assert!(listing.starts_with("nudge bundle, format 6"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 7"), "{listing}");
     assert!(
         listing.contains(&format!("flow cart_recovery  version {version}")),
         "{listing}"

@@ -477,6 +477,10 @@ pub struct WaitEvent {
 pub struct Split {
     /// The arms, in source order.
     pub arms: Vec<SplitArm>,
+    /// For a split that optimises the flow's goal (`split optimise`), each
+    /// arm's floor: the share of traffic, in percent, every arm keeps. A
+    /// plain split (`None`) chooses by its arms' percentages.
+    pub optimise: Option<Decimal>,
 }
 
 /// One arm of a split.

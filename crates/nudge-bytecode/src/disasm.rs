@@ -383,9 +383,16 @@ impl Disasm<'_> {
             let arms: Vec<String> = sp
                 .arms
                 .iter()
-                .map(|a| format!("{}% {} -> {:04}", a.percent, a.name, a.target))
+                .map(|a| match sp.optimise {
+                    Some(_) => format!("{} -> {:04}", a.name, a.target),
+                    None => format!("{}% {} -> {:04}", a.percent, a.name, a.target),
+                })
                 .collect();
-            self.line(format!("  split #{i}: {}", arms.join(", ")));
+            let how = match sp.optimise {
+                Some(floor) => format!("optimise floor {floor}%: "),
+                None => String::new(),
+            };
+            self.line(format!("  split #{i}: {how}{}", arms.join(", ")));
         }
         self.unit(&f.unit, Some(f));
     }

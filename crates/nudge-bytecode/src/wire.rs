@@ -27,8 +27,8 @@ pub const MAGIC: [u8; 6] = *b"NUDGE\0";
 
 /// The bundle format this crate writes (2 added `Flow::local_names`, 3
 /// added `Bundle::retention`, 4 added `Policy::currency`, 5 added
-/// `Bundle::change_points`, 6 added `Readers::within`).
-pub const FORMAT_VERSION: u16 = 6;
+/// `Bundle::change_points`, 6 added `Readers::within`, 7 added `Split::optimise`).
+pub const FORMAT_VERSION: u16 = 7;
 
 /// The oldest format this crate still reads: a version 2 bundle has no
 /// retention, which decoding derives from its code (stores and checkpoints
@@ -119,11 +119,19 @@ pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     depth: u32,
+    /// The format version being read: parts added later are read only
+    /// from the versions that have them.
+    version: u16,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8], pos: usize) -> Self {
-        Reader { buf, pos, depth: 0 }
+        Reader {
+            buf,
+            pos,
+            depth: 0,
+            version: FORMAT_VERSION,
+        }
     }
 
     pub(crate) fn pos(&self) -> usize {
@@ -831,7 +839,20 @@ impl Flow {
             self.local_names.put(w);
         }
         self.waits.put(w);
-        self.splits.put(w);
+        if names {
+            self.splits.put(w);
+        } else {
+            // A plain split hashes as it did before splits could optimise,
+            // so that the versions of flows with plain splits stay the same.
+            w.uvar(self.splits.len() as u128);
+            for s in &self.splits {
+                s.arms.put(w);
+                if let Some(floor) = s.optimise {
+                    w.byte(0xff);
+                    floor.put(w);
+                }
+            }
+        }
         self.steps.put(w);
         self.unit.put(w);
     }
@@ -883,7 +904,18 @@ wire_struct!(WaitFor {
     bind
 });
 wire_struct!(WaitEvent { event, project });
-wire_struct!(Split { arms });
+impl Wire for Split {
+    fn put(&self, w: &mut Writer) {
+        self.arms.put(w);
+        self.optimise.put(w);
+    }
+    fn get(r: &mut Reader) -> Result<Self, DecodeError> {
+        let arms = Wire::get(r)?;
+        // Before version 6 every split was a plain one.
+        let optimise = if r.version >= 7 { Wire::get(r)? } else { None };
+        Ok(Split { arms, optimise })
+    }
+}
 wire_struct!(SplitArm {
     percent,
     name,
@@ -1222,6 +1254,7 @@ impl Bundle {
             });
         }
         let mut r = Reader::new(bytes, n + 2);
+        r.version = found;
         let bundle = Bundle::get_version(&mut r, found)?;
         if r.pos() != bytes.len() {
             return Err(DecodeError::Invalid {
@@ -1258,5 +1291,46 @@ mod tests {
             assert_eq!(w.buf, bytes[..r.pos()], "{instr:?}");
         }
         assert_eq!(decoded, 70);
+    }
+
+    #[test]
+    fn splits_before_format_6_read_as_plain_and_optimise_is_written_from_6() {
+        let arms = vec![
+            SplitArm {
+                percent: Decimal::new(50, 0),
+                name: "a".into(),
+                target: 3,
+            },
+            SplitArm {
+                percent: Decimal::new(50, 0),
+                name: "b".into(),
+                target: 7,
+            },
+        ];
+        // Format 5 wrote a split as its arms alone.
+        let mut old = Writer::default();
+        arms.put(&mut old);
+        old.byte(9); // what follows the split
+        let mut r = Reader::new(&old.buf, 0);
+        r.version = 5;
+        let plain = Split::get(&mut r).unwrap();
+        assert_eq!(plain.arms, arms);
+        assert_eq!(plain.optimise, None);
+        assert_eq!(r.byte().unwrap(), 9, "nothing more was read");
+        // Format 6 writes `optimise` after the arms.
+        let tuned = Split {
+            arms: arms.clone(),
+            optimise: Some(Decimal::new(10, 0)),
+        };
+        let mut w = Writer::default();
+        tuned.put(&mut w);
+        let mut r = Reader::new(&w.buf, 0);
+        assert_eq!(Split::get(&mut r).unwrap(), tuned);
+        assert_eq!(r.pos(), w.buf.len());
+        // The same bytes read as format 5 leave the floor unread.
+        let mut r = Reader::new(&w.buf, 0);
+        r.version = 5;
+        assert_eq!(Split::get(&mut r).unwrap().optimise, None);
+        assert!(r.pos() < w.buf.len());
     }
 }

@@ -345,7 +345,7 @@ fn a_newer_format_version_is_refused() {
     );
     assert!(
         err.to_string()
-            .contains("unsupported bundle format version 7 (this nudge reads versions 2 to 6)"),
+            .contains("unsupported bundle format version 8 (this nudge reads versions 2 to 7)"),
         "{err}"
     );
     // Format 1 had no local names: its flows cannot be read as format 2.
@@ -470,7 +470,7 @@ fn values_show_as_the_language_writes_them() {
 fn the_listing_annotates_instructions_with_source_lines() {
     let text = "line one\nline two\nline three\n";
     let listing = disassemble(&sample(), &|p| (p == "shop.flow").then(|| text.to_string()));
-    assert!(listing.starts_with("nudge bundle, format 6\n"), "{listing}");
+    assert!(listing.starts_with("nudge bundle, format 7\n"), "{listing}");
     assert!(
         listing.contains("\nchanges of segment recent\n"),
         "{listing}"
@@ -629,6 +629,54 @@ fn every_instruction_is_documented() {
         tags.insert(m);
     }
     assert_eq!(tags.len(), all.len(), "mnemonics are distinct");
+}
+
+#[test]
+fn splits_that_optimise_round_trip_list_and_change_the_version() {
+    let with = |optimise: Option<Decimal>| {
+        let mut b = sample();
+        let percent = if optimise.is_some() {
+            Decimal::ZERO
+        } else {
+            Decimal::new(50, 0)
+        };
+        b.flows[0].splits = vec![Split {
+            arms: vec![
+                SplitArm {
+                    percent,
+                    name: "a".into(),
+                    target: 0,
+                },
+                SplitArm {
+                    percent,
+                    name: "b".into(),
+                    target: 1,
+                },
+            ],
+            optimise,
+        }];
+        b.compute_versions();
+        b
+    };
+    let plain = with(None);
+    let tuned = with(Some(Decimal::new(125, 1)));
+    for b in [&plain, &tuned] {
+        let bytes = b.encode();
+        let back = Bundle::decode(&bytes).unwrap();
+        assert_eq!(&back, b);
+        assert_eq!(back.encode(), bytes);
+    }
+    assert_ne!(plain.flows[0].version, tuned.flows[0].version);
+    let listing = disassemble(&tuned, &|_| None);
+    assert!(
+        listing.contains("split #0: optimise floor 12.5%: a -> 0000, b -> 0001"),
+        "{listing}"
+    );
+    let listing = disassemble(&plain, &|_| None);
+    assert!(
+        listing.contains("split #0: 50% a -> 0000, 50% b -> 0001"),
+        "{listing}"
+    );
 }
 
 #[test]

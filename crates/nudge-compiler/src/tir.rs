@@ -268,7 +268,12 @@ pub enum StepKind {
         otherwise: Option<Block>,
     },
     /// `split`.
-    Split(Vec<SplitArm>),
+    Split {
+        /// The arms, in source order.
+        arms: Vec<SplitArm>,
+        /// For `split optimise`, the floor every arm keeps, in percent.
+        optimise: Option<Decimal>,
+    },
     /// `set profile.FIELD = value`.
     SetProfile {
         /// The field.
@@ -307,7 +312,7 @@ pub struct Block {
 /// One arm of a `split`.
 #[derive(Clone, Debug)]
 pub struct SplitArm {
-    /// Its share, in percent.
+    /// Its share, in percent (zero in a split that optimises).
     pub percent: Decimal,
     /// Its name.
     pub name: String,

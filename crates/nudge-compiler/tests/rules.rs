@@ -201,6 +201,90 @@ fn flow_structure() {
 }
 
 #[test]
+fn splits_that_optimise() {
+    let goal = "  trigger order_completed\n  goal order_completed within 7d\n";
+    let cases: &[(String, &[&str])] = &[
+        (
+            with_flow(
+                &format!("{goal}  split optimise {{\n    a {{}}\n    b {{}}\n  }}"),
+                "",
+            ),
+            &[],
+        ),
+        (
+            with_flow(
+                &format!("{goal}  split optimise floor 50% {{\n    a {{}}\n    b {{}}\n  }}"),
+                "",
+            ),
+            &[],
+        ),
+        // The floor leaves no room for three arms.
+        (
+            with_flow(
+                &format!(
+                    "{goal}  split optimise floor 40% {{\n    a {{}}\n    b {{}}\n    c {{}}\n  }}"
+                ),
+                "",
+            ),
+            &["E0308"],
+        ),
+        // The default floor (5%) for 21 arms asks for 105%.
+        (
+            with_flow(
+                &format!(
+                    "{goal}  split optimise {{\n{}  }}",
+                    (0..21)
+                        .map(|i| format!("    a{i} {{}}\n"))
+                        .collect::<String>()
+                ),
+                "",
+            ),
+            &["E0308"],
+        ),
+        (
+            with_flow(
+                &format!("{goal}  split optimise floor 101% {{\n    a {{}}\n  }}"),
+                "",
+            ),
+            &["E0308", "E0308"],
+        ),
+        // Arms of a split that optimises have no share; a plain split's have.
+        (
+            with_flow(
+                &format!("{goal}  split optimise {{\n    50% a {{}}\n    b {{}}\n  }}"),
+                "",
+            ),
+            &["E0308"],
+        ),
+        (
+            with_flow(
+                &format!("{goal}  split {{\n    50% a {{}}\n    b {{}}\n  }}"),
+                "",
+            ),
+            &["E0308"],
+        ),
+        // Nothing to optimise without a goal, wherever the split stands.
+        (
+            with_flow(
+                "  trigger order_completed\n  split optimise {\n    a {}\n    b {}\n  }",
+                "",
+            ),
+            &["E0412"],
+        ),
+        (
+            with_flow(
+                "  trigger order_completed\n  if true {\n    split optimise {\n      a {}\n    }\n  }",
+                "",
+            ),
+            &["E0412"],
+        ),
+    ];
+    for (src, want) in cases {
+        assert_eq!(codes(src), want.to_vec(), "{src}");
+    }
+}
+
+#[test]
 fn declarations_and_duplicates() {
     let cases: &[(&str, &[&str])] = &[
         ("profile {\n  email: string?\n}\n", &["E0206"]),

@@ -73,7 +73,7 @@ codes! {
     E0305 = "E0305" "cyclic-definition" Error "A `let` or segment is defined in terms of itself.";
     E0306 = "E0306" "non-positive-duration" Error "A wait, window or cap period that is zero or negative.";
     E0307 = "E0307" "invalid-timezone" Error "A time zone name that is not in the IANA database.";
-    E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, or split arms that do not add up to 100%.";
+    E0308 = "E0308" "invalid-percent" Error "A percentage outside 0–100, split arms that do not add up to 100%, an arm without a share in a plain split or with one in a split that optimises, or a floor that leaves no room for every arm.";
     E0309 = "E0309" "not-compilable" Error "A construct that type-checks but that a bundle cannot hold: a field default that is not a constant, a `let` with no storable type, more than 64 message parameters given, or more than 65,535 locals, steps, waits or splits in one unit.";
     E0310 = "E0310" "non-constant-duration" Error "A wait or window names something that is not a constant duration: a variable, or a `let` whose value is computed.";
     E0311 = "E0311" "invalid-format" Error "A date format or currency code that cannot be read: an unknown style, a pattern specifier that does not exist, or a currency that is not an ISO 4217 code.";
@@ -89,6 +89,7 @@ codes! {
     E0409 = "E0409" "template-outside-project" Error "A template path that leads outside the project: absolute, a `..` escape or a symlink to elsewhere.";
     E0410 = "E0410" "template-unknown-field" Error "A template reads a field that its parameter, the profile or the record type does not have.";
     E0411 = "E0411" "template-unknown-filter" Error "A template uses a filter that templates do not have.";
+    E0412 = "E0412" "optimise-without-goal" Error "A split optimises the flow's goal, and the flow has no goal.";
     // Domain lints.
     W0001 = "W0001" "abandonment-without-purchase-exit" Warning "An abandonment flow (triggered by a cart, checkout or browse event) does not exit on a purchase.";
     W0002 = "W0002" "sms-without-quiet-hours" Warning "A marketing SMS can be sent with no quiet hours in force.";

@@ -646,8 +646,8 @@ impl<'s> Printer<'s> {
                 self.if_step(step.span, &label, branches);
                 return;
             }
-            StepKind::Split(arms) => {
-                self.split_step(step, &label, arms);
+            StepKind::Split(split) => {
+                self.split_step(step, &label, split);
                 return;
             }
             StepKind::If(_) | StepKind::Error => {
@@ -692,17 +692,28 @@ impl<'s> Printer<'s> {
     }
 
     /// Prints a `split` with one block per arm.
-    fn split_step(&mut self, step: &Step, label: &str, arms: &[nudge_syntax::ast::SplitArm]) {
+    fn split_step(&mut self, step: &Step, label: &str, split: &nudge_syntax::ast::Split) {
+        let arms = &split.arms;
         let from = step
             .label
             .as_ref()
             .map_or(start(step.span), |l| end(l.span));
-        let header = format!("{label}split ");
+        let how = match &split.optimise {
+            None => String::new(),
+            Some(o) => match &o.floor {
+                None => "optimise ".to_string(),
+                Some(f) => format!("optimise floor {} ", self.src.percent(f)),
+            },
+        };
+        let header = format!("{label}split {how}");
         self.braced_stmt(step.span, from, false, &header, arms.is_empty(), |p| {
             for arm in arms {
                 let (open, close) = p.block_bounds(&arm.body);
                 let blank = p.open_stmt(arm.span, open, false);
-                let header = format!("{} {} ", p.src.percent(&arm.percent), arm.name.name);
+                let header = match &arm.percent {
+                    Some(pc) => format!("{} {} ", p.src.percent(pc), arm.name.name),
+                    None => format!("{} ", arm.name.name),
+                };
                 p.braced(
                     &header,
                     Place::Line { blank },

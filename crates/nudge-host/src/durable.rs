@@ -801,7 +801,7 @@ pub fn replay_history<'b, S: Sink>(
             path: store.path().to_path_buf(),
             reason: format!("its checkpoint (as of call {}): {reason}", saved.call),
         };
-        if saved.format == nudge_runtime::engine::checkpoint::FORMAT {
+        if nudge_runtime::engine::checkpoint::in_rows(saved.format) {
             let rows = store.state_rows()?;
             engine
                 .restore_rows(rows, code.current, code.bundles)

@@ -186,6 +186,10 @@ pub fn complete(snap: &Snapshot, file: FileId, offset: u32) -> Vec<Item> {
         }
         Some(Token::Keyword("quiet")) => return keywords(&["hours"]),
         Some(Token::Keyword("audience")) => return keywords(&["add", "remove"]),
+        Some(Token::Keyword("split")) => return keywords(&["optimise"]),
+        Some(Token::Ident("optimise")) if prev2 == Some(Token::Keyword("split")) => {
+            return keywords(&["floor"]);
+        }
         Some(Token::Keyword("wait")) if !after_dot(prev2) => return keywords(&["until", "for"]),
         Some(Token::Keyword("cap")) => {
             return keywords(&["email", "sms", "push", "webhook", "marketing"]);
@@ -806,6 +810,11 @@ fn step_snippets() -> Vec<Item> {
             "split { … }",
             "split {\n\t${1:50}% ${2:first} {\n\t\t$3\n\t}\n\t${4:50}% ${5:second} {\n\t\t$0\n\t}\n}",
             "an A/B split; the percentages add up to 100%",
+        ),
+        Item::snippet(
+            "split optimise { … }",
+            "split optimise floor ${1:10}% {\n\t${2:first} {\n\t\t$3\n\t}\n\t${4:second} {\n\t\t$0\n\t}\n}",
+            "a split that moves customers to the arm that reaches the flow's goal most often",
         ),
     ]
 }

@@ -80,8 +80,9 @@ fn walk<'a>(
                 });
                 now = join(&ends);
             }
-            StepKind::Split(arms) => {
-                let ends: Vec<Elapsed> = arms
+            StepKind::Split(split) => {
+                let ends: Vec<Elapsed> = split
+                    .arms
                     .iter()
                     .map(|a| walk(a.body.steps.iter(), now, length, out))
                     .collect();

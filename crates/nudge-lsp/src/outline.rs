@@ -190,18 +190,15 @@ fn steps(steps: &[ast::Step], text: &str) -> Vec<OutlineItem> {
                     e.children.extend(self::steps(&b.steps, text));
                 }
             }
-            StepKind::Split(arms) => {
-                for a in arms {
-                    let mut ae = entry(
-                        &format!(
-                            "{} {}",
-                            text.get(a.percent.span.range()).unwrap_or(""),
-                            a.name.name
-                        ),
-                        OutlineKind::Step,
-                        a.span,
-                        a.name.span,
-                    );
+            StepKind::Split(split) => {
+                for a in &split.arms {
+                    let label = match &a.percent {
+                        Some(p) => {
+                            format!("{} {}", text.get(p.span.range()).unwrap_or(""), a.name.name)
+                        }
+                        None => a.name.name.clone(),
+                    };
+                    let mut ae = entry(&label, OutlineKind::Step, a.span, a.name.span);
                     ae.children = self::steps(&a.body.steps, text);
                     e.children.push(ae);
                 }

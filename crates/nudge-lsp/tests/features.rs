@@ -578,3 +578,18 @@ fn date_trigger_words_are_offered() {
     let items = completion::complete(&snap, f, pos_of(text, "trigger |\n"));
     assert!(labels(&items).contains(&"on".to_string()));
 }
+
+#[test]
+fn split_words_are_offered() {
+    let text =
+        "flow tuned {\n  trigger order_completed\n  goal order_completed within 1d\n  split \n}\n";
+    let snap = snapshot(&[("tuned.flow", text)]);
+    let f = file(&snap, "tuned.flow");
+    let items = completion::complete(&snap, f, pos_of(text, "split |\n"));
+    assert_eq!(labels(&items), ["optimise"]);
+    let text = "flow tuned {\n  trigger order_completed\n  goal order_completed within 1d\n  split optimise \n}\n";
+    let snap = snapshot(&[("tuned.flow", text)]);
+    let f = file(&snap, "tuned.flow");
+    let items = completion::complete(&snap, f, pos_of(text, "optimise |\n"));
+    assert_eq!(labels(&items), ["floor"]);
+}

@@ -29,6 +29,12 @@ fn statement_snippets_are_offered_in_flows_and_blocks_only() {
             .unwrap()
             .starts_with("split {\n\t${1:50}% ")
     );
+    assert!(
+        snippet("split optimise { … }")
+            .snippet
+            .unwrap()
+            .starts_with("split optimise floor ${1:10}% {\n\t${2:first} {")
+    );
     assert_eq!(
         snippet("if { … }").snippet.as_deref(),
         Some("if ${1:condition} {\n\t$0\n}")

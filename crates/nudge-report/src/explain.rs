@@ -413,7 +413,13 @@ fn describe_as(record: &Record, state: Option<&SendState>) -> String {
             flow,
             instance,
             variant,
-        } => format!("split chose variant {variant} [{flow} #{instance}]"),
+            floor,
+        } => match floor {
+            None => format!("split chose variant {variant} [{flow} #{instance}]"),
+            Some(_) => {
+                format!("split (optimising the goal) chose variant {variant} [{flow} #{instance}]")
+            }
+        },
         What::Send {
             flow,
             instance,

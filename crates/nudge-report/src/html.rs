@@ -223,16 +223,41 @@ fn arms(out: &mut String, f: &FlowReport) {
     if f.arms.is_empty() {
         return;
     }
-    out.push_str("<h3>Split arms</h3>\n<table>\n<tr><th class=\"l\">arm</th><th>entered</th><th>reached the goal</th><th>rate</th></tr>\n");
-    for a in &f.arms {
+    out.push_str("<h3>Split arms</h3>\n");
+    if let Some(o) = &f.optimised {
+        let settled = match o.settled {
+            Some(d) => format!("settled on {d}"),
+            None => "not settled".to_string(),
+        };
         let _ = writeln!(
             out,
-            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<p>The split optimises the goal (floor {}): {settled}.</p>",
+            escape(&o.floor)
+        );
+    }
+    let best = f.optimised.is_some();
+    out.push_str("<table>\n<tr><th class=\"l\">arm</th><th>entered</th><th>reached the goal</th><th>rate</th>");
+    if best {
+        out.push_str("<th>probability best</th>");
+    }
+    out.push_str("</tr>\n");
+    for a in &f.arms {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
             escape(&a.variant),
             a.entered,
             a.converted,
             rate_text(a.rate)
         );
+        if best {
+            let p = a
+                .probability_best
+                .map(crate::report::percent_text)
+                .unwrap_or_default();
+            let _ = write!(out, "<td>{p}</td>");
+        }
+        out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
     let bars: Vec<Bar> = f

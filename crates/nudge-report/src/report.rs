@@ -125,6 +125,9 @@ pub struct FlowReport {
     pub attributed: Orders,
     /// Per split arm, by name.
     pub arms: Vec<Arm>,
+    /// When the flow's split optimises its goal: its floor and when it settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimised: Option<Optimised>,
     /// The flow's treated customers against its holdout group.
     pub holdout: Holdout,
 }
@@ -204,6 +207,38 @@ pub struct Arm {
     /// `converted / entered`.
     #[serde(serialize_with = "rate_str")]
     pub rate: Option<Decimal>,
+    /// For a split that optimises: the probability that this arm's
+    /// conversion rate is the highest (see [`PROBABILITY_DRAWS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability_best: Option<f64>,
+}
+
+/// How many joint draws of the arms' posteriors estimate the probability
+/// that each arm is the best.
+pub const PROBABILITY_DRAWS: u32 = 10_000;
+
+/// The probability of being best at which a split counts as settled.
+pub const SETTLED_AT: f64 = 0.95;
+
+/// A split that optimises the flow's goal, as the report sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Optimised {
+    /// The floor every arm keeps (`"5%"`).
+    pub floor: String,
+    /// The first day (UTC) at whose end the arm that leads at the end had
+    /// a probability of being best of at least [`SETTLED_AT`], and kept it
+    /// at the end of every later day with entries or conversions; none
+    /// while it has not.
+    #[serde(serialize_with = "date_str")]
+    pub settled: Option<chrono::NaiveDate>,
+}
+
+/// A day as `YYYY-MM-DD`, or null.
+fn date_str<S: Serializer>(d: &Option<chrono::NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&d.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A group of customers compared on the flow's goal.
@@ -356,8 +391,12 @@ struct Acc {
     treated_revenue: Amounts,
     held_revenue: Amounts,
     attributed_customers: BTreeSet<String>,
-    /// Variant per `(person, instance)`.
-    variants: HashMap<(String, u32), String>,
+    /// Variant per `(person, instance)`, with when the split chose it.
+    variants: HashMap<(String, u32), (String, DateTime<Utc>)>,
+    /// The floor of the flow's split that optimises, if it has one.
+    floor: Option<String>,
+    /// When each treated `(person, instance)` first reached the goal.
+    goal_at: HashMap<(String, u32), DateTime<Utc>>,
     /// Held-out instances by `(person, instance)`: the split runs for them
     /// too, but they are the control group, not an arm.
     held_instances: BTreeSet<(String, u32)>,
@@ -463,10 +502,14 @@ impl Report {
                     flow: f,
                     instance,
                     variant,
+                    floor,
                 } => {
-                    acc(&mut accs, f)
-                        .variants
-                        .insert((person, *instance), variant.clone());
+                    let a = acc(&mut accs, f);
+                    a.variants
+                        .insert((person, *instance), (variant.clone(), e.at));
+                    if floor.is_some() {
+                        a.floor.clone_from(floor);
+                    }
                 }
                 What::Audience { .. } | What::Profile { .. } | What::Recommended { .. } => {}
                 What::Send {
@@ -615,6 +658,11 @@ impl Report {
                 } else {
                     a.goal_treated.insert(o.person.clone());
                     a.goal_instances.insert((o.person.clone(), *instance));
+                    let at = a
+                        .goal_at
+                        .entry((o.person.clone(), *instance))
+                        .or_insert(o.at);
+                    *at = (*at).min(o.at);
                     if fresh {
                         a.treated_revenue.add(currency, o.amount);
                     }
@@ -719,8 +767,10 @@ impl Report {
             for (u, s) in union.iter_mut().zip(stages) {
                 u.extend(s);
             }
-            let mut arms: BTreeMap<&str, (BTreeSet<&str>, BTreeSet<&str>)> = BTreeMap::new();
-            for ((person, instance), variant) in &a.variants {
+            // Per arm, when each customer first took it and first reached
+            // the goal on it.
+            let mut arms: ArmFirsts = BTreeMap::new();
+            for ((person, instance), (variant, at)) in &a.variants {
                 // Like the funnel, arms hold the treated customers who entered in the range.
                 if a.held_instances.contains(&(person.clone(), *instance))
                     || !a.treated.contains(person)
@@ -728,20 +778,26 @@ impl Report {
                     continue;
                 }
                 let arm = arms.entry(variant).or_default();
-                arm.0.insert(person);
-                if a.goal_instances.contains(&(person.clone(), *instance)) {
-                    arm.1.insert(person);
+                let first = arm.0.entry(person).or_insert(*at);
+                *first = (*first).min(*at);
+                if let Some(&goal) = a.goal_at.get(&(person.clone(), *instance)) {
+                    let first = arm.1.entry(person).or_insert(goal);
+                    *first = (*first).min(goal);
                 }
             }
             r.arms = arms
-                .into_iter()
+                .iter()
                 .map(|(v, (entered, converted))| Arm {
                     variant: v.to_string(),
                     entered: entered.len() as u64,
                     converted: converted.len() as u64,
                     rate: money::ratio(converted.len() as u64, entered.len() as u64),
+                    probability_best: None,
                 })
                 .collect();
+            if let Some(floor) = &a.floor {
+                r.optimised = Some(optimised(floor, &mut r.arms, &arms));
+            }
             let group =
                 |members: &BTreeSet<String>, reached: &BTreeSet<String>, revenue: Amounts| {
                     let converted = members.intersection(reached).count() as u64;
@@ -830,10 +886,25 @@ impl Report {
             } else {
                 let _ = writeln!(out, "  holdout: no holdout group");
             }
-            for arm in &f.arms {
+            if let Some(o) = &f.optimised {
+                let settled = match o.settled {
+                    Some(d) => format!("settled on {d}"),
+                    None => "not settled".to_string(),
+                };
                 let _ = writeln!(
                     out,
-                    "  arm {}: entered {}, reached the goal {} ({})",
+                    "  split optimises the goal (floor {}): {settled}",
+                    o.floor
+                );
+            }
+            for arm in &f.arms {
+                let best = arm
+                    .probability_best
+                    .map(|p| format!(", best with probability {}", percent_text(p)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  arm {}: entered {}, reached the goal {} ({}){best}",
                     arm.variant,
                     arm.entered,
                     arm.converted,
@@ -973,6 +1044,18 @@ impl Report {
                     (format!("arm {} converted", arm.variant), n(arm.converted)),
                     (format!("arm {} rate", arm.variant), opt_rate(arm.rate)),
                 ]);
+                if let Some(p) = arm.probability_best {
+                    flow_rows.push((
+                        format!("arm {} probability_best", arm.variant),
+                        format!("{p:.4}"),
+                    ));
+                }
+            }
+            if let Some(o) = &f.optimised {
+                flow_rows.push((
+                    "settled".into(),
+                    o.settled.map(|d| d.to_string()).unwrap_or_default(),
+                ));
             }
             for (metric, value) in flow_rows {
                 row(&f.flow, "", "", "", &metric, value);
@@ -1183,4 +1266,77 @@ fn rate_str<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error>
 /// Whether a counter is zero (such counters are left out of the JSON).
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// When each customer first did something, by customer.
+type Firsts<'p> = BTreeMap<&'p str, DateTime<Utc>>;
+
+/// Per arm name: when each customer first took it and first reached the goal on it.
+type ArmFirsts<'p> = BTreeMap<&'p str, (Firsts<'p>, Firsts<'p>)>;
+
+/// A probability as a percentage with one decimal (`97.3%`).
+pub(crate) fn percent_text(p: f64) -> String {
+    format!("{:.1}%", p * 100.0)
+}
+
+/// The probability that each arm is best, set on `shown`, and when the
+/// split settled, from when each customer took each arm (`firsts`: entered
+/// and converted, by arm name, in the order of `shown`).
+fn optimised(floor: &str, shown: &mut [Arm], firsts: &ArmFirsts) -> Optimised {
+    use nudge_runtime::bandit::{self, Arm as Counts};
+    // A fixed seed: the same trace gives the same figures.
+    let seed = bandit::seed(&[b"nudge report: probability best"]);
+    let counts = |upto: Option<DateTime<Utc>>| -> Vec<Counts> {
+        firsts
+            .values()
+            .map(|(entered, converted)| {
+                let n =
+                    |m: &Firsts| m.values().filter(|t| upto.is_none_or(|u| **t < u)).count() as u64;
+                Counts {
+                    entries: n(entered),
+                    conversions: n(converted),
+                }
+            })
+            .collect()
+    };
+    let last = bandit::probability_best(&counts(None), PROBABILITY_DRAWS, seed);
+    for (arm, p) in shown.iter_mut().zip(&last) {
+        arm.probability_best = Some(*p);
+    }
+    let leader = last
+        .iter()
+        .enumerate()
+        .fold(None::<(usize, f64)>, |best, (i, &p)| match best {
+            Some((_, q)) if q >= p => best,
+            _ => Some((i, p)),
+        });
+    let mut settled = None;
+    if let Some((leader, p)) = leader
+        && p >= SETTLED_AT
+    {
+        // The days with entries or conversions, each judged at its end.
+        let days: BTreeSet<chrono::NaiveDate> = firsts
+            .values()
+            .flat_map(|(e, c)| e.values().chain(c.values()))
+            .map(|t| t.date_naive())
+            .collect();
+        for day in days.iter().rev() {
+            let Some(end) = day
+                .succ_opt()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+            else {
+                break;
+            };
+            let p = bandit::probability_best(&counts(Some(end)), PROBABILITY_DRAWS, seed);
+            if p.get(leader).copied().unwrap_or(0.0) < SETTLED_AT {
+                break;
+            }
+            settled = Some(*day);
+        }
+    }
+    Optimised {
+        floor: floor.to_string(),
+        settled,
+    }
 }

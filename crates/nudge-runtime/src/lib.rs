@@ -18,6 +18,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+/// Thompson sampling for splits that optimise, shared with reports.
+pub use nudge_vm::bandit;
 pub mod catalogue;
 pub mod decode;
 pub mod dedupe;

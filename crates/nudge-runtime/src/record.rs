@@ -61,6 +61,10 @@ pub enum What {
         instance: u32,
         /// The variant's name.
         variant: String,
+        /// For a split that optimises the flow's goal, the floor every arm
+        /// keeps (`"5%"`); absent for a plain split.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        floor: Option<String>,
     },
     /// A send decision.
     Send {

@@ -187,8 +187,10 @@ fn a_kind_read_within_a_window_is_kept_for_the_window_only() {
         viewed("u1", "Shoes", "2026-01-01T09:00:00Z"),
         // Two within 30 days: a fan.
         viewed("u1", "Shoes", "2026-01-20T09:00:00Z"),
+        // The first view left the window on 31 January (no longer a fan);
+        // with that of 20 January, a fan again.
         viewed("u1", "Shoes", "2026-02-13T09:00:00Z"),
-        // By March the January views are out of the window: no longer one.
+        // Out again on 19 February, as the view of 20 January leaves.
         viewed("u1", "Hats", "2026-03-01T09:00:00Z"),
         // With the view of 13 February, 25 days before: a fan again.
         viewed("u1", "Shoes", "2026-03-10T09:00:00Z"),
@@ -214,6 +216,7 @@ fn a_kind_read_within_a_window_is_kept_for_the_window_only() {
     let sent = |e: Engine<'_, MemorySink>| common::sends(&e.into_sink());
     let expected = [
         "2026-01-20T09:00:00Z u1 note",
+        "2026-02-13T09:00:00Z u1 note",
         "2026-03-10T09:00:00Z u1 note",
     ];
     assert_eq!(sent(forgets), expected);

@@ -267,7 +267,7 @@ impl fmt::Display for StoreError {
                 match found {
                     Some(v) => write!(
                         f,
-                        "its checkpoint has layout version {v}, which this nudge does not read ({} and {})",
+                        "its checkpoint has layout version {v}, which this nudge does not read ({} to {})",
                         nudge_runtime::engine::checkpoint::BLOB_FORMAT,
                         nudge_runtime::engine::checkpoint::FORMAT
                     ),
@@ -799,7 +799,7 @@ impl Store {
         let Some(mut saved) = self.checkpoint_row()? else {
             return Ok(None);
         };
-        if saved.format == nudge_runtime::engine::checkpoint::FORMAT {
+        if nudge_runtime::engine::checkpoint::in_rows(saved.format) {
             let mut st = self
                 .conn
                 .prepare("SELECT line FROM dead_letters ORDER BY n")

@@ -431,8 +431,8 @@ pub enum StepKind {
     Send(Call),
     /// `if C { } else if C { } else { }`
     If(If),
-    /// `split { 50% a { } 50% b { } }`
-    Split(Vec<SplitArm>),
+    /// `split { 50% a { } 50% b { } }` or `split optimise floor 10% { a { } b { } }`
+    Split(Split),
     /// `set profile.FIELD = EXPR`
     SetProfile {
         /// The profile field.
@@ -484,11 +484,29 @@ pub struct If {
     pub otherwise: Option<Block>,
 }
 
+/// A `split` step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Split {
+    /// `optimise`: traffic moves to the arm that meets the flow's goal best.
+    pub optimise: Option<Optimise>,
+    /// The arms, in source order.
+    pub arms: Vec<SplitArm>,
+}
+
+/// The `optimise (floor P%)?` of a split.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Optimise {
+    /// The share every arm keeps, when written.
+    pub floor: Option<PercentLit>,
+    /// The word `optimise` and its floor.
+    pub span: Span,
+}
+
 /// One arm of a `split`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SplitArm {
-    /// The share of customers.
-    pub percent: PercentLit,
+    /// The share of customers: written for a plain split, not for one that optimises.
+    pub percent: Option<PercentLit>,
     /// The variant's name, as reported.
     pub name: Ident,
     /// The steps for this variant.

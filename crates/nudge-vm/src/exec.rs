@@ -475,17 +475,41 @@ impl<'b> Vm<'b> {
                     return Err(bad(format!("split {n} has no arms")));
                 }
                 let salt = format!("{}/split/{n}", flow.name);
-                let b = u64::from(crate::bucket(host.customer_key(), &salt));
-                let mut cum = 0u64;
-                let last = split.arms.len() - 1;
-                let mut arm = last;
-                for (i, a) in split.arms.iter().enumerate() {
-                    cum = cum.saturating_add(arm_units(a.percent));
-                    if b < cum {
-                        arm = i;
-                        break;
+                let arm = match split.optimise {
+                    None => {
+                        let b = u64::from(crate::bucket(host.customer_key(), &salt));
+                        let mut cum = 0u64;
+                        let last = split.arms.len() - 1;
+                        let mut arm = last;
+                        for (i, a) in split.arms.iter().enumerate() {
+                            cum = cum.saturating_add(arm_units(a.percent));
+                            if b < cum {
+                                arm = i;
+                                break;
+                            }
+                        }
+                        arm
                     }
-                }
+                    Some(floor) => {
+                        let counts = host.split_counts(&flow.name, *n, &split.arms);
+                        // The counts are part of the seed: the same customer
+                        // entering again, after the others moved the counts,
+                        // draws afresh, and a replay draws the same.
+                        let mut bytes = Vec::with_capacity(counts.len() * 16);
+                        for c in &counts {
+                            bytes.extend_from_slice(&c.entries.to_le_bytes());
+                            bytes.extend_from_slice(&c.conversions.to_le_bytes());
+                        }
+                        let seed = crate::bandit::seed(&[
+                            salt.as_bytes(),
+                            host.customer_key().as_bytes(),
+                            &bytes,
+                        ]);
+                        let floor = arm_units(floor).min(10_000) as u32;
+                        let arms = &counts[..counts.len().min(split.arms.len())];
+                        crate::bandit::choose(arms, floor, seed).min(split.arms.len() - 1)
+                    }
+                };
                 let arm16 = u16::try_from(arm).map_err(|_| bad("too many split arms"))?;
                 let target = split.arms[arm].target;
                 return Ok(Some(Done::Yield(

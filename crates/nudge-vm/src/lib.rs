@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use chrono_tz::Tz;
 use nudge_bytecode::{Bundle, Instr, Pos, Record, Value};
 
+pub mod bandit;
 mod builtins;
 mod exec;
 mod ops;
@@ -57,6 +58,19 @@ pub trait Host {
     fn next_order_at(&mut self, product_id: &str) -> Option<i64> {
         let _ = product_id;
         None
+    }
+    /// What each arm of split `split` of flow `flow` (a split that
+    /// optimises) has done so far, in arm order (`arms` names them), for
+    /// `split optimise` to choose from. A host that keeps no counts knows
+    /// nothing yet: every arm at zero.
+    fn split_counts(
+        &self,
+        flow: &str,
+        split: u16,
+        arms: &[nudge_bytecode::SplitArm],
+    ) -> Vec<bandit::Arm> {
+        let _ = (flow, split);
+        vec![bandit::Arm::default(); arms.len()]
     }
 }
 

@@ -33,6 +33,34 @@ const WEEKDAYS: &[&str] = &[
     "sunday",
 ];
 
+/// The floor of a split that optimises and writes none, in percent.
+pub(crate) const DEFAULT_FLOOR: u32 = 5;
+
+/// The places of the `optimise` of every split that optimises in `steps`.
+fn optimising_splits<'s>(steps: impl IntoIterator<Item = &'s ast::Step>, out: &mut Vec<Span>) {
+    for s in steps {
+        match &s.kind {
+            StepKind::Split(split) => {
+                if let Some(o) = &split.optimise {
+                    out.push(o.span);
+                }
+                for a in &split.arms {
+                    optimising_splits(&a.body.steps, out);
+                }
+            }
+            StepKind::If(i) => {
+                for (_, b) in &i.branches {
+                    optimising_splits(&b.steps, out);
+                }
+                if let Some(b) = &i.otherwise {
+                    optimising_splits(&b.steps, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Whether every path through a block ends with `exit`.
 pub(crate) fn always_exits(block: &Block) -> bool {
     match block.steps.last().map(|s| &s.kind) {
@@ -41,8 +69,8 @@ pub(crate) fn always_exits(block: &Block) -> bool {
             i.otherwise.as_ref().is_some_and(always_exits)
                 && i.branches.iter().all(|(_, b)| always_exits(b))
         }
-        Some(StepKind::Split(arms)) => {
-            !arms.is_empty() && arms.iter().all(|a| always_exits(&a.body))
+        Some(StepKind::Split(split)) => {
+            !split.arms.is_empty() && split.arms.iter().all(|a| always_exits(&a.body))
         }
         _ => false,
     }
@@ -198,6 +226,30 @@ impl<'a> Checker<'a> {
             self.block(&b.steps);
         }
         self.restore(saved);
+
+        // E0412: a split that optimises needs the goal it optimises.
+        if goal.is_none() {
+            let mut found = Vec::new();
+            optimising_splits(decl.steps(), &mut found);
+            for b in decl.on_exit_blocks() {
+                optimising_splits(&b.steps, &mut found);
+            }
+            for at in found {
+                let d = Diagnostic::new(
+                    codes::E0412,
+                    self.at(at),
+                    format!(
+                        "a split in flow `{}` optimises, and the flow has no goal",
+                        decl.name.name
+                    ),
+                )
+                .with_primary_label("there is no goal to optimise")
+                .with_help(
+                    "add a goal to the flow, such as `goal order_completed within 7d`, or remove `optimise`",
+                );
+                self.report(d);
+            }
+        }
 
         // W0001: an abandonment flow must stop at the purchase.
         if let Some(c) = trigger
@@ -362,6 +414,102 @@ impl<'a> Checker<'a> {
             )
             .with_primary_label(format!("no segment named `{}`", name.name));
         self.report(d);
+    }
+
+    /// A plain split: every arm has its share, and the shares make 100%.
+    fn plain_split(&mut self, step: &ast::Step, arms: &[ast::SplitArm]) {
+        let mut total = Decimal::ZERO;
+        let mut all = true;
+        for arm in arms {
+            let Some(p) = &arm.percent else {
+                all = false;
+                let d = Diagnostic::new(
+                    codes::E0308,
+                    self.at(arm.name.span),
+                    format!("split arm `{}` has no share", arm.name.name),
+                )
+                .with_primary_label("no percentage before this arm")
+                .with_help(
+                    "write each arm's share (`50% a { ... }`), or write `split optimise` to let the goal move traffic",
+                );
+                self.report(d);
+                continue;
+            };
+            self.percent(p, "a split arm");
+            total = total.checked_add(p.value).unwrap_or(Decimal::MAX);
+        }
+        if all && !arms.is_empty() && total != Decimal::from(100) {
+            let keyword = self
+                .text(step.span)
+                .find("split")
+                .map(|i| {
+                    Span::new(
+                        step.span.start as usize + i,
+                        step.span.start as usize + i + 5,
+                    )
+                })
+                .unwrap_or(step.span);
+            let mut d = Diagnostic::new(
+                codes::E0308,
+                self.at(keyword),
+                format!("the split's arms add up to {total}%, not 100%"),
+            )
+            .with_primary_label(format!("{total}% in total"))
+            .with_help("make the percentages add up to exactly 100%");
+            for p in arms.iter().filter_map(|a| a.percent.as_ref()) {
+                d = d.with_label(self.at(p.span), format!("{}%", p.value));
+            }
+            self.report(d);
+        }
+    }
+
+    /// A split that optimises: its arms have no shares, and its floor
+    /// leaves room for every arm.
+    fn optimised_split(&mut self, o: &ast::Optimise, arms: &[ast::SplitArm]) {
+        for arm in arms {
+            if let Some(p) = &arm.percent {
+                let d = Diagnostic::new(
+                    codes::E0308,
+                    self.at(p.span),
+                    format!(
+                        "arm `{}` of a split that optimises has a share of {}%",
+                        arm.name.name, p.value
+                    ),
+                )
+                .with_primary_label("the split moves traffic itself")
+                .with_help("remove the percentage, or remove `optimise` to keep fixed shares");
+                self.report(d);
+            }
+        }
+        let (floor, at) = match &o.floor {
+            Some(f) => {
+                self.percent(f, "a split's floor");
+                (f.value, f.span)
+            }
+            None => (Decimal::from(DEFAULT_FLOOR), o.span),
+        };
+        let n = Decimal::from(arms.len() as u64);
+        let room = floor.checked_mul(n).unwrap_or(Decimal::MAX);
+        if floor >= Decimal::ZERO && room > Decimal::from(100) {
+            let d = Diagnostic::new(
+                codes::E0308,
+                self.at(at),
+                format!(
+                    "a floor of {floor}% for each of {} arms asks for {room}% of the traffic",
+                    arms.len()
+                ),
+            )
+            .with_primary_label(if o.floor.is_some() {
+                "floor too high for this many arms"
+            } else {
+                "the default floor is too high for this many arms"
+            })
+            .with_help(format!(
+                "write a floor of at most {}% (100% divided by the number of arms)",
+                (Decimal::from(100) / n).trunc_with_scale(2).normalize()
+            ));
+            self.report(d);
+        }
     }
 
     fn percent(&mut self, p: &ast::PercentLit, what: &str) {
@@ -565,7 +713,8 @@ impl<'a> Checker<'a> {
                     facts(cond, false, &mut self.narrowed);
                 }
             }
-            StepKind::Split(arms) => {
+            StepKind::Split(split) => {
+                let arms = &split.arms;
                 // Variants are reported by name, so two arms may not share one.
                 for (i, arm) in arms.iter().enumerate() {
                     if let Some(first) = arms[..i].iter().find(|a| a.name.name == arm.name.name) {
@@ -580,37 +729,12 @@ impl<'a> Checker<'a> {
                         self.report(d);
                     }
                 }
-                let mut total = Decimal::ZERO;
                 for arm in arms {
-                    self.percent(&arm.percent, "a split arm");
-                    total = total.checked_add(arm.percent.value).unwrap_or(Decimal::MAX);
                     self.block(&arm.body.steps);
                 }
-                if !arms.is_empty() && total != Decimal::from(100) {
-                    let keyword = self
-                        .text(step.span)
-                        .find("split")
-                        .map(|i| {
-                            Span::new(
-                                step.span.start as usize + i,
-                                step.span.start as usize + i + 5,
-                            )
-                        })
-                        .unwrap_or(step.span);
-                    let mut d = Diagnostic::new(
-                        codes::E0308,
-                        self.at(keyword),
-                        format!("the split's arms add up to {total}%, not 100%"),
-                    )
-                    .with_primary_label(format!("{total}% in total"))
-                    .with_help("make the percentages add up to exactly 100%");
-                    for arm in arms {
-                        d = d.with_label(
-                            self.at(arm.percent.span),
-                            format!("{}%", arm.percent.value),
-                        );
-                    }
-                    self.report(d);
+                match &split.optimise {
+                    Some(o) => self.optimised_split(o, arms),
+                    None => self.plain_split(step, arms),
                 }
             }
             StepKind::SetProfile { field, value } => match self.profile_field(field) {
@@ -829,8 +953,8 @@ fn waits_before_sends<'s, I: Iterator<Item = &'s Step>>(
                     waits_before_sends(b.steps.iter(), acc, length, out);
                 }
             }
-            StepKind::Split(arms) => {
-                for a in arms {
+            StepKind::Split(split) => {
+                for a in &split.arms {
                     waits_before_sends(a.body.steps.iter(), acc, length, out);
                 }
             }

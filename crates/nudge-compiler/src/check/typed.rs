@@ -22,6 +22,7 @@ use nudge_syntax::ast::{
     self, BinaryOp, ClauseKind, ContentValue, EntryRule, ExprKind, FlowItem, Item, PolicyItemKind,
     StrPart, TypeDeclKind, UnaryOp,
 };
+use rust_decimal::Decimal;
 
 use crate::analysis::{Analysis, SymbolId, SymbolKind};
 use crate::builtins::SigTy;
@@ -1061,8 +1062,8 @@ impl<'a> Builder<'a> {
                         self.declare_bindings(u, walked, &b.steps)?;
                     }
                 }
-                ast::StepKind::Split(arms) => {
-                    for a in arms {
+                ast::StepKind::Split(split) => {
+                    for a in &split.arms {
                         self.declare_bindings(u, walked, &a.body.steps)?;
                     }
                 }
@@ -1222,18 +1223,27 @@ impl<'a> Builder<'a> {
                     otherwise,
                 }
             }
-            S::Split(arms) => {
+            S::Split(split) => {
                 next(&mut u.splits, "splits", at)?;
+                let arms = &split.arms;
                 let mut out = Vec::with_capacity(arms.len());
                 for arm in arms {
                     out.push(tir::SplitArm {
-                        percent: arm.percent.value,
+                        percent: arm.percent.as_ref().map_or(Decimal::ZERO, |p| p.value),
                         name: arm.name.name.clone(),
                         body: self.block(u, &arm.body)?,
                         span: arm.span,
                     });
                 }
-                tir::StepKind::Split(out)
+                let optimise = split.optimise.as_ref().map(|o| {
+                    o.floor
+                        .as_ref()
+                        .map_or(Decimal::from(super::flows::DEFAULT_FLOOR), |f| f.value)
+                });
+                tir::StepKind::Split {
+                    arms: out,
+                    optimise,
+                }
             }
             S::SetProfile { field, value } => {
                 let idx = self.profile_field(&field.name, u.at(field.span))?;

@@ -533,9 +533,12 @@ impl<'l, 'a> Gen<'l, 'a> {
                     self.patch(j);
                 }
             }
-            StepKind::Split(arms) => {
+            StepKind::Split { arms, optimise } => {
                 let n = self.tables.splits.len();
-                self.tables.splits.push(bc::Split { arms: Vec::new() });
+                self.tables.splits.push(bc::Split {
+                    arms: Vec::new(),
+                    optimise: *optimise,
+                });
                 self.emit(Instr::Split(n as u16));
                 let mut ends = Vec::new();
                 let mut out = Vec::new();

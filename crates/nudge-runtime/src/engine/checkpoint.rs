@@ -27,8 +27,14 @@ use crate::stats::{FEEDBACK_KINDS, Stats};
 use crate::timers::Timers;
 
 /// The version of the state's layout as rows (see [`super::rows`]): what a
-/// store writes now.
-pub const FORMAT: u32 = 5;
+/// store writes now, and what [`Machine::checkpoint`] writes. Version 6
+/// added what the arms of splits that optimise have done (the head's
+/// counts, the arms each goal watch took).
+pub const FORMAT: u32 = 6;
+
+/// The layout of rows written by the release before: still read, with no
+/// counts for splits that optimise (none could be written then).
+pub const ROWS_FORMAT_5: u32 = 5;
 
 /// The version of the whole-state layout below, which a store of an
 /// earlier release holds: still read, so that such a store (even one whose
@@ -37,7 +43,59 @@ pub const BLOB_FORMAT: u32 = 4;
 
 /// Whether a store's checkpoint of layout `format` can be read.
 pub fn readable(format: u32) -> bool {
-    format == FORMAT || format == BLOB_FORMAT
+    format == FORMAT || format == ROWS_FORMAT_5 || format == BLOB_FORMAT
+}
+
+/// Whether a store's checkpoint of layout `format` is kept as rows (else
+/// it is the whole state in one value).
+pub fn in_rows(format: u32) -> bool {
+    format == FORMAT || format == ROWS_FORMAT_5
+}
+
+/// Which layout is being read or written, for the parts of the state that
+/// later layouts added: postcard's layout is the field order alone, so such
+/// a part reads as empty from an older layout (and is left out when one is
+/// written, which only tests do, to make the rows an older release wrote).
+pub(crate) mod layout {
+    use std::cell::Cell;
+
+    use serde::{Deserialize, Deserializer};
+
+    thread_local! {
+        static LAYOUT: Cell<u32> = const { Cell::new(super::FORMAT) };
+    }
+
+    /// While this lives, what is decoded (or encoded) on this thread is
+    /// read (or written) as one layout version.
+    pub(crate) struct Layout(u32);
+
+    /// Reads (and writes) as layout `format` until the guard is dropped.
+    pub(crate) fn at(format: u32) -> Layout {
+        Layout(LAYOUT.with(|r| r.replace(format)))
+    }
+
+    impl Drop for Layout {
+        fn drop(&mut self) {
+            LAYOUT.with(|r| r.set(self.0));
+        }
+    }
+
+    /// A part added in layout 6: read from layout 6 on, else empty.
+    pub(crate) fn since_6<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        if LAYOUT.with(Cell::get) >= 6 {
+            T::deserialize(d)
+        } else {
+            Ok(T::default())
+        }
+    }
+
+    /// Whether a part added in layout 6 is left out: when writing an
+    /// earlier layout.
+    pub(crate) fn before_6<T>(_: &T) -> bool {
+        LAYOUT.with(Cell::get) < 6
+    }
 }
 
 /// Why a checkpoint could not be taken or read back.
@@ -59,7 +117,7 @@ impl fmt::Display for CheckpointError {
         match self {
             CheckpointError::Format { found } => write!(
                 f,
-                "the checkpoint has layout version {found}, this engine reads {BLOB_FORMAT} and {FORMAT}"
+                "the checkpoint has layout version {found}, this engine reads {BLOB_FORMAT} to {FORMAT}"
             ),
             CheckpointError::Decode(e) => write!(f, "the checkpoint cannot be read: {e}"),
             CheckpointError::Bundle(e) => {
@@ -106,6 +164,12 @@ pub(super) struct State {
     by_code: Vec<(String, String, String, u64)>,
     /// `Stats::feedback`, whose kinds are static names.
     feedback: Vec<(String, String, u64)>,
+    /// What the arms of splits that optimise have done (layout 6 on).
+    #[serde(
+        deserialize_with = "layout::since_6",
+        skip_serializing_if = "layout::before_6"
+    )]
+    splits: super::SplitCounts,
 }
 
 impl<'b> Machine<'b> {
@@ -113,7 +177,7 @@ impl<'b> Machine<'b> {
     /// later process. Takes `&mut self` because the tables are moved out to
     /// be written and put back, not copied.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {
-        let mut state = self.small_state(BLOB_FORMAT, true)?;
+        let mut state = self.small_state(FORMAT, true)?;
         self.swap_tables(&mut state);
         let bytes = postcard::to_allocvec(&state);
         // Put the tables back before anything can fail.
@@ -186,9 +250,10 @@ impl<'b> Machine<'b> {
         let format: u32 = postcard::take_from_bytes(bytes)
             .map(|(f, _)| f)
             .map_err(|e| CheckpointError::Decode(e.to_string()))?;
-        if format != BLOB_FORMAT {
+        if format != BLOB_FORMAT && format != FORMAT {
             return Err(CheckpointError::Format { found: format });
         }
+        let _layout = layout::at(format);
         let (state, rest): (State, &[u8]) =
             postcard::take_from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
         let learned = if rest.is_empty() {
@@ -317,6 +382,7 @@ impl<'b> Machine<'b> {
         swap(&mut self.stopped_phones, &mut state.stopped_phones);
         swap(&mut self.address_sends, &mut state.address_sends);
         swap(&mut self.forever, &mut state.forever);
+        swap(&mut self.splits, &mut state.splits);
     }
 }
 
@@ -461,7 +527,8 @@ pub(crate) mod zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Config, Engine, Instance, MemorySink, Seen};
+    use crate::engine::rows::MemoryRows;
+    use crate::engine::{Config, Engine, Instance, MemorySink, Seen, SplitCounts};
 
     /// The cart example's events applied until an instance waits, then
     /// the checkpoint's state changed by `damage` and restored into a fresh
@@ -548,5 +615,99 @@ mod tests {
             assert!(err.contains(expected), "{expected:?} in {err}");
             assert!(err.starts_with("the checkpoint cannot be read"), "{err}");
         }
+    }
+
+    /// A flow whose split optimises, and calls that take both arms and
+    /// reach the goal on one.
+    fn optimising() -> (Bundle, Vec<String>) {
+        let bundle = nudge_test_support::build(&[(
+            "t.flow",
+            "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
+             flow f {\n  trigger checkout_started\n  entry always\n  goal order_completed within 1d\n\
+             split optimise {\n    a {\n      wait 1h\n      send m()\n    }\n    b {\n      wait 1h\n      send m()\n    }\n  }\n}\n",
+        )]);
+        let mut lines = Vec::new();
+        for i in 0..8 {
+            lines.push(format!(
+                r#"{{"type":"track","event":"Checkout Started","userId":"u{i}","timestamp":"2026-01-05T10:0{i}:00Z","properties":{{"value":5}}}}"#
+            ));
+        }
+        lines.push(
+            r#"{"type":"track","event":"Order Completed","userId":"u0","timestamp":"2026-01-05T10:30:00Z","properties":{"order_id":"o1"}}"#
+                .to_string(),
+        );
+        (bundle, lines)
+    }
+
+    #[test]
+    fn rows_and_checkpoints_of_earlier_layouts_read_with_no_split_counts() {
+        let (bundle, lines) = optimising();
+        let arena = Bundles::new();
+        let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let mut engine = new();
+        for line in &lines {
+            crate::ingest::apply_line(&mut engine, line).unwrap();
+        }
+        let counts = engine.split_counts().clone();
+        assert_eq!(
+            counts.all().iter().map(|c| c.entries).sum::<u64>(),
+            8,
+            "{counts:?}"
+        );
+        assert_eq!(counts.all().iter().map(|c| c.conversions).sum::<u64>(), 1);
+        let watched = |e: &Engine<'_, MemorySink>| -> Vec<Vec<(u16, u16)>> {
+            e.customers
+                .values()
+                .flat_map(|c| c.rare().goals.iter().map(|g| g.arms.clone()))
+                .collect()
+        };
+        assert!(watched(&engine).iter().all(|a| a.len() == 1));
+
+        // Rows as the release before wrote them: layout 5 has neither the
+        // head's counts nor the goal watches' arms.
+        let mut current = MemoryRows::default();
+        current.apply(engine.take_changes().unwrap());
+        let old = {
+            let _layout = layout::at(ROWS_FORMAT_5);
+            engine.retake_all();
+            let mut changes = engine.take_changes().unwrap();
+            assert_eq!(changes.head[0], FORMAT as u8);
+            changes.head[0] = ROWS_FORMAT_5 as u8;
+            let mut rows = MemoryRows::default();
+            rows.apply(changes);
+            rows
+        };
+        assert_ne!(old.rows().head.len(), current.rows().head.len());
+        let mut restored = new();
+        restored
+            .restore_rows(current.rows(), &bundle, &arena)
+            .unwrap();
+        assert_eq!(restored.split_counts(), &counts);
+        let mut legacy = new();
+        legacy.restore_rows(old.rows(), &bundle, &arena).unwrap();
+        assert_eq!(legacy.split_counts(), &SplitCounts::default());
+        assert!(watched(&legacy).iter().all(Vec::is_empty));
+        assert_eq!(watched(&legacy).len(), watched(&engine).len());
+
+        // A whole state as earlier releases wrote it (layout 4).
+        let blob = {
+            let _layout = layout::at(BLOB_FORMAT);
+            let mut bytes = engine.checkpoint().unwrap();
+            assert_eq!(bytes[0], FORMAT as u8);
+            bytes[0] = BLOB_FORMAT as u8;
+            bytes
+        };
+        let mut legacy = new();
+        legacy.restore(&blob, &bundle, &arena).unwrap();
+        assert_eq!(legacy.split_counts(), &SplitCounts::default());
+        assert!(watched(&legacy).iter().all(Vec::is_empty));
+        let mut whole = new();
+        whole
+            .restore(&engine.checkpoint().unwrap(), &bundle, &arena)
+            .unwrap();
+        assert_eq!(whole.split_counts(), &counts);
+        // The release's rows of layout 5 are rows; anything else is refused.
+        assert!(in_rows(ROWS_FORMAT_5) && in_rows(FORMAT) && !in_rows(BLOB_FORMAT));
+        assert!(readable(BLOB_FORMAT) && !readable(FORMAT + 1));
     }
 }

@@ -174,6 +174,13 @@ pub struct GoalWatch {
     pub trigger: Value,
     /// Whether the instance was held out.
     pub holdout: bool,
+    /// The arms it took of splits that optimise, as (split, arm) numbers
+    /// of its release's flow: reaching the goal counts for each.
+    #[serde(
+        deserialize_with = "super::checkpoint::layout::since_6",
+        skip_serializing_if = "super::checkpoint::layout::before_6"
+    )]
+    pub arms: Vec<(u16, u16)>,
 }
 
 /// Everything known about one customer.

@@ -784,6 +784,7 @@ impl<'b> Machine<'b> {
                     entered: now,
                     trigger: trigger.clone(),
                     holdout,
+                    arms: Vec::new(),
                 });
         }
         let inst = Instance::new(
@@ -977,6 +978,7 @@ impl<'b> Machine<'b> {
                 &self.config.catalogue,
                 Some(&trigger),
             );
+            host.splits = Some(&self.splits);
             let result = release
                 .vm
                 .run_steps(inst.flow, &mut frame, &scope, &mut host);
@@ -1055,9 +1057,8 @@ impl<'b> Machine<'b> {
                 }
                 Yield::Audience { name, add } => self.membership(c, &flow.name, &name, add),
                 Yield::Split { split, arm } => {
-                    let variant = flow
-                        .splits
-                        .get(split as usize)
+                    let chosen = flow.splits.get(split as usize);
+                    let variant = chosen
                         .and_then(|s| s.arms.get(arm as usize))
                         .map(|a| a.name.clone())
                         .unwrap_or_default();
@@ -1067,12 +1068,17 @@ impl<'b> Machine<'b> {
                         .entry(variant.clone())
                         .and_modify(|n| *n += 1)
                         .or_insert(1);
+                    let floor = chosen.and_then(|s| s.optimise);
+                    if floor.is_some() {
+                        self.took_arm(c, r, f, number, split, arm, &flow.name, &variant);
+                    }
                     self.record(
                         c,
                         What::Variant {
                             flow: flow.name.clone(),
                             instance: number,
                             variant,
+                            floor: floor.map(|p| format!("{}%", p.normalize())),
                         },
                     );
                 }
@@ -1259,6 +1265,39 @@ impl<'b> Machine<'b> {
         self.record(c, what);
     }
 
+    /// Instance `number` of flow `f` of release `r` (customer `c`) took arm
+    /// `arm` of split `split`, one that optimises: the arm counts one more
+    /// entry, and the instance's goal watch notes the arm so that reaching
+    /// the goal counts for it. A held-out instance sends nothing, so what
+    /// it does says nothing of the arm: it counts for neither.
+    #[allow(clippy::too_many_arguments)]
+    fn took_arm(
+        &mut self,
+        c: u32,
+        r: u32,
+        f: u32,
+        number: u32,
+        split: u16,
+        arm: u16,
+        flow: &str,
+        variant: &str,
+    ) {
+        let cust = super::known_mut(&mut self.customers, c);
+        let Some(rare) = cust.rare_if() else { return };
+        let Some(w) = rare
+            .goals
+            .iter_mut()
+            .find(|w| w.release == r && w.flow == f && w.instance == number)
+        else {
+            return;
+        };
+        if w.holdout {
+            return;
+        }
+        w.arms.push((split, arm));
+        self.splits.entered(flow, split, variant);
+    }
+
     /// Credits goals this event reaches.
     pub(super) fn check_goals(&mut self, c: u32, seen: &Seen) {
         if !self.goal_events.contains(&seen.schema) {
@@ -1313,6 +1352,15 @@ impl<'b> Machine<'b> {
                 .find(|s| s.flow == key && s.at >= w.entered && s.at <= seen.at)
                 .and_then(|s| self.message_names.get(s.message as usize))
                 .map(|m| m.to_string());
+            for &(split, arm) in &w.arms {
+                if let Some(a) = flow
+                    .splits
+                    .get(usize::from(split))
+                    .and_then(|s| s.arms.get(usize::from(arm)))
+                {
+                    self.splits.converted(&flow.name, split, &a.name);
+                }
+            }
             let stats = self.stats.flow_mut(&flow.name);
             if w.holdout {
                 stats.holdout_conversions += 1;

@@ -27,6 +27,7 @@ mod pipeline;
 mod profile;
 mod recs;
 pub mod rows;
+mod splits;
 mod table;
 mod triggers;
 mod view;
@@ -61,6 +62,7 @@ pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChang
 pub use evolve::Bundles;
 pub use handoff::HANDOFF_FORMAT;
 pub use instance::{Instance, Version, Waiting};
+pub use splits::{ArmCounts, SplitCounts};
 pub use view::{ProfileView, json_of};
 
 pub use crate::driver::{Engine, MemorySink, Sink, Step};
@@ -407,6 +409,8 @@ pub struct Machine<'b> {
     releases_changed: bool,
     /// What the events taught of the products, for `recommend`.
     learned: crate::catalogue::Learned,
+    /// What the arms of splits that optimise have done.
+    splits: SplitCounts,
 }
 
 /// How many distinct consent records [`share`] keeps to share.
@@ -514,6 +518,7 @@ impl<'b> Machine<'b> {
             sent_log: None,
             releases_changed: false,
             learned: Default::default(),
+            splits: SplitCounts::default(),
         };
         engine.add_release(bundle);
         engine
@@ -779,6 +784,11 @@ impl<'b> Machine<'b> {
     /// What the events taught of the products so far.
     pub fn learned(&self) -> &crate::catalogue::Learned {
         &self.learned
+    }
+
+    /// What the arms of splits that optimise have done so far.
+    pub fn split_counts(&self) -> &SplitCounts {
+        &self.splits
     }
 
     /// The current profile of the customer known by this user id (or, failing

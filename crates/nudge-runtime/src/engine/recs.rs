@@ -26,6 +26,9 @@ pub(super) struct RecCtx<'a, 'c> {
     pub trigger: Option<Value>,
     /// What each `recommend` call served, in order.
     pub served: Vec<Vec<Pick>>,
+    /// What the arms of splits that optimise have done, where code may
+    /// run a split.
+    pub splits: Option<&'a super::SplitCounts>,
 }
 
 impl<'a, 'c> RecCtx<'a, 'c> {
@@ -45,6 +48,7 @@ impl<'a, 'c> RecCtx<'a, 'c> {
             file,
             trigger: trigger.cloned(),
             served: Vec::new(),
+            splits: None,
         }
     }
 
@@ -242,6 +246,18 @@ impl Host for RecCtx<'_, '_> {
         let at = self.learned.next_order(self.file, product_id, &times)?;
         // The language's instants are whole seconds: round up, never early.
         Some(at.div_euclid(1000) + i64::from(at.rem_euclid(1000) != 0))
+    }
+
+    fn split_counts(
+        &self,
+        flow: &str,
+        split: u16,
+        arms: &[nudge_bytecode::SplitArm],
+    ) -> Vec<nudge_vm::bandit::Arm> {
+        match self.splits {
+            Some(s) => s.of(flow, split, arms.iter().map(|a| a.name.as_str())),
+            None => vec![nudge_vm::bandit::Arm::default(); arms.len()],
+        }
     }
 
     fn recommend(&mut self, n: usize, exclude: &[String]) -> Vec<Suggestion> {

@@ -17,7 +17,7 @@
 use nudge_bytecode::Bundle;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{CheckpointError, FORMAT, State};
+use super::checkpoint::{CheckpointError, FORMAT, State, in_rows, layout};
 use super::marks::Taken;
 use super::{Bundles, Machine};
 use crate::dedupe::{Dedupe, DedupeHead};
@@ -223,9 +223,11 @@ impl<'b> Machine<'b> {
         let format: u32 = postcard::take_from_bytes(&rows.head)
             .map(|(f, _)| f)
             .map_err(|e| CheckpointError::Decode(e.to_string()))?;
-        if format != FORMAT {
+        if !in_rows(format) {
             return Err(CheckpointError::Format { found: format });
         }
+        // Rows of layout 5 read with no counts for splits that optimise.
+        let _layout = layout::at(format);
         let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&rows.head)
             .map_err(|e| CheckpointError::Decode(format!("the head: {e}")))?;
         let learned = if rest.is_empty() {

@@ -1176,6 +1176,7 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
         let arm = kit
             .percent
             .clone()
+            .or_not()
             .then(kit.name.clone())
             .then(block.clone())
             .map_with(|((percent, name), body), e| SplitArm {
@@ -1185,14 +1186,21 @@ fn flow_parser<'t, 's: 't>(kit: &Kit<'t, 's>) -> P<'t, 's, Item> {
                 span: espan(e),
             })
             .labelled("a split arm");
+        let optimise = word("optimise")
+            .ignore_then(word("floor").ignore_then(kit.percent.clone()).or_not())
+            .map_with(|floor, e| Optimise {
+                floor,
+                span: espan(e),
+            });
         let split = kw("split")
-            .ignore_then(
+            .ignore_then(optimise.or_not())
+            .then(
                 arm.repeated()
                     .at_least(1)
                     .collect::<Vec<_>>()
                     .delimited_by(t(Token::LBrace), kit.close_brace()),
             )
-            .map(StepKind::Split)
+            .map(|(optimise, arms)| StepKind::Split(Split { optimise, arms }))
             .boxed();
 
         let set = kw("set")

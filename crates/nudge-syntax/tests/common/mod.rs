@@ -451,10 +451,23 @@ impl Dumper {
                 }
                 self.w(")");
             }
-            StepKind::Split(arms) => {
+            StepKind::Split(split) => {
                 self.w("(split");
-                for a in arms {
-                    let _ = write!(self.out, " ({}% {}", a.percent.value, a.name.name);
+                if let Some(o) = &split.optimise {
+                    self.w(" optimise");
+                    if let Some(f) = &o.floor {
+                        let _ = write!(self.out, " (floor {}%)", f.value);
+                    }
+                }
+                for a in &split.arms {
+                    match &a.percent {
+                        Some(p) => {
+                            let _ = write!(self.out, " ({}% {}", p.value, a.name.name);
+                        }
+                        None => {
+                            let _ = write!(self.out, " ({}", a.name.name);
+                        }
+                    }
                     self.block(&a.body, indent + 2);
                     self.w(")");
                 }
