@@ -408,3 +408,63 @@ fn nothing_is_learned_when_nothing_asks_for_recommendations() {
     }
     assert_eq!(e.learned().orders(), 6);
 }
+
+#[test]
+fn a_behavioural_segment_s_picks_are_the_ones_the_website_shows() {
+    // The product's promise in one scenario: a segment of people who viewed
+    // a category three times this month and have not bought, three picks
+    // with the best sellers as fallback, and the website asking for the
+    // same customer's three.
+    let source = r#"
+message picks(items: list<Product>) {
+  channel email
+  subject "{len(items)} picks"
+  body "{map(items, p => p.product_id)}"
+}
+
+segment tea_browsers = count_events_within(product_viewed, 30d, v => v.category == "tea") >= 3
+  and not any_event_within(order_completed, 30d, o => true)
+
+flow tea_picks {
+  trigger entering tea_browsers
+  send picks(recommend(3))
+}
+"#;
+    let bundle = nudge_test_support::build(&[("test.flow", source)]);
+    let mut lines = history();
+    for hour in [9, 10, 11] {
+        lines.push(line(
+            "viewer",
+            10,
+            hour,
+            "Product Viewed",
+            json!({"product_id": "a", "category": "tea"}),
+        ));
+    }
+    let mut e = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    for l in &lines {
+        ingest::apply_line(&mut e, l).unwrap();
+    }
+    let sent = bodies(e.sink(), "viewer");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let view = e.profile_view_with("viewer", &[], Some(3)).unwrap();
+    let shown = serde_json::to_value(&view).unwrap()["recommendations"].clone();
+    let ids: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["product_id"].as_str().unwrap())
+        .collect();
+    let sources: Vec<&str> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    // The best seller fills in where the viewer's own history says nothing.
+    assert!(sources.contains(&"popular"), "{sources:?}");
+    // The message lists the same three, in the same order.
+    assert_eq!(sent[0], ids.join(", "));
+    // Whoever ordered is not in the segment.
+    assert!(bodies(e.sink(), "buyer").is_empty());
+}
