@@ -721,16 +721,7 @@ impl<'b> Worker<'b> {
         }
         let mut moves = Moves::default();
         for (absorbed, state) in std::mem::take(&mut h.orphans) {
-            if let Some(bytes) = state
-                && let Err(e) = h.engine.take_in(&bytes, self.code.bundles)
-            {
-                eprintln!(
-                    "error: partition {}: customer {absorbed} handed over cannot be taken in, and is lost: {e}",
-                    h.lease.partition
-                );
-            }
-            moves.takes.push(absorbed);
-            self.progress.taken_in += 1;
+            self.take_in(h, &mut moves, absorbed, state);
         }
         let mut forward = Vec::new();
         let mut last = None;
@@ -773,16 +764,7 @@ impl<'b> Worker<'b> {
                                 break;
                             };
                             for (absorbed, state) in states {
-                                if let Some(bytes) = state
-                                    && let Err(e) = h.engine.take_in(&bytes, self.code.bundles)
-                                {
-                                    eprintln!(
-                                        "error: partition {}: customer {absorbed} handed over cannot be taken in, and is lost: {e}",
-                                        h.lease.partition
-                                    );
-                                }
-                                moves.takes.push(absorbed);
-                                self.progress.taken_in += 1;
+                                self.take_in(h, &mut moves, absorbed, state);
                             }
                         }
                         durable::apply_line(&mut h.engine, &m.payload, seq, &mut dead);
@@ -965,6 +947,29 @@ impl<'b> Worker<'b> {
                 h.lease.partition
             ),
         }
+    }
+
+    /// Takes customer `absorbed`'s handed-over state (if its partition's
+    /// engine held any) into partition `h`'s engine, and notes the handoff
+    /// taken for the batch's commit. State that cannot be read is said and
+    /// dropped rather than stopping the partition for ever.
+    fn take_in(
+        &mut self,
+        h: &mut Held<'b>,
+        moves: &mut Moves,
+        absorbed: i64,
+        state: Option<Vec<u8>>,
+    ) {
+        if let Some(bytes) = state
+            && let Err(e) = h.engine.take_in(&bytes, self.code.bundles)
+        {
+            eprintln!(
+                "error: partition {}: customer {absorbed} handed over cannot be taken in, and is lost: {e}",
+                h.lease.partition
+            );
+        }
+        moves.takes.push(absorbed);
+        self.progress.taken_in += 1;
     }
 
     /// Finds customers handed to a partition this worker holds more than
