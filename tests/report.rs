@@ -365,3 +365,108 @@ fn conversions_carry_their_order_id_and_currency_into_the_report() {
         "{report}"
     );
 }
+
+#[test]
+fn a_split_that_optimises_reports_each_arm_s_chance_of_being_best() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("nudge.toml"), "# a shop that optimises\n").unwrap();
+    std::fs::write(
+        dir.path().join("shop.flow"),
+        r#"
+message short_note() {
+  channel email
+  subject "Your cart is waiting"
+  body "Come back."
+}
+
+message free_shipping() {
+  channel email
+  subject "Free shipping on your cart"
+  body "Come back."
+}
+
+flow cart {
+  trigger checkout_started
+  goal order_completed within 2d
+
+  wait 1h
+  split optimise floor 10% {
+    short {
+      send short_note()
+    }
+    shipping {
+      send free_shipping()
+    }
+  }
+}
+"#,
+    )
+    .unwrap();
+    // Forty shoppers a day for five days; half of them order the next day.
+    let mut lines = Vec::new();
+    for day in 1..=5 {
+        for n in 0..40 {
+            let user = format!("u{day}-{n}");
+            lines.push(format!(
+                r#"{{"type":"identify","userId":"{user}","timestamp":"2026-03-0{day}T08:00:00Z","traits":{{"email":"{user}@example.com","consent":{{"email":true}}}}}}"#
+            ));
+            lines.push(format!(
+                r#"{{"type":"track","event":"Checkout Started","userId":"{user}","timestamp":"2026-03-0{day}T09:00:00Z","properties":{{}}}}"#
+            ));
+            if n % 2 == 0 {
+                lines.push(format!(
+                    r#"{{"type":"track","event":"Order Completed","userId":"{user}","timestamp":"2026-03-0{}T09:00:00Z","properties":{{"order_id":"{user}","total":10}}}}"#,
+                    day + 1
+                ));
+            }
+        }
+    }
+    lines.sort_by_key(|l| {
+        let v: Value = serde_json::from_str(l).unwrap();
+        v["timestamp"].as_str().unwrap().to_string()
+    });
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    nudge()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .arg("--drain")
+        .assert()
+        .success();
+    let report = json(dir.path(), &[]);
+    let flow = report["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["flow"] == "cart")
+        .expect("the cart flow");
+    assert_eq!(flow["optimised"]["floor"], "10%", "{flow}");
+    let arms = flow["arms"].as_array().unwrap();
+    assert_eq!(arms.len(), 2, "{flow}");
+    let mut total_entered = 0;
+    let mut chances = 0.0;
+    for arm in arms {
+        total_entered += n(&arm["entered"]);
+        let p: f64 = arm["probability_best"]
+            .as_str()
+            .map(|s| s.trim_end_matches('%').parse::<f64>().unwrap() / 100.0)
+            .or_else(|| arm["probability_best"].as_f64())
+            .expect("a probability");
+        assert!((0.0..=1.0).contains(&p), "{arm}");
+        chances += p;
+    }
+    assert_eq!(total_entered, 200, "{flow}");
+    assert!((chances - 1.0).abs() < 0.01, "{flow}");
+    // The table says it too.
+    nudge()
+        .arg("report")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("best with probability"))
+        .stdout(predicate::str::contains(
+            "split optimises the goal (floor 10%)",
+        ));
+}
