@@ -225,14 +225,11 @@ fn arms(out: &mut String, f: &FlowReport) {
     }
     out.push_str("<h3>Split arms</h3>\n");
     if let Some(o) = &f.optimised {
-        let settled = match o.settled {
-            Some(d) => format!("settled on {d}"),
-            None => "not settled".to_string(),
-        };
         let _ = writeln!(
             out,
-            "<p>The split optimises the goal (floor {}): {settled}.</p>",
-            escape(&o.floor)
+            "<p>The split optimises the goal (floor {}): {}.</p>",
+            escape(&o.floor),
+            o.settled_text()
         );
     }
     let best = f.optimised.is_some();

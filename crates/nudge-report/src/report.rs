@@ -233,6 +233,16 @@ pub struct Optimised {
     pub settled: Option<chrono::NaiveDate>,
 }
 
+impl Optimised {
+    /// When the split settled, in words: `settled on DAY` or `not settled`.
+    pub fn settled_text(&self) -> String {
+        match self.settled {
+            Some(d) => format!("settled on {d}"),
+            None => "not settled".to_string(),
+        }
+    }
+}
+
 /// A day as `YYYY-MM-DD`, or null.
 fn date_str<S: Serializer>(d: &Option<chrono::NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
     match d {
@@ -887,14 +897,11 @@ impl Report {
                 let _ = writeln!(out, "  holdout: no holdout group");
             }
             if let Some(o) = &f.optimised {
-                let settled = match o.settled {
-                    Some(d) => format!("settled on {d}"),
-                    None => "not settled".to_string(),
-                };
                 let _ = writeln!(
                     out,
-                    "  split optimises the goal (floor {}): {settled}",
-                    o.floor
+                    "  split optimises the goal (floor {}): {}",
+                    o.floor,
+                    o.settled_text()
                 );
             }
             for arm in &f.arms {
