@@ -298,13 +298,14 @@ fn a_damaged_handoff_is_refused_and_changes_nothing() {
 #[test]
 fn an_instance_on_a_release_the_taker_lacks_runs_its_own_code_there() {
     let old = bundle(SOURCE);
-    let new = bundle(
-        &SOURCE
+    let new = bundle(&format!(
+        "{}\nflow follow {{\n  trigger signed_up\n  wait 1h\n  send hello()\n}}\n",
+        SOURCE
             .replace("wait 1h", "wait 2h")
-            .replace("Your cart", "Still your cart"),
-    );
+            .replace("Your cart", "Still your cart")
+    ));
     // The giver deployed `new` while the device's instance was in flight
-    // on `old`; the taker only ever ran `new`.
+    // on `old`, then started one on `new`; the taker only ever ran `new`.
     let mut b_engine = engine(&old);
     feed(
         &mut b_engine,
@@ -318,6 +319,14 @@ fn an_instance_on_a_release_the_taker_lacks_runs_its_own_code_there() {
         ],
     );
     b_engine.deploy(&new, arena()).unwrap();
+    feed(
+        &mut b_engine,
+        &[track(
+            "Signed Up",
+            r#""anonymousId":"d1""#,
+            "2026-01-05T10:05:00Z",
+        )],
+    );
     let mut a_engine = engine(&new);
     feed(&mut a_engine, &[identify("u1", "2026-01-05T09:00:00Z")]);
     let bytes = b_engine
@@ -350,13 +359,15 @@ fn an_instance_on_a_release_the_taker_lacks_runs_its_own_code_there() {
         .iter()
         .map(|m| format!("{} {}", m.at, m.content["subject"]))
         .collect();
-    // The moved instance keeps the old code (an hour's wait, the old
-    // subject); the person's second checkout starts nothing while it lives
+    // The moved cart instance keeps the old code (an hour's wait, the old
+    // subject), the one on the newest release runs the new code; the
+    // person's second checkout starts nothing while the cart instance lives
     // (one live instance per customer).
     assert_eq!(
         subjects,
         [
             "2026-01-05T11:00:00Z \"Your cart is waiting\"".to_string(),
+            "2026-01-05T11:05:00Z \"Welcome\"".to_string(),
             "2026-01-06T11:00:00Z \"Your cart is waiting\"".to_string(),
         ]
         .to_vec(),

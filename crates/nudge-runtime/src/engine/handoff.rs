@@ -134,19 +134,18 @@ impl<'b> Machine<'b> {
         let Some((first, others)) = h.identities.split_first() else {
             return Err(decode_err("it names no identity"));
         };
-        // Releases first: the only step that can fail.
-        let mut bundles: Vec<(u32, Option<Bundle>)> = Vec::new();
+        // Releases first: the only step that can fail. Each carried release
+        // is one of this engine's (its bundle encodes the same) or new here.
+        let mine: Vec<Vec<u8>> = self.releases.iter().map(|r| r.bundle.encode()).collect();
+        let mut carried: Vec<(u32, Result<u32, Bundle>)> = Vec::with_capacity(h.releases.len());
         for (r, encoded) in &h.releases {
-            let known = self
-                .releases
-                .iter()
-                .any(|mine| mine.bundle.encode() == *encoded);
-            let bundle = if known {
-                None
-            } else {
-                Some(Bundle::decode(encoded).map_err(|e| CheckpointError::Bundle(e.to_string()))?)
-            };
-            bundles.push((*r, bundle));
+            let found =
+                match mine.iter().position(|m| m == encoded) {
+                    Some(p) => Ok(p as u32),
+                    None => Err(Bundle::decode(encoded)
+                        .map_err(|e| CheckpointError::Bundle(e.to_string()))?),
+                };
+            carried.push((*r, found));
         }
         for inst in &h.instances {
             if !h.releases.iter().any(|(r, _)| *r == inst.release) {
@@ -155,17 +154,22 @@ impl<'b> Machine<'b> {
         }
         // Nothing fails from here on.
         self.new_input();
+        // New releases go in first, each just before the newest: that moves
+        // the newest alone, which the found ones then account for.
+        let newest = self.current();
         let mut release_of: HashMap<u32, u32> = HashMap::new();
-        for ((r, encoded), (_, bundle)) in h.releases.iter().zip(bundles) {
-            let mine = match bundle {
-                None => self
-                    .releases
-                    .iter()
-                    .position(|mine| mine.bundle.encode() == *encoded)
-                    .map_or(self.current(), |p| p as u32),
-                Some(b) => self.adopt_older_release(arena.alloc(b)),
-            };
-            release_of.insert(*r, mine);
+        let mut found = Vec::new();
+        for (r, c) in carried {
+            match c {
+                Ok(p) => found.push((r, p)),
+                Err(b) => {
+                    let here = self.adopt_older_release(arena.alloc(b));
+                    release_of.insert(r, here);
+                }
+            }
+        }
+        for (r, p) in found {
+            release_of.insert(r, if p == newest { self.current() } else { p });
         }
         let flow_key = |m: &mut Self, k: u32| -> u32 {
             match h.flow_names.get(k as usize) {
