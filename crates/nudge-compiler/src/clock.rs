@@ -39,11 +39,23 @@ pub(crate) struct Unforeseen;
 /// Seconds in the day `days_between` counts.
 const DAY: i64 = 86_400;
 
-/// What reads the clock in a program, each `let` and segment looked at once.
+/// Which reads of the clock count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Reads {
+    /// Every read: `now()`, and windows before now.
+    Any,
+    /// All but windowed history builtins over a constant window (a
+    /// duration, or a `let` that is one): those windows the bundle records
+    /// (`constant_windows`), and the runtime looks again at their exits.
+    Unfollowed,
+}
+
+/// What reads the clock in a program, each `let` and segment looked at once
+/// for each kind of read.
 pub(crate) struct Clock<'p> {
     program: &'p Program,
-    lets: HashMap<u32, bool>,
-    segments: HashMap<u32, bool>,
+    lets: HashMap<(u32, Reads), bool>,
+    segments: HashMap<(u32, Reads), bool>,
 }
 
 impl<'p> Clock<'p> {
@@ -56,36 +68,45 @@ impl<'p> Clock<'p> {
         }
     }
 
-    /// Whether segment `s` reads the clock, itself or through `let`s and
-    /// other segments.
-    pub(crate) fn segment_reads(&mut self, s: u32) -> bool {
-        if let Some(&known) = self.segments.get(&s) {
+    /// Whether segment `s` reads the clock in a way `how` counts, itself or
+    /// through `let`s and other segments.
+    fn segment_reads_as(&mut self, s: u32, how: Reads) -> bool {
+        if let Some(&known) = self.segments.get(&(s, how)) {
             return known;
         }
         // A cycle is an error reported before lints and lowering run.
-        self.segments.insert(s, false);
+        self.segments.insert((s, how), false);
         let p = self.program;
         let reads = p
             .segments
             .get(s as usize)
-            .is_some_and(|seg| self.reads(&seg.predicate));
-        self.segments.insert(s, reads);
+            .is_some_and(|seg| self.reads_as(&seg.predicate, how));
+        self.segments.insert((s, how), reads);
         reads
     }
 
-    fn let_reads(&mut self, i: u32) -> bool {
-        if let Some(&known) = self.lets.get(&i) {
+    /// Whether `let` `i` reads the clock in a way `how` counts.
+    fn let_reads_as(&mut self, i: u32, how: Reads) -> bool {
+        if let Some(&known) = self.lets.get(&(i, how)) {
             return known;
         }
-        self.lets.insert(i, false);
+        self.lets.insert((i, how), false);
         let p = self.program;
-        let reads = p.lets.get(i as usize).is_some_and(|l| self.reads(&l.value));
-        self.lets.insert(i, reads);
+        let reads = p
+            .lets
+            .get(i as usize)
+            .is_some_and(|l| self.reads_as(&l.value, how));
+        self.lets.insert((i, how), reads);
         reads
     }
 
     /// Whether evaluating `e` reads the clock.
     pub(crate) fn reads(&mut self, e: &Expr) -> bool {
+        self.reads_as(e, Reads::Any)
+    }
+
+    /// Whether evaluating `e` reads the clock in a way `how` counts.
+    fn reads_as(&mut self, e: &Expr, how: Reads) -> bool {
         use ExprKind as K;
         match &e.kind {
             K::Const(_)
@@ -95,89 +116,38 @@ impl<'p> Clock<'p> {
             | K::Trigger
             | K::Event
             | K::ProfileField { .. } => false,
-            K::Let(i) => self.let_reads(*i),
-            K::Segment(i) => self.segment_reads(*i),
+            K::Let(i) => self.let_reads_as(*i, how),
+            K::Segment(i) => self.segment_reads_as(*i, how),
             K::Interp { parts, .. } => parts.iter().any(|part| match part {
                 tir::StrPart::Text(..) => false,
-                tir::StrPart::Interp(e) => self.reads(e),
+                tir::StrPart::Interp(e) => self.reads_as(e, how),
             }),
-            K::Field { base, .. } => self.reads(base),
+            K::Field { base, .. } => self.reads_as(base, how),
             K::Call { builtin, args, .. } => {
-                // A window before now moves with the clock.
-                Builtin::from_id(*builtin).is_some_and(|b| b == Builtin::Now || b.windowed())
+                let p = self.program;
+                // A window before now moves with the clock; a constant one
+                // is followed unless every read counts.
+                let itself = Builtin::from_id(*builtin).is_some_and(|b| {
+                    b == Builtin::Now
+                        || (b.windowed()
+                            && (how == Reads::Any
+                                || !args.iter().any(|a| {
+                                    matches!(a, CallArg::Value { expr, .. } if const_window(p, expr, 0))
+                                })))
+                });
+                itself
                     || args.iter().any(|a| match a {
                         CallArg::Event(_) => false,
-                        CallArg::Lambda(l) => self.reads(&l.body),
-                        CallArg::Value { expr, .. } => self.reads(expr),
+                        CallArg::Lambda(l) => self.reads_as(&l.body, how),
+                        CallArg::Value { expr, .. } => self.reads_as(expr, how),
                     })
             }
-            K::Not(e) | K::Neg(e) => self.reads(e),
+            K::Not(e) | K::Neg(e) => self.reads_as(e, how),
             K::Logic { lhs, rhs, .. }
             | K::Default { lhs, rhs }
             | K::Compare { lhs, rhs, .. }
-            | K::Arith { lhs, rhs, .. } => self.reads(lhs) || self.reads(rhs),
-            K::List { items, .. } => items.iter().any(|e| self.reads(e)),
-        }
-    }
-
-    /// Whether every read of the clock in `e` (through `let`s and segments
-    /// too) is a windowed history builtin whose window is a constant: a
-    /// duration, or a `let` that is one. Those are the windows the bundle
-    /// records (`Retention::constant_windows`), at whose exits the runtime
-    /// looks again. `depth` stops a cycle, which the checker refuses.
-    fn windows_only(&mut self, e: &Expr, depth: u32) -> bool {
-        use ExprKind as K;
-        if depth > 32 {
-            return false;
-        }
-        if !self.reads(e) {
-            return true;
-        }
-        let p = self.program;
-        match &e.kind {
-            K::Let(i) => p
-                .lets
-                .get(*i as usize)
-                .is_some_and(|l| self.windows_only(&l.value, depth + 1)),
-            K::Segment(i) => p
-                .segments
-                .get(*i as usize)
-                .is_some_and(|seg| self.windows_only(&seg.predicate, depth + 1)),
-            K::Call { builtin, args, .. } => {
-                let Some(b) = Builtin::from_id(*builtin) else {
-                    return false;
-                };
-                if b == Builtin::Now {
-                    return false;
-                }
-                let constant = |me: &Self, a: &Expr| const_window(me.program, a, 0);
-                args.iter().all(|a| match a {
-                    CallArg::Event(_) => true,
-                    CallArg::Lambda(l) => self.windows_only(&l.body, depth + 1),
-                    CallArg::Value { expr, .. } if b.windowed() && constant(self, expr) => true,
-                    CallArg::Value { expr, .. } => self.windows_only(expr, depth + 1),
-                })
-            }
-            K::Interp { parts, .. } => parts.iter().all(|part| match part {
-                tir::StrPart::Text(..) => true,
-                tir::StrPart::Interp(e) => self.windows_only(e, depth + 1),
-            }),
-            K::Field { base, .. } => self.windows_only(base, depth + 1),
-            K::Not(e) | K::Neg(e) => self.windows_only(e, depth + 1),
-            K::Logic { lhs, rhs, .. }
-            | K::Default { lhs, rhs }
-            | K::Compare { lhs, rhs, .. }
-            | K::Arith { lhs, rhs, .. } => {
-                self.windows_only(lhs, depth + 1) && self.windows_only(rhs, depth + 1)
-            }
-            K::List { items, .. } => items.iter().all(|e| self.windows_only(e, depth + 1)),
-            K::Const(_)
-            | K::PlainStr(_)
-            | K::Local(_)
-            | K::Profile
-            | K::Trigger
-            | K::Event
-            | K::ProfileField { .. } => true,
+            | K::Arith { lhs, rhs, .. } => self.reads_as(lhs, how) || self.reads_as(rhs, how),
+            K::List { items, .. } => items.iter().any(|e| self.reads_as(e, how)),
         }
     }
 
@@ -210,7 +180,7 @@ impl<'p> Clock<'p> {
         // Events within constant windows: the membership can change with
         // time alone only as an event leaves a window, which the runtime
         // follows from the bundle's windows and the stored events.
-        if self.windows_only(e, 0) {
+        if !self.reads_as(e, Reads::Unfollowed) {
             return Ok(Vec::new());
         }
         let p = self.program;

@@ -429,6 +429,8 @@ fn lints() {
         (with_flow("  trigger entering s", "segment s = now() in [2026-12-24T00:00:00Z]\n"), &["W0008"]),
         // A window that is not a constant: its exits cannot be followed.
         (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, (profile.last_order_at ?? now()) - now() + 30d, v => true) >= 3\n"), &["W0008"]),
+        // A window computed at run time, though not from the clock.
+        (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, 30d + 1d, v => true) >= 3\n"), &["W0008"]),
         // A window against the clock in one comparison.
         (with_flow("  trigger entering s", "segment s = count_events_within(product_viewed, 30d, v => true) > days_between(profile.last_order_at ?? now(), now())\n"), &["W0008"]),
         (with_flow("  trigger order_completed\n  exit if s", "segment s = date_of(now()) == 2026-12-24\n"), &[]),
