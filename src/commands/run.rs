@@ -318,6 +318,7 @@ fn run_project(
         horizon,
         window,
         checkpoint_every: settings.checkpoint_every(),
+        customers_in_memory: settings.customers_in_memory(),
         keep_calls: settings.keep_calls_ms(),
         max_sends,
         // 10,000 by default: the commit's fsync is paid once per many calls,
@@ -497,6 +498,12 @@ fn summary(
                 } else {
                     String::new()
                 };
+                if let Some(m) = &r.memory {
+                    println!(
+                        "memory: {} of {} customers in memory (budget {}); {} read back from the store, {} let go",
+                        m.in_memory, m.customers, m.budget, m.read_back, m.let_go
+                    );
+                }
                 println!(
                     "sends: {} delivered now, {} retried from an earlier run, {} failed{held}; ledger: {} done, {} pending, {} failed",
                     r.delivered,

@@ -875,6 +875,16 @@ impl Config {
             .unwrap_or(DEFAULT_CHECKPOINT_EVERY)
     }
 
+    /// `[runtime] customers_in_memory`: the most customers a run or a
+    /// server keeps in memory between checkpoints; `None` (unset or 0)
+    /// keeps every customer.
+    pub fn customers_in_memory(&self) -> Option<usize> {
+        self.runtime
+            .customers_in_memory
+            .filter(|&n| n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     /// `[runtime] reorder_window` in lines, the default when unset; at least 1.
     pub fn reorder_window(&self) -> Result<usize, String> {
         match self.runtime.reorder_window {
@@ -1958,6 +1968,12 @@ mod tests {
         assert_eq!(c.checkpoint_every(), 5000);
         let c = Config::parse("[runtime]\ncheckpoint_every = 0\n", env).unwrap();
         assert_eq!(c.checkpoint_every(), 0);
+        let c = Config::parse("[runtime]\ncustomers_in_memory = 5000\n", env).unwrap();
+        assert_eq!(c.customers_in_memory(), Some(5000));
+        let c = Config::parse("[runtime]\ncustomers_in_memory = 0\n", env).unwrap();
+        assert_eq!(c.customers_in_memory(), None);
+        assert_eq!(Config::parse("", env).unwrap().customers_in_memory(), None);
+        assert!(Config::parse("[runtime]\ncustomers_in_memory = -5\n", env).is_err());
         let c = Config::parse("", env).unwrap();
         assert_eq!(c.checkpoint_every(), DEFAULT_CHECKPOINT_EVERY);
         assert!(Config::parse("[runtime]\ncheckpoint_every = -1\n", env).is_err());

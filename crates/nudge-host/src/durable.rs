@@ -351,6 +351,72 @@ pub fn checkpoint_of<'b, S: Sink + Feed>(
     })
 }
 
+/// Bounds the customers `engine` keeps in memory to `budget` (`[runtime]
+/// customers_in_memory`), reading the others back from `store` when first
+/// needed. Call it before the engine is restored. A store in memory keeps
+/// every customer: nothing else can read it.
+pub fn bound_memory<S: Sink>(
+    store: &Store,
+    engine: &mut Engine<'_, S>,
+    budget: Option<usize>,
+) -> Result<(), StoreError> {
+    if budget.is_some()
+        && let Some(pager) = store.pager()?
+    {
+        engine.set_pager(Box::new(pager));
+    }
+    Ok(())
+}
+
+/// What a batch writes of the engine's customers.
+#[derive(Debug, PartialEq, Eq)]
+enum Saves {
+    /// No checkpoint.
+    Nothing,
+    /// A checkpoint writing these customers' rows.
+    Customers(Vec<u32>),
+    /// A checkpoint writing the whole state.
+    Everything,
+}
+
+impl Saves {
+    fn of(batch: &Batch<'_>) -> Saves {
+        match batch.checkpoint.as_ref().map(|c| &c.engine) {
+            None => Saves::Nothing,
+            Some(EngineState::Rows(c)) if !c.full => {
+                Saves::Customers(c.customers.iter().map(|(n, _)| *n).collect())
+            }
+            Some(_) => Saves::Everything,
+        }
+    }
+
+    /// The customers the batches in flight write, or `None` when one writes
+    /// everything (nothing can be let go until it is committed).
+    fn unsaved(flights: &std::collections::VecDeque<Saves>) -> Option<Vec<u32>> {
+        let mut out = Vec::new();
+        for f in flights {
+            match f {
+                Saves::Nothing => {}
+                Saves::Customers(list) => out.extend_from_slice(list),
+                Saves::Everything => return None,
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Fails when the engine could not read a customer back from the store: its
+/// decisions since are not to be committed or delivered.
+pub fn no_page_fault<S: Sink>(store: &Path, engine: &Engine<'_, S>) -> Result<(), StoreError> {
+    match engine.page_fault() {
+        None => Ok(()),
+        Some(reason) => Err(StoreError::NotAStore {
+            path: store.to_path_buf(),
+            reason: format!("a customer's state cannot be read back from it ({reason})"),
+        }),
+    }
+}
+
 /// How many dead letters the store holds as of checkpoint `start`.
 pub fn stored_dead(start: Option<&Saved>) -> usize {
     start.map_or(0, |s| s.dead.lines().filter(|l| !l.is_empty()).count())
@@ -382,6 +448,9 @@ pub struct Settings {
     /// sends than this, delivery pauses for the rest of the run and every
     /// send from then on stays pending in the ledger (see [`Report::paused`]).
     pub max_sends_per_step: Option<usize>,
+    /// The most customers kept in memory after each checkpoint (see
+    /// [`bound_memory`]); `None` keeps every one.
+    pub customers_in_memory: Option<usize>,
 }
 
 /// The events file of this run.
@@ -434,6 +503,41 @@ pub struct Report {
     pub paused: Option<String>,
     /// Sends the paused breaker left pending in the ledger, undelivered.
     pub held: u64,
+    /// Customers in memory and read back, when `[runtime]
+    /// customers_in_memory` bounds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// How a run with `[runtime] customers_in_memory` held its customers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Memory {
+    /// The budget: the most customers kept in memory after each checkpoint.
+    pub budget: u64,
+    /// Customers the engine has, in memory or in the store only.
+    pub customers: u64,
+    /// Customers in memory when the run ended.
+    pub in_memory: u64,
+    /// Customers read back from the store during the run.
+    pub read_back: u64,
+    /// Customers let go during the run.
+    pub let_go: u64,
+}
+
+impl Memory {
+    /// What `engine` did under `budget`, if there is one and the engine
+    /// reads customers back from a store.
+    pub fn of<S: Sink>(engine: &Engine<'_, S>, budget: Option<usize>) -> Option<Memory> {
+        let budget = budget.filter(|_| engine.pages())?;
+        let p = engine.paging();
+        Some(Memory {
+            budget: budget as u64,
+            customers: p.customers,
+            in_memory: p.in_memory,
+            read_back: p.read_back,
+            let_go: p.let_go,
+        })
+    }
 }
 
 impl Report {
@@ -540,6 +644,10 @@ pub fn run<'b, S: Sink + Feed>(
             }
         });
         let mut in_flight = 0usize;
+        // What each batch in flight writes of the customers: customers are
+        // let go once a checkpoint is committed, except those a later
+        // checkpoint still in flight writes.
+        let mut flights: std::collections::VecDeque<Saves> = Default::default();
         let mut next = Batch::default();
         let mut pending = 0usize;
         let mut buf = Vec::new();
@@ -649,20 +757,30 @@ pub fn run<'b, S: Sink + Feed>(
                     dead_written = dead.len();
                     b.compact = compaction(settings.keep_calls, engine.now());
                 }
+                no_page_fault(&store_path, engine)?;
+                let took = Saves::of(&b);
                 if to_writer.send(b).is_err() {
                     // The writer stopped on an error; its ack says which.
                     done = true;
                     break;
                 }
+                flights.push_back(took);
                 in_flight += 1;
                 if in_flight > 1 {
                     let intents = acks.recv().map_err(|_| writer_gone())??;
                     in_flight -= 1;
+                    let acked = flights.pop_front().unwrap_or(Saves::Nothing);
                     dispatch_and_record(engine, router, &intents, &mut marks, &mut report);
                     // Counted as pending, so that the batch holding them
                     // is committed even when no line follows.
                     pending +=
                         clear_invalid_tokens(engine, router, tokens, &mut next.calls, &mut dead);
+                    if acked != Saves::Nothing
+                        && let Some(budget) = settings.customers_in_memory
+                        && let Some(unsaved) = Saves::unsaved(&flights)
+                    {
+                        engine.let_go(budget, &unsaved);
+                    }
                 }
             }
         }
@@ -731,8 +849,10 @@ pub fn run<'b, S: Sink + Feed>(
         batch.checkpoint = Some(checkpoint_of(&store_path, engine, &dead, dead_written)?);
         batch.compact = compaction(settings.keep_calls, engine.now());
     }
+    no_page_fault(&store_path, engine)?;
     store.commit(&mut batch)?;
     report.ledger = store.counts()?;
+    report.memory = Memory::of(engine, settings.customers_in_memory);
     dead.sort_by_key(|d: &DeadLetter| d.line);
     Ok((report, dead))
 }
@@ -802,7 +922,15 @@ pub fn replay_history<'b, S: Sink>(
             reason: format!("its checkpoint (as of call {}): {reason}", saved.call),
         };
         if nudge_runtime::engine::checkpoint::in_rows(saved.format) {
-            let rows = store.state_rows()?;
+            // An engine that reads customers back when first needed loads
+            // none of them now (rows of an older layout are read whole, to
+            // be written again in this one).
+            let rows =
+                if engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT {
+                    store.state_rows_without_customers()?
+                } else {
+                    store.state_rows()?
+                };
             engine
                 .restore_rows(rows, code.current, code.bundles)
                 .map_err(|e| damaged(e.to_string()))?;
@@ -988,6 +1116,7 @@ fn step<S: Sink + Feed>(
     report: &mut Report,
 ) -> Result<(), StoreError> {
     batch.meta.push(("clock", engine.now().to_string()));
+    no_page_fault(store.path(), engine)?;
     let intents = commit_captured(store, captured, batch)?;
     dispatch_and_record(engine, router, &intents, &mut batch.marks, report);
     Ok(())

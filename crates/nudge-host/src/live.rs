@@ -109,6 +109,9 @@ pub struct Live<'b> {
     /// Calls stored since the last checkpoint, and how many make the next one due.
     since_checkpoint: u64,
     checkpoint_every: u64,
+    /// The most customers kept in memory after each checkpoint (`[runtime]
+    /// customers_in_memory`); `None` keeps every one.
+    customers_in_memory: Option<usize>,
     /// `[store] keep_calls` in milliseconds: older calls leave the log with
     /// each checkpoint that covers them.
     keep_calls: Option<i64>,
@@ -163,6 +166,8 @@ impl<'b> Live<'b> {
         let initial = code.initial(&store)?;
         let (sink, captured) = LedgerSink::new(feeds);
         let mut engine = Engine::new(initial, sink, config, i64::MIN);
+        let customers_in_memory = settings.customers_in_memory();
+        durable::bound_memory(&store, &mut engine, customers_in_memory)?;
         let source = store.source(SOURCE)?;
         let mut report = Report::default();
         let mut history = Vec::new();
@@ -189,6 +194,7 @@ impl<'b> Live<'b> {
         // The deploy (if any) and the delivery results of pending sends are
         // stored before anything else happens.
         batch.meta.push(("clock", engine.now().to_string()));
+        durable::no_page_fault(store.path(), &engine)?;
         store.commit(&mut batch)?;
         let marks = std::mem::take(&mut batch.marks);
         let dead_path = state.join("dead_letters.jsonl");
@@ -231,6 +237,7 @@ impl<'b> Live<'b> {
             dead_written: durable::stored_dead(start.as_ref()),
             since_checkpoint: 0,
             checkpoint_every: settings.checkpoint_every(),
+            customers_in_memory,
             keep_calls: settings.keep_calls_ms(),
             alerts_webhook: String::new(),
             root: root.to_path_buf(),
@@ -618,12 +625,17 @@ impl<'b> Live<'b> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
         let with_state = batch.checkpoint.is_some();
+        durable::no_page_fault(self.store.path(), &self.engine)?;
         let intents = durable::commit_captured(&mut self.store, &self.captured, batch)
             .inspect_err(|_| {
                 if with_state {
                     self.engine.retake_all();
                 }
             })?;
+        if with_state && let Some(budget) = self.customers_in_memory {
+            // The checkpoint is committed: what it wrote can be read back.
+            self.engine.let_go(budget, &[]);
+        }
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
         if self.paused.is_some() {

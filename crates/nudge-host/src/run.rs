@@ -48,6 +48,9 @@ pub struct Plan {
     pub window: usize,
     /// Calls between two checkpoints of the store.
     pub checkpoint_every: u64,
+    /// `[runtime] customers_in_memory`: the most customers kept in memory
+    /// after each checkpoint; `None` keeps every one.
+    pub customers_in_memory: Option<usize>,
     /// `[store] keep_calls` in milliseconds.
     pub keep_calls: Option<i64>,
     /// The send circuit breaker's limit of sends per step.
@@ -232,6 +235,7 @@ pub fn durable(
     let initial = code.initial(&store)?;
     let (sink, captured) = LedgerSink::new(Watched::new(feeds, watch));
     let mut engine = Engine::new(initial, sink, config, i64::MIN);
+    durable::bound_memory(&store, &mut engine, plan.customers_in_memory)?;
     let name = std::fs::canonicalize(events)
         .unwrap_or_else(|_| events.to_path_buf())
         .display()
@@ -246,6 +250,7 @@ pub fn durable(
         keep_calls: plan.keep_calls,
         start,
         max_sends_per_step: Some(plan.max_sends),
+        customers_in_memory: plan.customers_in_memory,
     };
     let source = Input {
         name: &name,

@@ -51,6 +51,9 @@ pub struct RuntimeSection {
     /// Calls between two checkpoints of the engine's state in the store; 0
     /// writes one only at the end of a run (and when a server stops).
     pub checkpoint_every: Option<u64>,
+    /// How many customers the engine keeps in memory; the others are read
+    /// from the store when a call or a timer needs them. Unset or 0: all.
+    pub customers_in_memory: Option<u64>,
     /// How long a `messageId` is remembered to drop a repeat, as a
     /// duration (`7d`); `0s` remembers every id for ever.
     pub dedupe_window: Option<String>,

@@ -1,13 +1,28 @@
 //! A checkpoint taken at any point and restored into a fresh engine carries
 //! on exactly as the engine it was taken from: the same sends, records,
-//! memberships and counters as a run that never stopped.
+//! memberships and counters as a run that never stopped. An engine that
+//! lets every customer it can go after each take, and reads them back from
+//! the rows when needed, decides the same too.
 
 mod common;
 
 use nudge_bytecode::Bundle;
 use nudge_runtime::engine::rows::MemoryRows;
-use nudge_runtime::engine::{Config, Engine, MemorySink};
+use std::sync::{Arc, Mutex};
+
+use nudge_runtime::engine::{Config, Engine, MemorySink, Pager};
 use nudge_runtime::ingest;
+
+/// Rows shared by the test, which writes them, and the engine's pager,
+/// which reads customers back from them.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<MemoryRows>>);
+
+impl Pager for Shared {
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
+    }
+}
 
 fn example(name: &str) -> (Bundle, String) {
     (
@@ -38,12 +53,16 @@ enum Keep {
     /// (as a store commits them): a change any table failed to note shows
     /// as a difference from the run that never stopped.
     Rows { every: usize },
+    /// As `Rows`, and after each take every customer that can be is let
+    /// go; a restore reads none, and customers are read back when needed.
+    Paged { every: usize },
 }
 
 /// Runs `lines` without a stop, then again stopping after each of `cuts`
 /// lines (state kept as `keep` says, restored into a fresh engine, go on),
-/// and checks that both runs did the same.
-fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) {
+/// and checks that both runs did the same. Returns how many customers were
+/// read back (with [`Keep::Paged`]).
+fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) -> u64 {
     let mut whole = new_engine(bundle);
     for line in lines {
         let _ = ingest::apply_line(&mut whole, line);
@@ -53,38 +72,57 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     let whole_held = whole.history_held();
     let whole = whole.into_sink();
 
-    let mut rows = MemoryRows::default();
+    let shared = Shared::default();
+    let paged = matches!(keep, Keep::Paged { .. });
+    let take = |engine: &mut Engine<'_, MemorySink>| {
+        let changes = engine.take_changes().expect("changes");
+        shared.0.lock().unwrap().apply(changes);
+        if paged {
+            engine.let_go(0, &[]);
+        }
+    };
     let mut got = MemorySink::default();
     let mut engine = new_engine(bundle);
-    if let Keep::Rows { .. } = keep {
-        rows.apply(engine.take_changes().expect("changes"));
+    if paged {
+        engine.set_pager(Box::new(shared.clone()));
     }
+    if let Keep::Rows { .. } | Keep::Paged { .. } = keep {
+        take(&mut engine);
+    }
+    let mut read_back = 0;
     let mut from = 0;
     for &cut in cuts {
         for (i, line) in (from..).zip(&lines[from..cut]) {
             let _ = ingest::apply_line(&mut engine, line);
-            if let Keep::Rows { every } = keep
+            if let Keep::Rows { every } | Keep::Paged { every } = keep
                 && i % every == 0
             {
-                rows.apply(engine.take_changes().expect("changes"));
+                take(&mut engine);
             }
         }
         from = cut;
         let whole_state = match keep {
             Keep::Whole => Some(engine.checkpoint().expect("a checkpoint")),
-            Keep::Rows { .. } => {
-                rows.apply(engine.take_changes().expect("changes"));
+            Keep::Rows { .. } | Keep::Paged { .. } => {
+                take(&mut engine);
                 None
             }
         };
         let before = engine.stats();
+        read_back += engine.paging().read_back;
         append(&mut got, std::mem::take(engine.sink_mut()));
         engine = new_engine(bundle);
+        let rows = shared.0.lock().unwrap();
         match whole_state {
             Some(bytes) => engine.restore(&bytes, bundle, common::arena()),
+            None if paged => {
+                engine.set_pager(Box::new(shared.clone()));
+                engine.restore_rows(rows.rows_without_customers(), bundle, common::arena())
+            }
             None => engine.restore_rows(rows.rows(), bundle, common::arena()),
         }
         .expect("restores");
+        drop(rows);
         assert_eq!(
             engine.stats(),
             before,
@@ -96,17 +134,20 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     }
     engine.drain();
     assert_eq!(engine.stats(), whole_stats);
+    assert!(engine.page_fault().is_none(), "{:?}", engine.page_fault());
+    read_back += engine.paging().read_back;
     // Once a sweep has come after the last stop, the restored engine holds
     // the history the uninterrupted one holds (between a restore and the
     // next sweep a call's own customer is not trimmed: the horizons are
     // not stored). Sweeps come every `forget_every` (7) calls applied.
-    if lines.len() >= from + 14 {
+    if lines.len() >= from + 14 && !paged {
         assert_eq!(engine.history_held(), whole_held, "history held");
     }
     append(&mut got, engine.into_sink());
     assert_eq!(got.outbox, whole.outbox, "sends");
     assert_eq!(got.records, whole.records, "records");
     assert_eq!(got.memberships, whole.memberships, "memberships");
+    read_back
 }
 
 fn append(to: &mut MemorySink, from: MemorySink) {
@@ -121,7 +162,7 @@ fn every_example_goes_on_after_a_restore_at_any_line() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {
-            assert_restores(&bundle, &lines, &[cut], Keep::Whole);
+            let _ = assert_restores(&bundle, &lines, &[cut], Keep::Whole);
         }
     }
 }
@@ -132,8 +173,28 @@ fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         for cut in 0..=lines.len() {
-            assert_restores(&bundle, &lines, &[cut], Keep::Rows { every: 1 });
+            let _ = assert_restores(&bundle, &lines, &[cut], Keep::Rows { every: 1 });
         }
+    }
+}
+
+#[test]
+fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
+    for name in nudge_test_support::example_names() {
+        let (bundle, events) = example(&name);
+        let lines: Vec<&str> = events.lines().collect();
+        let mut read_back = 0;
+        for cut in 0..=lines.len() {
+            read_back += assert_restores(&bundle, &lines, &[cut], Keep::Paged { every: 1 });
+            read_back += assert_restores(&bundle, &lines, &[cut], Keep::Paged { every: 3 });
+        }
+        // Customers with nothing live, met again later: some examples have
+        // none (one customer, or each met once).
+        eprintln!("{name}: {read_back} customers read back");
+        assert!(
+            read_back > 0 || lines.len() < 8,
+            "{name}: nothing was read back"
+        );
     }
 }
 
@@ -154,8 +215,12 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     let lines: Vec<&str> = text.lines().collect();
     let n = lines.len();
     let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
-    assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 1 });
-    assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 97 });
+    let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 1 });
+    let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 97 });
+    let read_back = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every: 1 });
+    assert!(read_back > 100, "{read_back} read back");
+    let read_back = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every: 97 });
+    assert!(read_back > 100, "{read_back} read back");
 }
 
 #[test]
@@ -350,4 +415,108 @@ flow win_back {
         assert_restores(&bundle, &lines, &[cut], Keep::Whole);
         assert_restores(&bundle, &lines, &[cut], Keep::Rows { every: 3 });
     }
+}
+
+/// A pager whose store gives damaged rows.
+struct Damaged;
+
+impl Pager for Damaged {
+    fn customer(&mut self, _: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(vec![0xff, 0xff, 0xff]))
+    }
+}
+
+#[test]
+fn a_deploy_reads_every_customer_back_and_adds_a_trait_to_each() {
+    let v1 = common::bundle(BASE);
+    let v2 = common::bundle(&format!(
+        "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
+    ));
+    let arena = common::arena();
+    let lines: Vec<String> = (0..6)
+        .flat_map(|i| {
+            let id = format!("c{i}");
+            let at = format!("2026-01-01T1{i}:00:00Z");
+            [identify(&id, &at), checkout(&id, &at)]
+        })
+        .collect();
+    let run = |paged: bool| {
+        let shared = Shared::default();
+        let mut engine = new_engine(&v1);
+        if paged {
+            engine.set_pager(Box::new(shared.clone()));
+        }
+        common::feed(&mut engine, &lines[..6]);
+        // The first three customers' reminders go out and end; they are let go.
+        engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        let gone = engine.let_go(0, &[]);
+        engine.deploy(&v2, arena).expect("deploys");
+        let held = engine.paging();
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        common::feed(&mut engine, &lines[6..]);
+        engine.drain();
+        let tiers: Vec<_> = (0..6)
+            .map(|i| engine.profile_field(&format!("c{i}"), "tier"))
+            .collect();
+        (engine.into_sink(), gone, held, tiers)
+    };
+    let (whole, none, _, whole_tiers) = run(false);
+    let (paged, gone, held, tiers) = run(true);
+    assert_eq!(none, 0, "nothing is let go without a pager");
+    assert_eq!(gone, 3, "the three customers with nothing live are let go");
+    assert_eq!(
+        (held.customers, held.in_memory),
+        (3, 3),
+        "the deploy read every customer back"
+    );
+    assert_eq!(tiers, whole_tiers);
+    assert!(
+        tiers.iter().all(|t| t.is_some()),
+        "every customer has the new trait: {tiers:?}"
+    );
+    assert_eq!(paged.outbox, whole.outbox, "sends");
+    assert_eq!(paged.records, whole.records, "records");
+}
+
+#[test]
+fn a_customer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
+    let bundle = common::bundle(BASE);
+    let shared = Shared::default();
+    let mut engine = new_engine(&bundle);
+    engine.set_pager(Box::new(shared.clone()));
+    common::feed(&mut engine, &[identify("a", "2026-01-01T10:00:00Z")]);
+    shared
+        .0
+        .lock()
+        .unwrap()
+        .apply(engine.take_changes().unwrap());
+    assert_eq!(engine.let_go(0, &[]), 1);
+    engine.set_pager(Box::new(Damaged));
+    let refused = ingest::apply_line(&mut engine, &checkout("a", "2026-01-01T11:00:00Z"));
+    assert!(
+        refused.is_err(),
+        "the call is not applied to a blank customer"
+    );
+    let fault = engine.page_fault().expect("a fault");
+    assert!(fault.contains("customer 0"), "{fault}");
+    assert!(
+        engine.take_changes().is_err(),
+        "no change is taken after a fault"
+    );
+    assert!(engine.into_sink().outbox.is_empty());
+}
+
+fn chrono_ms(at: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .timestamp_millis()
 }

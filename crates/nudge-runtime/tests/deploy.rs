@@ -389,7 +389,9 @@ fn an_incompatible_schema_change_is_refused_and_changes_nothing() {
     feed(&mut asked, &before);
     let instances: Vec<_> = asked.instances().cloned().collect();
     let err = asked.deploy(&v2, arena()).unwrap_err();
-    let DeployError::Incompatible { problems } = &err;
+    let DeployError::Incompatible { problems } = &err else {
+        panic!("not an incompatible deploy: {err}");
+    };
     assert_eq!(
         problems,
         &[

@@ -175,7 +175,9 @@ flow gift {
     );
     let instances: Vec<_> = e.instances().cloned().collect();
     let err = e.deploy(&v2, arena()).unwrap_err();
-    let DeployError::Incompatible { problems } = &err;
+    let DeployError::Incompatible { problems } = &err else {
+        panic!("not an incompatible deploy: {err}");
+    };
     let version = &v1.flow("gift").unwrap().version;
     assert_eq!(
         problems,

@@ -553,6 +553,28 @@ pub struct LedgerCounts {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The lock that keeps a second process from writing the store while
+    /// this one does; held until the store is dropped (or the process dies).
+    _lock: Option<std::fs::File>,
+}
+
+/// Reads customers' rows back for an engine that let them go (see
+/// `nudge_runtime::engine::Pager`), on a read-only connection of its own,
+/// so that it reads while the store's writer commits.
+pub struct StorePager {
+    conn: Connection,
+}
+
+impl nudge_runtime::engine::Pager for StorePager {
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT body FROM state_customers WHERE customer = ?1")
+            .map_err(|e| e.to_string())?;
+        st.query_row([i64::from(number)], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Store {
@@ -564,11 +586,56 @@ impl Store {
                 reason: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
+        // One writer at a time: a second `nudge run` on the same store fails
+        // at once instead of interleaving histories. The lock dies with the
+        // process. (A lock file rather than SQLite's exclusive locking mode,
+        // which would keep the store's own pager from reading.)
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                reason: format!("cannot open its lock file: {e}"),
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Open {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot lock it: {e}"),
+                });
+            }
+        }
         let conn = Connection::open(path).map_err(|e| StoreError::Open {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Store::setup(conn, path)
+        let mut store = Store::setup(conn, path)?;
+        store._lock = Some(lock);
+        Ok(store)
+    }
+
+    /// A reader of customers' rows for an engine that lets customers go;
+    /// `None` for a store in memory, which no second connection can read.
+    pub fn pager(&self) -> Result<Option<StorePager>, StoreError> {
+        if self._lock.is_none() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| store_err(&self.path, e))?;
+        Ok(Some(StorePager { conn }))
     }
 
     /// A store in memory, for tests.
@@ -585,14 +652,9 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            _lock: None,
         };
         let err = |e| store_err(path, e);
-        // One writer at a time: a second `nudge run` on the same store fails
-        // at once instead of interleaving histories. The lock dies with the process.
-        store
-            .conn
-            .execute_batch("PRAGMA locking_mode = EXCLUSIVE;")
-            .map_err(err)?;
         let mode: String = store
             .conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -838,6 +900,20 @@ impl Store {
     /// The engine's state as rows, as the stored checkpoint of layout
     /// `nudge_runtime::engine::checkpoint::FORMAT` left it.
     pub fn state_rows(&self) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
+        self.read_state_rows(false)
+    }
+
+    /// [`Store::state_rows`] without the customers' rows: their numbers only,
+    /// for an engine that reads each back when first needed
+    /// ([`Store::pager`]). A restart then reads what does not grow with the
+    /// customers' histories.
+    pub fn state_rows_without_customers(
+        &self,
+    ) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
+        self.read_state_rows(true)
+    }
+
+    fn read_state_rows(&self, lazy: bool) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
         let err = |e| self.err(e);
         let blobs = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
             let mut st = self.conn.prepare(sql).map_err(err)?;
@@ -894,7 +970,29 @@ impl Store {
                 .into_iter()
                 .map(|(_, b)| b)
                 .collect(),
-            customers: numbered("SELECT customer, body FROM state_customers ORDER BY customer")?,
+            customers: if lazy {
+                Vec::new()
+            } else {
+                numbered("SELECT customer, body FROM state_customers ORDER BY customer")?
+            },
+            stored: if lazy {
+                let mut st = self
+                    .conn
+                    .prepare("SELECT customer FROM state_customers ORDER BY customer")
+                    .map_err(err)?;
+                let numbers = st.query_map([], |r| r.get::<_, i64>(0)).map_err(err)?;
+                let mut out = Vec::new();
+                for n in numbers {
+                    let n = n.map_err(err)?;
+                    out.push(
+                        u32::try_from(n)
+                            .map_err(|_| self.damaged(format!("a state row is numbered {n}")))?,
+                    );
+                }
+                out
+            } else {
+                Vec::new()
+            },
             instances: numbered("SELECT slot, body FROM state_instances ORDER BY slot")?,
             nodes: numbered("SELECT node, body FROM state_nodes ORDER BY node")?,
             timers: blobs("SELECT seq, body FROM state_timers ORDER BY seq")?

@@ -308,6 +308,8 @@ pub(crate) async fn read(
         head: head.get(0),
         releases,
         customers,
+        // A worker holds its partition's customers in memory.
+        stored: Vec::new(),
         instances,
         nodes,
         timers,

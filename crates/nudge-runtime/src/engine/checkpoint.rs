@@ -177,6 +177,7 @@ impl<'b> Machine<'b> {
     /// later process. Takes `&mut self` because the tables are moved out to
     /// be written and put back, not copied.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {
+        self.page_in_all()?;
         let mut state = self.small_state(FORMAT, true)?;
         self.swap_tables(&mut state);
         let bytes = postcard::to_allocvec(&state);

@@ -124,6 +124,11 @@ impl InstanceIds {
     /// No slot: slots are numbered from 0 and never reach it.
     const NONE: u32 = u32::MAX;
 
+    /// Whether there is no live instance.
+    pub fn is_empty(&self) -> bool {
+        self.first == Self::NONE
+    }
+
     /// Adds a slot at the end.
     pub fn push(&mut self, id: u32) {
         if self.first == Self::NONE {

@@ -33,6 +33,9 @@ pub enum DeployError {
         /// Each problem, in words, with what to do about it.
         problems: Vec<String>,
     },
+    /// A customer the engine let go could not be read back from the store
+    /// (every customer takes the new code, so each is read back first).
+    Unreadable(String),
 }
 
 impl fmt::Display for DeployError {
@@ -47,6 +50,7 @@ impl fmt::Display for DeployError {
                 }
                 Ok(())
             }
+            DeployError::Unreadable(reason) => f.write_str(reason),
         }
     }
 }
@@ -259,6 +263,8 @@ impl<'b> Machine<'b> {
         arena: &'b Bundles,
     ) -> Result<Deployed, DeployError> {
         self.new_input();
+        self.page_in_all()
+            .map_err(|e| DeployError::Unreadable(e.to_string()))?;
         let prev = self.current();
         let mut schemas = SchemaChanges::default();
         if !same_tables(self.bundle_of(prev), bundle) {

@@ -67,6 +67,12 @@ impl<'b> Machine<'b> {
         else {
             return Ok(None);
         };
+        if !self.page_in(c) {
+            return Err(CheckpointError::Decode(format!(
+                "cannot read customer {c} back from the store: {}",
+                self.page_fault().unwrap_or_default()
+            )));
+        }
         let display = self.identities.display_id(CustomerId(c));
         let mut identities: Vec<Identity> = ids
             .iter()

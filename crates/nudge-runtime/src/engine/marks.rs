@@ -56,6 +56,19 @@ impl Marks {
         }
     }
 
+    /// Whether entry `n` changed since the last take (every entry does
+    /// while all count as changed; none while changes are not followed).
+    pub fn is_marked(&self, n: u32) -> bool {
+        if !self.on {
+            return false;
+        }
+        self.all
+            || self
+                .bits
+                .get((n / 64) as usize)
+                .is_some_and(|w| w & (1u64 << (n % 64)) != 0)
+    }
+
     /// Notes that any entry may have changed.
     pub fn mark_all(&mut self) {
         if self.on {

@@ -23,6 +23,7 @@ mod handoff;
 mod input;
 mod instance;
 pub(crate) mod marks;
+mod paging;
 mod pipeline;
 mod profile;
 mod recs;
@@ -62,6 +63,7 @@ pub use deploy::{AddedFlow, DeployError, Deployed, Fate, FlowReport, SchemaChang
 pub use evolve::Bundles;
 pub use handoff::HANDOFF_FORMAT;
 pub use instance::{Instance, Version, Waiting};
+pub use paging::{Pager, Paging};
 pub use splits::{ArmCounts, SplitCounts};
 pub use view::{ProfileView, json_of};
 
@@ -411,6 +413,13 @@ pub struct Machine<'b> {
     learned: crate::catalogue::Learned,
     /// What the arms of splits that optimise have done.
     splits: SplitCounts,
+    /// Where customers let go are read back from; `None` keeps every
+    /// customer in memory.
+    pager: Option<Box<dyn Pager>>,
+    /// Why a customer could not be read back (see [`Machine::page_fault`]).
+    page_fault: Option<String>,
+    /// Counts of customers read back and let go.
+    paging: Paging,
 }
 
 /// How many distinct consent records [`share`] keeps to share.
@@ -519,6 +528,9 @@ impl<'b> Machine<'b> {
             releases_changed: false,
             learned: Default::default(),
             splits: SplitCounts::default(),
+            pager: None,
+            page_fault: None,
+            paging: Paging::default(),
         };
         engine.add_release(bundle);
         engine
@@ -734,6 +746,7 @@ impl<'b> Machine<'b> {
         if let Some(log) = &mut self.sent_log {
             log.push((fp, false));
         }
+        self.page_in(u.customer);
         if let Some(cust) = self.customers.get_mut(&u.customer)
             && let Some(j) = cust.sends.iter().rposition(|s| *s == u.sent)
         {
@@ -811,7 +824,7 @@ impl<'b> Machine<'b> {
                         customer_id.to_string(),
                     ))
             })?;
-        self.customers.contains_key(&c.0).then_some(c.0)
+        (self.customers.contains_key(&c.0) && self.page_in(c.0)).then_some(c.0)
     }
 
     /// How a call names the customer whose display id (the `customer` of a
@@ -909,6 +922,19 @@ impl<'b> Machine<'b> {
     fn fire(&mut self, limit: i64) {
         while let Some(timer) = self.timers.pop_until(limit) {
             self.now = self.now.max(timer.due);
+            let customer = match timer.wake {
+                Wake::Instance { id, .. } => self.instances.get(id).map(|i| i.customer),
+                Wake::DateTrigger { customer, .. }
+                | Wake::Schedule { customer, .. }
+                | Wake::Segment { customer, .. } => Some(customer),
+            };
+            if let Some(c) = customer
+                && !self.page_in(c)
+            {
+                // The host stops on the fault; nothing is decided for a
+                // customer whose state could not be read.
+                continue;
+            }
             match timer.wake {
                 Wake::Instance { id, generation } => self.wake(id, generation, timer.due),
                 Wake::DateTrigger {
@@ -996,7 +1022,11 @@ impl<'b> Machine<'b> {
             });
         };
         let c = observed.customer.0;
-        self.ensure_customer(c);
+        if !self.ensure_customer(c) {
+            return Err(Rejection {
+                reason: "the customer's state could not be read back from the store".into(),
+            });
+        }
         let joined = !observed.merges.is_empty();
         for (kept, absorbed) in observed.merges {
             self.merge(kept, absorbed);
@@ -1207,12 +1237,19 @@ impl<'b> Machine<'b> {
         held
     }
 
-    fn ensure_customer(&mut self, c: u32) {
+    /// Makes sure customer `c` is in memory: read back from the store, or
+    /// made new. False when it is stored and cannot be read back (see
+    /// [`Machine::page_fault`]).
+    fn ensure_customer(&mut self, c: u32) -> bool {
+        if self.customers.is_stored(c) {
+            return self.page_in(c);
+        }
         if !self.customers.contains_key(&c) {
             let key = self.identities.display_id(CustomerId(c));
             self.customers.insert(c, Customer::new(self.bundle(), key));
             self.arm_schedules(c);
         }
+        true
     }
 
     #[cfg(feature = "oracle")]
@@ -1503,6 +1540,9 @@ impl<'b> Machine<'b> {
     }
 
     fn merge(&mut self, kept: CustomerId, absorbed: CustomerId) {
+        if !self.page_in(absorbed.0) {
+            return;
+        }
         let Some(other) = self.customers.remove(&absorbed.0) else {
             return;
         };
@@ -1515,7 +1555,9 @@ impl<'b> Machine<'b> {
     /// held apart (see `handoff`) come together without a record, as one
     /// engine never had them apart.
     fn merge_customer(&mut self, kept: CustomerId, other: Customer, announce: bool) {
-        self.ensure_customer(kept.0);
+        if !self.ensure_customer(kept.0) {
+            return;
+        }
         let absorbed_key = other.key.clone();
         let key = self.identities.display_id(kept);
         // Idempotency keys name the customer: an instance whose customer is

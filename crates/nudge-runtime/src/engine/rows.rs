@@ -62,6 +62,10 @@ pub struct Rows {
     pub releases: Vec<Vec<u8>>,
     /// Customers by number.
     pub customers: Vec<(u32, Vec<u8>)>,
+    /// Customers the store holds whose rows were not read: the engine
+    /// reads each back when first needed (see [`super::Pager`]). Only for
+    /// rows of this layout ([`FORMAT`]).
+    pub stored: Vec<u32>,
     /// Live instances by slot.
     pub instances: Vec<(u32, Vec<u8>)>,
     /// Identity nodes, in increasing number.
@@ -127,9 +131,18 @@ impl<'b> Machine<'b> {
         if !self.follows_changes() {
             self.start_following(true);
         }
+        if let Some(reason) = self.page_fault() {
+            return Err(CheckpointError::Decode(format!(
+                "cannot read a customer back from the store: {reason}"
+            )));
+        }
         let customers = self.customers.take_marks();
         let instances = self.instances.take_marks();
         let full = customers == Taken::All || instances == Taken::All;
+        if full {
+            // Everything is written in place of what the store holds.
+            self.page_in_all()?;
+        }
         let mut out = Changes {
             format: FORMAT,
             full,
@@ -226,6 +239,11 @@ impl<'b> Machine<'b> {
         if !in_rows(format) {
             return Err(CheckpointError::Format { found: format });
         }
+        if format != FORMAT && !rows.stored.is_empty() {
+            return Err(CheckpointError::Decode(format!(
+                "customers of layout {format} are left to be read when needed, and only layout {FORMAT} can be"
+            )));
+        }
         // Rows of layout 5 read with no counts for splits that optimise.
         let _layout = layout::at(format);
         let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&rows.head)
@@ -240,6 +258,9 @@ impl<'b> Machine<'b> {
         for (c, bytes) in &rows.customers {
             let customer = decode(&format!("customer {c}"), bytes)?;
             state.customers.insert(*c, customer);
+        }
+        for &c in &rows.stored {
+            state.customers.note_stored(c);
         }
         let mut live = Vec::with_capacity(rows.instances.len());
         for (id, bytes) in &rows.instances {
@@ -263,7 +284,9 @@ impl<'b> Machine<'b> {
         state.sent_keys = rows.sent_keys.into_iter().collect();
         self.install(state, current, arena)?;
         self.learned = learned;
-        self.start_following(false);
+        // Rows of an older layout are written again whole, in this one: a
+        // store must not hold rows of two layouts under one head.
+        self.start_following(format != FORMAT);
         Ok(())
     }
 }
@@ -324,6 +347,21 @@ impl MemoryRows {
         }
     }
 
+    /// Customer `c`'s row, as a [`super::Pager`] reads it.
+    pub fn customer(&self, c: u32) -> Option<Vec<u8>> {
+        self.customers.get(&c).cloned()
+    }
+
+    /// Everything held, as a restore that reads customers when first
+    /// needed reads it: customers by number only.
+    pub fn rows_without_customers(&self) -> Rows {
+        Rows {
+            customers: Vec::new(),
+            stored: self.customers.keys().copied().collect(),
+            ..self.rows()
+        }
+    }
+
     /// Everything held, as a restore reads it.
     pub fn rows(&self) -> Rows {
         Rows {
@@ -334,6 +372,7 @@ impl MemoryRows {
                 .iter()
                 .map(|(&c, r)| (c, r.clone()))
                 .collect(),
+            stored: Vec::new(),
             instances: self
                 .instances
                 .iter()

@@ -19,35 +19,150 @@ use super::marks::{Marks, Taken};
 
 /// Customers by number. Serialized as a map from number to customer, the
 /// layout a `HashMap<u32, Customer>` has, in increasing number.
+///
+/// A customer is *in memory* (its record is here) or *stored* (the store
+/// holds its row, unchanged since the last take, and the engine reads it
+/// back when it needs it: see `Machine::page_in`). Lookups see customers in
+/// memory only; [`Customers::contains_key`] and [`Customers::len`] count
+/// both.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Customers {
-    /// Entry `n` holds customer `n`, if there is one.
+    /// Entry `n` holds customer `n`, if it is in memory.
     slots: Vec<Option<Box<Customer>>>,
     /// How many entries hold a customer.
     len: usize,
+    /// One bit per number: the customer is stored, not in memory.
+    stored: Vec<u64>,
+    /// How many customers are stored.
+    stored_len: usize,
     /// Customers changed since the store last took them.
     marks: Marks,
 }
 
 impl Customers {
-    /// Customer `c`, if there is one.
+    /// Customer `c`, if it is in memory.
     pub fn get(&self, c: &u32) -> Option<&Customer> {
+        debug_assert!(
+            !self.is_stored(*c),
+            "customer {c} is read without paging it in"
+        );
         self.slots.get(*c as usize)?.as_deref()
     }
 
-    /// Customer `c`, to change, if there is one.
+    /// Customer `c`, to change, if it is in memory.
     pub fn get_mut(&mut self, c: &u32) -> Option<&mut Customer> {
+        debug_assert!(
+            !self.is_stored(*c),
+            "customer {c} is changed without paging it in"
+        );
         self.marks.mark(*c);
         self.slots.get_mut(*c as usize)?.as_deref_mut()
     }
 
-    /// Whether there is a customer `c`.
+    /// Whether there is a customer `c`, in memory or stored.
     pub fn contains_key(&self, c: &u32) -> bool {
-        self.get(c).is_some()
+        self.slots.get(*c as usize).is_some_and(Option::is_some) || self.is_stored(*c)
+    }
+
+    /// Whether customer `c` is stored and not in memory.
+    pub fn is_stored(&self, c: u32) -> bool {
+        let (word, bit) = ((c / 64) as usize, 1u64 << (c % 64));
+        self.stored.get(word).is_some_and(|w| w & bit != 0)
+    }
+
+    fn set_stored(&mut self, c: u32, on: bool) {
+        let (word, bit) = ((c / 64) as usize, 1u64 << (c % 64));
+        if word >= self.stored.len() {
+            self.stored.resize(word + 1, 0);
+        }
+        if let Some(w) = self.stored.get_mut(word) {
+            let was = *w & bit != 0;
+            if on {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+            match (was, on) {
+                (false, true) => self.stored_len += 1,
+                (true, false) => self.stored_len -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Notes that customer `c` is stored, not in memory (a restore that
+    /// reads customers when first needed).
+    pub fn note_stored(&mut self, c: u32) {
+        if self.slots.get(c as usize).is_none_or(Option::is_none) {
+            self.set_stored(c, true);
+        }
+    }
+
+    /// Lets customer `c`'s record go: the store holds it as it is. Not
+    /// counted as a change.
+    pub fn let_go(&mut self, c: u32) -> bool {
+        let Some(slot) = self.slots.get_mut(c as usize) else {
+            return false;
+        };
+        if slot.take().is_none() {
+            return false;
+        }
+        self.len -= 1;
+        self.set_stored(c, true);
+        true
+    }
+
+    /// Puts stored customer `c`, read back from the store, in memory. Not
+    /// counted as a change: the store holds it as it is.
+    pub fn bring_back(&mut self, c: u32, customer: Customer) {
+        self.set_stored(c, false);
+        let i = c as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if let Some(slot) = self.slots.get_mut(i)
+            && slot.replace(Box::new(customer)).is_none()
+        {
+            self.len += 1;
+        }
+    }
+
+    /// The numbers of the stored customers, in increasing number.
+    pub fn stored(&self) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.stored_len);
+        for (word, &bits) in (0u32..).zip(&self.stored) {
+            let mut b = bits;
+            while b != 0 {
+                out.push(word * 64 + b.trailing_zeros());
+                b &= b - 1;
+            }
+        }
+        out
+    }
+
+    /// Customer `c`'s record if it is in memory, whether or not `c` is stored.
+    pub fn peek(&self, c: u32) -> Option<&Customer> {
+        self.slots.get(c as usize)?.as_deref()
+    }
+
+    /// One more than the highest number an entry has.
+    pub fn slots_len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// How many customers are in memory.
+    pub fn in_memory(&self) -> usize {
+        self.len
+    }
+
+    /// Whether customer `c` changed since the store last took the changes.
+    pub fn changed_since_take(&self, c: u32) -> bool {
+        self.marks.is_marked(c)
     }
 
     /// Puts customer `c` in, returning the one it replaces.
     pub fn insert(&mut self, c: u32, customer: Customer) -> Option<Customer> {
+        debug_assert!(!self.is_stored(c), "customer {c} is replaced while stored");
         self.marks.mark(c);
         let i = c as usize;
         if i >= self.slots.len() {
@@ -63,35 +178,36 @@ impl Customers {
 
     /// Takes customer `c` out.
     pub fn remove(&mut self, c: &u32) -> Option<Customer> {
+        debug_assert!(!self.is_stored(*c), "customer {c} is removed while stored");
         self.marks.mark(*c);
         let old = self.slots.get_mut(*c as usize)?.take()?;
         self.len -= 1;
         Some(*old)
     }
 
-    /// How many customers there are.
+    /// How many customers there are, in memory or stored.
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.stored_len
     }
 
-    /// Every customer's number and record, in increasing number.
+    /// Every customer in memory: number and record, in increasing number.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Customer)> {
         (0u32..)
             .zip(&self.slots)
             .filter_map(|(c, s)| Some((c, s.as_deref()?)))
     }
 
-    /// Every customer's number, in increasing number.
+    /// Every customer in memory's number, in increasing number.
     pub fn keys(&self) -> impl Iterator<Item = u32> + '_ {
         self.iter().map(|(c, _)| c)
     }
 
-    /// Every customer, in increasing number.
+    /// Every customer in memory, in increasing number.
     pub fn values(&self) -> impl Iterator<Item = &Customer> {
         self.slots.iter().filter_map(|s| s.as_deref())
     }
 
-    /// Every customer, to change, in increasing number.
+    /// Every customer in memory, to change, in increasing number.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Customer> {
         self.marks.mark_all();
         self.slots.iter_mut().filter_map(|s| s.as_deref_mut())

@@ -68,6 +68,9 @@ impl Machine<'_> {
             .or_else(|| ids.customer_of(&Identity::Anonymous(id.to_string())))
             .or_else(|| ids.customer_of(&Identity::email(id)))?
             .0;
+        if !self.page_in(c) {
+            return None;
+        }
         let bundle = self.bundle();
         let schema = bundle.profile_schema();
         let profile = &self.customers.get(&c)?.profile;

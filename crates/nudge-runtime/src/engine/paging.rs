@@ -1,0 +1,179 @@
+//! Customers read from the store when first needed, and let go again: the
+//! engine's memory is bounded by a budget of customers, not by how many
+//! customers the store has ever seen.
+//!
+//! A customer is let go only when the store holds its record as it is: it
+//! has not changed since the last take of changes, and the host says that
+//! take is committed ([`Machine::let_go`]). It is read back, unchanged,
+//! when a call, a timer or a lookup reaches it ([`Machine::page_in`]), so a
+//! run with a budget decides exactly what one without does.
+//!
+//! Kept in memory whatever the budget: customers with live instances or
+//! goal watches (their rules run on timers and other customers' merges,
+//! and the history horizons read every goal), those whose segments are
+//! still to be looked at, and everything that is not a customer record
+//! (identities, timers, instances, the small tables).
+
+use super::checkpoint::CheckpointError;
+use super::customer::Customer;
+use super::{Machine, Tables};
+
+/// Where an engine reads back the customers it let go: the rows the host's
+/// store wrote from [`Machine::take_changes`].
+pub trait Pager: Send {
+    /// The stored row of customer `number`, as the last committed take
+    /// wrote it; `None` when the store has none.
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// What [`Machine::paging`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paging {
+    /// Customers, in memory or stored.
+    pub customers: u64,
+    /// Customers in memory.
+    pub in_memory: u64,
+    /// Customers read back from the store since the engine was made.
+    pub read_back: u64,
+    /// Customers let go since the engine was made.
+    pub let_go: u64,
+    /// Where the next pass of [`Machine::let_go`] starts.
+    pub(super) hand: u32,
+}
+
+impl<'b> Machine<'b> {
+    /// Gives the engine a store to read back the customers it lets go.
+    /// Without one, every customer stays in memory.
+    pub fn set_pager(&mut self, pager: Box<dyn Pager>) {
+        self.pager = Some(pager);
+    }
+
+    /// Whether the engine has a store to read customers back from.
+    pub fn pages(&self) -> bool {
+        self.pager.is_some()
+    }
+
+    /// Why a customer could not be read back, if one could not: the engine's
+    /// decisions since are not to be trusted, and the host stops before it
+    /// commits or delivers them.
+    pub fn page_fault(&self) -> Option<&str> {
+        self.page_fault.as_deref()
+    }
+
+    /// How many customers the engine has, how many of them are in memory,
+    /// and how many it has read back and let go so far.
+    pub fn paging(&self) -> Paging {
+        Paging {
+            customers: self.customers.len() as u64,
+            in_memory: self.customers.in_memory() as u64,
+            ..self.paging
+        }
+    }
+
+    /// Makes sure customer `c`, if stored, is in memory. False (with
+    /// [`Machine::page_fault`] set) when its row cannot be read.
+    pub(super) fn page_in(&mut self, c: u32) -> bool {
+        if !self.customers.is_stored(c) {
+            return true;
+        }
+        match self.read_back(c) {
+            Ok(customer) => {
+                self.customers.bring_back(c, customer);
+                self.paging.read_back += 1;
+                true
+            }
+            Err(reason) => {
+                self.page_fault
+                    .get_or_insert_with(|| format!("customer {c}: {reason}"));
+                false
+            }
+        }
+    }
+
+    fn read_back(&mut self, c: u32) -> Result<Customer, String> {
+        let pager = self
+            .pager
+            .as_mut()
+            .ok_or("the engine let it go and has no store to read it from")?;
+        let row = pager.customer(c)?.ok_or("the store has no row for it")?;
+        let customer: Customer = postcard::from_bytes(&row).map_err(|e| e.to_string())?;
+        let bundle = self.bundle();
+        let fields = bundle.profile_schema().fields.len();
+        if customer.profile.len() != fields {
+            return Err(format!(
+                "its profile has {} fields, the bundle's {fields}",
+                customer.profile.len()
+            ));
+        }
+        if let Some(e) = customer
+            .events
+            .iter()
+            .find(|e| bundle.schemas.get(e.schema as usize).is_none())
+        {
+            return Err(format!("it holds an event of unknown schema #{}", e.schema));
+        }
+        Ok(customer)
+    }
+
+    /// Reads every stored customer back (before a change that reaches all
+    /// customers: a deploy, or a take that writes the whole state).
+    pub(super) fn page_in_all(&mut self) -> Result<(), CheckpointError> {
+        for c in self.customers.stored() {
+            if !self.page_in(c) {
+                break;
+            }
+        }
+        match &self.page_fault {
+            Some(reason) => Err(CheckpointError::Decode(format!(
+                "cannot read a customer back from the store: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets customers go until at most `budget` are in memory. Call it once
+    /// a take of changes is committed, with `unsaved` the customers of the
+    /// takes since that are not committed yet: a customer let go is read
+    /// back from the store, so it must hold the customer as it is. Does
+    /// nothing without a store to read them back from ([`Machine::set_pager`]).
+    /// Returns how many were let go.
+    pub fn let_go(&mut self, budget: usize, unsaved: &[u32]) -> usize {
+        if self.pager.is_none() || !self.follows_changes() || self.page_fault.is_some() {
+            return 0;
+        }
+        let over = self.customers.in_memory().saturating_sub(budget);
+        if over == 0 {
+            return 0;
+        }
+        let mut dirty: crate::fast::Set<u32> = self.dirty.iter().copied().collect();
+        dirty.extend(unsaved.iter().copied());
+        let mut gone = 0;
+        // A hand that goes round the table, so that each pass starts where
+        // the last one stopped rather than emptying the low numbers first.
+        let slots = self.customers.slots_len() as u32;
+        let mut n = self.paging.hand.min(slots);
+        for _ in 0..slots {
+            if gone == over {
+                break;
+            }
+            if n >= slots {
+                n = 0;
+            }
+            let c = n;
+            n += 1;
+            let Some(cust) = self.customers.peek(c) else {
+                continue;
+            };
+            let keep = self.customers.changed_since_take(c)
+                || !cust.instances.is_empty()
+                || !cust.rare().goals.is_empty()
+                || dirty.contains(&c);
+            if !keep && self.customers.let_go(c) {
+                gone += 1;
+            }
+        }
+        self.paging.hand = n;
+        self.paging.let_go += gone as u64;
+        gone
+    }
+}
