@@ -404,3 +404,85 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
     assert_eq!(third["store"]["applied"], 0);
     assert_eq!(third["stats"], reference["stats"]);
 }
+
+#[test]
+fn a_budget_of_customers_in_memory_changes_no_decision() {
+    // Reference: the whole file in one durable run, every customer in memory.
+    let (lines, _a, whole, reference) = reference_run(13);
+
+    // The same file in two steps, with at most 5 customers kept in memory
+    // and a checkpoint every 100 calls, so that customers are let go after
+    // each and read back when a call, a timer or the restart needs them.
+    let (_b, bounded) = copy_example("cart_recovery");
+    let toml = bounded.join("nudge.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap();
+    manifest.push_str("\n[runtime]\ncheckpoint_every = 100\ncustomers_in_memory = 5\n");
+    std::fs::write(&toml, manifest).unwrap();
+    let events = bounded.join("events.jsonl");
+    std::fs::write(&events, lines[..1700].concat()).unwrap();
+    let first = run_json(&bounded, &["--batch-lines", "50"]);
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&bounded, &["--drain", "--batch-lines", "50"]);
+    for run in [&first, &second] {
+        let m = &run["store"]["memory"];
+        assert_eq!(m["budget"], 5, "{run}");
+        assert!(m["let_go"].as_u64().unwrap() > 20, "{m}");
+        assert!(m["read_back"].as_u64().unwrap() > 20, "{m}");
+    }
+    // The restart read no customer: it started from the checkpoint.
+    assert_eq!(second["store"]["restored"], 1701);
+    assert!(reference["store"].get("memory").is_none());
+
+    assert_eq!(second["stats"], reference["stats"]);
+    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
+    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
+    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+    let third = run_json(&bounded, &["--drain"]);
+    assert_eq!(third["store"]["applied"], 0);
+    assert_eq!(third["stats"], reference["stats"]);
+}
+
+#[test]
+fn a_damaged_customer_row_stops_the_run_with_the_reason() {
+    let (_tmp, dir) = copy_example("cart_recovery");
+    let toml = dir.join("nudge.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap();
+    manifest.push_str("\n[runtime]\ncustomers_in_memory = 1\n");
+    std::fs::write(&toml, manifest).unwrap();
+    let events = dir.join("events.jsonl");
+    let all = std::fs::read_to_string(&events).unwrap();
+    let first = run_json(&dir, &[]);
+    assert_eq!(
+        first["store"]["memory"]["customers"]
+            .as_u64()
+            .map(|n| n > 1),
+        Some(true)
+    );
+    {
+        let db = rusqlite::Connection::open(dir.join(".nudge/state.db")).unwrap();
+        db.execute("UPDATE state_customers SET body = x'ffffffff'", [])
+            .unwrap();
+    }
+    // The same calls again, as if sent twice under new message ids: each
+    // reaches a customer who must be read back.
+    let again: String = all
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(id) = v.get("messageId").and_then(|m| m.as_str()) {
+                v["messageId"] = serde_json::json!(format!("{id}-again"));
+            }
+            format!("{v}\n")
+        })
+        .collect();
+    std::fs::write(&events, format!("{all}{again}")).unwrap();
+    let out = nudge(&["run", s(&dir), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot be read back") && err.contains("customer"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -580,6 +580,10 @@ impl nudge_runtime::engine::Pager for StorePager {
 impl Store {
     /// Opens (creating if needed) the store at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if path == Path::new(":memory:") {
+            // SQLite's name for a database in memory: no file to lock.
+            return Store::in_memory();
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: path.to_path_buf(),
