@@ -925,14 +925,14 @@ pub fn replay_history<'b, S: Sink>(
             // An engine that reads customers back when first needed loads
             // none of them now (rows of an older layout are read whole, to
             // be written again in this one).
-            let rows =
-                if engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT {
-                    store.state_rows_without_customers()?
-                } else {
-                    store.state_rows()?
-                };
+            let lazy =
+                engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT;
+            let rows = store.restore_state(lazy).map_err(|e| match e {
+                StoreError::NotAStore { reason, .. } => damaged(reason),
+                e => e,
+            })?;
             engine
-                .restore_rows(rows, code.current, code.bundles)
+                .restore_from(rows, code.current, code.bundles)
                 .map_err(|e| damaged(e.to_string()))?;
         } else {
             // An earlier release's whole state: its next checkpoint writes

@@ -904,20 +904,6 @@ impl Store {
     /// The engine's state as rows, as the stored checkpoint of layout
     /// `nudge_runtime::engine::checkpoint::FORMAT` left it.
     pub fn state_rows(&self) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
-        self.read_state_rows(false)
-    }
-
-    /// [`Store::state_rows`] without the customers' rows: their numbers only,
-    /// for an engine that reads each back when first needed
-    /// ([`Store::pager`]). A restart then reads what does not grow with the
-    /// customers' histories.
-    pub fn state_rows_without_customers(
-        &self,
-    ) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
-        self.read_state_rows(true)
-    }
-
-    fn read_state_rows(&self, lazy: bool) -> Result<nudge_runtime::engine::rows::Rows, StoreError> {
         let err = |e| self.err(e);
         let blobs = |sql: &str| -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
             let mut st = self.conn.prepare(sql).map_err(err)?;
@@ -974,29 +960,8 @@ impl Store {
                 .into_iter()
                 .map(|(_, b)| b)
                 .collect(),
-            customers: if lazy {
-                Vec::new()
-            } else {
-                numbered("SELECT customer, body FROM state_customers ORDER BY customer")?
-            },
-            stored: if lazy {
-                let mut st = self
-                    .conn
-                    .prepare("SELECT customer FROM state_customers ORDER BY customer")
-                    .map_err(err)?;
-                let numbers = st.query_map([], |r| r.get::<_, i64>(0)).map_err(err)?;
-                let mut out = Vec::new();
-                for n in numbers {
-                    let n = n.map_err(err)?;
-                    out.push(
-                        u32::try_from(n)
-                            .map_err(|_| self.damaged(format!("a state row is numbered {n}")))?,
-                    );
-                }
-                out
-            } else {
-                Vec::new()
-            },
+            customers: numbered("SELECT customer, body FROM state_customers ORDER BY customer")?,
+            stored: Vec::new(),
             instances: numbered("SELECT slot, body FROM state_instances ORDER BY slot")?,
             nodes: numbered("SELECT node, body FROM state_nodes ORDER BY node")?,
             timers: blobs("SELECT seq, body FROM state_timers ORDER BY seq")?
@@ -1006,6 +971,92 @@ impl Store {
             message_ids,
             sent_keys,
         })
+    }
+
+    /// The engine's state as the stored checkpoint of layout
+    /// `nudge_runtime::engine::checkpoint::FORMAT` (or the one before) left
+    /// it, read row by row into a restore for
+    /// `nudge_runtime::engine::Machine::restore_from`: each row is decoded
+    /// as it is read, so no table's stored bytes are held whole. With
+    /// `lazy`, customers' rows are not read (their numbers are): an engine
+    /// with a [`Store::pager`] reads each back when first needed.
+    pub fn restore_state(
+        &self,
+        lazy: bool,
+    ) -> Result<nudge_runtime::engine::rows::Restore, StoreError> {
+        use nudge_runtime::engine::rows::Restore;
+        let err = |e| self.err(e);
+        let bad = |e: nudge_runtime::engine::checkpoint::CheckpointError| {
+            self.damaged(e.to_string())
+        };
+        let number = |n: i64| {
+            u32::try_from(n).map_err(|_| self.damaged(format!("a state row is numbered {n}")))
+        };
+        // Each row of `sql` as (number, bytes), borrowed from the cursor.
+        let each = |sql: &str,
+                    f: &mut dyn FnMut(i64, &[u8]) -> Result<(), StoreError>|
+         -> Result<(), StoreError> {
+            let mut st = self.conn.prepare(sql).map_err(err)?;
+            let mut rows = st.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let n: i64 = row.get(0).map_err(err)?;
+                let bytes = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(err)?;
+                f(n, bytes)?;
+            }
+            Ok(())
+        };
+        let fingerprint = |bytes: &[u8]| {
+            <[u8; 16]>::try_from(bytes)
+                .map(u128::from_be_bytes)
+                .map_err(|_| self.damaged(format!("a state fingerprint of {} bytes", bytes.len())))
+        };
+        let head: Vec<u8> = self
+            .conn
+            .query_row("SELECT body FROM state_head WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(err)?
+            .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
+        let mut releases = Vec::new();
+        each("SELECT release, body FROM state_releases ORDER BY release", &mut |_, b| {
+            releases.push(b.to_vec());
+            Ok(())
+        })?;
+        let mut r = Restore::new(&head, releases).map_err(bad)?;
+        if lazy {
+            let mut st = self
+                .conn
+                .prepare("SELECT customer FROM state_customers ORDER BY customer")
+                .map_err(err)?;
+            let mut rows = st.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                r.stored(number(row.get(0).map_err(err)?)?).map_err(bad)?;
+            }
+        } else {
+            each("SELECT customer, body FROM state_customers ORDER BY customer", &mut |n, b| {
+                r.customer(number(n)?, b).map_err(bad)
+            })?;
+        }
+        each("SELECT slot, body FROM state_instances ORDER BY slot", &mut |n, b| {
+            r.instance(number(n)?, b).map_err(bad)
+        })?;
+        each("SELECT node, body FROM state_nodes ORDER BY node", &mut |n, b| {
+            r.node(number(n)?, b).map_err(bad)
+        })?;
+        each("SELECT seq, body FROM state_timers ORDER BY seq", &mut |_, b| {
+            r.timer(b).map_err(bad)
+        })?;
+        each("SELECT generation, id FROM state_message_ids", &mut |g, b| {
+            r.message_id(fingerprint(b)?, g as u64);
+            Ok(())
+        })?;
+        each("SELECT 0, key FROM state_sent_keys", &mut |_, b| {
+            r.sent_key(fingerprint(b)?);
+            Ok(())
+        })?;
+        Ok(r)
     }
 
     /// The store is damaged: `reason` says how.

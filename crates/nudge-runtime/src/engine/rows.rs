@@ -233,61 +233,169 @@ impl<'b> Machine<'b> {
         current: &'b Bundle,
         arena: &'b Bundles,
     ) -> Result<(), CheckpointError> {
-        let format: u32 = postcard::take_from_bytes(&rows.head)
-            .map(|(f, _)| f)
-            .map_err(|e| CheckpointError::Decode(e.to_string()))?;
-        if !in_rows(format) {
-            return Err(CheckpointError::Format { found: format });
+        let mut r = Restore::new(&rows.head, rows.releases)?;
+        for (c, bytes) in rows.customers {
+            r.customer(c, &bytes)?;
         }
-        if format != FORMAT && !rows.stored.is_empty() {
-            return Err(CheckpointError::Decode(format!(
-                "customers of layout {format} are left to be read when needed, and only layout {FORMAT} can be"
-            )));
+        for c in rows.stored {
+            r.stored(c)?;
         }
-        // Rows of layout 5 read with no counts for splits that optimise.
-        let _layout = layout::at(format);
-        let (head, rest): (Head, &[u8]) = postcard::take_from_bytes(&rows.head)
-            .map_err(|e| CheckpointError::Decode(format!("the head: {e}")))?;
-        let learned = if rest.is_empty() {
-            Default::default()
-        } else {
-            decode("the products learned", rest)?
-        };
-        let mut state = head.state;
-        state.releases = rows.releases;
-        for (c, bytes) in &rows.customers {
-            let customer = decode(&format!("customer {c}"), bytes)?;
-            state.customers.insert(*c, customer);
+        for (id, bytes) in rows.instances {
+            r.instance(id, &bytes)?;
         }
-        for &c in &rows.stored {
-            state.customers.note_stored(c);
+        for (n, bytes) in rows.nodes {
+            r.node(n, &bytes)?;
         }
-        let mut live = Vec::with_capacity(rows.instances.len());
-        for (id, bytes) in &rows.instances {
-            live.push((*id, decode(&format!("the instance in slot {id}"), bytes)?));
+        for bytes in rows.timers {
+            r.timer(&bytes)?;
         }
+        for (id, generation) in rows.message_ids {
+            r.message_id(id, generation);
+        }
+        for key in rows.sent_keys {
+            r.sent_key(key);
+        }
+        self.restore_from(r, current, arena)
+    }
+
+    /// Replaces this engine's state with the one a [`Restore`] was given,
+    /// as [`Machine::restore_rows`] does. On error the engine is unchanged.
+    pub fn restore_from(
+        &mut self,
+        r: Restore,
+        current: &'b Bundle,
+        arena: &'b Bundles,
+    ) -> Result<(), CheckpointError> {
+        let Restore {
+            format,
+            head,
+            learned,
+            mut state,
+            live,
+            nodes,
+            timers,
+            message_ids,
+            sent_keys,
+        } = r;
         state.instances =
             super::instance::Slots::from_rows(head.slots, live).map_err(CheckpointError::Decode)?;
-        let mut nodes = Vec::with_capacity(rows.nodes.len());
-        for (n, bytes) in &rows.nodes {
-            let row: NodeRow = decode(&format!("identity node {n}"), bytes)?;
-            nodes.push((*n, row));
-        }
         state.identities = Identities::from_rows(nodes).map_err(CheckpointError::Decode)?;
-        let mut timers: Vec<Timer> = Vec::with_capacity(rows.timers.len());
-        for bytes in &rows.timers {
-            timers.push(decode("a timer", bytes)?);
-        }
         state.timers = Timers::from_rows(head.timer_seq, timers);
         let window = crate::millis::ms(self.config.dedupe_window);
-        state.dedupe = Dedupe::from_rows(head.dedupe, window, rows.message_ids);
-        state.sent_keys = rows.sent_keys.into_iter().collect();
+        state.dedupe = Dedupe::from_rows(head.dedupe, window, message_ids);
+        state.sent_keys = sent_keys;
+        let _layout = layout::at(format);
         self.install(state, current, arena)?;
         self.learned = learned;
         // Rows of an older layout are written again whole, in this one: a
         // store must not hold rows of two layouts under one head.
         self.start_following(format != FORMAT);
         Ok(())
+    }
+}
+
+/// The engine's state as a store reads it back, one row at a time: each
+/// row is decoded as it comes, so a restart never holds the stored bytes
+/// of every row beside the state they decode to. Rows of each table come
+/// in increasing number; [`Machine::restore_from`] puts the state in place.
+pub struct Restore {
+    format: u32,
+    head: Head,
+    learned: crate::catalogue::Learned,
+    /// The state, its tables filled as the rows come.
+    state: State,
+    live: Vec<(u32, super::Instance)>,
+    nodes: Vec<(u32, NodeRow)>,
+    timers: Vec<Timer>,
+    message_ids: Vec<(u128, u64)>,
+    sent_keys: crate::fast::Set<u128>,
+}
+
+impl Restore {
+    /// A restore from the head row and every release's bundle, oldest first.
+    pub fn new(head: &[u8], releases: Vec<Vec<u8>>) -> Result<Restore, CheckpointError> {
+        let format: u32 = postcard::take_from_bytes(head)
+            .map(|(f, _)| f)
+            .map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        if !in_rows(format) {
+            return Err(CheckpointError::Format { found: format });
+        }
+        // Rows of layout 5 read with no counts for splits that optimise.
+        let _layout = layout::at(format);
+        let (mut head, rest): (Head, &[u8]) = postcard::take_from_bytes(head)
+            .map_err(|e| CheckpointError::Decode(format!("the head: {e}")))?;
+        let learned = if rest.is_empty() {
+            Default::default()
+        } else {
+            decode("the products learned", rest)?
+        };
+        let mut state = std::mem::take(&mut head.state);
+        state.releases = releases;
+        Ok(Restore {
+            format,
+            head,
+            learned,
+            state,
+            live: Vec::new(),
+            nodes: Vec::new(),
+            timers: Vec::new(),
+            message_ids: Vec::new(),
+            sent_keys: Default::default(),
+        })
+    }
+
+    /// Customer `c`'s row.
+    pub fn customer(&mut self, c: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let _layout = layout::at(self.format);
+        let customer = decode(&format!("customer {c}"), bytes)?;
+        self.state.customers.insert(c, customer);
+        Ok(())
+    }
+
+    /// Customer `c` is stored, its row left to be read when first needed
+    /// (see [`super::Pager`]); only rows of this layout ([`FORMAT`]) can be.
+    pub fn stored(&mut self, c: u32) -> Result<(), CheckpointError> {
+        if self.format != FORMAT {
+            return Err(CheckpointError::Decode(format!(
+                "customers of layout {} are left to be read when needed, and only layout {FORMAT} can be",
+                self.format
+            )));
+        }
+        self.state.customers.note_stored(c);
+        Ok(())
+    }
+
+    /// The live instance in slot `id`.
+    pub fn instance(&mut self, id: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let _layout = layout::at(self.format);
+        let instance = decode(&format!("the instance in slot {id}"), bytes)?;
+        self.live.push((id, instance));
+        Ok(())
+    }
+
+    /// Identity node `n`.
+    pub fn node(&mut self, n: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let _layout = layout::at(self.format);
+        let row: NodeRow = decode(&format!("identity node {n}"), bytes)?;
+        self.nodes.push((n, row));
+        Ok(())
+    }
+
+    /// A pending timer.
+    pub fn timer(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let _layout = layout::at(self.format);
+        self.timers.push(decode("a timer", bytes)?);
+        Ok(())
+    }
+
+    /// A remembered message id with its generation.
+    pub fn message_id(&mut self, id: u128, generation: u64) {
+        self.message_ids.push((id, generation));
+    }
+
+    /// The fingerprint of a send made.
+    pub fn sent_key(&mut self, key: u128) {
+        self.sent_keys.insert(key);
     }
 }
 
