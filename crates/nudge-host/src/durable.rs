@@ -925,8 +925,7 @@ pub fn replay_history<'b, S: Sink>(
             // An engine that reads customers back when first needed loads
             // none of them now (rows of an older layout are read whole, to
             // be written again in this one).
-            let lazy =
-                engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT;
+            let lazy = engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT;
             let rows = store.restore_state(lazy).map_err(|e| match e {
                 StoreError::NotAStore { reason, .. } => damaged(reason),
                 e => e,

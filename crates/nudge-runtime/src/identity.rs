@@ -149,7 +149,7 @@ pub struct Identities {
 }
 
 /// [`Identities`] as stored: the node tables, in their field order.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Stored {
     parent: Vec<u32>,
     size: Vec<u32>,
@@ -225,29 +225,34 @@ impl Identities {
             member: self.members.get(i)?.clone(),
         })
     }
+}
 
-    /// The graph of stored rows, which must number the nodes from 0 without
-    /// a gap (the check on a restored state follows).
-    pub(crate) fn from_rows(rows: Vec<(u32, NodeRow)>) -> Result<Identities, String> {
-        let mut stored = Stored {
-            parent: Vec::with_capacity(rows.len()),
-            size: Vec::with_capacity(rows.len()),
-            user: Vec::with_capacity(rows.len()),
-            members: Vec::with_capacity(rows.len()),
-        };
-        for (n, row) in rows {
-            if n as usize != stored.parent.len() {
-                return Err(format!(
-                    "identity node {n} is stored where node {} was expected",
-                    stored.parent.len()
-                ));
-            }
-            stored.parent.push(row.parent);
-            stored.size.push(row.size);
-            stored.user.push(row.user);
-            stored.members.push(row.member);
+/// Stored identity nodes read one at a time, in increasing number, into the
+/// graph they make: a restart holds each node once, not as a row and again
+/// in the graph.
+#[derive(Default)]
+pub struct NodeRows(Stored);
+
+impl NodeRows {
+    /// Node `n`, which must follow the last one without a gap.
+    pub fn push(&mut self, n: u32, row: NodeRow) -> Result<(), String> {
+        let s = &mut self.0;
+        if n as usize != s.parent.len() {
+            return Err(format!(
+                "identity node {n} is stored where node {} was expected",
+                s.parent.len()
+            ));
         }
-        Ok(Identities::from(stored))
+        s.parent.push(row.parent);
+        s.size.push(row.size);
+        s.user.push(row.user);
+        s.members.push(row.member);
+        Ok(())
+    }
+
+    /// The graph of the nodes pushed (the check on a restored state follows).
+    pub fn finish(self) -> Identities {
+        Identities::from(self.0)
     }
 }
 

@@ -215,19 +215,17 @@ impl Timers {
         }
     }
 
-    /// A queue of stored timers, whose next insertion number follows `seq`.
-    pub fn from_rows(seq: u64, timers: Vec<Timer>) -> Timers {
-        let mut out = Timers {
-            seq,
-            ..Timers::default()
-        };
-        for t in timers {
-            if !t.wake.recurring() {
-                out.one_shot += 1;
-            }
-            out.insert(t);
+    /// Puts back a stored timer (a restore, one row at a time).
+    pub fn restore(&mut self, t: Timer) {
+        if !t.wake.recurring() {
+            self.one_shot += 1;
         }
-        out
+        self.insert(t);
+    }
+
+    /// Sets the last insertion number, as stored with the timers.
+    pub fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
     }
 
     /// The next insertion number's predecessor (stored with the timers).

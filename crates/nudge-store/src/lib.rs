@@ -986,9 +986,8 @@ impl Store {
     ) -> Result<nudge_runtime::engine::rows::Restore, StoreError> {
         use nudge_runtime::engine::rows::Restore;
         let err = |e| self.err(e);
-        let bad = |e: nudge_runtime::engine::checkpoint::CheckpointError| {
-            self.damaged(e.to_string())
-        };
+        let bad =
+            |e: nudge_runtime::engine::checkpoint::CheckpointError| self.damaged(e.to_string());
         let number = |n: i64| {
             u32::try_from(n).map_err(|_| self.damaged(format!("a state row is numbered {n}")))
         };
@@ -1020,10 +1019,13 @@ impl Store {
             .map_err(err)?
             .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
         let mut releases = Vec::new();
-        each("SELECT release, body FROM state_releases ORDER BY release", &mut |_, b| {
-            releases.push(b.to_vec());
-            Ok(())
-        })?;
+        each(
+            "SELECT release, body FROM state_releases ORDER BY release",
+            &mut |_, b| {
+                releases.push(b.to_vec());
+                Ok(())
+            },
+        )?;
         let mut r = Restore::new(&head, releases).map_err(bad)?;
         if lazy {
             let mut st = self
@@ -1035,23 +1037,30 @@ impl Store {
                 r.stored(number(row.get(0).map_err(err)?)?).map_err(bad)?;
             }
         } else {
-            each("SELECT customer, body FROM state_customers ORDER BY customer", &mut |n, b| {
-                r.customer(number(n)?, b).map_err(bad)
-            })?;
+            each(
+                "SELECT customer, body FROM state_customers ORDER BY customer",
+                &mut |n, b| r.customer(number(n)?, b).map_err(bad),
+            )?;
         }
-        each("SELECT slot, body FROM state_instances ORDER BY slot", &mut |n, b| {
-            r.instance(number(n)?, b).map_err(bad)
-        })?;
-        each("SELECT node, body FROM state_nodes ORDER BY node", &mut |n, b| {
-            r.node(number(n)?, b).map_err(bad)
-        })?;
-        each("SELECT seq, body FROM state_timers ORDER BY seq", &mut |_, b| {
-            r.timer(b).map_err(bad)
-        })?;
-        each("SELECT generation, id FROM state_message_ids", &mut |g, b| {
-            r.message_id(fingerprint(b)?, g as u64);
-            Ok(())
-        })?;
+        each(
+            "SELECT slot, body FROM state_instances ORDER BY slot",
+            &mut |n, b| r.instance(number(n)?, b).map_err(bad),
+        )?;
+        each(
+            "SELECT node, body FROM state_nodes ORDER BY node",
+            &mut |n, b| r.node(number(n)?, b).map_err(bad),
+        )?;
+        each(
+            "SELECT seq, body FROM state_timers ORDER BY seq",
+            &mut |_, b| r.timer(b).map_err(bad),
+        )?;
+        each(
+            "SELECT generation, id FROM state_message_ids",
+            &mut |g, b| {
+                r.message_id(fingerprint(b)?, g as u64);
+                Ok(())
+            },
+        )?;
         each("SELECT 0, key FROM state_sent_keys", &mut |_, b| {
             r.sent_key(fingerprint(b)?);
             Ok(())

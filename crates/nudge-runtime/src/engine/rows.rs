@@ -21,7 +21,7 @@ use super::checkpoint::{CheckpointError, FORMAT, State, in_rows, layout};
 use super::marks::Taken;
 use super::{Bundles, Machine};
 use crate::dedupe::{Dedupe, DedupeHead};
-use crate::identity::{Identities, NodeRow};
+use crate::identity::{NodeRow, NodeRows};
 use crate::timers::{Timer, Timers};
 
 /// What changed in the engine's state since the last take, as rows.
@@ -279,8 +279,10 @@ impl<'b> Machine<'b> {
         } = r;
         state.instances =
             super::instance::Slots::from_rows(head.slots, live).map_err(CheckpointError::Decode)?;
-        state.identities = Identities::from_rows(nodes).map_err(CheckpointError::Decode)?;
-        state.timers = Timers::from_rows(head.timer_seq, timers);
+        state.identities = nodes.finish();
+        let mut timers = timers;
+        timers.set_seq(head.timer_seq);
+        state.timers = timers;
         let window = crate::millis::ms(self.config.dedupe_window);
         state.dedupe = Dedupe::from_rows(head.dedupe, window, message_ids);
         state.sent_keys = sent_keys;
@@ -305,8 +307,8 @@ pub struct Restore {
     /// The state, its tables filled as the rows come.
     state: State,
     live: Vec<(u32, super::Instance)>,
-    nodes: Vec<(u32, NodeRow)>,
-    timers: Vec<Timer>,
+    nodes: NodeRows,
+    timers: Timers,
     message_ids: Vec<(u128, u64)>,
     sent_keys: crate::fast::Set<u128>,
 }
@@ -337,8 +339,8 @@ impl Restore {
             learned,
             state,
             live: Vec::new(),
-            nodes: Vec::new(),
-            timers: Vec::new(),
+            nodes: NodeRows::default(),
+            timers: Timers::default(),
             message_ids: Vec::new(),
             sent_keys: Default::default(),
         })
@@ -377,14 +379,13 @@ impl Restore {
     pub fn node(&mut self, n: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let _layout = layout::at(self.format);
         let row: NodeRow = decode(&format!("identity node {n}"), bytes)?;
-        self.nodes.push((n, row));
-        Ok(())
+        self.nodes.push(n, row).map_err(CheckpointError::Decode)
     }
 
     /// A pending timer.
     pub fn timer(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
         let _layout = layout::at(self.format);
-        self.timers.push(decode("a timer", bytes)?);
+        self.timers.restore(decode::<Timer>("a timer", bytes)?);
         Ok(())
     }
 
