@@ -1150,3 +1150,113 @@ fn reload_reads_the_alerts_again() {
     assert!(!server.metrics().contains("nudge_alerts_firing{"));
     stop(server);
 }
+
+/// `nudge gen`'s calls (`events`, `seed`), in time order: a stream is
+/// applied as it arrives, where `nudge run` orders a file by time.
+fn generated_lines(dir: &Path, events: usize, seed: u64) -> Vec<String> {
+    let path = dir.join("generated.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["gen", "--events", &events.to_string(), "--seed"])
+        .arg(seed.to_string())
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    lines.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["timestamp"].as_str().unwrap().to_string()
+    });
+    lines
+}
+
+/// Bounds the customers `project` keeps in memory, with a checkpoint every
+/// `every` calls.
+fn bound_memory(project: &Path, customers: usize, every: usize) {
+    let toml = project.join("nudge.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap_or_default();
+    manifest.push_str(&format!(
+        "\n[runtime]\ncustomers_in_memory = {customers}\ncheckpoint_every = {every}\n"
+    ));
+    std::fs::write(&toml, manifest).unwrap();
+}
+
+#[test]
+fn a_server_with_a_budget_of_customers_sends_what_a_run_does() {
+    let (tmp, project) = copy_example("cart_recovery");
+    let lines = generated_lines(tmp.path(), 2000, 3);
+    let sorted = tmp.path().join("sorted.jsonl");
+    std::fs::write(&sorted, lines.join("\n") + "\n").unwrap();
+    let run_outbox = tmp.path().join("run.jsonl");
+    let run = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["run", project.to_str().unwrap(), "--in-memory", "--events"])
+        .arg(&sorted)
+        .arg("--outbox")
+        .arg(&run_outbox)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = std::fs::read_to_string(&run_outbox).unwrap();
+
+    bound_memory(&project, 1, 20);
+    let serve_outbox = tmp.path().join("serve.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", project.to_str().unwrap(), "--stdin", "--outbox"])
+        .arg(&serve_outbox)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for l in &lines {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(!expected.is_empty());
+    assert_eq!(std::fs::read_to_string(&serve_outbox).unwrap(), expected);
+}
+
+#[test]
+fn a_server_with_a_budget_reports_customers_read_back() {
+    let (tmp, project) = copy_example("cart_recovery");
+    let lines = generated_lines(tmp.path(), 1500, 4);
+    bound_memory(&project, 2, 30);
+    let server = start(&project);
+    for chunk in lines.chunks(100) {
+        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    let value = |metrics: &str, name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // The gauges are published with the server's tick.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut metrics = server.metrics();
+    while value(&metrics, "nudge_customers") == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        metrics = server.metrics();
+    }
+    let value = |name: &str| value(&metrics, name);
+    let customers = value("nudge_customers");
+    assert!(customers > 20, "{metrics}");
+    assert!(value("nudge_customers_read_back_total") > 0, "{metrics}");
+    // Those changed since the last checkpoint (at most 30 calls' worth)
+    // and those with an instance live stay; the rest were let go.
+    assert!(value("nudge_customers_in_memory") < customers, "{metrics}");
+    stop(server);
+}

@@ -852,6 +852,13 @@ impl<'b> Live<'b> {
         self.metrics
             .timers
             .store(self.engine.timers_pending() as u64, Ordering::Relaxed);
+        let paging = self.engine.paging();
+        let m = &self.metrics;
+        m.customers.store(paging.customers, Ordering::Relaxed);
+        m.customers_in_memory
+            .store(paging.in_memory, Ordering::Relaxed);
+        m.customers_read_back
+            .store(paging.read_back, Ordering::Relaxed);
         let mut text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
         text.push_str(&waiting_metrics(&self.engine.instances_by_step()));
         if let Ok(mut flows) = self.metrics.flows.lock() {

@@ -74,6 +74,12 @@ pub struct Metrics {
     pub last_event: AtomicI64,
     /// Timers set and not yet due, after the last tick.
     pub timers: AtomicU64,
+    /// Customers the engine has, in memory or in the store only.
+    pub customers: AtomicU64,
+    /// Customers in memory (see `[runtime] customers_in_memory`).
+    pub customers_in_memory: AtomicU64,
+    /// Customers read back from the store since the server started.
+    pub customers_read_back: AtomicU64,
     /// Calls whose time was later than their receipt, applied at it.
     pub clamped: AtomicU64,
     /// Commits by the histogram's buckets (see [`COMMIT_BUCKETS`]); the last
@@ -547,6 +553,30 @@ impl Metrics {
             "Timers set and not yet due (waits, deadlines, deferred sends, schedules; a timer a later change made stale counts until its time).",
             vec![format!("nudge_timers_pending {timers}")],
         );
+        let gauges = [
+            (
+                "nudge_customers",
+                "gauge",
+                "Customers the engine has, in memory or in the store only.",
+                &self.customers,
+            ),
+            (
+                "nudge_customers_in_memory",
+                "gauge",
+                "Customers in memory; `[runtime] customers_in_memory` bounds them after each checkpoint.",
+                &self.customers_in_memory,
+            ),
+            (
+                "nudge_customers_read_back_total",
+                "counter",
+                "Customers read back from the store when a call, a timer or a lookup needed them, since the server started.",
+                &self.customers_read_back,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let v = value.load(Ordering::Relaxed);
+            metric(name, kind, help, vec![format!("{name} {v}")]);
+        }
         if let Ok(flows) = self.flows.lock() {
             out.push_str(&flows);
         }
