@@ -558,6 +558,9 @@ pub struct Store {
     _lock: Option<std::fs::File>,
 }
 
+/// What [`Store::restore_state`] does with each stored row: its number and bytes.
+type RowVisit<'a> = dyn FnMut(i64, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// Reads customers' rows back for an engine that let them go (see
 /// `nudge_runtime::engine::Pager`), on a read-only connection of its own,
 /// so that it reads while the store's writer commits.
@@ -992,9 +995,7 @@ impl Store {
             u32::try_from(n).map_err(|_| self.damaged(format!("a state row is numbered {n}")))
         };
         // Each row of `sql` as (number, bytes), borrowed from the cursor.
-        let each = |sql: &str,
-                    f: &mut dyn FnMut(i64, &[u8]) -> Result<(), StoreError>|
-         -> Result<(), StoreError> {
+        let each = |sql: &str, f: &mut RowVisit<'_>| -> Result<(), StoreError> {
             let mut st = self.conn.prepare(sql).map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
