@@ -243,7 +243,7 @@ pub trait Feed {
     /// The idempotency keys whose delivery outcome the trace held when it
     /// was opened (kept from before a restart), taken once: [`resume`]
     /// writes the outcomes the ledger holds that the trace lost.
-    fn take_recorded(&mut self) -> HashSet<String>;
+    fn take_recorded(&mut self) -> nudge_store::Recorded;
 }
 
 impl<S: Feed> Feed for LedgerSink<S> {
@@ -255,7 +255,7 @@ impl<S: Feed> Feed for LedgerSink<S> {
         self.feeds.delivery(record);
     }
 
-    fn take_recorded(&mut self) -> HashSet<String> {
+    fn take_recorded(&mut self) -> nudge_store::Recorded {
         self.feeds.take_recorded()
     }
 }

@@ -1,7 +1,7 @@
 //! The host's output files: the decision trace and the audience feeds of a
 //! durable run (cut back to a checkpoint on restart), and the dead letters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +36,7 @@ pub struct Feeds {
     audiences: HashMap<String, BufWriter<File>>,
     error: Option<String>,
     /// Keys of the delivery records the trace kept from before a restart.
-    recorded: HashSet<String>,
+    recorded: nudge_store::Recorded,
     /// The ad platform membership changes also go to. Changes replayed
     /// after a checkpoint are sent again; the platforms take a repeated
     /// add or remove as no change.
@@ -146,7 +146,7 @@ impl Feeds {
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
             error: None,
-            recorded: HashSet::new(),
+            recorded: Default::default(),
             sync: None,
         })
     }
@@ -226,14 +226,14 @@ impl durable::Feed for Feeds {
         }
     }
 
-    fn take_recorded(&mut self) -> HashSet<String> {
+    fn take_recorded(&mut self) -> nudge_store::Recorded {
         std::mem::take(&mut self.recorded)
     }
 }
 
 /// The idempotency keys of the delivery records in the first `len` bytes
 /// of the trace at `path`.
-fn delivery_keys(path: &Path, len: u64) -> Result<HashSet<String>, String> {
+fn delivery_keys(path: &Path, len: u64) -> Result<nudge_store::Recorded, String> {
     /// The part of a trace line that tells a delivery record and its send.
     #[derive(serde::Deserialize)]
     struct Line {
@@ -242,7 +242,7 @@ fn delivery_keys(path: &Path, len: u64) -> Result<HashSet<String>, String> {
     }
     let err = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let file = File::open(path).map_err(err)?;
-    let mut keys = HashSet::new();
+    let mut keys = nudge_store::Recorded::default();
     for line in std::io::BufRead::lines(BufReader::new(file.take(len))) {
         let line = line.map_err(err)?;
         // Only delivery lines are parsed: the trace is mostly decisions.
@@ -255,7 +255,7 @@ fn delivery_keys(path: &Path, len: u64) -> Result<HashSet<String>, String> {
         }) = serde_json::from_str::<Line>(&line)
             && kind == "delivery"
         {
-            keys.insert(key);
+            keys.insert(&key);
         }
     }
     Ok(keys)

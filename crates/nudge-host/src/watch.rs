@@ -2,8 +2,6 @@
 //! the virtual time, so a sink in front of the real one can tell how far
 //! the clock has come without help from the engine.
 
-use std::collections::HashSet;
-
 use nudge_bytecode::Channel;
 use nudge_channels::Outgoing;
 use nudge_runtime::engine::{Sink, Step};
@@ -67,7 +65,7 @@ impl<S: Feed> Feed for Watched<'_, S> {
         self.inner.delivery(record);
     }
 
-    fn take_recorded(&mut self) -> HashSet<String> {
+    fn take_recorded(&mut self) -> nudge_store::Recorded {
         self.inner.take_recorded()
     }
 }

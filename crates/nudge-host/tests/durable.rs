@@ -65,7 +65,6 @@ fn settled_sends_come_back_with_their_delivery_records() {
     use nudge_channels::{OutboxFile, OutboxMode};
     use nudge_host::durable::{Router, delivery_record};
     use nudge_runtime::record::DeliveryOutcome;
-    use std::collections::HashSet;
 
     let mut s = Store::in_memory().unwrap();
     let mut b = Batch {
@@ -111,7 +110,7 @@ fn settled_sends_come_back_with_their_delivery_records() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = OutboxFile::open(dir.path().join("o.jsonl"), OutboxMode::Truncate).unwrap();
     let router = Router::new(Box::new(outbox), None);
-    let settled = s.settled(&HashSet::new()).unwrap();
+    let settled = s.settled(&nudge_store::Recorded::default()).unwrap();
     let records: Vec<(String, DeliveryOutcome, Option<String>)> = settled
         .iter()
         .map(|(i, m)| {
@@ -138,7 +137,9 @@ fn settled_sends_come_back_with_their_delivery_records() {
         ]
     );
     // Keys the trace already holds are passed over.
-    let skip: HashSet<String> = ["done".to_string(), "lost".to_string()].into();
+    let mut skip = nudge_store::Recorded::default();
+    skip.insert("done");
+    skip.insert("lost");
     let keys: Vec<String> = s
         .settled(&skip)
         .unwrap()

@@ -196,7 +196,7 @@ impl Dedupe {
 }
 
 /// Two independent 64-bit hashes of the id, side by side.
-pub(crate) fn fingerprint(id: &str) -> u128 {
+pub fn fingerprint(id: &str) -> u128 {
     let half = |seed: u64| {
         // SipHash with fixed keys, so fingerprints are the same in every run
         // and can later be stored.

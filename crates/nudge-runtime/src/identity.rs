@@ -234,6 +234,17 @@ impl Identities {
 pub struct NodeRows(Stored);
 
 impl NodeRows {
+    /// Makes room for `n` more nodes: a restart that knows how many are
+    /// stored does not grow the graph's tables by doubling, which holds
+    /// each table twice while it is copied.
+    pub fn reserve(&mut self, n: usize) {
+        let s = &mut self.0;
+        s.parent.reserve_exact(n);
+        s.size.reserve_exact(n);
+        s.user.reserve_exact(n);
+        s.members.reserve_exact(n);
+    }
+
     /// Node `n`, which must follow the last one without a gap.
     pub fn push(&mut self, n: u32, row: NodeRow) -> Result<(), String> {
         let s = &mut self.0;

@@ -558,6 +558,44 @@ pub struct Store {
     _lock: Option<std::fs::File>,
 }
 
+/// The idempotency keys of sends whose outcome a trace already holds, kept
+/// as their 128-bit fingerprints: a restart reads a million of them from a
+/// long trace, and their text would cost a hundred bytes each.
+#[derive(Debug, Default)]
+pub struct Recorded(std::collections::HashSet<u128, std::hash::BuildHasherDefault<Low64>>);
+
+impl Recorded {
+    /// Notes that the outcome of the send with idempotency key `key` is recorded.
+    pub fn insert(&mut self, key: &str) {
+        self.0.insert(nudge_runtime::dedupe::fingerprint(key));
+    }
+
+    /// Whether the outcome of the send with idempotency key `key` is recorded.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains(&nudge_runtime::dedupe::fingerprint(key))
+    }
+}
+
+/// Hashes a fingerprint by its low 64 bits: they are already uniform.
+#[derive(Default)]
+pub struct Low64(u64);
+
+impl std::hash::Hasher for Low64 {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
 /// What [`Store::restore_state`] does with each stored row: its number and bytes.
 type RowVisit<'a> = dyn FnMut(i64, &[u8]) -> Result<(), StoreError> + 'a;
 
@@ -1028,6 +1066,15 @@ impl Store {
             },
         )?;
         let mut r = Restore::new(&head, releases).map_err(bad)?;
+        // Nodes are numbered from 0 without a gap (the restore checks it).
+        let count = |sql: &str| -> Result<usize, StoreError> {
+            let n: Option<i64> = self.conn.query_row(sql, [], |r| r.get(0)).map_err(err)?;
+            Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
+        };
+        r.reserve(
+            count("SELECT max(node) + 1 FROM state_nodes")?,
+            count("SELECT count(*) FROM state_sent_keys")?,
+        );
         if lazy {
             let mut st = self
                 .conn
@@ -1324,27 +1371,33 @@ impl Store {
     /// Intents whose delivery is settled (delivered, or failed for good),
     /// oldest first, each with the mark that settled it; those whose key is
     /// in `skip` are passed over without reading their message.
-    pub fn settled(
-        &self,
-        skip: &std::collections::HashSet<String>,
-    ) -> Result<Vec<(Intent, Mark)>, StoreError> {
+    pub fn settled(&self, skip: &Recorded) -> Result<Vec<(Intent, Mark)>, StoreError> {
+        // Read in table order and sorted here: almost every row is skipped
+        // (its outcome is in the trace), and an ORDER BY the table has no
+        // index for would sort the whole ledger on disk at every start.
+        let err = |e| self.err(e);
         let mut st = self
             .conn
             .prepare(
-                "SELECT key, message, state, attempts, last_error FROM sends
-                 WHERE state != 'pending' ORDER BY call, rowid",
+                "SELECT key, call, rowid, message, state, attempts, last_error FROM sends
+                 WHERE state != 'pending'",
             )
-            .map_err(|e| self.err(e))?;
-        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+            .map_err(err)?;
+        let mut rows = st.query([]).map_err(err)?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let key: String = row.get(0).map_err(|e| self.err(e))?;
-            if skip.contains(&key) {
+        while let Some(row) = rows.next().map_err(err)? {
+            let key = row
+                .get_ref(0)
+                .and_then(|v| v.as_str().map_err(Into::into))
+                .map_err(err)?;
+            if skip.contains(key) {
                 continue;
             }
-            let json: String = row.get(1).map_err(|e| self.err(e))?;
-            let state: String = row.get(2).map_err(|e| self.err(e))?;
-            let attempts: i64 = row.get(3).map_err(|e| self.err(e))?;
+            let key = key.to_string();
+            let order: (i64, i64) = (row.get(1).map_err(err)?, row.get(2).map_err(err)?);
+            let json: String = row.get(3).map_err(err)?;
+            let state: String = row.get(4).map_err(err)?;
+            let attempts: i64 = row.get(5).map_err(err)?;
             let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
             let mark = match state.as_str() {
                 "done" => Mark::Done {
@@ -1355,20 +1408,19 @@ impl Store {
                     key: key.clone(),
                     attempts,
                     reason: row
-                        .get::<_, Option<String>>(4)
-                        .map_err(|e| self.err(e))?
+                        .get::<_, Option<String>>(6)
+                        .map_err(err)?
                         .unwrap_or_default(),
                     retryable: false,
                 },
             };
-            out.push((
-                Intent {
-                    message: self.message_of(&json)?,
-                },
-                mark,
-            ));
+            let intent = Intent {
+                message: self.message_of(&json)?,
+            };
+            out.push((order, intent, mark));
         }
-        Ok(out)
+        out.sort_by_key(|(order, _, _)| *order);
+        Ok(out.into_iter().map(|(_, i, m)| (i, m)).collect())
     }
 
     /// How many intents are in each state.

@@ -346,6 +346,13 @@ impl Restore {
         })
     }
 
+    /// Makes room for the rows to come, when the store knows how many:
+    /// identity nodes and sends made.
+    pub fn reserve(&mut self, nodes: usize, sent_keys: usize) {
+        self.nodes.reserve(nodes);
+        self.sent_keys.reserve(sent_keys);
+    }
+
     /// Customer `c`'s row.
     pub fn customer(&mut self, c: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let _layout = layout::at(self.format);
