@@ -243,7 +243,7 @@ pub trait Feed {
     /// The idempotency keys whose delivery outcome the trace held when it
     /// was opened (kept from before a restart), taken once: [`resume`]
     /// writes the outcomes the ledger holds that the trace lost.
-    fn take_recorded(&mut self) -> nudge_store::Recorded;
+    fn take_recorded(&mut self) -> Result<nudge_store::Recorded, String>;
 }
 
 impl<S: Feed> Feed for LedgerSink<S> {
@@ -255,7 +255,7 @@ impl<S: Feed> Feed for LedgerSink<S> {
         self.feeds.delivery(record);
     }
 
-    fn take_recorded(&mut self) -> nudge_store::Recorded {
+    fn take_recorded(&mut self) -> Result<nudge_store::Recorded, String> {
         self.feeds.take_recorded()
     }
 }
@@ -1050,8 +1050,27 @@ pub fn resume<'b, S: Sink + Feed>(
     // Outcomes the ledger holds whose trace lines are gone: written after
     // the checkpoint the trace was cut back to, or in a trace rewritten in
     // full. They come after the rebuilt decisions, in ledger order.
-    let recorded = engine.sink_mut().take_recorded();
-    for (intent, mark) in store.settled(&recorded)? {
+    // A numbered checkpoint tells them by the ledger's index; otherwise the
+    // trace's delivery records are read to pass over the ones it kept.
+    let after = match start.and_then(|s| s.epoch) {
+        Some(epoch) => store.settled_after(epoch)?,
+        None => None,
+    };
+    let (settled, recorded) = match after {
+        Some(settled) => (settled, nudge_store::Recorded::default()),
+        None => {
+            let recorded =
+                engine
+                    .sink_mut()
+                    .take_recorded()
+                    .map_err(|reason| StoreError::Open {
+                        path: store.path().to_path_buf(),
+                        reason: format!("cannot read the trace's delivery records: {reason}"),
+                    })?;
+            (store.settled(&recorded)?, recorded)
+        }
+    };
+    for (intent, mark) in settled {
         engine
             .sink_mut()
             .delivery(&delivery_record(router, &intent, &mark));

@@ -35,8 +35,11 @@ pub struct Feeds {
     audiences_dir: PathBuf,
     audiences: HashMap<String, BufWriter<File>>,
     error: Option<String>,
-    /// Keys of the delivery records the trace kept from before a restart.
-    recorded: nudge_store::Recorded,
+    /// Where the delivery records the trace kept from before a restart are:
+    /// its first bytes, read only when asked for (see
+    /// [`crate::durable::Feed::take_recorded`]): a restart whose ledger
+    /// tells which outcomes the cut trace lost never reads them.
+    recorded: Option<(PathBuf, u64)>,
     /// The ad platform membership changes also go to. Changes replayed
     /// after a checkpoint are sent again; the platforms take a repeated
     /// add or remove as no change.
@@ -101,7 +104,7 @@ impl Feeds {
         {
             return Ok(None);
         }
-        let recorded = delivery_keys(trace, marks.trace)?;
+        let recorded = Some((trace.to_path_buf(), marks.trace));
         let trace = cut(trace, marks.trace)?;
         if let Ok(entries) = std::fs::read_dir(audiences_dir) {
             for entry in entries.flatten() {
@@ -146,7 +149,7 @@ impl Feeds {
             audiences_dir: audiences_dir.to_path_buf(),
             audiences: HashMap::new(),
             error: None,
-            recorded: Default::default(),
+            recorded: None,
             sync: None,
         })
     }
@@ -226,8 +229,11 @@ impl durable::Feed for Feeds {
         }
     }
 
-    fn take_recorded(&mut self) -> nudge_store::Recorded {
-        std::mem::take(&mut self.recorded)
+    fn take_recorded(&mut self) -> Result<nudge_store::Recorded, String> {
+        match self.recorded.take() {
+            Some((path, len)) => delivery_keys(&path, len),
+            None => Ok(nudge_store::Recorded::default()),
+        }
     }
 }
 

@@ -65,7 +65,7 @@ impl<S: Feed> Feed for Watched<'_, S> {
         self.inner.delivery(record);
     }
 
-    fn take_recorded(&mut self) -> nudge_store::Recorded {
+    fn take_recorded(&mut self) -> Result<nudge_store::Recorded, String> {
         self.inner.take_recorded()
     }
 }

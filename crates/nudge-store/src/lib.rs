@@ -99,6 +99,16 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX state_message_ids_generation ON state_message_ids(generation);
      CREATE TABLE state_sent_keys(key BLOB PRIMARY KEY) WITHOUT ROWID;
      CREATE TABLE dead_letters(n INTEGER PRIMARY KEY, line TEXT NOT NULL);",
+    // Version 6: which checkpoint a send's outcome came after. Checkpoints
+    // are numbered (`epoch`); an outcome committed after checkpoint n is
+    // stamped n + 1, so a restart from checkpoint n finds the outcomes whose
+    // trace lines it cut away by the index, without reading the whole
+    // ledger and the whole trace. Outcomes settled before this version are
+    // unstamped until the next checkpoint stamps them.
+    "ALTER TABLE sends ADD COLUMN settled INTEGER;
+     ALTER TABLE checkpoint ADD COLUMN epoch INTEGER;
+     CREATE INDEX sends_settled ON sends(settled) WHERE settled IS NOT NULL;
+     CREATE INDEX sends_unstamped ON sends(key) WHERE settled IS NULL AND state != 'pending';",
 ];
 
 /// The tables of the engine's state as rows, emptied when a checkpoint
@@ -451,6 +461,9 @@ pub struct Saved {
     pub dead: String,
     /// When it was written, in milliseconds since the epoch (wall clock).
     pub made: i64,
+    /// Its number: outcomes committed after it are stamped with the next
+    /// (see [`Store::settled_after`]). `None` for one an earlier release wrote.
+    pub epoch: Option<i64>,
 }
 
 /// Everything one transaction writes.
@@ -925,7 +938,7 @@ impl Store {
     fn checkpoint_row(&self) -> Result<Option<Saved>, StoreError> {
         self.conn
             .query_row(
-                "SELECT call, format, sends, feeds, dead, made FROM checkpoint WHERE id = 1",
+                "SELECT call, format, sends, feeds, dead, made, epoch FROM checkpoint WHERE id = 1",
                 [],
                 |r| {
                     Ok(Saved {
@@ -935,6 +948,7 @@ impl Store {
                         feeds: r.get(3)?,
                         dead: r.get(4)?,
                         made: r.get(5)?,
+                        epoch: r.get(6)?,
                     })
                 },
             )
@@ -1287,12 +1301,16 @@ impl Store {
             batch.intents = kept;
             let mut done = tx
                 .prepare_cached(
-                    "UPDATE sends SET state = 'done', attempts = attempts + ?2, last_error = NULL WHERE key = ?1",
+                    "UPDATE sends SET state = 'done', attempts = attempts + ?2, last_error = NULL,
+                         settled = (SELECT coalesce(max(epoch), 0) FROM checkpoint) + 1
+                     WHERE key = ?1",
                 )
                 .map_err(err)?;
             let mut failed = tx
                 .prepare_cached(
-                    "UPDATE sends SET state = ?2, attempts = attempts + ?3, last_error = ?4 WHERE key = ?1",
+                    "UPDATE sends SET state = ?2, attempts = attempts + ?3, last_error = ?4,
+                         settled = (SELECT coalesce(max(epoch), 0) FROM checkpoint) + 1
+                     WHERE key = ?1",
                 )
                 .map_err(err)?;
             for m in batch.marks.drain(..) {
@@ -1372,18 +1390,29 @@ impl Store {
     /// oldest first, each with the mark that settled it; those whose key is
     /// in `skip` are passed over without reading their message.
     pub fn settled(&self, skip: &Recorded) -> Result<Vec<(Intent, Mark)>, StoreError> {
+        self.settled_where("state != 'pending' AND ?1 = ?1", 0, skip)
+    }
+
+    /// The settled sends that `filter` (with `?1` bound to `arg`) keeps and
+    /// `skip` does not hold, in the order their intents were committed.
+    fn settled_where(
+        &self,
+        filter: &str,
+        arg: i64,
+        skip: &Recorded,
+    ) -> Result<Vec<(Intent, Mark)>, StoreError> {
         // Read in table order and sorted here: almost every row is skipped
         // (its outcome is in the trace), and an ORDER BY the table has no
         // index for would sort the whole ledger on disk at every start.
         let err = |e| self.err(e);
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT key, call, rowid, message, state, attempts, last_error FROM sends
-                 WHERE state != 'pending'",
-            )
+                 WHERE {filter}"
+            ))
             .map_err(err)?;
-        let mut rows = st.query([]).map_err(err)?;
+        let mut rows = st.query([arg]).map_err(err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(err)? {
             let key = row
@@ -1421,6 +1450,33 @@ impl Store {
         }
         out.sort_by_key(|(order, _, _)| *order);
         Ok(out.into_iter().map(|(_, i, m)| (i, m)).collect())
+    }
+
+    /// The settled sends whose outcome was committed after checkpoint
+    /// `epoch` ([`Saved::epoch`]), in the order their intents were
+    /// committed: the ones whose trace lines a restart from that checkpoint
+    /// cut away. `None` when the ledger holds outcomes from before
+    /// checkpoints were numbered: then [`Store::settled`] and the trace
+    /// tell them.
+    pub fn settled_after(&self, epoch: i64) -> Result<Option<Vec<(Intent, Mark)>>, StoreError> {
+        let err = |e| self.err(e);
+        let unstamped: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM sends WHERE settled IS NULL AND state != 'pending')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if unstamped {
+            return Ok(None);
+        }
+        self.settled_where(
+            "settled > ?1 AND state != 'pending'",
+            epoch,
+            &Recorded::default(),
+        )
+        .map(Some)
     }
 
     /// How many intents are in each state.
@@ -1685,6 +1741,18 @@ fn write_alerts(tx: &rusqlite::Transaction<'_>, a: &AlertsWrite) -> rusqlite::Re
 
 /// Replaces the stored checkpoint with `c`, as of the last call stored.
 fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite::Result<()> {
+    let epoch: i64 = tx.query_row(
+        "SELECT coalesce((SELECT max(epoch) FROM checkpoint), 0) + 1",
+        [],
+        |r| r.get(0),
+    )?;
+    // Every outcome committed so far has its trace line before this
+    // checkpoint's feed mark: those an earlier release left unstamped (or a
+    // restart wrote again) are stamped as covered by it.
+    tx.execute(
+        "UPDATE sends SET settled = ?1 WHERE settled IS NULL AND state != 'pending'",
+        [epoch],
+    )?;
     tx.execute_batch("DELETE FROM checkpoint; DELETE FROM checkpoint_parts;")?;
     // The dead letters of a checkpoint of rows grow by appending (a store
     // may hold many, and checkpoints come often); a whole state keeps them
@@ -1718,10 +1786,10 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite:
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     tx.execute(
-        "INSERT INTO checkpoint(id, call, format, sends, feeds, dead, made)
+        "INSERT INTO checkpoint(id, call, format, sends, feeds, dead, made, epoch)
          VALUES (1, (SELECT coalesce(max(seq), 0) FROM calls), ?1,
-                 (SELECT count(*) FROM sends), ?2, ?3, ?4)",
-        params![c.format, c.feeds, legacy_dead, made],
+                 (SELECT count(*) FROM sends), ?2, ?3, ?4, ?5)",
+        params![c.format, c.feeds, legacy_dead, made, epoch],
     )?;
     Ok(())
 }

@@ -732,3 +732,122 @@ fn dead_letters_of_checkpoints_of_rows_are_appended_unless_written_whole() {
     .unwrap();
     assert_eq!(s.checkpoint().unwrap().unwrap().dead, "e\n");
 }
+
+/// A checkpoint of rows holding nothing, for the ledger tests.
+fn empty_checkpoint() -> Checkpoint {
+    Checkpoint {
+        format: nudge_runtime::engine::checkpoint::FORMAT,
+        engine: EngineState::Rows(Box::default()),
+        feeds: "{}".into(),
+        dead: String::new(),
+        dead_whole: false,
+    }
+}
+
+fn done(key: &str) -> Mark {
+    Mark::Done {
+        key: key.into(),
+        attempts: 1,
+    }
+}
+
+fn keys(settled: Option<Vec<(Intent, Mark)>>) -> Option<Vec<String>> {
+    settled.map(|s| {
+        s.into_iter()
+            .map(|(i, _)| i.message.idempotency_key)
+            .collect()
+    })
+}
+
+#[test]
+fn outcomes_committed_after_a_checkpoint_are_found_by_its_number() {
+    let mut s = Store::in_memory().unwrap();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        intents: ["a", "b", "c", "d"]
+            .map(|k| Intent {
+                message: message(k),
+            })
+            .into(),
+        ..Batch::default()
+    })
+    .unwrap();
+    // "a" settles with the first checkpoint (its trace line is before the
+    // checkpoint's mark); "b" and "c" after it, "d" after the second.
+    s.commit(&mut Batch {
+        marks: vec![done("a")],
+        checkpoint: Some(empty_checkpoint()),
+        ..Batch::default()
+    })
+    .unwrap();
+    let first = s.checkpoint().unwrap().unwrap().epoch.unwrap();
+    s.commit(&mut Batch {
+        marks: vec![done("c"), done("b")],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        keys(s.settled_after(first).unwrap()),
+        Some(vec!["b".into(), "c".into()]),
+        "in the order the intents were committed"
+    );
+    s.commit(&mut Batch {
+        checkpoint: Some(empty_checkpoint()),
+        ..Batch::default()
+    })
+    .unwrap();
+    let second = s.checkpoint().unwrap().unwrap().epoch.unwrap();
+    assert_eq!(second, first + 1);
+    assert_eq!(keys(s.settled_after(second).unwrap()), Some(vec![]));
+    s.commit(&mut Batch {
+        marks: vec![done("d")],
+        ..Batch::default()
+    })
+    .unwrap();
+    assert_eq!(
+        keys(s.settled_after(second).unwrap()),
+        Some(vec!["d".into()])
+    );
+}
+
+#[test]
+fn outcomes_settled_before_checkpoints_were_numbered_are_told_by_the_trace() {
+    let mut s = Store::in_memory().unwrap();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        intents: ["a", "b"]
+            .map(|k| Intent {
+                message: message(k),
+            })
+            .into(),
+        marks: vec![],
+        ..Batch::default()
+    })
+    .unwrap();
+    s.commit(&mut Batch {
+        marks: vec![done("a"), done("b")],
+        checkpoint: Some(empty_checkpoint()),
+        ..Batch::default()
+    })
+    .unwrap();
+    // As an earlier release left them: no stamp.
+    s.conn
+        .execute("UPDATE sends SET settled = NULL", [])
+        .unwrap();
+    let epoch = s.checkpoint().unwrap().unwrap().epoch.unwrap();
+    assert_eq!(keys(s.settled_after(epoch).unwrap()), None);
+    let mut recorded = Recorded::default();
+    recorded.insert("a");
+    assert_eq!(
+        keys(Some(s.settled(&recorded).unwrap())),
+        Some(vec!["b".into()])
+    );
+    // The next checkpoint stamps them as covered.
+    s.commit(&mut Batch {
+        checkpoint: Some(empty_checkpoint()),
+        ..Batch::default()
+    })
+    .unwrap();
+    let next = s.checkpoint().unwrap().unwrap().epoch.unwrap();
+    assert_eq!(keys(s.settled_after(next).unwrap()), Some(vec![]));
+}
