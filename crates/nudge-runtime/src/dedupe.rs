@@ -87,17 +87,39 @@ impl Dedupe {
     /// The table of stored ids: those of `head`'s generation and the one
     /// before are remembered, older ones are not.
     pub fn from_rows(head: DedupeHead, window: i64, ids: Vec<(u128, u64)>) -> Self {
+        let mut out = Dedupe::at(head, window);
+        for (id, generation) in ids {
+            out.restore(id, generation);
+        }
+        out
+    }
+
+    /// An empty table at `head`, to [`Dedupe::restore`] stored ids into one
+    /// at a time.
+    pub fn at(head: DedupeHead, window: i64) -> Self {
         let mut out = Dedupe::new(window);
         out.since = head.since;
         out.generation = head.generation;
-        for (id, generation) in ids {
-            if generation == head.generation {
-                out.current.insert(id);
-            } else if generation.wrapping_add(1) == head.generation {
-                out.previous.insert(id);
-            }
-        }
         out
+    }
+
+    /// Makes room for `n` stored ids of `generation` to come.
+    pub fn reserve(&mut self, generation: u64, n: usize) {
+        if generation == self.generation {
+            self.current.reserve(n);
+        } else if generation.wrapping_add(1) == self.generation {
+            self.previous.reserve(n);
+        }
+    }
+
+    /// Puts back a stored id of `generation`: remembered when it is the
+    /// current generation or the one before, not otherwise.
+    pub fn restore(&mut self, id: u128, generation: u64) {
+        if generation == self.generation {
+            self.current.insert(id);
+        } else if generation.wrapping_add(1) == self.generation {
+            self.previous.insert(id);
+        }
     }
 
     /// The values stored beside the ids.

@@ -1085,9 +1085,22 @@ impl Store {
             let n: Option<i64> = self.conn.query_row(sql, [], |r| r.get(0)).map_err(err)?;
             Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
         };
+        let mut ids = Vec::new();
+        {
+            let mut st = self
+                .conn
+                .prepare("SELECT generation, count(*) FROM state_message_ids GROUP BY generation")
+                .map_err(err)?;
+            let mut rows = st.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let (g, n): (i64, i64) = (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
+                ids.push((g as u64, usize::try_from(n).unwrap_or(0)));
+            }
+        }
         r.reserve(
             count("SELECT max(node) + 1 FROM state_nodes")?,
             count("SELECT count(*) FROM state_sent_keys")?,
+            &ids,
         );
         if lazy {
             let mut st = self

@@ -274,7 +274,7 @@ impl<'b> Machine<'b> {
             live,
             nodes,
             timers,
-            message_ids,
+            mut dedupe,
             sent_keys,
         } = r;
         state.instances =
@@ -283,8 +283,8 @@ impl<'b> Machine<'b> {
         let mut timers = timers;
         timers.set_seq(head.timer_seq);
         state.timers = timers;
-        let window = crate::millis::ms(self.config.dedupe_window);
-        state.dedupe = Dedupe::from_rows(head.dedupe, window, message_ids);
+        dedupe.set_window(crate::millis::ms(self.config.dedupe_window));
+        state.dedupe = dedupe;
         state.sent_keys = sent_keys;
         let _layout = layout::at(format);
         self.install(state, current, arena)?;
@@ -309,7 +309,9 @@ pub struct Restore {
     live: Vec<(u32, super::Instance)>,
     nodes: NodeRows,
     timers: Timers,
-    message_ids: Vec<(u128, u64)>,
+    /// The remembered message ids, put in as they come (the window is the
+    /// engine's own, set when the state is put in place).
+    dedupe: Dedupe,
     sent_keys: crate::fast::Set<u128>,
 }
 
@@ -333,6 +335,7 @@ impl Restore {
         };
         let mut state = std::mem::take(&mut head.state);
         state.releases = releases;
+        let dedupe = Dedupe::at(head.dedupe, 0);
         Ok(Restore {
             format,
             head,
@@ -341,16 +344,20 @@ impl Restore {
             live: Vec::new(),
             nodes: NodeRows::default(),
             timers: Timers::default(),
-            message_ids: Vec::new(),
+            dedupe,
             sent_keys: Default::default(),
         })
     }
 
     /// Makes room for the rows to come, when the store knows how many:
-    /// identity nodes and sends made.
-    pub fn reserve(&mut self, nodes: usize, sent_keys: usize) {
+    /// identity nodes, sends made, and message ids by generation. Tables
+    /// grown by doubling hold their old and new space at once.
+    pub fn reserve(&mut self, nodes: usize, sent_keys: usize, message_ids: &[(u64, usize)]) {
         self.nodes.reserve(nodes);
         self.sent_keys.reserve(sent_keys);
+        for &(generation, n) in message_ids {
+            self.dedupe.reserve(generation, n);
+        }
     }
 
     /// Customer `c`'s row.
@@ -398,7 +405,7 @@ impl Restore {
 
     /// A remembered message id with its generation.
     pub fn message_id(&mut self, id: u128, generation: u64) {
-        self.message_ids.push((id, generation));
+        self.dedupe.restore(id, generation);
     }
 
     /// The fingerprint of a send made.
