@@ -977,12 +977,7 @@ impl Store {
                 })
                 .collect()
         };
-        let head: Vec<u8> = self
-            .conn
-            .query_row("SELECT body FROM state_head WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .map_err(err)?
-            .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
+        let head = self.state_head()?;
         // Fingerprints are read in place: there are millions of them, and a
         // vector each would double the memory a restart peaks at.
         let fingerprints = |sql: &str| -> Result<Vec<(u128, u64)>, StoreError> {
@@ -1065,12 +1060,7 @@ impl Store {
                 .map(u128::from_be_bytes)
                 .map_err(|_| self.damaged(format!("a state fingerprint of {} bytes", bytes.len())))
         };
-        let head: Vec<u8> = self
-            .conn
-            .query_row("SELECT body FROM state_head WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .map_err(err)?
-            .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))?;
+        let head = self.state_head()?;
         let mut releases = Vec::new();
         each(
             "SELECT release, body FROM state_releases ORDER BY release",
@@ -1141,6 +1131,15 @@ impl Store {
             Ok(())
         })?;
         Ok(r)
+    }
+
+    /// The head row of the engine's state.
+    fn state_head(&self) -> Result<Vec<u8>, StoreError> {
+        self.conn
+            .query_row("SELECT body FROM state_head WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or_else(|| self.damaged("its checkpoint has no state head".into()))
     }
 
     /// The store is damaged: `reason` says how.

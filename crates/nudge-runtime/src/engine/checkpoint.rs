@@ -17,7 +17,7 @@ use std::sync::Arc;
 use nudge_bytecode::Bundle;
 use serde::{Deserialize, Serialize};
 
-use super::customer::Traits;
+use super::customer::{Customer, Traits};
 use super::instance::Slots;
 use super::{AddressSend, Bundles, Machine, evolve, rel};
 use crate::dedupe::Dedupe;
@@ -387,6 +387,33 @@ impl<'b> Machine<'b> {
     }
 }
 
+/// Checks that a customer's record fits the newest release's tables: the
+/// engine reads its profile and events by their numbers there.
+pub(super) fn check_customer(cust: &Customer, newest: &Bundle) -> Result<(), String> {
+    let profile = newest
+        .schemas
+        .get(newest.profile as usize)
+        .map_or(0, |s| s.fields.len());
+    if cust.profile.len() != profile {
+        return Err(format!(
+            "its profile has {} fields, the bundle's {profile}",
+            cust.profile.len()
+        ));
+    }
+    if let Some(e) = cust
+        .events
+        .iter()
+        .find(|e| newest.schemas.get(e.schema as usize).is_none())
+    {
+        return Err(format!(
+            "it has an event of schema {}, and the bundle has {}",
+            e.schema,
+            newest.schemas.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that a decoded state holds together with its releases, as the
 /// engine's own bookkeeping keeps it: the engine reads its tables by the
 /// numbers it holds (releases, flows, slots, schemas, profile fields), so a
@@ -422,28 +449,8 @@ fn check(state: &State, bundles: &[&Bundle]) -> Result<(), String> {
     if let Some(id) = state.free.iter().find(|&&id| !state.instances.is_free(id)) {
         return Err(format!("slot {id} is listed free, and is not a free slot"));
     }
-    let profile = newest
-        .schemas
-        .get(newest.profile as usize)
-        .map_or(0, |s| s.fields.len());
     for (c, cust) in state.customers.iter() {
-        if cust.profile.len() != profile {
-            return Err(format!(
-                "customer {c}'s profile has {} fields, the bundle's {profile}",
-                cust.profile.len()
-            ));
-        }
-        if let Some(e) = cust
-            .events
-            .iter()
-            .find(|e| newest.schemas.get(e.schema as usize).is_none())
-        {
-            return Err(format!(
-                "customer {c} has an event of schema {}, and the bundle has {}",
-                e.schema,
-                newest.schemas.len()
-            ));
-        }
+        check_customer(cust, newest).map_err(|e| format!("customer {c}: {e}"))?;
         if let Some(id) = cust
             .instances
             .iter()

@@ -14,9 +14,9 @@
 //! still to be looked at, and everything that is not a customer record
 //! (identities, timers, instances, the small tables).
 
+use super::Machine;
 use super::checkpoint::CheckpointError;
 use super::customer::Customer;
-use super::{Machine, Tables};
 
 /// Where an engine reads back the customers it let go: the rows the host's
 /// store wrote from [`Machine::take_changes`].
@@ -97,21 +97,7 @@ impl<'b> Machine<'b> {
             .ok_or("the engine let it go and has no store to read it from")?;
         let row = pager.customer(c)?.ok_or("the store has no row for it")?;
         let customer: Customer = postcard::from_bytes(&row).map_err(|e| e.to_string())?;
-        let bundle = self.bundle();
-        let fields = bundle.profile_schema().fields.len();
-        if customer.profile.len() != fields {
-            return Err(format!(
-                "its profile has {} fields, the bundle's {fields}",
-                customer.profile.len()
-            ));
-        }
-        if let Some(e) = customer
-            .events
-            .iter()
-            .find(|e| bundle.schemas.get(e.schema as usize).is_none())
-        {
-            return Err(format!("it holds an event of unknown schema #{}", e.schema));
-        }
+        super::checkpoint::check_customer(&customer, self.bundle())?;
         Ok(customer)
     }
 
