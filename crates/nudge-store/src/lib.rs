@@ -1402,29 +1402,34 @@ impl Store {
     /// oldest first, each with the mark that settled it; those whose key is
     /// in `skip` are passed over without reading their message.
     pub fn settled(&self, skip: &Recorded) -> Result<Vec<(Intent, Mark)>, StoreError> {
-        self.settled_where("state != 'pending' AND ?1 = ?1", 0, skip)
+        self.settled_where(None, skip)
     }
 
-    /// The settled sends that `filter` (with `?1` bound to `arg`) keeps and
-    /// `skip` does not hold, in the order their intents were committed.
+    /// The settled sends (those stamped after checkpoint `after`, when
+    /// given) that `skip` does not hold, in the order their intents were
+    /// committed.
     fn settled_where(
         &self,
-        filter: &str,
-        arg: i64,
+        after: Option<i64>,
         skip: &Recorded,
     ) -> Result<Vec<(Intent, Mark)>, StoreError> {
         // Read in table order and sorted here: almost every row is skipped
         // (its outcome is in the trace), and an ORDER BY the table has no
         // index for would sort the whole ledger on disk at every start.
         let err = |e| self.err(e);
-        let mut st = self
-            .conn
-            .prepare(&format!(
+        // With a checkpoint, by the index of stamps.
+        let sql = match after {
+            Some(_) => {
                 "SELECT key, call, rowid, message, state, attempts, last_error FROM sends
-                 WHERE {filter}"
-            ))
-            .map_err(err)?;
-        let mut rows = st.query([arg]).map_err(err)?;
+                 WHERE settled > ?1 AND state != 'pending'"
+            }
+            None => {
+                "SELECT key, call, rowid, message, state, attempts, last_error FROM sends
+                 WHERE ?1 IS NULL AND state != 'pending'"
+            }
+        };
+        let mut st = self.conn.prepare(sql).map_err(err)?;
+        let mut rows = st.query([after]).map_err(err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(err)? {
             let key = row
@@ -1483,12 +1488,8 @@ impl Store {
         if unstamped {
             return Ok(None);
         }
-        self.settled_where(
-            "settled > ?1 AND state != 'pending'",
-            epoch,
-            &Recorded::default(),
-        )
-        .map(Some)
+        self.settled_where(Some(epoch), &Recorded::default())
+            .map(Some)
     }
 
     /// How many intents are in each state.
