@@ -10,7 +10,7 @@ use common::{
 use nudge_test_support::text;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn nudge(args: &[&str]) -> Output {
@@ -186,19 +186,8 @@ fn the_events_own_times_decide_even_within_a_second() {
         checkout("y", "2026-11-23T10:00:00.900Z"),
         identify("other", "2026-11-23T12:00:00Z", "UTC"),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", s(&dir), "--stdin", "--in-memory"])
-        .args(["--outbox", s(&tmp.path().join("out.jsonl"))])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for l in &lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+    let out = tmp.path().join("out.jsonl");
+    common::serve_stdin(&dir, &["--in-memory", "--outbox", s(&out)], &lines);
     let outbox = jsonl(&tmp.path().join("out.jsonl"));
     let to: Vec<&str> = outbox
         .iter()

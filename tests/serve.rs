@@ -3,7 +3,7 @@
 mod common;
 use common::{
     Server, afternoon_zone, ago, copy_example, http_agent, receipt_bodies, receipt_project,
-    start_server_with as start_with, wait_for_metric,
+    serve_stdin, start_server_with as start_with, wait_for_metric,
 };
 
 use std::collections::HashSet;
@@ -299,23 +299,11 @@ fn stdin_matches_an_in_memory_run() {
         v["timestamp"].as_str().unwrap().to_string()
     });
     let serve_outbox = tmp.path().join("serve.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args([
-            "serve",
-            p,
-            "--stdin",
-            "--outbox",
-            serve_outbox.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for l in &lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+    serve_stdin(
+        &project,
+        &["--outbox", serve_outbox.to_str().unwrap()],
+        &lines,
+    );
 
     let expected = std::fs::read_to_string(&run_outbox).unwrap();
     assert!(!expected.is_empty());
@@ -1210,18 +1198,11 @@ fn a_server_with_a_budget_of_customers_sends_what_a_run_does() {
 
     bound_memory(&project, 1, 20);
     let serve_outbox = tmp.path().join("serve.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", project.to_str().unwrap(), "--stdin", "--outbox"])
-        .arg(&serve_outbox)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    for l in &lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+    serve_stdin(
+        &project,
+        &["--outbox", serve_outbox.to_str().unwrap()],
+        &lines,
+    );
     assert!(!expected.is_empty());
     assert_eq!(std::fs::read_to_string(&serve_outbox).unwrap(), expected);
 }

@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 // every crate's tests.
 pub use nudge_test_support::{copy_example, copy_project, path_str as s};
 
+/// Runs `nudge serve PROJECT --stdin` with `args`, writes `lines` to its
+/// standard input, and checks that it ends well once the input ends.
+pub fn serve_stdin(project: &Path, args: &[&str], lines: &[String]) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["serve", s(project), "--stdin"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("nudge serve starts");
+    let mut stdin = child.stdin.take().expect("a standard input");
+    for l in lines {
+        writeln!(stdin, "{l}").expect("nudge serve reads its input");
+    }
+    drop(stdin);
+    assert!(child.wait().expect("nudge serve ends").success());
+}
+
 /// Runs the `nudge` binary from the workspace root, without colour.
 pub fn nudge(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
