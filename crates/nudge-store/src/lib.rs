@@ -109,7 +109,35 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE checkpoint ADD COLUMN epoch INTEGER;
      CREATE INDEX sends_settled ON sends(settled) WHERE settled IS NOT NULL;
      CREATE INDEX sends_unstamped ON sends(key) WHERE settled IS NULL AND state != 'pending';",
+    // Version 7: remembered message ids packed into chunks, their 16-byte
+    // fingerprints end to end ([`ID_CHUNK`] at most to a row). A row each
+    // made a restart of ten million ids step through ten million rows;
+    // chunks are read as a few large values. Existing rows are packed by
+    // generation, [`ID_CHUNK`] of them to a chunk.
+    "CREATE TABLE state_message_id_chunks(generation INTEGER NOT NULL, ids BLOB NOT NULL);
+     INSERT INTO state_message_id_chunks(generation, ids)
+         SELECT generation, unhex(group_concat(hex(id), ''))
+         FROM state_message_ids
+         GROUP BY generation, rowid / 65536;
+     DROP TABLE state_message_ids;",
 ];
+
+/// The most message ids one row of `state_message_id_chunks` holds: a
+/// megabyte of fingerprints, few rows for millions of ids and a small
+/// value for a checkpoint's few. The migration to version 7 packs by the
+/// same number.
+const ID_CHUNK: usize = 65_536;
+
+/// The 16-byte fingerprints a chunk of `state_message_id_chunks` holds, or
+/// `None` when it is empty or its length is not a multiple of 16.
+fn id_chunk(bytes: &[u8]) -> Option<impl Iterator<Item = u128> + '_> {
+    (!bytes.is_empty() && bytes.len().is_multiple_of(16)).then(|| {
+        bytes
+            .chunks_exact(16)
+            .filter_map(|b| b.try_into().ok())
+            .map(u128::from_be_bytes)
+    })
+}
 
 /// The tables of the engine's state as rows, emptied when a checkpoint
 /// writes the whole state afresh.
@@ -120,7 +148,7 @@ const STATE_TABLES: &[&str] = &[
     "state_instances",
     "state_nodes",
     "state_timers",
-    "state_message_ids",
+    "state_message_id_chunks",
     "state_sent_keys",
 ];
 
@@ -979,8 +1007,9 @@ impl Store {
         };
         let head = self.state_head()?;
         // Fingerprints are read in place: there are millions of them, and a
-        // vector each would double the memory a restart peaks at.
-        let fingerprints = |sql: &str| -> Result<Vec<(u128, u64)>, StoreError> {
+        // vector each would double the memory a restart peaks at. A row
+        // holds one, or a chunk of them when `packed`.
+        let fingerprints = |sql: &str, packed: bool| -> Result<Vec<(u128, u64)>, StoreError> {
             let mut st = self.conn.prepare(sql).map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
             let mut out = Vec::new();
@@ -989,18 +1018,21 @@ impl Store {
                     .get_ref(0)
                     .and_then(|v| v.as_blob().map_err(Into::into))
                     .map_err(err)?;
-                let fp = <[u8; 16]>::try_from(bytes)
-                    .map(u128::from_be_bytes)
-                    .map_err(|_| {
-                        self.damaged(format!("a state fingerprint of {} bytes", bytes.len()))
-                    })?;
                 let generation: i64 = row.get(1).map_err(err)?;
-                out.push((fp, generation as u64));
+                let fps = match packed {
+                    true => id_chunk(bytes),
+                    false => Some(bytes).filter(|b| b.len() == 16).and_then(id_chunk),
+                }
+                .ok_or_else(|| {
+                    self.damaged(format!("a state fingerprint of {} bytes", bytes.len()))
+                })?;
+                out.extend(fps.map(|fp| (fp, generation as u64)));
             }
             Ok(out)
         };
-        let message_ids = fingerprints("SELECT id, generation FROM state_message_ids")?;
-        let sent_keys = fingerprints("SELECT key, 0 FROM state_sent_keys ORDER BY key")?
+        let message_ids =
+            fingerprints("SELECT ids, generation FROM state_message_id_chunks", true)?;
+        let sent_keys = fingerprints("SELECT key, 0 FROM state_sent_keys ORDER BY key", false)?
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -1079,7 +1111,9 @@ impl Store {
         {
             let mut st = self
                 .conn
-                .prepare("SELECT generation, count(*) FROM state_message_ids GROUP BY generation")
+                .prepare(
+                    "SELECT generation, sum(length(ids)) / 16 FROM state_message_id_chunks GROUP BY generation",
+                )
                 .map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
@@ -1120,9 +1154,14 @@ impl Store {
             &mut |_, b| r.timer(b).map_err(bad),
         )?;
         each(
-            "SELECT generation, id FROM state_message_ids",
+            "SELECT generation, ids FROM state_message_id_chunks",
             &mut |g, b| {
-                r.message_id(fingerprint(b)?, g as u64);
+                let ids = id_chunk(b).ok_or_else(|| {
+                    self.damaged(format!("a chunk of message ids of {} bytes", b.len()))
+                })?;
+                for id in ids {
+                    r.message_id(id, g as u64);
+                }
                 Ok(())
             },
         )?;
@@ -1859,14 +1898,24 @@ fn write_rows(
     for seq in &c.fired {
         fired.execute([*seq as i64])?;
     }
-    let mut id =
-        tx.prepare_cached("INSERT INTO state_message_ids(id, generation) VALUES (?1, ?2)")?;
-    for (fp, generation) in &c.message_ids {
-        id.execute(params![&fp.to_be_bytes()[..], *generation as i64])?;
+    let mut chunk =
+        tx.prepare_cached("INSERT INTO state_message_id_chunks(generation, ids) VALUES (?1, ?2)")?;
+    // The ids come in the order they were seen, so a generation's are
+    // together; a chunk holds one generation's.
+    let mut packed = Vec::with_capacity(16 * ID_CHUNK.min(c.message_ids.len()));
+    for run in c.message_ids.chunk_by(|a, b| a.1 == b.1) {
+        for ids in run.chunks(ID_CHUNK) {
+            packed.clear();
+            for (fp, _) in ids {
+                packed.extend_from_slice(&fp.to_be_bytes());
+            }
+            let generation = ids.first().map_or(0, |(_, g)| *g as i64);
+            chunk.execute(params![generation, &packed[..]])?;
+        }
     }
     if let Some(before) = c.forget_ids_before {
         tx.execute(
-            "DELETE FROM state_message_ids WHERE generation < ?1",
+            "DELETE FROM state_message_id_chunks WHERE generation < ?1",
             [before as i64],
         )?;
     }

@@ -851,3 +851,155 @@ fn outcomes_settled_before_checkpoints_were_numbered_are_told_by_the_trace() {
     let next = s.checkpoint().unwrap().unwrap().epoch.unwrap();
     assert_eq!(keys(s.settled_after(next).unwrap()), Some(vec![]));
 }
+
+/// A checkpoint of rows of `cart_recovery` after its own calls, with
+/// `extra` message ids of the current generation added to them.
+fn checkpoint_with_ids(extra: u128) -> Checkpoint {
+    use nudge_runtime::engine::{Config, Engine, MemorySink};
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let events = nudge_test_support::example_events("cart_recovery");
+    let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    for line in events.lines() {
+        let _ = nudge_runtime::ingest::apply_line(&mut engine, line);
+    }
+    let mut changes = engine.take_changes().unwrap();
+    let generation = changes.message_ids.last().map_or(0, |(_, g)| *g);
+    changes
+        .message_ids
+        .extend((0..extra).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), generation)));
+    Checkpoint {
+        format: nudge_runtime::engine::checkpoint::FORMAT,
+        engine: EngineState::Rows(Box::new(changes)),
+        ..Checkpoint::default()
+    }
+}
+
+#[test]
+fn message_ids_are_packed_in_chunks_and_read_back_whole() {
+    let mut s = Store::in_memory().unwrap();
+    let extra = ID_CHUNK as u128 + 10;
+    let mut checkpoint = checkpoint_with_ids(extra);
+    let EngineState::Rows(changes) = &checkpoint.engine else {
+        unreachable!("made of rows")
+    };
+    let mut written = changes.message_ids.clone();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        checkpoint: Some(std::mem::take(&mut checkpoint)),
+        ..Batch::default()
+    })
+    .unwrap();
+    let chunks: Vec<i64> = {
+        let mut st = s
+            .conn
+            .prepare("SELECT length(ids) FROM state_message_id_chunks ORDER BY rowid")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    // More than a chunk's worth, all of one generation: two chunks, the
+    // first full.
+    assert!(written.iter().all(|(_, g)| *g == written[0].1));
+    assert_eq!(
+        chunks,
+        [16 * ID_CHUNK as i64, 16 * (written.len() - ID_CHUNK) as i64]
+    );
+    let mut read = s.state_rows().unwrap().message_ids;
+    read.sort();
+    written.sort();
+    assert_eq!(read.len(), written.len());
+    assert_eq!(read, written);
+    // The restore a restart makes reads them too.
+    s.restore_state(true).unwrap();
+}
+
+#[test]
+fn a_damaged_chunk_of_message_ids_is_a_damaged_store_not_a_panic() {
+    let mut s = Store::in_memory().unwrap();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        checkpoint: Some(checkpoint_with_ids(3)),
+        ..Batch::default()
+    })
+    .unwrap();
+    s.conn
+        .execute(
+            "UPDATE state_message_id_chunks SET ids = zeroblob(17) WHERE rowid = (SELECT max(rowid) FROM state_message_id_chunks)",
+            [],
+        )
+        .unwrap();
+    let err = s
+        .restore_state(true)
+        .err()
+        .expect("a damaged chunk is refused");
+    assert!(
+        err.to_string()
+            .contains("a chunk of message ids of 17 bytes"),
+        "{err}"
+    );
+    let err = s.state_rows().err().expect("a damaged chunk is refused");
+    assert!(err.to_string().contains("17 bytes"), "{err}");
+}
+
+#[test]
+fn a_store_of_schema_6_packs_its_message_ids_by_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    // Rows of two generations, interleaved as checkpoints would have left
+    // them, more than a chunk of one.
+    let ids: Vec<(u128, u64)> = (0..(ID_CHUNK as u128 + 100))
+        .map(|i| (i * 7919 + 1, if i % 50 == 0 { 3 } else { 4 }))
+        .collect();
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version(version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (6);",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare("INSERT INTO state_message_ids(id, generation) VALUES (?1, ?2)")
+                .unwrap();
+            for (id, g) in &ids {
+                st.execute(params![&id.to_be_bytes()[..], *g as i64])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    let longest: i64 = s
+        .conn
+        .query_row(
+            "SELECT max(length(ids)) FROM state_message_id_chunks",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(longest <= 16 * ID_CHUNK as i64, "{longest}");
+    let mut read = Vec::new();
+    {
+        let mut st = s
+            .conn
+            .prepare("SELECT ids, generation FROM state_message_id_chunks")
+            .unwrap();
+        let mut rows = st.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            let g: i64 = row.get(1).unwrap();
+            let ids = row.get_ref(0).unwrap().as_blob().unwrap();
+            read.extend(id_chunk(ids).unwrap().map(|id| (id, g as u64)));
+        }
+    }
+    read.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(read, want);
+}
