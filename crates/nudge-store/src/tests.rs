@@ -939,7 +939,9 @@ fn a_damaged_chunk_of_message_ids_is_a_damaged_store_not_a_panic() {
             .contains("a chunk of message ids of 17 bytes"),
         "{err}"
     );
-    let err = s.state_rows().err().expect("a damaged chunk is refused");
+    let Err(err) = s.state_rows() else {
+        panic!("a damaged chunk is refused")
+    };
     assert!(err.to_string().contains("17 bytes"), "{err}");
 }
 
