@@ -11,6 +11,12 @@
 //! previous one and the one before is dropped. So an id is remembered for
 //! at least a window after it was first seen, and for at most about two,
 //! and memory holds at most two windows of traffic.
+//!
+//! Most of a generation's ids are kept sorted in a plain vector, 16 bytes
+//! each where a hash table takes about 29: those a store gave back at a
+//! restart, and those first seen since, moved there from a small hash table
+//! once it holds a quarter as many. Fingerprints are uniform, so an index of
+//! where each range of values begins finds an id in a handful of reads.
 
 use crate::fast::Set;
 use std::hash::{Hash, Hasher};
@@ -19,9 +25,9 @@ use std::hash::{Hash, Hasher};
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Dedupe {
     /// Ids first seen since `since`.
-    current: Set<u128>,
+    current: Generation,
     /// Ids of the generation before.
-    previous: Set<u128>,
+    previous: Generation,
     /// When the current generation began (milliseconds since the epoch, the
     /// engine's clock); `i64::MIN` before the first id.
     since: i64,
@@ -75,8 +81,8 @@ impl Dedupe {
     /// milliseconds of the clock (0: for ever).
     pub fn new(window: i64) -> Self {
         Dedupe {
-            current: Set::default(),
-            previous: Set::default(),
+            current: Generation::default(),
+            previous: Generation::default(),
             since: i64::MIN,
             window: window.max(0),
             generation: 0,
@@ -106,9 +112,9 @@ impl Dedupe {
     /// Makes room for `n` stored ids of `generation` to come.
     pub fn reserve(&mut self, generation: u64, n: usize) {
         if generation == self.generation {
-            self.current.reserve(n);
+            self.current.sorted.reserve(n);
         } else if generation.wrapping_add(1) == self.generation {
-            self.previous.reserve(n);
+            self.previous.sorted.reserve(n);
         }
     }
 
@@ -116,10 +122,17 @@ impl Dedupe {
     /// current generation or the one before, not otherwise.
     pub fn restore(&mut self, id: u128, generation: u64) {
         if generation == self.generation {
-            self.current.insert(id);
+            self.current.restore(id);
         } else if generation.wrapping_add(1) == self.generation {
-            self.previous.insert(id);
+            self.previous.restore(id);
         }
+    }
+
+    /// Sorts the ids put back by [`Dedupe::restore`] (done otherwise at
+    /// the first lookup).
+    pub fn settle(&mut self) {
+        self.current.settle();
+        self.previous.settle();
     }
 
     /// The values stored beside the ids.
@@ -134,9 +147,9 @@ impl Dedupe {
     /// table afresh).
     pub fn all(&self) -> Vec<(u128, u64)> {
         let previous = self.generation.wrapping_sub(1);
-        let current = self.current.iter().map(|&id| (id, self.generation));
+        let current = self.current.iter().map(|id| (id, self.generation));
         current
-            .chain(self.previous.iter().map(|&id| (id, previous)))
+            .chain(self.previous.iter().map(|id| (id, previous)))
             .collect()
     }
 
@@ -168,7 +181,7 @@ impl Dedupe {
     pub fn first_time(&mut self, message_id: &str, now: i64) -> bool {
         self.turn(now);
         let id = fingerprint(message_id);
-        let first = !self.previous.contains(&id) && self.current.insert(id);
+        let first = !self.previous.contains(id) && self.current.insert(id);
         if first && self.log.on {
             self.log.added.push((id, self.generation));
         }
@@ -214,6 +227,182 @@ impl Dedupe {
     /// Whether no id is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// One generation's ids: most of them sorted, the newest in a hash table.
+#[derive(Clone, Debug, Default)]
+struct Generation {
+    /// Ids in increasing order, once [`Generation::settle`] has run on ids
+    /// put back by [`Generation::restore`] (appended as they come).
+    sorted: Vec<u128>,
+    /// Whether `sorted` may be out of order (ids were restored since).
+    restored: bool,
+    /// Where the ids of each range of values begin in `sorted`.
+    index: Index,
+    /// Ids first seen since `sorted` last took them in.
+    fresh: Set<u128>,
+}
+
+/// The fewest fresh ids moved into the sorted vector at once: below it a
+/// table's room costs less than a merge.
+const FRESH_MIN: usize = 1 << 16;
+
+impl Generation {
+    /// Puts back an id a store kept (sorted at the next lookup); a store
+    /// gives each id once, and [`Generation::len`] counts what it gave
+    /// until then.
+    fn restore(&mut self, id: u128) {
+        self.sorted.push(id);
+        self.restored = true;
+    }
+
+    /// Sorts the ids restored since the last lookup.
+    fn settle(&mut self) {
+        if std::mem::take(&mut self.restored) {
+            self.sorted.sort_unstable();
+            self.sorted.dedup();
+            self.index = Index::of(&self.sorted);
+        }
+    }
+
+    /// Whether `id` is here.
+    fn contains(&mut self, id: u128) -> bool {
+        self.settle();
+        self.fresh.contains(&id) || self.index.contains(&self.sorted, id)
+    }
+
+    /// Adds `id`; false when it was here already.
+    fn insert(&mut self, id: u128) -> bool {
+        self.settle();
+        if self.index.contains(&self.sorted, id) || !self.fresh.insert(id) {
+            return false;
+        }
+        if self.fresh.len() >= FRESH_MIN.max(self.sorted.len() / 4) {
+            self.take_in_fresh();
+        }
+        true
+    }
+
+    /// Moves the fresh ids into the sorted vector, merging from its end
+    /// into the room made for them, so no second vector is made.
+    fn take_in_fresh(&mut self) {
+        let mut fresh: Vec<u128> = self.fresh.drain().collect();
+        fresh.sort_unstable();
+        let old = self.sorted.len();
+        // Exactly: a doubling vector would hold up to twice the ids' room.
+        self.sorted.reserve_exact(fresh.len());
+        self.sorted.resize(old + fresh.len(), 0);
+        let (mut i, mut j) = (old, fresh.len());
+        let mut at = self.sorted.len();
+        while j > 0 {
+            at -= 1;
+            // `i` and `j` count what is left of each run, so each index
+            // is in bounds; the sets are disjoint, so no id is equal.
+            let (mine, theirs) = (
+                i.checked_sub(1).and_then(|k| self.sorted.get(k)).copied(),
+                fresh.get(j - 1).copied(),
+            );
+            let take_mine = matches!((mine, theirs), (Some(a), Some(b)) if a > b);
+            let value = if take_mine {
+                i -= 1;
+                mine
+            } else {
+                j -= 1;
+                theirs
+            };
+            if let (Some(slot), Some(v)) = (self.sorted.get_mut(at), value) {
+                *slot = v;
+            }
+        }
+        self.index = Index::of(&self.sorted);
+    }
+
+    /// Every id here, in no particular order.
+    fn iter(&self) -> impl Iterator<Item = u128> + '_ {
+        self.sorted.iter().chain(self.fresh.iter()).copied()
+    }
+
+    /// How many ids are here.
+    fn len(&self) -> usize {
+        self.sorted.len() + self.fresh.len()
+    }
+
+    /// Forgets every id, keeping the room made for them.
+    fn clear(&mut self) {
+        self.sorted.clear();
+        self.fresh.clear();
+        self.index = Index::default();
+        self.restored = false;
+    }
+}
+
+/// Where the sorted ids of each range of values begin: ids are uniform
+/// fingerprints, so with about eight ids to a range (a range per top
+/// `bits` of the value) a lookup reads the range's bounds and a few ids,
+/// where a binary search over millions reads twenty places far apart.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    /// How many top bits of an id name its range; 0: no index (few ids).
+    bits: u32,
+    /// The position of the first id of each range, and the count at the end.
+    starts: Vec<u32>,
+}
+
+impl Index {
+    /// The index of `ids` (sorted).
+    fn of(ids: &[u128]) -> Index {
+        let n = ids.len();
+        // Below this a binary search stays within a few cache lines.
+        if n < 1024 || u32::try_from(n).is_err() {
+            return Index::default();
+        }
+        let bits = (n / 8).ilog2();
+        let ranges = 1usize << bits;
+        let mut starts = Vec::with_capacity(ranges + 1);
+        let mut at = 0usize;
+        for range in 0..ranges as u128 {
+            while ids.get(at).is_some_and(|&id| id >> (128 - bits) < range) {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        starts.push(n as u32);
+        Index { bits, starts }
+    }
+
+    /// Whether the sorted `ids` this indexes hold `id`.
+    fn contains(&self, ids: &[u128], id: u128) -> bool {
+        if self.bits == 0 {
+            return ids.binary_search(&id).is_ok();
+        }
+        let range = (id >> (128 - self.bits)) as usize;
+        let bound = |r: usize| self.starts.get(r).map(|&s| s as usize);
+        match (bound(range), bound(range + 1)) {
+            (Some(lo), Some(hi)) => ids
+                .get(lo..hi)
+                .is_some_and(|run| run.binary_search(&id).is_ok()),
+            _ => false,
+        }
+    }
+}
+
+/// The set's serialised form is a sequence of ids, as the hash set it
+/// replaced wrote it, so whole-state checkpoints of earlier releases read.
+impl serde::Serialize for Generation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Generation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ids: Vec<u128> = Vec::deserialize(deserializer)?;
+        let mut out = Generation::default();
+        for id in ids {
+            out.restore(id);
+        }
+        Ok(out)
     }
 }
 
@@ -283,6 +472,93 @@ mod tests {
         assert!(!d.first_time("a", DAY));
         assert!(d.first_time("a", 4 * DAY));
         assert_eq!(d.len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_indexed_lookup_finds_exactly_what_a_binary_search_finds(
+            mut ids in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..3000),
+            small in proptest::collection::vec(0u128..1000, 0..300),
+            probes in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..50),
+        ) {
+            // Uniform ids, and ids bunched at the bottom of the range
+            // (many in one range, none in most).
+            ids.extend(small);
+            ids.sort_unstable();
+            ids.dedup();
+            let index = Index::of(&ids);
+            let mut all = probes;
+            all.extend(ids.iter().copied());
+            all.extend(ids.iter().map(|i| i.wrapping_add(1)));
+            all.extend([0, u128::MAX]);
+            for p in all {
+                proptest::prop_assert_eq!(index.contains(&ids, p), ids.binary_search(&p).is_ok(), "{}", p);
+            }
+        }
+
+        #[test]
+        fn a_generation_answers_as_a_set_does(
+            restored in proptest::collection::vec(0u128..2000, 0..200),
+            ops in proptest::collection::vec((0u128..2000, proptest::prelude::any::<bool>()), 0..400),
+        ) {
+            let mut g = Generation::default();
+            let mut model = std::collections::HashSet::new();
+            // A store gives each id back once.
+            for id in restored {
+                if model.insert(id) {
+                    g.restore(id);
+                }
+            }
+            for (i, (id, take_in)) in ops.into_iter().enumerate() {
+                proptest::prop_assert_eq!(g.insert(id), model.insert(id), "insert {}", id);
+                proptest::prop_assert_eq!(g.contains(id ^ 1), model.contains(&(id ^ 1)));
+                // Fresh ids moved into the sorted vector now and then, as a
+                // larger table would be.
+                if take_in && i % 7 == 0 {
+                    g.take_in_fresh();
+                    proptest::prop_assert!(g.fresh.is_empty());
+                    proptest::prop_assert!(g.sorted.windows(2).all(|w| w[0] < w[1]));
+                }
+                proptest::prop_assert_eq!(g.len(), model.len());
+            }
+            let mut all: Vec<u128> = g.iter().collect();
+            all.sort_unstable();
+            let mut want: Vec<u128> = model.into_iter().collect();
+            want.sort_unstable();
+            proptest::prop_assert_eq!(all, want);
+        }
+    }
+
+    #[test]
+    fn many_fresh_ids_move_into_the_sorted_vector_and_are_still_found() {
+        let mut d = Dedupe::new(0);
+        let n = FRESH_MIN * 2 + 5;
+        for i in 0..n {
+            assert!(d.first_time(&format!("id-{i}"), 0));
+        }
+        assert!(
+            d.current.fresh.len() < FRESH_MIN,
+            "{}",
+            d.current.fresh.len()
+        );
+        assert_eq!(d.len(), n);
+        for i in (0..n).step_by(997) {
+            assert!(!d.first_time(&format!("id-{i}"), 0), "id-{i}");
+        }
+        assert!(d.first_time("another", 0));
+    }
+
+    #[test]
+    fn the_serialised_form_is_the_hash_sets_it_replaced() {
+        // Whole-state checkpoints of earlier releases hold a generation
+        // as a set of u128: the same bytes must read back.
+        let set: std::collections::HashSet<u128> = [3, 1, 2].into_iter().collect();
+        let bytes = postcard::to_allocvec(&set).unwrap();
+        let mut g: Generation = postcard::from_bytes(&bytes).unwrap();
+        assert!(g.contains(2) && g.contains(3) && !g.contains(4));
+        let again: std::collections::HashSet<u128> =
+            postcard::from_bytes(&postcard::to_allocvec(&g).unwrap()).unwrap();
+        assert_eq!(again, set);
     }
 
     #[test]

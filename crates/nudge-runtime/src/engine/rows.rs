@@ -284,6 +284,9 @@ impl<'b> Machine<'b> {
         timers.set_seq(head.timer_seq);
         state.timers = timers;
         dedupe.set_window(crate::millis::ms(self.config.dedupe_window));
+        // Sorted here, so that the first call after a restart is not the one
+        // that waits for it.
+        dedupe.settle();
         state.dedupe = dedupe;
         state.sent_keys = sent_keys;
         let _layout = layout::at(format);
