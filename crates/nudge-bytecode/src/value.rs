@@ -175,26 +175,56 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// An instant as RFC 3339 in UTC: `2026-12-18T17:00:00Z`.
 pub fn format_instant(unix: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_instant(&mut out, unix, None);
+    out
+}
+
+/// Writes `unix` (seconds) as RFC 3339 in UTC, with `.fff` milliseconds
+/// when given. Every trace and outbox line holds instants, so the common
+/// years (0 to 9999) are written digit by digit rather than through
+/// `format!`; others keep `format!`'s sign and width.
+fn write_instant(out: &mut String, unix: i64, millis: Option<u32>) {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let two = |out: &mut String, n: i64| {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    };
+    if (0..=9999).contains(&y) {
+        two(out, y / 100);
+        two(out, y % 100);
+    } else {
+        out.push_str(&format!("{y:04}"));
+    }
+    out.push('-');
+    two(out, i64::from(m));
+    out.push('-');
+    two(out, i64::from(d));
+    out.push('T');
+    two(out, secs / 3600);
+    out.push(':');
+    two(out, secs / 60 % 60);
+    out.push(':');
+    two(out, secs % 60);
+    if let Some(ms) = millis {
+        let ms = i64::from(ms);
+        out.push('.');
+        out.push(char::from(b'0' + (ms / 100 % 10) as u8));
+        two(out, ms % 100);
+    }
+    out.push('Z');
 }
 
 /// An instant given in milliseconds as RFC 3339 in UTC, with the fraction
 /// only when it is not zero (`2026-12-18T17:00:00Z`, `2026-12-18T17:00:00.250Z`),
 /// so whole-second instants read as they always have.
 pub fn format_instant_ms(ms: i64) -> String {
-    let whole = format_instant(ms.div_euclid(1000));
-    match ms.rem_euclid(1000) {
-        0 => whole,
-        frac => format!("{}.{frac:03}Z", &whole[..whole.len() - 1]),
-    }
+    let mut out = String::with_capacity(28);
+    let frac = ms.rem_euclid(1000) as u32;
+    write_instant(&mut out, ms.div_euclid(1000), (frac != 0).then_some(frac));
+    out
 }
 
 impl fmt::Display for Value {
@@ -285,6 +315,51 @@ impl Type {
 
 #[cfg(test)]
 mod tests {
+
+    /// The instants as `format!` wrote them before they were written digit
+    /// by digit: the reference the fast path must match.
+    fn instant_by_format(ms: i64) -> String {
+        let unix = ms.div_euclid(1000);
+        let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        let whole = format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        match ms.rem_euclid(1000) {
+            0 => whole,
+            frac => format!("{}.{frac:03}Z", &whole[..whole.len() - 1]),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn instants_are_written_as_format_wrote_them(
+            ms in proptest::strategy::Strategy::prop_map(proptest::prelude::any::<i64>(), |v| v / 200_000),
+            near in -5_000_000_000_000i64..300_000_000_000_000,
+        ) {
+            for t in [ms, near, near - near.rem_euclid(1000)] {
+                proptest::prop_assert_eq!(format_instant_ms(t), instant_by_format(t));
+                proptest::prop_assert_eq!(format_instant(t / 1000), instant_by_format(t / 1000 * 1000));
+            }
+        }
+    }
+
+    #[test]
+    fn instants_of_odd_years_keep_their_sign_and_width() {
+        for t in [
+            0,
+            -1,
+            253_402_300_800_000,
+            -62_135_596_800_001,
+            -62_167_219_200_000,
+            1_000,
+        ] {
+            assert_eq!(format_instant_ms(t), instant_by_format(t), "{t}");
+        }
+    }
     use super::*;
 
     #[test]
