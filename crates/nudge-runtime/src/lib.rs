@@ -30,6 +30,7 @@ pub mod identity;
 pub mod ingest;
 pub mod millis;
 pub mod output;
+mod queue;
 pub mod record;
 pub mod replay;
 pub mod segment;

@@ -1,7 +1,10 @@
-//! The timer queue: what is due when, in binary heaps.
+//! The timer queue: what is due when, in two priority queues.
 //!
 //! Every operation costs O(log n) in the number of pending timers, so a
-//! million sleeping instances cost no more per event than a thousand.
+//! million sleeping instances cost no more per event than a thousand; a
+//! timer due no earlier than the last one set (most of them: the clock only
+//! moves on, and waits of one flow are alike) costs O(1) (see
+//! [`crate::queue`]).
 //! Cancelling is lazy: a timer carries the generation of what it wakes, and
 //! a woken owner whose generation has moved on ignores it. That keeps
 //! cancellation O(1) at the price of stale entries, which pop in due course.
@@ -10,13 +13,12 @@
 //! instance, so those are kept packed in 24 bytes (the due time, the
 //! priority and insertion number in one word, the slot and generation);
 //! the others (and instance timers of an extreme priority) keep the full
-//! form in a second heap. Popping takes the earlier of the two heads, so the
+//! form in a second queue. Popping takes the earlier of the two heads, so the
 //! order is exactly that of one queue.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use serde::{Deserialize, Serialize};
+
+use crate::queue::RunQueue;
 
 /// What a timer wakes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,9 +147,9 @@ impl Packed {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Timers {
     /// Instance timers, packed.
-    packed: BinaryHeap<Reverse<Packed>>,
+    packed: RunQueue<Packed>,
     /// Every other timer.
-    wide: BinaryHeap<Reverse<Timer>>,
+    wide: RunQueue<Timer>,
     seq: u64,
     one_shot: usize,
     /// What changed since the store last took it, when followed.
@@ -171,16 +173,6 @@ pub struct TimerChanges {
     pub set: Vec<Timer>,
     /// The insertion numbers ([`Timer::seq`]) of timers that fired.
     pub fired: Vec<u64>,
-}
-
-/// Pushes onto a heap that grows by an eighth when full rather than
-/// doubling, so at most a ninth of its memory sits unused instead of up to
-/// half (growth stays amortized O(1); the heap is only copied more often).
-fn push<T: Ord>(heap: &mut BinaryHeap<T>, item: T) {
-    if heap.len() == heap.capacity() {
-        heap.reserve_exact((heap.len() / 8).max(16));
-    }
-    heap.push(item);
 }
 
 impl Timers {
@@ -210,8 +202,8 @@ impl Timers {
     /// Puts a timer in its heap.
     fn insert(&mut self, timer: Timer) {
         match Packed::of(&timer) {
-            Some(p) => push(&mut self.packed, Reverse(p)),
-            None => push(&mut self.wide, Reverse(timer)),
+            Some(p) => self.packed.push(p),
+            None => self.wide.push(timer),
         }
     }
 
@@ -236,8 +228,8 @@ impl Timers {
     /// Every pending timer, in no order (the whole queue, for a store that
     /// writes it afresh).
     pub fn all(&self) -> Vec<Timer> {
-        let packed = self.packed.iter().map(|p| p.0.unpack());
-        packed.chain(self.wide.iter().map(|t| t.0)).collect()
+        let packed = self.packed.iter().map(|p| p.unpack());
+        packed.chain(self.wide.iter().copied()).collect()
     }
 
     /// Starts following the timers set and fired.
@@ -257,8 +249,8 @@ impl Timers {
 
     /// The next timer, and whether it is the packed heap's.
     fn peek(&self) -> Option<(Timer, bool)> {
-        let packed = self.packed.peek().map(|p| p.0.unpack());
-        let wide = self.wide.peek().map(|t| t.0);
+        let packed = self.packed.peek().map(Packed::unpack);
+        let wide = self.wide.peek();
         match (packed, wide) {
             (Some(p), Some(w)) if w < p => Some((w, false)),
             (Some(p), _) => Some((p, true)),
@@ -268,8 +260,8 @@ impl Timers {
 
     /// When the next timer is due.
     pub fn next_due(&self) -> Option<i64> {
-        let packed = self.packed.peek().map(|p| p.0.due);
-        let wide = self.wide.peek().map(|t| t.0.due);
+        let packed = self.packed.peek().map(|p| p.due);
+        let wide = self.wide.peek().map(|t| t.due);
         match (packed, wide) {
             (Some(p), Some(w)) => Some(p.min(w)),
             (p, w) => p.or(w),

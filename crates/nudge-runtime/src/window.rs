@@ -10,8 +10,9 @@
 //! that, behind lines already let out, comes out when it is read: the
 //! engine applies it as a late call.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::queue::RunQueue;
 
 /// Lines held by default: a few seconds of a busy export, a few tens of
 /// megabytes of memory at most.
@@ -21,12 +22,9 @@ pub const DEFAULT_LINES: usize = 100_000;
 #[derive(Debug)]
 pub struct Window<T> {
     lines: u64,
-    /// (time, sequence) of held lines taken in at or after the time of the
-    /// last one here: in order as they came, so most of a nearly sorted
-    /// input leaves from the front without a heap's cost.
-    run: VecDeque<(i64, u64)>,
-    /// (time, sequence) of the other held lines, earliest first.
-    order: BinaryHeap<Reverse<(i64, u64)>>,
+    /// (time, sequence) of each held line, earliest first; most of a
+    /// nearly sorted input comes in order, which the queue takes cheaply.
+    order: RunQueue<(i64, u64)>,
     /// The held lines by sequence from `first` (`None` for lines let out or
     /// never taken in), so the oldest in the file is at the front: it spans
     /// at most `lines` sequences.
@@ -49,8 +47,7 @@ impl<T> Window<T> {
     pub fn new(lines: usize) -> Window<T> {
         Window {
             lines: u64::try_from(lines).unwrap_or(u64::MAX),
-            run: VecDeque::new(),
-            order: BinaryHeap::new(),
+            order: RunQueue::default(),
             held: VecDeque::new(),
             first: 0,
             count: 0,
@@ -65,12 +62,7 @@ impl<T> Window<T> {
     pub fn push(&mut self, time: i64, seq: u64, item: T) {
         debug_assert!(self.newest.is_none_or(|n| n < seq), "sequences grow");
         self.newest = Some(seq);
-        // Sequences grow, so a time not before the run's last keeps it sorted.
-        if self.run.back().is_none_or(|&(last, _)| time >= last) {
-            self.run.push_back((time, seq));
-        } else {
-            self.order.push(Reverse((time, seq)));
-        }
+        self.order.push((time, seq));
         if self.held.is_empty() {
             self.first = seq;
         }
@@ -94,17 +86,9 @@ impl<T> Window<T> {
 
     /// The earliest-stamped held line, at the end of the input.
     pub fn pop(&mut self) -> Option<(i64, u64, T)> {
-        let from_run = match (self.run.front(), self.order.peek()) {
-            (Some(r), Some(Reverse(o))) => r < o,
-            (r, _) => r.is_some(),
-        };
-        let (time, seq) = if from_run {
-            self.run.pop_front()?
-        } else {
-            self.order.pop()?.0
-        };
-        // Every sequence in `run` or `order` has its line in `held`, counted
-        // from `first`: `push` puts both, and only this takes from either.
+        let (time, seq) = self.order.pop()?;
+        // Every sequence in `order` has its line in `held`, counted from
+        // `first`: `push` puts both, and only this takes from either.
         #[allow(clippy::expect_used, clippy::indexing_slicing)]
         let item = {
             let slot = usize::try_from(seq - self.first).expect("a held line is in the deque");
@@ -269,8 +253,7 @@ mod tests {
         }
 
         /// Any input, however far out of order, leaves as one ordered set
-        /// of every held line would let it out: the run of lines in order
-        /// and the heap of the rest are one queue.
+        /// of every held line would let it out.
         #[test]
         fn the_run_and_the_heap_let_lines_out_as_one_queue(
             times in proptest::collection::vec(-20i64..20, 0..300),
