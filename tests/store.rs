@@ -443,6 +443,31 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
 }
 
 #[test]
+fn a_budget_takes_a_checkpoint_once_more_customers_changed_than_it_keeps() {
+    let (lines, _a, whole, reference) = reference_run(13);
+    // No checkpoint by count of calls: only the budget asks for them.
+    let (_b, bounded) = copy_example("cart_recovery");
+    let toml = bounded.join("nudge.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap();
+    manifest.push_str("\n[runtime]\ncheckpoint_every = 1000000\ncustomers_in_memory = 5\n");
+    std::fs::write(&toml, manifest).unwrap();
+    std::fs::write(bounded.join("events.jsonl"), lines.concat()).unwrap();
+    let run = run_json(&bounded, &["--drain", "--batch-lines", "20"]);
+    let checkpoints: i64 = rusqlite::Connection::open(bounded.join(".nudge/state.db"))
+        .unwrap()
+        .query_row("SELECT epoch FROM checkpoint", [], |r| r.get(0))
+        .unwrap();
+    // Without the budget the run would take one checkpoint, at its end.
+    assert!(checkpoints > 10, "{checkpoints} checkpoints");
+    let m = &run["store"]["memory"];
+    assert!(m["let_go"].as_u64().unwrap() > 20, "{m}");
+    assert_eq!(run["stats"], reference["stats"]);
+    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
+    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
+    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+}
+
+#[test]
 fn a_damaged_customer_row_stops_the_run_with_the_reason() {
     let (_tmp, dir) = copy_example("cart_recovery");
     let toml = dir.join("nudge.toml");

@@ -751,7 +751,14 @@ pub fn run<'b, S: Sink + Feed>(
                     .collect();
                 b.marks = std::mem::take(&mut marks);
                 b.meta.push(("clock", engine.now().to_string()));
-                if settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every {
+                let due =
+                    settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every;
+                // With a budget, the customers changed since the last
+                // checkpoint are held until one writes them: take it now.
+                let full = settings
+                    .customers_in_memory
+                    .is_some_and(|budget| engine.changed_beyond(budget));
+                if due || full {
                     since_checkpoint = 0;
                     b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead, dead_written)?);
                     dead_written = dead.len();

@@ -69,6 +69,13 @@ impl Marks {
                 .is_some_and(|w| w & (1u64 << (n % 64)) != 0)
     }
 
+    /// How many entries changed since the last take; `None` while every
+    /// entry counts as changed, or before the first take (nothing of the
+    /// table has been taken yet).
+    pub fn count(&self) -> Option<usize> {
+        (self.on && !self.all).then_some(self.list.len())
+    }
+
     /// Notes that any entry may have changed.
     pub fn mark_all(&mut self) {
         if self.on {
@@ -103,7 +110,23 @@ mod tests {
         let mut m = Marks::default();
         m.mark(3);
         m.mark_all();
+        // Nothing taken yet: the count is unknown, as all may have changed.
+        assert_eq!(m.count(), None);
         assert_eq!(m.take(), Taken::Some(vec![]));
+    }
+
+    #[test]
+    fn the_count_is_of_entries_changed_since_the_last_take() {
+        let mut m = Marks::default();
+        m.start(false);
+        m.mark(3);
+        m.mark(3);
+        m.mark(70);
+        assert_eq!(m.count(), Some(2));
+        m.take();
+        assert_eq!(m.count(), Some(0));
+        m.mark_all();
+        assert_eq!(m.count(), None);
     }
 
     #[test]

@@ -70,6 +70,18 @@ impl<'b> Machine<'b> {
         }
     }
 
+    /// Whether more than `budget` customers changed since the store last
+    /// took the changes (or every customer counts as changed, with more
+    /// than `budget` in memory): they cannot be let go until a checkpoint
+    /// writes them, so a host with a budget takes one now rather than at
+    /// its usual count of calls, and memory stays near the budget.
+    pub fn changed_beyond(&self, budget: usize) -> bool {
+        match self.customers.changed() {
+            Some(n) => n > budget,
+            None => self.customers.in_memory() > budget,
+        }
+    }
+
     /// Makes sure customer `c`, if stored, is in memory. False (with
     /// [`Machine::page_fault`] set) when its row cannot be read.
     pub(super) fn page_in(&mut self, c: u32) -> bool {

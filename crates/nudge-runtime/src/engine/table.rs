@@ -155,6 +155,12 @@ impl Customers {
         self.len
     }
 
+    /// How many customers changed since the store last took the changes;
+    /// `None` while every customer counts as changed (or none was taken).
+    pub fn changed(&self) -> Option<usize> {
+        self.marks.count()
+    }
+
     /// Whether customer `c` changed since the store last took the changes.
     pub fn changed_since_take(&self, c: u32) -> bool {
         self.marks.is_marked(c)
