@@ -2,8 +2,9 @@
 
 mod common;
 use common::{
-    Server, afternoon_zone, ago, copy_example, http_agent, receipt_bodies, receipt_project,
-    serve_stdin, start_server_with as start_with, wait_for_metric,
+    Server, add_runtime, afternoon_zone, ago, command_text, copy_example, http_agent, nudge,
+    receipt_bodies, receipt_project, s, serve_stdin, start_server_with as start_with,
+    wait_for_metric,
 };
 
 use std::collections::HashSet;
@@ -1143,14 +1144,9 @@ fn reload_reads_the_alerts_again() {
 /// applied as it arrives, where `nudge run` orders a file by time.
 fn generated_lines(dir: &Path, events: usize, seed: u64) -> Vec<String> {
     let path = dir.join("generated.jsonl");
-    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["gen", "--events", &events.to_string(), "--seed"])
-        .arg(seed.to_string())
-        .arg("-o")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (events, seed) = (events.to_string(), seed.to_string());
+    let out = nudge(&["gen", "--events", &events, "--seed", &seed, "-o", s(&path)]);
+    assert!(out.status.success(), "{}", command_text(&out));
     let mut lines: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()
         .lines()
@@ -1167,12 +1163,10 @@ fn generated_lines(dir: &Path, events: usize, seed: u64) -> Vec<String> {
 /// Bounds the customers `project` keeps in memory, with a checkpoint every
 /// `every` calls.
 fn bound_memory(project: &Path, customers: usize, every: usize) {
-    let toml = project.join("nudge.toml");
-    let mut manifest = std::fs::read_to_string(&toml).unwrap_or_default();
-    manifest.push_str(&format!(
-        "\n[runtime]\ncustomers_in_memory = {customers}\ncheckpoint_every = {every}\n"
-    ));
-    std::fs::write(&toml, manifest).unwrap();
+    add_runtime(
+        project,
+        &format!("customers_in_memory = {customers}\ncheckpoint_every = {every}"),
+    );
 }
 
 #[test]
@@ -1182,18 +1176,16 @@ fn a_server_with_a_budget_of_customers_sends_what_a_run_does() {
     let sorted = tmp.path().join("sorted.jsonl");
     std::fs::write(&sorted, lines.join("\n") + "\n").unwrap();
     let run_outbox = tmp.path().join("run.jsonl");
-    let run = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["run", project.to_str().unwrap(), "--in-memory", "--events"])
-        .arg(&sorted)
-        .arg("--outbox")
-        .arg(&run_outbox)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = nudge(&[
+        "run",
+        s(&project),
+        "--in-memory",
+        "--events",
+        s(&sorted),
+        "--outbox",
+        s(&run_outbox),
+    ]);
+    assert!(run.status.success(), "{}", command_text(&run));
     let expected = std::fs::read_to_string(&run_outbox).unwrap();
 
     bound_memory(&project, 1, 20);

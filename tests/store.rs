@@ -2,7 +2,7 @@
 //! run applies only what the first did not.
 
 mod common;
-use common::{copy_example, nudge, run_json, s, trace_parts};
+use common::{add_runtime, copy_example, nudge, run_json, s, trace_parts};
 
 use nudge_test_support::text;
 use std::collections::BTreeMap;
@@ -414,10 +414,7 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
     // and a checkpoint every 100 calls, so that customers are let go after
     // each and read back when a call, a timer or the restart needs them.
     let (_b, bounded) = copy_example("cart_recovery");
-    let toml = bounded.join("nudge.toml");
-    let mut manifest = std::fs::read_to_string(&toml).unwrap();
-    manifest.push_str("\n[runtime]\ncheckpoint_every = 100\ncustomers_in_memory = 5\n");
-    std::fs::write(&toml, manifest).unwrap();
+    add_runtime(&bounded, "checkpoint_every = 100\ncustomers_in_memory = 5");
     let events = bounded.join("events.jsonl");
     std::fs::write(&events, lines[..1700].concat()).unwrap();
     let first = run_json(&bounded, &["--batch-lines", "50"]);
@@ -447,10 +444,10 @@ fn a_budget_takes_a_checkpoint_once_more_customers_changed_than_it_keeps() {
     let (lines, _a, whole, reference) = reference_run(13);
     // No checkpoint by count of calls: only the budget asks for them.
     let (_b, bounded) = copy_example("cart_recovery");
-    let toml = bounded.join("nudge.toml");
-    let mut manifest = std::fs::read_to_string(&toml).unwrap();
-    manifest.push_str("\n[runtime]\ncheckpoint_every = 1000000\ncustomers_in_memory = 5\n");
-    std::fs::write(&toml, manifest).unwrap();
+    add_runtime(
+        &bounded,
+        "checkpoint_every = 1000000\ncustomers_in_memory = 5",
+    );
     std::fs::write(bounded.join("events.jsonl"), lines.concat()).unwrap();
     let run = run_json(&bounded, &["--drain", "--batch-lines", "20"]);
     let checkpoints: i64 = rusqlite::Connection::open(bounded.join(".nudge/state.db"))
@@ -470,10 +467,7 @@ fn a_budget_takes_a_checkpoint_once_more_customers_changed_than_it_keeps() {
 #[test]
 fn a_damaged_customer_row_stops_the_run_with_the_reason() {
     let (_tmp, dir) = copy_example("cart_recovery");
-    let toml = dir.join("nudge.toml");
-    let mut manifest = std::fs::read_to_string(&toml).unwrap();
-    manifest.push_str("\n[runtime]\ncustomers_in_memory = 1\n");
-    std::fs::write(&toml, manifest).unwrap();
+    add_runtime(&dir, "customers_in_memory = 1");
     let events = dir.join("events.jsonl");
     let all = std::fs::read_to_string(&events).unwrap();
     let first = run_json(&dir, &[]);

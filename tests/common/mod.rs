@@ -37,6 +37,15 @@ pub fn nudge(args: &[&str]) -> std::process::Output {
         .expect("nudge runs")
 }
 
+/// Appends a `[runtime]` section holding `settings` (lines of TOML) to
+/// `project`'s `nudge.toml`.
+pub fn add_runtime(project: &Path, settings: &str) {
+    let toml = project.join("nudge.toml");
+    let mut manifest = std::fs::read_to_string(&toml).unwrap_or_default();
+    manifest.push_str(&format!("\n[runtime]\n{settings}\n"));
+    std::fs::write(&toml, manifest).expect("the manifest can be written");
+}
+
 /// `nudge run DIR --format json EXTRA…`, which must succeed; its JSON summary.
 pub fn run_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["run", s(dir), "--format", "json"];
