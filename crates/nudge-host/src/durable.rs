@@ -299,6 +299,20 @@ fn record_deliveries<F: Feed>(feeds: &mut F, router: &Router, intents: &[Intent]
 /// its checkpoints instead of stalling one of them.
 pub const COMPACT_STEP: u64 = 100_000;
 
+/// Whether a batch ends with a checkpoint: `every` calls after the last
+/// one (0: never by count), or, with a `budget` of customers in memory,
+/// once more customers than it changed since the last one, since those
+/// are held until a checkpoint writes them. `nudge run` and `nudge serve`
+/// both ask this.
+pub fn checkpoint_due(
+    since: u64,
+    every: u64,
+    budget: Option<usize>,
+    engine: &nudge_runtime::engine::Machine<'_>,
+) -> bool {
+    (every > 0 && since >= every) || budget.is_some_and(|b| engine.changed_beyond(b))
+}
+
 /// What a checkpoint's commit removes from the log when calls are kept
 /// for `keep_calls` milliseconds (`None`: kept for ever) and the engine's
 /// clock stands at `now`.
@@ -751,14 +765,12 @@ pub fn run<'b, S: Sink + Feed>(
                     .collect();
                 b.marks = std::mem::take(&mut marks);
                 b.meta.push(("clock", engine.now().to_string()));
-                let due =
-                    settings.checkpoint_every > 0 && since_checkpoint >= settings.checkpoint_every;
-                // With a budget, the customers changed since the last
-                // checkpoint are held until one writes them: take it now.
-                let full = settings
-                    .customers_in_memory
-                    .is_some_and(|budget| engine.changed_beyond(budget));
-                if due || full {
+                if checkpoint_due(
+                    since_checkpoint,
+                    settings.checkpoint_every,
+                    settings.customers_in_memory,
+                    engine,
+                ) {
                     since_checkpoint = 0;
                     b.checkpoint = Some(checkpoint_of(&store_path, engine, &dead, dead_written)?);
                     dead_written = dead.len();

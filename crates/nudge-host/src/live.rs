@@ -487,13 +487,12 @@ impl<'b> Live<'b> {
         batch.source = Some(self.source.clone());
         self.stored_dead.extend(dead.iter().cloned());
         self.since_checkpoint += count;
-        let due = self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every;
-        // With a budget, the customers changed since the last checkpoint
-        // are held until one writes them: take it now.
-        let full = self
-            .customers_in_memory
-            .is_some_and(|budget| self.engine.changed_beyond(budget));
-        if due || full {
+        if durable::checkpoint_due(
+            self.since_checkpoint,
+            self.checkpoint_every,
+            self.customers_in_memory,
+            &self.engine,
+        ) {
             batch.checkpoint = Some(self.checkpoint()?);
             batch.compact = durable::compaction(self.keep_calls, self.engine.now());
         }

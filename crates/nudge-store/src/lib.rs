@@ -1019,13 +1019,12 @@ impl Store {
                     .and_then(|v| v.as_blob().map_err(Into::into))
                     .map_err(err)?;
                 let generation: i64 = row.get(1).map_err(err)?;
-                let fps = match packed {
-                    true => id_chunk(bytes),
-                    false => Some(bytes).filter(|b| b.len() == 16).and_then(id_chunk),
-                }
-                .ok_or_else(|| {
-                    self.damaged(format!("a state fingerprint of {} bytes", bytes.len()))
-                })?;
+                let fps = (packed || bytes.len() == 16)
+                    .then(|| id_chunk(bytes))
+                    .flatten()
+                    .ok_or_else(|| {
+                        self.damaged(format!("a state fingerprint of {} bytes", bytes.len()))
+                    })?;
                 out.extend(fps.map(|fp| (fp, generation as u64)));
             }
             Ok(out)
