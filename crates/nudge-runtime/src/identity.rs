@@ -107,6 +107,13 @@ impl<'a> Names<'a> {
     }
 }
 
+mod members;
+
+use members::Members;
+
+/// What [`Identities::user`] holds for a set without a user id.
+const NO_USER: u32 = u32::MAX;
+
 /// The kind of an [`Identity`], without its text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -127,8 +134,9 @@ impl Kind {
 
 /// The identity graph: a union-find over identities.
 ///
-/// Serialized as its node tables alone; the index is rebuilt when read.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// Serialized as its node tables alone (the layout of [`Stored`]); the
+/// index is rebuilt when read.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(from = "Stored")]
 pub struct Identities {
     /// Nodes by kind and text: node numbers, hashed by their member's kind
@@ -143,9 +151,10 @@ pub struct Identities {
     marks: crate::engine::marks::Marks,
     parent: Vec<u32>,
     size: Vec<u32>,
-    /// The user id of each root's set, if it has one.
-    user: Vec<Option<u32>>,
-    members: Vec<Identity>,
+    /// The user id node of each root's set, or [`NO_USER`] (4 bytes a
+    /// node where an `Option` takes 8).
+    user: Vec<u32>,
+    members: Members,
 }
 
 /// [`Identities`] as stored: the node tables, in their field order.
@@ -159,25 +168,68 @@ struct Stored {
 
 impl From<Stored> for Identities {
     fn from(s: Stored) -> Identities {
-        let mut ids = Identities {
-            parent: s.parent,
-            size: s.size,
-            user: s.user,
-            members: s.members,
-            ..Identities::default()
-        };
-        let hasher = ids.hasher.clone();
-        let mut index = HashTable::with_capacity(ids.members.len());
-        for (n, id) in (0u32..).zip(&ids.members) {
-            let (kind, text) = Kind::of(id);
-            let h = hash(&hasher, kind, text);
-            // A damaged graph may name one identity twice: the first node wins.
-            if index.find(h, |&m| ids.is(m, kind, text)).is_none() {
-                index.insert_unique(h, n, |&m| ids.hash_of(m));
-            }
+        let mut rows = NodeRows::default();
+        rows.reserve(s.parent.len());
+        let t = &mut rows.0;
+        t.parent = s.parent;
+        t.size = s.size;
+        t.user = s.user.into_iter().map(|u| u.unwrap_or(NO_USER)).collect();
+        for id in &s.members {
+            t.members.push_identity(id);
         }
-        ids.index = index;
-        ids
+        rows.finish()
+    }
+}
+
+/// The node tables as [`Stored`] lays them out, for the whole-state
+/// checkpoint (serde's form of [`Identities`]).
+impl Serialize for Identities {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = serializer.serialize_struct("Identities", 4)?;
+        st.serialize_field("parent", &self.parent)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("user", &Users(&self.user))?;
+        st.serialize_field("members", &MemberList(&self.members))?;
+        st.end()
+    }
+}
+
+/// The user column as `Option`s, as stored.
+struct Users<'a>(&'a [u32]);
+
+impl Serialize for Users<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|&u| (u != NO_USER).then_some(u)))
+    }
+}
+
+/// The members as [`Identity`] values, as stored.
+struct MemberList<'a>(&'a Members);
+
+/// An [`Identity`] that borrows its text: the same serialized form.
+#[derive(Serialize)]
+#[serde(rename = "Identity")]
+enum IdentityRef<'a> {
+    User(&'a str),
+    Anonymous(&'a str),
+    Email(&'a str),
+}
+
+impl Serialize for MemberList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for member in self.0.iter() {
+            let (kind, text) =
+                member.ok_or_else(|| S::Error::custom("an identity's text is damaged"))?;
+            seq.serialize_element(&match kind {
+                Kind::User => IdentityRef::User(text),
+                Kind::Anonymous => IdentityRef::Anonymous(text),
+                Kind::Email => IdentityRef::Email(text),
+            })?;
+        }
+        seq.end()
     }
 }
 
@@ -221,8 +273,8 @@ impl Identities {
         Some(NodeRow {
             parent: *self.parent.get(i)?,
             size: *self.size.get(i)?,
-            user: *self.user.get(i)?,
-            member: self.members.get(i)?.clone(),
+            user: Some(*self.user.get(i)?).filter(|&u| u != NO_USER),
+            member: self.members.identity(n)?,
         })
     }
 }
@@ -231,7 +283,16 @@ impl Identities {
 /// graph they make: a restart holds each node once, not as a row and again
 /// in the graph.
 #[derive(Default)]
-pub struct NodeRows(Stored);
+pub struct NodeRows(Tables);
+
+/// The graph's node tables, without the index.
+#[derive(Default)]
+struct Tables {
+    parent: Vec<u32>,
+    size: Vec<u32>,
+    user: Vec<u32>,
+    members: Members,
+}
 
 impl NodeRows {
     /// Makes room for `n` more nodes: a restart that knows how many are
@@ -242,7 +303,7 @@ impl NodeRows {
         s.parent.reserve_exact(n);
         s.size.reserve_exact(n);
         s.user.reserve_exact(n);
-        s.members.reserve_exact(n);
+        s.members.reserve(n);
     }
 
     /// Node `n`, which must follow the last one without a gap.
@@ -256,14 +317,40 @@ impl NodeRows {
         }
         s.parent.push(row.parent);
         s.size.push(row.size);
-        s.user.push(row.user);
-        s.members.push(row.member);
+        s.user.push(row.user.unwrap_or(NO_USER));
+        s.members.push_identity(&row.member);
         Ok(())
     }
 
     /// The graph of the nodes pushed (the check on a restored state follows).
     pub fn finish(self) -> Identities {
-        Identities::from(self.0)
+        let Tables {
+            parent,
+            size,
+            user,
+            members,
+        } = self.0;
+        let mut ids = Identities {
+            parent,
+            size,
+            user,
+            members,
+            ..Identities::default()
+        };
+        let hasher = ids.hasher.clone();
+        let mut index = HashTable::with_capacity(ids.members.len());
+        for n in 0..ids.members.len() as u32 {
+            let Some((kind, text)) = ids.members.get(n) else {
+                continue;
+            };
+            let h = hash(&hasher, kind, text);
+            // A damaged graph may name one identity twice: the first node wins.
+            if index.find(h, |&m| ids.is(m, kind, text)).is_none() {
+                index.insert_unique(h, n, |&m| ids.hash_of(m));
+            }
+        }
+        ids.index = index;
+        ids
     }
 }
 
@@ -275,17 +362,14 @@ fn hash(hasher: &foldhash::fast::RandomState, kind: Kind, text: &str) -> u64 {
 impl Identities {
     /// Whether node `n` is the identity of this kind and text.
     fn is(&self, n: u32, kind: Kind, text: &str) -> bool {
-        self.members
-            .get(n as usize)
-            .is_some_and(|id| Kind::of(id) == (kind, text))
+        self.members.get(n) == Some((kind, text))
     }
 
     /// The index hash of node `n`'s identity.
     fn hash_of(&self, n: u32) -> u64 {
-        self.members.get(n as usize).map_or(0, |id| {
-            let (kind, text) = Kind::of(id);
-            hash(&self.hasher, kind, text)
-        })
+        self.members
+            .get(n)
+            .map_or(0, |(kind, text)| hash(&self.hasher, kind, text))
     }
 
     /// The node of an identity, if it has been seen.
@@ -321,7 +405,7 @@ impl Identities {
             .collect();
         let mut out: Vec<Identity> = nodes
             .into_iter()
-            .filter_map(|n| self.members.get(n as usize).cloned())
+            .filter_map(|n| self.members.identity(n))
             .collect();
         out.sort();
         out
@@ -332,15 +416,17 @@ impl Identities {
     pub fn display_id(&mut self, customer: CustomerId) -> String {
         let root = self.find(customer.0);
         let node = self.user_of(root).unwrap_or(root);
-        match self.members.get(node as usize) {
-            Some(Identity::User(s) | Identity::Anonymous(s) | Identity::Email(s)) => s.clone(),
-            None => String::new(),
-        }
+        self.members
+            .get(node)
+            .map_or_else(String::new, |(_, text)| text.to_string())
     }
 
     /// The user id node of root `root`'s set, if it has one.
     fn user_of(&self, root: u32) -> Option<u32> {
-        self.user.get(root as usize).copied().flatten()
+        self.user
+            .get(root as usize)
+            .copied()
+            .filter(|&u| u != NO_USER)
     }
 
     /// How many nodes root `root`'s set has.
@@ -385,9 +471,9 @@ impl Identities {
             *size += moved;
         }
         if let Some(u) = self.user.get_mut(kept as usize)
-            && u.is_none()
+            && *u == NO_USER
         {
-            *u = user;
+            *u = user.unwrap_or(NO_USER);
         }
         Join::Merged {
             kept: CustomerId(kept),
@@ -467,20 +553,14 @@ impl Identities {
         self.marks.mark(n);
         self.parent.push(n);
         self.size.push(1);
-        self.user.push((kind == Kind::User).then_some(n));
+        self.user.push(if kind == Kind::User { n } else { NO_USER });
         let h = hash(&self.hasher, kind, text);
-        let text = text.to_string();
-        self.members.push(match kind {
-            Kind::User => Identity::User(text),
-            Kind::Anonymous => Identity::Anonymous(text),
-            Kind::Email => Identity::Email(text),
-        });
+        self.members.push(kind, text);
         let (index, hasher, members) = (&mut self.index, &self.hasher, &self.members);
         index.insert_unique(h, n, |&m| {
-            members.get(m as usize).map_or(0, |id| {
-                let (kind, text) = Kind::of(id);
-                hash(hasher, kind, text)
-            })
+            members
+                .get(m)
+                .map_or(0, |(kind, text)| hash(hasher, kind, text))
         });
         n
     }
@@ -514,7 +594,7 @@ impl Identities {
         if let Some(x) = self
             .index
             .iter()
-            .chain(self.user.iter().flatten())
+            .chain(self.user.iter().filter(|&&u| u != NO_USER))
             .chain(&self.parent)
             .find(|x| outside(x))
         {
@@ -679,6 +759,56 @@ mod tests {
         let mut short = ids.clone();
         short.members.pop();
         assert!(short.check().is_err());
+    }
+
+    /// The graph as the derived serde of its earlier layout wrote it: an
+    /// `Option` per user column entry and an [`Identity`] per member.
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Earlier {
+        parent: Vec<u32>,
+        size: Vec<u32>,
+        user: Vec<Option<u32>>,
+        members: Vec<Identity>,
+    }
+
+    #[test]
+    fn the_graph_is_stored_in_the_layout_it_always_had() {
+        let mut ids = Identities::new();
+        observe(
+            &mut ids,
+            r#"{"type":"identify","userId":"u1","anonymousId":"a1","timestamp":"2026-11-23T10:00:00Z","traits":{"email":"X@y.z"}}"#,
+        );
+        observe(
+            &mut ids,
+            r#"{"type":"track","event":"Product Viewed","anonymousId":"ä2","timestamp":"2026-11-23T10:00:00Z"}"#,
+        );
+        let earlier = Earlier {
+            parent: ids.parent.clone(),
+            size: ids.size.clone(),
+            user: vec![Some(0), None, None, None],
+            members: vec![
+                Identity::User("u1".into()),
+                Identity::Anonymous("a1".into()),
+                Identity::Email("x@y.z".into()),
+                Identity::Anonymous("ä2".into()),
+            ],
+        };
+        let bytes = postcard::to_allocvec(&ids).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&earlier).unwrap());
+        let mut back: Identities = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.check(), Ok(()));
+        assert_eq!(
+            back.customer_of(&Identity::Anonymous("ä2".into())),
+            Some(CustomerId(3))
+        );
+        assert_eq!(back.display_id(CustomerId(2)), "u1");
+        let rows: Vec<NodeRow> = (0..4).filter_map(|n| back.row(n)).collect();
+        let mut again = NodeRows::default();
+        for (n, row) in (0..).zip(rows) {
+            again.push(n, row).unwrap();
+        }
+        let again = again.finish();
+        assert_eq!(postcard::to_allocvec(&again).unwrap(), bytes);
     }
 
     #[test]
