@@ -418,6 +418,16 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
     let events = bounded.join("events.jsonl");
     std::fs::write(&events, lines[..1700].concat()).unwrap();
     let first = run_json(&bounded, &["--batch-lines", "50"]);
+    // A restart with nothing new reads only the timers due within the hour
+    // (the carts' waits of a day stay in the store).
+    let restart = run_json(&bounded, &["--batch-lines", "50"]);
+    assert_eq!(restart["store"]["applied"], 0);
+    let m = &restart["store"]["memory"];
+    assert_eq!(m["timers"], first["store"]["memory"]["timers"], "{m}");
+    assert!(
+        m["timers_in_memory"].as_u64().unwrap() < m["timers"].as_u64().unwrap(),
+        "{m}"
+    );
     std::fs::write(&events, lines.concat()).unwrap();
     let second = run_json(&bounded, &["--drain", "--batch-lines", "50"]);
     for run in [&first, &second] {
@@ -437,6 +447,30 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
     let third = run_json(&bounded, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
     assert_eq!(third["stats"], reference["stats"]);
+}
+
+#[test]
+fn a_budget_in_memory_freezes_customers_and_changes_no_byte_of_the_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.jsonl");
+    generate(&all, 3000, 13);
+    let (_a, whole) = copy_example("cart_recovery");
+    let (_b, frozen) = copy_example("cart_recovery");
+    add_runtime(&frozen, "customers_in_memory = 5");
+    let run = |dir: &Path| run_json(dir, &["--in-memory", "--events", s(&all), "--drain"]);
+    let reference = run(&whole);
+    let bounded = run(&frozen);
+    assert!(reference.get("memory").is_none(), "{reference}");
+    let m = &bounded["memory"];
+    assert_eq!(m["budget"], 5, "{m}");
+    assert!(m["let_go"].as_u64().unwrap() > 20, "{m}");
+    assert!(m["read_back"].as_u64().unwrap() > 20, "{m}");
+    assert!(m["in_memory"].as_u64().unwrap() < m["customers"].as_u64().unwrap());
+    assert_eq!(bounded["stats"], reference["stats"]);
+    for file in ["outbox.jsonl", "trace.jsonl"] {
+        let read = |dir: &Path| std::fs::read(dir.join(".nudge").join(file)).unwrap();
+        assert!(read(&frozen) == read(&whole), "{file} differs");
+    }
 }
 
 #[test]

@@ -385,6 +385,7 @@ fn tell(format: Format, paths: &Paths, plan: &Plan, ran: &Ran) -> Status {
         &ran.stats,
         ran.clamped,
         ran.report.as_ref().map(|r| (store.as_path(), r)),
+        ran.memory.as_ref(),
     );
     if ran.report.as_ref().is_some_and(|r| r.diverged) {
         eprintln!(
@@ -451,6 +452,7 @@ fn summary(
     stats: &nudge_runtime::stats::Stats,
     clamped: u64,
     store: Option<(&Path, &durable::Report)>,
+    frozen: Option<&durable::Memory>,
 ) {
     match format {
         Format::Table => {
@@ -467,6 +469,12 @@ fn summary(
                 paths.files.dead.display(),
                 paths.files.trace.display()
             );
+            if let Some(m) = frozen {
+                println!(
+                    "memory: {} of {} customers held as records (budget {}), the others encoded; {} decoded, {} encoded",
+                    m.in_memory, m.customers, m.budget, m.read_back, m.let_go
+                );
+            }
             if let Some((path, r)) = store {
                 let mut late = if r.late > 0 {
                     format!(
@@ -500,8 +508,14 @@ fn summary(
                 };
                 if let Some(m) = &r.memory {
                     println!(
-                        "memory: {} of {} customers in memory (budget {}); {} read back from the store, {} let go",
-                        m.in_memory, m.customers, m.budget, m.read_back, m.let_go
+                        "memory: {} of {} customers in memory (budget {}); {} read back from the store, {} let go; {} of {} timers in memory",
+                        m.in_memory,
+                        m.customers,
+                        m.budget,
+                        m.read_back,
+                        m.let_go,
+                        m.timers_in_memory,
+                        m.timers
                     );
                 }
                 println!(
@@ -526,6 +540,9 @@ fn summary(
             });
             if clamped > 0 {
                 super::put(&mut out, "clamped", serde_json::json!(clamped));
+            }
+            if let Some(m) = frozen {
+                super::put(&mut out, "memory", serde_json::json!(m));
             }
             if let Some((path, r)) = store {
                 let mut s = serde_json::to_value(r).unwrap_or_default();

@@ -382,15 +382,27 @@ pub fn bound_memory<S: Sink>(
     Ok(())
 }
 
+/// The timers' insertion number a checkpoint stores them through, when it
+/// stores them as rows: once it is committed, the engine can let go of
+/// those not due soon.
+pub fn timers_stored(checkpoint: &nudge_store::Checkpoint) -> Option<u64> {
+    match &checkpoint.engine {
+        EngineState::Rows(c) => Some(c.timer_seq),
+        _ => None,
+    }
+}
+
 /// What a batch writes of the engine's customers.
 #[derive(Debug, PartialEq, Eq)]
 enum Saves {
     /// No checkpoint.
     Nothing,
-    /// A checkpoint writing these customers' rows.
-    Customers(Vec<u32>),
-    /// A checkpoint writing the whole state.
-    Everything,
+    /// A checkpoint writing these customers' rows, and the timers through
+    /// this insertion number.
+    Customers(Vec<u32>, u64),
+    /// A checkpoint writing the whole state (as rows: with the timers
+    /// through this insertion number).
+    Everything(Option<u64>),
 }
 
 impl Saves {
@@ -398,9 +410,18 @@ impl Saves {
         match batch.checkpoint.as_ref().map(|c| &c.engine) {
             None => Saves::Nothing,
             Some(EngineState::Rows(c)) if !c.full => {
-                Saves::Customers(c.customers.iter().map(|(n, _)| *n).collect())
+                Saves::Customers(c.customers.iter().map(|(n, _)| *n).collect(), c.timer_seq)
             }
-            Some(_) => Saves::Everything,
+            Some(EngineState::Rows(c)) => Saves::Everything(Some(c.timer_seq)),
+            Some(_) => Saves::Everything(None),
+        }
+    }
+
+    /// The timers' insertion number the checkpoint stored them through.
+    fn timers(&self) -> Option<u64> {
+        match self {
+            Saves::Nothing | Saves::Everything(None) => None,
+            Saves::Customers(_, seq) | Saves::Everything(Some(seq)) => Some(*seq),
         }
     }
 
@@ -411,8 +432,8 @@ impl Saves {
         for f in flights {
             match f {
                 Saves::Nothing => {}
-                Saves::Customers(list) => out.extend_from_slice(list),
-                Saves::Everything => return None,
+                Saves::Customers(list, _) => out.extend_from_slice(list),
+                Saves::Everything(_) => return None,
             }
         }
         Some(out)
@@ -523,7 +544,9 @@ pub struct Report {
     pub memory: Option<Memory>,
 }
 
-/// How a run with `[runtime] customers_in_memory` held its customers.
+/// How a run with `[runtime] customers_in_memory` held its customers: with
+/// a store, those beyond it are let go and read back from the store; in
+/// memory, frozen and decoded (counted as let go and read back).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Memory {
     /// The budget: the most customers kept in memory after each checkpoint.
@@ -536,13 +559,17 @@ pub struct Memory {
     pub read_back: u64,
     /// Customers let go during the run.
     pub let_go: u64,
+    /// Timers pending when the run ended, in memory or in the store.
+    pub timers: u64,
+    /// Timers in memory when the run ended (those due an hour or more
+    /// past the clock wait in the store).
+    pub timers_in_memory: u64,
 }
 
 impl Memory {
-    /// What `engine` did under `budget`, if there is one and the engine
-    /// reads customers back from a store.
+    /// What `engine` did under `budget`, if there is one.
     pub fn of<S: Sink>(engine: &Engine<'_, S>, budget: Option<usize>) -> Option<Memory> {
-        let budget = budget.filter(|_| engine.pages())?;
+        let budget = budget?;
         let p = engine.paging();
         Some(Memory {
             budget: budget as u64,
@@ -550,6 +577,8 @@ impl Memory {
             in_memory: p.in_memory,
             read_back: p.read_back,
             let_go: p.let_go,
+            timers: engine.timers_pending() as u64,
+            timers_in_memory: engine.timers_in_memory() as u64,
         })
     }
 }
@@ -799,6 +828,9 @@ pub fn run<'b, S: Sink + Feed>(
                         && let Some(unsaved) = Saves::unsaved(&flights)
                     {
                         engine.let_go(budget, &unsaved);
+                    }
+                    if let Some(seq) = acked.timers() {
+                        engine.let_timers_go(seq);
                     }
                 }
             }

@@ -630,6 +630,7 @@ impl<'b> Live<'b> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
         let with_state = batch.checkpoint.is_some();
+        let timers = batch.checkpoint.as_ref().and_then(durable::timers_stored);
         durable::no_page_fault(self.store.path(), &self.engine)?;
         let intents = durable::commit_captured(&mut self.store, &self.captured, batch)
             .inspect_err(|_| {
@@ -640,6 +641,9 @@ impl<'b> Live<'b> {
         if with_state && let Some(budget) = self.customers_in_memory {
             // The checkpoint is committed: what it wrote can be read back.
             self.engine.let_go(budget, &[]);
+        }
+        if let Some(seq) = timers {
+            self.engine.let_timers_go(seq);
         }
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
@@ -864,6 +868,8 @@ impl<'b> Live<'b> {
             .store(paging.in_memory, Ordering::Relaxed);
         m.customers_read_back
             .store(paging.read_back, Ordering::Relaxed);
+        m.timers_in_memory
+            .store(self.engine.timers_in_memory() as u64, Ordering::Relaxed);
         let mut text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
         text.push_str(&waiting_metrics(&self.engine.instances_by_step()));
         if let Ok(mut flows) = self.metrics.flows.lock() {

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub customers_in_memory: AtomicU64,
     /// Customers read back from the store since the server started.
     pub customers_read_back: AtomicU64,
+    /// Timers in memory (with a budget, the others wait in the store).
+    pub timers_in_memory: AtomicU64,
     /// Calls whose time was later than their receipt, applied at it.
     pub clamped: AtomicU64,
     /// Commits by the histogram's buckets (see [`COMMIT_BUCKETS`]); the last
@@ -571,6 +573,12 @@ impl Metrics {
                 "counter",
                 "Customers read back from the store when a call, a timer or a lookup needed them, since the server started.",
                 &self.customers_read_back,
+            ),
+            (
+                "nudge_timers_in_memory",
+                "gauge",
+                "Pending timers in memory; with `[runtime] customers_in_memory`, those due an hour or more ahead wait in the store.",
+                &self.timers_in_memory,
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -91,6 +91,9 @@ pub struct Ran {
     pub held: Option<Held>,
     /// Durable: the store's report of the run.
     pub report: Option<durable::Report>,
+    /// In memory, with `[runtime] customers_in_memory`: how the customers
+    /// beyond it were frozen and decoded.
+    pub memory: Option<durable::Memory>,
     /// A file that could not be written after the replay (the outputs are
     /// incomplete): the run failed, though its counters stand.
     pub error: Option<String>,
@@ -141,6 +144,7 @@ pub fn in_memory(
     };
     let held_path = files.state.join("held.jsonl");
     let sink = Breaker::new(sink, plan.max_sends, &held_path).map_err(SetupError::new)?;
+    let budget = config.customers_in_memory;
     let mut engine = Engine::new(bundle, Watched::new(sink, watch), config, i64::MIN);
     let options = Options {
         until: plan.until,
@@ -171,6 +175,7 @@ pub fn in_memory(
     }
     .map_err(|e| SetupError::new(format!("cannot read events from {}: {e}", events.display())))?;
     let stats = engine.stats();
+    let memory = durable::Memory::of(&engine, budget);
     let mut synced = None;
     let (flushed, held) = match engine.into_sink().into_inner().finish() {
         Ok((mut sink, tripped, count)) => {
@@ -199,6 +204,7 @@ pub fn in_memory(
         synced,
         held,
         report: None,
+        memory,
         error,
     })
 }
@@ -279,6 +285,7 @@ pub fn durable(
         synced,
         held: None,
         report: Some(report),
+        memory: None,
         error,
     })
 }

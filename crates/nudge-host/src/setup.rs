@@ -86,6 +86,9 @@ pub fn engine_config(
             .flatten()
             .unwrap_or(nudge_runtime::engine::DEFAULT_DEDUPE_WINDOW),
         catalogue: std::sync::Arc::new(settings.catalogue().map_err(SetupError::new)?),
+        // With a store, customers beyond it are let go (`durable::bound_memory`);
+        // without one (`nudge run --in-memory`), frozen.
+        customers_in_memory: settings.customers_in_memory(),
     })
 }
 

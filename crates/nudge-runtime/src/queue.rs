@@ -87,9 +87,17 @@ impl<T: Ord + Copy> RunQueue<T> {
         self.run.len() + self.heap.len()
     }
 
-    /// Whether none is held.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.run.is_empty() && self.heap.is_empty()
+    /// Keeps only the items `keep` says to, and gives back the room the
+    /// others took beyond what growth leaves spare: what is let go leaves
+    /// memory, not only the queue. Returns how many were dropped.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) -> usize {
+        let before = self.len();
+        self.run.retain(|t| keep(t));
+        self.heap.retain(|Reverse(t)| keep(t));
+        let (run, heap) = (self.run.len(), self.heap.len());
+        self.run.shrink_to(run + room(run));
+        self.heap.shrink_to(heap + room(heap));
+        before - self.len()
     }
 }
 
@@ -133,6 +141,11 @@ mod tests {
                 prop_assert_eq!(q.peek(), model.peek().map(|Reverse(v)| *v));
                 prop_assert_eq!(q.len(), model.len());
             }
+            let dropped = q.retain(|v| v % 3 != 0);
+            let kept: BinaryHeap<Reverse<i64>> = model.iter().copied().filter(|Reverse(v)| v % 3 != 0).collect();
+            prop_assert_eq!(dropped, model.len() - kept.len());
+            model = kept;
+            prop_assert_eq!(q.peek(), model.peek().map(|Reverse(v)| *v));
             let mut all: Vec<i64> = q.iter().copied().collect();
             all.sort_unstable();
             let mut want: Vec<i64> = model.into_iter().map(|Reverse(v)| v).collect();

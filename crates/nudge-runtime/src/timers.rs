@@ -15,6 +15,11 @@
 //! the others (and instance timers of an extreme priority) keep the full
 //! form in a second queue. Popping takes the earlier of the two heads, so the
 //! order is exactly that of one queue.
+//!
+//! With a store behind it, memory holds only the timers due soon: once a
+//! take of them is committed, timers due an hour or more past the clock
+//! are let go ([`Timers::let_go`]), and read back by due time before the
+//! clock reaches them ([`Timers::to_read`], [`Timers::read_back`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +160,41 @@ pub struct Timers {
     /// What changed since the store last took it, when followed.
     #[serde(skip)]
     log: Log,
+    /// The timers left in the store, when some may be.
+    #[serde(skip)]
+    stored: Option<Stored>,
+}
+
+/// How far ahead of the clock timers stay in memory once a store holds
+/// them (milliseconds): an hour, so that a server reads the store for its
+/// timers once an hour, and a replay once per hour of the history it
+/// replays.
+pub const AHEAD: i64 = 3_600_000;
+
+/// Which timers are in the store and not in memory.
+///
+/// Every pending timer due before `from` is in memory; none numbered at
+/// or below `through` and due at or after `from` is. So the store's timers
+/// due from `from` on and numbered up to `through` are exactly the ones
+/// memory lacks there: reading them back can neither miss nor double one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    from: i64,
+    through: u64,
+    /// How many there are (for [`Timers::len`]).
+    count: usize,
+}
+
+/// Timers to read back from a store: those due from `from` through
+/// `until`, numbered at most `through`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToRead {
+    /// The first due time to read.
+    pub from: i64,
+    /// The last due time to read.
+    pub until: i64,
+    /// The highest insertion number to read.
+    pub through: u64,
 }
 
 /// The timers set and fired since the store last took them.
@@ -288,17 +328,111 @@ impl Timers {
         Some(t)
     }
 
-    /// How many timers are pending (including stale ones not yet popped).
+    /// How many timers are pending (including stale ones not yet popped),
+    /// in memory or left in the store.
     pub fn len(&self) -> usize {
+        self.in_memory() + self.stored.map_or(0, |s| s.count)
+    }
+
+    /// How many timers are in memory.
+    pub fn in_memory(&self) -> usize {
         self.packed.len() + self.wide.len()
     }
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.packed.is_empty() && self.wide.is_empty()
+        self.len() == 0
     }
 
-    /// Whether any pending timer is not a recurring schedule.
+    /// From now on timers may be left in a store. `from` and `through` say
+    /// which are already there and not in memory (see [`Stored`]): a
+    /// restore that read only the timers due before `from` passes the
+    /// store's count of the others; an engine that holds every timer
+    /// passes `i64::MAX`, 0 and 0.
+    pub fn leave_in_store(&mut self, from: i64, through: u64, count: usize) {
+        self.stored = Some(Stored {
+            from,
+            through,
+            count,
+        });
+    }
+
+    /// Whether timers may be left in a store.
+    pub fn leaves_in_store(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// Which timers to read back from the store before popping those due
+    /// through `limit`; `None` when memory holds them all.
+    pub fn to_read(&self, limit: i64) -> Option<ToRead> {
+        let s = self.stored?;
+        (limit >= s.from).then(|| ToRead {
+            from: s.from,
+            until: limit.saturating_add(AHEAD),
+            through: s.through,
+        })
+    }
+
+    /// Which timers to read back to hold every one in memory (before a
+    /// drain, or a take that writes them all).
+    pub fn to_read_all(&self) -> Option<ToRead> {
+        let s = self.stored?;
+        (s.count > 0 || s.from < i64::MAX).then_some(ToRead {
+            from: s.from,
+            until: i64::MAX,
+            through: s.through,
+        })
+    }
+
+    /// Puts back the timers a store gave for `read` ([`Timers::to_read`]).
+    pub fn read_back(&mut self, read: ToRead, timers: impl IntoIterator<Item = Timer>) {
+        let mut n = 0;
+        for t in timers {
+            self.restore(t);
+            n += 1;
+        }
+        if let Some(s) = &mut self.stored {
+            s.count = s.count.saturating_sub(n);
+            s.from = s.from.max(read.until.saturating_add(1));
+            if read.until == i64::MAX {
+                s.count = 0;
+            }
+        }
+    }
+
+    /// Lets go of the timers a committed take stored (those numbered at or
+    /// below `through`) that are due an hour or more past `now`: the store
+    /// gives them back before the clock reaches them. Returns how many
+    /// were let go.
+    pub fn let_go(&mut self, now: i64, through: u64) -> usize {
+        let Some(s) = self.stored else {
+            return 0;
+        };
+        // Memory holds every timer due before `s.from`, so the line can
+        // come nearer, never go further.
+        let from = s.from.min(now.saturating_add(AHEAD));
+        let through = through.max(s.through);
+        // Instance timers are never recurring.
+        let packed = self
+            .packed
+            .retain(|p| p.due < from || p.tie & ((1 << SEQ_BITS) - 1) > through);
+        let mut one_shot = packed;
+        let wide = self.wide.retain(|t| {
+            let keep = t.due < from || t.seq > through;
+            one_shot += usize::from(!keep && !t.wake.recurring());
+            keep
+        });
+        self.one_shot = self.one_shot.saturating_sub(one_shot);
+        self.stored = Some(Stored {
+            from,
+            through,
+            count: s.count + packed + wide,
+        });
+        packed + wide
+    }
+
+    /// Whether any pending timer in memory is not a recurring schedule
+    /// (read every timer back first: see [`Timers::to_read_all`]).
     pub fn has_one_shot(&self) -> bool {
         self.one_shot > 0
     }

@@ -22,6 +22,10 @@ impl Pager for Shared {
     fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
         Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
     }
+
+    fn timers(&mut self, read: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
+    }
 }
 
 fn example(name: &str) -> (Bundle, String) {
@@ -44,6 +48,16 @@ fn new_engine(bundle: &Bundle) -> Engine<'_, MemorySink> {
     Engine::new(bundle, MemorySink::default(), config(), i64::MIN)
 }
 
+/// The engine of the run that stops: with [`Keep::Frozen`], one that
+/// freezes every customer it can before each call.
+fn stepped_engine(bundle: &Bundle, keep: Keep) -> Engine<'_, MemorySink> {
+    let mut config = config();
+    if let Keep::Frozen { .. } = keep {
+        config.customers_in_memory = Some(0);
+    }
+    Engine::new(bundle, MemorySink::default(), config, i64::MIN)
+}
+
 /// How a run keeps its state across a stop.
 #[derive(Clone, Copy)]
 enum Keep {
@@ -56,13 +70,17 @@ enum Keep {
     /// As `Rows`, and after each take every customer that can be is let
     /// go; a restore reads none, and customers are read back when needed.
     Paged { every: usize },
+    /// As `Rows`, with no store to read customers back from: every
+    /// customer that can be is frozen before each call, and a take writes
+    /// frozen customers' rows from their bytes.
+    Frozen { every: usize },
 }
 
 /// Runs `lines` without a stop, then again stopping after each of `cuts`
 /// lines (state kept as `keep` says, restored into a fresh engine, go on),
 /// and checks that both runs did the same. Returns how many customers were
-/// read back (with [`Keep::Paged`]).
-fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) -> u64 {
+/// read back and how many timers let go (with [`Keep::Paged`]).
+fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) -> (u64, usize) {
     let mut whole = new_engine(bundle);
     for line in lines {
         let _ = ingest::apply_line(&mut whole, line);
@@ -74,19 +92,22 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
 
     let shared = Shared::default();
     let paged = matches!(keep, Keep::Paged { .. });
+    let timers_let_go = std::cell::Cell::new(0);
     let take = |engine: &mut Engine<'_, MemorySink>| {
         let changes = engine.take_changes().expect("changes");
+        let timers = changes.timer_seq;
         shared.0.lock().unwrap().apply(changes);
         if paged {
             engine.let_go(0, &[]);
+            timers_let_go.set(timers_let_go.get() + engine.let_timers_go(timers));
         }
     };
     let mut got = MemorySink::default();
-    let mut engine = new_engine(bundle);
+    let mut engine = stepped_engine(bundle, keep);
     if paged {
         engine.set_pager(Box::new(shared.clone()));
     }
-    if let Keep::Rows { .. } | Keep::Paged { .. } = keep {
+    if let Keep::Rows { .. } | Keep::Paged { .. } | Keep::Frozen { .. } = keep {
         take(&mut engine);
     }
     let mut read_back = 0;
@@ -94,7 +115,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     for &cut in cuts {
         for (i, line) in (from..).zip(&lines[from..cut]) {
             let _ = ingest::apply_line(&mut engine, line);
-            if let Keep::Rows { every } | Keep::Paged { every } = keep
+            if let Keep::Rows { every } | Keep::Paged { every } | Keep::Frozen { every } = keep
                 && i % every == 0
             {
                 take(&mut engine);
@@ -103,7 +124,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
         from = cut;
         let whole_state = match keep {
             Keep::Whole => Some(engine.checkpoint().expect("a checkpoint")),
-            Keep::Rows { .. } | Keep::Paged { .. } => {
+            Keep::Rows { .. } | Keep::Paged { .. } | Keep::Frozen { .. } => {
                 take(&mut engine);
                 None
             }
@@ -111,7 +132,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
         let before = engine.stats();
         read_back += engine.paging().read_back;
         append(&mut got, std::mem::take(engine.sink_mut()));
-        engine = new_engine(bundle);
+        engine = stepped_engine(bundle, keep);
         let rows = shared.0.lock().unwrap();
         match whole_state {
             Some(bytes) => engine.restore(&bytes, bundle, common::arena()),
@@ -140,14 +161,16 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     // the history the uninterrupted one holds (between a restore and the
     // next sweep a call's own customer is not trimmed: the horizons are
     // not stored). Sweeps come every `forget_every` (7) calls applied.
-    if lines.len() >= from + 14 && !paged {
+    // (Customers let go or frozen are not swept.)
+    let frozen = matches!(keep, Keep::Frozen { .. });
+    if lines.len() >= from + 14 && !paged && !frozen {
         assert_eq!(engine.history_held(), whole_held, "history held");
     }
     append(&mut got, engine.into_sink());
     assert_eq!(got.outbox, whole.outbox, "sends");
     assert_eq!(got.records, whole.records, "records");
     assert_eq!(got.memberships, whole.memberships, "memberships");
-    read_back
+    (read_back, timers_let_go.get())
 }
 
 fn append(to: &mut MemorySink, from: MemorySink) {
@@ -180,20 +203,47 @@ fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
 
 #[test]
 fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
+    let mut total_timers = 0;
+    for name in nudge_test_support::example_names() {
+        let (bundle, events) = example(&name);
+        let lines: Vec<&str> = events.lines().collect();
+        let (mut read_back, mut timers) = (0, 0);
+        for cut in 0..=lines.len() {
+            for every in [1, 3] {
+                let (r, t) = assert_restores(&bundle, &lines, &[cut], Keep::Paged { every });
+                read_back += r;
+                timers += t;
+            }
+        }
+        total_timers += timers;
+        // Customers with nothing live, met again later: some examples have
+        // none (one customer, or each met once).
+        eprintln!("{name}: {read_back} customers read back, {timers} timers let go");
+        assert!(
+            read_back > 0 || lines.len() < 8,
+            "{name}: nothing was read back"
+        );
+    }
+    // Waits of a day and more, date triggers and schedules: timers an
+    // hour or more ahead are let go and read back in many examples.
+    assert!(total_timers > 100, "{total_timers} timers let go");
+}
+
+#[test]
+fn every_example_decides_the_same_with_its_customers_frozen() {
     for name in nudge_test_support::example_names() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
         let mut read_back = 0;
-        for cut in 0..=lines.len() {
-            read_back += assert_restores(&bundle, &lines, &[cut], Keep::Paged { every: 1 });
-            read_back += assert_restores(&bundle, &lines, &[cut], Keep::Paged { every: 3 });
+        for cut in [0, lines.len() / 3, lines.len()] {
+            for every in [1, 3] {
+                let (r, _) = assert_restores(&bundle, &lines, &[cut], Keep::Frozen { every });
+                read_back += r;
+            }
         }
-        // Customers with nothing live, met again later: some examples have
-        // none (one customer, or each met once).
-        eprintln!("{name}: {read_back} customers read back");
         assert!(
             read_back > 0 || lines.len() < 8,
-            "{name}: nothing was read back"
+            "{name}: no customer was decoded"
         );
     }
 }
@@ -217,10 +267,13 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
     let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 1 });
     let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 97 });
-    let read_back = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every: 1 });
-    assert!(read_back > 100, "{read_back} read back");
-    let read_back = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every: 97 });
-    assert!(read_back > 100, "{read_back} read back");
+    let (decoded, _) = assert_restores(&bundle, &lines, &cuts, Keep::Frozen { every: 97 });
+    assert!(decoded > 100, "{decoded} decoded");
+    for every in [1, 97] {
+        let (read_back, timers) = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every });
+        assert!(read_back > 100, "{read_back} read back");
+        assert!(timers > 20, "{timers} timers let go");
+    }
 }
 
 #[test]
@@ -424,6 +477,10 @@ impl Pager for Damaged {
     fn customer(&mut self, _: u32) -> Result<Option<Vec<u8>>, String> {
         Ok(Some(vec![0xff, 0xff, 0xff]))
     }
+
+    fn timers(&mut self, _: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
+        Ok(vec![vec![0xff, 0xff, 0xff]])
+    }
 }
 
 #[test]
@@ -508,6 +565,77 @@ fn a_customer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
     );
     let fault = engine.page_fault().expect("a fault");
     assert!(fault.contains("customer 0"), "{fault}");
+    assert!(
+        engine.take_changes().is_err(),
+        "no change is taken after a fault"
+    );
+    assert!(engine.into_sink().outbox.is_empty());
+}
+
+#[test]
+fn timers_not_due_soon_wait_in_the_store_and_fire_on_time() {
+    let bundle = common::bundle(BASE);
+    let lines: Vec<String> = (0..4)
+        .flat_map(|i| {
+            let id = format!("c{i}");
+            let at = format!("2026-01-01T1{i}:00:00Z");
+            [identify(&id, &at), checkout(&id, &at)]
+        })
+        .collect();
+    let run = |paged: bool| {
+        let shared = Shared::default();
+        let mut engine = new_engine(&bundle);
+        if paged {
+            engine.set_pager(Box::new(shared.clone()));
+        }
+        common::feed(&mut engine, &lines);
+        let changes = engine.take_changes().unwrap();
+        let seq = changes.timer_seq;
+        shared.0.lock().unwrap().apply(changes);
+        // Four reminders, a day after each checkout: none due within the hour.
+        let gone = engine.let_timers_go(seq);
+        let held = (engine.timers_in_memory(), engine.timers_pending());
+        // Two are read back and fire; the others wait in the store still.
+        engine.advance_through(chrono_ms("2026-01-02T11:30:00Z"));
+        let after_two = (engine.timers_in_memory(), engine.timers_pending());
+        let sent_two = engine.sink().outbox.len();
+        engine.drain();
+        assert!(engine.page_fault().is_none(), "{:?}", engine.page_fault());
+        (engine.into_sink(), gone, held, after_two, sent_two)
+    };
+    let (whole, none, whole_held, _, whole_two) = run(false);
+    let (paged, gone, held, after_two, two) = run(true);
+    assert_eq!(none, 0, "nothing is let go without a store");
+    assert_eq!(whole_held, (4, 4));
+    assert_eq!(gone, 4);
+    assert_eq!(held, (0, 4), "in the store, still pending");
+    // Read back through an hour past the clock: the third is in memory.
+    assert_eq!(
+        after_two,
+        (1, 2),
+        "two fired; the third read back, the fourth stored"
+    );
+    assert_eq!((two, whole_two), (2, 2));
+    assert_eq!(paged.outbox, whole.outbox, "sends");
+    assert_eq!(paged.records, whole.records, "records");
+}
+
+#[test]
+fn a_timer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
+    let bundle = common::bundle(BASE);
+    let shared = Shared::default();
+    let mut engine = new_engine(&bundle);
+    engine.set_pager(Box::new(shared.clone()));
+    let at = "2026-01-01T10:00:00Z";
+    common::feed(&mut engine, &[identify("a", at), checkout("a", at)]);
+    let changes = engine.take_changes().unwrap();
+    let seq = changes.timer_seq;
+    shared.0.lock().unwrap().apply(changes);
+    assert_eq!(engine.let_timers_go(seq), 1);
+    engine.set_pager(Box::new(Damaged));
+    engine.advance_through(chrono_ms("2026-01-03T00:00:00Z"));
+    let fault = engine.page_fault().expect("a fault");
+    assert!(fault.contains("timers due from"), "{fault}");
     assert!(
         engine.take_changes().is_err(),
         "no change is taken after a fault"

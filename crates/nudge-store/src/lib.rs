@@ -657,6 +657,21 @@ impl nudge_runtime::engine::Pager for StorePager {
             .optional()
             .map_err(|e| e.to_string())
     }
+
+    fn timers(&mut self, read: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM state_timers WHERE due BETWEEN ?1 AND ?2 AND seq <= ?3",
+            )
+            .map_err(|e| e.to_string())?;
+        // Insertion numbers are stored as SQLite's signed integers.
+        let through = i64::try_from(read.through).unwrap_or(i64::MAX);
+        let rows = st
+            .query_map((read.from, read.until, through), |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
 }
 
 impl Store {
@@ -1051,6 +1066,7 @@ impl Store {
                 .collect(),
             message_ids,
             sent_keys,
+            timers_left: false,
         })
     }
 
@@ -1148,10 +1164,23 @@ impl Store {
             "SELECT node, body FROM state_nodes ORDER BY node",
             &mut |n, b| r.node(number(n)?, b).map_err(bad),
         )?;
-        each(
-            "SELECT seq, body FROM state_timers ORDER BY seq",
-            &mut |_, b| r.timer(b).map_err(bad),
-        )?;
+        if lazy {
+            // Only the timers due soon: the engine reads the others back
+            // by due time before its clock reaches them.
+            let from = r.leave_timers_in_store();
+            each(
+                &format!("SELECT seq, body FROM state_timers WHERE due < {from} ORDER BY seq"),
+                &mut |_, b| r.timer(b).map_err(bad),
+            )?;
+            r.timers_in_store(count(&format!(
+                "SELECT count(*) FROM state_timers WHERE due >= {from}"
+            ))?);
+        } else {
+            each(
+                "SELECT seq, body FROM state_timers ORDER BY seq",
+                &mut |_, b| r.timer(b).map_err(bad),
+            )?;
+        }
         each(
             "SELECT generation, ids FROM state_message_id_chunks",
             &mut |g, b| {

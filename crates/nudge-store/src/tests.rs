@@ -1005,3 +1005,90 @@ fn a_store_of_schema_6_packs_its_message_ids_by_generation() {
     want.sort();
     assert_eq!(read, want);
 }
+
+#[test]
+fn a_restart_with_a_budget_reads_only_the_timers_due_within_the_hour() {
+    use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink, Pager};
+    use nudge_runtime::timers::ToRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let events = nudge_test_support::example_events("cart_recovery");
+    let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    // Up to the first moment with several carts waiting.
+    for line in events.lines() {
+        let _ = nudge_runtime::ingest::apply_line(&mut engine, line);
+        if engine.timers_pending() >= 3 {
+            break;
+        }
+    }
+    let pending = engine.timers_pending();
+    let mut s = Store::open(&path).unwrap();
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        checkpoint: Some(Checkpoint {
+            format: nudge_runtime::engine::checkpoint::FORMAT,
+            engine: EngineState::Rows(Box::new(engine.take_changes().unwrap())),
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    let now = engine.now();
+    let soon: usize = s
+        .conn
+        .query_row(
+            "SELECT count(*) FROM state_timers WHERE due < ?1",
+            [now + nudge_runtime::timers::AHEAD],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        soon < pending && pending > 1,
+        "the example leaves {pending} timers, {soon} due within the hour"
+    );
+
+    // The pager gives the timers of a range of due times, up to a number.
+    let mut pager = s.pager().unwrap().expect("a file store has a pager");
+    let all = ToRead {
+        from: i64::MIN,
+        until: i64::MAX,
+        through: u64::MAX,
+    };
+    assert_eq!(pager.timers(all).unwrap().len(), pending);
+    let later = ToRead {
+        from: now + nudge_runtime::timers::AHEAD,
+        ..all
+    };
+    assert_eq!(pager.timers(later).unwrap().len(), pending - soon);
+    assert!(
+        pager
+            .timers(ToRead { through: 0, ..all })
+            .unwrap()
+            .is_empty()
+    );
+
+    // A restore for an engine that reads them back holds only those due soon.
+    let arena = Bundles::new();
+    let mut restored = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    restored.set_pager(Box::new(pager));
+    restored
+        .restore_from(s.restore_state(true).unwrap(), &bundle, &arena)
+        .unwrap();
+    assert_eq!(restored.timers_in_memory(), soon);
+    assert_eq!(restored.timers_pending(), pending);
+    // Without a pager, the store's timers cannot be left behind.
+    let mut bare = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    let err = bare
+        .restore_from(s.restore_state(true).unwrap(), &bundle, &arena)
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("no store to read them from"),
+        "{err}"
+    );
+    // A drain reads the others back and fires every one, as without a store.
+    restored.drain();
+    engine.drain();
+    assert!(restored.page_fault().is_none());
+    assert_eq!(restored.into_sink().outbox, engine.into_sink().outbox);
+}

@@ -312,7 +312,9 @@ pub(crate) async fn read(
         stored: Vec::new(),
         instances,
         nodes,
+        // And its timers.
         timers,
+        timers_left: false,
         message_ids,
         sent_keys,
     });

@@ -129,6 +129,13 @@ impl fmt::Display for CheckpointError {
 
 impl std::error::Error for CheckpointError {}
 
+impl State {
+    /// The clock the state was taken at.
+    pub(super) fn now(&self) -> i64 {
+        self.now
+    }
+}
+
 /// Everything the engine changes as it runs. Serialized from the engine's
 /// own tables (moved out and back, never copied), in this field order.
 #[derive(Default, Serialize, Deserialize)]

@@ -129,6 +129,12 @@ pub struct Config {
     /// The catalogue file's products and the project's fallback list, for
     /// `recommend` (empty without `[catalogue]` in `nudge.toml`).
     pub catalogue: Arc<crate::catalogue::CatalogueFile>,
+    /// With no store behind the engine, the most customers held as records
+    /// between calls; the others are held frozen, as the bytes of their
+    /// row, and decoded when needed (see [`Machine::freeze`]). `None` holds
+    /// every customer as a record. A store's budget works through
+    /// [`Machine::let_go`] instead.
+    pub customers_in_memory: Option<usize>,
 }
 
 /// The default lateness bound: a day covers a phone that was offline
@@ -154,6 +160,7 @@ impl Default for Config {
             forget_every: DEFAULT_FORGET_EVERY,
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             catalogue: Arc::default(),
+            customers_in_memory: None,
         }
     }
 }
@@ -666,6 +673,12 @@ impl<'b> Machine<'b> {
         self.timers.len()
     }
 
+    /// How many of the pending timers are in memory (the others wait in
+    /// the store until they are due soon: see [`Machine::let_timers_go`]).
+    pub fn timers_in_memory(&self) -> usize {
+        self.timers.in_memory()
+    }
+
     /// Live instances by flow and the step they are on (its label, or
     /// `step N (what)`): where customers wait, for hosts to report.
     pub fn instances_by_step(&self) -> std::collections::BTreeMap<(String, String), u64> {
@@ -706,6 +719,7 @@ impl<'b> Machine<'b> {
             self.unsettled.clear();
         }
         self.unsettled_from = 0;
+        self.keep_to_budget();
     }
 
     /// Takes what the calls and ticks so far produced, oldest first.
@@ -911,6 +925,10 @@ impl<'b> Machine<'b> {
     /// Fires timers until only recurring schedules remain.
     pub fn drain(&mut self) {
         self.new_input();
+        // One-shot timers may wait in the store, however far ahead.
+        if !self.all_timers() {
+            return;
+        }
         while self.timers.has_one_shot() {
             let Some(due) = self.timers.next_due() else {
                 break;
@@ -920,6 +938,10 @@ impl<'b> Machine<'b> {
     }
 
     fn fire(&mut self, limit: i64) {
+        if !self.timers_through(limit) {
+            // The host stops on the fault.
+            return;
+        }
         while let Some(timer) = self.timers.pop_until(limit) {
             self.now = self.now.max(timer.due);
             let customer = match timer.wake {

@@ -17,6 +17,7 @@
 use super::Machine;
 use super::checkpoint::CheckpointError;
 use super::customer::Customer;
+use crate::timers::{Timer, ToRead};
 
 /// Where an engine reads back the customers it let go: the rows the host's
 /// store wrote from [`Machine::take_changes`].
@@ -24,6 +25,11 @@ pub trait Pager: Send {
     /// The stored row of customer `number`, as the last committed take
     /// wrote it; `None` when the store has none.
     fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String>;
+
+    /// The stored rows of the timers `read` names (due from `read.from`
+    /// through `read.until`, numbered at most `read.through`), as the last
+    /// committed take wrote them, in any order.
+    fn timers(&mut self, read: ToRead) -> Result<Vec<Vec<u8>>, String>;
 }
 
 /// What [`Machine::paging`] reports.
@@ -42,10 +48,13 @@ pub struct Paging {
 }
 
 impl<'b> Machine<'b> {
-    /// Gives the engine a store to read back the customers it lets go.
-    /// Without one, every customer stays in memory.
+    /// Gives the engine a store to read back the customers and timers it
+    /// lets go. Without one, every customer and timer stays in memory.
     pub fn set_pager(&mut self, pager: Box<dyn Pager>) {
         self.pager = Some(pager);
+        if !self.timers.leaves_in_store() {
+            self.timers.leave_in_store(i64::MAX, 0, 0);
+        }
     }
 
     /// Whether the engine has a store to read customers back from.
@@ -88,7 +97,11 @@ impl<'b> Machine<'b> {
         if !self.customers.is_stored(c) {
             return true;
         }
-        match self.read_back(c) {
+        let customer = match self.customers.thaw(c) {
+            Some(row) => postcard::from_bytes(&row).map_err(|e| e.to_string()),
+            None => self.read_back(c),
+        };
+        match customer {
             Ok(customer) => {
                 self.customers.bring_back(c, customer);
                 self.paging.read_back += 1;
@@ -113,9 +126,122 @@ impl<'b> Machine<'b> {
         Ok(customer)
     }
 
-    /// Reads every stored customer back (before a change that reaches all
-    /// customers: a deploy, or a take that writes the whole state).
+    /// Makes sure every timer due through `limit` is in memory. False (with
+    /// [`Machine::page_fault`] set) when the store cannot give them.
+    pub(super) fn timers_through(&mut self, limit: i64) -> bool {
+        match self.timers.to_read(limit) {
+            Some(read) => self.read_timers(read),
+            None => true,
+        }
+    }
+
+    /// Reads every timer left in the store back.
+    pub(super) fn all_timers(&mut self) -> bool {
+        match self.timers.to_read_all() {
+            Some(read) => self.read_timers(read),
+            None => true,
+        }
+    }
+
+    fn read_timers(&mut self, read: ToRead) -> bool {
+        let timers = self
+            .pager
+            .as_mut()
+            .ok_or_else(|| "the engine let them go and has no store to read them from".to_string())
+            .and_then(|pager| pager.timers(read))
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|row| postcard::from_bytes::<Timer>(row).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        match timers {
+            Ok(timers) => {
+                self.timers.read_back(read, timers);
+                true
+            }
+            Err(reason) => {
+                self.page_fault
+                    .get_or_insert_with(|| format!("the timers due from {}: {reason}", read.from));
+                false
+            }
+        }
+    }
+
+    /// With no store to read customers back from, freezes customers until
+    /// at most `budget` are held as records: each other one is held as the
+    /// bytes of its row (as a store would write it) and decoded when a
+    /// call, a timer or a lookup needs it ([`Machine::page_in`]). Customers
+    /// with live instances or goal watches stay records. Returns how many
+    /// were frozen.
+    pub fn freeze(&mut self, budget: usize) -> usize {
+        if self.pager.is_some() || self.page_fault.is_some() {
+            return 0;
+        }
+        let over = self.customers.in_memory().saturating_sub(budget);
+        if over == 0 {
+            return 0;
+        }
+        let mut frozen = 0;
+        // The hand of `let_go`: each pass starts where the last stopped.
+        let slots = self.customers.slots_len() as u32;
+        let mut n = self.paging.hand.min(slots);
+        for _ in 0..slots {
+            if frozen == over {
+                break;
+            }
+            if n >= slots {
+                n = 0;
+            }
+            let c = n;
+            n += 1;
+            let Some(cust) = self.customers.peek(c) else {
+                continue;
+            };
+            if !cust.instances.is_empty()
+                || !cust.rare().goals.is_empty()
+                || self.dirty.contains(&c)
+            {
+                continue;
+            }
+            // A record that cannot be encoded stays a record.
+            let Ok(row) = postcard::to_allocvec(cust) else {
+                continue;
+            };
+            if self.customers.freeze(c, row.into_boxed_slice()) {
+                frozen += 1;
+            }
+        }
+        self.paging.hand = n;
+        self.paging.let_go += frozen as u64;
+        frozen
+    }
+
+    /// Freezes customers down to `[runtime] customers_in_memory` once they
+    /// are an eighth over it (see [`Machine::freeze`]).
+    pub(super) fn keep_to_budget(&mut self) {
+        if let Some(budget) = self.config.customers_in_memory
+            && self.customers.in_memory() > budget.saturating_add(budget / 8)
+        {
+            self.freeze(budget);
+        }
+    }
+
+    /// Lets go of the timers due an hour or more past the clock that a
+    /// committed take stored: `through` is that take's
+    /// [`super::rows::Changes::timer_seq`]. Call it once the take is
+    /// committed, as [`Machine::let_go`]. Does nothing without a store to
+    /// read them back from. Returns how many were let go.
+    pub fn let_timers_go(&mut self, through: u64) -> usize {
+        if self.pager.is_none() || !self.follows_changes() || self.page_fault.is_some() {
+            return 0;
+        }
+        self.timers.let_go(self.now, through)
+    }
+
+    /// Reads every stored customer and timer back (before a change that
+    /// reaches all of them: a deploy, or a take that writes the whole state).
     pub(super) fn page_in_all(&mut self) -> Result<(), CheckpointError> {
+        self.all_timers();
         for c in self.customers.stored() {
             if !self.page_in(c) {
                 break;

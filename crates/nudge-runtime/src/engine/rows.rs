@@ -51,6 +51,9 @@ pub struct Changes {
     pub forget_ids_before: Option<u64>,
     /// Fingerprints of sends made (true) or taken back (false), in order.
     pub sent_keys: Vec<(u128, bool)>,
+    /// The timers' last insertion number as of this take: once it is
+    /// committed, [`Machine::let_timers_go`] takes it.
+    pub timer_seq: u64,
 }
 
 /// The engine's state as a store holds it, read back whole.
@@ -76,6 +79,10 @@ pub struct Rows {
     pub message_ids: Vec<(u128, u64)>,
     /// Fingerprints of every send made.
     pub sent_keys: Vec<u128>,
+    /// Timers due an hour or more past the clock are left in the store
+    /// (those of `timers` that are, are not restored): the engine reads
+    /// them back when needed (see [`super::Pager`]).
+    pub timers_left: bool,
 }
 
 /// The head's own values besides the state's small tables.
@@ -157,7 +164,11 @@ impl<'b> Machine<'b> {
             _ => self.customers.keys().collect(),
         };
         for c in customers {
-            let row = self.customers.get(&c).map(encode).transpose()?;
+            // A frozen customer's bytes are its row already.
+            let row = match self.customers.frozen(c) {
+                Some(row) => Some(row.to_vec()),
+                None => self.customers.get(&c).map(encode).transpose()?,
+            };
             out.customers.push((c, row));
         }
         let slots = match instances {
@@ -179,6 +190,7 @@ impl<'b> Machine<'b> {
             out.nodes.push((n, encode(&row)?));
         }
         let timers = self.timers.take_changes();
+        out.timer_seq = self.timers.seq();
         let dedupe = self.dedupe.take_changes();
         let sent = self
             .sent_log
@@ -234,6 +246,9 @@ impl<'b> Machine<'b> {
         arena: &'b Bundles,
     ) -> Result<(), CheckpointError> {
         let mut r = Restore::new(&rows.head, rows.releases)?;
+        if rows.timers_left {
+            r.leave_timers_in_store();
+        }
         for (c, bytes) in rows.customers {
             r.customer(c, &bytes)?;
         }
@@ -274,14 +289,28 @@ impl<'b> Machine<'b> {
             live,
             nodes,
             timers,
+            timers_left,
             mut dedupe,
             sent_keys,
         } = r;
+        if timers_left.is_some() && self.pager.is_none() {
+            return Err(CheckpointError::Decode(
+                "timers were left in the store, and the engine has no store to read them from"
+                    .into(),
+            ));
+        }
         state.instances =
             super::instance::Slots::from_rows(head.slots, live).map_err(CheckpointError::Decode)?;
         state.identities = nodes.finish();
         let mut timers = timers;
         timers.set_seq(head.timer_seq);
+        match timers_left {
+            Some((from, count)) => timers.leave_in_store(from, head.timer_seq, count),
+            // Every timer is in memory; from here on those a take stored
+            // can be let go.
+            None if self.pager.is_some() => timers.leave_in_store(i64::MAX, 0, 0),
+            None => {}
+        }
         state.timers = timers;
         dedupe.set_window(crate::millis::ms(self.config.dedupe_window));
         // Sorted here, so that the first call after a restart is not the one
@@ -312,6 +341,9 @@ pub struct Restore {
     live: Vec<(u32, super::Instance)>,
     nodes: NodeRows,
     timers: Timers,
+    /// Timers due from this time on are left in the store, and how many
+    /// of them were seen (see [`Restore::leave_timers_in_store`]).
+    timers_left: Option<(i64, usize)>,
     /// The remembered message ids, put in as they come (the window is the
     /// engine's own, set when the state is put in place).
     dedupe: Dedupe,
@@ -347,6 +379,7 @@ impl Restore {
             live: Vec::new(),
             nodes: NodeRows::default(),
             timers: Timers::default(),
+            timers_left: None,
             dedupe,
             sent_keys: Default::default(),
         })
@@ -399,10 +432,33 @@ impl Restore {
         self.nodes.push(n, row).map_err(CheckpointError::Decode)
     }
 
+    /// Leaves the timers due an hour or more past the stored clock in the
+    /// store, for an engine with a [`super::Pager`] to read back when
+    /// needed; returns the due time from which they are left. A store may
+    /// then give only the timers due before it, and count the others with
+    /// [`Restore::timers_in_store`].
+    pub fn leave_timers_in_store(&mut self) -> i64 {
+        let from = self.state.now().saturating_add(crate::timers::AHEAD);
+        let count = self.timers_left.map_or(0, |(_, n)| n);
+        self.timers_left = Some((from, count));
+        from
+    }
+
+    /// `n` more timers are left in the store (not given to [`Restore::timer`]).
+    pub fn timers_in_store(&mut self, n: usize) {
+        if let Some((_, count)) = &mut self.timers_left {
+            *count += n;
+        }
+    }
+
     /// A pending timer.
     pub fn timer(&mut self, bytes: &[u8]) -> Result<(), CheckpointError> {
         let _layout = layout::at(self.format);
-        self.timers.restore(decode::<Timer>("a timer", bytes)?);
+        let timer = decode::<Timer>("a timer", bytes)?;
+        match &mut self.timers_left {
+            Some((from, count)) if timer.due >= *from => *count += 1,
+            _ => self.timers.restore(timer),
+        }
         Ok(())
     }
 
@@ -426,7 +482,7 @@ pub struct MemoryRows {
     customers: std::collections::BTreeMap<u32, Vec<u8>>,
     instances: std::collections::BTreeMap<u32, Vec<u8>>,
     nodes: std::collections::BTreeMap<u32, Vec<u8>>,
-    timers: std::collections::BTreeMap<u64, Vec<u8>>,
+    timers: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
     message_ids: std::collections::BTreeMap<u128, u64>,
     sent_keys: std::collections::BTreeSet<u128>,
 }
@@ -454,8 +510,8 @@ impl MemoryRows {
             };
         }
         self.nodes.extend(changes.nodes);
-        for (seq, _, row) in changes.timers {
-            self.timers.insert(seq, row);
+        for (seq, due, row) in changes.timers {
+            self.timers.insert(seq, (due, row));
         }
         for seq in changes.fired {
             self.timers.remove(&seq);
@@ -478,12 +534,22 @@ impl MemoryRows {
         self.customers.get(&c).cloned()
     }
 
-    /// Everything held, as a restore that reads customers when first
-    /// needed reads it: customers by number only.
+    /// The timers a [`super::Pager`] reads back.
+    pub fn timers(&self, read: crate::timers::ToRead) -> Vec<Vec<u8>> {
+        self.timers
+            .range(..=read.through)
+            .filter(|(_, (due, _))| (read.from..=read.until).contains(due))
+            .map(|(_, (_, row))| row.clone())
+            .collect()
+    }
+
+    /// Everything held, as a restore that reads customers and far timers
+    /// when first needed reads it: customers by number only.
     pub fn rows_without_customers(&self) -> Rows {
         Rows {
             customers: Vec::new(),
             stored: self.customers.keys().copied().collect(),
+            timers_left: true,
             ..self.rows()
         }
     }
@@ -505,9 +571,10 @@ impl MemoryRows {
                 .map(|(&c, r)| (c, r.clone()))
                 .collect(),
             nodes: self.nodes.iter().map(|(&c, r)| (c, r.clone())).collect(),
-            timers: self.timers.values().cloned().collect(),
+            timers: self.timers.values().map(|(_, row)| row.clone()).collect(),
             message_ids: self.message_ids.iter().map(|(&k, &g)| (k, g)).collect(),
             sent_keys: self.sent_keys.iter().copied().collect(),
+            timers_left: false,
         }
     }
 }

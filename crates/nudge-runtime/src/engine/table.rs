@@ -20,11 +20,11 @@ use super::marks::{Marks, Taken};
 /// Customers by number. Serialized as a map from number to customer, the
 /// layout a `HashMap<u32, Customer>` has, in increasing number.
 ///
-/// A customer is *in memory* (its record is here) or *stored* (the store
-/// holds its row, unchanged since the last take, and the engine reads it
-/// back when it needs it: see `Machine::page_in`). Lookups see customers in
-/// memory only; [`Customers::contains_key`] and [`Customers::len`] count
-/// both.
+/// A customer is *in memory* (its record is here) or *stored*: the store
+/// holds its row, unchanged since the last take, or (with no store) the
+/// table holds the row's bytes, *frozen*; the engine reads it back when it
+/// needs it (see `Machine::page_in`). Lookups see customers in memory
+/// only; [`Customers::contains_key`] and [`Customers::len`] count both.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Customers {
     /// Entry `n` holds customer `n`, if it is in memory.
@@ -35,6 +35,9 @@ pub(crate) struct Customers {
     stored: Vec<u64>,
     /// How many customers are stored.
     stored_len: usize,
+    /// Entry `n` holds frozen customer `n`'s row: its record as the store
+    /// would write it, about a quarter of the memory of the record.
+    frozen: Vec<Option<Box<[u8]>>>,
     /// Customers changed since the store last took them.
     marks: Marks,
 }
@@ -110,6 +113,41 @@ impl Customers {
         self.len -= 1;
         self.set_stored(c, true);
         true
+    }
+
+    /// Freezes customer `c`: its record gives way to `row`, its encoding.
+    /// Not counted as a change.
+    pub fn freeze(&mut self, c: u32, row: Box<[u8]>) -> bool {
+        let i = c as usize;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        if slot.take().is_none() {
+            return false;
+        }
+        self.len -= 1;
+        if i >= self.frozen.len() {
+            // An eighth more at a time: the table is held for ever.
+            let want = i + 1 - self.frozen.len();
+            self.frozen.reserve_exact(want.max(self.frozen.len() / 8));
+            self.frozen.resize_with(i + 1, || None);
+        }
+        if let Some(f) = self.frozen.get_mut(i) {
+            *f = Some(row);
+        }
+        self.set_stored(c, true);
+        true
+    }
+
+    /// Frozen customer `c`'s row, if it is frozen.
+    pub fn frozen(&self, c: u32) -> Option<&[u8]> {
+        self.frozen.get(c as usize)?.as_deref()
+    }
+
+    /// Takes frozen customer `c`'s row out, to decode it and bring the
+    /// record back ([`Customers::bring_back`]).
+    pub fn thaw(&mut self, c: u32) -> Option<Box<[u8]>> {
+        self.frozen.get_mut(c as usize)?.take()
     }
 
     /// Puts stored customer `c`, read back from the store, in memory. Not
