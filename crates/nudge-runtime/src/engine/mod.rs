@@ -425,6 +425,9 @@ pub struct Machine<'b> {
     pager: Option<Box<dyn Pager>>,
     /// Why a customer could not be read back (see [`Machine::page_fault`]).
     page_fault: Option<String>,
+    /// Where [`Machine::freeze`] encodes a customer before copying out
+    /// exactly its bytes: one buffer, not one grown from empty each time.
+    freeze_buffer: Vec<u8>,
     /// Counts of customers read back and let go.
     paging: Paging,
 }
@@ -537,6 +540,7 @@ impl<'b> Machine<'b> {
             splits: SplitCounts::default(),
             pager: None,
             page_fault: None,
+            freeze_buffer: Vec::new(),
             paging: Paging::default(),
         };
         engine.add_release(bundle);

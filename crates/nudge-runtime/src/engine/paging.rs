@@ -204,10 +204,14 @@ impl<'b> Machine<'b> {
                 continue;
             }
             // A record that cannot be encoded stays a record.
-            let Ok(row) = postcard::to_allocvec(cust) else {
+            let buffer = std::mem::take(&mut self.freeze_buffer);
+            let Ok(mut buffer) = postcard::to_extend(cust, buffer) else {
                 continue;
             };
-            if self.customers.freeze(c, row.into_boxed_slice()) {
+            let row = Box::from(buffer.as_slice());
+            buffer.clear();
+            self.freeze_buffer = buffer;
+            if self.customers.freeze(c, row) {
                 frozen += 1;
             }
         }

@@ -23,9 +23,11 @@ struct Field {
 }
 
 /// A profile: the fields that are set, by number. Serialized as the whole
-/// [`Record`] it stands for, so the checkpoint's layout is the record's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(from = "Record", into = "Record")]
+/// [`Record`] it stands for, so the checkpoint's layout is the record's
+/// (written and read straight from the set fields: a customer's row is
+/// written at each checkpoint that changed it, and a frozen customer's at
+/// every freeze, so no whole record is built for it).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
     /// The profile's schema.
     schema: u32,
@@ -144,9 +146,116 @@ impl From<Record> for Profile {
     }
 }
 
-impl From<Profile> for Record {
-    fn from(p: Profile) -> Record {
-        p.to_record()
+/// Serialized as [`Record`]'s derive does: the schema, then every field
+/// (`none` where unset) as a sequence.
+impl Serialize for Profile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = serializer.serialize_struct("Record", 2)?;
+        st.serialize_field("schema", &self.schema)?;
+        st.serialize_field("fields", &AllFields(self))?;
+        st.end()
+    }
+}
+
+/// A profile's fields in order, unset ones as `none`.
+struct AllFields<'a>(&'a Profile);
+
+impl Serialize for AllFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let p = self.0;
+        let mut seq = serializer.serialize_seq(Some(p.len()))?;
+        let mut set = p.set.iter().peekable();
+        for n in 0..p.len {
+            match set.next_if(|f| u32::from(f.number) == n) {
+                Some(f) => seq.serialize_element(&f.value)?,
+                None => seq.serialize_element(&NONE)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Read as [`Record`]'s derive reads it, keeping only the set fields.
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("Record", &["schema", "fields"], ProfileVisitor)
+    }
+}
+
+struct ProfileVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
+    type Value = Profile;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a profile record")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Profile, A::Error> {
+        use serde::de::Error;
+        let schema: u32 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let (len, set) = seq
+            .next_element::<SetFields>()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?
+            .0;
+        Ok(Profile { schema, len, set })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Profile, A::Error> {
+        use serde::de::Error;
+        let (mut schema, mut fields) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "schema" => schema = Some(map.next_value::<u32>()?),
+                "fields" => fields = Some(map.next_value::<SetFields>()?.0),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let schema = schema.ok_or_else(|| A::Error::missing_field("schema"))?;
+        let (len, set) = fields.ok_or_else(|| A::Error::missing_field("fields"))?;
+        Ok(Profile { schema, len, set })
+    }
+}
+
+/// A record's fields read as a profile keeps them: how many, and the set ones.
+struct SetFields((u32, Vec<Field>));
+
+impl<'de> Deserialize<'de> for SetFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = SetFields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a record's fields")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SetFields, A::Error> {
+                use serde::de::Error;
+                let mut set = Vec::new();
+                let mut len = 0u32;
+                while let Some(value) = seq.next_element::<Value>()? {
+                    if !value.is_none() {
+                        let number = u16::try_from(len).map_err(|_| {
+                            A::Error::custom("a profile of more than 65,536 fields")
+                        })?;
+                        set.push(Field { number, value });
+                    }
+                    len += 1;
+                }
+                Ok(SetFields((len, exact(set))))
+            }
+        }
+        deserializer.deserialize_seq(Fields)
     }
 }
 
@@ -188,5 +297,9 @@ mod tests {
         let back: Profile = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, profile);
         assert_eq!(back.to_record(), record);
+        let json = serde_json::to_string(&profile).unwrap();
+        assert_eq!(json, serde_json::to_string(&record).unwrap());
+        let back: Profile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, profile);
     }
 }
