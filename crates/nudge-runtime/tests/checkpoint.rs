@@ -490,19 +490,9 @@ fn a_deploy_reads_every_customer_back_and_adds_a_trait_to_each() {
         "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
     ));
     let arena = common::arena();
-    let lines: Vec<String> = (0..6)
-        .flat_map(|i| {
-            let id = format!("c{i}");
-            let at = format!("2026-01-01T1{i}:00:00Z");
-            [identify(&id, &at), checkout(&id, &at)]
-        })
-        .collect();
+    let lines = carts(6);
     let run = |paged: bool| {
-        let shared = Shared::default();
-        let mut engine = new_engine(&v1);
-        if paged {
-            engine.set_pager(Box::new(shared.clone()));
-        }
+        let (shared, mut engine) = engine_and_rows(&v1, paged);
         common::feed(&mut engine, &lines[..6]);
         // The first three customers' reminders go out and end; they are let go.
         engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
@@ -575,19 +565,9 @@ fn a_customer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
 #[test]
 fn timers_not_due_soon_wait_in_the_store_and_fire_on_time() {
     let bundle = common::bundle(BASE);
-    let lines: Vec<String> = (0..4)
-        .flat_map(|i| {
-            let id = format!("c{i}");
-            let at = format!("2026-01-01T1{i}:00:00Z");
-            [identify(&id, &at), checkout(&id, &at)]
-        })
-        .collect();
+    let lines = carts(4);
     let run = |paged: bool| {
-        let shared = Shared::default();
-        let mut engine = new_engine(&bundle);
-        if paged {
-            engine.set_pager(Box::new(shared.clone()));
-        }
+        let (shared, mut engine) = engine_and_rows(&bundle, paged);
         common::feed(&mut engine, &lines);
         let changes = engine.take_changes().unwrap();
         let seq = changes.timer_seq;
@@ -641,6 +621,27 @@ fn a_timer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
         "no change is taken after a fault"
     );
     assert!(engine.into_sink().outbox.is_empty());
+}
+
+/// `n` customers, an hour apart, each identified and starting a checkout.
+fn carts(n: usize) -> Vec<String> {
+    (0..n)
+        .flat_map(|i| {
+            let id = format!("c{i}");
+            let at = format!("2026-01-01T1{i}:00:00Z");
+            [identify(&id, &at), checkout(&id, &at)]
+        })
+        .collect()
+}
+
+/// Rows for a test to write and an engine that reads them back when `paged`.
+fn engine_and_rows(bundle: &Bundle, paged: bool) -> (Shared, Engine<'_, MemorySink>) {
+    let shared = Shared::default();
+    let mut engine = new_engine(bundle);
+    if paged {
+        engine.set_pager(Box::new(shared.clone()));
+    }
+    (shared, engine)
 }
 
 fn chrono_ms(at: &str) -> i64 {

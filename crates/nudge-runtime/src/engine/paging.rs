@@ -47,7 +47,39 @@ pub struct Paging {
     pub(super) hand: u32,
 }
 
+/// Whether a customer's rules run on timers and other customers' merges
+/// (live instances), or the history horizons read it (goal watches): it
+/// stays a record whatever the budget.
+fn busy(cust: &Customer) -> bool {
+    !cust.instances.is_empty() || !cust.rare().goals.is_empty()
+}
+
 impl<'b> Machine<'b> {
+    /// Goes round the customer table from where the last pass stopped (so
+    /// that passes do not empty the low numbers first), offering each
+    /// customer in memory to `go` until `over` have gone. Returns how many.
+    fn go_round(&mut self, over: usize, mut go: impl FnMut(&mut Self, u32) -> bool) -> usize {
+        let mut gone = 0;
+        let slots = self.customers.slots_len() as u32;
+        let mut n = self.paging.hand.min(slots);
+        for _ in 0..slots {
+            if gone == over {
+                break;
+            }
+            if n >= slots {
+                n = 0;
+            }
+            let c = n;
+            n += 1;
+            if self.customers.peek(c).is_some() && go(self, c) {
+                gone += 1;
+            }
+        }
+        self.paging.hand = n;
+        self.paging.let_go += gone as u64;
+        gone
+    }
+
     /// Gives the engine a store to read back the customers and timers it
     /// lets go. Without one, every customer and timer stays in memory.
     pub fn set_pager(&mut self, pager: Box<dyn Pager>) {
@@ -181,42 +213,25 @@ impl<'b> Machine<'b> {
         if over == 0 {
             return 0;
         }
-        let mut frozen = 0;
-        // The hand of `let_go`: each pass starts where the last stopped.
-        let slots = self.customers.slots_len() as u32;
-        let mut n = self.paging.hand.min(slots);
-        for _ in 0..slots {
-            if frozen == over {
-                break;
-            }
-            if n >= slots {
-                n = 0;
-            }
-            let c = n;
-            n += 1;
-            let Some(cust) = self.customers.peek(c) else {
-                continue;
+        let dirty = std::mem::take(&mut self.dirty);
+        let frozen = self.go_round(over, |m, c| {
+            let Some(cust) = m.customers.peek(c) else {
+                return false;
             };
-            if !cust.instances.is_empty()
-                || !cust.rare().goals.is_empty()
-                || self.dirty.contains(&c)
-            {
-                continue;
+            if busy(cust) || dirty.contains(&c) {
+                return false;
             }
             // A record that cannot be encoded stays a record.
-            let buffer = std::mem::take(&mut self.freeze_buffer);
+            let buffer = std::mem::take(&mut m.freeze_buffer);
             let Ok(mut buffer) = postcard::to_extend(cust, buffer) else {
-                continue;
+                return false;
             };
             let row = Box::from(buffer.as_slice());
             buffer.clear();
-            self.freeze_buffer = buffer;
-            if self.customers.freeze(c, row) {
-                frozen += 1;
-            }
-        }
-        self.paging.hand = n;
-        self.paging.let_go += frozen as u64;
+            m.freeze_buffer = buffer;
+            m.customers.freeze(c, row)
+        });
+        self.dirty = dirty;
         frozen
     }
 
@@ -275,33 +290,12 @@ impl<'b> Machine<'b> {
         }
         let mut dirty: crate::fast::Set<u32> = self.dirty.iter().copied().collect();
         dirty.extend(unsaved.iter().copied());
-        let mut gone = 0;
-        // A hand that goes round the table, so that each pass starts where
-        // the last one stopped rather than emptying the low numbers first.
-        let slots = self.customers.slots_len() as u32;
-        let mut n = self.paging.hand.min(slots);
-        for _ in 0..slots {
-            if gone == over {
-                break;
-            }
-            if n >= slots {
-                n = 0;
-            }
-            let c = n;
-            n += 1;
-            let Some(cust) = self.customers.peek(c) else {
-                continue;
+        self.go_round(over, |m, c| {
+            let Some(cust) = m.customers.peek(c) else {
+                return false;
             };
-            let keep = self.customers.changed_since_take(c)
-                || !cust.instances.is_empty()
-                || !cust.rare().goals.is_empty()
-                || dirty.contains(&c);
-            if !keep && self.customers.let_go(c) {
-                gone += 1;
-            }
-        }
-        self.paging.hand = n;
-        self.paging.let_go += gone as u64;
-        gone
+            let keep = m.customers.changed_since_take(c) || busy(cust) || dirty.contains(&c);
+            !keep && m.customers.let_go(c)
+        })
     }
 }
