@@ -204,6 +204,7 @@ fn http_ingest_is_durable_authenticated_and_validated() {
     );
     assert!(metrics.contains("\nnudge_releases 1\n"), "{metrics}");
     assert!(metrics.contains("\nnudge_timers_pending "), "{metrics}");
+    assert!(metrics.contains("\nnudge_timers_in_memory "), "{metrics}");
     assert!(
         !metrics.contains("\nnudge_last_event_timestamp_seconds 0\n"),
         "a call was committed: {metrics}"
