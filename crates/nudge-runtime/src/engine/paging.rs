@@ -8,6 +8,10 @@
 //! when a call, a timer or a lookup reaches it ([`Machine::page_in`]), so a
 //! run with a budget decides exactly what one without does.
 //!
+//! Without a store, the same budget freezes customers instead
+//! ([`Machine::freeze`]): each is held as the bytes of the row a store
+//! would write, and decoded by [`Machine::page_in`] as a row read back.
+//!
 //! Kept in memory whatever the budget: customers with live instances or
 //! goal watches (their rules run on timers and other customers' merges,
 //! and the history horizons read every goal), those whose segments are
@@ -129,12 +133,14 @@ impl<'b> Machine<'b> {
         if !self.customers.is_stored(c) {
             return true;
         }
-        let customer = match self.customers.thaw(c) {
-            Some(row) => postcard::from_bytes(&row).map_err(|e| e.to_string()),
+        // A frozen row is dropped only once it decoded: a fault keeps it.
+        let customer = match self.customers.frozen(c) {
+            Some(row) => postcard::from_bytes(row).map_err(|e| e.to_string()),
             None => self.read_back(c),
         };
         match customer {
             Ok(customer) => {
+                self.customers.thaw(c);
                 self.customers.bring_back(c, customer);
                 self.paging.read_back += 1;
                 true

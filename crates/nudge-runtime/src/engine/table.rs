@@ -144,10 +144,12 @@ impl Customers {
         self.frozen.get(c as usize)?.as_deref()
     }
 
-    /// Takes frozen customer `c`'s row out, to decode it and bring the
-    /// record back ([`Customers::bring_back`]).
-    pub fn thaw(&mut self, c: u32) -> Option<Box<[u8]>> {
-        self.frozen.get_mut(c as usize)?.take()
+    /// Drops frozen customer `c`'s row, once it is decoded and its record
+    /// is about to come back ([`Customers::bring_back`]).
+    pub fn thaw(&mut self, c: u32) {
+        if let Some(f) = self.frozen.get_mut(c as usize) {
+            *f = None;
+        }
     }
 
     /// Puts stored customer `c`, read back from the store, in memory. Not
