@@ -176,6 +176,11 @@ pub fn in_memory(
     .map_err(|e| SetupError::new(format!("cannot read events from {}: {e}", events.display())))?;
     let stats = engine.stats();
     let memory = durable::Memory::of(&engine, budget);
+    // A frozen customer that could not be decoded: the run's decisions
+    // since are not to be trusted.
+    let fault = engine
+        .page_fault()
+        .map(|reason| format!("a customer held frozen in memory could not be decoded ({reason})"));
     let mut synced = None;
     let (flushed, held) = match engine.into_sink().into_inner().finish() {
         Ok((mut sink, tripped, count)) => {
@@ -193,6 +198,7 @@ pub fn in_memory(
     };
     let dead_flushed = dead_file.flush();
     let error = match (flushed, dead_error.or(dead_flushed.err())) {
+        _ if fault.is_some() => fault,
         (Err(e), _) => Some(e),
         (Ok(()), Some(e)) => Some(format!("writing {}: {e}", files.dead.display())),
         (Ok(()), None) => None,

@@ -179,7 +179,10 @@ pub const AHEAD: i64 = 3_600_000;
 /// memory lacks there: reading them back can neither miss nor double one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stored {
-    from: i64,
+    /// Wider than a due time: once every timer has been read back it is
+    /// past the last one (`i64::MAX + 1`), so timers due at `i64::MAX`
+    /// are not read a second time.
+    from: i128,
     through: u64,
     /// How many there are (for [`Timers::len`]).
     count: usize,
@@ -351,7 +354,7 @@ impl Timers {
     /// passes `i64::MAX`, 0 and 0.
     pub fn leave_in_store(&mut self, from: i64, through: u64, count: usize) {
         self.stored = Some(Stored {
-            from,
+            from: i128::from(from),
             through,
             count,
         });
@@ -363,11 +366,13 @@ impl Timers {
     }
 
     /// Which timers to read back from the store before popping those due
-    /// through `limit`; `None` when memory holds them all.
+    /// through `limit`; `None` when memory holds them all (none is left in
+    /// the store, or none due by then).
     pub fn to_read(&self, limit: i64) -> Option<ToRead> {
-        let s = self.stored?;
-        (limit >= s.from).then(|| ToRead {
-            from: s.from,
+        let s = self.stored.filter(|s| s.count > 0)?;
+        let from = i64::try_from(s.from).ok()?;
+        (limit >= from).then(|| ToRead {
+            from,
             until: limit.saturating_add(AHEAD),
             through: s.through,
         })
@@ -376,9 +381,9 @@ impl Timers {
     /// Which timers to read back to hold every one in memory (before a
     /// drain, or a take that writes them all).
     pub fn to_read_all(&self) -> Option<ToRead> {
-        let s = self.stored?;
-        (s.count > 0 || s.from < i64::MAX).then_some(ToRead {
-            from: s.from,
+        let s = self.stored.filter(|s| s.count > 0)?;
+        Some(ToRead {
+            from: i64::try_from(s.from).ok()?,
             until: i64::MAX,
             through: s.through,
         })
@@ -393,7 +398,7 @@ impl Timers {
         }
         if let Some(s) = &mut self.stored {
             s.count = s.count.saturating_sub(n);
-            s.from = s.from.max(read.until.saturating_add(1));
+            s.from = s.from.max(i128::from(read.until) + 1);
             if read.until == i64::MAX {
                 s.count = 0;
             }
@@ -410,15 +415,15 @@ impl Timers {
         };
         // Memory holds every timer due before `s.from`, so the line can
         // come nearer, never go further.
-        let from = s.from.min(now.saturating_add(AHEAD));
+        let from = s.from.min(i128::from(now.saturating_add(AHEAD)));
         let through = through.max(s.through);
         // Instance timers are never recurring.
         let packed = self
             .packed
-            .retain(|p| p.due < from || p.tie & ((1 << SEQ_BITS) - 1) > through);
+            .retain(|p| i128::from(p.due) < from || p.tie & ((1 << SEQ_BITS) - 1) > through);
         let mut one_shot = packed;
         let wide = self.wide.retain(|t| {
-            let keep = t.due < from || t.seq > through;
+            let keep = i128::from(t.due) < from || t.seq > through;
             one_shot += usize::from(!keep && !t.wake.recurring());
             keep
         });
@@ -500,6 +505,35 @@ mod tests {
             order,
             vec![inst(4), inst(2), inst(3), inst(1), date(7), inst(5)]
         );
+    }
+
+    #[test]
+    fn timers_let_go_come_back_once_even_at_the_end_of_time() {
+        let mut t = Timers::new();
+        t.leave_in_store(i64::MAX, 0, 0);
+        t.set(1_000_000, 0, inst(1));
+        t.set(i64::MAX, 0, inst(2));
+        let stored = t.all();
+        // Both are committed (numbered up to 2); the clock stands at 0.
+        assert_eq!(t.let_go(0, 2), 1, "only the one due an hour or more ahead");
+        assert_eq!((t.in_memory(), t.len()), (1, 2));
+        // The clock nears the end of time: the last one goes too.
+        assert_eq!(t.let_go(i64::MAX - 5, 2), 0, "nothing else in memory");
+        let read = t.to_read(i64::MAX).expect("something to read");
+        assert_eq!((read.from, read.until), (AHEAD, i64::MAX));
+        let given: Vec<Timer> = stored
+            .iter()
+            .copied()
+            .filter(|x| x.due >= read.from)
+            .collect();
+        assert_eq!(given.len(), 1);
+        t.read_back(read, given);
+        assert_eq!(t.to_read(i64::MAX), None, "nothing is read twice");
+        assert_eq!(t.to_read_all(), None);
+        let fired: Vec<Wake> =
+            std::iter::from_fn(|| t.pop_until(i64::MAX).map(|x| x.wake)).collect();
+        assert_eq!(fired, vec![inst(1), inst(2)]);
+        assert!(t.is_empty());
     }
 
     #[test]

@@ -623,6 +623,26 @@ fn a_timer_that_cannot_be_read_back_is_a_fault_not_a_panic() {
     assert!(engine.into_sink().outbox.is_empty());
 }
 
+#[test]
+fn an_engine_restored_from_a_whole_state_lets_its_timers_go() {
+    let bundle = common::bundle(BASE);
+    let mut first = new_engine(&bundle);
+    common::feed(&mut first, &carts(4));
+    let bytes = first.checkpoint().expect("a checkpoint");
+    let (shared, mut engine) = engine_and_rows(&bundle, true);
+    engine
+        .restore(&bytes, &bundle, common::arena())
+        .expect("restores");
+    let changes = engine.take_changes().unwrap();
+    let seq = changes.timer_seq;
+    shared.0.lock().unwrap().apply(changes);
+    assert_eq!(
+        engine.let_timers_go(seq),
+        4,
+        "the four reminders a day ahead"
+    );
+}
+
 /// `n` customers, an hour apart, each identified and starting a checkout.
 fn carts(n: usize) -> Vec<String> {
     (0..n)

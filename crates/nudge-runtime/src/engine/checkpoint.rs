@@ -359,6 +359,11 @@ impl<'b> Machine<'b> {
         self.applies_since_horizon = state.applies_since_horizon;
         self.stats = stats;
         self.swap_tables(&mut state);
+        // With a store to read them back from, timers a take stored can be
+        // let go from here on (a restore of rows may have left some there).
+        if self.pager.is_some() && !self.timers.leaves_in_store() {
+            self.timers.leave_in_store(i64::MAX, 0, 0);
+        }
         debug_assert!(rel(&self.releases, self.current()).bundle.flows.len() == newest.flows.len());
         Ok(())
     }

@@ -16,7 +16,9 @@
 //! goal watches (their rules run on timers and other customers' merges,
 //! and the history horizons read every goal), those whose segments are
 //! still to be looked at, and everything that is not a customer record
-//! (identities, timers, instances, the small tables).
+//! (identities, instances, the small tables) except timers: with a store,
+//! only those due within the hour and those not yet committed stay
+//! ([`Machine::let_timers_go`]).
 
 use super::Machine;
 use super::checkpoint::CheckpointError;

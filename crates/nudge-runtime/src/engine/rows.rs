@@ -304,12 +304,8 @@ impl<'b> Machine<'b> {
         state.identities = nodes.finish();
         let mut timers = timers;
         timers.set_seq(head.timer_seq);
-        match timers_left {
-            Some((from, count)) => timers.leave_in_store(from, head.timer_seq, count),
-            // Every timer is in memory; from here on those a take stored
-            // can be let go.
-            None if self.pager.is_some() => timers.leave_in_store(i64::MAX, 0, 0),
-            None => {}
+        if let Some((from, count)) = timers_left {
+            timers.leave_in_store(from, head.timer_seq, count);
         }
         state.timers = timers;
         dedupe.set_window(crate::millis::ms(self.config.dedupe_window));
