@@ -338,7 +338,16 @@ fn a_release_running_rebased_code_is_restored() {
     rows.apply(engine.take_changes().unwrap());
     engine.deploy(&v2, arena).expect("deploys");
     let deployed = engine.take_changes().unwrap();
-    assert!(deployed.full && deployed.releases.as_ref().map(Vec::len) == Some(2));
+    assert!(
+        !deployed.full,
+        "a deploy rewrites what it moved, not the whole state"
+    );
+    assert_eq!(deployed.releases.as_ref().map(Vec::len), Some(2));
+    assert_eq!(
+        (deployed.customers.len(), deployed.instances.len()),
+        (1, 1),
+        "the customer and the instance moved onto the new tables"
+    );
     rows.apply(deployed);
     common::feed(
         &mut engine,
@@ -353,8 +362,8 @@ fn a_release_running_rebased_code_is_restored() {
     let mut restored = new_engine(&v2);
     restored.restore(&bytes, &v2, arena).expect("restores");
     assert_eq!(restored.releases().count(), 2);
-    // The same state kept as rows: taken before the deploy, whose changes
-    // hold every table, and after.
+    // The same state kept as rows: taken before the deploy, with it, and
+    // after.
     let mut from_rows = new_engine(&v2);
     from_rows
         .restore_rows(rows.rows(), &v2, arena)
@@ -532,6 +541,101 @@ fn a_deploy_reads_every_customer_back_and_adds_a_trait_to_each() {
     );
     assert_eq!(paged.outbox, whole.outbox, "sends");
     assert_eq!(paged.records, whole.records, "records");
+}
+
+#[test]
+fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_stored() {
+    let v1 = common::bundle(BASE);
+    let v2 = common::bundle(&format!(
+        "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
+    ));
+    let arena = common::arena();
+    let lines = carts(6);
+    let run = |budget: Option<usize>| {
+        let shared = Shared::default();
+        let mut engine = Engine::new(
+            &v1,
+            MemorySink::default(),
+            Config {
+                customers_in_memory: budget,
+                ..config()
+            },
+            i64::MIN,
+        );
+        engine.set_pager(Box::new(shared.clone()));
+        common::feed(&mut engine, &lines[..6]);
+        // The three customers' reminders go out and end; they are let go.
+        engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        assert_eq!(engine.let_go(0, &[]), 3, "the three, with nothing live");
+        engine.deploy(&v2, arena).expect("deploys");
+        let deployed = engine.paging();
+        let changes = engine.take_changes().unwrap();
+        assert!(
+            !changes.full,
+            "the take writes the customers moved, read none back"
+        );
+        assert_eq!(changes.customers.len(), 3, "each moved onto the new tables");
+        assert_eq!(engine.paging().read_back, deployed.read_back);
+        shared.0.lock().unwrap().apply(changes);
+        let stored = engine.let_go(budget.unwrap_or(usize::MAX), &[]);
+        let after = engine.paging();
+        common::feed(&mut engine, &lines[6..]);
+        engine.drain();
+        let tiers: Vec<_> = (0..6)
+            .map(|i| engine.profile_field(&format!("c{i}"), "tier"))
+            .collect();
+        (engine.into_sink(), deployed, stored, after, tiers)
+    };
+    let (whole, whole_deployed, _, _, whole_tiers) = run(None);
+    let (kept, deployed, stored, after, tiers) = run(Some(0));
+    assert_eq!(
+        (whole_deployed.in_memory, whole_deployed.frozen),
+        (3, 0),
+        "without a budget the deploy reads every customer back as a record"
+    );
+    assert_eq!(
+        (deployed.in_memory, deployed.frozen, deployed.customers),
+        (0, 3, 3),
+        "those read back are held as rows again once moved onto the new tables"
+    );
+    assert_eq!(stored, 3, "once the take is committed they are let go");
+    assert_eq!((after.in_memory, after.frozen), (0, 0));
+    assert_eq!(tiers, whole_tiers);
+    assert!(
+        tiers.iter().all(|t| t.is_some()),
+        "every customer has the new trait: {tiers:?}"
+    );
+    assert_eq!(kept.outbox, whole.outbox, "sends");
+    assert_eq!(kept.records, whole.records, "records");
+}
+
+#[test]
+fn a_deploy_that_changes_only_a_message_reads_no_customer_back() {
+    let v1 = common::bundle(BASE);
+    assert!(BASE.contains("body \"Come back\""), "{BASE}");
+    let v2 = common::bundle(&BASE.replace("Come back", "Your cart is waiting"));
+    let (shared, mut engine) = engine_and_rows(&v1, true);
+    common::feed(&mut engine, &carts(6));
+    engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+    shared
+        .0
+        .lock()
+        .unwrap()
+        .apply(engine.take_changes().unwrap());
+    assert_eq!(engine.let_go(0, &[]), 4, "four reminders went out");
+    let before = engine.paging();
+    engine.deploy(&v2, common::arena()).expect("deploys");
+    let after = engine.paging();
+    assert_eq!(
+        (after.read_back, after.in_memory),
+        (before.read_back, before.in_memory),
+        "the stored customers stay in the store"
+    );
 }
 
 #[test]

@@ -587,7 +587,8 @@ mod tests {
     fn a_customer(state: &mut State) -> &mut super::super::customer::Customer {
         state
             .customers
-            .values_mut()
+            .iter_unmarked_mut()
+            .map(|(_, c)| c)
             .find(|c| c.instances.iter().next().is_some())
             .unwrap()
     }

@@ -21,7 +21,8 @@ use super::evolve::{Bundles, same_tables};
 use super::instance::{Instance, TriggerUse, Waiting};
 use super::{Machine, rel, rel_mut};
 
-/// Why a bundle cannot be deployed; the engine is left exactly as it was.
+/// Why a bundle cannot be deployed. When the new bundle is refused the
+/// engine is left exactly as it was; when the store fails it, it is not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum DeployError {
@@ -33,8 +34,10 @@ pub enum DeployError {
         /// Each problem, in words, with what to do about it.
         problems: Vec<String>,
     },
-    /// A customer the engine let go could not be read back from the store
-    /// (every customer takes the new code, so each is read back first).
+    /// A customer or timer the engine let go could not be read back from
+    /// the store (a deploy that changes every customer reads each back in
+    /// turn). The deploy may be half done: the engine holds the fault
+    /// (`Engine::page_fault`), and a host stops before it commits anything.
     Unreadable(String),
 }
 
@@ -56,6 +59,30 @@ impl fmt::Display for DeployError {
 }
 
 impl std::error::Error for DeployError {}
+
+/// Triggers a release adds or changes, by flow number, to arm for each
+/// customer already known.
+struct Arming {
+    /// Schedules new or moved.
+    schedules: Vec<u32>,
+    /// Profile-date triggers new or changed.
+    dates: Vec<u32>,
+    /// `entering` flows new or on another segment, with the segment.
+    entering: Vec<(u32, u32)>,
+    /// `entering` flows whose segment's definition changed when it can
+    /// next change with time.
+    rearm: Vec<u32>,
+}
+
+impl Arming {
+    /// Whether there is nothing to arm.
+    fn is_empty(&self) -> bool {
+        self.schedules.is_empty()
+            && self.dates.is_empty()
+            && self.entering.is_empty()
+            && self.rearm.is_empty()
+    }
+}
 
 /// What a deploy did, for people ([`fmt::Display`]) and tools (JSON).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -263,11 +290,16 @@ impl<'b> Machine<'b> {
         arena: &'b Bundles,
     ) -> Result<Deployed, DeployError> {
         self.new_input();
-        self.page_in_all()
-            .map_err(|e| DeployError::Unreadable(e.to_string()))?;
+        let unreadable =
+            |e: super::checkpoint::CheckpointError| DeployError::Unreadable(e.to_string());
+        self.all_timers();
+        self.no_fault().map_err(unreadable)?;
         let prev = self.current();
+        // The tables the stored customers' rows are laid out by.
+        let tables = self.bundle_of(prev);
         let mut schemas = SchemaChanges::default();
-        if !same_tables(self.bundle_of(prev), bundle) {
+        let mut migration = None;
+        if !same_tables(tables, bundle) {
             let carried = |rb: &Rebased, from: &Flow, inst: &Instance| -> bool {
                 let Some((nf, to)) = (0..).zip(&bundle.flows).find(|(_, f)| f.name == from.name)
                 else {
@@ -284,7 +316,7 @@ impl<'b> Machine<'b> {
             };
             let ev = self.plan_evolution(bundle, &carried)?;
             schemas = SchemaChanges::from_diff(ev.diff());
-            schemas.goals_ended = super::evolve::apply(self, ev, bundle, arena);
+            migration = Some(super::evolve::apply(self, ev, bundle, arena));
         }
         let old = self.bundle_of(prev);
         let r = self.add_release(bundle);
@@ -293,7 +325,6 @@ impl<'b> Machine<'b> {
 
         let mut report = Deployed {
             release: r,
-            schemas,
             ..Deployed::default()
         };
         for flow in &old.flows {
@@ -385,16 +416,29 @@ impl<'b> Machine<'b> {
         // Flows with several versions in flight list the replaced release's first.
         report.flows.sort_by(|a, b| a.flow.cmp(&b.flow));
 
-        self.arm_new_triggers(prev, r);
+        // Customers last, one at a time: a stored one is read back only
+        // when the deploy changes it, and with a budget it is held as its
+        // row again once changed (see `Machine::each_customer`).
+        let arming = self.new_triggers(prev, r);
+        if migration.is_some() || !arming.is_empty() {
+            let mut ended = 0;
+            self.each_customer(tables, |m, c| {
+                if let Some(migration) = &migration {
+                    ended += migration.customer(super::known_mut(&mut m.customers, c));
+                }
+                m.arm_customer(c, r, &arming);
+            })
+            .map_err(unreadable)?;
+            schemas.goals_ended = ended;
+        }
+        report.schemas = schemas;
         self.drop_idle_caches();
         Ok(report)
     }
 
-    /// Arms triggers that the new release adds or changes, for every
-    /// customer already known: new schedules and profile dates get their
-    /// timers, and new `entering` flows learn who is already inside, so that
-    /// only customers entering from now on start an instance.
-    fn arm_new_triggers(&mut self, prev: u32, r: u32) {
+    /// The triggers release `r` adds or changes against `prev`, to arm for
+    /// every customer already known ([`Machine::arm_customer`]).
+    fn new_triggers(&self, prev: u32, r: u32) -> Arming {
         let old = self.bundle_of(prev);
         let new = self.bundle_of(r);
         // Schedules read in the policy's zone move with it.
@@ -435,36 +479,43 @@ impl<'b> Machine<'b> {
                 Trigger::Event(_) => {}
             }
         }
-        if schedules.is_empty() && dates.is_empty() && entering.is_empty() && rearm.is_empty() {
-            return;
+        Arming {
+            schedules,
+            dates,
+            entering,
+            rearm,
         }
-        // In id order: timers set in the same order get the same tie-breaks.
-        let mut customers: Vec<u32> = self.customers.keys().collect();
-        customers.sort_unstable();
-        for c in customers {
-            if !schedules.is_empty() {
-                let zone = self.zone(c, None);
-                super::known_mut(&mut self.customers, c)
-                    .rare_mut()
-                    .schedule_zone = Some(zone);
-            }
-            for &f in &schedules {
-                self.arm_schedule(c, f);
-            }
-            for &f in &dates {
-                self.arm_date(c, f, true);
-            }
-            for &(f, segment) in &entering {
-                let inside = self.in_segment(c, segment);
-                let key = self.key_of(r, f);
-                super::known_mut(&mut self.customers, c)
-                    .flow(key)
-                    .in_segment = inside;
-                self.arm_segment(c, f, true);
-            }
-            for &f in &rearm {
-                self.arm_segment(c, f, true);
-            }
+    }
+
+    /// Arms `arming`'s triggers of release `r` for customer `c`, in memory:
+    /// new schedules and profile dates get their timers, and new
+    /// `entering` flows learn whether it is already inside, so that only
+    /// customers entering from now on start an instance. Customers are
+    /// armed in increasing number: timers set in the same order get the
+    /// same tie-breaks.
+    fn arm_customer(&mut self, c: u32, r: u32, arming: &Arming) {
+        if !arming.schedules.is_empty() {
+            let zone = self.zone(c, None);
+            super::known_mut(&mut self.customers, c)
+                .rare_mut()
+                .schedule_zone = Some(zone);
+        }
+        for &f in &arming.schedules {
+            self.arm_schedule(c, f);
+        }
+        for &f in &arming.dates {
+            self.arm_date(c, f, true);
+        }
+        for &(f, segment) in &arming.entering {
+            let inside = self.in_segment(c, segment);
+            let key = self.key_of(r, f);
+            super::known_mut(&mut self.customers, c)
+                .flow(key)
+                .in_segment = inside;
+            self.arm_segment(c, f, true);
+        }
+        for &f in &arming.rearm {
+            self.arm_segment(c, f, true);
         }
     }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use nudge_bytecode::{Bundle, Layout, Rebased, SchemaDiff};
 use nudge_vm::Vm;
 
-use super::customer::Traits;
+use super::customer::{Customer, Traits};
 use super::deploy::DeployError;
 use super::{Machine, flow_runs, rel_mut};
 
@@ -116,18 +116,55 @@ impl Machine<'_> {
     }
 }
 
-/// Moves every release in use and every value the engine holds onto the
-/// new tables. Returns how many goal watches ended because their rule
-/// reads something removed.
+/// What moves one customer's values onto the new tables
+/// ([`Migration::customer`]), once [`apply`] moved everything else.
+pub(super) struct Migration {
+    layout: Layout,
+    /// Goals (release, flow) whose rule reads what is gone: they end.
+    gone_goals: HashSet<(u32, u32)>,
+}
+
+impl Migration {
+    /// Moves `cust`'s profile, events and goal watches onto the new
+    /// tables. Returns how many of its goal watches ended because their
+    /// rule reads something removed.
+    pub(super) fn customer(&self, cust: &mut Customer) -> u64 {
+        let layout = &self.layout;
+        if let Some(p) = layout.record(&cust.profile.to_record()) {
+            cust.profile = p.into();
+        }
+        cust.events.retain_mut(|e| match layout.schema(e.schema) {
+            Some(s) => {
+                e.schema = s;
+                e.value = layout.value(&e.value);
+                true
+            }
+            None => false,
+        });
+        let mut ended = 0;
+        if let Some(rare) = cust.rare_if() {
+            let before = rare.goals.len();
+            rare.goals
+                .retain(|g| !self.gone_goals.contains(&(g.release, g.flow)));
+            ended += (before - rare.goals.len()) as u64;
+            for g in &mut rare.goals {
+                g.trigger = layout.value(&g.trigger);
+            }
+        }
+        ended
+    }
+}
+
+/// Moves every release in use and every value the engine holds but its
+/// customers' onto the new tables; the customers are moved one at a time
+/// by the [`Migration`] returned (a deploy reads them back in turn).
 pub(super) fn apply<'b>(
     engine: &mut Machine<'b>,
     ev: Evolution,
     new: &'b Bundle,
     arena: &'b Bundles,
-) -> u64 {
+) -> Migration {
     let Evolution { layout, rebased } = ev;
-    // Goals whose rule reads what is gone can never be judged: they end.
-    let mut ended_goals = 0u64;
     let gone_goals: HashSet<(u32, u32)> = rebased
         .iter()
         .flat_map(|(r, rb)| {
@@ -150,30 +187,14 @@ pub(super) fn apply<'b>(
         release.triggered_by.clear();
     }
     let migrate = |v: &nudge_bytecode::Value| layout.value(v);
-    for cust in engine.customers.values_mut() {
-        if let Some(p) = layout.record(&cust.profile.to_record()) {
-            cust.profile = p.into();
+    // One at a time, so that a take writes the live instances only, not a
+    // whole state that would read every stored customer back.
+    for id in 0..engine.instances.len() as u32 {
+        if engine.instances.get(id).is_some()
+            && let Some(inst) = engine.instances.get_mut(id)
+        {
+            inst.migrate_values(&migrate);
         }
-        cust.events.retain_mut(|e| match layout.schema(e.schema) {
-            Some(s) => {
-                e.schema = s;
-                e.value = layout.value(&e.value);
-                true
-            }
-            None => false,
-        });
-        if let Some(rare) = cust.rare_if() {
-            let before = rare.goals.len();
-            rare.goals
-                .retain(|g| !gone_goals.contains(&(g.release, g.flow)));
-            ended_goals += (before - rare.goals.len()) as u64;
-            for g in &mut rare.goals {
-                g.trigger = layout.value(&g.trigger);
-            }
-        }
-    }
-    for inst in engine.instances.iter_mut().flatten() {
-        inst.migrate_values(&migrate);
     }
     engine.by_wire = by_wire(new);
     engine.traits = Traits::of(new);
@@ -189,7 +210,7 @@ pub(super) fn apply<'b>(
     engine.remembered.extend(new.retention.read());
     engine.forever = remap(&engine.forever);
     engine.goal_events = remap(&engine.goal_events);
-    ended_goals
+    Migration { layout, gone_goals }
 }
 
 /// Event schemas by wire name.

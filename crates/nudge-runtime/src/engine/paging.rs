@@ -24,6 +24,7 @@ use super::Machine;
 use super::checkpoint::CheckpointError;
 use super::customer::Customer;
 use crate::timers::{Timer, ToRead};
+use nudge_bytecode::Bundle;
 
 /// Where an engine reads back the customers it let go: the rows the host's
 /// store wrote from [`Machine::take_changes`].
@@ -45,6 +46,8 @@ pub struct Paging {
     pub customers: u64,
     /// Customers in memory.
     pub in_memory: u64,
+    /// Customers stored, held frozen: in memory as the bytes of their rows.
+    pub frozen: u64,
     /// Customers read back from the store since the engine was made.
     pub read_back: u64,
     /// Customers let go since the engine was made.
@@ -113,6 +116,7 @@ impl<'b> Machine<'b> {
         Paging {
             customers: self.customers.len() as u64,
             in_memory: self.customers.in_memory() as u64,
+            frozen: self.customers.frozen_len() as u64,
             ..self.paging
         }
     }
@@ -132,13 +136,20 @@ impl<'b> Machine<'b> {
     /// Makes sure customer `c`, if stored, is in memory. False (with
     /// [`Machine::page_fault`] set) when its row cannot be read.
     pub(super) fn page_in(&mut self, c: u32) -> bool {
+        self.page_in_as(c, self.bundle())
+    }
+
+    /// [`Machine::page_in`], with a stored row checked against `tables`,
+    /// the bundle whose tables the store's rows are laid out by (a deploy
+    /// reads them before it moves them onto the new one's).
+    fn page_in_as(&mut self, c: u32, tables: &Bundle) -> bool {
         if !self.customers.is_stored(c) {
             return true;
         }
         // A frozen row is dropped only once it decoded: a fault keeps it.
         let customer = match self.customers.frozen(c) {
             Some(row) => postcard::from_bytes(row).map_err(|e| e.to_string()),
-            None => self.read_back(c),
+            None => self.read_back(c, tables),
         };
         match customer {
             Ok(customer) => {
@@ -155,14 +166,14 @@ impl<'b> Machine<'b> {
         }
     }
 
-    fn read_back(&mut self, c: u32) -> Result<Customer, String> {
+    fn read_back(&mut self, c: u32, tables: &Bundle) -> Result<Customer, String> {
         let pager = self
             .pager
             .as_mut()
             .ok_or("the engine let it go and has no store to read it from")?;
         let row = pager.customer(c)?.ok_or("the store has no row for it")?;
         let customer: Customer = postcard::from_bytes(&row).map_err(|e| e.to_string())?;
-        super::checkpoint::check_customer(&customer, self.bundle())?;
+        super::checkpoint::check_customer(&customer, tables)?;
         Ok(customer)
     }
 
@@ -222,25 +233,61 @@ impl<'b> Machine<'b> {
             return 0;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let frozen = self.go_round(over, |m, c| {
-            let Some(cust) = m.customers.peek(c) else {
-                return false;
-            };
-            if busy(cust) || dirty.contains(&c) {
-                return false;
-            }
-            // A record that cannot be encoded stays a record.
-            let buffer = std::mem::take(&mut m.freeze_buffer);
-            let Ok(mut buffer) = postcard::to_extend(cust, buffer) else {
-                return false;
-            };
-            let row = Box::from(buffer.as_slice());
-            buffer.clear();
-            m.freeze_buffer = buffer;
-            m.customers.freeze(c, row)
-        });
+        let frozen = self.go_round(over, |m, c| !dirty.contains(&c) && m.freeze_one(c));
         self.dirty = dirty;
         frozen
+    }
+
+    /// Freezes customer `c` unless it is busy (see [`busy`]) or not in
+    /// memory. A record that cannot be encoded stays a record.
+    fn freeze_one(&mut self, c: u32) -> bool {
+        let Some(cust) = self.customers.peek(c) else {
+            return false;
+        };
+        if busy(cust) {
+            return false;
+        }
+        let buffer = std::mem::take(&mut self.freeze_buffer);
+        let Ok(mut buffer) = postcard::to_extend(cust, buffer) else {
+            return false;
+        };
+        let row = Box::from(buffer.as_slice());
+        buffer.clear();
+        self.freeze_buffer = buffer;
+        self.customers.freeze(c, row)
+    }
+
+    /// Runs `step` on every customer in increasing number (a deploy's
+    /// migration and new triggers), reading each stored one back in turn,
+    /// checked against `tables` (see [`Machine::page_in_as`]). With a
+    /// budget (`[runtime] customers_in_memory`), each one read back is
+    /// frozen again after its step while more than the budget are records,
+    /// so a change that reaches every customer holds the others as the
+    /// bytes of their rows, not as records; a take writes those bytes and
+    /// [`Machine::let_go`] lets them go once it is committed.
+    pub(super) fn each_customer(
+        &mut self,
+        tables: &Bundle,
+        mut step: impl FnMut(&mut Self, u32),
+    ) -> Result<(), CheckpointError> {
+        let mut numbers: Vec<u32> = self.customers.keys().collect();
+        numbers.extend(self.customers.stored());
+        numbers.sort_unstable();
+        let budget = self.config.customers_in_memory;
+        for c in numbers {
+            let was_stored = self.customers.is_stored(c);
+            if !self.page_in_as(c, tables) {
+                break;
+            }
+            step(self, c);
+            if was_stored
+                && budget.is_some_and(|b| self.customers.in_memory() > b)
+                && !self.dirty.contains(&c)
+            {
+                self.freeze_one(c);
+            }
+        }
+        self.no_fault()
     }
 
     /// Freezes customers down to `[runtime] customers_in_memory` once they
@@ -274,6 +321,11 @@ impl<'b> Machine<'b> {
                 break;
             }
         }
+        self.no_fault()
+    }
+
+    /// An error for the page fault, if there is one.
+    pub(super) fn no_fault(&self) -> Result<(), CheckpointError> {
         match &self.page_fault {
             Some(reason) => Err(CheckpointError::Decode(format!(
                 "cannot read a customer back from the store: {reason}"
@@ -293,12 +345,24 @@ impl<'b> Machine<'b> {
             return 0;
         }
         let over = self.customers.in_memory().saturating_sub(budget);
-        if over == 0 {
+        if over == 0 && self.customers.frozen_len() == 0 {
             return 0;
         }
         let mut dirty: crate::fast::Set<u32> = self.dirty.iter().copied().collect();
         dirty.extend(unsaved.iter().copied());
-        self.go_round(over, |m, c| {
+        // Customers a deploy froze (see `each_customer`): once a committed
+        // take wrote their bytes, the store holds them.
+        let mut gone = 0;
+        for c in self.customers.frozen_numbers() {
+            if !self.customers.changed_since_take(c)
+                && !dirty.contains(&c)
+                && self.customers.let_frozen_go(c)
+            {
+                gone += 1;
+            }
+        }
+        self.paging.let_go += gone as u64;
+        gone + self.go_round(over, |m, c| {
             let Some(cust) = m.customers.peek(c) else {
                 return false;
             };

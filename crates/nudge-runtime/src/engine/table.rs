@@ -38,6 +38,8 @@ pub(crate) struct Customers {
     /// Entry `n` holds frozen customer `n`'s row: its record as the store
     /// would write it, about a quarter of the memory of the record.
     frozen: Vec<Option<Box<[u8]>>>,
+    /// How many entries of `frozen` hold a row.
+    frozen_len: usize,
     /// Customers changed since the store last took them.
     marks: Marks,
 }
@@ -132,8 +134,10 @@ impl Customers {
             self.frozen.reserve_exact(want.max(self.frozen.len() / 8));
             self.frozen.resize_with(i + 1, || None);
         }
-        if let Some(f) = self.frozen.get_mut(i) {
-            *f = Some(row);
+        if let Some(f) = self.frozen.get_mut(i)
+            && f.replace(row).is_none()
+        {
+            self.frozen_len += 1;
         }
         self.set_stored(c, true);
         true
@@ -147,9 +151,45 @@ impl Customers {
     /// Drops frozen customer `c`'s row, once it is decoded and its record
     /// is about to come back ([`Customers::bring_back`]).
     pub fn thaw(&mut self, c: u32) {
-        if let Some(f) = self.frozen.get_mut(c as usize) {
-            *f = None;
+        if let Some(f) = self.frozen.get_mut(c as usize)
+            && f.take().is_some()
+        {
+            self.frozen_len -= 1;
         }
+    }
+
+    /// How many customers are frozen.
+    pub fn frozen_len(&self) -> usize {
+        self.frozen_len
+    }
+
+    /// The numbers of the frozen customers, in increasing number.
+    pub fn frozen_numbers(&self) -> Vec<u32> {
+        if self.frozen_len == 0 {
+            return Vec::new();
+        }
+        (0u32..)
+            .zip(&self.frozen)
+            .filter_map(|(c, f)| f.as_ref().map(|_| c))
+            .collect()
+    }
+
+    /// Drops frozen customer `c`'s row because the store holds it as it
+    /// is: `c` stays stored, to be read back from the store. Once none is
+    /// frozen, the table of rows goes too (a store-backed engine freezes
+    /// only for a deploy).
+    pub fn let_frozen_go(&mut self, c: u32) -> bool {
+        let Some(f) = self.frozen.get_mut(c as usize) else {
+            return false;
+        };
+        if f.take().is_none() {
+            return false;
+        }
+        self.frozen_len -= 1;
+        if self.frozen_len == 0 {
+            self.frozen = Vec::new();
+        }
+        true
     }
 
     /// Puts stored customer `c`, read back from the store, in memory. Not
@@ -251,12 +291,6 @@ impl Customers {
     /// Every customer in memory, in increasing number.
     pub fn values(&self) -> impl Iterator<Item = &Customer> {
         self.slots.iter().filter_map(|s| s.as_deref())
-    }
-
-    /// Every customer in memory, to change, in increasing number.
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Customer> {
-        self.marks.mark_all();
-        self.slots.iter_mut().filter_map(|s| s.as_deref_mut())
     }
 }
 
