@@ -450,6 +450,48 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
 }
 
 #[test]
+fn a_deploy_that_moves_every_customer_under_a_budget_changes_no_decision() {
+    let (lines, _tmp, _, _) = reference_run(17);
+    let run = |runtime: Option<&str>| {
+        let (guard, dir) = copy_example("cart_recovery");
+        if let Some(settings) = runtime {
+            add_runtime(&dir, settings);
+        }
+        let events = dir.join("events.jsonl");
+        std::fs::write(&events, lines[..1500].concat()).unwrap();
+        let first = run_json(&dir, &["--batch-lines", "50"]);
+        // A new event changes the schemas: every stored customer's values
+        // move onto the new tables, so the deploy reads each back in turn.
+        std::fs::write(
+            dir.join("gifts.flow"),
+            "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n",
+        )
+        .unwrap();
+        std::fs::write(&events, lines.concat()).unwrap();
+        let second = run_json(&dir, &["--drain", "--batch-lines", "50"]);
+        let report = second["store"]["deployed"].as_str().unwrap().to_string();
+        assert!(report.contains("gift_card_bought"), "{report}");
+        (guard, dir, first, second)
+    };
+    let (_a, whole, _, reference) = run(None);
+    let (_b, bounded, first, second) = run(Some("checkpoint_every = 100\ncustomers_in_memory = 5"));
+    let (before, after) = (&first["store"]["memory"], &second["store"]["memory"]);
+    assert!(before["let_go"].as_u64().unwrap() > 20, "{before}");
+    assert!(
+        after["read_back"].as_u64().unwrap() >= before["customers"].as_u64().unwrap(),
+        "the deploy read every customer back: {before} {after}"
+    );
+    assert_eq!(second["stats"], reference["stats"]);
+    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
+    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
+    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+    // The store holds every customer moved: a restart carries on the same.
+    let third = run_json(&bounded, &["--drain"]);
+    assert_eq!(third["store"]["applied"], 0);
+    assert_eq!(third["stats"], reference["stats"]);
+}
+
+#[test]
 fn a_budget_in_memory_freezes_customers_and_changes_no_byte_of_the_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let all = tmp.path().join("all.jsonl");

@@ -174,9 +174,12 @@ pub const AHEAD: i64 = 3_600_000;
 /// Which timers are in the store and not in memory.
 ///
 /// Every pending timer due before `from` is in memory; none numbered at
-/// or below `through` and due at or after `from` is. So the store's timers
-/// due from `from` on and numbered up to `through` are exactly the ones
-/// memory lacks there: reading them back can neither miss nor double one.
+/// or below `through` and due at or after `from` is, and none that fired
+/// was due at or after `from` (firing moves `from` past the timers it
+/// pops: see [`Timers::to_read`]). So the store's timers due from `from`
+/// on and numbered up to `through` are exactly the ones memory lacks
+/// there, even while the store still holds timers that fired since its
+/// last commit: reading them back can neither miss nor double one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stored {
     /// Wider than a due time: once every timer has been read back it is
@@ -366,27 +369,38 @@ impl Timers {
     }
 
     /// Which timers to read back from the store before popping those due
-    /// through `limit`; `None` when memory holds them all (none is left in
-    /// the store, or none due by then).
-    pub fn to_read(&self, limit: i64) -> Option<ToRead> {
-        let s = self.stored.filter(|s| s.count > 0)?;
+    /// through `limit`; `None` when memory holds them all (none due by
+    /// then is left in the store).
+    ///
+    /// Whether or not there is anything to read, the line `from` moves
+    /// past `limit` (an hour past it), as [`Timers::read_back`] moves it:
+    /// so every timer that fires was due before `from`, and one that fired
+    /// but whose firing the store has not committed yet (the store still
+    /// holds it) is never read back.
+    pub fn to_read(&mut self, limit: i64) -> Option<ToRead> {
+        let s = self.stored.as_mut()?;
         let from = i64::try_from(s.from).ok()?;
-        (limit >= from).then(|| ToRead {
+        if limit < from {
+            return None;
+        }
+        let until = limit.saturating_add(AHEAD);
+        if s.count == 0 {
+            // Nothing to read: what an empty read would leave.
+            s.from = i128::from(until) + 1;
+            return None;
+        }
+        Some(ToRead {
             from,
-            until: limit.saturating_add(AHEAD),
+            until,
             through: s.through,
         })
     }
 
     /// Which timers to read back to hold every one in memory (before a
-    /// drain, or a take that writes them all).
-    pub fn to_read_all(&self) -> Option<ToRead> {
-        let s = self.stored.filter(|s| s.count > 0)?;
-        Some(ToRead {
-            from: i64::try_from(s.from).ok()?,
-            until: i64::MAX,
-            through: s.through,
-        })
+    /// drain, or a take that writes them all); as [`Timers::to_read`]
+    /// with no limit.
+    pub fn to_read_all(&mut self) -> Option<ToRead> {
+        self.to_read(i64::MAX)
     }
 
     /// Puts back the timers a store gave for `read` ([`Timers::to_read`]).

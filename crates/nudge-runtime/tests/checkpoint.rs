@@ -70,6 +70,10 @@ enum Keep {
     /// As `Rows`, and after each take every customer that can be is let
     /// go; a restore reads none, and customers are read back when needed.
     Paged { every: usize },
+    /// As `Paged`, with each take committed only once the next is taken
+    /// (as `nudge run` pipelines its batches), so what is let go after a
+    /// commit is let go while the next take is still in flight.
+    Pipelined { every: usize },
     /// As `Rows`, with no store to read customers back from: every
     /// customer that can be is frozen before each call, and a take writes
     /// frozen customers' rows from their bytes.
@@ -91,15 +95,35 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     let whole = whole.into_sink();
 
     let shared = Shared::default();
-    let paged = matches!(keep, Keep::Paged { .. });
+    let paged = matches!(keep, Keep::Paged { .. } | Keep::Pipelined { .. });
+    let pipelined = matches!(keep, Keep::Pipelined { .. });
     let timers_let_go = std::cell::Cell::new(0);
-    let take = |engine: &mut Engine<'_, MemorySink>| {
-        let changes = engine.take_changes().expect("changes");
+    let in_flight = std::cell::RefCell::new(None);
+    let commit = |changes: nudge_runtime::engine::rows::Changes,
+                  engine: &mut Engine<'_, MemorySink>,
+                  unsaved: &[u32]| {
         let timers = changes.timer_seq;
         shared.0.lock().unwrap().apply(changes);
         if paged {
-            engine.let_go(0, &[]);
+            engine.let_go(0, unsaved);
             timers_let_go.set(timers_let_go.get() + engine.let_timers_go(timers));
+        }
+    };
+    let take = |engine: &mut Engine<'_, MemorySink>| {
+        let changes = engine.take_changes().expect("changes");
+        if !pipelined {
+            commit(changes, engine, &[]);
+            return;
+        }
+        let unsaved: Vec<u32> = changes.customers.iter().map(|(c, _)| *c).collect();
+        if let Some(before) = in_flight.borrow_mut().replace(changes) {
+            commit(before, engine, &unsaved);
+        }
+    };
+    // Commits the take in flight (before a stop).
+    let settle = |engine: &mut Engine<'_, MemorySink>| {
+        if let Some(last) = in_flight.borrow_mut().take() {
+            commit(last, engine, &[]);
         }
     };
     let mut got = MemorySink::default();
@@ -107,7 +131,9 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     if paged {
         engine.set_pager(Box::new(shared.clone()));
     }
-    if let Keep::Rows { .. } | Keep::Paged { .. } | Keep::Frozen { .. } = keep {
+    if let Keep::Rows { .. } | Keep::Paged { .. } | Keep::Pipelined { .. } | Keep::Frozen { .. } =
+        keep
+    {
         take(&mut engine);
     }
     let mut read_back = 0;
@@ -115,7 +141,10 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     for &cut in cuts {
         for (i, line) in (from..).zip(&lines[from..cut]) {
             let _ = ingest::apply_line(&mut engine, line);
-            if let Keep::Rows { every } | Keep::Paged { every } | Keep::Frozen { every } = keep
+            if let Keep::Rows { every }
+            | Keep::Paged { every }
+            | Keep::Pipelined { every }
+            | Keep::Frozen { every } = keep
                 && i % every == 0
             {
                 take(&mut engine);
@@ -124,8 +153,12 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
         from = cut;
         let whole_state = match keep {
             Keep::Whole => Some(engine.checkpoint().expect("a checkpoint")),
-            Keep::Rows { .. } | Keep::Paged { .. } | Keep::Frozen { .. } => {
+            Keep::Rows { .. }
+            | Keep::Paged { .. }
+            | Keep::Pipelined { .. }
+            | Keep::Frozen { .. } => {
                 take(&mut engine);
+                settle(&mut engine);
                 None
             }
         };
@@ -209,8 +242,12 @@ fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
         let lines: Vec<&str> = events.lines().collect();
         let (mut read_back, mut timers) = (0, 0);
         for cut in 0..=lines.len() {
-            for every in [1, 3] {
-                let (r, t) = assert_restores(&bundle, &lines, &[cut], Keep::Paged { every });
+            for keep in [
+                Keep::Paged { every: 1 },
+                Keep::Paged { every: 3 },
+                Keep::Pipelined { every: 2 },
+            ] {
+                let (r, t) = assert_restores(&bundle, &lines, &[cut], keep);
                 read_back += r;
                 timers += t;
             }
@@ -267,6 +304,10 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     let cuts: Vec<usize> = (1..12).map(|i| i * n / 12).collect();
     let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 1 });
     let _ = assert_restores(&bundle, &lines, &cuts, Keep::Rows { every: 97 });
+    for every in [1, 50] {
+        let (_, timers) = assert_restores(&bundle, &lines, &cuts, Keep::Pipelined { every });
+        assert!(timers > 20, "{timers} timers let go");
+    }
     let (decoded, _) = assert_restores(&bundle, &lines, &cuts, Keep::Frozen { every: 97 });
     assert!(decoded > 100, "{decoded} decoded");
     for every in [1, 97] {
