@@ -76,7 +76,9 @@ impl Marks {
         (self.on && !self.all).then_some(self.list.len())
     }
 
-    /// Notes that any entry may have changed.
+    /// Notes that any entry may have changed (the engine marks entries one
+    /// at a time; tests use this to check a whole take).
+    #[cfg(test)]
     pub fn mark_all(&mut self) {
         if self.on {
             self.all = true;
