@@ -656,27 +656,53 @@ fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_
 }
 
 #[test]
-fn a_deploy_that_changes_only_a_message_reads_no_customer_back() {
+fn a_deploy_that_changes_only_code_reads_no_customer_or_timer_back() {
     let v1 = common::bundle(BASE);
-    assert!(BASE.contains("body \"Come back\""), "{BASE}");
-    let v2 = common::bundle(&BASE.replace("Come back", "Your cart is waiting"));
-    let (shared, mut engine) = engine_and_rows(&v1, true);
-    common::feed(&mut engine, &carts(6));
-    engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
-    shared
-        .0
-        .lock()
-        .unwrap()
-        .apply(engine.take_changes().unwrap());
-    assert_eq!(engine.let_go(0, &[]), 4, "four reminders went out");
-    let before = engine.paging();
-    engine.deploy(&v2, common::arena()).expect("deploys");
-    let after = engine.paging();
-    assert_eq!(
-        (after.read_back, after.in_memory),
-        (before.read_back, before.in_memory),
-        "the stored customers stay in the store"
+    // A new message text and a second reminder: instances waiting at
+    // `reminder` are carried to the new flow, still woken by the timers
+    // they had (some of them left in the store).
+    let changed = BASE.replace("Come back", "Your cart is waiting").replace(
+        "  send reminder(amount)\n}",
+        "  send reminder(amount)\n  wait 1h\n  send reminder(amount)\n}",
     );
+    assert_ne!(changed, BASE);
+    let v2 = common::bundle(&changed);
+    let run = |paged: bool| {
+        let (shared, mut engine) = engine_and_rows(&v1, paged);
+        common::feed(&mut engine, &carts(6));
+        engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+        let changes = engine.take_changes().unwrap();
+        let seq = changes.timer_seq;
+        shared.0.lock().unwrap().apply(changes);
+        let let_go = (engine.let_go(0, &[]), engine.let_timers_go(seq));
+        let before = engine.paging();
+        let report = engine.deploy(&v2, common::arena()).expect("deploys");
+        let after = engine.paging();
+        assert_eq!(
+            (after.read_back, after.in_memory),
+            (before.read_back, before.in_memory),
+            "the stored customers stay in the store"
+        );
+        let timers = engine.timers_in_memory();
+        engine.drain();
+        (engine.into_sink(), let_go, timers, report)
+    };
+    let (whole, _, _, whole_report) = run(false);
+    let (paged, let_go, timers_in_memory, report) = run(true);
+    assert_eq!(
+        let_go,
+        (4, 1),
+        "four customers whose reminders went out; the reminder due at 15:00"
+    );
+    assert_eq!(timers_in_memory, 1, "the deploy read no timer back");
+    assert_eq!(report, whole_report);
+    assert!(
+        report.to_string().contains("carried"),
+        "the waiting instances move to the new flow: {report}"
+    );
+    assert_eq!(paged.outbox, whole.outbox, "sends");
+    assert_eq!(paged.outbox.len(), 4 + 2 * 2, "{:?}", paged.outbox);
+    assert_eq!(paged.records, whole.records, "records");
 }
 
 #[test]

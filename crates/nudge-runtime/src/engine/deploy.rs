@@ -292,7 +292,9 @@ impl<'b> Machine<'b> {
         self.new_input();
         let unreadable =
             |e: super::checkpoint::CheckpointError| DeployError::Unreadable(e.to_string());
-        self.all_timers();
+        // Timers left in the store stay there: a deploy sets new ones and
+        // changes none (an instance carried over keeps its generation, so
+        // the timer already set still wakes it).
         self.no_fault().map_err(unreadable)?;
         let prev = self.current();
         // The tables the stored customers' rows are laid out by.
