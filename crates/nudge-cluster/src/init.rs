@@ -8,7 +8,10 @@ use tokio_postgres::Client;
 use crate::{ClusterError, Settings, connect_nats, connect_postgres};
 
 /// The layout of the schema this build writes; recorded with the cluster.
-pub const LAYOUT: i32 = 1;
+/// Layout 2 keeps the remembered message ids in chunks
+/// (`state_message_id_chunks`); a cluster of layout 1 is moved onto it
+/// when a worker of this build first connects.
+pub const LAYOUT: i32 = 2;
 
 /// What `init` found or made.
 #[derive(Clone, Debug, PartialEq, Eq)]

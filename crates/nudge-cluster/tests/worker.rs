@@ -312,6 +312,101 @@ async fn a_new_worker_goes_on_from_the_rows_without_replaying() {
     assert_eq!(got, want);
 }
 
+/// Every remembered message id of the cluster, as (partition, generation, id).
+async fn message_ids(settings: &Settings) -> Vec<(i32, i64, Vec<u8>)> {
+    let pg = postgres(settings).await;
+    let mut out: Vec<(i32, i64, Vec<u8>)> = Vec::new();
+    for r in pg
+        .query(
+            &format!(
+                "SELECT partition, generation, ids FROM \"{}\".state_message_id_chunks",
+                settings.schema
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let ids: Vec<u8> = r.get(2);
+        assert!(ids.len().is_multiple_of(16));
+        for id in ids.chunks(16) {
+            out.push((r.get(0), r.get(1), id.to_vec()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_the_first_layout_moves_its_message_ids_into_chunks() {
+    let Some(t) = trial("layout", 2).await else {
+        return;
+    };
+    let project = Project::cart_recovery();
+    let code = project.code();
+    let lines = generated(600, 40);
+    let until = until_after(&lines, 10);
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(first.to_vec(), Vec::new()).await.unwrap();
+    // Not run to `until`: the rest of the calls come after.
+    let mut a = Worker::connect(&t.settings, options("a", None), code, None)
+        .await
+        .unwrap();
+    settle(&mut [&mut a]).await;
+    a.shutdown().await.unwrap();
+    let remembered = message_ids(&t.settings).await;
+    assert!(remembered.len() >= first.len() / 2, "{}", remembered.len());
+
+    // The same ids as layout 1 kept them: a row each.
+    let pg = postgres(&t.settings).await;
+    let schema = &t.settings.schema;
+    pg.batch_execute(&format!(
+        "CREATE TABLE \"{schema}\".state_message_ids (
+             partition integer NOT NULL, id bytea NOT NULL, generation bigint NOT NULL);
+         INSERT INTO \"{schema}\".state_message_ids (partition, id, generation)
+             SELECT partition, substring(ids FROM i * 16 + 1 FOR 16), generation
+             FROM \"{schema}\".state_message_id_chunks,
+                  generate_series(0, length(ids) / 16 - 1) AS i;
+         DROP TABLE \"{schema}\".state_message_id_chunks;
+         UPDATE \"{schema}\".cluster SET layout = 1;"
+    ))
+    .await
+    .unwrap();
+
+    // A worker of this build moves them into chunks and goes on.
+    ingest.accept(rest.to_vec(), Vec::new()).await.unwrap();
+    let mut b = Worker::connect(&t.settings, options("b", Some(until)), code, None)
+        .await
+        .unwrap();
+    let old: Option<String> = pg
+        .query_one(
+            &format!("SELECT to_regclass('\"{schema}\".state_message_ids')::text"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old, None, "the table of one id a row is gone");
+    let layout: i32 = pg
+        .query_one(&format!("SELECT layout FROM \"{schema}\".cluster"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(layout, 2);
+    assert_eq!(message_ids(&t.settings).await, remembered);
+    settle(&mut [&mut b]).await;
+    assert_eq!(b.progress().taken, 2, "restored from the rows");
+    let now = message_ids(&t.settings).await;
+    // (Older generations may be forgotten as the clock moves on.)
+    assert!(
+        now.iter().any(|id| !remembered.contains(id)),
+        "the rest's ids are added"
+    );
+    let want = single_node(&project.bundle, &lines, until);
+    assert_eq!(intents(&t.settings).await, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_decide_what_one_engine_decides() {
     let Some(t) = trial("differential", 16).await else {

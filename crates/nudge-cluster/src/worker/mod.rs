@@ -315,8 +315,8 @@ fn now_ms() -> i64 {
 }
 
 /// Creates the workers' tables when missing (a cluster created before
-/// workers existed gets them here), under init's lock.
-/// Creates the workers' tables where they are missing.
+/// workers existed gets them here) and moves older layouts onto this
+/// build's, under init's lock.
 pub(crate) async fn ensure_tables(client: &mut Client, s: &Settings) -> Result<(), ClusterError> {
     let tx = client
         .transaction()

@@ -19,9 +19,13 @@ pub(crate) const STATE_TABLES: [&str; 8] = [
     "state_instances",
     "state_nodes",
     "state_timers",
-    "state_message_ids",
+    "state_message_id_chunks",
     "state_sent_keys",
 ];
+
+/// The most message ids a row of `state_message_id_chunks` holds (1 MiB
+/// of fingerprints), as in the single-node store.
+const IDS_PER_CHUNK: usize = 65_536;
 
 /// The workers' tables: leases, positions, state, forwarding, send
 /// intents and the decision trace (docs/cluster.md, "Partition workers").
@@ -61,10 +65,23 @@ pub(crate) fn ddl(s: &Settings) -> String {
              partition integer NOT NULL, seq bigint NOT NULL, due bigint NOT NULL,
              body bytea NOT NULL,
              PRIMARY KEY (partition, seq));
-         CREATE TABLE IF NOT EXISTS {message_ids} (
-             partition integer NOT NULL, id bytea NOT NULL, generation bigint NOT NULL);
-         CREATE INDEX IF NOT EXISTS state_message_ids_generation
-             ON {message_ids} (partition, generation);
+         CREATE TABLE IF NOT EXISTS {chunks} (
+             partition integer NOT NULL, generation bigint NOT NULL, ids bytea NOT NULL);
+         CREATE INDEX IF NOT EXISTS state_message_id_chunks_generation
+             ON {chunks} (partition, generation);
+         DO $$ BEGIN
+             IF to_regclass('{message_ids}') IS NOT NULL THEN
+                 INSERT INTO {chunks} (partition, generation, ids)
+                     SELECT partition, generation, string_agg(id, ''::bytea ORDER BY id)
+                     FROM (SELECT partition, generation, id,
+                                  (row_number() OVER (PARTITION BY partition, generation ORDER BY id) - 1)
+                                      / {per_chunk} AS part
+                           FROM {message_ids}) AS numbered
+                     GROUP BY partition, generation, part;
+                 DROP TABLE {message_ids};
+                 UPDATE {cluster} SET layout = GREATEST(layout, 2);
+             END IF;
+         END $$;
          CREATE TABLE IF NOT EXISTS {sent_keys} (
              partition integer NOT NULL, key bytea NOT NULL,
              PRIMARY KEY (partition, key));
@@ -129,6 +146,8 @@ pub(crate) fn ddl(s: &Settings) -> String {
         nodes = t("state_nodes"),
         timers = t("state_timers"),
         message_ids = t("state_message_ids"),
+        chunks = t("state_message_id_chunks"),
+        per_chunk = IDS_PER_CHUNK,
         sent_keys = t("state_sent_keys"),
         forwards = t("forwards"),
         handoffs = t("handoffs"),
@@ -276,19 +295,25 @@ pub(crate) async fn read(
     for r in client
         .query(
             &format!(
-                "SELECT id, generation FROM {} WHERE partition = $1",
-                s.table("state_message_ids")
+                "SELECT ids, generation FROM {} WHERE partition = $1",
+                s.table("state_message_id_chunks")
             ),
             &[&p],
         )
         .await
         .map_err(pg)?
     {
+        let ids: &[u8] = r.get(0);
         let generation: i64 = r.get(1);
-        message_ids.push((
-            fingerprint(r.get(0), "message ids")?,
-            generation.max(0) as u64,
-        ));
+        if !ids.len().is_multiple_of(16) {
+            return Err(ClusterError::Postgres {
+                doing: "reading the partition's message ids".into(),
+                reason: format!("a chunk of {} bytes, not whole ids", ids.len()),
+            });
+        }
+        for id in ids.chunks_exact(16) {
+            message_ids.push((fingerprint(id, "message ids")?, generation.max(0) as u64));
+        }
     }
     let mut sent_keys = Vec::new();
     for r in client
@@ -419,18 +444,14 @@ pub(crate) async fn write(
         .map_err(pg)?;
     }
     if !c.message_ids.is_empty() {
-        let (ids, generations): (Vec<Vec<u8>>, Vec<i64>) = c
-            .message_ids
-            .iter()
-            .map(|(fp, g)| (fp.to_be_bytes().to_vec(), *g as i64))
-            .unzip();
+        let (chunks, generations) = chunked(&c.message_ids);
         tx.execute(
             &format!(
-                "INSERT INTO {} (partition, id, generation)
-                 SELECT $1, i, g FROM unnest($2::bytea[], $3::bigint[]) AS u(i, g)",
-                s.table("state_message_ids")
+                "INSERT INTO {} (partition, generation, ids)
+                 SELECT $1, g, i FROM unnest($2::bigint[], $3::bytea[]) AS u(g, i)",
+                s.table("state_message_id_chunks")
             ),
-            &[&p, &ids, &generations],
+            &[&p, &generations, &chunks],
         )
         .await
         .map_err(pg)?;
@@ -439,7 +460,7 @@ pub(crate) async fn write(
         tx.execute(
             &format!(
                 "DELETE FROM {} WHERE partition = $1 AND generation < $2",
-                s.table("state_message_ids")
+                s.table("state_message_id_chunks")
             ),
             &[&p, &(before as i64)],
         )
@@ -482,6 +503,26 @@ pub(crate) async fn write(
         .map_err(pg)?;
     }
     Ok(())
+}
+
+/// Message ids as rows of `state_message_id_chunks`: for each generation,
+/// its ids' fingerprints end to end, at most [`IDS_PER_CHUNK`] to a row
+/// (a row per id made a partition of ten million remembered ids ten
+/// million rows to read at a takeover). Returns the chunks and their
+/// generations.
+fn chunked(ids: &[(u128, u64)]) -> (Vec<Vec<u8>>, Vec<i64>) {
+    let mut by_generation: BTreeMap<u64, Vec<u128>> = BTreeMap::new();
+    for &(id, generation) in ids {
+        by_generation.entry(generation).or_default().push(id);
+    }
+    let (mut chunks, mut generations) = (Vec::new(), Vec::new());
+    for (generation, ids) in by_generation {
+        for part in ids.chunks(IDS_PER_CHUNK) {
+            chunks.push(part.iter().flat_map(|id| id.to_be_bytes()).collect());
+            generations.push(generation as i64);
+        }
+    }
+    (chunks, generations)
 }
 
 /// Writes rows keyed by a number: a body replaces the row, `None` removes
