@@ -1201,6 +1201,46 @@ fn a_server_with_a_budget_of_customers_sends_what_a_run_does() {
 }
 
 #[test]
+fn a_reload_that_moves_every_customer_under_a_budget_writes_them_at_once() {
+    let (tmp, project) = copy_example("cart_recovery");
+    let lines = generated_lines(tmp.path(), 1500, 4);
+    // Checkpoints only when the budget asks for them.
+    bound_memory(&project, 2, 1_000_000);
+    let token = [("NUDGE_ADMIN_TOKEN", "adm")];
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    for chunk in lines.chunks(100) {
+        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    let epoch = || -> i64 {
+        rusqlite::Connection::open(project.join(".nudge/state.db"))
+            .unwrap()
+            .query_row("SELECT epoch FROM checkpoint", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = epoch();
+    // A new event: every customer's stored values move onto the new
+    // tables, those beyond the budget held as rows until written.
+    std::fs::write(
+        project.join("gifts.flow"),
+        "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n",
+    )
+    .unwrap();
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["deployed"], true, "{json}");
+    assert_eq!(
+        epoch(),
+        before + 1,
+        "the deploy is committed with a checkpoint"
+    );
+    // The server goes on from there.
+    let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(&lines[..50]));
+    assert_eq!(status, 200, "{body}");
+    stop(server);
+}
+
+#[test]
 fn a_server_with_a_budget_reports_customers_read_back() {
     let (tmp, project) = copy_example("cart_recovery");
     let lines = generated_lines(tmp.path(), 1500, 4);

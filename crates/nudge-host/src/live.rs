@@ -580,6 +580,20 @@ impl<'b> Live<'b> {
         };
         batch.calls.extend(self.until.take().map(NewCall::Until));
         batch.calls.push(NewCall::Deploy(bytes));
+        // A deploy that moved every customer holds those beyond the budget
+        // as rows until a checkpoint writes them: take it with the deploy.
+        if durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine) {
+            match self.checkpoint() {
+                Ok(c) => batch.checkpoint = Some(c),
+                Err(e) => {
+                    self.broken(&e);
+                    return (
+                        503,
+                        json!({"error": format!("the deploy could not be stored: {e}")}),
+                    );
+                }
+            }
+        }
         if let Err(e) = self.commit(&mut batch) {
             // The engine runs code the store does not know of: stop taking calls.
             self.broken(&e);
