@@ -372,3 +372,54 @@ fn forgetting_outside_the_windows_changes_no_send() {
         "{sent} with sends, {smaller} with less held"
     );
 }
+
+/// A win-back on a profile date that reads purchases while it lives.
+const WIN_BACK: &str = r#"
+message come_back() {
+  channel email
+  subject "We miss you"
+  body "New arrivals"
+}
+
+flow win_back {
+  trigger 90d after profile.last_order_at
+  exit on order_completed
+  send come_back()
+}
+"#;
+
+/// A cart reminder that an event starts, reading purchases too.
+const CARTS: &str = r#"
+flow carts {
+  trigger checkout_started
+  exit on order_completed
+  w: wait 5d
+  s: send come_back()
+}
+"#;
+
+#[test]
+fn kinds_read_only_by_instances_a_date_starts_are_not_kept_for_late_triggers() {
+    let lines = [
+        track("u1", "Order Completed", "2026-01-01T10:00:00Z"),
+        track("u2", "Product Viewed", "2026-01-01T10:01:00Z"),
+    ];
+    // A date starts the win-back at the clock: nothing reads the purchase
+    // once the clock has moved past it and no instance lives.
+    let dates = bundle(WIN_BACK);
+    let mut e = engine(&dates);
+    feed(&mut e, &lines);
+    assert_eq!(e.history_held().events, 0);
+
+    // A checkout up to a day late may start a cart that reads purchases
+    // from then: they are kept for the lateness bound.
+    let events = bundle(&format!("{WIN_BACK}{CARTS}"));
+    let mut e = engine(&events);
+    feed(&mut e, &lines);
+    assert_eq!(e.history_held().events, 1);
+    feed(
+        &mut e,
+        &[track("u2", "Product Viewed", "2026-01-03T10:00:00Z")],
+    );
+    assert_eq!(e.history_held().events, 0);
+}
