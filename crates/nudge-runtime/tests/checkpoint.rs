@@ -534,65 +534,16 @@ impl Pager for Damaged {
 }
 
 #[test]
-fn a_deploy_reads_every_customer_back_and_adds_a_trait_to_each() {
+fn a_deploy_moves_every_customer_onto_new_tables_one_at_a_time() {
     let v1 = common::bundle(BASE);
     let v2 = common::bundle(&format!(
         "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
     ));
     let arena = common::arena();
     let lines = carts(6);
-    let run = |paged: bool| {
-        let (shared, mut engine) = engine_and_rows(&v1, paged);
-        common::feed(&mut engine, &lines[..6]);
-        // The first three customers' reminders go out and end; they are let go.
-        engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
-        shared
-            .0
-            .lock()
-            .unwrap()
-            .apply(engine.take_changes().unwrap());
-        let gone = engine.let_go(0, &[]);
-        engine.deploy(&v2, arena).expect("deploys");
-        let held = engine.paging();
-        shared
-            .0
-            .lock()
-            .unwrap()
-            .apply(engine.take_changes().unwrap());
-        common::feed(&mut engine, &lines[6..]);
-        engine.drain();
-        let tiers: Vec<_> = (0..6)
-            .map(|i| engine.profile_field(&format!("c{i}"), "tier"))
-            .collect();
-        (engine.into_sink(), gone, held, tiers)
-    };
-    let (whole, none, _, whole_tiers) = run(false);
-    let (paged, gone, held, tiers) = run(true);
-    assert_eq!(none, 0, "nothing is let go without a pager");
-    assert_eq!(gone, 3, "the three customers with nothing live are let go");
-    assert_eq!(
-        (held.customers, held.in_memory),
-        (3, 3),
-        "the deploy read every customer back"
-    );
-    assert_eq!(tiers, whole_tiers);
-    assert!(
-        tiers.iter().all(|t| t.is_some()),
-        "every customer has the new trait: {tiers:?}"
-    );
-    assert_eq!(paged.outbox, whole.outbox, "sends");
-    assert_eq!(paged.records, whole.records, "records");
-}
-
-#[test]
-fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_stored() {
-    let v1 = common::bundle(BASE);
-    let v2 = common::bundle(&format!(
-        "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
-    ));
-    let arena = common::arena();
-    let lines = carts(6);
-    let run = |budget: Option<usize>| {
+    // With no store; with one to read customers back from; and with one
+    // and a budget of no customer.
+    let run = |paged: bool, budget: Option<usize>| {
         let shared = Shared::default();
         let mut engine = Engine::new(
             &v1,
@@ -603,7 +554,9 @@ fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_
             },
             i64::MIN,
         );
-        engine.set_pager(Box::new(shared.clone()));
+        if paged {
+            engine.set_pager(Box::new(shared.clone()));
+        }
         common::feed(&mut engine, &lines[..6]);
         // The three customers' reminders go out and end; they are let go.
         engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
@@ -612,7 +565,7 @@ fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_
             .lock()
             .unwrap()
             .apply(engine.take_changes().unwrap());
-        assert_eq!(engine.let_go(0, &[]), 3, "the three, with nothing live");
+        let gone = engine.let_go(0, &[]);
         engine.deploy(&v2, arena).expect("deploys");
         let deployed = engine.paging();
         let changes = engine.take_changes().unwrap();
@@ -630,15 +583,18 @@ fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_
         let tiers: Vec<_> = (0..6)
             .map(|i| engine.profile_field(&format!("c{i}"), "tier"))
             .collect();
-        (engine.into_sink(), deployed, stored, after, tiers)
+        (engine.into_sink(), gone, deployed, stored, after, tiers)
     };
-    let (whole, whole_deployed, _, _, whole_tiers) = run(None);
-    let (kept, deployed, stored, after, tiers) = run(Some(0));
+    let (whole, none, ..) = run(false, None);
+    assert_eq!(none, 0, "nothing is let go without a pager");
+    let (paged, gone, read, _, _, paged_tiers) = run(true, None);
+    assert_eq!(gone, 3, "the three customers with nothing live are let go");
     assert_eq!(
-        (whole_deployed.in_memory, whole_deployed.frozen),
-        (3, 0),
+        (read.customers, read.in_memory, read.frozen),
+        (3, 3, 0),
         "without a budget the deploy reads every customer back as a record"
     );
+    let (kept, _, deployed, stored, after, tiers) = run(true, Some(0));
     assert_eq!(
         (deployed.in_memory, deployed.frozen, deployed.customers),
         (0, 3, 3),
@@ -646,13 +602,15 @@ fn a_deploy_with_a_budget_holds_the_customers_it_changes_as_rows_until_they_are_
     );
     assert_eq!(stored, 3, "once the take is committed they are let go");
     assert_eq!((after.in_memory, after.frozen), (0, 0));
-    assert_eq!(tiers, whole_tiers);
+    assert_eq!(paged_tiers, tiers);
     assert!(
         tiers.iter().all(|t| t.is_some()),
         "every customer has the new trait: {tiers:?}"
     );
-    assert_eq!(kept.outbox, whole.outbox, "sends");
-    assert_eq!(kept.records, whole.records, "records");
+    for (got, what) in [(&paged, "paged"), (&kept, "paged with a budget")] {
+        assert_eq!(got.outbox, whole.outbox, "sends, {what}");
+        assert_eq!(got.records, whole.records, "records, {what}");
+    }
 }
 
 #[test]
