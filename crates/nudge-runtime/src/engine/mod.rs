@@ -1114,9 +1114,8 @@ impl<'b> Machine<'b> {
     /// any more, each event kind by its own readers as the bundles declare
     /// them (see [`nudge_bytecode::Retention`]): a live instance reads the
     /// kinds of its flow from its start, a goal watch those of its goal
-    /// from its start until the window closes, and an event trigger up to
-    /// the lateness bound late may start an instance that reads from then
-    /// (other triggers start instances at the clock);
+    /// from its start until the window closes, and a trigger up to the
+    /// lateness bound late may start an instance that reads from then;
     /// segments and `let`s read their kinds for ever, or, when they read a
     /// kind only within constant windows, back to the longest window before
     /// the clock (of the newest release and of those still running
@@ -1186,29 +1185,7 @@ impl<'b> Machine<'b> {
             .saturating_sub(crate::millis::ms(self.config.max_lateness));
         let mut from = std::mem::take(&mut self.keep_from);
         from.clear();
-        // An instance that starts from now on reads from its start: now,
-        // unless an event starts it, up to the lateness bound in the past
-        // (dates, schedules and segments start instances at the clock).
-        // Only the newest release starts instances.
-        let newest = self.bundle();
-        from.resize(newest.schemas.len(), self.now);
-        let late_starts: Vec<u32> = (0..)
-            .zip(&newest.flows)
-            .filter(|(_, f)| matches!(f.trigger, nudge_bytecode::Trigger::Event(_)))
-            .map(|(i, _)| i)
-            .collect();
-        if !late_starts.is_empty() {
-            for (f, readers) in from.iter_mut().zip(&newest.retention.events) {
-                let read_late = readers
-                    .instances
-                    .iter()
-                    .chain(&readers.goals)
-                    .any(|flow| late_starts.binary_search(flow).is_ok());
-                if read_late {
-                    *f = late;
-                }
-            }
-        }
+        from.resize(self.bundle().schemas.len(), late);
         for &s in &self.forever {
             if let Some(f) = from.get_mut(s as usize) {
                 *f = i64::MIN;
