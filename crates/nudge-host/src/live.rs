@@ -565,6 +565,15 @@ impl<'b> Live<'b> {
         let deployed = match self.engine.deploy(bundle, self.code.bundles) {
             Ok(d) => d,
             Err(e) => {
+                // A stored customer that could not be read back leaves the
+                // deploy half done: the server stops, as on a failed commit.
+                if let Err(fault) = durable::no_page_fault(self.store.path(), &self.engine) {
+                    self.broken(&fault);
+                    return (
+                        503,
+                        json!({"error": format!("the deploy could not read the stored state: {fault}")}),
+                    );
+                }
                 eprintln!("reload refused: {e}");
                 return (
                     409,

@@ -235,8 +235,15 @@ fn entry_once_and_late_timers_hold_after_the_move() {
 
 #[test]
 fn a_customer_known_to_the_taker_already_is_joined_not_doubled() {
-    // A call for the device that overtook the handoff made it a customer
-    // of the taking engine too: taking the state in joins the two.
+    for frozen in [false, true] {
+        a_known_customer_is_joined(frozen);
+    }
+}
+
+/// A call for the device that overtook the handoff made it a customer of
+/// the taking engine too: taking the state in joins the two, also when
+/// the taker holds it frozen (a budget of customers in memory).
+fn a_known_customer_is_joined(frozen: bool) {
     let b = bundle(SOURCE);
     let (mut a_engine, mut b_engine) = (engine(&b), engine(&b));
     feed(
@@ -258,6 +265,9 @@ fn a_customer_known_to_the_taker_already_is_joined_not_doubled() {
             "2026-01-05T10:10:00Z",
         )],
     );
+    if frozen {
+        assert_eq!(a_engine.freeze(0), 1, "the device, with nothing live");
+    }
     let bytes = b_engine
         .hand_off(&[
             Identity::Anonymous("d1".into()),
@@ -266,6 +276,7 @@ fn a_customer_known_to_the_taker_already_is_joined_not_doubled() {
         .unwrap()
         .unwrap();
     a_engine.take_in(&bytes, arena()).unwrap();
+    assert_eq!(a_engine.paging().customers, 1, "joined, not doubled");
     a_engine.drain();
     b_engine.drain();
     let sends: Vec<_> = a_engine

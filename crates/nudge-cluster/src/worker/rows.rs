@@ -71,6 +71,9 @@ pub(crate) fn ddl(s: &Settings) -> String {
              ON {chunks} (partition, generation);
          DO $$ BEGIN
              IF to_regclass('{message_ids}') IS NOT NULL THEN
+                 -- Writers of the older layout wait here, then fail on the
+                 -- dropped table: their batch is not committed.
+                 LOCK TABLE {message_ids} IN ACCESS EXCLUSIVE MODE;
                  INSERT INTO {chunks} (partition, generation, ids)
                      SELECT partition, generation, string_agg(id, ''::bytea ORDER BY id)
                      FROM (SELECT partition, generation, id,
@@ -79,9 +82,9 @@ pub(crate) fn ddl(s: &Settings) -> String {
                            FROM {message_ids}) AS numbered
                      GROUP BY partition, generation, part;
                  DROP TABLE {message_ids};
-                 UPDATE {cluster} SET layout = GREATEST(layout, 2);
              END IF;
          END $$;
+         UPDATE {cluster} SET layout = GREATEST(layout, 2);
          CREATE TABLE IF NOT EXISTS {sent_keys} (
              partition integer NOT NULL, key bytea NOT NULL,
              PRIMARY KEY (partition, key));

@@ -218,7 +218,11 @@ impl<'b> Machine<'b> {
             match self.identities.join(first.clone(), id.clone()) {
                 Join::Same(c) => root = c,
                 Join::Merged { kept, absorbed } => {
-                    if let Some(other) = self.customers.remove(&absorbed.0) {
+                    // The absorbed customer may be stored (let go or frozen):
+                    // read back first, as a merge does (a fault stops the host).
+                    if self.page_in(absorbed.0)
+                        && let Some(other) = self.customers.remove(&absorbed.0)
+                    {
                         self.merge_customer(kept, other, false);
                     }
                     root = kept;
