@@ -405,6 +405,14 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
     assert_eq!(third["stats"], reference["stats"]);
 }
 
+/// Checks that the run in `bounded` decided and sent what the one in
+/// `whole` did (trace decisions and outbox keys).
+fn assert_same_decisions(bounded: &Path, whole: &Path) {
+    let trace = |dir: &Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
+    assert_eq!(trace(bounded).0, trace(whole).0, "decisions");
+    assert_eq!(outbox_keys(bounded), outbox_keys(whole));
+}
+
 #[test]
 fn a_budget_of_customers_in_memory_changes_no_decision() {
     // Reference: the whole file in one durable run, every customer in memory.
@@ -441,9 +449,7 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
     assert!(reference["store"].get("memory").is_none());
 
     assert_eq!(second["stats"], reference["stats"]);
-    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
-    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
-    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+    assert_same_decisions(&bounded, &whole);
     let third = run_json(&bounded, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
     assert_eq!(third["stats"], reference["stats"]);
@@ -482,9 +488,7 @@ fn a_deploy_that_moves_every_customer_under_a_budget_changes_no_decision() {
         "the deploy read every customer back: {before} {after}"
     );
     assert_eq!(second["stats"], reference["stats"]);
-    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
-    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
-    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+    assert_same_decisions(&bounded, &whole);
     // The store holds every customer moved: a restart carries on the same.
     let third = run_json(&bounded, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
@@ -535,9 +539,7 @@ fn a_budget_takes_a_checkpoint_once_more_customers_changed_than_it_keeps() {
     let m = &run["store"]["memory"];
     assert!(m["let_go"].as_u64().unwrap() > 20, "{m}");
     assert_eq!(run["stats"], reference["stats"]);
-    let trace = |dir: &std::path::Path| trace_parts(&dir.join(".nudge/trace.jsonl"));
-    assert_eq!(trace(&bounded).0, trace(&whole).0, "decisions");
-    assert_eq!(outbox_keys(&bounded), outbox_keys(&whole));
+    assert_same_decisions(&bounded, &whole);
 }
 
 #[test]

@@ -151,11 +151,19 @@ impl Customers {
     /// Drops frozen customer `c`'s row, once it is decoded and its record
     /// is about to come back ([`Customers::bring_back`]).
     pub fn thaw(&mut self, c: u32) {
-        if let Some(f) = self.frozen.get_mut(c as usize)
-            && f.take().is_some()
-        {
-            self.frozen_len -= 1;
+        self.unfreeze(c);
+    }
+
+    /// Drops frozen customer `c`'s row; false when it has none.
+    fn unfreeze(&mut self, c: u32) -> bool {
+        let Some(f) = self.frozen.get_mut(c as usize) else {
+            return false;
+        };
+        if f.take().is_none() {
+            return false;
         }
+        self.frozen_len -= 1;
+        true
     }
 
     /// How many customers are frozen.
@@ -179,13 +187,9 @@ impl Customers {
     /// frozen, the table of rows goes too (a store-backed engine freezes
     /// only for a deploy).
     pub fn let_frozen_go(&mut self, c: u32) -> bool {
-        let Some(f) = self.frozen.get_mut(c as usize) else {
-            return false;
-        };
-        if f.take().is_none() {
+        if !self.unfreeze(c) {
             return false;
         }
-        self.frozen_len -= 1;
         if self.frozen_len == 0 {
             self.frozen = Vec::new();
         }
