@@ -1947,16 +1947,6 @@ fn write_rows(
             [before as i64],
         )?;
     }
-    let mut made = tx.prepare_cached("INSERT OR IGNORE INTO state_sent_keys(key) VALUES (?1)")?;
-    let mut taken = tx.prepare_cached("DELETE FROM state_sent_keys WHERE key = ?1")?;
-    for (fp, sent) in &c.sent_keys {
-        let key = &fp.to_be_bytes()[..];
-        if *sent {
-            made.execute([key])?;
-        } else {
-            taken.execute([key])?;
-        }
-    }
     Ok(())
 }
 

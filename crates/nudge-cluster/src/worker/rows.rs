@@ -470,41 +470,6 @@ pub(crate) async fn write(
         .await
         .map_err(pg)?;
     }
-    // The last word on each key stands.
-    let mut sent: BTreeMap<u128, bool> = BTreeMap::new();
-    for (fp, made) in c.sent_keys {
-        sent.insert(fp, made);
-    }
-    let (made, taken): (Vec<_>, Vec<_>) = sent.into_iter().partition(|(_, m)| *m);
-    let bytes = |list: Vec<(u128, bool)>| -> Vec<Vec<u8>> {
-        list.into_iter()
-            .map(|(k, _)| k.to_be_bytes().to_vec())
-            .collect()
-    };
-    let (made, taken) = (bytes(made), bytes(taken));
-    if !made.is_empty() {
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (partition, key) SELECT $1, k FROM unnest($2::bytea[]) AS u(k)
-                 ON CONFLICT DO NOTHING",
-                s.table("state_sent_keys")
-            ),
-            &[&p, &made],
-        )
-        .await
-        .map_err(pg)?;
-    }
-    if !taken.is_empty() {
-        tx.execute(
-            &format!(
-                "DELETE FROM {} WHERE partition = $1 AND key = ANY($2)",
-                s.table("state_sent_keys")
-            ),
-            &[&p, &taken],
-        )
-        .await
-        .map_err(pg)?;
-    }
     Ok(())
 }
 

@@ -29,11 +29,17 @@ use crate::timers::Timers;
 /// The version of the state's layout as rows (see [`super::rows`]): what a
 /// store writes now, and what [`Machine::checkpoint`] writes. Version 6
 /// added what the arms of splits that optimise have done (the head's
-/// counts, the arms each goal watch took).
-pub const FORMAT: u32 = 6;
+/// counts, the arms each goal watch took); version 7 keeps the keys of the
+/// sends made with each live instance instead of one set of every send
+/// ever made.
+pub const FORMAT: u32 = 7;
 
-/// The layout of rows written by the release before: still read, with no
-/// counts for splits that optimise (none could be written then).
+/// The layout of rows written by the release before: still read, its set
+/// of every send made handed to the live instances that made them.
+pub const ROWS_FORMAT_6: u32 = 6;
+
+/// The layout of rows written two releases before: still read, also with
+/// no counts for splits that optimise (none could be written then).
 pub const ROWS_FORMAT_5: u32 = 5;
 
 /// The version of the whole-state layout below, which a store of an
@@ -43,13 +49,13 @@ pub const BLOB_FORMAT: u32 = 4;
 
 /// Whether a store's checkpoint of layout `format` can be read.
 pub fn readable(format: u32) -> bool {
-    format == FORMAT || format == ROWS_FORMAT_5 || format == BLOB_FORMAT
+    in_rows(format) || format == BLOB_FORMAT
 }
 
 /// Whether a store's checkpoint of layout `format` is kept as rows (else
 /// it is the whole state in one value).
 pub fn in_rows(format: u32) -> bool {
-    format == FORMAT || format == ROWS_FORMAT_5
+    format == FORMAT || format == ROWS_FORMAT_6 || format == ROWS_FORMAT_5
 }
 
 /// Which layout is being read or written, for the parts of the state that
@@ -95,6 +101,40 @@ pub(crate) mod layout {
     /// earlier layout.
     pub(crate) fn before_6<T>(_: &T) -> bool {
         LAYOUT.with(Cell::get) < 6
+    }
+
+    /// A part added in layout 7: read from layout 7 on, else empty.
+    pub(crate) fn since_7<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        if LAYOUT.with(Cell::get) >= 7 {
+            T::deserialize(d)
+        } else {
+            Ok(T::default())
+        }
+    }
+
+    /// Whether a part added in layout 7 is left out: when writing an
+    /// earlier layout.
+    pub(crate) fn before_7<T>(_: &T) -> bool {
+        LAYOUT.with(Cell::get) < 7
+    }
+
+    /// A part layout 7 removed: read before layout 7, else empty.
+    pub(crate) fn until_6<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        if LAYOUT.with(Cell::get) < 7 {
+            T::deserialize(d)
+        } else {
+            Ok(T::default())
+        }
+    }
+
+    /// Whether a part layout 7 removed is left out: when writing layout 7
+    /// or later.
+    pub(crate) fn since_7_gone<T>(_: &T) -> bool {
+        LAYOUT.with(Cell::get) >= 7
     }
 }
 
@@ -155,6 +195,12 @@ pub(super) struct State {
     remembered: crate::fast::Set<u32>,
     seq: u64,
     generations: u32,
+    /// Fingerprints of every send made, as layouts before 7 kept them: read
+    /// only to hand each live instance its own (see [`Machine::install`]).
+    #[serde(
+        deserialize_with = "layout::until_6",
+        skip_serializing_if = "layout::since_7_gone"
+    )]
     pub(super) sent_keys: crate::fast::Set<u128>,
     dirty: Vec<u32>,
     undeliverable: HashSet<String>,
@@ -358,7 +404,9 @@ impl<'b> Machine<'b> {
         self.keep_from.clear();
         self.applies_since_horizon = state.applies_since_horizon;
         self.stats = stats;
+        let legacy_sent = std::mem::take(&mut state.sent_keys);
         self.swap_tables(&mut state);
+        self.hand_sent_keys_to_instances(&legacy_sent);
         // With a store to read them back from, timers a take stored can be
         // let go from here on (a restore of rows may have left some there).
         if self.pager.is_some() && !self.timers.leaves_in_store() {
@@ -366,6 +414,51 @@ impl<'b> Machine<'b> {
         }
         debug_assert!(rel(&self.releases, self.current()).bundle.flows.len() == newest.flows.len());
         Ok(())
+    }
+
+    /// Gives each live instance the keys of the sends it made, out of the
+    /// set of every send made that layouts before 7 kept. A key names its
+    /// instance's flow, version, customer, number and step, so each
+    /// instance's are found by making the key of each of its flow's steps.
+    /// Such a state is read whole (its customers are records), so the id
+    /// the keys name is at hand.
+    fn hand_sent_keys_to_instances(&mut self, sent: &crate::fast::Set<u128>) {
+        if sent.is_empty() {
+            return;
+        }
+        for id in 0..self.instances.len() as u32 {
+            let Some(inst) = self.instances.get(id) else {
+                continue;
+            };
+            let who = match inst.origin() {
+                Some(origin) => origin.to_string(),
+                None => match self.customers.get(&inst.customer) {
+                    Some(cust) => cust.key.clone(),
+                    None => continue,
+                },
+            };
+            let flow = self.flow_of(inst.release, inst.flow);
+            let made: Vec<u128> = (0..flow.steps.len())
+                .map(|step| {
+                    crate::dedupe::fingerprint(&super::send_key(
+                        &flow.name,
+                        &flow.version,
+                        &who,
+                        inst.number,
+                        step as u16,
+                    ))
+                })
+                .filter(|fp| sent.contains(fp))
+                .collect();
+            if made.is_empty() {
+                continue;
+            }
+            if let Some(inst) = self.instances.get_mut(id) {
+                for fp in made {
+                    inst.note_sent(fp);
+                }
+            }
+        }
     }
 
     /// Swaps the engine's tables with the state's.
@@ -379,7 +472,6 @@ impl<'b> Machine<'b> {
         swap(&mut self.customers, &mut state.customers);
         swap(&mut self.instances, &mut state.instances);
         swap(&mut self.timers, &mut state.timers);
-        swap(&mut self.sent_keys, &mut state.sent_keys);
         self.swap_small(state);
     }
 
@@ -549,6 +641,7 @@ mod tests {
     use super::*;
     use crate::engine::rows::MemoryRows;
     use crate::engine::{Config, Engine, Instance, MemorySink, Seen, SplitCounts};
+    use crate::millis::ms;
 
     /// The cart example's events applied until an instance waits, then
     /// the checkpoint's state changed by `damage` and restored into a fresh
@@ -660,6 +753,144 @@ mod tests {
         (bundle, lines)
     }
 
+    /// A flow that sends, waits a day and sends again, and one checkout
+    /// that starts it: the instance waits with one send made.
+    fn sent_then_waiting() -> (Bundle, [&'static str; 2]) {
+        let bundle = nudge_test_support::build(&[(
+            "t.flow",
+            "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
+             flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
+        )]);
+        let lines = [
+            r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
+            r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
+        ];
+        (bundle, lines)
+    }
+
+    /// The fingerprints of the keys of the sends engine's live instances made.
+    fn sent_of(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
+        engine
+            .instances
+            .iter()
+            .flatten()
+            .map(|i| i.sent().to_vec())
+            .collect()
+    }
+
+    /// The outcomes of the sends in `sink`'s records, in order.
+    fn send_outcomes(sink: &MemorySink) -> Vec<Outcome> {
+        sink.records
+            .iter()
+            .filter_map(|r| match &r.what {
+                crate::record::What::Send { outcome, .. } => Some(*outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_live_instance_keeps_the_keys_of_its_sends_and_refuses_to_send_one_again() {
+        let (bundle, lines) = sent_then_waiting();
+        let arena = Bundles::new();
+        let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let mut engine = new();
+        for line in lines {
+            crate::ingest::apply_line(&mut engine, line).unwrap();
+        }
+        assert_eq!(engine.sink().outbox.len(), 1);
+        let key = crate::dedupe::fingerprint(&engine.sink().outbox[0].idempotency_key);
+        assert_eq!(sent_of(&engine), [vec![key]]);
+
+        // Written as rows and read back, the instance keeps its key.
+        let mut rows = MemoryRows::default();
+        rows.apply(engine.take_changes().unwrap());
+        let mut restored = new();
+        restored.restore_rows(rows.rows(), &bundle, &arena).unwrap();
+        assert_eq!(sent_of(&restored), [vec![key]]);
+
+        // The send after the wait, had it been made already (a deploy can
+        // carry an instance back before a step it ran), is refused.
+        let step = engine.flow_of(0, 0).steps.len() as u16 - 1;
+        let (id, who) = engine
+            .instances
+            .iter()
+            .flatten()
+            .next()
+            .map(|i| (i.customer, i.number))
+            .unwrap();
+        let flow = engine.flow_of(0, 0);
+        let second = crate::dedupe::fingerprint(&super::super::send_key(
+            &flow.name,
+            &flow.version,
+            "u0",
+            who,
+            step,
+        ));
+        let slot = (0..engine.instances.len() as u32)
+            .find(|&s| engine.instances.get(s).is_some_and(|i| i.customer == id))
+            .unwrap();
+        engine.instances.get_mut(slot).unwrap().note_sent(second);
+        engine.advance_through(ms(2 * 86_400) + engine.now);
+        restored.advance_through(ms(2 * 86_400) + restored.now);
+        assert_eq!(
+            send_outcomes(engine.sink()),
+            [Outcome::Sent, Outcome::Duplicate]
+        );
+        assert_eq!(engine.sink().outbox.len(), 1);
+        assert_eq!(
+            send_outcomes(restored.sink()),
+            [Outcome::Sent],
+            "the restored engine starts from an empty sink"
+        );
+        assert_eq!(restored.sink().outbox.len(), 1);
+        // Ended, the instance took its keys with it.
+        assert!(sent_of(&engine).is_empty() && sent_of(&restored).is_empty());
+    }
+
+    #[test]
+    fn rows_of_layout_6_hand_their_set_of_sends_to_the_instances_that_made_them() {
+        let (bundle, lines) = sent_then_waiting();
+        let arena = Bundles::new();
+        let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        let mut engine = new();
+        for line in lines {
+            crate::ingest::apply_line(&mut engine, line).unwrap();
+        }
+        let key = crate::dedupe::fingerprint(&engine.sink().outbox[0].idempotency_key);
+        // Rows as the release before wrote them: no keys in the instances'
+        // rows, one set of every send made beside them (here with the key
+        // of a send of an instance long ended).
+        let old = {
+            let _layout = layout::at(ROWS_FORMAT_6);
+            let mut changes = engine.take_changes().unwrap();
+            changes.head[0] = ROWS_FORMAT_6 as u8;
+            let mut rows = MemoryRows::default();
+            rows.apply(changes);
+            rows
+        };
+        let mut legacy = old.rows();
+        let ended = crate::dedupe::fingerprint("f/0123/u9/1/send@0");
+        legacy.sent_keys = vec![ended, key];
+        let mut restored = new();
+        restored.restore_rows(legacy, &bundle, &arena).unwrap();
+        assert_eq!(sent_of(&restored), [vec![key]]);
+        // Written again whole, in this layout, and read back.
+        let changes = restored.take_changes().unwrap();
+        assert!(changes.full);
+        assert_eq!(changes.format, FORMAT);
+        let mut rows = MemoryRows::default();
+        rows.apply(changes);
+        let mut again = new();
+        again.restore_rows(rows.rows(), &bundle, &arena).unwrap();
+        assert_eq!(sent_of(&again), [vec![key]]);
+        // The legacy engine goes on as the one that never stopped.
+        engine.advance_through(ms(2 * 86_400) + engine.now);
+        again.advance_through(ms(2 * 86_400) + again.now);
+        assert_eq!(engine.sink().outbox.len(), 2);
+        assert_eq!(again.sink().outbox, engine.sink().outbox[1..]);
+    }
+
     #[test]
     fn rows_and_checkpoints_of_earlier_layouts_read_with_no_split_counts() {
         let (bundle, lines) = optimising();
@@ -727,8 +958,9 @@ mod tests {
             .restore(&engine.checkpoint().unwrap(), &bundle, &arena)
             .unwrap();
         assert_eq!(whole.split_counts(), &counts);
-        // The release's rows of layout 5 are rows; anything else is refused.
-        assert!(in_rows(ROWS_FORMAT_5) && in_rows(FORMAT) && !in_rows(BLOB_FORMAT));
+        // The releases' rows of layouts 5 and 6 are rows; anything else is refused.
+        assert!(in_rows(ROWS_FORMAT_5) && in_rows(ROWS_FORMAT_6) && in_rows(FORMAT));
+        assert!(!in_rows(BLOB_FORMAT));
         assert!(readable(BLOB_FORMAT) && !readable(FORMAT + 1));
     }
 }

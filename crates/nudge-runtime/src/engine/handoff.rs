@@ -21,14 +21,19 @@ use std::sync::Arc;
 use nudge_bytecode::Bundle;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::CheckpointError;
+use super::checkpoint::{CheckpointError, ROWS_FORMAT_6, layout};
 use super::customer::Customer;
 use super::instance::{Instance, Waiting};
 use super::{Bundles, Machine, intern};
 use crate::identity::{CustomerId, Identity, Join};
 
-/// The layout version of a handoff's bytes.
-pub const HANDOFF_FORMAT: u32 = 1;
+/// The layout version of a handoff's bytes. Version 2 carries the keys of
+/// the sends each instance made (state layout 7); version 1, which the
+/// release before wrote, is still read.
+pub const HANDOFF_FORMAT: u32 = 2;
+
+/// The handoff layout of the release before, read as state layout 6.
+const HANDOFF_FORMAT_1: u32 = 1;
 
 /// One customer's state as it travels (see the module documentation).
 #[derive(Serialize, Deserialize)]
@@ -133,10 +138,14 @@ impl<'b> Machine<'b> {
         let format: u32 = postcard::take_from_bytes(bytes)
             .map(|(f, _)| f)
             .map_err(decode_err)?;
-        if format != HANDOFF_FORMAT {
-            return Err(CheckpointError::Format { found: format });
-        }
-        let h: Handoff = postcard::from_bytes(bytes).map_err(decode_err)?;
+        let h: Handoff = match format {
+            HANDOFF_FORMAT => postcard::from_bytes(bytes).map_err(decode_err)?,
+            HANDOFF_FORMAT_1 => {
+                let _layout = layout::at(ROWS_FORMAT_6);
+                postcard::from_bytes(bytes).map_err(decode_err)?
+            }
+            found => return Err(CheckpointError::Format { found }),
+        };
         let Some((first, others)) = h.identities.split_first() else {
             return Err(decode_err("it names no identity"));
         };
@@ -302,5 +311,67 @@ impl<'b> Machine<'b> {
         self.releases_changed = true;
         self.newest_changed();
         newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Config, Engine, MemorySink};
+
+    /// An engine whose one customer, `u0`, has an instance that sent once
+    /// and waits a day before it sends again.
+    fn sent_then_waiting(bundle: &Bundle) -> Engine<'_, MemorySink> {
+        let mut engine = Engine::new(bundle, MemorySink::default(), Config::default(), i64::MIN);
+        for line in [
+            r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
+            r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
+        ] {
+            crate::ingest::apply_line(&mut engine, line).unwrap();
+        }
+        engine
+    }
+
+    fn sent(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
+        engine
+            .instances
+            .iter()
+            .flatten()
+            .map(|i| i.sent().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn an_instance_handed_over_takes_its_sends_and_one_of_layout_1_reads_without() {
+        let bundle = nudge_test_support::build(&[(
+            "t.flow",
+            "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
+             flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
+        )]);
+        let arena = Bundles::new();
+        let who = [Identity::User("u0".into())];
+        let mut giver = sent_then_waiting(&bundle);
+        let made = sent(&giver);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].len(), 1);
+        let bytes = giver.hand_off(&who).unwrap().unwrap();
+        let mut taker = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        taker.take_in(&bytes, &arena).unwrap();
+        assert_eq!(sent(&taker), made);
+
+        // As the release before wrote it: no keys with the instances.
+        let mut giver = sent_then_waiting(&bundle);
+        let old = {
+            let _layout = layout::at(ROWS_FORMAT_6);
+            let mut bytes = giver.hand_off(&who).unwrap().unwrap();
+            assert_eq!(bytes[0], HANDOFF_FORMAT as u8);
+            bytes[0] = HANDOFF_FORMAT_1 as u8;
+            bytes
+        };
+        let mut taker = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+        taker.take_in(&old, &arena).unwrap();
+        assert_eq!(sent(&taker), [Vec::<u128>::new()]);
+        taker.drain();
+        assert_eq!(taker.sink().outbox.len(), 1, "the second send");
     }
 }

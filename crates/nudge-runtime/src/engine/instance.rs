@@ -88,6 +88,10 @@ struct Extra {
     /// merge gave the customer another: idempotency keys name it, so they
     /// never change and never collide with the merged identity's.
     origin: Option<Arc<str>>,
+    /// Fingerprints of the idempotency keys of the sends it made. A key
+    /// names the instance (flow, customer, number), so no other instance
+    /// can make it, and it is forgotten with the instance.
+    sent: Vec<u128>,
 }
 
 /// A flow version's hash, shared by every instance on that version: a thin
@@ -142,6 +146,12 @@ struct Stored {
     exiting: Option<End>,
     #[serde(default)]
     origin: Option<String>,
+    /// Layout 7 on: before it, one set held every send's key.
+    #[serde(
+        deserialize_with = "super::checkpoint::layout::since_7",
+        skip_serializing_if = "super::checkpoint::layout::before_7"
+    )]
+    sent: Vec<u128>,
 }
 
 impl From<Instance> for Stored {
@@ -162,6 +172,7 @@ impl From<Instance> for Stored {
             holdout: i.holdout,
             exiting: i.exiting().cloned(),
             origin: i.origin().map(str::to_string),
+            sent: i.extra.map(|e| e.sent).unwrap_or_default(),
         }
     }
 }
@@ -188,6 +199,9 @@ impl From<Stored> for Instance {
         }
         if let Some(origin) = s.origin {
             i.extra_mut().origin = Some(origin.into());
+        }
+        if !s.sent.is_empty() {
+            i.extra_mut().sent = s.sent;
         }
         i
     }
@@ -427,6 +441,36 @@ impl Instance {
         if extra.origin.is_none() {
             extra.origin = Some(key.into());
         }
+    }
+
+    /// Whether it made a send whose idempotency key has fingerprint `fp`.
+    pub(super) fn has_sent(&self, fp: u128) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.sent.contains(&fp))
+    }
+
+    /// The fingerprints of the keys of the sends it made.
+    #[cfg(test)]
+    pub(super) fn sent(&self) -> &[u128] {
+        self.extra.as_ref().map_or(&[], |e| &e.sent)
+    }
+
+    /// Notes a send made with the idempotency key of fingerprint `fp`.
+    pub(super) fn note_sent(&mut self, fp: u128) {
+        self.extra_mut().sent.push(fp);
+    }
+
+    /// Forgets the send of fingerprint `fp` (the host could not hand it
+    /// over); returns whether it was one of this instance's.
+    pub(super) fn unnote_sent(&mut self, fp: u128) -> bool {
+        let Some(extra) = &mut self.extra else {
+            return false;
+        };
+        let Some(i) = extra.sent.iter().rposition(|&k| k == fp) else {
+            return false;
+        };
+        extra.sent.remove(i);
+        self.tidy();
+        true
     }
 
     /// The side box, made when first needed.
@@ -1469,6 +1513,10 @@ mod tests {
             until: 600,
         });
         i.set_exiting(End::exited(ExitReason::ExitIf));
+        i.note_sent(11);
+        i.note_sent(12);
+        assert!(i.unnote_sent(11) && !i.unnote_sent(11));
+        assert!(i.has_sent(12) && !i.has_sent(11));
         let mut odd = Instance::new(0, 0, "v".into(), 0, 1, 0, Value::Int(42), 0, 0, true);
         odd.set_state(Waiting::Event {
             wait: 2,
@@ -1476,12 +1524,23 @@ mod tests {
         });
         for inst in [i, odd, sleeper()] {
             let json = serde_json::to_value(&inst).unwrap();
-            for key in ["frame", "state", "trigger", "exiting", "version"] {
+            for key in ["frame", "state", "trigger", "exiting", "version", "sent"] {
                 assert!(json.get(key).is_some(), "{key} in {json}");
             }
             let back: Instance = serde_json::from_value(json).unwrap();
             assert_eq!(back, inst);
+            assert_eq!(back.sent(), inst.sent());
         }
+    }
+
+    #[test]
+    fn an_instance_whose_last_send_is_taken_back_keeps_nothing_out_of_line() {
+        let mut i = sleeper();
+        i.note_sent(3);
+        assert!(i.extra.is_some());
+        assert!(i.unnote_sent(3));
+        assert!(i.extra.is_none());
+        assert!(!sleeper().unnote_sent(3));
     }
 
     #[test]

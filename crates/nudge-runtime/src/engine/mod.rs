@@ -94,6 +94,8 @@ pub enum Effect {
 #[derive(Clone, Debug)]
 struct Unsettled {
     key: String,
+    /// The instance that made it (its slot).
+    instance: u32,
     customer: u32,
     release: u32,
     flow: u32,
@@ -310,6 +312,12 @@ impl Tables for Bundle {
     }
 }
 
+/// The idempotency key of the send at `step` of instance `number` of a
+/// flow version, for the customer shown as `who` when it started.
+fn send_key(flow: &str, version: &str, who: &str, number: u32, step: u16) -> String {
+    format!("{flow}/{version}/{who}/{number}/send@{step}")
+}
+
 /// The customer `c`, whom the engine's own bookkeeping knows to exist.
 ///
 /// Every customer number the engine acts on is in the table: a call's
@@ -369,10 +377,6 @@ pub struct Machine<'b> {
     /// Instance generations are unique across slots, so a timer set for an
     /// instance that ended can never wake the instance that reuses its slot.
     generations: u32,
-    /// Fingerprints ([`crate::dedupe::fingerprint`]) of the idempotency
-    /// keys of every send made: one a send, kept for ever, so 16 bytes
-    /// rather than the key's text.
-    sent_keys: crate::fast::Set<u128>,
     /// Customers whose profile changed since segments and date triggers were last looked at.
     dirty: Vec<u32>,
     /// Addresses (lower-cased) that bounced hard, whoever they belong to:
@@ -411,9 +415,8 @@ pub struct Machine<'b> {
     /// Consent records recently given, shared by every customer who gives
     /// an equal one (see [`share`]).
     consents: Vec<Arc<nudge_bytecode::Record>>,
-    /// Sent keys remembered (true) and forgotten (false) since the store
-    /// last took them; `None` while no store follows the changes.
-    sent_log: Option<Vec<(u128, bool)>>,
+    /// Whether a store follows the changes (see [`Machine::take_changes`]).
+    following: bool,
     /// Whether the releases changed since the store last took them.
     releases_changed: bool,
     /// What the events taught of the products, for `recommend`.
@@ -519,7 +522,6 @@ impl<'b> Machine<'b> {
             remembered: Default::default(),
             seq: 0,
             generations: 0,
-            sent_keys: Default::default(),
             dirty: Vec::new(),
             undeliverable: HashSet::new(),
             stopped_phones: HashSet::new(),
@@ -534,7 +536,7 @@ impl<'b> Machine<'b> {
             stats: Stats::new(bundle),
             shown: None,
             consents: Vec::new(),
-            sent_log: None,
+            following: false,
             releases_changed: false,
             learned: Default::default(),
             splits: SplitCounts::default(),
@@ -759,10 +761,17 @@ impl<'b> Machine<'b> {
         let u = found.clone();
         // Emptied, not removed: positions stay valid for the search above.
         found.key.clear();
+        // The instance may have ended in the same step (its keys went with
+        // it), and its slot been given to another: only the key's owner
+        // holds its fingerprint.
         let fp = crate::dedupe::fingerprint(&u.key);
-        self.sent_keys.remove(&fp);
-        if let Some(log) = &mut self.sent_log {
-            log.push((fp, false));
+        if self
+            .instances
+            .get(u.instance)
+            .is_some_and(|i| i.has_sent(fp))
+            && let Some(inst) = self.instances.get_mut(u.instance)
+        {
+            inst.unnote_sent(fp);
         }
         self.page_in(u.customer);
         if let Some(cust) = self.customers.get_mut(&u.customer)

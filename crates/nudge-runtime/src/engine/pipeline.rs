@@ -104,11 +104,8 @@ impl Machine<'_> {
         let who = inst
             .origin()
             .unwrap_or(&super::known(&self.customers, c).key);
-        let key = format!(
-            "{}/{}/{}/{}/send@{}",
-            flow.name, flow.version, who, number, step
-        );
-        let verdict = self.verdict(sender, msg, &key);
+        let key = super::send_key(&flow.name, &flow.version, who, number, step);
+        let verdict = self.verdict(id, sender, msg, &key);
         // Every decision names the recipient's zone, so a timeline can show local times.
         let recipient_zone = self.zone(c, Some(msg.channel)).name().to_string();
         let record =
@@ -233,10 +230,8 @@ impl Machine<'_> {
                     channel: msg.channel,
                     message: out,
                 });
-                let fp = crate::dedupe::fingerprint(&key);
-                self.sent_keys.insert(fp);
-                if let Some(log) = &mut self.sent_log {
-                    log.push((fp, true));
+                if let Some(inst) = self.instances.get_mut(id) {
+                    inst.note_sent(crate::dedupe::fingerprint(&key));
                 }
                 let sent = super::customer::Sent {
                     at: self.now,
@@ -260,6 +255,7 @@ impl Machine<'_> {
                 self.record(c, record(Outcome::Sent, None, None));
                 self.unsettled.push(super::Unsettled {
                     key,
+                    instance: id,
                     customer: c,
                     release: r,
                     flow: f,
@@ -272,7 +268,13 @@ impl Machine<'_> {
     }
 
     /// What becomes of a send of an instance.
-    fn verdict(&mut self, from: Sender, msg: &nudge_bytecode::Message, key: &str) -> Verdict {
+    fn verdict(
+        &mut self,
+        id: u32,
+        from: Sender,
+        msg: &nudge_bytecode::Message,
+        key: &str,
+    ) -> Verdict {
         let Sender {
             release: r,
             flow: f,
@@ -391,7 +393,11 @@ impl Machine<'_> {
                 };
             }
         }
-        if self.sent_keys.contains(&crate::dedupe::fingerprint(key)) {
+        if self
+            .instances
+            .get(id)
+            .is_some_and(|i| i.has_sent(crate::dedupe::fingerprint(key)))
+        {
             return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
         Verdict::Send { to, address }

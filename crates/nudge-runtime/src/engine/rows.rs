@@ -4,9 +4,9 @@
 //! The state is split by what changes together: one row per customer, per
 //! live instance slot and per identity node; the timers as rows named by
 //! their insertion number and indexed by the store on their due time; the
-//! remembered message ids with their generation; the fingerprints of the
-//! sends made; the releases' bundles; and a *head* holding the rest (the
-//! clock, counters and the small tables), written whole with each commit.
+//! remembered message ids with their generation; the releases' bundles;
+//! and a *head* holding the rest (the clock, counters and the small
+//! tables), written whole with each commit.
 //!
 //! Once a host asks for changes ([`Machine::take_changes`]), the tables
 //! note what they change. The first take (unless the engine was restored
@@ -49,8 +49,6 @@ pub struct Changes {
     pub message_ids: Vec<(u128, u64)>,
     /// Ids of generations before this one are forgotten.
     pub forget_ids_before: Option<u64>,
-    /// Fingerprints of sends made (true) or taken back (false), in order.
-    pub sent_keys: Vec<(u128, bool)>,
     /// The timers' last insertion number as of this take: once it is
     /// committed, [`Machine::let_timers_go`] takes it.
     pub timer_seq: u64,
@@ -77,7 +75,8 @@ pub struct Rows {
     pub timers: Vec<Vec<u8>>,
     /// Remembered message ids with their generation.
     pub message_ids: Vec<(u128, u64)>,
-    /// Fingerprints of every send made.
+    /// Fingerprints of every send made, as layouts before 7 kept them
+    /// (handed to the live instances that made them at the restore).
     pub sent_keys: Vec<u128>,
     /// Timers due an hour or more past the clock are left in the store
     /// (those of `timers` that are, are not restored): the engine reads
@@ -109,7 +108,7 @@ fn decode<'a, T: Deserialize<'a>>(what: &str, bytes: &'a [u8]) -> Result<T, Chec
 impl<'b> Machine<'b> {
     /// Whether the engine follows its changes for a store.
     pub fn follows_changes(&self) -> bool {
-        self.sent_log.is_some()
+        self.following
     }
 
     /// The changes last taken were not stored (their commit failed): the
@@ -126,7 +125,7 @@ impl<'b> Machine<'b> {
         self.identities.start_marks(full);
         self.timers.start_log();
         self.dedupe.start_log();
-        self.sent_log = Some(Vec::new());
+        self.following = true;
         self.releases_changed = full;
     }
 
@@ -192,17 +191,11 @@ impl<'b> Machine<'b> {
         let timers = self.timers.take_changes();
         out.timer_seq = self.timers.seq();
         let dedupe = self.dedupe.take_changes();
-        let sent = self
-            .sent_log
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default();
         if full {
             for t in self.timers.all() {
                 out.timers.push((t.seq, t.due, encode(&t)?));
             }
             out.message_ids = self.dedupe.all();
-            out.sent_keys = self.sent_keys.iter().map(|&k| (k, true)).collect();
         } else {
             for t in &timers.set {
                 out.timers.push((t.seq, t.due, encode(t)?));
@@ -210,7 +203,6 @@ impl<'b> Machine<'b> {
             out.fired = timers.fired;
             out.message_ids = dedupe.added;
             out.forget_ids_before = dedupe.drop_before;
-            out.sent_keys = sent;
         }
         Ok(out)
     }
@@ -463,7 +455,8 @@ impl Restore {
         self.dedupe.restore(id, generation);
     }
 
-    /// The fingerprint of a send made.
+    /// The fingerprint of a send made, from a store of a layout before 7
+    /// (see [`Rows::sent_keys`]).
     pub fn sent_key(&mut self, key: u128) {
         self.sent_keys.insert(key);
     }
@@ -480,7 +473,6 @@ pub struct MemoryRows {
     nodes: std::collections::BTreeMap<u32, Vec<u8>>,
     timers: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
     message_ids: std::collections::BTreeMap<u128, u64>,
-    sent_keys: std::collections::BTreeSet<u128>,
 }
 
 impl MemoryRows {
@@ -515,13 +507,6 @@ impl MemoryRows {
         self.message_ids.extend(changes.message_ids);
         if let Some(before) = changes.forget_ids_before {
             self.message_ids.retain(|_, g| *g >= before);
-        }
-        for (key, made) in changes.sent_keys {
-            if made {
-                self.sent_keys.insert(key);
-            } else {
-                self.sent_keys.remove(&key);
-            }
         }
     }
 
@@ -569,7 +554,7 @@ impl MemoryRows {
             nodes: self.nodes.iter().map(|(&c, r)| (c, r.clone())).collect(),
             timers: self.timers.values().map(|(_, row)| row.clone()).collect(),
             message_ids: self.message_ids.iter().map(|(&k, &g)| (k, g)).collect(),
-            sent_keys: self.sent_keys.iter().copied().collect(),
+            sent_keys: Vec::new(),
             timers_left: false,
         }
     }
