@@ -339,11 +339,47 @@ fn a_trace_lost_since_the_checkpoint_is_rebuilt_from_the_whole_history() {
     );
 }
 
-#[test]
-fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows() {
+/// Replaces the store's checkpoint of rows by the same state as one whole
+/// value, as releases before layout 5 wrote it, and compacts away every
+/// call it covers.
+fn checkpoint_whole_as_an_earlier_release(path: &Path) {
     use nudge_runtime::engine::checkpoint::{BLOB_FORMAT, FORMAT};
     use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink};
     use nudge_store::{Batch, Checkpoint, Compaction, EngineState, Store};
+
+    let mut store = Store::open(path).unwrap();
+    let saved = store.checkpoint().unwrap().expect("a checkpoint");
+    assert_eq!(saved.format, FORMAT, "runs write rows");
+    let bundle = nudge_bytecode::Bundle::decode(&store.first_deploy().unwrap().unwrap()).unwrap();
+    let arena = Bundles::new();
+    let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    engine
+        .restore_rows(store.state_rows().unwrap(), &bundle, &arena)
+        .unwrap();
+    let whole_state = engine.checkpoint().unwrap();
+    store
+        .commit(&mut Batch {
+            checkpoint: Some(Checkpoint {
+                format: BLOB_FORMAT,
+                engine: EngineState::Whole(whole_state),
+                feeds: saved.feeds,
+                dead: saved.dead,
+                dead_whole: true,
+            }),
+            compact: Some(Compaction {
+                before: i64::MAX,
+                limit: u64::MAX,
+            }),
+            ..Batch::default()
+        })
+        .unwrap();
+    assert_eq!(store.checkpoint().unwrap().unwrap().format, BLOB_FORMAT);
+}
+
+#[test]
+fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows() {
+    use nudge_runtime::engine::checkpoint::FORMAT;
+    use nudge_store::Store;
 
     let (lines, _a, whole, reference) = reference_run(17);
 
@@ -356,37 +392,8 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
     // layout it wrote), and every call it covers compacted away, so that
     // the store can only go on from it.
     let path = steps.join(".nudge/state.db");
-    {
-        let mut store = Store::open(&path).unwrap();
-        let saved = store.checkpoint().unwrap().expect("a checkpoint");
-        assert_eq!(saved.format, FORMAT, "runs write rows");
-        let bundle =
-            nudge_bytecode::Bundle::decode(&store.first_deploy().unwrap().unwrap()).unwrap();
-        let arena = Bundles::new();
-        let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
-        engine
-            .restore_rows(store.state_rows().unwrap(), &bundle, &arena)
-            .unwrap();
-        let whole_state = engine.checkpoint().unwrap();
-        store
-            .commit(&mut Batch {
-                checkpoint: Some(Checkpoint {
-                    format: BLOB_FORMAT,
-                    engine: EngineState::Whole(whole_state),
-                    feeds: saved.feeds,
-                    dead: saved.dead,
-                    dead_whole: true,
-                }),
-                compact: Some(Compaction {
-                    before: i64::MAX,
-                    limit: u64::MAX,
-                }),
-                ..Batch::default()
-            })
-            .unwrap();
-        assert!(store.compacted_through().unwrap() > 1000);
-        assert_eq!(store.checkpoint().unwrap().unwrap().format, BLOB_FORMAT);
-    }
+    checkpoint_whole_as_an_earlier_release(&path);
+    assert!(Store::open(&path).unwrap().compacted_through().unwrap() > 1000);
 
     std::fs::write(&events, lines.concat()).unwrap();
     let second = run_json(&steps, &["--drain"]);
@@ -403,6 +410,33 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
     let third = run_json(&steps, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
     assert_eq!(third["stats"], reference["stats"]);
+}
+
+#[test]
+fn a_run_with_nothing_new_writes_a_checkpoint_of_an_older_layout_again() {
+    use nudge_runtime::engine::checkpoint::FORMAT;
+    use nudge_store::Store;
+
+    let (_b, steps) = copy_example("cart_recovery");
+    let first = run_json(&steps, &[]);
+    let path = steps.join(".nudge/state.db");
+    checkpoint_whole_as_an_earlier_release(&path);
+    // Nothing new to apply: a start from the current layout writes no
+    // checkpoint, one from an older layout writes it again in this one,
+    // so that later starts need not read it whole.
+    let format = || {
+        let store = Store::open(&path).unwrap();
+        store.checkpoint().unwrap().unwrap().format
+    };
+    assert_ne!(format(), FORMAT);
+    let again = run_json(&steps, &[]);
+    assert_eq!(again["store"]["applied"], 0);
+    assert_eq!(again["stats"], first["stats"]);
+    assert_eq!(format(), FORMAT);
+    let third = run_json(&steps, &[]);
+    assert_eq!(third["store"]["applied"], 0);
+    assert_eq!(third["stats"], first["stats"]);
+    assert_eq!(format(), FORMAT);
 }
 
 /// Checks that the run in `bounded` decided and sent what the one in

@@ -888,8 +888,11 @@ pub fn run<'b, S: Sink + Feed>(
         serde_json::to_string(&engine.stats()).unwrap_or_default(),
     ));
     // A run that stored nothing and refused nothing leaves the state it
-    // started from: its checkpoint still holds, and is not written again.
-    let unchanged = settings.start.is_some()
+    // started from: its checkpoint still holds, and is not written again,
+    // unless it is of an older layout (each start would read it whole).
+    let unchanged = settings
+        .start
+        .is_some_and(|s| s.format == nudge_runtime::engine::checkpoint::FORMAT)
         && report.rebuilt == 0
         && report.applied == 0
         && report.beyond_horizon == 0
