@@ -977,9 +977,10 @@ pub fn replay_history<'b, S: Sink>(
         };
         if nudge_runtime::engine::checkpoint::in_rows(saved.format) {
             // An engine that reads customers back when first needed loads
-            // none of them now (rows of an older layout are read whole, to
-            // be written again in this one).
-            let lazy = engine.pages() && saved.format == nudge_runtime::engine::checkpoint::FORMAT;
+            // none of them now (rows of an older layout whose customers'
+            // rows differ are read whole, to be written again in this one).
+            let lazy = engine.pages()
+                && nudge_runtime::engine::checkpoint::customers_as_current(saved.format);
             let rows = store.restore_state(lazy).map_err(|e| match e {
                 StoreError::NotAStore { reason, .. } => damaged(reason),
                 e => e,

@@ -1947,6 +1947,9 @@ fn write_rows(
             [before as i64],
         )?;
     }
+    if c.forget_sent_keys {
+        tx.execute("DELETE FROM state_sent_keys", [])?;
+    }
     Ok(())
 }
 

@@ -1092,3 +1092,45 @@ fn a_restart_with_a_budget_reads_only_the_timers_due_within_the_hour() {
     assert!(restored.page_fault().is_none());
     assert_eq!(restored.into_sink().outbox, engine.into_sink().outbox);
 }
+
+#[test]
+fn a_take_that_forgets_the_old_set_of_sends_empties_it_in_its_commit() {
+    use nudge_runtime::engine::rows::Changes;
+    use nudge_runtime::engine::{Config, Engine, MemorySink};
+
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    let mut s = Store::in_memory().unwrap();
+    let commit = |s: &mut Store, changes: Changes| {
+        s.commit(&mut Batch {
+            calls: vec![NewCall::Drain],
+            checkpoint: Some(Checkpoint {
+                format: nudge_runtime::engine::checkpoint::FORMAT,
+                engine: EngineState::Rows(Box::new(changes)),
+                ..Checkpoint::default()
+            }),
+            ..Batch::default()
+        })
+        .unwrap();
+    };
+    commit(&mut s, engine.take_changes().unwrap());
+    // As a store of layout 6 kept them: a row per send made.
+    for key in [1u128, 2, 3] {
+        s.conn
+            .execute(
+                "INSERT INTO state_sent_keys(key) VALUES (?1)",
+                [&key.to_be_bytes()[..]],
+            )
+            .unwrap();
+    }
+    assert_eq!(s.state_rows().unwrap().sent_keys, [1, 2, 3]);
+    // A take that does not say so leaves them.
+    commit(&mut s, engine.take_changes().unwrap());
+    assert_eq!(s.state_rows().unwrap().sent_keys.len(), 3);
+    let changes = Changes {
+        forget_sent_keys: true,
+        ..engine.take_changes().unwrap()
+    };
+    commit(&mut s, changes);
+    assert!(s.state_rows().unwrap().sent_keys.is_empty());
+}

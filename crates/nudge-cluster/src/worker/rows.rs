@@ -470,6 +470,17 @@ pub(crate) async fn write(
         .await
         .map_err(pg)?;
     }
+    if c.forget_sent_keys {
+        tx.execute(
+            &format!(
+                "DELETE FROM {} WHERE partition = $1",
+                s.table("state_sent_keys")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?;
+    }
     Ok(())
 }
 

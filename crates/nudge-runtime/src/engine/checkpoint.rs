@@ -52,6 +52,14 @@ pub fn readable(format: u32) -> bool {
     in_rows(format) || format == BLOB_FORMAT
 }
 
+/// Whether the customer rows of a store's checkpoint of layout `format`
+/// read as rows of this layout: such a store can leave its customers to
+/// be read when first needed, and keeps them as they are (layout 7
+/// changed only the instances' rows and the head).
+pub fn customers_as_current(format: u32) -> bool {
+    format == FORMAT || format == ROWS_FORMAT_6
+}
+
 /// Whether a store's checkpoint of layout `format` is kept as rows (else
 /// it is the whole state in one value).
 pub fn in_rows(format: u32) -> bool {
@@ -419,20 +427,28 @@ impl<'b> Machine<'b> {
     /// Gives each live instance the keys of the sends it made, out of the
     /// set of every send made that layouts before 7 kept. A key names its
     /// instance's flow, version, customer, number and step, so each
-    /// instance's are found by making the key of each of its flow's steps.
-    /// Such a state is read whole (its customers are records), so the id
-    /// the keys name is at hand.
+    /// instance's are found by making the key of each of its flow's steps,
+    /// which names the id its customer was shown by (a customer left in
+    /// the store is read back for it, as it would be for the instance's
+    /// next step).
     fn hand_sent_keys_to_instances(&mut self, sent: &crate::fast::Set<u128>) {
         if sent.is_empty() {
             return;
         }
         for id in 0..self.instances.len() as u32 {
+            let Some(c) = self.instances.get(id).map(|i| i.customer) else {
+                continue;
+            };
+            if self.customers.is_stored(c) && !self.page_in(c) {
+                // The fault stops the next take; nothing is written.
+                return;
+            }
             let Some(inst) = self.instances.get(id) else {
                 continue;
             };
             let who = match inst.origin() {
                 Some(origin) => origin.to_string(),
-                None => match self.customers.get(&inst.customer) {
+                None => match self.customers.get(&c) {
                     Some(cust) => cust.key.clone(),
                     None => continue,
                 },
@@ -848,6 +864,19 @@ mod tests {
         assert!(sent_of(&engine).is_empty() && sent_of(&restored).is_empty());
     }
 
+    /// Reads customers back from rows held in a cell.
+    struct RowsPager(std::sync::Arc<std::sync::Mutex<MemoryRows>>);
+
+    impl super::super::Pager for RowsPager {
+        fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+            Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
+        }
+
+        fn timers(&mut self, read: crate::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
+            Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
+        }
+    }
+
     #[test]
     fn rows_of_layout_6_hand_their_set_of_sends_to_the_instances_that_made_them() {
         let (bundle, lines) = sent_then_waiting();
@@ -869,26 +898,45 @@ mod tests {
             rows.apply(changes);
             rows
         };
-        let mut legacy = old.rows();
         let ended = crate::dedupe::fingerprint("f/0123/u9/1/send@0");
-        legacy.sent_keys = vec![ended, key];
-        let mut restored = new();
-        restored.restore_rows(legacy, &bundle, &arena).unwrap();
-        assert_eq!(sent_of(&restored), [vec![key]]);
-        // Written again whole, in this layout, and read back.
-        let changes = restored.take_changes().unwrap();
-        assert!(changes.full);
-        assert_eq!(changes.format, FORMAT);
-        let mut rows = MemoryRows::default();
-        rows.apply(changes);
-        let mut again = new();
-        again.restore_rows(rows.rows(), &bundle, &arena).unwrap();
-        assert_eq!(sent_of(&again), [vec![key]]);
-        // The legacy engine goes on as the one that never stopped.
         engine.advance_through(ms(2 * 86_400) + engine.now);
-        again.advance_through(ms(2 * 86_400) + again.now);
         assert_eq!(engine.sink().outbox.len(), 2);
-        assert_eq!(again.sink().outbox, engine.sink().outbox[1..]);
+
+        // Read whole, and read with the customers left in the store.
+        for lazy in [false, true] {
+            let store = std::sync::Arc::new(std::sync::Mutex::new(old.clone()));
+            let mut legacy = if lazy {
+                old.rows_without_customers()
+            } else {
+                old.rows()
+            };
+            legacy.sent_keys = vec![ended, key];
+            let mut restored = new();
+            if lazy {
+                restored.set_pager(Box::new(RowsPager(store.clone())));
+            }
+            restored.restore_rows(legacy, &bundle, &arena).unwrap();
+            assert_eq!(sent_of(&restored), [vec![key]], "lazy: {lazy}");
+            // The next take writes the instances and the head in this
+            // layout and empties the old set; customers stay as they are.
+            let changes = restored.take_changes().unwrap();
+            assert!(!changes.full && changes.forget_sent_keys);
+            assert_eq!(changes.format, FORMAT);
+            assert_eq!(changes.instances.len(), 1);
+            assert!(changes.customers.is_empty());
+            store.lock().unwrap().apply(changes);
+            assert!(!restored.take_changes().unwrap().forget_sent_keys);
+            let mut again = new();
+            again
+                .restore_rows(store.lock().unwrap().rows(), &bundle, &arena)
+                .unwrap();
+            assert_eq!(sent_of(&again), [vec![key]]);
+            // Both go on as the engine that never stopped.
+            for e in [&mut restored, &mut again] {
+                e.advance_through(ms(2 * 86_400) + e.now);
+                assert_eq!(e.sink().outbox, engine.sink().outbox[1..]);
+            }
+        }
     }
 
     #[test]

@@ -622,6 +622,15 @@ impl Slots {
         self.pages[id / PAGE][id % PAGE] = Some(inst);
     }
 
+    /// Marks every live slot changed (their rows are written again).
+    pub(super) fn mark_live(&mut self) {
+        for id in 0..self.len as u32 {
+            if matches!(self.slot(id), Some(Some(_))) {
+                self.marks.mark(id);
+            }
+        }
+    }
+
     /// Every slot, in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &Option<Instance>> {
         self.pages.iter().flat_map(|p| p.iter()).take(self.len)

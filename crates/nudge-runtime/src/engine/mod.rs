@@ -417,6 +417,9 @@ pub struct Machine<'b> {
     consents: Vec<Arc<nudge_bytecode::Record>>,
     /// Whether a store follows the changes (see [`Machine::take_changes`]).
     following: bool,
+    /// The next take tells the store to empty the set of sends made that
+    /// layouts before 7 kept (see [`rows::Changes::forget_sent_keys`]).
+    forget_sent_keys: bool,
     /// Whether the releases changed since the store last took them.
     releases_changed: bool,
     /// What the events taught of the products, for `recommend`.
@@ -537,6 +540,7 @@ impl<'b> Machine<'b> {
             shown: None,
             consents: Vec::new(),
             following: false,
+            forget_sent_keys: false,
             releases_changed: false,
             learned: Default::default(),
             splits: SplitCounts::default(),

@@ -17,7 +17,9 @@
 use nudge_bytecode::Bundle;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{CheckpointError, FORMAT, State, in_rows, layout};
+use super::checkpoint::{
+    CheckpointError, FORMAT, ROWS_FORMAT_6, State, customers_as_current, in_rows, layout,
+};
 use super::marks::Taken;
 use super::{Bundles, Machine};
 use crate::dedupe::{Dedupe, DedupeHead};
@@ -52,6 +54,9 @@ pub struct Changes {
     /// The timers' last insertion number as of this take: once it is
     /// committed, [`Machine::let_timers_go`] takes it.
     pub timer_seq: u64,
+    /// The set of every send made that stores of layouts before 7 kept is
+    /// emptied: this take's instance rows hold the keys of their own.
+    pub forget_sent_keys: bool,
 }
 
 /// The engine's state as a store holds it, read back whole.
@@ -152,6 +157,7 @@ impl<'b> Machine<'b> {
         let mut out = Changes {
             format: FORMAT,
             full,
+            forget_sent_keys: std::mem::take(&mut self.forget_sent_keys),
             ..Changes::default()
         };
         out.head = self.head()?;
@@ -310,8 +316,15 @@ impl<'b> Machine<'b> {
         self.install(state, current, arena)?;
         self.learned = learned;
         // Rows of an older layout are written again whole, in this one: a
-        // store must not hold rows of two layouts under one head.
-        self.start_following(format != FORMAT);
+        // store must not hold rows of two layouts under one head. Only the
+        // instances' rows and the head of layout 6 differ from this one's,
+        // so those are all the next take writes (with the old set of sends
+        // emptied), and its customers stay where they are.
+        self.start_following(!customers_as_current(format));
+        if format == ROWS_FORMAT_6 {
+            self.instances.mark_live();
+            self.forget_sent_keys = true;
+        }
         Ok(())
     }
 }
@@ -393,9 +406,10 @@ impl Restore {
     }
 
     /// Customer `c` is stored, its row left to be read when first needed
-    /// (see [`super::Pager`]); only rows of this layout ([`FORMAT`]) can be.
+    /// (see [`super::Pager`]); only rows that read as this layout's can be
+    /// (see [`customers_as_current`]).
     pub fn stored(&mut self, c: u32) -> Result<(), CheckpointError> {
-        if self.format != FORMAT {
+        if !customers_as_current(self.format) {
             return Err(CheckpointError::Decode(format!(
                 "customers of layout {} are left to be read when needed, and only layout {FORMAT} can be",
                 self.format
