@@ -1,9 +1,10 @@
 //! Dropping calls that were delivered twice, by their `messageId`.
 //!
 //! Senders retry, and warehouse exports overlap; the spec's `messageId` is
-//! what makes a call unique. Ids are remembered as 128-bit hashes, so memory
-//! stays small on long replays while an accidental collision stays out of
-//! reach (about one in 10^20 for a billion ids).
+//! what makes a call unique. Ids are fingerprinted as 128-bit hashes, of
+//! which the top 80 bits are compared: a billion calls checked against a
+//! window of ten million ids take one for a repeat with odds of about one
+//! in 10^8.
 //!
 //! A store that runs for years cannot remember every id: ids are kept for
 //! a window of the engine's clock, in two generations. When the clock has
@@ -12,11 +13,12 @@
 //! at least a window after it was first seen, and for at most about two,
 //! and memory holds at most two windows of traffic.
 //!
-//! Most of a generation's ids are kept sorted in a plain vector, 16 bytes
-//! each where a hash table takes about 29: those a store gave back at a
-//! restart, and those first seen since, moved there from a small hash table
-//! once it holds a quarter as many. Fingerprints are uniform, so an index of
-//! where each range of values begins finds an id in a handful of reads.
+//! Most of a generation's ids are kept sorted, 8 bytes each where a hash
+//! table takes about 29: those a store gave back at a restart, and those
+//! first seen since, moved there from a small hash table once it holds a
+//! quarter as many. Fingerprints are uniform, so an index of where each of
+//! 65,536 ranges of values begins names an id's top 16 bits, and the
+//! sorted vector keeps only the 64 compared bits after them.
 
 use crate::fast::Set;
 use std::hash::{Hash, Hasher};
@@ -112,9 +114,9 @@ impl Dedupe {
     /// Makes room for `n` stored ids of `generation` to come.
     pub fn reserve(&mut self, generation: u64, n: usize) {
         if generation == self.generation {
-            self.current.sorted.reserve(n);
+            self.current.reserve(n);
         } else if generation.wrapping_add(1) == self.generation {
-            self.previous.sorted.reserve(n);
+            self.previous.reserve(n);
         }
     }
 
@@ -230,168 +232,282 @@ impl Dedupe {
     }
 }
 
+/// How many top bits of an id are compared: two ids that share them are
+/// the same id. Among `n` remembered ids a new one is taken for a repeat
+/// with odds of n in 2^80: one in 10^17 for a window of ten million ids.
+const KEPT_BITS: u32 = 80;
+
+/// How many of those top bits name an id's range in the index: 65,536
+/// ranges, so the next 64 bits are all a sorted id keeps.
+const RANGE_BITS: u32 = 16;
+
+/// How many ranges the index has.
+const RANGES: usize = 1 << RANGE_BITS;
+
+/// The part of `id` that is compared (the rest is zero).
+fn kept(id: u128) -> u128 {
+    id >> (128 - KEPT_BITS) << (128 - KEPT_BITS)
+}
+
+/// The range of `id` in the index.
+fn range_of(id: u128) -> usize {
+    (id >> (128 - RANGE_BITS)) as usize
+}
+
+/// What a sorted id keeps of `id`: the 64 compared bits after its range.
+fn key_of(id: u128) -> u64 {
+    (id >> (128 - KEPT_BITS)) as u64
+}
+
+/// The compared part of the id a range and a key stand for.
+fn id_of(range: usize, key: u64) -> u128 {
+    ((range as u128) << (128 - RANGE_BITS)) | (u128::from(key) << (128 - KEPT_BITS))
+}
+
 /// One generation's ids: most of them sorted, the newest in a hash table.
+/// Only the compared part of an id is kept ([`kept`]).
 #[derive(Clone, Debug, Default)]
 struct Generation {
-    /// Ids in increasing order, once [`Generation::settle`] has run on ids
-    /// put back by [`Generation::restore`] (appended as they come).
-    sorted: Vec<u128>,
-    /// Whether `sorted` may be out of order (ids were restored since).
-    restored: bool,
-    /// Where the ids of each range of values begin in `sorted`.
-    index: Index,
-    /// Ids first seen since `sorted` last took them in.
+    /// Ids put back by [`Generation::restore`] since the last lookup, as
+    /// pairs of 64-bit halves, until [`Generation::settle`] moves them in.
+    restored: Vec<u64>,
+    /// The sorted ids, each as the 64 bits after its range ([`key_of`]),
+    /// in increasing order of range, then key.
+    keys: Vec<u64>,
+    /// Where each range's keys begin in `keys`, and the count at the end;
+    /// empty while `keys` is.
+    starts: Vec<u32>,
+    /// Ids first seen since `keys` last took them in.
     fresh: Set<u128>,
 }
 
-/// The fewest fresh ids moved into the sorted vector at once: below it a
+/// The fewest fresh ids moved into the sorted keys at once: below it a
 /// table's room costs less than a merge.
 const FRESH_MIN: usize = 1 << 16;
 
 impl Generation {
-    /// Puts back an id a store kept (sorted at the next lookup); a store
+    /// Makes room for `n` ids to be put back.
+    fn reserve(&mut self, n: usize) {
+        self.restored.reserve(n.saturating_mul(2));
+    }
+
+    /// Puts back an id a store kept (moved in at the next lookup); a store
     /// gives each id once, and [`Generation::len`] counts what it gave
     /// until then.
     fn restore(&mut self, id: u128) {
-        self.sorted.push(id);
-        self.restored = true;
+        let id = kept(id);
+        self.restored.extend([(id >> 64) as u64, id as u64]);
     }
 
-    /// Sorts the ids restored since the last lookup.
+    /// Moves the ids restored since the last lookup in with the sorted
+    /// ones. They are sorted as pairs of halves where they were put back
+    /// and each pair's key written over the front of that same buffer, so
+    /// the ids are never held twice.
     fn settle(&mut self) {
-        if std::mem::take(&mut self.restored) {
-            self.sorted.sort_unstable();
-            self.sorted.dedup();
-            self.index = Index::of(&self.sorted);
+        if self.restored.is_empty() {
+            return;
         }
+        let mut buffer = std::mem::take(&mut self.restored);
+        let (pairs, _) = buffer.as_chunks_mut::<2>();
+        pairs.sort_unstable();
+        let n = pairs.len();
+        let id = |pair: [u64; 2]| (u128::from(pair[0]) << 64) | u128::from(pair[1]);
+        let mut counts = vec![0u32; RANGES];
+        let mut kept_n = 0;
+        let mut last = None;
+        for i in 0..n {
+            let Some(&pair) = buffer.as_chunks::<2>().0.get(i) else {
+                break;
+            };
+            let value = id(pair);
+            if last == Some(value) {
+                continue;
+            }
+            last = Some(value);
+            if let Some(c) = counts.get_mut(range_of(value)) {
+                *c += 1;
+            }
+            // `kept_n <= i`: the key goes where a pair was read already.
+            if let Some(slot) = buffer.get_mut(kept_n) {
+                *slot = key_of(value);
+            }
+            kept_n += 1;
+        }
+        buffer.truncate(kept_n);
+        buffer.shrink_to_fit();
+        if self.keys.is_empty() {
+            self.keys = buffer;
+            self.starts = starts_of(&counts);
+        } else {
+            let ids: Vec<u128> = (0..RANGES)
+                .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
+                .collect();
+            // Rare (a restore into a table already in use): merged plainly.
+            let mut all: Vec<u128> = ids;
+            all.extend(ranges_of(&counts, &buffer));
+            all.sort_unstable();
+            all.dedup();
+            self.set_sorted(&all);
+        }
+    }
+
+    /// Replaces the sorted keys with `ids` (sorted, distinct, kept parts).
+    fn set_sorted(&mut self, ids: &[u128]) {
+        let mut counts = vec![0u32; RANGES];
+        self.keys.clear();
+        self.keys.reserve_exact(ids.len());
+        for &id in ids {
+            if let Some(c) = counts.get_mut(range_of(id)) {
+                *c += 1;
+            }
+            self.keys.push(key_of(id));
+        }
+        self.starts = starts_of(&counts);
+    }
+
+    /// The sorted keys of range `r`.
+    fn range(&self, r: usize) -> &[u64] {
+        match (self.starts.get(r), self.starts.get(r + 1)) {
+            (Some(&lo), Some(&hi)) => self.keys.get(lo as usize..hi as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Whether the sorted keys hold `id` (a kept part).
+    fn sorted_contains(&self, id: u128) -> bool {
+        self.range(range_of(id)).binary_search(&key_of(id)).is_ok()
     }
 
     /// Whether `id` is here.
     fn contains(&mut self, id: u128) -> bool {
         self.settle();
-        self.fresh.contains(&id) || self.index.contains(&self.sorted, id)
+        let id = kept(id);
+        self.fresh.contains(&id) || self.sorted_contains(id)
     }
 
     /// Adds `id`; false when it was here already.
     fn insert(&mut self, id: u128) -> bool {
         self.settle();
-        if self.index.contains(&self.sorted, id) || !self.fresh.insert(id) {
+        let id = kept(id);
+        if self.sorted_contains(id) || !self.fresh.insert(id) {
             return false;
         }
-        if self.fresh.len() >= FRESH_MIN.max(self.sorted.len() / 4) {
+        if self.fresh.len() >= FRESH_MIN.max(self.keys.len() / 4) {
             self.take_in_fresh();
         }
         true
     }
 
-    /// Moves the fresh ids into the sorted vector, merging from its end
+    /// Moves the fresh ids in with the sorted keys, merging from the end
     /// into the room made for them, so no second vector is made.
     fn take_in_fresh(&mut self) {
+        self.settle();
         let mut fresh: Vec<u128> = self.fresh.drain().collect();
         fresh.sort_unstable();
-        let old = self.sorted.len();
-        // Exactly: a doubling vector would hold up to twice the ids' room.
-        self.sorted.reserve_exact(fresh.len());
-        self.sorted.resize(old + fresh.len(), 0);
-        let (mut i, mut j) = (old, fresh.len());
-        let mut at = self.sorted.len();
-        while j > 0 {
-            at -= 1;
-            // `i` and `j` count what is left of each run, so each index
-            // is in bounds; the sets are disjoint, so no id is equal.
-            let (mine, theirs) = (
-                i.checked_sub(1).and_then(|k| self.sorted.get(k)).copied(),
-                fresh.get(j - 1).copied(),
-            );
-            let take_mine = matches!((mine, theirs), (Some(a), Some(b)) if a > b);
-            let value = if take_mine {
-                i -= 1;
-                mine
-            } else {
-                j -= 1;
-                theirs
-            };
-            if let (Some(slot), Some(v)) = (self.sorted.get_mut(at), value) {
-                *slot = v;
+        let old = self.keys.len();
+        let mut counts: Vec<u32> = (0..RANGES).map(|r| self.range(r).len() as u32).collect();
+        for &id in &fresh {
+            if let Some(c) = counts.get_mut(range_of(id)) {
+                *c += 1;
             }
         }
-        self.index = Index::of(&self.sorted);
+        // Exactly: a doubling vector would hold up to twice the ids' room.
+        self.keys.reserve_exact(fresh.len());
+        self.keys.resize(old + fresh.len(), 0);
+        // The range of the last old key not yet placed.
+        let mut r = RANGES;
+        let (mut i, mut j) = (old, fresh.len());
+        let mut at = self.keys.len();
+        while j > 0 {
+            at -= 1;
+            let mine = i.checked_sub(1).and_then(|k| {
+                while r > 0 && self.starts.get(r).is_none_or(|&s| s as usize > k) {
+                    r -= 1;
+                }
+                self.keys.get(k).map(|&key| id_of(r, key))
+            });
+            let theirs = fresh.get(j - 1).copied();
+            // The sets are disjoint, so no two ids are equal.
+            let value = match (mine, theirs) {
+                (Some(a), Some(b)) if a > b => {
+                    i -= 1;
+                    a
+                }
+                (_, Some(b)) => {
+                    j -= 1;
+                    b
+                }
+                (_, None) => break,
+            };
+            if let Some(slot) = self.keys.get_mut(at) {
+                *slot = key_of(value);
+            }
+        }
+        self.starts = starts_of(&counts);
     }
 
-    /// Every id here, in no particular order.
+    /// Every id here (its kept part), in no particular order.
     fn iter(&self) -> impl Iterator<Item = u128> + '_ {
-        self.sorted.iter().chain(self.fresh.iter()).copied()
+        let sorted = (0..RANGES).flat_map(move |r| self.range(r).iter().map(move |&k| id_of(r, k)));
+        let restored = self
+            .restored
+            .as_chunks::<2>()
+            .0
+            .iter()
+            .map(|p| (u128::from(p[0]) << 64) | u128::from(p[1]));
+        sorted.chain(restored).chain(self.fresh.iter().copied())
     }
 
     /// How many ids are here.
     fn len(&self) -> usize {
-        self.sorted.len() + self.fresh.len()
+        self.keys.len() + self.restored.len() / 2 + self.fresh.len()
     }
 
     /// Forgets every id, keeping the room made for them.
     fn clear(&mut self) {
-        self.sorted.clear();
+        self.keys.clear();
+        self.starts.clear();
+        self.restored.clear();
         self.fresh.clear();
-        self.index = Index::default();
-        self.restored = false;
     }
 }
 
-/// Where the sorted ids of each range of values begin: ids are uniform
-/// fingerprints, so with about eight ids to a range (a range per top
-/// `bits` of the value) a lookup reads the range's bounds and a few ids,
-/// where a binary search over millions reads twenty places far apart.
-#[derive(Clone, Debug, Default)]
-struct Index {
-    /// How many top bits of an id name its range; 0: no index (few ids).
-    bits: u32,
-    /// The position of the first id of each range, and the count at the end.
-    starts: Vec<u32>,
+/// Where each range begins, from how many ids each holds, and the count
+/// at the end.
+fn starts_of(counts: &[u32]) -> Vec<u32> {
+    let mut starts = Vec::with_capacity(counts.len() + 1);
+    let mut at = 0u32;
+    starts.push(0);
+    for &c in counts {
+        at += c;
+        starts.push(at);
+    }
+    starts
 }
 
-impl Index {
-    /// The index of `ids` (sorted).
-    fn of(ids: &[u128]) -> Index {
-        let n = ids.len();
-        // Below this a binary search stays within a few cache lines.
-        if n < 1024 || u32::try_from(n).is_err() {
-            return Index::default();
-        }
-        let bits = (n / 8).ilog2();
-        let ranges = 1usize << bits;
-        let mut starts = Vec::with_capacity(ranges + 1);
-        let mut at = 0usize;
-        for range in 0..ranges as u128 {
-            while ids.get(at).is_some_and(|&id| id >> (128 - bits) < range) {
-                at += 1;
-            }
-            starts.push(at as u32);
-        }
-        starts.push(n as u32);
-        Index { bits, starts }
-    }
-
-    /// Whether the sorted `ids` this indexes hold `id`.
-    fn contains(&self, ids: &[u128], id: u128) -> bool {
-        if self.bits == 0 {
-            return ids.binary_search(&id).is_ok();
-        }
-        let range = (id >> (128 - self.bits)) as usize;
-        let bound = |r: usize| self.starts.get(r).map(|&s| s as usize);
-        match (bound(range), bound(range + 1)) {
-            (Some(lo), Some(hi)) => ids
-                .get(lo..hi)
-                .is_some_and(|run| run.binary_search(&id).is_ok()),
-            _ => false,
-        }
-    }
+/// The ids that `keys`, counted by range in `counts`, stand for.
+fn ranges_of<'a>(counts: &'a [u32], keys: &'a [u64]) -> impl Iterator<Item = u128> + 'a {
+    let mut at = 0usize;
+    counts.iter().enumerate().flat_map(move |(r, &c)| {
+        let from = at;
+        at += c as usize;
+        keys.get(from..at)
+            .unwrap_or(&[])
+            .iter()
+            .map(move |&k| id_of(r, k))
+    })
 }
 
 /// The set's serialised form is a sequence of ids, as the hash set it
 /// replaced wrote it, so whole-state checkpoints of earlier releases read.
 impl serde::Serialize for Generation {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for id in self.iter() {
+            seq.serialize_element(&id)?;
+        }
+        seq.end()
     }
 }
 
@@ -474,59 +590,71 @@ mod tests {
         assert_eq!(d.len(), 1);
     }
 
+    /// Ids from small numbers: `range` picks one of a few ranges, `key`
+    /// the compared bits after it, and `noise` bits that are not compared.
+    fn id(range: u128, key: u128, noise: u64) -> u128 {
+        (range << 112) | (key << 48) | u128::from(noise & 0xffff_ffff_ffff)
+    }
+
     proptest::proptest! {
         #[test]
-        fn an_indexed_lookup_finds_exactly_what_a_binary_search_finds(
-            mut ids in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..3000),
-            small in proptest::collection::vec(0u128..1000, 0..300),
-            probes in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..50),
-        ) {
-            // Uniform ids, and ids bunched at the bottom of the range
-            // (many in one range, none in most).
-            ids.extend(small);
-            ids.sort_unstable();
-            ids.dedup();
-            let index = Index::of(&ids);
-            let mut all = probes;
-            all.extend(ids.iter().copied());
-            all.extend(ids.iter().map(|i| i.wrapping_add(1)));
-            all.extend([0, u128::MAX]);
-            for p in all {
-                proptest::prop_assert_eq!(index.contains(&ids, p), ids.binary_search(&p).is_ok(), "{}", p);
-            }
-        }
-
-        #[test]
-        fn a_generation_answers_as_a_set_does(
-            restored in proptest::collection::vec(0u128..2000, 0..200),
-            ops in proptest::collection::vec((0u128..2000, proptest::prelude::any::<bool>()), 0..400),
+        fn a_generation_answers_as_a_set_of_kept_parts_does(
+            restored in proptest::collection::vec((0u128..4, 0u128..500, proptest::prelude::any::<u64>()), 0..300),
+            uniform in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..300),
+            ops in proptest::collection::vec((0u128..4, 0u128..500, proptest::prelude::any::<u64>(), proptest::prelude::any::<bool>()), 0..400),
         ) {
             let mut g = Generation::default();
             let mut model = std::collections::HashSet::new();
             // A store gives each id back once.
-            for id in restored {
-                if model.insert(id) {
+            let back = restored.into_iter().map(|(r, k, n)| id(r, k, n)).chain(uniform);
+            for id in back {
+                if model.insert(kept(id)) {
                     g.restore(id);
                 }
             }
-            for (i, (id, take_in)) in ops.into_iter().enumerate() {
-                proptest::prop_assert_eq!(g.insert(id), model.insert(id), "insert {}", id);
-                proptest::prop_assert_eq!(g.contains(id ^ 1), model.contains(&(id ^ 1)));
-                // Fresh ids moved into the sorted vector now and then, as a
+            proptest::prop_assert_eq!(g.len(), model.len());
+            for (i, (r, k, noise, take_in)) in ops.into_iter().enumerate() {
+                let id = id(r, k, noise);
+                proptest::prop_assert_eq!(g.insert(id), model.insert(kept(id)), "insert {}", id);
+                let other = id ^ (1 << 48);
+                proptest::prop_assert_eq!(g.contains(other), model.contains(&kept(other)));
+                // Bits below the compared ones make no difference.
+                proptest::prop_assert!(g.contains(id ^ 1));
+                // Fresh ids moved into the sorted keys now and then, as a
                 // larger table would be.
-                if take_in && i % 7 == 0 {
+                if take_in && i % 40 == 0 {
                     g.take_in_fresh();
                     proptest::prop_assert!(g.fresh.is_empty());
-                    proptest::prop_assert!(g.sorted.windows(2).all(|w| w[0] < w[1]));
                 }
                 proptest::prop_assert_eq!(g.len(), model.len());
             }
+            g.take_in_fresh();
             let mut all: Vec<u128> = g.iter().collect();
+            proptest::prop_assert!(all.windows(2).all(|w| w[0] < w[1]), "in order");
             all.sort_unstable();
             let mut want: Vec<u128> = model.into_iter().collect();
             want.sort_unstable();
             proptest::prop_assert_eq!(all, want);
         }
+    }
+
+    #[test]
+    fn ids_restored_into_a_table_in_use_are_merged_with_it() {
+        let mut g = Generation::default();
+        for i in 0..10u128 {
+            g.restore(id(i % 3, i, 7));
+        }
+        assert!(g.contains(id(0, 0, 1)));
+        assert!(g.insert(id(3, 99, 0)));
+        g.take_in_fresh();
+        for i in 10..20u128 {
+            g.restore(id(i % 3, i, 7));
+        }
+        for i in 0..20u128 {
+            assert!(g.contains(id(i % 3, i, 0)), "{i}");
+        }
+        assert!(g.contains(id(3, 99, 5)) && !g.contains(id(3, 98, 5)));
+        assert_eq!(g.len(), 21);
     }
 
     #[test]
@@ -552,10 +680,12 @@ mod tests {
     fn the_serialised_form_is_the_hash_sets_it_replaced() {
         // Whole-state checkpoints of earlier releases hold a generation
         // as a set of u128: the same bytes must read back.
-        let set: std::collections::HashSet<u128> = [3, 1, 2].into_iter().collect();
+        let set: std::collections::HashSet<u128> = [id(0, 3, 0), id(0, 1, 0), id(9, 2, 0)]
+            .into_iter()
+            .collect();
         let bytes = postcard::to_allocvec(&set).unwrap();
         let mut g: Generation = postcard::from_bytes(&bytes).unwrap();
-        assert!(g.contains(2) && g.contains(3) && !g.contains(4));
+        assert!(g.contains(id(9, 2, 0)) && g.contains(id(0, 3, 1)) && !g.contains(id(0, 2, 0)));
         let again: std::collections::HashSet<u128> =
             postcard::from_bytes(&postcard::to_allocvec(&g).unwrap()).unwrap();
         assert_eq!(again, set);
