@@ -111,12 +111,15 @@ impl Dedupe {
         out
     }
 
-    /// Makes room for `n` stored ids of `generation` to come.
-    pub fn reserve(&mut self, generation: u64, n: usize) {
+    /// Counts a stored id of `generation` that [`Dedupe::restore`] will
+    /// put back: a store that counts every id first lets each be placed
+    /// straight where it belongs, so a restart holds each id once, in its
+    /// 8 bytes.
+    pub fn count(&mut self, id: u128, generation: u64) {
         if generation == self.generation {
-            self.current.reserve(n);
+            self.current.count(id);
         } else if generation.wrapping_add(1) == self.generation {
-            self.previous.reserve(n);
+            self.previous.count(id);
         }
     }
 
@@ -268,6 +271,18 @@ fn id_of(range: usize, key: u64) -> u128 {
 /// Only the compared part of an id is kept ([`kept`]).
 #[derive(Clone, Debug, Default)]
 struct Generation {
+    /// Ids a store will put back, by range ([`Generation::count`]); empty
+    /// unless it counted them.
+    counted: Vec<u32>,
+    /// Where each range's counted ids go in `placed`, and the end.
+    placed_starts: Vec<u32>,
+    /// Where the next id put back of each range goes in `placed`.
+    cursor: Vec<u32>,
+    /// Counted ids put back, each range's keys in arrival order until
+    /// [`Generation::settle`] sorts them.
+    placed: Vec<u64>,
+    /// How many ids are in `placed`.
+    placed_n: usize,
     /// Ids put back by [`Generation::restore`] since the last lookup, as
     /// pairs of 64-bit halves, until [`Generation::settle`] moves them in.
     restored: Vec<u64>,
@@ -286,17 +301,123 @@ struct Generation {
 const FRESH_MIN: usize = 1 << 16;
 
 impl Generation {
-    /// Makes room for `n` ids to be put back.
-    fn reserve(&mut self, n: usize) {
-        self.restored.reserve(n.saturating_mul(2));
+    /// Counts an id to be put back (see [`Dedupe::count`]).
+    fn count(&mut self, id: u128) {
+        if self.counted.is_empty() {
+            self.counted = vec![0; RANGES];
+        }
+        if let Some(c) = self.counted.get_mut(range_of(kept(id))) {
+            *c = c.saturating_add(1);
+        }
     }
 
-    /// Puts back an id a store kept (moved in at the next lookup); a store
-    /// gives each id once, and [`Generation::len`] counts what it gave
-    /// until then.
+    /// Puts back an id a store kept (moved in at the next lookup): into
+    /// its range's room when it was counted, else as a pair of halves. A
+    /// store gives each id once, and [`Generation::len`] counts what it
+    /// gave until then.
     fn restore(&mut self, id: u128) {
         let id = kept(id);
+        if !self.counted.is_empty() && self.place(id) {
+            return;
+        }
         self.restored.extend([(id >> 64) as u64, id as u64]);
+    }
+
+    /// Puts counted `id` in its range's room; false when the room is full
+    /// (more ids came than were counted).
+    fn place(&mut self, id: u128) -> bool {
+        if self.placed_starts.is_empty() {
+            self.placed_starts = starts_of(&self.counted);
+            self.cursor = self.placed_starts.clone();
+            let total = self.placed_starts.last().copied().unwrap_or(0) as usize;
+            self.placed = vec![0; total];
+        }
+        let r = range_of(id);
+        let (Some(at), Some(&end)) = (self.cursor.get_mut(r), self.placed_starts.get(r + 1)) else {
+            return false;
+        };
+        if *at >= end {
+            return false;
+        }
+        let Some(slot) = self.placed.get_mut(*at as usize) else {
+            return false;
+        };
+        *slot = key_of(id);
+        *at += 1;
+        self.placed_n += 1;
+        true
+    }
+
+    /// The counted ids put back so far, by range: (range, keys).
+    fn placed_ranges(&self) -> impl Iterator<Item = (usize, &[u64])> + '_ {
+        (0..RANGES).filter_map(move |r| {
+            let lo = *self.placed_starts.get(r)? as usize;
+            let hi = *self.cursor.get(r)? as usize;
+            Some((r, self.placed.get(lo..hi)?))
+        })
+    }
+
+    /// Sorts the counted ids put back, range by range, moving them
+    /// together over any room left unfilled.
+    fn settle_placed(&mut self) {
+        if self.counted.is_empty() && self.placed_starts.is_empty() {
+            return;
+        }
+        let mut placed = std::mem::take(&mut self.placed);
+        let mut counts = vec![0u32; RANGES];
+        let mut w = 0usize;
+        for r in 0..RANGES {
+            let (Some(&lo), Some(&hi)) = (self.placed_starts.get(r), self.cursor.get(r)) else {
+                continue;
+            };
+            let (lo, hi) = (lo as usize, hi as usize);
+            let Some(run) = placed.get_mut(lo..hi) else {
+                continue;
+            };
+            run.sort_unstable();
+            let mut last = None;
+            for i in lo..hi {
+                let Some(&key) = placed.get(i) else {
+                    break;
+                };
+                if last == Some(key) {
+                    continue;
+                }
+                last = Some(key);
+                // `w <= i`: keys only move down.
+                if let Some(slot) = placed.get_mut(w) {
+                    *slot = key;
+                }
+                w += 1;
+                if let Some(c) = counts.get_mut(r) {
+                    *c += 1;
+                }
+            }
+        }
+        placed.truncate(w);
+        self.counted = Vec::new();
+        self.placed_starts = Vec::new();
+        self.cursor = Vec::new();
+        self.placed_n = 0;
+        if self.keys.is_empty() {
+            self.keys = placed;
+            self.starts = starts_of(&counts);
+        } else {
+            self.merge_plainly(ranges_of(&counts, &placed));
+        }
+    }
+
+    /// Merges `ids` (kept parts) with the sorted keys by building the
+    /// table again: for ids put back into a table already in use, which
+    /// no store does.
+    fn merge_plainly(&mut self, ids: impl Iterator<Item = u128>) {
+        let mut all: Vec<u128> = (0..RANGES)
+            .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
+            .collect();
+        all.extend(ids);
+        all.sort_unstable();
+        all.dedup();
+        self.set_sorted(&all);
     }
 
     /// Moves the ids restored since the last lookup in with the sorted
@@ -304,6 +425,7 @@ impl Generation {
     /// and each pair's key written over the front of that same buffer, so
     /// the ids are never held twice.
     fn settle(&mut self) {
+        self.settle_placed();
         if self.restored.is_empty() {
             return;
         }
@@ -339,15 +461,7 @@ impl Generation {
             self.keys = buffer;
             self.starts = starts_of(&counts);
         } else {
-            let ids: Vec<u128> = (0..RANGES)
-                .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
-                .collect();
-            // Rare (a restore into a table already in use): merged plainly.
-            let mut all: Vec<u128> = ids;
-            all.extend(ranges_of(&counts, &buffer));
-            all.sort_unstable();
-            all.dedup();
-            self.set_sorted(&all);
+            self.merge_plainly(ranges_of(&counts, &buffer));
         }
     }
 
@@ -455,12 +569,18 @@ impl Generation {
             .0
             .iter()
             .map(|p| (u128::from(p[0]) << 64) | u128::from(p[1]));
-        sorted.chain(restored).chain(self.fresh.iter().copied())
+        let placed = self
+            .placed_ranges()
+            .flat_map(|(r, keys)| keys.iter().map(move |&k| id_of(r, k)));
+        sorted
+            .chain(placed)
+            .chain(restored)
+            .chain(self.fresh.iter().copied())
     }
 
     /// How many ids are here.
     fn len(&self) -> usize {
-        self.keys.len() + self.restored.len() / 2 + self.fresh.len()
+        self.keys.len() + self.placed_n + self.restored.len() / 2 + self.fresh.len()
     }
 
     /// Forgets every id, keeping the room made for them.
@@ -469,6 +589,11 @@ impl Generation {
         self.starts.clear();
         self.restored.clear();
         self.fresh.clear();
+        self.counted = Vec::new();
+        self.placed_starts = Vec::new();
+        self.cursor = Vec::new();
+        self.placed = Vec::new();
+        self.placed_n = 0;
     }
 }
 
@@ -602,15 +727,22 @@ mod tests {
             restored in proptest::collection::vec((0u128..4, 0u128..500, proptest::prelude::any::<u64>()), 0..300),
             uniform in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..300),
             ops in proptest::collection::vec((0u128..4, 0u128..500, proptest::prelude::any::<u64>(), proptest::prelude::any::<bool>()), 0..400),
+            counted_first in proptest::prelude::any::<bool>(),
         ) {
             let mut g = Generation::default();
             let mut model = std::collections::HashSet::new();
-            // A store gives each id back once.
-            let back = restored.into_iter().map(|(r, k, n)| id(r, k, n)).chain(uniform);
+            // A store gives each id back once (counted first, or not).
+            let back: Vec<u128> = restored
+                .into_iter()
+                .map(|(r, k, n)| id(r, k, n))
+                .chain(uniform)
+                .filter(|&id| model.insert(kept(id)))
+                .collect();
+            if counted_first {
+                back.iter().for_each(|&id| g.count(id));
+            }
             for id in back {
-                if model.insert(kept(id)) {
-                    g.restore(id);
-                }
+                g.restore(id);
             }
             proptest::prop_assert_eq!(g.len(), model.len());
             for (i, (r, k, noise, take_in)) in ops.into_iter().enumerate() {
@@ -636,6 +768,35 @@ mod tests {
             want.sort_unstable();
             proptest::prop_assert_eq!(all, want);
         }
+    }
+
+    #[test]
+    fn counted_ids_are_placed_and_more_or_fewer_than_counted_still_read() {
+        // Counted: placed in their ranges' room, never held as pairs.
+        let mut g = Generation::default();
+        let ids: Vec<u128> = (0..1000u128).map(|i| id(i % 5, i, 3)).collect();
+        ids.iter().for_each(|&i| g.count(i));
+        ids.iter().for_each(|&i| g.restore(i));
+        assert!(g.restored.is_empty());
+        assert_eq!(g.len(), 1000);
+        assert!(ids.iter().all(|&i| g.contains(i ^ 1)));
+        assert!(!g.contains(id(0, 1, 0)), "1 is in range 1");
+        assert_eq!(g.keys.len(), 1000);
+        // Fewer than counted: the room left is closed up.
+        let mut g = Generation::default();
+        ids.iter().for_each(|&i| g.count(i));
+        ids[..600].iter().for_each(|&i| g.restore(i));
+        assert_eq!(g.len(), 600);
+        assert!(ids[..600].iter().all(|&i| g.contains(i)));
+        assert!(!ids[600..].iter().any(|&i| g.contains(i)));
+        // More than counted: the others are kept as pairs, then merged.
+        let mut g = Generation::default();
+        ids[..10].iter().for_each(|&i| g.count(i));
+        ids.iter().for_each(|&i| g.restore(i));
+        assert_eq!(g.restored.len(), 2 * 990);
+        assert_eq!(g.len(), 1000);
+        assert!(ids.iter().all(|&i| g.contains(i)));
+        assert_eq!(g.len(), 1000);
     }
 
     #[test]

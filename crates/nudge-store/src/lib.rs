@@ -1122,24 +1122,9 @@ impl Store {
             let n: Option<i64> = self.conn.query_row(sql, [], |r| r.get(0)).map_err(err)?;
             Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
         };
-        let mut ids = Vec::new();
-        {
-            let mut st = self
-                .conn
-                .prepare(
-                    "SELECT generation, sum(length(ids)) / 16 FROM state_message_id_chunks GROUP BY generation",
-                )
-                .map_err(err)?;
-            let mut rows = st.query([]).map_err(err)?;
-            while let Some(row) = rows.next().map_err(err)? {
-                let (g, n): (i64, i64) = (row.get(0).map_err(err)?, row.get(1).map_err(err)?);
-                ids.push((g as u64, usize::try_from(n).unwrap_or(0)));
-            }
-        }
         r.reserve(
             count("SELECT max(node) + 1 FROM state_nodes")?,
             count("SELECT count(*) FROM state_sent_keys")?,
-            &ids,
         );
         if lazy {
             let mut st = self
@@ -1181,18 +1166,26 @@ impl Store {
                 &mut |_, b| r.timer(b).map_err(bad),
             )?;
         }
-        each(
-            "SELECT generation, ids FROM state_message_id_chunks",
-            &mut |g, b| {
-                let ids = id_chunk(b).ok_or_else(|| {
-                    self.damaged(format!("a chunk of message ids of {} bytes", b.len()))
-                })?;
-                for id in ids {
-                    r.message_id(id, g as u64);
-                }
-                Ok(())
-            },
-        )?;
+        // Twice over the chunks (a few large values): counted first, so
+        // that each id then goes straight where it belongs.
+        for counting in [true, false] {
+            each(
+                "SELECT generation, ids FROM state_message_id_chunks",
+                &mut |g, b| {
+                    let ids = id_chunk(b).ok_or_else(|| {
+                        self.damaged(format!("a chunk of message ids of {} bytes", b.len()))
+                    })?;
+                    for id in ids {
+                        if counting {
+                            r.count_message_id(id, g as u64);
+                        } else {
+                            r.message_id(id, g as u64);
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         each("SELECT 0, key FROM state_sent_keys", &mut |_, b| {
             r.sent_key(fingerprint(b)?);
             Ok(())

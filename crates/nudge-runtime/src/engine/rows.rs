@@ -262,6 +262,9 @@ impl<'b> Machine<'b> {
         for bytes in rows.timers {
             r.timer(&bytes)?;
         }
+        for &(id, generation) in &rows.message_ids {
+            r.count_message_id(id, generation);
+        }
         for (id, generation) in rows.message_ids {
             r.message_id(id, generation);
         }
@@ -387,14 +390,20 @@ impl Restore {
     }
 
     /// Makes room for the rows to come, when the store knows how many:
-    /// identity nodes, sends made, and message ids by generation. Tables
-    /// grown by doubling hold their old and new space at once.
-    pub fn reserve(&mut self, nodes: usize, sent_keys: usize, message_ids: &[(u64, usize)]) {
+    /// identity nodes and sends made (message ids are counted instead:
+    /// see [`Restore::count_message_id`]). Tables grown by doubling hold
+    /// their old and new space at once.
+    pub fn reserve(&mut self, nodes: usize, sent_keys: usize) {
         self.nodes.reserve(nodes);
         self.sent_keys.reserve(sent_keys);
-        for &(generation, n) in message_ids {
-            self.dedupe.reserve(generation, n);
-        }
+    }
+
+    /// Counts a remembered message id that [`Restore::message_id`] will
+    /// give: a store that counts every id first (a pass over the same
+    /// rows) lets each be put straight where it belongs, so the restore
+    /// holds each id once.
+    pub fn count_message_id(&mut self, id: u128, generation: u64) {
+        self.dedupe.count(id, generation);
     }
 
     /// Customer `c`'s row.
