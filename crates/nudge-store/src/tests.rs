@@ -650,6 +650,20 @@ fn a_compacted_store_whose_checkpoint_cannot_be_read_is_refused() {
     );
 }
 
+/// Commits one take of the engine's rows, with a call of its own.
+fn commit_rows(s: &mut Store, changes: nudge_runtime::engine::rows::Changes) {
+    s.commit(&mut Batch {
+        calls: vec![NewCall::Drain],
+        checkpoint: Some(Checkpoint {
+            format: nudge_runtime::engine::checkpoint::FORMAT,
+            engine: EngineState::Rows(Box::new(changes)),
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+}
+
 #[test]
 fn rows_written_change_by_change_read_back_as_the_engine_keeps_them() {
     use nudge_runtime::engine::rows::{MemoryRows, Rows};
@@ -666,16 +680,7 @@ fn rows_written_change_by_change_read_back_as_the_engine_keeps_them() {
         let mut commit = |engine: &mut Engine<'_, MemorySink>, s: &mut Store| {
             let changes = engine.take_changes().unwrap();
             memory.apply(changes.clone());
-            s.commit(&mut Batch {
-                calls: vec![NewCall::Drain],
-                checkpoint: Some(Checkpoint {
-                    format: nudge_runtime::engine::checkpoint::FORMAT,
-                    engine: EngineState::Rows(Box::new(changes)),
-                    ..Checkpoint::default()
-                }),
-                ..Batch::default()
-            })
-            .unwrap();
+            commit_rows(s, changes);
         };
         commit(&mut engine, &mut s);
         for line in events.lines() {
@@ -1101,19 +1106,7 @@ fn a_take_that_forgets_the_old_set_of_sends_empties_it_in_its_commit() {
     let bundle = nudge_test_support::example_bundle("cart_recovery");
     let mut engine = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
     let mut s = Store::in_memory().unwrap();
-    let commit = |s: &mut Store, changes: Changes| {
-        s.commit(&mut Batch {
-            calls: vec![NewCall::Drain],
-            checkpoint: Some(Checkpoint {
-                format: nudge_runtime::engine::checkpoint::FORMAT,
-                engine: EngineState::Rows(Box::new(changes)),
-                ..Checkpoint::default()
-            }),
-            ..Batch::default()
-        })
-        .unwrap();
-    };
-    commit(&mut s, engine.take_changes().unwrap());
+    commit_rows(&mut s, engine.take_changes().unwrap());
     // As a store of layout 6 kept them: a row per send made.
     for key in [1u128, 2, 3] {
         s.conn
@@ -1125,12 +1118,12 @@ fn a_take_that_forgets_the_old_set_of_sends_empties_it_in_its_commit() {
     }
     assert_eq!(s.state_rows().unwrap().sent_keys, [1, 2, 3]);
     // A take that does not say so leaves them.
-    commit(&mut s, engine.take_changes().unwrap());
+    commit_rows(&mut s, engine.take_changes().unwrap());
     assert_eq!(s.state_rows().unwrap().sent_keys.len(), 3);
     let changes = Changes {
         forget_sent_keys: true,
         ..engine.take_changes().unwrap()
     };
-    commit(&mut s, changes);
+    commit_rows(&mut s, changes);
     assert!(s.state_rows().unwrap().sent_keys.is_empty());
 }

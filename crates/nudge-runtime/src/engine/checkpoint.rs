@@ -94,55 +94,38 @@ pub(crate) mod layout {
         }
     }
 
-    /// A part added in layout 6: read from layout 6 on, else empty.
-    pub(crate) fn since_6<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    /// A part added in layout `V`: read from layout `V` on, else empty.
+    pub(crate) fn since<'de, const V: u32, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
         d: D,
     ) -> Result<T, D::Error> {
-        if LAYOUT.with(Cell::get) >= 6 {
+        if LAYOUT.with(Cell::get) >= V {
             T::deserialize(d)
         } else {
             Ok(T::default())
         }
     }
 
-    /// Whether a part added in layout 6 is left out: when writing an
+    /// Whether a part added in layout `V` is left out: when writing an
     /// earlier layout.
-    pub(crate) fn before_6<T>(_: &T) -> bool {
-        LAYOUT.with(Cell::get) < 6
+    pub(crate) fn before<const V: u32, T>(_: &T) -> bool {
+        LAYOUT.with(Cell::get) < V
     }
 
-    /// A part added in layout 7: read from layout 7 on, else empty.
-    pub(crate) fn since_7<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    /// A part layout `V` removed: read before layout `V`, else empty.
+    pub(crate) fn until<'de, const V: u32, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
         d: D,
     ) -> Result<T, D::Error> {
-        if LAYOUT.with(Cell::get) >= 7 {
+        if LAYOUT.with(Cell::get) < V {
             T::deserialize(d)
         } else {
             Ok(T::default())
         }
     }
 
-    /// Whether a part added in layout 7 is left out: when writing an
-    /// earlier layout.
-    pub(crate) fn before_7<T>(_: &T) -> bool {
-        LAYOUT.with(Cell::get) < 7
-    }
-
-    /// A part layout 7 removed: read before layout 7, else empty.
-    pub(crate) fn until_6<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
-        d: D,
-    ) -> Result<T, D::Error> {
-        if LAYOUT.with(Cell::get) < 7 {
-            T::deserialize(d)
-        } else {
-            Ok(T::default())
-        }
-    }
-
-    /// Whether a part layout 7 removed is left out: when writing layout 7
-    /// or later.
-    pub(crate) fn since_7_gone<T>(_: &T) -> bool {
-        LAYOUT.with(Cell::get) >= 7
+    /// Whether a part layout `V` removed is left out: when writing layout
+    /// `V` or later.
+    pub(crate) fn gone<const V: u32, T>(_: &T) -> bool {
+        LAYOUT.with(Cell::get) >= V
     }
 }
 
@@ -206,8 +189,8 @@ pub(super) struct State {
     /// Fingerprints of every send made, as layouts before 7 kept them: read
     /// only to hand each live instance its own (see [`Machine::install`]).
     #[serde(
-        deserialize_with = "layout::until_6",
-        skip_serializing_if = "layout::since_7_gone"
+        deserialize_with = "layout::until::<7, _, _>",
+        skip_serializing_if = "layout::gone::<7, _>"
     )]
     pub(super) sent_keys: crate::fast::Set<u128>,
     dirty: Vec<u32>,
@@ -227,8 +210,8 @@ pub(super) struct State {
     feedback: Vec<(String, String, u64)>,
     /// What the arms of splits that optimise have done (layout 6 on).
     #[serde(
-        deserialize_with = "layout::since_6",
-        skip_serializing_if = "layout::before_6"
+        deserialize_with = "layout::since::<6, _, _>",
+        skip_serializing_if = "layout::before::<6, _>"
     )]
     splits: super::SplitCounts,
 }
@@ -655,6 +638,7 @@ pub(crate) mod zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fixtures::{apply, sent_keys, sent_then_waiting};
     use crate::engine::rows::MemoryRows;
     use crate::engine::{Config, Engine, Instance, MemorySink, Seen, SplitCounts};
     use crate::millis::ms;
@@ -769,31 +753,6 @@ mod tests {
         (bundle, lines)
     }
 
-    /// A flow that sends, waits a day and sends again, and one checkout
-    /// that starts it: the instance waits with one send made.
-    fn sent_then_waiting() -> (Bundle, [&'static str; 2]) {
-        let bundle = nudge_test_support::build(&[(
-            "t.flow",
-            "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
-             flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
-        )]);
-        let lines = [
-            r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
-            r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
-        ];
-        (bundle, lines)
-    }
-
-    /// The fingerprints of the keys of the sends engine's live instances made.
-    fn sent_of(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
-        engine
-            .instances
-            .iter()
-            .flatten()
-            .map(|i| i.sent().to_vec())
-            .collect()
-    }
-
     /// The outcomes of the sends in `sink`'s records, in order.
     fn send_outcomes(sink: &MemorySink) -> Vec<Outcome> {
         sink.records
@@ -811,19 +770,17 @@ mod tests {
         let arena = Bundles::new();
         let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
         let mut engine = new();
-        for line in lines {
-            crate::ingest::apply_line(&mut engine, line).unwrap();
-        }
+        apply(&mut engine, &lines);
         assert_eq!(engine.sink().outbox.len(), 1);
         let key = crate::dedupe::fingerprint(&engine.sink().outbox[0].idempotency_key);
-        assert_eq!(sent_of(&engine), [vec![key]]);
+        assert_eq!(sent_keys(&engine), [vec![key]]);
 
         // Written as rows and read back, the instance keeps its key.
         let mut rows = MemoryRows::default();
         rows.apply(engine.take_changes().unwrap());
         let mut restored = new();
         restored.restore_rows(rows.rows(), &bundle, &arena).unwrap();
-        assert_eq!(sent_of(&restored), [vec![key]]);
+        assert_eq!(sent_keys(&restored), [vec![key]]);
 
         // The send after the wait, had it been made already (a deploy can
         // carry an instance back before a step it ran), is refused.
@@ -861,7 +818,7 @@ mod tests {
         );
         assert_eq!(restored.sink().outbox.len(), 1);
         // Ended, the instance took its keys with it.
-        assert!(sent_of(&engine).is_empty() && sent_of(&restored).is_empty());
+        assert!(sent_keys(&engine).is_empty() && sent_keys(&restored).is_empty());
     }
 
     /// Reads customers back from rows held in a cell.
@@ -883,9 +840,7 @@ mod tests {
         let arena = Bundles::new();
         let new = || Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
         let mut engine = new();
-        for line in lines {
-            crate::ingest::apply_line(&mut engine, line).unwrap();
-        }
+        apply(&mut engine, &lines);
         let key = crate::dedupe::fingerprint(&engine.sink().outbox[0].idempotency_key);
         // Rows as the release before wrote them: no keys in the instances'
         // rows, one set of every send made beside them (here with the key
@@ -916,7 +871,7 @@ mod tests {
                 restored.set_pager(Box::new(RowsPager(store.clone())));
             }
             restored.restore_rows(legacy, &bundle, &arena).unwrap();
-            assert_eq!(sent_of(&restored), [vec![key]], "lazy: {lazy}");
+            assert_eq!(sent_keys(&restored), [vec![key]], "lazy: {lazy}");
             // The next take writes the instances and the head in this
             // layout and empties the old set; customers stay as they are.
             let changes = restored.take_changes().unwrap();
@@ -930,7 +885,7 @@ mod tests {
             again
                 .restore_rows(store.lock().unwrap().rows(), &bundle, &arena)
                 .unwrap();
-            assert_eq!(sent_of(&again), [vec![key]]);
+            assert_eq!(sent_keys(&again), [vec![key]]);
             // Both go on as the engine that never stopped.
             for e in [&mut restored, &mut again] {
                 e.advance_through(ms(2 * 86_400) + e.now);

@@ -182,8 +182,8 @@ pub struct GoalWatch {
     /// The arms it took of splits that optimise, as (split, arm) numbers
     /// of its release's flow: reaching the goal counts for each.
     #[serde(
-        deserialize_with = "super::checkpoint::layout::since_6",
-        skip_serializing_if = "super::checkpoint::layout::before_6"
+        deserialize_with = "super::checkpoint::layout::since::<6, _, _>",
+        skip_serializing_if = "super::checkpoint::layout::before::<6, _>"
     )]
     pub arms: Vec<(u16, u16)>,
 }

@@ -317,50 +317,33 @@ impl<'b> Machine<'b> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fixtures::{apply, sent_keys, sent_then_waiting};
     use crate::engine::{Config, Engine, MemorySink};
 
     /// An engine whose one customer, `u0`, has an instance that sent once
     /// and waits a day before it sends again.
-    fn sent_then_waiting(bundle: &Bundle) -> Engine<'_, MemorySink> {
+    fn sent_then_waiting_in(bundle: &Bundle) -> Engine<'_, MemorySink> {
         let mut engine = Engine::new(bundle, MemorySink::default(), Config::default(), i64::MIN);
-        for line in [
-            r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
-            r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
-        ] {
-            crate::ingest::apply_line(&mut engine, line).unwrap();
-        }
+        apply(&mut engine, &sent_then_waiting().1);
         engine
-    }
-
-    fn sent(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
-        engine
-            .instances
-            .iter()
-            .flatten()
-            .map(|i| i.sent().to_vec())
-            .collect()
     }
 
     #[test]
     fn an_instance_handed_over_takes_its_sends_and_one_of_layout_1_reads_without() {
-        let bundle = nudge_test_support::build(&[(
-            "t.flow",
-            "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
-             flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
-        )]);
+        let (bundle, _) = sent_then_waiting();
         let arena = Bundles::new();
         let who = [Identity::User("u0".into())];
-        let mut giver = sent_then_waiting(&bundle);
-        let made = sent(&giver);
+        let mut giver = sent_then_waiting_in(&bundle);
+        let made = sent_keys(&giver);
         assert_eq!(made.len(), 1);
         assert_eq!(made[0].len(), 1);
         let bytes = giver.hand_off(&who).unwrap().unwrap();
         let mut taker = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
         taker.take_in(&bytes, &arena).unwrap();
-        assert_eq!(sent(&taker), made);
+        assert_eq!(sent_keys(&taker), made);
 
         // As the release before wrote it: no keys with the instances.
-        let mut giver = sent_then_waiting(&bundle);
+        let mut giver = sent_then_waiting_in(&bundle);
         let old = {
             let _layout = layout::at(ROWS_FORMAT_6);
             let mut bytes = giver.hand_off(&who).unwrap().unwrap();
@@ -370,7 +353,7 @@ mod tests {
         };
         let mut taker = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
         taker.take_in(&old, &arena).unwrap();
-        assert_eq!(sent(&taker), [Vec::<u128>::new()]);
+        assert_eq!(sent_keys(&taker), [Vec::<u128>::new()]);
         taker.drain();
         assert_eq!(taker.sink().outbox.len(), 1, "the second send");
     }

@@ -148,8 +148,8 @@ struct Stored {
     origin: Option<String>,
     /// Layout 7 on: before it, one set held every send's key.
     #[serde(
-        deserialize_with = "super::checkpoint::layout::since_7",
-        skip_serializing_if = "super::checkpoint::layout::before_7"
+        deserialize_with = "super::checkpoint::layout::since::<7, _, _>",
+        skip_serializing_if = "super::checkpoint::layout::before::<7, _>"
     )]
     sent: Vec<u128>,
 }

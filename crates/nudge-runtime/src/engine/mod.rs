@@ -19,6 +19,8 @@ pub mod checkpoint;
 mod customer;
 mod deploy;
 mod evolve;
+#[cfg(test)]
+mod fixtures;
 mod handoff;
 mod input;
 mod instance;

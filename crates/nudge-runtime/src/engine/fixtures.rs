@@ -1,0 +1,39 @@
+//! What the engine's own tests share: a flow whose instance waits with a
+//! send made, and the keys of the sends live instances made.
+
+use nudge_bytecode::Bundle;
+
+use super::{Engine, MemorySink};
+
+/// A flow that sends, waits a day and sends again, and the calls that
+/// start it for `u0` (who gave an address and consent): its instance
+/// waits with one send made.
+pub(super) fn sent_then_waiting() -> (Bundle, [&'static str; 2]) {
+    let bundle = nudge_test_support::build(&[(
+        "t.flow",
+        "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
+         flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
+    )]);
+    let lines = [
+        r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
+        r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
+    ];
+    (bundle, lines)
+}
+
+/// Applies `lines` to `engine`.
+pub(super) fn apply(engine: &mut Engine<'_, MemorySink>, lines: &[&str]) {
+    for line in lines {
+        crate::ingest::apply_line(engine, line).unwrap();
+    }
+}
+
+/// The fingerprints of the keys of the sends each live instance made.
+pub(super) fn sent_keys(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
+    engine
+        .instances
+        .iter()
+        .flatten()
+        .map(|i| i.sent().to_vec())
+        .collect()
+}
