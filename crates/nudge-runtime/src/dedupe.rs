@@ -224,7 +224,8 @@ impl Dedupe {
         self.since = now;
     }
 
-    /// How many distinct ids are remembered.
+    /// How many ids are remembered (ids put back by a restore count as
+    /// given until the first lookup sorts them).
     pub fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
@@ -299,6 +300,15 @@ struct Generation {
 /// The fewest fresh ids moved into the sorted keys at once: below it a
 /// table's room costs less than a merge.
 const FRESH_MIN: usize = 1 << 16;
+
+/// The fewest ids kept sorted: below it the index's 256 KiB cost more
+/// than a hash table's room (a cluster worker may hold hundreds of
+/// partitions with a few ids each). Tests take it low, so that the small
+/// tables they make go both ways.
+#[cfg(not(test))]
+const SORTED_MIN: usize = 1 << 14;
+#[cfg(test)]
+const SORTED_MIN: usize = 64;
 
 impl Generation {
     /// Counts an id to be put back (see [`Dedupe::count`]).
@@ -421,11 +431,26 @@ impl Generation {
     }
 
     /// Moves the ids restored since the last lookup in with the sorted
-    /// ones. They are sorted as pairs of halves where they were put back
-    /// and each pair's key written over the front of that same buffer, so
-    /// the ids are never held twice.
+    /// ones: those counted first are in their ranges' room already; the
+    /// others are sorted as pairs of halves where they were put back and
+    /// each pair's key written over the front of that same buffer, so the
+    /// ids are never held twice. A few ids go to the hash table instead.
     fn settle(&mut self) {
         self.settle_placed();
+        self.settle_pairs();
+        if !self.keys.is_empty() && self.keys.len() < SORTED_MIN {
+            let ids: Vec<u128> = (0..RANGES)
+                .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
+                .collect();
+            self.fresh.extend(ids);
+            self.keys = Vec::new();
+            self.starts = Vec::new();
+        }
+    }
+
+    /// Moves the ids restored as pairs of halves in with the sorted ones
+    /// (see [`Generation::settle`]).
+    fn settle_pairs(&mut self) {
         if self.restored.is_empty() {
             return;
         }
@@ -782,6 +807,13 @@ mod tests {
         assert!(ids.iter().all(|&i| g.contains(i ^ 1)));
         assert!(!g.contains(id(0, 1, 0)), "1 is in range 1");
         assert_eq!(g.keys.len(), 1000);
+        // Fewer than the sorted table's least: into the hash table.
+        let mut g = Generation::default();
+        ids[..SORTED_MIN - 1].iter().for_each(|&i| g.count(i));
+        ids[..SORTED_MIN - 1].iter().for_each(|&i| g.restore(i));
+        assert!(g.contains(ids[0]));
+        assert!(g.keys.is_empty() && g.starts.is_empty());
+        assert_eq!(g.fresh.len(), SORTED_MIN - 1);
         // Fewer than counted: the room left is closed up.
         let mut g = Generation::default();
         ids.iter().for_each(|&i| g.count(i));

@@ -411,30 +411,25 @@ impl<'b> Machine<'b> {
     /// set of every send made that layouts before 7 kept. A key names its
     /// instance's flow, version, customer, number and step, so each
     /// instance's are found by making the key of each of its flow's steps,
-    /// which names the id its customer was shown by (a customer left in
-    /// the store is read back for it, as it would be for the instance's
-    /// next step).
+    /// which names the id its customer was shown by: its origin, else the
+    /// customer's display id, which the identity graph gives for a
+    /// customer left in the store (a record's key is always that id).
     fn hand_sent_keys_to_instances(&mut self, sent: &crate::fast::Set<u128>) {
         if sent.is_empty() {
             return;
         }
         for id in 0..self.instances.len() as u32 {
-            let Some(c) = self.instances.get(id).map(|i| i.customer) else {
-                continue;
-            };
-            if self.customers.is_stored(c) && !self.page_in(c) {
-                // The fault stops the next take; nothing is written.
-                return;
-            }
             let Some(inst) = self.instances.get(id) else {
                 continue;
             };
-            let who = match inst.origin() {
-                Some(origin) => origin.to_string(),
-                None => match self.customers.get(&c) {
-                    Some(cust) => cust.key.clone(),
-                    None => continue,
-                },
+            let c = inst.customer;
+            let who = match (inst.origin(), self.customers.peek(c)) {
+                (Some(origin), _) => origin.to_string(),
+                (None, Some(cust)) => cust.key.clone(),
+                (None, None) => self.identities.display_id(crate::identity::CustomerId(c)),
+            };
+            let Some(inst) = self.instances.get(id) else {
+                continue;
             };
             let flow = self.flow_of(inst.release, inst.flow);
             let made: Vec<u128> = (0..flow.steps.len())

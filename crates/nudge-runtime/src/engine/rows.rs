@@ -420,7 +420,7 @@ impl Restore {
     pub fn stored(&mut self, c: u32) -> Result<(), CheckpointError> {
         if !customers_as_current(self.format) {
             return Err(CheckpointError::Decode(format!(
-                "customers of layout {} are left to be read when needed, and only layout {FORMAT} can be",
+                "customers of layout {} are left to be read when needed, and only layouts {ROWS_FORMAT_6} and {FORMAT} can be",
                 self.format
             )));
         }
