@@ -421,9 +421,7 @@ impl Generation {
     /// table again: for ids put back into a table already in use, which
     /// no store does.
     fn merge_plainly(&mut self, ids: impl Iterator<Item = u128>) {
-        let mut all: Vec<u128> = (0..RANGES)
-            .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
-            .collect();
+        let mut all: Vec<u128> = self.sorted_ids().collect();
         all.extend(ids);
         all.sort_unstable();
         all.dedup();
@@ -439,9 +437,7 @@ impl Generation {
         self.settle_placed();
         self.settle_pairs();
         if !self.keys.is_empty() && self.keys.len() < SORTED_MIN {
-            let ids: Vec<u128> = (0..RANGES)
-                .flat_map(|r| self.range(r).iter().map(move |&k| id_of(r, k)))
-                .collect();
+            let ids: Vec<u128> = self.sorted_ids().collect();
             self.fresh.extend(ids);
             self.keys = Vec::new();
             self.starts = Vec::new();
@@ -510,6 +506,11 @@ impl Generation {
             (Some(&lo), Some(&hi)) => self.keys.get(lo as usize..hi as usize).unwrap_or(&[]),
             _ => &[],
         }
+    }
+
+    /// The ids the sorted keys stand for (their kept parts), in order.
+    fn sorted_ids(&self) -> impl Iterator<Item = u128> + '_ {
+        (0..RANGES).flat_map(move |r| self.range(r).iter().map(move |&k| id_of(r, k)))
     }
 
     /// Whether the sorted keys hold `id` (a kept part).
@@ -587,7 +588,7 @@ impl Generation {
 
     /// Every id here (its kept part), in no particular order.
     fn iter(&self) -> impl Iterator<Item = u128> + '_ {
-        let sorted = (0..RANGES).flat_map(move |r| self.range(r).iter().map(move |&k| id_of(r, k)));
+        let sorted = self.sorted_ids();
         let restored = self
             .restored
             .as_chunks::<2>()
