@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::bundle::*;
 use crate::instr::Instr;
 use crate::value::{Record, Type, Value};
@@ -93,7 +95,7 @@ impl fmt::Display for Conflict {
 }
 
 /// What a deploy adds to and removes from the schemas, by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaDiff {
     /// Schemas and enums only the new bundle has (`event order_refunded`, `record Item`, `enum Tier`).
     pub added: Vec<String>,
@@ -119,7 +121,8 @@ impl SchemaDiff {
 }
 
 /// Where the old bundle's schemas, fields and enums are in the new one.
-#[derive(Clone, Debug)]
+/// Serializable, so that a store can keep it for values it moves later.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Layout {
     /// Old schema index to new.
     schemas: Vec<Option<u32>>,

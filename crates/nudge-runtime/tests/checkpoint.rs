@@ -534,15 +534,16 @@ impl Pager for Damaged {
 }
 
 #[test]
-fn a_deploy_moves_every_customer_onto_new_tables_one_at_a_time() {
+fn a_schema_deploy_leaves_stored_customers_to_move_onto_the_new_tables_when_read() {
     let v1 = common::bundle(BASE);
     let v2 = common::bundle(&format!(
         "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
     ));
     let arena = common::arena();
     let lines = carts(6);
-    // With no store; with one to read customers back from; and with one
-    // and a budget of no customer.
+    // With no store; with one to read customers back from; with one and
+    // a budget of no customer; and with no store and that budget (the
+    // customers held frozen, as the bytes of their rows).
     let run = |paged: bool, budget: Option<usize>| {
         let shared = Shared::default();
         let mut engine = Engine::new(
@@ -566,50 +567,122 @@ fn a_deploy_moves_every_customer_onto_new_tables_one_at_a_time() {
             .unwrap()
             .apply(engine.take_changes().unwrap());
         let gone = engine.let_go(0, &[]);
+        let before = engine.paging();
         engine.deploy(&v2, arena).expect("deploys");
         let deployed = engine.paging();
         let changes = engine.take_changes().unwrap();
         assert!(
             !changes.full,
-            "the take writes the customers moved, read none back"
+            "the take writes what changed, not everything"
         );
-        assert_eq!(changes.customers.len(), 3, "each moved onto the new tables");
-        assert_eq!(engine.paging().read_back, deployed.read_back);
         shared.0.lock().unwrap().apply(changes);
-        let stored = engine.let_go(budget.unwrap_or(usize::MAX), &[]);
-        let after = engine.paging();
         common::feed(&mut engine, &lines[6..]);
         engine.drain();
         let tiers: Vec<_> = (0..6)
             .map(|i| engine.profile_field(&format!("c{i}"), "tier"))
             .collect();
-        (engine.into_sink(), gone, deployed, stored, after, tiers)
+        (engine.into_sink(), gone, before, deployed, tiers)
     };
-    let (whole, none, ..) = run(false, None);
+    let (whole, none, _, deployed, whole_tiers) = run(false, None);
     assert_eq!(none, 0, "nothing is let go without a pager");
-    let (paged, gone, read, _, _, paged_tiers) = run(true, None);
-    assert_eq!(gone, 3, "the three customers with nothing live are let go");
-    assert_eq!(
-        (read.customers, read.in_memory, read.frozen),
-        (3, 3, 0),
-        "without a budget the deploy reads every customer back as a record"
-    );
-    let (kept, _, deployed, stored, after, tiers) = run(true, Some(0));
-    assert_eq!(
-        (deployed.in_memory, deployed.frozen, deployed.customers),
-        (0, 3, 3),
-        "those read back are held as rows again once moved onto the new tables"
-    );
-    assert_eq!(stored, 3, "once the take is committed they are let go");
-    assert_eq!((after.in_memory, after.frozen), (0, 0));
-    assert_eq!(paged_tiers, tiers);
-    assert!(
-        tiers.iter().all(|t| t.is_some()),
-        "every customer has the new trait: {tiers:?}"
-    );
-    for (got, what) in [(&paged, "paged"), (&kept, "paged with a budget")] {
+    assert_eq!((deployed.in_memory, deployed.frozen), (3, 0));
+    for (paged, budget, what) in [
+        (true, None, "paged"),
+        (true, Some(0), "paged with a budget"),
+        (false, Some(0), "frozen"),
+    ] {
+        let (got, gone, before, deployed, tiers) = run(paged, budget);
+        if paged {
+            assert_eq!(gone, 3, "the three customers with nothing live are let go");
+        }
+        assert_eq!(
+            (deployed.customers, deployed.in_memory),
+            (3, 0),
+            "the deploy reads no stored customer back ({what})"
+        );
+        assert_eq!(deployed.read_back, before.read_back, "{what}");
+        assert_eq!(
+            deployed.frozen,
+            u64::from(!paged) * 3,
+            "frozen rows stay frozen ({what})"
+        );
+        assert_eq!(tiers, whole_tiers, "{what}");
         assert_eq!(got.outbox, whole.outbox, "sends, {what}");
         assert_eq!(got.records, whole.records, "records, {what}");
+    }
+    assert!(
+        whole_tiers.iter().all(|t| t.is_some()),
+        "every customer has the new trait: {whole_tiers:?}"
+    );
+}
+
+#[test]
+fn rows_of_every_generation_of_tables_read_after_two_schema_deploys() {
+    let v1 = common::bundle(BASE);
+    let v2 = common::bundle(&format!(
+        "{BASE}\nprofile {{\n  tier: string = \"none\"\n}}\n"
+    ));
+    let v3 = common::bundle(&format!(
+        "{BASE}\nprofile {{\n  tier: string = \"none\"\n  points: int = 7\n}}\n"
+    ));
+    let arena = common::arena();
+    let lines = carts(6);
+    let shared = Shared::default();
+    let mut engine = Engine::new(&v1, MemorySink::default(), config(), i64::MIN);
+    engine.set_pager(Box::new(shared.clone()));
+    let commit = |engine: &mut Engine<'_, MemorySink>| {
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        engine.let_go(0, &[])
+    };
+    // c0's row is of the first tables, c1's of the second, c2's of the
+    // third; the whole store is read once lazily and once whole.
+    common::feed(&mut engine, &lines[..2]);
+    engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+    assert_eq!(commit(&mut engine), 1);
+    engine.deploy(&v2, arena).expect("deploys");
+    common::feed(&mut engine, &lines[2..4]);
+    engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+    assert_eq!(commit(&mut engine), 1, "c0 was never read back");
+    engine.deploy(&v3, arena).expect("deploys");
+    common::feed(&mut engine, &lines[4..6]);
+    engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
+    assert_eq!(commit(&mut engine), 1);
+    assert_eq!(engine.paging().read_back, 0);
+    let stored = shared.0.lock().unwrap().clone();
+    for lazily in [true, false] {
+        let mut back = Engine::new(&v3, MemorySink::default(), config(), i64::MIN);
+        back.set_pager(Box::new(shared.clone()));
+        let rows = if lazily {
+            stored.rows_without_customers()
+        } else {
+            stored.rows()
+        };
+        back.restore_rows(rows, &v3, arena).expect("restores");
+        for c in ["c0", "c1", "c2"] {
+            assert_eq!(
+                back.profile_field(c, "points"),
+                Some(nudge_bytecode::Value::Int(7)),
+                "{c}, lazily: {lazily}"
+            );
+            assert_eq!(
+                back.profile_field(c, "tier"),
+                Some(nudge_bytecode::Value::Str("none".into())),
+                "{c}, lazily: {lazily}"
+            );
+            assert_eq!(
+                back.profile_field(c, "email"),
+                engine.profile_field(c, "email"),
+                "the values the first tables held are kept"
+            );
+            assert!(
+                back.profile_field(c, "email")
+                    .is_some_and(|e| e != nudge_bytecode::Value::None)
+            );
+        }
     }
 }
 

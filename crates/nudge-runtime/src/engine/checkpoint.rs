@@ -31,14 +31,20 @@ use crate::timers::Timers;
 /// added what the arms of splits that optimise have done (the head's
 /// counts, the arms each goal watch took); version 7 keeps the keys of the
 /// sends made with each live instance instead of one set of every send
-/// ever made.
-pub const FORMAT: u32 = 7;
+/// ever made; version 8 ends each customer's row with the generation of the
+/// tables it is laid out by, and keeps in the head how older generations
+/// move onto the newest (see [`super::tables`]).
+pub const FORMAT: u32 = 8;
 
-/// The layout of rows written by the release before: still read, its set
+/// The layout of rows written by the release before: still read; its
+/// customers' rows are of the first generation of tables.
+pub const ROWS_FORMAT_7: u32 = 7;
+
+/// The layout of rows written two releases before: still read, its set
 /// of every send made handed to the live instances that made them.
 pub const ROWS_FORMAT_6: u32 = 6;
 
-/// The layout of rows written two releases before: still read, also with
+/// The layout of rows written three releases before: still read, also with
 /// no counts for splits that optimise (none could be written then).
 pub const ROWS_FORMAT_5: u32 = 5;
 
@@ -55,15 +61,19 @@ pub fn readable(format: u32) -> bool {
 /// Whether the customer rows of a store's checkpoint of layout `format`
 /// read as rows of this layout: such a store can leave its customers to
 /// be read when first needed, and keeps them as they are (layout 7
-/// changed only the instances' rows and the head).
+/// changed only the instances' rows and the head; layout 8 reads a row
+/// without a generation as one of the first).
 pub fn customers_as_current(format: u32) -> bool {
-    format == FORMAT || format == ROWS_FORMAT_6
+    format == FORMAT || format == ROWS_FORMAT_7 || format == ROWS_FORMAT_6
 }
 
 /// Whether a store's checkpoint of layout `format` is kept as rows (else
 /// it is the whole state in one value).
 pub fn in_rows(format: u32) -> bool {
-    format == FORMAT || format == ROWS_FORMAT_6 || format == ROWS_FORMAT_5
+    format == FORMAT
+        || format == ROWS_FORMAT_7
+        || format == ROWS_FORMAT_6
+        || format == ROWS_FORMAT_5
 }
 
 /// Which layout is being read or written, for the parts of the state that
@@ -214,6 +224,12 @@ pub(super) struct State {
         skip_serializing_if = "layout::before::<6, _>"
     )]
     splits: super::SplitCounts,
+    /// How customers' rows of older tables move onto the newest (layout 8 on).
+    #[serde(
+        deserialize_with = "layout::since::<8, _, _>",
+        skip_serializing_if = "layout::before::<8, _>"
+    )]
+    pub(super) tables: super::tables::Tables,
 }
 
 impl<'b> Machine<'b> {
@@ -482,6 +498,7 @@ impl<'b> Machine<'b> {
         swap(&mut self.address_sends, &mut state.address_sends);
         swap(&mut self.forever, &mut state.forever);
         swap(&mut self.splits, &mut state.splits);
+        swap(&mut self.tables, &mut state.tables);
     }
 }
 

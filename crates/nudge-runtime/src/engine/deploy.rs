@@ -297,11 +297,9 @@ impl<'b> Machine<'b> {
         // the timer already set still wakes it).
         self.no_fault().map_err(unreadable)?;
         let prev = self.current();
-        // The tables the stored customers' rows are laid out by.
-        let tables = self.bundle_of(prev);
         let mut schemas = SchemaChanges::default();
         let mut migration = None;
-        if !same_tables(tables, bundle) {
+        if !same_tables(self.bundle_of(prev), bundle) {
             let carried = |rb: &Rebased, from: &Flow, inst: &Instance| -> bool {
                 let Some((nf, to)) = (0..).zip(&bundle.flows).find(|(_, f)| f.name == from.name)
                 else {
@@ -418,20 +416,23 @@ impl<'b> Machine<'b> {
         // Flows with several versions in flight list the replaced release's first.
         report.flows.sort_by(|a, b| a.flow.cmp(&b.flow));
 
-        // Customers last, one at a time: a stored one is read back only
-        // when the deploy changes it, and with a budget it is held as its
-        // row again once changed (see `Machine::each_customer`).
+        // Customers last. Those in memory move onto the new tables now;
+        // stored ones stay as they are and move when next read (see
+        // `super::tables`), so a schema change reads none of them.
+        if let Some(migration) = migration {
+            let numbers: Vec<u32> = self.customers.keys().collect();
+            for c in numbers {
+                schemas.goals_ended += migration.customer(super::known_mut(&mut self.customers, c));
+            }
+            self.tables.push(migration);
+        }
+        // New triggers reach every customer: a stored one is read back in
+        // turn and, with a budget, held as its row again once armed (see
+        // `Machine::each_customer`).
         let arming = self.new_triggers(prev, r);
-        if migration.is_some() || !arming.is_empty() {
-            let mut ended = 0;
-            self.each_customer(tables, |m, c| {
-                if let Some(migration) = &migration {
-                    ended += migration.customer(super::known_mut(&mut m.customers, c));
-                }
-                m.arm_customer(c, r, &arming);
-            })
-            .map_err(unreadable)?;
-            schemas.goals_ended = ended;
+        if !arming.is_empty() {
+            self.each_customer(|m, c| m.arm_customer(c, r, &arming))
+                .map_err(unreadable)?;
         }
         report.schemas = schemas;
         self.drop_idle_caches();

@@ -7,10 +7,11 @@
 //! Releases with nothing left to run keep their bundle as it was and never
 //! run code again (only the newest release starts instances).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use nudge_bytecode::{Bundle, Layout, Rebased, SchemaDiff};
 use nudge_vm::Vm;
+use serde::{Deserialize, Serialize};
 
 use super::customer::{Customer, Traits};
 use super::deploy::DeployError;
@@ -117,11 +118,14 @@ impl Machine<'_> {
 }
 
 /// What moves one customer's values onto the new tables
-/// ([`Migration::customer`]), once [`apply`] moved everything else.
-pub(super) struct Migration {
+/// ([`Migration::customer`]), once [`apply`] moved everything else. Kept
+/// with the state for the rows a deploy leaves in the store (see
+/// [`super::tables`]).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Migration {
     layout: Layout,
     /// Goals (release, flow) whose rule reads what is gone: they end.
-    gone_goals: HashSet<(u32, u32)>,
+    gone_goals: BTreeSet<(u32, u32)>,
 }
 
 impl Migration {
@@ -165,7 +169,7 @@ pub(super) fn apply<'b>(
     arena: &'b Bundles,
 ) -> Migration {
     let Evolution { layout, rebased } = ev;
-    let gone_goals: HashSet<(u32, u32)> = rebased
+    let gone_goals: BTreeSet<(u32, u32)> = rebased
         .iter()
         .flat_map(|(r, rb)| {
             rb.goals

@@ -5,15 +5,15 @@ use nudge_bytecode::Bundle;
 
 use super::{Engine, MemorySink};
 
+/// The source of [`sent_then_waiting`]'s flow.
+pub(super) const SENT_THEN_WAITING: &str = "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
+     flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n";
+
 /// A flow that sends, waits a day and sends again, and the calls that
 /// start it for `u0` (who gave an address and consent): its instance
 /// waits with one send made.
 pub(super) fn sent_then_waiting() -> (Bundle, [&'static str; 2]) {
-    let bundle = nudge_test_support::build(&[(
-        "t.flow",
-        "message m() {\n  channel email\n  subject \"s\"\n  body \"b\"\n}\n\
-         flow f {\n  trigger checkout_started\n  entry always\n  send m()\n  wait 1d\n  send m()\n}\n",
-    )]);
+    let bundle = nudge_test_support::build(&[("t.flow", SENT_THEN_WAITING)]);
     let lines = [
         r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
         r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,

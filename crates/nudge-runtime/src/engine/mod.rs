@@ -32,6 +32,7 @@ mod recs;
 pub mod rows;
 mod splits;
 mod table;
+mod tables;
 mod triggers;
 mod view;
 
@@ -438,6 +439,8 @@ pub struct Machine<'b> {
     freeze_buffer: Vec<u8>,
     /// Counts of customers read back and let go.
     paging: Paging,
+    /// How stored rows of older tables move onto the newest.
+    tables: tables::Tables,
 }
 
 /// How many distinct consent records [`share`] keeps to share.
@@ -550,6 +553,7 @@ impl<'b> Machine<'b> {
             page_fault: None,
             freeze_buffer: Vec::new(),
             paging: Paging::default(),
+            tables: tables::Tables::default(),
         };
         engine.add_release(bundle);
         engine

@@ -24,7 +24,6 @@ use super::Machine;
 use super::checkpoint::CheckpointError;
 use super::customer::Customer;
 use crate::timers::{Timer, ToRead};
-use nudge_bytecode::Bundle;
 
 /// Where an engine reads back the customers it let go: the rows the host's
 /// store wrote from [`Machine::take_changes`].
@@ -133,25 +132,23 @@ impl<'b> Machine<'b> {
         }
     }
 
-    /// Makes sure customer `c`, if stored, is in memory. False (with
+    /// Makes sure customer `c`, if stored, is in memory, moved onto the
+    /// newest tables (see [`super::tables`]). False (with
     /// [`Machine::page_fault`] set) when its row cannot be read.
     pub(super) fn page_in(&mut self, c: u32) -> bool {
-        self.page_in_as(c, self.bundle())
-    }
-
-    /// [`Machine::page_in`], with a stored row checked against `tables`,
-    /// the bundle whose tables the store's rows are laid out by (a deploy
-    /// reads them before it moves them onto the new one's).
-    fn page_in_as(&mut self, c: u32, tables: &Bundle) -> bool {
         if !self.customers.is_stored(c) {
             return true;
         }
         // A frozen row is dropped only once it decoded: a fault keeps it.
-        let customer = match self.customers.frozen(c) {
-            Some(row) => postcard::from_bytes(row).map_err(|e| e.to_string()),
-            None => self.read_back(c, tables),
+        let read = match self.customers.frozen(c) {
+            Some(row) => self.tables.read(row),
+            None => self.read_back(c),
         };
-        match customer {
+        let checked = read.and_then(|customer| {
+            super::checkpoint::check_customer(&customer, self.bundle())?;
+            Ok(customer)
+        });
+        match checked {
             Ok(customer) => {
                 self.customers.thaw(c);
                 self.customers.bring_back(c, customer);
@@ -166,15 +163,13 @@ impl<'b> Machine<'b> {
         }
     }
 
-    fn read_back(&mut self, c: u32, tables: &Bundle) -> Result<Customer, String> {
+    fn read_back(&mut self, c: u32) -> Result<Customer, String> {
         let pager = self
             .pager
             .as_mut()
             .ok_or("the engine let it go and has no store to read it from")?;
         let row = pager.customer(c)?.ok_or("the store has no row for it")?;
-        let customer: Customer = postcard::from_bytes(&row).map_err(|e| e.to_string())?;
-        super::checkpoint::check_customer(&customer, tables)?;
-        Ok(customer)
+        self.tables.read(&row)
     }
 
     /// Makes sure every timer due through `limit` is in memory. False (with
@@ -248,7 +243,7 @@ impl<'b> Machine<'b> {
             return false;
         }
         let buffer = std::mem::take(&mut self.freeze_buffer);
-        let Ok(mut buffer) = postcard::to_extend(cust, buffer) else {
+        let Ok(mut buffer) = self.tables.encode(cust, buffer) else {
             return false;
         };
         let row = Box::from(buffer.as_slice());
@@ -257,17 +252,15 @@ impl<'b> Machine<'b> {
         self.customers.freeze(c, row)
     }
 
-    /// Runs `step` on every customer in increasing number (a deploy's
-    /// migration and new triggers), reading each stored one back in turn,
-    /// checked against `tables` (see [`Machine::page_in_as`]). With a
-    /// budget (`[runtime] customers_in_memory`), each one read back is
-    /// frozen again after its step while more than the budget are records,
-    /// so a change that reaches every customer holds the others as the
-    /// bytes of their rows, not as records; a take writes those bytes and
+    /// Runs `step` on every customer in increasing number (a deploy's new
+    /// triggers), reading each stored one back in turn. With a budget
+    /// (`[runtime] customers_in_memory`), each one read back is frozen
+    /// again after its step while more than the budget are records, so a
+    /// change that reaches every customer holds the others as the bytes of
+    /// their rows, not as records; a take writes those bytes and
     /// [`Machine::let_go`] lets them go once it is committed.
     pub(super) fn each_customer(
         &mut self,
-        tables: &Bundle,
         mut step: impl FnMut(&mut Self, u32),
     ) -> Result<(), CheckpointError> {
         let mut numbers: Vec<u32> = self.customers.keys().collect();
@@ -276,7 +269,7 @@ impl<'b> Machine<'b> {
         let budget = self.config.customers_in_memory;
         for c in numbers {
             let was_stored = self.customers.is_stored(c);
-            if !self.page_in_as(c, tables) {
+            if !self.page_in(c) {
                 break;
             }
             step(self, c);

@@ -172,7 +172,12 @@ impl<'b> Machine<'b> {
             // A frozen customer's bytes are its row already.
             let row = match self.customers.frozen(c) {
                 Some(row) => Some(row.to_vec()),
-                None => self.customers.get(&c).map(encode).transpose()?,
+                None => self
+                    .customers
+                    .get(&c)
+                    .map(|cust| self.tables.encode(cust, Vec::new()))
+                    .transpose()
+                    .map_err(|e| CheckpointError::Decode(e.to_string()))?,
             };
             out.customers.push((c, row));
         }
@@ -409,7 +414,11 @@ impl Restore {
     /// Customer `c`'s row.
     pub fn customer(&mut self, c: u32, bytes: &[u8]) -> Result<(), CheckpointError> {
         let _layout = layout::at(self.format);
-        let customer = decode(&format!("customer {c}"), bytes)?;
+        let customer = self
+            .state
+            .tables
+            .read(bytes)
+            .map_err(|e| CheckpointError::Decode(format!("customer {c}: {e}")))?;
         self.state.customers.insert(c, customer);
         Ok(())
     }
@@ -420,7 +429,7 @@ impl Restore {
     pub fn stored(&mut self, c: u32) -> Result<(), CheckpointError> {
         if !customers_as_current(self.format) {
             return Err(CheckpointError::Decode(format!(
-                "customers of layout {} are left to be read when needed, and only layouts {ROWS_FORMAT_6} and {FORMAT} can be",
+                "customers of layout {} are left to be read when needed, and only layouts {ROWS_FORMAT_6} to {FORMAT} can be",
                 self.format
             )));
         }
