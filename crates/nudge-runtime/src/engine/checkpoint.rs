@@ -650,7 +650,7 @@ pub(crate) mod zone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fixtures::{apply, sent_keys, sent_then_waiting};
+    use crate::engine::fixtures::{RowsPager, apply, rows_of_layout, sent_keys, sent_then_waiting};
     use crate::engine::rows::MemoryRows;
     use crate::engine::{Config, Engine, Instance, MemorySink, Seen, SplitCounts};
     use crate::millis::ms;
@@ -833,19 +833,6 @@ mod tests {
         assert!(sent_keys(&engine).is_empty() && sent_keys(&restored).is_empty());
     }
 
-    /// Reads customers back from rows held in a cell.
-    struct RowsPager(std::sync::Arc<std::sync::Mutex<MemoryRows>>);
-
-    impl super::super::Pager for RowsPager {
-        fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
-        }
-
-        fn timers(&mut self, read: crate::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
-            Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
-        }
-    }
-
     #[test]
     fn rows_of_layout_6_hand_their_set_of_sends_to_the_instances_that_made_them() {
         let (bundle, lines) = sent_then_waiting();
@@ -857,14 +844,7 @@ mod tests {
         // Rows as the release before wrote them: no keys in the instances'
         // rows, one set of every send made beside them (here with the key
         // of a send of an instance long ended).
-        let old = {
-            let _layout = layout::at(ROWS_FORMAT_6);
-            let mut changes = engine.take_changes().unwrap();
-            changes.head[0] = ROWS_FORMAT_6 as u8;
-            let mut rows = MemoryRows::default();
-            rows.apply(changes);
-            rows
-        };
+        let old = rows_of_layout(&mut engine, ROWS_FORMAT_6);
         let ended = crate::dedupe::fingerprint("f/0123/u9/1/send@0");
         engine.advance_through(ms(2 * 86_400) + engine.now);
         assert_eq!(engine.sink().outbox.len(), 2);

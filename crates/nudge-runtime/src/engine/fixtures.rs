@@ -1,5 +1,6 @@
 //! What the engine's own tests share: a flow whose instance waits with a
-//! send made, and the keys of the sends live instances made.
+//! send made, the keys of the sends live instances made, and a pager
+//! over rows held in memory.
 
 use nudge_bytecode::Bundle;
 
@@ -36,4 +37,31 @@ pub(super) fn sent_keys(engine: &Engine<'_, MemorySink>) -> Vec<Vec<u128>> {
         .flatten()
         .map(|i| i.sent().to_vec())
         .collect()
+}
+
+/// Reads customers back from rows held in a cell, as a store would.
+pub(super) struct RowsPager(pub(super) std::sync::Arc<std::sync::Mutex<super::rows::MemoryRows>>);
+
+impl super::Pager for RowsPager {
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
+    }
+
+    fn timers(&mut self, read: crate::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
+    }
+}
+
+/// What `engine` changed, taken as rows of the earlier layout `format`
+/// (as the release that wrote that layout would have).
+pub(super) fn rows_of_layout(
+    engine: &mut Engine<'_, MemorySink>,
+    format: u32,
+) -> super::rows::MemoryRows {
+    let _layout = super::checkpoint::layout::at(format);
+    let mut changes = engine.take_changes().unwrap();
+    changes.head[0] = u8::try_from(format).unwrap();
+    let mut rows = super::rows::MemoryRows::default();
+    rows.apply(changes);
+    rows
 }

@@ -88,23 +88,11 @@ impl Tables {
 
 #[cfg(test)]
 mod tests {
-    use super::super::checkpoint::{FORMAT, ROWS_FORMAT_7, layout};
-    use super::super::fixtures::{SENT_THEN_WAITING, apply, sent_then_waiting};
-    use super::super::rows::MemoryRows;
+    use super::super::checkpoint::{FORMAT, ROWS_FORMAT_7};
+    use super::super::fixtures::{
+        RowsPager, SENT_THEN_WAITING, apply, rows_of_layout, sent_then_waiting,
+    };
     use super::super::{Bundles, Config, Engine, MemorySink};
-
-    /// Reads customers back from rows held in a cell.
-    struct Pager(std::sync::Arc<std::sync::Mutex<MemoryRows>>);
-
-    impl super::super::Pager for Pager {
-        fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
-            Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
-        }
-
-        fn timers(&mut self, read: crate::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
-            Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
-        }
-    }
 
     #[test]
     fn rows_of_layout_7_are_of_the_first_tables_and_move_when_read() {
@@ -118,17 +106,10 @@ mod tests {
         apply(&mut engine, &lines);
         let email = engine.profile_field("u0", "email");
         assert!(email.is_some());
-        let old = {
-            let _layout = layout::at(ROWS_FORMAT_7);
-            let mut changes = engine.take_changes().unwrap();
-            changes.head[0] = ROWS_FORMAT_7 as u8;
-            let mut rows = MemoryRows::default();
-            rows.apply(changes);
-            rows
-        };
+        let old = rows_of_layout(&mut engine, ROWS_FORMAT_7);
         let store = std::sync::Arc::new(std::sync::Mutex::new(old.clone()));
         let mut restored = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
-        restored.set_pager(Box::new(Pager(store.clone())));
+        restored.set_pager(Box::new(RowsPager(store.clone())));
         restored
             .restore_rows(old.rows_without_customers(), &bundle, &arena)
             .unwrap();
