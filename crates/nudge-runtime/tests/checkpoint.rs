@@ -617,6 +617,71 @@ fn a_schema_deploy_leaves_stored_customers_to_move_onto_the_new_tables_when_read
 }
 
 #[test]
+fn a_step_of_the_clock_that_fires_many_timers_keeps_to_the_budget() {
+    let bundle = common::bundle(BASE);
+    let lines = carts(6);
+    // With no budget; with a store and a budget of one; with no store and
+    // that budget.
+    let run = |paged: bool, budget: Option<usize>| {
+        let shared = Shared::default();
+        let mut engine = Engine::new(
+            &bundle,
+            MemorySink::default(),
+            Config {
+                customers_in_memory: budget,
+                ..config()
+            },
+            i64::MIN,
+        );
+        if paged {
+            engine.set_pager(Box::new(shared.clone()));
+        }
+        common::feed(&mut engine, &lines);
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        engine.let_go(0, &[]);
+        let waiting = engine.paging();
+        // One step fires the six reminders; each instance ends with its send.
+        engine.advance_through(chrono_ms("2026-01-03T00:00:00Z"));
+        let fired = engine.paging();
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        let let_go = engine.let_go(budget.unwrap_or(usize::MAX), &[]);
+        let emails: Vec<_> = (0..6)
+            .map(|i| engine.profile_field(&format!("c{i}"), "email"))
+            .collect();
+        (engine.into_sink(), waiting, fired, let_go, emails)
+    };
+    let (whole, waiting, fired, _, emails) = run(false, None);
+    assert_eq!((waiting.in_memory, fired.in_memory), (6, 6));
+    assert_eq!(whole.outbox.len(), 6);
+    for (paged, what) in [(true, "paged"), (false, "frozen")] {
+        let (got, waiting, fired, let_go, got_emails) = run(paged, Some(1));
+        assert_eq!(
+            waiting.in_memory, 6,
+            "customers with a live instance stay records ({what})"
+        );
+        assert_eq!(
+            (fired.in_memory, fired.frozen),
+            (1, 5),
+            "each one the step fired is frozen once over the budget ({what})"
+        );
+        if paged {
+            assert_eq!(let_go, 5, "once written, the frozen rows go");
+        }
+        assert_eq!(got.outbox, whole.outbox, "sends, {what}");
+        assert_eq!(got.records, whole.records, "records, {what}");
+        assert_eq!(got_emails, emails, "{what}");
+    }
+}
+
+#[test]
 fn rows_of_every_generation_of_tables_read_after_two_schema_deploys() {
     let v1 = common::bundle(BASE);
     let v2 = common::bundle(&format!(

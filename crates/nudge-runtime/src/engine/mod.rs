@@ -999,6 +999,9 @@ impl<'b> Machine<'b> {
                 } => self.fire_segment(customer, flow, generation),
             }
             self.settle();
+            if let Some(c) = customer {
+                self.keep_fired_to_budget(c);
+            }
         }
     }
 

@@ -283,6 +283,24 @@ impl<'b> Machine<'b> {
         self.no_fault()
     }
 
+    /// Within a step of the clock that fires many timers (`--until`, a
+    /// drain, a server back after downtime), freezes customer `c`, whose
+    /// timer just fired, once records are an eighth over `[runtime]
+    /// customers_in_memory`; with a store too, where what the step changed
+    /// is written by the next take only (a take writes a frozen customer's
+    /// bytes as its row, and [`Machine::let_go`] drops them once committed).
+    /// Otherwise every customer such a step reads back stays a record
+    /// until the step's take. A busy customer stays a record.
+    pub(super) fn keep_fired_to_budget(&mut self, c: u32) {
+        if let Some(budget) = self.config.customers_in_memory
+            && self.page_fault.is_none()
+            && self.customers.in_memory() > budget.saturating_add(budget / 8)
+            && !self.dirty.contains(&c)
+        {
+            self.freeze_one(c);
+        }
+    }
+
     /// Freezes customers down to `[runtime] customers_in_memory` once they
     /// are an eighth over it (see [`Machine::freeze`]).
     pub(super) fn keep_to_budget(&mut self) {
