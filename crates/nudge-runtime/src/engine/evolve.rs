@@ -2,8 +2,10 @@
 //! move onto the new bundle's tables (see `nudge_bytecode::Layout`).
 //!
 //! Invariant: every release that still has something to run (a live
-//! instance or a goal being watched) has the newest release's schemas,
-//! enums and profile, and every value the engine holds is laid out by them.
+//! instance or a goal being watched, by a customer in memory or, for all
+//! the engine knows, by one left in the store) has the newest release's
+//! schemas, enums and profile, and every value the engine holds in memory
+//! is laid out by them (stored rows move when read: see `super::tables`).
 //! Releases with nothing left to run keep their bundle as it was and never
 //! run code again (only the newest release starts instances).
 
@@ -68,6 +70,13 @@ impl Machine<'_> {
             .collect();
         // The replaced release too: the deploy compares its triggers with the new ones.
         in_use.push(self.current());
+        // Customers left in the store are not in memory to say which goals
+        // they watch: every release still on the replaced one's tables
+        // whose flows have a goal may be watched by one of them.
+        in_use.extend((0..self.releases.len() as u32).filter(|&r| {
+            let b = self.bundle_of(r);
+            same_tables(b, old) && b.flows.iter().any(|f| f.goal.is_some())
+        }));
         in_use.sort_unstable();
         in_use.dedup();
         let rebased: Vec<(u32, Rebased)> = in_use
@@ -225,4 +234,62 @@ pub(super) fn by_wire(bundle: &Bundle) -> HashMap<String, u32> {
         .enumerate()
         .filter_map(|(i, s)| s.wire.clone().map(|w| (w, i as u32)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_tables;
+    use crate::engine::fixtures::{RowsPager, apply};
+    use crate::engine::{Bundles, Config, Engine, MemorySink};
+
+    fn flow(subject: &str) -> String {
+        format!(
+            "message m() {{\n  channel email\n  subject \"{subject}\"\n  body \"b\"\n}}\n\
+             flow f {{\n  trigger checkout_started\n  goal order_completed within 7d\n  send m()\n}}\n"
+        )
+    }
+
+    #[test]
+    fn releases_whose_goals_customers_in_the_store_may_watch_move_onto_new_tables() {
+        let v1 = nudge_test_support::build(&[("t.flow", &flow("s"))]);
+        let v2 = nudge_test_support::build(&[("t.flow", &flow("t"))]);
+        let v3 = nudge_test_support::build(&[
+            ("t.flow", &flow("t")),
+            ("tier.flow", "profile {\n  tier: string = \"gold\"\n}\n"),
+        ]);
+        let arena = Bundles::new();
+        let mut engine = Engine::new(&v1, MemorySink::default(), Config::default(), i64::MIN);
+        apply(
+            &mut engine,
+            &[
+                r#"{"type":"identify","userId":"u0","timestamp":"2026-01-05T09:00:00Z","traits":{"email":"u0@example.com","consent":{"email":true}}}"#,
+                r#"{"type":"track","event":"Checkout Started","userId":"u0","timestamp":"2026-01-05T10:00:00Z","properties":{"value":5}}"#,
+            ],
+        );
+        assert_eq!(engine.sink().outbox.len(), 1);
+        let mut rows = crate::engine::rows::MemoryRows::default();
+        rows.apply(engine.take_changes().unwrap());
+        // A restart leaves the customer, and the goal it watches on the
+        // first release, in the store.
+        let store = std::sync::Arc::new(std::sync::Mutex::new(rows.clone()));
+        let mut restored = Engine::new(&v1, MemorySink::default(), Config::default(), i64::MIN);
+        restored.set_pager(Box::new(RowsPager(store)));
+        restored
+            .restore_rows(rows.rows_without_customers(), &v1, &arena)
+            .unwrap();
+        assert_eq!(restored.customers.in_memory(), 0);
+        restored.deploy(&v2, &arena).unwrap();
+        restored.deploy(&v3, &arena).unwrap();
+        assert!(
+            same_tables(restored.bundle_of(0), &v3),
+            "the first release, whose goal a stored customer watches, is on the new tables"
+        );
+        apply(
+            &mut restored,
+            &[
+                r#"{"type":"track","event":"Order Completed","userId":"u0","timestamp":"2026-01-06T10:00:00Z","properties":{"order_id":"o1","total":5}}"#,
+            ],
+        );
+        assert_eq!(restored.stats().flows["f"].conversions, 1);
+    }
 }
