@@ -95,6 +95,30 @@ mod tests {
     use super::super::{Bundles, Config, Engine, MemorySink};
 
     #[test]
+    fn a_row_of_unknown_tables_or_with_bytes_after_it_is_refused_with_the_reason() {
+        let (bundle, _) = sent_then_waiting();
+        let tables = super::Tables::default();
+        let customer = super::Customer::new(&bundle, "u0".into());
+        let row = tables.encode(&customer, Vec::new()).unwrap();
+        assert_eq!(tables.read(&row).unwrap().key, "u0");
+        // Generation 0 is one byte at the end: the row of a later
+        // generation than the store knows, then one with bytes after it.
+        let mut later = row.clone();
+        *later.last_mut().unwrap() = 3;
+        assert_eq!(
+            tables.read(&later).err().as_deref(),
+            Some("it is laid out by tables of generation 3, and the newest is 0")
+        );
+        let mut longer = row.clone();
+        longer.extend([0, 0]);
+        assert_eq!(
+            tables.read(&longer).err().as_deref(),
+            Some("2 bytes after its row")
+        );
+        assert!(tables.read(&row[..row.len() / 2]).is_err());
+    }
+
+    #[test]
     fn rows_of_layout_7_are_of_the_first_tables_and_move_when_read() {
         let (bundle, lines) = sent_then_waiting();
         let v2 = nudge_test_support::build(&[
