@@ -545,19 +545,7 @@ fn a_schema_deploy_leaves_stored_customers_to_move_onto_the_new_tables_when_read
     // a budget of no customer; and with no store and that budget (the
     // customers held frozen, as the bytes of their rows).
     let run = |paged: bool, budget: Option<usize>| {
-        let shared = Shared::default();
-        let mut engine = Engine::new(
-            &v1,
-            MemorySink::default(),
-            Config {
-                customers_in_memory: budget,
-                ..config()
-            },
-            i64::MIN,
-        );
-        if paged {
-            engine.set_pager(Box::new(shared.clone()));
-        }
+        let (shared, mut engine) = budgeted_engine_and_rows(&v1, paged, budget);
         common::feed(&mut engine, &lines[..6]);
         // The three customers' reminders go out and end; they are let go.
         engine.advance_through(chrono_ms("2026-01-02T13:30:00Z"));
@@ -623,19 +611,7 @@ fn a_step_of_the_clock_that_fires_many_timers_keeps_to_the_budget() {
     // With no budget; with a store and a budget of one; with no store and
     // that budget.
     let run = |paged: bool, budget: Option<usize>| {
-        let shared = Shared::default();
-        let mut engine = Engine::new(
-            &bundle,
-            MemorySink::default(),
-            Config {
-                customers_in_memory: budget,
-                ..config()
-            },
-            i64::MIN,
-        );
-        if paged {
-            engine.set_pager(Box::new(shared.clone()));
-        }
+        let (shared, mut engine) = budgeted_engine_and_rows(&bundle, paged, budget);
         common::feed(&mut engine, &lines);
         shared
             .0
@@ -919,6 +895,25 @@ fn carts(n: usize) -> Vec<String> {
             [identify(&id, &at), checkout(&id, &at)]
         })
         .collect()
+}
+
+/// Rows for a test to write and an engine that reads them back when
+/// `paged`, holding at most `budget` customers as records.
+fn budgeted_engine_and_rows(
+    bundle: &Bundle,
+    paged: bool,
+    budget: Option<usize>,
+) -> (Shared, Engine<'_, MemorySink>) {
+    let shared = Shared::default();
+    let config = Config {
+        customers_in_memory: budget,
+        ..config()
+    };
+    let mut engine = Engine::new(bundle, MemorySink::default(), config, i64::MIN);
+    if paged {
+        engine.set_pager(Box::new(shared.clone()));
+    }
+    (shared, engine)
 }
 
 /// Rows for a test to write and an engine that reads them back when `paged`.
