@@ -582,6 +582,109 @@ fn a_budget_takes_a_checkpoint_once_more_customers_changed_than_it_keeps() {
     assert_same_decisions(&bounded, &whole);
 }
 
+/// How many calls of `kind` the store in `dir` holds, and its checkpoints so far.
+fn parts_and_checkpoints(dir: &Path, kind: i64) -> (i64, i64) {
+    let db = rusqlite::Connection::open(dir.join(".nudge/state.db")).unwrap();
+    let parts = db
+        .query_row("SELECT count(*) FROM calls WHERE kind = ?1", [kind], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let epoch = db
+        .query_row("SELECT epoch FROM checkpoint", [], |r| r.get(0))
+        .unwrap();
+    (parts, epoch)
+}
+
+/// The stored call kind of a part of an `--until` step.
+const UNTIL_PART: i64 = 4;
+
+/// Past every win-back of [`winback_store`]'s history.
+const AFTER_THE_WIN_BACKS: &str = "2028-01-01T00:00:00Z";
+
+/// The win-back benchmark project (`benches/winback`) with `runtime`
+/// settings, and one run of 900 generated purchase lines (271 customers
+/// over 16 months) into its store: 114 win-backs are left to fire after
+/// the file, each with a send.
+fn winback_store(runtime: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("winback");
+    std::fs::create_dir(&dir).unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
+    std::fs::copy(bench.join("winback.flow"), dir.join("winback.flow")).unwrap();
+    // The manifest ends in its `[runtime]` table.
+    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
+    std::fs::write(dir.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
+    let events = dir.join("events.jsonl");
+    let out = nudge(&["gen", "--shape", "purchases", "--events", "900", "-o", s(&events)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    run_json(&dir, &[]);
+    (tmp, dir)
+}
+
+#[test]
+fn a_long_clock_step_under_a_budget_is_committed_in_parts_and_decides_as_one() {
+    let (_a, whole) = winback_store("");
+    let until = ["--until", AFTER_THE_WIN_BACKS];
+    let reference = run_json(&whole, &until);
+    assert_eq!(reference["store"]["delivered"], 114, "{reference}");
+    assert_eq!(parts_and_checkpoints(&whole, UNTIL_PART).0, 0, "taken whole");
+
+    let (_b, bounded) = winback_store("customers_in_memory = 5");
+    let (_, before) = parts_and_checkpoints(&bounded, UNTIL_PART);
+    // Five timers a part, each part committed with a checkpoint that lets
+    // its customers go.
+    let stepped = run_json(&bounded, &until);
+    let (parts, after) = parts_and_checkpoints(&bounded, UNTIL_PART);
+    // 114 win-backs (and the timers of earlier orders' win-backs, which
+    // fire to find them stale), at most 5 a part.
+    assert!(parts >= 22, "{parts} parts");
+    assert!(after > before + 10, "checkpoints {before} -> {after}");
+    let m = &stepped["store"]["memory"];
+    assert!(m["in_memory"].as_u64().unwrap() <= 5, "{m}");
+    assert!(m["read_back"].as_u64().unwrap() >= 114, "{m}");
+    assert_eq!(stepped["store"]["delivered"], 114, "{stepped}");
+    assert_eq!(stepped["stats"], reference["stats"]);
+    assert_same_decisions(&bounded, &whole);
+
+    // A rebuild of the whole history replays each part as it was taken.
+    std::fs::remove_file(bounded.join(".nudge/trace.jsonl")).unwrap();
+    let rebuilt = run_json(&bounded, &[]);
+    assert_eq!(rebuilt["store"]["restored"], 0, "{rebuilt}");
+    assert_eq!(rebuilt["store"]["diverged"], false, "{rebuilt}");
+    assert_eq!(rebuilt["store"]["delivered"], 0, "{rebuilt}");
+    assert_eq!(rebuilt["stats"], reference["stats"]);
+    assert_same_decisions(&bounded, &whole);
+}
+
+#[test]
+fn a_clock_step_in_parts_over_the_breakers_limit_sends_none_of_its_sends() {
+    let (_a, whole) = winback_store("");
+    run_json(&whole, &["--until", AFTER_THE_WIN_BACKS]);
+    let (_b, dir) = winback_store("customers_in_memory = 5\nmax_sends_per_step = 40");
+    let sent = outbox_keys(&dir);
+
+    let out = nudge(&["run", s(&dir), "--until", AFTER_THE_WIN_BACKS, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the clock step of --until made 114 sends"),
+        "the alert names the step and all its sends: {err}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let store = &summary["store"];
+    // Every part's sends, none of them out.
+    assert_eq!(store["held"], 114, "{summary}");
+    assert!(parts_and_checkpoints(&dir, UNTIL_PART).0 >= 22);
+    assert_eq!(store["delivered"], 0, "{summary}");
+    assert_eq!(store["ledger"]["pending"], 114, "{summary}");
+    assert_eq!(outbox_keys(&dir), sent, "a held send went out");
+
+    // Released, each goes out once: the outbox of a run without a limit.
+    run_json(&dir, &["--release-sends"]);
+    assert_eq!(outbox_keys(&dir), outbox_keys(&whole));
+}
+
 #[test]
 fn a_damaged_customer_row_stops_the_run_with_the_reason() {
     let (_tmp, dir) = copy_example("cart_recovery");

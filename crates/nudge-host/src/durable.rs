@@ -20,7 +20,7 @@ use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::{
     Delivery, DeliveryError, InvalidToken, InvalidTokens, Outgoing, Plugin, Receipt,
 };
-use nudge_runtime::engine::{Deployed, Engine, Sink};
+use nudge_runtime::engine::{ClockStep, Deployed, Engine, Sink};
 use nudge_runtime::record::{DeliveryOutcome, DeliveryRecord, Membership, Record};
 use nudge_runtime::replay::{DeadLetter, Horizon};
 use nudge_runtime::segment;
@@ -861,25 +861,38 @@ pub fn run<'b, S: Sink + Feed>(
 
     // Every line's sends were taken with its batch: what is captured now,
     // the clock step made.
-    let breaker = |made: usize, step: &str, report: &mut Report| {
-        if max_sends.is_some_and(|max| made > max) {
-            report.trip(|| format!("{step} made {made} sends"));
-        }
+    let mut clock = Clock {
+        max_sends,
+        budget: settings.customers_in_memory,
+        dead_written,
     };
     if let Some(t) = settings.until {
-        engine.advance_through(t);
-        breaker(captured.len(), "the clock step of --until", &mut report);
-        batch.calls.push(NewCall::Until(t));
-        step(store, engine, captured, router, &mut batch, &mut report)?;
+        clock.step(
+            ClockStep::Until(t),
+            engine,
+            store,
+            captured,
+            router,
+            &mut batch,
+            &mut report,
+            &dead,
+        )?;
         clear_invalid_tokens(engine, router, tokens, &mut batch.calls, &mut dead);
     }
     if settings.drain {
-        engine.drain();
-        breaker(captured.len(), "the clock step of --drain", &mut report);
-        batch.calls.push(NewCall::Drain);
-        step(store, engine, captured, router, &mut batch, &mut report)?;
+        clock.step(
+            ClockStep::Drain,
+            engine,
+            store,
+            captured,
+            router,
+            &mut batch,
+            &mut report,
+            &dead,
+        )?;
         clear_invalid_tokens(engine, router, tokens, &mut batch.calls, &mut dead);
     }
+    let dead_written = clock.dead_written;
     // The last delivery results, the clock, the counters, and the state
     // the next run starts from.
     batch.meta.push(("clock", engine.now().to_string()));
@@ -1007,6 +1020,7 @@ pub fn replay_history<'b, S: Sink>(
             Stored::Line { line, body, .. } => apply_line(engine, body, *line, dead),
             Stored::Until(t) => engine.advance_through(*t),
             Stored::Drain => engine.drain(),
+            Stored::Part { step, through } => engine.replay_part(*step, *through),
             Stored::Deploy(bytes) => {
                 // The first deploy is the code the engine was made with.
                 if last_deploy.is_some() {
@@ -1178,21 +1192,97 @@ pub fn resume<'b, S: Sink + Feed>(
     })
 }
 
-/// Commits the batch with the sends it made, then delivers them (unless
-/// delivery is paused); their results ride on the next commit.
-fn step<S: Sink + Feed>(
-    store: &mut Store,
-    engine: &mut Engine<'_, LedgerSink<S>>,
-    captured: &Captured,
-    router: &mut Router,
-    batch: &mut Batch,
-    report: &mut Report,
-) -> Result<(), StoreError> {
-    batch.meta.push(("clock", engine.now().to_string()));
-    no_page_fault(store.path(), engine)?;
-    let intents = commit_captured(store, captured, batch)?;
-    dispatch_and_record(engine, router, &intents, &mut batch.marks, report);
-    Ok(())
+/// The most timers one committed part of a clock step fires (see
+/// [`Clock::step`]); with a budget of customers in memory, at most as many
+/// as the budget, since each may read a customer back.
+const CLOCK_PART_TIMERS: usize = 10_000;
+
+/// How `nudge run` takes the clock steps after its input.
+struct Clock {
+    /// The send circuit breaker's limit.
+    max_sends: Option<usize>,
+    /// `[runtime] customers_in_memory`.
+    budget: Option<usize>,
+    /// Dead letters the store holds (see [`checkpoint_of`]).
+    dead_written: usize,
+}
+
+impl Clock {
+    /// Takes `step` in parts of [`CLOCK_PART_TIMERS`] timers (or the
+    /// budget's worth, when it is smaller), each committed
+    /// with its sends (and, with a budget, a checkpoint once more customers
+    /// than it changed, so that they can be let go): a step that fires
+    /// every customer's timer, as `--until` after months without input
+    /// does, holds one part in memory, not the step. The step's sends go
+    /// out once it is done, unless it made more than the breaker allows:
+    /// then every one of them stays pending in the ledger, held, as when
+    /// the step was taken whole. A run stopped between parts has committed
+    /// the parts before, which a rebuild replays as they were taken.
+    #[allow(clippy::too_many_arguments)]
+    fn step<S: Sink + Feed>(
+        &mut self,
+        step: ClockStep,
+        engine: &mut Engine<'_, LedgerSink<S>>,
+        store: &mut Store,
+        captured: &Captured,
+        router: &mut Router,
+        batch: &mut Batch,
+        report: &mut Report,
+        dead: &[DeadLetter],
+    ) -> Result<(), StoreError> {
+        let name = match step {
+            ClockStep::Until(_) => "the clock step of --until",
+            ClockStep::Drain => "the clock step of --drain",
+        };
+        let store_path = store.path().to_path_buf();
+        let mut made = 0;
+        let mut committed = 0;
+        let mut to_send = Vec::new();
+        let timers = self
+            .budget
+            .map_or(CLOCK_PART_TIMERS, |b| b.clamp(1, CLOCK_PART_TIMERS));
+        loop {
+            let part = engine.advance_part(step, timers);
+            made += captured.len();
+            match part {
+                Some(through) => {
+                    batch.calls.push(NewCall::Part { step, through });
+                    if checkpoint_due(0, 0, self.budget, engine) {
+                        batch.checkpoint =
+                            Some(checkpoint_of(&store_path, engine, dead, self.dead_written)?);
+                        self.dead_written = dead.len();
+                    }
+                }
+                None => batch.calls.push(match step {
+                    ClockStep::Until(t) => NewCall::Until(t),
+                    ClockStep::Drain => NewCall::Drain,
+                }),
+            }
+            batch.meta.push(("clock", engine.now().to_string()));
+            no_page_fault(&store_path, engine)?;
+            let intents = commit_captured(store, captured, batch)?;
+            committed += intents.len() as u64;
+            if self.max_sends.is_some_and(|max| made > max) {
+                // Held, whatever the rest of the step makes.
+                to_send = Vec::new();
+            } else {
+                to_send.extend(intents);
+            }
+            if part.is_none() {
+                break;
+            }
+            if let Some(budget) = self.budget {
+                engine.let_go(budget, &[]);
+            }
+        }
+        if self.max_sends.is_some_and(|max| made > max) {
+            report.trip(|| format!("{name} made {made} sends"));
+            report.held += committed;
+        } else {
+            dispatch_and_record(engine, router, &to_send, &mut batch.marks, report);
+        }
+        Ok(())
+    }
 }
 
 /// The source the calls that unset invalid device tokens are stored under:

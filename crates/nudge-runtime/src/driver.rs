@@ -12,12 +12,17 @@ use std::ops::{Deref, DerefMut};
 use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::Outgoing;
 
-use crate::engine::{Applied, Bundles, Config, DeployError, Deployed, Effect, Machine};
+use crate::engine::{Applied, Bundles, ClockStep, Config, DeployError, Deployed, Effect, Machine};
 use crate::ingest::{Notes, TypedCall};
 use crate::record::{Membership, Outcome, Record, SendReason, What};
 #[cfg(feature = "oracle")]
 use crate::segment::Call;
 use crate::segment::Rejection;
+
+/// Timers a whole clock step fires between two hand-overs of its effects:
+/// enough that handing over costs nothing, few enough that the sends and
+/// records held meanwhile stay small.
+const HAND_OVER_TIMERS: usize = 4096;
 
 /// One step of a replay: a line applied, or the clock moved after the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,18 +160,38 @@ impl<'b, S: Sink> Engine<'b, S> {
         self.hand_over();
     }
 
-    /// Fires timers due at or before `t` (see [`Machine::advance_through`])
-    /// and hands over their effects.
+    /// Fires timers due at or before `t` (see [`Machine::advance_through`]),
+    /// handing over their effects as it goes.
     pub fn advance_through(&mut self, t: i64) {
-        self.machine.advance_through(t);
+        self.whole(ClockStep::Until(t));
+    }
+
+    /// Fires timers until only schedules remain (see [`Machine::drain`]),
+    /// handing over their effects as it goes.
+    pub fn drain(&mut self) {
+        self.whole(ClockStep::Drain);
+    }
+
+    /// Takes the next part of a clock step (see [`Machine::advance_part`])
+    /// and hands over its effects.
+    pub fn advance_part(&mut self, step: ClockStep, max: usize) -> Option<i64> {
+        let stopped = self.machine.advance_part(step, max);
+        self.hand_over();
+        stopped
+    }
+
+    /// Replays a part of a clock step (see [`Machine::replay_part`]) and
+    /// hands over its effects.
+    pub fn replay_part(&mut self, step: ClockStep, through: i64) {
+        self.machine.replay_part(step, through);
         self.hand_over();
     }
 
-    /// Fires timers until only schedules remain (see [`Machine::drain`]) and
-    /// hands over their effects.
-    pub fn drain(&mut self) {
-        self.machine.drain();
-        self.hand_over();
+    /// Takes a whole clock step in parts, handing over each part's effects:
+    /// a step that fires every customer's timer holds one part's sends and
+    /// records, not the step's.
+    fn whole(&mut self, step: ClockStep) {
+        while self.advance_part(step, HAND_OVER_TIMERS).is_some() {}
     }
 
     /// Takes in a customer handed over by another engine (see

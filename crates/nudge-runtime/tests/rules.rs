@@ -711,6 +711,88 @@ fn a_live_clock_that_jumps_fires_a_schedule_once_for_its_latest_occurrence() {
     assert_eq!(run(false), ["2026-01-05T09:00:00Z", "2026-01-10T09:00:00Z"]);
 }
 
+/// Twenty carts abandoned a minute apart and a daily schedule: a clock
+/// step whose timers fall on many instants, one of them shared by twenty.
+#[test]
+fn a_clock_step_taken_in_parts_decides_as_taken_whole() {
+    use nudge_runtime::engine::{ClockStep, Config, Engine, MemorySink};
+    let src = format!(
+        "{MESSAGES}{CART}\nflow daily {{\n  trigger every day at 09:00\n  send review()\n}}\n"
+    );
+    let b = bundle(&src);
+    let mut input = Vec::new();
+    for i in 0..20 {
+        let id = format!("u{i}");
+        let at = format!("2026-01-04T10:{i:02}:00Z");
+        input.push(identify(&id, &at));
+        input.push(track(
+            &format!(r#""userId":"{id}""#),
+            "Checkout Started",
+            &at,
+            "{}",
+        ));
+    }
+    let at = |t: &str| nudge_runtime::millis::ms(nudge_runtime::decode::parse_time(t).unwrap());
+    let fresh = || {
+        // A live clock's schedules: only the latest occurrence due in a step fires.
+        let config = Config {
+            release_spread: 0,
+            catch_up_schedules: false,
+            ..Config::default()
+        };
+        let mut e = Engine::new(&b, MemorySink::default(), config, i64::MIN);
+        common::feed(&mut e, &input);
+        e
+    };
+    let whole_step = |e: &mut Engine<'_, MemorySink>, step: ClockStep| match step {
+        ClockStep::Until(t) => e.advance_through(t),
+        ClockStep::Drain => e.drain(),
+    };
+    for step in [
+        ClockStep::Until(at("2026-01-09T12:00:00Z")),
+        ClockStep::Drain,
+    ] {
+        let mut whole = fresh();
+        whole_step(&mut whole, step);
+        let mut parted = fresh();
+        let mut ends = Vec::new();
+        while let Some(t) = parted.advance_part(step, 3) {
+            ends.push(t);
+        }
+        // A rebuild replays each stored part, then the step's last call.
+        let mut rebuilt = fresh();
+        for &t in &ends {
+            rebuilt.replay_part(step, t);
+        }
+        whole_step(&mut rebuilt, step);
+
+        assert!(ends.len() >= 6, "{step:?} in parts: {ends:?}");
+        assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+        let whole = whole.into_sink();
+        let reviews = sends(&whole)
+            .iter()
+            .filter(|s| s.ends_with(" review"))
+            .count();
+        if let ClockStep::Until(_) = step {
+            assert!(sends(&whole).contains(&"2026-01-09T09:00:00Z u19 review".to_string()));
+            assert_eq!(reviews, 20, "one review each, for the latest day");
+        } else {
+            assert_eq!(reviews, 0, "a drain stops where only schedules are left");
+        }
+        assert_eq!(
+            sends(&whole)
+                .iter()
+                .filter(|s| s.ends_with(" reminder"))
+                .count(),
+            20
+        );
+        for other in [parted.into_sink(), rebuilt.into_sink()] {
+            assert_eq!(sends(&other), sends(&whole));
+            assert_eq!(other.records, whole.records);
+        }
+    }
+}
+
 #[test]
 fn each_early_end_is_recorded_with_its_code() {
     use nudge_runtime::record::ExitReason;

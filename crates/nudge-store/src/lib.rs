@@ -20,6 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use nudge_channels::Outgoing;
+use nudge_runtime::engine::ClockStep;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod hash;
@@ -165,6 +166,10 @@ const KIND_UNTIL: i64 = 1;
 const KIND_DRAIN: i64 = 2;
 /// Written out as `3` in the queries that the partial index `calls_deploys` serves.
 const KIND_DEPLOY: i64 = 3;
+/// A part of an `--until` step: `at` is where the part ended, `line` the step's end.
+const KIND_UNTIL_PART: i64 = 4;
+/// A part of a `--drain` step: `at` is where the part ended.
+const KIND_DRAIN_PART: i64 = 5;
 
 /// Why the store could not be used.
 #[derive(Debug)]
@@ -375,6 +380,14 @@ pub enum Stored<'a> {
     Until(i64),
     /// `--drain`: timers fired until only schedules remained.
     Drain,
+    /// A part of a clock step committed before the step ended (see
+    /// [`nudge_runtime::engine::Machine::advance_part`]).
+    Part {
+        /// The step it is a part of.
+        step: ClockStep,
+        /// The instant the part ended at.
+        through: i64,
+    },
     /// A compiled bundle (its wire encoding) took over from here on; the
     /// first one is the bundle the history started with.
     Deploy(&'a [u8]),
@@ -407,6 +420,13 @@ pub enum NewCall<'a> {
     Until(i64),
     /// `--drain`.
     Drain,
+    /// A part of a clock step, committed before the step ended.
+    Part {
+        /// The step it is a part of.
+        step: ClockStep,
+        /// The instant the part ended at.
+        through: i64,
+    },
     /// A bundle deployed from here on, in its wire encoding.
     Deploy(Vec<u8>),
 }
@@ -1279,6 +1299,14 @@ impl Store {
                 }
                 KIND_UNTIL => Stored::Until(row.get(3).map_err(|e| self.err(e))?),
                 KIND_DRAIN => Stored::Drain,
+                KIND_UNTIL_PART => Stored::Part {
+                    step: ClockStep::Until(row.get(2).map_err(|e| self.err(e))?),
+                    through: row.get(3).map_err(|e| self.err(e))?,
+                },
+                KIND_DRAIN_PART => Stored::Part {
+                    step: ClockStep::Drain,
+                    through: row.get(3).map_err(|e| self.err(e))?,
+                },
                 KIND_DEPLOY => Stored::Deploy(
                     row.get_ref(4)
                         .and_then(|v| v.as_blob().map_err(Into::into))
@@ -1334,6 +1362,26 @@ impl Store {
                         None::<i64>,
                         None::<i64>,
                         None::<i64>,
+                        None::<&[u8]>
+                    ]),
+                    NewCall::Part {
+                        step: ClockStep::Until(t),
+                        through,
+                    } => call.execute(params![
+                        KIND_UNTIL_PART,
+                        None::<i64>,
+                        t,
+                        through,
+                        None::<&[u8]>
+                    ]),
+                    NewCall::Part {
+                        step: ClockStep::Drain,
+                        through,
+                    } => call.execute(params![
+                        KIND_DRAIN_PART,
+                        None::<i64>,
+                        None::<i64>,
+                        through,
                         None::<&[u8]>
                     ]),
                     NewCall::Deploy(bundle) => call.execute(params![
@@ -1763,7 +1811,7 @@ fn compact_in(tx: &rusqlite::Transaction<'_>, keep: Compaction) -> rusqlite::Res
                         .ok()
                         .and_then(nudge_runtime::segment::time_of)
                 }
-                KIND_UNTIL => row.get(2)?,
+                KIND_UNTIL | KIND_UNTIL_PART | KIND_DRAIN_PART => row.get(2)?,
                 _ => None,
             };
             if at.is_some_and(|t| t >= keep.before) {

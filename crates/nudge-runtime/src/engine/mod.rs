@@ -934,39 +934,105 @@ impl<'b> Machine<'b> {
         if t <= self.now {
             return;
         }
-        self.fire(t - 1);
+        self.fire(t - 1, t - 1, usize::MAX);
         self.now = self.now.max(t);
     }
 
     /// Fires every timer due at or before `t`, then sets the clock to `t`.
     pub fn advance_through(&mut self, t: i64) {
-        self.new_input();
-        self.fire(t);
-        self.now = self.now.max(t);
+        self.advance_part(ClockStep::Until(t), usize::MAX);
     }
 
     /// Fires timers until only recurring schedules remain.
     pub fn drain(&mut self) {
+        self.advance_part(ClockStep::Drain, usize::MAX);
+    }
+
+    /// Takes the next part of `step`: fires its timers in due order until
+    /// `max` have fired, then every other timer due by the instant of the
+    /// last, so that the part ends on an instant and can be replayed by
+    /// [`Machine::replay_part`]. Returns that instant when timers of the
+    /// step are left (call it again for the next part), `None` once the
+    /// step is done. Taking a step in parts decides as taking it whole: a
+    /// schedule still skips to its latest occurrence due by the step's end.
+    /// A host commits each part, so that a step that fires every customer's
+    /// timer holds one part's effects and customers, not the step's.
+    pub fn advance_part(&mut self, step: ClockStep, max: usize) -> Option<i64> {
         self.new_input();
-        // One-shot timers may wait in the store, however far ahead.
-        if !self.all_timers() {
-            return;
-        }
-        while self.timers.has_one_shot() {
-            let Some(due) = self.timers.next_due() else {
-                break;
-            };
-            self.fire(due);
+        let max = max.max(1);
+        match step {
+            ClockStep::Until(t) => {
+                let stopped = self.fire(t, t, max).stopped;
+                if stopped.is_none() {
+                    self.now = self.now.max(t);
+                }
+                stopped
+            }
+            ClockStep::Drain => {
+                // One-shot timers may wait in the store, however far ahead.
+                if !self.all_timers() {
+                    return None;
+                }
+                let mut fired = 0;
+                let mut last = None;
+                while self.timers.has_one_shot() {
+                    let Some(due) = self.timers.next_due() else {
+                        break;
+                    };
+                    if fired >= max {
+                        return last;
+                    }
+                    fired += self.fire(due, due, usize::MAX).count;
+                    last = Some(due);
+                }
+                None
+            }
         }
     }
 
-    fn fire(&mut self, limit: i64) {
-        if !self.timers_through(limit) {
-            // The host stops on the fault.
-            return;
+    /// Replays a part of `step` that [`Machine::advance_part`] took and
+    /// that ended at `through`: fires the same timers, deciding the same.
+    pub fn replay_part(&mut self, step: ClockStep, through: i64) {
+        self.new_input();
+        match step {
+            ClockStep::Until(t) => {
+                self.fire(through, t, usize::MAX);
+                self.now = self.now.max(through);
+            }
+            ClockStep::Drain => {
+                if !self.all_timers() {
+                    return;
+                }
+                while self.timers.has_one_shot() {
+                    match self.timers.next_due() {
+                        Some(due) if due <= through => self.fire(due, due, usize::MAX),
+                        _ => break,
+                    };
+                }
+            }
         }
-        while let Some(timer) = self.timers.pop_until(limit) {
+    }
+
+    /// Fires timers due at or before `through` in due order, until `max`
+    /// have fired and then those due by the instant of the last; a
+    /// schedule skips occurrences when a later one is due by `limit` (the
+    /// step's end).
+    fn fire(&mut self, through: i64, limit: i64, max: usize) -> Fired {
+        let mut fired = Fired {
+            count: 0,
+            stopped: None,
+        };
+        if !self.timers_through(through) {
+            // The host stops on the fault.
+            return fired;
+        }
+        let mut stop = through;
+        while let Some(timer) = self.timers.pop_until(stop) {
             self.now = self.now.max(timer.due);
+            fired.count += 1;
+            if fired.count == max {
+                stop = timer.due;
+            }
             let customer = match timer.wake {
                 Wake::Instance { id, .. } => self.instances.get(id).map(|i| i.customer),
                 Wake::DateTrigger { customer, .. }
@@ -1003,6 +1069,10 @@ impl<'b> Machine<'b> {
                 self.keep_fired_to_budget(c);
             }
         }
+        if stop < through && self.timers.next_due().is_some_and(|due| due <= through) {
+            fired.stopped = Some(stop);
+        }
+        fired
     }
 
     #[cfg(feature = "oracle")]
@@ -2058,6 +2128,27 @@ fn goal_expired(releases: &[Release<'_>], now: i64, g: &customer::GoalWatch) -> 
         .goal
         .as_ref()
         .is_none_or(|goal| now > g.entered.saturating_add(crate::millis::ms(goal.within)))
+}
+
+/// A step of the clock a host takes after its input (`--until`,
+/// `--drain`, a tick of `nudge serve`), whole or in parts (see
+/// [`Machine::advance_part`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClockStep {
+    /// Fire every timer due at or before this instant (milliseconds since
+    /// the epoch), then set the clock to it.
+    Until(i64),
+    /// Fire timers until only recurring schedules remain.
+    Drain,
+}
+
+/// What one [`Machine::fire`] did.
+struct Fired {
+    /// Timers fired.
+    count: usize,
+    /// The instant it stopped at with timers still due (see
+    /// [`Machine::advance_part`]).
+    stopped: Option<i64>,
 }
 
 /// How much history an engine holds (see [`Machine::history_held`]).
