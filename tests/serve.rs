@@ -1283,3 +1283,96 @@ fn a_server_with_a_budget_reports_customers_read_back() {
     assert!(value("nudge_customers_in_memory") < customers, "{metrics}");
     stop(server);
 }
+
+/// The win-back benchmark project with `runtime` settings, and a store
+/// that `nudge run` filled with 40 customers whose last order was 200 days
+/// ago: each one's win-back fell due 110 days ago, while no server ran.
+fn overdue_win_backs(runtime: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("winback");
+    std::fs::create_dir(&project).unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
+    std::fs::copy(bench.join("winback.flow"), project.join("winback.flow")).unwrap();
+    // The manifest ends in its `[runtime]` table.
+    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
+    std::fs::write(project.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
+    let zone = afternoon_zone();
+    let mut lines = String::new();
+    for i in 0..40 {
+        let at = 200 * 86_400 - i * 60;
+        lines.push_str(&format!(
+            r#"{{"type":"identify","userId":"u{i}","timestamp":"{}","traits":{{"email":"u{i}@example.com","timezone":"{zone}","consent":{{"email":true}}}}}}"#,
+            ago(at + 30)
+        ));
+        lines.push('\n');
+        lines.push_str(&format!(
+            r#"{{"type":"track","event":"Order Completed","userId":"u{i}","timestamp":"{}","properties":{{"order_id":"o{i}","total":20}}}}"#,
+            ago(at)
+        ));
+        lines.push('\n');
+    }
+    std::fs::write(project.join("events.jsonl"), lines).unwrap();
+    let out = nudge(&["run", s(&project)]);
+    assert!(out.status.success(), "{}", command_text(&out));
+    (tmp, project)
+}
+
+/// Lines of the project's outbox (none when it has none).
+fn outbox_lines(project: &Path) -> usize {
+    std::fs::read_to_string(project.join(".nudge/outbox.jsonl")).map_or(0, |t| t.lines().count())
+}
+
+/// How many parts of `--until` steps and ticks the project's store holds.
+fn clock_parts(project: &Path) -> i64 {
+    rusqlite::Connection::open(project.join(".nudge/state.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM calls WHERE kind = 4", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_server_back_after_downtime_commits_the_overdue_step_in_parts() {
+    let (_tmp, project) = overdue_win_backs("customers_in_memory = 5");
+    assert_eq!(outbox_lines(&project), 0);
+    let server = start(&project);
+    // Its first tick fires the 40 win-backs, five timers a part.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while outbox_lines(&project) < 40 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = server.metrics();
+    stop(server);
+    assert_eq!(outbox_lines(&project), 40, "{metrics}");
+    assert!(metrics.contains("nudge_sends_held 0"), "{metrics}");
+    assert!(
+        clock_parts(&project) >= 7,
+        "{} parts",
+        clock_parts(&project)
+    );
+    // A restart sends none of them again.
+    let server = start(&project);
+    assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
+    stop(server);
+    assert_eq!(outbox_lines(&project), 40);
+}
+
+#[test]
+fn an_overdue_step_in_parts_over_the_breakers_limit_holds_every_send() {
+    let (_tmp, project) = overdue_win_backs("customers_in_memory = 5\nmax_sends_per_step = 10");
+    let token = [("NUDGE_ADMIN_TOKEN", "adm")];
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    // Each part sends fewer than the limit; the step sends more.
+    let metrics = wait_for_metric(&server, "nudge_sends_held 40");
+    assert!(metrics.contains("nudge_sends_held 40"), "{metrics}");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert_eq!(outbox_lines(&project), 0, "a held send went out");
+    assert!(clock_parts(&project) >= 7);
+    let (status, answer) = post(&server, "/admin/release-sends", Some("Bearer adm"), "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["released"], 40, "{answer}");
+    wait_for_metric(&server, "nudge_sends_held 0");
+    stop(server);
+    assert_eq!(outbox_lines(&project), 40);
+}

@@ -616,7 +616,15 @@ fn winback_store(runtime: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
     std::fs::write(dir.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
     let events = dir.join("events.jsonl");
-    let out = nudge(&["gen", "--shape", "purchases", "--events", "900", "-o", s(&events)]);
+    let out = nudge(&[
+        "gen",
+        "--shape",
+        "purchases",
+        "--events",
+        "900",
+        "-o",
+        s(&events),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     run_json(&dir, &[]);
     (tmp, dir)
@@ -628,7 +636,11 @@ fn a_long_clock_step_under_a_budget_is_committed_in_parts_and_decides_as_one() {
     let until = ["--until", AFTER_THE_WIN_BACKS];
     let reference = run_json(&whole, &until);
     assert_eq!(reference["store"]["delivered"], 114, "{reference}");
-    assert_eq!(parts_and_checkpoints(&whole, UNTIL_PART).0, 0, "taken whole");
+    assert_eq!(
+        parts_and_checkpoints(&whole, UNTIL_PART).0,
+        0,
+        "taken whole"
+    );
 
     let (_b, bounded) = winback_store("customers_in_memory = 5");
     let (_, before) = parts_and_checkpoints(&bounded, UNTIL_PART);
@@ -664,7 +676,14 @@ fn a_clock_step_in_parts_over_the_breakers_limit_sends_none_of_its_sends() {
     let (_b, dir) = winback_store("customers_in_memory = 5\nmax_sends_per_step = 40");
     let sent = outbox_keys(&dir);
 
-    let out = nudge(&["run", s(&dir), "--until", AFTER_THE_WIN_BACKS, "--format", "json"]);
+    let out = nudge(&[
+        "run",
+        s(&dir),
+        "--until",
+        AFTER_THE_WIN_BACKS,
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(

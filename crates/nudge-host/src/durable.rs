@@ -1193,9 +1193,15 @@ pub fn resume<'b, S: Sink + Feed>(
 }
 
 /// The most timers one committed part of a clock step fires (see
-/// [`Clock::step`]); with a budget of customers in memory, at most as many
-/// as the budget, since each may read a customer back.
+/// [`Clock::step`]).
 const CLOCK_PART_TIMERS: usize = 10_000;
+
+/// How many timers one committed part of a clock step fires: with a
+/// `budget` of customers in memory, at most the budget, since each timer
+/// may read a customer back. `nudge run` and `nudge serve` both ask this.
+pub fn part_timers(budget: Option<usize>) -> usize {
+    budget.map_or(CLOCK_PART_TIMERS, |b| b.clamp(1, CLOCK_PART_TIMERS))
+}
 
 /// How `nudge run` takes the clock steps after its input.
 struct Clock {
@@ -1208,8 +1214,7 @@ struct Clock {
 }
 
 impl Clock {
-    /// Takes `step` in parts of [`CLOCK_PART_TIMERS`] timers (or the
-    /// budget's worth, when it is smaller), each committed
+    /// Takes `step` in parts of [`part_timers`] timers, each committed
     /// with its sends (and, with a budget, a checkpoint once more customers
     /// than it changed, so that they can be let go): a step that fires
     /// every customer's timer, as `--until` after months without input
@@ -1238,9 +1243,7 @@ impl Clock {
         let mut made = 0;
         let mut committed = 0;
         let mut to_send = Vec::new();
-        let timers = self
-            .budget
-            .map_or(CLOCK_PART_TIMERS, |b| b.clamp(1, CLOCK_PART_TIMERS));
+        let timers = part_timers(self.budget);
         loop {
             let part = engine.advance_part(step, timers);
             made += captured.len();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nudge_bytecode::{Bundle, Channel};
 use nudge_channels::PluginSpec;
-use nudge_runtime::engine::{Config, Engine};
+use nudge_runtime::engine::{ClockStep, Config, Engine};
 use nudge_runtime::replay::DeadLetter;
 use nudge_store::{Batch, Intent, Mark, NewCall, SourcePos, Store, StoreError};
 use serde_json::{Value, json};
@@ -624,9 +624,29 @@ impl<'b> Live<'b> {
         if now <= self.engine.now() {
             return Ok(());
         }
+        // A step after downtime may fire every customer's timer: it is
+        // committed in parts, each with its sends and, with a budget, a
+        // checkpoint that lets its customers go (see `durable::Clock`).
+        let step = ClockStep::Until(now);
+        let timers = durable::part_timers(self.customers_in_memory);
         let before = self.captured.len();
-        self.engine.advance_through(now);
-        let made = self.captured.len().saturating_sub(before);
+        let to_deliver = self.to_deliver.len();
+        let mut made = 0;
+        while let Some(through) = self.engine.advance_part(step, timers) {
+            made += self.captured.len();
+            let mut batch = Batch {
+                marks: std::mem::take(&mut self.marks),
+                ..Batch::default()
+            };
+            batch.calls.extend(self.until.take().map(NewCall::Until));
+            batch.calls.push(NewCall::Part { step, through });
+            if durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine) {
+                batch.checkpoint = Some(self.checkpoint()?);
+            }
+            self.commit_as(&mut batch, false)?;
+        }
+        let made = (made + self.captured.len()).saturating_sub(before);
+        let paused = self.paused.is_some();
         self.check_step(made, || {
             let to = chrono::DateTime::from_timestamp_millis(now).map_or_else(
                 || now.to_string(),
@@ -634,6 +654,17 @@ impl<'b> Live<'b> {
             );
             format!("the clock step to {to}")
         });
+        if !paused && self.paused.is_some() {
+            // The parts committed before the step went over the limit are
+            // held with the rest of it: none of a flood goes out.
+            let parts = self
+                .to_deliver
+                .split_off(to_deliver.min(self.to_deliver.len()));
+            self.held.extend(parts);
+            self.metrics
+                .held
+                .store(self.held.len() as u64, Ordering::Relaxed);
+        }
         self.until = Some(now);
         if self.captured.is_empty() && self.marks.is_empty() {
             return Ok(());
@@ -650,6 +681,13 @@ impl<'b> Live<'b> {
     /// `to_deliver` until [`Live::deliver`], so a request can be answered
     /// as soon as its calls are durable.
     fn commit(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
+        self.commit_as(batch, true)
+    }
+
+    /// [`Live::commit`]; a part of a clock step keeps the timers it stored
+    /// (`timers_go` false): those due by the step's end would be read back
+    /// by each part after it.
+    fn commit_as(&mut self, batch: &mut Batch, timers_go: bool) -> Result<(), StoreError> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
         let with_state = batch.checkpoint.is_some();
@@ -665,7 +703,9 @@ impl<'b> Live<'b> {
             // The checkpoint is committed: what it wrote can be read back.
             self.engine.let_go(budget, &[]);
         }
-        if let Some(seq) = timers {
+        if let Some(seq) = timers
+            && timers_go
+        {
             self.engine.let_timers_go(seq);
         }
         self.metrics.commit(started.elapsed());
