@@ -1193,12 +1193,14 @@ pub fn resume<'b, S: Sink + Feed>(
 }
 
 /// The most timers one committed part of a clock step fires (see
-/// [`Clock::step`]).
-const CLOCK_PART_TIMERS: usize = 10_000;
+/// [`Clock::step`]): each commit rewrites the pages its rows fall on, so
+/// smaller parts write more (docs/benchmarks.md, "Clock steps in parts").
+const CLOCK_PART_TIMERS: usize = 50_000;
 
 /// How many timers one committed part of a clock step fires: with a
 /// `budget` of customers in memory, at most the budget, since each timer
-/// may read a customer back. `nudge run` and `nudge serve` both ask this.
+/// may read a customer back and hold it until the part's checkpoint.
+/// `nudge run` and `nudge serve` both ask this.
 pub fn part_timers(budget: Option<usize>) -> usize {
     budget.map_or(CLOCK_PART_TIMERS, |b| b.clamp(1, CLOCK_PART_TIMERS))
 }
