@@ -179,3 +179,124 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
         "delivery outcomes differ after {kills} kills"
     );
 }
+
+/// Past every win-back of the generated purchase history.
+const AFTER_THE_WIN_BACKS: &str = "2028-01-01T00:00:00Z";
+
+/// The win-back benchmark project in `root/name` with at most five
+/// customers in memory, and one run of `events` into its store.
+fn win_back_store(root: &Path, name: &str, events: &Path) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
+    std::fs::copy(bench.join("winback.flow"), dir.join("winback.flow")).unwrap();
+    // The manifest ends in its `[runtime]` table.
+    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
+    std::fs::write(
+        dir.join("nudge.toml"),
+        format!("{manifest}customers_in_memory = 5\n"),
+    )
+    .unwrap();
+    std::fs::copy(events, dir.join("events.jsonl")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["run", s(&dir)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+fn until(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nudge"));
+    c.args([
+        "run",
+        s(dir),
+        "--until",
+        AFTER_THE_WIN_BACKS,
+        "--format",
+        "json",
+    ])
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.jsonl");
+    let generated = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args([
+            "gen",
+            "--shape",
+            "purchases",
+            "--events",
+            "3000",
+            "--seed",
+            "7",
+        ])
+        .args(["-o", s(&events)])
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+
+    // Hundreds of win-backs fall due after the file: one step of the
+    // clock, taken in parts of five timers (the budget).
+    let reference_dir = win_back_store(tmp.path(), "reference", &events);
+    let started = Instant::now();
+    let out = until(&reference_dir).output().unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        reference["store"]["delivered"].as_u64().unwrap() > 100,
+        "{reference}"
+    );
+    let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
+
+    let dir = win_back_store(tmp.path(), "crashy", &events);
+    let mut rng = Lcg(0x57e9);
+    let mut kills = 0;
+    for _ in 0..KILLS {
+        let mut child = until(&dir).stdout(Stdio::null()).spawn().unwrap();
+        let wait = rng.below(took.as_millis() as u64 * 11 / 10 + 1);
+        std::thread::sleep(Duration::from_millis(wait));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills > 0, "no run was killed");
+    let out = until(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        summary["stats"], reference["stats"],
+        "counters differ after {kills} kills"
+    );
+    assert_eq!(summary["store"]["ledger"], reference["store"]["ledger"]);
+    assert_eq!(summary["store"]["diverged"], false);
+    assert_eq!(
+        outbox_by_key(&dir.join(".nudge/outbox.jsonl")),
+        reference_outbox,
+        "sends lost or made twice after {kills} kills"
+    );
+    let trace = |d: &Path| trace_parts(&d.join(".nudge/trace.jsonl"));
+    assert!(
+        trace(&reference_dir) == trace(&dir),
+        "the trace differs after {kills} kills"
+    );
+}
