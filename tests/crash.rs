@@ -47,6 +47,35 @@ fn command(dir: &Path) -> Command {
     c
 }
 
+/// Starts [`KILLS`] runs of `command` one after the other, killing each
+/// with SIGKILL at a random moment (`seed`) of an uninterrupted run's
+/// length `took`, unless it finished first; returns how many were killed.
+fn kill_at_random(command: impl Fn() -> Command, took: Duration, seed: u64) -> usize {
+    let mut rng = Lcg(seed);
+    let mut kills = 0;
+    let mut completed = 0;
+    for _ in 0..KILLS {
+        let mut child = command().stdout(Stdio::null()).spawn().unwrap();
+        // Anywhere from the start to a little past a whole run's length;
+        // until a run has been killed, within its length. (Once a run has
+        // finished, later runs start from its checkpoint and end at once,
+        // so a first run that outlived its wait would leave nothing to kill.)
+        let span = if kills == 0 { 9 } else { 11 };
+        let wait = rng.below(took.as_millis() as u64 * span / 10 + 1);
+        std::thread::sleep(Duration::from_millis(wait));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL on Unix
+            kills += 1;
+        } else {
+            // It finished first; later runs then crash while rebuilding.
+            completed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills > 0, "no run was killed ({completed} finished first)");
+    kills
+}
+
 #[test]
 fn killed_and_restarted_runs_end_like_an_uninterrupted_one() {
     killed_and_restarted(None);
@@ -97,28 +126,7 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
     assert!(reference_outbox.len() > 50, "the stream should send plenty");
 
     let dir = project(tmp.path(), "crashy", &events, window);
-    let mut rng = Lcg(0x5eed);
-    let mut kills = 0;
-    let mut completed = 0;
-    for _ in 0..KILLS {
-        let mut child = command(&dir).stdout(Stdio::null()).spawn().unwrap();
-        // Anywhere from the start to a little past a whole run's length;
-        // until a run has been killed, within its length. (Once a run has
-        // finished, later runs start from its checkpoint and end at once,
-        // so a first run that outlived its wait would leave nothing to kill.)
-        let span = if kills == 0 { 9 } else { 11 };
-        let wait = rng.below(took.as_millis() as u64 * span / 10 + 1);
-        std::thread::sleep(Duration::from_millis(wait));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL on Unix
-            kills += 1;
-        } else {
-            // It finished first; later runs then crash while rebuilding.
-            completed += 1;
-        }
-        child.wait().unwrap();
-    }
-    assert!(kills > 0, "no run was killed ({completed} finished first)");
+    let kills = kill_at_random(|| command(&dir), took, 0x5eed);
     // The last run is left to finish.
     let out = command(&dir).output().unwrap();
     assert!(
@@ -187,16 +195,7 @@ const AFTER_THE_WIN_BACKS: &str = "2028-01-01T00:00:00Z";
 /// customers in memory, and one run of `events` into its store.
 fn win_back_store(root: &Path, name: &str, events: &Path) -> PathBuf {
     let dir = root.join(name);
-    std::fs::create_dir(&dir).unwrap();
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
-    std::fs::copy(bench.join("winback.flow"), dir.join("winback.flow")).unwrap();
-    // The manifest ends in its `[runtime]` table.
-    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
-    std::fs::write(
-        dir.join("nudge.toml"),
-        format!("{manifest}customers_in_memory = 5\n"),
-    )
-    .unwrap();
+    common::win_back_project(&dir, "customers_in_memory = 5");
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
         .args(["run", s(&dir)])
@@ -263,19 +262,7 @@ fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
     let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
 
     let dir = win_back_store(tmp.path(), "crashy", &events);
-    let mut rng = Lcg(0x57e9);
-    let mut kills = 0;
-    for _ in 0..KILLS {
-        let mut child = until(&dir).stdout(Stdio::null()).spawn().unwrap();
-        let wait = rng.below(took.as_millis() as u64 * 11 / 10 + 1);
-        std::thread::sleep(Duration::from_millis(wait));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL on Unix
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
-    assert!(kills > 0, "no run was killed");
+    let kills = kill_at_random(|| until(&dir), took, 0x57e9);
     let out = until(&dir).output().unwrap();
     assert!(
         out.status.success(),

@@ -1290,12 +1290,7 @@ fn a_server_with_a_budget_reports_customers_read_back() {
 fn overdue_win_backs(runtime: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let project = tmp.path().join("winback");
-    std::fs::create_dir(&project).unwrap();
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
-    std::fs::copy(bench.join("winback.flow"), project.join("winback.flow")).unwrap();
-    // The manifest ends in its `[runtime]` table.
-    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
-    std::fs::write(project.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
+    common::win_back_project(&project, runtime);
     let zone = afternoon_zone();
     let mut lines = String::new();
     for i in 0..40 {

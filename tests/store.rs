@@ -609,12 +609,7 @@ const AFTER_THE_WIN_BACKS: &str = "2028-01-01T00:00:00Z";
 fn winback_store(runtime: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("winback");
-    std::fs::create_dir(&dir).unwrap();
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
-    std::fs::copy(bench.join("winback.flow"), dir.join("winback.flow")).unwrap();
-    // The manifest ends in its `[runtime]` table.
-    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
-    std::fs::write(dir.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
+    common::win_back_project(&dir, runtime);
     let events = dir.join("events.jsonl");
     let out = nudge(&[
         "gen",

@@ -575,3 +575,16 @@ pub fn write_cluster(dir: &Path, c: &nudge_cluster::Settings) {
     );
     std::fs::write(&manifest, format!("{}{section}", kept.trim_end())).unwrap();
 }
+
+/// Makes `dir` the win-back benchmark project (`benches/winback`: one
+/// email 90 days after a customer's last order) with `runtime` added to
+/// its `[runtime]` table.
+#[allow(dead_code)]
+pub fn win_back_project(dir: &Path, runtime: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/winback");
+    std::fs::copy(bench.join("winback.flow"), dir.join("winback.flow")).unwrap();
+    // The manifest ends in its `[runtime]` table.
+    let manifest = std::fs::read_to_string(bench.join("nudge.toml")).unwrap();
+    std::fs::write(dir.join("nudge.toml"), format!("{manifest}{runtime}\n")).unwrap();
+}

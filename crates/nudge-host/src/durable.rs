@@ -866,22 +866,10 @@ pub fn run<'b, S: Sink + Feed>(
         budget: settings.customers_in_memory,
         dead_written,
     };
-    if let Some(t) = settings.until {
+    let steps = settings.until.map(ClockStep::Until).into_iter();
+    for step in steps.chain(settings.drain.then_some(ClockStep::Drain)) {
         clock.step(
-            ClockStep::Until(t),
-            engine,
-            store,
-            captured,
-            router,
-            &mut batch,
-            &mut report,
-            &dead,
-        )?;
-        clear_invalid_tokens(engine, router, tokens, &mut batch.calls, &mut dead);
-    }
-    if settings.drain {
-        clock.step(
-            ClockStep::Drain,
+            step,
             engine,
             store,
             captured,
