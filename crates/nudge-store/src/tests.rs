@@ -142,6 +142,14 @@ fn calls_come_back_in_order_and_sources_keep_their_position() {
             },
             NewCall::Until(42),
             NewCall::Drain,
+            NewCall::Part {
+                step: ClockStep::Until(90),
+                through: 60,
+            },
+            NewCall::Part {
+                step: ClockStep::Drain,
+                through: 75,
+            },
         ],
         source: Some(SourcePos {
             beyond: Vec::new(),
@@ -159,10 +167,13 @@ fn calls_come_back_in_order_and_sources_keep_their_position() {
         Ok(())
     })
     .unwrap();
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.len(), 5);
     assert!(seen[0].contains("line: 1"));
     assert_eq!(seen[1], "Until(42)");
     assert_eq!(seen[2], "Drain");
+    // Parts of clock steps come back with their step and where they ended.
+    assert_eq!(seen[3], "Part { step: Until(90), through: 60 }");
+    assert_eq!(seen[4], "Part { step: Drain, through: 75 }");
     let again = s.source("/x/events.jsonl").unwrap();
     assert_eq!((again.id, again.position, again.line), (src.id, 3, 1));
 }
@@ -1126,4 +1137,47 @@ fn a_take_that_forgets_the_old_set_of_sends_empties_it_in_its_commit() {
     };
     commit_rows(&mut s, changes);
     assert!(s.state_rows().unwrap().sent_keys.is_empty());
+}
+
+#[test]
+fn compaction_dates_a_part_of_a_clock_step_by_where_it_ended() {
+    let mut s = Store::in_memory().unwrap();
+    let lines: Vec<Vec<u8>> = [1000, 2000].map(line_at).to_vec();
+    let step = ClockStep::Until(9000);
+    let mut calls: Vec<NewCall<'_>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| NewCall::Line {
+            source: 1,
+            line: i as u64 + 1,
+            body: l,
+        })
+        .collect();
+    calls.push(NewCall::Part {
+        step,
+        through: 4000,
+    });
+    calls.push(NewCall::Part {
+        step,
+        through: 7000,
+    });
+    calls.push(NewCall::Until(9000));
+    s.commit(&mut Batch {
+        calls,
+        checkpoint: Some(Checkpoint {
+            format: 8,
+            ..Checkpoint::default()
+        }),
+        ..Batch::default()
+    })
+    .unwrap();
+    let done = s
+        .compact(Compaction {
+            before: 5000,
+            limit: u64::MAX,
+        })
+        .unwrap();
+    // The part that ended at 7000 is after the cutoff: it stops the run.
+    assert_eq!((done.removed, done.stopped), (3, CompactStop::Cutoff));
+    assert_eq!(calls_left(&s), [(4, KIND_UNTIL_PART), (5, KIND_UNTIL)]);
 }
