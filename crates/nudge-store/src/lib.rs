@@ -1315,7 +1315,9 @@ impl Store {
                 other => {
                     return Err(StoreError::NotAStore {
                         path: self.path.clone(),
-                        reason: format!("a stored call has unknown kind {other}"),
+                        reason: format!(
+                            "a stored call has unknown kind {other}, which a newer release of nudge writes: run that release or a later one"
+                        ),
                     });
                 }
             };

@@ -1181,3 +1181,14 @@ fn compaction_dates_a_part_of_a_clock_step_by_where_it_ended() {
     assert_eq!((done.removed, done.stopped), (3, CompactStop::Cutoff));
     assert_eq!(calls_left(&s), [(4, KIND_UNTIL_PART), (5, KIND_UNTIL)]);
 }
+
+#[test]
+fn a_call_of_a_kind_this_release_does_not_know_is_refused_with_the_way_out() {
+    let s = Store::in_memory().unwrap();
+    s.conn
+        .execute("INSERT INTO calls(kind, at) VALUES (9, 1000)", [])
+        .unwrap();
+    let err = s.for_each_call(|_| Ok(())).unwrap_err().to_string();
+    assert!(err.contains("a stored call has unknown kind 9"), "{err}");
+    assert!(err.contains("a newer release of nudge"), "{err}");
+}
