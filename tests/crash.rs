@@ -47,6 +47,31 @@ fn command(dir: &Path) -> Command {
     c
 }
 
+/// Runs `command` to its end, which must succeed; its JSON summary.
+fn summary_of(mut command: Command) -> serde_json::Value {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Lets `command` run to its end after `kills` killed runs, and checks
+/// that it counts, keeps in its ledger and never diverges from what the
+/// uninterrupted run's `reference` summary says; its summary.
+fn finish_like(command: Command, reference: &serde_json::Value, kills: usize) -> serde_json::Value {
+    let summary = summary_of(command);
+    assert_eq!(
+        summary["stats"], reference["stats"],
+        "counters differ after {kills} kills"
+    );
+    assert_eq!(summary["store"]["ledger"], reference["store"]["ledger"]);
+    assert_eq!(summary["store"]["diverged"], false);
+    summary
+}
+
 /// Starts [`KILLS`] runs of `command` one after the other, killing each
 /// with SIGKILL at a random moment (`seed`) of an uninterrupted run's
 /// length `took`, unless it finished first; returns how many were killed.
@@ -114,34 +139,15 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
 
     let reference_dir = project(tmp.path(), "reference", &events, window);
     let started = Instant::now();
-    let out = command(&reference_dir).output().unwrap();
+    let reference = summary_of(command(&reference_dir));
     let took = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
     assert!(reference_outbox.len() > 50, "the stream should send plenty");
 
     let dir = project(tmp.path(), "crashy", &events, window);
     let kills = kill_at_random(|| command(&dir), took, 0x5eed);
     // The last run is left to finish.
-    let out = command(&dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-
-    assert_eq!(
-        summary["stats"], reference["stats"],
-        "counters differ after {kills} kills"
-    );
-    assert_eq!(summary["store"]["ledger"], reference["store"]["ledger"]);
-    assert_eq!(summary["store"]["diverged"], false);
+    finish_like(command(&dir), &reference, kills);
     let got = outbox_by_key(&dir.join(".nudge/outbox.jsonl"));
     let duplicated: Vec<&String> = got
         .iter()
@@ -197,10 +203,7 @@ fn win_back_store(root: &Path, name: &str, events: &Path) -> PathBuf {
     let dir = root.join(name);
     common::win_back_project(&dir, "customers_in_memory = 5");
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["run", s(&dir)])
-        .output()
-        .unwrap();
+    let out = common::nudge(&["run", s(&dir)]);
     assert!(
         out.status.success(),
         "{}",
@@ -228,33 +231,25 @@ fn until(dir: &Path) -> Command {
 fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
     let events = tmp.path().join("events.jsonl");
-    let generated = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args([
-            "gen",
-            "--shape",
-            "purchases",
-            "--events",
-            "3000",
-            "--seed",
-            "7",
-        ])
-        .args(["-o", s(&events)])
-        .output()
-        .unwrap();
+    let generated = common::nudge(&[
+        "gen",
+        "--shape",
+        "purchases",
+        "--events",
+        "3000",
+        "--seed",
+        "7",
+        "-o",
+        s(&events),
+    ]);
     assert!(generated.status.success());
 
     // Hundreds of win-backs fall due after the file: one step of the
     // clock, taken in parts of five timers (the budget).
     let reference_dir = win_back_store(tmp.path(), "reference", &events);
     let started = Instant::now();
-    let out = until(&reference_dir).output().unwrap();
+    let reference = summary_of(until(&reference_dir));
     let took = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         reference["store"]["delivered"].as_u64().unwrap() > 100,
         "{reference}"
@@ -263,19 +258,7 @@ fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
 
     let dir = win_back_store(tmp.path(), "crashy", &events);
     let kills = kill_at_random(|| until(&dir), took, 0x57e9);
-    let out = until(&dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        summary["stats"], reference["stats"],
-        "counters differ after {kills} kills"
-    );
-    assert_eq!(summary["store"]["ledger"], reference["store"]["ledger"]);
-    assert_eq!(summary["store"]["diverged"], false);
+    finish_like(until(&dir), &reference, kills);
     assert_eq!(
         outbox_by_key(&dir.join(".nudge/outbox.jsonl")),
         reference_outbox,
