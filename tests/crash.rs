@@ -200,8 +200,13 @@ const AFTER_THE_WIN_BACKS: &str = "2028-01-01T00:00:00Z";
 /// The win-back benchmark project in `root/name` with at most five
 /// customers in memory, and one run of `events` into its store.
 fn win_back_store(root: &Path, name: &str, events: &Path) -> PathBuf {
+    win_back_store_with(root, name, events, "customers_in_memory = 5")
+}
+
+/// [`win_back_store`] with other `[runtime]` settings.
+fn win_back_store_with(root: &Path, name: &str, events: &Path, runtime: &str) -> PathBuf {
     let dir = root.join(name);
-    common::win_back_project(&dir, "customers_in_memory = 5");
+    common::win_back_project(&dir, runtime);
     std::fs::copy(events, dir.join("events.jsonl")).unwrap();
     let out = common::nudge(&["run", s(&dir)]);
     assert!(
@@ -227,10 +232,10 @@ fn until(dir: &Path) -> Command {
     c
 }
 
-#[test]
-fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let events = tmp.path().join("events.jsonl");
+/// Writes 3,000 lines of purchases under `root`: hundreds of customers
+/// whose win-back falls due after the file.
+fn purchases(root: &Path) -> PathBuf {
+    let events = root.join("events.jsonl");
     let generated = common::nudge(&[
         "gen",
         "--shape",
@@ -243,6 +248,13 @@ fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
         s(&events),
     ]);
     assert!(generated.status.success());
+    events
+}
+
+#[test]
+fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = purchases(tmp.path());
 
     // Hundreds of win-backs fall due after the file: one step of the
     // clock, taken in parts of five timers (the budget).
@@ -268,5 +280,58 @@ fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
     assert!(
         trace(&reference_dir) == trace(&dir),
         "the trace differs after {kills} kills"
+    );
+}
+
+#[test]
+fn killed_and_restarted_releases_of_held_sends_deliver_each_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = purchases(tmp.path());
+    // Every win-back of the step held by the breaker, then released in
+    // pages of five (the budget), each page's results stored before the
+    // next is read: a kill leaves some delivered and marked, perhaps one
+    // page written to the outbox and not marked, the rest pending.
+    let held = |name: &str| {
+        let dir = win_back_store_with(
+            tmp.path(),
+            name,
+            &events,
+            "customers_in_memory = 5\nmax_sends_per_step = 40",
+        );
+        let out = until(&dir).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    };
+    let release = |dir: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nudge"));
+        c.args(["run", s(dir), "--release-sends", "--format", "json"])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    };
+    let reference_dir = held("reference");
+    let outbox = |d: &Path| outbox_by_key(&d.join(".nudge/outbox.jsonl"));
+    let sent_before = outbox(&reference_dir).len() as u64;
+    let started = Instant::now();
+    let reference = summary_of(release(&reference_dir));
+    let took = started.elapsed();
+    let released = reference["store"]["retried"].as_u64().unwrap();
+    assert!(released > 100, "{reference}");
+    assert_eq!(reference["store"]["ledger"]["pending"], 0, "{reference}");
+    let reference_outbox = outbox(&reference_dir);
+    assert_eq!(reference_outbox.len() as u64, sent_before + released);
+
+    let dir = held("crashy");
+    let kills = kill_at_random(|| release(&dir), took, 0x7e1e);
+    finish_like(release(&dir), &reference, kills);
+    assert_eq!(
+        outbox(&dir),
+        reference_outbox,
+        "held sends lost or sent twice after {kills} kills"
     );
 }

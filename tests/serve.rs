@@ -1364,10 +1364,28 @@ fn an_overdue_step_in_parts_over_the_breakers_limit_holds_every_send() {
     assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
     assert_eq!(outbox_lines(&project), 0, "a held send went out");
     assert!(clock_parts(&project) >= 7);
+    stop(server);
+    // Held across a restart, counted from the ledger without reading the
+    // messages, then read back from it in pages of five (the budget).
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    let metrics = wait_for_metric(&server, "nudge_sends_held 40");
+    assert!(metrics.contains("nudge_send_breaker_open 1"), "{metrics}");
+    assert_eq!(outbox_lines(&project), 0, "a restart let a held send out");
     let (status, answer) = post(&server, "/admin/release-sends", Some("Bearer adm"), "");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["released"], 40, "{answer}");
     wait_for_metric(&server, "nudge_sends_held 0");
     stop(server);
-    assert_eq!(outbox_lines(&project), 40);
+    let outbox = common::outbox_by_key(&project.join(".nudge/outbox.jsonl"));
+    assert_eq!(outbox.len(), 40);
+    assert!(outbox.values().all(|lines| lines.len() == 1), "sent twice");
+    let pending: i64 = rusqlite::Connection::open(project.join(".nudge/state.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sends WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(pending, 0, "the release's results were not all stored");
 }

@@ -6,6 +6,7 @@ use common::{add_runtime, copy_example, nudge, run_json, s, trace_parts};
 
 use nudge_test_support::text;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 /// The outbox as idempotency key → how many lines carry it.
@@ -697,6 +698,63 @@ fn a_clock_step_in_parts_over_the_breakers_limit_sends_none_of_its_sends() {
     // Released, each goes out once: the outbox of a run without a limit.
     run_json(&dir, &["--release-sends"]);
     assert_eq!(outbox_keys(&dir), outbox_keys(&whole));
+}
+
+#[test]
+fn held_sends_the_outbox_already_has_are_released_as_delivered_not_sent_again() {
+    let (_a, whole) = winback_store("");
+    run_json(&whole, &["--until", AFTER_THE_WIN_BACKS]);
+    let (_b, dir) = winback_store("customers_in_memory = 5\nmax_sends_per_step = 40");
+    let out = nudge(&["run", s(&dir), "--until", AFTER_THE_WIN_BACKS]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    // As if a release had written some of them to the outbox and been
+    // killed before storing that: one in each of several pages of five.
+    let db = rusqlite::Connection::open(dir.join(".nudge/state.db")).unwrap();
+    let written: Vec<String> = db
+        .prepare(
+            "SELECT message FROM sends WHERE state = 'pending' ORDER BY rowid LIMIT 4 OFFSET 3",
+        )
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .chain(
+            db.prepare(
+                "SELECT message FROM sends WHERE state = 'pending' ORDER BY rowid DESC LIMIT 1",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap),
+        )
+        .collect();
+    drop(db);
+    assert_eq!(written.len(), 5);
+    let mut outbox = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(".nudge/outbox.jsonl"))
+        .unwrap();
+    for line in &written {
+        writeln!(outbox, "{line}").unwrap();
+    }
+    drop(outbox);
+
+    let released = run_json(&dir, &["--release-sends"]);
+    let store = &released["store"];
+    assert_eq!(store["retried"], 114, "{released}");
+    assert_eq!(store["ledger"]["pending"], 0, "{released}");
+    // Each once: the outbox of a run that was never held.
+    let sent = outbox_keys(&dir);
+    let twice: Vec<&String> = sent
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(twice.is_empty(), "sent again: {twice:?}");
+    assert!(
+        sent == outbox_keys(&whole),
+        "the outbox differs from a run never held"
+    );
 }
 
 #[test]

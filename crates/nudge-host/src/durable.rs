@@ -10,7 +10,7 @@
 //! previous run reached are applied at that clock and counted as `late`.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -76,8 +76,9 @@ pub struct Resumed {
     /// deployed: what became of the instances in flight.
     pub deployed: Option<Deployed>,
     /// Pending sends not delivered because there were more than the
-    /// router's hold limit (see [`Router::hold_resends_over`]).
-    pub held: Vec<Intent>,
+    /// router's hold limit (see [`Router::hold_resends_over`]); they stay
+    /// pending in the ledger.
+    pub held: Held,
 }
 
 /// Sends the engine made since they were last taken, shared with the
@@ -216,7 +217,18 @@ impl Router {
     /// The idempotency keys of `intents` the outbox file already holds:
     /// written before a crash, before their delivery was recorded.
     pub fn already_delivered(&self, intents: &[Intent]) -> std::io::Result<HashSet<String>> {
-        already_in_outbox(self, intents)
+        let Some(path) = &self.outbox else {
+            return Ok(HashSet::new());
+        };
+        let wanted: HashSet<&str> = intents
+            .iter()
+            .filter(|i| !self.routes.contains_key(&i.message.channel))
+            .map(|i| i.message.idempotency_key.as_str())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(HashSet::new());
+        }
+        nudge_store::outbox::keys_present(path, |key| wanted.contains(key))
     }
 
     /// Makes every delivery so far durable.
@@ -632,6 +644,7 @@ pub fn run<'b, S: Sink + Feed>(
             router,
             source: &source,
             start: settings.start.as_ref(),
+            page: part_timers(settings.customers_in_memory),
         },
         &mut report,
         &mut dead,
@@ -646,8 +659,8 @@ pub fn run<'b, S: Sink + Feed>(
     report.deployed = deployed.map(|d| d.to_string());
     if !held.is_empty() {
         // A flood held by an earlier run stays held until released.
-        report.held += held.len() as u64;
-        report.trip(|| format!("{} sends were pending when the run started", held.len()));
+        report.held += held.total();
+        report.trip(|| format!("{} sends were pending when the run started", held.total()));
     }
     let max_sends = settings.max_sends_per_step;
     // A deploy is stored before any line applied after it.
@@ -1040,6 +1053,9 @@ pub struct Resume<'r> {
     pub source: &'r SourcePos,
     /// The checkpoint to start from; `None` replays the whole history.
     pub start: Option<&'r Saved>,
+    /// How many pending sends are read, delivered and their results
+    /// stored at a time.
+    pub page: usize,
 }
 
 /// Rebuilds `engine` (fresh, over a [`LedgerSink`], made with
@@ -1062,6 +1078,7 @@ pub fn resume<'b, S: Sink + Feed>(
         router,
         source,
         start,
+        page,
     } = with;
     // Rebuild. Lines of this file applied past the read position (only an
     // unsorted run leaves any) are skipped below: the store keeps them with
@@ -1102,7 +1119,6 @@ pub fn resume<'b, S: Sink + Feed>(
         // A new history starts with the code it is applied under.
         None => batch.calls.push(NewCall::Deploy(now)),
     }
-    let marks = &mut batch.marks;
 
     // Outcomes the ledger holds whose trace lines are gone: written after
     // the checkpoint the trace was cut back to, or in a trace rewritten in
@@ -1133,44 +1149,53 @@ pub fn resume<'b, S: Sink + Feed>(
             .delivery(&delivery_record(router, &intent, &mark));
     }
 
-    // Intents committed but not known delivered when the last run stopped.
-    let mut held = Vec::new();
-    let pending = store.pending()?;
-    if !pending.is_empty() {
-        let already = already_in_outbox(router, &pending).map_err(|e| StoreError::Open {
-            path: store.path().to_path_buf(),
-            reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
-        })?;
-        let (done, todo): (Vec<Intent>, Vec<Intent>) = pending
-            .into_iter()
-            .partition(|i| already.contains(&i.message.idempotency_key));
-        report.retried += (done.len() + todo.len()) as u64;
-        for i in done {
-            let mark = Mark::Done {
-                key: i.message.idempotency_key.clone(),
-                attempts: 0,
-            };
-            if !recorded.contains(&i.message.idempotency_key) {
-                engine
-                    .sink_mut()
-                    .delivery(&delivery_record(router, &i, &mark));
+    // Intents committed but not known delivered when the last run stopped,
+    // read a page at a time: a held flood may be hundreds of thousands.
+    let present = already_in_outbox(store, router).map_err(|e| StoreError::Open {
+        path: store.path().to_path_buf(),
+        reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
+    })?;
+    report.retried += present.pending;
+    let held = present.held(router.hold_over);
+    if held.is_empty() || !present.keys.is_empty() {
+        let mut after = None;
+        while let Some(read) = store.pending_page(after, page)? {
+            after = Some(read.last);
+            let (done, todo): (Vec<Intent>, Vec<Intent>) = read
+                .intents
+                .into_iter()
+                .partition(|i| present.keys.contains(&i.message.idempotency_key));
+            for i in done {
+                let mark = Mark::Done {
+                    key: i.message.idempotency_key.clone(),
+                    attempts: 0,
+                };
+                if !recorded.contains(&i.message.idempotency_key) {
+                    engine
+                        .sink_mut()
+                        .delivery(&delivery_record(router, &i, &mark));
+                }
+                batch.marks.push(mark);
             }
-            marks.push(mark);
-        }
-        if router.hold_over.is_some_and(|limit| todo.len() > limit) {
-            held = todo;
-        } else {
-            // Counted as retried, not as this run's new deliveries.
-            let delivered = report.delivered;
-            let first = marks.len();
-            dispatch(router, &todo, marks, report);
-            report.delivered = delivered;
-            record_deliveries(
-                engine.sink_mut(),
-                router,
-                &todo,
-                marks.get(first..).unwrap_or_default(),
-            );
+            if held.is_empty() {
+                // Counted as retried, not as this run's new deliveries.
+                let delivered = report.delivered;
+                let first = batch.marks.len();
+                dispatch(router, &todo, &mut batch.marks, report);
+                report.delivered = delivered;
+                record_deliveries(
+                    engine.sink_mut(),
+                    router,
+                    &todo,
+                    batch.marks.get(first..).unwrap_or_default(),
+                );
+            }
+            // Each page's results are stored before the next is read, so
+            // neither the intents nor their marks pile up.
+            store.commit(&mut Batch {
+                marks: std::mem::take(&mut batch.marks),
+                ..Batch::default()
+            })?;
         }
     }
     Ok(Resumed {
@@ -1187,7 +1212,9 @@ const CLOCK_PART_TIMERS: usize = 50_000;
 
 /// How many timers one committed part of a clock step fires: with a
 /// `budget` of customers in memory, at most the budget, since each timer
-/// may read a customer back and hold it until the part's checkpoint.
+/// may read a customer back and hold it until the part's checkpoint. Also
+/// how many pending sends are read back, delivered and their results
+/// stored at a time (at a restart or a release of held sends).
 /// `nudge run` and `nudge serve` both ask this.
 pub fn part_timers(budget: Option<usize>) -> usize {
     budget.map_or(CLOCK_PART_TIMERS, |b| b.clamp(1, CLOCK_PART_TIMERS))
@@ -1498,16 +1525,124 @@ fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, repo
     }
 }
 
-fn already_in_outbox(router: &Router, pending: &[Intent]) -> std::io::Result<HashSet<String>> {
-    let Some(path) = &router.outbox else {
-        return Ok(HashSet::new());
+/// The sends pending in `store`: how many, by channel, and which of them
+/// the outbox already holds (a run stopped between writing a message
+/// there and storing that it was delivered). Only their keys are read,
+/// and the outbox once, matching 16-byte fingerprints of the keys.
+fn already_in_outbox(store: &Store, router: &Router) -> Result<Pending, StoreError> {
+    let mut pending = Pending::default();
+    let mut channels: Vec<String> = Vec::new();
+    let mut to_outbox: HashMap<u128, usize> = HashMap::new();
+    let outbox = router.outbox.as_ref();
+    store.each_pending_key(|key, channel| {
+        pending.pending += 1;
+        let at = match channels.iter().position(|c| c == channel) {
+            Some(at) => at,
+            None => {
+                channels.push(channel.to_string());
+                channels.len() - 1
+            }
+        };
+        pending.todo.add(channel, 1);
+        if outbox.is_some() && !router.routes.contains_key(channel) {
+            to_outbox.insert(nudge_runtime::dedupe::fingerprint(key), at);
+        }
+    })?;
+    let Some(path) = outbox.filter(|_| !to_outbox.is_empty()) else {
+        return Ok(pending);
     };
-    let wanted: HashSet<String> = pending
-        .iter()
-        .filter(|i| !router.routes.contains_key(&i.message.channel))
-        .map(|i| i.message.idempotency_key.clone())
-        .collect();
-    nudge_store::outbox::keys_present(path, &wanted)
+    pending.keys = nudge_store::outbox::keys_present(path, |key| {
+        to_outbox.contains_key(&nudge_runtime::dedupe::fingerprint(key))
+    })
+    .map_err(|e| StoreError::Open {
+        path: store.path().to_path_buf(),
+        reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
+    })?;
+    for key in &pending.keys {
+        let channel = to_outbox
+            .get(&nudge_runtime::dedupe::fingerprint(key))
+            .and_then(|&at| channels.get(at));
+        if let Some(channel) = channel {
+            pending.todo.remove(channel, 1);
+        }
+    }
+    Ok(pending)
+}
+
+/// The sends an earlier run left pending (see [`already_in_outbox`]).
+#[derive(Default)]
+struct Pending {
+    /// How many there are.
+    pending: u64,
+    /// Those the outbox holds: delivered, their results not stored.
+    keys: HashSet<String>,
+    /// The others, by channel.
+    todo: Held,
+}
+
+impl Pending {
+    /// The sends held rather than delivered: all still to deliver when
+    /// more than `limit`, none otherwise.
+    fn held(&self, limit: Option<usize>) -> Held {
+        let over = limit.is_some_and(|l| self.todo.total() > l as u64);
+        if over {
+            self.todo.clone()
+        } else {
+            Held::default()
+        }
+    }
+}
+
+/// Sends the breaker holds, pending in the ledger until released: how
+/// many on each channel. Counted, not kept: the ledger has them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Held(BTreeMap<String, u64>);
+
+impl Held {
+    /// Counts `n` more held sends on `channel`.
+    pub fn add(&mut self, channel: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.0.get_mut(channel) {
+            Some(c) => *c += n,
+            None => {
+                self.0.insert(channel.to_string(), n);
+            }
+        }
+    }
+
+    /// Counts `n` fewer held sends on `channel`.
+    fn remove(&mut self, channel: &str, n: u64) {
+        if let Some(c) = self.0.get_mut(channel) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.0.remove(channel);
+            }
+        }
+    }
+
+    /// Counts the sends of `intents` as held.
+    pub fn hold(&mut self, intents: &[Intent]) {
+        for i in intents {
+            self.add(&i.message.channel, 1);
+        }
+    }
+
+    /// How many sends are held on all channels.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// True when no send is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each channel with held sends, and how many.
+    pub fn channels(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(c, n)| (c.as_str(), *n))
+    }
 }
 
 fn writer_gone() -> StoreError {

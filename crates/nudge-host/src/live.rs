@@ -5,6 +5,7 @@
 //! one transaction before it is answered, then delivered: the same ledger
 //! path as `nudge run`, so an answer means the calls are durable.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -97,9 +98,10 @@ pub struct Live<'b> {
     max_sends: usize,
     /// Why sending is paused, while it is.
     paused: Option<String>,
-    /// Committed sends held while sending is paused: pending in the ledger,
-    /// delivered when the operator releases them.
-    held: Vec<Intent>,
+    /// Committed sends held while sending is paused, counted by channel:
+    /// they are pending in the ledger, which [`Live::release`] reads them
+    /// back from a page at a time.
+    held: durable::Held,
     /// The declared alerts and where they are notified; `None` without any.
     alerts: Option<alerts::Watch>,
     /// The dead letters of every stored call, for the next checkpoint.
@@ -181,6 +183,7 @@ impl<'b> Live<'b> {
                 router: &mut router,
                 source: &source,
                 start: start.as_ref(),
+                page: durable::part_timers(customers_in_memory),
             },
             &mut report,
             &mut history,
@@ -231,7 +234,7 @@ impl<'b> Live<'b> {
             metrics,
             max_sends,
             paused: None,
-            held: Vec::new(),
+            held: durable::Held::default(),
             alerts: None,
             stored_dead: history,
             dead_written: durable::stored_dead(start.as_ref()),
@@ -259,12 +262,12 @@ impl<'b> Live<'b> {
             // A flood held before a restart stays held after it.
             live.trip(format!(
                 "{} sends were pending when the server started",
-                resumed.held.len()
+                resumed.held.total()
             ));
             live.held = resumed.held;
             live.metrics
                 .held
-                .store(live.held.len() as u64, Ordering::Relaxed);
+                .store(live.held.total(), Ordering::Relaxed);
         }
         Ok(live)
     }
@@ -425,16 +428,71 @@ impl<'b> Live<'b> {
         let Some(reason) = self.paused.take() else {
             return (200, json!({"paused": false, "released": 0}));
         };
-        let released = self.held.len();
-        self.to_deliver.append(&mut self.held);
+        self.held = durable::Held::default();
         self.metrics.held.store(0, Ordering::Relaxed);
         self.metrics.paused.store(false, Ordering::Relaxed);
-        eprintln!("note: sending resumed by the operator; {released} held sends released");
+        match self.release_held() {
+            Ok(released) => {
+                eprintln!("note: sending resumed by the operator; {released} held sends released");
+                (
+                    200,
+                    json!({"paused": false, "released": released, "reason": reason}),
+                )
+            }
+            Err(e) => {
+                self.broken(&e);
+                (
+                    503,
+                    json!({"error": format!("the held sends could not be released: {e}")}),
+                )
+            }
+        }
+    }
+
+    /// Delivers the sends the breaker held, read back from the ledger a
+    /// page at a time with each page's results stored before the next:
+    /// a flood of held sends is never in memory whole. Returns how many.
+    fn release_held(&mut self) -> Result<u64, StoreError> {
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            return Err(StoreError::Open {
+                path: self.store.path().to_path_buf(),
+                reason: "the store failed earlier".into(),
+            });
+        }
+        // Once what waits for delivery is delivered and its results are
+        // stored, the ledger's pending sends are the held ones and those
+        // waiting for another round (or for a restart, past the retries'
+        // limit, which a release may as well try now).
         self.deliver();
-        (
-            200,
-            json!({"paused": false, "released": released, "reason": reason}),
-        )
+        self.store_marks()?;
+        let retrying: HashSet<String> = self.retries.keys().map(str::to_string).collect();
+        let page = durable::part_timers(self.customers_in_memory);
+        let mut after = None;
+        let mut released = 0;
+        while let Some(read) = self.store.pending_page(after, page)? {
+            after = Some(read.last);
+            let held: Vec<Intent> = read
+                .intents
+                .into_iter()
+                .filter(|i| !retrying.contains(&i.message.idempotency_key))
+                .collect();
+            released += held.len() as u64;
+            self.to_deliver.extend(held);
+            self.deliver();
+            self.store_marks()?;
+        }
+        Ok(released)
+    }
+
+    /// Stores the delivery results not yet stored, alone.
+    fn store_marks(&mut self) -> Result<(), StoreError> {
+        if self.marks.is_empty() {
+            return Ok(());
+        }
+        self.store.commit(&mut Batch {
+            marks: std::mem::take(&mut self.marks),
+            ..Batch::default()
+        })
     }
 
     /// Trips the breaker when one step made more sends than allowed.
@@ -660,10 +718,10 @@ impl<'b> Live<'b> {
             let parts = self
                 .to_deliver
                 .split_off(to_deliver.min(self.to_deliver.len()));
-            self.held.extend(parts);
+            self.held.hold(&parts);
             self.metrics
                 .held
-                .store(self.held.len() as u64, Ordering::Relaxed);
+                .store(self.held.total(), Ordering::Relaxed);
         }
         self.until = Some(now);
         if self.captured.is_empty() && self.marks.is_empty() {
@@ -711,10 +769,10 @@ impl<'b> Live<'b> {
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);
         if self.paused.is_some() {
-            self.held.extend(intents);
+            self.held.hold(&intents);
             self.metrics
                 .held
-                .store(self.held.len() as u64, Ordering::Relaxed);
+                .store(self.held.total(), Ordering::Relaxed);
         } else {
             self.to_deliver.extend(intents);
         }
@@ -889,13 +947,11 @@ impl<'b> Live<'b> {
         for p in providers.values_mut() {
             p.pending = 0;
         }
-        let waiting = self.to_deliver.iter().chain(&self.held);
-        let channels = waiting
-            .map(|i| i.message.channel.as_str())
-            .chain(self.retries.channels());
-        for channel in channels {
+        let waiting = self.to_deliver.iter().map(|i| i.message.channel.as_str());
+        let channels = waiting.chain(self.retries.channels()).map(|c| (c, 1));
+        for (channel, n) in channels.chain(self.held.channels()) {
             let provider = self.router.provider(channel).to_string();
-            providers.entry(provider).or_default().pending += 1;
+            providers.entry(provider).or_default().pending += n;
         }
     }
 
@@ -999,7 +1055,7 @@ impl<'b> Live<'b> {
         if !self.held.is_empty() {
             eprintln!(
                 "warning: {} sends held by the circuit breaker stay pending in the store; the next start holds them again until POST /admin/release-sends",
-                self.held.len()
+                self.held.total()
             );
         }
         if let Some(f) = &self.report.first_failure {

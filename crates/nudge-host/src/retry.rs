@@ -99,6 +99,13 @@ impl Retries {
         self.len() == 0
     }
 
+    /// The idempotency key of each send waiting for a round.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.waiting
+            .iter()
+            .map(|(_, _, i)| i.message.idempotency_key.as_str())
+    }
+
     /// The channel of each send waiting for a round.
     pub fn channels(&self) -> impl Iterator<Item = &str> {
         self.waiting

@@ -438,6 +438,19 @@ pub struct Intent {
     pub message: Outgoing,
 }
 
+/// Where a page of pending sends ended, to read the next from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingAfter(i64);
+
+/// Pending sends read a page at a time (see [`Store::pending_page`]).
+#[derive(Debug)]
+pub struct PendingPage {
+    /// The page's intents, oldest first.
+    pub intents: Vec<Intent>,
+    /// Where the next page starts after.
+    pub last: PendingAfter,
+}
+
 /// What became of one delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mark {
@@ -1487,25 +1500,70 @@ impl Store {
         Ok(())
     }
 
-    /// Intents not yet delivered, oldest first.
-    pub fn pending(&self) -> Result<Vec<Intent>, StoreError> {
+    /// At most `limit` intents not yet delivered, oldest first, from after
+    /// the `after` of an earlier page (from the first without it); `None`
+    /// once none is left. Paged so that a held flood of sends is never
+    /// read into memory whole.
+    pub fn pending_page(
+        &self,
+        after: Option<PendingAfter>,
+        limit: usize,
+    ) -> Result<Option<PendingPage>, StoreError> {
+        // The row number follows the order sends were committed in (rows
+        // are only appended), and the partial index of pending sends is
+        // ordered by it: a page is a range of that index, not a sort.
         let mut st = self
             .conn
-            .prepare("SELECT message FROM sends WHERE state = 'pending' ORDER BY call, rowid")
+            .prepare_cached(
+                "SELECT rowid, message FROM sends WHERE state = 'pending' AND rowid > ?1
+                 ORDER BY rowid LIMIT ?2",
+            )
             .map_err(|e| self.err(e))?;
+        let from = after.map_or(i64::MIN, |a| a.0);
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map(params![from, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for json in rows {
-            let json = json.map_err(|e| self.err(e))?;
+        let mut intents = Vec::new();
+        let mut last = from;
+        for row in rows {
+            let (rowid, json) = row.map_err(|e| self.err(e))?;
             let message = serde_json::from_str(&json).map_err(|e| StoreError::NotAStore {
                 path: self.path.clone(),
                 reason: format!("a stored message is not valid: {e}"),
             })?;
-            out.push(Intent { message });
+            intents.push(Intent { message });
+            last = rowid;
         }
-        Ok(out)
+        Ok((!intents.is_empty()).then_some(PendingPage {
+            intents,
+            last: PendingAfter(last),
+        }))
+    }
+
+    /// Calls `each` with the idempotency key and channel of every send not
+    /// yet delivered, without reading their messages.
+    pub fn each_pending_key(&self, mut each: impl FnMut(&str, &str)) -> Result<(), StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, channel FROM sends WHERE state = 'pending'")
+            .map_err(|e| self.err(e))?;
+        let mut rows = st.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let text = |i: usize| {
+                row.get_ref(i)
+                    .map_err(|e| self.err(e))?
+                    .as_str()
+                    .map_err(|e| StoreError::NotAStore {
+                        path: self.path.clone(),
+                        reason: format!("a stored send's key or channel is not text: {e}"),
+                    })
+            };
+            each(text(0)?, text(1)?);
+        }
+        Ok(())
     }
 
     /// Intents whose delivery is settled (delivered, or failed for good),

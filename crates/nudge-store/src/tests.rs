@@ -69,6 +69,64 @@ fn a_newer_schema_is_refused() {
 }
 
 #[test]
+fn pending_sends_are_read_in_pages_in_the_order_they_were_committed() {
+    let mut s = Store::in_memory().unwrap();
+    // Committed in two transactions, keys not in their order, so the pages
+    // follow the commits and not the keys.
+    for keys in [["k7", "k2", "k9"], ["k1", "k8", "k3"]] {
+        let mut b = Batch {
+            intents: keys
+                .iter()
+                .map(|k| Intent {
+                    message: message(k),
+                })
+                .collect(),
+            ..Batch::default()
+        };
+        s.commit(&mut b).unwrap();
+    }
+    // Delivered sends leave the pages; a failure that may be retried stays.
+    let mut marks = Batch {
+        marks: vec![
+            Mark::Done {
+                key: "k2".into(),
+                attempts: 1,
+            },
+            Mark::Failed {
+                key: "k8".into(),
+                attempts: 1,
+                reason: "HTTP 503".into(),
+                retryable: true,
+            },
+        ],
+        ..Batch::default()
+    };
+    s.commit(&mut marks).unwrap();
+    let mut pages = Vec::new();
+    let mut after = None;
+    while let Some(page) = s.pending_page(after, 2).unwrap() {
+        assert!(page.intents.len() <= 2);
+        after = Some(page.last);
+        let keys: Vec<String> = page
+            .intents
+            .into_iter()
+            .map(|i| i.message.idempotency_key)
+            .collect();
+        pages.push(keys);
+    }
+    assert_eq!(pages, [vec!["k7", "k9"], vec!["k1", "k8"], vec!["k3"]]);
+    // Keys and channels alone, without the messages.
+    let mut keys = Vec::new();
+    s.each_pending_key(|key, channel| keys.push(format!("{key} {channel}")))
+        .unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["k1 email", "k3 email", "k7 email", "k8 email", "k9 email"]
+    );
+}
+
+#[test]
 fn the_ledger_keeps_each_key_once_and_tracks_its_state() {
     let mut s = Store::in_memory().unwrap();
     let mut b = Batch {
@@ -84,7 +142,8 @@ fn the_ledger_keeps_each_key_once_and_tracks_its_state() {
     };
     s.commit(&mut b).unwrap();
     assert_eq!(b.intents.len(), 2);
-    assert_eq!(s.pending().unwrap().len(), 2);
+    let pending = s.pending_page(None, 10).unwrap().unwrap();
+    assert_eq!(pending.intents.len(), 2);
     // The same key again is not a new intent, so it is not delivered again.
     let mut again = Batch {
         intents: vec![Intent {
