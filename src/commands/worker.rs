@@ -31,7 +31,8 @@ pub struct Args {
     /// clock through this RFC 3339 time, as `nudge run --until` does.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// The most calls of one partition applied and committed together.
+    /// The most calls of one partition applied and committed together, and
+    /// the most timers one step of its clock fires per commit.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
     /// Apply and commit only; leave the sends to other workers' dispatch.

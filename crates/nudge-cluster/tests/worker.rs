@@ -1112,3 +1112,61 @@ async fn a_handoff_whose_joining_call_never_said_so_is_taken_in_anyway() {
     assert!(!single.is_empty());
     assert_eq!(intents(&t.settings).await, single);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_step_past_a_batch_of_timers_is_committed_in_parts_and_decides_as_one() {
+    let Some(t) = trial("clock_parts", 1).await else {
+        return;
+    };
+    // Orders of two hundred customers over eighteen months, and a
+    // win-back ninety days after each one's last: the step to `until`
+    // fires every win-back not yet due at the last order.
+    let project = Project {
+        bundle: nudge_test_support::example_bundle("win_back"),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    };
+    let mut bytes = Vec::new();
+    nudge_gen::generate_purchases(&nudge_gen::PurchaseConfig::new(600), &mut bytes).unwrap();
+    let lines: Vec<String> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let until = until_after(&lines, 200);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    for chunk in lines.chunks(500) {
+        ingest.accept(chunk.to_vec(), Vec::new()).await.unwrap();
+    }
+    // Batches of seven: that step fires many more timers than that, and
+    // commits them seven at a time.
+    let mut w = Worker::connect(
+        &t.settings,
+        options("w1", Some(until)),
+        project.code(),
+        None,
+    )
+    .await
+    .unwrap();
+    settle(&mut [&mut w]).await;
+    let want = single_node(&project.bundle, &lines, until);
+    let got = intents(&t.settings).await;
+    let last_call = until - 200 * 86_400_000;
+    let after_the_calls = want
+        .values()
+        .filter(|m| {
+            let at = m["at"].as_str().unwrap();
+            chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .timestamp_millis()
+                > last_call
+        })
+        .count() as u64;
+    assert!(after_the_calls >= 21, "{after_the_calls}");
+    let parts = w.progress().clock_parts;
+    assert!(
+        parts >= after_the_calls / 7 - 1,
+        "{parts} parts for {after_the_calls} sends after the calls"
+    );
+    assert!(got == want, "the parts decided otherwise than one engine");
+}

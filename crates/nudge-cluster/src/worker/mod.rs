@@ -18,7 +18,7 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use futures_util::StreamExt;
 use nudge_bytecode::Bundle;
 use nudge_host::durable::{self, Bundles, Captured, LedgerSink, Router};
-use nudge_runtime::engine::{Config, Engine, Sink};
+use nudge_runtime::engine::{ClockStep, Config, Engine, Sink};
 use nudge_runtime::identity::Identity;
 use nudge_runtime::record::{Membership, Record};
 use serde::Deserialize;
@@ -71,7 +71,8 @@ pub struct Options {
     pub lease: Duration,
     /// How often leases are renewed and the fair share is looked at again.
     pub renew_every: Duration,
-    /// The most messages of one partition applied and committed together.
+    /// The most messages of one partition applied and committed together,
+    /// and the most timers a step of its clock fires per commit.
     pub batch: usize,
     /// What moves the clock.
     pub clock: Clock,
@@ -133,6 +134,9 @@ pub struct Progress {
     pub refused: u64,
     /// Batches committed.
     pub commits: u64,
+    /// Parts of clock steps committed before their step ended: a step
+    /// that fires more than a batch of timers is committed a batch at a time.
+    pub clock_parts: u64,
     /// Send intents committed.
     pub intents: u64,
     /// Partitions taken (restored from rows).
@@ -832,6 +836,13 @@ impl<'b> Worker<'b> {
             );
         }
         let idle = batch.is_empty() && h.pending.is_empty();
+        if !forward.is_empty() {
+            // Before any commit (a step of the clock may commit in parts):
+            // a crash in between forwards again, and the log drops the
+            // repeat by its id.
+            self.log.publish(&forward).await?;
+            self.progress.forwarded += forward.len() as u64;
+        }
         match self.options.clock {
             // While a call waits for a customer handed over, the clock
             // waits too: no timer of the person fires before the join.
@@ -839,11 +850,11 @@ impl<'b> Worker<'b> {
             Clock::Wall => {
                 let now = now_ms();
                 if now > h.engine.now() {
-                    h.engine.advance_through(now);
+                    self.advance(h, ClockStep::Until(now), last, &moves).await?;
                 }
             }
             Clock::Calls { until: Some(t) } if idle && !h.finished => {
-                h.engine.advance_through(t);
+                self.advance(h, ClockStep::Until(t), last, &moves).await?;
                 h.finished = true;
                 // The state reached is committed even without a send.
                 self.commit(h, None, &moves).await?;
@@ -867,12 +878,6 @@ impl<'b> Worker<'b> {
             }
             return Ok(false);
         }
-        if !forward.is_empty() {
-            // Before the commit: a crash in between forwards again, and
-            // the log drops the repeat by its id.
-            self.log.publish(&forward).await?;
-            self.progress.forwarded += forward.len() as u64;
-        }
         self.commit(h, last, &moves).await?;
         self.trim(h).await;
         self.progress.applied += applied;
@@ -888,6 +893,28 @@ impl<'b> Worker<'b> {
             }
         }
         Ok(true)
+    }
+
+    /// Takes `step` of the partition's clock a batch of timers at a time,
+    /// committing each part but the last (the caller's commit takes it,
+    /// with the calls applied before, through `applied`, and `moves`, which
+    /// every part commits again to the same effect): after downtime a tick
+    /// may fire every timer of the partition, and its sends and trace
+    /// would otherwise wait in memory until it ended. The parts decide
+    /// what the step whole decides.
+    async fn advance(
+        &mut self,
+        h: &mut Held<'b>,
+        step: ClockStep,
+        applied: Option<u64>,
+        moves: &Moves,
+    ) -> Result<(), ClusterError> {
+        let timers = self.options.batch.max(1);
+        while h.engine.advance_part(step, timers).is_some() {
+            self.commit(h, applied, moves).await?;
+            self.progress.clock_parts += 1;
+        }
+        Ok(())
     }
 
     /// Removes from the log the partition's messages committed longer
