@@ -1151,10 +1151,7 @@ pub fn resume<'b, S: Sink + Feed>(
 
     // Intents committed but not known delivered when the last run stopped,
     // read a page at a time: a held flood may be hundreds of thousands.
-    let present = already_in_outbox(store, router).map_err(|e| StoreError::Open {
-        path: store.path().to_path_buf(),
-        reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
-    })?;
+    let present = already_in_outbox(store, router)?;
     report.retried += present.pending;
     let held = present.held(router.hold_over);
     if held.is_empty() || !present.keys.is_empty() {
@@ -1192,10 +1189,12 @@ pub fn resume<'b, S: Sink + Feed>(
             }
             // Each page's results are stored before the next is read, so
             // neither the intents nor their marks pile up.
-            store.commit(&mut Batch {
-                marks: std::mem::take(&mut batch.marks),
-                ..Batch::default()
-            })?;
+            if !batch.marks.is_empty() {
+                store.commit(&mut Batch {
+                    marks: std::mem::take(&mut batch.marks),
+                    ..Batch::default()
+                })?;
+            }
         }
     }
     Ok(Resumed {

@@ -425,9 +425,17 @@ impl<'b> Live<'b> {
 
     /// The operator's release: held sends go out and sending resumes.
     pub fn release(&mut self) -> Answer {
-        let Some(reason) = self.paused.take() else {
+        if self.paused.is_none() {
             return (200, json!({"paused": false, "released": 0}));
-        };
+        }
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            // Their results could not be stored: they stay held.
+            return (
+                503,
+                json!({"error": "the store failed earlier: the held sends stay held"}),
+            );
+        }
+        let reason = self.paused.take().unwrap_or_default();
         self.held = durable::Held::default();
         self.metrics.held.store(0, Ordering::Relaxed);
         self.metrics.paused.store(false, Ordering::Relaxed);
@@ -453,12 +461,6 @@ impl<'b> Live<'b> {
     /// page at a time with each page's results stored before the next:
     /// a flood of held sends is never in memory whole. Returns how many.
     fn release_held(&mut self) -> Result<u64, StoreError> {
-        if self.metrics.broken.load(Ordering::Relaxed) {
-            return Err(StoreError::Open {
-                path: self.store.path().to_path_buf(),
-                reason: "the store failed earlier".into(),
-            });
-        }
         // Once what waits for delivery is delivered and its results are
         // stored, the ledger's pending sends are the held ones and those
         // waiting for another round (or for a restart, past the retries'
@@ -484,7 +486,8 @@ impl<'b> Live<'b> {
         Ok(released)
     }
 
-    /// Stores the delivery results not yet stored, alone.
+    /// Stores the delivery results made since the last commit, in a
+    /// commit of their own.
     fn store_marks(&mut self) -> Result<(), StoreError> {
         if self.marks.is_empty() {
             return Ok(());
