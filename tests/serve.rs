@@ -1374,6 +1374,14 @@ fn an_overdue_step_in_parts_over_the_breakers_limit_holds_every_send() {
     let (status, answer) = post(&server, "/admin/release-sends", Some("Bearer adm"), "");
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["released"], 40, "{answer}");
+    // The release goes on a page a round, between requests: calls are
+    // taken meanwhile.
+    let order = format!(
+        r#"{{"batch":[{{"type":"identify","userId":"new","timestamp":"{}","traits":{{"email":"new@example.com","consent":{{"email":true}}}}}}]}}"#,
+        ago(5)
+    );
+    let (status, answer) = post(&server, "/v1/batch", Some(GOOD), &order);
+    assert_eq!(status, 200, "{answer}");
     wait_for_metric(&server, "nudge_sends_held 0");
     stop(server);
     let outbox = common::outbox_by_key(&project.join(".nudge/outbox.jsonl"));

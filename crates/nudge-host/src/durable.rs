@@ -1156,7 +1156,7 @@ pub fn resume<'b, S: Sink + Feed>(
     let held = present.held(router.hold_over);
     if held.is_empty() || !present.keys.is_empty() {
         let mut after = None;
-        while let Some(read) = store.pending_page(after, page)? {
+        while let Some(read) = store.pending_page(after, None, page)? {
             after = Some(read.last);
             let (done, todo): (Vec<Intent>, Vec<Intent>) = read
                 .intents
@@ -1625,6 +1625,13 @@ impl Held {
     pub fn hold(&mut self, intents: &[Intent]) {
         for i in intents {
             self.add(&i.message.channel, 1);
+        }
+    }
+
+    /// Counts the sends of `intents` as no longer held.
+    pub fn release(&mut self, intents: &[Intent]) {
+        for i in intents {
+            self.remove(&i.message.channel, 1);
         }
     }
 

@@ -99,9 +99,11 @@ pub struct Live<'b> {
     /// Why sending is paused, while it is.
     paused: Option<String>,
     /// Committed sends held while sending is paused, counted by channel:
-    /// they are pending in the ledger, which [`Live::release`] reads them
-    /// back from a page at a time.
+    /// they are pending in the ledger, which a release reads them back
+    /// from a page at a time.
     held: durable::Held,
+    /// The release under way, if one is.
+    releasing: Option<Releasing>,
     /// The declared alerts and where they are notified; `None` without any.
     alerts: Option<alerts::Watch>,
     /// The dead letters of every stored call, for the next checkpoint.
@@ -122,6 +124,19 @@ pub struct Live<'b> {
     alerts_webhook: String,
     /// The project's root, whose nudge.toml a reload reads again.
     root: PathBuf,
+}
+
+/// A release of held sends under way: the ledger's pending sends from
+/// after `after` through `through`, a page at a time.
+struct Releasing {
+    /// Where the last page delivered ended.
+    after: Option<nudge_store::PendingAfter>,
+    /// The last send pending when the release began.
+    through: nudge_store::PendingAfter,
+    /// Sends that were waiting for another round then: not the release's.
+    retrying: HashSet<String>,
+    /// The held sends not delivered yet, by channel.
+    left: durable::Held,
 }
 
 impl<'b> Live<'b> {
@@ -235,6 +250,7 @@ impl<'b> Live<'b> {
             max_sends,
             paused: None,
             held: durable::Held::default(),
+            releasing: None,
             alerts: None,
             stored_dead: history,
             dead_written: durable::stored_dead(start.as_ref()),
@@ -423,7 +439,8 @@ impl<'b> Live<'b> {
         self.paused = Some(reason);
     }
 
-    /// The operator's release: held sends go out and sending resumes.
+    /// The operator's release: sending resumes, and the held sends go out
+    /// a page at a time between requests (see [`Live::release_page`]).
     pub fn release(&mut self) -> Answer {
         if self.paused.is_none() {
             return (200, json!({"paused": false, "released": 0}));
@@ -435,13 +452,12 @@ impl<'b> Live<'b> {
                 json!({"error": "the store failed earlier: the held sends stay held"}),
             );
         }
-        let reason = self.paused.take().unwrap_or_default();
-        self.held = durable::Held::default();
-        self.metrics.held.store(0, Ordering::Relaxed);
-        self.metrics.paused.store(false, Ordering::Relaxed);
-        match self.release_held() {
+        match self.start_release() {
             Ok(released) => {
+                let reason = self.paused.take().unwrap_or_default();
+                self.metrics.paused.store(false, Ordering::Relaxed);
                 eprintln!("note: sending resumed by the operator; {released} held sends released");
+                self.release_page();
                 (
                     200,
                     json!({"paused": false, "released": released, "reason": reason}),
@@ -457,33 +473,94 @@ impl<'b> Live<'b> {
         }
     }
 
-    /// Delivers the sends the breaker held, read back from the ledger a
-    /// page at a time with each page's results stored before the next:
-    /// a flood of held sends is never in memory whole. Returns how many.
-    fn release_held(&mut self) -> Result<u64, StoreError> {
+    /// Marks the sends pending in the ledger now, other than those waiting
+    /// for another round, for delivery by [`Live::release_page`]; returns
+    /// how many the breaker held.
+    fn start_release(&mut self) -> Result<u64, StoreError> {
         // Once what waits for delivery is delivered and its results are
         // stored, the ledger's pending sends are the held ones and those
         // waiting for another round (or for a restart, past the retries'
-        // limit, which a release may as well try now).
+        // limit, which a release may as well try now). Sends committed
+        // after this are delivered as they come: the release stops before
+        // them.
         self.deliver();
         self.store_marks()?;
-        let retrying: HashSet<String> = self.retries.keys().map(str::to_string).collect();
+        let through = self.store.pending_last()?;
+        let held = std::mem::take(&mut self.held);
+        let released = held.total();
+        let mut left = held;
+        if let Some(earlier) = self.releasing.take() {
+            // A release under way starts again from the first pending
+            // send: what it delivered is no longer pending.
+            for (channel, n) in earlier.left.channels() {
+                left.add(channel, n);
+            }
+        }
+        if let Some(through) = through {
+            self.releasing = Some(Releasing {
+                after: None,
+                through,
+                retrying: self.retries.keys().map(str::to_string).collect(),
+                left,
+            });
+        }
+        self.count_held();
+        Ok(released)
+    }
+
+    /// Delivers the next page of a release and stores its results; the
+    /// serve loop calls it between requests until none is left, so a
+    /// release of a flood does not stop calls from being taken.
+    pub fn release_page(&mut self) {
+        let Some(mut r) = self.releasing.take() else {
+            return;
+        };
+        if self.metrics.broken.load(Ordering::Relaxed) {
+            // Left pending in the ledger, as the last words say.
+            self.releasing = Some(r);
+            return;
+        }
         let page = durable::part_timers(self.customers_in_memory);
-        let mut after = None;
-        let mut released = 0;
-        while let Some(read) = self.store.pending_page(after, page)? {
-            after = Some(read.last);
+        let read = match self.store.pending_page(r.after, Some(r.through), page) {
+            Ok(read) => read,
+            Err(e) => {
+                self.broken(&e);
+                self.releasing = Some(r);
+                return;
+            }
+        };
+        if let Some(read) = read {
+            let last_page = read.intents.len() < page;
+            r.after = Some(read.last);
             let held: Vec<Intent> = read
                 .intents
                 .into_iter()
-                .filter(|i| !retrying.contains(&i.message.idempotency_key))
+                .filter(|i| !r.retrying.contains(&i.message.idempotency_key))
                 .collect();
-            released += held.len() as u64;
+            r.left.release(&held);
             self.to_deliver.extend(held);
+            if !last_page {
+                self.releasing = Some(r);
+            }
             self.deliver();
-            self.store_marks()?;
+            if let Err(e) = self.store_marks() {
+                self.broken(&e);
+            }
         }
-        Ok(released)
+        self.count_held();
+    }
+
+    /// Whether a release has pages left to deliver.
+    pub fn releasing(&self) -> bool {
+        self.releasing.is_some()
+    }
+
+    /// Publishes how many sends are held, or released and not yet out.
+    fn count_held(&self) {
+        let left = self.releasing.as_ref().map_or(0, |r| r.left.total());
+        self.metrics
+            .held
+            .store(self.held.total() + left, Ordering::Relaxed);
     }
 
     /// Stores the delivery results made since the last commit, in a
@@ -722,9 +799,7 @@ impl<'b> Live<'b> {
                 .to_deliver
                 .split_off(to_deliver.min(self.to_deliver.len()));
             self.held.hold(&parts);
-            self.metrics
-                .held
-                .store(self.held.total(), Ordering::Relaxed);
+            self.count_held();
         }
         self.until = Some(now);
         if self.captured.is_empty() && self.marks.is_empty() {
@@ -773,9 +848,7 @@ impl<'b> Live<'b> {
         self.marks.append(&mut batch.marks);
         if self.paused.is_some() {
             self.held.hold(&intents);
-            self.metrics
-                .held
-                .store(self.held.total(), Ordering::Relaxed);
+            self.count_held();
         } else {
             self.to_deliver.extend(intents);
         }
@@ -952,7 +1025,8 @@ impl<'b> Live<'b> {
         }
         let waiting = self.to_deliver.iter().map(|i| i.message.channel.as_str());
         let channels = waiting.chain(self.retries.channels()).map(|c| (c, 1));
-        for (channel, n) in channels.chain(self.held.channels()) {
+        let left = self.releasing.iter().flat_map(|r| r.left.channels());
+        for (channel, n) in channels.chain(self.held.channels()).chain(left) {
             let provider = self.router.provider(channel).to_string();
             providers.entry(provider).or_default().pending += n;
         }
@@ -1055,6 +1129,12 @@ impl<'b> Live<'b> {
                 ok = false;
             }
         }
+        if let Some(r) = self.releasing.as_ref().filter(|r| !r.left.is_empty()) {
+            eprintln!(
+                "warning: {} released sends were not delivered yet and stay pending in the store; the next start delivers them, or holds them again past max_sends_per_step",
+                r.left.total()
+            );
+        }
         if !self.held.is_empty() {
             eprintln!(
                 "warning: {} sends held by the circuit breaker stay pending in the store; the next start holds them again until POST /admin/release-sends",
@@ -1142,9 +1222,16 @@ pub fn serve(live: &mut Live<'_>, rx: &mpsc::Receiver<Msg>, wall: bool, wedge_at
             live.publish_flows();
             next_tick = Instant::now() + TICK;
         }
+        // A release delivers a page a round, between requests.
+        live.release_page();
+        let wait = if live.releasing() {
+            Duration::ZERO
+        } else {
+            next_tick.saturating_duration_since(Instant::now())
+        };
         let msg = match held.take() {
             Some(msg) => Ok(msg),
-            None => rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())),
+            None => rx.recv_timeout(wait),
         };
         match msg {
             Ok(Msg::Lines(lines, refused, reply)) => {

@@ -1500,13 +1500,28 @@ impl Store {
         Ok(())
     }
 
+    /// Where the last send now pending was committed: a bound for
+    /// [`Store::pending_page`] that leaves out sends committed after it.
+    pub fn pending_last(&self) -> Result<Option<PendingAfter>, StoreError> {
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT max(rowid) FROM sends WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(last.map(PendingAfter))
+    }
+
     /// At most `limit` intents not yet delivered, oldest first, from after
-    /// the `after` of an earlier page (from the first without it); `None`
-    /// once none is left. Paged so that a held flood of sends is never
-    /// read into memory whole.
+    /// the `after` of an earlier page (from the first without it) through
+    /// `through` (every one without it); `None` once none is left. Paged so
+    /// that a held flood of sends is never read into memory whole.
     pub fn pending_page(
         &self,
         after: Option<PendingAfter>,
+        through: Option<PendingAfter>,
         limit: usize,
     ) -> Result<Option<PendingPage>, StoreError> {
         // The row number follows the order sends were committed in (rows
@@ -1515,14 +1530,16 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT rowid, message FROM sends WHERE state = 'pending' AND rowid > ?1
-                 ORDER BY rowid LIMIT ?2",
+                "SELECT rowid, message FROM sends
+                 WHERE state = 'pending' AND rowid > ?1 AND rowid <= ?2
+                 ORDER BY rowid LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
         let from = after.map_or(i64::MIN, |a| a.0);
+        let to = through.map_or(i64::MAX, |a| a.0);
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let rows = st
-            .query_map(params![from, limit], |r| {
+            .query_map(params![from, to, limit], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(|e| self.err(e))?;

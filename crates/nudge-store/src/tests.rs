@@ -104,7 +104,7 @@ fn pending_sends_are_read_in_pages_in_the_order_they_were_committed() {
     s.commit(&mut marks).unwrap();
     let mut pages = Vec::new();
     let mut after = None;
-    while let Some(page) = s.pending_page(after, 2).unwrap() {
+    while let Some(page) = s.pending_page(after, None, 2).unwrap() {
         assert!(page.intents.len() <= 2);
         after = Some(page.last);
         let keys: Vec<String> = page
@@ -115,6 +115,23 @@ fn pending_sends_are_read_in_pages_in_the_order_they_were_committed() {
         pages.push(keys);
     }
     assert_eq!(pages, [vec!["k7", "k9"], vec!["k1", "k8"], vec!["k3"]]);
+    // A bound leaves out what was committed after it.
+    let last = s.pending_last().unwrap().unwrap();
+    let mut later = Batch {
+        intents: vec![Intent {
+            message: message("k0"),
+        }],
+        ..Batch::default()
+    };
+    s.commit(&mut later).unwrap();
+    let bounded = s.pending_page(None, Some(last), 10).unwrap().unwrap();
+    assert_eq!(bounded.intents.len(), 5);
+    assert!(
+        bounded
+            .intents
+            .iter()
+            .all(|i| i.message.idempotency_key != "k0")
+    );
     // Keys and channels alone, without the messages.
     let mut keys = Vec::new();
     s.each_pending_key(|key, channel| keys.push(format!("{key} {channel}")))
@@ -122,7 +139,9 @@ fn pending_sends_are_read_in_pages_in_the_order_they_were_committed() {
     keys.sort();
     assert_eq!(
         keys,
-        ["k1 email", "k3 email", "k7 email", "k8 email", "k9 email"]
+        [
+            "k0 email", "k1 email", "k3 email", "k7 email", "k8 email", "k9 email"
+        ]
     );
 }
 
@@ -142,7 +161,7 @@ fn the_ledger_keeps_each_key_once_and_tracks_its_state() {
     };
     s.commit(&mut b).unwrap();
     assert_eq!(b.intents.len(), 2);
-    let pending = s.pending_page(None, 10).unwrap().unwrap();
+    let pending = s.pending_page(None, None, 10).unwrap().unwrap();
     assert_eq!(pending.intents.len(), 2);
     // The same key again is not a new intent, so it is not delivered again.
     let mut again = Batch {
