@@ -550,9 +550,10 @@ impl<'b> Live<'b> {
         self.count_held();
     }
 
-    /// Whether a release has pages left to deliver.
+    /// Whether a release has pages left to deliver (none is delivered once
+    /// the store failed: they stay pending).
     pub fn releasing(&self) -> bool {
-        self.releasing.is_some()
+        self.releasing.is_some() && !self.metrics.broken.load(Ordering::Relaxed)
     }
 
     /// Publishes how many sends are held, or released and not yet out.
