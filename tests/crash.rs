@@ -30,21 +30,20 @@ fn project(root: &Path, name: &str, events: &Path, window: Option<usize>) -> Pat
     dir
 }
 
-fn command(dir: &Path) -> Command {
+/// `nudge run` of `dir` with `args` and a JSON summary, as the harnesses
+/// start it again and again.
+fn nudge_run(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_nudge"));
-    // Small batches: many commits, so kills land between them as well as inside.
-    c.args([
-        "run",
-        s(dir),
-        "--drain",
-        "--format",
-        "json",
-        "--batch-lines",
-        "500",
-    ])
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null());
+    c.args(["run", s(dir), "--format", "json"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
     c
+}
+
+fn command(dir: &Path) -> Command {
+    // Small batches: many commits, so kills land between them as well as inside.
+    nudge_run(dir, &["--drain", "--batch-lines", "500"])
 }
 
 /// Runs `command` to its end, which must succeed; its JSON summary.
@@ -218,18 +217,7 @@ fn win_back_store_with(root: &Path, name: &str, events: &Path, runtime: &str) ->
 }
 
 fn until(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nudge"));
-    c.args([
-        "run",
-        s(dir),
-        "--until",
-        AFTER_THE_WIN_BACKS,
-        "--format",
-        "json",
-    ])
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null());
-    c
+    nudge_run(dir, &["--until", AFTER_THE_WIN_BACKS])
 }
 
 /// Writes 3,000 lines of purchases under `root`: hundreds of customers
@@ -307,13 +295,7 @@ fn killed_and_restarted_releases_of_held_sends_deliver_each_once() {
         );
         dir
     };
-    let release = |dir: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_nudge"));
-        c.args(["run", s(dir), "--release-sends", "--format", "json"])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        c
-    };
+    let release = |dir: &Path| nudge_run(dir, &["--release-sends"]);
     let reference_dir = held("reference");
     let outbox = |d: &Path| outbox_by_key(&d.join(".nudge/outbox.jsonl"));
     let sent_before = outbox(&reference_dir).len() as u64;

@@ -1151,7 +1151,7 @@ pub fn resume<'b, S: Sink + Feed>(
 
     // Intents committed but not known delivered when the last run stopped,
     // read a page at a time: a held flood may be hundreds of thousands.
-    let present = already_in_outbox(store, router)?;
+    let present = pending_sends(store, router)?;
     report.retried += present.pending;
     let held = present.held(router.hold_over);
     if held.is_empty() || !present.keys.is_empty() {
@@ -1528,47 +1528,51 @@ fn dispatch(router: &mut Router, intents: &[Intent], marks: &mut Vec<Mark>, repo
 /// the outbox already holds (a run stopped between writing a message
 /// there and storing that it was delivered). Only their keys are read,
 /// and the outbox once, matching 16-byte fingerprints of the keys.
-fn already_in_outbox(store: &Store, router: &Router) -> Result<Pending, StoreError> {
-    let mut pending = Pending::default();
-    let mut channels: Vec<String> = Vec::new();
+fn pending_sends(store: &Store, router: &Router) -> Result<Pending, StoreError> {
+    // Each channel met: its name, its count, and whether the outbox is
+    // where it goes; looked at once per channel, not once per send.
+    let mut channels: Vec<(String, u64, bool)> = Vec::new();
     let mut to_outbox: HashMap<u128, usize> = HashMap::new();
-    let outbox = router.outbox.as_ref();
+    let mut pending = Pending::default();
     store.each_pending_key(|key, channel| {
         pending.pending += 1;
-        let at = match channels.iter().position(|c| c == channel) {
+        let at = match channels.iter().position(|(c, ..)| c == channel) {
             Some(at) => at,
             None => {
-                channels.push(channel.to_string());
+                let outbox = router.outbox.is_some() && !router.routes.contains_key(channel);
+                channels.push((channel.to_string(), 0, outbox));
                 channels.len() - 1
             }
         };
-        pending.todo.add(channel, 1);
-        if outbox.is_some() && !router.routes.contains_key(channel) {
-            to_outbox.insert(nudge_runtime::dedupe::fingerprint(key), at);
+        if let Some((_, n, outbox)) = channels.get_mut(at) {
+            *n += 1;
+            if *outbox {
+                to_outbox.insert(nudge_runtime::dedupe::fingerprint(key), at);
+            }
         }
     })?;
-    let Some(path) = outbox.filter(|_| !to_outbox.is_empty()) else {
-        return Ok(pending);
-    };
-    pending.keys = nudge_store::outbox::keys_present(path, |key| {
-        to_outbox.contains_key(&nudge_runtime::dedupe::fingerprint(key))
-    })
-    .map_err(|e| StoreError::Open {
-        path: store.path().to_path_buf(),
-        reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
-    })?;
+    if let Some(path) = router.outbox.as_ref().filter(|_| !to_outbox.is_empty()) {
+        pending.keys = nudge_store::outbox::keys_present(path, |key| {
+            to_outbox.contains_key(&nudge_runtime::dedupe::fingerprint(key))
+        })
+        .map_err(|e| StoreError::Open {
+            path: store.path().to_path_buf(),
+            reason: format!("cannot read the outbox to reconcile pending sends: {e}"),
+        })?;
+    }
     for key in &pending.keys {
-        let channel = to_outbox
-            .get(&nudge_runtime::dedupe::fingerprint(key))
-            .and_then(|&at| channels.get(at));
-        if let Some(channel) = channel {
-            pending.todo.remove(channel, 1);
+        let at = to_outbox.get(&nudge_runtime::dedupe::fingerprint(key));
+        if let Some((_, n, _)) = at.and_then(|&at| channels.get_mut(at)) {
+            *n = n.saturating_sub(1);
         }
+    }
+    for (channel, n, _) in &channels {
+        pending.todo.add(channel, *n);
     }
     Ok(pending)
 }
 
-/// The sends an earlier run left pending (see [`already_in_outbox`]).
+/// The sends an earlier run left pending (see [`pending_sends`]).
 #[derive(Default)]
 struct Pending {
     /// How many there are.
