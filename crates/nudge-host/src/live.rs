@@ -783,6 +783,16 @@ impl<'b> Live<'b> {
                 batch.checkpoint = Some(self.checkpoint()?);
             }
             self.commit_as(&mut batch, false)?;
+            if self.paused.is_none() && made.saturating_sub(before) > self.max_sends {
+                // Over the limit already: the step's sends will be held,
+                // so they are counted as they come instead of waiting in
+                // memory for the step's end, where the breaker trips.
+                let parts = self
+                    .to_deliver
+                    .split_off(to_deliver.min(self.to_deliver.len()));
+                self.held.hold(&parts);
+                self.count_held();
+            }
         }
         let made = (made + self.captured.len()).saturating_sub(before);
         let paused = self.paused.is_some();
