@@ -471,6 +471,12 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
         m["timers_in_memory"].as_u64().unwrap() < m["timers"].as_u64().unwrap(),
         "{m}"
     );
+    // Nor the identities' texts: calls look theirs up by name.
+    assert_eq!(m["identities_in_memory"], 0, "{m}");
+    assert_eq!(
+        m["identities"], first["store"]["memory"]["identities"],
+        "{m}"
+    );
     std::fs::write(&events, lines.concat()).unwrap();
     let second = run_json(&bounded, &["--drain", "--batch-lines", "50"]);
     for run in [&first, &second] {
@@ -478,6 +484,11 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
         assert_eq!(m["budget"], 5, "{run}");
         assert!(m["let_go"].as_u64().unwrap() > 20, "{m}");
         assert!(m["read_back"].as_u64().unwrap() > 20, "{m}");
+        assert!(m["identities_read"].as_u64().unwrap() > 20, "{m}");
+        assert!(
+            m["identities_in_memory"].as_u64().unwrap() < m["identities"].as_u64().unwrap(),
+            "{m}"
+        );
     }
     // The restart read no customer: it started from the checkpoint.
     assert_eq!(second["store"]["restored"], 1701);

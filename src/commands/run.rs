@@ -508,14 +508,17 @@ fn summary(
                 };
                 if let Some(m) = &r.memory {
                     println!(
-                        "memory: {} of {} customers in memory (budget {}); {} read back from the store, {} let go; {} of {} timers in memory",
+                        "memory: {} of {} customers in memory (budget {}); {} read back from the store, {} let go; {} of {} timers in memory; {} of {} identities' texts in memory, {} read back",
                         m.in_memory,
                         m.customers,
                         m.budget,
                         m.read_back,
                         m.let_go,
                         m.timers_in_memory,
-                        m.timers
+                        m.timers,
+                        m.identities_in_memory,
+                        m.identities,
+                        m.identities_read
                     );
                 }
                 println!(

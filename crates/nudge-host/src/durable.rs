@@ -394,13 +394,36 @@ pub fn bound_memory<S: Sink>(
     Ok(())
 }
 
-/// The timers' insertion number a checkpoint stores them through, when it
-/// stores them as rows: once it is committed, the engine can let go of
-/// those not due soon.
-pub fn timers_stored(checkpoint: &nudge_store::Checkpoint) -> Option<u64> {
+/// What a checkpoint stores of the timers and identities, when it stores
+/// the state as rows: once it is committed, the engine can let go of the
+/// timers not due soon and the identities' texts (see [`InStore::let_go`]).
+pub fn in_store(checkpoint: &nudge_store::Checkpoint) -> Option<InStore> {
     match &checkpoint.engine {
-        EngineState::Rows(c) => Some(c.timer_seq),
+        EngineState::Rows(c) => Some(InStore {
+            timers: c.timer_seq,
+            nodes: c.node_count,
+        }),
         _ => None,
+    }
+}
+
+/// What a committed checkpoint stored of the state an engine lets go of
+/// (see [`InStore::let_go`]): its timers through an insertion number, and
+/// its identity nodes' texts below a node count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InStore {
+    /// The timers' last insertion number the checkpoint stored.
+    pub timers: u64,
+    /// How many identity nodes the checkpoint stored.
+    pub nodes: u32,
+}
+
+impl InStore {
+    /// Lets `engine` go of the timers and identities' texts the committed
+    /// checkpoint stored (it reads them back when needed).
+    pub fn let_go<S: Sink>(self, engine: &mut Engine<'_, S>) {
+        engine.let_timers_go(self.timers);
+        engine.let_texts_go(self.nodes);
     }
 }
 
@@ -409,31 +432,38 @@ pub fn timers_stored(checkpoint: &nudge_store::Checkpoint) -> Option<u64> {
 enum Saves {
     /// No checkpoint.
     Nothing,
-    /// A checkpoint writing these customers' rows, and the timers through
-    /// this insertion number.
-    Customers(Vec<u32>, u64),
-    /// A checkpoint writing the whole state (as rows: with the timers
-    /// through this insertion number).
-    Everything(Option<u64>),
+    /// A checkpoint writing these customers' rows, and the timers and
+    /// identities it stores.
+    Customers(Vec<u32>, InStore),
+    /// A checkpoint writing the whole state (as rows: with the timers and
+    /// identities it stores).
+    Everything(Option<InStore>),
 }
 
 impl Saves {
     fn of(batch: &Batch<'_>) -> Saves {
         match batch.checkpoint.as_ref().map(|c| &c.engine) {
             None => Saves::Nothing,
-            Some(EngineState::Rows(c)) if !c.full => {
-                Saves::Customers(c.customers.iter().map(|(n, _)| *n).collect(), c.timer_seq)
+            Some(EngineState::Rows(c)) => {
+                let stored = InStore {
+                    timers: c.timer_seq,
+                    nodes: c.node_count,
+                };
+                if c.full {
+                    Saves::Everything(Some(stored))
+                } else {
+                    Saves::Customers(c.customers.iter().map(|(n, _)| *n).collect(), stored)
+                }
             }
-            Some(EngineState::Rows(c)) => Saves::Everything(Some(c.timer_seq)),
             Some(_) => Saves::Everything(None),
         }
     }
 
-    /// The timers' insertion number the checkpoint stored them through.
-    fn timers(&self) -> Option<u64> {
+    /// What the checkpoint stored of the timers and identities.
+    fn stored(&self) -> Option<InStore> {
         match self {
             Saves::Nothing | Saves::Everything(None) => None,
-            Saves::Customers(_, seq) | Saves::Everything(Some(seq)) => Some(*seq),
+            Saves::Customers(_, stored) | Saves::Everything(Some(stored)) => Some(*stored),
         }
     }
 
@@ -576,6 +606,13 @@ pub struct Memory {
     /// Timers in memory when the run ended (those due an hour or more
     /// past the clock wait in the store).
     pub timers_in_memory: u64,
+    /// Identities (user ids, anonymous ids, addresses) the engine knows.
+    pub identities: u64,
+    /// Identities whose texts were in memory when the run ended (the
+    /// others are looked up in the store by name when a call names them).
+    pub identities_in_memory: u64,
+    /// Identities read back from the store during the run.
+    pub identities_read: u64,
 }
 
 impl Memory {
@@ -591,6 +628,9 @@ impl Memory {
             let_go: p.let_go,
             timers: engine.timers_pending() as u64,
             timers_in_memory: engine.timers_in_memory() as u64,
+            identities: p.identities,
+            identities_in_memory: p.identities_in_memory,
+            identities_read: p.texts_read,
         })
     }
 }
@@ -842,8 +882,8 @@ pub fn run<'b, S: Sink + Feed>(
                     {
                         engine.let_go(budget, &unsaved);
                     }
-                    if let Some(seq) = acked.timers() {
-                        engine.let_timers_go(seq);
+                    if let Some(stored) = acked.stored() {
+                        stored.let_go(engine);
                     }
                 }
             }

@@ -838,7 +838,7 @@ impl<'b> Live<'b> {
         batch.meta.push(("clock", self.engine.now().to_string()));
         let started = Instant::now();
         let with_state = batch.checkpoint.is_some();
-        let timers = batch.checkpoint.as_ref().and_then(durable::timers_stored);
+        let timers = batch.checkpoint.as_ref().and_then(durable::in_store);
         durable::no_page_fault(self.store.path(), &self.engine)?;
         let intents = durable::commit_captured(&mut self.store, &self.captured, batch)
             .inspect_err(|_| {
@@ -850,10 +850,10 @@ impl<'b> Live<'b> {
             // The checkpoint is committed: what it wrote can be read back.
             self.engine.let_go(budget, &[]);
         }
-        if let Some(seq) = timers
+        if let Some(stored) = timers
             && timers_go
         {
-            self.engine.let_timers_go(seq);
+            stored.let_go(&mut self.engine);
         }
         self.metrics.commit(started.elapsed());
         self.marks.append(&mut batch.marks);

@@ -5,3 +5,6 @@
 
 /// A hash set with foldhash.
 pub(crate) type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// A hash map with foldhash.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

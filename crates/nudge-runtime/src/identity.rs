@@ -108,8 +108,26 @@ impl<'a> Names<'a> {
 }
 
 mod members;
+mod texts;
 
-use members::Members;
+use texts::Texts;
+
+/// An identity's name in a store: its kind mark, then its text (the key
+/// a store finds its node by, see `Pager::node_named`).
+pub fn stored_name(id: &Identity) -> Vec<u8> {
+    let (kind, text) = Kind::of(id);
+    members::make_entry(kind, text).into_bytes()
+}
+
+/// An identity of this kind and text.
+fn to_identity(kind: Kind, text: &str) -> Identity {
+    let text = text.to_string();
+    match kind {
+        Kind::User => Identity::User(text),
+        Kind::Anonymous => Identity::Anonymous(text),
+        Kind::Email => Identity::Email(text),
+    }
+}
 
 /// What [`Identities::user`] holds for a set without a user id.
 const NO_USER: u32 = u32::MAX;
@@ -154,7 +172,13 @@ pub struct Identities {
     /// The user id node of each root's set, or [`NO_USER`] (4 bytes a
     /// node where an `Option` takes 8).
     user: Vec<u32>,
-    members: Members,
+    /// The nodes' texts: all of them, or only those in use once a store
+    /// holds them (see [`Identities::let_texts_go`]). The index holds the
+    /// nodes whose texts are here.
+    texts: Texts,
+    /// How many nodes there were at the last take: the names of those
+    /// made since are written with the next.
+    named: u32,
 }
 
 /// [`Identities`] as stored: the node tables, in their field order.
@@ -174,8 +198,9 @@ impl From<Stored> for Identities {
         t.parent = s.parent;
         t.size = s.size;
         t.user = s.user.into_iter().map(|u| u.unwrap_or(NO_USER)).collect();
-        for id in &s.members {
-            t.members.push_identity(id);
+        for (n, id) in (0..).zip(&s.members) {
+            let (kind, text) = Kind::of(id);
+            t.texts.push(n, kind, text);
         }
         rows.finish()
     }
@@ -190,7 +215,7 @@ impl Serialize for Identities {
         st.serialize_field("parent", &self.parent)?;
         st.serialize_field("size", &self.size)?;
         st.serialize_field("user", &Users(&self.user))?;
-        st.serialize_field("members", &MemberList(&self.members))?;
+        st.serialize_field("members", &MemberList(self))?;
         st.end()
     }
 }
@@ -204,8 +229,9 @@ impl Serialize for Users<'_> {
     }
 }
 
-/// The members as [`Identity`] values, as stored.
-struct MemberList<'a>(&'a Members);
+/// The members as [`Identity`] values, as stored (every text must be in
+/// memory: see `Machine::page_in_all`).
+struct MemberList<'a>(&'a Identities);
 
 /// An [`Identity`] that borrows its text: the same serialized form.
 #[derive(Serialize)]
@@ -219,10 +245,11 @@ enum IdentityRef<'a> {
 impl Serialize for MemberList<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeSeq};
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for member in self.0.iter() {
-            let (kind, text) =
-                member.ok_or_else(|| S::Error::custom("an identity's text is damaged"))?;
+        let mut seq = serializer.serialize_seq(Some(self.0.parent.len()))?;
+        for n in 0..self.0.parent.len() as u32 {
+            let (kind, text) = self.0.texts.get(n).ok_or_else(|| {
+                S::Error::custom(format!("identity node {n}'s text is not in memory"))
+            })?;
             seq.serialize_element(&match kind {
                 Kind::User => IdentityRef::User(text),
                 Kind::Anonymous => IdentityRef::Anonymous(text),
@@ -249,22 +276,189 @@ pub struct NodeRow {
     pub member: Identity,
 }
 
+impl NodeRow {
+    /// A node's row as a store keeps it, decoded.
+    pub fn decode(bytes: &[u8]) -> Result<NodeRow, String> {
+        postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    }
+}
+
 impl Identities {
     /// Starts following which nodes change (all or none counted as changed).
     pub(crate) fn start_marks(&mut self, all: bool) {
         self.marks.start(all);
+        // A full take writes every node's name; otherwise the store holds
+        // the names of the nodes there are.
+        self.named = if all { 0 } else { self.parent.len() as u32 };
     }
 
-    /// The rows of the nodes made or joined since the last take.
-    pub(crate) fn take_rows(&mut self) -> Vec<(u32, NodeRow)> {
+    /// The rows of the nodes made or joined since the last take, and the
+    /// names of the nodes made (a store finds a node by its name). Every
+    /// node taken must have its text in memory (see
+    /// [`Identities::marked_without_text`]): one without is named in the error.
+    pub(crate) fn take_rows(&mut self) -> Result<NodesTaken, u32> {
         let nodes: Vec<u32> = match self.marks.take() {
             crate::engine::marks::Taken::All => (0..self.parent.len() as u32).collect(),
             crate::engine::marks::Taken::Some(list) => list,
         };
+        let mut out = NodesTaken::default();
+        for n in nodes {
+            out.rows.push((n, self.row(n).ok_or(n)?));
+        }
+        let len = self.parent.len() as u32;
+        for n in std::mem::replace(&mut self.named, len)..len {
+            let (kind, text) = self.texts.get(n).ok_or(n)?;
+            out.names
+                .push((members::make_entry(kind, text).into_bytes(), n));
+        }
+        Ok(out)
+    }
+
+    /// The nodes a take will write whose texts are not in memory (to be
+    /// read back first, with [`Identities::learn_row`]).
+    pub(crate) fn marked_without_text(&self) -> Vec<u32> {
+        if !self.texts.partial() {
+            return Vec::new();
+        }
+        match self.marks.list() {
+            Some(list) => self.without_text(list.iter().copied()),
+            None => self.without_text(0..self.parent.len() as u32),
+        }
+    }
+
+    /// Which of `nodes` have no text in memory.
+    pub(crate) fn without_text(&self, nodes: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        if !self.texts.partial() {
+            return Vec::new();
+        }
         nodes
             .into_iter()
-            .filter_map(|n| Some((n, self.row(n)?)))
+            .filter(|&n| (n as usize) < self.parent.len() && self.texts.get(n).is_none())
             .collect()
+    }
+
+    /// Whether the nodes' texts are partly left in the store.
+    pub(crate) fn texts_left(&self) -> bool {
+        self.texts.partial()
+    }
+
+    /// How many nodes have their texts in memory (and are in the index).
+    pub(crate) fn texts_in_memory(&self) -> usize {
+        self.index.len()
+    }
+
+    /// How many nodes there are.
+    pub(crate) fn len(&self) -> u32 {
+        self.parent.len() as u32
+    }
+
+    /// The stored names of the identities a call names that are not in
+    /// memory (while texts are left in the store): each is to be looked up
+    /// in the store, and its node learnt, before the call is observed, or
+    /// it would be made again as a new node.
+    pub(crate) fn names_to_read(&self, names: &Names<'_>, out: &mut Vec<Vec<u8>>) {
+        if !self.texts.partial() {
+            return;
+        }
+        let email = names
+            .email
+            .filter(|e| !e.trim().is_empty())
+            .map(normal_email);
+        let wanted = [
+            names.user_id.map(|t| (Kind::User, t)),
+            names.anonymous_id.map(|t| (Kind::Anonymous, t)),
+            names.previous_id.map(|t| (Kind::User, t)),
+            names.previous_id.map(|t| (Kind::Anonymous, t)),
+            email.as_deref().map(|t| (Kind::Email, t)),
+        ];
+        for (kind, text) in wanted.into_iter().flatten() {
+            if self.find_node(kind, text).is_none() {
+                out.push(members::make_entry(kind, text).into_bytes());
+            }
+        }
+    }
+
+    /// The stored name of `id`, when it is not in memory and may be stored.
+    pub(crate) fn name_to_read(&self, id: &Identity) -> Option<Vec<u8>> {
+        let (kind, text) = Kind::of(id);
+        (self.texts.partial() && self.find_node(kind, text).is_none())
+            .then(|| members::make_entry(kind, text).into_bytes())
+    }
+
+    /// Node `n` is the one named `name` (as the store says).
+    pub(crate) fn learn_name(&mut self, n: u32, name: &[u8]) -> Result<(), String> {
+        let entry = std::str::from_utf8(name)
+            .ok()
+            .and_then(members::entry)
+            .ok_or_else(|| format!("identity node {n} is stored under a damaged name"))?;
+        self.learn(n, entry.0, entry.1)
+    }
+
+    /// Node `n`'s text, from its stored row.
+    pub(crate) fn learn_row(&mut self, n: u32, row: &NodeRow) -> Result<(), String> {
+        let (kind, text) = Kind::of(&row.member);
+        self.learn(n, kind, text)
+    }
+
+    fn learn(&mut self, n: u32, kind: Kind, text: &str) -> Result<(), String> {
+        if n as usize >= self.parent.len() {
+            return Err(format!(
+                "the store names identity node {n}, and the graph has {}",
+                self.parent.len()
+            ));
+        }
+        if self.texts.get(n).is_none() && self.texts.learn(n, kind, text) {
+            self.index_node(n, kind, text);
+        }
+        Ok(())
+    }
+
+    /// Lets go of the texts a committed take stored: those of nodes
+    /// numbered below `through` (the take's [`Identities::len`]) that
+    /// changed in no take since. From then on only the texts in use are in
+    /// memory; the others are read back by name or number. Returns how
+    /// many were let go.
+    pub(crate) fn let_texts_go(&mut self, through: u32) -> usize {
+        if self.marks.list().is_none() {
+            // Every node counts as changed: the take to come needs them all.
+            return 0;
+        }
+        let before = self.index.len();
+        let nodes = self.parent.len() as u32;
+        let marks = &self.marks;
+        let keep = |n: u32| n >= through || marks.is_marked(n);
+        self.texts.keep_only(nodes, keep);
+        self.index.retain(|n| keep(*n));
+        if self.index.capacity() > 64 && self.index.capacity() > 4 * self.index.len() {
+            let (hasher, texts) = (&self.hasher, &self.texts);
+            self.index.shrink_to_fit(|&m| {
+                texts
+                    .get(m)
+                    .map_or(0, |(kind, text)| hash(hasher, kind, text))
+            });
+        }
+        before.saturating_sub(self.index.len())
+    }
+
+    /// Every text in memory again, once each node's was read back
+    /// (before the whole graph is written); false while one is missing.
+    pub(crate) fn make_whole(&mut self) -> bool {
+        self.texts.make_whole(self.parent.len() as u32)
+    }
+
+    /// The nodes of customer `c`'s set.
+    pub(crate) fn set_nodes(&mut self, c: CustomerId) -> Vec<u32> {
+        let root = self.find(c.0);
+        (0..self.parent.len() as u32)
+            .filter(|&n| self.find(n) == root)
+            .collect()
+    }
+
+    /// The node whose text is customer `c`'s display id (see
+    /// [`Identities::display_id`]).
+    pub(crate) fn display_node(&mut self, c: CustomerId) -> u32 {
+        let root = self.find(c.0);
+        self.user_of(root).unwrap_or(root)
     }
 
     /// Node `n` as a row.
@@ -274,9 +468,18 @@ impl Identities {
             parent: *self.parent.get(i)?,
             size: *self.size.get(i)?,
             user: Some(*self.user.get(i)?).filter(|&u| u != NO_USER),
-            member: self.members.identity(n)?,
+            member: self.identity(n)?,
         })
     }
+}
+
+/// What [`Identities::take_rows`] gives a take.
+#[derive(Debug, Default)]
+pub(crate) struct NodesTaken {
+    /// The rows of the nodes made or changed.
+    pub rows: Vec<(u32, NodeRow)>,
+    /// The stored names of the nodes made, with their numbers.
+    pub names: Vec<(Vec<u8>, u32)>,
 }
 
 /// Stored identity nodes read one at a time, in increasing number, into the
@@ -291,7 +494,7 @@ struct Tables {
     parent: Vec<u32>,
     size: Vec<u32>,
     user: Vec<u32>,
-    members: Members,
+    texts: Texts,
 }
 
 impl NodeRows {
@@ -303,7 +506,14 @@ impl NodeRows {
         s.parent.reserve_exact(n);
         s.size.reserve_exact(n);
         s.user.reserve_exact(n);
-        s.members.reserve(n);
+        s.texts.reserve(n);
+    }
+
+    /// Leaves the nodes' texts in the store: the graph holds only their
+    /// links, and the engine reads a text back by name or number when it
+    /// needs it (an engine with a `Pager`). Call it before the first push.
+    pub fn leave_texts_in_store(&mut self) {
+        self.0.texts = Texts::Some(Default::default());
     }
 
     /// Node `n`, which must follow the last one without a gap.
@@ -318,8 +528,16 @@ impl NodeRows {
         s.parent.push(row.parent);
         s.size.push(row.size);
         s.user.push(row.user.unwrap_or(NO_USER));
-        s.members.push_identity(&row.member);
+        if !s.texts.partial() {
+            let (kind, text) = Kind::of(&row.member);
+            s.texts.push(n, kind, text);
+        }
         Ok(())
+    }
+
+    /// Whether the nodes' texts are left in the store.
+    pub fn texts_left(&self) -> bool {
+        self.0.texts.partial()
     }
 
     /// The graph of the nodes pushed (the check on a restored state follows).
@@ -328,19 +546,22 @@ impl NodeRows {
             parent,
             size,
             user,
-            members,
+            texts,
         } = self.0;
+        let named = parent.len() as u32;
         let mut ids = Identities {
             parent,
             size,
             user,
-            members,
+            texts,
+            named,
             ..Identities::default()
         };
         let hasher = ids.hasher.clone();
-        let mut index = HashTable::with_capacity(ids.members.len());
-        for n in 0..ids.members.len() as u32 {
-            let Some((kind, text)) = ids.members.get(n) else {
+        let numbers = ids.texts.numbers(named);
+        let mut index = HashTable::with_capacity(numbers.len());
+        for n in numbers {
+            let Some((kind, text)) = ids.texts.get(n) else {
                 continue;
             };
             let h = hash(&hasher, kind, text);
@@ -362,12 +583,18 @@ fn hash(hasher: &foldhash::fast::RandomState, kind: Kind, text: &str) -> u64 {
 impl Identities {
     /// Whether node `n` is the identity of this kind and text.
     fn is(&self, n: u32, kind: Kind, text: &str) -> bool {
-        self.members.get(n) == Some((kind, text))
+        self.texts.get(n) == Some((kind, text))
+    }
+
+    /// Node `n`'s identity, when its text is in memory.
+    fn identity(&self, n: u32) -> Option<Identity> {
+        let (kind, text) = self.texts.get(n)?;
+        Some(to_identity(kind, text))
     }
 
     /// The index hash of node `n`'s identity.
     fn hash_of(&self, n: u32) -> u64 {
-        self.members
+        self.texts
             .get(n)
             .map_or(0, |(kind, text)| hash(&self.hasher, kind, text))
     }
@@ -399,13 +626,10 @@ impl Identities {
     /// Every identity of a customer, sorted (none for a customer the graph
     /// does not have).
     pub fn identities_of(&mut self, customer: CustomerId) -> Vec<Identity> {
-        let root = self.find(customer.0);
-        let nodes: Vec<u32> = (0..self.parent.len() as u32)
-            .filter(|&n| self.find(n) == root)
-            .collect();
-        let mut out: Vec<Identity> = nodes
+        let mut out: Vec<Identity> = self
+            .set_nodes(customer)
             .into_iter()
-            .filter_map(|n| self.members.identity(n))
+            .filter_map(|n| self.identity(n))
             .collect();
         out.sort();
         out
@@ -414,9 +638,8 @@ impl Identities {
     /// The id to show for a customer: its user id, else its first identity
     /// (empty for a customer the graph does not have).
     pub fn display_id(&mut self, customer: CustomerId) -> String {
-        let root = self.find(customer.0);
-        let node = self.user_of(root).unwrap_or(root);
-        self.members
+        let node = self.display_node(customer);
+        self.texts
             .get(node)
             .map_or_else(String::new, |(_, text)| text.to_string())
     }
@@ -554,15 +777,20 @@ impl Identities {
         self.parent.push(n);
         self.size.push(1);
         self.user.push(if kind == Kind::User { n } else { NO_USER });
+        self.texts.push(n, kind, text);
+        self.index_node(n, kind, text);
+        n
+    }
+
+    /// Puts node `n` (whose text is in memory) in the index.
+    fn index_node(&mut self, n: u32, kind: Kind, text: &str) {
         let h = hash(&self.hasher, kind, text);
-        self.members.push(kind, text);
-        let (index, hasher, members) = (&mut self.index, &self.hasher, &self.members);
+        let (index, hasher, texts) = (&mut self.index, &self.hasher, &self.texts);
         index.insert_unique(h, n, |&m| {
-            members
+            texts
                 .get(m)
                 .map_or(0, |(kind, text)| hash(hasher, kind, text))
         });
-        n
     }
 
     /// The root of node `n`'s set; a number that is no node is its own.
@@ -587,7 +815,7 @@ impl Identities {
     /// at a root (a cycle would make `find` loop for ever).
     pub(crate) fn check(&self) -> Result<(), String> {
         let n = self.parent.len();
-        if self.size.len() != n || self.user.len() != n || self.members.len() != n {
+        if self.size.len() != n || self.user.len() != n || !self.texts.fits(n) {
             return Err("the identity graph's tables differ in length".into());
         }
         let outside = |x: &u32| *x as usize >= n;
@@ -757,7 +985,7 @@ mod tests {
         let err = outside.check().unwrap_err();
         assert!(err.contains("links to node 7, and it has 3"), "{err}");
         let mut short = ids.clone();
-        short.members.pop();
+        short.texts.pop();
         assert!(short.check().is_err());
     }
 

@@ -26,6 +26,14 @@ impl Pager for Shared {
     fn timers(&mut self, read: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
         Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
     }
+
+    fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.node_named(name))
+    }
+
+    fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.node(n))
+    }
 }
 
 fn example(name: &str) -> (Bundle, String) {
@@ -85,6 +93,21 @@ enum Keep {
 /// and checks that both runs did the same. Returns how many customers were
 /// read back and how many timers let go (with [`Keep::Paged`]).
 fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) -> (u64, usize) {
+    let (read_back, timers, _) = assert_restores_paged(bundle, lines, cuts, keep);
+    (read_back, timers)
+}
+
+/// What a paged run let go and read back: customers read back, timers let
+/// go, identities' texts let go and identities read back by name or number.
+type PagedCounts = (u64, usize, (usize, u64));
+
+/// [`assert_restores`], also counting identities' texts let go and read back.
+fn assert_restores_paged(
+    bundle: &Bundle,
+    lines: &[&str],
+    cuts: &[usize],
+    keep: Keep,
+) -> PagedCounts {
     let mut whole = new_engine(bundle);
     for line in lines {
         let _ = ingest::apply_line(&mut whole, line);
@@ -98,15 +121,17 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     let paged = matches!(keep, Keep::Paged { .. } | Keep::Pipelined { .. });
     let pipelined = matches!(keep, Keep::Pipelined { .. });
     let timers_let_go = std::cell::Cell::new(0);
+    let texts_let_go = std::cell::Cell::new(0);
     let in_flight = std::cell::RefCell::new(None);
     let commit = |changes: nudge_runtime::engine::rows::Changes,
                   engine: &mut Engine<'_, MemorySink>,
                   unsaved: &[u32]| {
-        let timers = changes.timer_seq;
+        let (timers, nodes) = (changes.timer_seq, changes.node_count);
         shared.0.lock().unwrap().apply(changes);
         if paged {
             engine.let_go(0, unsaved);
             timers_let_go.set(timers_let_go.get() + engine.let_timers_go(timers));
+            texts_let_go.set(texts_let_go.get() + engine.let_texts_go(nodes));
         }
     };
     let take = |engine: &mut Engine<'_, MemorySink>| {
@@ -137,6 +162,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
         take(&mut engine);
     }
     let mut read_back = 0;
+    let mut texts_read = 0;
     let mut from = 0;
     for &cut in cuts {
         for (i, line) in (from..).zip(&lines[from..cut]) {
@@ -164,6 +190,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
         };
         let before = engine.stats();
         read_back += engine.paging().read_back;
+        texts_read += engine.paging().texts_read;
         append(&mut got, std::mem::take(engine.sink_mut()));
         engine = stepped_engine(bundle, keep);
         let rows = shared.0.lock().unwrap();
@@ -190,6 +217,7 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     assert_eq!(engine.stats(), whole_stats);
     assert!(engine.page_fault().is_none(), "{:?}", engine.page_fault());
     read_back += engine.paging().read_back;
+    texts_read += engine.paging().texts_read;
     // Once a sweep has come after the last stop, the restored engine holds
     // the history the uninterrupted one holds (between a restore and the
     // next sweep a call's own customer is not trimmed: the horizons are
@@ -203,7 +231,11 @@ fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) 
     assert_eq!(got.outbox, whole.outbox, "sends");
     assert_eq!(got.records, whole.records, "records");
     assert_eq!(got.memberships, whole.memberships, "memberships");
-    (read_back, timers_let_go.get())
+    (
+        read_back,
+        timers_let_go.get(),
+        (texts_let_go.get(), texts_read),
+    )
 }
 
 fn append(to: &mut MemorySink, from: MemorySink) {
@@ -236,7 +268,7 @@ fn every_example_goes_on_from_its_rows_after_a_restore_at_any_line() {
 
 #[test]
 fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
-    let mut total_timers = 0;
+    let (mut total_timers, mut total_texts) = (0, (0, 0));
     for name in nudge_test_support::example_names() {
         let (bundle, events) = example(&name);
         let lines: Vec<&str> = events.lines().collect();
@@ -247,9 +279,11 @@ fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
                 Keep::Paged { every: 3 },
                 Keep::Pipelined { every: 2 },
             ] {
-                let (r, t) = assert_restores(&bundle, &lines, &[cut], keep);
+                let (r, t, (gone, read)) = assert_restores_paged(&bundle, &lines, &[cut], keep);
                 read_back += r;
                 timers += t;
+                total_texts.0 += gone;
+                total_texts.1 += read;
             }
         }
         total_timers += timers;
@@ -264,6 +298,14 @@ fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
     // Waits of a day and more, date triggers and schedules: timers an
     // hour or more ahead are let go and read back in many examples.
     assert!(total_timers > 100, "{total_timers} timers let go");
+    // Identities' texts are let go after each commit, and a customer met
+    // again is found by name in the store.
+    assert!(total_texts.0 > 100, "{} texts let go", total_texts.0);
+    assert!(
+        total_texts.1 > 100,
+        "{} identities read back",
+        total_texts.1
+    );
 }
 
 #[test]
@@ -311,9 +353,12 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     let (decoded, _) = assert_restores(&bundle, &lines, &cuts, Keep::Frozen { every: 97 });
     assert!(decoded > 100, "{decoded} decoded");
     for every in [1, 97] {
-        let (read_back, timers) = assert_restores(&bundle, &lines, &cuts, Keep::Paged { every });
+        let (read_back, timers, (texts, read)) =
+            assert_restores_paged(&bundle, &lines, &cuts, Keep::Paged { every });
         assert!(read_back > 100, "{read_back} read back");
         assert!(timers > 20, "{timers} timers let go");
+        assert!(texts > 100, "{texts} identities' texts let go");
+        assert!(read > 100, "{read} identities read back");
     }
 }
 
@@ -530,6 +575,14 @@ impl Pager for Damaged {
 
     fn timers(&mut self, _: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
         Ok(vec![vec![0xff, 0xff, 0xff]])
+    }
+
+    fn node_named(&mut self, _: &[u8]) -> Result<Option<u32>, String> {
+        Ok(Some(u32::MAX))
+    }
+
+    fn node(&mut self, _: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(vec![0xff, 0xff, 0xff]))
     }
 }
 

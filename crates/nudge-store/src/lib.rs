@@ -121,7 +121,44 @@ const MIGRATIONS: &[&str] = &[
          FROM state_message_ids
          GROUP BY generation, rowid / 65536;
      DROP TABLE state_message_ids;",
+    // Version 8: identity nodes by name (`nudge_runtime::identity::stored_name`),
+    // so that an engine with a budget looks a call's identities up here
+    // instead of holding every node's text. Filled from `state_nodes` by
+    // [`name_nodes`] as the migration runs.
+    "CREATE TABLE state_node_names(name BLOB PRIMARY KEY, node INTEGER NOT NULL) WITHOUT ROWID;",
 ];
+
+/// The schema version whose migration creates `state_node_names`, which
+/// [`name_nodes`] fills from the stored nodes.
+const NAMES_VERSION: usize = 8;
+
+/// Writes the name of every stored identity node (the migration to
+/// [`NAMES_VERSION`]: the names are inside the nodes' rows, which SQL
+/// cannot read).
+fn name_nodes(tx: &rusqlite::Transaction<'_>) -> Result<(), String> {
+    let mut st = tx
+        .prepare("SELECT node, body FROM state_nodes")
+        .map_err(|e| e.to_string())?;
+    let mut put = tx
+        .prepare("INSERT OR REPLACE INTO state_node_names(name, node) VALUES (?1, ?2)")
+        .map_err(|e| e.to_string())?;
+    let mut rows = st.query([]).map_err(|e| e.to_string())?;
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        let n: i64 = row.get(0).map_err(|e| e.to_string())?;
+        let body = row
+            .get_ref(1)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(|e| e.to_string())?;
+        let node = nudge_runtime::identity::NodeRow::decode(body)
+            .map_err(|e| format!("identity node {n}: {e}"))?;
+        put.execute(params![
+            nudge_runtime::identity::stored_name(&node.member),
+            n
+        ])
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 /// The most message ids one row of `state_message_id_chunks` holds: a
 /// megabyte of fingerprints, few rows for millions of ids and a small
@@ -148,6 +185,7 @@ const STATE_TABLES: &[&str] = &[
     "state_customers",
     "state_instances",
     "state_nodes",
+    "state_node_names",
     "state_timers",
     "state_message_id_chunks",
     "state_sent_keys",
@@ -705,6 +743,26 @@ impl nudge_runtime::engine::Pager for StorePager {
             .map_err(|e| e.to_string())?;
         rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
     }
+
+    fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT node FROM state_node_names WHERE name = ?1")
+            .map_err(|e| e.to_string())?;
+        st.query_row([name], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())
+    }
+
+    fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT body FROM state_nodes WHERE node = ?1")
+            .map_err(|e| e.to_string())?;
+        st.query_row([i64::from(n)], |r| r.get(0))
+            .optional()
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Store {
@@ -859,6 +917,12 @@ impl Store {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql).map_err(err)?;
+            if i + 1 == NAMES_VERSION {
+                name_nodes(&tx).map_err(|reason| StoreError::NotAStore {
+                    path: path.clone(),
+                    reason: format!("its identity nodes cannot be named: {reason}"),
+                })?;
+            }
             tx.execute("UPDATE schema_version SET version = ?1", [i as i64 + 1])
                 .map_err(err)?;
         }
@@ -1100,6 +1164,7 @@ impl Store {
             message_ids,
             sent_keys,
             timers_left: false,
+            texts_left: false,
         })
     }
 
@@ -1160,6 +1225,9 @@ impl Store {
             count("SELECT count(*) FROM state_sent_keys")?,
         );
         if lazy {
+            // Nodes are read for their links; their texts are looked up
+            // by name when a call needs them.
+            r.leave_texts_in_store();
             let mut st = self
                 .conn
                 .prepare("SELECT customer FROM state_customers ORDER BY customer")
@@ -2033,6 +2101,11 @@ fn write_rows(
         tx.prepare_cached("INSERT OR REPLACE INTO state_nodes(node, body) VALUES (?1, ?2)")?;
     for (n, body) in &c.nodes {
         node.execute(params![n, body])?;
+    }
+    let mut name =
+        tx.prepare_cached("INSERT OR REPLACE INTO state_node_names(name, node) VALUES (?1, ?2)")?;
+    for (text, n) in &c.names {
+        name.execute(params![text, n])?;
     }
     let mut timer = tx.prepare_cached(
         "INSERT OR REPLACE INTO state_timers(seq, due, body) VALUES (?1, ?2, ?3)",

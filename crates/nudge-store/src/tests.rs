@@ -1270,3 +1270,93 @@ fn a_call_of_a_kind_this_release_does_not_know_is_refused_with_the_way_out() {
     assert!(err.contains("a stored call has unknown kind 9"), "{err}");
     assert!(err.contains("a newer release of nudge"), "{err}");
 }
+
+#[test]
+fn identities_are_found_by_name_and_a_store_of_schema_7_names_them_as_it_migrates() {
+    use nudge_runtime::engine::{Bundles, Config, Engine, MemorySink, Pager};
+    use nudge_runtime::identity::{Identity, NodeRow, stored_name};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let bundle = nudge_test_support::example_bundle("cart_recovery");
+    let events = nudge_test_support::example_events("cart_recovery");
+    let lines: Vec<&str> = events.lines().collect();
+    let half = lines.len() / 2;
+    let mut whole = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    let mut first = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    for (i, line) in lines.iter().enumerate() {
+        let _ = nudge_runtime::ingest::apply_line(&mut whole, line);
+        if i < half {
+            let _ = nudge_runtime::ingest::apply_line(&mut first, line);
+        }
+    }
+    let mut s = Store::open(&path).unwrap();
+    commit_rows(&mut s, first.take_changes().unwrap());
+    let names = |s: &Store| -> Vec<(Vec<u8>, i64)> {
+        let mut st = s
+            .conn
+            .prepare("SELECT name, node FROM state_node_names ORDER BY name")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let nodes: i64 = s
+        .conn
+        .query_row("SELECT count(*) FROM state_nodes", [], |r| r.get(0))
+        .unwrap();
+    let written = names(&s);
+    assert!(nodes > 3, "{nodes} nodes");
+    assert_eq!(written.len() as i64, nodes, "a name for every node");
+
+    // The pager finds a node by name, and its row names the same identity.
+    let first_user = serde_json::from_str::<serde_json::Value>(lines[0]).unwrap()["userId"]
+        .as_str()
+        .expect("the example's first call has a user id")
+        .to_string();
+    let user = Identity::User(first_user);
+    let mut pager = s.pager().unwrap().expect("a file store has a pager");
+    let n = pager
+        .node_named(&stored_name(&user))
+        .unwrap()
+        .expect("the first customer's user id is stored by name");
+    let row = NodeRow::decode(&pager.node(n).unwrap().unwrap()).unwrap();
+    assert_eq!(row.member, user);
+    assert_eq!(
+        pager
+            .node_named(&stored_name(&Identity::User("nobody".into())))
+            .unwrap(),
+        None
+    );
+    drop(pager);
+
+    // A store of schema 7 had no names: the migration names every node.
+    s.conn
+        .execute_batch("DROP TABLE state_node_names; UPDATE schema_version SET version = 7;")
+        .unwrap();
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(names(&s), written);
+
+    // An engine restored with its identities left in the store looks the
+    // second half's identities up by name, and decides what one engine did.
+    let arena = Bundles::new();
+    let mut second = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    second.set_pager(Box::new(s.pager().unwrap().unwrap()));
+    second
+        .restore_from(s.restore_state(true).unwrap(), &bundle, &arena)
+        .unwrap();
+    let p = second.paging();
+    assert_eq!(p.identities, nodes as u64);
+    assert_eq!(p.identities_in_memory, 0);
+    for line in &lines[half..] {
+        let _ = nudge_runtime::ingest::apply_line(&mut second, line);
+    }
+    assert!(second.page_fault().is_none(), "{:?}", second.page_fault());
+    assert!(second.paging().texts_read > 0);
+    assert_eq!(second.paging().identities, whole.paging().identities);
+    let mut sent = first.into_sink().outbox;
+    sent.extend(second.into_sink().outbox);
+    assert_eq!(sent, whole.into_sink().outbox);
+}

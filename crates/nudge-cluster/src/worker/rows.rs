@@ -343,6 +343,7 @@ pub(crate) async fn read(
         // And its timers.
         timers,
         timers_left: false,
+        texts_left: false,
         message_ids,
         sent_keys,
     });

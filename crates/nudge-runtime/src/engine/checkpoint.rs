@@ -442,7 +442,7 @@ impl<'b> Machine<'b> {
             let who = match (inst.origin(), self.customers.peek(c)) {
                 (Some(origin), _) => origin.to_string(),
                 (None, Some(cust)) => cust.key.clone(),
-                (None, None) => self.identities.display_id(crate::identity::CustomerId(c)),
+                (None, None) => self.display_id(c),
             };
             let Some(inst) = self.instances.get(id) else {
                 continue;

@@ -50,6 +50,14 @@ impl super::Pager for RowsPager {
     fn timers(&mut self, read: crate::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
         Ok(self.0.lock().map_err(|e| e.to_string())?.timers(read))
     }
+
+    fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.node_named(name))
+    }
+
+    fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.lock().map_err(|e| e.to_string())?.node(n))
+    }
 }
 
 /// What `engine` changed, taken as rows of the earlier layout `format`

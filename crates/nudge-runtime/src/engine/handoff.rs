@@ -64,12 +64,12 @@ impl<'b> Machine<'b> {
     /// customer holds them. The customer's identities stay in the graph
     /// (their calls go elsewhere from now on), its timers lapse.
     pub fn hand_off(&mut self, ids: &[Identity]) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let Some(c) = ids
+        let named: Vec<u32> = ids
             .iter()
-            .filter_map(|id| self.identities.customer_of(id))
+            .filter_map(|id| self.customer_known_as(id))
             .map(|c| c.0)
-            .find(|c| self.customers.contains_key(c))
-        else {
+            .collect();
+        let Some(c) = named.into_iter().find(|c| self.customers.contains_key(c)) else {
             return Ok(None);
         };
         if !self.page_in(c) {
@@ -78,7 +78,7 @@ impl<'b> Machine<'b> {
                 self.page_fault().unwrap_or_default()
             )));
         }
-        let display = self.identities.display_id(CustomerId(c));
+        let display = self.display_id(c);
         let mut identities: Vec<Identity> = ids
             .iter()
             .filter(|id| self.identities.customer_of(id) == Some(CustomerId(c)))
@@ -222,6 +222,9 @@ impl<'b> Machine<'b> {
         self.newest_changed();
 
         // Its identities: the first names the customer's node here.
+        for id in &h.identities {
+            self.identity_in(id);
+        }
         let mut root = self.identities.customer(first.clone());
         for id in others {
             match self.identities.join(first.clone(), id.clone()) {
@@ -259,7 +262,7 @@ impl<'b> Machine<'b> {
             // handoff): the two parts come together.
             self.merge_customer(root, customer, false);
         } else {
-            customer.key = self.identities.display_id(root);
+            customer.key = self.display_id(root.0);
             self.customers.insert(c, customer);
             self.rearm_joined(c, &keys);
             self.arm_schedules(c);

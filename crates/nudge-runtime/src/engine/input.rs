@@ -64,7 +64,7 @@ impl Machine<'_> {
             (None, Some(a)) => Identity::Anonymous(a.to_string()),
             (None, None) => return None,
         };
-        self.identities.customer_of(&id).map(|c| c.0)
+        self.customer_known_as(&id).map(|c| c.0)
     }
 
     /// Adds the context's zone and locale to the traits a call sets, for

@@ -69,6 +69,13 @@ impl Marks {
                 .is_some_and(|w| w & (1u64 << (n % 64)) != 0)
     }
 
+    /// The entries changed since the last take, in the order first
+    /// changed; `None` while every entry counts as changed or changes are
+    /// not followed.
+    pub fn list(&self) -> Option<&[u32]> {
+        (self.on && !self.all).then_some(&self.list[..])
+    }
+
     /// How many entries changed since the last take; `None` while every
     /// entry counts as changed, or before the first take (nothing of the
     /// table has been taken yet).

@@ -853,13 +853,11 @@ impl<'b> Machine<'b> {
     /// anonymous id), if it has a record.
     fn customer_by_id(&mut self, customer_id: &str) -> Option<u32> {
         let c = self
-            .identities
-            .customer_of(&crate::identity::Identity::User(customer_id.to_string()))
+            .customer_known_as(&crate::identity::Identity::User(customer_id.to_string()))
             .or_else(|| {
-                self.identities
-                    .customer_of(&crate::identity::Identity::Anonymous(
-                        customer_id.to_string(),
-                    ))
+                self.customer_known_as(&crate::identity::Identity::Anonymous(
+                    customer_id.to_string(),
+                ))
             })?;
         (self.customers.contains_key(&c.0) && self.page_in(c.0)).then_some(c.0)
     }
@@ -871,20 +869,22 @@ impl<'b> Machine<'b> {
     /// anonymous id (or an email) rather than a user id.
     pub fn caller_of(&mut self, display: &str) -> Option<(&'static str, String)> {
         use crate::identity::Identity;
-        let ids = &mut self.identities;
-        if ids.customer_of(&Identity::User(display.into())).is_some() {
+        if self
+            .customer_known_as(&Identity::User(display.into()))
+            .is_some()
+        {
             return Some(("userId", display.to_string()));
         }
         // An anonymous id still reaches its customer after a later join.
-        if ids
-            .customer_of(&Identity::Anonymous(display.into()))
+        if self
+            .customer_known_as(&Identity::Anonymous(display.into()))
             .is_some()
         {
             return Some(("anonymousId", display.to_string()));
         }
         // Rare: a customer known only by an email; any id of theirs will do.
-        let customer = ids.customer_of(&Identity::email(display))?;
-        ids.identities_of(customer)
+        let customer = self.customer_known_as(&Identity::email(display))?;
+        self.identities_of(customer)
             .into_iter()
             .find_map(|i| match i {
                 Identity::User(u) => Some(("userId", u)),
@@ -1134,6 +1134,11 @@ impl<'b> Machine<'b> {
             return Ok(Applied::Duplicate);
         }
         self.stats.events += 1;
+        if !self.names_in(&names) {
+            return Err(Rejection {
+                reason: "the call's identities could not be read back from the store".into(),
+            });
+        }
         let Some(observed) = self.identities.observe_names(&names) else {
             return Err(Rejection {
                 reason: "the call names no customer".into(),
@@ -1151,7 +1156,7 @@ impl<'b> Machine<'b> {
         }
         if joined {
             // The display id may have changed (a user id joined an anonymous visitor).
-            let key = self.identities.display_id(CustomerId(c));
+            let key = self.display_id(c);
             known_mut(&mut self.customers, c).key = key;
         }
         self.update_profile(c, at, &event, &traits);
@@ -1363,7 +1368,7 @@ impl<'b> Machine<'b> {
             return self.page_in(c);
         }
         if !self.customers.contains_key(&c) {
-            let key = self.identities.display_id(CustomerId(c));
+            let key = self.display_id(c);
             self.customers.insert(c, Customer::new(self.bundle(), key));
             self.arm_schedules(c);
         }
@@ -1677,7 +1682,7 @@ impl<'b> Machine<'b> {
             return;
         }
         let absorbed_key = other.key.clone();
-        let key = self.identities.display_id(kept);
+        let key = self.display_id(kept.0);
         // Idempotency keys name the customer: an instance whose customer is
         // now shown by another id keeps the one it started with.
         let kept_key = known(&self.customers, kept.0).key.clone();

@@ -16,13 +16,17 @@
 //! goal watches (their rules run on timers and other customers' merges,
 //! and the history horizons read every goal), those whose segments are
 //! still to be looked at, and everything that is not a customer record
-//! (identities, instances, the small tables) except timers: with a store,
-//! only those due within the hour and those not yet committed stay
-//! ([`Machine::let_timers_go`]).
+//! (instances, the small tables, the identity graph's links) except timers
+//! and identities' texts: with a store, only the timers due within the hour
+//! and those not yet committed stay ([`Machine::let_timers_go`]), and only
+//! the texts of identities made since the last committed take, or read
+//! back since ([`Machine::let_texts_go`]); a call's identities are looked
+//! up in the store by name before the call is observed.
 
 use super::Machine;
 use super::checkpoint::CheckpointError;
 use super::customer::Customer;
+use crate::identity::{CustomerId, Identity, Names, NodeRow};
 use crate::timers::{Timer, ToRead};
 
 /// Where an engine reads back the customers it let go: the rows the host's
@@ -36,6 +40,15 @@ pub trait Pager: Send {
     /// through `read.until`, numbered at most `read.through`), as the last
     /// committed take wrote them, in any order.
     fn timers(&mut self, read: ToRead) -> Result<Vec<Vec<u8>>, String>;
+
+    /// The number of the identity node stored under `name` (see
+    /// [`crate::identity::stored_name`]), as the last committed take
+    /// wrote it; `None` when the store has none.
+    fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String>;
+
+    /// The stored row of identity node `n`, as the last committed take
+    /// wrote it; `None` when the store has none.
+    fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String>;
 }
 
 /// What [`Machine::paging`] reports.
@@ -51,6 +64,13 @@ pub struct Paging {
     pub read_back: u64,
     /// Customers let go since the engine was made.
     pub let_go: u64,
+    /// Identities read back from the store by name or number (their texts
+    /// were let go) since the engine was made.
+    pub texts_read: u64,
+    /// Identity nodes the graph has.
+    pub identities: u64,
+    /// Identity nodes whose texts are in memory.
+    pub identities_in_memory: u64,
     /// Where the next pass of [`Machine::let_go`] starts.
     pub(super) hand: u32,
 }
@@ -116,6 +136,8 @@ impl<'b> Machine<'b> {
             customers: self.customers.len() as u64,
             in_memory: self.customers.in_memory() as u64,
             frozen: self.customers.frozen_len() as u64,
+            identities: u64::from(self.identities.len()),
+            identities_in_memory: self.identities.texts_in_memory() as u64,
             ..self.paging
         }
     }
@@ -323,10 +345,120 @@ impl<'b> Machine<'b> {
         self.timers.let_go(self.now, through)
     }
 
+    /// Lets go of the identities' texts a committed take stored, keeping
+    /// the graph's links: `through` is that take's
+    /// [`super::rows::Changes::node_count`]. Call it once the take is
+    /// committed, as [`Machine::let_timers_go`]. Does nothing without a
+    /// store to read them back from. Returns how many were let go.
+    pub fn let_texts_go(&mut self, through: u32) -> usize {
+        if self.pager.is_none() || !self.follows_changes() || self.page_fault.is_some() {
+            return 0;
+        }
+        self.identities.let_texts_go(through)
+    }
+
+    /// Makes sure the nodes of the identities a call names are in memory
+    /// when the graph leaves texts in the store: a node not looked up would
+    /// be made again. False (with [`Machine::page_fault`] set) when the
+    /// store cannot say.
+    pub(super) fn names_in(&mut self, names: &Names<'_>) -> bool {
+        if !self.identities.texts_left() {
+            return true;
+        }
+        let mut wanted = Vec::new();
+        self.identities.names_to_read(names, &mut wanted);
+        self.read_names(&wanted)
+    }
+
+    /// The customer known by `id`, looking it up in the store when the
+    /// graph leaves texts there.
+    pub(super) fn customer_known_as(&mut self, id: &Identity) -> Option<CustomerId> {
+        if let Some(name) = self.identities.name_to_read(id) {
+            self.read_names(&[name]);
+        }
+        self.identities.customer_of(id)
+    }
+
+    /// Makes sure `id`'s node, if stored, is in memory (before a join
+    /// that names it).
+    pub(super) fn identity_in(&mut self, id: &Identity) -> bool {
+        match self.identities.name_to_read(id) {
+            Some(name) => self.read_names(&[name]),
+            None => true,
+        }
+    }
+
+    fn read_names(&mut self, names: &[Vec<u8>]) -> bool {
+        for name in names {
+            let read = self
+                .pager
+                .as_mut()
+                .ok_or_else(|| "identities were left in a store the engine cannot read".to_string())
+                .and_then(|pager| pager.node_named(name));
+            let learnt = match read {
+                Ok(Some(n)) => {
+                    self.paging.texts_read += 1;
+                    self.identities.learn_name(n, name)
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(reason) = learnt {
+                self.page_fault
+                    .get_or_insert_with(|| format!("an identity: {reason}"));
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Makes sure the texts of identity nodes `nodes` are in memory.
+    pub(super) fn texts_in(&mut self, nodes: &[u32]) -> bool {
+        for &n in nodes {
+            let read = self
+                .pager
+                .as_mut()
+                .ok_or_else(|| "its text was let go and the engine has no store".to_string())
+                .and_then(|pager| pager.node(n))
+                .and_then(|row| row.ok_or_else(|| "the store has no row for it".to_string()))
+                .and_then(|row| postcard::from_bytes::<NodeRow>(&row).map_err(|e| e.to_string()))
+                .and_then(|row| self.identities.learn_row(n, &row));
+            if let Err(reason) = read {
+                self.page_fault
+                    .get_or_insert_with(|| format!("identity node {n}: {reason}"));
+                return false;
+            }
+            self.paging.texts_read += 1;
+        }
+        true
+    }
+
+    /// The id customer `c` is shown by (see
+    /// [`crate::identity::Identities::display_id`]), its text read back
+    /// when let go.
+    pub(super) fn display_id(&mut self, c: u32) -> String {
+        let node = self.identities.display_node(CustomerId(c));
+        let missing = self.identities.without_text([node]);
+        self.texts_in(&missing);
+        self.identities.display_id(CustomerId(c))
+    }
+
+    /// Every identity of customer `c`, their texts read back when let go.
+    pub(super) fn identities_of(&mut self, c: CustomerId) -> Vec<Identity> {
+        let nodes = self.identities.set_nodes(c);
+        let missing = self.identities.without_text(nodes);
+        self.texts_in(&missing);
+        self.identities.identities_of(c)
+    }
+
     /// Reads every stored customer and timer back (before a change that
     /// reaches all of them: a deploy, or a take that writes the whole state).
     pub(super) fn page_in_all(&mut self) -> Result<(), CheckpointError> {
         self.all_timers();
+        let missing = self.identities.without_text(0..self.identities.len());
+        if self.texts_in(&missing) {
+            self.identities.make_whole();
+        }
         for c in self.customers.stored() {
             if !self.page_in(c) {
                 break;

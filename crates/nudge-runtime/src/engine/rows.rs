@@ -43,6 +43,12 @@ pub struct Changes {
     pub instances: Vec<(u32, Option<Vec<u8>>)>,
     /// Identity nodes made or changed.
     pub nodes: Vec<(u32, Vec<u8>)>,
+    /// The names of the identity nodes made (see
+    /// [`crate::identity::stored_name`]), which a store finds them by.
+    pub names: Vec<(Vec<u8>, u32)>,
+    /// How many identity nodes there are as of this take: once it is
+    /// committed, [`Machine::let_texts_go`] takes it.
+    pub node_count: u32,
     /// Timers set: insertion number, due time (ms), row.
     pub timers: Vec<(u64, i64, Vec<u8>)>,
     /// Insertion numbers of timers that fired (removed after `timers` is added).
@@ -87,6 +93,10 @@ pub struct Rows {
     /// (those of `timers` that are, are not restored): the engine reads
     /// them back when needed (see [`super::Pager`]).
     pub timers_left: bool,
+    /// The identity nodes' texts are left in the store (`nodes` are read
+    /// for their links): the engine reads them back by name or number
+    /// when needed (see [`super::Pager`]).
+    pub texts_left: bool,
 }
 
 /// The head's own values besides the state's small tables.
@@ -196,9 +206,19 @@ impl<'b> Machine<'b> {
             // The log's lists are dropped: the whole tables are written.
             self.identities.start_marks(true);
         }
-        for (n, row) in self.identities.take_rows() {
+        // A node taken whose text was let go has it read back, for its row.
+        let textless = self.identities.marked_without_text();
+        if !self.texts_in(&textless) {
+            self.no_fault()?;
+        }
+        let taken = self.identities.take_rows().map_err(|n| {
+            CheckpointError::Decode(format!("identity node {n}'s text is not in memory"))
+        })?;
+        for (n, row) in taken.rows {
             out.nodes.push((n, encode(&row)?));
         }
+        out.names = taken.names;
+        out.node_count = self.identities.len();
         let timers = self.timers.take_changes();
         out.timer_seq = self.timers.seq();
         let dedupe = self.dedupe.take_changes();
@@ -252,6 +272,9 @@ impl<'b> Machine<'b> {
         if rows.timers_left {
             r.leave_timers_in_store();
         }
+        if rows.texts_left {
+            r.leave_texts_in_store();
+        }
         for (c, bytes) in rows.customers {
             r.customer(c, &bytes)?;
         }
@@ -299,6 +322,12 @@ impl<'b> Machine<'b> {
             mut dedupe,
             sent_keys,
         } = r;
+        if nodes.texts_left() && self.pager.is_none() {
+            return Err(CheckpointError::Decode(
+                "identities were left in the store, and the engine has no store to read them from"
+                    .into(),
+            ));
+        }
         if timers_left.is_some() && self.pager.is_none() {
             return Err(CheckpointError::Decode(
                 "timers were left in the store, and the engine has no store to read them from"
@@ -464,6 +493,13 @@ impl Restore {
         from
     }
 
+    /// Leaves the identity nodes' texts in the store: `node` keeps each
+    /// node's links only, for an engine with a [`super::Pager`] to read
+    /// texts back by name or number when needed. Call it before the first node.
+    pub fn leave_texts_in_store(&mut self) {
+        self.nodes.leave_texts_in_store();
+    }
+
     /// `n` more timers are left in the store (not given to [`Restore::timer`]).
     pub fn timers_in_store(&mut self, n: usize) {
         if let Some((_, count)) = &mut self.timers_left {
@@ -503,6 +539,7 @@ pub struct MemoryRows {
     customers: std::collections::BTreeMap<u32, Vec<u8>>,
     instances: std::collections::BTreeMap<u32, Vec<u8>>,
     nodes: std::collections::BTreeMap<u32, Vec<u8>>,
+    names: std::collections::BTreeMap<Vec<u8>, u32>,
     timers: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
     message_ids: std::collections::BTreeMap<u128, u64>,
 }
@@ -530,6 +567,7 @@ impl MemoryRows {
             };
         }
         self.nodes.extend(changes.nodes);
+        self.names.extend(changes.names);
         for (seq, due, row) in changes.timers {
             self.timers.insert(seq, (due, row));
         }
@@ -545,6 +583,16 @@ impl MemoryRows {
     /// Customer `c`'s row, as a [`super::Pager`] reads it.
     pub fn customer(&self, c: u32) -> Option<Vec<u8>> {
         self.customers.get(&c).cloned()
+    }
+
+    /// The number of the identity node named `name`, as a [`super::Pager`] reads it.
+    pub fn node_named(&self, name: &[u8]) -> Option<u32> {
+        self.names.get(name).copied()
+    }
+
+    /// Identity node `n`'s row, as a [`super::Pager`] reads it.
+    pub fn node(&self, n: u32) -> Option<Vec<u8>> {
+        self.nodes.get(&n).cloned()
     }
 
     /// The timers a [`super::Pager`] reads back.
@@ -563,6 +611,7 @@ impl MemoryRows {
             customers: Vec::new(),
             stored: self.customers.keys().copied().collect(),
             timers_left: true,
+            texts_left: true,
             ..self.rows()
         }
     }
@@ -588,6 +637,7 @@ impl MemoryRows {
             message_ids: self.message_ids.iter().map(|(&k, &g)| (k, g)).collect(),
             sent_keys: Vec::new(),
             timers_left: false,
+            texts_left: false,
         }
     }
 }

@@ -62,11 +62,10 @@ impl Machine<'_> {
         traits: &[String],
         recommendations: Option<usize>,
     ) -> Option<ProfileView> {
-        let ids = &mut self.identities;
-        let c = ids
-            .customer_of(&Identity::User(id.to_string()))
-            .or_else(|| ids.customer_of(&Identity::Anonymous(id.to_string())))
-            .or_else(|| ids.customer_of(&Identity::email(id)))?
+        let c = self
+            .customer_known_as(&Identity::User(id.to_string()))
+            .or_else(|| self.customer_known_as(&Identity::Anonymous(id.to_string())))
+            .or_else(|| self.customer_known_as(&Identity::email(id)))?
             .0;
         if !self.page_in(c) {
             return None;

@@ -9,7 +9,7 @@
 //! never copies it (a copy holds the old and the new buffer at once, which
 //! at a restart of a million customers was the peak).
 
-use super::{Identity, Kind};
+use super::Kind;
 
 /// The mark of a kind: one ASCII byte before each text, so the buffer stays
 /// one valid UTF-8 string that is sliced without being checked again.
@@ -19,6 +19,27 @@ fn mark(kind: Kind) -> char {
         Kind::Anonymous => 'a',
         Kind::Email => 'e',
     }
+}
+
+/// An entry's kind and text: its kind mark, then the text.
+pub(super) fn entry(entry: &str) -> Option<(Kind, &str)> {
+    let mut chars = entry.chars();
+    let kind = match chars.next()? {
+        'u' => Kind::User,
+        'a' => Kind::Anonymous,
+        'e' => Kind::Email,
+        _ => return None,
+    };
+    Some((kind, chars.as_str()))
+}
+
+/// An entry as [`entry`] reads it: the kind mark, then the text. A store
+/// looks nodes up by it (their *name*).
+pub(super) fn make_entry(kind: Kind, text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 1);
+    s.push(mark(kind));
+    s.push_str(text);
+    s
 }
 
 /// The size of a chunk of text; a longer entry has a chunk of its own.
@@ -60,26 +81,7 @@ impl Members {
             Some(&e) if unpack(e).0 == chunk => unpack(e).1,
             _ => 0,
         };
-        let entry = self.chunks.get(chunk)?.get(start..end)?;
-        let mut chars = entry.chars();
-        let kind = match chars.next()? {
-            'u' => Kind::User,
-            'a' => Kind::Anonymous,
-            'e' => Kind::Email,
-            _ => return None,
-        };
-        Some((kind, chars.as_str()))
-    }
-
-    /// Node `n`'s identity, as an owned value.
-    pub(super) fn identity(&self, n: u32) -> Option<Identity> {
-        let (kind, text) = self.get(n)?;
-        let text = text.to_string();
-        Some(match kind {
-            Kind::User => Identity::User(text),
-            Kind::Anonymous => Identity::Anonymous(text),
-            Kind::Email => Identity::Email(text),
-        })
+        entry(self.chunks.get(chunk)?.get(start..end)?)
     }
 
     /// Adds the next node.
@@ -107,17 +109,6 @@ impl Members {
         }
     }
 
-    /// Adds the next node, from its identity.
-    pub(super) fn push_identity(&mut self, id: &Identity) {
-        let (kind, text) = Kind::of(id);
-        self.push(kind, text);
-    }
-
-    /// Every node's identity, in order, for the whole-state checkpoint.
-    pub(super) fn iter(&self) -> impl Iterator<Item = Option<(Kind, &str)>> + '_ {
-        (0..self.ends.len() as u32).map(|n| self.get(n))
-    }
-
     /// Drops the last node (a checkpoint test's damage).
     #[cfg(test)]
     pub(super) fn pop(&mut self) {
@@ -138,6 +129,7 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
 
     #[test]
     fn entries_fill_chunks_without_straddling_them() {
@@ -169,18 +161,20 @@ mod tests {
             Identity::User("ünï".into()),
         ];
         for id in &ids {
-            m.push_identity(id);
+            let (kind, text) = Kind::of(id);
+            m.push(kind, text);
         }
         assert_eq!(m.len(), 4);
         for (n, id) in (0u32..).zip(&ids) {
-            assert_eq!(m.identity(n).as_ref(), Some(id));
             assert_eq!(m.get(n), Some(Kind::of(id)));
+            let entry = make_entry(Kind::of(id).0, Kind::of(id).1);
+            assert_eq!(super::entry(&entry), Some(Kind::of(id)));
         }
         assert_eq!(m.get(4), None);
         m.pop();
         assert_eq!(m.len(), 3);
         assert_eq!(m.get(3), None);
         m.push(Kind::Anonymous, "d");
-        assert_eq!(m.identity(3), Some(Identity::Anonymous("d".into())));
+        assert_eq!(m.get(3), Some((Kind::Anonymous, "d")));
     }
 }
