@@ -471,8 +471,9 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
         m["timers_in_memory"].as_u64().unwrap() < m["timers"].as_u64().unwrap(),
         "{m}"
     );
-    // Nor the identities' texts: calls look theirs up by name.
-    assert_eq!(m["identities_in_memory"], 0, "{m}");
+    // Nor the identities' texts named in the store: calls look theirs up
+    // by name (only the last batch's, not yet named, are in memory).
+    assert!(m["identities_in_memory"].as_u64().unwrap() <= 8 * 5, "{m}");
     assert_eq!(
         m["identities"], first["store"]["memory"]["identities"],
         "{m}"

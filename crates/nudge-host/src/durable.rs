@@ -401,7 +401,7 @@ pub fn in_store(checkpoint: &nudge_store::Checkpoint) -> Option<InStore> {
     match &checkpoint.engine {
         EngineState::Rows(c) => Some(InStore {
             timers: c.timer_seq,
-            nodes: c.node_count,
+            nodes: c.names_stored,
         }),
         _ => None,
     }
@@ -447,7 +447,7 @@ impl Saves {
             Some(EngineState::Rows(c)) => {
                 let stored = InStore {
                     timers: c.timer_seq,
-                    nodes: c.node_count,
+                    nodes: c.names_stored,
                 };
                 if c.full {
                     Saves::Everything(Some(stored))

@@ -108,6 +108,7 @@ impl<'a> Names<'a> {
 }
 
 mod members;
+mod seen;
 mod texts;
 
 use texts::Texts;
@@ -176,8 +177,9 @@ pub struct Identities {
     /// holds them (see [`Identities::let_texts_go`]). The index holds the
     /// nodes whose texts are here.
     texts: Texts,
-    /// How many nodes there were at the last take: the names of those
-    /// made since are written with the next.
+    /// How many nodes' names the store holds (or a take in flight
+    /// writes): a take writes the names of those made since once there
+    /// are enough of them (see [`Identities::take_rows`]).
     named: u32,
 }
 
@@ -287,30 +289,39 @@ impl Identities {
     /// Starts following which nodes change (all or none counted as changed).
     pub(crate) fn start_marks(&mut self, all: bool) {
         self.marks.start(all);
-        // A full take writes every node's name; otherwise the store holds
-        // the names of the nodes there are.
-        self.named = if all { 0 } else { self.parent.len() as u32 };
+        // A full take writes every node's name.
+        if all {
+            self.named = 0;
+        }
     }
 
     /// The rows of the nodes made or joined since the last take, and the
-    /// names of the nodes made (a store finds a node by its name). Every
-    /// node taken must have its text in memory (see
-    /// [`Identities::marked_without_text`]): one without is named in the error.
-    pub(crate) fn take_rows(&mut self) -> Result<NodesTaken, u32> {
-        let nodes: Vec<u32> = match self.marks.take() {
-            crate::engine::marks::Taken::All => (0..self.parent.len() as u32).collect(),
-            crate::engine::marks::Taken::Some(list) => list,
+    /// names of the nodes made since names were last taken, once there are
+    /// `name_every` of them or the take is whole (a store finds a node by
+    /// its name). Names are written in batches because a name goes
+    /// anywhere in the store's index: each batch rewrites most of its
+    /// pages, whatever the batch's size. Every node taken must have its
+    /// text in memory (see [`Identities::marked_without_text`]): one
+    /// without is named in the error.
+    pub(crate) fn take_rows(&mut self, name_every: u32) -> Result<NodesTaken, u32> {
+        let (nodes, all): (Vec<u32>, bool) = match self.marks.take() {
+            crate::engine::marks::Taken::All => ((0..self.parent.len() as u32).collect(), true),
+            crate::engine::marks::Taken::Some(list) => (list, false),
         };
         let mut out = NodesTaken::default();
         for n in nodes {
             out.rows.push((n, self.row(n).ok_or(n)?));
         }
         let len = self.parent.len() as u32;
-        for n in std::mem::replace(&mut self.named, len)..len {
-            let (kind, text) = self.texts.get(n).ok_or(n)?;
-            out.names
-                .push((members::make_entry(kind, text).into_bytes(), n));
+        if all || len.saturating_sub(self.named) >= name_every.max(1) {
+            for n in self.named..len {
+                let (kind, text) = self.texts.get(n).ok_or(n)?;
+                out.names
+                    .push((members::make_entry(kind, text).into_bytes(), n));
+            }
+            self.named = len;
         }
+        out.named = self.named;
         Ok(out)
     }
 
@@ -372,7 +383,7 @@ impl Identities {
             email.as_deref().map(|t| (Kind::Email, t)),
         ];
         for (kind, text) in wanted.into_iter().flatten() {
-            if self.find_node(kind, text).is_none() {
+            if self.find_node(kind, text).is_none() && self.texts.may_be_stored(kind, text) {
                 out.push(members::make_entry(kind, text).into_bytes());
             }
         }
@@ -381,7 +392,7 @@ impl Identities {
     /// The stored name of `id`, when it is not in memory and may be stored.
     pub(crate) fn name_to_read(&self, id: &Identity) -> Option<Vec<u8>> {
         let (kind, text) = Kind::of(id);
-        (self.texts.partial() && self.find_node(kind, text).is_none())
+        (self.find_node(kind, text).is_none() && self.texts.may_be_stored(kind, text))
             .then(|| members::make_entry(kind, text).into_bytes())
     }
 
@@ -413,14 +424,15 @@ impl Identities {
         Ok(())
     }
 
-    /// Lets go of the texts a committed take stored: those of nodes
-    /// numbered below `through` (the take's [`Identities::len`]) that
-    /// changed in no take since. From then on only the texts in use are in
-    /// memory; the others are read back by name or number. Returns how
-    /// many were let go.
+    /// Lets go of the texts a committed take stored by name: those of
+    /// nodes numbered below `through` (the take's [`NodesTaken::named`])
+    /// that changed in no take since. From then on only the texts in use
+    /// are in memory; the others are read back by name or number. Returns
+    /// how many were let go.
     pub(crate) fn let_texts_go(&mut self, through: u32) -> usize {
-        if self.marks.list().is_none() {
-            // Every node counts as changed: the take to come needs them all.
+        if self.marks.list().is_none() || through == 0 {
+            // Every node counts as changed (the take to come needs them
+            // all), or none is stored by name yet.
             return 0;
         }
         let before = self.index.len();
@@ -480,6 +492,8 @@ pub(crate) struct NodesTaken {
     pub rows: Vec<(u32, NodeRow)>,
     /// The stored names of the nodes made, with their numbers.
     pub names: Vec<(Vec<u8>, u32)>,
+    /// How many nodes' names are stored once the take is.
+    pub named: u32,
 }
 
 /// Stored identity nodes read one at a time, in increasing number, into the
@@ -495,6 +509,9 @@ struct Tables {
     size: Vec<u32>,
     user: Vec<u32>,
     texts: Texts,
+    /// How many nodes' names the store holds; `None` when it does not say
+    /// (a whole-state checkpoint: a whole take follows, which names all).
+    named: Option<u32>,
 }
 
 impl NodeRows {
@@ -513,7 +530,14 @@ impl NodeRows {
     /// links, and the engine reads a text back by name or number when it
     /// needs it (an engine with a `Pager`). Call it before the first push.
     pub fn leave_texts_in_store(&mut self) {
-        self.0.texts = Texts::Some(Default::default());
+        self.0.texts = Texts::left(self.0.parent.capacity());
+    }
+
+    /// The store holds the names of the first `n` nodes: the texts of
+    /// those after stay in memory, and the next take that names nodes
+    /// names them.
+    pub fn names_stored(&mut self, n: u32) {
+        self.0.named = Some(n);
     }
 
     /// Node `n`, which must follow the last one without a gap.
@@ -528,8 +552,10 @@ impl NodeRows {
         s.parent.push(row.parent);
         s.size.push(row.size);
         s.user.push(row.user.unwrap_or(NO_USER));
-        if !s.texts.partial() {
-            let (kind, text) = Kind::of(&row.member);
+        let (kind, text) = Kind::of(&row.member);
+        if s.texts.partial() && s.named.is_some_and(|named| n < named) {
+            s.texts.note(kind, text);
+        } else {
             s.texts.push(n, kind, text);
         }
         Ok(())
@@ -547,18 +573,19 @@ impl NodeRows {
             size,
             user,
             texts,
+            named,
         } = self.0;
-        let named = parent.len() as u32;
+        let len = parent.len() as u32;
         let mut ids = Identities {
             parent,
             size,
             user,
             texts,
-            named,
+            named: named.unwrap_or(len).min(len),
             ..Identities::default()
         };
         let hasher = ids.hasher.clone();
-        let numbers = ids.texts.numbers(named);
+        let numbers = ids.texts.numbers(len);
         let mut index = HashTable::with_capacity(numbers.len());
         for n in numbers {
             let Some((kind, text)) = ids.texts.get(n) else {

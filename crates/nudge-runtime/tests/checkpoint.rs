@@ -126,7 +126,7 @@ fn assert_restores_paged(
     let commit = |changes: nudge_runtime::engine::rows::Changes,
                   engine: &mut Engine<'_, MemorySink>,
                   unsaved: &[u32]| {
-        let (timers, nodes) = (changes.timer_seq, changes.node_count);
+        let (timers, nodes) = (changes.timer_seq, changes.names_stored);
         shared.0.lock().unwrap().apply(changes);
         if paged {
             engine.let_go(0, unsaved);

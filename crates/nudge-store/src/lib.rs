@@ -157,6 +157,12 @@ fn name_nodes(tx: &rusqlite::Transaction<'_>) -> Result<(), String> {
         ])
         .map_err(|e| e.to_string())?;
     }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value)
+         SELECT 'names_stored', coalesce(max(node) + 1, 0) FROM state_nodes",
+        [],
+    )
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -1165,6 +1171,7 @@ impl Store {
             sent_keys,
             timers_left: false,
             texts_left: false,
+            names_stored: self.meta("names_stored")?.and_then(|n| n.parse().ok()),
         })
     }
 
@@ -1224,9 +1231,15 @@ impl Store {
             count("SELECT max(node) + 1 FROM state_nodes")?,
             count("SELECT count(*) FROM state_sent_keys")?,
         );
+        if let Some(n) = self.meta("names_stored")? {
+            let n = n
+                .parse()
+                .map_err(|_| self.damaged(format!("it says {n:?} identities are named")))?;
+            r.names_stored(n);
+        }
         if lazy {
-            // Nodes are read for their links; their texts are looked up
-            // by name when a call needs them.
+            // Nodes are read for their links; the texts of those named in
+            // the store are looked up by name when a call needs them.
             r.leave_texts_in_store();
             let mut st = self
                 .conn
@@ -2041,6 +2054,7 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> rusqlite:
             for table in STATE_TABLES {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
+            tx.execute("DELETE FROM meta WHERE key = 'names_stored'", [])?;
             let mut part =
                 tx.prepare_cached("INSERT INTO checkpoint_parts(part, body) VALUES (?1, ?2)")?;
             for (i, chunk) in bytes.chunks(CHECKPOINT_PART).enumerate() {
@@ -2107,6 +2121,10 @@ fn write_rows(
     for (text, n) in &c.names {
         name.execute(params![text, n])?;
     }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('names_stored', ?1)",
+        [c.names_stored.to_string()],
+    )?;
     let mut timer = tx.prepare_cached(
         "INSERT OR REPLACE INTO state_timers(seq, due, body) VALUES (?1, ?2, ?3)",
     )?;

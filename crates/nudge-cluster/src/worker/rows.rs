@@ -344,6 +344,7 @@ pub(crate) async fn read(
         timers,
         timers_left: false,
         texts_left: false,
+        names_stored: None,
         message_ids,
         sent_keys,
     });

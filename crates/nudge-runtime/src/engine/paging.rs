@@ -347,7 +347,7 @@ impl<'b> Machine<'b> {
 
     /// Lets go of the identities' texts a committed take stored, keeping
     /// the graph's links: `through` is that take's
-    /// [`super::rows::Changes::node_count`]. Call it once the take is
+    /// [`super::rows::Changes::names_stored`]. Call it once the take is
     /// committed, as [`Machine::let_timers_go`]. Does nothing without a
     /// store to read them back from. Returns how many were let go.
     pub fn let_texts_go(&mut self, through: u32) -> usize {

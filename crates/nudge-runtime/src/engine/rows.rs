@@ -46,9 +46,9 @@ pub struct Changes {
     /// The names of the identity nodes made (see
     /// [`crate::identity::stored_name`]), which a store finds them by.
     pub names: Vec<(Vec<u8>, u32)>,
-    /// How many identity nodes there are as of this take: once it is
-    /// committed, [`Machine::let_texts_go`] takes it.
-    pub node_count: u32,
+    /// How many identity nodes' names the store holds once this take is
+    /// committed (the first ones): [`Machine::let_texts_go`] takes it.
+    pub names_stored: u32,
     /// Timers set: insertion number, due time (ms), row.
     pub timers: Vec<(u64, i64, Vec<u8>)>,
     /// Insertion numbers of timers that fired (removed after `timers` is added).
@@ -97,6 +97,9 @@ pub struct Rows {
     /// for their links): the engine reads them back by name or number
     /// when needed (see [`super::Pager`]).
     pub texts_left: bool,
+    /// How many identity nodes' names the store holds (the first ones);
+    /// `None` for a store that does not say (every node is named).
+    pub names_stored: Option<u32>,
 }
 
 /// The head's own values besides the state's small tables.
@@ -211,14 +214,19 @@ impl<'b> Machine<'b> {
         if !self.texts_in(&textless) {
             self.no_fault()?;
         }
-        let taken = self.identities.take_rows().map_err(|n| {
+        // Names are written a batch at a time: a few times the budget's
+        // customers' worth of nodes (their texts are what waits in memory).
+        let name_every = self.config.customers_in_memory.map_or(0, |b| {
+            u32::try_from(b.saturating_mul(8)).unwrap_or(u32::MAX)
+        });
+        let taken = self.identities.take_rows(name_every).map_err(|n| {
             CheckpointError::Decode(format!("identity node {n}'s text is not in memory"))
         })?;
         for (n, row) in taken.rows {
             out.nodes.push((n, encode(&row)?));
         }
         out.names = taken.names;
-        out.node_count = self.identities.len();
+        out.names_stored = taken.named;
         let timers = self.timers.take_changes();
         out.timer_seq = self.timers.seq();
         let dedupe = self.dedupe.take_changes();
@@ -274,6 +282,9 @@ impl<'b> Machine<'b> {
         }
         if rows.texts_left {
             r.leave_texts_in_store();
+        }
+        if let Some(n) = rows.names_stored {
+            r.names_stored(n);
         }
         for (c, bytes) in rows.customers {
             r.customer(c, &bytes)?;
@@ -500,6 +511,12 @@ impl Restore {
         self.nodes.leave_texts_in_store();
     }
 
+    /// The store holds the names of the first `n` identity nodes (the
+    /// texts of those after stay in memory until a take names them).
+    pub fn names_stored(&mut self, n: u32) {
+        self.nodes.names_stored(n);
+    }
+
     /// `n` more timers are left in the store (not given to [`Restore::timer`]).
     pub fn timers_in_store(&mut self, n: usize) {
         if let Some((_, count)) = &mut self.timers_left {
@@ -540,6 +557,7 @@ pub struct MemoryRows {
     instances: std::collections::BTreeMap<u32, Vec<u8>>,
     nodes: std::collections::BTreeMap<u32, Vec<u8>>,
     names: std::collections::BTreeMap<Vec<u8>, u32>,
+    names_stored: u32,
     timers: std::collections::BTreeMap<u64, (i64, Vec<u8>)>,
     message_ids: std::collections::BTreeMap<u128, u64>,
 }
@@ -568,6 +586,7 @@ impl MemoryRows {
         }
         self.nodes.extend(changes.nodes);
         self.names.extend(changes.names);
+        self.names_stored = changes.names_stored;
         for (seq, due, row) in changes.timers {
             self.timers.insert(seq, (due, row));
         }
@@ -638,6 +657,7 @@ impl MemoryRows {
             sent_keys: Vec::new(),
             timers_left: false,
             texts_left: false,
+            names_stored: Some(self.names_stored),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 use super::Kind;
 use super::members::{Members, entry, make_entry};
+use super::seen::Seen;
 
 /// The texts of the graph's nodes.
 #[derive(Clone, Debug)]
@@ -18,8 +19,11 @@ pub(super) enum Texts {
     All(Members),
     /// Some nodes' texts (kind mark, then text); a store holds every
     /// node's, and the engine reads one back by name or by number when a
-    /// call, a lookup or a take needs it.
-    Some(crate::fast::Map<u32, Box<str>>),
+    /// call, a lookup or a take needs it. `seen` has every node's name.
+    Some {
+        kept: crate::fast::Map<u32, Box<str>>,
+        seen: Seen,
+    },
 }
 
 impl Default for Texts {
@@ -29,11 +33,35 @@ impl Default for Texts {
 }
 
 impl Texts {
+    /// No text in memory, for a graph of about `nodes` nodes whose names
+    /// are noted as they come ([`Texts::note`]).
+    pub(super) fn left(nodes: usize) -> Texts {
+        Texts::Some {
+            kept: Default::default(),
+            seen: Seen::with_capacity(nodes.saturating_mul(2)),
+        }
+    }
+
+    /// Notes that a node of this name is stored (its text left there).
+    pub(super) fn note(&mut self, kind: Kind, text: &str) {
+        if let Texts::Some { seen, .. } = self {
+            seen.put(kind, text);
+        }
+    }
+
+    /// False when no node of this name is stored (nor in memory).
+    pub(super) fn may_be_stored(&self, kind: Kind, text: &str) -> bool {
+        match self {
+            Texts::All(_) => false,
+            Texts::Some { seen, .. } => seen.may_have(kind, text),
+        }
+    }
+
     /// Node `n`'s kind and text, when in memory.
     pub(super) fn get(&self, n: u32) -> Option<(Kind, &str)> {
         match self {
             Texts::All(m) => m.get(n),
-            Texts::Some(map) => entry(map.get(&n)?),
+            Texts::Some { kept, .. } => entry(kept.get(&n)?),
         }
     }
 
@@ -41,8 +69,9 @@ impl Texts {
     pub(super) fn push(&mut self, n: u32, kind: Kind, text: &str) {
         match self {
             Texts::All(m) => m.push(kind, text),
-            Texts::Some(map) => {
-                map.insert(n, make_entry(kind, text).into_boxed_str());
+            Texts::Some { kept, seen } => {
+                kept.insert(n, make_entry(kind, text).into_boxed_str());
+                seen.put(kind, text);
             }
         }
     }
@@ -52,8 +81,8 @@ impl Texts {
     pub(super) fn learn(&mut self, n: u32, kind: Kind, text: &str) -> bool {
         match self {
             Texts::All(_) => false,
-            Texts::Some(map) => {
-                map.entry(n)
+            Texts::Some { kept, .. } => {
+                kept.entry(n)
                     .or_insert_with(|| make_entry(kind, text).into_boxed_str());
                 true
             }
@@ -62,7 +91,7 @@ impl Texts {
 
     /// Whether only some texts are in memory.
     pub(super) fn partial(&self) -> bool {
-        matches!(self, Texts::Some(_))
+        matches!(self, Texts::Some { .. })
     }
 
     /// Lets go of the texts `keep` says no to, keeping only some from now
@@ -70,19 +99,23 @@ impl Texts {
     pub(super) fn keep_only(&mut self, nodes: u32, mut keep: impl FnMut(u32) -> bool) {
         match self {
             Texts::All(m) => {
-                let mut map = crate::fast::Map::default();
-                for n in (0..nodes).filter(|&n| keep(n)) {
+                let mut kept = crate::fast::Map::default();
+                let mut seen = Seen::with_capacity((nodes as usize).saturating_mul(2));
+                for n in 0..nodes {
                     if let Some((kind, text)) = m.get(n) {
-                        map.insert(n, make_entry(kind, text).into_boxed_str());
+                        seen.put(kind, text);
+                        if keep(n) {
+                            kept.insert(n, make_entry(kind, text).into_boxed_str());
+                        }
                     }
                 }
-                *self = Texts::Some(map);
+                *self = Texts::Some { kept, seen };
             }
-            Texts::Some(map) => {
-                map.retain(|&n, _| keep(n));
+            Texts::Some { kept, .. } => {
+                kept.retain(|&n, _| keep(n));
                 // A flood of names read back leaves its table large.
-                if map.capacity() > 64 && map.capacity() > 4 * map.len() {
-                    map.shrink_to_fit();
+                if kept.capacity() > 64 && kept.capacity() > 4 * kept.len() {
+                    kept.shrink_to_fit();
                 }
             }
         }
@@ -91,7 +124,7 @@ impl Texts {
     /// Every text in memory again, once each of the `nodes` nodes has its
     /// own (after every one was read back): `false` while one is missing.
     pub(super) fn make_whole(&mut self, nodes: u32) -> bool {
-        let Texts::Some(map) = self else {
+        let Texts::Some { kept: map, .. } = self else {
             return true;
         };
         if map.len() != nodes as usize {
@@ -113,7 +146,7 @@ impl Texts {
     pub(super) fn numbers(&self, nodes: u32) -> Vec<u32> {
         match self {
             Texts::All(m) => (0..nodes.min(m.len() as u32)).collect(),
-            Texts::Some(map) => map.keys().copied().collect(),
+            Texts::Some { kept, .. } => kept.keys().copied().collect(),
         }
     }
 
@@ -122,7 +155,7 @@ impl Texts {
     pub(super) fn fits(&self, nodes: usize) -> bool {
         match self {
             Texts::All(m) => m.len() == nodes,
-            Texts::Some(map) => map.keys().all(|&n| (n as usize) < nodes),
+            Texts::Some { kept, .. } => kept.keys().all(|&n| (n as usize) < nodes),
         }
     }
 
