@@ -1281,6 +1281,15 @@ fn a_server_with_a_budget_reports_customers_read_back() {
     // Those changed since the last checkpoint (at most 30 calls' worth)
     // and those with an instance live stay; the rest were let go.
     assert!(value("nudge_customers_in_memory") < customers, "{metrics}");
+    // Identities' texts named in the store are let go too, and read back
+    // by name when a returning customer's call names them.
+    let identities = value("nudge_identities");
+    assert!(identities >= customers, "{metrics}");
+    assert!(
+        value("nudge_identities_in_memory") < identities,
+        "{metrics}"
+    );
+    assert!(value("nudge_identities_read_back_total") > 0, "{metrics}");
     stop(server);
 }
 

@@ -1077,6 +1077,11 @@ impl<'b> Live<'b> {
             .store(paging.read_back, Ordering::Relaxed);
         m.timers_in_memory
             .store(self.engine.timers_in_memory() as u64, Ordering::Relaxed);
+        m.identities.store(paging.identities, Ordering::Relaxed);
+        m.identities_in_memory
+            .store(paging.identities_in_memory, Ordering::Relaxed);
+        m.identities_read_back
+            .store(paging.texts_read, Ordering::Relaxed);
         let mut text = flow_metrics(&self.engine.stats(), self.engine.releases().count());
         text.push_str(&waiting_metrics(&self.engine.instances_by_step()));
         if let Ok(mut flows) = self.metrics.flows.lock() {

@@ -82,6 +82,13 @@ pub struct Metrics {
     pub customers_read_back: AtomicU64,
     /// Timers in memory (with a budget, the others wait in the store).
     pub timers_in_memory: AtomicU64,
+    /// Identities (user ids, anonymous ids, addresses) the engine knows.
+    pub identities: AtomicU64,
+    /// Identities whose texts are in memory (with a budget, the others
+    /// are looked up in the store by name).
+    pub identities_in_memory: AtomicU64,
+    /// Identities read back from the store since the server started.
+    pub identities_read_back: AtomicU64,
     /// Calls whose time was later than their receipt, applied at it.
     pub clamped: AtomicU64,
     /// Commits by the histogram's buckets (see [`COMMIT_BUCKETS`]); the last
@@ -579,6 +586,24 @@ impl Metrics {
                 "gauge",
                 "Pending timers in memory; with `[runtime] customers_in_memory`, those due an hour or more ahead wait in the store.",
                 &self.timers_in_memory,
+            ),
+            (
+                "nudge_identities",
+                "gauge",
+                "Identities (user ids, anonymous ids, addresses) the engine knows.",
+                &self.identities,
+            ),
+            (
+                "nudge_identities_in_memory",
+                "gauge",
+                "Identities whose texts are in memory; with `[runtime] customers_in_memory`, the others are looked up in the store by name.",
+                &self.identities_in_memory,
+            ),
+            (
+                "nudge_identities_read_back_total",
+                "counter",
+                "Identities read back from the store when a call or a lookup named them, since the server started.",
+                &self.identities_read_back,
             ),
         ];
         for (name, kind, help, value) in gauges {
