@@ -503,6 +503,36 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
 }
 
 #[test]
+fn a_store_made_without_a_budget_names_its_identities_once_one_is_set() {
+    let (lines, _a, whole, reference) = reference_run(19);
+    // Without a budget nothing reads names back, so none are written.
+    let (_b, project) = copy_example("cart_recovery");
+    let events = project.join("events.jsonl");
+    std::fs::write(&events, lines[..1500].concat()).unwrap();
+    run_json(&project, &[]);
+    let names = |dir: &Path| -> i64 {
+        let db = rusqlite::Connection::open(dir.join(".nudge/state.db")).unwrap();
+        db.query_row("SELECT count(*) FROM state_node_names", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(names(&project), 0);
+    // With one, the restart keeps the texts of the nodes not named, the
+    // next checkpoints name them and let them go, and nothing changes.
+    add_runtime(&project, "checkpoint_every = 100\ncustomers_in_memory = 5");
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&project, &["--drain", "--batch-lines", "50"]);
+    let m = &second["store"]["memory"];
+    assert!(names(&project) > 0);
+    assert!(
+        m["identities_in_memory"].as_u64().unwrap() < m["identities"].as_u64().unwrap(),
+        "{m}"
+    );
+    assert!(m["identities_read"].as_u64().unwrap() > 0, "{m}");
+    assert_eq!(second["stats"], reference["stats"]);
+    assert_same_decisions(&project, &whole);
+}
+
+#[test]
 fn a_schema_deploy_under_a_budget_reads_no_customer_and_changes_no_decision() {
     let (lines, _tmp, _, _) = reference_run(17);
     let run = |runtime: Option<&str>| {

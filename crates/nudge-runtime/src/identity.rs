@@ -298,12 +298,12 @@ impl Identities {
     /// The rows of the nodes made or joined since the last take, and the
     /// names of the nodes made since names were last taken, once there are
     /// `name_every` of them or the take is whole (a store finds a node by
-    /// its name). Names are written in batches because a name goes
+    /// its name); none with `name_every` `None` (nothing reads them). Names are written in batches because a name goes
     /// anywhere in the store's index: each batch rewrites most of its
     /// pages, whatever the batch's size. Every node taken must have its
     /// text in memory (see [`Identities::marked_without_text`]): one
     /// without is named in the error.
-    pub(crate) fn take_rows(&mut self, name_every: u32) -> Result<NodesTaken, u32> {
+    pub(crate) fn take_rows(&mut self, name_every: Option<u32>) -> Result<NodesTaken, u32> {
         let (nodes, all): (Vec<u32>, bool) = match self.marks.take() {
             crate::engine::marks::Taken::All => ((0..self.parent.len() as u32).collect(), true),
             crate::engine::marks::Taken::Some(list) => (list, false),
@@ -313,7 +313,8 @@ impl Identities {
             out.rows.push((n, self.row(n).ok_or(n)?));
         }
         let len = self.parent.len() as u32;
-        if all || len.saturating_sub(self.named) >= name_every.max(1) {
+        let due = |every: u32| all || len.saturating_sub(self.named) >= every.max(1);
+        if name_every.is_some_and(due) {
             for n in self.named..len {
                 let (kind, text) = self.texts.get(n).ok_or(n)?;
                 out.names

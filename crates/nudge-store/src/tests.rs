@@ -1283,13 +1283,15 @@ fn identities_are_found_by_name_and_a_store_of_schema_7_names_them_as_it_migrate
     let half = lines.len() / 2;
     let mut whole = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
     let mut first = Engine::new(&bundle, MemorySink::default(), Config::default(), i64::MIN);
+    let mut s = Store::open(&path).unwrap();
+    // Names are written for an engine that reads them back: one with a pager.
+    first.set_pager(Box::new(s.pager().unwrap().unwrap()));
     for (i, line) in lines.iter().enumerate() {
         let _ = nudge_runtime::ingest::apply_line(&mut whole, line);
         if i < half {
             let _ = nudge_runtime::ingest::apply_line(&mut first, line);
         }
     }
-    let mut s = Store::open(&path).unwrap();
     commit_rows(&mut s, first.take_changes().unwrap());
     let names = |s: &Store| -> Vec<(Vec<u8>, i64)> {
         let mut st = s

@@ -216,8 +216,13 @@ impl<'b> Machine<'b> {
         }
         // Names are written a batch at a time: a few times the budget's
         // customers' worth of nodes (their texts are what waits in memory).
-        let name_every = self.config.customers_in_memory.map_or(0, |b| {
-            u32::try_from(b.saturating_mul(8)).unwrap_or(u32::MAX)
+        // Only an engine with a pager reads names back: without one they
+        // are not written (the store says none are, and an engine with a
+        // pager that restarts on it keeps those texts until it names them).
+        let name_every = self.pager.as_ref().map(|_| {
+            self.config.customers_in_memory.map_or(1, |b| {
+                u32::try_from(b.saturating_mul(8)).unwrap_or(u32::MAX)
+            })
         });
         let taken = self.identities.take_rows(name_every).map_err(|n| {
             CheckpointError::Decode(format!("identity node {n}'s text is not in memory"))
