@@ -724,15 +724,26 @@ pub struct StorePager {
     conn: Connection,
 }
 
-impl nudge_runtime::engine::Pager for StorePager {
-    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT body FROM state_customers WHERE customer = ?1")
-            .map_err(|e| e.to_string())?;
-        st.query_row([i64::from(number)], |r| r.get(0))
+impl StorePager {
+    /// The one value `sql` selects for `key`, if there is a row.
+    fn one<K: rusqlite::ToSql, T: rusqlite::types::FromSql>(
+        &mut self,
+        sql: &str,
+        key: K,
+    ) -> Result<Option<T>, String> {
+        let mut st = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+        st.query_row([key], |r| r.get(0))
             .optional()
             .map_err(|e| e.to_string())
+    }
+}
+
+impl nudge_runtime::engine::Pager for StorePager {
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        self.one(
+            "SELECT body FROM state_customers WHERE customer = ?1",
+            i64::from(number),
+        )
     }
 
     fn timers(&mut self, read: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
@@ -751,23 +762,11 @@ impl nudge_runtime::engine::Pager for StorePager {
     }
 
     fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT node FROM state_node_names WHERE name = ?1")
-            .map_err(|e| e.to_string())?;
-        st.query_row([name], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())
+        self.one("SELECT node FROM state_node_names WHERE name = ?1", name)
     }
 
     fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT body FROM state_nodes WHERE node = ?1")
-            .map_err(|e| e.to_string())?;
-        st.query_row([i64::from(n)], |r| r.get(0))
-            .optional()
-            .map_err(|e| e.to_string())
+        self.one("SELECT body FROM state_nodes WHERE node = ?1", i64::from(n))
     }
 }
 

@@ -19,9 +19,10 @@
 //! (instances, the small tables, the identity graph's links) except timers
 //! and identities' texts: with a store, only the timers due within the hour
 //! and those not yet committed stay ([`Machine::let_timers_go`]), and only
-//! the texts of identities made since the last committed take, or read
-//! back since ([`Machine::let_texts_go`]); a call's identities are looked
-//! up in the store by name before the call is observed.
+//! the texts of identities not yet named in a committed take, changed
+//! since, or read back since ([`Machine::let_texts_go`]); a call's
+//! identities are looked up in the store by name before the call is
+//! observed.
 
 use super::Machine;
 use super::checkpoint::CheckpointError;
@@ -373,9 +374,7 @@ impl<'b> Machine<'b> {
     /// The customer known by `id`, looking it up in the store when the
     /// graph leaves texts there.
     pub(super) fn customer_known_as(&mut self, id: &Identity) -> Option<CustomerId> {
-        if let Some(name) = self.identities.name_to_read(id) {
-            self.read_names(&[name]);
-        }
+        self.identity_in(id);
         self.identities.customer_of(id)
     }
 
@@ -421,7 +420,7 @@ impl<'b> Machine<'b> {
                 .ok_or_else(|| "its text was let go and the engine has no store".to_string())
                 .and_then(|pager| pager.node(n))
                 .and_then(|row| row.ok_or_else(|| "the store has no row for it".to_string()))
-                .and_then(|row| postcard::from_bytes::<NodeRow>(&row).map_err(|e| e.to_string()))
+                .and_then(|row| NodeRow::decode(&row))
                 .and_then(|row| self.identities.learn_row(n, &row));
             if let Err(reason) = read {
                 self.page_fault
