@@ -189,8 +189,18 @@ impl<'a> Parts<'a> {
 /// Applies one line (without its line break) to the engine, moving the
 /// clock to the call's time first; `Err` is the reason it was refused.
 pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(), String> {
-    match engine.decoder().decode(text) {
-        Decoded::Call(mut parts) => {
+    let mut decoded = engine.decoder().decode(text);
+    apply_decoded(engine, &mut decoded)
+}
+
+/// [`apply_line`] for a line decoded already (by [`Schemas::decoder`], on
+/// another thread): what was decoded is taken out of `decoded`.
+pub fn apply_decoded<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    decoded: &mut Decoded<'_>,
+) -> Result<(), String> {
+    match decoded {
+        Decoded::Call(parts) => {
             engine.advance_before(parts.at());
             let (call, notes) = parts.split();
             engine
@@ -198,7 +208,7 @@ pub fn apply_line<S: Sink>(engine: &mut Engine<'_, S>, text: &str) -> Result<(),
                 .map(drop)
                 .map_err(|r| r.reason)
         }
-        Decoded::Bad(r) => Err(r.reason),
+        Decoded::Bad(r) => Err(std::mem::take(&mut r.reason)),
     }
 }
 
@@ -225,6 +235,27 @@ pub fn check_line(line: &str) -> Result<(), Rejection> {
         std::sync::LazyLock::new(Default::default);
     let (bundle, by_wire) = &*NONE;
     Decoder::new(bundle, by_wire).envelope(line).map(drop)
+}
+
+/// One release's schemas held apart from the engine, for a decoder that
+/// runs while the engine is borrowed to apply: a replay decodes the next
+/// lines on another thread (no release is deployed during a replay).
+#[derive(Clone, Debug)]
+pub struct Schemas<'e> {
+    bundle: &'e Bundle,
+    by_wire: HashMap<String, u32>,
+}
+
+impl<'e> Schemas<'e> {
+    /// The schemas of `bundle`, with event schemas found by wire name in `by_wire`.
+    pub fn new(bundle: &'e Bundle, by_wire: HashMap<String, u32>) -> Self {
+        Schemas { bundle, by_wire }
+    }
+
+    /// A decoder against these schemas.
+    pub fn decoder(&self) -> Decoder<'_> {
+        Decoder::new(self.bundle, &self.by_wire)
+    }
 }
 
 impl<'e> Decoder<'e> {

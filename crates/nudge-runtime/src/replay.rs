@@ -13,7 +13,7 @@ use std::io::BufRead;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Sink, Step};
-use crate::ingest;
+use crate::ingest::{self, Decoded, Decoder};
 use crate::segment;
 use crate::window::{DEFAULT_LINES, Window};
 
@@ -226,8 +226,141 @@ impl<R: BufRead> Iterator for Numbered<R> {
     }
 }
 
+/// Lines decoded as one batch on the decoding thread: enough that handing
+/// batches between the threads costs little beside decoding them.
+const BATCH: usize = 256;
+
+/// Batches handed to the decoding thread and not applied yet: what bounds
+/// the lines held beside the reorder window (`BATCH * (IN_FLIGHT + 1)`).
+const IN_FLIGHT: usize = 4;
+
+self_cell::self_cell!(
+    /// A line's text with the call decoded from it, which borrows the text:
+    /// what the decoding thread hands to the applying one.
+    struct DecodedLine {
+        owner: String,
+        #[covariant]
+        dependent: Decoded,
+    }
+);
+
+/// A line made ready for the engine on the decoding thread.
+enum Ready {
+    /// Decoded (a call, or why it is not one).
+    Line(DecodedLine),
+    /// Refused before decoding.
+    NotUtf8(DeadLetter),
+}
+
+/// Checks that line `number` is text and decodes it.
+fn prepare(decoder: Decoder<'_>, number: u64, raw: Vec<u8>) -> Ready {
+    match String::from_utf8(raw) {
+        Ok(text) => Ready::Line(DecodedLine::new(text, |text| {
+            decoder.decode(text.trim_end_matches('\r'))
+        })),
+        Err(err) => Ready::NotUtf8(DeadLetter {
+            line: number as usize,
+            reason: format!("not UTF-8 text: {}", err.utf8_error()),
+            input: String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        }),
+    }
+}
+
+/// Applies line `number` made ready by [`prepare`]; a line the engine
+/// refuses goes to `rejected` with why.
+fn apply_ready<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    number: u64,
+    ready: Ready,
+    rejected: &mut Vec<DeadLetter>,
+) {
+    let mut line = match ready {
+        Ready::Line(line) => line,
+        Ready::NotUtf8(dead) => {
+            rejected.push(dead);
+            return;
+        }
+    };
+    engine.sink_mut().step(Step::Line(number));
+    let applied = line.with_dependent_mut(|_, decoded| ingest::apply_decoded(engine, decoded));
+    if let Err(reason) = applied {
+        rejected.push(DeadLetter {
+            line: number as usize,
+            reason,
+            input: line.borrow_owner().trim_end_matches('\r').to_string(),
+        });
+    }
+}
+
+/// Lines on their way to the engine in time order: decoded a batch at a
+/// time on another thread, so that decoding the next lines overlaps
+/// applying these. The engine sees exactly the calls, in exactly the
+/// order, it would see decoding each line itself.
+struct Pipeline {
+    batch: Vec<(u64, Vec<u8>)>,
+    to_decode: std::sync::mpsc::Sender<Vec<(u64, Vec<u8>)>>,
+    decoded: std::sync::mpsc::Receiver<Vec<(u64, Ready)>>,
+    in_flight: usize,
+}
+
+impl Pipeline {
+    /// Hands line `number` on, and applies the oldest decoded batches once
+    /// more than [`IN_FLIGHT`] are on their way.
+    fn push<S: Sink>(
+        &mut self,
+        engine: &mut Engine<'_, S>,
+        number: u64,
+        raw: Vec<u8>,
+        rejected: &mut Vec<DeadLetter>,
+    ) {
+        self.batch.push((number, raw));
+        if self.batch.len() < BATCH {
+            return;
+        }
+        self.send();
+        while self.in_flight > IN_FLIGHT {
+            self.apply_one(engine, rejected);
+        }
+    }
+
+    /// Sends the batch being filled to the decoding thread.
+    fn send(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        if batch.is_empty() {
+            return;
+        }
+        // The decoding thread ends only once the sender is dropped, or by
+        // panicking, which the scope then raises here.
+        if self.to_decode.send(batch).is_ok() {
+            self.in_flight += 1;
+        }
+    }
+
+    /// Applies the oldest batch, waiting for it to be decoded.
+    fn apply_one<S: Sink>(&mut self, engine: &mut Engine<'_, S>, rejected: &mut Vec<DeadLetter>) {
+        let Ok(batch) = self.decoded.recv() else {
+            // The decoding thread is gone (it panicked): nothing more comes.
+            self.in_flight = 0;
+            return;
+        };
+        self.in_flight -= 1;
+        for (number, ready) in batch {
+            apply_ready(engine, number, ready, rejected);
+        }
+    }
+
+    /// Applies every line handed on.
+    fn finish<S: Sink>(&mut self, engine: &mut Engine<'_, S>, rejected: &mut Vec<DeadLetter>) {
+        self.send();
+        while self.in_flight > 0 {
+            self.apply_one(engine, rejected);
+        }
+    }
+}
+
 /// Applies numbered lines in time order within a reorder window of
 /// `window` lines (see [`replay_stream`]), or as they come without one.
+/// Lines are read and ordered here and decoded on a second thread.
 fn replay_lines<S: Sink>(
     engine: &mut Engine<'_, S>,
     lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
@@ -236,29 +369,48 @@ fn replay_lines<S: Sink>(
     window: Option<usize>,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<Streamed> {
+    let schemas = engine.schemas();
+    let (to_decode, lines_in) = std::sync::mpsc::channel::<Vec<(u64, Vec<u8>)>>();
+    let (decoded_out, decoded) = std::sync::mpsc::channel::<Vec<(u64, Ready)>>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let decoder = schemas.decoder();
+            for batch in lines_in {
+                let ready = batch
+                    .into_iter()
+                    .map(|(number, raw)| (number, prepare(decoder, number, raw)))
+                    .collect();
+                if decoded_out.send(ready).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut pipeline = Pipeline {
+            batch: Vec::with_capacity(BATCH),
+            to_decode,
+            decoded,
+            in_flight: 0,
+        };
+        let streamed = read_in_order(engine, lines, horizon, window, &mut pipeline);
+        // Dropping the pipeline's sender ends the decoding thread.
+        drop(pipeline);
+        let (streamed, rejected) = streamed;
+        finish_replay(engine, streamed, rejected, options, dead)
+    })
+}
+
+/// Reads `lines`, refuses those beyond `horizon` and hands the rest to
+/// `pipeline` in time order within the reorder window; applies them all
+/// before returning what the stream did and the lines refused so far.
+fn read_in_order<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
+    horizon: Option<Horizon>,
+    window: Option<usize>,
+    pipeline: &mut Pipeline,
+) -> (std::io::Result<Streamed>, Vec<DeadLetter>) {
     let mut held: Option<Window<Vec<u8>>> = window.map(Window::new);
     let mut rejected: Vec<DeadLetter> = Vec::new();
-    let mut apply = |number: u64, raw: Vec<u8>, rejected: &mut Vec<DeadLetter>| {
-        let text = match std::str::from_utf8(&raw) {
-            Ok(t) => t.trim_end_matches('\r'),
-            Err(err) => {
-                rejected.push(DeadLetter {
-                    line: number as usize,
-                    reason: format!("not UTF-8 text: {err}"),
-                    input: String::from_utf8_lossy(&raw).into_owned(),
-                });
-                return;
-            }
-        };
-        engine.sink_mut().step(Step::Line(number));
-        if let Err(reason) = ingest::apply_line(engine, text) {
-            rejected.push(DeadLetter {
-                line: number as usize,
-                reason,
-                input: text.to_string(),
-            });
-        }
-    };
     let mut last = i64::MIN;
     let mut clamped = 0u64;
     let mut read = Ok(());
@@ -292,20 +444,38 @@ fn replay_lines<S: Sink>(
         let t = t.unwrap_or(last);
         last = last.max(t);
         let Some(held) = &mut held else {
-            apply(number, line, &mut rejected);
+            pipeline.push(engine, number, line, &mut rejected);
             continue;
         };
         held.push(t, number, line);
         while let Some((_, n, raw)) = held.next_due() {
-            apply(n, raw, &mut rejected);
+            pipeline.push(engine, n, raw, &mut rejected);
         }
     }
     if let Some(held) = &mut held {
         while let Some((_, n, raw)) = held.pop() {
-            apply(n, raw, &mut rejected);
+            pipeline.push(engine, n, raw, &mut rejected);
         }
     }
-    read?;
+    pipeline.finish(engine, &mut rejected);
+    let streamed = read.map(|()| Streamed {
+        past_window: held.map_or(0, |h| h.late()),
+        clamped,
+    });
+    (streamed, rejected)
+}
+
+/// Runs the clock on as `options` say once every line is applied, and
+/// hands the refused lines to `dead` in line order; an error reading the
+/// input stops the run before the clock moves on.
+fn finish_replay<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    streamed: std::io::Result<Streamed>,
+    mut rejected: Vec<DeadLetter>,
+    options: Options,
+    dead: &mut dyn FnMut(DeadLetter),
+) -> std::io::Result<Streamed> {
+    let streamed = streamed?;
     if let Some(t) = options.until {
         engine.sink_mut().step(Step::Until);
         engine.advance_through(t);
@@ -319,8 +489,5 @@ fn replay_lines<S: Sink>(
         engine.count_dead_letter();
         dead(d);
     }
-    Ok(Streamed {
-        past_window: held.map_or(0, |h| h.late()),
-        clamped,
-    })
+    Ok(streamed)
 }

@@ -1111,6 +1111,12 @@ impl<'b> Machine<'b> {
         Decoder::new(self.bundle(), &self.by_wire)
     }
 
+    /// The newest release's schemas apart from the engine, for decoding on
+    /// another thread while the engine applies (see [`crate::ingest::Schemas`]).
+    pub fn schemas(&self) -> crate::ingest::Schemas<'b> {
+        crate::ingest::Schemas::new(self.bundle(), self.by_wire.clone())
+    }
+
     /// Applies a call already decoded against the schemas (see
     /// [`Machine::decoder`]); otherwise the same as [`Machine::apply_noted`] with no notes.
     /// A call whose event schema or profile fields the newest release does
