@@ -249,11 +249,12 @@ fn run_project(
     // Opened here to report a missing file before anything else; it is
     // read as a stream, never whole.
     let opened = if is_stdin(&events) {
-        Ok((Box::new(std::io::stdin().lock()) as Box<dyn Read>, 0))
+        // Not locked: the replay reads it on its own thread.
+        Ok((Box::new(std::io::stdin()) as Box<dyn Read + Send>, 0))
     } else {
         File::open(&events).and_then(|f| {
             let len = f.metadata()?.len();
-            Ok((Box::new(f) as Box<dyn Read>, len))
+            Ok((Box::new(f) as Box<dyn Read + Send>, len))
         })
     };
     let input = match opened {

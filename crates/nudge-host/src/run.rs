@@ -105,7 +105,7 @@ pub struct Ran {
 pub fn in_memory(
     bundle: &Bundle,
     events: &Path,
-    input: impl Read,
+    input: impl Read + Send,
     files: &Files,
     plan: &Plan,
     routes: &[(Channel, PluginSpec)],

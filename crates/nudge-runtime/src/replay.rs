@@ -97,7 +97,7 @@ impl Horizon {
 /// only an I/O error on the input stops it.
 pub fn replay<S: Sink>(
     engine: &mut Engine<'_, S>,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: Options,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<()> {
@@ -160,7 +160,7 @@ pub fn line_time(line: &[u8]) -> Option<(i64, bool)> {
 /// error on the input stops the run (after applying what was read).
 pub fn replay_stream<S: Sink>(
     engine: &mut Engine<'_, S>,
-    input: impl BufRead,
+    input: impl BufRead + Send,
     options: Options,
     horizon: Option<Horizon>,
     window: usize,
@@ -182,7 +182,7 @@ pub fn replay_stream<S: Sink>(
 /// stops the run as an error reading the input would.
 pub fn replay_sorted<S: Sink>(
     engine: &mut Engine<'_, S>,
-    lines: impl Iterator<Item = std::io::Result<crate::sort::Line>>,
+    lines: impl Iterator<Item = std::io::Result<crate::sort::Line>> + Send,
     options: Options,
     horizon: Option<Horizon>,
     dead: &mut dyn FnMut(DeadLetter),
@@ -226,17 +226,17 @@ impl<R: BufRead> Iterator for Numbered<R> {
     }
 }
 
-/// Lines decoded as one batch on the decoding thread: enough that handing
+/// Lines decoded as one batch on the reading thread: enough that handing
 /// batches between the threads costs little beside decoding them.
 const BATCH: usize = 256;
 
-/// Batches handed to the decoding thread and not applied yet: what bounds
-/// the lines held beside the reorder window (`BATCH * (IN_FLIGHT + 1)`).
+/// Decoded batches waiting for the engine: what bounds the lines held
+/// besides the reorder window (`BATCH * (IN_FLIGHT + 2)`).
 const IN_FLIGHT: usize = 4;
 
 self_cell::self_cell!(
     /// A line's text with the call decoded from it, which borrows the text:
-    /// what the decoding thread hands to the applying one.
+    /// what the reading thread hands to the engine's.
     struct DecodedLine {
         owner: String,
         #[covariant]
@@ -244,7 +244,7 @@ self_cell::self_cell!(
     }
 );
 
-/// A line made ready for the engine on the decoding thread.
+/// A line made ready for the engine on the reading thread.
 enum Ready {
     /// Decoded (a call, or why it is not one).
     Line(DecodedLine),
@@ -292,122 +292,86 @@ fn apply_ready<S: Sink>(
     }
 }
 
-/// Lines on their way to the engine in time order: decoded a batch at a
-/// time on another thread, so that decoding the next lines overlaps
-/// applying these. The engine sees exactly the calls, in exactly the
-/// order, it would see decoding each line itself.
-struct Pipeline {
-    batch: Vec<(u64, Vec<u8>)>,
-    to_decode: std::sync::mpsc::Sender<Vec<(u64, Vec<u8>)>>,
-    decoded: std::sync::mpsc::Receiver<Vec<(u64, Ready)>>,
-    in_flight: usize,
+/// Lines in time order on their way to the engine's thread, decoded a
+/// batch at a time.
+struct Batches<'d> {
+    decoder: Decoder<'d>,
+    batch: Vec<(u64, Ready)>,
+    out: std::sync::mpsc::SyncSender<Vec<(u64, Ready)>>,
+    /// The engine's thread stopped taking batches (it panicked).
+    closed: bool,
 }
 
-impl Pipeline {
-    /// Hands line `number` on, and applies the oldest decoded batches once
-    /// more than [`IN_FLIGHT`] are on their way.
-    fn push<S: Sink>(
-        &mut self,
-        engine: &mut Engine<'_, S>,
-        number: u64,
-        raw: Vec<u8>,
-        rejected: &mut Vec<DeadLetter>,
-    ) {
-        self.batch.push((number, raw));
-        if self.batch.len() < BATCH {
-            return;
-        }
-        self.send();
-        while self.in_flight > IN_FLIGHT {
-            self.apply_one(engine, rejected);
+impl Batches<'_> {
+    /// Decodes line `number` into the batch, and hands the batch over once
+    /// full, waiting while [`IN_FLIGHT`] others wait for the engine.
+    fn push(&mut self, number: u64, raw: Vec<u8>) {
+        self.batch
+            .push((number, prepare(self.decoder, number, raw)));
+        if self.batch.len() >= BATCH {
+            self.send();
         }
     }
 
-    /// Sends the batch being filled to the decoding thread.
+    /// Hands the batch being filled over.
     fn send(&mut self) {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        if batch.is_empty() {
-            return;
-        }
-        // The decoding thread ends only once the sender is dropped, or by
-        // panicking, which the scope then raises here.
-        if self.to_decode.send(batch).is_ok() {
-            self.in_flight += 1;
-        }
-    }
-
-    /// Applies the oldest batch, waiting for it to be decoded.
-    fn apply_one<S: Sink>(&mut self, engine: &mut Engine<'_, S>, rejected: &mut Vec<DeadLetter>) {
-        let Ok(batch) = self.decoded.recv() else {
-            // The decoding thread is gone (it panicked): nothing more comes.
-            self.in_flight = 0;
-            return;
-        };
-        self.in_flight -= 1;
-        for (number, ready) in batch {
-            apply_ready(engine, number, ready, rejected);
-        }
-    }
-
-    /// Applies every line handed on.
-    fn finish<S: Sink>(&mut self, engine: &mut Engine<'_, S>, rejected: &mut Vec<DeadLetter>) {
-        self.send();
-        while self.in_flight > 0 {
-            self.apply_one(engine, rejected);
+        if !batch.is_empty() && self.out.send(batch).is_err() {
+            self.closed = true;
         }
     }
 }
 
 /// Applies numbered lines in time order within a reorder window of
 /// `window` lines (see [`replay_stream`]), or as they come without one.
-/// Lines are read and ordered here and decoded on a second thread.
+///
+/// A second thread reads the lines, refuses those beyond `horizon`, puts
+/// the rest in time order and decodes them; this one applies them. The
+/// engine sees exactly the calls, in exactly the order, it would see
+/// decoding each line itself: the reading thread sees no engine state.
 fn replay_lines<S: Sink>(
     engine: &mut Engine<'_, S>,
-    lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
+    lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>> + Send,
     options: Options,
     horizon: Option<Horizon>,
     window: Option<usize>,
     dead: &mut dyn FnMut(DeadLetter),
 ) -> std::io::Result<Streamed> {
     let schemas = engine.schemas();
-    let (to_decode, lines_in) = std::sync::mpsc::channel::<Vec<(u64, Vec<u8>)>>();
-    let (decoded_out, decoded) = std::sync::mpsc::channel::<Vec<(u64, Ready)>>();
+    let (out, decoded) = std::sync::mpsc::sync_channel(IN_FLIGHT);
     std::thread::scope(|scope| {
-        scope.spawn(move || {
-            let decoder = schemas.decoder();
-            for batch in lines_in {
-                let ready = batch
-                    .into_iter()
-                    .map(|(number, raw)| (number, prepare(decoder, number, raw)))
-                    .collect();
-                if decoded_out.send(ready).is_err() {
-                    break;
-                }
-            }
+        let reader = scope.spawn(move || {
+            let mut batches = Batches {
+                decoder: schemas.decoder(),
+                batch: Vec::with_capacity(BATCH),
+                out,
+                closed: false,
+            };
+            read_in_order(lines, horizon, window, &mut batches)
         });
-        let mut pipeline = Pipeline {
-            batch: Vec::with_capacity(BATCH),
-            to_decode,
-            decoded,
-            in_flight: 0,
-        };
-        let streamed = read_in_order(engine, lines, horizon, window, &mut pipeline);
-        // Dropping the pipeline's sender ends the decoding thread.
-        drop(pipeline);
-        let (streamed, rejected) = streamed;
+        let mut rejected = Vec::new();
+        // Ends once the reading thread has handed over its last batch.
+        for batch in decoded {
+            for (number, ready) in batch {
+                apply_ready(engine, number, ready, &mut rejected);
+            }
+        }
+        let (streamed, refused) = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        rejected.extend(refused);
         finish_replay(engine, streamed, rejected, options, dead)
     })
 }
 
 /// Reads `lines`, refuses those beyond `horizon` and hands the rest to
-/// `pipeline` in time order within the reorder window; applies them all
-/// before returning what the stream did and the lines refused so far.
-fn read_in_order<S: Sink>(
-    engine: &mut Engine<'_, S>,
+/// `batches` in time order within the reorder window; says what the
+/// stream did, with the lines refused on the way.
+fn read_in_order(
     lines: impl Iterator<Item = std::io::Result<(u64, Vec<u8>)>>,
     horizon: Option<Horizon>,
     window: Option<usize>,
-    pipeline: &mut Pipeline,
+    batches: &mut Batches<'_>,
 ) -> (std::io::Result<Streamed>, Vec<DeadLetter>) {
     let mut held: Option<Window<Vec<u8>>> = window.map(Window::new);
     let mut rejected: Vec<DeadLetter> = Vec::new();
@@ -415,6 +379,9 @@ fn read_in_order<S: Sink>(
     let mut clamped = 0u64;
     let mut read = Ok(());
     for line in lines {
+        if batches.closed {
+            break;
+        }
         let (number, line) = match line {
             Ok(l) => l,
             Err(e) => {
@@ -444,20 +411,20 @@ fn read_in_order<S: Sink>(
         let t = t.unwrap_or(last);
         last = last.max(t);
         let Some(held) = &mut held else {
-            pipeline.push(engine, number, line, &mut rejected);
+            batches.push(number, line);
             continue;
         };
         held.push(t, number, line);
         while let Some((_, n, raw)) = held.next_due() {
-            pipeline.push(engine, n, raw, &mut rejected);
+            batches.push(n, raw);
         }
     }
     if let Some(held) = &mut held {
         while let Some((_, n, raw)) = held.pop() {
-            pipeline.push(engine, n, raw, &mut rejected);
+            batches.push(n, raw);
         }
     }
-    pipeline.finish(engine, &mut rejected);
+    batches.send();
     let streamed = read.map(|()| Streamed {
         past_window: held.map_or(0, |h| h.late()),
         clamped,

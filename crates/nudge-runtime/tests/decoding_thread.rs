@@ -1,5 +1,5 @@
-//! A replay decodes lines on a second thread while the engine applies the
-//! ones before them. These tests hold it to applying each line in turn on
+//! A replay reads, orders and decodes lines on a second thread while the
+//! engine applies the ones before them. These tests hold it to applying each line in turn on
 //! one thread: the same calls in the same order, the same line numbers for
 //! every record, the same dead letters, and on a read error the same lines
 //! applied before the error is returned.
