@@ -12,7 +12,7 @@ use std::io::BufRead;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Sink, Step};
+use crate::engine::{Engine, LetGo, Sink, Step};
 use crate::ingest::{self, Decoded, Decoder};
 use crate::segment;
 use crate::window::{DEFAULT_LINES, Window};
@@ -267,18 +267,19 @@ fn prepare(decoder: Decoder<'_>, number: u64, raw: Vec<u8>) -> Ready {
 }
 
 /// Applies line `number` made ready by [`prepare`]; a line the engine
-/// refuses goes to `rejected` with why.
+/// refuses goes to `rejected` with why. Gives the line back, to be dropped
+/// where it was made.
 fn apply_ready<S: Sink>(
     engine: &mut Engine<'_, S>,
     number: u64,
     ready: Ready,
     rejected: &mut Vec<DeadLetter>,
-) {
+) -> Option<DecodedLine> {
     let mut line = match ready {
         Ready::Line(line) => line,
         Ready::NotUtf8(dead) => {
             rejected.push(dead);
-            return;
+            return None;
         }
     };
     engine.sink_mut().step(Step::Line(number));
@@ -290,6 +291,18 @@ fn apply_ready<S: Sink>(
             input: line.borrow_owner().trim_end_matches('\r').to_string(),
         });
     }
+    Some(line)
+}
+
+/// What the engine is done with, sent back to the reading thread to be
+/// dropped there: it made the lines and the values decoded from them, so
+/// their memory is freed where it was allocated, and the engine's thread
+/// does not wait on cache misses into history stored long ago.
+struct Spent {
+    /// Lines applied.
+    _lines: Vec<DecodedLine>,
+    /// Events the engine let go of meanwhile.
+    _history: LetGo,
 }
 
 /// Lines in time order on their way to the engine's thread, decoded a
@@ -298,6 +311,8 @@ struct Batches<'d> {
     decoder: Decoder<'d>,
     batch: Vec<(u64, Ready)>,
     out: std::sync::mpsc::SyncSender<Vec<(u64, Ready)>>,
+    /// What the engine's thread is done with, to drop.
+    spent: std::sync::mpsc::Receiver<Spent>,
     /// The engine's thread stopped taking batches (it panicked).
     closed: bool,
 }
@@ -313,8 +328,12 @@ impl Batches<'_> {
         }
     }
 
-    /// Hands the batch being filled over.
+    /// Hands the batch being filled over, after dropping what the engine's
+    /// thread is done with.
     fn send(&mut self) {
+        while let Ok(spent) = self.spent.try_recv() {
+            drop(spent);
+        }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         if !batch.is_empty() && self.out.send(batch).is_err() {
             self.closed = true;
@@ -339,12 +358,14 @@ fn replay_lines<S: Sink>(
 ) -> std::io::Result<Streamed> {
     let schemas = engine.schemas();
     let (out, decoded) = std::sync::mpsc::sync_channel(IN_FLIGHT);
+    let (spent_out, spent) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut batches = Batches {
                 decoder: schemas.decoder(),
                 batch: Vec::with_capacity(BATCH),
                 out,
+                spent,
                 closed: false,
             };
             read_in_order(lines, horizon, window, &mut batches)
@@ -352,9 +373,16 @@ fn replay_lines<S: Sink>(
         let mut rejected = Vec::new();
         // Ends once the reading thread has handed over its last batch.
         for batch in decoded {
+            let mut applied = Vec::with_capacity(batch.len());
             for (number, ready) in batch {
-                apply_ready(engine, number, ready, &mut rejected);
+                applied.extend(apply_ready(engine, number, ready, &mut rejected));
             }
+            let spent = Spent {
+                _lines: applied,
+                _history: engine.take_let_go(),
+            };
+            // Once the reading thread is done, dropped here.
+            drop(spent_out.send(spent));
         }
         let (streamed, refused) = reader
             .join()

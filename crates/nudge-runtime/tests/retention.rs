@@ -5,7 +5,7 @@
 mod common;
 
 use common::bundle;
-use nudge_runtime::engine::{Config, Engine, Held, MemorySink};
+use nudge_runtime::engine::{Config, Engine, Held, LET_GO_CALLS, MemorySink};
 use nudge_runtime::replay::{self, Options};
 
 const SOURCE: &str = r#"
@@ -120,6 +120,53 @@ fn unread_kinds_are_not_stored_and_exit_kinds_live_as_long_as_their_readers() {
         &[track("u3", "Product Viewed", "2026-01-07T12:01:00Z")],
     );
     assert_eq!(e.history_held().events, 0);
+}
+
+#[test]
+fn history_let_go_is_handed_to_whoever_asks_and_dropped_by_the_engine_otherwise() {
+    let b = bundle(SOURCE);
+    let mut e = engine(&b);
+    let apply = |e: &mut Engine<'_, MemorySink>, line: String| {
+        nudge_runtime::ingest::apply_line(e, &line).expect("applied");
+    };
+    // A purchase is kept for the lateness bound (a day), then let go.
+    apply(
+        &mut e,
+        track("u2", "Order Completed", "2026-01-06T12:00:00Z"),
+    );
+    assert_eq!(e.history_held().events, 1);
+    assert!(e.take_let_go().is_empty());
+    apply(
+        &mut e,
+        track("u3", "Product Viewed", "2026-01-07T12:01:00Z"),
+    );
+    assert_eq!(e.history_held().events, 0);
+    assert_eq!(e.take_let_go().len(), 1);
+    assert!(e.take_let_go().is_empty(), "handed over once");
+
+    // Nobody asks for LET_GO_CALLS calls: the engine drops it itself.
+    let calls = LET_GO_CALLS as usize + 10;
+    for i in 0..calls {
+        let at = format!("2026-02-01T{:02}:{:02}:00Z", i / 600, i / 10 % 60);
+        apply(&mut e, track(&format!("c{i}"), "Order Completed", &at));
+    }
+    assert_eq!(e.history_held().events, calls as u64);
+    apply(
+        &mut e,
+        track("u3", "Product Viewed", "2026-02-03T00:00:00Z"),
+    );
+    assert_eq!(e.history_held().events, 0);
+    assert!(e.take_let_go().is_empty(), "dropped by the engine");
+    // Asked again, it holds what it lets go of for the host.
+    apply(
+        &mut e,
+        track("u2", "Order Completed", "2026-02-03T12:00:00Z"),
+    );
+    apply(
+        &mut e,
+        track("u3", "Product Viewed", "2026-02-04T12:01:00Z"),
+    );
+    assert_eq!(e.take_let_go().len(), 1);
 }
 
 #[test]

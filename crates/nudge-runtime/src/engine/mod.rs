@@ -411,6 +411,11 @@ pub struct Machine<'b> {
     /// The earliest of `keep_from`'s bounds other than "for ever": a
     /// history whose first event is not before it has nothing to drop.
     keep_floor: i64,
+    /// Events taken out of histories and not dropped yet (see
+    /// [`Machine::take_let_go`]).
+    let_go: Vec<Seen>,
+    /// Calls since a host last asked for `let_go`.
+    unasked: u32,
     stats: Stats,
     /// The profile [`Machine::profile_of`] last showed, made from the
     /// customer's sparse one.
@@ -541,6 +546,8 @@ impl<'b> Machine<'b> {
             applies_since_horizon: 0,
             keep_from: Vec::new(),
             keep_floor: i64::MIN,
+            let_go: Vec::new(),
+            unasked: 0,
             stats: Stats::new(bundle),
             shown: None,
             consents: Vec::new(),
@@ -1260,7 +1267,7 @@ impl<'b> Machine<'b> {
             let expired = |g: &customer::GoalWatch| goal_expired(releases, now, g);
             let mut changed = Vec::new();
             for (c, cust) in self.customers.iter_unmarked_mut() {
-                let mut dropped = keep.apply(cust);
+                let mut dropped = keep.apply(cust, &mut self.let_go);
                 if let Some(rare) = cust.rare_if()
                     && rare.goals.iter().any(&expired)
                 {
@@ -1275,8 +1282,24 @@ impl<'b> Machine<'b> {
                 self.customers.mark(c);
             }
         } else if let Some(cust) = self.customers.get_mut(&c) {
-            keep.apply(cust);
+            keep.apply(cust, &mut self.let_go);
         }
+        if self.unasked >= LET_GO_CALLS {
+            self.let_go.clear();
+        } else {
+            self.unasked += 1;
+        }
+    }
+
+    /// The history the engine let go of since it was last asked (events no
+    /// rule reads any more). Dropping an event stored long ago costs a
+    /// cache miss or more per value it holds, so a host with a thread to
+    /// spare drops it there (a replay drops it on its reading thread, where
+    /// the values were decoded, after each batch of calls). An engine not
+    /// asked within [`LET_GO_CALLS`] calls drops it itself, as it goes.
+    pub fn take_let_go(&mut self) -> LetGo {
+        self.unasked = 0;
+        LetGo(std::mem::take(&mut self.let_go))
     }
 
     /// Works out, per event schema, the earliest instant a rule may still
@@ -2183,10 +2206,32 @@ struct Keep<'a> {
     sends_from: i64,
 }
 
+/// How many calls an engine holds what it let go of for a host that
+/// asked for it before; past them it drops it itself (see
+/// [`Machine::take_let_go`]).
+pub const LET_GO_CALLS: u32 = 4096;
+
+/// Events an engine let go of, to be dropped where it costs the engine
+/// nothing (see [`Machine::take_let_go`]).
+#[derive(Default)]
+pub struct LetGo(Vec<Seen>);
+
+impl LetGo {
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many events it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 impl Keep<'_> {
-    /// Drops what no rule can read any more from `cust`'s history; says
-    /// whether anything went.
-    fn apply(&self, cust: &mut Customer) -> bool {
+    /// Takes what no rule can read any more out of `cust`'s history (its
+    /// events into `gone`); says whether anything went.
+    fn apply(&self, cust: &mut Customer, gone: &mut Vec<Seen>) -> bool {
         let mut dropped = false;
         // An event of a schema beyond the table (none should be) is kept.
         let readable = |e: &Seen| {
@@ -2201,7 +2246,7 @@ impl Keep<'_> {
         // call, so it is settled without reading the whole history.
         let may_drop = cust.events.first().is_some_and(|e| e.at < self.floor);
         if may_drop && !cust.events.iter().all(readable) {
-            cust.events.retain(readable);
+            gone.extend(cust.events.extract_if(.., |e| !readable(e)));
             dropped = true;
         }
         if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
