@@ -55,6 +55,15 @@ fn reference_run(
     (lines, guard, whole, reference)
 }
 
+/// A copy of cart_recovery whose store holds the first half of `lines`
+/// (one durable run), to go on from with the whole file.
+fn first_half_stored(lines: &[String]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (guard, dir) = copy_example("cart_recovery");
+    std::fs::write(dir.join("events.jsonl"), lines[..1500].concat()).unwrap();
+    run_json(&dir, &[]);
+    (guard, dir)
+}
+
 #[test]
 fn a_second_run_over_the_same_file_applies_and_sends_nothing() {
     let (_tmp, dir) = copy_example("cart_recovery");
@@ -384,10 +393,8 @@ fn a_store_an_earlier_release_checkpointed_whole_and_compacted_goes_on_as_rows()
 
     let (lines, _a, whole, reference) = reference_run(17);
 
-    let (_b, steps) = copy_example("cart_recovery");
+    let (_b, steps) = first_half_stored(&lines);
     let events = steps.join("events.jsonl");
-    std::fs::write(&events, lines[..1500].concat()).unwrap();
-    run_json(&steps, &[]);
 
     // What an earlier release left: the same state as one whole value (the
     // layout it wrote), and every call it covers compacted away, so that
@@ -506,10 +513,8 @@ fn a_budget_of_customers_in_memory_changes_no_decision() {
 fn a_store_made_without_a_budget_names_its_identities_once_one_is_set() {
     let (lines, _a, whole, reference) = reference_run(19);
     // Without a budget nothing reads names back, so none are written.
-    let (_b, project) = copy_example("cart_recovery");
+    let (_b, project) = first_half_stored(&lines);
     let events = project.join("events.jsonl");
-    std::fs::write(&events, lines[..1500].concat()).unwrap();
-    run_json(&project, &[]);
     let names = |dir: &Path| -> i64 {
         let db = rusqlite::Connection::open(dir.join(".nudge/state.db")).unwrap();
         db.query_row("SELECT count(*) FROM state_node_names", [], |r| r.get(0))
