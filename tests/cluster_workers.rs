@@ -60,7 +60,7 @@ fn worker(dir: &Path, id: &str, until: &str, outbox: &Path) -> Child {
         ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{id}.log"))).unwrap())
         .spawn()
         .expect("nudge worker starts")
 }
@@ -141,12 +141,30 @@ async fn joined_across_partitions(settings: &Settings) -> Vec<String> {
 
 #[test]
 fn workers_killed_at_random_moments_send_what_one_node_sends() {
+    killed_workers_send_what_one_node_sends("diff", "");
+}
+
+/// The same with `[runtime] customers_in_memory`: each partition's engine
+/// keeps few customers, restarts without reading them, and reads them
+/// back from PostgreSQL as calls and timers need them.
+#[test]
+fn workers_with_a_budget_killed_at_random_moments_send_what_one_node_sends() {
+    killed_workers_send_what_one_node_sends("budget", "\n[runtime]\ncustomers_in_memory = 5\n");
+}
+
+/// Three workers of cart_recovery's project with `manifest_tail` added to
+/// its manifest, one of them killed and restarted three times, against
+/// `nudge run --in-memory` on the same stream.
+fn killed_workers_send_what_one_node_sends(name: &str, manifest_tail: &str) {
     if let Some(why) = cluster_services_unreachable() {
         eprintln!("skipping: {why}");
         return;
     }
     let (_tmp, dir) = copy_example("cart_recovery");
-    let settings = trial_cluster(&format!("w{}_diff", std::process::id()), 16);
+    let manifest = dir.join("nudge.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}{manifest_tail}")).unwrap();
+    let settings = trial_cluster(&format!("w{}_{name}", std::process::id()), 16);
     write_cluster(&dir, &settings);
     let mut trial = Trial {
         settings: settings.clone(),
@@ -347,4 +365,36 @@ fn workers_killed_at_random_moments_send_what_one_node_sends() {
         got.len(),
         started.elapsed()
     );
+    if !manifest_tail.is_empty() {
+        // Stopped, the workers still running say how many customers they
+        // read back: the budget reached them through nudge.toml.
+        for w in &mut trial.workers {
+            let term = Command::new("kill")
+                .args(["-TERM", &w.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(term.success());
+            w.wait().unwrap();
+        }
+        let mut read_back = 0u64;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let log = std::fs::read_to_string(&path).unwrap();
+                if log.contains("started on") {
+                    assert!(log.contains("at most 5 idle customers"), "{log}");
+                }
+                read_back += log
+                    .lines()
+                    .filter_map(|l| {
+                        l.split(": ")
+                            .nth(1)?
+                            .strip_suffix(" customers read back from PostgreSQL")
+                    })
+                    .map(|n| n.parse::<u64>().unwrap())
+                    .sum::<u64>();
+            }
+        }
+        assert!(read_back > 0, "no worker read a customer back");
+    }
 }

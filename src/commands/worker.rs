@@ -122,6 +122,8 @@ pub fn run(args: Args) -> Status {
     let mut options = Options::new(&id);
     options.batch = args.batch.max(1);
     options.dispatch = !args.no_dispatch;
+    let budget = settings.customers_in_memory();
+    options.customers_in_memory = budget;
     options.clock = match args.clock {
         WorkerClock::Wall => Clock::Wall,
         WorkerClock::Calls => Clock::Calls { until },
@@ -147,13 +149,25 @@ pub fn run(args: Args) -> Status {
     // worker runs on this thread; lease renewal runs on the runtime's.
     let done = runtime.block_on(async {
         let mut worker = nudge_cluster::Worker::connect(&cluster, options, code, router).await?;
-        eprintln!("worker {id} started on {}", cluster.nats);
+        match budget {
+            Some(n) => eprintln!(
+                "worker {id} started on {}; each partition keeps at most {n} idle customers in memory",
+                cluster.nats
+            ),
+            None => eprintln!("worker {id} started on {}", cluster.nats),
+        }
         worker.run_until(stopped()).await?;
         let p = worker.progress();
         eprintln!(
             "worker {id} stopped: {} calls applied in {} commits, {} sends committed, {} delivered",
             p.applied, p.commits, p.intents, p.delivered
         );
+        if budget.is_some() {
+            eprintln!(
+                "worker {id}: {} customers read back from PostgreSQL",
+                p.customers_read_back
+            );
+        }
         Ok::<_, nudge_cluster::ClusterError>(())
     });
     match done {

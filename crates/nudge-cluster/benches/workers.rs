@@ -27,6 +27,7 @@
 //! | `NUDGE_BENCH_PARTITIONS` | 64 | the cluster's partitions |
 //! | `NUDGE_BENCH_BATCH` | 1000 | calls per partition per commit |
 //! | `NUDGE_BENCH_MERGES` | 40 | merges timed, half across partitions |
+//! | `NUDGE_BENCH_BUDGET` | unset | `customers_in_memory` of the workers of parts 2 and 3 |
 //! | `NUDGE_BENCH_NATS` | `nats://127.0.0.1:4222` | NATS |
 //! | `NUDGE_BENCH_POSTGRES` | `host=127.0.0.1 user=postgres dbname=test` | PostgreSQL |
 //!
@@ -70,6 +71,19 @@ async fn applied_everywhere(
         rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
     last.iter()
         .all(|(p, l)| done.get(p).is_some_and(|d| d >= l))
+}
+
+/// This process's resident memory now, from `/proc/self/status` (0 where
+/// there is none).
+fn resident_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
 
 fn main() {
@@ -120,7 +134,17 @@ fn main() {
         let _ = nudge_runtime::ingest::apply_line(&mut engine, l);
     }
     let baseline = started.elapsed();
+    let customers = engine.paging().customers;
     let single_sends = engine.into_sink().outbox.len();
+    let budget: Option<usize> = std::env::var("NUDGE_BENCH_BUDGET").ok().map(|b| {
+        b.parse()
+            .expect("NUDGE_BENCH_BUDGET: a number of customers")
+    });
+    let options = |id: &str| {
+        let mut o = Options::new(id);
+        o.customers_in_memory = budget;
+        o
+    };
 
     let last = rt.block_on(async {
         let ingest = Ingest::connect(&settings).await.unwrap();
@@ -143,7 +167,7 @@ fn main() {
     };
     // 2. One worker over the whole backlog.
     let (worker_time, progress) = rt.block_on(async {
-        let mut o = Options::new("bench-1");
+        let mut o = options("bench-1");
         o.clock = Clock::Calls { until: None };
         o.dispatch = false;
         o.batch = batch;
@@ -157,16 +181,20 @@ fn main() {
         }
         let took = started.elapsed();
         let p = w.progress();
+        eprintln!(
+            "   resident after the backlog, worker alive: {} MB",
+            resident_mb()
+        );
         w.shutdown().await.unwrap();
         (took, p)
     });
 
     // 3. Failover with the default leases.
     let failover = rt.block_on(async {
-        let mut a = Worker::connect(&settings, Options::new("bench-a"), code, None)
+        let mut a = Worker::connect(&settings, options("bench-a"), code, None)
             .await
             .unwrap();
-        let mut b = Worker::connect(&settings, Options::new("bench-b"), code, None)
+        let mut b = Worker::connect(&settings, options("bench-b"), code, None)
             .await
             .unwrap();
         let shared = Instant::now();
@@ -290,6 +318,12 @@ fn main() {
         worker_time.as_secs_f64() / baseline.as_secs_f64(),
         progress.commits,
         progress.intents
+    );
+    println!(
+        "   budget {}: {} of {customers} customers in memory at the end, {} read back from PostgreSQL",
+        budget.map_or("none".to_string(), |b| format!("{b} a partition")),
+        progress.customers_in_memory,
+        progress.customers_read_back
     );
     println!(
         "failover (lease 4 s, renewed every 1 s): {:.2} s until the survivor held all {partitions} partitions",

@@ -42,7 +42,7 @@ pub async fn deploy(settings: &Settings, bundle: &Bundle) -> Result<Deployed, Cl
     let mut problems = Vec::new();
     let mut checked = 0;
     for partition in 0..settings.partitions {
-        let stored = rows::read(&pg, settings, partition).await?;
+        let stored = rows::read(&pg, settings, partition, false).await?;
         let Some(state) = stored.rows else {
             continue;
         };

@@ -1170,3 +1170,79 @@ async fn a_clock_step_past_a_batch_of_timers_is_committed_in_parts_and_decides_a
     );
     assert!(got == want, "the parts decided otherwise than one engine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_with_a_budget_read_customers_back_and_decide_as_one() {
+    let Some(t) = trial("budget", 2).await else {
+        return;
+    };
+    // Two hundred customers' orders through the win-back; each partition
+    // keeps at most three idle customers in memory.
+    let project = Project {
+        bundle: nudge_test_support::example_bundle("win_back"),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    };
+    let mut bytes = Vec::new();
+    nudge_gen::generate_purchases(&nudge_gen::PurchaseConfig::new(600), &mut bytes).unwrap();
+    let lines: Vec<String> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let until = until_after(&lines, 200);
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    ingest.accept(first.to_vec(), Vec::new()).await.unwrap();
+    let budget = 3;
+    // The first worker's clocks stop at the calls: the rest are still to come.
+    let mut short = options("a", None);
+    short.customers_in_memory = Some(budget);
+    short.lease = Duration::from_secs(1);
+    short.renew_every = Duration::from_millis(200);
+    let mut a = Worker::connect(&t.settings, short.clone(), project.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut a]).await;
+    let by_a = a.progress();
+    assert_eq!(by_a.applied + by_a.refused, first.len() as u64, "{by_a:?}");
+    assert!(by_a.customers_read_back > 0, "{by_a:?}");
+    // Those in memory beyond the budget have a live instance or goal.
+    let customers: std::collections::BTreeSet<String> = first
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["userId"].to_string())
+        .collect();
+    assert!(
+        by_a.customers_in_memory * 2 < customers.len() as u64,
+        "{} of {} customers in memory",
+        by_a.customers_in_memory,
+        customers.len()
+    );
+    // It dies; the next worker restores the partitions without reading
+    // their customers, and reads back those the calls and timers need.
+    drop(a);
+    ingest.accept(rest.to_vec(), Vec::new()).await.unwrap();
+    let mut b_options = short.clone();
+    b_options.id = "b".into();
+    b_options.clock = Clock::Calls { until: Some(until) };
+    let mut b = Worker::connect(&t.settings, b_options, project.code(), None)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while b.partitions().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no failover");
+        b.step().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle(&mut [&mut b]).await;
+    let by_b = b.progress();
+    assert_eq!(by_b.applied + by_b.refused, rest.len() as u64, "{by_b:?}");
+    assert!(by_b.customers_read_back > 0, "{by_b:?}");
+    let want = single_node(&project.bundle, &lines, until);
+    let got = intents(&t.settings).await;
+    assert!(want.len() > 20, "{}", want.len());
+    assert!(
+        got == want,
+        "a worker with a budget decided otherwise than one engine"
+    );
+}

@@ -8,6 +8,7 @@
 //! - [`lease`]: claiming, renewing, releasing and the epoch fence.
 //! - [`rows`]: a partition's engine state as rows in PostgreSQL.
 //! - [`dispatch`]: delivering committed send intents.
+//! - `pager`: reading stored customers and timers back, under a budget.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::{ClusterError, Settings, connect_postgres};
 
 pub mod dispatch;
 pub mod lease;
+mod pager;
 pub mod rows;
 
 pub use dispatch::Dispatched;
@@ -81,6 +83,12 @@ pub struct Options {
     /// How long a handoff may wait for its joining call before the kept
     /// partition takes it in anyway (see `Worker::adopt_orphans`).
     pub orphan_age: Duration,
+    /// `[runtime] customers_in_memory`: the most customers each partition's
+    /// engine keeps in memory once a commit holds them (those with live
+    /// instances or goals stay whatever the budget), and its timers due an
+    /// hour or more ahead are left in PostgreSQL too; the others are read
+    /// back when a call or a timer needs them. `None` keeps everything.
+    pub customers_in_memory: Option<usize>,
 }
 
 impl Options {
@@ -94,6 +102,7 @@ impl Options {
             clock: Clock::Wall,
             dispatch: true,
             orphan_age: ORPHAN_AGE,
+            customers_in_memory: None,
         }
     }
 }
@@ -147,6 +156,12 @@ pub struct Progress {
     pub fenced: u64,
     /// Sends delivered (or found delivered) by this worker's dispatcher.
     pub delivered: u64,
+    /// Customers the engines of the partitions held keep in memory now
+    /// (not a running total).
+    pub customers_in_memory: u64,
+    /// Customers read back from PostgreSQL by the batches committed (with
+    /// `customers_in_memory`).
+    pub customers_read_back: u64,
 }
 
 /// A sink for everything but sends: the decision trace's records, as the
@@ -213,6 +228,8 @@ struct Held<'b> {
     /// Customers handed to this partition whose joining call never said
     /// so (see [`Worker::adopt_orphans`]), to take in at the next step.
     orphans: Vec<(i64, Option<Vec<u8>>)>,
+    /// Customers the engine had read back from PostgreSQL at the last commit.
+    read_back: u64,
 }
 
 /// A merge record's body, as the ingest node writes it.
@@ -295,6 +312,9 @@ pub struct Worker<'b> {
     deployed: HashMap<i64, (&'b Bundle, i64)>,
     /// When handoffs nobody took were last looked for.
     orphans_checked: Option<Instant>,
+    /// Reads stored customers back for the engines, with a budget (started
+    /// at the first takeover).
+    reader: Option<pager::Reader>,
 }
 
 impl Drop for Worker<'_> {
@@ -377,6 +397,7 @@ impl<'b> Worker<'b> {
             balanced: None,
             deployed: HashMap::new(),
             orphans_checked: None,
+            reader: None,
         })
     }
 
@@ -387,7 +408,13 @@ impl<'b> Worker<'b> {
 
     /// What the worker has done so far.
     pub fn progress(&self) -> Progress {
-        self.progress
+        let mut p = self.progress;
+        p.customers_in_memory = self
+            .held
+            .values()
+            .map(|h| h.engine.paging().in_memory)
+            .sum();
+        p
     }
 
     /// One round: look at the leases (when due), apply and commit what is
@@ -601,9 +628,19 @@ impl<'b> Worker<'b> {
             bundles,
             config,
         } = self.code;
-        let stored = rows::read(&self.pg, &self.settings, l.partition).await?;
+        let budget = self.options.customers_in_memory.is_some();
+        let stored = rows::read(&self.pg, &self.settings, l.partition, budget).await?;
         let (sink, captured) = LedgerSink::new(Traced::default());
         let mut engine = Engine::new(bundle, sink, config.clone(), i64::MIN);
+        if budget {
+            let reader = match self.reader.take() {
+                Some(r) => r,
+                None => pager::Reader::start(&self.settings)?,
+            };
+            // Before the restore: it leaves the customers' rows in PostgreSQL.
+            engine.set_pager(Box::new(reader.pager(l.partition)));
+            self.reader = Some(reader);
+        }
         let engine_err = |doing: &str, e: String| ClusterError::Engine {
             partition: l.partition,
             reason: format!("{doing}: {e}"),
@@ -642,6 +679,7 @@ impl<'b> Worker<'b> {
             committed: VecDeque::new(),
             trimmed: 0,
             orphans: Vec::new(),
+            read_back: 0,
         })
     }
 
@@ -1103,6 +1141,7 @@ impl<'b> Worker<'b> {
             .engine
             .take_changes()
             .map_err(|e| engine_err(e.to_string()))?;
+        let timer_seq = changes.timer_seq;
         let sends = h.captured.take();
         let trace = std::mem::take(&mut h.engine.sink_mut().feeds_mut().lines);
         let memberships = std::mem::take(&mut h.engine.sink_mut().feeds_mut().changes);
@@ -1228,6 +1267,14 @@ impl<'b> Worker<'b> {
             .await
             .map_err(|e| ClusterError::pg("committing a batch", &e))?;
         h.applied = position;
+        if let Some(budget) = self.options.customers_in_memory {
+            // PostgreSQL holds every customer and timer as this engine has them.
+            h.engine.let_timers_go(timer_seq);
+            h.engine.let_go(budget, &[]);
+            let read_back = h.engine.paging().read_back;
+            self.progress.customers_read_back += read_back.saturating_sub(h.read_back);
+            h.read_back = read_back;
+        }
         self.progress.commits += 1;
         self.progress.intents += sends.len() as u64;
         Ok(())

@@ -65,6 +65,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
              partition integer NOT NULL, seq bigint NOT NULL, due bigint NOT NULL,
              body bytea NOT NULL,
              PRIMARY KEY (partition, seq));
+         CREATE INDEX IF NOT EXISTS state_timers_due ON {timers} (partition, due);
          CREATE TABLE IF NOT EXISTS {chunks} (
              partition integer NOT NULL, generation bigint NOT NULL, ids bytea NOT NULL);
          CREATE INDEX IF NOT EXISTS state_message_id_chunks_generation
@@ -201,11 +202,14 @@ fn fingerprint(bytes: &[u8], what: &str) -> Result<u128, ClusterError> {
         })
 }
 
-/// Reads partition `partition`'s state and position.
+/// Reads partition `partition`'s state and position. With `lazy`, the
+/// customers' rows are left in PostgreSQL (their numbers are read): an
+/// engine with a pager reads each back when first needed.
 pub(crate) async fn read(
     client: &Client,
     s: &Settings,
     partition: u32,
+    lazy: bool,
 ) -> Result<Stored, ClusterError> {
     let p = partition as i32;
     let pg = |e: tokio_postgres::Error| ClusterError::pg("reading a partition's state", &e);
@@ -266,13 +270,34 @@ pub(crate) async fn read(
         .into_iter()
         .map(|r| r.get::<_, Vec<u8>>(1))
         .collect();
-    let customers = numbered(
-        client
+    let (customers, stored) = if lazy {
+        let numbers = client
+            .query(
+                &format!(
+                    "SELECT customer FROM {} WHERE partition = $1 ORDER BY customer",
+                    s.table("state_customers")
+                ),
+                &[&p],
+            )
+            .await
+            .map_err(pg)?
+            .into_iter()
+            .map(|r| {
+                let n: i64 = r.get(0);
+                u32::try_from(n).map_err(|_| ClusterError::Postgres {
+                    doing: "reading the partition's customers".into(),
+                    reason: format!("a row is numbered {n}"),
+                })
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        (Vec::new(), numbers)
+    } else {
+        let rows = client
             .query(&keyed("state_customers", "customer"), &[&p])
             .await
-            .map_err(pg)?,
-        "customers",
-    )?;
+            .map_err(pg)?;
+        (numbered(rows, "customers")?, Vec::new())
+    };
     let instances = numbered(
         client
             .query(&keyed("state_instances", "slot"), &[&p])
@@ -336,8 +361,7 @@ pub(crate) async fn read(
         head: head.get(0),
         releases,
         customers,
-        // A worker holds its partition's customers in memory.
-        stored: Vec::new(),
+        stored,
         instances,
         nodes,
         // And its timers.

@@ -1,0 +1,176 @@
+//! Reading a partition's stored state back from PostgreSQL while its
+//! engine runs, for a worker with `[runtime] customers_in_memory`: the
+//! engine lets customers and timers go once a commit holds them and asks
+//! for them again, by number, when a call or a timer needs them (see
+//! [`nudge_runtime::engine::Pager`]).
+//!
+//! The engine asks synchronously, in the middle of applying a call, while
+//! the worker's own connection may be inside an open transaction and the
+//! worker's task cannot be suspended. So the reads go through a
+//! connection of their own, on a thread of their own with its own runtime:
+//! the engine sends a request and waits for the answer on a channel, which
+//! is safe whatever runtime the worker itself runs on.
+
+use std::sync::mpsc;
+
+use nudge_runtime::engine::Pager;
+use nudge_runtime::timers::ToRead;
+
+use crate::{ClusterError, Settings};
+
+/// What the engine asks the reading thread, with where to answer.
+enum Request {
+    /// A customer's row.
+    Customer(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
+    /// The rows of the timers a read names.
+    Timers(i32, ToRead, mpsc::SyncSender<Result<Vec<Vec<u8>>, String>>),
+    /// An identity node's row.
+    Node(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
+}
+
+/// The worker's reading thread: one connection for every partition it
+/// holds. Dropping it ends the thread once the pagers made from it are gone.
+pub(crate) struct Reader {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Reader {
+    /// Connects a reading thread to the cluster's PostgreSQL.
+    pub(crate) fn start(settings: &Settings) -> Result<Reader, ClusterError> {
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let (ready, started) = mpsc::sync_channel::<Result<(), ClusterError>>(1);
+        let settings = settings.clone();
+        std::thread::Builder::new()
+            .name("nudge-pager".into())
+            .spawn(move || serve(&settings, &incoming, &ready))
+            .map_err(|e| ClusterError::Postgres {
+                doing: "starting the thread that reads stored customers back".into(),
+                reason: e.to_string(),
+            })?;
+        started.recv().unwrap_or_else(|_| {
+            Err(ClusterError::Postgres {
+                doing: "starting the thread that reads stored customers back".into(),
+                reason: "it stopped before connecting".into(),
+            })
+        })?;
+        Ok(Reader { requests })
+    }
+
+    /// A pager for partition `partition`'s engine.
+    pub(crate) fn pager(&self, partition: u32) -> PartitionPager {
+        PartitionPager {
+            partition: partition as i32,
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+/// The reading thread: answers requests until every sender is gone.
+fn serve(
+    settings: &Settings,
+    incoming: &mpsc::Receiver<Request>,
+    ready: &mpsc::SyncSender<Result<(), ClusterError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(ClusterError::Postgres {
+                doing: "starting the thread that reads stored customers back".into(),
+                reason: e.to_string(),
+            }));
+            return;
+        }
+    };
+    let client = match runtime.block_on(crate::connect_postgres(settings)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let table = |name: &str| settings.table(name);
+    let customer = format!(
+        "SELECT body FROM {} WHERE partition = $1 AND customer = $2",
+        table("state_customers")
+    );
+    let node = format!(
+        "SELECT body FROM {} WHERE partition = $1 AND node = $2",
+        table("state_nodes")
+    );
+    let timers = format!(
+        "SELECT body FROM {} WHERE partition = $1 AND due BETWEEN $2 AND $3 AND seq <= $4",
+        table("state_timers")
+    );
+    let one = |sql: &str, p: i32, key: i64| -> Result<Option<Vec<u8>>, String> {
+        runtime
+            .block_on(client.query_opt(sql, &[&p, &key]))
+            .map(|row| row.map(|r| r.get(0)))
+            .map_err(|e| e.to_string())
+    };
+    for request in incoming {
+        // An engine that stopped waiting (its worker failed) is not answered.
+        match request {
+            Request::Customer(p, n, answer) => {
+                let _ = answer.send(one(&customer, p, i64::from(n)));
+            }
+            Request::Node(p, n, answer) => {
+                let _ = answer.send(one(&node, p, i64::from(n)));
+            }
+            Request::Timers(p, read, answer) => {
+                // Insertion numbers are stored as PostgreSQL's signed integers.
+                let through = i64::try_from(read.through).unwrap_or(i64::MAX);
+                let rows = runtime
+                    .block_on(client.query(&timers, &[&p, &read.from, &read.until, &through]))
+                    .map(|rows| rows.into_iter().map(|r| r.get(0)).collect())
+                    .map_err(|e| e.to_string());
+                let _ = answer.send(rows);
+            }
+        }
+    }
+}
+
+/// One partition's view of the reading thread, handed to its engine.
+pub(crate) struct PartitionPager {
+    partition: i32,
+    requests: mpsc::Sender<Request>,
+}
+
+impl PartitionPager {
+    /// Sends a request made with a fresh answer channel and waits for the answer.
+    fn ask<T>(&self, request: impl FnOnce(mpsc::SyncSender<T>) -> Request) -> Result<T, String> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        self.requests
+            .send(request(answer))
+            .map_err(|_| "the thread reading PostgreSQL has stopped".to_string())?;
+        answered
+            .recv()
+            .map_err(|_| "the thread reading PostgreSQL stopped before answering".to_string())
+    }
+}
+
+impl Pager for PartitionPager {
+    fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        let p = self.partition;
+        self.ask(|a| Request::Customer(p, number, a))?
+    }
+
+    fn timers(&mut self, read: ToRead) -> Result<Vec<Vec<u8>>, String> {
+        let p = self.partition;
+        self.ask(|a| Request::Timers(p, read, a))?
+    }
+
+    fn node_named(&mut self, _name: &[u8]) -> Result<Option<u32>, String> {
+        // A worker keeps every identity's text in memory (it never lets
+        // them go), so the engine never looks one up by name.
+        Err("a cluster worker keeps identities in memory: none is stored by name".into())
+    }
+
+    fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
+        let p = self.partition;
+        self.ask(|a| Request::Node(p, n, a))?
+    }
+}
