@@ -8,7 +8,7 @@
 //! - [`lease`]: claiming, renewing, releasing and the epoch fence.
 //! - [`rows`]: a partition's engine state as rows in PostgreSQL.
 //! - [`dispatch`]: delivering committed send intents.
-//! - `pager`: reading stored customers and timers back, under a budget.
+//! - `pager`: reading stored customers, timers and identities back, under a budget.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -85,9 +85,10 @@ pub struct Options {
     pub orphan_age: Duration,
     /// `[runtime] customers_in_memory`: the most customers each partition's
     /// engine keeps in memory once a commit holds them (those with live
-    /// instances or goals stay whatever the budget), and its timers due an
-    /// hour or more ahead are left in PostgreSQL too; the others are read
-    /// back when a call or a timer needs them. `None` keeps everything.
+    /// instances or goals stay whatever the budget); its timers due an
+    /// hour or more ahead and the identities' texts are left in PostgreSQL
+    /// too. They are read back when a call or a timer needs them. `None`
+    /// keeps everything.
     pub customers_in_memory: Option<usize>,
 }
 
@@ -1141,7 +1142,7 @@ impl<'b> Worker<'b> {
             .engine
             .take_changes()
             .map_err(|e| engine_err(e.to_string()))?;
-        let timer_seq = changes.timer_seq;
+        let (timer_seq, names_stored) = (changes.timer_seq, changes.names_stored);
         let sends = h.captured.take();
         let trace = std::mem::take(&mut h.engine.sink_mut().feeds_mut().lines);
         let memberships = std::mem::take(&mut h.engine.sink_mut().feeds_mut().changes);
@@ -1270,6 +1271,7 @@ impl<'b> Worker<'b> {
         if let Some(budget) = self.options.customers_in_memory {
             // PostgreSQL holds every customer and timer as this engine has them.
             h.engine.let_timers_go(timer_seq);
+            h.engine.let_texts_go(names_stored);
             h.engine.let_go(budget, &[]);
             let read_back = h.engine.paging().read_back;
             self.progress.customers_read_back += read_back.saturating_sub(h.read_back);

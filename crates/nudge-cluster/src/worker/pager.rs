@@ -1,8 +1,9 @@
 //! Reading a partition's stored state back from PostgreSQL while its
 //! engine runs, for a worker with `[runtime] customers_in_memory`: the
-//! engine lets customers and timers go once a commit holds them and asks
-//! for them again, by number, when a call or a timer needs them (see
-//! [`nudge_runtime::engine::Pager`]).
+//! engine lets customers, timers and identities' texts go once a commit
+//! holds them and asks for them again (a customer or node by number,
+//! timers by due time, a node by name) when a call or a timer needs them
+//! (see [`nudge_runtime::engine::Pager`]).
 //!
 //! The engine asks synchronously, in the middle of applying a call, while
 //! the worker's own connection may be inside an open transaction and the
@@ -26,6 +27,8 @@ enum Request {
     Timers(i32, ToRead, mpsc::SyncSender<Result<Vec<Vec<u8>>, String>>),
     /// An identity node's row.
     Node(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
+    /// The number of the identity node stored under a name.
+    Named(i32, Vec<u8>, mpsc::SyncSender<Result<Option<u32>, String>>),
 }
 
 /// The worker's reading thread: one connection for every partition it
@@ -101,6 +104,10 @@ fn serve(
         "SELECT body FROM {} WHERE partition = $1 AND node = $2",
         table("state_nodes")
     );
+    let named = format!(
+        "SELECT node FROM {} WHERE partition = $1 AND name = $2",
+        table("state_node_names")
+    );
     let timers = format!(
         "SELECT body FROM {} WHERE partition = $1 AND due BETWEEN $2 AND $3 AND seq <= $4",
         table("state_timers")
@@ -119,6 +126,19 @@ fn serve(
             }
             Request::Node(p, n, answer) => {
                 let _ = answer.send(one(&node, p, i64::from(n)));
+            }
+            Request::Named(p, name, answer) => {
+                let node = runtime
+                    .block_on(client.query_opt(&named, &[&p, &name]))
+                    .map_err(|e| e.to_string())
+                    .and_then(|row| {
+                        row.map(|r| {
+                            let n: i64 = r.get(0);
+                            u32::try_from(n).map_err(|_| format!("a node numbered {n}"))
+                        })
+                        .transpose()
+                    });
+                let _ = answer.send(node);
             }
             Request::Timers(p, read, answer) => {
                 // Insertion numbers are stored as PostgreSQL's signed integers.
@@ -163,10 +183,10 @@ impl Pager for PartitionPager {
         self.ask(|a| Request::Timers(p, read, a))?
     }
 
-    fn node_named(&mut self, _name: &[u8]) -> Result<Option<u32>, String> {
-        // A worker keeps every identity's text in memory (it never lets
-        // them go), so the engine never looks one up by name.
-        Err("a cluster worker keeps identities in memory: none is stored by name".into())
+    fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
+        let p = self.partition;
+        let name = name.to_vec();
+        self.ask(|a| Request::Named(p, name, a))?
     }
 
     fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {

@@ -12,12 +12,13 @@ use tokio_postgres::{Client, Transaction};
 use crate::{ClusterError, Settings};
 
 /// The state tables, each keyed by partition first.
-pub(crate) const STATE_TABLES: [&str; 8] = [
+pub(crate) const STATE_TABLES: [&str; 9] = [
     "state_head",
     "state_releases",
     "state_customers",
     "state_instances",
     "state_nodes",
+    "state_node_names",
     "state_timers",
     "state_message_id_chunks",
     "state_sent_keys",
@@ -61,6 +62,10 @@ pub(crate) fn ddl(s: &Settings) -> String {
          CREATE TABLE IF NOT EXISTS {nodes} (
              partition integer NOT NULL, node bigint NOT NULL, body bytea NOT NULL,
              PRIMARY KEY (partition, node));
+         CREATE TABLE IF NOT EXISTS {names} (
+             partition integer NOT NULL, name bytea NOT NULL, node bigint NOT NULL,
+             PRIMARY KEY (partition, name));
+         ALTER TABLE {head} ADD COLUMN IF NOT EXISTS names_stored bigint;
          CREATE TABLE IF NOT EXISTS {timers} (
              partition integer NOT NULL, seq bigint NOT NULL, due bigint NOT NULL,
              body bytea NOT NULL,
@@ -149,6 +154,7 @@ pub(crate) fn ddl(s: &Settings) -> String {
         instances = t("state_instances"),
         nodes = t("state_nodes"),
         timers = t("state_timers"),
+        names = t("state_node_names"),
         message_ids = t("state_message_ids"),
         chunks = t("state_message_id_chunks"),
         per_chunk = IDS_PER_CHUNK,
@@ -203,8 +209,9 @@ fn fingerprint(bytes: &[u8], what: &str) -> Result<u128, ClusterError> {
 }
 
 /// Reads partition `partition`'s state and position. With `lazy`, the
-/// customers' rows are left in PostgreSQL (their numbers are read): an
-/// engine with a pager reads each back when first needed.
+/// customers' rows are left in PostgreSQL (their numbers are read), and
+/// the identities' texts named there: an engine with a pager reads each
+/// back when first needed.
 pub(crate) async fn read(
     client: &Client,
     s: &Settings,
@@ -247,7 +254,7 @@ pub(crate) async fn read(
     let head = client
         .query_opt(
             &format!(
-                "SELECT body FROM {} WHERE partition = $1",
+                "SELECT body, names_stored FROM {} WHERE partition = $1",
                 s.table("state_head")
             ),
             &[&p],
@@ -357,6 +364,13 @@ pub(crate) async fn read(
     {
         sent_keys.push(fingerprint(r.get(0), "sent keys")?);
     }
+    // Clusters from before the names were kept have none.
+    let names_stored: Option<i64> = head.get(1);
+    let names_stored =
+        u32::try_from(names_stored.unwrap_or(0)).map_err(|_| ClusterError::Postgres {
+            doing: "reading the partition's state".into(),
+            reason: format!("it says {names_stored:?} identities are named"),
+        })?;
     out.rows = Some(Rows {
         head: head.get(0),
         releases,
@@ -367,8 +381,10 @@ pub(crate) async fn read(
         // And its timers.
         timers,
         timers_left: false,
-        texts_left: false,
-        names_stored: None,
+        // Nodes are read for their links; the texts of those named in
+        // `state_node_names` are looked up by name when a call needs them.
+        texts_left: lazy,
+        names_stored: Some(names_stored),
         message_ids,
         sent_keys,
     });
@@ -396,11 +412,12 @@ pub(crate) async fn write(
     }
     tx.execute(
         &format!(
-            "INSERT INTO {} (partition, body) VALUES ($1, $2)
-             ON CONFLICT (partition) DO UPDATE SET body = excluded.body",
+            "INSERT INTO {} (partition, body, names_stored) VALUES ($1, $2, $3)
+             ON CONFLICT (partition) DO UPDATE SET body = excluded.body,
+                 names_stored = excluded.names_stored",
             s.table("state_head")
         ),
-        &[&p, &c.head],
+        &[&p, &c.head, &i64::from(c.names_stored)],
     )
     .await
     .map_err(pg)?;
@@ -434,6 +451,24 @@ pub(crate) async fn write(
         .map(|(n, b)| (i64::from(n), Some(b)))
         .collect();
     keyed(tx, s, "state_nodes", "node", p, nodes).await?;
+    if !c.names.is_empty() {
+        let (names, numbers): (Vec<Vec<u8>>, Vec<i64>) = c
+            .names
+            .into_iter()
+            .map(|(name, n)| (name, i64::from(n)))
+            .unzip();
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (partition, name, node)
+                 SELECT $1, n, k FROM unnest($2::bytea[], $3::bigint[]) AS u(n, k)
+                 ON CONFLICT (partition, name) DO UPDATE SET node = excluded.node",
+                s.table("state_node_names")
+            ),
+            &[&p, &names, &numbers],
+        )
+        .await
+        .map_err(pg)?;
+    }
     // Timers: set, then fired (a timer can be both within one take).
     let mut set: BTreeMap<i64, (i64, Vec<u8>)> = BTreeMap::new();
     for (seq, due, body) in c.timers {
