@@ -73,19 +73,6 @@ async fn applied_everywhere(
         .all(|(p, l)| done.get(p).is_some_and(|d| d >= l))
 }
 
-/// This process's resident memory now, from `/proc/self/status` (0 where
-/// there is none).
-fn resident_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
-}
-
 fn main() {
     let events: u64 = var("NUDGE_BENCH_EVENTS", 100_000);
     let partitions: u32 = var("NUDGE_BENCH_PARTITIONS", 64);
@@ -136,10 +123,13 @@ fn main() {
     let baseline = started.elapsed();
     let customers = engine.paging().customers;
     let single_sends = engine.into_sink().outbox.len();
-    let budget: Option<usize> = std::env::var("NUDGE_BENCH_BUDGET").ok().map(|b| {
-        b.parse()
-            .expect("NUDGE_BENCH_BUDGET: a number of customers")
-    });
+    let budget: Option<usize> = std::env::var("NUDGE_BENCH_BUDGET")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            b.parse()
+                .expect("NUDGE_BENCH_BUDGET: a number of customers")
+        });
     let options = |id: &str| {
         let mut o = Options::new(id);
         o.customers_in_memory = budget;
@@ -181,10 +171,6 @@ fn main() {
         }
         let took = started.elapsed();
         let p = w.progress();
-        eprintln!(
-            "   resident after the backlog, worker alive: {} MB",
-            resident_mb()
-        );
         w.shutdown().await.unwrap();
         (took, p)
     });
