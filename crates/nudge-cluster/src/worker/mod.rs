@@ -647,10 +647,13 @@ impl<'b> Worker<'b> {
             reason: format!("{doing}: {e}"),
         };
         let mut code = self.fingerprint;
-        if let Some(rows) = stored.rows {
-            engine
-                .restore_rows(rows, bundle, bundles)
-                .map_err(|e| engine_err("restoring its state", e.to_string()))?;
+        let restored = match (stored.rows, stored.lazy) {
+            (Some(rows), _) => engine.restore_rows(rows, bundle, bundles).map(|()| true),
+            (None, Some(r)) => engine.restore_from(r, bundle, bundles).map(|()| true),
+            (None, None) => Ok(false),
+        }
+        .map_err(|e| engine_err("restoring its state", e.to_string()))?;
+        if restored {
             code = stored.code;
             // Once code is deployed through the log, the log says what each
             // partition runs; before, a worker brings its own.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use nudge_runtime::engine::rows::{Changes, Rows};
+use nudge_runtime::engine::rows::{Changes, Restore, Rows};
 use tokio_postgres::{Client, Transaction};
 
 use crate::{ClusterError, Settings};
@@ -170,10 +170,14 @@ pub(crate) fn ddl(s: &Settings) -> String {
 }
 
 /// Where a partition stands in PostgreSQL.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Stored {
-    /// The engine's rows, or `None` for a partition never committed.
+    /// The engine's rows, or `None` for a partition never committed (or
+    /// read lazily).
     pub rows: Option<Rows>,
+    /// What a lazy read gives instead of `rows`: a restore holding what an
+    /// engine with a pager needs at once.
+    pub lazy: Option<Restore>,
     /// The stream sequence of the last message applied (0: none).
     pub applied: u64,
     /// The fingerprint of the code the state was last committed under.
@@ -277,34 +281,27 @@ pub(crate) async fn read(
         .into_iter()
         .map(|r| r.get::<_, Vec<u8>>(1))
         .collect();
-    let (customers, stored) = if lazy {
-        let numbers = client
-            .query(
-                &format!(
-                    "SELECT customer FROM {} WHERE partition = $1 ORDER BY customer",
-                    s.table("state_customers")
-                ),
-                &[&p],
-            )
-            .await
-            .map_err(pg)?
-            .into_iter()
-            .map(|r| {
-                let n: i64 = r.get(0);
-                u32::try_from(n).map_err(|_| ClusterError::Postgres {
-                    doing: "reading the partition's customers".into(),
-                    reason: format!("a row is numbered {n}"),
-                })
-            })
-            .collect::<Result<Vec<u32>, _>>()?;
-        (Vec::new(), numbers)
-    } else {
-        let rows = client
+    // Clusters from before the names were kept have none.
+    let names_stored: Option<i64> = head.get(1);
+    let names_stored =
+        u32::try_from(names_stored.unwrap_or(0)).map_err(|_| ClusterError::Postgres {
+            doing: "reading the partition's state".into(),
+            reason: format!("it says {names_stored:?} identities are named"),
+        })?;
+    if lazy {
+        let mut r = Restore::new(head.get(0), releases).map_err(damaged)?;
+        r.names_stored(names_stored);
+        restore_lazily(client, s, p, &mut r).await?;
+        out.lazy = Some(r);
+        return Ok(out);
+    }
+    let customers = numbered(
+        client
             .query(&keyed("state_customers", "customer"), &[&p])
             .await
-            .map_err(pg)?;
-        (numbered(rows, "customers")?, Vec::new())
-    };
+            .map_err(pg)?,
+        "customers",
+    )?;
     let instances = numbered(
         client
             .query(&keyed("state_instances", "slot"), &[&p])
@@ -327,6 +324,142 @@ pub(crate) async fn read(
         .map(|r| r.get::<_, Vec<u8>>(1))
         .collect();
     let mut message_ids = Vec::new();
+    for (id, generation) in message_id_chunks(client, s, p).await? {
+        message_ids.push((id, generation));
+    }
+    let sent_keys = sent_keys(client, s, p).await?;
+    out.rows = Some(Rows {
+        head: head.get(0),
+        releases,
+        customers,
+        // A worker without a budget holds its partition's customers in memory.
+        stored: Vec::new(),
+        instances,
+        nodes,
+        // And its timers and identities' texts.
+        timers,
+        timers_left: false,
+        texts_left: false,
+        names_stored: Some(names_stored),
+        message_ids,
+        sent_keys,
+    });
+    Ok(out)
+}
+
+/// A restore that reads what PostgreSQL holds of partition `p` beyond its
+/// head and releases as the single-node store's lazy restore does: the
+/// customers' numbers, the identity nodes' links (their texts named in
+/// `state_node_names` stay there), the timers due within the hour past
+/// the stored clock (the others are counted), the remembered message ids
+/// and sent keys. An engine with a pager reads the rest back when needed.
+async fn restore_lazily(
+    client: &Client,
+    s: &Settings,
+    p: i32,
+    r: &mut Restore,
+) -> Result<(), ClusterError> {
+    let pg = |e: tokio_postgres::Error| ClusterError::pg("reading a partition's state", &e);
+    let count = |sql: String| async move {
+        let n: Option<i64> = client.query_one(&sql, &[&p]).await.map_err(pg)?.get(0);
+        Ok::<_, ClusterError>(usize::try_from(n.unwrap_or(0)).unwrap_or(0))
+    };
+    // Nodes are numbered from 0 without a gap (the restore checks it).
+    r.reserve(
+        count(format!(
+            "SELECT max(node) + 1 FROM {} WHERE partition = $1",
+            s.table("state_nodes")
+        ))
+        .await?,
+        count(format!(
+            "SELECT count(*) FROM {} WHERE partition = $1",
+            s.table("state_sent_keys")
+        ))
+        .await?,
+    );
+    r.leave_texts_in_store();
+    let keyed = |table: &str, key: &str, what: &str| {
+        (
+            format!(
+                "SELECT {key}, body FROM {} WHERE partition = $1 ORDER BY {key}",
+                s.table(table)
+            ),
+            what.to_string(),
+        )
+    };
+    for row in client
+        .query(
+            &format!(
+                "SELECT customer FROM {} WHERE partition = $1 ORDER BY customer",
+                s.table("state_customers")
+            ),
+            &[&p],
+        )
+        .await
+        .map_err(pg)?
+    {
+        r.stored(number(row.get(0), "customers")?)
+            .map_err(damaged)?;
+    }
+    let (sql, what) = keyed("state_instances", "slot", "instances");
+    for row in client.query(&sql, &[&p]).await.map_err(pg)? {
+        r.instance(number(row.get(0), &what)?, row.get(1))
+            .map_err(damaged)?;
+    }
+    let (sql, what) = keyed("state_nodes", "node", "identity nodes");
+    for row in client.query(&sql, &[&p]).await.map_err(pg)? {
+        r.node(number(row.get(0), &what)?, row.get(1))
+            .map_err(damaged)?;
+    }
+    // Only the timers due soon: the engine reads the others back by due
+    // time before its clock reaches them.
+    let from = r.leave_timers_in_store();
+    for row in client
+        .query(
+            &format!(
+                "SELECT body FROM {} WHERE partition = $1 AND due < $2 ORDER BY seq",
+                s.table("state_timers")
+            ),
+            &[&p, &from],
+        )
+        .await
+        .map_err(pg)?
+    {
+        r.timer(row.get(0)).map_err(damaged)?;
+    }
+    let later: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {} WHERE partition = $1 AND due >= $2",
+                s.table("state_timers")
+            ),
+            &[&p, &from],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    r.timers_in_store(usize::try_from(later).unwrap_or(0));
+    // Counted first, so that each id then goes straight where it belongs.
+    let ids = message_id_chunks(client, s, p).await?;
+    for &(id, generation) in &ids {
+        r.count_message_id(id, generation);
+    }
+    for (id, generation) in ids {
+        r.message_id(id, generation);
+    }
+    for key in sent_keys(client, s, p).await? {
+        r.sent_key(key);
+    }
+    Ok(())
+}
+
+/// Partition `p`'s remembered message ids with their generation.
+async fn message_id_chunks(
+    client: &Client,
+    s: &Settings,
+    p: i32,
+) -> Result<Vec<(u128, u64)>, ClusterError> {
+    let mut out = Vec::new();
     for r in client
         .query(
             &format!(
@@ -336,7 +469,7 @@ pub(crate) async fn read(
             &[&p],
         )
         .await
-        .map_err(pg)?
+        .map_err(|e| ClusterError::pg("reading a partition's state", &e))?
     {
         let ids: &[u8] = r.get(0);
         let generation: i64 = r.get(1);
@@ -347,10 +480,15 @@ pub(crate) async fn read(
             });
         }
         for id in ids.chunks_exact(16) {
-            message_ids.push((fingerprint(id, "message ids")?, generation.max(0) as u64));
+            out.push((fingerprint(id, "message ids")?, generation.max(0) as u64));
         }
     }
-    let mut sent_keys = Vec::new();
+    Ok(out)
+}
+
+/// Partition `p`'s fingerprints of every send made (layouts 6 and before).
+async fn sent_keys(client: &Client, s: &Settings, p: i32) -> Result<Vec<u128>, ClusterError> {
+    let mut out = Vec::new();
     for r in client
         .query(
             &format!(
@@ -360,35 +498,27 @@ pub(crate) async fn read(
             &[&p],
         )
         .await
-        .map_err(pg)?
+        .map_err(|e| ClusterError::pg("reading a partition's state", &e))?
     {
-        sent_keys.push(fingerprint(r.get(0), "sent keys")?);
+        out.push(fingerprint(r.get(0), "sent keys")?);
     }
-    // Clusters from before the names were kept have none.
-    let names_stored: Option<i64> = head.get(1);
-    let names_stored =
-        u32::try_from(names_stored.unwrap_or(0)).map_err(|_| ClusterError::Postgres {
-            doing: "reading the partition's state".into(),
-            reason: format!("it says {names_stored:?} identities are named"),
-        })?;
-    out.rows = Some(Rows {
-        head: head.get(0),
-        releases,
-        customers,
-        stored,
-        instances,
-        nodes,
-        // And its timers.
-        timers,
-        timers_left: false,
-        // Nodes are read for their links; the texts of those named in
-        // `state_node_names` are looked up by name when a call needs them.
-        texts_left: lazy,
-        names_stored: Some(names_stored),
-        message_ids,
-        sent_keys,
-    });
     Ok(out)
+}
+
+/// A state row's number as the engine numbers it.
+fn number(n: i64, what: &str) -> Result<u32, ClusterError> {
+    u32::try_from(n).map_err(|_| ClusterError::Postgres {
+        doing: format!("reading the partition's {what}"),
+        reason: format!("a row is numbered {n}"),
+    })
+}
+
+/// A state row the engine cannot read.
+fn damaged(e: nudge_runtime::engine::checkpoint::CheckpointError) -> ClusterError {
+    ClusterError::Postgres {
+        doing: "restoring a partition's state".into(),
+        reason: e.to_string(),
+    }
 }
 
 /// Writes one take of the engine's changes for `partition`, in `tx`.
