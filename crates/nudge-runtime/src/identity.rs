@@ -44,6 +44,21 @@ fn normal_email(address: &str) -> String {
     address.trim().to_lowercase()
 }
 
+/// Every identity a call's names may be stored under, with its kind: the
+/// user id, the device id, the previous id of an alias (either kind), and
+/// the normalised e-mail address `email`.
+fn named<'a>(names: &Names<'a>, email: Option<&'a str>) -> impl Iterator<Item = (Kind, &'a str)> {
+    [
+        names.user_id.map(|t| (Kind::User, t)),
+        names.anonymous_id.map(|t| (Kind::Anonymous, t)),
+        names.previous_id.map(|t| (Kind::User, t)),
+        names.previous_id.map(|t| (Kind::Anonymous, t)),
+        email.map(|t| (Kind::Email, t)),
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// What joining two identities did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Join {
@@ -376,16 +391,29 @@ impl Identities {
             .email
             .filter(|e| !e.trim().is_empty())
             .map(normal_email);
-        let wanted = [
-            names.user_id.map(|t| (Kind::User, t)),
-            names.anonymous_id.map(|t| (Kind::Anonymous, t)),
-            names.previous_id.map(|t| (Kind::User, t)),
-            names.previous_id.map(|t| (Kind::Anonymous, t)),
-            email.as_deref().map(|t| (Kind::Email, t)),
-        ];
-        for (kind, text) in wanted.into_iter().flatten() {
+        for (kind, text) in named(names, email.as_deref()) {
             if self.find_node(kind, text).is_none() && self.texts.may_be_stored(kind, text) {
                 out.push(members::make_entry(kind, text).into_bytes());
+            }
+        }
+    }
+
+    /// Puts in `out` the customer (the root of the set) of each identity
+    /// `names` names that the graph knows now, changing nothing: what
+    /// observing them will read (see `Machine::read_ahead`).
+    pub(crate) fn roots_named(&self, names: &Names<'_>, out: &mut Vec<u32>) {
+        let email = names
+            .email
+            .filter(|e| !e.trim().is_empty())
+            .map(normal_email);
+        for (kind, text) in named(names, email.as_deref()) {
+            if let Some(mut root) = self.find_node(kind, text) {
+                while let Some(&p) = self.parent.get(root as usize)
+                    && p != root
+                {
+                    root = p;
+                }
+                out.push(root);
             }
         }
     }

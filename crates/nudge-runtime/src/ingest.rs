@@ -128,6 +128,11 @@ impl<'a> Parts<'a> {
         &self.dropped
     }
 
+    /// The identities the call names.
+    pub fn names(&self) -> Names<'_> {
+        names_of(&self.checked, &self.email)
+    }
+
     /// The call in the form the engine applies, with what the engine notes about it.
     pub fn split(&mut self) -> (TypedCall<'_>, Notes<'_>) {
         let notes = Notes {
@@ -145,18 +150,9 @@ impl<'a> Parts<'a> {
             device_token: self.checked.context.device_token.as_deref(),
         };
         let c = &self.checked;
-        let previous_id = match &c.kind {
-            Kind::Alias { previous_id } => Some(&**previous_id),
-            _ => None,
-        };
         let call = TypedCall {
             at: c.timestamp.timestamp_millis(),
-            names: Names {
-                user_id: c.user_id.as_deref(),
-                anonymous_id: c.anonymous_id.as_deref(),
-                previous_id,
-                email: self.email.as_deref(),
-            },
+            names: names_of(c, &self.email),
             message_id: c.message_id.as_deref(),
             event: self.event.take(),
             traits: std::mem::take(&mut self.traits),
@@ -167,22 +163,26 @@ impl<'a> Parts<'a> {
     /// The call in the form the engine applies.
     pub fn typed(&mut self) -> TypedCall<'_> {
         let c = &self.checked;
-        let previous_id = match &c.kind {
-            Kind::Alias { previous_id } => Some(&**previous_id),
-            _ => None,
-        };
         TypedCall {
             at: c.timestamp.timestamp_millis(),
-            names: Names {
-                user_id: c.user_id.as_deref(),
-                anonymous_id: c.anonymous_id.as_deref(),
-                previous_id,
-                email: self.email.as_deref(),
-            },
+            names: names_of(c, &self.email),
             message_id: c.message_id.as_deref(),
             event: self.event.take(),
             traits: std::mem::take(&mut self.traits),
         }
+    }
+}
+
+/// The identities a checked call names, with the e-mail address its traits give.
+fn names_of<'s>(c: &'s Checked<'_>, email: &'s Option<Cow<'_, str>>) -> Names<'s> {
+    Names {
+        user_id: c.user_id.as_deref(),
+        anonymous_id: c.anonymous_id.as_deref(),
+        previous_id: match &c.kind {
+            Kind::Alias { previous_id } => Some(&**previous_id),
+            _ => None,
+        },
+        email: email.as_deref(),
     }
 }
 

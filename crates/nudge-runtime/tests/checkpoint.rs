@@ -16,11 +16,31 @@ use nudge_runtime::ingest;
 /// Rows shared by the test, which writes them, and the engine's pager,
 /// which reads customers back from them.
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<MemoryRows>>);
+struct Shared(Arc<Mutex<MemoryRows>>, Arc<Requests>);
+
+/// What the engine asked a [`Shared`] pager for customers.
+#[derive(Default)]
+struct Requests {
+    /// Customers asked for one at a time.
+    one: std::sync::atomic::AtomicU64,
+    /// Customers asked for together ([`Pager::customers`]).
+    together: std::sync::atomic::AtomicU64,
+}
 
 impl Pager for Shared {
     fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
+        self.1
+            .one
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.0.lock().map_err(|e| e.to_string())?.customer(number))
+    }
+
+    fn customers(&mut self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        self.1
+            .together
+            .fetch_add(numbers.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let rows = self.0.lock().map_err(|e| e.to_string())?;
+        Ok(numbers.iter().map(|&n| rows.customer(n)).collect())
     }
 
     fn timers(&mut self, read: nudge_runtime::timers::ToRead) -> Result<Vec<Vec<u8>>, String> {
@@ -78,6 +98,10 @@ enum Keep {
     /// As `Rows`, and after each take every customer that can be is let
     /// go; a restore reads none, and customers are read back when needed.
     Paged { every: usize },
+    /// As `Paged`, with the customers and identities of each `every`
+    /// lines read ahead together before they are applied (as a cluster
+    /// worker reads a batch's).
+    ReadAhead { every: usize },
     /// As `Paged`, with each take committed only once the next is taken
     /// (as `nudge run` pipelines its batches), so what is let go after a
     /// commit is let go while the next take is still in flight.
@@ -93,13 +117,14 @@ enum Keep {
 /// and checks that both runs did the same. Returns how many customers were
 /// read back and how many timers let go (with [`Keep::Paged`]).
 fn assert_restores(bundle: &Bundle, lines: &[&str], cuts: &[usize], keep: Keep) -> (u64, usize) {
-    let (read_back, timers, _) = assert_restores_paged(bundle, lines, cuts, keep);
+    let (read_back, timers, _, _) = assert_restores_paged(bundle, lines, cuts, keep);
     (read_back, timers)
 }
 
 /// What a paged run let go and read back: customers read back, timers let
-/// go, identities' texts let go and identities read back by name or number.
-type PagedCounts = (u64, usize, (usize, u64));
+/// go, identities' texts let go and identities read back by name or
+/// number, and customers the pager was asked for one at a time and together.
+type PagedCounts = (u64, usize, (usize, u64), (u64, u64));
 
 /// [`assert_restores`], also counting identities' texts let go and read back.
 fn assert_restores_paged(
@@ -118,7 +143,10 @@ fn assert_restores_paged(
     let whole = whole.into_sink();
 
     let shared = Shared::default();
-    let paged = matches!(keep, Keep::Paged { .. } | Keep::Pipelined { .. });
+    let paged = matches!(
+        keep,
+        Keep::Paged { .. } | Keep::Pipelined { .. } | Keep::ReadAhead { .. }
+    );
     let pipelined = matches!(keep, Keep::Pipelined { .. });
     let timers_let_go = std::cell::Cell::new(0);
     let texts_let_go = std::cell::Cell::new(0);
@@ -156,8 +184,11 @@ fn assert_restores_paged(
     if paged {
         engine.set_pager(Box::new(shared.clone()));
     }
-    if let Keep::Rows { .. } | Keep::Paged { .. } | Keep::Pipelined { .. } | Keep::Frozen { .. } =
-        keep
+    if let Keep::Rows { .. }
+    | Keep::Paged { .. }
+    | Keep::Pipelined { .. }
+    | Keep::ReadAhead { .. }
+    | Keep::Frozen { .. } = keep
     {
         take(&mut engine);
     }
@@ -166,10 +197,26 @@ fn assert_restores_paged(
     let mut from = 0;
     for &cut in cuts {
         for (i, line) in (from..).zip(&lines[from..cut]) {
+            // Each batch's customers are read ahead after the take before
+            // it (which lets customers go): from here through the next take.
+            if let Keep::ReadAhead { every } = keep
+                && (i == from || (i - 1) % every == 0)
+            {
+                let next_take = i.div_ceil(every) * every;
+                let ahead = &lines[i..cut.min(next_take + 1)];
+                let decoder = engine.decoder();
+                let decoded: Vec<_> = ahead.iter().map(|l| decoder.decode(l)).collect();
+                let names = decoded.iter().filter_map(|d| match d {
+                    ingest::Decoded::Call(parts) => Some(parts.names()),
+                    ingest::Decoded::Bad(_) => None,
+                });
+                assert!(engine.read_ahead(names), "{:?}", engine.page_fault());
+            }
             let _ = ingest::apply_line(&mut engine, line);
             if let Keep::Rows { every }
             | Keep::Paged { every }
             | Keep::Pipelined { every }
+            | Keep::ReadAhead { every }
             | Keep::Frozen { every } = keep
                 && i % every == 0
             {
@@ -182,6 +229,7 @@ fn assert_restores_paged(
             Keep::Rows { .. }
             | Keep::Paged { .. }
             | Keep::Pipelined { .. }
+            | Keep::ReadAhead { .. }
             | Keep::Frozen { .. } => {
                 take(&mut engine);
                 settle(&mut engine);
@@ -231,10 +279,12 @@ fn assert_restores_paged(
     assert_eq!(got.outbox, whole.outbox, "sends");
     assert_eq!(got.records, whole.records, "records");
     assert_eq!(got.memberships, whole.memberships, "memberships");
+    let asked = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
     (
         read_back,
         timers_let_go.get(),
         (texts_let_go.get(), texts_read),
+        (asked(&shared.1.one), asked(&shared.1.together)),
     )
 }
 
@@ -278,8 +328,9 @@ fn every_example_goes_on_reading_customers_back_after_a_restore_at_any_line() {
                 Keep::Paged { every: 1 },
                 Keep::Paged { every: 3 },
                 Keep::Pipelined { every: 2 },
+                Keep::ReadAhead { every: 3 },
             ] {
-                let (r, t, (gone, read)) = assert_restores_paged(&bundle, &lines, &[cut], keep);
+                let (r, t, (gone, read), _) = assert_restores_paged(&bundle, &lines, &[cut], keep);
                 read_back += r;
                 timers += t;
                 total_texts.0 += gone;
@@ -352,14 +403,28 @@ fn a_generated_stream_goes_on_from_its_rows_after_several_restores() {
     }
     let (decoded, _) = assert_restores(&bundle, &lines, &cuts, Keep::Frozen { every: 97 });
     assert!(decoded > 100, "{decoded} decoded");
+    let mut one_by_one = 0;
     for every in [1, 97] {
-        let (read_back, timers, (texts, read)) =
+        let (read_back, timers, (texts, read), (one, _)) =
             assert_restores_paged(&bundle, &lines, &cuts, Keep::Paged { every });
         assert!(read_back > 100, "{read_back} read back");
         assert!(timers > 20, "{timers} timers let go");
         assert!(texts > 100, "{texts} identities' texts let go");
         assert!(read > 100, "{read} identities read back");
+        one_by_one = one;
     }
+    // Reading each 97 lines' customers ahead together decides the same,
+    // and leaves few to read one at a time (those a timer or a merge
+    // reaches).
+    let (read_back, _, _, (one, together)) =
+        assert_restores_paged(&bundle, &lines, &cuts, Keep::ReadAhead { every: 97 });
+    eprintln!("read ahead: {one} one at a time, {together} together; without: {one_by_one}");
+    assert!(read_back > 100, "{read_back} read back");
+    assert!(together > 100, "{together} read together");
+    assert!(
+        one * 4 < one_by_one,
+        "{one} read one at a time, against {one_by_one}"
+    );
 }
 
 #[test]

@@ -774,6 +774,9 @@ impl<'b> Worker<'b> {
         let mut applied = 0u64;
         let mut dead = Vec::new();
         let mut held_from = None;
+        if self.options.customers_in_memory.is_some() {
+            read_ahead(&mut h.engine, &batch, h.applied);
+        }
         for (i, m) in batch.iter().enumerate() {
             let seq = m.info().map_err(|e| nats(&e))?.stream_sequence;
             if seq <= h.applied {
@@ -1284,6 +1287,30 @@ impl<'b> Worker<'b> {
         self.progress.intents += sends.len() as u64;
         Ok(())
     }
+}
+
+/// Reads back from PostgreSQL, in a request or two, the identities and
+/// customers the calls of `batch` past `applied` need, instead of a round
+/// trip per customer as each call meets them. Only a reading ahead: a row
+/// it cannot read is the engine's page fault, which refuses the commit.
+fn read_ahead<S: Sink>(engine: &mut Engine<'_, S>, batch: &[Message], applied: u64) {
+    let calls: Vec<&str> = batch
+        .iter()
+        .filter(|m| m.info().is_ok_and(|i| i.stream_sequence > applied))
+        .filter(|m| {
+            m.headers
+                .as_ref()
+                .and_then(|hs| hs.get("Nudge-Kind"))
+                .is_some_and(|k| k.as_str() == "call")
+        })
+        .filter_map(|m| std::str::from_utf8(&m.payload).ok())
+        .collect();
+    let decoder = engine.decoder();
+    let decoded: Vec<_> = calls.iter().map(|line| decoder.decode(line)).collect();
+    engine.read_ahead(decoded.iter().filter_map(|d| match d {
+        nudge_runtime::ingest::Decoded::Call(parts) => Some(parts.names()),
+        nudge_runtime::ingest::Decoded::Bad(_) => None,
+    }));
 }
 
 /// Renews the worker's leases every `renew_every` until aborted; a lease

@@ -29,6 +29,18 @@ enum Request {
     Node(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
     /// The number of the identity node stored under a name.
     Named(i32, Vec<u8>, mpsc::SyncSender<Result<Option<u32>, String>>),
+    /// Several customers' rows, in the order asked.
+    Customers(
+        i32,
+        Vec<u32>,
+        mpsc::SyncSender<Result<Vec<Option<Vec<u8>>>, String>>,
+    ),
+    /// The nodes stored under several names, in the order asked.
+    NodesNamed(
+        i32,
+        Vec<Vec<u8>>,
+        mpsc::SyncSender<Result<Vec<Option<u32>>, String>>,
+    ),
 }
 
 /// The worker's reading thread: one connection for every partition it
@@ -108,6 +120,14 @@ fn serve(
         "SELECT node FROM {} WHERE partition = $1 AND name = $2",
         table("state_node_names")
     );
+    let customers = format!(
+        "SELECT customer, body FROM {} WHERE partition = $1 AND customer = ANY($2)",
+        table("state_customers")
+    );
+    let nodes_named = format!(
+        "SELECT name, node FROM {} WHERE partition = $1 AND name = ANY($2)",
+        table("state_node_names")
+    );
     let timers = format!(
         "SELECT body FROM {} WHERE partition = $1 AND due BETWEEN $2 AND $3 AND seq <= $4",
         table("state_timers")
@@ -126,6 +146,34 @@ fn serve(
             }
             Request::Node(p, n, answer) => {
                 let _ = answer.send(one(&node, p, i64::from(n)));
+            }
+            Request::Customers(p, numbers, answer) => {
+                let keys: Vec<i64> = numbers.iter().map(|&n| i64::from(n)).collect();
+                let rows = runtime
+                    .block_on(client.query(&customers, &[&p, &keys]))
+                    .map_err(|e| e.to_string())
+                    .map(|rows| {
+                        let mut found: std::collections::HashMap<i64, Vec<u8>> =
+                            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+                        keys.iter().map(|k| found.remove(k)).collect()
+                    });
+                let _ = answer.send(rows);
+            }
+            Request::NodesNamed(p, names, answer) => {
+                let rows = runtime
+                    .block_on(client.query(&nodes_named, &[&p, &names]))
+                    .map_err(|e| e.to_string())
+                    .and_then(|rows| {
+                        let mut found = std::collections::HashMap::new();
+                        for r in rows {
+                            let name: Vec<u8> = r.get(0);
+                            let n: i64 = r.get(1);
+                            let n = u32::try_from(n).map_err(|_| format!("a node numbered {n}"))?;
+                            found.insert(name, n);
+                        }
+                        Ok(names.iter().map(|name| found.get(name).copied()).collect())
+                    });
+                let _ = answer.send(rows);
             }
             Request::Named(p, name, answer) => {
                 let node = runtime
@@ -192,5 +240,17 @@ impl Pager for PartitionPager {
     fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {
         let p = self.partition;
         self.ask(|a| Request::Node(p, n, a))?
+    }
+
+    fn customers(&mut self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let p = self.partition;
+        let numbers = numbers.to_vec();
+        self.ask(|a| Request::Customers(p, numbers, a))?
+    }
+
+    fn nodes_named(&mut self, names: &[Vec<u8>]) -> Result<Vec<Option<u32>>, String> {
+        let p = self.partition;
+        let names = names.to_vec();
+        self.ask(|a| Request::NodesNamed(p, names, a))?
     }
 }

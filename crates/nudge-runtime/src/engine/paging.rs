@@ -50,6 +50,17 @@ pub trait Pager: Send {
     /// The stored row of identity node `n`, as the last committed take
     /// wrote it; `None` when the store has none.
     fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String>;
+
+    /// [`Pager::customer`] for each of `numbers`, in their order: a store
+    /// across a network answers them in one request.
+    fn customers(&mut self, numbers: &[u32]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        numbers.iter().map(|&n| self.customer(n)).collect()
+    }
+
+    /// [`Pager::node_named`] for each of `names`, in their order.
+    fn nodes_named(&mut self, names: &[Vec<u8>]) -> Result<Vec<Option<u32>>, String> {
+        names.iter().map(|name| self.node_named(name)).collect()
+    }
 }
 
 /// What [`Machine::paging`] reports.
@@ -167,6 +178,12 @@ impl<'b> Machine<'b> {
             Some(row) => self.tables.read(row),
             None => self.read_back(c),
         };
+        self.bring_back(c, read)
+    }
+
+    /// Puts stored customer `c`, as read back, in memory; a customer that
+    /// could not be read or does not fit the bundle is a page fault.
+    fn bring_back(&mut self, c: u32, read: Result<Customer, String>) -> bool {
         let checked = read.and_then(|customer| {
             super::checkpoint::check_customer(&customer, self.bundle())?;
             Ok(customer)
@@ -184,6 +201,103 @@ impl<'b> Machine<'b> {
                 false
             }
         }
+    }
+
+    /// Reads back, in as few requests to the store as it can, what
+    /// applying calls naming each of `names` reads from it first: the
+    /// identities' texts left there and the customers let go. Applying them
+    /// then finds those in memory; a host whose store is across a network
+    /// saves a round trip per customer. It only reads ahead: what the calls
+    /// decide does not change. False (with [`Machine::page_fault`] set)
+    /// when the store cannot give them.
+    pub fn read_ahead<'n>(&mut self, names: impl IntoIterator<Item = Names<'n>>) -> bool {
+        if self.pager.is_none() {
+            return true;
+        }
+        let names: Vec<Names<'n>> = names.into_iter().collect();
+        if self.identities.texts_left() {
+            let mut wanted = Vec::new();
+            for n in &names {
+                self.identities.names_to_read(n, &mut wanted);
+            }
+            wanted.sort_unstable();
+            wanted.dedup();
+            if !wanted.is_empty() && !self.read_names_together(&wanted) {
+                return false;
+            }
+        }
+        let mut stored = Vec::new();
+        for n in &names {
+            self.identities.roots_named(n, &mut stored);
+        }
+        stored.retain(|&c| self.customers.is_stored(c) && self.customers.frozen(c).is_none());
+        stored.sort_unstable();
+        stored.dedup();
+        if stored.is_empty() {
+            return true;
+        }
+        let read = self
+            .pager
+            .as_mut()
+            .map_or(Ok(Vec::new()), |pager| pager.customers(&stored));
+        let rows = match read {
+            Ok(rows) if rows.len() == stored.len() => rows,
+            Ok(rows) => {
+                self.page_fault.get_or_insert_with(|| {
+                    format!(
+                        "the store gave {} rows for {} customers",
+                        rows.len(),
+                        stored.len()
+                    )
+                });
+                return false;
+            }
+            Err(reason) => {
+                self.page_fault
+                    .get_or_insert_with(|| format!("customers read ahead: {reason}"));
+                return false;
+            }
+        };
+        for (c, row) in stored.into_iter().zip(rows) {
+            let read = row
+                .ok_or_else(|| "the store has no row for it".to_string())
+                .and_then(|row| self.tables.read(&row));
+            if !self.bring_back(c, read) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Learns the nodes stored under `names` in one request.
+    fn read_names_together(&mut self, names: &[Vec<u8>]) -> bool {
+        let read = self
+            .pager
+            .as_mut()
+            .ok_or_else(|| "identities were left in a store the engine cannot read".to_string())
+            .and_then(|pager| pager.nodes_named(names));
+        let learnt = read.and_then(|nodes| {
+            if nodes.len() != names.len() {
+                return Err(format!(
+                    "the store gave {} nodes for {} names",
+                    nodes.len(),
+                    names.len()
+                ));
+            }
+            for (name, n) in names.iter().zip(nodes) {
+                if let Some(n) = n {
+                    self.paging.texts_read += 1;
+                    self.identities.learn_name(n, name)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(reason) = learnt {
+            self.page_fault
+                .get_or_insert_with(|| format!("an identity: {reason}"));
+            return false;
+        }
+        true
     }
 
     fn read_back(&mut self, c: u32) -> Result<Customer, String> {
