@@ -1113,6 +1113,24 @@ async fn a_handoff_whose_joining_call_never_said_so_is_taken_in_anyway() {
     assert_eq!(intents(&t.settings).await, single);
 }
 
+/// The win-back example, and 600 lines of purchases by two hundred
+/// customers over eighteen months (`nudge gen --shape purchases`).
+fn win_back_purchases() -> (Project, Vec<String>) {
+    let project = Project {
+        bundle: nudge_test_support::example_bundle("win_back"),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    };
+    let mut bytes = Vec::new();
+    nudge_gen::generate_purchases(&nudge_gen::PurchaseConfig::new(600), &mut bytes).unwrap();
+    let lines = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (project, lines)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_step_past_a_batch_of_timers_is_committed_in_parts_and_decides_as_one() {
     let Some(t) = trial("clock_parts", 1).await else {
@@ -1121,18 +1139,7 @@ async fn a_clock_step_past_a_batch_of_timers_is_committed_in_parts_and_decides_a
     // Orders of two hundred customers over eighteen months, and a
     // win-back ninety days after each one's last: the step to `until`
     // fires every win-back not yet due at the last order.
-    let project = Project {
-        bundle: nudge_test_support::example_bundle("win_back"),
-        bundles: Bundles::default(),
-        config: Config::default(),
-    };
-    let mut bytes = Vec::new();
-    nudge_gen::generate_purchases(&nudge_gen::PurchaseConfig::new(600), &mut bytes).unwrap();
-    let lines: Vec<String> = String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (project, lines) = win_back_purchases();
     let until = until_after(&lines, 200);
     let ingest = Ingest::connect(&t.settings).await.unwrap();
     for chunk in lines.chunks(500) {
@@ -1178,18 +1185,7 @@ async fn workers_with_a_budget_read_customers_back_and_decide_as_one() {
     };
     // Two hundred customers' orders through the win-back; each partition
     // keeps at most three idle customers in memory.
-    let project = Project {
-        bundle: nudge_test_support::example_bundle("win_back"),
-        bundles: Bundles::default(),
-        config: Config::default(),
-    };
-    let mut bytes = Vec::new();
-    nudge_gen::generate_purchases(&nudge_gen::PurchaseConfig::new(600), &mut bytes).unwrap();
-    let lines: Vec<String> = String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let (project, lines) = win_back_purchases();
     let until = until_after(&lines, 200);
     let (first, rest) = lines.split_at(lines.len() / 2);
     let ingest = Ingest::connect(&t.settings).await.unwrap();
@@ -1234,6 +1230,19 @@ async fn workers_with_a_budget_read_customers_back_and_decide_as_one() {
         b.step().await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // PostgreSQL closes the connection that reads customers back (as a
+    // restart of the server would): the next read opens another.
+    b.step().await.unwrap();
+    let pg = postgres(&t.settings).await;
+    let closed = pg
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'nudge-pager:' || $1::text",
+            &[&t.settings.schema],
+        )
+        .await
+        .unwrap();
+    assert!(!closed.is_empty(), "no connection reading customers back");
     settle(&mut [&mut b]).await;
     let by_b = b.progress();
     assert_eq!(by_b.applied + by_b.refused, rest.len() as u64, "{by_b:?}");

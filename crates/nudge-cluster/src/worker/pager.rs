@@ -12,10 +12,13 @@
 //! the engine sends a request and waits for the answer on a channel, which
 //! is safe whatever runtime the worker itself runs on.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 
 use nudge_runtime::engine::Pager;
 use nudge_runtime::timers::ToRead;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use crate::{ClusterError, Settings};
 
@@ -99,7 +102,7 @@ fn serve(
             return;
         }
     };
-    let client = match runtime.block_on(crate::connect_postgres(settings)) {
+    let mut client = match runtime.block_on(connect(settings)) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -132,73 +135,84 @@ fn serve(
         "SELECT body FROM {} WHERE partition = $1 AND due BETWEEN $2 AND $3 AND seq <= $4",
         table("state_timers")
     );
-    let one = |sql: &str, p: i32, key: i64| -> Result<Option<Vec<u8>>, String> {
-        runtime
-            .block_on(client.query_opt(sql, &[&p, &key]))
-            .map(|row| row.map(|r| r.get(0)))
-            .map_err(|e| e.to_string())
+    // A connection PostgreSQL closed (a restart, a failover) is opened
+    // again and the request tried once more; if it cannot be, the request
+    // fails and says why.
+    let mut query = |sql: &str, params: &[&(dyn ToSql + Sync)]| -> Result<Vec<Row>, String> {
+        let mut tried = false;
+        loop {
+            if client.is_closed()
+                && let Ok(c) = runtime.block_on(connect(settings))
+            {
+                client = c;
+            }
+            match runtime.block_on(client.query(sql, params)) {
+                Ok(rows) => return Ok(rows),
+                Err(_) if !tried && client.is_closed() => tried = true,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     };
+    let node_number = |n: i64| u32::try_from(n).map_err(|_| format!("a node numbered {n}"));
     for request in incoming {
         // An engine that stopped waiting (its worker failed) is not answered.
         match request {
             Request::Customer(p, n, answer) => {
-                let _ = answer.send(one(&customer, p, i64::from(n)));
+                let row = query(&customer, &[&p, &i64::from(n)]);
+                let _ = answer.send(row.map(|rows| rows.first().map(|r| r.get(0))));
             }
             Request::Node(p, n, answer) => {
-                let _ = answer.send(one(&node, p, i64::from(n)));
+                let row = query(&node, &[&p, &i64::from(n)]);
+                let _ = answer.send(row.map(|rows| rows.first().map(|r| r.get(0))));
             }
             Request::Customers(p, numbers, answer) => {
                 let keys: Vec<i64> = numbers.iter().map(|&n| i64::from(n)).collect();
-                let rows = runtime
-                    .block_on(client.query(&customers, &[&p, &keys]))
-                    .map_err(|e| e.to_string())
-                    .map(|rows| {
-                        let mut found: std::collections::HashMap<i64, Vec<u8>> =
-                            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-                        keys.iter().map(|k| found.remove(k)).collect()
-                    });
+                let rows = query(&customers, &[&p, &keys]).map(|rows| {
+                    let mut found: HashMap<i64, Vec<u8>> =
+                        rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+                    keys.iter().map(|k| found.remove(k)).collect()
+                });
                 let _ = answer.send(rows);
             }
             Request::NodesNamed(p, names, answer) => {
-                let rows = runtime
-                    .block_on(client.query(&nodes_named, &[&p, &names]))
-                    .map_err(|e| e.to_string())
-                    .and_then(|rows| {
-                        let mut found = std::collections::HashMap::new();
-                        for r in rows {
-                            let name: Vec<u8> = r.get(0);
-                            let n: i64 = r.get(1);
-                            let n = u32::try_from(n).map_err(|_| format!("a node numbered {n}"))?;
-                            found.insert(name, n);
-                        }
-                        Ok(names.iter().map(|name| found.get(name).copied()).collect())
-                    });
+                let rows = query(&nodes_named, &[&p, &names]).and_then(|rows| {
+                    let mut found = HashMap::new();
+                    for r in rows {
+                        found.insert(r.get::<_, Vec<u8>>(0), node_number(r.get(1))?);
+                    }
+                    Ok(names.iter().map(|name| found.get(name).copied()).collect())
+                });
                 let _ = answer.send(rows);
             }
             Request::Named(p, name, answer) => {
-                let node = runtime
-                    .block_on(client.query_opt(&named, &[&p, &name]))
-                    .map_err(|e| e.to_string())
-                    .and_then(|row| {
-                        row.map(|r| {
-                            let n: i64 = r.get(0);
-                            u32::try_from(n).map_err(|_| format!("a node numbered {n}"))
-                        })
-                        .transpose()
-                    });
+                let node = query(&named, &[&p, &name])
+                    .and_then(|rows| rows.first().map(|r| node_number(r.get(0))).transpose());
                 let _ = answer.send(node);
             }
             Request::Timers(p, read, answer) => {
                 // Insertion numbers are stored as PostgreSQL's signed integers.
                 let through = i64::try_from(read.through).unwrap_or(i64::MAX);
-                let rows = runtime
-                    .block_on(client.query(&timers, &[&p, &read.from, &read.until, &through]))
-                    .map(|rows| rows.into_iter().map(|r| r.get(0)).collect())
-                    .map_err(|e| e.to_string());
+                let rows = query(&timers, &[&p, &read.from, &read.until, &through])
+                    .map(|rows| rows.into_iter().map(|r| r.get(0)).collect());
                 let _ = answer.send(rows);
             }
         }
     }
+}
+
+/// The reading thread's connection, named `nudge-pager:SCHEMA` in
+/// PostgreSQL's `pg_stat_activity` so that an operator can tell it apart.
+async fn connect(settings: &Settings) -> Result<tokio_postgres::Client, ClusterError> {
+    let pg = |e: tokio_postgres::Error| ClusterError::pg("connecting to read customers back", &e);
+    let mut config: tokio_postgres::Config = settings.postgres.parse().map_err(pg)?;
+    config.application_name(format!("nudge-pager:{}", settings.schema));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(pg)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("warning: PostgreSQL connection reading customers back closed: {e}");
+        }
+    });
+    Ok(client)
 }
 
 /// One partition's view of the reading thread, handed to its engine.
