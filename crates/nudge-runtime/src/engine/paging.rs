@@ -222,7 +222,7 @@ impl<'b> Machine<'b> {
             }
             wanted.sort_unstable();
             wanted.dedup();
-            if !wanted.is_empty() && !self.read_names_together(&wanted) {
+            if !wanted.is_empty() && !self.read_names(&wanted) {
                 return false;
             }
         }
@@ -269,8 +269,8 @@ impl<'b> Machine<'b> {
         true
     }
 
-    /// Learns the nodes stored under `names` in one request.
-    fn read_names_together(&mut self, names: &[Vec<u8>]) -> bool {
+    /// Learns the nodes stored under `names`, asked together.
+    fn read_names(&mut self, names: &[Vec<u8>]) -> bool {
         let read = self
             .pager
             .as_mut()
@@ -499,30 +499,6 @@ impl<'b> Machine<'b> {
             Some(name) => self.read_names(&[name]),
             None => true,
         }
-    }
-
-    fn read_names(&mut self, names: &[Vec<u8>]) -> bool {
-        for name in names {
-            let read = self
-                .pager
-                .as_mut()
-                .ok_or_else(|| "identities were left in a store the engine cannot read".to_string())
-                .and_then(|pager| pager.node_named(name));
-            let learnt = match read {
-                Ok(Some(n)) => {
-                    self.paging.texts_read += 1;
-                    self.identities.learn_name(n, name)
-                }
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(reason) = learnt {
-                self.page_fault
-                    .get_or_insert_with(|| format!("an identity: {reason}"));
-                return false;
-            }
-        }
-        true
     }
 
     /// Makes sure the texts of identity nodes `nodes` are in memory.
