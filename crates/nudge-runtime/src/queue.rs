@@ -77,6 +77,12 @@ impl<T: Ord + Copy> RunQueue<T> {
         Some(item)
     }
 
+    /// The items that came in order, from the front while `keep` holds (a
+    /// cheap look ahead: those that came out of order are left out).
+    pub(crate) fn run_while(&self, keep: impl Fn(&T) -> bool) -> impl Iterator<Item = &T> {
+        self.run.iter().take_while(move |t| keep(t))
+    }
+
     /// Every item, in no order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.run.iter().chain(self.heap.iter().map(|Reverse(t)| t))

@@ -314,6 +314,23 @@ impl Timers {
         }
     }
 
+    /// What up to `most` timers of each kind due at or before `limit` wake,
+    /// among those in memory that were set in due order: a look ahead for
+    /// reading their customers back together, not every timer due.
+    pub fn waking_through(&self, limit: i64, most: usize) -> Vec<Wake> {
+        self.packed
+            .run_while(|p| p.due <= limit)
+            .take(most)
+            .map(|p| p.unpack().wake)
+            .chain(
+                self.wide
+                    .run_while(|t| t.due <= limit)
+                    .take(most)
+                    .map(|t| t.wake),
+            )
+            .collect()
+    }
+
     /// Removes and returns the next timer if it is due at or before `limit`.
     pub fn pop_until(&mut self, limit: i64) -> Option<Timer> {
         let (t, packed) = self.peek()?;

@@ -775,7 +775,9 @@ impl<'b> Worker<'b> {
         let mut dead = Vec::new();
         let mut held_from = None;
         if self.options.customers_in_memory.is_some() {
-            read_ahead(&mut h.engine, &batch, h.applied);
+            // On the wall clock the batch is followed by a step to now.
+            let now = matches!(self.options.clock, Clock::Wall).then(now_ms);
+            read_ahead(&mut h.engine, &batch, h.applied, now, self.options.batch);
         }
         for (i, m) in batch.iter().enumerate() {
             let seq = m.info().map_err(|e| nats(&e))?.stream_sequence;
@@ -955,9 +957,19 @@ impl<'b> Worker<'b> {
         moves: &Moves,
     ) -> Result<(), ClusterError> {
         let timers = self.options.batch.max(1);
+        // With a budget, each part's timers' customers are read back
+        // together before it fires them.
+        let budget = self.options.customers_in_memory.is_some();
+        let ahead = |engine: &mut Engine<'b, _>| {
+            if budget && let ClockStep::Until(through) = step {
+                engine.read_timers_ahead(through, timers);
+            }
+        };
+        ahead(&mut h.engine);
         while h.engine.advance_part(step, timers).is_some() {
             self.commit(h, applied, moves).await?;
             self.progress.clock_parts += 1;
+            ahead(&mut h.engine);
         }
         Ok(())
     }
@@ -1289,11 +1301,19 @@ impl<'b> Worker<'b> {
     }
 }
 
-/// Reads back from PostgreSQL, in a request or two, the identities and
-/// customers the calls of `batch` past `applied` need, instead of a round
-/// trip per customer as each call meets them. Only a reading ahead: a row
-/// it cannot read is the engine's page fault, which refuses the commit.
-fn read_ahead<S: Sink>(engine: &mut Engine<'_, S>, batch: &[Message], applied: u64) {
+/// Reads back from PostgreSQL, in a few requests, the identities and
+/// customers the calls of `batch` past `applied` need, and the customers
+/// of up to `most` timers due by the last call (or by `now`), instead of a
+/// round trip per customer as each call or timer meets them. Only a
+/// reading ahead: a row it cannot read is the engine's page fault, which
+/// refuses the commit.
+fn read_ahead<S: Sink>(
+    engine: &mut Engine<'_, S>,
+    batch: &[Message],
+    applied: u64,
+    now: Option<i64>,
+    most: usize,
+) {
     let calls: Vec<&str> = batch
         .iter()
         .filter(|m| m.info().is_ok_and(|i| i.stream_sequence > applied))
@@ -1307,10 +1327,18 @@ fn read_ahead<S: Sink>(engine: &mut Engine<'_, S>, batch: &[Message], applied: u
         .collect();
     let decoder = engine.decoder();
     let decoded: Vec<_> = calls.iter().map(|line| decoder.decode(line)).collect();
-    engine.read_ahead(decoded.iter().filter_map(|d| match d {
-        nudge_runtime::ingest::Decoded::Call(parts) => Some(parts.names()),
-        nudge_runtime::ingest::Decoded::Bad(_) => None,
-    }));
+    let parts = || {
+        decoded.iter().filter_map(|d| match d {
+            nudge_runtime::ingest::Decoded::Call(parts) => Some(parts),
+            nudge_runtime::ingest::Decoded::Bad(_) => None,
+        })
+    };
+    let through = parts().map(|p| p.at()).max().max(now);
+    if engine.read_ahead(parts().map(|p| p.names()))
+        && let Some(through) = through
+    {
+        engine.read_timers_ahead(through, most);
+    }
 }
 
 /// Renews the worker's leases every `renew_every` until aborted; a lease

@@ -1020,6 +1020,16 @@ impl<'b> Machine<'b> {
         }
     }
 
+    /// The customer a timer wakes (none for an instance that has ended).
+    fn woken(&self, wake: Wake) -> Option<u32> {
+        match wake {
+            Wake::Instance { id, .. } => self.instances.get(id).map(|i| i.customer),
+            Wake::DateTrigger { customer, .. }
+            | Wake::Schedule { customer, .. }
+            | Wake::Segment { customer, .. } => Some(customer),
+        }
+    }
+
     /// Fires timers due at or before `through` in due order, until `max`
     /// have fired and then those due by the instant of the last; a
     /// schedule skips occurrences when a later one is due by `limit` (the
@@ -1040,12 +1050,7 @@ impl<'b> Machine<'b> {
             if fired.count == max {
                 stop = timer.due;
             }
-            let customer = match timer.wake {
-                Wake::Instance { id, .. } => self.instances.get(id).map(|i| i.customer),
-                Wake::DateTrigger { customer, .. }
-                | Wake::Schedule { customer, .. }
-                | Wake::Segment { customer, .. } => Some(customer),
-            };
+            let customer = self.woken(timer.wake);
             if let Some(c) = customer
                 && !self.page_in(c)
             {

@@ -230,6 +230,34 @@ impl<'b> Machine<'b> {
         for n in &names {
             self.identities.roots_named(n, &mut stored);
         }
+        self.read_customers(stored)
+    }
+
+    /// Reads back together the stored customers of up to `most` timers due
+    /// at or before `through` (milliseconds since the epoch), as
+    /// [`Machine::read_ahead`] does for calls: a step of the clock then
+    /// finds them in memory. The timers the store holds due by then are read
+    /// first, as the step would. False (with [`Machine::page_fault`] set)
+    /// when the store cannot give them.
+    pub fn read_timers_ahead(&mut self, through: i64, most: usize) -> bool {
+        if self.pager.is_none() {
+            return true;
+        }
+        if !self.timers_through(through) {
+            return false;
+        }
+        let customers = self
+            .timers
+            .waking_through(through, most)
+            .into_iter()
+            .filter_map(|wake| self.woken(wake))
+            .collect();
+        self.read_customers(customers)
+    }
+
+    /// Reads back together those of `stored` that the store holds and
+    /// memory does not.
+    fn read_customers(&mut self, mut stored: Vec<u32>) -> bool {
         stored.retain(|&c| self.customers.is_stored(c) && self.customers.frozen(c).is_none());
         stored.sort_unstable();
         stored.dedup();
@@ -271,6 +299,9 @@ impl<'b> Machine<'b> {
 
     /// Learns the nodes stored under `names`, asked together.
     fn read_names(&mut self, names: &[Vec<u8>]) -> bool {
+        if names.is_empty() {
+            return true;
+        }
         let read = self
             .pager
             .as_mut()
