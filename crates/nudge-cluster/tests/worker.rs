@@ -848,8 +848,27 @@ fn signed_up(user: &str, at: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_reaches_every_partition_through_its_log() {
-    let Some(t) = trial("deploy", 4).await else {
+    deploy_reaches_every_partition("deploy", None).await;
+}
+
+/// The same with workers keeping one idle customer a partition in memory
+/// (and the second worker taking the partitions over without reading
+/// their customers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_reaches_every_partition_of_workers_with_a_budget() {
+    deploy_reaches_every_partition("deploy_budget", Some(1)).await;
+}
+
+/// Deploys a new welcome through the log of a cluster of four partitions
+/// whose workers keep `budget` customers a partition in memory.
+async fn deploy_reaches_every_partition(name: &str, budget: Option<usize>) {
+    let Some(t) = trial(name, 4).await else {
         return;
+    };
+    let options = |id: &str, until: Option<i64>| {
+        let mut o = options(id, until);
+        o.customers_in_memory = budget;
+        o
     };
     let (v1, v2) = (welcome("v1", "string"), welcome("v2", "string"));
     let ingest = Ingest::connect(&t.settings).await.unwrap();
@@ -901,6 +920,11 @@ async fn a_deploy_reaches_every_partition_through_its_log() {
     // The worker was started with v1: the log, not its own code, decides.
     settle(&mut [&mut w]).await;
     assert_eq!(w.progress().deploys, 4);
+    if let Some(budget) = budget {
+        // Nobody has a live instance: the others are in PostgreSQL.
+        let held = w.progress().customers_in_memory;
+        assert!(held <= 4 * budget as u64, "{held} customers in memory");
+    }
     let subjects: BTreeMap<String, String> = intents(&t.settings)
         .await
         .into_values()
