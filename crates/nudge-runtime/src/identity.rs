@@ -407,13 +407,8 @@ impl Identities {
             .filter(|e| !e.trim().is_empty())
             .map(normal_email);
         for (kind, text) in named(names, email.as_deref()) {
-            if let Some(mut root) = self.find_node(kind, text) {
-                while let Some(&p) = self.parent.get(root as usize)
-                    && p != root
-                {
-                    root = p;
-                }
-                out.push(root);
+            if let Some(n) = self.find_node(kind, text) {
+                out.push(self.root(n));
             }
         }
     }
@@ -849,14 +844,20 @@ impl Identities {
         });
     }
 
-    /// The root of node `n`'s set; a number that is no node is its own.
-    fn find(&mut self, mut n: u32) -> u32 {
+    /// The root of node `n`'s set, changing nothing (see [`Identities::find`]).
+    fn root(&self, n: u32) -> u32 {
         let mut root = n;
         while let Some(&p) = self.parent.get(root as usize)
             && p != root
         {
             root = p;
         }
+        root
+    }
+
+    /// The root of node `n`'s set; a number that is no node is its own.
+    fn find(&mut self, mut n: u32) -> u32 {
+        let root = self.root(n);
         // Path compression: later finds on this chain take one step.
         while let Some(p) = self.parent.get_mut(n as usize)
             && *p != root

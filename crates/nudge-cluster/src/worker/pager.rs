@@ -22,16 +22,14 @@ use tokio_postgres::types::ToSql;
 
 use crate::{ClusterError, Settings};
 
-/// What the engine asks the reading thread, with where to answer.
+/// What the engine asks the reading thread, with where to answer. A single
+/// customer or name is asked as a list of one: `= ANY` finds it by the
+/// same index.
 enum Request {
-    /// A customer's row.
-    Customer(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
     /// The rows of the timers a read names.
     Timers(i32, ToRead, mpsc::SyncSender<Result<Vec<Vec<u8>>, String>>),
     /// An identity node's row.
     Node(i32, u32, mpsc::SyncSender<Result<Option<Vec<u8>>, String>>),
-    /// The number of the identity node stored under a name.
-    Named(i32, Vec<u8>, mpsc::SyncSender<Result<Option<u32>, String>>),
     /// Several customers' rows, in the order asked.
     Customers(
         i32,
@@ -111,17 +109,9 @@ fn serve(
     };
     let _ = ready.send(Ok(()));
     let table = |name: &str| settings.table(name);
-    let customer = format!(
-        "SELECT body FROM {} WHERE partition = $1 AND customer = $2",
-        table("state_customers")
-    );
     let node = format!(
         "SELECT body FROM {} WHERE partition = $1 AND node = $2",
         table("state_nodes")
-    );
-    let named = format!(
-        "SELECT node FROM {} WHERE partition = $1 AND name = $2",
-        table("state_node_names")
     );
     let customers = format!(
         "SELECT customer, body FROM {} WHERE partition = $1 AND customer = ANY($2)",
@@ -157,10 +147,6 @@ fn serve(
     for request in incoming {
         // An engine that stopped waiting (its worker failed) is not answered.
         match request {
-            Request::Customer(p, n, answer) => {
-                let row = query(&customer, &[&p, &i64::from(n)]);
-                let _ = answer.send(row.map(|rows| rows.first().map(|r| r.get(0))));
-            }
             Request::Node(p, n, answer) => {
                 let row = query(&node, &[&p, &i64::from(n)]);
                 let _ = answer.send(row.map(|rows| rows.first().map(|r| r.get(0))));
@@ -183,11 +169,6 @@ fn serve(
                     Ok(names.iter().map(|name| found.get(name).copied()).collect())
                 });
                 let _ = answer.send(rows);
-            }
-            Request::Named(p, name, answer) => {
-                let node = query(&named, &[&p, &name])
-                    .and_then(|rows| rows.first().map(|r| node_number(r.get(0))).transpose());
-                let _ = answer.send(node);
             }
             Request::Timers(p, read, answer) => {
                 // Insertion numbers are stored as PostgreSQL's signed integers.
@@ -236,8 +217,7 @@ impl PartitionPager {
 
 impl Pager for PartitionPager {
     fn customer(&mut self, number: u32) -> Result<Option<Vec<u8>>, String> {
-        let p = self.partition;
-        self.ask(|a| Request::Customer(p, number, a))?
+        Ok(self.customers(&[number])?.pop().flatten())
     }
 
     fn timers(&mut self, read: ToRead) -> Result<Vec<Vec<u8>>, String> {
@@ -246,9 +226,7 @@ impl Pager for PartitionPager {
     }
 
     fn node_named(&mut self, name: &[u8]) -> Result<Option<u32>, String> {
-        let p = self.partition;
-        let name = name.to_vec();
-        self.ask(|a| Request::Named(p, name, a))?
+        Ok(self.nodes_named(&[name.to_vec()])?.pop().flatten())
     }
 
     fn node(&mut self, n: u32) -> Result<Option<Vec<u8>>, String> {

@@ -192,14 +192,7 @@ fn numbered(
     what: &str,
 ) -> Result<Vec<(u32, Vec<u8>)>, ClusterError> {
     rows.into_iter()
-        .map(|r| {
-            let n: i64 = r.get(0);
-            let n = u32::try_from(n).map_err(|_| ClusterError::Postgres {
-                doing: format!("reading the partition's {what}"),
-                reason: format!("a row is numbered {n}"),
-            })?;
-            Ok((n, r.get(1)))
-        })
+        .map(|r| Ok((number(r.get(0), what)?, r.get(1))))
         .collect()
 }
 
@@ -323,10 +316,7 @@ pub(crate) async fn read(
         .into_iter()
         .map(|r| r.get::<_, Vec<u8>>(1))
         .collect();
-    let mut message_ids = Vec::new();
-    for (id, generation) in message_id_chunks(client, s, p).await? {
-        message_ids.push((id, generation));
-    }
+    let message_ids = message_id_chunks(client, s, p).await?;
     let sent_keys = sent_keys(client, s, p).await?;
     out.rows = Some(Rows {
         head: head.get(0),
@@ -378,13 +368,10 @@ async fn restore_lazily(
         .await?,
     );
     r.leave_texts_in_store();
-    let keyed = |table: &str, key: &str, what: &str| {
-        (
-            format!(
-                "SELECT {key}, body FROM {} WHERE partition = $1 ORDER BY {key}",
-                s.table(table)
-            ),
-            what.to_string(),
+    let keyed = |table: &str, key: &str| {
+        format!(
+            "SELECT {key}, body FROM {} WHERE partition = $1 ORDER BY {key}",
+            s.table(table)
         )
     };
     for row in client
@@ -401,14 +388,20 @@ async fn restore_lazily(
         r.stored(number(row.get(0), "customers")?)
             .map_err(damaged)?;
     }
-    let (sql, what) = keyed("state_instances", "slot", "instances");
-    for row in client.query(&sql, &[&p]).await.map_err(pg)? {
-        r.instance(number(row.get(0), &what)?, row.get(1))
+    for row in client
+        .query(&keyed("state_instances", "slot"), &[&p])
+        .await
+        .map_err(pg)?
+    {
+        r.instance(number(row.get(0), "instances")?, row.get(1))
             .map_err(damaged)?;
     }
-    let (sql, what) = keyed("state_nodes", "node", "identity nodes");
-    for row in client.query(&sql, &[&p]).await.map_err(pg)? {
-        r.node(number(row.get(0), &what)?, row.get(1))
+    for row in client
+        .query(&keyed("state_nodes", "node"), &[&p])
+        .await
+        .map_err(pg)?
+    {
+        r.node(number(row.get(0), "identity nodes")?, row.get(1))
             .map_err(damaged)?;
     }
     // Only the timers due soon: the engine reads the others back by due
