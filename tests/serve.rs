@@ -1250,6 +1250,54 @@ fn a_schema_reload_under_a_budget_reads_no_customer_back_and_the_server_goes_on(
 }
 
 #[test]
+fn a_reload_arming_a_schedule_under_a_budget_commits_it_in_parts() {
+    let (tmp, project) = copy_example("cart_recovery");
+    let lines = generated_lines(tmp.path(), 1500, 5);
+    bound_memory(&project, 2, 1_000_000);
+    let token = [("NUDGE_ADMIN_TOKEN", "adm")];
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    for chunk in lines[..1000].chunks(100) {
+        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    let db = || rusqlite::Connection::open(project.join(".nudge/state.db")).unwrap();
+    let epoch = || -> i64 {
+        db().query_row("SELECT epoch FROM checkpoint", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = epoch();
+    // A schedule reaches every customer known: each is read back, armed,
+    // and written by the part's checkpoint, two at a time.
+    std::fs::write(
+        project.join("daily.flow"),
+        "message hello() {\n  channel email\n  subject \"hello\"\n  body \"Hi\"\n}\n\
+         flow daily {\n  trigger every day at 09:00\n  send hello()\n}\n",
+    )
+    .unwrap();
+    let (status, json) = reload(&server, "adm");
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["deployed"], true, "{json}");
+    let customers: i64 = db()
+        .query_row("SELECT count(*) FROM state_customers", [], |r| r.get(0))
+        .unwrap();
+    assert!(customers > 20, "{customers}");
+    assert_eq!(
+        epoch() - before,
+        (customers + 1) / 2,
+        "a checkpoint for each part of two customers"
+    );
+    for chunk in lines[1000..].chunks(100) {
+        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+    stop(server);
+    // A restart goes on from the parts' checkpoints.
+    let server = start_with(&project, &["--write-key", "k"], &token);
+    assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
+    stop(server);
+}
+
+#[test]
 fn a_server_with_a_budget_reports_customers_read_back() {
     let (tmp, project) = copy_example("cart_recovery");
     let lines = generated_lines(tmp.path(), 1500, 4);

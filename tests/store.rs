@@ -584,6 +584,58 @@ fn a_schema_deploy_under_a_budget_reads_no_customer_and_changes_no_decision() {
 }
 
 #[test]
+fn a_deploy_arming_a_schedule_under_a_budget_commits_in_parts_and_changes_no_decision() {
+    let (lines, _tmp, _, _) = reference_run(23);
+    let run = |runtime: Option<&str>| {
+        let (guard, dir) = copy_example("cart_recovery");
+        if let Some(settings) = runtime {
+            add_runtime(&dir, settings);
+        }
+        let events = dir.join("events.jsonl");
+        std::fs::write(&events, lines[..1500].concat()).unwrap();
+        let first = run_json(&dir, &["--batch-lines", "50"]);
+        // A schedule reaches every customer already known: a run with
+        // nothing new deploys it and arms it for each.
+        std::fs::write(
+            dir.join("daily.flow"),
+            "message hello() {\n  channel email\n  subject \"hello\"\n  body \"Hi\"\n}\n\
+             flow daily {\n  trigger every day at 09:00\n  send hello()\n}\n",
+        )
+        .unwrap();
+        let deployed = run_json(&dir, &["--batch-lines", "50"]);
+        assert_eq!(deployed["store"]["applied"], 0);
+        std::fs::write(&events, lines.concat()).unwrap();
+        let second = run_json(&dir, &["--drain", "--batch-lines", "50"]);
+        (guard, dir, first, deployed, second)
+    };
+    let (_a, whole, _, at_once, reference) = run(None);
+    assert!(at_once["store"].get("deploy_parts").is_none(), "{at_once}");
+    let (_b, bounded, first, deployed, second) =
+        run(Some("checkpoint_every = 100\ncustomers_in_memory = 5"));
+    let customers = first["store"]["memory"]["customers"].as_u64().unwrap();
+    let parts = deployed["store"]["deploy_parts"].as_u64().unwrap();
+    assert_eq!(
+        parts,
+        customers.div_ceil(5),
+        "five customers a part, each committed with a checkpoint: {deployed}"
+    );
+    // Each stored customer was read back to be armed (the part's records
+    // are let go after its commit: see the engine's checkpoint tests).
+    let m = &deployed["store"]["memory"];
+    assert!(m["read_back"].as_u64().unwrap() >= customers - 5, "{m}");
+    assert!(
+        reference["stats"].to_string().contains("daily"),
+        "the schedule sends: {reference}"
+    );
+    assert_eq!(second["stats"], reference["stats"]);
+    assert_same_decisions(&bounded, &whole);
+    // A restart carries on the same.
+    let third = run_json(&bounded, &["--drain"]);
+    assert_eq!(third["store"]["applied"], 0);
+    assert_eq!(third["stats"], reference["stats"]);
+}
+
+#[test]
 fn a_budget_in_memory_freezes_customers_and_changes_no_byte_of_the_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let all = tmp.path().join("all.jsonl");

@@ -494,6 +494,44 @@ pub fn no_page_fault<S: Sink>(store: &Path, engine: &Engine<'_, S>) -> Result<()
     }
 }
 
+/// Commits a deploy's arming of new triggers (see
+/// [`nudge_runtime::engine::Machine::arm_part`]) a budget's worth of
+/// customers at a time, each part with a checkpoint, letting go of the
+/// customers it read back once committed. `calls` (the deploy) go with the
+/// first part. Returns how many parts were committed; none when nothing is
+/// left to arm. `dead_written` follows the checkpoints' dead letters.
+pub fn commit_arming<'b, S: Sink + Feed>(
+    store: &mut Store,
+    engine: &mut Engine<'b, S>,
+    budget: usize,
+    calls: &mut Vec<NewCall>,
+    dead: &[DeadLetter],
+    dead_written: &mut usize,
+) -> Result<u64, StoreError> {
+    let path = store.path().to_path_buf();
+    let mut parts = 0;
+    while engine.arming() {
+        // A fault is the engine's own too: `no_page_fault` says it.
+        let _ = engine.arm_part(budget);
+        no_page_fault(&path, engine)?;
+        let mut b = Batch {
+            calls: std::mem::take(calls),
+            ..Batch::default()
+        };
+        b.meta.push(("clock", engine.now().to_string()));
+        b.checkpoint = Some(checkpoint_of(&path, engine, dead, *dead_written)?);
+        *dead_written = dead.len();
+        let took = Saves::of(&b);
+        store.commit(&mut b)?;
+        engine.let_go(budget, &[]);
+        if let Some(stored) = took.stored() {
+            stored.let_go(engine);
+        }
+        parts += 1;
+    }
+    Ok(parts)
+}
+
 /// How many dead letters the store holds as of checkpoint `start`.
 pub fn stored_dead(start: Option<&Saved>) -> usize {
     start.map_or(0, |s| s.dead.lines().filter(|l| !l.is_empty()).count())
@@ -580,10 +618,19 @@ pub struct Report {
     pub paused: Option<String>,
     /// Sends the paused breaker left pending in the ledger, undelivered.
     pub held: u64,
+    /// Checkpoints a deploy's arming of new triggers was committed in
+    /// (with `[runtime] customers_in_memory`; 0 when it armed nothing).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deploy_parts: u64,
     /// Customers in memory and read back, when `[runtime]
     /// customers_in_memory` bounds them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+}
+
+/// Leaves a count of nothing out of the report.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a run with `[runtime] customers_in_memory` held its customers: with
@@ -705,6 +752,12 @@ pub fn run<'b, S: Sink + Feed>(
     let max_sends = settings.max_sends_per_step;
     // A deploy is stored before any line applied after it.
     let mut first = std::mem::take(&mut batch.calls);
+    // One that arms new triggers for every customer is committed in parts
+    // first, each letting the customers it read back go.
+    if let Some(budget) = settings.customers_in_memory {
+        report.deploy_parts =
+            commit_arming(store, engine, budget, &mut first, &dead, &mut dead_written)?;
+    }
 
     let read_err = |e: std::io::Error| StoreError::Source {
         path: input.path.to_path_buf(),

@@ -214,6 +214,19 @@ impl<'b> Live<'b> {
         batch.meta.push(("clock", engine.now().to_string()));
         durable::no_page_fault(store.path(), &engine)?;
         store.commit(&mut batch)?;
+        let mut dead_written = durable::stored_dead(start.as_ref());
+        // A deploy arming new triggers for every customer is committed in
+        // parts before anything is served.
+        if let Some(budget) = customers_in_memory {
+            durable::commit_arming(
+                &mut store,
+                &mut engine,
+                budget,
+                &mut Vec::new(),
+                &history,
+                &mut dead_written,
+            )?;
+        }
         let marks = std::mem::take(&mut batch.marks);
         let dead_path = state.join("dead_letters.jsonl");
         let dead = write_dead_letters(&dead_path, &history)
@@ -253,7 +266,7 @@ impl<'b> Live<'b> {
             releasing: None,
             alerts: None,
             stored_dead: history,
-            dead_written: durable::stored_dead(start.as_ref()),
+            dead_written,
             since_checkpoint: 0,
             checkpoint_every: settings.checkpoint_every(),
             customers_in_memory,
@@ -728,27 +741,41 @@ impl<'b> Live<'b> {
         };
         batch.calls.extend(self.until.take().map(NewCall::Until));
         batch.calls.push(NewCall::Deploy(bytes));
-        // A deploy that moved every customer holds those beyond the budget
-        // as rows until a checkpoint writes them: take it with the deploy.
-        if durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine) {
-            match self.checkpoint() {
-                Ok(c) => batch.checkpoint = Some(c),
-                Err(e) => {
-                    self.broken(&e);
-                    return (
-                        503,
-                        json!({"error": format!("the deploy could not be stored: {e}")}),
-                    );
+        // A deploy that arms new triggers for every customer does so in
+        // parts, each committed with a checkpoint that lets the customers
+        // it read back go; one that held customers beyond the budget as
+        // rows takes a checkpoint with the deploy.
+        loop {
+            let arming = self.engine.arming();
+            if arming {
+                let _ = self
+                    .engine
+                    .arm_part(self.customers_in_memory.unwrap_or(usize::MAX));
+            }
+            if arming || durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine) {
+                match self.checkpoint() {
+                    Ok(c) => batch.checkpoint = Some(c),
+                    Err(e) => {
+                        self.broken(&e);
+                        return (
+                            503,
+                            json!({"error": format!("the deploy could not be stored: {e}")}),
+                        );
+                    }
                 }
             }
-        }
-        if let Err(e) = self.commit(&mut batch) {
-            // The engine runs code the store does not know of: stop taking calls.
-            self.broken(&e);
-            return (
-                503,
-                json!({"error": format!("the deploy could not be stored: {e}")}),
-            );
+            if let Err(e) = self.commit(&mut batch) {
+                // The engine runs code the store does not know of: stop taking calls.
+                self.broken(&e);
+                return (
+                    503,
+                    json!({"error": format!("the deploy could not be stored: {e}")}),
+                );
+            }
+            if !self.engine.arming() {
+                break;
+            }
+            batch = Batch::default();
         }
         self.deliver();
         eprintln!("deployed release {}:\n{deployed}", deployed.release);

@@ -745,6 +745,110 @@ fn a_schema_deploy_leaves_stored_customers_to_move_onto_the_new_tables_when_read
 }
 
 #[test]
+fn a_deploy_arms_new_triggers_in_parts_with_a_take_between_and_decides_as_at_once() {
+    let v1 = common::bundle(BASE);
+    let v2 = common::bundle(&format!(
+        "{BASE}\nmessage hello() {{\n  channel email\n  subject \"hello\"\n  body \"Hi\"\n}}\n\
+         flow daily {{\n  trigger every day at 09:00\n  send hello()\n}}\n"
+    ));
+    let arena = common::arena();
+    let lines = carts(6);
+    let end = chrono_ms("2026-01-05T00:00:00Z");
+    // Every customer stored, then a deploy whose schedule reaches all six.
+    let stored = |budget: Option<usize>| {
+        let (shared, mut engine) = budgeted_engine_and_rows(&v1, true, budget);
+        common::feed(&mut engine, &lines);
+        // The six reminders go out and their instances end.
+        engine.advance_through(chrono_ms("2026-01-02T16:00:00Z"));
+        let changes = engine.take_changes().unwrap();
+        shared.0.lock().unwrap().apply(changes);
+        assert_eq!(engine.let_go(0, &[]), 6);
+        (shared, engine)
+    };
+    let (_, mut whole) = stored(None);
+    whole.deploy(&v2, arena).expect("deploys");
+    assert!(!whole.arming(), "without a budget the deploy arms at once");
+    whole.advance_through(end);
+    let whole = whole.into_sink();
+    let hellos = whole.outbox.iter().filter(|m| m.message == "hello").count();
+    assert_eq!(hellos, 12, "two mornings for each of the six");
+
+    let (shared, mut engine) = stored(Some(2));
+    engine.deploy(&v2, arena).expect("deploys");
+    assert!(
+        engine.arming(),
+        "with a budget and a store, arming waits for parts"
+    );
+    assert_eq!(
+        engine.paging().in_memory,
+        0,
+        "the deploy itself read no one back"
+    );
+    let mut parts = 0;
+    let mut peak = 0;
+    while engine.arming() {
+        engine.arm_part(2).unwrap();
+        peak = peak.max(engine.paging().in_memory + engine.paging().frozen);
+        shared
+            .0
+            .lock()
+            .unwrap()
+            .apply(engine.take_changes().unwrap());
+        engine.let_go(2, &[]);
+        parts += 1;
+        if parts == 1 {
+            // A restart between parts goes on where the take left off.
+            let rows = shared.0.lock().unwrap().rows_without_customers();
+            let mut back = Engine::new(
+                &v2,
+                MemorySink::default(),
+                Config {
+                    customers_in_memory: Some(2),
+                    ..config()
+                },
+                i64::MIN,
+            );
+            back.set_pager(Box::new(shared.clone()));
+            back.restore_rows(rows, &v2, arena).expect("restores");
+            assert!(back.arming(), "the head keeps the arming still to do");
+            let mut back_parts = 1;
+            while back.arming() {
+                back.arm_part(2).unwrap();
+                back_parts += 1;
+            }
+            assert_eq!(back_parts, 3);
+            back.advance_through(end);
+            // Its sink starts empty: the schedule's sends are what follow.
+            let hellos: Vec<_> = whole
+                .outbox
+                .iter()
+                .filter(|m| m.message == "hello")
+                .cloned()
+                .collect();
+            assert_eq!(back.into_sink().outbox, hellos, "restarted between parts");
+        }
+    }
+    assert_eq!(parts, 3, "six customers, two a part");
+    // At once, all six would be held (records or frozen rows) until the
+    // one take; in parts, the budget kept plus the part's own.
+    assert!(peak <= 4, "{peak}");
+    engine.advance_through(end);
+    let got = engine.into_sink();
+    assert_eq!(got.outbox, whole.outbox);
+    assert_eq!(got.records, whole.records);
+
+    // An input between parts arms the rest first: nothing is decided on
+    // half-armed customers.
+    let (_, mut engine) = stored(Some(2));
+    engine.deploy(&v2, arena).expect("deploys");
+    engine.arm_part(2).unwrap();
+    assert!(engine.arming());
+    engine.advance_through(end);
+    assert!(!engine.arming());
+    assert_eq!(engine.into_sink().outbox, whole.outbox);
+}
+
+#[test]
 fn a_step_of_the_clock_that_fires_many_timers_keeps_to_the_budget() {
     let bundle = common::bundle(BASE);
     let lines = carts(6);

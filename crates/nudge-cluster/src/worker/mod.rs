@@ -661,6 +661,11 @@ impl<'b> Worker<'b> {
                 engine
                     .deploy(bundle, bundles)
                     .map_err(|e| engine_err("deploying the current code", e.to_string()))?;
+                // A worker arms a deploy's new triggers at once: its
+                // commits belong to the log's batches.
+                engine
+                    .arm_part(usize::MAX)
+                    .map_err(|e| engine_err("arming the new triggers", e.to_string()))?;
                 code = self.fingerprint;
             }
         }
@@ -857,6 +862,14 @@ impl<'b> Worker<'b> {
                         if code != h.code {
                             match h.engine.deploy(bundle, self.code.bundles) {
                                 Ok(_) => {
+                                    // At once: a commit between parts would
+                                    // split the log's batch.
+                                    h.engine.arm_part(usize::MAX).map_err(|e| {
+                                        ClusterError::Engine {
+                                            partition: h.lease.partition,
+                                            reason: format!("arming deploy {n}'s triggers: {e}"),
+                                        }
+                                    })?;
                                     h.code = code;
                                     self.progress.deploys += 1;
                                 }

@@ -237,6 +237,8 @@ impl<'b> Machine<'b> {
     /// later process. Takes `&mut self` because the tables are moved out to
     /// be written and put back, not copied.
     pub fn checkpoint(&mut self) -> Result<Vec<u8>, CheckpointError> {
+        // A whole state has no place for a deploy's arming in parts.
+        self.arm_next(usize::MAX)?;
         self.page_in_all()?;
         let mut state = self.small_state(FORMAT, true)?;
         self.swap_tables(&mut state);
@@ -325,6 +327,7 @@ impl<'b> Machine<'b> {
         };
         self.install(state, current, arena)?;
         self.learned = learned;
+        self.arming = None;
         Ok(())
     }
 

@@ -15,8 +15,9 @@ use std::fmt;
 
 use nudge_bytecode::{Bundle, Flow, Instr, Rebased, Trigger, Value};
 use nudge_vm::{Frame, Vm};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::checkpoint::CheckpointError;
 use super::evolve::{Bundles, same_tables};
 use super::instance::{Instance, TriggerUse, Waiting};
 use super::{Machine, rel, rel_mut};
@@ -72,6 +73,17 @@ struct Arming {
     /// `entering` flows whose segment's definition changed when it can
     /// next change with time.
     rearm: Vec<u32>,
+}
+
+/// A deploy's new triggers still to arm: release `release` added them
+/// against `prev`, and customers from number `next` on are not armed yet.
+/// Kept with the head, so that a restart between parts goes on where the
+/// last committed part ended (see [`Machine::arm_part`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct PendingArming {
+    prev: u32,
+    release: u32,
+    next: u32,
 }
 
 impl Arming {
@@ -426,17 +438,86 @@ impl<'b> Machine<'b> {
             }
             self.tables.push(migration);
         }
-        // New triggers reach every customer: a stored one is read back in
-        // turn and, with a budget, held as its row again once armed (see
-        // `Machine::each_customer`).
-        let arming = self.new_triggers(prev, r);
-        if !arming.is_empty() {
-            self.each_customer(|m, c| m.arm_customer(c, r, &arming))
-                .map_err(unreadable)?;
+        // New triggers reach every customer. With a budget and a store the
+        // host arms them in parts, taking a checkpoint after each, so that
+        // the customers read back are let go as it goes; any other input
+        // first arms the rest (see `Machine::arm_part`).
+        if !self.new_triggers(prev, r).is_empty() {
+            self.arming = Some(PendingArming {
+                prev,
+                release: r,
+                next: 0,
+            });
+            if self.config.customers_in_memory.is_none() || self.pager.is_none() {
+                self.arm_next(usize::MAX).map_err(unreadable)?;
+            }
         }
         report.schemas = schemas;
         self.drop_idle_caches();
         Ok(report)
+    }
+
+    /// Whether a deploy's new triggers are still to be armed for some
+    /// customers: the host commits a checkpoint, then calls
+    /// [`Machine::arm_part`] until this is false.
+    pub fn arming(&self) -> bool {
+        self.arming.is_some()
+    }
+
+    /// Arms a deploy's new triggers for the next `most` customers (in
+    /// number order), reading stored ones back. The host takes and
+    /// commits a checkpoint after each part, which lets the customers read
+    /// back go: a deploy that arms a schedule for a million stored
+    /// customers then holds a part's worth at a time, not all of them as
+    /// rows until one checkpoint. Arming in parts decides what arming at
+    /// once decides: no call or tick comes between parts (an input first
+    /// arms the rest). An error is a customer that could not be read back;
+    /// the engine holds the fault, as for a call.
+    pub fn arm_part(&mut self, most: usize) -> Result<(), CheckpointError> {
+        self.arm_next(most.max(1))
+    }
+
+    /// Arms a pending deploy's triggers for at most `most` more customers.
+    /// Customers are armed in increasing number, in parts or at once:
+    /// timers set in the same order get the same tie-breaks. Under a
+    /// budget, a stored customer read back is frozen again once armed
+    /// while records are over it (a take writes its row).
+    pub(super) fn arm_next(&mut self, most: usize) -> Result<(), CheckpointError> {
+        let Some(mut p) = self.arming.take() else {
+            return Ok(());
+        };
+        let arming = self.new_triggers(p.prev, p.release);
+        let end = self.customers.number_end();
+        let budget = self.config.customers_in_memory;
+        let mut armed = 0usize;
+        while p.next < end && armed < most {
+            let c = p.next;
+            if self.customers.contains_key(&c) {
+                let was_stored = self.customers.is_stored(c);
+                if !self.page_in(c) {
+                    self.arming = Some(p);
+                    return self.no_fault();
+                }
+                self.arm_customer(c, p.release, &arming);
+                armed += 1;
+                if was_stored
+                    && budget.is_some_and(|b| self.customers.in_memory() > b)
+                    && !self.dirty.contains(&c)
+                {
+                    self.freeze_one(c);
+                }
+            }
+            p.next += 1;
+        }
+        // Numbers that are no customer's (identities merged into another)
+        // are passed over now, so that a part is never left with none.
+        while p.next < end && !self.customers.contains_key(&p.next) {
+            p.next += 1;
+        }
+        if p.next < end {
+            self.arming = Some(p);
+        }
+        self.no_fault()
     }
 
     /// The triggers release `r` adds or changes against `prev`, to arm for

@@ -432,6 +432,8 @@ pub struct Machine<'b> {
     releases_changed: bool,
     /// What the events taught of the products, for `recommend`.
     learned: crate::catalogue::Learned,
+    /// A deploy's new triggers still to arm for some customers.
+    arming: Option<deploy::PendingArming>,
     /// What the arms of splits that optimise have done.
     splits: SplitCounts,
     /// Where customers let go are read back from; `None` keeps every
@@ -555,6 +557,7 @@ impl<'b> Machine<'b> {
             forget_sent_keys: false,
             releases_changed: false,
             learned: Default::default(),
+            arming: None,
             splits: SplitCounts::default(),
             pager: None,
             page_fault: None,
@@ -738,6 +741,12 @@ impl<'b> Machine<'b> {
 
     /// A call or tick begins: sends of the step before it are settled.
     fn new_input(&mut self) {
+        // Nothing is decided between a deploy's parts. A customer that
+        // cannot be read back is held as the engine's fault, which the host
+        // checks after the input as after any other read.
+        if self.arming.is_some() {
+            let _ = self.arm_next(usize::MAX);
+        }
         if !self.unsettled.is_empty() {
             self.unsettled.clear();
         }

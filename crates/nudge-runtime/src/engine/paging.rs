@@ -403,7 +403,7 @@ impl<'b> Machine<'b> {
 
     /// Freezes customer `c` unless it is busy (see [`busy`]) or not in
     /// memory. A record that cannot be encoded stays a record.
-    fn freeze_one(&mut self, c: u32) -> bool {
+    pub(super) fn freeze_one(&mut self, c: u32) -> bool {
         let Some(cust) = self.customers.peek(c) else {
             return false;
         };
@@ -418,37 +418,6 @@ impl<'b> Machine<'b> {
         buffer.clear();
         self.freeze_buffer = buffer;
         self.customers.freeze(c, row)
-    }
-
-    /// Runs `step` on every customer in increasing number (a deploy's new
-    /// triggers), reading each stored one back in turn. With a budget
-    /// (`[runtime] customers_in_memory`), each one read back is frozen
-    /// again after its step while more than the budget are records, so a
-    /// change that reaches every customer holds the others as the bytes of
-    /// their rows, not as records; a take writes those bytes and
-    /// [`Machine::let_go`] lets them go once it is committed.
-    pub(super) fn each_customer(
-        &mut self,
-        mut step: impl FnMut(&mut Self, u32),
-    ) -> Result<(), CheckpointError> {
-        let mut numbers: Vec<u32> = self.customers.keys().collect();
-        numbers.extend(self.customers.stored());
-        numbers.sort_unstable();
-        let budget = self.config.customers_in_memory;
-        for c in numbers {
-            let was_stored = self.customers.is_stored(c);
-            if !self.page_in(c) {
-                break;
-            }
-            step(self, c);
-            if was_stored
-                && budget.is_some_and(|b| self.customers.in_memory() > b)
-                && !self.dirty.contains(&c)
-            {
-                self.freeze_one(c);
-            }
-        }
-        self.no_fault()
     }
 
     /// Within a step of the clock that fires many timers (`--until`, a
@@ -613,7 +582,7 @@ impl<'b> Machine<'b> {
         }
         let mut dirty: crate::fast::Set<u32> = self.dirty.iter().copied().collect();
         dirty.extend(unsaved.iter().copied());
-        // Customers a deploy froze (see `each_customer`): once a committed
+        // Customers a deploy froze (see `Machine::arm_next`): once a committed
         // take wrote their bytes, the store holds them.
         let mut gone = 0;
         for c in self.customers.frozen_numbers() {

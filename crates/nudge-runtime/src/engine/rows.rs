@@ -268,6 +268,11 @@ impl<'b> Machine<'b> {
         // What the events taught of the products follows the head: a head
         // written before there was any reads as nothing learned.
         bytes.extend(encode(&self.learned)?);
+        // A deploy's arming still to do follows that: a head written before
+        // there was any reads as none.
+        if self.arming.is_some() {
+            bytes.extend(encode(&self.arming)?);
+        }
         Ok(bytes)
     }
 
@@ -330,6 +335,7 @@ impl<'b> Machine<'b> {
             format,
             head,
             learned,
+            arming,
             mut state,
             live,
             nodes,
@@ -368,6 +374,7 @@ impl<'b> Machine<'b> {
         let _layout = layout::at(format);
         self.install(state, current, arena)?;
         self.learned = learned;
+        self.arming = arming;
         // Rows of an older layout are written again whole, in this one: a
         // store must not hold rows of two layouts under one head. Only the
         // instances' rows and the head of layout 6 differ from this one's,
@@ -390,6 +397,8 @@ pub struct Restore {
     format: u32,
     head: Head,
     learned: crate::catalogue::Learned,
+    /// A deploy's triggers still to arm, if the head was taken between parts.
+    arming: Option<super::deploy::PendingArming>,
     /// The state, its tables filled as the rows come.
     state: State,
     live: Vec<(u32, super::Instance)>,
@@ -417,10 +426,16 @@ impl Restore {
         let _layout = layout::at(format);
         let (mut head, rest): (Head, &[u8]) = postcard::take_from_bytes(head)
             .map_err(|e| CheckpointError::Decode(format!("the head: {e}")))?;
-        let learned = if rest.is_empty() {
-            Default::default()
+        let (learned, rest) = if rest.is_empty() {
+            (Default::default(), rest)
         } else {
-            decode("the products learned", rest)?
+            postcard::take_from_bytes(rest)
+                .map_err(|e| CheckpointError::Decode(format!("the products learned: {e}")))?
+        };
+        let arming = if rest.is_empty() {
+            None
+        } else {
+            decode("the deploy's triggers still to arm", rest)?
         };
         let mut state = std::mem::take(&mut head.state);
         state.releases = releases;
@@ -429,6 +444,7 @@ impl Restore {
             format,
             head,
             learned,
+            arming,
             state,
             live: Vec::new(),
             nodes: NodeRows::default(),

@@ -229,6 +229,13 @@ impl Customers {
         self.slots.get(c as usize)?.as_deref()
     }
 
+    /// One more than the highest number a customer, in memory or stored,
+    /// can have.
+    pub fn number_end(&self) -> u32 {
+        let stored = self.stored.len().saturating_mul(64);
+        u32::try_from(self.slots.len().max(stored)).unwrap_or(u32::MAX)
+    }
+
     /// One more than the highest number an entry has.
     pub fn slots_len(&self) -> usize {
         self.slots.len()
