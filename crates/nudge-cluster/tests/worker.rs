@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{postgres, trial};
@@ -970,6 +970,110 @@ async fn deploy_reaches_every_partition(name: &str, budget: Option<usize>) {
         .map(|r| r.get(0))
         .collect();
     assert!(codes.iter().all(|c| *c == d.fingerprint), "{codes:?}");
+}
+
+/// The welcome project with a morning greeting that reaches every customer.
+fn welcome_and_daily() -> Project {
+    let source = r#"
+profile {
+  plan: string?
+}
+message hello() {
+  channel email
+  subject "v2"
+  body "Hi"
+}
+message morning() {
+  channel email
+  subject "morning"
+  body "Hi"
+}
+flow welcome {
+  trigger signed_up
+  send hello()
+}
+flow daily {
+  trigger every day at 09:00
+  send morning()
+}
+"#;
+    Project {
+        bundle: nudge_test_support::build(&[("welcome.flow", source)]),
+        bundles: Bundles::default(),
+        config: Config::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_arming_a_schedule_commits_in_parts_on_workers_with_a_budget() {
+    let Some(t) = trial("deploy_parts", 4).await else {
+        return;
+    };
+    let options = |id: &str, until: Option<i64>| {
+        let mut o = options(id, until);
+        o.customers_in_memory = Some(1);
+        o
+    };
+    let (v1, v2) = (welcome("v1", "string"), welcome_and_daily());
+    let ingest = Ingest::connect(&t.settings).await.unwrap();
+    let users: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+    for u in &users {
+        ingest
+            .accept(signed_up(u, "2026-03-01T10:00:00Z"), Vec::new())
+            .await
+            .unwrap();
+    }
+    let mut w = Worker::connect(&t.settings, options("p1", None), v1.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w]).await;
+    nudge_cluster::deploy::deploy(&t.settings, &v2.bundle)
+        .await
+        .unwrap();
+    // Calls after the deploy wait for its parts, then go on v2.
+    let later: Vec<String> = (0..4).map(|i| format!("e{i}")).collect();
+    for u in &later {
+        ingest
+            .accept(signed_up(u, "2026-03-01T11:00:00Z"), Vec::new())
+            .await
+            .unwrap();
+    }
+    settle(&mut [&mut w]).await;
+    assert_eq!(w.progress().deploys, 4);
+    assert_eq!(
+        w.progress().deploy_parts,
+        8,
+        "one customer a part, each committed: {:?}",
+        w.progress()
+    );
+    let held = w.progress().customers_in_memory;
+    assert!(held <= 4, "{held} customers in memory");
+    w.shutdown().await.unwrap();
+    drop(w);
+    // A worker taking the partitions over fires the mornings the parts
+    // armed, and those of the customers who came after.
+    let until = chrono::DateTime::parse_from_rfc3339("2026-03-02T12:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let mut w2 = Worker::connect(&t.settings, options("p2", Some(until)), v1.code(), None)
+        .await
+        .unwrap();
+    settle(&mut [&mut w2]).await;
+    let all = intents(&t.settings).await;
+    let mornings: BTreeSet<String> = all
+        .values()
+        .filter(|m| m["content"]["subject"] == "morning")
+        .map(|m| m["customer"].as_str().unwrap().to_string())
+        .collect();
+    let everyone: BTreeSet<String> = users.iter().chain(&later).cloned().collect();
+    assert_eq!(mornings, everyone);
+    for u in &later {
+        assert!(
+            all.values()
+                .any(|m| m["customer"] == u.as_str() && m["content"]["subject"] == "v2"),
+            "{u}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

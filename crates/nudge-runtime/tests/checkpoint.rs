@@ -849,6 +849,37 @@ fn a_deploy_arms_new_triggers_in_parts_with_a_take_between_and_decides_as_at_onc
 }
 
 #[test]
+fn customers_whose_goal_windows_passed_are_let_go_without_a_call() {
+    let bundle = common::bundle(&BASE.replace(
+        "  exit on order_completed\n",
+        "  exit on order_completed\n  goal order_completed within 2d\n",
+    ));
+    let lines = carts(6);
+    let (shared, mut engine) = budgeted_engine_and_rows(&bundle, true, Some(0));
+    common::feed(&mut engine, &lines);
+    // The reminders go out and the instances end; the goals are watched
+    // for two days from each cart.
+    engine.advance_through(chrono_ms("2026-01-02T16:00:00Z"));
+    let take = |engine: &mut Engine<'_, MemorySink>| {
+        let changes = engine.take_changes().unwrap();
+        shared.0.lock().unwrap().apply(changes);
+    };
+    take(&mut engine);
+    assert_eq!(engine.let_go(0, &[]), 0, "goals watched keep them");
+    // Days later, with no call since: nothing reads those goals any more.
+    engine.advance_through(chrono_ms("2026-01-05T00:00:00Z"));
+    take(&mut engine);
+    assert_eq!(engine.let_go(0, &[]), 6);
+    assert_eq!(engine.paging().in_memory, 0);
+    // Read back, they decide as before: a late order counts for no goal.
+    common::feed(
+        &mut engine,
+        &[r#"{"type":"track","event":"Order Completed","userId":"c0","timestamp":"2026-01-05T01:00:00Z","properties":{"order_id":"o1","total":12.5}}"#.to_string()],
+    );
+    assert_eq!(engine.stats().flows["cart"].conversions, 0);
+}
+
+#[test]
 fn a_step_of_the_clock_that_fires_many_timers_keeps_to_the_budget() {
     let bundle = common::bundle(BASE);
     let lines = carts(6);

@@ -147,6 +147,10 @@ pub struct Progress {
     /// Parts of clock steps committed before their step ended: a step
     /// that fires more than a batch of timers is committed a batch at a time.
     pub clock_parts: u64,
+    /// Parts of deploys' arming committed: with a budget, a deploy that
+    /// arms new triggers for every customer is committed a budget's worth
+    /// of customers at a time.
+    pub deploy_parts: u64,
     /// Send intents committed.
     pub intents: u64,
     /// Partitions taken (restored from rows).
@@ -632,7 +636,12 @@ impl<'b> Worker<'b> {
         let budget = self.options.customers_in_memory.is_some();
         let stored = rows::read(&self.pg, &self.settings, l.partition, budget).await?;
         let (sink, captured) = LedgerSink::new(Traced::default());
-        let mut engine = Engine::new(bundle, sink, config.clone(), i64::MIN);
+        // The worker's budget is the engine's (a deploy arms in parts of it).
+        let config = nudge_runtime::engine::Config {
+            customers_in_memory: self.options.customers_in_memory,
+            ..config.clone()
+        };
+        let mut engine = Engine::new(bundle, sink, config, i64::MIN);
         if budget {
             let reader = match self.reader.take() {
                 Some(r) => r,
@@ -661,11 +670,6 @@ impl<'b> Worker<'b> {
                 engine
                     .deploy(bundle, bundles)
                     .map_err(|e| engine_err("deploying the current code", e.to_string()))?;
-                // A worker arms a deploy's new triggers at once: its
-                // commits belong to the log's batches.
-                engine
-                    .arm_part(usize::MAX)
-                    .map_err(|e| engine_err("arming the new triggers", e.to_string()))?;
                 code = self.fingerprint;
             }
         }
@@ -771,6 +775,9 @@ impl<'b> Worker<'b> {
             }
         }
         let mut moves = Moves::default();
+        // A partition taken over between two parts of a deploy's arming
+        // goes on with them before any call.
+        self.arm_in_parts(h, None, &moves).await?;
         for (absorbed, state) in std::mem::take(&mut h.orphans) {
             self.take_in(h, &mut moves, absorbed, state);
         }
@@ -862,16 +869,15 @@ impl<'b> Worker<'b> {
                         if code != h.code {
                             match h.engine.deploy(bundle, self.code.bundles) {
                                 Ok(_) => {
-                                    // At once: a commit between parts would
-                                    // split the log's batch.
-                                    h.engine.arm_part(usize::MAX).map_err(|e| {
-                                        ClusterError::Engine {
-                                            partition: h.lease.partition,
-                                            reason: format!("arming deploy {n}'s triggers: {e}"),
-                                        }
-                                    })?;
                                     h.code = code;
                                     self.progress.deploys += 1;
+                                    if h.engine.arming() {
+                                        // Its parts are committed below; the
+                                        // messages after it wait for them.
+                                        held_from = Some(i + 1);
+                                        last = Some(seq);
+                                        break;
+                                    }
                                 }
                                 Err(e) => eprintln!(
                                     "error: partition {}: deploy {n} refused, the partition keeps its code: {e}",
@@ -903,6 +909,7 @@ impl<'b> Worker<'b> {
             self.log.publish(&forward).await?;
             self.progress.forwarded += forward.len() as u64;
         }
+        self.arm_in_parts(h, last, &moves).await?;
         match self.options.clock {
             // While a call waits for a customer handed over, the clock
             // waits too: no timer of the person fires before the join.
@@ -953,6 +960,28 @@ impl<'b> Worker<'b> {
             }
         }
         Ok(true)
+    }
+
+    /// Arms a deploy's new triggers a budget's worth of customers at a
+    /// time, committing each part (through `applied`, and `moves`, as
+    /// [`Worker::advance`] does) so that its customers are let go before
+    /// the next; any input would arm the rest at once.
+    async fn arm_in_parts(
+        &mut self,
+        h: &mut Held<'b>,
+        applied: Option<u64>,
+        moves: &Moves,
+    ) -> Result<(), ClusterError> {
+        let part = self.options.customers_in_memory.unwrap_or(usize::MAX);
+        while h.engine.arming() {
+            h.engine.arm_part(part).map_err(|e| ClusterError::Engine {
+                partition: h.lease.partition,
+                reason: format!("arming a deploy's new triggers: {e}"),
+            })?;
+            self.commit(h, applied, moves).await?;
+            self.progress.deploy_parts += 1;
+        }
+        Ok(())
     }
 
     /// Takes `step` of the partition's clock a batch of timers at a time,

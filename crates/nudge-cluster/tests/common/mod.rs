@@ -61,7 +61,14 @@ pub async fn trial(test: &str, partitions: u32) -> Option<Trial> {
         return None;
     }
     let trial = Trial { settings };
-    nudge_cluster::init(&trial.settings).await.unwrap();
+    // JetStream removes an account's stream directory when its last stream
+    // is deleted; a stream another test creates at that moment fails to
+    // make its directory (error 10049). Once more is enough.
+    if let Err(e) = nudge_cluster::init(&trial.settings).await {
+        eprintln!("{test}: creating the streams again after: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        nudge_cluster::init(&trial.settings).await.unwrap();
+    }
     Some(trial)
 }
 

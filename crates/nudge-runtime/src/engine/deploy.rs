@@ -448,9 +448,15 @@ impl<'b> Machine<'b> {
                 release: r,
                 next: 0,
             });
-            if self.config.customers_in_memory.is_none() || self.pager.is_none() {
-                self.arm_next(usize::MAX).map_err(unreadable)?;
-            }
+            // Without a budget and a store, at once; with them, none yet
+            // (only numbers that are no customer's are passed over, so a
+            // deploy onto no customer leaves nothing to arm).
+            let now = if self.config.customers_in_memory.is_none() || self.pager.is_none() {
+                usize::MAX
+            } else {
+                0
+            };
+            self.arm_next(now).map_err(unreadable)?;
         }
         report.schemas = schemas;
         self.drop_idle_caches();

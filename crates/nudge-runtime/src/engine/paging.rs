@@ -94,6 +94,19 @@ fn busy(cust: &Customer) -> bool {
     !cust.instances.is_empty() || !cust.rare().goals.is_empty()
 }
 
+/// [`busy`], at `now`: a goal whose window has passed reads nothing any
+/// more, so a customer whose watches have all passed can be let go before
+/// a sweep drops them (a sweep comes only with calls; the stored row keeps
+/// the passed watches until the customer is next read back and swept).
+fn busy_at(releases: &[super::Release<'_>], now: i64, cust: &Customer) -> bool {
+    !cust.instances.is_empty()
+        || cust
+            .rare()
+            .goals
+            .iter()
+            .any(|g| !super::goal_expired(releases, now, g))
+}
+
 impl<'b> Machine<'b> {
     /// Goes round the customer table from where the last pass stopped (so
     /// that passes do not empty the low numbers first), offering each
@@ -598,7 +611,9 @@ impl<'b> Machine<'b> {
             let Some(cust) = m.customers.peek(c) else {
                 return false;
             };
-            let keep = m.customers.changed_since_take(c) || busy(cust) || dirty.contains(&c);
+            let keep = m.customers.changed_since_take(c)
+                || busy_at(&m.releases, m.now, cust)
+                || dirty.contains(&c);
             !keep && m.customers.let_go(c)
         })
     }
