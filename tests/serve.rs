@@ -1161,6 +1161,14 @@ fn generated_lines(dir: &Path, events: usize, seed: u64) -> Vec<String> {
     lines
 }
 
+/// Posts `lines` to `/v1/batch` a hundred at a time, each answered 200.
+fn post_batches(server: &Server, lines: &[String]) {
+    for chunk in lines.chunks(100) {
+        let (status, body) = post(server, "/v1/batch", Some(GOOD), &batch_body(chunk));
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 /// Bounds the customers `project` keeps in memory, with a checkpoint every
 /// `every` calls.
 fn bound_memory(project: &Path, customers: usize, every: usize) {
@@ -1208,10 +1216,7 @@ fn a_schema_reload_under_a_budget_reads_no_customer_back_and_the_server_goes_on(
     bound_memory(&project, 2, 1_000_000);
     let token = [("NUDGE_ADMIN_TOKEN", "adm")];
     let server = start_with(&project, &["--write-key", "k"], &token);
-    for chunk in lines[..1000].chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines[..1000]);
     let epoch = || -> i64 {
         rusqlite::Connection::open(project.join(".nudge/state.db"))
             .unwrap()
@@ -1234,16 +1239,10 @@ fn a_schema_reload_under_a_budget_reads_no_customer_back_and_the_server_goes_on(
     assert_eq!(epoch(), before, "the deploy forces no checkpoint");
     // The server goes on from there, reading the stored customers back
     // onto the new tables as calls reach them, and after a restart too.
-    for chunk in lines[..1200].chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines[..1200]);
     stop(server);
     let server = start_with(&project, &["--write-key", "k"], &token);
-    for chunk in lines.chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines);
     assert_eq!(get(&server, "/healthz"), (200, "ok\n".to_string()));
     stop(server);
     assert!(epoch() > before, "stopping writes a checkpoint");
@@ -1256,10 +1255,7 @@ fn a_reload_arming_a_schedule_under_a_budget_commits_it_in_parts() {
     bound_memory(&project, 2, 1_000_000);
     let token = [("NUDGE_ADMIN_TOKEN", "adm")];
     let server = start_with(&project, &["--write-key", "k"], &token);
-    for chunk in lines[..1000].chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines[..1000]);
     let db = || rusqlite::Connection::open(project.join(".nudge/state.db")).unwrap();
     let epoch = || -> i64 {
         db().query_row("SELECT epoch FROM checkpoint", [], |r| r.get(0))
@@ -1286,10 +1282,7 @@ fn a_reload_arming_a_schedule_under_a_budget_commits_it_in_parts() {
         (customers + 1) / 2,
         "a checkpoint for each part of two customers"
     );
-    for chunk in lines[1000..].chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines[1000..]);
     stop(server);
     // A restart goes on from the parts' checkpoints.
     let server = start_with(&project, &["--write-key", "k"], &token);
@@ -1303,10 +1296,7 @@ fn a_server_with_a_budget_reports_customers_read_back() {
     let lines = generated_lines(tmp.path(), 1500, 4);
     bound_memory(&project, 2, 30);
     let server = start(&project);
-    for chunk in lines.chunks(100) {
-        let (status, body) = post(&server, "/v1/batch", Some(GOOD), &batch_body(chunk));
-        assert_eq!(status, 200, "{body}");
-    }
+    post_batches(&server, &lines);
     let value = |metrics: &str, name: &str| -> u64 {
         metrics
             .lines()

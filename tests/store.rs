@@ -537,100 +537,129 @@ fn a_store_made_without_a_budget_names_its_identities_once_one_is_set() {
     assert_same_decisions(&project, &whole);
 }
 
+/// What `nudge run` reports of a deploy onto a stored history, run by
+/// [`deploy_between_runs`]: the first half applied, the deploy (nothing new
+/// applied), the whole history after it.
+struct DeployRuns {
+    _guard: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    first: serde_json::Value,
+    deployed: serde_json::Value,
+    second: serde_json::Value,
+}
+
+/// A copy of cart_recovery with `runtime` settings that stores the first
+/// 1,500 of `lines`, gains `file` with `source`, deploys it with a run
+/// that applies nothing new, then applies every line and drains.
+fn deploy_between_runs(
+    lines: &[String],
+    runtime: Option<&str>,
+    (file, source): (&str, &str),
+) -> DeployRuns {
+    let (guard, dir) = copy_example("cart_recovery");
+    if let Some(settings) = runtime {
+        add_runtime(&dir, settings);
+    }
+    let events = dir.join("events.jsonl");
+    std::fs::write(&events, lines[..1500].concat()).unwrap();
+    let first = run_json(&dir, &["--batch-lines", "50"]);
+    std::fs::write(dir.join(file), source).unwrap();
+    let deployed = run_json(&dir, &["--batch-lines", "50"]);
+    assert_eq!(deployed["store"]["applied"], 0);
+    std::fs::write(&events, lines.concat()).unwrap();
+    let second = run_json(&dir, &["--drain", "--batch-lines", "50"]);
+    DeployRuns {
+        _guard: guard,
+        dir,
+        first,
+        deployed,
+        second,
+    }
+}
+
 #[test]
 fn a_schema_deploy_under_a_budget_reads_no_customer_and_changes_no_decision() {
     let (lines, _tmp, _, _) = reference_run(17);
-    let run = |runtime: Option<&str>| {
-        let (guard, dir) = copy_example("cart_recovery");
-        if let Some(settings) = runtime {
-            add_runtime(&dir, settings);
-        }
-        let events = dir.join("events.jsonl");
-        std::fs::write(&events, lines[..1500].concat()).unwrap();
-        let first = run_json(&dir, &["--batch-lines", "50"]);
-        // A new event and a new trait change the schemas; a run with
-        // nothing new deploys them.
-        std::fs::write(
-            dir.join("gifts.flow"),
-            "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n\
-             profile {\n  tier: string = \"none\"\n}\n",
-        )
-        .unwrap();
-        let deployed = run_json(&dir, &["--batch-lines", "50"]);
-        assert_eq!(deployed["store"]["applied"], 0);
-        let report = deployed["store"]["deployed"].as_str().unwrap().to_string();
-        assert!(report.contains("gift_card_bought"), "{report}");
-        std::fs::write(&events, lines.concat()).unwrap();
-        let second = run_json(&dir, &["--drain", "--batch-lines", "50"]);
-        (guard, dir, first, deployed, second)
-    };
-    let (_a, whole, _, _, reference) = run(None);
-    let (_b, bounded, first, deployed, second) =
-        run(Some("checkpoint_every = 100\ncustomers_in_memory = 5"));
-    let before = &first["store"]["memory"];
+    // A new event and a new trait change the schemas.
+    let gifts = (
+        "gifts.flow",
+        "event gift_card_bought \"Gift Card Bought\" {\n  amount: money\n}\n\
+         profile {\n  tier: string = \"none\"\n}\n",
+    );
+    let whole = deploy_between_runs(&lines, None, gifts);
+    let bounded = deploy_between_runs(
+        &lines,
+        Some("checkpoint_every = 100\ncustomers_in_memory = 5"),
+        gifts,
+    );
+    let report = bounded.deployed["store"]["deployed"].as_str().unwrap();
+    assert!(report.contains("gift_card_bought"), "{report}");
+    let before = &bounded.first["store"]["memory"];
     assert!(before["let_go"].as_u64().unwrap() > 20, "{before}");
     assert_eq!(
-        deployed["store"]["memory"]["read_back"], 0,
-        "the stored customers stay as they are: {deployed}"
+        bounded.deployed["store"]["memory"]["read_back"], 0,
+        "the stored customers stay as they are: {}",
+        bounded.deployed
     );
     // The calls after it read them back, moved onto the new tables.
-    assert!(second["store"]["memory"]["read_back"].as_u64().unwrap() > 20);
-    assert_eq!(second["stats"], reference["stats"]);
-    assert_same_decisions(&bounded, &whole);
+    assert!(
+        bounded.second["store"]["memory"]["read_back"]
+            .as_u64()
+            .unwrap()
+            > 20
+    );
+    assert_eq!(bounded.second["stats"], whole.second["stats"]);
+    assert_same_decisions(&bounded.dir, &whole.dir);
     // A restart carries on the same.
-    let third = run_json(&bounded, &["--drain"]);
+    let third = run_json(&bounded.dir, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
-    assert_eq!(third["stats"], reference["stats"]);
+    assert_eq!(third["stats"], whole.second["stats"]);
 }
 
 #[test]
 fn a_deploy_arming_a_schedule_under_a_budget_commits_in_parts_and_changes_no_decision() {
     let (lines, _tmp, _, _) = reference_run(23);
-    let run = |runtime: Option<&str>| {
-        let (guard, dir) = copy_example("cart_recovery");
-        if let Some(settings) = runtime {
-            add_runtime(&dir, settings);
-        }
-        let events = dir.join("events.jsonl");
-        std::fs::write(&events, lines[..1500].concat()).unwrap();
-        let first = run_json(&dir, &["--batch-lines", "50"]);
-        // A schedule reaches every customer already known: a run with
-        // nothing new deploys it and arms it for each.
-        std::fs::write(
-            dir.join("daily.flow"),
-            "message hello() {\n  channel email\n  subject \"hello\"\n  body \"Hi\"\n}\n\
-             flow daily {\n  trigger every day at 09:00\n  send hello()\n}\n",
-        )
+    // A schedule reaches every customer already known: the deploy arms
+    // it for each.
+    let daily = (
+        "daily.flow",
+        "message hello() {\n  channel email\n  subject \"hello\"\n  body \"Hi\"\n}\n\
+         flow daily {\n  trigger every day at 09:00\n  send hello()\n}\n",
+    );
+    let whole = deploy_between_runs(&lines, None, daily);
+    assert!(
+        whole.deployed["store"].get("deploy_parts").is_none(),
+        "{}",
+        whole.deployed
+    );
+    let bounded = deploy_between_runs(
+        &lines,
+        Some("checkpoint_every = 100\ncustomers_in_memory = 5"),
+        daily,
+    );
+    let customers = bounded.first["store"]["memory"]["customers"]
+        .as_u64()
         .unwrap();
-        let deployed = run_json(&dir, &["--batch-lines", "50"]);
-        assert_eq!(deployed["store"]["applied"], 0);
-        std::fs::write(&events, lines.concat()).unwrap();
-        let second = run_json(&dir, &["--drain", "--batch-lines", "50"]);
-        (guard, dir, first, deployed, second)
-    };
-    let (_a, whole, _, at_once, reference) = run(None);
-    assert!(at_once["store"].get("deploy_parts").is_none(), "{at_once}");
-    let (_b, bounded, first, deployed, second) =
-        run(Some("checkpoint_every = 100\ncustomers_in_memory = 5"));
-    let customers = first["store"]["memory"]["customers"].as_u64().unwrap();
-    let parts = deployed["store"]["deploy_parts"].as_u64().unwrap();
+    let parts = bounded.deployed["store"]["deploy_parts"].as_u64().unwrap();
     assert_eq!(
         parts,
         customers.div_ceil(5),
-        "five customers a part, each committed with a checkpoint: {deployed}"
+        "five customers a part, each committed with a checkpoint: {}",
+        bounded.deployed
     );
     // Each stored customer was read back to be armed (the part's records
     // are let go after its commit: see the engine's checkpoint tests).
-    let m = &deployed["store"]["memory"];
+    let m = &bounded.deployed["store"]["memory"];
     assert!(m["read_back"].as_u64().unwrap() >= customers - 5, "{m}");
+    let reference = &whole.second;
     assert!(
         reference["stats"].to_string().contains("daily"),
         "the schedule sends: {reference}"
     );
-    assert_eq!(second["stats"], reference["stats"]);
-    assert_same_decisions(&bounded, &whole);
+    assert_eq!(bounded.second["stats"], reference["stats"]);
+    assert_same_decisions(&bounded.dir, &whole.dir);
     // A restart carries on the same.
-    let third = run_json(&bounded, &["--drain"]);
+    let third = run_json(&bounded.dir, &["--drain"]);
     assert_eq!(third["store"]["applied"], 0);
     assert_eq!(third["stats"], reference["stats"]);
 }

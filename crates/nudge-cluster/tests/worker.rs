@@ -846,6 +846,16 @@ fn signed_up(user: &str, at: &str) -> Vec<String> {
     ]
 }
 
+/// Signs up `n` users named `prefix` and a number, at `at`, through
+/// `ingest`; returns their ids.
+async fn sign_up(ingest: &Ingest, prefix: &str, n: usize, at: &str) -> Vec<String> {
+    let users: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    for u in &users {
+        ingest.accept(signed_up(u, at), Vec::new()).await.unwrap();
+    }
+    users
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_reaches_every_partition_through_its_log() {
     deploy_reaches_every_partition("deploy", None).await;
@@ -872,13 +882,7 @@ async fn deploy_reaches_every_partition(name: &str, budget: Option<usize>) {
     };
     let (v1, v2) = (welcome("v1", "string"), welcome("v2", "string"));
     let ingest = Ingest::connect(&t.settings).await.unwrap();
-    let users: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
-    for u in &users {
-        ingest
-            .accept(signed_up(u, "2026-03-01T10:00:00Z"), Vec::new())
-            .await
-            .unwrap();
-    }
+    let users = sign_up(&ingest, "d", 8, "2026-03-01T10:00:00Z").await;
     let mut w = Worker::connect(&t.settings, options("d1", None), v1.code(), None)
         .await
         .unwrap();
@@ -910,13 +914,7 @@ async fn deploy_reaches_every_partition(name: &str, budget: Option<usize>) {
     let log = nudge_cluster::log::Log::connect(&t.settings).await.unwrap();
     assert_eq!(log.messages().await.unwrap().len(), before + 4);
     // Calls after the deploy, on every partition.
-    let later: Vec<String> = (0..8).map(|i| format!("e{i}")).collect();
-    for u in &later {
-        ingest
-            .accept(signed_up(u, "2026-03-01T11:00:00Z"), Vec::new())
-            .await
-            .unwrap();
-    }
+    let later = sign_up(&ingest, "e", 8, "2026-03-01T11:00:00Z").await;
     // The worker was started with v1: the log, not its own code, decides.
     settle(&mut [&mut w]).await;
     assert_eq!(w.progress().deploys, 4);
@@ -1016,13 +1014,7 @@ async fn a_deploy_arming_a_schedule_commits_in_parts_on_workers_with_a_budget() 
     };
     let (v1, v2) = (welcome("v1", "string"), welcome_and_daily());
     let ingest = Ingest::connect(&t.settings).await.unwrap();
-    let users: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
-    for u in &users {
-        ingest
-            .accept(signed_up(u, "2026-03-01T10:00:00Z"), Vec::new())
-            .await
-            .unwrap();
-    }
+    let users = sign_up(&ingest, "d", 8, "2026-03-01T10:00:00Z").await;
     let mut w = Worker::connect(&t.settings, options("p1", None), v1.code(), None)
         .await
         .unwrap();
@@ -1031,13 +1023,7 @@ async fn a_deploy_arming_a_schedule_commits_in_parts_on_workers_with_a_budget() 
         .await
         .unwrap();
     // Calls after the deploy wait for its parts, then go on v2.
-    let later: Vec<String> = (0..4).map(|i| format!("e{i}")).collect();
-    for u in &later {
-        ingest
-            .accept(signed_up(u, "2026-03-01T11:00:00Z"), Vec::new())
-            .await
-            .unwrap();
-    }
+    let later = sign_up(&ingest, "e", 4, "2026-03-01T11:00:00Z").await;
     settle(&mut [&mut w]).await;
     assert_eq!(w.progress().deploys, 4);
     assert_eq!(
