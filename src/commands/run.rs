@@ -380,6 +380,16 @@ fn tell(format: Format, paths: &Paths, plan: &Plan, ran: &Ran) -> Status {
             store.display()
         );
     }
+    if let Some(parts) = ran
+        .report
+        .as_ref()
+        .map(|r| r.deploy_parts)
+        .filter(|&p| p > 0)
+    {
+        eprintln!(
+            "note: the deploy armed its new triggers for every customer in {parts} parts, each committed with a checkpoint (customers_in_memory)"
+        );
+    }
     summary(
         format,
         paths,
