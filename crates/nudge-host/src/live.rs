@@ -752,19 +752,14 @@ impl<'b> Live<'b> {
                     .engine
                     .arm_part(self.customers_in_memory.unwrap_or(usize::MAX));
             }
-            if arming || durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine) {
-                match self.checkpoint() {
-                    Ok(c) => batch.checkpoint = Some(c),
-                    Err(e) => {
-                        self.broken(&e);
-                        return (
-                            503,
-                            json!({"error": format!("the deploy could not be stored: {e}")}),
-                        );
-                    }
-                }
-            }
-            if let Err(e) = self.commit(&mut batch) {
+            let taken = if arming
+                || durable::checkpoint_due(0, 0, self.customers_in_memory, &self.engine)
+            {
+                self.checkpoint().map(|c| batch.checkpoint = Some(c))
+            } else {
+                Ok(())
+            };
+            if let Err(e) = taken.and_then(|()| self.commit(&mut batch)) {
                 // The engine runs code the store does not know of: stop taking calls.
                 self.broken(&e);
                 return (

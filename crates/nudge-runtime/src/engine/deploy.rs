@@ -451,12 +451,9 @@ impl<'b> Machine<'b> {
             // Without a budget and a store, at once; with them, none yet
             // (only numbers that are no customer's are passed over, so a
             // deploy onto no customer leaves nothing to arm).
-            let now = if self.config.customers_in_memory.is_none() || self.pager.is_none() {
-                usize::MAX
-            } else {
-                0
-            };
-            self.arm_next(now).map_err(unreadable)?;
+            let at_once = self.config.customers_in_memory.is_none() || self.pager.is_none();
+            self.arm_next(if at_once { usize::MAX } else { 0 })
+                .map_err(unreadable)?;
         }
         report.schemas = schemas;
         self.drop_idle_caches();
