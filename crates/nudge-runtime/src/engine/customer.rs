@@ -305,15 +305,15 @@ impl Customer {
             };
             let i = u16::try_from(n).ok();
             let merged = if i == traits.orders_count {
-                add_int(mine, theirs)
+                add_int(&mine, &theirs)
             } else if i == traits.total_spent {
-                add_money(mine, theirs)
+                add_money(&mine, &theirs)
             } else if i == traits.first_order_at || i == traits.created_at {
-                pick_time(mine, theirs, i64::min)
+                pick_time(&mine, &theirs, i64::min)
             } else if i == traits.last_order_at || i == traits.last_seen_at {
-                pick_time(mine, theirs, i64::max)
+                pick_time(&mine, &theirs, i64::max)
             } else if mine.is_none() {
-                theirs.clone()
+                theirs
             } else {
                 continue;
             };
@@ -497,24 +497,21 @@ impl Traits {
     }
 
     /// A profile field's value.
-    pub fn get<'a>(&self, profile: &'a Profile, field: Option<u16>) -> Option<&'a Value> {
+    pub fn get(&self, profile: &Profile, field: Option<u16>) -> Option<Value> {
         field.and_then(|f| profile.get(usize::from(f)))
     }
 
     /// A string trait, when set and not empty.
     pub fn text<'a>(&self, profile: &'a Profile, field: Option<u16>) -> Option<&'a str> {
-        match self.get(profile, field)? {
-            Value::Str(s) if !s.trim().is_empty() => Some(s),
-            _ => None,
-        }
+        profile
+            .text(usize::from(field?))
+            .filter(|s| !s.trim().is_empty())
     }
 
     /// The customer's consent for marketing on a channel: `Some(true)` granted,
     /// `Some(false)` refused, `None` never said.
     pub fn consent(&self, bundle: &Bundle, profile: &Profile, channel: Channel) -> Option<bool> {
-        let Value::Record(c) = self.get(profile, self.consent)? else {
-            return None;
-        };
+        let c = profile.record(usize::from(self.consent?))?;
         let schema = bundle.schemas.get(c.schema as usize)?;
         let i = schema
             .fields
@@ -553,7 +550,7 @@ impl Traits {
             return;
         };
         let mut record = match self.get(profile, self.consent) {
-            Some(Value::Record(r)) => (**r).clone(),
+            Some(Value::Record(r)) => (*r).clone(),
             _ => Record {
                 schema: schema_ix,
                 fields: vec![Value::None; schema.fields.len()],
@@ -616,7 +613,7 @@ impl Traits {
     /// Adds to an int trait.
     pub fn bump(&self, profile: &mut Profile, field: Option<u16>, by: i64) {
         if let Some(v) = self.get(profile, field) {
-            let v = add_int(v, &Value::Int(by));
+            let v = add_int(&v, &Value::Int(by));
             self.set(profile, field, v);
         }
     }
@@ -624,7 +621,7 @@ impl Traits {
     /// Adds to a money trait.
     pub fn add(&self, profile: &mut Profile, field: Option<u16>, by: Decimal) {
         if let Some(v) = self.get(profile, field) {
-            let v = add_money(v, &Value::Money(by));
+            let v = add_money(&v, &Value::Money(by));
             self.set(profile, field, v);
         }
     }
@@ -660,7 +657,7 @@ impl Host for Ctx<'_> {
     }
 
     fn profile_field(&self, field: u16) -> Option<Value> {
-        self.customer.profile.get(usize::from(field)).cloned()
+        self.customer.profile.get(usize::from(field))
     }
 
     fn set_profile(&mut self, field: u16, value: Value) {

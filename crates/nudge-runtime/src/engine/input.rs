@@ -111,7 +111,7 @@ impl Machine<'_> {
             let known = name != "device_token"
                 && customer
                     .and_then(|c| self.customers.get(&c))
-                    .is_some_and(|cust| cust.profile.get(i).is_some_and(|v| !v.is_none()));
+                    .is_some_and(|cust| cust.profile.is_set(i));
             if known {
                 continue;
             }

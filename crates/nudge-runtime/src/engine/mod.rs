@@ -927,7 +927,7 @@ impl<'b> Machine<'b> {
         let schema = self.bundle().profile_schema();
         let i = schema.fields.iter().position(|f| f.name == name)?;
         let c = self.customer_by_id(customer_id)?;
-        self.customers.get(&c)?.profile.get(i).cloned()
+        self.customers.get(&c)?.profile.get(i)
     }
 
     /// Live instances, for inspection and storage.
@@ -1200,6 +1200,12 @@ impl<'b> Machine<'b> {
                 let pos = cust
                     .events
                     .partition_point(|e| (e.at, e.seq) <= (at, seen.seq));
+                if cust.events.is_empty() {
+                    // Most histories hold one event at a time (it is let go
+                    // of before the customer's next): room for four, the
+                    // default, would be kept for ever.
+                    cust.events.reserve_exact(1);
+                }
                 cust.events.insert(pos, seen.clone());
             }
             self.on_event(c, &seen);
@@ -1513,7 +1519,7 @@ impl<'b> Machine<'b> {
             let Some(slot) = cust.profile.get(usize::from(*field)) else {
                 continue;
             };
-            let merged = match (slot, value) {
+            let merged = match (&slot, value) {
                 (Value::Record(old), Value::Record(new)) if Some(*field) == t.consent => {
                     let mut r = (**old).clone();
                     for (mine, v) in r.fields.iter_mut().zip(&new.fields) {
@@ -1525,7 +1531,7 @@ impl<'b> Machine<'b> {
                 }
                 _ => value.clone(),
             };
-            if *slot != merged {
+            if slot != merged {
                 changed = true;
                 let merged = if Some(*field) == t.consent {
                     share(&mut self.consents, merged)
@@ -1553,9 +1559,9 @@ impl<'b> Machine<'b> {
             }
         }
         for (field, only_if_unset) in [(t.last_seen_at, false), (t.created_at, true)] {
-            let before = t.get(&cust.profile, field).cloned();
+            let before = t.get(&cust.profile, field);
             t.stamp(&mut cust.profile, field, at, only_if_unset);
-            changed |= before.as_ref() != t.get(&cust.profile, field);
+            changed |= before != t.get(&cust.profile, field);
         }
         if let Some((schema, Value::Record(r))) = event {
             let s = bundle.schema(*schema);
@@ -2261,10 +2267,18 @@ impl Keep<'_> {
         let may_drop = cust.events.first().is_some_and(|e| e.at < self.floor);
         if may_drop && !cust.events.iter().all(readable) {
             gone.extend(cust.events.extract_if(.., |e| !readable(e)));
+            if cust.events.is_empty() {
+                // An emptied history's room would be held until the
+                // customer's next event, months away for most.
+                cust.events = Vec::new();
+            }
             dropped = true;
         }
         if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
             cust.sends.retain(|s| s.at >= self.sends_from);
+            if cust.sends.is_empty() {
+                cust.sends = Vec::new();
+            }
             dropped = true;
         }
         dropped

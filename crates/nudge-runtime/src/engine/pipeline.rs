@@ -241,6 +241,10 @@ impl Machine<'_> {
                     message: message_key,
                 };
                 let cust = super::known_mut(&mut self.customers, c);
+                if cust.sends.is_empty() {
+                    // Most customers hold one send at a time: not room for four.
+                    cust.sends.reserve_exact(1);
+                }
                 cust.sends.push(sent);
                 let address = sent.marketing.then_some(address);
                 if let Some(address) = &address {

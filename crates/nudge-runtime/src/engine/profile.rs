@@ -1,4 +1,4 @@
-//! A customer's profile, kept sparse.
+//! A customer's profile, kept sparse and packed.
 //!
 //! The standard profile alone has 29 fields, and a value takes 24 bytes, so
 //! a record with a slot for every field costs about 700 bytes per customer
@@ -6,20 +6,164 @@
 //! are kept here, with their number; an unset field reads as `none`
 //! exactly as a stored `none` did, and the VM and the checkpoint still see
 //! a whole [`Record`].
+//!
+//! Each set field takes 16 bytes: its number, its kind and an 8-byte
+//! payload. Instants, integers, flags and amounts of up to 18 digits are
+//! held in the payload; a record (consent) by its shared pointer; a text
+//! behind one more pointer; anything else as a boxed [`Value`]. A
+//! `Field` of number and [`Value`] took 32.
+
+use std::sync::Arc;
 
 use nudge_bytecode::{Record, Value};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// What an unset field reads as.
-static NONE: Value = Value::None;
+/// One set field, packed into 16 bytes (see the module's comment).
+#[derive(Clone, Debug)]
+enum Field {
+    /// `true` or `false`.
+    Bool { number: u16, value: bool },
+    /// An integer.
+    Int { number: u16, value: i64 },
+    /// An instant, in seconds.
+    Time { number: u16, value: i64 },
+    /// A duration, in seconds.
+    Duration { number: u16, value: i64 },
+    /// A calendar date.
+    Date { number: u16, value: i32 },
+    /// A decimal, money or percentage whose mantissa fits 64 bits.
+    Amount {
+        number: u16,
+        kind: Amount,
+        scale: u8,
+        mantissa: i64,
+    },
+    /// A record (the consent record, shared between customers).
+    Record { number: u16, value: Arc<Record> },
+    /// A text; the extra pointer keeps the field at 16 bytes.
+    #[allow(clippy::redundant_allocation)]
+    Str { number: u16, value: Box<Arc<str>> },
+    /// Any other value.
+    Other { number: u16, value: Box<Value> },
+}
 
-/// One set field.
-#[derive(Clone, Debug, PartialEq)]
-struct Field {
+/// Which of the decimal kinds an [`Field::Amount`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Amount {
+    /// `Value::Decimal`.
+    Decimal,
+    /// `Value::Money`.
+    Money,
+    /// `Value::Percent`.
+    Percent,
+}
+
+impl Amount {
+    /// The value of this kind.
+    fn value(self, d: Decimal) -> Value {
+        match self {
+            Amount::Decimal => Value::Decimal(d),
+            Amount::Money => Value::Money(d),
+            Amount::Percent => Value::Percent(d),
+        }
+    }
+}
+
+/// Fields are equal when they hold equal values, as [`Value`]s compare
+/// (an amount packed or boxed, `1.0` or `1.00`).
+impl PartialEq for Field {
+    fn eq(&self, other: &Field) -> bool {
+        self.number() == other.number() && self.value() == other.value()
+    }
+}
+
+impl Field {
+    /// Field `number` holding `value` (never `none`).
+    fn new(number: u16, value: Value) -> Field {
+        match value {
+            Value::Bool(value) => Field::Bool { number, value },
+            Value::Int(value) => Field::Int { number, value },
+            Value::Time(value) => Field::Time { number, value },
+            Value::Duration(value) => Field::Duration { number, value },
+            Value::Date(value) => Field::Date { number, value },
+            Value::Decimal(d) => Field::amount(number, Amount::Decimal, d),
+            Value::Money(d) => Field::amount(number, Amount::Money, d),
+            Value::Percent(d) => Field::amount(number, Amount::Percent, d),
+            Value::Record(value) => Field::Record { number, value },
+            Value::Str(value) => Field::Str {
+                number,
+                value: Box::new(value),
+            },
+            value => Field::Other {
+                number,
+                value: Box::new(value),
+            },
+        }
+    }
+
+    /// An amount, packed when its mantissa fits 64 bits and it comes back
+    /// bit for bit (a negative zero does not), else boxed.
+    fn amount(number: u16, kind: Amount, d: Decimal) -> Field {
+        let packed = i64::try_from(d.mantissa())
+            .ok()
+            .zip(u8::try_from(d.scale()).ok())
+            .filter(|&(m, scale)| {
+                Decimal::try_from_i128_with_scale(i128::from(m), u32::from(scale))
+                    .is_ok_and(|back| back.serialize() == d.serialize())
+            });
+        match packed {
+            Some((mantissa, scale)) => Field::Amount {
+                number,
+                kind,
+                scale,
+                mantissa,
+            },
+            None => Field::Other {
+                number,
+                value: Box::new(kind.value(d)),
+            },
+        }
+    }
+
     /// Its number in the profile's schema.
-    number: u16,
-    /// Its value, never `none`.
-    value: Value,
+    fn number(&self) -> u16 {
+        match self {
+            Field::Bool { number, .. }
+            | Field::Int { number, .. }
+            | Field::Time { number, .. }
+            | Field::Duration { number, .. }
+            | Field::Date { number, .. }
+            | Field::Amount { number, .. }
+            | Field::Record { number, .. }
+            | Field::Str { number, .. }
+            | Field::Other { number, .. } => *number,
+        }
+    }
+
+    /// Its value.
+    fn value(&self) -> Value {
+        match self {
+            Field::Bool { value, .. } => Value::Bool(*value),
+            Field::Int { value, .. } => Value::Int(*value),
+            Field::Time { value, .. } => Value::Time(*value),
+            Field::Duration { value, .. } => Value::Duration(*value),
+            Field::Date { value, .. } => Value::Date(*value),
+            Field::Amount {
+                kind,
+                scale,
+                mantissa,
+                ..
+            } => kind.value(
+                // Checked when packed: it comes back as it went in.
+                Decimal::try_from_i128_with_scale(i128::from(*mantissa), u32::from(*scale))
+                    .unwrap_or_default(),
+            ),
+            Field::Record { value, .. } => Value::Record(value.clone()),
+            Field::Str { value, .. } => Value::Str(Arc::clone(value)),
+            Field::Other { value, .. } => (**value).clone(),
+        }
+    }
 }
 
 /// A profile: the fields that are set, by number. Serialized as the whole
@@ -45,7 +189,7 @@ impl Profile {
             .zip(fields)
             .inspect(|_| len += 1)
             .filter(|(_, v)| !v.is_none())
-            .map(|(number, value)| Field { number, value })
+            .map(|(number, value)| Field::new(number, value))
             .collect();
         Profile {
             schema,
@@ -66,20 +210,45 @@ impl Profile {
 
     /// Where field `number` is in `set`, or where it would go.
     fn find(&self, number: u16) -> Result<usize, usize> {
-        self.set.binary_search_by_key(&number, |f| f.number)
+        self.set.binary_search_by_key(&number, Field::number)
     }
 
     /// Field `number`'s value (`none` when unset); `None` for a number
     /// beyond the profile's fields.
-    pub fn get(&self, number: usize) -> Option<&Value> {
+    pub fn get(&self, number: usize) -> Option<Value> {
+        Some(self.field(number)?.map_or(Value::None, Field::value))
+    }
+
+    /// Field `number` when set (`Some(None)` when unset); `None` for a
+    /// number beyond the profile's fields.
+    fn field(&self, number: usize) -> Option<Option<&Field>> {
         if number >= self.len() {
             return None;
         }
         let number = u16::try_from(number).ok()?;
-        Some(match self.find(number) {
-            Ok(i) => self.set.get(i).map_or(&NONE, |f| &f.value),
-            Err(_) => &NONE,
-        })
+        Some(self.find(number).ok().and_then(|i| self.set.get(i)))
+    }
+
+    /// Whether field `number` is set (to anything but `none`).
+    pub fn is_set(&self, number: usize) -> bool {
+        self.field(number).flatten().is_some()
+    }
+
+    /// Field `number`'s text, when it holds one: read in place, where
+    /// [`Profile::get`] would count one more holder of it.
+    pub fn text(&self, number: usize) -> Option<&str> {
+        match self.field(number)?? {
+            Field::Str { value, .. } => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Field `number`'s record, when it holds one (read in place).
+    pub fn record(&self, number: usize) -> Option<&Arc<Record>> {
+        match self.field(number)?? {
+            Field::Record { value, .. } => Some(value),
+            _ => None,
+        }
     }
 
     /// Sets field `number` (a `none` unsets it); returns false, changing
@@ -94,7 +263,7 @@ impl Profile {
         match (self.find(n), value.is_none()) {
             (Ok(i), false) => {
                 if let Some(f) = self.set.get_mut(i) {
-                    f.value = value;
+                    *f = Field::new(n, value);
                 }
             }
             (Ok(i), true) => {
@@ -105,7 +274,7 @@ impl Profile {
                 // few calls and then keeps them, and spare room would be
                 // kept for ever.
                 self.set.reserve_exact(1);
-                self.set.insert(i, Field { number: n, value });
+                self.set.insert(i, Field::new(n, value));
             }
             (Err(_), true) => {}
         }
@@ -116,8 +285,8 @@ impl Profile {
     pub fn to_record(&self) -> Record {
         let mut fields = vec![Value::None; self.len()];
         for f in &self.set {
-            if let Some(slot) = fields.get_mut(usize::from(f.number)) {
-                *slot = f.value.clone();
+            if let Some(slot) = fields.get_mut(usize::from(f.number())) {
+                *slot = f.value();
             }
         }
         Record {
@@ -130,7 +299,7 @@ impl Profile {
     #[cfg(test)]
     pub(crate) fn drop_last_field(&mut self) {
         self.len = self.len.saturating_sub(1);
-        self.set.retain(|f| u32::from(f.number) < self.len);
+        self.set.retain(|f| u32::from(f.number()) < self.len);
     }
 }
 
@@ -168,9 +337,9 @@ impl Serialize for AllFields<'_> {
         let mut seq = serializer.serialize_seq(Some(p.len()))?;
         let mut set = p.set.iter().peekable();
         for n in 0..p.len {
-            match set.next_if(|f| u32::from(f.number) == n) {
-                Some(f) => seq.serialize_element(&f.value)?,
-                None => seq.serialize_element(&NONE)?,
+            match set.next_if(|f| u32::from(f.number()) == n) {
+                Some(f) => seq.serialize_element(&f.value())?,
+                None => seq.serialize_element(&Value::None)?,
             }
         }
         seq.end()
@@ -248,7 +417,7 @@ impl<'de> Deserialize<'de> for SetFields {
                         let number = u16::try_from(len).map_err(|_| {
                             A::Error::custom("a profile of more than 65,536 fields")
                         })?;
-                        set.push(Field { number, value });
+                        set.push(Field::new(number, value));
                     }
                     len += 1;
                 }
@@ -267,8 +436,8 @@ mod tests {
     fn unset_fields_read_as_none_and_numbers_beyond_as_absent() {
         let mut p = Profile::new(3, [Value::None, Value::Int(0), Value::None]);
         assert_eq!(p.len(), 3);
-        assert_eq!(p.get(0), Some(&Value::None));
-        assert_eq!(p.get(1), Some(&Value::Int(0)));
+        assert_eq!(p.get(0), Some(Value::None));
+        assert_eq!(p.get(1), Some(Value::Int(0)));
         assert_eq!(p.get(3), None);
         assert!(p.set(2, Value::str("x")));
         assert!(p.set(0, Value::Bool(true)));
@@ -282,7 +451,7 @@ mod tests {
         );
         assert!(p.set(1, Value::None));
         assert_eq!(p.set.len(), 2, "a none is not kept");
-        assert_eq!(p.get(1), Some(&Value::None));
+        assert_eq!(p.get(1), Some(Value::None));
     }
 
     #[test]
@@ -301,5 +470,60 @@ mod tests {
         assert_eq!(json, serde_json::to_string(&record).unwrap());
         let back: Profile = serde_json::from_str(&json).unwrap();
         assert_eq!(back, profile);
+    }
+
+    #[test]
+    fn a_set_field_takes_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Field>(), 16);
+    }
+
+    #[test]
+    fn every_kind_of_value_comes_back_as_it_went_in() {
+        use std::str::FromStr;
+        let dec = |s: &str| Decimal::from_str(s).unwrap();
+        let mut negative_zero = dec("0.00");
+        negative_zero.set_sign_negative(true);
+        let values = vec![
+            Value::Bool(false),
+            Value::Int(i64::MIN),
+            Value::Time(1_767_571_200),
+            Value::Duration(-5),
+            Value::Date(-3),
+            Value::Money(dec("198.00")),
+            Value::Money(dec("-0.5")),
+            Value::Percent(dec("12.5")),
+            Value::Decimal(dec("79228162514264337593543950335")),
+            Value::Money(negative_zero),
+            Value::Decimal(dec("0.0000000000000000000000000001")),
+            Value::str("c-1@shop.example"),
+            Value::Timezone(Arc::from("Europe/Paris")),
+            Value::TimeOfDay(540),
+            Value::Record(Arc::new(Record {
+                schema: 2,
+                fields: vec![Value::Bool(true)],
+            })),
+            Value::List(Arc::from(vec![Value::Int(1)])),
+        ];
+        let n = values.len();
+        let profile = Profile::new(7, values.clone());
+        assert_eq!(profile.set.len(), n);
+        for (i, v) in values.iter().enumerate() {
+            let back = profile.get(i).unwrap();
+            assert_eq!(&back, v, "field {i}");
+            // Bit for bit, not only equal: the stored row is written from it.
+            assert_eq!(
+                postcard::to_allocvec(&back).unwrap(),
+                postcard::to_allocvec(v).unwrap(),
+                "field {i}"
+            );
+        }
+        let packed = |i: usize| matches!(profile.set[i], Field::Amount { .. });
+        assert!(packed(5) && packed(6) && packed(7) && packed(10));
+        assert!(!packed(8), "a mantissa beyond 64 bits is boxed");
+        assert!(!packed(9), "a negative zero is boxed");
+        assert_eq!(profile.text(11), Some("c-1@shop.example"));
+        assert_eq!(profile.text(12), None, "a zone is not a text");
+        assert!(profile.record(14).is_some() && profile.record(0).is_none());
+        assert!(profile.is_set(3) && profile.text(n).is_none());
     }
 }

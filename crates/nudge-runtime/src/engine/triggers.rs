@@ -311,7 +311,7 @@ impl Machine<'_> {
         };
         let key = self.key_of(self.current(), f);
         let cust = super::known_mut(&mut self.customers, c);
-        let value = cust.profile.get(field as usize).and_then(Base::of);
+        let value = cust.profile.get(field as usize).as_ref().and_then(Base::of);
         let mem = cust.flow(key);
         if mem.armed() == value.map(Base::key) && !force {
             return;
@@ -362,7 +362,7 @@ impl Machine<'_> {
         let tz = self.zone(c, None);
         let now = secs(self.now);
         let cust = super::known_mut(&mut self.customers, c);
-        let base = cust.profile.get(field as usize).and_then(Base::of);
+        let base = cust.profile.get(field as usize).as_ref().and_then(Base::of);
         let mem = cust.flow(key);
         mem.generation = mem.generation.wrapping_add(1) & !YEARLY;
         let generation = mem.generation | if yearly { YEARLY } else { 0 };

@@ -79,7 +79,7 @@ impl Machine<'_> {
                 let i = schema.fields.iter().position(|f| &f.name == name)?;
                 let value = profile
                     .get(i)
-                    .map_or(serde_json::Value::Null, |v| json_of(v, bundle));
+                    .map_or(serde_json::Value::Null, |v| json_of(&v, bundle));
                 Some((name.clone(), value))
             })
             .collect();
