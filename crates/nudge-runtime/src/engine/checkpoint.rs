@@ -444,7 +444,7 @@ impl<'b> Machine<'b> {
             let c = inst.customer;
             let who = match (inst.origin(), self.customers.peek(c)) {
                 (Some(origin), _) => origin.to_string(),
-                (None, Some(cust)) => cust.key.clone(),
+                (None, Some(cust)) => cust.key.to_string(),
                 (None, None) => self.display_id(c),
             };
             let Some(inst) = self.instances.get(id) else {

@@ -262,7 +262,7 @@ impl<'b> Machine<'b> {
             // handoff): the two parts come together.
             self.merge_customer(root, customer, false);
         } else {
-            customer.key = self.display_id(root.0);
+            customer.key = self.display_id(root.0).into();
             self.customers.insert(c, customer);
             self.rearm_joined(c, &keys);
             self.arm_schedules(c);

@@ -1184,7 +1184,7 @@ impl<'b> Machine<'b> {
         if joined {
             // The display id may have changed (a user id joined an anonymous visitor).
             let key = self.display_id(c);
-            known_mut(&mut self.customers, c).key = key;
+            known_mut(&mut self.customers, c).key = key.into();
         }
         self.update_profile(c, at, &event, &traits);
         if let Some((schema, value)) = event {
@@ -1730,11 +1730,11 @@ impl<'b> Machine<'b> {
         if !self.ensure_customer(kept.0) {
             return;
         }
-        let absorbed_key = other.key.clone();
+        let absorbed_key = other.key.to_string();
         let key = self.display_id(kept.0);
         // Idempotency keys name the customer: an instance whose customer is
         // now shown by another id keeps the one it started with.
-        let kept_key = known(&self.customers, kept.0).key.clone();
+        let kept_key = known(&self.customers, kept.0).key.to_string();
         for (ids, was) in [
             (&other.instances, &absorbed_key),
             (&known(&self.customers, kept.0).instances, &kept_key),
@@ -1761,7 +1761,7 @@ impl<'b> Machine<'b> {
         };
         let cust = known_mut(&mut self.customers, kept.0);
         cust.absorb(other, &self.traits);
-        cust.key = key.clone();
+        cust.key = key.as_str().into();
         self.rearm_joined(kept.0, &both);
         if announce {
             self.effects.push(Effect::Record(Record {
@@ -2076,7 +2076,7 @@ impl<'b> Machine<'b> {
         let customer = self
             .customers
             .get(&c)
-            .map(|x| x.key.clone())
+            .map(|x| x.key.to_string())
             .unwrap_or_default();
         self.effects.push(Effect::Record(Record {
             at: format_instant_ms(self.now),
@@ -2119,7 +2119,7 @@ impl<'b> Machine<'b> {
             return;
         }
         let action = if add { "add" } else { "remove" }.to_string();
-        let customer = cust.key.clone();
+        let customer = cust.key.to_string();
         // Ad platforms match people by these, as the profile holds them now.
         let t = &self.traits;
         let email = t.text(&cust.profile, t.email).map(str::to_string);
@@ -2270,14 +2270,14 @@ impl Keep<'_> {
             if cust.events.is_empty() {
                 // An emptied history's room would be held until the
                 // customer's next event, months away for most.
-                cust.events = Vec::new();
+                cust.events = thin_vec::ThinVec::new();
             }
             dropped = true;
         }
         if cust.sends.first().is_some_and(|s| s.at < self.sends_from) {
             cust.sends.retain(|s| s.at >= self.sends_from);
             if cust.sends.is_empty() {
-                cust.sends = Vec::new();
+                cust.sends = thin_vec::ThinVec::new();
             }
             dropped = true;
         }

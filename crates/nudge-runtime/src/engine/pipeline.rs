@@ -210,7 +210,7 @@ impl Machine<'_> {
                     flow_version: flow.version.clone(),
                     message: msg.name.clone(),
                     channel: msg.channel.name().to_string(),
-                    customer: super::known(&self.customers, c).key.clone(),
+                    customer: super::known(&self.customers, c).key.to_string(),
                     to,
                     idempotency_key: key.clone(),
                     content: rendered
@@ -310,7 +310,7 @@ impl Machine<'_> {
             Channel::Push => t
                 .text(&cust.profile, t.device_token)
                 .map(|d| d.trim().to_string()),
-            Channel::Webhook | Channel::Audience => Some(cust.key.clone()),
+            Channel::Webhook | Channel::Audience => Some(cust.key.to_string()),
         };
         let Some(to) = to else {
             return stop(Outcome::Blocked, SendReason::NoAddress);
@@ -454,7 +454,7 @@ impl Machine<'_> {
         let listed = !self.config.suppression.is_empty()
             && [
                 Some(to),
-                Some(cust.key.as_str()),
+                Some(&*cust.key),
                 t.text(&cust.profile, t.email),
                 t.text(&cust.profile, t.phone),
             ]

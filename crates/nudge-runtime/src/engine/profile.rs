@@ -177,8 +177,9 @@ pub struct Profile {
     schema: u32,
     /// How many fields the schema has.
     len: u32,
-    /// The set fields, by increasing number.
-    set: Vec<Field>,
+    /// The set fields, by increasing number. Boxed, not a vector: a
+    /// profile gains its fields in its first calls and then keeps them.
+    set: Box<[Field]>,
 }
 
 impl Profile {
@@ -267,14 +268,18 @@ impl Profile {
                 }
             }
             (Ok(i), true) => {
-                self.set.remove(i);
+                let mut set = std::mem::take(&mut self.set).into_vec();
+                set.remove(i);
+                self.set = set.into_boxed_slice();
             }
             (Err(i), false) => {
                 // One more at a time: a profile gains its fields in the first
                 // few calls and then keeps them, and spare room would be
-                // kept for ever.
-                self.set.reserve_exact(1);
-                self.set.insert(i, Field::new(n, value));
+                // kept for ever (exactly one more, so boxing moves nothing).
+                let mut set = std::mem::take(&mut self.set).into_vec();
+                set.reserve_exact(1);
+                set.insert(i, Field::new(n, value));
+                self.set = set.into_boxed_slice();
             }
             (Err(_), true) => {}
         }
@@ -299,14 +304,15 @@ impl Profile {
     #[cfg(test)]
     pub(crate) fn drop_last_field(&mut self) {
         self.len = self.len.saturating_sub(1);
-        self.set.retain(|f| u32::from(f.number()) < self.len);
+        let mut set = std::mem::take(&mut self.set).into_vec();
+        set.retain(|f| u32::from(f.number()) < self.len);
+        self.set = set.into_boxed_slice();
     }
 }
 
-/// `v` without spare room.
-fn exact<T>(mut v: Vec<T>) -> Vec<T> {
-    v.shrink_to_fit();
-    v
+/// `v` without spare room, boxed.
+fn exact<T>(v: Vec<T>) -> Box<[T]> {
+    v.into_boxed_slice()
 }
 
 impl From<Record> for Profile {
@@ -393,7 +399,7 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
 }
 
 /// A record's fields read as a profile keeps them: how many, and the set ones.
-struct SetFields((u32, Vec<Field>));
+struct SetFields((u32, Box<[Field]>));
 
 impl<'de> Deserialize<'de> for SetFields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

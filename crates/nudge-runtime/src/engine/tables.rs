@@ -100,7 +100,7 @@ mod tests {
         let tables = super::Tables::default();
         let customer = super::Customer::new(&bundle, "u0".into());
         let row = tables.encode(&customer, Vec::new()).unwrap();
-        assert_eq!(tables.read(&row).unwrap().key, "u0");
+        assert_eq!(&*tables.read(&row).unwrap().key, "u0");
         // Generation 0 is one byte at the end: the row of a later
         // generation than the store knows, then one with bytes after it.
         let mut later = row.clone();
