@@ -202,9 +202,9 @@ pub struct Customer {
     /// Live instance slots.
     pub instances: InstanceIds,
     /// Per flow memory (by flow key), for the flows the customer has met. A
-    /// short vector, not a map: most customers meet one or two flows, and a
-    /// map's table would cost more than everything else the customer holds.
-    /// Boxed, not a vector: it grows once per flow the customer meets.
+    /// short list, not a map: most customers meet one or two flows, and a
+    /// map's table would cost more than everything else the customer holds;
+    /// a boxed slice, as it grows only once per flow the customer meets.
     pub flows: Box<[FlowMemory]>,
     /// Sends, oldest first. Thin, as the history.
     pub sends: ThinVec<Sent>,
