@@ -1,253 +1,461 @@
-//! A customer's profile, kept sparse and packed.
+//! A customer's profile, kept sparse and packed into one block of bytes.
 //!
-//! The standard profile alone has 29 fields, and a value takes 24 bytes, so
-//! a record with a slot for every field costs about 700 bytes per customer
-//! while a typical customer sets ten of them. Only fields that hold a value
-//! are kept here, with their number; an unset field reads as `none`
+//! The standard profile alone has 29 fields and a [`Value`] takes 24
+//! bytes, so a record with a slot for every field costs about 700 bytes per
+//! customer while a typical customer sets ten of them: instants, counts, a
+//! sum of money and two short texts. Only set fields are kept, in
+//! increasing number, each as its number, a kind byte, the payload's size
+//! in a byte (so that finding a field skips the others without reading
+//! them) and a compact payload (integers, instants and amounts as
+//! variable-length integers, texts in line); an unset field reads as `none`
 //! exactly as a stored `none` did, and the VM and the checkpoint still see
 //! a whole [`Record`].
 //!
-//! Each set field takes 16 bytes: its number, its kind and an 8-byte
-//! payload. Instants, integers, flags and amounts of up to 18 digits are
-//! held in the payload; a record (consent) by its shared pointer; a text
-//! behind one more pointer; anything else as a boxed [`Value`]. A
-//! `Field` of number and [`Value`] took 32.
+//! Values that are shared, nested or long (the consent record, lists,
+//! amounts wider than 64 bits, texts of more than 255 bytes) stay
+//! [`Value`]s beside the bytes, in field order. A
+//! customer of a purchase history (an email address, a first name, consent,
+//! order counts and four instants) takes about 130 bytes this way, where
+//! 16-byte fields with their texts out of line took about 256.
 
 use std::sync::Arc;
 
 use nudge_bytecode::{Record, Value};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use thin_vec::ThinVec;
 
-/// One set field, packed into 16 bytes (see the module's comment).
-#[derive(Clone, Debug)]
-enum Field {
-    /// `true` or `false`.
-    Bool { number: u16, value: bool },
-    /// An integer.
-    Int { number: u16, value: i64 },
-    /// An instant, in seconds.
-    Time { number: u16, value: i64 },
-    /// A duration, in seconds.
-    Duration { number: u16, value: i64 },
-    /// A calendar date.
-    Date { number: u16, value: i32 },
-    /// A decimal, money or percentage whose mantissa fits 64 bits.
-    Amount {
-        number: u16,
-        kind: Amount,
-        scale: u8,
-        mantissa: i64,
-    },
-    /// A record (the consent record, shared between customers).
-    Record { number: u16, value: Arc<Record> },
-    /// A text; the extra pointer keeps the field at 16 bytes.
-    #[allow(clippy::redundant_allocation)]
-    Str { number: u16, value: Box<Arc<str>> },
-    /// Any other value.
-    Other { number: u16, value: Box<Value> },
+/// The kind byte that follows a field's number, and says what its payload is.
+mod kind {
+    /// `false`; no payload.
+    pub const FALSE: u8 = 0;
+    /// `true`; no payload.
+    pub const TRUE: u8 = 1;
+    /// An integer, zigzag varint.
+    pub const INT: u8 = 2;
+    /// An instant in seconds, zigzag varint.
+    pub const TIME: u8 = 3;
+    /// A duration in seconds, zigzag varint.
+    pub const DURATION: u8 = 4;
+    /// A date in days, zigzag varint.
+    pub const DATE: u8 = 5;
+    /// A time of day in minutes, zigzag varint.
+    pub const TIME_OF_DAY: u8 = 6;
+    /// A decimal: a scale byte, then the mantissa as a zigzag varint.
+    pub const DECIMAL: u8 = 7;
+    /// Money, as [`DECIMAL`].
+    pub const MONEY: u8 = 8;
+    /// A percentage, as [`DECIMAL`].
+    pub const PERCENT: u8 = 9;
+    /// A text of at most [`super::TEXT_MAX`] bytes: its UTF-8 bytes.
+    pub const STR: u8 = 10;
+    /// A zone name, as [`STR`].
+    pub const ZONE: u8 = 11;
+    /// The next of the profile's values kept beside the bytes; no payload.
+    pub const SIDE: u8 = 12;
 }
 
-/// Which of the decimal kinds an [`Field::Amount`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Amount {
-    /// `Value::Decimal`.
-    Decimal,
-    /// `Value::Money`.
-    Money,
-    /// `Value::Percent`.
-    Percent,
+/// The longest text kept in line: a field's size is one byte.
+const TEXT_MAX: usize = 255;
+
+/// One field as written, on the stack: at most a 3-byte number, the kind,
+/// the size and 255 bytes of payload.
+struct Encoded {
+    bytes: [u8; 260],
+    len: usize,
 }
 
-impl Amount {
-    /// The value of this kind.
-    fn value(self, d: Decimal) -> Value {
-        match self {
-            Amount::Decimal => Value::Decimal(d),
-            Amount::Money => Value::Money(d),
-            Amount::Percent => Value::Percent(d),
+impl Encoded {
+    /// Nothing written (an unset field).
+    fn empty() -> Encoded {
+        Encoded {
+            bytes: [0; 260],
+            len: 0,
+        }
+    }
+
+    /// Appends a byte (the size bounds what is written: see [`encode`]).
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// Appends bytes.
+    fn extend(&mut self, bs: &[u8]) {
+        for &b in bs {
+            self.push(b);
+        }
+    }
+
+    /// Appends `v` as a LEB128 varint.
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.push(v as u8);
+    }
+
+    /// What was written.
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 varint at `*pos`, moving past it. Field numbers, the
+/// header and small counts take one byte: that case is read in line.
+#[inline]
+fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let b = *bytes.get(*pos)?;
+    if b < 0x80 {
+        *pos += 1;
+        return Some(u64::from(b));
+    }
+    long_varint(bytes, pos)
+}
+
+/// [`varint`] of more than one byte.
+fn long_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
         }
     }
 }
 
-/// Fields are equal when they hold equal values, as [`Value`]s compare
-/// (an amount packed or boxed, `1.0` or `1.00`).
-impl PartialEq for Field {
-    fn eq(&self, other: &Field) -> bool {
-        self.number() == other.number() && self.value() == other.value()
+/// `v` with its sign in the low bit, so that small negatives stay short.
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+/// An amount's mantissa and scale, when the mantissa fits 64 bits and they
+/// give the amount back bit for bit (a negative zero does not).
+fn packed_amount(d: &Decimal) -> Option<(i64, u8)> {
+    i64::try_from(d.mantissa())
+        .ok()
+        .zip(u8::try_from(d.scale()).ok())
+        .filter(|&(m, scale)| {
+            Decimal::try_from_i128_with_scale(i128::from(m), u32::from(scale))
+                .is_ok_and(|back| back.serialize() == d.serialize())
+        })
+}
+
+/// Field `number` holding `value` (never `none`) as written, and the
+/// value itself when it is kept beside the bytes instead.
+fn encode(number: u16, value: Value) -> (Encoded, Option<Value>) {
+    let mut out = Encoded::empty();
+    out.varint(u64::from(number));
+    let head = |out: &mut Encoded, k: u8, size: usize| {
+        out.push(k);
+        out.push(u8::try_from(size).unwrap_or(u8::MAX));
+    };
+    let int_size = |v: u64| (64 - (v | 1).leading_zeros() as usize).div_ceil(7);
+    let (k, int) = match &value {
+        Value::Bool(b) => {
+            head(&mut out, if *b { kind::TRUE } else { kind::FALSE }, 0);
+            return (out, None);
+        }
+        Value::Int(v) => (kind::INT, *v),
+        Value::Time(v) => (kind::TIME, *v),
+        Value::Duration(v) => (kind::DURATION, *v),
+        Value::Date(v) => (kind::DATE, i64::from(*v)),
+        Value::TimeOfDay(v) => (kind::TIME_OF_DAY, i64::from(*v)),
+        Value::Str(s) | Value::Timezone(s) if s.len() <= TEXT_MAX => {
+            let zone = matches!(value, Value::Timezone(_));
+            head(&mut out, if zone { kind::ZONE } else { kind::STR }, s.len());
+            out.extend(s.as_bytes());
+            return (out, None);
+        }
+        Value::Decimal(d) | Value::Money(d) | Value::Percent(d)
+            if let Some((mantissa, scale)) = packed_amount(d) =>
+        {
+            let k = match value {
+                Value::Money(_) => kind::MONEY,
+                Value::Percent(_) => kind::PERCENT,
+                _ => kind::DECIMAL,
+            };
+            head(&mut out, k, 1 + int_size(zigzag(mantissa)));
+            out.push(scale);
+            out.varint(zigzag(mantissa));
+            return (out, None);
+        }
+        _ => {
+            head(&mut out, kind::SIDE, 0);
+            return (out, Some(value));
+        }
+    };
+    head(&mut out, k, int_size(zigzag(int)));
+    out.varint(zigzag(int));
+    (out, None)
+}
+
+/// Where one set field is in a profile's bytes.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// Its number.
+    number: u16,
+    /// Where it starts (its number) and ends.
+    start: usize,
+    end: usize,
+    /// Its kind byte.
+    kind: u8,
+    /// Where its payload starts.
+    payload: usize,
+    /// How many values beside the bytes come before it: its own index
+    /// there when it is one of them.
+    side: usize,
+}
+
+/// A profile's set fields in order, read from its bytes.
+struct Entries<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    side: usize,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Entry;
+
+    #[inline]
+    fn next(&mut self) -> Option<Entry> {
+        let bytes = self.bytes;
+        let start = self.pos;
+        let mut pos = start;
+        let number = u16::try_from(varint(bytes, &mut pos)?).ok()?;
+        let k = *bytes.get(pos)?;
+        let size = usize::from(*bytes.get(pos + 1)?);
+        let payload = pos + 2;
+        let end = payload + size;
+        if end > bytes.len() {
+            return None;
+        }
+        let side = self.side;
+        if k == kind::SIDE {
+            self.side += 1;
+        }
+        self.pos = end;
+        Some(Entry {
+            number,
+            start,
+            end,
+            kind: k,
+            payload,
+            side,
+        })
     }
 }
 
-impl Field {
-    /// Field `number` holding `value` (never `none`).
-    fn new(number: u16, value: Value) -> Field {
-        match value {
-            Value::Bool(value) => Field::Bool { number, value },
-            Value::Int(value) => Field::Int { number, value },
-            Value::Time(value) => Field::Time { number, value },
-            Value::Duration(value) => Field::Duration { number, value },
-            Value::Date(value) => Field::Date { number, value },
-            Value::Decimal(d) => Field::amount(number, Amount::Decimal, d),
-            Value::Money(d) => Field::amount(number, Amount::Money, d),
-            Value::Percent(d) => Field::amount(number, Amount::Percent, d),
-            Value::Record(value) => Field::Record { number, value },
-            Value::Str(value) => Field::Str {
-                number,
-                value: Box::new(value),
-            },
-            value => Field::Other {
-                number,
-                value: Box::new(value),
-            },
-        }
-    }
-
-    /// An amount, packed when its mantissa fits 64 bits and it comes back
-    /// bit for bit (a negative zero does not), else boxed.
-    fn amount(number: u16, kind: Amount, d: Decimal) -> Field {
-        let packed = i64::try_from(d.mantissa())
-            .ok()
-            .zip(u8::try_from(d.scale()).ok())
-            .filter(|&(m, scale)| {
-                Decimal::try_from_i128_with_scale(i128::from(m), u32::from(scale))
-                    .is_ok_and(|back| back.serialize() == d.serialize())
-            });
-        match packed {
-            Some((mantissa, scale)) => Field::Amount {
-                number,
-                kind,
-                scale,
-                mantissa,
-            },
-            None => Field::Other {
-                number,
-                value: Box::new(kind.value(d)),
-            },
-        }
-    }
-
-    /// Its number in the profile's schema.
-    fn number(&self) -> u16 {
-        match self {
-            Field::Bool { number, .. }
-            | Field::Int { number, .. }
-            | Field::Time { number, .. }
-            | Field::Duration { number, .. }
-            | Field::Date { number, .. }
-            | Field::Amount { number, .. }
-            | Field::Record { number, .. }
-            | Field::Str { number, .. }
-            | Field::Other { number, .. } => *number,
-        }
-    }
-
-    /// Its value.
-    fn value(&self) -> Value {
-        match self {
-            Field::Bool { value, .. } => Value::Bool(*value),
-            Field::Int { value, .. } => Value::Int(*value),
-            Field::Time { value, .. } => Value::Time(*value),
-            Field::Duration { value, .. } => Value::Duration(*value),
-            Field::Date { value, .. } => Value::Date(*value),
-            Field::Amount {
-                kind,
-                scale,
-                mantissa,
-                ..
-            } => kind.value(
-                // Checked when packed: it comes back as it went in.
-                Decimal::try_from_i128_with_scale(i128::from(*mantissa), u32::from(*scale))
-                    .unwrap_or_default(),
-            ),
-            Field::Record { value, .. } => Value::Record(value.clone()),
-            Field::Str { value, .. } => Value::Str(Arc::clone(value)),
-            Field::Other { value, .. } => (**value).clone(),
-        }
-    }
-}
-
-/// A profile: the fields that are set, by number. Serialized as the whole
-/// [`Record`] it stands for, so the checkpoint's layout is the record's
-/// (written and read straight from the set fields: a customer's row is
-/// written at each checkpoint that changed it, and a frozen customer's at
-/// every freeze, so no whole record is built for it).
-#[derive(Clone, Debug, PartialEq)]
+/// A profile: the fields that are set, packed (see the module's comment).
+/// Serialized as the whole [`Record`] it stands for, so the checkpoint's
+/// layout is the record's (written and read straight from the set fields:
+/// a customer's row is written at each checkpoint that changed it, and a
+/// frozen customer's at every freeze, so no whole record is built for it).
+#[derive(Clone)]
 pub struct Profile {
-    /// The profile's schema.
-    schema: u32,
-    /// How many fields the schema has.
-    len: u32,
-    /// The set fields, by increasing number. Boxed, not a vector: a
-    /// profile gains its fields in its first calls and then keeps them.
-    set: Box<[Field]>,
+    /// The schema and the number of fields as varints, then the set fields.
+    /// Boxed, not a vector: a profile gains its fields in its first calls
+    /// and then keeps them, mostly rewriting them in place.
+    bytes: Box<[u8]>,
+    /// The values of the fields of kind [`kind::SIDE`], in field order.
+    side: ThinVec<Value>,
 }
 
 impl Profile {
     /// A profile of schema `schema` with these field values, in order.
     pub fn new(schema: u32, fields: impl IntoIterator<Item = Value>) -> Profile {
         let mut len = 0u32;
-        let set: Vec<Field> = (0u16..)
+        let set: Vec<(u16, Value)> = (0u16..)
             .zip(fields)
             .inspect(|_| len += 1)
             .filter(|(_, v)| !v.is_none())
-            .map(|(number, value)| Field::new(number, value))
             .collect();
-        Profile {
-            schema,
-            len,
-            set: exact(set),
+        Profile::of_set(schema, len, set)
+    }
+
+    /// A profile of `len` fields of which `set` (in increasing number, none
+    /// of them `none`) are set.
+    fn of_set(schema: u32, len: u32, set: Vec<(u16, Value)>) -> Profile {
+        let mut bytes = Vec::new();
+        put_varint(&mut bytes, u64::from(schema));
+        put_varint(&mut bytes, u64::from(len));
+        let mut side = ThinVec::new();
+        for (number, value) in set {
+            let (written, beside) = encode(number, value);
+            bytes.extend_from_slice(written.as_slice());
+            side.extend(beside);
         }
+        side.shrink_to_fit();
+        Profile {
+            bytes: bytes.into_boxed_slice(),
+            side,
+        }
+    }
+
+    /// The schema, the number of fields, and where the set fields start.
+    #[inline]
+    fn header(&self) -> (u32, u32, usize) {
+        let mut pos = 0;
+        let mut next = || {
+            varint(&self.bytes, &mut pos)
+                .and_then(|v| u32::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let schema = next();
+        let len = next();
+        (schema, len, pos)
+    }
+
+    /// The set fields, in order.
+    fn entries(&self) -> Entries<'_> {
+        Entries {
+            bytes: &self.bytes,
+            pos: self.header().2,
+            side: 0,
+        }
+    }
+
+    /// The set fields' numbers and values, in order.
+    fn fields(&self) -> impl Iterator<Item = (u16, Value)> + '_ {
+        self.entries().map(|e| (e.number, self.value_of(&e)))
     }
 
     /// How many fields the profile has, set or not.
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.header().1 as usize
     }
 
     /// Whether the profile has no fields at all.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
-    /// Where field `number` is in `set`, or where it would go.
-    fn find(&self, number: u16) -> Result<usize, usize> {
-        self.set.binary_search_by_key(&number, Field::number)
+    /// Field `number` when set (`Some(None)` when unset); `None` for a
+    /// number beyond the profile's fields.
+    fn entry(&self, number: usize) -> Option<Option<Entry>> {
+        let (_, len, pos) = self.header();
+        if number >= len as usize {
+            return None;
+        }
+        let number = u16::try_from(number).ok()?;
+        let entries = Entries {
+            bytes: &self.bytes,
+            pos,
+            side: 0,
+        };
+        Some(
+            entries
+                .take_while(|e| e.number <= number)
+                .find(|e| e.number == number),
+        )
+    }
+
+    /// An entry's payload read as a signed varint.
+    fn int_of(&self, e: &Entry, skip: usize) -> i64 {
+        let mut pos = e.payload + skip;
+        varint(&self.bytes, &mut pos).map_or(0, unzigzag)
+    }
+
+    /// An entry's text, when it is a text or a zone.
+    fn str_of(&self, e: &Entry) -> Option<&str> {
+        std::str::from_utf8(self.bytes.get(e.payload..e.end)?).ok()
+    }
+
+    /// An entry's value.
+    fn value_of(&self, e: &Entry) -> Value {
+        let amount = |scale: Option<&u8>| {
+            // Checked when written: it comes back as it went in.
+            Decimal::try_from_i128_with_scale(
+                i128::from(self.int_of(e, 1)),
+                u32::from(scale.copied().unwrap_or(0)),
+            )
+            .unwrap_or_default()
+        };
+        let scale = self.bytes.get(e.payload);
+        match e.kind {
+            kind::FALSE => Value::Bool(false),
+            kind::TRUE => Value::Bool(true),
+            kind::INT => Value::Int(self.int_of(e, 0)),
+            kind::TIME => Value::Time(self.int_of(e, 0)),
+            kind::DURATION => Value::Duration(self.int_of(e, 0)),
+            kind::DATE => Value::Date(i32::try_from(self.int_of(e, 0)).unwrap_or(0)),
+            kind::TIME_OF_DAY => Value::TimeOfDay(u16::try_from(self.int_of(e, 0)).unwrap_or(0)),
+            kind::DECIMAL => Value::Decimal(amount(scale)),
+            kind::MONEY => Value::Money(amount(scale)),
+            kind::PERCENT => Value::Percent(amount(scale)),
+            kind::STR => Value::Str(Arc::from(self.str_of(e).unwrap_or_default())),
+            kind::ZONE => Value::Timezone(Arc::from(self.str_of(e).unwrap_or_default())),
+            _ => self.side.get(e.side).cloned().unwrap_or(Value::None),
+        }
     }
 
     /// Field `number`'s value (`none` when unset); `None` for a number
     /// beyond the profile's fields.
     pub fn get(&self, number: usize) -> Option<Value> {
-        Some(self.field(number)?.map_or(Value::None, Field::value))
-    }
-
-    /// Field `number` when set (`Some(None)` when unset); `None` for a
-    /// number beyond the profile's fields.
-    fn field(&self, number: usize) -> Option<Option<&Field>> {
-        if number >= self.len() {
-            return None;
-        }
-        let number = u16::try_from(number).ok()?;
-        Some(self.find(number).ok().and_then(|i| self.set.get(i)))
+        Some(
+            self.entry(number)?
+                .map_or(Value::None, |e| self.value_of(&e)),
+        )
     }
 
     /// Whether field `number` is set (to anything but `none`).
     pub fn is_set(&self, number: usize) -> bool {
-        self.field(number).flatten().is_some()
+        self.entry(number).flatten().is_some()
     }
 
     /// Field `number`'s text, when it holds one: read in place, where
-    /// [`Profile::get`] would count one more holder of it.
+    /// [`Profile::get`] would copy it.
     pub fn text(&self, number: usize) -> Option<&str> {
-        match self.field(number)?? {
-            Field::Str { value, .. } => Some(value),
+        let e = self.entry(number)??;
+        match (e.kind, self.side.get(e.side)) {
+            (kind::STR, _) => self.str_of(&e),
+            (kind::SIDE, Some(Value::Str(s))) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Whether field `number` holds the text `text` (compared in place).
+    pub fn holds_text(&self, number: usize, text: &str) -> bool {
+        match self.entry(number).flatten() {
+            Some(e) if e.kind == kind::STR => {
+                self.bytes.get(e.payload..e.end) == Some(text.as_bytes())
+            }
+            Some(e) if e.kind == kind::SIDE => {
+                matches!(self.side.get(e.side), Some(Value::Str(s)) if **s == *text)
+            }
+            _ => false,
         }
     }
 
     /// Field `number`'s record, when it holds one (read in place).
     pub fn record(&self, number: usize) -> Option<&Arc<Record>> {
-        match self.field(number)?? {
-            Field::Record { value, .. } => Some(value),
+        let e = self.entry(number)??;
+        match (e.kind, self.side.get(e.side)) {
+            (kind::SIDE, Some(Value::Record(r))) => Some(r),
             _ => None,
         }
     }
@@ -261,58 +469,102 @@ impl Profile {
         if number >= self.len() {
             return false;
         }
-        match (self.find(n), value.is_none()) {
-            (Ok(i), false) => {
-                if let Some(f) = self.set.get_mut(i) {
-                    *f = Field::new(n, value);
+        // Where the field is, or where it would go.
+        let next = self.entries().find(|e| e.number >= n);
+        let found = next.filter(|e| e.number == n);
+        let (start, end, side_at) = match next {
+            Some(e) if e.number == n => (e.start, e.end, e.side),
+            Some(e) => (e.start, e.start, e.side),
+            None => (self.bytes.len(), self.bytes.len(), self.side.len()),
+        };
+        let was_side = found.is_some_and(|e| e.kind == kind::SIDE);
+        let (written, side) = if value.is_none() {
+            (Encoded::empty(), None)
+        } else {
+            encode(n, value)
+        };
+        let new = written.as_slice();
+        match self.bytes.get_mut(start..end) {
+            // Most writes (a new instant, a count) keep the field's length:
+            // in place, without a new block.
+            Some(old) if old.len() == new.len() => old.copy_from_slice(new),
+            _ => {
+                let mut bytes = Vec::with_capacity(self.bytes.len() - (end - start) + new.len());
+                bytes.extend_from_slice(self.bytes.get(..start).unwrap_or_default());
+                bytes.extend_from_slice(new);
+                bytes.extend_from_slice(self.bytes.get(end..).unwrap_or_default());
+                self.bytes = bytes.into_boxed_slice();
+            }
+        }
+        match (was_side, side) {
+            (true, Some(v)) => {
+                if let Some(slot) = self.side.get_mut(side_at) {
+                    *slot = v;
                 }
             }
-            (Ok(i), true) => {
-                let mut set = std::mem::take(&mut self.set).into_vec();
-                set.remove(i);
-                self.set = set.into_boxed_slice();
+            (true, None) => {
+                if side_at < self.side.len() {
+                    self.side.remove(side_at);
+                    self.side.shrink_to_fit();
+                }
             }
-            (Err(i), false) => {
-                // One more at a time: a profile gains its fields in the first
-                // few calls and then keeps them, and spare room would be
-                // kept for ever (exactly one more, so boxing moves nothing).
-                let mut set = std::mem::take(&mut self.set).into_vec();
-                set.reserve_exact(1);
-                set.insert(i, Field::new(n, value));
-                self.set = set.into_boxed_slice();
+            (false, Some(v)) => {
+                // Exactly one more: spare room would be kept for ever.
+                self.side.reserve_exact(1);
+                self.side.insert(side_at.min(self.side.len()), v);
             }
-            (Err(_), true) => {}
+            (false, None) => {}
         }
         true
     }
 
     /// The whole record, every field in order.
     pub fn to_record(&self) -> Record {
-        let mut fields = vec![Value::None; self.len()];
-        for f in &self.set {
-            if let Some(slot) = fields.get_mut(usize::from(f.number())) {
-                *slot = f.value();
+        let (schema, len, _) = self.header();
+        let mut fields = vec![Value::None; len as usize];
+        for (number, value) in self.fields() {
+            if let Some(slot) = fields.get_mut(usize::from(number)) {
+                *slot = value;
             }
         }
-        Record {
-            schema: self.schema,
-            fields,
-        }
+        Record { schema, fields }
     }
 
     /// Drops the last field (a checkpoint test's damage).
     #[cfg(test)]
     pub(crate) fn drop_last_field(&mut self) {
-        self.len = self.len.saturating_sub(1);
-        let mut set = std::mem::take(&mut self.set).into_vec();
-        set.retain(|f| u32::from(f.number()) < self.len);
-        self.set = set.into_boxed_slice();
+        let (schema, len, _) = self.header();
+        let len = len.saturating_sub(1);
+        let set = self.fields().filter(|(n, _)| u32::from(*n) < len).collect();
+        *self = Profile::of_set(schema, len, set);
     }
 }
 
-/// `v` without spare room, boxed.
-fn exact<T>(v: Vec<T>) -> Box<[T]> {
-    v.into_boxed_slice()
+/// Profiles are equal when they have the same schema and fields and their
+/// set fields hold equal values, as [`Value`]s compare (`1.0` and `1.00`).
+impl PartialEq for Profile {
+    fn eq(&self, other: &Profile) -> bool {
+        let (a, b) = (self.header(), other.header());
+        a.0 == b.0 && a.1 == b.1 && self.fields().eq(other.fields())
+    }
+}
+
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// The set fields as a map from number to value.
+        struct Set<'a>(&'a Profile);
+        impl std::fmt::Debug for Set<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_map().entries(self.0.fields()).finish()
+            }
+        }
+        let (schema, len, _) = self.header();
+        f.debug_struct("Profile")
+            .field("schema", &schema)
+            .field("len", &len)
+            .field("set", &Set(self))
+            .finish()
+    }
 }
 
 impl From<Record> for Profile {
@@ -327,7 +579,7 @@ impl Serialize for Profile {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut st = serializer.serialize_struct("Record", 2)?;
-        st.serialize_field("schema", &self.schema)?;
+        st.serialize_field("schema", &self.header().0)?;
         st.serialize_field("fields", &AllFields(self))?;
         st.end()
     }
@@ -340,11 +592,12 @@ impl Serialize for AllFields<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let p = self.0;
-        let mut seq = serializer.serialize_seq(Some(p.len()))?;
-        let mut set = p.set.iter().peekable();
-        for n in 0..p.len {
-            match set.next_if(|f| u32::from(f.number()) == n) {
-                Some(f) => seq.serialize_element(&f.value())?,
+        let len = p.header().1;
+        let mut seq = serializer.serialize_seq(Some(len as usize))?;
+        let mut set = p.entries().peekable();
+        for n in 0..len {
+            match set.next_if(|e| u32::from(e.number) == n) {
+                Some(e) => seq.serialize_element(&p.value_of(&e))?,
                 None => seq.serialize_element(&Value::None)?,
             }
         }
@@ -377,7 +630,7 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
             .next_element::<SetFields>()?
             .ok_or_else(|| A::Error::invalid_length(1, &self))?
             .0;
-        Ok(Profile { schema, len, set })
+        Ok(Profile::of_set(schema, len, set))
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Profile, A::Error> {
@@ -394,12 +647,13 @@ impl<'de> serde::de::Visitor<'de> for ProfileVisitor {
         }
         let schema = schema.ok_or_else(|| A::Error::missing_field("schema"))?;
         let (len, set) = fields.ok_or_else(|| A::Error::missing_field("fields"))?;
-        Ok(Profile { schema, len, set })
+        Ok(Profile::of_set(schema, len, set))
     }
 }
 
-/// A record's fields read as a profile keeps them: how many, and the set ones.
-struct SetFields((u32, Box<[Field]>));
+/// A record's fields read as a profile keeps them: how many, and the set
+/// ones with their numbers.
+struct SetFields((u32, Vec<(u16, Value)>));
 
 impl<'de> Deserialize<'de> for SetFields {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -423,11 +677,11 @@ impl<'de> Deserialize<'de> for SetFields {
                         let number = u16::try_from(len).map_err(|_| {
                             A::Error::custom("a profile of more than 65,536 fields")
                         })?;
-                        set.push(Field::new(number, value));
+                        set.push((number, value));
                     }
                     len += 1;
                 }
-                Ok(SetFields((len, exact(set))))
+                Ok(SetFields((len, set)))
             }
         }
         deserializer.deserialize_seq(Fields)
@@ -456,7 +710,7 @@ mod tests {
             }
         );
         assert!(p.set(1, Value::None));
-        assert_eq!(p.set.len(), 2, "a none is not kept");
+        assert_eq!(p.entries().count(), 2, "a none is not kept");
         assert_eq!(p.get(1), Some(Value::None));
     }
 
@@ -479,8 +733,31 @@ mod tests {
     }
 
     #[test]
-    fn a_set_field_takes_sixteen_bytes() {
-        assert_eq!(std::mem::size_of::<Field>(), 16);
+    fn a_purchase_historys_profile_takes_about_a_hundred_bytes() {
+        // What every customer of a store's order history holds: the numbers
+        // are the standard profile's (email, first name, consent, the order
+        // counts and instants, subscribed).
+        let consent = Value::Record(Arc::new(Record {
+            schema: 2,
+            fields: vec![Value::Bool(true), Value::None, Value::None],
+        }));
+        let mut fields = vec![Value::None; 29];
+        fields[0] = Value::str("c-1040213@shop.example");
+        fields[2] = Value::str("Margarethe");
+        fields[21] = consent;
+        fields[22] = Value::Int(3);
+        fields[23] = Value::Money(Decimal::new(24_850, 2));
+        fields[24..28].fill(Value::Time(1_767_571_200));
+        fields[28] = Value::Bool(true);
+        let mut p = Profile::new(0, fields);
+        assert_eq!(std::mem::size_of::<Profile>(), 24);
+        assert_eq!(p.bytes.len(), 89, "{:?}", p.bytes);
+        assert_eq!(p.side.len(), 1, "the consent record, shared");
+        // A new instant of the same length is written in place.
+        let block = p.bytes.as_ptr();
+        assert!(p.set(25, Value::Time(1_767_657_600)));
+        assert_eq!(p.bytes.as_ptr(), block);
+        assert_eq!(p.get(25), Some(Value::Time(1_767_657_600)));
     }
 
     #[test]
@@ -509,10 +786,11 @@ mod tests {
                 fields: vec![Value::Bool(true)],
             })),
             Value::List(Arc::from(vec![Value::Int(1)])),
+            Value::str(&"é".repeat(200)),
         ];
         let n = values.len();
         let profile = Profile::new(7, values.clone());
-        assert_eq!(profile.set.len(), n);
+        assert_eq!(profile.entries().count(), n);
         for (i, v) in values.iter().enumerate() {
             let back = profile.get(i).unwrap();
             assert_eq!(&back, v, "field {i}");
@@ -523,7 +801,8 @@ mod tests {
                 "field {i}"
             );
         }
-        let packed = |i: usize| matches!(profile.set[i], Field::Amount { .. });
+        let kinds: Vec<u8> = profile.entries().map(|e| e.kind).collect();
+        let packed = |i: usize| kinds[i] != kind::SIDE;
         assert!(packed(5) && packed(6) && packed(7) && packed(10));
         assert!(!packed(8), "a mantissa beyond 64 bits is boxed");
         assert!(!packed(9), "a negative zero is boxed");
@@ -531,5 +810,85 @@ mod tests {
         assert_eq!(profile.text(12), None, "a zone is not a text");
         assert!(profile.record(14).is_some() && profile.record(0).is_none());
         assert!(profile.is_set(3) && profile.text(n).is_none());
+        assert_eq!(
+            profile.text(16).map(str::len),
+            Some(400),
+            "a long text, beside"
+        );
+        assert_eq!(
+            profile.side.len(),
+            5,
+            "two wide amounts, the record, the list, the long text"
+        );
+    }
+
+    /// A value of any kind, or `none`.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::None),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<i64>().prop_map(Value::Time),
+            any::<i32>().prop_map(Value::Date),
+            any::<u16>().prop_map(Value::TimeOfDay),
+            (any::<i64>(), 0u32..29).prop_map(|(m, s)| Value::Money(Decimal::new(m, s))),
+            (any::<u128>(), 0u32..29).prop_map(|(m, s)| {
+                Value::Decimal(Decimal::from_i128_with_scale((m >> 32) as i128, s))
+            }),
+            ".{0,20}".prop_map(|s: String| Value::str(&s)),
+            "[a-z]{250,260}".prop_map(|s: String| Value::str(&s)),
+            ".{0,3}".prop_map(|s: String| Value::Timezone(Arc::from(s))),
+            any::<i64>().prop_map(|i| Value::List(Arc::from(vec![Value::Int(i)]))),
+            any::<bool>().prop_map(|b| Value::Record(Arc::new(Record {
+                schema: 1,
+                fields: vec![Value::Bool(b)],
+            }))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any sequence of writes leaves the profile reading as a plain
+        /// record that took the same writes, bit for bit, and stored and
+        /// read back the same.
+        #[test]
+        fn a_profile_reads_as_the_record_that_took_the_same_writes(
+            first in proptest::collection::vec(any_value(), 0..12),
+            writes in proptest::collection::vec((0usize..14, any_value()), 0..40),
+        ) {
+            let mut model = Record { schema: 4, fields: first.clone() };
+            let mut p = Profile::new(4, first);
+            for (n, v) in writes {
+                let inside = n < model.fields.len();
+                proptest::prop_assert_eq!(p.set(n, v.clone()), inside);
+                if let Some(slot) = model.fields.get_mut(n) {
+                    *slot = v;
+                }
+                let back = p.to_record();
+                proptest::prop_assert_eq!(
+                    postcard::to_allocvec(&back).unwrap(),
+                    postcard::to_allocvec(&model).unwrap()
+                );
+                for (i, want) in model.fields.iter().enumerate() {
+                    proptest::prop_assert_eq!(p.get(i), Some(want.clone()));
+                    proptest::prop_assert_eq!(p.is_set(i), !want.is_none());
+                    let text = match want {
+                        Value::Str(s) => Some(&**s),
+                        _ => None,
+                    };
+                    proptest::prop_assert_eq!(p.text(i), text);
+                    if let Some(t) = text {
+                        proptest::prop_assert!(p.holds_text(i, t));
+                        let other = format!("{t}.");
+                        proptest::prop_assert!(!p.holds_text(i, &other));
+                    }
+                }
+                let stored = postcard::to_allocvec(&p).unwrap();
+                proptest::prop_assert_eq!(&stored, &postcard::to_allocvec(&model).unwrap());
+                let read: Profile = postcard::from_bytes(&stored).unwrap();
+                proptest::prop_assert_eq!(&read, &p);
+                proptest::prop_assert_eq!(&read.bytes, &p.bytes);
+            }
+        }
     }
 }
