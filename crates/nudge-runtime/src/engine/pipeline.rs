@@ -105,7 +105,9 @@ impl Machine<'_> {
             .origin()
             .unwrap_or(&super::known(&self.customers, c).key);
         let key = super::send_key(&flow.name, &flow.version, who, number, step);
-        let verdict = self.verdict(id, sender, msg, &key);
+        // Hashed once: the verdict checks it and the send notes it.
+        let fingerprint = crate::dedupe::fingerprint(&key);
+        let verdict = self.verdict(id, sender, msg, &key, fingerprint);
         // Every decision names the recipient's zone, so a timeline can show local times.
         let recipient_zone = self.zone(c, Some(msg.channel)).name().to_string();
         let record =
@@ -231,7 +233,7 @@ impl Machine<'_> {
                     message: out,
                 });
                 if let Some(inst) = self.instances.get_mut(id) {
-                    inst.note_sent(crate::dedupe::fingerprint(&key));
+                    inst.note_sent(fingerprint);
                 }
                 let sent = super::customer::Sent {
                     at: self.now,
@@ -278,6 +280,7 @@ impl Machine<'_> {
         from: Sender,
         msg: &nudge_bytecode::Message,
         key: &str,
+        fingerprint: u128,
     ) -> Verdict {
         let Sender {
             release: r,
@@ -400,7 +403,7 @@ impl Machine<'_> {
         if self
             .instances
             .get(id)
-            .is_some_and(|i| i.has_sent(crate::dedupe::fingerprint(key)))
+            .is_some_and(|i| i.has_sent(fingerprint))
         {
             return stop(Outcome::Duplicate, SendReason::IdempotencyKey);
         }
