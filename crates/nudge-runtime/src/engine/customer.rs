@@ -633,13 +633,23 @@ impl Traits {
 
     /// Sets a time trait to `at` (milliseconds; the trait keeps the whole
     /// second, as every time value of the language), or only fills it when
-    /// `only_if_unset`.
-    pub fn stamp(&self, profile: &mut Profile, field: Option<u16>, at: i64, only_if_unset: bool) {
-        if let Some(v) = self.get(profile, field)
-            && (!only_if_unset || v.is_none())
-        {
-            self.set(profile, field, Value::Time(at.div_euclid(1000)));
+    /// `only_if_unset`. Returns whether the trait changed.
+    pub fn stamp(
+        &self,
+        profile: &mut Profile,
+        field: Option<u16>,
+        at: i64,
+        only_if_unset: bool,
+    ) -> bool {
+        let Some(old) = self.get(profile, field) else {
+            return false;
+        };
+        let new = Value::Time(at.div_euclid(1000));
+        if (only_if_unset && !old.is_none()) || old == new {
+            return false;
         }
+        self.set(profile, field, new);
+        true
     }
 }
 

@@ -1566,9 +1566,7 @@ impl<'b> Machine<'b> {
             }
         }
         for (field, only_if_unset) in [(t.last_seen_at, false), (t.created_at, true)] {
-            let before = t.get(&cust.profile, field);
-            t.stamp(&mut cust.profile, field, at, only_if_unset);
-            changed |= before != t.get(&cust.profile, field);
+            changed |= t.stamp(&mut cust.profile, field, at, only_if_unset);
         }
         if let Some((schema, Value::Record(r))) = event {
             let s = bundle.schema(*schema);
