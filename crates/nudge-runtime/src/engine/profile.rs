@@ -104,15 +104,6 @@ impl Encoded {
     }
 }
 
-/// Appends `v` as a LEB128 varint.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Reads a LEB128 varint at `*pos`, moving past it. Field numbers, the
 /// header and small counts take one byte: that case is read in line.
 #[inline]
@@ -300,9 +291,10 @@ impl Profile {
     /// A profile of `len` fields of which `set` (in increasing number, none
     /// of them `none`) are set.
     fn of_set(schema: u32, len: u32, set: Vec<(u16, Value)>) -> Profile {
-        let mut bytes = Vec::new();
-        put_varint(&mut bytes, u64::from(schema));
-        put_varint(&mut bytes, u64::from(len));
+        let mut header = Encoded::empty();
+        header.varint(u64::from(schema));
+        header.varint(u64::from(len));
+        let mut bytes = header.as_slice().to_vec();
         let mut side = ThinVec::new();
         for (number, value) in set {
             let (written, beside) = encode(number, value);
@@ -368,7 +360,8 @@ impl Profile {
     /// The first set field numbered `number` or more, reading from `pos`
     /// (where a field starts). Every lookup runs this: fields numbered
     /// below 128 (all of the standard profile's) are skipped by their first
-    /// and third bytes alone.
+    /// and third bytes alone (written out rather than as `Entries::find`,
+    /// which counted 1.1% more instructions for the whole replay).
     #[inline]
     fn seek(&self, mut pos: usize, number: u16) -> Option<Entry> {
         let bytes = &*self.bytes;
