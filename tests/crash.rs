@@ -71,25 +71,42 @@ fn finish_like(command: Command, reference: &serde_json::Value, kills: usize) ->
     summary
 }
 
-/// Starts [`KILLS`] runs of `command` one after the other, killing each
-/// with SIGKILL at a random moment (`seed`) of an uninterrupted run's
-/// length `took`, unless it finished first; returns how many were killed.
-fn kill_at_random(command: impl Fn() -> Command, took: Duration, seed: u64) -> usize {
+/// Starts [`KILLS`] runs of `command` in `dir` one after the other,
+/// killing each with SIGKILL at a random moment (`seed`) of an
+/// uninterrupted run's length `took`, unless it finished first; returns how
+/// many were killed.
+fn kill_at_random(
+    dir: &Path,
+    command: impl Fn() -> Command,
+    mut took: Duration,
+    seed: u64,
+) -> usize {
     let mut rng = Lcg(seed);
     let mut kills = 0;
     let mut completed = 0;
+    // The state the runs start from, to start again from when the first
+    // runs outpace the reference run (a loaded machine times it slow).
+    let start = dir.with_extension("start");
+    copy_tree(dir, &start);
     for _ in 0..KILLS {
         let mut child = command().stdout(Stdio::null()).spawn().unwrap();
         // Anywhere from the start to a little past a whole run's length;
-        // until a run has been killed, within its length. (Once a run has
-        // finished, later runs start from its checkpoint and end at once,
-        // so a first run that outlived its wait would leave nothing to kill.)
+        // until a run has been killed, within its length.
         let span = if kills == 0 { 9 } else { 11 };
         let wait = rng.below(took.as_millis() as u64 * span / 10 + 1);
         std::thread::sleep(Duration::from_millis(wait));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL on Unix
             kills += 1;
+        } else if kills == 0 {
+            completed += 1;
+            // A finished run leaves the next ones nothing to do but end
+            // at once from its checkpoint, so nothing would be killed
+            // mid-run: start again from the first state, with this run's
+            // wait as the new bound on its length.
+            std::fs::remove_dir_all(dir).unwrap();
+            copy_tree(&start, dir);
+            took = Duration::from_millis(wait);
         } else {
             // It finished first; later runs then crash while rebuilding.
             completed += 1;
@@ -98,6 +115,20 @@ fn kill_at_random(command: impl Fn() -> Command, took: Duration, seed: u64) -> u
     }
     assert!(kills > 0, "no run was killed ({completed} finished first)");
     kills
+}
+
+/// Copies everything under `from` to `to`, the hidden state folder too.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }
 
 #[test]
@@ -144,7 +175,7 @@ fn killed_and_restarted(shuffle: Option<(usize, usize)>) {
     assert!(reference_outbox.len() > 50, "the stream should send plenty");
 
     let dir = project(tmp.path(), "crashy", &events, window);
-    let kills = kill_at_random(|| command(&dir), took, 0x5eed);
+    let kills = kill_at_random(&dir, || command(&dir), took, 0x5eed);
     // The last run is left to finish.
     finish_like(command(&dir), &reference, kills);
     let got = outbox_by_key(&dir.join(".nudge/outbox.jsonl"));
@@ -257,7 +288,7 @@ fn killed_and_restarted_clock_steps_in_parts_end_like_an_uninterrupted_one() {
     let reference_outbox = outbox_by_key(&reference_dir.join(".nudge/outbox.jsonl"));
 
     let dir = win_back_store(tmp.path(), "crashy", &events);
-    let kills = kill_at_random(|| until(&dir), took, 0x57e9);
+    let kills = kill_at_random(&dir, || until(&dir), took, 0x57e9);
     finish_like(until(&dir), &reference, kills);
     assert_eq!(
         outbox_by_key(&dir.join(".nudge/outbox.jsonl")),
@@ -309,7 +340,7 @@ fn killed_and_restarted_releases_of_held_sends_deliver_each_once() {
     assert_eq!(reference_outbox.len() as u64, sent_before + released);
 
     let dir = held("crashy");
-    let kills = kill_at_random(|| release(&dir), took, 0x7e1e);
+    let kills = kill_at_random(&dir, || release(&dir), took, 0x7e1e);
     finish_like(release(&dir), &reference, kills);
     assert_eq!(
         outbox(&dir),
