@@ -641,15 +641,7 @@ impl Traits {
         at: i64,
         only_if_unset: bool,
     ) -> bool {
-        let Some(old) = self.get(profile, field) else {
-            return false;
-        };
-        let new = Value::Time(at.div_euclid(1000));
-        if (only_if_unset && !old.is_none()) || old == new {
-            return false;
-        }
-        self.set(profile, field, new);
-        true
+        field.is_some_and(|f| profile.stamp(usize::from(f), at.div_euclid(1000), only_if_unset))
     }
 }
 

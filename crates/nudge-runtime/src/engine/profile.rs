@@ -58,34 +58,29 @@ mod kind {
 /// The longest text kept in line: a field's size is one byte.
 const TEXT_MAX: usize = 255;
 
-/// One field as written, on the stack: at most a 3-byte number, the kind,
-/// the size and 255 bytes of payload.
-struct Encoded {
-    bytes: [u8; 260],
+/// The head of a field as written, on the stack: its number (at most 3
+/// bytes), the kind, the size and a payload of at most 11 bytes (an
+/// amount's scale and a 10-byte varint). A text's bytes follow it straight
+/// from the value, so a write copies no more than it keeps.
+struct Head {
+    bytes: [u8; 16],
     len: usize,
 }
 
-impl Encoded {
-    /// Nothing written (an unset field).
-    fn empty() -> Encoded {
-        Encoded {
-            bytes: [0; 260],
+impl Head {
+    /// Nothing written yet.
+    fn empty() -> Head {
+        Head {
+            bytes: [0; 16],
             len: 0,
         }
     }
 
-    /// Appends a byte (the size bounds what is written: see [`encode`]).
+    /// Appends a byte (what [`encode`] writes fits: see the sizes above).
     fn push(&mut self, b: u8) {
         if let Some(slot) = self.bytes.get_mut(self.len) {
             *slot = b;
             self.len += 1;
-        }
-    }
-
-    /// Appends bytes.
-    fn extend(&mut self, bs: &[u8]) {
-        for &b in bs {
-            self.push(b);
         }
     }
 
@@ -101,6 +96,36 @@ impl Encoded {
     /// What was written.
     fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// One field as written: its head, then a text's bytes, borrowed from the
+/// value (empty for other kinds).
+struct Written<'v> {
+    head: Head,
+    text: &'v [u8],
+    /// Whether the value itself is kept beside the bytes.
+    side: bool,
+}
+
+impl Written<'_> {
+    /// How many bytes the field takes.
+    fn len(&self) -> usize {
+        self.head.len + self.text.len()
+    }
+
+    /// Writes the field over `slot`, which is [`Written::len`] long.
+    fn copy_into(&self, slot: &mut [u8]) {
+        if let Some((head, text)) = slot.split_at_mut_checked(self.head.len) {
+            head.copy_from_slice(self.head.as_slice());
+            text.copy_from_slice(self.text);
+        }
+    }
+
+    /// Appends the field to `out`.
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.head.as_slice());
+        out.extend_from_slice(self.text);
     }
 }
 
@@ -156,20 +181,21 @@ fn packed_amount(d: &Decimal) -> Option<(i64, u8)> {
         })
 }
 
-/// Field `number` holding `value` (never `none`) as written, and the
-/// value itself when it is kept beside the bytes instead.
-fn encode(number: u16, value: Value) -> (Encoded, Option<Value>) {
-    let mut out = Encoded::empty();
-    out.varint(u64::from(number));
-    let head = |out: &mut Encoded, k: u8, size: usize| {
-        out.push(k);
-        out.push(u8::try_from(size).unwrap_or(u8::MAX));
+/// Field `number` holding `value` (never `none`) as written; when
+/// [`Written::side`] says so, the value itself is kept beside the bytes.
+fn encode(number: u16, value: &Value) -> Written<'_> {
+    let mut head = Head::empty();
+    head.varint(u64::from(number));
+    let kind_and_size = |head: &mut Head, k: u8, size: usize| {
+        head.push(k);
+        head.push(u8::try_from(size).unwrap_or(u8::MAX));
     };
     let int_size = |v: u64| (64 - (v | 1).leading_zeros() as usize).div_ceil(7);
-    let (k, int) = match &value {
+    let written = |head, text, side| Written { head, text, side };
+    let (k, int) = match value {
         Value::Bool(b) => {
-            head(&mut out, if *b { kind::TRUE } else { kind::FALSE }, 0);
-            return (out, None);
+            kind_and_size(&mut head, if *b { kind::TRUE } else { kind::FALSE }, 0);
+            return written(head, &[], false);
         }
         Value::Int(v) => (kind::INT, *v),
         Value::Time(v) => (kind::TIME, *v),
@@ -178,9 +204,12 @@ fn encode(number: u16, value: Value) -> (Encoded, Option<Value>) {
         Value::TimeOfDay(v) => (kind::TIME_OF_DAY, i64::from(*v)),
         Value::Str(s) | Value::Timezone(s) if s.len() <= TEXT_MAX => {
             let zone = matches!(value, Value::Timezone(_));
-            head(&mut out, if zone { kind::ZONE } else { kind::STR }, s.len());
-            out.extend(s.as_bytes());
-            return (out, None);
+            kind_and_size(
+                &mut head,
+                if zone { kind::ZONE } else { kind::STR },
+                s.len(),
+            );
+            return written(head, s.as_bytes(), false);
         }
         Value::Decimal(d) | Value::Money(d) | Value::Percent(d)
             if let Some((mantissa, scale)) = packed_amount(d) =>
@@ -190,19 +219,19 @@ fn encode(number: u16, value: Value) -> (Encoded, Option<Value>) {
                 Value::Percent(_) => kind::PERCENT,
                 _ => kind::DECIMAL,
             };
-            head(&mut out, k, 1 + int_size(zigzag(mantissa)));
-            out.push(scale);
-            out.varint(zigzag(mantissa));
-            return (out, None);
+            kind_and_size(&mut head, k, 1 + int_size(zigzag(mantissa)));
+            head.push(scale);
+            head.varint(zigzag(mantissa));
+            return written(head, &[], false);
         }
         _ => {
-            head(&mut out, kind::SIDE, 0);
-            return (out, Some(value));
+            kind_and_size(&mut head, kind::SIDE, 0);
+            return written(head, &[], true);
         }
     };
-    head(&mut out, k, int_size(zigzag(int)));
-    out.varint(zigzag(int));
-    (out, None)
+    kind_and_size(&mut head, k, int_size(zigzag(int)));
+    head.varint(zigzag(int));
+    written(head, &[], false)
 }
 
 /// Where one set field is in a profile's bytes.
@@ -291,15 +320,17 @@ impl Profile {
     /// A profile of `len` fields of which `set` (in increasing number, none
     /// of them `none`) are set.
     fn of_set(schema: u32, len: u32, set: Vec<(u16, Value)>) -> Profile {
-        let mut header = Encoded::empty();
+        let mut header = Head::empty();
         header.varint(u64::from(schema));
         header.varint(u64::from(len));
         let mut bytes = header.as_slice().to_vec();
         let mut side = ThinVec::new();
         for (number, value) in set {
-            let (written, beside) = encode(number, value);
-            bytes.extend_from_slice(written.as_slice());
-            side.extend(beside);
+            let written = encode(number, &value);
+            written.append_to(&mut bytes);
+            if written.side {
+                side.push(value);
+            }
         }
         side.shrink_to_fit();
         Profile {
@@ -476,6 +507,22 @@ impl Profile {
         }
     }
 
+    /// Sets field `number` to the instant `secs` unless it holds that
+    /// instant already or, with `only_if_unset`, any value; whether it
+    /// changed. Read where it is kept: every call stamps a customer's
+    /// `last_seen_at`, and an order two more fields.
+    pub fn stamp(&mut self, number: usize, secs: i64, only_if_unset: bool) -> bool {
+        let Some(found) = self.entry(number) else {
+            return false;
+        };
+        if let Some(e) = found
+            && (only_if_unset || (e.kind == kind::TIME && self.int_of(&e, 0) == secs))
+        {
+            return false;
+        }
+        self.set(number, Value::Time(secs))
+    }
+
     /// Sets field `number` (a `none` unsets it); returns false, changing
     /// nothing, for a number beyond the profile's fields.
     pub fn set(&mut self, number: usize, value: Value) -> bool {
@@ -495,24 +542,27 @@ impl Profile {
             None => (self.bytes.len(), self.bytes.len(), self.side.len()),
         };
         let was_side = found.is_some_and(|e| e.kind == kind::SIDE);
-        let (written, side) = if value.is_none() {
-            (Encoded::empty(), None)
-        } else {
-            encode(n, value)
-        };
-        let new = written.as_slice();
+        let written = (!value.is_none()).then(|| encode(n, &value));
+        let size = written.as_ref().map_or(0, Written::len);
         match self.bytes.get_mut(start..end) {
             // Most writes (a new instant, a count) keep the field's length:
             // in place, without a new block.
-            Some(old) if old.len() == new.len() => old.copy_from_slice(new),
+            Some(old) if old.len() == size => {
+                if let Some(w) = &written {
+                    w.copy_into(old);
+                }
+            }
             _ => {
-                let mut bytes = Vec::with_capacity(self.bytes.len() - (end - start) + new.len());
+                let mut bytes = Vec::with_capacity(self.bytes.len() - (end - start) + size);
                 bytes.extend_from_slice(self.bytes.get(..start).unwrap_or_default());
-                bytes.extend_from_slice(new);
+                if let Some(w) = &written {
+                    w.append_to(&mut bytes);
+                }
                 bytes.extend_from_slice(self.bytes.get(end..).unwrap_or_default());
                 self.bytes = bytes.into_boxed_slice();
             }
         }
+        let side = written.is_some_and(|w| w.side).then_some(value);
         match (was_side, side) {
             (true, Some(v)) => {
                 if let Some(slot) = self.side.get_mut(side_at) {
@@ -865,13 +915,16 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any sequence of writes leaves the profile reading as a plain
-        /// record that took the same writes, bit for bit, and stored and
-        /// read back the same.
+        /// Any sequence of writes and stamps leaves the profile reading as
+        /// a plain record that took the same writes, bit for bit, and
+        /// stored and read back the same.
         #[test]
         fn a_profile_reads_as_the_record_that_took_the_same_writes(
             first in proptest::collection::vec(any_value(), 0..12),
-            writes in proptest::collection::vec((0usize..14, any_value()), 0..40),
+            writes in proptest::collection::vec(
+                (0usize..14, any_value(), proptest::option::of((-2i64..3, proptest::bool::ANY))),
+                0..40,
+            ),
             wide in proptest::bool::ANY,
         ) {
             // Wide: the fields written are numbered around 128, where a
@@ -881,12 +934,24 @@ mod tests {
             fields.extend(first);
             let mut model = Record { schema: 4, fields: fields.clone() };
             let mut p = Profile::new(4, fields);
-            for (n, v) in writes {
+            for (n, v, stamp) in writes {
                 let n = n + pad;
                 let inside = n < model.fields.len();
-                proptest::prop_assert_eq!(p.set(n, v.clone()), inside);
-                if let Some(slot) = model.fields.get_mut(n) {
-                    *slot = v;
+                if let Some((secs, only_if_unset)) = stamp {
+                    // A few instants, so that a stamp often finds its own.
+                    let new = Value::Time(secs);
+                    let changes = model.fields.get_mut(n).filter(|old| {
+                        (!only_if_unset || old.is_none()) && **old != new
+                    });
+                    proptest::prop_assert_eq!(p.stamp(n, secs, only_if_unset), changes.is_some());
+                    if let Some(slot) = changes {
+                        *slot = new;
+                    }
+                } else {
+                    proptest::prop_assert_eq!(p.set(n, v.clone()), inside);
+                    if let Some(slot) = model.fields.get_mut(n) {
+                        *slot = v;
+                    }
                 }
                 let back = p.to_record();
                 proptest::prop_assert_eq!(
