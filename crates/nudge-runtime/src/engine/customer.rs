@@ -242,14 +242,26 @@ static NOTHING_RARE: Rare = Rare {
 impl Customer {
     /// A new customer with the profile's defaults.
     pub fn new(bundle: &Bundle, key: String) -> Customer {
+        Customer::with_profile(key, Customer::fresh_profile(bundle))
+    }
+
+    /// The profile a new customer of `bundle` starts with: every field at
+    /// its default.
+    pub fn fresh_profile(bundle: &Bundle) -> Profile {
         let fields = bundle
             .profile_schema()
             .fields
             .iter()
             .map(|f| f.default.clone().unwrap_or(Value::None));
+        Profile::new(bundle.profile, fields)
+    }
+
+    /// A new customer known as `key` with `profile` (a copy of
+    /// [`Customer::fresh_profile`], which the engine builds once a release).
+    pub fn with_profile(key: String, profile: Profile) -> Customer {
         Customer {
             key: key.into_boxed_str(),
-            profile: Profile::new(bundle.profile, fields),
+            profile,
             events: ThinVec::new(),
             instances: InstanceIds::default(),
             flows: Box::default(),

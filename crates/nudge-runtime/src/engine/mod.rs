@@ -196,6 +196,9 @@ struct Release<'b> {
     /// within constant windows: a `trigger entering` segment is looked at
     /// again as a customer's event leaves one.
     windows: Vec<(u32, i64)>,
+    /// A new customer's profile, copied for each one rather than built
+    /// from the schema's defaults every time.
+    fresh_profile: customer::Profile,
 }
 
 impl<'b> Release<'b> {
@@ -630,6 +633,7 @@ impl<'b> Machine<'b> {
             triggered_by,
             recommends: bundle.calls_recommendations(),
             windows: nudge_bytecode::constant_windows(bundle),
+            fresh_profile: Customer::fresh_profile(bundle),
         }
     }
 
@@ -1418,7 +1422,9 @@ impl<'b> Machine<'b> {
         }
         if !self.customers.contains_key(&c) {
             let key = self.display_id(c);
-            self.customers.insert(c, Customer::new(self.bundle(), key));
+            let profile = rel(&self.releases, self.current()).fresh_profile.clone();
+            self.customers
+                .insert(c, Customer::with_profile(key, profile));
             self.arm_schedules(c);
         }
         true
