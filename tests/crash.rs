@@ -4,7 +4,7 @@
 //! duplicated.
 
 mod common;
-use common::{Lcg, copy_project, outbox_by_key, s, trace_parts};
+use common::{Lcg, copy_project, copy_tree, outbox_by_key, s, trace_parts};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -115,20 +115,6 @@ fn kill_at_random(
     }
     assert!(kills > 0, "no run was killed ({completed} finished first)");
     kills
-}
-
-/// Copies everything under `from` to `to`, the hidden state folder too.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]

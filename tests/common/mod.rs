@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 // Paths as arguments, and fresh copies of the examples, are set up as in
 // every crate's tests.
-pub use nudge_test_support::{copy_example, copy_project, path_str as s};
+pub use nudge_test_support::{copy_example, copy_project, copy_tree, path_str as s};
 
 /// Runs `nudge serve PROJECT --stdin` with `args`, writes `lines` to its
 /// standard input, and checks that it ends well once the input ends.

@@ -13,6 +13,6 @@ pub mod examples;
 pub mod process;
 
 pub use compile::{build, build_project, example_bundle};
-pub use dirs::{copy_example, copy_project, path_str};
+pub use dirs::{copy_example, copy_project, copy_tree, path_str};
 pub use examples::{example_dir, example_dirs, example_events, example_names, examples_root};
 pub use process::text;

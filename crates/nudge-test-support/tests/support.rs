@@ -1,7 +1,8 @@
 //! The shared helpers find the real examples and set up projects as promised.
 
 use nudge_test_support::{
-    build, copy_example, copy_project, example_bundle, example_dirs, example_events, example_names,
+    build, copy_example, copy_project, copy_tree, example_bundle, example_dirs, example_events,
+    example_names,
 };
 
 #[test]
@@ -46,4 +47,18 @@ fn a_copied_example_leaves_hidden_state_behind() {
     copy_project(&project, again.path());
     assert!(again.path().join("nudge.toml").is_file());
     assert!(!again.path().join(".nudge").exists());
+}
+
+#[test]
+fn a_copied_tree_keeps_hidden_state() {
+    let (_tmp, project) = copy_example("cart_recovery");
+    std::fs::create_dir_all(project.join(".nudge/deep")).unwrap();
+    std::fs::write(project.join(".nudge/deep/state.db"), "old state").unwrap();
+    let again = tempfile::tempdir().unwrap();
+    copy_tree(&project, again.path());
+    assert!(again.path().join("nudge.toml").is_file());
+    assert_eq!(
+        std::fs::read_to_string(again.path().join(".nudge/deep/state.db")).unwrap(),
+        "old state"
+    );
 }
