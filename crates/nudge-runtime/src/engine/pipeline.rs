@@ -207,7 +207,7 @@ impl Machine<'_> {
                     }
                 };
                 let out = Outgoing {
-                    at: format_instant_ms(self.now),
+                    at: self.now_text(),
                     flow: flow.name.clone(),
                     flow_version: flow.version.clone(),
                     message: msg.name.clone(),
@@ -253,10 +253,7 @@ impl Machine<'_> {
                     self.log_address_send(address.clone(), c, sent);
                 }
                 let stats = self.stats.flow_mut(&flow.name);
-                *stats
-                    .sends
-                    .entry(msg.channel.name().to_string())
-                    .or_insert(0) += 1;
+                crate::stats::add_one(&mut stats.sends, msg.channel.name());
                 self.count(r, f, Outcome::Sent, None, None);
                 self.record(c, record(Outcome::Sent, None, None));
                 self.unsettled.push(super::Unsettled {

@@ -512,29 +512,43 @@ impl Profile {
     /// changed. Read where it is kept: every call stamps a customer's
     /// `last_seen_at`, and an order two more fields.
     pub fn stamp(&mut self, number: usize, secs: i64, only_if_unset: bool) -> bool {
-        let Some(found) = self.entry(number) else {
+        let Some((n, next)) = self.locate(number) else {
             return false;
         };
-        if let Some(e) = found
+        if let Some(e) = next.filter(|e| e.number == n)
             && (only_if_unset || (e.kind == kind::TIME && self.int_of(&e, 0) == secs))
         {
             return false;
         }
-        self.set(number, Value::Time(secs))
+        // The field was found once: the write starts from there.
+        self.write(n, next, Value::Time(secs));
+        true
     }
 
     /// Sets field `number` (a `none` unsets it); returns false, changing
     /// nothing, for a number beyond the profile's fields.
     pub fn set(&mut self, number: usize, value: Value) -> bool {
-        let Ok(n) = u16::try_from(number) else {
+        let Some((n, next)) = self.locate(number) else {
             return false;
         };
+        self.write(n, next, value);
+        true
+    }
+
+    /// Field `number` as a field number, with the first set field numbered
+    /// that or more (the field itself, or where it would go); `None` for a
+    /// number beyond the profile's fields.
+    fn locate(&self, number: usize) -> Option<(u16, Option<Entry>)> {
+        let n = u16::try_from(number).ok()?;
         let (_, len, pos) = self.header();
         if number >= len as usize {
-            return false;
+            return None;
         }
-        // Where the field is, or where it would go.
-        let next = self.seek(pos, n);
+        Some((n, self.seek(pos, n)))
+    }
+
+    /// Writes field `n`, given what [`Profile::locate`] found for it.
+    fn write(&mut self, n: u16, next: Option<Entry>, value: Value) {
         let found = next.filter(|e| e.number == n);
         let (start, end, side_at) = match next {
             Some(e) if e.number == n => (e.start, e.end, e.side),
@@ -582,7 +596,6 @@ impl Profile {
             }
             (false, None) => {}
         }
-        true
     }
 
     /// The whole record, every field in order.
