@@ -1,5 +1,6 @@
 //! Counters of a run and the summary table printed at its end.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -67,25 +68,21 @@ fn is_zero(n: &u64) -> bool {
 impl FlowStats {
     /// Counts one send decision.
     pub fn decide(&mut self, outcome: Outcome, reason: Option<&str>) {
-        match reason {
-            // A send has no reason: counted under the outcome's name
-            // without building the key again for every send.
-            None => add_one(&mut self.decisions, outcome.name()),
-            Some(_) => add_one(&mut self.decisions, &decision_key(outcome, reason)),
-        }
+        add_one(&mut self.decisions, &decision_key(outcome, reason));
     }
 
     /// Takes back one [`FlowStats::decide`] (a send a host could not hand over).
     pub fn undecide(&mut self, outcome: Outcome, reason: Option<&str>) {
-        take_one(&mut self.decisions, &decision_key(outcome, reason));
+        take_one(&mut self.decisions, &*decision_key(outcome, reason));
     }
 }
 
 /// The key of [`FlowStats::decisions`]: the outcome, and its reason if any.
-fn decision_key(outcome: Outcome, reason: Option<&str>) -> String {
+/// A send has no reason: its key is the outcome's name, not built again.
+fn decision_key(outcome: Outcome, reason: Option<&str>) -> Cow<'static, str> {
     match reason {
-        Some(r) => format!("{}: {r}", outcome.name()),
-        None => outcome.name().to_string(),
+        Some(r) => Cow::Owned(format!("{}: {r}", outcome.name())),
+        None => Cow::Borrowed(outcome.name()),
     }
 }
 

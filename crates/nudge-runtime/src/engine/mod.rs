@@ -2158,8 +2158,9 @@ impl<'b> Machine<'b> {
         let t = &self.traits;
         let email = t.text(&cust.profile, t.email).map(str::to_string);
         let phone = t.text(&cust.profile, t.phone).map(str::to_string);
+        let at = self.now_text();
         self.effects.push(Effect::Membership(Membership {
-            at: format_instant_ms(self.now),
+            at,
             audience: name.to_string(),
             customer,
             action: action.clone(),
