@@ -26,6 +26,9 @@ pub enum OutboxMode {
 pub struct OutboxFile {
     path: PathBuf,
     out: BufWriter<File>,
+    /// A message's line as it is written: kept between messages, so that
+    /// a run of many sends allocates none.
+    line: Vec<u8>,
 }
 
 impl OutboxFile {
@@ -64,6 +67,7 @@ impl OutboxFile {
         Ok(OutboxFile {
             path,
             out: BufWriter::new(file),
+            line: Vec::new(),
         })
     }
 
@@ -95,13 +99,16 @@ impl Plugin for OutboxFile {
     }
 
     fn deliver(&mut self, msg: &Outgoing) -> Result<Receipt, DeliveryError> {
-        let mut line = serde_json::to_vec(msg).map_err(|e| {
+        // Made whole before any of it is written: a message that cannot be
+        // serialized leaves no part of itself in the outbox.
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, msg).map_err(|e| {
             DeliveryError::permanent(1, format!("cannot serialize message as JSON: {e}"))
         })?;
-        line.push(b'\n');
-        self.out
-            .write_all(&line)
-            .map_err(|e| self.io_failure("writing outbox", e))?;
+        self.line.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.line) {
+            return Err(self.io_failure("writing outbox", e));
+        }
         Ok(Receipt::first_try())
     }
 

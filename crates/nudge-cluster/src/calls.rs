@@ -93,6 +93,7 @@ pub fn identifiers(line: &str) -> Result<Identifiers, String> {
     match Decoder::new(bundle, by_wire).decode(line) {
         Decoded::Bad(r) => Err(r.reason),
         Decoded::Call(mut parts) => {
+            let message_id = parts.message_id().map(str::to_string);
             let call = parts.typed();
             let names = call.names;
             let ids = Identifiers {
@@ -103,7 +104,7 @@ pub fn identifiers(line: &str) -> Result<Identifiers, String> {
                     .email
                     .map(|e| e.trim().to_lowercase())
                     .filter(|e| !e.is_empty()),
-                message_id: call.message_id.map(str::to_string),
+                message_id,
                 at: Some(call.at),
             };
             if ids.primary().is_none() {

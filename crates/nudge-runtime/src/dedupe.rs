@@ -184,8 +184,13 @@ impl Dedupe {
     /// Records `message_id`, seen with the clock at `now`; returns false
     /// when it was already seen within the window.
     pub fn first_time(&mut self, message_id: &str, now: i64) -> bool {
+        self.first_seen(fingerprint(message_id), now)
+    }
+
+    /// [`Dedupe::first_time`] for an id's fingerprint, worked out already
+    /// (a replay hashes ids on its decoding thread).
+    pub fn first_seen(&mut self, id: u128, now: i64) -> bool {
         self.turn(now);
-        let id = fingerprint(message_id);
         let first = !self.previous.contains(id) && self.current.insert(id);
         if first && self.log.on {
             self.log.added.push((id, self.generation));

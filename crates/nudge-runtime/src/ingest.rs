@@ -33,6 +33,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::decode::{self, Dropped, MAX_DEPTH, Shape};
+use crate::dedupe::fingerprint;
 use crate::engine::{Applied, Engine, Sink};
 use crate::identity::Names;
 use crate::segment::{
@@ -47,8 +48,10 @@ pub struct TypedCall<'a> {
     pub at: i64,
     /// The identifiers it carries.
     pub names: Names<'a>,
-    /// The sender's unique id for the call, used to drop repeats.
-    pub message_id: Option<&'a str>,
+    /// The fingerprint of the sender's unique id for the call
+    /// ([`crate::dedupe::fingerprint`]), used to drop repeats. A replay
+    /// works it out on its decoding thread, beside the engine's.
+    pub message_id: Option<u128>,
     /// For track and page calls, the event's schema and its record.
     pub event: Option<(u32, Value)>,
     /// For identify calls, the profile fields given, in schema order.
@@ -115,6 +118,9 @@ pub struct Parts<'a> {
     traits: Vec<(u16, Value)>,
     dropped: Vec<Dropped>,
     note: Note,
+    /// The fingerprint of the call's message id, worked out where it was
+    /// decoded.
+    message_id: Option<u128>,
 }
 
 impl<'a> Parts<'a> {
@@ -126,6 +132,11 @@ impl<'a> Parts<'a> {
     /// What was dropped from the call, in path order.
     pub fn dropped(&self) -> &[Dropped] {
         &self.dropped
+    }
+
+    /// The sender's unique id for the call, as given.
+    pub fn message_id(&self) -> Option<&str> {
+        self.checked.message_id.as_deref()
     }
 
     /// The identities the call names.
@@ -153,7 +164,7 @@ impl<'a> Parts<'a> {
         let call = TypedCall {
             at: c.timestamp.timestamp_millis(),
             names: names_of(c, &self.email),
-            message_id: c.message_id.as_deref(),
+            message_id: self.message_id,
             event: self.event.take(),
             traits: std::mem::take(&mut self.traits),
         };
@@ -166,7 +177,7 @@ impl<'a> Parts<'a> {
         TypedCall {
             at: c.timestamp.timestamp_millis(),
             names: names_of(c, &self.email),
-            message_id: c.message_id.as_deref(),
+            message_id: self.message_id,
             event: self.event.take(),
             traits: std::mem::take(&mut self.traits),
         }
@@ -278,6 +289,7 @@ impl<'e> Decoder<'e> {
             note,
         } = self.finish(&checked, body);
         decode::sort_dropped(&mut dropped);
+        let message_id = checked.message_id.as_deref().map(fingerprint);
         Decoded::Call(Parts {
             checked,
             email,
@@ -285,6 +297,7 @@ impl<'e> Decoder<'e> {
             traits,
             dropped,
             note,
+            message_id,
         })
     }
 

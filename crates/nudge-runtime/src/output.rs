@@ -22,6 +22,9 @@ pub struct FileSink {
     audiences: HashMap<String, BufWriter<File>>,
     sync: Option<AudienceSyncer>,
     error: Option<String>,
+    /// A trace record's line as it is written: kept between records, so
+    /// that a run writing one per send allocates none.
+    line: Vec<u8>,
 }
 
 /// An ad-platform plugin fed with a host's membership changes. A failure
@@ -130,6 +133,7 @@ impl FileSink {
             audiences: HashMap::new(),
             sync: None,
             error: None,
+            line: Vec::new(),
         })
     }
 
@@ -223,8 +227,15 @@ impl Sink for FileSink {
         let Some(t) = &mut self.trace else {
             return;
         };
-        let line = serde_json::to_string(&record).map_err(|e| e.to_string());
-        let res = line.and_then(|l| writeln!(t, "{l}").map_err(|e| e.to_string()));
+        // The line is made whole before any of it is written, so a record
+        // that cannot be serialized leaves no part of itself in the trace.
+        self.line.clear();
+        let res = serde_json::to_writer(&mut self.line, &record)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.line.push(b'\n');
+                t.write_all(&self.line).map_err(|e| e.to_string())
+            });
         if let Err(e) = res {
             self.keep_error(format!("trace: {e}"));
         }

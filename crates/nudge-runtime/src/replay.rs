@@ -301,8 +301,8 @@ fn apply_ready<S: Sink>(
 struct Spent {
     /// Lines applied.
     _lines: Vec<DecodedLine>,
-    /// Events the engine let go of meanwhile.
-    _history: LetGo,
+    /// Events the engine let go of meanwhile; their room goes back.
+    history: LetGo,
 }
 
 /// Lines in time order on their way to the engine's thread, decoded a
@@ -313,6 +313,8 @@ struct Batches<'d> {
     out: std::sync::mpsc::SyncSender<Vec<(u64, Ready)>>,
     /// What the engine's thread is done with, to drop.
     spent: std::sync::mpsc::Receiver<Spent>,
+    /// The room of the history dropped, back to the engine's thread.
+    rooms: std::sync::mpsc::Sender<LetGo>,
     /// The engine's thread stopped taking batches (it panicked).
     closed: bool,
 }
@@ -331,8 +333,10 @@ impl Batches<'_> {
     /// Hands the batch being filled over, after dropping what the engine's
     /// thread is done with.
     fn send(&mut self) {
-        while let Ok(spent) = self.spent.try_recv() {
-            drop(spent);
+        while let Ok(mut spent) = self.spent.try_recv() {
+            spent.history.empty();
+            // A closed channel means the engine's thread is done.
+            drop(self.rooms.send(spent.history));
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         if !batch.is_empty() && self.out.send(batch).is_err() {
@@ -359,6 +363,7 @@ fn replay_lines<S: Sink>(
     let schemas = engine.schemas();
     let (out, decoded) = std::sync::mpsc::sync_channel(IN_FLIGHT);
     let (spent_out, spent) = std::sync::mpsc::channel();
+    let (rooms, rooms_back) = std::sync::mpsc::channel();
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             let mut batches = Batches {
@@ -366,6 +371,7 @@ fn replay_lines<S: Sink>(
                 batch: Vec::with_capacity(BATCH),
                 out,
                 spent,
+                rooms,
                 closed: false,
             };
             read_in_order(lines, horizon, window, &mut batches)
@@ -377,9 +383,12 @@ fn replay_lines<S: Sink>(
             for (number, ready) in batch {
                 applied.extend(apply_ready(engine, number, ready, &mut rejected));
             }
+            while let Ok(room) = rooms_back.try_recv() {
+                engine.reuse_let_go(room);
+            }
             let spent = Spent {
                 _lines: applied,
-                _history: engine.take_let_go(),
+                history: engine.take_let_go(),
             };
             // Once the reading thread is done, dropped here.
             drop(spent_out.send(spent));

@@ -84,7 +84,10 @@ fn tree(bundle: &Bundle, by_wire: &HashMap<String, u32>, line: &str) -> String {
     let typed = TypedCall {
         at: call.timestamp.timestamp_millis(),
         names: Names::of(&call),
-        message_id: call.message_id.as_deref(),
+        message_id: call
+            .message_id
+            .as_deref()
+            .map(nudge_runtime::dedupe::fingerprint),
         event,
         traits,
     };

@@ -170,6 +170,61 @@ fn history_let_go_is_handed_to_whoever_asks_and_dropped_by_the_engine_otherwise(
 }
 
 #[test]
+fn the_room_of_history_let_go_is_used_again_once_handed_back_empty() {
+    let b = bundle(SOURCE);
+    let mut e = engine(&b);
+    let apply = |e: &mut Engine<'_, MemorySink>, line: String| {
+        nudge_runtime::ingest::apply_line(e, &line).expect("applied");
+    };
+    for i in 0..100 {
+        apply(
+            &mut e,
+            track(&format!("c{i}"), "Order Completed", "2026-02-01T00:00:00Z"),
+        );
+    }
+    assert!(e.take_let_go().is_empty());
+    // A day and more later, every purchase goes at once.
+    apply(
+        &mut e,
+        track("u3", "Product Viewed", "2026-02-03T00:00:00Z"),
+    );
+    let mut swept = e.take_let_go();
+    assert_eq!(swept.len(), 100);
+    let room = swept.room();
+    let one_more = |e: &mut Engine<'_, MemorySink>, day: u32| {
+        apply(
+            e,
+            track(
+                "u2",
+                "Order Completed",
+                &format!("2026-02-{day:02}T12:00:00Z"),
+            ),
+        );
+        apply(
+            e,
+            track(
+                "u3",
+                "Product Viewed",
+                &format!("2026-02-{:02}T12:01:00Z", day + 1),
+            ),
+        );
+        e.take_let_go()
+    };
+    // Emptied and given back, its room holds the next events let go of.
+    swept.empty();
+    assert!(swept.is_empty());
+    e.reuse_let_go(swept);
+    let next = one_more(&mut e, 3);
+    assert_eq!(next.len(), 1);
+    assert_eq!(next.room(), room);
+    // Given back with its events, it is not taken: they are the host's to drop.
+    e.reuse_let_go(next);
+    let fresh = one_more(&mut e, 5);
+    assert_eq!(fresh.len(), 1);
+    assert!(fresh.room() < room, "{} against {room}", fresh.room());
+}
+
+#[test]
 fn without_forgetting_only_read_kinds_are_stored() {
     let b = bundle(SOURCE);
     let mut e = Engine::new(

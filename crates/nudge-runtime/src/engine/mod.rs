@@ -1127,7 +1127,7 @@ impl<'b> Machine<'b> {
             TypedCall {
                 at,
                 names: Names::of(call),
-                message_id: call.message_id.as_deref(),
+                message_id: call.message_id.as_deref().map(crate::dedupe::fingerprint),
                 event,
                 traits,
             },
@@ -1171,7 +1171,7 @@ impl<'b> Machine<'b> {
         self.new_input();
         self.now = self.now.max(at);
         if let Some(id) = message_id
-            && !self.dedupe.first_time(id, self.now)
+            && !self.dedupe.first_seen(id, self.now)
         {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
@@ -1336,6 +1336,21 @@ impl<'b> Machine<'b> {
     pub fn take_let_go(&mut self) -> LetGo {
         self.unasked = 0;
         LetGo(std::mem::take(&mut self.let_go))
+    }
+
+    /// Takes back the room of a [`LetGo`] its host has emptied, for what
+    /// is let go of next. A sweep lets go of tens of thousands of events
+    /// at once; a list grown afresh for each one is made of pages the
+    /// kernel must clear first.
+    pub fn reuse_let_go(&mut self, room: LetGo) {
+        let room = room.0;
+        if room.is_empty()
+            && self.let_go.is_empty()
+            && room.capacity() > self.let_go.capacity()
+            && room.capacity() <= LET_GO_ROOM
+        {
+            self.let_go = room;
+        }
     }
 
     /// Works out, per event schema, the earliest instant a rule may still
@@ -2281,7 +2296,22 @@ impl LetGo {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// How many events it has room for without growing.
+    pub fn room(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Drops the events it holds and keeps their room, to be handed back
+    /// to the engine ([`Machine::reuse_let_go`]).
+    pub fn empty(&mut self) {
+        self.0.clear();
+    }
 }
+
+/// The most events whose room an engine keeps between sweeps (see
+/// [`Machine::reuse_let_go`]): about 12 MB.
+const LET_GO_ROOM: usize = 1 << 18;
 
 impl Keep<'_> {
     /// Takes what no rule can read any more out of `cust`'s history (its
