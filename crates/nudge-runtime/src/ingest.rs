@@ -121,12 +121,14 @@ pub struct Parts<'a> {
     /// The fingerprint of the call's message id, worked out where it was
     /// decoded.
     message_id: Option<u128>,
+    /// The call's time in milliseconds, worked out there too.
+    at: i64,
 }
 
 impl<'a> Parts<'a> {
     /// The call's time, in milliseconds since the epoch.
     pub fn at(&self) -> i64 {
-        self.checked.timestamp.timestamp_millis()
+        self.at
     }
 
     /// What was dropped from the call, in path order.
@@ -162,7 +164,7 @@ impl<'a> Parts<'a> {
         };
         let c = &self.checked;
         let call = TypedCall {
-            at: c.timestamp.timestamp_millis(),
+            at: self.at,
             names: names_of(c, &self.email),
             message_id: self.message_id,
             event: self.event.take(),
@@ -175,7 +177,7 @@ impl<'a> Parts<'a> {
     pub fn typed(&mut self) -> TypedCall<'_> {
         let c = &self.checked;
         TypedCall {
-            at: c.timestamp.timestamp_millis(),
+            at: self.at,
             names: names_of(c, &self.email),
             message_id: self.message_id,
             event: self.event.take(),
@@ -290,6 +292,7 @@ impl<'e> Decoder<'e> {
         } = self.finish(&checked, body);
         decode::sort_dropped(&mut dropped);
         let message_id = checked.message_id.as_deref().map(fingerprint);
+        let at = checked.timestamp.timestamp_millis();
         Decoded::Call(Parts {
             checked,
             email,
@@ -298,6 +301,7 @@ impl<'e> Decoder<'e> {
             dropped,
             note,
             message_id,
+            at,
         })
     }
 

@@ -359,11 +359,19 @@ impl Machine<'_> {
         let rule = DateRule { offset, yearly, at };
         let priority = self.flow_of(self.current(), f).priority;
         let key = self.key_of(self.current(), f);
-        let tz = self.zone(c, None);
         let now = secs(self.now);
-        let cust = super::known_mut(&mut self.customers, c);
-        let base = cust.profile.get(field as usize).as_ref().and_then(Base::of);
-        let mem = cust.flow(key);
+        let base = super::known(&self.customers, c)
+            .profile
+            .get(field as usize)
+            .as_ref()
+            .and_then(Base::of);
+        // Reading the zone reads the profile's `timezone` and parses it: on
+        // every order of a win-back, for a rule that does not need it.
+        let tz = match base {
+            Some(b) if rule.reads_zone(b) => self.zone(c, None),
+            _ => chrono_tz::UTC,
+        };
+        let mem = super::known_mut(&mut self.customers, c).flow(key);
         mem.generation = mem.generation.wrapping_add(1) & !YEARLY;
         let generation = mem.generation | if yearly { YEARLY } else { 0 };
         let (last, next) = match base {
@@ -468,6 +476,12 @@ impl DateRule {
                 Some(instant_of(local, tz))
             }
         }
+    }
+
+    /// Whether the times of a date counted from `base` depend on the
+    /// recipient's zone: not for a plain offset from an instant.
+    pub(crate) fn reads_zone(self, base: Base) -> bool {
+        self.yearly || self.at.is_some() || matches!(base, Base::Date(_))
     }
 
     /// The trigger's last occurrence at or before `now` and its first after
@@ -608,6 +622,42 @@ mod tests {
                 Some(t("2026-12-27T14:00:00Z"))
             )
         );
+    }
+
+    #[test]
+    fn a_rule_reads_the_zone_only_when_its_times_depend_on_it() {
+        let t = |s: &str| parse_time(s).unwrap();
+        let now = t("2026-01-05T10:00:00Z");
+        let (tokyo, la) = (Tz::Asia__Tokyo, Tz::America__Los_Angeles);
+        let order = Base::Time(t("2025-12-20T23:30:00Z"));
+        let plain = DateRule {
+            offset: 90 * 86_400,
+            yearly: false,
+            at: None,
+        };
+        // A plain offset from an instant is the same instant in every zone,
+        // so the engine does not read the customer's.
+        assert!(!plain.reads_zone(order));
+        assert_eq!(
+            plain.around(order, tokyo, now),
+            plain.around(order, la, now)
+        );
+        let at_nine = DateRule {
+            at: Some(9 * 60),
+            ..plain
+        };
+        let yearly = DateRule {
+            yearly: true,
+            ..plain
+        };
+        let birthday = Base::Date(NaiveDate::from_ymd_opt(1990, 1, 3).unwrap().to_epoch_days());
+        for (rule, base) in [(at_nine, order), (plain, birthday)] {
+            assert!(rule.reads_zone(base), "{rule:?} from {base:?}");
+            assert_ne!(rule.around(base, tokyo, now), rule.around(base, la, now));
+        }
+        // An anniversary is a local date: the same instant across a change
+        // of the clocks only when the zone has one.
+        assert!(yearly.reads_zone(order));
     }
 
     #[test]
