@@ -45,6 +45,11 @@ fn engine(b: &nudge_bytecode::Bundle) -> Engine<'_, MemorySink> {
     Engine::new(b, MemorySink::default(), config, i64::MIN)
 }
 
+/// Applies one line, which must be taken.
+fn apply(e: &mut Engine<'_, MemorySink>, line: String) {
+    nudge_runtime::ingest::apply_line(e, &line).expect("applied");
+}
+
 fn feed(e: &mut Engine<'_, MemorySink>, lines: &[String]) {
     replay::replay(
         e,
@@ -126,9 +131,6 @@ fn unread_kinds_are_not_stored_and_exit_kinds_live_as_long_as_their_readers() {
 fn history_let_go_is_handed_to_whoever_asks_and_dropped_by_the_engine_otherwise() {
     let b = bundle(SOURCE);
     let mut e = engine(&b);
-    let apply = |e: &mut Engine<'_, MemorySink>, line: String| {
-        nudge_runtime::ingest::apply_line(e, &line).expect("applied");
-    };
     // A purchase is kept for the lateness bound (a day), then let go.
     apply(
         &mut e,
@@ -173,9 +175,6 @@ fn history_let_go_is_handed_to_whoever_asks_and_dropped_by_the_engine_otherwise(
 fn the_room_of_history_let_go_is_used_again_once_handed_back_empty() {
     let b = bundle(SOURCE);
     let mut e = engine(&b);
-    let apply = |e: &mut Engine<'_, MemorySink>, line: String| {
-        nudge_runtime::ingest::apply_line(e, &line).expect("applied");
-    };
     for i in 0..100 {
         apply(
             &mut e,
